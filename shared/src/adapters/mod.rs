@@ -1,0 +1,1 @@
+//! Adapters: the ports implemented over SQLite (embedded engine) and DynamoDB/SQS (AWS engine).

@@ -1,0 +1,89 @@
+//! The unit of work on the events queue: one item of one change of one entry of a webhook POST.
+//!
+//! Ingest splits every delivery into events without interpreting them beyond what it needs for
+//! the dedupe key, and keeps each item's raw JSON exactly as Meta sent it, so consumers (and
+//! later versions of them) can read fields we do not model yet. The JSON form of `Event` is the
+//! queue message body; `v` versions it.
+
+use serde::{Deserialize, Serialize};
+use serde_json::value::RawValue;
+
+/// Current version of the queue message body.
+pub const EVENT_VERSION: u8 = 1;
+
+/// What an event is. Unknown fields and unknown message types become `Unknown` with their raw
+/// JSON: kept and shown, never rejected or silently dropped.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum EventKind {
+    /// `messages` field, `messages[]` item of a type we model (including `system`).
+    Message,
+    /// `messages` field, `statuses[]` item: the fate of a message we sent.
+    Status,
+    /// `message_template_status_update`.
+    TemplateStatus,
+    /// `phone_number_quality_update`.
+    QualityUpdate,
+    /// `user_preferences` (marketing stop/resume).
+    UserPreference,
+    /// `account_update`.
+    AccountUpdate,
+    /// Anything else: other fields, unknown message types, webhook-level `errors[]`, groups.
+    Unknown,
+}
+
+impl EventKind {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            EventKind::Message => "message",
+            EventKind::Status => "status",
+            EventKind::TemplateStatus => "template_status",
+            EventKind::QualityUpdate => "quality_update",
+            EventKind::UserPreference => "user_preference",
+            EventKind::AccountUpdate => "account_update",
+            EventKind::Unknown => "unknown",
+        }
+    }
+}
+
+/// One event, as it travels on the queue.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct Event {
+    /// Body version, [`EVENT_VERSION`].
+    pub v: u8,
+    /// Dedupe key, stable across Meta's retries of the same delivery (see `webhook::split`).
+    pub key: String,
+    pub kind: EventKind,
+    /// `changes[].field` as Meta sent it.
+    pub field: String,
+    /// `entry[].id`: the WhatsApp Business Account id.
+    pub waba_id: String,
+    /// `entry[].time` when present (template, quality and account updates carry it).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub entry_time: Option<i64>,
+    /// `value.metadata.phone_number_id`: which of the business's numbers this concerns.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub phone_number_id: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub display_phone_number: Option<String>,
+    /// For messages: the `value.contacts[]` item describing the sender (profile name, wa_id,
+    /// user_id, username), raw.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub contact: Option<Box<RawValue>>,
+    /// The item itself (a message, a status, the change value...), raw as received.
+    pub item: Box<RawValue>,
+    /// When ingest accepted it, Unix milliseconds.
+    pub received_at: i64,
+}
+
+impl Event {
+    /// The queue message body.
+    pub fn to_json(&self) -> String {
+        // Serialising a struct of strings, numbers and already-valid raw JSON cannot fail.
+        serde_json::to_string(self).expect("event serialises")
+    }
+
+    pub fn from_json(body: &str) -> Result<Event, serde_json::Error> {
+        serde_json::from_str(body)
+    }
+}

@@ -1,0 +1,19 @@
+//! wabridge core: the WhatsApp webhook model, domain types, ports (narrow traits) and the
+//! adapters that implement them (SQLite for the embedded engine; DynamoDB and SQS for AWS).
+//!
+//! Every function (the Lambdas and the local `wabridge` binary) is a thin wiring of adapters to
+//! the services defined here.
+
+pub mod adapters;
+pub mod api;
+pub mod config;
+pub mod dedupe;
+pub mod error;
+pub mod event;
+pub mod http;
+pub mod inbox;
+pub mod ingest;
+pub mod queue;
+pub mod redact;
+pub mod signature;
+pub mod webhook;

@@ -1,0 +1,1 @@
+//! Webhook signatures (`X-Hub-Signature-256`). Filled in by the ingest work.
