@@ -7,6 +7,7 @@
 pub mod adapters;
 pub mod api;
 pub mod config;
+pub mod consumer;
 pub mod dedupe;
 pub mod error;
 pub mod event;
