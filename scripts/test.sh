@@ -1,0 +1,54 @@
+#!/usr/bin/env bash
+# Runs every test, on a fresh machine too: installs what the tests need (a Python venv with
+# moto's server and the infra linters, Prism from npm), starts the services on free loopback
+# ports, runs the infra checks, then `cargo test --workspace --all-targets`.
+# Exits non-zero on any failure; the servers are stopped on exit whatever happens.
+#
+#   bash scripts/test.sh                 # everything
+#   bash scripts/test.sh -- -p ingest    # extra arguments go to `cargo test` (after --)
+set -euo pipefail
+
+ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
+cd "$ROOT"
+export WABRIDGE_ROOT="$ROOT"
+# shellcheck source=scripts/services.sh
+source "$ROOT/scripts/services.sh"
+
+cargo_args=()
+if [[ "${1:-}" == "--" ]]; then
+    shift
+    cargo_args=("$@")
+fi
+
+started=$SECONDS
+trap 'status=$?; wabridge_stop_services; exit $status' EXIT
+trap 'exit 130' INT TERM
+
+# Meta's OpenAPI spec lives beside the checkout (../shared); tests find it through this variable.
+spec="${WHATSAPP_OPENAPI_SPEC:-$ROOT/../shared/specs/whatsapp-business-messaging-api_v23.0.yaml}"
+if [[ ! -f "$spec" ]]; then
+    wabridge_die "Meta's OpenAPI spec not found at $spec: the shared/ folder must sit beside this checkout (or set WHATSAPP_OPENAPI_SPEC)"
+fi
+export WHATSAPP_OPENAPI_SPEC="$(cd "$(dirname "$spec")" && pwd)/$(basename "$spec")"
+
+command -v cargo >/dev/null || wabridge_die "cargo is required (https://rustup.rs)"
+
+wabridge_venv
+export VIRTUAL_ENV="$WABRIDGE_VENV"
+export PATH="$WABRIDGE_VENV/bin:$PATH"
+wabridge_npm
+
+wabridge_start_moto
+wabridge_start_prism
+# Tests that need moto (or Prism) fail instead of skipping when it is missing.
+export WABRIDGE_REQUIRE_SERVICES=1
+
+if [[ -f "$ROOT/infra/check.sh" ]]; then
+    wabridge_log "infra checks (infra/check.sh)"
+    bash "$ROOT/infra/check.sh"
+fi
+
+wabridge_log "cargo test --workspace --all-targets ${cargo_args[*]}"
+cargo test --workspace --all-targets "${cargo_args[@]}"
+
+wabridge_log "all tests passed in $((SECONDS - started)) s"
