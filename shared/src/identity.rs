@@ -1,0 +1,465 @@
+//! Identities of WhatsApp users and the store that maps every one of them to ONE contact.
+//!
+//! A person reaches us as a phone number (Meta's `wa_id`, or any spelling a CRM holds), as a
+//! business-scoped user id (BSUID, `CC.…`), or both. The same phone has several spellings:
+//!
+//! - Mexico: Meta's `wa_id` keeps the old mobile `1` (`521 55 1234 5678`), people type
+//!   `+52 1 55…`, `+52 55…` or local `044 55…` / `045 55…`; since 2019 the E.164 number is
+//!   `+52` + 10 digits, without the `1`.
+//! - Argentina: mobiles are `+54 9 <area> <number>` internationally (`wa_id` `549…`), but
+//!   `0<area> 15 <number>` locally and often stored as `+54 <area> <number>` without the `9`.
+//! - Brazil: mobiles gained a 9th digit (`+55 11 9xxxx xxxx`); old records and some `wa_id`s
+//!   still have 8-digit subscriber numbers (`+55 11 xxxx xxxx`).
+//!
+//! [`Phone`] parses any of these into a canonical [`E164`] (what we show and send to CRMs) and a
+//! [`Phone::key`] that is equal for every spelling of the same line, so identity lookups collide.
+
+use std::fmt;
+
+use async_trait::async_trait;
+use serde::{Deserialize, Serialize};
+use thiserror::Error;
+
+use crate::error::StoreError;
+
+/// Why an identity was refused.
+#[derive(Debug, Clone, PartialEq, Eq, Error)]
+pub enum IdentityError {
+    #[error("not a phone number: {0}")]
+    NotAPhone(String),
+    #[error("not a valid phone number for its country: {0}")]
+    InvalidPhone(String),
+    #[error("not a BSUID (expected CC.<1-128 alphanumerics>): {0}")]
+    NotABsuid(String),
+}
+
+/// A phone number in canonical E.164 form (`+` and 8 to 15 digits), after the country quirks
+/// above were applied (Mexico without the `1`, Argentine mobiles with the `9`, Brazilian mobiles
+/// with the 9th digit).
+#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+#[serde(try_from = "String", into = "String")]
+pub struct E164(String);
+
+impl E164 {
+    /// Parses and validates a number people typed (international, or national with
+    /// `default_region`, an ISO 3166 alpha-2 code such as `MX`). Strict: the number must be
+    /// valid for its country according to libphonenumber's metadata.
+    pub fn parse(input: &str, default_region: Option<&str>) -> Result<E164, IdentityError> {
+        let phone = Phone::parse_with(input, default_region, true)?;
+        Ok(phone.e164)
+    }
+
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+
+    /// Digits without the `+`.
+    pub fn digits(&self) -> &str {
+        &self.0[1..]
+    }
+}
+
+impl TryFrom<String> for E164 {
+    type Error = IdentityError;
+    fn try_from(value: String) -> Result<Self, Self::Error> {
+        let ok = value.starts_with('+')
+            && (9..=16).contains(&value.len())
+            && value[1..].bytes().all(|b| b.is_ascii_digit())
+            && !value[1..].starts_with('0');
+        if ok {
+            Ok(E164(value))
+        } else {
+            Err(IdentityError::NotAPhone(value))
+        }
+    }
+}
+
+impl From<E164> for String {
+    fn from(value: E164) -> String {
+        value.0
+    }
+}
+
+impl fmt::Display for E164 {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+/// A phone identity: the canonical E.164 number, the lookup key shared by all its spellings, and
+/// Meta's raw `wa_id` when it came from a webhook.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Phone {
+    pub e164: E164,
+    /// Equal for every spelling of the same line (see [`Phone::key`]).
+    key: String,
+    /// Meta's `wa_id` exactly as received, when this phone came from Meta.
+    pub wa_id: Option<String>,
+}
+
+impl Phone {
+    /// A `wa_id` (or `from`, `recipient_id`) from a webhook: digits with the country code, no
+    /// `+`. Lenient: Meta's ids are accepted even where libphonenumber's metadata lags behind
+    /// (new ranges, test numbers), as long as they are 8 to 15 digits.
+    pub fn from_wa_id(wa_id: &str) -> Result<Phone, IdentityError> {
+        let digits = wa_id.trim().trim_start_matches('+');
+        if !(8..=15).contains(&digits.len()) || !digits.bytes().all(|b| b.is_ascii_digit()) {
+            return Err(IdentityError::NotAPhone(wa_id.to_string()));
+        }
+        let mut phone = match Phone::parse_with(&format!("+{digits}"), None, false) {
+            Ok(p) => p,
+            Err(_) => Phone {
+                e164: E164(format!("+{digits}")),
+                key: digits.to_string(),
+                wa_id: None,
+            },
+        };
+        phone.wa_id = Some(wa_id.to_string());
+        Ok(phone)
+    }
+
+    /// Any spelling people type; `default_region` (ISO alpha-2) for national formats. Strict
+    /// validation (see [`E164::parse`]).
+    pub fn parse(input: &str, default_region: Option<&str>) -> Result<Phone, IdentityError> {
+        Phone::parse_with(input, default_region, true)
+    }
+
+    fn parse_with(
+        input: &str,
+        default_region: Option<&str>,
+        strict: bool,
+    ) -> Result<Phone, IdentityError> {
+        let not_a_phone = || IdentityError::NotAPhone(input.to_string());
+        let trimmed = input.trim();
+        if trimmed.is_empty() || trimmed.len() > 40 {
+            return Err(not_a_phone());
+        }
+        let region = default_region
+            .map(|r| {
+                r.trim()
+                    .to_ascii_uppercase()
+                    .parse::<phonenumber::country::Id>()
+            })
+            .transpose()
+            .map_err(|_| not_a_phone())?;
+        let mut text: String = trimmed.to_string();
+        // Mexican local mobile prefixes 044 (local) and 045 (long distance) were dialled before the
+        // 10-digit number; `01` was the long-distance prefix of landlines.
+        if region == Some(phonenumber::country::Id::MX) && !text.starts_with('+') {
+            let digits: String = text.chars().filter(char::is_ascii_digit).collect();
+            for prefix in ["044", "045", "01"] {
+                if digits.len() == 10 + prefix.len() && digits.starts_with(prefix) {
+                    text = digits[prefix.len()..].to_string();
+                    break;
+                }
+            }
+        }
+        let parsed = phonenumber::parse(region, &text).map_err(|_| not_a_phone())?;
+        let code = parsed.code().value();
+        let national = national_digits(&parsed);
+        let (e164_national, key_national) = canonical(code, &national);
+        let e164 = E164::try_from(format!("+{code}{e164_national}")).map_err(|_| not_a_phone())?;
+        if strict {
+            let check = phonenumber::parse(None, e164.as_str()).map_err(|_| not_a_phone())?;
+            if !check.is_valid() {
+                return Err(IdentityError::InvalidPhone(input.to_string()));
+            }
+        }
+        Ok(Phone {
+            e164,
+            key: format!("{code}{key_national}"),
+            wa_id: None,
+        })
+    }
+
+    /// The lookup key: country code + national number with the quirky digits removed (Mexico's
+    /// mobile `1`, Argentina's mobile `9`, Brazil's 9th digit), so all spellings collide.
+    pub fn key(&self) -> &str {
+        &self.key
+    }
+
+    pub fn identity_key(&self) -> IdentityKey {
+        IdentityKey::Phone(self.key.clone())
+    }
+}
+
+/// National significant number as digits, with the leading zeros Italy and a few others keep.
+fn national_digits(number: &phonenumber::PhoneNumber) -> String {
+    let n = number.national();
+    format!("{}{}", "0".repeat(n.zeros() as usize), n.value())
+}
+
+/// (national part of the canonical E.164, national part of the lookup key).
+fn canonical(code: u16, national: &str) -> (String, String) {
+    match code {
+        // Mexico: drop the legacy mobile `1` (`1` + 10 digits).
+        52 if national.len() == 11 && national.starts_with('1') => {
+            (national[1..].to_string(), national[1..].to_string())
+        }
+        // Argentina: mobiles are `9` + 10 digits; the key drops the `9`. A local number written
+        // with the `15` mobile prefix (`<area> 15 <number>`) that libphonenumber did not rewrite
+        // is recognised by its 12-digit length.
+        54 if national.len() == 11 && national.starts_with('9') => {
+            (national.to_string(), national[1..].to_string())
+        }
+        54 if national.len() == 12 => {
+            for area in 2..=4 {
+                if &national[area..area + 2] == "15" {
+                    let base = format!("{}{}", &national[..area], &national[area + 2..]);
+                    return (format!("9{base}"), base);
+                }
+            }
+            (national.to_string(), national.to_string())
+        }
+        // Brazil: DDD (2 digits) + subscriber. Mobiles have 9 digits starting with 9 today; old
+        // 8-digit mobiles start with 6-9. The key keeps the last 8 digits of mobiles; the E.164
+        // number always carries the 9th digit.
+        55 if national.len() == 11 && national.as_bytes()[2] == b'9' => (
+            national.to_string(),
+            format!("{}{}", &national[..2], &national[3..]),
+        ),
+        55 if national.len() == 10 && matches!(national.as_bytes()[2], b'6'..=b'9') => (
+            format!("{}9{}", &national[..2], &national[2..]),
+            national.to_string(),
+        ),
+        _ => (national.to_string(), national.to_string()),
+    }
+}
+
+/// A business-scoped user id: `CC.` + 1 to 128 alphanumerics, or the parent form `CC.ENT.…`.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(try_from = "String", into = "String")]
+pub struct Bsuid(String);
+
+impl Bsuid {
+    pub fn parse(input: &str) -> Result<Bsuid, IdentityError> {
+        let err = || IdentityError::NotABsuid(input.to_string());
+        let (cc, rest) = input.split_once('.').ok_or_else(err)?;
+        if cc.len() != 2 || !cc.bytes().all(|b| b.is_ascii_uppercase()) {
+            return Err(err());
+        }
+        let id = rest.strip_prefix("ENT.").unwrap_or(rest);
+        if id.is_empty() || id.len() > 128 || !id.bytes().all(|b| b.is_ascii_alphanumeric()) {
+            return Err(err());
+        }
+        Ok(Bsuid(input.to_string()))
+    }
+
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+
+    /// Whether this is the parent (enterprise-wide) form `CC.ENT.…`.
+    pub fn is_parent(&self) -> bool {
+        self.0[3..].starts_with("ENT.")
+    }
+
+    pub fn identity_key(&self) -> IdentityKey {
+        IdentityKey::Bsuid(self.0.clone())
+    }
+}
+
+impl TryFrom<String> for Bsuid {
+    type Error = IdentityError;
+    fn try_from(value: String) -> Result<Self, Self::Error> {
+        Bsuid::parse(&value)
+    }
+}
+
+impl From<Bsuid> for String {
+    fn from(value: Bsuid) -> String {
+        value.0
+    }
+}
+
+impl fmt::Display for Bsuid {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+/// A key of the identity store.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub enum IdentityKey {
+    /// [`Phone::key`].
+    Phone(String),
+    /// A BSUID as received.
+    Bsuid(String),
+}
+
+impl IdentityKey {
+    /// Storage form: `phone:<key>` or `bsuid:<id>`.
+    pub fn as_string(&self) -> String {
+        match self {
+            IdentityKey::Phone(k) => format!("phone:{k}"),
+            IdentityKey::Bsuid(k) => format!("bsuid:{k}"),
+        }
+    }
+
+    pub fn from_stored(s: &str) -> Option<IdentityKey> {
+        if let Some(k) = s.strip_prefix("phone:") {
+            Some(IdentityKey::Phone(k.to_string()))
+        } else {
+            s.strip_prefix("bsuid:")
+                .map(|k| IdentityKey::Bsuid(k.to_string()))
+        }
+    }
+}
+
+/// Result of [`IdentityStore::resolve`].
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Resolved {
+    pub contact_id: String,
+    /// Whether this call created the contact (no key was known).
+    pub created: bool,
+}
+
+/// Maps every identity key to one contact id.
+///
+/// Rules every adapter keeps:
+/// - `resolve` returns the contact of the first known key (keys are given in priority order:
+///   phone, then BSUID), links the unknown keys to it, and never steals a key linked to another
+///   contact; when no key is known it creates ONE contact even if two callers race (conditional
+///   writes: the loser reads the winner's contact);
+/// - `move_key` relinks a key to the contact of another one (number change), and unlinks the old
+///   key so a future owner of the old number becomes a new contact.
+#[async_trait]
+pub trait IdentityStore: Send + Sync {
+    /// The contact of a key, if linked.
+    async fn lookup(&self, key: &IdentityKey) -> Result<Option<String>, StoreError>;
+    /// Finds or creates the contact of these keys (at least one). `new_id` is used when a contact
+    /// is created.
+    async fn resolve(&self, keys: &[IdentityKey], new_id: &str) -> Result<Resolved, StoreError>;
+    /// Links `to` to the contact currently holding `from` and unlinks `from`. When `from` is
+    /// unknown, `to` is resolved as usual (creating a contact with `new_id` if needed). Returns
+    /// the contact id. Idempotent: moving again after a completed move is a no-op.
+    async fn move_key(
+        &self,
+        from: &IdentityKey,
+        to: &IdentityKey,
+        new_id: &str,
+    ) -> Result<String, StoreError>;
+}
+
+/// A fresh contact id (UUID v7: sortable by creation).
+pub fn new_contact_id() -> String {
+    uuid::Uuid::now_v7().to_string()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn key(input: &str, region: Option<&str>) -> String {
+        Phone::parse(input, region).unwrap().key().to_string()
+    }
+
+    #[test]
+    fn mexico_spellings_collide_and_drop_the_mobile_one() {
+        let wa = Phone::from_wa_id("5215512345678").unwrap();
+        assert_eq!(wa.e164.as_str(), "+525512345678");
+        assert_eq!(wa.wa_id.as_deref(), Some("5215512345678"));
+        let k = wa.key().to_string();
+        assert_eq!(key("+52 1 55 1234 5678", None), k);
+        assert_eq!(key("+52 55 1234 5678", None), k);
+        assert_eq!(key("044 55 1234 5678", Some("MX")), k);
+        assert_eq!(key("045 55 1234 5678", Some("MX")), k);
+        assert_eq!(key("55 1234 5678", Some("mx")), k);
+        assert_eq!(
+            Phone::parse("044 55 1234 5678", Some("MX"))
+                .unwrap()
+                .e164
+                .as_str(),
+            "+525512345678"
+        );
+        assert_eq!(Phone::from_wa_id("525512345678").unwrap().key(), k);
+    }
+
+    #[test]
+    fn argentina_spellings_collide_and_keep_the_mobile_nine() {
+        let wa = Phone::from_wa_id("5491123456789").unwrap();
+        assert_eq!(wa.e164.as_str(), "+5491123456789");
+        let k = wa.key().to_string();
+        assert_eq!(key("+54 9 11 2345-6789", None), k);
+        assert_eq!(key("+54 11 2345-6789", None), k);
+        assert_eq!(key("011 15 2345-6789", Some("AR")), k);
+        assert_eq!(
+            Phone::parse("011 15 2345-6789", Some("AR"))
+                .unwrap()
+                .e164
+                .as_str(),
+            "+5491123456789"
+        );
+        // Córdoba (area 351): 0351 15 612 3456.
+        let cba = Phone::from_wa_id("5493516123456").unwrap();
+        assert_eq!(key("0351 15 612-3456", Some("AR")), cba.key());
+        assert_ne!(cba.key(), k);
+    }
+
+    #[test]
+    fn brazil_mobiles_with_and_without_the_ninth_digit_collide() {
+        let with9 = Phone::from_wa_id("5511987654321").unwrap();
+        let without9 = Phone::from_wa_id("551187654321").unwrap();
+        assert_eq!(with9.key(), without9.key());
+        assert_eq!(without9.e164.as_str(), "+5511987654321");
+        assert_eq!(with9.e164.as_str(), "+5511987654321");
+        assert_eq!(key("(11) 98765-4321", Some("BR")), with9.key());
+        assert_eq!(key("+55 11 8765-4321", None), with9.key());
+        // A São Paulo landline is not a mobile: no digit added, a different key.
+        let landline = Phone::parse("+55 11 3456-7890", None).unwrap();
+        assert_eq!(landline.e164.as_str(), "+551134567890");
+        assert_ne!(landline.key(), with9.key());
+    }
+
+    #[test]
+    fn other_countries_are_plain_e164() {
+        let co = Phone::parse("+57 310 123 4567", None).unwrap();
+        assert_eq!(co.e164.as_str(), "+573101234567");
+        assert_eq!(co.key(), "573101234567");
+        assert_eq!(
+            Phone::from_wa_id("16505551234").unwrap().e164.as_str(),
+            "+16505551234"
+        );
+    }
+
+    #[test]
+    fn garbage_is_refused() {
+        assert!(Phone::parse("hello", None).is_err());
+        assert!(Phone::parse("", None).is_err());
+        assert!(Phone::parse("+52 12", None).is_err());
+        assert!(Phone::from_wa_id("12ab").is_err());
+        assert!(Phone::from_wa_id("123").is_err());
+        assert!(E164::try_from("5215512345678".to_string()).is_err());
+        assert!(E164::try_from("+0123456789".to_string()).is_err());
+        assert!(serde_json::from_str::<E164>("\"+525512345678\"").is_ok());
+        assert!(serde_json::from_str::<E164>("\"55 1234\"").is_err());
+    }
+
+    #[test]
+    fn bsuids_parse_on_entry() {
+        let b = Bsuid::parse("MX.13491208655302741918").unwrap();
+        assert!(!b.is_parent());
+        assert_eq!(
+            b.identity_key().as_string(),
+            "bsuid:MX.13491208655302741918"
+        );
+        assert!(Bsuid::parse("BR.ENT.abc123XYZ").unwrap().is_parent());
+        assert!(Bsuid::parse(&format!("AR.{}", "a".repeat(128))).is_ok());
+        assert!(Bsuid::parse(&format!("AR.{}", "a".repeat(129))).is_err());
+        assert!(Bsuid::parse("mx.123").is_err());
+        assert!(Bsuid::parse("MX.").is_err());
+        assert!(Bsuid::parse("MX.12-3").is_err());
+        assert!(Bsuid::parse("5215512345678").is_err());
+    }
+
+    #[test]
+    fn identity_keys_round_trip_through_storage() {
+        for k in [
+            IdentityKey::Phone("525512345678".into()),
+            IdentityKey::Bsuid("MX.1".into()),
+        ] {
+            assert_eq!(IdentityKey::from_stored(&k.as_string()), Some(k));
+        }
+        assert_eq!(IdentityKey::from_stored("x:1"), None);
+    }
+}
