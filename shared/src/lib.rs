@@ -18,5 +18,6 @@ pub mod ingest;
 pub mod queue;
 pub mod redact;
 pub mod sends;
+pub mod sends;
 pub mod signature;
 pub mod webhook;

@@ -1,0 +1,5 @@
+//! Outgoing messages: the `POST /sends` request, policy guards, the send store and its state
+//! machine, throughput limits, and the Graph API client the sender uses.
+
+pub mod classify;
+pub mod graph;
