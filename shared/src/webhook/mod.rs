@@ -1,1 +1,4 @@
-//! The WhatsApp webhook: typed model and the splitter. Filled in by the ingest work.
+//! The WhatsApp webhook: the typed model of what Meta sends ([`model`]) and the splitter that
+//! turns a POST body into queue events ([`split`]).
+
+pub mod model;
