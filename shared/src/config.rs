@@ -36,6 +36,13 @@ pub const SENDS_DLQ_URL: &str = "SENDS_DLQ_URL";
 /// Lambdas read once per cold start. Secrets are never plain environment variables on AWS.
 pub const WABRIDGE_SECRETS_ARN: &str = "WABRIDGE_SECRETS_ARN";
 
+/// Path of the attribution config (TOML: referral → UTM rules, window, lead policy, links).
+pub const WABRIDGE_ATTRIBUTION: &str = "WABRIDGE_ATTRIBUTION";
+/// Meta dataset (pixel) id that conversion events for click-to-WhatsApp ads are sent to.
+pub const META_DATASET_ID: &str = "META_DATASET_ID";
+/// Conversions API base URL (default [`DEFAULT_WHATSAPP_API_URL`]); tests point it at loopback.
+pub const META_CONVERSIONS_API_URL: &str = "META_CONVERSIONS_API_URL";
+
 pub const DEFAULT_WHATSAPP_API_URL: &str = "https://graph.facebook.com";
 pub const DEFAULT_WHATSAPP_API_VERSION: &str = "v23.0";
 pub const DEFAULT_MAX_BODY_BYTES: usize = 1024 * 1024;

@@ -6,6 +6,7 @@
 
 pub mod adapters;
 pub mod api;
+pub mod attribution;
 pub mod config;
 pub mod consumer;
 pub mod dedupe;
