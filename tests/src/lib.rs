@@ -1,1 +1,307 @@
+//! Support shared by the end-to-end tests: moto's server, AWS SDK clients pointed at it, and
+//! helpers that create uniquely named tables and queues so tests can run in parallel.
+//!
+//! Services policy: under the full test command (`scripts/test.sh`) `AWS_ENDPOINT_URL` points
+//! at moto and `WABRIDGE_REQUIRE_SERVICES=1`; a test that needs moto and cannot reach it FAILS
+//! there. In a plain `cargo test` the support starts moto itself from `./.venv` when it exists,
+//! and otherwise the test prints "skipped: run scripts/test.sh" and returns.
 
+use std::io::{BufRead, BufReader};
+use std::path::PathBuf;
+use std::process::{Child, ChildStdin, Command, Stdio};
+use std::sync::atomic::{AtomicU32, Ordering};
+use std::sync::{Mutex, OnceLock};
+use std::time::Duration;
+
+use aws_config::SdkConfig;
+use aws_sdk_dynamodb::types::{
+    AttributeDefinition, BillingMode, KeySchemaElement, KeyType, ScalarAttributeType,
+    TimeToLiveSpecification,
+};
+use aws_sdk_sqs::types::QueueAttributeName;
+use wabridge_core::adapters::dynamo::{EXPIRES_AT, PK, SK};
+
+/// Env var the test command sets so tests needing a service fail instead of skipping.
+pub const REQUIRE_SERVICES: &str = "WABRIDGE_REQUIRE_SERVICES";
+
+/// Whether missing services are failures (the full test command) rather than skips.
+pub fn services_required() -> bool {
+    std::env::var(REQUIRE_SERVICES).is_ok_and(|v| v == "1" || v.eq_ignore_ascii_case("true"))
+}
+
+/// The workspace root (where `.venv` lives).
+pub fn workspace_root() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+        .parent()
+        .expect("tests/ has a parent")
+        .to_path_buf()
+}
+
+/// A moto server this process started; it stops when the process exits (its stdin closes).
+struct OwnMoto {
+    _child: Child,
+    _stdin: ChildStdin,
+    endpoint: String,
+}
+
+static OWN_MOTO: OnceLock<Option<Mutex<OwnMoto>>> = OnceLock::new();
+
+/// Python run inside the venv: moto's threaded server on a kernel-chosen loopback port; prints
+/// the port, then serves until stdin closes (when the test process exits, however it exits).
+const MOTO_LAUNCHER: &str = r#"
+import sys
+from moto.server import ThreadedMotoServer
+server = ThreadedMotoServer(ip_address="127.0.0.1", port=0, verbose=False)
+server.start()
+print(server.get_host_and_port()[1], flush=True)
+sys.stdin.read()
+server.stop()
+"#;
+
+fn start_own_moto() -> Option<Mutex<OwnMoto>> {
+    let python = workspace_root().join(".venv/bin/python");
+    if !workspace_root().join(".venv/bin/moto_server").exists() {
+        return None;
+    }
+    let mut child = Command::new(&python)
+        .args(["-c", MOTO_LAUNCHER])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .ok()?;
+    let stdin = child.stdin.take()?;
+    let mut line = String::new();
+    BufReader::new(child.stdout.take()?)
+        .read_line(&mut line)
+        .ok()?;
+    let port: u16 = line.trim().parse().ok()?;
+    let endpoint = format!("http://127.0.0.1:{port}");
+    eprintln!("started moto_server at {endpoint} for this test binary");
+    Some(Mutex::new(OwnMoto {
+        _child: child,
+        _stdin: stdin,
+        endpoint,
+    }))
+}
+
+/// The moto endpoint to test against, or `None` when tests needing it should be skipped.
+///
+/// `AWS_ENDPOINT_URL` wins. Without it: panics under `WABRIDGE_REQUIRE_SERVICES=1` (never a
+/// silent skip under the full command); else starts moto from `./.venv` if installed; else None.
+pub fn moto_endpoint() -> Option<String> {
+    if let Ok(url) = std::env::var("AWS_ENDPOINT_URL") {
+        if !url.is_empty() {
+            return Some(url);
+        }
+    }
+    if services_required() {
+        panic!(
+            "{REQUIRE_SERVICES}=1 but AWS_ENDPOINT_URL is not set: this test needs moto's server; \
+             run it through scripts/test.sh (or scripts/moto.sh -- cargo test ...)"
+        );
+    }
+    OWN_MOTO
+        .get_or_init(start_own_moto)
+        .as_ref()
+        .map(|m| m.lock().unwrap_or_else(|e| e.into_inner()).endpoint.clone())
+}
+
+/// Returns the moto endpoint, or prints a skip notice and returns from the test.
+#[macro_export]
+macro_rules! require_moto {
+    () => {
+        match $crate::moto_endpoint() {
+            Some(endpoint) => endpoint,
+            None => {
+                eprintln!("skipped: needs moto's server; run scripts/test.sh");
+                return;
+            }
+        }
+    };
+}
+
+/// Region used against moto.
+pub const REGION: &str = "us-east-1";
+
+/// SDK configuration for moto at `endpoint`, with dummy static credentials.
+pub async fn sdk_config(endpoint: &str) -> SdkConfig {
+    wabridge_core::adapters::aws::sdk_config_for_endpoint(endpoint, REGION).await
+}
+
+/// SDK clients against moto.
+#[derive(Clone)]
+pub struct Aws {
+    pub config: SdkConfig,
+    pub dynamo: aws_sdk_dynamodb::Client,
+    pub sqs: aws_sdk_sqs::Client,
+    pub secrets: aws_sdk_secretsmanager::Client,
+}
+
+impl Aws {
+    pub async fn connect(endpoint: &str) -> Aws {
+        let config = sdk_config(endpoint).await;
+        Aws {
+            dynamo: aws_sdk_dynamodb::Client::new(&config),
+            sqs: aws_sdk_sqs::Client::new(&config),
+            secrets: aws_sdk_secretsmanager::Client::new(&config),
+            config,
+        }
+    }
+}
+
+/// Returns [`Aws`] clients for moto, or skips the test (see [`moto_endpoint`]).
+#[macro_export]
+macro_rules! require_aws {
+    () => {
+        $crate::Aws::connect(&$crate::require_moto!()).await
+    };
+}
+
+/// A name no other test (in this or another process) uses: `prefix-<pid>-<n>-<random>`.
+/// Valid as a DynamoDB table, SQS queue and secret name.
+pub fn unique_name(prefix: &str) -> String {
+    static COUNTER: AtomicU32 = AtomicU32::new(0);
+    let n = COUNTER.fetch_add(1, Ordering::Relaxed);
+    let random = uuid::Uuid::new_v4().simple().to_string();
+    format!("{prefix}-{}-{n}-{}", std::process::id(), &random[..8])
+}
+
+/// Creates the single table (pk S hash, sk S range, on-demand) with TTL on `expires_at`, as the
+/// template does. Returns its name.
+pub async fn create_table(dynamo: &aws_sdk_dynamodb::Client, name: &str) -> String {
+    let attr = |n: &str| {
+        AttributeDefinition::builder()
+            .attribute_name(n)
+            .attribute_type(ScalarAttributeType::S)
+            .build()
+            .expect("attribute definition")
+    };
+    let key = |n: &str, t: KeyType| {
+        KeySchemaElement::builder()
+            .attribute_name(n)
+            .key_type(t)
+            .build()
+            .expect("key schema")
+    };
+    dynamo
+        .create_table()
+        .table_name(name)
+        .attribute_definitions(attr(PK))
+        .attribute_definitions(attr(SK))
+        .key_schema(key(PK, KeyType::Hash))
+        .key_schema(key(SK, KeyType::Range))
+        .billing_mode(BillingMode::PayPerRequest)
+        .send()
+        .await
+        .unwrap_or_else(|e| panic!("create table {name}: {e:?}"));
+    dynamo
+        .update_time_to_live()
+        .table_name(name)
+        .time_to_live_specification(
+            TimeToLiveSpecification::builder()
+                .attribute_name(EXPIRES_AT)
+                .enabled(true)
+                .build()
+                .expect("ttl spec"),
+        )
+        .send()
+        .await
+        .unwrap_or_else(|e| panic!("enable TTL on {name}: {e:?}"));
+    name.to_string()
+}
+
+/// A queue and its dead-letter queue.
+#[derive(Debug, Clone)]
+pub struct TestQueues {
+    pub url: String,
+    pub dlq_url: String,
+    pub dlq_arn: String,
+    pub max_receive_count: u32,
+}
+
+/// Creates `<name>-dlq` and `<name>` with a redrive policy moving a message to the DLQ after
+/// `max_receive_count` receives, as the template does.
+pub async fn create_queues(
+    sqs: &aws_sdk_sqs::Client,
+    name: &str,
+    max_receive_count: u32,
+) -> TestQueues {
+    let dlq_url = sqs
+        .create_queue()
+        .queue_name(format!("{name}-dlq"))
+        .send()
+        .await
+        .unwrap_or_else(|e| panic!("create DLQ {name}: {e:?}"))
+        .queue_url
+        .expect("queue url");
+    let dlq_arn = sqs
+        .get_queue_attributes()
+        .queue_url(&dlq_url)
+        .attribute_names(QueueAttributeName::QueueArn)
+        .send()
+        .await
+        .expect("DLQ attributes")
+        .attributes
+        .and_then(|mut a| a.remove(&QueueAttributeName::QueueArn))
+        .expect("DLQ arn");
+    let policy = serde_json::json!({
+        "deadLetterTargetArn": dlq_arn,
+        "maxReceiveCount": max_receive_count.to_string(),
+    })
+    .to_string();
+    let url = sqs
+        .create_queue()
+        .queue_name(name)
+        .attributes(QueueAttributeName::RedrivePolicy, policy)
+        .attributes(QueueAttributeName::VisibilityTimeout, "30")
+        .send()
+        .await
+        .unwrap_or_else(|e| panic!("create queue {name}: {e:?}"))
+        .queue_url
+        .expect("queue url");
+    TestQueues {
+        url,
+        dlq_url,
+        dlq_arn,
+        max_receive_count,
+    }
+}
+
+/// Approximate number of visible + in-flight messages (moto answers exactly).
+pub async fn queue_depth(sqs: &aws_sdk_sqs::Client, url: &str) -> (u32, u32) {
+    let attrs = sqs
+        .get_queue_attributes()
+        .queue_url(url)
+        .attribute_names(QueueAttributeName::ApproximateNumberOfMessages)
+        .attribute_names(QueueAttributeName::ApproximateNumberOfMessagesNotVisible)
+        .send()
+        .await
+        .expect("queue attributes")
+        .attributes
+        .unwrap_or_default();
+    let get = |n: &QueueAttributeName| attrs.get(n).and_then(|v| v.parse().ok()).unwrap_or(0);
+    (
+        get(&QueueAttributeName::ApproximateNumberOfMessages),
+        get(&QueueAttributeName::ApproximateNumberOfMessagesNotVisible),
+    )
+}
+
+/// A few retries of an async check that depends on a server's eventual state, e.g. a message
+/// becoming visible after its visibility timeout: a bounded poll, never a bare sleep assertion.
+pub async fn eventually<T, F, Fut>(what: &str, timeout: Duration, mut check: F) -> T
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = Option<T>>,
+{
+    let deadline = tokio::time::Instant::now() + timeout;
+    loop {
+        if let Some(value) = check().await {
+            return value;
+        }
+        if tokio::time::Instant::now() >= deadline {
+            panic!("timed out after {timeout:?} waiting for: {what}");
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
