@@ -2,3 +2,4 @@
 pub mod aws;
 pub mod dynamo;
 pub mod sqs;
+pub mod sqlite;

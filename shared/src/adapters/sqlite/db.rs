@@ -1,0 +1,547 @@
+//! The SQLite file behind the embedded engine: durable settings, schema, group commit, reads.
+//!
+//! Durability: WAL with `synchronous=FULL`, so a committed transaction is fsynced to the WAL
+//! before [`Db::write`] returns: an acknowledged write survives a crash or power loss.
+//!
+//! Speed: an fsync costs about as much for one row as for a thousand, so every write goes to ONE
+//! writer thread that drains all closures waiting at that moment into one transaction and commits
+//! once (group commit). Each closure runs inside its own SAVEPOINT: a failing closure rolls back
+//! only its own changes and gets its own error, the others still commit. While a commit is being
+//! fsynced the next callers queue up, so the batch size grows with the load by itself.
+//!
+//! Reads use a small pool of read-only connections on the blocking thread pool; in WAL mode they
+//! never block the writer nor wait for it.
+
+use std::collections::VecDeque;
+use std::panic::{catch_unwind, AssertUnwindSafe};
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicI64, AtomicU64, Ordering};
+use std::sync::{mpsc, Arc, Mutex};
+use std::thread::JoinHandle;
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use rusqlite::{Connection, ErrorCode, Transaction, TransactionBehavior};
+use tokio::sync::{oneshot, Semaphore};
+
+use crate::error::StoreError;
+
+/// Tuning of a [`Db`]. The defaults suit both the tests and the load test.
+#[derive(Debug, Clone)]
+pub struct DbOptions {
+    /// How long a statement waits for a lock held by another process before failing.
+    pub busy_timeout: Duration,
+    /// Read connections kept open (and concurrent reads allowed).
+    pub readers: usize,
+    /// Most write closures committed in one transaction.
+    pub max_batch: usize,
+}
+
+impl Default for DbOptions {
+    fn default() -> Self {
+        DbOptions {
+            busy_timeout: Duration::from_secs(5),
+            readers: 4,
+            max_batch: 2048,
+        }
+    }
+}
+
+/// Counters of the writer, for tests and the load report.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct WriteStats {
+    /// Transactions committed.
+    pub commits: u64,
+    /// Write closures that ran (committed or not).
+    pub writes: u64,
+}
+
+/// Time source of the adapters (Unix milliseconds). Tests use a manual clock to move past
+/// visibility timeouts and TTLs without sleeping.
+#[derive(Debug, Clone, Default)]
+pub enum Clock {
+    #[default]
+    System,
+    Manual(Arc<AtomicI64>),
+}
+
+impl Clock {
+    /// A clock that only moves when told to, starting at `start_ms`.
+    pub fn manual(start_ms: i64) -> Clock {
+        Clock::Manual(Arc::new(AtomicI64::new(start_ms)))
+    }
+
+    pub fn now_ms(&self) -> i64 {
+        match self {
+            Clock::System => SystemTime::now()
+                .duration_since(UNIX_EPOCH)
+                .map(|d| d.as_millis() as i64)
+                .unwrap_or(0),
+            Clock::Manual(ms) => ms.load(Ordering::SeqCst),
+        }
+    }
+
+    /// Moves a manual clock forward; no effect on the system clock.
+    pub fn advance(&self, by: Duration) {
+        if let Clock::Manual(ms) = self {
+            ms.fetch_add(by.as_millis() as i64, Ordering::SeqCst);
+        }
+    }
+}
+
+/// Maps a driver error. Busy/locked, I/O, full disk and trigger aborts are transient from the
+/// caller's point of view (retry later, nothing was acknowledged); undecodable data is corrupt.
+pub(crate) fn sql_err(e: rusqlite::Error) -> StoreError {
+    match &e {
+        rusqlite::Error::SqliteFailure(f, _)
+            if matches!(f.code, ErrorCode::DatabaseCorrupt | ErrorCode::NotADatabase) =>
+        {
+            StoreError::Corrupt(e.to_string())
+        }
+        rusqlite::Error::SqliteFailure(..) => StoreError::Unavailable(e.to_string()),
+        rusqlite::Error::FromSqlConversionFailure(..)
+        | rusqlite::Error::IntegralValueOutOfRange(..)
+        | rusqlite::Error::Utf8Error(..)
+        | rusqlite::Error::InvalidColumnType(..) => StoreError::Corrupt(e.to_string()),
+        _ => StoreError::Unavailable(e.to_string()),
+    }
+}
+
+/// A write waiting for the writer thread: run it in the open transaction, then answer once the
+/// transaction's fate is known.
+trait WriteJob: Send {
+    /// Runs the closure inside a savepoint. `Err` means the savepoint machinery itself failed and
+    /// the whole transaction must be abandoned.
+    fn run(&mut self, txn: &Transaction<'_>) -> Result<(), String>;
+    /// Answers the caller: `batch_error` is `Some` when the transaction did not commit.
+    fn finish(self: Box<Self>, batch_error: Option<&str>);
+}
+
+struct Job<T, F> {
+    f: Option<F>,
+    result: Option<Result<T, StoreError>>,
+    reply: oneshot::Sender<Result<T, StoreError>>,
+}
+
+impl<T, F> WriteJob for Job<T, F>
+where
+    T: Send + 'static,
+    F: FnOnce(&Transaction<'_>) -> Result<T, StoreError> + Send + 'static,
+{
+    fn run(&mut self, txn: &Transaction<'_>) -> Result<(), String> {
+        let Some(f) = self.f.take() else {
+            return Ok(());
+        };
+        txn.execute_batch("SAVEPOINT job")
+            .map_err(|e| e.to_string())?;
+        let result = catch_unwind(AssertUnwindSafe(|| f(txn)))
+            .unwrap_or_else(|_| Err(StoreError::Unavailable("write closure panicked".into())));
+        let ok = result.is_ok();
+        self.result = Some(result);
+        if ok {
+            txn.execute_batch("RELEASE job").map_err(|e| e.to_string())
+        } else {
+            // After some errors (I/O, full disk) SQLite has already rolled the transaction back.
+            if txn.is_autocommit() {
+                return Err("SQLite rolled the transaction back".into());
+            }
+            txn.execute_batch("ROLLBACK TO job; RELEASE job")
+                .map_err(|e| e.to_string())
+        }
+    }
+
+    fn finish(self: Box<Self>, batch_error: Option<&str>) {
+        let out = match (self.result, batch_error) {
+            // The closure's own error says more than the batch's.
+            (Some(Err(e)), _) => Err(e),
+            (Some(Ok(v)), None) => Ok(v),
+            (_, Some(e)) => Err(StoreError::Unavailable(format!("write not committed: {e}"))),
+            (None, None) => Err(StoreError::Unavailable("write never ran".into())),
+        };
+        // The caller may have gone away (request cancelled): the write stands regardless.
+        let _ = self.reply.send(out);
+    }
+}
+
+struct Inner {
+    path: PathBuf,
+    options: DbOptions,
+    sender: Option<mpsc::Sender<Box<dyn WriteJob>>>,
+    writer: Option<JoinHandle<()>>,
+    readers: Mutex<Vec<Connection>>,
+    read_permits: Arc<Semaphore>,
+    commits: Arc<AtomicU64>,
+    writes: Arc<AtomicU64>,
+}
+
+impl Drop for Inner {
+    fn drop(&mut self) {
+        // Closing the channel stops the writer after it has answered every queued write.
+        self.sender.take();
+        if let Some(handle) = self.writer.take() {
+            let _ = handle.join();
+        }
+    }
+}
+
+/// The embedded database. Cheap to clone; all clones share the writer thread and read pool.
+#[derive(Clone)]
+pub struct Db {
+    inner: Arc<Inner>,
+}
+
+impl std::fmt::Debug for Db {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Db")
+            .field("path", &self.inner.path)
+            .finish()
+    }
+}
+
+impl Db {
+    /// Opens (creating if needed) the database file with default options.
+    pub fn open(path: impl AsRef<Path>) -> Result<Db, StoreError> {
+        Db::open_with(path, DbOptions::default())
+    }
+
+    pub fn open_with(path: impl AsRef<Path>, options: DbOptions) -> Result<Db, StoreError> {
+        let path = path.as_ref().to_path_buf();
+        let mut conn = Connection::open(&path).map_err(sql_err)?;
+        conn.busy_timeout(options.busy_timeout).map_err(sql_err)?;
+        let mode: String = conn
+            .query_row("PRAGMA journal_mode=WAL", [], |r| r.get(0))
+            .map_err(sql_err)?;
+        if !mode.eq_ignore_ascii_case("wal") {
+            return Err(StoreError::Unavailable(format!(
+                "{} cannot use WAL journal mode (got {mode})",
+                path.display()
+            )));
+        }
+        conn.execute_batch("PRAGMA synchronous=FULL; PRAGMA foreign_keys=ON;")
+            .map_err(sql_err)?;
+        conn.set_prepared_statement_cache_capacity(64);
+        migrate(&mut conn)?;
+
+        let (sender, receiver) = mpsc::channel::<Box<dyn WriteJob>>();
+        let commits = Arc::new(AtomicU64::new(0));
+        let writes = Arc::new(AtomicU64::new(0));
+        let writer = {
+            let (commits, writes) = (commits.clone(), writes.clone());
+            let max_batch = options.max_batch.max(1);
+            std::thread::Builder::new()
+                .name("sqlite-writer".into())
+                .spawn(move || writer_loop(conn, receiver, max_batch, &commits, &writes))
+                .map_err(StoreError::unavailable)?
+        };
+        let readers = options.readers.max(1);
+        Ok(Db {
+            inner: Arc::new(Inner {
+                path,
+                options,
+                sender: Some(sender),
+                writer: Some(writer),
+                readers: Mutex::new(Vec::new()),
+                read_permits: Arc::new(Semaphore::new(readers)),
+                commits,
+                writes,
+            }),
+        })
+    }
+
+    pub fn path(&self) -> &Path {
+        &self.inner.path
+    }
+
+    pub fn stats(&self) -> WriteStats {
+        WriteStats {
+            commits: self.inner.commits.load(Ordering::Relaxed),
+            writes: self.inner.writes.load(Ordering::Relaxed),
+        }
+    }
+
+    /// Runs `f` in the next group-commit transaction and returns its result once that
+    /// transaction is durably committed. If `f` fails, its changes are rolled back (and only
+    /// its own); if the commit fails, every write of the batch gets an error and none is kept.
+    pub async fn write<T, F>(&self, f: F) -> Result<T, StoreError>
+    where
+        T: Send + 'static,
+        F: FnOnce(&Transaction<'_>) -> Result<T, StoreError> + Send + 'static,
+    {
+        let (reply, answer) = oneshot::channel();
+        let job: Box<dyn WriteJob> = Box::new(Job {
+            f: Some(f),
+            result: None,
+            reply,
+        });
+        self.inner
+            .sender
+            .as_ref()
+            .ok_or_else(|| StoreError::Unavailable("database closed".into()))?
+            .send(job)
+            .map_err(|_| StoreError::Unavailable("database writer stopped".into()))?;
+        answer
+            .await
+            .map_err(|_| StoreError::Unavailable("database writer stopped".into()))?
+    }
+
+    /// Runs `f` on a read connection (a consistent snapshot of committed data).
+    pub async fn read<T, F>(&self, f: F) -> Result<T, StoreError>
+    where
+        T: Send + 'static,
+        F: FnOnce(&Connection) -> Result<T, StoreError> + Send + 'static,
+    {
+        let permit = self
+            .inner
+            .read_permits
+            .clone()
+            .acquire_owned()
+            .await
+            .map_err(|_| StoreError::Unavailable("database closed".into()))?;
+        let inner = self.inner.clone();
+        tokio::task::spawn_blocking(move || {
+            let _permit = permit;
+            let pooled = inner
+                .readers
+                .lock()
+                .unwrap_or_else(|p| p.into_inner())
+                .pop();
+            let conn = match pooled {
+                Some(c) => c,
+                None => open_reader(&inner.path, &inner.options)?,
+            };
+            let result = f(&conn);
+            inner
+                .readers
+                .lock()
+                .unwrap_or_else(|p| p.into_inner())
+                .push(conn);
+            result
+        })
+        .await
+        .map_err(|e| StoreError::Unavailable(format!("read task failed: {e}")))?
+    }
+}
+
+fn open_reader(path: &Path, options: &DbOptions) -> Result<Connection, StoreError> {
+    let conn = Connection::open(path).map_err(sql_err)?;
+    conn.busy_timeout(options.busy_timeout).map_err(sql_err)?;
+    conn.execute_batch("PRAGMA query_only=ON;")
+        .map_err(sql_err)?;
+    conn.set_prepared_statement_cache_capacity(32);
+    Ok(conn)
+}
+
+/// Current schema version, kept in `PRAGMA user_version`.
+const SCHEMA_VERSION: i64 = 1;
+
+fn migrate(conn: &mut Connection) -> Result<(), StoreError> {
+    let txn = conn
+        .transaction_with_behavior(TransactionBehavior::Immediate)
+        .map_err(sql_err)?;
+    let version: i64 = txn
+        .query_row("PRAGMA user_version", [], |r| r.get(0))
+        .map_err(sql_err)?;
+    if version > SCHEMA_VERSION {
+        return Err(StoreError::Corrupt(format!(
+            "database schema version {version} is newer than this binary ({SCHEMA_VERSION})"
+        )));
+    }
+    for schema in super::SCHEMAS {
+        txn.execute_batch(schema).map_err(sql_err)?;
+    }
+    txn.execute_batch(&format!("PRAGMA user_version={SCHEMA_VERSION}"))
+        .map_err(sql_err)?;
+    txn.commit().map_err(sql_err)
+}
+
+fn writer_loop(
+    mut conn: Connection,
+    receiver: mpsc::Receiver<Box<dyn WriteJob>>,
+    max_batch: usize,
+    commits: &AtomicU64,
+    writes: &AtomicU64,
+) {
+    let mut pending: VecDeque<Box<dyn WriteJob>> = VecDeque::new();
+    loop {
+        if pending.is_empty() {
+            match receiver.recv() {
+                Ok(job) => pending.push_back(job),
+                Err(_) => return,
+            }
+        }
+        while pending.len() < max_batch {
+            match receiver.try_recv() {
+                Ok(job) => pending.push_back(job),
+                Err(_) => break,
+            }
+        }
+        run_batch(&mut conn, &mut pending, max_batch, commits, writes);
+    }
+}
+
+/// Runs up to `max_batch` pending jobs in one transaction and answers them. Jobs not run (the
+/// transaction broke before them) stay pending for the next transaction.
+fn run_batch(
+    conn: &mut Connection,
+    pending: &mut VecDeque<Box<dyn WriteJob>>,
+    max_batch: usize,
+    commits: &AtomicU64,
+    writes: &AtomicU64,
+) {
+    let txn = match conn.transaction_with_behavior(TransactionBehavior::Immediate) {
+        Ok(txn) => txn,
+        Err(e) => {
+            // Cannot even begin (locked by another process past the busy timeout, I/O error):
+            // refuse this batch; the callers retry.
+            let message = e.to_string();
+            for job in pending.drain(..) {
+                job.finish(Some(&message));
+            }
+            return;
+        }
+    };
+    let mut ran: Vec<Box<dyn WriteJob>> = Vec::with_capacity(pending.len().min(max_batch));
+    let mut broken: Option<String> = None;
+    while ran.len() < max_batch {
+        let Some(mut job) = pending.pop_front() else {
+            break;
+        };
+        let outcome = job.run(&txn);
+        writes.fetch_add(1, Ordering::Relaxed);
+        ran.push(job);
+        if let Err(e) = outcome {
+            broken = Some(e);
+            break;
+        }
+    }
+    let batch_error = match broken {
+        Some(e) => {
+            let _ = txn.rollback();
+            Some(e)
+        }
+        None => match txn.commit() {
+            Ok(()) => {
+                commits.fetch_add(1, Ordering::Relaxed);
+                None
+            }
+            Err(e) => Some(e.to_string()),
+        },
+    };
+    if let Some(e) = &batch_error {
+        tracing::error!(error = %e, writes = ran.len(), "sqlite transaction not committed");
+    }
+    for job in ran {
+        job.finish(batch_error.as_deref());
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use rusqlite::params;
+
+    fn db() -> (tempfile::TempDir, Db) {
+        let dir = tempfile::tempdir().unwrap();
+        let db = Db::open(dir.path().join("t.db")).unwrap();
+        (dir, db)
+    }
+
+    async fn count(db: &Db, sql: &'static str) -> i64 {
+        db.read(move |c| c.query_row(sql, [], |r| r.get(0)).map_err(sql_err))
+            .await
+            .unwrap()
+    }
+
+    #[tokio::test]
+    async fn opens_in_wal_with_full_sync() {
+        let (_dir, db) = db();
+        let (mode, sync) = db
+            .write(|t| {
+                let mode: String = t
+                    .query_row("PRAGMA journal_mode", [], |r| r.get(0))
+                    .map_err(sql_err)?;
+                let sync: i64 = t
+                    .query_row("PRAGMA synchronous", [], |r| r.get(0))
+                    .map_err(sql_err)?;
+                Ok((mode, sync))
+            })
+            .await
+            .unwrap();
+        assert_eq!(mode, "wal");
+        assert_eq!(sync, 2, "synchronous must be FULL (2)");
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn concurrent_writes_all_land_in_few_transactions() {
+        let (_dir, db) = db();
+        db.write(|t| {
+            t.execute_batch("CREATE TABLE n(v INTEGER PRIMARY KEY)")
+                .map_err(sql_err)
+        })
+        .await
+        .unwrap();
+        let before = db.stats();
+        let mut tasks = Vec::new();
+        for i in 0..2000i64 {
+            let db = db.clone();
+            tasks.push(tokio::spawn(async move {
+                db.write(move |t| {
+                    t.prepare_cached("INSERT INTO n(v) VALUES (?1)")
+                        .and_then(|mut s| s.execute(params![i]))
+                        .map_err(sql_err)
+                })
+                .await
+            }));
+        }
+        for t in tasks {
+            assert_eq!(t.await.unwrap().unwrap(), 1);
+        }
+        assert_eq!(count(&db, "SELECT count(*) FROM n").await, 2000);
+        let after = db.stats();
+        assert_eq!(after.writes - before.writes, 2000);
+        let commits = after.commits - before.commits;
+        assert!(
+            commits < 1000,
+            "2000 concurrent writes took {commits} commits: no group commit"
+        );
+    }
+
+    #[tokio::test]
+    async fn a_failing_write_rolls_back_only_itself() {
+        let (_dir, db) = db();
+        db.write(|t| {
+            t.execute_batch("CREATE TABLE n(v INTEGER PRIMARY KEY)")
+                .map_err(sql_err)
+        })
+        .await
+        .unwrap();
+        // Three writes queued together: the middle one inserts a row and then fails.
+        let ok1 = db.write(|t| t.execute("INSERT INTO n VALUES (1)", []).map_err(sql_err));
+        let bad = db.write(|t| {
+            t.execute("INSERT INTO n VALUES (2)", []).map_err(sql_err)?;
+            Err::<(), _>(StoreError::Unavailable("injected".into()))
+        });
+        let ok3 = db.write(|t| t.execute("INSERT INTO n VALUES (3)", []).map_err(sql_err));
+        let (a, b, c) = tokio::join!(ok1, bad, ok3);
+        assert!(a.is_ok() && c.is_ok());
+        assert!(matches!(b, Err(StoreError::Unavailable(m)) if m == "injected"));
+        assert_eq!(count(&db, "SELECT count(*) FROM n").await, 2);
+        assert_eq!(count(&db, "SELECT count(*) FROM n WHERE v = 2").await, 0);
+    }
+
+    #[tokio::test]
+    async fn writes_survive_reopen() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("t.db");
+        {
+            let db = Db::open(&path).unwrap();
+            db.write(|t| {
+                t.execute_batch("CREATE TABLE n(v INTEGER); INSERT INTO n VALUES (7);")
+                    .map_err(sql_err)
+            })
+            .await
+            .unwrap();
+        }
+        let db = Db::open(&path).unwrap();
+        assert_eq!(count(&db, "SELECT sum(v) FROM n").await, 7);
+    }
+}

@@ -1,0 +1,22 @@
+//! The embedded engine: every port over one SQLite file.
+//!
+//! [`Db`] owns the file: one writer thread doing group commit (many callers' writes in one
+//! transaction, one fsync) and a small pool of read connections. The adapters share it:
+//! [`SqliteDedupe`], [`SqliteQueue`] (named queues with dead letters), [`SqliteInbox`] (dedupe +
+//! enqueue + mark in one atomic write) and [`SqliteRecords`] (the local CRM store).
+
+pub mod db;
+pub mod dedupe;
+pub mod inbox;
+pub mod queue;
+pub mod records;
+
+pub use db::{Clock, Db, DbOptions};
+pub use dedupe::SqliteDedupe;
+pub use inbox::SqliteInbox;
+pub use queue::{SqliteQueue, DEFAULT_MAX_RECEIVES, EVENTS_QUEUE, SENDS_QUEUE};
+pub use records::{Record, SqliteRecords};
+
+/// Every table of the embedded engine, created at [`Db::open`] with `CREATE ... IF NOT EXISTS`.
+/// A module that adds tables adds its schema constant here (the one place migrations live).
+pub(crate) const SCHEMAS: &[&str] = &[dedupe::SCHEMA, queue::SCHEMA, records::SCHEMA];
