@@ -1,18 +1,33 @@
 //! Attribution: which ad, campaign or link brought each WhatsApp conversation.
 //!
-//! - [`referral`]: click-to-WhatsApp `referral` objects → UTM parameters by configurable rules.
+//! - [`referral`]: click-to-WhatsApp `referral` objects → UTM parameters by configurable rules;
+//! - [`link`] and [`code`]: tracked `wa.me` links whose prefilled text carries a reference code;
+//! - [`touch`]: first / last touch per contact, conversation credit, lead creation
+//!   ([`on_inbound_message`] is what the CRM sync calls for every inbound message);
+//! - [`records`]: the `attribution` and `lead` canonical records;
+//! - [`store`]: the port (links, contact state, processed messages, conversions ledger).
 //!
 //! Configuration is one TOML file (path in `WABRIDGE_ATTRIBUTION`), every key optional; see
 //! `docs/attribution.md`.
 
+pub mod code;
+pub mod link;
+pub mod qr;
+pub mod records;
 pub mod referral;
+pub mod store;
+pub mod touch;
 pub mod utm;
 
 use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
 
+pub use link::{LinkRequest, LinkSpec, TrackedLink};
+pub use records::{AttributionOutput, AttributionRecord, LeadRecord, TouchKind};
 pub use referral::{Referral, ReferralRules};
+pub use store::{AttributionStore, CodeStatus, ContactState, Credit};
+pub use touch::{on_inbound_message, Attributed, Inbound};
 pub use utm::{Touch, TouchOrigin, Utm};
 
 /// When a lead record is created.

@@ -292,6 +292,7 @@ impl ReferralRules {
             ref_code: None,
             gclid: None,
             fbclid: None,
+            landing_page: None,
             referral: Some(raw.clone()),
             at,
         })

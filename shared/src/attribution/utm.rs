@@ -42,6 +42,9 @@ pub struct Touch {
     pub gclid: Option<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub fbclid: Option<String>,
+    /// Where a tracked link was published.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub landing_page: Option<String>,
     /// The raw `referral` object as Meta sent it (ad id, URL, headline, body, media...).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub referral: Option<serde_json::Value>,
