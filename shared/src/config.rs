@@ -23,6 +23,8 @@ pub const CRM_WEBHOOK_URL: &str = "CRM_WEBHOOK_URL";
 pub const CRM_WEBHOOK_SECRET: &str = "CRM_WEBHOOK_SECRET";
 pub const HUBSPOT_TOKEN: &str = "HUBSPOT_TOKEN";
 pub const HUBSPOT_API_URL: &str = "HUBSPOT_API_URL";
+/// Timeout of one CRM HTTP call, milliseconds (default 10000).
+pub const CRM_TIMEOUT_MS: &str = "CRM_TIMEOUT_MS";
 /// Path of the field mapping file.
 pub const WABRIDGE_MAPPING: &str = "WABRIDGE_MAPPING";
 /// DynamoDB table (single-table design) of the AWS engine.
@@ -45,6 +47,7 @@ pub const META_CONVERSIONS_API_URL: &str = "META_CONVERSIONS_API_URL";
 
 pub const DEFAULT_WHATSAPP_API_URL: &str = "https://graph.facebook.com";
 pub const DEFAULT_WHATSAPP_API_VERSION: &str = "v23.0";
+pub const DEFAULT_HUBSPOT_API_URL: &str = "https://api.hubapi.com";
 pub const DEFAULT_MAX_BODY_BYTES: usize = 1024 * 1024;
 
 /// Names whose values are secrets: read from the secret store on AWS, never logged.

@@ -113,7 +113,9 @@ pub struct ConsentKeywords {
 }
 
 fn default_opt_out() -> Vec<String> {
-    ["STOP", "BAJA", "ALTO", "PARAR", "SAIR"].map(String::from).to_vec()
+    ["STOP", "BAJA", "ALTO", "PARAR", "SAIR"]
+        .map(String::from)
+        .to_vec()
 }
 
 fn default_opt_in() -> Vec<String> {
@@ -122,7 +124,10 @@ fn default_opt_in() -> Vec<String> {
 
 impl Default for ConsentKeywords {
     fn default() -> Self {
-        ConsentKeywords { opt_out_keywords: default_opt_out(), opt_in_keywords: default_opt_in() }
+        ConsentKeywords {
+            opt_out_keywords: default_opt_out(),
+            opt_in_keywords: default_opt_in(),
+        }
     }
 }
 
@@ -142,7 +147,10 @@ impl ConsentKeywords {
         if let Some(k) = self.opt_out_keywords.iter().find(|k| fold(k) == norm) {
             return Some(KeywordMatch::OptOut(k.clone()));
         }
-        self.opt_in_keywords.iter().find(|k| fold(k) == norm).map(|k| KeywordMatch::OptIn(k.clone()))
+        self.opt_in_keywords
+            .iter()
+            .find(|k| fold(k) == norm)
+            .map(|k| KeywordMatch::OptIn(k.clone()))
     }
 }
 
@@ -173,6 +181,11 @@ pub struct Mapping {
     /// its value is the contact field mapped `to` this name.
     #[serde(default)]
     pub id_property: Option<String>,
+    /// CRM property of activities holding the effect id, searched before re-creating an
+    /// activity whose earlier attempt may have succeeded (HubSpot: a custom communication
+    /// property).
+    #[serde(default)]
+    pub effect_property: Option<String>,
     #[serde(default)]
     pub consent: ConsentKeywords,
     #[serde(default)]
@@ -231,8 +244,10 @@ impl Mapping {
     }
 
     pub fn load(path: &str) -> Result<Mapping, MappingFileError> {
-        let text = std::fs::read_to_string(path)
-            .map_err(|e| MappingFileError::Read { path: path.to_string(), error: e.to_string() })?;
+        let text = std::fs::read_to_string(path).map_err(|e| MappingFileError::Read {
+            path: path.to_string(),
+            error: e.to_string(),
+        })?;
         Mapping::from_toml(&text)
     }
 
@@ -242,7 +257,9 @@ impl Mapping {
             "local" => Mapping::from_toml(LOCAL_EXAMPLE),
             "webhook" => Mapping::from_toml(WEBHOOK_EXAMPLE),
             "hubspot" => Mapping::from_toml(HUBSPOT_EXAMPLE),
-            other => Err(MappingFileError::Invalid(format!("no example mapping for CRM `{other}`"))),
+            other => Err(MappingFileError::Invalid(format!(
+                "no example mapping for CRM `{other}`"
+            ))),
         }
     }
 
@@ -354,7 +371,10 @@ impl FieldSpec {
         }
         if let Some(catalog) = &self.one_of {
             if !catalog.iter().any(|c| c == &text) {
-                return Err(fail("one_of", format!("`{text}` is not one of {catalog:?}")));
+                return Err(fail(
+                    "one_of",
+                    format!("`{text}` is not one of {catalog:?}"),
+                ));
             }
         }
         if let Some(max) = self.max_length {
@@ -378,12 +398,8 @@ impl FieldSpec {
                 Transform::Trim => s.trim().to_string(),
                 Transform::Lower => s.to_lowercase(),
                 Transform::Upper => s.to_uppercase(),
-                Transform::FirstName => {
-                    s.split_whitespace().next().unwrap_or_default().to_string()
-                }
-                Transform::LastName => {
-                    s.split_whitespace().skip(1).collect::<Vec<_>>().join(" ")
-                }
+                Transform::FirstName => s.split_whitespace().next().unwrap_or_default().to_string(),
+                Transform::LastName => s.split_whitespace().skip(1).collect::<Vec<_>>().join(" "),
                 Transform::Digits => s.chars().filter(char::is_ascii_digit).collect(),
             };
         }
@@ -425,14 +441,20 @@ mod tests {
         let err = m.apply(&contact(None, None)).unwrap_err();
         assert_eq!(err.field, "firstname");
         assert!(err.to_string().contains("`firstname`") && err.to_string().contains("required"));
-        assert_eq!(m.apply(&contact(Some("Ana"), None)).unwrap()["firstname"], "Ana");
+        assert_eq!(
+            m.apply(&contact(Some("Ana"), None)).unwrap()["firstname"],
+            "Ana"
+        );
     }
 
     #[test]
     fn e164_rule_accepts_canonical_numbers_only() {
         let m = one("to = \"phone\"\nfrom = \"phone_e164\"\ne164 = true");
         assert!(m.apply(&contact(None, Some("+525512345678"))).is_ok());
-        assert_eq!(rule_of(&m, &contact(None, Some("+52 55 1234 5678"))), "e164");
+        assert_eq!(
+            rule_of(&m, &contact(None, Some("+52 55 1234 5678"))),
+            "e164"
+        );
         assert_eq!(rule_of(&m, &contact(None, Some("12345"))), "e164");
         // Absent and not required: the field is left out, no error.
         assert!(m.apply(&contact(None, None)).unwrap().is_empty());
@@ -444,21 +466,30 @@ mod tests {
         assert!(m.apply(&contact(Some("ana@example.com"), None)).is_ok());
         assert_eq!(rule_of(&m, &contact(Some("ana at example"), None)), "email");
         let m = one("to = \"site\"\nfrom = \"name\"\nurl = true");
-        assert!(m.apply(&contact(Some("https://example.com/x"), None)).is_ok());
+        assert!(m
+            .apply(&contact(Some("https://example.com/x"), None))
+            .is_ok());
         assert_eq!(rule_of(&m, &contact(Some("not a url"), None)), "url");
     }
 
     #[test]
     fn enum_catalog_max_length_and_regex() {
         let m = one("to = \"tier\"\nfrom = \"name\"\none_of = [\"gold\", \"silver\"]\ntransform = [\"lower\"]");
-        assert_eq!(m.apply(&contact(Some("GOLD"), None)).unwrap()["tier"], "gold");
+        assert_eq!(
+            m.apply(&contact(Some("GOLD"), None)).unwrap()["tier"],
+            "gold"
+        );
         assert_eq!(rule_of(&m, &contact(Some("bronze"), None)), "one_of");
         let m = one("to = \"n\"\nfrom = \"name\"\nmax_length = 5");
-        assert!(m.apply(&contact(Some("Añoñó"), None)).is_ok(), "characters, not bytes");
+        assert!(
+            m.apply(&contact(Some("Añoñó"), None)).is_ok(),
+            "characters, not bytes"
+        );
         assert_eq!(rule_of(&m, &contact(Some("Ana María"), None)), "max_length");
         let m = one("to = \"u\"\nfrom = \"username\"\nregex = \"^[a-z.]+$\"");
         assert_eq!(rule_of(&m, &contact(None, None)), "regex");
-        let m = one("to = \"u\"\nfrom = \"username\"\nregex = \"^[a-z.]+$\"\ntransform = [\"lower\"]");
+        let m =
+            one("to = \"u\"\nfrom = \"username\"\nregex = \"^[a-z.]+$\"\ntransform = [\"lower\"]");
         assert_eq!(m.apply(&contact(None, None)).unwrap()["u"], "ana.lopez");
     }
 
@@ -468,12 +499,19 @@ mod tests {
             "version = 1\n[[contact]]\nto = \"first\"\nfrom = \"name\"\ntransform = [\"trim\", \"first_name\"]\ndefault = \"WhatsApp\"\n[[contact]]\nto = \"last\"\nfrom = \"name\"\ntransform = [\"last_name\", \"upper\"]\n[[contact]]\nto = \"id\"\nfrom = \"phone_e164|bsuid\"\n[[contact]]\nto = \"source\"\ndefault = \"whatsapp\"",
         )
         .unwrap();
-        let out = m.apply(&contact(Some("  María José Pérez "), None)).unwrap();
+        let out = m
+            .apply(&contact(Some("  María José Pérez "), None))
+            .unwrap();
         assert_eq!(out["first"], "María");
         assert_eq!(out["last"], "JOSÉ PÉREZ");
-        assert_eq!(out["id"], "MX.77", "falls back to the BSUID without a phone");
+        assert_eq!(
+            out["id"], "MX.77",
+            "falls back to the BSUID without a phone"
+        );
         assert_eq!(out["source"], "whatsapp");
-        let out = m.apply(&contact(Some("Ana"), Some("+525512345678"))).unwrap();
+        let out = m
+            .apply(&contact(Some("Ana"), Some("+525512345678")))
+            .unwrap();
         assert!(!out.contains_key("last"), "empty after transform = absent");
         assert_eq!(out["id"], "+525512345678");
         let out = m.apply(&contact(None, None)).unwrap();
@@ -484,22 +522,39 @@ mod tests {
     fn broken_mapping_files_are_refused_with_a_reason() {
         let bad = |t: &str| Mapping::from_toml(t).unwrap_err().to_string();
         assert!(bad("version = 2").contains("version 2"));
-        assert!(bad("version = 1\n[[contact]]\nto = \"a\"\nfrom = \"b\"\nregex = \"(\"").contains("regex"));
-        assert!(bad("version = 1\n[[contact]]\nto = \"a\"\nfrom = \"b\"\nbogus = 1").contains("bogus"));
+        assert!(
+            bad("version = 1\n[[contact]]\nto = \"a\"\nfrom = \"b\"\nregex = \"(\"")
+                .contains("regex")
+        );
+        assert!(
+            bad("version = 1\n[[contact]]\nto = \"a\"\nfrom = \"b\"\nbogus = 1").contains("bogus")
+        );
         assert!(bad("version = 1\n[[contact]]\nto = \"a\"").contains("needs `from`"));
-        assert!(bad("version = 1\n[[contact]]\nto = \"a\"\nfrom=\"x\"\n[[contact]]\nto = \"a\"\nfrom=\"y\"").contains("twice"));
-        assert!(bad("version = 1\n[[contact]]\nto = \"a\"\nfrom = \"b\"\ntransform = [\"reverse\"]").contains("reverse"));
+        assert!(bad(
+            "version = 1\n[[contact]]\nto = \"a\"\nfrom=\"x\"\n[[contact]]\nto = \"a\"\nfrom=\"y\""
+        )
+        .contains("twice"));
+        assert!(bad(
+            "version = 1\n[[contact]]\nto = \"a\"\nfrom = \"b\"\ntransform = [\"reverse\"]"
+        )
+        .contains("reverse"));
     }
 
     #[test]
     fn example_mappings_load_and_keywords_classify() {
         for kind in ["local", "webhook", "hubspot"] {
             let m = Mapping::example(kind).unwrap();
-            assert!(m.consent.opt_out_keywords.iter().any(|k| k == "BAJA"), "{kind}");
+            assert!(
+                m.consent.opt_out_keywords.iter().any(|k| k == "BAJA"),
+                "{kind}"
+            );
         }
         let k = ConsentKeywords::default();
         for stop in ["STOP", "baja", " Alto ", "parar!", "Sair"] {
-            assert!(matches!(k.classify(stop), Some(KeywordMatch::OptOut(_))), "{stop}");
+            assert!(
+                matches!(k.classify(stop), Some(KeywordMatch::OptOut(_))),
+                "{stop}"
+            );
         }
         assert_eq!(k.classify("alta"), Some(KeywordMatch::OptIn("ALTA".into())));
         assert_eq!(k.classify("no quiero darme de baja"), None);

@@ -53,7 +53,10 @@ impl Record {
     pub fn record_key(&self) -> String {
         match self {
             Record::Contact(c) => format!("contact:{}", c.id),
-            Record::Activity(a) => format!("activity:{}", a.message_id.as_deref().unwrap_or(&a.event_id)),
+            Record::Activity(a) => format!(
+                "activity:{}",
+                a.message_id.as_deref().unwrap_or(&a.event_id)
+            ),
             Record::Consent(c) => format!("consent:{}", c.event_id),
             Record::TemplateStatus(t) => format!("template_status:{}", t.event_id),
             Record::Quality(q) => format!("quality:{}", q.event_id),
@@ -277,7 +280,10 @@ mod tests {
                 bsuid: Some("MX.123".into()),
                 username: Some("ana".into()),
                 name: Some("Ana López".into()),
-                referral: Some(Referral { ctwa_clid: Some("clid".into()), ..Default::default() }),
+                referral: Some(Referral {
+                    ctwa_clid: Some("clid".into()),
+                    ..Default::default()
+                }),
                 updated_at: 1,
             }),
             Record::Activity(ActivityRecord {
@@ -289,7 +295,10 @@ mod tests {
                 message_id: Some("wamid.1".into()),
                 at: Some(1000),
                 text: Some("mira".into()),
-                media: vec![MediaRef { id: "m1".into(), ..Default::default() }],
+                media: vec![MediaRef {
+                    id: "m1".into(),
+                    ..Default::default()
+                }],
                 context: Some(serde_json::json!({"id":"wamid.0"})),
                 ..Default::default()
             }),
@@ -301,7 +310,10 @@ mod tests {
                 direction: Some(Direction::Outbound),
                 message_id: Some("wamid.2".into()),
                 status: Some("failed".into()),
-                errors: vec![StatusError { code: Some(131026), ..Default::default() }],
+                errors: vec![StatusError {
+                    code: Some(131026),
+                    ..Default::default()
+                }],
                 ..Default::default()
             }),
             Record::Consent(ConsentRecord {
@@ -314,8 +326,14 @@ mod tests {
                 evidence: serde_json::json!({"keyword":"BAJA"}),
                 at: None,
             }),
-            Record::TemplateStatus(TemplateStatusRecord { event_id: "t".into(), ..Default::default() }),
-            Record::Quality(QualityRecord { event_id: "q".into(), ..Default::default() }),
+            Record::TemplateStatus(TemplateStatusRecord {
+                event_id: "t".into(),
+                ..Default::default()
+            }),
+            Record::Quality(QualityRecord {
+                event_id: "q".into(),
+                ..Default::default()
+            }),
             Record::Unknown(UnknownRecord {
                 v: Version(1),
                 event_id: "u".into(),
@@ -356,10 +374,18 @@ mod tests {
             let props = def["properties"].as_object().unwrap();
             let json = record.to_value();
             for key in json.as_object().unwrap().keys() {
-                assert!(props.contains_key(key), "{}.{key} undocumented", record.kind());
+                assert!(
+                    props.contains_key(key),
+                    "{}.{key} undocumented",
+                    record.kind()
+                );
             }
             for req in def["required"].as_array().unwrap() {
-                assert!(json.get(req.as_str().unwrap()).is_some(), "{}.{req} missing", record.kind());
+                assert!(
+                    json.get(req.as_str().unwrap()).is_some(),
+                    "{}.{req} missing",
+                    record.kind()
+                );
             }
         }
     }

@@ -16,6 +16,8 @@ use aws_sdk_dynamodb::types::AttributeValue;
 use crate::error::StoreError;
 
 pub mod dedupe;
+pub mod identity;
+pub mod ledger;
 
 /// Partition key attribute.
 pub const PK: &str = "pk";

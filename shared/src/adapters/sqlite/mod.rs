@@ -7,7 +7,9 @@
 
 pub mod db;
 pub mod dedupe;
+pub mod identity;
 pub mod inbox;
+pub mod ledger;
 pub mod queue;
 pub mod records;
 
@@ -19,4 +21,4 @@ pub use records::{Record, SqliteRecords};
 
 /// Every table of the embedded engine, created at [`Db::open`] with `CREATE ... IF NOT EXISTS`.
 /// A module that adds tables adds its schema constant here (the one place migrations live).
-pub(crate) const SCHEMAS: &[&str] = &[dedupe::SCHEMA, queue::SCHEMA, records::SCHEMA];
+pub(crate) const SCHEMAS: &[&str] = &[dedupe::SCHEMA, queue::SCHEMA, records::SCHEMA, identity::SCHEMA, ledger::SCHEMA];

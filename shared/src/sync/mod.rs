@@ -1,0 +1,284 @@
+//! crm-sync: the events-queue consumer that lands WhatsApp events in the CRM.
+//!
+//! For each delivery ([`CrmSync::handle`]): parse the [`Event`], resolve the identity (one
+//! contact per person), build canonical records ([`build::plan`]), validate every one through
+//! the mapping (a record breaking a rule dead-letters the delivery with field and rule, before
+//! anything reaches the CRM), then run each side effect through the effects ledger
+//! (claim → CRM → confirm; see [`crate::ledger`]). Outcomes: `Done`; `RetryAfter` for 429 (the
+//! CRM's delay), 5xx / timeouts (exponential backoff, full jitter) and store outages;
+//! `DeadLetter` for malformed events, validation failures and 4xx rejections.
+
+pub mod build;
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use async_trait::async_trait;
+
+use crate::consumer::{Handler, Outcome};
+use crate::crm::{retry_delay, Crm, CrmError, Effect};
+use crate::error::StoreError;
+use crate::event::Event;
+use crate::identity::{new_contact_id, IdentityStore};
+use crate::ledger::{effect_id, Claim, Ledger, DEFAULT_LEASE};
+use crate::mapping::Mapping;
+use crate::queue::Delivery;
+use crate::records::{ConsentRecord, Record};
+
+use build::{set_contact, IdentityOp};
+
+/// Hooks for the sending side (consent history, 24-hour window), called after the CRM effects
+/// of an event succeeded. Implementations must be idempotent (a redelivery calls them again);
+/// an error retries the delivery. Default: nothing.
+#[async_trait]
+pub trait SyncHooks: Send + Sync {
+    /// A consent change (keyword or `user_preferences`).
+    async fn consent_changed(
+        &self,
+        _contact_id: &str,
+        _consent: &ConsentRecord,
+    ) -> Result<(), StoreError> {
+        Ok(())
+    }
+    /// An inbound message from the contact at `at_ms` (opens the 24-hour window).
+    async fn inbound_message(&self, _contact_id: &str, _at_ms: i64) -> Result<(), StoreError> {
+        Ok(())
+    }
+}
+
+pub struct NoHooks;
+impl SyncHooks for NoHooks {}
+
+pub struct CrmSync {
+    identities: Arc<dyn IdentityStore>,
+    ledger: Arc<dyn Ledger>,
+    crm: Arc<dyn Crm>,
+    mapping: Arc<Mapping>,
+    hooks: Arc<dyn SyncHooks>,
+    lease: Duration,
+}
+
+impl CrmSync {
+    pub fn new(
+        identities: Arc<dyn IdentityStore>,
+        ledger: Arc<dyn Ledger>,
+        crm: Arc<dyn Crm>,
+        mapping: Arc<Mapping>,
+    ) -> Self {
+        CrmSync {
+            identities,
+            ledger,
+            crm,
+            mapping,
+            hooks: Arc::new(NoHooks),
+            lease: DEFAULT_LEASE,
+        }
+    }
+
+    pub fn with_hooks(mut self, hooks: Arc<dyn SyncHooks>) -> Self {
+        self.hooks = hooks;
+        self
+    }
+
+    /// Lease of effect claims (default [`DEFAULT_LEASE`]); keep it above the CRM timeout.
+    pub fn with_lease(mut self, lease: Duration) -> Self {
+        self.lease = lease;
+        self
+    }
+
+    pub fn crm(&self) -> &Arc<dyn Crm> {
+        &self.crm
+    }
+
+    async fn process(&self, event: &Event, receive_count: u32) -> Result<Outcome, StoreError> {
+        let plan = match build::plan(event, &self.mapping.consent) {
+            Ok(p) => p,
+            Err(reason) => {
+                return Ok(Outcome::DeadLetter(format!(
+                    "event {}: {reason}",
+                    event.key
+                )))
+            }
+        };
+        // Identity first: every record of this event belongs to one contact.
+        let new_id = new_contact_id();
+        let (contact_id, created) = match &plan.identity {
+            IdentityOp::None => (None, false),
+            IdentityOp::Resolve(keys) => {
+                let r = self.identities.resolve(keys, &new_id).await?;
+                (Some(r.contact_id), r.created)
+            }
+            IdentityOp::Move { from, to, also } => {
+                let id = self.identities.move_key(from, to, &new_id).await?;
+                if !also.is_empty() {
+                    self.identities.resolve(also, &id).await?;
+                }
+                (Some(id), false)
+            }
+        };
+        let mut records = plan.records;
+        let mut contact = plan.contact.map(Record::Contact);
+        if let Some(id) = &contact_id {
+            if let Some(c) = contact.as_mut() {
+                set_contact(c, id);
+            }
+            for (_, r) in records.iter_mut() {
+                set_contact(r, id);
+            }
+        }
+        // Validate everything before any effect: a bad record never reaches the CRM.
+        let contact = match contact {
+            Some(c) => match self.mapping.apply(&c) {
+                Ok(fields) => Some((c, fields)),
+                Err(e) => return Ok(Outcome::DeadLetter(format!("event {}: {e}", event.key))),
+            },
+            None => None,
+        };
+        let mut effects = Vec::new();
+        if let Some((c, fields)) = &contact {
+            if plan.upsert_contact || created {
+                effects.push(("contact", c.clone(), fields.clone()));
+            }
+        }
+        for (name, record) in records {
+            match self.mapping.apply(&record) {
+                Ok(fields) => effects.push((name, record, fields)),
+                Err(e) => return Ok(Outcome::DeadLetter(format!("event {}: {e}", event.key))),
+            }
+        }
+        for (name, record, fields) in effects {
+            let id = effect_id(&event.key, name);
+            let in_doubt = match self.ledger.claim(&id, self.lease).await? {
+                Claim::Done => continue,
+                Claim::Busy(left) => {
+                    return Ok(Outcome::RetryAfter(left.max(Duration::from_millis(100))))
+                }
+                Claim::Proceed { in_doubt } => in_doubt,
+            };
+            if name == "status" {
+                if let Some((message_id, rank)) = &plan.status {
+                    if !self.ledger.advance_status(message_id, *rank).await? {
+                        // A later status was recorded already: this one changes nothing.
+                        self.ledger.confirm(&id).await?;
+                        continue;
+                    }
+                }
+            }
+            let effect = Effect {
+                id: id.clone(),
+                record,
+                fields,
+                contact: contact.clone(),
+                in_doubt,
+            };
+            match self.crm.apply(&effect).await {
+                Ok(()) => self.ledger.confirm(&id).await?,
+                Err(e) => {
+                    if e.definitely_not_applied() {
+                        self.ledger.release(&id).await?;
+                    }
+                    tracing::warn!(event = %event.key, effect = name, error = %e, "CRM call failed");
+                    return Ok(match e {
+                        CrmError::Rejected(reason) => Outcome::DeadLetter(format!(
+                            "event {}: {} {name}: {reason}",
+                            event.key,
+                            self.crm.kind()
+                        )),
+                        other => Outcome::RetryAfter(retry_delay(&other, receive_count)),
+                    });
+                }
+            }
+        }
+        // Hooks for the sending side, once the CRM has everything.
+        if let Some(id) = &contact_id {
+            if let Some((Record::Contact(_), _)) = &contact {
+                if event.kind == crate::event::EventKind::Message {
+                    self.hooks.inbound_message(id, event.received_at).await?;
+                }
+            }
+        }
+        Ok(Outcome::Done)
+    }
+}
+
+#[async_trait]
+impl Handler for CrmSync {
+    async fn handle(&self, delivery: &Delivery) -> Outcome {
+        let event = match Event::from_json(&delivery.body) {
+            Ok(e) => e,
+            Err(e) => return Outcome::DeadLetter(format!("not an event: {e}")),
+        };
+        match self.process(&event, delivery.receive_count).await {
+            Ok(outcome) => outcome,
+            Err(e) if e.is_retryable() => {
+                tracing::warn!(event = %event.key, error = %e, "store unavailable, retrying");
+                Outcome::RetryAfter(retry_delay(
+                    &CrmError::Transient(e.to_string()),
+                    delivery.receive_count,
+                ))
+            }
+            Err(e) => Outcome::DeadLetter(format!("event {}: {e}", event.key)),
+        }
+    }
+}
+
+/// The CRM named by `CRM_KIND` (default `local`), configured from the environment.
+/// `local_records` is the records store of the embedded engine (required for `local`).
+pub fn crm_from_env(
+    mapping: &Mapping,
+    local_records: Option<crate::adapters::sqlite::SqliteRecords>,
+) -> Result<Arc<dyn Crm>, String> {
+    use crate::config;
+    let env = |name: &str| std::env::var(name).ok().filter(|v| !v.trim().is_empty());
+    let timeout = env(config::CRM_TIMEOUT_MS)
+        .map(|v| {
+            v.parse::<u64>()
+                .map_err(|_| format!("{}: not a number", config::CRM_TIMEOUT_MS))
+        })
+        .transpose()?
+        .map(Duration::from_millis)
+        .unwrap_or(Duration::from_secs(10));
+    match crm_kind().as_str() {
+        "local" => {
+            let records =
+                local_records.ok_or("CRM_KIND=local needs the embedded engine's records store")?;
+            Ok(Arc::new(crate::crm::local::LocalCrm::new(records)))
+        }
+        "webhook" => {
+            let url = env(config::CRM_WEBHOOK_URL)
+                .ok_or("CRM_WEBHOOK_URL is required for CRM_KIND=webhook")?;
+            let secret = env(config::CRM_WEBHOOK_SECRET).unwrap_or_default();
+            Ok(Arc::new(crate::crm::webhook::WebhookCrm::new(
+                &url, &secret, timeout,
+            )?))
+        }
+        "hubspot" => {
+            let base = env(config::HUBSPOT_API_URL)
+                .unwrap_or_else(|| config::DEFAULT_HUBSPOT_API_URL.to_string());
+            let token = env(config::HUBSPOT_TOKEN).unwrap_or_default();
+            let id_property = mapping
+                .id_property
+                .clone()
+                .unwrap_or_else(|| "whatsapp_id".into());
+            Ok(Arc::new(crate::crm::hubspot::HubSpotCrm::new(
+                &base,
+                &token,
+                &id_property,
+                mapping.effect_property.as_deref(),
+                timeout,
+            )?))
+        }
+        other => Err(format!(
+            "CRM_KIND `{other}` is not one of local, webhook, hubspot"
+        )),
+    }
+}
+
+/// `CRM_KIND`, default `local`.
+pub fn crm_kind() -> String {
+    std::env::var(crate::config::CRM_KIND)
+        .ok()
+        .map(|v| v.trim().to_ascii_lowercase())
+        .filter(|v| !v.is_empty())
+        .unwrap_or_else(|| "local".into())
+}
