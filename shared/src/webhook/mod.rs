@@ -2,3 +2,6 @@
 //! turns a POST body into queue events ([`split`]).
 
 pub mod model;
+pub mod split;
+
+pub use split::{split, SplitError};
