@@ -1,1 +1,107 @@
-//! Routing of the HTTP API shared by the Lambda and the local gateway. Filled in by the ingest work.
+//! Routing of the HTTP API shared by the Lambda and the local gateway.
+//!
+//! [`Api`] is built once (per cold start, per process) with the services this deployment serves,
+//! then [`Api::handle`] turns every [`Request`] into a [`Response`]: never a panic, every error a
+//! JSON body from [`ApiError`] (404 for an unknown path, 405 with `Allow` for a known path and a
+//! wrong method).
+//!
+//! Adding a route (for example `/sends`, `/sends/{id}`, `/consents`, `/links`, `/conversions`):
+//! add an optional service field, a `with_…` builder method, and a [`Route`] arm in
+//! [`Api::route`]; an unmounted service's paths answer 404.
+
+use std::sync::Arc;
+
+use serde_json::json;
+
+use crate::http::{ApiError, Method, Request, Response};
+use crate::ingest::IngestService;
+
+/// The routes this crate knows, matched on the path only.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Route<'a> {
+    Health,
+    Webhook,
+    /// No route with this path. Carries the path for the error.
+    NotFound(&'a str),
+}
+
+impl<'a> Route<'a> {
+    /// Matches a path; one trailing slash is tolerated (`/webhook/`).
+    pub fn match_path(path: &'a str) -> Route<'a> {
+        let trimmed = match path.strip_suffix('/') {
+            Some(p) if !p.is_empty() => p,
+            _ => path,
+        };
+        match trimmed {
+            "/healthz" => Route::Health,
+            "/webhook" => Route::Webhook,
+            _ => Route::NotFound(path),
+        }
+    }
+}
+
+/// The HTTP API. Cheap to share (`Arc` it); every service is optional so each function mounts
+/// only what it serves.
+#[derive(Default, Clone)]
+pub struct Api {
+    ingest: Option<Arc<IngestService>>,
+}
+
+impl Api {
+    /// An API serving only `/healthz`; mount services with the `with_…` methods.
+    pub fn new() -> Api {
+        Api::default()
+    }
+
+    /// Mounts `GET /webhook` (handshake) and `POST /webhook` (ingest).
+    pub fn with_ingest(mut self, ingest: Arc<IngestService>) -> Api {
+        self.ingest = Some(ingest);
+        self
+    }
+
+    /// Answers one request. Never panics; errors are JSON (see [`ApiError`]).
+    pub async fn handle(&self, req: Request) -> Response {
+        match self.route(&req).await {
+            Ok(response) => response,
+            Err(e) => {
+                let allow = match &e {
+                    ApiError::MethodNotAllowed(_) => allowed_methods(&req.path),
+                    _ => None,
+                };
+                let response = e.into_response();
+                match allow {
+                    Some(allow) => response.with_header("allow", allow),
+                    None => response,
+                }
+            }
+        }
+    }
+
+    async fn route(&self, req: &Request) -> Result<Response, ApiError> {
+        match Route::match_path(&req.path) {
+            Route::Health => match req.method {
+                Method::Get => Ok(Response::json(200, &json!({"status": "ok"}))),
+                _ => Err(ApiError::MethodNotAllowed(req.path.clone())),
+            },
+            Route::Webhook => {
+                let Some(ingest) = &self.ingest else {
+                    return Err(ApiError::NotFound(req.path.clone()));
+                };
+                match req.method {
+                    Method::Get => ingest.handshake(req),
+                    Method::Post => ingest.receive(req).await,
+                    _ => Err(ApiError::MethodNotAllowed(req.path.clone())),
+                }
+            }
+            Route::NotFound(path) => Err(ApiError::NotFound(path.to_string())),
+        }
+    }
+}
+
+fn allowed_methods(path: &str) -> Option<&'static str> {
+    match Route::match_path(path) {
+        Route::Health => Some("GET"),
+        Route::Webhook => Some("GET, POST"),
+        Route::NotFound(_) => None,
+    }
+}
