@@ -17,6 +17,8 @@ pub const WHATSAPP_API_VERSION: &str = "WHATSAPP_API_VERSION";
 pub const WABRIDGE_API_KEY: &str = "WABRIDGE_API_KEY";
 /// Largest webhook body accepted, bytes (default [`DEFAULT_MAX_BODY_BYTES`]).
 pub const WABRIDGE_MAX_BODY_BYTES: &str = "WABRIDGE_MAX_BODY_BYTES";
+/// Data directory of the local gateway (`wabridge serve --data`; default `./.wabridge`).
+pub const WABRIDGE_DATA: &str = "WABRIDGE_DATA";
 /// `local`, `webhook` or `hubspot`.
 pub const CRM_KIND: &str = "CRM_KIND";
 pub const CRM_WEBHOOK_URL: &str = "CRM_WEBHOOK_URL";

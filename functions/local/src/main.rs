@@ -1,1 +1,164 @@
-fn main() {}
+//! `wabridge`: the local gateway. Every function in one process over an embedded SQLite store,
+//! with no AWS account and no configuration needed.
+
+mod events_consumer;
+mod secrets;
+mod serve;
+mod tools;
+mod wiring;
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use clap::{Parser, Subcommand};
+use wabridge_core::config;
+
+#[derive(Parser)]
+#[command(
+    name = "wabridge",
+    version,
+    about = "WhatsApp Business Platform → CRM gateway, local edition"
+)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(clap::Args, Clone)]
+struct DataArg {
+    /// Data directory (database, dev secrets).
+    #[arg(long, env = config::WABRIDGE_DATA, default_value = ".wabridge")]
+    data: PathBuf,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Run the webhook endpoint and the queue consumers.
+    Serve {
+        /// Address to listen on (port 0 picks a free port; the bound address is printed).
+        #[arg(long, default_value = "127.0.0.1:8080")]
+        addr: SocketAddr,
+        #[command(flatten)]
+        data: DataArg,
+    },
+    /// Print the X-Hub-Signature-256 header Meta would send for FILE.
+    Sign {
+        file: PathBuf,
+        #[command(flatten)]
+        data: DataArg,
+    },
+    /// Sign and POST a payload file, or every .json file of a folder.
+    Post {
+        target: PathBuf,
+        #[arg(long, default_value = "http://127.0.0.1:8080/webhook")]
+        url: String,
+        #[command(flatten)]
+        data: DataArg,
+    },
+    /// Print the local CRM records, one JSON object per line.
+    Records {
+        /// One JSON object per line (each with "kind").
+        #[arg(long)]
+        json: bool,
+        /// Only records of this kind.
+        #[arg(long)]
+        kind: Option<String>,
+        #[command(flatten)]
+        data: DataArg,
+    },
+    /// List or redrive dead letters of the local queues.
+    DeadLetters {
+        #[command(subcommand)]
+        action: DeadLetterAction,
+    },
+    /// Queue and store counts as JSON.
+    #[command(hide = true)]
+    Stats {
+        #[command(flatten)]
+        data: DataArg,
+    },
+    /// Write N signed bodies with unique message ids for the load test.
+    #[command(hide = true)]
+    Loadgen {
+        #[arg(long, default_value_t = 100_000)]
+        count: u64,
+        #[arg(long)]
+        out: PathBuf,
+        #[command(flatten)]
+        data: DataArg,
+    },
+}
+
+#[derive(Subcommand)]
+enum DeadLetterAction {
+    /// One JSON object per dead letter: queue, id, reason, receive_count, body.
+    List {
+        /// Only this queue (default: all).
+        #[arg(long)]
+        queue: Option<String>,
+        #[command(flatten)]
+        data: DataArg,
+    },
+    /// Move dead letters back to their queue: one by id, or all.
+    Redrive {
+        #[arg(long)]
+        id: Option<String>,
+        #[arg(long)]
+        queue: Option<String>,
+        #[command(flatten)]
+        data: DataArg,
+    },
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    tracing_subscriber::fmt()
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_default_env()
+                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("warn")),
+        )
+        .with_writer(std::io::stderr)
+        .init();
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(rt) => rt,
+        Err(e) => {
+            eprintln!("error: cannot start the runtime: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    let result = runtime.block_on(async move {
+        match cli.command {
+            Command::Serve { addr, data } => {
+                serve::run(serve::ServeArgs {
+                    addr,
+                    data: data.data,
+                })
+                .await
+            }
+            Command::Sign { file, data } => tools::sign(&file, &data.data),
+            Command::Post { target, url, data } => tools::post(&target, &url, &data.data).await,
+            Command::Records { json, kind, data } => {
+                tools::records(&data.data, json, kind.as_deref()).await
+            }
+            Command::DeadLetters {
+                action: DeadLetterAction::List { queue, data },
+            } => tools::dead_letters_list(&data.data, queue.as_deref()).await,
+            Command::DeadLetters {
+                action: DeadLetterAction::Redrive { id, queue, data },
+            } => tools::dead_letters_redrive(&data.data, queue.as_deref(), id.as_deref()).await,
+            Command::Stats { data } => tools::stats(&data.data).await,
+            Command::Loadgen { count, out, data } => tools::loadgen(count, &out, &data.data),
+        }
+    });
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("error: {e}");
+            ExitCode::FAILURE
+        }
+    }
+}

@@ -58,6 +58,22 @@ impl SqliteDedupe {
         SqliteDedupe { db, clock }
     }
 
+    /// How many keys are remembered and not expired.
+    pub async fn count(&self) -> Result<u64, StoreError> {
+        let now = self.clock.now_ms();
+        self.db
+            .read(move |c| {
+                c.query_row(
+                    "SELECT count(*) FROM dedupe_keys WHERE expires_at > ?1",
+                    params![now],
+                    |r| r.get::<_, i64>(0),
+                )
+                .map(|n| n as u64)
+                .map_err(sql_err)
+            })
+            .await
+    }
+
     /// Deletes up to `limit` expired keys; returns how many went.
     pub async fn purge_expired(&self, limit: usize) -> Result<usize, StoreError> {
         let now = self.clock.now_ms();

@@ -1,0 +1,107 @@
+//! Dev secrets: generated on first start into `DATA/secrets.json` (mode 0600) so the gateway
+//! runs with no configuration; the environment overrides each of them.
+
+use std::io::Write;
+use std::path::{Path, PathBuf};
+
+use serde::{Deserialize, Serialize};
+use wabridge_core::config;
+
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+pub struct Secrets {
+    pub app_secret: String,
+    pub verify_token: String,
+    pub api_key: String,
+}
+
+pub fn path(data: &Path) -> PathBuf {
+    data.join("secrets.json")
+}
+
+fn random_hex() -> String {
+    // Two v4 UUIDs: 244 bits from the OS CSPRNG.
+    format!(
+        "{}{}",
+        uuid::Uuid::new_v4().simple(),
+        uuid::Uuid::new_v4().simple()
+    )
+}
+
+fn env_nonempty(name: &str) -> Option<String> {
+    std::env::var(name).ok().filter(|v| !v.is_empty())
+}
+
+/// Reads the stored secrets, if the file exists.
+pub fn read(data: &Path) -> Result<Option<Secrets>, String> {
+    let file = path(data);
+    match std::fs::read(&file) {
+        Ok(bytes) => serde_json::from_slice(&bytes)
+            .map(Some)
+            .map_err(|e| format!("{} is not a valid secrets file: {e}", file.display())),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
+        Err(e) => Err(format!("cannot read {}: {e}", file.display())),
+    }
+}
+
+/// The secrets `serve` runs with: the stored ones (generated and printed once if absent), each
+/// overridden by its environment variable when set.
+pub fn load_or_generate(data: &Path) -> Result<Secrets, String> {
+    let stored = match read(data)? {
+        Some(s) => s,
+        None => {
+            let s = Secrets {
+                app_secret: random_hex(),
+                verify_token: random_hex(),
+                api_key: random_hex(),
+            };
+            write_new(data, &s)?;
+            println!(
+                "generated dev secrets in {} (shown once):",
+                path(data).display()
+            );
+            println!("  {}={}", config::WHATSAPP_APP_SECRET, s.app_secret);
+            println!("  {}={}", config::WHATSAPP_VERIFY_TOKEN, s.verify_token);
+            println!("  {}={}", config::WABRIDGE_API_KEY, s.api_key);
+            s
+        }
+    };
+    Ok(Secrets {
+        app_secret: env_nonempty(config::WHATSAPP_APP_SECRET).unwrap_or(stored.app_secret),
+        verify_token: env_nonempty(config::WHATSAPP_VERIFY_TOKEN).unwrap_or(stored.verify_token),
+        api_key: env_nonempty(config::WABRIDGE_API_KEY).unwrap_or(stored.api_key),
+    })
+}
+
+/// The app secret for `sign` / `post`: env first, else the data dir's secrets file.
+pub fn app_secret(data: &Path) -> Result<String, String> {
+    if let Some(s) = env_nonempty(config::WHATSAPP_APP_SECRET) {
+        return Ok(s);
+    }
+    match read(data)? {
+        Some(s) => Ok(s.app_secret),
+        None => Err(format!(
+            "no app secret: set {} or run `wabridge serve --data {}` once to generate {}",
+            config::WHATSAPP_APP_SECRET,
+            data.display(),
+            path(data).display()
+        )),
+    }
+}
+
+fn write_new(data: &Path, secrets: &Secrets) -> Result<(), String> {
+    let file = path(data);
+    let mut options = std::fs::OpenOptions::new();
+    options.write(true).create_new(true);
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::OpenOptionsExt;
+        options.mode(0o600);
+    }
+    let mut f = options
+        .open(&file)
+        .map_err(|e| format!("cannot create {}: {e}", file.display()))?;
+    let text = serde_json::to_vec_pretty(secrets).map_err(|e| e.to_string())?;
+    f.write_all(&text)
+        .and_then(|_| f.sync_all())
+        .map_err(|e| format!("cannot write {}: {e}", file.display()))
+}

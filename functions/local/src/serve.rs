@@ -1,0 +1,181 @@
+//! `wabridge serve`: the ingest API (axum carrying the core's `Api`), the events consumer and the
+//! dedupe purger, in one process over one SQLite file.
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Duration;
+
+use axum::body::Body;
+use axum::http::{HeaderName, HeaderValue, StatusCode};
+use wabridge_core::adapters::sqlite::{
+    Db, SqliteDedupe, SqliteInbox, SqliteQueue, SqliteRecords, EVENTS_QUEUE,
+};
+use wabridge_core::config;
+use wabridge_core::consumer::{run_worker, WorkerOptions};
+use wabridge_core::http::{ApiError, Method, Request, Response};
+
+use crate::events_consumer::EventRecords;
+use crate::secrets;
+
+pub struct ServeArgs {
+    pub addr: SocketAddr,
+    pub data: PathBuf,
+}
+
+/// File name of the database inside the data dir.
+pub const DB_FILE: &str = "wabridge.db";
+
+pub fn open_db(data: &std::path::Path) -> Result<Db, String> {
+    std::fs::create_dir_all(data).map_err(|e| format!("cannot create {}: {e}", data.display()))?;
+    let path = data.join(DB_FILE);
+    Db::open(&path).map_err(|e| format!("cannot open {}: {e}", path.display()))
+}
+
+fn max_body_bytes() -> Result<usize, String> {
+    match std::env::var(config::WABRIDGE_MAX_BODY_BYTES) {
+        Ok(v) if !v.is_empty() => v.parse().map_err(|_| {
+            format!(
+                "{} must be a number of bytes, got {v:?}",
+                config::WABRIDGE_MAX_BODY_BYTES
+            )
+        }),
+        _ => Ok(config::DEFAULT_MAX_BODY_BYTES),
+    }
+}
+
+struct AppState {
+    api: crate::wiring::ApiHandle,
+    max_body: usize,
+}
+
+pub async fn run(args: ServeArgs) -> Result<(), String> {
+    let db = open_db(&args.data)?;
+    let secrets = secrets::load_or_generate(&args.data)?;
+    let max_body = max_body_bytes()?;
+
+    let inbox = Arc::new(SqliteInbox::new(db.clone()));
+    let api = crate::wiring::build_api(inbox, &secrets, max_body)?;
+    let state = Arc::new(AppState { api, max_body });
+
+    let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
+    let queue = Arc::new(SqliteQueue::new(db.clone(), EVENTS_QUEUE));
+    let handler = Arc::new(EventRecords {
+        records: SqliteRecords::new(db.clone()),
+    });
+    let worker = tokio::spawn(run_worker(
+        queue,
+        handler,
+        WorkerOptions {
+            batch: 100,
+            concurrency: 32,
+            ..WorkerOptions::default()
+        },
+        stop_rx.clone(),
+    ));
+    let purger = SqliteDedupe::new(db.clone()).spawn_purger(Duration::from_secs(3600), stop_rx);
+
+    let app = axum::Router::new().fallback(handle).with_state(state);
+    let listener = tokio::net::TcpListener::bind(args.addr)
+        .await
+        .map_err(|e| format!("cannot listen on {}: {e}", args.addr))?;
+    let local = listener.local_addr().map_err(|e| e.to_string())?;
+    println!("listening on http://{local}");
+    println!("data in {}", args.data.display());
+    use std::io::Write;
+    let _ = std::io::stdout().flush();
+
+    axum::serve(listener, app)
+        .with_graceful_shutdown(shutdown_signal())
+        .await
+        .map_err(|e| format!("server error: {e}"))?;
+
+    tracing::info!("shutting down: stopping consumers");
+    let _ = stop_tx.send(true);
+    let _ = worker.await;
+    let _ = purger.await;
+    // Dropping the last Db handle lets the writer finish and answer every queued write.
+    drop(db);
+    println!("stopped");
+    Ok(())
+}
+
+async fn shutdown_signal() {
+    let ctrl_c = async {
+        let _ = tokio::signal::ctrl_c().await;
+    };
+    #[cfg(unix)]
+    let term = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut s) => {
+                s.recv().await;
+            }
+            Err(_) => std::future::pending::<()>().await,
+        }
+    };
+    #[cfg(not(unix))]
+    let term = std::future::pending::<()>();
+    tokio::select! {
+        _ = ctrl_c => {}
+        _ = term => {}
+    }
+}
+
+/// The one axum handler: converts to the core's request type, lets the core answer, converts
+/// back. The body is read up to the limit + 1 byte so the core sees an oversize body and answers
+/// 413 itself; a body larger still is refused here with the same JSON error.
+async fn handle(
+    axum::extract::State(state): axum::extract::State<Arc<AppState>>,
+    req: axum::extract::Request,
+) -> axum::response::Response {
+    let (parts, body) = req.into_parts();
+    let declared = parts
+        .headers
+        .get(axum::http::header::CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.parse::<usize>().ok());
+    let body = match axum::body::to_bytes(body, state.max_body + 1).await {
+        Ok(b) => b,
+        Err(_) => {
+            let size = declared.unwrap_or(state.max_body + 1);
+            return into_axum(
+                ApiError::PayloadTooLarge {
+                    size,
+                    limit: state.max_body,
+                }
+                .into_response(),
+            );
+        }
+    };
+    let headers = parts
+        .headers
+        .iter()
+        .filter_map(|(k, v)| Some((k.as_str().to_string(), v.to_str().ok()?.to_string())))
+        .collect();
+    let request = Request {
+        method: Method::parse(parts.method.as_str()),
+        path: parts.uri.path().to_string(),
+        query: parts.uri.query().map(str::to_string),
+        headers,
+        body: body.to_vec(),
+    };
+    into_axum(state.api.handle(request).await)
+}
+
+fn into_axum(r: Response) -> axum::response::Response {
+    let mut out = axum::response::Response::new(Body::from(r.body));
+    *out.status_mut() = StatusCode::from_u16(r.status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
+    let headers = out.headers_mut();
+    headers.insert(
+        axum::http::header::CONTENT_TYPE,
+        HeaderValue::from_static(r.content_type),
+    );
+    for (name, value) in r.headers {
+        if let Ok(v) = HeaderValue::from_str(&value) {
+            if let Ok(n) = HeaderName::from_bytes(name.as_bytes()) {
+                headers.append(n, v);
+            }
+        }
+    }
+    out
+}

@@ -1,0 +1,297 @@
+//! The CLI tools beside `serve`: sign, post, records, dead letters, stats, loadgen.
+
+use std::io::Write;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use serde_json::json;
+use wabridge_core::adapters::sqlite::{
+    Db, SqliteDedupe, SqliteQueue, SqliteRecords, EVENTS_QUEUE, SENDS_QUEUE,
+};
+use wabridge_core::queue::Queue;
+use wabridge_core::signature::{self, AppSecret};
+
+use crate::secrets;
+use crate::serve::DB_FILE;
+
+fn secret(data: &Path) -> Result<AppSecret, String> {
+    AppSecret::new(secrets::app_secret(data)?).ok_or_else(|| "the app secret is empty".to_string())
+}
+
+/// Opens an existing data dir's database (the CLI never creates one by accident).
+fn open_existing(data: &Path) -> Result<Db, String> {
+    let path = data.join(DB_FILE);
+    if !path.exists() {
+        return Err(format!(
+            "no database at {} (start `wabridge serve --data {}` first)",
+            path.display(),
+            data.display()
+        ));
+    }
+    Db::open(&path).map_err(|e| format!("cannot open {}: {e}", path.display()))
+}
+
+/// `wabridge sign FILE`: the header Meta would send for the file's exact bytes.
+pub fn sign(file: &Path, data: &Path) -> Result<(), String> {
+    let body = std::fs::read(file).map_err(|e| format!("cannot read {}: {e}", file.display()))?;
+    println!(
+        "X-Hub-Signature-256: {}",
+        signature::sign(&secret(data)?, &body)
+    );
+    Ok(())
+}
+
+fn payload_files(target: &Path) -> Result<Vec<PathBuf>, String> {
+    if target.is_dir() {
+        let mut files: Vec<PathBuf> = std::fs::read_dir(target)
+            .map_err(|e| format!("cannot list {}: {e}", target.display()))?
+            .filter_map(|e| e.ok().map(|e| e.path()))
+            .filter(|p| p.is_file() && p.extension().is_some_and(|x| x == "json"))
+            .collect();
+        files.sort();
+        if files.is_empty() {
+            return Err(format!("no .json files in {}", target.display()));
+        }
+        Ok(files)
+    } else if target.is_file() {
+        Ok(vec![target.to_path_buf()])
+    } else {
+        Err(format!(
+            "{} is neither a file nor a folder",
+            target.display()
+        ))
+    }
+}
+
+/// `wabridge post FILE|DIR`: signs and POSTs each payload; fails (after trying every file) when
+/// any answer is not 2xx.
+pub async fn post(target: &Path, url: &str, data: &Path) -> Result<(), String> {
+    let secret = secret(data)?;
+    let files = payload_files(target)?;
+    let client = reqwest::Client::builder()
+        .timeout(Duration::from_secs(30))
+        .build()
+        .map_err(|e| e.to_string())?;
+    let bar = if files.len() > 1 {
+        let bar = indicatif::ProgressBar::new(files.len() as u64);
+        if let Ok(style) = indicatif::ProgressStyle::with_template("{bar:40} {pos}/{len} {msg}") {
+            bar.set_style(style);
+        }
+        Some(bar)
+    } else {
+        None
+    };
+    let mut failures = Vec::new();
+    for file in &files {
+        let name = file
+            .file_name()
+            .map(|n| n.to_string_lossy().into_owned())
+            .unwrap_or_default();
+        if let Some(bar) = &bar {
+            bar.set_message(name.clone());
+        }
+        let body =
+            std::fs::read(file).map_err(|e| format!("cannot read {}: {e}", file.display()))?;
+        let sig = signature::sign(&secret, &body);
+        let outcome = client
+            .post(url)
+            .header("content-type", "application/json")
+            .header("x-hub-signature-256", sig)
+            .body(body)
+            .send()
+            .await;
+        let line = match outcome {
+            Ok(resp) if resp.status().is_success() => None,
+            Ok(resp) => {
+                let status = resp.status();
+                let text = resp.text().await.unwrap_or_default();
+                Some(format!(
+                    "{}: HTTP {status}: {}",
+                    file.display(),
+                    text.trim()
+                ))
+            }
+            Err(e) => Some(format!("{}: request to {url} failed: {e}", file.display())),
+        };
+        match (&line, &bar) {
+            (Some(l), Some(bar)) => bar.println(l),
+            (None, None) => println!("{}: OK", file.display()),
+            _ => {}
+        }
+        if let Some(l) = line {
+            failures.push(l);
+        }
+        if let Some(bar) = &bar {
+            bar.inc(1);
+        }
+    }
+    if let Some(bar) = bar {
+        bar.finish_with_message("done");
+    }
+    match failures.len() {
+        0 => {
+            if files.len() > 1 {
+                println!("posted {} payloads to {url}", files.len());
+            }
+            Ok(())
+        }
+        1 if files.len() == 1 => Err(failures.remove(0)),
+        n => Err(format!("{n} of {} payloads were not accepted", files.len())),
+    }
+}
+
+/// `wabridge records`: one JSON object per line, in insertion order.
+pub async fn records(data: &Path, json: bool, kind: Option<&str>) -> Result<(), String> {
+    let db = open_existing(data)?;
+    let records = SqliteRecords::new(db);
+    let stdout = std::io::stdout();
+    let mut out = std::io::BufWriter::new(stdout.lock());
+    let mut after = 0;
+    loop {
+        let page = records
+            .list(kind, after, 1000)
+            .await
+            .map_err(|e| e.to_string())?;
+        let Some(last) = page.last() else { break };
+        after = last.seq;
+        for r in &page {
+            let line = if json {
+                serde_json::to_string(&r.body).map_err(|e| e.to_string())?
+            } else {
+                format!("{:<16} {}", r.kind, r.id)
+            };
+            writeln!(out, "{line}").map_err(|e| e.to_string())?;
+        }
+    }
+    out.flush().map_err(|e| e.to_string())
+}
+
+async fn dead_letter_queues(db: &Db, queue: Option<&str>) -> Result<Vec<String>, String> {
+    if let Some(q) = queue {
+        return Ok(vec![q.to_string()]);
+    }
+    let mut names = vec![EVENTS_QUEUE.to_string(), SENDS_QUEUE.to_string()];
+    for q in SqliteQueue::queues_with_dead_letters(db)
+        .await
+        .map_err(|e| e.to_string())?
+    {
+        if !names.contains(&q) {
+            names.push(q);
+        }
+    }
+    Ok(names)
+}
+
+/// `wabridge dead-letters list`: one JSON object per line.
+pub async fn dead_letters_list(data: &Path, queue: Option<&str>) -> Result<(), String> {
+    let db = open_existing(data)?;
+    for name in dead_letter_queues(&db, queue).await? {
+        let q = SqliteQueue::new(db.clone(), name.clone());
+        for d in q
+            .dead_letters(usize::MAX)
+            .await
+            .map_err(|e| e.to_string())?
+        {
+            let body: serde_json::Value =
+                serde_json::from_str(&d.body).unwrap_or(serde_json::Value::String(d.body.clone()));
+            println!(
+                "{}",
+                json!({
+                    "queue": name, "id": d.id, "reason": d.reason,
+                    "receive_count": d.receive_count, "dead_lettered_at": d.dead_lettered_at,
+                    "body": body,
+                })
+            );
+        }
+    }
+    Ok(())
+}
+
+/// `wabridge dead-letters redrive [--id ID]`.
+pub async fn dead_letters_redrive(
+    data: &Path,
+    queue: Option<&str>,
+    id: Option<&str>,
+) -> Result<(), String> {
+    let db = open_existing(data)?;
+    let mut moved = 0;
+    for name in dead_letter_queues(&db, queue).await? {
+        moved += SqliteQueue::new(db.clone(), name)
+            .redrive(id)
+            .await
+            .map_err(|e| e.to_string())?;
+    }
+    if let (Some(id), 0) = (id, moved) {
+        return Err(format!("no dead letter with id {id}"));
+    }
+    println!("redrove {moved} message(s)");
+    Ok(())
+}
+
+/// `wabridge stats`: queue and store counts as one JSON object (used by the load test).
+pub async fn stats(data: &Path) -> Result<(), String> {
+    let db = open_existing(data)?;
+    let events = SqliteQueue::new(db.clone(), EVENTS_QUEUE)
+        .counts()
+        .await
+        .map_err(|e| e.to_string())?;
+    let records = SqliteRecords::new(db.clone());
+    let total = records.count(None).await.map_err(|e| e.to_string())?;
+    let messages = records
+        .count(Some("message"))
+        .await
+        .map_err(|e| e.to_string())?;
+    let keys = SqliteDedupe::new(db)
+        .count()
+        .await
+        .map_err(|e| e.to_string())?;
+    println!(
+        "{}",
+        json!({"events_queue": events, "records": total, "message_records": messages, "dedupe_keys": keys})
+    );
+    Ok(())
+}
+
+/// A realistic text-message webhook (~1 KB) with a unique message id.
+pub fn sample_body(run: &str, n: u64) -> String {
+    json!({
+        "object": "whatsapp_business_account",
+        "entry": [{
+            "id": "102290129340398",
+            "changes": [{
+                "field": "messages",
+                "value": {
+                    "messaging_product": "whatsapp",
+                    "metadata": {"display_phone_number": "15550783881", "phone_number_id": "106540352242922"},
+                    "contacts": [{"profile": {"name": "María José Hernández"}, "wa_id": "5215512345678"}],
+                    "messages": [{
+                        "from": "5215512345678",
+                        "id": format!("wamid.LOAD{run}{n:010}"),
+                        "timestamp": "1749416383",
+                        "type": "text",
+                        "text": {"body": "Hola, ¿tienen este modelo en color azul? Me interesa comprar dos piezas y quisiera saber el costo del envío a Guadalajara."}
+                    }]
+                }
+            }]
+        }]
+    })
+    .to_string()
+}
+
+/// `wabridge loadgen`: N signed bodies with unique message ids, one `signature<TAB>body` line
+/// each, for bench/load/load.lua.
+pub fn loadgen(count: u64, out: &Path, data: &Path) -> Result<(), String> {
+    let secret = secret(data)?;
+    let run = uuid::Uuid::new_v4().simple().to_string()[..8].to_string();
+    let file =
+        std::fs::File::create(out).map_err(|e| format!("cannot create {}: {e}", out.display()))?;
+    let mut w = std::io::BufWriter::new(file);
+    for n in 0..count {
+        let body = sample_body(&run, n);
+        writeln!(w, "{}\t{body}", signature::sign(&secret, body.as_bytes()))
+            .map_err(|e| e.to_string())?;
+    }
+    w.flush().map_err(|e| e.to_string())?;
+    eprintln!("wrote {count} signed bodies to {}", out.display());
+    Ok(())
+}
