@@ -211,6 +211,10 @@ fn canonical(code: u16, national: &str) -> (String, String) {
             }
             (national.to_string(), national.to_string())
         }
+        // Argentina without the `9`: mobiles and landlines share one numbering plan, so the digits
+        // cannot tell them apart; the key already joins both spellings, and the E.164 number
+        // renders the WhatsApp line as the mobile it almost always is.
+        54 if national.len() == 10 => (format!("9{national}"), national.to_string()),
         // Brazil: DDD (2 digits) + subscriber. Mobiles have 9 digits starting with 9 today; old
         // 8-digit mobiles start with 6-9. The key keeps the last 8 digits of mobiles; the E.164
         // number always carries the 9th digit.
@@ -382,6 +386,10 @@ mod tests {
         let k = wa.key().to_string();
         assert_eq!(key("+54 9 11 2345-6789", None), k);
         assert_eq!(key("+54 11 2345-6789", None), k);
+        assert_eq!(
+            Phone::from_wa_id("541123456789").unwrap().e164.as_str(),
+            "+5491123456789"
+        );
         assert_eq!(key("011 15 2345-6789", Some("AR")), k);
         assert_eq!(
             Phone::parse("011 15 2345-6789", Some("AR"))

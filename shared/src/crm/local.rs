@@ -67,6 +67,19 @@ impl Crm for LocalCrm {
                         }
                     }
                 }
+                let mut body = body;
+                if kind == "contact" {
+                    // A field this event does not carry (a username-only message has no phone)
+                    // is unknown, not cleared: keep what earlier events said.
+                    if let Some(old) = get_in(t, kind, &id)? {
+                        for (k, v) in old.body {
+                            let absent = body.get(&k).is_none_or(Value::is_null);
+                            if absent && !v.is_null() {
+                                body.insert(k, v);
+                            }
+                        }
+                    }
+                }
                 upsert_in(t, kind, &id, body, now).map(|_| ())
             })
             .await
