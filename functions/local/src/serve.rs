@@ -11,7 +11,7 @@ use axum::http::{HeaderName, HeaderValue, StatusCode};
 use wabridge_core::adapters::sqlite::{
     Db, SqliteDedupe, SqliteInbox, SqliteQueue, SqliteRecords, EVENTS_QUEUE,
 };
-use wabridge_core::config;
+use wabridge_core::api::Api;
 use wabridge_core::consumer::{run_worker, WorkerOptions};
 use wabridge_core::http::{ApiError, Method, Request, Response};
 
@@ -32,30 +32,16 @@ pub fn open_db(data: &std::path::Path) -> Result<Db, String> {
     Db::open(&path).map_err(|e| format!("cannot open {}: {e}", path.display()))
 }
 
-fn max_body_bytes() -> Result<usize, String> {
-    match std::env::var(config::WABRIDGE_MAX_BODY_BYTES) {
-        Ok(v) if !v.is_empty() => v.parse().map_err(|_| {
-            format!(
-                "{} must be a number of bytes, got {v:?}",
-                config::WABRIDGE_MAX_BODY_BYTES
-            )
-        }),
-        _ => Ok(config::DEFAULT_MAX_BODY_BYTES),
-    }
-}
-
 struct AppState {
-    api: crate::wiring::ApiHandle,
+    api: Api,
     max_body: usize,
 }
 
 pub async fn run(args: ServeArgs) -> Result<(), String> {
     let db = open_db(&args.data)?;
     let secrets = secrets::load_or_generate(&args.data)?;
-    let max_body = max_body_bytes()?;
-
     let inbox = Arc::new(SqliteInbox::new(db.clone()));
-    let api = crate::wiring::build_api(inbox, &secrets, max_body)?;
+    let (api, max_body) = crate::wiring::build_api(inbox, &secrets)?;
     let state = Arc::new(AppState { api, max_body });
 
     let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);

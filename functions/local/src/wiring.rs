@@ -2,26 +2,22 @@
 
 use std::sync::Arc;
 
-use wabridge_core::http::{ApiError, Request, Response};
+use wabridge_core::api::Api;
+use wabridge_core::config;
 use wabridge_core::inbox::Inbox;
+use wabridge_core::ingest::{IngestConfig, IngestService};
 
 use crate::secrets::Secrets;
 
-/// The core API as the server calls it.
-pub struct ApiHandle {
-    _inbox: Arc<dyn Inbox>,
-}
-
-impl ApiHandle {
-    pub async fn handle(&self, _request: Request) -> Response {
-        ApiError::Unavailable("ingest API not wired yet".into()).into_response()
-    }
-}
-
-pub fn build_api(
-    inbox: Arc<dyn Inbox>,
-    _secrets: &Secrets,
-    _max_body: usize,
-) -> Result<ApiHandle, String> {
-    Ok(ApiHandle { _inbox: inbox })
+/// The API `serve` answers with, and the body limit it enforces.
+pub fn build_api(inbox: Arc<dyn Inbox>, secrets: &Secrets) -> Result<(Api, usize), String> {
+    // The secrets already merge the environment over the generated ones; the rest comes from env.
+    let ingest_config = IngestConfig::from_lookup(|name| match name {
+        config::WHATSAPP_APP_SECRET => Some(secrets.app_secret.clone()),
+        config::WHATSAPP_VERIFY_TOKEN => Some(secrets.verify_token.clone()),
+        other => std::env::var(other).ok(),
+    })?;
+    let max_body = ingest_config.max_body_bytes;
+    let api = Api::new().with_ingest(Arc::new(IngestService::new(ingest_config, inbox)));
+    Ok((api, max_body))
 }

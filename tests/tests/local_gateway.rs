@@ -1,0 +1,651 @@
+//! End-to-end tests of the real `wabridge` binary: built once, spawned on port 0 with a temporary
+//! data dir, driven over loopback HTTP and through its CLI, its SQLite file inspected directly.
+
+use std::io::{BufRead, BufReader};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Output, Stdio};
+use std::sync::mpsc;
+use std::sync::OnceLock;
+use std::time::{Duration, Instant};
+
+use serde_json::{json, Value};
+use wabridge_core::signature::{sign, AppSecret};
+
+const SECRET: &str = "local-gateway-test-secret";
+const VERIFY_TOKEN: &str = "local-gateway-verify-token";
+
+/// Builds the binary once per test process (cargo's own build of the current sources, so the
+/// tests never run a stale binary) and returns its path.
+fn binary() -> &'static Path {
+    static BIN: OnceLock<PathBuf> = OnceLock::new();
+    BIN.get_or_init(|| {
+        let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
+        let root = PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+            .parent()
+            .unwrap()
+            .to_path_buf();
+        let out = Command::new(cargo)
+            .current_dir(&root)
+            .args([
+                "build",
+                "-p",
+                "wabridge",
+                "--bin",
+                "wabridge",
+                "--message-format=json",
+            ])
+            .stderr(Stdio::inherit())
+            .output()
+            .expect("run cargo build");
+        assert!(out.status.success(), "cargo build -p wabridge failed");
+        String::from_utf8_lossy(&out.stdout)
+            .lines()
+            .filter_map(|l| serde_json::from_str::<Value>(l).ok())
+            .filter(|m| m["reason"] == "compiler-artifact" && m["target"]["name"] == "wabridge")
+            .find_map(|m| m["executable"].as_str().map(PathBuf::from))
+            .expect("cargo reported the wabridge executable")
+    })
+}
+
+/// A running `wabridge serve`; killed when dropped.
+struct Server {
+    child: Child,
+    url: String,
+    stdout: mpsc::Receiver<String>,
+}
+
+impl Server {
+    fn start(data: &Path) -> Server {
+        Server::start_with(
+            data,
+            &[
+                ("WHATSAPP_APP_SECRET", SECRET),
+                ("WHATSAPP_VERIFY_TOKEN", VERIFY_TOKEN),
+            ],
+        )
+    }
+
+    fn start_with(data: &Path, env: &[(&str, &str)]) -> Server {
+        let mut cmd = Command::new(binary());
+        cmd.args(["serve", "--addr", "127.0.0.1:0", "--data"])
+            .arg(data)
+            .env_remove("WHATSAPP_APP_SECRET")
+            .env_remove("WHATSAPP_VERIFY_TOKEN")
+            .env_remove("WABRIDGE_API_KEY")
+            .env_remove("WABRIDGE_MAX_BODY_BYTES")
+            .env_remove("WABRIDGE_DATA")
+            .stdout(Stdio::piped())
+            .stderr(Stdio::inherit());
+        for (k, v) in env {
+            cmd.env(k, v);
+        }
+        let mut child = cmd.spawn().expect("spawn wabridge serve");
+        let out = child.stdout.take().unwrap();
+        let (tx, rx) = mpsc::channel();
+        std::thread::spawn(move || {
+            for line in BufReader::new(out).lines().map_while(Result::ok) {
+                if tx.send(line).is_err() {
+                    break;
+                }
+            }
+        });
+        let deadline = Instant::now() + Duration::from_secs(30);
+        let mut before = Vec::new();
+        let url = loop {
+            let left = deadline.saturating_duration_since(Instant::now());
+            match rx.recv_timeout(left) {
+                Ok(line) => match line.strip_prefix("listening on ") {
+                    Some(url) => break url.trim().to_string(),
+                    None => before.push(line),
+                },
+                Err(_) => panic!("server did not print its address; stdout: {before:?}"),
+            }
+        };
+        let server = Server {
+            child,
+            url,
+            data: data.to_path_buf(),
+            stdout: rx,
+        };
+        // Keep the lines printed before the address (the dev secrets) readable by tests.
+        STARTUP_LINES.with(|l| *l.borrow_mut() = before);
+        server
+    }
+
+    fn webhook(&self) -> String {
+        format!("{}/webhook", self.url)
+    }
+
+    /// Stops the process with SIGTERM and returns whether it exited cleanly.
+    fn terminate(mut self) -> bool {
+        let pid = self.child.id().to_string();
+        let sent = Command::new("kill").args(["-TERM", &pid]).status().unwrap();
+        assert!(sent.success());
+        let deadline = Instant::now() + Duration::from_secs(20);
+        loop {
+            if let Some(status) = self.child.try_wait().unwrap() {
+                let saw_stopped = self.stdout.try_iter().any(|l| l == "stopped");
+                return status.success() && saw_stopped;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "server did not stop after SIGTERM"
+            );
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+}
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+thread_local! {
+    static STARTUP_LINES: std::cell::RefCell<Vec<String>> = const { std::cell::RefCell::new(Vec::new()) };
+}
+
+fn cli(args: &[&str], data: &Path, env: &[(&str, &str)]) -> Output {
+    let mut cmd = Command::new(binary());
+    cmd.args(args)
+        .arg("--data")
+        .arg(data)
+        .env_remove("WHATSAPP_APP_SECRET")
+        .env_remove("WABRIDGE_DATA");
+    for (k, v) in env {
+        cmd.env(k, v);
+    }
+    cmd.output().expect("run wabridge")
+}
+
+fn records(data: &Path) -> Vec<Value> {
+    let out = cli(&["records", "--json"], data, &[]);
+    assert!(
+        out.status.success(),
+        "records failed: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8(out.stdout)
+        .unwrap()
+        .lines()
+        .map(|l| serde_json::from_str(l).expect("each line is one JSON object"))
+        .collect()
+}
+
+fn stats(data: &Path) -> Value {
+    let out = cli(&["stats"], data, &[]);
+    assert!(
+        out.status.success(),
+        "stats failed: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    serde_json::from_slice(&out.stdout).unwrap()
+}
+
+/// Waits until the consumer has emptied the events queue (nothing visible or in flight).
+fn drained(data: &Path) {
+    let deadline = Instant::now() + Duration::from_secs(20);
+    loop {
+        let s = stats(data);
+        let q = &s["events_queue"];
+        if q["visible"] == 0 && q["hidden"] == 0 {
+            return;
+        }
+        assert!(Instant::now() < deadline, "events queue never drained: {s}");
+        std::thread::sleep(Duration::from_millis(25));
+    }
+}
+
+fn client() -> reqwest::Client {
+    reqwest::Client::builder()
+        .timeout(Duration::from_secs(20))
+        .build()
+        .unwrap()
+}
+
+fn signature(body: &[u8]) -> String {
+    sign(&AppSecret::new(SECRET).unwrap(), body)
+}
+
+async fn post_signed(url: &str, body: &[u8]) -> (u16, Value) {
+    let r = client()
+        .post(url)
+        .header("content-type", "application/json")
+        .header("x-hub-signature-256", signature(body))
+        .body(body.to_vec())
+        .send()
+        .await
+        .unwrap();
+    let status = r.status().as_u16();
+    let text = r.text().await.unwrap();
+    (
+        status,
+        serde_json::from_str(&text).unwrap_or(Value::String(text)),
+    )
+}
+
+fn message(id: &str, from: &str, text: &str) -> Value {
+    json!({"from": from, "id": id, "timestamp": "1749416383", "type": "text", "text": {"body": text}})
+}
+
+/// A batched delivery: two entries; messages, a status and a field we do not map.
+fn batch(tag: &str) -> Vec<u8> {
+    json!({
+        "object": "whatsapp_business_account",
+        "entry": [
+            {"id": "102290129340398", "changes": [
+                {"field": "messages", "value": {
+                    "messaging_product": "whatsapp",
+                    "metadata": {"display_phone_number": "15550783881", "phone_number_id": "106540352242922"},
+                    "contacts": [{"profile": {"name": "María José"}, "wa_id": "5215512345678"}],
+                    "messages": [
+                        message(&format!("wamid.{tag}.1"), "5215512345678", "Hola, ¿tienen envío a Monterrey?"),
+                        message(&format!("wamid.{tag}.2"), "5215512345678", "Gracias")
+                    ]}},
+                {"field": "messages", "value": {
+                    "messaging_product": "whatsapp",
+                    "metadata": {"display_phone_number": "15550783881", "phone_number_id": "106540352242922"},
+                    "statuses": [{"id": format!("wamid.{tag}.out"), "status": "delivered",
+                                  "timestamp": "1749416400", "recipient_id": "5511987654321"}]}}
+            ]},
+            {"id": "102290129340399", "changes": [
+                {"field": "brand_new_field_meta_added", "value": {"anything": format!("{tag}-x")}}
+            ]}
+        ]
+    })
+    .to_string()
+    .into_bytes()
+}
+
+fn keys(records: &[Value]) -> Vec<String> {
+    let mut k: Vec<String> = records
+        .iter()
+        .map(|r| r["event_key"].as_str().unwrap_or("").to_string())
+        .collect();
+    k.sort();
+    k
+}
+
+#[tokio::test]
+async fn handshake_echoes_the_challenge_only_with_the_right_token() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = Server::start(dir.path());
+    let ok = client()
+        .get(format!(
+            "{}?hub.mode=subscribe&hub.verify_token={VERIFY_TOKEN}&hub.challenge=1158201444",
+            server.webhook()
+        ))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(ok.status().as_u16(), 200);
+    assert!(ok.headers()["content-type"]
+        .to_str()
+        .unwrap()
+        .starts_with("text/plain"));
+    assert_eq!(ok.text().await.unwrap(), "1158201444");
+    let bad = client()
+        .get(format!(
+            "{}?hub.mode=subscribe&hub.verify_token=wrong&hub.challenge=1158201444",
+            server.webhook()
+        ))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(bad.status().as_u16(), 403);
+    let health = client()
+        .get(format!("{}/healthz", server.url))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(health.status().as_u16(), 200);
+}
+
+#[tokio::test]
+async fn signed_deliveries_become_records_once_even_when_posted_twice() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = Server::start(dir.path());
+    let body = batch("A");
+    let (status, _) = post_signed(&server.webhook(), &body).await;
+    assert_eq!(status, 200);
+    // Meta retries the same delivery (same bytes) and a later one repeats one message.
+    let (status, _) = post_signed(&server.webhook(), &body).await;
+    assert_eq!(status, 200);
+    drained(dir.path());
+    let recs = records(dir.path());
+    assert_eq!(
+        recs.len(),
+        4,
+        "2 messages + 1 status + 1 unknown, once each: {recs:#?}"
+    );
+    assert!(
+        recs.iter().all(|r| r["kind"].is_string()),
+        "every line has a kind"
+    );
+    let kinds: Vec<&str> = recs.iter().map(|r| r["kind"].as_str().unwrap()).collect();
+    assert_eq!(kinds.iter().filter(|k| **k == "message").count(), 2);
+    assert_eq!(kinds.iter().filter(|k| **k == "status").count(), 1);
+    let unknown = recs
+        .iter()
+        .find(|r| r["kind"] == "unknown")
+        .expect("unknown field is kept");
+    assert_eq!(unknown["field"], "brand_new_field_meta_added");
+    let text = recs
+        .iter()
+        .find(|r| r["item"]["id"] == "wamid.A.1")
+        .expect("message record carries the raw item");
+    assert_eq!(
+        text["item"]["text"]["body"],
+        "Hola, ¿tienen envío a Monterrey?"
+    );
+    assert_eq!(text["waba_id"], "102290129340398");
+
+    let s = stats(dir.path());
+    assert_eq!(s["dedupe_keys"], 4);
+    assert_eq!(s["events_queue"]["dead"], 0);
+}
+
+#[tokio::test]
+async fn bad_requests_get_precise_errors() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = Server::start_with(
+        dir.path(),
+        &[
+            ("WHATSAPP_APP_SECRET", SECRET),
+            ("WABRIDGE_MAX_BODY_BYTES", "4096"),
+        ],
+    );
+    let c = client();
+    let body = batch("B");
+
+    let unsigned = c
+        .post(server.webhook())
+        .body(body.clone())
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(unsigned.status().as_u16(), 401);
+    let v: Value = unsigned.json().await.unwrap();
+    assert_eq!(v["error"]["code"], "unauthorized");
+
+    let wrong = c
+        .post(server.webhook())
+        .header(
+            "x-hub-signature-256",
+            sign(&AppSecret::new("other").unwrap(), &body),
+        )
+        .body(body.clone())
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(wrong.status().as_u16(), 401);
+
+    let (status, v) = post_signed(&server.webhook(), b"{\"object\": \"whatsapp_business_acc").await;
+    assert_eq!(status, 400, "{v}");
+    assert!(
+        v["error"]["code"].is_string() && v["error"]["message"].is_string(),
+        "{v}"
+    );
+
+    let (status, v) = post_signed(&server.webhook(), br#"{"object":"page","entry":[]}"#).await;
+    assert_eq!(status, 400, "{v}");
+    assert!(
+        v["error"]["message"].as_str().unwrap().contains("object"),
+        "names the problem: {v}"
+    );
+
+    let big = vec![b' '; 4097];
+    let (status, v) = post_signed(&server.webhook(), &big).await;
+    assert_eq!(status, 413, "{v}");
+    assert_eq!(v["error"]["code"], "payload_too_large");
+    let huge = vec![b' '; 3 * 1024 * 1024];
+    let (status, _) = post_signed(&server.webhook(), &huge).await;
+    assert_eq!(status, 413);
+
+    let missing = c.get(format!("{}/nope", server.url)).send().await.unwrap();
+    assert_eq!(missing.status().as_u16(), 404);
+    assert_eq!(
+        missing.json::<Value>().await.unwrap()["error"]["code"],
+        "not_found"
+    );
+    let put = c.put(server.webhook()).body("x").send().await.unwrap();
+    assert_eq!(put.status().as_u16(), 405);
+
+    // None of that left anything behind.
+    drained(dir.path());
+    assert!(records(dir.path()).is_empty());
+}
+
+#[tokio::test]
+async fn records_and_dedupe_survive_a_restart() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = Server::start(dir.path());
+    let (status, _) = post_signed(&server.webhook(), &batch("R")).await;
+    assert_eq!(status, 200);
+    drained(dir.path());
+    assert!(server.terminate(), "SIGTERM stops the server cleanly");
+
+    let server = Server::start(dir.path());
+    assert_eq!(records(dir.path()).len(), 4);
+    // Meta retrying after our restart must still be recognised.
+    let (status, _) = post_signed(&server.webhook(), &batch("R")).await;
+    assert_eq!(status, 200);
+    let (status, _) = post_signed(&server.webhook(), &batch("S")).await;
+    assert_eq!(status, 200);
+    drained(dir.path());
+    let recs = records(dir.path());
+    assert_eq!(recs.len(), 8);
+    assert_eq!(keys(&recs).len(), 8);
+    let mut unique = keys(&recs);
+    unique.dedup();
+    assert_eq!(unique.len(), 8, "no duplicates after the restart");
+}
+
+/// A store failure between accepting the request and queuing its events: a trigger (installed
+/// in the live database file from outside the process) aborts the dedupe mark of one event, after
+/// earlier events of the same delivery were already enqueued in that transaction.
+#[tokio::test]
+async fn a_store_failure_answers_5xx_and_the_retry_loses_and_duplicates_nothing() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = Server::start(dir.path());
+    let db = rusqlite::Connection::open(dir.path().join("wabridge.db")).unwrap();
+    db.busy_timeout(Duration::from_secs(5)).unwrap();
+    db.execute_batch(
+        "CREATE TRIGGER inject_fault BEFORE INSERT ON dedupe_keys
+         WHEN NEW.key LIKE '%wamid.F.2%' BEGIN SELECT RAISE(ABORT, 'injected fault'); END;",
+    )
+    .unwrap();
+    let body = batch("F");
+    let (status, v) = post_signed(&server.webhook(), &body).await;
+    assert!(
+        status >= 500,
+        "a store failure must ask Meta to retry, got {status}: {v}"
+    );
+    let queued: i64 = db
+        .query_row("SELECT count(*) FROM queue_messages", [], |r| r.get(0))
+        .unwrap();
+    let marked: i64 = db
+        .query_row("SELECT count(*) FROM dedupe_keys", [], |r| r.get(0))
+        .unwrap();
+    assert_eq!(
+        (queued, marked),
+        (0, 0),
+        "nothing of the failed delivery was kept"
+    );
+
+    db.execute_batch("DROP TRIGGER inject_fault").unwrap();
+    let (status, _) = post_signed(&server.webhook(), &body).await;
+    assert_eq!(status, 200);
+    let (status, _) = post_signed(&server.webhook(), &body).await;
+    assert_eq!(status, 200);
+    drained(dir.path());
+    let recs = records(dir.path());
+    let mut k = keys(&recs);
+    assert_eq!(
+        k.len(),
+        4,
+        "every event of the retried delivery exactly once: {k:?}"
+    );
+    k.dedup();
+    assert_eq!(k.len(), 4);
+}
+
+#[tokio::test]
+async fn dev_secrets_are_generated_once_private_and_usable_by_the_cli() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("data");
+    let server = Server::start_with(&data, &[]);
+    let printed = STARTUP_LINES.with(|l| l.borrow().join("\n"));
+    let secrets: Value =
+        serde_json::from_slice(&std::fs::read(data.join("secrets.json")).unwrap()).unwrap();
+    let app_secret = secrets["app_secret"].as_str().unwrap().to_string();
+    assert!(app_secret.len() >= 32);
+    assert!(printed.contains(&app_secret), "printed once on first start");
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt;
+        let mode = std::fs::metadata(data.join("secrets.json"))
+            .unwrap()
+            .permissions()
+            .mode();
+        assert_eq!(mode & 0o777, 0o600);
+    }
+
+    // `sign` uses the generated secret, and `post` gets 200 with it.
+    let file = dir.path().join("payload.json");
+    std::fs::write(&file, batch("P")).unwrap();
+    let out = cli(&["sign", file.to_str().unwrap()], &data, &[]);
+    assert!(out.status.success());
+    let expected = sign(&AppSecret::new(app_secret.clone()).unwrap(), &batch("P"));
+    assert_eq!(
+        String::from_utf8(out.stdout).unwrap().trim(),
+        format!("X-Hub-Signature-256: {expected}")
+    );
+    let out = cli(
+        &["post", file.to_str().unwrap(), "--url", &server.webhook()],
+        &data,
+        &[],
+    );
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+
+    // A wrong secret makes `post` fail with a clear message and a non-zero exit.
+    let out = cli(
+        &["post", file.to_str().unwrap(), "--url", &server.webhook()],
+        &data,
+        &[("WHATSAPP_APP_SECRET", "not-the-secret")],
+    );
+    assert!(!out.status.success());
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains("401"),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+
+    // A folder: every .json file is posted.
+    let folder = dir.path().join("many");
+    std::fs::create_dir(&folder).unwrap();
+    for tag in ["M1", "M2", "M3"] {
+        std::fs::write(folder.join(format!("{tag}.json")), batch(tag)).unwrap();
+    }
+    let out = cli(
+        &["post", folder.to_str().unwrap(), "--url", &server.webhook()],
+        &data,
+        &[],
+    );
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    drained(&data);
+    assert_eq!(records(&data).len(), 16);
+
+    // Restart: same secrets, not printed again.
+    assert!(server.terminate());
+    let _server = Server::start_with(&data, &[]);
+    let printed = STARTUP_LINES.with(|l| l.borrow().join("\n"));
+    assert!(!printed.contains(&app_secret));
+    let again: Value =
+        serde_json::from_slice(&std::fs::read(data.join("secrets.json")).unwrap()).unwrap();
+    assert_eq!(again, secrets);
+}
+
+#[tokio::test]
+async fn dead_letters_are_listed_and_redriven_from_the_cli() {
+    let dir = tempfile::tempdir().unwrap();
+    let _server = Server::start(dir.path());
+    // A queue body no consumer can read: dead-lettered with its reason, not retried forever.
+    let db = rusqlite::Connection::open(dir.path().join("wabridge.db")).unwrap();
+    db.busy_timeout(Duration::from_secs(5)).unwrap();
+    db.execute(
+        "INSERT INTO queue_messages(queue, msg_key, body, visible_at, receive_count, enqueued_at)
+         VALUES ('events', 'broken', '{\"not\":\"an event\"}', 0, 0, 0)",
+        [],
+    )
+    .unwrap();
+    let deadline = Instant::now() + Duration::from_secs(20);
+    let listed = loop {
+        let out = cli(&["dead-letters", "list"], dir.path(), &[]);
+        assert!(out.status.success());
+        let text = String::from_utf8(out.stdout).unwrap();
+        if !text.trim().is_empty() {
+            break text;
+        }
+        assert!(Instant::now() < deadline, "never dead-lettered");
+        std::thread::sleep(Duration::from_millis(25));
+    };
+    let lines: Vec<Value> = listed
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    assert_eq!(lines.len(), 1);
+    assert_eq!(lines[0]["queue"], "events");
+    assert_eq!(lines[0]["body"]["not"], "an event");
+    assert!(
+        lines[0]["reason"]
+            .as_str()
+            .unwrap()
+            .contains("not an event"),
+        "{}",
+        lines[0]
+    );
+    let id = lines[0]["id"].as_str().unwrap().to_string();
+
+    let out = cli(
+        &["dead-letters", "redrive", "--id", "424242"],
+        dir.path(),
+        &[],
+    );
+    assert!(!out.status.success(), "an unknown id is an error");
+    assert!(String::from_utf8_lossy(&out.stderr).contains("424242"));
+    let out = cli(&["dead-letters", "redrive", "--id", &id], dir.path(), &[]);
+    assert!(out.status.success());
+    assert!(String::from_utf8_lossy(&out.stdout).contains("redrove 1"));
+    // Back on its queue with a fresh receive count, the consumer reads it again and dead-letters
+    // it again: same id, one receive.
+    let deadline = Instant::now() + Duration::from_secs(20);
+    loop {
+        let row: Option<(String, i64)> = db
+            .query_row(
+                "SELECT queue, receive_count FROM queue_dead_letters WHERE id = ?1",
+                [id.parse::<i64>().unwrap()],
+                |r| Ok((r.get(0)?, r.get(1)?)),
+            )
+            .ok();
+        if let Some((queue, receives)) = row {
+            assert_eq!((queue.as_str(), receives), ("events", 1));
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "redriven message never came back"
+        );
+        std::thread::sleep(Duration::from_millis(25));
+    }
+}
