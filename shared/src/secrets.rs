@@ -139,6 +139,20 @@ impl Secrets {
         self.values.get(name).map(String::as_str)
     }
 
+    /// A configuration value by name: secret names (see [`config::SECRET_NAMES`]) from these
+    /// secrets only, every other name from the process environment.
+    pub fn lookup(&self, name: &str) -> Option<String> {
+        self.lookup_in(name, |n| std::env::var(n).ok())
+    }
+
+    fn lookup_in(&self, name: &str, env: impl Fn(&str) -> Option<String>) -> Option<String> {
+        if config::SECRET_NAMES.contains(&name) {
+            self.get(name).map(str::to_string)
+        } else {
+            env(name)
+        }
+    }
+
     /// The names present, sorted (safe to log).
     pub fn names(&self) -> Vec<&str> {
         let mut names: Vec<&str> = self.values.keys().map(String::as_str).collect();
@@ -177,6 +191,17 @@ mod tests {
         assert_eq!(s.get(config::WABRIDGE_API_KEY), None, "empty is absent");
         assert_eq!(s.get(config::HUBSPOT_TOKEN), None);
         assert_eq!(s.get("N"), Some("42"));
+        // Secret names never come from the environment once a store was read.
+        let env = |n: &str| Some(format!("env:{n}"));
+        assert_eq!(s.lookup_in(config::HUBSPOT_TOKEN, env), None);
+        assert_eq!(
+            s.lookup_in(config::WHATSAPP_APP_SECRET, env).as_deref(),
+            Some("s3cr3t-value")
+        );
+        assert_eq!(
+            s.lookup_in(config::WABRIDGE_TABLE, env).as_deref(),
+            Some("env:WABRIDGE_TABLE")
+        );
         let debug = format!("{s:?}");
         assert!(debug.contains("WHATSAPP_APP_SECRET"));
         assert!(
