@@ -15,6 +15,7 @@ pub mod link;
 pub mod qr;
 pub mod records;
 pub mod referral;
+pub mod report;
 pub mod store;
 pub mod touch;
 pub mod utm;

@@ -211,8 +211,9 @@ fn attributed_from(
     })
 }
 
-/// How many times a commit that lost to a concurrent one for the same contact is recomputed.
-const COMMIT_ATTEMPTS: usize = 8;
+/// How many times a commit that lost to a concurrent one for the same contact is recomputed
+/// (with a short jittered pause, so a burst of one contact's messages serialises quickly).
+const COMMIT_ATTEMPTS: u32 = 64;
 
 /// Attribution of one inbound message: resolves a reference code, applies the rules above,
 /// commits, and returns the records for the CRM. Idempotent per `msg.event_id`. Never fails on
@@ -272,7 +273,14 @@ pub async fn on_inbound_message(
         None => link_touch,
     };
 
-    for _ in 0..COMMIT_ATTEMPTS {
+    for attempt in 0..COMMIT_ATTEMPTS {
+        if attempt > 0 {
+            let cap = u64::from(attempt.min(20));
+            tokio::time::sleep(std::time::Duration::from_millis(rand::random_range(
+                0..=cap,
+            )))
+            .await;
+        }
         let state = store.contact(msg.contact_id).await?;
         let (next, entry) = decide(
             config,

@@ -11,7 +11,9 @@ use rusqlite::{params, Connection, OptionalExtension};
 use super::db::{sql_err, Db};
 use crate::attribution::link::TrackedLink;
 use crate::attribution::report::{Report, ReportRow};
-use crate::attribution::store::{AttributionStore, Claim, Commit, ContactState, ConversionRow, Credit, LogEntry};
+use crate::attribution::store::{
+    AttributionStore, Claim, Commit, ContactState, ConversionRow, Credit, LogEntry,
+};
 use crate::error::StoreError;
 
 pub(crate) const SCHEMA: &str = "
@@ -94,7 +96,8 @@ fn conversion(conn: &Connection, event_id: &str) -> Result<Option<ConversionRow>
 impl SqliteAttribution {
     /// Creates the tables when missing.
     pub async fn open(db: Db) -> Result<SqliteAttribution, StoreError> {
-        db.write(|txn| txn.execute_batch(SCHEMA).map_err(sql_err)).await?;
+        db.write(|txn| txn.execute_batch(SCHEMA).map_err(sql_err))
+            .await?;
         Ok(SqliteAttribution { db })
     }
 
@@ -215,18 +218,18 @@ impl AttributionStore for SqliteAttribution {
                 if let Some(done) = log_entry(txn, &entry.event_id)? {
                     return Ok(Commit::AlreadyProcessed(done));
                 }
-                let stored: Option<u64> = txn
+                let stored: Option<i64> = txn
                     .prepare_cached("SELECT version FROM attribution_contacts WHERE contact_id = ?1")
                     .and_then(|mut s| s.query_row(params![state.contact_id], |r| r.get(0)).optional())
                     .map_err(sql_err)?;
-                if stored.unwrap_or(0) + 1 != state.version {
+                if stored.unwrap_or(0) + 1 != state.version as i64 {
                     return Ok(Commit::VersionConflict);
                 }
                 txn.prepare_cached(
                     "INSERT INTO attribution_contacts(contact_id, version, body) VALUES (?1, ?2, ?3)
                      ON CONFLICT(contact_id) DO UPDATE SET version = excluded.version, body = excluded.body",
                 )
-                .and_then(|mut s| s.execute(params![state.contact_id, state.version, state_body]))
+                .and_then(|mut s| s.execute(params![state.contact_id, state.version as i64, state_body]))
                 .map_err(sql_err)?;
                 txn.prepare_cached(
                     "INSERT INTO attribution_log(event_id, contact_id, at, conversation_start, lead, utm_source, utm_medium, utm_campaign, body)
@@ -285,8 +288,18 @@ impl AttributionStore for SqliteAttribution {
             .await
     }
 
-    async fn finish_conversion(&self, event_id: &str, status: &str, detail: Option<&str>, attempts: u32) -> Result<(), StoreError> {
-        let (id, status, detail) = (event_id.to_string(), status.to_string(), detail.map(str::to_string));
+    async fn finish_conversion(
+        &self,
+        event_id: &str,
+        status: &str,
+        detail: Option<&str>,
+        attempts: u32,
+    ) -> Result<(), StoreError> {
+        let (id, status, detail) = (
+            event_id.to_string(),
+            status.to_string(),
+            detail.map(str::to_string),
+        );
         self.db
             .write(move |txn| {
                 let n = txn

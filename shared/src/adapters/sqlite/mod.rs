@@ -5,6 +5,7 @@
 //! [`SqliteDedupe`], [`SqliteQueue`] (named queues with dead letters), [`SqliteInbox`] (dedupe +
 //! enqueue + mark in one atomic write) and [`SqliteRecords`] (the local CRM store).
 
+pub mod attribution;
 pub mod db;
 pub mod dedupe;
 pub mod identity;
