@@ -9,8 +9,10 @@
 //!   delivery running right now): retry after the lease. `Proceed` means do it; `in_doubt` says
 //!   an earlier attempt claimed it and never confirmed nor released: it may have happened.
 //! - `confirm` marks it done after the CRM acknowledged it.
-//! - `release` marks a definite failure (429, a 5xx or 4xx answer that did not apply it): the
-//!   next attempt is not in doubt.
+//! - `release` marks a definite failure (a 429 or 4xx answer: nothing was applied): the next
+//!   attempt is not in doubt.
+//! - `abandon` ends the lease of an attempt that failed without knowing (5xx, timeout): the next
+//!   attempt proceeds at once, in doubt.
 //!
 //! Crash windows and how each is closed:
 //! 1. Crash after `claim`, before the CRM call: the lease expires, the redelivered message
@@ -60,6 +62,9 @@ pub trait Ledger: Send + Sync {
     async fn confirm(&self, effect_id: &str) -> Result<(), StoreError>;
     /// The effect definitely did not happen: the next attempt proceeds without doubt.
     async fn release(&self, effect_id: &str) -> Result<(), StoreError>;
+    /// The attempt ended without knowing whether the effect happened (5xx, timeout): the lease
+    /// ends now, so the next attempt proceeds at once, in doubt.
+    async fn abandon(&self, effect_id: &str) -> Result<(), StoreError>;
     /// Records `rank` for the message unless a higher rank was recorded; `true` when `rank` is
     /// now the recorded one (equal ranks pass, so a retried status keeps going).
     async fn advance_status(&self, message_id: &str, rank: u8) -> Result<bool, StoreError>;

@@ -486,6 +486,16 @@ async fn ledger_claims_are_exclusive_and_done_is_final() {
         ledger.claim("e2", lease).await.unwrap(),
         Claim::Proceed { in_doubt: false }
     );
+    // An attempt that ended without knowing ends its lease: the next one proceeds at once, in doubt.
+    assert_eq!(
+        ledger.claim("e3", lease).await.unwrap(),
+        Claim::Proceed { in_doubt: false }
+    );
+    ledger.abandon("e3").await.unwrap();
+    assert_eq!(
+        ledger.claim("e3", lease).await.unwrap(),
+        Claim::Proceed { in_doubt: true }
+    );
     // Forward-only ranks.
     assert!(ledger.advance_status("m", 1).await.unwrap());
     assert!(ledger.advance_status("m", 3).await.unwrap());

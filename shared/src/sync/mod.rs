@@ -164,18 +164,21 @@ impl CrmSync {
                     }
                 }
             }
-            let effect = Effect {
+            let mut effect = Effect {
                 id: id.clone(),
                 record,
                 fields,
                 contact: contact.clone(),
                 in_doubt,
             };
-            match self.crm.apply(&effect).await {
+            match self.apply_with_quick_retries(&mut effect).await {
                 Ok(()) => self.ledger.confirm(&id).await?,
                 Err(e) => {
-                    if e.definitely_not_applied() {
+                    // Released only when no attempt may have applied it (see ledger.rs).
+                    if e.definitely_not_applied() && !effect.in_doubt {
                         self.ledger.release(&id).await?;
+                    } else if !matches!(e, CrmError::Rejected(_)) {
+                        self.ledger.abandon(&id).await?;
                     }
                     tracing::warn!(event = %event.key, effect = name, error = %e, "CRM call failed");
                     return Ok(match e {
@@ -198,6 +201,38 @@ impl CrmSync {
             }
         }
         Ok(Outcome::Done)
+    }
+}
+
+/// In-process attempts per effect before the delivery goes back to the queue: a blip (one 5xx,
+/// one short 429) is absorbed here instead of costing a receive (and, after the queue's max
+/// receives, a dead letter).
+const QUICK_ATTEMPTS: u32 = 3;
+/// Longest CRM-given delay waited in process; longer ones go back to the queue.
+const QUICK_WAIT_MAX: Duration = Duration::from_secs(1);
+
+impl CrmSync {
+    async fn apply_with_quick_retries(&self, effect: &mut Effect) -> Result<(), CrmError> {
+        let mut attempt = 1;
+        loop {
+            let result = self.crm.apply(effect).await;
+            let wait = match &result {
+                Ok(()) | Err(CrmError::Rejected(_)) => return result,
+                _ if attempt >= QUICK_ATTEMPTS => return result,
+                Err(CrmError::RateLimited(Some(hint))) if *hint <= QUICK_WAIT_MAX => *hint,
+                Err(CrmError::RateLimited(Some(_))) => return result,
+                Err(CrmError::RateLimited(None)) => {
+                    Duration::from_millis(rand::random_range(50..=250))
+                }
+                Err(CrmError::Transient(_)) => {
+                    // A 5xx or a timeout may have been applied: the next try is in doubt.
+                    effect.in_doubt = true;
+                    Duration::from_millis(rand::random_range(0..=100u64 << attempt))
+                }
+            };
+            tokio::time::sleep(wait).await;
+            attempt += 1;
+        }
     }
 }
 

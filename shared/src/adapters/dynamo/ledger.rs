@@ -148,6 +148,27 @@ impl Ledger for DynamoLedger {
         self.set_state(effect_id, "released").await
     }
 
+    async fn abandon(&self, effect_id: &str) -> Result<(), StoreError> {
+        let result = self
+            .client
+            .update_item()
+            .table_name(&self.table)
+            .set_key(Some(Self::key_of(FAMILY, effect_id)))
+            .update_expression("SET #lease = :zero")
+            .condition_expression("#st = :pending")
+            .expression_attribute_names("#st", "state")
+            .expression_attribute_names("#lease", "lease_until")
+            .expression_attribute_values(":pending", s("pending"))
+            .expression_attribute_values(":zero", n(0))
+            .send()
+            .await
+            .map_err(|e| store_error("UpdateItem", e));
+        match result {
+            Ok(_) | Err(StoreError::Conflict(_)) => Ok(()),
+            Err(e) => Err(e),
+        }
+    }
+
     async fn advance_status(&self, message_id: &str, rank: u8) -> Result<bool, StoreError> {
         let result = self
             .client

@@ -89,6 +89,21 @@ impl Ledger for SqliteLedger {
         self.set_state(effect_id, "released").await
     }
 
+    async fn abandon(&self, effect_id: &str) -> Result<(), StoreError> {
+        let id = effect_id.to_string();
+        self.db
+            .write(move |t| {
+                t.prepare_cached(
+                    "UPDATE effects SET lease_until = 0, updated_at = ?2
+                     WHERE effect_id = ?1 AND state = 'pending'",
+                )
+                .and_then(|mut s| s.execute(params![id, now_ms()]))
+                .map(|_| ())
+                .map_err(sql_err)
+            })
+            .await
+    }
+
     async fn advance_status(&self, message_id: &str, rank: u8) -> Result<bool, StoreError> {
         let id = message_id.to_string();
         self.db
