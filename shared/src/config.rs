@@ -44,6 +44,9 @@ pub const WABRIDGE_SECRETS_ARN: &str = "WABRIDGE_SECRETS_ARN";
 pub const WABRIDGE_ATTRIBUTION: &str = "WABRIDGE_ATTRIBUTION";
 /// Meta dataset (pixel) id that conversion events for click-to-WhatsApp ads are sent to.
 pub const META_DATASET_ID: &str = "META_DATASET_ID";
+/// WhatsApp Business Account id, sent as `user_data.whatsapp_business_account_id` with
+/// conversion events.
+pub const WHATSAPP_BUSINESS_ACCOUNT_ID: &str = "WHATSAPP_BUSINESS_ACCOUNT_ID";
 /// Conversions API base URL (default [`DEFAULT_WHATSAPP_API_URL`]); tests point it at loopback.
 pub const META_CONVERSIONS_API_URL: &str = "META_CONVERSIONS_API_URL";
 

@@ -11,6 +11,7 @@
 //! `docs/attribution.md`.
 
 pub mod code;
+pub mod conversions;
 pub mod link;
 pub mod qr;
 pub mod records;
