@@ -27,3 +27,6 @@ pub mod signature;
 pub mod sync;
 pub mod webhook;
 pub mod secrets;
+pub mod consent;
+pub mod templates;
+pub mod window;

@@ -3,3 +3,7 @@
 
 pub mod classify;
 pub mod graph;
+pub mod policy;
+pub mod ratelimit;
+pub mod request;
+pub mod store;

@@ -1,0 +1,421 @@
+//! Consent: the append-only history of a contact's opt-ins and opt-outs, per category.
+//!
+//! Nothing overwrites an earlier entry (it is an audit trail); the contact's consent for a
+//! category is its **latest** entry by `at` (when the consent was given or withdrawn, as its
+//! evidence says), ties broken by the order they were recorded. An old opt-in registered today
+//! does not override a STOP the contact sent yesterday.
+//!
+//! Entry points for other parts of wabridge (each idempotent under redelivery: the entry id is
+//! derived from the webhook event key):
+//! - [`ConsentService::record`]: `POST /consents` (opt-ins collected outside WhatsApp);
+//! - [`ConsentService::record_stop_keyword`]: the contact wrote STOP (or a mapping keyword);
+//! - [`ConsentService::record_user_preference`]: a `user_preferences` webhook (`stop`/`resume`);
+//! - [`ConsentService::record_meta_opt_out`]: a send failed with 131050.
+
+use std::sync::Arc;
+
+use async_trait::async_trait;
+use serde::{Deserialize, Serialize};
+
+use crate::error::StoreError;
+use crate::identity::{Bsuid, IdentityKey, Phone};
+
+/// What a consent covers. Meta's opt-out (`user_preferences`, 131050) is about marketing.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ConsentCategory {
+    Marketing,
+    Utility,
+}
+
+impl ConsentCategory {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            ConsentCategory::Marketing => "marketing",
+            ConsentCategory::Utility => "utility",
+        }
+    }
+    pub fn parse(s: &str) -> Option<ConsentCategory> {
+        match s.trim().to_ascii_lowercase().as_str() {
+            "marketing" => Some(ConsentCategory::Marketing),
+            "utility" => Some(ConsentCategory::Utility),
+            _ => None,
+        }
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ConsentAction {
+    OptIn,
+    OptOut,
+}
+
+impl ConsentAction {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            ConsentAction::OptIn => "opt_in",
+            ConsentAction::OptOut => "opt_out",
+        }
+    }
+    pub fn parse(s: &str) -> Option<ConsentAction> {
+        match s.trim().to_ascii_lowercase().replace('-', "_").as_str() {
+            "opt_in" | "optin" => Some(ConsentAction::OptIn),
+            "opt_out" | "optout" => Some(ConsentAction::OptOut),
+            _ => None,
+        }
+    }
+}
+
+/// Where a consent came from. The first four are what businesses register through the API;
+/// the others are recorded by wabridge itself from WhatsApp.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ConsentSource {
+    WebForm,
+    Checkout,
+    Store,
+    Agent,
+    /// The contact wrote a stop keyword (STOP, BAJA, ...).
+    Keyword,
+    /// A `user_preferences` webhook (marketing `stop` / `resume`).
+    UserPreferences,
+    /// Meta refused a send with 131050 (the user stopped marketing messages).
+    MetaError,
+}
+
+impl ConsentSource {
+    pub const API_SOURCES: &'static [&'static str] = &["web_form", "checkout", "store", "agent"];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            ConsentSource::WebForm => "web_form",
+            ConsentSource::Checkout => "checkout",
+            ConsentSource::Store => "store",
+            ConsentSource::Agent => "agent",
+            ConsentSource::Keyword => "keyword",
+            ConsentSource::UserPreferences => "user_preferences",
+            ConsentSource::MetaError => "meta_error",
+        }
+    }
+
+    /// The sources a caller of the API may name (`web_form`, `checkout`, `store`, `agent`;
+    /// `web-form` and `webform` are accepted too).
+    pub fn parse_api(s: &str) -> Option<ConsentSource> {
+        match s.trim().to_ascii_lowercase().replace('-', "_").as_str() {
+            "web_form" | "webform" | "web" => Some(ConsentSource::WebForm),
+            "checkout" => Some(ConsentSource::Checkout),
+            "store" => Some(ConsentSource::Store),
+            "agent" => Some(ConsentSource::Agent),
+            _ => None,
+        }
+    }
+
+    pub fn parse_stored(s: &str) -> Option<ConsentSource> {
+        ConsentSource::parse_api(s).or(match s {
+            "keyword" => Some(ConsentSource::Keyword),
+            "user_preferences" => Some(ConsentSource::UserPreferences),
+            "meta_error" => Some(ConsentSource::MetaError),
+            _ => None,
+        })
+    }
+}
+
+/// Who the consent is about: the key every spelling of the contact shares (see
+/// [`crate::identity`]) and how the caller wrote it for display.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ContactRef {
+    /// `phone:<key>` or `bsuid:<id>` ([`IdentityKey::as_string`]).
+    pub key: String,
+    /// E.164 phone or BSUID.
+    pub display: String,
+}
+
+impl ContactRef {
+    pub fn phone(phone: &Phone) -> ContactRef {
+        ContactRef {
+            key: phone.identity_key().as_string(),
+            display: phone.e164.to_string(),
+        }
+    }
+    pub fn bsuid(bsuid: &Bsuid) -> ContactRef {
+        ContactRef {
+            key: bsuid.identity_key().as_string(),
+            display: bsuid.to_string(),
+        }
+    }
+    /// A recipient written by a person: a BSUID (`CC.…`) or a phone in any format (`+` and
+    /// country code, or Meta's `wa_id` digits).
+    pub fn parse(input: &str) -> Option<ContactRef> {
+        let input = input.trim();
+        if let Ok(b) = Bsuid::parse(input) {
+            return Some(ContactRef::bsuid(&b));
+        }
+        Phone::parse(input, None)
+            .or_else(|_| {
+                // Digits without `+` are read as international (Meta's wa_id form).
+                let digits: String = input.chars().filter(char::is_ascii_digit).collect();
+                if !input.starts_with('+') && digits.len() >= 8 {
+                    Phone::parse(&format!("+{digits}"), None)
+                } else {
+                    Err(crate::identity::IdentityError::NotAPhone(input.to_string()))
+                }
+            })
+            .ok()
+            .map(|p| ContactRef::phone(&p))
+    }
+    /// A `wa_id` from a webhook (lenient, as Meta sends it).
+    pub fn from_wa_id(wa_id: &str) -> Option<ContactRef> {
+        Phone::from_wa_id(wa_id).ok().map(|p| ContactRef::phone(&p))
+    }
+    pub fn identity_key(&self) -> Option<IdentityKey> {
+        IdentityKey::from_stored(&self.key)
+    }
+}
+
+/// One entry of the history.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ConsentEntry {
+    /// Unique; the same id recorded twice is one entry (redelivered webhooks, retried calls).
+    pub id: String,
+    /// [`ContactRef::key`].
+    pub contact: String,
+    /// [`ContactRef::display`].
+    pub to: String,
+    pub category: ConsentCategory,
+    pub action: ConsentAction,
+    pub source: ConsentSource,
+    /// Free text or a URL proving the consent (form submission, receipt, agent note).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub evidence: Option<String>,
+    /// When the consent was given or withdrawn, Unix ms.
+    pub at: i64,
+    /// When wabridge recorded it, Unix ms.
+    pub recorded_at: i64,
+}
+
+/// The contact's consent for one category, from its latest entry.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ConsentState {
+    OptedIn,
+    OptedOut,
+    /// Nothing recorded.
+    Unknown,
+}
+
+/// Append-only consent history.
+#[async_trait]
+pub trait ConsentStore: Send + Sync {
+    /// Appends `entry` unless an entry with its id exists (then nothing changes). Returns
+    /// whether it was appended.
+    async fn append(&self, entry: &ConsentEntry) -> Result<bool, StoreError>;
+    /// The contact's history, oldest first (by `at`, then by recording order).
+    async fn history(&self, contact: &str) -> Result<Vec<ConsentEntry>, StoreError>;
+}
+
+/// The latest entry of `category` in a history sorted oldest first.
+pub fn state_of(history: &[ConsentEntry], category: ConsentCategory) -> ConsentState {
+    match history.iter().rev().find(|e| e.category == category) {
+        Some(e) if e.action == ConsentAction::OptIn => ConsentState::OptedIn,
+        Some(_) => ConsentState::OptedOut,
+        None => ConsentState::Unknown,
+    }
+}
+
+/// Sorts a history oldest first: by `at`, then by `recorded_at`, then by id.
+pub fn sort_history(history: &mut [ConsentEntry]) {
+    history.sort_by(|a, b| (a.at, a.recorded_at, &a.id).cmp(&(b.at, b.recorded_at, &b.id)));
+}
+
+#[derive(Clone)]
+pub struct ConsentService {
+    store: Arc<dyn ConsentStore>,
+}
+
+impl ConsentService {
+    pub fn new(store: Arc<dyn ConsentStore>) -> ConsentService {
+        ConsentService { store }
+    }
+
+    pub async fn record(&self, entry: &ConsentEntry) -> Result<bool, StoreError> {
+        self.store.append(entry).await
+    }
+
+    pub async fn history(&self, contact: &ContactRef) -> Result<Vec<ConsentEntry>, StoreError> {
+        self.store.history(&contact.key).await
+    }
+
+    pub async fn state(
+        &self,
+        contact: &ContactRef,
+        category: ConsentCategory,
+    ) -> Result<ConsentState, StoreError> {
+        Ok(state_of(&self.store.history(&contact.key).await?, category))
+    }
+
+    /// The contact wrote a stop keyword: a marketing opt-out. `event_key` is the webhook event's
+    /// dedupe key (so a redelivery records nothing new); `at_ms` the message timestamp.
+    pub async fn record_stop_keyword(
+        &self,
+        contact: &ContactRef,
+        event_key: &str,
+        keyword: &str,
+        at_ms: i64,
+    ) -> Result<bool, StoreError> {
+        self.record(&system_entry(
+            contact,
+            format!("keyword:{event_key}"),
+            ConsentAction::OptOut,
+            ConsentSource::Keyword,
+            Some(format!("wrote {keyword:?} on WhatsApp")),
+            at_ms,
+        ))
+        .await
+    }
+
+    /// A `user_preferences` webhook: `value` `stop` is a marketing opt-out, `resume` an opt-in.
+    /// Other values are ignored (`Ok(false)`).
+    pub async fn record_user_preference(
+        &self,
+        contact: &ContactRef,
+        event_key: &str,
+        value: &str,
+        at_ms: i64,
+    ) -> Result<bool, StoreError> {
+        let action = match value {
+            "stop" => ConsentAction::OptOut,
+            "resume" => ConsentAction::OptIn,
+            _ => return Ok(false),
+        };
+        self.record(&system_entry(
+            contact,
+            format!("user_preferences:{event_key}"),
+            action,
+            ConsentSource::UserPreferences,
+            Some(format!("user_preferences marketing_messages={value}")),
+            at_ms,
+        ))
+        .await
+    }
+
+    /// Meta refused send `send_id` with 131050: the user stopped marketing messages.
+    pub async fn record_meta_opt_out(
+        &self,
+        contact: &ContactRef,
+        send_id: &str,
+        at_ms: i64,
+    ) -> Result<bool, StoreError> {
+        self.record(&system_entry(
+            contact,
+            format!("meta_131050:{send_id}"),
+            ConsentAction::OptOut,
+            ConsentSource::MetaError,
+            Some(format!(
+                "send {send_id} refused by Meta with 131050 (user stopped marketing messages)"
+            )),
+            at_ms,
+        ))
+        .await
+    }
+}
+
+fn system_entry(
+    contact: &ContactRef,
+    id: String,
+    action: ConsentAction,
+    source: ConsentSource,
+    evidence: Option<String>,
+    at_ms: i64,
+) -> ConsentEntry {
+    ConsentEntry {
+        id,
+        contact: contact.key.clone(),
+        to: contact.display.clone(),
+        category: ConsentCategory::Marketing,
+        action,
+        source,
+        evidence,
+        at: at_ms,
+        recorded_at: now_ms(),
+    }
+}
+
+pub(crate) fn now_ms() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_millis() as i64)
+        .unwrap_or(0)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn entry(id: &str, action: ConsentAction, at: i64, recorded_at: i64) -> ConsentEntry {
+        ConsentEntry {
+            id: id.into(),
+            contact: "phone:525512345678".into(),
+            to: "+525512345678".into(),
+            category: ConsentCategory::Marketing,
+            action,
+            source: ConsentSource::WebForm,
+            evidence: None,
+            at,
+            recorded_at,
+        }
+    }
+
+    #[test]
+    fn latest_by_event_time_wins() {
+        // An old opt-in registered after a newer STOP does not override it.
+        let mut h = vec![
+            entry("b", ConsentAction::OptIn, 100, 300),
+            entry("a", ConsentAction::OptOut, 200, 250),
+        ];
+        sort_history(&mut h);
+        assert_eq!(
+            state_of(&h, ConsentCategory::Marketing),
+            ConsentState::OptedOut
+        );
+        assert_eq!(
+            state_of(&h, ConsentCategory::Utility),
+            ConsentState::Unknown
+        );
+        h.push(entry("c", ConsentAction::OptIn, 300, 400));
+        sort_history(&mut h);
+        assert_eq!(
+            state_of(&h, ConsentCategory::Marketing),
+            ConsentState::OptedIn
+        );
+    }
+
+    #[test]
+    fn contacts_parse_from_any_spelling() {
+        let a = ContactRef::parse("+52 1 55 1234 5678").unwrap();
+        let b = ContactRef::parse("5215512345678").unwrap();
+        let c = ContactRef::from_wa_id("5215512345678").unwrap();
+        assert_eq!(a.key, b.key);
+        assert_eq!(a.key, c.key);
+        assert_eq!(a.display, "+525512345678");
+        assert_eq!(
+            ContactRef::parse("MX.abc123").unwrap().key,
+            "bsuid:MX.abc123"
+        );
+        assert!(ContactRef::parse("hello").is_none());
+        assert!(ContactRef::parse("").is_none());
+    }
+
+    #[test]
+    fn sources_parse() {
+        assert_eq!(
+            ConsentSource::parse_api("web-form"),
+            Some(ConsentSource::WebForm)
+        );
+        assert_eq!(ConsentSource::parse_api("keyword"), None);
+        assert_eq!(
+            ConsentSource::parse_stored("keyword"),
+            Some(ConsentSource::Keyword)
+        );
+        assert_eq!(ConsentAction::parse("opt-in"), Some(ConsentAction::OptIn));
+    }
+}

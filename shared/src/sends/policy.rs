@@ -1,0 +1,136 @@
+//! Policy guards: WhatsApp's rules checked before anything leaves, at `POST /sends` and again
+//! in the sender (consent or a template's status may change while a send waits in the queue).
+//! Every refusal has a stable code and a sentence a person understands.
+
+use crate::consent::{state_of, ConsentCategory, ConsentService, ConsentState};
+use crate::error::StoreError;
+use crate::sends::request::{Category, SendKind, SendRequest};
+use crate::templates::TemplateRegistry;
+use crate::window::{is_open_at, WindowService};
+
+/// Why a send is refused.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Refusal {
+    /// Marketing template to a contact without a recorded marketing opt-in.
+    MarketingWithoutOptIn,
+    /// Marketing template to a contact whose latest marketing consent is an opt-out (API opt-out,
+    /// STOP keyword, `user_preferences` stop, or Meta's 131050).
+    MarketingOptedOut { source: String },
+    /// Free-form message outside the 24 h customer service window.
+    OutsideWindow,
+    /// The registry knows the template as PAUSED, REJECTED or DISABLED.
+    TemplateNotSendable { status: String },
+    /// The registry knows how many body parameters the template takes; the request differs.
+    ParameterCount { expected: u32, given: usize },
+}
+
+impl Refusal {
+    pub fn code(&self) -> &'static str {
+        match self {
+            Refusal::MarketingWithoutOptIn => "marketing_without_opt_in",
+            Refusal::MarketingOptedOut { .. } => "marketing_opted_out",
+            Refusal::OutsideWindow => "outside_customer_service_window",
+            Refusal::TemplateNotSendable { .. } => "template_not_sendable",
+            Refusal::ParameterCount { .. } => "template_parameter_count",
+        }
+    }
+
+    pub fn message(&self) -> String {
+        match self {
+            Refusal::MarketingWithoutOptIn => "This is a marketing template and the contact has no recorded opt-in to \
+                 marketing messages; record one with POST /consents first."
+                .into(),
+            Refusal::MarketingOptedOut { source } => format!(
+                "This is a marketing template and the contact opted out of marketing messages \
+                 (latest consent: opt-out from {source}); WhatsApp forbids sending it."
+            ),
+            Refusal::OutsideWindow => "Free-form messages can only be sent within 24 hours of the contact's last message; \
+                 send an approved template instead."
+                .into(),
+            Refusal::TemplateNotSendable { status } => {
+                format!("The template is {status} at Meta and cannot be sent until it is approved again.")
+            }
+            Refusal::ParameterCount { expected, given } => {
+                format!("The template takes {expected} body parameters but the request gives {given}.")
+            }
+        }
+    }
+
+    pub fn into_api_error(self) -> crate::http::ApiError {
+        crate::http::ApiError::Unprocessable {
+            code: self.code(),
+            message: self.message(),
+        }
+    }
+}
+
+/// The guards and what they read.
+#[derive(Clone)]
+pub struct Policy {
+    pub consent: ConsentService,
+    pub templates: TemplateRegistry,
+    pub window: WindowService,
+}
+
+impl Policy {
+    /// `Ok(None)` when the send may go; the first refusal otherwise.
+    pub async fn check(
+        &self,
+        request: &SendRequest,
+        now_ms: i64,
+    ) -> Result<Option<Refusal>, StoreError> {
+        let contact = request.contact_ref();
+        match &request.kind {
+            SendKind::Text { .. } => {
+                if !is_open_at(self.window.last_inbound(&contact).await?, now_ms) {
+                    return Ok(Some(Refusal::OutsideWindow));
+                }
+                Ok(None)
+            }
+            SendKind::Template {
+                name,
+                language,
+                category,
+                ..
+            } => {
+                let info = self.templates.get(name, language).await?;
+                if let Some(status) = info.as_ref().and_then(|i| i.status.as_ref()) {
+                    if status.refuses_sends() {
+                        return Ok(Some(Refusal::TemplateNotSendable {
+                            status: status.as_str().to_string(),
+                        }));
+                    }
+                }
+                if let Some(expected) = info.as_ref().and_then(|i| i.body_parameters) {
+                    let given = request.body_parameter_count();
+                    if given != expected as usize {
+                        return Ok(Some(Refusal::ParameterCount { expected, given }));
+                    }
+                }
+                // The registry's category (Meta's, which may recategorise) wins over the caller's.
+                let registered = info
+                    .as_ref()
+                    .and_then(|i| i.category.as_deref())
+                    .and_then(Category::parse);
+                let marketing = registered.or(*category) == Some(Category::Marketing);
+                if marketing {
+                    let history = self.consent.history(&contact).await?;
+                    match state_of(&history, ConsentCategory::Marketing) {
+                        ConsentState::OptedIn => {}
+                        ConsentState::Unknown => return Ok(Some(Refusal::MarketingWithoutOptIn)),
+                        ConsentState::OptedOut => {
+                            let source = history
+                                .iter()
+                                .rev()
+                                .find(|e| e.category == ConsentCategory::Marketing)
+                                .map_or("unknown", |e| e.source.as_str())
+                                .to_string();
+                            return Ok(Some(Refusal::MarketingOptedOut { source }));
+                        }
+                    }
+                }
+                Ok(None)
+            }
+        }
+    }
+}
