@@ -272,6 +272,8 @@ def main(argv):
     # What the remaining resources resolve to, for the alarms and outputs created here.
     sqs = client("sqs")
     lam = client("lambda")
+    # Each function's environment as deployed: the tests wire the handlers from it.
+    function_envs = {}
     for lid, res in resources.items():
         physical = stack_resources[lid].get("PhysicalResourceId")
         kind = res["Type"]
@@ -285,6 +287,7 @@ def main(argv):
             fn = lam.get_function(FunctionName=physical)["Configuration"]
             resolver.set(lid, fn["FunctionName"])
             resolver.set(f"{lid}.Arn", fn["FunctionArn"])
+            function_envs[lid] = fn.get("Environment", {}).get("Variables", {})
         else:
             resolver.set(lid, physical)
 
@@ -333,6 +336,7 @@ def main(argv):
         "Outputs": outputs,
         "StackResources": {lid: {"Type": r["ResourceType"], "PhysicalResourceId": r.get("PhysicalResourceId")} for lid, r in stack_resources.items()},
         "CreatedThroughServiceApis": created_outside,
+        "FunctionEnvironments": function_envs,
         "NotDeployed": not_deployed,
         "EventSourceMappings": [
             {k: m.get(k) for k in ("EventSourceArn", "FunctionArn", "BatchSize", "MaximumBatchingWindowInSeconds", "FunctionResponseTypes", "ScalingConfig")}

@@ -180,6 +180,8 @@ struct Lambda {
     env: &'static [&'static str],
     /// Queue its SQS event source reads, with its dead-letter queue.
     consumes: Option<(&'static str, &'static str)>,
+    /// Queues it sends to (sqs:SendMessage).
+    sends_to: &'static [&'static str],
 }
 
 const INGEST_ENV: &[&str] = &[
@@ -215,18 +217,23 @@ const LAMBDAS: &[Lambda] = &[
         crate_dir: "functions/ingest",
         env: INGEST_ENV,
         consumes: None,
+        sends_to: &["EventsQueue", "SendsQueue"],
     },
     Lambda {
         id: "CrmSync",
         crate_dir: "functions/crm-sync",
         env: CRM_SYNC_ENV,
         consumes: Some(("EventsQueue", "EventsDlq")),
+        // Explicit dead letters (validation failures, CRM rejections) with their reason.
+        sends_to: &["EventsDlq"],
     },
     Lambda {
         id: "Sender",
         crate_dir: "functions/sender",
         env: SENDER_ENV,
         consumes: Some(("SendsQueue", "SendsDlq")),
+        // Terminal send errors with their reason; send outcomes for the CRM as events.
+        sends_to: &["SendsDlq", "EventsQueue"],
     },
 ];
 
@@ -235,8 +242,7 @@ const LAMBDAS: &[Lambda] = &[
 /// unset, the built-in defaults apply.
 const OPTIONAL_ON_AWS: &[&str] = &[config::WABRIDGE_MAPPING, config::WABRIDGE_ATTRIBUTION];
 
-/// Which env name holds which queue's URL: a function that gets the URL must be allowed to
-/// send to that queue.
+/// Which env name holds which queue's URL.
 const QUEUE_ENV: &[(&str, &str)] = &[
     (config::EVENTS_QUEUE_URL, "EventsQueue"),
     (config::EVENTS_DLQ_URL, "EventsDlq"),
@@ -438,6 +444,20 @@ fn check_env(t: &Value) -> Vec<String> {
                 {
                     p.push(format!("{}: env {name} refers to unknown {r}", l.id));
                 }
+            }
+        }
+        // A queue it uses must reach it by the URL env name of config.rs.
+        let used = l.sends_to.iter().chain(l.consumes.iter().map(|(q, _)| q));
+        for queue in used {
+            let (env, _) = QUEUE_ENV
+                .iter()
+                .find(|(_, q)| q == queue)
+                .expect("known queue");
+            if !vars.get(*env).is_some_and(|v| is_ref(v, queue)) {
+                p.push(format!(
+                    "{}: uses {queue} but {env} is not !Ref {queue}",
+                    l.id
+                ));
             }
         }
         if !is_ref(
@@ -674,11 +694,8 @@ fn expected_grants(l: &Lambda) -> BTreeMap<String, BTreeSet<String>> {
     add("*", &["xray:PutTraceSegments", "xray:PutTelemetryRecords"]);
     add("Secret", &["secretsmanager:GetSecretValue"]);
     add("Key", &["kms:Decrypt", "kms:GenerateDataKey"]);
-    for (env, queue) in QUEUE_ENV {
-        let consumed = l.consumes.is_some_and(|(q, _)| q == *queue);
-        if l.env.contains(env) && !consumed {
-            add(queue, &["sqs:SendMessage"]);
-        }
+    for queue in l.sends_to {
+        add(queue, &["sqs:SendMessage"]);
     }
     if let Some((queue, _)) = l.consumes {
         add(

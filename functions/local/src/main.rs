@@ -1,7 +1,7 @@
 //! `wabridge`: the local gateway. Every function in one process over an embedded SQLite store,
 //! with no AWS account and no configuration needed.
 
-mod events_consumer;
+mod crm_sync;
 mod secrets;
 mod serve;
 mod tools;

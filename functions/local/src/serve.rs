@@ -9,13 +9,12 @@ use std::time::Duration;
 use axum::body::Body;
 use axum::http::{HeaderName, HeaderValue, StatusCode};
 use wabridge_core::adapters::sqlite::{
-    Db, SqliteDedupe, SqliteInbox, SqliteQueue, SqliteRecords, EVENTS_QUEUE,
+    Db, SqliteDedupe, SqliteInbox, SqliteQueue, EVENTS_QUEUE,
 };
 use wabridge_core::api::Api;
 use wabridge_core::consumer::{run_worker, WorkerOptions};
 use wabridge_core::http::{ApiError, Method, Request, Response};
 
-use crate::events_consumer::EventRecords;
 use crate::secrets;
 
 pub struct ServeArgs {
@@ -46,9 +45,7 @@ pub async fn run(args: ServeArgs) -> Result<(), String> {
 
     let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
     let queue = Arc::new(SqliteQueue::new(db.clone(), EVENTS_QUEUE));
-    let handler = Arc::new(EventRecords {
-        records: SqliteRecords::new(db.clone()),
-    });
+    let handler = crate::crm_sync::handler(&db)?;
     let worker = tokio::spawn(run_worker(
         queue,
         handler,
