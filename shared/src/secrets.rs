@@ -112,7 +112,8 @@ impl Secrets {
     }
 
     /// The secrets for this process: from Secrets Manager when `WABRIDGE_SECRETS_ARN` is set,
-    /// else from the environment. On Lambda the ARN is required (fail closed).
+    /// else from the environment. On Lambda the ARN is required (fail closed), except under a
+    /// local emulator (`AWS_SAM_LOCAL` or `AWS_ENDPOINT_URL` set).
     pub async fn load(sdk: &SdkConfig) -> Result<Secrets, StoreError> {
         match std::env::var(config::WABRIDGE_SECRETS_ARN)
             .ok()
@@ -124,7 +125,12 @@ impl Secrets {
                 tracing::info!(names = ?secrets.names(), "secrets loaded from Secrets Manager");
                 Ok(secrets)
             }
-            None if std::env::var_os("AWS_LAMBDA_FUNCTION_NAME").is_some() => {
+            // On Lambda the secret store is required; local emulators (`sam local`, or cargo
+            // lambda against moto, both pointing the SDK elsewhere) may use the environment.
+            None if std::env::var_os("AWS_LAMBDA_FUNCTION_NAME").is_some()
+                && std::env::var_os("AWS_SAM_LOCAL").is_none()
+                && std::env::var_os("AWS_ENDPOINT_URL").is_none() =>
+            {
                 Err(StoreError::NotFound(format!(
                     "{} is not set: on Lambda secrets come from Secrets Manager only",
                     config::WABRIDGE_SECRETS_ARN

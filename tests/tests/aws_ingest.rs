@@ -2,11 +2,9 @@
 //! DynamoDedupe + SqsQueue under StagedInbox, failure injection, dead letters and redrive.
 
 use std::collections::HashMap;
-use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
-use async_trait::async_trait;
 use aws_sdk_dynamodb::types::AttributeValue;
 use serde_json::value::RawValue;
 use wabridge_core::adapters::dynamo::dedupe::{DynamoDedupe, MIN_TTL};
@@ -16,7 +14,8 @@ use wabridge_core::dedupe::{Dedupe, DEFAULT_DEDUPE_TTL};
 use wabridge_core::error::StoreError;
 use wabridge_core::event::{Event, EventKind, EVENT_VERSION};
 use wabridge_core::inbox::{AcceptReport, Inbox, StagedInbox};
-use wabridge_core::queue::{DeadLetter, Delivery, OutgoingMessage, Queue};
+use wabridge_core::queue::{Delivery, OutgoingMessage, Queue};
+use wabridge_tests::faults::{FailingDedupe, FailingQueue};
 use wabridge_tests::{create_queues, create_table, queue_depth, require_aws, unique_name, Aws};
 
 fn event(key: &str) -> Event {
@@ -205,81 +204,11 @@ async fn staged_inbox_enqueues_each_event_once_across_redeliveries() {
     assert_eq!(deliveries[0].receive_count, 1);
 }
 
-/// A queue that forwards only the first `pass` messages of the `fail_on`-th send_batch call and
-/// then fails, like an SQS batch where some entries were taken and the connection then dropped.
-struct FlakyQueue {
-    inner: Arc<SqsQueue>,
-    calls: AtomicUsize,
-    fail_on: usize,
-    pass: usize,
-}
-
-#[async_trait]
-impl Queue for FlakyQueue {
-    async fn send_batch(&self, messages: &[OutgoingMessage]) -> Result<(), StoreError> {
-        let call = self.calls.fetch_add(1, Ordering::SeqCst) + 1;
-        if call == self.fail_on {
-            self.inner
-                .send_batch(&messages[..self.pass.min(messages.len())])
-                .await?;
-            return Err(StoreError::Unavailable(
-                "injected: SQS connection reset".into(),
-            ));
-        }
-        self.inner.send_batch(messages).await
-    }
-    async fn receive(&self, max: usize, visibility: Duration) -> Result<Vec<Delivery>, StoreError> {
-        self.inner.receive(max, visibility).await
-    }
-    async fn delete(&self, receipt: &str) -> Result<(), StoreError> {
-        self.inner.delete(receipt).await
-    }
-    async fn retry_later(&self, receipt: &str, delay: Duration) -> Result<(), StoreError> {
-        self.inner.retry_later(receipt, delay).await
-    }
-    async fn dead_letter(&self, delivery: &Delivery, reason: &str) -> Result<(), StoreError> {
-        self.inner.dead_letter(delivery, reason).await
-    }
-    async fn dead_letters(&self, limit: usize) -> Result<Vec<DeadLetter>, StoreError> {
-        self.inner.dead_letters(limit).await
-    }
-    async fn redrive(&self, id: Option<&str>) -> Result<usize, StoreError> {
-        self.inner.redrive(id).await
-    }
-}
-
-/// A dedupe table whose `fail_on`-th `mark` call fails (after the queue took the events).
-struct FlakyDedupe {
-    inner: Arc<DynamoDedupe>,
-    marks: AtomicUsize,
-    fail_on: usize,
-}
-
-#[async_trait]
-impl Dedupe for FlakyDedupe {
-    async fn seen(&self, keys: &[&str]) -> Result<Vec<bool>, StoreError> {
-        self.inner.seen(keys).await
-    }
-    async fn mark(&self, keys: &[&str], ttl: Duration) -> Result<(), StoreError> {
-        if self.marks.fetch_add(1, Ordering::SeqCst) + 1 == self.fail_on {
-            return Err(StoreError::Unavailable(
-                "injected: DynamoDB throttled".into(),
-            ));
-        }
-        self.inner.mark(keys, ttl).await
-    }
-}
-
 #[tokio::test]
 async fn a_partial_queue_failure_loses_nothing_on_retry() {
     let aws = require_aws!();
     let e = engine(aws, 3).await;
-    let queue = Arc::new(FlakyQueue {
-        inner: e.queue.clone(),
-        calls: AtomicUsize::new(0),
-        fail_on: 1,
-        pass: 7,
-    });
+    let queue = Arc::new(FailingQueue::new(e.queue.clone(), 1, 7));
     let inbox = StagedInbox::new(e.dedupe.clone(), queue.clone(), DEFAULT_DEDUPE_TTL);
     let batch = events("partial", 18);
     let keys: Vec<&str> = batch.iter().map(|e| e.key.as_str()).collect();
@@ -323,11 +252,7 @@ async fn a_partial_queue_failure_loses_nothing_on_retry() {
 async fn a_dedupe_failure_after_enqueue_loses_nothing_on_retry() {
     let aws = require_aws!();
     let e = engine(aws, 3).await;
-    let dedupe = Arc::new(FlakyDedupe {
-        inner: e.dedupe.clone(),
-        marks: AtomicUsize::new(0),
-        fail_on: 1,
-    });
+    let dedupe = Arc::new(FailingDedupe::new(e.dedupe.clone(), 1));
     let inbox = StagedInbox::new(dedupe, e.queue.clone(), DEFAULT_DEDUPE_TTL);
     let batch = events("mark", 12);
     let keys: Vec<&str> = batch.iter().map(|e| e.key.as_str()).collect();
@@ -425,7 +350,10 @@ async fn dead_letters_carry_a_reason_are_listed_without_consuming_and_redrive() 
     assert_eq!(listed[0].body, got[0].body, "body kept exactly");
 
     // Listing consumed nothing: the messages are visible again and list the same.
-    assert_eq!(queue_depth(&e.aws.sqs, e.queue.dlq_url()).await, (2, 0));
+    assert_eq!(
+        queue_depth(&e.aws.sqs, e.queue.dlq_url().unwrap()).await,
+        (2, 0)
+    );
     assert_eq!(e.queue.dead_letters(10).await.unwrap().len(), 2);
     assert_eq!(
         e.queue.dead_letters(1).await.unwrap().len(),
@@ -549,6 +477,13 @@ async fn sdk_errors_map_to_store_errors() {
     );
     let err = queue.receive(1, Duration::from_secs(1)).await.unwrap_err();
     assert!(err.is_retryable(), "{err:?}");
+
+    // A producer-only queue (ingest) has no dead-letter queue to touch.
+    let producer = SqsQueue::producer(aws.sqs.clone(), format!("{}/123456789012/q", moto_base()));
+    assert!(matches!(
+        producer.dead_letters(1).await,
+        Err(StoreError::NotFound(_))
+    ));
 }
 
 fn moto_base() -> String {

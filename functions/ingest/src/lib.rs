@@ -22,7 +22,6 @@ use wabridge_core::ingest::{IngestConfig, IngestService};
 pub struct Settings {
     pub table: String,
     pub events_queue_url: String,
-    pub events_dlq_url: String,
     pub ingest: IngestConfig,
 }
 
@@ -38,7 +37,6 @@ impl Settings {
         Ok(Settings {
             table: required(config::WABRIDGE_TABLE)?,
             events_queue_url: required(config::EVENTS_QUEUE_URL)?,
-            events_dlq_url: required(config::EVENTS_DLQ_URL)?,
             ingest: IngestConfig::from_lookup(&get)?,
         })
     }
@@ -47,11 +45,8 @@ impl Settings {
 /// The API this function serves, over the AWS engine.
 pub fn build_api(sdk: &SdkConfig, settings: Settings) -> Api {
     let dedupe = DynamoDedupe::new(aws_sdk_dynamodb::Client::new(sdk), settings.table);
-    let queue = SqsQueue::new(
-        aws_sdk_sqs::Client::new(sdk),
-        settings.events_queue_url,
-        settings.events_dlq_url,
-    );
+    // Ingest only sends: it has no use for (nor IAM access to) the dead-letter queue.
+    let queue = SqsQueue::producer(aws_sdk_sqs::Client::new(sdk), settings.events_queue_url);
     let inbox = StagedInbox::new(Arc::new(dedupe), Arc::new(queue), DEFAULT_DEDUPE_TTL);
     Api::new().with_ingest(Arc::new(IngestService::new(
         settings.ingest,
@@ -248,7 +243,6 @@ mod tests {
         let settings = Settings::from_lookup(|name| match name {
             "WABRIDGE_TABLE" => Some("t".into()),
             "EVENTS_QUEUE_URL" => Some("q".into()),
-            "EVENTS_DLQ_URL" => Some("d".into()),
             "WHATSAPP_APP_SECRET" => Some("s".repeat(32)),
             _ => None,
         })

@@ -44,7 +44,8 @@ pub const ATTR_SOURCE_MESSAGE_ID: &str = "source_message_id";
 pub struct SqsQueue {
     client: Client,
     queue_url: String,
-    dlq_url: String,
+    /// `None` for a producer that only sends (ingest): dead-letter operations then fail.
+    dlq_url: Option<String>,
     /// Long-poll wait of `receive` (0 = short poll).
     wait: Duration,
 }
@@ -54,7 +55,18 @@ impl SqsQueue {
         SqsQueue {
             client,
             queue_url: queue_url.into(),
-            dlq_url: dlq_url.into(),
+            dlq_url: Some(dlq_url.into()),
+            wait: Duration::ZERO,
+        }
+    }
+
+    /// A queue used only to send (and receive) without access to its dead-letter queue, as
+    /// ingest does (least privilege: its role cannot touch the DLQ).
+    pub fn producer(client: Client, queue_url: impl Into<String>) -> Self {
+        SqsQueue {
+            client,
+            queue_url: queue_url.into(),
+            dlq_url: None,
             wait: Duration::ZERO,
         }
     }
@@ -69,8 +81,17 @@ impl SqsQueue {
         &self.queue_url
     }
 
-    pub fn dlq_url(&self) -> &str {
-        &self.dlq_url
+    pub fn dlq_url(&self) -> Option<&str> {
+        self.dlq_url.as_deref()
+    }
+
+    fn require_dlq(&self) -> Result<&str, StoreError> {
+        self.dlq_url.as_deref().ok_or_else(|| {
+            StoreError::NotFound(format!(
+                "no dead-letter queue configured for {}",
+                self.queue_url
+            ))
+        })
     }
 
     /// Sends up to 10 messages in one request; resends the entries that failed for a transient
@@ -195,6 +216,7 @@ impl SqsQueue {
         F: FnMut(Message) -> Fut,
         Fut: std::future::Future<Output = Result<Option<String>, StoreError>>,
     {
+        let dlq_url = self.require_dlq()?;
         let mut to_release = Vec::new();
         let mut looked = 0usize;
         let mut result = Ok(());
@@ -203,7 +225,7 @@ impl SqsQueue {
                 break;
             }
             let batch = match self
-                .receive_from(&self.dlq_url, limit - looked, PEEK_VISIBILITY_SECS, 1)
+                .receive_from(dlq_url, limit - looked, PEEK_VISIBILITY_SECS, 1)
                 .await
             {
                 Ok(b) => b,
@@ -231,7 +253,7 @@ impl SqsQueue {
             }
         }
         // Release what we only looked at, whatever happened above.
-        let released = self.release(&self.dlq_url, &to_release).await;
+        let released = self.release(dlq_url, &to_release).await;
         result.and(released)
     }
 
@@ -376,7 +398,7 @@ impl Queue for SqsQueue {
         // consumers are idempotent), never on neither.
         self.client
             .send_message()
-            .queue_url(&self.dlq_url)
+            .queue_url(self.require_dlq()?)
             .message_body(&delivery.body)
             .message_attributes(ATTR_REASON, string_attr(reason))
             .message_attributes(
@@ -422,7 +444,7 @@ impl Queue for SqsQueue {
                     .await
                     .map_err(|e| store_error("SendMessage (redrive)", e))?;
                 if let Some(receipt) = &message.receipt_handle {
-                    self.delete_from(&self.dlq_url, receipt).await?;
+                    self.delete_from(self.require_dlq()?, receipt).await?;
                 }
                 Ok(None)
             }

@@ -1,0 +1,289 @@
+//! The `ingest` Lambda's handler, fed the Lambda test events of `events/lambda/` through
+//! lambda_http's own deserialiser, over DynamoDB and SQS in moto's server.
+
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Duration;
+
+use aws_lambda_events::event::sqs::SqsEvent;
+use ingest::{build_api, handle, Settings};
+use lambda_http::Body;
+use wabridge_core::adapters::dynamo::dedupe::DynamoDedupe;
+use wabridge_core::adapters::sqs::SqsQueue;
+use wabridge_core::api::Api;
+use wabridge_core::dedupe::DEFAULT_DEDUPE_TTL;
+use wabridge_core::event::{Event, EventKind};
+use wabridge_core::inbox::StagedInbox;
+use wabridge_core::ingest::{IngestConfig, IngestService};
+use wabridge_core::queue::Queue;
+use wabridge_tests::faults::FailingQueue;
+use wabridge_tests::{create_queues, create_table, queue_depth, require_aws, unique_name, Aws};
+
+/// The sample secrets the events in `events/lambda/` were signed with (scripts/lambda_events.py).
+const SAMPLE_APP_SECRET: &str = "wabridge-sample-app-secret-not-for-production";
+const SAMPLE_VERIFY_TOKEN: &str = "wabridge-sample-verify-token";
+
+fn lambda_event(name: &str) -> String {
+    let path = PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+        .join("../events/lambda")
+        .join(name);
+    std::fs::read_to_string(&path).unwrap_or_else(|e| panic!("{}: {e}", path.display()))
+}
+
+fn request(name: &str) -> lambda_http::Request {
+    lambda_http::request::from_str(&lambda_event(name))
+        .unwrap_or_else(|e| panic!("{name} is not a Lambda HTTP event: {e}"))
+}
+
+fn ingest_config() -> IngestConfig {
+    IngestConfig::from_lookup(|name| match name {
+        "WHATSAPP_APP_SECRET" => Some(SAMPLE_APP_SECRET.into()),
+        "WHATSAPP_VERIFY_TOKEN" => Some(SAMPLE_VERIFY_TOKEN.into()),
+        _ => None,
+    })
+    .unwrap()
+}
+
+struct Stack {
+    aws: Aws,
+    table: String,
+    queue: SqsQueue,
+}
+
+async fn stack(aws: Aws) -> Stack {
+    let table = create_table(&aws.dynamo, &unique_name("wabridge")).await;
+    let queues = create_queues(&aws.sqs, &unique_name("events"), 5).await;
+    let queue = SqsQueue::new(aws.sqs.clone(), &queues.url, &queues.dlq_url);
+    Stack { aws, table, queue }
+}
+
+impl Stack {
+    /// The Lambda's own wiring (`build_api`), as at a cold start.
+    fn api(&self) -> Api {
+        build_api(
+            &self.aws.config,
+            Settings {
+                table: self.table.clone(),
+                events_queue_url: self.queue.queue_url().to_string(),
+                ingest: ingest_config(),
+            },
+        )
+    }
+
+    async fn drain_keys(&self) -> Vec<String> {
+        let mut keys = Vec::new();
+        loop {
+            let batch = self
+                .queue
+                .receive(10, Duration::from_secs(300))
+                .await
+                .unwrap();
+            if batch.is_empty() {
+                return keys;
+            }
+            keys.extend(batch.iter().map(|d| Event::from_json(&d.body).unwrap().key));
+        }
+    }
+}
+
+fn body_text(resp: &lambda_http::Response<Body>) -> String {
+    String::from_utf8_lossy(resp.body().as_ref()).into_owned()
+}
+
+#[tokio::test]
+async fn a_signed_function_url_post_is_enqueued_once_and_acknowledged() {
+    let aws = require_aws!();
+    let s = stack(aws).await;
+    let api = s.api();
+
+    let resp = handle(&api, request("function-url-webhook-post.json"))
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), 200, "{}", body_text(&resp));
+    // Meta retries the very same delivery (it did not see our 200 in time).
+    let resp = handle(&api, request("function-url-webhook-post.json"))
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), 200);
+
+    let keys = s.drain_keys().await;
+    assert_eq!(keys.len(), 1, "{keys:?}");
+    assert!(keys[0].ends_with("wamid.HBgNNjI4QjQ5RDk2RENERTk3QTQzMERENEY1"), "{keys:?}");
+}
+
+#[tokio::test]
+async fn a_base64_encoded_batched_post_is_verified_over_the_decoded_bytes() {
+    let aws = require_aws!();
+    let s = stack(aws).await;
+    let api = s.api();
+    let raw = lambda_event("function-url-webhook-post-base64.json");
+    assert!(raw.contains("\"isBase64Encoded\": true"));
+
+    let resp = handle(&api, request("function-url-webhook-post-base64.json"))
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), 200, "{}", body_text(&resp));
+    let keys = s.drain_keys().await;
+    assert!(
+        keys.len() > 2,
+        "several entries, changes and items: {keys:?}"
+    );
+    let mut distinct = keys.clone();
+    distinct.sort();
+    distinct.dedup();
+    assert_eq!(distinct.len(), keys.len(), "each event once");
+}
+
+#[tokio::test]
+async fn a_bad_signature_is_refused_with_401_and_nothing_enqueued() {
+    let aws = require_aws!();
+    let s = stack(aws).await;
+    let resp = handle(
+        &s.api(),
+        request("function-url-webhook-post-bad-signature.json"),
+    )
+    .await
+    .unwrap();
+    assert_eq!(resp.status(), 401);
+    assert_eq!(resp.headers()["content-type"], "application/json");
+    let v: serde_json::Value = serde_json::from_str(&body_text(&resp)).unwrap();
+    assert!(v["error"]["code"].is_string());
+    assert_eq!(queue_depth(&s.aws.sqs, s.queue.queue_url()).await, (0, 0));
+}
+
+#[tokio::test]
+async fn the_get_handshake_echoes_the_challenge_as_text() {
+    let aws = require_aws!();
+    let s = stack(aws).await;
+    let resp = handle(&s.api(), request("function-url-handshake.json"))
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), 200);
+    assert!(resp.headers()["content-type"]
+        .to_str()
+        .unwrap()
+        .starts_with("text/plain"));
+    assert_eq!(body_text(&resp), "1158201444");
+}
+
+#[tokio::test]
+async fn unknown_paths_and_oversized_bodies_get_precise_errors() {
+    let aws = require_aws!();
+    let s = stack(aws).await;
+    let api = s.api();
+    let event = lambda_event("function-url-webhook-post.json").replace("\"/webhook\"", "\"/nope\"");
+    let resp = handle(&api, lambda_http::request::from_str(&event).unwrap())
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), 404);
+
+    let mut event: serde_json::Value =
+        serde_json::from_str(&lambda_event("function-url-webhook-post.json")).unwrap();
+    event["body"] = serde_json::Value::String("x".repeat(1024 * 1024 + 1));
+    let resp = handle(
+        &api,
+        lambda_http::request::from_str(&event.to_string()).unwrap(),
+    )
+    .await
+    .unwrap();
+    assert_eq!(resp.status(), 413);
+    assert_eq!(queue_depth(&s.aws.sqs, s.queue.queue_url()).await, (0, 0));
+}
+
+#[tokio::test]
+async fn a_store_outage_answers_503_and_meta_s_retry_loses_nothing() {
+    let aws = require_aws!();
+    let s = stack(aws).await;
+    let dedupe = Arc::new(DynamoDedupe::new(s.aws.dynamo.clone(), &s.table));
+    let real: Arc<dyn Queue> = Arc::new(s.queue.clone());
+    // The queue takes 2 events of the batched POST, then the connection drops.
+    let failing = Arc::new(FailingQueue::new(real, 1, 2));
+    let inbox = StagedInbox::new(dedupe, failing.clone(), DEFAULT_DEDUPE_TTL);
+    let api = Api::new().with_ingest(Arc::new(IngestService::new(
+        ingest_config(),
+        Arc::new(inbox),
+    )));
+
+    let resp = handle(&api, request("function-url-webhook-post-base64.json"))
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), 503, "{}", body_text(&resp));
+    assert_eq!(resp.headers()["retry-after"], "1");
+
+    let resp = handle(&api, request("function-url-webhook-post-base64.json"))
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), 200);
+    let resp = handle(&api, request("function-url-webhook-post-base64.json"))
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), 200);
+    assert_eq!(
+        failing.sends(),
+        2,
+        "the third delivery was a pure duplicate"
+    );
+
+    // Compare with a clean run of the same POST on a fresh stack: the same keys, none missing;
+    // the two sent before the failure are the only ones there twice.
+    let keys = s.drain_keys().await;
+    let clean = stack(s.aws.clone()).await;
+    handle(
+        &clean.api(),
+        request("function-url-webhook-post-base64.json"),
+    )
+    .await
+    .unwrap();
+    let mut expected = clean.drain_keys().await;
+    expected.sort();
+    let mut got = keys.clone();
+    got.sort();
+    got.dedup();
+    assert_eq!(got, expected, "every event on the queue");
+    assert_eq!(keys.len(), expected.len() + 2);
+}
+
+#[tokio::test]
+async fn an_unreachable_store_is_a_503_not_a_500() {
+    let aws = require_aws!();
+    let s = stack(aws).await;
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let down = Aws::connect(&format!("http://127.0.0.1:{port}")).await;
+    let api = build_api(
+        &down.config,
+        Settings {
+            table: s.table.clone(),
+            events_queue_url: s.queue.queue_url().to_string(),
+            ingest: ingest_config(),
+        },
+    );
+    let resp = handle(&api, request("function-url-webhook-post.json"))
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), 503, "{}", body_text(&resp));
+}
+
+#[test]
+fn the_sqs_batch_event_carries_queue_bodies_the_consumers_read() {
+    let event: SqsEvent = serde_json::from_str(&lambda_event("sqs-events-batch.json")).unwrap();
+    assert_eq!(event.records.len(), 2);
+    for record in &event.records {
+        let body = record.body.as_deref().expect("body");
+        let e = Event::from_json(body).expect("an Event v1 body");
+        assert_eq!(e.kind, EventKind::Message);
+        assert!(e.key.contains("wamid."), "{}", e.key);
+        assert!(record.message_id.is_some());
+        assert_eq!(record.event_source.as_deref(), Some("aws:sqs"));
+    }
+    assert_eq!(
+        event.records[1]
+            .attributes
+            .get("ApproximateReceiveCount")
+            .map(String::as_str),
+        Some("2")
+    );
+}
