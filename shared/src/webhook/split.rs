@@ -299,6 +299,11 @@ struct FieldHead<'a> {
 
 /// Splits a webhook body into events. `received_at_ms` is stamped on every event.
 pub fn split(body: &[u8], received_at_ms: i64) -> Result<Vec<Event>, SplitError> {
+    // Derived struct deserializers also take arrays; the envelope must be an object.
+    if body.iter().find(|b| !b.is_ascii_whitespace()) != Some(&b'{') {
+        let not_object = serde::de::Error::custom("body is not a JSON object");
+        return Err(diagnose(body, not_object));
+    }
     let envelope: EnvelopeB<'_> = match serde_json::from_slice(body) {
         Ok(e) => e,
         Err(e) => return Err(diagnose(body, e)),
