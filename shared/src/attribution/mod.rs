@@ -17,6 +17,7 @@ pub mod qr;
 pub mod records;
 pub mod referral;
 pub mod report;
+pub mod service;
 pub mod store;
 pub mod touch;
 pub mod utm;
