@@ -227,7 +227,6 @@ async fn the_stack_moto_created_matches_the_template() {
     assert_eq!(names, config::SECRET_NAMES.iter().copied().collect());
     let token = value[config::WHATSAPP_VERIFY_TOKEN].as_str().unwrap();
     assert!(token.len() >= 32 && token.chars().all(|c| c.is_ascii_alphanumeric()));
-    assert_eq!(value[config::WHATSAPP_APP_SECRET], "");
 
     // Event sources: created by the stack with partial batch failures.
     let mappings = stack.raw["EventSourceMappings"]
@@ -305,6 +304,400 @@ async fn a_poison_message_lands_in_the_dead_letter_queue_after_the_configured_re
     );
     eprintln!(
         "poison message dead-lettered after {receives} receives in {} ms",
+        started.elapsed().as_millis()
+    );
+}
+
+// ------------------------------------------------------------------ the flow through the stack
+
+/// One request the CRM receiver got.
+#[derive(Debug, Clone)]
+struct CrmCall {
+    headers: HashMap<String, String>,
+    body: String,
+}
+
+/// A local HTTP server standing in for the business's CRM endpoint (`CRM_WEBHOOK_URL`): records
+/// every POST and answers the status currently set.
+struct CrmReceiver {
+    url: String,
+    calls: std::sync::Arc<std::sync::Mutex<Vec<CrmCall>>>,
+    status: std::sync::Arc<std::sync::atomic::AtomicU16>,
+}
+
+impl CrmReceiver {
+    async fn start() -> CrmReceiver {
+        use std::sync::atomic::{AtomicU16, Ordering};
+        use std::sync::{Arc, Mutex};
+        use tokio::io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt, BufReader};
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let url = format!("http://{}/crm", listener.local_addr().unwrap());
+        let calls: Arc<Mutex<Vec<CrmCall>>> = Arc::default();
+        let status = Arc::new(AtomicU16::new(200));
+        let (c, s) = (calls.clone(), status.clone());
+        tokio::spawn(async move {
+            loop {
+                let Ok((stream, _)) = listener.accept().await else {
+                    return;
+                };
+                let (c, s) = (c.clone(), s.clone());
+                tokio::spawn(async move {
+                    let mut reader = BufReader::new(stream);
+                    loop {
+                        let mut line = String::new();
+                        if reader.read_line(&mut line).await.unwrap_or(0) == 0 {
+                            return;
+                        }
+                        let mut headers = HashMap::new();
+                        loop {
+                            let mut h = String::new();
+                            reader.read_line(&mut h).await.unwrap_or(0);
+                            let h = h.trim_end();
+                            if h.is_empty() {
+                                break;
+                            }
+                            if let Some((k, v)) = h.split_once(':') {
+                                headers.insert(k.trim().to_ascii_lowercase(), v.trim().to_string());
+                            }
+                        }
+                        let len: usize = headers
+                            .get("content-length")
+                            .and_then(|v| v.parse().ok())
+                            .unwrap_or(0);
+                        let mut body = vec![0; len.min(1 << 20)];
+                        if reader.read_exact(&mut body).await.is_err() {
+                            return;
+                        }
+                        c.lock().unwrap().push(CrmCall {
+                            headers,
+                            body: String::from_utf8_lossy(&body).into_owned(),
+                        });
+                        let code = s.load(Ordering::SeqCst);
+                        let answer = format!(
+                            "HTTP/1.1 {code} X\r\ncontent-type: application/json\r\ncontent-length: 2\r\n\r\n{{}}"
+                        );
+                        if reader.get_mut().write_all(answer.as_bytes()).await.is_err() {
+                            return;
+                        }
+                    }
+                });
+            }
+        });
+        CrmReceiver { url, calls, status }
+    }
+
+    fn calls(&self) -> Vec<CrmCall> {
+        self.calls.lock().unwrap().clone()
+    }
+
+    fn answer(&self, status: u16) {
+        self.status
+            .store(status, std::sync::atomic::Ordering::SeqCst);
+    }
+}
+
+/// A lambda_http request as a Function URL delivers it.
+fn lambda_request(
+    method: &str,
+    uri: &str,
+    headers: &[(&str, &str)],
+    body: &[u8],
+) -> lambda_http::Request {
+    let mut builder = lambda_http::http::Request::builder()
+        .method(method)
+        .uri(uri);
+    for (k, v) in headers {
+        builder = builder.header(*k, *v);
+    }
+    builder
+        .body(if body.is_empty() {
+            lambda_http::Body::Empty
+        } else {
+            lambda_http::Body::Binary(body.to_vec())
+        })
+        .unwrap()
+}
+
+async fn call_ingest(api: &wabridge_core::api::Api, req: lambda_http::Request) -> (u16, String) {
+    let resp = ingest::handle(api, req).await.unwrap();
+    let status = resp.status().as_u16();
+    let body = match resp.into_body() {
+        lambda_http::Body::Text(t) => t,
+        lambda_http::Body::Binary(b) => String::from_utf8_lossy(&b).into_owned(),
+        _ => String::new(),
+    };
+    (status, body)
+}
+
+/// Receives until the delivery whose body contains `needle` shows up (other tests' messages are
+/// left alone), or `None` when it is no longer on the queue.
+async fn receive_one(queue: &SqsQueue, needle: &str) -> Option<wabridge_core::queue::Delivery> {
+    for _ in 0..20 {
+        let batch = queue
+            .receive(10, Duration::from_secs(30))
+            .await
+            .expect("receive");
+        if batch.is_empty() {
+            return None;
+        }
+        if let Some(d) = batch.into_iter().find(|d| d.body.contains(needle)) {
+            return Some(d);
+        }
+    }
+    None
+}
+
+/// The whole flow against the stack, with the handlers wired from each function's environment
+/// as the stack deployed it and the secret as an operator fills it in:
+/// a signed webhook in (ingest's Lambda handler: Api over StagedInbox(DynamoDedupe, SqsQueue)),
+/// one event on the events queue (a retried POST adds none), crm-sync's handler lands the
+/// contact and activity at the `webhook` CRM (signed), a redelivery changes nothing, and an
+/// event the CRM keeps refusing with 503 is dead-lettered after maxReceiveCount receives.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_signed_webhook_flows_through_the_stack_to_the_crm() {
+    use std::sync::Arc;
+    use wabridge_core::adapters::dynamo::identity::DynamoIdentityStore;
+    use wabridge_core::adapters::dynamo::ledger::DynamoLedger;
+    use wabridge_core::consumer::Handler;
+    use wabridge_core::crm::webhook::{secret_key, sign, WebhookCrm};
+    use wabridge_core::mapping::Mapping;
+    use wabridge_core::secrets::Secrets;
+    use wabridge_core::signature::{self, AppSecret};
+    use wabridge_core::sync::CrmSync;
+
+    let aws = require_aws!();
+    let endpoint = aws.config.endpoint_url().unwrap_or_default().to_string();
+    let stack = stack(&endpoint);
+    let started = Instant::now();
+    let env_of = |function: &str| -> HashMap<String, String> {
+        stack.raw["FunctionEnvironments"][function]
+            .as_object()
+            .unwrap_or_else(|| panic!("no deployed environment for {function}"))
+            .iter()
+            .map(|(k, v)| (k.clone(), v.as_str().unwrap_or_default().to_string()))
+            .collect()
+    };
+
+    // The operator fills in the secret (put-secret-value, keeping the generated verify token);
+    // a cold start reads it once.
+    let arn = stack.output("SecretArn").to_string();
+    let current = aws
+        .secrets
+        .get_secret_value()
+        .secret_id(&arn)
+        .send()
+        .await
+        .unwrap();
+    let mut value: serde_json::Map<String, Value> =
+        serde_json::from_str(current.secret_string().unwrap()).unwrap();
+    let app_secret = format!("app-{}", uuid::Uuid::new_v4().simple());
+    let crm_secret = format!("crm-{}", uuid::Uuid::new_v4().simple());
+    value.insert(
+        config::WHATSAPP_APP_SECRET.into(),
+        app_secret.clone().into(),
+    );
+    value.insert(config::CRM_WEBHOOK_SECRET.into(), crm_secret.clone().into());
+    aws.secrets
+        .put_secret_value()
+        .secret_id(&arn)
+        .secret_string(Value::Object(value).to_string())
+        .send()
+        .await
+        .unwrap();
+
+    // ingest, wired like its cold start from its deployed environment + the secret.
+    let ingest_env = env_of("Ingest");
+    assert_eq!(ingest_env[config::WABRIDGE_SECRETS_ARN], arn);
+    let secrets =
+        Secrets::from_secrets_manager(&aws.secrets, &ingest_env[config::WABRIDGE_SECRETS_ARN])
+            .await
+            .expect("the secret loads");
+    let lookup = |name: &str| -> Option<String> {
+        if config::SECRET_NAMES.contains(&name) {
+            secrets.get(name).map(str::to_string)
+        } else {
+            ingest_env.get(name).cloned()
+        }
+    };
+    let settings = ingest::Settings::from_lookup(lookup).expect("ingest's settings from the stack");
+    let api = ingest::build_api(&aws.config, settings);
+
+    // Meta's verification handshake with the generated token.
+    let token = secrets
+        .get(config::WHATSAPP_VERIFY_TOKEN)
+        .unwrap()
+        .to_string();
+    let (status, body) = call_ingest(
+        &api,
+        lambda_request(
+            "GET",
+            &format!("/webhook?hub.mode=subscribe&hub.verify_token={token}&hub.challenge=31337"),
+            &[],
+            b"",
+        ),
+    )
+    .await;
+    assert_eq!((status, body.as_str()), (200, "31337"));
+
+    // A signed webhook, unique to this run.
+    let wamid = format!("wamid.E2E{}", uuid::Uuid::new_v4().simple());
+    let payload = std::fs::read_to_string(workspace_root().join("events/webhooks/text_es_mx.json"))
+        .expect("events/webhooks/text_es_mx.json")
+        .replace("wamid.HBgNNjI4QjQ5RDk2RENERTk3QTQzMERENEY1", &wamid);
+    assert!(payload.contains(&wamid));
+    let secret = AppSecret::new(app_secret.as_bytes().to_vec()).unwrap();
+    let sig = signature::sign(&secret, payload.as_bytes());
+    let post = |sig: String| {
+        lambda_request(
+            "POST",
+            "/webhook",
+            &[
+                ("content-type", "application/json"),
+                ("x-hub-signature-256", sig.as_str()),
+            ],
+            payload.as_bytes(),
+        )
+    };
+    let (status, body) = call_ingest(&api, post("sha256=".to_string() + &"0".repeat(64))).await;
+    assert_eq!(status, 401, "forged signature: {body}");
+    let (status, body) = call_ingest(&api, post(sig.clone())).await;
+    assert_eq!(status, 200, "{body}");
+    let (status, body) = call_ingest(&api, post(sig.clone())).await;
+    assert_eq!(status, 200, "Meta's retry is acknowledged: {body}");
+    eprintln!(
+        "ingest answered in {} ms so far",
+        started.elapsed().as_millis()
+    );
+
+    // crm-sync, wired from its deployed environment; the operator pointed CrmWebhookUrl at the
+    // receiver (the parameter's default is empty).
+    let crm_env = env_of("CrmSync");
+    assert_eq!(crm_env[config::CRM_KIND], "webhook");
+    let receiver = CrmReceiver::start().await;
+    let events = SqsQueue::new(
+        aws.sqs.clone(),
+        crm_env[config::EVENTS_QUEUE_URL].clone(),
+        crm_env[config::EVENTS_DLQ_URL].clone(),
+    );
+    let table = crm_env[config::WABRIDGE_TABLE].clone();
+    let crm = WebhookCrm::new(
+        &receiver.url,
+        secrets
+            .get(config::CRM_WEBHOOK_SECRET)
+            .expect("CRM_WEBHOOK_SECRET in the secret"),
+        Duration::from_secs(5),
+    )
+    .unwrap();
+    let sync = CrmSync::new(
+        Arc::new(DynamoIdentityStore::new(aws.dynamo.clone(), table.clone())),
+        Arc::new(DynamoLedger::new(aws.dynamo.clone(), table)),
+        Arc::new(crm),
+        Arc::new(Mapping::example(&crm_env[config::CRM_KIND]).unwrap()),
+    );
+
+    let delivery = receive_one(&events, &wamid)
+        .await
+        .expect("the event is on the queue");
+    assert_eq!(delivery.receive_count, 1);
+    assert_eq!(sync.handle(&delivery).await, Outcome::Done);
+    // The Lambda service deletes what the handler did not report as failed.
+    assert!(!settle(&events, &delivery, &Outcome::Done, true)
+        .await
+        .unwrap());
+    assert!(
+        receive_one(&events, &wamid).await.is_none(),
+        "one event per message: the retried POST enqueued nothing"
+    );
+
+    let calls = receiver.calls();
+    let kinds: Vec<String> = calls
+        .iter()
+        .map(|c| {
+            serde_json::from_str::<Value>(&c.body).unwrap()["kind"]
+                .as_str()
+                .unwrap_or("")
+                .to_string()
+        })
+        .collect();
+    assert!(kinds.contains(&"contact".to_string()), "{kinds:?}");
+    assert!(kinds.contains(&"activity".to_string()), "{kinds:?}");
+    let key = secret_key(&crm_secret).unwrap();
+    for call in &calls {
+        let id = &call.headers["webhook-id"];
+        let ts: i64 = call.headers["webhook-timestamp"].parse().unwrap();
+        assert_eq!(
+            call.headers["webhook-signature"],
+            sign(&key, id, ts, &call.body)
+        );
+    }
+    let activity: Value = calls
+        .iter()
+        .map(|c| serde_json::from_str::<Value>(&c.body).unwrap())
+        .find(|v| v["kind"] == "activity")
+        .unwrap();
+    assert!(activity.to_string().contains(&wamid), "{activity}");
+
+    // A redelivery of the same event (a crash before the delete) changes nothing at the CRM.
+    assert_eq!(sync.handle(&delivery).await, Outcome::Done);
+    assert_eq!(
+        receiver.calls().len(),
+        calls.len(),
+        "effects ledger: nothing twice"
+    );
+    eprintln!(
+        "webhook -> queue -> CRM ({} records) in {} ms",
+        calls.len(),
+        started.elapsed().as_millis()
+    );
+
+    // Poison: the CRM answers 503 to everything; the event is retried, then dead-lettered by
+    // SQS after maxReceiveCount receives. The handler's backoff delay is fast-forwarded by
+    // making the message visible at once (the test does not wait minutes).
+    receiver.answer(503);
+    let poison_wamid = format!("wamid.POISON{}", uuid::Uuid::new_v4().simple());
+    let poison = payload.replace(&wamid, &poison_wamid);
+    let (status, _) = call_ingest(
+        &api,
+        lambda_request(
+            "POST",
+            "/webhook",
+            &[(
+                "x-hub-signature-256",
+                signature::sign(&secret, poison.as_bytes()).as_str(),
+            )],
+            poison.as_bytes(),
+        ),
+    )
+    .await;
+    assert_eq!(status, 200);
+    let max = max_receive_count(&aws, &crm_env[config::EVENTS_QUEUE_URL]).await;
+    let mut receives = 0;
+    while let Some(d) = receive_one(&events, &poison_wamid).await {
+        receives += 1;
+        assert!(receives <= max, "received more than maxReceiveCount times");
+        let outcome = sync.handle(&d).await;
+        assert!(matches!(outcome, Outcome::RetryAfter(_)), "{outcome:?}");
+        assert!(
+            settle(&events, &d, &outcome, true).await.unwrap(),
+            "reported as a batch item failure"
+        );
+        aws.sqs
+            .change_message_visibility()
+            .queue_url(&crm_env[config::EVENTS_QUEUE_URL])
+            .receipt_handle(&d.receipt)
+            .visibility_timeout(0)
+            .send()
+            .await
+            .unwrap();
+    }
+    assert_eq!(receives, max);
+    let dead = events.dead_letters(10).await.unwrap();
+    assert!(
+        dead.iter().any(|d| d.body.contains(&poison_wamid)),
+        "the poison event is in the events DLQ"
+    );
+    eprintln!(
+        "flow through the moto stack done in {} ms ({receives} receives before the DLQ)",
         started.elapsed().as_millis()
     );
 }
