@@ -263,8 +263,18 @@ pub fn crm_from_env(
     mapping: &Mapping,
     local_records: Option<crate::adapters::sqlite::SqliteRecords>,
 ) -> Result<Arc<dyn Crm>, String> {
+    crm_from_lookup(mapping, local_records, |name| std::env::var(name).ok())
+}
+
+/// [`crm_from_env`] with configuration and secrets read through `lookup` (on Lambda:
+/// `Secrets::lookup`, secrets from Secrets Manager, the rest from the environment).
+pub fn crm_from_lookup(
+    mapping: &Mapping,
+    local_records: Option<crate::adapters::sqlite::SqliteRecords>,
+    lookup: impl Fn(&str) -> Option<String>,
+) -> Result<Arc<dyn Crm>, String> {
     use crate::config;
-    let env = |name: &str| std::env::var(name).ok().filter(|v| !v.trim().is_empty());
+    let env = |name: &str| lookup(name).filter(|v| !v.trim().is_empty());
     let timeout = env(config::CRM_TIMEOUT_MS)
         .map(|v| {
             v.parse::<u64>()
@@ -273,7 +283,10 @@ pub fn crm_from_env(
         .transpose()?
         .map(Duration::from_millis)
         .unwrap_or(Duration::from_secs(10));
-    match crm_kind().as_str() {
+    let kind = env(config::CRM_KIND)
+        .map(|k| k.trim().to_ascii_lowercase())
+        .unwrap_or_else(|| "local".into());
+    match kind.as_str() {
         "local" => {
             let records =
                 local_records.ok_or("CRM_KIND=local needs the embedded engine's records store")?;
