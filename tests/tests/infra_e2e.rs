@@ -429,41 +429,23 @@ async fn call_ingest(api: &wabridge_core::api::Api, req: lambda_http::Request) -
     (status, body)
 }
 
-/// Receives until the delivery whose body contains `needle` shows up (other tests' messages are
-/// left alone), or `None` when it is no longer on the queue.
-async fn receive_one(queue: &SqsQueue, needle: &str) -> Option<wabridge_core::queue::Delivery> {
-    for _ in 0..20 {
-        let batch = queue
-            .receive(10, Duration::from_secs(30))
-            .await
-            .expect("receive");
-        if batch.is_empty() {
-            return None;
-        }
-        if let Some(d) = batch.into_iter().find(|d| d.body.contains(needle)) {
-            return Some(d);
-        }
-    }
-    None
-}
-
 /// The whole flow against the stack, with the handlers wired from each function's environment
 /// as the stack deployed it and the secret as an operator fills it in:
 /// a signed webhook in (ingest's Lambda handler: Api over StagedInbox(DynamoDedupe, SqsQueue)),
-/// one event on the events queue (a retried POST adds none), crm-sync's handler lands the
-/// contact and activity at the `webhook` CRM (signed), a redelivery changes nothing, and an
-/// event the CRM keeps refusing with 503 is dead-lettered after maxReceiveCount receives.
+/// one event on the events queue (a retried POST adds none), crm-sync's Lambda handler (SQS
+/// batch in, partial batch failures out) lands the contact and activity at the `webhook` CRM
+/// (Standard Webhooks signatures), a redelivery changes nothing, and an event the CRM keeps
+/// refusing with 503 is dead-lettered by SQS after maxReceiveCount receives.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_signed_webhook_flows_through_the_stack_to_the_crm() {
     use std::sync::Arc;
     use wabridge_core::adapters::dynamo::identity::DynamoIdentityStore;
     use wabridge_core::adapters::dynamo::ledger::DynamoLedger;
-    use wabridge_core::consumer::Handler;
-    use wabridge_core::crm::webhook::{secret_key, sign, WebhookCrm};
+    use wabridge_core::crm::webhook::{secret_key, sign};
     use wabridge_core::mapping::Mapping;
     use wabridge_core::secrets::Secrets;
     use wabridge_core::signature::{self, AppSecret};
-    use wabridge_core::sync::CrmSync;
+    use wabridge_core::sync::{crm_from_lookup, CrmSync};
 
     let aws = require_aws!();
     let endpoint = aws.config.endpoint_url().unwrap_or_default().to_string();
@@ -569,58 +551,63 @@ async fn a_signed_webhook_flows_through_the_stack_to_the_crm() {
         started.elapsed().as_millis()
     );
 
-    // crm-sync, wired from its deployed environment; the operator pointed CrmWebhookUrl at the
-    // receiver (the parameter's default is empty).
+    // crm-sync's Lambda handler, wired like its cold start from its deployed environment and
+    // the secret; the operator pointed the CrmWebhookUrl parameter at the receiver (its
+    // default is empty). This test then plays the Lambda service: poll, invoke, delete.
     let crm_env = env_of("CrmSync");
     assert_eq!(crm_env[config::CRM_KIND], "webhook");
+    assert_eq!(crm_env[config::WABRIDGE_SECRETS_ARN], arn);
     let receiver = CrmReceiver::start().await;
-    let events = SqsQueue::new(
-        aws.sqs.clone(),
-        crm_env[config::EVENTS_QUEUE_URL].clone(),
-        crm_env[config::EVENTS_DLQ_URL].clone(),
-    );
+    let crm_lookup = |name: &str| -> Option<String> {
+        if name == config::CRM_WEBHOOK_URL {
+            return Some(receiver.url.clone());
+        }
+        if config::SECRET_NAMES.contains(&name) {
+            secrets.get(name).map(str::to_string)
+        } else {
+            crm_env.get(name).cloned().filter(|v| !v.is_empty())
+        }
+    };
+    let mapping = Mapping::example(&crm_env[config::CRM_KIND]).unwrap();
+    let crm = crm_from_lookup(&mapping, None, crm_lookup).expect("the webhook CRM from the stack");
     let table = crm_env[config::WABRIDGE_TABLE].clone();
-    let crm = WebhookCrm::new(
-        &receiver.url,
-        secrets
-            .get(config::CRM_WEBHOOK_SECRET)
-            .expect("CRM_WEBHOOK_SECRET in the secret"),
-        Duration::from_secs(5),
-    )
-    .unwrap();
-    let sync = CrmSync::new(
-        Arc::new(DynamoIdentityStore::new(aws.dynamo.clone(), table.clone())),
-        Arc::new(DynamoLedger::new(aws.dynamo.clone(), table)),
-        Arc::new(crm),
-        Arc::new(Mapping::example(&crm_env[config::CRM_KIND]).unwrap()),
-    );
+    let events_url = crm_env[config::EVENTS_QUEUE_URL].clone();
+    let events = Arc::new(SqsQueue::new(
+        aws.sqs.clone(),
+        events_url.clone(),
+        crm_env[config::EVENTS_DLQ_URL].clone(),
+    ));
+    let app = crm_sync::App {
+        handler: Arc::new(CrmSync::new(
+            Arc::new(DynamoIdentityStore::new(aws.dynamo.clone(), table.clone())),
+            Arc::new(DynamoLedger::new(aws.dynamo.clone(), table)),
+            crm,
+            Arc::new(mapping),
+        )),
+        queue: events.clone(),
+    };
 
-    let delivery = receive_one(&events, &wamid)
+    let first = lambda_poll(&aws, &events_url, &wamid, &app)
         .await
         .expect("the event is on the queue");
-    assert_eq!(delivery.receive_count, 1);
-    assert_eq!(sync.handle(&delivery).await, Outcome::Done);
-    // The Lambda service deletes what the handler did not report as failed.
-    assert!(!settle(&events, &delivery, &Outcome::Done, true)
-        .await
-        .unwrap());
+    assert_eq!(first.receive_count, 1);
+    assert!(!first.failed, "handled and deleted");
     assert!(
-        receive_one(&events, &wamid).await.is_none(),
+        lambda_poll(&aws, &events_url, &wamid, &app).await.is_none(),
         "one event per message: the retried POST enqueued nothing"
     );
 
     let calls = receiver.calls();
-    let kinds: Vec<String> = calls
+    let bodies: Vec<Value> = calls
         .iter()
-        .map(|c| {
-            serde_json::from_str::<Value>(&c.body).unwrap()["kind"]
-                .as_str()
-                .unwrap_or("")
-                .to_string()
-        })
+        .map(|c| serde_json::from_str::<Value>(&c.body).unwrap())
         .collect();
-    assert!(kinds.contains(&"contact".to_string()), "{kinds:?}");
-    assert!(kinds.contains(&"activity".to_string()), "{kinds:?}");
+    let kinds: Vec<&str> = bodies
+        .iter()
+        .map(|v| v["kind"].as_str().unwrap_or(""))
+        .collect();
+    assert!(kinds.contains(&"contact"), "{kinds:?}");
+    assert!(kinds.contains(&"activity"), "{kinds:?}");
     let key = secret_key(&crm_secret).unwrap();
     for call in &calls {
         let id = &call.headers["webhook-id"];
@@ -630,15 +617,22 @@ async fn a_signed_webhook_flows_through_the_stack_to_the_crm() {
             sign(&key, id, ts, &call.body)
         );
     }
-    let activity: Value = calls
-        .iter()
-        .map(|c| serde_json::from_str::<Value>(&c.body).unwrap())
-        .find(|v| v["kind"] == "activity")
-        .unwrap();
+    let activity = bodies.iter().find(|v| v["kind"] == "activity").unwrap();
     assert!(activity.to_string().contains(&wamid), "{activity}");
 
-    // A redelivery of the same event (a crash before the delete) changes nothing at the CRM.
-    assert_eq!(sync.handle(&delivery).await, Outcome::Done);
+    // The same event delivered again (SQS delivers at least once; ingest may enqueue twice after
+    // a crash between enqueue and dedupe mark) changes nothing at the CRM.
+    aws.sqs
+        .send_message()
+        .queue_url(&events_url)
+        .message_body(&first.body)
+        .send()
+        .await
+        .unwrap();
+    let again = lambda_poll(&aws, &events_url, &wamid, &app)
+        .await
+        .expect("redelivered");
+    assert!(!again.failed);
     assert_eq!(
         receiver.calls().len(),
         calls.len(),
@@ -650,9 +644,10 @@ async fn a_signed_webhook_flows_through_the_stack_to_the_crm() {
         started.elapsed().as_millis()
     );
 
-    // Poison: the CRM answers 503 to everything; the event is retried, then dead-lettered by
-    // SQS after maxReceiveCount receives. The handler's backoff delay is fast-forwarded by
-    // making the message visible at once (the test does not wait minutes).
+    // Poison: the CRM answers 503 to everything; the handler reports the message as a batch
+    // item failure each time, and SQS dead-letters it after maxReceiveCount receives. The
+    // handler's backoff delay is fast-forwarded by making the message visible at once (the
+    // test does not wait minutes).
     receiver.answer(503);
     let poison_wamid = format!("wamid.POISON{}", uuid::Uuid::new_v4().simple());
     let poison = payload.replace(&wamid, &poison_wamid);
@@ -670,21 +665,17 @@ async fn a_signed_webhook_flows_through_the_stack_to_the_crm() {
     )
     .await;
     assert_eq!(status, 200);
-    let max = max_receive_count(&aws, &crm_env[config::EVENTS_QUEUE_URL]).await;
+    let max = max_receive_count(&aws, &events_url).await;
     let mut receives = 0;
-    while let Some(d) = receive_one(&events, &poison_wamid).await {
+    while let Some(polled) = lambda_poll(&aws, &events_url, &poison_wamid, &app).await {
         receives += 1;
         assert!(receives <= max, "received more than maxReceiveCount times");
-        let outcome = sync.handle(&d).await;
-        assert!(matches!(outcome, Outcome::RetryAfter(_)), "{outcome:?}");
-        assert!(
-            settle(&events, &d, &outcome, true).await.unwrap(),
-            "reported as a batch item failure"
-        );
+        assert_eq!(polled.receive_count, receives);
+        assert!(polled.failed, "reported as a batch item failure");
         aws.sqs
             .change_message_visibility()
-            .queue_url(&crm_env[config::EVENTS_QUEUE_URL])
-            .receipt_handle(&d.receipt)
+            .queue_url(&events_url)
+            .receipt_handle(&polled.receipt)
             .visibility_timeout(0)
             .send()
             .await
@@ -700,4 +691,98 @@ async fn a_signed_webhook_flows_through_the_stack_to_the_crm() {
         "flow through the moto stack done in {} ms ({receives} receives before the DLQ)",
         started.elapsed().as_millis()
     );
+}
+
+/// One message the Lambda service handed to the function.
+struct Polled {
+    receive_count: u32,
+    failed: bool,
+    receipt: String,
+    body: String,
+}
+
+/// What the Lambda service does for an SQS event source mapping: receive a batch (with the
+/// queue's visibility timeout and the receive count attribute), invoke the function with it as
+/// an `SqsEvent`, delete the messages not reported in `batchItemFailures`. Only the message
+/// containing `needle` is handed over (others on the queue are released untouched); `None`
+/// when it is not (or no longer) on the queue.
+async fn lambda_poll(
+    aws: &Aws,
+    queue_url: &str,
+    needle: &str,
+    app: &crm_sync::App,
+) -> Option<Polled> {
+    use aws_lambda_events::event::sqs::{SqsEvent, SqsMessage};
+    use aws_sdk_sqs::types::MessageSystemAttributeName;
+    for _ in 0..20 {
+        let out = aws
+            .sqs
+            .receive_message()
+            .queue_url(queue_url)
+            .max_number_of_messages(10)
+            .message_system_attribute_names(MessageSystemAttributeName::All)
+            .send()
+            .await
+            .expect("ReceiveMessage");
+        let messages = out.messages.unwrap_or_default();
+        if messages.is_empty() {
+            return None;
+        }
+        let mut ours = None;
+        for m in messages {
+            if ours.is_none() && m.body().unwrap_or_default().contains(needle) {
+                ours = Some(m);
+            } else if let Some(receipt) = m.receipt_handle() {
+                let _ = aws
+                    .sqs
+                    .change_message_visibility()
+                    .queue_url(queue_url)
+                    .receipt_handle(receipt)
+                    .visibility_timeout(0)
+                    .send()
+                    .await;
+            }
+        }
+        let Some(m) = ours else { continue };
+        let mut record = SqsMessage::default();
+        record.message_id = m.message_id.clone();
+        record.receipt_handle = m.receipt_handle.clone();
+        record.body = m.body.clone();
+        record.attributes = m
+            .attributes()
+            .map(|a| {
+                a.iter()
+                    .map(|(k, v)| (k.as_str().to_string(), v.clone()))
+                    .collect()
+            })
+            .unwrap_or_default();
+        let receive_count = record.attributes["ApproximateReceiveCount"]
+            .parse()
+            .unwrap();
+        let mut event = SqsEvent::default();
+        event.records = vec![record];
+        let response = crm_sync::handle(app, event).await;
+        let id = m.message_id.clone().unwrap_or_default();
+        let failed = response
+            .batch_item_failures
+            .iter()
+            .any(|f| f.item_identifier == id);
+        let receipt = m.receipt_handle.clone().unwrap_or_default();
+        if !failed {
+            aws.sqs
+                .delete_message()
+                .queue_url(queue_url)
+                .receipt_handle(&receipt)
+                .send()
+                .await
+                .expect("the Lambda service deletes what succeeded");
+        }
+        return Some(Polled {
+            receive_count,
+            failed,
+            receipt,
+            body: m.body.unwrap_or_default(),
+        });
+    }
+    None
 }
