@@ -13,6 +13,7 @@ use std::sync::Arc;
 
 use serde_json::json;
 
+use crate::attribution::service::AttributionService;
 use crate::http::{ApiError, Method, Request, Response};
 use crate::ingest::IngestService;
 
@@ -21,6 +22,10 @@ use crate::ingest::IngestService;
 pub enum Route<'a> {
     Health,
     Webhook,
+    /// `POST /links`: tracked click-to-chat links (attribution).
+    Links,
+    /// `POST /conversions`: conversions back to Meta (attribution).
+    Conversions,
     /// No route with this path. Carries the path for the error.
     NotFound(&'a str),
 }
@@ -35,6 +40,8 @@ impl<'a> Route<'a> {
         match trimmed {
             "/healthz" => Route::Health,
             "/webhook" => Route::Webhook,
+            "/links" => Route::Links,
+            "/conversions" => Route::Conversions,
             _ => Route::NotFound(path),
         }
     }
@@ -45,6 +52,7 @@ impl<'a> Route<'a> {
 #[derive(Default, Clone)]
 pub struct Api {
     ingest: Option<Arc<IngestService>>,
+    attribution: Option<Arc<AttributionService>>,
 }
 
 impl Api {
@@ -56,6 +64,12 @@ impl Api {
     /// Mounts `GET /webhook` (handshake) and `POST /webhook` (ingest).
     pub fn with_ingest(mut self, ingest: Arc<IngestService>) -> Api {
         self.ingest = Some(ingest);
+        self
+    }
+
+    /// Mounts `POST /links` and `POST /conversions`.
+    pub fn with_attribution(mut self, attribution: Arc<AttributionService>) -> Api {
+        self.attribution = Some(attribution);
         self
     }
 
@@ -93,6 +107,16 @@ impl Api {
                     _ => Err(ApiError::MethodNotAllowed(req.path.clone())),
                 }
             }
+            Route::Links | Route::Conversions => {
+                let Some(attribution) = &self.attribution else {
+                    return Err(ApiError::NotFound(req.path.clone()));
+                };
+                match (req.method, Route::match_path(&req.path)) {
+                    (Method::Post, Route::Links) => attribution.create_link(req).await,
+                    (Method::Post, _) => attribution.record_conversion(req).await,
+                    _ => Err(ApiError::MethodNotAllowed(req.path.clone())),
+                }
+            }
             Route::NotFound(path) => Err(ApiError::NotFound(path.to_string())),
         }
     }
@@ -102,6 +126,7 @@ fn allowed_methods(path: &str) -> Option<&'static str> {
     match Route::match_path(path) {
         Route::Health => Some("GET"),
         Route::Webhook => Some("GET, POST"),
+        Route::Links | Route::Conversions => Some("POST"),
         Route::NotFound(_) => None,
     }
 }

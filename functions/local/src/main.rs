@@ -1,6 +1,7 @@
 //! `wabridge`: the local gateway. Every function in one process over an embedded SQLite store,
 //! with no AWS account and no configuration needed.
 
+mod attribution;
 mod crm_sync;
 mod secrets;
 mod serve;
@@ -67,6 +68,16 @@ enum Command {
         #[command(flatten)]
         data: DataArg,
     },
+    /// Tracked click-to-chat links (wa.me with a reference code, QR codes).
+    Link {
+        #[command(subcommand)]
+        action: LinkAction,
+    },
+    /// Reports over the local store.
+    Report {
+        #[command(subcommand)]
+        what: ReportWhat,
+    },
     /// List or redrive dead letters of the local queues.
     DeadLetters {
         #[command(subcommand)]
@@ -85,6 +96,32 @@ enum Command {
         count: u64,
         #[arg(long)]
         out: PathBuf,
+        #[command(flatten)]
+        data: DataArg,
+    },
+}
+
+#[derive(Subcommand)]
+enum LinkAction {
+    /// Create a link; prints it as JSON (code, url, text, expires_at, UTMs).
+    Create {
+        #[command(flatten)]
+        link: attribution::LinkArgs,
+        #[command(flatten)]
+        data: DataArg,
+    },
+}
+
+#[derive(Subcommand)]
+enum ReportWhat {
+    /// Conversations, leads, conversions and value per source / medium / campaign.
+    Attribution {
+        /// Period: 30d, 12h, 2w, or a date (2026-11-01).
+        #[arg(long, default_value = "30d")]
+        since: String,
+        /// table, csv or json.
+        #[arg(long, default_value = "table")]
+        format: String,
         #[command(flatten)]
         data: DataArg,
     },
@@ -144,6 +181,12 @@ fn main() -> ExitCode {
             Command::Records { json, kind, data } => {
                 tools::records(&data.data, json, kind.as_deref()).await
             }
+            Command::Link {
+                action: LinkAction::Create { link, data },
+            } => attribution::link_create(&data.data, link).await,
+            Command::Report {
+                what: ReportWhat::Attribution { since, format, data },
+            } => attribution::report(&data.data, &since, &format).await,
             Command::DeadLetters {
                 action: DeadLetterAction::List { queue, data },
             } => tools::dead_letters_list(&data.data, queue.as_deref()).await,

@@ -41,6 +41,7 @@ pub async fn run(args: ServeArgs) -> Result<(), String> {
     let secrets = secrets::load_or_generate(&args.data)?;
     let inbox = Arc::new(SqliteInbox::new(db.clone()));
     let (api, max_body) = crate::wiring::build_api(inbox, &secrets)?;
+    let api = api.with_attribution(crate::attribution::service(&db, &secrets.api_key).await?);
     let state = Arc::new(AppState { api, max_body });
 
     let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);

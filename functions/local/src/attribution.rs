@@ -1,0 +1,122 @@
+//! Attribution in the local gateway: the `/links` and `/conversions` routes, `wabridge link
+//! create` and `wabridge report attribution`.
+
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use wabridge_core::adapters::sqlite::attribution::SqliteAttribution;
+use wabridge_core::adapters::sqlite::Db;
+use wabridge_core::attribution::conversions::MetaConversions;
+use wabridge_core::attribution::report::{parse_since, Format};
+use wabridge_core::attribution::service::{AttributionService, PNG_SCALE};
+use wabridge_core::attribution::{link, qr, AttributionConfig, LinkRequest};
+
+fn now_ms() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_millis() as i64)
+        .unwrap_or(0)
+}
+
+/// The service behind `POST /links` and `POST /conversions` (config from
+/// `WABRIDGE_ATTRIBUTION`, Meta from `META_DATASET_ID` and friends).
+pub async fn service(db: &Db, api_key: &str) -> Result<Arc<AttributionService>, String> {
+    let config = AttributionConfig::from_env().map_err(|e| e.to_string())?;
+    let store = SqliteAttribution::open(db.clone())
+        .await
+        .map_err(|e| e.to_string())?;
+    let meta = MetaConversions::from_lookup(|n| std::env::var(n).ok());
+    Ok(Arc::new(AttributionService::new(
+        Arc::new(store),
+        Arc::new(config),
+        meta,
+        Some(api_key.to_string()),
+    )))
+}
+
+/// Options of `wabridge link create`.
+#[derive(clap::Args, Clone, Debug)]
+pub struct LinkArgs {
+    #[arg(long)]
+    pub utm_source: String,
+    #[arg(long)]
+    pub utm_medium: String,
+    #[arg(long)]
+    pub utm_campaign: String,
+    #[arg(long)]
+    pub utm_content: Option<String>,
+    #[arg(long)]
+    pub utm_term: Option<String>,
+    #[arg(long)]
+    pub gclid: Option<String>,
+    #[arg(long)]
+    pub fbclid: Option<String>,
+    #[arg(long)]
+    pub landing_page: Option<String>,
+    /// Text the chat opens with (`{code}` marks where the code goes).
+    #[arg(long)]
+    pub text: Option<String>,
+    /// The business's WhatsApp number (default: business_number of the attribution config).
+    #[arg(long)]
+    pub phone: Option<String>,
+    #[arg(long)]
+    pub expires_in_days: Option<u32>,
+    /// Write the QR code as SVG here.
+    #[arg(long)]
+    pub qr_svg: Option<PathBuf>,
+    /// Write the QR code as PNG here.
+    #[arg(long)]
+    pub qr_png: Option<PathBuf>,
+}
+
+/// `wabridge link create`: prints the stored link as one JSON object.
+pub async fn link_create(data: &Path, args: LinkArgs) -> Result<(), String> {
+    let config = AttributionConfig::from_env().map_err(|e| e.to_string())?;
+    let request = LinkRequest {
+        utm_source: Some(args.utm_source),
+        utm_medium: Some(args.utm_medium),
+        utm_campaign: Some(args.utm_campaign),
+        utm_content: args.utm_content,
+        utm_term: args.utm_term,
+        gclid: args.gclid,
+        fbclid: args.fbclid,
+        landing_page: args.landing_page,
+        prefilled_text: args.text,
+        phone_number: args.phone,
+        expires_in_days: args.expires_in_days,
+    };
+    let spec = request.validate(&config).map_err(|e| e.to_string())?;
+    let db = crate::serve::open_db(data)?;
+    let store = SqliteAttribution::open(db)
+        .await
+        .map_err(|e| e.to_string())?;
+    let link = link::create(&store, &spec, now_ms())
+        .await
+        .map_err(|e| e.to_string())?;
+    if let Some(path) = &args.qr_svg {
+        let svg = qr::svg(&link.url).map_err(|e| e.to_string())?;
+        std::fs::write(path, svg).map_err(|e| format!("cannot write {}: {e}", path.display()))?;
+    }
+    if let Some(path) = &args.qr_png {
+        let png = qr::png(&link.url, PNG_SCALE).map_err(|e| e.to_string())?;
+        std::fs::write(path, png).map_err(|e| format!("cannot write {}: {e}", path.display()))?;
+    }
+    println!(
+        "{}",
+        serde_json::to_string(&link).map_err(|e| e.to_string())?
+    );
+    Ok(())
+}
+
+/// `wabridge report attribution`.
+pub async fn report(data: &Path, since: &str, format: &str) -> Result<(), String> {
+    let format: Format = format.parse()?;
+    let since_ms = parse_since(since, now_ms())?;
+    let db = crate::serve::open_db(data)?;
+    let store = SqliteAttribution::open(db)
+        .await
+        .map_err(|e| e.to_string())?;
+    let report = store.report(since_ms).await.map_err(|e| e.to_string())?;
+    print!("{}", report.render(format));
+    Ok(())
+}
