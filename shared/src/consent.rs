@@ -340,7 +340,8 @@ fn system_entry(
     }
 }
 
-pub(crate) fn now_ms() -> i64 {
+/// Unix milliseconds now.
+pub fn now_ms() -> i64 {
     std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
         .map(|d| d.as_millis() as i64)

@@ -6,4 +6,5 @@ pub mod graph;
 pub mod policy;
 pub mod ratelimit;
 pub mod request;
+pub mod service;
 pub mod store;

@@ -133,6 +133,8 @@ pub trait SendStore: Send + Sync {
     /// same queue message never both send). `Ok(false)` when another holder's lease is running
     /// or the send is no longer queued.
     async fn claim(&self, id: &str, now_ms: i64, until_ms: i64) -> Result<bool, StoreError>;
+    /// Gives the claim back (the attempt failed in a retryable way; the next may start at once).
+    async fn release(&self, id: &str) -> Result<(), StoreError>;
     /// The send id of a Meta message id (statuses of free-form sends carry no callback data).
     async fn find_by_wamid(&self, wamid: &str) -> Result<Option<String>, StoreError>;
 }
