@@ -12,6 +12,7 @@
 
 pub mod code;
 pub mod conversions;
+pub mod hubspot;
 pub mod link;
 pub mod qr;
 pub mod records;
