@@ -11,7 +11,8 @@ WABRIDGE_VENV="${WABRIDGE_VENV:-$WABRIDGE_ROOT/.venv}"
 WABRIDGE_SERVICE_LOGS="${WABRIDGE_SERVICE_LOGS:-$WABRIDGE_ROOT/target/test-services}"
 WABRIDGE_SERVICE_PIDS=()
 
-wabridge_log() { printf '[wabridge] %s\n' "$*" >&2; }
+# Log lines carry the seconds since the script started, so slow phases show in CI logs.
+wabridge_log() { printf '[wabridge %4ss] %s\n' "$SECONDS" "$*" >&2; }
 wabridge_die() { printf '[wabridge] ERROR: %s\n' "$*" >&2; exit 1; }
 
 # A TCP port on 127.0.0.1 that was free a moment ago (the kernel picks it).

@@ -48,6 +48,9 @@ if [[ -f "$ROOT/infra/check.sh" ]]; then
     bash "$ROOT/infra/check.sh"
 fi
 
+# Build first (timed apart from the run), then test.
+wabridge_log "cargo test --workspace --all-targets --no-run ${cargo_args[*]}"
+cargo test --workspace --all-targets --no-run "${cargo_args[@]}"
 wabridge_log "cargo test --workspace --all-targets ${cargo_args[*]}"
 cargo test --workspace --all-targets "${cargo_args[@]}"
 
