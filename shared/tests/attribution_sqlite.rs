@@ -395,3 +395,69 @@ async fn report_counts_conversations_leads_and_conversions_per_campaign() {
         "{csv}"
     );
 }
+
+#[tokio::test]
+async fn queue_events_of_the_official_ctwa_example_are_attributed_and_others_ignored() {
+    use wabridge_core::attribution::on_event;
+    use wabridge_core::event::{Event, EventKind};
+    let (_d, store) = store().await;
+    let config = AttributionConfig::default();
+    let item = r#"{"referral":{"source_url":"https://fb.me/3cr4Wqqkv","source_id":"120226305854810726","source_type":"ad","body":"Summer Succulents are here!","headline":"Chat with us","media_type":"image","ctwa_clid":"Aff-n8ZT"},"from":"16505551234","id":"wamid.HBgLMTY1MDM4Nzk0MzkVAgASGBQzQUQ0N0VFMDA2MTQ0RkJFNkNDNAA=","timestamp":"1750275992","text":{"body":"Hello! Can I get more info on this?"},"type":"text"}"#;
+    let event = |kind: EventKind, key: &str, item: &str| Event {
+        v: 1,
+        key: key.into(),
+        kind,
+        field: "messages".into(),
+        waba_id: "102290129340398".into(),
+        entry_time: None,
+        phone_number_id: None,
+        display_phone_number: None,
+        contact: None,
+        item: serde_json::value::RawValue::from_string(item.to_string()).unwrap(),
+        received_at: T0,
+    };
+    let out = on_event(
+        &store,
+        &config,
+        &event(EventKind::Message, "k1", item),
+        "sheena",
+    )
+    .await
+    .unwrap()
+    .unwrap();
+    assert_eq!(
+        out.customer_text.as_deref(),
+        Some("Hello! Can I get more info on this?")
+    );
+    let first = out.records[0].to_value();
+    assert_eq!(
+        (
+            first["touch"].as_str(),
+            first["utm_source"].as_str(),
+            first["ctwa_clid"].as_str()
+        ),
+        (Some("first"), Some("facebook"), Some("Aff-n8ZT"))
+    );
+    assert_eq!(first["at"], 1_750_275_992_000i64);
+    let status =
+        r#"{"id":"wamid.x","status":"read","timestamp":"1750275999","recipient_id":"16505551234"}"#;
+    assert!(on_event(
+        &store,
+        &config,
+        &event(EventKind::Status, "k2", status),
+        "sheena"
+    )
+    .await
+    .unwrap()
+    .is_none());
+    let system = r#"{"from":"16505551234","id":"wamid.s","timestamp":"1","type":"system","system":{"body":"changed"}}"#;
+    assert!(on_event(
+        &store,
+        &config,
+        &event(EventKind::Message, "k3", system),
+        "sheena"
+    )
+    .await
+    .unwrap()
+    .is_none());
+}

@@ -31,7 +31,7 @@ pub use link::{LinkRequest, LinkSpec, TrackedLink};
 pub use records::{AttributionOutput, AttributionRecord, LeadRecord, TouchKind};
 pub use referral::{Referral, ReferralRules};
 pub use store::{AttributionStore, CodeStatus, ContactState, Credit};
-pub use touch::{on_inbound_message, Attributed, Inbound};
+pub use touch::{on_event, on_inbound_message, Attributed, Inbound};
 pub use utm::{Touch, TouchOrigin, Utm};
 
 /// When a lead record is created.

@@ -300,6 +300,28 @@ pub async fn on_inbound_message(
     )))
 }
 
+/// [`on_inbound_message`] for a queue [`crate::event::Event`]: `None` for anything but an
+/// inbound message (statuses, template updates, `system` messages...) or a malformed item. This
+/// is the one call crm-sync needs after identity resolution.
+pub async fn on_event(
+    store: &dyn AttributionStore,
+    config: &AttributionConfig,
+    event: &crate::event::Event,
+    contact_id: &str,
+) -> Result<Option<Attributed>, StoreError> {
+    if event.kind != crate::event::EventKind::Message {
+        return Ok(None);
+    }
+    let Ok(item) = serde_json::from_str::<Value>(event.item.get()) else {
+        return Ok(None);
+    };
+    if item.get("type").and_then(Value::as_str) == Some("system") {
+        return Ok(None);
+    }
+    let msg = Inbound::from_message(&event.key, contact_id, &item, event.received_at);
+    on_inbound_message(store, config, &msg).await.map(Some)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
