@@ -237,17 +237,31 @@ pub async fn stats(data: &Path) -> Result<(), String> {
         .map_err(|e| e.to_string())?;
     let records = SqliteRecords::new(db.clone());
     let total = records.count(None).await.map_err(|e| e.to_string())?;
-    let messages = records
-        .count(Some("message"))
+    let mut by_kind = serde_json::Map::new();
+    for kind in ["contact", "activity", "unknown", "consent"] {
+        let n = records.count(Some(kind)).await.map_err(|e| e.to_string())?;
+        by_kind.insert(kind.into(), n.into());
+    }
+    let keys = SqliteDedupe::new(db.clone())
+        .count()
         .await
         .map_err(|e| e.to_string())?;
-    let keys = SqliteDedupe::new(db)
-        .count()
+    // Every key gets the same TTL, so the spread of expiries is the time from the first durable
+    // accept to the last: the load test's server-side throughput.
+    let span: i64 = db
+        .read(|c| {
+            c.query_row(
+                "SELECT coalesce(max(expires_at) - min(expires_at), 0) FROM dedupe_keys",
+                [],
+                |r| r.get(0),
+            )
+            .map_err(wabridge_core::error::StoreError::unavailable)
+        })
         .await
         .map_err(|e| e.to_string())?;
     println!(
         "{}",
-        json!({"events_queue": events, "records": total, "message_records": messages, "dedupe_keys": keys})
+        json!({"events_queue": events, "records": total, "records_by_kind": by_kind, "dedupe_keys": keys, "accept_span_ms": span})
     );
     Ok(())
 }

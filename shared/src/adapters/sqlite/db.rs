@@ -131,21 +131,20 @@ where
         let Some(f) = self.f.take() else {
             return Ok(());
         };
-        txn.execute_batch("SAVEPOINT job")
-            .map_err(|e| e.to_string())?;
+        exec_cached(txn, "SAVEPOINT job")?;
         let result = catch_unwind(AssertUnwindSafe(|| f(txn)))
             .unwrap_or_else(|_| Err(StoreError::Unavailable("write closure panicked".into())));
         let ok = result.is_ok();
         self.result = Some(result);
         if ok {
-            txn.execute_batch("RELEASE job").map_err(|e| e.to_string())
+            exec_cached(txn, "RELEASE job")
         } else {
             // After some errors (I/O, full disk) SQLite has already rolled the transaction back.
             if txn.is_autocommit() {
                 return Err("SQLite rolled the transaction back".into());
             }
-            txn.execute_batch("ROLLBACK TO job; RELEASE job")
-                .map_err(|e| e.to_string())
+            exec_cached(txn, "ROLLBACK TO job")?;
+            exec_cached(txn, "RELEASE job")
         }
     }
 
@@ -160,6 +159,12 @@ where
         // The caller may have gone away (request cancelled): the write stands regardless.
         let _ = self.reply.send(out);
     }
+}
+
+/// Runs a statement without parameters through the statement cache (savepoints run once per
+/// write: parsing them every time would cost more than the write itself).
+fn exec_cached(txn: &Transaction<'_>, sql: &str) -> Result<(), String> {
+    txn.prepare_cached(sql).and_then(|mut s| s.execute([])).map(|_| ()).map_err(|e| e.to_string())
 }
 
 struct Inner {
