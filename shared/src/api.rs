@@ -16,6 +16,7 @@ use serde_json::json;
 use crate::attribution::service::AttributionService;
 use crate::http::{ApiError, Method, Request, Response};
 use crate::ingest::IngestService;
+use crate::sends::service::{send_json, Sends};
 
 /// The routes this crate knows, matched on the path only.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -26,6 +27,12 @@ pub enum Route<'a> {
     Links,
     /// `POST /conversions`: conversions back to Meta (attribution).
     Conversions,
+    /// `POST /sends`: an outgoing template (or free-form) message.
+    Sends,
+    /// `GET /sends/{id}`: a send's state and error.
+    Send(&'a str),
+    /// `POST /consents`, `GET /consents?to=`.
+    Consents,
     /// No route with this path. Carries the path for the error.
     NotFound(&'a str),
 }
@@ -42,7 +49,12 @@ impl<'a> Route<'a> {
             "/webhook" => Route::Webhook,
             "/links" => Route::Links,
             "/conversions" => Route::Conversions,
-            _ => Route::NotFound(path),
+            "/sends" => Route::Sends,
+            "/consents" => Route::Consents,
+            other => match other.strip_prefix("/sends/") {
+                Some(id) if !id.is_empty() && !id.contains('/') => Route::Send(id),
+                _ => Route::NotFound(path),
+            },
         }
     }
 }
@@ -53,6 +65,7 @@ impl<'a> Route<'a> {
 pub struct Api {
     ingest: Option<Arc<IngestService>>,
     attribution: Option<Arc<AttributionService>>,
+    sends: Option<Arc<Sends>>,
 }
 
 impl Api {
@@ -70,6 +83,13 @@ impl Api {
     /// Mounts `POST /links` and `POST /conversions`.
     pub fn with_attribution(mut self, attribution: Arc<AttributionService>) -> Api {
         self.attribution = Some(attribution);
+        self
+    }
+
+    /// Mounts `POST /sends`, `GET /sends/{id}`, `POST /consents` and `GET /consents?to=`
+    /// (bearer `WABRIDGE_API_KEY`).
+    pub fn with_sends(mut self, sends: Arc<Sends>) -> Api {
+        self.sends = Some(sends);
         self
     }
 
@@ -117,6 +137,57 @@ impl Api {
                     _ => Err(ApiError::MethodNotAllowed(req.path.clone())),
                 }
             }
+            Route::Sends | Route::Send(_) | Route::Consents => {
+                let Some(sends) = &self.sends else {
+                    return Err(ApiError::NotFound(req.path.clone()));
+                };
+                let route = Route::match_path(&req.path);
+                match (&route, req.method) {
+                    (Route::Sends, Method::Post)
+                    | (Route::Send(_), Method::Get)
+                    | (Route::Consents, Method::Post | Method::Get) => {}
+                    _ => return Err(ApiError::MethodNotAllowed(req.path.clone())),
+                }
+                sends.authorize(req)?;
+                if req.method == Method::Post {
+                    let json = req.header("content-type").is_some_and(|c| {
+                        c.trim_start()
+                            .to_ascii_lowercase()
+                            .starts_with("application/json")
+                    });
+                    if !json {
+                        return Err(ApiError::UnsupportedMediaType(
+                            "send a JSON body with Content-Type: application/json".into(),
+                        ));
+                    }
+                }
+                match route {
+                    Route::Sends => {
+                        let record = sends
+                            .submit(&req.body, req.header("idempotency-key"))
+                            .await?;
+                        Ok(Response::json(202, &send_json(&record))
+                            .with_header("location", format!("/sends/{}", record.id)))
+                    }
+                    Route::Send(id) => Ok(Response::json(200, &send_json(&sends.get(id).await?))),
+                    _ if req.method == Method::Post => {
+                        let entry = sends.record_consent(&req.body).await?;
+                        Ok(Response::json(
+                            201,
+                            &json!({"id": entry.id, "to": entry.to, "category": entry.category,
+                            "action": entry.action, "source": entry.source}),
+                        ))
+                    }
+                    _ => {
+                        let to = req.query_param("to");
+                        let recipient = req.query_param("recipient");
+                        Ok(Response::json(
+                            200,
+                            &sends.consents(to.as_deref(), recipient.as_deref()).await?,
+                        ))
+                    }
+                }
+            }
             Route::NotFound(path) => Err(ApiError::NotFound(path.to_string())),
         }
     }
@@ -126,7 +197,9 @@ fn allowed_methods(path: &str) -> Option<&'static str> {
     match Route::match_path(path) {
         Route::Health => Some("GET"),
         Route::Webhook => Some("GET, POST"),
-        Route::Links | Route::Conversions => Some("POST"),
+        Route::Links | Route::Conversions | Route::Sends => Some("POST"),
+        Route::Send(_) => Some("GET"),
+        Route::Consents => Some("GET, POST"),
         Route::NotFound(_) => None,
     }
 }

@@ -306,3 +306,4 @@ where
     }
 }
 pub mod faults;
+pub mod prism;
