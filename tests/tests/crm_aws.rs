@@ -1,0 +1,250 @@
+//! crm-sync on the AWS engine through the real AWS SDK against moto: the DynamoDB identity store
+//! (one contact under racing first messages, number moves), the DynamoDB effects ledger, and the
+//! Lambda handler's partial batch failures over a real SQS queue and DLQ.
+
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use aws_lambda_events::event::sqs::{SqsEvent, SqsMessage};
+use aws_sdk_sqs::types::MessageSystemAttributeName;
+use serde_json::{json, Value};
+use wabridge_core::adapters::dynamo::identity::DynamoIdentityStore;
+use wabridge_core::adapters::dynamo::ledger::DynamoLedger;
+use wabridge_core::adapters::sqs::SqsQueue;
+use wabridge_core::crm::webhook::WebhookCrm;
+use wabridge_core::identity::{IdentityKey, IdentityStore};
+use wabridge_core::ledger::{Claim, Ledger};
+use wabridge_core::mapping::Mapping;
+use wabridge_core::sync::CrmSync;
+use wabridge_tests::{create_queues, create_table, require_aws, unique_name};
+
+#[tokio::test]
+async fn dynamo_identity_store_makes_one_contact_under_racing_first_messages() {
+    let aws = require_aws!();
+    let table = create_table(&aws.dynamo, &unique_name("crm-id")).await;
+    let store = Arc::new(DynamoIdentityStore::new(aws.dynamo.clone(), table));
+    let keys = vec![
+        IdentityKey::Phone("525512345678".into()),
+        IdentityKey::Bsuid("MX.42".into()),
+    ];
+    let mut tasks = Vec::new();
+    for i in 0..12 {
+        let (store, keys) = (store.clone(), keys.clone());
+        tasks.push(tokio::spawn(async move {
+            store.resolve(&keys, &format!("c{i}")).await.unwrap()
+        }));
+    }
+    let mut contacts = Vec::new();
+    let mut created = 0;
+    for t in tasks {
+        let r = t.await.unwrap();
+        created += usize::from(r.created);
+        contacts.push(r.contact_id);
+    }
+    contacts.dedup();
+    assert_eq!(contacts.len(), 1, "one contact: {contacts:?}");
+    assert_eq!(created, 1);
+    let c = contacts[0].clone();
+    assert_eq!(
+        store.lookup(&keys[1]).await.unwrap().as_deref(),
+        Some(c.as_str())
+    );
+    // Number change: the new key joins the contact, the old one is freed; repeating is a no-op.
+    let new = IdentityKey::Phone("525599999999".into());
+    assert_eq!(store.move_key(&keys[0], &new, "x").await.unwrap(), c);
+    assert_eq!(store.move_key(&keys[0], &new, "y").await.unwrap(), c);
+    assert_eq!(store.lookup(&keys[0]).await.unwrap(), None);
+    assert_eq!(
+        store.lookup(&new).await.unwrap().as_deref(),
+        Some(c.as_str())
+    );
+}
+
+#[tokio::test]
+async fn dynamo_ledger_claims_once_and_statuses_only_move_forward() {
+    let aws = require_aws!();
+    let table = create_table(&aws.dynamo, &unique_name("crm-ledger")).await;
+    let ledger = Arc::new(DynamoLedger::new(aws.dynamo.clone(), table));
+    let lease = Duration::from_secs(30);
+    // A second claim while the first holds its lease is refused (the conditional update).
+    // (Racing claims are not asserted here: moto does not serialise concurrent UpdateItem calls
+    // the way DynamoDB does; the SQLite ledger's race is covered by its own tests.)
+    assert_eq!(
+        ledger.claim("ev#activity", lease).await.unwrap(),
+        Claim::Proceed { in_doubt: false }
+    );
+    for _ in 0..3 {
+        assert!(
+            matches!(ledger.claim("ev#activity", lease).await.unwrap(), Claim::Busy(d) if d > Duration::from_secs(20))
+        );
+    }
+    ledger.abandon("ev#activity").await.unwrap();
+    assert_eq!(
+        ledger.claim("ev#activity", lease).await.unwrap(),
+        Claim::Proceed { in_doubt: true }
+    );
+    ledger.confirm("ev#activity").await.unwrap();
+    assert_eq!(
+        ledger.claim("ev#activity", lease).await.unwrap(),
+        Claim::Done
+    );
+    ledger.release("ev#activity").await.unwrap();
+    assert_eq!(
+        ledger.claim("ev#activity", lease).await.unwrap(),
+        Claim::Done
+    );
+    assert_eq!(
+        ledger.claim("ev2#contact", lease).await.unwrap(),
+        Claim::Proceed { in_doubt: false }
+    );
+    ledger.release("ev2#contact").await.unwrap();
+    assert_eq!(
+        ledger.claim("ev2#contact", lease).await.unwrap(),
+        Claim::Proceed { in_doubt: false }
+    );
+    assert!(ledger.advance_status("wamid.1", 1).await.unwrap());
+    assert!(ledger.advance_status("wamid.1", 3).await.unwrap());
+    assert!(
+        !ledger.advance_status("wamid.1", 2).await.unwrap(),
+        "late delivered after read"
+    );
+    assert!(ledger.advance_status("wamid.1", 5).await.unwrap());
+}
+
+/// A CRM receiver: 204 for every event except those whose text asks for a 503 or a 400.
+async fn receiver() -> (String, Arc<Mutex<Vec<Value>>>) {
+    let got = Arc::new(Mutex::new(Vec::new()));
+    let seen = got.clone();
+    let app = axum::Router::new().fallback(move |body: axum::body::Bytes| {
+        let seen = seen.clone();
+        async move {
+            let v: Value = serde_json::from_slice(&body).unwrap_or(Value::Null);
+            let text = v["text"].as_str().unwrap_or_default().to_string();
+            if text.contains("please-503") {
+                return axum::http::StatusCode::SERVICE_UNAVAILABLE;
+            }
+            if text.contains("please-400") {
+                return axum::http::StatusCode::BAD_REQUEST;
+            }
+            seen.lock().unwrap().push(v);
+            axum::http::StatusCode::NO_CONTENT
+        }
+    });
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
+    (format!("http://{addr}/crm"), got)
+}
+
+fn event(key: &str, text: &str) -> String {
+    json!({"v": 1, "key": key, "kind": "message", "field": "messages", "waba_id": "W",
+        "contact": {"profile": {"name": "Ana"}, "wa_id": "5215512345678"},
+        "item": {"from": "5215512345678", "id": key, "timestamp": "1763780000", "type": "text", "text": {"body": text}},
+        "received_at": 1})
+    .to_string()
+}
+
+#[tokio::test]
+async fn lambda_reports_partial_batch_failures_and_dead_letters_with_reason() {
+    let aws = require_aws!();
+    let table = create_table(&aws.dynamo, &unique_name("crm-lambda")).await;
+    let queues = create_queues(&aws.sqs, &unique_name("crm-events"), 5).await;
+    let (url, got) = receiver().await;
+    let sync = CrmSync::new(
+        Arc::new(DynamoIdentityStore::new(aws.dynamo.clone(), table.clone())),
+        Arc::new(DynamoLedger::new(aws.dynamo.clone(), table)),
+        Arc::new(WebhookCrm::new(&url, "whsec_c2VjcmV0", Duration::from_secs(2)).unwrap()),
+        Arc::new(Mapping::example("webhook").unwrap()),
+    );
+    let app = crm_sync::App {
+        handler: Arc::new(sync),
+        queue: Arc::new(SqsQueue::new(
+            aws.sqs.clone(),
+            queues.url.clone(),
+            queues.dlq_url.clone(),
+        )),
+    };
+    for body in [
+        event("wamid.ok", "hola"),
+        event("wamid.down", "please-503"),
+        event("wamid.bad", "please-400"),
+        "{not json".into(),
+    ] {
+        aws.sqs
+            .send_message()
+            .queue_url(&queues.url)
+            .message_body(body)
+            .send()
+            .await
+            .unwrap();
+    }
+    let mut records = Vec::new();
+    while records.len() < 4 {
+        let out = aws
+            .sqs
+            .receive_message()
+            .queue_url(&queues.url)
+            .max_number_of_messages(10)
+            .message_system_attribute_names(MessageSystemAttributeName::ApproximateReceiveCount)
+            .visibility_timeout(60)
+            .send()
+            .await
+            .unwrap();
+        for m in out.messages.unwrap_or_default() {
+            let mut r = SqsMessage::default();
+            r.message_id = m.message_id.clone();
+            r.receipt_handle = m.receipt_handle.clone();
+            r.body = m.body.clone();
+            for (k, v) in m.attributes.unwrap_or_default() {
+                r.attributes.insert(k.as_str().to_string(), v);
+            }
+            records.push(r);
+        }
+    }
+    let ids: Vec<(String, String)> = records
+        .iter()
+        .map(|r| (r.body.clone().unwrap(), r.message_id.clone().unwrap()))
+        .collect();
+    let id_of = |needle: &str| {
+        ids.iter()
+            .find(|(b, _)| b.contains(needle))
+            .unwrap()
+            .1
+            .clone()
+    };
+    let mut sqs_event = SqsEvent::default();
+    sqs_event.records = records;
+    let response = crm_sync::handle(&app, sqs_event).await;
+    let failed: Vec<String> = response
+        .batch_item_failures
+        .iter()
+        .map(|f| f.item_identifier.clone())
+        .collect();
+    assert_eq!(
+        failed,
+        vec![id_of("wamid.down")],
+        "only the 503 stays for a retry"
+    );
+    // The good event reached the CRM (contact + activity), the bad ones never did.
+    let got = got.lock().unwrap().clone();
+    assert_eq!(
+        got.iter().filter(|v| v["event_id"] == "wamid.ok").count(),
+        1
+    );
+    assert!(got.iter().all(|v| v["text"] != "please-400"));
+    // The 400 and the non-event are in the DLQ with their reasons.
+    let dead = app.queue.dead_letters(10).await.unwrap();
+    assert_eq!(dead.len(), 2, "{dead:?}");
+    let reasons: Vec<String> = dead
+        .iter()
+        .map(|d| d.reason.clone().unwrap_or_default())
+        .collect();
+    assert!(
+        reasons.iter().any(|r| r.contains("HTTP 400")),
+        "{reasons:?}"
+    );
+    assert!(
+        reasons.iter().any(|r| r.contains("not an event")),
+        "{reasons:?}"
+    );
+}
