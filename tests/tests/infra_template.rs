@@ -886,8 +886,27 @@ fn check_outputs(t: &Value) -> Vec<String> {
         .collect()
 }
 
+/// checkov skips are allowed only with a reason written beside them.
+fn check_skips(t: &Value) -> Vec<String> {
+    let mut p = vec![];
+    for (id, r) in resources(t) {
+        for skip in r["Metadata"]["checkov"]["skip"]
+            .as_array()
+            .cloned()
+            .unwrap_or_default()
+        {
+            let check = skip["id"].as_str().unwrap_or("?");
+            if skip["comment"].as_str().is_none_or(|c| c.trim().len() < 20) {
+                p.push(format!("{id}: checkov skip {check} has no justification"));
+            }
+        }
+    }
+    p
+}
+
 fn all_checks(t: &Value) -> Vec<String> {
     [
+        check_skips(t),
         check_functions(t),
         check_env(t),
         check_secret(t),
@@ -949,6 +968,11 @@ fn roles_grant_only_what_each_function_uses() {
 #[test]
 fn alarms_cover_dead_letters_backlog_errors_and_throttles() {
     assert_clean(check_alarms(&load_template()));
+}
+
+#[test]
+fn every_checkov_skip_is_justified_inline() {
+    assert_clean(check_skips(&load_template()));
 }
 
 #[test]
@@ -1059,6 +1083,13 @@ fn checks_catch_wildcards_and_grants_a_function_does_not_use() {
         t["Resources"]["SendsQueue"]["Properties"]["VisibilityTimeout"] = json!(30);
     });
     assert_reports(&p, "SendsQueue: VisibilityTimeout 30 < 6 x 30 s timeout");
+    let p = mutated(|t| {
+        t["Resources"]["Ingest"]["Metadata"]["checkov"]["skip"][0]
+            .as_object_mut()
+            .unwrap()
+            .remove("comment");
+    });
+    assert_reports(&p, "Ingest: checkov skip CKV_AWS_116 has no justification");
 }
 
 #[test]
