@@ -50,6 +50,14 @@ pub const WHATSAPP_BUSINESS_ACCOUNT_ID: &str = "WHATSAPP_BUSINESS_ACCOUNT_ID";
 /// Conversions API base URL (default [`DEFAULT_WHATSAPP_API_URL`]); tests point it at loopback.
 pub const META_CONVERSIONS_API_URL: &str = "META_CONVERSIONS_API_URL";
 
+/// Messages a second one business number may send (Meta's default 80; 20 for numbers also used
+/// in the Business app; up to 1,000 after an upgrade). Default [`DEFAULT_SENDS_PER_SECOND`].
+pub const WABRIDGE_SENDS_PER_SECOND: &str = "WABRIDGE_SENDS_PER_SECOND";
+/// How many sender processes share the number (the sender's SQS `MaximumConcurrency` on AWS;
+/// 1 locally): each takes `WABRIDGE_SENDS_PER_SECOND / WABRIDGE_SENDER_INSTANCES`.
+pub const WABRIDGE_SENDER_INSTANCES: &str = "WABRIDGE_SENDER_INSTANCES";
+pub const DEFAULT_SENDS_PER_SECOND: f64 = 80.0;
+
 pub const DEFAULT_WHATSAPP_API_URL: &str = "https://graph.facebook.com";
 pub const DEFAULT_WHATSAPP_API_VERSION: &str = "v23.0";
 pub const DEFAULT_HUBSPOT_API_URL: &str = "https://api.hubapi.com";

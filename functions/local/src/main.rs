@@ -4,6 +4,7 @@
 mod attribution;
 mod crm_sync;
 mod secrets;
+mod sends;
 mod serve;
 mod tools;
 mod wiring;
@@ -77,6 +78,20 @@ enum Command {
     Report {
         #[command(subcommand)]
         what: ReportWhat,
+    },
+    /// Send a WhatsApp template through a gateway (POST /sends).
+    Send {
+        #[command(flatten)]
+        send: sends::SendArgs,
+        #[command(flatten)]
+        data: DataArg,
+    },
+    /// Record an opt-in or opt-out through a gateway (POST /consents).
+    Consent {
+        #[command(flatten)]
+        consent: sends::ConsentArgs,
+        #[command(flatten)]
+        data: DataArg,
     },
     /// List or redrive dead letters of the local queues.
     DeadLetters {
@@ -193,6 +208,8 @@ fn main() -> ExitCode {
             Command::DeadLetters {
                 action: DeadLetterAction::Redrive { id, queue, data },
             } => tools::dead_letters_redrive(&data.data, queue.as_deref(), id.as_deref()).await,
+            Command::Send { send, data } => sends::send(send, &data.data).await,
+            Command::Consent { consent, data } => sends::consent(consent, &data.data).await,
             Command::Stats { data } => tools::stats(&data.data).await,
             Command::Loadgen { count, out, data } => tools::loadgen(count, &out, &data.data),
         }

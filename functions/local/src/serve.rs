@@ -42,6 +42,8 @@ pub async fn run(args: ServeArgs) -> Result<(), String> {
     let inbox = Arc::new(SqliteInbox::new(db.clone()));
     let (api, max_body) = crate::wiring::build_api(inbox, &secrets)?;
     let api = api.with_attribution(crate::attribution::service(&db, &secrets.api_key).await?);
+    let sends = crate::sends::service(&db, &secrets.api_key);
+    let api = api.with_sends(sends.clone());
     let state = Arc::new(AppState { api, max_body });
 
     let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
@@ -57,6 +59,7 @@ pub async fn run(args: ServeArgs) -> Result<(), String> {
         },
         stop_rx.clone(),
     ));
+    let sender = crate::sends::spawn_sender(&db, &sends, stop_rx.clone());
     let purger = SqliteDedupe::new(db.clone()).spawn_purger(Duration::from_secs(3600), stop_rx);
 
     let app = axum::Router::new().fallback(handle).with_state(state);
@@ -77,6 +80,9 @@ pub async fn run(args: ServeArgs) -> Result<(), String> {
     tracing::info!("shutting down: stopping consumers");
     let _ = stop_tx.send(true);
     let _ = worker.await;
+    if let Some(sender) = sender {
+        let _ = sender.await;
+    }
     let _ = purger.await;
     // Dropping the last Db handle lets the writer finish and answer every queued write.
     drop(db);

@@ -1,0 +1,204 @@
+//! Outgoing sends in the local gateway: the `Sends` service behind `POST /sends` and
+//! `/consents`, the sender worker on the `sends` queue, and the `send` / `consent` commands
+//! that call a gateway (this one or a deployed one) over HTTP.
+
+use std::path::Path;
+use std::sync::Arc;
+
+use serde_json::{json, Value};
+use wabridge_core::adapters::sqlite::{
+    Db, SqliteConsent, SqliteQueue, SqliteSends, SqliteTemplates, SqliteWindow, SENDS_QUEUE,
+};
+use wabridge_core::config;
+use wabridge_core::consent::ConsentService;
+use wabridge_core::consumer::{run_worker, WorkerOptions};
+use wabridge_core::sends::graph::{GraphClient, GraphConfig};
+use wabridge_core::sends::policy::Policy;
+use wabridge_core::sends::ratelimit::RateLimiter;
+use wabridge_core::sends::service::{NoEvents, Sender, Sends};
+use wabridge_core::templates::TemplateRegistry;
+use wabridge_core::window::WindowService;
+
+/// The sends service over the local SQLite store.
+pub fn service(db: &Db, api_key: &str) -> Arc<Sends> {
+    let policy = Policy {
+        consent: ConsentService::new(Arc::new(SqliteConsent::new(db.clone()))),
+        templates: TemplateRegistry::new(Arc::new(SqliteTemplates::new(db.clone()))),
+        window: WindowService::new(Arc::new(SqliteWindow::new(db.clone()))),
+    };
+    Arc::new(Sends::new(
+        Arc::new(SqliteSends::new(db.clone())),
+        Arc::new(SqliteQueue::new(db.clone(), SENDS_QUEUE)),
+        policy,
+        Arc::new(NoEvents),
+        Some(api_key.to_string()),
+    ))
+}
+
+/// Starts the sender worker when the Graph API is configured (`WHATSAPP_ACCESS_TOKEN`,
+/// `WHATSAPP_PHONE_NUMBER_ID`); otherwise sends wait on the queue and a warning says why.
+pub fn spawn_sender(
+    db: &Db,
+    sends: &Sends,
+    stop: tokio::sync::watch::Receiver<bool>,
+) -> Option<tokio::task::JoinHandle<()>> {
+    let graph = match GraphConfig::from_env() {
+        Ok(c) => GraphClient::new(c),
+        Err(why) => {
+            eprintln!("warning: {why}; accepted sends stay queued until it is set");
+            return None;
+        }
+    };
+    let rate = std::env::var(config::WABRIDGE_SENDS_PER_SECOND)
+        .ok()
+        .and_then(|v| v.parse::<f64>().ok())
+        .unwrap_or(config::DEFAULT_SENDS_PER_SECOND);
+    let sender = Sender {
+        sends: sends.clone(),
+        graph,
+        limiter: Arc::new(RateLimiter::for_instances(rate, 1)),
+    };
+    Some(tokio::spawn(run_worker(
+        Arc::new(SqliteQueue::new(db.clone(), SENDS_QUEUE)),
+        Arc::new(sender),
+        WorkerOptions {
+            batch: 50,
+            concurrency: 32,
+            ..WorkerOptions::default()
+        },
+        stop,
+    )))
+}
+
+/// The API key for the CLI: `--api-key`/`WABRIDGE_API_KEY`, else the data dir's dev secrets.
+fn api_key(given: Option<String>, data: &Path) -> Result<String, String> {
+    if let Some(k) = given.filter(|k| !k.is_empty()) {
+        return Ok(k);
+    }
+    crate::secrets::read(data)?
+        .map(|s| s.api_key)
+        .ok_or_else(|| {
+            format!(
+                "no API key: pass --api-key or set {}",
+                config::WABRIDGE_API_KEY
+            )
+        })
+}
+
+async fn post(
+    url: &str,
+    path: &str,
+    key: &str,
+    body: Value,
+    idempotency: Option<&str>,
+) -> Result<(), String> {
+    let url = format!("{}{path}", url.trim_end_matches('/'));
+    let mut req = reqwest::Client::new()
+        .post(&url)
+        .bearer_auth(key)
+        .json(&body);
+    if let Some(k) = idempotency {
+        req = req.header("idempotency-key", k);
+    }
+    let response = req
+        .send()
+        .await
+        .map_err(|e| format!("cannot reach {url}: {e}"))?;
+    let status = response.status();
+    let text = response.text().await.unwrap_or_default();
+    println!("{text}");
+    if status.is_success() {
+        Ok(())
+    } else {
+        Err(format!("{url} answered {status}"))
+    }
+}
+
+#[derive(clap::Args, Clone)]
+pub struct SendArgs {
+    /// Recipient phone number, any format (+52 1 55 1234 5678).
+    #[arg(long, conflicts_with = "recipient")]
+    pub to: Option<String>,
+    /// Recipient BSUID (CC.xxxx) instead of a phone number.
+    #[arg(long)]
+    pub recipient: Option<String>,
+    /// Template name.
+    #[arg(long)]
+    pub template: String,
+    /// Template language code (es_MX, pt_BR, ...).
+    #[arg(long)]
+    pub lang: String,
+    /// MARKETING, UTILITY or AUTHENTICATION.
+    #[arg(long)]
+    pub category: Option<String>,
+    /// A body parameter, in order (repeat the flag).
+    #[arg(long = "param")]
+    pub params: Vec<String>,
+    /// Idempotency-Key: the same key never sends twice.
+    #[arg(long)]
+    pub idempotency_key: Option<String>,
+    /// Gateway base URL (local or deployed).
+    #[arg(long, default_value = "http://127.0.0.1:8080")]
+    pub url: String,
+    #[arg(long, env = config::WABRIDGE_API_KEY, hide_env_values = true)]
+    pub api_key: Option<String>,
+}
+
+pub async fn send(args: SendArgs, data: &Path) -> Result<(), String> {
+    let key = api_key(args.api_key, data)?;
+    let mut body = json!({"template": args.template, "language": args.lang});
+    match (args.to, args.recipient) {
+        (Some(to), _) => body["to"] = json!(to),
+        (None, Some(r)) => body["recipient"] = json!(r),
+        (None, None) => return Err("give --to NUMBER or --recipient BSUID".into()),
+    }
+    if let Some(c) = args.category {
+        body["category"] = json!(c);
+    }
+    if !args.params.is_empty() {
+        body["parameters"] = json!(args.params);
+    }
+    post(
+        &args.url,
+        "/sends",
+        &key,
+        body,
+        args.idempotency_key.as_deref(),
+    )
+    .await
+}
+
+#[derive(clap::Args, Clone)]
+pub struct ConsentArgs {
+    /// Phone number, any format.
+    #[arg(long)]
+    pub to: String,
+    #[arg(long, conflicts_with = "opt_out", required_unless_present = "opt_out")]
+    pub opt_in: bool,
+    #[arg(long)]
+    pub opt_out: bool,
+    /// web_form, checkout, store or agent.
+    #[arg(long)]
+    pub source: String,
+    /// marketing (default) or utility.
+    #[arg(long, default_value = "marketing")]
+    pub category: String,
+    /// Free text or a URL proving the consent.
+    #[arg(long)]
+    pub evidence: Option<String>,
+    #[arg(long, default_value = "http://127.0.0.1:8080")]
+    pub url: String,
+    #[arg(long, env = config::WABRIDGE_API_KEY, hide_env_values = true)]
+    pub api_key: Option<String>,
+}
+
+pub async fn consent(args: ConsentArgs, data: &Path) -> Result<(), String> {
+    let key = api_key(args.api_key, data)?;
+    let action = if args.opt_in { "opt_in" } else { "opt_out" };
+    let mut body =
+        json!({"to": args.to, "action": action, "source": args.source, "category": args.category});
+    if let Some(e) = args.evidence {
+        body["evidence"] = json!(e);
+    }
+    post(&args.url, "/consents", &key, body, None).await
+}
