@@ -209,6 +209,8 @@ const SENDER_ENV: &[&str] = &[
     config::WHATSAPP_PHONE_NUMBER_ID,
     config::WHATSAPP_API_URL,
     config::WHATSAPP_API_VERSION,
+    config::WABRIDGE_SENDS_PER_SECOND,
+    config::WABRIDGE_SENDER_INSTANCES,
 ];
 
 const LAMBDAS: &[Lambda] = &[
@@ -633,6 +635,18 @@ fn check_queues(t: &Value) -> Vec<String> {
                 "{}: ScalingConfig.MaximumConcurrency must be set (>= 2)",
                 l.id
             ));
+        }
+        // The sender's instances split the number's rate: the count they divide by must be the
+        // event source's bound on concurrent instances.
+        if l.env.contains(&config::WABRIDGE_SENDER_INSTANCES) {
+            let instances =
+                &props(t, l.id)["Environment"]["Variables"][config::WABRIDGE_SENDER_INSTANCES];
+            if *instances != sp["ScalingConfig"]["MaximumConcurrency"] {
+                p.push(format!(
+                    "{}: WABRIDGE_SENDER_INSTANCES must be the event source's MaximumConcurrency",
+                    l.id
+                ));
+            }
         }
         let timeout = int(fn_prop(t, l.id, "Timeout")).unwrap_or(3);
         let window = int(&sp["MaximumBatchingWindowInSeconds"]).unwrap_or(0);
@@ -1083,6 +1097,14 @@ fn checks_catch_wildcards_and_grants_a_function_does_not_use() {
         t["Resources"]["SendsQueue"]["Properties"]["VisibilityTimeout"] = json!(30);
     });
     assert_reports(&p, "SendsQueue: VisibilityTimeout 30 < 6 x 30 s timeout");
+    let p = mutated(|t| {
+        t["Resources"]["Sender"]["Properties"]["Events"]["Sends"]["Properties"]["ScalingConfig"]
+            ["MaximumConcurrency"] = json!(50);
+    });
+    assert_reports(
+        &p,
+        "Sender: WABRIDGE_SENDER_INSTANCES must be the event source's MaximumConcurrency",
+    );
     let p = mutated(|t| {
         t["Resources"]["Ingest"]["Metadata"]["checkov"]["skip"][0]
             .as_object_mut()
