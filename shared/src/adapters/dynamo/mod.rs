@@ -19,6 +19,10 @@ pub mod attribution;
 pub mod dedupe;
 pub mod identity;
 pub mod ledger;
+pub mod sends;
+pub mod window;
+pub mod templates;
+pub mod consent;
 
 /// Partition key attribute.
 pub const PK: &str = "pk";
