@@ -1,0 +1,132 @@
+//! `sender` Lambda: an SQS batch of sends in, partial batch failures out
+//! (`ReportBatchItemFailures`). Each message is handled by the core's [`Sender`] (policy guards
+//! again, rate limits, Graph API, error classes) over DynamoDB; outcomes are applied with
+//! [`settle`] without deleting successes (Lambda deletes every message not reported).
+//!
+//! Throughput: each concurrent Lambda instance runs its own limiter at
+//! `WABRIDGE_SENDS_PER_SECOND / WABRIDGE_SENDER_INSTANCES`; set `WABRIDGE_SENDER_INSTANCES` to
+//! the event source's `MaximumConcurrency` so the instances together never exceed the number's
+//! rate (80/s with MaximumConcurrency 4 → 20/s each). The pair limit is per instance: a clash
+//! across instances is answered by Meta with 131056 and retried for that recipient only.
+
+use std::sync::Arc;
+
+use aws_lambda_events::event::sqs::{BatchItemFailure, SqsBatchResponse, SqsEvent, SqsMessage};
+use futures::stream::{self, StreamExt};
+use wabridge_core::adapters::dynamo::consent::DynamoConsent;
+use wabridge_core::adapters::dynamo::sends::DynamoSends;
+use wabridge_core::adapters::dynamo::templates::DynamoTemplates;
+use wabridge_core::adapters::dynamo::window::DynamoWindow;
+use wabridge_core::adapters::sqs::SqsQueue;
+use wabridge_core::config;
+use wabridge_core::consent::ConsentService;
+use wabridge_core::consumer::{settle, Handler, Outcome};
+use wabridge_core::queue::{Delivery, Queue};
+use wabridge_core::sends::graph::{GraphClient, GraphConfig};
+use wabridge_core::sends::policy::Policy;
+use wabridge_core::sends::ratelimit::RateLimiter;
+use wabridge_core::sends::service::{NoEvents, Sender, Sends};
+use wabridge_core::templates::TemplateRegistry;
+use wabridge_core::window::WindowService;
+
+/// Messages of one batch handled at once (the limiter paces them).
+pub const CONCURRENCY: usize = 10;
+
+pub struct App {
+    pub handler: Arc<dyn Handler>,
+    pub queue: Arc<dyn Queue>,
+}
+
+/// Everything built once per cold start: SDK clients, secrets, Graph client, limiter.
+pub async fn cold_start() -> Result<App, lambda_runtime::Error> {
+    let sdk = wabridge_core::adapters::aws::sdk_config().await;
+    let secrets = wabridge_core::secrets::secrets().await?;
+    let lookup = |name: &str| secrets.lookup(name).filter(|v| !v.trim().is_empty());
+    let need = |name: &str| lookup(name).ok_or_else(|| format!("{name} is not set"));
+    let table = need(config::WABRIDGE_TABLE)?;
+    let queue_url = need(config::SENDS_QUEUE_URL)?;
+    let dlq_url = need(config::SENDS_DLQ_URL)?;
+    // Fails closed: no token or phone number id, no sender.
+    let graph = GraphClient::new(GraphConfig::from_lookup(lookup)?);
+    let rate = lookup(config::WABRIDGE_SENDS_PER_SECOND)
+        .and_then(|v| v.parse::<f64>().ok())
+        .unwrap_or(config::DEFAULT_SENDS_PER_SECOND);
+    let instances = lookup(config::WABRIDGE_SENDER_INSTANCES)
+        .and_then(|v| v.parse::<u32>().ok())
+        .unwrap_or(1);
+    let dynamo = aws_sdk_dynamodb::Client::new(sdk);
+    let sqs = aws_sdk_sqs::Client::new(sdk);
+    let queue: Arc<dyn Queue> = Arc::new(SqsQueue::new(sqs, queue_url, dlq_url));
+    let policy = Policy {
+        consent: ConsentService::new(Arc::new(DynamoConsent::new(dynamo.clone(), table.clone()))),
+        templates: TemplateRegistry::new(Arc::new(DynamoTemplates::new(
+            dynamo.clone(),
+            table.clone(),
+        ))),
+        window: WindowService::new(Arc::new(DynamoWindow::new(dynamo.clone(), table.clone()))),
+    };
+    let sends = Sends::new(
+        Arc::new(DynamoSends::new(dynamo, table)),
+        queue.clone(),
+        policy,
+        Arc::new(NoEvents),
+        None, // The sender serves no HTTP.
+    );
+    let limiter = Arc::new(RateLimiter::for_instances(rate, instances));
+    tracing::info!(per_second = limiter.per_second(), instances, "sender ready");
+    Ok(App {
+        handler: Arc::new(Sender {
+            sends,
+            graph,
+            limiter,
+        }),
+        queue,
+    })
+}
+
+/// The delivery of an SQS record (`ApproximateReceiveCount` from its attributes).
+pub fn delivery_of(message: &SqsMessage) -> Option<Delivery> {
+    Some(Delivery {
+        message_id: message.message_id.clone()?,
+        receipt: message.receipt_handle.clone()?,
+        body: message.body.clone().unwrap_or_default(),
+        receive_count: message
+            .attributes
+            .get("ApproximateReceiveCount")
+            .and_then(|v| v.parse().ok())
+            .unwrap_or(1),
+    })
+}
+
+/// Handles a batch; returns the messages that must stay on the queue.
+pub async fn handle(app: &App, event: SqsEvent) -> SqsBatchResponse {
+    let failures: Vec<String> = stream::iter(event.records)
+        .map(|message| async move {
+            let Some(delivery) = delivery_of(&message) else {
+                return message.message_id.clone();
+            };
+            let outcome = app.handler.handle(&delivery).await;
+            match settle(app.queue.as_ref(), &delivery, &outcome, false).await {
+                Ok(true) => Some(delivery.message_id),
+                Ok(false) => None,
+                Err(e) => {
+                    tracing::error!(error = %e, message_id = %delivery.message_id, "settle failed");
+                    (outcome != Outcome::Done).then_some(delivery.message_id)
+                }
+            }
+        })
+        .buffer_unordered(CONCURRENCY)
+        .filter_map(|f| async move { f })
+        .collect()
+        .await;
+    let mut response = SqsBatchResponse::default();
+    response.batch_item_failures = failures
+        .into_iter()
+        .map(|id| {
+            let mut f = BatchItemFailure::default();
+            f.item_identifier = id;
+            f
+        })
+        .collect();
+    response
+}
