@@ -146,6 +146,13 @@ impl CrmSync {
                 Err(e) => return Ok(Outcome::DeadLetter(format!("event {}: {e}", event.key))),
             }
         }
+        let consents: Vec<ConsentRecord> = effects
+            .iter()
+            .filter_map(|(_, r, _)| match r {
+                Record::Consent(c) => Some(c.clone()),
+                _ => None,
+            })
+            .collect();
         for (name, record, fields) in effects {
             let id = effect_id(&event.key, name);
             let in_doubt = match self.ledger.claim(&id, self.lease).await? {
@@ -194,6 +201,9 @@ impl CrmSync {
         }
         // Hooks for the sending side, once the CRM has everything.
         if let Some(id) = &contact_id {
+            for consent in &consents {
+                self.hooks.consent_changed(id, consent).await?;
+            }
             if let Some((Record::Contact(_), _)) = &contact {
                 if event.kind == crate::event::EventKind::Message {
                     self.hooks.inbound_message(id, event.received_at).await?;
