@@ -54,6 +54,7 @@ echo "== machine: $(nproc) cores, $(awk '/MemTotal/ {printf "%.0f MiB", $2/1024}
 echo "== wrk -t$THREADS -c$CONNS, $COUNT unique signed bodies, $URL/webhook" >&2
 wrk -t"$THREADS" -c"$CONNS" -d"$((COUNT / 5000 + 10))s" --latency --timeout 10s -s "$HERE/load.lua" "$URL" -- "$WORK/bodies.tsv" "$THREADS" | tee "$WORK/wrk.out"
 
+echo "(wrk stops each thread once its share is answered, but its Requests/sec divides by the whole -d window: read the server-side rate below)" >&2
 PEAK_KB="$(awk '/VmHWM/ {print $2}' "/proc/$SERVER_PID/status")"
 
 # Let the consumer drain the queue, then compare what was accepted with what was sent.
