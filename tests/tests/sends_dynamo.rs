@@ -1,0 +1,205 @@
+//! The sends ports over DynamoDB (moto's server, real AWS SDK): idempotency under concurrent
+//! creates, forward-only transitions, the claim lease, append-only consent, template status
+//! ordering, and the last-inbound window.
+
+use std::sync::Arc;
+
+use wabridge_core::adapters::dynamo::consent::DynamoConsent;
+use wabridge_core::adapters::dynamo::sends::DynamoSends;
+use wabridge_core::adapters::dynamo::templates::DynamoTemplates;
+use wabridge_core::adapters::dynamo::window::DynamoWindow;
+use wabridge_core::consent::{
+    ConsentAction, ConsentCategory, ConsentEntry, ConsentSource, ConsentStore,
+};
+use wabridge_core::sends::store::{Created, SendError, SendRecord, SendState, SendStore};
+use wabridge_core::templates::{TemplateStatus, TemplateStore};
+use wabridge_core::window::WindowStore;
+use wabridge_tests::{create_table, require_aws, unique_name};
+
+fn record(id: &str, key: Option<&str>) -> SendRecord {
+    SendRecord {
+        id: id.into(),
+        idempotency_key: key.map(str::to_string),
+        request_hash: "h1".into(),
+        request: serde_json::json!({"to": "+525512345678", "type": "template", "name": "t", "language": "es"}),
+        contact: "phone:525512345678".into(),
+        state: SendState::Queued,
+        error: None,
+        wamid: None,
+        created_at: 1,
+        updated_at: 1,
+    }
+}
+
+#[tokio::test]
+async fn send_store_over_dynamodb() {
+    let aws = require_aws!();
+    let table = create_table(&aws.dynamo, &unique_name("sends")).await;
+    let store = Arc::new(DynamoSends::new(aws.dynamo.clone(), table));
+
+    // Concurrent creates with one key: exactly one is new, all name the same send.
+    let mut tasks = Vec::new();
+    for i in 0..8 {
+        let store = store.clone();
+        tasks.push(tokio::spawn(async move {
+            store
+                .create(&record(&format!("snd_{i}"), Some("k1")))
+                .await
+                .unwrap()
+        }));
+    }
+    let mut new = 0;
+    let mut ids = Vec::new();
+    for t in tasks {
+        match t.await.unwrap() {
+            Created::New(r) => {
+                new += 1;
+                ids.push(r.id)
+            }
+            Created::Existing(r) => ids.push(r.id),
+        }
+    }
+    ids.dedup();
+    assert_eq!((new, ids.len()), (1, 1), "{ids:?}");
+    let id = ids[0].clone();
+
+    // Claim: one holder at a time, only while queued.
+    assert!(store.claim(&id, 100, 60_100).await.unwrap());
+    assert!(!store.claim(&id, 200, 60_200).await.unwrap());
+    store.release(&id).await.unwrap();
+    assert!(store.claim(&id, 300, 60_300).await.unwrap());
+
+    // Forward only.
+    let (r, moved) = store
+        .transition(&id, SendState::Sent, None, Some("wamid.A"), 10)
+        .await
+        .unwrap()
+        .unwrap();
+    assert!(moved && r.state == SendState::Sent && r.wamid.as_deref() == Some("wamid.A"));
+    assert!(
+        !store.claim(&id, 400, 60_400).await.unwrap(),
+        "no claim once sent"
+    );
+    assert_eq!(
+        store.find_by_wamid("wamid.A").await.unwrap(),
+        Some(id.clone())
+    );
+    assert!(
+        store
+            .transition(&id, SendState::Read, None, None, 11)
+            .await
+            .unwrap()
+            .unwrap()
+            .1
+    );
+    let (r, moved) = store
+        .transition(&id, SendState::Delivered, None, None, 12)
+        .await
+        .unwrap()
+        .unwrap();
+    assert!(!moved && r.state == SendState::Read);
+    let err = SendError {
+        code: "meta_131026".into(),
+        message: "undeliverable".into(),
+    };
+    assert!(
+        !store
+            .transition(&id, SendState::Failed, Some(&err), None, 13)
+            .await
+            .unwrap()
+            .unwrap()
+            .1
+    );
+
+    // Failed keeps its error.
+    let Created::New(r2) = store.create(&record("snd_x", None)).await.unwrap() else {
+        panic!()
+    };
+    let (r2, moved) = store
+        .transition(&r2.id, SendState::Failed, Some(&err), None, 14)
+        .await
+        .unwrap()
+        .unwrap();
+    assert!(moved);
+    assert_eq!(r2.error, Some(err));
+    assert!(store
+        .transition("snd_missing", SendState::Sent, None, None, 1)
+        .await
+        .unwrap()
+        .is_none());
+}
+
+#[tokio::test]
+async fn consent_templates_window_over_dynamodb() {
+    let aws = require_aws!();
+    let table = create_table(&aws.dynamo, &unique_name("consent")).await;
+    let consent = DynamoConsent::new(aws.dynamo.clone(), table.clone());
+    let entry = |id: &str, action, at| ConsentEntry {
+        id: id.into(),
+        contact: "phone:525512345678".into(),
+        to: "+525512345678".into(),
+        category: ConsentCategory::Marketing,
+        action,
+        source: ConsentSource::WebForm,
+        evidence: Some("form".into()),
+        at,
+        recorded_at: at,
+    };
+    assert!(consent
+        .append(&entry("b", ConsentAction::OptOut, 200))
+        .await
+        .unwrap());
+    assert!(consent
+        .append(&entry("a", ConsentAction::OptIn, 100))
+        .await
+        .unwrap());
+    assert!(
+        !consent
+            .append(&entry("a", ConsentAction::OptIn, 100))
+            .await
+            .unwrap(),
+        "redelivery ignored"
+    );
+    let h = consent.history("phone:525512345678").await.unwrap();
+    assert_eq!(
+        h.iter().map(|e| e.id.as_str()).collect::<Vec<_>>(),
+        ["a", "b"]
+    );
+    assert_eq!(
+        wabridge_core::consent::state_of(&h, ConsentCategory::Marketing),
+        wabridge_core::consent::ConsentState::OptedOut
+    );
+
+    let templates = DynamoTemplates::new(aws.dynamo.clone(), table.clone());
+    assert!(templates
+        .put_status(
+            "t",
+            "es_MX",
+            &TemplateStatus::new("PAUSED"),
+            Some("low quality"),
+            2000
+        )
+        .await
+        .unwrap());
+    assert!(!templates
+        .put_status("t", "es_MX", &TemplateStatus::new("APPROVED"), None, 1000)
+        .await
+        .unwrap());
+    templates
+        .put_definition("t", "es_MX", Some("MARKETING"), Some(2))
+        .await
+        .unwrap();
+    let info = templates.get("t", "es_MX").await.unwrap().unwrap();
+    assert!(info.status.unwrap().refuses_sends());
+    assert_eq!(
+        (info.category.as_deref(), info.body_parameters),
+        (Some("MARKETING"), Some(2))
+    );
+    assert!(templates.get("t", "pt_BR").await.unwrap().is_none());
+
+    let window = DynamoWindow::new(aws.dynamo.clone(), table);
+    window.record_inbound("phone:1", 500).await.unwrap();
+    window.record_inbound("phone:1", 300).await.unwrap();
+    assert_eq!(window.last_inbound("phone:1").await.unwrap(), Some(500));
+    assert_eq!(window.last_inbound("phone:2").await.unwrap(), None);
+}
