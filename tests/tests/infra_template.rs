@@ -204,7 +204,6 @@ const SENDER_ENV: &[&str] = &[
     config::WABRIDGE_TABLE,
     config::SENDS_QUEUE_URL,
     config::SENDS_DLQ_URL,
-    config::EVENTS_QUEUE_URL,
     config::WABRIDGE_SECRETS_ARN,
     config::WHATSAPP_PHONE_NUMBER_ID,
     config::WHATSAPP_API_URL,
@@ -234,8 +233,8 @@ const LAMBDAS: &[Lambda] = &[
         crate_dir: "functions/sender",
         env: SENDER_ENV,
         consumes: Some(("SendsQueue", "SendsDlq")),
-        // Terminal send errors with their reason; send outcomes for the CRM as events.
-        sends_to: &["SendsDlq", "EventsQueue"],
+        // Terminal send errors with their reason.
+        sends_to: &["SendsDlq"],
     },
 ];
 
