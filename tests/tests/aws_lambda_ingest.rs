@@ -66,6 +66,10 @@ impl Stack {
                 table: self.table.clone(),
                 events_queue_url: self.queue.queue_url().to_string(),
                 ingest: ingest_config(),
+                sends_queue_url: None,
+                api_key: None,
+                attribution: Default::default(),
+                conversions: None,
             },
         )
     }
@@ -108,7 +112,10 @@ async fn a_signed_function_url_post_is_enqueued_once_and_acknowledged() {
 
     let keys = s.drain_keys().await;
     assert_eq!(keys.len(), 1, "{keys:?}");
-    assert!(keys[0].ends_with("wamid.HBgNNjI4QjQ5RDk2RENERTk3QTQzMERENEY1"), "{keys:?}");
+    assert!(
+        keys[0].ends_with("wamid.HBgNNjI4QjQ5RDk2RENERTk3QTQzMERENEY1"),
+        "{keys:?}"
+    );
 }
 
 #[tokio::test]

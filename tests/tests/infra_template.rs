@@ -190,6 +190,9 @@ const INGEST_ENV: &[&str] = &[
     config::SENDS_QUEUE_URL,
     config::WABRIDGE_SECRETS_ARN,
     config::WABRIDGE_MAX_BODY_BYTES,
+    config::META_DATASET_ID,
+    config::WHATSAPP_API_URL,
+    config::WHATSAPP_API_VERSION,
 ];
 const CRM_SYNC_ENV: &[&str] = &[
     config::WABRIDGE_TABLE,

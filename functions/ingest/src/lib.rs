@@ -8,50 +8,134 @@ use std::time::Instant;
 
 use aws_config::SdkConfig;
 use lambda_http::{Body, RequestExt};
+use wabridge_core::adapters::dynamo::attribution::DynamoAttribution;
+use wabridge_core::adapters::dynamo::consent::DynamoConsent;
 use wabridge_core::adapters::dynamo::dedupe::DynamoDedupe;
+use wabridge_core::adapters::dynamo::sends::DynamoSends;
+use wabridge_core::adapters::dynamo::templates::DynamoTemplates;
+use wabridge_core::adapters::dynamo::window::DynamoWindow;
 use wabridge_core::adapters::sqs::SqsQueue;
 use wabridge_core::api::Api;
+use wabridge_core::attribution::conversions::MetaConversions;
+use wabridge_core::attribution::service::AttributionService;
+use wabridge_core::attribution::AttributionConfig;
 use wabridge_core::config;
+use wabridge_core::consent::ConsentService;
 use wabridge_core::dedupe::DEFAULT_DEDUPE_TTL;
 use wabridge_core::http::{Method, Request, Response};
 use wabridge_core::inbox::StagedInbox;
 use wabridge_core::ingest::{IngestConfig, IngestService};
+use wabridge_core::sends::policy::Policy;
+use wabridge_core::sends::service::{NoEvents, Sends};
+use wabridge_core::templates::TemplateRegistry;
+use wabridge_core::window::WindowService;
 
 /// What the function reads at cold start (names from `wabridge_core::config`).
-#[derive(Debug, Clone)]
+#[derive(Clone)]
 pub struct Settings {
     pub table: String,
     pub events_queue_url: String,
     pub ingest: IngestConfig,
+    /// `SENDS_QUEUE_URL`: without it `/sends` and `/consents` are not mounted (404).
+    pub sends_queue_url: Option<String>,
+    /// `WABRIDGE_API_KEY` (a secret): without it `/sends`, `/consents`, `/links` and
+    /// `/conversions` answer 503 (fail closed).
+    pub api_key: Option<String>,
+    /// Attribution (`WABRIDGE_ATTRIBUTION` file, else the defaults).
+    pub attribution: AttributionConfig,
+    /// Meta's Conversions API (`META_DATASET_ID` + `WHATSAPP_ACCESS_TOKEN`), if configured.
+    pub conversions: Option<MetaConversions>,
+}
+
+impl std::fmt::Debug for Settings {
+    // By hand: the API key and the conversions token must never reach a log.
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Settings")
+            .field("table", &self.table)
+            .field("events_queue_url", &self.events_queue_url)
+            .field("sends_queue_url", &self.sends_queue_url)
+            .field("api_key", &self.api_key.as_ref().map(|_| "<set>"))
+            .field("conversions", &self.conversions.as_ref().map(|_| "<set>"))
+            .finish_non_exhaustive()
+    }
 }
 
 impl Settings {
     /// Reads the settings through `get` (secret names from the secret store, the rest from the
     /// environment: see `Secrets::lookup`). Errors name what is missing or unusable.
     pub fn from_lookup(get: impl Fn(&str) -> Option<String>) -> Result<Settings, String> {
-        let required = |name: &str| {
-            get(name)
-                .filter(|v| !v.trim().is_empty())
-                .ok_or_else(|| format!("{name} is not set"))
-        };
+        let optional = |name: &str| get(name).filter(|v| !v.trim().is_empty());
+        let required = |name: &str| optional(name).ok_or_else(|| format!("{name} is not set"));
         Ok(Settings {
             table: required(config::WABRIDGE_TABLE)?,
             events_queue_url: required(config::EVENTS_QUEUE_URL)?,
             ingest: IngestConfig::from_lookup(&get)?,
+            sends_queue_url: optional(config::SENDS_QUEUE_URL),
+            api_key: optional(config::WABRIDGE_API_KEY),
+            attribution: match optional(config::WABRIDGE_ATTRIBUTION) {
+                Some(path) => {
+                    let text = std::fs::read_to_string(&path)
+                        .map_err(|e| format!("cannot read {path}: {e}"))?;
+                    AttributionConfig::from_toml(&text).map_err(|e| e.to_string())?
+                }
+                None => AttributionConfig::default(),
+            },
+            conversions: MetaConversions::from_lookup(&get),
         })
     }
 }
 
-/// The API this function serves, over the AWS engine.
+/// The API this function serves, over the AWS engine: the webhook, attribution (`/links`,
+/// `/conversions`) and, with a sends queue, `/sends` and `/consents`.
 pub fn build_api(sdk: &SdkConfig, settings: Settings) -> Api {
-    let dedupe = DynamoDedupe::new(aws_sdk_dynamodb::Client::new(sdk), settings.table);
+    let dynamo = aws_sdk_dynamodb::Client::new(sdk);
+    let sqs = aws_sdk_sqs::Client::new(sdk);
+    let table = settings.table;
+    let dedupe = DynamoDedupe::new(dynamo.clone(), table.clone());
     // Ingest only sends: it has no use for (nor IAM access to) the dead-letter queue.
-    let queue = SqsQueue::producer(aws_sdk_sqs::Client::new(sdk), settings.events_queue_url);
+    let queue = SqsQueue::producer(sqs.clone(), settings.events_queue_url);
     let inbox = StagedInbox::new(Arc::new(dedupe), Arc::new(queue), DEFAULT_DEDUPE_TTL);
-    Api::new().with_ingest(Arc::new(IngestService::new(
-        settings.ingest,
-        Arc::new(inbox),
-    )))
+    let mut api = Api::new()
+        .with_ingest(Arc::new(IngestService::new(
+            settings.ingest,
+            Arc::new(inbox),
+        )))
+        .with_attribution(Arc::new(AttributionService::new(
+            Arc::new(DynamoAttribution::new(dynamo.clone(), table.clone())),
+            Arc::new(settings.attribution),
+            settings.conversions,
+            settings.api_key.clone(),
+        )));
+    match settings.sends_queue_url {
+        Some(url) => {
+            let policy = Policy {
+                consent: ConsentService::new(Arc::new(DynamoConsent::new(
+                    dynamo.clone(),
+                    table.clone(),
+                ))),
+                templates: TemplateRegistry::new(Arc::new(DynamoTemplates::new(
+                    dynamo.clone(),
+                    table.clone(),
+                ))),
+                window: WindowService::new(Arc::new(DynamoWindow::new(
+                    dynamo.clone(),
+                    table.clone(),
+                ))),
+            };
+            api = api.with_sends(Arc::new(Sends::new(
+                Arc::new(DynamoSends::new(dynamo, table)),
+                Arc::new(SqsQueue::producer(sqs, url)),
+                policy,
+                Arc::new(NoEvents),
+                settings.api_key,
+            )));
+        }
+        None => tracing::warn!(
+            "{} is not set: /sends and /consents are not served",
+            config::SENDS_QUEUE_URL
+        ),
+    }
+    api
 }
 
 /// Cold start: the shared SDK configuration, the secrets (Secrets Manager on AWS), the settings
