@@ -266,6 +266,10 @@ async fn an_unreachable_store_is_a_503_not_a_500() {
             table: s.table.clone(),
             events_queue_url: s.queue.queue_url().to_string(),
             ingest: ingest_config(),
+            sends_queue_url: None,
+            api_key: None,
+            attribution: Default::default(),
+            conversions: None,
         },
     );
     let resp = handle(&api, request("function-url-webhook-post.json"))
@@ -293,4 +297,121 @@ fn the_sqs_batch_event_carries_queue_bodies_the_consumers_read() {
             .map(String::as_str),
         Some("2")
     );
+}
+
+/// A Function URL event for `method path` with `body` and an optional bearer key.
+fn api_request(method: &str, path: &str, body: &str, bearer: Option<&str>) -> lambda_http::Request {
+    let mut headers = serde_json::json!({"content-type": "application/json"});
+    if let Some(key) = bearer {
+        headers["authorization"] = serde_json::json!(format!("Bearer {key}"));
+    }
+    let event = serde_json::json!({
+        "version": "2.0",
+        "routeKey": "$default",
+        "rawPath": path,
+        "rawQueryString": "",
+        "headers": headers,
+        "requestContext": {
+            "accountId": "anonymous", "apiId": "abc", "domainName": "abc.lambda-url.us-east-1.on.aws",
+            "domainPrefix": "abc", "requestId": "r1", "routeKey": "$default", "stage": "$default",
+            "time": "22/Nov/2026:03:00:00 +0000", "timeEpoch": 1795000000000u64,
+            "http": {"method": method, "path": path, "protocol": "HTTP/1.1",
+                     "sourceIp": "203.0.113.9", "userAgent": "crm"}
+        },
+        "body": body,
+        "isBase64Encoded": false
+    });
+    lambda_http::request::from_str(&event.to_string()).expect("a Lambda HTTP event")
+}
+
+#[tokio::test]
+async fn the_lambda_serves_sends_and_links_with_the_api_key_over_dynamodb_and_sqs() {
+    let aws = require_aws!();
+    let s = stack(aws).await;
+    let sends = create_queues(&s.aws.sqs, &unique_name("sends"), 5).await;
+    let sends_queue = SqsQueue::new(s.aws.sqs.clone(), &sends.url, &sends.dlq_url);
+    let key = "test-api-key-0123456789";
+    let api = build_api(
+        &s.aws.config,
+        Settings {
+            table: s.table.clone(),
+            events_queue_url: s.queue.queue_url().to_string(),
+            ingest: ingest_config(),
+            sends_queue_url: Some(sends.url.clone()),
+            api_key: Some(key.into()),
+            attribution: Default::default(),
+            conversions: None,
+        },
+    );
+    let body = r#"{"to": "+52 1 55 1234 5678", "template": "order_update", "language": "es_MX", "category": "UTILITY"}"#;
+
+    // A wrong key is refused and nothing is queued.
+    let resp = handle(&api, api_request("POST", "/sends", body, Some("wrong")))
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), 401, "{}", body_text(&resp));
+    assert_eq!(queue_depth(&s.aws.sqs, &sends.url).await, (0, 0));
+
+    let resp = handle(&api, api_request("POST", "/sends", body, Some(key)))
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), 202, "{}", body_text(&resp));
+    let accepted: serde_json::Value = serde_json::from_str(&body_text(&resp)).unwrap();
+    let id = accepted["id"].as_str().expect("an id").to_string();
+    assert_eq!(accepted["state"], "queued");
+
+    // The send is on the sends queue (and only there), naming the same id.
+    let batch = sends_queue
+        .receive(10, Duration::from_secs(300))
+        .await
+        .unwrap();
+    assert_eq!(batch.len(), 1, "{batch:?}");
+    assert!(batch[0].body.contains(&id), "{}", batch[0].body);
+    assert!(s.drain_keys().await.is_empty());
+
+    let resp = handle(
+        &api,
+        api_request("GET", &format!("/sends/{id}"), "", Some(key)),
+    )
+    .await
+    .unwrap();
+    assert_eq!(resp.status(), 200, "{}", body_text(&resp));
+    let got: serde_json::Value = serde_json::from_str(&body_text(&resp)).unwrap();
+    assert_eq!(got["id"], id.as_str());
+    assert_eq!(got["state"], "queued");
+
+    // Attribution links over DynamoDB.
+    let link = r#"{"utm_source": "google", "utm_medium": "cpc", "utm_campaign": "spring", "phone_number": "+52 1 55 1234 5678"}"#;
+    let resp = handle(&api, api_request("POST", "/links", link, Some("wrong")))
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), 401, "{}", body_text(&resp));
+    let resp = handle(&api, api_request("POST", "/links", link, Some(key)))
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), 201, "{}", body_text(&resp));
+    let created: serde_json::Value = serde_json::from_str(&body_text(&resp)).unwrap();
+    assert!(
+        created["url"]
+            .as_str()
+            .is_some_and(|u| u.starts_with("https://wa.me/5215512345678")),
+        "{created}"
+    );
+}
+
+#[tokio::test]
+async fn without_an_api_key_the_lambda_fails_closed_and_without_a_sends_queue_sends_are_not_served()
+{
+    let aws = require_aws!();
+    let s = stack(aws).await;
+    let api = s.api(); // no SENDS_QUEUE_URL, no WABRIDGE_API_KEY
+    let resp = handle(&api, api_request("POST", "/sends", "{}", Some("any")))
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), 404, "{}", body_text(&resp));
+    let link = r#"{"utm_source": "google", "utm_medium": "cpc", "utm_campaign": "spring", "phone_number": "+52 1 55 1234 5678"}"#;
+    let resp = handle(&api, api_request("POST", "/links", link, Some("any")))
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), 503, "{}", body_text(&resp));
 }
