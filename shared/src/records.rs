@@ -4,7 +4,7 @@
 //! `webhook` CRM posts them as is, and mappings read their fields by name.
 //!
 //! Every record serialises with `"kind"`: `contact`, `activity`, `consent`, `template_status`,
-//! `quality`, `unknown`.
+//! `quality`, `unknown`, `attribution`, `lead`.
 
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
@@ -33,6 +33,10 @@ pub enum Record {
     TemplateStatus(TemplateStatusRecord),
     Quality(QualityRecord),
     Unknown(UnknownRecord),
+    /// A contact's first or last touch (see [`crate::attribution`]).
+    Attribution(crate::attribution::AttributionRecord),
+    /// A lead carrying the attribution of the conversation that created it.
+    Lead(crate::attribution::LeadRecord),
 }
 
 impl Record {
@@ -44,6 +48,8 @@ impl Record {
             Record::TemplateStatus(_) => "template_status",
             Record::Quality(_) => "quality",
             Record::Unknown(_) => "unknown",
+            Record::Attribution(_) => "attribution",
+            Record::Lead(_) => "lead",
         }
     }
 
@@ -61,6 +67,8 @@ impl Record {
             Record::TemplateStatus(t) => format!("template_status:{}", t.event_id),
             Record::Quality(q) => format!("quality:{}", q.event_id),
             Record::Unknown(u) => format!("unknown:{}", u.event_id),
+            Record::Attribution(a) => a.record_key(),
+            Record::Lead(l) => l.record_key(),
         }
     }
 
@@ -70,6 +78,8 @@ impl Record {
             Record::Contact(c) => Some(&c.id),
             Record::Activity(a) => Some(&a.contact_id),
             Record::Consent(c) => Some(&c.contact_id),
+            Record::Attribution(a) => Some(&a.contact_id),
+            Record::Lead(l) => Some(&l.contact_id),
             _ => None,
         }
     }
@@ -179,6 +189,12 @@ pub struct ActivityRecord {
     /// Outbound: what the sender attached (`biz_opaque_callback_data`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub callback_data: Option<String>,
+    /// Inbound: the tracked-link reference code found in the text (removed from `text`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub ref_code: Option<String>,
+    /// How `ref_code` resolved: `known`, `unknown` or `expired`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub ref_code_status: Option<crate::attribution::CodeStatus>,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]

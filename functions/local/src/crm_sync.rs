@@ -3,24 +3,34 @@
 
 use std::sync::Arc;
 
+use wabridge_core::adapters::sqlite::attribution::SqliteAttribution;
 use wabridge_core::adapters::sqlite::identity::SqliteIdentityStore;
 use wabridge_core::adapters::sqlite::ledger::SqliteLedger;
 use wabridge_core::adapters::sqlite::{Db, SqliteRecords};
+use wabridge_core::attribution::AttributionConfig;
 use wabridge_core::consumer::Handler;
 use wabridge_core::mapping::Mapping;
 use wabridge_core::sync::{crm_from_env, crm_kind, CrmSync};
 
 /// Builds the handler from the environment (`CRM_KIND`, default `local`; `WABRIDGE_MAPPING`,
-/// default the example mapping of that CRM). Fails at start-up, not per message, on bad config.
-pub fn handler(db: &Db) -> Result<Arc<dyn Handler>, String> {
+/// default the example mapping of that CRM;
+/// `WABRIDGE_ATTRIBUTION`, default attribution settings). Fails at start-up, not per message, on bad config.
+pub async fn handler(db: &Db) -> Result<Arc<dyn Handler>, String> {
     let kind = crm_kind();
     let mapping = Mapping::from_env(&kind).map_err(|e| e.to_string())?;
     let crm = crm_from_env(&mapping, Some(SqliteRecords::new(db.clone())))?;
+    let attribution_config = AttributionConfig::from_env().map_err(|e| e.to_string())?;
+    let attribution = SqliteAttribution::open(db.clone())
+        .await
+        .map_err(|e| e.to_string())?;
     println!("crm: {kind}");
-    Ok(Arc::new(CrmSync::new(
-        Arc::new(SqliteIdentityStore::new(db.clone())),
-        Arc::new(SqliteLedger::new(db.clone())),
-        crm,
-        Arc::new(mapping),
-    )))
+    Ok(Arc::new(
+        CrmSync::new(
+            Arc::new(SqliteIdentityStore::new(db.clone())),
+            Arc::new(SqliteLedger::new(db.clone())),
+            crm,
+            Arc::new(mapping),
+        )
+        .with_attribution(Arc::new(attribution), attribution_config),
+    ))
 }

@@ -241,6 +241,14 @@ impl Crm for HubSpotCrm {
                 self.log_communication(effect, Some(text)).await
             }
             Record::Activity(_) => self.log_communication(effect, None).await,
+            Record::Attribution(_) | Record::Lead(_) => {
+                tracing::info!(
+                    effect = %effect.id,
+                    kind = effect.record.kind(),
+                    "hubspot: attribution and lead records are not sent to HubSpot yet; skipped"
+                );
+                Ok(())
+            }
             _ => Ok(()),
         }
     }

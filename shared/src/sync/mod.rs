@@ -56,6 +56,10 @@ pub struct CrmSync {
     mapping: Arc<Mapping>,
     hooks: Arc<dyn SyncHooks>,
     lease: Duration,
+    attribution: Option<(
+        Arc<dyn crate::attribution::AttributionStore>,
+        Arc<crate::attribution::AttributionConfig>,
+    )>,
 }
 
 impl CrmSync {
@@ -72,7 +76,19 @@ impl CrmSync {
             mapping,
             hooks: Arc::new(NoHooks),
             lease: DEFAULT_LEASE,
+            attribution: None,
         }
+    }
+
+    /// Attribution of inbound messages (first / last touch, leads): each record it produces is
+    /// one more effect of the event (`attribution_first`, `attribution_last`, `lead`).
+    pub fn with_attribution(
+        mut self,
+        store: Arc<dyn crate::attribution::AttributionStore>,
+        config: crate::attribution::AttributionConfig,
+    ) -> Self {
+        self.attribution = Some((store, Arc::new(config)));
+        self
     }
 
     pub fn with_hooks(mut self, hooks: Arc<dyn SyncHooks>) -> Self {
@@ -126,6 +142,38 @@ impl CrmSync {
                 set_contact(r, id);
             }
         }
+        // Attribution of inbound messages: the code leaves the activity text, and every record
+        // it produces is one more effect of this event (exactly once through the ledger).
+        let mut extra: Vec<(&'static str, Record)> = Vec::new();
+        if let (Some((store, config)), Some(id)) = (&self.attribution, &contact_id) {
+            if let Some(att) =
+                crate::attribution::on_event(store.as_ref(), config, event, id).await?
+            {
+                for (_, r) in records.iter_mut() {
+                    if let Record::Activity(a) = r {
+                        if a.direction == Some(crate::records::Direction::Inbound)
+                            && att.ref_code.is_some()
+                        {
+                            a.text = att.customer_text.clone();
+                            a.ref_code = att.ref_code.clone();
+                            a.ref_code_status = att.code_status;
+                        }
+                    }
+                }
+                for out in att.records {
+                    extra.push(match out {
+                        crate::attribution::AttributionOutput::Attribution(a) => (
+                            match a.touch {
+                                crate::attribution::TouchKind::First => "attribution_first",
+                                crate::attribution::TouchKind::Last => "attribution_last",
+                            },
+                            Record::Attribution(a),
+                        ),
+                        crate::attribution::AttributionOutput::Lead(l) => ("lead", Record::Lead(l)),
+                    });
+                }
+            }
+        }
         // Validate everything before any effect: a bad record never reaches the CRM.
         let contact = match contact {
             Some(c) => match self.mapping.apply(&c) {
@@ -145,6 +193,10 @@ impl CrmSync {
                 Ok(fields) => effects.push((name, record, fields)),
                 Err(e) => return Ok(Outcome::DeadLetter(format!("event {}: {e}", event.key))),
             }
+        }
+        // Attribution and lead records pass through as they are (no mapping section for them).
+        for (name, record) in extra {
+            effects.push((name, record, serde_json::Map::new()));
         }
         let consents: Vec<ConsentRecord> = effects
             .iter()
