@@ -340,4 +340,44 @@ mod tests {
         .unwrap_err();
         assert!(err.contains("WABRIDGE_MAX_BODY_BYTES"), "{err}");
     }
+
+    #[test]
+    fn api_settings_are_optional_and_never_logged() {
+        let base = |name: &str| match name {
+            "WABRIDGE_TABLE" => Some("t".to_string()),
+            "EVENTS_QUEUE_URL" => Some("http://q/events".to_string()),
+            _ => None,
+        };
+        let s = Settings::from_lookup(base).unwrap();
+        assert_eq!(s.sends_queue_url, None);
+        assert_eq!(s.api_key, None);
+        assert!(s.conversions.is_none());
+
+        let s = Settings::from_lookup(|name| match name {
+            "SENDS_QUEUE_URL" => Some("http://q/sends".to_string()),
+            "WABRIDGE_API_KEY" => Some("secret-key-123".to_string()),
+            "META_DATASET_ID" => Some("1234".to_string()),
+            "WHATSAPP_ACCESS_TOKEN" => Some("secret-token-456".to_string()),
+            "WABRIDGE_TABLE" => Some("t".to_string()),
+            "EVENTS_QUEUE_URL" => Some("http://q/events".to_string()),
+            _ => None,
+        })
+        .unwrap();
+        assert_eq!(s.sends_queue_url.as_deref(), Some("http://q/sends"));
+        assert_eq!(s.api_key.as_deref(), Some("secret-key-123"));
+        assert!(s.conversions.is_some());
+        let shown = format!("{s:?}");
+        assert!(
+            !shown.contains("secret-key-123") && !shown.contains("secret-token-456"),
+            "{shown}"
+        );
+
+        // A blank key is no key (fail closed), not an empty bearer that anyone could send.
+        let s = Settings::from_lookup(|name| match name {
+            "WABRIDGE_API_KEY" => Some("  ".to_string()),
+            other => base(other),
+        })
+        .unwrap();
+        assert_eq!(s.api_key, None);
+    }
 }
