@@ -316,6 +316,8 @@ mod tests {
                     ..Default::default()
                 }],
                 context: Some(serde_json::json!({"id":"wamid.0"})),
+                ref_code: Some("AB23CD".into()),
+                ref_code_status: Some(crate::attribution::CodeStatus::Known),
                 ..Default::default()
             }),
             Record::Activity(ActivityRecord {
@@ -355,6 +357,37 @@ mod tests {
                 event_id: "u".into(),
                 field: "account_alerts".into(),
                 raw: serde_json::json!({"x":1}),
+            }),
+            Record::Attribution(crate::attribution::AttributionRecord::new(
+                "wamid.1",
+                "c1",
+                crate::attribution::TouchKind::First,
+                &crate::attribution::Touch {
+                    origin: crate::attribution::TouchOrigin::Referral,
+                    utm: Default::default(),
+                    ctwa_clid: Some("clid".into()),
+                    ref_code: None,
+                    gclid: None,
+                    fbclid: None,
+                    landing_page: None,
+                    referral: Some(serde_json::json!({"source_type":"ad"})),
+                    at: 1000,
+                },
+            )),
+            Record::Lead(crate::attribution::LeadRecord {
+                v: Version(1),
+                event_id: "wamid.1".into(),
+                contact_id: "c1".into(),
+                reason: "first_conversation".into(),
+                utm_source: Some("newsletter".into()),
+                utm_medium: None,
+                utm_campaign: None,
+                utm_content: None,
+                utm_term: None,
+                ctwa_clid: None,
+                ref_code: Some("AB23CD".into()),
+                touch_in_conversation: true,
+                created_at: 1000,
             }),
         ]
     }
