@@ -9,9 +9,11 @@ use std::sync::Arc;
 
 use aws_lambda_events::event::sqs::{BatchItemFailure, SqsBatchResponse, SqsEvent, SqsMessage};
 use futures::stream::{self, StreamExt};
+use wabridge_core::adapters::dynamo::attribution::DynamoAttribution;
 use wabridge_core::adapters::dynamo::identity::DynamoIdentityStore;
 use wabridge_core::adapters::dynamo::ledger::DynamoLedger;
 use wabridge_core::adapters::sqs::SqsQueue;
+use wabridge_core::attribution::AttributionConfig;
 use wabridge_core::config;
 use wabridge_core::consumer::{settle, Handler, Outcome};
 use wabridge_core::mapping::Mapping;
@@ -43,11 +45,16 @@ pub async fn cold_start() -> Result<App, lambda_runtime::Error> {
     let crm = crm_from_lookup(&mapping, None, lookup)?;
     let dynamo = aws_sdk_dynamodb::Client::new(sdk);
     let sqs = aws_sdk_sqs::Client::new(sdk);
+    let attribution_config = AttributionConfig::from_env()?;
     let sync = CrmSync::new(
         Arc::new(DynamoIdentityStore::new(dynamo.clone(), table.clone())),
-        Arc::new(DynamoLedger::new(dynamo, table)),
+        Arc::new(DynamoLedger::new(dynamo.clone(), table.clone())),
         crm,
         Arc::new(mapping),
+    )
+    .with_attribution(
+        Arc::new(DynamoAttribution::new(dynamo, table)),
+        attribution_config,
     );
     tracing::info!(crm = kind, "crm-sync ready");
     Ok(App {
