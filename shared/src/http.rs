@@ -128,7 +128,10 @@ pub enum ApiError {
 
 impl ApiError {
     pub fn bad_request(code: &'static str, message: impl Into<String>) -> ApiError {
-        ApiError::BadRequest { code, message: message.into() }
+        ApiError::BadRequest {
+            code,
+            message: message.into(),
+        }
     }
 
     pub fn status(&self) -> u16 {
@@ -172,8 +175,10 @@ impl ApiError {
             tracing::error!(code = self.code(), %detail, "request failed");
         }
         let status = self.status();
-        let response =
-            Response::json(status, &json!({"error": {"code": self.code(), "message": message}}));
+        let response = Response::json(
+            status,
+            &json!({"error": {"code": self.code(), "message": message}}),
+        );
         if status == 503 {
             return response.with_header("retry-after", "1");
         }
@@ -196,7 +201,8 @@ mod tests {
 
     #[test]
     fn errors_answer_json_with_status_and_code() {
-        let r = ApiError::bad_request("not_whatsapp_envelope", "object must be ...").into_response();
+        let r =
+            ApiError::bad_request("not_whatsapp_envelope", "object must be ...").into_response();
         assert_eq!(r.status, 400);
         let v: serde_json::Value = serde_json::from_slice(&r.body).unwrap();
         assert_eq!(v["error"]["code"], "not_whatsapp_envelope");

@@ -56,15 +56,25 @@ impl Inbox for StagedInbox {
             .collect();
         let duplicates = events.len() - fresh.len();
         if fresh.is_empty() {
-            return Ok(AcceptReport { accepted: 0, duplicates });
+            return Ok(AcceptReport {
+                accepted: 0,
+                duplicates,
+            });
         }
         let messages: Vec<OutgoingMessage> = fresh
             .iter()
-            .map(|e| OutgoingMessage { id: e.key.clone(), body: e.to_json(), delay: None })
+            .map(|e| OutgoingMessage {
+                id: e.key.clone(),
+                body: e.to_json(),
+                delay: None,
+            })
             .collect();
         self.queue.send_batch(&messages).await?;
         let fresh_keys: Vec<&str> = fresh.iter().map(|e| e.key.as_str()).collect();
         self.dedupe.mark(&fresh_keys, self.ttl).await?;
-        Ok(AcceptReport { accepted: fresh.len(), duplicates })
+        Ok(AcceptReport {
+            accepted: fresh.len(),
+            duplicates,
+        })
     }
 }

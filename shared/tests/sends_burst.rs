@@ -193,5 +193,8 @@ async fn burst_holds_the_number_rate_and_the_pair_limit() {
     );
     // The hot recipients' messages went out soon after their 6 s were over: the limit was what
     // held them (32 workers book up to 32 slots ahead, 0.4 s at 80/s).
-    assert!(min_gap < pair + Duration::from_secs(1), "min gap {min_gap:?}");
+    assert!(
+        min_gap < pair + Duration::from_secs(1),
+        "min gap {min_gap:?}"
+    );
 }

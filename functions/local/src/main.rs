@@ -200,7 +200,12 @@ fn main() -> ExitCode {
                 action: LinkAction::Create { link, data },
             } => attribution::link_create(&data.data, link).await,
             Command::Report {
-                what: ReportWhat::Attribution { since, format, data },
+                what:
+                    ReportWhat::Attribution {
+                        since,
+                        format,
+                        data,
+                    },
             } => attribution::report(&data.data, &since, &format).await,
             Command::DeadLetters {
                 action: DeadLetterAction::List { queue, data },

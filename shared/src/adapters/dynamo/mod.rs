@@ -16,13 +16,13 @@ use aws_sdk_dynamodb::types::AttributeValue;
 use crate::error::StoreError;
 
 pub mod attribution;
+pub mod consent;
 pub mod dedupe;
 pub mod identity;
 pub mod ledger;
 pub mod sends;
-pub mod window;
 pub mod templates;
-pub mod consent;
+pub mod window;
 
 /// Partition key attribute.
 pub const PK: &str = "pk";

@@ -164,7 +164,10 @@ where
 /// Runs a statement without parameters through the statement cache (savepoints run once per
 /// write: parsing them every time would cost more than the write itself).
 fn exec_cached(txn: &Transaction<'_>, sql: &str) -> Result<(), String> {
-    txn.prepare_cached(sql).and_then(|mut s| s.execute([])).map(|_| ()).map_err(|e| e.to_string())
+    txn.prepare_cached(sql)
+        .and_then(|mut s| s.execute([]))
+        .map(|_| ())
+        .map_err(|e| e.to_string())
 }
 
 struct Inner {

@@ -6,6 +6,7 @@
 //! enqueue + mark in one atomic write) and [`SqliteRecords`] (the local CRM store).
 
 pub mod attribution;
+pub mod consent;
 pub mod db;
 pub mod dedupe;
 pub mod identity;
@@ -14,20 +15,29 @@ pub mod ledger;
 pub mod queue;
 pub mod records;
 pub mod sends;
-pub mod consent;
 pub mod templates;
 pub mod window;
 
+pub use consent::SqliteConsent;
 pub use db::{Clock, Db, DbOptions};
 pub use dedupe::SqliteDedupe;
 pub use inbox::SqliteInbox;
 pub use queue::{SqliteQueue, DEFAULT_MAX_RECEIVES, EVENTS_QUEUE, SENDS_QUEUE};
 pub use records::{Record, SqliteRecords};
 pub use sends::SqliteSends;
-pub use consent::SqliteConsent;
 pub use templates::SqliteTemplates;
 pub use window::SqliteWindow;
 
 /// Every table of the embedded engine, created at [`Db::open`] with `CREATE ... IF NOT EXISTS`.
 /// A module that adds tables adds its schema constant here (the one place migrations live).
-pub(crate) const SCHEMAS: &[&str] = &[dedupe::SCHEMA, queue::SCHEMA, records::SCHEMA, identity::SCHEMA, ledger::SCHEMA, sends::SCHEMA, consent::SCHEMA, templates::SCHEMA, window::SCHEMA];
+pub(crate) const SCHEMAS: &[&str] = &[
+    dedupe::SCHEMA,
+    queue::SCHEMA,
+    records::SCHEMA,
+    identity::SCHEMA,
+    ledger::SCHEMA,
+    sends::SCHEMA,
+    consent::SCHEMA,
+    templates::SCHEMA,
+    window::SCHEMA,
+];
