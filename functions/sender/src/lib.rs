@@ -11,8 +11,7 @@
 
 use std::sync::Arc;
 
-use aws_lambda_events::event::sqs::{BatchItemFailure, SqsBatchResponse, SqsEvent, SqsMessage};
-use futures::stream::{self, StreamExt};
+use aws_lambda_events::event::sqs::{SqsBatchResponse, SqsEvent};
 use wabridge_core::adapters::dynamo::consent::DynamoConsent;
 use wabridge_core::adapters::dynamo::sends::DynamoSends;
 use wabridge_core::adapters::dynamo::templates::DynamoTemplates;
@@ -20,8 +19,8 @@ use wabridge_core::adapters::dynamo::window::DynamoWindow;
 use wabridge_core::adapters::sqs::SqsQueue;
 use wabridge_core::config;
 use wabridge_core::consent::ConsentService;
-use wabridge_core::consumer::{settle, Handler, Outcome};
-use wabridge_core::queue::{Delivery, Queue};
+use wabridge_core::consumer::{self, Handler};
+use wabridge_core::queue::Queue;
 use wabridge_core::sends::graph::{GraphClient, GraphConfig};
 use wabridge_core::sends::policy::Policy;
 use wabridge_core::sends::ratelimit::RateLimiter;
@@ -84,49 +83,7 @@ pub async fn cold_start() -> Result<App, lambda_runtime::Error> {
     })
 }
 
-/// The delivery of an SQS record (`ApproximateReceiveCount` from its attributes).
-pub fn delivery_of(message: &SqsMessage) -> Option<Delivery> {
-    Some(Delivery {
-        message_id: message.message_id.clone()?,
-        receipt: message.receipt_handle.clone()?,
-        body: message.body.clone().unwrap_or_default(),
-        receive_count: message
-            .attributes
-            .get("ApproximateReceiveCount")
-            .and_then(|v| v.parse().ok())
-            .unwrap_or(1),
-    })
-}
-
 /// Handles a batch; returns the messages that must stay on the queue.
 pub async fn handle(app: &App, event: SqsEvent) -> SqsBatchResponse {
-    let failures: Vec<String> = stream::iter(event.records)
-        .map(|message| async move {
-            let Some(delivery) = delivery_of(&message) else {
-                return message.message_id.clone();
-            };
-            let outcome = app.handler.handle(&delivery).await;
-            match settle(app.queue.as_ref(), &delivery, &outcome, false).await {
-                Ok(true) => Some(delivery.message_id),
-                Ok(false) => None,
-                Err(e) => {
-                    tracing::error!(error = %e, message_id = %delivery.message_id, "settle failed");
-                    (outcome != Outcome::Done).then_some(delivery.message_id)
-                }
-            }
-        })
-        .buffer_unordered(CONCURRENCY)
-        .filter_map(|f| async move { f })
-        .collect()
-        .await;
-    let mut response = SqsBatchResponse::default();
-    response.batch_item_failures = failures
-        .into_iter()
-        .map(|id| {
-            let mut f = BatchItemFailure::default();
-            f.item_identifier = id;
-            f
-        })
-        .collect();
-    response
+    consumer::sqs_batch(app.queue.as_ref(), app.handler.as_ref(), event, CONCURRENCY).await
 }
