@@ -30,6 +30,10 @@ pub enum EventKind {
     AccountUpdate,
     /// Anything else: other fields, unknown message types, webhook-level `errors[]`, groups.
     Unknown,
+    /// Not from Meta: wabridge's own report of a send that ended without a status webhook
+    /// (refused by a guard, failed at Meta's API, gave up) or of Meta's 131050 opt-out, put on
+    /// the events queue by the sender (see `sends::events`). `field` is `send_result`.
+    SendResult,
 }
 
 impl EventKind {
@@ -42,6 +46,7 @@ impl EventKind {
             EventKind::UserPreference => "user_preference",
             EventKind::AccountUpdate => "account_update",
             EventKind::Unknown => "unknown",
+            EventKind::SendResult => "send_result",
         }
     }
 }

@@ -177,7 +177,8 @@ pub struct ActivityRecord {
     /// Button / list / flow payload or id, when the message carries one.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub payload: Option<String>,
-    /// Outbound only: `sent`, `delivered`, `read`, `played` or `failed` (only moves forward).
+    /// Outbound only: `sent`, `delivered`, `read`, `played` or `failed` (only moves forward);
+    /// `refused` on a `send_result` activity (a policy guard stopped the send).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub status: Option<String>,
     /// Outbound `failed` only: why.
@@ -189,6 +190,10 @@ pub struct ActivityRecord {
     /// Outbound: what the sender attached (`biz_opaque_callback_data`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub callback_data: Option<String>,
+    /// Outbound: the wabridge send id (`snd_…`) of a status of one of our sends, or of a
+    /// `send_result` activity (a send that ended without a status webhook).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub send_id: Option<String>,
     /// Inbound: the tracked-link reference code found in the text (removed from `text`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub ref_code: Option<String>,
@@ -212,6 +217,8 @@ pub enum ConsentSource {
     UserPreferences,
     /// The user wrote a configured keyword (STOP, BAJA, ALTO, PARAR, SAIR, …).
     Keyword,
+    /// Meta refused a send with 131050: the user stopped marketing messages.
+    MetaError,
 }
 
 /// Opt-in / opt-out, with evidence.
@@ -332,7 +339,35 @@ mod tests {
                     code: Some(131026),
                     ..Default::default()
                 }],
+                callback_data: Some("snd_1".into()),
+                send_id: Some("snd_1".into()),
                 ..Default::default()
+            }),
+            Record::Activity(ActivityRecord {
+                v: Version(1),
+                event_id: "send:snd_2:refused".into(),
+                contact_id: "c1".into(),
+                kind: "send_result".into(),
+                direction: Some(Direction::Outbound),
+                at: Some(1000),
+                status: Some("refused".into()),
+                errors: vec![StatusError {
+                    title: Some("marketing_opted_out".into()),
+                    message: Some("opted out".into()),
+                    ..Default::default()
+                }],
+                send_id: Some("snd_2".into()),
+                ..Default::default()
+            }),
+            Record::Consent(ConsentRecord {
+                v: Version(1),
+                event_id: "send:snd_3:opted_out".into(),
+                contact_id: "c1".into(),
+                status: ConsentStatus::OptOut,
+                category: "marketing_messages".into(),
+                source: ConsentSource::MetaError,
+                evidence: serde_json::json!({"send_id":"snd_3","code":131050}),
+                at: Some(1000),
             }),
             Record::Consent(ConsentRecord {
                 v: Version(1),

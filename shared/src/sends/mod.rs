@@ -2,7 +2,9 @@
 //! machine, throughput limits, and the Graph API client the sender uses.
 
 pub mod classify;
+pub mod events;
 pub mod graph;
+pub mod hooks;
 pub mod policy;
 pub mod ratelimit;
 pub mod request;

@@ -29,8 +29,14 @@ pub const MAX_ATTEMPTS: u32 = 8;
 /// Largest `POST /consents` body.
 const MAX_CONSENT_BYTES: usize = 16 * 1024;
 
-/// Told when a send reaches a final state (the CRM's outbound activity), and when Meta reports a
-/// marketing opt-out (131050). The default does nothing.
+/// Told when a send ends without a status webhook (refused by a guard in the sender, failed at
+/// Meta's API, gave up): the CRM's outbound activity for it; and when Meta reports a marketing
+/// opt-out (131050). Sends Meta accepted end through status webhooks, whose activities are the
+/// CRM's record (they carry the send id), so `finished` is not called for them.
+///
+/// Implementations must be idempotent (the same send may be reported again after a failed
+/// call); an error makes the caller retry. [`crate::sends::events::QueueEvents`] puts them on
+/// the events queue; the default does nothing.
 #[async_trait]
 pub trait SendEvents: Send + Sync {
     async fn finished(&self, _record: &SendRecord) -> Result<(), StoreError> {
@@ -349,17 +355,18 @@ impl Sends {
         else {
             return Ok(None);
         };
-        if moved && record.state.is_final() {
-            self.events.finished(&record).await?;
-        }
-        if moved
-            && to == SendState::Failed
-            && error.as_ref().is_some_and(|e| e.code == "meta_131050")
+        // The status webhook itself is the CRM's activity for this send (no `finished`). A
+        // 131050 failure is a marketing opt-out: recorded and reported whether or not this
+        // delivery moved the send, so a redelivery after a failed report completes it (both are
+        // idempotent: the entry id and the event key derive from the send id).
+        if to == SendState::Failed
+            && record.state == SendState::Failed
+            && record
+                .error
+                .as_ref()
+                .is_some_and(|e| e.code == "meta_131050")
         {
-            let contact = ContactRef {
-                key: record.contact.clone(),
-                display: String::new(),
-            };
+            let contact = contact_of_record(&record);
             self.policy
                 .consent
                 .record_meta_opt_out(&contact, &record.id, at)
@@ -367,6 +374,19 @@ impl Sends {
             self.events.opted_out(&contact, &record.id).await?;
         }
         Ok(Some((id, moved)))
+    }
+}
+
+/// The contact a send was addressed to (its stored key; `to` or `recipient` for display).
+pub fn contact_of_record(record: &SendRecord) -> ContactRef {
+    let display = ["to", "recipient"]
+        .iter()
+        .find_map(|k| record.request.get(*k).and_then(Value::as_str))
+        .unwrap_or_default()
+        .to_string();
+    ContactRef {
+        key: record.contact.clone(),
+        display,
     }
 }
 
@@ -424,6 +444,7 @@ pub struct Sender {
 }
 
 impl Sender {
+    /// Ends a send the sender stopped (refused, failed at Meta's API, gave up) and reports it.
     async fn finish(
         &self,
         id: &str,
@@ -437,16 +458,49 @@ impl Sender {
             .transition(id, to, error.as_ref(), wamid, now_ms())
             .await
         {
-            Ok(Some((record, true))) if record.state.is_final() => {
-                if let Err(e) = self.sends.events.finished(&record).await {
-                    tracing::warn!(send_id = id, error = %e, "finished event failed");
-                }
-                Outcome::Done
-            }
-            Ok(_) => Outcome::Done,
+            Ok(Some((record, _))) => self.report(&record).await,
+            Ok(None) => Outcome::Done,
             Err(e) => Outcome::RetryAfter(retry_store(&e)),
         }
     }
+
+    /// Tells [`SendEvents`] how a send the sender ended turned out: `finished`, and `opted_out`
+    /// for 131050. A failed report retries the delivery, which lands here again (see the
+    /// `handle` check of ended sends): nothing is lost, and the events' stable keys make the
+    /// repeat harmless.
+    async fn report(&self, record: &SendRecord) -> Outcome {
+        if !ended_by_sender(record) {
+            return Outcome::Done;
+        }
+        if record
+            .error
+            .as_ref()
+            .is_some_and(|e| e.code == "meta_131050")
+        {
+            if let Err(e) = self
+                .sends
+                .events
+                .opted_out(&contact_of_record(record), &record.id)
+                .await
+            {
+                tracing::warn!(send_id = %record.id, error = %e, "opt-out report failed; retrying");
+                return Outcome::RetryAfter(Duration::from_secs(5));
+            }
+        }
+        match self.sends.events.finished(record).await {
+            Ok(()) => Outcome::Done,
+            Err(e) => {
+                tracing::warn!(send_id = %record.id, error = %e, "send report failed; retrying");
+                Outcome::RetryAfter(Duration::from_secs(5))
+            }
+        }
+    }
+}
+
+/// A send that ended without reaching Meta's delivery flow (no message id): refused by a guard,
+/// or failed at the API. Those ended by status webhooks have a wamid.
+fn ended_by_sender(record: &SendRecord) -> bool {
+    matches!(record.state, SendState::Refused | SendState::Failed) && record.wamid.is_none()
 }
 
 fn retry_store(e: &StoreError) -> Duration {
@@ -470,7 +524,9 @@ impl Handler for Sender {
             Err(e) => return Outcome::RetryAfter(retry_store(&e)),
         };
         if record.state != SendState::Queued {
-            return Outcome::Done; // Sent (or ended) before: a duplicate queue message.
+            // Sent (or ended) before: a duplicate queue message, or the retry of a report that
+            // failed after the send ended (reported again; idempotent).
+            return self.report(&record).await;
         }
         let request: SendRequest = match serde_json::from_value(record.request.clone()) {
             Ok(r) => r,
@@ -570,9 +626,7 @@ impl Handler for Sender {
                             let _ = self.sends.store.release(&id).await;
                             return Outcome::RetryAfter(retry_store(&e));
                         }
-                        if let Err(e) = self.sends.events.opted_out(&contact, &id).await {
-                            tracing::warn!(send_id = %id, error = %e, "opt-out event failed");
-                        }
+                        // `finish` reports both the failure and the opt-out.
                         self.finish(&id, SendState::Failed, Some(error), None).await
                     }
                     _ => {

@@ -154,6 +154,8 @@ pub fn plan(event: &Event, keywords: &ConsentKeywords) -> Result<Plan, String> {
                 errors,
                 pricing_category: s(&item, &["pricing", "category"]),
                 callback_data: s(&item, &["biz_opaque_callback_data"]),
+                // Our sends carry their id as callback data (see `sends::request`).
+                send_id: s(&item, &["biz_opaque_callback_data"]).filter(|d| d.starts_with("snd_")),
                 ..Default::default()
             };
             Ok(Plan {
@@ -230,6 +232,7 @@ pub fn plan(event: &Event, keywords: &ConsentKeywords) -> Result<Plan, String> {
             )],
             ..empty
         }),
+        EventKind::SendResult => send_result_plan(event, &item),
         EventKind::AccountUpdate | EventKind::Unknown => Ok(Plan {
             records: vec![(
                 "unknown",
@@ -243,6 +246,87 @@ pub fn plan(event: &Event, keywords: &ConsentKeywords) -> Result<Plan, String> {
             ..empty
         }),
     }
+}
+
+/// A `send_result` event (see `sends::events`): a send that ended without a status webhook
+/// becomes one outbound activity with its final state and error; Meta's 131050 becomes a
+/// marketing opt-out consent record whose evidence names the send.
+fn send_result_plan(event: &Event, item: &Value) -> Result<Plan, String> {
+    let send_id = s(item, &["send_id"]).ok_or("send_result without send_id")?;
+    let phone = s(item, &["to"])
+        .map(|t| Phone::parse(&t, None).or_else(|_| Phone::from_wa_id(&t)))
+        .transpose()
+        .map_err(|e| format!("identity: {e}"))?;
+    let bsuid = s(item, &["recipient"])
+        .map(|r| Bsuid::parse(&r))
+        .transpose()
+        .map_err(|e| format!("identity: {e}"))?;
+    let mut who = Who { phone, bsuid };
+    let mut keys = who.keys();
+    if keys.is_empty() {
+        // Only the stored contact key: resolve the person by it.
+        let key = s(item, &["contact"])
+            .and_then(|k| IdentityKey::from_stored(&k))
+            .ok_or("send_result without to, recipient nor contact")?;
+        if let IdentityKey::Bsuid(b) = &key {
+            who.bsuid = Bsuid::parse(b).ok();
+        }
+        keys.push(key);
+    }
+    let at = item["at"].as_i64().or(Some(event.received_at));
+    let error = item.get("error").filter(|e| e.is_object());
+    let code = error.and_then(|e| s(e, &["code"]));
+    let message = error.and_then(|e| s(e, &["message"]));
+    let record = if item["opted_out"].as_bool() == Some(true) {
+        (
+            "consent",
+            Record::Consent(ConsentRecord {
+                v: Default::default(),
+                event_id: event.key.clone(),
+                contact_id: String::new(),
+                status: ConsentStatus::OptOut,
+                category: "marketing_messages".into(),
+                source: ConsentSource::MetaError,
+                evidence: json!({"send_id": send_id, "code": 131050, "message": message}),
+                at,
+            }),
+        )
+    } else {
+        let state = s(item, &["state"]).ok_or("send_result without state")?;
+        let errors = code
+            .as_ref()
+            .map(|c| {
+                vec![StatusError {
+                    code: c.strip_prefix("meta_").and_then(|n| n.parse().ok()),
+                    title: Some(c.clone()),
+                    message: message.clone(),
+                    details: None,
+                }]
+            })
+            .unwrap_or_default();
+        (
+            "activity",
+            Record::Activity(ActivityRecord {
+                event_id: event.key.clone(),
+                kind: "send_result".into(),
+                direction: Some(Direction::Outbound),
+                message_id: s(item, &["wamid"]),
+                at,
+                text: s(item, &["template"]).map(|t| format!("template {t}")),
+                status: Some(state),
+                errors,
+                send_id: Some(send_id),
+                ..Default::default()
+            }),
+        )
+    };
+    Ok(Plan {
+        identity: IdentityOp::Resolve(keys),
+        contact: Some(who.contact(None, None, event.received_at)),
+        upsert_contact: false,
+        records: vec![record],
+        status: None,
+    })
 }
 
 fn media(m: &Value) -> Option<MediaRef> {

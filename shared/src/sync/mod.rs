@@ -14,12 +14,13 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use async_trait::async_trait;
+use serde_json::Value;
 
 use crate::consumer::{Handler, Outcome};
 use crate::crm::{retry_delay, Crm, CrmError, Effect};
 use crate::error::StoreError;
 use crate::event::Event;
-use crate::identity::{new_contact_id, IdentityStore};
+use crate::identity::{new_contact_id, IdentityKey, IdentityStore};
 use crate::ledger::{effect_id, Claim, Ledger, DEFAULT_LEASE};
 use crate::mapping::Mapping;
 use crate::queue::Delivery;
@@ -27,9 +28,23 @@ use crate::records::{ConsentRecord, Record};
 
 use build::{set_contact, IdentityOp};
 
-/// Hooks for the sending side (consent history, 24-hour window), called after the CRM effects
-/// of an event succeeded. Implementations must be idempotent (a redelivery calls them again);
-/// an error retries the delivery. Default: nothing.
+/// What a hook knows about the event it is called for.
+#[derive(Debug, Clone, Copy)]
+pub struct HookContext<'a> {
+    pub event: &'a Event,
+    /// The CRM contact of the event, when it names a person.
+    pub contact_id: Option<&'a str>,
+    /// Every identity key the event names for the person (phone and BSUID; after a number
+    /// change, the new one), so the sending side can record under each.
+    pub keys: &'a [IdentityKey],
+}
+
+/// Hooks for the sending side (consent history, 24-hour window, delivery tracking, template
+/// registry), called after the CRM effects of an event succeeded. Implementations must be
+/// idempotent (a redelivery calls them again); an error retries the delivery. Default: nothing.
+///
+/// crm-sync calls the `on_*` methods; their defaults forward to the simpler
+/// [`SyncHooks::consent_changed`] / [`SyncHooks::inbound_message`] (contact id only).
 #[async_trait]
 pub trait SyncHooks: Send + Sync {
     /// A consent change (keyword or `user_preferences`).
@@ -40,8 +55,43 @@ pub trait SyncHooks: Send + Sync {
     ) -> Result<(), StoreError> {
         Ok(())
     }
-    /// An inbound message from the contact at `at_ms` (opens the 24-hour window).
+    /// An inbound message from the contact at `at_ms` (when ingest received it).
     async fn inbound_message(&self, _contact_id: &str, _at_ms: i64) -> Result<(), StoreError> {
+        Ok(())
+    }
+    /// A consent change (keyword, `user_preferences`, or Meta's 131050 reported by the sender).
+    async fn on_consent(
+        &self,
+        ctx: &HookContext<'_>,
+        consent: &ConsentRecord,
+    ) -> Result<(), StoreError> {
+        match ctx.contact_id {
+            Some(id) => self.consent_changed(id, consent).await,
+            None => Ok(()),
+        }
+    }
+    /// An inbound message; `message_at_ms` is the message's own `timestamp` (ingest's receive
+    /// time when it has none). Opens the 24-hour window.
+    async fn on_inbound(
+        &self,
+        ctx: &HookContext<'_>,
+        _message_at_ms: i64,
+    ) -> Result<(), StoreError> {
+        match ctx.contact_id {
+            Some(id) => self.inbound_message(id, ctx.event.received_at).await,
+            None => Ok(()),
+        }
+    }
+    /// A `statuses[]` item (delivery tracking of our sends).
+    async fn on_status(&self, _ctx: &HookContext<'_>, _status: &Value) -> Result<(), StoreError> {
+        Ok(())
+    }
+    /// A `message_template_status_update` value (the template registry).
+    async fn on_template_status(
+        &self,
+        _ctx: &HookContext<'_>,
+        _update: &Value,
+    ) -> Result<(), StoreError> {
         Ok(())
     }
 }
@@ -252,15 +302,44 @@ impl CrmSync {
             }
         }
         // Hooks for the sending side, once the CRM has everything.
-        if let Some(id) = &contact_id {
-            for consent in &consents {
-                self.hooks.consent_changed(id, consent).await?;
+        let keys: Vec<IdentityKey> = match &plan.identity {
+            IdentityOp::None => vec![],
+            IdentityOp::Resolve(keys) => keys.clone(),
+            IdentityOp::Move { to, also, .. } => std::iter::once(to.clone())
+                .chain(also.iter().cloned())
+                .collect(),
+        };
+        let ctx = HookContext {
+            event,
+            contact_id: contact_id.as_deref(),
+            keys: &keys,
+        };
+        for consent in &consents {
+            self.hooks.on_consent(&ctx, consent).await?;
+        }
+        use crate::event::EventKind;
+        match event.kind {
+            EventKind::Message if contact.is_some() && contact_id.is_some() => {
+                let item: Value = serde_json::from_str(event.item.get()).unwrap_or(Value::Null);
+                let at = item
+                    .get("timestamp")
+                    .and_then(|t| {
+                        t.as_str()
+                            .and_then(|s| s.parse::<i64>().ok())
+                            .or(t.as_i64())
+                    })
+                    .map_or(event.received_at, |t| t * 1000);
+                self.hooks.on_inbound(&ctx, at).await?;
             }
-            if let Some((Record::Contact(_), _)) = &contact {
-                if event.kind == crate::event::EventKind::Message {
-                    self.hooks.inbound_message(id, event.received_at).await?;
+            EventKind::Status | EventKind::TemplateStatus => {
+                let item: Value = serde_json::from_str(event.item.get()).unwrap_or(Value::Null);
+                if event.kind == EventKind::Status {
+                    self.hooks.on_status(&ctx, &item).await?;
+                } else {
+                    self.hooks.on_template_status(&ctx, &item).await?;
                 }
             }
+            _ => {}
         }
         Ok(Outcome::Done)
     }

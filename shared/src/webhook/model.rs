@@ -951,7 +951,7 @@ pub fn parse_item(event: &Event) -> Result<Item, serde_json::Error> {
         EventKind::QualityUpdate => Item::QualityUpdate(serde_json::from_str(raw)?),
         EventKind::UserPreference => Item::UserPreference(serde_json::from_str(raw)?),
         EventKind::AccountUpdate => Item::AccountUpdate(serde_json::from_str(raw)?),
-        EventKind::Unknown => Item::Unknown,
+        EventKind::Unknown | EventKind::SendResult => Item::Unknown,
     })
 }
 

@@ -1,0 +1,201 @@
+//! [`SendingHooks`]: what crm-sync tells the sending side about each webhook event, so the
+//! policy guards see real WhatsApp data:
+//!
+//! - an inbound message → [`WindowService::record_inbound`] at the message's own time (opens the
+//!   24-hour window for free-form sends);
+//! - a STOP / BAJA (opt-out keyword) text → [`ConsentService::record_stop_keyword`]; an opt-in
+//!   keyword (START, ALTA, ...) → a marketing opt-in with source `keyword`; a `user_preferences`
+//!   stop / resume → [`ConsentService::record_user_preference`];
+//! - a `statuses[]` item → [`Sends::apply_status`] (the send's state moves forward only); a
+//!   `failed` with 131050 records a marketing opt-out;
+//! - a `message_template_status_update` → [`TemplateRegistry::apply_status_update`] (PAUSED,
+//!   REJECTED, DISABLED templates are refused; APPROVED again resumes them).
+//!
+//! **Every key.** Consent and the window are recorded under EVERY identity key the event names
+//! for the person (its phone and its BSUID), so a send addressed by either `to` or `recipient`
+//! finds them.
+//!
+//! **Idempotent.** crm-sync calls hooks after the CRM effects and retries the delivery when one
+//! fails, so each may run again: consent entry ids derive from the event key and the contact
+//! key (a redelivery appends nothing), the window keeps the latest time, send states and
+//! template statuses only move forward (an older event never replaces a newer one).
+
+use std::sync::Arc;
+
+use async_trait::async_trait;
+use serde_json::Value;
+
+use crate::consent::{
+    ConsentAction, ConsentCategory, ConsentEntry, ConsentService, ConsentSource, ContactRef,
+};
+use crate::error::StoreError;
+use crate::identity::IdentityKey;
+use crate::records::{ConsentRecord, ConsentStatus};
+use crate::sends::service::Sends;
+use crate::sync::{HookContext, SyncHooks};
+use crate::templates::TemplateRegistry;
+use crate::window::WindowService;
+
+/// [`SyncHooks`] over the sending side's stores.
+pub struct SendingHooks {
+    /// Delivery tracking ([`Sends::apply_status`]); `None` where no send store is wired.
+    pub sends: Option<Arc<Sends>>,
+    pub templates: TemplateRegistry,
+    pub consent: ConsentService,
+    pub window: WindowService,
+}
+
+impl SendingHooks {
+    /// Hooks over a sends service (its policy holds the consent, template and window services).
+    pub fn new(sends: Arc<Sends>) -> SendingHooks {
+        SendingHooks {
+            templates: sends.policy.templates.clone(),
+            consent: sends.policy.consent.clone(),
+            window: sends.policy.window.clone(),
+            sends: Some(sends),
+        }
+    }
+}
+
+/// The contact of an identity key, for the consent and window stores.
+pub fn contact_of_key(key: &IdentityKey) -> ContactRef {
+    ContactRef {
+        key: key.as_string(),
+        display: match key {
+            IdentityKey::Phone(k) => format!("+{k}"),
+            IdentityKey::Bsuid(b) => b.clone(),
+        },
+    }
+}
+
+/// A consent entry id unique per event and contact key: stable under redelivery, and distinct
+/// for the phone and the BSUID of one event (consent ids are unique store-wide).
+fn per_key(event_key: &str, contact: &ContactRef) -> String {
+    format!("{event_key}|{}", contact.key)
+}
+
+#[async_trait]
+impl SyncHooks for SendingHooks {
+    async fn on_consent(
+        &self,
+        ctx: &HookContext<'_>,
+        consent: &ConsentRecord,
+    ) -> Result<(), StoreError> {
+        use crate::records::ConsentSource as From;
+        let at = consent.at.unwrap_or(ctx.event.received_at);
+        for key in ctx.keys {
+            let contact = contact_of_key(key);
+            let id = per_key(&ctx.event.key, &contact);
+            match (consent.source, consent.status) {
+                (From::Keyword, ConsentStatus::OptOut) => {
+                    let keyword = consent.evidence["keyword"].as_str().unwrap_or("STOP");
+                    self.consent
+                        .record_stop_keyword(&contact, &id, keyword, at)
+                        .await?;
+                }
+                (From::Keyword, ConsentStatus::OptIn) => {
+                    let keyword = consent.evidence["keyword"].as_str().unwrap_or("START");
+                    self.consent
+                        .record(&ConsentEntry {
+                            id: format!("keyword:{id}"),
+                            contact: contact.key.clone(),
+                            to: contact.display.clone(),
+                            category: ConsentCategory::Marketing,
+                            action: ConsentAction::OptIn,
+                            source: ConsentSource::Keyword,
+                            evidence: Some(format!("wrote {keyword:?} on WhatsApp")),
+                            at,
+                            recorded_at: crate::consent::now_ms(),
+                        })
+                        .await?;
+                }
+                (From::UserPreferences, status) => {
+                    let value = match status {
+                        ConsentStatus::OptOut => "stop",
+                        ConsentStatus::OptIn => "resume",
+                    };
+                    self.consent
+                        .record_user_preference(&contact, &id, value, at)
+                        .await?;
+                }
+                // Recorded by the sender (or `apply_status`) where the send was addressed,
+                // before the event was emitted.
+                (From::MetaError, _) => {}
+            }
+        }
+        Ok(())
+    }
+
+    async fn on_inbound(
+        &self,
+        ctx: &HookContext<'_>,
+        message_at_ms: i64,
+    ) -> Result<(), StoreError> {
+        for key in ctx.keys {
+            self.window
+                .record_inbound(&contact_of_key(key), message_at_ms)
+                .await?;
+        }
+        Ok(())
+    }
+
+    async fn on_status(&self, ctx: &HookContext<'_>, status: &Value) -> Result<(), StoreError> {
+        let Some(sends) = &self.sends else {
+            return Ok(());
+        };
+        let Some((send_id, _moved)) = sends.apply_status(status).await? else {
+            return Ok(()); // Not one of our sends.
+        };
+        // 131050: `apply_status` recorded the opt-out where the send was addressed; record it
+        // under the person's other keys too (their BSUID when it went by phone, or back).
+        let code = status
+            .pointer("/errors/0/code")
+            .and_then(|c| c.as_i64().or_else(|| c.as_str()?.parse().ok()));
+        if status.get("status").and_then(Value::as_str) == Some("failed") && code == Some(131050) {
+            let addressed = sends.store.get(&send_id).await?.map(|r| r.contact);
+            let at = status
+                .get("timestamp")
+                .and_then(Value::as_str)
+                .and_then(|t| t.parse::<i64>().ok())
+                .map_or(ctx.event.received_at, |t| t * 1000);
+            for key in ctx.keys {
+                let contact = contact_of_key(key);
+                if addressed.as_deref() == Some(contact.key.as_str()) {
+                    continue;
+                }
+                self.consent
+                    .record(&ConsentEntry {
+                        id: format!("meta_131050:{send_id}|{}", contact.key),
+                        contact: contact.key.clone(),
+                        to: contact.display.clone(),
+                        category: ConsentCategory::Marketing,
+                        action: ConsentAction::OptOut,
+                        source: ConsentSource::MetaError,
+                        evidence: Some(format!(
+                            "send {send_id} failed at Meta with 131050 (user stopped marketing messages)"
+                        )),
+                        at,
+                        recorded_at: crate::consent::now_ms(),
+                    })
+                    .await?;
+            }
+        }
+        Ok(())
+    }
+
+    async fn on_template_status(
+        &self,
+        ctx: &HookContext<'_>,
+        update: &Value,
+    ) -> Result<(), StoreError> {
+        let at = ctx
+            .event
+            .entry_time
+            .map_or(ctx.event.received_at, |t| t * 1000);
+        if let Err(missing) = self.templates.apply_status_update(update, at).await? {
+            // Nothing to apply (the CRM record was still written): say so, do not retry forever.
+            tracing::warn!(event = %ctx.event.key, "template registry: {missing}");
+        }
+        Ok(())
+    }
+}
