@@ -10,12 +10,16 @@ use wabridge_core::adapters::sqlite::{Db, SqliteRecords};
 use wabridge_core::attribution::AttributionConfig;
 use wabridge_core::consumer::Handler;
 use wabridge_core::mapping::Mapping;
+use wabridge_core::sends::hooks::SendingHooks;
+use wabridge_core::sends::service::Sends;
 use wabridge_core::sync::{crm_from_env, crm_kind, CrmSync};
 
 /// Builds the handler from the environment (`CRM_KIND`, default `local`; `WABRIDGE_MAPPING`,
 /// default the example mapping of that CRM;
 /// `WABRIDGE_ATTRIBUTION`, default attribution settings). Fails at start-up, not per message, on bad config.
-pub async fn handler(db: &Db) -> Result<Arc<dyn Handler>, String> {
+/// `sends` is the sending side the hooks feed (delivery tracking, template registry, consent,
+/// 24-hour window: see [`SendingHooks`]).
+pub async fn handler(db: &Db, sends: Arc<Sends>) -> Result<Arc<dyn Handler>, String> {
     let kind = crm_kind();
     let mapping = Mapping::from_env(&kind).map_err(|e| e.to_string())?;
     let crm = crm_from_env(&mapping, Some(SqliteRecords::new(db.clone())))?;
@@ -31,6 +35,7 @@ pub async fn handler(db: &Db) -> Result<Arc<dyn Handler>, String> {
             crm,
             Arc::new(mapping),
         )
-        .with_attribution(Arc::new(attribution), attribution_config),
+        .with_attribution(Arc::new(attribution), attribution_config)
+        .with_hooks(Arc::new(SendingHooks::new(sends))),
     ))
 }

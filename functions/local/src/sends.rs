@@ -7,19 +7,23 @@ use std::sync::Arc;
 
 use serde_json::{json, Value};
 use wabridge_core::adapters::sqlite::{
-    Db, SqliteConsent, SqliteQueue, SqliteSends, SqliteTemplates, SqliteWindow, SENDS_QUEUE,
+    Db, SqliteConsent, SqliteQueue, SqliteSends, SqliteTemplates, SqliteWindow, EVENTS_QUEUE,
+    SENDS_QUEUE,
 };
 use wabridge_core::config;
 use wabridge_core::consent::ConsentService;
 use wabridge_core::consumer::{run_worker, WorkerOptions};
+use wabridge_core::sends::events::QueueEvents;
 use wabridge_core::sends::graph::{GraphClient, GraphConfig};
 use wabridge_core::sends::policy::Policy;
 use wabridge_core::sends::ratelimit::RateLimiter;
-use wabridge_core::sends::service::{NoEvents, Sender, Sends};
+use wabridge_core::sends::service::{Sender, Sends};
 use wabridge_core::templates::TemplateRegistry;
 use wabridge_core::window::WindowService;
 
-/// The sends service over the local SQLite store.
+/// The sends service over the local SQLite store. Sends that end without a status webhook (and
+/// Meta's 131050 opt-outs) are reported on the events queue, which crm-sync turns into CRM
+/// records.
 pub fn service(db: &Db, api_key: &str) -> Arc<Sends> {
     let policy = Policy {
         consent: ConsentService::new(Arc::new(SqliteConsent::new(db.clone()))),
@@ -30,7 +34,10 @@ pub fn service(db: &Db, api_key: &str) -> Arc<Sends> {
         Arc::new(SqliteSends::new(db.clone())),
         Arc::new(SqliteQueue::new(db.clone(), SENDS_QUEUE)),
         policy,
-        Arc::new(NoEvents),
+        Arc::new(QueueEvents::new(Arc::new(SqliteQueue::new(
+            db.clone(),
+            EVENTS_QUEUE,
+        )))),
         Some(api_key.to_string()),
     ))
 }

@@ -46,7 +46,7 @@ pub async fn run(args: ServeArgs) -> Result<(), String> {
 
     let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
     let queue = Arc::new(SqliteQueue::new(db.clone(), EVENTS_QUEUE));
-    let handler = crate::crm_sync::handler(&db).await?;
+    let handler = crate::crm_sync::handler(&db, sends.clone()).await?;
     let worker = tokio::spawn(run_worker(
         queue,
         handler,
