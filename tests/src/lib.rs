@@ -307,3 +307,4 @@ where
 }
 pub mod faults;
 pub mod prism;
+pub mod gateway;

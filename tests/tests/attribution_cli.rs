@@ -2,88 +2,19 @@
 //! (Bearer key), `wabridge link create` with QR files, and `wabridge report attribution` over the
 //! same SQLite store.
 
-use std::io::{BufRead, BufReader};
-use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
-use std::sync::OnceLock;
+use std::path::Path;
 
 use serde_json::{json, Value};
+use wabridge_tests::gateway::{self, Gateway};
 
 const KEY: &str = "attribution-cli-test-key";
 
-fn binary() -> &'static Path {
-    static BIN: OnceLock<PathBuf> = OnceLock::new();
-    BIN.get_or_init(|| {
-        let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
-        let root = PathBuf::from(env!("CARGO_MANIFEST_DIR"))
-            .parent()
-            .unwrap()
-            .to_path_buf();
-        let out = Command::new(cargo)
-            .current_dir(&root)
-            .args([
-                "build",
-                "-p",
-                "wabridge",
-                "--bin",
-                "wabridge",
-                "--message-format=json",
-            ])
-            .stderr(Stdio::inherit())
-            .output()
-            .expect("run cargo build");
-        assert!(out.status.success(), "cargo build -p wabridge failed");
-        String::from_utf8_lossy(&out.stdout)
-            .lines()
-            .filter_map(|l| serde_json::from_str::<Value>(l).ok())
-            .filter(|m| m["reason"] == "compiler-artifact" && m["target"]["name"] == "wabridge")
-            .find_map(|m| m["executable"].as_str().map(PathBuf::from))
-            .expect("cargo reported the wabridge executable")
-    })
-}
-
-struct Server {
-    child: Child,
-    url: String,
-}
-
-impl Drop for Server {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-fn serve(data: &Path) -> Server {
-    let mut child = Command::new(binary())
-        .args(["serve", "--addr", "127.0.0.1:0", "--data"])
-        .arg(data)
-        .env("WABRIDGE_API_KEY", KEY)
-        .env_remove("META_DATASET_ID")
-        .stdout(Stdio::piped())
-        .stderr(Stdio::inherit())
-        .spawn()
-        .expect("spawn wabridge serve");
-    let stdout = child.stdout.take().unwrap();
-    let mut lines = BufReader::new(stdout).lines();
-    let url = loop {
-        let line = lines.next().expect("serve printed its address").unwrap();
-        if let Some(u) = line.strip_prefix("listening on ") {
-            break u.trim().to_string();
-        }
-    };
-    std::thread::spawn(move || for _ in lines {});
-    Server { child, url }
+fn serve(data: &Path) -> Gateway {
+    Gateway::start_in(data, &[("WABRIDGE_API_KEY", KEY)])
 }
 
 fn cli(data: &Path, args: &[&str]) -> (bool, String, String) {
-    let out = Command::new(binary())
-        .args(args)
-        .arg("--data")
-        .arg(data)
-        .env_remove("WABRIDGE_ATTRIBUTION")
-        .output()
-        .unwrap();
+    let out = gateway::cli(data, args, &[]);
     (
         out.status.success(),
         String::from_utf8_lossy(&out.stdout).into_owned(),

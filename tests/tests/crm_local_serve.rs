@@ -3,103 +3,27 @@
 //! in the live SQLite file aborts them); every event lands in `wabridge records --json` exactly
 //! once, with one contact per person, and nothing is dead-lettered.
 
-use std::io::{BufRead, BufReader};
-use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
-use std::sync::OnceLock;
+use std::path::Path;
 use std::time::{Duration, Instant};
 
 use serde_json::{json, Value};
 use wabridge_core::signature::{sign, AppSecret};
+use wabridge_tests::gateway::{self, Gateway};
 
 const SECRET: &str = "crm-local-serve-secret";
 
-fn binary() -> &'static Path {
-    static BIN: OnceLock<PathBuf> = OnceLock::new();
-    BIN.get_or_init(|| {
-        let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
-        let root = PathBuf::from(env!("CARGO_MANIFEST_DIR"))
-            .parent()
-            .unwrap()
-            .to_path_buf();
-        let out = Command::new(cargo)
-            .current_dir(&root)
-            .args([
-                "build",
-                "-p",
-                "wabridge",
-                "--bin",
-                "wabridge",
-                "--message-format=json",
-            ])
-            .stderr(Stdio::inherit())
-            .output()
-            .expect("run cargo build");
-        assert!(out.status.success(), "cargo build -p wabridge failed");
-        String::from_utf8_lossy(&out.stdout)
-            .lines()
-            .filter_map(|l| serde_json::from_str::<Value>(l).ok())
-            .filter(|m| m["reason"] == "compiler-artifact" && m["target"]["name"] == "wabridge")
-            .find_map(|m| m["executable"].as_str().map(PathBuf::from))
-            .expect("cargo reported the wabridge executable")
-    })
-}
-
-struct Server {
-    child: Child,
-    url: String,
-}
-
-impl Drop for Server {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-fn start(data: &Path) -> Server {
-    let mut child = Command::new(binary())
-        .args(["serve", "--addr", "127.0.0.1:0", "--data"])
-        .arg(data)
-        .env("WHATSAPP_APP_SECRET", SECRET)
-        .env("WHATSAPP_VERIFY_TOKEN", "t")
-        .env_remove("CRM_KIND")
-        .env_remove("WABRIDGE_MAPPING")
-        .env_remove("WABRIDGE_DATA")
-        .stdout(Stdio::piped())
-        .stderr(Stdio::null())
-        .spawn()
-        .expect("spawn wabridge serve");
-    let out = BufReader::new(child.stdout.take().unwrap());
-    let (tx, rx) = std::sync::mpsc::channel();
-    // Keep reading stdout for the server's whole life: a closed pipe would fail its prints.
-    std::thread::spawn(move || {
-        for line in out.lines().map_while(Result::ok) {
-            if let Some(u) = line.strip_prefix("listening on ") {
-                let _ = tx.send(u.trim().to_string());
-            }
-        }
-    });
-    let url = rx
-        .recv_timeout(Duration::from_secs(60))
-        .expect("server printed its address");
-    Server { child, url }
+fn start(data: &Path) -> Gateway {
+    Gateway::start_in(
+        data,
+        &[
+            ("WHATSAPP_APP_SECRET", SECRET),
+            ("WHATSAPP_VERIFY_TOKEN", "t"),
+        ],
+    )
 }
 
 fn cli(args: &[&str], data: &Path) -> Vec<u8> {
-    let out = Command::new(binary())
-        .args(args)
-        .arg("--data")
-        .arg(data)
-        .env_remove("WABRIDGE_DATA")
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "{args:?}: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    out.stdout
+    gateway::cli_ok(data, args, &[]).into_bytes()
 }
 
 fn payload(batch: usize) -> Vec<u8> {

@@ -1,200 +1,37 @@
 //! End-to-end tests of the real `wabridge` binary: built once, spawned on port 0 with a temporary
 //! data dir, driven over loopback HTTP and through its CLI, its SQLite file inspected directly.
 
-use std::io::{BufRead, BufReader};
-use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Output, Stdio};
-use std::sync::mpsc;
-use std::sync::OnceLock;
+use std::path::Path;
+use std::process::Output;
 use std::time::{Duration, Instant};
 
 use serde_json::{json, Value};
 use wabridge_core::signature::{sign, AppSecret};
+use wabridge_tests::gateway::{self, Gateway};
 
 const SECRET: &str = "local-gateway-test-secret";
 const VERIFY_TOKEN: &str = "local-gateway-verify-token";
 
-/// Builds the binary once per test process (cargo's own build of the current sources, so the
-/// tests never run a stale binary) and returns its path.
-fn binary() -> &'static Path {
-    static BIN: OnceLock<PathBuf> = OnceLock::new();
-    BIN.get_or_init(|| {
-        let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
-        let root = PathBuf::from(env!("CARGO_MANIFEST_DIR"))
-            .parent()
-            .unwrap()
-            .to_path_buf();
-        let out = Command::new(cargo)
-            .current_dir(&root)
-            .args([
-                "build",
-                "-p",
-                "wabridge",
-                "--bin",
-                "wabridge",
-                "--message-format=json",
-            ])
-            .stderr(Stdio::inherit())
-            .output()
-            .expect("run cargo build");
-        assert!(out.status.success(), "cargo build -p wabridge failed");
-        String::from_utf8_lossy(&out.stdout)
-            .lines()
-            .filter_map(|l| serde_json::from_str::<Value>(l).ok())
-            .filter(|m| m["reason"] == "compiler-artifact" && m["target"]["name"] == "wabridge")
-            .find_map(|m| m["executable"].as_str().map(PathBuf::from))
-            .expect("cargo reported the wabridge executable")
-    })
-}
+const ENV: &[(&str, &str)] = &[
+    ("WHATSAPP_APP_SECRET", SECRET),
+    ("WHATSAPP_VERIFY_TOKEN", VERIFY_TOKEN),
+];
 
-/// A running `wabridge serve`; killed when dropped.
-struct Server {
-    child: Child,
-    url: String,
-    stdout: mpsc::Receiver<String>,
-}
-
-impl Server {
-    fn start(data: &Path) -> Server {
-        Server::start_with(
-            data,
-            &[
-                ("WHATSAPP_APP_SECRET", SECRET),
-                ("WHATSAPP_VERIFY_TOKEN", VERIFY_TOKEN),
-            ],
-        )
-    }
-
-    fn start_with(data: &Path, env: &[(&str, &str)]) -> Server {
-        let mut cmd = Command::new(binary());
-        cmd.args(["serve", "--addr", "127.0.0.1:0", "--data"])
-            .arg(data)
-            .env_remove("WHATSAPP_APP_SECRET")
-            .env_remove("WHATSAPP_VERIFY_TOKEN")
-            .env_remove("WABRIDGE_API_KEY")
-            .env_remove("WABRIDGE_MAX_BODY_BYTES")
-            .env_remove("WABRIDGE_DATA")
-            .stdout(Stdio::piped())
-            .stderr(Stdio::inherit());
-        for (k, v) in env {
-            cmd.env(k, v);
-        }
-        let mut child = cmd.spawn().expect("spawn wabridge serve");
-        let out = child.stdout.take().unwrap();
-        let (tx, rx) = mpsc::channel();
-        std::thread::spawn(move || {
-            for line in BufReader::new(out).lines().map_while(Result::ok) {
-                if tx.send(line).is_err() {
-                    break;
-                }
-            }
-        });
-        let deadline = Instant::now() + Duration::from_secs(30);
-        let mut before = Vec::new();
-        let url = loop {
-            let left = deadline.saturating_duration_since(Instant::now());
-            match rx.recv_timeout(left) {
-                Ok(line) => match line.strip_prefix("listening on ") {
-                    Some(url) => break url.trim().to_string(),
-                    None => before.push(line),
-                },
-                Err(_) => panic!("server did not print its address; stdout: {before:?}"),
-            }
-        };
-        let server = Server {
-            child,
-            url,
-            stdout: rx,
-        };
-        // Keep the lines printed before the address (the dev secrets) readable by tests.
-        STARTUP_LINES.with(|l| *l.borrow_mut() = before);
-        server
-    }
-
-    fn webhook(&self) -> String {
-        format!("{}/webhook", self.url)
-    }
-
-    /// Stops the process with SIGTERM and returns whether it exited cleanly.
-    fn terminate(mut self) -> bool {
-        let pid = self.child.id().to_string();
-        let sent = Command::new("kill").args(["-TERM", &pid]).status().unwrap();
-        assert!(sent.success());
-        let deadline = Instant::now() + Duration::from_secs(20);
-        loop {
-            if let Some(status) = self.child.try_wait().unwrap() {
-                let saw_stopped = self.stdout.try_iter().any(|l| l == "stopped");
-                return status.success() && saw_stopped;
-            }
-            assert!(
-                Instant::now() < deadline,
-                "server did not stop after SIGTERM"
-            );
-            std::thread::sleep(Duration::from_millis(20));
-        }
-    }
-}
-
-impl Drop for Server {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-thread_local! {
-    static STARTUP_LINES: std::cell::RefCell<Vec<String>> = const { std::cell::RefCell::new(Vec::new()) };
+/// The gateway over `data` with the test's secret and verify token.
+fn start(data: &Path) -> Gateway {
+    Gateway::start_in(data, ENV)
 }
 
 fn cli(args: &[&str], data: &Path, env: &[(&str, &str)]) -> Output {
-    let mut cmd = Command::new(binary());
-    cmd.args(args)
-        .arg("--data")
-        .arg(data)
-        .env_remove("WHATSAPP_APP_SECRET")
-        .env_remove("WABRIDGE_DATA");
-    for (k, v) in env {
-        cmd.env(k, v);
-    }
-    cmd.output().expect("run wabridge")
+    gateway::cli(data, args, env)
 }
 
 fn records(data: &Path) -> Vec<Value> {
-    let out = cli(&["records", "--json"], data, &[]);
-    assert!(
-        out.status.success(),
-        "records failed: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    String::from_utf8(out.stdout)
-        .unwrap()
-        .lines()
-        .map(|l| serde_json::from_str(l).expect("each line is one JSON object"))
-        .collect()
+    gateway::json_lines(&gateway::cli_ok(data, &["records", "--json"], &[]))
 }
 
 fn stats(data: &Path) -> Value {
-    let out = cli(&["stats"], data, &[]);
-    assert!(
-        out.status.success(),
-        "stats failed: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    serde_json::from_slice(&out.stdout).unwrap()
-}
-
-/// Waits until the consumer has emptied the events queue (nothing visible or in flight).
-fn drained(data: &Path) {
-    let deadline = Instant::now() + Duration::from_secs(20);
-    loop {
-        let s = stats(data);
-        let q = &s["events_queue"];
-        if q["visible"] == 0 && q["hidden"] == 0 {
-            return;
-        }
-        assert!(Instant::now() < deadline, "events queue never drained: {s}");
-        std::thread::sleep(Duration::from_millis(25));
-    }
+    serde_json::from_str(&gateway::cli_ok(data, &["stats"], &[])).unwrap()
 }
 
 fn client() -> reqwest::Client {
@@ -204,25 +41,8 @@ fn client() -> reqwest::Client {
         .unwrap()
 }
 
-fn signature(body: &[u8]) -> String {
-    sign(&AppSecret::new(SECRET).unwrap(), body)
-}
-
 async fn post_signed(url: &str, body: &[u8]) -> (u16, Value) {
-    let r = client()
-        .post(url)
-        .header("content-type", "application/json")
-        .header("x-hub-signature-256", signature(body))
-        .body(body.to_vec())
-        .send()
-        .await
-        .unwrap();
-    let status = r.status().as_u16();
-    let text = r.text().await.unwrap();
-    (
-        status,
-        serde_json::from_str(&text).unwrap_or(Value::String(text)),
-    )
+    gateway::post_signed_with(url, SECRET, body).await
 }
 
 fn message(id: &str, from: &str, text: &str) -> Value {
@@ -277,7 +97,7 @@ fn count_kind(records: &[Value], kind: &str) -> usize {
 #[tokio::test]
 async fn handshake_echoes_the_challenge_only_with_the_right_token() {
     let dir = tempfile::tempdir().unwrap();
-    let server = Server::start(dir.path());
+    let server = start(dir.path());
     let ok = client()
         .get(format!(
             "{}?hub.mode=subscribe&hub.verify_token={VERIFY_TOKEN}&hub.challenge=1158201444",
@@ -312,14 +132,14 @@ async fn handshake_echoes_the_challenge_only_with_the_right_token() {
 #[tokio::test]
 async fn signed_deliveries_become_records_once_even_when_posted_twice() {
     let dir = tempfile::tempdir().unwrap();
-    let server = Server::start(dir.path());
+    let server = start(dir.path());
     let body = batch("A");
     let (status, _) = post_signed(&server.webhook(), &body).await;
     assert_eq!(status, 200);
     // Meta retries the same delivery (same bytes) and a later one repeats one message.
     let (status, _) = post_signed(&server.webhook(), &body).await;
     assert_eq!(status, 200);
-    drained(dir.path());
+    server.wait_drained();
     let recs = records(dir.path());
     assert!(
         recs.iter().all(|r| r["kind"].is_string()),
@@ -364,7 +184,7 @@ async fn signed_deliveries_become_records_once_even_when_posted_twice() {
 #[tokio::test]
 async fn bad_requests_get_precise_errors() {
     let dir = tempfile::tempdir().unwrap();
-    let server = Server::start_with(
+    let server = Gateway::start_in(
         dir.path(),
         &[
             ("WHATSAPP_APP_SECRET", SECRET),
@@ -428,27 +248,27 @@ async fn bad_requests_get_precise_errors() {
     assert_eq!(put.status().as_u16(), 405);
 
     // None of that left anything behind.
-    drained(dir.path());
+    server.wait_drained();
     assert!(records(dir.path()).is_empty());
 }
 
 #[tokio::test]
 async fn records_and_dedupe_survive_a_restart() {
     let dir = tempfile::tempdir().unwrap();
-    let server = Server::start(dir.path());
+    let server = start(dir.path());
     let (status, _) = post_signed(&server.webhook(), &batch("R")).await;
     assert_eq!(status, 200);
-    drained(dir.path());
+    server.wait_drained();
     assert!(server.terminate(), "SIGTERM stops the server cleanly");
 
-    let server = Server::start(dir.path());
+    let server = start(dir.path());
     assert_eq!(keys(&records(dir.path())).len(), 4);
     // Meta retrying after our restart must still be recognised.
     let (status, _) = post_signed(&server.webhook(), &batch("R")).await;
     assert_eq!(status, 200);
     let (status, _) = post_signed(&server.webhook(), &batch("S")).await;
     assert_eq!(status, 200);
-    drained(dir.path());
+    server.wait_drained();
     let recs = records(dir.path());
     assert_eq!(keys(&recs).len(), 8);
     let mut unique = keys(&recs);
@@ -462,7 +282,7 @@ async fn records_and_dedupe_survive_a_restart() {
 #[tokio::test]
 async fn a_store_failure_answers_5xx_and_the_retry_loses_and_duplicates_nothing() {
     let dir = tempfile::tempdir().unwrap();
-    let server = Server::start(dir.path());
+    let server = start(dir.path());
     let db = rusqlite::Connection::open(dir.path().join("wabridge.db")).unwrap();
     db.busy_timeout(Duration::from_secs(5)).unwrap();
     db.execute_batch(
@@ -493,7 +313,7 @@ async fn a_store_failure_answers_5xx_and_the_retry_loses_and_duplicates_nothing(
     assert_eq!(status, 200);
     let (status, _) = post_signed(&server.webhook(), &body).await;
     assert_eq!(status, 200);
-    drained(dir.path());
+    server.wait_drained();
     let recs = records(dir.path());
     let mut k = keys(&recs);
     assert_eq!(
@@ -509,8 +329,8 @@ async fn a_store_failure_answers_5xx_and_the_retry_loses_and_duplicates_nothing(
 async fn dev_secrets_are_generated_once_private_and_usable_by_the_cli() {
     let dir = tempfile::tempdir().unwrap();
     let data = dir.path().join("data");
-    let server = Server::start_with(&data, &[]);
-    let printed = STARTUP_LINES.with(|l| l.borrow().join("\n"));
+    let server = Gateway::start_in(&data, &[]);
+    let printed = server.startup_lines.join("\n");
     let secrets: Value =
         serde_json::from_slice(&std::fs::read(data.join("secrets.json")).unwrap()).unwrap();
     let app_secret = secrets["app_secret"].as_str().unwrap().to_string();
@@ -576,13 +396,13 @@ async fn dev_secrets_are_generated_once_private_and_usable_by_the_cli() {
         "{}",
         String::from_utf8_lossy(&out.stderr)
     );
-    drained(&data);
+    server.wait_drained();
     assert_eq!(keys(&records(&data)).len(), 16, "4 deliveries × 4 events");
 
     // Restart: same secrets, not printed again.
     assert!(server.terminate());
-    let _server = Server::start_with(&data, &[]);
-    let printed = STARTUP_LINES.with(|l| l.borrow().join("\n"));
+    let server = Gateway::start_in(&data, &[]);
+    let printed = server.startup_lines.join("\n");
     assert!(!printed.contains(&app_secret));
     let again: Value =
         serde_json::from_slice(&std::fs::read(data.join("secrets.json")).unwrap()).unwrap();
@@ -592,7 +412,7 @@ async fn dev_secrets_are_generated_once_private_and_usable_by_the_cli() {
 #[tokio::test]
 async fn dead_letters_are_listed_and_redriven_from_the_cli() {
     let dir = tempfile::tempdir().unwrap();
-    let _server = Server::start(dir.path());
+    let _server = start(dir.path());
     // A queue body no consumer can read: dead-lettered with its reason, not retried forever.
     let db = rusqlite::Connection::open(dir.path().join("wabridge.db")).unwrap();
     db.busy_timeout(Duration::from_secs(5)).unwrap();
