@@ -302,13 +302,15 @@ fn batchers(
 }
 
 /// Timeline text of an outbound status: `WhatsApp message wamid.X delivered`, with the errors
-/// of a failed one.
+/// of a failed (or refused) one.
 fn status_text(a: &ActivityRecord) -> String {
     let status = a.status.as_deref().unwrap_or("unknown");
-    let mut text = format!(
-        "WhatsApp message {} {status}",
-        a.message_id.as_deref().unwrap_or("?")
-    );
+    // A `send_result` (a send that ended without a status webhook) has a send id, no wamid.
+    let mut text = match (&a.message_id, &a.send_id) {
+        (Some(wamid), _) => format!("WhatsApp message {wamid} {status}"),
+        (None, Some(send)) => format!("WhatsApp send {send} {status}"),
+        (None, None) => format!("WhatsApp message {status}"),
+    };
     if !a.errors.is_empty() {
         let why: Vec<String> = a
             .errors
