@@ -4,20 +4,36 @@
 //! [`settle`] without deleting successes (Lambda deletes every message not reported):
 //! `RetryAfter` sets the message's visibility to the delay and reports it; `DeadLetter` moves it
 //! to the DLQ with its reason.
+//!
+//! The sending side hears every event through [`SendingHooks`] over the same table: status
+//! webhooks move sends forward (`Sends::apply_status`), template status updates feed the
+//! template registry, STOP keywords and `user_preferences` the consent history, inbound messages
+//! the 24-hour window; a 131050 status puts a `send_result` event back on the events queue.
 
 use std::sync::Arc;
 
 use aws_lambda_events::event::sqs::{SqsBatchResponse, SqsEvent};
 use wabridge_core::adapters::dynamo::attribution::DynamoAttribution;
+use wabridge_core::adapters::dynamo::consent::DynamoConsent;
 use wabridge_core::adapters::dynamo::identity::DynamoIdentityStore;
 use wabridge_core::adapters::dynamo::ledger::DynamoLedger;
+use wabridge_core::adapters::dynamo::sends::DynamoSends;
+use wabridge_core::adapters::dynamo::templates::DynamoTemplates;
+use wabridge_core::adapters::dynamo::window::DynamoWindow;
 use wabridge_core::adapters::sqs::SqsQueue;
 use wabridge_core::attribution::AttributionConfig;
 use wabridge_core::config;
+use wabridge_core::consent::ConsentService;
 use wabridge_core::consumer::{self, Handler};
 use wabridge_core::mapping::Mapping;
 use wabridge_core::queue::Queue;
+use wabridge_core::sends::events::QueueEvents;
+use wabridge_core::sends::hooks::SendingHooks;
+use wabridge_core::sends::policy::Policy;
+use wabridge_core::sends::service::Sends;
 use wabridge_core::sync::{crm_from_lookup, CrmSync};
+use wabridge_core::templates::TemplateRegistry;
+use wabridge_core::window::WindowService;
 
 /// Messages of one batch handled at once.
 pub const CONCURRENCY: usize = 16;
@@ -45,6 +61,8 @@ pub async fn cold_start() -> Result<App, lambda_runtime::Error> {
     let dynamo = aws_sdk_dynamodb::Client::new(sdk);
     let sqs = aws_sdk_sqs::Client::new(sdk);
     let attribution_config = AttributionConfig::from_env()?;
+    let queue: Arc<dyn Queue> = Arc::new(SqsQueue::new(sqs, queue_url, dlq_url));
+    let hooks = sending_hooks(&dynamo, &table, queue.clone());
     let sync = CrmSync::new(
         Arc::new(DynamoIdentityStore::new(dynamo.clone(), table.clone())),
         Arc::new(DynamoLedger::new(dynamo.clone(), table.clone())),
@@ -54,12 +72,45 @@ pub async fn cold_start() -> Result<App, lambda_runtime::Error> {
     .with_attribution(
         Arc::new(DynamoAttribution::new(dynamo, table)),
         attribution_config,
-    );
+    )
+    .with_hooks(Arc::new(hooks));
     tracing::info!(crm = kind, "crm-sync ready");
     Ok(App {
         handler: Arc::new(sync),
-        queue: Arc::new(SqsQueue::new(sqs, queue_url, dlq_url)),
+        queue,
     })
+}
+
+/// The sending side's hooks over the DynamoDB table; `events_queue` carries the `send_result`
+/// events `Sends::apply_status` emits (Meta's 131050 in a status webhook).
+pub fn sending_hooks(
+    dynamo: &aws_sdk_dynamodb::Client,
+    table: &str,
+    events_queue: Arc<dyn Queue>,
+) -> SendingHooks {
+    let policy = Policy {
+        consent: ConsentService::new(Arc::new(DynamoConsent::new(
+            dynamo.clone(),
+            table.to_string(),
+        ))),
+        templates: TemplateRegistry::new(Arc::new(DynamoTemplates::new(
+            dynamo.clone(),
+            table.to_string(),
+        ))),
+        window: WindowService::new(Arc::new(DynamoWindow::new(
+            dynamo.clone(),
+            table.to_string(),
+        ))),
+    };
+    let sends = Sends::new(
+        Arc::new(DynamoSends::new(dynamo.clone(), table.to_string())),
+        // Never used here: crm-sync applies statuses, it does not accept sends.
+        events_queue.clone(),
+        policy,
+        Arc::new(QueueEvents::new(events_queue)),
+        None,
+    );
+    SendingHooks::new(Arc::new(sends))
 }
 
 /// Handles a batch; returns the messages that must stay on the queue.

@@ -8,6 +8,10 @@
 //! the event source's `MaximumConcurrency` so the instances together never exceed the number's
 //! rate (80/s with MaximumConcurrency 4 → 20/s each). The pair limit is per instance: a clash
 //! across instances is answered by Meta with 131056 and retried for that recipient only.
+//!
+//! Sends that end here (refused by a guard, failed at Meta's API, Meta's 131050) are reported
+//! as `send_result` events on the EVENTS queue (`EVENTS_QUEUE_URL`, required), which crm-sync
+//! turns into the CRM's outbound activity (and the 131050 consent record).
 
 use std::sync::Arc;
 
@@ -21,10 +25,11 @@ use wabridge_core::config;
 use wabridge_core::consent::ConsentService;
 use wabridge_core::consumer::{self, Handler};
 use wabridge_core::queue::Queue;
+use wabridge_core::sends::events::QueueEvents;
 use wabridge_core::sends::graph::{GraphClient, GraphConfig};
 use wabridge_core::sends::policy::Policy;
 use wabridge_core::sends::ratelimit::RateLimiter;
-use wabridge_core::sends::service::{NoEvents, Sender, Sends};
+use wabridge_core::sends::service::{Sender, Sends};
 use wabridge_core::templates::TemplateRegistry;
 use wabridge_core::window::WindowService;
 
@@ -45,6 +50,8 @@ pub async fn cold_start() -> Result<App, lambda_runtime::Error> {
     let table = need(config::WABRIDGE_TABLE)?;
     let queue_url = need(config::SENDS_QUEUE_URL)?;
     let dlq_url = need(config::SENDS_DLQ_URL)?;
+    // Fails closed: without the events queue, sends ending here would never reach the CRM.
+    let events_url = need(config::EVENTS_QUEUE_URL)?;
     // Fails closed: no token or phone number id, no sender.
     let graph = GraphClient::new(GraphConfig::from_lookup(lookup)?);
     let rate = lookup(config::WABRIDGE_SENDS_PER_SECOND)
@@ -55,7 +62,8 @@ pub async fn cold_start() -> Result<App, lambda_runtime::Error> {
         .unwrap_or(1);
     let dynamo = aws_sdk_dynamodb::Client::new(sdk);
     let sqs = aws_sdk_sqs::Client::new(sdk);
-    let queue: Arc<dyn Queue> = Arc::new(SqsQueue::new(sqs, queue_url, dlq_url));
+    let queue: Arc<dyn Queue> = Arc::new(SqsQueue::new(sqs.clone(), queue_url, dlq_url));
+    let events = QueueEvents::new(Arc::new(SqsQueue::producer(sqs, events_url)));
     let policy = Policy {
         consent: ConsentService::new(Arc::new(DynamoConsent::new(dynamo.clone(), table.clone()))),
         templates: TemplateRegistry::new(Arc::new(DynamoTemplates::new(
@@ -68,7 +76,7 @@ pub async fn cold_start() -> Result<App, lambda_runtime::Error> {
         Arc::new(DynamoSends::new(dynamo, table)),
         queue.clone(),
         policy,
-        Arc::new(NoEvents),
+        Arc::new(events),
         None, // The sender serves no HTTP.
     );
     let limiter = Arc::new(RateLimiter::for_instances(rate, instances));
