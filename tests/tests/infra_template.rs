@@ -207,6 +207,7 @@ const SENDER_ENV: &[&str] = &[
     config::WABRIDGE_TABLE,
     config::SENDS_QUEUE_URL,
     config::SENDS_DLQ_URL,
+    config::EVENTS_QUEUE_URL,
     config::WABRIDGE_SECRETS_ARN,
     config::WHATSAPP_PHONE_NUMBER_ID,
     config::WHATSAPP_API_URL,
@@ -228,16 +229,17 @@ const LAMBDAS: &[Lambda] = &[
         crate_dir: "functions/crm-sync",
         env: CRM_SYNC_ENV,
         consumes: Some(("EventsQueue", "EventsDlq")),
-        // Explicit dead letters (validation failures, CRM rejections) with their reason.
-        sends_to: &["EventsDlq"],
+        // Explicit dead letters (validation failures, CRM rejections) with their reason; the
+        // send_result event of a 131050 status back on the events queue.
+        sends_to: &["EventsDlq", "EventsQueue"],
     },
     Lambda {
         id: "Sender",
         crate_dir: "functions/sender",
         env: SENDER_ENV,
         consumes: Some(("SendsQueue", "SendsDlq")),
-        // Terminal send errors with their reason.
-        sends_to: &["SendsDlq"],
+        // Terminal send errors with their reason; send_result events for crm-sync.
+        sends_to: &["SendsDlq", "EventsQueue"],
     },
 ];
 
