@@ -34,6 +34,8 @@ const SECRET: &str = "whsec_c2VjcmV0LWZvci10ZXN0cw==";
 const TOKEN: &str = "pat-na1-test-token";
 const TIMEOUT: Duration = Duration::from_millis(400);
 const SLOW: Duration = Duration::from_millis(1200);
+/// How long the adapter distrusts a search miss after an uncertain create (tests: short).
+const SEARCH_LAG: Duration = Duration::from_millis(200);
 
 #[derive(Debug, Clone, Copy, PartialEq)]
 enum Fault {
@@ -67,6 +69,9 @@ struct Fake {
     comms: Mutex<Vec<Value>>,
     deals: Mutex<Vec<Value>>,
     paths: Mutex<Vec<String>>,
+    // HubSpot's search index lags behind creates: search sees objects only this old
+    search_lag: Duration,
+    created: Mutex<HashMap<String, Instant>>,
     // a fault for the next call to this path (then gone)
     fail_once: Mutex<HashMap<String, Fault>>,
     // calls and inputs per batch endpoint: proves batches happen
@@ -387,6 +392,10 @@ fn hubspot(fake: &Fake, path: &str, headers: &HeaderMap, body: &Bytes) -> Respon
                 }
                 let mut comms = fake.comms.lock().unwrap();
                 let id = format!("{}", 5000 + comms.len());
+                fake.created
+                    .lock()
+                    .unwrap()
+                    .insert(id.clone(), Instant::now());
                 let mut stored = input.clone();
                 stored["id"] = json!(id);
                 comms.push(stored);
@@ -410,6 +419,10 @@ fn hubspot(fake: &Fake, path: &str, headers: &HeaderMap, body: &Bytes) -> Respon
                 }
                 let mut deals = fake.deals.lock().unwrap();
                 let id = format!("{}", 9000 + deals.len());
+                fake.created
+                    .lock()
+                    .unwrap()
+                    .insert(id.clone(), Instant::now());
                 let mut stored = input.clone();
                 stored["id"] = json!(id);
                 deals.push(stored);
@@ -428,9 +441,15 @@ fn hubspot(fake: &Fake, path: &str, headers: &HeaderMap, body: &Bytes) -> Respon
             } else {
                 fake.comms.lock().unwrap().clone()
             };
+            let created = fake.created.lock().unwrap().clone();
+            let indexed = |c: &Value| {
+                created
+                    .get(c["id"].as_str().unwrap_or_default())
+                    .is_some_and(|t| t.elapsed() >= fake.search_lag)
+            };
             let found: Vec<Value> = store
                 .iter()
-                .filter(|c| c["properties"][prop] == f["value"])
+                .filter(|c| c["properties"][prop] == f["value"] && indexed(c))
                 .map(|c| json!({"id": c["id"], "properties": {prop: c["properties"][prop]}}))
                 .collect();
             return (
@@ -484,7 +503,8 @@ fn hubspot_crm(addr: SocketAddr) -> Arc<HubSpotCrm> {
             mapping.effect_property.as_deref(),
             TIMEOUT,
         )
-        .unwrap(),
+        .unwrap()
+        .with_search_lag(SEARCH_LAG),
     )
 }
 
@@ -1152,6 +1172,55 @@ async fn hubspot_crash_between_create_and_confirm_creates_nothing_twice() {
     // Everything else of both events happened once: 2 communications, 2 deals.
     assert_eq!(rig.fake.comms.lock().unwrap().len(), 2);
     assert_eq!(rig.fake.deals.lock().unwrap().len(), 2);
+    assert!(rig.fake.problems.lock().unwrap().is_empty());
+}
+
+/// HubSpot's search index lags behind creates. A create is applied but its answer is lost; the
+/// in-doubt retry's first search misses (not indexed yet). The adapter does not trust that
+/// miss until its search lag has passed since the uncertain attempt: it searches again, finds
+/// the communication, and creates no duplicate.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn hubspot_in_doubt_search_miss_waits_out_the_index_lag() {
+    let rig = rig(
+        "hubspot",
+        Fake {
+            search_lag: Duration::from_millis(700),
+            ..Default::default()
+        },
+    )
+    .await;
+    let crm = Arc::new(
+        HubSpotCrm::new(
+            &format!("http://{}", rig.addr),
+            TOKEN,
+            "whatsapp_id",
+            Some("wabridge_effect_id"),
+            TIMEOUT,
+        )
+        .unwrap()
+        .with_search_lag(Duration::from_millis(900)),
+    );
+    let sync = crm_sync("hubspot", &rig.db, crm, Duration::from_secs(3), false).await;
+    rig.fake
+        .fail_once
+        .lock()
+        .unwrap()
+        .insert(COMMS.to_string(), Fault::SlowAfter);
+    assert_eq!(
+        sync.handle(&delivery(&text_event(1, 10), 1)).await,
+        Outcome::Done
+    );
+    let comms = rig.fake.comms.lock().unwrap().clone();
+    assert_eq!(comms.len(), 1, "no duplicate: {comms:?}");
+    let searches = rig
+        .fake
+        .paths
+        .lock()
+        .unwrap()
+        .iter()
+        .filter(|p| p.ends_with("/communications/search"))
+        .count();
+    assert!(searches >= 2, "searched again after the first miss");
     assert!(rig.fake.problems.lock().unwrap().is_empty());
 }
 

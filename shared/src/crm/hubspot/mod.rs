@@ -36,7 +36,9 @@
 //! deal carries its effect id in the mapping's `effect_property` (a custom property, e.g.
 //! `wabridge_effect_id`), and an in-doubt effect (an earlier attempt may have created it: a
 //! timeout, a 5xx, a crash before the ledger's confirm) first searches
-//! `POST /crm/v3/objects/{type}/search` (`EQ`) and creates only when nothing is found.
+//! `POST /crm/v3/objects/{type}/search` (`EQ`) and creates only when nothing is found. The
+//! search index lags behind creates, so a miss is trusted only [`DEFAULT_SEARCH_LAG`] after the
+//! uncertain attempt (see `HubSpotCrm::already_created`).
 //!
 //! Limits: 429 → retry after `Retry-After`, else `X-HubSpot-RateLimit-Interval-Milliseconds`;
 //! when a success reports `X-HubSpot-RateLimit-Remaining: 0` the next call waits for the
@@ -47,7 +49,7 @@ pub mod batch;
 
 use std::collections::{BTreeMap, HashMap};
 use std::sync::{Arc, Mutex};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use async_trait::async_trait;
 use serde_json::{json, Map, Value};
@@ -65,8 +67,13 @@ pub const COMMUNICATION_TO_CONTACT: u32 = 81;
 pub const BATCH_MAX: usize = 100;
 /// How long a batch waits for more inputs after its first one.
 pub const DEFAULT_LINGER: Duration = Duration::from_millis(5);
+/// How long HubSpot's search index may lag behind a create: an in-doubt search that finds
+/// nothing is trusted only this long after the attempt that may have created the object.
+pub const DEFAULT_SEARCH_LAG: Duration = Duration::from_secs(10);
 /// Contact ids remembered (HubSpot id by id-property value); the cache restarts when full.
 const CONTACT_CACHE_MAX: usize = 100_000;
+/// In-doubt effects remembered with the time of their last uncertain attempt.
+const DOUBTFUL_MAX: usize = 10_000;
 
 /// Calls and batch sizes per endpoint, and records skipped by design per kind.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
@@ -88,6 +95,9 @@ pub struct HubSpotCrm {
     deals: Batcher<CreateOp>,
     contact_ids: Mutex<HashMap<String, String>>,
     skipped: Mutex<BTreeMap<&'static str, u64>>,
+    search_lag: Duration,
+    /// Effect id → when its last create attempt ended without an answer (5xx, timeout).
+    doubtful: Mutex<HashMap<String, Instant>>,
 }
 
 impl HubSpotCrm {
@@ -111,6 +121,8 @@ impl HubSpotCrm {
             deals,
             contact_ids: Mutex::new(HashMap::new()),
             skipped: Mutex::new(BTreeMap::new()),
+            search_lag: DEFAULT_SEARCH_LAG,
+            doubtful: Mutex::new(HashMap::new()),
         })
     }
 
@@ -125,6 +137,12 @@ impl HubSpotCrm {
         self.contacts = contacts;
         self.communications = communications;
         self.deals = deals;
+        self
+    }
+
+    /// How long HubSpot's search index may lag behind creates (default [`DEFAULT_SEARCH_LAG`]).
+    pub fn with_search_lag(mut self, lag: Duration) -> Self {
+        self.search_lag = lag;
         self
     }
 
@@ -198,14 +216,64 @@ impl HubSpotCrm {
     }
 
     /// Whether an in-doubt effect already created its object (searched by effect id).
+    ///
+    /// HubSpot's search index lags behind creates by seconds, so a miss right after the
+    /// uncertain attempt proves nothing. A miss is trusted only `search_lag` after the last
+    /// uncertain attempt this process made; when the attempt was made elsewhere (another
+    /// process, before a crash), its time is unknown and counts from this first miss. Until
+    /// then the effect answers `RateLimited(wait)`: it stays in doubt, and the retry (in
+    /// process when short, else through the queue's delay) searches again.
     async fn already_created(&self, object: &str, effect: &Effect) -> Result<bool, CrmError> {
-        match &self.effect_property {
-            Some(prop) if effect.in_doubt => Ok(self
-                .client
-                .find_by(object, prop, &effect.id)
-                .await?
-                .is_some()),
-            _ => Ok(false),
+        let Some(prop) = &self.effect_property else {
+            return Ok(false);
+        };
+        if !effect.in_doubt {
+            return Ok(false);
+        }
+        if self
+            .client
+            .find_by(object, prop, &effect.id)
+            .await?
+            .is_some()
+        {
+            self.doubtful.lock().unwrap().remove(&effect.id);
+            return Ok(true);
+        }
+        let now = Instant::now();
+        let trusted_at = {
+            let mut doubtful = self.doubtful.lock().unwrap();
+            if doubtful.len() >= DOUBTFUL_MAX && !doubtful.contains_key(&effect.id) {
+                doubtful.clear();
+            }
+            *doubtful.entry(effect.id.clone()).or_insert(now) + self.search_lag
+        };
+        if now >= trusted_at {
+            self.doubtful.lock().unwrap().remove(&effect.id);
+            return Ok(false);
+        }
+        tracing::info!(effect = %effect.id, "hubspot: in-doubt object not found yet; searching again once the index caught up");
+        Err(CrmError::RateLimited(Some(trusted_at - now)))
+    }
+
+    /// Creates through `batcher`, remembering an uncertain failure for `already_created`.
+    async fn create(
+        &self,
+        batcher: &Batcher<CreateOp>,
+        effect: &Effect,
+        input: CreateInput,
+    ) -> Result<(), CrmError> {
+        match batcher.submit(input).await {
+            Ok(_) => Ok(()),
+            Err(e) => {
+                if !e.definitely_not_applied() {
+                    let mut doubtful = self.doubtful.lock().unwrap();
+                    if doubtful.len() >= DOUBTFUL_MAX {
+                        doubtful.clear();
+                    }
+                    doubtful.insert(effect.id.clone(), Instant::now());
+                }
+                Err(e)
+            }
         }
     }
 
@@ -231,13 +299,11 @@ impl HubSpotCrm {
             "to": {"id": contact},
             "types": [{"associationCategory": "HUBSPOT_DEFINED", "associationTypeId": COMMUNICATION_TO_CONTACT}]
         }]);
-        self.communications
-            .submit(CreateInput {
-                properties,
-                associations,
-            })
-            .await
-            .map(drop)
+        let input = CreateInput {
+            properties,
+            associations,
+        };
+        self.create(&self.communications, effect, input).await
     }
 
     async fn create_deal(&self, effect: &Effect, lead: &LeadRecord) -> Result<(), CrmError> {
@@ -250,13 +316,11 @@ impl HubSpotCrm {
         if let Some(prop) = &self.effect_property {
             properties.insert(prop.clone(), effect.id.clone().into());
         }
-        self.deals
-            .submit(CreateInput {
-                properties,
-                associations: body["associations"].clone(),
-            })
-            .await
-            .map(drop)
+        let input = CreateInput {
+            properties,
+            associations: body["associations"].clone(),
+        };
+        self.create(&self.deals, effect, input).await
     }
 
     fn skip(&self, effect: &Effect, why: &str) {
