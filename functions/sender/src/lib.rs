@@ -62,8 +62,44 @@ pub async fn cold_start() -> Result<App, lambda_runtime::Error> {
         .unwrap_or(1);
     let dynamo = aws_sdk_dynamodb::Client::new(sdk);
     let sqs = aws_sdk_sqs::Client::new(sdk);
-    let queue: Arc<dyn Queue> = Arc::new(SqsQueue::new(sqs.clone(), queue_url, dlq_url));
-    let events = QueueEvents::new(Arc::new(SqsQueue::producer(sqs, events_url)));
+    let app = build(
+        Clients { dynamo, sqs },
+        Names {
+            table,
+            queue_url,
+            dlq_url,
+            events_url,
+        },
+        graph,
+        RateLimiter::for_instances(rate, instances),
+    );
+    tracing::info!(rate, instances, "sender ready");
+    Ok(app)
+}
+
+/// The AWS clients the sender uses.
+pub struct Clients {
+    pub dynamo: aws_sdk_dynamodb::Client,
+    pub sqs: aws_sdk_sqs::Client,
+}
+
+/// The table and queues the sender uses.
+pub struct Names {
+    pub table: String,
+    /// The sends queue and its dead-letter queue.
+    pub queue_url: String,
+    pub dlq_url: String,
+    /// The events queue, where sends that end here are reported (`send_result` events).
+    pub events_url: String,
+}
+
+/// The sender over DynamoDB and SQS (what [`cold_start`] builds from the environment).
+pub fn build(clients: Clients, names: Names, graph: GraphClient, limiter: RateLimiter) -> App {
+    let Clients { dynamo, sqs } = clients;
+    let table = names.table;
+    let queue: Arc<dyn Queue> =
+        Arc::new(SqsQueue::new(sqs.clone(), names.queue_url, names.dlq_url));
+    let events = QueueEvents::new(Arc::new(SqsQueue::producer(sqs, names.events_url)));
     let policy = Policy {
         consent: ConsentService::new(Arc::new(DynamoConsent::new(dynamo.clone(), table.clone()))),
         templates: TemplateRegistry::new(Arc::new(DynamoTemplates::new(
@@ -79,16 +115,14 @@ pub async fn cold_start() -> Result<App, lambda_runtime::Error> {
         Arc::new(events),
         None, // The sender serves no HTTP.
     );
-    let limiter = Arc::new(RateLimiter::for_instances(rate, instances));
-    tracing::info!(per_second = limiter.per_second(), instances, "sender ready");
-    Ok(App {
+    App {
         handler: Arc::new(Sender {
             sends,
             graph,
-            limiter,
+            limiter: Arc::new(limiter),
         }),
         queue,
-    })
+    }
 }
 
 /// Handles a batch; returns the messages that must stay on the queue.
