@@ -424,7 +424,7 @@ async fn dead_letters_are_listed_and_redriven_from_the_cli() {
     .unwrap();
     let deadline = Instant::now() + Duration::from_secs(20);
     let listed = loop {
-        let out = cli(&["dead-letters", "list"], dir.path(), &[]);
+        let out = cli(&["dead-letters", "list", "--json"], dir.path(), &[]);
         assert!(out.status.success());
         let text = String::from_utf8(out.stdout).unwrap();
         if !text.trim().is_empty() {
@@ -446,6 +446,24 @@ async fn dead_letters_are_listed_and_redriven_from_the_cli() {
         lines[0]
     );
     let id = lines[0]["id"].as_str().unwrap().to_string();
+    // The table names the same letter with its queue, receive count and reason.
+    let table = gateway::cli_ok(dir.path(), &["dead-letters", "list"], &[]);
+    let row = table
+        .lines()
+        .find(|l| l.split_whitespace().nth(1) == Some(id.as_str()))
+        .unwrap_or_else(|| panic!("the table lists id {id}: {table}"));
+    assert!(row.starts_with("events"), "{row}");
+    assert!(
+        row.contains(
+            lines[0]["reason"]
+                .as_str()
+                .unwrap()
+                .split_whitespace()
+                .next()
+                .unwrap()
+        ),
+        "{row}"
+    );
 
     let out = cli(
         &["dead-letters", "redrive", "--id", "424242"],

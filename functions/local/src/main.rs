@@ -93,7 +93,7 @@ enum Command {
         #[command(flatten)]
         data: DataArg,
     },
-    /// List or redrive dead letters of the local queues.
+    /// List or redrive dead letters, of the local store or of SQS.
     DeadLetters {
         #[command(subcommand)]
         action: DeadLetterAction,
@@ -142,24 +142,59 @@ enum ReportWhat {
     },
 }
 
+/// Which queues `dead-letters` works on: the local store (default), or SQS when `--dlq-url`
+/// is given or `EVENTS_DLQ_URL` / `SENDS_DLQ_URL` are set (AWS credentials, region and
+/// `AWS_ENDPOINT_URL` come from the standard AWS environment).
+#[derive(clap::Args, Clone)]
+struct DeadLetterQueues {
+    /// Only this queue: `events` or `sends` (local: any queue name; default all).
+    #[arg(long)]
+    queue: Option<String>,
+    /// SQS: URL of the source queue that redrive sends back to (or EVENTS_QUEUE_URL /
+    /// SENDS_QUEUE_URL).
+    #[arg(long)]
+    queue_url: Option<String>,
+    /// SQS: URL of its dead-letter queue (or EVENTS_DLQ_URL / SENDS_DLQ_URL).
+    #[arg(long)]
+    dlq_url: Option<String>,
+    #[command(flatten)]
+    data: DataArg,
+}
+
+impl DeadLetterQueues {
+    fn target(self) -> Result<tools::DeadLetterTarget, String> {
+        Ok(
+            match tools::sqs_pairs(self.queue.as_deref(), self.queue_url, self.dlq_url)? {
+                Some(pairs) => tools::DeadLetterTarget::Sqs(pairs),
+                None => tools::DeadLetterTarget::Local {
+                    data: self.data.data,
+                    queue: self.queue,
+                },
+            },
+        )
+    }
+}
+
 #[derive(Subcommand)]
 enum DeadLetterAction {
-    /// One JSON object per dead letter: queue, id, reason, receive_count, body.
+    /// Dead letters: queue, id, receive count, reason and a masked preview of the body.
     List {
-        /// Only this queue (default: all).
+        /// One JSON object per line (queue, id, receive_count, reason, dead_lettered_at,
+        /// preview, body).
         #[arg(long)]
-        queue: Option<String>,
+        json: bool,
+        /// At most this many.
+        #[arg(long, default_value_t = 1000)]
+        limit: usize,
         #[command(flatten)]
-        data: DataArg,
+        queues: DeadLetterQueues,
     },
-    /// Move dead letters back to their queue: one by id, or all.
+    /// Move dead letters back to their source queue: one by id, or all.
     Redrive {
         #[arg(long)]
         id: Option<String>,
-        #[arg(long)]
-        queue: Option<String>,
         #[command(flatten)]
-        data: DataArg,
+        queues: DeadLetterQueues,
     },
 }
 
@@ -208,11 +243,16 @@ fn main() -> ExitCode {
                     },
             } => attribution::report(&data.data, &since, &format).await,
             Command::DeadLetters {
-                action: DeadLetterAction::List { queue, data },
-            } => tools::dead_letters_list(&data.data, queue.as_deref()).await,
+                action:
+                    DeadLetterAction::List {
+                        json,
+                        limit,
+                        queues,
+                    },
+            } => tools::dead_letters_list(&queues.target()?, json, limit).await,
             Command::DeadLetters {
-                action: DeadLetterAction::Redrive { id, queue, data },
-            } => tools::dead_letters_redrive(&data.data, queue.as_deref(), id.as_deref()).await,
+                action: DeadLetterAction::Redrive { id, queues },
+            } => tools::dead_letters_redrive(&queues.target()?, id.as_deref()).await,
             Command::Send { send, data } => sends::send(send, &data.data).await,
             Command::Consent { consent, data } => sends::consent(consent, &data.data).await,
             Command::Stats { data } => tools::stats(&data.data).await,

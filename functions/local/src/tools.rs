@@ -8,7 +8,10 @@ use serde_json::json;
 use wabridge_core::adapters::sqlite::{
     Db, SqliteDedupe, SqliteQueue, SqliteRecords, EVENTS_QUEUE, SENDS_QUEUE,
 };
-use wabridge_core::queue::Queue;
+use wabridge_core::adapters::sqs::SqsQueue;
+use wabridge_core::config;
+use wabridge_core::queue::{DeadLetter, Queue};
+use wabridge_core::redact;
 use wabridge_core::signature::{self, AppSecret};
 
 use crate::secrets;
@@ -182,44 +185,211 @@ async fn dead_letter_queues(db: &Db, queue: Option<&str>) -> Result<Vec<String>,
     Ok(names)
 }
 
-/// `wabridge dead-letters list`: one JSON object per line.
-pub async fn dead_letters_list(data: &Path, queue: Option<&str>) -> Result<(), String> {
-    let db = open_existing(data)?;
-    for name in dead_letter_queues(&db, queue).await? {
-        let q = SqliteQueue::new(db.clone(), name.clone());
-        for d in q
-            .dead_letters(usize::MAX)
-            .await
-            .map_err(|e| e.to_string())?
-        {
-            let body: serde_json::Value =
-                serde_json::from_str(&d.body).unwrap_or(serde_json::Value::String(d.body.clone()));
-            println!(
-                "{}",
-                json!({
-                    "queue": name, "id": d.id, "reason": d.reason,
-                    "receive_count": d.receive_count, "dead_lettered_at": d.dead_lettered_at,
-                    "body": body,
-                })
-            );
-        }
-    }
-    Ok(())
+/// Where `wabridge dead-letters` works: the local SQLite store, or a queue pair on SQS.
+pub enum DeadLetterTarget {
+    Local {
+        data: PathBuf,
+        /// One local queue by name, or every queue with dead letters.
+        queue: Option<String>,
+    },
+    /// `(name, queue URL, DLQ URL)` for each SQS queue pair.
+    Sqs(Vec<(String, String, String)>),
 }
 
-/// `wabridge dead-letters redrive [--id ID]`.
-pub async fn dead_letters_redrive(
-    data: &Path,
+/// The SQS queue pairs `dead-letters` should use, or `None` for the local store.
+///
+/// `--queue-url`/`--dlq-url` name one pair (called `--queue`, default `events`). Without them,
+/// the environment's `EVENTS_*` / `SENDS_*` URLs (the stack outputs) select SQS: `--queue
+/// events|sends` picks one, no `--queue` takes every pair whose DLQ URL is set. Nothing set:
+/// the local store.
+pub fn sqs_pairs(
     queue: Option<&str>,
+    queue_url: Option<String>,
+    dlq_url: Option<String>,
+) -> Result<Option<Vec<(String, String, String)>>, String> {
+    let env = |name: &str| std::env::var(name).ok().filter(|v| !v.trim().is_empty());
+    if queue_url.is_some() || dlq_url.is_some() {
+        let name = queue.unwrap_or(EVENTS_QUEUE).to_string();
+        return match (queue_url, dlq_url) {
+            (Some(q), Some(d)) => Ok(Some(vec![(name, q, d)])),
+            _ => Err("SQS mode needs both --queue-url and --dlq-url".into()),
+        };
+    }
+    let known = [
+        (
+            EVENTS_QUEUE,
+            config::EVENTS_QUEUE_URL,
+            config::EVENTS_DLQ_URL,
+        ),
+        (SENDS_QUEUE, config::SENDS_QUEUE_URL, config::SENDS_DLQ_URL),
+    ];
+    let mut pairs = Vec::new();
+    for (name, queue_var, dlq_var) in known {
+        if queue.is_some_and(|q| q != name) {
+            continue;
+        }
+        match (env(queue_var), env(dlq_var)) {
+            (Some(q), Some(d)) => pairs.push((name.to_string(), q, d)),
+            (None, Some(_)) => {
+                return Err(format!(
+                    "{dlq_var} is set but {queue_var} is not: redrive needs both"
+                ))
+            }
+            _ => {}
+        }
+    }
+    Ok((!pairs.is_empty()).then_some(pairs))
+}
+
+/// One dead letter as the CLI shows it.
+struct Listed {
+    queue: String,
+    letter: DeadLetter,
+}
+
+async fn collect_dead_letters(
+    target: &DeadLetterTarget,
+    limit: usize,
+) -> Result<Vec<Listed>, String> {
+    let mut out = Vec::new();
+    match target {
+        DeadLetterTarget::Local { data, queue } => {
+            let db = open_existing(data)?;
+            for name in dead_letter_queues(&db, queue.as_deref()).await? {
+                let q = SqliteQueue::new(db.clone(), name.clone());
+                let left = limit.saturating_sub(out.len());
+                for letter in q.dead_letters(left).await.map_err(|e| e.to_string())? {
+                    out.push(Listed {
+                        queue: name.clone(),
+                        letter,
+                    });
+                }
+            }
+        }
+        DeadLetterTarget::Sqs(pairs) => {
+            for (name, url, dlq) in pairs {
+                let q = SqsQueue::from_env(url, dlq).await;
+                let left = limit.saturating_sub(out.len());
+                let letters = q
+                    .dead_letters(left)
+                    .await
+                    .map_err(|e| format!("{dlq}: {e}"))?;
+                for letter in letters {
+                    out.push(Listed {
+                        queue: name.clone(),
+                        letter,
+                    });
+                }
+            }
+        }
+    }
+    Ok(out)
+}
+
+/// Longest preview shown of a dead letter's body, characters.
+const PREVIEW_CHARS: usize = 120;
+
+/// The start of a body with every run of 7 or more digits (phone numbers, wa_ids, BSUIDs'
+/// digits) masked by [`redact::mask`], on one line.
+pub fn masked_preview(body: &str) -> String {
+    let mut out = String::new();
+    let mut digits = String::new();
+    let flush = |digits: &mut String, out: &mut String| {
+        if digits.len() >= 7 {
+            out.push_str(&redact::mask(digits));
+        } else {
+            out.push_str(digits);
+        }
+        digits.clear();
+    };
+    for c in body.chars() {
+        if c.is_ascii_digit() {
+            digits.push(c);
+            continue;
+        }
+        flush(&mut digits, &mut out);
+        out.push(if c.is_control() { ' ' } else { c });
+    }
+    flush(&mut digits, &mut out);
+    if out.chars().count() > PREVIEW_CHARS {
+        out = out.chars().take(PREVIEW_CHARS - 1).collect();
+        out.push('…');
+    }
+    out
+}
+
+/// `wabridge dead-letters list`: a table (queue, id, receives, reason, masked preview), or with
+/// `--json` one object per line (`queue`, `id`, `receive_count`, `reason`, `dead_lettered_at`,
+/// `preview`, `body`). Listing consumes nothing.
+pub async fn dead_letters_list(
+    target: &DeadLetterTarget,
+    json: bool,
+    limit: usize,
+) -> Result<(), String> {
+    let listed = collect_dead_letters(target, limit).await?;
+    let stdout = std::io::stdout();
+    let mut out = std::io::BufWriter::new(stdout.lock());
+    let w = |e: std::io::Error| e.to_string();
+    if !json && !listed.is_empty() {
+        writeln!(
+            out,
+            "{:<8} {:<36} {:>8}  {:<40} PREVIEW",
+            "QUEUE", "ID", "RECEIVES", "REASON"
+        )
+        .map_err(w)?;
+    }
+    for Listed { queue, letter: d } in &listed {
+        let preview = masked_preview(&d.body);
+        if json {
+            let body: serde_json::Value =
+                serde_json::from_str(&d.body).unwrap_or(serde_json::Value::String(d.body.clone()));
+            let line = json!({
+                "queue": queue, "id": d.id, "reason": d.reason,
+                "receive_count": d.receive_count, "dead_lettered_at": d.dead_lettered_at,
+                "preview": preview, "body": body,
+            });
+            writeln!(out, "{line}").map_err(w)?;
+        } else {
+            let reason = d.reason.as_deref().unwrap_or("(too many receives)");
+            writeln!(
+                out,
+                "{:<8} {:<36} {:>8}  {:<40} {}",
+                queue, d.id, d.receive_count, reason, preview
+            )
+            .map_err(w)?;
+        }
+    }
+    out.flush().map_err(w)
+}
+
+/// `wabridge dead-letters redrive [--id ID]`: moves dead letters back to their source queue.
+/// On SQS each is sent to the source queue first and deleted from the DLQ only after that send
+/// succeeded: a crash in between leaves it on both (redelivered once more, which the consumers'
+/// dedupe and effects ledger absorb), never on neither.
+pub async fn dead_letters_redrive(
+    target: &DeadLetterTarget,
     id: Option<&str>,
 ) -> Result<(), String> {
-    let db = open_existing(data)?;
     let mut moved = 0;
-    for name in dead_letter_queues(&db, queue).await? {
-        moved += SqliteQueue::new(db.clone(), name)
-            .redrive(id)
-            .await
-            .map_err(|e| e.to_string())?;
+    match target {
+        DeadLetterTarget::Local { data, queue } => {
+            let db = open_existing(data)?;
+            for name in dead_letter_queues(&db, queue.as_deref()).await? {
+                moved += SqliteQueue::new(db.clone(), name)
+                    .redrive(id)
+                    .await
+                    .map_err(|e| e.to_string())?;
+            }
+        }
+        DeadLetterTarget::Sqs(pairs) => {
+            for (_, url, dlq) in pairs {
+                moved += SqsQueue::from_env(url, dlq)
+                    .await
+                    .redrive(id)
+                    .await
+                    .map_err(|e| format!("{dlq} → {url}: {e}"))?;
+            }
+        }
     }
     if let (Some(id), 0) = (id, moved) {
         return Err(format!("no dead letter with id {id}"));
@@ -308,4 +478,27 @@ pub fn loadgen(count: u64, out: &Path, data: &Path) -> Result<(), String> {
     w.flush().map_err(|e| e.to_string())?;
     eprintln!("wrote {count} signed bodies to {}", out.display());
     Ok(())
+}
+
+#[cfg(test)]
+mod preview_tests {
+    use super::masked_preview;
+
+    #[test]
+    fn previews_mask_phone_numbers_and_stay_short() {
+        let p = masked_preview(
+            r#"{"from":"5215512345678","bsuid":"US.13491208655302741918","n":"42"}"#,
+        );
+        assert!(
+            !p.contains("5215512345678") && !p.contains("13491208655302741918"),
+            "{p}"
+        );
+        assert!(
+            p.contains("521********78") && p.contains(r#""n":"42""#),
+            "{p}"
+        );
+        let long = masked_preview(&format!("{}\nnext", "x".repeat(500)));
+        assert_eq!(long.chars().count(), 120);
+        assert!(!masked_preview("a\nb").contains('\n'));
+    }
 }

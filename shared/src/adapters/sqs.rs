@@ -60,6 +60,13 @@ impl SqsQueue {
         }
     }
 
+    /// A queue and its dead-letter queue over the process-wide AWS configuration (the standard
+    /// chain: region, credentials, `AWS_ENDPOINT_URL`), as the CLI uses them.
+    pub async fn from_env(queue_url: impl Into<String>, dlq_url: impl Into<String>) -> Self {
+        let config = crate::adapters::aws::sdk_config().await;
+        SqsQueue::new(Client::new(config), queue_url, dlq_url)
+    }
+
     /// A queue used only to send (and receive) without access to its dead-letter queue, as
     /// ingest does (least privilege: its role cannot touch the DLQ).
     pub fn producer(client: Client, queue_url: impl Into<String>) -> Self {
@@ -238,13 +245,23 @@ impl SqsQueue {
                 break;
             }
             for message in batch {
+                if result.is_err() {
+                    // Not visited after an error: release it rather than hide it for a while.
+                    to_release.extend(message.receipt_handle);
+                    continue;
+                }
                 looked += 1;
+                let receipt = message.receipt_handle.clone();
                 match visit(message).await {
                     Ok(Some(receipt)) => to_release.push(receipt),
                     Ok(None) => {}
                     Err(e) => {
+                        // The visit failed (say, a redrive whose send was refused): the message
+                        // is still in the DLQ; make it visible again at once. Had the send
+                        // succeeded and the delete failed, it now sits on both queues: a
+                        // duplicate the consumers absorb, never a loss.
+                        to_release.extend(receipt);
                         result = Err(e);
-                        break;
                     }
                 }
             }
@@ -415,9 +432,14 @@ impl Queue for SqsQueue {
 
     async fn dead_letters(&self, limit: usize) -> Result<Vec<DeadLetter>, StoreError> {
         let mut found = Vec::new();
+        let mut ids = std::collections::HashSet::new();
         let found_ref = &mut found;
         self.walk_dlq(limit, |message| {
-            found_ref.push(dead_letter_of(&message));
+            // A walk longer than the peek visibility may meet a message twice: list it once.
+            let letter = dead_letter_of(&message);
+            if ids.insert(letter.id.clone()) {
+                found_ref.push(letter);
+            }
             async move { Ok(message.receipt_handle) }
         })
         .await?;
