@@ -411,8 +411,12 @@ async fn stop_keywords_and_user_preferences_stop_marketing_until_an_opt_in() {
         );
         // Utility templates are not marketing: still allowed.
         send_ok(&gw, template(number, "order_confirmation", "UTILITY")).await;
-        // A later opt-in resumes marketing.
-        consent(&gw, number, "opt_in", None).await;
+        // A later opt-in resumes marketing: through the API, or the contact writes ALTA.
+        if n == 0 {
+            consent(&gw, number, "opt_in", None).await;
+        } else {
+            inbound(&gw, wa_id, None, "wamid.alta.1", "ALTA", now_s() - 1).await;
+        }
         send_ok(&gw, template(number, "promo_verano", "MARKETING")).await;
     }
 
