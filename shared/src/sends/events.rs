@@ -138,3 +138,87 @@ impl SendEvents for QueueEvents {
         self.put(format!("send:{send_id}:opted_out"), item).await
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::mapping::ConsentKeywords;
+    use crate::records::{ConsentSource, Direction, Record};
+    use crate::sends::store::{SendError, SendState};
+    use crate::sync::build::{plan, IdentityOp};
+
+    fn record(state: SendState, code: &str) -> SendRecord {
+        SendRecord {
+            id: "snd_1".into(),
+            idempotency_key: None,
+            request_hash: "h".into(),
+            request: json!({"to": "+525512345678", "contact": "phone:525512345678",
+                            "type": "template", "name": "promo", "language": "es_MX"}),
+            contact: "phone:525512345678".into(),
+            state,
+            error: Some(SendError {
+                code: code.into(),
+                message: "why".into(),
+            }),
+            wamid: None,
+            created_at: 1,
+            updated_at: 2,
+        }
+    }
+
+    #[test]
+    fn a_finished_send_becomes_one_outbound_activity() {
+        for (state, code, numeric) in [
+            (SendState::Refused, "marketing_opted_out", None),
+            (SendState::Failed, "meta_131026", Some(131026)),
+        ] {
+            let r = record(state, code);
+            let e = event(
+                format!("send:{}:{}", r.id, state.as_str()),
+                finished_item(&r),
+            );
+            let back = Event::from_json(&e.to_json()).unwrap();
+            assert_eq!(back.kind, EventKind::SendResult);
+            let p = plan(&back, &ConsentKeywords::default()).unwrap();
+            assert!(
+                matches!(&p.identity, IdentityOp::Resolve(k) if k.len() == 1),
+                "{:?}",
+                p.identity
+            );
+            assert_eq!(p.records.len(), 1);
+            let Record::Activity(a) = &p.records[0].1 else {
+                panic!("{:?}", p.records)
+            };
+            assert_eq!(p.records[0].0, "activity");
+            assert_eq!(a.kind, "send_result");
+            assert_eq!(a.direction, Some(Direction::Outbound));
+            assert_eq!(a.status.as_deref(), Some(state.as_str()));
+            assert_eq!(a.send_id.as_deref(), Some("snd_1"));
+            assert_eq!(a.errors[0].code, numeric);
+            assert_eq!(a.errors[0].title.as_deref(), Some(code));
+            assert_eq!(a.errors[0].message.as_deref(), Some("why"));
+            assert_eq!(a.at, Some(2));
+        }
+    }
+
+    #[test]
+    fn an_opt_out_report_becomes_a_consent_record() {
+        let e = event(
+            "send:snd_9:opted_out".into(),
+            json!({"send_id": "snd_9", "opted_out": true, "recipient": "MX.abc", "at": 5}),
+        );
+        let p = plan(&e, &ConsentKeywords::default()).unwrap();
+        let Record::Consent(c) = &p.records[0].1 else {
+            panic!("{:?}", p.records)
+        };
+        assert_eq!(c.source, ConsentSource::MetaError);
+        assert_eq!(c.evidence["send_id"], "snd_9");
+        assert_eq!(c.at, Some(5));
+        // A report naming nobody can never be processed: dead letter.
+        let e = event(
+            "send:x:failed".into(),
+            json!({"send_id": "x", "state": "failed"}),
+        );
+        assert!(plan(&e, &ConsentKeywords::default()).is_err());
+    }
+}
