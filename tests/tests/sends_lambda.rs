@@ -429,7 +429,7 @@ async fn sender_lambda_sends_through_prism_and_reports_a_refusal_to_the_events_q
     let (crm_url, got) = receiver().await;
     let sync = crm_sync_app(&aws, &table, &events_q, &crm_url);
     no_failures(&crm_sync::handle(&sync, reported).await);
-    put_events(&aws, &events_q.url, &[body.clone()]).await;
+    put_events(&aws, &events_q.url, std::slice::from_ref(&body)).await;
     no_failures(&crm_sync::handle(&sync, receive(&aws, &events_q.url, 1).await).await);
     let got = got.lock().unwrap().clone();
     let activities: Vec<&Value> = got
