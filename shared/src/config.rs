@@ -58,6 +58,62 @@ pub const WABRIDGE_SENDS_PER_SECOND: &str = "WABRIDGE_SENDS_PER_SECOND";
 pub const WABRIDGE_SENDER_INSTANCES: &str = "WABRIDGE_SENDER_INSTANCES";
 pub const DEFAULT_SENDS_PER_SECOND: f64 = 80.0;
 
+/// Days a confirmed effects-ledger entry (and a message's highest status) is kept before the
+/// local purger deletes it / DynamoDB's TTL expires it. Default [`DEFAULT_LEDGER_RETENTION_DAYS`].
+pub const WABRIDGE_LEDGER_RETENTION_DAYS: &str = "WABRIDGE_LEDGER_RETENTION_DAYS";
+/// 30 days: longer than the longest a delivery can still come back after its effects were
+/// confirmed. SQS keeps a message at most 14 days on its queue (the template: 7 for events, 4
+/// for sends) and a dead letter up to 14 more on the DLQ (the template: 14) before an operator
+/// redrives it; 14 + 14 = 28 days, plus slack. A redelivery later than the retention would
+/// redo its effects; one sooner finds them done.
+pub const DEFAULT_LEDGER_RETENTION_DAYS: u64 = 30;
+
+/// [`WABRIDGE_LEDGER_RETENTION_DAYS`] from the environment (see [`parse_ledger_retention`]).
+pub fn ledger_retention() -> Result<std::time::Duration, String> {
+    parse_ledger_retention(
+        std::env::var(WABRIDGE_LEDGER_RETENTION_DAYS)
+            .ok()
+            .as_deref(),
+    )
+}
+
+/// A whole number of days from 1 to 3650; unset or blank means the default. Anything else is
+/// an error naming the variable (the gateway refuses to start rather than guess).
+pub fn parse_ledger_retention(value: Option<&str>) -> Result<std::time::Duration, String> {
+    let days = match value.map(str::trim) {
+        Some(v) if !v.is_empty() => v
+            .parse::<u64>()
+            .ok()
+            .filter(|d| (1..=3650).contains(d))
+            .ok_or_else(|| {
+                format!(
+                    "{WABRIDGE_LEDGER_RETENTION_DAYS} must be a whole number of days from 1 to \
+                     3650, got {v:?}"
+                )
+            })?,
+        _ => DEFAULT_LEDGER_RETENTION_DAYS,
+    };
+    Ok(std::time::Duration::from_secs(days * 24 * 3600))
+}
+
+#[cfg(test)]
+mod ledger_retention_tests {
+    use super::*;
+
+    #[test]
+    fn retention_defaults_to_30_days_and_rejects_nonsense() {
+        let day = 86_400;
+        let days = |v| parse_ledger_retention(v).map(|d| d.as_secs() / day);
+        assert_eq!(days(None), Ok(30));
+        assert_eq!(days(Some("  ")), Ok(30));
+        assert_eq!(days(Some("45")), Ok(45));
+        for bad in ["0", "-3", "2.5", "thirty", "99999"] {
+            let e = days(Some(bad)).unwrap_err();
+            assert!(e.contains(WABRIDGE_LEDGER_RETENTION_DAYS), "{e}");
+        }
+    }
+}
+
 pub const DEFAULT_WHATSAPP_API_URL: &str = "https://graph.facebook.com";
 pub const DEFAULT_WHATSAPP_API_VERSION: &str = "v23.0";
 pub const DEFAULT_HUBSPOT_API_URL: &str = "https://api.hubapi.com";

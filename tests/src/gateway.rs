@@ -87,6 +87,7 @@ const CLEARED: &[&str] = &[
     config::META_CONVERSIONS_API_URL,
     config::WABRIDGE_SENDS_PER_SECOND,
     config::WABRIDGE_SENDER_INSTANCES,
+    config::WABRIDGE_LEDGER_RETENTION_DAYS,
 ];
 
 /// A `wabridge` command with the cleared environment plus `env`.

@@ -58,7 +58,9 @@ pub async fn run(args: ServeArgs) -> Result<(), String> {
         stop_rx.clone(),
     ));
     let sender = crate::sends::spawn_sender(&db, &sends, stop_rx.clone());
-    let purger = SqliteDedupe::new(db.clone()).spawn_purger(Duration::from_secs(3600), stop_rx);
+    let purger = SqliteDedupe::new(db.clone())
+        .with_ledger_purge(wabridge_core::config::ledger_retention()?)
+        .spawn_purger(Duration::from_secs(3600), stop_rx);
 
     let app = axum::Router::new().fallback(handle).with_state(state);
     let listener = tokio::net::TcpListener::bind(args.addr)

@@ -6,6 +6,7 @@ use async_trait::async_trait;
 use rusqlite::{params, Connection, OptionalExtension};
 
 use super::db::{sql_err, Clock, Db};
+use super::ledger::SqliteLedger;
 use crate::dedupe::Dedupe;
 use crate::error::StoreError;
 
@@ -44,6 +45,8 @@ pub(crate) fn ttl_ms(ttl: Duration) -> i64 {
 pub struct SqliteDedupe {
     db: Db,
     clock: Clock,
+    /// Purged by the same task, past its retention (see [`SqliteDedupe::with_ledger`]).
+    ledger: Option<SqliteLedger>,
 }
 
 impl SqliteDedupe {
@@ -51,11 +54,28 @@ impl SqliteDedupe {
         SqliteDedupe {
             db,
             clock: Clock::System,
+            ledger: None,
         }
     }
 
     pub fn with_clock(db: Db, clock: Clock) -> Self {
-        SqliteDedupe { db, clock }
+        SqliteDedupe {
+            db,
+            clock,
+            ledger: None,
+        }
+    }
+
+    /// Makes [`SqliteDedupe::spawn_purger`] also delete the effects ledger's confirmed entries
+    /// not written for `retention` ([`SqliteLedger::purge_expired`]) from the same database:
+    /// one purger task for every per-event table that would otherwise grow without bound.
+    pub fn with_ledger_purge(mut self, retention: Duration) -> Self {
+        self.ledger = Some(
+            SqliteLedger::new(self.db.clone())
+                .with_clock(self.clock.clone())
+                .with_retention(retention),
+        );
+        self
     }
 
     /// How many keys are remembered and not expired.
@@ -107,6 +127,26 @@ impl SqliteDedupe {
                             tracing::warn!(error = %e, "dedupe purge failed");
                             break;
                         }
+                    }
+                }
+                if let Some(ledger) = &self.ledger {
+                    let mut purged = 0;
+                    loop {
+                        match ledger.purge_expired(1000).await {
+                            Ok(n) => {
+                                purged += n;
+                                if n < 1000 {
+                                    break;
+                                }
+                            }
+                            Err(e) => {
+                                tracing::warn!(error = %e, "ledger purge failed");
+                                break;
+                            }
+                        }
+                    }
+                    if purged > 0 {
+                        tracing::info!(purged, "purged confirmed ledger entries past retention");
                     }
                 }
                 tokio::select! {
@@ -186,5 +226,44 @@ mod tests {
             .unwrap();
         clock.advance(Duration::from_secs(7 * 24 * 3600));
         assert_eq!(d.seen(&["k"]).await.unwrap(), vec![true]);
+    }
+
+    #[tokio::test]
+    async fn the_purger_task_also_purges_old_confirmed_ledger_entries() {
+        use crate::ledger::Ledger;
+        let dir = tempfile::tempdir().unwrap();
+        let db = Db::open(dir.path().join("d.db")).unwrap();
+        let clock = Clock::manual(1_700_000_000_000);
+        let ledger = SqliteLedger::new(db.clone()).with_clock(clock.clone());
+        let day = Duration::from_secs(86_400);
+        for id in ["old", "old-unconfirmed"] {
+            ledger.claim(id, day).await.unwrap();
+        }
+        ledger.confirm("old").await.unwrap();
+        clock.advance(31 * day);
+        ledger.claim("recent", day).await.unwrap();
+        ledger.confirm("recent").await.unwrap();
+
+        let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
+        // One round runs at once; then the task waits for the next one or the stop.
+        let task = SqliteDedupe::with_clock(db.clone(), clock.clone())
+            .with_ledger_purge(30 * day)
+            .spawn_purger(Duration::from_secs(3600), stop_rx);
+        stop_tx.send(true).unwrap();
+        task.await.unwrap();
+        let left: Vec<String> = db
+            .read(|c| {
+                let mut s = c
+                    .prepare("SELECT effect_id FROM effects ORDER BY effect_id")
+                    .map_err(sql_err)?;
+                let ids = s
+                    .query_map([], |r| r.get(0))
+                    .and_then(|rows| rows.collect())
+                    .map_err(sql_err);
+                ids
+            })
+            .await
+            .unwrap();
+        assert_eq!(left, vec!["old-unconfirmed", "recent"]);
     }
 }
