@@ -1,7 +1,9 @@
 //! Effects ledger over DynamoDB (protocol in [`crate::ledger`]).
 //!
 //! Effect item: `pk = ledger#<effect id>`, `sk = -`, `state` (pending|done|released),
-//! `lease_until` (epoch ms), `expires_at` (TTL, [`LEDGER_TTL`]). A claim is ONE conditional
+//! `lease_until` (epoch ms), `expires_at` (the table's TTL attribute: the ledger's retention
+//! after the last write, default [`crate::config::DEFAULT_LEDGER_RETENTION_DAYS`] days, the same
+//! retention the SQLite ledger purges after). A claim is ONE conditional
 //! UpdateItem (new, released, or pending with an expired lease) returning the old item, so two
 //! workers never both proceed. Status item: `pk = msgstatus#<message id>`, `rank`, updated with
 //! the condition `rank <= :r`.
@@ -13,10 +15,10 @@ use async_trait::async_trait;
 use aws_sdk_dynamodb::types::{AttributeValue, ReturnValue};
 use aws_sdk_dynamodb::Client;
 
-use super::{expiry, n, pk, s, EXPIRES_AT, PK, SINGLE_SK, SK};
+use super::{expiry, n, pk, s, try_update, update_single, EXPIRES_AT, PK, SINGLE_SK, SK};
 use crate::adapters::aws::store_error;
 use crate::error::StoreError;
-use crate::ledger::{Claim, Ledger, LEDGER_TTL};
+use crate::ledger::{Claim, Ledger};
 
 pub const FAMILY: &str = "ledger";
 pub const STATUS_FAMILY: &str = "msgstatus";
@@ -25,6 +27,8 @@ pub const STATUS_FAMILY: &str = "msgstatus";
 pub struct DynamoLedger {
     client: Client,
     table: String,
+    /// `expires_at` = last write + this.
+    retention: Duration,
 }
 
 fn now_ms() -> i64 {
@@ -46,7 +50,22 @@ impl DynamoLedger {
         DynamoLedger {
             client,
             table: table.into(),
+            retention: Duration::from_secs(crate::config::DEFAULT_LEDGER_RETENTION_DAYS * 86_400),
         }
+    }
+
+    /// How long an entry lives after its last write (its `expires_at`).
+    pub fn with_retention(mut self, retention: Duration) -> Self {
+        self.retention = retention;
+        self
+    }
+
+    fn update(
+        &self,
+        family: &str,
+        id: &str,
+    ) -> aws_sdk_dynamodb::operation::update_item::builders::UpdateItemFluentBuilder {
+        update_single(&self.client, &self.table, family, id)
     }
 
     fn key_of(family: &str, id: &str) -> HashMap<String, AttributeValue> {
@@ -57,26 +76,19 @@ impl DynamoLedger {
     }
 
     async fn set_state(&self, effect_id: &str, state: &str) -> Result<(), StoreError> {
-        let result = self
-            .client
-            .update_item()
-            .table_name(&self.table)
-            .set_key(Some(Self::key_of(FAMILY, effect_id)))
-            .update_expression("SET #st = :st, #exp = :exp")
-            .condition_expression("attribute_not_exists(#st) OR #st <> :done")
-            .expression_attribute_names("#st", "state")
-            .expression_attribute_names("#exp", EXPIRES_AT)
-            .expression_attribute_values(":st", s(state))
-            .expression_attribute_values(":done", s("done"))
-            .expression_attribute_values(":exp", n(expiry(LEDGER_TTL)))
-            .send()
-            .await
-            .map_err(|e| store_error("UpdateItem", e));
-        match result {
-            // Already done: `done` is final.
-            Ok(_) | Err(StoreError::Conflict(_)) => Ok(()),
-            Err(e) => Err(e),
-        }
+        // A failed condition means already done: `done` is final.
+        try_update(
+            self.update(FAMILY, effect_id)
+                .update_expression("SET #st = :st, #exp = :exp")
+                .condition_expression("attribute_not_exists(#st) OR #st <> :done")
+                .expression_attribute_names("#st", "state")
+                .expression_attribute_names("#exp", EXPIRES_AT)
+                .expression_attribute_values(":st", s(state))
+                .expression_attribute_values(":done", s("done"))
+                .expression_attribute_values(":exp", n(expiry(self.retention))),
+        )
+        .await
+        .map(|_| ())
     }
 }
 
@@ -85,10 +97,7 @@ impl Ledger for DynamoLedger {
     async fn claim(&self, effect_id: &str, lease: Duration) -> Result<Claim, StoreError> {
         let now = now_ms();
         let result = self
-            .client
-            .update_item()
-            .table_name(&self.table)
-            .set_key(Some(Self::key_of(FAMILY, effect_id)))
+            .update(FAMILY, effect_id)
             .update_expression("SET #st = :pending, #lease = :until, #exp = :exp ADD attempts :one")
             .condition_expression(
                 "attribute_not_exists(#st) OR #st = :released OR (#st = :pending AND #lease <= :now)",
@@ -101,7 +110,7 @@ impl Ledger for DynamoLedger {
             .expression_attribute_values(":until", n(now + lease.as_millis() as i64))
             .expression_attribute_values(":now", n(now))
             .expression_attribute_values(":one", n(1))
-            .expression_attribute_values(":exp", n(expiry(LEDGER_TTL)))
+            .expression_attribute_values(":exp", n(expiry(self.retention)))
             .return_values(ReturnValue::AllOld)
             .send()
             .await
@@ -149,45 +158,30 @@ impl Ledger for DynamoLedger {
     }
 
     async fn abandon(&self, effect_id: &str) -> Result<(), StoreError> {
-        let result = self
-            .client
-            .update_item()
-            .table_name(&self.table)
-            .set_key(Some(Self::key_of(FAMILY, effect_id)))
-            .update_expression("SET #lease = :zero")
-            .condition_expression("#st = :pending")
-            .expression_attribute_names("#st", "state")
-            .expression_attribute_names("#lease", "lease_until")
-            .expression_attribute_values(":pending", s("pending"))
-            .expression_attribute_values(":zero", n(0))
-            .send()
-            .await
-            .map_err(|e| store_error("UpdateItem", e));
-        match result {
-            Ok(_) | Err(StoreError::Conflict(_)) => Ok(()),
-            Err(e) => Err(e),
-        }
+        // No pending claim left to abandon: nothing to do.
+        try_update(
+            self.update(FAMILY, effect_id)
+                .update_expression("SET #lease = :zero")
+                .condition_expression("#st = :pending")
+                .expression_attribute_names("#st", "state")
+                .expression_attribute_names("#lease", "lease_until")
+                .expression_attribute_values(":pending", s("pending"))
+                .expression_attribute_values(":zero", n(0)),
+        )
+        .await
+        .map(|_| ())
     }
 
     async fn advance_status(&self, message_id: &str, rank: u8) -> Result<bool, StoreError> {
-        let result = self
-            .client
-            .update_item()
-            .table_name(&self.table)
-            .set_key(Some(Self::key_of(STATUS_FAMILY, message_id)))
-            .update_expression("SET #r = :r, #exp = :exp")
-            .condition_expression("attribute_not_exists(#r) OR #r <= :r")
-            .expression_attribute_names("#r", "rank")
-            .expression_attribute_names("#exp", EXPIRES_AT)
-            .expression_attribute_values(":r", n(i64::from(rank)))
-            .expression_attribute_values(":exp", n(expiry(LEDGER_TTL)))
-            .send()
-            .await
-            .map_err(|e| store_error("UpdateItem", e));
-        match result {
-            Ok(_) => Ok(true),
-            Err(StoreError::Conflict(_)) => Ok(false),
-            Err(e) => Err(e),
-        }
+        try_update(
+            self.update(STATUS_FAMILY, message_id)
+                .update_expression("SET #r = :r, #exp = :exp")
+                .condition_expression("attribute_not_exists(#r) OR #r <= :r")
+                .expression_attribute_names("#r", "rank")
+                .expression_attribute_names("#exp", EXPIRES_AT)
+                .expression_attribute_values(":r", n(i64::from(rank)))
+                .expression_attribute_values(":exp", n(expiry(self.retention))),
+        )
+        .await
     }
 }

@@ -11,8 +11,11 @@
 
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
+use aws_sdk_dynamodb::operation::update_item::builders::UpdateItemFluentBuilder;
 use aws_sdk_dynamodb::types::AttributeValue;
+use aws_sdk_dynamodb::Client;
 
+use crate::adapters::aws::store_error;
 use crate::error::StoreError;
 
 pub mod attribution;
@@ -50,6 +53,36 @@ pub fn s(value: impl Into<String>) -> AttributeValue {
 
 pub fn n(value: i64) -> AttributeValue {
     AttributeValue::N(value.to_string())
+}
+
+/// An UpdateItem of the single item `<family>#<id>` (sort key `-`) of `table`; the caller adds
+/// its expressions and sends it (see [`try_update`]).
+pub fn update_single(
+    client: &Client,
+    table: &str,
+    family: &str,
+    id: &str,
+) -> UpdateItemFluentBuilder {
+    client
+        .update_item()
+        .table_name(table)
+        .key(PK, s(pk(family, id)))
+        .key(SK, s(SINGLE_SK))
+}
+
+/// Sends a conditional UpdateItem: `Ok(true)` when it was applied, `Ok(false)` when its
+/// condition did not hold (an expected outcome, not an error); other failures map through
+/// [`store_error`].
+pub async fn try_update(request: UpdateItemFluentBuilder) -> Result<bool, StoreError> {
+    match request
+        .send()
+        .await
+        .map_err(|e| store_error("UpdateItem", e))
+    {
+        Ok(_) => Ok(true),
+        Err(StoreError::Conflict(_)) => Ok(false),
+        Err(e) => Err(e),
+    }
 }
 
 /// Seconds since the Unix epoch.

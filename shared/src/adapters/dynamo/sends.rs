@@ -9,7 +9,7 @@ use async_trait::async_trait;
 use aws_sdk_dynamodb::types::AttributeValue;
 use aws_sdk_dynamodb::Client;
 
-use super::{n, pk, s, PK, SINGLE_SK, SK};
+use super::{n, pk, s, try_update, update_single, PK, SINGLE_SK, SK};
 use crate::adapters::aws::store_error;
 use crate::error::StoreError;
 use crate::sends::store::{Created, SendError, SendRecord, SendState, SendStore};
@@ -178,12 +178,7 @@ impl SendStore for DynamoSends {
         }
         let from = to.predecessors();
         let mut update = "SET #state = :to, updated_at = :at, lease_until = :zero".to_string();
-        let mut req = self
-            .client
-            .update_item()
-            .table_name(&self.table)
-            .key(PK, s(pk("send", id)))
-            .key(SK, s(SINGLE_SK))
+        let mut req = update_single(&self.client, &self.table, "send", id)
             .expression_attribute_names("#state", "state")
             .expression_attribute_values(":to", s(to.as_str()))
             .expression_attribute_values(":at", n(at_ms))
@@ -208,77 +203,51 @@ impl SendStore for DynamoSends {
         } else {
             format!("attribute_exists(pk) AND #state IN ({})", names.join(", "))
         };
-        let moved = match req
-            .update_expression(update)
-            .condition_expression(condition)
-            .send()
-            .await
-        {
-            Ok(_) => true,
-            Err(e) => match store_error("UpdateItem", e) {
-                StoreError::Conflict(_) => false,
-                other => return Err(other),
-            },
-        };
+        let moved = try_update(
+            req.update_expression(update)
+                .condition_expression(condition),
+        )
+        .await?;
         if !moved {
             if let Some(w) = wamid {
                 // Keep the wamid even when the state did not move (a status beat the sender).
-                let _ = self
-                    .client
-                    .update_item()
-                    .table_name(&self.table)
-                    .key(PK, s(pk("send", id)))
-                    .key(SK, s(SINGLE_SK))
-                    .update_expression("SET wamid = :w")
-                    .condition_expression("attribute_exists(pk) AND attribute_not_exists(wamid)")
-                    .expression_attribute_values(":w", s(w))
-                    .send()
-                    .await;
+                let _ = try_update(
+                    update_single(&self.client, &self.table, "send", id)
+                        .update_expression("SET wamid = :w")
+                        .condition_expression(
+                            "attribute_exists(pk) AND attribute_not_exists(wamid)",
+                        )
+                        .expression_attribute_values(":w", s(w)),
+                )
+                .await;
             }
         }
         Ok(self.get(id).await?.map(|r| (r, moved)))
     }
 
     async fn claim(&self, id: &str, now_ms: i64, until_ms: i64) -> Result<bool, StoreError> {
-        match self
-            .client
-            .update_item()
-            .table_name(&self.table)
-            .key(PK, s(pk("send", id)))
-            .key(SK, s(SINGLE_SK))
-            .update_expression("SET lease_until = :until")
-            .condition_expression("#state = :queued AND lease_until <= :now")
-            .expression_attribute_names("#state", "state")
-            .expression_attribute_values(":queued", s("queued"))
-            .expression_attribute_values(":now", n(now_ms))
-            .expression_attribute_values(":until", n(until_ms))
-            .send()
-            .await
-            .map_err(|e| store_error("UpdateItem", e))
-        {
-            Ok(_) => Ok(true),
-            Err(StoreError::Conflict(_)) => Ok(false),
-            Err(e) => Err(e),
-        }
+        try_update(
+            update_single(&self.client, &self.table, "send", id)
+                .update_expression("SET lease_until = :until")
+                .condition_expression("#state = :queued AND lease_until <= :now")
+                .expression_attribute_names("#state", "state")
+                .expression_attribute_values(":queued", s("queued"))
+                .expression_attribute_values(":now", n(now_ms))
+                .expression_attribute_values(":until", n(until_ms)),
+        )
+        .await
     }
 
     async fn release(&self, id: &str) -> Result<(), StoreError> {
-        match self
-            .client
-            .update_item()
-            .table_name(&self.table)
-            .key(PK, s(pk("send", id)))
-            .key(SK, s(SINGLE_SK))
-            .update_expression("SET lease_until = :zero")
-            .condition_expression("attribute_exists(pk)")
-            .expression_attribute_values(":zero", n(0))
-            .send()
-            .await
-            .map_err(|e| store_error("UpdateItem", e))
-        {
-            Ok(_) | Err(StoreError::Conflict(_)) => Ok(()),
-            Err(e) => Err(e),
-        }
+        // No such send: nothing to release.
+        try_update(
+            update_single(&self.client, &self.table, "send", id)
+                .update_expression("SET lease_until = :zero")
+                .condition_expression("attribute_exists(pk)")
+                .expression_attribute_values(":zero", n(0)),
+        )
+        .await
+        .map(|_| ())
     }
 
     async fn find_by_wamid(&self, wamid: &str) -> Result<Option<String>, StoreError> {
