@@ -27,6 +27,7 @@ pub mod secrets;
 pub mod sends;
 pub mod signature;
 pub mod sync;
+pub mod telemetry;
 pub mod templates;
 pub mod webhook;
 pub mod window;

@@ -7,17 +7,7 @@ use lambda_http::{service_fn, Error};
 
 #[tokio::main]
 async fn main() -> Result<(), Error> {
-    tracing_subscriber::fmt()
-        .json()
-        .with_env_filter(
-            tracing_subscriber::EnvFilter::try_from_default_env()
-                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info")),
-        )
-        .with_current_span(false)
-        .with_target(false)
-        // CloudWatch stamps every line already.
-        .without_time()
-        .init();
+    wabridge_core::telemetry::init_lambda_tracing();
 
     let api = Arc::new(ingest::cold_start().await?);
     lambda_http::run(service_fn(move |req| {
