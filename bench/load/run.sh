@@ -3,7 +3,7 @@
 # durably (SQLite WAL, synchronous=FULL, group commit). Reports requests/s, latency percentiles,
 # the server's peak RSS, and checks that every unique id was accepted exactly once (no loss).
 #
-# Usage: bench/load/run.sh [COUNT] [CONNECTIONS] [THREADS]
+# Usage: [WABRIDGE_BIN=path] bench/load/run.sh [COUNT] [CONNECTIONS] [THREADS]
 #   COUNT        unique payloads to send (default 200000, at least 10000)
 #   CONNECTIONS  wrk connections (default 64)
 #   THREADS      wrk threads (default 2)
@@ -23,8 +23,13 @@ if ! command -v wrk >/dev/null 2>&1; then
   $SUDO apt-get update -qq && $SUDO apt-get install -y -qq wrk >/dev/null
 fi
 
-cargo build --release -p wabridge --manifest-path "$ROOT/Cargo.toml" >&2
-BIN="$ROOT/target/release/wabridge"
+# WABRIDGE_BIN: a wabridge binary already built (skips the release build).
+if [ -n "${WABRIDGE_BIN:-}" ]; then
+  BIN="$WABRIDGE_BIN"
+else
+  cargo build --release -p wabridge --manifest-path "$ROOT/Cargo.toml" >&2
+  BIN="$ROOT/target/release/wabridge"
+fi
 
 WORK="$(mktemp -d)"
 DATA="$WORK/data"

@@ -627,12 +627,20 @@ async fn api_key_is_required_and_compared() {
         Arc::new(NoEvents),
         None,
     );
+    // No key configured: every call refused (fail closed), as a deployment problem.
     assert_eq!(
         closed
             .authorize(&req(Some("Bearer ")))
             .unwrap_err()
             .status(),
-        401
+        503
+    );
+    assert_eq!(
+        closed
+            .authorize(&req(Some("Bearer anything")))
+            .unwrap_err()
+            .status(),
+        503
     );
 }
 

@@ -6,14 +6,12 @@ use std::sync::Arc;
 
 use base64::Engine;
 use serde_json::json;
-use subtle::ConstantTimeEq;
 
 use super::conversions::{self, ConversionRequest, MetaConversions, RecordError};
 use super::link::{self, LinkRequest};
 use super::qr;
 use super::store::AttributionStore;
 use super::AttributionConfig;
-use crate::config;
 use crate::http::{ApiError, Request, Response};
 
 /// Largest request body accepted by these routes.
@@ -21,28 +19,9 @@ pub const MAX_BODY: usize = 64 * 1024;
 /// Pixels per QR module in the PNG.
 pub const PNG_SCALE: usize = 8;
 
-/// Checks `Authorization: Bearer <key>` in constant time; fails closed (503) when no key is
-/// configured.
+/// `Authorization: Bearer <WABRIDGE_API_KEY>` (see [`Request::authorize_bearer`]).
 pub fn authorize(req: &Request, api_key: Option<&str>) -> Result<(), ApiError> {
-    let Some(key) = api_key.filter(|k| !k.is_empty()) else {
-        return Err(ApiError::Unavailable(format!(
-            "{} is not set",
-            config::WABRIDGE_API_KEY
-        )));
-    };
-    let given = req
-        .header("authorization")
-        .and_then(|h| {
-            h.strip_prefix("Bearer ")
-                .or_else(|| h.strip_prefix("bearer "))
-        })
-        .map(str::trim)
-        .ok_or_else(|| ApiError::Unauthorized("missing Authorization: Bearer <api key>".into()))?;
-    if bool::from(given.as_bytes().ct_eq(key.as_bytes())) {
-        Ok(())
-    } else {
-        Err(ApiError::Unauthorized("wrong api key".into()))
-    }
+    req.authorize_bearer(api_key)
 }
 
 fn json_body<T: serde::de::DeserializeOwned>(req: &Request) -> Result<T, ApiError> {

@@ -8,7 +8,6 @@ use std::time::Duration;
 use async_trait::async_trait;
 use serde::Deserialize;
 use serde_json::{json, Value};
-use subtle::ConstantTimeEq;
 
 use crate::consent::{ConsentAction, ConsentCategory, ConsentEntry, ConsentSource, ContactRef};
 use crate::consumer::{Handler, Outcome};
@@ -88,29 +87,10 @@ impl Sends {
         }
     }
 
-    /// `Authorization: Bearer <WABRIDGE_API_KEY>`, compared in constant time. No key configured:
-    /// every call is refused.
+    /// `Authorization: Bearer <WABRIDGE_API_KEY>` (see [`Request::authorize_bearer`]): no key
+    /// configured refuses every call.
     pub fn authorize(&self, request: &Request) -> Result<(), ApiError> {
-        let Some(key) = &self.api_key else {
-            return Err(ApiError::Unauthorized(
-                "the API key is not configured: sends and consents are disabled".into(),
-            ));
-        };
-        let given = request
-            .header("authorization")
-            .and_then(|h| {
-                h.strip_prefix("Bearer ")
-                    .or_else(|| h.strip_prefix("bearer "))
-            })
-            .map(str::trim)
-            .ok_or_else(|| {
-                ApiError::Unauthorized("missing `Authorization: Bearer <API key>`".into())
-            })?;
-        if bool::from(given.as_bytes().ct_eq(key.as_bytes())) {
-            Ok(())
-        } else {
-            Err(ApiError::Unauthorized("wrong API key".into()))
-        }
+        request.authorize_bearer(self.api_key.as_deref())
     }
 
     /// `POST /sends`: validate, check the guards, store (idempotently), enqueue. Returns the
