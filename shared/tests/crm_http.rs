@@ -579,9 +579,16 @@ fn delivery(event: &Value, receive_count: u32) -> Delivery {
     }
 }
 
-/// Enqueues every event `times` times on a real SQLite queue and runs the real worker until the
-/// queue is empty. Returns the dead-letter count and the elapsed time.
-async fn drain(rig: &Rig, events: &[Value], times: usize, concurrency: usize) -> (u64, Duration) {
+/// Enqueues every event `times` times on a real SQLite queue and runs `workers` real worker
+/// loops (each receives 100 messages at a time and handles `concurrency` of them at once) until
+/// the queue is empty. Returns the dead-letter count and the elapsed time.
+async fn drain(
+    rig: &Rig,
+    events: &[Value],
+    times: usize,
+    workers: usize,
+    concurrency: usize,
+) -> (u64, Duration) {
     let queue = Arc::new(SqliteQueue::new(rig.db.clone(), EVENTS_QUEUE).with_max_receives(10));
     let mut batch = Vec::new();
     for round in 0..times {
@@ -598,17 +605,21 @@ async fn drain(rig: &Rig, events: &[Value], times: usize, concurrency: usize) ->
     }
     let started = Instant::now();
     let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
-    let worker = tokio::spawn(run_worker(
-        queue.clone(),
-        rig.sync.clone() as Arc<dyn Handler>,
-        WorkerOptions {
-            batch: 100,
-            concurrency,
-            visibility: Duration::from_secs(30),
-            idle: Duration::from_millis(10),
-        },
-        stop_rx,
-    ));
+    let workers: Vec<_> = (0..workers)
+        .map(|_| {
+            tokio::spawn(run_worker(
+                queue.clone(),
+                rig.sync.clone() as Arc<dyn Handler>,
+                WorkerOptions {
+                    batch: 100,
+                    concurrency,
+                    visibility: Duration::from_secs(30),
+                    idle: Duration::from_millis(10),
+                },
+                stop_rx.clone(),
+            ))
+        })
+        .collect();
     let deadline = Instant::now() + Duration::from_secs(240);
     loop {
         let c = queue.counts().await.unwrap();
@@ -620,7 +631,9 @@ async fn drain(rig: &Rig, events: &[Value], times: usize, concurrency: usize) ->
     }
     let elapsed = started.elapsed();
     stop_tx.send(true).unwrap();
-    worker.await.unwrap();
+    for worker in workers {
+        worker.await.unwrap();
+    }
     (queue.counts().await.unwrap().dead, elapsed)
 }
 
@@ -1234,7 +1247,7 @@ async fn fault_injection(kind: &str) {
     )
     .await;
     let events: Vec<Value> = (0..1000).map(|i| text_event(i, 200)).collect();
-    let (dead, elapsed) = drain(&rig, &events, 2, 64).await;
+    let (dead, elapsed) = drain(&rig, &events, 2, 1, 64).await;
     assert_eq!(dead, 0, "nothing may be dead-lettered");
     assert!(
         rig.fake.problems.lock().unwrap().is_empty(),
@@ -1301,18 +1314,32 @@ async fn fault_injection_hubspot_every_event_exactly_once() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 #[ignore]
 async fn bench_crm_sync_against_a_50ms_crm() {
-    for kind in ["webhook", "hubspot"] {
-        for concurrency in [32, 64, 256] {
+    // (kind, worker loops, concurrency each, CRM latency). One worker loop handles one batch
+    // of 100 received messages at a time (`consumer::run_worker`), so its concurrency is at
+    // most 100; more loops model more pollers (serve) or Lambda instances. The last row
+    // answers at once: the ceiling of our own side (queue, identities, ledger on SQLite).
+    let runs = [
+        ("webhook", 1, 32, 50),
+        ("webhook", 1, 100, 50),
+        ("webhook", 8, 100, 50),
+        ("hubspot", 1, 32, 50),
+        ("hubspot", 1, 100, 50),
+        ("hubspot", 4, 100, 50),
+        ("hubspot", 8, 100, 50),
+        ("hubspot", 8, 100, 0),
+    ];
+    for (kind, workers, concurrency, latency_ms) in runs {
+        {
             let rig = rig(
                 kind,
                 Fake {
-                    latency: Duration::from_millis(50),
+                    latency: Duration::from_millis(latency_ms),
                     ..Default::default()
                 },
             )
             .await;
             let events: Vec<Value> = (0..3000).map(|i| text_event(i, 500)).collect();
-            let (dead, elapsed) = drain(&rig, &events, 1, concurrency).await;
+            let (dead, elapsed) = drain(&rig, &events, 1, workers, concurrency).await;
             assert_eq!(dead, 0);
             let calls = rig.fake.calls.load(Ordering::Relaxed);
             let mut batches = String::new();
@@ -1330,7 +1357,7 @@ async fn bench_crm_sync_against_a_50ms_crm() {
                 );
             }
             println!(
-                "BENCH {kind} concurrency={concurrency}: {} events in {:.2}s = {:.0} events/s ({calls} CRM calls of 50 ms{batches})",
+                "BENCH {kind} workers={workers}x{concurrency}: {} events in {:.2}s = {:.0} events/s ({calls} CRM calls of {latency_ms} ms{batches})",
                 events.len(),
                 elapsed.as_secs_f64(),
                 events.len() as f64 / elapsed.as_secs_f64()
