@@ -16,25 +16,10 @@ use serde::{Deserialize, Serialize};
 
 use super::utm::{clean, clean_lower, Touch, TouchOrigin, Utm};
 
-/// The fields of Meta's `referral` object we read. Unknown fields are kept in the raw JSON.
-#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
-pub struct Referral {
-    #[serde(default)]
-    pub source_url: Option<String>,
-    #[serde(default)]
-    pub source_id: Option<String>,
-    #[serde(default)]
-    pub source_type: Option<String>,
-    #[serde(default)]
-    pub headline: Option<String>,
-    #[serde(default)]
-    pub body: Option<String>,
-    #[serde(default)]
-    pub media_type: Option<String>,
-    #[serde(default)]
-    pub ctwa_clid: Option<String>,
-}
+/// Meta's `referral` object, as the webhook model reads it (one type for both).
+pub use crate::webhook::model::Referral;
 
+/// What the UTM mapping reads of a referral.
 impl Referral {
     /// Host of `source_url`, lower-cased, without a leading `www.`.
     pub fn host(&self) -> Option<String> {
@@ -278,6 +263,7 @@ impl ReferralRules {
                 body: s("body"),
                 media_type: s("media_type"),
                 ctwa_clid: s("ctwa_clid"),
+                ..Referral::default()
             }
         });
         Some(Touch {
@@ -510,8 +496,13 @@ mod tests {
         let raw = json!({"source_id": 12345, "source_type": "ad", "source_url": "https://fb.me/x", "ctwa_clid": "  "});
         let t = ReferralRules::default().touch(&raw, 0).unwrap();
         assert_eq!(t.utm.utm_source.as_deref(), Some("facebook"));
-        assert_eq!(t.utm.utm_campaign, None);
+        // The webhook model reads a numeric id as its digits (as ingest does), so the default
+        // campaign template `{source_id}` has a value.
+        assert_eq!(t.utm.utm_campaign.as_deref(), Some("12345"));
         assert_eq!(t.ctwa_clid, None, "a blank click id is no click id");
+        let raw = json!({"source_type": "ad", "headline": 7, "welcome_message": "hola"});
+        let t = ReferralRules::default().touch(&raw, 0).unwrap();
+        assert_eq!(t.utm.utm_medium.as_deref(), Some("paid_social"));
         assert!(ReferralRules::default()
             .touch(&json!("referral"), 0)
             .is_none());
