@@ -1197,7 +1197,7 @@ async fn hubspot_in_doubt_search_miss_waits_out_the_index_lag() {
     let rig = rig(
         "hubspot",
         Fake {
-            search_lag: Duration::from_millis(700),
+            search_lag: Duration::from_millis(1000),
             ..Default::default()
         },
     )
@@ -1211,7 +1211,7 @@ async fn hubspot_in_doubt_search_miss_waits_out_the_index_lag() {
             TIMEOUT,
         )
         .unwrap()
-        .with_search_lag(Duration::from_millis(900)),
+        .with_search_lag(Duration::from_millis(1000)),
     );
     let sync = crm_sync("hubspot", &rig.db, crm, Duration::from_secs(3), false).await;
     rig.fake
