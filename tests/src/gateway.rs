@@ -212,28 +212,26 @@ impl Gateway {
         format!("{}/webhook", self.url)
     }
 
-    /// Runs the CLI against this gateway's data dir with the environment it was started with
-    /// plus `extra_env`.
-    pub fn cli(&self, args: &[&str], extra_env: &[(&str, &str)]) -> Output {
+    /// The environment the gateway was started with, plus `extra`.
+    fn env_with<'a>(&'a self, extra: &[(&'a str, &'a str)]) -> Vec<(&'a str, &'a str)> {
         let mut env: Vec<(&str, &str)> = self
             .env
             .iter()
             .map(|(k, v)| (k.as_str(), v.as_str()))
             .collect();
-        env.extend_from_slice(extra_env);
-        cli(&self.data_dir, args, &env)
+        env.extend_from_slice(extra);
+        env
+    }
+
+    /// Runs the CLI against this gateway's data dir with the environment it was started with
+    /// plus `extra_env`.
+    pub fn cli(&self, args: &[&str], extra_env: &[(&str, &str)]) -> Output {
+        cli(&self.data_dir, args, &self.env_with(extra_env))
     }
 
     /// [`Gateway::cli`] that must succeed; returns its stdout.
     pub fn cli_ok(&self, args: &[&str]) -> String {
-        let out = self.cli(args, &[]);
-        assert!(
-            out.status.success(),
-            "wabridge {args:?} failed ({}): {}",
-            out.status,
-            String::from_utf8_lossy(&out.stderr)
-        );
-        String::from_utf8(out.stdout).expect("UTF-8 stdout")
+        cli_ok(&self.data_dir, args, &self.env_with(&[]))
     }
 
     /// `wabridge records --json`: every local CRM record, one JSON object each.
