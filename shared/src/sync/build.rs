@@ -431,16 +431,27 @@ fn message_plan(
     let mut identity = IdentityOp::Resolve(keys.clone());
     if kind == "system" {
         match s(body, &["type"]).as_deref() {
-            Some("customer_changed_number") => {
+            // Meta's current name is `user_changed_number`; `customer_changed_number` is the
+            // older one. A number change also regenerates the BSUID (`previous_user_id` →
+            // `user_id`): the new one is linked to the same contact.
+            Some("customer_changed_number" | "user_changed_number") => {
                 if let Some(new_wa) = s(body, &["wa_id"]).or_else(|| s(body, &["new_wa_id"])) {
                     let new_phone =
                         Phone::from_wa_id(&new_wa).map_err(|e| format!("identity: {e}"))?;
                     let old = who
                         .phone
                         .as_ref()
-                        .ok_or("customer_changed_number without from")?
+                        .ok_or("user_changed_number without from")?
                         .identity_key();
                     keys.retain(|k| k != &old);
+                    if let Some(new_user) = s(body, &["user_id"]) {
+                        let new_bsuid =
+                            Bsuid::parse(&new_user).map_err(|e| format!("identity: {e}"))?;
+                        if !keys.contains(&new_bsuid.identity_key()) {
+                            keys.push(new_bsuid.identity_key());
+                        }
+                        contact_record.bsuid = Some(new_bsuid.to_string());
+                    }
                     identity = IdentityOp::Move {
                         from: old,
                         to: new_phone.identity_key(),
@@ -450,23 +461,32 @@ fn message_plan(
                     contact_record.wa_id = new_phone.wa_id.clone();
                 }
             }
+            // The old BSUID is `system.previous_user_id`; the message's `from_user_id` may
+            // already carry the new one, so it is the old one only when it differs.
             Some("user_changed_user_id") => {
                 if let Some(new_user) = s(body, &["user_id"]).or_else(|| s(body, &["new_user_id"]))
                 {
                     let new_bsuid =
                         Bsuid::parse(&new_user).map_err(|e| format!("identity: {e}"))?;
-                    match &who.bsuid {
+                    let previous = match s(body, &["previous_user_id"]) {
+                        Some(p) => Some(Bsuid::parse(&p).map_err(|e| format!("identity: {e}"))?),
+                        None => who.bsuid.clone().filter(|b| b != &new_bsuid),
+                    };
+                    let new_key = new_bsuid.identity_key();
+                    match previous {
                         Some(old) => {
                             let old = old.identity_key();
-                            keys.retain(|k| k != &old);
+                            keys.retain(|k| k != &old && k != &new_key);
                             identity = IdentityOp::Move {
                                 from: old,
-                                to: new_bsuid.identity_key(),
+                                to: new_key,
                                 also: keys,
                             };
                         }
                         None => {
-                            keys.push(new_bsuid.identity_key());
+                            if !keys.contains(&new_key) {
+                                keys.push(new_key);
+                            }
                             identity = IdentityOp::Resolve(keys);
                         }
                     }
