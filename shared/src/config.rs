@@ -50,6 +50,25 @@ pub const WHATSAPP_BUSINESS_ACCOUNT_ID: &str = "WHATSAPP_BUSINESS_ACCOUNT_ID";
 /// Conversions API base URL (default [`DEFAULT_WHATSAPP_API_URL`]); tests point it at loopback.
 pub const META_CONVERSIONS_API_URL: &str = "META_CONVERSIONS_API_URL";
 
+/// crm-sync deliveries in flight at once in `wabridge serve` (default
+/// [`DEFAULT_SYNC_CONCURRENCY`]): with a CRM answering in 50 ms and two or three calls per event,
+/// 128 in flight keep a few hundred events/s going; SQLite is not the limit.
+pub const WABRIDGE_SYNC_CONCURRENCY: &str = "WABRIDGE_SYNC_CONCURRENCY";
+pub const DEFAULT_SYNC_CONCURRENCY: usize = 128;
+
+/// [`WABRIDGE_SYNC_CONCURRENCY`] from the environment (1 to 1024).
+pub fn sync_concurrency() -> Result<usize, String> {
+    match std::env::var(WABRIDGE_SYNC_CONCURRENCY) {
+        Ok(v) if !v.trim().is_empty() => match v.trim().parse::<usize>() {
+            Ok(n) if (1..=1024).contains(&n) => Ok(n),
+            _ => Err(format!(
+                "{WABRIDGE_SYNC_CONCURRENCY} must be a number from 1 to 1024 (got `{v}`)"
+            )),
+        },
+        _ => Ok(DEFAULT_SYNC_CONCURRENCY),
+    }
+}
+
 /// Messages a second one business number may send (Meta's default 80; 20 for numbers also used
 /// in the Business app; up to 1,000 after an upgrade). Default [`DEFAULT_SENDS_PER_SECOND`].
 pub const WABRIDGE_SENDS_PER_SECOND: &str = "WABRIDGE_SENDS_PER_SECOND";

@@ -60,7 +60,7 @@ pub struct WorkerOptions {
     pub visibility: Duration,
     /// Sleep when the queue was empty.
     pub idle: Duration,
-    /// How many deliveries of one batch are handled at once.
+    /// Most deliveries in flight at once (see [`run_worker`]).
     pub concurrency: usize,
 }
 
@@ -75,48 +75,80 @@ impl Default for WorkerOptions {
     }
 }
 
-/// Receives and handles messages until `stop` resolves. Store errors are logged and retried
-/// after the idle delay: the messages stay on the queue, nothing is lost.
+/// Receives and handles messages until `stop` resolves, keeping up to `concurrency` deliveries
+/// in flight: a slot freed by one delivery is refilled from the queue at once (after half the
+/// slots are free, to keep receives batched) instead of waiting for a whole batch to finish, so
+/// one slow CRM call never idles the other slots. Messages are received only when a slot can
+/// start them, so none waits in memory while its visibility timeout runs. Each delivery runs on
+/// its own task (both cores). Store errors are logged and retried after the idle delay: the
+/// messages stay on the queue, nothing is lost. On stop, deliveries in flight finish first.
 pub async fn run_worker(
     queue: Arc<dyn Queue>,
     handler: Arc<dyn Handler>,
     options: WorkerOptions,
-    stop: tokio::sync::watch::Receiver<bool>,
+    mut stop: tokio::sync::watch::Receiver<bool>,
 ) {
-    use futures::stream::{self, StreamExt};
+    let limit = options.concurrency.max(1);
+    let refill_at = (limit / 2).max(1);
+    let mut running = tokio::task::JoinSet::new();
     loop {
         if *stop.borrow() {
-            return;
+            break;
         }
-        let deliveries = match queue.receive(options.batch, options.visibility).await {
-            Ok(d) => d,
-            Err(e) => {
-                tracing::error!(error = %e, "queue receive failed");
-                tokio::time::sleep(options.idle).await;
-                continue;
+        let free = limit - running.len();
+        let mut wait_idle = false;
+        if running.is_empty() || free >= refill_at {
+            match queue
+                .receive(free.min(options.batch.max(1)), options.visibility)
+                .await
+            {
+                Ok(deliveries) if !deliveries.is_empty() => {
+                    for delivery in deliveries {
+                        let (queue, handler) = (queue.clone(), handler.clone());
+                        running.spawn(async move {
+                            let outcome = handler.handle(&delivery).await;
+                            if let Err(e) = settle(queue.as_ref(), &delivery, &outcome, true).await
+                            {
+                                // The message becomes visible again when its timeout expires.
+                                tracing::error!(error = %e, message_id = %delivery.message_id, "settle failed");
+                            }
+                        });
+                    }
+                    continue;
+                }
+                Ok(_) => wait_idle = true,
+                Err(e) => {
+                    tracing::error!(error = %e, "queue receive failed");
+                    wait_idle = true;
+                }
+            }
+        }
+        // Wait for a slot (or, with the queue empty, the idle delay), or stop.
+        let idle = async {
+            if wait_idle {
+                tokio::time::sleep(options.idle).await
+            } else {
+                std::future::pending().await
             }
         };
-        if deliveries.is_empty() {
-            let mut stop = stop.clone();
-            tokio::select! {
-                _ = tokio::time::sleep(options.idle) => {}
-                _ = stop.changed() => {}
-            }
-            continue;
-        }
-        stream::iter(deliveries)
-            .for_each_concurrent(options.concurrency.max(1), |delivery| {
-                let queue = queue.clone();
-                let handler = handler.clone();
-                async move {
-                    let outcome = handler.handle(&delivery).await;
-                    if let Err(e) = settle(queue.as_ref(), &delivery, &outcome, true).await {
-                        // The message becomes visible again when its timeout expires.
-                        tracing::error!(error = %e, message_id = %delivery.message_id, "settle failed");
-                    }
+        tokio::select! {
+            Some(done) = running.join_next(), if !running.is_empty() => {
+                if let Err(e) = done {
+                    tracing::error!(error = %e, "delivery task failed");
                 }
-            })
-            .await;
+            }
+            _ = idle => {}
+            changed = stop.changed() => {
+                if changed.is_err() {
+                    break; // The stop sender is gone: nobody can stop us later.
+                }
+            }
+        }
+    }
+    while let Some(done) = running.join_next().await {
+        if let Err(e) = done {
+            tracing::error!(error = %e, "delivery task failed");
+        }
     }
 }
 
@@ -177,4 +209,99 @@ pub async fn sqs_batch(
         })
         .collect();
     response
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::adapters::sqlite::{Db, SqliteQueue};
+    use crate::queue::OutgoingMessage;
+    use std::sync::atomic::{AtomicUsize, Ordering};
+
+    /// `slow` blocks until every other message has been handled.
+    struct OneSlow {
+        others: usize,
+        done: AtomicUsize,
+        all_done: tokio::sync::Notify,
+    }
+
+    #[async_trait::async_trait]
+    impl Handler for OneSlow {
+        async fn handle(&self, delivery: &Delivery) -> Outcome {
+            if delivery.body == "slow" {
+                loop {
+                    // Created before the check: `notify_waiters` reaches it from then on.
+                    let notified = self.all_done.notified();
+                    if self.done.load(Ordering::SeqCst) >= self.others {
+                        break;
+                    }
+                    notified.await;
+                }
+            } else if self.done.fetch_add(1, Ordering::SeqCst) + 1 == self.others {
+                self.all_done.notify_waiters();
+            }
+            Outcome::Done
+        }
+    }
+
+    /// A slot freed by a quick delivery is refilled while a slow one is still running: with
+    /// batch-at-a-time handling the slow message would hold back every later receive (here it
+    /// would wait forever, and the test time out).
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_slow_delivery_does_not_hold_back_the_others() {
+        let dir = tempfile::tempdir().unwrap();
+        let db = Db::open(dir.path().join("w.db")).unwrap();
+        let queue: Arc<dyn Queue> = Arc::new(SqliteQueue::new(db, "events"));
+        let mut messages = vec![OutgoingMessage {
+            id: "slow".into(),
+            body: "slow".into(),
+            delay: None,
+        }];
+        for i in 0..60 {
+            messages.push(OutgoingMessage {
+                id: format!("m{i}"),
+                body: format!("fast {i}"),
+                delay: None,
+            });
+        }
+        queue.send_batch(&messages).await.unwrap();
+        let handler = Arc::new(OneSlow {
+            others: 60,
+            done: AtomicUsize::new(0),
+            all_done: tokio::sync::Notify::new(),
+        });
+        let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
+        let worker = tokio::spawn(run_worker(
+            queue.clone(),
+            handler.clone(),
+            WorkerOptions {
+                batch: 4,
+                concurrency: 4,
+                idle: Duration::from_millis(5),
+                ..WorkerOptions::default()
+            },
+            stop_rx,
+        ));
+        let drained = tokio::time::timeout(Duration::from_secs(20), async {
+            loop {
+                if handler.done.load(Ordering::SeqCst) == 60
+                    && queue
+                        .receive(1, Duration::from_secs(30))
+                        .await
+                        .unwrap()
+                        .is_empty()
+                {
+                    break;
+                }
+                tokio::time::sleep(Duration::from_millis(10)).await;
+            }
+        })
+        .await;
+        assert!(drained.is_ok(), "the slow delivery held back the others");
+        stop_tx.send(true).unwrap();
+        tokio::time::timeout(Duration::from_secs(10), worker)
+            .await
+            .expect("the worker stops once its deliveries finish")
+            .unwrap();
+    }
 }

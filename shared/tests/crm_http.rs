@@ -1314,19 +1314,18 @@ async fn fault_injection_hubspot_every_event_exactly_once() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 #[ignore]
 async fn bench_crm_sync_against_a_50ms_crm() {
-    // (kind, worker loops, concurrency each, CRM latency). One worker loop handles one batch
-    // of 100 received messages at a time (`consumer::run_worker`), so its concurrency is at
-    // most 100; more loops model more pollers (serve) or Lambda instances. The last row
-    // answers at once: the ceiling of our own side (queue, identities, ledger on SQLite).
+    // (kind, worker loops, deliveries in flight each, CRM latency). One worker loop keeps its
+    // slots full (`consumer::run_worker` refills a freed slot at once); `wabridge serve` runs
+    // one loop with 128 (WABRIDGE_SYNC_CONCURRENCY); more loops model Lambda instances. The
+    // last row answers at once: the ceiling of our own side (queue, identities, ledger on SQLite).
     let runs = [
         ("webhook", 1, 32, 50),
-        ("webhook", 1, 100, 50),
-        ("webhook", 8, 100, 50),
+        ("webhook", 1, 128, 50),
         ("hubspot", 1, 32, 50),
-        ("hubspot", 1, 100, 50),
-        ("hubspot", 4, 100, 50),
-        ("hubspot", 8, 100, 50),
-        ("hubspot", 8, 100, 0),
+        ("hubspot", 1, 128, 50),
+        ("hubspot", 1, 256, 50),
+        ("hubspot", 4, 128, 50),
+        ("hubspot", 1, 256, 0),
     ];
     for (kind, workers, concurrency, latency_ms) in runs {
         {

@@ -52,7 +52,7 @@ pub async fn run(args: ServeArgs) -> Result<(), String> {
         handler,
         WorkerOptions {
             batch: 100,
-            concurrency: 32,
+            concurrency: wabridge_core::config::sync_concurrency()?,
             ..WorkerOptions::default()
         },
         stop_rx.clone(),
