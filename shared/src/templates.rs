@@ -6,7 +6,9 @@
 //! Entry points: [`TemplateRegistry::apply_status_update`] for the sync handler (webhook value
 //! as Meta sent it; unordered deliveries converge: an older event never replaces a newer one);
 //! [`TemplateRegistry::define`] to register a template's category and parameter count (CLI,
-//! tests); [`TemplateRegistry::get`] for the policy guards.
+//! tests); [`TemplateRegistry::apply_synced`] for the sync from Meta's template list
+//! ([`crate::sends::template_sync`], `wabridge templates sync`); [`TemplateRegistry::get`] for
+//! the policy guards.
 
 use std::sync::Arc;
 
@@ -90,6 +92,14 @@ pub trait TemplateStore: Send + Sync {
         category: Option<&str>,
         body_parameters: Option<u32>,
     ) -> Result<(), StoreError>;
+    /// Every template the store knows, ordered by name then language (`wabridge templates
+    /// list`). Stores that cannot list cheaply (DynamoDB's single table would need a scan)
+    /// answer an error saying so.
+    async fn list(&self) -> Result<Vec<TemplateInfo>, StoreError> {
+        Err(StoreError::Unavailable(
+            "this template store cannot list templates".into(),
+        ))
+    }
 }
 
 #[derive(Clone)]
@@ -130,6 +140,36 @@ impl TemplateRegistry {
                 body_parameters,
             )
             .await
+    }
+
+    /// Every template the registry knows (see [`TemplateStore::list`]).
+    pub async fn list(&self) -> Result<Vec<TemplateInfo>, StoreError> {
+        self.store.list().await
+    }
+
+    /// Records what a sync read from Meta's template list: the category and body parameter
+    /// count (replacing what was there) and the status as observed at `observed_at_ms`. The
+    /// status goes through the same ordering as webhooks: a webhook event newer than the
+    /// observation keeps its status. Returns whether the status was written.
+    pub async fn apply_synced(
+        &self,
+        name: &str,
+        language: &str,
+        status: Option<&TemplateStatus>,
+        category: Option<&str>,
+        body_parameters: Option<u32>,
+        observed_at_ms: i64,
+    ) -> Result<bool, StoreError> {
+        self.define(name, language, category, body_parameters)
+            .await?;
+        match status {
+            Some(status) => {
+                self.store
+                    .put_status(name, language, status, None, observed_at_ms)
+                    .await
+            }
+            None => Ok(false),
+        }
     }
 
     /// Applies a `message_template_status_update` change value (`event`,

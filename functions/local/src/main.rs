@@ -6,6 +6,7 @@ mod crm_sync;
 mod secrets;
 mod sends;
 mod serve;
+mod templates;
 mod tools;
 mod wiring;
 
@@ -93,6 +94,11 @@ enum Command {
         #[command(flatten)]
         data: DataArg,
     },
+    /// The template registry: sync it from Meta's template list, or list what it knows.
+    Templates {
+        #[command(subcommand)]
+        action: TemplatesAction,
+    },
     /// List or redrive dead letters, of the local store or of SQS.
     DeadLetters {
         #[command(subcommand)]
@@ -122,6 +128,24 @@ enum LinkAction {
     Create {
         #[command(flatten)]
         link: attribution::LinkArgs,
+        #[command(flatten)]
+        data: DataArg,
+    },
+}
+
+#[derive(Subcommand)]
+enum TemplatesAction {
+    /// Read every template from the Graph API (WHATSAPP_ACCESS_TOKEN,
+    /// WHATSAPP_BUSINESS_ACCOUNT_ID) into the local registry; prints a JSON report.
+    Sync {
+        #[command(flatten)]
+        data: DataArg,
+    },
+    /// Name, language, status, category and body parameter count of every known template.
+    List {
+        /// One JSON object per line.
+        #[arg(long)]
+        json: bool,
         #[command(flatten)]
         data: DataArg,
     },
@@ -253,6 +277,12 @@ fn main() -> ExitCode {
             Command::DeadLetters {
                 action: DeadLetterAction::Redrive { id, queues },
             } => tools::dead_letters_redrive(&queues.target()?, id.as_deref()).await,
+            Command::Templates {
+                action: TemplatesAction::Sync { data },
+            } => templates::sync(&data.data).await,
+            Command::Templates {
+                action: TemplatesAction::List { json, data },
+            } => templates::list(&data.data, json).await,
             Command::Send { send, data } => sends::send(send, &data.data).await,
             Command::Consent { consent, data } => sends::consent(consent, &data.data).await,
             Command::Stats { data } => tools::stats(&data.data).await,

@@ -58,6 +58,7 @@ pub async fn run(args: ServeArgs) -> Result<(), String> {
         stop_rx.clone(),
     ));
     let sender = crate::sends::spawn_sender(&db, &sends, stop_rx.clone());
+    let _template_sync = crate::templates::spawn_periodic(&db, stop_rx.clone()); // ends on stop
     let purger = SqliteDedupe::new(db.clone())
         .with_ledger_purge(wabridge_core::config::ledger_retention()?)
         .spawn_purger(Duration::from_secs(3600), stop_rx);

@@ -10,3 +10,4 @@ pub mod ratelimit;
 pub mod request;
 pub mod service;
 pub mod store;
+pub mod template_sync;

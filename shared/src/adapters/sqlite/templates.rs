@@ -90,6 +90,35 @@ impl TemplateStore for SqliteTemplates {
             .await
     }
 
+    async fn list(&self) -> Result<Vec<TemplateInfo>, StoreError> {
+        self.db
+            .read(move |c| {
+                let mut stmt = c
+                    .prepare(
+                        "SELECT name, language, status, reason, status_at, category, body_parameters
+                         FROM templates ORDER BY name, language",
+                    )
+                    .map_err(sql_err)?;
+                let rows = stmt
+                    .query_map([], |r| {
+                        Ok(TemplateInfo {
+                            name: r.get(0)?,
+                            language: r.get(1)?,
+                            status: r
+                                .get::<_, Option<String>>(2)?
+                                .map(|s| TemplateStatus::new(&s)),
+                            reason: r.get(3)?,
+                            status_at: r.get(4)?,
+                            category: r.get(5)?,
+                            body_parameters: r.get::<_, Option<i64>>(6)?.map(|n| n as u32),
+                        })
+                    })
+                    .map_err(sql_err)?;
+                rows.collect::<Result<Vec<_>, _>>().map_err(sql_err)
+            })
+            .await
+    }
+
     async fn put_definition(
         &self,
         name: &str,
