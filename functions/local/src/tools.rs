@@ -192,8 +192,25 @@ pub enum DeadLetterTarget {
         /// One local queue by name, or every queue with dead letters.
         queue: Option<String>,
     },
-    /// `(name, queue URL, DLQ URL)` for each SQS queue pair.
-    Sqs(Vec<(String, String, String)>),
+    Sqs(Vec<SqsPair>),
+}
+
+/// An SQS queue and its dead-letter queue.
+pub struct SqsPair {
+    /// `events` or `sends`: shown in listings.
+    pub name: String,
+    pub queue_url: String,
+    pub dlq_url: String,
+}
+
+impl SqsPair {
+    fn new(name: &str, queue_url: String, dlq_url: String) -> SqsPair {
+        SqsPair {
+            name: name.to_string(),
+            queue_url,
+            dlq_url,
+        }
+    }
 }
 
 /// The SQS queue pairs `dead-letters` should use, or `None` for the local store.
@@ -206,12 +223,12 @@ pub fn sqs_pairs(
     queue: Option<&str>,
     queue_url: Option<String>,
     dlq_url: Option<String>,
-) -> Result<Option<Vec<(String, String, String)>>, String> {
+) -> Result<Option<Vec<SqsPair>>, String> {
     let env = |name: &str| std::env::var(name).ok().filter(|v| !v.trim().is_empty());
     if queue_url.is_some() || dlq_url.is_some() {
-        let name = queue.unwrap_or(EVENTS_QUEUE).to_string();
+        let name = queue.unwrap_or(EVENTS_QUEUE);
         return match (queue_url, dlq_url) {
-            (Some(q), Some(d)) => Ok(Some(vec![(name, q, d)])),
+            (Some(q), Some(d)) => Ok(Some(vec![SqsPair::new(name, q, d)])),
             _ => Err("SQS mode needs both --queue-url and --dlq-url".into()),
         };
     }
@@ -229,7 +246,7 @@ pub fn sqs_pairs(
             continue;
         }
         match (env(queue_var), env(dlq_var)) {
-            (Some(q), Some(d)) => pairs.push((name.to_string(), q, d)),
+            (Some(q), Some(d)) => pairs.push(SqsPair::new(name, q, d)),
             (None, Some(_)) => {
                 return Err(format!(
                     "{dlq_var} is set but {queue_var} is not: redrive needs both"
@@ -267,7 +284,12 @@ async fn collect_dead_letters(
             }
         }
         DeadLetterTarget::Sqs(pairs) => {
-            for (name, url, dlq) in pairs {
+            for SqsPair {
+                name,
+                queue_url: url,
+                dlq_url: dlq,
+            } in pairs
+            {
                 let q = SqsQueue::from_env(url, dlq).await;
                 let left = limit.saturating_sub(out.len());
                 let letters = q
@@ -382,7 +404,12 @@ pub async fn dead_letters_redrive(
             }
         }
         DeadLetterTarget::Sqs(pairs) => {
-            for (_, url, dlq) in pairs {
+            for SqsPair {
+                queue_url: url,
+                dlq_url: dlq,
+                ..
+            } in pairs
+            {
                 moved += SqsQueue::from_env(url, dlq)
                     .await
                     .redrive(id)

@@ -10,6 +10,7 @@
 //!   `{source_id}` and `{headline}`), so a business can name campaigns without code;
 //! - then the first matching `[[referral.rules]]` entry overrides any of them (for example, ad
 //!   id `120226305854810726` → campaign `summer_succulents`).
+//!
 //! `ctwa_clid` and the raw object are always kept.
 
 use serde::{Deserialize, Serialize};

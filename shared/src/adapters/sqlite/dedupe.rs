@@ -121,7 +121,7 @@ impl SqliteDedupe {
             loop {
                 loop {
                     match self.purge_expired(1000).await {
-                        Ok(n) if n == 1000 => continue,
+                        Ok(1000) => continue,
                         Ok(_) => break,
                         Err(e) => {
                             tracing::warn!(error = %e, "dedupe purge failed");
