@@ -497,3 +497,32 @@ async fn dead_letters_are_listed_and_redriven_from_the_cli() {
         std::thread::sleep(Duration::from_millis(25));
     }
 }
+
+/// A retention that is not a whole number of days stops `serve` at start, naming the variable,
+/// rather than purging on a guess.
+#[test]
+fn serve_refuses_a_bad_ledger_retention() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut child = gateway::command(&[("WABRIDGE_LEDGER_RETENTION_DAYS", "0")])
+        .args(["serve", "--addr", "127.0.0.1:0", "--data"])
+        .arg(dir.path())
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let deadline = Instant::now() + Duration::from_secs(30);
+    let status = loop {
+        if let Some(status) = child.try_wait().unwrap() {
+            break status;
+        }
+        if Instant::now() >= deadline {
+            let _ = child.kill();
+            panic!("serve kept running with WABRIDGE_LEDGER_RETENTION_DAYS=0");
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    };
+    let mut err = String::new();
+    std::io::Read::read_to_string(&mut child.stderr.take().unwrap(), &mut err).unwrap();
+    assert!(!status.success());
+    assert!(err.contains("WABRIDGE_LEDGER_RETENTION_DAYS"), "{err}");
+}
