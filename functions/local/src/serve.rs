@@ -112,9 +112,44 @@ async fn shutdown_signal() {
     }
 }
 
+/// Past the limit, the rest of an oversize body is read and discarded up to this many bytes
+/// (within [`DRAIN_TIME`]) before the 413 goes out: closing a connection with unread data makes
+/// the kernel send a reset, and the client would see "connection reset" instead of our answer.
+const DRAIN_MAX: usize = 16 * 1024 * 1024;
+const DRAIN_TIME: Duration = Duration::from_secs(5);
+
+/// The body up to `limit` bytes; `Err(size seen)` when it is larger (the rest drained, bounded).
+async fn read_body(body: Body, limit: usize, declared: Option<usize>) -> Result<Vec<u8>, usize> {
+    use futures::StreamExt;
+    if declared.is_some_and(|d| d > DRAIN_MAX) {
+        return Err(declared.unwrap_or(DRAIN_MAX));
+    }
+    let mut stream = body.into_data_stream();
+    let mut buf = Vec::with_capacity(declared.unwrap_or(0).min(limit));
+    while let Some(chunk) = stream.next().await {
+        let Ok(chunk) = chunk else { break };
+        if buf.len() + chunk.len() <= limit {
+            buf.extend_from_slice(&chunk);
+            continue;
+        }
+        // Over the limit: drain what follows, bounded in bytes and time.
+        let mut seen = buf.len() + chunk.len();
+        let drain = async {
+            while let Some(Ok(chunk)) = stream.next().await {
+                seen += chunk.len();
+                if seen > DRAIN_MAX {
+                    break;
+                }
+            }
+        };
+        let _ = tokio::time::timeout(DRAIN_TIME, drain).await;
+        return Err(seen);
+    }
+    Ok(buf)
+}
+
 /// The one axum handler: converts to the core's request type, lets the core answer, converts
-/// back. The body is read up to the limit + 1 byte so the core sees an oversize body and answers
-/// 413 itself; a body larger still is refused here with the same JSON error.
+/// back. An oversize body is refused here with the core's JSON 413 (after draining it, bounded).
 async fn handle(
     axum::extract::State(state): axum::extract::State<Arc<AppState>>,
     req: axum::extract::Request,
@@ -125,17 +160,21 @@ async fn handle(
         .get(axum::http::header::CONTENT_LENGTH)
         .and_then(|v| v.to_str().ok())
         .and_then(|v| v.parse::<usize>().ok());
-    let body = match axum::body::to_bytes(body, state.max_body + 1).await {
+    let body = match read_body(body, state.max_body, declared).await {
         Ok(b) => b,
-        Err(_) => {
-            let size = declared.unwrap_or(state.max_body + 1);
-            return into_axum(
+        Err(size) => {
+            let mut response = into_axum(
                 ApiError::PayloadTooLarge {
-                    size,
+                    size: declared.unwrap_or(size),
                     limit: state.max_body,
                 }
                 .into_response(),
             );
+            response.headers_mut().insert(
+                axum::http::header::CONNECTION,
+                HeaderValue::from_static("close"),
+            );
+            return response;
         }
     };
     let headers = parts
@@ -148,7 +187,7 @@ async fn handle(
         path: parts.uri.path().to_string(),
         query: parts.uri.query().map(str::to_string),
         headers,
-        body: body.to_vec(),
+        body,
     };
     into_axum(state.api.handle(request).await)
 }
