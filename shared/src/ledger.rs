@@ -34,10 +34,6 @@ use async_trait::async_trait;
 
 use crate::error::StoreError;
 
-/// How long ledger entries are kept: longer than SQS keeps a message (14 days max), so any
-/// redelivery still finds its effects.
-pub const LEDGER_TTL: Duration = Duration::from_secs(15 * 24 * 3600);
-
 /// Default lease of a claim: longer than a CRM call with its timeout.
 pub const DEFAULT_LEASE: Duration = Duration::from_secs(60);
 

@@ -65,7 +65,10 @@ pub async fn cold_start() -> Result<App, lambda_runtime::Error> {
     let hooks = sending_hooks(&dynamo, &table, queue.clone());
     let sync = CrmSync::new(
         Arc::new(DynamoIdentityStore::new(dynamo.clone(), table.clone())),
-        Arc::new(DynamoLedger::new(dynamo.clone(), table.clone())),
+        Arc::new(
+            DynamoLedger::new(dynamo.clone(), table.clone())
+                .with_retention(config::ledger_retention()?),
+        ),
         crm,
         Arc::new(mapping),
     )
