@@ -786,3 +786,52 @@ async fn serve_syncs_the_registry_when_it_starts() {
     assert_eq!(listed.len(), 4, "serve did not sync at start: {listed:?}");
     assert!(graph.seen().len() >= 2);
 }
+
+// ---------------------------------------------------------------- a large WABA
+
+/// 20 full pages of 100 templates: every one recorded with its own count, in one sync.
+#[tokio::test]
+async fn a_large_waba_is_read_in_full() {
+    const PAGES: u32 = 20;
+    let graph = GraphServer::start(Arc::new(|after| {
+        let page: u32 = after
+            .and_then(|a| a.strip_prefix("p"))
+            .and_then(|n| n.parse().ok())
+            .unwrap_or(0);
+        let data: Vec<Value> = (0..100)
+            .map(|i| {
+                let n = page * 100 + i;
+                let params: Vec<String> = (1..=n % 5).map(|k| format!("{{{{{k}}}}}")).collect();
+                json!({"name": format!("tpl_{n:05}"), "language": "es_MX", "status": "APPROVED",
+                       "category": "UTILITY", "id": n.to_string(),
+                       "components": [{"type": "BODY", "text": format!("Hola {}", params.join(" "))}]})
+            })
+            .collect();
+        let mut body = json!({"data": data, "paging": {"cursors": {"after": format!("p{}", page + 1)}}});
+        if page + 1 < PAGES {
+            body["paging"]["next"] = json!("https://graph.facebook.com/next");
+        }
+        (200, body.to_string())
+    }))
+    .await;
+    let (_dir, db) = temp_db();
+    let registry = registry(&db);
+    let started = Instant::now();
+    let report = TemplateSync::new(graph.config())
+        .sync(&registry)
+        .await
+        .unwrap();
+    let elapsed = started.elapsed();
+    eprintln!(
+        "synced {} templates in {} pages in {elapsed:?}",
+        report.templates, report.pages
+    );
+    assert_eq!(report.pages, PAGES as usize);
+    assert_eq!(report.templates, (PAGES * 100) as usize);
+    let all = registry.list().await.unwrap();
+    assert_eq!(all.len(), (PAGES * 100) as usize);
+    for t in &all {
+        let n: u32 = t.name.trim_start_matches("tpl_").parse().unwrap();
+        assert_eq!(t.body_parameters, Some(n % 5), "{}", t.name);
+    }
+}
