@@ -14,26 +14,19 @@ use std::sync::Arc;
 
 use aws_lambda_events::event::sqs::{SqsBatchResponse, SqsEvent};
 use wabridge_core::adapters::dynamo::attribution::DynamoAttribution;
-use wabridge_core::adapters::dynamo::consent::DynamoConsent;
 use wabridge_core::adapters::dynamo::identity::DynamoIdentityStore;
 use wabridge_core::adapters::dynamo::ledger::DynamoLedger;
 use wabridge_core::adapters::dynamo::sends::DynamoSends;
-use wabridge_core::adapters::dynamo::templates::DynamoTemplates;
-use wabridge_core::adapters::dynamo::window::DynamoWindow;
 use wabridge_core::adapters::sqs::SqsQueue;
 use wabridge_core::attribution::AttributionConfig;
 use wabridge_core::config;
-use wabridge_core::consent::ConsentService;
 use wabridge_core::consumer::{self, Handler};
 use wabridge_core::mapping::Mapping;
 use wabridge_core::queue::Queue;
 use wabridge_core::sends::events::QueueEvents;
 use wabridge_core::sends::hooks::SendingHooks;
-use wabridge_core::sends::policy::Policy;
 use wabridge_core::sends::service::Sends;
 use wabridge_core::sync::{crm_from_lookup, CrmSync};
-use wabridge_core::templates::TemplateRegistry;
-use wabridge_core::window::WindowService;
 
 /// Messages of one batch handled at once.
 pub const CONCURRENCY: usize = 16;
@@ -91,20 +84,7 @@ pub fn sending_hooks(
     table: &str,
     events_queue: Arc<dyn Queue>,
 ) -> SendingHooks {
-    let policy = Policy {
-        consent: ConsentService::new(Arc::new(DynamoConsent::new(
-            dynamo.clone(),
-            table.to_string(),
-        ))),
-        templates: TemplateRegistry::new(Arc::new(DynamoTemplates::new(
-            dynamo.clone(),
-            table.to_string(),
-        ))),
-        window: WindowService::new(Arc::new(DynamoWindow::new(
-            dynamo.clone(),
-            table.to_string(),
-        ))),
-    };
+    let policy = wabridge_core::adapters::dynamo::send_policy(dynamo, table);
     let sends = Sends::new(
         Arc::new(DynamoSends::new(dynamo.clone(), table.to_string())),
         // Never used here: crm-sync applies statuses, it does not accept sends.

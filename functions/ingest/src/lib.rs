@@ -9,26 +9,19 @@ use std::time::Instant;
 use aws_config::SdkConfig;
 use lambda_http::{Body, RequestExt};
 use wabridge_core::adapters::dynamo::attribution::DynamoAttribution;
-use wabridge_core::adapters::dynamo::consent::DynamoConsent;
 use wabridge_core::adapters::dynamo::dedupe::DynamoDedupe;
 use wabridge_core::adapters::dynamo::sends::DynamoSends;
-use wabridge_core::adapters::dynamo::templates::DynamoTemplates;
-use wabridge_core::adapters::dynamo::window::DynamoWindow;
 use wabridge_core::adapters::sqs::SqsQueue;
 use wabridge_core::api::Api;
 use wabridge_core::attribution::conversions::MetaConversions;
 use wabridge_core::attribution::service::AttributionService;
 use wabridge_core::attribution::AttributionConfig;
 use wabridge_core::config;
-use wabridge_core::consent::ConsentService;
 use wabridge_core::dedupe::DEFAULT_DEDUPE_TTL;
 use wabridge_core::http::{Method, Request, Response};
 use wabridge_core::inbox::StagedInbox;
 use wabridge_core::ingest::{IngestConfig, IngestService};
-use wabridge_core::sends::policy::Policy;
 use wabridge_core::sends::service::{NoEvents, Sends};
-use wabridge_core::templates::TemplateRegistry;
-use wabridge_core::window::WindowService;
 
 /// What the function reads at cold start (names from `wabridge_core::config`).
 #[derive(Clone)]
@@ -108,20 +101,7 @@ pub fn build_api(sdk: &SdkConfig, settings: Settings) -> Api {
         )));
     match settings.sends_queue_url {
         Some(url) => {
-            let policy = Policy {
-                consent: ConsentService::new(Arc::new(DynamoConsent::new(
-                    dynamo.clone(),
-                    table.clone(),
-                ))),
-                templates: TemplateRegistry::new(Arc::new(DynamoTemplates::new(
-                    dynamo.clone(),
-                    table.clone(),
-                ))),
-                window: WindowService::new(Arc::new(DynamoWindow::new(
-                    dynamo.clone(),
-                    table.clone(),
-                ))),
-            };
+            let policy = wabridge_core::adapters::dynamo::send_policy(&dynamo, &table);
             api = api.with_sends(Arc::new(Sends::new(
                 Arc::new(DynamoSends::new(dynamo, table)),
                 Arc::new(SqsQueue::producer(sqs, url)),

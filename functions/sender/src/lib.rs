@@ -16,22 +16,15 @@
 use std::sync::Arc;
 
 use aws_lambda_events::event::sqs::{SqsBatchResponse, SqsEvent};
-use wabridge_core::adapters::dynamo::consent::DynamoConsent;
 use wabridge_core::adapters::dynamo::sends::DynamoSends;
-use wabridge_core::adapters::dynamo::templates::DynamoTemplates;
-use wabridge_core::adapters::dynamo::window::DynamoWindow;
 use wabridge_core::adapters::sqs::SqsQueue;
 use wabridge_core::config;
-use wabridge_core::consent::ConsentService;
 use wabridge_core::consumer::{self, Handler};
 use wabridge_core::queue::Queue;
 use wabridge_core::sends::events::QueueEvents;
 use wabridge_core::sends::graph::{GraphClient, GraphConfig};
-use wabridge_core::sends::policy::Policy;
 use wabridge_core::sends::ratelimit::RateLimiter;
 use wabridge_core::sends::service::{Sender, Sends};
-use wabridge_core::templates::TemplateRegistry;
-use wabridge_core::window::WindowService;
 
 /// Messages of one batch handled at once (the limiter paces them).
 pub const CONCURRENCY: usize = 10;
@@ -100,14 +93,7 @@ pub fn build(clients: Clients, names: Names, graph: GraphClient, limiter: RateLi
     let queue: Arc<dyn Queue> =
         Arc::new(SqsQueue::new(sqs.clone(), names.queue_url, names.dlq_url));
     let events = QueueEvents::new(Arc::new(SqsQueue::producer(sqs, names.events_url)));
-    let policy = Policy {
-        consent: ConsentService::new(Arc::new(DynamoConsent::new(dynamo.clone(), table.clone()))),
-        templates: TemplateRegistry::new(Arc::new(DynamoTemplates::new(
-            dynamo.clone(),
-            table.clone(),
-        ))),
-        window: WindowService::new(Arc::new(DynamoWindow::new(dynamo.clone(), table.clone()))),
-    };
+    let policy = wabridge_core::adapters::dynamo::send_policy(&dynamo, &table);
     let sends = Sends::new(
         Arc::new(DynamoSends::new(dynamo, table)),
         queue.clone(),

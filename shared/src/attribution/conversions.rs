@@ -315,12 +315,7 @@ impl MetaConversions {
                 }
                 Ok(response) => {
                     let status = response.status().as_u16();
-                    let retry_after = response
-                        .headers()
-                        .get(reqwest::header::RETRY_AFTER)
-                        .and_then(|v| v.to_str().ok())
-                        .and_then(|v| v.trim().parse::<u64>().ok())
-                        .map(Duration::from_secs);
+                    let retry_after = crate::http::retry_after(response.headers());
                     let bytes = response.bytes().await.unwrap_or_default();
                     let answer: Value =
                         serde_json::from_slice(&bytes[..bytes.len().min(64 * 1024)])

@@ -93,18 +93,7 @@ pub(crate) fn classify_status(status: u16, retry_hint: Option<Duration>, body: &
     }
 }
 
-/// `Retry-After` as delay-seconds (the HTTP-date form is rare for APIs and treated as absent).
-pub(crate) fn retry_after(headers: &reqwest::header::HeaderMap) -> Option<Duration> {
-    headers
-        .get(reqwest::header::RETRY_AFTER)?
-        .to_str()
-        .ok()?
-        .trim()
-        .parse::<f64>()
-        .ok()
-        .filter(|s| s.is_finite() && *s >= 0.0)
-        .map(Duration::from_secs_f64)
-}
+pub(crate) use crate::http::retry_after;
 
 #[cfg(test)]
 mod tests {

@@ -184,6 +184,17 @@ impl GraphConfig {
     }
 }
 
+/// The HTTP client of every Graph API call: our `User-Agent` (Meta's spec requires one), a total
+/// timeout and a short connect timeout.
+pub(crate) fn http_client(timeout: Duration) -> reqwest::Client {
+    reqwest::Client::builder()
+        .timeout(timeout)
+        .connect_timeout(Duration::from_secs(5))
+        .user_agent(USER_AGENT)
+        .build()
+        .expect("reqwest client builds")
+}
+
 /// The client: one per process, cheap to clone.
 #[derive(Clone)]
 pub struct GraphClient {
@@ -202,12 +213,7 @@ impl std::fmt::Debug for GraphClient {
 
 impl GraphClient {
     pub fn new(config: GraphConfig) -> GraphClient {
-        let http = reqwest::Client::builder()
-            .timeout(config.timeout)
-            .connect_timeout(Duration::from_secs(5))
-            .user_agent(USER_AGENT)
-            .build()
-            .expect("reqwest client builds");
+        let http = http_client(config.timeout);
         GraphClient {
             http,
             config: std::sync::Arc::new(config),
@@ -231,12 +237,7 @@ impl GraphClient {
             .await
             .map_err(|e| classify_transport(&e))?;
         let status = response.status().as_u16();
-        let retry_after = response
-            .headers()
-            .get(reqwest::header::RETRY_AFTER)
-            .and_then(|v| v.to_str().ok())
-            .and_then(|v| v.trim().parse::<u64>().ok())
-            .map(Duration::from_secs);
+        let retry_after = crate::http::retry_after(response.headers());
         // Bounded: Meta's answers are small; a huge body is an error page, not an answer.
         let bytes = response.bytes().await.map_err(|e| classify_transport(&e))?;
         let body: Option<Value> = serde_json::from_slice(&bytes[..bytes.len().min(64 * 1024)]).ok();

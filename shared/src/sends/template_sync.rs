@@ -25,7 +25,6 @@ use serde_json::Value;
 use crate::config;
 use crate::error::StoreError;
 use crate::sends::classify::{classify_response, classify_transport, SendFailure};
-use crate::sends::graph::USER_AGENT;
 use crate::templates::{TemplateRegistry, TemplateStatus};
 
 /// Fields asked for: what the registry keeps, and how placeholders are written.
@@ -296,12 +295,7 @@ impl std::fmt::Debug for TemplateSync {
 
 impl TemplateSync {
     pub fn new(config: TemplateSyncConfig) -> TemplateSync {
-        let http = reqwest::Client::builder()
-            .timeout(config.timeout)
-            .connect_timeout(Duration::from_secs(5))
-            .user_agent(USER_AGENT)
-            .build()
-            .expect("reqwest client builds");
+        let http = super::graph::http_client(config.timeout);
         TemplateSync {
             http,
             config: std::sync::Arc::new(config),
@@ -329,12 +323,7 @@ impl TemplateSync {
             .await
             .map_err(|e| SyncError::Graph(classify_transport(&e)))?;
         let status = response.status().as_u16();
-        let retry_after = response
-            .headers()
-            .get(reqwest::header::RETRY_AFTER)
-            .and_then(|v| v.to_str().ok())
-            .and_then(|v| v.trim().parse::<u64>().ok())
-            .map(Duration::from_secs);
+        let retry_after = crate::http::retry_after(response.headers());
         let limit = self.config.max_page_bytes;
         if response.content_length().is_some_and(|n| n > limit as u64) {
             return Err(SyncError::TooLarge { limit });

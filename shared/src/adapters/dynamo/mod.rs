@@ -149,6 +149,25 @@ where
     )))
 }
 
+/// The sending guards (consent history, template registry, 24-hour window) over the table.
+pub fn send_policy(client: &Client, table: &str) -> crate::sends::policy::Policy {
+    use std::sync::Arc;
+    let table = table.to_string();
+    crate::sends::policy::Policy {
+        consent: crate::consent::ConsentService::new(Arc::new(consent::DynamoConsent::new(
+            client.clone(),
+            table.clone(),
+        ))),
+        templates: crate::templates::TemplateRegistry::new(Arc::new(
+            templates::DynamoTemplates::new(client.clone(), table.clone()),
+        )),
+        window: crate::window::WindowService::new(Arc::new(window::DynamoWindow::new(
+            client.clone(),
+            table,
+        ))),
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
