@@ -43,6 +43,9 @@ cleanup() {
 }
 trap cleanup EXIT
 
+# Flush what earlier runs left dirty in the page cache: its writeback would compete with our fsyncs.
+sync
+
 # Start the server on a free port; it prints "listening on http://ADDR".
 "$BIN" serve --addr 127.0.0.1:0 --data "$DATA" >"$WORK/server.out" 2>"$WORK/server.err" &
 SERVER_PID=$!
