@@ -306,5 +306,5 @@ where
     }
 }
 pub mod faults;
-pub mod prism;
 pub mod gateway;
+pub mod prism;
