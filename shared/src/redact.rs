@@ -12,9 +12,43 @@ pub fn mask(value: &str) -> String {
     format!("{head}{}{tail}", "*".repeat(chars.len() - 5))
 }
 
+/// `text` with every run of 7 or more digits (phone numbers, wa_ids, the digits of BSUIDs)
+/// masked by [`mask`] and control characters turned into spaces: for text we did not write
+/// (a CRM's error body, a queued message) before it reaches a log line or a dead-letter reason.
+pub fn mask_digit_runs(text: &str) -> String {
+    let mut out = String::with_capacity(text.len());
+    let mut digits = String::new();
+    let flush = |digits: &mut String, out: &mut String| {
+        if digits.len() >= 7 {
+            out.push_str(&mask(digits));
+        } else {
+            out.push_str(digits);
+        }
+        digits.clear();
+    };
+    for c in text.chars() {
+        if c.is_ascii_digit() {
+            digits.push(c);
+            continue;
+        }
+        flush(&mut digits, &mut out);
+        out.push(if c.is_control() { ' ' } else { c });
+    }
+    flush(&mut digits, &mut out);
+    out
+}
+
 #[cfg(test)]
 mod tests {
-    use super::mask;
+    use super::{mask, mask_digit_runs};
+
+    #[test]
+    fn digit_runs_in_free_text_are_masked() {
+        assert_eq!(
+            mask_digit_runs("Property values were not valid: phone=+5215512345678\nid 42"),
+            "Property values were not valid: phone=+521********78 id 42"
+        );
+    }
 
     #[test]
     fn masks_middle_of_phone_numbers() {

@@ -314,25 +314,7 @@ const PREVIEW_CHARS: usize = 120;
 /// The start of a body with every run of 7 or more digits (phone numbers, wa_ids, BSUIDs'
 /// digits) masked by [`redact::mask`], on one line.
 pub fn masked_preview(body: &str) -> String {
-    let mut out = String::new();
-    let mut digits = String::new();
-    let flush = |digits: &mut String, out: &mut String| {
-        if digits.len() >= 7 {
-            out.push_str(&redact::mask(digits));
-        } else {
-            out.push_str(digits);
-        }
-        digits.clear();
-    };
-    for c in body.chars() {
-        if c.is_ascii_digit() {
-            digits.push(c);
-            continue;
-        }
-        flush(&mut digits, &mut out);
-        out.push(if c.is_control() { ' ' } else { c });
-    }
-    flush(&mut digits, &mut out);
+    let mut out = redact::mask_digit_runs(body);
     if out.chars().count() > PREVIEW_CHARS {
         out = out.chars().take(PREVIEW_CHARS - 1).collect();
         out.push('…');

@@ -85,7 +85,9 @@ pub(crate) fn transport_error(e: reqwest::Error) -> CrmError {
 
 /// Classifies a non-2xx HTTP answer. `retry_hint` comes from Retry-After or rate-limit headers.
 pub(crate) fn classify_status(status: u16, retry_hint: Option<Duration>, body: &str) -> CrmError {
-    let body: String = body.chars().take(300).collect();
+    // The CRM's words may echo what we sent (phone numbers): masked, as they reach logs and
+    // dead-letter reasons.
+    let body = crate::redact::mask_digit_runs(&body.chars().take(300).collect::<String>());
     match status {
         429 => CrmError::RateLimited(retry_hint),
         408 | 425 | 500..=599 => CrmError::Transient(format!("HTTP {status}: {body}")),

@@ -77,21 +77,7 @@ impl DynamoAttribution {
 
     /// Puts `item` unless an item with its key exists; `false` when it does.
     async fn put_new(&self, item: HashMap<String, AttributeValue>) -> Result<bool, StoreError> {
-        match self
-            .client
-            .put_item()
-            .table_name(&self.table)
-            .set_item(Some(item))
-            .condition_expression("attribute_not_exists(#pk)")
-            .expression_attribute_names("#pk", PK)
-            .send()
-            .await
-            .map_err(|e| store_error("PutItem", e))
-        {
-            Ok(_) => Ok(true),
-            Err(StoreError::Conflict(_)) => Ok(false),
-            Err(e) => Err(e),
-        }
+        super::put_new(&self.client, &self.table, item).await
     }
 }
 

@@ -64,23 +64,12 @@ impl DynamoIdentityStore {
         let mut item = Self::key_of(key);
         item.insert(CONTACT_ID.into(), s(contact));
         item.insert("updated_at".into(), n(now_epoch()));
-        let put = self
-            .client
-            .put_item()
-            .table_name(&self.table)
-            .set_item(Some(item))
-            .condition_expression("attribute_not_exists(#pk)")
-            .expression_attribute_names("#pk", PK)
-            .send()
-            .await
-            .map_err(|e| store_error("PutItem", e));
-        match put {
-            Ok(_) => Ok(contact.to_string()),
-            Err(StoreError::Conflict(_)) => self.get(key).await?.ok_or_else(|| {
-                StoreError::Unavailable("identity link vanished during resolve".into())
-            }),
-            Err(e) => Err(e),
+        if super::put_new(&self.client, &self.table, item).await? {
+            return Ok(contact.to_string());
         }
+        self.get(key)
+            .await?
+            .ok_or_else(|| StoreError::Unavailable("identity link vanished during resolve".into()))
     }
 
     async fn link(&self, key: &IdentityKey, contact: &str) -> Result<(), StoreError> {

@@ -85,6 +85,29 @@ pub async fn try_update(request: UpdateItemFluentBuilder) -> Result<bool, StoreE
     }
 }
 
+/// Puts `item` unless an item with its key exists: `Ok(true)` when written, `Ok(false)` when
+/// the key was taken (an expected outcome, not an error).
+pub async fn put_new(
+    client: &Client,
+    table: &str,
+    item: std::collections::HashMap<String, AttributeValue>,
+) -> Result<bool, StoreError> {
+    match client
+        .put_item()
+        .table_name(table)
+        .set_item(Some(item))
+        .condition_expression("attribute_not_exists(#pk)")
+        .expression_attribute_names("#pk", PK)
+        .send()
+        .await
+        .map_err(|e| store_error("PutItem", e))
+    {
+        Ok(_) => Ok(true),
+        Err(StoreError::Conflict(_)) => Ok(false),
+        Err(e) => Err(e),
+    }
+}
+
 /// Seconds since the Unix epoch.
 pub fn now_epoch() -> i64 {
     SystemTime::now()

@@ -105,20 +105,7 @@ impl DynamoSends {
     }
 
     async fn put_new(&self, item: Item) -> Result<bool, StoreError> {
-        match self
-            .client
-            .put_item()
-            .table_name(&self.table)
-            .set_item(Some(item))
-            .condition_expression("attribute_not_exists(pk)")
-            .send()
-            .await
-            .map_err(|e| store_error("PutItem", e))
-        {
-            Ok(_) => Ok(true),
-            Err(StoreError::Conflict(_)) => Ok(false),
-            Err(e) => Err(e),
-        }
+        super::put_new(&self.client, &self.table, item).await
     }
 }
 
