@@ -7,7 +7,7 @@
 #   3. checkov on both: no failed check; every skip is justified inline in the template;
 #   4. the transformed template deployed to moto's CloudFormation (infra/moto_deploy.py); the
 #      stack's outputs go to $WABRIDGE_STACK_OUTPUTS (default infra/.build/stack-outputs.json),
-#      which tests/tests/infra_*.rs read.
+#      which tests/tests/e2e/infra_*.rs read.
 # Uses the tools pinned in infra/requirements.txt, installed in ./.venv (or $WABRIDGE_VENV).
 set -euo pipefail
 

@@ -3,7 +3,7 @@
 # and prints the environment to point the AWS SDK at it. Ctrl-C stops it.
 #
 #   bash scripts/moto.sh                          # prints `export AWS_ENDPOINT_URL=...`, waits
-#   bash scripts/moto.sh -- cargo test -p wabridge-tests --test aws_ingest
+#   bash scripts/moto.sh -- cargo test -p wabridge-tests --test e2e aws_ingest::
 #                                                 # runs a command against it, then stops it
 set -euo pipefail
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"

@@ -28,8 +28,14 @@ use serde_json::Value;
 use wabridge_core::config;
 use wabridge_core::signature::{sign, AppSecret};
 
-/// Builds the `wabridge` binary once per test process (cargo's own build of the current sources,
-/// so tests never run a stale binary) and returns its path.
+/// The `wabridge` executable of this test run, found once per test process.
+///
+/// Asks cargo for the workspace's test build (`cargo test --workspace --all-targets --no-run`,
+/// the same build the test command has just done, so normally a no-op check): cargo rebuilds
+/// anything stale, so tests never run an old binary, and the binary shares the test build's
+/// feature set. A plain `cargo build -p wabridge` resolves features differently and rebuilt
+/// most dependencies a second time (minutes on a clean machine). The real executable is part
+/// of that build because `functions/local` has integration tests of its own.
 pub fn binary() -> &'static Path {
     static BIN: OnceLock<PathBuf> = OnceLock::new();
     BIN.get_or_init(|| {
@@ -37,21 +43,28 @@ pub fn binary() -> &'static Path {
         let out = Command::new(cargo)
             .current_dir(crate::workspace_root())
             .args([
-                "build",
-                "-p",
-                "wabridge",
-                "--bin",
-                "wabridge",
+                "test",
+                "--workspace",
+                "--all-targets",
+                "--no-run",
                 "--message-format=json",
             ])
             .stderr(Stdio::inherit())
             .output()
-            .expect("run cargo build");
-        assert!(out.status.success(), "cargo build -p wabridge failed");
+            .expect("run cargo test --no-run");
+        assert!(
+            out.status.success(),
+            "cargo test --workspace --no-run failed"
+        );
         String::from_utf8_lossy(&out.stdout)
             .lines()
             .filter_map(|l| serde_json::from_str::<Value>(l).ok())
-            .filter(|m| m["reason"] == "compiler-artifact" && m["target"]["name"] == "wabridge")
+            .filter(|m| {
+                m["reason"] == "compiler-artifact"
+                    && m["target"]["name"] == "wabridge"
+                    && m["target"]["kind"][0] == "bin"
+                    && m["profile"]["test"] == false
+            })
             .find_map(|m| m["executable"].as_str().map(PathBuf::from))
             .expect("cargo reported the wabridge executable")
     })

@@ -1310,7 +1310,7 @@ async fn fault_injection_hubspot_every_event_exactly_once() {
     fault_injection("hubspot").await;
 }
 
-/// `cargo test --release -p wabridge-core --test crm_http -- --ignored --nocapture bench`
+/// `cargo test --release -p wabridge-core --test core -- --ignored --nocapture crm_http::bench`
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 #[ignore]
 async fn bench_crm_sync_against_a_50ms_crm() {

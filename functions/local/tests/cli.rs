@@ -1,0 +1,82 @@
+//! The `wabridge` executable itself, as cargo builds it for this test run. Having an integration
+//! test here also makes `cargo test --workspace` build the real binary with the test run's
+//! feature set, which the end-to-end tests (`wabridge-tests`) then reuse instead of building it
+//! a second time.
+
+use std::path::Path;
+use std::process::{Command, Output};
+
+use hmac::{KeyInit, Mac};
+
+fn wabridge(args: &[&str], secret: Option<&str>) -> Output {
+    let mut cmd = Command::new(env!("CARGO_BIN_EXE_wabridge"));
+    cmd.args(args).env_remove("WHATSAPP_APP_SECRET");
+    if let Some(s) = secret {
+        cmd.env("WHATSAPP_APP_SECRET", s);
+    }
+    cmd.output().expect("run wabridge")
+}
+
+/// Meta's header computed here with the hmac crate, independently of the binary's code.
+fn expected_header(secret: &str, body: &[u8]) -> String {
+    let mut mac = hmac::Hmac::<sha2::Sha256>::new_from_slice(secret.as_bytes()).unwrap();
+    mac.update(body);
+    format!(
+        "X-Hub-Signature-256: sha256={}",
+        hex::encode(mac.finalize().into_bytes())
+    )
+}
+
+fn write(dir: &Path, name: &str, body: &[u8]) -> String {
+    let path = dir.join(name);
+    std::fs::write(&path, body).unwrap();
+    path.to_str().unwrap().to_string()
+}
+
+#[test]
+fn sign_prints_the_header_meta_would_send() {
+    let dir = tempfile::tempdir().unwrap();
+    let body = "{\"object\":\"whatsapp_business_account\",\"entry\":[],\"nota\":\"¿Tienen envío a Monterrey?\"}\n";
+    let file = write(dir.path(), "p.json", body.as_bytes());
+    let data = dir.path().join("data");
+    let data = data.to_str().unwrap();
+
+    let out = wabridge(&["sign", &file, "--data", data], Some("s3cr3t-de-prueba"));
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let printed = String::from_utf8(out.stdout).unwrap();
+    assert_eq!(
+        printed.trim_end(),
+        expected_header("s3cr3t-de-prueba", body.as_bytes())
+    );
+
+    // Another secret, another header: the secret really is the key.
+    let other = wabridge(&["sign", &file, "--data", data], Some("outro-segredo"));
+    assert_ne!(String::from_utf8(other.stdout).unwrap(), printed);
+}
+
+#[test]
+fn sign_without_a_secret_or_file_fails_with_a_message() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("empty-data");
+    let data = data.to_str().unwrap();
+    let file = write(dir.path(), "p.json", b"{}");
+
+    // No env secret and no data dir yet: refuse instead of signing with some default.
+    let out = wabridge(&["sign", &file, "--data", data], None);
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("WHATSAPP_APP_SECRET"), "{err}");
+    assert!(out.stdout.is_empty());
+
+    let missing = dir.path().join("nope.json");
+    let out = wabridge(
+        &["sign", missing.to_str().unwrap(), "--data", data],
+        Some("k"),
+    );
+    assert!(!out.status.success());
+    assert!(String::from_utf8_lossy(&out.stderr).contains("nope.json"));
+}

@@ -1,0 +1,13 @@
+//! Integration tests of the core library over real SQLite files and local HTTP servers.
+//! One test binary, so the dependency tree is linked once.
+
+mod attribution_conversions;
+mod attribution_sqlite;
+mod crm_attribution;
+mod crm_http;
+mod crm_sync;
+mod sends_burst;
+mod sends_sqlite;
+mod webhook_ingest;
+mod webhook_samples;
+mod webhook_spec_examples;

@@ -1,0 +1,22 @@
+//! End-to-end tests against real components (moto, Prism, SQLite, the wabridge binary).
+//! One test binary: each module links the AWS SDK once instead of once per file, which keeps
+//! a clean build's disk use and link time down.
+
+mod attribution_cli;
+mod attribution_dynamo;
+mod aws_ingest;
+mod aws_lambda_ingest;
+mod aws_secrets;
+mod crm_aws;
+mod crm_local_serve;
+mod dead_letters_retention;
+mod dead_letters_sqs;
+mod infra_e2e;
+mod infra_template;
+mod local_gateway;
+mod sends_contract;
+mod sends_dynamo;
+mod sends_lambda;
+mod sends_report;
+mod sends_serve;
+mod templates_sync;
