@@ -80,7 +80,7 @@ span = stats["accept_span_ms"] / 1000
 print(f"server peak RSS (VmHWM): {peak_kb/1024:.1f} MiB")
 if span > 0:
     print(f"accepted {stats['dedupe_keys']} unique events in {span:.2f} s (first to last durable accept): {stats['dedupe_keys']/span:.0f} req/s")
-print(f"unique ids sent: {unique}; dedupe keys: {stats['dedupe_keys']}; activity records: {stats['records_by_kind']['activity']}; dead letters: {stats['events_queue']['dead']}")
+print(f"unique ids sent: {unique}; dedupe keys: {stats['dedupe_keys']}; activity records: {stats['records_by_kind']['activity']}; contacts: {stats['records_by_kind']['contact']}; dead letters: {stats['events_queue']['dead']}")
 ok = stats["dedupe_keys"] == unique and stats["records_by_kind"]["activity"] == unique and stats["events_queue"]["dead"] == 0
 print("no loss, no duplicates: " + ("OK" if ok else "MISMATCH"))
 sys.exit(0 if ok else 1)

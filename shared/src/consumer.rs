@@ -2,8 +2,9 @@
 //! [`run_worker`]; the Lambdas get batches from the SQS event source and use [`settle`] to turn
 //! outcomes into partial batch failures. Handlers never see which engine runs them.
 
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use async_trait::async_trait;
 
@@ -53,6 +54,69 @@ pub async fn settle(
     }
 }
 
+/// Foreground work the local worker yields to: requests waiting for their durable ack
+/// (`wabridge serve` counts its HTTP requests in flight). While at least `busy_at` are in
+/// flight, which only a burst does, the worker runs at most
+/// [`WorkerOptions::busy_concurrency`] deliveries: the burst's events wait on the queue (what it
+/// is for) instead of competing with the acks for the one SQLite writer and both cores, and the
+/// backlog drains at full concurrency once the burst is over. A trickle never reaches `busy_at`.
+#[derive(Debug, Clone)]
+pub struct Pressure {
+    in_flight: Arc<AtomicUsize>,
+    /// When `in_flight` last reached `busy_at`, in ms since `origin` (0: never).
+    last_busy_ms: Arc<AtomicU64>,
+    origin: Instant,
+    busy_at: usize,
+}
+
+/// A burst stays "busy" this long after requests were last crowding in: between two group
+/// commits the in-flight count drops to almost nothing for an instant, and the worker must
+/// not take that for the end of the burst.
+const BUSY_HOLD: Duration = Duration::from_millis(250);
+
+impl Pressure {
+    pub fn new(busy_at: usize) -> Self {
+        Pressure {
+            in_flight: Arc::new(AtomicUsize::new(0)),
+            last_busy_ms: Arc::new(AtomicU64::new(0)),
+            origin: Instant::now(),
+            busy_at: busy_at.max(1),
+        }
+    }
+
+    fn now_ms(&self) -> u64 {
+        // +1 so that 0 keeps meaning "never".
+        self.origin.elapsed().as_millis() as u64 + 1
+    }
+
+    /// Counts one foreground request until the guard is dropped.
+    pub fn enter(&self) -> PressureGuard {
+        if self.in_flight.fetch_add(1, Ordering::Relaxed) + 1 >= self.busy_at {
+            self.last_busy_ms.store(self.now_ms(), Ordering::Relaxed);
+        }
+        PressureGuard(self.in_flight.clone())
+    }
+
+    /// Whether a burst is on: `busy_at` requests in flight now or within the last 250 ms.
+    pub fn busy(&self) -> bool {
+        if self.in_flight.load(Ordering::Relaxed) >= self.busy_at {
+            return true;
+        }
+        let last = self.last_busy_ms.load(Ordering::Relaxed);
+        last != 0 && self.now_ms().saturating_sub(last) < BUSY_HOLD.as_millis() as u64
+    }
+}
+
+/// One foreground request in flight (see [`Pressure::enter`]).
+#[derive(Debug)]
+pub struct PressureGuard(Arc<AtomicUsize>);
+
+impl Drop for PressureGuard {
+    fn drop(&mut self) {
+        self.0.fetch_sub(1, Ordering::Relaxed);
+    }
+}
+
 /// Polling options of the local worker.
 #[derive(Debug, Clone)]
 pub struct WorkerOptions {
@@ -62,6 +126,10 @@ pub struct WorkerOptions {
     pub idle: Duration,
     /// Most deliveries in flight at once (see [`run_worker`]).
     pub concurrency: usize,
+    /// Foreground load to yield to, if any.
+    pub pressure: Option<Pressure>,
+    /// Most deliveries in flight while `pressure` is busy.
+    pub busy_concurrency: usize,
 }
 
 impl Default for WorkerOptions {
@@ -71,6 +139,8 @@ impl Default for WorkerOptions {
             visibility: Duration::from_secs(30),
             idle: Duration::from_millis(50),
             concurrency: 10,
+            pressure: None,
+            busy_concurrency: 4,
         }
     }
 }
@@ -82,22 +152,27 @@ impl Default for WorkerOptions {
 /// start them, so none waits in memory while its visibility timeout runs. Each delivery runs on
 /// its own task (both cores). Store errors are logged and retried after the idle delay: the
 /// messages stay on the queue, nothing is lost. On stop, deliveries in flight finish first.
+/// While [`WorkerOptions::pressure`] is busy, fewer deliveries run (see [`Pressure`]).
 pub async fn run_worker(
     queue: Arc<dyn Queue>,
     handler: Arc<dyn Handler>,
     options: WorkerOptions,
     mut stop: tokio::sync::watch::Receiver<bool>,
 ) {
-    let limit = options.concurrency.max(1);
-    let refill_at = (limit / 2).max(1);
+    let full = options.concurrency.max(1);
     let mut running = tokio::task::JoinSet::new();
     loop {
         if *stop.borrow() {
             break;
         }
-        let free = limit - running.len();
+        let limit = match &options.pressure {
+            Some(p) if p.busy() => options.busy_concurrency.clamp(1, full),
+            _ => full,
+        };
+        let refill_at = (limit / 2).max(1);
+        let free = limit.saturating_sub(running.len());
         let mut wait_idle = false;
-        if running.is_empty() || free >= refill_at {
+        if running.is_empty() || (free > 0 && free >= refill_at) {
             match queue
                 .receive(free.min(options.batch.max(1)), options.visibility)
                 .await
@@ -303,5 +378,91 @@ mod tests {
             .await
             .expect("the worker stops once its deliveries finish")
             .unwrap();
+    }
+
+    /// Counts deliveries running at once; each takes a few milliseconds.
+    #[derive(Default)]
+    struct Gauge {
+        running: AtomicUsize,
+        max: AtomicUsize,
+        done: AtomicUsize,
+    }
+
+    #[async_trait::async_trait]
+    impl Handler for Gauge {
+        async fn handle(&self, _delivery: &Delivery) -> Outcome {
+            let now = self.running.fetch_add(1, Ordering::SeqCst) + 1;
+            self.max.fetch_max(now, Ordering::SeqCst);
+            tokio::time::sleep(Duration::from_millis(5)).await;
+            self.running.fetch_sub(1, Ordering::SeqCst);
+            self.done.fetch_add(1, Ordering::SeqCst);
+            Outcome::Done
+        }
+    }
+
+    async fn wait_done(gauge: &Gauge, n: usize) {
+        tokio::time::timeout(Duration::from_secs(30), async {
+            while gauge.done.load(Ordering::SeqCst) < n {
+                tokio::time::sleep(Duration::from_millis(2)).await;
+            }
+        })
+        .await
+        .expect("the worker kept handling messages");
+    }
+
+    /// While foreground requests crowd in (a webhook burst), the worker runs only
+    /// `busy_concurrency` deliveries; once they are gone it is back to full concurrency.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn the_worker_yields_to_a_burst_then_drains_at_full_concurrency() {
+        let dir = tempfile::tempdir().unwrap();
+        let db = Db::open(dir.path().join("p.db")).unwrap();
+        let queue: Arc<dyn Queue> = Arc::new(SqliteQueue::new(db, "events"));
+        let messages: Vec<OutgoingMessage> = (0..1000)
+            .map(|i| OutgoingMessage {
+                id: format!("m{i}"),
+                body: format!("event {i}"),
+                delay: None,
+            })
+            .collect();
+        queue.send_batch(&messages).await.unwrap();
+        let pressure = Pressure::new(3);
+        let burst: Vec<PressureGuard> = (0..3).map(|_| pressure.enter()).collect();
+        assert!(pressure.busy());
+        let gauge = Arc::new(Gauge::default());
+        let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
+        let worker = tokio::spawn(run_worker(
+            queue.clone(),
+            gauge.clone(),
+            WorkerOptions {
+                batch: 16,
+                concurrency: 16,
+                idle: Duration::from_millis(5),
+                pressure: Some(pressure.clone()),
+                busy_concurrency: 2,
+                ..WorkerOptions::default()
+            },
+            stop_rx,
+        ));
+        wait_done(&gauge, 30).await;
+        assert!(
+            gauge.max.load(Ordering::SeqCst) <= 2,
+            "ran {} at once during the burst",
+            gauge.max.load(Ordering::SeqCst)
+        );
+
+        drop(burst);
+        // Still a burst for a moment (requests come and go between commits), then over.
+        assert!(pressure.busy());
+        tokio::time::sleep(BUSY_HOLD + Duration::from_millis(50)).await;
+        assert!(!pressure.busy());
+        gauge.max.store(0, Ordering::SeqCst);
+        wait_done(&gauge, 1000).await;
+        assert!(
+            gauge.max.load(Ordering::SeqCst) > 2,
+            "stayed at {} after the burst",
+            gauge.max.load(Ordering::SeqCst)
+        );
+        stop_tx.send(true).unwrap();
+        worker.await.unwrap();
     }
 }

@@ -10,7 +10,7 @@ use axum::body::Body;
 use axum::http::{HeaderName, HeaderValue, StatusCode};
 use wabridge_core::adapters::sqlite::{Db, SqliteDedupe, SqliteInbox, SqliteQueue, EVENTS_QUEUE};
 use wabridge_core::api::Api;
-use wabridge_core::consumer::{run_worker, WorkerOptions};
+use wabridge_core::consumer::{run_worker, Pressure, WorkerOptions};
 use wabridge_core::http::{ApiError, Method, Request, Response};
 
 use crate::secrets;
@@ -32,7 +32,14 @@ pub fn open_db(data: &std::path::Path) -> Result<Db, String> {
 struct AppState {
     api: Api,
     max_body: usize,
+    /// Requests in flight, which the events consumer yields to during a burst.
+    pressure: Pressure,
 }
+
+/// Requests in flight from which the consumer counts as competing with a burst of webhooks, and
+/// how many deliveries it keeps running meanwhile (see [`Pressure`]).
+const BURST_IN_FLIGHT: usize = 8;
+const BURST_CONSUMER_CONCURRENCY: usize = 1;
 
 pub async fn run(args: ServeArgs) -> Result<(), String> {
     let db = open_db(&args.data)?;
@@ -42,7 +49,12 @@ pub async fn run(args: ServeArgs) -> Result<(), String> {
     let api = api.with_attribution(crate::attribution::service(&db, &secrets.api_key).await?);
     let sends = crate::sends::service(&db, &secrets.api_key);
     let api = api.with_sends(sends.clone());
-    let state = Arc::new(AppState { api, max_body });
+    let pressure = Pressure::new(BURST_IN_FLIGHT);
+    let state = Arc::new(AppState {
+        api,
+        max_body,
+        pressure: pressure.clone(),
+    });
 
     let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
     let queue = Arc::new(SqliteQueue::new(db.clone(), EVENTS_QUEUE));
@@ -53,6 +65,8 @@ pub async fn run(args: ServeArgs) -> Result<(), String> {
         WorkerOptions {
             batch: 100,
             concurrency: wabridge_core::config::sync_concurrency()?,
+            pressure: Some(pressure),
+            busy_concurrency: BURST_CONSUMER_CONCURRENCY,
             ..WorkerOptions::default()
         },
         stop_rx.clone(),
@@ -154,6 +168,7 @@ async fn handle(
     axum::extract::State(state): axum::extract::State<Arc<AppState>>,
     req: axum::extract::Request,
 ) -> axum::response::Response {
+    let _in_flight = state.pressure.enter();
     let (parts, body) = req.into_parts();
     let declared = parts
         .headers

@@ -445,8 +445,14 @@ pub async fn stats(data: &Path) -> Result<(), String> {
     Ok(())
 }
 
-/// A realistic text-message webhook (~1 KB) with a unique message id.
+/// Customers the load spreads over: a business hears from many people at once, not 100,000
+/// messages from one (a single hot contact measures contention on one identity instead).
+const LOAD_CONTACTS: u64 = 10_000;
+
+/// A realistic text-message webhook (~1 KB) with a unique message id, from one of
+/// [`LOAD_CONTACTS`] Mexico City mobile numbers.
 pub fn sample_body(run: &str, n: u64) -> String {
+    let wa_id = format!("52155{:08}", 10_000_000 + n % LOAD_CONTACTS);
     json!({
         "object": "whatsapp_business_account",
         "entry": [{
@@ -456,9 +462,9 @@ pub fn sample_body(run: &str, n: u64) -> String {
                 "value": {
                     "messaging_product": "whatsapp",
                     "metadata": {"display_phone_number": "15550783881", "phone_number_id": "106540352242922"},
-                    "contacts": [{"profile": {"name": "María José Hernández"}, "wa_id": "5215512345678"}],
+                    "contacts": [{"profile": {"name": "María José Hernández"}, "wa_id": wa_id}],
                     "messages": [{
-                        "from": "5215512345678",
+                        "from": wa_id,
                         "id": format!("wamid.LOAD{run}{n:010}"),
                         "timestamp": "1749416383",
                         "type": "text",

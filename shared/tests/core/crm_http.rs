@@ -615,6 +615,7 @@ async fn drain(
                     concurrency,
                     visibility: Duration::from_secs(30),
                     idle: Duration::from_millis(10),
+                    ..WorkerOptions::default()
                 },
                 stop_rx.clone(),
             ))
