@@ -61,10 +61,13 @@ pub async fn settle(
 /// is for) instead of competing with the acks for the one SQLite writer and both cores, and the
 /// backlog drains at full concurrency once the burst is over. A trickle never reaches `busy_at`.
 #[derive(Debug, Clone)]
-pub struct Pressure {
-    in_flight: Arc<AtomicUsize>,
-    /// When `in_flight` last reached `busy_at`, in ms since `origin` (0: never).
-    last_busy_ms: Arc<AtomicU64>,
+pub struct Pressure(Arc<PressureState>);
+
+#[derive(Debug)]
+struct PressureState {
+    in_flight: AtomicUsize,
+    /// When the count was last at or over `busy_at`, in ms since `origin` (0: never).
+    last_busy_ms: AtomicU64,
     origin: Instant,
     busy_at: usize,
 }
@@ -76,44 +79,51 @@ const BUSY_HOLD: Duration = Duration::from_millis(250);
 
 impl Pressure {
     pub fn new(busy_at: usize) -> Self {
-        Pressure {
-            in_flight: Arc::new(AtomicUsize::new(0)),
-            last_busy_ms: Arc::new(AtomicU64::new(0)),
+        Pressure(Arc::new(PressureState {
+            in_flight: AtomicUsize::new(0),
+            last_busy_ms: AtomicU64::new(0),
             origin: Instant::now(),
             busy_at: busy_at.max(1),
-        }
+        }))
     }
 
     fn now_ms(&self) -> u64 {
         // +1 so that 0 keeps meaning "never".
-        self.origin.elapsed().as_millis() as u64 + 1
+        self.0.origin.elapsed().as_millis() as u64 + 1
+    }
+
+    /// Notes the time when `count` requests in flight make a burst.
+    fn mark(&self, count: usize) {
+        if count >= self.0.busy_at {
+            self.0.last_busy_ms.store(self.now_ms(), Ordering::Relaxed);
+        }
     }
 
     /// Counts one foreground request until the guard is dropped.
     pub fn enter(&self) -> PressureGuard {
-        if self.in_flight.fetch_add(1, Ordering::Relaxed) + 1 >= self.busy_at {
-            self.last_busy_ms.store(self.now_ms(), Ordering::Relaxed);
-        }
-        PressureGuard(self.in_flight.clone())
+        self.mark(self.0.in_flight.fetch_add(1, Ordering::Relaxed) + 1);
+        PressureGuard(self.clone())
     }
 
     /// Whether a burst is on: `busy_at` requests in flight now or within the last 250 ms.
     pub fn busy(&self) -> bool {
-        if self.in_flight.load(Ordering::Relaxed) >= self.busy_at {
+        if self.0.in_flight.load(Ordering::Relaxed) >= self.0.busy_at {
             return true;
         }
-        let last = self.last_busy_ms.load(Ordering::Relaxed);
+        let last = self.0.last_busy_ms.load(Ordering::Relaxed);
         last != 0 && self.now_ms().saturating_sub(last) < BUSY_HOLD.as_millis() as u64
     }
 }
 
 /// One foreground request in flight (see [`Pressure::enter`]).
 #[derive(Debug)]
-pub struct PressureGuard(Arc<AtomicUsize>);
+pub struct PressureGuard(Pressure);
 
 impl Drop for PressureGuard {
     fn drop(&mut self) {
-        self.0.fetch_sub(1, Ordering::Relaxed);
+        // The moment a burst ends is when the hold starts.
+        let before = self.0 .0.in_flight.fetch_sub(1, Ordering::Relaxed);
+        self.0.mark(before);
     }
 }
 
