@@ -222,11 +222,6 @@ enum DeadLetterAction {
     },
 }
 
-/// Every request allocates and frees a few buffers on one thread and drops them on another;
-/// glibc malloc spent ~15% of the server's CPU on that under load (perf), mimalloc far less.
-#[global_allocator]
-static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
-
 fn main() -> ExitCode {
     let cli = Cli::parse();
     tracing_subscriber::fmt()

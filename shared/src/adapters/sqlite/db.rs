@@ -1,26 +1,13 @@
 //! The SQLite file behind the embedded engine: durable settings, schema, group commit, reads.
 //!
-//! Durability: WAL, and [`Db::write`] returns only once the WAL holding its transaction has been
-//! synced to disk (`fdatasync`): an acknowledged write survives a crash or power loss.
+//! Durability: WAL with `synchronous=FULL`, so a committed transaction is fsynced to the WAL
+//! before [`Db::write`] returns: an acknowledged write survives a crash or power loss.
 //!
 //! Speed: an fsync costs about as much for one row as for a thousand, so every write goes to ONE
 //! writer thread that drains all closures waiting at that moment into one transaction and commits
 //! once (group commit). Each closure runs inside its own SAVEPOINT: a failing closure rolls back
-//! only its own changes and gets its own error, the others still commit.
-//!
-//! The sync is pipelined: SQLite runs with `synchronous=NORMAL` (a commit appends its frames to
-//! the WAL without waiting for the disk; checkpoints still sync) and a second thread, the syncer,
-//! syncs the WAL file and only then answers the writes of every transaction committed before the
-//! sync began. Meanwhile the writer already runs the next transaction, so the disk wait no longer
-//! stalls the CPU work, and one sync covers every transaction committed while the previous one
-//! was in flight. A crash can only lose transactions nobody was told were written; the WAL's
-//! checksums make recovery stop at the last whole transaction, so what survives is a prefix that
-//! holds every acknowledged one. Anything that reads a queue goes through [`Db::write`] (a receive
-//! marks the message), so it is answered only after the sync that also covers the enqueue.
-//!
-//! If a sync fails, the kernel may have dropped the dirty pages and a later sync could report
-//! success for data that is gone; so the database fails closed: the writes waiting on that sync
-//! and every later write get an error until the process restarts (and SQLite recovers the WAL).
+//! only its own changes and gets its own error, the others still commit. While a commit is being
+//! fsynced the next callers queue up, so the batch size grows with the load by itself.
 //!
 //! Reads use a small pool of read-only connections on the blocking thread pool; in WAL mode they
 //! never block the writer nor wait for it.
@@ -29,7 +16,7 @@ use std::collections::VecDeque;
 use std::panic::{catch_unwind, AssertUnwindSafe};
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicI64, AtomicU64, Ordering};
-use std::sync::{mpsc, Arc, Condvar, Mutex, OnceLock};
+use std::sync::{mpsc, Arc, Mutex};
 use std::thread::JoinHandle;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
@@ -66,8 +53,6 @@ pub struct WriteStats {
     pub commits: u64,
     /// Write closures that ran (committed or not).
     pub writes: u64,
-    /// WAL syncs that succeeded (each one acknowledges every transaction committed before it).
-    pub syncs: u64,
 }
 
 /// Time source of the adapters (Unix milliseconds). Tests use a manual clock to move past
@@ -168,9 +153,7 @@ where
             // The closure's own error says more than the batch's.
             (Some(Err(e)), _) => Err(e),
             (Some(Ok(v)), None) => Ok(v),
-            (_, Some(e)) => Err(StoreError::Unavailable(format!(
-                "write not acknowledged: {e}"
-            ))),
+            (_, Some(e)) => Err(StoreError::Unavailable(format!("write not committed: {e}"))),
             (None, None) => Err(StoreError::Unavailable("write never ran".into())),
         };
         // The caller may have gone away (request cancelled): the write stands regardless.
@@ -187,55 +170,22 @@ fn exec_cached(txn: &Transaction<'_>, sql: &str) -> Result<(), String> {
         .map_err(|e| e.to_string())
 }
 
-/// The jobs of one committed transaction, waiting for the WAL sync that makes them durable.
-type Committed = Vec<Box<dyn WriteJob>>;
-
-/// What the writer and the syncer share.
-#[derive(Default)]
-struct Counters {
-    commits: AtomicU64,
-    writes: AtomicU64,
-    syncs: AtomicU64,
-    /// Set once when a WAL sync fails: from then on no write is acknowledged (see module docs).
-    failed: OnceLock<String>,
-    /// Committed transactions not yet synced. The writer waits while [`MAX_UNSYNCED`] are, so
-    /// it overlaps one transaction's CPU work with the previous one's sync, but does not commit
-    /// tiny transactions back to back (each rewrites partly filled pages into the WAL).
-    unsynced: Mutex<usize>,
-    synced: Condvar,
-}
-
-/// See [`Counters::unsynced`].
-const MAX_UNSYNCED: usize = 2;
-
-impl Counters {
-    fn refusal(&self) -> Option<String> {
-        self.failed
-            .get()
-            .map(|e| format!("database stopped after a failed disk sync ({e}); restart wabridge"))
-    }
-}
-
 struct Inner {
     path: PathBuf,
     options: DbOptions,
     sender: Option<mpsc::Sender<Box<dyn WriteJob>>>,
     writer: Option<JoinHandle<()>>,
-    syncer: Option<JoinHandle<()>>,
     readers: Mutex<Vec<Connection>>,
     read_permits: Arc<Semaphore>,
-    counters: Arc<Counters>,
+    commits: Arc<AtomicU64>,
+    writes: Arc<AtomicU64>,
 }
 
 impl Drop for Inner {
     fn drop(&mut self) {
-        // Closing the channel stops the writer after it has run every queued write; the writer's
-        // end closes the syncer's channel, which stops once it has answered them all.
+        // Closing the channel stops the writer after it has answered every queued write.
         self.sender.take();
-        for handle in [self.writer.take(), self.syncer.take()]
-            .into_iter()
-            .flatten()
-        {
+        if let Some(handle) = self.writer.take() {
             let _ = handle.join();
         }
     }
@@ -274,43 +224,21 @@ impl Db {
                 path.display()
             )));
         }
-        // NORMAL: commits do not wait for the disk; the syncer does, before answering.
-        conn.execute_batch("PRAGMA synchronous=NORMAL; PRAGMA foreign_keys=ON;")
+        conn.execute_batch("PRAGMA synchronous=FULL; PRAGMA foreign_keys=ON;")
             .map_err(sql_err)?;
-        conn.set_prepared_statement_cache_capacity(64);
+        // Every adapter's statements stay prepared (re-preparing showed in profiles at 64).
+        conn.set_prepared_statement_cache_capacity(256);
         migrate(&mut conn)?;
-        // The migration's commit created the WAL file; the writer connection keeps it in place.
-        let wal_path = wal_path(&path);
-        let wal = std::fs::File::open(&wal_path).map_err(|e| {
-            StoreError::Unavailable(format!("cannot open {}: {e}", wal_path.display()))
-        })?;
-        Db::start(conn, path, options, wal)
-    }
 
-    /// Starts the writer and syncer threads over an open, migrated connection; `wal` is the
-    /// handle the syncer syncs (tests pass one whose sync fails).
-    fn start(
-        conn: Connection,
-        path: PathBuf,
-        options: DbOptions,
-        wal: std::fs::File,
-    ) -> Result<Db, StoreError> {
         let (sender, receiver) = mpsc::channel::<Box<dyn WriteJob>>();
-        let (sync_sender, sync_receiver) = mpsc::channel::<Committed>();
-        let counters = Arc::new(Counters::default());
-        let syncer = {
-            let counters = counters.clone();
-            std::thread::Builder::new()
-                .name("sqlite-syncer".into())
-                .spawn(move || syncer_loop(wal, sync_receiver, &counters))
-                .map_err(StoreError::unavailable)?
-        };
+        let commits = Arc::new(AtomicU64::new(0));
+        let writes = Arc::new(AtomicU64::new(0));
         let writer = {
-            let counters = counters.clone();
+            let (commits, writes) = (commits.clone(), writes.clone());
             let max_batch = options.max_batch.max(1);
             std::thread::Builder::new()
                 .name("sqlite-writer".into())
-                .spawn(move || writer_loop(conn, receiver, sync_sender, max_batch, &counters))
+                .spawn(move || writer_loop(conn, receiver, max_batch, &commits, &writes))
                 .map_err(StoreError::unavailable)?
         };
         let readers = options.readers.max(1);
@@ -320,10 +248,10 @@ impl Db {
                 options,
                 sender: Some(sender),
                 writer: Some(writer),
-                syncer: Some(syncer),
                 readers: Mutex::new(Vec::new()),
                 read_permits: Arc::new(Semaphore::new(readers)),
-                counters,
+                commits,
+                writes,
             }),
         })
     }
@@ -333,16 +261,14 @@ impl Db {
     }
 
     pub fn stats(&self) -> WriteStats {
-        let c = &self.inner.counters;
         WriteStats {
-            commits: c.commits.load(Ordering::Relaxed),
-            writes: c.writes.load(Ordering::Relaxed),
-            syncs: c.syncs.load(Ordering::Relaxed),
+            commits: self.inner.commits.load(Ordering::Relaxed),
+            writes: self.inner.writes.load(Ordering::Relaxed),
         }
     }
 
     /// Runs `f` in the next group-commit transaction and returns its result once that
-    /// transaction is committed and synced to disk. If `f` fails, its changes are rolled back (and only
+    /// transaction is durably committed. If `f` fails, its changes are rolled back (and only
     /// its own); if the commit fails, every write of the batch gets an error and none is kept.
     pub async fn write<T, F>(&self, f: F) -> Result<T, StoreError>
     where
@@ -436,19 +362,12 @@ fn migrate(conn: &mut Connection) -> Result<(), StoreError> {
     txn.commit().map_err(sql_err)
 }
 
-/// The WAL file SQLite keeps beside the database.
-fn wal_path(db: &Path) -> PathBuf {
-    let mut name = db.as_os_str().to_owned();
-    name.push("-wal");
-    PathBuf::from(name)
-}
-
 fn writer_loop(
     mut conn: Connection,
     receiver: mpsc::Receiver<Box<dyn WriteJob>>,
-    syncer: mpsc::Sender<Committed>,
     max_batch: usize,
-    counters: &Counters,
+    commits: &AtomicU64,
+    writes: &AtomicU64,
 ) {
     let mut pending: VecDeque<Box<dyn WriteJob>> = VecDeque::new();
     loop {
@@ -458,51 +377,25 @@ fn writer_loop(
                 Err(_) => return,
             }
         }
-        {
-            let mut unsynced = counters.unsynced.lock().unwrap_or_else(|p| p.into_inner());
-            while *unsynced >= MAX_UNSYNCED {
-                unsynced = counters
-                    .synced
-                    .wait(unsynced)
-                    .unwrap_or_else(|p| p.into_inner());
-            }
-        }
-        // Whatever arrived while waiting joins this transaction.
         while pending.len() < max_batch {
             match receiver.try_recv() {
                 Ok(job) => pending.push_back(job),
                 Err(_) => break,
             }
         }
-        if let Some(refusal) = counters.refusal() {
-            for job in pending.drain(..) {
-                job.finish(Some(&refusal));
-            }
-            continue;
-        }
-        if let Some(committed) = run_batch(&mut conn, &mut pending, max_batch, counters) {
-            *counters.unsynced.lock().unwrap_or_else(|p| p.into_inner()) += 1;
-            if let Err(mpsc::SendError(jobs)) = syncer.send(committed) {
-                // Unreachable while the syncer thread lives (it only ends after the writer).
-                *counters.unsynced.lock().unwrap_or_else(|p| p.into_inner()) -= 1;
-                for job in jobs {
-                    job.finish(Some("database syncer stopped"));
-                }
-            }
-        }
+        run_batch(&mut conn, &mut pending, max_batch, commits, writes);
     }
 }
 
-/// Runs up to `max_batch` pending jobs in one transaction. Returns the jobs of a committed
-/// transaction (to be answered after the WAL sync); jobs of a transaction that did not commit
-/// are answered here. Jobs not run (the transaction broke before them) stay pending for the next
-/// transaction.
+/// Runs up to `max_batch` pending jobs in one transaction and answers them. Jobs not run (the
+/// transaction broke before them) stay pending for the next transaction.
 fn run_batch(
     conn: &mut Connection,
     pending: &mut VecDeque<Box<dyn WriteJob>>,
     max_batch: usize,
-    counters: &Counters,
-) -> Option<Committed> {
+    commits: &AtomicU64,
+    writes: &AtomicU64,
+) {
     let txn = match conn.transaction_with_behavior(TransactionBehavior::Immediate) {
         Ok(txn) => txn,
         Err(e) => {
@@ -512,7 +405,7 @@ fn run_batch(
             for job in pending.drain(..) {
                 job.finish(Some(&message));
             }
-            return None;
+            return;
         }
     };
     let mut ran: Vec<Box<dyn WriteJob>> = Vec::with_capacity(pending.len().min(max_batch));
@@ -522,7 +415,7 @@ fn run_batch(
             break;
         };
         let outcome = job.run(&txn);
-        counters.writes.fetch_add(1, Ordering::Relaxed);
+        writes.fetch_add(1, Ordering::Relaxed);
         ran.push(job);
         if let Err(e) = outcome {
             broken = Some(e);
@@ -532,53 +425,21 @@ fn run_batch(
     let batch_error = match broken {
         Some(e) => {
             let _ = txn.rollback();
-            e
+            Some(e)
         }
         None => match txn.commit() {
             Ok(()) => {
-                counters.commits.fetch_add(1, Ordering::Relaxed);
-                return Some(ran);
+                commits.fetch_add(1, Ordering::Relaxed);
+                None
             }
-            Err(e) => e.to_string(),
+            Err(e) => Some(e.to_string()),
         },
     };
-    tracing::error!(error = %batch_error, writes = ran.len(), "sqlite transaction not committed");
-    for job in ran {
-        job.finish(Some(&batch_error));
+    if let Some(e) = &batch_error {
+        tracing::error!(error = %e, writes = ran.len(), "sqlite transaction not committed");
     }
-    None
-}
-
-/// Syncs the WAL for every committed transaction waiting, then answers their writes. Ends when
-/// the writer has ended and every transaction it sent is answered.
-fn syncer_loop(wal: std::fs::File, receiver: mpsc::Receiver<Committed>, counters: &Counters) {
-    while let Ok(first) = receiver.recv() {
-        let mut batches = vec![first];
-        // Everything committed up to now is in the WAL file: one sync covers it all.
-        while let Ok(more) = receiver.try_recv() {
-            batches.push(more);
-        }
-        let failure = match counters.refusal() {
-            Some(refusal) => Some(refusal),
-            None => match wal.sync_data() {
-                Ok(()) => {
-                    counters.syncs.fetch_add(1, Ordering::Relaxed);
-                    None
-                }
-                Err(e) => {
-                    let _ = counters.failed.set(e.to_string());
-                    tracing::error!(error = %e, "WAL sync failed: refusing every write from now on");
-                    counters.refusal()
-                }
-            },
-        };
-        let count = batches.len();
-        for job in batches.into_iter().flatten() {
-            job.finish(failure.as_deref());
-        }
-        let mut unsynced = counters.unsynced.lock().unwrap_or_else(|p| p.into_inner());
-        *unsynced = unsynced.saturating_sub(count);
-        counters.synced.notify_all();
+    for job in ran {
+        job.finish(batch_error.as_deref());
     }
 }
 
@@ -600,7 +461,7 @@ mod tests {
     }
 
     #[tokio::test]
-    async fn opens_in_wal_and_leaves_the_sync_to_the_syncer() {
+    async fn opens_in_wal_with_full_sync() {
         let (_dir, db) = db();
         let (mode, sync) = db
             .write(|t| {
@@ -615,68 +476,7 @@ mod tests {
             .await
             .unwrap();
         assert_eq!(mode, "wal");
-        assert_eq!(
-            sync, 1,
-            "synchronous must be NORMAL (1): commits must not wait for the disk"
-        );
-    }
-
-    /// Each write, one after the other, is answered only after a WAL sync that finished after it
-    /// was submitted: if writes were answered at commit (or the sync skipped), the count of
-    /// syncs would not have moved.
-    #[tokio::test]
-    async fn every_write_is_answered_after_a_wal_sync() {
-        let (_dir, db) = db();
-        db.write(|t| {
-            t.execute_batch("CREATE TABLE n(v INTEGER PRIMARY KEY)")
-                .map_err(sql_err)
-        })
-        .await
-        .unwrap();
-        for i in 0..20i64 {
-            let before = db.stats().syncs;
-            db.write(move |t| t.execute("INSERT INTO n VALUES (?1)", [i]).map_err(sql_err))
-                .await
-                .unwrap();
-            let after = db.stats().syncs;
-            assert!(after > before, "write {i} answered before any sync");
-        }
-    }
-
-    /// A failed WAL sync (here: the syncer's handle is /dev/null, whose fdatasync fails) answers
-    /// the writes it covered with an error and refuses every later write: nothing is acknowledged
-    /// without the disk having it.
-    #[tokio::test]
-    async fn a_failed_sync_fails_the_writes_and_closes_the_database() {
-        let dir = tempfile::tempdir().unwrap();
-        let path = dir.path().join("t.db");
-        let mut conn = Connection::open(&path).unwrap();
-        conn.execute_batch("PRAGMA journal_mode=WAL; PRAGMA synchronous=NORMAL;")
-            .unwrap();
-        migrate(&mut conn).unwrap();
-        let null = std::fs::File::open("/dev/null").unwrap();
-        let db = Db::start(conn, path.clone(), DbOptions::default(), null).unwrap();
-
-        let first = db
-            .write(|t| {
-                t.execute_batch("CREATE TABLE n(v INTEGER); INSERT INTO n VALUES (1);")
-                    .map_err(sql_err)
-            })
-            .await
-            .unwrap_err();
-        assert!(first.is_retryable(), "{first}");
-        assert!(first.to_string().contains("failed disk sync"), "{first}");
-        let later = db
-            .write(|t| t.execute("INSERT INTO n VALUES (2)", []).map_err(sql_err))
-            .await
-            .unwrap_err();
-        assert!(later.to_string().contains("restart"), "{later}");
-        assert_eq!(db.stats().syncs, 0);
-        assert_eq!(
-            db.stats().commits,
-            1,
-            "the later write never reached SQLite"
-        );
+        assert_eq!(sync, 2, "synchronous must be FULL (2)");
     }
 
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -37,6 +37,28 @@ pub(crate) fn mark_one(conn: &Connection, key: &str, expires_at: i64) -> Result<
     .map_err(sql_err)
 }
 
+/// Remembers `key` until `expires_at` unless it is already remembered and unexpired at `now_ms`;
+/// true when the key was new (or expired). One statement: the inbox runs it for every event.
+pub(crate) fn claim(
+    conn: &Connection,
+    key: &str,
+    now_ms: i64,
+    expires_at: i64,
+) -> Result<bool, StoreError> {
+    conn.prepare_cached(
+        "INSERT INTO dedupe_keys(key, expires_at) VALUES (?1, ?2)
+         ON CONFLICT(key) DO UPDATE SET expires_at = excluded.expires_at
+           WHERE dedupe_keys.expires_at <= ?3
+         RETURNING 1",
+    )
+    .and_then(|mut s| {
+        s.query_row(params![key, expires_at, now_ms], |_| Ok(()))
+            .optional()
+    })
+    .map(|claimed| claimed.is_some())
+    .map_err(sql_err)
+}
+
 pub(crate) fn ttl_ms(ttl: Duration) -> i64 {
     i64::try_from(ttl.as_millis()).unwrap_or(i64::MAX / 2)
 }

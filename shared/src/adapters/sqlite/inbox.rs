@@ -7,7 +7,7 @@ use std::time::Duration;
 use async_trait::async_trait;
 
 use super::db::{Clock, Db};
-use super::dedupe::{is_seen, mark_one, ttl_ms};
+use super::dedupe::{claim, ttl_ms};
 use super::queue::{enqueue_in, EVENTS_QUEUE};
 use crate::dedupe::DEFAULT_DEDUPE_TTL;
 use crate::error::StoreError;
@@ -67,13 +67,12 @@ impl Inbox for SqliteInbox {
             .write(move |t| {
                 let mut report = AcceptReport::default();
                 for (key, body) in &items {
-                    // A key repeated inside one delivery is seen here once marked just above.
-                    if is_seen(t, key, now)? {
+                    // A key repeated inside one delivery is seen here once claimed just above.
+                    if !claim(t, key, now, expires_at)? {
                         report.duplicates += 1;
                         continue;
                     }
                     enqueue_in(t, &queue, key, body, None, now)?;
-                    mark_one(t, key, expires_at)?;
                     report.accepted += 1;
                 }
                 Ok(report)
@@ -171,7 +170,7 @@ mod tests {
         assert_eq!(queued(&db).await.len(), 2);
     }
 
-    /// A failure after some events were enqueued and marked (a trigger aborts the mark of the
+    /// A failure after some events were claimed and enqueued (a trigger aborts the claim of the
     /// third key): the caller gets an error and nothing of the delivery is kept; the retry then
     /// lands every event exactly once.
     #[tokio::test]
