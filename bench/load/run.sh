@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Load test of `wabridge serve`: signed webhook POSTs, each with a unique message id, acknowledged
 # durably (SQLite WAL, synchronous=FULL, group commit). Reports requests/s, latency percentiles,
-# the server's peak RSS, and checks that every unique id was accepted exactly once (no loss).
+# the server's peak RSS, and checks that every unique id was accepted exactly once (no loss) and
+# that each customer became exactly one contact.
 #
 # Usage: [WABRIDGE_BIN=path] bench/load/run.sh [COUNT] [CONNECTIONS] [THREADS]
 #   COUNT        unique payloads to send (default 200000, at least 10000)
@@ -56,7 +57,9 @@ done
 URL="$(sed -n 's/^listening on //p' "$WORK/server.out" | head -1)"
 if [ -z "$URL" ]; then echo "server did not start:" >&2; cat "$WORK/server.err" >&2; exit 1; fi
 
-"$BIN" loadgen --count "$COUNT" --out "$WORK/bodies.tsv" --data "$DATA"
+"$BIN" loadgen --count "$COUNT" --out "$WORK/bodies.tsv" --data "$DATA" 2>&1 | tee "$WORK/loadgen.out" >&2
+CUSTOMERS="$(sed -n 's/.* from \([0-9]*\) customers .*/\1/p' "$WORK/loadgen.out")"
+if [ -z "$CUSTOMERS" ]; then echo "loadgen did not say how many customers it used" >&2; exit 1; fi
 
 echo "== machine: $(nproc) cores, $(awk '/MemTotal/ {printf "%.0f MiB", $2/1024}' /proc/meminfo), load avg $(cut -d' ' -f1-3 /proc/loadavg); wrk on the same cores" >&2
 echo "== wrk -t$THREADS -c$CONNS, $COUNT unique signed bodies, $URL/webhook" >&2
@@ -73,15 +76,19 @@ for _ in $(seq 1 600); do
   sleep 0.5
 done
 UNIQUE="$(awk '/^unique_ids_sent/ {print $2}' "$WORK/wrk.out")"
-python3 - "$STATS" "$UNIQUE" "$PEAK_KB" <<'PY'
+python3 - "$STATS" "$UNIQUE" "$PEAK_KB" "$CUSTOMERS" <<'PY'
 import json, sys
 stats, unique, peak_kb = json.loads(sys.argv[1]), int(sys.argv[2]), int(sys.argv[3])
+customers = int(sys.argv[4])
 span = stats["accept_span_ms"] / 1000
 print(f"server peak RSS (VmHWM): {peak_kb/1024:.1f} MiB")
 if span > 0:
     print(f"accepted {stats['dedupe_keys']} unique events in {span:.2f} s (first to last durable accept): {stats['dedupe_keys']/span:.0f} req/s")
 print(f"unique ids sent: {unique}; dedupe keys: {stats['dedupe_keys']}; activity records: {stats['records_by_kind']['activity']}; contacts: {stats['records_by_kind']['contact']}; dead letters: {stats['events_queue']['dead']}")
 ok = stats["dedupe_keys"] == unique and stats["records_by_kind"]["activity"] == unique and stats["events_queue"]["dead"] == 0
+# Each customer is one contact: a duplicate would mean two deliveries of one customer raced.
+ok = ok and stats["records_by_kind"]["contact"] == customers
+print(f"customers: {customers}")
 print("no loss, no duplicates: " + ("OK" if ok else "MISMATCH"))
 sys.exit(0 if ok else 1)
 PY

@@ -449,7 +449,7 @@ pub async fn stats(data: &Path) -> Result<(), String> {
 /// messages from one (a single hot contact measures contention on one identity instead).
 const LOAD_CONTACTS: u64 = 10_000;
 
-/// A realistic text-message webhook (~1 KB) with a unique message id, from one of
+/// A realistic text-message webhook (about 600 bytes) with a unique message id, from one of
 /// [`LOAD_CONTACTS`] Mexico City mobile numbers.
 pub fn sample_body(run: &str, n: u64) -> String {
     let wa_id = format!("52155{:08}", 10_000_000 + n % LOAD_CONTACTS);
@@ -491,7 +491,12 @@ pub fn loadgen(count: u64, out: &Path, data: &Path) -> Result<(), String> {
             .map_err(|e| e.to_string())?;
     }
     w.flush().map_err(|e| e.to_string())?;
-    eprintln!("wrote {count} signed bodies to {}", out.display());
+    // The load script checks that each customer became exactly one contact.
+    eprintln!(
+        "wrote {count} signed bodies from {} customers to {}",
+        count.min(LOAD_CONTACTS),
+        out.display()
+    );
     Ok(())
 }
 
