@@ -67,7 +67,7 @@ impl Crm for LocalCrm {
                         }
                     }
                 }
-                let mut body = body;
+                let mut body = body.clone();
                 if kind == "contact" {
                     // A field this event does not carry (a username-only message has no phone)
                     // is unknown, not cleared: keep what earlier events said.

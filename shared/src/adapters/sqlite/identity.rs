@@ -106,7 +106,7 @@ impl IdentityStore for SqliteIdentityStore {
                     }
                     Ok(contact)
                 }
-                None => resolve_in(t, &[to], &new_id).map(|r| r.contact_id),
+                None => resolve_in(t, std::slice::from_ref(&to), &new_id).map(|r| r.contact_id),
             })
             .await
     }

@@ -143,7 +143,7 @@ impl SqliteRecords {
         };
         let (kind, id, now) = (kind.to_string(), id.to_string(), self.clock.now_ms());
         self.db
-            .write(move |t| upsert_in(t, &kind, &id, map, now))
+            .write(move |t| upsert_in(t, &kind, &id, map.clone(), now))
             .await
     }
 

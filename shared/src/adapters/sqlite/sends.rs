@@ -104,7 +104,7 @@ impl SendStore for SqliteSends {
                     })
                     .map_err(sql_err)?;
                 if inserted == 1 {
-                    return Ok(Created::New(r));
+                    return Ok(Created::New(r.clone()));
                 }
                 let key = r.idempotency_key.as_deref().unwrap_or_default();
                 load(t, "idempotency_key", key)?
