@@ -93,7 +93,9 @@ pub struct Response {
 }
 
 impl Response {
-    pub fn json(status: u16, value: &serde_json::Value) -> Response {
+    /// A JSON answer: a `serde_json::Value` (`json!`), or any serialisable type where the
+    /// answer is on a hot path (no intermediate map).
+    pub fn json(status: u16, value: &impl serde::Serialize) -> Response {
         Response {
             status,
             content_type: "application/json",

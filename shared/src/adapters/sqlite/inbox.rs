@@ -57,8 +57,11 @@ impl Inbox for SqliteInbox {
         }
         // Serialise outside the writer thread: it is the one resource every request shares.
         let items: Vec<(String, String)> = events
-            .iter()
-            .map(|e| (e.key.clone(), e.to_json()))
+            .into_iter()
+            .map(|e| {
+                let body = e.to_json();
+                (e.key, body)
+            })
             .collect();
         let now = self.clock.now_ms();
         let expires_at = now.saturating_add(ttl_ms(self.ttl));
