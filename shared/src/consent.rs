@@ -20,6 +20,9 @@ use serde::{Deserialize, Serialize};
 use crate::error::StoreError;
 use crate::identity::{Bsuid, IdentityKey, Phone};
 
+/// Meta's error code for "the user stopped marketing messages from this business".
+pub const META_STOPPED_MARKETING: i64 = 131050;
+
 /// What a consent covers. Meta's opt-out (`user_preferences`, 131050) is about marketing.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]

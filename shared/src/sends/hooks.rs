@@ -7,7 +7,7 @@
 //!   keyword (START, ALTA, ...) → a marketing opt-in with source `keyword`; a `user_preferences`
 //!   stop / resume → [`ConsentService::record_user_preference`];
 //! - a `statuses[]` item → [`Sends::apply_status`] (the send's state moves forward only); a
-//!   `failed` with 131050 records a marketing opt-out;
+//!   `failed` with 131050 records a marketing opt-out, also for a message we did not send;
 //! - a `message_template_status_update` → [`TemplateRegistry::apply_status_update`] (PAUSED,
 //!   REJECTED, DISABLED templates are refused; APPROVED again resumes them).
 //!
@@ -27,6 +27,7 @@ use serde_json::Value;
 
 use crate::consent::{
     ConsentAction, ConsentCategory, ConsentEntry, ConsentService, ConsentSource, ContactRef,
+    META_STOPPED_MARKETING,
 };
 use crate::error::StoreError;
 use crate::identity::IdentityKey;
@@ -140,45 +141,58 @@ impl SyncHooks for SendingHooks {
     }
 
     async fn on_status(&self, ctx: &HookContext<'_>, status: &Value) -> Result<(), StoreError> {
-        let Some(sends) = &self.sends else {
-            return Ok(());
+        let ours = match &self.sends {
+            Some(sends) => sends.apply_status(status).await?,
+            None => None,
         };
-        let Some((send_id, _moved)) = sends.apply_status(status).await? else {
-            return Ok(()); // Not one of our sends.
-        };
-        // 131050: `apply_status` recorded the opt-out where the send was addressed; record it
-        // under the person's other keys too (their BSUID when it went by phone, or back).
         let code = status
             .pointer("/errors/0/code")
             .and_then(|c| c.as_i64().or_else(|| c.as_str()?.parse().ok()));
-        if status.get("status").and_then(Value::as_str) == Some("failed") && code == Some(131050) {
-            let addressed = sends.store.get(&send_id).await?.map(|r| r.contact);
-            let at = status
-                .get("timestamp")
-                .and_then(Value::as_str)
-                .and_then(|t| t.parse::<i64>().ok())
-                .map_or(ctx.event.received_at, |t| t * 1000);
-            for key in ctx.keys {
-                let contact = contact_of_key(key);
-                if addressed.as_deref() == Some(contact.key.as_str()) {
-                    continue;
-                }
-                self.consent
-                    .record(&ConsentEntry {
-                        id: format!("meta_131050:{send_id}|{}", contact.key),
-                        contact: contact.key.clone(),
-                        to: contact.display.clone(),
-                        category: ConsentCategory::Marketing,
-                        action: ConsentAction::OptOut,
-                        source: ConsentSource::MetaError,
-                        evidence: Some(format!(
-                            "send {send_id} failed at Meta with 131050 (user stopped marketing messages)"
-                        )),
-                        at,
-                        recorded_at: crate::consent::now_ms(),
-                    })
-                    .await?;
+        if status.get("status").and_then(Value::as_str) != Some("failed")
+            || code != Some(META_STOPPED_MARKETING)
+        {
+            return Ok(());
+        }
+        // 131050. For one of our sends `apply_status` recorded the opt-out where the send was
+        // addressed: record it under the person's other keys too (their BSUID when it went by
+        // phone, or back). For a message we did not send (another tool on the same number) it is
+        // still the person's word on marketing: record it under every key, named by the message.
+        let (reference, addressed) = match (&ours, &self.sends) {
+            (Some((send_id, _)), Some(sends)) => (
+                send_id.clone(),
+                sends.store.get(send_id).await?.map(|r| r.contact),
+            ),
+            _ => match status.get("id").and_then(Value::as_str) {
+                Some(wamid) if !wamid.is_empty() => (wamid.to_string(), None),
+                _ => (ctx.event.key.clone(), None),
+            },
+        };
+        let at = status
+            .get("timestamp")
+            .and_then(Value::as_str)
+            .and_then(|t| t.parse::<i64>().ok())
+            .map_or(ctx.event.received_at, |t| t * 1000);
+        for key in ctx.keys {
+            let contact = contact_of_key(key);
+            if addressed.as_deref() == Some(contact.key.as_str()) {
+                continue;
             }
+            let what = if ours.is_some() { "send" } else { "message" };
+            self.consent
+                .record(&ConsentEntry {
+                    id: format!("meta_131050:{reference}|{}", contact.key),
+                    contact: contact.key.clone(),
+                    to: contact.display.clone(),
+                    category: ConsentCategory::Marketing,
+                    action: ConsentAction::OptOut,
+                    source: ConsentSource::MetaError,
+                    evidence: Some(format!(
+                        "{what} {reference} failed at Meta with 131050 (user stopped marketing messages)"
+                    )),
+                    at,
+                    recorded_at: crate::consent::now_ms(),
+                })
+                .await?;
         }
         Ok(())
     }

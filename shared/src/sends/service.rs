@@ -300,7 +300,8 @@ impl Sends {
             Some("failed") => SendState::Failed,
             _ => return Ok(None),
         };
-        let id = match str_of("biz_opaque_callback_data").filter(|d| d.starts_with("snd_")) {
+        let by_callback = str_of("biz_opaque_callback_data").filter(|d| d.starts_with("snd_"));
+        let id = match by_callback {
             Some(id) => id.to_string(),
             None => match str_of("id") {
                 Some(wamid) => match self.store.find_by_wamid(wamid).await? {
@@ -338,7 +339,9 @@ impl Sends {
         // The status webhook itself is the CRM's activity for this send (no `finished`). A
         // 131050 failure is a marketing opt-out: recorded and reported whether or not this
         // delivery moved the send, so a redelivery after a failed report completes it (both are
-        // idempotent: the entry id and the event key derive from the send id).
+        // idempotent: the entry id and the event key derive from the send id). Reported only when
+        // the callback data names the send: otherwise crm-sync's plan for the status carries the
+        // consent record itself (it cannot tell our sends by wamid), and the CRM gets one.
         if to == SendState::Failed
             && record.state == SendState::Failed
             && record
@@ -351,7 +354,9 @@ impl Sends {
                 .consent
                 .record_meta_opt_out(&contact, &record.id, at)
                 .await?;
-            self.events.opted_out(&contact, &record.id).await?;
+            if by_callback.is_some() {
+                self.events.opted_out(&contact, &record.id).await?;
+            }
         }
         Ok(Some((id, moved)))
     }

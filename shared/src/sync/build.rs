@@ -3,6 +3,7 @@
 
 use serde_json::{json, Value};
 
+use crate::consent::META_STOPPED_MARKETING;
 use crate::event::{Event, EventKind};
 use crate::identity::{Bsuid, IdentityKey, Phone};
 use crate::mapping::{ConsentKeywords, KeywordMatch};
@@ -131,7 +132,7 @@ pub fn plan(event: &Event, keywords: &ConsentKeywords) -> Result<Plan, String> {
             let message_id = s(&item, &["id"]).ok_or("status without id")?;
             let status = s(&item, &["status"]).ok_or("status without status")?;
             let rank = crate::records::status_rank(&status);
-            let errors = item["errors"]
+            let errors: Vec<StatusError> = item["errors"]
                 .as_array()
                 .map(|errs| {
                     errs.iter()
@@ -144,6 +145,26 @@ pub fn plan(event: &Event, keywords: &ConsentKeywords) -> Result<Plan, String> {
                         .collect()
                 })
                 .unwrap_or_default();
+            // Meta's 131050 (the user stopped marketing messages) on a message that is not one of
+            // our sends by its callback data (sent by another tool on the same number, or ours
+            // without it) is a marketing opt-out the CRM must see; for a send named by its
+            // callback data the sender reports it (`Sends::apply_status`), so exactly one route
+            // does.
+            let stopped_marketing = status == "failed"
+                && errors
+                    .iter()
+                    .any(|e| e.code == Some(META_STOPPED_MARKETING));
+            let send_id = s(&item, &["biz_opaque_callback_data"]).filter(|d| d.starts_with("snd_"));
+            let opt_out = (stopped_marketing && send_id.is_none()).then(|| ConsentRecord {
+                v: Default::default(),
+                event_id: event.key.clone(),
+                contact_id: String::new(),
+                status: ConsentStatus::OptOut,
+                category: "marketing_messages".into(),
+                source: ConsentSource::MetaError,
+                evidence: json!({"message_id": message_id, "code": META_STOPPED_MARKETING}),
+                at: ts_ms(&item).or(Some(now)),
+            });
             let activity = ActivityRecord {
                 event_id: event.key.clone(),
                 kind: "status".into(),
@@ -155,14 +176,18 @@ pub fn plan(event: &Event, keywords: &ConsentKeywords) -> Result<Plan, String> {
                 pricing_category: s(&item, &["pricing", "category"]),
                 callback_data: s(&item, &["biz_opaque_callback_data"]),
                 // Our sends carry their id as callback data (see `sends::request`).
-                send_id: s(&item, &["biz_opaque_callback_data"]).filter(|d| d.starts_with("snd_")),
+                send_id,
                 ..Default::default()
             };
+            let mut records = vec![("status", Record::Activity(activity))];
+            if let Some(consent) = opt_out {
+                records.push(("consent", Record::Consent(consent)));
+            }
             Ok(Plan {
                 identity: IdentityOp::Resolve(keys),
                 contact: Some(who.contact(None, None, now)),
                 upsert_contact: false,
-                records: vec![("status", Record::Activity(activity))],
+                records,
                 status: Some((message_id, rank)),
             })
         }

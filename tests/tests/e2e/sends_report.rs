@@ -364,3 +364,119 @@ async fn meta_failures_become_one_activity_and_131050_a_consent_record() {
         ConsentState::OptedOut
     );
 }
+
+/// A failed status webhook with Meta's 131050, as crm-sync receives it on the events queue.
+async fn enqueue_131050(s: &Setup, wamid: &str, recipient: &str, callback: Option<&str>) {
+    let mut status = json!({
+        "id": wamid, "status": "failed", "timestamp": "1767225600", "recipient_id": recipient,
+        "errors": [{"code": 131050, "title": "Unable to deliver the message. This recipient has chosen to stop receiving marketing messages on WhatsApp from your business."}]
+    });
+    if let Some(c) = callback {
+        status["biz_opaque_callback_data"] = json!(c);
+    }
+    let body = json!({"object": "whatsapp_business_account", "entry": [{"id": "102290129340398",
+        "changes": [{"field": "messages", "value": {"messaging_product": "whatsapp",
+            "metadata": {"display_phone_number": "15550783881", "phone_number_id": "106540352242922"},
+            "statuses": [status]}}]}]});
+    let events =
+        wabridge_core::webhook::split(body.to_string().as_bytes(), 1_767_225_601_000).unwrap();
+    let messages: Vec<OutgoingMessage> = events
+        .iter()
+        .map(|e| OutgoingMessage {
+            id: e.key.clone(),
+            body: e.to_json(),
+            delay: None,
+        })
+        .collect();
+    s.events_queue.send_batch(&messages).await.unwrap();
+}
+
+/// 131050 on a message another tool sent from the same number: still the person's word on
+/// marketing. The CRM gets the status activity and ONE consent record, the consent history the
+/// opt-out (so our marketing sends are refused from then on), and a redelivery adds nothing.
+#[tokio::test]
+async fn meta_131050_on_a_message_we_did_not_send_is_an_opt_out_once() {
+    let s = setup(0).await;
+    opt_in(&s, "+525512340077").await;
+    for _ in 0..2 {
+        enqueue_131050(
+            &s,
+            "wamid.HBgNNTIxNTUxMjM0MDA3NxUCABEYEkZPUkVJR04A",
+            "5215512340077",
+            None,
+        )
+        .await;
+        assert_eq!(s.run_sync().await.len(), 1);
+    }
+    assert_eq!(s.records("activity").await.len(), 1);
+    let consents = s.records("consent").await;
+    assert_eq!(consents.len(), 1, "{consents:#?}");
+    assert_eq!(consents[0]["source"], "meta_error");
+    assert_eq!(consents[0]["status"], "opt_out");
+    assert_eq!(
+        consents[0]["evidence"]["message_id"],
+        "wamid.HBgNNTIxNTUxMjM0MDA3NxUCABEYEkZPUkVJR04A"
+    );
+    let contact = ContactRef::parse("+525512340077").unwrap();
+    let history = s.sends.policy.consent.history(&contact).await.unwrap();
+    assert_eq!(
+        history.len(),
+        2,
+        "opt-in + Meta's opt-out, once: {history:?}"
+    );
+    let marketing = wabridge_core::consent::ConsentCategory::Marketing;
+    assert_eq!(
+        s.sends
+            .policy
+            .consent
+            .state(&contact, marketing)
+            .await
+            .unwrap(),
+        ConsentState::OptedOut
+    );
+}
+
+/// Our own send, its 131050 status without the callback data (found by its wamid): the send
+/// fails with meta_131050, the opt-out is recorded, and the CRM still gets exactly ONE consent
+/// record (from the status plan; the sender does not report it a second time). With the callback
+/// data the sender reports it instead (`sends_lambda`), again once.
+#[tokio::test]
+async fn meta_131050_for_our_send_found_by_wamid_reaches_the_crm_once() {
+    let s = setup(0).await;
+    opt_in(&s, "+525512340033").await;
+    let send = s
+        .sends
+        .submit(
+            br#"{"to": "+525512340033", "template": "promo", "language": "es_MX", "category": "MARKETING"}"#,
+            None,
+        )
+        .await
+        .unwrap();
+    assert_eq!(s.run_sender().await, vec![Outcome::Done]);
+    let wamid = s.sends.get(&send.id).await.unwrap().wamid.unwrap();
+    enqueue_131050(&s, &wamid, "525512340033", None).await;
+    let keys = s.run_sync().await;
+    assert_eq!(
+        keys.len(),
+        1,
+        "only the status event, no sender report: {keys:?}"
+    );
+    assert!(s.run_sync().await.is_empty());
+    let record = s.sends.get(&send.id).await.unwrap();
+    assert_eq!(record.state, SendState::Failed);
+    assert_eq!(record.error.unwrap().code, "meta_131050");
+    let consents = s.records("consent").await;
+    assert_eq!(consents.len(), 1, "{consents:#?}");
+    assert_eq!(consents[0]["evidence"]["message_id"], wamid.as_str());
+    let contact = ContactRef::parse("+525512340033").unwrap();
+    let marketing = wabridge_core::consent::ConsentCategory::Marketing;
+    assert_eq!(
+        s.sends
+            .policy
+            .consent
+            .state(&contact, marketing)
+            .await
+            .unwrap(),
+        ConsentState::OptedOut
+    );
+}
