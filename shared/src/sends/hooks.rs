@@ -172,12 +172,12 @@ impl SyncHooks for SendingHooks {
             .and_then(Value::as_str)
             .and_then(|t| t.parse::<i64>().ok())
             .map_or(ctx.event.received_at, |t| t * 1000);
+        let what = if ours.is_some() { "send" } else { "message" };
         for key in ctx.keys {
             let contact = contact_of_key(key);
             if addressed.as_deref() == Some(contact.key.as_str()) {
                 continue;
             }
-            let what = if ours.is_some() { "send" } else { "message" };
             self.consent
                 .record(&ConsentEntry {
                     id: format!("meta_131050:{reference}|{}", contact.key),
