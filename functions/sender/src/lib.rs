@@ -12,10 +12,16 @@
 //! Sends that end here (refused by a guard, failed at Meta's API, Meta's 131050) are reported
 //! as `send_result` events on the EVENTS queue (`EVENTS_QUEUE_URL`, required), which crm-sync
 //! turns into the CRM's outbound activity (and the 131050 consent record).
+//!
+//! The same function syncs the template registry from Meta's template list every hour (an
+//! EventBridge schedule invokes it with [`TEMPLATE_SYNC_INPUT`]; see [`invoke`]), so on AWS too
+//! `POST /sends` checks parameter counts, categories and statuses against what Meta holds. It
+//! needs `WHATSAPP_BUSINESS_ACCOUNT_ID`; without it the schedule is off and the sync disabled.
 
 use std::sync::Arc;
 
 use aws_lambda_events::event::sqs::{SqsBatchResponse, SqsEvent};
+use serde_json::{json, Value};
 use wabridge_core::adapters::dynamo::sends::DynamoSends;
 use wabridge_core::adapters::sqs::SqsQueue;
 use wabridge_core::config;
@@ -25,13 +31,30 @@ use wabridge_core::sends::events::QueueEvents;
 use wabridge_core::sends::graph::{GraphClient, GraphConfig};
 use wabridge_core::sends::ratelimit::RateLimiter;
 use wabridge_core::sends::service::{Sender, Sends};
+use wabridge_core::sends::template_sync::{TemplateSync, TemplateSyncConfig};
+use wabridge_core::templates::TemplateRegistry;
 
 /// Messages of one batch handled at once (the limiter paces them).
 pub const CONCURRENCY: usize = 10;
 
+/// The event the hourly schedule invokes the function with (`infra/template.yaml`).
+pub const TEMPLATE_SYNC_INPUT: &str = "template_sync";
+
 pub struct App {
     pub handler: Arc<dyn Handler>,
     pub queue: Arc<dyn Queue>,
+    /// The registry the policy guards read (DynamoDB).
+    pub templates: TemplateRegistry,
+    /// The scheduled template sync; `None` without a WABA id (or token).
+    pub template_sync: Option<TemplateSync>,
+}
+
+impl App {
+    /// Turns on the scheduled template sync.
+    pub fn with_template_sync(mut self, config: TemplateSyncConfig) -> App {
+        self.template_sync = Some(TemplateSync::new(config));
+        self
+    }
 }
 
 /// Everything built once per cold start: SDK clients, secrets, Graph client, limiter.
@@ -55,7 +78,7 @@ pub async fn cold_start() -> Result<App, lambda_runtime::Error> {
         .unwrap_or(1);
     let dynamo = aws_sdk_dynamodb::Client::new(sdk);
     let sqs = aws_sdk_sqs::Client::new(sdk);
-    let app = build(
+    let mut app = build(
         Clients { dynamo, sqs },
         Names {
             table,
@@ -66,7 +89,16 @@ pub async fn cold_start() -> Result<App, lambda_runtime::Error> {
         graph,
         RateLimiter::for_instances(rate, instances),
     );
-    tracing::info!(rate, instances, "sender ready");
+    match TemplateSyncConfig::from_lookup(lookup) {
+        Ok(config) => app = app.with_template_sync(config),
+        Err(why) => tracing::info!("{why}"),
+    }
+    tracing::info!(
+        rate,
+        instances,
+        template_sync = app.template_sync.is_some(),
+        "sender ready"
+    );
     Ok(app)
 }
 
@@ -94,6 +126,7 @@ pub fn build(clients: Clients, names: Names, graph: GraphClient, limiter: RateLi
         Arc::new(SqsQueue::new(sqs.clone(), names.queue_url, names.dlq_url));
     let events = QueueEvents::new(Arc::new(SqsQueue::producer(sqs, names.events_url)));
     let policy = wabridge_core::adapters::dynamo::send_policy(&dynamo, &table);
+    let templates = policy.templates.clone();
     let sends = Sends::new(
         Arc::new(DynamoSends::new(dynamo, table)),
         queue.clone(),
@@ -108,10 +141,63 @@ pub fn build(clients: Clients, names: Names, graph: GraphClient, limiter: RateLi
             limiter: Arc::new(limiter),
         }),
         queue,
+        templates,
+        template_sync: None,
     }
 }
 
 /// Handles a batch; returns the messages that must stay on the queue.
 pub async fn handle(app: &App, event: SqsEvent) -> SqsBatchResponse {
     consumer::sqs_batch(app.queue.as_ref(), app.handler.as_ref(), event, CONCURRENCY).await
+}
+
+/// Why an invocation could not be served (the Lambda reports it as a failed invocation; the
+/// schedule's asynchronous invocation is retried, the next hour's runs anyway).
+#[derive(Debug, thiserror::Error)]
+pub enum InvokeError {
+    #[error("not an SQS batch nor {{\"wabridge\": \"{TEMPLATE_SYNC_INPUT}\"}}: {0}")]
+    Unrecognised(String),
+    #[error("template sync failed: {0}")]
+    TemplateSync(String),
+}
+
+/// Serves one invocation: an SQS batch from the sends queue (answered with the partial batch
+/// failures), or the hourly `{"wabridge": "template_sync"}` (answered with the sync's report).
+pub async fn invoke(app: &App, event: Value) -> Result<Value, InvokeError> {
+    if event.get("Records").is_some() {
+        let batch: SqsEvent = serde_json::from_value(event)
+            .map_err(|e| InvokeError::Unrecognised(format!("SQS batch: {e}")))?;
+        let response = handle(app, batch).await;
+        return serde_json::to_value(response)
+            .map_err(|e| InvokeError::Unrecognised(e.to_string()));
+    }
+    if event.get("wabridge").and_then(Value::as_str) != Some(TEMPLATE_SYNC_INPUT) {
+        let keys: Vec<&str> = event
+            .as_object()
+            .map(|o| o.keys().map(String::as_str).take(8).collect())
+            .unwrap_or_default();
+        return Err(InvokeError::Unrecognised(format!(
+            "top-level keys {keys:?}"
+        )));
+    }
+    let Some(sync) = &app.template_sync else {
+        tracing::warn!("template sync invoked but WHATSAPP_BUSINESS_ACCOUNT_ID is not set");
+        return Ok(json!({"template_sync": "disabled"}));
+    };
+    match sync.sync(&app.templates).await {
+        Ok(report) => {
+            tracing::info!(
+                pages = report.pages,
+                templates = report.templates,
+                statuses_written = report.statuses_written,
+                skipped = report.skipped,
+                "template registry synced"
+            );
+            Ok(json!({"template_sync": report}))
+        }
+        Err(e) => {
+            tracing::error!(error = %e, retryable = e.is_retryable(), "template sync failed");
+            Err(InvokeError::TemplateSync(e.to_string()))
+        }
+    }
 }

@@ -1,17 +1,22 @@
-//! `sender` Lambda: JSON logs, clients and configuration once per cold start, then SQS batches.
+//! `sender` Lambda: JSON logs, clients and configuration once per cold start, then SQS batches
+//! (and the hourly template sync, see `sender::invoke`).
 
 use std::sync::Arc;
 
-use aws_lambda_events::event::sqs::SqsEvent;
 use lambda_runtime::{service_fn, Error, LambdaEvent};
+use serde_json::Value;
 
 #[tokio::main]
 async fn main() -> Result<(), Error> {
     wabridge_core::telemetry::init_lambda_tracing();
     let app = Arc::new(sender::cold_start().await?);
-    lambda_runtime::run(service_fn(move |event: LambdaEvent<SqsEvent>| {
+    lambda_runtime::run(service_fn(move |event: LambdaEvent<Value>| {
         let app = app.clone();
-        async move { Ok::<_, Error>(sender::handle(&app, event.payload).await) }
+        async move {
+            sender::invoke(&app, event.payload)
+                .await
+                .map_err(Error::from)
+        }
     }))
     .await
 }
