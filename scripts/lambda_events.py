@@ -146,6 +146,8 @@ def main():
                     {"profile": {"name": "João Pedro Souza"}, "wa_id": "5511987654321"}), receive_count=2),
             ]
         },
+        # What the sender's hourly schedule sends (infra/template.yaml, TemplateSync).
+        "sender-template-sync.json": {"wabridge": "template_sync"},
     }
     for name, event in files.items():
         (OUT / name).write_text(json.dumps(event, ensure_ascii=False, indent=2) + "\n")

@@ -879,7 +879,25 @@ async fn the_sender_lambda_syncs_the_dynamodb_registry_on_its_schedule() {
             wabridge_core::sends::ratelimit::RateLimiter::for_instances(80.0, 1),
         )
     };
-    let scheduled = || json!({"wabridge": sender::TEMPLATE_SYNC_INPUT});
+    // The Lambda test event of the schedule (what infra/template.yaml's TemplateSync sends).
+    let file = wabridge_tests::workspace_root().join("events/lambda/sender-template-sync.json");
+    let scheduled_event: Value = serde_json::from_str(&std::fs::read_to_string(file).unwrap())
+        .expect("events/lambda/sender-template-sync.json is JSON");
+    assert_eq!(scheduled_event["wabridge"], sender::TEMPLATE_SYNC_INPUT);
+    let template =
+        std::fs::read_to_string(wabridge_tests::workspace_root().join("infra/template.yaml"))
+            .unwrap();
+    let inputs: Vec<Value> = template
+        .lines()
+        .filter_map(|l| l.trim().strip_prefix("Input: '")?.strip_suffix('\''))
+        .map(|j| serde_json::from_str(j).unwrap())
+        .collect();
+    assert_eq!(
+        inputs,
+        [scheduled_event.clone()],
+        "the schedule in infra/template.yaml"
+    );
+    let scheduled = || scheduled_event.clone();
 
     let off = build();
     assert_eq!(
