@@ -94,6 +94,15 @@ impl Event {
         String::from_utf8(out).expect("event JSON is UTF-8")
     }
 
+    /// The queue message carrying this event (its key as the message id).
+    pub fn to_message(&self) -> crate::queue::OutgoingMessage {
+        crate::queue::OutgoingMessage {
+            id: self.key.clone(),
+            body: self.to_json(),
+            delay: None,
+        }
+    }
+
     pub fn from_json(body: &str) -> Result<Event, serde_json::Error> {
         serde_json::from_str(body)
     }

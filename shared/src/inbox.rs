@@ -61,14 +61,7 @@ impl Inbox for StagedInbox {
                 duplicates,
             });
         }
-        let messages: Vec<OutgoingMessage> = fresh
-            .iter()
-            .map(|e| OutgoingMessage {
-                id: e.key.clone(),
-                body: e.to_json(),
-                delay: None,
-            })
-            .collect();
+        let messages: Vec<OutgoingMessage> = fresh.iter().map(|e| e.to_message()).collect();
         self.queue.send_batch(&messages).await?;
         let fresh_keys: Vec<&str> = fresh.iter().map(|e| e.key.as_str()).collect();
         self.dedupe.mark(&fresh_keys, self.ttl).await?;

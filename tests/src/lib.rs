@@ -305,6 +305,31 @@ where
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
 }
+/// The sender Lambda's app (what its cold start wires) over moto's DynamoDB table and SQS
+/// queues, sending through `graph` at 80 messages/s.
+pub fn sender_app(
+    aws: &Aws,
+    table: &str,
+    sends: &TestQueues,
+    events: &TestQueues,
+    graph: wabridge_core::sends::graph::GraphClient,
+) -> sender::App {
+    sender::build(
+        sender::Clients {
+            dynamo: aws.dynamo.clone(),
+            sqs: aws.sqs.clone(),
+        },
+        sender::Names {
+            table: table.to_string(),
+            queue_url: sends.url.clone(),
+            dlq_url: sends.dlq_url.clone(),
+            events_url: events.url.clone(),
+        },
+        graph,
+        wabridge_core::sends::ratelimit::RateLimiter::for_instances(80.0, 1),
+    )
+}
+
 pub mod faults;
 pub mod gateway;
 pub mod prism;

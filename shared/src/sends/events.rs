@@ -22,7 +22,7 @@ use serde_json::{json, Value};
 use crate::consent::ContactRef;
 use crate::error::StoreError;
 use crate::event::{Event, EventKind, EVENT_VERSION};
-use crate::queue::{OutgoingMessage, Queue};
+use crate::queue::Queue;
 use crate::sends::service::SendEvents;
 use crate::sends::store::SendRecord;
 
@@ -43,13 +43,7 @@ impl QueueEvents {
 
     async fn put(&self, key: String, item: Value) -> Result<(), StoreError> {
         let event = event(key, item);
-        self.queue
-            .send_batch(&[OutgoingMessage {
-                id: event.key.clone(),
-                body: event.to_json(),
-                delay: None,
-            }])
-            .await
+        self.queue.send_batch(&[event.to_message()]).await
     }
 }
 

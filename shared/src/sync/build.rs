@@ -155,15 +155,12 @@ pub fn plan(event: &Event, keywords: &ConsentKeywords) -> Result<Plan, String> {
                     .iter()
                     .any(|e| e.code == Some(META_STOPPED_MARKETING));
             let send_id = s(&item, &["biz_opaque_callback_data"]).filter(|d| d.starts_with("snd_"));
-            let opt_out = (stopped_marketing && send_id.is_none()).then(|| ConsentRecord {
-                v: Default::default(),
-                event_id: event.key.clone(),
-                contact_id: String::new(),
-                status: ConsentStatus::OptOut,
-                category: "marketing_messages".into(),
-                source: ConsentSource::MetaError,
-                evidence: json!({"message_id": message_id, "code": META_STOPPED_MARKETING}),
-                at: ts_ms(&item).or(Some(now)),
+            let opt_out = (stopped_marketing && send_id.is_none()).then(|| {
+                meta_opt_out(
+                    event,
+                    json!({"message_id": message_id, "code": META_STOPPED_MARKETING}),
+                    ts_ms(&item).or(Some(now)),
+                )
             });
             let activity = ActivityRecord {
                 event_id: event.key.clone(),
@@ -273,6 +270,20 @@ pub fn plan(event: &Event, keywords: &ConsentKeywords) -> Result<Plan, String> {
     }
 }
 
+/// Meta's 131050 as the CRM's consent record: a marketing opt-out from `event`.
+fn meta_opt_out(event: &Event, evidence: Value, at: Option<i64>) -> ConsentRecord {
+    ConsentRecord {
+        v: Default::default(),
+        event_id: event.key.clone(),
+        contact_id: String::new(),
+        status: ConsentStatus::OptOut,
+        category: "marketing_messages".into(),
+        source: ConsentSource::MetaError,
+        evidence,
+        at,
+    }
+}
+
 /// A `send_result` event (see `sends::events`): a send that ended without a status webhook
 /// becomes one outbound activity with its final state and error; Meta's 131050 becomes a
 /// marketing opt-out consent record whose evidence names the send.
@@ -305,16 +316,11 @@ fn send_result_plan(event: &Event, item: &Value) -> Result<Plan, String> {
     let record = if item["opted_out"].as_bool() == Some(true) {
         (
             "consent",
-            Record::Consent(ConsentRecord {
-                v: Default::default(),
-                event_id: event.key.clone(),
-                contact_id: String::new(),
-                status: ConsentStatus::OptOut,
-                category: "marketing_messages".into(),
-                source: ConsentSource::MetaError,
-                evidence: json!({"send_id": send_id, "code": 131050, "message": message}),
+            Record::Consent(meta_opt_out(
+                event,
+                json!({"send_id": send_id, "code": META_STOPPED_MARKETING, "message": message}),
                 at,
-            }),
+            )),
         )
     } else {
         let state = s(item, &["state"]).ok_or("send_result without state")?;

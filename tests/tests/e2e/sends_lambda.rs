@@ -32,7 +32,6 @@ use wabridge_core::mapping::Mapping;
 use wabridge_core::queue::Queue;
 use wabridge_core::sends::graph::{GraphClient, GraphConfig};
 use wabridge_core::sends::policy::Policy;
-use wabridge_core::sends::ratelimit::RateLimiter;
 use wabridge_core::sends::service::{NoEvents, Sends};
 use wabridge_core::sends::store::{SendRecord, SendState, SendStore};
 use wabridge_core::sync::CrmSync;
@@ -331,20 +330,7 @@ async fn sender_lambda_sends_through_prism_and_reports_a_refusal_to_the_events_q
         access_token: "EAAGtestToken123".into(),
         timeout: Duration::from_secs(10),
     });
-    let app = sender::build(
-        sender::Clients {
-            dynamo: aws.dynamo.clone(),
-            sqs: aws.sqs.clone(),
-        },
-        sender::Names {
-            table: table.clone(),
-            queue_url: sends_q.url.clone(),
-            dlq_url: sends_q.dlq_url.clone(),
-            events_url: events_q.url.clone(),
-        },
-        graph,
-        RateLimiter::for_instances(80.0, 1),
-    );
+    let app = wabridge_tests::sender_app(&aws, &table, &sends_q, &events_q, graph);
     // What ingest's `POST /sends` does: the same table, the sends queue.
     let consent = ConsentService::new(Arc::new(DynamoConsent::new(
         aws.dynamo.clone(),

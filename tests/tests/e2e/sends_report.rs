@@ -380,14 +380,7 @@ async fn enqueue_131050(s: &Setup, wamid: &str, recipient: &str, callback: Optio
             "statuses": [status]}}]}]});
     let events =
         wabridge_core::webhook::split(body.to_string().as_bytes(), 1_767_225_601_000).unwrap();
-    let messages: Vec<OutgoingMessage> = events
-        .iter()
-        .map(|e| OutgoingMessage {
-            id: e.key.clone(),
-            body: e.to_json(),
-            delay: None,
-        })
-        .collect();
+    let messages: Vec<OutgoingMessage> = events.iter().map(|e| e.to_message()).collect();
     s.events_queue.send_batch(&messages).await.unwrap();
 }
 

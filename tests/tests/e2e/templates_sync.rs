@@ -856,17 +856,11 @@ async fn the_sender_lambda_syncs_the_dynamodb_registry_on_its_schedule() {
         wabridge_tests::create_queues(&aws.sqs, &wabridge_tests::unique_name("tpl-events"), 5)
             .await;
     let build = || {
-        sender::build(
-            sender::Clients {
-                dynamo: aws.dynamo.clone(),
-                sqs: aws.sqs.clone(),
-            },
-            sender::Names {
-                table: table.clone(),
-                queue_url: sends_q.url.clone(),
-                dlq_url: sends_q.dlq_url.clone(),
-                events_url: events_q.url.clone(),
-            },
+        wabridge_tests::sender_app(
+            &aws,
+            &table,
+            &sends_q,
+            &events_q,
             wabridge_core::sends::graph::GraphClient::new(
                 wabridge_core::sends::graph::GraphConfig {
                     base_url: graph.url.clone(),
@@ -876,7 +870,6 @@ async fn the_sender_lambda_syncs_the_dynamodb_registry_on_its_schedule() {
                     timeout: Duration::from_secs(5),
                 },
             ),
-            wabridge_core::sends::ratelimit::RateLimiter::for_instances(80.0, 1),
         )
     };
     // The Lambda test event of the schedule (what infra/template.yaml's TemplateSync sends).

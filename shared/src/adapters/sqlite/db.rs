@@ -512,6 +512,18 @@ mod tests {
         (dir, db)
     }
 
+    /// A database with one table, `n(v INTEGER PRIMARY KEY)`.
+    async fn db_with_numbers() -> (tempfile::TempDir, Db) {
+        let (dir, db) = db();
+        db.write(|t| {
+            t.execute_batch("CREATE TABLE n(v INTEGER PRIMARY KEY)")
+                .map_err(sql_err)
+        })
+        .await
+        .unwrap();
+        (dir, db)
+    }
+
     async fn count(db: &Db, sql: &'static str) -> i64 {
         db.read(move |c| c.query_row(sql, [], |r| r.get(0)).map_err(sql_err))
             .await
@@ -539,13 +551,7 @@ mod tests {
 
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
     async fn concurrent_writes_all_land_in_few_transactions() {
-        let (_dir, db) = db();
-        db.write(|t| {
-            t.execute_batch("CREATE TABLE n(v INTEGER PRIMARY KEY)")
-                .map_err(sql_err)
-        })
-        .await
-        .unwrap();
+        let (_dir, db) = db_with_numbers().await;
         let before = db.stats();
         let mut tasks = Vec::new();
         for i in 0..2000i64 {
@@ -574,13 +580,7 @@ mod tests {
 
     #[tokio::test]
     async fn a_failing_write_rolls_back_only_itself() {
-        let (_dir, db) = db();
-        db.write(|t| {
-            t.execute_batch("CREATE TABLE n(v INTEGER PRIMARY KEY)")
-                .map_err(sql_err)
-        })
-        .await
-        .unwrap();
+        let (_dir, db) = db_with_numbers().await;
         // Three writes queued together: the middle one inserts a row and then fails.
         let ok1 = db.write(|t| t.execute("INSERT INTO n VALUES (1)", []).map_err(sql_err));
         let bad = db.write(|t| {
@@ -602,13 +602,7 @@ mod tests {
     /// still commit together in one transaction.
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
     async fn failures_in_one_batch_fall_back_to_isolated_writes() {
-        let (_dir, db) = db();
-        db.write(|t| {
-            t.execute_batch("CREATE TABLE n(v INTEGER PRIMARY KEY)")
-                .map_err(sql_err)
-        })
-        .await
-        .unwrap();
+        let (_dir, db) = db_with_numbers().await;
         let (release, held) = std::sync::mpsc::channel::<()>();
         let held = Mutex::new(held);
         let hold = tokio::spawn({
@@ -631,42 +625,30 @@ mod tests {
                     .map_err(sql_err)
             }
         };
-        let w1 = tokio::spawn({
+        // Queued one by one, in this order, while the writer is held.
+        async fn queue<T, F>(db: &Db, f: F) -> tokio::task::JoinHandle<Result<T, StoreError>>
+        where
+            T: Send + 'static,
+            F: Fn(&Transaction<'_>) -> Result<T, StoreError> + Send + 'static,
+        {
             let db = db.clone();
-            async move { db.write(insert_and_count(1)).await }
-        });
-        tokio::time::sleep(Duration::from_millis(20)).await;
-        let w2 = tokio::spawn({
-            let db = db.clone();
-            async move {
-                db.write(|t| {
-                    t.execute("INSERT INTO n VALUES (2)", []).map_err(sql_err)?;
-                    Err::<i64, _>(StoreError::Unavailable("injected".into()))
-                })
-                .await
-            }
-        });
-        tokio::time::sleep(Duration::from_millis(20)).await;
-        let w3 = tokio::spawn({
-            let db = db.clone();
-            async move { db.write(insert_and_count(3)).await }
-        });
-        tokio::time::sleep(Duration::from_millis(20)).await;
-        let w4 = tokio::spawn({
-            let db = db.clone();
-            async move {
-                db.write(|t| -> Result<i64, StoreError> {
-                    t.execute("INSERT INTO n VALUES (4)", []).map_err(sql_err)?;
-                    panic!("injected panic")
-                })
-                .await
-            }
-        });
-        tokio::time::sleep(Duration::from_millis(20)).await;
-        let w5 = tokio::spawn({
-            let db = db.clone();
-            async move { db.write(insert_and_count(5)).await }
-        });
+            let handle = tokio::spawn(async move { db.write(f).await });
+            tokio::time::sleep(Duration::from_millis(20)).await;
+            handle
+        }
+        let w1 = queue(&db, insert_and_count(1)).await;
+        let w2 = queue(&db, |t| {
+            t.execute("INSERT INTO n VALUES (2)", []).map_err(sql_err)?;
+            Err::<i64, _>(StoreError::Unavailable("injected".into()))
+        })
+        .await;
+        let w3 = queue(&db, insert_and_count(3)).await;
+        let w4 = queue(&db, |t| -> Result<i64, StoreError> {
+            t.execute("INSERT INTO n VALUES (4)", []).map_err(sql_err)?;
+            panic!("injected panic")
+        })
+        .await;
+        let w5 = queue(&db, insert_and_count(5)).await;
         tokio::time::sleep(Duration::from_millis(100)).await;
         release.send(()).unwrap();
         hold.await.unwrap().unwrap();
