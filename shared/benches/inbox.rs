@@ -1,0 +1,98 @@
+//! The embedded engine's durable hand-off: `SqliteInbox::accept` of one new event (a dedupe claim
+//! and an enqueue, group-committed with `synchronous=FULL` on a real file), 64 callers at once as
+//! in the load test. The time per accept is the writer's cost per webhook without HTTP or wrk,
+//! so writer changes can be compared with less noise than whole load runs.
+
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use criterion::{criterion_group, criterion_main, Criterion, Throughput};
+use wabridge_core::adapters::sqlite::{Db, SqliteInbox};
+use wabridge_core::event::Event;
+use wabridge_core::inbox::Inbox;
+use wabridge_core::webhook::split;
+
+const CALLERS: u64 = 64;
+
+/// One `messages` webhook of the load test's shape, with message id `n`, as its one event.
+fn event(n: u64) -> Event {
+    let body = serde_json::json!({
+        "object": "whatsapp_business_account",
+        "entry": [{"id": "102290129340398", "changes": [{"field": "messages", "value": {
+            "messaging_product": "whatsapp",
+            "metadata": {"display_phone_number": "15550783881", "phone_number_id": "106540352242922"},
+            "contacts": [{"profile": {"name": "María José Hernández"}, "wa_id": "5215512345678"}],
+            "messages": [{"from": "5215512345678", "id": format!("wamid.bench{n:016}"),
+                "timestamp": "1763700000", "type": "text",
+                "text": {"body": "Hola, quiero información sobre el envío a Monterrey 🙌"}}]
+        }}]}]
+    });
+    let mut events = split(body.to_string().as_bytes(), 1_763_700_000_000).unwrap();
+    assert_eq!(events.len(), 1);
+    events.remove(0)
+}
+
+fn bench(c: &mut Criterion) {
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let db = Db::open(dir.path().join("bench.db")).unwrap();
+    let inbox = Arc::new(SqliteInbox::new(db.clone()));
+    let mut next = 0u64;
+
+    let mut group = c.benchmark_group("inbox");
+    group.throughput(Throughput::Elements(1));
+    group.measurement_time(Duration::from_secs(10));
+    group.bench_function("durable_accept_one_event_64_callers", |b| {
+        b.iter_custom(|iters| {
+            // Events built before the clock starts; each caller accepts its share in turn.
+            let per_caller = iters.div_ceil(CALLERS);
+            let shares: Vec<Vec<Event>> = (0..CALLERS)
+                .map(|_| {
+                    (0..per_caller)
+                        .map(|_| {
+                            next += 1;
+                            event(next)
+                        })
+                        .collect()
+                })
+                .collect();
+            let started = Instant::now();
+            rt.block_on(async {
+                let tasks: Vec<_> = shares
+                    .into_iter()
+                    .map(|share| {
+                        let inbox = inbox.clone();
+                        tokio::spawn(async move {
+                            for e in share {
+                                let report = inbox.accept(vec![e]).await.unwrap();
+                                assert_eq!(report.accepted, 1);
+                            }
+                        })
+                    })
+                    .collect();
+                for t in tasks {
+                    t.await.unwrap();
+                }
+            });
+            // Per accept of the ones run (a share may round the count up).
+            started
+                .elapsed()
+                .mul_f64(iters as f64 / (per_caller * CALLERS) as f64)
+        })
+    });
+    group.finish();
+    let stats = db.stats();
+    eprintln!(
+        "writer: {} writes in {} commits ({:.1} per commit)",
+        stats.writes,
+        stats.commits,
+        stats.writes as f64 / stats.commits.max(1) as f64
+    );
+}
+
+criterion_group!(benches, bench);
+criterion_main!(benches);
