@@ -45,14 +45,15 @@ pub struct App {
     pub queue: Arc<dyn Queue>,
     /// The registry the policy guards read (DynamoDB).
     pub templates: TemplateRegistry,
-    /// The scheduled template sync; `None` without a WABA id (or token).
-    pub template_sync: Option<TemplateSync>,
+    /// The scheduled template sync, or why it is off (no WABA id, no token): the schedule's
+    /// invocations then answer "disabled" with that reason.
+    pub template_sync: Result<TemplateSync, String>,
 }
 
 impl App {
     /// Turns on the scheduled template sync.
     pub fn with_template_sync(mut self, config: TemplateSyncConfig) -> App {
-        self.template_sync = Some(TemplateSync::new(config));
+        self.template_sync = Ok(TemplateSync::new(config));
         self
     }
 }
@@ -91,12 +92,12 @@ pub async fn cold_start() -> Result<App, lambda_runtime::Error> {
     );
     match TemplateSyncConfig::from_lookup(lookup) {
         Ok(config) => app = app.with_template_sync(config),
-        Err(why) => tracing::info!("{why}"),
+        Err(why) => app.template_sync = Err(why),
     }
     tracing::info!(
         rate,
         instances,
-        template_sync = app.template_sync.is_some(),
+        template_sync = app.template_sync.is_ok(),
         "sender ready"
     );
     Ok(app)
@@ -142,7 +143,10 @@ pub fn build(clients: Clients, names: Names, graph: GraphClient, limiter: RateLi
         }),
         queue,
         templates,
-        template_sync: None,
+        template_sync: Err(format!(
+            "{} is not set: the template sync is disabled",
+            config::WHATSAPP_BUSINESS_ACCOUNT_ID
+        )),
     }
 }
 
@@ -180,9 +184,13 @@ pub async fn invoke(app: &App, event: Value) -> Result<Value, InvokeError> {
             "top-level keys {keys:?}"
         )));
     }
-    let Some(sync) = &app.template_sync else {
-        tracing::warn!("template sync invoked but WHATSAPP_BUSINESS_ACCOUNT_ID is not set");
-        return Ok(json!({"template_sync": "disabled"}));
+    let sync = match &app.template_sync {
+        Ok(sync) => sync,
+        Err(why) => {
+            // Names a missing setting only, never a value.
+            tracing::warn!(reason = %why, "template sync invoked while disabled");
+            return Ok(json!({"template_sync": "disabled", "reason": why}));
+        }
     };
     match sync.sync(&app.templates).await {
         Ok(report) => {

@@ -313,7 +313,10 @@ impl Sends {
         };
         let error = (to == SendState::Failed).then(|| {
             let e = status.pointer("/errors/0");
-            let code = e.and_then(|e| e.get("code")).and_then(Value::as_i64);
+            // A number, or a numeric string (the hooks and crm-sync's plan read it the same way).
+            let code = e
+                .and_then(|e| e.get("code"))
+                .and_then(|c| c.as_i64().or_else(|| c.as_str()?.trim().parse().ok()));
             let title = e
                 .and_then(|e| e.get("title").or(e.get("message")))
                 .and_then(Value::as_str)

@@ -137,7 +137,10 @@ pub fn plan(event: &Event, keywords: &ConsentKeywords) -> Result<Plan, String> {
                 .map(|errs| {
                     errs.iter()
                         .map(|e| StatusError {
-                            code: e["code"].as_i64(),
+                            // A number, or a numeric string (read like the sending side does).
+                            code: e["code"]
+                                .as_i64()
+                                .or_else(|| e["code"].as_str()?.trim().parse().ok()),
                             title: s(e, &["title"]),
                             message: s(e, &["message"]),
                             details: s(e, &["error_data", "details"]),

@@ -366,10 +366,17 @@ async fn meta_failures_become_one_activity_and_131050_a_consent_record() {
 }
 
 /// A failed status webhook with Meta's 131050, as crm-sync receives it on the events queue.
-async fn enqueue_131050(s: &Setup, wamid: &str, recipient: &str, callback: Option<&str>) {
+/// `code` as Meta sends it (a number), or as a numeric string, which counts the same.
+async fn enqueue_131050(
+    s: &Setup,
+    wamid: &str,
+    recipient: &str,
+    callback: Option<&str>,
+    code: Value,
+) {
     let mut status = json!({
         "id": wamid, "status": "failed", "timestamp": "1767225600", "recipient_id": recipient,
-        "errors": [{"code": 131050, "title": "Unable to deliver the message. This recipient has chosen to stop receiving marketing messages on WhatsApp from your business."}]
+        "errors": [{"code": code, "title": "Unable to deliver the message. This recipient has chosen to stop receiving marketing messages on WhatsApp from your business."}]
     });
     if let Some(c) = callback {
         status["biz_opaque_callback_data"] = json!(c);
@@ -391,12 +398,14 @@ async fn enqueue_131050(s: &Setup, wamid: &str, recipient: &str, callback: Optio
 async fn meta_131050_on_a_message_we_did_not_send_is_an_opt_out_once() {
     let s = setup(0).await;
     opt_in(&s, "+525512340077").await;
+    // Delivered twice (a redelivery: same event key, nothing new).
     for _ in 0..2 {
         enqueue_131050(
             &s,
             "wamid.HBgNNTIxNTUxMjM0MDA3NxUCABEYEkZPUkVJR04A",
             "5215512340077",
             None,
+            json!(131050),
         )
         .await;
         assert_eq!(s.run_sync().await.len(), 1);
@@ -447,7 +456,8 @@ async fn meta_131050_for_our_send_found_by_wamid_reaches_the_crm_once() {
         .unwrap();
     assert_eq!(s.run_sender().await, vec![Outcome::Done]);
     let wamid = s.sends.get(&send.id).await.unwrap().wamid.unwrap();
-    enqueue_131050(&s, &wamid, "525512340033", None).await;
+    // The code as a numeric string this time: read the same as a number everywhere.
+    enqueue_131050(&s, &wamid, "525512340033", None, json!("131050")).await;
     let keys = s.run_sync().await;
     assert_eq!(
         keys.len(),

@@ -893,9 +893,14 @@ async fn the_sender_lambda_syncs_the_dynamodb_registry_on_its_schedule() {
     let scheduled = || scheduled_event.clone();
 
     let off = build();
-    assert_eq!(
-        sender::invoke(&off, scheduled()).await.unwrap(),
-        json!({"template_sync": "disabled"})
+    let disabled = sender::invoke(&off, scheduled()).await.unwrap();
+    assert_eq!(disabled["template_sync"], "disabled", "{disabled}");
+    assert!(
+        disabled["reason"]
+            .as_str()
+            .unwrap()
+            .contains("WHATSAPP_BUSINESS_ACCOUNT_ID"),
+        "{disabled}"
     );
     assert!(graph.seen().is_empty(), "no WABA id: Meta is not asked");
 
