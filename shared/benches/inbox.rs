@@ -40,7 +40,7 @@ fn bench(c: &mut Criterion) {
         .unwrap();
     let dir = tempfile::tempdir().unwrap();
     let db = Db::open(dir.path().join("bench.db")).unwrap();
-    let inbox = Arc::new(SqliteInbox::new(db.clone()));
+    let inbox = Arc::new(rt.block_on(SqliteInbox::open(db.clone())).unwrap());
     let mut next = 0u64;
 
     let mut group = c.benchmark_group("inbox");

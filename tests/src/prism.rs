@@ -19,6 +19,8 @@ pub const SPEC_FILE: &str = "whatsapp-business-messaging-api_v23.0.yaml";
 pub struct Prism {
     child: Child,
     url: String,
+    /// Prism's output: removed when the server is dropped, kept when a test panicked.
+    log: PathBuf,
 }
 
 impl Prism {
@@ -57,24 +59,26 @@ impl Prism {
         let mut prism = Prism {
             child,
             url: format!("http://127.0.0.1:{port}"),
+            log,
         };
-        prism.wait_ready(&log, Duration::from_secs(90));
+        prism.wait_ready(Duration::from_secs(90));
         Some(prism)
     }
 
-    fn wait_ready(&mut self, log: &Path, limit: Duration) {
+    fn wait_ready(&mut self, limit: Duration) {
+        let log = self.log.clone();
         let started = Instant::now();
         let addr = self.url.trim_start_matches("http://").to_string();
         loop {
             if let Ok(Some(status)) = self.child.try_wait() {
-                let text = std::fs::read_to_string(log).unwrap_or_default();
+                let text = std::fs::read_to_string(&log).unwrap_or_default();
                 panic!("prism exited ({status}) before answering:\n{text}");
             }
             if answers_http(&addr) {
                 return;
             }
             if started.elapsed() > limit {
-                let text = std::fs::read_to_string(log).unwrap_or_default();
+                let text = std::fs::read_to_string(&log).unwrap_or_default();
                 panic!("prism did not answer within {limit:?}:\n{text}");
             }
             std::thread::sleep(Duration::from_millis(200));
@@ -86,6 +90,11 @@ impl Drop for Prism {
     fn drop(&mut self) {
         let _ = self.child.kill();
         let _ = self.child.wait();
+        if std::thread::panicking() {
+            eprintln!("prism's log is kept at {}", self.log.display());
+        } else {
+            let _ = std::fs::remove_file(&self.log);
+        }
     }
 }
 

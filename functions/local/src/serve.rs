@@ -44,8 +44,10 @@ const BURST_CONSUMER_CONCURRENCY: usize = 1;
 pub async fn run(args: ServeArgs) -> Result<(), String> {
     let db = open_db(&args.data)?;
     let secrets = secrets::load_or_generate(&args.data)?;
-    let inbox = Arc::new(SqliteInbox::new(db.clone()));
-    let (api, max_body) = crate::wiring::build_api(inbox, &secrets)?;
+    let inbox = SqliteInbox::open(db.clone())
+        .await
+        .map_err(|e| e.to_string())?;
+    let (api, max_body) = crate::wiring::build_api(Arc::new(inbox.clone()), &secrets)?;
     let api = api.with_attribution(crate::attribution::service(&db, &secrets.api_key).await?);
     let sends = crate::sends::service(&db, &secrets.api_key);
     let api = api.with_sends(sends.clone());
@@ -65,12 +67,13 @@ pub async fn run(args: ServeArgs) -> Result<(), String> {
         WorkerOptions {
             batch: 100,
             concurrency: wabridge_core::config::sync_concurrency()?,
-            pressure: Some(pressure),
+            pressure: Some(pressure.clone()),
             busy_concurrency: BURST_CONSUMER_CONCURRENCY,
             ..WorkerOptions::default()
         },
         stop_rx.clone(),
     ));
+    let merger = inbox.spawn_merger(Some(pressure.clone()), stop_rx.clone());
     let sender = crate::sends::spawn_sender(&db, &sends, stop_rx.clone());
     let _template_sync = crate::templates::spawn_periodic(&db, stop_rx.clone()); // ends on stop
     let purger = SqliteDedupe::new(db.clone())
@@ -99,7 +102,9 @@ pub async fn run(args: ServeArgs) -> Result<(), String> {
         let _ = sender.await;
     }
     let _ = purger.await;
+    let _ = merger.await;
     // Dropping the last Db handle lets the writer finish and answer every queued write.
+    drop(inbox);
     drop(db);
     println!("stopped");
     Ok(())

@@ -430,7 +430,8 @@ pub async fn stats(data: &Path) -> Result<(), String> {
     let span: i64 = db
         .read(|c| {
             c.query_row(
-                "SELECT coalesce(max(expires_at) - min(expires_at), 0) FROM dedupe_keys",
+                "SELECT coalesce(max(expires_at) - min(expires_at), 0) FROM (
+                   SELECT expires_at FROM dedupe_keys UNION ALL SELECT expires_at FROM dedupe_log)",
                 [],
                 |r| r.get(0),
             )

@@ -277,8 +277,9 @@ async fn records_and_dedupe_survive_a_restart() {
 }
 
 /// A store failure between accepting the request and queuing its events: a trigger (installed
-/// in the live database file from outside the process) aborts the dedupe mark of one event, after
-/// earlier events of the same delivery were already enqueued in that transaction.
+/// in the live database file from outside the process) aborts the dedupe mark of one event (its
+/// append to the recent-keys log), after earlier events of the same delivery were already
+/// enqueued and marked in that transaction.
 #[tokio::test]
 async fn a_store_failure_answers_5xx_and_the_retry_loses_and_duplicates_nothing() {
     let dir = tempfile::tempdir().unwrap();
@@ -286,7 +287,7 @@ async fn a_store_failure_answers_5xx_and_the_retry_loses_and_duplicates_nothing(
     let db = rusqlite::Connection::open(dir.path().join("wabridge.db")).unwrap();
     db.busy_timeout(Duration::from_secs(5)).unwrap();
     db.execute_batch(
-        "CREATE TRIGGER inject_fault BEFORE INSERT ON dedupe_keys
+        "CREATE TRIGGER inject_fault BEFORE INSERT ON dedupe_log
          WHEN NEW.key LIKE '%wamid.F.2%' BEGIN SELECT RAISE(ABORT, 'injected fault'); END;",
     )
     .unwrap();
@@ -300,7 +301,11 @@ async fn a_store_failure_answers_5xx_and_the_retry_loses_and_duplicates_nothing(
         .query_row("SELECT count(*) FROM queue_messages", [], |r| r.get(0))
         .unwrap();
     let marked: i64 = db
-        .query_row("SELECT count(*) FROM dedupe_keys", [], |r| r.get(0))
+        .query_row(
+            "SELECT (SELECT count(*) FROM dedupe_keys) + (SELECT count(*) FROM dedupe_log)",
+            [],
+            |r| r.get(0),
+        )
         .unwrap();
     assert_eq!(
         (queued, marked),
@@ -498,14 +503,12 @@ async fn dead_letters_are_listed_and_redriven_from_the_cli() {
     }
 }
 
-/// A retention that is not a whole number of days stops `serve` at start, naming the variable,
-/// rather than purging on a guess.
-#[test]
-fn serve_refuses_a_bad_ledger_retention() {
-    let dir = tempfile::tempdir().unwrap();
-    let mut child = gateway::command(&[("WABRIDGE_LEDGER_RETENTION_DAYS", "0")])
+/// Runs `wabridge serve` over `data`, which must exit by itself (within 30 s): its status and
+/// stderr.
+fn serve_until_it_exits(data: &Path, env: &[(&str, &str)]) -> (std::process::ExitStatus, String) {
+    let mut child = gateway::command(env)
         .args(["serve", "--addr", "127.0.0.1:0", "--data"])
-        .arg(dir.path())
+        .arg(data)
         .stdout(std::process::Stdio::null())
         .stderr(std::process::Stdio::piped())
         .spawn()
@@ -517,12 +520,47 @@ fn serve_refuses_a_bad_ledger_retention() {
         }
         if Instant::now() >= deadline {
             let _ = child.kill();
-            panic!("serve kept running with WABRIDGE_LEDGER_RETENTION_DAYS=0");
+            panic!("serve kept running with {env:?}");
         }
         std::thread::sleep(Duration::from_millis(20));
     };
     let mut err = String::new();
     std::io::Read::read_to_string(&mut child.stderr.take().unwrap(), &mut err).unwrap();
+    (status, err)
+}
+
+/// A retention that is not a whole number of days stops `serve` at start, naming the variable,
+/// rather than purging on a guess.
+#[test]
+fn serve_refuses_a_bad_ledger_retention() {
+    let dir = tempfile::tempdir().unwrap();
+    let (status, err) =
+        serve_until_it_exits(dir.path(), &[("WABRIDGE_LEDGER_RETENTION_DAYS", "0")]);
     assert!(!status.success());
     assert!(err.contains("WABRIDGE_LEDGER_RETENTION_DAYS"), "{err}");
+}
+
+/// A second `serve` on a data dir in use stops at start with a message saying why: the inbox
+/// keeps its recent dedupe keys in memory, so two would not see each other's keys. Once the
+/// first is gone, the data dir serves again and still knows what the first accepted.
+#[tokio::test]
+async fn a_second_serve_on_the_same_data_dir_is_refused() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = start(dir.path());
+    let body = batch("L");
+    let (status, v) = post_signed(&server.webhook(), &body).await;
+    assert_eq!(status, 200, "{v}");
+    let (status, err) = serve_until_it_exits(dir.path(), &[]);
+    assert!(!status.success());
+    assert!(err.contains("another wabridge process"), "{err}");
+    assert!(
+        err.contains("one `wabridge serve` per data directory"),
+        "{err}"
+    );
+
+    drop(server);
+    let server = start(dir.path());
+    let (status, v) = post_signed(&server.webhook(), &body).await;
+    assert_eq!((status, v["accepted"].as_u64()), (200, Some(0)), "{v}");
+    assert_eq!(v["duplicates"].as_u64(), Some(4), "{v}");
 }

@@ -18,9 +18,26 @@ CREATE TABLE IF NOT EXISTS dedupe_keys (
 CREATE INDEX IF NOT EXISTS dedupe_keys_expiry ON dedupe_keys(expires_at);
 ";
 
-/// Whether `key` is remembered and not expired at `now_ms`.
-pub(crate) fn is_seen(conn: &Connection, key: &str, now_ms: i64) -> Result<bool, StoreError> {
+/// Whether `key` is in `dedupe_keys` and not expired at `now_ms` (the inbox's recent keys in
+/// `dedupe_log` are checked through its index, see [`super::recent`]).
+pub(crate) fn is_merged_seen(
+    conn: &Connection,
+    key: &str,
+    now_ms: i64,
+) -> Result<bool, StoreError> {
     conn.prepare_cached("SELECT 1 FROM dedupe_keys WHERE key = ?1 AND expires_at > ?2")
+        .and_then(|mut s| s.query_row(params![key, now_ms], |_| Ok(())).optional())
+        .map(|found| found.is_some())
+        .map_err(sql_err)
+}
+
+/// Whether `key` is remembered and not expired at `now_ms`, merged or still in the inbox's log
+/// (which has no index by key: a scan, bounded by the merger; not on the ingest path).
+fn is_seen(conn: &Connection, key: &str, now_ms: i64) -> Result<bool, StoreError> {
+    if is_merged_seen(conn, key, now_ms)? {
+        return Ok(true);
+    }
+    conn.prepare_cached("SELECT 1 FROM dedupe_log WHERE key = ?1 AND expires_at > ?2 LIMIT 1")
         .and_then(|mut s| s.query_row(params![key, now_ms], |_| Ok(())).optional())
         .map(|found| found.is_some())
         .map_err(sql_err)
@@ -34,28 +51,6 @@ pub(crate) fn mark_one(conn: &Connection, key: &str, expires_at: i64) -> Result<
     )
     .and_then(|mut s| s.execute(params![key, expires_at]))
     .map(|_| ())
-    .map_err(sql_err)
-}
-
-/// Remembers `key` until `expires_at` unless it is already remembered and unexpired at `now_ms`;
-/// true when the key was new (or expired). One statement: the inbox runs it for every event.
-pub(crate) fn claim(
-    conn: &Connection,
-    key: &str,
-    now_ms: i64,
-    expires_at: i64,
-) -> Result<bool, StoreError> {
-    conn.prepare_cached(
-        "INSERT INTO dedupe_keys(key, expires_at) VALUES (?1, ?2)
-         ON CONFLICT(key) DO UPDATE SET expires_at = excluded.expires_at
-           WHERE dedupe_keys.expires_at <= ?3
-         RETURNING 1",
-    )
-    .and_then(|mut s| {
-        s.query_row(params![key, expires_at, now_ms], |_| Ok(()))
-            .optional()
-    })
-    .map(|claimed| claimed.is_some())
     .map_err(sql_err)
 }
 
@@ -100,13 +95,15 @@ impl SqliteDedupe {
         self
     }
 
-    /// How many keys are remembered and not expired.
+    /// How many keys are remembered and not expired (merged or still in the inbox's log).
     pub async fn count(&self) -> Result<u64, StoreError> {
         let now = self.clock.now_ms();
         self.db
             .read(move |c| {
                 c.query_row(
-                    "SELECT count(*) FROM dedupe_keys WHERE expires_at > ?1",
+                    "SELECT count(*) FROM (
+                       SELECT key FROM dedupe_keys WHERE expires_at > ?1
+                       UNION SELECT key FROM dedupe_log WHERE expires_at > ?1)",
                     params![now],
                     |r| r.get::<_, i64>(0),
                 )

@@ -1,14 +1,19 @@
 //! The embedded engine's inbox: dedupe check, enqueue and mark in ONE write closure, so the
 //! hand-off is atomic (all of a delivery's new events are queued and remembered, or none) and
-//! durable when `accept` returns (group commit, `synchronous=FULL`).
+//! durable when `accept` returns (group commit, `synchronous=FULL`). New keys go to the
+//! append-only dedupe log ([`super::recent`]); a merger moves them into `dedupe_keys` between
+//! bursts.
 
+use std::sync::Arc;
 use std::time::Duration;
 
 use async_trait::async_trait;
 
 use super::db::{Clock, Db};
-use super::dedupe::{claim, ttl_ms};
+use super::dedupe::ttl_ms;
 use super::queue::{enqueue_in, EVENTS_QUEUE};
+use super::recent::{MergePolicy, RecentKeys};
+use crate::consumer::Pressure;
 use crate::dedupe::DEFAULT_DEDUPE_TTL;
 use crate::error::StoreError;
 use crate::event::Event;
@@ -20,17 +25,24 @@ pub struct SqliteInbox {
     queue: String,
     ttl: Duration,
     clock: Clock,
+    pub(super) recent: Arc<RecentKeys>,
+    merge: MergePolicy,
 }
 
 impl SqliteInbox {
-    /// An inbox enqueuing on the `events` queue, remembering keys for the default TTL.
-    pub fn new(db: Db) -> Self {
-        SqliteInbox {
+    /// The inbox of `db`, enqueuing on the `events` queue, remembering keys for the default TTL.
+    /// One per database across processes (clone it to share): a second is refused, naming the
+    /// lock file, since each keeps the index of the recent keys it wrote.
+    pub async fn open(db: Db) -> Result<Self, StoreError> {
+        let recent = RecentKeys::open(&db).await?;
+        Ok(SqliteInbox {
             db,
             queue: EVENTS_QUEUE.into(),
             ttl: DEFAULT_DEDUPE_TTL,
             clock: Clock::System,
-        }
+            recent,
+            merge: MergePolicy::default(),
+        })
     }
 
     pub fn with_queue(mut self, queue: impl Into<String>) -> Self {
@@ -46,6 +58,33 @@ impl SqliteInbox {
     pub fn with_clock(mut self, clock: Clock) -> Self {
         self.clock = clock;
         self
+    }
+
+    pub fn with_merge_policy(mut self, merge: MergePolicy) -> Self {
+        self.merge = merge;
+        self
+    }
+
+    /// Keys accepted but not yet merged into `dedupe_keys` (about; see [`super::recent`]).
+    pub fn recent_keys(&self) -> usize {
+        self.recent.len()
+    }
+
+    /// Merges every recent key into `dedupe_keys` now; returns how many moved.
+    pub async fn merge_recent(&self) -> Result<usize, StoreError> {
+        self.recent.merge_all(&self.db, self.merge.chunk).await
+    }
+
+    /// Merges recent keys (by default every second) while no burst is on (`pressure` not busy),
+    /// or whenever the log grows past [`MergePolicy::anyway_at`], until `stop` turns true.
+    pub fn spawn_merger(
+        &self,
+        pressure: Option<Pressure>,
+        stop: tokio::sync::watch::Receiver<bool>,
+    ) -> tokio::task::JoinHandle<()> {
+        self.recent
+            .clone()
+            .spawn_merger(self.db.clone(), self.merge, pressure, stop)
     }
 }
 
@@ -66,12 +105,15 @@ impl Inbox for SqliteInbox {
         let now = self.clock.now_ms();
         let expires_at = now.saturating_add(ttl_ms(self.ttl));
         let queue = self.queue.clone();
+        // Weak: a finished write must not keep the log's lock held after the inbox is dropped.
+        let recent = Arc::downgrade(&self.recent);
         self.db
             .write(move |t| {
+                let recent = recent.upgrade().ok_or_else(closed)?;
                 let mut report = AcceptReport::default();
                 for (key, body) in &items {
                     // A key repeated inside one delivery is seen here once claimed just above.
-                    if !claim(t, key, now, expires_at)? {
+                    if !recent.claim(t, key, now, expires_at)? {
                         report.duplicates += 1;
                         continue;
                     }
@@ -84,8 +126,12 @@ impl Inbox for SqliteInbox {
     }
 }
 
+pub(super) fn closed() -> StoreError {
+    StoreError::Unavailable("the inbox was closed".into())
+}
+
 #[cfg(test)]
-mod tests {
+pub(super) mod tests {
     use super::*;
     use crate::adapters::sqlite::db::sql_err;
     use crate::adapters::sqlite::SqliteQueue;
@@ -93,7 +139,7 @@ mod tests {
     use crate::queue::Queue;
     use serde_json::value::RawValue;
 
-    fn event(key: &str) -> Event {
+    pub(in crate::adapters::sqlite) fn event(key: &str) -> Event {
         Event {
             v: EVENT_VERSION,
             key: key.into(),
@@ -109,7 +155,7 @@ mod tests {
         }
     }
 
-    async fn queued(db: &Db) -> Vec<String> {
+    pub(in crate::adapters::sqlite) async fn queued(db: &Db) -> Vec<String> {
         db.read(|c| {
             let mut s = c
                 .prepare("SELECT msg_key FROM queue_messages ORDER BY id")
@@ -121,17 +167,20 @@ mod tests {
         .unwrap()
     }
 
-    fn setup() -> (tempfile::TempDir, Db, Clock, SqliteInbox) {
+    async fn setup() -> (tempfile::TempDir, Db, Clock, SqliteInbox) {
         let dir = tempfile::tempdir().unwrap();
         let db = Db::open(dir.path().join("i.db")).unwrap();
         let clock = Clock::manual(1_700_000_000_000);
-        let inbox = SqliteInbox::new(db.clone()).with_clock(clock.clone());
+        let inbox = SqliteInbox::open(db.clone())
+            .await
+            .unwrap()
+            .with_clock(clock.clone());
         (dir, db, clock, inbox)
     }
 
     #[tokio::test]
     async fn accepts_new_events_once_and_counts_duplicates() {
-        let (_d, db, _clock, inbox) = setup();
+        let (_d, db, _clock, inbox) = setup().await;
         let r = inbox
             .accept(vec![event("wamid.A"), event("wamid.B"), event("wamid.A")])
             .await
@@ -165,7 +214,7 @@ mod tests {
 
     #[tokio::test]
     async fn forgets_keys_after_the_ttl() {
-        let (_d, db, clock, inbox) = setup();
+        let (_d, db, clock, inbox) = setup().await;
         let inbox = inbox.with_ttl(Duration::from_secs(60));
         inbox.accept(vec![event("k")]).await.unwrap();
         clock.advance(Duration::from_secs(60));
@@ -178,10 +227,10 @@ mod tests {
     /// lands every event exactly once.
     #[tokio::test]
     async fn failure_mid_delivery_keeps_nothing_and_retry_lands_exactly_once() {
-        let (_d, db, _clock, inbox) = setup();
+        let (_d, db, _clock, inbox) = setup().await;
         db.write(|t| {
             t.execute_batch(
-                "CREATE TRIGGER inject_fault BEFORE INSERT ON dedupe_keys
+                "CREATE TRIGGER inject_fault BEFORE INSERT ON dedupe_log
                  WHEN NEW.key = 'wamid.3' BEGIN SELECT RAISE(ABORT, 'injected fault'); END;",
             )
             .map_err(sql_err)
@@ -237,7 +286,11 @@ mod tests {
         async fn count(&self) -> i64 {
             self.0
                 .read(|c| {
-                    c.query_row("SELECT count(*) FROM dedupe_keys", [], |r| r.get(0))
+                    c.query_row(
+                        "SELECT (SELECT count(*) FROM dedupe_keys) + (SELECT count(*) FROM dedupe_log)",
+                        [],
+                        |r| r.get(0),
+                    )
                         .map_err(sql_err)
                 })
                 .await
@@ -249,7 +302,7 @@ mod tests {
     /// flight): each key is enqueued exactly once.
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
     async fn concurrent_overlapping_deliveries_enqueue_each_key_once() {
-        let (_d, db, _clock, inbox) = setup();
+        let (_d, db, _clock, inbox) = setup().await;
         let mut tasks = Vec::new();
         for round in 0..50 {
             let inbox = inbox.clone();

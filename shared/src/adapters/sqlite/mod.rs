@@ -13,6 +13,7 @@ pub mod identity;
 pub mod inbox;
 pub mod ledger;
 pub mod queue;
+pub mod recent;
 pub mod records;
 pub mod sends;
 pub mod templates;
@@ -23,6 +24,7 @@ pub use db::{Clock, Db, DbOptions};
 pub use dedupe::SqliteDedupe;
 pub use inbox::SqliteInbox;
 pub use queue::{SqliteQueue, DEFAULT_MAX_RECEIVES, EVENTS_QUEUE, SENDS_QUEUE};
+pub use recent::MergePolicy;
 pub use records::{Record, SqliteRecords};
 pub use sends::SqliteSends;
 pub use templates::SqliteTemplates;
@@ -32,6 +34,7 @@ pub use window::SqliteWindow;
 /// A module that adds tables adds its schema constant here (the one place migrations live).
 pub(crate) const SCHEMAS: &[&str] = &[
     dedupe::SCHEMA,
+    recent::SCHEMA,
     queue::SCHEMA,
     records::SCHEMA,
     identity::SCHEMA,
