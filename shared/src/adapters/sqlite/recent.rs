@@ -248,7 +248,13 @@ impl RecentKeys {
             .await?;
         // Only now that the move is committed: every entry up to `forget_upto` names a row that
         // is gone (merged, or never committed), and later appends have larger seqs.
-        self.lock().seq_of.retain(|_, seq| *seq > forget_upto);
+        let mut index = self.lock();
+        index.seq_of.retain(|_, seq| *seq > forget_upto);
+        // Give a burst's memory back once the log is mostly merged.
+        let len = index.seq_of.len();
+        if index.seq_of.capacity() > 4 * len.max(1024) {
+            index.seq_of.shrink_to(2 * len);
+        }
         Ok(moved)
     }
 
