@@ -4,7 +4,9 @@
 # the server's peak RSS, and checks that every unique id was accepted exactly once (no loss) and
 # that each customer became exactly one contact.
 #
-# Usage: [WABRIDGE_BIN=path] bench/load/run.sh [COUNT] [CONNECTIONS] [THREADS]
+# Usage: [WABRIDGE_BIN=path] [LOADGEN_BIN=path] bench/load/run.sh [COUNT] [CONNECTIONS] [THREADS]
+#   LOADGEN_BIN  the binary whose `loadgen` makes the bodies (default: the server's), so two
+#                builds can be compared on the same kind of load
 #   COUNT        unique payloads to send (default 200000, at least 10000)
 #   CONNECTIONS  wrk connections (default 64)
 #   THREADS      wrk threads (default 2)
@@ -57,7 +59,7 @@ done
 URL="$(sed -n 's/^listening on //p' "$WORK/server.out" | head -1)"
 if [ -z "$URL" ]; then echo "server did not start:" >&2; cat "$WORK/server.err" >&2; exit 1; fi
 
-"$BIN" loadgen --count "$COUNT" --out "$WORK/bodies.tsv" --data "$DATA" 2>&1 | tee "$WORK/loadgen.out" >&2
+"${LOADGEN_BIN:-$BIN}" loadgen --count "$COUNT" --out "$WORK/bodies.tsv" --data "$DATA" 2>&1 | tee "$WORK/loadgen.out" >&2
 CUSTOMERS="$(sed -n 's/.* from \([0-9]*\) customers .*/\1/p' "$WORK/loadgen.out")"
 if [ -z "$CUSTOMERS" ]; then echo "loadgen did not say how many customers it used" >&2; exit 1; fi
 

@@ -14,6 +14,15 @@ use wabridge_core::webhook::split;
 
 const CALLERS: u64 = 64;
 
+/// A bijection on u64 that scatters consecutive numbers: real message ids fall in random places
+/// in key order, and sequential ones would flatter the dedupe store.
+fn splitmix64(n: u64) -> u64 {
+    let mut z = n.wrapping_add(0x9E37_79B9_7F4A_7C15);
+    z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
+    z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
+    z ^ (z >> 31)
+}
+
 /// One `messages` webhook of the load test's shape, with message id `n`, as its one event.
 fn event(n: u64) -> Event {
     let body = serde_json::json!({
@@ -22,7 +31,7 @@ fn event(n: u64) -> Event {
             "messaging_product": "whatsapp",
             "metadata": {"display_phone_number": "15550783881", "phone_number_id": "106540352242922"},
             "contacts": [{"profile": {"name": "María José Hernández"}, "wa_id": "5215512345678"}],
-            "messages": [{"from": "5215512345678", "id": format!("wamid.bench{n:016}"),
+            "messages": [{"from": "5215512345678", "id": format!("wamid.HBgM{:016X}", splitmix64(n)),
                 "timestamp": "1763700000", "type": "text",
                 "text": {"body": "Hola, quiero información sobre el envío a Monterrey 🙌"}}]
         }}]}]

@@ -450,9 +450,26 @@ pub async fn stats(data: &Path) -> Result<(), String> {
 /// messages from one (a single hot contact measures contention on one identity instead).
 const LOAD_CONTACTS: u64 = 10_000;
 
+/// A message id shaped like Meta's: `wamid.` + base64 of the sender's number and a random
+/// 20-digit hex id. Real ids fall in random places in key order; sequential ones would flatter
+/// the dedupe store (every insert at the end of its B-tree).
+fn load_message_id(wa_id: &str) -> String {
+    use base64::Engine;
+    let hex = uuid::Uuid::new_v4().simple().to_string().to_uppercase();
+    let mut raw = vec![0x1C, 0x18, wa_id.len() as u8];
+    raw.extend_from_slice(wa_id.as_bytes());
+    raw.extend_from_slice(&[0x15, 0x02, 0x00, 0x12, 0x18, 0x14]);
+    raw.extend_from_slice(&hex.as_bytes()[..20]);
+    raw.push(0x00);
+    format!(
+        "wamid.{}",
+        base64::engine::general_purpose::STANDARD.encode(raw)
+    )
+}
+
 /// A realistic text-message webhook (about 600 bytes) with a unique message id, from one of
 /// [`LOAD_CONTACTS`] Mexico City mobile numbers.
-pub fn sample_body(run: &str, n: u64) -> String {
+pub fn sample_body(n: u64) -> String {
     let wa_id = format!("52155{:08}", 10_000_000 + n % LOAD_CONTACTS);
     json!({
         "object": "whatsapp_business_account",
@@ -466,7 +483,7 @@ pub fn sample_body(run: &str, n: u64) -> String {
                     "contacts": [{"profile": {"name": "María José Hernández"}, "wa_id": wa_id}],
                     "messages": [{
                         "from": wa_id,
-                        "id": format!("wamid.LOAD{run}{n:010}"),
+                        "id": load_message_id(&wa_id),
                         "timestamp": "1749416383",
                         "type": "text",
                         "text": {"body": "Hola, ¿tienen este modelo en color azul? Me interesa comprar dos piezas y quisiera saber el costo del envío a Guadalajara."}
@@ -482,12 +499,11 @@ pub fn sample_body(run: &str, n: u64) -> String {
 /// each, for bench/load/load.lua.
 pub fn loadgen(count: u64, out: &Path, data: &Path) -> Result<(), String> {
     let secret = secret(data)?;
-    let run = uuid::Uuid::new_v4().simple().to_string()[..8].to_string();
     let file =
         std::fs::File::create(out).map_err(|e| format!("cannot create {}: {e}", out.display()))?;
     let mut w = std::io::BufWriter::new(file);
     for n in 0..count {
-        let body = sample_body(&run, n);
+        let body = sample_body(n);
         writeln!(w, "{}\t{body}", signature::sign(&secret, body.as_bytes()))
             .map_err(|e| e.to_string())?;
     }
