@@ -167,14 +167,21 @@ pub(super) mod tests {
         .unwrap()
     }
 
-    async fn setup() -> (tempfile::TempDir, Db, Clock, SqliteInbox) {
+    /// The inbox of `db` on `clock` (the second one of a database fails: see `recent`).
+    pub(in crate::adapters::sqlite) async fn open(db: &Db, clock: &Clock) -> SqliteInbox {
+        SqliteInbox::open(db.clone())
+            .await
+            .unwrap()
+            .with_clock(clock.clone())
+    }
+
+    /// A fresh database file `i.db` with its inbox, on a manual clock.
+    pub(in crate::adapters::sqlite) async fn setup() -> (tempfile::TempDir, Db, Clock, SqliteInbox)
+    {
         let dir = tempfile::tempdir().unwrap();
         let db = Db::open(dir.path().join("i.db")).unwrap();
         let clock = Clock::manual(1_700_000_000_000);
-        let inbox = SqliteInbox::open(db.clone())
-            .await
-            .unwrap()
-            .with_clock(clock.clone());
+        let inbox = open(&db, &clock).await;
         (dir, db, clock, inbox)
     }
 

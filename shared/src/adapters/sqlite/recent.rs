@@ -316,17 +316,10 @@ mod tests {
     use std::collections::BTreeSet;
 
     use super::*;
-    use crate::adapters::sqlite::inbox::tests::{event, queued};
-    use crate::adapters::sqlite::{Clock, SqliteDedupe, SqliteInbox};
+    use crate::adapters::sqlite::inbox::tests::{event, open, queued, setup};
+    use crate::adapters::sqlite::{SqliteDedupe, SqliteInbox};
     use crate::dedupe::Dedupe;
     use crate::inbox::{AcceptReport, Inbox};
-
-    async fn open(db: &Db, clock: &Clock) -> SqliteInbox {
-        SqliteInbox::open(db.clone())
-            .await
-            .unwrap()
-            .with_clock(clock.clone())
-    }
 
     async fn accept(inbox: &SqliteInbox, keys: &[&str]) -> (usize, usize) {
         let r = inbox
@@ -348,14 +341,6 @@ mod tests {
     /// Rows in (the log, the merged table).
     async fn tables(db: &Db) -> (i64, i64) {
         (rows(db, "dedupe_log").await, rows(db, "dedupe_keys").await)
-    }
-
-    async fn setup() -> (tempfile::TempDir, Db, Clock, SqliteInbox) {
-        let dir = tempfile::tempdir().unwrap();
-        let db = Db::open(dir.path().join("r.db")).unwrap();
-        let clock = Clock::manual(1_700_000_000_000);
-        let inbox = open(&db, &clock).await;
-        (dir, db, clock, inbox)
     }
 
     #[tokio::test]
@@ -395,7 +380,7 @@ mod tests {
             err.to_string().contains("another wabridge process"),
             "{err}"
         );
-        assert!(err.to_string().contains("r.db.inbox-lock"), "{err}");
+        assert!(err.to_string().contains("i.db.inbox-lock"), "{err}");
         // Another handle on the same file (what a second process has) is refused as well.
         let other = Db::open(db.path()).unwrap();
         assert!(SqliteInbox::open(other.clone()).await.is_err());
