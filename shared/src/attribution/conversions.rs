@@ -98,7 +98,7 @@ impl ConversionRequest {
         let contact_id = id_field("contact_id", self.contact_id.as_deref())?;
         let event_id = id_field("event_id", self.event_id.as_deref())?;
         let value = self.value.ok_or_else(|| bad("value", "is required"))?;
-        if !value.is_finite() || value < 0.0 || value > 1e12 {
+        if !(0.0..=1e12).contains(&value) {
             return Err(bad("value", "must be a number from 0 to 1e12"));
         }
         let currency = self

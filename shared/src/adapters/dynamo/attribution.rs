@@ -5,6 +5,7 @@
 //! - `attrcontact#<contact id>`: contact touch state with `version` (N) for optimistic writes;
 //! - `attrlog#<event id>`: a processed inbound message;
 //! - `attrconv#<event id>`: a conversion with `status`, `detail`, `attempts`.
+//!
 //! A commit writes the contact state (conditioned on its version) and the log entry
 //! (conditioned on absence) in one TransactWriteItems. The report runs over SQLite only.
 
