@@ -52,6 +52,7 @@ pub async fn run(args: ServeArgs) -> Result<(), String> {
     let sends = crate::sends::service(&db, &secrets.api_key);
     let api = api.with_sends(sends.clone());
     let pressure = Pressure::new(BURST_IN_FLIGHT);
+    db.defer_checkpoints_during(pressure.clone());
     let state = Arc::new(AppState {
         api,
         max_body,

@@ -24,6 +24,8 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 use rusqlite::{Connection, ErrorCode, Transaction, TransactionBehavior};
 use tokio::sync::{oneshot, Semaphore};
 
+use super::checkpoint::{CheckpointPolicy, Checkpointer, WalState};
+use crate::consumer::Pressure;
 use crate::error::StoreError;
 
 /// Tuning of a [`Db`]. The defaults suit both the tests and the load test.
@@ -35,6 +37,8 @@ pub struct DbOptions {
     pub readers: usize,
     /// Most write closures committed in one transaction.
     pub max_batch: usize,
+    /// When the writer checkpoints the WAL (see [`super::checkpoint`]).
+    pub checkpoint: CheckpointPolicy,
 }
 
 impl Default for DbOptions {
@@ -43,6 +47,7 @@ impl Default for DbOptions {
             busy_timeout: Duration::from_secs(5),
             readers: 4,
             max_batch: 2048,
+            checkpoint: CheckpointPolicy::default(),
         }
     }
 }
@@ -54,6 +59,10 @@ pub struct WriteStats {
     pub commits: u64,
     /// Write closures that ran (committed or not).
     pub writes: u64,
+    /// Checkpoints the writer ran (WAL pages copied back into the database file).
+    pub checkpoints: u64,
+    /// Pages in the WAL after the latest commit.
+    pub wal_pages: u64,
 }
 
 /// Time source of the adapters (Unix milliseconds). Tests use a manual clock to move past
@@ -192,6 +201,7 @@ struct Inner {
     read_permits: Arc<Semaphore>,
     commits: Arc<AtomicU64>,
     writes: Arc<AtomicU64>,
+    wal: Arc<WalState>,
 }
 
 impl Drop for Inner {
@@ -242,6 +252,9 @@ impl Db {
         // Every adapter's statements stay prepared (re-preparing showed in profiles at 64).
         conn.set_prepared_statement_cache_capacity(256);
         migrate(&mut conn)?;
+        let wal = Arc::new(WalState::default());
+        let checkpointer =
+            Checkpointer::install(&mut conn, options.checkpoint, wal.clone()).map_err(sql_err)?;
 
         let (sender, receiver) = mpsc::channel::<Box<dyn WriteJob>>();
         let commits = Arc::new(AtomicU64::new(0));
@@ -251,7 +264,9 @@ impl Db {
             let max_batch = options.max_batch.max(1);
             std::thread::Builder::new()
                 .name("sqlite-writer".into())
-                .spawn(move || writer_loop(conn, receiver, max_batch, &commits, &writes))
+                .spawn(move || {
+                    writer_loop(conn, receiver, max_batch, checkpointer, &commits, &writes)
+                })
                 .map_err(StoreError::unavailable)?
         };
         let readers = options.readers.max(1);
@@ -265,8 +280,15 @@ impl Db {
                 read_permits: Arc::new(Semaphore::new(readers)),
                 commits,
                 writes,
+                wal,
             }),
         })
+    }
+
+    /// Defers checkpoints while `pressure` is busy (up to the policy's burst bound), so that a
+    /// burst's acknowledgments never wait for one. Only the first call counts.
+    pub fn defer_checkpoints_during(&self, pressure: Pressure) {
+        let _ = self.inner.wal.burst.set(pressure);
     }
 
     pub fn path(&self) -> &Path {
@@ -277,6 +299,8 @@ impl Db {
         WriteStats {
             commits: self.inner.commits.load(Ordering::Relaxed),
             writes: self.inner.writes.load(Ordering::Relaxed),
+            checkpoints: self.inner.wal.checkpoints.load(Ordering::Relaxed),
+            wal_pages: self.inner.wal.frames.load(Ordering::Relaxed),
         }
     }
 
@@ -358,9 +382,17 @@ fn open_reader(path: &Path, options: &DbOptions) -> Result<Connection, StoreErro
 const SCHEMA_VERSION: i64 = 1;
 
 fn migrate(conn: &mut Connection) -> Result<(), StoreError> {
-    let txn = conn
-        .transaction_with_behavior(TransactionBehavior::Immediate)
-        .map_err(sql_err)?;
+    // Deferred first: when the schema is already there, `CREATE ... IF NOT EXISTS` takes no
+    // write lock, so a read-only command (`stats`, `records`) opens while `serve`'s writer
+    // keeps the lock busy (waiting for it there starved the open past its busy timeout).
+    match migrate_in(conn, TransactionBehavior::Deferred) {
+        Err(StoreError::Unavailable(_)) => migrate_in(conn, TransactionBehavior::Immediate),
+        done => done,
+    }
+}
+
+fn migrate_in(conn: &mut Connection, behavior: TransactionBehavior) -> Result<(), StoreError> {
+    let txn = conn.transaction_with_behavior(behavior).map_err(sql_err)?;
     let version: i64 = txn
         .query_row("PRAGMA user_version", [], |r| r.get(0))
         .map_err(sql_err)?;
@@ -372,8 +404,10 @@ fn migrate(conn: &mut Connection) -> Result<(), StoreError> {
     for schema in super::SCHEMAS {
         txn.execute_batch(schema).map_err(sql_err)?;
     }
-    txn.execute_batch(&format!("PRAGMA user_version={SCHEMA_VERSION}"))
-        .map_err(sql_err)?;
+    if version != SCHEMA_VERSION {
+        txn.execute_batch(&format!("PRAGMA user_version={SCHEMA_VERSION}"))
+            .map_err(sql_err)?;
+    }
     txn.commit().map_err(sql_err)
 }
 
@@ -381,6 +415,7 @@ fn writer_loop(
     mut conn: Connection,
     receiver: mpsc::Receiver<Box<dyn WriteJob>>,
     max_batch: usize,
+    mut checkpointer: Checkpointer,
     commits: &AtomicU64,
     writes: &AtomicU64,
 ) {
@@ -399,6 +434,8 @@ fn writer_loop(
             }
         }
         run_batch(&mut conn, &mut pending, max_batch, commits, writes);
+        // After the batch was answered, so no acknowledgment waits for the checkpoint.
+        checkpointer.after_batch(&conn);
     }
 }
 
@@ -689,5 +726,27 @@ mod tests {
         }
         let db = Db::open(&path).unwrap();
         assert_eq!(count(&db, "SELECT sum(v) FROM n").await, 7);
+    }
+
+    #[tokio::test]
+    async fn an_up_to_date_database_opens_while_another_connection_holds_the_write_lock() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("t.db");
+        drop(Db::open(&path).unwrap());
+        // Another process's writer in the middle of a transaction (as `serve` is under load).
+        let other = Connection::open(&path).unwrap();
+        other
+            .execute_batch(
+                "BEGIN IMMEDIATE; INSERT INTO dedupe_log(seq, key, expires_at) VALUES (1, 'k', 0);",
+            )
+            .unwrap();
+        let options = DbOptions {
+            busy_timeout: Duration::from_millis(100),
+            ..DbOptions::default()
+        };
+        let db = Db::open_with(&path, options).expect("no write lock needed to open");
+        assert_eq!(count(&db, "SELECT count(*) FROM dedupe_log").await, 0);
+        other.execute_batch("COMMIT").unwrap();
+        assert_eq!(count(&db, "SELECT count(*) FROM dedupe_log").await, 1);
     }
 }

@@ -6,6 +6,7 @@
 //! enqueue + mark in one atomic write) and [`SqliteRecords`] (the local CRM store).
 
 pub mod attribution;
+pub mod checkpoint;
 pub mod consent;
 pub mod db;
 pub mod dedupe;
@@ -19,6 +20,7 @@ pub mod sends;
 pub mod templates;
 pub mod window;
 
+pub use checkpoint::CheckpointPolicy;
 pub use consent::SqliteConsent;
 pub use db::{Clock, Db, DbOptions};
 pub use dedupe::SqliteDedupe;
