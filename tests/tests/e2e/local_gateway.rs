@@ -564,3 +564,62 @@ async fn a_second_serve_on_the_same_data_dir_is_refused() {
     assert_eq!((status, v["accepted"].as_u64()), (200, Some(0)), "{v}");
     assert_eq!(v["duplicates"].as_u64(), Some(4), "{v}");
 }
+
+/// During a burst the writer leaves the WAL alone (no checkpoint holds up an ack) instead of
+/// checkpointing every 1,000 pages as SQLite does by default; `wabridge stats` still opens
+/// while the burst's writer holds the write lock.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_burst_grows_the_wal_past_the_usual_checkpoint_and_stats_still_opens() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = start(dir.path());
+    let text = "Hola, quisiera información sobre el plan empresarial. ".repeat(20);
+    let posts: Vec<Vec<u8>> = (0..160)
+        .map(|p| {
+            let messages: Vec<Value> = (0..20)
+                .map(|m| message(&format!("wamid.WAL{p}x{m}"), "5215512345678", &text))
+                .collect();
+            serde_json::to_vec(&json!({
+                "object": "whatsapp_business_account",
+                "entry": [{"id": "102290129340398", "changes": [{"field": "messages", "value": {
+                    "messaging_product": "whatsapp",
+                    "metadata": {"display_phone_number": "15550783881", "phone_number_id": "106540352242922"},
+                    "messages": messages
+                }}]}]
+            }))
+            .unwrap()
+        })
+        .collect();
+    let url = server.webhook();
+    let data = dir.path().to_path_buf();
+    let stats_during = tokio::task::spawn_blocking(move || {
+        std::thread::sleep(Duration::from_millis(300));
+        cli(&["stats"], &data, &[])
+    });
+    // 32 posts in flight at a time: a burst (8 or more in flight).
+    let mut posts = posts.into_iter();
+    let mut running = tokio::task::JoinSet::new();
+    loop {
+        while running.len() < 32 {
+            let Some(body) = posts.next() else { break };
+            let url = url.clone();
+            running.spawn(async move { post_signed(&url, &body).await });
+        }
+        let Some(done) = running.join_next().await else {
+            break;
+        };
+        let (status, v) = done.unwrap();
+        assert_eq!(status, 200, "{v}");
+    }
+    let wal = std::fs::metadata(dir.path().join("wabridge.db-wal"))
+        .unwrap()
+        .len();
+    // SQLite's default would have restarted the WAL at 1,000 pages (4 MiB) again and again.
+    assert!(wal > 6 * 1024 * 1024, "WAL of {wal} bytes");
+    let out = stats_during.await.unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert_eq!(stats(dir.path())["dedupe_keys"].as_u64(), Some(3200));
+}

@@ -101,8 +101,11 @@ impl Checkpointer {
         }
         // PASSIVE: copies what no reader still needs and never waits; what it leaves is
         // copied by a later checkpoint.
+        let started = std::time::Instant::now();
         match conn.wal_checkpoint_v2(Some("main"), CheckpointMode::PASSIVE) {
-            Ok((_, copied)) => {
+            Ok((log, copied)) => {
+                let took_ms = started.elapsed().as_millis() as u64;
+                tracing::debug!(wal_pages = log, copied, took_ms, "sqlite checkpoint");
                 self.backfilled = copied.max(0) as u64;
                 self.state.checkpoints.fetch_add(1, Ordering::Relaxed);
             }
