@@ -105,6 +105,15 @@ impl Pressure {
         PressureGuard(self.clone())
     }
 
+    /// The bound a background job (a merge, a checkpoint) waits for before it runs: `calm`, or
+    /// `burst` while a burst is on, so that it competes with a burst only past that bound.
+    pub fn bound<T>(pressure: Option<&Pressure>, calm: T, burst: T) -> T {
+        match pressure {
+            Some(p) if p.busy() => burst,
+            _ => calm,
+        }
+    }
+
     /// Whether a burst is on: `busy_at` requests in flight now or within the last 250 ms.
     pub fn busy(&self) -> bool {
         if self.0.in_flight.load(Ordering::Relaxed) >= self.0.busy_at {

@@ -3,7 +3,7 @@
 //! SQLite's default checkpoints inside the commit once the WAL holds 1,000 pages: it copies
 //! those pages into the database file and fsyncs it, and every acknowledgment of that batch,
 //! and of the batch queued behind it, waits for that fsync. Mid-burst that happened about 20
-//! times a second and was most of the load test's p99 (12–18 ms with it, 7–8 ms without).
+//! times a second and was most of the load test's p99 (12–18 ms with it, 6.5–8.5 ms without).
 //!
 //! So the writer checkpoints itself, after it has answered the batch, and while a burst is on
 //! (see [`Pressure`]) it lets the WAL grow up to [`CheckpointPolicy::burst_pages`] first: the
@@ -82,13 +82,6 @@ impl Checkpointer {
         })
     }
 
-    fn threshold(&self) -> u64 {
-        match self.state.burst.get() {
-            Some(pressure) if pressure.busy() => self.policy.burst_pages,
-            _ => self.policy.pages,
-        }
-    }
-
     /// Called between batches, outside any transaction.
     pub(crate) fn after_batch(&mut self, conn: &Connection) {
         let frames = self.state.frames.load(Ordering::Relaxed);
@@ -96,7 +89,12 @@ impl Checkpointer {
             // The WAL restarted from its beginning since the last checkpoint.
             self.backfilled = 0;
         }
-        if frames - self.backfilled < self.threshold().max(1) {
+        let threshold = Pressure::bound(
+            self.state.burst.get(),
+            self.policy.pages,
+            self.policy.burst_pages,
+        );
+        if frames - self.backfilled < threshold.max(1) {
             return;
         }
         // PASSIVE: copies what no reader still needs and never waits; what it leaves is

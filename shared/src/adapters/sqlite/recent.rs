@@ -286,8 +286,7 @@ impl RecentKeys {
         tokio::spawn(async move {
             loop {
                 while self.len() > 0 {
-                    let busy = pressure.as_ref().is_some_and(Pressure::busy);
-                    if busy && self.len() < policy.anyway_at {
+                    if self.len() < Pressure::bound(pressure.as_ref(), 1, policy.anyway_at) {
                         break;
                     }
                     match self.merge(&db, policy.chunk).await {
