@@ -115,6 +115,21 @@ pub fn parse_ledger_retention(value: Option<&str>) -> Result<std::time::Duration
     Ok(std::time::Duration::from_secs(days * 24 * 3600))
 }
 
+pub const DEFAULT_WHATSAPP_API_URL: &str = "https://graph.facebook.com";
+pub const DEFAULT_WHATSAPP_API_VERSION: &str = "v23.0";
+pub const DEFAULT_HUBSPOT_API_URL: &str = "https://api.hubapi.com";
+pub const DEFAULT_MAX_BODY_BYTES: usize = 1024 * 1024;
+
+/// Names whose values are secrets: read from the secret store on AWS, never logged.
+pub const SECRET_NAMES: &[&str] = &[
+    WHATSAPP_APP_SECRET,
+    WHATSAPP_VERIFY_TOKEN,
+    WHATSAPP_ACCESS_TOKEN,
+    WABRIDGE_API_KEY,
+    CRM_WEBHOOK_SECRET,
+    HUBSPOT_TOKEN,
+];
+
 #[cfg(test)]
 mod ledger_retention_tests {
     use super::*;
@@ -132,18 +147,3 @@ mod ledger_retention_tests {
         }
     }
 }
-
-pub const DEFAULT_WHATSAPP_API_URL: &str = "https://graph.facebook.com";
-pub const DEFAULT_WHATSAPP_API_VERSION: &str = "v23.0";
-pub const DEFAULT_HUBSPOT_API_URL: &str = "https://api.hubapi.com";
-pub const DEFAULT_MAX_BODY_BYTES: usize = 1024 * 1024;
-
-/// Names whose values are secrets: read from the secret store on AWS, never logged.
-pub const SECRET_NAMES: &[&str] = &[
-    WHATSAPP_APP_SECRET,
-    WHATSAPP_VERIFY_TOKEN,
-    WHATSAPP_ACCESS_TOKEN,
-    WABRIDGE_API_KEY,
-    CRM_WEBHOOK_SECRET,
-    HUBSPOT_TOKEN,
-];

@@ -225,6 +225,20 @@ impl From<crate::error::StoreError> for ApiError {
     }
 }
 
+/// `Retry-After` of an answer from an API we call (Meta, a CRM) as delay-seconds; the HTTP-date
+/// form is rare for APIs and treated as absent. The one parser of that header.
+pub fn retry_after(headers: &reqwest::header::HeaderMap) -> Option<std::time::Duration> {
+    headers
+        .get(reqwest::header::RETRY_AFTER)?
+        .to_str()
+        .ok()?
+        .trim()
+        .parse::<f64>()
+        .ok()
+        .filter(|s| s.is_finite() && *s >= 0.0)
+        .map(std::time::Duration::from_secs_f64)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -265,18 +279,4 @@ mod tests {
         assert_eq!(req.query_param("hub.challenge").as_deref(), Some("a b"));
         assert_eq!(req.query_param("missing"), None);
     }
-}
-
-/// `Retry-After` of an answer from an API we call (Meta, a CRM) as delay-seconds; the HTTP-date
-/// form is rare for APIs and treated as absent. The one parser of that header.
-pub fn retry_after(headers: &reqwest::header::HeaderMap) -> Option<std::time::Duration> {
-    headers
-        .get(reqwest::header::RETRY_AFTER)?
-        .to_str()
-        .ok()?
-        .trim()
-        .parse::<f64>()
-        .ok()
-        .filter(|s| s.is_finite() && *s >= 0.0)
-        .map(std::time::Duration::from_secs_f64)
 }

@@ -430,7 +430,7 @@ pub async fn record(
         }
         // A previous call gave up on Meta (or died mid-send): this call sends again; Meta
         // dedupes on event_id should the earlier attempt have landed after all.
-        Claim::Existing(existing) if existing.status == "pending" => (existing, false),
+        Claim::Existing(existing) if existing.status == "pending" => (*existing, false),
         Claim::Existing(existing) => {
             return Ok(ConversionResult {
                 event_id: existing.event_id,
@@ -543,7 +543,8 @@ mod tests {
 
     #[test]
     fn each_bad_field_is_named() {
-        let cases: Vec<(&str, Box<dyn Fn(&mut ConversionRequest)>)> = vec![
+        type Breaks = Box<dyn Fn(&mut ConversionRequest)>;
+        let cases: Vec<(&str, Breaks)> = vec![
             ("contact_id", Box::new(|r| r.contact_id = None)),
             (
                 "event_id",

@@ -344,7 +344,8 @@ mod tests {
     #[test]
     fn each_bad_field_is_named() {
         let config = AttributionConfig::default();
-        let cases: Vec<(&str, Box<dyn Fn(&mut LinkRequest)>)> = vec![
+        type Breaks = Box<dyn Fn(&mut LinkRequest)>;
+        let cases: Vec<(&str, Breaks)> = vec![
             ("utm_source", Box::new(|r| r.utm_source = None)),
             ("utm_medium", Box::new(|r| r.utm_medium = Some("  ".into()))),
             (

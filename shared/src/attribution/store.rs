@@ -108,7 +108,7 @@ pub enum Claim {
     /// First time this event id is seen: it is now `pending`.
     New,
     /// Seen before: the stored row.
-    Existing(ConversionRow),
+    Existing(Box<ConversionRow>),
 }
 
 #[async_trait]

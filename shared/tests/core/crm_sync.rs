@@ -602,7 +602,10 @@ async fn identity_store_links_and_moves_keys() {
     let store = SqliteIdentityStore::new(Db::open(dir.path().join("i.db")).unwrap());
     let phone = IdentityKey::Phone("525512345678".into());
     let bsuid = IdentityKey::Bsuid("MX.1".into());
-    let r = store.resolve(&[phone.clone()], "c1").await.unwrap();
+    let r = store
+        .resolve(std::slice::from_ref(&phone), "c1")
+        .await
+        .unwrap();
     assert!(r.created);
     let r = store
         .resolve(&[phone.clone(), bsuid.clone()], "c2")
@@ -612,7 +615,10 @@ async fn identity_store_links_and_moves_keys() {
     assert_eq!(store.lookup(&bsuid).await.unwrap().as_deref(), Some("c1"));
     // A key linked elsewhere is never stolen by resolve.
     let other = IdentityKey::Phone("5491100000000".into());
-    store.resolve(&[other.clone()], "c3").await.unwrap();
+    store
+        .resolve(std::slice::from_ref(&other), "c3")
+        .await
+        .unwrap();
     let r = store
         .resolve(&[phone.clone(), other.clone()], "c4")
         .await

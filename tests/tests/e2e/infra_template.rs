@@ -634,7 +634,7 @@ fn check_queues(t: &Value) -> Vec<String> {
                 p.push(format!("{}: {name} must be set deliberately", l.id));
             }
         }
-        if !int_or_param(t, &sp["ScalingConfig"]["MaximumConcurrency"]).is_some_and(|n| n >= 2) {
+        if int_or_param(t, &sp["ScalingConfig"]["MaximumConcurrency"]).is_none_or(|n| n < 2) {
             p.push(format!(
                 "{}: ScalingConfig.MaximumConcurrency must be set (>= 2)",
                 l.id

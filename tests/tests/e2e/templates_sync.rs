@@ -887,7 +887,7 @@ async fn the_sender_lambda_syncs_the_dynamodb_registry_on_its_schedule() {
         .collect();
     assert_eq!(
         inputs,
-        [scheduled_event.clone()],
+        std::slice::from_ref(&scheduled_event),
         "the schedule in infra/template.yaml"
     );
     let scheduled = || scheduled_event.clone();

@@ -193,7 +193,7 @@ impl AttributionStore for DynamoAttribution {
         if let Some(AttributeValue::N(a)) = item.get("attempts") {
             existing.attempts = a.parse().unwrap_or(0);
         }
-        Ok(Claim::Existing(existing))
+        Ok(Claim::Existing(Box::new(existing)))
     }
 
     async fn finish_conversion(

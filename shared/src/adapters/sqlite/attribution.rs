@@ -260,7 +260,7 @@ impl AttributionStore for SqliteAttribution {
         self.db
             .write(move |txn| {
                 if let Some(existing) = conversion(txn, &row.event_id)? {
-                    return Ok(Claim::Existing(existing));
+                    return Ok(Claim::Existing(Box::new(existing)));
                 }
                 txn.prepare_cached(
                     "INSERT INTO attribution_conversions(event_id, contact_id, event_time, value, currency, utm_source, utm_medium, utm_campaign, status, detail, attempts, body)
