@@ -65,8 +65,19 @@ if [ -z "$CUSTOMERS" ]; then echo "loadgen did not say how many customers it use
 
 echo "== machine: $(nproc) cores, $(awk '/MemTotal/ {printf "%.0f MiB", $2/1024}' /proc/meminfo), load avg $(cut -d' ' -f1-3 /proc/loadavg); wrk on the same cores" >&2
 echo "== wrk -t$THREADS -c$CONNS, $COUNT unique signed bodies, $URL/webhook" >&2
+# The machine's CPU split during the run (steal = time the hypervisor gave to other guests), so a
+# slow run can be told apart from a slow build.
+CPU_BEFORE="$(head -1 /proc/stat)"
 wrk -t"$THREADS" -c"$CONNS" -d"$((COUNT / 5000 + 10))s" --latency --timeout 10s -s "$HERE/load.lua" "$URL" -- "$WORK/bodies.tsv" "$THREADS" | tee "$WORK/wrk.out"
 
+python3 - "$CPU_BEFORE" "$(head -1 /proc/stat)" <<'PY' >&2
+import sys
+names = ["user", "nice", "system", "idle", "iowait", "irq", "softirq", "steal"]
+before, after = ([int(v) for v in line.split()[1:9]] for line in sys.argv[1:3])
+delta = [a - b for a, b in zip(after, before)]
+# Seconds of CPU (USER_HZ = 100), not shares: wrk's window runs on past the burst, idle.
+print("== CPU seconds during wrk's window: " + ", ".join(f"{n} {d / 100:.1f}" for n, d in zip(names, delta) if d))
+PY
 echo "(wrk stops each thread once its share is answered, but its Requests/sec divides by the whole -d window: read the server-side rate below)" >&2
 PEAK_KB="$(awk '/VmHWM/ {print $2}' "/proc/$SERVER_PID/status")"
 
