@@ -65,8 +65,8 @@ if [ -z "$CUSTOMERS" ]; then echo "loadgen did not say how many customers it use
 
 echo "== machine: $(nproc) cores, $(awk '/MemTotal/ {printf "%.0f MiB", $2/1024}' /proc/meminfo), load avg $(cut -d' ' -f1-3 /proc/loadavg); wrk on the same cores" >&2
 echo "== wrk -t$THREADS -c$CONNS, $COUNT unique signed bodies, $URL/webhook" >&2
-# The machine's CPU split during the run (steal = time the hypervisor gave to other guests), so a
-# slow run can be told apart from a slow build.
+# The machine's CPU seconds during the run, steal included (time the hypervisor gave to other
+# guests), so a slow VM hour can be told apart from a slow build.
 CPU_BEFORE="$(head -1 /proc/stat)"
 wrk -t"$THREADS" -c"$CONNS" -d"$((COUNT / 5000 + 10))s" --latency --timeout 10s -s "$HERE/load.lua" "$URL" -- "$WORK/bodies.tsv" "$THREADS" | tee "$WORK/wrk.out"
 
