@@ -6,8 +6,10 @@
 //! Throughput: each concurrent Lambda instance runs its own limiter at
 //! `WABRIDGE_SENDS_PER_SECOND / WABRIDGE_SENDER_INSTANCES`; set `WABRIDGE_SENDER_INSTANCES` to
 //! the event source's `MaximumConcurrency` so the instances together never exceed the number's
-//! rate (80/s with MaximumConcurrency 4 → 20/s each). The pair limit is per instance: a clash
-//! across instances is answered by Meta with 131056 and retried for that recipient only.
+//! rate (80/s with MaximumConcurrency 4 → 20/s each). The pair limit holds across instances:
+//! before calling Meta each send takes its recipient's pair window in the table (a conditional
+//! write, [`wabridge_core::sends::store::SendStore::reserve_pair`]); a send that finds it taken
+//! goes back on the queue for the rest of the window.
 //!
 //! Sends that end here (refused by a guard, failed at Meta's API, Meta's 131050) are reported
 //! as `send_result` events on the EVENTS queue (`EVENTS_QUEUE_URL`, required), which crm-sync

@@ -11,8 +11,11 @@
 //!
 //! The limits are per process. In the Lambda engine each concurrent sender instance has its own
 //! limiter: set `WABRIDGE_SENDER_INSTANCES` to the sender's SQS `MaximumConcurrency` so each
-//! instance takes `per_second / instances` (see [`RateLimiter::for_instances`]); a pair-rate
-//! clash across instances is answered by Meta with 131056, which is retried for that recipient.
+//! instance takes `per_second / instances` (see [`RateLimiter::for_instances`]). The pair rate
+//! across instances is held by the send store's pair window
+//! ([`crate::sends::store::SendStore::reserve_pair`]), which the sender takes after this
+//! limiter's slot; the in-memory check here spares that write and a number slot for most
+//! pair-limited sends.
 
 use std::collections::HashMap;
 use std::sync::Mutex;
@@ -70,6 +73,11 @@ impl RateLimiter {
     /// `per_second`.
     pub fn for_instances(per_second: f64, instances: u32) -> RateLimiter {
         RateLimiter::new(per_second / f64::from(instances.max(1)), PAIR_RATE_DELAY)
+    }
+
+    /// The least time between two messages to one recipient.
+    pub fn pair_interval(&self) -> Duration {
+        self.pair_interval
     }
 
     /// Messages a second this limiter gives out.

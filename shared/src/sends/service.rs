@@ -539,6 +539,18 @@ impl Handler for Sender {
         if let Err(wait) = self.limiter.wait(&record.contact).await {
             return Outcome::RetryAfter(wait);
         }
+        // The limiter paces this process; the store's window holds across sender instances.
+        let pair = self.limiter.pair_interval();
+        match self
+            .sends
+            .store
+            .reserve_pair(&record.contact, &id, now_ms(), pair)
+            .await
+        {
+            Ok(None) => {}
+            Ok(Some(wait)) => return Outcome::RetryAfter(wait),
+            Err(e) => return Outcome::RetryAfter(retry_store(&e)),
+        }
         let now = now_ms();
         match self
             .sends

@@ -135,8 +135,25 @@ pub trait SendStore: Send + Sync {
     async fn claim(&self, id: &str, now_ms: i64, until_ms: i64) -> Result<bool, StoreError>;
     /// Gives the claim back (the attempt failed in a retryable way; the next may start at once).
     async fn release(&self, id: &str) -> Result<(), StoreError>;
+    /// Takes `recipient`'s pair-rate window (Meta: about one message per 6 s to one user) for
+    /// send `id` until `now_ms + interval`, shared by every sender process (each process also
+    /// paces pairs in memory, but Lambda runs several). `Ok(None)`: taken, also when `id`
+    /// already held it (a redelivery is not held back by its own earlier attempt);
+    /// `Ok(Some(wait))`: another send holds it for `wait` more.
+    async fn reserve_pair(
+        &self,
+        recipient: &str,
+        id: &str,
+        now_ms: i64,
+        interval: std::time::Duration,
+    ) -> Result<Option<std::time::Duration>, StoreError>;
     /// The send id of a Meta message id (statuses of free-form sends carry no callback data).
     async fn find_by_wamid(&self, wamid: &str) -> Result<Option<String>, StoreError>;
+}
+
+/// How long a pair window held until `until_ms` still runs at `now_ms` (at least 1 ms).
+pub fn pair_wait(until_ms: i64, now_ms: i64) -> std::time::Duration {
+    std::time::Duration::from_millis(until_ms.saturating_sub(now_ms).max(1) as u64)
 }
 
 #[cfg(test)]

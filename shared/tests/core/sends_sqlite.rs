@@ -752,3 +752,91 @@ async fn http_routes_answer_with_status_codes_and_json() {
         404
     );
 }
+
+/// Two sender instances, each with its own in-memory limiter (as two Lambda instances have),
+/// share the store: a second message to one recipient within the pair interval is held back by
+/// the store's pair window instead of reaching Meta. Without the window the second instance's
+/// limiter, which never saw the first message, would send it at once.
+#[tokio::test]
+async fn the_pair_window_holds_across_sender_instances() {
+    let s = setup().await;
+    let instance = || Sender {
+        sends: s.sends.clone(),
+        graph: s.sender.graph.clone(),
+        limiter: Arc::new(RateLimiter::new(1000.0, Duration::from_secs(6))),
+    };
+    let (one, two) = (instance(), instance());
+    s.sends.submit(UTILITY.as_bytes(), Some("a")).await.unwrap();
+    s.sends.submit(UTILITY.as_bytes(), Some("b")).await.unwrap();
+    let batch = s.queue.receive(10, Duration::from_secs(30)).await.unwrap();
+    assert_eq!(batch.len(), 2);
+    let first = one.handle(&batch[0]).await;
+    assert!(matches!(first, Outcome::Done), "{first:?}");
+    match two.handle(&batch[1]).await {
+        Outcome::RetryAfter(wait) => assert!(
+            wait > Duration::from_secs(5) && wait <= Duration::from_secs(6),
+            "{wait:?}"
+        ),
+        other => panic!("the second message to the recipient was not held back: {other:?}"),
+    }
+    assert_eq!(
+        s.meta.received.lock().unwrap().len(),
+        1,
+        "Meta got one message"
+    );
+}
+
+/// The store's pair window: one holder at a time; the holder's redelivery takes it again; it
+/// opens to others once its interval is over.
+#[tokio::test]
+async fn a_pair_window_has_one_holder_until_it_runs_out() {
+    use wabridge_core::sends::store::SendStore;
+    let dir = tempfile::tempdir().unwrap();
+    let store = SqliteSends::new(Db::open(dir.path().join("p.db")).unwrap());
+    let six = Duration::from_secs(6);
+    let t0 = 1_700_000_000_000i64;
+    assert_eq!(
+        store
+            .reserve_pair("5215512345678", "snd_a", t0, six)
+            .await
+            .unwrap(),
+        None
+    );
+    assert_eq!(
+        store
+            .reserve_pair("5215512345678", "snd_b", t0 + 1_000, six)
+            .await
+            .unwrap(),
+        Some(Duration::from_secs(5))
+    );
+    // Another recipient is not affected; the holder's redelivery is not held back by itself.
+    assert_eq!(
+        store
+            .reserve_pair("5491112345678", "snd_b", t0 + 1_000, six)
+            .await
+            .unwrap(),
+        None
+    );
+    assert_eq!(
+        store
+            .reserve_pair("5215512345678", "snd_a", t0 + 2_000, six)
+            .await
+            .unwrap(),
+        None
+    );
+    // The redelivery moved the window to t0 + 8 s.
+    assert_eq!(
+        store
+            .reserve_pair("5215512345678", "snd_b", t0 + 7_000, six)
+            .await
+            .unwrap(),
+        Some(Duration::from_secs(1))
+    );
+    assert_eq!(
+        store
+            .reserve_pair("5215512345678", "snd_b", t0 + 8_000, six)
+            .await
+            .unwrap(),
+        None
+    );
+}

@@ -9,10 +9,10 @@ use async_trait::async_trait;
 use aws_sdk_dynamodb::types::AttributeValue;
 use aws_sdk_dynamodb::Client;
 
-use super::{n, pk, s, try_update, update_single, PK, SINGLE_SK, SK};
+use super::{n, pk, s, try_update, update_single, EXPIRES_AT, PK, SINGLE_SK, SK};
 use crate::adapters::aws::store_error;
 use crate::error::StoreError;
-use crate::sends::store::{Created, SendError, SendRecord, SendState, SendStore};
+use crate::sends::store::{pair_wait, Created, SendError, SendRecord, SendState, SendStore};
 
 #[derive(Clone, Debug)]
 pub struct DynamoSends {
@@ -235,6 +235,39 @@ impl SendStore for DynamoSends {
         )
         .await
         .map(|_| ())
+    }
+
+    async fn reserve_pair(
+        &self,
+        recipient: &str,
+        id: &str,
+        now_ms: i64,
+        interval: std::time::Duration,
+    ) -> Result<Option<std::time::Duration>, StoreError> {
+        let until_ms = now_ms.saturating_add(interval.as_millis() as i64);
+        let taken = try_update(
+            update_single(&self.client, &self.table, "pair", recipient)
+                .update_expression("SET send_id = :id, until_ms = :until, #exp = :exp")
+                .condition_expression(
+                    "attribute_not_exists(pk) OR until_ms <= :now OR send_id = :id",
+                )
+                .expression_attribute_names("#exp", EXPIRES_AT)
+                .expression_attribute_values(":id", s(id))
+                .expression_attribute_values(":until", n(until_ms))
+                .expression_attribute_values(":now", n(now_ms))
+                // The item is only worth its window; the TTL sweeps it up a day later.
+                .expression_attribute_values(":exp", n(until_ms / 1000 + 86_400)),
+        )
+        .await?;
+        if taken {
+            return Ok(None);
+        }
+        let held_until = self
+            .get_item(pk("pair", recipient))
+            .await?
+            .map(|item| get_n(&item, "until_ms"))
+            .unwrap_or(now_ms);
+        Ok(Some(pair_wait(held_until, now_ms)))
     }
 
     async fn find_by_wamid(&self, wamid: &str) -> Result<Option<String>, StoreError> {

@@ -6,7 +6,7 @@ use rusqlite::{params, Connection, OptionalExtension, Row};
 
 use super::db::{sql_err, Db};
 use crate::error::StoreError;
-use crate::sends::store::{Created, SendError, SendRecord, SendState, SendStore};
+use crate::sends::store::{pair_wait, Created, SendError, SendRecord, SendState, SendStore};
 
 pub(crate) const SCHEMA: &str = "
 CREATE TABLE IF NOT EXISTS sends (
@@ -24,6 +24,11 @@ CREATE TABLE IF NOT EXISTS sends (
     updated_at      INTEGER NOT NULL
 );
 CREATE INDEX IF NOT EXISTS sends_wamid ON sends(wamid) WHERE wamid IS NOT NULL;
+CREATE TABLE IF NOT EXISTS pair_windows (
+    recipient TEXT PRIMARY KEY,
+    send_id   TEXT    NOT NULL,
+    until_ms  INTEGER NOT NULL
+);
 ";
 
 const COLUMNS: &str =
@@ -203,6 +208,43 @@ impl SendStore for SqliteSends {
                 )
                 .map(|_| ())
                 .map_err(sql_err)
+            })
+            .await
+    }
+
+    async fn reserve_pair(
+        &self,
+        recipient: &str,
+        id: &str,
+        now_ms: i64,
+        interval: std::time::Duration,
+    ) -> Result<Option<std::time::Duration>, StoreError> {
+        let (recipient, id) = (recipient.to_string(), id.to_string());
+        let until_ms = now_ms.saturating_add(interval.as_millis() as i64);
+        self.db
+            .write(move |t| {
+                let held: Option<(String, i64)> = t
+                    .prepare_cached(
+                        "SELECT send_id, until_ms FROM pair_windows WHERE recipient = ?1",
+                    )
+                    .and_then(|mut s| {
+                        s.query_row(params![recipient], |r| Ok((r.get(0)?, r.get(1)?)))
+                            .optional()
+                    })
+                    .map_err(sql_err)?;
+                if let Some((holder, held_until)) = held {
+                    if holder != id && held_until > now_ms {
+                        return Ok(Some(pair_wait(held_until, now_ms)));
+                    }
+                }
+                t.prepare_cached(
+                    "INSERT INTO pair_windows(recipient, send_id, until_ms) VALUES (?1, ?2, ?3)
+                     ON CONFLICT(recipient) DO UPDATE SET send_id = excluded.send_id,
+                                                          until_ms = excluded.until_ms",
+                )
+                .and_then(|mut s| s.execute(params![recipient, id, until_ms]))
+                .map_err(sql_err)?;
+                Ok(None)
             })
             .await
     }
