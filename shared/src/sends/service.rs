@@ -540,18 +540,18 @@ impl Handler for Sender {
             return Outcome::RetryAfter(wait);
         }
         // The limiter paces this process; the store's window holds across sender instances.
+        let now = now_ms();
         let pair = self.limiter.pair_interval();
         match self
             .sends
             .store
-            .reserve_pair(&record.contact, &id, now_ms(), pair)
+            .reserve_pair(&record.contact, &id, now, pair)
             .await
         {
             Ok(None) => {}
             Ok(Some(wait)) => return Outcome::RetryAfter(wait),
             Err(e) => return Outcome::RetryAfter(retry_store(&e)),
         }
-        let now = now_ms();
         match self
             .sends
             .store
