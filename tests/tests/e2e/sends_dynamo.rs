@@ -1,6 +1,7 @@
 //! The sends ports over DynamoDB (moto's server, real AWS SDK): idempotency under concurrent
 //! creates, forward-only transitions, the claim lease, the pair window shared by sender
-//! instances, append-only consent, template status ordering, and the last-inbound window.
+//! instances (its rules checked on the SQLite store too), append-only consent, template status
+//! ordering, and the last-inbound window.
 
 use std::sync::Arc;
 
@@ -8,6 +9,7 @@ use wabridge_core::adapters::dynamo::consent::DynamoConsent;
 use wabridge_core::adapters::dynamo::sends::DynamoSends;
 use wabridge_core::adapters::dynamo::templates::DynamoTemplates;
 use wabridge_core::adapters::dynamo::window::DynamoWindow;
+use wabridge_core::adapters::sqlite::{Db, SqliteSends};
 use wabridge_core::consent::{
     ConsentAction, ConsentCategory, ConsentEntry, ConsentSource, ConsentStore,
 };
@@ -129,63 +131,48 @@ async fn send_store_over_dynamodb() {
         .is_none());
 }
 
-/// The pair window over DynamoDB, as several sender instances meet it: the first reservation
-/// for a recipient wins and the others are told how long to wait; the winner's redelivery takes
-/// it again; it opens to others once its interval is over. (One after another: moto does not
-/// serialise concurrent conditional UpdateItem calls the way DynamoDB does, so a race between
-/// instances is DynamoDB's guarantee, not something this emulator can show.)
+/// The pair window's rules, one reservation after another, on both engines' stores: the first
+/// reservation for a recipient wins and the others are told how long to wait; another recipient
+/// is not affected; the holder's redelivery takes it again; it opens to others once its interval
+/// is over. (One after another: moto does not serialise concurrent conditional UpdateItem calls
+/// the way DynamoDB does, so a race between instances is DynamoDB's guarantee, not something
+/// this emulator can show.)
 #[tokio::test]
-async fn pair_window_has_one_holder_across_instances_over_dynamodb() {
+async fn pair_window_has_one_holder_on_sqlite_and_dynamodb() {
     let aws = require_aws!();
     let table = create_table(&aws.dynamo, &unique_name("pairs")).await;
-    let store = DynamoSends::new(aws.dynamo.clone(), table);
+    let dir = tempfile::tempdir().unwrap();
+    let sqlite = SqliteSends::new(Db::open(dir.path().join("p.db")).unwrap());
+    let dynamo = DynamoSends::new(aws.dynamo.clone(), table);
+    let stores: [(&str, &dyn SendStore); 2] = [("sqlite", &sqlite), ("dynamodb", &dynamo)];
+
+    let (to, elsewhere) = ("phone:525512345678", "phone:5491112345678");
+    // (recipient, send, ms after t0, expected wait in ms; None = taken)
+    let steps: &[(&str, &str, i64, Option<u64>)] = &[
+        (to, "snd_0", 0, None),
+        (to, "snd_1", 500, Some(5_500)),
+        (to, "snd_2", 1_000, Some(5_000)),
+        (elsewhere, "snd_1", 1_000, None),
+        // snd_0's redelivery is not held back by itself; it moves the window to t0 + 8 s.
+        (to, "snd_0", 2_000, None),
+        (to, "snd_1", 7_000, Some(1_000)),
+        (to, "snd_1", 8_000, None),
+    ];
     let six = std::time::Duration::from_secs(6);
     let t0 = 1_700_000_000_000i64;
-    let to = "phone:525512345678";
-
-    assert_eq!(
-        store.reserve_pair(to, "snd_0", t0, six).await.unwrap(),
-        None
-    );
-    for i in 1..4 {
-        let id = format!("snd_{i}");
-        let wait = store
-            .reserve_pair(to, &id, t0 + i * 500, six)
-            .await
-            .unwrap();
-        assert_eq!(
-            wait,
-            Some(six - std::time::Duration::from_millis(i as u64 * 500))
-        );
+    for (engine, store) in stores {
+        for &(recipient, send, at, expected) in steps {
+            let wait = store
+                .reserve_pair(recipient, send, t0 + at, six)
+                .await
+                .unwrap();
+            assert_eq!(
+                wait,
+                expected.map(std::time::Duration::from_millis),
+                "{engine}: {send} to {recipient} at +{at} ms"
+            );
+        }
     }
-    assert_eq!(
-        store
-            .reserve_pair(to, "snd_0", t0 + 2_000, six)
-            .await
-            .unwrap(),
-        None
-    );
-    assert_eq!(
-        store
-            .reserve_pair(to, "snd_1", t0 + 7_000, six)
-            .await
-            .unwrap(),
-        Some(std::time::Duration::from_secs(1))
-    );
-    assert_eq!(
-        store
-            .reserve_pair("phone:5491112345678", "snd_1", t0 + 7_000, six)
-            .await
-            .unwrap(),
-        None
-    );
-    assert_eq!(
-        store
-            .reserve_pair(to, "snd_1", t0 + 8_000, six)
-            .await
-            .unwrap(),
-        None
-    );
 }
 
 #[tokio::test]
