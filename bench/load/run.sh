@@ -20,11 +20,8 @@ HERE="$ROOT/bench/load"
 
 if [ "$COUNT" -lt 10000 ]; then echo "COUNT must be at least 10000" >&2; exit 2; fi
 
-if ! command -v wrk >/dev/null 2>&1; then
-  echo "installing wrk (apt-get)..." >&2
-  SUDO=""; [ "$(id -u)" -ne 0 ] && SUDO="sudo"
-  $SUDO apt-get update -qq && $SUDO apt-get install -y -qq wrk >/dev/null
-fi
+. "$HERE/lib.sh"
+need_wrk
 
 # WABRIDGE_BIN: a wabridge binary already built (skips the release build).
 if [ -n "${WABRIDGE_BIN:-}" ]; then
@@ -36,12 +33,8 @@ fi
 
 WORK="$(mktemp -d)"
 DATA="$WORK/data"
-SERVER_PID=""
 cleanup() {
-  if [ -n "$SERVER_PID" ] && kill -0 "$SERVER_PID" 2>/dev/null; then
-    kill -TERM "$SERVER_PID" 2>/dev/null || true
-    wait "$SERVER_PID" 2>/dev/null || true
-  fi
+  stop_server
   rm -rf "$WORK"
 }
 trap cleanup EXIT
@@ -50,36 +43,14 @@ trap cleanup EXIT
 sync
 
 # Start the server on a free port; it prints "listening on http://ADDR".
-"$BIN" serve --addr 127.0.0.1:0 --data "$DATA" >"$WORK/server.out" 2>"$WORK/server.err" &
-SERVER_PID=$!
-for _ in $(seq 1 100); do
-  grep -q '^listening on ' "$WORK/server.out" 2>/dev/null && break
-  sleep 0.1
-done
-URL="$(sed -n 's/^listening on //p' "$WORK/server.out" | head -1)"
-if [ -z "$URL" ]; then echo "server did not start:" >&2; cat "$WORK/server.err" >&2; exit 1; fi
+start_server "$WORK/server.out" "$WORK/server.err" "$BIN" serve --addr 127.0.0.1:0 --data "$DATA"
 
 "${LOADGEN_BIN:-$BIN}" loadgen --count "$COUNT" --out "$WORK/bodies.tsv" --data "$DATA" 2>&1 | tee "$WORK/loadgen.out" >&2
 CUSTOMERS="$(sed -n 's/.* from \([0-9]*\) customers .*/\1/p' "$WORK/loadgen.out")"
 if [ -z "$CUSTOMERS" ]; then echo "loadgen did not say how many customers it used" >&2; exit 1; fi
 
-echo "== machine: $(nproc) cores, $(awk '/MemTotal/ {printf "%.0f MiB", $2/1024}' /proc/meminfo), load avg $(cut -d' ' -f1-3 /proc/loadavg); wrk on the same cores" >&2
-echo "== wrk -t$THREADS -c$CONNS, $COUNT unique signed bodies, $URL/webhook" >&2
-# The machine's CPU seconds during the run, steal included (time the hypervisor gave to other
-# guests), so a slow VM hour can be told apart from a slow build.
-CPU_BEFORE="$(head -1 /proc/stat)"
-wrk -t"$THREADS" -c"$CONNS" -d"$((COUNT / 5000 + 10))s" --latency --timeout 10s -s "$HERE/load.lua" "$URL" -- "$WORK/bodies.tsv" "$THREADS" | tee "$WORK/wrk.out"
-
-python3 - "$CPU_BEFORE" "$(head -1 /proc/stat)" <<'PY' >&2
-import sys
-names = ["user", "nice", "system", "idle", "iowait", "irq", "softirq", "steal"]
-before, after = ([int(v) for v in line.split()[1:9]] for line in sys.argv[1:3])
-delta = [a - b for a, b in zip(after, before)]
-# Seconds of CPU (USER_HZ = 100), not shares: wrk's window runs on past the burst, idle.
-print("== CPU seconds during wrk's window: " + ", ".join(f"{n} {d / 100:.1f}" for n, d in zip(names, delta) if d))
-PY
-echo "(wrk stops each thread once its share is answered, but its Requests/sec divides by the whole -d window: read the server-side rate below)" >&2
-PEAK_KB="$(awk '/VmHWM/ {print $2}' "/proc/$SERVER_PID/status")"
+run_wrk "$WORK/bodies.tsv" "$COUNT" "$CONNS" "$THREADS" "$WORK/wrk.out"
+PEAK_KB="$(peak_rss_kb "$SERVER_PID")"
 
 # Let the consumer drain the queue, then compare what was accepted with what was sent.
 for _ in $(seq 1 600); do

@@ -3,6 +3,7 @@
 
 mod attribution;
 mod crm_sync;
+mod loadgen;
 mod secrets;
 mod sends;
 mod serve;
@@ -286,7 +287,7 @@ fn main() -> ExitCode {
             Command::Send { send, data } => sends::send(send, &data.data).await,
             Command::Consent { consent, data } => sends::consent(consent, &data.data).await,
             Command::Stats { data } => tools::stats(&data.data).await,
-            Command::Loadgen { count, out, data } => tools::loadgen(count, &out, &data.data),
+            Command::Loadgen { count, out, data } => loadgen::loadgen(count, &out, &data.data),
         }
     });
     match result {

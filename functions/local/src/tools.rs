@@ -1,4 +1,4 @@
-//! The CLI tools beside `serve`: sign, post, records, dead letters, stats, loadgen.
+//! The CLI tools beside `serve`: sign, post, records, dead letters, stats.
 
 use std::io::Write;
 use std::path::{Path, PathBuf};
@@ -17,7 +17,7 @@ use wabridge_core::signature::{self, AppSecret};
 use crate::secrets;
 use crate::serve::DB_FILE;
 
-fn secret(data: &Path) -> Result<AppSecret, String> {
+pub(crate) fn secret(data: &Path) -> Result<AppSecret, String> {
     AppSecret::new(secrets::app_secret(data)?).ok_or_else(|| "the app secret is empty".to_string())
 }
 
@@ -442,77 +442,6 @@ pub async fn stats(data: &Path) -> Result<(), String> {
     println!(
         "{}",
         json!({"events_queue": events, "records": total, "records_by_kind": by_kind, "dedupe_keys": keys, "accept_span_ms": span})
-    );
-    Ok(())
-}
-
-/// Customers the load spreads over: a business hears from many people at once, not 100,000
-/// messages from one (a single hot contact measures contention on one identity instead).
-const LOAD_CONTACTS: u64 = 10_000;
-
-/// A message id shaped like Meta's: `wamid.` + base64 of the sender's number and a random
-/// 20-digit hex id. Real ids fall in random places in key order; sequential ones would flatter
-/// the dedupe store (every insert at the end of its B-tree).
-fn load_message_id(wa_id: &str) -> String {
-    use base64::Engine;
-    let hex = uuid::Uuid::new_v4().simple().to_string().to_uppercase();
-    let mut raw = vec![0x1C, 0x18, wa_id.len() as u8];
-    raw.extend_from_slice(wa_id.as_bytes());
-    raw.extend_from_slice(&[0x15, 0x02, 0x00, 0x12, 0x18, 0x14]);
-    raw.extend_from_slice(&hex.as_bytes()[..20]);
-    raw.push(0x00);
-    format!(
-        "wamid.{}",
-        base64::engine::general_purpose::STANDARD.encode(raw)
-    )
-}
-
-/// A realistic text-message webhook (about 600 bytes) with a unique message id, from one of
-/// [`LOAD_CONTACTS`] Mexico City mobile numbers.
-pub fn sample_body(n: u64) -> String {
-    let wa_id = format!("52155{:08}", 10_000_000 + n % LOAD_CONTACTS);
-    json!({
-        "object": "whatsapp_business_account",
-        "entry": [{
-            "id": "102290129340398",
-            "changes": [{
-                "field": "messages",
-                "value": {
-                    "messaging_product": "whatsapp",
-                    "metadata": {"display_phone_number": "15550783881", "phone_number_id": "106540352242922"},
-                    "contacts": [{"profile": {"name": "María José Hernández"}, "wa_id": wa_id}],
-                    "messages": [{
-                        "from": wa_id,
-                        "id": load_message_id(&wa_id),
-                        "timestamp": "1749416383",
-                        "type": "text",
-                        "text": {"body": "Hola, ¿tienen este modelo en color azul? Me interesa comprar dos piezas y quisiera saber el costo del envío a Guadalajara."}
-                    }]
-                }
-            }]
-        }]
-    })
-    .to_string()
-}
-
-/// `wabridge loadgen`: N signed bodies with unique message ids, one `signature<TAB>body` line
-/// each, for bench/load/load.lua.
-pub fn loadgen(count: u64, out: &Path, data: &Path) -> Result<(), String> {
-    let secret = secret(data)?;
-    let file =
-        std::fs::File::create(out).map_err(|e| format!("cannot create {}: {e}", out.display()))?;
-    let mut w = std::io::BufWriter::new(file);
-    for n in 0..count {
-        let body = sample_body(n);
-        writeln!(w, "{}\t{body}", signature::sign(&secret, body.as_bytes()))
-            .map_err(|e| e.to_string())?;
-    }
-    w.flush().map_err(|e| e.to_string())?;
-    // The load script checks that each customer became exactly one contact.
-    eprintln!(
-        "wrote {count} signed bodies from {} customers to {}",
-        count.min(LOAD_CONTACTS),
-        out.display()
     );
     Ok(())
 }

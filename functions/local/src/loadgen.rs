@@ -1,0 +1,153 @@
+//! `wabridge loadgen`: signed webhook bodies for the load test (bench/load), shaped as Meta sends
+//! them: unique Meta-like message ids, many customers, and non-ASCII escaped as `\uXXXX`.
+
+use std::io::Write;
+use std::path::Path;
+
+use serde::Serialize;
+use serde_json::json;
+use wabridge_core::signature;
+
+use crate::tools::secret;
+
+/// Customers the load spreads over: a business hears from many people at once, not 100,000
+/// messages from one (a single hot contact measures contention on one identity instead).
+const LOAD_CONTACTS: u64 = 10_000;
+
+/// A message id shaped like Meta's: `wamid.` + base64 of the sender's number and a random
+/// 20-digit hex id. Real ids fall in random places in key order; sequential ones would flatter
+/// the dedupe store (every insert at the end of its B-tree).
+fn load_message_id(wa_id: &str) -> String {
+    use base64::Engine;
+    let hex = uuid::Uuid::new_v4().simple().to_string().to_uppercase();
+    let mut raw = vec![0x1C, 0x18, wa_id.len() as u8];
+    raw.extend_from_slice(wa_id.as_bytes());
+    raw.extend_from_slice(&[0x15, 0x02, 0x00, 0x12, 0x18, 0x14]);
+    raw.extend_from_slice(&hex.as_bytes()[..20]);
+    raw.push(0x00);
+    format!(
+        "wamid.{}",
+        base64::engine::general_purpose::STANDARD.encode(raw)
+    )
+}
+
+/// serde_json's compact output with every non-ASCII character escaped as `\uXXXX` (lowercase
+/// hex, UTF-16 surrogate pairs above U+FFFF), as Meta writes its webhook bodies. Receivers that
+/// re-escape before hashing (whatsapp-api-js does) then check the same bytes we sign.
+struct MetaFormatter;
+
+impl serde_json::ser::Formatter for MetaFormatter {
+    fn write_string_fragment<W: ?Sized + Write>(
+        &mut self,
+        writer: &mut W,
+        fragment: &str,
+    ) -> std::io::Result<()> {
+        let mut ascii_from = 0;
+        for (at, ch) in fragment.char_indices() {
+            if ch.is_ascii() {
+                continue;
+            }
+            writer.write_all(&fragment.as_bytes()[ascii_from..at])?;
+            let mut units = [0u16; 2];
+            for unit in ch.encode_utf16(&mut units) {
+                write!(writer, "\\u{unit:04x}")?;
+            }
+            ascii_from = at + ch.len_utf8();
+        }
+        writer.write_all(&fragment.as_bytes()[ascii_from..])
+    }
+}
+
+fn meta_json(value: &serde_json::Value) -> String {
+    let mut out = Vec::with_capacity(1024);
+    let mut ser = serde_json::Serializer::with_formatter(&mut out, MetaFormatter);
+    value
+        .serialize(&mut ser)
+        .expect("a JSON value always serialises");
+    String::from_utf8(out).expect("the output is ASCII")
+}
+
+/// A realistic text-message webhook (about 700 bytes) with a unique message id, from one of
+/// [`LOAD_CONTACTS`] Mexico City mobile numbers.
+pub fn sample_body(n: u64) -> String {
+    let wa_id = format!("52155{:08}", 10_000_000 + n % LOAD_CONTACTS);
+    meta_json(&json!({
+        "object": "whatsapp_business_account",
+        "entry": [{
+            "id": "102290129340398",
+            "changes": [{
+                "field": "messages",
+                "value": {
+                    "messaging_product": "whatsapp",
+                    "metadata": {"display_phone_number": "15550783881", "phone_number_id": "106540352242922"},
+                    "contacts": [{"profile": {"name": "María José Hernández"}, "wa_id": wa_id}],
+                    "messages": [{
+                        "from": wa_id,
+                        "id": load_message_id(&wa_id),
+                        "timestamp": "1749416383",
+                        "type": "text",
+                        "text": {"body": "Hola, ¿tienen este modelo en color azul? 😊 Me interesa comprar dos piezas y quisiera saber el costo del envío a Guadalajara."}
+                    }]
+                }
+            }]
+        }]
+    }))
+}
+
+/// N signed bodies with unique message ids, one `signature<TAB>body` line each, for
+/// bench/load/load.lua.
+pub fn loadgen(count: u64, out: &Path, data: &Path) -> Result<(), String> {
+    let secret = secret(data)?;
+    let file =
+        std::fs::File::create(out).map_err(|e| format!("cannot create {}: {e}", out.display()))?;
+    let mut w = std::io::BufWriter::new(file);
+    for n in 0..count {
+        let body = sample_body(n);
+        writeln!(w, "{}\t{body}", signature::sign(&secret, body.as_bytes()))
+            .map_err(|e| e.to_string())?;
+    }
+    w.flush().map_err(|e| e.to_string())?;
+    // The load script checks that each customer became exactly one contact.
+    eprintln!(
+        "wrote {count} signed bodies from {} customers to {}",
+        count.min(LOAD_CONTACTS),
+        out.display()
+    );
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::sample_body;
+
+    #[test]
+    fn bodies_are_ascii_with_meta_escapes_and_parse_back_to_the_text() {
+        let body = sample_body(7);
+        assert!(body.is_ascii(), "{body}");
+        assert!(body.contains(r"Mar\u00eda Jos\u00e9"), "{body}");
+        // Above U+FFFF: a surrogate pair, lowercase.
+        assert!(body.contains(r"\ud83d\ude0a"), "{body}");
+        let v: serde_json::Value = serde_json::from_str(&body).unwrap();
+        let value = &v["entry"][0]["changes"][0]["value"];
+        assert_eq!(
+            value["contacts"][0]["profile"]["name"],
+            "María José Hernández"
+        );
+        let text = value["messages"][0]["text"]["body"].as_str().unwrap();
+        assert!(
+            text.starts_with("Hola, ¿tienen")
+                && text.contains("😊")
+                && text.ends_with("envío a Guadalajara.")
+        );
+    }
+
+    #[test]
+    fn each_body_has_its_own_message_id() {
+        let id = |n| {
+            let v: serde_json::Value = serde_json::from_str(&sample_body(n)).unwrap();
+            v["entry"][0]["changes"][0]["value"]["messages"][0]["id"].clone()
+        };
+        assert_ne!(id(1), id(1));
+        assert_ne!(id(1), id(2));
+    }
+}
