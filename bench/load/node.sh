@@ -8,6 +8,7 @@
 # Usage: [WABRIDGE_BIN=path] [RECEIVER=bare] bench/load/node.sh [COUNT] [CONNECTIONS] [THREADS]
 #   WABRIDGE_BIN  the binary whose `loadgen` makes the bodies (default: a release build)
 #   RECEIVER=bare node:crypto HMAC + JSON.parse without the library (the least Node can do)
+#   WORKERS=N     N receiver processes sharing the port (node:cluster), default 1
 set -euo pipefail
 
 COUNT="${1:-200000}"
@@ -46,8 +47,11 @@ start_server "$WORK/server.out" "$WORK/server.err" node "$HERE/node-receiver/ser
 "$BIN" loadgen --count "$COUNT" --out "$WORK/bodies.tsv" --data "$WORK" >&2
 
 run_wrk "$WORK/bodies.tsv" "$COUNT" "$CONNS" "$THREADS" "$WORK/wrk.out"
-PEAK_KB="$(peak_rss_kb "$SERVER_PID")"
+# Summed over the primary and its workers (each one's own peak).
+PEAK_KB="$(for p in "$SERVER_PID" $(pgrep -P "$SERVER_PID"); do peak_rss_kb "$p"; done | awk '{s += $1} END {print s}')"
 
+# The workers report their counters every 100 ms.
+sleep 0.5
 STATS="$(curl -fsS "$URL/stats")"
 UNIQUE="$(awk '/^unique_ids_sent/ {print $2}' "$WORK/wrk.out")"
 python3 - "$STATS" "$UNIQUE" "$PEAK_KB" <<'PY'
