@@ -19,6 +19,10 @@ pub enum StoreError {
     /// Stored data could not be decoded: a bug or a manual edit, never retried.
     #[error("corrupt data: {0}")]
     Corrupt(String),
+    /// The call asked for something the store cannot serve as asked (e.g. a report range past
+    /// what it keeps an index for): never retried.
+    #[error("{0}")]
+    Invalid(String),
 }
 
 impl StoreError {

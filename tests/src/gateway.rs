@@ -115,6 +115,23 @@ pub fn command(env: &[(&str, &str)]) -> Command {
     cmd
 }
 
+/// Runs `wabridge ARGS` to completion with AWS pointed at `endpoint` (moto) plus `env`, as an
+/// operator runs the CLI against a deployment.
+pub fn against_aws(endpoint: &str, args: &[&str], env: &[(&str, &str)]) -> Output {
+    let mut all = vec![
+        ("AWS_ENDPOINT_URL", endpoint),
+        ("AWS_REGION", crate::REGION),
+        ("AWS_ACCESS_KEY_ID", "testing"),
+        ("AWS_SECRET_ACCESS_KEY", "testing"),
+    ];
+    all.extend_from_slice(env);
+    command(&all)
+        .env_remove("AWS_PROFILE")
+        .args(args)
+        .output()
+        .expect("run wabridge")
+}
+
 /// Runs `wabridge ARGS --data DATA` to completion (whatever its exit status).
 pub fn cli(data: &Path, args: &[&str], env: &[(&str, &str)]) -> Output {
     command(env)

@@ -15,8 +15,8 @@ use std::time::Duration;
 
 use aws_config::SdkConfig;
 use aws_sdk_dynamodb::types::{
-    AttributeDefinition, BillingMode, KeySchemaElement, KeyType, ScalarAttributeType,
-    TimeToLiveSpecification,
+    AttributeDefinition, BillingMode, GlobalSecondaryIndex, KeySchemaElement, KeyType, Projection,
+    ProjectionType, ScalarAttributeType, TimeToLiveSpecification,
 };
 use aws_sdk_sqs::types::QueueAttributeName;
 use wabridge_core::adapters::dynamo::{EXPIRES_AT, PK, SK};
@@ -167,8 +167,8 @@ pub fn unique_name(prefix: &str) -> String {
     format!("{prefix}-{}-{n}-{}", std::process::id(), &random[..8])
 }
 
-/// Creates the single table (pk S hash, sk S range, on-demand) with TTL on `expires_at`, as the
-/// template does. Returns its name.
+/// Creates the single table (pk S hash, sk S range, on-demand) with TTL on `expires_at` and the
+/// attribution report's index, as the template does. Returns its name.
 pub async fn create_table(dynamo: &aws_sdk_dynamodb::Client, name: &str) -> String {
     let attr = |n: &str| {
         AttributeDefinition::builder()
@@ -184,13 +184,37 @@ pub async fn create_table(dynamo: &aws_sdk_dynamodb::Client, name: &str) -> Stri
             .build()
             .expect("key schema")
     };
+    use wabridge_core::adapters::dynamo::attribution::{
+        REPORT_AT, REPORT_ATTRIBUTES, REPORT_INDEX, REPORT_PERIOD,
+    };
+    let report_index = GlobalSecondaryIndex::builder()
+        .index_name(REPORT_INDEX)
+        .key_schema(key(REPORT_PERIOD, KeyType::Hash))
+        .key_schema(key(REPORT_AT, KeyType::Range))
+        .projection(
+            Projection::builder()
+                .projection_type(ProjectionType::Include)
+                .set_non_key_attributes(Some(REPORT_ATTRIBUTES.map(String::from).to_vec()))
+                .build(),
+        )
+        .build()
+        .expect("report index");
     dynamo
         .create_table()
         .table_name(name)
         .attribute_definitions(attr(PK))
         .attribute_definitions(attr(SK))
+        .attribute_definitions(attr(REPORT_PERIOD))
+        .attribute_definitions(
+            AttributeDefinition::builder()
+                .attribute_name(REPORT_AT)
+                .attribute_type(ScalarAttributeType::N)
+                .build()
+                .expect("attribute definition"),
+        )
         .key_schema(key(PK, KeyType::Hash))
         .key_schema(key(SK, KeyType::Range))
+        .global_secondary_indexes(report_index)
         .billing_mode(BillingMode::PayPerRequest)
         .send()
         .await

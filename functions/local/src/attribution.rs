@@ -4,6 +4,7 @@
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
+use wabridge_core::adapters::dynamo::attribution::DynamoAttribution;
 use wabridge_core::adapters::sqlite::attribution::SqliteAttribution;
 use wabridge_core::adapters::sqlite::Db;
 use wabridge_core::attribution::conversions::MetaConversions;
@@ -108,15 +109,32 @@ pub async fn link_create(data: &Path, args: LinkArgs) -> Result<(), String> {
     Ok(())
 }
 
-/// `wabridge report attribution`.
-pub async fn report(data: &Path, since: &str, format: &str) -> Result<(), String> {
+/// `wabridge report attribution`: over the local store, or over a deployment's DynamoDB
+/// table when `table` is given.
+pub async fn report(
+    data: &Path,
+    table: Option<&str>,
+    since: &str,
+    format: &str,
+) -> Result<(), String> {
     let format: Format = format.parse()?;
-    let since_ms = parse_since(since, now_ms())?;
-    let db = crate::serve::open_db(data)?;
-    let store = SqliteAttribution::open(db)
-        .await
-        .map_err(|e| e.to_string())?;
-    let report = store.report(since_ms).await.map_err(|e| e.to_string())?;
-    print!("{}", report.render(format));
+    let now = now_ms();
+    let since_ms = parse_since(since, now)?;
+    let report = match table.filter(|t| !t.trim().is_empty()) {
+        Some(table) => {
+            DynamoAttribution::from_env(table)
+                .await
+                .report(since_ms, now)
+                .await
+        }
+        None => {
+            let db = crate::serve::open_db(data)?;
+            let store = SqliteAttribution::open(db)
+                .await
+                .map_err(|e| e.to_string())?;
+            store.report(since_ms).await
+        }
+    };
+    print!("{}", report.map_err(|e| e.to_string())?.render(format));
     Ok(())
 }

@@ -76,7 +76,7 @@ enum Command {
         #[command(subcommand)]
         action: LinkAction,
     },
-    /// Reports over the local store.
+    /// Reports over the local store (or a deployment's DynamoDB table).
     Report {
         #[command(subcommand)]
         what: ReportWhat,
@@ -162,6 +162,11 @@ enum ReportWhat {
         /// table, csv or json.
         #[arg(long, default_value = "table")]
         format: String,
+        /// Report over this DynamoDB table (a deployment's `Table`; or WABRIDGE_TABLE) instead
+        /// of the local store. AWS credentials, region and `AWS_ENDPOINT_URL` come from the
+        /// standard AWS environment.
+        #[arg(long, env = "WABRIDGE_TABLE")]
+        table: Option<String>,
         #[command(flatten)]
         data: DataArg,
     },
@@ -264,9 +269,10 @@ fn main() -> ExitCode {
                     ReportWhat::Attribution {
                         since,
                         format,
+                        table,
                         data,
                     },
-            } => attribution::report(&data.data, &since, &format).await,
+            } => attribution::report(&data.data, table.as_deref(), &since, &format).await,
             Command::DeadLetters {
                 action:
                     DeadLetterAction::List {

@@ -6,11 +6,12 @@ use std::sync::Arc;
 
 use serde_json::json;
 use wabridge_core::adapters::dynamo::attribution::DynamoAttribution;
+use wabridge_core::attribution::report::{parse_since, Format};
 use wabridge_core::attribution::store::{AttributionStore, Claim, ConversionRow, Credit};
 use wabridge_core::attribution::{
     link, on_inbound_message, AttributionConfig, CodeStatus, Inbound, LinkRequest,
 };
-use wabridge_tests::{create_table, require_aws, unique_name};
+use wabridge_tests::{create_table, require_aws, require_moto, unique_name};
 
 const T0: i64 = 1_763_000_000_000;
 
@@ -165,4 +166,149 @@ async fn attribution_engine_over_dynamodb() {
         .finish_conversion("nope", "sent", None, 1)
         .await
         .is_err());
+}
+
+const DAY: i64 = 86_400_000;
+
+/// Messages and conversions spread over three months, each delivered twice.
+async fn report_scenario(store: &dyn AttributionStore) {
+    let config = AttributionConfig::default();
+    let ad = json!({"source_url": "https://fb.me/3cr4Wqqkv", "source_id": "120226305854810726",
+                    "source_type": "ad", "ctwa_clid": "Aff-n8ZTODiE79d22KtAwQKj9e"});
+    let post = json!({"source_url": "https://www.instagram.com/p/1", "source_id": "77", "source_type": "post"});
+    let messages: Vec<(String, String, i64, Option<&serde_json::Value>)> = (0..40)
+        .map(|i| {
+            let referral = match i % 3 {
+                0 => Some(&ad),
+                1 => Some(&post),
+                _ => None,
+            };
+            // Contacts come back: 40 messages from 15 people over 45 days, some 60 days back.
+            let at = T0 - 60 * DAY + i * 3 * DAY / 2;
+            (format!("m-{i}"), format!("c-{}", i % 15), at, referral)
+        })
+        .collect();
+    for (event_id, contact_id, at, referral) in &messages {
+        let msg = Inbound {
+            event_id,
+            contact_id,
+            at: *at,
+            text: Some("hola"),
+            referral: *referral,
+        };
+        let first = on_inbound_message(store, &config, &msg).await.unwrap();
+        // Meta's retry or a queue redelivery: nothing new, nothing counted again.
+        assert_eq!(
+            on_inbound_message(store, &config, &msg).await.unwrap(),
+            first
+        );
+    }
+    let credit = Credit {
+        utm_source: Some("facebook".into()),
+        utm_medium: Some("paid_social".into()),
+        utm_campaign: Some("120226305854810726".into()),
+    };
+    for (i, (currency, value)) in [
+        ("MXN", 1200.0),
+        ("MXN", 300.5),
+        ("BRL", 99.9),
+        ("MXN", 10.0),
+    ]
+    .into_iter()
+    .enumerate()
+    {
+        let row = ConversionRow {
+            event_id: format!("deal-{i}"),
+            contact_id: "c-0".into(),
+            event_name: "Purchase".into(),
+            value,
+            currency: currency.into(),
+            event_time: T0 - 40 * DAY + i as i64 * 20 * DAY,
+            ctwa_clid: None,
+            credit: if i == 3 {
+                Credit::default()
+            } else {
+                credit.clone()
+            },
+            status: "pending".into(),
+            detail: None,
+            attempts: 0,
+        };
+        assert_eq!(store.claim_conversion(&row).await.unwrap(), Claim::New);
+        assert!(matches!(
+            store.claim_conversion(&row).await.unwrap(),
+            Claim::Existing(_)
+        ));
+    }
+}
+
+#[tokio::test]
+async fn the_report_over_dynamodb_matches_the_sqlite_report() {
+    use wabridge_core::adapters::sqlite::attribution::SqliteAttribution;
+    use wabridge_core::adapters::sqlite::Db;
+    let endpoint = require_moto!();
+    let aws = wabridge_tests::Aws::connect(&endpoint).await;
+    let table = create_table(&aws.dynamo, &unique_name("report")).await;
+    let dynamo = DynamoAttribution::new(aws.dynamo.clone(), &table);
+    let dir = tempfile::tempdir().unwrap();
+    let sqlite = SqliteAttribution::open(Db::open(dir.path().join("w.db")).unwrap())
+        .await
+        .unwrap();
+    report_scenario(&dynamo).await;
+    report_scenario(&sqlite).await;
+
+    let now = T0 + 30 * DAY;
+    // Across month boundaries, from mid-day, from the start, and a window holding nothing.
+    for since in [
+        T0 - 61 * DAY,
+        T0 - 30 * DAY + 12_345,
+        T0 - DAY,
+        T0 + 20 * DAY,
+    ] {
+        let expected = sqlite.report(since).await.unwrap();
+        let got = dynamo.report(since, now).await.unwrap();
+        assert_eq!(got, expected, "since {since}");
+    }
+    let all = sqlite.report(T0 - 61 * DAY).await.unwrap();
+    let total: u64 = all.rows.iter().map(|r| r.conversations).sum();
+    let conversions: u64 = all.rows.iter().map(|r| r.conversions).sum();
+    assert!(total >= 15 && conversions == 4, "{all:?}");
+    let ad = all
+        .rows
+        .iter()
+        .find(|r| r.utm_source.as_deref() == Some("facebook"))
+        .unwrap();
+    assert_eq!(ad.value["MXN"], 1500.5);
+    assert_eq!(ad.value["BRL"], 99.9);
+
+    // The operator's command over the deployment's table prints what the local report prints.
+    let since = "2025-09-01";
+    let since_ms = parse_since(since, T0).unwrap();
+    let out = wabridge_tests::gateway::against_aws(
+        &endpoint,
+        &[
+            "report",
+            "attribution",
+            "--since",
+            since,
+            "--format",
+            "json",
+        ],
+        &[("WABRIDGE_TABLE", table.as_str())],
+    );
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let printed: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    let local = sqlite.report(since_ms).await.unwrap().render(Format::Json);
+    assert_eq!(
+        printed,
+        serde_json::from_str::<serde_json::Value>(&local).unwrap()
+    );
+
+    // A range past the index's reach is refused, not silently cut.
+    let err = dynamo.report(now - 40 * 31 * DAY, now).await.unwrap_err();
+    assert!(err.to_string().contains("36 months"), "{err}");
 }

@@ -22,20 +22,8 @@ fn body(tag: &str) -> String {
     .to_string()
 }
 
-/// Runs the binary with AWS pointed at moto plus `env`.
 fn wabridge(endpoint: &str, args: &[&str], env: &[(&str, &str)]) -> Output {
-    let mut all = vec![
-        ("AWS_ENDPOINT_URL", endpoint),
-        ("AWS_REGION", wabridge_tests::REGION),
-        ("AWS_ACCESS_KEY_ID", "testing"),
-        ("AWS_SECRET_ACCESS_KEY", "testing"),
-    ];
-    all.extend_from_slice(env);
-    gateway::command(&all)
-        .env_remove("AWS_PROFILE")
-        .args(args)
-        .output()
-        .expect("run wabridge")
+    gateway::against_aws(endpoint, args, env)
 }
 
 fn ok(out: Output) -> String {

@@ -7,9 +7,15 @@
 //! - `attrconv#<event id>`: a conversion with `status`, `detail`, `attempts`.
 //!
 //! A commit writes the contact state (conditioned on its version) and the log entry
-//! (conditioned on absence) in one TransactWriteItems. The report runs over SQLite only.
+//! (conditioned on absence) in one TransactWriteItems.
+//!
+//! The report reads the sparse index [`REPORT_INDEX`]: a log entry that started a conversation
+//! or made a lead, and every conversion, also carry `rperiod` (`<UTC year-month>#<shard>`), `rat`
+//! (the time, Unix ms) and the figures the report adds up, so a report Queries a few index
+//! partitions a month instead of scanning the table. Each item is written once (conditioned on
+//! absence), so a redelivery never counts twice; the shards spread a busy month's index writes.
 
-use std::collections::HashMap;
+use std::collections::{BTreeMap, HashMap};
 
 use async_trait::async_trait;
 use aws_sdk_dynamodb::types::{AttributeValue, Put, TransactWriteItem};
@@ -18,8 +24,9 @@ use aws_sdk_dynamodb::Client;
 use super::{n, pk, s, PK, SINGLE_SK, SK};
 use crate::adapters::aws::store_error;
 use crate::attribution::link::TrackedLink;
+use crate::attribution::report::{Report, ReportRow};
 use crate::attribution::store::{
-    AttributionStore, Claim, Commit, ContactState, ConversionRow, LogEntry,
+    AttributionStore, Claim, Commit, ContactState, ConversionRow, Credit, LogEntry,
 };
 use crate::error::StoreError;
 
@@ -51,12 +58,122 @@ fn parse<T: serde::de::DeserializeOwned>(
     }
 }
 
+/// The table's global secondary index the report reads (see the template): partition key
+/// [`REPORT_PERIOD`] (S), sort key [`REPORT_AT`] (N), projecting [`REPORT_ATTRIBUTES`].
+pub const REPORT_INDEX: &str = "report";
+pub const REPORT_PERIOD: &str = "rperiod";
+pub const REPORT_AT: &str = "rat";
+/// The attributes the index projects besides its keys.
+pub const REPORT_ATTRIBUTES: [&str; 7] = [
+    "utm_source",
+    "utm_medium",
+    "utm_campaign",
+    "conversations",
+    "leads",
+    "currency",
+    "value",
+];
+/// Index partitions per month: one partition takes about 1,000 writes a second.
+const REPORT_SHARDS: u32 = 4;
+/// How far back a report reads: one Query per month and shard.
+pub const REPORT_MAX_MONTHS: i64 = 36;
+
+/// Months since January 1970 (UTC) of a Unix ms time.
+fn month_of(at_ms: i64) -> Result<i64, StoreError> {
+    let date = time::OffsetDateTime::from_unix_timestamp_nanos(i128::from(at_ms) * 1_000_000)
+        .map_err(|_| StoreError::corrupt(format!("time out of range: {at_ms}")))?;
+    Ok(i64::from(date.year() - 1970) * 12 + i64::from(u8::from(date.month())) - 1)
+}
+
+/// `YYYY-MM` of a month number from [`month_of`].
+fn month_name(month: i64) -> String {
+    format!(
+        "{:04}-{:02}",
+        1970 + month.div_euclid(12),
+        month.rem_euclid(12) + 1
+    )
+}
+
+/// The index attributes of a counted item: its month partition (sharded by `id`), its time and
+/// its credit.
+fn report_attributes(
+    id: &str,
+    at_ms: i64,
+    credit: &Credit,
+) -> Result<Vec<(&'static str, AttributeValue)>, StoreError> {
+    let shard = id
+        .bytes()
+        .fold(0u32, |h, b| h.wrapping_mul(31).wrapping_add(u32::from(b)))
+        % REPORT_SHARDS;
+    let mut attrs = vec![
+        (
+            REPORT_PERIOD,
+            s(format!("{}#{shard}", month_name(month_of(at_ms)?))),
+        ),
+        (REPORT_AT, n(at_ms)),
+    ];
+    for (name, value) in [
+        ("utm_source", &credit.utm_source),
+        ("utm_medium", &credit.utm_medium),
+        ("utm_campaign", &credit.utm_campaign),
+    ] {
+        if let Some(v) = value {
+            attrs.push((name, s(v.clone())));
+        }
+    }
+    Ok(attrs)
+}
+
+fn number(item: &HashMap<String, AttributeValue>, name: &str) -> Result<f64, StoreError> {
+    match item.get(name) {
+        None => Ok(0.0),
+        Some(AttributeValue::N(v)) => v.parse().map_err(StoreError::corrupt),
+        Some(_) => Err(StoreError::corrupt(format!("{name} is not a number"))),
+    }
+}
+
+fn text(item: &HashMap<String, AttributeValue>, name: &str) -> Option<String> {
+    match item.get(name) {
+        Some(AttributeValue::S(v)) => Some(v.clone()),
+        _ => None,
+    }
+}
+
+/// Adds one index item (a counted log entry or a conversion) to the report's rows.
+fn tally(
+    rows: &mut BTreeMap<Credit, ReportRow>,
+    item: &HashMap<String, AttributeValue>,
+) -> Result<(), StoreError> {
+    let credit = Credit {
+        utm_source: text(item, "utm_source"),
+        utm_medium: text(item, "utm_medium"),
+        utm_campaign: text(item, "utm_campaign"),
+    };
+    let row = rows
+        .entry(credit.clone())
+        .or_insert_with(|| ReportRow::new(credit));
+    row.conversations += number(item, "conversations")? as u64;
+    row.leads += number(item, "leads")? as u64;
+    if let Some(currency) = text(item, "currency") {
+        row.conversions += 1;
+        *row.value.entry(currency).or_insert(0.0) += number(item, "value")?;
+    }
+    Ok(())
+}
+
 impl DynamoAttribution {
     pub fn new(client: Client, table: impl Into<String>) -> Self {
         DynamoAttribution {
             client,
             table: table.into(),
         }
+    }
+
+    /// Over the standard AWS environment (credentials, region, `AWS_ENDPOINT_URL`): the CLI's
+    /// report.
+    pub async fn from_env(table: impl Into<String>) -> Self {
+        let config = crate::adapters::aws::sdk_config().await;
+        DynamoAttribution::new(Client::new(config), table)
     }
 
     async fn get(
@@ -79,6 +196,56 @@ impl DynamoAttribution {
     /// Puts `item` unless an item with its key exists; `false` when it does.
     async fn put_new(&self, item: HashMap<String, AttributeValue>) -> Result<bool, StoreError> {
         super::put_new(&self.client, &self.table, item).await
+    }
+
+    /// Conversations, leads, conversions and value per source / medium / campaign from
+    /// `since_ms` up to `now_ms` (Unix ms; message time for conversations and leads, event time
+    /// for conversions), as the SQLite store's report: Queries of [`REPORT_INDEX`], one per month
+    /// and shard, at most [`REPORT_MAX_MONTHS`] months back.
+    pub async fn report(&self, since_ms: i64, now_ms: i64) -> Result<Report, StoreError> {
+        let first = month_of(since_ms)?;
+        let last = month_of(now_ms)?.max(first);
+        if last - first >= REPORT_MAX_MONTHS {
+            return Err(StoreError::Invalid(format!(
+                "the DynamoDB report reads at most {REPORT_MAX_MONTHS} months back; use a later --since"
+            )));
+        }
+        let mut rows: BTreeMap<Credit, ReportRow> = BTreeMap::new();
+        for month in first..=last {
+            for shard in 0..REPORT_SHARDS {
+                let mut start = None;
+                loop {
+                    let out = self
+                        .client
+                        .query()
+                        .table_name(&self.table)
+                        .index_name(REPORT_INDEX)
+                        .key_condition_expression("#p = :p AND #at >= :since")
+                        .expression_attribute_names("#p", REPORT_PERIOD)
+                        .expression_attribute_names("#at", REPORT_AT)
+                        .expression_attribute_values(
+                            ":p",
+                            s(format!("{}#{shard}", month_name(month))),
+                        )
+                        .expression_attribute_values(":since", n(since_ms))
+                        .set_exclusive_start_key(start)
+                        .send()
+                        .await
+                        .map_err(|e| store_error("Query", e))?;
+                    for item in out.items() {
+                        tally(&mut rows, item)?;
+                    }
+                    start = out.last_evaluated_key;
+                    if start.is_none() {
+                        break;
+                    }
+                }
+            }
+        }
+        Ok(Report {
+            since_ms,
+            rows: rows.into_values().collect(),
+        })
     }
 }
 
@@ -138,6 +305,16 @@ impl AttributionStore for DynamoAttribution {
         let mut log = key("attrlog", &entry.event_id);
         log.insert("body".into(), body(entry)?);
         log.insert("at".into(), n(entry.at));
+        if entry.conversation_start || entry.lead {
+            for (name, value) in report_attributes(&entry.event_id, entry.at, &entry.credit)? {
+                log.insert(name.into(), value);
+            }
+            log.insert(
+                "conversations".into(),
+                n(i64::from(entry.conversation_start)),
+            );
+            log.insert("leads".into(), n(i64::from(entry.lead)));
+        }
         let log_put = Put::builder()
             .table_name(&self.table)
             .set_item(Some(log))
@@ -175,6 +352,11 @@ impl AttributionStore for DynamoAttribution {
         item.insert("body".into(), body(row)?);
         item.insert("status".into(), s(row.status.clone()));
         item.insert("attempts".into(), n(i64::from(row.attempts)));
+        for (name, value) in report_attributes(&row.event_id, row.event_time, &row.credit)? {
+            item.insert(name.into(), value);
+        }
+        item.insert("currency".into(), s(row.currency.clone()));
+        item.insert("value".into(), AttributeValue::N(row.value.to_string()));
         if self.put_new(item).await? {
             return Ok(Claim::New);
         }
