@@ -1,6 +1,25 @@
 # Shared by bench/load/run.sh (wabridge) and bench/load/node.sh (the Node reference): the same
 # load, the same wrk, the same figures, so the two can be compared run for run.
 
+# load_setup [COUNT] [CONNECTIONS] [THREADS]: the scripts' shared arguments, and wrk.
+load_setup() {
+  COUNT="${1:-200000}"
+  CONNS="${2:-64}"
+  THREADS="${3:-2}"
+  if [ "$COUNT" -lt 10000 ]; then echo "COUNT must be at least 10000" >&2; exit 2; fi
+  need_wrk
+}
+
+# wabridge_bin ROOT: BIN is $WABRIDGE_BIN (a build to reuse) or a fresh release build.
+wabridge_bin() {
+  if [ -n "${WABRIDGE_BIN:-}" ]; then
+    BIN="$WABRIDGE_BIN"
+  else
+    cargo build --release -p wabridge --manifest-path "$1/Cargo.toml" >&2
+    BIN="$1/target/release/wabridge"
+  fi
+}
+
 need_wrk() {
   if ! command -v wrk >/dev/null 2>&1; then
     echo "installing wrk (apt-get)..." >&2

@@ -11,26 +11,15 @@
 #   WORKERS=N     N receiver processes sharing the port (node:cluster), default 1
 set -euo pipefail
 
-COUNT="${1:-200000}"
-CONNS="${2:-64}"
-THREADS="${3:-2}"
 ROOT="$(cd "$(dirname "$0")/../.." && pwd)"
 HERE="$ROOT/bench/load"
-
-if [ "$COUNT" -lt 10000 ]; then echo "COUNT must be at least 10000" >&2; exit 2; fi
-
 . "$HERE/lib.sh"
-need_wrk
+load_setup "$@"
 command -v node >/dev/null || { echo "node is required (Debian: apt-get install nodejs npm)" >&2; exit 1; }
 # The library's version is pinned in package-lock.json.
 npm ci --prefix "$HERE/node-receiver" --no-audit --no-fund --silent >&2
 
-if [ -n "${WABRIDGE_BIN:-}" ]; then
-  BIN="$WABRIDGE_BIN"
-else
-  cargo build --release -p wabridge --manifest-path "$ROOT/Cargo.toml" >&2
-  BIN="$ROOT/target/release/wabridge"
-fi
+wabridge_bin "$ROOT"
 
 WORK="$(mktemp -d)"
 cleanup() {

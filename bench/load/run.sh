@@ -12,24 +12,13 @@
 #   THREADS      wrk threads (default 2)
 set -euo pipefail
 
-COUNT="${1:-200000}"
-CONNS="${2:-64}"
-THREADS="${3:-2}"
 ROOT="$(cd "$(dirname "$0")/../.." && pwd)"
 HERE="$ROOT/bench/load"
-
-if [ "$COUNT" -lt 10000 ]; then echo "COUNT must be at least 10000" >&2; exit 2; fi
-
 . "$HERE/lib.sh"
-need_wrk
+load_setup "$@"
 
 # WABRIDGE_BIN: a wabridge binary already built (skips the release build).
-if [ -n "${WABRIDGE_BIN:-}" ]; then
-  BIN="$WABRIDGE_BIN"
-else
-  cargo build --release -p wabridge --manifest-path "$ROOT/Cargo.toml" >&2
-  BIN="$ROOT/target/release/wabridge"
-fi
+wabridge_bin "$ROOT"
 
 WORK="$(mktemp -d)"
 DATA="$WORK/data"

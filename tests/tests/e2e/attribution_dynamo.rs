@@ -138,17 +138,9 @@ async fn attribution_engine_over_dynamodb() {
 
     // Conversions ledger.
     let row = ConversionRow {
-        event_id: "deal-1".into(),
         contact_id: "c1".into(),
-        event_name: "Purchase".into(),
-        value: 10.0,
-        currency: "MXN".into(),
-        event_time: T0,
         ctwa_clid: Some("clid".into()),
-        credit: Credit::default(),
-        status: "pending".into(),
-        detail: None,
-        attempts: 0,
+        ..pending_conversion("deal-1", 10.0, "MXN", T0, Credit::default())
     };
     assert_eq!(store.claim_conversion(&row).await.unwrap(), Claim::New);
     store
@@ -169,6 +161,29 @@ async fn attribution_engine_over_dynamodb() {
 }
 
 const DAY: i64 = 86_400_000;
+
+/// A purchase by contact `c-0` as the conversions service claims it.
+fn pending_conversion(
+    event_id: &str,
+    value: f64,
+    currency: &str,
+    event_time: i64,
+    credit: Credit,
+) -> ConversionRow {
+    ConversionRow {
+        event_id: event_id.into(),
+        contact_id: "c-0".into(),
+        event_name: "Purchase".into(),
+        value,
+        currency: currency.into(),
+        event_time,
+        ctwa_clid: None,
+        credit,
+        status: "pending".into(),
+        detail: None,
+        attempts: 0,
+    }
+}
 
 /// Messages and conversions spread over three months, each delivered twice.
 async fn report_scenario(store: &dyn AttributionStore) {
@@ -217,23 +232,17 @@ async fn report_scenario(store: &dyn AttributionStore) {
     .into_iter()
     .enumerate()
     {
-        let row = ConversionRow {
-            event_id: format!("deal-{i}"),
-            contact_id: "c-0".into(),
-            event_name: "Purchase".into(),
+        let row = pending_conversion(
+            &format!("deal-{i}"),
             value,
-            currency: currency.into(),
-            event_time: T0 - 40 * DAY + i as i64 * 20 * DAY,
-            ctwa_clid: None,
-            credit: if i == 3 {
+            currency,
+            T0 - 40 * DAY + i as i64 * 20 * DAY,
+            if i == 3 {
                 Credit::default()
             } else {
                 credit.clone()
             },
-            status: "pending".into(),
-            detail: None,
-            attempts: 0,
-        };
+        );
         assert_eq!(store.claim_conversion(&row).await.unwrap(), Claim::New);
         assert!(matches!(
             store.claim_conversion(&row).await.unwrap(),
