@@ -3,7 +3,8 @@
 //! Meta signs every webhook POST with `sha256=<lowercase hex HMAC-SHA256(app secret, body)>`
 //! computed over the body bytes exactly as sent. We verify over the raw bytes before parsing
 //! anything (re-serialised JSON would not match: Meta escapes non-ASCII as `\uXXXX`), and compare
-//! in constant time (`hmac`'s `verify_slice`, `subtle` for the verify token).
+//! in constant time (`hmac`'s `verify_slice`, `subtle` for the verify token). A body that arrives
+//! with raw UTF-8 is also checked in the escaped form Meta signs (see [`verify`]).
 
 use std::fmt;
 
@@ -113,10 +114,46 @@ fn mac(secret: &AppSecret) -> HmacSha256 {
 }
 
 /// Whether `signature` is HMAC-SHA256(`secret`, `body`), compared in constant time.
+///
+/// Meta documents that it signs "an escaped unicode version of the payload, with lowercase hex
+/// digits". Its bodies normally arrive escaped already, so the bytes as received match; when a
+/// body carries raw UTF-8 instead (as some receivers report for accented text), the tag of its
+/// escaped form is accepted too. Both need the secret; a forged body fails both.
 pub fn verify(secret: &AppSecret, body: &[u8], signature: &WebhookSignature) -> bool {
     let mut m = mac(secret);
     m.update(body);
+    if m.verify_slice(signature.as_bytes()).is_ok() {
+        return true;
+    }
+    if body.is_ascii() {
+        return false;
+    }
+    let Ok(text) = std::str::from_utf8(body) else {
+        return false;
+    };
+    let mut m = mac(secret);
+    update_escaped(&mut m, text);
     m.verify_slice(signature.as_bytes()).is_ok()
+}
+
+/// Feeds `text` with every non-ASCII character as `\uXXXX` (lowercase hex; UTF-16 surrogate
+/// pairs above U+FFFF), without building the escaped copy.
+fn update_escaped(m: &mut HmacSha256, text: &str) {
+    let mut ascii_from = 0;
+    for (at, ch) in text.char_indices() {
+        if ch.is_ascii() {
+            continue;
+        }
+        m.update(&text.as_bytes()[ascii_from..at]);
+        let mut units = [0u16; 2];
+        for unit in ch.encode_utf16(&mut units) {
+            let mut escape = *b"\\u0000";
+            hex::encode_to_slice(unit.to_be_bytes(), &mut escape[2..]).expect("4 hex digits");
+            m.update(&escape);
+        }
+        ascii_from = at + ch.len_utf8();
+    }
+    m.update(&text.as_bytes()[ascii_from..]);
 }
 
 /// The full header value Meta would send for `body`: `sha256=<lowercase hex>`.
@@ -206,6 +243,26 @@ mod tests {
         let sig = WebhookSignature::parse(&sign(&secret(), a)).unwrap();
         assert!(verify(&secret(), a, &sig));
         assert!(!verify(&secret(), b, &sig));
+    }
+
+    #[test]
+    fn raw_utf8_bodies_pass_with_the_tag_of_their_escaped_form() {
+        // Meta signs the escaped form; a body that arrives with raw UTF-8 still verifies.
+        let raw = "{\"t\":\"Olá, ¿qué tal? 😊\"}".as_bytes();
+        let escaped = br#"{"t":"Ol\u00e1, \u00bfqu\u00e9 tal? \ud83d\ude0a"}"#;
+        let sig = WebhookSignature::parse(&sign(&secret(), escaped)).unwrap();
+        assert!(verify(&secret(), escaped, &sig));
+        assert!(verify(&secret(), raw, &sig));
+        // Not for other text, other escapes, or another secret.
+        let other = "{\"t\":\"Olá, ¿qué tal? 😉\"}".as_bytes();
+        assert!(!verify(&secret(), other, &sig));
+        let upper = br#"{"t":"Ol\u00E1, \u00BFqu\u00E9 tal? \uD83D\uDE0A"}"#;
+        let upper_sig = WebhookSignature::parse(&sign(&secret(), upper)).unwrap();
+        assert!(!verify(&secret(), raw, &upper_sig));
+        let wrong = AppSecret::new("another-secret").unwrap();
+        assert!(!verify(&wrong, raw, &sig));
+        // Bytes that are not UTF-8 are refused, not panicked on.
+        assert!(!verify(&secret(), &[b'{', 0xff, b'}'], &sig));
     }
 
     #[test]

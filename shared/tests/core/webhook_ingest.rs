@@ -180,6 +180,46 @@ async fn signed_post_is_split_handed_off_and_acknowledged() {
 }
 
 #[tokio::test]
+async fn accented_text_arriving_as_raw_utf8_is_accepted_with_metas_escaped_signature() {
+    // Meta signs the \uXXXX-escaped payload; a body that reaches us with raw UTF-8 (a proxy, or
+    // Meta itself, as some receivers report) must not be refused for it.
+    let (api, inbox) = api();
+    let envelope = |text: &str| {
+        format!(
+            r#"{{"object":"whatsapp_business_account","entry":[{{"id":"102290129340398","changes":[{{"field":"messages","value":{{"messaging_product":"whatsapp","metadata":{{"display_phone_number":"15550783881","phone_number_id":"106540352242922"}},"messages":[{{"from":"5215512345678","id":"wamid.acentos","timestamp":"1749416383","type":"text","text":{{"body":"{text}"}}}}]}}}}]}}]}}"#
+        )
+    };
+    let raw = envelope("¿Tienen envío a Monterrey? Obrigado, até logo 👍");
+    let escaped =
+        envelope(r"\u00bfTienen env\u00edo a Monterrey? Obrigado, at\u00e9 logo \ud83d\udc4d");
+    let meta_signature = sign(&secret(), escaped.as_bytes());
+    let r = api
+        .handle(post(raw.as_bytes(), Some(meta_signature.clone())))
+        .await;
+    assert_eq!(r.status, 200, "{}", String::from_utf8_lossy(&r.body));
+    let item: serde_json::Value =
+        serde_json::from_str(inbox.accepted.lock().unwrap()[0].item.get()).unwrap();
+    assert_eq!(
+        item["text"]["body"],
+        "¿Tienen envío a Monterrey? Obrigado, até logo 👍"
+    );
+    // The escaped body as Meta usually sends it passes too (a duplicate of the same message).
+    let r = api
+        .handle(post(escaped.as_bytes(), Some(meta_signature)))
+        .await;
+    assert_eq!((r.status, json(&r)["duplicates"].as_u64()), (200, Some(1)));
+    // Tampered text is still refused.
+    let tampered = envelope("¿Tienen envío a Guadalajara? Obrigado, até logo 👍");
+    let r = api
+        .handle(post(
+            tampered.as_bytes(),
+            Some(sign(&secret(), escaped.as_bytes())),
+        ))
+        .await;
+    assert_eq!(r.status, 401);
+}
+
+#[tokio::test]
 async fn missing_malformed_or_wrong_signatures_are_401_and_touch_nothing() {
     let (api, inbox) = api();
     let body = sample("text_es_mx.json");
