@@ -67,7 +67,7 @@ fn meta_json(value: &serde_json::Value) -> String {
     String::from_utf8(out).expect("the output is ASCII")
 }
 
-/// A realistic text-message webhook (about 700 bytes) with a unique message id, from one of
+/// A realistic text-message webhook (about 650 bytes) with a unique message id, from one of
 /// [`LOAD_CONTACTS`] Mexico City mobile numbers.
 pub fn sample_body(n: u64) -> String {
     let wa_id = format!("52155{:08}", 10_000_000 + n % LOAD_CONTACTS);
