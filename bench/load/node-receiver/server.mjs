@@ -4,8 +4,8 @@
 // its 200 is not durable.
 //   RECEIVER=bare  skip the library: node:crypto's HMAC over the raw bytes, timingSafeEqual and
 //                  JSON.parse, the least a Node receiver can do.
-//   WORKERS=N      N processes sharing the port (node:cluster; default 1), as Node is scaled
-//                  across cores.
+//   WORKERS=N      N processes sharing the port (node:cluster; default 1: one process, no
+//                  cluster), as Node is scaled across cores.
 // Prints "listening on http://ADDR" once every worker listens. GET /stats reports the POSTs
 // answered and the span between the first and the last (as `wabridge stats` does), summed over
 // the workers, each of which reports every 100 ms: ask a little after the load stops.
@@ -23,7 +23,9 @@ if (!appSecret) {
 const workers = Math.max(1, Number(process.env.WORKERS ?? 1));
 const [host, port] = (process.argv[2] ?? "127.0.0.1:0").split(":");
 
-if (cluster.isPrimary) {
+if (workers === 1) {
+  serve();
+} else if (cluster.isPrimary) {
   // The primary only forks, prints the address and sums the workers' counters.
   const latest = new Map();
   let listening = 0;
@@ -69,19 +71,21 @@ function serve() {
   const handle = process.env.RECEIVER === "bare" ? bare : (req) => Whatsapp.handle_post(req);
 
   const stats = { ok: 0, failed: 0, first_ms: 0, last_ms: 0 };
-  let reported = -1;
-  setInterval(() => {
-    if (stats.ok + stats.failed !== reported) {
-      reported = stats.ok + stats.failed;
-      process.send({ stats });
-    }
-  }, 100).unref();
   const waiting = new Map();
   let asked = 0;
-  process.on("message", (msg) => {
-    waiting.get(msg.answer)?.(msg.stats);
-    waiting.delete(msg.answer);
-  });
+  if (cluster.isWorker) {
+    let reported = -1;
+    setInterval(() => {
+      if (stats.ok + stats.failed !== reported) {
+        reported = stats.ok + stats.failed;
+        process.send({ stats });
+      }
+    }, 100).unref();
+    process.on("message", (msg) => {
+      waiting.get(msg.answer)?.(msg.stats);
+      waiting.delete(msg.answer);
+    });
+  }
 
   const server = createServer(async (req, res) => {
     if (req.method === "POST" && req.url === "/webhook") {
@@ -99,12 +103,17 @@ function serve() {
     } else if (req.method === "GET" && req.url === "/healthz") {
       res.end("ok");
     } else if (req.method === "GET" && req.url === "/stats") {
-      asked += 1;
-      waiting.set(asked, (sum) => {
+      const answer = (sum) => {
         res.setHeader("content-type", "application/json");
         res.end(JSON.stringify(sum));
-      });
-      process.send({ ask: asked });
+      };
+      if (cluster.isWorker) {
+        asked += 1;
+        waiting.set(asked, answer);
+        process.send({ ask: asked });
+      } else {
+        answer(stats);
+      }
     } else {
       res.statusCode = 404;
       res.end();
@@ -112,7 +121,9 @@ function serve() {
   });
   server.listen(Number(port), host, () => {
     const a = server.address();
-    process.send({ listening: `${a.address}:${a.port}` });
+    const addr = `${a.address}:${a.port}`;
+    if (cluster.isWorker) process.send({ listening: addr });
+    else console.log(`listening on http://${addr}`);
   });
 
   // Event callbacks rather than `for await`: the async iterator costs Node a good share of its
