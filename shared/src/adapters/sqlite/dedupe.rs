@@ -7,6 +7,7 @@ use rusqlite::{params, Connection, OptionalExtension};
 
 use super::db::{sql_err, Clock, Db};
 use super::ledger::SqliteLedger;
+use super::sends::SqliteSends;
 use crate::dedupe::Dedupe;
 use crate::error::StoreError;
 
@@ -64,6 +65,8 @@ pub struct SqliteDedupe {
     clock: Clock,
     /// Purged by the same task, past its retention (see [`SqliteDedupe::with_ledger`]).
     ledger: Option<SqliteLedger>,
+    /// Pair windows purged by the same task a day after they end.
+    sends: Option<SqliteSends>,
 }
 
 impl SqliteDedupe {
@@ -72,6 +75,7 @@ impl SqliteDedupe {
             db,
             clock: Clock::System,
             ledger: None,
+            sends: None,
         }
     }
 
@@ -80,6 +84,7 @@ impl SqliteDedupe {
             db,
             clock,
             ledger: None,
+            sends: None,
         }
     }
 
@@ -92,6 +97,13 @@ impl SqliteDedupe {
                 .with_clock(self.clock.clone())
                 .with_retention(retention),
         );
+        self
+    }
+
+    /// Makes [`SqliteDedupe::spawn_purger`] also delete the sender's pair windows a day after
+    /// they ended ([`SqliteSends::purge_pair_windows`]): one row per recipient otherwise stays.
+    pub fn with_pair_window_purge(mut self) -> Self {
+        self.sends = Some(SqliteSends::new(self.db.clone()));
         self
     }
 
@@ -138,35 +150,19 @@ impl SqliteDedupe {
     ) -> tokio::task::JoinHandle<()> {
         tokio::spawn(async move {
             loop {
-                loop {
-                    match self.purge_expired(1000).await {
-                        Ok(1000) => continue,
-                        Ok(_) => break,
-                        Err(e) => {
-                            tracing::warn!(error = %e, "dedupe purge failed");
-                            break;
-                        }
-                    }
-                }
+                purge_in_batches("expired dedupe keys", || self.purge_expired(PURGE_BATCH)).await;
                 if let Some(ledger) = &self.ledger {
-                    let mut purged = 0;
-                    loop {
-                        match ledger.purge_expired(1000).await {
-                            Ok(n) => {
-                                purged += n;
-                                if n < 1000 {
-                                    break;
-                                }
-                            }
-                            Err(e) => {
-                                tracing::warn!(error = %e, "ledger purge failed");
-                                break;
-                            }
-                        }
-                    }
-                    if purged > 0 {
-                        tracing::info!(purged, "purged confirmed ledger entries past retention");
-                    }
+                    purge_in_batches("confirmed ledger entries past retention", || {
+                        ledger.purge_expired(PURGE_BATCH)
+                    })
+                    .await;
+                }
+                if let Some(sends) = &self.sends {
+                    let before = self.clock.now_ms().saturating_sub(PAIR_WINDOW_KEEP_MS);
+                    purge_in_batches("ended pair windows", || {
+                        sends.purge_pair_windows(before, PURGE_BATCH)
+                    })
+                    .await;
                 }
                 tokio::select! {
                     _ = tokio::time::sleep(every) => {}
@@ -177,6 +173,37 @@ impl SqliteDedupe {
                 }
             }
         })
+    }
+}
+
+/// Rows per purge transaction: small, so the writer is never held long.
+const PURGE_BATCH: usize = 1000;
+/// How long an ended pair window is kept (as DynamoDB's TTL on the same items).
+const PAIR_WINDOW_KEEP_MS: i64 = 86_400_000;
+
+/// Runs `purge` until a batch comes back short or fails; logs what it removed.
+async fn purge_in_batches<F, Fut>(what: &str, mut purge: F)
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = Result<usize, StoreError>>,
+{
+    let mut purged = 0;
+    loop {
+        match purge().await {
+            Ok(n) => {
+                purged += n;
+                if n < PURGE_BATCH {
+                    break;
+                }
+            }
+            Err(e) => {
+                tracing::warn!(error = %e, what, "purge failed");
+                break;
+            }
+        }
+    }
+    if purged > 0 {
+        tracing::info!(purged, what, "purged");
     }
 }
 
@@ -247,9 +274,24 @@ mod tests {
         assert_eq!(d.seen(&["k"]).await.unwrap(), vec![true]);
     }
 
+    /// The first column of every row `sql` selects.
+    async fn strings(db: &Db, sql: &'static str) -> Vec<String> {
+        db.read(move |c| {
+            let mut s = c.prepare(sql).map_err(sql_err)?;
+            let rows = s
+                .query_map([], |r| r.get(0))
+                .and_then(|rows| rows.collect())
+                .map_err(sql_err);
+            rows
+        })
+        .await
+        .unwrap()
+    }
+
     #[tokio::test]
-    async fn the_purger_task_also_purges_old_confirmed_ledger_entries() {
+    async fn the_purger_task_also_purges_old_confirmed_ledger_entries_and_ended_pair_windows() {
         use crate::ledger::Ledger;
+        use crate::sends::store::SendStore;
         let dir = tempfile::tempdir().unwrap();
         let db = Db::open(dir.path().join("d.db")).unwrap();
         let clock = Clock::manual(1_700_000_000_000);
@@ -262,27 +304,38 @@ mod tests {
         clock.advance(31 * day);
         ledger.claim("recent", day).await.unwrap();
         ledger.confirm("recent").await.unwrap();
+        // Pair windows: one ended two days ago, one ended an hour ago, one still held.
+        let sends = SqliteSends::new(db.clone());
+        let now = clock.now_ms();
+        let six_s = Duration::from_secs(6);
+        for (recipient, at) in [
+            ("+5215500000001", now - 2 * 86_400_000),
+            ("+5215500000002", now - 3_600_000),
+            ("+5215500000003", now),
+        ] {
+            assert_eq!(
+                sends.reserve_pair(recipient, "s", at, six_s).await.unwrap(),
+                None
+            );
+        }
 
         let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
         // One round runs at once; then the task waits for the next one or the stop.
         let task = SqliteDedupe::with_clock(db.clone(), clock.clone())
             .with_ledger_purge(30 * day)
+            .with_pair_window_purge()
             .spawn_purger(Duration::from_secs(3600), stop_rx);
         stop_tx.send(true).unwrap();
         task.await.unwrap();
-        let left: Vec<String> = db
-            .read(|c| {
-                let mut s = c
-                    .prepare("SELECT effect_id FROM effects ORDER BY effect_id")
-                    .map_err(sql_err)?;
-                let ids = s
-                    .query_map([], |r| r.get(0))
-                    .and_then(|rows| rows.collect())
-                    .map_err(sql_err);
-                ids
-            })
-            .await
-            .unwrap();
+        let left = strings(&db, "SELECT effect_id FROM effects ORDER BY effect_id").await;
         assert_eq!(left, vec!["old-unconfirmed", "recent"]);
+        let windows = strings(&db, "SELECT recipient FROM pair_windows ORDER BY recipient").await;
+        assert_eq!(windows, vec!["+5215500000002", "+5215500000003"]);
+        // The window still held keeps holding.
+        assert!(sends
+            .reserve_pair("+5215500000003", "other", now + 1000, six_s)
+            .await
+            .unwrap()
+            .is_some());
     }
 }

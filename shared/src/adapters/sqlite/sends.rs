@@ -79,6 +79,26 @@ impl SqliteSends {
     pub fn new(db: Db) -> SqliteSends {
         SqliteSends { db }
     }
+
+    /// Deletes up to `limit` pair windows that ended before `before_ms` (a window only matters
+    /// until it ends; DynamoDB's TTL sweeps the same items a day later). Returns how many.
+    pub async fn purge_pair_windows(
+        &self,
+        before_ms: i64,
+        limit: usize,
+    ) -> Result<usize, StoreError> {
+        let limit = limit as i64;
+        self.db
+            .write(move |t| {
+                t.prepare_cached(
+                    "DELETE FROM pair_windows WHERE recipient IN
+                     (SELECT recipient FROM pair_windows WHERE until_ms < ?1 LIMIT ?2)",
+                )
+                .and_then(|mut s| s.execute(params![before_ms, limit]))
+                .map_err(sql_err)
+            })
+            .await
+    }
 }
 
 #[async_trait]
