@@ -21,7 +21,7 @@ use async_trait::async_trait;
 use aws_sdk_dynamodb::types::{AttributeValue, Put, TransactWriteItem};
 use aws_sdk_dynamodb::Client;
 
-use super::{n, pk, s, PK, SINGLE_SK, SK};
+use super::{get_s, n, pk, s, PK, SINGLE_SK, SK};
 use crate::adapters::aws::store_error;
 use crate::attribution::link::TrackedLink;
 use crate::attribution::report::{Report, ReportRow};
@@ -132,29 +132,22 @@ fn number(item: &HashMap<String, AttributeValue>, name: &str) -> Result<f64, Sto
     }
 }
 
-fn text(item: &HashMap<String, AttributeValue>, name: &str) -> Option<String> {
-    match item.get(name) {
-        Some(AttributeValue::S(v)) => Some(v.clone()),
-        _ => None,
-    }
-}
-
 /// Adds one index item (a counted log entry or a conversion) to the report's rows.
 fn tally(
     rows: &mut BTreeMap<Credit, ReportRow>,
     item: &HashMap<String, AttributeValue>,
 ) -> Result<(), StoreError> {
     let credit = Credit {
-        utm_source: text(item, "utm_source"),
-        utm_medium: text(item, "utm_medium"),
-        utm_campaign: text(item, "utm_campaign"),
+        utm_source: get_s(item, "utm_source"),
+        utm_medium: get_s(item, "utm_medium"),
+        utm_campaign: get_s(item, "utm_campaign"),
     };
     let row = rows
         .entry(credit.clone())
         .or_insert_with(|| ReportRow::new(credit));
     row.conversations += number(item, "conversations")? as u64;
     row.leads += number(item, "leads")? as u64;
-    if let Some(currency) = text(item, "currency") {
+    if let Some(currency) = get_s(item, "currency") {
         row.conversions += 1;
         *row.value.entry(currency).or_insert(0.0) += number(item, "value")?;
     }
@@ -365,13 +358,10 @@ impl AttributionStore for DynamoAttribution {
             .await?
             .ok_or_else(|| StoreError::Unavailable("conversion vanished".into()))?;
         let mut existing: ConversionRow = parse(&item)?;
-        if let Some(AttributeValue::S(st)) = item.get("status") {
-            existing.status = st.clone();
+        if let Some(status) = get_s(&item, "status") {
+            existing.status = status;
         }
-        existing.detail = match item.get("detail") {
-            Some(AttributeValue::S(d)) => Some(d.clone()),
-            _ => None,
-        };
+        existing.detail = get_s(&item, "detail");
         if let Some(AttributeValue::N(a)) = item.get("attempts") {
             existing.attempts = a.parse().unwrap_or(0);
         }

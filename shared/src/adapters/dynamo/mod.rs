@@ -9,6 +9,7 @@
 //!   unprocessed keys/items retried with backoff ([`retry_unprocessed`]);
 //! - SDK errors map through [`crate::adapters::aws::store_error`].
 
+use std::collections::HashMap;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use aws_sdk_dynamodb::operation::update_item::builders::UpdateItemFluentBuilder;
@@ -53,6 +54,11 @@ pub fn s(value: impl Into<String>) -> AttributeValue {
 
 pub fn n(value: i64) -> AttributeValue {
     AttributeValue::N(value.to_string())
+}
+
+/// The string attribute `name` of `item`, if it is one.
+pub fn get_s(item: &HashMap<String, AttributeValue>, name: &str) -> Option<String> {
+    item.get(name).and_then(|v| v.as_s().ok()).cloned()
 }
 
 /// An UpdateItem of the single item `<family>#<id>` (sort key `-`) of `table`; the caller adds

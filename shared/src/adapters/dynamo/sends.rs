@@ -9,7 +9,7 @@ use async_trait::async_trait;
 use aws_sdk_dynamodb::types::AttributeValue;
 use aws_sdk_dynamodb::Client;
 
-use super::{n, pk, s, try_update, update_single, EXPIRES_AT, PK, SINGLE_SK, SK};
+use super::{get_s, n, pk, s, try_update, update_single, EXPIRES_AT, PK, SINGLE_SK, SK};
 use crate::adapters::aws::store_error;
 use crate::error::StoreError;
 use crate::sends::store::{pair_wait, Created, SendError, SendRecord, SendState, SendStore};
@@ -22,9 +22,6 @@ pub struct DynamoSends {
 
 type Item = HashMap<String, AttributeValue>;
 
-fn get_s(item: &Item, k: &str) -> Option<String> {
-    item.get(k).and_then(|v| v.as_s().ok()).cloned()
-}
 fn get_n(item: &Item, k: &str) -> i64 {
     item.get(k)
         .and_then(|v| v.as_n().ok())
