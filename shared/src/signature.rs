@@ -132,28 +132,36 @@ pub fn verify(secret: &AppSecret, body: &[u8], signature: &WebhookSignature) -> 
         return false;
     };
     let mut m = mac(secret);
-    update_escaped(&mut m, text);
+    for_each_escaped(text, |piece| m.update(piece));
     m.verify_slice(signature.as_bytes()).is_ok()
 }
 
-/// Feeds `text` with every non-ASCII character as `\uXXXX` (lowercase hex; UTF-16 surrogate
-/// pairs above U+FFFF), without building the escaped copy.
-fn update_escaped(m: &mut HmacSha256, text: &str) {
+/// Calls `out` with `text` in the form Meta signs: every non-ASCII character as `\uXXXX`
+/// (lowercase hex; UTF-16 surrogate pairs above U+FFFF), in pieces, without building a copy.
+fn for_each_escaped(text: &str, mut out: impl FnMut(&[u8])) {
     let mut ascii_from = 0;
     for (at, ch) in text.char_indices() {
         if ch.is_ascii() {
             continue;
         }
-        m.update(&text.as_bytes()[ascii_from..at]);
+        out(&text.as_bytes()[ascii_from..at]);
         let mut units = [0u16; 2];
         for unit in ch.encode_utf16(&mut units) {
             let mut escape = *b"\\u0000";
             hex::encode_to_slice(unit.to_be_bytes(), &mut escape[2..]).expect("4 hex digits");
-            m.update(&escape);
+            out(&escape);
         }
         ascii_from = at + ch.len_utf8();
     }
-    m.update(&text.as_bytes()[ascii_from..]);
+    out(&text.as_bytes()[ascii_from..]);
+}
+
+/// `text` as Meta writes and signs its webhook bodies: non-ASCII escaped as `\uXXXX` (valid
+/// JSON stays valid: outside strings JSON is ASCII). For tools that make Meta-shaped bodies.
+pub fn meta_escaped(text: &str) -> String {
+    let mut out = Vec::with_capacity(text.len() + text.len() / 4);
+    for_each_escaped(text, |piece| out.extend_from_slice(piece));
+    String::from_utf8(out).expect("escaped text is ASCII")
 }
 
 /// The full header value Meta would send for `body`: `sha256=<lowercase hex>`.
@@ -250,6 +258,10 @@ mod tests {
         // Meta signs the escaped form; a body that arrives with raw UTF-8 still verifies.
         let raw = "{\"t\":\"Olá, ¿qué tal? 😊\"}".as_bytes();
         let escaped = br#"{"t":"Ol\u00e1, \u00bfqu\u00e9 tal? \ud83d\ude0a"}"#;
+        assert_eq!(
+            meta_escaped(std::str::from_utf8(raw).unwrap()).as_bytes(),
+            escaped
+        );
         let sig = WebhookSignature::parse(&sign(&secret(), escaped)).unwrap();
         assert!(verify(&secret(), escaped, &sig));
         assert!(verify(&secret(), raw, &sig));

@@ -4,7 +4,6 @@
 use std::io::Write;
 use std::path::Path;
 
-use serde::Serialize;
 use serde_json::json;
 use wabridge_core::signature;
 
@@ -31,47 +30,11 @@ fn load_message_id(wa_id: &str) -> String {
     )
 }
 
-/// serde_json's compact output with every non-ASCII character escaped as `\uXXXX` (lowercase
-/// hex, UTF-16 surrogate pairs above U+FFFF), as Meta writes its webhook bodies. Receivers that
-/// re-escape before hashing (whatsapp-api-js does) then check the same bytes we sign.
-struct MetaFormatter;
-
-impl serde_json::ser::Formatter for MetaFormatter {
-    fn write_string_fragment<W: ?Sized + Write>(
-        &mut self,
-        writer: &mut W,
-        fragment: &str,
-    ) -> std::io::Result<()> {
-        let mut ascii_from = 0;
-        for (at, ch) in fragment.char_indices() {
-            if ch.is_ascii() {
-                continue;
-            }
-            writer.write_all(&fragment.as_bytes()[ascii_from..at])?;
-            let mut units = [0u16; 2];
-            for unit in ch.encode_utf16(&mut units) {
-                write!(writer, "\\u{unit:04x}")?;
-            }
-            ascii_from = at + ch.len_utf8();
-        }
-        writer.write_all(&fragment.as_bytes()[ascii_from..])
-    }
-}
-
-fn meta_json(value: &serde_json::Value) -> String {
-    let mut out = Vec::with_capacity(1024);
-    let mut ser = serde_json::Serializer::with_formatter(&mut out, MetaFormatter);
-    value
-        .serialize(&mut ser)
-        .expect("a JSON value always serialises");
-    String::from_utf8(out).expect("the output is ASCII")
-}
-
 /// A realistic text-message webhook (about 650 bytes) with a unique message id, from one of
 /// [`LOAD_CONTACTS`] Mexico City mobile numbers.
 pub fn sample_body(n: u64) -> String {
     let wa_id = format!("52155{:08}", 10_000_000 + n % LOAD_CONTACTS);
-    meta_json(&json!({
+    let body = json!({
         "object": "whatsapp_business_account",
         "entry": [{
             "id": "102290129340398",
@@ -91,7 +54,9 @@ pub fn sample_body(n: u64) -> String {
                 }
             }]
         }]
-    }))
+    });
+    // Meta escapes non-ASCII (whatsapp-api-js re-escapes before hashing, so raw UTF-8 fails it).
+    signature::meta_escaped(&body.to_string())
 }
 
 /// N signed bodies with unique message ids, one `signature<TAB>body` line each, for
