@@ -22,10 +22,6 @@ fn body(tag: &str) -> String {
     .to_string()
 }
 
-fn wabridge(endpoint: &str, args: &[&str], env: &[(&str, &str)]) -> Output {
-    gateway::against_aws(endpoint, args, env)
-}
-
 fn ok(out: Output) -> String {
     assert!(
         out.status.success(),
@@ -38,7 +34,7 @@ fn ok(out: Output) -> String {
 
 /// `dead-letters list --json` over one explicit queue pair.
 fn list(endpoint: &str, url: &str, dlq: &str) -> Vec<Value> {
-    gateway::json_lines(&ok(wabridge(
+    gateway::json_lines(&ok(gateway::against_aws(
         endpoint,
         &[
             "dead-letters",
@@ -153,7 +149,7 @@ async fn sqs_dead_letters_are_listed_and_redriven_through_the_binary() {
     let mut want = vec![a_id.as_str(), b_id.as_str()];
     want.sort();
     assert_eq!(ids, want);
-    let table = ok(wabridge(
+    let table = ok(gateway::against_aws(
         &endpoint,
         &[
             "dead-letters",
@@ -183,7 +179,7 @@ async fn sqs_dead_letters_are_listed_and_redriven_through_the_binary() {
         ("SENDS_QUEUE_URL", sends.url.as_str()),
         ("SENDS_DLQ_URL", sends.dlq_url.as_str()),
     ];
-    let all = gateway::json_lines(&ok(wabridge(
+    let all = gateway::json_lines(&ok(gateway::against_aws(
         &endpoint,
         &["dead-letters", "list", "--json"],
         &env,
@@ -191,7 +187,7 @@ async fn sqs_dead_letters_are_listed_and_redriven_through_the_binary() {
     let mut queues: Vec<&str> = all.iter().map(|l| l["queue"].as_str().unwrap()).collect();
     queues.sort();
     assert_eq!(queues, ["events", "events", "sends"], "{all:#?}");
-    let only_sends = gateway::json_lines(&ok(wabridge(
+    let only_sends = gateway::json_lines(&ok(gateway::against_aws(
         &endpoint,
         &["dead-letters", "list", "--json", "--queue", "sends"],
         &env,
@@ -200,7 +196,7 @@ async fn sqs_dead_letters_are_listed_and_redriven_through_the_binary() {
     assert_eq!(only_sends[0]["reason"], "graph: 131026 undeliverable");
 
     // An unknown id is an error that moves nothing.
-    let out = wabridge(
+    let out = gateway::against_aws(
         &endpoint,
         &["dead-letters", "redrive", "--id", "no-such-id"],
         &env,
@@ -210,7 +206,7 @@ async fn sqs_dead_letters_are_listed_and_redriven_through_the_binary() {
     assert_eq!(queue_depth(&aws.sqs, &events.dlq_url).await.0, 2);
 
     // Redrive A alone: back on the source queue with its exact body, gone from the DLQ.
-    let out = ok(wabridge(
+    let out = ok(gateway::against_aws(
         &endpoint,
         &[
             "dead-letters",
@@ -232,7 +228,7 @@ async fn sqs_dead_letters_are_listed_and_redriven_through_the_binary() {
 
     // The send back fails (no such source queue): the letter stays in the DLQ.
     let missing = format!("{}-gone", events.url);
-    let out = wabridge(
+    let out = gateway::against_aws(
         &endpoint,
         &[
             "dead-letters",
@@ -250,7 +246,7 @@ async fn sqs_dead_letters_are_listed_and_redriven_through_the_binary() {
     assert_eq!(left[0]["id"], b_id.as_str());
 
     // Redrive the rest of the events pair through the env names.
-    let out = ok(wabridge(
+    let out = ok(gateway::against_aws(
         &endpoint,
         &["dead-letters", "redrive", "--queue", "events"],
         &env,
