@@ -5,4 +5,4 @@
 #   WABRIDGE_BURST_SENDS=5000 WABRIDGE_BURST_RATE=200 bash scripts/sends-burst.sh
 set -euo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
-cargo test --release -p wabridge-core --test core -- --nocapture sends_burst:: 2>&1 | grep -E '^burst:|test result'
+cargo test --release -p wabridge-tests --test core -- --nocapture sends_burst:: 2>&1 | grep -E '^burst:|test result'

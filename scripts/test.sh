@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Runs every test, on a fresh machine too: installs what the tests need (a Python venv with
 # moto's server and the infra linters, Prism from npm), starts the services on free loopback
-# ports, runs the infra checks, then `cargo test --workspace --all-targets`.
+# ports, runs the infra checks and the lint gates (rustfmt, clippy -D warnings), then
+# `cargo test --workspace --all-targets`.
 # Exits non-zero on any failure; the servers are stopped on exit whatever happens.
 #
 #   bash scripts/test.sh                 # everything
@@ -24,12 +25,16 @@ started=$SECONDS
 trap 'status=$?; wabridge_stop_services; exit $status' EXIT
 trap 'exit 130' INT TERM
 
-# Meta's OpenAPI spec lives beside the checkout (../shared); tests find it through this variable.
-spec="${WHATSAPP_OPENAPI_SPEC:-$ROOT/../shared/specs/whatsapp-business-messaging-api_v23.0.yaml}"
+# Meta's OpenAPI spec is vendored under tests/specs (MIT); tests find it through this variable.
+spec="${WHATSAPP_OPENAPI_SPEC:-$ROOT/tests/specs/whatsapp-business-messaging-api_v23.0.yaml}"
 if [[ ! -f "$spec" ]]; then
-    wabridge_die "Meta's OpenAPI spec not found at $spec: the shared/ folder must sit beside this checkout (or set WHATSAPP_OPENAPI_SPEC)"
+    wabridge_die "Meta's OpenAPI spec not found at $spec (set WHATSAPP_OPENAPI_SPEC to another copy)"
 fi
 export WHATSAPP_OPENAPI_SPEC="$(cd "$(dirname "$spec")" && pwd)/$(basename "$spec")"
+reference="$ROOT/../shared/specs/$(basename "$spec")"
+if [[ -f "$reference" ]] && ! cmp -s "$reference" "$WHATSAPP_OPENAPI_SPEC"; then
+    wabridge_log "warning: $reference differs from the vendored spec; update tests/specs/ if Meta published a new one"
+fi
 
 command -v cargo >/dev/null || wabridge_die "cargo is required (https://rustup.rs)"
 
@@ -47,6 +52,12 @@ if [[ -f "$ROOT/infra/check.sh" ]]; then
     wabridge_log "infra checks (infra/check.sh)"
     bash "$ROOT/infra/check.sh"
 fi
+
+# Lint gates: formatting and clippy (with the workspace's lints) fail the run before any test.
+wabridge_log "cargo fmt --all -- --check"
+cargo fmt --all -- --check
+wabridge_log "cargo clippy --workspace --all-targets -- -D warnings"
+cargo clippy --workspace --all-targets -- -D warnings
 
 # Build first (timed apart from the run), then test.
 wabridge_log "cargo test --workspace --all-targets --no-run ${cargo_args[*]}"

@@ -19,7 +19,7 @@ use aws_sdk_dynamodb::types::{
     ProjectionType, ScalarAttributeType, TimeToLiveSpecification,
 };
 use aws_sdk_sqs::types::QueueAttributeName;
-use wabridge_core::adapters::dynamo::{EXPIRES_AT, PK, SK};
+use wabridge_aws::dynamo::{EXPIRES_AT, PK, SK};
 
 /// Env var the test command sets so tests needing a service fail instead of skipping.
 pub const REQUIRE_SERVICES: &str = "WABRIDGE_REQUIRE_SERVICES";
@@ -126,7 +126,7 @@ pub const REGION: &str = "us-east-1";
 
 /// SDK configuration for moto at `endpoint`, with dummy static credentials.
 pub async fn sdk_config(endpoint: &str) -> SdkConfig {
-    wabridge_core::adapters::aws::sdk_config_for_endpoint(endpoint, REGION).await
+    wabridge_aws::sdk::sdk_config_for_endpoint(endpoint, REGION).await
 }
 
 /// SDK clients against moto.
@@ -184,7 +184,7 @@ pub async fn create_table(dynamo: &aws_sdk_dynamodb::Client, name: &str) -> Stri
             .build()
             .expect("key schema")
     };
-    use wabridge_core::adapters::dynamo::attribution::{
+    use wabridge_aws::dynamo::attribution::{
         REPORT_AT, REPORT_ATTRIBUTES, REPORT_INDEX, REPORT_PERIOD,
     };
     let report_index = GlobalSecondaryIndex::builder()
@@ -336,7 +336,7 @@ pub fn sender_app(
     table: &str,
     sends: &TestQueues,
     events: &TestQueues,
-    graph: wabridge_core::sends::graph::GraphClient,
+    graph: wabridge_graph::GraphClient,
 ) -> sender::App {
     sender::build(
         sender::Clients {

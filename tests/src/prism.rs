@@ -3,7 +3,7 @@
 //! answers 422 with the list of violations for a request that does not.
 //!
 //! [`Prism::start`] runs `node_modules/.bin/prism mock` on a free loopback port with the spec at
-//! `WHATSAPP_OPENAPI_SPEC` (fallback: `../shared/specs/...` beside the workspace), waits until it
+//! `WHATSAPP_OPENAPI_SPEC` (fallback: the copy vendored in `tests/specs/`), waits until it
 //! answers, and kills it when dropped. Without Prism (no `npm ci` yet) it returns `None`, unless
 //! `WABRIDGE_REQUIRE_SERVICES=1` (the full test command), where a missing Prism is a failure.
 
@@ -12,7 +12,7 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
-/// The spec file name in `../shared/specs`.
+/// The spec file name in `tests/specs/`.
 pub const SPEC_FILE: &str = "whatsapp-business-messaging-api_v23.0.yaml";
 
 /// A running Prism mock server.
@@ -120,13 +120,13 @@ pub fn workspace_root() -> PathBuf {
         .to_path_buf()
 }
 
-/// `WHATSAPP_OPENAPI_SPEC`, or `../shared/specs/<SPEC_FILE>` beside the workspace.
+/// `WHATSAPP_OPENAPI_SPEC`, or the vendored `tests/specs/<SPEC_FILE>`.
 pub fn spec_path() -> Option<PathBuf> {
     if let Ok(p) = std::env::var("WHATSAPP_OPENAPI_SPEC") {
         let p = PathBuf::from(p);
         return p.is_file().then_some(p);
     }
-    let p = workspace_root().join("../shared/specs").join(SPEC_FILE);
+    let p = workspace_root().join("tests/specs").join(SPEC_FILE);
     p.is_file().then_some(p)
 }
 

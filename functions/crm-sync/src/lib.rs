@@ -13,20 +13,20 @@
 use std::sync::Arc;
 
 use aws_lambda_events::event::sqs::{SqsBatchResponse, SqsEvent};
-use wabridge_core::adapters::dynamo::attribution::DynamoAttribution;
-use wabridge_core::adapters::dynamo::identity::DynamoIdentityStore;
-use wabridge_core::adapters::dynamo::ledger::DynamoLedger;
-use wabridge_core::adapters::dynamo::sends::DynamoSends;
-use wabridge_core::adapters::sqs::SqsQueue;
+use wabridge_aws::dynamo::attribution::DynamoAttribution;
+use wabridge_aws::dynamo::identity::DynamoIdentityStore;
+use wabridge_aws::dynamo::ledger::DynamoLedger;
+use wabridge_aws::dynamo::sends::DynamoSends;
+use wabridge_aws::sqs::SqsQueue;
 use wabridge_core::attribution::AttributionConfig;
 use wabridge_core::config;
-use wabridge_core::consumer::{self, Handler};
+use wabridge_core::consumer::Handler;
 use wabridge_core::mapping::Mapping;
 use wabridge_core::queue::Queue;
 use wabridge_core::sends::events::QueueEvents;
 use wabridge_core::sends::hooks::SendingHooks;
 use wabridge_core::sends::service::Sends;
-use wabridge_core::sync::{crm_from_lookup, CrmSync};
+use wabridge_core::sync::CrmSync;
 
 /// Messages of one batch handled at once.
 pub const CONCURRENCY: usize = 16;
@@ -38,19 +38,19 @@ pub struct App {
 
 /// Everything built once per cold start: SDK clients, secrets, mapping, CRM client.
 pub async fn cold_start() -> Result<App, lambda_runtime::Error> {
-    let sdk = wabridge_core::adapters::aws::sdk_config().await;
-    let secrets = wabridge_core::secrets::secrets().await?;
+    let sdk = wabridge_aws::sdk::sdk_config().await;
+    let secrets = wabridge_aws::secrets::secrets().await?;
     let lookup = |name: &str| secrets.lookup(name).filter(|v| !v.trim().is_empty());
     let need = |name: &str| lookup(name).ok_or_else(|| format!("{name} is not set"));
     let table = need(config::WABRIDGE_TABLE)?;
     let queue_url = need(config::EVENTS_QUEUE_URL)?;
     let dlq_url = need(config::EVENTS_DLQ_URL)?;
-    let kind = lookup(config::CRM_KIND).unwrap_or_else(|| "webhook".into());
+    let kind = config::crm_kind(lookup);
     let mapping = match lookup(config::WABRIDGE_MAPPING) {
         Some(path) => Mapping::load(&path)?,
         None => Mapping::example(&kind)?,
     };
-    let crm = crm_from_lookup(&mapping, None, lookup)?;
+    let crm = wabridge_crm::from_lookup(&mapping, None, lookup)?;
     let dynamo = aws_sdk_dynamodb::Client::new(sdk);
     let sqs = aws_sdk_sqs::Client::new(sdk);
     let attribution_config = AttributionConfig::from_env()?;
@@ -84,7 +84,7 @@ pub fn sending_hooks(
     table: &str,
     events_queue: Arc<dyn Queue>,
 ) -> SendingHooks {
-    let policy = wabridge_core::adapters::dynamo::send_policy(dynamo, table);
+    let policy = wabridge_aws::dynamo::send_policy(dynamo, table);
     let sends = Sends::new(
         Arc::new(DynamoSends::new(dynamo.clone(), table.to_string())),
         // Never used here: crm-sync applies statuses, it does not accept sends.
@@ -98,5 +98,6 @@ pub fn sending_hooks(
 
 /// Handles a batch; returns the messages that must stay on the queue.
 pub async fn handle(app: &App, event: SqsEvent) -> SqsBatchResponse {
-    consumer::sqs_batch(app.queue.as_ref(), app.handler.as_ref(), event, CONCURRENCY).await
+    wabridge_aws::lambda::sqs_batch(app.queue.as_ref(), app.handler.as_ref(), event, CONCURRENCY)
+        .await
 }

@@ -4,13 +4,14 @@
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
-use wabridge_core::adapters::dynamo::attribution::DynamoAttribution;
-use wabridge_core::adapters::sqlite::attribution::SqliteAttribution;
-use wabridge_core::adapters::sqlite::Db;
-use wabridge_core::attribution::conversions::MetaConversions;
+use wabridge_attribution::conversions::MetaConversions;
+use wabridge_attribution::qr;
+use wabridge_attribution::service::{AttributionService, PNG_SCALE};
+use wabridge_aws::dynamo::attribution::DynamoAttribution;
 use wabridge_core::attribution::report::{parse_since, Format};
-use wabridge_core::attribution::service::{AttributionService, PNG_SCALE};
-use wabridge_core::attribution::{link, qr, AttributionConfig, LinkRequest};
+use wabridge_core::attribution::{link, AttributionConfig, LinkRequest};
+use wabridge_sqlite::attribution::SqliteAttribution;
+use wabridge_sqlite::Db;
 
 fn now_ms() -> i64 {
     std::time::SystemTime::now()

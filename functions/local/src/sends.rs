@@ -6,20 +6,21 @@ use std::path::Path;
 use std::sync::Arc;
 
 use serde_json::{json, Value};
-use wabridge_core::adapters::sqlite::{
-    Db, SqliteConsent, SqliteQueue, SqliteSends, SqliteTemplates, SqliteWindow, EVENTS_QUEUE,
-    SENDS_QUEUE,
-};
 use wabridge_core::config;
 use wabridge_core::consent::ConsentService;
 use wabridge_core::consumer::{run_worker, WorkerOptions};
 use wabridge_core::sends::events::QueueEvents;
-use wabridge_core::sends::graph::{GraphClient, GraphConfig};
+use wabridge_core::sends::graph::GraphConfig;
 use wabridge_core::sends::policy::Policy;
 use wabridge_core::sends::ratelimit::RateLimiter;
 use wabridge_core::sends::service::{Sender, Sends};
 use wabridge_core::templates::TemplateRegistry;
 use wabridge_core::window::WindowService;
+use wabridge_graph::GraphClient;
+use wabridge_sqlite::{
+    Db, SqliteConsent, SqliteQueue, SqliteSends, SqliteTemplates, SqliteWindow, EVENTS_QUEUE,
+    SENDS_QUEUE,
+};
 
 /// The sends service over the local SQLite store. Sends that end without a status webhook (and
 /// Meta's 131050 opt-outs) are reported on the events queue, which crm-sync turns into CRM
@@ -62,7 +63,7 @@ pub fn spawn_sender(
         .unwrap_or(config::DEFAULT_SENDS_PER_SECOND);
     let sender = Sender {
         sends: sends.clone(),
-        graph,
+        graph: Arc::new(graph),
         limiter: Arc::new(RateLimiter::for_instances(rate, 1)),
     };
     Some(tokio::spawn(run_worker(

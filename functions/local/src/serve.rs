@@ -8,10 +8,10 @@ use std::time::Duration;
 
 use axum::body::Body;
 use axum::http::{HeaderName, HeaderValue, StatusCode};
-use wabridge_core::adapters::sqlite::{Db, SqliteDedupe, SqliteInbox, SqliteQueue, EVENTS_QUEUE};
 use wabridge_core::api::Api;
 use wabridge_core::consumer::{run_worker, Pressure, WorkerOptions};
 use wabridge_core::http::{ApiError, Method, Request, Response};
+use wabridge_sqlite::{Db, SqliteDedupe, SqliteInbox, SqliteQueue, EVENTS_QUEUE};
 
 use crate::secrets;
 

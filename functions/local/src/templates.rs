@@ -7,9 +7,9 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use serde_json::json;
-use wabridge_core::adapters::sqlite::{Db, SqliteTemplates};
-use wabridge_core::sends::template_sync::{TemplateSync, TemplateSyncConfig};
+use wabridge_core::sends::template_sync::TemplateSyncConfig;
 use wabridge_core::templates::TemplateRegistry;
+use wabridge_sqlite::{Db, SqliteTemplates};
 
 /// How often `serve` syncs after a success.
 pub const SYNC_EVERY: Duration = Duration::from_secs(3600);
@@ -24,7 +24,7 @@ fn registry(db: &Db) -> TemplateRegistry {
 pub async fn sync(data: &Path) -> Result<(), String> {
     let config = TemplateSyncConfig::from_env()?;
     let db = crate::serve::open_db(data)?;
-    let report = TemplateSync::new(config)
+    let report = wabridge_graph::template_sync(config)
         .sync(&registry(&db))
         .await
         .map_err(|e| format!("template sync failed: {e}"))?;
@@ -88,7 +88,7 @@ pub fn spawn_periodic(
             return None;
         }
     };
-    let sync = TemplateSync::new(config);
+    let sync = wabridge_graph::template_sync(config);
     let registry = registry(db);
     Some(tokio::spawn(async move {
         loop {

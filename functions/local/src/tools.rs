@@ -5,14 +5,12 @@ use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use serde_json::json;
-use wabridge_core::adapters::sqlite::{
-    Db, SqliteDedupe, SqliteQueue, SqliteRecords, EVENTS_QUEUE, SENDS_QUEUE,
-};
-use wabridge_core::adapters::sqs::SqsQueue;
+use wabridge_aws::sqs::SqsQueue;
 use wabridge_core::config;
 use wabridge_core::queue::{DeadLetter, Queue};
 use wabridge_core::redact;
 use wabridge_core::signature::{self, AppSecret};
+use wabridge_sqlite::{Db, SqliteDedupe, SqliteQueue, SqliteRecords, EVENTS_QUEUE, SENDS_QUEUE};
 
 use crate::secrets;
 use crate::serve::DB_FILE;

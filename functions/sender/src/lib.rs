@@ -24,17 +24,18 @@ use std::sync::Arc;
 
 use aws_lambda_events::event::sqs::{SqsBatchResponse, SqsEvent};
 use serde_json::{json, Value};
-use wabridge_core::adapters::dynamo::sends::DynamoSends;
-use wabridge_core::adapters::sqs::SqsQueue;
+use wabridge_aws::dynamo::sends::DynamoSends;
+use wabridge_aws::sqs::SqsQueue;
 use wabridge_core::config;
-use wabridge_core::consumer::{self, Handler};
+use wabridge_core::consumer::Handler;
 use wabridge_core::queue::Queue;
 use wabridge_core::sends::events::QueueEvents;
-use wabridge_core::sends::graph::{GraphClient, GraphConfig};
+use wabridge_core::sends::graph::GraphConfig;
 use wabridge_core::sends::ratelimit::RateLimiter;
 use wabridge_core::sends::service::{Sender, Sends};
 use wabridge_core::sends::template_sync::{TemplateSync, TemplateSyncConfig};
 use wabridge_core::templates::TemplateRegistry;
+use wabridge_graph::GraphClient;
 
 /// Messages of one batch handled at once (the limiter paces them).
 pub const CONCURRENCY: usize = 10;
@@ -55,15 +56,15 @@ pub struct App {
 impl App {
     /// Turns on the scheduled template sync.
     pub fn with_template_sync(mut self, config: TemplateSyncConfig) -> App {
-        self.template_sync = Ok(TemplateSync::new(config));
+        self.template_sync = Ok(wabridge_graph::template_sync(config));
         self
     }
 }
 
 /// Everything built once per cold start: SDK clients, secrets, Graph client, limiter.
 pub async fn cold_start() -> Result<App, lambda_runtime::Error> {
-    let sdk = wabridge_core::adapters::aws::sdk_config().await;
-    let secrets = wabridge_core::secrets::secrets().await?;
+    let sdk = wabridge_aws::sdk::sdk_config().await;
+    let secrets = wabridge_aws::secrets::secrets().await?;
     let lookup = |name: &str| secrets.lookup(name).filter(|v| !v.trim().is_empty());
     let need = |name: &str| lookup(name).ok_or_else(|| format!("{name} is not set"));
     let table = need(config::WABRIDGE_TABLE)?;
@@ -128,7 +129,7 @@ pub fn build(clients: Clients, names: Names, graph: GraphClient, limiter: RateLi
     let queue: Arc<dyn Queue> =
         Arc::new(SqsQueue::new(sqs.clone(), names.queue_url, names.dlq_url));
     let events = QueueEvents::new(Arc::new(SqsQueue::producer(sqs, names.events_url)));
-    let policy = wabridge_core::adapters::dynamo::send_policy(&dynamo, &table);
+    let policy = wabridge_aws::dynamo::send_policy(&dynamo, &table);
     let templates = policy.templates.clone();
     let sends = Sends::new(
         Arc::new(DynamoSends::new(dynamo, table)),
@@ -140,7 +141,7 @@ pub fn build(clients: Clients, names: Names, graph: GraphClient, limiter: RateLi
     App {
         handler: Arc::new(Sender {
             sends,
-            graph,
+            graph: Arc::new(graph),
             limiter: Arc::new(limiter),
         }),
         queue,
@@ -154,7 +155,8 @@ pub fn build(clients: Clients, names: Names, graph: GraphClient, limiter: RateLi
 
 /// Handles a batch; returns the messages that must stay on the queue.
 pub async fn handle(app: &App, event: SqsEvent) -> SqsBatchResponse {
-    consumer::sqs_batch(app.queue.as_ref(), app.handler.as_ref(), event, CONCURRENCY).await
+    wabridge_aws::lambda::sqs_batch(app.queue.as_ref(), app.handler.as_ref(), event, CONCURRENCY)
+        .await
 }
 
 /// Why an invocation could not be served (the Lambda reports it as a failed invocation; the

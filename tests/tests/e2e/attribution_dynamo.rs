@@ -5,7 +5,7 @@
 use std::sync::Arc;
 
 use serde_json::json;
-use wabridge_core::adapters::dynamo::attribution::DynamoAttribution;
+use wabridge_aws::dynamo::attribution::DynamoAttribution;
 use wabridge_core::attribution::report::{parse_since, Format};
 use wabridge_core::attribution::store::{AttributionStore, Claim, ConversionRow, Credit};
 use wabridge_core::attribution::{
@@ -253,8 +253,8 @@ async fn report_scenario(store: &dyn AttributionStore) {
 
 #[tokio::test]
 async fn the_report_over_dynamodb_matches_the_sqlite_report() {
-    use wabridge_core::adapters::sqlite::attribution::SqliteAttribution;
-    use wabridge_core::adapters::sqlite::Db;
+    use wabridge_sqlite::attribution::SqliteAttribution;
+    use wabridge_sqlite::Db;
     let endpoint = require_moto!();
     let aws = wabridge_tests::Aws::connect(&endpoint).await;
     let table = create_table(&aws.dynamo, &unique_name("report")).await;

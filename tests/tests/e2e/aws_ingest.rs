@@ -7,9 +7,9 @@ use std::time::Duration;
 
 use aws_sdk_dynamodb::types::AttributeValue;
 use serde_json::value::RawValue;
-use wabridge_core::adapters::dynamo::dedupe::{DynamoDedupe, MIN_TTL};
-use wabridge_core::adapters::dynamo::{now_epoch, EXPIRES_AT, PK, SINGLE_SK, SK};
-use wabridge_core::adapters::sqs::SqsQueue;
+use wabridge_aws::dynamo::dedupe::{DynamoDedupe, MIN_TTL};
+use wabridge_aws::dynamo::{now_epoch, EXPIRES_AT, PK, SINGLE_SK, SK};
+use wabridge_aws::sqs::SqsQueue;
 use wabridge_core::dedupe::{Dedupe, DEFAULT_DEDUPE_TTL};
 use wabridge_core::error::StoreError;
 use wabridge_core::event::{Event, EventKind, EVENT_VERSION};

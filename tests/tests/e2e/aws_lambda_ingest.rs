@@ -8,8 +8,8 @@ use std::time::Duration;
 use aws_lambda_events::event::sqs::SqsEvent;
 use ingest::{build_api, handle, Settings};
 use lambda_http::Body;
-use wabridge_core::adapters::dynamo::dedupe::DynamoDedupe;
-use wabridge_core::adapters::sqs::SqsQueue;
+use wabridge_aws::dynamo::dedupe::DynamoDedupe;
+use wabridge_aws::sqs::SqsQueue;
 use wabridge_core::api::Api;
 use wabridge_core::dedupe::DEFAULT_DEDUPE_TTL;
 use wabridge_core::event::{Event, EventKind};
@@ -68,8 +68,6 @@ impl Stack {
                 ingest: ingest_config(),
                 sends_queue_url: None,
                 api_key: None,
-                attribution: Default::default(),
-                conversions: None,
             },
         )
     }
@@ -268,8 +266,6 @@ async fn an_unreachable_store_is_a_503_not_a_500() {
             ingest: ingest_config(),
             sends_queue_url: None,
             api_key: None,
-            attribution: Default::default(),
-            conversions: None,
         },
     );
     let resp = handle(&api, request("function-url-webhook-post.json"))
@@ -339,8 +335,6 @@ async fn the_lambda_serves_sends_and_links_with_the_api_key_over_dynamodb_and_sq
             ingest: ingest_config(),
             sends_queue_url: Some(sends.url.clone()),
             api_key: Some(key.into()),
-            attribution: Default::default(),
-            conversions: None,
         },
     );
     let body = r#"{"to": "+52 1 55 1234 5678", "template": "order_update", "language": "es_MX", "category": "UTILITY"}"#;
@@ -380,13 +374,28 @@ async fn the_lambda_serves_sends_and_links_with_the_api_key_over_dynamodb_and_sq
     assert_eq!(got["id"], id.as_str());
     assert_eq!(got["state"], "queued");
 
-    // Attribution links over DynamoDB.
+    // Links are the attribution function's, not ingest's.
     let link = r#"{"utm_source": "google", "utm_medium": "cpc", "utm_campaign": "spring", "phone_number": "+52 1 55 1234 5678"}"#;
-    let resp = handle(&api, api_request("POST", "/links", link, Some("wrong")))
+    let resp = handle(&api, api_request("POST", "/links", link, Some(key)))
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), 404, "{}", body_text(&resp));
+
+    // Attribution links over DynamoDB, through the attribution function's own wiring.
+    let links = attribution::build_api(
+        &s.aws.config,
+        attribution::Settings {
+            table: s.table.clone(),
+            api_key: Some(key.into()),
+            attribution: Default::default(),
+            conversions: None,
+        },
+    );
+    let resp = handle(&links, api_request("POST", "/links", link, Some("wrong")))
         .await
         .unwrap();
     assert_eq!(resp.status(), 401, "{}", body_text(&resp));
-    let resp = handle(&api, api_request("POST", "/links", link, Some(key)))
+    let resp = handle(&links, api_request("POST", "/links", link, Some(key)))
         .await
         .unwrap();
     assert_eq!(resp.status(), 201, "{}", body_text(&resp));
@@ -410,7 +419,16 @@ async fn without_an_api_key_the_lambda_fails_closed_and_without_a_sends_queue_se
         .unwrap();
     assert_eq!(resp.status(), 404, "{}", body_text(&resp));
     let link = r#"{"utm_source": "google", "utm_medium": "cpc", "utm_campaign": "spring", "phone_number": "+52 1 55 1234 5678"}"#;
-    let resp = handle(&api, api_request("POST", "/links", link, Some("any")))
+    let links = attribution::build_api(
+        &s.aws.config,
+        attribution::Settings {
+            table: s.table.clone(),
+            api_key: None,
+            attribution: Default::default(),
+            conversions: None,
+        },
+    );
+    let resp = handle(&links, api_request("POST", "/links", link, Some("any")))
         .await
         .unwrap();
     assert_eq!(resp.status(), 503, "{}", body_text(&resp));

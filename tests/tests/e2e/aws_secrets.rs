@@ -1,8 +1,8 @@
 //! Secrets Manager through the real AWS SDK against moto's server.
 
+use wabridge_aws::secrets::{SecretSource, Secrets};
 use wabridge_core::config;
 use wabridge_core::error::StoreError;
-use wabridge_core::secrets::{SecretSource, Secrets};
 use wabridge_tests::{require_aws, unique_name};
 
 #[tokio::test]

@@ -8,14 +8,14 @@ use std::time::Duration;
 use aws_lambda_events::event::sqs::{SqsEvent, SqsMessage};
 use aws_sdk_sqs::types::MessageSystemAttributeName;
 use serde_json::{json, Value};
-use wabridge_core::adapters::dynamo::identity::DynamoIdentityStore;
-use wabridge_core::adapters::dynamo::ledger::DynamoLedger;
-use wabridge_core::adapters::sqs::SqsQueue;
-use wabridge_core::crm::webhook::WebhookCrm;
+use wabridge_aws::dynamo::identity::DynamoIdentityStore;
+use wabridge_aws::dynamo::ledger::DynamoLedger;
+use wabridge_aws::sqs::SqsQueue;
 use wabridge_core::identity::{IdentityKey, IdentityStore};
 use wabridge_core::ledger::{Claim, Ledger};
 use wabridge_core::mapping::Mapping;
 use wabridge_core::sync::CrmSync;
+use wabridge_crm::webhook::WebhookCrm;
 use wabridge_tests::{create_queues, create_table, require_aws, unique_name};
 
 #[tokio::test]

@@ -8,8 +8,8 @@ use std::collections::HashMap;
 use std::time::Duration;
 
 use aws_sdk_dynamodb::types::AttributeValue;
-use wabridge_core::adapters::dynamo::ledger::{DynamoLedger, FAMILY, STATUS_FAMILY};
-use wabridge_core::adapters::dynamo::{now_epoch, pk, EXPIRES_AT, PK, SINGLE_SK, SK};
+use wabridge_aws::dynamo::ledger::{DynamoLedger, FAMILY, STATUS_FAMILY};
+use wabridge_aws::dynamo::{now_epoch, pk, EXPIRES_AT, PK, SINGLE_SK, SK};
 use wabridge_core::config::DEFAULT_LEDGER_RETENTION_DAYS;
 use wabridge_core::ledger::{Claim, Ledger};
 use wabridge_tests::{create_table, require_aws, unique_name, Aws};

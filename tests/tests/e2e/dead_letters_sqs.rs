@@ -7,7 +7,7 @@ use std::process::Output;
 use std::time::Duration;
 
 use serde_json::{json, Value};
-use wabridge_core::adapters::sqs::SqsQueue;
+use wabridge_aws::sqs::SqsQueue;
 use wabridge_core::queue::{OutgoingMessage, Queue};
 use wabridge_tests::gateway;
 use wabridge_tests::{create_queues, eventually, queue_depth, require_moto, unique_name, Aws};

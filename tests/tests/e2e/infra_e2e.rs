@@ -12,7 +12,7 @@ use std::time::{Duration, Instant};
 
 use aws_sdk_sqs::types::QueueAttributeName;
 use serde_json::Value;
-use wabridge_core::adapters::sqs::SqsQueue;
+use wabridge_aws::sqs::SqsQueue;
 use wabridge_core::config;
 use wabridge_core::consumer::{settle, Outcome};
 use wabridge_core::queue::{OutgoingMessage, Queue};
@@ -439,13 +439,13 @@ async fn call_ingest(api: &wabridge_core::api::Api, req: lambda_http::Request) -
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_signed_webhook_flows_through_the_stack_to_the_crm() {
     use std::sync::Arc;
-    use wabridge_core::adapters::dynamo::identity::DynamoIdentityStore;
-    use wabridge_core::adapters::dynamo::ledger::DynamoLedger;
-    use wabridge_core::crm::webhook::{secret_key, sign};
+    use wabridge_aws::dynamo::identity::DynamoIdentityStore;
+    use wabridge_aws::dynamo::ledger::DynamoLedger;
+    use wabridge_aws::secrets::Secrets;
     use wabridge_core::mapping::Mapping;
-    use wabridge_core::secrets::Secrets;
     use wabridge_core::signature::{self, AppSecret};
-    use wabridge_core::sync::{crm_from_lookup, CrmSync};
+    use wabridge_core::sync::CrmSync;
+    use wabridge_crm::webhook::{secret_key, sign};
 
     let aws = require_aws!();
     let endpoint = aws.config.endpoint_url().unwrap_or_default().to_string();
@@ -569,7 +569,8 @@ async fn a_signed_webhook_flows_through_the_stack_to_the_crm() {
         }
     };
     let mapping = Mapping::example(&crm_env[config::CRM_KIND]).unwrap();
-    let crm = crm_from_lookup(&mapping, None, crm_lookup).expect("the webhook CRM from the stack");
+    let crm = wabridge_crm::from_lookup(&mapping, None, crm_lookup)
+        .expect("the webhook CRM from the stack");
     let table = crm_env[config::WABRIDGE_TABLE].clone();
     let events_url = crm_env[config::EVENTS_QUEUE_URL].clone();
     let events = Arc::new(SqsQueue::new(

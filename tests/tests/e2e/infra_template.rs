@@ -1,5 +1,5 @@
 //! The SAM template (infra/template.yaml) checked against the code: every resource of the flow,
-//! every output, every env name a function reads (shared/src/config.rs is the one list), the
+//! every output, every env name a function reads (shared/core/src/config.rs is the one list), the
 //! secret's keys, least-privilege roles, queues with dead-letter queues, alarms.
 //!
 //! The template is read with a YAML parser that keeps CloudFormation's short tags (`!Ref`,
@@ -173,7 +173,7 @@ fn int_or_param(t: &Value, v: &Value) -> Option<i64> {
 
 /// The Lambdas: logical id, crate folder, and the env names each reads besides the secrets
 /// (which come from the secret named by `WABRIDGE_SECRETS_ARN`). Proposed for
-/// shared/src/config.rs as `INGEST_ENV`, `CRM_SYNC_ENV`, `SENDER_ENV`.
+/// shared/core/src/config.rs as `INGEST_ENV`, `CRM_SYNC_ENV`, `SENDER_ENV`.
 struct Lambda {
     id: &'static str,
     crate_dir: &'static str,
@@ -190,6 +190,10 @@ const INGEST_ENV: &[&str] = &[
     config::SENDS_QUEUE_URL,
     config::WABRIDGE_SECRETS_ARN,
     config::WABRIDGE_MAX_BODY_BYTES,
+];
+const ATTRIBUTION_ENV: &[&str] = &[
+    config::WABRIDGE_TABLE,
+    config::WABRIDGE_SECRETS_ARN,
     config::META_DATASET_ID,
     config::WHATSAPP_API_URL,
     config::WHATSAPP_API_VERSION,
@@ -223,6 +227,13 @@ const LAMBDAS: &[Lambda] = &[
         env: INGEST_ENV,
         consumes: None,
         sends_to: &["EventsQueue", "SendsQueue"],
+    },
+    Lambda {
+        id: "Attribution",
+        crate_dir: "functions/attribution",
+        env: ATTRIBUTION_ENV,
+        consumes: None,
+        sends_to: &[],
     },
     Lambda {
         id: "CrmSync",
@@ -260,6 +271,7 @@ const OUTPUTS: &[&str] = &[
     "WebhookUrl",
     "SendsUrl",
     "ApiBaseUrl",
+    "AttributionUrl",
     "TableName",
     "EventsQueueUrl",
     "EventsDlqUrl",
@@ -273,7 +285,8 @@ const OUTPUTS: &[&str] = &[
 
 /// Every `pub const NAME: &str = "NAME";` of config.rs: the one list of env names.
 fn config_names() -> BTreeSet<String> {
-    let text = std::fs::read_to_string(root().join("shared/src/config.rs")).expect("config.rs");
+    let text =
+        std::fs::read_to_string(root().join("shared/core/src/config.rs")).expect("config.rs");
     text.lines()
         .filter_map(|l| {
             let rest = l.trim().strip_prefix("pub const ")?;
@@ -429,7 +442,7 @@ fn check_env(t: &Value) -> Vec<String> {
         for (name, value) in &vars {
             if !known.contains(name) {
                 p.push(format!(
-                    "{}: env {name} is not a name in shared/src/config.rs",
+                    "{}: env {name} is not a name in shared/core/src/config.rs",
                     l.id
                 ));
             }
@@ -563,7 +576,7 @@ fn check_data(t: &Value) -> Vec<String> {
         p.push("Table: BillingMode must be PAY_PER_REQUEST".into());
     }
     if table["TimeToLiveSpecification"]
-        != json!({"AttributeName": wabridge_core::adapters::dynamo::EXPIRES_AT, "Enabled": true})
+        != json!({"AttributeName": wabridge_aws::dynamo::EXPIRES_AT, "Enabled": true})
     {
         p.push("Table: TTL must be enabled on expires_at".into());
     }
@@ -579,7 +592,7 @@ fn check_data(t: &Value) -> Vec<String> {
 
 /// The attribution report's index as the DynamoDB adapter reads it.
 fn check_report_index(table: &Value) -> Vec<String> {
-    use wabridge_core::adapters::dynamo::attribution::{
+    use wabridge_aws::dynamo::attribution::{
         REPORT_AT, REPORT_ATTRIBUTES, REPORT_INDEX, REPORT_PERIOD,
     };
     let mut p = vec![];
@@ -710,35 +723,42 @@ fn check_queues(t: &Value) -> Vec<String> {
     p
 }
 
+/// The functions behind a public Function URL: ingest (Meta, CRM workflows) and attribution.
+const URL_FUNCTIONS: &[&str] = &["Ingest", "Attribution"];
+
 fn check_url(t: &Value) -> Vec<String> {
     let mut p = vec![];
-    let url = &t["Resources"]["IngestUrl"];
-    if url["Type"] != "AWS::Lambda::Url"
-        || !is_get_att(&url["Properties"]["TargetFunctionArn"], "Ingest", "Arn")
-    {
-        p.push("IngestUrl: a Function URL targeting Ingest is required".into());
-    }
-    let perms: Vec<&Value> = resources(t)
-        .values()
-        .filter(|r| {
-            r["Type"] == "AWS::Lambda::Permission"
-                && is_ref(&r["Properties"]["FunctionName"], "Ingest")
-        })
-        .collect();
-    let has = |action: &str| perms.iter().any(|r| r["Properties"]["Action"] == action);
-    if !has("lambda:InvokeFunctionUrl") || !has("lambda:InvokeFunction") {
-        p.push(
-            "IngestUrl: public Function URLs need InvokeFunctionUrl and InvokeFunction permissions"
-                .into(),
-        );
-    }
-    if perms.iter().any(|r| {
-        r["Properties"]["Action"] == "lambda:InvokeFunction"
-            && r["Properties"]["InvokedViaFunctionUrl"] != true
-    }) {
-        p.push(
-            "IngestUrl: InvokeFunction for everyone must be limited to calls via the URL".into(),
-        );
+    for function in URL_FUNCTIONS {
+        let url_id = format!("{function}Url");
+        let url = &t["Resources"][&url_id];
+        if url["Type"] != "AWS::Lambda::Url"
+            || !is_get_att(&url["Properties"]["TargetFunctionArn"], function, "Arn")
+        {
+            p.push(format!(
+                "{url_id}: a Function URL targeting {function} is required"
+            ));
+        }
+        let perms: Vec<&Value> = resources(t)
+            .values()
+            .filter(|r| {
+                r["Type"] == "AWS::Lambda::Permission"
+                    && is_ref(&r["Properties"]["FunctionName"], function)
+            })
+            .collect();
+        let has = |action: &str| perms.iter().any(|r| r["Properties"]["Action"] == action);
+        if !has("lambda:InvokeFunctionUrl") || !has("lambda:InvokeFunction") {
+            p.push(format!(
+                "{url_id}: public Function URLs need InvokeFunctionUrl and InvokeFunction permissions"
+            ));
+        }
+        if perms.iter().any(|r| {
+            r["Properties"]["Action"] == "lambda:InvokeFunction"
+                && r["Properties"]["InvokedViaFunctionUrl"] != true
+        }) {
+            p.push(format!(
+                "{url_id}: InvokeFunction for everyone must be limited to calls via the URL"
+            ));
+        }
     }
     p
 }
@@ -1108,7 +1128,7 @@ fn checks_catch_a_missing_resource_output_or_env_name() {
     });
     assert_reports(
         &p,
-        "env WABRIDGE_TABEL is not a name in shared/src/config.rs",
+        "env WABRIDGE_TABEL is not a name in shared/core/src/config.rs",
     );
     let p = mutated(|t| {
         t["Resources"]

@@ -13,6 +13,7 @@ mod dead_letters_retention;
 mod dead_letters_sqs;
 mod infra_e2e;
 mod infra_template;
+mod layering;
 mod local_gateway;
 mod sends_contract;
 mod sends_dynamo;

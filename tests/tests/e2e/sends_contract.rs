@@ -8,10 +8,12 @@
 //! spec requires (Prism validates both).
 
 use serde_json::json;
+use wabridge_core::sends::graph::MessageApi;
 use wabridge_core::sends::graph::{
-    Address, Content, GraphClient, GraphConfig, Language, OutboundMessage, Template, Text,
+    Address, Content, GraphConfig, Language, OutboundMessage, Template, Text,
 };
 use wabridge_core::sends::request::SendRequest;
+use wabridge_graph::GraphClient;
 use wabridge_tests::prism::{spec_path, Prism};
 
 fn client(prism: &Prism) -> GraphClient {

@@ -5,17 +5,17 @@
 
 use std::sync::Arc;
 
-use wabridge_core::adapters::dynamo::consent::DynamoConsent;
-use wabridge_core::adapters::dynamo::sends::DynamoSends;
-use wabridge_core::adapters::dynamo::templates::DynamoTemplates;
-use wabridge_core::adapters::dynamo::window::DynamoWindow;
-use wabridge_core::adapters::sqlite::{Db, SqliteSends};
+use wabridge_aws::dynamo::consent::DynamoConsent;
+use wabridge_aws::dynamo::sends::DynamoSends;
+use wabridge_aws::dynamo::templates::DynamoTemplates;
+use wabridge_aws::dynamo::window::DynamoWindow;
 use wabridge_core::consent::{
     ConsentAction, ConsentCategory, ConsentEntry, ConsentSource, ConsentStore,
 };
 use wabridge_core::sends::store::{Created, SendError, SendRecord, SendState, SendStore};
 use wabridge_core::templates::{TemplateStatus, TemplateStore};
 use wabridge_core::window::WindowStore;
+use wabridge_sqlite::{Db, SqliteSends};
 use wabridge_tests::{create_table, require_aws, unique_name};
 
 fn record(id: &str, key: Option<&str>) -> SendRecord {

@@ -17,26 +17,27 @@ use std::time::Duration;
 use aws_lambda_events::event::sqs::{SqsEvent, SqsMessage};
 use aws_sdk_sqs::types::MessageSystemAttributeName;
 use serde_json::{json, Value};
-use wabridge_core::adapters::dynamo::consent::DynamoConsent;
-use wabridge_core::adapters::dynamo::identity::DynamoIdentityStore;
-use wabridge_core::adapters::dynamo::ledger::DynamoLedger;
-use wabridge_core::adapters::dynamo::sends::DynamoSends;
-use wabridge_core::adapters::dynamo::templates::DynamoTemplates;
-use wabridge_core::adapters::dynamo::window::DynamoWindow;
-use wabridge_core::adapters::sqs::SqsQueue;
+use wabridge_aws::dynamo::consent::DynamoConsent;
+use wabridge_aws::dynamo::identity::DynamoIdentityStore;
+use wabridge_aws::dynamo::ledger::DynamoLedger;
+use wabridge_aws::dynamo::sends::DynamoSends;
+use wabridge_aws::dynamo::templates::DynamoTemplates;
+use wabridge_aws::dynamo::window::DynamoWindow;
+use wabridge_aws::sqs::SqsQueue;
 use wabridge_core::consent::{
     ConsentAction, ConsentCategory, ConsentEntry, ConsentService, ConsentSource, ConsentStore,
 };
-use wabridge_core::crm::webhook::WebhookCrm;
 use wabridge_core::mapping::Mapping;
 use wabridge_core::queue::Queue;
-use wabridge_core::sends::graph::{GraphClient, GraphConfig};
+use wabridge_core::sends::graph::GraphConfig;
 use wabridge_core::sends::policy::Policy;
 use wabridge_core::sends::service::{NoEvents, Sends};
 use wabridge_core::sends::store::{SendRecord, SendState, SendStore};
 use wabridge_core::sync::CrmSync;
 use wabridge_core::templates::{TemplateRegistry, TemplateStore};
 use wabridge_core::window::{WindowService, WindowStore};
+use wabridge_crm::webhook::WebhookCrm;
+use wabridge_graph::GraphClient;
 use wabridge_tests::prism::Prism;
 use wabridge_tests::{create_queues, create_table, require_aws, unique_name, Aws, TestQueues};
 

@@ -17,20 +17,13 @@ use std::time::Duration;
 use async_trait::async_trait;
 use axum::http::StatusCode;
 use serde_json::{json, Value};
-use wabridge_core::adapters::sqlite::identity::SqliteIdentityStore;
-use wabridge_core::adapters::sqlite::ledger::SqliteLedger;
-use wabridge_core::adapters::sqlite::{
-    Db, SqliteConsent, SqliteQueue, SqliteRecords, SqliteSends, SqliteTemplates, SqliteWindow,
-    EVENTS_QUEUE, SENDS_QUEUE,
-};
 use wabridge_core::consent::{ConsentService, ConsentState, ContactRef};
 use wabridge_core::consumer::{Handler, Outcome};
-use wabridge_core::crm::local::LocalCrm;
 use wabridge_core::error::StoreError;
 use wabridge_core::mapping::Mapping;
 use wabridge_core::queue::{DeadLetter, Delivery, OutgoingMessage, Queue};
 use wabridge_core::sends::events::QueueEvents;
-use wabridge_core::sends::graph::{GraphClient, GraphConfig};
+use wabridge_core::sends::graph::GraphConfig;
 use wabridge_core::sends::hooks::SendingHooks;
 use wabridge_core::sends::policy::Policy;
 use wabridge_core::sends::ratelimit::RateLimiter;
@@ -39,6 +32,14 @@ use wabridge_core::sends::store::SendState;
 use wabridge_core::sync::CrmSync;
 use wabridge_core::templates::TemplateRegistry;
 use wabridge_core::window::WindowService;
+use wabridge_crm::local::LocalCrm;
+use wabridge_graph::GraphClient;
+use wabridge_sqlite::identity::SqliteIdentityStore;
+use wabridge_sqlite::ledger::SqliteLedger;
+use wabridge_sqlite::{
+    Db, SqliteConsent, SqliteQueue, SqliteRecords, SqliteSends, SqliteTemplates, SqliteWindow,
+    EVENTS_QUEUE, SENDS_QUEUE,
+};
 
 /// The events queue, failing the first `fail` `send_batch` calls (an SQS outage).
 struct Flaky {
@@ -155,7 +156,7 @@ async fn setup(events_fail: usize) -> Setup {
     Setup {
         sender: Sender {
             sends: (*sends).clone(),
-            graph,
+            graph: std::sync::Arc::new(graph),
             limiter: Arc::new(RateLimiter::for_instances(1000.0, 1)),
         },
         sends,

@@ -13,18 +13,18 @@ use std::time::{Duration, Instant};
 use axum::http::{HeaderMap, StatusCode, Uri};
 use axum::response::IntoResponse;
 use serde_json::{json, Value};
-use wabridge_core::adapters::sqlite::{
-    Db, SqliteConsent, SqliteQueue, SqliteSends, SqliteTemplates, SqliteWindow, SENDS_QUEUE,
-};
 use wabridge_core::config;
 use wabridge_core::consent::ConsentService;
 use wabridge_core::http::ApiError;
 use wabridge_core::sends::policy::Policy;
 use wabridge_core::sends::service::{NoEvents, Sends};
 use wabridge_core::sends::store::SendState;
-use wabridge_core::sends::template_sync::{SyncError, TemplateSync, TemplateSyncConfig};
+use wabridge_core::sends::template_sync::{SyncError, TemplateSyncConfig};
 use wabridge_core::templates::{TemplateRegistry, TemplateStatus};
 use wabridge_core::window::WindowService;
+use wabridge_sqlite::{
+    Db, SqliteConsent, SqliteQueue, SqliteSends, SqliteTemplates, SqliteWindow, SENDS_QUEUE,
+};
 use wabridge_tests::gateway::{cli, cli_ok, json_lines, Gateway};
 use wabridge_tests::prism::Prism;
 
@@ -304,7 +304,7 @@ async fn sync_reads_every_page_and_counts_distinct_body_parameters() {
     let graph = GraphServer::start(two_pages()).await;
     let (_dir, db) = temp_db();
     let registry = registry(&db);
-    let report = TemplateSync::new(graph.config())
+    let report = wabridge_graph::template_sync(graph.config())
         .sync(&registry)
         .await
         .expect("sync succeeds");
@@ -429,7 +429,7 @@ async fn sends_are_checked_against_what_the_sync_learned() {
         SendState::Queued
     );
 
-    TemplateSync::new(graph.config())
+    wabridge_graph::template_sync(graph.config())
         .sync(&registry(&db))
         .await
         .unwrap();
@@ -526,7 +526,7 @@ async fn a_webhook_status_newer_than_the_sync_is_kept() {
         .unwrap()
         .unwrap();
 
-    let report = TemplateSync::new(graph.config())
+    let report = wabridge_graph::template_sync(graph.config())
         .sync_with_clock(&registry, || t)
         .await
         .unwrap();
@@ -582,7 +582,7 @@ async fn graph_errors_are_classified_and_the_sync_is_bounded() {
 
     // 5xx: retry later.
     let graph = GraphServer::start(Arc::new(|_| (503, "{}".into()))).await;
-    let e = TemplateSync::new(graph.config())
+    let e = wabridge_graph::template_sync(graph.config())
         .sync(&registry)
         .await
         .unwrap_err();
@@ -601,7 +601,7 @@ async fn graph_errors_are_classified_and_the_sync_is_bounded() {
         )
     }))
     .await;
-    let e = TemplateSync::new(graph.config())
+    let e = wabridge_graph::template_sync(graph.config())
         .sync(&registry)
         .await
         .unwrap_err();
@@ -624,7 +624,10 @@ async fn graph_errors_are_classified_and_the_sync_is_bounded() {
     .await;
     let mut config = graph.config();
     config.max_pages = 3;
-    let e = TemplateSync::new(config).sync(&registry).await.unwrap_err();
+    let e = wabridge_graph::template_sync(config)
+        .sync(&registry)
+        .await
+        .unwrap_err();
     assert!(matches!(e, SyncError::TooManyPages(3)), "{e:?}");
     assert_eq!(graph.seen().len(), 3);
 
@@ -636,7 +639,7 @@ async fn graph_errors_are_classified_and_the_sync_is_bounded() {
         )
     }))
     .await;
-    let e = TemplateSync::new(graph.config())
+    let e = wabridge_graph::template_sync(graph.config())
         .sync(&registry)
         .await
         .unwrap_err();
@@ -647,7 +650,10 @@ async fn graph_errors_are_classified_and_the_sync_is_bounded() {
     let graph = GraphServer::start(Arc::new(|_| (200, page_one().to_string()))).await;
     let mut config = graph.config();
     config.max_page_bytes = 512;
-    let e = TemplateSync::new(config).sync(&registry).await.unwrap_err();
+    let e = wabridge_graph::template_sync(config)
+        .sync(&registry)
+        .await
+        .unwrap_err();
     assert!(matches!(e, SyncError::TooLarge { limit: 512 }), "{e:?}");
 
     // No answer within the timeout: retry later.
@@ -655,7 +661,10 @@ async fn graph_errors_are_classified_and_the_sync_is_bounded() {
     let mut config = graph.config();
     config.timeout = Duration::from_millis(300);
     let started = Instant::now();
-    let e = TemplateSync::new(config).sync(&registry).await.unwrap_err();
+    let e = wabridge_graph::template_sync(config)
+        .sync(&registry)
+        .await
+        .unwrap_err();
     assert!(
         e.is_retryable() && e.to_string().contains("timed out"),
         "{e}"
@@ -681,7 +690,7 @@ async fn the_sync_request_matches_metas_spec() {
     })
     .unwrap();
     // Prism answers 422 (terminal) for a request that breaks the spec.
-    let report = TemplateSync::new(config)
+    let report = wabridge_graph::template_sync(config)
         .sync(&registry)
         .await
         .unwrap_or_else(|e| panic!("Prism refused the template list request: {e:?}"));
@@ -817,7 +826,7 @@ async fn a_large_waba_is_read_in_full() {
     let (_dir, db) = temp_db();
     let registry = registry(&db);
     let started = Instant::now();
-    let report = TemplateSync::new(graph.config())
+    let report = wabridge_graph::template_sync(graph.config())
         .sync(&registry)
         .await
         .unwrap();
@@ -861,15 +870,13 @@ async fn the_sender_lambda_syncs_the_dynamodb_registry_on_its_schedule() {
             &table,
             &sends_q,
             &events_q,
-            wabridge_core::sends::graph::GraphClient::new(
-                wabridge_core::sends::graph::GraphConfig {
-                    base_url: graph.url.clone(),
-                    version: "v23.0".into(),
-                    phone_number_id: "106540352242922".into(),
-                    access_token: TOKEN.into(),
-                    timeout: Duration::from_secs(5),
-                },
-            ),
+            wabridge_graph::GraphClient::new(wabridge_core::sends::graph::GraphConfig {
+                base_url: graph.url.clone(),
+                version: "v23.0".into(),
+                phone_number_id: "106540352242922".into(),
+                access_token: TOKEN.into(),
+                timeout: Duration::from_secs(5),
+            }),
         )
     };
     // The Lambda test event of the schedule (what infra/template.yaml's TemplateSync sends).

@@ -1,0 +1,114 @@
+//! The `attribution` Lambda behind its own Function URL: `POST /links` (tracked `wa.me` links
+//! with QR codes) and `POST /conversions` (purchases back to Meta's Conversions API), over the
+//! DynamoDB attribution store. Apart from ingest so that the webhook path links neither a QR
+//! encoder nor an HTTP client.
+
+use std::sync::Arc;
+
+use aws_config::SdkConfig;
+use wabridge_attribution::conversions::MetaConversions;
+use wabridge_attribution::AttributionService;
+use wabridge_aws::dynamo::attribution::DynamoAttribution;
+use wabridge_core::api::Api;
+use wabridge_core::attribution::AttributionConfig;
+use wabridge_core::config;
+
+pub use wabridge_aws::function_url::handle;
+
+/// What the function reads at cold start (names from `wabridge_core::config`).
+pub struct Settings {
+    pub table: String,
+    /// `WABRIDGE_API_KEY` (a secret): without it both routes answer 503 (fail closed).
+    pub api_key: Option<String>,
+    /// Attribution (`WABRIDGE_ATTRIBUTION` file, else the defaults).
+    pub attribution: AttributionConfig,
+    /// Meta's Conversions API (`META_DATASET_ID` + `WHATSAPP_ACCESS_TOKEN`), if configured.
+    pub conversions: Option<MetaConversions>,
+}
+
+impl std::fmt::Debug for Settings {
+    // By hand: the API key and the conversions token must never reach a log.
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Settings")
+            .field("table", &self.table)
+            .field("api_key", &self.api_key.as_ref().map(|_| "<set>"))
+            .field("conversions", &self.conversions.as_ref().map(|_| "<set>"))
+            .finish_non_exhaustive()
+    }
+}
+
+impl Settings {
+    /// Reads the settings through `get` (secret names from the secret store, the rest from the
+    /// environment). Errors name what is missing or unusable.
+    pub fn from_lookup(get: impl Fn(&str) -> Option<String>) -> Result<Settings, String> {
+        let optional = |name: &str| get(name).filter(|v| !v.trim().is_empty());
+        Ok(Settings {
+            table: optional(config::WABRIDGE_TABLE)
+                .ok_or_else(|| format!("{} is not set", config::WABRIDGE_TABLE))?,
+            api_key: optional(config::WABRIDGE_API_KEY),
+            attribution: match optional(config::WABRIDGE_ATTRIBUTION) {
+                Some(path) => {
+                    let text = std::fs::read_to_string(&path).map_err(|e| {
+                        format!("{}: cannot read {path}: {e}", config::WABRIDGE_ATTRIBUTION)
+                    })?;
+                    AttributionConfig::from_toml(&text)
+                        .map_err(|e| format!("{}: {e}", config::WABRIDGE_ATTRIBUTION))?
+                }
+                None => AttributionConfig::default(),
+            },
+            conversions: MetaConversions::from_lookup(&get),
+        })
+    }
+}
+
+/// The API this function serves: `/links`, `/conversions` and `/healthz`.
+pub fn build_api(sdk: &SdkConfig, settings: Settings) -> Api {
+    let dynamo = aws_sdk_dynamodb::Client::new(sdk);
+    Api::new().with_attribution(Arc::new(AttributionService::new(
+        Arc::new(DynamoAttribution::new(dynamo, settings.table)),
+        Arc::new(settings.attribution),
+        settings.conversions,
+        settings.api_key,
+    )))
+}
+
+/// Cold start: the shared SDK configuration, the secrets, the settings and the clients, once.
+pub async fn cold_start() -> Result<Api, lambda_http::Error> {
+    let sdk = wabridge_aws::sdk::sdk_config().await;
+    let secrets = wabridge_aws::secrets::secrets().await?;
+    let settings = Settings::from_lookup(|name| secrets.lookup(name))?;
+    tracing::info!(table = %settings.table, "attribution ready");
+    Ok(build_api(sdk, settings))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn settings_need_the_table_and_never_log_secrets() {
+        let err = Settings::from_lookup(|_| None).unwrap_err();
+        assert!(err.contains("WABRIDGE_TABLE"), "{err}");
+        let s = Settings::from_lookup(|name| match name {
+            "WABRIDGE_TABLE" => Some("t".to_string()),
+            "WABRIDGE_API_KEY" => Some("secret-key-123".to_string()),
+            "META_DATASET_ID" => Some("1234".to_string()),
+            "WHATSAPP_ACCESS_TOKEN" => Some("secret-token-456".to_string()),
+            _ => None,
+        })
+        .unwrap();
+        assert!(s.conversions.is_some());
+        let shown = format!("{s:?}");
+        assert!(
+            !shown.contains("secret-key-123") && !shown.contains("secret-token-456"),
+            "{shown}"
+        );
+        let err = Settings::from_lookup(|name| match name {
+            "WABRIDGE_TABLE" => Some("t".to_string()),
+            "WABRIDGE_ATTRIBUTION" => Some("/nonexistent/attribution.toml".to_string()),
+            _ => None,
+        })
+        .unwrap_err();
+        assert!(err.contains("WABRIDGE_ATTRIBUTION"), "{err}");
+    }
+}

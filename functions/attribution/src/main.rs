@@ -1,0 +1,18 @@
+//! `attribution` Lambda: sets up JSON logs, loads configuration, secrets and SDK clients once
+//! per cold start, then serves Function URL requests.
+
+use std::sync::Arc;
+
+use lambda_http::{service_fn, Error};
+
+#[tokio::main]
+async fn main() -> Result<(), Error> {
+    wabridge_core::telemetry::init_lambda_tracing();
+
+    let api = Arc::new(attribution::cold_start().await?);
+    lambda_http::run(service_fn(move |req| {
+        let api = api.clone();
+        async move { attribution::handle(&api, req).await }
+    }))
+    .await
+}

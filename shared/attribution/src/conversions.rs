@@ -1,0 +1,616 @@
+//! Conversions back to Meta: when a CRM workflow reports a won deal (`POST /conversions`), send
+//! a conversion event for the contact's click-to-WhatsApp click id (`ctwa_clid`) to Meta's
+//! Conversions API for business messaging.
+//!
+//! Request to Meta (documented shape):
+//! `POST {base}/{version}/{dataset_id}/events`, `Authorization: Bearer <token>`, body
+//! `{"data":[{"event_name":"Purchase","event_time":<unix s>,"event_id":"<id>",
+//! "action_source":"business_messaging","messaging_channel":"whatsapp",
+//! "user_data":{"whatsapp_business_account_id":"<waba>","ctwa_clid":"<clid>"},
+//! "custom_data":{"currency":"MXN","value":1200.0}}]}`.
+//!
+//! Nothing twice: the caller's `event_id` is claimed in the conversions ledger before anything is
+//! sent; a repeated request with the same id answers what the first did (and a different body
+//! under the same id is a conflict). `event_id` is also Meta's dedupe key, so a retry after a
+//! crash between Meta's 200 and our bookkeeping is deduplicated by Meta.
+//! Retries: 429, 5xx and transport errors are retried with exponential backoff and full jitter,
+//! honouring `Retry-After`; other 4xx are Meta refusing the event (terminal, recorded).
+
+use std::time::Duration;
+
+use serde::{Deserialize, Serialize};
+use serde_json::{json, Value};
+
+use wabridge_core::attribution::store::{AttributionStore, Claim, ConversionRow, Credit};
+use wabridge_core::attribution::AttributionConfig;
+use wabridge_core::config;
+use wabridge_core::error::StoreError;
+
+/// Event names Meta accepts with `action_source = business_messaging`.
+pub const EVENT_NAMES: &[&str] = &[
+    "Purchase",
+    "LeadSubmitted",
+    "AddToCart",
+    "InitiateCheckout",
+    "ViewContent",
+];
+/// Longest `event_id` / `contact_id` accepted.
+pub const MAX_ID_LEN: usize = 128;
+
+/// `POST /conversions` body, unvalidated.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ConversionRequest {
+    pub contact_id: Option<String>,
+    pub value: Option<f64>,
+    pub currency: Option<String>,
+    /// Idempotency key (the deal id, an order number...).
+    pub event_id: Option<String>,
+    /// Default `Purchase`.
+    pub event_name: Option<String>,
+    /// When the conversion happened, Unix seconds (default: now).
+    pub event_time: Option<i64>,
+}
+
+/// The first problem of a conversion request.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{field}: {problem}")]
+pub struct ConversionError {
+    pub field: &'static str,
+    pub problem: String,
+}
+
+fn bad(field: &'static str, problem: impl Into<String>) -> ConversionError {
+    ConversionError {
+        field,
+        problem: problem.into(),
+    }
+}
+
+/// A validated conversion.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Conversion {
+    pub contact_id: String,
+    pub value: f64,
+    pub currency: String,
+    pub event_id: String,
+    pub event_name: String,
+    /// Unix seconds.
+    pub event_time: i64,
+}
+
+fn id_field(field: &'static str, value: Option<&str>) -> Result<String, ConversionError> {
+    let v = value
+        .map(str::trim)
+        .filter(|v| !v.is_empty())
+        .ok_or_else(|| bad(field, "is required"))?;
+    if v.len() > MAX_ID_LEN {
+        return Err(bad(field, format!("longer than {MAX_ID_LEN} bytes")));
+    }
+    if !v.bytes().all(|b| b.is_ascii_graphic()) {
+        return Err(bad(field, "must be printable ASCII without spaces"));
+    }
+    Ok(v.to_string())
+}
+
+impl ConversionRequest {
+    pub fn validate(&self, now_ms: i64) -> Result<Conversion, ConversionError> {
+        let contact_id = id_field("contact_id", self.contact_id.as_deref())?;
+        let event_id = id_field("event_id", self.event_id.as_deref())?;
+        let value = self.value.ok_or_else(|| bad("value", "is required"))?;
+        if !(0.0..=1e12).contains(&value) {
+            return Err(bad("value", "must be a number from 0 to 1e12"));
+        }
+        let currency = self
+            .currency
+            .as_deref()
+            .map(str::trim)
+            .ok_or_else(|| bad("currency", "is required"))?;
+        if currency.len() != 3 || !currency.bytes().all(|b| b.is_ascii_alphabetic()) {
+            return Err(bad(
+                "currency",
+                "must be an ISO 4217 code such as MXN, BRL, USD",
+            ));
+        }
+        let event_name = self
+            .event_name
+            .as_deref()
+            .map(str::trim)
+            .unwrap_or("Purchase");
+        let Some(event_name) = EVENT_NAMES
+            .iter()
+            .find(|n| n.eq_ignore_ascii_case(event_name))
+        else {
+            return Err(bad(
+                "event_name",
+                format!("must be one of {}", EVENT_NAMES.join(", ")),
+            ));
+        };
+        let now_s = now_ms / 1000;
+        let event_time = self.event_time.unwrap_or(now_s);
+        // Meta refuses events older than 7 days or in the future.
+        if event_time > now_s + 300 || event_time < now_s - 7 * 86_400 {
+            return Err(bad(
+                "event_time",
+                "must be within the last 7 days (Unix seconds)",
+            ));
+        }
+        Ok(Conversion {
+            contact_id,
+            value,
+            currency: currency.to_ascii_uppercase(),
+            event_id,
+            event_name: event_name.to_string(),
+            event_time,
+        })
+    }
+}
+
+/// Retry schedule of Meta calls.
+#[derive(Debug, Clone)]
+pub struct RetryPolicy {
+    pub attempts: u32,
+    pub base: Duration,
+    pub cap: Duration,
+}
+
+impl Default for RetryPolicy {
+    fn default() -> Self {
+        RetryPolicy {
+            attempts: 5,
+            base: Duration::from_millis(200),
+            cap: Duration::from_secs(5),
+        }
+    }
+}
+
+impl RetryPolicy {
+    /// Pause before retry `attempt` (1-based): full jitter over `base * 2^(attempt-1)` capped at
+    /// `cap`, but never less than `Retry-After`.
+    pub fn delay(&self, attempt: u32, retry_after: Option<Duration>) -> Duration {
+        let exp = self
+            .base
+            .saturating_mul(1u32 << (attempt.saturating_sub(1)).min(16))
+            .min(self.cap);
+        let jittered = Duration::from_millis(rand::random_range(0..=exp.as_millis() as u64));
+        jittered
+            .max(retry_after.unwrap_or_default())
+            .min(self.cap.max(retry_after.unwrap_or_default()))
+    }
+}
+
+/// Where and how to send conversion events.
+#[derive(Clone)]
+pub struct MetaConversions {
+    http: reqwest::Client,
+    base_url: String,
+    version: String,
+    dataset_id: String,
+    token: String,
+    waba_id: Option<String>,
+    pub retry: RetryPolicy,
+}
+
+impl std::fmt::Debug for MetaConversions {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        // Never print the token.
+        f.debug_struct("MetaConversions")
+            .field("url", &self.events_url())
+            .finish()
+    }
+}
+
+/// Outcome of one send to Meta.
+#[derive(Debug, Clone, PartialEq)]
+pub enum SendOutcome {
+    Sent {
+        attempts: u32,
+        response: Value,
+    },
+    /// Meta refused the event (4xx other than 429): never retried.
+    Refused {
+        attempts: u32,
+        status: u16,
+        message: String,
+    },
+    /// Still failing after every attempt: the caller should try again later.
+    GaveUp {
+        attempts: u32,
+        reason: String,
+    },
+}
+
+impl MetaConversions {
+    pub fn new(
+        base_url: &str,
+        version: &str,
+        dataset_id: &str,
+        token: &str,
+        waba_id: Option<&str>,
+    ) -> MetaConversions {
+        let http = wabridge_graph::http_client(Duration::from_secs(10));
+        MetaConversions {
+            http,
+            base_url: base_url.trim_end_matches('/').to_string(),
+            version: version.trim_matches('/').to_string(),
+            dataset_id: dataset_id.to_string(),
+            token: token.to_string(),
+            waba_id: waba_id.map(str::to_string),
+            retry: RetryPolicy::default(),
+        }
+    }
+
+    /// From `META_DATASET_ID`, `WHATSAPP_ACCESS_TOKEN` (a system user token with access to the
+    /// dataset), `META_CONVERSIONS_API_URL` (else `WHATSAPP_API_URL`, else Graph),
+    /// `WHATSAPP_API_VERSION` and `WHATSAPP_BUSINESS_ACCOUNT_ID`. `None` when the dataset or the
+    /// token is not set: conversions are then recorded but not sent.
+    pub fn from_lookup(get: impl Fn(&str) -> Option<String>) -> Option<MetaConversions> {
+        let get = |n: &str| {
+            get(n)
+                .map(|v| v.trim().to_string())
+                .filter(|v| !v.is_empty())
+        };
+        let dataset = get(config::META_DATASET_ID)?;
+        let token = get(config::WHATSAPP_ACCESS_TOKEN)?;
+        let base = get(config::META_CONVERSIONS_API_URL)
+            .or_else(|| get(config::WHATSAPP_API_URL))
+            .unwrap_or_else(|| config::DEFAULT_WHATSAPP_API_URL.into());
+        let version = get(config::WHATSAPP_API_VERSION)
+            .unwrap_or_else(|| config::DEFAULT_WHATSAPP_API_VERSION.into());
+        Some(MetaConversions::new(
+            &base,
+            &version,
+            &dataset,
+            &token,
+            get(config::WHATSAPP_BUSINESS_ACCOUNT_ID).as_deref(),
+        ))
+    }
+
+    pub fn events_url(&self) -> String {
+        format!(
+            "{}/{}/{}/events",
+            self.base_url, self.version, self.dataset_id
+        )
+    }
+
+    /// The documented request body for one conversion.
+    pub fn body(&self, c: &Conversion, ctwa_clid: &str) -> Value {
+        let mut user_data = json!({"ctwa_clid": ctwa_clid});
+        if let Some(waba) = &self.waba_id {
+            user_data["whatsapp_business_account_id"] = json!(waba);
+        }
+        json!({"data": [{
+            "event_name": c.event_name,
+            "event_time": c.event_time,
+            "event_id": c.event_id,
+            "action_source": "business_messaging",
+            "messaging_channel": "whatsapp",
+            "user_data": user_data,
+            "custom_data": {"currency": c.currency, "value": c.value},
+        }]})
+    }
+
+    /// Sends with retries (429 / 5xx / transport errors), honouring `Retry-After`.
+    pub async fn send(&self, c: &Conversion, ctwa_clid: &str) -> SendOutcome {
+        let body = self.body(c, ctwa_clid).to_string();
+        let mut last = String::new();
+        for attempt in 1..=self.retry.attempts.max(1) {
+            let result = self
+                .http
+                .post(self.events_url())
+                .bearer_auth(&self.token)
+                .header(reqwest::header::CONTENT_TYPE, "application/json")
+                .body(body.clone())
+                .send()
+                .await;
+            let retry_after = match result {
+                Err(e) => {
+                    last = format!("transport: {e}");
+                    None
+                }
+                Ok(response) => {
+                    let status = response.status().as_u16();
+                    let retry_after = wabridge_graph::retry_after(response.headers());
+                    let bytes = response.bytes().await.unwrap_or_default();
+                    let answer: Value =
+                        serde_json::from_slice(&bytes[..bytes.len().min(64 * 1024)])
+                            .unwrap_or(Value::Null);
+                    let message = answer
+                        .pointer("/error/message")
+                        .and_then(Value::as_str)
+                        .unwrap_or("")
+                        .to_string();
+                    if (200..300).contains(&status) {
+                        return SendOutcome::Sent {
+                            attempts: attempt,
+                            response: answer,
+                        };
+                    }
+                    if status != 429 && status < 500 {
+                        return SendOutcome::Refused {
+                            attempts: attempt,
+                            status,
+                            message,
+                        };
+                    }
+                    last = format!("HTTP {status} {message}").trim().to_string();
+                    retry_after
+                }
+            };
+            tracing::warn!(attempt, reason = %last, event_id = %c.event_id, "conversion send failed, retrying");
+            if attempt < self.retry.attempts {
+                tokio::time::sleep(self.retry.delay(attempt, retry_after)).await;
+            }
+        }
+        SendOutcome::GaveUp {
+            attempts: self.retry.attempts.max(1),
+            reason: last,
+        }
+    }
+}
+
+/// What `POST /conversions` answers.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct ConversionResult {
+    pub event_id: String,
+    /// `sent`, `not_attributable` (no click id for the contact), `not_configured` (no dataset),
+    /// `refused` (Meta said no), `pending` (Meta unreachable: call again with the same event id).
+    pub status: String,
+    /// This event id was handled before; nothing was sent again.
+    pub duplicate: bool,
+    pub ctwa_clid: Option<String>,
+    #[serde(flatten)]
+    pub credit: Credit,
+    pub detail: Option<String>,
+}
+
+/// Why a conversion could not be handled.
+#[derive(Debug, thiserror::Error)]
+pub enum RecordError {
+    #[error(transparent)]
+    Invalid(#[from] ConversionError),
+    /// The event id was used before with a different contact, value, currency or name.
+    #[error("event_id {0} was already used for a different conversion")]
+    Conflict(String),
+    #[error(transparent)]
+    Store(#[from] StoreError),
+}
+
+fn same(a: &ConversionRow, c: &Conversion) -> bool {
+    a.contact_id == c.contact_id
+        && a.currency == c.currency
+        && (a.value - c.value).abs() < 1e-9
+        && a.event_name == c.event_name
+}
+
+/// Records a conversion and sends it to Meta when the contact has a click id: idempotent per
+/// `event_id`. The credit (for the report) is the contact's last touch within the attribution
+/// window at `event_time`; the click id is the latest one the contact has (last touch, else
+/// first touch).
+pub async fn record(
+    store: &dyn AttributionStore,
+    config: &AttributionConfig,
+    meta: Option<&MetaConversions>,
+    c: &Conversion,
+) -> Result<ConversionResult, RecordError> {
+    let state = store.contact(&c.contact_id).await?;
+    let at_ms = c.event_time * 1000;
+    let credited = state
+        .as_ref()
+        .and_then(|s| s.last.as_ref())
+        .filter(|l| at_ms >= l.at && at_ms - l.at <= config.window_ms());
+    let ctwa_clid = state.as_ref().and_then(|s| {
+        s.last
+            .as_ref()
+            .and_then(|t| t.ctwa_clid.clone())
+            .or_else(|| s.first.as_ref().and_then(|t| t.ctwa_clid.clone()))
+    });
+    let row = ConversionRow {
+        event_id: c.event_id.clone(),
+        contact_id: c.contact_id.clone(),
+        event_name: c.event_name.clone(),
+        value: c.value,
+        currency: c.currency.clone(),
+        event_time: at_ms,
+        ctwa_clid: ctwa_clid.clone(),
+        credit: Credit::of(credited),
+        status: "pending".into(),
+        detail: None,
+        attempts: 0,
+    };
+    let (row, duplicate) = match store.claim_conversion(&row).await? {
+        Claim::New => (row, false),
+        Claim::Existing(existing) if !same(&existing, c) => {
+            return Err(RecordError::Conflict(c.event_id.clone()))
+        }
+        // A previous call gave up on Meta (or died mid-send): this call sends again; Meta
+        // dedupes on event_id should the earlier attempt have landed after all.
+        Claim::Existing(existing) if existing.status == "pending" => (*existing, false),
+        Claim::Existing(existing) => {
+            return Ok(ConversionResult {
+                event_id: existing.event_id,
+                status: existing.status,
+                duplicate: true,
+                ctwa_clid: existing.ctwa_clid,
+                credit: existing.credit,
+                detail: existing.detail,
+            });
+        }
+    };
+    let result = |status: &str, detail: Option<String>| ConversionResult {
+        event_id: row.event_id.clone(),
+        status: status.into(),
+        duplicate,
+        ctwa_clid: row.ctwa_clid.clone(),
+        credit: row.credit.clone(),
+        detail,
+    };
+    let Some(clid) = row.ctwa_clid.clone() else {
+        store
+            .finish_conversion(
+                &row.event_id,
+                "not_attributable",
+                Some("no ctwa_clid for this contact"),
+                row.attempts,
+            )
+            .await?;
+        return Ok(result(
+            "not_attributable",
+            Some("no ctwa_clid for this contact".into()),
+        ));
+    };
+    let Some(meta) = meta else {
+        let detail = format!("{} is not set", config::META_DATASET_ID);
+        store
+            .finish_conversion(&row.event_id, "not_configured", Some(&detail), row.attempts)
+            .await?;
+        return Ok(result("not_configured", Some(detail)));
+    };
+    match meta.send(c, &clid).await {
+        SendOutcome::Sent { attempts, response } => {
+            let detail = response
+                .get("fbtrace_id")
+                .and_then(Value::as_str)
+                .map(|t| format!("fbtrace_id {t}"));
+            store
+                .finish_conversion(
+                    &row.event_id,
+                    "sent",
+                    detail.as_deref(),
+                    row.attempts + attempts,
+                )
+                .await?;
+            Ok(result("sent", detail))
+        }
+        SendOutcome::Refused {
+            attempts,
+            status,
+            message,
+        } => {
+            let detail = format!("HTTP {status}: {message}");
+            store
+                .finish_conversion(
+                    &row.event_id,
+                    "refused",
+                    Some(&detail),
+                    row.attempts + attempts,
+                )
+                .await?;
+            Ok(result("refused", Some(detail)))
+        }
+        SendOutcome::GaveUp { attempts, reason } => {
+            store
+                .finish_conversion(
+                    &row.event_id,
+                    "pending",
+                    Some(&reason),
+                    row.attempts + attempts,
+                )
+                .await?;
+            Ok(result("pending", Some(reason)))
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const NOW: i64 = 1_763_000_000_000;
+
+    fn request() -> ConversionRequest {
+        ConversionRequest {
+            contact_id: Some("c1".into()),
+            value: Some(1200.0),
+            currency: Some("mxn".into()),
+            event_id: Some("deal-42".into()),
+            ..Default::default()
+        }
+    }
+
+    #[test]
+    fn valid_request_defaults_to_purchase_now() {
+        let c = request().validate(NOW).unwrap();
+        assert_eq!(c.event_name, "Purchase");
+        assert_eq!(c.currency, "MXN");
+        assert_eq!(c.event_time, NOW / 1000);
+    }
+
+    #[test]
+    fn each_bad_field_is_named() {
+        type Breaks = Box<dyn Fn(&mut ConversionRequest)>;
+        let cases: Vec<(&str, Breaks)> = vec![
+            ("contact_id", Box::new(|r| r.contact_id = None)),
+            (
+                "event_id",
+                Box::new(|r| r.event_id = Some("has space".into())),
+            ),
+            ("event_id", Box::new(|r| r.event_id = Some("x".repeat(129)))),
+            ("value", Box::new(|r| r.value = None)),
+            ("value", Box::new(|r| r.value = Some(-1.0))),
+            ("currency", Box::new(|r| r.currency = Some("PESOS".into()))),
+            (
+                "event_name",
+                Box::new(|r| r.event_name = Some("Lead".into())),
+            ),
+            (
+                "event_time",
+                Box::new(|r| r.event_time = Some(NOW / 1000 - 8 * 86_400)),
+            ),
+            (
+                "event_time",
+                Box::new(|r| r.event_time = Some(NOW / 1000 + 3600)),
+            ),
+        ];
+        for (field, edit) in cases {
+            let mut r = request();
+            edit(&mut r);
+            assert_eq!(r.validate(NOW).unwrap_err().field, field);
+        }
+    }
+
+    #[test]
+    fn body_has_the_documented_shape() {
+        let meta =
+            MetaConversions::new("http://127.0.0.1:1/", "v23.0", "123", "tok", Some("waba1"));
+        assert_eq!(meta.events_url(), "http://127.0.0.1:1/v23.0/123/events");
+        let b = meta.body(&request().validate(NOW).unwrap(), "clid");
+        let e = &b["data"][0];
+        assert_eq!(e["action_source"], "business_messaging");
+        assert_eq!(e["messaging_channel"], "whatsapp");
+        assert_eq!(e["event_name"], "Purchase");
+        assert_eq!(e["event_id"], "deal-42");
+        assert_eq!(e["user_data"]["ctwa_clid"], "clid");
+        assert_eq!(e["user_data"]["whatsapp_business_account_id"], "waba1");
+        assert_eq!(e["custom_data"]["currency"], "MXN");
+        assert_eq!(e["custom_data"]["value"], 1200.0);
+        assert!(!format!("{meta:?}").contains("tok"));
+    }
+
+    #[test]
+    fn backoff_is_jittered_capped_and_honours_retry_after() {
+        let p = RetryPolicy {
+            attempts: 5,
+            base: Duration::from_millis(100),
+            cap: Duration::from_secs(1),
+        };
+        for attempt in 1..10 {
+            let d = p.delay(attempt, None);
+            assert!(d <= Duration::from_secs(1));
+            assert!(d <= Duration::from_millis(100) * (1 << (attempt - 1)));
+        }
+        assert!(p.delay(1, Some(Duration::from_secs(3))) >= Duration::from_secs(3));
+    }
+
+    #[test]
+    fn not_configured_without_dataset_or_token() {
+        assert!(MetaConversions::from_lookup(|_| None).is_none());
+        let m = MetaConversions::from_lookup(|n| match n {
+            "META_DATASET_ID" => Some("99".into()),
+            "WHATSAPP_ACCESS_TOKEN" => Some("t".into()),
+            _ => None,
+        })
+        .unwrap();
+        assert_eq!(m.events_url(), "https://graph.facebook.com/v23.0/99/events");
+    }
+}

@@ -1,0 +1,200 @@
+//! `POST /links` and `POST /conversions`: the HTTP side of attribution, mounted on
+//! [`wabridge_core::api::Api`]. Both take JSON, need `Authorization: Bearer <WABRIDGE_API_KEY>`, and
+//! answer JSON (errors in the [`ApiError`] shape).
+
+use std::sync::Arc;
+
+use base64::Engine;
+use serde_json::json;
+
+use crate::conversions::{self, ConversionRequest, MetaConversions, RecordError};
+use crate::qr;
+use wabridge_core::api::AttributionRoutes;
+use wabridge_core::attribution::link::{self, LinkRequest};
+use wabridge_core::attribution::store::AttributionStore;
+use wabridge_core::attribution::AttributionConfig;
+use wabridge_core::http::{ApiError, Request, Response};
+
+/// Largest request body accepted by these routes.
+pub const MAX_BODY: usize = 64 * 1024;
+/// Pixels per QR module in the PNG.
+pub const PNG_SCALE: usize = 8;
+
+/// `Authorization: Bearer <WABRIDGE_API_KEY>` (see [`Request::authorize_bearer`]).
+pub fn authorize(req: &Request, api_key: Option<&str>) -> Result<(), ApiError> {
+    req.authorize_bearer(api_key)
+}
+
+fn json_body<T: serde::de::DeserializeOwned>(req: &Request) -> Result<T, ApiError> {
+    if req.body.len() > MAX_BODY {
+        return Err(ApiError::PayloadTooLarge {
+            size: req.body.len(),
+            limit: MAX_BODY,
+        });
+    }
+    match req.header("content-type") {
+        Some(ct)
+            if ct
+                .trim()
+                .to_ascii_lowercase()
+                .starts_with("application/json") => {}
+        _ => {
+            return Err(ApiError::UnsupportedMediaType(
+                "send the body as application/json".into(),
+            ))
+        }
+    }
+    serde_json::from_slice(&req.body)
+        .map_err(|e| ApiError::bad_request("invalid_json", e.to_string()))
+}
+
+/// The attribution routes' state.
+pub struct AttributionService {
+    store: Arc<dyn AttributionStore>,
+    config: Arc<AttributionConfig>,
+    meta: Option<MetaConversions>,
+    api_key: Option<String>,
+    now_ms: fn() -> i64,
+}
+
+fn system_now_ms() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_millis() as i64)
+        .unwrap_or(0)
+}
+
+impl AttributionService {
+    pub fn new(
+        store: Arc<dyn AttributionStore>,
+        config: Arc<AttributionConfig>,
+        meta: Option<MetaConversions>,
+        api_key: Option<String>,
+    ) -> AttributionService {
+        AttributionService {
+            store,
+            config,
+            meta,
+            api_key,
+            now_ms: system_now_ms,
+        }
+    }
+
+    /// `POST /links`: 201 with the code, the `wa.me` URL, its text, expiry, UTMs and the QR code
+    /// as SVG text and base64 PNG.
+    pub async fn create_link(&self, req: &Request) -> Result<Response, ApiError> {
+        authorize(req, self.api_key.as_deref())?;
+        let request: LinkRequest = json_body(req)?;
+        let spec = request
+            .validate(&self.config)
+            .map_err(|e| ApiError::bad_request("invalid_field", e.to_string()))?;
+        let link = link::create(self.store.as_ref(), &spec, (self.now_ms)()).await?;
+        let svg = qr::svg(&link.url)
+            .map_err(|e| ApiError::bad_request("link_too_long", e.to_string()))?;
+        let png = qr::png(&link.url, PNG_SCALE).map_err(|e| ApiError::Internal(e.to_string()))?;
+        let mut body =
+            serde_json::to_value(&link).map_err(|e| ApiError::Internal(e.to_string()))?;
+        body["qr_svg"] = json!(svg);
+        body["qr_png_base64"] = json!(base64::engine::general_purpose::STANDARD.encode(png));
+        Ok(Response::json(201, &body))
+    }
+
+    /// `POST /conversions`: 200 when sent, not attributable (no click id) or not configured;
+    /// 422 when Meta refused the event; 503 (with `Retry-After`) when Meta stayed unreachable:
+    /// call again with the same `event_id`. 409 when the `event_id` was used for another
+    /// conversion.
+    pub async fn record_conversion(&self, req: &Request) -> Result<Response, ApiError> {
+        authorize(req, self.api_key.as_deref())?;
+        let request: ConversionRequest = json_body(req)?;
+        let conversion = request
+            .validate((self.now_ms)())
+            .map_err(|e| ApiError::bad_request("invalid_field", e.to_string()))?;
+        let result = match conversions::record(
+            self.store.as_ref(),
+            &self.config,
+            self.meta.as_ref(),
+            &conversion,
+        )
+        .await
+        {
+            Ok(r) => r,
+            Err(RecordError::Invalid(e)) => {
+                return Err(ApiError::bad_request("invalid_field", e.to_string()))
+            }
+            Err(RecordError::Conflict(m)) => {
+                return Err(ApiError::Conflict(format!(
+                    "event_id {m} was already used for a different conversion"
+                )))
+            }
+            Err(RecordError::Store(e)) => return Err(e.into()),
+        };
+        let body = serde_json::to_value(&result).map_err(|e| ApiError::Internal(e.to_string()))?;
+        Ok(match result.status.as_str() {
+            "refused" => Response::json(422, &body),
+            "pending" => Response::json(503, &body).with_header("retry-after", "30"),
+            _ => Response::json(200, &body),
+        })
+    }
+}
+
+#[async_trait::async_trait]
+impl AttributionRoutes for AttributionService {
+    async fn create_link(&self, req: &Request) -> Result<Response, ApiError> {
+        AttributionService::create_link(self, req).await
+    }
+
+    async fn record_conversion(&self, req: &Request) -> Result<Response, ApiError> {
+        AttributionService::record_conversion(self, req).await
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use wabridge_core::http::Method;
+
+    fn req(auth: Option<&str>) -> Request {
+        Request {
+            method: Method::Post,
+            path: "/links".into(),
+            query: None,
+            headers: auth
+                .map(|a| vec![("authorization".to_string(), a.to_string())])
+                .unwrap_or_default(),
+            body: vec![],
+        }
+    }
+
+    #[test]
+    fn bearer_key_is_required_and_fails_closed() {
+        assert!(authorize(&req(Some("Bearer k3y")), Some("k3y")).is_ok());
+        assert_eq!(
+            authorize(&req(Some("Bearer nope")), Some("k3y"))
+                .unwrap_err()
+                .status(),
+            401
+        );
+        assert_eq!(
+            authorize(&req(Some("k3y")), Some("k3y"))
+                .unwrap_err()
+                .status(),
+            401
+        );
+        assert_eq!(
+            authorize(&req(None), Some("k3y")).unwrap_err().status(),
+            401
+        );
+        assert_eq!(
+            authorize(&req(Some("Bearer ")), Some(""))
+                .unwrap_err()
+                .status(),
+            503
+        );
+        assert_eq!(
+            authorize(&req(Some("Bearer x")), None)
+                .unwrap_err()
+                .status(),
+            503
+        );
+    }
+}

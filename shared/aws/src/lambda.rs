@@ -1,0 +1,65 @@
+//! Lambda's SQS event source: a batch in, partial batch failures out
+//! (`ReportBatchItemFailures`), each record handled by a core [`Handler`] and settled on its
+//! queue.
+
+use aws_lambda_events::event::sqs::{BatchItemFailure, SqsBatchResponse, SqsEvent, SqsMessage};
+use futures::stream::{self, StreamExt};
+use wabridge_core::consumer::{settle, Handler, Outcome};
+use wabridge_core::queue::{Delivery, Queue};
+
+/// The delivery of an SQS record from a Lambda event (`ApproximateReceiveCount` from its
+/// attributes); `None` when the record lacks an id or a receipt handle.
+pub fn delivery_of(message: &SqsMessage) -> Option<Delivery> {
+    Some(Delivery {
+        message_id: message.message_id.clone()?,
+        receipt: message.receipt_handle.clone()?,
+        body: message.body.clone().unwrap_or_default(),
+        receive_count: message
+            .attributes
+            .get("ApproximateReceiveCount")
+            .and_then(|v| v.parse().ok())
+            .unwrap_or(1),
+    })
+}
+
+/// Handles an SQS batch delivered by Lambda, `concurrency` records at a time, and returns the
+/// records that must stay on the queue (partial batch failures). Lambda deletes the rest, so
+/// `Done` is not deleted here.
+pub async fn sqs_batch(
+    queue: &dyn Queue,
+    handler: &dyn Handler,
+    event: SqsEvent,
+    concurrency: usize,
+) -> SqsBatchResponse {
+    let failures: Vec<String> = stream::iter(event.records)
+        .map(|message| async move {
+            let Some(delivery) = delivery_of(&message) else {
+                // Without an id or receipt nothing can be settled; Lambda's retry will tell.
+                return message.message_id.clone();
+            };
+            let outcome = handler.handle(&delivery).await;
+            match settle(queue, &delivery, &outcome, false).await {
+                Ok(true) => Some(delivery.message_id),
+                Ok(false) => None,
+                Err(e) => {
+                    tracing::error!(error = %e, message_id = %delivery.message_id, "settle failed");
+                    // A dead letter not moved, or a retry delay not set: keep the message.
+                    (outcome != Outcome::Done).then_some(delivery.message_id)
+                }
+            }
+        })
+        .buffer_unordered(concurrency.max(1))
+        .filter_map(|f| async move { f })
+        .collect()
+        .await;
+    let mut response = SqsBatchResponse::default();
+    response.batch_item_failures = failures
+        .into_iter()
+        .map(|id| {
+            let mut failure = BatchItemFailure::default();
+            failure.item_identifier = id;
+            failure
+        })
+        .collect();
+    response
+}

@@ -1,0 +1,14 @@
+//! The distributed engine: DynamoDB (single-table stores, dedupe, ledger), SQS (queues with
+//! dead letters), Secrets Manager, and the glue between Lambda's SQS event source and the
+//! core's queue handlers ([`lambda`]).
+//!
+//! May depend on `wabridge-core` (the ports it implements) and the AWS SDK; never on SQLite,
+//! a CRM adapter or reqwest.
+
+pub mod dynamo;
+#[cfg(feature = "http")]
+pub mod function_url;
+pub mod lambda;
+pub mod sdk;
+pub mod secrets;
+pub mod sqs;

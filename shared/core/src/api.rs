@@ -1,0 +1,215 @@
+//! Routing of the HTTP API shared by the Lambda and the local gateway.
+//!
+//! [`Api`] is built once (per cold start, per process) with the services this deployment serves,
+//! then [`Api::handle`] turns every [`Request`] into a [`Response`]: never a panic, every error a
+//! JSON body from [`ApiError`] (404 for an unknown path, 405 with `Allow` for a known path and a
+//! wrong method).
+//!
+//! Adding a route (for example `/sends`, `/sends/{id}`, `/consents`, `/links`, `/conversions`):
+//! add an optional service field, a `with_…` builder method, and a [`Route`] arm in
+//! [`Api::route`]; an unmounted service's paths answer 404.
+
+use std::sync::Arc;
+
+use serde_json::json;
+
+use crate::http::{ApiError, Method, Request, Response};
+use crate::ingest::IngestService;
+use crate::sends::service::{send_json, Sends};
+
+/// `POST /links` and `POST /conversions`: the HTTP side of attribution (`wabridge-attribution`),
+/// mounted by the functions that carry it. A port so the router needs neither QR codes nor an
+/// HTTP client.
+#[async_trait::async_trait]
+pub trait AttributionRoutes: Send + Sync {
+    /// `POST /links`.
+    async fn create_link(&self, req: &Request) -> Result<Response, ApiError>;
+    /// `POST /conversions`.
+    async fn record_conversion(&self, req: &Request) -> Result<Response, ApiError>;
+}
+
+/// The routes this crate knows, matched on the path only.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Route<'a> {
+    Health,
+    Webhook,
+    /// `POST /links`: tracked click-to-chat links (attribution).
+    Links,
+    /// `POST /conversions`: conversions back to Meta (attribution).
+    Conversions,
+    /// `POST /sends`: an outgoing template (or free-form) message.
+    Sends,
+    /// `GET /sends/{id}`: a send's state and error.
+    Send(&'a str),
+    /// `POST /consents`, `GET /consents?to=`.
+    Consents,
+    /// No route with this path. Carries the path for the error.
+    NotFound(&'a str),
+}
+
+impl<'a> Route<'a> {
+    /// Matches a path; one trailing slash is tolerated (`/webhook/`).
+    pub fn match_path(path: &'a str) -> Route<'a> {
+        let trimmed = match path.strip_suffix('/') {
+            Some(p) if !p.is_empty() => p,
+            _ => path,
+        };
+        match trimmed {
+            "/healthz" => Route::Health,
+            "/webhook" => Route::Webhook,
+            "/links" => Route::Links,
+            "/conversions" => Route::Conversions,
+            "/sends" => Route::Sends,
+            "/consents" => Route::Consents,
+            other => match other.strip_prefix("/sends/") {
+                Some(id) if !id.is_empty() && !id.contains('/') => Route::Send(id),
+                _ => Route::NotFound(path),
+            },
+        }
+    }
+}
+
+/// The HTTP API. Cheap to share (`Arc` it); every service is optional so each function mounts
+/// only what it serves.
+#[derive(Default, Clone)]
+pub struct Api {
+    ingest: Option<Arc<IngestService>>,
+    attribution: Option<Arc<dyn AttributionRoutes>>,
+    sends: Option<Arc<Sends>>,
+}
+
+impl Api {
+    /// An API serving only `/healthz`; mount services with the `with_…` methods.
+    pub fn new() -> Api {
+        Api::default()
+    }
+
+    /// Mounts `GET /webhook` (handshake) and `POST /webhook` (ingest).
+    pub fn with_ingest(mut self, ingest: Arc<IngestService>) -> Api {
+        self.ingest = Some(ingest);
+        self
+    }
+
+    /// Mounts `POST /links` and `POST /conversions`.
+    pub fn with_attribution(mut self, attribution: Arc<dyn AttributionRoutes>) -> Api {
+        self.attribution = Some(attribution);
+        self
+    }
+
+    /// Mounts `POST /sends`, `GET /sends/{id}`, `POST /consents` and `GET /consents?to=`
+    /// (bearer `WABRIDGE_API_KEY`).
+    pub fn with_sends(mut self, sends: Arc<Sends>) -> Api {
+        self.sends = Some(sends);
+        self
+    }
+
+    /// Answers one request. Never panics; errors are JSON (see [`ApiError`]).
+    pub async fn handle(&self, req: Request) -> Response {
+        match self.route(&req).await {
+            Ok(response) => response,
+            Err(e) => {
+                let allow = match &e {
+                    ApiError::MethodNotAllowed(_) => allowed_methods(&req.path),
+                    _ => None,
+                };
+                let response = e.into_response();
+                match allow {
+                    Some(allow) => response.with_header("allow", allow),
+                    None => response,
+                }
+            }
+        }
+    }
+
+    async fn route(&self, req: &Request) -> Result<Response, ApiError> {
+        match Route::match_path(&req.path) {
+            Route::Health => match req.method {
+                Method::Get => Ok(Response::json(200, &json!({"status": "ok"}))),
+                _ => Err(ApiError::MethodNotAllowed(req.path.clone())),
+            },
+            Route::Webhook => {
+                let Some(ingest) = &self.ingest else {
+                    return Err(ApiError::NotFound(req.path.clone()));
+                };
+                match req.method {
+                    Method::Get => ingest.handshake(req),
+                    Method::Post => ingest.receive(req).await,
+                    _ => Err(ApiError::MethodNotAllowed(req.path.clone())),
+                }
+            }
+            Route::Links | Route::Conversions => {
+                let Some(attribution) = &self.attribution else {
+                    return Err(ApiError::NotFound(req.path.clone()));
+                };
+                match (req.method, Route::match_path(&req.path)) {
+                    (Method::Post, Route::Links) => attribution.create_link(req).await,
+                    (Method::Post, _) => attribution.record_conversion(req).await,
+                    _ => Err(ApiError::MethodNotAllowed(req.path.clone())),
+                }
+            }
+            Route::Sends | Route::Send(_) | Route::Consents => {
+                let Some(sends) = &self.sends else {
+                    return Err(ApiError::NotFound(req.path.clone()));
+                };
+                let route = Route::match_path(&req.path);
+                match (&route, req.method) {
+                    (Route::Sends, Method::Post)
+                    | (Route::Send(_), Method::Get)
+                    | (Route::Consents, Method::Post | Method::Get) => {}
+                    _ => return Err(ApiError::MethodNotAllowed(req.path.clone())),
+                }
+                sends.authorize(req)?;
+                if req.method == Method::Post {
+                    let json = req.header("content-type").is_some_and(|c| {
+                        c.trim_start()
+                            .to_ascii_lowercase()
+                            .starts_with("application/json")
+                    });
+                    if !json {
+                        return Err(ApiError::UnsupportedMediaType(
+                            "send a JSON body with Content-Type: application/json".into(),
+                        ));
+                    }
+                }
+                match route {
+                    Route::Sends => {
+                        let record = sends
+                            .submit(&req.body, req.header("idempotency-key"))
+                            .await?;
+                        Ok(Response::json(202, &send_json(&record))
+                            .with_header("location", format!("/sends/{}", record.id)))
+                    }
+                    Route::Send(id) => Ok(Response::json(200, &send_json(&sends.get(id).await?))),
+                    _ if req.method == Method::Post => {
+                        let entry = sends.record_consent(&req.body).await?;
+                        Ok(Response::json(
+                            201,
+                            &json!({"id": entry.id, "to": entry.to, "category": entry.category,
+                            "action": entry.action, "source": entry.source}),
+                        ))
+                    }
+                    _ => {
+                        let to = req.query_param("to");
+                        let recipient = req.query_param("recipient");
+                        Ok(Response::json(
+                            200,
+                            &sends.consents(to.as_deref(), recipient.as_deref()).await?,
+                        ))
+                    }
+                }
+            }
+            Route::NotFound(path) => Err(ApiError::NotFound(path.to_string())),
+        }
+    }
+}
+
+fn allowed_methods(path: &str) -> Option<&'static str> {
+    match Route::match_path(path) {
+        Route::Health => Some("GET"),
+        Route::Webhook => Some("GET, POST"),
+        Route::Links | Route::Conversions | Route::Sends => Some("POST"),
+        Route::Send(_) => Some("GET"),
+        Route::Consents => Some("GET, POST"),
+        Route::NotFound(_) => None,
+    }
+}

@@ -1,0 +1,163 @@
+//! The one set of configuration names. The Lambdas, the local gateway, the SAM template and the
+//! README all use these names; `tests` checks the template against this list.
+
+/// Meta app secret: the HMAC key of `X-Hub-Signature-256`. Without it ingest refuses every POST.
+pub const WHATSAPP_APP_SECRET: &str = "WHATSAPP_APP_SECRET";
+/// Token Meta echoes in the GET verification handshake.
+pub const WHATSAPP_VERIFY_TOKEN: &str = "WHATSAPP_VERIFY_TOKEN";
+/// Graph API bearer token (system user token) for sends.
+pub const WHATSAPP_ACCESS_TOKEN: &str = "WHATSAPP_ACCESS_TOKEN";
+/// The business phone number id sends go out from.
+pub const WHATSAPP_PHONE_NUMBER_ID: &str = "WHATSAPP_PHONE_NUMBER_ID";
+/// Graph API base URL (default [`DEFAULT_WHATSAPP_API_URL`]).
+pub const WHATSAPP_API_URL: &str = "WHATSAPP_API_URL";
+/// Graph API version (default [`DEFAULT_WHATSAPP_API_VERSION`]).
+pub const WHATSAPP_API_VERSION: &str = "WHATSAPP_API_VERSION";
+/// Bearer key for `/sends`, `/consents`, `/links`, `/conversions`.
+pub const WABRIDGE_API_KEY: &str = "WABRIDGE_API_KEY";
+/// Largest webhook body accepted, bytes (default [`DEFAULT_MAX_BODY_BYTES`]).
+pub const WABRIDGE_MAX_BODY_BYTES: &str = "WABRIDGE_MAX_BODY_BYTES";
+/// Data directory of the local gateway (`wabridge serve --data`; default `./.wabridge`).
+pub const WABRIDGE_DATA: &str = "WABRIDGE_DATA";
+/// `local`, `webhook` or `hubspot` (default [`DEFAULT_CRM_KIND`]).
+pub const CRM_KIND: &str = "CRM_KIND";
+/// `local`: the records table of the embedded engine, so `wabridge serve` works with no CRM
+/// at all. The Lambdas do not carry it, so on AWS `CRM_KIND` must name a CRM (the template
+/// always sets it): an unset one stops crm-sync at start instead of guessing a CRM.
+pub const DEFAULT_CRM_KIND: &str = "local";
+/// Default of [`CRM_TIMEOUT_MS`].
+pub const DEFAULT_CRM_TIMEOUT_MS: u64 = 10_000;
+
+/// [`CRM_KIND`] read through `lookup`, trimmed and lower-cased; [`DEFAULT_CRM_KIND`] when unset.
+pub fn crm_kind(lookup: impl Fn(&str) -> Option<String>) -> String {
+    lookup(CRM_KIND)
+        .map(|v| v.trim().to_ascii_lowercase())
+        .filter(|v| !v.is_empty())
+        .unwrap_or_else(|| DEFAULT_CRM_KIND.to_string())
+}
+pub const CRM_WEBHOOK_URL: &str = "CRM_WEBHOOK_URL";
+pub const CRM_WEBHOOK_SECRET: &str = "CRM_WEBHOOK_SECRET";
+pub const HUBSPOT_TOKEN: &str = "HUBSPOT_TOKEN";
+pub const HUBSPOT_API_URL: &str = "HUBSPOT_API_URL";
+/// Timeout of one CRM HTTP call, milliseconds (default 10000).
+pub const CRM_TIMEOUT_MS: &str = "CRM_TIMEOUT_MS";
+/// Path of the field mapping file.
+pub const WABRIDGE_MAPPING: &str = "WABRIDGE_MAPPING";
+/// DynamoDB table (single-table design) of the AWS engine.
+pub const WABRIDGE_TABLE: &str = "WABRIDGE_TABLE";
+/// SQS queue URLs of the AWS engine.
+pub const EVENTS_QUEUE_URL: &str = "EVENTS_QUEUE_URL";
+pub const EVENTS_DLQ_URL: &str = "EVENTS_DLQ_URL";
+pub const SENDS_QUEUE_URL: &str = "SENDS_QUEUE_URL";
+pub const SENDS_DLQ_URL: &str = "SENDS_DLQ_URL";
+/// ARN of the Secrets Manager secret (a JSON object keyed by the secret names above) that the
+/// Lambdas read once per cold start. Secrets are never plain environment variables on AWS.
+pub const WABRIDGE_SECRETS_ARN: &str = "WABRIDGE_SECRETS_ARN";
+
+/// Path of the attribution config (TOML: referral → UTM rules, window, lead policy, links).
+pub const WABRIDGE_ATTRIBUTION: &str = "WABRIDGE_ATTRIBUTION";
+/// Meta dataset (pixel) id that conversion events for click-to-WhatsApp ads are sent to.
+pub const META_DATASET_ID: &str = "META_DATASET_ID";
+/// WhatsApp Business Account id, sent as `user_data.whatsapp_business_account_id` with
+/// conversion events.
+pub const WHATSAPP_BUSINESS_ACCOUNT_ID: &str = "WHATSAPP_BUSINESS_ACCOUNT_ID";
+/// Conversions API base URL (default [`DEFAULT_WHATSAPP_API_URL`]); tests point it at loopback.
+pub const META_CONVERSIONS_API_URL: &str = "META_CONVERSIONS_API_URL";
+
+/// crm-sync deliveries in flight at once in `wabridge serve` (default
+/// [`DEFAULT_SYNC_CONCURRENCY`]): with a CRM answering in 50 ms and two or three calls per event,
+/// 128 in flight keep a few hundred events/s going; SQLite is not the limit.
+pub const WABRIDGE_SYNC_CONCURRENCY: &str = "WABRIDGE_SYNC_CONCURRENCY";
+pub const DEFAULT_SYNC_CONCURRENCY: usize = 128;
+
+/// [`WABRIDGE_SYNC_CONCURRENCY`] from the environment (1 to 1024).
+pub fn sync_concurrency() -> Result<usize, String> {
+    match std::env::var(WABRIDGE_SYNC_CONCURRENCY) {
+        Ok(v) if !v.trim().is_empty() => match v.trim().parse::<usize>() {
+            Ok(n) if (1..=1024).contains(&n) => Ok(n),
+            _ => Err(format!(
+                "{WABRIDGE_SYNC_CONCURRENCY} must be a number from 1 to 1024 (got `{v}`)"
+            )),
+        },
+        _ => Ok(DEFAULT_SYNC_CONCURRENCY),
+    }
+}
+
+/// Messages a second one business number may send (Meta's default 80; 20 for numbers also used
+/// in the Business app; up to 1,000 after an upgrade). Default [`DEFAULT_SENDS_PER_SECOND`].
+pub const WABRIDGE_SENDS_PER_SECOND: &str = "WABRIDGE_SENDS_PER_SECOND";
+/// How many sender processes share the number (the sender's SQS `MaximumConcurrency` on AWS;
+/// 1 locally): each takes `WABRIDGE_SENDS_PER_SECOND / WABRIDGE_SENDER_INSTANCES`.
+pub const WABRIDGE_SENDER_INSTANCES: &str = "WABRIDGE_SENDER_INSTANCES";
+pub const DEFAULT_SENDS_PER_SECOND: f64 = 80.0;
+
+/// Days a confirmed effects-ledger entry (and a message's highest status) is kept before the
+/// local purger deletes it / DynamoDB's TTL expires it. Default [`DEFAULT_LEDGER_RETENTION_DAYS`].
+pub const WABRIDGE_LEDGER_RETENTION_DAYS: &str = "WABRIDGE_LEDGER_RETENTION_DAYS";
+/// 30 days: longer than the longest a delivery can still come back after its effects were
+/// confirmed. SQS keeps a message at most 14 days on its queue (the template: 7 for events, 4
+/// for sends) and a dead letter up to 14 more on the DLQ (the template: 14) before an operator
+/// redrives it; 14 + 14 = 28 days, plus slack. A redelivery later than the retention would
+/// redo its effects; one sooner finds them done.
+pub const DEFAULT_LEDGER_RETENTION_DAYS: u64 = 30;
+
+/// [`WABRIDGE_LEDGER_RETENTION_DAYS`] from the environment (see [`parse_ledger_retention`]).
+pub fn ledger_retention() -> Result<std::time::Duration, String> {
+    parse_ledger_retention(
+        std::env::var(WABRIDGE_LEDGER_RETENTION_DAYS)
+            .ok()
+            .as_deref(),
+    )
+}
+
+/// A whole number of days from 1 to 3650; unset or blank means the default. Anything else is
+/// an error naming the variable (the gateway refuses to start rather than guess).
+pub fn parse_ledger_retention(value: Option<&str>) -> Result<std::time::Duration, String> {
+    let days = match value.map(str::trim) {
+        Some(v) if !v.is_empty() => v
+            .parse::<u64>()
+            .ok()
+            .filter(|d| (1..=3650).contains(d))
+            .ok_or_else(|| {
+                format!(
+                    "{WABRIDGE_LEDGER_RETENTION_DAYS} must be a whole number of days from 1 to \
+                     3650, got {v:?}"
+                )
+            })?,
+        _ => DEFAULT_LEDGER_RETENTION_DAYS,
+    };
+    Ok(std::time::Duration::from_secs(days * 24 * 3600))
+}
+
+pub const DEFAULT_WHATSAPP_API_URL: &str = "https://graph.facebook.com";
+pub const DEFAULT_WHATSAPP_API_VERSION: &str = "v23.0";
+pub const DEFAULT_HUBSPOT_API_URL: &str = "https://api.hubapi.com";
+pub const DEFAULT_MAX_BODY_BYTES: usize = 1024 * 1024;
+
+/// Names whose values are secrets: read from the secret store on AWS, never logged.
+pub const SECRET_NAMES: &[&str] = &[
+    WHATSAPP_APP_SECRET,
+    WHATSAPP_VERIFY_TOKEN,
+    WHATSAPP_ACCESS_TOKEN,
+    WABRIDGE_API_KEY,
+    CRM_WEBHOOK_SECRET,
+    HUBSPOT_TOKEN,
+];
+
+#[cfg(test)]
+mod ledger_retention_tests {
+    use super::*;
+
+    #[test]
+    fn retention_defaults_to_30_days_and_rejects_nonsense() {
+        let day = 86_400;
+        let days = |v| parse_ledger_retention(v).map(|d| d.as_secs() / day);
+        assert_eq!(days(None), Ok(30));
+        assert_eq!(days(Some("  ")), Ok(30));
+        assert_eq!(days(Some("45")), Ok(45));
+        for bad in ["0", "-3", "2.5", "thirty", "99999"] {
+            let e = days(Some(bad)).unwrap_err();
+            assert!(e.contains(WABRIDGE_LEDGER_RETENTION_DAYS), "{e}");
+        }
+    }
+}

@@ -1,0 +1,487 @@
+//! Canonical CRM records: what crm-sync makes of WhatsApp events, before any CRM-specific
+//! mapping. Versioned (`v`, [`RECORDS_VERSION`]) and documented as JSON Schema in
+//! `docs/records-schema.json`; the `local` CRM stores them as is (`wabridge records --json`), the
+//! `webhook` CRM posts them as is, and mappings read their fields by name.
+//!
+//! Every record serialises with `"kind"`: `contact`, `activity`, `consent`, `template_status`,
+//! `quality`, `unknown`, `attribution`, `lead`.
+
+use serde::{Deserialize, Serialize};
+use serde_json::Value;
+
+/// Version of the record shapes below. Additive changes (new optional fields) keep it; renames,
+/// removals or meaning changes bump it.
+pub const RECORDS_VERSION: u32 = 1;
+
+/// The `v` of a record: [`RECORDS_VERSION`] by default (so `..Default::default()` is current).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(transparent)]
+pub struct Version(pub u32);
+
+impl Default for Version {
+    fn default() -> Self {
+        Version(RECORDS_VERSION)
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "kind", rename_all = "snake_case")]
+pub enum Record {
+    Contact(ContactRecord),
+    Activity(ActivityRecord),
+    Consent(ConsentRecord),
+    TemplateStatus(TemplateStatusRecord),
+    Quality(QualityRecord),
+    Unknown(UnknownRecord),
+    /// A contact's first or last touch (see [`crate::attribution`]).
+    Attribution(crate::attribution::AttributionRecord),
+    /// A lead carrying the attribution of the conversation that created it.
+    Lead(crate::attribution::LeadRecord),
+}
+
+impl Record {
+    pub fn kind(&self) -> &'static str {
+        match self {
+            Record::Contact(_) => "contact",
+            Record::Activity(_) => "activity",
+            Record::Consent(_) => "consent",
+            Record::TemplateStatus(_) => "template_status",
+            Record::Quality(_) => "quality",
+            Record::Unknown(_) => "unknown",
+            Record::Attribution(_) => "attribution",
+            Record::Lead(_) => "lead",
+        }
+    }
+
+    /// The identity of the record in a CRM store: writing a record with the same key again
+    /// replaces it (a contact is upserted; an outbound message's activity is updated as its
+    /// status moves forward).
+    pub fn record_key(&self) -> String {
+        match self {
+            Record::Contact(c) => format!("contact:{}", c.id),
+            Record::Activity(a) => format!(
+                "activity:{}",
+                a.message_id.as_deref().unwrap_or(&a.event_id)
+            ),
+            Record::Consent(c) => format!("consent:{}", c.event_id),
+            Record::TemplateStatus(t) => format!("template_status:{}", t.event_id),
+            Record::Quality(q) => format!("quality:{}", q.event_id),
+            Record::Unknown(u) => format!("unknown:{}", u.event_id),
+            Record::Attribution(a) => a.record_key(),
+            Record::Lead(l) => l.record_key(),
+        }
+    }
+
+    /// The contact this record belongs to, if any.
+    pub fn contact_id(&self) -> Option<&str> {
+        match self {
+            Record::Contact(c) => Some(&c.id),
+            Record::Activity(a) => Some(&a.contact_id),
+            Record::Consent(c) => Some(&c.contact_id),
+            Record::Attribution(a) => Some(&a.contact_id),
+            Record::Lead(l) => Some(&l.contact_id),
+            _ => None,
+        }
+    }
+
+    pub fn to_value(&self) -> Value {
+        serde_json::to_value(self).expect("records serialise")
+    }
+}
+
+/// A contact upsert: one per person, whatever identities they reached us with.
+#[derive(Debug, Clone, PartialEq, Default, Serialize, Deserialize)]
+pub struct ContactRecord {
+    #[serde(default)]
+    pub v: Version,
+    /// Our contact id (stable; the identity store maps every phone / BSUID to it).
+    pub id: String,
+    /// Canonical E.164 number (`+525512345678`), absent for username-only users.
+    pub phone_e164: Option<String>,
+    /// Meta's `wa_id` exactly as received.
+    pub wa_id: Option<String>,
+    /// Business-scoped user id (`CC.…`).
+    pub bsuid: Option<String>,
+    /// WhatsApp username (`profile.username`).
+    pub username: Option<String>,
+    /// Profile name as the user set it.
+    pub name: Option<String>,
+    /// Click-to-WhatsApp attribution of the first message after an ad click.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub referral: Option<Referral>,
+    /// When we last saw this contact (Unix ms).
+    pub updated_at: i64,
+}
+
+/// Ad attribution (`messages[].referral`).
+#[derive(Debug, Clone, PartialEq, Default, Serialize, Deserialize)]
+pub struct Referral {
+    pub source_type: Option<String>,
+    pub source_id: Option<String>,
+    pub source_url: Option<String>,
+    pub headline: Option<String>,
+    pub ctwa_clid: Option<String>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Direction {
+    Inbound,
+    Outbound,
+}
+
+/// A media attachment (download needs a separate Graph call with the id).
+#[derive(Debug, Clone, PartialEq, Default, Serialize, Deserialize)]
+pub struct MediaRef {
+    pub id: String,
+    pub mime_type: Option<String>,
+    pub sha256: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub filename: Option<String>,
+}
+
+/// An error of a failed outbound message (`statuses[].errors[]`).
+#[derive(Debug, Clone, PartialEq, Default, Serialize, Deserialize)]
+pub struct StatusError {
+    pub code: Option<i64>,
+    pub title: Option<String>,
+    pub message: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub details: Option<String>,
+}
+
+/// A message on the contact's timeline: an inbound message, or the state of one we sent.
+#[derive(Debug, Clone, PartialEq, Default, Serialize, Deserialize)]
+pub struct ActivityRecord {
+    #[serde(default)]
+    pub v: Version,
+    /// Key of the event that produced (or, for outbound statuses, last moved) this record.
+    pub event_id: String,
+    pub contact_id: String,
+    /// Inbound: the message type (`text`, `image`, `interactive`, …). Outbound: `status`.
+    #[serde(rename = "type")]
+    pub kind: String,
+    pub direction: Option<Direction>,
+    /// The WhatsApp message id (`wamid.…`).
+    pub message_id: Option<String>,
+    /// When it happened according to Meta (Unix ms).
+    pub at: Option<i64>,
+    /// Text body, caption, button text, reply title or reaction emoji.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub text: Option<String>,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub media: Vec<MediaRef>,
+    /// Reply context (`context.id`, `context.from`, `forwarded`, …), as Meta sent it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub context: Option<Value>,
+    /// Button / list / flow payload or id, when the message carries one.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub payload: Option<String>,
+    /// Outbound only: `sent`, `delivered`, `read`, `played` or `failed` (only moves forward);
+    /// `refused` on a `send_result` activity (a policy guard stopped the send).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub status: Option<String>,
+    /// Outbound `failed` only: why.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub errors: Vec<StatusError>,
+    /// Outbound: pricing category (`marketing`, `utility`, …) when Meta reports it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub pricing_category: Option<String>,
+    /// Outbound: what the sender attached (`biz_opaque_callback_data`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub callback_data: Option<String>,
+    /// Outbound: the wabridge send id (`snd_…`) of a status of one of our sends, or of a
+    /// `send_result` activity (a send that ended without a status webhook).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub send_id: Option<String>,
+    /// Inbound: the tracked-link reference code found in the text (removed from `text`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub ref_code: Option<String>,
+    /// How `ref_code` resolved: `known`, `unknown` or `expired`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub ref_code_status: Option<crate::attribution::CodeStatus>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ConsentStatus {
+    OptIn,
+    OptOut,
+}
+
+/// Where a consent change came from.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ConsentSource {
+    /// `user_preferences` webhook (the user tapped stop / resume on marketing messages).
+    UserPreferences,
+    /// The user wrote a configured keyword (STOP, BAJA, ALTO, PARAR, SAIR, …).
+    Keyword,
+    /// Meta refused a send with 131050: the user stopped marketing messages.
+    MetaError,
+}
+
+/// Opt-in / opt-out, with evidence.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ConsentRecord {
+    #[serde(default)]
+    pub v: Version,
+    pub event_id: String,
+    pub contact_id: String,
+    pub status: ConsentStatus,
+    /// `marketing_messages` (user_preferences) or `all` (keyword).
+    pub category: String,
+    pub source: ConsentSource,
+    /// What proves it: `{"value":"stop"}` or `{"keyword":"BAJA","message_id":"wamid…","text":"…"}`.
+    pub evidence: Value,
+    pub at: Option<i64>,
+}
+
+/// `message_template_status_update`.
+#[derive(Debug, Clone, PartialEq, Default, Serialize, Deserialize)]
+pub struct TemplateStatusRecord {
+    #[serde(default)]
+    pub v: Version,
+    pub event_id: String,
+    pub template_id: Option<String>,
+    pub template_name: Option<String>,
+    pub language: Option<String>,
+    /// `APPROVED`, `REJECTED`, `PAUSED`, `DISABLED`, …
+    pub event: Option<String>,
+    pub reason: Option<String>,
+    pub at: Option<i64>,
+}
+
+/// `phone_number_quality_update`.
+#[derive(Debug, Clone, PartialEq, Default, Serialize, Deserialize)]
+pub struct QualityRecord {
+    #[serde(default)]
+    pub v: Version,
+    pub event_id: String,
+    pub display_phone_number: Option<String>,
+    /// `FLAGGED`, `UNFLAGGED`, `UPGRADE`, `DOWNGRADE`, …
+    pub event: Option<String>,
+    pub current_limit: Option<String>,
+    pub at: Option<i64>,
+}
+
+/// Anything we do not map yet, kept raw so a business can see what Meta sent.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct UnknownRecord {
+    #[serde(default)]
+    pub v: Version,
+    pub event_id: String,
+    /// `changes[].field`.
+    pub field: String,
+    pub raw: Value,
+}
+
+/// Rank of an outbound status: statuses only move forward (`sent < delivered < read < played`);
+/// `failed` is terminal. Unknown statuses rank 0 (never overwrite anything).
+pub fn status_rank(status: &str) -> u8 {
+    match status {
+        "sent" => 1,
+        "delivered" => 2,
+        "read" => 3,
+        "played" => 4,
+        "failed" => 5,
+        _ => 0,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    pub(crate) fn samples() -> Vec<Record> {
+        vec![
+            Record::Contact(ContactRecord {
+                v: Version(1),
+                id: "c1".into(),
+                phone_e164: Some("+525512345678".into()),
+                wa_id: Some("5215512345678".into()),
+                bsuid: Some("MX.123".into()),
+                username: Some("ana".into()),
+                name: Some("Ana López".into()),
+                referral: Some(Referral {
+                    ctwa_clid: Some("clid".into()),
+                    ..Default::default()
+                }),
+                updated_at: 1,
+            }),
+            Record::Activity(ActivityRecord {
+                v: Version(1),
+                event_id: "wamid.1".into(),
+                contact_id: "c1".into(),
+                kind: "image".into(),
+                direction: Some(Direction::Inbound),
+                message_id: Some("wamid.1".into()),
+                at: Some(1000),
+                text: Some("mira".into()),
+                media: vec![MediaRef {
+                    id: "m1".into(),
+                    ..Default::default()
+                }],
+                context: Some(serde_json::json!({"id":"wamid.0"})),
+                ref_code: Some("AB23CD".into()),
+                ref_code_status: Some(crate::attribution::CodeStatus::Known),
+                ..Default::default()
+            }),
+            Record::Activity(ActivityRecord {
+                v: Version(1),
+                event_id: "wamid.2:failed".into(),
+                contact_id: "c1".into(),
+                kind: "status".into(),
+                direction: Some(Direction::Outbound),
+                message_id: Some("wamid.2".into()),
+                status: Some("failed".into()),
+                errors: vec![StatusError {
+                    code: Some(131026),
+                    ..Default::default()
+                }],
+                callback_data: Some("snd_1".into()),
+                send_id: Some("snd_1".into()),
+                ..Default::default()
+            }),
+            Record::Activity(ActivityRecord {
+                v: Version(1),
+                event_id: "send:snd_2:refused".into(),
+                contact_id: "c1".into(),
+                kind: "send_result".into(),
+                direction: Some(Direction::Outbound),
+                at: Some(1000),
+                status: Some("refused".into()),
+                errors: vec![StatusError {
+                    title: Some("marketing_opted_out".into()),
+                    message: Some("opted out".into()),
+                    ..Default::default()
+                }],
+                send_id: Some("snd_2".into()),
+                ..Default::default()
+            }),
+            Record::Consent(ConsentRecord {
+                v: Version(1),
+                event_id: "send:snd_3:opted_out".into(),
+                contact_id: "c1".into(),
+                status: ConsentStatus::OptOut,
+                category: "marketing_messages".into(),
+                source: ConsentSource::MetaError,
+                evidence: serde_json::json!({"send_id":"snd_3","code":131050}),
+                at: Some(1000),
+            }),
+            Record::Consent(ConsentRecord {
+                v: Version(1),
+                event_id: "e".into(),
+                contact_id: "c1".into(),
+                status: ConsentStatus::OptOut,
+                category: "all".into(),
+                source: ConsentSource::Keyword,
+                evidence: serde_json::json!({"keyword":"BAJA"}),
+                at: None,
+            }),
+            Record::TemplateStatus(TemplateStatusRecord {
+                event_id: "t".into(),
+                ..Default::default()
+            }),
+            Record::Quality(QualityRecord {
+                event_id: "q".into(),
+                ..Default::default()
+            }),
+            Record::Unknown(UnknownRecord {
+                v: Version(1),
+                event_id: "u".into(),
+                field: "account_alerts".into(),
+                raw: serde_json::json!({"x":1}),
+            }),
+            Record::Attribution(crate::attribution::AttributionRecord::new(
+                "wamid.1",
+                "c1",
+                crate::attribution::TouchKind::First,
+                &crate::attribution::Touch {
+                    origin: crate::attribution::TouchOrigin::Referral,
+                    utm: Default::default(),
+                    ctwa_clid: Some("clid".into()),
+                    ref_code: None,
+                    gclid: None,
+                    fbclid: None,
+                    landing_page: None,
+                    referral: Some(serde_json::json!({"source_type":"ad"})),
+                    at: 1000,
+                },
+            )),
+            Record::Lead(crate::attribution::LeadRecord {
+                v: Version(1),
+                event_id: "wamid.1".into(),
+                contact_id: "c1".into(),
+                reason: "first_conversation".into(),
+                utm_source: Some("newsletter".into()),
+                utm_medium: None,
+                utm_campaign: None,
+                utm_content: None,
+                utm_term: None,
+                ctwa_clid: None,
+                ref_code: Some("AB23CD".into()),
+                touch_in_conversation: true,
+                created_at: 1000,
+            }),
+        ]
+    }
+
+    #[test]
+    fn records_serialise_with_kind_and_round_trip() {
+        for record in samples() {
+            let json = record.to_value();
+            assert_eq!(json["kind"], record.kind());
+            assert_eq!(json["v"], RECORDS_VERSION);
+            let back: Record = serde_json::from_value(json).unwrap();
+            assert_eq!(back, record);
+        }
+        let activity = samples()[1].to_value();
+        assert_eq!(activity["type"], "image");
+        assert_eq!(activity["event_id"], "wamid.1");
+        assert_eq!(activity["contact_id"], "c1");
+        let contact = samples()[0].to_value();
+        for field in ["id", "phone_e164", "wa_id", "bsuid", "name"] {
+            assert!(contact.get(field).is_some(), "{field}");
+        }
+    }
+
+    /// The documented schema lists every field the records emit, with the same required set.
+    #[test]
+    fn documented_schema_matches_the_records() {
+        let path = concat!(
+            env!("CARGO_MANIFEST_DIR"),
+            "/../../docs/records-schema.json"
+        );
+        let schema: Value = serde_json::from_str(&std::fs::read_to_string(path).unwrap()).unwrap();
+        assert_eq!(schema["properties"]["v"]["const"], RECORDS_VERSION);
+        for record in samples() {
+            let def = &schema["$defs"][record.kind()];
+            assert!(def.is_object(), "schema lacks {}", record.kind());
+            let props = def["properties"].as_object().unwrap();
+            let json = record.to_value();
+            for key in json.as_object().unwrap().keys() {
+                assert!(
+                    props.contains_key(key),
+                    "{}.{key} undocumented",
+                    record.kind()
+                );
+            }
+            for req in def["required"].as_array().unwrap() {
+                assert!(
+                    json.get(req.as_str().unwrap()).is_some(),
+                    "{}.{req} missing",
+                    record.kind()
+                );
+            }
+        }
+    }
+
+    #[test]
+    fn statuses_rank_forward() {
+        assert!(status_rank("sent") < status_rank("delivered"));
+        assert!(status_rank("delivered") < status_rank("read"));
+        assert!(status_rank("read") < status_rank("failed"));
+        assert_eq!(status_rank("bogus"), 0);
+    }
+}

@@ -1,0 +1,451 @@
+//! The template sync: reads the business's message templates from the Graph API
+//! (`GET /{version}/{waba-id}/message_templates`) and records each one's status, category and
+//! body parameter count in the [`TemplateRegistry`], so `POST /sends` checks parameter counts,
+//! categories and statuses against what Meta actually holds (`wabridge templates sync`, and
+//! hourly in `wabridge serve`).
+//!
+//! - Paging: `limit` templates a page, the next page asked for with `after` =
+//!   `paging.cursors.after` while the answer carries `paging.next` (Meta's mark of a further
+//!   page). The `next` URL itself is never fetched: the bearer token only goes to the
+//!   configured host.
+//! - Bounded: at most [`TemplateSyncConfig::max_pages`] pages of at most
+//!   [`TemplateSyncConfig::max_page_bytes`] each, every request with a timeout.
+//! - Errors come classified like the sender's ([`SendFailure`]: retry on 5xx, timeouts,
+//!   throttling and expired tokens; terminal otherwise).
+//! - Ordering with webhooks: a page's statuses count as observed one second before its request
+//!   left (webhook event times have whole-second precision), so a
+//!   `message_template_status_update` that may be newer than the sync keeps its status.
+
+use std::collections::BTreeSet;
+use std::time::Duration;
+
+use serde::Serialize;
+use serde_json::Value;
+
+use crate::config;
+use crate::error::StoreError;
+use crate::sends::classify::SendFailure;
+use crate::templates::{TemplateRegistry, TemplateStatus};
+
+/// Fields asked for: what the registry keeps, and how placeholders are written.
+pub const FIELDS: &str = "name,language,status,category,components,parameter_format";
+/// Templates per page (Meta's pages go up to a few hundred; 100 keeps each answer small).
+pub const DEFAULT_PAGE_SIZE: u32 = 100;
+/// Pages per sync: 100 × 100 templates is far above what one WABA may hold.
+pub const DEFAULT_MAX_PAGES: usize = 100;
+/// Largest page accepted, bytes: 100 templates of a few KB each fit many times over.
+pub const DEFAULT_MAX_PAGE_BYTES: usize = 4 * 1024 * 1024;
+/// How much earlier than its request a page's statuses count as observed.
+pub const OBSERVATION_SLACK_MS: i64 = 1000;
+
+/// Where and as whom the sync reads.
+#[derive(Debug, Clone)]
+pub struct TemplateSyncConfig {
+    pub base_url: String,
+    pub version: String,
+    /// The WhatsApp Business Account id (`WHATSAPP_BUSINESS_ACCOUNT_ID`).
+    pub waba_id: String,
+    pub access_token: String,
+    pub timeout: Duration,
+    pub page_size: u32,
+    pub max_pages: usize,
+    pub max_page_bytes: usize,
+}
+
+impl TemplateSyncConfig {
+    /// Reads `WHATSAPP_ACCESS_TOKEN`, `WHATSAPP_BUSINESS_ACCOUNT_ID`, `WHATSAPP_API_URL` and
+    /// `WHATSAPP_API_VERSION` through `get`. Fails closed: without a token or a WABA id there
+    /// is no sync.
+    pub fn from_lookup(get: impl Fn(&str) -> Option<String>) -> Result<TemplateSyncConfig, String> {
+        let non_empty = |name: &str| get(name).filter(|v| !v.trim().is_empty());
+        let access_token = non_empty(config::WHATSAPP_ACCESS_TOKEN).ok_or_else(|| {
+            format!(
+                "{} is not set: the template sync is disabled",
+                config::WHATSAPP_ACCESS_TOKEN
+            )
+        })?;
+        let waba_id = non_empty(config::WHATSAPP_BUSINESS_ACCOUNT_ID).ok_or_else(|| {
+            format!(
+                "{} is not set: the template sync is disabled",
+                config::WHATSAPP_BUSINESS_ACCOUNT_ID
+            )
+        })?;
+        let waba_id = waba_id.trim().to_string();
+        if !waba_id.chars().all(|c| c.is_ascii_digit()) {
+            return Err(format!(
+                "{} must be the numeric WhatsApp Business Account id",
+                config::WHATSAPP_BUSINESS_ACCOUNT_ID
+            ));
+        }
+        Ok(TemplateSyncConfig {
+            base_url: non_empty(config::WHATSAPP_API_URL)
+                .unwrap_or_else(|| config::DEFAULT_WHATSAPP_API_URL.to_string()),
+            version: non_empty(config::WHATSAPP_API_VERSION)
+                .unwrap_or_else(|| config::DEFAULT_WHATSAPP_API_VERSION.to_string()),
+            waba_id,
+            access_token: access_token.trim().to_string(),
+            timeout: Duration::from_secs(15),
+            page_size: DEFAULT_PAGE_SIZE,
+            max_pages: DEFAULT_MAX_PAGES,
+            max_page_bytes: DEFAULT_MAX_PAGE_BYTES,
+        })
+    }
+
+    pub fn from_env() -> Result<TemplateSyncConfig, String> {
+        TemplateSyncConfig::from_lookup(|name| std::env::var(name).ok())
+    }
+
+    /// `{base}/{version}/{waba-id}/message_templates`.
+    pub fn templates_url(&self) -> String {
+        format!(
+            "{}/{}/{}/message_templates",
+            self.base_url.trim_end_matches('/'),
+            self.version.trim_matches('/'),
+            self.waba_id
+        )
+    }
+}
+
+/// One template as Meta lists it, reduced to what the registry keeps.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct RemoteTemplate {
+    pub name: String,
+    pub language: String,
+    pub status: Option<TemplateStatus>,
+    pub category: Option<String>,
+    /// `POSITIONAL` (`{{1}}`) or `NAMED` (`{{first_name}}`), as Meta said (absent = positional).
+    pub parameter_format: Option<String>,
+    /// Distinct placeholders of the BODY component.
+    pub body_parameters: u32,
+}
+
+/// The distinct placeholders (`{{1}}`, `{{first_name}}`) of a template text, in first-seen
+/// order. A placeholder is `{{` + letters, digits or `_` (spaces around allowed) + `}}`;
+/// anything else between braces is text.
+pub fn placeholders(text: &str) -> Vec<String> {
+    let mut seen = BTreeSet::new();
+    let mut out = Vec::new();
+    let mut rest = text;
+    while let Some(open) = rest.find("{{") {
+        let after = &rest[open + 2..];
+        let Some(close) = after.find("}}") else { break };
+        let inner = after[..close].trim();
+        if !inner.is_empty() && inner.chars().all(|c| c.is_ascii_alphanumeric() || c == '_') {
+            if seen.insert(inner.to_string()) {
+                out.push(inner.to_string());
+            }
+            rest = &after[close + 2..];
+        } else {
+            // Not a placeholder: look again from the next brace.
+            rest = &rest[open + 1..];
+        }
+    }
+    out
+}
+
+/// How many parameters the BODY component of `components` takes: its text's distinct
+/// placeholders, or, without a text, how many values its `example` gives.
+pub fn body_parameter_count(components: &[Value]) -> u32 {
+    let Some(body) = components.iter().find(|c| {
+        c.get("type")
+            .and_then(Value::as_str)
+            .is_some_and(|t| t.eq_ignore_ascii_case("BODY"))
+    }) else {
+        return 0;
+    };
+    if let Some(text) = body.get("text").and_then(Value::as_str) {
+        return placeholders(text).len() as u32;
+    }
+    let example = body.get("example");
+    let positional = example
+        .and_then(|e| e.pointer("/body_text/0"))
+        .and_then(Value::as_array)
+        .map(Vec::len);
+    let named = example
+        .and_then(|e| e.get("body_text_named_params"))
+        .and_then(Value::as_array)
+        .map(Vec::len);
+    positional.or(named).unwrap_or(0) as u32
+}
+
+/// One page of Meta's answer: the templates it lists, how many items lacked a name or a
+/// language (skipped), and the cursor of the next page when there is one.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Page {
+    pub templates: Vec<RemoteTemplate>,
+    pub skipped: usize,
+    pub next_after: Option<String>,
+}
+
+/// Parses one page (`{"data": [...], "paging": {"cursors": {"after"}, "next"}}`).
+pub fn parse_page(body: &Value) -> Result<Page, SyncError> {
+    let data = body
+        .get("data")
+        .and_then(Value::as_array)
+        .ok_or_else(|| SyncError::Invalid("the answer has no `data` array".into()))?;
+    let mut templates = Vec::with_capacity(data.len());
+    let mut skipped = 0;
+    for item in data {
+        let text = |k: &str| {
+            item.get(k)
+                .and_then(Value::as_str)
+                .map(str::trim)
+                .filter(|s| !s.is_empty())
+        };
+        let (Some(name), Some(language)) = (text("name"), text("language")) else {
+            skipped += 1;
+            continue;
+        };
+        let components = item
+            .get("components")
+            .and_then(Value::as_array)
+            .map(Vec::as_slice)
+            .unwrap_or(&[]);
+        templates.push(RemoteTemplate {
+            name: name.to_string(),
+            language: language.to_string(),
+            status: text("status").map(TemplateStatus::new),
+            category: text("category").map(|c| c.to_ascii_uppercase()),
+            parameter_format: text("parameter_format").map(|f| f.to_ascii_uppercase()),
+            body_parameters: body_parameter_count(components),
+        });
+    }
+    let has_next = body
+        .pointer("/paging/next")
+        .and_then(Value::as_str)
+        .is_some_and(|n| !n.is_empty());
+    let after = body
+        .pointer("/paging/cursors/after")
+        .and_then(Value::as_str)
+        .filter(|a| !a.is_empty())
+        .map(str::to_string);
+    let next_after = match (has_next, after) {
+        (true, Some(after)) => Some(after),
+        (true, None) => {
+            return Err(SyncError::Invalid(
+                "the answer has `paging.next` but no `paging.cursors.after`".into(),
+            ))
+        }
+        (false, _) => None,
+    };
+    Ok(Page {
+        templates,
+        skipped,
+        next_after,
+    })
+}
+
+/// Why a sync stopped. Pages applied before the failure stay applied (each template's record
+/// is correct on its own); the next sync completes the rest.
+#[derive(Debug, thiserror::Error)]
+pub enum SyncError {
+    /// The Graph API refused or did not answer; classified like the sender's failures.
+    #[error("Graph API: {}", .0.reason())]
+    Graph(SendFailure),
+    #[error("a template page is larger than {limit} bytes")]
+    TooLarge { limit: usize },
+    #[error("more than {0} pages of templates")]
+    TooManyPages(usize),
+    #[error("unexpected template list: {0}")]
+    Invalid(String),
+    #[error(transparent)]
+    Store(#[from] StoreError),
+}
+
+impl SyncError {
+    /// Whether a later attempt may succeed without anyone changing anything.
+    pub fn is_retryable(&self) -> bool {
+        match self {
+            SyncError::Graph(f) => f.is_retryable(),
+            SyncError::Store(e) => e.is_retryable(),
+            SyncError::TooLarge { .. } | SyncError::TooManyPages(_) | SyncError::Invalid(_) => {
+                false
+            }
+        }
+    }
+}
+
+/// What one sync did.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
+pub struct SyncReport {
+    pub pages: usize,
+    /// Templates recorded (category, parameter count, status).
+    pub templates: usize,
+    /// Of those, how many had their status written (the rest kept a newer webhook status).
+    pub statuses_written: usize,
+    /// Items without a name or a language.
+    pub skipped: usize,
+}
+
+/// Where the sync reads pages of templates from: the Graph API client of `wabridge-graph`
+/// (`GET /{waba-id}/message_templates`), or a fake in tests.
+#[async_trait::async_trait]
+pub trait TemplateSource: Send + Sync {
+    /// Fetches one page (`after` = the cursor of the previous page's end).
+    async fn fetch_page(&self, after: Option<&str>) -> Result<Page, SyncError>;
+}
+
+/// The sync: one per process, cheap to clone.
+#[derive(Clone)]
+pub struct TemplateSync {
+    source: std::sync::Arc<dyn TemplateSource>,
+    config: std::sync::Arc<TemplateSyncConfig>,
+}
+
+impl std::fmt::Debug for TemplateSync {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        // Never print the token.
+        f.debug_struct("TemplateSync")
+            .field("url", &self.config.templates_url())
+            .finish()
+    }
+}
+
+impl TemplateSync {
+    pub fn new(
+        config: TemplateSyncConfig,
+        source: std::sync::Arc<dyn TemplateSource>,
+    ) -> TemplateSync {
+        TemplateSync {
+            source,
+            config: std::sync::Arc::new(config),
+        }
+    }
+
+    pub fn config(&self) -> &TemplateSyncConfig {
+        &self.config
+    }
+
+    /// Fetches one page (`after` = the cursor of the previous page's end).
+    pub async fn fetch_page(&self, after: Option<&str>) -> Result<Page, SyncError> {
+        self.source.fetch_page(after).await
+    }
+
+    /// Reads every page and records each template in `registry`. `now_ms` gives the clock
+    /// (Unix ms) the observations are stamped with.
+    pub async fn sync_with_clock(
+        &self,
+        registry: &TemplateRegistry,
+        now_ms: impl Fn() -> i64,
+    ) -> Result<SyncReport, SyncError> {
+        let mut report = SyncReport::default();
+        let mut after: Option<String> = None;
+        for _ in 0..self.config.max_pages {
+            let observed_at = now_ms() - OBSERVATION_SLACK_MS;
+            let page = self.fetch_page(after.as_deref()).await?;
+            report.pages += 1;
+            report.skipped += page.skipped;
+            for t in &page.templates {
+                let written = registry
+                    .apply_synced(
+                        &t.name,
+                        &t.language,
+                        t.status.as_ref(),
+                        t.category.as_deref(),
+                        Some(t.body_parameters),
+                        observed_at,
+                    )
+                    .await?;
+                report.templates += 1;
+                report.statuses_written += usize::from(written);
+            }
+            match page.next_after {
+                None => return Ok(report),
+                Some(next) if after.as_deref() == Some(next.as_str()) => {
+                    return Err(SyncError::Invalid(
+                        "the paging cursor did not advance".into(),
+                    ))
+                }
+                Some(next) => after = Some(next),
+            }
+        }
+        Err(SyncError::TooManyPages(self.config.max_pages))
+    }
+
+    /// [`TemplateSync::sync_with_clock`] on the system clock.
+    pub async fn sync(&self, registry: &TemplateRegistry) -> Result<SyncReport, SyncError> {
+        self.sync_with_clock(registry, crate::consent::now_ms).await
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    #[test]
+    fn placeholders_are_distinct_and_well_formed() {
+        assert_eq!(
+            placeholders("Hola {{1}}, tu pedido {{2}} llega el {{3}}. Gracias {{1}}!"),
+            ["1", "2", "3"]
+        );
+        assert_eq!(
+            placeholders("Olá {{first_name}}, use {{ coupon_code }} até {{date}}"),
+            ["first_name", "coupon_code", "date"]
+        );
+        assert!(placeholders("no params, {not one}, {{}} {{a b}} {{").is_empty());
+        assert_eq!(placeholders("{{{1}}}"), ["1"]);
+    }
+
+    #[test]
+    fn only_the_body_counts() {
+        let components = [
+            json!({"type": "HEADER", "format": "TEXT", "text": "Pedido {{1}}"}),
+            json!({"type": "BODY", "text": "Hola {{1}}, total {{2}}"}),
+            json!({"type": "BUTTONS", "buttons": [{"type": "URL", "url": "https://x.mx/{{1}}"}]}),
+        ];
+        assert_eq!(body_parameter_count(&components), 2);
+        assert_eq!(
+            body_parameter_count(&[json!({"type": "HEADER", "text": "{{1}}"})]),
+            0
+        );
+        let example_only =
+            [json!({"type": "BODY", "example": {"body_text": [["Ana", "1042", "$3"]]}})];
+        assert_eq!(body_parameter_count(&example_only), 3);
+    }
+
+    #[test]
+    fn paging_follows_next_only() {
+        let last = json!({"data": [], "paging": {"cursors": {"after": "X", "before": "Y"}}});
+        assert_eq!(parse_page(&last).unwrap().next_after, None);
+        let more = json!({"data": [], "paging": {"cursors": {"after": "X"}, "next": "https://graph.facebook.com/..."}});
+        assert_eq!(parse_page(&more).unwrap().next_after.as_deref(), Some("X"));
+        let broken = json!({"data": [], "paging": {"next": "https://graph.facebook.com/..."}});
+        assert!(matches!(parse_page(&broken), Err(SyncError::Invalid(_))));
+        assert!(matches!(
+            parse_page(&json!({"error": {}})),
+            Err(SyncError::Invalid(_))
+        ));
+    }
+
+    #[test]
+    fn config_fails_closed_and_builds_the_url() {
+        let err = TemplateSyncConfig::from_lookup(|n| {
+            (n == config::WHATSAPP_ACCESS_TOKEN).then(|| "EAAB".into())
+        })
+        .unwrap_err();
+        assert!(err.contains(config::WHATSAPP_BUSINESS_ACCOUNT_ID), "{err}");
+        let err = TemplateSyncConfig::from_lookup(|n| {
+            (n == config::WHATSAPP_BUSINESS_ACCOUNT_ID).then(|| "102290129340398".into())
+        })
+        .unwrap_err();
+        assert!(err.contains(config::WHATSAPP_ACCESS_TOKEN), "{err}");
+        let ok = TemplateSyncConfig::from_lookup(|n| match n {
+            config::WHATSAPP_BUSINESS_ACCOUNT_ID => Some("102290129340398".into()),
+            config::WHATSAPP_ACCESS_TOKEN => Some("EAAB".into()),
+            config::WHATSAPP_API_URL => Some("http://127.0.0.1:9/".into()),
+            _ => None,
+        })
+        .unwrap();
+        assert_eq!(
+            ok.templates_url(),
+            "http://127.0.0.1:9/v23.0/102290129340398/message_templates"
+        );
+        assert!(TemplateSyncConfig::from_lookup(|n| match n {
+            config::WHATSAPP_BUSINESS_ACCOUNT_ID => Some("../me".into()),
+            config::WHATSAPP_ACCESS_TOKEN => Some("EAAB".into()),
+            _ => None,
+        })
+        .is_err());
+    }
+}

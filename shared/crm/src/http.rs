@@ -1,0 +1,61 @@
+//! What the HTTP CRMs share: classifying an answer or a transport failure, and `Retry-After`.
+
+use std::time::Duration;
+
+use wabridge_core::crm::CrmError;
+
+/// Maps a reqwest failure: timeouts and connection errors are transient.
+pub(crate) fn transport_error(e: reqwest::Error) -> CrmError {
+    if e.is_timeout() {
+        CrmError::Transient(format!("timeout: {e}"))
+    } else {
+        CrmError::Transient(format!("request failed: {e}"))
+    }
+}
+
+/// Classifies a non-2xx HTTP answer. `retry_hint` comes from Retry-After or rate-limit headers.
+pub(crate) fn classify_status(status: u16, retry_hint: Option<Duration>, body: &str) -> CrmError {
+    // The CRM's words may echo what we sent (phone numbers): masked, as they reach logs and
+    // dead-letter reasons.
+    let body = wabridge_core::redact::mask_digit_runs(&body.chars().take(300).collect::<String>());
+    match status {
+        429 => CrmError::RateLimited(retry_hint),
+        408 | 425 | 500..=599 => CrmError::Transient(format!("HTTP {status}: {body}")),
+        _ => CrmError::Rejected(format!("HTTP {status}: {body}")),
+    }
+}
+
+/// `Retry-After` of a CRM's answer (see `wabridge_core::http::retry_after`).
+pub(crate) fn retry_after(headers: &reqwest::header::HeaderMap) -> Option<Duration> {
+    wabridge_core::http::retry_after(
+        headers
+            .get(reqwest::header::RETRY_AFTER)
+            .and_then(|v| v.to_str().ok()),
+    )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use wabridge_core::crm::CrmError;
+
+    #[test]
+    fn errors_are_classified_by_status() {
+        assert_eq!(classify_status(429, None, ""), CrmError::RateLimited(None));
+        assert!(matches!(
+            classify_status(503, None, "x"),
+            CrmError::Transient(_)
+        ));
+        assert!(matches!(
+            classify_status(408, None, "x"),
+            CrmError::Transient(_)
+        ));
+        assert!(
+            matches!(classify_status(400, None, "bad"), CrmError::Rejected(m) if m.contains("bad"))
+        );
+        assert!(matches!(
+            classify_status(409, None, ""),
+            CrmError::Rejected(_)
+        ));
+    }
+}

@@ -1,0 +1,449 @@
+//! The `hubspot` CRM (CRM v3 API, private app token as `Authorization: Bearer`).
+//!
+//! Every record kind, and what it becomes:
+//! - **contact**: `POST /crm/v3/objects/contacts/batch/upsert` by the mapping's `id_property` (a
+//!   custom contact property with unique values holding the E.164 number or the BSUID); the
+//!   mapped `[[contact]]` fields are the properties (as strings). Idempotent.
+//! - **inbound activity**: a Communication (`POST /crm/v3/objects/communications/batch/create`)
+//!   with `hs_communication_channel_type: WHATS_APP`, `hs_communication_logged_from: CRM`, the
+//!   mapped `[[activity]]` fields, associated to the contact (type 81, communication → contact,
+//!   `HUBSPOT_DEFINED`).
+//! - **outbound status**: one Communication per status change of a message we sent (`sent`,
+//!   `delivered`, `read`, `failed` with its error), body `WhatsApp message <wamid> <status>`.
+//!   Chosen over find-and-update: HubSpot's search is rate limited (a few calls per second) and
+//!   eventually consistent, so finding the message's earlier communication would throttle or
+//!   duplicate under load; a create per change is batched, exactly once (effect id), and the
+//!   ledger's forward-only rule keeps the timeline in order (a late `delivered` after `read` is
+//!   dropped before it reaches us), so the newest entry is the final status.
+//! - **consent**: a contact upsert of the mapped `[[consent_fields]]` (e.g.
+//!   `whatsapp_marketing_consent` = `opt_in` / `opt_out`, `whatsapp_consent_date`).
+//! - **attribution** (first / last touch): a contact upsert of
+//!   [`crate::hubspot::attribution::contact_properties`] (`wabridge_first_utm_source`, …).
+//! - **lead**: a Deal (`POST /crm/v3/objects/deals/batch/create`,
+//!   [`crate::hubspot::attribution::deal_body`]) associated to the contact (type 3) with the UTM
+//!   properties.
+//! - **template status, number quality, unknown**: skipped by design, logged and counted
+//!   ([`HubSpotCrm::stats`]): they belong to the WhatsApp account, not to a contact, and HubSpot
+//!   has no object for them (an unassociated engagement shows nowhere in HubSpot's UI). The
+//!   `local` and `webhook` CRMs keep them; operators watch them through logs / alarms.
+//!
+//! Batching across events: concurrent `apply` calls are coalesced ([`batch`]) into one call per
+//! endpoint of up to 100 inputs (or whatever arrived within [`DEFAULT_LINGER`]); each caller
+//! gets its own result, per-input errors go to the right caller, and a 429 / 5xx / timeout of
+//! the batch call fails all its callers with that class.
+//!
+//! Exactly once: upserts are idempotent. Creates are not, so every created communication and
+//! deal carries its effect id in the mapping's `effect_property` (a custom property, e.g.
+//! `wabridge_effect_id`), and an in-doubt effect (an earlier attempt may have created it: a
+//! timeout, a 5xx, a crash before the ledger's confirm) first searches
+//! `POST /crm/v3/objects/{type}/search` (`EQ`) and creates only when nothing is found. The
+//! search index lags behind creates, so a miss is trusted only [`DEFAULT_SEARCH_LAG`] after the
+//! uncertain attempt (see `HubSpotCrm::already_created`).
+//!
+//! Limits: 429 → retry after `Retry-After`, else `X-HubSpot-RateLimit-Interval-Milliseconds`;
+//! when a success reports `X-HubSpot-RateLimit-Remaining: 0` the next call waits for the
+//! interval instead of provoking a 429.
+
+pub(crate) mod api;
+pub mod attribution;
+pub mod batch;
+
+use std::collections::{BTreeMap, HashMap};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use async_trait::async_trait;
+use serde_json::{json, Map, Value};
+
+use crate::hubspot::attribution::{contact_properties, deal_body, DealSettings};
+use api::{as_string, Client, CreateInput, CreateOp, UpsertInput, UpsertOp};
+use batch::{BatchStats, Batcher};
+use wabridge_core::attribution::LeadRecord;
+use wabridge_core::crm::{Crm, CrmError, Effect};
+use wabridge_core::records::{ActivityRecord, Direction, Record};
+
+/// Communication → contact (HubSpot-defined association type id).
+pub const COMMUNICATION_TO_CONTACT: u32 = 81;
+/// Most inputs HubSpot takes in one batch call.
+pub const BATCH_MAX: usize = 100;
+/// How long a batch waits for more inputs after its first one.
+pub const DEFAULT_LINGER: Duration = Duration::from_millis(5);
+/// How long HubSpot's search index may lag behind a create: an in-doubt search that finds
+/// nothing is trusted only this long after the attempt that may have created the object.
+pub const DEFAULT_SEARCH_LAG: Duration = Duration::from_secs(10);
+/// Contact ids remembered (HubSpot id by id-property value); the cache restarts when full.
+const CONTACT_CACHE_MAX: usize = 100_000;
+/// In-doubt effects remembered with the time of their last uncertain attempt.
+const DOUBTFUL_MAX: usize = 10_000;
+
+/// Calls and batch sizes per endpoint, and records skipped by design per kind.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct HubSpotStats {
+    pub contacts: BatchStats,
+    pub communications: BatchStats,
+    pub deals: BatchStats,
+    /// `template_status`, `quality`, `unknown` records not written to HubSpot.
+    pub skipped: BTreeMap<&'static str, u64>,
+}
+
+pub struct HubSpotCrm {
+    client: Arc<Client>,
+    id_property: String,
+    effect_property: Option<String>,
+    deal_settings: DealSettings,
+    contacts: Batcher<UpsertOp>,
+    communications: Batcher<CreateOp>,
+    deals: Batcher<CreateOp>,
+    contact_ids: Mutex<HashMap<String, String>>,
+    skipped: Mutex<BTreeMap<&'static str, u64>>,
+    search_lag: Duration,
+    /// Effect id → when its last create attempt ended without an answer (5xx, timeout).
+    doubtful: Mutex<HashMap<String, Instant>>,
+}
+
+impl HubSpotCrm {
+    pub fn new(
+        base: &str,
+        token: &str,
+        id_property: &str,
+        effect_property: Option<&str>,
+        timeout: Duration,
+    ) -> Result<HubSpotCrm, String> {
+        let client = Arc::new(Client::new(base, token, timeout)?);
+        let (contacts, communications, deals) =
+            batchers(&client, id_property, BATCH_MAX, DEFAULT_LINGER);
+        Ok(HubSpotCrm {
+            client,
+            id_property: id_property.to_string(),
+            effect_property: effect_property.map(String::from),
+            deal_settings: DealSettings::default(),
+            contacts,
+            communications,
+            deals,
+            contact_ids: Mutex::new(HashMap::new()),
+            skipped: Mutex::new(BTreeMap::new()),
+            search_lag: DEFAULT_SEARCH_LAG,
+            doubtful: Mutex::new(HashMap::new()),
+        })
+    }
+
+    /// Batch size (at most [`BATCH_MAX`]; 1 turns batching off) and linger.
+    pub fn with_batching(mut self, max: usize, linger: Duration) -> Self {
+        let (contacts, communications, deals) = batchers(
+            &self.client,
+            &self.id_property,
+            max.clamp(1, BATCH_MAX),
+            linger,
+        );
+        self.contacts = contacts;
+        self.communications = communications;
+        self.deals = deals;
+        self
+    }
+
+    /// How long HubSpot's search index may lag behind creates (default [`DEFAULT_SEARCH_LAG`]).
+    pub fn with_search_lag(mut self, lag: Duration) -> Self {
+        self.search_lag = lag;
+        self
+    }
+
+    /// Pipeline and stage of the deals made from leads.
+    pub fn with_deal_settings(mut self, settings: DealSettings) -> Self {
+        self.deal_settings = settings;
+        self
+    }
+
+    pub fn stats(&self) -> HubSpotStats {
+        HubSpotStats {
+            contacts: self.contacts.stats(),
+            communications: self.communications.stats(),
+            deals: self.deals.stats(),
+            skipped: self.skipped.lock().unwrap().clone(),
+        }
+    }
+
+    fn id_value(&self, fields: &Map<String, Value>) -> Result<String, CrmError> {
+        fields
+            .get(&self.id_property)
+            .map(as_string)
+            .filter(|s| !s.is_empty())
+            .ok_or_else(|| {
+                CrmError::Rejected(format!("contact has no `{}` (mapping)", self.id_property))
+            })
+    }
+
+    /// The contact's id-property value, from the effect's contact.
+    fn effect_contact_id(&self, effect: &Effect) -> Result<String, CrmError> {
+        let Some((_, fields)) = &effect.contact else {
+            return Err(CrmError::Rejected(format!(
+                "{} record without its contact",
+                effect.record.kind()
+            )));
+        };
+        self.id_value(fields)
+    }
+
+    /// Upserts `properties` onto the contact whose id property is `id`; returns its HubSpot id.
+    async fn upsert(&self, id: String, properties: Map<String, Value>) -> Result<String, CrmError> {
+        let mut properties = properties;
+        properties.insert(self.id_property.clone(), Value::String(id.clone()));
+        let hs_id = self
+            .contacts
+            .submit(UpsertInput {
+                id: id.clone(),
+                properties,
+            })
+            .await?;
+        let mut cache = self.contact_ids.lock().unwrap();
+        if cache.len() >= CONTACT_CACHE_MAX {
+            cache.clear();
+        }
+        cache.insert(id, hs_id.clone());
+        Ok(hs_id)
+    }
+
+    /// The HubSpot id of the effect's contact (cached, else upserted: harmless to repeat).
+    async fn contact_hs_id(&self, effect: &Effect) -> Result<String, CrmError> {
+        let id = self.effect_contact_id(effect)?;
+        if let Some(hs) = self.contact_ids.lock().unwrap().get(&id) {
+            return Ok(hs.clone());
+        }
+        let fields = effect
+            .contact
+            .as_ref()
+            .map(|(_, f)| f.clone())
+            .unwrap_or_default();
+        self.upsert(id, fields).await
+    }
+
+    /// Whether an in-doubt effect already created its object (searched by effect id).
+    ///
+    /// HubSpot's search index lags behind creates by seconds, so a miss right after the
+    /// uncertain attempt proves nothing. A miss is trusted only `search_lag` after the last
+    /// uncertain attempt this process made; when the attempt was made elsewhere (another
+    /// process, before a crash), its time is unknown and counts from this first miss. Until
+    /// then the effect answers `RateLimited(wait)`: it stays in doubt, and the retry (in
+    /// process when short, else through the queue's delay) searches again.
+    async fn already_created(&self, object: &str, effect: &Effect) -> Result<bool, CrmError> {
+        let Some(prop) = &self.effect_property else {
+            return Ok(false);
+        };
+        if !effect.in_doubt {
+            return Ok(false);
+        }
+        if self
+            .client
+            .find_by(object, prop, &effect.id)
+            .await?
+            .is_some()
+        {
+            self.doubtful.lock().unwrap().remove(&effect.id);
+            return Ok(true);
+        }
+        let now = Instant::now();
+        let trusted_at = {
+            let mut doubtful = self.doubtful.lock().unwrap();
+            if doubtful.len() >= DOUBTFUL_MAX && !doubtful.contains_key(&effect.id) {
+                doubtful.clear();
+            }
+            *doubtful.entry(effect.id.clone()).or_insert(now) + self.search_lag
+        };
+        if now >= trusted_at {
+            self.doubtful.lock().unwrap().remove(&effect.id);
+            return Ok(false);
+        }
+        tracing::info!(effect = %effect.id, "hubspot: in-doubt object not found yet; searching again once the index caught up");
+        Err(CrmError::RateLimited(Some(trusted_at - now)))
+    }
+
+    /// Creates through `batcher`, remembering an uncertain failure for `already_created`.
+    async fn create(
+        &self,
+        batcher: &Batcher<CreateOp>,
+        effect: &Effect,
+        input: CreateInput,
+    ) -> Result<(), CrmError> {
+        match batcher.submit(input).await {
+            Ok(_) => Ok(()),
+            Err(e) => {
+                if !e.definitely_not_applied() {
+                    let mut doubtful = self.doubtful.lock().unwrap();
+                    if doubtful.len() >= DOUBTFUL_MAX {
+                        doubtful.clear();
+                    }
+                    doubtful.insert(effect.id.clone(), Instant::now());
+                }
+                Err(e)
+            }
+        }
+    }
+
+    async fn log_communication(
+        &self,
+        effect: &Effect,
+        activity: &ActivityRecord,
+    ) -> Result<(), CrmError> {
+        if self.already_created("communications", effect).await? {
+            return Ok(());
+        }
+        let contact = self.contact_hs_id(effect).await?;
+        let mut properties = effect.fields.clone();
+        properties.insert("hs_communication_channel_type".into(), "WHATS_APP".into());
+        properties.insert("hs_communication_logged_from".into(), "CRM".into());
+        if activity.direction == Some(Direction::Outbound) {
+            properties.insert("hs_communication_body".into(), status_text(activity).into());
+        }
+        if let Some(prop) = &self.effect_property {
+            properties.insert(prop.clone(), effect.id.clone().into());
+        }
+        let associations = json!([{
+            "to": {"id": contact},
+            "types": [{"associationCategory": "HUBSPOT_DEFINED", "associationTypeId": COMMUNICATION_TO_CONTACT}]
+        }]);
+        let input = CreateInput {
+            properties,
+            associations,
+        };
+        self.create(&self.communications, effect, input).await
+    }
+
+    async fn create_deal(&self, effect: &Effect, lead: &LeadRecord) -> Result<(), CrmError> {
+        if self.already_created("deals", effect).await? {
+            return Ok(());
+        }
+        let contact = self.contact_hs_id(effect).await?;
+        let body = deal_body(lead, &contact, &self.deal_settings);
+        let mut properties = body["properties"].as_object().cloned().unwrap_or_default();
+        if let Some(prop) = &self.effect_property {
+            properties.insert(prop.clone(), effect.id.clone().into());
+        }
+        let input = CreateInput {
+            properties,
+            associations: body["associations"].clone(),
+        };
+        self.create(&self.deals, effect, input).await
+    }
+
+    fn skip(&self, effect: &Effect, why: &str) {
+        let kind = effect.record.kind();
+        *self.skipped.lock().unwrap().entry(kind).or_default() += 1;
+        tracing::info!(effect = %effect.id, kind, reason = why, "hubspot: record not written to HubSpot (by design)");
+    }
+}
+
+fn batchers(
+    client: &Arc<Client>,
+    id_property: &str,
+    max: usize,
+    linger: Duration,
+) -> (Batcher<UpsertOp>, Batcher<CreateOp>, Batcher<CreateOp>) {
+    (
+        Batcher::new(
+            UpsertOp {
+                client: client.clone(),
+                object: "contacts",
+                id_property: id_property.to_string(),
+            },
+            max,
+            linger,
+        ),
+        Batcher::new(
+            CreateOp {
+                client: client.clone(),
+                object: "communications",
+            },
+            max,
+            linger,
+        ),
+        Batcher::new(
+            CreateOp {
+                client: client.clone(),
+                object: "deals",
+            },
+            max,
+            linger,
+        ),
+    )
+}
+
+/// Timeline text of an outbound status: `WhatsApp message wamid.X delivered`, with the errors
+/// of a failed (or refused) one.
+fn status_text(a: &ActivityRecord) -> String {
+    let status = a.status.as_deref().unwrap_or("unknown");
+    // A `send_result` (a send that ended without a status webhook) has a send id, no wamid.
+    let mut text = match (&a.message_id, &a.send_id) {
+        (Some(wamid), _) => format!("WhatsApp message {wamid} {status}"),
+        (None, Some(send)) => format!("WhatsApp send {send} {status}"),
+        (None, None) => format!("WhatsApp message {status}"),
+    };
+    if !a.errors.is_empty() {
+        let why: Vec<String> = a
+            .errors
+            .iter()
+            .map(|e| {
+                let mut s = e.code.map(|c| c.to_string()).unwrap_or_default();
+                for part in [&e.title, &e.message, &e.details].into_iter().flatten() {
+                    if !s.contains(part.as_str()) {
+                        s.push(' ');
+                        s.push_str(part);
+                    }
+                }
+                s.trim().to_string()
+            })
+            .collect();
+        text.push_str(": ");
+        text.push_str(&why.join("; "));
+    }
+    if let Some(category) = &a.pricing_category {
+        text.push_str(&format!(" ({category})"));
+    }
+    text
+}
+
+#[async_trait]
+impl Crm for HubSpotCrm {
+    fn kind(&self) -> &'static str {
+        "hubspot"
+    }
+
+    async fn apply(&self, effect: &Effect) -> Result<(), CrmError> {
+        match &effect.record {
+            Record::Contact(_) => {
+                let id = self.id_value(&effect.fields)?;
+                self.upsert(id, effect.fields.clone()).await.map(drop)
+            }
+            Record::Activity(a) => self.log_communication(effect, a).await,
+            Record::Consent(_) => {
+                if effect.fields.is_empty() {
+                    self.skip(effect, "the mapping has no [[consent_fields]]");
+                    return Ok(());
+                }
+                let id = self.effect_contact_id(effect)?;
+                self.upsert(id, effect.fields.clone()).await.map(drop)
+            }
+            Record::Attribution(a) => {
+                let id = self.effect_contact_id(effect)?;
+                self.upsert(id, contact_properties(a)).await.map(drop)
+            }
+            Record::Lead(lead) => self.create_deal(effect, lead).await,
+            Record::TemplateStatus(_) => {
+                self.skip(
+                    effect,
+                    "template status belongs to the WhatsApp account, not a contact",
+                );
+                Ok(())
+            }
+            Record::Quality(_) => {
+                self.skip(
+                    effect,
+                    "number quality belongs to the WhatsApp account, not a contact",
+                );
+                Ok(())
+            }
+            Record::Unknown(_) => {
+                self.skip(effect, "no HubSpot object for this webhook field");
+                Ok(())
+            }
+        }
+    }
+}

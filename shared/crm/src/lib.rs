@@ -1,0 +1,122 @@
+//! The CRM adapters: each implements `wabridge_core::crm::Crm` over a CRM's HTTP API (or, for
+//! `local`, the embedded SQLite records table), behind its own cargo feature so a deployment
+//! links only the CRMs it uses.
+//!
+//! May depend on `wabridge-core` (the port it implements), `reqwest` for the HTTP CRMs and
+//! `wabridge-sqlite` for `local`; never on the AWS engine or a function crate.
+//!
+//! [`from_lookup`] is the one place that turns `CRM_KIND` and its settings into a client.
+
+#[cfg(any(feature = "webhook", feature = "hubspot"))]
+pub(crate) mod http;
+#[cfg(feature = "hubspot")]
+pub mod hubspot;
+#[cfg(feature = "local")]
+pub mod local;
+#[cfg(feature = "webhook")]
+pub mod webhook;
+#[cfg(any(feature = "webhook", feature = "hubspot"))]
+pub(crate) use http::{classify_status, retry_after, transport_error};
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use thiserror::Error;
+use wabridge_core::config;
+use wabridge_core::crm::Crm;
+use wabridge_core::mapping::Mapping;
+
+/// Every CRM kind there is, built into this binary or not.
+pub const KNOWN: &[&str] = &["local", "webhook", "hubspot"];
+
+/// The CRM kinds this build carries (its cargo features).
+pub const COMPILED: &[&str] = &[
+    #[cfg(feature = "local")]
+    "local",
+    #[cfg(feature = "webhook")]
+    "webhook",
+    #[cfg(feature = "hubspot")]
+    "hubspot",
+];
+
+/// Why a CRM client could not be built from the settings. Each names the variable to fix.
+#[derive(Debug, Error)]
+pub enum ConfigError {
+    #[error("{name} is required for CRM_KIND={kind}")]
+    Missing { name: &'static str, kind: String },
+    #[error("{name}: {reason}")]
+    Invalid { name: &'static str, reason: String },
+    #[error("CRM_KIND `{kind}` is not one of local, webhook, hubspot")]
+    Unknown { kind: String },
+    #[error("CRM_KIND `{kind}` is not built into this binary (it carries: {})", COMPILED.join(", "))]
+    NotCompiled { kind: String },
+    #[error(
+        "CRM_KIND=local needs the embedded engine's records store (only `wabridge serve` has one)"
+    )]
+    NoLocalStore,
+}
+
+/// The CRM named by `CRM_KIND` (see [`config::crm_kind`] for the default), with its settings
+/// and secrets read through `lookup`. `local` is the embedded engine's records CRM, built by
+/// the caller that has the store (see `local::LocalCrm`).
+pub fn from_lookup(
+    mapping: &Mapping,
+    local: Option<Arc<dyn Crm>>,
+    lookup: impl Fn(&str) -> Option<String>,
+) -> Result<Arc<dyn Crm>, ConfigError> {
+    let env = |name: &str| lookup(name).filter(|v| !v.trim().is_empty());
+    let timeout = match env(config::CRM_TIMEOUT_MS) {
+        Some(v) => {
+            Duration::from_millis(v.trim().parse::<u64>().map_err(|_| ConfigError::Invalid {
+                name: config::CRM_TIMEOUT_MS,
+                reason: format!("`{v}` is not a whole number of milliseconds"),
+            })?)
+        }
+        None => Duration::from_millis(config::DEFAULT_CRM_TIMEOUT_MS),
+    };
+    let kind = config::crm_kind(&lookup);
+    // Unused without the HTTP CRMs' features.
+    let _ = (&timeout, mapping);
+    match kind.as_str() {
+        "local" if COMPILED.contains(&"local") => local.ok_or(ConfigError::NoLocalStore),
+        #[cfg(feature = "webhook")]
+        "webhook" => {
+            let url = env(config::CRM_WEBHOOK_URL).ok_or_else(|| ConfigError::Missing {
+                name: config::CRM_WEBHOOK_URL,
+                kind: kind.clone(),
+            })?;
+            let secret = env(config::CRM_WEBHOOK_SECRET).unwrap_or_default();
+            let crm = webhook::WebhookCrm::new(&url, &secret, timeout).map_err(|reason| {
+                ConfigError::Invalid {
+                    name: config::CRM_WEBHOOK_URL,
+                    reason,
+                }
+            })?;
+            Ok(Arc::new(crm))
+        }
+        #[cfg(feature = "hubspot")]
+        "hubspot" => {
+            let base = env(config::HUBSPOT_API_URL)
+                .unwrap_or_else(|| config::DEFAULT_HUBSPOT_API_URL.to_string());
+            let token = env(config::HUBSPOT_TOKEN).unwrap_or_default();
+            let id_property = mapping
+                .id_property
+                .clone()
+                .unwrap_or_else(|| "whatsapp_id".into());
+            let crm = hubspot::HubSpotCrm::new(
+                &base,
+                &token,
+                &id_property,
+                mapping.effect_property.as_deref(),
+                timeout,
+            )
+            .map_err(|reason| ConfigError::Invalid {
+                name: config::HUBSPOT_API_URL,
+                reason,
+            })?;
+            Ok(Arc::new(crm))
+        }
+        _ if KNOWN.contains(&kind.as_str()) => Err(ConfigError::NotCompiled { kind }),
+        _ => Err(ConfigError::Unknown { kind }),
+    }
+}

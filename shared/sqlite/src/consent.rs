@@ -1,0 +1,110 @@
+//! The consent history over SQLite: INSERT only (the id is the primary key: a redelivered entry
+//! is ignored); no statement of this module updates or deletes a row.
+
+use async_trait::async_trait;
+use rusqlite::params;
+
+use super::db::{sql_err, Db};
+use wabridge_core::consent::{
+    ConsentAction, ConsentCategory, ConsentEntry, ConsentSource, ConsentStore,
+};
+use wabridge_core::error::StoreError;
+
+pub(crate) const SCHEMA: &str = "
+CREATE TABLE IF NOT EXISTS consent_history (
+    seq         INTEGER PRIMARY KEY AUTOINCREMENT,
+    id          TEXT NOT NULL UNIQUE,
+    contact     TEXT NOT NULL,
+    recipient   TEXT NOT NULL,
+    category    TEXT NOT NULL,
+    action      TEXT NOT NULL,
+    source      TEXT NOT NULL,
+    evidence    TEXT,
+    at          INTEGER NOT NULL,
+    recorded_at INTEGER NOT NULL
+);
+CREATE INDEX IF NOT EXISTS consent_history_contact ON consent_history(contact, at, seq);
+";
+
+#[derive(Clone, Debug)]
+pub struct SqliteConsent {
+    db: Db,
+}
+
+impl SqliteConsent {
+    pub fn new(db: Db) -> SqliteConsent {
+        SqliteConsent { db }
+    }
+}
+
+#[async_trait]
+impl ConsentStore for SqliteConsent {
+    async fn append(&self, entry: &ConsentEntry) -> Result<bool, StoreError> {
+        let e = entry.clone();
+        self.db
+            .write(move |t| {
+                t.prepare_cached(
+                    "INSERT INTO consent_history (id, contact, recipient, category, action, source, evidence, at, recorded_at)
+                     VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9) ON CONFLICT(id) DO NOTHING",
+                )
+                .and_then(|mut s| {
+                    s.execute(params![
+                        e.id,
+                        e.contact,
+                        e.to,
+                        e.category.as_str(),
+                        e.action.as_str(),
+                        e.source.as_str(),
+                        e.evidence,
+                        e.at,
+                        e.recorded_at
+                    ])
+                })
+                .map(|n| n == 1)
+                .map_err(sql_err)
+            })
+            .await
+    }
+
+    async fn history(&self, contact: &str) -> Result<Vec<ConsentEntry>, StoreError> {
+        let contact = contact.to_string();
+        self.db
+            .read(move |c| {
+                let mut s = c
+                    .prepare_cached(
+                        "SELECT id, contact, recipient, category, action, source, evidence, at, recorded_at
+                         FROM consent_history WHERE contact = ?1 ORDER BY at, seq",
+                    )
+                    .map_err(sql_err)?;
+                let rows = s
+                    .query_map(params![contact], |r| {
+                        Ok((
+                            r.get::<_, String>(0)?,
+                            r.get::<_, String>(1)?,
+                            r.get::<_, String>(2)?,
+                            r.get::<_, String>(3)?,
+                            r.get::<_, String>(4)?,
+                            r.get::<_, String>(5)?,
+                            r.get::<_, Option<String>>(6)?,
+                            r.get::<_, i64>(7)?,
+                            r.get::<_, i64>(8)?,
+                        ))
+                    })
+                    .map_err(sql_err)?;
+                let mut out = Vec::new();
+                for row in rows {
+                    let (id, contact, to, category, action, source, evidence, at, recorded_at) = row.map_err(sql_err)?;
+                    let (Some(category), Some(action), Some(source)) = (
+                        ConsentCategory::parse(&category),
+                        ConsentAction::parse(&action),
+                        ConsentSource::parse_stored(&source),
+                    ) else {
+                        return Err(StoreError::corrupt(format!("consent entry {id} is not decodable")));
+                    };
+                    out.push(ConsentEntry { id, contact, to, category, action, source, evidence, at, recorded_at });
+                }
+                Ok(out)
+            })
+            .await
+    }
+}

@@ -1,0 +1,51 @@
+//! The embedded engine: every port over one SQLite file.
+//!
+//! [`Db`] owns the file: one writer thread doing group commit (many callers' writes in one
+//! transaction, one fsync) and a small pool of read connections. The adapters share it:
+//! [`SqliteDedupe`], [`SqliteQueue`] (named queues with dead letters), [`SqliteInbox`] (dedupe +
+//! enqueue + mark in one atomic write) and [`SqliteRecords`] (the local CRM store).
+//!
+//! May depend on `wabridge-core` (the ports it implements) and rusqlite with a bundled SQLite;
+//! never on the AWS engine, a CRM adapter or an HTTP client.
+
+pub mod attribution;
+pub mod checkpoint;
+pub mod consent;
+pub mod db;
+pub mod dedupe;
+pub mod identity;
+pub mod inbox;
+pub mod ledger;
+pub mod queue;
+pub mod recent;
+pub mod records;
+pub mod sends;
+pub mod templates;
+pub mod window;
+
+pub use checkpoint::CheckpointPolicy;
+pub use consent::SqliteConsent;
+pub use db::{Clock, Db, DbOptions};
+pub use dedupe::SqliteDedupe;
+pub use inbox::SqliteInbox;
+pub use queue::{SqliteQueue, DEFAULT_MAX_RECEIVES, EVENTS_QUEUE, SENDS_QUEUE};
+pub use recent::MergePolicy;
+pub use records::{Record, SqliteRecords};
+pub use sends::SqliteSends;
+pub use templates::SqliteTemplates;
+pub use window::SqliteWindow;
+
+/// Every table of the embedded engine, created at [`Db::open`] with `CREATE ... IF NOT EXISTS`.
+/// A module that adds tables adds its schema constant here (the one place migrations live).
+pub(crate) const SCHEMAS: &[&str] = &[
+    dedupe::SCHEMA,
+    recent::SCHEMA,
+    queue::SCHEMA,
+    records::SCHEMA,
+    identity::SCHEMA,
+    ledger::SCHEMA,
+    sends::SCHEMA,
+    consent::SCHEMA,
+    templates::SCHEMA,
+    window::SCHEMA,
+];

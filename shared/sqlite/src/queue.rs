@@ -1,0 +1,577 @@
+//! Named queues over SQLite with the semantics of SQS standard queues + a redrive policy:
+//! a received message is hidden for the visibility timeout and comes back if not deleted; every
+//! receive counts; a message received `max_receives` times moves to the dead-letter table on the
+//! next receive attempt (SQS `maxReceiveCount`); only the latest receipt can delete or change it
+//! (an older receipt is a no-op, as SQS does not guarantee deletion with a stale handle).
+//!
+//! All queues live in one table keyed by name (`events`, later `sends`); a message keeps its id
+//! through the dead-letter table and back, so logs and the CLI can follow it.
+
+use std::time::Duration;
+
+use async_trait::async_trait;
+use rusqlite::{params, Connection, OptionalExtension, Transaction};
+
+use super::db::{sql_err, Clock, Db};
+use super::dedupe::ttl_ms;
+use wabridge_core::error::StoreError;
+use wabridge_core::queue::{DeadLetter, Delivery, OutgoingMessage, Queue};
+
+/// The queue ingest fills and the CRM sync consumes.
+pub const EVENTS_QUEUE: &str = "events";
+/// The queue of outgoing sends.
+pub const SENDS_QUEUE: &str = "sends";
+/// Receives before a message moves to the dead letters (the SQS redrive policy's default here).
+pub const DEFAULT_MAX_RECEIVES: u32 = 5;
+
+pub(crate) const SCHEMA: &str = "
+CREATE TABLE IF NOT EXISTS queue_messages (
+    id            INTEGER PRIMARY KEY AUTOINCREMENT,
+    queue         TEXT    NOT NULL,
+    msg_key       TEXT    NOT NULL,
+    body          TEXT    NOT NULL,
+    visible_at    INTEGER NOT NULL,  -- Unix ms
+    receive_count INTEGER NOT NULL DEFAULT 0,
+    receipt       TEXT,              -- handle of the latest receive
+    enqueued_at   INTEGER NOT NULL
+);
+CREATE INDEX IF NOT EXISTS queue_messages_ready ON queue_messages(queue, visible_at, id);
+CREATE TABLE IF NOT EXISTS queue_dead_letters (
+    id               INTEGER PRIMARY KEY,  -- the id it had on its queue
+    queue            TEXT    NOT NULL,
+    msg_key          TEXT    NOT NULL,
+    body             TEXT    NOT NULL,
+    reason           TEXT,
+    receive_count    INTEGER NOT NULL,
+    dead_lettered_at INTEGER NOT NULL,
+    enqueued_at      INTEGER NOT NULL
+);
+CREATE INDEX IF NOT EXISTS queue_dead_letters_queue ON queue_dead_letters(queue, id);
+";
+
+/// Inserts one message into `queue` inside an open write (used by [`SqliteQueue::send_batch`]
+/// and by the inbox, which enqueues in the same transaction as its dedupe marks).
+pub(crate) fn enqueue_in(
+    conn: &Connection,
+    queue: &str,
+    key: &str,
+    body: &str,
+    delay: Option<Duration>,
+    now_ms: i64,
+) -> Result<(), StoreError> {
+    let visible_at = now_ms.saturating_add(delay.map(ttl_ms).unwrap_or(0));
+    conn.prepare_cached(
+        "INSERT INTO queue_messages(queue, msg_key, body, visible_at, receive_count, enqueued_at)
+         VALUES (?1, ?2, ?3, ?4, 0, ?5)",
+    )
+    .and_then(|mut s| s.execute(params![queue, key, body, visible_at, now_ms]))
+    .map(|_| ())
+    .map_err(sql_err)
+}
+
+fn move_to_dead_letters(
+    conn: &Connection,
+    id: i64,
+    reason: Option<&str>,
+    now_ms: i64,
+) -> Result<bool, StoreError> {
+    let moved = conn
+        .prepare_cached(
+            "INSERT INTO queue_dead_letters
+               (id, queue, msg_key, body, reason, receive_count, dead_lettered_at, enqueued_at)
+             SELECT id, queue, msg_key, body, ?2, receive_count, ?3, enqueued_at
+             FROM queue_messages WHERE id = ?1",
+        )
+        .and_then(|mut s| s.execute(params![id, reason, now_ms]))
+        .map_err(sql_err)?;
+    conn.prepare_cached("DELETE FROM queue_messages WHERE id = ?1")
+        .and_then(|mut s| s.execute(params![id]))
+        .map_err(sql_err)?;
+    Ok(moved == 1)
+}
+
+/// The row id a receipt belongs to (`<id>.<nonce>`).
+fn receipt_id(receipt: &str) -> Option<i64> {
+    receipt.split_once('.').and_then(|(id, _)| id.parse().ok())
+}
+
+/// Counts of one queue, for the CLI and the load report.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, serde::Serialize)]
+pub struct QueueCounts {
+    /// Messages that can be received now.
+    pub visible: u64,
+    /// Messages received and not yet deleted (or delayed).
+    pub hidden: u64,
+    pub dead: u64,
+}
+
+/// One named queue of the embedded engine.
+#[derive(Clone, Debug)]
+pub struct SqliteQueue {
+    db: Db,
+    name: String,
+    max_receives: u32,
+    clock: Clock,
+}
+
+impl SqliteQueue {
+    pub fn new(db: Db, name: impl Into<String>) -> Self {
+        SqliteQueue {
+            db,
+            name: name.into(),
+            max_receives: DEFAULT_MAX_RECEIVES,
+            clock: Clock::System,
+        }
+    }
+
+    /// Receives after which a message moves to the dead letters (at least 1).
+    pub fn with_max_receives(mut self, max_receives: u32) -> Self {
+        self.max_receives = max_receives.max(1);
+        self
+    }
+
+    pub fn with_clock(mut self, clock: Clock) -> Self {
+        self.clock = clock;
+        self
+    }
+
+    pub fn name(&self) -> &str {
+        &self.name
+    }
+
+    pub fn db(&self) -> &Db {
+        &self.db
+    }
+
+    pub async fn counts(&self) -> Result<QueueCounts, StoreError> {
+        let (name, now) = (self.name.clone(), self.clock.now_ms());
+        self.db
+            .read(move |c| {
+                let count = |sql: &str, with_now: bool| -> Result<u64, StoreError> {
+                    let n: i64 = if with_now {
+                        c.query_row(sql, params![name, now], |r| r.get(0))
+                    } else {
+                        c.query_row(sql, params![name], |r| r.get(0))
+                    }
+                    .map_err(sql_err)?;
+                    Ok(n as u64)
+                };
+                Ok(QueueCounts {
+                    visible: count(
+                        "SELECT count(*) FROM queue_messages WHERE queue = ?1 AND visible_at <= ?2",
+                        true,
+                    )?,
+                    hidden: count(
+                        "SELECT count(*) FROM queue_messages WHERE queue = ?1 AND visible_at > ?2",
+                        true,
+                    )?,
+                    dead: count(
+                        "SELECT count(*) FROM queue_dead_letters WHERE queue = ?1",
+                        false,
+                    )?,
+                })
+            })
+            .await
+    }
+
+    /// Names of the queues that hold dead letters (for a CLI listing every queue).
+    pub async fn queues_with_dead_letters(db: &Db) -> Result<Vec<String>, StoreError> {
+        db.read(|c| {
+            let mut s = c
+                .prepare("SELECT DISTINCT queue FROM queue_dead_letters ORDER BY queue")
+                .map_err(sql_err)?;
+            let rows = s.query_map([], |r| r.get(0)).map_err(sql_err)?;
+            rows.collect::<Result<Vec<String>, _>>().map_err(sql_err)
+        })
+        .await
+    }
+
+    fn receive_in(
+        t: &Transaction<'_>,
+        name: &str,
+        max: usize,
+        visibility_ms: i64,
+        max_receives: u32,
+        now: i64,
+    ) -> Result<Vec<Delivery>, StoreError> {
+        let mut out = Vec::with_capacity(max);
+        while out.len() < max {
+            let candidates: Vec<(i64, String, i64)> = {
+                let mut s = t
+                    .prepare_cached(
+                        "SELECT id, body, receive_count FROM queue_messages
+                         WHERE queue = ?1 AND visible_at <= ?2 ORDER BY visible_at, id LIMIT ?3",
+                    )
+                    .map_err(sql_err)?;
+                let rows = s
+                    .query_map(params![name, now, (max - out.len()) as i64], |r| {
+                        Ok((r.get(0)?, r.get(1)?, r.get(2)?))
+                    })
+                    .map_err(sql_err)?;
+                rows.collect::<Result<_, _>>().map_err(sql_err)?
+            };
+            if candidates.is_empty() {
+                break;
+            }
+            for (id, body, count) in candidates {
+                if count >= i64::from(max_receives) {
+                    move_to_dead_letters(t, id, None, now)?;
+                    tracing::warn!(
+                        queue = name,
+                        message_id = id,
+                        receives = count,
+                        "moved to dead letters"
+                    );
+                    continue;
+                }
+                let receipt = format!("{id}.{}", uuid::Uuid::new_v4().simple());
+                t.prepare_cached(
+                    "UPDATE queue_messages SET receive_count = receive_count + 1, receipt = ?2,
+                     visible_at = ?3 WHERE id = ?1",
+                )
+                .and_then(|mut s| {
+                    s.execute(params![id, receipt, now.saturating_add(visibility_ms)])
+                })
+                .map_err(sql_err)?;
+                out.push(Delivery {
+                    message_id: id.to_string(),
+                    receipt,
+                    body,
+                    receive_count: (count + 1) as u32,
+                });
+            }
+        }
+        Ok(out)
+    }
+}
+
+#[async_trait]
+impl Queue for SqliteQueue {
+    async fn send_batch(&self, messages: &[OutgoingMessage]) -> Result<(), StoreError> {
+        if messages.is_empty() {
+            return Ok(());
+        }
+        let messages = messages.to_vec();
+        let (name, now) = (self.name.clone(), self.clock.now_ms());
+        self.db
+            .write(move |t| {
+                messages
+                    .iter()
+                    .try_for_each(|m| enqueue_in(t, &name, &m.id, &m.body, m.delay, now))
+            })
+            .await
+    }
+
+    async fn receive(&self, max: usize, visibility: Duration) -> Result<Vec<Delivery>, StoreError> {
+        if max == 0 {
+            return Ok(Vec::new());
+        }
+        let (name, now, max_receives) = (self.name.clone(), self.clock.now_ms(), self.max_receives);
+        let visibility_ms = ttl_ms(visibility);
+        self.db
+            .write(move |t| {
+                SqliteQueue::receive_in(t, &name, max, visibility_ms, max_receives, now)
+            })
+            .await
+    }
+
+    async fn delete(&self, receipt: &str) -> Result<(), StoreError> {
+        let Some(id) = receipt_id(receipt) else {
+            return Ok(());
+        };
+        let receipt = receipt.to_string();
+        self.db
+            .write(move |t| {
+                t.prepare_cached("DELETE FROM queue_messages WHERE id = ?1 AND receipt = ?2")
+                    .and_then(|mut s| s.execute(params![id, receipt]))
+                    .map(|_| ())
+                    .map_err(sql_err)
+            })
+            .await
+    }
+
+    async fn retry_later(&self, receipt: &str, delay: Duration) -> Result<(), StoreError> {
+        let Some(id) = receipt_id(receipt) else {
+            return Ok(());
+        };
+        let receipt = receipt.to_string();
+        let visible_at = self.clock.now_ms().saturating_add(ttl_ms(delay));
+        self.db
+            .write(move |t| {
+                t.prepare_cached(
+                    "UPDATE queue_messages SET visible_at = ?3 WHERE id = ?1 AND receipt = ?2",
+                )
+                .and_then(|mut s| s.execute(params![id, receipt, visible_at]))
+                .map(|_| ())
+                .map_err(sql_err)
+            })
+            .await
+    }
+
+    async fn dead_letter(&self, delivery: &Delivery, reason: &str) -> Result<(), StoreError> {
+        let Some(id) = receipt_id(&delivery.receipt) else {
+            return Ok(());
+        };
+        let (receipt, reason, now) = (
+            delivery.receipt.clone(),
+            reason.to_string(),
+            self.clock.now_ms(),
+        );
+        self.db
+            .write(move |t| {
+                let current: Option<i64> = t
+                    .prepare_cached("SELECT id FROM queue_messages WHERE id = ?1 AND receipt = ?2")
+                    .and_then(|mut s| s.query_row(params![id, receipt], |r| r.get(0)).optional())
+                    .map_err(sql_err)?;
+                if current.is_some() {
+                    move_to_dead_letters(t, id, Some(&reason), now)?;
+                }
+                Ok(())
+            })
+            .await
+    }
+
+    async fn dead_letters(&self, limit: usize) -> Result<Vec<DeadLetter>, StoreError> {
+        let name = self.name.clone();
+        self.db
+            .read(move |c| {
+                let mut s = c
+                    .prepare_cached(
+                        "SELECT id, body, reason, receive_count, dead_lettered_at
+                         FROM queue_dead_letters WHERE queue = ?1 ORDER BY id LIMIT ?2",
+                    )
+                    .map_err(sql_err)?;
+                let rows = s
+                    .query_map(params![name, limit.min(i64::MAX as usize) as i64], |r| {
+                        Ok(DeadLetter {
+                            id: r.get::<_, i64>(0)?.to_string(),
+                            body: r.get(1)?,
+                            reason: r.get(2)?,
+                            receive_count: r.get::<_, i64>(3)? as u32,
+                            dead_lettered_at: Some(r.get(4)?),
+                        })
+                    })
+                    .map_err(sql_err)?;
+                rows.collect::<Result<_, _>>().map_err(sql_err)
+            })
+            .await
+    }
+
+    async fn redrive(&self, id: Option<&str>) -> Result<usize, StoreError> {
+        let id = match id {
+            Some(text) => match text.trim().parse::<i64>() {
+                Ok(n) => Some(n),
+                Err(_) => return Ok(0),
+            },
+            None => None,
+        };
+        let (name, now) = (self.name.clone(), self.clock.now_ms());
+        self.db
+            .write(move |t| {
+                // A redriven message starts over: visible now, receive count 0, same id.
+                let moved = t
+                    .prepare_cached(
+                        "INSERT INTO queue_messages
+                           (id, queue, msg_key, body, visible_at, receive_count, enqueued_at)
+                         SELECT id, queue, msg_key, body, ?2, 0, enqueued_at
+                         FROM queue_dead_letters WHERE queue = ?1 AND (?3 IS NULL OR id = ?3)",
+                    )
+                    .and_then(|mut s| s.execute(params![name, now, id]))
+                    .map_err(sql_err)?;
+                t.prepare_cached(
+                    "DELETE FROM queue_dead_letters WHERE queue = ?1 AND (?2 IS NULL OR id = ?2)",
+                )
+                .and_then(|mut s| s.execute(params![name, id]))
+                .map_err(sql_err)?;
+                Ok(moved)
+            })
+            .await
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const VIS: Duration = Duration::from_secs(30);
+
+    fn setup(max_receives: u32) -> (tempfile::TempDir, Clock, SqliteQueue) {
+        let dir = tempfile::tempdir().unwrap();
+        let db = Db::open(dir.path().join("q.db")).unwrap();
+        let clock = Clock::manual(1_700_000_000_000);
+        let q = SqliteQueue::new(db, EVENTS_QUEUE)
+            .with_max_receives(max_receives)
+            .with_clock(clock.clone());
+        (dir, clock, q)
+    }
+
+    fn msg(id: &str) -> OutgoingMessage {
+        OutgoingMessage {
+            id: id.into(),
+            body: format!("body-{id}"),
+            delay: None,
+        }
+    }
+
+    #[tokio::test]
+    async fn hidden_while_in_flight_redelivered_after_visibility_timeout() {
+        let (_d, clock, q) = setup(5);
+        q.send_batch(&[msg("a"), msg("b")]).await.unwrap();
+        let first = q.receive(10, VIS).await.unwrap();
+        assert_eq!(
+            first.iter().map(|d| d.body.as_str()).collect::<Vec<_>>(),
+            ["body-a", "body-b"]
+        );
+        assert!(first.iter().all(|d| d.receive_count == 1));
+        assert!(
+            q.receive(10, VIS).await.unwrap().is_empty(),
+            "in flight messages are hidden"
+        );
+        q.delete(&first[0].receipt).await.unwrap();
+        clock.advance(VIS - Duration::from_millis(1));
+        assert!(q.receive(10, VIS).await.unwrap().is_empty());
+        clock.advance(Duration::from_millis(1));
+        let again = q.receive(10, VIS).await.unwrap();
+        assert_eq!(again.len(), 1, "only the undeleted message comes back");
+        assert_eq!(again[0].body, "body-b");
+        assert_eq!(again[0].message_id, first[1].message_id);
+        assert_eq!(again[0].receive_count, 2);
+        assert_ne!(again[0].receipt, first[1].receipt);
+        // A stale receipt cannot delete the message received again.
+        q.delete(&first[1].receipt).await.unwrap();
+        assert_eq!(
+            q.counts().await.unwrap(),
+            QueueCounts {
+                visible: 0,
+                hidden: 1,
+                dead: 0
+            }
+        );
+        q.delete(&again[0].receipt).await.unwrap();
+        assert_eq!(q.counts().await.unwrap(), QueueCounts::default());
+    }
+
+    #[tokio::test]
+    async fn receive_respects_max_and_delay() {
+        let (_d, clock, q) = setup(5);
+        let mut delayed = msg("later");
+        delayed.delay = Some(Duration::from_secs(10));
+        q.send_batch(&[msg("1"), msg("2"), msg("3"), delayed])
+            .await
+            .unwrap();
+        assert_eq!(q.receive(2, VIS).await.unwrap().len(), 2);
+        assert_eq!(q.receive(10, VIS).await.unwrap().len(), 1);
+        clock.advance(Duration::from_secs(10));
+        let later = q.receive(10, VIS).await.unwrap();
+        assert_eq!(later.len(), 1);
+        assert_eq!(later[0].body, "body-later");
+    }
+
+    #[tokio::test]
+    async fn dead_letters_after_max_receives_then_redrive() {
+        let (_d, clock, q) = setup(3);
+        q.send_batch(&[msg("x")]).await.unwrap();
+        for n in 1..=3 {
+            let d = q.receive(10, VIS).await.unwrap();
+            assert_eq!(d.len(), 1);
+            assert_eq!(d[0].receive_count, n);
+            clock.advance(VIS);
+        }
+        // The 4th attempt moves it instead of delivering it.
+        assert!(q.receive(10, VIS).await.unwrap().is_empty());
+        let dead = q.dead_letters(10).await.unwrap();
+        assert_eq!(dead.len(), 1);
+        assert_eq!(dead[0].body, "body-x");
+        assert_eq!(dead[0].receive_count, 3);
+        assert_eq!(dead[0].reason, None);
+        assert_eq!(
+            q.counts().await.unwrap(),
+            QueueCounts {
+                visible: 0,
+                hidden: 0,
+                dead: 1
+            }
+        );
+
+        assert_eq!(
+            q.redrive(Some("999999")).await.unwrap(),
+            0,
+            "unknown id moves nothing"
+        );
+        assert_eq!(q.redrive(Some(&dead[0].id)).await.unwrap(), 1);
+        let back = q.receive(10, VIS).await.unwrap();
+        assert_eq!(back.len(), 1);
+        assert_eq!(
+            back[0].message_id, dead[0].id,
+            "keeps its id through the dead letters"
+        );
+        assert_eq!(back[0].receive_count, 1, "a redriven message starts over");
+        assert!(q.dead_letters(10).await.unwrap().is_empty());
+    }
+
+    #[tokio::test]
+    async fn consumer_dead_letters_with_reason_and_redrive_all() {
+        let (_d, _clock, q) = setup(5);
+        q.send_batch(&[msg("a"), msg("b"), msg("c")]).await.unwrap();
+        let got = q.receive(10, VIS).await.unwrap();
+        q.dead_letter(&got[0], "phone: not E.164").await.unwrap();
+        q.dead_letter(&got[1], "email: invalid").await.unwrap();
+        q.retry_later(&got[2].receipt, Duration::ZERO)
+            .await
+            .unwrap();
+        let dead = q.dead_letters(10).await.unwrap();
+        assert_eq!(
+            dead.iter()
+                .map(|d| d.reason.as_deref().unwrap())
+                .collect::<Vec<_>>(),
+            ["phone: not E.164", "email: invalid"]
+        );
+        // retry_later(0) made c visible again at once.
+        let c = q.receive(10, VIS).await.unwrap();
+        assert_eq!(c.len(), 1);
+        assert_eq!(c[0].body, "body-c");
+        assert_eq!(c[0].receive_count, 2);
+        assert_eq!(q.redrive(None).await.unwrap(), 2);
+        assert_eq!(q.receive(10, VIS).await.unwrap().len(), 2);
+    }
+
+    #[tokio::test]
+    async fn queues_are_separate_by_name() {
+        let (_d, clock, events) = setup(5);
+        let sends = SqliteQueue::new(events.db().clone(), SENDS_QUEUE).with_clock(clock);
+        events.send_batch(&[msg("e")]).await.unwrap();
+        sends.send_batch(&[msg("s")]).await.unwrap();
+        assert_eq!(sends.receive(10, VIS).await.unwrap()[0].body, "body-s");
+        assert_eq!(events.receive(10, VIS).await.unwrap()[0].body, "body-e");
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn concurrent_consumers_never_get_the_same_message() {
+        let (_d, _clock, q) = setup(5);
+        let batch: Vec<_> = (0..500).map(|i| msg(&i.to_string())).collect();
+        q.send_batch(&batch).await.unwrap();
+        let mut tasks = Vec::new();
+        for _ in 0..8 {
+            let q = q.clone();
+            tasks.push(tokio::spawn(async move {
+                let mut got = Vec::new();
+                loop {
+                    let d = q.receive(7, VIS).await.unwrap();
+                    if d.is_empty() {
+                        return got;
+                    }
+                    got.extend(d.into_iter().map(|d| d.body));
+                }
+            }));
+        }
+        let mut all = Vec::new();
+        for t in tasks {
+            all.extend(t.await.unwrap());
+        }
+        all.sort();
+        let total = all.len();
+        all.dedup();
+        assert_eq!(total, 500);
+        assert_eq!(all.len(), 500);
+    }
+}

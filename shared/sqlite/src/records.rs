@@ -1,0 +1,257 @@
+//! The local CRM store: JSON objects keyed by (kind, id), listed in first-insertion order.
+//! `wabridge records --json` prints them; the local CRM adapter writes them.
+//!
+//! Every stored object carries a `"kind"` field (added from the key when the object lacks it).
+
+use rusqlite::{params, Connection, OptionalExtension};
+use serde::Serialize;
+use serde_json::{Map, Value};
+
+use super::db::{sql_err, Clock, Db};
+use wabridge_core::error::StoreError;
+
+pub(crate) const SCHEMA: &str = "
+CREATE TABLE IF NOT EXISTS records (
+    seq        INTEGER PRIMARY KEY AUTOINCREMENT,
+    kind       TEXT    NOT NULL,
+    id         TEXT    NOT NULL,
+    body       TEXT    NOT NULL,   -- a JSON object
+    created_at INTEGER NOT NULL,   -- Unix ms
+    updated_at INTEGER NOT NULL,
+    UNIQUE(kind, id)
+);
+";
+
+/// One stored record.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct Record {
+    /// Position in insertion order (kept when the record is updated).
+    pub seq: i64,
+    pub kind: String,
+    pub id: String,
+    /// The object, with `"kind"`.
+    pub body: Map<String, Value>,
+    pub created_at: i64,
+    pub updated_at: i64,
+}
+
+fn with_kind(kind: &str, body: Map<String, Value>) -> Map<String, Value> {
+    let mut body = body;
+    body.entry("kind")
+        .or_insert_with(|| Value::String(kind.to_string()));
+    body
+}
+
+/// Upserts inside an open write, so callers can make a record and another change (an effects
+/// ledger entry, a queue delete) atomic. Returns `true` when the record is new.
+pub fn upsert_in(
+    conn: &Connection,
+    kind: &str,
+    id: &str,
+    body: Map<String, Value>,
+    now_ms: i64,
+) -> Result<bool, StoreError> {
+    let text = Value::Object(with_kind(kind, body)).to_string();
+    let existed: Option<i64> = conn
+        .prepare_cached("SELECT seq FROM records WHERE kind = ?1 AND id = ?2")
+        .and_then(|mut s| s.query_row(params![kind, id], |r| r.get(0)).optional())
+        .map_err(sql_err)?;
+    conn.prepare_cached(
+        "INSERT INTO records(kind, id, body, created_at, updated_at) VALUES (?1, ?2, ?3, ?4, ?4)
+         ON CONFLICT(kind, id) DO UPDATE SET body = excluded.body, updated_at = excluded.updated_at",
+    )
+    .and_then(|mut s| s.execute(params![kind, id, text, now_ms]))
+    .map_err(sql_err)?;
+    Ok(existed.is_none())
+}
+
+/// Reads one record inside a read or write.
+pub fn get_in(conn: &Connection, kind: &str, id: &str) -> Result<Option<Record>, StoreError> {
+    conn.prepare_cached(
+        "SELECT seq, kind, id, body, created_at, updated_at FROM records WHERE kind = ?1 AND id = ?2",
+    )
+    .and_then(|mut s| s.query_row(params![kind, id], row).optional())
+    .map_err(sql_err)?
+    .map(decode)
+    .transpose()
+}
+
+type Row = (i64, String, String, String, i64, i64);
+
+fn row(r: &rusqlite::Row<'_>) -> rusqlite::Result<Row> {
+    Ok((
+        r.get(0)?,
+        r.get(1)?,
+        r.get(2)?,
+        r.get(3)?,
+        r.get(4)?,
+        r.get(5)?,
+    ))
+}
+
+fn decode((seq, kind, id, body, created_at, updated_at): Row) -> Result<Record, StoreError> {
+    let body = match serde_json::from_str(&body) {
+        Ok(Value::Object(map)) => map,
+        Ok(_) => {
+            return Err(StoreError::corrupt(format!(
+                "record {kind}/{id} is not an object"
+            )))
+        }
+        Err(e) => return Err(StoreError::corrupt(format!("record {kind}/{id}: {e}"))),
+    };
+    Ok(Record {
+        seq,
+        kind,
+        id,
+        body,
+        created_at,
+        updated_at,
+    })
+}
+
+/// The records table as an async API.
+#[derive(Clone, Debug)]
+pub struct SqliteRecords {
+    db: Db,
+    clock: Clock,
+}
+
+impl SqliteRecords {
+    pub fn new(db: Db) -> Self {
+        SqliteRecords {
+            db,
+            clock: Clock::System,
+        }
+    }
+
+    pub fn with_clock(mut self, clock: Clock) -> Self {
+        self.clock = clock;
+        self
+    }
+
+    pub fn db(&self) -> &Db {
+        &self.db
+    }
+
+    /// Inserts or replaces the object stored under (kind, id); returns `true` when it is new.
+    /// `body` must be a JSON object.
+    pub async fn upsert(&self, kind: &str, id: &str, body: Value) -> Result<bool, StoreError> {
+        let Value::Object(map) = body else {
+            return Err(StoreError::corrupt(format!(
+                "record {kind}/{id} must be a JSON object"
+            )));
+        };
+        let (kind, id, now) = (kind.to_string(), id.to_string(), self.clock.now_ms());
+        self.db
+            .write(move |t| upsert_in(t, &kind, &id, map.clone(), now))
+            .await
+    }
+
+    pub async fn get(&self, kind: &str, id: &str) -> Result<Option<Record>, StoreError> {
+        let (kind, id) = (kind.to_string(), id.to_string());
+        self.db.read(move |c| get_in(c, &kind, &id)).await
+    }
+
+    /// Up to `limit` records with `seq > after`, in insertion order, optionally of one kind.
+    /// Page with the last `seq` returned.
+    pub async fn list(
+        &self,
+        kind: Option<&str>,
+        after: i64,
+        limit: usize,
+    ) -> Result<Vec<Record>, StoreError> {
+        let kind = kind.map(str::to_string);
+        let limit = limit.min(i64::MAX as usize) as i64;
+        self.db
+            .read(move |c| {
+                let mut s = c
+                    .prepare_cached(
+                        "SELECT seq, kind, id, body, created_at, updated_at FROM records
+                         WHERE seq > ?1 AND (?2 IS NULL OR kind = ?2) ORDER BY seq LIMIT ?3",
+                    )
+                    .map_err(sql_err)?;
+                let rows = s
+                    .query_map(params![after, kind, limit], row)
+                    .map_err(sql_err)?;
+                let rows: Vec<Row> = rows.collect::<Result<_, _>>().map_err(sql_err)?;
+                rows.into_iter().map(decode).collect()
+            })
+            .await
+    }
+
+    /// How many records (of one kind, or all).
+    pub async fn count(&self, kind: Option<&str>) -> Result<u64, StoreError> {
+        let kind = kind.map(str::to_string);
+        self.db
+            .read(move |c| {
+                c.query_row(
+                    "SELECT count(*) FROM records WHERE ?1 IS NULL OR kind = ?1",
+                    params![kind],
+                    |r| r.get::<_, i64>(0),
+                )
+                .map(|n| n as u64)
+                .map_err(sql_err)
+            })
+            .await
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    #[tokio::test]
+    async fn upsert_keeps_insertion_order_and_adds_kind() {
+        let dir = tempfile::tempdir().unwrap();
+        let r = SqliteRecords::new(Db::open(dir.path().join("r.db")).unwrap());
+        assert!(r
+            .upsert("contact", "c1", json!({"name": "Ana"}))
+            .await
+            .unwrap());
+        assert!(r
+            .upsert(
+                "activity",
+                "a1",
+                json!({"kind": "activity", "type": "text"})
+            )
+            .await
+            .unwrap());
+        assert!(!r
+            .upsert("contact", "c1", json!({"name": "Ana María"}))
+            .await
+            .unwrap());
+        let all = r.list(None, 0, 100).await.unwrap();
+        assert_eq!(all.len(), 2);
+        assert_eq!(
+            (all[0].kind.as_str(), all[0].id.as_str()),
+            ("contact", "c1")
+        );
+        assert_eq!(
+            all[0].body,
+            json!({"kind": "contact", "name": "Ana María"})
+                .as_object()
+                .unwrap()
+                .clone()
+        );
+        assert_eq!(all[1].kind, "activity");
+        let contacts = r.list(Some("contact"), 0, 100).await.unwrap();
+        assert_eq!(contacts.len(), 1);
+        assert_eq!(
+            r.list(None, all[0].seq, 100).await.unwrap()[0].id,
+            "a1",
+            "paging by seq"
+        );
+        assert_eq!(r.count(None).await.unwrap(), 2);
+        assert_eq!(r.count(Some("activity")).await.unwrap(), 1);
+        assert_eq!(
+            r.get("contact", "c1").await.unwrap().unwrap().body["name"],
+            "Ana María"
+        );
+        assert!(r.get("contact", "nope").await.unwrap().is_none());
+        assert!(
+            r.upsert("contact", "x", json!([1])).await.is_err(),
+            "objects only"
+        );
+    }
+}
