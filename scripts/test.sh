@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Runs every test, on a fresh machine too: installs what the tests need (a Python venv with
 # moto's server and the infra linters, Prism from npm), starts the services on free loopback
-# ports, runs the infra checks and the lint gates (rustfmt, clippy -D warnings), then
+# ports, runs the infra checks and the lint gates (rustfmt, clippy -D warnings, rustdoc), then
 # `cargo test --workspace --all-targets`.
 # Exits non-zero on any failure; the servers are stopped on exit whatever happens.
 #
@@ -58,6 +58,8 @@ wabridge_log "cargo fmt --all -- --check"
 cargo fmt --all -- --check
 wabridge_log "cargo clippy --workspace --all-targets -- -D warnings"
 cargo clippy --workspace --all-targets -- -D warnings
+wabridge_log "cargo doc --no-deps --workspace (warnings are errors)"
+RUSTDOCFLAGS="-D warnings" cargo doc --no-deps --workspace --quiet
 
 # Build first (timed apart from the run), then test.
 wabridge_log "cargo test --workspace --all-targets --no-run ${cargo_args[*]}"

@@ -1,7 +1,7 @@
 //! `crm-sync` Lambda: an SQS batch of events in, partial batch failures out
 //! (`ReportBatchItemFailures`). Each message is handled by the core's [`CrmSync`] (identity,
 //! mapping + validation, CRM, effects ledger) over DynamoDB; outcomes are applied with
-//! [`settle`] without deleting successes (Lambda deletes every message not reported):
+//! `wabridge_aws::lambda::sqs_batch` without deleting successes (Lambda deletes every message not reported):
 //! `RetryAfter` sets the message's visibility to the delay and reports it; `DeadLetter` moves it
 //! to the DLQ with its reason.
 //!

@@ -10,15 +10,9 @@ use wabridge_attribution::service::{AttributionService, PNG_SCALE};
 use wabridge_aws::dynamo::attribution::DynamoAttribution;
 use wabridge_core::attribution::report::{parse_since, Format};
 use wabridge_core::attribution::{link, AttributionConfig, LinkRequest};
+use wabridge_core::clock::now_ms;
 use wabridge_sqlite::attribution::SqliteAttribution;
 use wabridge_sqlite::Db;
-
-fn now_ms() -> i64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map(|d| d.as_millis() as i64)
-        .unwrap_or(0)
-}
 
 /// The service behind `POST /links` and `POST /conversions` (config from
 /// `WABRIDGE_ATTRIBUTION`, Meta from `META_DATASET_ID` and friends).
@@ -88,7 +82,7 @@ pub async fn link_create(data: &Path, args: LinkArgs) -> Result<(), String> {
         expires_in_days: args.expires_in_days,
     };
     let spec = request.validate(&config).map_err(|e| e.to_string())?;
-    let db = crate::serve::open_db(data)?;
+    let db = crate::data::open_or_create(data)?;
     let store = SqliteAttribution::open(db)
         .await
         .map_err(|e| e.to_string())?;
@@ -129,7 +123,7 @@ pub async fn report(
                 .await
         }
         None => {
-            let db = crate::serve::open_db(data)?;
+            let db = crate::data::open_existing(data)?;
             let store = SqliteAttribution::open(db)
                 .await
                 .map_err(|e| e.to_string())?;

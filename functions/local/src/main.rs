@@ -3,6 +3,7 @@
 
 mod attribution;
 mod crm_sync;
+mod data;
 mod loadgen;
 mod secrets;
 mod sends;
@@ -60,7 +61,7 @@ enum Command {
         #[command(flatten)]
         data: DataArg,
     },
-    /// Print the local CRM records, one JSON object per line.
+    /// Print the local CRM records: kind and id of each, or with --json one JSON object per line.
     Records {
         /// One JSON object per line (each with "kind").
         #[arg(long)]

@@ -11,22 +11,13 @@ use axum::http::{HeaderName, HeaderValue, StatusCode};
 use wabridge_core::api::Api;
 use wabridge_core::consumer::{run_worker, Pressure, WorkerOptions};
 use wabridge_core::http::{ApiError, Method, Request, Response};
-use wabridge_sqlite::{Db, SqliteDedupe, SqliteInbox, SqliteQueue, EVENTS_QUEUE};
+use wabridge_sqlite::{SqliteDedupe, SqliteInbox, SqliteQueue, EVENTS_QUEUE};
 
 use crate::secrets;
 
 pub struct ServeArgs {
     pub addr: SocketAddr,
     pub data: PathBuf,
-}
-
-/// File name of the database inside the data dir.
-pub const DB_FILE: &str = "wabridge.db";
-
-pub fn open_db(data: &std::path::Path) -> Result<Db, String> {
-    std::fs::create_dir_all(data).map_err(|e| format!("cannot create {}: {e}", data.display()))?;
-    let path = data.join(DB_FILE);
-    Db::open(&path).map_err(|e| format!("cannot open {}: {e}", path.display()))
 }
 
 struct AppState {
@@ -42,7 +33,7 @@ const BURST_IN_FLIGHT: usize = 8;
 const BURST_CONSUMER_CONCURRENCY: usize = 1;
 
 pub async fn run(args: ServeArgs) -> Result<(), String> {
-    let db = open_db(&args.data)?;
+    let db = crate::data::open_or_create(&args.data)?;
     let secrets = secrets::load_or_generate(&args.data)?;
     let inbox = SqliteInbox::open(db.clone())
         .await

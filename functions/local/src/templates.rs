@@ -23,7 +23,7 @@ fn registry(db: &Db) -> TemplateRegistry {
 /// `wabridge templates sync`: one sync into the data dir's store; prints the report as JSON.
 pub async fn sync(data: &Path) -> Result<(), String> {
     let config = TemplateSyncConfig::from_env()?;
-    let db = crate::serve::open_db(data)?;
+    let db = crate::data::open_or_create(data)?;
     let report = wabridge_graph::template_sync(config)
         .sync(&registry(&db))
         .await
@@ -34,7 +34,7 @@ pub async fn sync(data: &Path) -> Result<(), String> {
 
 /// `wabridge templates list [--json]`: what the registry knows, one template per line.
 pub async fn list(data: &Path, as_json: bool) -> Result<(), String> {
-    let db = crate::serve::open_db(data)?;
+    let db = crate::data::open_existing(data)?;
     let templates = registry(&db).list().await.map_err(|e| e.to_string())?;
     let dash = |v: Option<&str>| v.unwrap_or("-").to_string();
     if as_json {

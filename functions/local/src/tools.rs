@@ -12,24 +12,11 @@ use wabridge_core::redact;
 use wabridge_core::signature::{self, AppSecret};
 use wabridge_sqlite::{Db, SqliteDedupe, SqliteQueue, SqliteRecords, EVENTS_QUEUE, SENDS_QUEUE};
 
+use crate::data::open_existing;
 use crate::secrets;
-use crate::serve::DB_FILE;
 
 pub(crate) fn secret(data: &Path) -> Result<AppSecret, String> {
     AppSecret::new(secrets::app_secret(data)?).ok_or_else(|| "the app secret is empty".to_string())
-}
-
-/// Opens an existing data dir's database (the CLI never creates one by accident).
-fn open_existing(data: &Path) -> Result<Db, String> {
-    let path = data.join(DB_FILE);
-    if !path.exists() {
-        return Err(format!(
-            "no database at {} (start `wabridge serve --data {}` first)",
-            path.display(),
-            data.display()
-        ));
-    }
-    Db::open(&path).map_err(|e| format!("cannot open {}: {e}", path.display()))
 }
 
 /// `wabridge sign FILE`: the header Meta would send for the file's exact bytes.

@@ -80,3 +80,27 @@ fn sign_without_a_secret_or_file_fails_with_a_message() {
     assert!(!out.status.success());
     assert!(String::from_utf8_lossy(&out.stderr).contains("nope.json"));
 }
+
+/// Every command that only reads refuses a data dir without a database, naming the path, and
+/// leaves nothing behind (an empty database would make a report of nothing look real).
+#[test]
+fn reading_commands_refuse_a_missing_database_and_create_none() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("nowhere");
+    let data_s = data.to_str().unwrap();
+    for args in [
+        vec!["records", "--data", data_s],
+        vec!["templates", "list", "--data", data_s],
+        vec!["report", "attribution", "--data", data_s],
+        vec!["dead-letters", "list", "--data", data_s],
+    ] {
+        let out = wabridge(&args, None);
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert!(!out.status.success(), "{args:?} succeeded: {stderr}");
+        assert!(
+            stderr.contains("no database at") && stderr.contains("wabridge.db"),
+            "{args:?}: {stderr}"
+        );
+        assert!(!data.exists(), "{args:?} created {}", data.display());
+    }
+}

@@ -1,7 +1,7 @@
 //! `sender` Lambda: an SQS batch of sends in, partial batch failures out
 //! (`ReportBatchItemFailures`). Each message is handled by the core's [`Sender`] (policy guards
 //! again, rate limits, Graph API, error classes) over DynamoDB; outcomes are applied with
-//! [`settle`] without deleting successes (Lambda deletes every message not reported).
+//! `wabridge_aws::lambda::sqs_batch` without deleting successes (Lambda deletes every message not reported).
 //!
 //! Throughput: each concurrent Lambda instance runs its own limiter at
 //! `WABRIDGE_SENDS_PER_SECOND / WABRIDGE_SENDER_INSTANCES`; set `WABRIDGE_SENDER_INSTANCES` to

@@ -57,13 +57,6 @@ pub struct AttributionService {
     now_ms: fn() -> i64,
 }
 
-fn system_now_ms() -> i64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map(|d| d.as_millis() as i64)
-        .unwrap_or(0)
-}
-
 impl AttributionService {
     pub fn new(
         store: Arc<dyn AttributionStore>,
@@ -76,7 +69,7 @@ impl AttributionService {
             config,
             meta,
             api_key,
-            now_ms: system_now_ms,
+            now_ms: wabridge_core::clock::now_ms,
         }
     }
 

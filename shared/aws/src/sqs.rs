@@ -347,13 +347,6 @@ fn dead_letter_of(message: &Message) -> DeadLetter {
     }
 }
 
-fn now_millis() -> i64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map(|d| d.as_millis() as i64)
-        .unwrap_or(0)
-}
-
 /// Splits messages into send batches of at most 10 entries and 256 KiB.
 fn batches(messages: &[OutgoingMessage]) -> Vec<Vec<&OutgoingMessage>> {
     let mut out: Vec<Vec<&OutgoingMessage>> = Vec::new();
@@ -422,7 +415,10 @@ impl Queue for SqsQueue {
                 ATTR_RECEIVE_COUNT,
                 number_attr(i64::from(delivery.receive_count)),
             )
-            .message_attributes(ATTR_DEAD_LETTERED_AT, number_attr(now_millis()))
+            .message_attributes(
+                ATTR_DEAD_LETTERED_AT,
+                number_attr(wabridge_core::clock::now_ms()),
+            )
             .message_attributes(ATTR_SOURCE_MESSAGE_ID, string_attr(&delivery.message_id))
             .send()
             .await

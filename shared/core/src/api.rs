@@ -7,7 +7,7 @@
 //!
 //! Adding a route (for example `/sends`, `/sends/{id}`, `/consents`, `/links`, `/conversions`):
 //! add an optional service field, a `with_…` builder method, and a [`Route`] arm in
-//! [`Api::route`]; an unmounted service's paths answer 404.
+//! `Api::route`; an unmounted service's paths answer 404.
 
 use std::sync::Arc;
 

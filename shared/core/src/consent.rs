@@ -339,16 +339,8 @@ fn system_entry(
         source,
         evidence,
         at: at_ms,
-        recorded_at: now_ms(),
+        recorded_at: crate::clock::now_ms(),
     }
-}
-
-/// Unix milliseconds now.
-pub fn now_ms() -> i64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map(|d| d.as_millis() as i64)
-        .unwrap_or(0)
 }
 
 #[cfg(test)]

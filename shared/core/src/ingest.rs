@@ -21,8 +21,8 @@
 
 use std::fmt;
 use std::sync::Arc;
-use std::time::{SystemTime, UNIX_EPOCH};
 
+use crate::clock::now_ms;
 use crate::config;
 use crate::http::{ApiError, Request, Response};
 use crate::inbox::Inbox;
@@ -240,13 +240,6 @@ struct Accepted {
     events: usize,
     accepted: usize,
     duplicates: usize,
-}
-
-fn now_ms() -> i64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map(|d| d.as_millis() as i64)
-        .unwrap_or(0)
 }
 
 #[cfg(test)]

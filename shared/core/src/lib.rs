@@ -1,11 +1,16 @@
-//! wabridge core: the WhatsApp webhook model, domain types, ports (narrow traits) and the
-//! adapters that implement them (SQLite for the embedded engine; DynamoDB and SQS for AWS).
+//! wabridge core: the WhatsApp webhook model, the domain (identity, consent, the 24-hour window,
+//! templates, records, mapping and validation, attribution), the ports (narrow traits: queue,
+//! stores, CRM, the Graph API's message and template sources, the attribution routes) and the
+//! services written against them (ingest, crm-sync, sends).
 //!
-//! Every function (the Lambdas and the local `wabridge` binary) is a thin wiring of adapters to
-//! the services defined here.
+//! May depend on pure crates only (serde, thiserror, phonenumber, hmac/sha2, tracing, tokio's
+//! sync and time): no SQLite, no AWS SDK, no HTTP client or server. The engines
+//! (`wabridge-sqlite`, `wabridge-aws`), the CRM adapters (`wabridge-crm`) and the Graph API
+//! client (`wabridge-graph`) implement its ports; every function is a thin wiring of them.
 
 pub mod api;
 pub mod attribution;
+pub mod clock;
 pub mod config;
 pub mod consent;
 pub mod consumer;

@@ -50,7 +50,7 @@ impl Crm for LocalCrm {
             Record::Activity(a) => a.status.as_deref().map(status_rank),
             _ => None,
         };
-        let now = time_ms();
+        let now = wabridge_core::clock::now_ms();
         self.records
             .db()
             .write(move |t| {
@@ -85,11 +85,4 @@ impl Crm for LocalCrm {
             .await
             .map_err(|e| CrmError::Transient(format!("local store: {e}")))
     }
-}
-
-fn time_ms() -> i64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map(|d| d.as_millis() as i64)
-        .unwrap_or(0)
 }

@@ -9,7 +9,7 @@
 //! Standard Webhooks convention), any other value is used as raw bytes. 2xx = done; 429 and 5xx
 //! are retried; other 4xx dead-letter.
 
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::time::Duration;
 
 use async_trait::async_trait;
 use base64::Engine;
@@ -88,10 +88,7 @@ impl Crm for WebhookCrm {
 
     async fn apply(&self, effect: &Effect) -> Result<(), CrmError> {
         let body = body_of(effect);
-        let ts = SystemTime::now()
-            .duration_since(UNIX_EPOCH)
-            .map(|d| d.as_secs() as i64)
-            .unwrap_or(0);
+        let ts = wabridge_core::clock::now_secs();
         let signature = sign(&self.key, &effect.id, ts, &body);
         let response = self
             .client

@@ -5,6 +5,7 @@ use async_trait::async_trait;
 use rusqlite::{params, Connection, OptionalExtension};
 
 use super::db::{sql_err, Db};
+use wabridge_core::clock::now_ms;
 use wabridge_core::error::StoreError;
 use wabridge_core::identity::{IdentityKey, IdentityStore, Resolved};
 
@@ -45,13 +46,6 @@ fn link(c: &Connection, key: &str, contact: &str, replace: bool) -> Result<(), S
         .and_then(|mut s| s.execute(params![key, contact, now_ms()]))
         .map(|_| ())
         .map_err(sql_err)
-}
-
-fn now_ms() -> i64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map(|d| d.as_millis() as i64)
-        .unwrap_or(0)
 }
 
 fn resolve_in(c: &Connection, keys: &[String], new_id: &str) -> Result<Resolved, StoreError> {

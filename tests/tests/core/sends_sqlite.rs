@@ -203,7 +203,7 @@ async fn marketing_needs_an_opt_in_and_no_later_opt_out() {
     s.sends.submit(MARKETING.as_bytes(), None).await.unwrap();
     // The contact writes STOP (the sync handler records it): marketing refused.
     let contact = ContactRef::from_wa_id("5215512345678").unwrap();
-    let now = wabridge_core::consent::now_ms();
+    let now = wabridge_core::clock::now_ms();
     s.sends
         .policy
         .consent
@@ -313,7 +313,7 @@ async fn free_form_only_within_24_hours_of_the_last_inbound() {
     let e = s.sends.submit(text, None).await.unwrap_err();
     assert_eq!(refusal_code(e), (422, "outside_customer_service_window"));
     let contact = ContactRef::from_wa_id("5215512345678").unwrap();
-    let now = wabridge_core::consent::now_ms();
+    let now = wabridge_core::clock::now_ms();
     s.sends
         .policy
         .window
@@ -401,7 +401,7 @@ async fn a_guard_that_changes_while_queued_refuses_in_the_sender() {
         .unwrap();
     let r = s.sends.submit(MARKETING.as_bytes(), None).await.unwrap();
     let contact = ContactRef::from_wa_id("5215512345678").unwrap();
-    let now = wabridge_core::consent::now_ms();
+    let now = wabridge_core::clock::now_ms();
     s.sends
         .policy
         .consent

@@ -365,7 +365,7 @@ async fn sender_lambda_sends_through_prism_and_reports_a_refusal_to_the_events_q
         at,
         recorded_at: at,
     };
-    let now = wabridge_core::consent::now_ms();
+    let now = wabridge_core::clock::now_ms();
     consent
         .record(&opt(ConsentAction::OptIn, now - 60_000))
         .await

@@ -17,6 +17,7 @@ use aws_sdk_dynamodb::Client;
 
 use super::{expiry, n, pk, s, try_update, update_single, EXPIRES_AT, PK, SINGLE_SK, SK};
 use crate::sdk::store_error;
+use wabridge_core::clock::now_ms;
 use wabridge_core::error::StoreError;
 use wabridge_core::ledger::{Claim, Ledger};
 
@@ -29,13 +30,6 @@ pub struct DynamoLedger {
     table: String,
     /// `expires_at` = last write + this.
     retention: Duration,
-}
-
-fn now_ms() -> i64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map(|d| d.as_millis() as i64)
-        .unwrap_or(0)
 }
 
 fn num(item: &HashMap<String, AttributeValue>, name: &str) -> Option<i64> {

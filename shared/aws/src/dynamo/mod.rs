@@ -10,7 +10,7 @@
 //! - SDK errors map through [`crate::sdk::store_error`].
 
 use std::collections::HashMap;
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::time::Duration;
 
 use aws_sdk_dynamodb::operation::update_item::builders::UpdateItemFluentBuilder;
 use aws_sdk_dynamodb::types::AttributeValue;
@@ -116,10 +116,7 @@ pub async fn put_new(
 
 /// Seconds since the Unix epoch.
 pub fn now_epoch() -> i64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map(|d| d.as_secs() as i64)
-        .unwrap_or(0)
+    wabridge_core::clock::now_secs()
 }
 
 /// `expires_at` for a record kept `ttl` from now (rounded up to the next second).

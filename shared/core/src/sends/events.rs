@@ -61,7 +61,7 @@ pub fn event(key: String, item: Value) -> Event {
         display_phone_number: None,
         contact: None,
         item: raw,
-        received_at: crate::consent::now_ms(),
+        received_at: crate::clock::now_ms(),
     }
 }
 
@@ -119,7 +119,7 @@ impl SendEvents for QueueEvents {
             "send_id": send_id,
             "opted_out": true,
             "contact": contact.key,
-            "at": crate::consent::now_ms(),
+            "at": crate::clock::now_ms(),
             "error": {"code": "meta_131050", "message": "the user stopped marketing messages"},
         });
         match contact.identity_key() {

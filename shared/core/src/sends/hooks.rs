@@ -106,7 +106,7 @@ impl SyncHooks for SendingHooks {
                             source: ConsentSource::Keyword,
                             evidence: Some(format!("wrote {keyword:?} on WhatsApp")),
                             at,
-                            recorded_at: crate::consent::now_ms(),
+                            recorded_at: crate::clock::now_ms(),
                         })
                         .await?;
                 }
@@ -190,7 +190,7 @@ impl SyncHooks for SendingHooks {
                         "{what} {reference} failed at Meta with 131050 (user stopped marketing messages)"
                     )),
                     at,
-                    recorded_at: crate::consent::now_ms(),
+                    recorded_at: crate::clock::now_ms(),
                 })
                 .await?;
         }

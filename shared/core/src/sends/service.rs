@@ -9,6 +9,7 @@ use async_trait::async_trait;
 use serde::Deserialize;
 use serde_json::{json, Value};
 
+use crate::clock::now_ms;
 use crate::consent::{ConsentAction, ConsentCategory, ConsentEntry, ConsentSource, ContactRef};
 use crate::consumer::{Handler, Outcome};
 use crate::error::StoreError;
@@ -58,10 +59,6 @@ pub struct Sends {
     pub events: Arc<dyn SendEvents>,
     /// `WABRIDGE_API_KEY`; `None` refuses every call (fail closed).
     api_key: Option<Arc<str>>,
-}
-
-fn now_ms() -> i64 {
-    crate::consent::now_ms()
 }
 
 /// The queue body of a send: its id (the sender reads the rest from the store).

@@ -364,7 +364,7 @@ impl TemplateSync {
 
     /// [`TemplateSync::sync_with_clock`] on the system clock.
     pub async fn sync(&self, registry: &TemplateRegistry) -> Result<SyncReport, SyncError> {
-        self.sync_with_clock(registry, crate::consent::now_ms).await
+        self.sync_with_clock(registry, crate::clock::now_ms).await
     }
 }
 

@@ -7,8 +7,8 @@
 //! batch call and limits calls per 10 s, so one call per effect wastes both the latency budget
 //! and the rate limit.
 //!
-//! Failure mapping: an operation answers per input ([`BatchAnswer::Each`]: per-input errors go
-//! to the right caller) or for the whole call ([`BatchAnswer::Whole`]: a 429 / 5xx / timeout
+//! Failure mapping: an operation answers per input (`BatchAnswer::Each`: per-input errors go
+//! to the right caller) or for the whole call (`BatchAnswer::Whole`: a 429 / 5xx / timeout
 //! fails every caller with that class, so the ledger and retry logic see exactly what they
 //! would have seen for a single call). A whole-call 4xx cannot say which input was bad: the
 //! inputs are then retried one by one, so only the bad one is rejected.
