@@ -7,6 +7,7 @@
 //! answers, and kills it when dropped. Without Prism (no `npm ci` yet) it returns `None`, unless
 //! `WABRIDGE_REQUIRE_SERVICES=1` (the full test command), where a missing Prism is a failure.
 
+use crate::workspace_root;
 use std::net::TcpListener;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
@@ -110,14 +111,6 @@ fn missing(what: &str) -> Option<Prism> {
     }
     eprintln!("SKIPPED: {what} is missing (the full test command installs it)");
     None
-}
-
-/// The workspace root (the parent of the `tests` crate).
-pub fn workspace_root() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR"))
-        .parent()
-        .expect("workspace root")
-        .to_path_buf()
 }
 
 /// `WHATSAPP_OPENAPI_SPEC`, or the vendored `tests/specs/<SPEC_FILE>`.
