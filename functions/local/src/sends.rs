@@ -44,29 +44,27 @@ pub fn service(db: &Db, api_key: &str) -> Arc<Sends> {
 }
 
 /// Starts the sender worker when the Graph API is configured (`WHATSAPP_ACCESS_TOKEN`,
-/// `WHATSAPP_PHONE_NUMBER_ID`); otherwise sends wait on the queue and a warning says why.
+/// `WHATSAPP_PHONE_NUMBER_ID`); otherwise sends wait on the queue and a warning says why. A
+/// rate setting that does not parse stops the start, configured or not.
 pub fn spawn_sender(
     db: &Db,
     sends: &Sends,
     stop: tokio::sync::watch::Receiver<bool>,
-) -> Option<tokio::task::JoinHandle<()>> {
+) -> Result<Option<tokio::task::JoinHandle<()>>, String> {
+    let (rate, _) = config::send_rate(|name| std::env::var(name).ok())?;
     let graph = match GraphConfig::from_env() {
         Ok(c) => GraphClient::new(c),
         Err(why) => {
             eprintln!("warning: {why}; accepted sends stay queued until it is set");
-            return None;
+            return Ok(None);
         }
     };
-    let rate = std::env::var(config::WABRIDGE_SENDS_PER_SECOND)
-        .ok()
-        .and_then(|v| v.parse::<f64>().ok())
-        .unwrap_or(config::DEFAULT_SENDS_PER_SECOND);
     let sender = Sender {
         sends: sends.clone(),
         graph: Arc::new(graph),
         limiter: Arc::new(RateLimiter::for_instances(rate, 1)),
     };
-    Some(tokio::spawn(run_worker(
+    Ok(Some(tokio::spawn(run_worker(
         Arc::new(SqliteQueue::new(db.clone(), SENDS_QUEUE)),
         Arc::new(sender),
         WorkerOptions {
@@ -75,7 +73,7 @@ pub fn spawn_sender(
             ..WorkerOptions::default()
         },
         stop,
-    )))
+    ))))
 }
 
 /// The API key for the CLI: `--api-key`/`WABRIDGE_API_KEY`, else the data dir's dev secrets.

@@ -104,3 +104,47 @@ fn reading_commands_refuse_a_missing_database_and_create_none() {
         assert!(!data.exists(), "{args:?} created {}", data.display());
     }
 }
+
+/// A setting that does not parse stops `serve` at start, naming the variable, instead of
+/// running with a default (`WABRIDGE_SENDS_PER_SECOND=abc` used to mean 80 a second).
+#[test]
+fn serve_refuses_to_start_on_a_setting_that_does_not_parse() {
+    for (name, value) in [
+        ("WABRIDGE_SENDS_PER_SECOND", "abc"),
+        ("WABRIDGE_SYNC_CONCURRENCY", "0"),
+        ("WABRIDGE_LEDGER_RETENTION_DAYS", "forever"),
+        ("WABRIDGE_MAX_BODY_BYTES", "-1"),
+        ("CRM_TIMEOUT_MS", "ten"),
+    ] {
+        let dir = tempfile::tempdir().unwrap();
+        let data = dir.path().join("data");
+        let mut child = Command::new(env!("CARGO_BIN_EXE_wabridge"))
+            .args(["serve", "--addr", "127.0.0.1:0", "--data"])
+            .arg(&data)
+            .env(name, value)
+            .env_remove("CRM_KIND")
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::piped())
+            .spawn()
+            .expect("run wabridge serve");
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+        let status = loop {
+            if let Some(status) = child.try_wait().unwrap() {
+                break Some(status);
+            }
+            if std::time::Instant::now() > deadline {
+                child.kill().ok();
+                break None;
+            }
+            std::thread::sleep(std::time::Duration::from_millis(50));
+        };
+        let out = child.wait_with_output().unwrap();
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        let status = status.unwrap_or_else(|| panic!("{name}={value}: serve kept running"));
+        assert!(!status.success(), "{name}={value}: {stderr}");
+        assert!(
+            stderr.contains(name) && stderr.contains(value),
+            "{name}={value}: {stderr}"
+        );
+    }
+}

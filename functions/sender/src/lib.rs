@@ -74,12 +74,7 @@ pub async fn cold_start() -> Result<App, lambda_runtime::Error> {
     let events_url = need(config::EVENTS_QUEUE_URL)?;
     // Fails closed: no token or phone number id, no sender.
     let graph = GraphClient::new(GraphConfig::from_lookup(lookup)?);
-    let rate = lookup(config::WABRIDGE_SENDS_PER_SECOND)
-        .and_then(|v| v.parse::<f64>().ok())
-        .unwrap_or(config::DEFAULT_SENDS_PER_SECOND);
-    let instances = lookup(config::WABRIDGE_SENDER_INSTANCES)
-        .and_then(|v| v.parse::<u32>().ok())
-        .unwrap_or(1);
+    let (rate, instances) = config::send_rate(lookup)?;
     let dynamo = aws_sdk_dynamodb::Client::new(sdk);
     let sqs = aws_sdk_sqs::Client::new(sdk);
     let mut app = build(
@@ -95,7 +90,7 @@ pub async fn cold_start() -> Result<App, lambda_runtime::Error> {
     );
     match TemplateSyncConfig::from_lookup(lookup) {
         Ok(config) => app = app.with_template_sync(config),
-        Err(why) => app.template_sync = Err(why),
+        Err(why) => app.template_sync = Err(why.to_string()),
     }
     tracing::info!(
         rate,

@@ -71,16 +71,13 @@ pub const WABRIDGE_SYNC_CONCURRENCY: &str = "WABRIDGE_SYNC_CONCURRENCY";
 pub const DEFAULT_SYNC_CONCURRENCY: usize = 128;
 
 /// [`WABRIDGE_SYNC_CONCURRENCY`] from the environment (1 to 1024).
-pub fn sync_concurrency() -> Result<usize, String> {
-    match std::env::var(WABRIDGE_SYNC_CONCURRENCY) {
-        Ok(v) if !v.trim().is_empty() => match v.trim().parse::<usize>() {
-            Ok(n) if (1..=1024).contains(&n) => Ok(n),
-            _ => Err(format!(
-                "{WABRIDGE_SYNC_CONCURRENCY} must be a number from 1 to 1024 (got `{v}`)"
-            )),
-        },
-        _ => Ok(DEFAULT_SYNC_CONCURRENCY),
-    }
+pub fn sync_concurrency() -> Result<usize, ConfigError> {
+    Settings::env().number(
+        WABRIDGE_SYNC_CONCURRENCY,
+        DEFAULT_SYNC_CONCURRENCY,
+        "a number from 1 to 1024",
+        |n| (1..=1024).contains(n),
+    )
 }
 
 /// Messages a second one business number may send (Meta's default 80; 20 for numbers also used
@@ -90,6 +87,26 @@ pub const WABRIDGE_SENDS_PER_SECOND: &str = "WABRIDGE_SENDS_PER_SECOND";
 /// 1 locally): each takes `WABRIDGE_SENDS_PER_SECOND / WABRIDGE_SENDER_INSTANCES`.
 pub const WABRIDGE_SENDER_INSTANCES: &str = "WABRIDGE_SENDER_INSTANCES";
 pub const DEFAULT_SENDS_PER_SECOND: f64 = 80.0;
+
+/// [`WABRIDGE_SENDS_PER_SECOND`] and [`WABRIDGE_SENDER_INSTANCES`] through `lookup`: the
+/// number's rate (more than 0, at most 1,000 a second, Meta's highest tier) and how many
+/// senders share it (1 to 1,000).
+pub fn send_rate(lookup: impl Fn(&str) -> Option<String>) -> Result<(f64, u32), ConfigError> {
+    let settings = Settings::new(lookup);
+    let rate = settings.number(
+        WABRIDGE_SENDS_PER_SECOND,
+        DEFAULT_SENDS_PER_SECOND,
+        "messages a second, more than 0 and at most 1000",
+        |r: &f64| r.is_finite() && *r > 0.0 && *r <= 1000.0,
+    )?;
+    let instances = settings.number(
+        WABRIDGE_SENDER_INSTANCES,
+        1u32,
+        "a whole number of sender instances from 1 to 1000",
+        |n| (1..=1000).contains(n),
+    )?;
+    Ok((rate, instances))
+}
 
 /// Days a confirmed effects-ledger entry (and a message's highest status) is kept before the
 /// local purger deletes it / DynamoDB's TTL expires it. Default [`DEFAULT_LEDGER_RETENTION_DAYS`].
@@ -102,7 +119,7 @@ pub const WABRIDGE_LEDGER_RETENTION_DAYS: &str = "WABRIDGE_LEDGER_RETENTION_DAYS
 pub const DEFAULT_LEDGER_RETENTION_DAYS: u64 = 30;
 
 /// [`WABRIDGE_LEDGER_RETENTION_DAYS`] from the environment (see [`parse_ledger_retention`]).
-pub fn ledger_retention() -> Result<std::time::Duration, String> {
+pub fn ledger_retention() -> Result<std::time::Duration, ConfigError> {
     parse_ledger_retention(
         std::env::var(WABRIDGE_LEDGER_RETENTION_DAYS)
             .ok()
@@ -112,20 +129,13 @@ pub fn ledger_retention() -> Result<std::time::Duration, String> {
 
 /// A whole number of days from 1 to 3650; unset or blank means the default. Anything else is
 /// an error naming the variable (the gateway refuses to start rather than guess).
-pub fn parse_ledger_retention(value: Option<&str>) -> Result<std::time::Duration, String> {
-    let days = match value.map(str::trim) {
-        Some(v) if !v.is_empty() => v
-            .parse::<u64>()
-            .ok()
-            .filter(|d| (1..=3650).contains(d))
-            .ok_or_else(|| {
-                format!(
-                    "{WABRIDGE_LEDGER_RETENTION_DAYS} must be a whole number of days from 1 to \
-                     3650, got {v:?}"
-                )
-            })?,
-        _ => DEFAULT_LEDGER_RETENTION_DAYS,
-    };
+pub fn parse_ledger_retention(value: Option<&str>) -> Result<std::time::Duration, ConfigError> {
+    let days = Settings::new(|_| value.map(str::to_string)).number(
+        WABRIDGE_LEDGER_RETENTION_DAYS,
+        DEFAULT_LEDGER_RETENTION_DAYS,
+        "a whole number of days from 1 to 3650",
+        |d| (1..=3650).contains(d),
+    )?;
     Ok(std::time::Duration::from_secs(days * 24 * 3600))
 }
 
@@ -144,6 +154,89 @@ pub const SECRET_NAMES: &[&str] = &[
     HUBSPOT_TOKEN,
 ];
 
+/// A setting that is missing or does not parse. Each names the variable, so a process that
+/// refuses to start says what to fix.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum ConfigError {
+    /// A required setting is unset (or blank); `consequence` says what cannot work without it.
+    #[error("{name} is not set: {consequence}")]
+    Missing {
+        name: &'static str,
+        consequence: &'static str,
+    },
+    /// A setting is set to something unusable.
+    #[error("{name} must be {expected}, got {value:?}")]
+    Invalid {
+        name: &'static str,
+        value: String,
+        expected: &'static str,
+    },
+}
+
+/// Reads settings by name through a lookup (the environment, or the secrets merged over it on
+/// AWS). The one way settings are read: blank counts as unset, values are trimmed, and a value
+/// that does not parse is an error naming the variable, never a silent default.
+pub struct Settings<F: Fn(&str) -> Option<String>>(F);
+
+impl Settings<fn(&str) -> Option<String>> {
+    /// The process environment.
+    pub fn env() -> Self {
+        Settings(|name| std::env::var(name).ok())
+    }
+}
+
+impl<F: Fn(&str) -> Option<String>> Settings<F> {
+    pub fn new(lookup: F) -> Self {
+        Settings(lookup)
+    }
+
+    /// The trimmed value, `None` when unset or blank.
+    pub fn optional(&self, name: &str) -> Option<String> {
+        (self.0)(name)
+            .map(|v| v.trim().to_string())
+            .filter(|v| !v.is_empty())
+    }
+
+    /// The trimmed value, or [`ConfigError::Missing`] saying what cannot work without it.
+    pub fn required(
+        &self,
+        name: &'static str,
+        consequence: &'static str,
+    ) -> Result<String, ConfigError> {
+        self.optional(name)
+            .ok_or(ConfigError::Missing { name, consequence })
+    }
+
+    /// A number (or anything `FromStr`) that `valid` accepts; `default` when unset.
+    pub fn number<T: std::str::FromStr>(
+        &self,
+        name: &'static str,
+        default: T,
+        expected: &'static str,
+        valid: impl Fn(&T) -> bool,
+    ) -> Result<T, ConfigError> {
+        match self.optional(name) {
+            None => Ok(default),
+            Some(v) => v
+                .parse::<T>()
+                .ok()
+                .filter(|n| valid(n))
+                .ok_or(ConfigError::Invalid {
+                    name,
+                    value: v,
+                    expected,
+                }),
+        }
+    }
+}
+
+/// The CLI and the Lambdas' start-up report errors as text.
+impl From<ConfigError> for String {
+    fn from(e: ConfigError) -> String {
+        e.to_string()
+    }
+}
+
 #[cfg(test)]
 mod ledger_retention_tests {
     use super::*;
@@ -157,7 +250,68 @@ mod ledger_retention_tests {
         assert_eq!(days(Some("45")), Ok(45));
         for bad in ["0", "-3", "2.5", "thirty", "99999"] {
             let e = days(Some(bad)).unwrap_err();
-            assert!(e.contains(WABRIDGE_LEDGER_RETENTION_DAYS), "{e}");
+            assert!(
+                matches!(&e, ConfigError::Invalid { name, value, .. }
+                    if *name == WABRIDGE_LEDGER_RETENTION_DAYS && value == bad),
+                "{e}"
+            );
+            assert!(
+                e.to_string().contains(WABRIDGE_LEDGER_RETENTION_DAYS),
+                "{e}"
+            );
         }
+    }
+
+    #[test]
+    fn a_bad_send_rate_is_an_error_not_the_default() {
+        let with = |rate: &str, instances: &str| {
+            let (rate, instances) = (rate.to_string(), instances.to_string());
+            send_rate(move |n| match n {
+                WABRIDGE_SENDS_PER_SECOND => Some(rate.clone()),
+                WABRIDGE_SENDER_INSTANCES => Some(instances.clone()),
+                _ => None,
+            })
+        };
+        assert_eq!(send_rate(|_| None), Ok((DEFAULT_SENDS_PER_SECOND, 1)));
+        assert_eq!(with("20", "2"), Ok((20.0, 2)));
+        for (rate, instances, name) in [
+            ("abc", "1", WABRIDGE_SENDS_PER_SECOND),
+            ("0", "1", WABRIDGE_SENDS_PER_SECOND),
+            ("NaN", "1", WABRIDGE_SENDS_PER_SECOND),
+            ("80", "0", WABRIDGE_SENDER_INSTANCES),
+            ("80", "two", WABRIDGE_SENDER_INSTANCES),
+        ] {
+            let e = with(rate, instances).unwrap_err();
+            assert!(
+                matches!(&e, ConfigError::Invalid { name: n, .. } if *n == name),
+                "{rate}/{instances}: {e}"
+            );
+        }
+    }
+
+    #[test]
+    fn settings_trim_treat_blank_as_unset_and_name_what_is_wrong() {
+        let s = Settings::new(|n| match n {
+            "A" => Some("  7 ".into()),
+            "B" => Some("   ".into()),
+            "C" => Some("seven".into()),
+            _ => None,
+        });
+        assert_eq!(s.optional("A").as_deref(), Some("7"));
+        assert_eq!(s.optional("B"), None);
+        assert_eq!(s.number("A", 1u32, "a count", |_| true), Ok(7));
+        assert_eq!(s.number("B", 1u32, "a count", |_| true), Ok(1));
+        assert_eq!(
+            s.number("A", 1u32, "a count from 10", |n| *n >= 10),
+            Err(ConfigError::Invalid {
+                name: "A",
+                value: "7".into(),
+                expected: "a count from 10"
+            })
+        );
+        let e = s.number("C", 1u32, "a count", |_| true).unwrap_err();
+        assert_eq!(e.to_string(), "C must be a count, got \"seven\"");
+        let e = s.required("D", "nothing works").unwrap_err();
+        assert_eq!(e.to_string(), "D is not set: nothing works");
     }
 }

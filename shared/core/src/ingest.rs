@@ -74,29 +74,26 @@ impl IngestConfig {
     /// Reads [`config::WHATSAPP_APP_SECRET`], [`config::WHATSAPP_VERIFY_TOKEN`] and
     /// [`config::WABRIDGE_MAX_BODY_BYTES`] through `get` (the process environment, a secret
     /// store's JSON, …). Empty values count as absent. Errors name an unusable value.
-    pub fn from_lookup(get: impl Fn(&str) -> Option<String>) -> Result<IngestConfig, String> {
-        let non_empty = |name: &str| get(name).filter(|v| !v.trim().is_empty());
-        let max_body_bytes = match non_empty(config::WABRIDGE_MAX_BODY_BYTES) {
-            None => config::DEFAULT_MAX_BODY_BYTES,
-            Some(v) => match v.trim().parse::<usize>() {
-                Ok(n) if n > 0 => n,
-                _ => {
-                    return Err(format!(
-                        "{} must be a positive number of bytes, got {v:?}",
-                        config::WABRIDGE_MAX_BODY_BYTES
-                    ))
-                }
-            },
-        };
+    pub fn from_lookup(
+        get: impl Fn(&str) -> Option<String>,
+    ) -> Result<IngestConfig, config::ConfigError> {
+        let settings = config::Settings::new(get);
         Ok(IngestConfig {
-            app_secret: non_empty(config::WHATSAPP_APP_SECRET).and_then(AppSecret::new),
-            verify_token: non_empty(config::WHATSAPP_VERIFY_TOKEN),
-            max_body_bytes,
+            app_secret: settings
+                .optional(config::WHATSAPP_APP_SECRET)
+                .and_then(AppSecret::new),
+            verify_token: settings.optional(config::WHATSAPP_VERIFY_TOKEN),
+            max_body_bytes: settings.number(
+                config::WABRIDGE_MAX_BODY_BYTES,
+                config::DEFAULT_MAX_BODY_BYTES,
+                "a positive number of bytes",
+                |n| *n > 0,
+            )?,
         })
     }
 
     /// [`IngestConfig::from_lookup`] over the process environment.
-    pub fn from_env() -> Result<IngestConfig, String> {
+    pub fn from_env() -> Result<IngestConfig, config::ConfigError> {
         IngestConfig::from_lookup(|name| std::env::var(name).ok())
     }
 }
@@ -268,6 +265,6 @@ mod tests {
             (n == "WABRIDGE_MAX_BODY_BYTES").then(|| "lots".to_string())
         })
         .unwrap_err();
-        assert!(err.contains("WABRIDGE_MAX_BODY_BYTES"));
+        assert!(err.to_string().contains("WABRIDGE_MAX_BODY_BYTES"), "{err}");
     }
 }

@@ -42,8 +42,8 @@ pub const COMPILED: &[&str] = &[
 /// Why a CRM client could not be built from the settings. Each names the variable to fix.
 #[derive(Debug, Error)]
 pub enum ConfigError {
-    #[error("{name} is required for CRM_KIND={kind}")]
-    Missing { name: &'static str, kind: String },
+    #[error(transparent)]
+    Setting(#[from] config::ConfigError),
     #[error("{name}: {reason}")]
     Invalid { name: &'static str, reason: String },
     #[error("CRM_KIND `{kind}` is not one of local, webhook, hubspot")]
@@ -64,28 +64,27 @@ pub fn from_lookup(
     local: Option<Arc<dyn Crm>>,
     lookup: impl Fn(&str) -> Option<String>,
 ) -> Result<Arc<dyn Crm>, ConfigError> {
-    let env = |name: &str| lookup(name).filter(|v| !v.trim().is_empty());
-    let timeout = match env(config::CRM_TIMEOUT_MS) {
-        Some(v) => {
-            Duration::from_millis(v.trim().parse::<u64>().map_err(|_| ConfigError::Invalid {
-                name: config::CRM_TIMEOUT_MS,
-                reason: format!("`{v}` is not a whole number of milliseconds"),
-            })?)
-        }
-        None => Duration::from_millis(config::DEFAULT_CRM_TIMEOUT_MS),
-    };
     let kind = config::crm_kind(&lookup);
+    let settings = config::Settings::new(lookup);
+    let timeout = Duration::from_millis(settings.number(
+        config::CRM_TIMEOUT_MS,
+        config::DEFAULT_CRM_TIMEOUT_MS,
+        "a whole number of milliseconds from 1 to 600000",
+        |ms| (1..=600_000).contains(ms),
+    )?);
     // Unused without the HTTP CRMs' features.
-    let _ = (&timeout, mapping);
+    let _ = (&timeout, mapping, &settings);
     match kind.as_str() {
         "local" if COMPILED.contains(&"local") => local.ok_or(ConfigError::NoLocalStore),
         #[cfg(feature = "webhook")]
         "webhook" => {
-            let url = env(config::CRM_WEBHOOK_URL).ok_or_else(|| ConfigError::Missing {
-                name: config::CRM_WEBHOOK_URL,
-                kind: kind.clone(),
-            })?;
-            let secret = env(config::CRM_WEBHOOK_SECRET).unwrap_or_default();
+            let url = settings.required(
+                config::CRM_WEBHOOK_URL,
+                "CRM_KIND=webhook needs the URL to post to",
+            )?;
+            let secret = settings
+                .optional(config::CRM_WEBHOOK_SECRET)
+                .unwrap_or_default();
             let crm = webhook::WebhookCrm::new(&url, &secret, timeout).map_err(|reason| {
                 ConfigError::Invalid {
                     name: config::CRM_WEBHOOK_URL,
@@ -96,9 +95,10 @@ pub fn from_lookup(
         }
         #[cfg(feature = "hubspot")]
         "hubspot" => {
-            let base = env(config::HUBSPOT_API_URL)
+            let base = settings
+                .optional(config::HUBSPOT_API_URL)
                 .unwrap_or_else(|| config::DEFAULT_HUBSPOT_API_URL.to_string());
-            let token = env(config::HUBSPOT_TOKEN).unwrap_or_default();
+            let token = settings.optional(config::HUBSPOT_TOKEN).unwrap_or_default();
             let id_property = mapping
                 .id_property
                 .clone()

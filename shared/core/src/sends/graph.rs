@@ -145,32 +145,25 @@ impl GraphConfig {
     /// Reads `WHATSAPP_API_URL`, `WHATSAPP_API_VERSION`, `WHATSAPP_PHONE_NUMBER_ID` and
     /// `WHATSAPP_ACCESS_TOKEN` through `get` (the environment, or the secrets on AWS). Fails
     /// closed: no token or no phone number id, no client.
-    pub fn from_lookup(get: impl Fn(&str) -> Option<String>) -> Result<GraphConfig, String> {
-        let non_empty = |name: &str| get(name).filter(|v| !v.trim().is_empty());
-        let access_token = non_empty(config::WHATSAPP_ACCESS_TOKEN).ok_or_else(|| {
-            format!(
-                "{} is not set: sends are disabled",
-                config::WHATSAPP_ACCESS_TOKEN
-            )
-        })?;
-        let phone_number_id = non_empty(config::WHATSAPP_PHONE_NUMBER_ID).ok_or_else(|| {
-            format!(
-                "{} is not set: sends are disabled",
-                config::WHATSAPP_PHONE_NUMBER_ID
-            )
-        })?;
+    pub fn from_lookup(
+        get: impl Fn(&str) -> Option<String>,
+    ) -> Result<GraphConfig, config::ConfigError> {
+        const DISABLED: &str = "sends are disabled";
+        let settings = config::Settings::new(get);
         Ok(GraphConfig {
-            base_url: non_empty(config::WHATSAPP_API_URL)
+            access_token: settings.required(config::WHATSAPP_ACCESS_TOKEN, DISABLED)?,
+            phone_number_id: settings.required(config::WHATSAPP_PHONE_NUMBER_ID, DISABLED)?,
+            base_url: settings
+                .optional(config::WHATSAPP_API_URL)
                 .unwrap_or_else(|| config::DEFAULT_WHATSAPP_API_URL.to_string()),
-            version: non_empty(config::WHATSAPP_API_VERSION)
+            version: settings
+                .optional(config::WHATSAPP_API_VERSION)
                 .unwrap_or_else(|| config::DEFAULT_WHATSAPP_API_VERSION.to_string()),
-            phone_number_id,
-            access_token,
             timeout: Duration::from_secs(10),
         })
     }
 
-    pub fn from_env() -> Result<GraphConfig, String> {
+    pub fn from_env() -> Result<GraphConfig, config::ConfigError> {
         GraphConfig::from_lookup(|name| std::env::var(name).ok())
     }
 
@@ -280,7 +273,10 @@ mod tests {
             (n == config::WHATSAPP_PHONE_NUMBER_ID).then(|| "1".into())
         })
         .unwrap_err();
-        assert!(err.contains(config::WHATSAPP_ACCESS_TOKEN));
+        assert!(
+            err.to_string().contains(config::WHATSAPP_ACCESS_TOKEN),
+            "{err}"
+        );
         let ok = GraphConfig::from_lookup(|n| match n {
             config::WHATSAPP_PHONE_NUMBER_ID => Some("106540352242922".into()),
             config::WHATSAPP_ACCESS_TOKEN => Some("EAAB".into()),

@@ -56,34 +56,29 @@ impl TemplateSyncConfig {
     /// Reads `WHATSAPP_ACCESS_TOKEN`, `WHATSAPP_BUSINESS_ACCOUNT_ID`, `WHATSAPP_API_URL` and
     /// `WHATSAPP_API_VERSION` through `get`. Fails closed: without a token or a WABA id there
     /// is no sync.
-    pub fn from_lookup(get: impl Fn(&str) -> Option<String>) -> Result<TemplateSyncConfig, String> {
-        let non_empty = |name: &str| get(name).filter(|v| !v.trim().is_empty());
-        let access_token = non_empty(config::WHATSAPP_ACCESS_TOKEN).ok_or_else(|| {
-            format!(
-                "{} is not set: the template sync is disabled",
-                config::WHATSAPP_ACCESS_TOKEN
-            )
-        })?;
-        let waba_id = non_empty(config::WHATSAPP_BUSINESS_ACCOUNT_ID).ok_or_else(|| {
-            format!(
-                "{} is not set: the template sync is disabled",
-                config::WHATSAPP_BUSINESS_ACCOUNT_ID
-            )
-        })?;
-        let waba_id = waba_id.trim().to_string();
+    pub fn from_lookup(
+        get: impl Fn(&str) -> Option<String>,
+    ) -> Result<TemplateSyncConfig, config::ConfigError> {
+        const DISABLED: &str = "the template sync is disabled";
+        let settings = config::Settings::new(get);
+        let access_token = settings.required(config::WHATSAPP_ACCESS_TOKEN, DISABLED)?;
+        let waba_id = settings.required(config::WHATSAPP_BUSINESS_ACCOUNT_ID, DISABLED)?;
         if !waba_id.chars().all(|c| c.is_ascii_digit()) {
-            return Err(format!(
-                "{} must be the numeric WhatsApp Business Account id",
-                config::WHATSAPP_BUSINESS_ACCOUNT_ID
-            ));
+            return Err(config::ConfigError::Invalid {
+                name: config::WHATSAPP_BUSINESS_ACCOUNT_ID,
+                value: waba_id,
+                expected: "the numeric WhatsApp Business Account id",
+            });
         }
         Ok(TemplateSyncConfig {
-            base_url: non_empty(config::WHATSAPP_API_URL)
+            base_url: settings
+                .optional(config::WHATSAPP_API_URL)
                 .unwrap_or_else(|| config::DEFAULT_WHATSAPP_API_URL.to_string()),
-            version: non_empty(config::WHATSAPP_API_VERSION)
+            version: settings
+                .optional(config::WHATSAPP_API_VERSION)
                 .unwrap_or_else(|| config::DEFAULT_WHATSAPP_API_VERSION.to_string()),
             waba_id,
-            access_token: access_token.trim().to_string(),
+            access_token,
             timeout: Duration::from_secs(15),
             page_size: DEFAULT_PAGE_SIZE,
             max_pages: DEFAULT_MAX_PAGES,
@@ -91,7 +86,7 @@ impl TemplateSyncConfig {
         })
     }
 
-    pub fn from_env() -> Result<TemplateSyncConfig, String> {
+    pub fn from_env() -> Result<TemplateSyncConfig, config::ConfigError> {
         TemplateSyncConfig::from_lookup(|name| std::env::var(name).ok())
     }
 
@@ -424,12 +419,19 @@ mod tests {
             (n == config::WHATSAPP_ACCESS_TOKEN).then(|| "EAAB".into())
         })
         .unwrap_err();
-        assert!(err.contains(config::WHATSAPP_BUSINESS_ACCOUNT_ID), "{err}");
+        assert!(
+            err.to_string()
+                .contains(config::WHATSAPP_BUSINESS_ACCOUNT_ID),
+            "{err}"
+        );
         let err = TemplateSyncConfig::from_lookup(|n| {
             (n == config::WHATSAPP_BUSINESS_ACCOUNT_ID).then(|| "102290129340398".into())
         })
         .unwrap_err();
-        assert!(err.contains(config::WHATSAPP_ACCESS_TOKEN), "{err}");
+        assert!(
+            err.to_string().contains(config::WHATSAPP_ACCESS_TOKEN),
+            "{err}"
+        );
         let ok = TemplateSyncConfig::from_lookup(|n| match n {
             config::WHATSAPP_BUSINESS_ACCOUNT_ID => Some("102290129340398".into()),
             config::WHATSAPP_ACCESS_TOKEN => Some("EAAB".into()),
