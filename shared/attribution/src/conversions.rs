@@ -310,7 +310,7 @@ impl MetaConversions {
                 }
                 Ok(response) => {
                     let status = response.status().as_u16();
-                    let retry_after = wabridge_graph::retry_after(response.headers());
+                    let retry_after = wabridge_http::retry_after(response.headers());
                     let bytes = response.bytes().await.unwrap_or_default();
                     let answer: Value =
                         serde_json::from_slice(&bytes[..bytes.len().min(64 * 1024)])

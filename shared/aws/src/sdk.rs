@@ -31,10 +31,20 @@ fn retries() -> RetryConfig {
     RetryConfig::standard().with_max_attempts(3)
 }
 
+/// The SDK's loader with its HTTPS client: rustls over ring (the SDK's default, aws-lc-rs, is larger for the
+/// same TLS), with the system's root certificates.
+fn defaults() -> aws_config::ConfigLoader {
+    use aws_smithy_http_client::tls::{rustls_provider::CryptoMode, Provider};
+    let https = aws_smithy_http_client::Builder::new()
+        .tls_provider(Provider::Rustls(CryptoMode::Ring))
+        .build_https();
+    aws_config::defaults(BehaviorVersion::latest()).http_client(https)
+}
+
 /// Loads a configuration from the environment (honours `AWS_ENDPOINT_URL`, `AWS_REGION`, the
 /// Lambda execution role's credentials). Prefer [`sdk_config`], which loads it once.
 pub async fn load_sdk_config() -> SdkConfig {
-    aws_config::defaults(BehaviorVersion::latest())
+    defaults()
         .timeout_config(timeouts())
         .retry_config(retries())
         .load()
@@ -51,7 +61,7 @@ pub async fn sdk_config() -> &'static SdkConfig {
 /// A configuration for an explicit endpoint with static dummy credentials: tests and local
 /// tooling against moto's server, whatever the ambient AWS environment says.
 pub async fn sdk_config_for_endpoint(endpoint_url: &str, region: &str) -> SdkConfig {
-    aws_config::defaults(BehaviorVersion::latest())
+    defaults()
         .endpoint_url(endpoint_url)
         .region(Region::new(region.to_string()))
         .credentials_provider(aws_sdk_dynamodb::config::Credentials::new(

@@ -25,14 +25,7 @@ pub(crate) fn classify_status(status: u16, retry_hint: Option<Duration>, body: &
     }
 }
 
-/// `Retry-After` of a CRM's answer (see `wabridge_core::http::retry_after`).
-pub(crate) fn retry_after(headers: &reqwest::header::HeaderMap) -> Option<Duration> {
-    wabridge_core::http::retry_after(
-        headers
-            .get(reqwest::header::RETRY_AFTER)
-            .and_then(|v| v.to_str().ok()),
-    )
-}
+pub(crate) use wabridge_http::retry_after;
 
 #[cfg(test)]
 mod tests {

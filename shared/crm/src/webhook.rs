@@ -37,9 +37,7 @@ impl WebhookCrm {
         if secret.is_empty() {
             return Err("CRM_WEBHOOK_SECRET is required for CRM_KIND=webhook".into());
         }
-        let client = reqwest::Client::builder()
-            .timeout(timeout)
-            .build()
+        let client = wabridge_http::client(wabridge_http::ClientOptions::with_timeout(timeout))
             .map_err(|e| e.to_string())?;
         Ok(WebhookCrm {
             client,

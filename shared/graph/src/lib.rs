@@ -11,30 +11,17 @@ pub mod templates;
 use std::time::Duration;
 
 use wabridge_core::sends::classify::SendFailure;
-use wabridge_core::sends::graph::USER_AGENT;
 
 pub use messages::GraphClient;
 pub use templates::{template_sync, GraphTemplates};
 
-/// The HTTP client of every Graph API call: our `User-Agent` (Meta's spec requires one), a total
-/// timeout and a short connect timeout.
+/// The HTTP client of every Graph API call (see `wabridge_http::client`).
 pub fn http_client(timeout: Duration) -> reqwest::Client {
-    reqwest::Client::builder()
-        .timeout(timeout)
-        .connect_timeout(Duration::from_secs(5))
-        .user_agent(USER_AGENT)
-        .build()
-        .expect("reqwest client builds")
+    wabridge_http::client(wabridge_http::ClientOptions::with_timeout(timeout))
+        .expect("the HTTP client builds")
 }
 
-/// `Retry-After` of Meta's answer (see `wabridge_core::http::retry_after`).
-pub fn retry_after(headers: &reqwest::header::HeaderMap) -> Option<Duration> {
-    wabridge_core::http::retry_after(
-        headers
-            .get(reqwest::header::RETRY_AFTER)
-            .and_then(|v| v.to_str().ok()),
-    )
-}
+pub use wabridge_http::retry_after;
 
 /// A request that got no answer (timeout, connection refused, reset): retry with backoff.
 pub fn classify_transport(e: &reqwest::Error) -> SendFailure {

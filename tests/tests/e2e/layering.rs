@@ -48,6 +48,9 @@ const AWS: &[&str] = &[
     "wabridge-aws",
 ];
 const LAMBDA: &[&str] = &["lambda_runtime", "lambda_http", "aws_lambda_events"];
+/// A second crypto library beside ring (the SDK's and reqwest's default) costs each package
+/// about a megabyte: the Lambdas use ring only (wabridge-aws, wabridge-http).
+const AWS_LC: &[&str] = &["aws-lc-rs", "aws-lc-sys"];
 
 fn assert_links_none(package: &str, groups: &[&[&str]]) {
     let deps = linked(package);
@@ -103,16 +106,28 @@ fn engines_and_adapters_depend_only_on_core() {
             SQLITE,
             HTTP_CLIENT,
             QR,
+            AWS_LC,
             &["wabridge-crm", "wabridge-graph", "lambda_http"],
         ],
     );
     assert_links_none(
         "wabridge-graph",
-        &[SQLITE, QR, AWS, LAMBDA, &["wabridge-crm"]],
+        &[SQLITE, QR, AWS, LAMBDA, AWS_LC, &["wabridge-crm"]],
+    );
+    assert_links_none(
+        "wabridge-http",
+        &[
+            SQLITE,
+            QR,
+            AWS,
+            LAMBDA,
+            AWS_LC,
+            &["wabridge-crm", "wabridge-graph"],
+        ],
     );
     assert_links_none(
         "wabridge-crm",
-        &[SQLITE, QR, AWS, LAMBDA, &["wabridge-graph"]],
+        &[SQLITE, QR, AWS, LAMBDA, AWS_LC, &["wabridge-graph"]],
     );
     assert_links_none(
         "wabridge-attribution",
@@ -129,7 +144,13 @@ fn ingest_links_core_and_aws_only() {
             SQLITE,
             HTTP_CLIENT,
             QR,
-            &["wabridge-crm", "wabridge-graph", "wabridge-attribution"],
+            AWS_LC,
+            &[
+                "wabridge-crm",
+                "wabridge-graph",
+                "wabridge-attribution",
+                "wabridge-http",
+            ],
         ],
     );
 }
@@ -145,6 +166,7 @@ fn crm_sync_links_the_http_crms_but_no_engine_of_its_own_kind() {
         &[
             SQLITE,
             QR,
+            AWS_LC,
             &["wabridge-graph", "wabridge-attribution", "lambda_http"],
         ],
     );
@@ -161,6 +183,7 @@ fn sender_links_the_graph_client_and_nothing_of_the_crms() {
         &[
             SQLITE,
             QR,
+            AWS_LC,
             &["wabridge-crm", "wabridge-attribution", "lambda_http"],
         ],
     );
@@ -172,5 +195,5 @@ fn attribution_links_qr_codes_and_the_graph_client_but_no_crm() {
         "attribution",
         &["wabridge-attribution", "qrcode", "reqwest"],
     );
-    assert_links_none("attribution", &[SQLITE, &["wabridge-crm"]]);
+    assert_links_none("attribution", &[SQLITE, AWS_LC, &["wabridge-crm"]]);
 }

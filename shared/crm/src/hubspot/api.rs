@@ -34,11 +34,11 @@ impl Client {
             return Err("HUBSPOT_TOKEN is required for CRM_KIND=hubspot".into());
         }
         url::Url::parse(base).map_err(|e| format!("HUBSPOT_API_URL: {e}"))?;
-        let http = reqwest::Client::builder()
-            .timeout(timeout)
-            .pool_max_idle_per_host(256)
-            .build()
-            .map_err(|e| e.to_string())?;
+        let http = wabridge_http::client(wabridge_http::ClientOptions {
+            timeout,
+            max_idle_per_host: 256,
+        })
+        .map_err(|e| e.to_string())?;
         Ok(Client {
             http,
             base: base.trim_end_matches('/').to_string(),

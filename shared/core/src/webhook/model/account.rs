@@ -1,0 +1,105 @@
+//! The other fields: template status, phone quality, user preferences and account updates.
+
+use serde::{Deserialize, Serialize};
+
+use super::*;
+
+/// `message_template_status_update` value.
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+pub struct TemplateStatusUpdate {
+    #[serde(default)]
+    pub event: Option<TemplateEvent>,
+    #[serde(default, deserialize_with = "lenient::string")]
+    pub message_template_id: Option<String>,
+    #[serde(default)]
+    pub message_template_name: Option<String>,
+    #[serde(default)]
+    pub message_template_language: Option<String>,
+    #[serde(default)]
+    pub message_template_category: Option<String>,
+    #[serde(default)]
+    pub reason: Option<String>,
+    #[serde(default)]
+    pub other_info: Option<serde_json::Value>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "SCREAMING_SNAKE_CASE")]
+pub enum TemplateEvent {
+    Approved,
+    Rejected,
+    Pending,
+    Paused,
+    Disabled,
+    Flagged,
+    InAppeal,
+    Reinstated,
+    PendingDeletion,
+    Deleted,
+    LimitExceeded,
+    #[serde(other)]
+    Other,
+}
+
+/// `phone_number_quality_update` value.
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+pub struct QualityUpdate {
+    #[serde(default, deserialize_with = "lenient::string")]
+    pub display_phone_number: Option<String>,
+    /// FLAGGED, UNFLAGGED, UPGRADE, DOWNGRADE, ONBOARDING, … (kept as sent).
+    #[serde(default)]
+    pub event: Option<String>,
+    #[serde(default)]
+    pub current_limit: Option<String>,
+    #[serde(default, deserialize_with = "lenient::int")]
+    pub max_daily_conversation_per_phone: Option<i64>,
+    #[serde(default, deserialize_with = "lenient::int")]
+    pub max_daily_conversations_per_business: Option<i64>,
+    #[serde(default)]
+    pub old_limit: Option<String>,
+}
+
+/// One `value.user_preferences[]` item of the `user_preferences` field.
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+pub struct UserPreference {
+    #[serde(default, deserialize_with = "lenient::string")]
+    pub wa_id: Option<String>,
+    #[serde(default, deserialize_with = "lenient::string")]
+    pub user_id: Option<String>,
+    #[serde(default)]
+    pub detail: Option<String>,
+    /// `marketing_messages`.
+    #[serde(default)]
+    pub category: Option<String>,
+    #[serde(default)]
+    pub value: Option<PreferenceValue>,
+    #[serde(default, deserialize_with = "lenient::int")]
+    pub timestamp: Option<i64>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum PreferenceValue {
+    Stop,
+    Resume,
+    #[serde(other)]
+    Other,
+}
+
+/// `account_update` value (bans, violations, restrictions, verification, …). Only the common
+/// members are typed; the rest stay in the event's raw JSON.
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+pub struct AccountUpdate {
+    #[serde(default, deserialize_with = "lenient::string")]
+    pub phone_number: Option<String>,
+    #[serde(default)]
+    pub event: Option<String>,
+    #[serde(default)]
+    pub ban_info: Option<serde_json::Value>,
+    #[serde(default)]
+    pub violation_info: Option<serde_json::Value>,
+    #[serde(default)]
+    pub restriction_info: Option<serde_json::Value>,
+    #[serde(default)]
+    pub lock_info: Option<serde_json::Value>,
+}

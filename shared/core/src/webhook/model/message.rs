@@ -1,0 +1,183 @@
+//! `value.messages[]`: the message, its type, and a typed view of its content.
+
+use serde::{Deserialize, Serialize};
+
+use super::*;
+
+/// `value.messages[]`. The content sits in the member named after the type (`text`, `image`, …);
+/// [`Message::content`] gives a typed view. `type` may be missing (the spec's location example
+/// has none): [`Message::kind`] then infers it from the member present.
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+pub struct Message {
+    #[serde(default)]
+    pub id: Option<String>,
+    /// Sender's phone (wa_id); absent for username-only users.
+    #[serde(default, deserialize_with = "lenient::string")]
+    pub from: Option<String>,
+    /// Sender's BSUID.
+    #[serde(default, deserialize_with = "lenient::string")]
+    pub from_user_id: Option<String>,
+    #[serde(default, deserialize_with = "lenient::string")]
+    pub from_parent_user_id: Option<String>,
+    #[serde(default, deserialize_with = "lenient::int")]
+    pub timestamp: Option<i64>,
+    #[serde(rename = "type", default)]
+    pub message_type: Option<MessageType>,
+    #[serde(default)]
+    pub group_id: Option<String>,
+    #[serde(default)]
+    pub context: Option<Context>,
+    #[serde(default)]
+    pub referral: Option<Referral>,
+    #[serde(default)]
+    pub errors: Vec<WebhookError>,
+
+    #[serde(default)]
+    pub text: Option<Text>,
+    #[serde(default)]
+    pub image: Option<Media>,
+    #[serde(default)]
+    pub audio: Option<Media>,
+    #[serde(default)]
+    pub video: Option<Media>,
+    #[serde(default)]
+    pub document: Option<Media>,
+    #[serde(default)]
+    pub sticker: Option<Media>,
+    #[serde(default)]
+    pub location: Option<Location>,
+    #[serde(default)]
+    pub contacts: Option<Vec<SharedContact>>,
+    #[serde(default)]
+    pub interactive: Option<Interactive>,
+    #[serde(default)]
+    pub button: Option<Button>,
+    #[serde(default)]
+    pub order: Option<Order>,
+    #[serde(default)]
+    pub reaction: Option<Reaction>,
+    #[serde(default)]
+    pub system: Option<System>,
+}
+
+/// Message types we model. Anything else is `Unknown` (and its event has kind `unknown`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum MessageType {
+    Text,
+    Image,
+    Audio,
+    Video,
+    Document,
+    Sticker,
+    Location,
+    Contacts,
+    Interactive,
+    Button,
+    Order,
+    Reaction,
+    System,
+    RequestWelcome,
+    Unsupported,
+    #[serde(other)]
+    Unknown,
+}
+
+impl MessageType {
+    /// The type for a `type` string; `Unknown` for anything we do not model.
+    pub fn from_name(name: &str) -> MessageType {
+        match name {
+            "text" => MessageType::Text,
+            "image" => MessageType::Image,
+            "audio" => MessageType::Audio,
+            "video" => MessageType::Video,
+            "document" => MessageType::Document,
+            "sticker" => MessageType::Sticker,
+            "location" => MessageType::Location,
+            "contacts" => MessageType::Contacts,
+            "interactive" => MessageType::Interactive,
+            "button" => MessageType::Button,
+            "order" => MessageType::Order,
+            "reaction" => MessageType::Reaction,
+            "system" => MessageType::System,
+            "request_welcome" => MessageType::RequestWelcome,
+            "unsupported" => MessageType::Unsupported,
+            _ => MessageType::Unknown,
+        }
+    }
+}
+
+/// Borrowed, typed view of a message's content.
+#[derive(Debug, Clone, Copy)]
+pub enum MessageContent<'a> {
+    Text(&'a Text),
+    Image(&'a Media),
+    Audio(&'a Media),
+    Video(&'a Media),
+    Document(&'a Media),
+    Sticker(&'a Media),
+    Location(&'a Location),
+    Contacts(&'a [SharedContact]),
+    Interactive(&'a Interactive),
+    Button(&'a Button),
+    Order(&'a Order),
+    Reaction(&'a Reaction),
+    System(&'a System),
+    RequestWelcome,
+    /// `unsupported`: the reason is in [`Message::errors`].
+    Unsupported,
+    /// An unknown type, or a known type whose member is missing.
+    Unknown,
+}
+
+impl Message {
+    /// The message type: `type` when present, else inferred from the content member present.
+    pub fn kind(&self) -> MessageType {
+        if let Some(t) = self.message_type {
+            return t;
+        }
+        let inferred = [
+            (self.text.is_some(), MessageType::Text),
+            (self.image.is_some(), MessageType::Image),
+            (self.audio.is_some(), MessageType::Audio),
+            (self.video.is_some(), MessageType::Video),
+            (self.document.is_some(), MessageType::Document),
+            (self.sticker.is_some(), MessageType::Sticker),
+            (self.location.is_some(), MessageType::Location),
+            (self.contacts.is_some(), MessageType::Contacts),
+            (self.interactive.is_some(), MessageType::Interactive),
+            (self.button.is_some(), MessageType::Button),
+            (self.order.is_some(), MessageType::Order),
+            (self.reaction.is_some(), MessageType::Reaction),
+            (self.system.is_some(), MessageType::System),
+        ];
+        inferred
+            .into_iter()
+            .find(|(present, _)| *present)
+            .map(|(_, t)| t)
+            .unwrap_or(MessageType::Unknown)
+    }
+
+    pub fn content(&self) -> MessageContent<'_> {
+        use MessageContent as C;
+        let missing = C::Unknown;
+        match self.kind() {
+            MessageType::Text => self.text.as_ref().map_or(missing, C::Text),
+            MessageType::Image => self.image.as_ref().map_or(missing, C::Image),
+            MessageType::Audio => self.audio.as_ref().map_or(missing, C::Audio),
+            MessageType::Video => self.video.as_ref().map_or(missing, C::Video),
+            MessageType::Document => self.document.as_ref().map_or(missing, C::Document),
+            MessageType::Sticker => self.sticker.as_ref().map_or(missing, C::Sticker),
+            MessageType::Location => self.location.as_ref().map_or(missing, C::Location),
+            MessageType::Contacts => self.contacts.as_deref().map_or(missing, C::Contacts),
+            MessageType::Interactive => self.interactive.as_ref().map_or(missing, C::Interactive),
+            MessageType::Button => self.button.as_ref().map_or(missing, C::Button),
+            MessageType::Order => self.order.as_ref().map_or(missing, C::Order),
+            MessageType::Reaction => self.reaction.as_ref().map_or(missing, C::Reaction),
+            MessageType::System => self.system.as_ref().map_or(missing, C::System),
+            MessageType::RequestWelcome => C::RequestWelcome,
+            MessageType::Unsupported => C::Unsupported,
+            MessageType::Unknown => C::Unknown,
+        }
+    }
+}
