@@ -17,7 +17,8 @@ use wabridge_core::queue::Queue;
 use wabridge_core::sends::graph::GraphConfig;
 use wabridge_core::sends::policy::Policy;
 use wabridge_core::sends::ratelimit::RateLimiter;
-use wabridge_core::sends::service::{NoEvents, Sender, Sends};
+use wabridge_core::sends::sender::Sender;
+use wabridge_core::sends::service::{NoEvents, Sends};
 use wabridge_core::sends::store::SendState;
 use wabridge_core::templates::TemplateRegistry;
 use wabridge_core::window::WindowService;
@@ -483,7 +484,7 @@ async fn each_error_class_of_meta() {
         message_id: "m".into(),
         receipt: "r".into(),
         body: wabridge_core::sends::service::queue_body(&r.id),
-        receive_count: wabridge_core::sends::service::MAX_ATTEMPTS,
+        receive_count: wabridge_core::sends::sender::MAX_ATTEMPTS,
     };
     assert_eq!(s.sender.handle(&d).await, Outcome::Done);
     let got = s.sends.get(&r.id).await.unwrap();

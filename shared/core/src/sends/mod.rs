@@ -8,6 +8,8 @@ pub mod hooks;
 pub mod policy;
 pub mod ratelimit;
 pub mod request;
+pub mod sender;
 pub mod service;
+pub mod status;
 pub mod store;
 pub mod template_sync;

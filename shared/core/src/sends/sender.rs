@@ -1,0 +1,251 @@
+//! The sender: the sends queue's handler, which guards, rate-limits and posts each send to
+//! Meta, records what Meta answered, and reports the sends that end without a status webhook.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use async_trait::async_trait;
+use serde_json::Value;
+
+use crate::clock::now_ms;
+use crate::consumer::{Handler, Outcome};
+use crate::error::StoreError;
+use crate::queue::Delivery;
+use crate::sends::classify::SendFailure;
+use crate::sends::graph::MessageApi;
+use crate::sends::ratelimit::RateLimiter;
+use crate::sends::request::SendRequest;
+use crate::sends::store::{SendError, SendRecord, SendState};
+
+use super::service::Sends;
+use super::status::contact_of_record;
+
+/// How long a sender holds the right to call Meta for one send (longer than the Graph timeout).
+pub const CLAIM_LEASE: Duration = Duration::from_secs(60);
+/// Attempts before a retryable failure becomes a `failed` send.
+pub const MAX_ATTEMPTS: u32 = 8;
+
+/// The sender: the queue handler that guards, rate-limits and posts each send to Meta.
+pub struct Sender {
+    pub sends: Sends,
+    pub graph: Arc<dyn MessageApi>,
+    pub limiter: Arc<RateLimiter>,
+}
+
+impl Sender {
+    /// Ends a send the sender stopped (refused, failed at Meta's API, gave up) and reports it.
+    async fn finish(
+        &self,
+        id: &str,
+        to: SendState,
+        error: Option<SendError>,
+        wamid: Option<&str>,
+    ) -> Outcome {
+        match self
+            .sends
+            .store
+            .transition(id, to, error.as_ref(), wamid, now_ms())
+            .await
+        {
+            Ok(Some((record, _))) => self.report(&record).await,
+            Ok(None) => Outcome::Done,
+            Err(e) => Outcome::RetryAfter(retry_store(&e)),
+        }
+    }
+
+    /// Tells [`SendEvents`] how a send the sender ended turned out: `finished`, and `opted_out`
+    /// for 131050. A failed report retries the delivery, which lands here again (see the
+    /// `handle` check of ended sends): nothing is lost, and the events' stable keys make the
+    /// repeat harmless.
+    async fn report(&self, record: &SendRecord) -> Outcome {
+        if !ended_by_sender(record) {
+            return Outcome::Done;
+        }
+        if record
+            .error
+            .as_ref()
+            .is_some_and(|e| e.code == "meta_131050")
+        {
+            if let Err(e) = self
+                .sends
+                .events
+                .opted_out(&contact_of_record(record), &record.id)
+                .await
+            {
+                tracing::warn!(send_id = %record.id, error = %e, "opt-out report failed; retrying");
+                return Outcome::RetryAfter(Duration::from_secs(5));
+            }
+        }
+        match self.sends.events.finished(record).await {
+            Ok(()) => Outcome::Done,
+            Err(e) => {
+                tracing::warn!(send_id = %record.id, error = %e, "send report failed; retrying");
+                Outcome::RetryAfter(Duration::from_secs(5))
+            }
+        }
+    }
+}
+
+/// A send that ended without reaching Meta's delivery flow (no message id): refused by a guard,
+/// or failed at the API. Those ended by status webhooks have a wamid.
+fn ended_by_sender(record: &SendRecord) -> bool {
+    matches!(record.state, SendState::Refused | SendState::Failed) && record.wamid.is_none()
+}
+
+fn retry_store(e: &StoreError) -> Duration {
+    tracing::warn!(error = %e, "send store failed; retrying");
+    Duration::from_secs(5)
+}
+
+#[async_trait]
+impl Handler for Sender {
+    async fn handle(&self, delivery: &Delivery) -> Outcome {
+        let id = match serde_json::from_str::<Value>(&delivery.body)
+            .ok()
+            .and_then(|v| v.get("send_id").and_then(Value::as_str).map(str::to_string))
+        {
+            Some(id) => id,
+            None => return Outcome::DeadLetter("queue message is not a send (no send_id)".into()),
+        };
+        let record = match self.sends.store.get(&id).await {
+            Ok(Some(r)) => r,
+            Ok(None) => return Outcome::DeadLetter(format!("send {id} does not exist")),
+            Err(e) => return Outcome::RetryAfter(retry_store(&e)),
+        };
+        if record.state != SendState::Queued {
+            // Sent (or ended) before: a duplicate queue message, or the retry of a report that
+            // failed after the send ended (reported again; idempotent).
+            return self.report(&record).await;
+        }
+        let request: SendRequest = match serde_json::from_value(record.request.clone()) {
+            Ok(r) => r,
+            Err(e) => {
+                return Outcome::DeadLetter(format!("send {id} has an unreadable request: {e}"))
+            }
+        };
+        // The guards again: consent or a template's status may have changed while it waited.
+        match self.sends.policy.check(&request, now_ms()).await {
+            Ok(Some(refusal)) => {
+                let error = SendError {
+                    code: refusal.code().to_string(),
+                    message: refusal.message(),
+                };
+                return self
+                    .finish(&id, SendState::Refused, Some(error), None)
+                    .await;
+            }
+            Ok(None) => {}
+            Err(e) => return Outcome::RetryAfter(retry_store(&e)),
+        }
+        if let Err(wait) = self.limiter.wait(&record.contact).await {
+            return Outcome::RetryAfter(wait);
+        }
+        // The limiter paces this process; the store's window holds across sender instances.
+        let now = now_ms();
+        let pair = self.limiter.pair_interval();
+        match self
+            .sends
+            .store
+            .reserve_pair(&record.contact, &id, now, pair)
+            .await
+        {
+            Ok(None) => {}
+            Ok(Some(wait)) => return Outcome::RetryAfter(wait),
+            Err(e) => return Outcome::RetryAfter(retry_store(&e)),
+        }
+        match self
+            .sends
+            .store
+            .claim(&id, now, now + CLAIM_LEASE.as_millis() as i64)
+            .await
+        {
+            Ok(true) => {}
+            Ok(false) => return Outcome::RetryAfter(CLAIM_LEASE), // Another delivery is sending it.
+            Err(e) => return Outcome::RetryAfter(retry_store(&e)),
+        }
+        let message = request.to_outbound(&id);
+        match self.graph.send(&message).await {
+            Ok(accepted) => {
+                // Meta took it: record `sent`. A lost write here must not resend: retry the write.
+                let mut tries = 0;
+                loop {
+                    match self
+                        .sends
+                        .store
+                        .transition(
+                            &id,
+                            SendState::Sent,
+                            None,
+                            accepted.message_id.as_deref(),
+                            now_ms(),
+                        )
+                        .await
+                    {
+                        Ok(_) => return Outcome::Done,
+                        Err(e) if tries < 5 => {
+                            tries += 1;
+                            tracing::warn!(send_id = %id, error = %e, "recording sent failed; retrying");
+                            tokio::time::sleep(Duration::from_millis(200 * tries)).await;
+                        }
+                        Err(e) => {
+                            // The lease keeps other deliveries off for CLAIM_LEASE; after that a
+                            // redelivery may send again (the one at-least-once window).
+                            tracing::error!(send_id = %id, error = %e, "could not record sent");
+                            return Outcome::RetryAfter(CLAIM_LEASE);
+                        }
+                    }
+                }
+            }
+            Err(failure) => {
+                let attempt = delivery.receive_count.max(1);
+                let code = failure
+                    .code()
+                    .map_or_else(|| "send_failed".to_string(), |c| format!("meta_{c}"));
+                let error = SendError {
+                    code,
+                    message: failure.reason().to_string(),
+                };
+                match &failure {
+                    SendFailure::Retry { .. } | SendFailure::PairRate { .. }
+                        if attempt < MAX_ATTEMPTS =>
+                    {
+                        let _ = self.sends.store.release(&id).await;
+                        tracing::info!(send_id = %id, attempt, reason = failure.reason(), "send retried");
+                        Outcome::RetryAfter(
+                            failure.delay(attempt).unwrap_or(Duration::from_secs(1)),
+                        )
+                    }
+                    SendFailure::OptedOut { .. } => {
+                        let contact = request.contact_ref();
+                        if let Err(e) = self
+                            .sends
+                            .policy
+                            .consent
+                            .record_meta_opt_out(&contact, &id, now_ms())
+                            .await
+                        {
+                            let _ = self.sends.store.release(&id).await;
+                            return Outcome::RetryAfter(retry_store(&e));
+                        }
+                        // `finish` reports both the failure and the opt-out.
+                        self.finish(&id, SendState::Failed, Some(error), None).await
+                    }
+                    _ => {
+                        let error = if failure.is_retryable() {
+                            SendError {
+                                code: error.code,
+                                message: format!(
+                                    "gave up after {attempt} attempts: {}",
+                                    error.message
+                                ),
+                            }
+                        } else {
+                            error
+                        };
+                        self.finish(&id, SendState::Failed, Some(error), None).await
+                    }
+                }
+            }
+        }
+    }
+}
