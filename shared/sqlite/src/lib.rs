@@ -34,18 +34,3 @@ pub use records::{Record, SqliteRecords};
 pub use sends::SqliteSends;
 pub use templates::SqliteTemplates;
 pub use window::SqliteWindow;
-
-/// Every table of the embedded engine, created at [`Db::open`] with `CREATE ... IF NOT EXISTS`.
-/// A module that adds tables adds its schema constant here (the one place migrations live).
-pub(crate) const SCHEMAS: &[&str] = &[
-    dedupe::SCHEMA,
-    recent::SCHEMA,
-    queue::SCHEMA,
-    records::SCHEMA,
-    identity::SCHEMA,
-    ledger::SCHEMA,
-    sends::SCHEMA,
-    consent::SCHEMA,
-    templates::SCHEMA,
-    window::SCHEMA,
-];
