@@ -1,0 +1,469 @@
+//! The local CRM server: checks documented request shapes (Standard Webhooks; HubSpot CRM v3)
+//! and answers 429, 5xx, slow and refused calls on demand.
+
+use std::collections::{HashMap, HashSet, VecDeque};
+use std::net::SocketAddr;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+
+use axum::body::Bytes;
+use axum::extract::State;
+use axum::http::{HeaderMap, Method, StatusCode, Uri};
+use axum::response::{IntoResponse, Response};
+use base64::Engine;
+use hmac::{KeyInit, Mac};
+use serde_json::{json, Value};
+
+use super::*;
+
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub(super) enum Fault {
+    RateLimit,
+    ServerError,
+    /// Answers after the client's timeout, without applying the call.
+    SlowBefore,
+    /// Applies the call, then answers after the client's timeout (the in-doubt case).
+    SlowAfter,
+    BadRequest,
+    /// No fault for this call (scripting a sequence).
+    Pass,
+}
+
+#[derive(Default)]
+pub(super) struct Fake {
+    pub(super) fault_rate: f64,
+    pub(super) latency: Duration,
+    pub(super) counter: AtomicU64,
+    pub(super) scripted: Mutex<VecDeque<Fault>>,
+    pub(super) problems: Mutex<Vec<String>>,
+    pub(super) calls: AtomicU64,
+    // webhook receiver: accepted webhook-ids (deduplicated like a Standard Webhooks receiver),
+    // raw accepted posts per id, and the ids whose answer was slowed after applying.
+    pub(super) hooks: Mutex<HashMap<String, u32>>,
+    pub(super) hook_bodies: Mutex<Vec<Value>>,
+    pub(super) slow_after: Mutex<HashSet<String>>,
+    // hubspot
+    pub(super) contacts: Mutex<HashMap<String, String>>,
+    pub(super) contact_props: Mutex<HashMap<String, Value>>,
+    pub(super) comms: Mutex<Vec<Value>>,
+    pub(super) deals: Mutex<Vec<Value>>,
+    pub(super) paths: Mutex<Vec<String>>,
+    // HubSpot's search index lags behind creates: search sees objects only this old
+    pub(super) search_lag: Duration,
+    pub(super) created: Mutex<HashMap<String, Instant>>,
+    // a fault for the next call to this path (then gone)
+    pub(super) fail_once: Mutex<HashMap<String, Fault>>,
+    // calls and inputs per batch endpoint: proves batches happen
+    pub(super) batch_calls: Mutex<HashMap<String, u64>>,
+    pub(super) batch_inputs: Mutex<HashMap<String, u64>>,
+}
+
+impl Fake {
+    pub(super) fn next_fault(&self) -> Option<Fault> {
+        if let Some(f) = self.scripted.lock().unwrap().pop_front() {
+            return (f != Fault::Pass).then_some(f);
+        }
+        if self.fault_rate <= 0.0 {
+            return None;
+        }
+        // SplitMix64 over a call counter: a reproducible 30% spread over the fault kinds.
+        let mut z = self
+            .counter
+            .fetch_add(1, Ordering::Relaxed)
+            .wrapping_add(0x9E3779B97F4A7C15);
+        z = (z ^ (z >> 30)).wrapping_mul(0xBF58476D1CE4E5B9);
+        z = (z ^ (z >> 27)).wrapping_mul(0x94D049BB133111EB);
+        let u = ((z ^ (z >> 31)) >> 11) as f64 / (1u64 << 53) as f64;
+        let r = self.fault_rate;
+        if u < r / 3.0 {
+            Some(Fault::RateLimit)
+        } else if u < 2.0 * r / 3.0 {
+            Some(Fault::ServerError)
+        } else if u < 5.0 * r / 6.0 {
+            Some(Fault::SlowBefore)
+        } else if u < r {
+            Some(Fault::SlowAfter)
+        } else {
+            None
+        }
+    }
+
+    pub(super) fn problem(&self, p: String) -> Response {
+        self.problems.lock().unwrap().push(p.clone());
+        (
+            StatusCode::BAD_REQUEST,
+            Json(json!({"status": "error", "message": p})),
+        )
+            .into_response()
+    }
+}
+
+use axum::Json;
+
+pub(super) fn rate_headers() -> [(&'static str, &'static str); 3] {
+    [
+        ("x-hubspot-ratelimit-max", "190"),
+        ("x-hubspot-ratelimit-remaining", "150"),
+        ("x-hubspot-ratelimit-interval-milliseconds", "10000"),
+    ]
+}
+
+pub(super) async fn serve(fake: Arc<Fake>) -> SocketAddr {
+    let app = axum::Router::new().fallback(handle).with_state(fake);
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
+    addr
+}
+
+pub(super) async fn handle(
+    State(fake): State<Arc<Fake>>,
+    method: Method,
+    uri: Uri,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Response {
+    fake.calls.fetch_add(1, Ordering::Relaxed);
+    if !fake.latency.is_zero() {
+        tokio::time::sleep(fake.latency).await;
+    }
+    let path = uri.path().to_string();
+    fake.paths.lock().unwrap().push(path.clone());
+    if method != Method::POST {
+        return fake.problem(format!("{method} {path}: only POST is used"));
+    }
+    let once = fake.fail_once.lock().unwrap().remove(&path);
+    let fault = once.or_else(|| fake.next_fault());
+    match fault {
+        Some(Fault::RateLimit) if path == "/hook" => {
+            return (
+                StatusCode::TOO_MANY_REQUESTS,
+                [("retry-after", "0")],
+                "slow down",
+            )
+                .into_response()
+        }
+        Some(Fault::RateLimit) => {
+            // HubSpot's 429: no Retry-After, the policy in the body, the window in the headers.
+            return (
+                StatusCode::TOO_MANY_REQUESTS,
+                [("x-hubspot-ratelimit-interval-milliseconds", "20"), ("x-hubspot-ratelimit-remaining", "0")],
+                Json(json!({"status": "error", "policyName": "TEN_SECONDLY_ROLLING", "category": "RATE_LIMITS"})),
+            )
+                .into_response();
+        }
+        Some(Fault::ServerError) => {
+            return (StatusCode::BAD_GATEWAY, "upstream down").into_response()
+        }
+        Some(Fault::SlowBefore) => {
+            tokio::time::sleep(SLOW).await;
+            return (StatusCode::GATEWAY_TIMEOUT, "too slow").into_response();
+        }
+        Some(Fault::BadRequest) => {
+            return (
+                StatusCode::BAD_REQUEST,
+                Json(json!({"status": "error", "category": "VALIDATION_ERROR"})),
+            )
+                .into_response()
+        }
+        _ => {}
+    }
+    let slow_after = fault == Some(Fault::SlowAfter);
+    let answer = if path == "/hook" {
+        webhook(&fake, &headers, &body, slow_after)
+    } else {
+        hubspot(&fake, &path, &headers, &body)
+    };
+    if slow_after {
+        tokio::time::sleep(SLOW).await;
+    }
+    answer
+}
+
+pub(super) fn webhook(
+    fake: &Fake,
+    headers: &HeaderMap,
+    body: &Bytes,
+    slow_after: bool,
+) -> Response {
+    let h = |n: &str| {
+        headers
+            .get(n)
+            .and_then(|v| v.to_str().ok())
+            .map(String::from)
+    };
+    let (Some(id), Some(ts), Some(sig)) = (
+        h("webhook-id"),
+        h("webhook-timestamp"),
+        h("webhook-signature"),
+    ) else {
+        return fake.problem("missing Standard Webhooks headers".into());
+    };
+    if h("content-type").as_deref() != Some("application/json") {
+        return fake.problem("content-type is not application/json".into());
+    }
+    let Ok(ts_n) = ts.parse::<i64>() else {
+        return fake.problem("bad webhook-timestamp".into());
+    };
+    let now = SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .unwrap()
+        .as_secs() as i64;
+    if (now - ts_n).abs() > 300 {
+        return fake.problem("webhook-timestamp outside tolerance".into());
+    }
+    let key = base64::engine::general_purpose::STANDARD
+        .decode(SECRET.trim_start_matches("whsec_"))
+        .unwrap();
+    let mut mac = hmac::Hmac::<sha2::Sha256>::new_from_slice(&key).unwrap();
+    mac.update(format!("{id}.{ts}.").as_bytes());
+    mac.update(body);
+    let expected = format!(
+        "v1,{}",
+        base64::engine::general_purpose::STANDARD.encode(mac.finalize().into_bytes())
+    );
+    if !sig.split(' ').any(|s| s == expected) {
+        return fake.problem(format!("bad signature for {id}"));
+    }
+    let Ok(v) = serde_json::from_slice::<Value>(body) else {
+        return fake.problem("body is not JSON".into());
+    };
+    if !v["kind"].is_string() || v["v"] != 1 {
+        return fake.problem(format!("record without kind/v: {v}"));
+    }
+    *fake.hooks.lock().unwrap().entry(id.clone()).or_default() += 1;
+    fake.hook_bodies.lock().unwrap().push(v);
+    if slow_after {
+        fake.slow_after.lock().unwrap().insert(id);
+    }
+    StatusCode::NO_CONTENT.into_response()
+}
+
+pub(super) fn hubspot(fake: &Fake, path: &str, headers: &HeaderMap, body: &Bytes) -> Response {
+    let auth = headers
+        .get("authorization")
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or_default();
+    if auth != format!("Bearer {TOKEN}") {
+        return (
+            StatusCode::UNAUTHORIZED,
+            Json(json!({"status": "error", "category": "INVALID_AUTHENTICATION"})),
+        )
+            .into_response();
+    }
+    if !headers
+        .get("content-type")
+        .is_some_and(|v| v.to_str().unwrap_or("").starts_with("application/json"))
+    {
+        return fake.problem(format!("{path}: content-type is not JSON"));
+    }
+    let Ok(v) = serde_json::from_slice::<Value>(body) else {
+        return fake.problem(format!("{path}: not JSON"));
+    };
+    let inputs = v["inputs"].as_array().cloned().unwrap_or_default();
+    if path.contains("/batch/") {
+        // HubSpot batch endpoints: 1..=100 inputs, each with a distinct objectWriteTraceId.
+        if inputs.is_empty() || inputs.len() > 100 {
+            return fake.problem(format!("{path}: {} inputs", inputs.len()));
+        }
+        let traces: HashSet<&str> = inputs
+            .iter()
+            .filter_map(|i| i["objectWriteTraceId"].as_str())
+            .collect();
+        if traces.len() != inputs.len() {
+            return fake.problem(format!("{path}: objectWriteTraceId missing or repeated"));
+        }
+        *fake
+            .batch_calls
+            .lock()
+            .unwrap()
+            .entry(path.to_string())
+            .or_default() += 1;
+        *fake
+            .batch_inputs
+            .lock()
+            .unwrap()
+            .entry(path.to_string())
+            .or_default() += inputs.len() as u64;
+    }
+    let strings_only = |props: &Value| -> Option<String> {
+        match props.as_object() {
+            None => Some("properties missing".into()),
+            Some(p) => p
+                .iter()
+                .find(|(_, v)| !v.is_string())
+                .map(|(k, _)| format!("property {k} is not a string")),
+        }
+    };
+    // Association of a created object to a known contact with the documented type id.
+    let association = |a: &Value, type_id: u64| -> Option<String> {
+        let a = &a[0];
+        let to = a["to"]["id"].as_str().unwrap_or_default();
+        if !fake.contacts.lock().unwrap().values().any(|id| id == to) {
+            return Some(format!("association to unknown contact {to}"));
+        }
+        if a["types"][0]["associationCategory"] != "HUBSPOT_DEFINED"
+            || a["types"][0]["associationTypeId"] != type_id
+        {
+            return Some(format!("association types: {}", a["types"]));
+        }
+        None
+    };
+    let mut results = Vec::new();
+    let mut errors = Vec::new();
+    match path {
+        "/crm/v3/objects/contacts/batch/upsert" => {
+            let ids: HashSet<&str> = inputs.iter().filter_map(|i| i["id"].as_str()).collect();
+            if ids.len() != inputs.len() {
+                // HubSpot refuses duplicate ids within one upsert batch.
+                return fake.problem("upsert: duplicate id in one batch".into());
+            }
+            for input in &inputs {
+                if input["idProperty"] != "whatsapp_id" {
+                    return fake.problem(format!("idProperty {}", input["idProperty"]));
+                }
+                let id = input["id"].as_str().unwrap_or_default().to_string();
+                if let Some(p) = strings_only(&input["properties"]) {
+                    return fake.problem(p);
+                }
+                if input["properties"]["whatsapp_id"] != id.as_str() {
+                    return fake.problem(format!("upsert {id}: id property differs"));
+                }
+                let mut contacts = fake.contacts.lock().unwrap();
+                let n = contacts.len();
+                let hs_id = contacts
+                    .entry(id.clone())
+                    .or_insert_with(|| format!("{}", 1000 + n))
+                    .clone();
+                let mut all_props = fake.contact_props.lock().unwrap();
+                let merged = all_props.entry(id).or_insert_with(|| json!({}));
+                for (k, val) in input["properties"].as_object().unwrap() {
+                    merged[k] = val.clone();
+                }
+                results.push(
+                    json!({"id": hs_id, "properties": input["properties"], "new": false,
+                                    "objectWriteTraceId": input["objectWriteTraceId"]}),
+                );
+            }
+        }
+        "/crm/v3/objects/communications/batch/create" => {
+            for input in &inputs {
+                let p = &input["properties"];
+                if let Some(problem) = strings_only(p) {
+                    return fake.problem(problem);
+                }
+                if p["hs_communication_channel_type"] != "WHATS_APP"
+                    || p["hs_communication_logged_from"] != "CRM"
+                {
+                    return fake.problem(format!("communication properties: {p}"));
+                }
+                if !p["hs_timestamp"].is_string() || !p["hs_communication_body"].is_string() {
+                    return fake.problem(format!("communication without hs_timestamp/body: {p}"));
+                }
+                if let Some(problem) = association(&input["associations"], 81) {
+                    return fake.problem(problem);
+                }
+                // A per-input validation failure (what HubSpot answers with 207 Multi-Status).
+                if p["hs_communication_body"]
+                    .as_str()
+                    .unwrap_or_default()
+                    .contains("RECHAZAR")
+                {
+                    errors.push(json!({"status": "error", "category": "VALIDATION_ERROR",
+                        "message": "Property values were not valid",
+                        "context": {"objectWriteTraceId": [input["objectWriteTraceId"]]}}));
+                    continue;
+                }
+                let mut comms = fake.comms.lock().unwrap();
+                let id = format!("{}", 5000 + comms.len());
+                fake.created
+                    .lock()
+                    .unwrap()
+                    .insert(id.clone(), Instant::now());
+                let mut stored = input.clone();
+                stored["id"] = json!(id);
+                comms.push(stored);
+                results.push(json!({"id": id, "properties": p,
+                                    "objectWriteTraceId": input["objectWriteTraceId"]}));
+            }
+        }
+        "/crm/v3/objects/deals/batch/create" => {
+            for input in &inputs {
+                let p = &input["properties"];
+                if let Some(problem) = strings_only(p) {
+                    return fake.problem(problem);
+                }
+                for required in ["dealname", "pipeline", "dealstage"] {
+                    if !p[required].is_string() {
+                        return fake.problem(format!("deal without {required}: {p}"));
+                    }
+                }
+                if let Some(problem) = association(&input["associations"], 3) {
+                    return fake.problem(problem);
+                }
+                let mut deals = fake.deals.lock().unwrap();
+                let id = format!("{}", 9000 + deals.len());
+                fake.created
+                    .lock()
+                    .unwrap()
+                    .insert(id.clone(), Instant::now());
+                let mut stored = input.clone();
+                stored["id"] = json!(id);
+                deals.push(stored);
+                results.push(json!({"id": id, "properties": p,
+                                    "objectWriteTraceId": input["objectWriteTraceId"]}));
+            }
+        }
+        "/crm/v3/objects/communications/search" | "/crm/v3/objects/deals/search" => {
+            let f = &v["filterGroups"][0]["filters"][0];
+            if f["operator"] != "EQ" || !f["propertyName"].is_string() || !f["value"].is_string() {
+                return fake.problem(format!("search filter: {f}"));
+            }
+            let prop = f["propertyName"].as_str().unwrap();
+            let store = if path.contains("deals") {
+                fake.deals.lock().unwrap().clone()
+            } else {
+                fake.comms.lock().unwrap().clone()
+            };
+            let created = fake.created.lock().unwrap().clone();
+            let indexed = |c: &Value| {
+                created
+                    .get(c["id"].as_str().unwrap_or_default())
+                    .is_some_and(|t| t.elapsed() >= fake.search_lag)
+            };
+            let found: Vec<Value> = store
+                .iter()
+                .filter(|c| c["properties"][prop] == f["value"] && indexed(c))
+                .map(|c| json!({"id": c["id"], "properties": {prop: c["properties"][prop]}}))
+                .collect();
+            return (
+                StatusCode::OK,
+                rate_headers(),
+                Json(json!({"total": found.len(), "results": found})),
+            )
+                .into_response();
+        }
+        other => return fake.problem(format!("unexpected path {other}")),
+    }
+    // HubSpot does not promise the order of batch results: answer them reversed.
+    results.reverse();
+    let status = if errors.is_empty() {
+        if path.ends_with("/create") {
+            StatusCode::CREATED
+        } else {
+            StatusCode::OK
+        }
+    } else {
+        StatusCode::MULTI_STATUS
+    };
+    (
+        status,
+        rate_headers(),
+        Json(
+            json!({"status": "COMPLETE", "results": results, "errors": errors,
+                    "numErrors": errors.len()}),
+        ),
+    )
+        .into_response()
+}
