@@ -82,9 +82,11 @@ pub fn from_lookup(
                 config::CRM_WEBHOOK_URL,
                 "CRM_KIND=webhook needs the URL to post to",
             )?;
-            let secret = settings
-                .optional(config::CRM_WEBHOOK_SECRET)
-                .unwrap_or_default();
+            // Fail closed: unsigned records could be forged.
+            let secret = settings.required(
+                config::CRM_WEBHOOK_SECRET,
+                "CRM_KIND=webhook signs every record with it",
+            )?;
             let crm = webhook::WebhookCrm::new(&url, &secret, timeout).map_err(|reason| {
                 ConfigError::Invalid {
                     name: config::CRM_WEBHOOK_URL,
@@ -98,7 +100,10 @@ pub fn from_lookup(
             let base = settings
                 .optional(config::HUBSPOT_API_URL)
                 .unwrap_or_else(|| config::DEFAULT_HUBSPOT_API_URL.to_string());
-            let token = settings.optional(config::HUBSPOT_TOKEN).unwrap_or_default();
+            let token = settings.required(
+                config::HUBSPOT_TOKEN,
+                "CRM_KIND=hubspot calls HubSpot with this private-app token",
+            )?;
             let id_property = mapping
                 .id_property
                 .clone()
@@ -118,5 +123,60 @@ pub fn from_lookup(
         }
         _ if KNOWN.contains(&kind.as_str()) => Err(ConfigError::NotCompiled { kind }),
         _ => Err(ConfigError::Unknown { kind }),
+    }
+}
+
+#[cfg(all(test, feature = "webhook", feature = "hubspot"))]
+mod tests {
+    use super::*;
+
+    fn build(pairs: &[(&str, &str)]) -> Result<Arc<dyn Crm>, ConfigError> {
+        let mapping = Mapping::example("webhook").unwrap();
+        let pairs: Vec<(String, String)> = pairs
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect();
+        from_lookup(&mapping, None, move |name| {
+            pairs
+                .iter()
+                .find(|(k, _)| k == name)
+                .map(|(_, v)| v.clone())
+        })
+    }
+
+    #[test]
+    fn every_refusal_names_the_setting_to_fix() {
+        let cases: &[(&[(&str, &str)], &str)] = &[
+            (&[("CRM_KIND", "webhook")], "CRM_WEBHOOK_URL"),
+            (
+                &[
+                    ("CRM_KIND", "webhook"),
+                    ("CRM_WEBHOOK_URL", "https://crm.example/h"),
+                ],
+                "CRM_WEBHOOK_SECRET",
+            ),
+            (&[("CRM_KIND", "hubspot")], "HUBSPOT_TOKEN"),
+            (
+                &[
+                    ("CRM_KIND", "hubspot"),
+                    ("HUBSPOT_TOKEN", "pat"),
+                    ("CRM_TIMEOUT_MS", "ten"),
+                ],
+                "CRM_TIMEOUT_MS",
+            ),
+            (&[("CRM_KIND", "salesforce")], "salesforce"),
+        ];
+        for (pairs, named) in cases {
+            let e = build(pairs).err().expect("refused");
+            assert!(e.to_string().contains(named), "{pairs:?}: {e}");
+        }
+        // `local` (the default) needs the embedded store, which only `wabridge serve` has.
+        assert!(matches!(
+            build(&[]).err(),
+            Some(ConfigError::NoLocalStore | ConfigError::NotCompiled { .. })
+        ));
+        let ok =
+            build(&[("CRM_KIND", " HubSpot "), ("HUBSPOT_TOKEN", "pat-na1-x")]).expect("builds");
+        assert_eq!(ok.kind(), "hubspot");
     }
 }
