@@ -207,6 +207,17 @@ impl<F: Fn(&str) -> Option<String>> Settings<F> {
             .ok_or(ConfigError::Missing { name, consequence })
     }
 
+    /// The Graph API base URL and version ([`WHATSAPP_API_URL`], [`WHATSAPP_API_VERSION`]),
+    /// their defaults when unset.
+    pub fn graph_api(&self) -> (String, String) {
+        (
+            self.optional(WHATSAPP_API_URL)
+                .unwrap_or_else(|| DEFAULT_WHATSAPP_API_URL.to_string()),
+            self.optional(WHATSAPP_API_VERSION)
+                .unwrap_or_else(|| DEFAULT_WHATSAPP_API_VERSION.to_string()),
+        )
+    }
+
     /// A number (or anything `FromStr`) that `valid` accepts; `default` when unset.
     pub fn number<T: std::str::FromStr>(
         &self,

@@ -25,8 +25,6 @@ pub(crate) fn classify_status(status: u16, retry_hint: Option<Duration>, body: &
     }
 }
 
-pub(crate) use wabridge_http::retry_after;
-
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -16,7 +16,7 @@ pub mod local;
 #[cfg(feature = "webhook")]
 pub mod webhook;
 #[cfg(any(feature = "webhook", feature = "hubspot"))]
-pub(crate) use http::{classify_status, retry_after, transport_error};
+pub(crate) use http::{classify_status, transport_error};
 
 use std::sync::Arc;
 use std::time::Duration;

@@ -16,8 +16,9 @@ use base64::Engine;
 use hmac::{KeyInit, Mac};
 use serde_json::Value;
 
-use crate::{classify_status, retry_after, transport_error};
+use crate::{classify_status, transport_error};
 use wabridge_core::crm::{Crm, CrmError, Effect};
+use wabridge_http::retry_after;
 
 type HmacSha256 = hmac::Hmac<sha2::Sha256>;
 

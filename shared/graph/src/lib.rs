@@ -21,8 +21,6 @@ pub fn http_client(timeout: Duration) -> reqwest::Client {
         .expect("the HTTP client builds")
 }
 
-pub use wabridge_http::retry_after;
-
 /// A request that got no answer (timeout, connection refused, reset): retry with backoff.
 pub fn classify_transport(e: &reqwest::Error) -> SendFailure {
     let what = if e.is_timeout() {

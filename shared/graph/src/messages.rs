@@ -8,7 +8,8 @@ use wabridge_core::sends::graph::{
     read_answer, Accepted, GraphConfig, MessageApi, OutboundMessage,
 };
 
-use crate::{classify_transport, http_client, retry_after};
+use crate::{classify_transport, http_client};
+use wabridge_http::retry_after;
 
 /// The client: one per process, cheap to clone.
 #[derive(Clone)]

@@ -9,7 +9,8 @@ use wabridge_core::sends::template_sync::{
     parse_page, Page, SyncError, TemplateSource, TemplateSync, TemplateSyncConfig, FIELDS,
 };
 
-use crate::{classify_transport, http_client, retry_after};
+use crate::{classify_transport, http_client};
+use wabridge_http::retry_after;
 
 /// The template sync over the Graph API.
 pub fn template_sync(config: TemplateSyncConfig) -> TemplateSync {

@@ -150,15 +150,12 @@ impl GraphConfig {
     ) -> Result<GraphConfig, config::ConfigError> {
         const DISABLED: &str = "sends are disabled";
         let settings = config::Settings::new(get);
+        let (base_url, version) = settings.graph_api();
         Ok(GraphConfig {
             access_token: settings.required(config::WHATSAPP_ACCESS_TOKEN, DISABLED)?,
             phone_number_id: settings.required(config::WHATSAPP_PHONE_NUMBER_ID, DISABLED)?,
-            base_url: settings
-                .optional(config::WHATSAPP_API_URL)
-                .unwrap_or_else(|| config::DEFAULT_WHATSAPP_API_URL.to_string()),
-            version: settings
-                .optional(config::WHATSAPP_API_VERSION)
-                .unwrap_or_else(|| config::DEFAULT_WHATSAPP_API_VERSION.to_string()),
+            base_url,
+            version,
             timeout: Duration::from_secs(10),
         })
     }

@@ -61,6 +61,7 @@ impl TemplateSyncConfig {
     ) -> Result<TemplateSyncConfig, config::ConfigError> {
         const DISABLED: &str = "the template sync is disabled";
         let settings = config::Settings::new(get);
+        let (base_url, version) = settings.graph_api();
         let access_token = settings.required(config::WHATSAPP_ACCESS_TOKEN, DISABLED)?;
         let waba_id = settings.required(config::WHATSAPP_BUSINESS_ACCOUNT_ID, DISABLED)?;
         if !waba_id.chars().all(|c| c.is_ascii_digit()) {
@@ -71,12 +72,8 @@ impl TemplateSyncConfig {
             });
         }
         Ok(TemplateSyncConfig {
-            base_url: settings
-                .optional(config::WHATSAPP_API_URL)
-                .unwrap_or_else(|| config::DEFAULT_WHATSAPP_API_URL.to_string()),
-            version: settings
-                .optional(config::WHATSAPP_API_VERSION)
-                .unwrap_or_else(|| config::DEFAULT_WHATSAPP_API_VERSION.to_string()),
+            base_url,
+            version,
             waba_id,
             access_token,
             timeout: Duration::from_secs(15),

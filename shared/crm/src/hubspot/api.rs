@@ -16,8 +16,9 @@ use async_trait::async_trait;
 use serde_json::{json, Map, Value};
 
 use super::batch::{BatchAnswer, BatchOp};
-use crate::{classify_status, retry_after, transport_error};
+use crate::{classify_status, transport_error};
 use wabridge_core::crm::CrmError;
+use wabridge_http::retry_after;
 
 pub(crate) struct Client {
     http: reqwest::Client,
