@@ -25,6 +25,12 @@ use wabridge_aws::dynamo::{EXPIRES_AT, PK, SK};
 pub const REQUIRE_SERVICES: &str = "WABRIDGE_REQUIRE_SERVICES";
 
 /// Whether missing services are failures (the full test command) rather than skips.
+/// A webhook model type (a `statuses[]` item, a template update...) from its JSON, as the
+/// webhook model reads what Meta sends.
+pub fn model<T: serde::de::DeserializeOwned>(json: serde_json::Value) -> T {
+    serde_json::from_value(json).expect("the webhook model reads this JSON")
+}
+
 pub fn services_required() -> bool {
     std::env::var(REQUIRE_SERVICES).is_ok_and(|v| v == "1" || v.eq_ignore_ascii_case("true"))
 }

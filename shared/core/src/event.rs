@@ -107,3 +107,42 @@ impl Event {
         serde_json::from_str(body)
     }
 }
+
+/// The item of a [`EventKind::SendResult`] event: how a send ended, as the sender reports it
+/// (see `sends::events`). wabridge writes it and crm-sync reads it, so both use this one type.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct SendResultItem {
+    pub send_id: String,
+    /// The send's final state (`refused`, `failed`, …); absent on an opt-out report.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub state: Option<String>,
+    /// The stored contact key (`phone:…` / `bsuid:…`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub contact: Option<String>,
+    /// When the send reached that state, Unix milliseconds.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub at: Option<i64>,
+    /// The E.164 number the send was addressed to.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub to: Option<String>,
+    /// The BSUID the send was addressed to.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub recipient: Option<String>,
+    /// The template's name, for a template send.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub template: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub wamid: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub error: Option<SendResultError>,
+    /// Meta's 131050: the person stopped marketing messages.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub opted_out: bool,
+}
+
+/// The stable code (`meta_131026`, `marketing_opted_out`, …) and sentence of a send's end.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct SendResultError {
+    pub code: String,
+    pub message: String,
+}

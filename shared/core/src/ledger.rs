@@ -25,7 +25,7 @@
 //! 3. Crash after `confirm`, before the queue delete: the redelivery finds `Done` and skips.
 //!
 //! Outbound statuses only move forward: [`Ledger::advance_status`] keeps the highest
-//! [`crate::records::status_rank`] per message, atomically, and crm-sync drops a status that
+//! [`crate::webhook::model::StatusKind::rank`] per message, atomically, and crm-sync drops a status that
 //! ranks below what was already recorded (a late `delivered` after `read` changes nothing).
 
 use std::time::Duration;

@@ -276,19 +276,6 @@ pub struct UnknownRecord {
     pub raw: Value,
 }
 
-/// Rank of an outbound status: statuses only move forward (`sent < delivered < read < played`);
-/// `failed` is terminal. Unknown statuses rank 0 (never overwrite anything).
-pub fn status_rank(status: &str) -> u8 {
-    match status {
-        "sent" => 1,
-        "delivered" => 2,
-        "read" => 3,
-        "played" => 4,
-        "failed" => 5,
-        _ => 0,
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -475,13 +462,5 @@ mod tests {
                 );
             }
         }
-    }
-
-    #[test]
-    fn statuses_rank_forward() {
-        assert!(status_rank("sent") < status_rank("delivered"));
-        assert!(status_rank("delivered") < status_rank("read"));
-        assert!(status_rank("read") < status_rank("failed"));
-        assert_eq!(status_rank("bogus"), 0);
     }
 }

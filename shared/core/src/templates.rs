@@ -12,9 +12,9 @@
 
 use std::sync::Arc;
 
+use crate::webhook::model::TemplateStatusUpdate;
 use async_trait::async_trait;
 use serde::{Deserialize, Serialize};
-use serde_json::Value;
 
 use crate::error::StoreError;
 
@@ -178,25 +178,22 @@ impl TemplateRegistry {
     /// `Ok(Err(MissingField))` for a value without name, language or event (nothing to apply).
     pub async fn apply_status_update(
         &self,
-        value: &Value,
+        update: &TemplateStatusUpdate,
         at_ms: i64,
     ) -> Result<Result<bool, MissingField>, StoreError> {
-        let field = |k: &'static str| {
-            value
-                .get(k)
-                .and_then(Value::as_str)
-                .filter(|s| !s.is_empty())
-        };
-        let Some(name) = field("message_template_name") else {
+        fn field(v: &Option<String>) -> Option<&str> {
+            v.as_deref().filter(|s| !s.is_empty())
+        }
+        let Some(name) = field(&update.message_template_name) else {
             return Ok(Err(MissingField("message_template_name")));
         };
-        let Some(language) = field("message_template_language") else {
+        let Some(language) = field(&update.message_template_language) else {
             return Ok(Err(MissingField("message_template_language")));
         };
-        let Some(event) = field("event") else {
+        let Some(event) = field(&update.event) else {
             return Ok(Err(MissingField("event")));
         };
-        let reason = field("reason").filter(|r| !r.eq_ignore_ascii_case("NONE"));
+        let reason = field(&update.reason).filter(|r| !r.eq_ignore_ascii_case("NONE"));
         self.store
             .put_status(name, language, &TemplateStatus::new(event), reason, at_ms)
             .await

@@ -7,7 +7,8 @@ use async_trait::async_trait;
 use serde_json::Value;
 
 use wabridge_core::crm::{Crm, CrmError, Effect};
-use wabridge_core::records::{status_rank, Record};
+use wabridge_core::records::Record;
+use wabridge_core::webhook::model::StatusKind;
 use wabridge_sqlite::records::{get_in, upsert_in};
 use wabridge_sqlite::SqliteRecords;
 
@@ -47,7 +48,7 @@ impl Crm for LocalCrm {
             body.insert("fields".into(), Value::Object(effect.fields.clone()));
         }
         let new_rank = match &effect.record {
-            Record::Activity(a) => a.status.as_deref().map(status_rank),
+            Record::Activity(a) => a.status.as_deref().map(|s| StatusKind::parse(s).rank()),
             _ => None,
         };
         let now = wabridge_core::clock::now_ms();
@@ -60,8 +61,7 @@ impl Crm for LocalCrm {
                             .body
                             .get("status")
                             .and_then(Value::as_str)
-                            .map(status_rank)
-                            .unwrap_or(0);
+                            .map_or(0, |s| StatusKind::parse(s).rank());
                         if old_rank > rank {
                             return Ok(());
                         }

@@ -178,7 +178,9 @@ async fn fixture() -> Fixture {
     );
 
     // Ana clicked an ad: her first message carried the referral.
-    let referral = json!({"source_url": "https://fb.me/3cr4Wqqkv", "source_id": "120226305854810726", "source_type": "ad", "headline": "Chat with us", "ctwa_clid": CLID});
+    let referral: wabridge_core::attribution::Referral = wabridge_tests::model(
+        json!({"source_url": "https://fb.me/3cr4Wqqkv", "source_id": "120226305854810726", "source_type": "ad", "headline": "Chat with us", "ctwa_clid": CLID}),
+    );
     let now = std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
         .unwrap()

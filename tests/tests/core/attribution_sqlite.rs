@@ -9,7 +9,7 @@ use wabridge_core::attribution::report::Format;
 use wabridge_core::attribution::store::{AttributionStore, Claim, ConversionRow, Credit};
 use wabridge_core::attribution::{
     link, on_inbound_message, AttributionConfig, AttributionOutput, CodeStatus, Inbound,
-    LinkRequest, TouchKind,
+    LinkRequest, Referral, TouchKind,
 };
 use wabridge_sqlite::attribution::SqliteAttribution;
 use wabridge_sqlite::Db;
@@ -35,10 +35,12 @@ fn newsletter() -> LinkRequest {
     }
 }
 
-fn referral() -> serde_json::Value {
-    json!({"source_url": "https://fb.me/3cr4Wqqkv", "source_id": "120226305854810726", "source_type": "ad",
+fn referral() -> Referral {
+    wabridge_tests::model(
+        json!({"source_url": "https://fb.me/3cr4Wqqkv", "source_id": "120226305854810726", "source_type": "ad",
            "body": "Summer Succulents are here!", "headline": "Chat with us", "media_type": "image",
-           "ctwa_clid": "Aff-n8ZTODiE79d22KtAwQKj9e"})
+           "ctwa_clid": "Aff-n8ZTODiE79d22KtAwQKj9e"}),
+    )
 }
 
 fn attribution(out: &AttributionOutput) -> (&str, TouchKind, Option<&str>) {
@@ -397,9 +399,16 @@ async fn report_counts_conversations_leads_and_conversions_per_campaign() {
 }
 
 #[tokio::test]
-async fn queue_events_of_the_official_ctwa_example_are_attributed_and_others_ignored() {
+async fn queue_events_of_the_official_ctwa_example_are_attributed_and_system_messages_ignored() {
     use wabridge_core::attribution::on_event;
     use wabridge_core::event::{Event, EventKind};
+    use wabridge_core::webhook::model::{parse_item, Item, Message};
+    fn message(event: &Event) -> Message {
+        match parse_item(event).unwrap() {
+            Item::Message(m) => *m,
+            other => panic!("not a message: {other:?}"),
+        }
+    }
     let (_d, store) = store().await;
     let config = AttributionConfig::default();
     let item = r#"{"referral":{"source_url":"https://fb.me/3cr4Wqqkv","source_id":"120226305854810726","source_type":"ad","body":"Summer Succulents are here!","headline":"Chat with us","media_type":"image","ctwa_clid":"Aff-n8ZT"},"from":"16505551234","id":"wamid.HBgLMTY1MDM4Nzk0MzkVAgASGBQzQUQ0N0VFMDA2MTQ0RkJFNkNDNAA=","timestamp":"1750275992","text":{"body":"Hello! Can I get more info on this?"},"type":"text"}"#;
@@ -416,15 +425,11 @@ async fn queue_events_of_the_official_ctwa_example_are_attributed_and_others_ign
         item: serde_json::value::RawValue::from_string(item.to_string()).unwrap(),
         received_at: T0,
     };
-    let out = on_event(
-        &store,
-        &config,
-        &event(EventKind::Message, "k1", item),
-        "sheena",
-    )
-    .await
-    .unwrap()
-    .unwrap();
+    let ev = event(EventKind::Message, "k1", item);
+    let out = on_event(&store, &config, &ev, &message(&ev), "sheena")
+        .await
+        .unwrap()
+        .unwrap();
     assert_eq!(
         out.customer_text.as_deref(),
         Some("Hello! Can I get more info on this?")
@@ -439,25 +444,11 @@ async fn queue_events_of_the_official_ctwa_example_are_attributed_and_others_ign
         (Some("first"), Some("facebook"), Some("Aff-n8ZT"))
     );
     assert_eq!(first["at"], 1_750_275_992_000i64);
-    let status =
-        r#"{"id":"wamid.x","status":"read","timestamp":"1750275999","recipient_id":"16505551234"}"#;
-    assert!(on_event(
-        &store,
-        &config,
-        &event(EventKind::Status, "k2", status),
-        "sheena"
-    )
-    .await
-    .unwrap()
-    .is_none());
     let system = r#"{"from":"16505551234","id":"wamid.s","timestamp":"1","type":"system","system":{"body":"changed"}}"#;
-    assert!(on_event(
-        &store,
-        &config,
-        &event(EventKind::Message, "k3", system),
-        "sheena"
-    )
-    .await
-    .unwrap()
-    .is_none());
+    // A number change is not a touch.
+    let ev = event(EventKind::Message, "k3", system);
+    assert!(on_event(&store, &config, &ev, &message(&ev), "sheena")
+        .await
+        .unwrap()
+        .is_none());
 }

@@ -338,7 +338,10 @@ async fn free_form_only_within_24_hours_of_the_last_inbound() {
     // Its status finds the send by wamid (text messages carry no callback data).
     let status = json!({"id": got.wamid.clone().unwrap(), "status": "delivered", "timestamp": "1767000000", "recipient_id": "5215512345678"});
     assert_eq!(
-        s.sends.apply_status(&status).await.unwrap(),
+        s.sends
+            .apply_status(&wabridge_tests::model(status))
+            .await
+            .unwrap(),
         Some((r.id.clone(), true))
     );
 }
@@ -351,7 +354,7 @@ async fn paused_rejected_disabled_templates_and_wrong_parameter_counts_are_refus
         let update = json!({"event": event, "message_template_id": 1, "message_template_name": "order_confirmation",
             "message_template_language": "es_MX", "reason": "NONE"});
         registry
-            .apply_status_update(&update, 1000 + i as i64)
+            .apply_status_update(&wabridge_tests::model(update), 1000 + i as i64)
             .await
             .unwrap()
             .unwrap();
@@ -361,13 +364,13 @@ async fn paused_rejected_disabled_templates_and_wrong_parameter_counts_are_refus
     // An older APPROVED arriving late does not undo the newer DISABLED.
     let approved = json!({"event": "APPROVED", "message_template_name": "order_confirmation", "message_template_language": "es_MX"});
     assert!(!registry
-        .apply_status_update(&approved, 500)
+        .apply_status_update(&wabridge_tests::model(approved.clone()), 500)
         .await
         .unwrap()
         .unwrap());
     assert!(s.sends.submit(UTILITY.as_bytes(), None).await.is_err());
     assert!(registry
-        .apply_status_update(&approved, 5000)
+        .apply_status_update(&wabridge_tests::model(approved), 5000)
         .await
         .unwrap()
         .unwrap());
@@ -516,31 +519,48 @@ async fn state_machine_from_202_to_read_or_failed() {
         "recipient_id": "5215512345678", "biz_opaque_callback_data": r.id})
     };
     assert_eq!(
-        s.sends.apply_status(&status("delivered")).await.unwrap(),
+        s.sends
+            .apply_status(&wabridge_tests::model(status("delivered")))
+            .await
+            .unwrap(),
         Some((r.id.clone(), true))
     );
     assert_eq!(
-        s.sends.apply_status(&status("read")).await.unwrap(),
+        s.sends
+            .apply_status(&wabridge_tests::model(status("read")))
+            .await
+            .unwrap(),
         Some((r.id.clone(), true))
     );
     // Late and redelivered statuses change nothing.
     assert_eq!(
-        s.sends.apply_status(&status("delivered")).await.unwrap(),
+        s.sends
+            .apply_status(&wabridge_tests::model(status("delivered")))
+            .await
+            .unwrap(),
         Some((r.id.clone(), false))
     );
     assert_eq!(
-        s.sends.apply_status(&status("sent")).await.unwrap(),
+        s.sends
+            .apply_status(&wabridge_tests::model(status("sent")))
+            .await
+            .unwrap(),
         Some((r.id.clone(), false))
     );
     assert_eq!(
-        s.sends.apply_status(&status("read")).await.unwrap(),
+        s.sends
+            .apply_status(&wabridge_tests::model(status("read")))
+            .await
+            .unwrap(),
         Some((r.id.clone(), false))
     );
     assert_eq!(s.sends.get(&r.id).await.unwrap().state, SendState::Read);
     // Not ours: ignored.
     assert_eq!(
         s.sends
-            .apply_status(&json!({"id": "wamid.other", "status": "read"}))
+            .apply_status(&wabridge_tests::model(
+                json!({"id": "wamid.other", "status": "read"})
+            ))
             .await
             .unwrap(),
         None
@@ -557,7 +577,10 @@ async fn state_machine_from_202_to_read_or_failed() {
         "biz_opaque_callback_data": r2.id, "errors": [{"code": 131026, "title": "Message undeliverable",
         "error_data": {"details": "Receiver is incapable of receiving this message"}}]});
     assert_eq!(
-        s.sends.apply_status(&failed).await.unwrap(),
+        s.sends
+            .apply_status(&wabridge_tests::model(failed))
+            .await
+            .unwrap(),
         Some((r2.id.clone(), true))
     );
     let got = s.sends.get(&r2.id).await.unwrap();
@@ -568,7 +591,10 @@ async fn state_machine_from_202_to_read_or_failed() {
     // `read` cannot follow `failed`.
     let read = json!({"id": "wamid.T2", "status": "read", "biz_opaque_callback_data": r2.id});
     assert_eq!(
-        s.sends.apply_status(&read).await.unwrap(),
+        s.sends
+            .apply_status(&wabridge_tests::model(read))
+            .await
+            .unwrap(),
         Some((r2.id.clone(), false))
     );
     // A `read` that beats the sender's own `sent` write still moves forward.
@@ -579,7 +605,10 @@ async fn state_machine_from_202_to_read_or_failed() {
         .unwrap();
     let early = json!({"id": "wamid.early", "status": "read", "biz_opaque_callback_data": r3.id});
     assert_eq!(
-        s.sends.apply_status(&early).await.unwrap(),
+        s.sends
+            .apply_status(&wabridge_tests::model(early))
+            .await
+            .unwrap(),
         Some((r3.id.clone(), true))
     );
     drain(&s).await;

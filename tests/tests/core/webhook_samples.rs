@@ -354,7 +354,7 @@ fn typed_details_of_samples() {
     let Item::TemplateStatus(t) = one("template_status_update_es_mx.json") else {
         panic!()
     };
-    assert_eq!(t.event, Some(TemplateEvent::Approved));
+    assert_eq!(t.event_kind(), Some(TemplateEvent::Approved));
     assert_eq!(t.message_template_id.as_deref(), Some("594425479261596"));
     let Item::UserPreference(p) = one("user_preferences_marketing_stop_es_ar.json") else {
         panic!()

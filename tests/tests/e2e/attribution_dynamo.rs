@@ -64,7 +64,9 @@ async fn attribution_engine_over_dynamodb() {
     assert_eq!(store.contact("c1").await.unwrap().unwrap().version, 1);
 
     // A later ad click moves only the last touch.
-    let referral = json!({"source_url": "https://www.instagram.com/p/1", "source_id": "77", "source_type": "post", "ctwa_clid": "clid"});
+    let referral: wabridge_core::attribution::Referral = wabridge_tests::model(
+        json!({"source_url": "https://www.instagram.com/p/1", "source_id": "77", "source_type": "post", "ctwa_clid": "clid"}),
+    );
     let msg = Inbound {
         event_id: "e2",
         contact_id: "c1",
@@ -188,10 +190,19 @@ fn pending_conversion(
 /// Messages and conversions spread over three months, each delivered twice.
 async fn report_scenario(store: &dyn AttributionStore) {
     let config = AttributionConfig::default();
-    let ad = json!({"source_url": "https://fb.me/3cr4Wqqkv", "source_id": "120226305854810726",
-                    "source_type": "ad", "ctwa_clid": "Aff-n8ZTODiE79d22KtAwQKj9e"});
-    let post = json!({"source_url": "https://www.instagram.com/p/1", "source_id": "77", "source_type": "post"});
-    let messages: Vec<(String, String, i64, Option<&serde_json::Value>)> = (0..40)
+    let ad: wabridge_core::attribution::Referral = wabridge_tests::model(
+        json!({"source_url": "https://fb.me/3cr4Wqqkv", "source_id": "120226305854810726",
+               "source_type": "ad", "ctwa_clid": "Aff-n8ZTODiE79d22KtAwQKj9e"}),
+    );
+    let post: wabridge_core::attribution::Referral = wabridge_tests::model(
+        json!({"source_url": "https://www.instagram.com/p/1", "source_id": "77", "source_type": "post"}),
+    );
+    let messages: Vec<(
+        String,
+        String,
+        i64,
+        Option<&wabridge_core::attribution::Referral>,
+    )> = (0..40)
         .map(|i| {
             let referral = match i % 3 {
                 0 => Some(&ad),

@@ -633,8 +633,8 @@ async fn sends_ended_by_the_sender_reach_the_crm_exactly_once() {
     ] {
         let event = wabridge_core::sends::events::event(
             format!("send:{id}:{state}"),
-            json!({"send_id": id, "state": state, "to": to, "at": 1,
-                   "error": {"code": code, "message": "again"}}),
+            &wabridge_tests::model(json!({"send_id": id, "state": state, "to": to, "at": 1,
+                   "error": {"code": code, "message": "again"}})),
         );
         db.execute(
             "INSERT INTO queue_messages (queue, msg_key, body, visible_at, enqueued_at) \
@@ -645,7 +645,9 @@ async fn sends_ended_by_the_sender_reach_the_crm_exactly_once() {
     }
     let opt_out = wabridge_core::sends::events::event(
         format!("send:{stopped}:opted_out"),
-        json!({"send_id": stopped, "opted_out": true, "to": STOPPED_AT_META, "at": 1}),
+        &wabridge_tests::model(
+            json!({"send_id": stopped, "opted_out": true, "to": STOPPED_AT_META, "at": 1}),
+        ),
     );
     db.execute(
         "INSERT INTO queue_messages (queue, msg_key, body, visible_at, enqueued_at) \

@@ -515,13 +515,19 @@ async fn a_webhook_status_newer_than_the_sync_is_kept() {
     // Newer than what the sync observes: the template was re-approved after the sync's read
     // (entry.time has whole seconds, so half a second before the read may still be newer).
     registry
-        .apply_status_update(&webhook("cart_reminder", "APPROVED"), t - 500)
+        .apply_status_update(
+            &wabridge_tests::model(webhook("cart_reminder", "APPROVED")),
+            t - 500,
+        )
         .await
         .unwrap()
         .unwrap();
     // Older: paused an hour ago; the sync's APPROVED is news.
     registry
-        .apply_status_update(&webhook("order_confirmation", "PAUSED"), t - 3_600_000)
+        .apply_status_update(
+            &wabridge_tests::model(webhook("order_confirmation", "PAUSED")),
+            t - 3_600_000,
+        )
         .await
         .unwrap()
         .unwrap();
@@ -557,7 +563,10 @@ async fn a_webhook_status_newer_than_the_sync_is_kept() {
 
     // A webhook older than the sync's observation arriving late changes nothing either.
     let applied = registry
-        .apply_status_update(&webhook("order_confirmation", "PAUSED"), t - 60_000)
+        .apply_status_update(
+            &wabridge_tests::model(webhook("order_confirmation", "PAUSED")),
+            t - 60_000,
+        )
         .await
         .unwrap()
         .unwrap();

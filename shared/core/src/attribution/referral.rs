@@ -247,29 +247,12 @@ impl ReferralRules {
         utm
     }
 
-    /// The touch of a message carrying `raw` (Meta's `referral` object) sent at `at` (Unix ms).
-    /// A `referral` that is not an object is not a touch.
-    pub fn touch(&self, raw: &serde_json::Value, at: i64) -> Option<Touch> {
-        if !raw.is_object() {
-            return None;
-        }
-        let referral: Referral = serde_json::from_value(raw.clone()).unwrap_or_else(|_| {
-            // A field of an unexpected type (a number for an id...): read what is a string.
-            let s = |k: &str| raw.get(k).and_then(|v| v.as_str()).map(str::to_string);
-            Referral {
-                source_url: s("source_url"),
-                source_id: s("source_id"),
-                source_type: s("source_type"),
-                headline: s("headline"),
-                body: s("body"),
-                media_type: s("media_type"),
-                ctwa_clid: s("ctwa_clid"),
-                ..Referral::default()
-            }
-        });
-        Some(Touch {
+    /// The touch of a message carrying `referral` (Meta's ad or post click) sent at `at` (Unix
+    /// ms).
+    pub fn touch(&self, referral: &Referral, at: i64) -> Touch {
+        Touch {
             origin: TouchOrigin::Referral,
-            utm: self.utm(&referral),
+            utm: self.utm(referral),
             ctwa_clid: referral
                 .ctwa_clid
                 .as_deref()
@@ -280,9 +263,10 @@ impl ReferralRules {
             gclid: None,
             fbclid: None,
             landing_page: None,
-            referral: Some(raw.clone()),
+            // Stored as Meta sent it (unknown members included).
+            referral: serde_json::to_value(referral).ok(),
             at,
-        })
+        }
     }
 }
 
@@ -291,9 +275,9 @@ mod tests {
     use super::*;
     use serde_json::json;
 
-    fn meta_example() -> serde_json::Value {
+    fn meta_example() -> Referral {
         // The referral of the official "Text Message from Click to WhatsApp Ad" example.
-        json!({
+        parse(json!({
             "source_url": "https://fb.me/3cr4Wqqkv",
             "source_id": "120226305854810726",
             "source_type": "ad",
@@ -303,14 +287,16 @@ mod tests {
             "image_url": "https://scontent.xx.fbcdn.net/v/t45.1...",
             "ctwa_clid": "Aff-n8ZTODiE79d22KtAwQKj9e",
             "welcome_message": {"text": "Hi there! Let us know how we can help!"}
-        })
+        }))
+    }
+
+    fn parse(raw: serde_json::Value) -> Referral {
+        serde_json::from_value(raw).expect("the webhook model reads any referral object")
     }
 
     #[test]
     fn facebook_ad_maps_to_paid_social_with_ad_id_and_headline() {
-        let t = ReferralRules::default()
-            .touch(&meta_example(), 1_000)
-            .unwrap();
+        let t = ReferralRules::default().touch(&meta_example(), 1_000);
         assert_eq!(t.origin, TouchOrigin::Referral);
         assert_eq!(t.utm.utm_source.as_deref(), Some("facebook"));
         assert_eq!(t.utm.utm_medium.as_deref(), Some("paid_social"));
@@ -456,7 +442,7 @@ mod tests {
         assert_eq!(rules.ad_medium, "paid_social");
         assert_eq!(rules.hosts.len(), ReferralRules::default().hosts.len());
 
-        let t = rules.touch(&meta_example(), 0).unwrap();
+        let t = rules.touch(&meta_example(), 0);
         assert_eq!(t.utm.utm_campaign.as_deref(), Some("summer_succulents"));
         assert_eq!(t.utm.utm_content.as_deref(), Some("image:Chat with us"));
         assert_eq!(t.utm.utm_term, None, "only the first matching rule applies");
@@ -494,18 +480,29 @@ mod tests {
 
     #[test]
     fn odd_field_types_never_crash() {
-        let raw = json!({"source_id": 12345, "source_type": "ad", "source_url": "https://fb.me/x", "ctwa_clid": "  "});
-        let t = ReferralRules::default().touch(&raw, 0).unwrap();
+        let raw = parse(
+            json!({"source_id": 12345, "source_type": "ad", "source_url": "https://fb.me/x", "ctwa_clid": "  "}),
+        );
+        let t = ReferralRules::default().touch(&raw, 0);
         assert_eq!(t.utm.utm_source.as_deref(), Some("facebook"));
         // The webhook model reads a numeric id as its digits (as ingest does), so the default
         // campaign template `{source_id}` has a value.
         assert_eq!(t.utm.utm_campaign.as_deref(), Some("12345"));
         assert_eq!(t.ctwa_clid, None, "a blank click id is no click id");
-        let raw = json!({"source_type": "ad", "headline": 7, "welcome_message": "hola"});
-        let t = ReferralRules::default().touch(&raw, 0).unwrap();
+        let raw = parse(
+            json!({"source_type": "ad", "headline": 7, "welcome_message": "hola",
+            "ad_new_member": {"x": 1}}),
+        );
+        assert_eq!(raw.headline.as_deref(), Some("7"));
+        let t = ReferralRules::default().touch(&raw, 0);
         assert_eq!(t.utm.utm_medium.as_deref(), Some("paid_social"));
-        assert!(ReferralRules::default()
-            .touch(&json!("referral"), 0)
-            .is_none());
+        // Stored as sent, a member Meta added since included.
+        assert_eq!(t.referral.unwrap()["ad_new_member"], json!({"x": 1}));
+        // A referral that is not an object is no referral; the message still reads.
+        let m: crate::webhook::model::Message =
+            serde_json::from_value(json!({"id": "w", "type": "text", "text": {"body": "x"},
+                "referral": "referral"}))
+            .unwrap();
+        assert_eq!(m.referral, None);
     }
 }

@@ -18,14 +18,14 @@
 //! Everything one message changes is committed at once with the event id, so processing the same
 //! event again returns the same records and changes nothing.
 
-use serde_json::Value;
-
 use super::code::{self, Found};
 use super::records::{AttributionOutput, AttributionRecord, LeadRecord, TouchKind};
+use super::referral::Referral;
 use super::store::{AttributionStore, CodeStatus, Commit, ContactState, Credit, LogEntry};
 use super::utm::{Touch, TouchOrigin};
 use super::{AttributionConfig, LeadPolicy};
 use crate::error::StoreError;
+use crate::webhook::model::{Message, MessageContent, MessageType};
 
 /// An inbound message, as attribution needs it.
 #[derive(Debug, Clone, Copy)]
@@ -38,43 +38,36 @@ pub struct Inbound<'a> {
     pub at: i64,
     /// Text body or caption, where a reference code may be.
     pub text: Option<&'a str>,
-    /// Meta's `referral` object, raw.
-    pub referral: Option<&'a Value>,
+    /// Meta's `referral` object.
+    pub referral: Option<&'a Referral>,
 }
 
 impl<'a> Inbound<'a> {
-    /// Reads text, caption, timestamp and referral from a raw `messages[]` item (as carried in
-    /// [`crate::event::Event::item`]). `fallback_at` is used when the item has no timestamp.
+    /// Reads text (or caption), timestamp and referral from a typed `messages[]` item.
+    /// `fallback_at` is used when the message has no timestamp.
     pub fn from_message(
         event_id: &'a str,
         contact_id: &'a str,
-        message: &'a Value,
+        message: &'a Message,
         fallback_at: i64,
     ) -> Inbound<'a> {
-        let kind = message
-            .get("type")
-            .and_then(Value::as_str)
-            .unwrap_or_default();
-        let text = message
-            .get("text")
-            .and_then(|t| t.get("body"))
-            .or_else(|| message.get(kind).and_then(|m| m.get("caption")))
-            .and_then(Value::as_str);
-        let at = message
-            .get("timestamp")
-            .and_then(|t| {
-                t.as_str()
-                    .and_then(|s| s.parse::<i64>().ok())
-                    .or_else(|| t.as_i64())
-            })
-            .map(|secs| secs.saturating_mul(1000))
-            .unwrap_or(fallback_at);
+        let text = match message.content() {
+            MessageContent::Text(t) => Some(t.body.as_str()),
+            MessageContent::Image(m)
+            | MessageContent::Video(m)
+            | MessageContent::Document(m)
+            | MessageContent::Sticker(m)
+            | MessageContent::Audio(m) => m.caption.as_deref(),
+            _ => None,
+        };
         Inbound {
             event_id,
             contact_id,
-            at,
+            at: message
+                .timestamp
+                .map_or(fallback_at, |secs| secs.saturating_mul(1000)),
             text,
-            referral: message.get("referral"),
+            referral: message.referral.as_ref(),
         }
     }
 }
@@ -264,7 +257,7 @@ pub async fn on_inbound_message(
         }
         code_seen = Some((f.code.clone(), status));
     }
-    let touch = match msg.referral.and_then(|r| config.referral.touch(r, msg.at)) {
+    let touch = match msg.referral.map(|r| config.referral.touch(r, msg.at)) {
         Some(mut ad) => {
             // Both an ad click and a code: the ad is the touch, the code is kept on it.
             ad.ref_code = link_touch.and_then(|l| l.ref_code);
@@ -300,25 +293,20 @@ pub async fn on_inbound_message(
     )))
 }
 
-/// [`on_inbound_message`] for a queue [`crate::event::Event`]: `None` for anything but an
-/// inbound message (statuses, template updates, `system` messages...) or a malformed item. This
-/// is the one call crm-sync needs after identity resolution.
+/// [`on_inbound_message`] for a typed message of a queue [`crate::event::Event`]: `None` for a
+/// `system` message (a number change is not a touch). This is the one call crm-sync needs after
+/// identity resolution.
 pub async fn on_event(
     store: &dyn AttributionStore,
     config: &AttributionConfig,
     event: &crate::event::Event,
+    message: &Message,
     contact_id: &str,
 ) -> Result<Option<Attributed>, StoreError> {
-    if event.kind != crate::event::EventKind::Message {
+    if message.kind() == MessageType::System {
         return Ok(None);
     }
-    let Ok(item) = serde_json::from_str::<Value>(event.item.get()) else {
-        return Ok(None);
-    };
-    if item.get("type").and_then(Value::as_str) == Some("system") {
-        return Ok(None);
-    }
-    let msg = Inbound::from_message(&event.key, contact_id, &item, event.received_at);
+    let msg = Inbound::from_message(&event.key, contact_id, message, event.received_at);
     on_inbound_message(store, config, &msg).await.map(Some)
 }
 
@@ -326,7 +314,7 @@ pub async fn on_event(
 mod tests {
     use super::*;
     use crate::attribution::utm::Utm;
-    use serde_json::json;
+    use serde_json::{json, Value};
 
     const DAY: i64 = 86_400_000;
 
@@ -540,14 +528,17 @@ mod tests {
     }
 
     #[test]
-    fn reads_text_caption_timestamp_and_referral_from_raw_messages() {
-        let m = json!({"from": "1", "id": "wamid.x", "timestamp": "1750275992", "type": "text",
-            "text": {"body": "hola [ref:AB23CD]"}, "referral": {"source_type": "ad"}});
+    fn reads_text_caption_timestamp_and_referral_from_messages() {
+        let parse = |v: Value| serde_json::from_value::<Message>(v).unwrap();
+        let m = parse(
+            json!({"from": "1", "id": "wamid.x", "timestamp": "1750275992", "type": "text",
+            "text": {"body": "hola [ref:AB23CD]"}, "referral": {"source_type": "ad"}}),
+        );
         let i = Inbound::from_message("k", "c", &m, 7);
         assert_eq!(i.at, 1_750_275_992_000);
         assert_eq!(i.text, Some("hola [ref:AB23CD]"));
         assert!(i.referral.is_some());
-        let m = json!({"type": "image", "image": {"id": "1", "caption": "[ref:AB23CD]"}});
+        let m = parse(json!({"type": "image", "image": {"id": "1", "caption": "[ref:AB23CD]"}}));
         let i = Inbound::from_message("k", "c", &m, 7);
         assert_eq!(i.text, Some("[ref:AB23CD]"));
         assert_eq!(i.at, 7);

@@ -1,6 +1,6 @@
 //! [`QueueEvents`]: the sender tells the CRM how a send ended by putting a synthesized
 //! [`EventKind::SendResult`] event on the EVENTS queue, which crm-sync turns into CRM records
-//! through the effects ledger like every webhook event (see `sync::build`):
+//! through the effects ledger like every webhook event (see `sync::plan`):
 //!
 //! - a send that ended without a status webhook (refused by a guard, failed at Meta's API, gave
 //!   up after retries) → one outbound `activity` record (`type` `send_result`, `status` the final
@@ -17,11 +17,11 @@
 use std::sync::Arc;
 
 use async_trait::async_trait;
-use serde_json::{json, Value};
+use serde_json::Value;
 
 use crate::consent::ContactRef;
 use crate::error::StoreError;
-use crate::event::{Event, EventKind, EVENT_VERSION};
+use crate::event::{Event, EventKind, SendResultError, SendResultItem, EVENT_VERSION};
 use crate::queue::Queue;
 use crate::sends::service::SendEvents;
 use crate::sends::store::SendRecord;
@@ -41,15 +41,16 @@ impl QueueEvents {
         }
     }
 
-    async fn put(&self, key: String, item: Value) -> Result<(), StoreError> {
-        let event = event(key, item);
+    async fn put(&self, key: String, item: SendResultItem) -> Result<(), StoreError> {
+        let event = event(key, &item);
         self.queue.send_batch(&[event.to_message()]).await
     }
 }
 
 /// The send_result event of `key` carrying `item`.
-pub fn event(key: String, item: Value) -> Event {
-    let raw = serde_json::value::to_raw_value(&item).expect("JSON values serialise");
+pub fn event(key: String, item: &SendResultItem) -> Event {
+    // A struct of strings, numbers and a bool always serialises.
+    let raw = serde_json::value::to_raw_value(item).expect("send results serialise");
     Event {
         v: EVENT_VERSION,
         key,
@@ -65,43 +66,32 @@ pub fn event(key: String, item: Value) -> Event {
     }
 }
 
-/// Who a send was addressed to: `to` (E.164), `recipient` (BSUID) and the contact key.
-fn addressee(record: &SendRecord) -> (Option<String>, Option<String>) {
-    let get = |k: &str| {
-        record
-            .request
-            .get(k)
-            .and_then(Value::as_str)
-            .map(str::to_string)
-    };
-    (get("to"), get("recipient"))
+/// A string member of the stored request (`to`, `recipient`, `name`).
+fn request_str(record: &SendRecord, key: &str) -> Option<String> {
+    record
+        .request
+        .get(key)
+        .and_then(Value::as_str)
+        .map(str::to_string)
 }
 
 /// The item of a finished send (see the module docs).
-pub fn finished_item(record: &SendRecord) -> Value {
-    let (to, recipient) = addressee(record);
-    let mut item = json!({
-        "send_id": record.id,
-        "state": record.state.as_str(),
-        "contact": record.contact,
-        "at": record.updated_at,
-    });
-    if let Some(to) = to {
-        item["to"] = json!(to);
+pub fn finished_item(record: &SendRecord) -> SendResultItem {
+    SendResultItem {
+        send_id: record.id.clone(),
+        state: Some(record.state.as_str().to_string()),
+        contact: Some(record.contact.clone()),
+        at: Some(record.updated_at),
+        to: request_str(record, "to"),
+        recipient: request_str(record, "recipient"),
+        template: request_str(record, "name"),
+        wamid: record.wamid.clone(),
+        error: record.error.as_ref().map(|e| SendResultError {
+            code: e.code.clone(),
+            message: e.message.clone(),
+        }),
+        opted_out: false,
     }
-    if let Some(r) = recipient {
-        item["recipient"] = json!(r);
-    }
-    if let Some(name) = record.request.get("name").and_then(Value::as_str) {
-        item["template"] = json!(name);
-    }
-    if let Some(w) = &record.wamid {
-        item["wamid"] = json!(w);
-    }
-    if let Some(e) = &record.error {
-        item["error"] = json!({"code": e.code, "message": e.message});
-    }
-    item
 }
 
 #[async_trait]
@@ -115,17 +105,21 @@ impl SendEvents for QueueEvents {
     }
 
     async fn opted_out(&self, contact: &ContactRef, send_id: &str) -> Result<(), StoreError> {
-        let mut item = json!({
-            "send_id": send_id,
-            "opted_out": true,
-            "contact": contact.key,
-            "at": crate::clock::now_ms(),
-            "error": {"code": "meta_131050", "message": "the user stopped marketing messages"},
-        });
+        let mut item = SendResultItem {
+            send_id: send_id.to_string(),
+            opted_out: true,
+            contact: Some(contact.key.clone()),
+            at: Some(crate::clock::now_ms()),
+            error: Some(SendResultError {
+                code: "meta_131050".into(),
+                message: "the user stopped marketing messages".into(),
+            }),
+            ..Default::default()
+        };
         match contact.identity_key() {
-            Some(crate::identity::IdentityKey::Bsuid(b)) => item["recipient"] = json!(b),
+            Some(crate::identity::IdentityKey::Bsuid(b)) => item.recipient = Some(b),
             Some(crate::identity::IdentityKey::Phone(_)) if contact.display.starts_with('+') => {
-                item["to"] = json!(contact.display)
+                item.to = Some(contact.display.clone())
             }
             _ => {}
         }
@@ -139,7 +133,8 @@ mod tests {
     use crate::mapping::ConsentKeywords;
     use crate::records::{ConsentSource, Direction, Record};
     use crate::sends::store::{SendError, SendState};
-    use crate::sync::build::{plan, IdentityOp};
+    use crate::sync::plan::{plan, IdentityOp};
+    use serde_json::json;
 
     fn record(state: SendState, code: &str) -> SendRecord {
         SendRecord {
@@ -169,7 +164,7 @@ mod tests {
             let r = record(state, code);
             let e = event(
                 format!("send:{}:{}", r.id, state.as_str()),
-                finished_item(&r),
+                &finished_item(&r),
             );
             let back = Event::from_json(&e.to_json()).unwrap();
             assert_eq!(back.kind, EventKind::SendResult);
@@ -197,10 +192,14 @@ mod tests {
 
     #[test]
     fn an_opt_out_report_becomes_a_consent_record() {
-        let e = event(
-            "send:snd_9:opted_out".into(),
-            json!({"send_id": "snd_9", "opted_out": true, "recipient": "MX.abc", "at": 5}),
-        );
+        let item = SendResultItem {
+            send_id: "snd_9".into(),
+            opted_out: true,
+            recipient: Some("MX.abc".into()),
+            at: Some(5),
+            ..Default::default()
+        };
+        let e = event("send:snd_9:opted_out".into(), &item);
         let p = plan(&e, &ConsentKeywords::default()).unwrap();
         let Record::Consent(c) = &p.records[0].1 else {
             panic!("{:?}", p.records)
@@ -209,10 +208,12 @@ mod tests {
         assert_eq!(c.evidence["send_id"], "snd_9");
         assert_eq!(c.at, Some(5));
         // A report naming nobody can never be processed: dead letter.
-        let e = event(
-            "send:x:failed".into(),
-            json!({"send_id": "x", "state": "failed"}),
-        );
+        let item = SendResultItem {
+            send_id: "x".into(),
+            state: Some("failed".into()),
+            ..Default::default()
+        };
+        let e = event("send:x:failed".into(), &item);
         assert!(plan(&e, &ConsentKeywords::default()).is_err());
     }
 }

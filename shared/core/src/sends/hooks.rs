@@ -23,7 +23,6 @@
 use std::sync::Arc;
 
 use async_trait::async_trait;
-use serde_json::Value;
 
 use crate::consent::{
     ConsentAction, ConsentCategory, ConsentEntry, ConsentService, ConsentSource, ContactRef,
@@ -35,6 +34,7 @@ use crate::records::{ConsentRecord, ConsentStatus};
 use crate::sends::service::Sends;
 use crate::sync::{HookContext, SyncHooks};
 use crate::templates::TemplateRegistry;
+use crate::webhook::model::{Status, StatusKind, TemplateStatusUpdate};
 use crate::window::WindowService;
 
 /// [`SyncHooks`] over the sending side's stores.
@@ -140,17 +140,13 @@ impl SyncHooks for SendingHooks {
         Ok(())
     }
 
-    async fn on_status(&self, ctx: &HookContext<'_>, status: &Value) -> Result<(), StoreError> {
+    async fn on_status(&self, ctx: &HookContext<'_>, status: &Status) -> Result<(), StoreError> {
         let ours = match &self.sends {
             Some(sends) => sends.apply_status(status).await?,
             None => None,
         };
-        let code = status
-            .pointer("/errors/0/code")
-            .and_then(|c| c.as_i64().or_else(|| c.as_str()?.parse().ok()));
-        if status.get("status").and_then(Value::as_str) != Some("failed")
-            || code != Some(META_STOPPED_MARKETING)
-        {
+        let code = status.errors.first().and_then(|e| e.code);
+        if status.status != Some(StatusKind::Failed) || code != Some(META_STOPPED_MARKETING) {
             return Ok(());
         }
         // 131050. For one of our sends `apply_status` recorded the opt-out where the send was
@@ -162,16 +158,14 @@ impl SyncHooks for SendingHooks {
                 send_id.clone(),
                 sends.store.get(send_id).await?.map(|r| r.contact),
             ),
-            _ => match status.get("id").and_then(Value::as_str) {
+            _ => match status.id.as_deref() {
                 Some(wamid) if !wamid.is_empty() => (wamid.to_string(), None),
                 _ => (ctx.event.key.clone(), None),
             },
         };
         let at = status
-            .get("timestamp")
-            .and_then(Value::as_str)
-            .and_then(|t| t.parse::<i64>().ok())
-            .map_or(ctx.event.received_at, |t| t * 1000);
+            .timestamp
+            .map_or(ctx.event.received_at, |t| t.saturating_mul(1000));
         let what = if ours.is_some() { "send" } else { "message" };
         for key in ctx.keys {
             let contact = contact_of_key(key);
@@ -200,7 +194,7 @@ impl SyncHooks for SendingHooks {
     async fn on_template_status(
         &self,
         ctx: &HookContext<'_>,
-        update: &Value,
+        update: &TemplateStatusUpdate,
     ) -> Result<(), StoreError> {
         let at = ctx
             .event

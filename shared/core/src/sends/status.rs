@@ -7,63 +7,45 @@ use crate::clock::now_ms;
 use crate::consent::ContactRef;
 use crate::error::StoreError;
 use crate::sends::store::{SendError, SendRecord, SendState};
+use crate::webhook::model::{Status, StatusKind};
 
 use super::service::Sends;
 
 impl Sends {
-    /// Applies a status webhook item (`statuses[]`: `id`, `status`, `timestamp`,
-    /// `biz_opaque_callback_data`, `errors[]`) to its send, forward only. Returns the send id and
-    /// whether its state moved; `Ok(None)` when the status is not about one of our sends.
-    /// Idempotent: a redelivered or late status changes nothing.
-    pub async fn apply_status(&self, status: &Value) -> Result<Option<(String, bool)>, StoreError> {
-        let str_of = |k: &str| {
-            status
-                .get(k)
-                .and_then(Value::as_str)
-                .filter(|s| !s.is_empty())
+    /// Applies a status webhook item (`statuses[]`) to its send, forward only. Returns the
+    /// send id and whether its state moved; `Ok(None)` when the status is not about one of our
+    /// sends. Idempotent: a redelivered or late status changes nothing.
+    pub async fn apply_status(
+        &self,
+        status: &Status,
+    ) -> Result<Option<(String, bool)>, StoreError> {
+        let to = match status.status {
+            Some(StatusKind::Sent) => SendState::Sent,
+            Some(StatusKind::Delivered) => SendState::Delivered,
+            Some(StatusKind::Read | StatusKind::Played) => SendState::Read,
+            Some(StatusKind::Failed) => SendState::Failed,
+            Some(StatusKind::Unknown) | None => return Ok(None),
         };
-        let to = match str_of("status") {
-            Some("sent") => SendState::Sent,
-            Some("delivered") => SendState::Delivered,
-            Some("read") | Some("played") => SendState::Read,
-            Some("failed") => SendState::Failed,
-            _ => return Ok(None),
-        };
-        let by_callback = str_of("biz_opaque_callback_data").filter(|d| d.starts_with("snd_"));
-        let id = match by_callback {
-            Some(id) => id.to_string(),
-            None => match str_of("id") {
-                Some(wamid) => match self.store.find_by_wamid(wamid).await? {
-                    Some(id) => id,
-                    None => return Ok(None),
-                },
+        let wamid = status.id.as_deref().filter(|s| !s.is_empty());
+        let by_callback = status
+            .biz_opaque_callback_data
+            .as_deref()
+            .filter(|d| d.starts_with("snd_"));
+        let id = match (by_callback, wamid) {
+            (Some(id), _) => id.to_string(),
+            (None, Some(wamid)) => match self.store.find_by_wamid(wamid).await? {
+                Some(id) => id,
                 None => return Ok(None),
             },
+            (None, None) => return Ok(None),
         };
-        let error = (to == SendState::Failed).then(|| {
-            let e = status.pointer("/errors/0");
-            // A number, or a numeric string (the hooks and crm-sync's plan read it the same way).
-            let code = e
-                .and_then(|e| e.get("code"))
-                .and_then(|c| c.as_i64().or_else(|| c.as_str()?.trim().parse().ok()));
-            let title = e
-                .and_then(|e| e.get("title").or(e.get("message")))
-                .and_then(Value::as_str)
-                .unwrap_or("failed");
-            let details = e
-                .and_then(|e| e.pointer("/error_data/details"))
-                .and_then(Value::as_str);
-            SendError {
-                code: code.map_or_else(|| "meta_failed".to_string(), |c| format!("meta_{c}")),
-                message: details.map_or_else(|| title.to_string(), |d| format!("{title}: {d}")),
-            }
-        });
-        let at = str_of("timestamp")
-            .and_then(|t| t.parse::<i64>().ok())
-            .map_or_else(now_ms, |s| s * 1000);
+        let error = (to == SendState::Failed).then(|| send_error(status));
+        let at = status
+            .timestamp
+            .map_or_else(now_ms, |s| s.saturating_mul(1000));
         let Some((record, moved)) = self
             .store
-            .transition(&id, to, error.as_ref(), str_of("id"), at)
+            .transition(&id, to, error.as_ref(), wamid, at)
             .await?
         else {
             return Ok(None);
@@ -91,6 +73,23 @@ impl Sends {
             }
         }
         Ok(Some((id, moved)))
+    }
+}
+
+/// A failed status's first error as the send's stable code (`meta_<code>`) and sentence.
+fn send_error(status: &Status) -> SendError {
+    let e = status.errors.first();
+    let title = e
+        .and_then(|e| e.title.as_deref().or(e.message.as_deref()))
+        .unwrap_or("failed");
+    let details = e
+        .and_then(|e| e.error_data.as_ref())
+        .and_then(|d| d.details.as_deref());
+    SendError {
+        code: e
+            .and_then(|e| e.code)
+            .map_or_else(|| "meta_failed".to_string(), |c| format!("meta_{c}")),
+        message: details.map_or_else(|| title.to_string(), |d| format!("{title}: {d}")),
     }
 }
 

@@ -1,103 +1,37 @@
 //! crm-sync: the events-queue consumer that lands WhatsApp events in the CRM.
 //!
-//! For each delivery ([`CrmSync::handle`]): parse the [`Event`], resolve the identity (one
-//! contact per person), build canonical records ([`build::plan`]), validate every one through
-//! the mapping (a record breaking a rule dead-letters the delivery with field and rule, before
-//! anything reaches the CRM), then run each side effect through the effects ledger
-//! (claim → CRM → confirm; see [`crate::ledger`]). Outcomes: `Done`; `RetryAfter` for 429 (the
-//! CRM's delay), 5xx / timeouts (exponential backoff, full jitter) and store outages;
-//! `DeadLetter` for malformed events, validation failures and 4xx rejections.
+//! For each delivery ([`CrmSync::handle`]): parse the [`Event`], type its item and build the
+//! canonical records ([`plan::plan`]), resolve the identity (one contact per person), validate
+//! every record through the mapping (a record breaking a rule dead-letters the delivery with
+//! field and rule, before anything reaches the CRM), then run each side effect through the
+//! effects ledger (claim → CRM → confirm; see [`crate::ledger`] and `effects`), and last the
+//! sending side's [`SyncHooks`]. Outcomes: `Done`; `RetryAfter` for 429 (the CRM's delay), 5xx /
+//! timeouts (exponential backoff, full jitter) and store outages; `DeadLetter` for malformed
+//! events, validation failures and 4xx rejections.
 
-pub mod build;
+mod effects;
+mod hooks;
+pub mod plan;
 
 use std::sync::Arc;
 use std::time::Duration;
 
 use async_trait::async_trait;
-use serde_json::Value;
 
+use crate::attribution::{AttributionConfig, AttributionOutput, AttributionStore, TouchKind};
 use crate::consumer::{Handler, Outcome};
-use crate::crm::{retry_delay, Crm, CrmError, Effect};
+use crate::crm::{retry_delay, Crm, CrmError};
 use crate::error::StoreError;
 use crate::event::Event;
-use crate::identity::{new_contact_id, IdentityKey, IdentityStore};
-use crate::ledger::{effect_id, Claim, Ledger, DEFAULT_LEASE};
+use crate::identity::{new_contact_id, IdentityStore};
+use crate::ledger::{Ledger, DEFAULT_LEASE};
 use crate::mapping::Mapping;
 use crate::queue::Delivery;
-use crate::records::{ConsentRecord, Record};
+use crate::records::{Direction, Record};
+use crate::webhook::model::{Item, Message};
 
-use build::{set_contact, IdentityOp};
-
-/// What a hook knows about the event it is called for.
-#[derive(Debug, Clone, Copy)]
-pub struct HookContext<'a> {
-    pub event: &'a Event,
-    /// The CRM contact of the event, when it names a person.
-    pub contact_id: Option<&'a str>,
-    /// Every identity key the event names for the person (phone and BSUID; after a number
-    /// change, the new one), so the sending side can record under each.
-    pub keys: &'a [IdentityKey],
-}
-
-/// Hooks for the sending side (consent history, 24-hour window, delivery tracking, template
-/// registry), called after the CRM effects of an event succeeded. Implementations must be
-/// idempotent (a redelivery calls them again); an error retries the delivery. Default: nothing.
-///
-/// crm-sync calls the `on_*` methods; their defaults forward to the simpler
-/// [`SyncHooks::consent_changed`] / [`SyncHooks::inbound_message`] (contact id only).
-#[async_trait]
-pub trait SyncHooks: Send + Sync {
-    /// A consent change (keyword or `user_preferences`).
-    async fn consent_changed(
-        &self,
-        _contact_id: &str,
-        _consent: &ConsentRecord,
-    ) -> Result<(), StoreError> {
-        Ok(())
-    }
-    /// An inbound message from the contact at `at_ms` (when ingest received it).
-    async fn inbound_message(&self, _contact_id: &str, _at_ms: i64) -> Result<(), StoreError> {
-        Ok(())
-    }
-    /// A consent change (keyword, `user_preferences`, or Meta's 131050 reported by the sender).
-    async fn on_consent(
-        &self,
-        ctx: &HookContext<'_>,
-        consent: &ConsentRecord,
-    ) -> Result<(), StoreError> {
-        match ctx.contact_id {
-            Some(id) => self.consent_changed(id, consent).await,
-            None => Ok(()),
-        }
-    }
-    /// An inbound message; `message_at_ms` is the message's own `timestamp` (ingest's receive
-    /// time when it has none). Opens the 24-hour window.
-    async fn on_inbound(
-        &self,
-        ctx: &HookContext<'_>,
-        _message_at_ms: i64,
-    ) -> Result<(), StoreError> {
-        match ctx.contact_id {
-            Some(id) => self.inbound_message(id, ctx.event.received_at).await,
-            None => Ok(()),
-        }
-    }
-    /// A `statuses[]` item (delivery tracking of our sends).
-    async fn on_status(&self, _ctx: &HookContext<'_>, _status: &Value) -> Result<(), StoreError> {
-        Ok(())
-    }
-    /// A `message_template_status_update` value (the template registry).
-    async fn on_template_status(
-        &self,
-        _ctx: &HookContext<'_>,
-        _update: &Value,
-    ) -> Result<(), StoreError> {
-        Ok(())
-    }
-}
-
-pub struct NoHooks;
-impl SyncHooks for NoHooks {}
+pub use hooks::{HookContext, NoHooks, SyncHooks};
+use plan::{set_contact, IdentityOp, Plan};
 
 pub struct CrmSync {
     identities: Arc<dyn IdentityStore>,
@@ -106,10 +40,7 @@ pub struct CrmSync {
     mapping: Arc<Mapping>,
     hooks: Arc<dyn SyncHooks>,
     lease: Duration,
-    attribution: Option<(
-        Arc<dyn crate::attribution::AttributionStore>,
-        Arc<crate::attribution::AttributionConfig>,
-    )>,
+    attribution: Option<(Arc<dyn AttributionStore>, Arc<AttributionConfig>)>,
 }
 
 impl CrmSync {
@@ -134,8 +65,8 @@ impl CrmSync {
     /// one more effect of the event (`attribution_first`, `attribution_last`, `lead`).
     pub fn with_attribution(
         mut self,
-        store: Arc<dyn crate::attribution::AttributionStore>,
-        config: crate::attribution::AttributionConfig,
+        store: Arc<dyn AttributionStore>,
+        config: AttributionConfig,
     ) -> Self {
         self.attribution = Some((store, Arc::new(config)));
         self
@@ -157,18 +88,57 @@ impl CrmSync {
     }
 
     async fn process(&self, event: &Event, receive_count: u32) -> Result<Outcome, StoreError> {
-        let plan = match build::plan(event, &self.mapping.consent) {
+        let dead = |reason: &dyn std::fmt::Display| {
+            Outcome::DeadLetter(format!("event {}: {reason}", event.key))
+        };
+        let mut plan = match plan::plan(event, &self.mapping.consent) {
             Ok(p) => p,
-            Err(reason) => {
-                return Ok(Outcome::DeadLetter(format!(
-                    "event {}: {reason}",
-                    event.key
-                )))
-            }
+            Err(e) => return Ok(dead(&e)),
         };
         // Identity first: every record of this event belongs to one contact.
+        let (contact_id, created) = self.resolve(&plan.identity).await?;
+        let mut records = std::mem::take(&mut plan.records);
+        let mut contact = plan.contact.take().map(Record::Contact);
+        if let Some(id) = &contact_id {
+            contact.iter_mut().for_each(|c| set_contact(c, id));
+            records.iter_mut().for_each(|(_, r)| set_contact(r, id));
+        }
+        let extra = match (&plan.item, &contact_id) {
+            (Item::Message(m), Some(id)) => self.attribute(event, m, id, &mut records).await?,
+            _ => Vec::new(),
+        };
+        // Validate everything before any effect: a bad record never reaches the CRM.
+        let write_contact = plan.upsert_contact || created;
+        let effects = match self.validate(contact, write_contact, records, extra) {
+            Ok(e) => e,
+            Err(e) => return Ok(dead(&e)),
+        };
+        let consents = effects.consents();
+        let has_contact = effects.contact.is_some();
+        if let Some(outcome) = self
+            .apply(event, plan.status.as_ref(), effects, receive_count)
+            .await?
+        {
+            return Ok(outcome);
+        }
+        // Hooks for the sending side, once the CRM has everything.
+        let keys = plan.identity.keys();
+        let ctx = HookContext {
+            event,
+            contact_id: contact_id.as_deref(),
+            keys: &keys,
+        };
+        for consent in &consents {
+            self.hooks.on_consent(&ctx, consent).await?;
+        }
+        self.item_hooks(&ctx, &plan, has_contact).await?;
+        Ok(Outcome::Done)
+    }
+
+    /// Applies the identity operation: the contact id and whether it was created.
+    async fn resolve(&self, op: &IdentityOp) -> Result<(Option<String>, bool), StoreError> {
         let new_id = new_contact_id();
-        let (contact_id, created) = match &plan.identity {
+        Ok(match op {
             IdentityOp::None => (None, false),
             IdentityOp::Resolve(keys) => {
                 let r = self.identities.resolve(keys, &new_id).await?;
@@ -181,198 +151,71 @@ impl CrmSync {
                 }
                 (Some(id), false)
             }
-        };
-        let mut records = plan.records;
-        let mut contact = plan.contact.map(Record::Contact);
-        if let Some(id) = &contact_id {
-            if let Some(c) = contact.as_mut() {
-                set_contact(c, id);
-            }
-            for (_, r) in records.iter_mut() {
-                set_contact(r, id);
-            }
-        }
-        // Attribution of inbound messages: the code leaves the activity text, and every record
-        // it produces is one more effect of this event (exactly once through the ledger).
-        let mut extra: Vec<(&'static str, Record)> = Vec::new();
-        if let (Some((store, config)), Some(id)) = (&self.attribution, &contact_id) {
-            if let Some(att) =
-                crate::attribution::on_event(store.as_ref(), config, event, id).await?
-            {
-                for (_, r) in records.iter_mut() {
-                    if let Record::Activity(a) = r {
-                        if a.direction == Some(crate::records::Direction::Inbound)
-                            && att.ref_code.is_some()
-                        {
-                            a.text = att.customer_text.clone();
-                            a.ref_code = att.ref_code.clone();
-                            a.ref_code_status = att.code_status;
-                        }
-                    }
-                }
-                for out in att.records {
-                    extra.push(match out {
-                        crate::attribution::AttributionOutput::Attribution(a) => (
-                            match a.touch {
-                                crate::attribution::TouchKind::First => "attribution_first",
-                                crate::attribution::TouchKind::Last => "attribution_last",
-                            },
-                            Record::Attribution(a),
-                        ),
-                        crate::attribution::AttributionOutput::Lead(l) => ("lead", Record::Lead(l)),
-                    });
-                }
-            }
-        }
-        // Validate everything before any effect: a bad record never reaches the CRM.
-        let contact = match contact {
-            Some(c) => match self.mapping.apply(&c) {
-                Ok(fields) => Some((c, fields)),
-                Err(e) => return Ok(Outcome::DeadLetter(format!("event {}: {e}", event.key))),
-            },
-            None => None,
-        };
-        let mut effects = Vec::new();
-        if let Some((c, fields)) = &contact {
-            if plan.upsert_contact || created {
-                effects.push(("contact", c.clone(), fields.clone()));
-            }
-        }
-        for (name, record) in records {
-            match self.mapping.apply(&record) {
-                Ok(fields) => effects.push((name, record, fields)),
-                Err(e) => return Ok(Outcome::DeadLetter(format!("event {}: {e}", event.key))),
-            }
-        }
-        // Attribution and lead records pass through as they are (no mapping section for them).
-        for (name, record) in extra {
-            effects.push((name, record, serde_json::Map::new()));
-        }
-        let consents: Vec<ConsentRecord> = effects
-            .iter()
-            .filter_map(|(_, r, _)| match r {
-                Record::Consent(c) => Some(c.clone()),
-                _ => None,
-            })
-            .collect();
-        for (name, record, fields) in effects {
-            let id = effect_id(&event.key, name);
-            let in_doubt = match self.ledger.claim(&id, self.lease).await? {
-                Claim::Done => continue,
-                Claim::Busy(left) => {
-                    return Ok(Outcome::RetryAfter(left.max(Duration::from_millis(100))))
-                }
-                Claim::Proceed { in_doubt } => in_doubt,
-            };
-            if name == "status" {
-                if let Some((message_id, rank)) = &plan.status {
-                    if !self.ledger.advance_status(message_id, *rank).await? {
-                        // A later status was recorded already: this one changes nothing.
-                        self.ledger.confirm(&id).await?;
-                        continue;
-                    }
-                }
-            }
-            let mut effect = Effect {
-                id: id.clone(),
-                record,
-                fields,
-                contact: contact.clone(),
-                in_doubt,
-            };
-            match self.apply_with_quick_retries(&mut effect).await {
-                Ok(()) => self.ledger.confirm(&id).await?,
-                Err(e) => {
-                    // Released only when no attempt may have applied it (see ledger.rs).
-                    if e.definitely_not_applied() && !effect.in_doubt {
-                        self.ledger.release(&id).await?;
-                    } else if !matches!(e, CrmError::Rejected(_)) {
-                        self.ledger.abandon(&id).await?;
-                    }
-                    tracing::warn!(event = %event.key, effect = name, error = %e, "CRM call failed");
-                    return Ok(match e {
-                        CrmError::Rejected(reason) => Outcome::DeadLetter(format!(
-                            "event {}: {} {name}: {reason}",
-                            event.key,
-                            self.crm.kind()
-                        )),
-                        other => Outcome::RetryAfter(retry_delay(&other, receive_count)),
-                    });
-                }
-            }
-        }
-        // Hooks for the sending side, once the CRM has everything.
-        let keys: Vec<IdentityKey> = match &plan.identity {
-            IdentityOp::None => vec![],
-            IdentityOp::Resolve(keys) => keys.clone(),
-            IdentityOp::Move { to, also, .. } => std::iter::once(to.clone())
-                .chain(also.iter().cloned())
-                .collect(),
-        };
-        let ctx = HookContext {
-            event,
-            contact_id: contact_id.as_deref(),
-            keys: &keys,
-        };
-        for consent in &consents {
-            self.hooks.on_consent(&ctx, consent).await?;
-        }
-        use crate::event::EventKind;
-        match event.kind {
-            EventKind::Message if contact.is_some() && contact_id.is_some() => {
-                let item: Value = serde_json::from_str(event.item.get()).unwrap_or(Value::Null);
-                let at = item
-                    .get("timestamp")
-                    .and_then(|t| {
-                        t.as_str()
-                            .and_then(|s| s.parse::<i64>().ok())
-                            .or(t.as_i64())
-                    })
-                    .map_or(event.received_at, |t| t * 1000);
-                self.hooks.on_inbound(&ctx, at).await?;
-            }
-            EventKind::Status | EventKind::TemplateStatus => {
-                let item: Value = serde_json::from_str(event.item.get()).unwrap_or(Value::Null);
-                if event.kind == EventKind::Status {
-                    self.hooks.on_status(&ctx, &item).await?;
-                } else {
-                    self.hooks.on_template_status(&ctx, &item).await?;
-                }
-            }
-            _ => {}
-        }
-        Ok(Outcome::Done)
+        })
     }
-}
 
-/// In-process attempts per effect before the delivery goes back to the queue: a blip (one 5xx,
-/// one short 429) is absorbed here instead of costing a receive (and, after the queue's max
-/// receives, a dead letter).
-const QUICK_ATTEMPTS: u32 = 3;
-/// Longest CRM-given delay waited in process; longer ones go back to the queue.
-const QUICK_WAIT_MAX: Duration = Duration::from_secs(1);
+    /// Attribution of an inbound message: the code leaves the activity's text, and every record
+    /// it produces is one more effect of this event (exactly once through the ledger).
+    async fn attribute(
+        &self,
+        event: &Event,
+        message: &Message,
+        contact_id: &str,
+        records: &mut [(&'static str, Record)],
+    ) -> Result<Vec<(&'static str, Record)>, StoreError> {
+        let Some((store, config)) = &self.attribution else {
+            return Ok(Vec::new());
+        };
+        let Some(att) =
+            crate::attribution::on_event(store.as_ref(), config, event, message, contact_id)
+                .await?
+        else {
+            return Ok(Vec::new());
+        };
+        if att.ref_code.is_some() {
+            for (_, r) in records.iter_mut() {
+                if let Record::Activity(a) = r {
+                    if a.direction == Some(Direction::Inbound) {
+                        a.text = att.customer_text.clone();
+                        a.ref_code = att.ref_code.clone();
+                        a.ref_code_status = att.code_status;
+                    }
+                }
+            }
+        }
+        Ok(att
+            .records
+            .into_iter()
+            .map(|out| match out {
+                AttributionOutput::Attribution(a) => (
+                    match a.touch {
+                        TouchKind::First => "attribution_first",
+                        TouchKind::Last => "attribution_last",
+                    },
+                    Record::Attribution(a),
+                ),
+                AttributionOutput::Lead(l) => ("lead", Record::Lead(l)),
+            })
+            .collect())
+    }
 
-impl CrmSync {
-    async fn apply_with_quick_retries(&self, effect: &mut Effect) -> Result<(), CrmError> {
-        let mut attempt = 1;
-        loop {
-            let result = self.crm.apply(effect).await;
-            let wait = match &result {
-                Ok(()) | Err(CrmError::Rejected(_)) => return result,
-                _ if attempt >= QUICK_ATTEMPTS => return result,
-                Err(CrmError::RateLimited(Some(hint))) if *hint <= QUICK_WAIT_MAX => *hint,
-                Err(CrmError::RateLimited(Some(_))) => return result,
-                Err(CrmError::RateLimited(None)) => {
-                    Duration::from_millis(rand::random_range(50..=250))
-                }
-                Err(CrmError::Transient(_)) => {
-                    // A 5xx or a timeout may have been applied: the next try is in doubt.
-                    effect.in_doubt = true;
-                    Duration::from_millis(rand::random_range(0..=100u64 << attempt))
-                }
-            };
-            tokio::time::sleep(wait).await;
-            attempt += 1;
+    /// The hooks of the item's kind: the 24-hour window, delivery tracking, template registry.
+    async fn item_hooks(
+        &self,
+        ctx: &HookContext<'_>,
+        plan: &Plan,
+        has_contact: bool,
+    ) -> Result<(), StoreError> {
+        match &plan.item {
+            Item::Message(m) if has_contact && ctx.contact_id.is_some() => {
+                let at = m
+                    .timestamp
+                    .map_or(ctx.event.received_at, |t| t.saturating_mul(1000));
+                self.hooks.on_inbound(ctx, at).await
+            }
+            Item::Status(s) => self.hooks.on_status(ctx, s).await,
+            Item::TemplateStatus(t) => self.hooks.on_template_status(ctx, t).await,
+            _ => Ok(()),
         }
     }
 }

@@ -7,8 +7,9 @@ use super::*;
 /// `message_template_status_update` value.
 #[derive(Debug, Clone, Default, Serialize, Deserialize)]
 pub struct TemplateStatusUpdate {
+    /// As Meta sent it, so a status Meta adds later is kept by name; [`Self::event_kind`] types it.
     #[serde(default)]
-    pub event: Option<TemplateEvent>,
+    pub event: Option<String>,
     #[serde(default, deserialize_with = "lenient::string")]
     pub message_template_id: Option<String>,
     #[serde(default)]
@@ -21,6 +22,17 @@ pub struct TemplateStatusUpdate {
     pub reason: Option<String>,
     #[serde(default)]
     pub other_info: Option<serde_json::Value>,
+}
+
+impl TemplateStatusUpdate {
+    /// The typed `event`; `Other` for one we do not know yet.
+    pub fn event_kind(&self) -> Option<TemplateEvent> {
+        let name = self.event.as_deref()?;
+        Some(
+            serde_json::from_value(serde_json::Value::String(name.to_ascii_uppercase()))
+                .unwrap_or(TemplateEvent::Other),
+        )
+    }
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]

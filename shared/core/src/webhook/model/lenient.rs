@@ -111,3 +111,15 @@ impl<'de> Visitor<'de> for FloatLike {
 pub fn float<'de, D: Deserializer<'de>>(d: D) -> Result<Option<f64>, D::Error> {
     d.deserialize_option(FloatLike)
 }
+
+/// `Option<T>` for a member that is optional context (an ad referral, a welcome message): one of
+/// an unexpected shape reads as absent instead of failing its whole item (the item's raw JSON
+/// still carries it).
+pub fn optional<'de, D, T>(d: D) -> Result<Option<T>, D::Error>
+where
+    D: Deserializer<'de>,
+    T: serde::de::DeserializeOwned,
+{
+    let value = <Option<serde_json::Value> as serde::Deserialize>::deserialize(d)?;
+    Ok(value.and_then(|v| serde_json::from_value(v).ok()))
+}

@@ -27,7 +27,8 @@ pub struct Message {
     pub group_id: Option<String>,
     #[serde(default)]
     pub context: Option<Context>,
-    #[serde(default)]
+    /// Not an object: read as absent (see [`lenient::optional`]).
+    #[serde(default, deserialize_with = "lenient::optional")]
     pub referral: Option<Referral>,
     #[serde(default)]
     pub errors: Vec<WebhookError>,

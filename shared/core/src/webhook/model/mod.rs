@@ -37,6 +37,8 @@ pub enum Item {
     QualityUpdate(QualityUpdate),
     UserPreference(UserPreference),
     AccountUpdate(AccountUpdate),
+    /// wabridge's own report of a send's end (not from Meta).
+    SendResult(Box<crate::event::SendResultItem>),
     /// Not modelled: read `event.item` (raw JSON) and `event.field`.
     Unknown,
 }
@@ -51,7 +53,8 @@ pub fn parse_item(event: &Event) -> Result<Item, serde_json::Error> {
         EventKind::QualityUpdate => Item::QualityUpdate(serde_json::from_str(raw)?),
         EventKind::UserPreference => Item::UserPreference(serde_json::from_str(raw)?),
         EventKind::AccountUpdate => Item::AccountUpdate(serde_json::from_str(raw)?),
-        EventKind::Unknown | EventKind::SendResult => Item::Unknown,
+        EventKind::SendResult => Item::SendResult(Box::new(serde_json::from_str(raw)?)),
+        EventKind::Unknown => Item::Unknown,
     })
 }
 
@@ -85,6 +88,10 @@ mod tests {
         assert!(!Unknown.advances(None));
         assert!(!Unknown.advances(Some(Sent)));
         assert!(Failed.is_terminal() && !Read.is_terminal());
+        for kind in [Sent, Delivered, Read, Played, Failed] {
+            assert_eq!(StatusKind::parse(kind.as_str()), kind);
+        }
+        assert_eq!(StatusKind::parse("deleted"), Unknown);
     }
 
     #[test]
@@ -98,8 +105,11 @@ mod tests {
         assert_eq!(sys.system_type, Some(SystemType::Other));
         let t: TemplateStatusUpdate =
             serde_json::from_str(r#"{"event":"SOMETHING_NEW","message_template_id":1}"#).unwrap();
-        assert_eq!(t.event, Some(TemplateEvent::Other));
+        assert_eq!(t.event_kind(), Some(TemplateEvent::Other));
+        assert_eq!(t.event.as_deref(), Some("SOMETHING_NEW"), "kept by name");
         assert_eq!(t.message_template_id.as_deref(), Some("1"));
+        let t: TemplateStatusUpdate = serde_json::from_str(r#"{"event":"PAUSED"}"#).unwrap();
+        assert_eq!(t.event_kind(), Some(TemplateEvent::Paused));
     }
 
     #[test]

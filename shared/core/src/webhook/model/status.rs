@@ -59,6 +59,18 @@ impl StatusKind {
         }
     }
 
+    /// The kind named `name` (`Unknown` for any other), for statuses stored as text.
+    pub fn parse(name: &str) -> StatusKind {
+        match name {
+            "sent" => StatusKind::Sent,
+            "delivered" => StatusKind::Delivered,
+            "read" => StatusKind::Read,
+            "played" => StatusKind::Played,
+            "failed" => StatusKind::Failed,
+            _ => StatusKind::Unknown,
+        }
+    }
+
     pub fn is_terminal(self) -> bool {
         self == StatusKind::Failed
     }

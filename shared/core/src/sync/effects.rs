@@ -1,0 +1,177 @@
+//! The CRM effects of one event: validated through the mapping first, then each applied through
+//! the effects ledger (claim → CRM → confirm), with a few quick in-process retries.
+
+use std::time::Duration;
+
+use serde_json::{Map, Value};
+
+use crate::consumer::Outcome;
+use crate::crm::{retry_delay, CrmError, Effect};
+use crate::error::StoreError;
+use crate::event::Event;
+use crate::ledger::{effect_id, Claim};
+use crate::mapping::ValidationError;
+use crate::records::{ConsentRecord, Record};
+use crate::webhook::model::StatusKind;
+
+use super::CrmSync;
+
+/// One record with its mapped CRM fields, under its effect name.
+pub(super) struct Pending {
+    name: &'static str,
+    record: Record,
+    fields: Map<String, Value>,
+}
+
+/// Every effect of an event, validated.
+pub(super) struct Effects {
+    /// The event's contact with its fields (what activities and consents associate to).
+    pub(super) contact: Option<(Record, Map<String, Value>)>,
+    list: Vec<Pending>,
+}
+
+impl Effects {
+    /// The consent records among the effects (for the hooks).
+    pub(super) fn consents(&self) -> Vec<ConsentRecord> {
+        self.list
+            .iter()
+            .filter_map(|p| match &p.record {
+                Record::Consent(c) => Some(c.clone()),
+                _ => None,
+            })
+            .collect()
+    }
+}
+
+/// In-process attempts per effect before the delivery goes back to the queue: a blip (one 5xx,
+/// one short 429) is absorbed here instead of costing a receive (and, after the queue's max
+/// receives, a dead letter).
+const QUICK_ATTEMPTS: u32 = 3;
+/// Longest CRM-given delay waited in process; longer ones go back to the queue.
+const QUICK_WAIT_MAX: Duration = Duration::from_secs(1);
+
+impl CrmSync {
+    /// Maps every record (the contact first, written when `write_contact`); attribution and
+    /// lead records (`extra`) pass through as they are (no mapping section for them).
+    pub(super) fn validate(
+        &self,
+        contact: Option<Record>,
+        write_contact: bool,
+        records: Vec<(&'static str, Record)>,
+        extra: Vec<(&'static str, Record)>,
+    ) -> Result<Effects, ValidationError> {
+        let contact = match contact {
+            Some(c) => {
+                let fields = self.mapping.apply(&c)?;
+                Some((c, fields))
+            }
+            None => None,
+        };
+        let mut list = Vec::with_capacity(records.len() + extra.len() + 1);
+        if let (Some((c, fields)), true) = (&contact, write_contact) {
+            list.push(Pending {
+                name: "contact",
+                record: c.clone(),
+                fields: fields.clone(),
+            });
+        }
+        for (name, record) in records {
+            let fields = self.mapping.apply(&record)?;
+            list.push(Pending {
+                name,
+                record,
+                fields,
+            });
+        }
+        list.extend(extra.into_iter().map(|(name, record)| Pending {
+            name,
+            record,
+            fields: Map::new(),
+        }));
+        Ok(Effects { contact, list })
+    }
+
+    /// Applies the effects in order through the ledger. `Some(outcome)` stops the delivery there
+    /// (a retry or a dead letter); `None` = all applied.
+    pub(super) async fn apply(
+        &self,
+        event: &Event,
+        status: Option<&(String, StatusKind)>,
+        effects: Effects,
+        receive_count: u32,
+    ) -> Result<Option<Outcome>, StoreError> {
+        for Pending {
+            name,
+            record,
+            fields,
+        } in effects.list
+        {
+            let id = effect_id(&event.key, name);
+            let in_doubt = match self.ledger.claim(&id, self.lease).await? {
+                Claim::Done => continue,
+                Claim::Busy(left) => {
+                    return Ok(Some(Outcome::RetryAfter(
+                        left.max(Duration::from_millis(100)),
+                    )))
+                }
+                Claim::Proceed { in_doubt } => in_doubt,
+            };
+            if let (Some((message_id, kind)), "status") = (status, name) {
+                if !self.ledger.advance_status(message_id, kind.rank()).await? {
+                    // A later status was recorded already: this one changes nothing.
+                    self.ledger.confirm(&id).await?;
+                    continue;
+                }
+            }
+            let mut effect = Effect {
+                id: id.clone(),
+                record,
+                fields,
+                contact: effects.contact.clone(),
+                in_doubt,
+            };
+            if let Err(e) = self.apply_with_quick_retries(&mut effect).await {
+                // Released only when no attempt may have applied it (see ledger.rs).
+                if e.definitely_not_applied() && !effect.in_doubt {
+                    self.ledger.release(&id).await?;
+                } else if !matches!(e, CrmError::Rejected(_)) {
+                    self.ledger.abandon(&id).await?;
+                }
+                tracing::warn!(event = %event.key, effect = name, error = %e, "CRM call failed");
+                return Ok(Some(match e {
+                    CrmError::Rejected(reason) => Outcome::DeadLetter(format!(
+                        "event {}: {} {name}: {reason}",
+                        event.key,
+                        self.crm.kind()
+                    )),
+                    other => Outcome::RetryAfter(retry_delay(&other, receive_count)),
+                }));
+            }
+            self.ledger.confirm(&id).await?;
+        }
+        Ok(None)
+    }
+
+    async fn apply_with_quick_retries(&self, effect: &mut Effect) -> Result<(), CrmError> {
+        let mut attempt = 1;
+        loop {
+            let result = self.crm.apply(effect).await;
+            let wait = match &result {
+                Ok(()) | Err(CrmError::Rejected(_)) => return result,
+                _ if attempt >= QUICK_ATTEMPTS => return result,
+                Err(CrmError::RateLimited(Some(hint))) if *hint <= QUICK_WAIT_MAX => *hint,
+                Err(CrmError::RateLimited(Some(_))) => return result,
+                Err(CrmError::RateLimited(None)) => {
+                    Duration::from_millis(rand::random_range(50..=250))
+                }
+                Err(CrmError::Transient(_)) => {
+                    // A 5xx or a timeout may have been applied: the next try is in doubt.
+                    effect.in_doubt = true;
+                    Duration::from_millis(rand::random_range(0..=100u64 << attempt))
+                }
+            };
+            tokio::time::sleep(wait).await;
+            attempt += 1;
+        }
+    }
+}

@@ -1,0 +1,113 @@
+//! The account-level fields: `user_preferences` (a consent record for the person), template
+//! status and phone quality updates (records with no person), and anything not modelled (kept
+//! raw as an unknown record).
+
+use serde_json::json;
+
+use crate::event::Event;
+use crate::records::{
+    ConsentRecord, ConsentSource, ConsentStatus, QualityRecord, Record, TemplateStatusRecord,
+    UnknownRecord,
+};
+use crate::webhook::model::{
+    Contact, Item, PreferenceValue, QualityUpdate, TemplateStatusUpdate, UserPreference,
+};
+
+use super::{ms, IdentityOp, Plan, PlanError, Who};
+
+pub(super) fn preference(
+    event: &Event,
+    preference: UserPreference,
+    contact: &Contact,
+) -> Result<Plan, PlanError> {
+    let who = Who::of(
+        preference.wa_id.as_deref(),
+        preference.user_id.as_deref(),
+        contact,
+    )?;
+    let keys = who.keys();
+    if keys.is_empty() {
+        return Err(PlanError::Missing(
+            "user_preferences without wa_id nor user_id",
+        ));
+    }
+    let (status, value) = match preference.value {
+        Some(PreferenceValue::Stop) => (ConsentStatus::OptOut, "stop"),
+        Some(PreferenceValue::Resume) => (ConsentStatus::OptIn, "resume"),
+        _ => return Err(PlanError::UnknownPreference),
+    };
+    let consent = ConsentRecord {
+        v: Default::default(),
+        event_id: event.key.clone(),
+        contact_id: String::new(),
+        status,
+        category: preference
+            .category
+            .clone()
+            .filter(|c| !c.is_empty())
+            .unwrap_or_else(|| "marketing_messages".into()),
+        source: ConsentSource::UserPreferences,
+        evidence: json!({"value": value, "detail": preference.detail}),
+        at: ms(preference.timestamp).or(Some(event.received_at)),
+    };
+    let name = contact.profile.as_ref().and_then(|p| p.name.clone());
+    Ok(Plan {
+        identity: IdentityOp::Resolve(keys),
+        contact: Some(who.contact(name, None, event.received_at)),
+        upsert_contact: false,
+        records: vec![("consent", Record::Consent(consent))],
+        status: None,
+        item: Item::UserPreference(preference),
+    })
+}
+
+pub(super) fn template_status(event: &Event, update: TemplateStatusUpdate) -> Plan {
+    let record = TemplateStatusRecord {
+        event_id: event.key.clone(),
+        template_id: update.message_template_id.clone(),
+        template_name: update.message_template_name.clone(),
+        language: update.message_template_language.clone(),
+        event: update.event.clone(),
+        reason: update.reason.clone(),
+        at: ms(event.entry_time),
+        ..Default::default()
+    };
+    Plan::records(
+        Item::TemplateStatus(update),
+        vec![("template_status", Record::TemplateStatus(record))],
+    )
+}
+
+pub(super) fn quality(event: &Event, update: QualityUpdate) -> Plan {
+    let record = QualityRecord {
+        event_id: event.key.clone(),
+        display_phone_number: update.display_phone_number.clone(),
+        event: update.event.clone(),
+        current_limit: update.current_limit.clone(),
+        at: ms(event.entry_time),
+        ..Default::default()
+    };
+    Plan::records(
+        Item::QualityUpdate(update),
+        vec![("quality", Record::Quality(record))],
+    )
+}
+
+/// Not modelled (an unknown field or message type, an account update): the record carries the
+/// item exactly as Meta sent it.
+pub(super) fn unknown(event: &Event, item: Item) -> Plan {
+    // The queue only carries valid JSON (ingest split it out of a parsed body).
+    let raw = serde_json::from_str(event.item.get()).unwrap_or(serde_json::Value::Null);
+    Plan::records(
+        item,
+        vec![(
+            "unknown",
+            Record::Unknown(UnknownRecord {
+                v: Default::default(),
+                event_id: event.key.clone(),
+                field: event.field.clone(),
+                raw,
+            }),
+        )],
+    )
+}
