@@ -14,8 +14,10 @@ use std::sync::Arc;
 use serde_json::json;
 
 use crate::http::{ApiError, Method, Request, Response};
-use crate::ingest::IngestService;
+use crate::ingest::{IngestError, IngestService};
+use crate::sends::error::{RequestError, SendsError};
 use crate::sends::service::{send_json, Sends};
+use crate::signature::SIGNATURE_HEADER;
 
 /// `POST /links` and `POST /conversions`: the HTTP side of attribution (`wabridge-attribution`),
 /// mounted by the functions that carry it. A port so the router needs neither QR codes nor an
@@ -132,8 +134,20 @@ impl Api {
                     return Err(ApiError::NotFound(req.path.clone()));
                 };
                 match req.method {
-                    Method::Get => ingest.handshake(req),
-                    Method::Post => ingest.receive(req).await,
+                    Method::Get => {
+                        let challenge = ingest.handshake(
+                            req.query_param("hub.mode").as_deref(),
+                            req.query_param("hub.verify_token").as_deref(),
+                            req.query_param("hub.challenge"),
+                        )?;
+                        Ok(Response::text(200, challenge))
+                    }
+                    Method::Post => {
+                        let accepted = ingest
+                            .receive(&req.body, req.header(SIGNATURE_HEADER))
+                            .await?;
+                        Ok(Response::json(200, &accepted))
+                    }
                     _ => Err(ApiError::MethodNotAllowed(req.path.clone())),
                 }
             }
@@ -158,7 +172,7 @@ impl Api {
                     | (Route::Consents, Method::Post | Method::Get) => {}
                     _ => return Err(ApiError::MethodNotAllowed(req.path.clone())),
                 }
-                sends.authorize(req)?;
+                req.authorize_bearer(sends.api_key())?;
                 if req.method == Method::Post {
                     let json = req.header("content-type").is_some_and(|c| {
                         c.trim_start()
@@ -199,6 +213,45 @@ impl Api {
                 }
             }
             Route::NotFound(path) => Err(ApiError::NotFound(path.to_string())),
+        }
+    }
+}
+
+impl From<IngestError> for ApiError {
+    fn from(e: IngestError) -> ApiError {
+        match e {
+            IngestError::TooLarge { size, limit } => ApiError::PayloadTooLarge { size, limit },
+            e @ (IngestError::NoSecret | IngestError::Unavailable) => {
+                ApiError::Unavailable(e.to_string())
+            }
+            IngestError::Signature(message) => ApiError::Unauthorized(message),
+            IngestError::NotAnEnvelope(e) => ApiError::bad_request(e.code(), e.to_string()),
+            IngestError::Handshake(message) => ApiError::Forbidden(message.into()),
+            IngestError::Challenge { code, message } => ApiError::BadRequest { code, message },
+        }
+    }
+}
+
+impl From<RequestError> for ApiError {
+    fn from(e: RequestError) -> ApiError {
+        match e {
+            RequestError::TooLarge { size, limit } => ApiError::PayloadTooLarge { size, limit },
+            RequestError::Invalid { code, message } => ApiError::BadRequest { code, message },
+        }
+    }
+}
+
+impl From<SendsError> for ApiError {
+    fn from(e: SendsError) -> ApiError {
+        match e {
+            SendsError::Request(e) => e.into(),
+            SendsError::Refused(refusal) => ApiError::Unprocessable {
+                code: refusal.code(),
+                message: refusal.message(),
+            },
+            e @ SendsError::KeyReused => ApiError::Conflict(e.to_string()),
+            SendsError::NotFound(id) => ApiError::NotFound(format!("send {id}")),
+            SendsError::Store(e) => e.into(),
         }
     }
 }

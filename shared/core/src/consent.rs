@@ -154,9 +154,14 @@ impl ContactRef {
         if let Ok(b) = Bsuid::parse(input) {
             return Some(ContactRef::bsuid(&b));
         }
+        ContactRef::parse_phone(input).map(|p| ContactRef::phone(&p))
+    }
+    /// A phone written by a person: `+` and country code in any spelling, or Meta's `wa_id`
+    /// digits (read as international).
+    pub fn parse_phone(input: &str) -> Option<Phone> {
+        let input = input.trim();
         Phone::parse(input, None)
             .or_else(|_| {
-                // Digits without `+` are read as international (Meta's wa_id form).
                 let digits: String = input.chars().filter(char::is_ascii_digit).collect();
                 if !input.starts_with('+') && digits.len() >= 8 {
                     Phone::parse(&format!("+{digits}"), None)
@@ -165,7 +170,6 @@ impl ContactRef {
                 }
             })
             .ok()
-            .map(|p| ContactRef::phone(&p))
     }
     /// A `wa_id` from a webhook (lenient, as Meta sends it).
     pub fn from_wa_id(wa_id: &str) -> Option<ContactRef> {

@@ -24,11 +24,10 @@ use std::sync::Arc;
 
 use crate::clock::now_ms;
 use crate::config;
-use crate::http::{ApiError, Request, Response};
 use crate::inbox::Inbox;
 use crate::redact::mask;
 use crate::signature::{self, AppSecret, WebhookSignature, SIGNATURE_HEADER};
-use crate::webhook::split;
+use crate::webhook::split::{split, SplitError};
 
 /// Largest `hub.challenge` echoed back (Meta sends a short number).
 pub const MAX_CHALLENGE_LEN: usize = 1024;
@@ -119,51 +118,59 @@ impl IngestService {
         self.config.max_body_bytes
     }
 
-    /// `GET /webhook`: Meta's verification handshake.
-    pub fn handshake(&self, req: &Request) -> Result<Response, ApiError> {
+    /// `GET /webhook`: Meta's verification handshake, given its `hub.mode`, `hub.verify_token`
+    /// and `hub.challenge`. Returns the challenge to echo.
+    pub fn handshake(
+        &self,
+        mode: Option<&str>,
+        token: Option<&str>,
+        challenge: Option<String>,
+    ) -> Result<String, IngestError> {
         let Some(expected) = self.config.verify_token.as_deref() else {
             tracing::error!(
                 "{} is not configured: refusing the webhook handshake",
                 config::WHATSAPP_VERIFY_TOKEN
             );
-            return Err(ApiError::Forbidden(
-                "webhook verify token is not configured".into(),
+            return Err(IngestError::Handshake(
+                "webhook verify token is not configured",
             ));
         };
-        if req.query_param("hub.mode").as_deref() != Some("subscribe") {
-            return Err(ApiError::Forbidden("hub.mode must be \"subscribe\"".into()));
+        if mode != Some("subscribe") {
+            return Err(IngestError::Handshake("hub.mode must be \"subscribe\""));
         }
-        let given = req.query_param("hub.verify_token").unwrap_or_default();
-        if !signature::verify_token_matches(expected, &given) {
+        if !signature::verify_token_matches(expected, token.unwrap_or_default()) {
             tracing::warn!("webhook handshake with a wrong verify token");
-            return Err(ApiError::Forbidden(
-                "hub.verify_token does not match".into(),
-            ));
+            return Err(IngestError::Handshake("hub.verify_token does not match"));
         }
-        let challenge = req.query_param("hub.challenge").unwrap_or_default();
+        let challenge = challenge.unwrap_or_default();
         if challenge.is_empty() {
-            return Err(ApiError::bad_request(
-                "missing_challenge",
-                "hub.challenge is missing",
-            ));
+            return Err(IngestError::Challenge {
+                code: "missing_challenge",
+                message: "hub.challenge is missing".into(),
+            });
         }
         if challenge.len() > MAX_CHALLENGE_LEN {
-            return Err(ApiError::bad_request(
-                "invalid_challenge",
-                format!("hub.challenge is longer than {MAX_CHALLENGE_LEN} bytes"),
-            ));
+            return Err(IngestError::Challenge {
+                code: "invalid_challenge",
+                message: format!("hub.challenge is longer than {MAX_CHALLENGE_LEN} bytes"),
+            });
         }
         tracing::info!("webhook handshake verified");
-        Ok(Response::text(200, challenge))
+        Ok(challenge)
     }
 
-    /// `POST /webhook`: verify, split, hand off durably, then 200.
-    pub async fn receive(&self, req: &Request) -> Result<Response, ApiError> {
+    /// `POST /webhook`: verify `body` against its `X-Hub-Signature-256` header, split, hand off
+    /// durably.
+    pub async fn receive(
+        &self,
+        body: &[u8],
+        signature_header: Option<&str>,
+    ) -> Result<Accepted, IngestError> {
         let limit = self.config.max_body_bytes;
-        if req.body.len() > limit {
-            tracing::warn!(size = req.body.len(), limit, "webhook body over the limit");
-            return Err(ApiError::PayloadTooLarge {
-                size: req.body.len(),
+        if body.len() > limit {
+            tracing::warn!(size = body.len(), limit, "webhook body over the limit");
+            return Err(IngestError::TooLarge {
+                size: body.len(),
                 limit,
             });
         }
@@ -172,28 +179,25 @@ impl IngestService {
                 "{} is not configured: refusing a webhook POST (Meta will retry)",
                 config::WHATSAPP_APP_SECRET
             );
-            return Err(ApiError::Unavailable(
-                "webhook app secret is not configured".into(),
-            ));
+            return Err(IngestError::NoSecret);
         };
-        let header = req.header(SIGNATURE_HEADER).unwrap_or("");
-        let sig = WebhookSignature::parse(header).map_err(|e| {
+        let sig = WebhookSignature::parse(signature_header.unwrap_or("")).map_err(|e| {
             tracing::warn!(reason = %e, "webhook POST with an unusable signature");
-            ApiError::Unauthorized(e.to_string())
+            IngestError::Signature(e.to_string())
         })?;
-        if !signature::verify(secret, &req.body, &sig) {
+        if !signature::verify(secret, body, &sig) {
             tracing::warn!(
-                size = req.body.len(),
+                size = body.len(),
                 "webhook signature does not match the body"
             );
-            return Err(ApiError::Unauthorized(
-                "X-Hub-Signature-256 does not match the body".into(),
-            ));
+            return Err(IngestError::Signature(format!(
+                "{SIGNATURE_HEADER} does not match the body"
+            )));
         }
 
-        let events = split(&req.body, now_ms()).map_err(|e| {
+        let events = split(body, now_ms()).map_err(|e| {
             tracing::warn!(code = e.code(), problem = %e, "signed webhook body is not an envelope");
-            ApiError::bad_request(e.code(), e.to_string())
+            IngestError::NotAnEnvelope(e)
         })?;
         let count = events.len();
         if tracing::enabled!(tracing::Level::DEBUG) {
@@ -210,7 +214,7 @@ impl IngestService {
         let report = self.inbox.accept(events).await.map_err(|e| {
             // The detail (driver or SDK message) is logged, not returned.
             tracing::error!(error = %e, events = count, "could not hand webhook events off");
-            ApiError::Unavailable("could not store the events; retry later".into())
+            IngestError::Unavailable
         })?;
         tracing::info!(
             events = count,
@@ -218,25 +222,48 @@ impl IngestService {
             duplicates = report.duplicates,
             "webhook accepted"
         );
-        Ok(Response::json(
-            200,
-            &Accepted {
-                status: "ok",
-                events: count,
-                accepted: report.accepted,
-                duplicates: report.duplicates,
-            },
-        ))
+        Ok(Accepted {
+            status: "ok",
+            events: count,
+            accepted: report.accepted,
+            duplicates: report.duplicates,
+        })
     }
 }
 
+/// Why a webhook call was refused. The HTTP status of each is chosen at the edge
+/// (`crate::api`): Meta retries what is not its fault (no secret, a store down).
+#[derive(Debug, thiserror::Error)]
+pub enum IngestError {
+    #[error("body of {size} bytes is over the limit of {limit} bytes")]
+    TooLarge { size: usize, limit: usize },
+    /// No app secret: nothing can be verified (fail closed).
+    #[error("webhook app secret is not configured")]
+    NoSecret,
+    /// Missing, malformed or wrong `X-Hub-Signature-256`.
+    #[error("{0}")]
+    Signature(String),
+    /// A signed body that is not a WhatsApp envelope.
+    #[error(transparent)]
+    NotAnEnvelope(SplitError),
+    /// The events could not be stored.
+    #[error("could not store the events; retry later")]
+    Unavailable,
+    /// The handshake is refused (no token configured, wrong mode or token).
+    #[error("{0}")]
+    Handshake(&'static str),
+    /// The handshake's challenge is missing or too long.
+    #[error("{message}")]
+    Challenge { code: &'static str, message: String },
+}
+
 /// The 200 answer to a webhook POST (what the events became).
-#[derive(serde::Serialize)]
-struct Accepted {
+#[derive(Debug, serde::Serialize)]
+pub struct Accepted {
     status: &'static str,
-    events: usize,
-    accepted: usize,
-    duplicates: usize,
+    pub events: usize,
+    pub accepted: usize,
+    pub duplicates: usize,
 }
 
 #[cfg(test)]

@@ -133,7 +133,9 @@ async fn drain(s: &Setup) -> Vec<Outcome> {
     }
 }
 
-fn refusal_code(e: wabridge_core::http::ApiError) -> (u16, &'static str) {
+/// The HTTP status and code the API answers for `e`.
+fn refusal_code(e: wabridge_core::sends::error::SendsError) -> (u16, &'static str) {
+    let e = wabridge_core::http::ApiError::from(e);
     (e.status(), e.code())
 }
 
@@ -633,18 +635,26 @@ async fn api_key_is_required_and_compared() {
             .unwrap_or_default(),
         body: vec![],
     };
-    assert!(s.sends.authorize(&req(Some("Bearer test-api-key"))).is_ok());
+    assert!(req(Some("Bearer test-api-key"))
+        .authorize_bearer(s.sends.api_key())
+        .is_ok());
     assert_eq!(
-        s.sends
-            .authorize(&req(Some("Bearer wrong")))
+        req(Some("Bearer wrong"))
+            .authorize_bearer(s.sends.api_key())
             .unwrap_err()
             .status(),
         401
     );
-    assert_eq!(s.sends.authorize(&req(None)).unwrap_err().status(), 401);
     assert_eq!(
-        s.sends
-            .authorize(&req(Some("Basic dGVzdA==")))
+        req(None)
+            .authorize_bearer(s.sends.api_key())
+            .unwrap_err()
+            .status(),
+        401
+    );
+    assert_eq!(
+        req(Some("Basic dGVzdA=="))
+            .authorize_bearer(s.sends.api_key())
             .unwrap_err()
             .status(),
         401
@@ -658,15 +668,15 @@ async fn api_key_is_required_and_compared() {
     );
     // No key configured: every call refused (fail closed), as a deployment problem.
     assert_eq!(
-        closed
-            .authorize(&req(Some("Bearer ")))
+        req(Some("Bearer "))
+            .authorize_bearer(closed.api_key())
             .unwrap_err()
             .status(),
         503
     );
     assert_eq!(
-        closed
-            .authorize(&req(Some("Bearer anything")))
+        req(Some("Bearer anything"))
+            .authorize_bearer(closed.api_key())
             .unwrap_err()
             .status(),
         503

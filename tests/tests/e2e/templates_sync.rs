@@ -401,6 +401,8 @@ async fn submit(sends: &Sends, body: Value) -> Result<SendState, ApiError> {
         .submit(body.to_string().as_bytes(), None)
         .await
         .map(|r| r.state)
+        // The answer the API gives.
+        .map_err(ApiError::from)
 }
 
 fn refusal_code(r: Result<SendState, ApiError>) -> String {

@@ -2,6 +2,7 @@
 //! machine, throughput limits, and the Graph API client the sender uses.
 
 pub mod classify;
+pub mod error;
 pub mod events;
 pub mod graph;
 pub mod hooks;

@@ -55,13 +55,6 @@ impl Refusal {
             }
         }
     }
-
-    pub fn into_api_error(self) -> crate::http::ApiError {
-        crate::http::ApiError::Unprocessable {
-            code: self.code(),
-            message: self.message(),
-        }
-    }
 }
 
 /// The guards and what they read.

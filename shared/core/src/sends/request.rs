@@ -12,8 +12,8 @@ use serde_json::Value;
 use sha2::{Digest, Sha256};
 
 use crate::consent::ContactRef;
-use crate::http::ApiError;
-use crate::identity::Bsuid;
+use crate::identity::{Bsuid, E164};
+use crate::sends::error::RequestError;
 use crate::sends::graph::{self, Address, Content, Language, OutboundMessage};
 
 /// Largest `POST /sends` body, bytes.
@@ -23,9 +23,10 @@ const MAX_PARAMETER_CHARS: usize = 1024;
 const MAX_COMPONENTS: usize = 20;
 const MAX_TEXT_CHARS: usize = 4096;
 
+/// A `POST /sends` body as received (unvalidated); [`SendRequest::try_from`] validates it.
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
-struct Body {
+pub struct SendRequestBody {
     to: Option<String>,
     recipient: Option<String>,
     template: Option<String>,
@@ -80,42 +81,34 @@ pub enum SendKind {
 pub struct SendRequest {
     /// E.164 phone, when addressed by phone (wins over `recipient`, Meta's rule).
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub to: Option<String>,
+    pub to: Option<E164>,
     /// BSUID, when addressed by business-scoped user id.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub recipient: Option<String>,
+    pub recipient: Option<Bsuid>,
     /// The contact key consent and the window are kept under.
     pub contact: String,
     #[serde(flatten)]
     pub kind: SendKind,
 }
 
-fn bad(code: &'static str, message: impl Into<String>) -> ApiError {
-    ApiError::bad_request(code, message)
+fn bad(code: &'static str, message: impl Into<String>) -> RequestError {
+    RequestError::invalid(code, message)
 }
 
-impl SendRequest {
-    /// Validates a `POST /sends` body. Every refusal names the field and the rule.
-    pub fn parse(body: &[u8]) -> Result<SendRequest, ApiError> {
-        if body.len() > MAX_BODY_BYTES {
-            return Err(ApiError::PayloadTooLarge {
-                size: body.len(),
-                limit: MAX_BODY_BYTES,
-            });
-        }
-        let body: Body = serde_json::from_slice(body).map_err(|e| {
-            bad(
-                "invalid_json",
-                format!("body is not a valid send request: {e}"),
-            )
-        })?;
-        let non_empty = |v: &Option<String>| {
-            v.as_deref()
-                .map(str::trim)
-                .filter(|s| !s.is_empty())
-                .map(str::to_string)
-        };
+fn bsuid(recipient: &str) -> Result<Bsuid, RequestError> {
+    Bsuid::parse(recipient).map_err(|_| {
+        bad(
+            "invalid_recipient",
+            "`recipient` is not a BSUID (CC.<alphanumerics>)",
+        )
+    })
+}
 
+impl TryFrom<SendRequestBody> for SendRequest {
+    type Error = RequestError;
+
+    /// Every refusal names the field and the rule.
+    fn try_from(body: SendRequestBody) -> Result<SendRequest, RequestError> {
         // Recipient: `to` (phone, any format) wins over `recipient` (BSUID).
         let (to, recipient, contact) = match (non_empty(&body.to), non_empty(&body.recipient)) {
             (None, None) => {
@@ -125,28 +118,17 @@ impl SendRequest {
                 ))
             }
             (Some(to), recipient) => {
-                let c = ContactRef::parse(&to).filter(|c| c.key.starts_with("phone:")).ok_or_else(|| {
+                let phone = ContactRef::parse_phone(&to).ok_or_else(|| {
                     bad("invalid_recipient", "`to` is not a valid phone number (use the international format, e.g. +5215512345678)")
                 })?;
-                if let Some(r) = &recipient {
-                    Bsuid::parse(r).map_err(|_| {
-                        bad(
-                            "invalid_recipient",
-                            "`recipient` is not a BSUID (CC.<alphanumerics>)",
-                        )
-                    })?;
-                }
-                (Some(c.display.clone()), recipient, c.key)
+                let recipient = recipient.map(|r| bsuid(&r)).transpose()?;
+                let contact = ContactRef::phone(&phone).key;
+                (Some(phone.e164), recipient, contact)
             }
             (None, Some(r)) => {
-                let b = Bsuid::parse(&r).map_err(|_| {
-                    bad(
-                        "invalid_recipient",
-                        "`recipient` is not a BSUID (CC.<alphanumerics>)",
-                    )
-                })?;
-                let c = ContactRef::bsuid(&b);
-                (None, Some(c.display), c.key)
+                let b = bsuid(&r)?;
+                let contact = ContactRef::bsuid(&b).key;
+                (None, Some(b), contact)
             }
         };
 
@@ -157,128 +139,158 @@ impl SendRequest {
                     "give either `template` or `text`, not both",
                 ))
             }
-            (None, Some(text)) => {
-                if body.language.is_some()
-                    || body.category.is_some()
-                    || body.parameters.is_some()
-                    || body.components.is_some()
-                {
-                    return Err(bad(
-                        "text_with_template_fields",
-                        "a `text` message takes no language, category, parameters or components",
-                    ));
-                }
-                if text.chars().count() > MAX_TEXT_CHARS {
-                    return Err(bad(
-                        "text_too_long",
-                        format!("`text` is longer than {MAX_TEXT_CHARS} characters"),
-                    ));
-                }
-                SendKind::Text { body: text }
-            }
+            (None, Some(t)) => text(t, &body)?,
             (None, None) => {
                 return Err(bad(
                     "missing_template",
                     "`template` (the template name) is required",
                 ))
             }
-            (Some(name), None) => {
-                if name.len() > 512
-                    || !name
-                        .bytes()
-                        .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'_')
-                {
-                    return Err(bad("invalid_template", "`template` must be a template name: lower-case letters, digits and underscores"));
-                }
-                let language = non_empty(&body.language).ok_or_else(|| {
-                    bad("missing_language", "`language` (e.g. es_MX) is required")
-                })?;
-                if !valid_language(&language) {
-                    return Err(bad(
-                        "invalid_language",
-                        "`language` must be a language code such as es, es_MX or pt_BR",
-                    ));
-                }
-                let category = match non_empty(&body.category) {
-                    None => None,
-                    Some(c) => Some(Category::parse(&c).ok_or_else(|| {
-                        bad(
-                            "invalid_category",
-                            "`category` must be MARKETING, UTILITY or AUTHENTICATION",
-                        )
-                    })?),
-                };
-                let raw = body.parameters.unwrap_or_default();
-                if raw.len() > MAX_PARAMETERS {
-                    return Err(bad(
-                        "too_many_parameters",
-                        format!("at most {MAX_PARAMETERS} parameters"),
-                    ));
-                }
-                let mut parameters = Vec::with_capacity(raw.len());
-                for (i, p) in raw.iter().enumerate() {
-                    let text = match p {
-                        Value::String(s) => s.clone(),
-                        Value::Number(n) => n.to_string(),
-                        _ => {
-                            return Err(bad(
-                                "invalid_parameters",
-                                format!("parameters[{i}] must be a string"),
-                            ))
-                        }
-                    };
-                    if text.trim().is_empty() || text.chars().count() > MAX_PARAMETER_CHARS {
-                        return Err(bad(
-                            "invalid_parameters",
-                            format!(
-                                "parameters[{i}] must be 1 to {MAX_PARAMETER_CHARS} characters"
-                            ),
-                        ));
-                    }
-                    parameters.push(text);
-                }
-                let components = body.components.unwrap_or_default();
-                if components.len() > MAX_COMPONENTS {
-                    return Err(bad(
-                        "invalid_components",
-                        format!("at most {MAX_COMPONENTS} components"),
-                    ));
-                }
-                for (i, c) in components.iter().enumerate() {
-                    let kind = c.get("type").and_then(Value::as_str);
-                    if !matches!(kind, Some("header" | "body" | "button")) {
-                        return Err(bad(
-                            "invalid_components",
-                            format!("components[{i}].type must be header, body or button"),
-                        ));
-                    }
-                    if kind == Some("body") && !parameters.is_empty() {
-                        return Err(bad("invalid_components", "give body parameters either in `parameters` or in a body component, not both"));
-                    }
-                    if kind == Some("button")
-                        && (c.get("sub_type").is_none() || c.get("index").is_none())
-                    {
-                        return Err(bad(
-                            "invalid_components",
-                            format!("components[{i}] (a button) needs sub_type and index"),
-                        ));
-                    }
-                }
-                SendKind::Template {
-                    name,
-                    language,
-                    category,
-                    parameters,
-                    components,
-                }
-            }
+            (Some(name), None) => template(name, body)?,
         };
+
         Ok(SendRequest {
             to,
             recipient,
             contact,
             kind,
         })
+    }
+}
+
+/// A trimmed string that is not empty.
+fn non_empty(v: &Option<String>) -> Option<String> {
+    v.as_deref()
+        .map(str::trim)
+        .filter(|s| !s.is_empty())
+        .map(str::to_string)
+}
+
+/// A free-form `text` send: no template fields, at most 4,096 characters.
+fn text(text: String, body: &SendRequestBody) -> Result<SendKind, RequestError> {
+    if body.language.is_some()
+        || body.category.is_some()
+        || body.parameters.is_some()
+        || body.components.is_some()
+    {
+        return Err(bad(
+            "text_with_template_fields",
+            "a `text` message takes no language, category, parameters or components",
+        ));
+    }
+    if text.chars().count() > MAX_TEXT_CHARS {
+        return Err(bad(
+            "text_too_long",
+            format!("`text` is longer than {MAX_TEXT_CHARS} characters"),
+        ));
+    }
+    Ok(SendKind::Text { body: text })
+}
+
+/// The `template` of a send: name, language, category, parameters and components checked.
+fn template(name: String, body: SendRequestBody) -> Result<SendKind, RequestError> {
+    if name.len() > 512
+        || !name
+            .bytes()
+            .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'_')
+    {
+        return Err(bad(
+            "invalid_template",
+            "`template` must be a template name: lower-case letters, digits and underscores",
+        ));
+    }
+    let language = non_empty(&body.language)
+        .ok_or_else(|| bad("missing_language", "`language` (e.g. es_MX) is required"))?;
+    if !valid_language(&language) {
+        return Err(bad(
+            "invalid_language",
+            "`language` must be a language code such as es, es_MX or pt_BR",
+        ));
+    }
+    let category = match non_empty(&body.category) {
+        None => None,
+        Some(c) => Some(Category::parse(&c).ok_or_else(|| {
+            bad(
+                "invalid_category",
+                "`category` must be MARKETING, UTILITY or AUTHENTICATION",
+            )
+        })?),
+    };
+    let raw = body.parameters.unwrap_or_default();
+    if raw.len() > MAX_PARAMETERS {
+        return Err(bad(
+            "too_many_parameters",
+            format!("at most {MAX_PARAMETERS} parameters"),
+        ));
+    }
+    let mut parameters = Vec::with_capacity(raw.len());
+    for (i, p) in raw.iter().enumerate() {
+        let text = match p {
+            Value::String(s) => s.clone(),
+            Value::Number(n) => n.to_string(),
+            _ => {
+                return Err(bad(
+                    "invalid_parameters",
+                    format!("parameters[{i}] must be a string"),
+                ))
+            }
+        };
+        if text.trim().is_empty() || text.chars().count() > MAX_PARAMETER_CHARS {
+            return Err(bad(
+                "invalid_parameters",
+                format!("parameters[{i}] must be 1 to {MAX_PARAMETER_CHARS} characters"),
+            ));
+        }
+        parameters.push(text);
+    }
+    let components = body.components.unwrap_or_default();
+    if components.len() > MAX_COMPONENTS {
+        return Err(bad(
+            "invalid_components",
+            format!("at most {MAX_COMPONENTS} components"),
+        ));
+    }
+    for (i, c) in components.iter().enumerate() {
+        let kind = c.get("type").and_then(Value::as_str);
+        if !matches!(kind, Some("header" | "body" | "button")) {
+            return Err(bad(
+                "invalid_components",
+                format!("components[{i}].type must be header, body or button"),
+            ));
+        }
+        if kind == Some("body") && !parameters.is_empty() {
+            return Err(bad(
+                "invalid_components",
+                "give body parameters either in `parameters` or in a body component, not both",
+            ));
+        }
+        if kind == Some("button") && (c.get("sub_type").is_none() || c.get("index").is_none()) {
+            return Err(bad(
+                "invalid_components",
+                format!("components[{i}] (a button) needs sub_type and index"),
+            ));
+        }
+    }
+    Ok(SendKind::Template {
+        name,
+        language,
+        category,
+        parameters,
+        components,
+    })
+}
+
+impl SendRequest {
+    /// Validates a `POST /sends` body. Every refusal names the field and the rule.
+    pub fn parse(body: &[u8]) -> Result<SendRequest, RequestError> {
+        RequestError::check_size(body, MAX_BODY_BYTES)?;
+        let body: SendRequestBody = serde_json::from_slice(body).map_err(|e| {
+            bad(
+                "invalid_json",
+                format!("body is not a valid send request: {e}"),
+            )
+        })?;
+        SendRequest::try_from(body)
     }
 
     /// SHA-256 of the canonical form: equal for equal requests however the JSON was spelled.
@@ -291,11 +303,11 @@ impl SendRequest {
     pub fn contact_ref(&self) -> ContactRef {
         ContactRef {
             key: self.contact.clone(),
-            display: self
-                .to
-                .clone()
-                .or_else(|| self.recipient.clone())
-                .unwrap_or_default(),
+            display: match (&self.to, &self.recipient) {
+                (Some(to), _) => to.to_string(),
+                (None, Some(r)) => r.to_string(),
+                (None, None) => String::new(),
+            },
         }
     }
 
@@ -327,8 +339,8 @@ impl SendRequest {
     /// The Graph API message for send `id`.
     pub fn to_outbound(&self, id: &str) -> OutboundMessage {
         let address = match (&self.to, &self.recipient) {
-            (Some(to), _) => Address::Phone(to.clone()),
-            (None, Some(r)) => Address::Bsuid(r.clone()),
+            (Some(to), _) => Address::Phone(to.to_string()),
+            (None, Some(r)) => Address::Bsuid(r.to_string()),
             (None, None) => Address::Phone(String::new()),
         };
         let content = match &self.kind {
@@ -390,7 +402,7 @@ mod tests {
             "category": "utility", "parameters": ["Ana", 1042]}"#,
         )
         .unwrap();
-        assert_eq!(r.to.as_deref(), Some("+525512345678"));
+        assert_eq!(r.to.as_ref().map(|t| t.as_str()), Some("+525512345678"));
         assert_eq!(r.body_parameter_count(), 2);
         let v = r.to_outbound("snd_1").to_json();
         assert_eq!(v["to"], "525512345678");

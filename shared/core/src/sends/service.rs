@@ -11,8 +11,8 @@ use serde_json::{json, Value};
 use crate::clock::now_ms;
 use crate::consent::{ConsentAction, ConsentCategory, ConsentEntry, ConsentSource, ContactRef};
 use crate::error::StoreError;
-use crate::http::{ApiError, Request};
 use crate::queue::{OutgoingMessage, Queue};
+use crate::sends::error::{RequestError, SendsError};
 use crate::sends::policy::Policy;
 use crate::sends::request::SendRequest;
 use crate::sends::store::{Created, SendRecord, SendState, SendStore};
@@ -75,10 +75,10 @@ impl Sends {
         }
     }
 
-    /// `Authorization: Bearer <WABRIDGE_API_KEY>` (see [`Request::authorize_bearer`]): no key
-    /// configured refuses every call.
-    pub fn authorize(&self, request: &Request) -> Result<(), ApiError> {
-        request.authorize_bearer(self.api_key.as_deref())
+    /// `WABRIDGE_API_KEY`, which the HTTP edge checks every call against (`None` refuses every
+    /// call: fail closed).
+    pub fn api_key(&self) -> Option<&str> {
+        self.api_key.as_deref()
     }
 
     /// `POST /sends`: validate, check the guards, store (idempotently), enqueue. Returns the
@@ -87,28 +87,29 @@ impl Sends {
         &self,
         body: &[u8],
         idempotency_key: Option<&str>,
-    ) -> Result<SendRecord, ApiError> {
+    ) -> Result<SendRecord, SendsError> {
         let key = match idempotency_key.map(str::trim) {
             Some(k) if k.is_empty() || k.len() > 255 => {
-                return Err(ApiError::bad_request(
+                return Err(RequestError::invalid(
                     "invalid_idempotency_key",
                     "Idempotency-Key must be 1 to 255 characters",
-                ))
+                )
+                .into())
             }
             other => other.map(str::to_string),
         };
         let request = SendRequest::parse(body)?;
         let hash = request.hash();
         if let Some(refusal) = self.policy.check(&request, now_ms()).await? {
-            return Err(refusal.into_api_error());
+            return Err(SendsError::Refused(refusal));
         }
         let now = now_ms();
         let record = SendRecord {
             id: format!("snd_{}", uuid::Uuid::now_v7().simple()),
             idempotency_key: key,
             request_hash: hash.clone(),
-            request: serde_json::to_value(&request)
-                .map_err(|e| ApiError::Internal(e.to_string()))?,
+            // A struct of strings and JSON values always serialises.
+            request: serde_json::to_value(&request).expect("send requests serialise"),
             contact: request.contact.clone(),
             state: SendState::Queued,
             error: None,
@@ -120,9 +121,7 @@ impl Sends {
             Created::New(r) => r,
             Created::Existing(existing) => {
                 if existing.request_hash != hash {
-                    return Err(ApiError::Conflict(
-                        "this Idempotency-Key was used for a different request; use a new key for a new send".into(),
-                    ));
+                    return Err(SendsError::KeyReused);
                 }
                 if existing.state != SendState::Queued {
                     return Ok(existing);
@@ -143,104 +142,18 @@ impl Sends {
     }
 
     /// `GET /sends/{id}`.
-    pub async fn get(&self, id: &str) -> Result<SendRecord, ApiError> {
+    pub async fn get(&self, id: &str) -> Result<SendRecord, SendsError> {
         self.store
             .get(id)
             .await?
-            .ok_or_else(|| ApiError::NotFound(format!("send {id}")))
+            .ok_or_else(|| SendsError::NotFound(id.to_string()))
     }
 
     /// `POST /consents`: `{"to" | "recipient", "action": "opt_in"|"opt_out" (or "opt_in": bool),
     /// "category": "marketing"|"utility", "source": "web_form"|"checkout"|"store"|"agent",
     /// "evidence": "text or URL", "at": "RFC 3339" (default now)}`.
-    pub async fn record_consent(&self, body: &[u8]) -> Result<ConsentEntry, ApiError> {
-        if body.len() > MAX_CONSENT_BYTES {
-            return Err(ApiError::PayloadTooLarge {
-                size: body.len(),
-                limit: MAX_CONSENT_BYTES,
-            });
-        }
-        #[derive(Deserialize)]
-        #[serde(deny_unknown_fields)]
-        struct ConsentBody {
-            to: Option<String>,
-            recipient: Option<String>,
-            action: Option<String>,
-            category: Option<String>,
-            source: Option<String>,
-            evidence: Option<String>,
-            at: Option<String>,
-        }
-        let b: ConsentBody = serde_json::from_slice(body).map_err(|e| {
-            ApiError::bad_request("invalid_json", format!("body is not a valid consent: {e}"))
-        })?;
-        let contact = contact_from(b.to.as_deref(), b.recipient.as_deref())?;
-        let action = b
-            .action
-            .as_deref()
-            .and_then(ConsentAction::parse)
-            .ok_or_else(|| {
-                ApiError::bad_request("invalid_action", "`action` must be opt_in or opt_out")
-            })?;
-        let category = match b.category.as_deref() {
-            None => ConsentCategory::Marketing,
-            Some(c) => ConsentCategory::parse(c).ok_or_else(|| {
-                ApiError::bad_request(
-                    "invalid_category",
-                    "`category` must be marketing or utility",
-                )
-            })?,
-        };
-        let source = b
-            .source
-            .as_deref()
-            .and_then(ConsentSource::parse_api)
-            .ok_or_else(|| {
-                ApiError::bad_request(
-                    "invalid_source",
-                    "`source` must be web_form, checkout, store or agent",
-                )
-            })?;
-        let evidence = b
-            .evidence
-            .map(|e| e.trim().to_string())
-            .filter(|e| !e.is_empty());
-        if evidence.as_ref().is_some_and(|e| e.chars().count() > 2048) {
-            return Err(ApiError::bad_request(
-                "invalid_evidence",
-                "`evidence` is longer than 2048 characters",
-            ));
-        }
-        let now = now_ms();
-        let at = match b.at.as_deref() {
-            None => now,
-            Some(t) => {
-                let parsed =
-                    time::OffsetDateTime::parse(t, &time::format_description::well_known::Rfc3339)
-                        .map_err(|_| {
-                            ApiError::bad_request(
-                                "invalid_at",
-                                "`at` must be an RFC 3339 timestamp (2026-05-01T12:00:00Z)",
-                            )
-                        })?;
-                let ms = (parsed.unix_timestamp_nanos() / 1_000_000) as i64;
-                if ms > now + 5 * 60_000 {
-                    return Err(ApiError::bad_request("invalid_at", "`at` is in the future"));
-                }
-                ms
-            }
-        };
-        let entry = ConsentEntry {
-            id: format!("con_{}", uuid::Uuid::now_v7().simple()),
-            contact: contact.key.clone(),
-            to: contact.display.clone(),
-            category,
-            action,
-            source,
-            evidence,
-            at,
-            recorded_at: now,
-        };
+    pub async fn record_consent(&self, body: &[u8]) -> Result<ConsentEntry, SendsError> {
+        let entry = consent_request(body, now_ms())?;
         self.policy.consent.record(&entry).await?;
         Ok(entry)
     }
@@ -251,7 +164,7 @@ impl Sends {
         &self,
         to: Option<&str>,
         recipient: Option<&str>,
-    ) -> Result<Value, ApiError> {
+    ) -> Result<Value, SendsError> {
         let contact = contact_from(to, recipient)?;
         let history = self.policy.consent.history(&contact).await?;
         let state = |c| match crate::consent::state_of(&history, c) {
@@ -271,14 +184,100 @@ impl Sends {
     }
 }
 
-fn contact_from(to: Option<&str>, recipient: Option<&str>) -> Result<ContactRef, ApiError> {
+/// A `POST /consents` body as the consent entry it records (validated; `now` is the default
+/// `at` and the time it is recorded).
+fn consent_request(body: &[u8], now: i64) -> Result<ConsentEntry, RequestError> {
+    RequestError::check_size(body, MAX_CONSENT_BYTES)?;
+    #[derive(Deserialize)]
+    #[serde(deny_unknown_fields)]
+    struct ConsentBody {
+        to: Option<String>,
+        recipient: Option<String>,
+        action: Option<String>,
+        category: Option<String>,
+        source: Option<String>,
+        evidence: Option<String>,
+        at: Option<String>,
+    }
+    let b: ConsentBody = serde_json::from_slice(body).map_err(|e| {
+        RequestError::invalid("invalid_json", format!("body is not a valid consent: {e}"))
+    })?;
+    let contact = contact_from(b.to.as_deref(), b.recipient.as_deref())?;
+    let action = b
+        .action
+        .as_deref()
+        .and_then(ConsentAction::parse)
+        .ok_or_else(|| {
+            RequestError::invalid("invalid_action", "`action` must be opt_in or opt_out")
+        })?;
+    let category = match b.category.as_deref() {
+        None => ConsentCategory::Marketing,
+        Some(c) => ConsentCategory::parse(c).ok_or_else(|| {
+            RequestError::invalid(
+                "invalid_category",
+                "`category` must be marketing or utility",
+            )
+        })?,
+    };
+    let source = b
+        .source
+        .as_deref()
+        .and_then(ConsentSource::parse_api)
+        .ok_or_else(|| {
+            RequestError::invalid(
+                "invalid_source",
+                "`source` must be web_form, checkout, store or agent",
+            )
+        })?;
+    let evidence = b
+        .evidence
+        .map(|e| e.trim().to_string())
+        .filter(|e| !e.is_empty());
+    if evidence.as_ref().is_some_and(|e| e.chars().count() > 2048) {
+        return Err(RequestError::invalid(
+            "invalid_evidence",
+            "`evidence` is longer than 2048 characters",
+        ));
+    }
+    let at = match b.at.as_deref() {
+        None => now,
+        Some(t) => {
+            let parsed =
+                time::OffsetDateTime::parse(t, &time::format_description::well_known::Rfc3339)
+                    .map_err(|_| {
+                        RequestError::invalid(
+                            "invalid_at",
+                            "`at` must be an RFC 3339 timestamp (2026-05-01T12:00:00Z)",
+                        )
+                    })?;
+            let ms = (parsed.unix_timestamp_nanos() / 1_000_000) as i64;
+            if ms > now + 5 * 60_000 {
+                return Err(RequestError::invalid("invalid_at", "`at` is in the future"));
+            }
+            ms
+        }
+    };
+    Ok(ConsentEntry {
+        id: format!("con_{}", uuid::Uuid::now_v7().simple()),
+        contact: contact.key.clone(),
+        to: contact.display.clone(),
+        category,
+        action,
+        source,
+        evidence,
+        at,
+        recorded_at: now,
+    })
+}
+
+fn contact_from(to: Option<&str>, recipient: Option<&str>) -> Result<ContactRef, RequestError> {
     let to = to.map(str::trim).filter(|s| !s.is_empty());
     let recipient = recipient.map(str::trim).filter(|s| !s.is_empty());
     match (to, recipient) {
         (Some(to), _) => ContactRef::parse(to)
             .filter(|c| c.key.starts_with("phone:"))
             .ok_or_else(|| {
-                ApiError::bad_request(
+                RequestError::invalid(
                     "invalid_recipient",
                     "`to` is not a valid phone number (use the international format)",
                 )
@@ -286,12 +285,12 @@ fn contact_from(to: Option<&str>, recipient: Option<&str>) -> Result<ContactRef,
         (None, Some(r)) => crate::identity::Bsuid::parse(r)
             .map(|b| ContactRef::bsuid(&b))
             .map_err(|_| {
-                ApiError::bad_request(
+                RequestError::invalid(
                     "invalid_recipient",
                     "`recipient` is not a BSUID (CC.<alphanumerics>)",
                 )
             }),
-        (None, None) => Err(ApiError::bad_request(
+        (None, None) => Err(RequestError::invalid(
             "missing_recipient",
             "give `to` (a phone number) or `recipient` (a BSUID)",
         )),
