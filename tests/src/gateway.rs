@@ -358,13 +358,18 @@ impl Drop for Gateway {
     }
 }
 
-/// POSTs `body` to `url` with `X-Hub-Signature-256` under `secret`.
-pub async fn post_signed_with(url: &str, secret: &str, body: &[u8]) -> (u16, Value) {
-    let signature = sign(&AppSecret::new(secret).expect("non-empty secret"), body);
-    let r = reqwest::Client::builder()
+/// The HTTP client the tests call the gateway with (20 s timeout).
+pub fn http_client() -> reqwest::Client {
+    reqwest::Client::builder()
         .timeout(Duration::from_secs(20))
         .build()
         .expect("HTTP client")
+}
+
+/// POSTs `body` to `url` with `X-Hub-Signature-256` under `secret`.
+pub async fn post_signed_with(url: &str, secret: &str, body: &[u8]) -> (u16, Value) {
+    let signature = sign(&AppSecret::new(secret).expect("non-empty secret"), body);
+    let r = http_client()
         .post(url)
         .header("content-type", "application/json")
         .header("x-hub-signature-256", signature)

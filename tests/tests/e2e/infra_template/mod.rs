@@ -1,0 +1,265 @@
+//! The SAM template (infra/template.yaml) checked against the code: every resource of the flow,
+//! every output, every env name a function reads (shared/core/src/config.rs is the one list), the
+//! secret's keys, least-privilege roles, queues with dead-letter queues, alarms.
+//!
+//! The template is read with a YAML parser that keeps CloudFormation's short tags (`!Ref`,
+//! `!GetAtt`, `!Sub`, ...) and turns them into their long JSON forms, so no Python is needed.
+//! Each check returns its problems; the `*_catches_*` tests feed it a broken copy of the
+//! template and require the problem to be reported, so the checks can fail.
+
+mod access;
+mod alarms;
+mod data;
+mod env;
+mod functions;
+mod queues;
+mod self_tests;
+mod stack;
+
+use std::collections::BTreeSet;
+
+use serde_json::{json, Map, Value};
+use wabridge_core::config;
+use wabridge_tests::workspace_root;
+
+// ------------------------------------------------------------------ reading the template
+
+/// YAML with CloudFormation tags → JSON with the long forms (`!Ref X` → `{"Ref": "X"}`).
+fn yaml_to_json(value: serde_yaml_ng::Value) -> Value {
+    use serde_yaml_ng::Value as Y;
+    match value {
+        Y::Null => Value::Null,
+        Y::Bool(b) => Value::Bool(b),
+        Y::Number(n) => {
+            if let Some(i) = n.as_i64() {
+                json!(i)
+            } else if let Some(u) = n.as_u64() {
+                json!(u)
+            } else {
+                json!(n.as_f64().unwrap_or(f64::NAN))
+            }
+        }
+        Y::String(s) => Value::String(s),
+        Y::Sequence(items) => Value::Array(items.into_iter().map(yaml_to_json).collect()),
+        Y::Mapping(map) => Value::Object(
+            map.into_iter()
+                .map(|(k, v)| {
+                    let key = match k {
+                        Y::String(s) => s,
+                        other => serde_yaml_ng::to_string(&other)
+                            .unwrap_or_default()
+                            .trim()
+                            .to_string(),
+                    };
+                    (key, yaml_to_json(v))
+                })
+                .collect(),
+        ),
+        Y::Tagged(tagged) => {
+            let tag = tagged.tag.to_string();
+            let name = tag.trim_start_matches('!');
+            let inner = yaml_to_json(tagged.value);
+            match name {
+                "Ref" | "Condition" => json!({ name: inner }),
+                "GetAtt" => match inner {
+                    Value::String(s) => {
+                        let (res, attr) = s.split_once('.').unwrap_or((&s, ""));
+                        json!({ "Fn::GetAtt": [res, attr] })
+                    }
+                    other => json!({ "Fn::GetAtt": other }),
+                },
+                _ => json!({ format!("Fn::{name}"): inner }),
+            }
+        }
+    }
+}
+
+fn load_template() -> Value {
+    let path = workspace_root().join("infra/template.yaml");
+    let text = std::fs::read_to_string(&path)
+        .unwrap_or_else(|e| panic!("{}: {e} (the SAM template is missing)", path.display()));
+    let yaml: serde_yaml_ng::Value =
+        serde_yaml_ng::from_str(&text).unwrap_or_else(|e| panic!("infra/template.yaml: {e}"));
+    yaml_to_json(yaml)
+}
+
+fn resources(t: &Value) -> &Map<String, Value> {
+    t["Resources"].as_object().expect("Resources is a mapping")
+}
+
+fn props<'a>(t: &'a Value, id: &str) -> &'a Value {
+    &t["Resources"][id]["Properties"]
+}
+
+/// A function's property, falling back to `Globals.Function`.
+fn fn_prop<'a>(t: &'a Value, id: &str, name: &str) -> &'a Value {
+    let own = &props(t, id)[name];
+    if own.is_null() {
+        &t["Globals"]["Function"][name]
+    } else {
+        own
+    }
+}
+
+fn is_ref(v: &Value, id: &str) -> bool {
+    v.get("Ref").and_then(Value::as_str) == Some(id)
+}
+
+fn is_get_att(v: &Value, id: &str, attr: &str) -> bool {
+    v.get("Fn::GetAtt")
+        .and_then(Value::as_array)
+        .is_some_and(|a| a.len() == 2 && a[0] == id && a[1] == attr)
+}
+
+/// Logical ids a fragment refers to (Ref, GetAtt, `${X}` / `${X.Attr}` in Sub).
+fn refs(v: &Value) -> BTreeSet<String> {
+    let mut out = BTreeSet::new();
+    fn walk(v: &Value, out: &mut BTreeSet<String>) {
+        match v {
+            Value::Array(items) => items.iter().for_each(|i| walk(i, out)),
+            Value::Object(map) => {
+                for (k, arg) in map {
+                    match (k.as_str(), arg) {
+                        ("Ref", Value::String(s)) => {
+                            out.insert(s.clone());
+                        }
+                        ("Fn::GetAtt", Value::Array(a)) => {
+                            if let Some(s) = a.first().and_then(Value::as_str) {
+                                out.insert(s.to_string());
+                            }
+                        }
+                        ("Fn::Sub", Value::String(s)) => {
+                            for part in s.split("${").skip(1) {
+                                if let Some(end) = part.find('}') {
+                                    let var = &part[..end];
+                                    out.insert(var.split('.').next().unwrap_or(var).to_string());
+                                }
+                            }
+                        }
+                        _ => walk(arg, out),
+                    }
+                }
+            }
+            _ => {}
+        }
+    }
+    walk(v, &mut out);
+    out
+}
+
+fn strings(v: &Value) -> Vec<String> {
+    match v {
+        Value::String(s) => vec![s.clone()],
+        Value::Array(a) => a
+            .iter()
+            .filter_map(|x| x.as_str().map(String::from))
+            .collect(),
+        _ => vec![],
+    }
+}
+
+fn int(v: &Value) -> Option<i64> {
+    v.as_i64()
+        .or_else(|| v.as_str().and_then(|s| s.parse().ok()))
+}
+
+/// An integer property, resolving `!Ref Parameter` to the parameter's default.
+fn int_or_param(t: &Value, v: &Value) -> Option<i64> {
+    int(v).or_else(|| {
+        let name = v.get("Ref")?.as_str()?;
+        int(&t["Parameters"][name]["Default"])
+    })
+}
+
+// ------------------------------------------------------------------ the contract
+
+/// The Lambdas: logical id, crate folder, and the env names each reads besides the secrets
+/// (which come from the secret named by `WABRIDGE_SECRETS_ARN`). Proposed for
+/// shared/core/src/config.rs as `INGEST_ENV`, `CRM_SYNC_ENV`, `SENDER_ENV`.
+struct Lambda {
+    id: &'static str,
+    crate_dir: &'static str,
+    env: &'static [&'static str],
+    /// Queue its SQS event source reads, with its dead-letter queue.
+    consumes: Option<(&'static str, &'static str)>,
+    /// Queues it sends to (sqs:SendMessage).
+    sends_to: &'static [&'static str],
+}
+
+const INGEST_ENV: &[&str] = &[
+    config::WABRIDGE_TABLE,
+    config::EVENTS_QUEUE_URL,
+    config::SENDS_QUEUE_URL,
+    config::WABRIDGE_SECRETS_ARN,
+    config::WABRIDGE_MAX_BODY_BYTES,
+];
+const ATTRIBUTION_ENV: &[&str] = &[
+    config::WABRIDGE_TABLE,
+    config::WABRIDGE_SECRETS_ARN,
+    config::META_DATASET_ID,
+    config::WHATSAPP_API_URL,
+    config::WHATSAPP_API_VERSION,
+];
+const CRM_SYNC_ENV: &[&str] = &[
+    config::WABRIDGE_TABLE,
+    config::EVENTS_QUEUE_URL,
+    config::EVENTS_DLQ_URL,
+    config::WABRIDGE_SECRETS_ARN,
+    config::CRM_KIND,
+    config::CRM_WEBHOOK_URL,
+    config::HUBSPOT_API_URL,
+];
+const SENDER_ENV: &[&str] = &[
+    config::WABRIDGE_TABLE,
+    config::SENDS_QUEUE_URL,
+    config::SENDS_DLQ_URL,
+    config::EVENTS_QUEUE_URL,
+    config::WABRIDGE_SECRETS_ARN,
+    config::WHATSAPP_PHONE_NUMBER_ID,
+    config::WHATSAPP_API_URL,
+    config::WHATSAPP_API_VERSION,
+    config::WABRIDGE_SENDS_PER_SECOND,
+    config::WABRIDGE_SENDER_INSTANCES,
+];
+
+const LAMBDAS: &[Lambda] = &[
+    Lambda {
+        id: "Ingest",
+        crate_dir: "functions/ingest",
+        env: INGEST_ENV,
+        consumes: None,
+        sends_to: &["EventsQueue", "SendsQueue"],
+    },
+    Lambda {
+        id: "Attribution",
+        crate_dir: "functions/attribution",
+        env: ATTRIBUTION_ENV,
+        consumes: None,
+        sends_to: &[],
+    },
+    Lambda {
+        id: "CrmSync",
+        crate_dir: "functions/crm-sync",
+        env: CRM_SYNC_ENV,
+        consumes: Some(("EventsQueue", "EventsDlq")),
+        // Explicit dead letters (validation failures, CRM rejections) with their reason; the
+        // send_result event of a 131050 status back on the events queue.
+        sends_to: &["EventsDlq", "EventsQueue"],
+    },
+    Lambda {
+        id: "Sender",
+        crate_dir: "functions/sender",
+        env: SENDER_ENV,
+        consumes: Some(("SendsQueue", "SendsDlq")),
+        // Terminal send errors with their reason; send_result events for crm-sync.
+        sends_to: &["SendsDlq", "EventsQueue"],
+    },
+];
+
+fn assert_clean(problems: Vec<String>) {
+    assert!(
+        problems.is_empty(),
+        "infra/template.yaml:\n  {}",
+        problems.join("\n  ")
+    );
+}
