@@ -17,7 +17,7 @@ Emulator-only substitutions (the real template is never changed):
   API has them, through that API with the template's own properties: the secret (with the same
   JSON keys and generated verify token), the alarms, the Function URL. What cannot be created
   is listed in the outputs file under "NotDeployed". infra/check_template.py and
-  tests/tests/infra_template.rs check all of them from the transformed template.
+  tests/tests/e2e/infra_template/ check all of them from the transformed template.
 - Event source mappings are created by the stack, checked, then disabled: moto would otherwise
   "invoke" the placeholder function on every SendMessage, receiving (and counting) the messages
   the tests want to receive themselves.

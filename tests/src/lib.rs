@@ -145,6 +145,13 @@ pub struct Aws {
 }
 
 impl Aws {
+    /// The AWS engine the Lambdas build, over moto and `table`.
+    pub fn engine(&self, table: &str) -> wabridge_aws::engine::AwsEngine {
+        wabridge_aws::engine::AwsEngine::new(&self.config, table)
+    }
+}
+
+impl Aws {
     pub async fn connect(endpoint: &str) -> Aws {
         let config = sdk_config(endpoint).await;
         Aws {
@@ -345,12 +352,8 @@ pub fn sender_app(
     graph: wabridge_graph::GraphClient,
 ) -> sender::App {
     sender::build(
-        sender::Clients {
-            dynamo: aws.dynamo.clone(),
-            sqs: aws.sqs.clone(),
-        },
+        aws.engine(table),
         sender::Names {
-            table: table.to_string(),
             queue_url: sends.url.clone(),
             dlq_url: sends.dlq_url.clone(),
             events_url: events.url.clone(),

@@ -1,5 +1,5 @@
 //! `crm-sync` Lambda: an SQS batch of events in, partial batch failures out
-//! (`ReportBatchItemFailures`). Each message is handled by the core's [`CrmSync`] (identity,
+//! (`ReportBatchItemFailures`). Each message is handled by the core's [`wabridge_core::sync::CrmSync`] (identity,
 //! mapping + validation, CRM, effects ledger) over DynamoDB; outcomes are applied with
 //! `wabridge_aws::lambda::sqs_batch` without deleting successes (Lambda deletes every message not reported):
 //! `RetryAfter` sets the message's visibility to the delay and reports it; `DeadLetter` moves it
@@ -13,11 +13,7 @@
 use std::sync::Arc;
 
 use aws_lambda_events::event::sqs::{SqsBatchResponse, SqsEvent};
-use wabridge_aws::dynamo::attribution::DynamoAttribution;
-use wabridge_aws::dynamo::identity::DynamoIdentityStore;
-use wabridge_aws::dynamo::ledger::DynamoLedger;
-use wabridge_aws::dynamo::sends::DynamoSends;
-use wabridge_aws::sqs::SqsQueue;
+use wabridge_aws::engine::AwsEngine;
 use wabridge_core::attribution::AttributionConfig;
 use wabridge_core::config;
 use wabridge_core::consumer::Handler;
@@ -25,8 +21,6 @@ use wabridge_core::mapping::Mapping;
 use wabridge_core::queue::Queue;
 use wabridge_core::sends::events::QueueEvents;
 use wabridge_core::sends::hooks::SendingHooks;
-use wabridge_core::sends::service::Sends;
-use wabridge_core::sync::CrmSync;
 
 /// Messages of one batch handled at once.
 pub const CONCURRENCY: usize = 16;
@@ -51,25 +45,15 @@ pub async fn cold_start() -> Result<App, lambda_runtime::Error> {
         None => Mapping::example(&kind)?,
     };
     let crm = wabridge_crm::from_lookup(&mapping, None, lookup)?;
-    let dynamo = aws_sdk_dynamodb::Client::new(sdk);
-    let sqs = aws_sdk_sqs::Client::new(sdk);
-    let attribution_config = AttributionConfig::from_env()?;
-    let queue: Arc<dyn Queue> = Arc::new(SqsQueue::new(sqs, queue_url, dlq_url));
-    let hooks = sending_hooks(&dynamo, &table, queue.clone());
-    let sync = CrmSync::new(
-        Arc::new(DynamoIdentityStore::new(dynamo.clone(), table.clone())),
-        Arc::new(
-            DynamoLedger::new(dynamo.clone(), table.clone())
-                .with_retention(config::ledger_retention()?),
-        ),
+    let engine = AwsEngine::new(sdk, table);
+    let queue: Arc<dyn Queue> = Arc::new(engine.queue(queue_url, dlq_url));
+    let sync = engine.crm_sync(
         crm,
-        Arc::new(mapping),
-    )
-    .with_attribution(
-        Arc::new(DynamoAttribution::new(dynamo, table)),
-        attribution_config,
-    )
-    .with_hooks(Arc::new(hooks));
+        mapping,
+        AttributionConfig::from_env()?,
+        config::ledger_retention()?,
+        Arc::new(sending_hooks(&engine, queue.clone())),
+    );
     tracing::info!(crm = kind, "crm-sync ready");
     Ok(App {
         handler: Arc::new(sync),
@@ -77,19 +61,12 @@ pub async fn cold_start() -> Result<App, lambda_runtime::Error> {
     })
 }
 
-/// The sending side's hooks over the DynamoDB table; `events_queue` carries the `send_result`
+/// The sending side's hooks over the engine's table; `events_queue` carries the `send_result`
 /// events `Sends::apply_status` emits (Meta's 131050 in a status webhook).
-pub fn sending_hooks(
-    dynamo: &aws_sdk_dynamodb::Client,
-    table: &str,
-    events_queue: Arc<dyn Queue>,
-) -> SendingHooks {
-    let policy = wabridge_aws::dynamo::send_policy(dynamo, table);
-    let sends = Sends::new(
-        Arc::new(DynamoSends::new(dynamo.clone(), table.to_string())),
+pub fn sending_hooks(engine: &AwsEngine, events_queue: Arc<dyn Queue>) -> SendingHooks {
+    let sends = engine.sends(
         // Never used here: crm-sync applies statuses, it does not accept sends.
         events_queue.clone(),
-        policy,
         Arc::new(QueueEvents::new(events_queue)),
         None,
     );

@@ -1,21 +1,18 @@
 //! The `ingest` Lambda behind a Function URL (or an HTTP API v2 route): `/webhook` (verify,
 //! split, dedupe, durable enqueue, 200) and, with a sends queue, `/sends` and `/consents`. It
-//! wires the AWS engine (DynamoDB dedupe + SQS events queue under [`StagedInbox`]) once per
+//! wires the AWS engine (DynamoDB dedupe + SQS events queue, `AwsEngine::inbox`) once per
 //! cold start. `/links` and `/conversions` are the attribution function's: they need a QR
 //! encoder and an HTTP client, which this function does not link.
 
 use std::sync::Arc;
 
 use aws_config::SdkConfig;
-use wabridge_aws::dynamo::dedupe::DynamoDedupe;
-use wabridge_aws::dynamo::sends::DynamoSends;
-use wabridge_aws::sqs::SqsQueue;
+use wabridge_aws::engine::AwsEngine;
 use wabridge_core::api::Api;
 use wabridge_core::config;
 use wabridge_core::dedupe::DEFAULT_DEDUPE_TTL;
-use wabridge_core::inbox::StagedInbox;
 use wabridge_core::ingest::{IngestConfig, IngestService};
-use wabridge_core::sends::service::{NoEvents, Sends};
+use wabridge_core::sends::service::NoEvents;
 
 pub use wabridge_aws::function_url::{handle, to_core_request, to_lambda_response};
 
@@ -63,24 +60,17 @@ impl Settings {
 /// The API this function serves, over the AWS engine: the webhook and, with a sends queue,
 /// `/sends` and `/consents`.
 pub fn build_api(sdk: &SdkConfig, settings: Settings) -> Api {
-    let dynamo = aws_sdk_dynamodb::Client::new(sdk);
-    let sqs = aws_sdk_sqs::Client::new(sdk);
-    let table = settings.table;
-    let dedupe = DynamoDedupe::new(dynamo.clone(), table.clone());
-    // Ingest only sends: it has no use for (nor IAM access to) the dead-letter queue.
-    let queue = SqsQueue::producer(sqs.clone(), settings.events_queue_url);
-    let inbox = StagedInbox::new(Arc::new(dedupe), Arc::new(queue), DEFAULT_DEDUPE_TTL);
+    let engine = AwsEngine::new(sdk, settings.table);
+    let inbox = engine.inbox(settings.events_queue_url, DEFAULT_DEDUPE_TTL);
     let mut api = Api::new().with_ingest(Arc::new(IngestService::new(
         settings.ingest,
         Arc::new(inbox),
     )));
     match settings.sends_queue_url {
+        // Ingest only sends to the queue: it has no use for (nor IAM access to) its DLQ.
         Some(url) => {
-            let policy = wabridge_aws::dynamo::send_policy(&dynamo, &table);
-            api = api.with_sends(Arc::new(Sends::new(
-                Arc::new(DynamoSends::new(dynamo, table)),
-                Arc::new(SqsQueue::producer(sqs, url)),
-                policy,
+            api = api.with_sends(Arc::new(engine.sends(
+                Arc::new(engine.producer(url)),
                 Arc::new(NoEvents),
                 settings.api_key,
             )));

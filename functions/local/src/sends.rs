@@ -7,41 +7,17 @@ use std::sync::Arc;
 
 use serde_json::{json, Value};
 use wabridge_core::config;
-use wabridge_core::consent::ConsentService;
 use wabridge_core::consumer::{run_worker, WorkerOptions};
-use wabridge_core::sends::events::QueueEvents;
 use wabridge_core::sends::graph::GraphConfig;
-use wabridge_core::sends::policy::Policy;
 use wabridge_core::sends::ratelimit::RateLimiter;
 use wabridge_core::sends::sender::Sender;
 use wabridge_core::sends::service::Sends;
-use wabridge_core::templates::TemplateRegistry;
-use wabridge_core::window::WindowService;
 use wabridge_graph::GraphClient;
-use wabridge_sqlite::{
-    Db, SqliteConsent, SqliteQueue, SqliteSends, SqliteTemplates, SqliteWindow, EVENTS_QUEUE,
-    SENDS_QUEUE,
-};
+use wabridge_sqlite::{Db, SqliteEngine, SqliteQueue, SENDS_QUEUE};
 
-/// The sends service over the local SQLite store. Sends that end without a status webhook (and
-/// Meta's 131050 opt-outs) are reported on the events queue, which crm-sync turns into CRM
-/// records.
+/// The sends service over the local SQLite store (see [`SqliteEngine::sends`]).
 pub fn service(db: &Db, api_key: &str) -> Arc<Sends> {
-    let policy = Policy {
-        consent: ConsentService::new(Arc::new(SqliteConsent::new(db.clone()))),
-        templates: TemplateRegistry::new(Arc::new(SqliteTemplates::new(db.clone()))),
-        window: WindowService::new(Arc::new(SqliteWindow::new(db.clone()))),
-    };
-    Arc::new(Sends::new(
-        Arc::new(SqliteSends::new(db.clone())),
-        Arc::new(SqliteQueue::new(db.clone(), SENDS_QUEUE)),
-        policy,
-        Arc::new(QueueEvents::new(Arc::new(SqliteQueue::new(
-            db.clone(),
-            EVENTS_QUEUE,
-        )))),
-        Some(api_key.to_string()),
-    ))
+    Arc::new(SqliteEngine::new(db.clone()).sends(Some(api_key.to_string())))
 }
 
 /// Starts the sender worker when the Graph API is configured (`WHATSAPP_ACCESS_TOKEN`,

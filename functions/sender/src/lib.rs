@@ -24,8 +24,7 @@ use std::sync::Arc;
 
 use aws_lambda_events::event::sqs::{SqsBatchResponse, SqsEvent};
 use serde_json::{json, Value};
-use wabridge_aws::dynamo::sends::DynamoSends;
-use wabridge_aws::sqs::SqsQueue;
+use wabridge_aws::engine::AwsEngine;
 use wabridge_core::config;
 use wabridge_core::consumer::Handler;
 use wabridge_core::queue::Queue;
@@ -33,7 +32,6 @@ use wabridge_core::sends::events::QueueEvents;
 use wabridge_core::sends::graph::GraphConfig;
 use wabridge_core::sends::ratelimit::RateLimiter;
 use wabridge_core::sends::sender::Sender;
-use wabridge_core::sends::service::Sends;
 use wabridge_core::sends::template_sync::{TemplateSync, TemplateSyncConfig};
 use wabridge_core::templates::TemplateRegistry;
 use wabridge_graph::GraphClient;
@@ -76,12 +74,9 @@ pub async fn cold_start() -> Result<App, lambda_runtime::Error> {
     // Fails closed: no token or phone number id, no sender.
     let graph = GraphClient::new(GraphConfig::from_lookup(lookup)?);
     let (rate, instances) = config::send_rate(lookup)?;
-    let dynamo = aws_sdk_dynamodb::Client::new(sdk);
-    let sqs = aws_sdk_sqs::Client::new(sdk);
     let mut app = build(
-        Clients { dynamo, sqs },
+        AwsEngine::new(sdk, table),
         Names {
-            table,
             queue_url,
             dlq_url,
             events_url,
@@ -102,15 +97,8 @@ pub async fn cold_start() -> Result<App, lambda_runtime::Error> {
     Ok(app)
 }
 
-/// The AWS clients the sender uses.
-pub struct Clients {
-    pub dynamo: aws_sdk_dynamodb::Client,
-    pub sqs: aws_sdk_sqs::Client,
-}
-
-/// The table and queues the sender uses.
+/// The queues the sender uses.
 pub struct Names {
-    pub table: String,
     /// The sends queue and its dead-letter queue.
     pub queue_url: String,
     pub dlq_url: String,
@@ -118,22 +106,13 @@ pub struct Names {
     pub events_url: String,
 }
 
-/// The sender over DynamoDB and SQS (what [`cold_start`] builds from the environment).
-pub fn build(clients: Clients, names: Names, graph: GraphClient, limiter: RateLimiter) -> App {
-    let Clients { dynamo, sqs } = clients;
-    let table = names.table;
-    let queue: Arc<dyn Queue> =
-        Arc::new(SqsQueue::new(sqs.clone(), names.queue_url, names.dlq_url));
-    let events = QueueEvents::new(Arc::new(SqsQueue::producer(sqs, names.events_url)));
-    let policy = wabridge_aws::dynamo::send_policy(&dynamo, &table);
-    let templates = policy.templates.clone();
-    let sends = Sends::new(
-        Arc::new(DynamoSends::new(dynamo, table)),
-        queue.clone(),
-        policy,
-        Arc::new(events),
-        None, // The sender serves no HTTP.
-    );
+/// The sender over the AWS engine (what [`cold_start`] builds from the environment).
+pub fn build(engine: AwsEngine, names: Names, graph: GraphClient, limiter: RateLimiter) -> App {
+    let queue: Arc<dyn Queue> = Arc::new(engine.queue(names.queue_url, names.dlq_url));
+    let events = QueueEvents::new(Arc::new(engine.producer(names.events_url)));
+    // The sender serves no HTTP.
+    let sends = engine.sends(queue.clone(), Arc::new(events), None);
+    let templates = sends.policy.templates.clone();
     App {
         handler: Arc::new(Sender {
             sends,

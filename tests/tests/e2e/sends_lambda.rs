@@ -18,24 +18,19 @@ use aws_lambda_events::event::sqs::{SqsEvent, SqsMessage};
 use aws_sdk_sqs::types::MessageSystemAttributeName;
 use serde_json::{json, Value};
 use wabridge_aws::dynamo::consent::DynamoConsent;
-use wabridge_aws::dynamo::identity::DynamoIdentityStore;
-use wabridge_aws::dynamo::ledger::DynamoLedger;
 use wabridge_aws::dynamo::sends::DynamoSends;
 use wabridge_aws::dynamo::templates::DynamoTemplates;
 use wabridge_aws::dynamo::window::DynamoWindow;
-use wabridge_aws::sqs::SqsQueue;
 use wabridge_core::consent::{
-    ConsentAction, ConsentCategory, ConsentEntry, ConsentService, ConsentSource, ConsentStore,
+    ConsentAction, ConsentCategory, ConsentEntry, ConsentSource, ConsentStore,
 };
 use wabridge_core::mapping::Mapping;
 use wabridge_core::queue::Queue;
 use wabridge_core::sends::graph::GraphConfig;
-use wabridge_core::sends::policy::Policy;
-use wabridge_core::sends::service::{NoEvents, Sends};
+use wabridge_core::sends::service::NoEvents;
 use wabridge_core::sends::store::{SendRecord, SendState, SendStore};
-use wabridge_core::sync::CrmSync;
-use wabridge_core::templates::{TemplateRegistry, TemplateStore};
-use wabridge_core::window::{WindowService, WindowStore};
+use wabridge_core::templates::TemplateStore;
+use wabridge_core::window::WindowStore;
 use wabridge_crm::webhook::WebhookCrm;
 use wabridge_graph::GraphClient;
 use wabridge_tests::prism::Prism;
@@ -101,22 +96,15 @@ async fn receive(aws: &Aws, url: &str, n: usize) -> SqsEvent {
 
 /// The crm-sync Lambda's app as its cold start builds it (webhook CRM, the sending hooks).
 fn crm_sync_app(aws: &Aws, table: &str, events: &TestQueues, crm_url: &str) -> crm_sync::App {
-    let queue: Arc<dyn Queue> = Arc::new(SqsQueue::new(
-        aws.sqs.clone(),
-        events.url.clone(),
-        events.dlq_url.clone(),
-    ));
-    let sync = CrmSync::new(
-        Arc::new(DynamoIdentityStore::new(aws.dynamo.clone(), table)),
-        Arc::new(DynamoLedger::new(aws.dynamo.clone(), table)),
+    let engine = aws.engine(table);
+    let queue: Arc<dyn Queue> = Arc::new(engine.queue(events.url.clone(), events.dlq_url.clone()));
+    let sync = engine.crm_sync(
         Arc::new(WebhookCrm::new(crm_url, "whsec_c2VjcmV0", Duration::from_secs(5)).unwrap()),
-        Arc::new(Mapping::example("webhook").unwrap()),
-    )
-    .with_hooks(Arc::new(crm_sync::sending_hooks(
-        &aws.dynamo,
-        table,
-        queue.clone(),
-    )));
+        Mapping::example("webhook").unwrap(),
+        wabridge_core::attribution::AttributionConfig::default(),
+        Duration::from_secs(wabridge_core::config::DEFAULT_LEDGER_RETENTION_DAYS * 86_400),
+        Arc::new(crm_sync::sending_hooks(&engine, queue.clone())),
+    );
     crm_sync::App {
         handler: Arc::new(sync),
         queue,
@@ -333,27 +321,13 @@ async fn sender_lambda_sends_through_prism_and_reports_a_refusal_to_the_events_q
     });
     let app = wabridge_tests::sender_app(&aws, &table, &sends_q, &events_q, graph);
     // What ingest's `POST /sends` does: the same table, the sends queue.
-    let consent = ConsentService::new(Arc::new(DynamoConsent::new(
-        aws.dynamo.clone(),
-        table.clone(),
-    )));
-    let api = Sends::new(
-        Arc::new(DynamoSends::new(aws.dynamo.clone(), table.clone())),
-        Arc::new(SqsQueue::producer(aws.sqs.clone(), sends_q.url.clone())),
-        Policy {
-            consent: consent.clone(),
-            templates: TemplateRegistry::new(Arc::new(DynamoTemplates::new(
-                aws.dynamo.clone(),
-                table.clone(),
-            ))),
-            window: WindowService::new(Arc::new(DynamoWindow::new(
-                aws.dynamo.clone(),
-                table.clone(),
-            ))),
-        },
+    let engine = aws.engine(&table);
+    let api = engine.sends(
+        Arc::new(engine.producer(sends_q.url.clone())),
         Arc::new(NoEvents),
         Some("k".into()),
     );
+    let consent = api.policy.consent.clone();
     let opt = |action, at| ConsentEntry {
         id: format!("con_{}", uuid::Uuid::new_v4().simple()),
         contact: "phone:525512340077".into(),

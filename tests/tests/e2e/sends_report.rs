@@ -17,29 +17,22 @@ use std::time::Duration;
 use async_trait::async_trait;
 use axum::http::StatusCode;
 use serde_json::{json, Value};
-use wabridge_core::consent::{ConsentService, ConsentState, ContactRef};
+use wabridge_core::consent::{ConsentState, ContactRef};
 use wabridge_core::consumer::{Handler, Outcome};
 use wabridge_core::error::StoreError;
 use wabridge_core::mapping::Mapping;
 use wabridge_core::queue::{DeadLetter, Delivery, OutgoingMessage, Queue};
 use wabridge_core::sends::events::QueueEvents;
 use wabridge_core::sends::graph::GraphConfig;
-use wabridge_core::sends::hooks::SendingHooks;
-use wabridge_core::sends::policy::Policy;
 use wabridge_core::sends::ratelimit::RateLimiter;
 use wabridge_core::sends::sender::Sender;
 use wabridge_core::sends::service::Sends;
 use wabridge_core::sends::store::SendState;
 use wabridge_core::sync::CrmSync;
-use wabridge_core::templates::TemplateRegistry;
-use wabridge_core::window::WindowService;
 use wabridge_crm::local::LocalCrm;
 use wabridge_graph::GraphClient;
-use wabridge_sqlite::identity::SqliteIdentityStore;
-use wabridge_sqlite::ledger::SqliteLedger;
 use wabridge_sqlite::{
-    Db, SqliteConsent, SqliteQueue, SqliteRecords, SqliteSends, SqliteTemplates, SqliteWindow,
-    EVENTS_QUEUE, SENDS_QUEUE,
+    Db, SqliteEngine, SqliteQueue, SqliteRecords, SqliteSends, EVENTS_QUEUE, SENDS_QUEUE,
 };
 
 /// The events queue, failing the first `fail` `send_batch` calls (an SQS outage).
@@ -122,20 +115,17 @@ async fn meta() -> String {
 async fn setup(events_fail: usize) -> Setup {
     let dir = tempfile::tempdir().unwrap();
     let db = Db::open(dir.path().join("wabridge.db")).unwrap();
-    let policy = Policy {
-        consent: ConsentService::new(Arc::new(SqliteConsent::new(db.clone()))),
-        templates: TemplateRegistry::new(Arc::new(SqliteTemplates::new(db.clone()))),
-        window: WindowService::new(Arc::new(SqliteWindow::new(db.clone()))),
-    };
+    let engine = SqliteEngine::new(db.clone());
     let events = Arc::new(Flaky {
         inner: SqliteQueue::new(db.clone(), EVENTS_QUEUE),
         fail: events_fail,
         calls: AtomicUsize::new(0),
     });
+    // The engine's sends service, but reporting through a queue that fails on demand.
     let sends = Arc::new(Sends::new(
         Arc::new(SqliteSends::new(db.clone())),
-        Arc::new(SqliteQueue::new(db.clone(), SENDS_QUEUE)),
-        policy,
+        Arc::new(engine.queue(SENDS_QUEUE)),
+        engine.policy(),
         Arc::new(QueueEvents::new(events)),
         Some("k".into()),
     ));
@@ -147,13 +137,15 @@ async fn setup(events_fail: usize) -> Setup {
         timeout: Duration::from_secs(5),
     });
     let records = SqliteRecords::new(db.clone());
-    let sync = CrmSync::new(
-        Arc::new(SqliteIdentityStore::new(db.clone())),
-        Arc::new(SqliteLedger::new(db.clone())),
-        Arc::new(LocalCrm::new(records.clone())),
-        Arc::new(Mapping::example("local").unwrap()),
-    )
-    .with_hooks(Arc::new(SendingHooks::new(sends.clone())));
+    let sync = engine
+        .crm_sync(
+            Arc::new(LocalCrm::new(records.clone())),
+            Mapping::example("local").unwrap(),
+            Default::default(),
+            sends.clone(),
+        )
+        .await
+        .unwrap();
     Setup {
         sender: Sender {
             sends: (*sends).clone(),

@@ -175,24 +175,6 @@ where
     )))
 }
 
-/// The sending guards (consent history, template registry, 24-hour window) over the table.
-pub fn send_policy(client: &Client, table: &str) -> wabridge_core::sends::policy::Policy {
-    use std::sync::Arc;
-    let table = table.to_string();
-    wabridge_core::sends::policy::Policy {
-        consent: wabridge_core::consent::ConsentService::new(Arc::new(
-            consent::DynamoConsent::new(client.clone(), table.clone()),
-        )),
-        templates: wabridge_core::templates::TemplateRegistry::new(Arc::new(
-            templates::DynamoTemplates::new(client.clone(), table.clone()),
-        )),
-        window: wabridge_core::window::WindowService::new(Arc::new(window::DynamoWindow::new(
-            client.clone(),
-            table,
-        ))),
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;

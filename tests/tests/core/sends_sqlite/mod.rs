@@ -17,18 +17,14 @@ use axum::http::StatusCode;
 use axum::routing::post;
 use axum::{Json, Router};
 use serde_json::{json, Value};
-use wabridge_core::consent::ConsentService;
 use wabridge_core::consumer::{Handler, Outcome};
 use wabridge_core::queue::Queue;
 use wabridge_core::sends::graph::GraphConfig;
-use wabridge_core::sends::policy::Policy;
 use wabridge_core::sends::ratelimit::RateLimiter;
 use wabridge_core::sends::sender::Sender;
-use wabridge_core::sends::service::{NoEvents, Sends};
-use wabridge_core::templates::TemplateRegistry;
-use wabridge_core::window::WindowService;
+use wabridge_core::sends::service::Sends;
 use wabridge_graph::GraphClient;
-use wabridge_sqlite::{Db, SqliteConsent, SqliteQueue, SqliteSends, SqliteTemplates, SqliteWindow};
+use wabridge_sqlite::{Db, SqliteEngine, SqliteQueue, SENDS_QUEUE};
 
 /// A stand-in for Meta: answers each request with the next scripted (status, body), then 200.
 #[derive(Clone, Default)]
@@ -82,19 +78,9 @@ async fn setup() -> Setup {
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let addr = listener.local_addr().unwrap();
     tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
-    let queue = Arc::new(SqliteQueue::new(db.clone(), "sends"));
-    let policy = Policy {
-        consent: ConsentService::new(Arc::new(SqliteConsent::new(db.clone()))),
-        templates: TemplateRegistry::new(Arc::new(SqliteTemplates::new(db.clone()))),
-        window: WindowService::new(Arc::new(SqliteWindow::new(db.clone()))),
-    };
-    let sends = Sends::new(
-        Arc::new(SqliteSends::new(db.clone())),
-        queue.clone(),
-        policy,
-        Arc::new(NoEvents),
-        Some("test-api-key".into()),
-    );
+    let engine = SqliteEngine::new(db.clone());
+    let queue = Arc::new(engine.queue(SENDS_QUEUE));
+    let sends = engine.sends(Some("test-api-key".into()));
     let graph = GraphClient::new(GraphConfig {
         base_url: format!("http://{addr}"),
         version: "v23.0".into(),

@@ -1,30 +1,15 @@
 //! `POST /sends` for real (through `Sends::submit`), checked against what the sync learned.
 
-use std::sync::Arc;
-
 use serde_json::{json, Value};
-use wabridge_core::consent::ConsentService;
 use wabridge_core::http::ApiError;
-use wabridge_core::sends::policy::Policy;
-use wabridge_core::sends::service::{NoEvents, Sends};
+use wabridge_core::sends::service::Sends;
 use wabridge_core::sends::store::SendState;
-use wabridge_core::window::WindowService;
-use wabridge_sqlite::{Db, SqliteConsent, SqliteQueue, SqliteSends, SqliteWindow, SENDS_QUEUE};
+use wabridge_sqlite::{Db, SqliteEngine};
 
 use super::*;
 
 fn sends(db: &Db) -> Sends {
-    Sends::new(
-        Arc::new(SqliteSends::new(db.clone())),
-        Arc::new(SqliteQueue::new(db.clone(), SENDS_QUEUE)),
-        Policy {
-            consent: ConsentService::new(Arc::new(SqliteConsent::new(db.clone()))),
-            templates: registry(db),
-            window: WindowService::new(Arc::new(SqliteWindow::new(db.clone()))),
-        },
-        Arc::new(NoEvents),
-        Some("k".into()),
-    )
+    SqliteEngine::new(db.clone()).sends(Some("k".into()))
 }
 
 async fn submit(sends: &Sends, body: Value) -> Result<SendState, ApiError> {

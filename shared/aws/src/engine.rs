@@ -1,0 +1,122 @@
+//! [`AwsEngine`]: the one way the Lambdas (and the tests over moto) build wabridge's stores,
+//! queues and services over one DynamoDB table and SQS.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use aws_config::SdkConfig;
+use wabridge_core::attribution::AttributionConfig;
+use wabridge_core::consent::ConsentService;
+use wabridge_core::crm::Crm;
+use wabridge_core::inbox::StagedInbox;
+use wabridge_core::mapping::Mapping;
+use wabridge_core::queue::Queue;
+use wabridge_core::sends::policy::Policy;
+use wabridge_core::sends::service::{SendEvents, Sends};
+use wabridge_core::sync::{CrmSync, SyncHooks};
+use wabridge_core::templates::TemplateRegistry;
+use wabridge_core::window::WindowService;
+
+use crate::dynamo::{
+    attribution::DynamoAttribution, consent::DynamoConsent, dedupe::DynamoDedupe,
+    identity::DynamoIdentityStore, ledger::DynamoLedger, sends::DynamoSends,
+    templates::DynamoTemplates, window::DynamoWindow,
+};
+use crate::sqs::SqsQueue;
+
+/// The distributed engine: SDK clients and the table every store lives in. Cheap to clone.
+#[derive(Clone)]
+pub struct AwsEngine {
+    pub dynamo: aws_sdk_dynamodb::Client,
+    pub sqs: aws_sdk_sqs::Client,
+    pub table: String,
+}
+
+impl AwsEngine {
+    /// Clients from the shared SDK configuration (built once per cold start).
+    pub fn new(sdk: &SdkConfig, table: impl Into<String>) -> AwsEngine {
+        AwsEngine {
+            dynamo: aws_sdk_dynamodb::Client::new(sdk),
+            sqs: aws_sdk_sqs::Client::new(sdk),
+            table: table.into(),
+        }
+    }
+
+    /// A queue this function consumes (and dead-letters to).
+    pub fn queue(&self, url: impl Into<String>, dlq_url: impl Into<String>) -> SqsQueue {
+        SqsQueue::new(self.sqs.clone(), url, dlq_url)
+    }
+
+    /// A queue this function only sends to (no dead-letter access needed).
+    pub fn producer(&self, url: impl Into<String>) -> SqsQueue {
+        SqsQueue::producer(self.sqs.clone(), url)
+    }
+
+    /// Ingest's hand-off: dedupe in the table, then the events queue.
+    pub fn inbox(&self, events_queue_url: impl Into<String>, dedupe_ttl: Duration) -> StagedInbox {
+        StagedInbox::new(
+            Arc::new(DynamoDedupe::new(self.dynamo.clone(), self.table.clone())),
+            Arc::new(self.producer(events_queue_url)),
+            dedupe_ttl,
+        )
+    }
+
+    /// The policy guards' stores: consent, template registry, 24-hour window.
+    pub fn policy(&self) -> Policy {
+        Policy {
+            consent: ConsentService::new(Arc::new(DynamoConsent::new(
+                self.dynamo.clone(),
+                self.table.clone(),
+            ))),
+            templates: TemplateRegistry::new(Arc::new(DynamoTemplates::new(
+                self.dynamo.clone(),
+                self.table.clone(),
+            ))),
+            window: WindowService::new(Arc::new(DynamoWindow::new(
+                self.dynamo.clone(),
+                self.table.clone(),
+            ))),
+        }
+    }
+
+    /// The sends service over the table. `queue` is where accepted sends go (the sends queue;
+    /// the sender consumes it); `events` is told how sends end; `api_key` guards the HTTP routes
+    /// (`None` where the function serves none).
+    pub fn sends(
+        &self,
+        queue: Arc<dyn Queue>,
+        events: Arc<dyn SendEvents>,
+        api_key: Option<String>,
+    ) -> Sends {
+        Sends::new(
+            Arc::new(DynamoSends::new(self.dynamo.clone(), self.table.clone())),
+            queue,
+            self.policy(),
+            events,
+            api_key,
+        )
+    }
+
+    /// crm-sync over the table: identities, the effects ledger (kept `ledger_retention`),
+    /// attribution, and the sending side's `hooks`.
+    pub fn crm_sync(
+        &self,
+        crm: Arc<dyn Crm>,
+        mapping: Mapping,
+        attribution: AttributionConfig,
+        ledger_retention: Duration,
+        hooks: Arc<dyn SyncHooks>,
+    ) -> CrmSync {
+        let (dynamo, table) = (self.dynamo.clone(), self.table.clone());
+        CrmSync::new(
+            Arc::new(DynamoIdentityStore::new(dynamo.clone(), table.clone())),
+            Arc::new(
+                DynamoLedger::new(dynamo.clone(), table.clone()).with_retention(ledger_retention),
+            ),
+            crm,
+            Arc::new(mapping),
+        )
+        .with_attribution(Arc::new(DynamoAttribution::new(dynamo, table)), attribution)
+        .with_hooks(hooks)
+    }
+}

@@ -1,0 +1,85 @@
+//! [`SqliteEngine`]: the one way `wabridge serve`, the CLI and the tests build wabridge's
+//! stores, queues and services over one SQLite file.
+
+use std::sync::Arc;
+
+use wabridge_core::attribution::AttributionConfig;
+use wabridge_core::consent::ConsentService;
+use wabridge_core::crm::Crm;
+use wabridge_core::error::StoreError;
+use wabridge_core::mapping::Mapping;
+use wabridge_core::sends::events::QueueEvents;
+use wabridge_core::sends::hooks::SendingHooks;
+use wabridge_core::sends::policy::Policy;
+use wabridge_core::sends::service::Sends;
+use wabridge_core::sync::CrmSync;
+use wabridge_core::templates::TemplateRegistry;
+use wabridge_core::window::WindowService;
+
+use crate::attribution::SqliteAttribution;
+use crate::identity::SqliteIdentityStore;
+use crate::ledger::SqliteLedger;
+use crate::{
+    Db, SqliteConsent, SqliteQueue, SqliteSends, SqliteTemplates, SqliteWindow, EVENTS_QUEUE,
+    SENDS_QUEUE,
+};
+
+/// The embedded engine: every store and queue over one [`Db`]. Cheap to clone.
+#[derive(Clone)]
+pub struct SqliteEngine {
+    pub db: Db,
+}
+
+impl SqliteEngine {
+    pub fn new(db: Db) -> SqliteEngine {
+        SqliteEngine { db }
+    }
+
+    /// The named queue (`events`, `sends`).
+    pub fn queue(&self, name: &str) -> SqliteQueue {
+        SqliteQueue::new(self.db.clone(), name)
+    }
+
+    /// The policy guards' stores: consent, template registry, 24-hour window.
+    pub fn policy(&self) -> Policy {
+        Policy {
+            consent: ConsentService::new(Arc::new(SqliteConsent::new(self.db.clone()))),
+            templates: TemplateRegistry::new(Arc::new(SqliteTemplates::new(self.db.clone()))),
+            window: WindowService::new(Arc::new(SqliteWindow::new(self.db.clone()))),
+        }
+    }
+
+    /// The sends service: accepted sends go on the `sends` queue; sends that end without a
+    /// status webhook (and Meta's 131050 opt-outs) are reported on the `events` queue, which
+    /// crm-sync turns into CRM records. `api_key` guards the HTTP routes.
+    pub fn sends(&self, api_key: Option<String>) -> Sends {
+        Sends::new(
+            Arc::new(SqliteSends::new(self.db.clone())),
+            Arc::new(self.queue(SENDS_QUEUE)),
+            self.policy(),
+            Arc::new(QueueEvents::new(Arc::new(self.queue(EVENTS_QUEUE)))),
+            api_key,
+        )
+    }
+
+    /// crm-sync over the file: identities, the effects ledger (kept `ledger_retention` by the
+    /// purger), attribution, and the hooks of `sends` (delivery tracking, consent, window,
+    /// template registry).
+    pub async fn crm_sync(
+        &self,
+        crm: Arc<dyn Crm>,
+        mapping: Mapping,
+        attribution: AttributionConfig,
+        sends: Arc<Sends>,
+    ) -> Result<CrmSync, StoreError> {
+        let attribution_store = SqliteAttribution::open(self.db.clone()).await?;
+        Ok(CrmSync::new(
+            Arc::new(SqliteIdentityStore::new(self.db.clone())),
+            Arc::new(SqliteLedger::new(self.db.clone())),
+            crm,
+            Arc::new(mapping),
+        )
+        .with_attribution(Arc::new(attribution_store), attribution)
+        .with_hooks(Arc::new(SendingHooks::new(sends))))
+    }
+}
