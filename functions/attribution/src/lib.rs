@@ -40,25 +40,43 @@ impl std::fmt::Debug for Settings {
 impl Settings {
     /// Reads the settings through `get` (secret names from the secret store, the rest from the
     /// environment). Errors name what is missing or unusable.
-    pub fn from_lookup(get: impl Fn(&str) -> Option<String>) -> Result<Settings, String> {
-        let optional = |name: &str| get(name).filter(|v| !v.trim().is_empty());
+    pub fn from_lookup(get: impl Fn(&str) -> Option<String>) -> Result<Settings, SettingsError> {
+        let settings = config::Settings::new(&get);
         Ok(Settings {
-            table: optional(config::WABRIDGE_TABLE)
-                .ok_or_else(|| format!("{} is not set", config::WABRIDGE_TABLE))?,
-            api_key: optional(config::WABRIDGE_API_KEY),
-            attribution: match optional(config::WABRIDGE_ATTRIBUTION) {
+            table: settings.required(
+                config::WABRIDGE_TABLE,
+                "links, codes and conversions live in the table",
+            )?,
+            api_key: settings.optional(config::WABRIDGE_API_KEY),
+            attribution: match settings.optional(config::WABRIDGE_ATTRIBUTION) {
                 Some(path) => {
-                    let text = std::fs::read_to_string(&path).map_err(|e| {
-                        format!("{}: cannot read {path}: {e}", config::WABRIDGE_ATTRIBUTION)
-                    })?;
-                    AttributionConfig::from_toml(&text)
-                        .map_err(|e| format!("{}: {e}", config::WABRIDGE_ATTRIBUTION))?
+                    let text =
+                        std::fs::read_to_string(&path).map_err(|source| SettingsError::Read {
+                            path: path.clone(),
+                            source,
+                        })?;
+                    AttributionConfig::from_toml(&text)?
                 }
                 None => AttributionConfig::default(),
             },
             conversions: MetaConversions::from_lookup(&get),
         })
     }
+}
+
+/// A setting the function cannot start with (it names the variable).
+#[derive(Debug, thiserror::Error)]
+pub enum SettingsError {
+    #[error(transparent)]
+    Setting(#[from] config::ConfigError),
+    #[error("WABRIDGE_ATTRIBUTION: cannot read {path}: {source}")]
+    Read {
+        path: String,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("WABRIDGE_ATTRIBUTION: {0}")]
+    Attribution(#[from] wabridge_core::attribution::ConfigError),
 }
 
 /// The API this function serves: `/links`, `/conversions` and `/healthz`.
@@ -88,7 +106,7 @@ mod tests {
     #[test]
     fn settings_need_the_table_and_never_log_secrets() {
         let err = Settings::from_lookup(|_| None).unwrap_err();
-        assert!(err.contains("WABRIDGE_TABLE"), "{err}");
+        assert!(err.to_string().contains("WABRIDGE_TABLE"), "{err}");
         let s = Settings::from_lookup(|name| match name {
             "WABRIDGE_TABLE" => Some("t".to_string()),
             "WABRIDGE_API_KEY" => Some("secret-key-123".to_string()),
@@ -109,6 +127,6 @@ mod tests {
             _ => None,
         })
         .unwrap_err();
-        assert!(err.contains("WABRIDGE_ATTRIBUTION"), "{err}");
+        assert!(err.to_string().contains("WABRIDGE_ATTRIBUTION"), "{err}");
     }
 }

@@ -44,15 +44,20 @@ impl std::fmt::Debug for Settings {
 impl Settings {
     /// Reads the settings through `get` (secret names from the secret store, the rest from the
     /// environment: see `Secrets::lookup`). Errors name what is missing or unusable.
-    pub fn from_lookup(get: impl Fn(&str) -> Option<String>) -> Result<Settings, String> {
-        let optional = |name: &str| get(name).filter(|v| !v.trim().is_empty());
-        let required = |name: &str| optional(name).ok_or_else(|| format!("{name} is not set"));
+    pub fn from_lookup(
+        get: impl Fn(&str) -> Option<String>,
+    ) -> Result<Settings, config::ConfigError> {
+        let settings = config::Settings::new(&get);
         Ok(Settings {
-            table: required(config::WABRIDGE_TABLE)?,
-            events_queue_url: required(config::EVENTS_QUEUE_URL)?,
+            table: settings
+                .required(config::WABRIDGE_TABLE, "the dedupe keys live in the table")?,
+            events_queue_url: settings.required(
+                config::EVENTS_QUEUE_URL,
+                "accepted webhook events go on this queue",
+            )?,
             ingest: IngestConfig::from_lookup(&get)?,
-            sends_queue_url: optional(config::SENDS_QUEUE_URL),
-            api_key: optional(config::WABRIDGE_API_KEY),
+            sends_queue_url: settings.optional(config::SENDS_QUEUE_URL),
+            api_key: settings.optional(config::WABRIDGE_API_KEY),
         })
     }
 }
@@ -100,7 +105,7 @@ mod tests {
     #[test]
     fn settings_name_what_is_missing() {
         let err = Settings::from_lookup(|_| None).unwrap_err();
-        assert!(err.contains("WABRIDGE_TABLE"), "{err}");
+        assert!(err.to_string().contains("WABRIDGE_TABLE"), "{err}");
         let settings = Settings::from_lookup(|name| match name {
             "WABRIDGE_TABLE" => Some("t".into()),
             "EVENTS_QUEUE_URL" => Some("q".into()),
@@ -115,7 +120,7 @@ mod tests {
             _ => Some("x".into()),
         })
         .unwrap_err();
-        assert!(err.contains("WABRIDGE_MAX_BODY_BYTES"), "{err}");
+        assert!(err.to_string().contains("WABRIDGE_MAX_BODY_BYTES"), "{err}");
     }
 
     #[test]

@@ -8,8 +8,8 @@ use wabridge_attribution::conversions::MetaConversions;
 use wabridge_attribution::qr;
 use wabridge_attribution::service::{AttributionService, PNG_SCALE};
 use wabridge_aws::dynamo::attribution::DynamoAttribution;
-use wabridge_core::attribution::report::{parse_since, Format};
-use wabridge_core::attribution::{link, AttributionConfig, LinkRequest};
+use wabridge_core::attribution::report::{parse_since, Format, ReportOptionError};
+use wabridge_core::attribution::{AttributionConfig, AttributionStore, LinkRequest};
 use wabridge_core::clock::now_ms;
 use wabridge_sqlite::attribution::SqliteAttribution;
 use wabridge_sqlite::Db;
@@ -86,7 +86,8 @@ pub async fn link_create(data: &Path, args: LinkArgs) -> Result<(), String> {
     let store = SqliteAttribution::open(db)
         .await
         .map_err(|e| e.to_string())?;
-    let link = link::create(&store, &spec, now_ms())
+    let link = store
+        .create_link(&spec, now_ms())
         .await
         .map_err(|e| e.to_string())?;
     if let Some(path) = &args.qr_svg {
@@ -112,9 +113,11 @@ pub async fn report(
     since: &str,
     format: &str,
 ) -> Result<(), String> {
-    let format: Format = format.parse()?;
+    let format: Format = format
+        .parse()
+        .map_err(|e: ReportOptionError| e.to_string())?;
     let now = now_ms();
-    let since_ms = parse_since(since, now)?;
+    let since_ms = parse_since(since, now).map_err(|e| e.to_string())?;
     let report = match table.filter(|t| !t.trim().is_empty()) {
         Some(table) => {
             DynamoAttribution::from_env(table)

@@ -49,7 +49,7 @@ pub struct App {
     pub templates: TemplateRegistry,
     /// The scheduled template sync, or why it is off (no WABA id, no token): the schedule's
     /// invocations then answer "disabled" with that reason.
-    pub template_sync: Result<TemplateSync, String>,
+    pub template_sync: Result<TemplateSync, config::ConfigError>,
 }
 
 impl App {
@@ -86,7 +86,7 @@ pub async fn cold_start() -> Result<App, lambda_runtime::Error> {
     );
     match TemplateSyncConfig::from_lookup(lookup) {
         Ok(config) => app = app.with_template_sync(config),
-        Err(why) => app.template_sync = Err(why.to_string()),
+        Err(why) => app.template_sync = Err(why),
     }
     tracing::info!(
         rate,
@@ -121,10 +121,10 @@ pub fn build(engine: AwsEngine, names: Names, graph: GraphClient, limiter: RateL
         }),
         queue,
         templates,
-        template_sync: Err(format!(
-            "{} is not set: the template sync is disabled",
-            config::WHATSAPP_BUSINESS_ACCOUNT_ID
-        )),
+        template_sync: Err(config::ConfigError::Missing {
+            name: config::WHATSAPP_BUSINESS_ACCOUNT_ID,
+            consequence: "the template sync is disabled",
+        }),
     }
 }
 
@@ -168,7 +168,7 @@ pub async fn invoke(app: &App, event: Value) -> Result<Value, InvokeError> {
         Err(why) => {
             // Names a missing setting only, never a value.
             tracing::warn!(reason = %why, "template sync invoked while disabled");
-            return Ok(json!({"template_sync": "disabled", "reason": why}));
+            return Ok(json!({"template_sync": "disabled", "reason": why.to_string()}));
         }
     };
     match sync.sync(&app.templates).await {

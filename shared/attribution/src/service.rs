@@ -10,7 +10,7 @@ use serde_json::json;
 use crate::conversions::{self, ConversionRequest, MetaConversions, RecordError};
 use crate::qr;
 use wabridge_core::api::AttributionRoutes;
-use wabridge_core::attribution::link::{self, LinkRequest};
+use wabridge_core::attribution::link::LinkRequest;
 use wabridge_core::attribution::store::AttributionStore;
 use wabridge_core::attribution::AttributionConfig;
 use wabridge_core::http::{ApiError, Request, Response};
@@ -81,7 +81,7 @@ impl AttributionService {
         let spec = request
             .validate(&self.config)
             .map_err(|e| ApiError::bad_request("invalid_field", e.to_string()))?;
-        let link = link::create(self.store.as_ref(), &spec, (self.now_ms)()).await?;
+        let link = self.store.create_link(&spec, (self.now_ms)()).await?;
         let svg = qr::svg(&link.url)
             .map_err(|e| ApiError::bad_request("link_too_long", e.to_string()))?;
         let png = qr::png(&link.url, PNG_SCALE).map_err(|e| ApiError::Internal(e.to_string()))?;

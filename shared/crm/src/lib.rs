@@ -54,6 +54,10 @@ pub enum ConfigError {
         "CRM_KIND=local needs the embedded engine's records store (only `wabridge serve` has one)"
     )]
     NoLocalStore,
+    /// The HTTP client could not be built (TLS set-up).
+    #[cfg(any(feature = "hubspot", feature = "webhook"))]
+    #[error("cannot build the CRM's HTTP client: {0}")]
+    HttpClient(#[source] reqwest::Error),
 }
 
 /// The CRM named by `CRM_KIND` (see [`config::crm_kind`] for the default), with its settings
@@ -87,13 +91,7 @@ pub fn from_lookup(
                 config::CRM_WEBHOOK_SECRET,
                 "CRM_KIND=webhook signs every record with it",
             )?;
-            let crm = webhook::WebhookCrm::new(&url, &secret, timeout).map_err(|reason| {
-                ConfigError::Invalid {
-                    name: config::CRM_WEBHOOK_URL,
-                    reason,
-                }
-            })?;
-            Ok(Arc::new(crm))
+            Ok(Arc::new(webhook::WebhookCrm::new(&url, &secret, timeout)?))
         }
         #[cfg(feature = "hubspot")]
         "hubspot" => {
@@ -114,11 +112,7 @@ pub fn from_lookup(
                 &id_property,
                 mapping.effect_property.as_deref(),
                 timeout,
-            )
-            .map_err(|reason| ConfigError::Invalid {
-                name: config::HUBSPOT_API_URL,
-                reason,
-            })?;
+            )?;
             Ok(Arc::new(crm))
         }
         _ if KNOWN.contains(&kind.as_str()) => Err(ConfigError::NotCompiled { kind }),
@@ -165,6 +159,31 @@ mod tests {
                 "CRM_TIMEOUT_MS",
             ),
             (&[("CRM_KIND", "salesforce")], "salesforce"),
+            // A secret of the wrong form is the secret's fault, not the URL's.
+            (
+                &[
+                    ("CRM_KIND", "webhook"),
+                    ("CRM_WEBHOOK_URL", "https://crm.example/h"),
+                    ("CRM_WEBHOOK_SECRET", "whsec_***"),
+                ],
+                "CRM_WEBHOOK_SECRET: bad whsec_ base64",
+            ),
+            (
+                &[
+                    ("CRM_KIND", "webhook"),
+                    ("CRM_WEBHOOK_URL", "ftp://crm.example/h"),
+                    ("CRM_WEBHOOK_SECRET", "s"),
+                ],
+                "CRM_WEBHOOK_URL: must be http(s)",
+            ),
+            (
+                &[
+                    ("CRM_KIND", "hubspot"),
+                    ("HUBSPOT_TOKEN", "pat"),
+                    ("HUBSPOT_API_URL", "not a url"),
+                ],
+                "HUBSPOT_API_URL",
+            ),
         ];
         for (pairs, named) in cases {
             let e = build(pairs).err().expect("refused");

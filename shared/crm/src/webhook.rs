@@ -16,7 +16,8 @@ use base64::Engine;
 use hmac::{KeyInit, Mac};
 use serde_json::Value;
 
-use crate::{classify_status, transport_error};
+use crate::{classify_status, transport_error, ConfigError};
+use wabridge_core::config;
 use wabridge_core::crm::{Crm, CrmError, Effect};
 use wabridge_http::retry_after;
 
@@ -30,16 +31,21 @@ pub struct WebhookCrm {
 
 impl WebhookCrm {
     /// Refuses to run without a secret (fail closed: unsigned records could be forged).
-    pub fn new(url: &str, secret: &str, timeout: Duration) -> Result<WebhookCrm, String> {
-        let parsed = url::Url::parse(url).map_err(|e| format!("CRM_WEBHOOK_URL: {e}"))?;
+    pub fn new(url: &str, secret: &str, timeout: Duration) -> Result<WebhookCrm, ConfigError> {
+        let invalid = |name, reason: String| ConfigError::Invalid { name, reason };
+        let parsed =
+            url::Url::parse(url).map_err(|e| invalid(config::CRM_WEBHOOK_URL, e.to_string()))?;
         if !matches!(parsed.scheme(), "http" | "https") {
-            return Err("CRM_WEBHOOK_URL must be http(s)".into());
+            return Err(invalid(config::CRM_WEBHOOK_URL, "must be http(s)".into()));
         }
         if secret.is_empty() {
-            return Err("CRM_WEBHOOK_SECRET is required for CRM_KIND=webhook".into());
+            return Err(invalid(
+                config::CRM_WEBHOOK_SECRET,
+                "is required for CRM_KIND=webhook".into(),
+            ));
         }
         let client = wabridge_http::client(wabridge_http::ClientOptions::with_timeout(timeout))
-            .map_err(|e| e.to_string())?;
+            .map_err(ConfigError::HttpClient)?;
         Ok(WebhookCrm {
             client,
             url: url.to_string(),
@@ -49,11 +55,14 @@ impl WebhookCrm {
 }
 
 /// The HMAC key of a secret (`whsec_<base64>` or raw).
-pub fn secret_key(secret: &str) -> Result<Vec<u8>, String> {
+pub fn secret_key(secret: &str) -> Result<Vec<u8>, ConfigError> {
     match secret.strip_prefix("whsec_") {
         Some(b64) => base64::engine::general_purpose::STANDARD
             .decode(b64)
-            .map_err(|e| format!("CRM_WEBHOOK_SECRET: bad whsec_ base64: {e}")),
+            .map_err(|e| ConfigError::Invalid {
+                name: config::CRM_WEBHOOK_SECRET,
+                reason: format!("bad whsec_ base64: {e}"),
+            }),
         None => Ok(secret.as_bytes().to_vec()),
     }
 }

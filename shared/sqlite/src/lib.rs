@@ -22,6 +22,8 @@ pub mod recent;
 pub mod records;
 pub mod sends;
 pub mod templates;
+#[cfg(test)]
+mod testing;
 pub mod window;
 
 pub use checkpoint::CheckpointPolicy;

@@ -8,8 +8,8 @@ use serde_json::json;
 use wabridge_core::attribution::report::Format;
 use wabridge_core::attribution::store::{AttributionStore, Claim, ConversionRow, Credit};
 use wabridge_core::attribution::{
-    link, on_inbound_message, AttributionConfig, AttributionOutput, CodeStatus, Inbound,
-    LinkRequest, Referral, TouchKind,
+    on_inbound_message, AttributionConfig, AttributionOutput, CodeStatus, Inbound, LinkRequest,
+    Referral, TouchKind,
 };
 use wabridge_sqlite::attribution::SqliteAttribution;
 use wabridge_sqlite::Db;
@@ -57,7 +57,7 @@ async fn link_code_round_trip_gives_attribution_and_lead_and_strips_the_code() {
     let (_d, store) = store().await;
     let config = AttributionConfig::default();
     let spec = newsletter().validate(&config).unwrap();
-    let link = link::create(&store, &spec, T0).await.unwrap();
+    let link = store.create_link(&spec, T0).await.unwrap();
     assert_eq!(store.link(&link.code).await.unwrap().unwrap(), link);
 
     // The customer opens the link: WhatsApp pre-fills the text, they send it.
@@ -138,7 +138,8 @@ async fn unknown_malformed_and_expired_codes_are_recorded_never_attributed() {
     let config = AttributionConfig::default();
     let mut req = newsletter();
     req.expires_in_days = Some(1);
-    let link = link::create(&store, &req.validate(&config).unwrap(), T0)
+    let link = store
+        .create_link(&req.validate(&config).unwrap(), T0)
         .await
         .unwrap();
 
@@ -229,7 +230,8 @@ async fn repeat_customer_keeps_first_touch_and_gets_a_new_last_touch() {
     assert_eq!(v["ctwa_clid"], "Aff-n8ZTODiE79d22KtAwQKj9e");
     assert_eq!(v["referral"]["headline"], "Chat with us");
 
-    let link = link::create(&store, &newsletter().validate(&config).unwrap(), T0)
+    let link = store
+        .create_link(&newsletter().validate(&config).unwrap(), T0)
         .await
         .unwrap();
     let text = link.text.clone();

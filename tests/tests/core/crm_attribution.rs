@@ -5,7 +5,7 @@
 use std::sync::Arc;
 
 use serde_json::{json, Value};
-use wabridge_core::attribution::{link, AttributionConfig, LinkRequest};
+use wabridge_core::attribution::{AttributionConfig, AttributionStore, LinkRequest};
 use wabridge_core::consumer::{Handler, Outcome};
 use wabridge_core::mapping::Mapping;
 use wabridge_core::queue::Delivery;
@@ -92,9 +92,7 @@ async fn tracked_link_code_gives_attribution_and_lead_once_and_leaves_the_activi
     }
     .validate(&config)
     .unwrap();
-    let tracked = link::create(e.store.as_ref(), &spec, RECEIVED - 60_000)
-        .await
-        .unwrap();
+    let tracked = e.store.create_link(&spec, RECEIVED - 60_000).await.unwrap();
     let url = url::Url::parse(&tracked.url).unwrap();
     let prefilled = url
         .query_pairs()

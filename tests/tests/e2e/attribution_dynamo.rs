@@ -9,7 +9,7 @@ use wabridge_aws::dynamo::attribution::DynamoAttribution;
 use wabridge_core::attribution::report::{parse_since, Format};
 use wabridge_core::attribution::store::{AttributionStore, Claim, ConversionRow, Credit};
 use wabridge_core::attribution::{
-    link, on_inbound_message, AttributionConfig, CodeStatus, Inbound, LinkRequest,
+    on_inbound_message, AttributionConfig, CodeStatus, Inbound, LinkRequest,
 };
 use wabridge_tests::{create_table, require_aws, require_moto, unique_name};
 
@@ -31,7 +31,7 @@ async fn attribution_engine_over_dynamodb() {
         ..Default::default()
     };
     let spec = req.validate(&config).unwrap();
-    let l = link::create(store.as_ref(), &spec, T0).await.unwrap();
+    let l = store.create_link(&spec, T0).await.unwrap();
     assert!(
         !store.insert_link(&l).await.unwrap(),
         "a taken code is refused"

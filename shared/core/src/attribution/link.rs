@@ -3,15 +3,13 @@
 //!
 //! [`LinkRequest`] is what `POST /links` and `wabridge link create` take, unvalidated;
 //! [`LinkRequest::validate`] turns it into a [`LinkSpec`] or names the first bad field;
-//! [`create`] draws a code that is not taken and stores the [`TrackedLink`].
+//! [`AttributionStore::create_link`](super::store::AttributionStore::create_link) draws a code that is not taken and stores the [`TrackedLink`].
 
 use serde::{Deserialize, Serialize};
 
 use super::code;
-use super::store::AttributionStore;
 use super::utm::{clean, clean_lower, Utm, MAX_UTM_LEN};
 use super::AttributionConfig;
-use crate::error::StoreError;
 
 /// Longest prefilled text accepted (the code token is added to it).
 pub const MAX_PREFILL_LEN: usize = 500;
@@ -23,7 +21,8 @@ pub const MAX_URL_LEN: usize = 2048;
 pub const MAX_TTL_DAYS: u32 = 3650;
 /// How many codes are drawn before giving up on finding a free one (with 887 million codes this
 /// only fails when the store is broken).
-const CODE_ATTEMPTS: usize = 8;
+/// Codes drawn before giving up on a free one (a collision is rare: see `code`).
+pub(super) const CODE_ATTEMPTS: usize = 8;
 
 /// A link request as received.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
@@ -276,24 +275,6 @@ impl LinkSpec {
             expires_at: now + i64::from(self.ttl_days) * 86_400_000,
         }
     }
-}
-
-/// Draws codes until one is free, and stores the link under it.
-pub async fn create(
-    store: &dyn AttributionStore,
-    spec: &LinkSpec,
-    now: i64,
-) -> Result<TrackedLink, StoreError> {
-    for _ in 0..CODE_ATTEMPTS {
-        let link = spec.link(&code::generate(), now);
-        if store.insert_link(&link).await? {
-            return Ok(link);
-        }
-        tracing::warn!(code = %link.code, "reference code collision, drawing another");
-    }
-    Err(StoreError::Conflict(format!(
-        "no free reference code after {CODE_ATTEMPTS} attempts"
-    )))
 }
 
 #[cfg(test)]

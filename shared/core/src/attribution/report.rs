@@ -58,21 +58,32 @@ pub enum Format {
     Json,
 }
 
+/// A report option that does not parse, naming the option and what it takes.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum ReportOptionError {
+    #[error("unknown format {0:?}: use table, csv or json")]
+    Format(String),
+    #[error("--since {0:?}: expected like 30d, 12h, 2w or 2026-11-01")]
+    Since(String),
+    #[error("--since {0:?}: unit must be m, h, d or w")]
+    SinceUnit(String),
+}
+
 impl std::str::FromStr for Format {
-    type Err = String;
-    fn from_str(s: &str) -> Result<Format, String> {
+    type Err = ReportOptionError;
+    fn from_str(s: &str) -> Result<Format, ReportOptionError> {
         match s {
             "table" => Ok(Format::Table),
             "csv" => Ok(Format::Csv),
             "json" => Ok(Format::Json),
-            other => Err(format!("unknown format {other:?}: use table, csv or json")),
+            other => Err(ReportOptionError::Format(other.to_string())),
         }
     }
 }
 
 /// Parses a `--since` value: a duration back from `now_ms` (`30d`, `12h`, `90m`, `2w`) or a
 /// date (`2026-11-01`, UTC midnight). Returns Unix ms.
-pub fn parse_since(value: &str, now_ms: i64) -> Result<i64, String> {
+pub fn parse_since(value: &str, now_ms: i64) -> Result<i64, ReportOptionError> {
     let v = value.trim();
     if let Ok(date) =
         time::Date::parse(v, time::macros::format_description!("[year]-[month]-[day]"))
@@ -82,13 +93,13 @@ pub fn parse_since(value: &str, now_ms: i64) -> Result<i64, String> {
     let (digits, unit) = v.split_at(v.find(|c: char| !c.is_ascii_digit()).unwrap_or(v.len()));
     let n: i64 = digits
         .parse()
-        .map_err(|_| format!("--since {value:?}: expected like 30d, 12h, 2w or 2026-11-01"))?;
+        .map_err(|_| ReportOptionError::Since(value.to_string()))?;
     let unit_ms = match unit {
         "m" => 60_000,
         "h" => 3_600_000,
         "d" => 86_400_000,
         "w" => 7 * 86_400_000,
-        _ => return Err(format!("--since {value:?}: unit must be m, h, d or w")),
+        _ => return Err(ReportOptionError::SinceUnit(value.to_string())),
     };
     Ok(now_ms - n.saturating_mul(unit_ms))
 }

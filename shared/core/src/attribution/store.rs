@@ -7,7 +7,8 @@
 use async_trait::async_trait;
 use serde::{Deserialize, Serialize};
 
-use super::link::TrackedLink;
+use super::code;
+use super::link::{LinkSpec, TrackedLink, CODE_ATTEMPTS};
 use super::utm::Touch;
 use crate::error::StoreError;
 
@@ -133,4 +134,18 @@ pub trait AttributionStore: Send + Sync {
         detail: Option<&str>,
         attempts: u32,
     ) -> Result<(), StoreError>;
+
+    /// Draws codes until one is free, and stores the link `spec` describes under it.
+    async fn create_link(&self, spec: &LinkSpec, now: i64) -> Result<TrackedLink, StoreError> {
+        for _ in 0..CODE_ATTEMPTS {
+            let link = spec.link(&code::generate(), now);
+            if self.insert_link(&link).await? {
+                return Ok(link);
+            }
+            tracing::warn!(code = %link.code, "reference code collision, drawing another");
+        }
+        Err(StoreError::Conflict(format!(
+            "no free reference code after {CODE_ATTEMPTS} attempts"
+        )))
+    }
 }

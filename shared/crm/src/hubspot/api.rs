@@ -16,7 +16,8 @@ use async_trait::async_trait;
 use serde_json::{json, Map, Value};
 
 use super::batch::{BatchAnswer, BatchOp};
-use crate::{classify_status, transport_error};
+use crate::{classify_status, transport_error, ConfigError};
+use wabridge_core::config;
 use wabridge_core::crm::CrmError;
 use wabridge_http::retry_after;
 
@@ -30,16 +31,22 @@ pub(crate) struct Client {
 }
 
 impl Client {
-    pub fn new(base: &str, token: &str, timeout: Duration) -> Result<Client, String> {
+    pub fn new(base: &str, token: &str, timeout: Duration) -> Result<Client, ConfigError> {
         if token.is_empty() {
-            return Err("HUBSPOT_TOKEN is required for CRM_KIND=hubspot".into());
+            return Err(ConfigError::Invalid {
+                name: config::HUBSPOT_TOKEN,
+                reason: "is required for CRM_KIND=hubspot".into(),
+            });
         }
-        url::Url::parse(base).map_err(|e| format!("HUBSPOT_API_URL: {e}"))?;
+        url::Url::parse(base).map_err(|e| ConfigError::Invalid {
+            name: config::HUBSPOT_API_URL,
+            reason: e.to_string(),
+        })?;
         let http = wabridge_http::client(wabridge_http::ClientOptions {
             timeout,
             max_idle_per_host: 256,
         })
-        .map_err(|e| e.to_string())?;
+        .map_err(ConfigError::HttpClient)?;
         Ok(Client {
             http,
             base: base.trim_end_matches('/').to_string(),

@@ -108,7 +108,7 @@ impl HubSpotCrm {
         id_property: &str,
         effect_property: Option<&str>,
         timeout: Duration,
-    ) -> Result<HubSpotCrm, String> {
+    ) -> Result<HubSpotCrm, crate::ConfigError> {
         let client = Arc::new(Client::new(base, token, timeout)?);
         let (contacts, communications, deals) =
             batchers(&client, id_property, BATCH_MAX, DEFAULT_LINGER);

@@ -12,6 +12,16 @@ use wabridge_core::error::StoreError;
 
 use crate::checkpoint::Checkpointer;
 
+/// Why a batch's transaction could not go on (its writes are answered with it).
+#[derive(Debug, thiserror::Error)]
+pub(super) enum BatchError {
+    #[error(transparent)]
+    Sqlite(#[from] rusqlite::Error),
+    /// After some errors (I/O, full disk) SQLite has already rolled the transaction back.
+    #[error("SQLite rolled the transaction back")]
+    RolledBack,
+}
+
 /// A write waiting for the writer thread: run it in the open transaction, then answer once the
 /// transaction's fate is known. A job may run more than once (see [`run_batch`]); only the last
 /// run's result is answered.
@@ -20,9 +30,9 @@ pub(super) trait WriteJob: Send {
     fn run_plain(&mut self, txn: &Transaction<'_>) -> bool;
     /// Runs the closure inside a savepoint, so a failure undoes only its own changes. `Err` means
     /// the savepoint machinery itself failed and the whole transaction must be abandoned.
-    fn run_isolated(&mut self, txn: &Transaction<'_>) -> Result<(), String>;
+    fn run_isolated(&mut self, txn: &Transaction<'_>) -> Result<(), BatchError>;
     /// Answers the caller: `batch_error` is `Some` when the transaction did not commit.
-    fn finish(self: Box<Self>, batch_error: Option<&str>);
+    fn finish(self: Box<Self>, batch_error: Option<&BatchError>);
 }
 
 pub(super) struct Job<T, F> {
@@ -53,20 +63,20 @@ where
         self.call(txn)
     }
 
-    fn run_isolated(&mut self, txn: &Transaction<'_>) -> Result<(), String> {
+    fn run_isolated(&mut self, txn: &Transaction<'_>) -> Result<(), BatchError> {
         exec_cached(txn, "SAVEPOINT job")?;
         if self.call(txn) {
             return exec_cached(txn, "RELEASE job");
         }
         // After some errors (I/O, full disk) SQLite has already rolled the transaction back.
         if txn.is_autocommit() {
-            return Err("SQLite rolled the transaction back".into());
+            return Err(BatchError::RolledBack);
         }
         exec_cached(txn, "ROLLBACK TO job")?;
         exec_cached(txn, "RELEASE job")
     }
 
-    fn finish(self: Box<Self>, batch_error: Option<&str>) {
+    fn finish(self: Box<Self>, batch_error: Option<&BatchError>) {
         let out = match (self.result, batch_error) {
             // The closure's own error says more than the batch's.
             (Some(Err(e)), _) => Err(e),
@@ -81,11 +91,11 @@ where
 
 /// Runs a statement without parameters through the statement cache (savepoints run once per
 /// write: parsing them every time would cost more than the write itself).
-fn exec_cached(txn: &Transaction<'_>, sql: &str) -> Result<(), String> {
+fn exec_cached(txn: &Transaction<'_>, sql: &str) -> Result<(), BatchError> {
     txn.prepare_cached(sql)
         .and_then(|mut s| s.execute([]))
         .map(|_| ())
-        .map_err(|e| e.to_string())
+        .map_err(BatchError::from)
 }
 
 pub(super) fn writer_loop(
@@ -161,7 +171,7 @@ fn run_batch(
     };
     let mut done: Vec<Box<dyn WriteJob>> = Vec::with_capacity(ran.len());
     let mut jobs = ran.into_iter();
-    let mut broken: Option<String> = None;
+    let mut broken: Option<BatchError> = None;
     for mut job in jobs.by_ref() {
         let outcome = job.run_isolated(&txn);
         done.push(job);
@@ -186,16 +196,19 @@ fn run_batch(
     }
 }
 
-fn begin(conn: &mut Connection) -> Result<Transaction<'_>, String> {
-    conn.transaction_with_behavior(TransactionBehavior::Immediate)
-        .map_err(|e| e.to_string())
+fn begin(conn: &mut Connection) -> Result<Transaction<'_>, BatchError> {
+    Ok(conn.transaction_with_behavior(TransactionBehavior::Immediate)?)
 }
 
 /// Cannot even begin (locked by another process past the busy timeout, I/O error): refuse every
 /// pending write; the callers retry.
-fn refuse(ran: Vec<Box<dyn WriteJob>>, pending: &mut VecDeque<Box<dyn WriteJob>>, message: &str) {
+fn refuse(
+    ran: Vec<Box<dyn WriteJob>>,
+    pending: &mut VecDeque<Box<dyn WriteJob>>,
+    error: &BatchError,
+) {
     for job in ran.into_iter().chain(pending.drain(..)) {
-        job.finish(Some(message));
+        job.finish(Some(error));
     }
 }
 
@@ -205,12 +218,12 @@ fn commit(txn: Transaction<'_>, jobs: Vec<Box<dyn WriteJob>>, commits: &AtomicU6
             commits.fetch_add(1, Ordering::Relaxed);
             None
         }
-        Err(e) => Some(e.to_string()),
+        Err(e) => Some(BatchError::from(e)),
     };
     if let Some(e) = &batch_error {
         tracing::error!(error = %e, writes = jobs.len(), "sqlite transaction not committed");
     }
     for job in jobs {
-        job.finish(batch_error.as_deref());
+        job.finish(batch_error.as_ref());
     }
 }

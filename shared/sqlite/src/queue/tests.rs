@@ -1,0 +1,185 @@
+//! Named queues: visibility, receive counts, dead letters, delays.
+
+use super::*;
+
+const VIS: Duration = Duration::from_secs(30);
+
+fn setup(max_receives: u32) -> (tempfile::TempDir, Clock, SqliteQueue) {
+    let dir = tempfile::tempdir().unwrap();
+    let db = Db::open(dir.path().join("q.db")).unwrap();
+    let clock = Clock::manual(1_700_000_000_000);
+    let q = SqliteQueue::new(db, EVENTS_QUEUE)
+        .with_max_receives(max_receives)
+        .with_clock(clock.clone());
+    (dir, clock, q)
+}
+
+fn msg(id: &str) -> OutgoingMessage {
+    OutgoingMessage {
+        id: id.into(),
+        body: format!("body-{id}"),
+        delay: None,
+    }
+}
+
+#[tokio::test]
+async fn hidden_while_in_flight_redelivered_after_visibility_timeout() {
+    let (_d, clock, q) = setup(5);
+    q.send_batch(&[msg("a"), msg("b")]).await.unwrap();
+    let first = q.receive(10, VIS).await.unwrap();
+    assert_eq!(
+        first.iter().map(|d| d.body.as_str()).collect::<Vec<_>>(),
+        ["body-a", "body-b"]
+    );
+    assert!(first.iter().all(|d| d.receive_count == 1));
+    assert!(
+        q.receive(10, VIS).await.unwrap().is_empty(),
+        "in flight messages are hidden"
+    );
+    q.delete(&first[0].receipt).await.unwrap();
+    clock.advance(VIS - Duration::from_millis(1));
+    assert!(q.receive(10, VIS).await.unwrap().is_empty());
+    clock.advance(Duration::from_millis(1));
+    let again = q.receive(10, VIS).await.unwrap();
+    assert_eq!(again.len(), 1, "only the undeleted message comes back");
+    assert_eq!(again[0].body, "body-b");
+    assert_eq!(again[0].message_id, first[1].message_id);
+    assert_eq!(again[0].receive_count, 2);
+    assert_ne!(again[0].receipt, first[1].receipt);
+    // A stale receipt cannot delete the message received again.
+    q.delete(&first[1].receipt).await.unwrap();
+    assert_eq!(
+        q.counts().await.unwrap(),
+        QueueCounts {
+            visible: 0,
+            hidden: 1,
+            dead: 0
+        }
+    );
+    q.delete(&again[0].receipt).await.unwrap();
+    assert_eq!(q.counts().await.unwrap(), QueueCounts::default());
+}
+
+#[tokio::test]
+async fn receive_respects_max_and_delay() {
+    let (_d, clock, q) = setup(5);
+    let mut delayed = msg("later");
+    delayed.delay = Some(Duration::from_secs(10));
+    q.send_batch(&[msg("1"), msg("2"), msg("3"), delayed])
+        .await
+        .unwrap();
+    assert_eq!(q.receive(2, VIS).await.unwrap().len(), 2);
+    assert_eq!(q.receive(10, VIS).await.unwrap().len(), 1);
+    clock.advance(Duration::from_secs(10));
+    let later = q.receive(10, VIS).await.unwrap();
+    assert_eq!(later.len(), 1);
+    assert_eq!(later[0].body, "body-later");
+}
+
+#[tokio::test]
+async fn dead_letters_after_max_receives_then_redrive() {
+    let (_d, clock, q) = setup(3);
+    q.send_batch(&[msg("x")]).await.unwrap();
+    for n in 1..=3 {
+        let d = q.receive(10, VIS).await.unwrap();
+        assert_eq!(d.len(), 1);
+        assert_eq!(d[0].receive_count, n);
+        clock.advance(VIS);
+    }
+    // The 4th attempt moves it instead of delivering it.
+    assert!(q.receive(10, VIS).await.unwrap().is_empty());
+    let dead = q.dead_letters(10).await.unwrap();
+    assert_eq!(dead.len(), 1);
+    assert_eq!(dead[0].body, "body-x");
+    assert_eq!(dead[0].receive_count, 3);
+    assert_eq!(dead[0].reason, None);
+    assert_eq!(
+        q.counts().await.unwrap(),
+        QueueCounts {
+            visible: 0,
+            hidden: 0,
+            dead: 1
+        }
+    );
+
+    assert_eq!(
+        q.redrive(Some("999999")).await.unwrap(),
+        0,
+        "unknown id moves nothing"
+    );
+    assert_eq!(q.redrive(Some(&dead[0].id)).await.unwrap(), 1);
+    let back = q.receive(10, VIS).await.unwrap();
+    assert_eq!(back.len(), 1);
+    assert_eq!(
+        back[0].message_id, dead[0].id,
+        "keeps its id through the dead letters"
+    );
+    assert_eq!(back[0].receive_count, 1, "a redriven message starts over");
+    assert!(q.dead_letters(10).await.unwrap().is_empty());
+}
+
+#[tokio::test]
+async fn consumer_dead_letters_with_reason_and_redrive_all() {
+    let (_d, _clock, q) = setup(5);
+    q.send_batch(&[msg("a"), msg("b"), msg("c")]).await.unwrap();
+    let got = q.receive(10, VIS).await.unwrap();
+    q.dead_letter(&got[0], "phone: not E.164").await.unwrap();
+    q.dead_letter(&got[1], "email: invalid").await.unwrap();
+    q.retry_later(&got[2].receipt, Duration::ZERO)
+        .await
+        .unwrap();
+    let dead = q.dead_letters(10).await.unwrap();
+    assert_eq!(
+        dead.iter()
+            .map(|d| d.reason.as_deref().unwrap())
+            .collect::<Vec<_>>(),
+        ["phone: not E.164", "email: invalid"]
+    );
+    // retry_later(0) made c visible again at once.
+    let c = q.receive(10, VIS).await.unwrap();
+    assert_eq!(c.len(), 1);
+    assert_eq!(c[0].body, "body-c");
+    assert_eq!(c[0].receive_count, 2);
+    assert_eq!(q.redrive(None).await.unwrap(), 2);
+    assert_eq!(q.receive(10, VIS).await.unwrap().len(), 2);
+}
+
+#[tokio::test]
+async fn queues_are_separate_by_name() {
+    let (_d, clock, events) = setup(5);
+    let sends = SqliteQueue::new(events.db().clone(), SENDS_QUEUE).with_clock(clock);
+    events.send_batch(&[msg("e")]).await.unwrap();
+    sends.send_batch(&[msg("s")]).await.unwrap();
+    assert_eq!(sends.receive(10, VIS).await.unwrap()[0].body, "body-s");
+    assert_eq!(events.receive(10, VIS).await.unwrap()[0].body, "body-e");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn concurrent_consumers_never_get_the_same_message() {
+    let (_d, _clock, q) = setup(5);
+    let batch: Vec<_> = (0..500).map(|i| msg(&i.to_string())).collect();
+    q.send_batch(&batch).await.unwrap();
+    let mut tasks = Vec::new();
+    for _ in 0..8 {
+        let q = q.clone();
+        tasks.push(tokio::spawn(async move {
+            let mut got = Vec::new();
+            loop {
+                let d = q.receive(7, VIS).await.unwrap();
+                if d.is_empty() {
+                    return got;
+                }
+                got.extend(d.into_iter().map(|d| d.body));
+            }
+        }));
+    }
+    let mut all = Vec::new();
+    for t in tasks {
+        all.extend(t.await.unwrap());
+    }
+    all.sort();
+    let total = all.len();
+    all.dedup();
+    assert_eq!(total, 500);
+    assert_eq!(all.len(), 500);
+}
