@@ -165,52 +165,7 @@ impl Api {
                 let Some(sends) = &self.sends else {
                     return Err(ApiError::NotFound(req.path.clone()));
                 };
-                let route = Route::match_path(&req.path);
-                match (&route, req.method) {
-                    (Route::Sends, Method::Post)
-                    | (Route::Send(_), Method::Get)
-                    | (Route::Consents, Method::Post | Method::Get) => {}
-                    _ => return Err(ApiError::MethodNotAllowed(req.path.clone())),
-                }
-                req.authorize_bearer(sends.api_key())?;
-                if req.method == Method::Post {
-                    let json = req.header("content-type").is_some_and(|c| {
-                        c.trim_start()
-                            .to_ascii_lowercase()
-                            .starts_with("application/json")
-                    });
-                    if !json {
-                        return Err(ApiError::UnsupportedMediaType(
-                            "send a JSON body with Content-Type: application/json".into(),
-                        ));
-                    }
-                }
-                match route {
-                    Route::Sends => {
-                        let record = sends
-                            .submit(&req.body, req.header("idempotency-key"))
-                            .await?;
-                        Ok(Response::json(202, &send_json(&record))
-                            .with_header("location", format!("/sends/{}", record.id)))
-                    }
-                    Route::Send(id) => Ok(Response::json(200, &send_json(&sends.get(id).await?))),
-                    _ if req.method == Method::Post => {
-                        let entry = sends.record_consent(&req.body).await?;
-                        Ok(Response::json(
-                            201,
-                            &json!({"id": entry.id, "to": entry.to, "category": entry.category,
-                            "action": entry.action, "source": entry.source}),
-                        ))
-                    }
-                    _ => {
-                        let to = req.query_param("to");
-                        let recipient = req.query_param("recipient");
-                        Ok(Response::json(
-                            200,
-                            &sends.consents(to.as_deref(), recipient.as_deref()).await?,
-                        ))
-                    }
-                }
+                sends_route(sends, req).await
             }
             Route::NotFound(path) => Err(ApiError::NotFound(path.to_string())),
         }
@@ -252,6 +207,56 @@ impl From<SendsError> for ApiError {
             e @ SendsError::KeyReused => ApiError::Conflict(e.to_string()),
             SendsError::NotFound(id) => ApiError::NotFound(format!("send {id}")),
             SendsError::Store(e) => e.into(),
+        }
+    }
+}
+
+/// `/sends`, `/sends/{id}` and `/consents`: bearer key, JSON bodies, then the sends service.
+async fn sends_route(sends: &Sends, req: &Request) -> Result<Response, ApiError> {
+    let route = Route::match_path(&req.path);
+    match (&route, req.method) {
+        (Route::Sends, Method::Post)
+        | (Route::Send(_), Method::Get)
+        | (Route::Consents, Method::Post | Method::Get) => {}
+        _ => return Err(ApiError::MethodNotAllowed(req.path.clone())),
+    }
+    req.authorize_bearer(sends.api_key())?;
+    if req.method == Method::Post {
+        let json = req.header("content-type").is_some_and(|c| {
+            c.trim_start()
+                .to_ascii_lowercase()
+                .starts_with("application/json")
+        });
+        if !json {
+            return Err(ApiError::UnsupportedMediaType(
+                "send a JSON body with Content-Type: application/json".into(),
+            ));
+        }
+    }
+    match route {
+        Route::Sends => {
+            let record = sends
+                .submit(&req.body, req.header("idempotency-key"))
+                .await?;
+            Ok(Response::json(202, &send_json(&record))
+                .with_header("location", format!("/sends/{}", record.id)))
+        }
+        Route::Send(id) => Ok(Response::json(200, &send_json(&sends.get(id).await?))),
+        _ if req.method == Method::Post => {
+            let entry = sends.record_consent(&req.body).await?;
+            Ok(Response::json(
+                201,
+                &json!({"id": entry.id, "to": entry.to, "category": entry.category,
+                "action": entry.action, "source": entry.source}),
+            ))
+        }
+        _ => {
+            let to = req.query_param("to");
+            let recipient = req.query_param("recipient");
+            Ok(Response::json(
+                200,
+                &sends.consents(to.as_deref(), recipient.as_deref()).await?,
+            ))
         }
     }
 }

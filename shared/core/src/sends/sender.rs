@@ -5,7 +5,6 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use async_trait::async_trait;
-use serde_json::Value;
 
 use crate::clock::now_ms;
 use crate::consumer::{Handler, Outcome};
@@ -17,7 +16,7 @@ use crate::sends::ratelimit::RateLimiter;
 use crate::sends::request::SendRequest;
 use crate::sends::store::{SendError, SendRecord, SendState};
 
-use super::service::Sends;
+use super::service::{SendMessage, Sends};
 use super::status::contact_of_record;
 
 /// How long a sender holds the right to call Meta for one send (longer than the Graph timeout).
@@ -97,154 +96,151 @@ fn retry_store(e: &StoreError) -> Duration {
     Duration::from_secs(5)
 }
 
-#[async_trait]
-impl Handler for Sender {
-    async fn handle(&self, delivery: &Delivery) -> Outcome {
-        let id = match serde_json::from_str::<Value>(&delivery.body)
-            .ok()
-            .and_then(|v| v.get("send_id").and_then(Value::as_str).map(str::to_string))
-        {
-            Some(id) => id,
-            None => return Outcome::DeadLetter("queue message is not a send (no send_id)".into()),
-        };
-        let record = match self.sends.store.get(&id).await {
+impl Sender {
+    /// The queued send and its request; an `Err` outcome ends the delivery there (a send
+    /// already past `queued` is reported again, idempotently).
+    async fn load(&self, id: &str) -> Result<(SendRecord, SendRequest), Outcome> {
+        let record = match self.sends.store.get(id).await {
             Ok(Some(r)) => r,
-            Ok(None) => return Outcome::DeadLetter(format!("send {id} does not exist")),
-            Err(e) => return Outcome::RetryAfter(retry_store(&e)),
+            Ok(None) => return Err(Outcome::DeadLetter(format!("send {id} does not exist"))),
+            Err(e) => return Err(Outcome::RetryAfter(retry_store(&e))),
         };
         if record.state != SendState::Queued {
             // Sent (or ended) before: a duplicate queue message, or the retry of a report that
             // failed after the send ended (reported again; idempotent).
-            return self.report(&record).await;
+            return Err(self.report(&record).await);
         }
-        let request: SendRequest = match serde_json::from_value(record.request.clone()) {
-            Ok(r) => r,
-            Err(e) => {
-                return Outcome::DeadLetter(format!("send {id} has an unreadable request: {e}"))
-            }
-        };
-        // The guards again: consent or a template's status may have changed while it waited.
-        match self.sends.policy.check(&request, now_ms()).await {
+        match serde_json::from_value(record.request.clone()) {
+            Ok(request) => Ok((record, request)),
+            Err(e) => Err(Outcome::DeadLetter(format!(
+                "send {id} has an unreadable request: {e}"
+            ))),
+        }
+    }
+
+    /// Everything before calling Meta: the guards again (consent or a template's status may
+    /// have changed while it waited), this process's pace, the recipient's pair window across
+    /// instances, then the claim. `Some` ends the delivery with that outcome.
+    async fn clear(&self, record: &SendRecord, request: &SendRequest) -> Option<Outcome> {
+        let id = record.id.as_str();
+        match self.sends.policy.check(request, now_ms()).await {
             Ok(Some(refusal)) => {
                 let error = SendError {
                     code: refusal.code().to_string(),
                     message: refusal.message(),
                 };
-                return self
-                    .finish(&id, SendState::Refused, Some(error), None)
-                    .await;
+                return Some(self.finish(id, SendState::Refused, Some(error), None).await);
             }
             Ok(None) => {}
-            Err(e) => return Outcome::RetryAfter(retry_store(&e)),
+            Err(e) => return Some(Outcome::RetryAfter(retry_store(&e))),
         }
         if let Err(wait) = self.limiter.wait(&record.contact).await {
-            return Outcome::RetryAfter(wait);
+            return Some(Outcome::RetryAfter(wait));
         }
-        // The limiter paces this process; the store's window holds across sender instances.
         let now = now_ms();
+        let store = &self.sends.store;
         let pair = self.limiter.pair_interval();
-        match self
-            .sends
-            .store
-            .reserve_pair(&record.contact, &id, now, pair)
-            .await
-        {
+        match store.reserve_pair(&record.contact, id, now, pair).await {
             Ok(None) => {}
-            Ok(Some(wait)) => return Outcome::RetryAfter(wait),
-            Err(e) => return Outcome::RetryAfter(retry_store(&e)),
+            Ok(Some(wait)) => return Some(Outcome::RetryAfter(wait)),
+            Err(e) => return Some(Outcome::RetryAfter(retry_store(&e))),
         }
-        match self
-            .sends
-            .store
-            .claim(&id, now, now + CLAIM_LEASE.as_millis() as i64)
-            .await
-        {
-            Ok(true) => {}
-            Ok(false) => return Outcome::RetryAfter(CLAIM_LEASE), // Another delivery is sending it.
-            Err(e) => return Outcome::RetryAfter(retry_store(&e)),
+        let lease_end = now + CLAIM_LEASE.as_millis() as i64;
+        match store.claim(id, now, lease_end).await {
+            Ok(true) => None,
+            // Another delivery is sending it.
+            Ok(false) => Some(Outcome::RetryAfter(CLAIM_LEASE)),
+            Err(e) => Some(Outcome::RetryAfter(retry_store(&e))),
         }
-        let message = request.to_outbound(&id);
-        match self.graph.send(&message).await {
-            Ok(accepted) => {
-                // Meta took it: record `sent`. A lost write here must not resend: retry the write.
-                let mut tries = 0;
-                loop {
-                    match self
-                        .sends
-                        .store
-                        .transition(
-                            &id,
-                            SendState::Sent,
-                            None,
-                            accepted.message_id.as_deref(),
-                            now_ms(),
-                        )
-                        .await
-                    {
-                        Ok(_) => return Outcome::Done,
-                        Err(e) if tries < 5 => {
-                            tries += 1;
-                            tracing::warn!(send_id = %id, error = %e, "recording sent failed; retrying");
-                            tokio::time::sleep(Duration::from_millis(200 * tries)).await;
-                        }
-                        Err(e) => {
-                            // The lease keeps other deliveries off for CLAIM_LEASE; after that a
-                            // redelivery may send again (the one at-least-once window).
-                            tracing::error!(send_id = %id, error = %e, "could not record sent");
-                            return Outcome::RetryAfter(CLAIM_LEASE);
-                        }
-                    }
+    }
+
+    /// Meta took it: record `sent`. A lost write here must not resend: retry the write.
+    async fn record_sent(&self, id: &str, wamid: Option<&str>) -> Outcome {
+        let mut tries = 0;
+        loop {
+            let store = &self.sends.store;
+            match store
+                .transition(id, SendState::Sent, None, wamid, now_ms())
+                .await
+            {
+                Ok(_) => return Outcome::Done,
+                Err(e) if tries < 5 => {
+                    tries += 1;
+                    tracing::warn!(send_id = %id, error = %e, "recording sent failed; retrying");
+                    tokio::time::sleep(Duration::from_millis(200 * tries)).await;
+                }
+                Err(e) => {
+                    // The lease keeps other deliveries off for CLAIM_LEASE; after that a
+                    // redelivery may send again (the one at-least-once window).
+                    tracing::error!(send_id = %id, error = %e, "could not record sent");
+                    return Outcome::RetryAfter(CLAIM_LEASE);
                 }
             }
-            Err(failure) => {
-                let attempt = delivery.receive_count.max(1);
-                let code = failure
-                    .code()
-                    .map_or_else(|| "send_failed".to_string(), |c| format!("meta_{c}"));
-                let error = SendError {
-                    code,
-                    message: failure.reason().to_string(),
-                };
-                match &failure {
-                    SendFailure::Retry { .. } | SendFailure::PairRate { .. }
-                        if attempt < MAX_ATTEMPTS =>
-                    {
-                        let _ = self.sends.store.release(&id).await;
-                        tracing::info!(send_id = %id, attempt, reason = failure.reason(), "send retried");
-                        Outcome::RetryAfter(
-                            failure.delay(attempt).unwrap_or(Duration::from_secs(1)),
-                        )
-                    }
-                    SendFailure::OptedOut { .. } => {
-                        let contact = request.contact_ref();
-                        if let Err(e) = self
-                            .sends
-                            .policy
-                            .consent
-                            .record_meta_opt_out(&contact, &id, now_ms())
-                            .await
-                        {
-                            let _ = self.sends.store.release(&id).await;
-                            return Outcome::RetryAfter(retry_store(&e));
-                        }
-                        // `finish` reports both the failure and the opt-out.
-                        self.finish(&id, SendState::Failed, Some(error), None).await
-                    }
-                    _ => {
-                        let error = if failure.is_retryable() {
-                            SendError {
-                                code: error.code,
-                                message: format!(
-                                    "gave up after {attempt} attempts: {}",
-                                    error.message
-                                ),
-                            }
-                        } else {
-                            error
-                        };
-                        self.finish(&id, SendState::Failed, Some(error), None).await
-                    }
+        }
+    }
+
+    /// Meta refused or did not answer: retry within [`MAX_ATTEMPTS`], record the opt-out of a
+    /// 131050, or end the send `failed`.
+    async fn failed(
+        &self,
+        id: &str,
+        request: &SendRequest,
+        failure: SendFailure,
+        receive_count: u32,
+    ) -> Outcome {
+        let attempt = receive_count.max(1);
+        let code = failure
+            .code()
+            .map_or_else(|| "send_failed".to_string(), |c| format!("meta_{c}"));
+        let mut error = SendError {
+            code,
+            message: failure.reason().to_string(),
+        };
+        match &failure {
+            SendFailure::Retry { .. } | SendFailure::PairRate { .. } if attempt < MAX_ATTEMPTS => {
+                let _ = self.sends.store.release(id).await;
+                tracing::info!(send_id = %id, attempt, reason = failure.reason(), "send retried");
+                Outcome::RetryAfter(failure.delay(attempt).unwrap_or(Duration::from_secs(1)))
+            }
+            SendFailure::OptedOut { .. } => {
+                let contact = request.contact_ref();
+                let consent = &self.sends.policy.consent;
+                if let Err(e) = consent.record_meta_opt_out(&contact, id, now_ms()).await {
+                    let _ = self.sends.store.release(id).await;
+                    return Outcome::RetryAfter(retry_store(&e));
                 }
+                // `finish` reports both the failure and the opt-out.
+                self.finish(id, SendState::Failed, Some(error), None).await
+            }
+            _ => {
+                if failure.is_retryable() {
+                    error.message = format!("gave up after {attempt} attempts: {}", error.message);
+                }
+                self.finish(id, SendState::Failed, Some(error), None).await
+            }
+        }
+    }
+}
+
+#[async_trait]
+impl Handler for Sender {
+    async fn handle(&self, delivery: &Delivery) -> Outcome {
+        let id = match serde_json::from_str::<SendMessage>(&delivery.body) {
+            Ok(m) => m.send_id,
+            Err(e) => return Outcome::DeadLetter(format!("queue message is not a send: {e}")),
+        };
+        let (record, request) = match self.load(&id).await {
+            Ok(loaded) => loaded,
+            Err(outcome) => return outcome,
+        };
+        if let Some(outcome) = self.clear(&record, &request).await {
+            return outcome;
+        }
+        match self.graph.send(&request.to_outbound(&id)).await {
+            Ok(accepted) => self.record_sent(&id, accepted.message_id.as_deref()).await,
+            Err(failure) => {
+                self.failed(&id, &request, failure, delivery.receive_count)
+                    .await
             }
         }
     }

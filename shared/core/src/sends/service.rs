@@ -5,7 +5,7 @@
 use std::sync::Arc;
 
 use async_trait::async_trait;
-use serde::Deserialize;
+use serde::{Deserialize, Serialize};
 use serde_json::{json, Value};
 
 use crate::clock::now_ms;
@@ -52,9 +52,21 @@ pub struct Sends {
     api_key: Option<Arc<str>>,
 }
 
-/// The queue body of a send: its id (the sender reads the rest from the store).
+/// The sends queue's message: the send's id (the sender reads the rest from the store).
+#[derive(Debug, Serialize, Deserialize)]
+pub struct SendMessage {
+    pub v: u8,
+    pub send_id: String,
+}
+
+/// The queue body of a send.
 pub fn queue_body(id: &str) -> String {
-    json!({"v": 1, "send_id": id}).to_string()
+    let message = SendMessage {
+        v: 1,
+        send_id: id.to_string(),
+    };
+    // A struct of a number and a string always serialises.
+    serde_json::to_string(&message).expect("send messages serialise")
 }
 
 impl Sends {

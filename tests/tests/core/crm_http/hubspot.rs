@@ -371,17 +371,28 @@ async fn hubspot_crash_between_create_and_confirm_creates_nothing_twice() {
             .lock()
             .unwrap()
             .insert(path.to_string(), Fault::SlowAfter);
-        let died = tokio::time::timeout(
-            Duration::from_millis(300),
-            rig.sync.handle(&delivery(&ev, 1)),
-        )
-        .await;
-        assert!(died.is_err(), "the worker must die mid-call");
         let store = if path == DEALS {
             &rig.fake.deals
         } else {
             &rig.fake.comms
         };
+        // The worker dies once HubSpot created the object, before its answer arrives (the fake
+        // holds it): waiting for the object, not a fixed time, keeps this true on a slow machine.
+        let sync = rig.sync.clone();
+        let d = delivery(&ev, 1);
+        let worker = tokio::spawn(async move { sync.handle(&d).await });
+        wabridge_tests::eventually(
+            "HubSpot creates the object",
+            Duration::from_secs(20),
+            || {
+                let created = count(store, effect) == 1;
+                async move { created.then_some(()) }
+            },
+        )
+        .await;
+        assert!(!worker.is_finished(), "the worker must die mid-call");
+        worker.abort();
+        assert!(worker.await.unwrap_err().is_cancelled());
         assert_eq!(count(store, effect), 1, "created at HubSpot, not confirmed");
         // The lease of the dead worker's claim runs out, then SQS redelivers.
         tokio::time::sleep(lease + Duration::from_millis(100)).await;
