@@ -195,30 +195,7 @@ pub async fn record(
     c: &Conversion,
 ) -> Result<ConversionResult, RecordError> {
     let state = store.contact(&c.contact_id).await?;
-    let at_ms = c.event_time * 1000;
-    let credited = state
-        .as_ref()
-        .and_then(|s| s.last.as_ref())
-        .filter(|l| at_ms >= l.at && at_ms - l.at <= config.window_ms());
-    let ctwa_clid = state.as_ref().and_then(|s| {
-        s.last
-            .as_ref()
-            .and_then(|t| t.ctwa_clid.clone())
-            .or_else(|| s.first.as_ref().and_then(|t| t.ctwa_clid.clone()))
-    });
-    let row = ConversionRow {
-        event_id: c.event_id.clone(),
-        contact_id: c.contact_id.clone(),
-        event_name: c.event_name.clone(),
-        value: c.value,
-        currency: c.currency.clone(),
-        event_time: at_ms,
-        ctwa_clid: ctwa_clid.clone(),
-        credit: Credit::of(credited),
-        status: "pending".into(),
-        detail: None,
-        attempts: 0,
-    };
+    let row = pending_row(state.as_ref(), config, c);
     let (row, duplicate) = match store.claim_conversion(&row).await? {
         Claim::New => (row, false),
         Claim::Existing(existing) if !same(&existing, c) => {
@@ -238,77 +215,95 @@ pub async fn record(
             });
         }
     };
-    let result = |status: &str, detail: Option<String>| ConversionResult {
-        event_id: row.event_id.clone(),
+    let (status, detail, attempts) = deliver(meta, c, &row).await;
+    store
+        .finish_conversion(
+            &row.event_id,
+            status,
+            detail.as_deref(),
+            row.attempts + attempts,
+        )
+        .await?;
+    Ok(ConversionResult {
+        event_id: row.event_id,
         status: status.into(),
         duplicate,
-        ctwa_clid: row.ctwa_clid.clone(),
-        credit: row.credit.clone(),
+        ctwa_clid: row.ctwa_clid,
+        credit: row.credit,
         detail,
-    };
-    let Some(clid) = row.ctwa_clid.clone() else {
-        store
-            .finish_conversion(
-                &row.event_id,
-                "not_attributable",
-                Some("no ctwa_clid for this contact"),
-                row.attempts,
-            )
-            .await?;
-        return Ok(result(
+    })
+}
+
+/// The conversion as a `pending` row: credited to the contact's last touch within the window,
+/// with the click id of its last (else first) ad touch.
+fn pending_row(
+    state: Option<&wabridge_core::attribution::ContactState>,
+    config: &AttributionConfig,
+    c: &Conversion,
+) -> ConversionRow {
+    let at_ms = c.event_time * 1000;
+    let credited = state
+        .and_then(|s| s.last.as_ref())
+        .filter(|l| at_ms >= l.at && at_ms - l.at <= config.window_ms());
+    let ctwa_clid = state.and_then(|s| {
+        s.last
+            .as_ref()
+            .and_then(|t| t.ctwa_clid.clone())
+            .or_else(|| s.first.as_ref().and_then(|t| t.ctwa_clid.clone()))
+    });
+    ConversionRow {
+        event_id: c.event_id.clone(),
+        contact_id: c.contact_id.clone(),
+        event_name: c.event_name.clone(),
+        value: c.value,
+        currency: c.currency.clone(),
+        event_time: at_ms,
+        ctwa_clid,
+        credit: Credit::of(credited),
+        status: "pending".into(),
+        detail: None,
+        attempts: 0,
+    }
+}
+
+/// Sends a claimed conversion to Meta when it can be: its final status, detail and the attempts
+/// it took (`pending` when Meta could not be reached: the next call sends again).
+async fn deliver(
+    meta: Option<&MetaConversions>,
+    c: &Conversion,
+    row: &ConversionRow,
+) -> (&'static str, Option<String>, u32) {
+    let Some(clid) = row.ctwa_clid.as_deref() else {
+        return (
             "not_attributable",
             Some("no ctwa_clid for this contact".into()),
-        ));
+            0,
+        );
     };
     let Some(meta) = meta else {
-        let detail = format!("{} is not set", config::META_DATASET_ID);
-        store
-            .finish_conversion(&row.event_id, "not_configured", Some(&detail), row.attempts)
-            .await?;
-        return Ok(result("not_configured", Some(detail)));
+        return (
+            "not_configured",
+            Some(format!("{} is not set", config::META_DATASET_ID)),
+            0,
+        );
     };
-    match meta.send(c, &clid).await {
+    match meta.send(c, clid).await {
         SendOutcome::Sent { attempts, response } => {
             let detail = response
                 .get("fbtrace_id")
                 .and_then(Value::as_str)
                 .map(|t| format!("fbtrace_id {t}"));
-            store
-                .finish_conversion(
-                    &row.event_id,
-                    "sent",
-                    detail.as_deref(),
-                    row.attempts + attempts,
-                )
-                .await?;
-            Ok(result("sent", detail))
+            ("sent", detail, attempts)
         }
         SendOutcome::Refused {
             attempts,
             status,
             message,
-        } => {
-            let detail = format!("HTTP {status}: {message}");
-            store
-                .finish_conversion(
-                    &row.event_id,
-                    "refused",
-                    Some(&detail),
-                    row.attempts + attempts,
-                )
-                .await?;
-            Ok(result("refused", Some(detail)))
-        }
-        SendOutcome::GaveUp { attempts, reason } => {
-            store
-                .finish_conversion(
-                    &row.event_id,
-                    "pending",
-                    Some(&reason),
-                    row.attempts + attempts,
-                )
-                .await?;
-            Ok(result("pending", Some(reason)))
-        }
+        } => (
+            "refused",
+            Some(format!("HTTP {status}: {message}")),
+            attempts,
+        ),
+        SendOutcome::GaveUp { attempts, reason } => ("pending", Some(reason), attempts),
     }
 }
