@@ -8,19 +8,21 @@ use wabridge_attribution::conversions::MetaConversions;
 use wabridge_attribution::qr;
 use wabridge_attribution::service::{AttributionService, PNG_SCALE};
 use wabridge_aws::dynamo::attribution::DynamoAttribution;
-use wabridge_core::attribution::report::{parse_since, Format, ReportOptionError};
+use wabridge_core::attribution::report::{parse_since, Format};
 use wabridge_core::attribution::{AttributionConfig, AttributionStore, LinkRequest};
 use wabridge_core::clock::now_ms;
 use wabridge_sqlite::attribution::SqliteAttribution;
 use wabridge_sqlite::Db;
 
+use crate::error::CliError;
+
 /// The service behind `POST /links` and `POST /conversions` (config from
 /// `WABRIDGE_ATTRIBUTION`, Meta from `META_DATASET_ID` and friends).
-pub async fn service(db: &Db, api_key: &str) -> Result<Arc<AttributionService>, String> {
-    let config = AttributionConfig::from_env().map_err(|e| e.to_string())?;
+pub async fn service(db: &Db, api_key: &str) -> Result<Arc<AttributionService>, CliError> {
+    let config = AttributionConfig::from_env()?;
     let store = SqliteAttribution::open(db.clone())
         .await
-        .map_err(|e| e.to_string())?;
+        .map_err(CliError::store("cannot open the attribution store"))?;
     let meta = MetaConversions::from_lookup(|n| std::env::var(n).ok());
     Ok(Arc::new(AttributionService::new(
         Arc::new(store),
@@ -66,8 +68,8 @@ pub struct LinkArgs {
 }
 
 /// `wabridge link create`: prints the stored link as one JSON object.
-pub async fn link_create(data: &Path, args: LinkArgs) -> Result<(), String> {
-    let config = AttributionConfig::from_env().map_err(|e| e.to_string())?;
+pub async fn link_create(data: &Path, args: LinkArgs) -> Result<(), CliError> {
+    let config = AttributionConfig::from_env()?;
     let request = LinkRequest {
         utm_source: Some(args.utm_source),
         utm_medium: Some(args.utm_medium),
@@ -81,27 +83,28 @@ pub async fn link_create(data: &Path, args: LinkArgs) -> Result<(), String> {
         phone_number: args.phone,
         expires_in_days: args.expires_in_days,
     };
-    let spec = request.validate(&config).map_err(|e| e.to_string())?;
+    let spec = request.validate(&config).map_err(CliError::link)?;
     let db = crate::data::open_or_create(data)?;
     let store = SqliteAttribution::open(db)
         .await
-        .map_err(|e| e.to_string())?;
+        .map_err(CliError::store("cannot open the attribution store"))?;
     let link = store
         .create_link(&spec, now_ms())
         .await
-        .map_err(|e| e.to_string())?;
+        .map_err(CliError::store("cannot store the link"))?;
     if let Some(path) = &args.qr_svg {
-        let svg = qr::svg(&link.url).map_err(|e| e.to_string())?;
-        std::fs::write(path, svg).map_err(|e| format!("cannot write {}: {e}", path.display()))?;
+        let svg = qr::svg(&link.url)?;
+        std::fs::write(path, svg).map_err(CliError::io("write", path))?;
     }
     if let Some(path) = &args.qr_png {
-        let png = qr::png(&link.url, PNG_SCALE).map_err(|e| e.to_string())?;
-        std::fs::write(path, png).map_err(|e| format!("cannot write {}: {e}", path.display()))?;
+        let png = qr::png(&link.url, PNG_SCALE)?;
+        std::fs::write(path, png).map_err(CliError::io("write", path))?;
     }
-    println!(
-        "{}",
-        serde_json::to_string(&link).map_err(|e| e.to_string())?
-    );
+    let json = serde_json::to_string(&link).map_err(|source| CliError::Json {
+        what: "the link",
+        source,
+    })?;
+    println!("{json}");
     Ok(())
 }
 
@@ -112,27 +115,31 @@ pub async fn report(
     table: Option<&str>,
     since: &str,
     format: &str,
-) -> Result<(), String> {
+) -> Result<(), CliError> {
     let format: Format = format
         .parse()
-        .map_err(|e: ReportOptionError| e.to_string())?;
+        .map_err(|e| CliError::argument("--format", e))?;
     let now = now_ms();
-    let since_ms = parse_since(since, now).map_err(|e| e.to_string())?;
+    let since_ms = parse_since(since, now).map_err(|e| CliError::argument("--since", e))?;
     let report = match table.filter(|t| !t.trim().is_empty()) {
-        Some(table) => {
-            DynamoAttribution::from_env(table)
-                .await
-                .report(since_ms, now)
-                .await
-        }
+        Some(table) => DynamoAttribution::from_env(table)
+            .await
+            .report(since_ms, now)
+            .await
+            .map_err(CliError::store(format!(
+                "cannot read the attribution report from table {table}"
+            )))?,
         None => {
             let db = crate::data::open_existing(data)?;
             let store = SqliteAttribution::open(db)
                 .await
-                .map_err(|e| e.to_string())?;
-            store.report(since_ms).await
+                .map_err(CliError::store("cannot open the attribution store"))?;
+            store
+                .report(since_ms)
+                .await
+                .map_err(CliError::store("cannot read the attribution report"))?
         }
     };
-    print!("{}", report.map_err(|e| e.to_string())?.render(format));
+    print!("{}", report.render(format));
     Ok(())
 }

@@ -11,22 +11,24 @@ use wabridge_core::sends::service::Sends;
 use wabridge_crm::local::LocalCrm;
 use wabridge_sqlite::{Db, SqliteEngine, SqliteRecords};
 
+use crate::error::CliError;
+
 /// Builds the handler from the environment (`CRM_KIND`, default `local`; `WABRIDGE_MAPPING`,
 /// default the example mapping of that CRM;
 /// `WABRIDGE_ATTRIBUTION`, default attribution settings). Fails at start-up, not per message, on bad config.
 /// `sends` is the sending side the hooks feed (delivery tracking, template registry, consent,
 /// 24-hour window: see [`wabridge_core::sends::hooks::SendingHooks`]).
-pub async fn handler(db: &Db, sends: Arc<Sends>) -> Result<Arc<dyn Handler>, String> {
+pub async fn handler(db: &Db, sends: Arc<Sends>) -> Result<Arc<dyn Handler>, CliError> {
     let env = |name: &str| std::env::var(name).ok();
     let kind = config::crm_kind(env);
-    let mapping = Mapping::from_env(&kind).map_err(|e| e.to_string())?;
+    let mapping = Mapping::from_env(&kind)?;
     let local = Arc::new(LocalCrm::new(SqliteRecords::new(db.clone())));
-    let crm = wabridge_crm::from_lookup(&mapping, Some(local), env).map_err(|e| e.to_string())?;
-    let attribution_config = AttributionConfig::from_env().map_err(|e| e.to_string())?;
+    let crm = wabridge_crm::from_lookup(&mapping, Some(local), env)?;
+    let attribution_config = AttributionConfig::from_env()?;
     println!("crm: {kind}");
     let sync = SqliteEngine::new(db.clone())
         .crm_sync(crm, mapping, attribution_config, sends)
         .await
-        .map_err(|e| e.to_string())?;
+        .map_err(CliError::store("cannot set up crm-sync over the database"))?;
     Ok(Arc::new(sync))
 }

@@ -6,25 +6,26 @@ use std::path::Path;
 
 use wabridge_sqlite::Db;
 
+use crate::error::CliError;
+
 /// File name of the database inside the data dir.
 pub const DB_FILE: &str = "wabridge.db";
 
 /// Opens the data dir's database, creating the directory and the database when missing.
-pub fn open_or_create(data: &Path) -> Result<Db, String> {
-    std::fs::create_dir_all(data).map_err(|e| format!("cannot create {}: {e}", data.display()))?;
+pub fn open_or_create(data: &Path) -> Result<Db, CliError> {
+    std::fs::create_dir_all(data).map_err(CliError::io("create", data))?;
     let path = data.join(DB_FILE);
-    Db::open(&path).map_err(|e| format!("cannot open {}: {e}", path.display()))
+    Db::open(&path).map_err(|source| CliError::OpenDatabase { path, source })
 }
 
 /// Opens an existing data dir's database (a reading command never creates one by accident).
-pub fn open_existing(data: &Path) -> Result<Db, String> {
+pub fn open_existing(data: &Path) -> Result<Db, CliError> {
     let path = data.join(DB_FILE);
     if !path.exists() {
-        return Err(format!(
-            "no database at {} (start `wabridge serve --data {}` first)",
-            path.display(),
-            data.display()
-        ));
+        return Err(CliError::NoDatabase {
+            path,
+            data: data.to_path_buf(),
+        });
     }
-    Db::open(&path).map_err(|e| format!("cannot open {}: {e}", path.display()))
+    Db::open(&path).map_err(|source| CliError::OpenDatabase { path, source })
 }

@@ -7,6 +7,7 @@ use std::path::Path;
 use serde_json::json;
 use wabridge_core::signature;
 
+use crate::error::CliError;
 use crate::tools::secret;
 
 /// Customers the load spreads over: a business hears from many people at once, not 100,000
@@ -61,17 +62,16 @@ pub fn sample_body(n: u64) -> String {
 
 /// N signed bodies with unique message ids, one `signature<TAB>body` line each, for
 /// bench/load/load.lua.
-pub fn loadgen(count: u64, out: &Path, data: &Path) -> Result<(), String> {
+pub fn loadgen(count: u64, out: &Path, data: &Path) -> Result<(), CliError> {
     let secret = secret(data)?;
-    let file =
-        std::fs::File::create(out).map_err(|e| format!("cannot create {}: {e}", out.display()))?;
+    let file = std::fs::File::create(out).map_err(CliError::io("create", out))?;
     let mut w = std::io::BufWriter::new(file);
     for n in 0..count {
         let body = sample_body(n);
         writeln!(w, "{}\t{body}", signature::sign(&secret, body.as_bytes()))
-            .map_err(|e| e.to_string())?;
+            .map_err(CliError::io("write", out))?;
     }
-    w.flush().map_err(|e| e.to_string())?;
+    w.flush().map_err(CliError::io("write", out))?;
     // The load script checks that each customer became exactly one contact.
     eprintln!(
         "wrote {count} signed bodies from {} customers to {}",

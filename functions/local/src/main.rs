@@ -4,6 +4,7 @@
 mod attribution;
 mod crm_sync;
 mod data;
+mod error;
 mod loadgen;
 mod secrets;
 mod sends;
@@ -18,6 +19,8 @@ use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
 use wabridge_core::config;
+
+use crate::error::CliError;
 
 #[derive(Parser)]
 #[command(
@@ -193,7 +196,7 @@ struct DeadLetterQueues {
 }
 
 impl DeadLetterQueues {
-    fn target(self) -> Result<tools::DeadLetterTarget, String> {
+    fn target(self) -> Result<tools::DeadLetterTarget, CliError> {
         Ok(
             match tools::sqs_pairs(self.queue.as_deref(), self.queue_url, self.dlq_url)? {
                 Some(pairs) => tools::DeadLetterTarget::Sqs(pairs),
@@ -229,6 +232,8 @@ enum DeadLetterAction {
     },
 }
 
+/// Parses the command line and runs the command; on failure prints the error and each of its
+/// causes on stderr (see [`error::report`]) and exits with status 1.
 fn main() -> ExitCode {
     let cli = Cli::parse();
     tracing_subscriber::fmt()
@@ -238,70 +243,67 @@ fn main() -> ExitCode {
         )
         .with_writer(std::io::stderr)
         .init();
-    let runtime = match tokio::runtime::Builder::new_multi_thread()
+    let result = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
-    {
-        Ok(rt) => rt,
-        Err(e) => {
-            eprintln!("error: cannot start the runtime: {e}");
-            return ExitCode::FAILURE;
-        }
-    };
-    let result = runtime.block_on(async move {
-        match cli.command {
-            Command::Serve { addr, data } => {
-                serve::run(serve::ServeArgs {
-                    addr,
-                    data: data.data,
-                })
-                .await
-            }
-            Command::Sign { file, data } => tools::sign(&file, &data.data),
-            Command::Post { target, url, data } => tools::post(&target, &url, &data.data).await,
-            Command::Records { json, kind, data } => {
-                tools::records(&data.data, json, kind.as_deref()).await
-            }
-            Command::Link {
-                action: LinkAction::Create { link, data },
-            } => attribution::link_create(&data.data, link).await,
-            Command::Report {
-                what:
-                    ReportWhat::Attribution {
-                        since,
-                        format,
-                        table,
-                        data,
-                    },
-            } => attribution::report(&data.data, table.as_deref(), &since, &format).await,
-            Command::DeadLetters {
-                action:
-                    DeadLetterAction::List {
-                        json,
-                        limit,
-                        queues,
-                    },
-            } => tools::dead_letters_list(&queues.target()?, json, limit).await,
-            Command::DeadLetters {
-                action: DeadLetterAction::Redrive { id, queues },
-            } => tools::dead_letters_redrive(&queues.target()?, id.as_deref()).await,
-            Command::Templates {
-                action: TemplatesAction::Sync { data },
-            } => templates::sync(&data.data).await,
-            Command::Templates {
-                action: TemplatesAction::List { json, data },
-            } => templates::list(&data.data, json).await,
-            Command::Send { send, data } => sends::send(send, &data.data).await,
-            Command::Consent { consent, data } => sends::consent(consent, &data.data).await,
-            Command::Stats { data } => tools::stats(&data.data).await,
-            Command::Loadgen { count, out, data } => loadgen::loadgen(count, &out, &data.data),
-        }
-    });
+        .map_err(CliError::Runtime)
+        .and_then(|runtime| runtime.block_on(run(cli.command)));
     match result {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
-            eprintln!("error: {e}");
+            eprintln!("{}", error::report(&e));
             ExitCode::FAILURE
         }
+    }
+}
+
+/// Runs one command.
+async fn run(command: Command) -> Result<(), CliError> {
+    match command {
+        Command::Serve { addr, data } => {
+            serve::run(serve::ServeArgs {
+                addr,
+                data: data.data,
+            })
+            .await
+        }
+        Command::Sign { file, data } => tools::sign(&file, &data.data),
+        Command::Post { target, url, data } => tools::post(&target, &url, &data.data).await,
+        Command::Records { json, kind, data } => {
+            tools::records(&data.data, json, kind.as_deref()).await
+        }
+        Command::Link {
+            action: LinkAction::Create { link, data },
+        } => attribution::link_create(&data.data, link).await,
+        Command::Report {
+            what:
+                ReportWhat::Attribution {
+                    since,
+                    format,
+                    table,
+                    data,
+                },
+        } => attribution::report(&data.data, table.as_deref(), &since, &format).await,
+        Command::DeadLetters {
+            action:
+                DeadLetterAction::List {
+                    json,
+                    limit,
+                    queues,
+                },
+        } => tools::dead_letters_list(&queues.target()?, json, limit).await,
+        Command::DeadLetters {
+            action: DeadLetterAction::Redrive { id, queues },
+        } => tools::dead_letters_redrive(&queues.target()?, id.as_deref()).await,
+        Command::Templates {
+            action: TemplatesAction::Sync { data },
+        } => templates::sync(&data.data).await,
+        Command::Templates {
+            action: TemplatesAction::List { json, data },
+        } => templates::list(&data.data, json).await,
+        Command::Send { send, data } => sends::send(send, &data.data).await,
+        Command::Consent { consent, data } => sends::consent(consent, &data.data).await,
+        Command::Stats { data } => tools::stats(&data.data).await,
+        Command::Loadgen { count, out, data } => loadgen::loadgen(count, &out, &data.data),
     }
 }

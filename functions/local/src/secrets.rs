@@ -7,6 +7,8 @@ use std::path::{Path, PathBuf};
 use serde::{Deserialize, Serialize};
 use wabridge_core::config;
 
+use crate::error::CliError;
+
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
 pub struct Secrets {
     pub app_secret: String,
@@ -32,20 +34,20 @@ fn env_nonempty(name: &str) -> Option<String> {
 }
 
 /// Reads the stored secrets, if the file exists.
-pub fn read(data: &Path) -> Result<Option<Secrets>, String> {
+pub fn read(data: &Path) -> Result<Option<Secrets>, CliError> {
     let file = path(data);
     match std::fs::read(&file) {
         Ok(bytes) => serde_json::from_slice(&bytes)
             .map(Some)
-            .map_err(|e| format!("{} is not a valid secrets file: {e}", file.display())),
+            .map_err(|source| CliError::SecretsFile { path: file, source }),
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
-        Err(e) => Err(format!("cannot read {}: {e}", file.display())),
+        Err(e) => Err(CliError::io("read", file)(e)),
     }
 }
 
 /// The secrets `serve` runs with: the stored ones (generated and printed once if absent), each
 /// overridden by its environment variable when set.
-pub fn load_or_generate(data: &Path) -> Result<Secrets, String> {
+pub fn load_or_generate(data: &Path) -> Result<Secrets, CliError> {
     let stored = match read(data)? {
         Some(s) => s,
         None => {
@@ -73,22 +75,20 @@ pub fn load_or_generate(data: &Path) -> Result<Secrets, String> {
 }
 
 /// The app secret for `sign` / `post`: env first, else the data dir's secrets file.
-pub fn app_secret(data: &Path) -> Result<String, String> {
+pub fn app_secret(data: &Path) -> Result<String, CliError> {
     if let Some(s) = env_nonempty(config::WHATSAPP_APP_SECRET) {
         return Ok(s);
     }
     match read(data)? {
         Some(s) => Ok(s.app_secret),
-        None => Err(format!(
-            "no app secret: set {} or run `wabridge serve --data {}` once to generate {}",
-            config::WHATSAPP_APP_SECRET,
-            data.display(),
-            path(data).display()
-        )),
+        None => Err(CliError::NoAppSecret {
+            data: data.to_path_buf(),
+            path: path(data),
+        }),
     }
 }
 
-fn write_new(data: &Path, secrets: &Secrets) -> Result<(), String> {
+fn write_new(data: &Path, secrets: &Secrets) -> Result<(), CliError> {
     let file = path(data);
     let mut options = std::fs::OpenOptions::new();
     options.write(true).create_new(true);
@@ -97,11 +97,12 @@ fn write_new(data: &Path, secrets: &Secrets) -> Result<(), String> {
         use std::os::unix::fs::OpenOptionsExt;
         options.mode(0o600);
     }
-    let mut f = options
-        .open(&file)
-        .map_err(|e| format!("cannot create {}: {e}", file.display()))?;
-    let text = serde_json::to_vec_pretty(secrets).map_err(|e| e.to_string())?;
+    let mut f = options.open(&file).map_err(CliError::io("create", &file))?;
+    let text = serde_json::to_vec_pretty(secrets).map_err(|source| CliError::Json {
+        what: "the secrets",
+        source,
+    })?;
     f.write_all(&text)
         .and_then(|_| f.sync_all())
-        .map_err(|e| format!("cannot write {}: {e}", file.display()))
+        .map_err(CliError::io("write", file))
 }

@@ -15,6 +15,8 @@ use wabridge_core::sends::service::Sends;
 use wabridge_graph::GraphClient;
 use wabridge_sqlite::{Db, SqliteEngine, SqliteQueue, SENDS_QUEUE};
 
+use crate::error::CliError;
+
 /// The sends service over the local SQLite store (see [`SqliteEngine::sends`]).
 pub fn service(db: &Db, api_key: &str) -> Arc<Sends> {
     Arc::new(SqliteEngine::new(db.clone()).sends(Some(api_key.to_string())))
@@ -27,7 +29,7 @@ pub fn spawn_sender(
     db: &Db,
     sends: &Sends,
     stop: tokio::sync::watch::Receiver<bool>,
-) -> Result<Option<tokio::task::JoinHandle<()>>, String> {
+) -> Result<Option<tokio::task::JoinHandle<()>>, CliError> {
     let (rate, _) = config::send_rate(|name| std::env::var(name).ok())?;
     let graph = match GraphConfig::from_env() {
         Ok(c) => GraphClient::new(c),
@@ -54,18 +56,13 @@ pub fn spawn_sender(
 }
 
 /// The API key for the CLI: `--api-key`/`WABRIDGE_API_KEY`, else the data dir's dev secrets.
-fn api_key(given: Option<String>, data: &Path) -> Result<String, String> {
+fn api_key(given: Option<String>, data: &Path) -> Result<String, CliError> {
     if let Some(k) = given.filter(|k| !k.is_empty()) {
         return Ok(k);
     }
     crate::secrets::read(data)?
         .map(|s| s.api_key)
-        .ok_or_else(|| {
-            format!(
-                "no API key: pass --api-key or set {}",
-                config::WABRIDGE_API_KEY
-            )
-        })
+        .ok_or(CliError::NoApiKey)
 }
 
 async fn post(
@@ -74,7 +71,7 @@ async fn post(
     key: &str,
     body: Value,
     idempotency: Option<&str>,
-) -> Result<(), String> {
+) -> Result<(), CliError> {
     let url = format!("{}{path}", url.trim_end_matches('/'));
     let mut req = reqwest::Client::new()
         .post(&url)
@@ -83,17 +80,17 @@ async fn post(
     if let Some(k) = idempotency {
         req = req.header("idempotency-key", k);
     }
-    let response = req
-        .send()
-        .await
-        .map_err(|e| format!("cannot reach {url}: {e}"))?;
+    let response = match req.send().await {
+        Ok(r) => r,
+        Err(source) => return Err(CliError::Request { url, source }),
+    };
     let status = response.status();
-    let text = response.text().await.unwrap_or_default();
-    println!("{text}");
+    let body = response.text().await.unwrap_or_default();
+    println!("{body}");
     if status.is_success() {
         Ok(())
     } else {
-        Err(format!("{url} answered {status}"))
+        Err(CliError::HttpStatus { url, status, body })
     }
 }
 
@@ -127,13 +124,18 @@ pub struct SendArgs {
     pub api_key: Option<String>,
 }
 
-pub async fn send(args: SendArgs, data: &Path) -> Result<(), String> {
+pub async fn send(args: SendArgs, data: &Path) -> Result<(), CliError> {
     let key = api_key(args.api_key, data)?;
     let mut body = json!({"template": args.template, "language": args.lang});
     match (args.to, args.recipient) {
         (Some(to), _) => body["to"] = json!(to),
         (None, Some(r)) => body["recipient"] = json!(r),
-        (None, None) => return Err("give --to NUMBER or --recipient BSUID".into()),
+        (None, None) => {
+            return Err(CliError::argument(
+                "--to",
+                "give --to NUMBER or --recipient BSUID",
+            ))
+        }
     }
     if let Some(c) = args.category {
         body["category"] = json!(c);
@@ -175,7 +177,7 @@ pub struct ConsentArgs {
     pub api_key: Option<String>,
 }
 
-pub async fn consent(args: ConsentArgs, data: &Path) -> Result<(), String> {
+pub async fn consent(args: ConsentArgs, data: &Path) -> Result<(), CliError> {
     let key = api_key(args.api_key, data)?;
     let action = if args.opt_in { "opt_in" } else { "opt_out" };
     let mut body =

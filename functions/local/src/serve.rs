@@ -13,6 +13,7 @@ use wabridge_core::consumer::{run_worker, Pressure, WorkerOptions};
 use wabridge_core::http::{ApiError, Method, Request, Response};
 use wabridge_sqlite::{SqliteDedupe, SqliteInbox, SqliteQueue, EVENTS_QUEUE};
 
+use crate::error::CliError;
 use crate::secrets;
 
 pub struct ServeArgs {
@@ -32,12 +33,12 @@ struct AppState {
 const BURST_IN_FLIGHT: usize = 8;
 const BURST_CONSUMER_CONCURRENCY: usize = 1;
 
-pub async fn run(args: ServeArgs) -> Result<(), String> {
+pub async fn run(args: ServeArgs) -> Result<(), CliError> {
     let db = crate::data::open_or_create(&args.data)?;
     let secrets = secrets::load_or_generate(&args.data)?;
     let inbox = SqliteInbox::open(db.clone())
         .await
-        .map_err(|e| e.to_string())?;
+        .map_err(CliError::store("cannot open the inbox"))?;
     let (api, max_body) = crate::wiring::build_api(Arc::new(inbox.clone()), &secrets)?;
     let api = api.with_attribution(crate::attribution::service(&db, &secrets.api_key).await?);
     let sends = crate::sends::service(&db, &secrets.api_key);
@@ -76,8 +77,14 @@ pub async fn run(args: ServeArgs) -> Result<(), String> {
     let app = axum::Router::new().fallback(handle).with_state(state);
     let listener = tokio::net::TcpListener::bind(args.addr)
         .await
-        .map_err(|e| format!("cannot listen on {}: {e}", args.addr))?;
-    let local = listener.local_addr().map_err(|e| e.to_string())?;
+        .map_err(|source| CliError::Listen {
+            addr: args.addr,
+            source,
+        })?;
+    let local = listener.local_addr().map_err(|source| CliError::Listen {
+        addr: args.addr,
+        source,
+    })?;
     println!("listening on http://{local}");
     println!("data in {}", args.data.display());
     use std::io::Write;
@@ -86,7 +93,7 @@ pub async fn run(args: ServeArgs) -> Result<(), String> {
     axum::serve(listener, app)
         .with_graceful_shutdown(shutdown_signal())
         .await
-        .map_err(|e| format!("server error: {e}"))?;
+        .map_err(CliError::Server)?;
 
     tracing::info!("shutting down: stopping consumers");
     let _ = stop_tx.send(true);

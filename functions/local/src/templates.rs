@@ -11,6 +11,8 @@ use wabridge_core::sends::template_sync::TemplateSyncConfig;
 use wabridge_core::templates::TemplateRegistry;
 use wabridge_sqlite::{Db, SqliteTemplates};
 
+use crate::error::CliError;
+
 /// How often `serve` syncs after a success.
 pub const SYNC_EVERY: Duration = Duration::from_secs(3600);
 /// How soon `serve` tries again after a failed sync.
@@ -21,21 +23,23 @@ fn registry(db: &Db) -> TemplateRegistry {
 }
 
 /// `wabridge templates sync`: one sync into the data dir's store; prints the report as JSON.
-pub async fn sync(data: &Path) -> Result<(), String> {
+pub async fn sync(data: &Path) -> Result<(), CliError> {
     let config = TemplateSyncConfig::from_env()?;
     let db = crate::data::open_or_create(data)?;
     let report = wabridge_graph::template_sync(config)
         .sync(&registry(&db))
-        .await
-        .map_err(|e| format!("template sync failed: {e}"))?;
+        .await?;
     println!("{}", json!(report));
     Ok(())
 }
 
 /// `wabridge templates list [--json]`: what the registry knows, one template per line.
-pub async fn list(data: &Path, as_json: bool) -> Result<(), String> {
+pub async fn list(data: &Path, as_json: bool) -> Result<(), CliError> {
     let db = crate::data::open_existing(data)?;
-    let templates = registry(&db).list().await.map_err(|e| e.to_string())?;
+    let templates = registry(&db)
+        .list()
+        .await
+        .map_err(CliError::store("cannot list the templates"))?;
     let dash = |v: Option<&str>| v.unwrap_or("-").to_string();
     if as_json {
         for t in &templates {

@@ -13,15 +13,16 @@ use wabridge_core::signature::{self, AppSecret};
 use wabridge_sqlite::{Db, SqliteDedupe, SqliteQueue, SqliteRecords, EVENTS_QUEUE, SENDS_QUEUE};
 
 use crate::data::open_existing;
+use crate::error::{self, CliError};
 use crate::secrets;
 
-pub(crate) fn secret(data: &Path) -> Result<AppSecret, String> {
-    AppSecret::new(secrets::app_secret(data)?).ok_or_else(|| "the app secret is empty".to_string())
+pub(crate) fn secret(data: &Path) -> Result<AppSecret, CliError> {
+    AppSecret::new(secrets::app_secret(data)?).ok_or(CliError::EmptyAppSecret)
 }
 
 /// `wabridge sign FILE`: the header Meta would send for the file's exact bytes.
-pub fn sign(file: &Path, data: &Path) -> Result<(), String> {
-    let body = std::fs::read(file).map_err(|e| format!("cannot read {}: {e}", file.display()))?;
+pub fn sign(file: &Path, data: &Path) -> Result<(), CliError> {
+    let body = std::fs::read(file).map_err(CliError::io("read", file))?;
     println!(
         "X-Hub-Signature-256: {}",
         signature::sign(&secret(data)?, &body)
@@ -29,37 +30,70 @@ pub fn sign(file: &Path, data: &Path) -> Result<(), String> {
     Ok(())
 }
 
-fn payload_files(target: &Path) -> Result<Vec<PathBuf>, String> {
+fn payload_files(target: &Path) -> Result<Vec<PathBuf>, CliError> {
     if target.is_dir() {
         let mut files: Vec<PathBuf> = std::fs::read_dir(target)
-            .map_err(|e| format!("cannot list {}: {e}", target.display()))?
+            .map_err(CliError::io("list", target))?
             .filter_map(|e| e.ok().map(|e| e.path()))
             .filter(|p| p.is_file() && p.extension().is_some_and(|x| x == "json"))
             .collect();
         files.sort();
         if files.is_empty() {
-            return Err(format!("no .json files in {}", target.display()));
+            return Err(CliError::argument(
+                "TARGET",
+                format!("no .json files in {}", target.display()),
+            ));
         }
         Ok(files)
     } else if target.is_file() {
         Ok(vec![target.to_path_buf()])
     } else {
-        Err(format!(
-            "{} is neither a file nor a folder",
-            target.display()
+        Err(CliError::argument(
+            "TARGET",
+            format!("{} is neither a file nor a folder", target.display()),
         ))
     }
 }
 
+/// Signs and POSTs one payload: `Err` when the request fails or the answer is not 2xx.
+async fn post_one(
+    client: &reqwest::Client,
+    secret: &AppSecret,
+    body: Vec<u8>,
+    url: &str,
+) -> Result<(), CliError> {
+    let sig = signature::sign(secret, &body);
+    let response = client
+        .post(url)
+        .header("content-type", "application/json")
+        .header("x-hub-signature-256", sig)
+        .body(body)
+        .send()
+        .await
+        .map_err(|source| CliError::Request {
+            url: url.to_string(),
+            source,
+        })?;
+    let status = response.status();
+    if status.is_success() {
+        return Ok(());
+    }
+    Err(CliError::HttpStatus {
+        url: url.to_string(),
+        status,
+        body: response.text().await.unwrap_or_default(),
+    })
+}
+
 /// `wabridge post FILE|DIR`: signs and POSTs each payload; fails (after trying every file) when
 /// any answer is not 2xx.
-pub async fn post(target: &Path, url: &str, data: &Path) -> Result<(), String> {
+pub async fn post(target: &Path, url: &str, data: &Path) -> Result<(), CliError> {
     let secret = secret(data)?;
     let files = payload_files(target)?;
     let client = reqwest::Client::builder()
         .timeout(Duration::from_secs(30))
         .build()
-        .map_err(|e| e.to_string())?;
+        .map_err(CliError::HttpClient)?;
     let bar = if files.len() > 1 {
         let bar = indicatif::ProgressBar::new(files.len() as u64);
         if let Ok(style) = indicatif::ProgressStyle::with_template("{bar:40} {pos}/{len} {msg}") {
@@ -71,43 +105,21 @@ pub async fn post(target: &Path, url: &str, data: &Path) -> Result<(), String> {
     };
     let mut failures = Vec::new();
     for file in &files {
-        let name = file
-            .file_name()
-            .map(|n| n.to_string_lossy().into_owned())
-            .unwrap_or_default();
         if let Some(bar) = &bar {
-            bar.set_message(name.clone());
+            let name = file.file_name().unwrap_or_default().to_string_lossy();
+            bar.set_message(name.into_owned());
         }
-        let body =
-            std::fs::read(file).map_err(|e| format!("cannot read {}: {e}", file.display()))?;
-        let sig = signature::sign(&secret, &body);
-        let outcome = client
-            .post(url)
-            .header("content-type", "application/json")
-            .header("x-hub-signature-256", sig)
-            .body(body)
-            .send()
-            .await;
-        let line = match outcome {
-            Ok(resp) if resp.status().is_success() => None,
-            Ok(resp) => {
-                let status = resp.status();
-                let text = resp.text().await.unwrap_or_default();
-                Some(format!(
-                    "{}: HTTP {status}: {}",
-                    file.display(),
-                    text.trim()
-                ))
+        let body = std::fs::read(file).map_err(CliError::io("read", file))?;
+        let outcome = post_one(&client, &secret, body, url).await;
+        match (&outcome, &bar) {
+            (Err(e), Some(bar)) => {
+                bar.println(format!("{}: {}", file.display(), error::one_line(e)))
             }
-            Err(e) => Some(format!("{}: request to {url} failed: {e}", file.display())),
-        };
-        match (&line, &bar) {
-            (Some(l), Some(bar)) => bar.println(l),
-            (None, None) => println!("{}: OK", file.display()),
+            (Ok(()), None) => println!("{}: OK", file.display()),
             _ => {}
         }
-        if let Some(l) = line {
-            failures.push(l);
+        if let Err(e) = outcome {
+            failures.push((file, e));
         }
         if let Some(bar) = &bar {
             bar.inc(1);
@@ -123,13 +135,22 @@ pub async fn post(target: &Path, url: &str, data: &Path) -> Result<(), String> {
             }
             Ok(())
         }
-        1 if files.len() == 1 => Err(failures.remove(0)),
-        n => Err(format!("{n} of {} payloads were not accepted", files.len())),
+        1 if files.len() == 1 => {
+            let (file, e) = failures.remove(0);
+            Err(CliError::Payload {
+                file: file.clone(),
+                source: Box::new(e),
+            })
+        }
+        failed => Err(CliError::Payloads {
+            failed,
+            total: files.len(),
+        }),
     }
 }
 
 /// `wabridge records`: one JSON object per line, in insertion order.
-pub async fn records(data: &Path, json: bool, kind: Option<&str>) -> Result<(), String> {
+pub async fn records(data: &Path, json: bool, kind: Option<&str>) -> Result<(), CliError> {
     let db = open_existing(data)?;
     let records = SqliteRecords::new(db);
     let stdout = std::io::stdout();
@@ -139,29 +160,32 @@ pub async fn records(data: &Path, json: bool, kind: Option<&str>) -> Result<(), 
         let page = records
             .list(kind, after, 1000)
             .await
-            .map_err(|e| e.to_string())?;
+            .map_err(CliError::store("cannot list the records"))?;
         let Some(last) = page.last() else { break };
         after = last.seq;
         for r in &page {
             let line = if json {
-                serde_json::to_string(&r.body).map_err(|e| e.to_string())?
+                serde_json::to_string(&r.body).map_err(|source| CliError::Json {
+                    what: "a record",
+                    source,
+                })?
             } else {
                 format!("{:<16} {}", r.kind, r.id)
             };
-            writeln!(out, "{line}").map_err(|e| e.to_string())?;
+            writeln!(out, "{line}").map_err(CliError::Stdout)?;
         }
     }
-    out.flush().map_err(|e| e.to_string())
+    out.flush().map_err(CliError::Stdout)
 }
 
-async fn dead_letter_queues(db: &Db, queue: Option<&str>) -> Result<Vec<String>, String> {
+async fn dead_letter_queues(db: &Db, queue: Option<&str>) -> Result<Vec<String>, CliError> {
     if let Some(q) = queue {
         return Ok(vec![q.to_string()]);
     }
     let mut names = vec![EVENTS_QUEUE.to_string(), SENDS_QUEUE.to_string()];
     for q in SqliteQueue::queues_with_dead_letters(db)
         .await
-        .map_err(|e| e.to_string())?
+        .map_err(CliError::store("cannot find the queues with dead letters"))?
     {
         if !names.contains(&q) {
             names.push(q);
@@ -208,13 +232,16 @@ pub fn sqs_pairs(
     queue: Option<&str>,
     queue_url: Option<String>,
     dlq_url: Option<String>,
-) -> Result<Option<Vec<SqsPair>>, String> {
+) -> Result<Option<Vec<SqsPair>>, CliError> {
     let env = |name: &str| std::env::var(name).ok().filter(|v| !v.trim().is_empty());
     if queue_url.is_some() || dlq_url.is_some() {
         let name = queue.unwrap_or(EVENTS_QUEUE);
         return match (queue_url, dlq_url) {
             (Some(q), Some(d)) => Ok(Some(vec![SqsPair::new(name, q, d)])),
-            _ => Err("SQS mode needs both --queue-url and --dlq-url".into()),
+            _ => Err(CliError::argument(
+                "--queue-url",
+                "SQS mode needs both --queue-url and --dlq-url",
+            )),
         };
     }
     let known = [
@@ -232,11 +259,7 @@ pub fn sqs_pairs(
         }
         match (env(queue_var), env(dlq_var)) {
             (Some(q), Some(d)) => pairs.push(SqsPair::new(name, q, d)),
-            (None, Some(_)) => {
-                return Err(format!(
-                    "{dlq_var} is set but {queue_var} is not: redrive needs both"
-                ))
-            }
+            (None, Some(_)) => return Err(CliError::HalfSqsPair { dlq_var, queue_var }),
             _ => {}
         }
     }
@@ -252,7 +275,7 @@ struct Listed {
 async fn collect_dead_letters(
     target: &DeadLetterTarget,
     limit: usize,
-) -> Result<Vec<Listed>, String> {
+) -> Result<Vec<Listed>, CliError> {
     let mut out = Vec::new();
     match target {
         DeadLetterTarget::Local { data, queue } => {
@@ -260,7 +283,10 @@ async fn collect_dead_letters(
             for name in dead_letter_queues(&db, queue.as_deref()).await? {
                 let q = SqliteQueue::new(db.clone(), name.clone());
                 let left = limit.saturating_sub(out.len());
-                for letter in q.dead_letters(left).await.map_err(|e| e.to_string())? {
+                let letters = q.dead_letters(left).await.map_err(CliError::store(format!(
+                    "cannot list the dead letters of queue {name}"
+                )))?;
+                for letter in letters {
                     out.push(Listed {
                         queue: name.clone(),
                         letter,
@@ -277,10 +303,9 @@ async fn collect_dead_letters(
             {
                 let q = SqsQueue::from_env(url, dlq).await;
                 let left = limit.saturating_sub(out.len());
-                let letters = q
-                    .dead_letters(left)
-                    .await
-                    .map_err(|e| format!("{dlq}: {e}"))?;
+                let letters = q.dead_letters(left).await.map_err(CliError::store(format!(
+                    "cannot list the dead letters of {dlq}"
+                )))?;
                 for letter in letters {
                     out.push(Listed {
                         queue: name.clone(),
@@ -314,11 +339,11 @@ pub async fn dead_letters_list(
     target: &DeadLetterTarget,
     json: bool,
     limit: usize,
-) -> Result<(), String> {
+) -> Result<(), CliError> {
     let listed = collect_dead_letters(target, limit).await?;
     let stdout = std::io::stdout();
     let mut out = std::io::BufWriter::new(stdout.lock());
-    let w = |e: std::io::Error| e.to_string();
+    let w = CliError::Stdout;
     if !json && !listed.is_empty() {
         writeln!(
             out,
@@ -358,16 +383,16 @@ pub async fn dead_letters_list(
 pub async fn dead_letters_redrive(
     target: &DeadLetterTarget,
     id: Option<&str>,
-) -> Result<(), String> {
+) -> Result<(), CliError> {
     let mut moved = 0;
     match target {
         DeadLetterTarget::Local { data, queue } => {
             let db = open_existing(data)?;
             for name in dead_letter_queues(&db, queue.as_deref()).await? {
-                moved += SqliteQueue::new(db.clone(), name)
+                moved += SqliteQueue::new(db.clone(), name.clone())
                     .redrive(id)
                     .await
-                    .map_err(|e| e.to_string())?;
+                    .map_err(CliError::store(format!("cannot redrive queue {name}")))?;
             }
         }
         DeadLetterTarget::Sqs(pairs) => {
@@ -381,35 +406,36 @@ pub async fn dead_letters_redrive(
                     .await
                     .redrive(id)
                     .await
-                    .map_err(|e| format!("{dlq} → {url}: {e}"))?;
+                    .map_err(CliError::store(format!("cannot redrive {dlq} → {url}")))?;
             }
         }
     }
     if let (Some(id), 0) = (id, moved) {
-        return Err(format!("no dead letter with id {id}"));
+        return Err(CliError::NoDeadLetter { id: id.to_string() });
     }
     println!("redrove {moved} message(s)");
     Ok(())
 }
 
 /// `wabridge stats`: queue and store counts as one JSON object (used by the load test).
-pub async fn stats(data: &Path) -> Result<(), String> {
+pub async fn stats(data: &Path) -> Result<(), CliError> {
     let db = open_existing(data)?;
     let events = SqliteQueue::new(db.clone(), EVENTS_QUEUE)
         .counts()
         .await
-        .map_err(|e| e.to_string())?;
+        .map_err(CliError::store("cannot count the events queue"))?;
     let records = SqliteRecords::new(db.clone());
-    let total = records.count(None).await.map_err(|e| e.to_string())?;
+    let count_failed = || CliError::store("cannot count the records");
+    let total = records.count(None).await.map_err(count_failed())?;
     let mut by_kind = serde_json::Map::new();
     for kind in ["contact", "activity", "unknown", "consent"] {
-        let n = records.count(Some(kind)).await.map_err(|e| e.to_string())?;
+        let n = records.count(Some(kind)).await.map_err(count_failed())?;
         by_kind.insert(kind.into(), n.into());
     }
     let keys = SqliteDedupe::new(db.clone())
         .count()
         .await
-        .map_err(|e| e.to_string())?;
+        .map_err(CliError::store("cannot count the dedupe keys"))?;
     // Every key gets the same TTL, so the spread of expiries is the time from the first durable
     // accept to the last: the load test's server-side throughput.
     let span: i64 = db
@@ -423,7 +449,7 @@ pub async fn stats(data: &Path) -> Result<(), String> {
             .map_err(wabridge_core::error::StoreError::unavailable)
         })
         .await
-        .map_err(|e| e.to_string())?;
+        .map_err(CliError::store("cannot read the accept span"))?;
     println!(
         "{}",
         json!({"events_queue": events, "records": total, "records_by_kind": by_kind, "dedupe_keys": keys, "accept_span_ms": span})

@@ -67,18 +67,69 @@ fn sign_without_a_secret_or_file_fails_with_a_message() {
 
     // No env secret and no data dir yet: refuse instead of signing with some default.
     let out = wabridge(&["sign", &file, "--data", data], None);
-    assert!(!out.status.success());
+    assert_eq!(out.status.code(), Some(1));
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(err.contains("WHATSAPP_APP_SECRET"), "{err}");
     assert!(out.stdout.is_empty());
 
+    // The error names the file, then the operating system's reason on a `caused by:` line.
     let missing = dir.path().join("nope.json");
     let out = wabridge(
         &["sign", missing.to_str().unwrap(), "--data", data],
         Some("k"),
     );
-    assert!(!out.status.success());
-    assert!(String::from_utf8_lossy(&out.stderr).contains("nope.json"));
+    assert_eq!(out.status.code(), Some(1));
+    let err = String::from_utf8_lossy(&out.stderr);
+    let mut lines = err.lines();
+    assert_eq!(
+        lines.next(),
+        Some(format!("error: cannot read {}", missing.display()).as_str()),
+        "{err}"
+    );
+    assert!(
+        lines.next().is_some_and(|l| l.starts_with("caused by: ")),
+        "{err}"
+    );
+}
+
+/// A bad flag value stops the command with status 1 and a message naming the flag.
+#[test]
+fn bad_arguments_fail_naming_the_flag() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("data");
+    let data = data.to_str().unwrap();
+    for (args, flag) in [
+        (
+            vec!["report", "attribution", "--format", "xml", "--data", data],
+            "--format",
+        ),
+        (
+            vec!["report", "attribution", "--since", "soon", "--data", data],
+            "--since",
+        ),
+        (
+            vec![
+                "send",
+                "--template",
+                "t",
+                "--lang",
+                "es",
+                "--api-key",
+                "k",
+                "--data",
+                data,
+            ],
+            "--to",
+        ),
+    ] {
+        let out = wabridge(&args, None);
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(1), "{args:?}: {err}");
+        assert!(
+            err.starts_with("error: ") && err.contains(flag),
+            "{args:?}: {err}"
+        );
+    }
 }
 
 /// Every command that only reads refuses a data dir without a database, naming the path, and
@@ -96,7 +147,7 @@ fn reading_commands_refuse_a_missing_database_and_create_none() {
     ] {
         let out = wabridge(&args, None);
         let stderr = String::from_utf8_lossy(&out.stderr);
-        assert!(!out.status.success(), "{args:?} succeeded: {stderr}");
+        assert_eq!(out.status.code(), Some(1), "{args:?}: {stderr}");
         assert!(
             stderr.contains("no database at") && stderr.contains("wabridge.db"),
             "{args:?}: {stderr}"
