@@ -6,9 +6,9 @@
 
 use std::sync::Arc;
 
-use aws_config::SdkConfig;
 use wabridge_aws::dynamo::dedupe::DynamoDedupe;
 use wabridge_aws::dynamo::sends::DynamoSends;
+use wabridge_aws::sdk::SdkConfig;
 use wabridge_aws::sqs::SqsQueue;
 use wabridge_core::api::Api;
 use wabridge_core::config;
@@ -96,7 +96,7 @@ pub fn build_api(sdk: &SdkConfig, settings: Settings) -> Api {
 /// Cold start: the shared SDK configuration, the secrets (Secrets Manager on AWS), the settings
 /// and the clients, once.
 pub async fn cold_start() -> Result<Api, lambda_http::Error> {
-    let sdk = wabridge_aws::sdk::sdk_config().await;
+    let sdk = wabridge_aws::sdk::lambda_config().await;
     let secrets = wabridge_aws::secrets::secrets().await?;
     let settings = Settings::from_lookup(|name| secrets.lookup(name))?;
     tracing::info!(table = %settings.table, "ingest ready");
