@@ -8,6 +8,7 @@
 pub mod dynamo;
 #[cfg(feature = "http")]
 pub mod function_url;
+mod https;
 pub mod lambda;
 pub mod sdk;
 pub mod secrets;

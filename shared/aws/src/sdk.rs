@@ -21,9 +21,7 @@ use aws_credential_types::Credentials;
 use aws_sdk_dynamodb::config::http::HttpResponse;
 use aws_sdk_dynamodb::config::retry::RetryConfig;
 use aws_sdk_dynamodb::config::timeout::TimeoutConfig;
-use aws_sdk_dynamodb::config::{
-    BehaviorVersion, IdentityCache, Region, SharedCredentialsProvider, SharedHttpClient,
-};
+use aws_sdk_dynamodb::config::{BehaviorVersion, IdentityCache, Region, SharedCredentialsProvider};
 use aws_sdk_dynamodb::error::{DisplayErrorContext, ProvideErrorMetadata, SdkError};
 use aws_types::origin::Origin;
 use aws_types::service_config::{LoadServiceConfig, ServiceConfigKey};
@@ -49,22 +47,13 @@ fn retries() -> RetryConfig {
     RetryConfig::standard().with_max_attempts(3)
 }
 
-/// The SDK's HTTPS client: rustls over ring (the SDK's default, aws-lc-rs, is larger for the
-/// same TLS), with the system's root certificates.
-fn https_client() -> SharedHttpClient {
-    use aws_smithy_http_client::tls::{rustls_provider::CryptoMode, Provider};
-    aws_smithy_http_client::Builder::new()
-        .tls_provider(Provider::Rustls(CryptoMode::Ring))
-        .build_https()
-}
-
 /// What every configuration has, whatever the loader: the client, timeouts, retries (marked as
 /// set in code, as aws-config does, so that no service replaces them with its own defaults), a
 /// lazy identity cache and Tokio's sleep.
 fn base(region: Option<Region>) -> aws_types::sdk_config::Builder {
     let mut builder = SdkConfig::builder()
         .behavior_version(BehaviorVersion::latest())
-        .http_client(https_client())
+        .http_client(crate::https::https_client())
         .timeout_config(timeouts())
         .identity_cache(IdentityCache::lazy().build())
         .sleep_impl(aws_smithy_async::rt::sleep::TokioSleep::new())
@@ -179,7 +168,7 @@ pub async fn lambda_config() -> &'static SdkConfig {
 #[cfg(feature = "credential-chain")]
 pub async fn load_chain_config() -> SdkConfig {
     aws_config::defaults(BehaviorVersion::latest())
-        .http_client(https_client())
+        .http_client(crate::https::https_client())
         .timeout_config(timeouts())
         .retry_config(retries())
         .load()
@@ -282,6 +271,84 @@ pub(crate) fn whole_seconds(d: Duration, max: u64) -> i32 {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    fn vars(pairs: &'static [(&'static str, &'static str)]) -> impl Fn(&str) -> Option<String> {
+        move |name| {
+            pairs
+                .iter()
+                .find(|(k, _)| *k == name)
+                .map(|(_, v)| v.to_string())
+        }
+    }
+
+    #[test]
+    fn lambda_config_reads_region_and_endpoint_from_the_environment() {
+        let c = load_lambda_config_from(vars(&[
+            ("AWS_REGION", "sa-east-1"),
+            ("AWS_DEFAULT_REGION", "us-east-2"),
+            ("AWS_ENDPOINT_URL", "http://127.0.0.1:5000"),
+        ]));
+        assert_eq!(c.region().map(|r| r.as_ref()), Some("sa-east-1"));
+        assert_eq!(c.endpoint_url(), Some("http://127.0.0.1:5000"));
+        assert!(c.credentials_provider().is_some());
+        assert!(c.http_client().is_some());
+        assert_eq!(c.retry_config().map(|r| r.max_attempts()), Some(3));
+        assert!(!c.get_origin("endpoint_url").is_client_config());
+
+        let c = load_lambda_config_from(vars(&[("AWS_DEFAULT_REGION", "us-east-2")]));
+        assert_eq!(c.region().map(|r| r.as_ref()), Some("us-east-2"));
+        assert_eq!(c.endpoint_url(), None);
+
+        let c = load_lambda_config_from(vars(&[
+            ("AWS_ENDPOINT_URL", "http://127.0.0.1:5000"),
+            ("AWS_IGNORE_CONFIGURED_ENDPOINT_URLS", "true"),
+        ]));
+        assert_eq!(c.region(), None);
+        assert_eq!(c.endpoint_url(), None);
+    }
+
+    #[test]
+    fn service_endpoints_come_from_their_own_variables() {
+        assert_eq!(
+            service_variable("AWS_ENDPOINT_URL", "DynamoDB"),
+            "AWS_ENDPOINT_URL_DYNAMODB"
+        );
+        assert_eq!(
+            service_variable("AWS_ENDPOINT_URL", "Secrets Manager"),
+            "AWS_ENDPOINT_URL_SECRETS_MANAGER"
+        );
+    }
+
+    #[test]
+    fn credentials_come_from_lambdas_variables() {
+        let creds = EnvCredentials::load(vars(&[
+            ("AWS_ACCESS_KEY_ID", "ASIAEXAMPLE"),
+            ("AWS_SECRET_ACCESS_KEY", "secret"),
+            ("AWS_SESSION_TOKEN", "token"),
+        ]))
+        .unwrap();
+        assert_eq!(creds.access_key_id(), "ASIAEXAMPLE");
+        assert_eq!(creds.secret_access_key(), "secret");
+        assert_eq!(creds.session_token(), Some("token"));
+
+        let creds = EnvCredentials::load(vars(&[
+            ("AWS_ACCESS_KEY_ID", "AKIAEXAMPLE"),
+            ("SECRET_ACCESS_KEY", "secret"),
+            ("AWS_SESSION_TOKEN", " "),
+        ]))
+        .unwrap();
+        assert_eq!(creds.session_token(), None, "blank is unset");
+
+        let err = EnvCredentials::load(vars(&[("AWS_ACCESS_KEY_ID", "AKIAEXAMPLE")])).unwrap_err();
+        assert!(
+            matches!(err, CredentialsError::CredentialsNotLoaded(_)),
+            "{err:?}"
+        );
+        assert!(
+            format!("{err:?}").contains("AWS_SECRET_ACCESS_KEY"),
+            "{err:?}"
+        );
+    }
 
     #[test]
     fn timers_round_up_and_cap() {
