@@ -42,8 +42,11 @@ pub fn https_client() -> SharedHttpClient {
 /// practice one, as every client shares [`crate::sdk`]'s timeouts.
 #[derive(Default)]
 struct Https {
-    connectors: Mutex<HashMap<(Option<Duration>, Option<Duration>), SharedHttpConnector>>,
+    connectors: Mutex<HashMap<Timeouts, SharedHttpConnector>>,
 }
+
+/// Connect and read timeouts.
+type Timeouts = (Option<Duration>, Option<Duration>);
 
 impl fmt::Debug for Https {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {

@@ -8,7 +8,7 @@
 //!   `AWS_REGION`), and the endpoint from `AWS_ENDPOINT_URL` (and `AWS_ENDPOINT_URL_<SERVICE>`),
 //!   which the tests and `sam local` point at an emulator. It reads no file and calls no
 //!   credential service, so the packages do not link aws-config's default chain (STS, SSO,
-//!   IMDS, profile files, web identity: about 0.1 MB of each zip, docs/benchmarks.md).
+//!   IMDS, profile files, web identity: about 0.24 MB of ingest's zip, docs/benchmarks.md).
 //! - [`chain_config`] (feature `credential-chain`), for the `wabridge` CLI on an operator's
 //!   machine: aws-config's standard chain, profiles and SSO included.
 //!

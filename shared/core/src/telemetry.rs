@@ -17,8 +17,8 @@ pub const DEFAULT_LAMBDA_LOG_LEVEL: &str = "info";
 ///
 /// These are the directives of tracing-subscriber's `EnvFilter` that select by target and
 /// level, with the same results. `EnvFilter`'s span and field-value directives
-/// (`[span{field=value}]=debug`) are not supported: the Lambdas do not link it, because its
-/// matchers cost about 0.1 MB of each package (docs/benchmarks.md).
+/// (`[span{field=value}]=debug`) are not supported: the Lambdas do not link it, because it
+/// costs about 64 KB of ingest's zip, with its matchers (docs/benchmarks.md).
 pub fn lambda_filter(rust_log: Option<&str>) -> Targets {
     let default = || {
         DEFAULT_LAMBDA_LOG_LEVEL
