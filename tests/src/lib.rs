@@ -13,13 +13,13 @@ use std::sync::atomic::{AtomicU32, Ordering};
 use std::sync::{Mutex, OnceLock};
 use std::time::Duration;
 
-use aws_config::SdkConfig;
 use aws_sdk_dynamodb::types::{
     AttributeDefinition, BillingMode, GlobalSecondaryIndex, KeySchemaElement, KeyType, Projection,
     ProjectionType, ScalarAttributeType, TimeToLiveSpecification,
 };
 use aws_sdk_sqs::types::QueueAttributeName;
 use wabridge_aws::dynamo::{EXPIRES_AT, PK, SK};
+use wabridge_aws::sdk::SdkConfig;
 
 /// Env var the test command sets so tests needing a service fail instead of skipping.
 pub const REQUIRE_SERVICES: &str = "WABRIDGE_REQUIRE_SERVICES";
@@ -132,7 +132,7 @@ pub const REGION: &str = "us-east-1";
 
 /// SDK configuration for moto at `endpoint`, with dummy static credentials.
 pub async fn sdk_config(endpoint: &str) -> SdkConfig {
-    wabridge_aws::sdk::sdk_config_for_endpoint(endpoint, REGION).await
+    wabridge_aws::sdk::sdk_config_for_endpoint(endpoint, REGION)
 }
 
 /// SDK clients against moto.

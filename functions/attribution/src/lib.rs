@@ -5,10 +5,10 @@
 
 use std::sync::Arc;
 
-use aws_config::SdkConfig;
 use wabridge_attribution::conversions::MetaConversions;
 use wabridge_attribution::AttributionService;
 use wabridge_aws::dynamo::attribution::DynamoAttribution;
+use wabridge_aws::sdk::SdkConfig;
 use wabridge_core::api::Api;
 use wabridge_core::attribution::AttributionConfig;
 use wabridge_core::config;
@@ -92,7 +92,7 @@ pub fn build_api(sdk: &SdkConfig, settings: Settings) -> Api {
 
 /// Cold start: the shared SDK configuration, the secrets, the settings and the clients, once.
 pub async fn cold_start() -> Result<Api, lambda_http::Error> {
-    let sdk = wabridge_aws::sdk::sdk_config().await;
+    let sdk = wabridge_aws::sdk::lambda_config().await;
     let secrets = wabridge_aws::secrets::secrets().await?;
     let settings = Settings::from_lookup(|name| secrets.lookup(name))?;
     tracing::info!(table = %settings.table, "attribution ready");

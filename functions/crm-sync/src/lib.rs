@@ -32,7 +32,7 @@ pub struct App {
 
 /// Everything built once per cold start: SDK clients, secrets, mapping, CRM client.
 pub async fn cold_start() -> Result<App, lambda_runtime::Error> {
-    let sdk = wabridge_aws::sdk::sdk_config().await;
+    let sdk = wabridge_aws::sdk::lambda_config().await;
     let secrets = wabridge_aws::secrets::secrets().await?;
     let lookup = |name: &str| secrets.lookup(name).filter(|v| !v.trim().is_empty());
     let need = |name: &str| lookup(name).ok_or_else(|| format!("{name} is not set"));

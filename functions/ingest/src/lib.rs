@@ -6,8 +6,8 @@
 
 use std::sync::Arc;
 
-use aws_config::SdkConfig;
 use wabridge_aws::engine::AwsEngine;
+use wabridge_aws::sdk::SdkConfig;
 use wabridge_core::api::Api;
 use wabridge_core::config;
 use wabridge_core::dedupe::DEFAULT_DEDUPE_TTL;
@@ -91,7 +91,7 @@ pub fn build_api(sdk: &SdkConfig, settings: Settings) -> Api {
 /// Cold start: the shared SDK configuration, the secrets (Secrets Manager on AWS), the settings
 /// and the clients, once.
 pub async fn cold_start() -> Result<Api, lambda_http::Error> {
-    let sdk = wabridge_aws::sdk::sdk_config().await;
+    let sdk = wabridge_aws::sdk::lambda_config().await;
     let secrets = wabridge_aws::secrets::secrets().await?;
     let settings = Settings::from_lookup(|name| secrets.lookup(name))?;
     tracing::info!(table = %settings.table, "ingest ready");

@@ -4,7 +4,7 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use aws_config::SdkConfig;
+use crate::sdk::SdkConfig;
 use wabridge_core::attribution::AttributionConfig;
 use wabridge_core::consent::ConsentService;
 use wabridge_core::crm::Crm;

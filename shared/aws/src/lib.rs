@@ -9,6 +9,7 @@ pub mod dynamo;
 pub mod engine;
 #[cfg(feature = "http")]
 pub mod function_url;
+mod https;
 pub mod lambda;
 pub mod sdk;
 pub mod secrets;

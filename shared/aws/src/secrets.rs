@@ -10,7 +10,7 @@
 use std::collections::HashMap;
 use std::fmt;
 
-use aws_config::SdkConfig;
+use crate::sdk::SdkConfig;
 use tokio::sync::OnceCell;
 
 use crate::sdk::store_error;
@@ -177,7 +177,7 @@ static SECRETS: OnceCell<Secrets> = OnceCell::const_new();
 /// the shared SDK configuration. A failed load is not cached: the next call tries again.
 pub async fn secrets() -> Result<&'static Secrets, StoreError> {
     SECRETS
-        .get_or_try_init(|| async { Secrets::load(crate::sdk::sdk_config().await).await })
+        .get_or_try_init(|| async { Secrets::load(crate::sdk::lambda_config().await).await })
         .await
 }
 

@@ -60,10 +60,11 @@ impl SqsQueue {
         }
     }
 
-    /// A queue and its dead-letter queue over the process-wide AWS configuration (the standard
-    /// chain: region, credentials, `AWS_ENDPOINT_URL`), as the CLI uses them.
+    /// A queue and its dead-letter queue over the CLI's AWS configuration (aws-config's
+    /// standard chain: region, credentials, profiles, `AWS_ENDPOINT_URL`), as the CLI uses them.
+    #[cfg(feature = "credential-chain")]
     pub async fn from_env(queue_url: impl Into<String>, dlq_url: impl Into<String>) -> Self {
-        let config = crate::sdk::sdk_config().await;
+        let config = crate::sdk::chain_config().await;
         SqsQueue::new(Client::new(config), queue_url, dlq_url)
     }
 

@@ -51,6 +51,20 @@ const LAMBDA: &[&str] = &["lambda_runtime", "lambda_http", "aws_lambda_events"];
 /// A second crypto library beside ring (the SDK's and reqwest's default) costs each package
 /// about a megabyte: the Lambdas use ring only (wabridge-aws, wabridge-http).
 const AWS_LC: &[&str] = &["aws-lc-rs", "aws-lc-sys"];
+/// What the Lambda packages shed to keep ingest under 3 MB (docs/benchmarks.md, "Lambda
+/// packages"): aws-config's credential chain with its STS and SSO clients (the Lambdas read
+/// Lambda's environment, wabridge-aws `sdk::lambda_config`; only the CLI enables
+/// `credential-chain`), HTTP/2 and aws-smithy-http-client (the SDK's client is wabridge-aws's
+/// HTTP/1.1 one), and EnvFilter's matchers (`RUST_LOG` is read by wabridge-core's telemetry).
+const LAMBDA_SIZE: &[&str] = &[
+    "aws-config",
+    "aws-sdk-sts",
+    "aws-sdk-sso",
+    "aws-sdk-ssooidc",
+    "aws-smithy-http-client",
+    "h2",
+    "matchers",
+];
 
 fn assert_links_none(package: &str, groups: &[&[&str]]) {
     let deps = linked(package);
@@ -107,6 +121,7 @@ fn engines_and_adapters_depend_only_on_core() {
             HTTP_CLIENT,
             QR,
             AWS_LC,
+            LAMBDA_SIZE,
             &["wabridge-crm", "wabridge-graph", "lambda_http"],
         ],
     );
@@ -145,6 +160,7 @@ fn ingest_links_core_and_aws_only() {
             HTTP_CLIENT,
             QR,
             AWS_LC,
+            LAMBDA_SIZE,
             &[
                 "wabridge-crm",
                 "wabridge-graph",
@@ -167,6 +183,7 @@ fn crm_sync_links_the_http_crms_but_no_engine_of_its_own_kind() {
             SQLITE,
             QR,
             AWS_LC,
+            LAMBDA_SIZE,
             &["wabridge-graph", "wabridge-attribution", "lambda_http"],
         ],
     );
@@ -184,6 +201,7 @@ fn sender_links_the_graph_client_and_nothing_of_the_crms() {
             SQLITE,
             QR,
             AWS_LC,
+            LAMBDA_SIZE,
             &["wabridge-crm", "wabridge-attribution", "lambda_http"],
         ],
     );
@@ -195,5 +213,14 @@ fn attribution_links_qr_codes_and_the_graph_client_but_no_crm() {
         "attribution",
         &["wabridge-attribution", "qrcode", "reqwest"],
     );
-    assert_links_none("attribution", &[SQLITE, AWS_LC, &["wabridge-crm"]]);
+    assert_links_none(
+        "attribution",
+        &[SQLITE, AWS_LC, LAMBDA_SIZE, &["wabridge-crm"]],
+    );
+}
+
+/// The CLI keeps aws-config's standard chain (profiles, SSO) for operators' machines.
+#[test]
+fn the_cli_has_the_standard_credential_chain() {
+    assert_links("wabridge", &["aws-config", "wabridge-aws"]);
 }

@@ -162,10 +162,11 @@ impl DynamoAttribution {
         }
     }
 
-    /// Over the standard AWS environment (credentials, region, `AWS_ENDPOINT_URL`): the CLI's
-    /// report.
+    /// Over the CLI's AWS configuration (aws-config's standard chain: credentials, region,
+    /// profiles, `AWS_ENDPOINT_URL`): the CLI's report.
+    #[cfg(feature = "credential-chain")]
     pub async fn from_env(table: impl Into<String>) -> Self {
-        let config = crate::sdk::sdk_config().await;
+        let config = crate::sdk::chain_config().await;
         DynamoAttribution::new(Client::new(config), table)
     }
 
