@@ -9,7 +9,7 @@
 //!   which the tests and `sam local` point at an emulator. It reads no file and calls no
 //!   credential service, so the packages do not link aws-config's default chain (STS, SSO,
 //!   IMDS, profile files, web identity: about 0.24 MB of ingest's zip, docs/benchmarks.md).
-//! - [`chain_config`] (feature `credential-chain`), for the `wabridge` CLI on an operator's
+//! - `chain_config` (feature `credential-chain`), for the `wabridge` CLI on an operator's
 //!   machine: aws-config's standard chain, profiles and SSO included.
 //!
 //! Both are loaded once per process and use the same HTTPS client, timeouts and retries.
@@ -125,7 +125,7 @@ fn service_variable(variable: &str, service_id: &str) -> String {
 }
 
 /// The configuration of a Lambda, from the variables Lambda sets: region from `AWS_REGION`
-/// (else `AWS_DEFAULT_REGION`), credentials from the environment ([`EnvCredentials`]), the
+/// (else `AWS_DEFAULT_REGION`), credentials from the environment (`AWS_ACCESS_KEY_ID`, ...), the
 /// endpoint from `AWS_ENDPOINT_URL` or `AWS_ENDPOINT_URL_<SERVICE>` unless
 /// `AWS_IGNORE_CONFIGURED_ENDPOINT_URLS` is `true`. Prefer [`lambda_config`], which loads it
 /// once.
