@@ -19,7 +19,7 @@
 # Each revision is exported with `git archive` into COMPARE_DIR/<commit>/src (once: a commit never
 # changes) and built there with its own CARGO_TARGET_DIR, COMPARE_DIR/<commit>/target. A re-run
 # of the same commits builds nothing; a new commit's target dir starts as a copy of the newest one
-already there, so only what changed is compiled. No worktree is registered in the repository. The harness
+# already there, so only what changed is compiled. No worktree is registered in the repository. The harness
 # (bench/load/run.sh, lib.sh, load.lua) is this checkout's, the same for both builds, and both
 # servers get bodies from the same generator (LOADGEN_BIN, default OLD's `wabridge loadgen`).
 #
