@@ -101,6 +101,8 @@ const CLEARED: &[&str] = &[
     config::WABRIDGE_SENDS_PER_SECOND,
     config::WABRIDGE_SENDER_INSTANCES,
     config::WABRIDGE_LEDGER_RETENTION_DAYS,
+    config::WABRIDGE_RETRY_HORIZON,
+    config::WABRIDGE_SEND_RETRY_HORIZON,
 ];
 
 /// A `wabridge` command with the cleared environment plus `env`.

@@ -360,6 +360,7 @@ pub fn sender_app(
         },
         graph,
         wabridge_core::sends::ratelimit::RateLimiter::for_instances(80.0, 1),
+        wabridge_core::retry::RetryPolicy::SENDS,
     )
 }
 

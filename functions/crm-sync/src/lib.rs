@@ -2,7 +2,8 @@
 //! (`ReportBatchItemFailures`). Each message is handled by the core's [`wabridge_core::sync::CrmSync`] (identity,
 //! mapping + validation, CRM, effects ledger) over DynamoDB; outcomes are applied with
 //! `wabridge_aws::lambda::sqs_batch` without deleting successes (Lambda deletes every message not reported):
-//! `RetryAfter` sets the message's visibility to the delay and reports it; `DeadLetter` moves it
+//! `Retry` sets the message's visibility to the delay and reports it (past the retry horizon it
+//! dead-letters instead); `DeadLetter` moves it
 //! to the DLQ with its reason.
 //!
 //! The sending side hears every event through [`SendingHooks`] over the same table: status
@@ -19,6 +20,7 @@ use wabridge_core::config;
 use wabridge_core::consumer::Handler;
 use wabridge_core::mapping::Mapping;
 use wabridge_core::queue::Queue;
+use wabridge_core::retry::RetryPolicy;
 use wabridge_core::sends::events::QueueEvents;
 use wabridge_core::sends::hooks::SendingHooks;
 
@@ -28,6 +30,8 @@ pub const CONCURRENCY: usize = 16;
 pub struct App {
     pub handler: Arc<dyn Handler>,
     pub queue: Arc<dyn Queue>,
+    /// The events' retry horizon (`WABRIDGE_RETRY_HORIZON`).
+    pub policy: RetryPolicy,
 }
 
 /// Everything built once per cold start: SDK clients, secrets, mapping, CRM client.
@@ -40,6 +44,7 @@ pub async fn cold_start() -> Result<App, lambda_runtime::Error> {
     let queue_url = need(config::EVENTS_QUEUE_URL)?;
     let dlq_url = need(config::EVENTS_DLQ_URL)?;
     let kind = config::crm_kind(lookup);
+    let (policy, _) = config::retry_policies(lookup)?;
     let mapping = match lookup(config::WABRIDGE_MAPPING) {
         Some(path) => Mapping::load(&path)?,
         None => Mapping::example(&kind)?,
@@ -58,6 +63,7 @@ pub async fn cold_start() -> Result<App, lambda_runtime::Error> {
     Ok(App {
         handler: Arc::new(sync),
         queue,
+        policy,
     })
 }
 
@@ -75,6 +81,6 @@ pub fn sending_hooks(engine: &AwsEngine, events_queue: Arc<dyn Queue>) -> Sendin
 
 /// Handles a batch; returns the messages that must stay on the queue.
 pub async fn handle(app: &App, event: SqsEvent) -> SqsBatchResponse {
-    wabridge_aws::lambda::sqs_batch(app.queue.as_ref(), app.handler.as_ref(), event, CONCURRENCY)
-        .await
+    let (queue, handler) = (app.queue.as_ref(), app.handler.as_ref());
+    wabridge_aws::lambda::sqs_batch(queue, handler, event, CONCURRENCY, app.policy).await
 }

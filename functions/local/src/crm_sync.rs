@@ -5,9 +5,9 @@ use std::sync::Arc;
 
 use wabridge_core::attribution::AttributionConfig;
 use wabridge_core::config;
-use wabridge_core::consumer::Handler;
 use wabridge_core::mapping::Mapping;
 use wabridge_core::sends::service::Sends;
+use wabridge_core::sync::CrmSync;
 use wabridge_crm::local::LocalCrm;
 use wabridge_sqlite::{Db, SqliteEngine, SqliteRecords};
 
@@ -18,7 +18,7 @@ use crate::error::CliError;
 /// `WABRIDGE_ATTRIBUTION`, default attribution settings). Fails at start-up, not per message, on bad config.
 /// `sends` is the sending side the hooks feed (delivery tracking, template registry, consent,
 /// 24-hour window: see [`wabridge_core::sends::hooks::SendingHooks`]).
-pub async fn handler(db: &Db, sends: Arc<Sends>) -> Result<Arc<dyn Handler>, CliError> {
+pub async fn handler(db: &Db, sends: Arc<Sends>) -> Result<Arc<CrmSync>, CliError> {
     let env = |name: &str| std::env::var(name).ok();
     let kind = config::crm_kind(env);
     let mapping = Mapping::from_env(&kind)?;

@@ -7,7 +7,8 @@ use std::sync::Arc;
 
 use serde_json::{json, Value};
 use wabridge_core::config;
-use wabridge_core::consumer::{run_worker, WorkerOptions};
+use wabridge_core::consumer::{run_worker, Settle, WorkerOptions};
+use wabridge_core::retry::RetryPolicy;
 use wabridge_core::sends::graph::GraphConfig;
 use wabridge_core::sends::ratelimit::RateLimiter;
 use wabridge_core::sends::sender::Sender;
@@ -28,6 +29,7 @@ pub fn service(db: &Db, api_key: &str) -> Arc<Sends> {
 pub fn spawn_sender(
     db: &Db,
     sends: &Sends,
+    policy: RetryPolicy,
     stop: tokio::sync::watch::Receiver<bool>,
 ) -> Result<Option<tokio::task::JoinHandle<()>>, CliError> {
     let (rate, _) = config::send_rate(|name| std::env::var(name).ok())?;
@@ -38,17 +40,21 @@ pub fn spawn_sender(
             return Ok(None);
         }
     };
-    let sender = Sender {
-        sends: sends.clone(),
-        graph: Arc::new(graph),
-        limiter: Arc::new(RateLimiter::for_instances(rate, 1)),
-    };
+    let sender = Sender::new(
+        sends.clone(),
+        Arc::new(graph),
+        Arc::new(RateLimiter::for_instances(rate, 1)),
+    )
+    .with_policy(policy);
+    let breaker = sender.breaker.clone();
     Ok(Some(tokio::spawn(run_worker(
         Arc::new(SqliteQueue::new(db.clone(), SENDS_QUEUE)),
         Arc::new(sender),
         WorkerOptions {
             batch: 50,
             concurrency: 32,
+            settle: Settle::new(policy, true),
+            breaker: Some(breaker),
             ..WorkerOptions::default()
         },
         stop,

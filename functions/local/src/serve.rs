@@ -9,7 +9,7 @@ use std::time::Duration;
 use axum::body::Body;
 use axum::http::{HeaderName, HeaderValue, StatusCode};
 use wabridge_core::api::Api;
-use wabridge_core::consumer::{run_worker, Pressure, WorkerOptions};
+use wabridge_core::consumer::{run_worker, Pressure, Settle, WorkerOptions};
 use wabridge_core::http::{ApiError, Method, Request, Response};
 use wabridge_sqlite::{SqliteDedupe, SqliteInbox, SqliteQueue, EVENTS_QUEUE};
 
@@ -53,21 +53,25 @@ pub async fn run(args: ServeArgs) -> Result<(), CliError> {
 
     let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
     let queue = Arc::new(SqliteQueue::new(db.clone(), EVENTS_QUEUE));
+    let (events_policy, sends_policy) =
+        wabridge_core::config::retry_policies(|name| std::env::var(name).ok())?;
     let handler = crate::crm_sync::handler(&db, sends.clone()).await?;
     let worker = tokio::spawn(run_worker(
         queue,
-        handler,
+        handler.clone(),
         WorkerOptions {
             batch: 100,
             concurrency: wabridge_core::config::sync_concurrency()?,
             pressure: Some(pressure.clone()),
             busy_concurrency: BURST_CONSUMER_CONCURRENCY,
+            settle: Settle::new(events_policy, true),
+            breaker: Some(handler.breaker().clone()),
             ..WorkerOptions::default()
         },
         stop_rx.clone(),
     ));
     let merger = inbox.spawn_merger(Some(pressure.clone()), stop_rx.clone());
-    let sender = crate::sends::spawn_sender(&db, &sends, stop_rx.clone())?;
+    let sender = crate::sends::spawn_sender(&db, &sends, sends_policy, stop_rx.clone())?;
     let _template_sync = crate::templates::spawn_periodic(&db, stop_rx.clone()); // ends on stop
     let purger = SqliteDedupe::new(db.clone())
         .with_ledger_purge(wabridge_core::config::ledger_retention()?)

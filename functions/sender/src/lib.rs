@@ -28,6 +28,7 @@ use wabridge_aws::engine::AwsEngine;
 use wabridge_core::config;
 use wabridge_core::consumer::Handler;
 use wabridge_core::queue::Queue;
+use wabridge_core::retry::RetryPolicy;
 use wabridge_core::sends::events::QueueEvents;
 use wabridge_core::sends::graph::GraphConfig;
 use wabridge_core::sends::ratelimit::RateLimiter;
@@ -45,6 +46,8 @@ pub const TEMPLATE_SYNC_INPUT: &str = "template_sync";
 pub struct App {
     pub handler: Arc<dyn Handler>,
     pub queue: Arc<dyn Queue>,
+    /// The sends' retry horizon (`WABRIDGE_SEND_RETRY_HORIZON`).
+    pub policy: RetryPolicy,
     /// The registry the policy guards read (DynamoDB).
     pub templates: TemplateRegistry,
     /// The scheduled template sync, or why it is off (no WABA id, no token): the schedule's
@@ -74,6 +77,7 @@ pub async fn cold_start() -> Result<App, lambda_runtime::Error> {
     // Fails closed: no token or phone number id, no sender.
     let graph = GraphClient::new(GraphConfig::from_lookup(lookup)?);
     let (rate, instances) = config::send_rate(lookup)?;
+    let (_, policy) = config::retry_policies(lookup)?;
     let mut app = build(
         AwsEngine::new(sdk, table),
         Names {
@@ -83,6 +87,7 @@ pub async fn cold_start() -> Result<App, lambda_runtime::Error> {
         },
         graph,
         RateLimiter::for_instances(rate, instances),
+        policy,
     );
     match TemplateSyncConfig::from_lookup(lookup) {
         Ok(config) => app = app.with_template_sync(config),
@@ -107,19 +112,24 @@ pub struct Names {
 }
 
 /// The sender over the AWS engine (what [`cold_start`] builds from the environment).
-pub fn build(engine: AwsEngine, names: Names, graph: GraphClient, limiter: RateLimiter) -> App {
+pub fn build(
+    engine: AwsEngine,
+    names: Names,
+    graph: GraphClient,
+    limiter: RateLimiter,
+    policy: RetryPolicy,
+) -> App {
     let queue: Arc<dyn Queue> = Arc::new(engine.queue(names.queue_url, names.dlq_url));
     let events = QueueEvents::new(Arc::new(engine.producer(names.events_url)));
     // The sender serves no HTTP.
     let sends = engine.sends(queue.clone(), Arc::new(events), None);
     let templates = sends.policy.templates.clone();
     App {
-        handler: Arc::new(Sender {
-            sends,
-            graph: Arc::new(graph),
-            limiter: Arc::new(limiter),
-        }),
+        handler: Arc::new(
+            Sender::new(sends, Arc::new(graph), Arc::new(limiter)).with_policy(policy),
+        ),
         queue,
+        policy,
         templates,
         template_sync: Err(config::ConfigError::Missing {
             name: config::WHATSAPP_BUSINESS_ACCOUNT_ID,
@@ -130,8 +140,8 @@ pub fn build(engine: AwsEngine, names: Names, graph: GraphClient, limiter: RateL
 
 /// Handles a batch; returns the messages that must stay on the queue.
 pub async fn handle(app: &App, event: SqsEvent) -> SqsBatchResponse {
-    wabridge_aws::lambda::sqs_batch(app.queue.as_ref(), app.handler.as_ref(), event, CONCURRENCY)
-        .await
+    let (queue, handler) = (app.queue.as_ref(), app.handler.as_ref());
+    wabridge_aws::lambda::sqs_batch(queue, handler, event, CONCURRENCY, app.policy).await
 }
 
 /// Why an invocation could not be served (the Lambda reports it as a failed invocation; the

@@ -4,11 +4,12 @@
 
 use aws_lambda_events::event::sqs::{BatchItemFailure, SqsBatchResponse, SqsEvent, SqsMessage};
 use futures::stream::{self, StreamExt};
-use wabridge_core::consumer::{settle, Handler, Outcome};
+use wabridge_core::consumer::{settle, Handler, Outcome, Settle};
 use wabridge_core::queue::{Delivery, Queue};
+use wabridge_core::retry::RetryPolicy;
 
-/// The delivery of an SQS record from a Lambda event (`ApproximateReceiveCount` from its
-/// attributes); `None` when the record lacks an id or a receipt handle.
+/// The delivery of an SQS record from a Lambda event (`ApproximateReceiveCount` and
+/// `SentTimestamp` from its attributes); `None` when the record lacks an id or a receipt handle.
 pub fn delivery_of(message: &SqsMessage) -> Option<Delivery> {
     Some(Delivery {
         message_id: message.message_id.clone()?,
@@ -19,18 +20,24 @@ pub fn delivery_of(message: &SqsMessage) -> Option<Delivery> {
             .get("ApproximateReceiveCount")
             .and_then(|v| v.parse().ok())
             .unwrap_or(1),
+        enqueued_at: message
+            .attributes
+            .get("SentTimestamp")
+            .and_then(|v| v.parse().ok()),
     })
 }
 
 /// Handles an SQS batch delivered by Lambda, `concurrency` records at a time, and returns the
 /// records that must stay on the queue (partial batch failures). Lambda deletes the rest, so
-/// `Done` is not deleted here.
+/// `Done` is not deleted here; a retry past `policy`'s horizon is dead-lettered.
 pub async fn sqs_batch(
     queue: &dyn Queue,
     handler: &dyn Handler,
     event: SqsEvent,
     concurrency: usize,
+    policy: RetryPolicy,
 ) -> SqsBatchResponse {
+    let how = &Settle::new(policy, false);
     let failures: Vec<String> = stream::iter(event.records)
         .map(|message| async move {
             let Some(delivery) = delivery_of(&message) else {
@@ -38,13 +45,14 @@ pub async fn sqs_batch(
                 return message.message_id.clone();
             };
             let outcome = handler.handle(&delivery).await;
-            match settle(queue, &delivery, &outcome, false).await {
+            let done = outcome == Outcome::Done;
+            match settle(queue, &delivery, outcome, how).await {
                 Ok(true) => Some(delivery.message_id),
                 Ok(false) => None,
                 Err(e) => {
                     tracing::error!(error = %e, message_id = %delivery.message_id, "settle failed");
                     // A dead letter not moved, or a retry delay not set: keep the message.
-                    (outcome != Outcome::Done).then_some(delivery.message_id)
+                    (!done).then_some(delivery.message_id)
                 }
             }
         })

@@ -319,8 +319,18 @@ fn attr<'a>(
     attrs.as_ref()?.get(name)?.string_value.as_deref()
 }
 
+fn sent_at(message: &Message) -> Option<i64> {
+    message
+        .attributes
+        .as_ref()?
+        .get(&MessageSystemAttributeName::SentTimestamp)?
+        .parse()
+        .ok()
+}
+
 fn delivery(message: Message) -> Result<Delivery, StoreError> {
     let receive_count = receive_count(&message);
+    let enqueued_at = sent_at(&message);
     Ok(Delivery {
         message_id: message
             .message_id
@@ -330,6 +340,7 @@ fn delivery(message: Message) -> Result<Delivery, StoreError> {
             .ok_or_else(|| StoreError::corrupt("message without receipt"))?,
         body: message.body.unwrap_or_default(),
         receive_count,
+        enqueued_at,
     })
 }
 

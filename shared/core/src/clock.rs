@@ -1,5 +1,9 @@
 //! The wall clock, read in one place: Unix time in milliseconds. Services that need a test
-//! clock take a `fn() -> i64` (or the engine's `Clock`) defaulting to [`now_ms`].
+//! clock take a [`Clock`] defaulting to [`Clock::System`].
+
+use std::sync::atomic::{AtomicI64, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
 
 /// Milliseconds since the Unix epoch (0 if the system clock is before it).
 pub fn now_ms() -> i64 {
@@ -12,4 +16,96 @@ pub fn now_ms() -> i64 {
 /// Seconds since the Unix epoch (TTL attributes, signature timestamps).
 pub fn now_secs() -> i64 {
     now_ms() / 1000
+}
+
+/// Time source of the queues, the retry horizon and the circuit breaker (Unix milliseconds).
+/// Tests use a manual clock to move past visibility timeouts and TTLs without sleeping, and a
+/// scaled one to live through hours of an outage in seconds, every part on the same time.
+#[derive(Debug, Clone, Default)]
+pub enum Clock {
+    #[default]
+    System,
+    /// Moves only when told to ([`Clock::advance`]).
+    Manual(Arc<AtomicI64>),
+    /// Runs `factor` times faster than real time from `start_ms` at `origin`.
+    Scaled {
+        origin: Instant,
+        start_ms: i64,
+        factor: u32,
+    },
+}
+
+impl Clock {
+    /// A clock that only moves when told to, starting at `start_ms`.
+    pub fn manual(start_ms: i64) -> Clock {
+        Clock::Manual(Arc::new(AtomicI64::new(start_ms)))
+    }
+
+    /// A clock starting now that runs `factor` times faster than real time.
+    pub fn scaled(factor: u32) -> Clock {
+        Clock::Scaled {
+            origin: Instant::now(),
+            start_ms: now_ms(),
+            factor: factor.max(1),
+        }
+    }
+
+    pub fn now_ms(&self) -> i64 {
+        match self {
+            Clock::System => now_ms(),
+            Clock::Manual(ms) => ms.load(Ordering::SeqCst),
+            Clock::Scaled {
+                origin,
+                start_ms,
+                factor,
+            } => start_ms.saturating_add(
+                (origin.elapsed().as_millis() as i64).saturating_mul(i64::from(*factor)),
+            ),
+        }
+    }
+
+    /// Moves a manual clock forward; no effect on the others.
+    pub fn advance(&self, by: Duration) {
+        if let Clock::Manual(ms) = self {
+            ms.fetch_add(by.as_millis() as i64, Ordering::SeqCst);
+        }
+    }
+
+    /// How long `d` of this clock's time lasts in real time (a manual clock's time passes only
+    /// when told: its waits are short real pauses, so loops that wait on it keep polling).
+    pub fn real(&self, d: Duration) -> Duration {
+        match self {
+            Clock::System => d,
+            Clock::Manual(_) => d.min(Duration::from_millis(20)),
+            Clock::Scaled { factor, .. } => d / *factor,
+        }
+    }
+
+    /// Sleeps `d` of this clock's time.
+    pub async fn sleep(&self, d: Duration) {
+        tokio::time::sleep(self.real(d)).await
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_scaled_clock_runs_faster_and_a_manual_one_only_when_told() {
+        let scaled = Clock::scaled(1000);
+        let t0 = scaled.now_ms();
+        std::thread::sleep(Duration::from_millis(20));
+        assert!(scaled.now_ms() - t0 >= 20_000, "{}", scaled.now_ms() - t0);
+        assert_eq!(
+            scaled.real(Duration::from_secs(60)),
+            Duration::from_millis(60)
+        );
+
+        let manual = Clock::manual(5);
+        assert_eq!(manual.now_ms(), 5);
+        manual.advance(Duration::from_secs(1));
+        assert_eq!(manual.now_ms(), 1005);
+        Clock::System.advance(Duration::from_secs(1)); // no effect, no panic
+    }
 }

@@ -1,6 +1,10 @@
 //! The one set of configuration names. The Lambdas, the local gateway, the SAM template and the
 //! README all use these names; `tests` checks the template against this list.
 
+use std::time::Duration;
+
+use crate::retry::RetryPolicy;
+
 /// Meta app secret: the HMAC key of `X-Hub-Signature-256`. Without it ingest refuses every POST.
 pub const WHATSAPP_APP_SECRET: &str = "WHATSAPP_APP_SECRET";
 /// Token Meta echoes in the GET verification handshake.
@@ -218,6 +222,27 @@ impl<F: Fn(&str) -> Option<String>> Settings<F> {
         )
     }
 
+    /// A duration (`7d`, `36h`, `90min`, `30s`) that `valid` accepts; `default` when unset.
+    pub fn duration(
+        &self,
+        name: &'static str,
+        default: Duration,
+        expected: &'static str,
+        valid: impl Fn(&Duration) -> bool,
+    ) -> Result<Duration, ConfigError> {
+        match self.optional(name) {
+            None => Ok(default),
+            Some(v) => humantime::parse_duration(&v)
+                .ok()
+                .filter(|d| valid(d))
+                .ok_or(ConfigError::Invalid {
+                    name,
+                    value: v,
+                    expected,
+                }),
+        }
+    }
+
     /// A number (or anything `FromStr`) that `valid` accepts; `default` when unset.
     pub fn number<T: std::str::FromStr>(
         &self,
@@ -241,6 +266,40 @@ impl<F: Fn(&str) -> Option<String>> Settings<F> {
     }
 }
 
+/// How long an event waits out transient failures before it is dead-lettered (see
+/// [`crate::retry`]): `7d` by default, `36h`, `90min`... from 1 minute to 13 days (SQS keeps
+/// events 14 days: a day to spare for the last attempts).
+pub const WABRIDGE_RETRY_HORIZON: &str = "WABRIDGE_RETRY_HORIZON";
+/// How long a send may wait for Meta's API before it ends `failed`: `24h` by default, from 1
+/// minute to 3 days (SQS keeps sends 4 days).
+pub const WABRIDGE_SEND_RETRY_HORIZON: &str = "WABRIDGE_SEND_RETRY_HORIZON";
+
+const MINUTE: Duration = Duration::from_secs(60);
+const DAY: Duration = Duration::from_secs(86_400);
+
+/// The retry policies of the events and the sends queues.
+pub fn retry_policies(
+    lookup: impl Fn(&str) -> Option<String>,
+) -> Result<(RetryPolicy, RetryPolicy), ConfigError> {
+    let s = Settings::new(lookup);
+    let events = s.duration(
+        WABRIDGE_RETRY_HORIZON,
+        RetryPolicy::EVENTS.horizon,
+        "a duration from 1min to 13d, such as 7d or 36h",
+        |d| (MINUTE..=13 * DAY).contains(d),
+    )?;
+    let sends = s.duration(
+        WABRIDGE_SEND_RETRY_HORIZON,
+        RetryPolicy::SENDS.horizon,
+        "a duration from 1min to 3d, such as 24h or 90min",
+        |d| (MINUTE..=3 * DAY).contains(d),
+    )?;
+    Ok((
+        RetryPolicy { horizon: events },
+        RetryPolicy { horizon: sends },
+    ))
+}
+
 /// The CLI and the Lambdas' start-up report errors as text.
 impl From<ConfigError> for String {
     fn from(e: ConfigError) -> String {
@@ -251,6 +310,42 @@ impl From<ConfigError> for String {
 #[cfg(test)]
 mod ledger_retention_tests {
     use super::*;
+
+    #[test]
+    fn retry_horizons_default_parse_and_name_a_bad_value() {
+        let with = |name: &'static str, value: &'static str| {
+            retry_policies(move |n| (n == name).then(|| value.to_string()))
+        };
+        let (events, sends) = retry_policies(|_| None).unwrap();
+        assert_eq!(events.horizon, 7 * DAY);
+        assert_eq!(sends.horizon, DAY);
+        assert_eq!(
+            with(WABRIDGE_RETRY_HORIZON, "36h").unwrap().0.horizon,
+            DAY * 3 / 2
+        );
+        assert_eq!(
+            with(WABRIDGE_SEND_RETRY_HORIZON, " 90min ")
+                .unwrap()
+                .1
+                .horizon,
+            90 * MINUTE
+        );
+        for (name, bad) in [
+            (WABRIDGE_RETRY_HORIZON, "seven days"),
+            (WABRIDGE_RETRY_HORIZON, "14d"),
+            (WABRIDGE_RETRY_HORIZON, "30s"),
+            (WABRIDGE_RETRY_HORIZON, "7"),
+            (WABRIDGE_SEND_RETRY_HORIZON, "4d"),
+            (WABRIDGE_SEND_RETRY_HORIZON, "-1h"),
+        ] {
+            let e = with(name, bad).unwrap_err();
+            assert!(
+                matches!(&e, ConfigError::Invalid { name: n, value, .. } if *n == name && value == bad),
+                "{name}={bad}: {e}"
+            );
+            assert!(e.to_string().contains(name), "{e}");
+        }
+    }
 
     #[test]
     fn retention_defaults_to_30_days_and_rejects_nonsense() {

@@ -8,18 +8,32 @@ use std::time::{Duration, Instant};
 
 use async_trait::async_trait;
 
+use crate::breaker::CircuitBreaker;
+use crate::clock::Clock;
 use crate::error::StoreError;
 use crate::queue::{Delivery, Queue};
+use crate::retry::{describe, RetryPolicy};
 
 /// What became of one delivery.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Outcome {
     /// Work done (or already done before): delete the message.
     Done,
-    /// Transient failure (CRM 429/5xx, timeout, store unavailable): deliver again after this delay.
-    RetryAfter(Duration),
+    /// Transient failure (CRM 429/5xx, timeout, store unavailable): deliver again after
+    /// `after`, within the queue's retry horizon; `reason` is the dead letter's reason if the
+    /// horizon passes first.
+    Retry { after: Duration, reason: String },
     /// Can never succeed (validation failed, terminal error): dead-letter with this reason.
     DeadLetter(String),
+}
+
+impl Outcome {
+    pub fn retry(after: Duration, reason: impl Into<String>) -> Outcome {
+        Outcome::Retry {
+            after,
+            reason: reason.into(),
+        }
+    }
 }
 
 #[async_trait]
@@ -27,28 +41,70 @@ pub trait Handler: Send + Sync {
     async fn handle(&self, delivery: &Delivery) -> Outcome;
 }
 
-/// Applies an outcome to the queue. Returns whether the message must be reported as a batch item
-/// failure (Lambda), i.e. whether it stays on the queue for another attempt.
+/// How a consumer settles outcomes on its queue.
+#[derive(Debug, Clone)]
+pub struct Settle {
+    pub policy: RetryPolicy,
+    pub clock: Clock,
+    /// Delete the message on `Done` (the local worker); Lambda deletes what is not reported.
+    pub delete_on_done: bool,
+}
+
+impl Settle {
+    pub fn new(policy: RetryPolicy, delete_on_done: bool) -> Self {
+        Settle {
+            policy,
+            clock: Clock::System,
+            delete_on_done,
+        }
+    }
+
+    /// The outcome the queue applies: a retry past the horizon becomes a dead letter that says
+    /// so, and the last retry is shortened to fall on the horizon.
+    pub fn decide(&self, delivery: &Delivery, outcome: Outcome) -> Outcome {
+        let Outcome::Retry { after, reason } = outcome else {
+            return outcome;
+        };
+        let Some(enqueued_at) = delivery.enqueued_at else {
+            return Outcome::Retry { after, reason };
+        };
+        let age = Duration::from_millis((self.clock.now_ms() - enqueued_at).max(0) as u64);
+        match self.policy.next(age, after) {
+            Some(after) => Outcome::Retry { after, reason },
+            None => Outcome::DeadLetter(format!(
+                "retry horizon of {} passed ({} receives over {}); last error: {reason}",
+                describe(self.policy.horizon),
+                delivery.receive_count,
+                describe(Duration::from_secs(age.as_secs())),
+            )),
+        }
+    }
+}
+
+/// Applies an outcome to the queue (after [`Settle::decide`]). Returns whether the message must
+/// be reported as a batch item failure (Lambda), i.e. whether it stays on the queue for another
+/// attempt.
 pub async fn settle(
     queue: &dyn Queue,
     delivery: &Delivery,
-    outcome: &Outcome,
-    delete_on_done: bool,
+    outcome: Outcome,
+    how: &Settle,
 ) -> Result<bool, StoreError> {
-    match outcome {
+    match how.decide(delivery, outcome) {
         Outcome::Done => {
-            if delete_on_done {
+            if how.delete_on_done {
                 queue.delete(&delivery.receipt).await?;
             }
             Ok(false)
         }
-        Outcome::RetryAfter(delay) => {
-            queue.retry_later(&delivery.receipt, *delay).await?;
+        Outcome::Retry { after, reason } => {
+            tracing::debug!(message_id = %delivery.message_id, ?after, %reason, "retrying later");
+            queue.retry_later(&delivery.receipt, after).await?;
             Ok(true)
         }
         Outcome::DeadLetter(reason) => {
             tracing::warn!(message_id = %delivery.message_id, %reason, "dead-lettered");
-            queue.dead_letter(delivery, reason).await?;
+            queue.dead_letter(delivery, &reason).await?;
             Ok(false)
         }
     }
@@ -149,6 +205,11 @@ pub struct WorkerOptions {
     pub pressure: Option<Pressure>,
     /// Most deliveries in flight while `pressure` is busy.
     pub busy_concurrency: usize,
+    /// The queue's retry horizon and clock (outcomes are settled with `delete_on_done`).
+    pub settle: Settle,
+    /// The downstream service's breaker: while it is open, one delivery at a time is received,
+    /// when a probe is due; when it closes, the deliveries waiting out a delay are woken.
+    pub breaker: Option<Arc<CircuitBreaker>>,
 }
 
 impl Default for WorkerOptions {
@@ -160,6 +221,8 @@ impl Default for WorkerOptions {
             concurrency: 10,
             pressure: None,
             busy_concurrency: 4,
+            settle: Settle::new(RetryPolicy::EVENTS, true),
+            breaker: None,
         }
     }
 }
@@ -179,29 +242,55 @@ pub async fn run_worker(
     mut stop: tokio::sync::watch::Receiver<bool>,
 ) {
     let full = options.concurrency.max(1);
+    let settle_how = Arc::new(options.settle.clone());
     let mut running = tokio::task::JoinSet::new();
+    let mut closings = options.breaker.as_ref().map_or(0, |b| b.closings());
     loop {
         if *stop.borrow() {
             break;
         }
-        let limit = match &options.pressure {
-            Some(p) if p.busy() => options.busy_concurrency.clamp(1, full),
+        let gate = match &options.breaker {
+            Some(b) => {
+                // Closed since we last looked: what waited for the service may go now.
+                let now = b.closings();
+                if now != closings {
+                    closings = now;
+                    match queue.wake().await {
+                        Ok(n) if n > 0 => tracing::info!(woken = n, "released waiting deliveries"),
+                        Ok(_) => {}
+                        Err(e) => {
+                            tracing::error!(error = %e, "could not release waiting deliveries")
+                        }
+                    }
+                }
+                b.gate()
+            }
+            None => None,
+        };
+        let limit = match (&gate, &options.pressure) {
+            // Open circuit: one delivery at a time, the probe.
+            (Some(_), _) => 1,
+            (None, Some(p)) if p.busy() => options.busy_concurrency.clamp(1, full),
             _ => full,
         };
         let refill_at = (limit / 2).max(1);
         let free = limit.saturating_sub(running.len());
-        let mut wait_idle = false;
-        if running.is_empty() || (free > 0 && free >= refill_at) {
+        let mut wait_idle = None;
+        let probe_due = gate.is_none_or(|wait| wait.is_zero());
+        if !probe_due && running.is_empty() {
+            wait_idle = gate.map(|wait| options.settle.clock.real(wait));
+        } else if probe_due && (running.is_empty() || (free > 0 && free >= refill_at)) {
             match queue
                 .receive(free.min(options.batch.max(1)), options.visibility)
                 .await
             {
                 Ok(deliveries) if !deliveries.is_empty() => {
                     for delivery in deliveries {
-                        let (queue, handler) = (queue.clone(), handler.clone());
+                        let (queue, handler, how) =
+                            (queue.clone(), handler.clone(), settle_how.clone());
                         running.spawn(async move {
                             let outcome = handler.handle(&delivery).await;
-                            if let Err(e) = settle(queue.as_ref(), &delivery, &outcome, true).await
+                            if let Err(e) = settle(queue.as_ref(), &delivery, outcome, &how).await
                             {
                                 // The message becomes visible again when its timeout expires.
                                 tracing::error!(error = %e, message_id = %delivery.message_id, "settle failed");
@@ -210,17 +299,19 @@ pub async fn run_worker(
                     }
                     continue;
                 }
-                Ok(_) => wait_idle = true,
+                Ok(_) => wait_idle = Some(options.idle),
                 Err(e) => {
                     tracing::error!(error = %e, "queue receive failed");
-                    wait_idle = true;
+                    wait_idle = Some(options.idle);
                 }
             }
         }
         // Wait for a slot (or, with the queue empty, the idle delay), or stop.
         let idle = async {
-            if wait_idle {
-                tokio::time::sleep(options.idle).await
+            if let Some(wait) = wait_idle {
+                // Never longer than the idle delay while the circuit is open: a probe of
+                // another delivery may close it any moment.
+                tokio::time::sleep(wait.min(options.idle.max(Duration::from_millis(50)))).await
             } else {
                 std::future::pending().await
             }
@@ -243,5 +334,52 @@ pub async fn run_worker(
         if let Err(e) = done {
             tracing::error!(error = %e, "delivery task failed");
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn delivery(enqueued_at: Option<i64>) -> Delivery {
+        Delivery {
+            message_id: "m".into(),
+            receipt: "r".into(),
+            body: String::new(),
+            receive_count: 40,
+            enqueued_at,
+        }
+    }
+
+    #[test]
+    fn a_retry_past_the_horizon_is_a_dead_letter_that_says_so() {
+        let clock = Clock::manual(10 * 86_400_000);
+        let how = Settle {
+            policy: RetryPolicy::EVENTS,
+            clock: clock.clone(),
+            delete_on_done: true,
+        };
+        let retry = || Outcome::retry(Duration::from_secs(600), "webhook contact: HTTP 503");
+        let now = clock.now_ms();
+        // Young: unchanged.
+        assert_eq!(how.decide(&delivery(Some(now - 1000)), retry()), retry());
+        // Five minutes before the horizon: the last attempt falls on it.
+        let almost = now - (7 * 86_400_000 - 300_000);
+        assert_eq!(
+            how.decide(&delivery(Some(almost)), retry()),
+            Outcome::retry(Duration::from_secs(300), "webhook contact: HTTP 503")
+        );
+        // Past it: a dead letter naming the horizon, the receives and the last error.
+        match how.decide(&delivery(Some(now - 7 * 86_400_000)), retry()) {
+            Outcome::DeadLetter(reason) => assert_eq!(
+                reason,
+                "retry horizon of 7d passed (40 receives over 7d); last error: webhook contact: HTTP 503"
+            ),
+            other => panic!("{other:?}"),
+        }
+        // Done and dead letters pass through; without an age the horizon cannot pass.
+        let old = delivery(Some(0));
+        assert_eq!(how.decide(&old, Outcome::Done), Outcome::Done);
+        assert_eq!(how.decide(&delivery(None), retry()), retry());
     }
 }

@@ -3,8 +3,10 @@
 //! POSTs, Standard Webhooks) and HubSpot (CRM v3 contacts + communications).
 //!
 //! Errors are classified so the queue retries the right way: [`CrmError::RateLimited`] honours
-//! the CRM's delay; [`CrmError::Transient`] (5xx, timeouts, connection errors) retries with
-//! exponential backoff and full jitter; [`CrmError::Rejected`] (4xx) dead-letters with reason.
+//! the CRM's delay; [`CrmError::Transient`] (5xx, 408, timeouts, connection errors) and
+//! [`CrmError::Unauthorized`] (401/403: our credentials broke, the event is fine) wait within the
+//! retry horizon with exponential backoff and jitter ([`crate::retry`]); [`CrmError::Rejected`]
+//! (any other 4xx) dead-letters with its reason.
 
 use std::time::Duration;
 
@@ -37,7 +39,11 @@ pub enum CrmError {
     /// 5xx, timeout, connection error: retry with backoff.
     #[error("CRM unavailable: {0}")]
     Transient(String),
-    /// 4xx other than 429: the CRM refused the record; retrying cannot help.
+    /// 401/403: the CRM refused our credentials (revoked, expired, a missing scope). The
+    /// event is not at fault: it waits, within the retry horizon, for someone to fix them.
+    #[error("CRM refused the credentials: {0}")]
+    Unauthorized(String),
+    /// 4xx other than 401/403/408/429: the CRM refused the record; retrying cannot help.
     #[error("CRM rejected the record: {0}")]
     Rejected(String),
 }
@@ -45,7 +51,16 @@ pub enum CrmError {
 impl CrmError {
     /// Whether the CRM definitely did not apply the effect (the next attempt is not in doubt).
     pub fn definitely_not_applied(&self) -> bool {
-        matches!(self, CrmError::RateLimited(_) | CrmError::Rejected(_))
+        matches!(
+            self,
+            CrmError::RateLimited(_) | CrmError::Rejected(_) | CrmError::Unauthorized(_)
+        )
+    }
+
+    /// Whether it says the CRM is unavailable to us (the circuit breaker counts these); a
+    /// rejected record means the CRM answered.
+    pub fn is_unavailable(&self) -> bool {
+        !matches!(self, CrmError::Rejected(_))
     }
 }
 
@@ -57,17 +72,14 @@ pub trait Crm: Send + Sync {
     async fn apply(&self, effect: &Effect) -> Result<(), CrmError>;
 }
 
-/// Retry schedule: exponential backoff from 1 s doubling per receive, capped at 15 min, with
-/// full jitter (a uniformly random delay between 0 and the cap, floored at 200 ms) so throttled
-/// workers do not retry in lockstep. A CRM-given delay wins, capped at 12 h (SQS's limit).
+/// The delay before the next attempt after `error` on receive `receive_count`: the retry
+/// schedule of [`crate::retry::backoff`], never shorter than the CRM's own delay.
 pub fn retry_delay(error: &CrmError, receive_count: u32) -> Duration {
-    const MAX_HINT: Duration = Duration::from_secs(12 * 3600);
-    if let CrmError::RateLimited(Some(hint)) = error {
-        return (*hint).min(MAX_HINT).max(Duration::from_millis(100));
-    }
-    let exp = receive_count.saturating_sub(1).min(20);
-    let cap_ms = 1000u64.saturating_mul(1 << exp).min(15 * 60 * 1000);
-    Duration::from_millis(rand::random_range(0..=cap_ms).max(200))
+    let hint = match error {
+        CrmError::RateLimited(hint) => *hint,
+        _ => None,
+    };
+    crate::retry::backoff(receive_count, hint)
 }
 
 #[cfg(test)]
@@ -75,19 +87,16 @@ mod tests {
     use super::*;
 
     #[test]
-    fn retry_delays_honour_hints_and_back_off_with_jitter() {
+    fn retry_delays_honour_hints_and_back_off() {
         let hint = Duration::from_secs(7);
-        assert_eq!(retry_delay(&CrmError::RateLimited(Some(hint)), 1), hint);
-        let t = CrmError::Transient("x".into());
-        for _ in 0..50 {
-            let d1 = retry_delay(&t, 1);
-            assert!(d1 >= Duration::from_millis(200) && d1 <= Duration::from_secs(1));
-            let d5 = retry_delay(&t, 5);
-            assert!(d5 <= Duration::from_secs(16));
-            assert!(retry_delay(&t, 40) <= Duration::from_secs(15 * 60));
+        assert!(retry_delay(&CrmError::RateLimited(Some(hint)), 1) >= hint);
+        for e in [
+            CrmError::Transient("x".into()),
+            CrmError::Unauthorized("401".into()),
+        ] {
+            assert!(retry_delay(&e, 1) <= Duration::from_secs(1));
+            assert!(retry_delay(&e, 40) <= crate::retry::MAX_BACKOFF);
+            assert!(e.is_unavailable() && !CrmError::Rejected("x".into()).is_unavailable());
         }
-        // Full jitter: not all the same.
-        let set: std::collections::HashSet<_> = (0..20).map(|_| retry_delay(&t, 8)).collect();
-        assert!(set.len() > 1);
     }
 }

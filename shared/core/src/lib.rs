@@ -10,6 +10,7 @@
 
 pub mod api;
 pub mod attribution;
+pub mod breaker;
 pub mod clock;
 pub mod config;
 pub mod consent;
@@ -27,6 +28,7 @@ pub mod mapping;
 pub mod queue;
 pub mod records;
 pub mod redact;
+pub mod retry;
 pub mod sends;
 pub mod signature;
 pub mod sync;

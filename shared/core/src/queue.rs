@@ -1,5 +1,7 @@
-//! Queue port: at-least-once delivery with a visibility timeout, a receive count, and a
-//! dead-letter queue after N receives; a message is deleted only when its work succeeded.
+//! Queue port: at-least-once delivery with a visibility timeout and a receive count; a message
+//! is deleted only when its work succeeded, dead-lettered on a terminal failure or past its
+//! retry horizon (see [`crate::retry`]), and after [`crate::retry::BACKSTOP_RECEIVES`] receives
+//! whatever happened.
 //!
 //! Ordering: consumers never depend on order. Meta itself delivers unordered, so every consumer
 //! is written to converge whatever the order (statuses only move forward, contact upserts merge,
@@ -33,6 +35,9 @@ pub struct Delivery {
     pub body: String,
     /// How many times the message was received, this time included (1 on first delivery).
     pub receive_count: u32,
+    /// Unix ms when it was first enqueued (SQS's `SentTimestamp`): its age decides the retry
+    /// horizon. `None` when the backend did not say (then the horizon cannot pass).
+    pub enqueued_at: Option<i64>,
 }
 
 /// A message in the dead-letter queue.
@@ -65,5 +70,12 @@ pub trait Queue: Send + Sync {
     /// Lists up to `limit` dead letters without consuming them.
     async fn dead_letters(&self, limit: usize) -> Result<Vec<DeadLetter>, StoreError>;
     /// Moves dead letters back to the main queue (one by id, or all); returns how many moved.
+    /// A redriven message starts a new retry horizon.
     async fn redrive(&self, id: Option<&str>) -> Result<usize, StoreError>;
+    /// Makes the messages waiting out a [`Queue::retry_later`] delay visible now (a circuit
+    /// breaker closed: what waited for the service can go). Returns how many; a backend that
+    /// cannot find them (SQS) returns 0 and they come back when their delay ends.
+    async fn wake(&self) -> Result<usize, StoreError> {
+        Ok(0)
+    }
 }

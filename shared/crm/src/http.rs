@@ -21,6 +21,8 @@ pub(crate) fn classify_status(status: u16, retry_hint: Option<Duration>, body: &
     match status {
         429 => CrmError::RateLimited(retry_hint),
         408 | 425 | 500..=599 => CrmError::Transient(format!("HTTP {status}: {body}")),
+        // Our token was revoked or lost a scope: the record is fine, the credentials are not.
+        401 | 403 => CrmError::Unauthorized(format!("HTTP {status}: {body}")),
         _ => CrmError::Rejected(format!("HTTP {status}: {body}")),
     }
 }
@@ -48,5 +50,11 @@ mod tests {
             classify_status(409, None, ""),
             CrmError::Rejected(_)
         ));
+        for status in [401, 403] {
+            assert!(matches!(
+                classify_status(status, None, "INVALID_AUTHENTICATION"),
+                CrmError::Unauthorized(m) if m.contains("INVALID_AUTHENTICATION")
+            ));
+        }
     }
 }

@@ -51,6 +51,7 @@ fn delivery(event: &Value) -> Delivery {
         receipt: "r".into(),
         body: event.to_string(),
         receive_count: 1,
+        enqueued_at: None,
     }
 }
 

@@ -6,6 +6,7 @@ mod attribution_sqlite;
 mod crm_attribution;
 mod crm_http;
 mod crm_sync;
+mod outage;
 mod sends_burst;
 mod sends_sqlite;
 mod webhook_ingest;

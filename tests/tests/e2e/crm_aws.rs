@@ -157,6 +157,7 @@ async fn lambda_reports_partial_batch_failures_and_dead_letters_with_reason() {
         Arc::new(Mapping::example("webhook").unwrap()),
     );
     let app = crm_sync::App {
+        policy: wabridge_core::retry::RetryPolicy::EVENTS,
         handler: Arc::new(sync),
         queue: Arc::new(SqsQueue::new(
             aws.sqs.clone(),

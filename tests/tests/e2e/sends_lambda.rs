@@ -108,6 +108,7 @@ fn crm_sync_app(aws: &Aws, table: &str, events: &TestQueues, crm_url: &str) -> c
     crm_sync::App {
         handler: Arc::new(sync),
         queue,
+        policy: wabridge_core::retry::RetryPolicy::EVENTS,
     }
 }
 

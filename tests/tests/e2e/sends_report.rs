@@ -147,11 +147,11 @@ async fn setup(events_fail: usize) -> Setup {
         .await
         .unwrap();
     Setup {
-        sender: Sender {
-            sends: (*sends).clone(),
-            graph: std::sync::Arc::new(graph),
-            limiter: Arc::new(RateLimiter::for_instances(1000.0, 1)),
-        },
+        sender: Sender::new(
+            (*sends).clone(),
+            std::sync::Arc::new(graph),
+            Arc::new(RateLimiter::for_instances(1000.0, 1)),
+        ),
         sends,
         sync,
         sends_queue: SqliteQueue::new(db.clone(), SENDS_QUEUE),
@@ -247,7 +247,7 @@ async fn a_refusal_is_reported_once_even_when_the_first_report_fails() {
         .unwrap();
     // The report fails: the delivery is retried, the send is refused already.
     let first = s.run_sender().await;
-    assert!(matches!(first[..], [Outcome::RetryAfter(_)]), "{first:?}");
+    assert!(matches!(first[..], [Outcome::Retry { .. }]), "{first:?}");
     assert_eq!(
         s.sends.get(&send.id).await.unwrap().state,
         SendState::Refused

@@ -6,10 +6,12 @@ use std::time::Duration;
 
 use async_trait::async_trait;
 
+use crate::breaker::{Admit, CircuitBreaker};
 use crate::clock::now_ms;
 use crate::consumer::{Handler, Outcome};
 use crate::error::StoreError;
 use crate::queue::Delivery;
+use crate::retry::{backoff, describe, RetryPolicy};
 use crate::sends::classify::SendFailure;
 use crate::sends::graph::MessageApi;
 use crate::sends::ratelimit::RateLimiter;
@@ -21,17 +23,39 @@ use super::status::contact_of_record;
 
 /// How long a sender holds the right to call Meta for one send (longer than the Graph timeout).
 pub const CLAIM_LEASE: Duration = Duration::from_secs(60);
-/// Attempts before a retryable failure becomes a `failed` send.
-pub const MAX_ATTEMPTS: u32 = 8;
-
 /// The sender: the queue handler that guards, rate-limits and posts each send to Meta.
 pub struct Sender {
     pub sends: Sends,
     pub graph: Arc<dyn MessageApi>,
     pub limiter: Arc<RateLimiter>,
+    /// A send Meta's API could not take within `policy.horizon` of its creation ends `failed`.
+    pub policy: RetryPolicy,
+    /// The Graph API's circuit breaker.
+    pub breaker: Arc<CircuitBreaker>,
 }
 
 impl Sender {
+    /// A sender with the default sends horizon ([`RetryPolicy::SENDS`]) and its own breaker.
+    pub fn new(sends: Sends, graph: Arc<dyn MessageApi>, limiter: Arc<RateLimiter>) -> Self {
+        Sender {
+            sends,
+            graph,
+            limiter,
+            policy: RetryPolicy::SENDS,
+            breaker: Arc::new(CircuitBreaker::new("graph")),
+        }
+    }
+
+    pub fn with_policy(mut self, policy: RetryPolicy) -> Self {
+        self.policy = policy;
+        self
+    }
+
+    /// How long the send has been waiting.
+    fn age(record: &SendRecord) -> Duration {
+        Duration::from_millis((now_ms() - record.created_at).max(0) as u64)
+    }
+
     /// Ends a send the sender stopped (refused, failed at Meta's API, gave up) and reports it.
     async fn finish(
         &self,
@@ -48,7 +72,7 @@ impl Sender {
         {
             Ok(Some((record, _))) => self.report(&record).await,
             Ok(None) => Outcome::Done,
-            Err(e) => Outcome::RetryAfter(retry_store(&e)),
+            Err(e) => retry_store(&e),
         }
     }
 
@@ -72,14 +96,14 @@ impl Sender {
                 .await
             {
                 tracing::warn!(send_id = %record.id, error = %e, "opt-out report failed; retrying");
-                return Outcome::RetryAfter(Duration::from_secs(5));
+                return Outcome::retry(REPORT_RETRY, format!("opt-out report failed: {e}"));
             }
         }
         match self.sends.events.finished(record).await {
             Ok(()) => Outcome::Done,
             Err(e) => {
                 tracing::warn!(send_id = %record.id, error = %e, "send report failed; retrying");
-                Outcome::RetryAfter(Duration::from_secs(5))
+                Outcome::retry(REPORT_RETRY, format!("send report failed: {e}"))
             }
         }
     }
@@ -91,9 +115,12 @@ fn ended_by_sender(record: &SendRecord) -> bool {
     matches!(record.state, SendState::Refused | SendState::Failed) && record.wamid.is_none()
 }
 
-fn retry_store(e: &StoreError) -> Duration {
+/// Wait after a failed store write or report.
+const REPORT_RETRY: Duration = Duration::from_secs(5);
+
+fn retry_store(e: &StoreError) -> Outcome {
     tracing::warn!(error = %e, "send store failed; retrying");
-    Duration::from_secs(5)
+    Outcome::retry(REPORT_RETRY, format!("send store failed: {e}"))
 }
 
 impl Sender {
@@ -103,7 +130,7 @@ impl Sender {
         let record = match self.sends.store.get(id).await {
             Ok(Some(r)) => r,
             Ok(None) => return Err(Outcome::DeadLetter(format!("send {id} does not exist"))),
-            Err(e) => return Err(Outcome::RetryAfter(retry_store(&e))),
+            Err(e) => return Err(retry_store(&e)),
         };
         if record.state != SendState::Queued {
             // Sent (or ended) before: a duplicate queue message, or the retry of a report that
@@ -132,25 +159,28 @@ impl Sender {
                 return Some(self.finish(id, SendState::Refused, Some(error), None).await);
             }
             Ok(None) => {}
-            Err(e) => return Some(Outcome::RetryAfter(retry_store(&e))),
+            Err(e) => return Some(retry_store(&e)),
         }
         if let Err(wait) = self.limiter.wait(&record.contact).await {
-            return Some(Outcome::RetryAfter(wait));
+            return Some(Outcome::retry(wait, "sender rate limit"));
         }
         let now = now_ms();
         let store = &self.sends.store;
         let pair = self.limiter.pair_interval();
         match store.reserve_pair(&record.contact, id, now, pair).await {
             Ok(None) => {}
-            Ok(Some(wait)) => return Some(Outcome::RetryAfter(wait)),
-            Err(e) => return Some(Outcome::RetryAfter(retry_store(&e))),
+            Ok(Some(wait)) => return Some(Outcome::retry(wait, "pair rate limit")),
+            Err(e) => return Some(retry_store(&e)),
         }
         let lease_end = now + CLAIM_LEASE.as_millis() as i64;
         match store.claim(id, now, lease_end).await {
             Ok(true) => None,
             // Another delivery is sending it.
-            Ok(false) => Some(Outcome::RetryAfter(CLAIM_LEASE)),
-            Err(e) => Some(Outcome::RetryAfter(retry_store(&e))),
+            Ok(false) => Some(Outcome::retry(
+                CLAIM_LEASE,
+                "being sent by another delivery",
+            )),
+            Err(e) => Some(retry_store(&e)),
         }
     }
 
@@ -173,21 +203,22 @@ impl Sender {
                     // The lease keeps other deliveries off for CLAIM_LEASE; after that a
                     // redelivery may send again (the one at-least-once window).
                     tracing::error!(send_id = %id, error = %e, "could not record sent");
-                    return Outcome::RetryAfter(CLAIM_LEASE);
+                    return Outcome::retry(CLAIM_LEASE, format!("could not record sent: {e}"));
                 }
             }
         }
     }
 
-    /// Meta refused or did not answer: retry within [`MAX_ATTEMPTS`], record the opt-out of a
+    /// Meta refused or did not answer: retry within the horizon, record the opt-out of a
     /// 131050, or end the send `failed`.
     async fn failed(
         &self,
-        id: &str,
+        record: &SendRecord,
         request: &SendRequest,
         failure: SendFailure,
         receive_count: u32,
     ) -> Outcome {
+        let id = record.id.as_str();
         let attempt = receive_count.max(1);
         let code = failure
             .code()
@@ -196,29 +227,57 @@ impl Sender {
             code,
             message: failure.reason().to_string(),
         };
-        match &failure {
-            SendFailure::Retry { .. } | SendFailure::PairRate { .. } if attempt < MAX_ATTEMPTS => {
+        let retry = failure
+            .delay(attempt)
+            .and_then(|delay| self.policy.next(Self::age(record), delay));
+        match (&failure, retry) {
+            (SendFailure::Retry { .. } | SendFailure::PairRate { .. }, Some(after)) => {
                 let _ = self.sends.store.release(id).await;
                 tracing::info!(send_id = %id, attempt, reason = failure.reason(), "send retried");
-                Outcome::RetryAfter(failure.delay(attempt).unwrap_or(Duration::from_secs(1)))
+                Outcome::retry(after, failure.reason())
             }
-            SendFailure::OptedOut { .. } => {
+            (SendFailure::OptedOut { .. }, _) => {
                 let contact = request.contact_ref();
                 let consent = &self.sends.policy.consent;
                 if let Err(e) = consent.record_meta_opt_out(&contact, id, now_ms()).await {
                     let _ = self.sends.store.release(id).await;
-                    return Outcome::RetryAfter(retry_store(&e));
+                    return retry_store(&e);
                 }
                 // `finish` reports both the failure and the opt-out.
                 self.finish(id, SendState::Failed, Some(error), None).await
             }
             _ => {
                 if failure.is_retryable() {
-                    error.message = format!("gave up after {attempt} attempts: {}", error.message);
+                    error.message = format!(
+                        "gave up after {attempt} attempts in the {} retry horizon: {}",
+                        describe(self.policy.horizon),
+                        error.message
+                    );
                 }
                 self.finish(id, SendState::Failed, Some(error), None).await
             }
         }
+    }
+
+    /// A send still queued past its horizon (the API was down, or the sender stopped, for that
+    /// long) ends `failed` instead of going out late.
+    async fn expired(&self, record: &SendRecord) -> Option<Outcome> {
+        let age = Self::age(record);
+        if age < self.policy.horizon {
+            return None;
+        }
+        let error = SendError {
+            code: "retry_horizon".into(),
+            message: format!(
+                "not sent within the {} retry horizon (queued {} ago)",
+                describe(self.policy.horizon),
+                describe(Duration::from_secs(age.as_secs()))
+            ),
+        };
+        Some(
+            self.finish(&record.id, SendState::Failed, Some(error), None)
+                .await,
+        )
     }
 }
 
@@ -233,13 +292,30 @@ impl Handler for Sender {
             Ok(loaded) => loaded,
             Err(outcome) => return outcome,
         };
+        if let Some(outcome) = self.expired(&record).await {
+            return outcome;
+        }
         if let Some(outcome) = self.clear(&record, &request).await {
             return outcome;
         }
-        match self.graph.send(&request.to_outbound(&id)).await {
+        // After the guards and the claim, so that a probe is never left unreported.
+        let admit = self.breaker.admit();
+        if let Admit::Wait(wait) = admit {
+            let _ = self.sends.store.release(&id).await;
+            let after = wait.max(backoff(delivery.receive_count, None));
+            return Outcome::retry(after, "Graph API unavailable (circuit open)");
+        }
+        let probe = admit == Admit::Probe;
+        let result = self.graph.send(&request.to_outbound(&id)).await;
+        match &result {
+            // Meta's API is down or refusing our token; other failures are answers.
+            Err(SendFailure::Retry { .. }) => self.breaker.failure(probe),
+            _ => self.breaker.success(probe),
+        }
+        match result {
             Ok(accepted) => self.record_sent(&id, accepted.message_id.as_deref()).await,
             Err(failure) => {
-                self.failed(&id, &request, failure, delivery.receive_count)
+                self.failed(&record, &request, failure, delivery.receive_count)
                     .await
             }
         }

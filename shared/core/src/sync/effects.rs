@@ -5,6 +5,7 @@ use std::time::Duration;
 
 use serde_json::{Map, Value};
 
+use crate::breaker::Admit;
 use crate::consumer::Outcome;
 use crate::crm::{retry_delay, CrmError, Effect};
 use crate::error::StoreError;
@@ -44,8 +45,7 @@ impl Effects {
 }
 
 /// In-process attempts per effect before the delivery goes back to the queue: a blip (one 5xx,
-/// one short 429) is absorbed here instead of costing a receive (and, after the queue's max
-/// receives, a dead letter).
+/// one short 429) is absorbed here instead of costing a receive.
 const QUICK_ATTEMPTS: u32 = 3;
 /// Longest CRM-given delay waited in process; longer ones go back to the queue.
 const QUICK_WAIT_MAX: Duration = Duration::from_secs(1);
@@ -110,8 +110,9 @@ impl CrmSync {
             let in_doubt = match self.ledger.claim(&id, self.lease).await? {
                 Claim::Done => continue,
                 Claim::Busy(left) => {
-                    return Ok(Some(Outcome::RetryAfter(
+                    return Ok(Some(Outcome::retry(
                         left.max(Duration::from_millis(100)),
+                        format!("effect {name} is being applied by another delivery"),
                     )))
                 }
                 Claim::Proceed { in_doubt } => in_doubt,
@@ -123,6 +124,17 @@ impl CrmSync {
                     continue;
                 }
             }
+            let admit = self.breaker.admit();
+            if let Admit::Wait(wait) = admit {
+                // The CRM is down: no call. Wait for the next probe, and at least the backoff
+                // of this receive (on SQS every wait costs a receive; see `retry`).
+                self.unclaim(&id, in_doubt).await?;
+                let after = wait.max(crate::retry::backoff(receive_count, None));
+                return Ok(Some(Outcome::retry(
+                    after,
+                    format!("{} unavailable (circuit open)", self.crm.kind()),
+                )));
+            }
             let mut effect = Effect {
                 id: id.clone(),
                 record,
@@ -130,7 +142,8 @@ impl CrmSync {
                 contact: effects.contact.clone(),
                 in_doubt,
             };
-            if let Err(e) = self.apply_with_quick_retries(&mut effect).await {
+            let probe = admit == Admit::Probe;
+            if let Err(e) = self.apply_with_quick_retries(&mut effect, probe).await {
                 // Released only when no attempt may have applied it (see ledger.rs).
                 if e.definitely_not_applied() && !effect.in_doubt {
                     self.ledger.release(&id).await?;
@@ -144,7 +157,10 @@ impl CrmSync {
                         event.key,
                         self.crm.kind()
                     )),
-                    other => Outcome::RetryAfter(retry_delay(&other, receive_count)),
+                    other => Outcome::retry(
+                        retry_delay(&other, receive_count),
+                        format!("{} {name}: {other}", self.crm.kind()),
+                    ),
                 }));
             }
             self.ledger.confirm(&id).await?;
@@ -152,13 +168,37 @@ impl CrmSync {
         Ok(None)
     }
 
-    async fn apply_with_quick_retries(&self, effect: &mut Effect) -> Result<(), CrmError> {
+    /// Gives a claim back without a call: released, or abandoned when an earlier attempt may
+    /// have applied it (the next one stays in doubt).
+    async fn unclaim(&self, id: &str, in_doubt: bool) -> Result<(), StoreError> {
+        if in_doubt {
+            self.ledger.abandon(id).await
+        } else {
+            self.ledger.release(id).await
+        }
+    }
+
+    /// Calls the CRM, with quick retries unless this call is the breaker's probe (one call) or
+    /// the circuit opened meanwhile. Every answer is reported to the breaker.
+    async fn apply_with_quick_retries(
+        &self,
+        effect: &mut Effect,
+        probe: bool,
+    ) -> Result<(), CrmError> {
         let mut attempt = 1;
         loop {
             let result = self.crm.apply(effect).await;
+            match &result {
+                Err(e) if e.is_unavailable() => self.breaker.failure(probe),
+                _ => self.breaker.success(probe),
+            }
             let wait = match &result {
-                Ok(()) | Err(CrmError::Rejected(_)) => return result,
-                _ if attempt >= QUICK_ATTEMPTS => return result,
+                Ok(()) | Err(CrmError::Rejected(_)) | Err(CrmError::Unauthorized(_)) => {
+                    return result
+                }
+                _ if probe || attempt >= QUICK_ATTEMPTS || self.breaker.gate().is_some() => {
+                    return result
+                }
                 Err(CrmError::RateLimited(Some(hint))) if *hint <= QUICK_WAIT_MAX => *hint,
                 Err(CrmError::RateLimited(Some(_))) => return result,
                 Err(CrmError::RateLimited(None)) => {
@@ -171,6 +211,10 @@ impl CrmSync {
                 }
             };
             tokio::time::sleep(wait).await;
+            if self.breaker.gate().is_some() {
+                // It opened while we waited: this delivery waits with the others.
+                return result;
+            }
             attempt += 1;
         }
     }

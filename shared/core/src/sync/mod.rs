@@ -5,9 +5,10 @@
 //! every record through the mapping (a record breaking a rule dead-letters the delivery with
 //! field and rule, before anything reaches the CRM), then run each side effect through the
 //! effects ledger (claim → CRM → confirm; see [`crate::ledger`] and `effects`), and last the
-//! sending side's [`SyncHooks`]. Outcomes: `Done`; `RetryAfter` for 429 (the CRM's delay), 5xx /
-//! timeouts (exponential backoff, full jitter) and store outages; `DeadLetter` for malformed
-//! events, validation failures and 4xx rejections.
+//! sending side's [`SyncHooks`]. Outcomes: `Done`; `Retry` for 429 (the CRM's delay), 5xx /
+//! timeouts / 401 / 403 (backoff within the retry horizon, see [`crate::retry`]), an open
+//! circuit ([`crate::breaker`]) and store outages; `DeadLetter` for malformed events,
+//! validation failures and other 4xx rejections.
 
 mod effects;
 mod hooks;
@@ -19,8 +20,9 @@ use std::time::Duration;
 use async_trait::async_trait;
 
 use crate::attribution::{AttributionConfig, AttributionOutput, AttributionStore, TouchKind};
+use crate::breaker::CircuitBreaker;
 use crate::consumer::{Handler, Outcome};
-use crate::crm::{retry_delay, Crm, CrmError};
+use crate::crm::Crm;
 use crate::error::StoreError;
 use crate::event::Event;
 use crate::identity::{new_contact_id, IdentityStore};
@@ -41,6 +43,7 @@ pub struct CrmSync {
     hooks: Arc<dyn SyncHooks>,
     lease: Duration,
     attribution: Option<(Arc<dyn AttributionStore>, Arc<AttributionConfig>)>,
+    breaker: Arc<CircuitBreaker>,
 }
 
 impl CrmSync {
@@ -58,7 +61,18 @@ impl CrmSync {
             hooks: Arc::new(NoHooks),
             lease: DEFAULT_LEASE,
             attribution: None,
+            breaker: Arc::new(CircuitBreaker::new("crm")),
         }
+    }
+
+    /// The CRM's circuit breaker (one per process; the worker reads it too).
+    pub fn with_breaker(mut self, breaker: Arc<CircuitBreaker>) -> Self {
+        self.breaker = breaker;
+        self
+    }
+
+    pub fn breaker(&self) -> &Arc<CircuitBreaker> {
+        &self.breaker
     }
 
     /// Attribution of inbound messages (first / last touch, leads): each record it produces is
@@ -231,10 +245,10 @@ impl Handler for CrmSync {
             Ok(outcome) => outcome,
             Err(e) if e.is_retryable() => {
                 tracing::warn!(event = %event.key, error = %e, "store unavailable, retrying");
-                Outcome::RetryAfter(retry_delay(
-                    &CrmError::Transient(e.to_string()),
-                    delivery.receive_count,
-                ))
+                Outcome::retry(
+                    crate::retry::backoff(delivery.receive_count, None),
+                    format!("store unavailable: {e}"),
+                )
             }
             Err(e) => Outcome::DeadLetter(format!("event {}: {e}", event.key)),
         }

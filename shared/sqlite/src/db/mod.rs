@@ -14,7 +14,7 @@
 //! never block the writer nor wait for it.
 
 use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicI64, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{mpsc, Arc, Mutex};
 use std::thread::JoinHandle;
 use std::time::Duration;
@@ -70,35 +70,8 @@ pub struct WriteStats {
     pub wal_pages: u64,
 }
 
-/// Time source of the adapters (Unix milliseconds). Tests use a manual clock to move past
-/// visibility timeouts and TTLs without sleeping.
-#[derive(Debug, Clone, Default)]
-pub enum Clock {
-    #[default]
-    System,
-    Manual(Arc<AtomicI64>),
-}
-
-impl Clock {
-    /// A clock that only moves when told to, starting at `start_ms`.
-    pub fn manual(start_ms: i64) -> Clock {
-        Clock::Manual(Arc::new(AtomicI64::new(start_ms)))
-    }
-
-    pub fn now_ms(&self) -> i64 {
-        match self {
-            Clock::System => wabridge_core::clock::now_ms(),
-            Clock::Manual(ms) => ms.load(Ordering::SeqCst),
-        }
-    }
-
-    /// Moves a manual clock forward; no effect on the system clock.
-    pub fn advance(&self, by: Duration) {
-        if let Clock::Manual(ms) = self {
-            ms.fetch_add(by.as_millis() as i64, Ordering::SeqCst);
-        }
-    }
-}
+/// The engine reads time through the core's clock (tests use a manual or scaled one).
+pub use wabridge_core::clock::Clock;
 
 /// Maps a driver error. Busy/locked, I/O, full disk and trigger aborts are transient from the
 /// caller's point of view (retry later, nothing was acknowledged); undecodable data is corrupt.

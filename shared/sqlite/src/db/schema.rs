@@ -21,7 +21,14 @@ const SCHEMAS: &[&str] = &[
 ];
 
 /// Current schema version, kept in `PRAGMA user_version`.
-const SCHEMA_VERSION: i64 = 1;
+const SCHEMA_VERSION: i64 = 2;
+
+/// What a database of an older version needs beyond `CREATE ... IF NOT EXISTS` (which creates
+/// new tables, never new columns): `(version that introduced it, statements)`.
+const UPGRADES: &[(i64, &str)] = &[(
+    2,
+    "ALTER TABLE queue_messages ADD COLUMN retrying INTEGER NOT NULL DEFAULT 0;",
+)];
 
 pub(super) fn migrate(conn: &mut Connection) -> Result<(), StoreError> {
     // Deferred first: when the schema is already there, `CREATE ... IF NOT EXISTS` takes no
@@ -42,6 +49,15 @@ fn migrate_in(conn: &mut Connection, behavior: TransactionBehavior) -> Result<()
         return Err(StoreError::Corrupt(format!(
             "database schema version {version} is newer than this binary ({SCHEMA_VERSION})"
         )));
+    }
+    // A fresh database (version 0) gets every column from SCHEMAS; an older one, the upgrades
+    // past its version first.
+    if version > 0 {
+        for (introduced, upgrade) in UPGRADES {
+            if version < *introduced {
+                txn.execute_batch(upgrade).map_err(sql_err)?;
+            }
+        }
     }
     for schema in SCHEMAS {
         txn.execute_batch(schema).map_err(sql_err)?;

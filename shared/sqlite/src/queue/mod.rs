@@ -1,8 +1,11 @@
 //! Named queues over SQLite with the semantics of SQS standard queues + a redrive policy:
 //! a received message is hidden for the visibility timeout and comes back if not deleted; every
 //! receive counts; a message received `max_receives` times moves to the dead-letter table on the
-//! next receive attempt (SQS `maxReceiveCount`); only the latest receipt can delete or change it
+//! next receive attempt (SQS `maxReceiveCount`, here a backstop: consumers dead-letter by the
+//! retry horizon, see `wabridge_core::retry`); only the latest receipt can delete or change it
 //! (an older receipt is a no-op, as SQS does not guarantee deletion with a stale handle).
+//! Messages put back by `retry_later` are marked, so that `wake` can release them at once
+//! when the service they wait for is back.
 //!
 //! All queues live in one table keyed by name (`events`, later `sends`); a message keeps its id
 //! through the dead-letter table and back, so logs and the CLI can follow it.
@@ -21,8 +24,9 @@ use wabridge_core::queue::{DeadLetter, Delivery, OutgoingMessage, Queue};
 pub const EVENTS_QUEUE: &str = "events";
 /// The queue of outgoing sends.
 pub const SENDS_QUEUE: &str = "sends";
-/// Receives before a message moves to the dead letters (the SQS redrive policy's default here).
-pub const DEFAULT_MAX_RECEIVES: u32 = 5;
+/// Receives before a message moves to the dead letters whatever happened (a backstop, as the
+/// SQS redrive policy's `maxReceiveCount`; the retry horizon decides first).
+pub const DEFAULT_MAX_RECEIVES: u32 = wabridge_core::retry::BACKSTOP_RECEIVES;
 
 pub(crate) const SCHEMA: &str = "
 CREATE TABLE IF NOT EXISTS queue_messages (
@@ -33,7 +37,8 @@ CREATE TABLE IF NOT EXISTS queue_messages (
     visible_at    INTEGER NOT NULL,  -- Unix ms
     receive_count INTEGER NOT NULL DEFAULT 0,
     receipt       TEXT,              -- handle of the latest receive
-    enqueued_at   INTEGER NOT NULL
+    enqueued_at   INTEGER NOT NULL,  -- Unix ms; a redrive starts it again (the retry horizon)
+    retrying      INTEGER NOT NULL DEFAULT 0  -- 1 while waiting out a retry_later delay
 );
 CREATE INDEX IF NOT EXISTS queue_messages_ready ON queue_messages(queue, visible_at, id);
 CREATE TABLE IF NOT EXISTS queue_dead_letters (
@@ -196,16 +201,16 @@ impl SqliteQueue {
     ) -> Result<Vec<Delivery>, StoreError> {
         let mut out = Vec::with_capacity(max);
         while out.len() < max {
-            let candidates: Vec<(i64, String, i64)> = {
+            let candidates: Vec<(i64, String, i64, i64)> = {
                 let mut s = t
                     .prepare_cached(
-                        "SELECT id, body, receive_count FROM queue_messages
+                        "SELECT id, body, receive_count, enqueued_at FROM queue_messages
                          WHERE queue = ?1 AND visible_at <= ?2 ORDER BY visible_at, id LIMIT ?3",
                     )
                     .map_err(sql_err)?;
                 let rows = s
                     .query_map(params![name, now, (max - out.len()) as i64], |r| {
-                        Ok((r.get(0)?, r.get(1)?, r.get(2)?))
+                        Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?))
                     })
                     .map_err(sql_err)?;
                 rows.collect::<Result<_, _>>().map_err(sql_err)?
@@ -213,7 +218,7 @@ impl SqliteQueue {
             if candidates.is_empty() {
                 break;
             }
-            for (id, body, count) in candidates {
+            for (id, body, count, enqueued_at) in candidates {
                 if count >= i64::from(max_receives) {
                     move_to_dead_letters(t, id, None, now)?;
                     tracing::warn!(
@@ -227,7 +232,7 @@ impl SqliteQueue {
                 let receipt = format!("{id}.{}", uuid::Uuid::new_v4().simple());
                 t.prepare_cached(
                     "UPDATE queue_messages SET receive_count = receive_count + 1, receipt = ?2,
-                     visible_at = ?3 WHERE id = ?1",
+                     visible_at = ?3, retrying = 0 WHERE id = ?1",
                 )
                 .and_then(|mut s| {
                     s.execute(params![id, receipt, now.saturating_add(visibility_ms)])
@@ -238,6 +243,7 @@ impl SqliteQueue {
                     receipt,
                     body,
                     receive_count: (count + 1) as u32,
+                    enqueued_at: Some(enqueued_at),
                 });
             }
         }
@@ -299,7 +305,8 @@ impl Queue for SqliteQueue {
         self.db
             .write(move |t| {
                 t.prepare_cached(
-                    "UPDATE queue_messages SET visible_at = ?3 WHERE id = ?1 AND receipt = ?2",
+                    "UPDATE queue_messages SET visible_at = ?3, retrying = 1
+                     WHERE id = ?1 AND receipt = ?2",
                 )
                 .and_then(|mut s| s.execute(params![id, receipt, visible_at]))
                 .map(|_| ())
@@ -368,12 +375,13 @@ impl Queue for SqliteQueue {
         let (name, now) = (self.name.clone(), self.clock.now_ms());
         self.db
             .write(move |t| {
-                // A redriven message starts over: visible now, receive count 0, same id.
+                // A redriven message starts over: visible now, receive count 0, a new retry
+                // horizon, same id.
                 let moved = t
                     .prepare_cached(
                         "INSERT INTO queue_messages
                            (id, queue, msg_key, body, visible_at, receive_count, enqueued_at)
-                         SELECT id, queue, msg_key, body, ?2, 0, enqueued_at
+                         SELECT id, queue, msg_key, body, ?2, 0, ?2
                          FROM queue_dead_letters WHERE queue = ?1 AND (?3 IS NULL OR id = ?3)",
                     )
                     .and_then(|mut s| s.execute(params![name, now, id]))
@@ -384,6 +392,20 @@ impl Queue for SqliteQueue {
                 .and_then(|mut s| s.execute(params![name, id]))
                 .map_err(sql_err)?;
                 Ok(moved)
+            })
+            .await
+    }
+
+    async fn wake(&self) -> Result<usize, StoreError> {
+        let (name, now) = (self.name.clone(), self.clock.now_ms());
+        self.db
+            .write(move |t| {
+                t.prepare_cached(
+                    "UPDATE queue_messages SET visible_at = ?2, retrying = 0
+                     WHERE queue = ?1 AND retrying = 1 AND visible_at > ?2",
+                )
+                .and_then(|mut s| s.execute(params![name, now]))
+                .map_err(sql_err)
             })
             .await
     }

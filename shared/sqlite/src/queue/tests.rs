@@ -183,3 +183,93 @@ async fn concurrent_consumers_never_get_the_same_message() {
     assert_eq!(total, 500);
     assert_eq!(all.len(), 500);
 }
+
+#[tokio::test]
+async fn wake_releases_only_what_waits_out_a_retry_delay() {
+    let (_d, clock, q) = setup(5);
+    q.send_batch(&[msg("waiting"), msg("in-flight"), msg("delayed")])
+        .await
+        .unwrap();
+    let got = q.receive(2, VIS).await.unwrap();
+    let start = clock.now_ms();
+    assert!(got.iter().all(|d| d.enqueued_at == Some(start)));
+    let waiting = got.iter().find(|d| d.body == "body-waiting").unwrap();
+    q.retry_later(&waiting.receipt, Duration::from_secs(600))
+        .await
+        .unwrap();
+    // A message enqueued with a delay is not waiting for a service: it stays hidden too.
+    q.send_batch(&[OutgoingMessage {
+        delay: Some(Duration::from_secs(600)),
+        ..msg("later")
+    }])
+    .await
+    .unwrap();
+    let rest = q.receive(10, VIS).await.unwrap();
+    assert_eq!(rest.len(), 1, "only `delayed` was visible");
+    assert_eq!(q.wake().await.unwrap(), 1);
+    let woken = q.receive(10, VIS).await.unwrap();
+    assert_eq!(
+        woken.iter().map(|d| d.body.as_str()).collect::<Vec<_>>(),
+        ["body-waiting"],
+        "in-flight and delayed messages stay hidden"
+    );
+    assert_eq!(woken[0].receive_count, 2);
+    // Received again: no longer waiting, so a second wake finds nothing.
+    assert_eq!(q.wake().await.unwrap(), 0);
+}
+
+#[tokio::test]
+async fn a_redriven_message_starts_a_new_retry_horizon() {
+    let (_d, clock, q) = setup(5);
+    q.send_batch(&[msg("a")]).await.unwrap();
+    let first = q.receive(1, VIS).await.unwrap();
+    let enqueued = first[0].enqueued_at.unwrap();
+    q.dead_letter(&first[0], "horizon").await.unwrap();
+    clock.advance(Duration::from_secs(86_400));
+    assert_eq!(q.redrive(None).await.unwrap(), 1);
+    let again = q.receive(1, VIS).await.unwrap();
+    assert_eq!(again[0].enqueued_at, Some(enqueued + 86_400_000));
+    assert_eq!(again[0].receive_count, 1);
+}
+
+#[tokio::test]
+async fn the_backstop_is_the_retry_modules() {
+    let dir = tempfile::tempdir().unwrap();
+    let q = SqliteQueue::new(Db::open(dir.path().join("q.db")).unwrap(), EVENTS_QUEUE);
+    assert_eq!(q.max_receives, wabridge_core::retry::BACKSTOP_RECEIVES);
+}
+
+/// A database written by the version before the retry horizon (schema 1: no `retrying`
+/// column) opens, keeps its messages and gains the column.
+#[tokio::test]
+async fn a_schema_1_database_is_upgraded_in_place() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("old.db");
+    {
+        let c = rusqlite::Connection::open(&path).unwrap();
+        c.execute_batch(
+            "CREATE TABLE queue_messages (
+                id INTEGER PRIMARY KEY AUTOINCREMENT, queue TEXT NOT NULL, msg_key TEXT NOT NULL,
+                body TEXT NOT NULL, visible_at INTEGER NOT NULL,
+                receive_count INTEGER NOT NULL DEFAULT 0, receipt TEXT,
+                enqueued_at INTEGER NOT NULL);
+             INSERT INTO queue_messages(queue, msg_key, body, visible_at, enqueued_at)
+                VALUES ('events', 'k', 'old body', 0, 5);
+             PRAGMA user_version=1;",
+        )
+        .unwrap();
+    }
+    let q = SqliteQueue::new(Db::open(&path).unwrap(), EVENTS_QUEUE);
+    let got = q.receive(1, VIS).await.unwrap();
+    assert_eq!(got[0].body, "old body");
+    assert_eq!(got[0].enqueued_at, Some(5));
+    q.retry_later(&got[0].receipt, Duration::from_secs(60))
+        .await
+        .unwrap();
+    assert_eq!(q.wake().await.unwrap(), 1);
+    let version: i64 = rusqlite::Connection::open(&path)
+        .unwrap()
+        .query_row("PRAGMA user_version", [], |r| r.get(0))
+        .unwrap();
+    assert_eq!(version, 2);
+}

@@ -26,6 +26,9 @@ pub(super) enum Fault {
     /// Applies the call, then answers after the client's timeout (the in-doubt case).
     SlowAfter,
     BadRequest,
+    /// 401 / 403 with HubSpot's bodies (a revoked token, a missing scope).
+    Unauthorized,
+    Forbidden,
     /// No fault for this call (scripting a sequence).
     Pass,
 }
@@ -159,6 +162,22 @@ pub(super) async fn handle(
         Some(Fault::SlowBefore) => {
             tokio::time::sleep(SLOW).await;
             return (StatusCode::GATEWAY_TIMEOUT, "too slow").into_response();
+        }
+        Some(Fault::Unauthorized) => {
+            return (
+                StatusCode::UNAUTHORIZED,
+                Json(json!({"status": "error", "category": "INVALID_AUTHENTICATION",
+                    "message": "Authentication credentials not found."})),
+            )
+                .into_response()
+        }
+        Some(Fault::Forbidden) => {
+            return (
+                StatusCode::FORBIDDEN,
+                Json(json!({"status": "error", "category": "MISSING_SCOPES",
+                    "message": "This app hasn't been granted all required scopes to make this call."})),
+            )
+                .into_response()
         }
         Some(Fault::BadRequest) => {
             return (

@@ -129,6 +129,7 @@ fn delivery(event: &Value, receive_count: u32) -> Delivery {
         receipt: "r".into(),
         body: event.to_string(),
         receive_count,
+        enqueued_at: None,
     }
 }
 

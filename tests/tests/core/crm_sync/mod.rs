@@ -53,6 +53,7 @@ fn delivery(event: Value) -> Delivery {
         receipt: "r".into(),
         body: event.to_string(),
         receive_count: 1,
+        enqueued_at: None,
     }
 }
 

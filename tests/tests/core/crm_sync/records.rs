@@ -97,6 +97,7 @@ async fn records_breaking_a_rule_are_dead_lettered_with_field_and_rule() {
         receipt: "r".into(),
         body: "{".into(),
         receive_count: 1,
+        enqueued_at: None,
     };
     assert!(matches!(e.sync.handle(&bad).await, Outcome::DeadLetter(_)));
 }

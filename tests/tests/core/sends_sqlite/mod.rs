@@ -11,6 +11,7 @@ mod states;
 
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
+use wabridge_core::retry::RetryPolicy;
 
 use axum::extract::State;
 use axum::http::StatusCode;
@@ -88,11 +89,11 @@ async fn setup() -> Setup {
         access_token: "EAAGtest".into(),
         timeout: Duration::from_secs(5),
     });
-    let sender = Sender {
-        sends: sends.clone(),
-        graph: Arc::new(graph),
-        limiter: Arc::new(RateLimiter::new(1000.0, Duration::ZERO)),
-    };
+    let sender = Sender::new(
+        sends.clone(),
+        Arc::new(graph),
+        Arc::new(RateLimiter::new(1000.0, Duration::ZERO)),
+    );
     Setup {
         sends,
         sender,
@@ -116,7 +117,8 @@ async fn drain(s: &Setup) -> Vec<Outcome> {
         }
         for d in batch {
             let o = s.sender.handle(&d).await;
-            wabridge_core::consumer::settle(s.queue.as_ref(), &d, &o, true)
+            let how = wabridge_core::consumer::Settle::new(RetryPolicy::SENDS, true);
+            wabridge_core::consumer::settle(s.queue.as_ref(), &d, o.clone(), &how)
                 .await
                 .unwrap();
             outcomes.push(o);

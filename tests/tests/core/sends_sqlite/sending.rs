@@ -1,11 +1,12 @@
-//! The sender against Meta: every error class (retried, terminal, 131050, past the attempt
-//! limit), and the pair window held across sender instances.
+//! The sender against Meta: every error class (retried, terminal, 131050, past the retry
+//! horizon), and the pair window held across sender instances.
 
 use std::sync::Arc;
 use std::time::Duration;
 
 use serde_json::json;
 use wabridge_core::consumer::{Handler, Outcome};
+use wabridge_core::retry::RetryPolicy;
 use wabridge_core::sends::store::SendState;
 
 use super::*;
@@ -19,11 +20,13 @@ async fn each_error_class_of_meta() {
         let r = s.sends.submit(UTILITY.as_bytes(), None).await.unwrap();
         let outcomes = drain(&s).await;
         assert!(
-            matches!(outcomes[0], Outcome::RetryAfter(_)),
+            matches!(outcomes[0], Outcome::Retry { .. }),
             "{code}: {outcomes:?}"
         );
         if code == 131056 {
-            assert!(matches!(outcomes[0], Outcome::RetryAfter(d) if d >= Duration::from_secs(6)));
+            assert!(
+                matches!(outcomes[0], Outcome::Retry { after, .. } if after >= Duration::from_secs(6))
+            );
         }
         assert_eq!(s.sends.get(&r.id).await.unwrap().state, SendState::Queued);
         // Redelivered (the test makes it visible now rather than waiting for the delay).
@@ -32,6 +35,7 @@ async fn each_error_class_of_meta() {
             receipt: "r".into(),
             body: wabridge_core::sends::service::queue_body(&r.id),
             receive_count: 2,
+            enqueued_at: None,
         };
         assert_eq!(s.sender.handle(&d).await, Outcome::Done);
         assert_eq!(s.sends.get(&r.id).await.unwrap().state, SendState::Sent);
@@ -40,7 +44,7 @@ async fn each_error_class_of_meta() {
     let s = setup().await;
     s.meta.script.lock().unwrap().push((503, json!({})));
     s.sends.submit(UTILITY.as_bytes(), None).await.unwrap();
-    assert!(matches!(drain(&s).await[0], Outcome::RetryAfter(_)));
+    assert!(matches!(drain(&s).await[0], Outcome::Retry { .. }));
     // Terminal: failed with the reason, never retried.
     for code in [131026, 131047, 131030, 132000, 132001, 132012] {
         let s = setup().await;
@@ -70,24 +74,32 @@ async fn each_error_class_of_meta() {
         .await
         .unwrap_err();
     assert_eq!(refusal_code(e), (422, "marketing_opted_out"));
-    // Retryable failures past the attempt limit end as failed.
+    // A send still queued past the sends' retry horizon ends failed without reaching Meta.
     let s = setup().await;
-    s.meta.script.lock().unwrap().push(meta_error(131000));
     let r = s.sends.submit(UTILITY.as_bytes(), None).await.unwrap();
-    let d = wabridge_core::queue::Delivery {
-        message_id: "m".into(),
-        receipt: "r".into(),
-        body: wabridge_core::sends::service::queue_body(&r.id),
-        receive_count: wabridge_core::sends::sender::MAX_ATTEMPTS,
-    };
-    assert_eq!(s.sender.handle(&d).await, Outcome::Done);
+    let late = Sender::new(
+        s.sends.clone(),
+        s.sender.graph.clone(),
+        s.sender.limiter.clone(),
+    )
+    .with_policy(RetryPolicy {
+        horizon: Duration::from_millis(1),
+    });
+    tokio::time::sleep(Duration::from_millis(5)).await;
+    let d = s.queue.receive(1, Duration::from_secs(30)).await.unwrap();
+    assert_eq!(late.handle(&d[0]).await, Outcome::Done);
     let got = s.sends.get(&r.id).await.unwrap();
     assert_eq!(got.state, SendState::Failed);
-    assert!(got
-        .error
-        .unwrap()
-        .message
-        .starts_with("gave up after 8 attempts"));
+    let error = got.error.unwrap();
+    assert_eq!(error.code, "retry_horizon");
+    assert!(
+        error
+            .message
+            .starts_with("not sent within the 1ms retry horizon"),
+        "{}",
+        error.message
+    );
+    assert!(s.meta.received.lock().unwrap().is_empty());
 }
 
 /// Two sender instances, each with its own in-memory limiter (as two Lambda instances have),
@@ -97,10 +109,12 @@ async fn each_error_class_of_meta() {
 #[tokio::test]
 async fn the_pair_window_holds_across_sender_instances() {
     let s = setup().await;
-    let instance = || Sender {
-        sends: s.sends.clone(),
-        graph: s.sender.graph.clone(),
-        limiter: Arc::new(RateLimiter::new(1000.0, Duration::from_secs(6))),
+    let instance = || {
+        Sender::new(
+            s.sends.clone(),
+            s.sender.graph.clone(),
+            Arc::new(RateLimiter::new(1000.0, Duration::from_secs(6))),
+        )
     };
     let (one, two) = (instance(), instance());
     s.sends.submit(UTILITY.as_bytes(), Some("a")).await.unwrap();
@@ -110,9 +124,9 @@ async fn the_pair_window_holds_across_sender_instances() {
     let first = one.handle(&batch[0]).await;
     assert!(matches!(first, Outcome::Done), "{first:?}");
     match two.handle(&batch[1]).await {
-        Outcome::RetryAfter(wait) => assert!(
-            wait > Duration::from_secs(5) && wait <= Duration::from_secs(6),
-            "{wait:?}"
+        Outcome::Retry { after, .. } => assert!(
+            after > Duration::from_secs(5) && after <= Duration::from_secs(6),
+            "{after:?}"
         ),
         other => panic!("the second message to the recipient was not held back: {other:?}"),
     }

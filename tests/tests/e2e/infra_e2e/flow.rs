@@ -163,6 +163,7 @@ async fn a_signed_webhook_flows_through_the_stack_to_the_crm() {
         crm_env[config::EVENTS_DLQ_URL].clone(),
     ));
     let app = crm_sync::App {
+        policy: wabridge_core::retry::RetryPolicy::EVENTS,
         handler: Arc::new(CrmSync::new(
             Arc::new(DynamoIdentityStore::new(aws.dynamo.clone(), table.clone())),
             Arc::new(DynamoLedger::new(aws.dynamo.clone(), table)),

@@ -7,8 +7,9 @@ use std::time::{Duration, Instant};
 use serde_json::Value;
 use wabridge_aws::sqs::SqsQueue;
 use wabridge_core::config;
-use wabridge_core::consumer::{settle, Outcome};
+use wabridge_core::consumer::{settle, Outcome, Settle};
 use wabridge_core::queue::{OutgoingMessage, Queue};
+use wabridge_core::retry::RetryPolicy;
 use wabridge_tests::require_aws;
 
 use super::*;
@@ -152,8 +153,9 @@ async fn a_poison_message_lands_in_the_dead_letter_queue_after_the_configured_re
         receives += 1;
         assert_eq!(delivery.receive_count, receives);
         // Reported as a batch item failure: back on the queue at once.
-        let outcome = Outcome::RetryAfter(Duration::ZERO);
-        assert!(settle(&queue, &delivery, &outcome, false)
+        let outcome = Outcome::retry(Duration::ZERO, "poison");
+        let how = Settle::new(RetryPolicy::SENDS, false);
+        assert!(settle(&queue, &delivery, outcome, &how)
             .await
             .expect("settle"));
     }

@@ -3,6 +3,7 @@
 
 mod cli;
 mod durability;
+mod outage;
 mod startup;
 mod webhook;
 
