@@ -51,7 +51,12 @@ impl Crm for DownCrm {
             self.refused_at.lock().unwrap().push(now);
             return Err(CrmError::Transient("HTTP 503: upstream down".into()));
         }
-        *self.applied.lock().unwrap().entry(effect.id.clone()).or_default() += 1;
+        *self
+            .applied
+            .lock()
+            .unwrap()
+            .entry(effect.id.clone())
+            .or_default() += 1;
         *self.last_applied_ms.lock().unwrap() = now;
         Ok(())
     }

@@ -9,7 +9,7 @@ use wabridge_aws::sqs::SqsQueue;
 use wabridge_core::config;
 use wabridge_core::consumer::{settle, Outcome, Settle};
 use wabridge_core::queue::{OutgoingMessage, Queue};
-use wabridge_core::retry::RetryPolicy;
+use wabridge_core::retry::{RetryPolicy, BACKSTOP_RECEIVES};
 use wabridge_tests::require_aws;
 
 use super::*;
@@ -114,23 +114,28 @@ async fn the_stack_moto_created_matches_the_template() {
     );
 }
 
-/// A message whose handling fails every time (here: the handler always asks for a retry, as
-/// crm-sync does while the CRM answers 5xx) is moved to the dead-letter queue by SQS itself
-/// once it was received maxReceiveCount times: the redrive policy the stack deployed.
+/// The stack's queues keep a transient failure waiting within the retry horizon: their redrive
+/// policy's maxReceiveCount is only the backstop (1,000, the arithmetic in `retry.rs`), and a
+/// retry past the horizon is dead-lettered by the consumer, on the deployed queue, with a reason
+/// that says so.
 #[tokio::test]
-async fn a_poison_message_lands_in_the_dead_letter_queue_after_the_configured_receives() {
+async fn a_retry_past_the_horizon_lands_in_the_deployed_dead_letter_queue_with_its_reason() {
     let aws = require_aws!();
     let endpoint = aws.config.endpoint_url().unwrap_or_default().to_string();
     let stack = stack(&endpoint);
-    let started = Instant::now();
     // The sends queue: the events queue belongs to the flow test running beside this one.
     let queue = SqsQueue::new(
         aws.sqs.clone(),
         stack.output("SendsQueueUrl"),
         stack.output("SendsDlqUrl"),
     );
-    let max = max_receive_count(&aws, stack.output("SendsQueueUrl")).await;
-    assert_eq!(max, 5, "the template's maxReceiveCount");
+    for url in ["SendsQueueUrl", "EventsQueueUrl"] {
+        let max = max_receive_count(&aws, stack.output(url)).await;
+        assert_eq!(
+            max, BACKSTOP_RECEIVES,
+            "{url}: the template's maxReceiveCount"
+        );
+    }
     let body = format!("{{\"poison\":\"{}\"}}", uuid::Uuid::new_v4());
     queue
         .send_batch(&[OutgoingMessage {
@@ -140,33 +145,40 @@ async fn a_poison_message_lands_in_the_dead_letter_queue_after_the_configured_re
         }])
         .await
         .expect("enqueue");
-
+    // A horizon of one second, waited out: the consumer's retry becomes a dead letter.
+    let how = Settle::new(
+        RetryPolicy {
+            horizon: Duration::from_secs(1),
+        },
+        false,
+    );
     let mut receives = 0;
-    for _ in 0..(max * 4) {
+    loop {
         let batch = queue
             .receive(10, Duration::from_secs(30))
             .await
             .expect("receive");
         let Some(delivery) = batch.into_iter().find(|d| d.body == body) else {
-            break;
+            panic!("the message left the queue after {receives} receives without a dead letter");
         };
         receives += 1;
-        assert_eq!(delivery.receive_count, receives);
-        // Reported as a batch item failure: back on the queue at once.
-        let outcome = Outcome::retry(Duration::ZERO, "poison");
-        let how = Settle::new(RetryPolicy::SENDS, false);
-        assert!(settle(&queue, &delivery, outcome, &how)
+        assert!(delivery.enqueued_at.is_some(), "SentTimestamp is read");
+        let outcome = Outcome::retry(Duration::ZERO, "HTTP 503 from the CRM");
+        let stays = settle(&queue, &delivery, outcome, &how)
             .await
-            .expect("settle"));
+            .expect("settle");
+        if !stays {
+            break;
+        }
+        assert!(receives < 50, "still retried after {receives} receives");
+        tokio::time::sleep(Duration::from_millis(100)).await;
     }
-    assert_eq!(receives, max, "received exactly maxReceiveCount times");
     let dead = queue.dead_letters(10).await.expect("list dead letters");
+    let letter = dead.iter().find(|d| d.body == body).expect("in the DLQ");
+    let reason = letter.reason.as_deref().unwrap_or_default();
     assert!(
-        dead.iter().any(|d| d.body == body),
-        "the poison message is in the DLQ: {dead:?}"
-    );
-    eprintln!(
-        "poison message dead-lettered after {receives} receives in {} ms",
-        started.elapsed().as_millis()
+        reason.starts_with("retry horizon of 1s passed")
+            && reason.ends_with("HTTP 503 from the CRM"),
+        "{reason}"
     );
 }

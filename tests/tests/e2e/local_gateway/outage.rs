@@ -89,7 +89,10 @@ async fn a_three_minute_crm_outage_through_serve_loses_and_doubles_nothing() {
     receiver.down.store(false, Ordering::SeqCst);
     let back = Instant::now();
     let stats = server.stats();
-    assert_eq!(stats["events_queue"]["dead"], 0, "dead letters during the outage: {stats}");
+    assert_eq!(
+        stats["events_queue"]["dead"], 0,
+        "dead letters during the outage: {stats}"
+    );
 
     // Once the breaker's next probe finds the CRM back (at most one period: 3/4 to 1 of 256 s
     // after 3 minutes), the backlog drains.
