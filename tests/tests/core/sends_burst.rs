@@ -144,17 +144,21 @@ async fn burst_holds_the_number_rate_and_the_pair_limit() {
     let last = arrivals.iter().map(|a| a.1).max().unwrap();
     let span = (last - first).as_secs_f64();
     let measured = (total - 1) as f64 / span;
-    // Worst 1-second window: the most arrivals in any second.
+    // Worst windows: the most arrivals in any 1 s and in any 5 s.
     let mut times: Vec<Instant> = arrivals.iter().map(|a| a.1).collect();
     times.sort();
-    let mut peak = 0;
-    let mut j = 0;
-    for i in 0..times.len() {
-        while times[i] - times[j] >= Duration::from_secs(1) {
-            j += 1;
+    let peak_in = |window: Duration| {
+        let (mut peak, mut j) = (0, 0);
+        for i in 0..times.len() {
+            while times[i] - times[j] >= window {
+                j += 1;
+            }
+            peak = peak.max(i - j + 1);
         }
-        peak = peak.max(i - j + 1);
-    }
+        peak
+    };
+    let peak = peak_in(Duration::from_secs(1));
+    let peak5 = peak_in(Duration::from_secs(5));
     let mut by_recipient: HashMap<&str, Vec<Instant>> = HashMap::new();
     for (to, at) in &arrivals {
         by_recipient.entry(to).or_default().push(*at);
@@ -169,7 +173,7 @@ async fn burst_holds_the_number_rate_and_the_pair_limit() {
     let requeued = requeued.load(std::sync::atomic::Ordering::SeqCst);
     println!(
         "burst: {total} sends, {} recipients, {workers} workers, configured {rate:.1}/s, pair {pair:?}\n\
-         burst: measured {measured:.2}/s over {span:.2} s (error {:+.2}%), peak {peak} in any 1 s window, \
+         burst: measured {measured:.2}/s over {span:.2} s (error {:+.2}%), peak {peak} in any 1 s window, {peak5} in any 5 s, \
          wall {:.2} s\nburst: min gap to one recipient {:.3} s, {requeued} pair-limited requeues",
         by_recipient.len(),
         (measured / rate - 1.0) * 100.0,
@@ -180,9 +184,16 @@ async fn burst_holds_the_number_rate_and_the_pair_limit() {
         (measured / rate - 1.0).abs() <= 0.05,
         "rate {measured:.2}/s is not within 5% of {rate}/s"
     );
+    // The limiter grants one slot every 1/rate s. What the fake sees adds the scheduler's
+    // lateness: on a starved machine (other builds running) a few late timers fire together,
+    // which can put up to 10 % more in one second, never more over five.
     assert!(
-        peak as f64 <= rate * 1.05 + 1.0,
+        peak as f64 <= rate * 1.10 + 1.0,
         "{peak} requests in one second"
+    );
+    assert!(
+        peak5 as f64 <= rate * 5.0 * 1.02 + 1.0,
+        "{peak5} requests in five seconds"
     );
     // Arrival jitter (scheduling, HTTP) is a few ms; the limiter spaces slots by exactly 6 s.
     assert!(
