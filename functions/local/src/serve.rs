@@ -76,6 +76,7 @@ pub async fn run(args: ServeArgs) -> Result<(), CliError> {
     let purger = SqliteDedupe::new(db.clone())
         .with_ledger_purge(wabridge_core::config::ledger_retention()?)
         .with_pair_window_purge()
+        .with_consent_key_purge()
         .spawn_purger(Duration::from_secs(3600), stop_rx);
 
     let app = axum::Router::new().fallback(handle).with_state(state);

@@ -243,7 +243,9 @@ async fn sends_route(sends: &Sends, req: &Request) -> Result<Response, ApiError>
         }
         Route::Send(id) => Ok(Response::json(200, &send_json(&sends.get(id).await?))),
         _ if req.method == Method::Post => {
-            let entry = sends.record_consent(&req.body).await?;
+            let entry = sends
+                .record_consent(&req.body, req.header("idempotency-key"))
+                .await?;
             Ok(Response::json(
                 201,
                 &json!({"id": entry.id, "to": entry.to, "category": entry.category,

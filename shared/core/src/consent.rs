@@ -210,6 +210,10 @@ pub enum ConsentState {
     Unknown,
 }
 
+/// How long an `Idempotency-Key` of `POST /consents` is remembered (the marker expires; the
+/// consent it recorded stays in the history).
+pub const CONSENT_KEY_TTL: std::time::Duration = std::time::Duration::from_secs(30 * 86_400);
+
 /// Append-only consent history.
 #[async_trait]
 pub trait ConsentStore: Send + Sync {
@@ -218,6 +222,25 @@ pub trait ConsentStore: Send + Sync {
     async fn append(&self, entry: &ConsentEntry) -> Result<bool, StoreError>;
     /// The contact's history, oldest first (by `at`, then by recording order).
     async fn history(&self, contact: &str) -> Result<Vec<ConsentEntry>, StoreError>;
+    /// Claims the idempotency marker `entry.id` for a request hashing to `request_hash`
+    /// (kept [`CONSENT_KEY_TTL`]): `None` when this call claimed it, or the hash and entry of
+    /// the call that did. Atomic: of concurrent claims of one id, exactly one gets `None`.
+    async fn claim_key(
+        &self,
+        entry: &ConsentEntry,
+        request_hash: &str,
+    ) -> Result<Option<(String, ConsentEntry)>, StoreError>;
+}
+
+/// What recording a consent under an `Idempotency-Key` did.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Keyed {
+    /// Recorded now.
+    New(ConsentEntry),
+    /// Recorded by an earlier call with the same key and body: that entry.
+    Existing(ConsentEntry),
+    /// The key was used with another body.
+    Conflict,
 }
 
 /// The latest entry of `category` in a history sorted oldest first.
@@ -246,6 +269,27 @@ impl ConsentService {
 
     pub async fn record(&self, entry: &ConsentEntry) -> Result<bool, StoreError> {
         self.store.append(entry).await
+    }
+
+    /// Records `entry` once per idempotency key (its id derives from the key). A retry after a
+    /// crash between the marker and the history append appends the first call's entry then:
+    /// the append is idempotent, so the history never misses it nor holds it twice.
+    pub async fn record_keyed(
+        &self,
+        entry: &ConsentEntry,
+        request_hash: &str,
+    ) -> Result<Keyed, StoreError> {
+        match self.store.claim_key(entry, request_hash).await? {
+            None => {
+                self.store.append(entry).await?;
+                Ok(Keyed::New(entry.clone()))
+            }
+            Some((hash, first)) if hash == request_hash => {
+                self.store.append(&first).await?;
+                Ok(Keyed::Existing(first))
+            }
+            Some(_) => Ok(Keyed::Conflict),
+        }
     }
 
     pub async fn history(&self, contact: &ContactRef) -> Result<Vec<ConsentEntry>, StoreError> {

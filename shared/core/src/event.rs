@@ -34,6 +34,10 @@ pub enum EventKind {
     /// (refused by a guard, failed at Meta's API, gave up) or of Meta's 131050 opt-out, put on
     /// the events queue by the sender (see `sends::events`). `field` is `send_result`.
     SendResult,
+    /// Not from Meta: a consent the business recorded through `POST /consents`, put on the
+    /// events queue so that it reaches the CRM (see `sends::events`). `field` is `consent`;
+    /// the item is the [`crate::consent::ConsentEntry`].
+    Consent,
 }
 
 impl EventKind {
@@ -47,6 +51,7 @@ impl EventKind {
             EventKind::AccountUpdate => "account_update",
             EventKind::Unknown => "unknown",
             EventKind::SendResult => "send_result",
+            EventKind::Consent => "consent",
         }
     }
 }

@@ -219,6 +219,12 @@ pub enum ConsentSource {
     Keyword,
     /// Meta refused a send with 131050: the user stopped marketing messages.
     MetaError,
+    /// Recorded through `POST /consents` by the business (a web form, a checkout, a store,
+    /// an agent).
+    WebForm,
+    Checkout,
+    Store,
+    Agent,
 }
 
 /// Opt-in / opt-out, with evidence.
@@ -229,7 +235,8 @@ pub struct ConsentRecord {
     pub event_id: String,
     pub contact_id: String,
     pub status: ConsentStatus,
-    /// `marketing_messages` (user_preferences) or `all` (keyword).
+    /// `marketing_messages` (user_preferences, the API's `marketing`), `utility_messages` (the
+    /// API's `utility`) or `all` (keyword).
     pub category: String,
     pub source: ConsentSource,
     /// What proves it: `{"value":"stop"}` or `{"keyword":"BAJA","message_id":"wamid…","text":"…"}`.

@@ -1,12 +1,13 @@
 //! The consent history over SQLite: INSERT only (the id is the primary key: a redelivered entry
-//! is ignored); no statement of this module updates or deletes a row.
+//! is ignored); no statement of this module updates or deletes a history row. Idempotency
+//! markers of `POST /consents` (`consent_keys`) expire after `CONSENT_KEY_TTL` and are purged.
 
 use async_trait::async_trait;
-use rusqlite::params;
+use rusqlite::{params, OptionalExtension};
 
 use super::db::{sql_err, Db};
 use wabridge_core::consent::{
-    ConsentAction, ConsentCategory, ConsentEntry, ConsentSource, ConsentStore,
+    ConsentAction, ConsentCategory, ConsentEntry, ConsentSource, ConsentStore, CONSENT_KEY_TTL,
 };
 use wabridge_core::error::StoreError;
 
@@ -24,6 +25,14 @@ CREATE TABLE IF NOT EXISTS consent_history (
     recorded_at INTEGER NOT NULL
 );
 CREATE INDEX IF NOT EXISTS consent_history_contact ON consent_history(contact, at, seq);
+CREATE TABLE IF NOT EXISTS consent_keys (
+    id           TEXT PRIMARY KEY,   -- the entry id derived from the Idempotency-Key
+    request_hash TEXT NOT NULL,
+    entry        TEXT NOT NULL,      -- the ConsentEntry (JSON) the first call recorded
+    contact      TEXT NOT NULL,      -- for erasure by contact
+    expires_at   INTEGER NOT NULL    -- Unix ms
+);
+CREATE INDEX IF NOT EXISTS consent_keys_expiry ON consent_keys(expires_at);
 ";
 
 #[derive(Clone, Debug)]
@@ -34,6 +43,20 @@ pub struct SqliteConsent {
 impl SqliteConsent {
     pub fn new(db: Db) -> SqliteConsent {
         SqliteConsent { db }
+    }
+
+    /// Deletes up to `limit` idempotency markers expired at `now_ms`; returns how many went.
+    pub async fn purge_expired_keys(&self, now_ms: i64, limit: usize) -> Result<usize, StoreError> {
+        self.db
+            .write(move |t| {
+                t.prepare_cached(
+                    "DELETE FROM consent_keys WHERE id IN
+                       (SELECT id FROM consent_keys WHERE expires_at <= ?1 LIMIT ?2)",
+                )
+                .and_then(|mut s| s.execute(params![now_ms, limit as i64]))
+                .map_err(sql_err)
+            })
+            .await
     }
 }
 
@@ -104,6 +127,43 @@ impl ConsentStore for SqliteConsent {
                     out.push(ConsentEntry { id, contact, to, category, action, source, evidence, at, recorded_at });
                 }
                 Ok(out)
+            })
+            .await
+    }
+
+    async fn claim_key(
+        &self,
+        entry: &ConsentEntry,
+        request_hash: &str,
+    ) -> Result<Option<(String, ConsentEntry)>, StoreError> {
+        let json = serde_json::to_string(entry).map_err(StoreError::corrupt)?;
+        let (id, contact, hash) = (
+            entry.id.clone(),
+            entry.contact.clone(),
+            request_hash.to_string(),
+        );
+        let now = wabridge_core::clock::now_ms();
+        let expires_at = now + CONSENT_KEY_TTL.as_millis() as i64;
+        self.db
+            .write(move |t| {
+                // An expired marker counts as absent (the purger may not have run yet).
+                let existing: Option<(String, String)> = t
+                    .prepare_cached(
+                        "SELECT request_hash, entry FROM consent_keys WHERE id = ?1 AND expires_at > ?2",
+                    )
+                    .and_then(|mut s| s.query_row(params![id, now], |r| Ok((r.get(0)?, r.get(1)?))).optional())
+                    .map_err(sql_err)?;
+                if let Some((hash, entry)) = existing {
+                    let entry = serde_json::from_str(&entry).map_err(StoreError::corrupt)?;
+                    return Ok(Some((hash, entry)));
+                }
+                t.prepare_cached(
+                    "INSERT OR REPLACE INTO consent_keys (id, request_hash, entry, contact, expires_at)
+                     VALUES (?1, ?2, ?3, ?4, ?5)",
+                )
+                .and_then(|mut s| s.execute(params![id, hash, json, contact, expires_at]))
+                .map_err(sql_err)?;
+                Ok(None)
             })
             .await
     }

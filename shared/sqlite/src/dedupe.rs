@@ -67,6 +67,7 @@ pub struct SqliteDedupe {
     ledger: Option<SqliteLedger>,
     /// Pair windows purged by the same task a day after they end.
     sends: Option<SqliteSends>,
+    consent: Option<crate::consent::SqliteConsent>,
 }
 
 impl SqliteDedupe {
@@ -76,6 +77,7 @@ impl SqliteDedupe {
             clock: Clock::System,
             ledger: None,
             sends: None,
+            consent: None,
         }
     }
 
@@ -85,6 +87,7 @@ impl SqliteDedupe {
             clock,
             ledger: None,
             sends: None,
+            consent: None,
         }
     }
 
@@ -104,6 +107,12 @@ impl SqliteDedupe {
     /// they ended ([`SqliteSends::purge_pair_windows`]): one row per recipient otherwise stays.
     pub fn with_pair_window_purge(mut self) -> Self {
         self.sends = Some(SqliteSends::new(self.db.clone()));
+        self
+    }
+
+    /// Also purges expired `POST /consents` idempotency markers.
+    pub fn with_consent_key_purge(mut self) -> Self {
+        self.consent = Some(crate::consent::SqliteConsent::new(self.db.clone()));
         self
     }
 
@@ -154,6 +163,13 @@ impl SqliteDedupe {
                 if let Some(ledger) = &self.ledger {
                     purge_in_batches("confirmed ledger entries past retention", || {
                         ledger.purge_expired(PURGE_BATCH)
+                    })
+                    .await;
+                }
+                if let Some(consent) = &self.consent {
+                    let now = self.clock.now_ms();
+                    purge_in_batches("expired consent idempotency keys", || {
+                        consent.purge_expired_keys(now, PURGE_BATCH)
                     })
                     .await;
                 }

@@ -22,6 +22,7 @@ use wabridge_core::consumer::{Handler, Outcome};
 use wabridge_core::error::StoreError;
 use wabridge_core::mapping::Mapping;
 use wabridge_core::queue::{DeadLetter, Delivery, OutgoingMessage, Queue};
+use wabridge_core::sends::error::SendsError;
 use wabridge_core::sends::events::QueueEvents;
 use wabridge_core::sends::graph::GraphConfig;
 use wabridge_core::sends::ratelimit::RateLimiter;
@@ -35,9 +36,11 @@ use wabridge_sqlite::{
     Db, SqliteEngine, SqliteQueue, SqliteRecords, SqliteSends, EVENTS_QUEUE, SENDS_QUEUE,
 };
 
-/// The events queue, failing the first `fail` `send_batch` calls (an SQS outage).
+/// The events queue, failing the first `fail` `send_batch` calls of events of `kind` (an SQS
+/// outage).
 struct Flaky {
     inner: SqliteQueue,
+    kind: &'static str,
     fail: usize,
     calls: AtomicUsize,
 }
@@ -45,7 +48,10 @@ struct Flaky {
 #[async_trait]
 impl Queue for Flaky {
     async fn send_batch(&self, m: &[OutgoingMessage]) -> Result<(), StoreError> {
-        if self.calls.fetch_add(1, Ordering::SeqCst) < self.fail {
+        let kind = format!("\"kind\":\"{}\"", self.kind);
+        if m.iter().any(|m| m.body.contains(&kind))
+            && self.calls.fetch_add(1, Ordering::SeqCst) < self.fail
+        {
             return Err(StoreError::Unavailable("events queue down".into()));
         }
         self.inner.send_batch(m).await
@@ -113,12 +119,18 @@ async fn meta() -> String {
 }
 
 async fn setup(events_fail: usize) -> Setup {
+    setup_failing("send_result", events_fail).await
+}
+
+/// The setup with the first `fail` puts of `kind` events failing.
+async fn setup_failing(kind: &'static str, fail: usize) -> Setup {
     let dir = tempfile::tempdir().unwrap();
     let db = Db::open(dir.path().join("wabridge.db")).unwrap();
     let engine = SqliteEngine::new(db.clone());
     let events = Arc::new(Flaky {
         inner: SqliteQueue::new(db.clone(), EVENTS_QUEUE),
-        fail: events_fail,
+        kind,
+        fail,
         calls: AtomicUsize::new(0),
     });
     // The engine's sends service, but reporting through a queue that fails on demand.
@@ -224,9 +236,20 @@ async fn opt_in(s: &Setup, to: &str) {
                    "at": "2026-01-01T00:00:00Z"})
             .to_string()
             .as_bytes(),
+            None,
         )
         .await
         .unwrap();
+    drain_consent(s).await;
+}
+
+/// crm-sync takes the one consent event a `POST /consents` put on the events queue.
+async fn drain_consent(s: &Setup) {
+    let keys = s.run_sync().await;
+    assert!(
+        matches!(&keys[..], [k] if k.starts_with("consent:")),
+        "{keys:?}"
+    );
 }
 
 #[tokio::test]
@@ -242,9 +265,13 @@ async fn a_refusal_is_reported_once_even_when_the_first_report_fails() {
         .await
         .unwrap();
     s.sends
-        .record_consent(br#"{"to": "+525512340061", "action": "opt_out", "source": "agent"}"#)
+        .record_consent(
+            br#"{"to": "+525512340061", "action": "opt_out", "source": "agent"}"#,
+            None,
+        )
         .await
         .unwrap();
+    drain_consent(&s).await;
     // The report fails: the delivery is retried, the send is refused already.
     let first = s.run_sender().await;
     assert!(matches!(first[..], [Outcome::Retry { .. }]), "{first:?}");
@@ -476,4 +503,73 @@ async fn meta_131050_for_our_send_found_by_wamid_reaches_the_crm_once() {
             .unwrap(),
         ConsentState::OptedOut
     );
+}
+
+/// `POST /consents` with an `Idempotency-Key`: a retried call records one consent and answers
+/// with it, the key with another body is refused, and the consent reaches the CRM as one
+/// `consent` record however often it is emitted, including after a failed first emit.
+#[tokio::test]
+async fn api_consents_are_idempotent_and_reach_the_crm_once() {
+    // The first consent event cannot be queued: the call answers 5xx after recording.
+    let s = setup_failing("consent", 1).await;
+    let body = br#"{"to": "+52 55 1234 0099", "action": "opt_in", "source": "checkout",
+        "evidence": "pedido 1042, casilla marcada"}"#;
+    let first = s.sends.record_consent(body, Some("order-1042-optin")).await;
+    assert!(
+        matches!(first, Err(SendsError::Store(_))),
+        "the failed emit is an error the caller retries: {first:?}"
+    );
+    assert!(s.run_sync().await.is_empty());
+    // The caller retries (same key, same body re-serialised): the same entry, emitted now.
+    let reordered = br#"{"source": "checkout", "action": "opt_in", "to": "+52 55 1234 0099",
+        "evidence": "pedido 1042, casilla marcada"}"#;
+    let again = s
+        .sends
+        .record_consent(reordered, Some("order-1042-optin"))
+        .await
+        .unwrap();
+    let third = s
+        .sends
+        .record_consent(body, Some("order-1042-optin"))
+        .await
+        .unwrap();
+    assert_eq!(again, third, "one entry per key");
+    assert!(again.id.starts_with("api_"), "{}", again.id);
+    let contact = ContactRef::parse("+525512340099").unwrap();
+    let history = s.sends.policy.consent.history(&contact).await.unwrap();
+    assert_eq!(history.len(), 1, "{history:?}");
+    // Two emits, one CRM record.
+    let keys = s.run_sync().await;
+    assert_eq!(keys, vec![format!("consent:{}", again.id); 2]);
+    let consents = s.records("consent").await;
+    assert_eq!(consents.len(), 1, "{consents:?}");
+    assert_eq!(consents[0]["source"], "checkout");
+    assert_eq!(consents[0]["status"], "opt_in");
+    assert_eq!(consents[0]["category"], "marketing_messages");
+    assert_eq!(consents[0]["evidence"]["consent_id"], again.id.as_str());
+    // The key with another body: 409, nothing recorded.
+    let other = br#"{"to": "+525512340099", "action": "opt_out", "source": "agent"}"#;
+    let conflict = s
+        .sends
+        .record_consent(other, Some("order-1042-optin"))
+        .await;
+    assert!(
+        matches!(conflict, Err(SendsError::KeyReused)),
+        "{conflict:?}"
+    );
+    assert_eq!(
+        s.sends
+            .policy
+            .consent
+            .history(&contact)
+            .await
+            .unwrap()
+            .len(),
+        1
+    );
+    assert!(s.run_sync().await.is_empty());
+    // Without a key, each call is its own entry (and its own CRM record).
+    s.sends.record_consent(other, None).await.unwrap();
+    drain_consent(&s).await;
+    assert_eq!(s.records("consent").await.len(), 2);
 }

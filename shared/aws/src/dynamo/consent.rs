@@ -1,6 +1,8 @@
 //! The consent history over DynamoDB: one item per entry under `consent#<contact>`, sort key
 //! `<at, zero-padded>#<id>` (history in order by a Query); conditional puts only: nothing
-//! overwrites an entry, a redelivered one is ignored.
+//! overwrites an entry, a redelivered one is ignored. `POST /consents` idempotency markers are
+//! one item each under `consentkey#<id>` (sort key `key`), expiring by the table's TTL after
+//! `CONSENT_KEY_TTL`.
 
 use std::collections::HashMap;
 
@@ -8,10 +10,11 @@ use async_trait::async_trait;
 use aws_sdk_dynamodb::types::AttributeValue;
 use aws_sdk_dynamodb::Client;
 
-use super::{n, pk, s, PK, SK};
+use super::{expiry, n, now_epoch, pk, s, EXPIRES_AT, PK, SK};
 use crate::sdk::store_error;
 use wabridge_core::consent::{
     sort_history, ConsentAction, ConsentCategory, ConsentEntry, ConsentSource, ConsentStore,
+    CONSENT_KEY_TTL,
 };
 use wabridge_core::error::StoreError;
 
@@ -59,6 +62,63 @@ impl ConsentStore for DynamoConsent {
             Err(StoreError::Conflict(_)) => Ok(false),
             Err(e) => Err(e),
         }
+    }
+
+    async fn claim_key(
+        &self,
+        entry: &ConsentEntry,
+        request_hash: &str,
+    ) -> Result<Option<(String, ConsentEntry)>, StoreError> {
+        let json = serde_json::to_string(entry).map_err(StoreError::corrupt)?;
+        let key = || {
+            HashMap::from([
+                (PK.to_string(), s(pk("consentkey", &entry.id))),
+                (SK.to_string(), s("key")),
+            ])
+        };
+        // Twice at most: a marker that expired between our put and our read is claimed again.
+        for _ in 0..2 {
+            let put = self
+                .client
+                .put_item()
+                .table_name(&self.table)
+                .set_item(Some(key()))
+                .item("request_hash", s(request_hash))
+                .item("entry", s(&json))
+                .item("contact", s(&entry.contact))
+                .item(EXPIRES_AT, n(expiry(CONSENT_KEY_TTL)))
+                // An expired marker that the TTL has not deleted yet counts as absent.
+                .condition_expression("attribute_not_exists(pk) OR #exp <= :now")
+                .expression_attribute_names("#exp", EXPIRES_AT)
+                .expression_attribute_values(":now", n(now_epoch()))
+                .send()
+                .await
+                .map_err(|e| store_error("PutItem (consent key)", e));
+            match put {
+                Ok(_) => return Ok(None),
+                Err(StoreError::Conflict(_)) => {}
+                Err(e) => return Err(e),
+            }
+            let got = self
+                .client
+                .get_item()
+                .table_name(&self.table)
+                .set_key(Some(key()))
+                .consistent_read(true)
+                .send()
+                .await
+                .map_err(|e| store_error("GetItem (consent key)", e))?;
+            if let Some(item) = got.item {
+                let hash = str_of(&item, "request_hash").unwrap_or_default();
+                let first = str_of(&item, "entry")
+                    .ok_or_else(|| StoreError::corrupt("consent key without its entry"))?;
+                let first = serde_json::from_str(&first).map_err(StoreError::corrupt)?;
+                return Ok(Some((hash, first)));
+            }
+        }
+        Err(StoreError::Unavailable(
+            "consent idempotency key kept changing; retry".into(),
+        ))
     }
 
     async fn history(&self, contact: &str) -> Result<Vec<ConsentEntry>, StoreError> {

@@ -49,7 +49,9 @@ pub enum SendsError {
     /// A policy guard refused the send (WhatsApp's rules).
     #[error("{}", .0.message())]
     Refused(Refusal),
-    #[error("this Idempotency-Key was used for a different request; use a new key for a new send")]
+    #[error(
+        "this Idempotency-Key was used for a different request; use a new key for a new request"
+    )]
     KeyReused,
     #[error("send {0} not found")]
     NotFound(String),

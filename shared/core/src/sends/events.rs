@@ -19,7 +19,7 @@ use std::sync::Arc;
 use async_trait::async_trait;
 use serde_json::Value;
 
-use crate::consent::ContactRef;
+use crate::consent::{ConsentEntry, ContactRef};
 use crate::error::StoreError;
 use crate::event::{Event, EventKind, SendResultError, SendResultItem, EVENT_VERSION};
 use crate::queue::Queue;
@@ -124,6 +124,25 @@ impl SendEvents for QueueEvents {
             _ => {}
         }
         self.put(format!("send:{send_id}:opted_out"), item).await
+    }
+
+    async fn consent_recorded(&self, entry: &ConsentEntry) -> Result<(), StoreError> {
+        // A struct of strings and numbers always serialises.
+        let raw = serde_json::value::to_raw_value(entry).expect("consents serialise");
+        let event = Event {
+            v: EVENT_VERSION,
+            key: format!("consent:{}", entry.id),
+            kind: EventKind::Consent,
+            field: "consent".into(),
+            waba_id: String::new(),
+            entry_time: None,
+            phone_number_id: None,
+            display_phone_number: None,
+            contact: None,
+            item: raw,
+            received_at: crate::clock::now_ms(),
+        };
+        self.queue.send_batch(&[event.to_message()]).await
     }
 }
 

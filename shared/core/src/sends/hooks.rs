@@ -120,8 +120,11 @@ impl SyncHooks for SendingHooks {
                         .await?;
                 }
                 // Recorded by the sender (or `apply_status`) where the send was addressed,
-                // before the event was emitted.
-                (From::MetaError, _) => {}
+                // or by `POST /consents`, before the event was emitted.
+                (
+                    From::MetaError | From::WebForm | From::Checkout | From::Store | From::Agent,
+                    _,
+                ) => {}
             }
         }
         Ok(())

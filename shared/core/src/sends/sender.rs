@@ -23,6 +23,10 @@ use super::status::contact_of_record;
 
 /// How long a sender holds the right to call Meta for one send (longer than the Graph timeout).
 pub const CLAIM_LEASE: Duration = Duration::from_secs(60);
+/// How long a queue message may name a send that is not stored: `POST /sends` enqueues before
+/// it stores, so the message can arrive first; after this the store write failed (the caller
+/// got a 5xx) and the message is dropped.
+pub const ORPHAN_GRACE: Duration = Duration::from_secs(300);
 /// The sender: the queue handler that guards, rate-limits and posts each send to Meta.
 pub struct Sender {
     pub sends: Sends,
@@ -115,6 +119,26 @@ fn ended_by_sender(record: &SendRecord) -> bool {
     matches!(record.state, SendState::Refused | SendState::Failed) && record.wamid.is_none()
 }
 
+/// A queue message naming a send that is not stored: wait for the API's store write (see
+/// [`ORPHAN_GRACE`]), then drop it: the call that enqueued it was answered 5xx.
+fn orphan(id: &str, delivery: &Delivery) -> Outcome {
+    let age = delivery
+        .enqueued_at
+        .map(|at| Duration::from_millis((now_ms() - at).max(0) as u64));
+    match age {
+        Some(age) if age >= ORPHAN_GRACE => {
+            tracing::warn!(send_id = %id, "queue message of a send never stored (its POST /sends failed); dropped");
+            Outcome::Done
+        }
+        Some(_) => Outcome::retry(
+            backoff(delivery.receive_count, None),
+            format!("send {id} is not stored yet"),
+        ),
+        // A backend that does not say how old the message is: no grace to measure.
+        None => Outcome::DeadLetter(format!("send {id} does not exist")),
+    }
+}
+
 /// Wait after a failed store write or report.
 const REPORT_RETRY: Duration = Duration::from_secs(5);
 
@@ -126,10 +150,14 @@ fn retry_store(e: &StoreError) -> Outcome {
 impl Sender {
     /// The queued send and its request; an `Err` outcome ends the delivery there (a send
     /// already past `queued` is reported again, idempotently).
-    async fn load(&self, id: &str) -> Result<(SendRecord, SendRequest), Outcome> {
+    async fn load(
+        &self,
+        id: &str,
+        delivery: &Delivery,
+    ) -> Result<(SendRecord, SendRequest), Outcome> {
         let record = match self.sends.store.get(id).await {
             Ok(Some(r)) => r,
-            Ok(None) => return Err(Outcome::DeadLetter(format!("send {id} does not exist"))),
+            Ok(None) => return Err(orphan(id, delivery)),
             Err(e) => return Err(retry_store(&e)),
         };
         if record.state != SendState::Queued {
@@ -288,7 +316,7 @@ impl Handler for Sender {
             Ok(m) => m.send_id,
             Err(e) => return Outcome::DeadLetter(format!("queue message is not a send: {e}")),
         };
-        let (record, request) = match self.load(&id).await {
+        let (record, request) = match self.load(&id, delivery).await {
             Ok(loaded) => loaded,
             Err(outcome) => return outcome,
         };

@@ -9,7 +9,9 @@ use serde::{Deserialize, Serialize};
 use serde_json::{json, Value};
 
 use crate::clock::now_ms;
-use crate::consent::{ConsentAction, ConsentCategory, ConsentEntry, ConsentSource, ContactRef};
+use crate::consent::{
+    ConsentAction, ConsentCategory, ConsentEntry, ConsentSource, ContactRef, Keyed,
+};
 use crate::error::StoreError;
 use crate::queue::{OutgoingMessage, Queue};
 use crate::sends::error::{RequestError, SendsError};
@@ -34,6 +36,10 @@ pub trait SendEvents: Send + Sync {
         Ok(())
     }
     async fn opted_out(&self, _contact: &ContactRef, _send_id: &str) -> Result<(), StoreError> {
+        Ok(())
+    }
+    /// A consent recorded through `POST /consents`, for the CRM.
+    async fn consent_recorded(&self, _entry: &ConsentEntry) -> Result<(), StoreError> {
         Ok(())
     }
 }
@@ -100,16 +106,7 @@ impl Sends {
         body: &[u8],
         idempotency_key: Option<&str>,
     ) -> Result<SendRecord, SendsError> {
-        let key = match idempotency_key.map(str::trim) {
-            Some(k) if k.is_empty() || k.len() > 255 => {
-                return Err(RequestError::invalid(
-                    "invalid_idempotency_key",
-                    "Idempotency-Key must be 1 to 255 characters",
-                )
-                .into())
-            }
-            other => other.map(str::to_string),
-        };
+        let key = idempotency_key_of(idempotency_key)?;
         let request = SendRequest::parse(body)?;
         let hash = request.hash();
         if let Some(refusal) = self.policy.check(&request, now_ms()).await? {
@@ -129,28 +126,35 @@ impl Sends {
             created_at: now,
             updated_at: now,
         };
-        let record = match self.store.create(&record).await? {
-            Created::New(r) => r,
+        // The queue message first: if it cannot be written, nothing is stored and the caller
+        // gets a 5xx, so no send waits `queued` for a message that never comes. A message whose
+        // record is then not stored (the store failed, or the key named an earlier send) is
+        // dropped by the sender once it is older than `sender::ORPHAN_GRACE`.
+        self.enqueue(&record.id).await?;
+        match self.store.create(&record).await? {
+            Created::New(r) => Ok(r),
             Created::Existing(existing) => {
                 if existing.request_hash != hash {
                     return Err(SendsError::KeyReused);
                 }
-                if existing.state != SendState::Queued {
-                    return Ok(existing);
+                if existing.state == SendState::Queued {
+                    // The first call may have died before its message was taken: the sender's
+                    // claim makes an extra queue message harmless.
+                    self.enqueue(&existing.id).await?;
                 }
-                // Enqueue again: the first call may have died between storing and enqueuing. The
-                // sender's claim makes the extra queue message harmless.
-                existing
+                Ok(existing)
             }
-        };
+        }
+    }
+
+    async fn enqueue(&self, id: &str) -> Result<(), StoreError> {
         self.queue
             .send_batch(&[OutgoingMessage {
-                id: record.id.clone(),
-                body: queue_body(&record.id),
+                id: id.to_string(),
+                body: queue_body(id),
                 delay: None,
             }])
-            .await?;
-        Ok(record)
+            .await
     }
 
     /// `GET /sends/{id}`.
@@ -163,10 +167,38 @@ impl Sends {
 
     /// `POST /consents`: `{"to" | "recipient", "action": "opt_in"|"opt_out" (or "opt_in": bool),
     /// "category": "marketing"|"utility", "source": "web_form"|"checkout"|"store"|"agent",
-    /// "evidence": "text or URL", "at": "RFC 3339" (default now)}`.
-    pub async fn record_consent(&self, body: &[u8]) -> Result<ConsentEntry, SendsError> {
-        let entry = consent_request(body, now_ms())?;
-        self.policy.consent.record(&entry).await?;
+    /// "evidence", "at"}`. With an `Idempotency-Key`, a retried call records one consent and
+    /// answers with it; the key with another body is [`SendsError::KeyReused`]. Every recorded
+    /// consent goes to the CRM as a `consent` event (key `consent:{id}`: once, however often it
+    /// is emitted). Without a key each call is a new entry.
+    pub async fn record_consent(
+        &self,
+        body: &[u8],
+        idempotency_key: Option<&str>,
+    ) -> Result<ConsentEntry, SendsError> {
+        let key = idempotency_key_of(idempotency_key)?;
+        let mut entry = consent_request(body, now_ms())?;
+        let entry = match key {
+            None => {
+                self.policy.consent.record(&entry).await?;
+                entry
+            }
+            Some(key) => {
+                use sha2::Digest;
+                entry.id = format!(
+                    "api_{}",
+                    &hex::encode(sha2::Sha256::digest(key.as_bytes()))[..32]
+                );
+                let hash = hex::encode(sha2::Sha256::digest(body_canonical(body)));
+                match self.policy.consent.record_keyed(&entry, &hash).await? {
+                    Keyed::New(e) | Keyed::Existing(e) => e,
+                    Keyed::Conflict => return Err(SendsError::KeyReused),
+                }
+            }
+        };
+        // After the history: a failure here answers 5xx, and the caller's retry (with its key)
+        // emits again; the event's stable key lands it in the CRM once.
+        self.events.consent_recorded(&entry).await?;
         Ok(entry)
     }
 
@@ -194,6 +226,26 @@ impl Sends {
             })).collect::<Vec<_>>(),
         }))
     }
+}
+
+/// The `Idempotency-Key` header, trimmed: 1 to 255 characters.
+fn idempotency_key_of(header: Option<&str>) -> Result<Option<String>, RequestError> {
+    match header.map(str::trim) {
+        Some(k) if k.is_empty() || k.len() > 255 => Err(RequestError::invalid(
+            "invalid_idempotency_key",
+            "Idempotency-Key must be 1 to 255 characters",
+        )),
+        other => Ok(other.map(str::to_string)),
+    }
+}
+
+/// A JSON body in one canonical form (members sorted, no spaces), so that a retry that
+/// re-serialises the same request hashes the same; bytes that are not JSON hash as they are
+/// (the parser refused them before this is called).
+fn body_canonical(body: &[u8]) -> Vec<u8> {
+    serde_json::from_slice::<serde_json::Value>(body)
+        .map(|v| v.to_string().into_bytes())
+        .unwrap_or_else(|_| body.to_vec())
 }
 
 /// A `POST /consents` body as the consent entry it records (validated; `now` is the default

@@ -19,7 +19,7 @@ async fn marketing_needs_an_opt_in_and_no_later_opt_out() {
     assert_eq!(refusal_code(e), (422, "marketing_without_opt_in"));
     s.sends
         .record_consent(br#"{"to": "5215512345678", "action": "opt_in", "category": "marketing", "source": "checkout",
-            "evidence": "order 1042 checkbox", "at": "2026-01-10T10:00:00Z"}"#)
+            "evidence": "order 1042 checkbox", "at": "2026-01-10T10:00:00Z"}"#, None)
         .await
         .unwrap();
     s.sends.submit(MARKETING.as_bytes(), None).await.unwrap();
@@ -62,7 +62,7 @@ async fn marketing_needs_an_opt_in_and_no_later_opt_out() {
     assert_eq!(refusal_code(e), (422, "marketing_opted_out"));
     // An OLD opt-in registered now does not override the newer stop; the history keeps all.
     s.sends
-        .record_consent(br#"{"to": "+525512345678", "action": "opt_in", "source": "store", "at": "2026-01-11T10:00:00Z"}"#)
+        .record_consent(br#"{"to": "+525512345678", "action": "opt_in", "source": "store", "at": "2026-01-11T10:00:00Z"}"#, None)
         .await
         .unwrap();
     let e = s
@@ -123,7 +123,11 @@ async fn consent_api_validates() {
         ),
         (r#"[1]"#, "invalid_json"),
     ] {
-        let e = s.sends.record_consent(body.as_bytes()).await.unwrap_err();
+        let e = s
+            .sends
+            .record_consent(body.as_bytes(), None)
+            .await
+            .unwrap_err();
         assert_eq!(refusal_code(e), (400, code), "{body}");
     }
 }
@@ -221,7 +225,10 @@ async fn paused_rejected_disabled_templates_and_wrong_parameter_counts_are_refus
 async fn a_guard_that_changes_while_queued_refuses_in_the_sender() {
     let s = setup().await;
     s.sends
-        .record_consent(br#"{"to": "+525512345678", "action": "opt_in", "source": "web_form"}"#)
+        .record_consent(
+            br#"{"to": "+525512345678", "action": "opt_in", "source": "web_form"}"#,
+            None,
+        )
         .await
         .unwrap();
     let r = s.sends.submit(MARKETING.as_bytes(), None).await.unwrap();

@@ -60,7 +60,7 @@ async fn each_error_class_of_meta() {
     }
     // 131050: failed, and a marketing opt-out is recorded.
     let s = setup().await;
-    s.sends.record_consent(br#"{"to": "+525512345678", "action": "opt_in", "source": "web_form", "at": "2026-01-01T00:00:00Z"}"#).await.unwrap();
+    s.sends.record_consent(br#"{"to": "+525512345678", "action": "opt_in", "source": "web_form", "at": "2026-01-01T00:00:00Z"}"#, None).await.unwrap();
     s.meta.script.lock().unwrap().push(meta_error(131050));
     let r = s.sends.submit(MARKETING.as_bytes(), None).await.unwrap();
     drain(&s).await;

@@ -103,6 +103,7 @@ async fn sends_are_checked_against_what_the_sync_learned() {
                    "source": "web_form", "evidence": "https://loja.example.br/optin/77"})
             .to_string()
             .as_bytes(),
+            None,
         )
         .await
         .unwrap();

@@ -114,6 +114,7 @@ pub fn plan(event: &Event, keywords: &ConsentKeywords) -> Result<Plan, PlanError
         Item::TemplateStatus(t) => Ok(account::template_status(event, t)),
         Item::QualityUpdate(q) => Ok(account::quality(event, q)),
         Item::SendResult(r) => send_result::plan(event, *r),
+        Item::Consent(c) => send_result::consent(event, *c),
         Item::AccountUpdate(_) | Item::Unknown => Ok(account::unknown(event, item)),
     }
 }

@@ -1,13 +1,16 @@
 //! wabridge's own `send_result` events (see `sends::events`): a send that ended without a status
 //! webhook becomes one outbound activity with its final state and error; Meta's 131050 becomes a
-//! marketing opt-out consent record whose evidence names the send.
+//! marketing opt-out consent record whose evidence names the send. Its own `consent` events (a
+//! consent recorded through `POST /consents`) become one consent record.
 
 use serde_json::json;
 
-use crate::consent::META_STOPPED_MARKETING;
+use crate::consent::{ConsentAction, ConsentCategory, ConsentEntry, META_STOPPED_MARKETING};
 use crate::event::{Event, SendResultItem};
 use crate::identity::{Bsuid, IdentityKey, Phone};
-use crate::records::{ActivityRecord, Direction, Record, StatusError};
+use crate::records::{
+    ActivityRecord, ConsentRecord, ConsentSource, ConsentStatus, Direction, Record, StatusError,
+};
 use crate::webhook::model::Item;
 
 use super::{meta_opt_out, nonempty, IdentityOp, Plan, PlanError, Who};
@@ -79,5 +82,57 @@ pub(super) fn plan(event: &Event, result: SendResultItem) -> Result<Plan, PlanEr
         records: vec![record],
         status: None,
         item: Item::SendResult(Box::new(result)),
+    })
+}
+
+/// A consent recorded through the API: one consent record for the contact it names.
+pub(super) fn consent(event: &Event, entry: ConsentEntry) -> Result<Plan, PlanError> {
+    let key = IdentityKey::from_stored(&entry.contact)
+        .ok_or(PlanError::Missing("consent without a contact key"))?;
+    let who = match &key {
+        IdentityKey::Phone(_) => Who {
+            phone: Some(Phone::parse(&entry.to, None)?),
+            bsuid: None,
+        },
+        IdentityKey::Bsuid(b) => Who {
+            phone: None,
+            bsuid: Some(Bsuid::parse(b)?),
+        },
+    };
+    let source = match entry.source {
+        crate::consent::ConsentSource::WebForm => ConsentSource::WebForm,
+        crate::consent::ConsentSource::Checkout => ConsentSource::Checkout,
+        crate::consent::ConsentSource::Store => ConsentSource::Store,
+        crate::consent::ConsentSource::Agent => ConsentSource::Agent,
+        _ => {
+            return Err(PlanError::Missing(
+                "consent event from a source the API does not take",
+            ))
+        }
+    };
+    let record = ConsentRecord {
+        v: Default::default(),
+        event_id: event.key.clone(),
+        contact_id: String::new(),
+        status: match entry.action {
+            ConsentAction::OptIn => ConsentStatus::OptIn,
+            ConsentAction::OptOut => ConsentStatus::OptOut,
+        },
+        category: match entry.category {
+            ConsentCategory::Marketing => "marketing_messages",
+            ConsentCategory::Utility => "utility_messages",
+        }
+        .into(),
+        source,
+        evidence: json!({"consent_id": entry.id, "evidence": entry.evidence}),
+        at: Some(entry.at),
+    };
+    Ok(Plan {
+        identity: IdentityOp::Resolve(vec![key]),
+        contact: Some(who.contact(None, None, event.received_at)),
+        upsert_contact: false,
+        records: vec![("consent", Record::Consent(record))],
+        status: None,
+        item: Item::Consent(Box::new(entry)),
     })
 }

@@ -39,6 +39,8 @@ pub enum Item {
     AccountUpdate(AccountUpdate),
     /// wabridge's own report of a send's end (not from Meta).
     SendResult(Box<crate::event::SendResultItem>),
+    /// A consent recorded through `POST /consents` (not from Meta).
+    Consent(Box<crate::consent::ConsentEntry>),
     /// Not modelled: read `event.item` (raw JSON) and `event.field`.
     Unknown,
 }
@@ -54,6 +56,7 @@ pub fn parse_item(event: &Event) -> Result<Item, serde_json::Error> {
         EventKind::UserPreference => Item::UserPreference(serde_json::from_str(raw)?),
         EventKind::AccountUpdate => Item::AccountUpdate(serde_json::from_str(raw)?),
         EventKind::SendResult => Item::SendResult(Box::new(serde_json::from_str(raw)?)),
+        EventKind::Consent => Item::Consent(Box::new(serde_json::from_str(raw)?)),
         EventKind::Unknown => Item::Unknown,
     })
 }
