@@ -249,3 +249,75 @@ async fn consent_templates_window_over_dynamodb() {
     assert_eq!(window.last_inbound("phone:1").await.unwrap(), Some(500));
     assert_eq!(window.last_inbound("phone:2").await.unwrap(), None);
 }
+
+/// `POST /consents` idempotency markers over DynamoDB: of concurrent claims of one key exactly
+/// one wins, the others get the winner's hash and entry; the consent service then records one
+/// entry, answers a retry with it and refuses another body.
+#[tokio::test]
+async fn consent_keys_over_dynamodb() {
+    use wabridge_core::consent::{ConsentService, Keyed};
+    let aws = require_aws!();
+    let table = create_table(&aws.dynamo, &unique_name("consentkeys")).await;
+    let store = Arc::new(DynamoConsent::new(aws.dynamo.clone(), table));
+    let entry = |at: i64| ConsentEntry {
+        id: "api_0123456789abcdef".into(),
+        contact: "phone:525512340077".into(),
+        to: "+525512340077".into(),
+        category: ConsentCategory::Marketing,
+        action: ConsentAction::OptIn,
+        source: ConsentSource::WebForm,
+        evidence: Some("form 7".into()),
+        at,
+        recorded_at: at,
+    };
+    let mut tasks = Vec::new();
+    for i in 0..6 {
+        let store = store.clone();
+        let e = entry(1_000 + i);
+        tasks.push(tokio::spawn(async move {
+            store.claim_key(&e, "hash-a").await.unwrap()
+        }));
+    }
+    let mut winners = 0;
+    let mut seen = Vec::new();
+    for t in tasks {
+        match t.await.unwrap() {
+            None => winners += 1,
+            Some((hash, first)) => {
+                assert_eq!(hash, "hash-a");
+                seen.push(first.at);
+            }
+        }
+    }
+    assert_eq!(winners, 1, "one claim wins");
+    seen.dedup();
+    assert_eq!(
+        seen.len(),
+        1,
+        "every loser sees the winner's entry: {seen:?}"
+    );
+
+    let service = ConsentService::new(store.clone());
+    let mut other = entry(5_000);
+    other.id = "api_fedcba9876543210".into();
+    assert_eq!(
+        service.record_keyed(&other, "hash-b").await.unwrap(),
+        Keyed::New(other.clone())
+    );
+    let mut retry = other.clone();
+    retry.at = 6_000; // a retry without `at` defaults to a later time: the first entry wins
+    assert_eq!(
+        service.record_keyed(&retry, "hash-b").await.unwrap(),
+        Keyed::Existing(other.clone())
+    );
+    assert_eq!(
+        service.record_keyed(&retry, "hash-c").await.unwrap(),
+        Keyed::Conflict
+    );
+    let history = store.history("phone:525512340077").await.unwrap();
+    assert_eq!(
+        history.iter().filter(|e| e.id == other.id).count(),
+        1,
+        "{history:?}"
+    );
+}

@@ -19,7 +19,7 @@ use axum::routing::post;
 use axum::{Json, Router};
 use serde_json::{json, Value};
 use wabridge_core::consumer::{Handler, Outcome};
-use wabridge_core::queue::Queue;
+use wabridge_core::queue::{Delivery, Queue};
 use wabridge_core::sends::graph::GraphConfig;
 use wabridge_core::sends::ratelimit::RateLimiter;
 use wabridge_core::sends::sender::Sender;
