@@ -59,7 +59,7 @@ impl Settings {
                 }
                 None => AttributionConfig::default(),
             },
-            conversions: MetaConversions::from_lookup(&get),
+            conversions: MetaConversions::from_lookup(&get)?,
         })
     }
 }

@@ -44,6 +44,7 @@ pub async fn cold_start() -> Result<App, lambda_runtime::Error> {
     let queue_url = need(config::EVENTS_QUEUE_URL)?;
     let dlq_url = need(config::EVENTS_DLQ_URL)?;
     let kind = config::crm_kind(lookup);
+    wabridge_crm::check_kind(&kind)?;
     let (policy, _) = config::retry_policies(lookup)?;
     let mapping = match lookup(config::WABRIDGE_MAPPING) {
         Some(path) => Mapping::load(&path)?,

@@ -23,7 +23,7 @@ pub async fn service(db: &Db, api_key: &str) -> Result<Arc<AttributionService>, 
     let store = SqliteAttribution::open(db.clone())
         .await
         .map_err(CliError::store("cannot open the attribution store"))?;
-    let meta = MetaConversions::from_lookup(|n| std::env::var(n).ok());
+    let meta = MetaConversions::from_lookup(|n| std::env::var(n).ok())?;
     Ok(Arc::new(AttributionService::new(
         Arc::new(store),
         Arc::new(config),

@@ -21,6 +21,7 @@ use crate::error::CliError;
 pub async fn handler(db: &Db, sends: Arc<Sends>) -> Result<Arc<CrmSync>, CliError> {
     let env = |name: &str| std::env::var(name).ok();
     let kind = config::crm_kind(env);
+    wabridge_crm::check_kind(&kind)?;
     let mapping = Mapping::from_env(&kind)?;
     let local = Arc::new(LocalCrm::new(SqliteRecords::new(db.clone())));
     let crm = wabridge_crm::from_lookup(&mapping, Some(local), env)?;

@@ -35,10 +35,12 @@ pub fn spawn_sender(
     let (rate, _) = config::send_rate(|name| std::env::var(name).ok())?;
     let graph = match GraphConfig::from_env() {
         Ok(c) => GraphClient::new(c),
-        Err(why) => {
+        // Not configured: a choice. Misconfigured: an error (below).
+        Err(why @ config::ConfigError::Missing { .. }) => {
             eprintln!("warning: {why}; accepted sends stay queued until it is set");
             return Ok(None);
         }
+        Err(e) => return Err(e.into()),
     };
     let sender = Sender::new(
         sends.clone(),

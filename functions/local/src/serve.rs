@@ -72,7 +72,7 @@ pub async fn run(args: ServeArgs) -> Result<(), CliError> {
     ));
     let merger = inbox.spawn_merger(Some(pressure.clone()), stop_rx.clone());
     let sender = crate::sends::spawn_sender(&db, &sends, sends_policy, stop_rx.clone())?;
-    let _template_sync = crate::templates::spawn_periodic(&db, stop_rx.clone()); // ends on stop
+    let _template_sync = crate::templates::spawn_periodic(&db, stop_rx.clone())?; // ends on stop
     let purger = SqliteDedupe::new(db.clone())
         .with_ledger_purge(wabridge_core::config::ledger_retention()?)
         .with_pair_window_purge()

@@ -5,6 +5,7 @@
 use std::path::Path;
 use std::sync::Arc;
 use std::time::Duration;
+use wabridge_core::config::ConfigError;
 
 use serde_json::json;
 use wabridge_core::sends::template_sync::TemplateSyncConfig;
@@ -80,21 +81,23 @@ pub async fn list(data: &Path, as_json: bool) -> Result<(), CliError> {
 
 /// Syncs once now, then every [`SYNC_EVERY`] (after a failure: every [`RETRY_AFTER_FAILURE`]),
 /// until `stop` turns true. `None` (and a note saying why) when the token or the WABA id is
-/// missing. A failure only logs: it never stops the server.
+/// missing; an error when a setting is unusable. A failed sync only logs: it never stops the
+/// server.
 pub fn spawn_periodic(
     db: &Db,
     mut stop: tokio::sync::watch::Receiver<bool>,
-) -> Option<tokio::task::JoinHandle<()>> {
+) -> Result<Option<tokio::task::JoinHandle<()>>, CliError> {
     let config = match TemplateSyncConfig::from_env() {
         Ok(c) => c,
-        Err(why) => {
+        Err(why @ ConfigError::Missing { .. }) => {
             tracing::info!("{why}");
-            return None;
+            return Ok(None);
         }
+        Err(e) => return Err(e.into()),
     };
     let sync = wabridge_graph::template_sync(config);
     let registry = registry(db);
-    Some(tokio::spawn(async move {
+    Ok(Some(tokio::spawn(async move {
         loop {
             let result = tokio::select! {
                 r = sync.sync(&registry) => r,
@@ -119,5 +122,5 @@ pub fn spawn_periodic(
                 _ = stop.wait_for(|s| *s) => return,
             }
         }
-    }))
+    })))
 }

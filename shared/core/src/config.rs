@@ -212,14 +212,43 @@ impl<F: Fn(&str) -> Option<String>> Settings<F> {
     }
 
     /// The Graph API base URL and version ([`WHATSAPP_API_URL`], [`WHATSAPP_API_VERSION`]),
-    /// their defaults when unset.
-    pub fn graph_api(&self) -> (String, String) {
-        (
-            self.optional(WHATSAPP_API_URL)
-                .unwrap_or_else(|| DEFAULT_WHATSAPP_API_URL.to_string()),
-            self.optional(WHATSAPP_API_VERSION)
-                .unwrap_or_else(|| DEFAULT_WHATSAPP_API_VERSION.to_string()),
-        )
+    /// their defaults when unset; a URL that is not http(s) or a version not like `v23.0` is an
+    /// error naming the variable.
+    pub fn graph_api(&self) -> Result<(String, String), ConfigError> {
+        let base = self.url(WHATSAPP_API_URL, DEFAULT_WHATSAPP_API_URL)?;
+        let version = self
+            .optional(WHATSAPP_API_VERSION)
+            .unwrap_or_else(|| DEFAULT_WHATSAPP_API_VERSION.to_string());
+        let valid = version.strip_prefix('v').is_some_and(|v| {
+            v.split_once('.').is_some_and(|(major, minor)| {
+                [major, minor]
+                    .iter()
+                    .all(|p| !p.is_empty() && p.bytes().all(|b| b.is_ascii_digit()))
+            })
+        });
+        if !valid {
+            return Err(ConfigError::Invalid {
+                name: WHATSAPP_API_VERSION,
+                value: version,
+                expected: "a Graph API version such as v23.0",
+            });
+        }
+        Ok((base, version))
+    }
+
+    /// An http(s) URL without a trailing slash; `default` when unset.
+    pub fn url(&self, name: &'static str, default: &str) -> Result<String, ConfigError> {
+        let value = self.optional(name).unwrap_or_else(|| default.to_string());
+        match url::Url::parse(&value) {
+            Ok(u) if matches!(u.scheme(), "http" | "https") && u.host().is_some() => {
+                Ok(value.trim_end_matches('/').to_string())
+            }
+            _ => Err(ConfigError::Invalid {
+                name,
+                value,
+                expected: "an http:// or https:// URL",
+            }),
+        }
     }
 
     /// A duration (`7d`, `36h`, `90min`, `30s`) that `valid` accepts; `default` when unset.
@@ -419,5 +448,41 @@ mod ledger_retention_tests {
         assert_eq!(e.to_string(), "C must be a count, got \"seven\"");
         let e = s.required("D", "nothing works").unwrap_err();
         assert_eq!(e.to_string(), "D is not set: nothing works");
+    }
+
+    #[test]
+    fn graph_api_url_and_version_are_checked() {
+        let with = |url: &'static str, version: &'static str| {
+            Settings::new(move |n| match n {
+                WHATSAPP_API_URL => Some(url.to_string()),
+                WHATSAPP_API_VERSION => Some(version.to_string()),
+                _ => None,
+            })
+            .graph_api()
+        };
+        assert_eq!(
+            Settings::new(|_| None).graph_api(),
+            Ok((
+                DEFAULT_WHATSAPP_API_URL.into(),
+                DEFAULT_WHATSAPP_API_VERSION.into()
+            ))
+        );
+        assert_eq!(
+            with("http://127.0.0.1:4010/", "v24.0"),
+            Ok(("http://127.0.0.1:4010".into(), "v24.0".into()))
+        );
+        for (url, version, name) in [
+            ("graph.facebook.com", "v23.0", WHATSAPP_API_URL),
+            ("ftp://graph.facebook.com", "v23.0", WHATSAPP_API_URL),
+            ("https://graph.facebook.com", "23", WHATSAPP_API_VERSION),
+            ("https://graph.facebook.com", "v23", WHATSAPP_API_VERSION),
+            ("https://graph.facebook.com", "v2x.0", WHATSAPP_API_VERSION),
+        ] {
+            let e = with(url, version).unwrap_err();
+            assert!(
+                matches!(&e, ConfigError::Invalid { name: n, .. } if *n == name),
+                "{e}"
+            );
+        }
     }
 }

@@ -8,8 +8,9 @@
 //! (validation, any other 4xx), does it go to the dead letters, with a reason that says which.
 //!
 //! The arithmetic, for SQS's backstop: delays grow 1 s, 2 s, 4 s ... up to [`MAX_BACKOFF`]
-//! (15 min), drawn in `[3/4, 1]` of that, so a message waiting out a week-long outage is
-//! received at most 12 + 7 d / 11.25 min = 908 times: under [`BACKSTOP_RECEIVES`] (1,000, SQS's
+//! (15 min), with full jitter while they grow (consumers that failed together spread out) and
+//! between 3/4 and all of the cap once there, so a message waiting out a week-long outage is
+//! received at most 11 + 7 d / 11.25 min = 907 times: under [`BACKSTOP_RECEIVES`] (1,000, SQS's
 //! largest `maxReceiveCount`), which therefore only catches a consumer that crashes on a
 //! message every time, never an outage within the horizon.
 
@@ -29,14 +30,23 @@ pub const DEFAULT_EVENTS_HORIZON: Duration = Duration::from_secs(7 * 86_400);
 /// send that Meta's API could not take for 24 hours ends `failed`, reported to the CRM.
 pub const DEFAULT_SENDS_HORIZON: Duration = Duration::from_secs(24 * 3600);
 
+/// Shortest drawn delay (a retry sooner than this only finds the same failure).
+const MIN_DELAY_MS: u64 = 200;
+
 /// The delay before attempt `attempt + 1` (`attempt` counts from 1, the receive count):
-/// 1 s doubling per attempt up to [`MAX_BACKOFF`], drawn in `[3/4, 1]` of it so consumers that
-/// failed together do not retry together; never shorter than the server's `hint`
-/// (`Retry-After`, capped at [`MAX_HINT`]).
+/// 1 s doubling per attempt up to [`MAX_BACKOFF`], drawn uniformly below that (at least
+/// 200 ms) so consumers that failed together do not retry together, and in `[3/4, 1]` of the
+/// cap once it is reached (the backstop's arithmetic above); never shorter than the server's
+/// `hint` (`Retry-After`, capped at [`MAX_HINT`]).
 pub fn backoff(attempt: u32, hint: Option<Duration>) -> Duration {
     let exp = attempt.saturating_sub(1).min(20);
-    let full_ms = (1000u64 << exp).min(MAX_BACKOFF.as_millis() as u64);
-    let floor_ms = full_ms - full_ms / 4;
+    let cap_ms = MAX_BACKOFF.as_millis() as u64;
+    let full_ms = (1000u64 << exp).min(cap_ms);
+    let floor_ms = if full_ms == cap_ms {
+        cap_ms - cap_ms / 4
+    } else {
+        MIN_DELAY_MS
+    };
     let drawn = Duration::from_millis(rand::random_range(floor_ms..=full_ms));
     drawn.max(hint.unwrap_or_default().min(MAX_HINT))
 }
@@ -85,9 +95,14 @@ mod tests {
     fn backoff_doubles_with_jitter_is_capped_and_honours_hints() {
         for attempt in 1..=12 {
             let full = Duration::from_secs(1 << (attempt - 1)).min(MAX_BACKOFF);
+            let floor = if full == MAX_BACKOFF {
+                MAX_BACKOFF * 3 / 4
+            } else {
+                Duration::from_millis(MIN_DELAY_MS)
+            };
             for _ in 0..20 {
                 let d = backoff(attempt, None);
-                assert!(d <= full && d >= full * 3 / 4, "{attempt}: {d:?}");
+                assert!(d <= full && d >= floor, "{attempt}: {d:?}");
             }
         }
         assert!(backoff(u32::MAX, None) <= MAX_BACKOFF);
@@ -107,8 +122,11 @@ mod tests {
         while t < DEFAULT_EVENTS_HORIZON {
             receives += 1;
             let full = Duration::from_secs(1u64 << receives.saturating_sub(1).min(20));
-            let full = full.min(MAX_BACKOFF);
-            t += full - full / 4;
+            t += if full >= MAX_BACKOFF {
+                MAX_BACKOFF - MAX_BACKOFF / 4
+            } else {
+                Duration::from_millis(MIN_DELAY_MS)
+            };
         }
         assert!(receives < BACKSTOP_RECEIVES, "{receives}");
         assert!(

@@ -60,6 +60,16 @@ pub enum ConfigError {
     HttpClient(#[source] reqwest::Error),
 }
 
+/// Whether `kind` (from [`config::crm_kind`]) names a CRM this build carries: checked before
+/// anything that depends on the kind (its example mapping), so the error names `CRM_KIND`.
+pub fn check_kind(kind: &str) -> Result<(), ConfigError> {
+    match kind {
+        _ if COMPILED.contains(&kind) => Ok(()),
+        _ if KNOWN.contains(&kind) => Err(ConfigError::NotCompiled { kind: kind.into() }),
+        _ => Err(ConfigError::Unknown { kind: kind.into() }),
+    }
+}
+
 /// The CRM named by `CRM_KIND` (see [`config::crm_kind`] for the default), with its settings
 /// and secrets read through `lookup`. `local` is the embedded engine's records CRM, built by
 /// the caller that has the store (see `local::LocalCrm`).

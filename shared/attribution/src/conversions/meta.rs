@@ -107,26 +107,28 @@ impl MetaConversions {
     /// dataset), `META_CONVERSIONS_API_URL` (else `WHATSAPP_API_URL`, else Graph),
     /// `WHATSAPP_API_VERSION` and `WHATSAPP_BUSINESS_ACCOUNT_ID`. `None` when the dataset or the
     /// token is not set: conversions are then recorded but not sent.
-    pub fn from_lookup(get: impl Fn(&str) -> Option<String>) -> Option<MetaConversions> {
-        let get = |n: &str| {
-            get(n)
-                .map(|v| v.trim().to_string())
-                .filter(|v| !v.is_empty())
+    pub fn from_lookup(
+        get: impl Fn(&str) -> Option<String>,
+    ) -> Result<Option<MetaConversions>, config::ConfigError> {
+        let settings = config::Settings::new(get);
+        // Checked whether or not conversions are on: a bad setting stops the start.
+        let (graph, version) = settings.graph_api()?;
+        let base = settings.url(config::META_CONVERSIONS_API_URL, &graph)?;
+        let (Some(dataset), Some(token)) = (
+            settings.optional(config::META_DATASET_ID),
+            settings.optional(config::WHATSAPP_ACCESS_TOKEN),
+        ) else {
+            return Ok(None);
         };
-        let dataset = get(config::META_DATASET_ID)?;
-        let token = get(config::WHATSAPP_ACCESS_TOKEN)?;
-        let base = get(config::META_CONVERSIONS_API_URL)
-            .or_else(|| get(config::WHATSAPP_API_URL))
-            .unwrap_or_else(|| config::DEFAULT_WHATSAPP_API_URL.into());
-        let version = get(config::WHATSAPP_API_VERSION)
-            .unwrap_or_else(|| config::DEFAULT_WHATSAPP_API_VERSION.into());
-        Some(MetaConversions::new(
+        Ok(Some(MetaConversions::new(
             &base,
             &version,
             &dataset,
             &token,
-            get(config::WHATSAPP_BUSINESS_ACCOUNT_ID).as_deref(),
-        ))
+            settings
+                .optional(config::WHATSAPP_BUSINESS_ACCOUNT_ID)
+                .as_deref(),
+        )))
     }
 
     pub fn events_url(&self) -> String {

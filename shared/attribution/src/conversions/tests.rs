@@ -89,12 +89,23 @@ fn backoff_is_jittered_capped_and_honours_retry_after() {
 
 #[test]
 fn not_configured_without_dataset_or_token() {
-    assert!(MetaConversions::from_lookup(|_| None).is_none());
+    assert!(MetaConversions::from_lookup(|_| None).unwrap().is_none());
     let m = MetaConversions::from_lookup(|n| match n {
         "META_DATASET_ID" => Some("99".into()),
         "WHATSAPP_ACCESS_TOKEN" => Some("t".into()),
         _ => None,
     })
+    .unwrap()
     .unwrap();
     assert_eq!(m.events_url(), "https://graph.facebook.com/v23.0/99/events");
+}
+
+#[test]
+fn a_bad_conversions_url_is_an_error_even_when_conversions_are_off() {
+    let e = MetaConversions::from_lookup(|n| {
+        (n == "META_CONVERSIONS_API_URL").then(|| "graph.facebook.com".to_string())
+    })
+    .err()
+    .expect("refused");
+    assert!(e.to_string().contains("META_CONVERSIONS_API_URL"), "{e}");
 }

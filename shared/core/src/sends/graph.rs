@@ -150,7 +150,7 @@ impl GraphConfig {
     ) -> Result<GraphConfig, config::ConfigError> {
         const DISABLED: &str = "sends are disabled";
         let settings = config::Settings::new(get);
-        let (base_url, version) = settings.graph_api();
+        let (base_url, version) = settings.graph_api()?;
         Ok(GraphConfig {
             access_token: settings.required(config::WHATSAPP_ACCESS_TOKEN, DISABLED)?,
             phone_number_id: settings.required(config::WHATSAPP_PHONE_NUMBER_ID, DISABLED)?,

@@ -61,7 +61,7 @@ impl TemplateSyncConfig {
     ) -> Result<TemplateSyncConfig, config::ConfigError> {
         const DISABLED: &str = "the template sync is disabled";
         let settings = config::Settings::new(get);
-        let (base_url, version) = settings.graph_api();
+        let (base_url, version) = settings.graph_api()?;
         let access_token = settings.required(config::WHATSAPP_ACCESS_TOKEN, DISABLED)?;
         let waba_id = settings.required(config::WHATSAPP_BUSINESS_ACCOUNT_ID, DISABLED)?;
         if !waba_id.chars().all(|c| c.is_ascii_digit()) {

@@ -1,4 +1,4 @@
-//! `wabridge serve` refusing to start: a bad ledger retention, a data dir already in use.
+//! `wabridge serve` refusing to start: every bad setting, a data dir already in use.
 
 use std::path::Path;
 use std::time::{Duration, Instant};
@@ -67,4 +67,49 @@ async fn a_second_serve_on_the_same_data_dir_is_refused() {
     let (status, v) = post_signed(&server.webhook(), &body).await;
     assert_eq!((status, v["accepted"].as_u64()), (200, Some(0)), "{v}");
     assert_eq!(v["duplicates"].as_u64(), Some(4), "{v}");
+}
+
+/// Every numeric, duration, enumerated, URL or file setting that does not parse stops `serve`
+/// at start, naming the variable (issue 19: `WABRIDGE_SENDS_PER_SECOND=abc` used to run at
+/// 80/s). `extra` turns on the part that reads the setting (a CRM kind, the Graph API client).
+#[test]
+fn every_bad_setting_stops_serve_naming_the_variable() {
+    const GRAPH: &[(&str, &str)] = &[
+        ("WHATSAPP_ACCESS_TOKEN", "EAAGtest"),
+        ("WHATSAPP_PHONE_NUMBER_ID", "106540352242922"),
+    ];
+    const WEBHOOK: &[(&str, &str)] = &[
+        ("CRM_KIND", "webhook"),
+        ("CRM_WEBHOOK_URL", "http://127.0.0.1:9/crm"),
+        ("CRM_WEBHOOK_SECRET", "whsec_c2V0dGluZ3MtdGVzdA=="),
+    ];
+    let cases: &[(&str, &str, &[(&str, &str)])] = &[
+        ("WABRIDGE_MAX_BODY_BYTES", "1MB", &[]),
+        ("WABRIDGE_SYNC_CONCURRENCY", "0", &[]),
+        ("WABRIDGE_SENDS_PER_SECOND", "abc", &[]),
+        ("WABRIDGE_SENDER_INSTANCES", "two", &[]),
+        ("WABRIDGE_LEDGER_RETENTION_DAYS", "forever", &[]),
+        ("WABRIDGE_RETRY_HORIZON", "7", &[]),
+        ("WABRIDGE_SEND_RETRY_HORIZON", "4d", &[]),
+        ("CRM_KIND", "salesforce-classic", &[]),
+        ("CRM_TIMEOUT_MS", "fast", WEBHOOK),
+        ("CRM_WEBHOOK_URL", "not a url", WEBHOOK),
+        ("WHATSAPP_API_URL", "graph.facebook.com", GRAPH),
+        ("WHATSAPP_API_VERSION", "23", GRAPH),
+        ("WABRIDGE_MAPPING", "/nonexistent/mapping.toml", &[]),
+        ("WABRIDGE_ATTRIBUTION", "/nonexistent/attribution.toml", &[]),
+        ("META_CONVERSIONS_API_URL", "nope", &[]),
+    ];
+    for (name, value, extra) in cases {
+        let dir = tempfile::tempdir().unwrap();
+        // The case's own value wins over the same name in `extra`.
+        let mut env: Vec<(&str, &str)> = extra.iter().filter(|(n, _)| n != name).copied().collect();
+        env.push((name, value));
+        let (status, err) = serve_until_it_exits(dir.path(), &env);
+        assert!(!status.success(), "{name}={value}: serve started");
+        assert!(
+            err.contains(name),
+            "{name}={value}: the error does not name it: {err}"
+        );
+    }
 }
