@@ -80,8 +80,13 @@ pub fn sending_hooks(engine: &AwsEngine, events_queue: Arc<dyn Queue>) -> Sendin
     SendingHooks::new(Arc::new(sends))
 }
 
-/// Handles a batch; returns the messages that must stay on the queue.
-pub async fn handle(app: &App, event: SqsEvent) -> SqsBatchResponse {
+/// Handles a batch; returns the messages that must stay on the queue. `deadline`: when the
+/// work must end ([`wabridge_aws::lambda::work_deadline`] of the invocation's deadline).
+pub async fn handle(
+    app: &App,
+    event: SqsEvent,
+    deadline: Option<std::time::Instant>,
+) -> SqsBatchResponse {
     let (queue, handler) = (app.queue.as_ref(), app.handler.as_ref());
-    wabridge_aws::lambda::sqs_batch(queue, handler, event, CONCURRENCY, app.policy).await
+    wabridge_aws::lambda::sqs_batch(queue, handler, event, CONCURRENCY, app.policy, deadline).await
 }

@@ -11,7 +11,8 @@ async fn main() -> Result<(), Error> {
     let app = Arc::new(crm_sync::cold_start().await?);
     lambda_runtime::run(service_fn(move |event: LambdaEvent<SqsEvent>| {
         let app = app.clone();
-        async move { Ok::<_, Error>(crm_sync::handle(&app, event.payload).await) }
+        let deadline = wabridge_aws::lambda::work_deadline(event.context.deadline);
+        async move { Ok::<_, Error>(crm_sync::handle(&app, event.payload, Some(deadline)).await) }
     }))
     .await
 }

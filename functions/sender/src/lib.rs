@@ -138,10 +138,15 @@ pub fn build(
     }
 }
 
-/// Handles a batch; returns the messages that must stay on the queue.
-pub async fn handle(app: &App, event: SqsEvent) -> SqsBatchResponse {
+/// Handles a batch; returns the messages that must stay on the queue (see `crm_sync::handle`
+/// for `deadline`).
+pub async fn handle(
+    app: &App,
+    event: SqsEvent,
+    deadline: Option<std::time::Instant>,
+) -> SqsBatchResponse {
     let (queue, handler) = (app.queue.as_ref(), app.handler.as_ref());
-    wabridge_aws::lambda::sqs_batch(queue, handler, event, CONCURRENCY, app.policy).await
+    wabridge_aws::lambda::sqs_batch(queue, handler, event, CONCURRENCY, app.policy, deadline).await
 }
 
 /// Why an invocation could not be served (the Lambda reports it as a failed invocation; the
@@ -156,11 +161,15 @@ pub enum InvokeError {
 
 /// Serves one invocation: an SQS batch from the sends queue (answered with the partial batch
 /// failures), or the hourly `{"wabridge": "template_sync"}` (answered with the sync's report).
-pub async fn invoke(app: &App, event: Value) -> Result<Value, InvokeError> {
+pub async fn invoke(
+    app: &App,
+    event: Value,
+    deadline: Option<std::time::Instant>,
+) -> Result<Value, InvokeError> {
     if event.get("Records").is_some() {
         let batch: SqsEvent = serde_json::from_value(event)
             .map_err(|e| InvokeError::Unrecognised(format!("SQS batch: {e}")))?;
-        let response = handle(app, batch).await;
+        let response = handle(app, batch, deadline).await;
         return serde_json::to_value(response)
             .map_err(|e| InvokeError::Unrecognised(e.to_string()));
     }

@@ -12,8 +12,9 @@ async fn main() -> Result<(), Error> {
     let app = Arc::new(sender::cold_start().await?);
     lambda_runtime::run(service_fn(move |event: LambdaEvent<Value>| {
         let app = app.clone();
+        let deadline = wabridge_aws::lambda::work_deadline(event.context.deadline);
         async move {
-            sender::invoke(&app, event.payload)
+            sender::invoke(&app, event.payload, Some(deadline))
                 .await
                 .map_err(Error::from)
         }

@@ -14,6 +14,36 @@ use crate::error::StoreError;
 use crate::queue::{Delivery, Queue};
 use crate::retry::{describe, RetryPolicy};
 
+tokio::task_local! {
+    /// When the invocation handling this delivery must have answered (Lambda's deadline, less
+    /// the time to settle): read by handlers before each outside call.
+    static DEADLINE: Instant;
+}
+
+/// Runs `f` with `deadline` as its invocation deadline (see [`time_left`]).
+pub async fn with_deadline<F: std::future::Future>(deadline: Option<Instant>, f: F) -> F::Output {
+    match deadline {
+        Some(d) => DEADLINE.scope(d, f).await,
+        None => f.await,
+    }
+}
+
+/// The time left before the invocation's deadline, when it has one (Lambda); `None` for the
+/// local worker, which has no deadline.
+pub fn time_left() -> Option<Duration> {
+    DEADLINE
+        .try_with(|d| d.saturating_duration_since(Instant::now()))
+        .ok()
+}
+
+/// Whether a call that may take `budget` still fits before the deadline.
+pub fn fits(budget: Option<Duration>) -> bool {
+    match (time_left(), budget) {
+        (Some(left), Some(budget)) => left >= budget,
+        _ => true,
+    }
+}
+
 /// What became of one delivery.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Outcome {

@@ -70,6 +70,11 @@ pub trait Crm: Send + Sync {
     fn kind(&self) -> &'static str;
     /// Applies one effect. Must be safe to repeat when `effect.in_doubt`.
     async fn apply(&self, effect: &Effect) -> Result<(), CrmError>;
+    /// The longest one [`Crm::apply`] may take (its HTTP timeouts), so that an attempt that
+    /// would outlive the invocation is not started; `None` when it has no bound worth saying.
+    fn call_budget(&self) -> Option<std::time::Duration> {
+        None
+    }
 }
 
 /// The delay before the next attempt after `error` on receive `receive_count`: the retry

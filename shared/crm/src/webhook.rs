@@ -27,6 +27,7 @@ pub struct WebhookCrm {
     client: reqwest::Client,
     url: String,
     key: Vec<u8>,
+    timeout: Duration,
 }
 
 impl WebhookCrm {
@@ -50,6 +51,7 @@ impl WebhookCrm {
             client,
             url: url.to_string(),
             key: secret_key(secret)?,
+            timeout,
         })
     }
 }
@@ -92,6 +94,11 @@ pub fn body_of(effect: &Effect) -> String {
 impl Crm for WebhookCrm {
     fn kind(&self) -> &'static str {
         "webhook"
+    }
+
+    /// One POST.
+    fn call_budget(&self) -> Option<Duration> {
+        Some(self.timeout)
     }
 
     async fn apply(&self, effect: &Effect) -> Result<(), CrmError> {

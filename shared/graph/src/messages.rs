@@ -42,6 +42,10 @@ impl GraphClient {
 
 #[async_trait]
 impl MessageApi for GraphClient {
+    fn call_budget(&self) -> Option<std::time::Duration> {
+        Some(self.config.timeout)
+    }
+
     async fn send(&self, message: &OutboundMessage) -> Result<Accepted, SendFailure> {
         let response = self
             .http

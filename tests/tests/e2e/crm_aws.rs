@@ -126,6 +126,11 @@ async fn receiver() -> (String, Arc<Mutex<Vec<Value>>>) {
             if text.contains("please-400") {
                 return axum::http::StatusCode::BAD_REQUEST;
             }
+            if text.contains("please-slow") {
+                // Past the client's timeout: the call fails, as a hung CRM's would.
+                tokio::time::sleep(Duration::from_secs(3)).await;
+                return axum::http::StatusCode::GATEWAY_TIMEOUT;
+            }
             seen.lock().unwrap().push(v);
             axum::http::StatusCode::NO_CONTENT
         }
@@ -134,6 +139,34 @@ async fn receiver() -> (String, Arc<Mutex<Vec<Value>>>) {
     let addr = listener.local_addr().unwrap();
     tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
     (format!("http://{addr}/crm"), got)
+}
+
+/// Receives `n` messages of `url` as Lambda's SQS records (hidden 60 s).
+async fn receive_records(aws: &wabridge_tests::Aws, url: &str, n: usize) -> Vec<SqsMessage> {
+    let mut records = Vec::new();
+    while records.len() < n {
+        let out = aws
+            .sqs
+            .receive_message()
+            .queue_url(url)
+            .max_number_of_messages(10)
+            .message_system_attribute_names(MessageSystemAttributeName::All)
+            .visibility_timeout(60)
+            .send()
+            .await
+            .unwrap();
+        for m in out.messages.unwrap_or_default() {
+            let mut r = SqsMessage::default();
+            r.message_id = m.message_id.clone();
+            r.receipt_handle = m.receipt_handle.clone();
+            r.body = m.body.clone();
+            for (k, v) in m.attributes.unwrap_or_default() {
+                r.attributes.insert(k.as_str().to_string(), v);
+            }
+            records.push(r);
+        }
+    }
+    records
 }
 
 fn event(key: &str, text: &str) -> String {
@@ -179,29 +212,7 @@ async fn lambda_reports_partial_batch_failures_and_dead_letters_with_reason() {
             .await
             .unwrap();
     }
-    let mut records = Vec::new();
-    while records.len() < 4 {
-        let out = aws
-            .sqs
-            .receive_message()
-            .queue_url(&queues.url)
-            .max_number_of_messages(10)
-            .message_system_attribute_names(MessageSystemAttributeName::ApproximateReceiveCount)
-            .visibility_timeout(60)
-            .send()
-            .await
-            .unwrap();
-        for m in out.messages.unwrap_or_default() {
-            let mut r = SqsMessage::default();
-            r.message_id = m.message_id.clone();
-            r.receipt_handle = m.receipt_handle.clone();
-            r.body = m.body.clone();
-            for (k, v) in m.attributes.unwrap_or_default() {
-                r.attributes.insert(k.as_str().to_string(), v);
-            }
-            records.push(r);
-        }
-    }
+    let records = receive_records(&aws, &queues.url, 4).await;
     let ids: Vec<(String, String)> = records
         .iter()
         .map(|r| (r.body.clone().unwrap(), r.message_id.clone().unwrap()))
@@ -215,7 +226,7 @@ async fn lambda_reports_partial_batch_failures_and_dead_letters_with_reason() {
     };
     let mut sqs_event = SqsEvent::default();
     sqs_event.records = records;
-    let response = crm_sync::handle(&app, sqs_event).await;
+    let response = crm_sync::handle(&app, sqs_event, None).await;
     let failed: Vec<String> = response
         .batch_item_failures
         .iter()
@@ -248,4 +259,98 @@ async fn lambda_reports_partial_batch_failures_and_dead_letters_with_reason() {
         reasons.iter().any(|r| r.contains("not an event")),
         "{reasons:?}"
     );
+}
+
+/// The invocation's deadline with a CRM that hangs: a call that would not end before the
+/// deadline is not started, and the batch answers in time with every unfinished record as a
+/// batch item failure, never a whole-batch timeout. The CRM client's timeout is 2 s.
+#[tokio::test]
+async fn the_lambda_answers_before_its_deadline_with_a_hung_crm() {
+    let aws = require_aws!();
+    let table = create_table(&aws.dynamo, &unique_name("crm-deadline")).await;
+    let queues = create_queues(&aws.sqs, &unique_name("crm-deadline"), 1000).await;
+    let (url, _) = receiver().await;
+    let hits = Arc::new(std::sync::atomic::AtomicUsize::new(0));
+    let crm = Arc::new(Counting {
+        inner: WebhookCrm::new(&url, "whsec_c2VjcmV0", Duration::from_secs(2)).unwrap(),
+        calls: hits.clone(),
+    });
+    let sync = CrmSync::new(
+        Arc::new(DynamoIdentityStore::new(aws.dynamo.clone(), table.clone())),
+        Arc::new(DynamoLedger::new(aws.dynamo.clone(), table)),
+        crm,
+        Arc::new(Mapping::example("webhook").unwrap()),
+    );
+    let app = crm_sync::App {
+        policy: wabridge_core::retry::RetryPolicy::EVENTS,
+        handler: Arc::new(sync),
+        queue: Arc::new(SqsQueue::new(
+            aws.sqs.clone(),
+            queues.url.clone(),
+            queues.dlq_url.clone(),
+        )),
+    };
+    for i in 0..6 {
+        aws.sqs
+            .send_message()
+            .queue_url(&queues.url)
+            .message_body(event(&format!("wamid.slow{i}"), "please-slow"))
+            .send()
+            .await
+            .unwrap();
+    }
+    // 3.5 s of work: each record's contact goes through, its activity's first attempt (2 s)
+    // fits and times out, a second would not fit.
+    let mut batch = SqsEvent::default();
+    batch.records = receive_records(&aws, &queues.url, 6).await;
+    let started = std::time::Instant::now();
+    let deadline = started + Duration::from_millis(3500);
+    let response = crm_sync::handle(&app, batch, Some(deadline)).await;
+    let took = started.elapsed();
+    assert_eq!(response.batch_item_failures.len(), 6, "{response:?}");
+    assert!(
+        took < Duration::from_millis(3500),
+        "answered after {took:?}"
+    );
+    let calls = hits.load(std::sync::atomic::Ordering::SeqCst);
+    assert!(
+        calls <= 12,
+        "{calls} calls: 6 contacts and one activity attempt each at most"
+    );
+
+    // With less time left than one call takes, nothing is called at all.
+    hits.store(0, std::sync::atomic::Ordering::SeqCst);
+    let mut batch = SqsEvent::default();
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    for r in receive_records(&aws, &queues.url, 6).await {
+        batch.records.push(r);
+    }
+    let started = std::time::Instant::now();
+    let response = crm_sync::handle(&app, batch, Some(started + Duration::from_secs(1))).await;
+    assert_eq!(response.batch_item_failures.len(), 6);
+    assert!(started.elapsed() < Duration::from_secs(1));
+    assert_eq!(hits.load(std::sync::atomic::Ordering::SeqCst), 0);
+}
+
+/// A CRM that counts its calls.
+struct Counting {
+    inner: WebhookCrm,
+    calls: Arc<std::sync::atomic::AtomicUsize>,
+}
+
+#[async_trait::async_trait]
+impl wabridge_core::crm::Crm for Counting {
+    fn kind(&self) -> &'static str {
+        self.inner.kind()
+    }
+    fn call_budget(&self) -> Option<Duration> {
+        self.inner.call_budget()
+    }
+    async fn apply(
+        &self,
+        effect: &wabridge_core::crm::Effect,
+    ) -> Result<(), wabridge_core::crm::CrmError> {
+        self.calls.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+        self.inner.apply(effect).await
+    }
 }

@@ -191,7 +191,7 @@ async fn crm_sync_lambda_hooks_move_dynamodb_sends_and_feed_the_guards() {
             &[status_event("snd_lambda1", "wamid.L1", st, Value::Null)],
         )
         .await;
-        no_failures(&crm_sync::handle(&app, receive(&aws, &events.url, 1).await).await);
+        no_failures(&crm_sync::handle(&app, receive(&aws, &events.url, 1).await, None).await);
         let r = sends.get("snd_lambda1").await.unwrap().unwrap();
         assert_eq!(r.state.as_str(), st);
     }
@@ -206,7 +206,7 @@ async fn crm_sync_lambda_hooks_move_dynamodb_sends_and_feed_the_guards() {
         )],
     )
     .await;
-    no_failures(&crm_sync::handle(&app, receive(&aws, &events.url, 1).await).await);
+    no_failures(&crm_sync::handle(&app, receive(&aws, &events.url, 1).await, None).await);
     assert_eq!(
         sends.get("snd_lambda1").await.unwrap().unwrap().state,
         SendState::Read
@@ -225,7 +225,7 @@ async fn crm_sync_lambda_hooks_move_dynamodb_sends_and_feed_the_guards() {
         )],
     )
     .await;
-    no_failures(&crm_sync::handle(&app, receive(&aws, &events.url, 1).await).await);
+    no_failures(&crm_sync::handle(&app, receive(&aws, &events.url, 1).await, None).await);
     let r = sends.get("snd_lambda2").await.unwrap().unwrap();
     assert_eq!(r.state, SendState::Failed);
     assert_eq!(r.error.unwrap().code, "meta_131050");
@@ -240,7 +240,7 @@ async fn crm_sync_lambda_hooks_move_dynamodb_sends_and_feed_the_guards() {
     assert_eq!(body["kind"], "send_result");
     assert_eq!(body["key"], "send:snd_lambda2:opted_out");
     // crm-sync turns it into the consent record in the CRM.
-    no_failures(&crm_sync::handle(&app, back).await);
+    no_failures(&crm_sync::handle(&app, back, None).await);
 
     // A template PAUSED reaches the registry.
     put_events(
@@ -257,7 +257,7 @@ async fn crm_sync_lambda_hooks_move_dynamodb_sends_and_feed_the_guards() {
         ],
     )
     .await;
-    no_failures(&crm_sync::handle(&app, receive(&aws, &events.url, 1).await).await);
+    no_failures(&crm_sync::handle(&app, receive(&aws, &events.url, 1).await, None).await);
     let t = DynamoTemplates::new(aws.dynamo.clone(), table.clone())
         .get("promo_verano", "es_MX")
         .await
@@ -276,7 +276,7 @@ async fn crm_sync_lambda_hooks_move_dynamodb_sends_and_feed_the_guards() {
     let window = DynamoWindow::new(aws.dynamo.clone(), table.clone());
     for _ in 0..2 {
         put_events(&aws, &events.url, std::slice::from_ref(&stop)).await;
-        no_failures(&crm_sync::handle(&app, receive(&aws, &events.url, 1).await).await);
+        no_failures(&crm_sync::handle(&app, receive(&aws, &events.url, 1).await, None).await);
         for key in ["phone:525598765432", "bsuid:MX.lambda2"] {
             let h = consent.history(key).await.unwrap();
             assert_eq!(h.len(), 1, "{key}: {h:?}");
@@ -365,7 +365,7 @@ async fn sender_lambda_sends_through_prism_and_reports_a_refusal_to_the_events_q
         .await
         .unwrap();
 
-    let response = sender::handle(&app, receive(&aws, &sends_q.url, 2).await).await;
+    let response = sender::handle(&app, receive(&aws, &sends_q.url, 2).await, None).await;
     no_failures(&response);
     let store = DynamoSends::new(aws.dynamo.clone(), table.clone());
     let sent = store.get(&ok.id).await.unwrap().unwrap();
@@ -390,9 +390,9 @@ async fn sender_lambda_sends_through_prism_and_reports_a_refusal_to_the_events_q
     // crm-sync makes it one outbound activity, also when the event is delivered twice.
     let (crm_url, got) = receiver().await;
     let sync = crm_sync_app(&aws, &table, &events_q, &crm_url);
-    no_failures(&crm_sync::handle(&sync, reported).await);
+    no_failures(&crm_sync::handle(&sync, reported, None).await);
     put_events(&aws, &events_q.url, std::slice::from_ref(&body)).await;
-    no_failures(&crm_sync::handle(&sync, receive(&aws, &events_q.url, 1).await).await);
+    no_failures(&crm_sync::handle(&sync, receive(&aws, &events_q.url, 1).await, None).await);
     let got = got.lock().unwrap().clone();
     let activities: Vec<&Value> = got
         .iter()
@@ -407,7 +407,7 @@ async fn sender_lambda_sends_through_prism_and_reports_a_refusal_to_the_events_q
     // A duplicate queue message of the ended send reports it again (harmless: same key), and
     // never sends anything.
     sends_q_resend(&aws, &sends_q, &refused.id).await;
-    no_failures(&sender::handle(&app, receive(&aws, &sends_q.url, 1).await).await);
+    no_failures(&sender::handle(&app, receive(&aws, &sends_q.url, 1).await, None).await);
     let again = receive(&aws, &events_q.url, 1).await;
     let b: Value = serde_json::from_str(again.records[0].body.as_deref().unwrap()).unwrap();
     assert_eq!(b["key"], body["key"]);

@@ -180,6 +180,10 @@ impl GraphConfig {
 #[async_trait::async_trait]
 pub trait MessageApi: Send + Sync {
     async fn send(&self, message: &OutboundMessage) -> Result<Accepted, SendFailure>;
+    /// The longest one [`MessageApi::send`] may take (see `Crm::call_budget`).
+    fn call_budget(&self) -> Option<Duration> {
+        None
+    }
 }
 
 /// Meta's answer to `POST /messages` (status, the body's first bytes, `Retry-After`) as the

@@ -326,6 +326,14 @@ impl Handler for Sender {
         if let Some(outcome) = self.clear(&record, &request).await {
             return outcome;
         }
+        if !crate::consumer::fits(self.graph.call_budget()) {
+            // The invocation ends before Meta could answer: the next delivery sends it.
+            let _ = self.sends.store.release(&id).await;
+            return Outcome::retry(
+                backoff(delivery.receive_count, None),
+                "no time left in this invocation for the Graph API call",
+            );
+        }
         // After the guards and the claim, so that a probe is never left unreported.
         let admit = self.breaker.admit();
         if let Admit::Wait(wait) = admit {

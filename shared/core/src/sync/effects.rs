@@ -124,6 +124,14 @@ impl CrmSync {
                     continue;
                 }
             }
+            if !crate::consumer::fits(self.crm.call_budget()) {
+                // The invocation ends before this call could: leave it to the next delivery.
+                self.unclaim(&id, in_doubt).await?;
+                return Ok(Some(Outcome::retry(
+                    crate::retry::backoff(receive_count, None),
+                    "no time left in this invocation for a CRM call",
+                )));
+            }
             let admit = self.breaker.admit();
             if let Admit::Wait(wait) = admit {
                 // The CRM is down: no call. Wait for the next probe, and at least the backoff
@@ -210,6 +218,9 @@ impl CrmSync {
                     Duration::from_millis(rand::random_range(0..=100u64 << attempt))
                 }
             };
+            if !crate::consumer::fits(self.crm.call_budget().map(|b| b + wait)) {
+                return result;
+            }
             tokio::time::sleep(wait).await;
             if self.breaker.gate().is_some() {
                 // It opened while we waited: this delivery waits with the others.

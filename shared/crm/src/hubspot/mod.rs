@@ -99,6 +99,7 @@ pub struct HubSpotCrm {
     search_lag: Duration,
     /// Effect id → when its last create attempt ended without an answer (5xx, timeout).
     doubtful: Mutex<HashMap<String, Instant>>,
+    call_budget: Duration,
 }
 
 impl HubSpotCrm {
@@ -124,6 +125,8 @@ impl HubSpotCrm {
             skipped: Mutex::new(BTreeMap::new()),
             search_lag: DEFAULT_SEARCH_LAG,
             doubtful: Mutex::new(HashMap::new()),
+            // A batch's linger, then at most a search and a create (an in-doubt create).
+            call_budget: DEFAULT_LINGER + timeout * 2,
         })
     }
 
@@ -404,6 +407,10 @@ fn status_text(a: &ActivityRecord) -> String {
 impl Crm for HubSpotCrm {
     fn kind(&self) -> &'static str {
         "hubspot"
+    }
+
+    fn call_budget(&self) -> Option<Duration> {
+        Some(self.call_budget)
     }
 
     async fn apply(&self, effect: &Effect) -> Result<(), CrmError> {

@@ -107,7 +107,7 @@ pub(super) async fn lambda_poll(
             .unwrap();
         let mut event = SqsEvent::default();
         event.records = vec![record];
-        let response = crm_sync::handle(app, event).await;
+        let response = crm_sync::handle(app, event, None).await;
         let id = m.message_id.clone().unwrap_or_default();
         let failed = response
             .batch_item_failures

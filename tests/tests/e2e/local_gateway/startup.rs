@@ -83,7 +83,8 @@ fn every_bad_setting_stops_serve_naming_the_variable() {
         ("CRM_WEBHOOK_URL", "http://127.0.0.1:9/crm"),
         ("CRM_WEBHOOK_SECRET", "whsec_c2V0dGluZ3MtdGVzdA=="),
     ];
-    let cases: &[(&str, &str, &[(&str, &str)])] = &[
+    type Env = &'static [(&'static str, &'static str)];
+    let cases: &[(&str, &str, Env)] = &[
         ("WABRIDGE_MAX_BODY_BYTES", "1MB", &[]),
         ("WABRIDGE_SYNC_CONCURRENCY", "0", &[]),
         ("WABRIDGE_SENDS_PER_SECOND", "abc", &[]),

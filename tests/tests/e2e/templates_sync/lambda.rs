@@ -61,7 +61,7 @@ async fn the_sender_lambda_syncs_the_dynamodb_registry_on_its_schedule() {
     let scheduled = || scheduled_event.clone();
 
     let off = build();
-    let disabled = sender::invoke(&off, scheduled()).await.unwrap();
+    let disabled = sender::invoke(&off, scheduled(), None).await.unwrap();
     assert_eq!(disabled["template_sync"], "disabled", "{disabled}");
     assert!(
         disabled["reason"]
@@ -73,7 +73,7 @@ async fn the_sender_lambda_syncs_the_dynamodb_registry_on_its_schedule() {
     assert!(graph.seen().is_empty(), "no WABA id: Meta is not asked");
 
     let app = build().with_template_sync(graph.config());
-    let out = sender::invoke(&app, scheduled()).await.unwrap();
+    let out = sender::invoke(&app, scheduled(), None).await.unwrap();
     assert_eq!(out["template_sync"]["pages"], 2, "{out}");
     assert_eq!(out["template_sync"]["templates"], 4, "{out}");
     let get = |name: &'static str, lang: &'static str| {
@@ -95,7 +95,7 @@ async fn the_sender_lambda_syncs_the_dynamodb_registry_on_its_schedule() {
     );
 
     // The next hour: the same templates, nothing else.
-    let again = sender::invoke(&app, scheduled()).await.unwrap();
+    let again = sender::invoke(&app, scheduled(), None).await.unwrap();
     assert_eq!(again["template_sync"]["templates"], 4);
     let order_again = get("order_confirmation", "es_MX").await.unwrap();
     assert_eq!(
@@ -112,11 +112,14 @@ async fn the_sender_lambda_syncs_the_dynamodb_registry_on_its_schedule() {
     );
 
     // Still the sends queue's consumer.
-    let batch = sender::invoke(&app, json!({"Records": []})).await.unwrap();
+    let batch = sender::invoke(&app, json!({"Records": []}), None)
+        .await
+        .unwrap();
     assert_eq!(batch["batchItemFailures"], json!([]), "{batch}");
     let e = sender::invoke(
         &app,
         json!({"detail-type": "Scheduled Event", "source": "aws.events"}),
+        None,
     )
     .await
     .unwrap_err();
@@ -133,7 +136,9 @@ async fn the_sender_lambda_syncs_the_dynamodb_registry_on_its_schedule() {
     }))
     .await;
     let failing = build().with_template_sync(down.config());
-    let e = sender::invoke(&failing, scheduled()).await.unwrap_err();
+    let e = sender::invoke(&failing, scheduled(), None)
+        .await
+        .unwrap_err();
     assert!(matches!(e, sender::InvokeError::TemplateSync(_)), "{e}");
     assert_eq!(
         get("cart_reminder", "es_MX").await.unwrap().status,
