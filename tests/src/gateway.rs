@@ -370,6 +370,18 @@ pub fn http_client() -> reqwest::Client {
 
 /// POSTs `body` to `url` with `X-Hub-Signature-256` under `secret`.
 pub async fn post_signed_with(url: &str, secret: &str, body: &[u8]) -> (u16, Value) {
+    try_post_signed(url, secret, body)
+        .await
+        .unwrap_or_else(|e| panic!("POST {url}: {e}"))
+}
+
+/// [`post_signed_with`] that returns the transport error (a server killed mid-request) instead
+/// of panicking.
+pub async fn try_post_signed(
+    url: &str,
+    secret: &str,
+    body: &[u8],
+) -> Result<(u16, Value), reqwest::Error> {
     let signature = sign(&AppSecret::new(secret).expect("non-empty secret"), body);
     let r = http_client()
         .post(url)
@@ -377,14 +389,13 @@ pub async fn post_signed_with(url: &str, secret: &str, body: &[u8]) -> (u16, Val
         .header("x-hub-signature-256", signature)
         .body(body.to_vec())
         .send()
-        .await
-        .unwrap_or_else(|e| panic!("POST {url}: {e}"));
+        .await?;
     let status = r.status().as_u16();
-    let text = r.text().await.expect("response body");
-    (
+    let text = r.text().await?;
+    Ok((
         status,
         serde_json::from_str(&text).unwrap_or(Value::String(text)),
-    )
+    ))
 }
 
 /// Copies a child's stderr through `eprintln!` (captured by libtest, shown when a test fails).

@@ -11,7 +11,7 @@ use axum::http::{HeaderName, HeaderValue, StatusCode};
 use wabridge_core::api::Api;
 use wabridge_core::consumer::{run_worker, Pressure, Settle, WorkerOptions};
 use wabridge_core::http::{ApiError, Method, Request, Response};
-use wabridge_sqlite::{SqliteDedupe, SqliteInbox, SqliteQueue, EVENTS_QUEUE};
+use wabridge_sqlite::{SqliteDedupe, SqliteInbox, SqliteQueue, EVENTS_QUEUE, SENDS_QUEUE};
 
 use crate::error::CliError;
 use crate::secrets;
@@ -53,6 +53,27 @@ pub async fn run(args: ServeArgs) -> Result<(), CliError> {
 
     let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
     let queue = Arc::new(SqliteQueue::new(db.clone(), EVENTS_QUEUE));
+    // What a killed process held comes back now, not after its visibility timeout.
+    for q in [queue.as_ref(), &SqliteQueue::new(db.clone(), SENDS_QUEUE)] {
+        let n = q.release_held().await.map_err(CliError::store(
+            "cannot release the previous process's deliveries",
+        ))?;
+        if n > 0 {
+            println!(
+                "released {n} deliveries of the {} queue held before the restart",
+                q.name()
+            );
+        }
+    }
+    let claims = wabridge_sqlite::ledger::SqliteLedger::new(db.clone())
+        .release_held()
+        .await
+        .map_err(CliError::store(
+            "cannot release the previous process's effect claims",
+        ))?;
+    if claims > 0 {
+        println!("released {claims} CRM effect claims held before the restart (kept in doubt)");
+    }
     let (events_policy, sends_policy) =
         wabridge_core::config::retry_policies(|name| std::env::var(name).ok())?;
     let handler = crate::crm_sync::handler(&db, sends.clone()).await?;

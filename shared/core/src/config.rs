@@ -296,8 +296,8 @@ impl<F: Fn(&str) -> Option<String>> Settings<F> {
 }
 
 /// How long an event waits out transient failures before it is dead-lettered (see
-/// [`crate::retry`]): `7d` by default, `36h`, `90min`... from 1 minute to 13 days (SQS keeps
-/// events 14 days: a day to spare for the last attempts).
+/// [`crate::retry`]): `7d` by default, `36h`, `90min`... from 1 minute to 9 days (SQS keeps
+/// events 10 days, a day to spare for the last attempts; their DLQ keeps them 14).
 pub const WABRIDGE_RETRY_HORIZON: &str = "WABRIDGE_RETRY_HORIZON";
 /// How long a send may wait for Meta's API before it ends `failed`: `24h` by default, from 1
 /// minute to 3 days (SQS keeps sends 4 days).
@@ -314,8 +314,8 @@ pub fn retry_policies(
     let events = s.duration(
         WABRIDGE_RETRY_HORIZON,
         RetryPolicy::EVENTS.horizon,
-        "a duration from 1min to 13d, such as 7d or 36h",
-        |d| (MINUTE..=13 * DAY).contains(d),
+        "a duration from 1min to 9d, such as 7d or 36h",
+        |d| (MINUTE..=9 * DAY).contains(d),
     )?;
     let sends = s.duration(
         WABRIDGE_SEND_RETRY_HORIZON,
@@ -361,7 +361,7 @@ mod ledger_retention_tests {
         );
         for (name, bad) in [
             (WABRIDGE_RETRY_HORIZON, "seven days"),
-            (WABRIDGE_RETRY_HORIZON, "14d"),
+            (WABRIDGE_RETRY_HORIZON, "10d"),
             (WABRIDGE_RETRY_HORIZON, "30s"),
             (WABRIDGE_RETRY_HORIZON, "7"),
             (WABRIDGE_SEND_RETRY_HORIZON, "4d"),

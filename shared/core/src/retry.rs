@@ -24,7 +24,7 @@ pub const MAX_HINT: Duration = Duration::from_secs(12 * 3600);
 /// docs): the redrive policy's `maxReceiveCount` on SQS, the SQLite queue's `max_receives`.
 pub const BACKSTOP_RECEIVES: u32 = 1000;
 /// Default horizon of the events queue: Meta retries a webhook for 7 days, and an event waits
-/// as long for its CRM (the queue keeps messages a day longer, so none expires first).
+/// as long for its CRM (the queue keeps messages 10 days, so none expires first).
 pub const DEFAULT_EVENTS_HORIZON: Duration = Duration::from_secs(7 * 86_400);
 /// Default horizon of the sends queue: a template sent a day late can be worse than none, so a
 /// send that Meta's API could not take for 24 hours ends `failed`, reported to the CRM.
@@ -32,13 +32,30 @@ pub const DEFAULT_SENDS_HORIZON: Duration = Duration::from_secs(24 * 3600);
 
 /// Shortest drawn delay (a retry sooner than this only finds the same failure).
 const MIN_DELAY_MS: u64 = 200;
+/// Receives during which a server's `Retry-After` is the delay itself; after them it is only a
+/// floor under the backoff, so that a server asking for tiny delays for days cannot spend the
+/// receive backstop (10 + 907 < 1,000).
+pub const HINTED_ATTEMPTS: u32 = 10;
 
-/// The delay before attempt `attempt + 1` (`attempt` counts from 1, the receive count):
-/// 1 s doubling per attempt up to [`MAX_BACKOFF`], drawn uniformly below that (at least
-/// 200 ms) so consumers that failed together do not retry together, and in `[3/4, 1]` of the
-/// cap once it is reached (the backstop's arithmetic above); never shorter than the server's
-/// `hint` (`Retry-After`, capped at [`MAX_HINT`]).
+/// The delay before attempt `attempt + 1` (`attempt` counts from 1, the receive count).
+/// With a server's `hint` (`Retry-After`, rate-limit headers; capped at [`MAX_HINT`]): the hint
+/// and up to a tenth more (so throttled consumers do not return together), for the first
+/// [`HINTED_ATTEMPTS`]; never shorter than the hint after. Otherwise: 1 s doubling per attempt
+/// up to [`MAX_BACKOFF`], drawn uniformly below that (at least 200 ms) so consumers that failed
+/// together do not retry together, and in `[3/4, 1]` of the cap once it is reached (the
+/// backstop's arithmetic above).
 pub fn backoff(attempt: u32, hint: Option<Duration>) -> Duration {
+    if let Some(hint) = hint.map(|h| h.min(MAX_HINT)) {
+        if attempt <= HINTED_ATTEMPTS {
+            let spread = rand::random_range(0..=hint.as_millis() as u64 / 10);
+            return (hint + Duration::from_millis(spread)).min(MAX_HINT);
+        }
+        return grown(attempt).max(hint);
+    }
+    grown(attempt)
+}
+
+fn grown(attempt: u32) -> Duration {
     let exp = attempt.saturating_sub(1).min(20);
     let cap_ms = MAX_BACKOFF.as_millis() as u64;
     let full_ms = (1000u64 << exp).min(cap_ms);
@@ -47,8 +64,7 @@ pub fn backoff(attempt: u32, hint: Option<Duration>) -> Duration {
     } else {
         MIN_DELAY_MS
     };
-    let drawn = Duration::from_millis(rand::random_range(floor_ms..=full_ms));
-    drawn.max(hint.unwrap_or_default().min(MAX_HINT))
+    Duration::from_millis(rand::random_range(floor_ms..=full_ms))
 }
 
 /// What one queue's consumers do with transient failures.
@@ -107,9 +123,17 @@ mod tests {
         }
         assert!(backoff(u32::MAX, None) <= MAX_BACKOFF);
         assert!(backoff(40, None) >= MAX_BACKOFF * 3 / 4);
-        // A Retry-After is a floor, capped at SQS's longest visibility timeout.
+        // A Retry-After is the delay (plus up to a tenth), capped at SQS's longest visibility
+        // timeout; after HINTED_ATTEMPTS a floor under the growing backoff.
+        let hint = Duration::from_millis(20);
+        for _ in 0..20 {
+            let d = backoff(3, Some(hint));
+            assert!(d >= hint && d <= hint * 11 / 10, "{d:?}");
+        }
         assert!(backoff(1, Some(Duration::from_secs(90))) >= Duration::from_secs(90));
         assert_eq!(backoff(1, Some(Duration::from_secs(86_400))), MAX_HINT);
+        assert!(backoff(HINTED_ATTEMPTS + 8, Some(hint)) >= Duration::from_millis(MIN_DELAY_MS));
+        assert!(backoff(30, Some(hint)) >= MAX_BACKOFF * 3 / 4);
         // Jitter: not all the same.
         let draws: std::collections::HashSet<_> = (0..50).map(|_| backoff(8, None)).collect();
         assert!(draws.len() > 1);

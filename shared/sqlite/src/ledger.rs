@@ -98,6 +98,26 @@ impl SqliteLedger {
     }
 }
 
+impl SqliteLedger {
+    /// Ends every claim's lease now, keeping it in doubt; returns how many. For the start of
+    /// `wabridge serve`: the data dir is locked to one process, so a pending claim belongs to a
+    /// process that is gone (killed mid-call), and waiting out its lease only delays the
+    /// backlog. The next attempt knows the effect may have been applied (see `Claim`).
+    pub async fn release_held(&self) -> Result<usize, StoreError> {
+        let now = self.clock.now_ms();
+        self.db
+            .write(move |t| {
+                t.prepare_cached(
+                    "UPDATE effects SET lease_until = 0, updated_at = ?1
+                     WHERE state = 'pending' AND lease_until > ?1",
+                )
+                .and_then(|mut s| s.execute(params![now]))
+                .map_err(sql_err)
+            })
+            .await
+    }
+}
+
 #[async_trait]
 impl Ledger for SqliteLedger {
     async fn claim(&self, effect_id: &str, lease: Duration) -> Result<Claim, StoreError> {
@@ -298,5 +318,34 @@ mod tests {
         for i in 0..5 {
             assert_eq!(effect_state(&db, &format!("e{i}")).await, None);
         }
+    }
+
+    /// What a killed process claimed is free again at the next start, still in doubt; what was
+    /// confirmed or released is untouched.
+    #[tokio::test]
+    async fn release_held_ends_leases_and_keeps_claims_in_doubt() {
+        let dir = tempfile::tempdir().unwrap();
+        let db = Db::open(dir.path().join("l.db")).unwrap();
+        let ledger = SqliteLedger::new(db.clone());
+        let lease = Duration::from_secs(60);
+        for id in ["held", "done", "released"] {
+            ledger.claim(id, lease).await.unwrap();
+        }
+        ledger.confirm("done").await.unwrap();
+        ledger.release("released").await.unwrap();
+        assert!(matches!(
+            ledger.claim("held", lease).await.unwrap(),
+            Claim::Busy(_)
+        ));
+        assert_eq!(ledger.release_held().await.unwrap(), 1);
+        assert_eq!(
+            ledger.claim("held", lease).await.unwrap(),
+            Claim::Proceed { in_doubt: true }
+        );
+        assert_eq!(ledger.claim("done", lease).await.unwrap(), Claim::Done);
+        assert_eq!(
+            ledger.claim("released", lease).await.unwrap(),
+            Claim::Proceed { in_doubt: false }
+        );
     }
 }

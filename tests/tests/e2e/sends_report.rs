@@ -243,6 +243,15 @@ async fn opt_in(s: &Setup, to: &str) {
     drain_consent(s).await;
 }
 
+/// The CRM's consent records from Meta's 131050 (the API's opt-ins are consents too).
+async fn meta_consents(s: &Setup) -> Vec<Value> {
+    s.records("consent")
+        .await
+        .into_iter()
+        .filter(|c| c["source"] == "meta_error")
+        .collect()
+}
+
 /// crm-sync takes the one consent event a `POST /consents` put on the events queue.
 async fn drain_consent(s: &Setup) {
     let keys = s.run_sync().await;
@@ -366,7 +375,7 @@ async fn meta_failures_become_one_activity_and_131050_a_consent_record() {
     assert_eq!(of(&failed.id)["status"], "failed");
     assert_eq!(of(&failed.id)["errors"][0]["code"], 131026);
     assert_eq!(of(&stopped.id)["errors"][0]["code"], 131050);
-    let consents = s.records("consent").await;
+    let consents = meta_consents(&s).await;
     assert_eq!(consents.len(), 1, "{consents:#?}");
     assert_eq!(consents[0]["source"], "meta_error");
     assert_eq!(consents[0]["status"], "opt_out");
@@ -432,7 +441,7 @@ async fn meta_131050_on_a_message_we_did_not_send_is_an_opt_out_once() {
         assert_eq!(s.run_sync().await.len(), 1);
     }
     assert_eq!(s.records("activity").await.len(), 1);
-    let consents = s.records("consent").await;
+    let consents = meta_consents(&s).await;
     assert_eq!(consents.len(), 1, "{consents:#?}");
     assert_eq!(consents[0]["source"], "meta_error");
     assert_eq!(consents[0]["status"], "opt_out");
@@ -489,7 +498,7 @@ async fn meta_131050_for_our_send_found_by_wamid_reaches_the_crm_once() {
     let record = s.sends.get(&send.id).await.unwrap();
     assert_eq!(record.state, SendState::Failed);
     assert_eq!(record.error.unwrap().code, "meta_131050");
-    let consents = s.records("consent").await;
+    let consents = meta_consents(&s).await;
     assert_eq!(consents.len(), 1, "{consents:#?}");
     assert_eq!(consents[0]["evidence"]["message_id"], wamid.as_str());
     let contact = ContactRef::parse("+525512340033").unwrap();

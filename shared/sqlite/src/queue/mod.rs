@@ -179,6 +179,25 @@ impl SqliteQueue {
             .await
     }
 
+    /// Makes every message that a delivery holds (in flight or waiting out a retry delay)
+    /// visible now; returns how many. For the start of `wabridge serve`: the data dir is locked
+    /// to one process, so whatever was in flight belonged to a process that is gone, and
+    /// waiting out its visibility timeout (or a long backoff) would only delay the backlog.
+    /// Messages enqueued with a delay and never received keep it.
+    pub async fn release_held(&self) -> Result<usize, StoreError> {
+        let (name, now) = (self.name.clone(), self.clock.now_ms());
+        self.db
+            .write(move |t| {
+                t.prepare_cached(
+                    "UPDATE queue_messages SET visible_at = ?2, retrying = 0
+                     WHERE queue = ?1 AND receipt IS NOT NULL AND visible_at > ?2",
+                )
+                .and_then(|mut s| s.execute(params![name, now]))
+                .map_err(sql_err)
+            })
+            .await
+    }
+
     /// Names of the queues that hold dead letters (for a CLI listing every queue).
     pub async fn queues_with_dead_letters(db: &Db) -> Result<Vec<String>, StoreError> {
         db.read(|c| {

@@ -273,3 +273,34 @@ async fn a_schema_1_database_is_upgraded_in_place() {
         .unwrap();
     assert_eq!(version, 2);
 }
+
+#[tokio::test]
+async fn release_held_brings_back_what_a_dead_process_held_but_not_delayed_messages() {
+    let (_d, _clock, q) = setup(5);
+    q.send_batch(&[msg("in-flight"), msg("retrying")])
+        .await
+        .unwrap();
+    q.send_batch(&[OutgoingMessage {
+        delay: Some(Duration::from_secs(600)),
+        ..msg("delayed")
+    }])
+    .await
+    .unwrap();
+    let got = q.receive(10, VIS).await.unwrap();
+    assert_eq!(got.len(), 2);
+    let retrying = got.iter().find(|d| d.body == "body-retrying").unwrap();
+    q.retry_later(&retrying.receipt, Duration::from_secs(900))
+        .await
+        .unwrap();
+    assert!(q.receive(10, VIS).await.unwrap().is_empty());
+    assert_eq!(q.release_held().await.unwrap(), 2);
+    let mut back: Vec<String> = q
+        .receive(10, VIS)
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|d| d.body)
+        .collect();
+    back.sort();
+    assert_eq!(back, ["body-in-flight", "body-retrying"]);
+}

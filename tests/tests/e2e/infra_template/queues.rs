@@ -3,6 +3,7 @@
 
 use serde_json::{json, Value};
 use wabridge_core::config;
+use wabridge_core::retry::BACKSTOP_RECEIVES;
 
 use super::*;
 
@@ -30,8 +31,11 @@ pub(super) fn check_queues(t: &Value) -> Vec<String> {
         if !is_get_att(&redrive["deadLetterTargetArn"], dlq, "Arn") {
             p.push(format!("{queue}: RedrivePolicy must target {dlq}"));
         }
-        if !int(&redrive["maxReceiveCount"]).is_some_and(|n| (2..=20).contains(&n)) {
-            p.push(format!("{queue}: maxReceiveCount must be set (2..=20)"));
+        // The retry horizon decides; maxReceiveCount is the backstop of its arithmetic.
+        if int(&redrive["maxReceiveCount"]) != Some(i64::from(BACKSTOP_RECEIVES)) {
+            p.push(format!(
+                "{queue}: maxReceiveCount must be the backstop, {BACKSTOP_RECEIVES}"
+            ));
         }
         let keep = int(&q["MessageRetentionPeriod"]).unwrap_or(0);
         let dlq_keep = int(&props(t, dlq)["MessageRetentionPeriod"]).unwrap_or(0);

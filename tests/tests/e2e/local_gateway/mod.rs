@@ -2,6 +2,7 @@
 //! data dir, driven over loopback HTTP and through its CLI, its SQLite file inspected directly.
 
 mod cli;
+mod crash;
 mod durability;
 mod outage;
 mod startup;

@@ -102,7 +102,7 @@ async fn a_three_minute_crm_outage_through_serve_loses_and_doubles_nothing() {
     assert_eq!(stats["events_queue"]["dead"], 0, "{stats}");
     let accepted = receiver.accepted.lock().unwrap().clone();
     for i in 0..WEBHOOKS {
-        let id = format!("wamid.OUTAGE.{i}#activity");
+        let id = format!("m:wamid.OUTAGE.{i}#activity");
         assert_eq!(accepted.get(&id), Some(&1), "{id}");
     }
     // Probed, not hammered: 100 events retried on their own backoff for 3 minutes would have

@@ -41,14 +41,21 @@ async fn sends_ended_by_the_sender_reach_the_crm_exactly_once() {
     assert_eq!(v["error"]["code"], "meta_131050", "{v}");
 
     let records = wabridge_tests::eventually(
-        "three send_result activities and the 131050 consent",
+        "three send_result activities, the 131050 consent and the three API consents",
         Duration::from_secs(20),
         || async {
             gw.wait_drained();
             let r = gw.records();
             let results = r.iter().filter(|r| r["type"] == "send_result").count();
-            let consents = r.iter().filter(|r| r["kind"] == "consent").count();
-            (results == 3 && consents == 1).then_some(r)
+            let from_meta = r
+                .iter()
+                .filter(|r| r["kind"] == "consent" && r["source"] == "meta_error")
+                .count();
+            let from_api = r
+                .iter()
+                .filter(|r| r["kind"] == "consent" && r["source"] == "web_form")
+                .count();
+            (results == 3 && from_meta == 1 && from_api == 3).then_some(r)
         },
     )
     .await;
@@ -66,7 +73,10 @@ async fn sends_ended_by_the_sender_reach_the_crm_exactly_once() {
     let c = outbound(&records, &stopped);
     assert_eq!(c.len(), 1, "{records:#?}");
     assert_eq!(c[0]["errors"][0]["code"], 131050);
-    let consent_record = records.iter().find(|r| r["kind"] == "consent").unwrap();
+    let consent_record = records
+        .iter()
+        .find(|r| r["kind"] == "consent" && r["source"] == "meta_error")
+        .unwrap();
     assert_eq!(consent_record["status"], "opt_out");
     assert_eq!(consent_record["source"], "meta_error");
     assert_eq!(consent_record["evidence"]["send_id"], stopped.as_str());
