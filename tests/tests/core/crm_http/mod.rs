@@ -169,6 +169,10 @@ async fn drain(
                     concurrency,
                     visibility: Duration::from_secs(30),
                     idle: Duration::from_millis(10),
+                    // As `wabridge serve` wires it: a batch call that fails fails every caller
+                    // in it, which can open the circuit; the worker then waits instead of
+                    // spending receives.
+                    breaker: Some(rig.sync.breaker().clone()),
                     ..WorkerOptions::default()
                 },
                 stop_rx.clone(),
