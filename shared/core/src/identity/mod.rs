@@ -187,9 +187,18 @@ impl Phone {
         if !(8..=15).contains(&digits.len()) || !digits.bytes().all(|b| b.is_ascii_digit()) {
             return Err(IdentityError::NotAPhone(wa_id.to_string()));
         }
-        let mut phone = match Phone::parse_with(&format!("+{digits}"), None, false) {
-            Ok(p) => p,
-            Err(_) => Phone {
+        let international = format!("+{digits}");
+        // The crate strips what it takes for a national prefix even where libphonenumber keeps
+        // it (`+1 1…`): Meta's digits are the account's, so a parse that changed them is not
+        // used (the country quirks apply to the parsed digits only).
+        let kept = phonenumber::parse(None, &international)
+            .is_ok_and(|n| format!("{}{}", n.code().value(), national_digits(&n)) == digits);
+        let parsed = Phone::parse_with(&international, None, false)
+            .ok()
+            .filter(|_| kept);
+        let mut phone = match parsed {
+            Some(p) => p,
+            None => Phone {
                 e164: E164(format!("+{digits}")),
                 key: digits.to_string(),
                 wa_id: None,

@@ -140,6 +140,11 @@ fn a_wa_id_in_a_range_the_metadata_does_not_know_is_kept_unverified() {
     let nowhere = E164::try_from("+99912345678".to_string()).unwrap();
     assert_eq!(nowhere.validity(), PhoneValidity::Impossible);
     assert!(!Phone::from_wa_id("99912345678").unwrap().verified);
+    // The crate would read `+1 101…` as `+1 01…` (a national prefix libphonenumber keeps):
+    // Meta's digits stay as they are.
+    let nanpa = Phone::from_wa_id("11015550123").unwrap();
+    assert_eq!(nanpa.e164.as_str(), "+11015550123");
+    assert!(!nanpa.verified);
 }
 
 #[test]

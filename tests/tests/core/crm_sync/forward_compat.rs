@@ -182,3 +182,28 @@ async fn unverified_phones_are_counted_in_a_metric() {
     assert_eq!(counted.len(), 1, "{text}");
     assert!(!text.contains("8221234567"), "phones are masked: {text}");
 }
+
+/// Numbers people type stay strict: the wa_id crm-sync keeps is refused as a send's `to` and as
+/// a consent's contact.
+#[test]
+fn typed_numbers_in_a_range_the_metadata_does_not_know_are_refused() {
+    use wabridge_core::consent::ContactRef;
+    use wabridge_core::sends::request::SendRequest;
+    let send = |to: &str| {
+        SendRequest::parse(
+            json!({"to": to, "template": "order_confirmation", "language": "es_MX",
+                   "category": "utility"})
+            .to_string()
+            .as_bytes(),
+        )
+    };
+    let refused = send("+52 822 123 4567").unwrap_err();
+    assert!(
+        refused.to_string().contains("valid phone number"),
+        "{refused}"
+    );
+    assert!(send("+52 55 1234 5678").is_ok());
+    assert!(ContactRef::parse_phone("+528221234567").is_none());
+    assert!(ContactRef::parse_phone("5218221234567").is_none());
+    assert!(ContactRef::parse_phone("+525512345678").is_some());
+}
