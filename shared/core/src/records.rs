@@ -80,6 +80,7 @@ impl Record {
             Record::Consent(c) => Some(&c.contact_id),
             Record::Attribution(a) => Some(&a.contact_id),
             Record::Lead(l) => Some(&l.contact_id),
+            Record::Unknown(u) => u.contact_id.as_deref(),
             _ => None,
         }
     }
@@ -98,6 +99,10 @@ pub struct ContactRecord {
     pub id: String,
     /// Canonical E.164 number (`+525512345678`), absent for username-only users.
     pub phone_e164: Option<String>,
+    /// Whether the phone metadata knows `phone_e164`: `false` for a `wa_id` in a range it does
+    /// not know yet (Meta vouches for the account; the metadata lags). Absent with no phone.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub phone_verified: Option<bool>,
     /// Meta's `wa_id` exactly as received.
     pub wa_id: Option<String>,
     /// Business-scoped user id (`CC.…`).
@@ -200,6 +205,10 @@ pub struct ActivityRecord {
     /// How `ref_code` resolved: `known`, `unknown` or `expired`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub ref_code_status: Option<crate::attribution::CodeStatus>,
+    /// The WhatsApp group of the message: an inbound group message, or a status of a message
+    /// sent to a group (which names no person: `contact_id` is empty).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub group_id: Option<String>,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -281,6 +290,9 @@ pub struct UnknownRecord {
     /// `changes[].field`.
     pub field: String,
     pub raw: Value,
+    /// The person it names, when it names one (a `user_preferences` value we do not know yet).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub contact_id: Option<String>,
 }
 
 #[cfg(test)]
@@ -293,6 +305,7 @@ mod tests {
                 v: Version(1),
                 id: "c1".into(),
                 phone_e164: Some("+525512345678".into()),
+                phone_verified: Some(true),
                 wa_id: Some("5215512345678".into()),
                 bsuid: Some("MX.123".into()),
                 username: Some("ana".into()),
@@ -335,6 +348,7 @@ mod tests {
                 }],
                 callback_data: Some("snd_1".into()),
                 send_id: Some("snd_1".into()),
+                group_id: Some("120363012345678901".into()),
                 ..Default::default()
             }),
             Record::Activity(ActivityRecord {
@@ -386,6 +400,14 @@ mod tests {
                 event_id: "u".into(),
                 field: "account_alerts".into(),
                 raw: serde_json::json!({"x":1}),
+                contact_id: None,
+            }),
+            Record::Unknown(UnknownRecord {
+                v: Version(1),
+                event_id: "p".into(),
+                field: "user_preferences".into(),
+                raw: serde_json::json!({"value":"signup"}),
+                contact_id: Some("c1".into()),
             }),
             Record::Attribution(crate::attribution::AttributionRecord::new(
                 "wamid.1",

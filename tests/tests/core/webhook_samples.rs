@@ -67,6 +67,16 @@ fn expected() -> BTreeMap<&'static str, Vec<EventKind>> {
             vec![UserPreference],
         ),
         ("account_update_es_mx.json", vec![AccountUpdate]),
+        ("text_wa_id_unknown_range_es_mx.json", m(1)),
+        ("bsuid_in_from_and_wa_id_es_co.json", m(1)),
+        ("bsuid_only_in_contacts_es_cl.json", m(1)),
+        ("status_group_es_mx.json", vec![Status]),
+        ("status_unmodelled_value_es_pe.json", vec![Status]),
+        ("user_preferences_signup_es_mx.json", vec![UserPreference]),
+        (
+            "account_update_unmodelled_event_es_ar.json",
+            vec![AccountUpdate],
+        ),
         ("change_level_errors.json", vec![Unknown]),
         ("unknown_field.json", vec![Unknown]),
         ("unknown_message_type_es_mx.json", vec![Unknown]),
@@ -359,7 +369,27 @@ fn typed_details_of_samples() {
     let Item::UserPreference(p) = one("user_preferences_marketing_stop_es_ar.json") else {
         panic!()
     };
-    assert_eq!(p.value, Some(PreferenceValue::Stop));
+    assert_eq!(p.value_kind(), Some(PreferenceValue::Stop));
+    let Item::UserPreference(p) = one("user_preferences_signup_es_mx.json") else {
+        panic!()
+    };
+    assert_eq!(p.value.as_deref(), Some("signup"), "kept by name");
+    assert_eq!(p.value_kind(), Some(PreferenceValue::Other));
+
+    // A status of a message sent to a group names the group, and its participant apart.
+    let Item::Status(g) = one("status_group_es_mx.json") else {
+        panic!()
+    };
+    assert!(g.is_group());
+    assert_eq!(g.recipient_id.as_deref(), Some("120363045678901234"));
+    assert_eq!(g.recipient_participant_id.as_deref(), Some("5213312345678"));
+
+    // No sender in the message: the change's only contact is attached.
+    let events = split_file("bsuid_only_in_contacts_es_cl.json");
+    let c = model::parse_contact(&events[0])
+        .expect("the single contacts[] entry")
+        .unwrap();
+    assert_eq!(c.user_id.as_deref(), Some("CL.77301928374655019283"));
     let Item::QualityUpdate(q) = one("phone_number_quality_update_es_ar.json") else {
         panic!()
     };

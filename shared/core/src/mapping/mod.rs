@@ -19,18 +19,20 @@
 //! ```
 //!
 //! Rules: `required`, `e164`, `email`, `url`, `one_of` (enum catalog), `max_length` (characters),
-//! `regex`. Transforms, applied in order before the rules: `trim`, `lower`, `upper`,
+//! `regex`. `e164 = true` takes a canonical E.164 number of a length its country uses, so a
+//! `wa_id` in a range the phone metadata does not know yet passes (its contact says
+//! `phone_verified: false`); `e164 = "valid"` refuses it too. Transforms, applied in order before the rules: `trim`, `lower`, `upper`,
 //! `first_name` / `last_name` (split a full name at its first space), `digits`. `default`
 //! fills a value that is absent or empty after the transforms.
 
 use std::collections::BTreeSet;
 
-use serde::Deserialize;
+use serde::{Deserialize, Deserializer};
 use serde_json::{Map, Value};
 use thiserror::Error;
 use validator::{ValidateEmail, ValidateUrl};
 
-use crate::identity::E164;
+use crate::identity::{PhoneValidity, E164};
 use crate::records::Record;
 
 /// The mapping file could not be used.
@@ -68,6 +70,40 @@ pub enum Transform {
     Digits,
 }
 
+/// The `e164` rule of a field.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum E164Rule {
+    /// No rule (`e164 = false`, or absent).
+    #[default]
+    Off,
+    /// `e164 = true` (or `"possible"`): canonical E.164, a length its country uses.
+    Possible,
+    /// `e164 = "valid"`: also in a range the phone metadata knows. Refuses Meta's `wa_id`s of
+    /// new ranges (the delivery dead-letters naming the rule), for a CRM that must only hold
+    /// numbers the metadata knows.
+    Valid,
+}
+
+impl<'de> Deserialize<'de> for E164Rule {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        #[derive(Deserialize)]
+        #[serde(untagged)]
+        enum Written {
+            Flag(bool),
+            Level(String),
+        }
+        match Written::deserialize(d)? {
+            Written::Flag(false) => Ok(E164Rule::Off),
+            Written::Flag(true) => Ok(E164Rule::Possible),
+            Written::Level(l) if l == "possible" => Ok(E164Rule::Possible),
+            Written::Level(l) if l == "valid" => Ok(E164Rule::Valid),
+            Written::Level(l) => Err(serde::de::Error::custom(format!(
+                "e164: expected true, false, \"possible\" or \"valid\", got {l:?}"
+            ))),
+        }
+    }
+}
+
 /// One CRM field.
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -85,7 +121,7 @@ pub struct FieldSpec {
     #[serde(default)]
     pub required: bool,
     #[serde(default)]
-    pub e164: bool,
+    pub e164: E164Rule,
     #[serde(default)]
     pub email: bool,
     #[serde(default)]
@@ -355,13 +391,8 @@ impl FieldSpec {
             Value::String(s) => s.clone(),
             other => other.to_string(),
         };
-        if self.e164 {
-            // Canonical E.164 only: a number that needs normalising should have been normalised
-            // upstream; anything else is garbage for the CRM.
-            match E164::parse(&text, None) {
-                Ok(e) if e.as_str() == text => {}
-                _ => return Err(fail("e164", "not a valid E.164 number".into())),
-            }
+        if self.e164 != E164Rule::Off {
+            e164_rule(self.e164, &text).map_err(|detail| fail("e164", detail.into()))?;
         }
         if self.email && !text.validate_email() {
             return Err(fail("email", "not an email address".into()));
@@ -404,6 +435,23 @@ impl FieldSpec {
             };
         }
         s
+    }
+}
+
+/// The `e164` rule on a value: `Err` says why it fails.
+fn e164_rule(rule: E164Rule, text: &str) -> Result<(), &'static str> {
+    // Canonical only: a number that needs normalising should have been normalised upstream
+    // (the planner does it for Meta's ids); anything else is garbage for the CRM.
+    let canonical = E164::canonical(text).map_err(|_| "not an E.164 number")?;
+    if canonical.as_str() != text {
+        return Err("not in canonical E.164 form");
+    }
+    match (canonical.validity(), rule) {
+        (PhoneValidity::Valid, _) | (PhoneValidity::Possible, E164Rule::Possible) => Ok(()),
+        (PhoneValidity::Possible, _) => {
+            Err("not a number the phone metadata knows (`e164 = \"valid\"`)")
+        }
+        (PhoneValidity::Impossible, _) => Err("not a possible number for its country"),
     }
 }
 

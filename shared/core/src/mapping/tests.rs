@@ -52,6 +52,53 @@ fn e164_rule_accepts_canonical_numbers_only() {
 }
 
 #[test]
+fn e164_takes_a_wa_id_the_metadata_does_not_know_unless_the_mapping_asks_for_valid() {
+    // +52 822 123 4567: a Mexican length in a range metadata 9.0.33 does not know.
+    let unknown_range = contact(None, Some("+528221234567"));
+    let possible = one("to = \"phone\"\nfrom = \"phone_e164\"\ne164 = true");
+    assert_eq!(
+        possible.apply(&unknown_range).unwrap()["phone"],
+        "+528221234567"
+    );
+    let same = one("to = \"phone\"\nfrom = \"phone_e164\"\ne164 = \"possible\"");
+    assert!(same.apply(&unknown_range).is_ok());
+    let valid = one("to = \"phone\"\nfrom = \"phone_e164\"\ne164 = \"valid\"");
+    let err = valid.apply(&unknown_range).unwrap_err();
+    assert_eq!(err.rule, "e164");
+    assert!(err.detail.contains("phone metadata"), "{}", err.detail);
+    assert!(valid.apply(&contact(None, Some("+525512345678"))).is_ok());
+    // Not a Mexican length, nor canonical (Meta's legacy 521 form): refused by both.
+    for bad in ["+52822123456", "+5215512345678"] {
+        assert_eq!(
+            rule_of(&possible, &contact(None, Some(bad))),
+            "e164",
+            "{bad}"
+        );
+    }
+    let off = one("to = \"phone\"\nfrom = \"phone_e164\"\ne164 = false");
+    assert!(off.apply(&contact(None, Some("12345"))).is_ok());
+    let e = Mapping::from_toml(
+        "version = 1\n[[contact]]\nto = \"p\"\nfrom = \"phone_e164\"\ne164 = \"strict\"",
+    )
+    .unwrap_err();
+    assert!(e.to_string().contains("\"valid\""), "{e}");
+}
+
+#[test]
+fn phone_verified_reaches_the_mapping_as_a_field() {
+    let m = one("to = \"verified\"\nfrom = \"phone_verified\"");
+    let Record::Contact(mut c) = contact(None, Some("+528221234567")) else {
+        unreachable!()
+    };
+    c.phone_verified = Some(false);
+    let fields = m.apply(&Record::Contact(c.clone())).unwrap();
+    assert_eq!(fields["verified"], false);
+    // The explicit refusal of unverified phones a mapping can also write as a catalog.
+    let refuse = one("to = \"verified\"\nfrom = \"phone_verified\"\none_of = [\"true\"]");
+    assert_eq!(rule_of(&refuse, &Record::Contact(c)), "one_of");
+}
+
+#[test]
 fn email_and_url_rules() {
     let m = one("to = \"email\"\nfrom = \"name\"\nemail = true");
     assert!(m.apply(&contact(Some("ana@example.com"), None)).is_ok());

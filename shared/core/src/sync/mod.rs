@@ -123,6 +123,7 @@ impl CrmSync {
         };
         // Validate everything before any effect: a bad record never reaches the CRM.
         let write_contact = plan.upsert_contact || created;
+        let unverified = unverified_phone(contact.as_ref()).filter(|_| write_contact);
         let effects = match self.validate(contact, write_contact, records, extra) {
             Ok(e) => e,
             Err(e) => return Ok(dead(&e)),
@@ -134,6 +135,16 @@ impl CrmSync {
             .await?
         {
             return Ok(outcome);
+        }
+        if let Some(phone) = unverified {
+            // Counted per contact write: a rising count says the crate's phone metadata lags
+            // (docs/architecture.md#identity-and-phone-metadata says how to update it).
+            tracing::info!(
+                event = %event.key,
+                phone = %crate::redact::mask(&phone),
+                metric = "phone_unverified",
+                "a wa_id the phone metadata does not know: kept with phone_verified=false"
+            );
         }
         // Hooks for the sending side, once the CRM has everything.
         let keys = plan.identity.keys();
@@ -231,6 +242,14 @@ impl CrmSync {
             Item::TemplateStatus(t) => self.hooks.on_template_status(ctx, t).await,
             _ => Ok(()),
         }
+    }
+}
+
+/// The phone of a contact record the phone metadata does not know.
+fn unverified_phone(contact: Option<&Record>) -> Option<String> {
+    match contact {
+        Some(Record::Contact(c)) if c.phone_verified == Some(false) => c.phone_e164.clone(),
+        _ => None,
     }
 }
 

@@ -22,6 +22,7 @@
 //! - **lead**: a Deal (`POST /crm/v3/objects/deals/batch/create`,
 //!   [`crate::hubspot::attribution::deal_body`]) associated to the contact (type 3) with the UTM
 //!   properties.
+//! - **status of a message sent to a group**: skipped (it names a group, no contact).
 //! - **template status, number quality, unknown**: skipped by design, logged and counted
 //!   ([`HubSpotCrm::stats`]): they belong to the WhatsApp account, not to a contact, and HubSpot
 //!   has no object for them (an unassociated engagement shows nowhere in HubSpot's UI). The
@@ -418,6 +419,13 @@ impl Crm for HubSpotCrm {
             Record::Contact(_) => {
                 let id = self.id_value(&effect.fields)?;
                 self.upsert(id, effect.fields.clone()).await.map(drop)
+            }
+            Record::Activity(a) if a.group_id.is_some() && effect.contact.is_none() => {
+                self.skip(
+                    effect,
+                    "a status of a message sent to a group: no contact to log it on",
+                );
+                Ok(())
             }
             Record::Activity(a) => self.log_communication(effect, a).await,
             Record::Consent(_) => {

@@ -273,6 +273,10 @@ async fn hubspot_writes_every_record_kind() {
         "waba_id": "W1", "item": {"display_phone_number": "5215500000000", "event": "FLAGGED", "current_limit": "TIER_1K"}, "received_at": 1});
     let unknown = json!({"v": 1, "key": "u:1", "kind": "unknown", "field": "account_alerts",
         "waba_id": "W1", "item": {"alert": "x"}, "received_at": 1});
+    // A status of a message sent to a group: no contact to log it on.
+    let group = json!({"v": 1, "key": "s:wamid.G:read", "kind": "status", "field": "messages",
+        "waba_id": "W1", "item": {"id": "wamid.G", "status": "read", "timestamp": "1763780600",
+        "recipient_id": "120363045678901234", "recipient_type": "group"}, "received_at": 1});
     let phone = "+525599990000";
 
     // A click-to-WhatsApp referral: contact, communication, first/last touch on the contact,
@@ -323,20 +327,25 @@ async fn hubspot_writes_every_record_kind() {
 
     // Account-level records: nothing written to HubSpot, but each one logged and counted.
     let calls = rig.fake.calls.load(Ordering::Relaxed);
-    for ev in [&tpl, &quality, &unknown] {
+    for ev in [&tpl, &quality, &unknown, &group] {
         assert_eq!(rig.sync.handle(&delivery(ev, 1)).await, Outcome::Done);
     }
     assert_eq!(rig.fake.calls.load(Ordering::Relaxed), calls);
     let skipped = rig.hubspot.as_ref().unwrap().stats().skipped;
     assert_eq!(
         skipped.into_iter().collect::<Vec<_>>(),
-        [("quality", 1), ("template_status", 1), ("unknown", 1)]
+        [
+            ("activity", 1),
+            ("quality", 1),
+            ("template_status", 1),
+            ("unknown", 1)
+        ]
     );
 
     // Redelivering everything writes nothing new.
     let comms = rig.fake.comms.lock().unwrap().len();
     assert_eq!(comms, 2);
-    for ev in [&referral, &baja, &resume, &tpl, &quality, &unknown] {
+    for ev in [&referral, &baja, &resume, &tpl, &quality, &unknown, &group] {
         assert_eq!(rig.sync.handle(&delivery(ev, 2)).await, Outcome::Done);
     }
     assert_eq!(rig.fake.calls.load(Ordering::Relaxed), calls);

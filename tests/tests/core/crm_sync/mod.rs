@@ -1,6 +1,7 @@
 //! crm-sync over the embedded engine: identity store, effects ledger and the handler writing to
 //! the `local` CRM (the SQLite records table), with real SQLite files.
 
+mod forward_compat;
 mod hooks;
 mod identity_changes;
 mod phones;

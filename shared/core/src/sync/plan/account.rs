@@ -1,6 +1,6 @@
-//! The account-level fields: `user_preferences` (a consent record for the person), template
-//! status and phone quality updates (records with no person), and anything not modelled (kept
-//! raw as an unknown record).
+//! The account-level fields: `user_preferences` (a consent record for the person, or for a value
+//! we do not know yet an unknown record on their contact), template status and phone quality
+//! updates (records with no person), and anything not modelled (kept raw as an unknown record).
 
 use serde_json::json;
 
@@ -31,10 +31,18 @@ pub(super) fn preference(
             "user_preferences without wa_id nor user_id",
         ));
     }
-    let (status, value) = match preference.value {
+    let name = contact.profile.as_ref().and_then(|p| p.name.clone());
+    let (status, value) = match preference.value_kind() {
         Some(PreferenceValue::Stop) => (ConsentStatus::OptOut, "stop"),
         Some(PreferenceValue::Resume) => (ConsentStatus::OptIn, "resume"),
-        _ => return Err(PlanError::UnknownPreference),
+        // A value Meta added (`signup`) or none: not a consent change we can read, but the
+        // person's event all the same, kept raw on their contact.
+        _ => {
+            let mut plan = unknown(event, Item::UserPreference(preference));
+            plan.identity = IdentityOp::Resolve(keys);
+            plan.contact = Some(who.contact(name, None, event.received_at));
+            return Ok(plan);
+        }
     };
     let consent = ConsentRecord {
         v: Default::default(),
@@ -50,7 +58,6 @@ pub(super) fn preference(
         evidence: json!({"value": value, "detail": preference.detail}),
         at: ms(preference.timestamp).or(Some(event.received_at)),
     };
-    let name = contact.profile.as_ref().and_then(|p| p.name.clone());
     Ok(Plan {
         identity: IdentityOp::Resolve(keys),
         contact: Some(who.contact(name, None, event.received_at)),
@@ -107,6 +114,7 @@ pub(super) fn unknown(event: &Event, item: Item) -> Plan {
                 event_id: event.key.clone(),
                 field: event.field.clone(),
                 raw,
+                contact_id: None,
             }),
         )],
     )

@@ -31,7 +31,9 @@ pub(super) fn plan(
     )?;
     let keys = who.keys();
     if keys.is_empty() {
-        return Err(PlanError::Missing("message without from nor from_user_id"));
+        return Err(PlanError::Missing(
+            "message without a sender: no from, from_user_id nor single contacts[] entry",
+        ));
     }
     let message_id = nonempty(message.id.as_deref()).map(str::to_string);
     let at = ms(message.timestamp);
@@ -45,6 +47,7 @@ pub(super) fn plan(
             .context
             .as_ref()
             .and_then(|c| serde_json::to_value(c).ok()),
+        group_id: nonempty(message.group_id.as_deref()).map(str::to_string),
         ..Default::default()
     };
     describe(&message.content(), &mut activity);

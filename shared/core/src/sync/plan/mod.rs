@@ -93,8 +93,6 @@ pub enum PlanError {
     Missing(&'static str),
     #[error("identity: {0}")]
     Identity(#[from] IdentityError),
-    #[error("user_preferences value is neither stop nor resume")]
-    UnknownPreference,
 }
 
 /// Builds the plan of an event.
@@ -131,23 +129,28 @@ struct Who {
 }
 
 impl Who {
+    /// From the item's own fields: `wa_id` (`from`, `recipient_id`) and `user_id`
+    /// (`from_user_id`, `recipient_user_id`).
     fn new(wa_id: Option<&str>, user_id: Option<&str>) -> Result<Who, IdentityError> {
-        Ok(Who {
-            phone: nonempty(wa_id).map(Phone::from_wa_id).transpose()?,
-            bsuid: nonempty(user_id).map(Bsuid::parse).transpose()?,
-        })
+        Who::of(wa_id, user_id, &Contact::default())
     }
 
-    /// From the item's own fields, or the event's contact when the item has none.
+    /// From the item's fields, then the event's contact (`contacts[]`). A username user's
+    /// BSUID may sit in the phone fields too (`from`, `wa_id`): told apart by its form.
     fn of(
         wa_id: Option<&str>,
         user_id: Option<&str>,
         contact: &Contact,
     ) -> Result<Who, IdentityError> {
-        Who::new(
-            nonempty(wa_id).or(contact.wa_id.as_deref()),
-            nonempty(user_id).or(contact.user_id.as_deref()),
-        )
+        let ids = [nonempty(wa_id), nonempty(contact.wa_id.as_deref())];
+        let phone = ids.into_iter().flatten().find(|id| !Bsuid::has_form(id));
+        let bsuid = nonempty(user_id)
+            .or(nonempty(contact.user_id.as_deref()))
+            .or_else(|| ids.into_iter().flatten().find(|id| Bsuid::has_form(id)));
+        Ok(Who {
+            phone: phone.map(Phone::from_wa_id).transpose()?,
+            bsuid: bsuid.map(Bsuid::parse).transpose()?,
+        })
     }
 
     fn keys(&self) -> Vec<IdentityKey> {
@@ -164,6 +167,7 @@ impl Who {
     fn contact(&self, name: Option<String>, username: Option<String>, at: i64) -> ContactRecord {
         ContactRecord {
             phone_e164: self.phone.as_ref().map(|p| p.e164.to_string()),
+            phone_verified: self.phone.as_ref().map(|p| p.verified),
             wa_id: self.phone.as_ref().and_then(|p| p.wa_id.clone()),
             bsuid: self.bsuid.as_ref().map(|b| b.to_string()),
             username,
@@ -199,6 +203,7 @@ pub fn set_contact(record: &mut Record, contact_id: &str) {
         Record::Contact(c) => c.id = contact_id.to_string(),
         Record::Activity(a) => a.contact_id = contact_id.to_string(),
         Record::Consent(c) => c.contact_id = contact_id.to_string(),
+        Record::Unknown(u) => u.contact_id = Some(contact_id.to_string()),
         _ => {}
     }
 }

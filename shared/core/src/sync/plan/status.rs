@@ -10,12 +10,25 @@ use crate::webhook::model::{Item, Status, StatusKind};
 use super::{meta_opt_out, ms, nonempty, IdentityOp, Plan, PlanError, Who};
 
 pub(super) fn plan(event: &Event, status: Status) -> Result<Plan, PlanError> {
-    let who = Who::new(
-        status.recipient_id.as_deref(),
-        status.recipient_user_id.as_deref(),
-    )?;
-    let keys = who.keys();
-    if keys.is_empty() {
+    // A message sent to a group: `recipient_id` is the group's id, not a phone. Its status
+    // belongs to the group's message (one record per message, moving forward), not to a person.
+    let group_id = status
+        .is_group()
+        .then(|| nonempty(status.recipient_id.as_deref()).map(str::to_string))
+        .flatten();
+    if status.is_group() && group_id.is_none() {
+        return Err(PlanError::Missing("group status without recipient_id"));
+    }
+    let who = if group_id.is_some() {
+        None
+    } else {
+        Some(Who::new(
+            status.recipient_id.as_deref(),
+            status.recipient_user_id.as_deref(),
+        )?)
+    };
+    let keys = who.as_ref().map(Who::keys).unwrap_or_default();
+    if who.is_some() && keys.is_empty() {
         return Err(PlanError::Missing(
             "status without recipient_id nor recipient_user_id",
         ));
@@ -48,7 +61,8 @@ pub(super) fn plan(event: &Event, status: Status) -> Result<Plan, PlanError> {
             .iter()
             .any(|e| e.code == Some(META_STOPPED_MARKETING));
     let at = ms(status.timestamp);
-    let opt_out = (stopped_marketing && send_id.is_none()).then(|| {
+    // A group names no person whose consent this is.
+    let opt_out = (stopped_marketing && send_id.is_none() && who.is_some()).then(|| {
         meta_opt_out(
             event,
             json!({"message_id": message_id, "code": META_STOPPED_MARKETING}),
@@ -67,6 +81,7 @@ pub(super) fn plan(event: &Event, status: Status) -> Result<Plan, PlanError> {
         pricing_category: status.pricing.as_ref().and_then(|p| p.category.clone()),
         callback_data,
         send_id,
+        group_id,
         ..Default::default()
     };
     let mut records = vec![("status", Record::Activity(activity))];
@@ -74,8 +89,11 @@ pub(super) fn plan(event: &Event, status: Status) -> Result<Plan, PlanError> {
         records.push(("consent", Record::Consent(consent)));
     }
     Ok(Plan {
-        identity: IdentityOp::Resolve(keys),
-        contact: Some(who.contact(None, None, event.received_at)),
+        identity: match who {
+            Some(_) => IdentityOp::Resolve(keys),
+            None => IdentityOp::None,
+        },
+        contact: who.map(|w| w.contact(None, None, event.received_at)),
         upsert_contact: false,
         records,
         status: Some((message_id, kind)),

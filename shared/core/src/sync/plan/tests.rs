@@ -4,6 +4,7 @@ use serde_json::{json, Value};
 
 use super::*;
 use crate::event::{EventKind, EVENT_VERSION};
+use crate::identity::IdentityKey;
 use crate::records::ActivityRecord;
 
 fn event(kind: EventKind, item: Value, contact: Option<Value>) -> Event {
@@ -97,12 +98,142 @@ fn an_item_that_does_not_match_the_model_is_refused_naming_its_kind() {
         e.to_string(),
         "status without recipient_id nor recipient_user_id"
     );
-    let e = plan_of(
+}
+
+fn keys(p: &Plan) -> Vec<String> {
+    p.identity
+        .keys()
+        .iter()
+        .map(IdentityKey::as_string)
+        .collect()
+}
+
+#[test]
+fn a_preference_value_meta_adds_is_kept_raw_on_the_persons_contact() {
+    let p = plan_of(
         EventKind::UserPreference,
-        json!({"wa_id": "5215512345678", "value": "maybe"}),
+        json!({"wa_id": "5215512345678", "category": "marketing_messages", "value": "signup",
+               "signup_id": "271", "timestamp": 1763700310}),
+    )
+    .unwrap();
+    assert_eq!(keys(&p), ["phone:525512345678"]);
+    assert!(!p.upsert_contact, "written only when the contact is new");
+    let [(name, Record::Unknown(u))] = &p.records[..] else {
+        panic!("{:?}", p.records)
+    };
+    assert_eq!(*name, "unknown");
+    assert_eq!(u.field, "messages", "the event's field");
+    assert_eq!(u.raw["value"], "signup");
+    assert_eq!(u.raw["signup_id"], "271");
+    // No consent change is read into a value we do not know.
+    assert!(matches!(p.item, Item::UserPreference(_)));
+    let mut record = p.records[0].1.clone();
+    set_contact(&mut record, "c1");
+    assert_eq!(record.contact_id(), Some("c1"));
+}
+
+#[test]
+fn a_group_status_belongs_to_the_group_not_to_a_phone() {
+    let p = plan_of(
+        EventKind::Status,
+        json!({"id": "wamid.G", "status": "read", "timestamp": "5",
+               "recipient_id": "120363045678901234", "recipient_type": "group",
+               "recipient_participant_id": "5213312345678"}),
+    )
+    .unwrap();
+    assert_eq!(p.identity, IdentityOp::None);
+    assert!(p.contact.is_none());
+    let a = activity(&p);
+    assert_eq!(a.group_id.as_deref(), Some("120363045678901234"));
+    assert_eq!(a.contact_id, "");
+    assert_eq!(p.status, Some(("wamid.G".to_string(), StatusKind::Read)));
+    // A 131050 failure of a group message is no one person's opt-out.
+    let p = plan_of(
+        EventKind::Status,
+        json!({"id": "wamid.G", "status": "failed", "recipient_id": "120363045678901234",
+               "recipient_type": "group", "errors": [{"code": 131050}]}),
+    )
+    .unwrap();
+    assert_eq!(p.records.len(), 1);
+    let e = plan_of(
+        EventKind::Status,
+        json!({"id": "wamid.G", "status": "read", "recipient_type": "group"}),
     )
     .unwrap_err();
-    assert!(matches!(e, PlanError::UnknownPreference));
+    assert_eq!(e.to_string(), "group status without recipient_id");
+}
+
+#[test]
+fn a_sender_is_found_wherever_it_is_named() {
+    let bsuid = "CO.58120394857710293847";
+    // A BSUID in `from` (and the contact's `wa_id`), told apart from a phone by its form.
+    let ev = event(
+        EventKind::Message,
+        json!({"id": "w", "from": bsuid, "type": "text", "text": {"body": "hola"}}),
+        Some(json!({"wa_id": bsuid, "profile": {"username": "camila"}})),
+    );
+    let p = plan(&ev, &ConsentKeywords::default()).unwrap();
+    assert_eq!(keys(&p), [format!("bsuid:{bsuid}")]);
+    let c = p.contact.unwrap();
+    assert_eq!((c.bsuid.as_deref(), c.phone_e164), (Some(bsuid), None));
+    assert_eq!(c.phone_verified, None);
+    // Only in the contact's `user_id`, the message naming no sender.
+    let ev = event(
+        EventKind::Message,
+        json!({"id": "w", "type": "text", "text": {"body": "hola"}}),
+        Some(json!({"user_id": "CL.77301928374655019283"})),
+    );
+    let p = plan(&ev, &ConsentKeywords::default()).unwrap();
+    assert_eq!(keys(&p), ["bsuid:CL.77301928374655019283"]);
+    // A phone in `from`, the BSUID in `from_user_id`: both keys, phone first.
+    let p = plan_of(
+        EventKind::Message,
+        json!({"id": "w", "from": "5215512345678", "from_user_id": bsuid, "type": "text",
+               "text": {"body": "hola"}}),
+    )
+    .unwrap();
+    assert_eq!(
+        keys(&p),
+        ["phone:525512345678".to_string(), format!("bsuid:{bsuid}")]
+    );
+    // A malformed BSUID is still refused, naming it.
+    let e = plan_of(
+        EventKind::Message,
+        json!({"id": "w", "from": "CO.12-3", "type": "text", "text": {"body": "x"}}),
+    )
+    .unwrap_err();
+    assert_eq!(
+        e.to_string(),
+        "identity: not a BSUID (expected CC.<1-128 alphanumerics>): CO.12-3"
+    );
+    // Nobody at all.
+    let e = plan_of(
+        EventKind::Message,
+        json!({"id": "w", "type": "text", "text": {"body": "x"}}),
+    )
+    .unwrap_err();
+    assert!(matches!(e, PlanError::Missing(_)), "{e}");
+}
+
+#[test]
+fn a_wa_id_the_phone_metadata_does_not_know_is_kept_unverified() {
+    // +52 822 123 4567: a Mexican length, in a range metadata 9.0.33 does not know.
+    let p = plan_of(
+        EventKind::Message,
+        json!({"id": "w", "from": "5218221234567", "type": "text", "text": {"body": "hola"}}),
+    )
+    .unwrap();
+    let c = p.contact.as_ref().unwrap();
+    assert_eq!(c.phone_e164.as_deref(), Some("+528221234567"));
+    assert_eq!(c.wa_id.as_deref(), Some("5218221234567"));
+    assert_eq!(c.phone_verified, Some(false));
+    assert_eq!(activity(&p).kind, "text");
+    let p = plan_of(
+        EventKind::Message,
+        json!({"id": "w", "from": "5215512345678", "type": "text", "text": {"body": "hola"}}),
+    )
+    .unwrap();
+    assert_eq!(p.contact.unwrap().phone_verified, Some(true));
 }
 
 #[test]

@@ -83,10 +83,23 @@ pub struct UserPreference {
     /// `marketing_messages`.
     #[serde(default)]
     pub category: Option<String>,
-    #[serde(default)]
-    pub value: Option<PreferenceValue>,
+    /// As Meta sent it (`stop`, `resume`, and values Meta adds, such as `signup`), so a new one
+    /// is kept by name; [`Self::value_kind`] types it.
+    #[serde(default, deserialize_with = "lenient::string")]
+    pub value: Option<String>,
     #[serde(default, deserialize_with = "lenient::int")]
     pub timestamp: Option<i64>,
+}
+
+impl UserPreference {
+    /// The typed `value`; `Other` for one we do not know yet.
+    pub fn value_kind(&self) -> Option<PreferenceValue> {
+        Some(match self.value.as_deref()? {
+            "stop" => PreferenceValue::Stop,
+            "resume" => PreferenceValue::Resume,
+            _ => PreferenceValue::Other,
+        })
+    }
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]

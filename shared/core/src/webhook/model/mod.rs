@@ -116,6 +116,25 @@ mod tests {
     }
 
     #[test]
+    fn new_preference_values_and_group_statuses_are_kept() {
+        let p: UserPreference =
+            serde_json::from_str(r#"{"wa_id":"1","value":"signup","signup_id":"2"}"#).unwrap();
+        assert_eq!(p.value.as_deref(), Some("signup"));
+        assert_eq!(p.value_kind(), Some(PreferenceValue::Other));
+        let p: UserPreference = serde_json::from_str(r#"{"value":"stop"}"#).unwrap();
+        assert_eq!(p.value_kind(), Some(PreferenceValue::Stop));
+        let s: Status = serde_json::from_str(
+            r#"{"id":"w","status":"read","recipient_id":"120363","recipient_type":"group","recipient_participant_id":5213312345678}"#,
+        )
+        .unwrap();
+        assert!(s.is_group());
+        assert_eq!(s.recipient_participant_id.as_deref(), Some("5213312345678"));
+        let s: Status =
+            serde_json::from_str(r#"{"id":"w","recipient_type":"individual"}"#).unwrap();
+        assert!(!s.is_group());
+    }
+
+    #[test]
     fn location_without_type_is_inferred() {
         let m: Message = serde_json::from_str(
             r#"{"from":"5215512345678","id":"w","timestamp":"1","location":{"latitude":19.43,"longitude":-99.13}}"#,

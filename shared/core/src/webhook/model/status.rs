@@ -20,6 +20,14 @@ pub struct Status {
     pub recipient_user_id: Option<String>,
     #[serde(default, deserialize_with = "lenient::string")]
     pub recipient_parent_user_id: Option<String>,
+    /// `group` for a message sent to a group: `recipient_id` is then the group's id, and the
+    /// participant (if any) is in the `recipient_participant_*` members.
+    #[serde(default)]
+    pub recipient_type: Option<String>,
+    #[serde(default, deserialize_with = "lenient::string")]
+    pub recipient_participant_id: Option<String>,
+    #[serde(default, deserialize_with = "lenient::string")]
+    pub recipient_participant_user_id: Option<String>,
     #[serde(default)]
     pub biz_opaque_callback_data: Option<String>,
     #[serde(default)]
@@ -43,6 +51,13 @@ pub enum StatusKind {
     Failed,
     #[serde(other)]
     Unknown,
+}
+
+impl Status {
+    /// Whether this is the status of a message sent to a group (`recipient_type: group`).
+    pub fn is_group(&self) -> bool {
+        self.recipient_type.as_deref() == Some("group")
+    }
 }
 
 impl StatusKind {

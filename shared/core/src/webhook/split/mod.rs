@@ -10,7 +10,8 @@
 //! - `messages` field: each `messages[]` item (kind `message`, or `unknown` for a type we do not
 //!   model), each `statuses[]` item (kind `status`), each change-level `errors[]` item (kind
 //!   `unknown`). A message or status gets the `contacts[]` item whose `wa_id` / `user_id` matches
-//!   its `from` / `from_user_id` (`recipient_id` / `recipient_user_id` for statuses).
+//!   its `from` / `from_user_id` (`recipient_id` / `recipient_user_id` for statuses); one that
+//!   names no one gets the change's `contacts[]` item when there is exactly one.
 //! - `user_preferences` field: each `user_preferences[]` item (kind `user_preference`).
 //! - `message_template_status_update`, `phone_number_quality_update`, `account_update`: the value
 //!   itself (one event).

@@ -161,3 +161,23 @@ fn envelope_errors_name_the_problem() {
 fn empty_entry_list_is_valid_and_empty() {
     assert!(one(r#"{"object":"whatsapp_business_account","entry":[]}"#).is_empty());
 }
+
+#[test]
+fn a_message_naming_no_sender_gets_the_changes_only_contact() {
+    let body = |contacts: &str| {
+        format!(
+            r#"{{"object":"whatsapp_business_account","entry":[{{"id":"1","changes":[{{"field":"messages","value":{{"contacts":[{contacts}],"messages":[{{"id":"wamid.N","timestamp":"1","type":"text","text":{{"body":"hola"}}}}]}}}}]}}]}}"#
+        )
+    };
+    let events = one(&body(r#"{"user_id":"CL.773"}"#));
+    assert_eq!(
+        events[0].contact.as_ref().unwrap().get(),
+        r#"{"user_id":"CL.773"}"#
+    );
+    // Two people: which one sent it is unknown, so none is attached.
+    let events = one(&body(r#"{"user_id":"CL.773"},{"user_id":"CL.774"}"#));
+    assert!(events[0].contact.is_none());
+    // A sender that names someone else gets no stranger's contact.
+    let events = one(&TEXT.replace(r#""from":"5491123456789""#, r#""from":"5491100000000""#));
+    assert!(events[0].contact.is_none());
+}

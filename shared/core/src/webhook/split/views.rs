@@ -199,12 +199,20 @@ pub(super) fn head(value: &RawValue) -> Option<FieldHead<'_>> {
     serde_json::from_str(value.get()).ok()
 }
 
-/// The `contacts[]` item describing this wa_id / BSUID.
+/// The `contacts[]` item describing this wa_id / BSUID. An item that names no one (a username
+/// user's message may carry no `from` nor `from_user_id`) gets the change's contact when there
+/// is exactly one: the only person it can be.
 pub(super) fn find_contact<'r>(
     contacts: &[(ContactHead<'_>, &'r RawValue)],
     wa_id: Option<&str>,
     user_id: Option<&str>,
 ) -> Option<&'r RawValue> {
+    if wa_id.is_none() && user_id.is_none() {
+        return match contacts {
+            [(_, raw)] => Some(*raw),
+            _ => None,
+        };
+    }
     contacts
         .iter()
         .find(|(c, _)| {

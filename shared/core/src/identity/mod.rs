@@ -13,6 +13,12 @@
 //!
 //! [`Phone`] parses any of these into a canonical [`E164`] (what we show and send to CRMs) and a
 //! [`Phone::key`] that is equal for every spelling of the same line, so identity lookups collide.
+//!
+//! Validity comes from libphonenumber's metadata as the `phonenumber` crate carries it (the
+//! release is the crate version's build suffix in `Cargo.lock`, `0.3.10+9.0.33` → 9.0.33; see
+//! docs/architecture.md, "Identity and phone metadata"). Numbers people type must be valid by
+//! it ([`Phone::parse`]); Meta's `wa_id` names an account that exists, so one in a range the
+//! metadata does not know yet is kept, marked unverified ([`Phone::verified`]).
 
 use std::fmt;
 
@@ -40,6 +46,18 @@ pub enum IdentityError {
 #[serde(try_from = "String", into = "String")]
 pub struct E164(String);
 
+/// What the phone metadata says of a number.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum PhoneValidity {
+    /// In a range the metadata knows for its country.
+    Valid,
+    /// A length its country uses, in a range the metadata does not know (new ranges reach the
+    /// metadata weeks after they reach people).
+    Possible,
+    /// An unknown country code, or a length its country does not use.
+    Impossible,
+}
+
 impl E164 {
     /// Parses and validates a number people typed (international, or national with
     /// `default_region`, an ISO 3166 alpha-2 code such as `MX`). Strict: the number must be
@@ -49,6 +67,12 @@ impl E164 {
         Ok(phone.e164)
     }
 
+    /// The canonical form of a number, valid by the phone metadata or not (the country quirks
+    /// applied, no validity check): what a rule compares a value with.
+    pub fn canonical(input: &str) -> Result<E164, IdentityError> {
+        Ok(Phone::parse_with(input, None, false)?.e164)
+    }
+
     pub fn as_str(&self) -> &str {
         &self.0
     }
@@ -56,6 +80,58 @@ impl E164 {
     /// Digits without the `+`.
     pub fn digits(&self) -> &str {
         &self.0[1..]
+    }
+
+    /// What the phone metadata says of this number, as written (no country quirk applied).
+    pub fn validity(&self) -> PhoneValidity {
+        match phonenumber::parse(None, self.as_str()) {
+            Ok(number) => metadata_validity(&number),
+            Err(_) => PhoneValidity::Impossible,
+        }
+    }
+}
+
+/// What the phone metadata says of a parsed number.
+fn metadata_validity(number: &phonenumber::PhoneNumber) -> PhoneValidity {
+    if number.is_valid() {
+        return PhoneValidity::Valid;
+    }
+    // libphonenumber's "possible" test (`IS_POSSIBLE`), which the crate does not export:
+    // the national length is one the main region of the country code uses for some type
+    // of number. (libphonenumber's build step stores that union as the general lengths;
+    // the crate reads the raw metadata, whose general lengths are empty.)
+    let code = number.code().value();
+    let length = national_digits(number).len() as u16;
+    let regions = phonenumber::metadata::DATABASE
+        .by_code(&code)
+        .unwrap_or_default();
+    let main = regions
+        .iter()
+        .find(|m| m.is_main_country_for_code())
+        .or(regions.first());
+    let Some(d) = main.map(|m| m.descriptors()) else {
+        return PhoneValidity::Impossible;
+    };
+    let types = [
+        d.fixed_line(),
+        d.mobile(),
+        d.toll_free(),
+        d.premium_rate(),
+        d.shared_cost(),
+        d.personal_number(),
+        d.voip(),
+        d.pager(),
+        d.uan(),
+        d.voicemail(),
+    ];
+    let possible = types
+        .into_iter()
+        .flatten()
+        .any(|t| t.possible_length().contains(&length));
+    if possible {
+        PhoneValidity::Possible
+    } else {
+        PhoneValidity::Impossible
     }
 }
 
@@ -95,25 +171,41 @@ pub struct Phone {
     key: String,
     /// Meta's `wa_id` exactly as received, when this phone came from Meta.
     pub wa_id: Option<String>,
+    /// Whether the phone metadata knows the number ([`PhoneValidity::Valid`]). Always true for
+    /// numbers people typed (they are refused otherwise); false for a `wa_id` the metadata does
+    /// not know yet.
+    pub verified: bool,
 }
 
 impl Phone {
     /// A `wa_id` (or `from`, `recipient_id`) from a webhook: digits with the country code, no
     /// `+`. Lenient: Meta's ids are accepted even where libphonenumber's metadata lags behind
-    /// (new ranges, test numbers), as long as they are 8 to 15 digits.
+    /// (new ranges, test numbers), as long as they are 8 to 15 digits; [`Phone::verified`] says
+    /// whether the metadata knows the number.
     pub fn from_wa_id(wa_id: &str) -> Result<Phone, IdentityError> {
         let digits = wa_id.trim().trim_start_matches('+');
         if !(8..=15).contains(&digits.len()) || !digits.bytes().all(|b| b.is_ascii_digit()) {
             return Err(IdentityError::NotAPhone(wa_id.to_string()));
         }
-        let mut phone = match Phone::parse_with(&format!("+{digits}"), None, false) {
-            Ok(p) => p,
-            Err(_) => Phone {
+        let international = format!("+{digits}");
+        // The crate strips what it takes for a national prefix even where libphonenumber keeps
+        // it (`+1 1…`): Meta's digits are the account's, so a parse that changed them is not
+        // used (the country quirks apply to the parsed digits only).
+        let kept = phonenumber::parse(None, &international)
+            .is_ok_and(|n| format!("{}{}", n.code().value(), national_digits(&n)) == digits);
+        let parsed = Phone::parse_with(&international, None, false)
+            .ok()
+            .filter(|_| kept);
+        let mut phone = match parsed {
+            Some(p) => p,
+            None => Phone {
                 e164: E164(format!("+{digits}")),
                 key: digits.to_string(),
                 wa_id: None,
+                verified: false,
             },
         };
+        phone.verified = phone.e164.validity() == PhoneValidity::Valid;
         phone.wa_id = Some(wa_id.to_string());
         Ok(phone)
     }
@@ -169,6 +261,8 @@ impl Phone {
             e164,
             key: format!("{code}{key_national}"),
             wa_id: None,
+            // Strict parses refused anything else; lenient ones are checked by the caller.
+            verified: strict,
         })
     }
 
@@ -247,6 +341,14 @@ impl Bsuid {
             return Err(err());
         }
         Ok(Bsuid(input.to_string()))
+    }
+
+    /// Whether `input` is written as a BSUID (`CC.` then more), not whether it is a valid one:
+    /// what tells a BSUID in a field that usually holds a phone (`from`, `wa_id`) apart from
+    /// digits.
+    pub fn has_form(input: &str) -> bool {
+        let b = input.as_bytes();
+        b.len() > 3 && b[..2].iter().all(u8::is_ascii_uppercase) && b[2] == b'.'
     }
 
     pub fn as_str(&self) -> &str {
@@ -351,123 +453,6 @@ pub fn new_contact_id() -> String {
 }
 
 #[cfg(test)]
-mod tests {
-    use super::*;
-
-    fn key(input: &str, region: Option<&str>) -> String {
-        Phone::parse(input, region).unwrap().key().to_string()
-    }
-
-    #[test]
-    fn mexico_spellings_collide_and_drop_the_mobile_one() {
-        let wa = Phone::from_wa_id("5215512345678").unwrap();
-        assert_eq!(wa.e164.as_str(), "+525512345678");
-        assert_eq!(wa.wa_id.as_deref(), Some("5215512345678"));
-        let k = wa.key().to_string();
-        assert_eq!(key("+52 1 55 1234 5678", None), k);
-        assert_eq!(key("+52 55 1234 5678", None), k);
-        assert_eq!(key("044 55 1234 5678", Some("MX")), k);
-        assert_eq!(key("045 55 1234 5678", Some("MX")), k);
-        assert_eq!(key("55 1234 5678", Some("mx")), k);
-        assert_eq!(
-            Phone::parse("044 55 1234 5678", Some("MX"))
-                .unwrap()
-                .e164
-                .as_str(),
-            "+525512345678"
-        );
-        assert_eq!(Phone::from_wa_id("525512345678").unwrap().key(), k);
-    }
-
-    #[test]
-    fn argentina_spellings_collide_and_keep_the_mobile_nine() {
-        let wa = Phone::from_wa_id("5491123456789").unwrap();
-        assert_eq!(wa.e164.as_str(), "+5491123456789");
-        let k = wa.key().to_string();
-        assert_eq!(key("+54 9 11 2345-6789", None), k);
-        assert_eq!(key("+54 11 2345-6789", None), k);
-        assert_eq!(
-            Phone::from_wa_id("541123456789").unwrap().e164.as_str(),
-            "+5491123456789"
-        );
-        assert_eq!(key("011 15 2345-6789", Some("AR")), k);
-        assert_eq!(
-            Phone::parse("011 15 2345-6789", Some("AR"))
-                .unwrap()
-                .e164
-                .as_str(),
-            "+5491123456789"
-        );
-        // Córdoba (area 351): 0351 15 612 3456.
-        let cba = Phone::from_wa_id("5493516123456").unwrap();
-        assert_eq!(key("0351 15 612-3456", Some("AR")), cba.key());
-        assert_ne!(cba.key(), k);
-    }
-
-    #[test]
-    fn brazil_mobiles_with_and_without_the_ninth_digit_collide() {
-        let with9 = Phone::from_wa_id("5511987654321").unwrap();
-        let without9 = Phone::from_wa_id("551187654321").unwrap();
-        assert_eq!(with9.key(), without9.key());
-        assert_eq!(without9.e164.as_str(), "+5511987654321");
-        assert_eq!(with9.e164.as_str(), "+5511987654321");
-        assert_eq!(key("(11) 98765-4321", Some("BR")), with9.key());
-        assert_eq!(key("+55 11 8765-4321", None), with9.key());
-        // A São Paulo landline is not a mobile: no digit added, a different key.
-        let landline = Phone::parse("+55 11 3456-7890", None).unwrap();
-        assert_eq!(landline.e164.as_str(), "+551134567890");
-        assert_ne!(landline.key(), with9.key());
-    }
-
-    #[test]
-    fn other_countries_are_plain_e164() {
-        let co = Phone::parse("+57 310 123 4567", None).unwrap();
-        assert_eq!(co.e164.as_str(), "+573101234567");
-        assert_eq!(co.key(), "573101234567");
-        assert_eq!(
-            Phone::from_wa_id("16505551234").unwrap().e164.as_str(),
-            "+16505551234"
-        );
-    }
-
-    #[test]
-    fn garbage_is_refused() {
-        assert!(Phone::parse("hello", None).is_err());
-        assert!(Phone::parse("", None).is_err());
-        assert!(Phone::parse("+52 12", None).is_err());
-        assert!(Phone::from_wa_id("12ab").is_err());
-        assert!(Phone::from_wa_id("123").is_err());
-        assert!(E164::try_from("5215512345678".to_string()).is_err());
-        assert!(E164::try_from("+0123456789".to_string()).is_err());
-        assert!(serde_json::from_str::<E164>("\"+525512345678\"").is_ok());
-        assert!(serde_json::from_str::<E164>("\"55 1234\"").is_err());
-    }
-
-    #[test]
-    fn bsuids_parse_on_entry() {
-        let b = Bsuid::parse("MX.13491208655302741918").unwrap();
-        assert!(!b.is_parent());
-        assert_eq!(
-            b.identity_key().as_string(),
-            "bsuid:MX.13491208655302741918"
-        );
-        assert!(Bsuid::parse("BR.ENT.abc123XYZ").unwrap().is_parent());
-        assert!(Bsuid::parse(&format!("AR.{}", "a".repeat(128))).is_ok());
-        assert!(Bsuid::parse(&format!("AR.{}", "a".repeat(129))).is_err());
-        assert!(Bsuid::parse("mx.123").is_err());
-        assert!(Bsuid::parse("MX.").is_err());
-        assert!(Bsuid::parse("MX.12-3").is_err());
-        assert!(Bsuid::parse("5215512345678").is_err());
-    }
-
-    #[test]
-    fn identity_keys_round_trip_through_storage() {
-        for k in [
-            IdentityKey::Phone("525512345678".into()),
-            IdentityKey::Bsuid("MX.1".into()),
-        ] {
-            assert_eq!(IdentityKey::from_stored(&k.as_string()), Some(k));
-        }
-        assert_eq!(IdentityKey::from_stored("x:1"), None);
-    }
-}
+mod metadata_tests;
+#[cfg(test)]
+mod tests;
