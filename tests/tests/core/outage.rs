@@ -71,8 +71,18 @@ fn event(i: usize) -> Value {
         "received_at": 1763780000000i64})
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_six_hour_crm_outage_loses_nothing_doubles_nothing_and_is_probed_not_hammered() {
+/// What one outage run saw.
+struct Run {
+    start: i64,
+    crm: Arc<DownCrm>,
+    breakers: Vec<Arc<CircuitBreaker>>,
+    real: Duration,
+}
+
+/// Lives through the outage with `instances` consumers (as many Lambda instances: each its own
+/// crm-sync and breaker, all over one store and queue), and checks nothing was lost, doubled or
+/// dead-lettered.
+async fn outage(instances: usize) -> Run {
     let clock = Clock::scaled(SCALE);
     let start = clock.now_ms();
     let dir = tempfile::tempdir().unwrap();
@@ -85,16 +95,6 @@ async fn a_six_hour_crm_outage_loses_nothing_doubles_nothing_and_is_probed_not_h
         applied: Mutex::default(),
         last_applied_ms: Mutex::default(),
     });
-    let breaker = Arc::new(CircuitBreaker::new("crm").with_clock(clock.clone()));
-    let sync = Arc::new(
-        CrmSync::new(
-            Arc::new(SqliteIdentityStore::new(db.clone())),
-            Arc::new(SqliteLedger::new(db.clone())),
-            crm.clone(),
-            Arc::new(Mapping::example("webhook").unwrap()),
-        )
-        .with_breaker(breaker.clone()),
-    );
     let messages: Vec<_> = (0..EVENTS)
         .map(|i| OutgoingMessage {
             id: format!("e{i}"),
@@ -105,25 +105,40 @@ async fn a_six_hour_crm_outage_loses_nothing_doubles_nothing_and_is_probed_not_h
     queue.send_batch(&messages).await.unwrap();
 
     let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
-    let worker = tokio::spawn(run_worker(
-        queue.clone(),
-        sync.clone(),
-        WorkerOptions {
-            batch: 16,
-            concurrency: CONCURRENCY,
-            // An hour of the scaled clock: no delivery outlives its visibility by accident.
-            visibility: Duration::from_secs(3600),
-            idle: Duration::from_millis(10),
-            settle: Settle {
-                policy: RetryPolicy::EVENTS,
-                clock: clock.clone(),
-                delete_on_done: true,
+    let mut breakers = Vec::new();
+    let mut workers = Vec::new();
+    for _ in 0..instances {
+        let breaker = Arc::new(CircuitBreaker::new("crm").with_clock(clock.clone()));
+        let sync = Arc::new(
+            CrmSync::new(
+                Arc::new(SqliteIdentityStore::new(db.clone())),
+                Arc::new(SqliteLedger::new(db.clone())),
+                crm.clone(),
+                Arc::new(Mapping::example("webhook").unwrap()),
+            )
+            .with_breaker(breaker.clone()),
+        );
+        workers.push(tokio::spawn(run_worker(
+            queue.clone(),
+            sync,
+            WorkerOptions {
+                batch: 16,
+                concurrency: CONCURRENCY,
+                // An hour of the scaled clock: no delivery outlives its visibility by accident.
+                visibility: Duration::from_secs(3600),
+                idle: Duration::from_millis(10),
+                settle: Settle {
+                    policy: RetryPolicy::EVENTS,
+                    clock: clock.clone(),
+                    delete_on_done: true,
+                },
+                breaker: Some(breaker.clone()),
+                ..WorkerOptions::default()
             },
-            breaker: Some(breaker.clone()),
-            ..WorkerOptions::default()
-        },
-        stop_rx,
-    ));
+            stop_rx.clone(),
+        )));
+        breakers.push(breaker);
+    }
     let real_start = Instant::now();
     let deadline = real_start + OUTAGE / SCALE + Duration::from_secs(60);
     loop {
@@ -131,15 +146,13 @@ async fn a_six_hour_crm_outage_loses_nothing_doubles_nothing_and_is_probed_not_h
         if c.visible + c.hidden == 0 {
             break;
         }
-        assert!(
-            Instant::now() < deadline,
-            "not drained: {c:?}, {:?}",
-            breaker.stats()
-        );
+        assert!(Instant::now() < deadline, "not drained: {c:?}");
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
     stop_tx.send(true).unwrap();
-    worker.await.unwrap();
+    for w in workers {
+        w.await.unwrap();
+    }
 
     // Nothing lost, nothing doubled, nothing dead-lettered.
     let counts = queue.counts().await.unwrap();
@@ -152,14 +165,16 @@ async fn a_six_hour_crm_outage_loses_nothing_doubles_nothing_and_is_probed_not_h
         }
     }
     assert_eq!(applied.len(), EVENTS * 2, "no other effect");
+    Run {
+        start,
+        crm,
+        breakers,
+        real: real_start.elapsed(),
+    }
+}
 
-    // Probed, not hammered. Before the circuit opened, at most every delivery in flight made its
-    // quick attempts; after, one probe per period, each period at least 3/4 of 1 s, 2 s, 4 s ...
-    // up to MAX_PERIOD. Without the breaker each of the 100 events would have been tried about
-    // 40 times (3 quick attempts each) in 6 hours: some 12,000 calls.
-    let refused = crm.refused_at.lock().unwrap().clone();
-    let stats: BreakerStats = breaker.stats();
-    let burst = CONCURRENCY * 3;
+/// Periods of the breaker in the outage: each at least 3/4 of 1 s, 2 s, 4 s ... MAX_PERIOD.
+fn periods_in_outage() -> usize {
     let mut periods = 0usize;
     let mut covered = Duration::ZERO;
     while covered < OUTAGE {
@@ -167,6 +182,20 @@ async fn a_six_hour_crm_outage_loses_nothing_doubles_nothing_and_is_probed_not_h
         let full = Duration::from_secs(1 << (periods - 1).min(20)).min(MAX_PERIOD);
         covered += full * 3 / 4;
     }
+    periods
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_six_hour_crm_outage_loses_nothing_doubles_nothing_and_is_probed_not_hammered() {
+    let run = outage(1).await;
+    // Probed, not hammered. Before the circuit opened, at most every delivery in flight made its
+    // quick attempts; after, one probe per period. Without the breaker each of the 100 events
+    // would have been tried about 40 times (3 quick attempts each) in 6 hours: some 12,000
+    // calls.
+    let refused = run.crm.refused_at.lock().unwrap().clone();
+    let stats: BreakerStats = run.breakers[0].stats();
+    let burst = CONCURRENCY * 3;
+    let periods = periods_in_outage();
     assert!(
         refused.len() <= burst + periods,
         "{} calls during the outage, bound {} ({burst} before opening + {periods} probes): {stats:?}",
@@ -193,8 +222,8 @@ async fn a_six_hour_crm_outage_loses_nothing_doubles_nothing_and_is_probed_not_h
     }
     // Once a probe found the CRM back, the backlog drained at full speed: within one period
     // (the longest wait for the probe) and a few minutes of work, on the scaled clock.
-    let end_of_outage = start + OUTAGE.as_millis() as i64;
-    let drained_in = *crm.last_applied_ms.lock().unwrap() - end_of_outage;
+    let end_of_outage = run.start + OUTAGE.as_millis() as i64;
+    let drained_in = *run.crm.last_applied_ms.lock().unwrap() - end_of_outage;
     assert!(
         drained_in <= (MAX_PERIOD + Duration::from_secs(600)).as_millis() as i64,
         "the backlog took {} s of scaled time after the outage",
@@ -206,6 +235,25 @@ async fn a_six_hour_crm_outage_loses_nothing_doubles_nothing_and_is_probed_not_h
         stats.probes,
         OUTAGE.as_secs() / 3600,
         drained_in / 1000,
-        real_start.elapsed().as_secs_f64()
+        run.real.as_secs_f64()
     );
+}
+
+/// Lambda instances share no memory: each has its own breaker, so the CRM sees at most one
+/// probe per period per instance, and the event source's maximum concurrency (the template's
+/// `CrmSyncMaxConcurrency`) bounds the instances. Three consumers here, as three instances.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn separate_instances_each_probe_on_their_own_and_the_bound_is_per_instance() {
+    let instances = 3;
+    let run = outage(instances).await;
+    let refused = run.crm.refused_at.lock().unwrap().len();
+    let bound = instances * (CONCURRENCY * 3 + periods_in_outage());
+    assert!(
+        refused <= bound,
+        "{refused} calls during the outage, bound {bound}"
+    );
+    let stats: Vec<BreakerStats> = run.breakers.iter().map(|b| b.stats()).collect();
+    assert!(stats.iter().all(|s| s.openings <= 1), "{stats:?}");
+    assert!(stats.iter().any(|s| s.openings == 1), "{stats:?}");
+    eprintln!("outage, {instances} instances: {refused} refused calls (bound {bound}); {stats:?}");
 }
