@@ -109,7 +109,10 @@ impl Phone {
         let mut phone = match Phone::parse_with(&format!("+{digits}"), None, false) {
             Ok(p) => p,
             Err(_) => Phone {
-                e164: E164(format!("+{digits}")),
+                // Through `try_from`, so the E.164 form holds here too: no country code starts
+                // with 0 (found by fuzzing: `0123456789` became the unreadable `+0123456789`).
+                e164: E164::try_from(format!("+{digits}"))
+                    .map_err(|_| IdentityError::NotAPhone(wa_id.to_string()))?,
                 key: digits.to_string(),
                 wa_id: None,
             },
@@ -437,6 +440,10 @@ mod tests {
         assert!(Phone::parse("+52 12", None).is_err());
         assert!(Phone::from_wa_id("12ab").is_err());
         assert!(Phone::from_wa_id("123").is_err());
+        // Fuzzing (fuzz/ identity): a wa_id with a leading 0 became `+0123456789`, an E164 that
+        // its own deserializer refuses. No country code starts with 0.
+        assert!(Phone::from_wa_id("0123456789").is_err());
+        assert!(Phone::from_wa_id("+0123456789").is_err());
         assert!(E164::try_from("5215512345678".to_string()).is_err());
         assert!(E164::try_from("+0123456789".to_string()).is_err());
         assert!(serde_json::from_str::<E164>("\"+525512345678\"").is_ok());
