@@ -158,8 +158,29 @@ impl Phone {
             }
         }
         let parsed = phonenumber::parse(region, &text).map_err(|_| not_a_phone())?;
-        let code = parsed.code().value();
-        let national = national_digits(&parsed);
+        let mut code = parsed.code().value();
+        let mut national = national_digits(&parsed);
+        // The canonical form must read back as itself, or two spellings of one line get two
+        // keys: read it again, without the region, until it settles. Found by fuzzing:
+        // `+61 0345…` read with region MX kept the trunk 0 (`+610345645678`), read again it
+        // lost it (`+61345645678`).
+        let mut settled = false;
+        for _ in 0..4 {
+            let (e164_national, _) = canonical(code, &national);
+            let again = phonenumber::parse(None, &format!("+{code}{e164_national}"))
+                .map_err(|_| not_a_phone())?;
+            let (code_again, national_again) = (again.code().value(), national_digits(&again));
+            if code_again == code
+                && canonical(code_again, &national_again) == canonical(code, &national)
+            {
+                settled = true;
+                break;
+            }
+            (code, national) = (code_again, national_again);
+        }
+        if !settled {
+            return Err(not_a_phone());
+        }
         let (e164_national, key_national) = canonical(code, &national);
         let e164 = E164::try_from(format!("+{code}{e164_national}")).map_err(|_| not_a_phone())?;
         if strict {
@@ -448,6 +469,35 @@ mod tests {
         assert!(E164::try_from("+0123456789".to_string()).is_err());
         assert!(serde_json::from_str::<E164>("\"+525512345678\"").is_ok());
         assert!(serde_json::from_str::<E164>("\"55 1234\"").is_err());
+    }
+
+    /// Found by fuzzing (fuzz/ identity): the canonical form of a number must parse to itself
+    /// with the same key, whatever region the first spelling was read with.
+    #[test]
+    fn canonical_form_reads_back_as_itself() {
+        for (input, region) in [
+            ("\u{11}\0\0{Z+ 6103456 45678", Some("MX")),
+            ("+61 03456 45678", Some("MX")),
+            ("+61 03456 45678", None),
+            ("+44 07700 900123", Some("BR")),
+            ("+52 1 55 1234 5678", Some("AR")),
+            ("011 15 1234-5678", Some("AR")),
+        ] {
+            let Ok(phone) = Phone::parse(input, region) else {
+                continue;
+            };
+            let again = Phone::parse(phone.e164.as_str(), None).unwrap();
+            assert_eq!(again.e164, phone.e164, "{input:?}");
+            assert_eq!(again.key(), phone.key(), "{input:?}");
+        }
+        // An Australian number typed with its trunk 0, in a CRM whose default region is MX, was
+        // `+610345645678`; typed without the 0 it is `+61345645678`: two contacts for one line.
+        let au = Phone::parse("+61 03456 45678", Some("MX")).unwrap();
+        assert_eq!(au.e164.as_str(), "+61345645678");
+        assert_eq!(
+            au.key(),
+            Phone::parse("+61 3456 45678", None).unwrap().key()
+        );
     }
 
     #[test]
