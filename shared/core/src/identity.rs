@@ -167,7 +167,7 @@ impl Phone {
         let mut settled = false;
         for _ in 0..4 {
             let (e164_national, _) = canonical(code, &national);
-            let again = phonenumber::parse(None, &format!("+{code}{e164_national}"))
+            let again = phonenumber::parse(None, format!("+{code}{e164_national}"))
                 .map_err(|_| not_a_phone())?;
             let (code_again, national_again) = (again.code().value(), national_digits(&again));
             if code_again == code
