@@ -83,10 +83,10 @@ run() {
         -max_total_time="$seconds" -timeout=10 -print_final_stats=1 "${dict[@]}" \
         -artifact_prefix="$artifacts/" "$corpus" >"$out" 2>&1 || status=$?
     local secs=$((SECONDS - start)) runs rate files kib crashes
-    runs=$(grep -oE 'number_of_executed_units: [0-9]+' "$out" | grep -oE '[0-9]+$' || echo 0)
-    rate=$(grep -oE 'average_exec_per_sec: [0-9]+' "$out" | grep -oE '[0-9]+$' || echo 0)
+    runs=$(grep -oE 'number_of_executed_units:[[:space:]]+[0-9]+' "$out" | grep -oE '[0-9]+$' || echo 0)
+    rate=$(grep -oE 'average_exec_per_sec:[[:space:]]+[0-9]+' "$out" | grep -oE '[0-9]+$' || echo 0)
     files=$(find "$corpus" -type f | wc -l)
-    kib=$(du -sk "$corpus" | cut -f1)
+    kib=$(du -sk --apparent-size "$corpus" | cut -f1)
     crashes=$(($(find "$artifacts" -type f | wc -l) - before))
     if ((status != 0 && crashes == 0)); then
         crashes=1
