@@ -40,17 +40,26 @@ build() {
     (cd "$FUZZ" && cargo +nightly fuzz build "${BUILD_FLAGS[@]}")
 }
 
-# Seeds a target's corpus: its checked-in seeds and the project's own samples. `cp -n` keeps
-# what earlier runs found.
+# Copies files into a corpus, keeping what is there (`cp -n` fails on a skip in some
+# coreutils releases).
+add_seeds() {
+    local dir=$1 f
+    shift
+    for f in "$@"; do
+        [[ -e "$dir/$(basename "$f")" ]] || cp "$f" "$dir/"
+    done
+}
+
+# Seeds a target's corpus: its checked-in seeds and the project's own samples.
 seed() {
     local target=$1 corpus="$FUZZ/corpus/$1"
     mkdir -p "$corpus"
     if [[ -d "$FUZZ/seeds/$target" ]]; then
-        cp -n "$FUZZ/seeds/$target"/* "$corpus/"
+        add_seeds "$corpus" "$FUZZ/seeds/$target"/*
     fi
     case $target in
         webhook | signature)
-            cp -n "$ROOT"/events/webhooks/*.json "$corpus/"
+            add_seeds "$corpus" "$ROOT"/events/webhooks/*.json
             ;;
         mapping)
             # Each example mapping over each seed record (`<toml>\n#record\n<json>`).
