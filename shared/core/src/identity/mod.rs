@@ -199,7 +199,10 @@ impl Phone {
         let mut phone = match parsed {
             Some(p) => p,
             None => Phone {
-                e164: E164(format!("+{digits}")),
+                // Through `try_from`, so the E.164 form holds here too: no country code starts
+                // with 0 (found by fuzzing: `0123456789` became the unreadable `+0123456789`).
+                e164: E164::try_from(format!("+{digits}"))
+                    .map_err(|_| IdentityError::NotAPhone(wa_id.to_string()))?,
                 key: digits.to_string(),
                 wa_id: None,
                 verified: false,
@@ -247,8 +250,29 @@ impl Phone {
             }
         }
         let parsed = phonenumber::parse(region, &text).map_err(|_| not_a_phone())?;
-        let code = parsed.code().value();
-        let national = national_digits(&parsed);
+        let mut code = parsed.code().value();
+        let mut national = national_digits(&parsed);
+        // The canonical form must read back as itself, or two spellings of one line get two
+        // keys: read it again, without the region, until it settles. Found by fuzzing:
+        // `+61 0345…` read with region MX kept the trunk 0 (`+610345645678`), read again it
+        // lost it (`+61345645678`).
+        let mut settled = false;
+        for _ in 0..4 {
+            let (e164_national, _) = canonical(code, &national);
+            let again = phonenumber::parse(None, format!("+{code}{e164_national}"))
+                .map_err(|_| not_a_phone())?;
+            let (code_again, national_again) = (again.code().value(), national_digits(&again));
+            if code_again == code
+                && canonical(code_again, &national_again) == canonical(code, &national)
+            {
+                settled = true;
+                break;
+            }
+            (code, national) = (code_again, national_again);
+        }
+        if !settled {
+            return Err(not_a_phone());
+        }
         let (e164_national, key_national) = canonical(code, &national);
         let e164 = E164::try_from(format!("+{code}{e164_national}")).map_err(|_| not_a_phone())?;
         if strict {

@@ -87,6 +87,39 @@ fn garbage_is_refused() {
     assert!(E164::try_from("+0123456789".to_string()).is_err());
     assert!(serde_json::from_str::<E164>("\"+525512345678\"").is_ok());
     assert!(serde_json::from_str::<E164>("\"55 1234\"").is_err());
+    // Fuzzing (fuzz/ identity): a wa_id with a leading 0 became `+0123456789`, an E164 that
+    // its own deserializer refuses. No country code starts with 0.
+    assert!(Phone::from_wa_id("0123456789").is_err());
+    assert!(Phone::from_wa_id("+0123456789").is_err());
+}
+
+/// Found by fuzzing (fuzz/ identity): the canonical form of a number must parse to itself
+/// with the same key, whatever region the first spelling was read with.
+#[test]
+fn canonical_form_reads_back_as_itself() {
+    for (input, region) in [
+        ("\u{11}\0\0{Z+ 6103456 45678", Some("MX")),
+        ("+61 03456 45678", Some("MX")),
+        ("+61 03456 45678", None),
+        ("+44 07700 900123", Some("BR")),
+        ("+52 1 55 1234 5678", Some("AR")),
+        ("011 15 1234-5678", Some("AR")),
+    ] {
+        let Ok(phone) = Phone::parse(input, region) else {
+            continue;
+        };
+        let again = Phone::parse(phone.e164.as_str(), None).unwrap();
+        assert_eq!(again.e164, phone.e164, "{input:?}");
+        assert_eq!(again.key(), phone.key(), "{input:?}");
+    }
+    // An Australian number typed with its trunk 0, in a CRM whose default region is MX, was
+    // `+610345645678`; typed without the 0 it is `+61345645678`: two contacts for one line.
+    let au = Phone::parse("+61 03456 45678", Some("MX")).unwrap();
+    assert_eq!(au.e164.as_str(), "+61345645678");
+    assert_eq!(
+        au.key(),
+        Phone::parse("+61 3456 45678", None).unwrap().key()
+    );
 }
 
 #[test]

@@ -20,7 +20,7 @@ use crate::sends::request::SendRequest;
 use crate::sends::store::{Created, SendRecord, SendState, SendStore};
 
 /// Largest `POST /consents` body.
-const MAX_CONSENT_BYTES: usize = 16 * 1024;
+pub const MAX_CONSENT_BYTES: usize = 16 * 1024;
 
 /// Told when a send ends without a status webhook (refused by a guard in the sender, failed at
 /// Meta's API, gave up): the CRM's outbound activity for it; and when Meta reports a marketing
@@ -249,8 +249,9 @@ fn body_canonical(body: &[u8]) -> Vec<u8> {
 }
 
 /// A `POST /consents` body as the consent entry it records (validated; `now` is the default
-/// `at` and the time it is recorded).
-fn consent_request(body: &[u8], now: i64) -> Result<ConsentEntry, RequestError> {
+/// `at` and the time it is recorded). Public for the fuzz target (`fuzz/`), which must reach the
+/// parser without a store.
+pub fn consent_request(body: &[u8], now: i64) -> Result<ConsentEntry, RequestError> {
     RequestError::check_size(body, MAX_CONSENT_BYTES)?;
     #[derive(Deserialize)]
     #[serde(deny_unknown_fields)]
