@@ -87,6 +87,7 @@ fn check_event(event: &Event) {
             | Item::AccountUpdate(_)
             | Item::Unknown => {}
             Item::SendResult(_) => panic!("a webhook yielded a send result"),
+            Item::Consent(_) => panic!("a webhook yielded an API consent"),
         }
     }
     if let Some(Ok(contact)) = parse_contact(event) {
