@@ -41,6 +41,9 @@ pub(super) fn check_alarms(t: &Value) -> Vec<String> {
         ("AWS/SQS", "ApproximateNumberOfMessagesVisible", "SendsDlq"),
         ("AWS/SQS", "ApproximateAgeOfOldestMessage", "EventsQueue"),
         ("AWS/SQS", "ApproximateAgeOfOldestMessage", "SendsQueue"),
+        // From the breakers' log lines (see `circuit_metrics_…` below); no dimension.
+        ("wabridge", "CrmUnavailable", ""),
+        ("wabridge", "GraphUnavailable", ""),
     ];
     for l in LAMBDAS {
         want.push(("AWS/Lambda", "Errors", l.id));
@@ -65,4 +68,64 @@ pub(super) fn check_alarms(t: &Value) -> Vec<String> {
 #[test]
 fn alarms_cover_dead_letters_backlog_errors_and_throttles() {
     assert_clean(check_alarms(&load_template()));
+}
+
+/// The circuit alarms count what the breakers really log: a metric filter on each consumer's
+/// log group matches the JSON line the breaker writes through the Lambdas' subscriber when a
+/// circuit opens (checked here on the line itself, not on a copy of its shape).
+#[test]
+fn circuit_metrics_are_read_from_the_lines_the_breaker_writes() {
+    use std::io::Write;
+    use std::sync::{Arc, Mutex};
+    use wabridge_core::breaker::{CircuitBreaker, OPEN_AFTER};
+
+    #[derive(Clone, Default)]
+    struct Buffer(Arc<Mutex<Vec<u8>>>);
+    impl Write for Buffer {
+        fn write(&mut self, b: &[u8]) -> std::io::Result<usize> {
+            self.0.lock().unwrap().extend_from_slice(b);
+            Ok(b.len())
+        }
+        fn flush(&mut self) -> std::io::Result<()> {
+            Ok(())
+        }
+    }
+    let buffer = Buffer::default();
+    let writer = buffer.clone();
+    let subscriber = wabridge_core::telemetry::lambda_subscriber(move || writer.clone(), None);
+    tracing::subscriber::with_default(subscriber, || {
+        let breaker = CircuitBreaker::new("crm");
+        for _ in 0..OPEN_AFTER {
+            breaker.failure(false);
+        }
+    });
+    let text = String::from_utf8(buffer.0.lock().unwrap().clone()).unwrap();
+    let line: Value = text
+        .lines()
+        .filter_map(|l| serde_json::from_str::<Value>(l).ok())
+        .find(|v| v["fields"]["metric"] == "circuit_open")
+        .unwrap_or_else(|| panic!("no circuit_open line in {text}"));
+    assert_eq!(line["level"], "ERROR", "{line}");
+
+    let t = load_template();
+    for (filter, group, metric) in [
+        ("CrmUnavailableMetric", "CrmSyncLogGroup", "CrmUnavailable"),
+        (
+            "GraphUnavailableMetric",
+            "SenderLogGroup",
+            "GraphUnavailable",
+        ),
+    ] {
+        let pr = &t["Resources"][filter]["Properties"];
+        assert!(is_ref(&pr["LogGroupName"], group), "{filter}: {pr}");
+        assert_eq!(
+            pr["FilterPattern"], "{ $.fields.metric = \"circuit_open\" }",
+            "{filter}: the pattern must select the line above"
+        );
+        assert_eq!(pr["MetricTransformations"][0]["MetricName"], metric);
+        assert_eq!(
+            pr["MetricTransformations"][0]["MetricNamespace"],
+            "wabridge"
+        );
+    }
 }
