@@ -12,7 +12,7 @@ async fn main() -> Result<(), Error> {
     lambda_runtime::run(service_fn(move |event: LambdaEvent<SqsEvent>| {
         let app = app.clone();
         let deadline = wabridge_aws::lambda::work_deadline(event.context.deadline);
-        async move { Ok::<_, Error>(crm_sync::handle(&app, event.payload, Some(deadline)).await) }
+        async move { Ok::<_, Error>(crm_sync::handle(&app, event.payload, deadline).await) }
     }))
     .await
 }

@@ -14,7 +14,7 @@ async fn main() -> Result<(), Error> {
         let app = app.clone();
         let deadline = wabridge_aws::lambda::work_deadline(event.context.deadline);
         async move {
-            sender::invoke(&app, event.payload, Some(deadline))
+            sender::invoke(&app, event.payload, deadline)
                 .await
                 .map_err(Error::from)
         }

@@ -33,10 +33,14 @@ pub fn delivery_of(message: &SqsMessage) -> Option<Delivery> {
 pub const SETTLE_MARGIN: Duration = Duration::from_millis(1500);
 
 /// Lambda's deadline (Unix ms, `Context::deadline`) as an instant of this process, less
-/// [`SETTLE_MARGIN`]: the time the records' work must end by.
-pub fn work_deadline(deadline_ms: u64) -> Instant {
+/// [`SETTLE_MARGIN`]: the time the records' work must end by. `None` when the runtime gave
+/// none (0: an emulator without the header), rather than a deadline already past.
+pub fn work_deadline(deadline_ms: u64) -> Option<Instant> {
+    if deadline_ms == 0 {
+        return None;
+    }
     let left = (deadline_ms as i64 - wabridge_core::clock::now_ms()).max(0) as u64;
-    Instant::now() + Duration::from_millis(left).saturating_sub(SETTLE_MARGIN)
+    Some(Instant::now() + Duration::from_millis(left).saturating_sub(SETTLE_MARGIN))
 }
 
 /// Handles an SQS batch delivered by Lambda, `concurrency` records at a time, and returns the

@@ -162,8 +162,8 @@ impl CircuitBreaker {
         let mut s = self.lock();
         match s.phase {
             Phase::Closed { .. } => s.phase = Phase::Closed { failures: 0 },
-            // Only the probe closes it: a call admitted before the circuit opened proves as
-            // much, though, so any success closes it.
+            // Usually the probe's success; a call admitted before the circuit opened that
+            // succeeds late proves the service is back just as well.
             Phase::Open { since_ms, .. } => {
                 s.phase = Phase::Closed { failures: 0 };
                 s.closings += 1;

@@ -22,8 +22,8 @@ use std::time::Duration;
 
 use serde_json::Value;
 
-/// Longest wait between attempts; also the most SQS can delay a message.
-pub const MAX_BACKOFF: Duration = Duration::from_secs(15 * 60);
+use crate::retry::backoff;
+
 /// Meta's pair rate: about one message per 6 s to the same user.
 pub const PAIR_RATE_DELAY: Duration = Duration::from_secs(6);
 /// 131049: Meta limits marketing messages per user; try again much later.
@@ -82,17 +82,6 @@ impl SendFailure {
             SendFailure::Terminal { .. } | SendFailure::OptedOut { .. } => None,
         }
     }
-}
-
-/// Exponential backoff with jitter: 1 s, 2 s, 4 s ... capped at [`MAX_BACKOFF`], each drawn in
-/// `[half, full]` so workers that failed together do not retry together; never shorter than
-/// `floor` (a `Retry-After`, the pair-rate delay).
-pub fn backoff(attempt: u32, floor: Option<Duration>) -> Duration {
-    let exp = attempt.saturating_sub(1).min(20);
-    let full = Duration::from_secs(1u64 << exp).min(MAX_BACKOFF);
-    let half_ms = full.as_millis() as u64 / 2;
-    let jittered = Duration::from_millis(half_ms + rand::random_range(0..=half_ms));
-    jittered.max(floor.unwrap_or_default()).min(MAX_BACKOFF)
 }
 
 /// Classifies one Meta error code with its human reason (used for HTTP answers and for
@@ -224,16 +213,15 @@ mod tests {
     }
 
     #[test]
-    fn backoff_grows_with_jitter_and_is_capped() {
-        for attempt in 1..=12 {
-            let d = backoff(attempt, None);
-            let full = Duration::from_secs(1 << (attempt - 1)).min(MAX_BACKOFF);
-            assert!(d >= full / 2 && d <= full, "attempt {attempt}: {d:?}");
-        }
-        assert_eq!(backoff(40, None).max(MAX_BACKOFF), MAX_BACKOFF);
-        assert!(backoff(1, Some(Duration::from_secs(90))) >= Duration::from_secs(90));
-        // Jitter: not all the same.
-        let draws: std::collections::HashSet<_> = (0..50).map(|_| backoff(8, None)).collect();
-        assert!(draws.len() > 1);
+    fn retry_delays_follow_the_shared_schedule_and_meta_s_own_waits() {
+        // The pair rate waits its 6 s; 131049 waits its hour (the shared schedule takes a
+        // server's wait as is; the sender's own schedule used to cap it at 15 min).
+        let pair = SendFailure::PairRate { reason: "x".into() };
+        assert!(pair.delay(1).unwrap() >= PAIR_RATE_DELAY);
+        let limit = classify_code(131049, "x".into(), None);
+        assert!(limit.delay(1).unwrap() >= MARKETING_LIMIT_DELAY);
+        let plain = classify_code(131000, "x".into(), None);
+        assert!(plain.delay(1).unwrap() <= Duration::from_secs(1));
+        assert!(plain.delay(40).unwrap() <= crate::retry::MAX_BACKOFF);
     }
 }

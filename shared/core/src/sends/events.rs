@@ -49,13 +49,18 @@ impl QueueEvents {
 
 /// The send_result event of `key` carrying `item`.
 pub fn event(key: String, item: &SendResultItem) -> Event {
-    // A struct of strings, numbers and a bool always serialises.
-    let raw = serde_json::value::to_raw_value(item).expect("send results serialise");
+    own_event(key, EventKind::SendResult, FIELD, item)
+}
+
+/// An event wabridge puts on the events queue itself (not from Meta): no WABA, no contact.
+fn own_event(key: String, kind: EventKind, field: &str, item: &impl serde::Serialize) -> Event {
+    // Structs of strings, numbers and bools always serialise.
+    let raw = serde_json::value::to_raw_value(item).expect("wabridge's own items serialise");
     Event {
         v: EVENT_VERSION,
         key,
-        kind: EventKind::SendResult,
-        field: FIELD.into(),
+        kind,
+        field: field.into(),
         waba_id: String::new(),
         entry_time: None,
         phone_number_id: None,
@@ -127,21 +132,8 @@ impl SendEvents for QueueEvents {
     }
 
     async fn consent_recorded(&self, entry: &ConsentEntry) -> Result<(), StoreError> {
-        // A struct of strings and numbers always serialises.
-        let raw = serde_json::value::to_raw_value(entry).expect("consents serialise");
-        let event = Event {
-            v: EVENT_VERSION,
-            key: format!("consent:{}", entry.id),
-            kind: EventKind::Consent,
-            field: "consent".into(),
-            waba_id: String::new(),
-            entry_time: None,
-            phone_number_id: None,
-            display_phone_number: None,
-            contact: None,
-            item: raw,
-            received_at: crate::clock::now_ms(),
-        };
+        let key = format!("consent:{}", entry.id);
+        let event = own_event(key, EventKind::Consent, "consent", entry);
         self.queue.send_batch(&[event.to_message()]).await
     }
 }
