@@ -13,9 +13,12 @@ Emulator-only substitutions (the real template is never changed):
 - Lambda code: the functions' S3 code location becomes a placeholder inline ZipFile; moto never
   runs it (the tests run the handlers in-process, playing the Lambda service's part).
 - Types moto's CloudFormation does not implement (Secrets Manager secrets, CloudWatch alarms,
-  Function URLs, SNS subscriptions) are taken out of the stack and created, where moto's service
-  API has them, through that API with the template's own properties: the secret (with the same
-  JSON keys and generated verify token), the alarms, the Function URL. What cannot be created
+  Function URLs, SNS subscriptions, S3 bucket policies) are taken out of the stack and created,
+  where moto's service API has them, through that API with the template's own properties: the
+  secret (with the same JSON keys and generated verify token), the alarms, the Function URL,
+  a bucket policy (but a TLS-only one, which moto's plain HTTP could never satisfy: it is listed
+  as not deployed). Bucket settings moto's CloudFormation ignores (public access block,
+  lifecycle, ownership controls) are applied through the S3 API too. What cannot be created
   is listed in the outputs file under "NotDeployed". infra/check_template.py and
   tests/tests/e2e/infra_template/ check all of them from the transformed template.
 - Event source mappings are created by the stack, checked, then disabled: moto would otherwise
@@ -188,6 +191,39 @@ def generated_secret_string(props):
     return json.dumps(value)
 
 
+def tls_only(policy):
+    """Whether a bucket policy denies requests made without TLS."""
+    return any(
+        st.get("Effect") == "Deny"
+        and st.get("Condition", {}).get("Bool", {}).get("aws:SecureTransport") == "false"
+        for st in policy.get("Statement", [])
+    )
+
+
+def apply_bucket_settings(bucket, props):
+    """What moto's CloudFormation leaves out of a bucket (it applies BucketEncryption only), set
+    through the S3 API from the template's own properties, so the tests see the bucket as
+    deployed: public access block, lifecycle rules, ownership controls."""
+    s3 = client("s3")
+    if "PublicAccessBlockConfiguration" in props:
+        s3.put_public_access_block(
+            Bucket=bucket, PublicAccessBlockConfiguration=props["PublicAccessBlockConfiguration"]
+        )
+    rules = props.get("LifecycleConfiguration", {}).get("Rules", [])
+    if rules:
+        api_rules = []
+        for rule in rules:
+            api = {"ID": rule["Id"], "Status": rule["Status"], "Filter": {"Prefix": rule.get("Prefix", "")}}
+            if "ExpirationInDays" in rule:
+                api["Expiration"] = {"Days": rule["ExpirationInDays"]}
+            if "AbortIncompleteMultipartUpload" in rule:
+                api["AbortIncompleteMultipartUpload"] = rule["AbortIncompleteMultipartUpload"]
+            api_rules.append(api)
+        s3.put_bucket_lifecycle_configuration(Bucket=bucket, LifecycleConfiguration={"Rules": api_rules})
+    if "OwnershipControls" in props:
+        s3.put_bucket_ownership_controls(Bucket=bucket, OwnershipControls=props["OwnershipControls"])
+
+
 def main(argv):
     if "AWS_ENDPOINT_URL" not in os.environ:
         die("AWS_ENDPOINT_URL is not set (start moto's server: bash scripts/moto.sh)")
@@ -283,6 +319,10 @@ def main(argv):
             resolver.set(lid, url)
             resolver.set(f"{lid}.QueueName", url.rsplit("/", 1)[1])
             resolver.set(f"{lid}.Arn", attrs["QueueArn"])
+        elif kind == "AWS::S3::Bucket":
+            resolver.set(lid, physical)
+            resolver.set(f"{lid}.Arn", f"arn:aws:s3:::{physical}")
+            apply_bucket_settings(physical, res.get("Properties", {}))
         elif kind == "AWS::Lambda::Function":
             fn = lam.get_function(FunctionName=physical)["Configuration"]
             resolver.set(lid, fn["FunctionName"])
@@ -301,6 +341,13 @@ def main(argv):
         if kind == "AWS::CloudWatch::Alarm":
             cw.put_metric_alarm(AlarmName=known[lid], **props)
             created_outside[lid] = known[f"{lid}.Arn"]
+        elif kind == "AWS::S3::BucketPolicy" and tls_only(props["PolicyDocument"]):
+            # moto serves plain HTTP and enforces bucket policies: a TLS-only policy would deny
+            # every call. tests/tests/e2e/infra_template/ checks it in the template instead.
+            not_deployed.append({"LogicalId": lid, "Type": kind, "Reason": "TLS-only policy over moto's plain HTTP"})
+        elif kind == "AWS::S3::BucketPolicy":
+            client("s3").put_bucket_policy(Bucket=props["Bucket"], Policy=json.dumps(props["PolicyDocument"]))
+            created_outside[lid] = props["Bucket"]
         elif kind == "AWS::Lambda::Url":
             url = lam.create_function_url_config(
                 FunctionName=props["TargetFunctionArn"], AuthType=props["AuthType"], InvokeMode=props.get("InvokeMode", "BUFFERED")

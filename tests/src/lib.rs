@@ -142,6 +142,8 @@ pub struct Aws {
     pub dynamo: aws_sdk_dynamodb::Client,
     pub sqs: aws_sdk_sqs::Client,
     pub secrets: aws_sdk_secretsmanager::Client,
+    /// Path-style, as `wabridge_aws::s3::S3Blobs` addresses an emulator.
+    pub s3: aws_sdk_s3::Client,
 }
 
 impl Aws {
@@ -158,6 +160,11 @@ impl Aws {
             dynamo: aws_sdk_dynamodb::Client::new(&config),
             sqs: aws_sdk_sqs::Client::new(&config),
             secrets: aws_sdk_secretsmanager::Client::new(&config),
+            s3: aws_sdk_s3::Client::from_conf(
+                aws_sdk_s3::config::Builder::from(&config)
+                    .force_path_style(true)
+                    .build(),
+            ),
             config,
         }
     }
@@ -178,6 +185,28 @@ pub fn unique_name(prefix: &str) -> String {
     let n = COUNTER.fetch_add(1, Ordering::Relaxed);
     let random = uuid::Uuid::new_v4().simple().to_string();
     format!("{prefix}-{}-{n}-{}", std::process::id(), &random[..8])
+}
+
+/// Creates a bucket (as the template's `ClaimCheckBucket`, less what moto ignores). Returns its
+/// name.
+pub async fn create_bucket(s3: &aws_sdk_s3::Client, name: &str) -> String {
+    s3.create_bucket().bucket(name).send().await.unwrap();
+    name.to_string()
+}
+
+/// The keys of the objects of `bucket` under `prefix`.
+pub async fn object_keys(s3: &aws_sdk_s3::Client, bucket: &str, prefix: &str) -> Vec<String> {
+    let out = s3
+        .list_objects_v2()
+        .bucket(bucket)
+        .prefix(prefix)
+        .send()
+        .await
+        .unwrap();
+    out.contents()
+        .iter()
+        .filter_map(|o| o.key().map(str::to_string))
+        .collect()
 }
 
 /// Creates the single table (pk S hash, sk S range, on-demand) with TTL on `expires_at` and the

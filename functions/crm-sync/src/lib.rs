@@ -51,7 +51,8 @@ pub async fn cold_start() -> Result<App, lambda_runtime::Error> {
         None => Mapping::example(&kind)?,
     };
     let crm = wabridge_crm::from_lookup(&mapping, None, lookup)?;
-    let engine = AwsEngine::new(sdk, table);
+    let engine =
+        AwsEngine::new(sdk, table).with_claim_check(sdk, lookup(config::CLAIM_CHECK_BUCKET));
     let queue: Arc<dyn Queue> = Arc::new(engine.queue(queue_url, dlq_url));
     let sync = engine.crm_sync(
         crm,
@@ -62,7 +63,8 @@ pub async fn cold_start() -> Result<App, lambda_runtime::Error> {
     );
     tracing::info!(crm = kind, "crm-sync ready");
     Ok(App {
-        handler: Arc::new(sync),
+        // Claim-checked events are read back from the bucket before crm-sync sees them.
+        handler: engine.claim_checked(Arc::new(sync)),
         queue,
         policy,
     })

@@ -27,6 +27,8 @@ pub struct Settings {
     /// `WABRIDGE_API_KEY` (a secret): without it `/sends` and `/consents` answer 503 (fail
     /// closed).
     pub api_key: Option<String>,
+    /// `CLAIM_CHECK_BUCKET`: where events too large for SQS go (`wabridge_core::claim_check`).
+    pub claim_check_bucket: Option<String>,
 }
 
 impl std::fmt::Debug for Settings {
@@ -36,6 +38,7 @@ impl std::fmt::Debug for Settings {
             .field("table", &self.table)
             .field("events_queue_url", &self.events_queue_url)
             .field("sends_queue_url", &self.sends_queue_url)
+            .field("claim_check_bucket", &self.claim_check_bucket)
             .field("api_key", &self.api_key.as_ref().map(|_| "<set>"))
             .finish_non_exhaustive()
     }
@@ -58,6 +61,7 @@ impl Settings {
             ingest: IngestConfig::from_lookup(&get)?,
             sends_queue_url: settings.optional(config::SENDS_QUEUE_URL),
             api_key: settings.optional(config::WABRIDGE_API_KEY),
+            claim_check_bucket: settings.optional(config::CLAIM_CHECK_BUCKET),
         })
     }
 }
@@ -65,7 +69,14 @@ impl Settings {
 /// The API this function serves, over the AWS engine: the webhook and, with a sends queue,
 /// `/sends` and `/consents`.
 pub fn build_api(sdk: &SdkConfig, settings: Settings) -> Api {
-    let engine = AwsEngine::new(sdk, settings.table);
+    if settings.claim_check_bucket.is_none() {
+        tracing::warn!(
+            "{} is not set: an event too large for SQS fails its delivery (503)",
+            config::CLAIM_CHECK_BUCKET
+        );
+    }
+    let engine =
+        AwsEngine::new(sdk, settings.table).with_claim_check(sdk, settings.claim_check_bucket);
     let inbox = engine.inbox(settings.events_queue_url, DEFAULT_DEDUPE_TTL);
     let mut api = Api::new().with_ingest(Arc::new(IngestService::new(
         settings.ingest,

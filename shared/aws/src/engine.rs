@@ -6,7 +6,9 @@ use std::time::Duration;
 
 use crate::sdk::SdkConfig;
 use wabridge_core::attribution::AttributionConfig;
+use wabridge_core::claim_check::{BlobStore, ClaimCheckQueue, ClaimChecked};
 use wabridge_core::consent::ConsentService;
+use wabridge_core::consumer::Handler;
 use wabridge_core::crm::Crm;
 use wabridge_core::inbox::StagedInbox;
 use wabridge_core::mapping::Mapping;
@@ -22,6 +24,7 @@ use crate::dynamo::{
     identity::DynamoIdentityStore, ledger::DynamoLedger, sends::DynamoSends,
     templates::DynamoTemplates, window::DynamoWindow,
 };
+use crate::s3::S3Blobs;
 use crate::sqs::SqsQueue;
 
 /// The distributed engine: SDK clients and the table every store lives in. Cheap to clone.
@@ -30,6 +33,8 @@ pub struct AwsEngine {
     pub dynamo: aws_sdk_dynamodb::Client,
     pub sqs: aws_sdk_sqs::Client,
     pub table: String,
+    /// The events' claim-check bucket (`CLAIM_CHECK_BUCKET`), when there is one.
+    pub claim_check: Option<S3Blobs>,
 }
 
 impl AwsEngine {
@@ -39,7 +44,37 @@ impl AwsEngine {
             dynamo: aws_sdk_dynamodb::Client::new(sdk),
             sqs: aws_sdk_sqs::Client::new(sdk),
             table: table.into(),
+            claim_check: None,
         }
+    }
+
+    /// Events over the claim-check threshold go to `bucket` (`CLAIM_CHECK_BUCKET`); `None`
+    /// leaves them on the queue, which refuses those over its size limit.
+    pub fn with_claim_check(mut self, sdk: &SdkConfig, bucket: Option<String>) -> AwsEngine {
+        self.claim_check = bucket.map(|b| S3Blobs::new(sdk, b));
+        self
+    }
+
+    fn blobs(&self) -> Option<Arc<dyn BlobStore>> {
+        self.claim_check
+            .clone()
+            .map(|b| Arc::new(b) as Arc<dyn BlobStore>)
+    }
+
+    /// The events queue as its producers send to it: through the claim-check when there is a
+    /// bucket.
+    pub fn events_producer(&self, url: impl Into<String>) -> Arc<dyn Queue> {
+        let queue: Arc<dyn Queue> = Arc::new(self.producer(url));
+        match self.blobs() {
+            Some(blobs) => Arc::new(ClaimCheckQueue::new(queue, blobs)),
+            None => queue,
+        }
+    }
+
+    /// An events consumer's handler, reading claim-checked events back (see
+    /// [`ClaimChecked`]).
+    pub fn claim_checked(&self, handler: Arc<dyn Handler>) -> Arc<dyn Handler> {
+        Arc::new(ClaimChecked::new(handler, self.blobs()))
     }
 
     /// A queue this function consumes (and dead-letters to).
@@ -52,11 +87,11 @@ impl AwsEngine {
         SqsQueue::producer(self.sqs.clone(), url)
     }
 
-    /// Ingest's hand-off: dedupe in the table, then the events queue.
+    /// Ingest's hand-off: dedupe in the table, then the events queue (through the claim-check).
     pub fn inbox(&self, events_queue_url: impl Into<String>, dedupe_ttl: Duration) -> StagedInbox {
         StagedInbox::new(
             Arc::new(DynamoDedupe::new(self.dynamo.clone(), self.table.clone())),
-            Arc::new(self.producer(events_queue_url)),
+            self.events_producer(events_queue_url),
             dedupe_ttl,
         )
     }

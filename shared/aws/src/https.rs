@@ -38,6 +38,15 @@ pub fn https_client() -> SharedHttpClient {
     SharedHttpClient::new(Https::default())
 }
 
+/// A connector of its own (and its own connection pool) with these timeouts, for the calls this
+/// crate makes without an SDK client (S3, `crate::s3`).
+pub(crate) fn connector(
+    connect_timeout: Option<Duration>,
+    read_timeout: Option<Duration>,
+) -> SharedHttpConnector {
+    SharedHttpConnector::new(Connector::new(connect_timeout, read_timeout))
+}
+
 /// One connector (one connection pool) per distinct pair of timeouts the SDK asks for; in
 /// practice one, as every client shares [`crate::sdk`]'s timeouts.
 #[derive(Default)]

@@ -11,6 +11,7 @@ pub mod engine;
 pub mod function_url;
 mod https;
 pub mod lambda;
+pub mod s3;
 pub mod sdk;
 pub mod secrets;
 pub mod sqs;

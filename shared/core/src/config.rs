@@ -54,6 +54,10 @@ pub const EVENTS_QUEUE_URL: &str = "EVENTS_QUEUE_URL";
 pub const EVENTS_DLQ_URL: &str = "EVENTS_DLQ_URL";
 pub const SENDS_QUEUE_URL: &str = "SENDS_QUEUE_URL";
 pub const SENDS_DLQ_URL: &str = "SENDS_DLQ_URL";
+/// S3 bucket of the events' claim-check (`claim_check`): ingest writes events too large for
+/// SQS there, crm-sync reads them back. Unset: oversized events are refused (503) and crm-sync
+/// retries the pointers it cannot read.
+pub const CLAIM_CHECK_BUCKET: &str = "CLAIM_CHECK_BUCKET";
 /// ARN of the Secrets Manager secret (a JSON object keyed by the secret names above) that the
 /// Lambdas read once per cold start. Secrets are never plain environment variables on AWS.
 pub const WABRIDGE_SECRETS_ARN: &str = "WABRIDGE_SECRETS_ARN";

@@ -11,6 +11,7 @@
 pub mod api;
 pub mod attribution;
 pub mod breaker;
+pub mod claim_check;
 pub mod clock;
 pub mod config;
 pub mod consent;

@@ -68,6 +68,7 @@ impl Stack {
                 ingest: ingest_config(),
                 sends_queue_url: None,
                 api_key: None,
+                claim_check_bucket: None,
             },
         )
     }
@@ -266,6 +267,7 @@ async fn an_unreachable_store_is_a_503_not_a_500() {
             ingest: ingest_config(),
             sends_queue_url: None,
             api_key: None,
+            claim_check_bucket: None,
         },
     );
     let resp = handle(&api, request("function-url-webhook-post.json"))
@@ -335,6 +337,7 @@ async fn the_lambda_serves_sends_and_links_with_the_api_key_over_dynamodb_and_sq
             ingest: ingest_config(),
             sends_queue_url: Some(sends.url.clone()),
             api_key: Some(key.into()),
+            claim_check_bucket: None,
         },
     );
     let body = r#"{"to": "+52 1 55 1234 5678", "template": "order_update", "language": "es_MX", "category": "UTILITY"}"#;

@@ -4,6 +4,7 @@
 //! secret, names taken from the stack's outputs: this test plays the Lambda service's part
 //! (the event source mappings exist in the stack but are disabled, see infra/moto_deploy.py).
 
+mod claim_check;
 mod crm_receiver;
 mod flow;
 mod lambda_service;

@@ -65,6 +65,9 @@ fn expected_grants(l: &Lambda) -> BTreeMap<String, BTreeSet<String>> {
     for queue in l.sends_to {
         add(queue, &["sqs:SendMessage"]);
     }
+    if !l.claim_check.is_empty() {
+        add("ClaimCheckBucket", l.claim_check);
+    }
     if let Some((queue, _)) = l.consumes {
         add(
             queue,

@@ -44,7 +44,119 @@ pub(super) fn check_data(t: &Value) -> Vec<String> {
         p.push("Table: SSE must be on".into());
     }
     p.extend(check_report_index(table));
+    p.extend(check_claim_check_bucket(t));
     p
+}
+
+/// The claim-check bucket: KMS with the stack's key, no public access, TLS only, no versioning
+/// (a deleted event must be gone), and objects expiring when the events DLQ's messages do.
+fn check_claim_check_bucket(t: &Value) -> Vec<String> {
+    let mut p = vec![];
+    let id = "ClaimCheckBucket";
+    if t["Resources"][id]["Type"] != "AWS::S3::Bucket" {
+        return vec![format!("{id}: missing AWS::S3::Bucket")];
+    }
+    let b = props(t, id);
+    let sse = &b["BucketEncryption"]["ServerSideEncryptionConfiguration"][0]
+        ["ServerSideEncryptionByDefault"];
+    if sse["SSEAlgorithm"] != "aws:kms" || !refs(&sse["KMSMasterKeyID"]).contains("Key") {
+        p.push(format!(
+            "{id}: must be encrypted with aws:kms and the stack's Key"
+        ));
+    }
+    let block = &b["PublicAccessBlockConfiguration"];
+    for flag in [
+        "BlockPublicAcls",
+        "BlockPublicPolicy",
+        "IgnorePublicAcls",
+        "RestrictPublicBuckets",
+    ] {
+        if block[flag] != true {
+            p.push(format!("{id}: {flag} must be true"));
+        }
+    }
+    if b["VersioningConfiguration"]["Status"] == "Enabled" {
+        p.push(format!("{id}: versioning would keep deleted events"));
+    }
+    let dlq_days = int(&props(t, "EventsDlq")["MessageRetentionPeriod"]).map(|s| s / 86_400);
+    let expiry = b["LifecycleConfiguration"]["Rules"]
+        .as_array()
+        .and_then(|rules| {
+            rules
+                .iter()
+                .find(|r| r["Status"] == "Enabled" && r.get("Prefix").is_none())
+        })
+        .and_then(|r| int(&r["ExpirationInDays"]));
+    if expiry.is_none() || expiry != dlq_days {
+        p.push(format!(
+            "{id}: a lifecycle rule must expire every object after the events DLQ's retention \
+             ({dlq_days:?} days), found {expiry:?}"
+        ));
+    }
+    let tls_only = resources(t).values().any(|r| {
+        r["Type"] == "AWS::S3::BucketPolicy"
+            && is_ref(&r["Properties"]["Bucket"], id)
+            && r["Properties"]["PolicyDocument"]["Statement"]
+                .as_array()
+                .is_some_and(|a| {
+                    a.iter().any(|st| {
+                        st["Effect"] == "Deny"
+                            && st["Condition"]["Bool"]["aws:SecureTransport"] == "false"
+                    })
+                })
+    });
+    if !tls_only {
+        p.push(format!(
+            "{id}: a bucket policy must deny requests without TLS"
+        ));
+    }
+    // The queue takes every message ingest leaves on it (events up to the claim-check threshold,
+    // with their JSON), and its DLQ takes whatever the queue holds.
+    let size = |q: &str| int(&props(t, q)["MaximumMessageSize"]).unwrap_or(1_048_576);
+    let threshold = wabridge_core::claim_check::CLAIM_CHECK_BYTES as i64;
+    if size("EventsQueue") < threshold + 16 * 1024 {
+        p.push(format!(
+            "EventsQueue: MaximumMessageSize {} leaves no room over the claim-check threshold {threshold}",
+            size("EventsQueue")
+        ));
+    }
+    if size("EventsDlq") < size("EventsQueue") {
+        p.push("EventsDlq: MaximumMessageSize must be at least the events queue's".into());
+    }
+    p
+}
+
+#[test]
+fn the_claim_check_bucket_check_catches_public_unencrypted_or_long_lived_buckets() {
+    let template = load_template();
+    assert_clean(check_claim_check_bucket(&template));
+    let broken = |f: &dyn Fn(&mut Value)| {
+        let mut t = template.clone();
+        f(&mut t["Resources"]["ClaimCheckBucket"]["Properties"]);
+        check_claim_check_bucket(&t)
+    };
+    let public =
+        broken(&|b| b["PublicAccessBlockConfiguration"]["BlockPublicPolicy"] = json!(false));
+    assert!(
+        public.iter().any(|p| p.contains("BlockPublicPolicy")),
+        "{public:?}"
+    );
+    let plain = broken(&|b| {
+        b["BucketEncryption"]["ServerSideEncryptionConfiguration"][0]
+            ["ServerSideEncryptionByDefault"] = json!({"SSEAlgorithm": "AES256"})
+    });
+    assert!(plain.iter().any(|p| p.contains("aws:kms")), "{plain:?}");
+    let long = broken(&|b| b["LifecycleConfiguration"]["Rules"][0]["ExpirationInDays"] = json!(90));
+    assert!(long.iter().any(|p| p.contains("lifecycle")), "{long:?}");
+    let versioned = broken(&|b| b["VersioningConfiguration"] = json!({"Status": "Enabled"}));
+    assert!(
+        versioned.iter().any(|p| p.contains("versioning")),
+        "{versioned:?}"
+    );
+    let mut small = template.clone();
+    small["Resources"]["EventsQueue"]["Properties"]["MaximumMessageSize"] = json!(65536);
+    let small = check_claim_check_bucket(&small);
+    assert!(small.iter().any(|p| p.contains("threshold")), "{small:?}");
 }
 
 /// The attribution report's index as the DynamoDB adapter reads it.

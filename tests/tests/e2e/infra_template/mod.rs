@@ -184,12 +184,15 @@ struct Lambda {
     consumes: Option<(&'static str, &'static str)>,
     /// Queues it sends to (sqs:SendMessage).
     sends_to: &'static [&'static str],
+    /// What it does with the claim-check bucket's objects (S3 object actions).
+    claim_check: &'static [&'static str],
 }
 
 const INGEST_ENV: &[&str] = &[
     config::WABRIDGE_TABLE,
     config::EVENTS_QUEUE_URL,
     config::SENDS_QUEUE_URL,
+    config::CLAIM_CHECK_BUCKET,
     config::WABRIDGE_SECRETS_ARN,
     config::WABRIDGE_MAX_BODY_BYTES,
 ];
@@ -204,6 +207,7 @@ const CRM_SYNC_ENV: &[&str] = &[
     config::WABRIDGE_TABLE,
     config::EVENTS_QUEUE_URL,
     config::EVENTS_DLQ_URL,
+    config::CLAIM_CHECK_BUCKET,
     config::WABRIDGE_SECRETS_ARN,
     config::CRM_KIND,
     config::CRM_WEBHOOK_URL,
@@ -229,6 +233,8 @@ const LAMBDAS: &[Lambda] = &[
         env: INGEST_ENV,
         consumes: None,
         sends_to: &["EventsQueue", "SendsQueue"],
+        // Writes events too large for SQS.
+        claim_check: &["s3:PutObject"],
     },
     Lambda {
         id: "Attribution",
@@ -236,6 +242,7 @@ const LAMBDAS: &[Lambda] = &[
         env: ATTRIBUTION_ENV,
         consumes: None,
         sends_to: &[],
+        claim_check: &[],
     },
     Lambda {
         id: "CrmSync",
@@ -245,6 +252,8 @@ const LAMBDAS: &[Lambda] = &[
         // Explicit dead letters (validation failures, CRM rejections) with their reason; the
         // send_result event of a 131050 status back on the events queue.
         sends_to: &["EventsDlq", "EventsQueue"],
+        // Reads them back, tombstones and deletes them once done.
+        claim_check: &["s3:GetObject", "s3:PutObject", "s3:DeleteObject"],
     },
     Lambda {
         id: "Sender",
@@ -253,6 +262,7 @@ const LAMBDAS: &[Lambda] = &[
         consumes: Some(("SendsQueue", "SendsDlq")),
         // Terminal send errors with their reason; send_result events for crm-sync.
         sends_to: &["SendsDlq", "EventsQueue"],
+        claim_check: &[],
     },
 ];
 

@@ -14,6 +14,7 @@ const OUTPUTS: &[&str] = &[
     "EventsDlqUrl",
     "SendsQueueUrl",
     "SendsDlqUrl",
+    "ClaimCheckBucketName",
     "SecretArn",
     "VerifyTokenCommand",
     "AlarmTopicArn",
