@@ -178,6 +178,11 @@ macro_rules! require_aws {
     };
 }
 
+/// One `admin` API key (as `WABRIDGE_API_KEY` sets it).
+pub fn admin_keys(key: &str) -> std::sync::Arc<wabridge_core::auth::ApiKeys> {
+    std::sync::Arc::new(wabridge_core::auth::ApiKeys::admin(Some(key)))
+}
+
 /// A name no other test (in this or another process) uses: `prefix-<pid>-<n>-<random>`.
 /// Valid as a DynamoDB table, SQS queue and secret name.
 pub fn unique_name(prefix: &str) -> String {

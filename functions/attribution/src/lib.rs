@@ -11,6 +11,7 @@ use wabridge_aws::dynamo::attribution::DynamoAttribution;
 use wabridge_aws::sdk::SdkConfig;
 use wabridge_core::api::Api;
 use wabridge_core::attribution::AttributionConfig;
+use wabridge_core::auth::ApiKeys;
 use wabridge_core::config;
 
 pub use wabridge_aws::function_url::handle;
@@ -18,8 +19,9 @@ pub use wabridge_aws::function_url::handle;
 /// What the function reads at cold start (names from `wabridge_core::config`).
 pub struct Settings {
     pub table: String,
-    /// `WABRIDGE_API_KEY` (a secret): without it both routes answer 503 (fail closed).
-    pub api_key: Option<String>,
+    /// `WABRIDGE_API_KEY` and `WABRIDGE_API_KEYS` (secrets): both routes need an `admin` key;
+    /// without any key they answer 503 (fail closed).
+    pub api_keys: Arc<ApiKeys>,
     /// Attribution (`WABRIDGE_ATTRIBUTION` file, else the defaults).
     pub attribution: AttributionConfig,
     /// Meta's Conversions API (`META_DATASET_ID` + `WHATSAPP_ACCESS_TOKEN`), if configured.
@@ -31,7 +33,7 @@ impl std::fmt::Debug for Settings {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("Settings")
             .field("table", &self.table)
-            .field("api_key", &self.api_key.as_ref().map(|_| "<set>"))
+            .field("api_keys", &self.api_keys)
             .field("conversions", &self.conversions.as_ref().map(|_| "<set>"))
             .finish_non_exhaustive()
     }
@@ -47,7 +49,7 @@ impl Settings {
                 config::WABRIDGE_TABLE,
                 "links, codes and conversions live in the table",
             )?,
-            api_key: settings.optional(config::WABRIDGE_API_KEY),
+            api_keys: Arc::new(ApiKeys::from_lookup(|name| settings.optional(name))?),
             attribution: match settings.optional(config::WABRIDGE_ATTRIBUTION) {
                 Some(path) => {
                     let text =
@@ -86,7 +88,7 @@ pub fn build_api(sdk: &SdkConfig, settings: Settings) -> Api {
         Arc::new(DynamoAttribution::new(dynamo, settings.table)),
         Arc::new(settings.attribution),
         settings.conversions,
-        settings.api_key,
+        settings.api_keys,
     )))
 }
 

@@ -16,6 +16,7 @@ use std::sync::Arc;
 use aws_lambda_events::event::sqs::{SqsBatchResponse, SqsEvent};
 use wabridge_aws::engine::AwsEngine;
 use wabridge_core::attribution::AttributionConfig;
+use wabridge_core::auth::ApiKeys;
 use wabridge_core::config;
 use wabridge_core::consumer::Handler;
 use wabridge_core::mapping::Mapping;
@@ -77,7 +78,7 @@ pub fn sending_hooks(engine: &AwsEngine, events_queue: Arc<dyn Queue>) -> Sendin
         // Never used here: crm-sync applies statuses, it does not accept sends.
         events_queue.clone(),
         Arc::new(QueueEvents::new(events_queue)),
-        None,
+        Arc::new(ApiKeys::none()),
     );
     SendingHooks::new(Arc::new(sends))
 }

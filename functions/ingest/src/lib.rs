@@ -9,6 +9,7 @@ use std::sync::Arc;
 use wabridge_aws::engine::AwsEngine;
 use wabridge_aws::sdk::SdkConfig;
 use wabridge_core::api::Api;
+use wabridge_core::auth::ApiKeys;
 use wabridge_core::config;
 use wabridge_core::dedupe::DEFAULT_DEDUPE_TTL;
 use wabridge_core::ingest::{IngestConfig, IngestService};
@@ -24,9 +25,9 @@ pub struct Settings {
     pub ingest: IngestConfig,
     /// `SENDS_QUEUE_URL`: without it `/sends` and `/consents` are not mounted (404).
     pub sends_queue_url: Option<String>,
-    /// `WABRIDGE_API_KEY` (a secret): without it `/sends` and `/consents` answer 503 (fail
-    /// closed).
-    pub api_key: Option<String>,
+    /// `WABRIDGE_API_KEY` and `WABRIDGE_API_KEYS` (secrets): without any key `/sends` and
+    /// `/consents` answer 503 (fail closed).
+    pub api_keys: Arc<ApiKeys>,
     /// `CLAIM_CHECK_BUCKET`: where events too large for SQS go (`wabridge_core::claim_check`).
     pub claim_check_bucket: Option<String>,
 }
@@ -39,7 +40,7 @@ impl std::fmt::Debug for Settings {
             .field("events_queue_url", &self.events_queue_url)
             .field("sends_queue_url", &self.sends_queue_url)
             .field("claim_check_bucket", &self.claim_check_bucket)
-            .field("api_key", &self.api_key.as_ref().map(|_| "<set>"))
+            .field("api_keys", &self.api_keys)
             .finish_non_exhaustive()
     }
 }
@@ -60,7 +61,7 @@ impl Settings {
             )?,
             ingest: IngestConfig::from_lookup(&get)?,
             sends_queue_url: settings.optional(config::SENDS_QUEUE_URL),
-            api_key: settings.optional(config::WABRIDGE_API_KEY),
+            api_keys: Arc::new(ApiKeys::from_lookup(|name| settings.optional(name))?),
             claim_check_bucket: settings.optional(config::CLAIM_CHECK_BUCKET),
         })
     }
@@ -88,7 +89,7 @@ pub fn build_api(sdk: &SdkConfig, settings: Settings) -> Api {
             api = api.with_sends(Arc::new(engine.sends(
                 Arc::new(engine.producer(url)),
                 Arc::new(NoEvents),
-                settings.api_key,
+                settings.api_keys,
             )));
         }
         None => tracing::warn!(
@@ -143,7 +144,7 @@ mod tests {
         };
         let s = Settings::from_lookup(base).unwrap();
         assert_eq!(s.sends_queue_url, None);
-        assert_eq!(s.api_key, None);
+        assert!(s.api_keys.is_empty());
 
         let s = Settings::from_lookup(|name| match name {
             "SENDS_QUEUE_URL" => Some("http://q/sends".to_string()),
@@ -154,9 +155,25 @@ mod tests {
         })
         .unwrap();
         assert_eq!(s.sends_queue_url.as_deref(), Some("http://q/sends"));
-        assert_eq!(s.api_key.as_deref(), Some("secret-key-123"));
+        assert_eq!(s.api_keys.ids(), ["default"]);
         let shown = format!("{s:?}");
         assert!(!shown.contains("secret-key-123"), "{shown}");
+
+        // Scoped keys from the secret; a bad list stops the cold start, naming it.
+        let keys = r#"[{"id": "crm", "scopes": ["sends"], "key": "scoped-key-0123456789"}]"#;
+        let s = Settings::from_lookup(|name| match name {
+            "WABRIDGE_API_KEYS" => Some(keys.to_string()),
+            other => base(other),
+        })
+        .unwrap();
+        assert_eq!(s.api_keys.ids(), ["crm"]);
+        assert!(!format!("{s:?}").contains("scoped-key"));
+        let err = Settings::from_lookup(|name| match name {
+            "WABRIDGE_API_KEYS" => Some(keys.replace("sends", "send")),
+            other => base(other),
+        })
+        .unwrap_err();
+        assert!(err.to_string().contains("WABRIDGE_API_KEYS"), "{err}");
 
         // A blank key is no key (fail closed), not an empty bearer that anyone could send.
         let s = Settings::from_lookup(|name| match name {
@@ -164,6 +181,6 @@ mod tests {
             other => base(other),
         })
         .unwrap();
-        assert_eq!(s.api_key, None);
+        assert!(s.api_keys.is_empty());
     }
 }

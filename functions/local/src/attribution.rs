@@ -10,6 +10,7 @@ use wabridge_attribution::service::{AttributionService, PNG_SCALE};
 use wabridge_aws::dynamo::attribution::DynamoAttribution;
 use wabridge_core::attribution::report::{parse_since, Format};
 use wabridge_core::attribution::{AttributionConfig, AttributionStore, LinkRequest};
+use wabridge_core::auth::ApiKeys;
 use wabridge_core::clock::now_ms;
 use wabridge_sqlite::attribution::SqliteAttribution;
 use wabridge_sqlite::Db;
@@ -18,7 +19,7 @@ use crate::error::CliError;
 
 /// The service behind `POST /links` and `POST /conversions` (config from
 /// `WABRIDGE_ATTRIBUTION`, Meta from `META_DATASET_ID` and friends).
-pub async fn service(db: &Db, api_key: &str) -> Result<Arc<AttributionService>, CliError> {
+pub async fn service(db: &Db, keys: Arc<ApiKeys>) -> Result<Arc<AttributionService>, CliError> {
     let config = AttributionConfig::from_env()?;
     let store = SqliteAttribution::open(db.clone())
         .await
@@ -28,7 +29,7 @@ pub async fn service(db: &Db, api_key: &str) -> Result<Arc<AttributionService>, 
         Arc::new(store),
         Arc::new(config),
         meta,
-        Some(api_key.to_string()),
+        keys,
     )))
 }
 

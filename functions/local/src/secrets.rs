@@ -5,6 +5,7 @@ use std::io::Write;
 use std::path::{Path, PathBuf};
 
 use serde::{Deserialize, Serialize};
+use wabridge_core::auth::{ApiKeys, KeySpec};
 use wabridge_core::config;
 
 use crate::error::CliError;
@@ -13,7 +14,23 @@ use crate::error::CliError;
 pub struct Secrets {
     pub app_secret: String,
     pub verify_token: String,
+    /// The `admin` key (id `default`).
     pub api_key: String,
+    /// More keys with scopes (`wabridge_core::auth`); `WABRIDGE_API_KEYS` (JSON) replaces them.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub api_keys: Vec<KeySpec>,
+}
+
+impl Secrets {
+    /// Every API key `serve` accepts. A bad key list (unknown scope, short key, duplicate)
+    /// stops the start, naming `WABRIDGE_API_KEYS`.
+    pub fn keys(&self) -> Result<ApiKeys, CliError> {
+        let keys = match env_nonempty(config::WABRIDGE_API_KEYS) {
+            Some(json) => ApiKeys::parse(Some(&self.api_key), Some(&json))?,
+            None => ApiKeys::from_specs(Some(&self.api_key), self.api_keys.clone())?,
+        };
+        Ok(keys)
+    }
 }
 
 pub fn path(data: &Path) -> PathBuf {
@@ -55,6 +72,7 @@ pub fn load_or_generate(data: &Path) -> Result<Secrets, CliError> {
                 app_secret: random_hex(),
                 verify_token: random_hex(),
                 api_key: random_hex(),
+                api_keys: Vec::new(),
             };
             write_new(data, &s)?;
             println!(
@@ -71,6 +89,7 @@ pub fn load_or_generate(data: &Path) -> Result<Secrets, CliError> {
         app_secret: env_nonempty(config::WHATSAPP_APP_SECRET).unwrap_or(stored.app_secret),
         verify_token: env_nonempty(config::WHATSAPP_VERIFY_TOKEN).unwrap_or(stored.verify_token),
         api_key: env_nonempty(config::WABRIDGE_API_KEY).unwrap_or(stored.api_key),
+        api_keys: stored.api_keys,
     })
 }
 

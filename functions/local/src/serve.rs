@@ -40,8 +40,10 @@ pub async fn run(args: ServeArgs) -> Result<(), CliError> {
         .await
         .map_err(CliError::store("cannot open the inbox"))?;
     let (api, max_body) = crate::wiring::build_api(Arc::new(inbox.clone()), &secrets)?;
-    let api = api.with_attribution(crate::attribution::service(&db, &secrets.api_key).await?);
-    let sends = crate::sends::service(&db, &secrets.api_key);
+    let keys = Arc::new(secrets.keys()?);
+    tracing::info!(keys = ?keys.ids(), "API keys");
+    let api = api.with_attribution(crate::attribution::service(&db, keys.clone()).await?);
+    let sends = crate::sends::service(&db, keys);
     let api = api.with_sends(sends.clone());
     let pressure = Pressure::new(BURST_IN_FLIGHT);
     db.defer_checkpoints_during(pressure.clone());

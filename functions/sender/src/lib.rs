@@ -25,6 +25,7 @@ use std::sync::Arc;
 use aws_lambda_events::event::sqs::{SqsBatchResponse, SqsEvent};
 use serde_json::{json, Value};
 use wabridge_aws::engine::AwsEngine;
+use wabridge_core::auth::ApiKeys;
 use wabridge_core::config;
 use wabridge_core::consumer::Handler;
 use wabridge_core::queue::Queue;
@@ -122,7 +123,7 @@ pub fn build(
     let queue: Arc<dyn Queue> = Arc::new(engine.queue(names.queue_url, names.dlq_url));
     let events = QueueEvents::new(Arc::new(engine.producer(names.events_url)));
     // The sender serves no HTTP.
-    let sends = engine.sends(queue.clone(), Arc::new(events), None);
+    let sends = engine.sends(queue.clone(), Arc::new(events), Arc::new(ApiKeys::none()));
     let templates = sends.policy.templates.clone();
     App {
         handler: Arc::new(

@@ -1,6 +1,6 @@
 //! `POST /links` and `POST /conversions`: the HTTP side of attribution, mounted on
-//! [`wabridge_core::api::Api`]. Both take JSON, need `Authorization: Bearer <WABRIDGE_API_KEY>`, and
-//! answer JSON (errors in the [`ApiError`] shape).
+//! [`wabridge_core::api::Api`]. Both take JSON, need an API key with the `admin` scope
+//! ([`wabridge_core::auth`]), and answer JSON (errors in the [`ApiError`] shape).
 
 use std::sync::Arc;
 
@@ -13,17 +13,13 @@ use wabridge_core::api::AttributionRoutes;
 use wabridge_core::attribution::link::LinkRequest;
 use wabridge_core::attribution::store::AttributionStore;
 use wabridge_core::attribution::AttributionConfig;
+use wabridge_core::auth::{ApiKeys, Scope};
 use wabridge_core::http::{ApiError, Request, Response};
 
 /// Largest request body accepted by these routes.
 pub const MAX_BODY: usize = 64 * 1024;
 /// Pixels per QR module in the PNG.
 pub const PNG_SCALE: usize = 8;
-
-/// `Authorization: Bearer <WABRIDGE_API_KEY>` (see [`Request::authorize_bearer`]).
-pub fn authorize(req: &Request, api_key: Option<&str>) -> Result<(), ApiError> {
-    req.authorize_bearer(api_key)
-}
 
 fn json_body<T: serde::de::DeserializeOwned>(req: &Request) -> Result<T, ApiError> {
     if req.body.len() > MAX_BODY {
@@ -53,7 +49,7 @@ pub struct AttributionService {
     store: Arc<dyn AttributionStore>,
     config: Arc<AttributionConfig>,
     meta: Option<MetaConversions>,
-    api_key: Option<String>,
+    keys: Arc<ApiKeys>,
     now_ms: fn() -> i64,
 }
 
@@ -62,13 +58,13 @@ impl AttributionService {
         store: Arc<dyn AttributionStore>,
         config: Arc<AttributionConfig>,
         meta: Option<MetaConversions>,
-        api_key: Option<String>,
+        keys: Arc<ApiKeys>,
     ) -> AttributionService {
         AttributionService {
             store,
             config,
             meta,
-            api_key,
+            keys,
             now_ms: wabridge_core::clock::now_ms,
         }
     }
@@ -76,7 +72,7 @@ impl AttributionService {
     /// `POST /links`: 201 with the code, the `wa.me` URL, its text, expiry, UTMs and the QR code
     /// as SVG text and base64 PNG.
     pub async fn create_link(&self, req: &Request) -> Result<Response, ApiError> {
-        authorize(req, self.api_key.as_deref())?;
+        self.keys.authorize(req, Scope::Admin, "POST /links")?;
         let request: LinkRequest = json_body(req)?;
         let spec = request
             .validate(&self.config)
@@ -97,7 +93,8 @@ impl AttributionService {
     /// call again with the same `event_id`. 409 when the `event_id` was used for another
     /// conversion.
     pub async fn record_conversion(&self, req: &Request) -> Result<Response, ApiError> {
-        authorize(req, self.api_key.as_deref())?;
+        self.keys
+            .authorize(req, Scope::Admin, "POST /conversions")?;
         let request: ConversionRequest = json_body(req)?;
         let conversion = request
             .validate((self.now_ms)())
@@ -138,56 +135,5 @@ impl AttributionRoutes for AttributionService {
 
     async fn record_conversion(&self, req: &Request) -> Result<Response, ApiError> {
         AttributionService::record_conversion(self, req).await
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-    use wabridge_core::http::Method;
-
-    fn req(auth: Option<&str>) -> Request {
-        Request {
-            method: Method::Post,
-            path: "/links".into(),
-            query: None,
-            headers: auth
-                .map(|a| vec![("authorization".to_string(), a.to_string())])
-                .unwrap_or_default(),
-            body: vec![],
-        }
-    }
-
-    #[test]
-    fn bearer_key_is_required_and_fails_closed() {
-        assert!(authorize(&req(Some("Bearer k3y")), Some("k3y")).is_ok());
-        assert_eq!(
-            authorize(&req(Some("Bearer nope")), Some("k3y"))
-                .unwrap_err()
-                .status(),
-            401
-        );
-        assert_eq!(
-            authorize(&req(Some("k3y")), Some("k3y"))
-                .unwrap_err()
-                .status(),
-            401
-        );
-        assert_eq!(
-            authorize(&req(None), Some("k3y")).unwrap_err().status(),
-            401
-        );
-        assert_eq!(
-            authorize(&req(Some("Bearer ")), Some(""))
-                .unwrap_err()
-                .status(),
-            503
-        );
-        assert_eq!(
-            authorize(&req(Some("Bearer x")), None)
-                .unwrap_err()
-                .status(),
-            503
-        );
     }
 }

@@ -6,6 +6,7 @@ use std::time::Duration;
 
 use crate::sdk::SdkConfig;
 use wabridge_core::attribution::AttributionConfig;
+use wabridge_core::auth::ApiKeys;
 use wabridge_core::claim_check::{BlobStore, ClaimCheckQueue, ClaimChecked};
 use wabridge_core::consent::ConsentService;
 use wabridge_core::consumer::Handler;
@@ -115,20 +116,20 @@ impl AwsEngine {
     }
 
     /// The sends service over the table. `queue` is where accepted sends go (the sends queue;
-    /// the sender consumes it); `events` is told how sends end; `api_key` guards the HTTP routes
-    /// (`None` where the function serves none).
+    /// the sender consumes it); `events` is told how sends end; `keys` guard the HTTP routes
+    /// (none where the function serves none).
     pub fn sends(
         &self,
         queue: Arc<dyn Queue>,
         events: Arc<dyn SendEvents>,
-        api_key: Option<String>,
+        keys: Arc<ApiKeys>,
     ) -> Sends {
         Sends::new(
             Arc::new(DynamoSends::new(self.dynamo.clone(), self.table.clone())),
             queue,
             self.policy(),
             events,
-            api_key,
+            keys,
         )
     }
 

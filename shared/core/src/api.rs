@@ -13,6 +13,7 @@ use std::sync::Arc;
 
 use serde_json::json;
 
+use crate::auth::Scope;
 use crate::http::{ApiError, Method, Request, Response};
 use crate::ingest::{IngestError, IngestService};
 use crate::sends::error::{RequestError, SendsError};
@@ -99,7 +100,7 @@ impl Api {
     }
 
     /// Mounts `POST /sends`, `GET /sends/{id}`, `POST /consents` and `GET /consents?to=`
-    /// (bearer `WABRIDGE_API_KEY`).
+    /// (bearer API keys with scopes, [`crate::auth`]).
     pub fn with_sends(mut self, sends: Arc<Sends>) -> Api {
         self.sends = Some(sends);
         self
@@ -211,7 +212,8 @@ impl From<SendsError> for ApiError {
     }
 }
 
-/// `/sends`, `/sends/{id}` and `/consents`: bearer key, JSON bodies, then the sends service.
+/// `/sends`, `/sends/{id}` and `/consents`: a bearer key with the route's scope (`sends`,
+/// `read`, `consents`: see [`crate::auth`]), JSON bodies, then the sends service.
 async fn sends_route(sends: &Sends, req: &Request) -> Result<Response, ApiError> {
     let route = Route::match_path(&req.path);
     match (&route, req.method) {
@@ -220,7 +222,13 @@ async fn sends_route(sends: &Sends, req: &Request) -> Result<Response, ApiError>
         | (Route::Consents, Method::Post | Method::Get) => {}
         _ => return Err(ApiError::MethodNotAllowed(req.path.clone())),
     }
-    req.authorize_bearer(sends.api_key())?;
+    let (scope, name) = match (&route, req.method) {
+        (Route::Sends, _) => (Scope::Sends, "POST /sends"),
+        (Route::Send(_), _) => (Scope::Read, "GET /sends/{id}"),
+        (_, Method::Post) => (Scope::Consents, "POST /consents"),
+        _ => (Scope::Read, "GET /consents"),
+    };
+    sends.keys().authorize(req, scope, name)?;
     if req.method == Method::Post {
         let json = req.header("content-type").is_some_and(|c| {
             c.trim_start()

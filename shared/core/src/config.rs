@@ -19,6 +19,8 @@ pub const WHATSAPP_API_URL: &str = "WHATSAPP_API_URL";
 pub const WHATSAPP_API_VERSION: &str = "WHATSAPP_API_VERSION";
 /// Bearer key for `/sends`, `/consents`, `/links`, `/conversions`.
 pub const WABRIDGE_API_KEY: &str = "WABRIDGE_API_KEY";
+/// Scoped API keys (a secret): a JSON array of `{"id", "scopes", "key"}` (see `auth`).
+pub const WABRIDGE_API_KEYS: &str = "WABRIDGE_API_KEYS";
 /// Largest webhook body accepted, bytes (default [`DEFAULT_MAX_BODY_BYTES`]).
 pub const WABRIDGE_MAX_BODY_BYTES: &str = "WABRIDGE_MAX_BODY_BYTES";
 /// Data directory of the local gateway (`wabridge serve --data`; default `./.wabridge`).
@@ -158,6 +160,7 @@ pub const SECRET_NAMES: &[&str] = &[
     WHATSAPP_VERIFY_TOKEN,
     WHATSAPP_ACCESS_TOKEN,
     WABRIDGE_API_KEY,
+    WABRIDGE_API_KEYS,
     CRM_WEBHOOK_SECRET,
     HUBSPOT_TOKEN,
 ];

@@ -47,34 +47,6 @@ impl Request {
             .map(|(_, v)| v.as_str())
     }
 
-    /// Checks `Authorization: Bearer <api_key>` in constant time. Fails closed: with no key
-    /// configured every call is refused with 503 (a deployment problem, like a missing webhook
-    /// secret), a missing or wrong key with 401.
-    pub fn authorize_bearer(&self, api_key: Option<&str>) -> Result<(), ApiError> {
-        use subtle::ConstantTimeEq;
-        let Some(key) = api_key.filter(|k| !k.trim().is_empty()) else {
-            return Err(ApiError::Unavailable(format!(
-                "{} is not set: this route is disabled",
-                crate::config::WABRIDGE_API_KEY
-            )));
-        };
-        let given = self
-            .header("authorization")
-            .and_then(|h| {
-                h.strip_prefix("Bearer ")
-                    .or_else(|| h.strip_prefix("bearer "))
-            })
-            .map(str::trim)
-            .ok_or_else(|| {
-                ApiError::Unauthorized("missing `Authorization: Bearer <API key>`".into())
-            })?;
-        if bool::from(given.as_bytes().ct_eq(key.as_bytes())) {
-            Ok(())
-        } else {
-            Err(ApiError::Unauthorized("wrong API key".into()))
-        }
-    }
-
     /// Decoded value of a query parameter.
     pub fn query_param(&self, name: &str) -> Option<String> {
         let query = self.query.as_deref()?;

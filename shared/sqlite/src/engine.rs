@@ -4,6 +4,7 @@
 use std::sync::Arc;
 
 use wabridge_core::attribution::AttributionConfig;
+use wabridge_core::auth::ApiKeys;
 use wabridge_core::consent::ConsentService;
 use wabridge_core::crm::Crm;
 use wabridge_core::error::StoreError;
@@ -51,14 +52,14 @@ impl SqliteEngine {
 
     /// The sends service: accepted sends go on the `sends` queue; sends that end without a
     /// status webhook (and Meta's 131050 opt-outs) are reported on the `events` queue, which
-    /// crm-sync turns into CRM records. `api_key` guards the HTTP routes.
-    pub fn sends(&self, api_key: Option<String>) -> Sends {
+    /// crm-sync turns into CRM records. `keys` guard the HTTP routes.
+    pub fn sends(&self, keys: Arc<ApiKeys>) -> Sends {
         Sends::new(
             Arc::new(SqliteSends::new(self.db.clone())),
             Arc::new(self.queue(SENDS_QUEUE)),
             self.policy(),
             Arc::new(QueueEvents::new(Arc::new(self.queue(EVENTS_QUEUE)))),
-            api_key,
+            keys,
         )
     }
 

@@ -174,7 +174,13 @@ async fn fixture() -> Fixture {
         store.clone(),
         config.clone(),
         Some(client),
-        Some("api-key".into()),
+        Arc::new(
+            wabridge_core::auth::ApiKeys::parse(
+                Some("api-key"),
+                Some(r#"[{"id": "crm", "scopes": ["sends", "consents", "read"], "key": "crm-key-0123456789"}]"#),
+            )
+            .unwrap(),
+        ),
     );
 
     // Ana clicked an ad: her first message carried the referral.
@@ -218,6 +224,26 @@ fn post_conversion(body: Value) -> Request {
 
 fn parse(r: &wabridge_core::http::Response) -> Value {
     serde_json::from_slice(&r.body).unwrap()
+}
+
+/// `/conversions` and `/links` have no scope of their own: only an `admin` key reaches them.
+#[tokio::test]
+async fn a_key_without_the_admin_scope_is_refused_with_403() {
+    let f = fixture().await;
+    let mut req = post_conversion(
+        json!({"contact_id": "ana", "value": 10, "currency": "MXN", "event_id": "deal-403"}),
+    );
+    req.headers[0].1 = "Bearer crm-key-0123456789".into();
+    let err = f.service.record_conversion(&req).await.unwrap_err();
+    assert_eq!(err.status(), 403);
+    assert!(err.to_string().contains("`admin`"), "{err}");
+    req.path = "/links".into();
+    assert_eq!(f.service.create_link(&req).await.unwrap_err().status(), 403);
+    assert_eq!(
+        f.meta.hits.load(Ordering::SeqCst),
+        0,
+        "nothing reached Meta"
+    );
 }
 
 #[tokio::test]

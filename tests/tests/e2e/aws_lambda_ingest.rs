@@ -67,7 +67,7 @@ impl Stack {
                 events_queue_url: self.queue.queue_url().to_string(),
                 ingest: ingest_config(),
                 sends_queue_url: None,
-                api_key: None,
+                api_keys: Default::default(),
                 claim_check_bucket: None,
             },
         )
@@ -266,7 +266,7 @@ async fn an_unreachable_store_is_a_503_not_a_500() {
             events_queue_url: s.queue.queue_url().to_string(),
             ingest: ingest_config(),
             sends_queue_url: None,
-            api_key: None,
+            api_keys: Default::default(),
             claim_check_bucket: None,
         },
     );
@@ -336,7 +336,7 @@ async fn the_lambda_serves_sends_and_links_with_the_api_key_over_dynamodb_and_sq
             events_queue_url: s.queue.queue_url().to_string(),
             ingest: ingest_config(),
             sends_queue_url: Some(sends.url.clone()),
-            api_key: Some(key.into()),
+            api_keys: wabridge_tests::admin_keys(key),
             claim_check_bucket: None,
         },
     );
@@ -389,7 +389,7 @@ async fn the_lambda_serves_sends_and_links_with_the_api_key_over_dynamodb_and_sq
         &s.aws.config,
         attribution::Settings {
             table: s.table.clone(),
-            api_key: Some(key.into()),
+            api_keys: wabridge_tests::admin_keys(key),
             attribution: Default::default(),
             conversions: None,
         },
@@ -411,6 +411,56 @@ async fn the_lambda_serves_sends_and_links_with_the_api_key_over_dynamodb_and_sq
     );
 }
 
+/// Scoped keys on the Lambda, read as a cold start reads the secret: the `read` key cannot
+/// send (403 naming the scope, nothing queued), the `sends` key can, and cannot read.
+#[tokio::test]
+async fn the_lambda_puts_each_route_behind_its_scope() {
+    let aws = require_aws!();
+    let s = stack(aws).await;
+    let sends = create_queues(&s.aws.sqs, &unique_name("sends"), 5).await;
+    let keys = r#"[{"id": "crm-sends", "scopes": ["sends"], "key": "lambda-sends-key-0123456789"},
+                   {"id": "bi", "scopes": ["read"], "key": "lambda-read-key-0123456789"}]"#;
+    let (table, events_url) = (s.table.clone(), s.queue.queue_url().to_string());
+    let settings = Settings::from_lookup(|name| match name {
+        "WABRIDGE_TABLE" => Some(table.clone()),
+        "EVENTS_QUEUE_URL" => Some(events_url.clone()),
+        "SENDS_QUEUE_URL" => Some(sends.url.clone()),
+        "WABRIDGE_API_KEYS" => Some(keys.to_string()),
+        "WHATSAPP_APP_SECRET" => Some(SAMPLE_APP_SECRET.into()),
+        _ => None,
+    })
+    .unwrap();
+    let api = build_api(&s.aws.config, settings);
+    let body = r#"{"to": "+52 1 55 1234 5678", "template": "order_update", "language": "es_MX", "category": "UTILITY"}"#;
+    let resp = handle(
+        &api,
+        api_request("POST", "/sends", body, Some("lambda-read-key-0123456789")),
+    )
+    .await
+    .unwrap();
+    assert_eq!(resp.status(), 403, "{}", body_text(&resp));
+    assert!(body_text(&resp).contains("`sends`"));
+    assert_eq!(queue_depth(&s.aws.sqs, &sends.url).await, (0, 0));
+    let resp = handle(
+        &api,
+        api_request("POST", "/sends", body, Some("lambda-sends-key-0123456789")),
+    )
+    .await
+    .unwrap();
+    assert_eq!(resp.status(), 202, "{}", body_text(&resp));
+    let id: serde_json::Value = serde_json::from_str(&body_text(&resp)).unwrap();
+    let path = format!("/sends/{}", id["id"].as_str().unwrap());
+    for (key, status) in [
+        ("lambda-sends-key-0123456789", 403),
+        ("lambda-read-key-0123456789", 200),
+    ] {
+        let resp = handle(&api, api_request("GET", &path, "", Some(key)))
+            .await
+            .unwrap();
+        assert_eq!(resp.status(), status, "{key}: {}", body_text(&resp));
+    }
+}
+
 #[tokio::test]
 async fn without_an_api_key_the_lambda_fails_closed_and_without_a_sends_queue_sends_are_not_served()
 {
@@ -426,7 +476,7 @@ async fn without_an_api_key_the_lambda_fails_closed_and_without_a_sends_queue_se
         &s.aws.config,
         attribution::Settings {
             table: s.table.clone(),
-            api_key: None,
+            api_keys: Default::default(),
             attribution: Default::default(),
             conversions: None,
         },

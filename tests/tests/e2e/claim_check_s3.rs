@@ -80,7 +80,7 @@ impl Setup {
                 events_queue_url: self.queues.url.clone(),
                 ingest,
                 sends_queue_url: None,
-                api_key: None,
+                api_keys: Default::default(),
                 claim_check_bucket: bucket.map(str::to_string),
             },
         )

@@ -326,7 +326,7 @@ async fn sender_lambda_sends_through_prism_and_reports_a_refusal_to_the_events_q
     let api = engine.sends(
         Arc::new(engine.producer(sends_q.url.clone())),
         Arc::new(NoEvents),
-        Some("k".into()),
+        wabridge_tests::admin_keys("k"),
     );
     let consent = api.policy.consent.clone();
     let opt = |action, at| ConsentEntry {

@@ -139,7 +139,7 @@ async fn setup_failing(kind: &'static str, fail: usize) -> Setup {
         Arc::new(engine.queue(SENDS_QUEUE)),
         engine.policy(),
         Arc::new(QueueEvents::new(events)),
-        Some("k".into()),
+        wabridge_tests::admin_keys("k"),
     ));
     let graph = GraphClient::new(GraphConfig {
         base_url: meta().await,

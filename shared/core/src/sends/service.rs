@@ -4,6 +4,8 @@
 
 use std::sync::Arc;
 
+use crate::auth::ApiKeys;
+
 use async_trait::async_trait;
 use serde::{Deserialize, Serialize};
 use serde_json::{json, Value};
@@ -54,8 +56,9 @@ pub struct Sends {
     pub queue: Arc<dyn Queue>,
     pub policy: Policy,
     pub events: Arc<dyn SendEvents>,
-    /// `WABRIDGE_API_KEY`; `None` refuses every call (fail closed).
-    api_key: Option<Arc<str>>,
+    /// The API keys the HTTP edge checks each call against; none refuses every call (fail
+    /// closed).
+    keys: Arc<ApiKeys>,
 }
 
 /// The sends queue's message: the send's id (the sender reads the rest from the store).
@@ -81,22 +84,20 @@ impl Sends {
         queue: Arc<dyn Queue>,
         policy: Policy,
         events: Arc<dyn SendEvents>,
-        api_key: Option<String>,
+        keys: Arc<ApiKeys>,
     ) -> Sends {
-        let api_key = api_key.filter(|k| !k.trim().is_empty()).map(Arc::from);
         Sends {
             store,
             queue,
             policy,
             events,
-            api_key,
+            keys,
         }
     }
 
-    /// `WABRIDGE_API_KEY`, which the HTTP edge checks every call against (`None` refuses every
-    /// call: fail closed).
-    pub fn api_key(&self) -> Option<&str> {
-        self.api_key.as_deref()
+    /// The API keys the HTTP edge checks every call against (none refuses every call).
+    pub fn keys(&self) -> &ApiKeys {
+        &self.keys
     }
 
     /// `POST /sends`: validate, check the guards, store (idempotently), enqueue. Returns the

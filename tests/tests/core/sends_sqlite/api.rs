@@ -8,65 +8,116 @@ use wabridge_core::sends::service::{NoEvents, Sends};
 
 use super::*;
 
+/// Scoped keys through the HTTP routes: each route needs its scope (403 naming it), an
+/// `admin` key reaches every route, a wrong or missing key is 401, and with no key configured
+/// every call is refused (fail closed, 503).
 #[tokio::test]
-async fn api_key_is_required_and_compared() {
+async fn each_route_needs_its_scope_and_no_key_fails_closed() {
+    use wabridge_core::api::Api;
+    use wabridge_core::auth::ApiKeys;
     use wabridge_core::http::{Method, Request};
     let s = setup().await;
-    let req = |auth: Option<&str>| Request {
-        method: Method::Post,
-        path: "/sends".into(),
-        query: None,
-        headers: auth
-            .map(|a| vec![("authorization".to_string(), a.to_string())])
-            .unwrap_or_default(),
-        body: vec![],
+    let keys = ApiKeys::parse(
+        Some("admin-key-0123456789"),
+        Some(
+            r#"[{"id": "crm-sends", "scopes": ["sends"], "key": "sends-key-0123456789"},
+                {"id": "crm-optin", "scopes": ["consents"], "key": "optin-key-0123456789"},
+                {"id": "bi", "scopes": ["read"], "key": "read-key-0123456789"}]"#,
+        ),
+    )
+    .unwrap();
+    let sends = Sends::new(
+        s.sends.store.clone(),
+        s.sends.queue.clone(),
+        s.sends.policy.clone(),
+        Arc::new(NoEvents),
+        Arc::new(keys),
+    );
+    let api = Api::new().with_sends(Arc::new(sends));
+    let call = |method: Method, path: &str, key: Option<&str>| {
+        let mut headers = vec![("content-type".to_string(), "application/json".to_string())];
+        if let Some(k) = key {
+            headers.push(("authorization".to_string(), format!("Bearer {k}")));
+        }
+        let (path, query) = match path.split_once('?') {
+            Some((p, q)) => (p.to_string(), Some(q.to_string())),
+            None => (path.to_string(), None),
+        };
+        Request {
+            method,
+            path,
+            query,
+            headers,
+            body: b"{}".to_vec(),
+        }
     };
-    assert!(req(Some("Bearer test-api-key"))
-        .authorize_bearer(s.sends.api_key())
-        .is_ok());
-    assert_eq!(
-        req(Some("Bearer wrong"))
-            .authorize_bearer(s.sends.api_key())
-            .unwrap_err()
-            .status(),
-        401
-    );
-    assert_eq!(
-        req(None)
-            .authorize_bearer(s.sends.api_key())
-            .unwrap_err()
-            .status(),
-        401
-    );
-    assert_eq!(
-        req(Some("Basic dGVzdA=="))
-            .authorize_bearer(s.sends.api_key())
-            .unwrap_err()
-            .status(),
-        401
-    );
+    let routes = [
+        (Method::Post, "/sends", "sends-key-0123456789", "sends"),
+        (Method::Get, "/sends/nope", "read-key-0123456789", "read"),
+        (
+            Method::Post,
+            "/consents",
+            "optin-key-0123456789",
+            "consents",
+        ),
+        (
+            Method::Get,
+            "/consents?to=%2B5215512345678",
+            "read-key-0123456789",
+            "read",
+        ),
+    ];
+    let keys = [
+        "sends-key-0123456789",
+        "optin-key-0123456789",
+        "read-key-0123456789",
+    ];
+    for (method, path, allowed, scope) in routes {
+        for key in keys {
+            let resp = api.handle(call(method, path, Some(key))).await;
+            let body: Value = serde_json::from_slice(&resp.body).unwrap();
+            if key == allowed {
+                // Past the key check: the route's own answer (400 for `{}`, 404, 200).
+                assert!(
+                    ![401, 403, 503].contains(&resp.status),
+                    "{path} with its scope: {} {body}",
+                    resp.status
+                );
+            } else {
+                assert_eq!(resp.status, 403, "{path} with {key}: {body}");
+                assert_eq!(body["error"]["code"], "forbidden");
+                let message = body["error"]["message"].as_str().unwrap();
+                assert!(message.contains(&format!("`{scope}`")), "{message}");
+                assert!(!message.contains(key), "the key is never echoed: {message}");
+            }
+        }
+        let admin = api
+            .handle(call(method, path, Some("admin-key-0123456789")))
+            .await;
+        assert!(![401, 403, 503].contains(&admin.status), "admin on {path}");
+        for wrong in [Some("wrong-key-0123456789"), None] {
+            assert_eq!(api.handle(call(method, path, wrong)).await.status, 401);
+        }
+    }
+
+    // No key configured: every call refused, as a deployment problem.
     let closed = Sends::new(
         s.sends.store.clone(),
         s.sends.queue.clone(),
         s.sends.policy.clone(),
         Arc::new(NoEvents),
-        None,
+        Arc::new(ApiKeys::none()),
     );
-    // No key configured: every call refused (fail closed), as a deployment problem.
-    assert_eq!(
-        req(Some("Bearer "))
-            .authorize_bearer(closed.api_key())
-            .unwrap_err()
-            .status(),
-        503
-    );
-    assert_eq!(
-        req(Some("Bearer anything"))
-            .authorize_bearer(closed.api_key())
-            .unwrap_err()
-            .status(),
-        503
-    );
+    let closed = Api::new().with_sends(Arc::new(closed));
+    for key in [Some("anything-0123456789"), Some(""), None] {
+        assert_eq!(
+            closed
+                .handle(call(Method::Post, "/sends", key))
+                .await
+                .status,
+            503
+        );
+    }
 }
 
 #[tokio::test]

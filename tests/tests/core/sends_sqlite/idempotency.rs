@@ -74,7 +74,7 @@ async fn a_failed_enqueue_stores_nothing_and_an_orphan_message_is_dropped_after_
         )),
         s.sends.policy.clone(),
         Arc::new(NoEvents),
-        Some("k".into()),
+        wabridge_tests::admin_keys("k"),
     );
     let e = down.submit(UTILITY.as_bytes(), None).await.unwrap_err();
     assert!(matches!(e, SendsError::Store(_)), "{e:?}");

@@ -82,7 +82,7 @@ async fn setup() -> Setup {
     tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
     let engine = SqliteEngine::new(db.clone());
     let queue = Arc::new(engine.queue(SENDS_QUEUE));
-    let sends = engine.sends(Some("test-api-key".into()));
+    let sends = engine.sends(wabridge_tests::admin_keys("test-api-key"));
     let graph = GraphClient::new(GraphConfig {
         base_url: format!("http://{addr}"),
         version: "v23.0".into(),

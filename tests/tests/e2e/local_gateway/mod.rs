@@ -1,6 +1,7 @@
 //! End-to-end tests of the real `wabridge` binary: built once, spawned on port 0 with a temporary
 //! data dir, driven over loopback HTTP and through its CLI, its SQLite file inspected directly.
 
+mod api_keys;
 mod cli;
 mod crash;
 mod durability;

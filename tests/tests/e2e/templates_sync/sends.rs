@@ -9,7 +9,7 @@ use wabridge_sqlite::{Db, SqliteEngine};
 use super::*;
 
 fn sends(db: &Db) -> Sends {
-    SqliteEngine::new(db.clone()).sends(Some("k".into()))
+    SqliteEngine::new(db.clone()).sends(wabridge_tests::admin_keys("k"))
 }
 
 async fn submit(sends: &Sends, body: Value) -> Result<SendState, ApiError> {
