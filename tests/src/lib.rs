@@ -178,6 +178,10 @@ macro_rules! require_aws {
     };
 }
 
+/// The audit retention the functions' settings default to (`WABRIDGE_AUDIT_RETENTION_DAYS`).
+pub const AUDIT_RETENTION: std::time::Duration =
+    std::time::Duration::from_secs(wabridge_core::audit::DEFAULT_AUDIT_RETENTION_DAYS * 86_400);
+
 /// One `admin` API key (as `WABRIDGE_API_KEY` sets it).
 pub fn admin_keys(key: &str) -> std::sync::Arc<wabridge_core::auth::ApiKeys> {
     std::sync::Arc::new(wabridge_core::auth::ApiKeys::admin(Some(key)))

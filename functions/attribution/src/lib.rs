@@ -8,9 +8,11 @@ use std::sync::Arc;
 use wabridge_attribution::conversions::MetaConversions;
 use wabridge_attribution::AttributionService;
 use wabridge_aws::dynamo::attribution::DynamoAttribution;
+use wabridge_aws::dynamo::audit::DynamoAudit;
 use wabridge_aws::sdk::SdkConfig;
 use wabridge_core::api::Api;
 use wabridge_core::attribution::AttributionConfig;
+use wabridge_core::audit::Audit;
 use wabridge_core::auth::ApiKeys;
 use wabridge_core::config;
 
@@ -26,6 +28,9 @@ pub struct Settings {
     pub attribution: AttributionConfig,
     /// Meta's Conversions API (`META_DATASET_ID` + `WHATSAPP_ACCESS_TOKEN`), if configured.
     pub conversions: Option<MetaConversions>,
+    /// `WABRIDGE_AUDIT_RETENTION_DAYS`: how long the audit lines of links and conversions are
+    /// kept.
+    pub audit_retention: std::time::Duration,
 }
 
 impl std::fmt::Debug for Settings {
@@ -62,6 +67,7 @@ impl Settings {
                 None => AttributionConfig::default(),
             },
             conversions: MetaConversions::from_lookup(&get)?,
+            audit_retention: wabridge_core::audit::retention(|name| settings.optional(name))?,
         })
     }
 }
@@ -84,12 +90,19 @@ pub enum SettingsError {
 /// The API this function serves: `/links`, `/conversions` and `/healthz`.
 pub fn build_api(sdk: &SdkConfig, settings: Settings) -> Api {
     let dynamo = aws_sdk_dynamodb::Client::new(sdk);
-    Api::new().with_attribution(Arc::new(AttributionService::new(
-        Arc::new(DynamoAttribution::new(dynamo, settings.table)),
-        Arc::new(settings.attribution),
-        settings.conversions,
-        settings.api_keys,
-    )))
+    let audit = Audit::new(Arc::new(
+        DynamoAudit::new(dynamo.clone(), settings.table.clone())
+            .with_retention(settings.audit_retention),
+    ));
+    Api::new().with_attribution(Arc::new(
+        AttributionService::new(
+            Arc::new(DynamoAttribution::new(dynamo, settings.table)),
+            Arc::new(settings.attribution),
+            settings.conversions,
+            settings.api_keys,
+        )
+        .with_audit(audit),
+    ))
 }
 
 /// Cold start: the shared SDK configuration, the secrets, the settings and the clients, once.

@@ -9,6 +9,7 @@ use std::sync::Arc;
 use wabridge_aws::engine::AwsEngine;
 use wabridge_aws::sdk::SdkConfig;
 use wabridge_core::api::Api;
+use wabridge_core::audit;
 use wabridge_core::auth::ApiKeys;
 use wabridge_core::config;
 use wabridge_core::dedupe::DEFAULT_DEDUPE_TTL;
@@ -30,6 +31,9 @@ pub struct Settings {
     pub api_keys: Arc<ApiKeys>,
     /// `CLAIM_CHECK_BUCKET`: where events too large for SQS go (`wabridge_core::claim_check`).
     pub claim_check_bucket: Option<String>,
+    /// `WABRIDGE_AUDIT_RETENTION_DAYS`: how long the audit lines of `/sends` and `/consents`
+    /// are kept.
+    pub audit_retention: std::time::Duration,
 }
 
 impl std::fmt::Debug for Settings {
@@ -63,6 +67,7 @@ impl Settings {
             sends_queue_url: settings.optional(config::SENDS_QUEUE_URL),
             api_keys: Arc::new(ApiKeys::from_lookup(|name| settings.optional(name))?),
             claim_check_bucket: settings.optional(config::CLAIM_CHECK_BUCKET),
+            audit_retention: audit::retention(|name| settings.optional(name))?,
         })
     }
 }
@@ -86,11 +91,15 @@ pub fn build_api(sdk: &SdkConfig, settings: Settings) -> Api {
     match settings.sends_queue_url {
         // Ingest only sends to the queue: it has no use for (nor IAM access to) its DLQ.
         Some(url) => {
-            api = api.with_sends(Arc::new(engine.sends(
-                Arc::new(engine.producer(url)),
-                Arc::new(NoEvents),
-                settings.api_keys,
-            )));
+            api = api.with_sends(Arc::new(
+                engine
+                    .sends(
+                        Arc::new(engine.producer(url)),
+                        Arc::new(NoEvents),
+                        settings.api_keys,
+                    )
+                    .with_audit(engine.audit(settings.audit_retention)),
+            ));
         }
         None => tracing::warn!(
             "{} is not set: /sends and /consents are not served",

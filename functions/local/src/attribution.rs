@@ -10,6 +10,7 @@ use wabridge_attribution::service::{AttributionService, PNG_SCALE};
 use wabridge_aws::dynamo::attribution::DynamoAttribution;
 use wabridge_core::attribution::report::{parse_since, Format};
 use wabridge_core::attribution::{AttributionConfig, AttributionStore, LinkRequest};
+use wabridge_core::audit::Audit;
 use wabridge_core::auth::ApiKeys;
 use wabridge_core::clock::now_ms;
 use wabridge_sqlite::attribution::SqliteAttribution;
@@ -19,18 +20,19 @@ use crate::error::CliError;
 
 /// The service behind `POST /links` and `POST /conversions` (config from
 /// `WABRIDGE_ATTRIBUTION`, Meta from `META_DATASET_ID` and friends).
-pub async fn service(db: &Db, keys: Arc<ApiKeys>) -> Result<Arc<AttributionService>, CliError> {
+pub async fn service(
+    db: &Db,
+    keys: Arc<ApiKeys>,
+    audit: Audit,
+) -> Result<Arc<AttributionService>, CliError> {
     let config = AttributionConfig::from_env()?;
     let store = SqliteAttribution::open(db.clone())
         .await
         .map_err(CliError::store("cannot open the attribution store"))?;
     let meta = MetaConversions::from_lookup(|n| std::env::var(n).ok())?;
-    Ok(Arc::new(AttributionService::new(
-        Arc::new(store),
-        Arc::new(config),
-        meta,
-        keys,
-    )))
+    Ok(Arc::new(
+        AttributionService::new(Arc::new(store), Arc::new(config), meta, keys).with_audit(audit),
+    ))
 }
 
 /// Options of `wabridge link create`.
@@ -86,13 +88,14 @@ pub async fn link_create(data: &Path, args: LinkArgs) -> Result<(), CliError> {
     };
     let spec = request.validate(&config).map_err(CliError::link)?;
     let db = crate::data::open_or_create(data)?;
-    let store = SqliteAttribution::open(db)
+    let store = SqliteAttribution::open(db.clone())
         .await
         .map_err(CliError::store("cannot open the attribution store"))?;
     let link = store
         .create_link(&spec, now_ms())
         .await
         .map_err(CliError::store("cannot store the link"))?;
+    crate::audit::note_local(&db, wabridge_core::audit::action::LINK, Some(&link.code)).await?;
     if let Some(path) = &args.qr_svg {
         let svg = qr::svg(&link.url)?;
         std::fs::write(path, svg).map_err(CliError::io("write", path))?;

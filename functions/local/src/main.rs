@@ -2,6 +2,7 @@
 //! with no AWS account and no configuration needed.
 
 mod attribution;
+mod audit;
 mod crm_sync;
 mod data;
 mod error;
@@ -103,6 +104,23 @@ enum Command {
     Templates {
         #[command(subcommand)]
         action: TemplatesAction,
+    },
+    /// The audit trail: every write through the API or the CLI (who, what, which record).
+    Audit {
+        /// Period: 7d, 12h, 2w, or a date (2026-11-01).
+        #[arg(long, default_value = "7d")]
+        since: String,
+        /// One JSON object per line.
+        #[arg(long)]
+        json: bool,
+        /// At most this many lines.
+        #[arg(long, default_value_t = 10_000)]
+        limit: usize,
+        /// Read a deployment's DynamoDB table (or WABRIDGE_TABLE) instead of the local store.
+        #[arg(long, env = "WABRIDGE_TABLE")]
+        table: Option<String>,
+        #[command(flatten)]
+        data: DataArg,
     },
     /// List or redrive dead letters, of the local store or of SQS.
     DeadLetters {
@@ -303,6 +321,13 @@ async fn run(command: Command) -> Result<(), CliError> {
         } => templates::list(&data.data, json).await,
         Command::Send { send, data } => sends::send(send, &data.data).await,
         Command::Consent { consent, data } => sends::consent(consent, &data.data).await,
+        Command::Audit {
+            since,
+            json,
+            limit,
+            table,
+            data,
+        } => audit::list(&data.data, table.as_deref(), &since, json, limit).await,
         Command::Stats { data } => tools::stats(&data.data).await,
         Command::Loadgen { count, out, data } => loadgen::loadgen(count, &out, &data.data),
     }

@@ -6,6 +6,7 @@ use std::path::Path;
 use std::sync::Arc;
 
 use serde_json::{json, Value};
+use wabridge_core::audit::Audit;
 use wabridge_core::auth::ApiKeys;
 use wabridge_core::config;
 use wabridge_core::consumer::{run_worker, Settle, WorkerOptions};
@@ -20,8 +21,8 @@ use wabridge_sqlite::{Db, SqliteEngine, SqliteQueue, SENDS_QUEUE};
 use crate::error::CliError;
 
 /// The sends service over the local SQLite store (see [`SqliteEngine::sends`]).
-pub fn service(db: &Db, keys: Arc<ApiKeys>) -> Arc<Sends> {
-    Arc::new(SqliteEngine::new(db.clone()).sends(keys))
+pub fn service(db: &Db, keys: Arc<ApiKeys>, audit: Audit) -> Arc<Sends> {
+    Arc::new(SqliteEngine::new(db.clone()).sends(keys).with_audit(audit))
 }
 
 /// Starts the sender worker when the Graph API is configured (`WHATSAPP_ACCESS_TOKEN`,

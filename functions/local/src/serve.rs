@@ -9,6 +9,7 @@ use std::time::Duration;
 use axum::body::Body;
 use axum::http::{HeaderName, HeaderValue, StatusCode};
 use wabridge_core::api::Api;
+use wabridge_core::audit::{self, Audit};
 use wabridge_core::consumer::{run_worker, Pressure, Settle, WorkerOptions};
 use wabridge_core::http::{ApiError, Method, Request, Response};
 use wabridge_sqlite::{SqliteDedupe, SqliteInbox, SqliteQueue, EVENTS_QUEUE, SENDS_QUEUE};
@@ -42,8 +43,12 @@ pub async fn run(args: ServeArgs) -> Result<(), CliError> {
     let (api, max_body) = crate::wiring::build_api(Arc::new(inbox.clone()), &secrets)?;
     let keys = Arc::new(secrets.keys()?);
     tracing::info!(keys = ?keys.ids(), "API keys");
-    let api = api.with_attribution(crate::attribution::service(&db, keys.clone()).await?);
-    let sends = crate::sends::service(&db, keys);
+    let audit_retention = audit::retention(|n| std::env::var(n).ok())?;
+    let audit_log = wabridge_sqlite::SqliteEngine::new(db.clone()).audit(audit_retention);
+    let audit = Audit::new(Arc::new(audit_log.clone()));
+    let api =
+        api.with_attribution(crate::attribution::service(&db, keys.clone(), audit.clone()).await?);
+    let sends = crate::sends::service(&db, keys, audit);
     let api = api.with_sends(sends.clone());
     let pressure = Pressure::new(BURST_IN_FLIGHT);
     db.defer_checkpoints_during(pressure.clone());
@@ -100,6 +105,7 @@ pub async fn run(args: ServeArgs) -> Result<(), CliError> {
         .with_ledger_purge(wabridge_core::config::ledger_retention()?)
         .with_pair_window_purge()
         .with_consent_key_purge()
+        .with_audit_purge(audit_log)
         .spawn_purger(Duration::from_secs(3600), stop_rx);
 
     let app = axum::Router::new().fallback(handle).with_state(state);

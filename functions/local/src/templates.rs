@@ -30,6 +30,7 @@ pub async fn sync(data: &Path) -> Result<(), CliError> {
     let report = wabridge_graph::template_sync(config)
         .sync(&registry(&db))
         .await?;
+    crate::audit::note_local(&db, wabridge_core::audit::action::TEMPLATE_SYNC, None).await?;
     println!("{}", json!(report));
     Ok(())
 }

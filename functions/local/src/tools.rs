@@ -6,6 +6,7 @@ use std::time::Duration;
 
 use serde_json::json;
 use wabridge_aws::sqs::SqsQueue;
+use wabridge_core::audit::action;
 use wabridge_core::config;
 use wabridge_core::queue::{DeadLetter, Queue};
 use wabridge_core::redact;
@@ -412,6 +413,20 @@ pub async fn dead_letters_redrive(
     }
     if let (Some(id), 0) = (id, moved) {
         return Err(CliError::NoDeadLetter { id: id.to_string() });
+    }
+    if moved > 0 {
+        let subject = id
+            .map(str::to_string)
+            .unwrap_or_else(|| format!("{moved} message(s)"));
+        match target {
+            DeadLetterTarget::Local { data, .. } => {
+                let db = open_existing(data)?;
+                crate::audit::note_local(&db, action::REDRIVE, Some(&subject)).await?;
+            }
+            DeadLetterTarget::Sqs(_) => {
+                crate::audit::note_deployment(action::REDRIVE, Some(&subject)).await?
+            }
+        }
     }
     println!("redrove {moved} message(s)");
     Ok(())

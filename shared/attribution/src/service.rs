@@ -13,6 +13,7 @@ use wabridge_core::api::AttributionRoutes;
 use wabridge_core::attribution::link::LinkRequest;
 use wabridge_core::attribution::store::AttributionStore;
 use wabridge_core::attribution::AttributionConfig;
+use wabridge_core::audit::{action, Audit};
 use wabridge_core::auth::{ApiKeys, Scope};
 use wabridge_core::http::{ApiError, Request, Response};
 
@@ -50,6 +51,7 @@ pub struct AttributionService {
     config: Arc<AttributionConfig>,
     meta: Option<MetaConversions>,
     keys: Arc<ApiKeys>,
+    audit: Audit,
     now_ms: fn() -> i64,
 }
 
@@ -65,19 +67,33 @@ impl AttributionService {
             config,
             meta,
             keys,
+            audit: Audit::none(),
             now_ms: wabridge_core::clock::now_ms,
         }
+    }
+
+    /// Records the links and conversions written through the API in `audit`.
+    pub fn with_audit(mut self, audit: Audit) -> AttributionService {
+        self.audit = audit;
+        self
     }
 
     /// `POST /links`: 201 with the code, the `wa.me` URL, its text, expiry, UTMs and the QR code
     /// as SVG text and base64 PNG.
     pub async fn create_link(&self, req: &Request) -> Result<Response, ApiError> {
-        self.keys.authorize(req, Scope::Admin, "POST /links")?;
+        let caller = self.keys.authorize(req, Scope::Admin, "POST /links")?;
         let request: LinkRequest = json_body(req)?;
         let spec = request
             .validate(&self.config)
             .map_err(|e| ApiError::bad_request("invalid_field", e.to_string()))?;
         let link = self.store.create_link(&spec, (self.now_ms)()).await?;
+        self.audit
+            .note(
+                &Audit::key_actor(&caller.key_id),
+                action::LINK,
+                Some(&link.code),
+            )
+            .await;
         let svg = qr::svg(&link.url)
             .map_err(|e| ApiError::bad_request("link_too_long", e.to_string()))?;
         let png = qr::png(&link.url, PNG_SCALE).map_err(|e| ApiError::Internal(e.to_string()))?;
@@ -93,7 +109,8 @@ impl AttributionService {
     /// call again with the same `event_id`. 409 when the `event_id` was used for another
     /// conversion.
     pub async fn record_conversion(&self, req: &Request) -> Result<Response, ApiError> {
-        self.keys
+        let caller = self
+            .keys
             .authorize(req, Scope::Admin, "POST /conversions")?;
         let request: ConversionRequest = json_body(req)?;
         let conversion = request
@@ -118,6 +135,16 @@ impl AttributionService {
             }
             Err(RecordError::Store(e)) => return Err(e.into()),
         };
+        if !result.duplicate && !matches!(result.status.as_str(), "refused" | "pending") {
+            // The CRM's own event id: no personal data.
+            self.audit
+                .note(
+                    &Audit::key_actor(&caller.key_id),
+                    action::CONVERSION,
+                    Some(&result.event_id),
+                )
+                .await;
+        }
         let body = serde_json::to_value(&result).map_err(|e| ApiError::Internal(e.to_string()))?;
         Ok(match result.status.as_str() {
             "refused" => Response::json(422, &body),

@@ -6,6 +6,7 @@ use std::time::Duration;
 
 use crate::sdk::SdkConfig;
 use wabridge_core::attribution::AttributionConfig;
+use wabridge_core::audit::Audit;
 use wabridge_core::auth::ApiKeys;
 use wabridge_core::claim_check::{BlobStore, ClaimCheckQueue, ClaimChecked};
 use wabridge_core::consent::ConsentService;
@@ -21,8 +22,8 @@ use wabridge_core::templates::TemplateRegistry;
 use wabridge_core::window::WindowService;
 
 use crate::dynamo::{
-    attribution::DynamoAttribution, consent::DynamoConsent, dedupe::DynamoDedupe,
-    identity::DynamoIdentityStore, ledger::DynamoLedger, sends::DynamoSends,
+    attribution::DynamoAttribution, audit::DynamoAudit, consent::DynamoConsent,
+    dedupe::DynamoDedupe, identity::DynamoIdentityStore, ledger::DynamoLedger, sends::DynamoSends,
     templates::DynamoTemplates, window::DynamoWindow,
 };
 use crate::s3::S3Blobs;
@@ -95,6 +96,13 @@ impl AwsEngine {
             self.events_producer(events_queue_url),
             dedupe_ttl,
         )
+    }
+
+    /// The audit trail in the table, lines kept `retention`.
+    pub fn audit(&self, retention: Duration) -> Audit {
+        Audit::new(Arc::new(
+            DynamoAudit::new(self.dynamo.clone(), self.table.clone()).with_retention(retention),
+        ))
     }
 
     /// The policy guards' stores: consent, template registry, 24-hour window.

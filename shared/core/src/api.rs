@@ -13,6 +13,7 @@ use std::sync::Arc;
 
 use serde_json::json;
 
+use crate::audit::{action, Audit};
 use crate::auth::Scope;
 use crate::http::{ApiError, Method, Request, Response};
 use crate::ingest::{IngestError, IngestService};
@@ -228,7 +229,8 @@ async fn sends_route(sends: &Sends, req: &Request) -> Result<Response, ApiError>
         (_, Method::Post) => (Scope::Consents, "POST /consents"),
         _ => (Scope::Read, "GET /consents"),
     };
-    sends.keys().authorize(req, scope, name)?;
+    let caller = sends.keys().authorize(req, scope, name)?;
+    let actor = Audit::key_actor(&caller.key_id);
     if req.method == Method::Post {
         let json = req.header("content-type").is_some_and(|c| {
             c.trim_start()
@@ -246,6 +248,10 @@ async fn sends_route(sends: &Sends, req: &Request) -> Result<Response, ApiError>
             let record = sends
                 .submit(&req.body, req.header("idempotency-key"))
                 .await?;
+            sends
+                .audit()
+                .note(&actor, action::SEND, Some(&record.id))
+                .await;
             Ok(Response::json(202, &send_json(&record))
                 .with_header("location", format!("/sends/{}", record.id)))
         }
@@ -254,6 +260,10 @@ async fn sends_route(sends: &Sends, req: &Request) -> Result<Response, ApiError>
             let entry = sends
                 .record_consent(&req.body, req.header("idempotency-key"))
                 .await?;
+            sends
+                .audit()
+                .note(&actor, action::CONSENT, Some(&entry.id))
+                .await;
             Ok(Response::json(
                 201,
                 &json!({"id": entry.id, "to": entry.to, "category": entry.category,

@@ -118,6 +118,9 @@ pub fn send_rate(lookup: impl Fn(&str) -> Option<String>) -> Result<(f64, u32), 
     Ok((rate, instances))
 }
 
+/// Days an audit line is kept (`audit::retention`).
+pub const WABRIDGE_AUDIT_RETENTION_DAYS: &str = "WABRIDGE_AUDIT_RETENTION_DAYS";
+
 /// Days a confirmed effects-ledger entry (and a message's highest status) is kept before the
 /// local purger deletes it / DynamoDB's TTL expires it. Default [`DEFAULT_LEDGER_RETENTION_DAYS`].
 pub const WABRIDGE_LEDGER_RETENTION_DAYS: &str = "WABRIDGE_LEDGER_RETENTION_DAYS";

@@ -10,6 +10,7 @@
 
 pub mod api;
 pub mod attribution;
+pub mod audit;
 pub mod auth;
 pub mod breaker;
 pub mod claim_check;

@@ -68,6 +68,7 @@ pub struct SqliteDedupe {
     /// Pair windows purged by the same task a day after they end.
     sends: Option<SqliteSends>,
     consent: Option<crate::consent::SqliteConsent>,
+    audit: Option<crate::audit::SqliteAudit>,
 }
 
 impl SqliteDedupe {
@@ -78,6 +79,7 @@ impl SqliteDedupe {
             ledger: None,
             sends: None,
             consent: None,
+            audit: None,
         }
     }
 
@@ -88,6 +90,7 @@ impl SqliteDedupe {
             ledger: None,
             sends: None,
             consent: None,
+            audit: None,
         }
     }
 
@@ -107,6 +110,12 @@ impl SqliteDedupe {
     /// they ended ([`SqliteSends::purge_pair_windows`]): one row per recipient otherwise stays.
     pub fn with_pair_window_purge(mut self) -> Self {
         self.sends = Some(SqliteSends::new(self.db.clone()));
+        self
+    }
+
+    /// Also purges audit lines past their retention.
+    pub fn with_audit_purge(mut self, audit: crate::audit::SqliteAudit) -> Self {
+        self.audit = Some(audit);
         self
     }
 
@@ -170,6 +179,13 @@ impl SqliteDedupe {
                     let now = self.clock.now_ms();
                     purge_in_batches("expired consent idempotency keys", || {
                         consent.purge_expired_keys(now, PURGE_BATCH)
+                    })
+                    .await;
+                }
+                if let Some(audit) = &self.audit {
+                    let now = self.clock.now_ms();
+                    purge_in_batches("audit lines past retention", || {
+                        audit.purge_expired(now, PURGE_BATCH)
                     })
                     .await;
                 }

@@ -41,6 +41,12 @@ impl SqliteEngine {
         SqliteQueue::new(self.db.clone(), name)
     }
 
+    /// The audit trail in the file, lines kept `retention` (the purger deletes them after:
+    /// [`crate::SqliteDedupe::with_audit_purge`]).
+    pub fn audit(&self, retention: std::time::Duration) -> crate::SqliteAudit {
+        crate::SqliteAudit::new(self.db.clone()).with_retention(retention)
+    }
+
     /// The policy guards' stores: consent, template registry, 24-hour window.
     pub fn policy(&self) -> Policy {
         Policy {

@@ -9,6 +9,7 @@
 //! never on the AWS engine, a CRM adapter or an HTTP client.
 
 pub mod attribution;
+pub mod audit;
 pub mod checkpoint;
 pub mod consent;
 pub mod db;
@@ -26,6 +27,7 @@ pub mod templates;
 mod testing;
 pub mod window;
 
+pub use audit::SqliteAudit;
 pub use checkpoint::CheckpointPolicy;
 pub use consent::SqliteConsent;
 pub use db::{Clock, Db, DbOptions};

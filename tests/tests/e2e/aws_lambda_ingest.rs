@@ -69,6 +69,7 @@ impl Stack {
                 sends_queue_url: None,
                 api_keys: Default::default(),
                 claim_check_bucket: None,
+                audit_retention: wabridge_tests::AUDIT_RETENTION,
             },
         )
     }
@@ -268,6 +269,7 @@ async fn an_unreachable_store_is_a_503_not_a_500() {
             sends_queue_url: None,
             api_keys: Default::default(),
             claim_check_bucket: None,
+            audit_retention: wabridge_tests::AUDIT_RETENTION,
         },
     );
     let resp = handle(&api, request("function-url-webhook-post.json"))
@@ -338,6 +340,7 @@ async fn the_lambda_serves_sends_and_links_with_the_api_key_over_dynamodb_and_sq
             sends_queue_url: Some(sends.url.clone()),
             api_keys: wabridge_tests::admin_keys(key),
             claim_check_bucket: None,
+            audit_retention: wabridge_tests::AUDIT_RETENTION,
         },
     );
     let body = r#"{"to": "+52 1 55 1234 5678", "template": "order_update", "language": "es_MX", "category": "UTILITY"}"#;
@@ -392,6 +395,7 @@ async fn the_lambda_serves_sends_and_links_with_the_api_key_over_dynamodb_and_sq
             api_keys: wabridge_tests::admin_keys(key),
             attribution: Default::default(),
             conversions: None,
+            audit_retention: wabridge_tests::AUDIT_RETENTION,
         },
     );
     let resp = handle(&links, api_request("POST", "/links", link, Some("wrong")))
@@ -450,6 +454,37 @@ async fn the_lambda_puts_each_route_behind_its_scope() {
     assert_eq!(resp.status(), 202, "{}", body_text(&resp));
     let id: serde_json::Value = serde_json::from_str(&body_text(&resp)).unwrap();
     let path = format!("/sends/{}", id["id"].as_str().unwrap());
+    // One audit line in the table: the key's id and the send's id, kept by TTL.
+    use wabridge_core::audit::AuditLog;
+    let lines = wabridge_aws::dynamo::audit::DynamoAudit::new(s.aws.dynamo.clone(), &s.table)
+        .since(0, 100)
+        .await
+        .unwrap();
+    assert_eq!(lines.len(), 1, "{lines:?}");
+    assert_eq!(lines[0].actor, "key:crm-sends");
+    assert_eq!(lines[0].action, "send");
+    assert_eq!(lines[0].subject.as_deref(), id["id"].as_str());
+    let items = s
+        .aws
+        .dynamo
+        .scan()
+        .table_name(&s.table)
+        .send()
+        .await
+        .unwrap()
+        .items
+        .unwrap_or_default();
+    let audit_item = items
+        .iter()
+        .find(|i| i["pk"].as_s().is_ok_and(|p| p.starts_with("audit#")))
+        .expect("the audit item");
+    let expires: i64 = audit_item["expires_at"].as_n().unwrap().parse().unwrap();
+    let at: i64 = audit_item["at"].as_n().unwrap().parse().unwrap();
+    assert_eq!(
+        expires,
+        (at + 400 * 86_400_000) / 1000,
+        "kept 400 days by default"
+    );
     for (key, status) in [
         ("lambda-sends-key-0123456789", 403),
         ("lambda-read-key-0123456789", 200),
@@ -479,6 +514,7 @@ async fn without_an_api_key_the_lambda_fails_closed_and_without_a_sends_queue_se
             api_keys: Default::default(),
             attribution: Default::default(),
             conversions: None,
+            audit_retention: wabridge_tests::AUDIT_RETENTION,
         },
     );
     let resp = handle(&links, api_request("POST", "/links", link, Some("any")))

@@ -82,6 +82,7 @@ impl Setup {
                 sends_queue_url: None,
                 api_keys: Default::default(),
                 claim_check_bucket: bucket.map(str::to_string),
+                audit_retention: wabridge_tests::AUDIT_RETENTION,
             },
         )
     }

@@ -20,6 +20,7 @@ use crate::sdk::store_error;
 use wabridge_core::error::StoreError;
 
 pub mod attribution;
+pub mod audit;
 pub mod consent;
 pub mod dedupe;
 pub mod identity;

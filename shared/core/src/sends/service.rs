@@ -4,6 +4,7 @@
 
 use std::sync::Arc;
 
+use crate::audit::Audit;
 use crate::auth::ApiKeys;
 
 use async_trait::async_trait;
@@ -59,6 +60,8 @@ pub struct Sends {
     /// The API keys the HTTP edge checks each call against; none refuses every call (fail
     /// closed).
     keys: Arc<ApiKeys>,
+    /// Where the API's writes are recorded (none: not recorded).
+    audit: Audit,
 }
 
 /// The sends queue's message: the send's id (the sender reads the rest from the store).
@@ -92,7 +95,18 @@ impl Sends {
             policy,
             events,
             keys,
+            audit: Audit::none(),
         }
+    }
+
+    /// Records the API's writes (sends, consents) in `audit`.
+    pub fn with_audit(mut self, audit: Audit) -> Sends {
+        self.audit = audit;
+        self
+    }
+
+    pub fn audit(&self) -> &Audit {
+        &self.audit
     }
 
     /// The API keys the HTTP edge checks every call against (none refuses every call).

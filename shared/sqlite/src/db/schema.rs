@@ -18,6 +18,7 @@ const SCHEMAS: &[&str] = &[
     crate::consent::SCHEMA,
     crate::templates::SCHEMA,
     crate::window::SCHEMA,
+    crate::audit::SCHEMA,
 ];
 
 /// Current schema version, kept in `PRAGMA user_version`.

@@ -73,6 +73,79 @@ async fn serve_puts_each_route_behind_its_scope() {
     );
     let (status, _) = call(reqwest::Method::GET, &send, "not-a-key-0123456789").await;
     assert_eq!(status, 401);
+
+    // Writes that took effect leave audit lines naming the key's id and the record, never the
+    // key or the number; refused calls leave none.
+    let accepted = gateway::http_client()
+        .post(&sends)
+        .bearer_auth("local-sends-key-0123456789")
+        .json(
+            &json!({"to": "+52 1 55 1234 5678", "template": "order_update",
+            "language": "es_MX", "category": "UTILITY"}),
+        )
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(accepted.status().as_u16(), 202);
+    let id = accepted.json::<serde_json::Value>().await.unwrap()["id"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let link = gateway::http_client()
+        .post(&links)
+        .bearer_auth("local-admin-key-0123456789")
+        .json(
+            &json!({"utm_source": "google", "utm_medium": "cpc", "utm_campaign": "spring",
+            "phone_number": "+52 1 55 1234 5678"}),
+        )
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(link.status().as_u16(), 201);
+    let code = link.json::<serde_json::Value>().await.unwrap()["code"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let out = server.cli_ok(&["audit", "--json"]);
+    let lines = gateway::json_lines(&out);
+    let seen: Vec<(String, String, String)> = lines
+        .iter()
+        .map(|l| {
+            (
+                l["actor"].as_str().unwrap().to_string(),
+                l["action"].as_str().unwrap().to_string(),
+                l["subject"].as_str().unwrap_or("").to_string(),
+            )
+        })
+        .collect();
+    assert_eq!(
+        seen,
+        [
+            ("key:crm-sends".to_string(), "send".to_string(), id),
+            ("key:default".to_string(), "link".to_string(), code),
+        ],
+        "{out}"
+    );
+    for secret in ["5512345678", "key-0123456789"] {
+        assert!(!out.contains(secret), "{secret} in the audit trail: {out}");
+    }
+    // The CLI's own writes are lines too.
+    server.cli_ok(&[
+        "link",
+        "create",
+        "--utm-source",
+        "flyer",
+        "--utm-medium",
+        "print",
+        "--utm-campaign",
+        "expo",
+        "--phone",
+        "+52 1 55 1234 5678",
+    ]);
+    let lines = gateway::json_lines(&server.cli_ok(&["audit", "--json", "--since", "1h"]));
+    assert_eq!(lines.len(), 3);
+    assert_eq!(lines[2]["actor"], "cli");
+    assert_eq!(lines[2]["action"], "link");
     assert!(server.terminate());
 }
 
