@@ -177,6 +177,8 @@ pub struct Gateway {
     pub startup_lines: Vec<String>,
     env: Vec<(String, String)>,
     stdout: mpsc::Receiver<String>,
+    /// Every line the server wrote to stderr (its logs), as well as forwarded to the test's.
+    stderr: std::sync::Arc<std::sync::Mutex<Vec<String>>>,
     _tmp: Option<tempfile::TempDir>,
 }
 
@@ -198,7 +200,7 @@ impl Gateway {
             .stderr(Stdio::piped())
             .spawn()
             .expect("spawn wabridge serve");
-        forward_stderr(child.stderr.take().expect("stderr piped"));
+        let stderr = forward_stderr(child.stderr.take().expect("stderr piped"));
         // Keep reading stdout for the server's whole life: a closed pipe would fail its prints.
         let out = child.stdout.take().expect("stdout piped");
         let (tx, rx) = mpsc::channel();
@@ -235,8 +237,17 @@ impl Gateway {
                 .map(|(k, v)| (k.to_string(), v.to_string()))
                 .collect(),
             stdout: rx,
+            stderr,
             _tmp: None,
         }
+    }
+
+    /// The server's log lines so far (its stderr).
+    pub fn logs(&self) -> Vec<String> {
+        self.stderr
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .clone()
     }
 
     /// `{url}/webhook`.
@@ -399,10 +410,16 @@ pub async fn try_post_signed(
 }
 
 /// Copies a child's stderr through `eprintln!` (captured by libtest, shown when a test fails).
-fn forward_stderr(stderr: impl Read + Send + 'static) {
+fn forward_stderr(
+    stderr: impl Read + Send + 'static,
+) -> std::sync::Arc<std::sync::Mutex<Vec<String>>> {
+    let kept = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
+    let lines = kept.clone();
     std::thread::spawn(move || {
         for line in BufReader::new(stderr).lines().map_while(Result::ok) {
             eprintln!("[wabridge] {line}");
+            lines.lock().unwrap_or_else(|e| e.into_inner()).push(line);
         }
     });
+    kept
 }

@@ -12,6 +12,12 @@ pub fn mask(value: &str) -> String {
     format!("{head}{}{tail}", "*".repeat(chars.len() - 5))
 }
 
+/// An event key or effect id for a log line or a dead-letter reason: keys carry the sender's
+/// number in some families (`p:{wa_id}:…` of user preferences), so their digit runs are masked.
+pub fn key(key: &str) -> String {
+    mask_digit_runs(key)
+}
+
 /// `text` with every run of 7 or more digits (phone numbers, wa_ids, the digits of BSUIDs)
 /// masked by [`mask`] and control characters turned into spaces: for text we did not write
 /// (a CRM's error body, a queued message) before it reaches a log line or a dead-letter reason.

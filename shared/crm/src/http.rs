@@ -4,8 +4,10 @@ use std::time::Duration;
 
 use wabridge_core::crm::CrmError;
 
-/// Maps a reqwest failure: timeouts and connection errors are transient.
+/// Maps a reqwest failure: timeouts and connection errors are transient. The URL is left out
+/// of the message: a CRM webhook URL often carries its own token (it is a secret).
 pub(crate) fn transport_error(e: reqwest::Error) -> CrmError {
+    let e = e.without_url();
     if e.is_timeout() {
         CrmError::Transient(format!("timeout: {e}"))
     } else {

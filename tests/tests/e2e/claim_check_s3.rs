@@ -19,7 +19,7 @@ use wabridge_tests::{
     TestQueues,
 };
 
-const APP_SECRET: &str = "claim-check-test-app-secret";
+pub(crate) const APP_SECRET: &str = "claim-check-test-app-secret";
 
 /// A CRM receiver that records every call (204).
 async fn receiver() -> (String, Arc<Mutex<Vec<Value>>>) {
@@ -39,14 +39,14 @@ async fn receiver() -> (String, Arc<Mutex<Vec<Value>>>) {
     (format!("http://{addr}/crm"), got)
 }
 
-struct Setup {
-    aws: Aws,
-    table: String,
-    queues: TestQueues,
-    bucket: String,
+pub(crate) struct Setup {
+    pub(crate) aws: Aws,
+    pub(crate) table: String,
+    pub(crate) queues: TestQueues,
+    pub(crate) bucket: String,
 }
 
-async fn setup(aws: Aws) -> Setup {
+pub(crate) async fn setup(aws: Aws) -> Setup {
     let table = create_table(&aws.dynamo, &unique_name("claim")).await;
     let queues = create_queues(&aws.sqs, &unique_name("claim-events"), 5).await;
     // As the template's events queue: messages up to 256 KiB.
@@ -68,7 +68,7 @@ async fn setup(aws: Aws) -> Setup {
 
 impl Setup {
     /// ingest's Lambda wiring, as at a cold start.
-    fn ingest(&self, bucket: Option<&str>) -> wabridge_core::api::Api {
+    pub(crate) fn ingest(&self, bucket: Option<&str>) -> wabridge_core::api::Api {
         let ingest = IngestConfig::from_lookup(|name| {
             (name == "WHATSAPP_APP_SECRET").then(|| APP_SECRET.to_string())
         })
@@ -88,14 +88,20 @@ impl Setup {
     }
 
     /// crm-sync's Lambda wiring over the same table, queue and bucket, with the webhook CRM.
-    fn crm_sync(&self, crm_url: &str) -> crm_sync::App {
+    pub(crate) fn crm_sync(&self, crm_url: &str) -> crm_sync::App {
+        let crm = WebhookCrm::new(crm_url, "whsec_c2VjcmV0", Duration::from_secs(5)).unwrap();
+        self.crm_sync_with(Arc::new(crm))
+    }
+
+    /// crm-sync's Lambda wiring with this CRM client.
+    pub(crate) fn crm_sync_with(&self, crm: Arc<dyn wabridge_core::crm::Crm>) -> crm_sync::App {
         let engine = self
             .aws
             .engine(&self.table)
             .with_claim_check(&self.aws.config, Some(self.bucket.clone()));
         let queue: Arc<dyn Queue> = Arc::new(engine.queue(&self.queues.url, &self.queues.dlq_url));
         let sync = engine.crm_sync(
-            Arc::new(WebhookCrm::new(crm_url, "whsec_c2VjcmV0", Duration::from_secs(5)).unwrap()),
+            crm,
             Mapping::example("webhook").unwrap(),
             Default::default(),
             Duration::from_secs(86_400),
@@ -109,7 +115,7 @@ impl Setup {
     }
 
     /// Everything on the events queue, as Lambda's SQS records (hidden 60 s).
-    async fn records(&self) -> Vec<SqsMessage> {
+    pub(crate) async fn records(&self) -> Vec<SqsMessage> {
         let mut records = Vec::new();
         for _ in 0..5 {
             let out = self
@@ -151,7 +157,7 @@ impl Setup {
 }
 
 /// A signed Function URL POST of `payload` to ingest; returns the status and body.
-async fn post_webhook(api: &wabridge_core::api::Api, payload: &[u8]) -> (u16, String) {
+pub(crate) async fn post_webhook(api: &wabridge_core::api::Api, payload: &[u8]) -> (u16, String) {
     let secret = AppSecret::new(APP_SECRET.as_bytes().to_vec()).unwrap();
     let req = lambda_http::http::Request::builder()
         .method("POST")
@@ -210,7 +216,7 @@ fn records_received(got: &Mutex<Vec<Value>>) -> Vec<(String, String)> {
         .collect()
 }
 
-async fn handle(app: &crm_sync::App, records: Vec<SqsMessage>) -> Vec<String> {
+pub(crate) async fn handle(app: &crm_sync::App, records: Vec<SqsMessage>) -> Vec<String> {
     let mut event = SqsEvent::default();
     event.records = records;
     crm_sync::handle(app, event, None)

@@ -14,6 +14,7 @@ mod dead_letters_retention;
 mod dead_letters_sqs;
 mod infra_e2e;
 mod infra_template;
+mod lambda_logs;
 mod layering;
 mod local_gateway;
 mod sends_contract;

@@ -205,7 +205,7 @@ impl SyncHooks for SendingHooks {
             .map_or(ctx.event.received_at, |t| t * 1000);
         if let Err(missing) = self.templates.apply_status_update(update, at).await? {
             // Nothing to apply (the CRM record was still written): say so, do not retry forever.
-            tracing::warn!(event = %ctx.event.key, "template registry: {missing}");
+            tracing::warn!(event = %crate::redact::key(&ctx.event.key), "template registry: {missing}");
         }
         Ok(())
     }

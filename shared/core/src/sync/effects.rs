@@ -13,6 +13,7 @@ use crate::event::Event;
 use crate::ledger::{effect_id, Claim};
 use crate::mapping::ValidationError;
 use crate::records::{ConsentRecord, Record};
+use crate::redact;
 use crate::webhook::model::StatusKind;
 
 use super::CrmSync;
@@ -158,11 +159,11 @@ impl CrmSync {
                 } else if !matches!(e, CrmError::Rejected(_)) {
                     self.ledger.abandon(&id).await?;
                 }
-                tracing::warn!(event = %event.key, effect = name, error = %e, "CRM call failed");
+                tracing::warn!(event = %redact::key(&event.key), effect = name, error = %e, "CRM call failed");
                 return Ok(Some(match e {
                     CrmError::Rejected(reason) => Outcome::DeadLetter(format!(
                         "event {}: {} {name}: {reason}",
-                        event.key,
+                        redact::key(&event.key),
                         self.crm.kind()
                     )),
                     other => Outcome::retry(

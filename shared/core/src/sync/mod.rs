@@ -30,6 +30,7 @@ use crate::ledger::{Ledger, DEFAULT_LEASE};
 use crate::mapping::Mapping;
 use crate::queue::Delivery;
 use crate::records::{Direction, Record};
+use crate::redact;
 use crate::webhook::model::{Item, Message};
 
 pub use hooks::{HookContext, NoHooks, SyncHooks};
@@ -103,7 +104,7 @@ impl CrmSync {
 
     async fn process(&self, event: &Event, receive_count: u32) -> Result<Outcome, StoreError> {
         let dead = |reason: &dyn std::fmt::Display| {
-            Outcome::DeadLetter(format!("event {}: {reason}", event.key))
+            Outcome::DeadLetter(format!("event {}: {reason}", redact::key(&event.key)))
         };
         let mut plan = match plan::plan(event, &self.mapping.consent) {
             Ok(p) => p,
@@ -263,13 +264,13 @@ impl Handler for CrmSync {
         match self.process(&event, delivery.receive_count).await {
             Ok(outcome) => outcome,
             Err(e) if e.is_retryable() => {
-                tracing::warn!(event = %event.key, error = %e, "store unavailable, retrying");
+                tracing::warn!(event = %redact::key(&event.key), error = %e, "store unavailable, retrying");
                 Outcome::retry(
                     crate::retry::backoff(delivery.receive_count, None),
                     format!("store unavailable: {e}"),
                 )
             }
-            Err(e) => Outcome::DeadLetter(format!("event {}: {e}", event.key)),
+            Err(e) => Outcome::DeadLetter(format!("event {}: {e}", redact::key(&event.key))),
         }
     }
 }

@@ -2,6 +2,7 @@
 //! data dir, driven over loopback HTTP and through its CLI, its SQLite file inspected directly.
 
 mod api_keys;
+pub(crate) mod clean_logs;
 mod cli;
 mod crash;
 mod durability;
@@ -14,6 +15,7 @@ use std::process::Output;
 
 use serde_json::{json, Value};
 use wabridge_tests::gateway::{self, Gateway};
+use wabridge_tests::workspace_root;
 
 const SECRET: &str = "local-gateway-test-secret";
 const VERIFY_TOKEN: &str = "local-gateway-verify-token";
