@@ -20,6 +20,7 @@ async fn a_large_event_goes_through_the_stacks_claim_check_bucket() {
     let aws = require_aws!();
     let endpoint = aws.config.endpoint_url().unwrap_or_default().to_string();
     let stack = stack(&endpoint);
+    let _queue = EVENTS_QUEUE.lock().await;
     let env_of = |function: &str| -> HashMap<String, String> {
         stack.raw["FunctionEnvironments"][function]
             .as_object()

@@ -34,6 +34,7 @@ async fn a_signed_webhook_flows_through_the_stack_to_the_crm() {
     let aws = require_aws!();
     let endpoint = aws.config.endpoint_url().unwrap_or_default().to_string();
     let stack = stack(&endpoint);
+    let _queue = EVENTS_QUEUE.lock().await;
     let started = Instant::now();
     let env_of = |function: &str| -> HashMap<String, String> {
         stack.raw["FunctionEnvironments"][function]

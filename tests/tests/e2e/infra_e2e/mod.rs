@@ -20,6 +20,11 @@ use aws_sdk_sqs::types::QueueAttributeName;
 use serde_json::Value;
 use wabridge_tests::{workspace_root, Aws};
 
+/// Held by each test that polls the stack's events queue: a poll receives (and counts a
+/// receive of) every message on the queue, so two tests polling at once would change each
+/// other's receive counts.
+static EVENTS_QUEUE: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
+
 /// The stack's outputs file, as infra/moto_deploy.py writes it.
 #[derive(Debug, Clone)]
 struct Stack {

@@ -44,6 +44,7 @@ pub(super) fn check_alarms(t: &Value) -> Vec<String> {
         // From the breakers' log lines (see `circuit_metrics_…` below); no dimension.
         ("wabridge", "CrmUnavailable", ""),
         ("wabridge", "GraphUnavailable", ""),
+        ("wabridge", "AuditWriteFailed", ""),
     ];
     for l in LAMBDAS {
         want.push(("AWS/Lambda", "Errors", l.id));
@@ -63,6 +64,68 @@ pub(super) fn check_alarms(t: &Value) -> Vec<String> {
         p.push("Dashboard: missing AWS::CloudWatch::Dashboard".into());
     }
     p
+}
+
+/// An audit line that cannot be stored is counted from the line `Audit::note` writes, on the
+/// log groups of the functions that write audit lines.
+#[tokio::test]
+async fn audit_write_failures_are_read_from_the_line_the_audit_writes() {
+    use std::io::Write;
+    use std::sync::{Arc, Mutex};
+    use wabridge_core::audit::{Audit, AuditEntry, AuditLog};
+    use wabridge_core::error::StoreError;
+
+    struct Broken;
+    #[async_trait::async_trait]
+    impl AuditLog for Broken {
+        async fn append(&self, _: &AuditEntry) -> Result<(), StoreError> {
+            Err(StoreError::Unavailable("table throttled".into()))
+        }
+        async fn since(&self, _: i64, _: usize) -> Result<Vec<AuditEntry>, StoreError> {
+            Ok(vec![])
+        }
+    }
+    #[derive(Clone, Default)]
+    struct Buffer(Arc<Mutex<Vec<u8>>>);
+    impl Write for Buffer {
+        fn write(&mut self, b: &[u8]) -> std::io::Result<usize> {
+            self.0.lock().unwrap().extend_from_slice(b);
+            Ok(b.len())
+        }
+        fn flush(&mut self) -> std::io::Result<()> {
+            Ok(())
+        }
+    }
+    let buffer = Buffer::default();
+    let writer = buffer.clone();
+    let subscriber = wabridge_core::telemetry::lambda_subscriber(move || writer.clone(), None);
+    let _guard = tracing::subscriber::set_default(subscriber);
+    Audit::new(Arc::new(Broken))
+        .note("key:crm", "send", Some("snd_1"))
+        .await;
+    let text = String::from_utf8(buffer.0.lock().unwrap().clone()).unwrap();
+    assert!(
+        text.lines()
+            .filter_map(|l| serde_json::from_str::<Value>(l).ok())
+            .any(|v| v["fields"]["metric"] == "audit_write_failed" && v["level"] == "ERROR"),
+        "{text}"
+    );
+    let t = load_template();
+    for (filter, group) in [
+        ("IngestAuditWriteFailedMetric", "IngestLogGroup"),
+        ("AttributionAuditWriteFailedMetric", "AttributionLogGroup"),
+    ] {
+        let pr = &t["Resources"][filter]["Properties"];
+        assert!(is_ref(&pr["LogGroupName"], group), "{filter}: {pr}");
+        assert_eq!(
+            pr["FilterPattern"],
+            "{ $.fields.metric = \"audit_write_failed\" }"
+        );
+        assert_eq!(
+            pr["MetricTransformations"][0]["MetricName"],
+            "AuditWriteFailed"
+        );
+    }
 }
 
 #[test]
