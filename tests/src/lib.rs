@@ -178,6 +178,74 @@ macro_rules! require_aws {
     };
 }
 
+/// Keeps what a tracing subscriber writes (`telemetry::lambda_subscriber(buffer.clone(), …)`),
+/// for tests that read log lines.
+#[derive(Clone, Default)]
+pub struct LogBuffer(std::sync::Arc<std::sync::Mutex<Vec<u8>>>);
+
+impl LogBuffer {
+    /// Everything written so far.
+    pub fn text(&self) -> String {
+        String::from_utf8_lossy(&self.0.lock().unwrap_or_else(|e| e.into_inner())).into_owned()
+    }
+}
+
+impl std::io::Write for LogBuffer {
+    fn write(&mut self, b: &[u8]) -> std::io::Result<usize> {
+        self.0
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .extend_from_slice(b);
+        Ok(b.len())
+    }
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
+}
+
+impl<'w> tracing_subscriber::fmt::MakeWriter<'w> for LogBuffer {
+    type Writer = LogBuffer;
+    fn make_writer(&'w self) -> LogBuffer {
+        self.clone()
+    }
+}
+
+/// An SQS message as Lambda's event source hands it to a function (id, receipt, body and the
+/// system attributes received with it).
+pub fn lambda_record(m: aws_sdk_sqs::types::Message) -> aws_lambda_events::event::sqs::SqsMessage {
+    let mut r = aws_lambda_events::event::sqs::SqsMessage::default();
+    r.message_id = m.message_id;
+    r.receipt_handle = m.receipt_handle;
+    r.body = m.body;
+    for (k, v) in m.attributes.unwrap_or_default() {
+        r.attributes.insert(k.as_str().to_string(), v);
+    }
+    r
+}
+
+/// One receive of up to 10 messages of `url` (long-polling 1 s), hidden 60 s, as the Lambda
+/// records an event source mapping would hand over.
+pub async fn receive_lambda_records(
+    sqs: &aws_sdk_sqs::Client,
+    url: &str,
+) -> Vec<aws_lambda_events::event::sqs::SqsMessage> {
+    let out = sqs
+        .receive_message()
+        .queue_url(url)
+        .max_number_of_messages(10)
+        .message_system_attribute_names(aws_sdk_sqs::types::MessageSystemAttributeName::All)
+        .visibility_timeout(60)
+        .wait_time_seconds(1)
+        .send()
+        .await
+        .expect("ReceiveMessage");
+    out.messages
+        .unwrap_or_default()
+        .into_iter()
+        .map(lambda_record)
+        .collect()
+}
+
 /// The audit retention the functions' settings default to (`WABRIDGE_AUDIT_RETENTION_DAYS`).
 pub const AUDIT_RETENTION: std::time::Duration =
     std::time::Duration::from_secs(wabridge_core::audit::DEFAULT_AUDIT_RETENTION_DAYS * 86_400);

@@ -3,41 +3,26 @@
 //! 200 only after both) and crm-sync's (read back, CRM once, object deleted), and the failure
 //! modes: a redelivered pointer after the work is done, a missing object, a corrupt one.
 
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 use std::time::Duration;
 
 use aws_lambda_events::event::sqs::{SqsEvent, SqsMessage};
-use aws_sdk_sqs::types::{MessageSystemAttributeName, QueueAttributeName};
+use aws_sdk_sqs::types::QueueAttributeName;
 use serde_json::{json, Value};
 use wabridge_core::ingest::IngestConfig;
 use wabridge_core::mapping::Mapping;
 use wabridge_core::queue::Queue;
 use wabridge_core::signature::{self, AppSecret};
 use wabridge_crm::webhook::WebhookCrm;
+
+use crate::infra_e2e::crm_receiver::CrmReceiver;
+use crate::infra_e2e::lambda_service::{call_ingest, lambda_request};
 use wabridge_tests::{
-    create_bucket, create_queues, create_table, object_keys, require_aws, unique_name, Aws,
-    TestQueues,
+    create_bucket, create_queues, create_table, object_keys, receive_lambda_records, require_aws,
+    unique_name, Aws, TestQueues,
 };
 
 pub(crate) const APP_SECRET: &str = "claim-check-test-app-secret";
-
-/// A CRM receiver that records every call (204).
-async fn receiver() -> (String, Arc<Mutex<Vec<Value>>>) {
-    let got = Arc::new(Mutex::new(Vec::new()));
-    let seen = got.clone();
-    let app = axum::Router::new().fallback(move |body: axum::body::Bytes| {
-        let seen = seen.clone();
-        async move {
-            let v: Value = serde_json::from_slice(&body).unwrap_or(Value::Null);
-            seen.lock().unwrap().push(v);
-            axum::http::StatusCode::NO_CONTENT
-        }
-    });
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let addr = listener.local_addr().unwrap();
-    tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
-    (format!("http://{addr}/crm"), got)
-}
 
 pub(crate) struct Setup {
     pub(crate) aws: Aws,
@@ -118,28 +103,7 @@ impl Setup {
     pub(crate) async fn records(&self) -> Vec<SqsMessage> {
         let mut records = Vec::new();
         for _ in 0..5 {
-            let out = self
-                .aws
-                .sqs
-                .receive_message()
-                .queue_url(&self.queues.url)
-                .max_number_of_messages(10)
-                .message_system_attribute_names(MessageSystemAttributeName::All)
-                .visibility_timeout(60)
-                .wait_time_seconds(1)
-                .send()
-                .await
-                .unwrap();
-            for m in out.messages.unwrap_or_default() {
-                let mut r = SqsMessage::default();
-                r.message_id = m.message_id.clone();
-                r.receipt_handle = m.receipt_handle.clone();
-                r.body = m.body.clone();
-                for (k, v) in m.attributes.unwrap_or_default() {
-                    r.attributes.insert(k.as_str().to_string(), v);
-                }
-                records.push(r);
-            }
+            records.extend(receive_lambda_records(&self.aws.sqs, &self.queues.url).await);
         }
         records
     }
@@ -159,21 +123,12 @@ impl Setup {
 /// A signed Function URL POST of `payload` to ingest; returns the status and body.
 pub(crate) async fn post_webhook(api: &wabridge_core::api::Api, payload: &[u8]) -> (u16, String) {
     let secret = AppSecret::new(APP_SECRET.as_bytes().to_vec()).unwrap();
-    let req = lambda_http::http::Request::builder()
-        .method("POST")
-        .uri("/webhook")
-        .header("content-type", "application/json")
-        .header("x-hub-signature-256", signature::sign(&secret, payload))
-        .body(lambda_http::Body::Binary(payload.to_vec()))
-        .unwrap();
-    let resp = ingest::handle(api, req).await.unwrap();
-    let status = resp.status().as_u16();
-    let body = match resp.into_body() {
-        lambda_http::Body::Text(t) => t,
-        lambda_http::Body::Binary(b) => String::from_utf8_lossy(&b).into_owned(),
-        _ => String::new(),
-    };
-    (status, body)
+    let signature = signature::sign(&secret, payload);
+    let headers = [
+        ("content-type", "application/json"),
+        ("x-hub-signature-256", signature.as_str()),
+    ];
+    call_ingest(api, lambda_request("POST", "/webhook", &headers, payload)).await
 }
 
 fn text(id: &str, body: &str) -> Value {
@@ -203,11 +158,18 @@ fn webhook(messages: Vec<Value>) -> Vec<u8> {
     .into_bytes()
 }
 
+/// The JSON bodies the CRM received.
+fn bodies(crm: &CrmReceiver) -> Vec<Value> {
+    crm.calls()
+        .iter()
+        .map(|c| serde_json::from_str(&c.body).unwrap_or(Value::Null))
+        .collect()
+}
+
 /// The records the CRM received, as (kind, event id): an event makes one record of each kind
 /// it has (the first message also upserts its contact; a Flow reply is also a lead).
-fn records_received(got: &Mutex<Vec<Value>>) -> Vec<(String, String)> {
-    got.lock()
-        .unwrap()
+fn records_received(crm: &CrmReceiver) -> Vec<(String, String)> {
+    bodies(crm)
         .iter()
         .filter_map(|v| {
             let kind = v["kind"].as_str()?.to_string();
@@ -263,7 +225,8 @@ async fn a_600_kib_event_in_a_batched_delivery_arrives_once_through_s3() {
         .all(|r| r.body.as_ref().unwrap().len() < 256 * 1024));
 
     // crm-sync: every event reaches the CRM once; the object is replaced by its tombstone.
-    let (crm, got) = receiver().await;
+    let got = CrmReceiver::start().await;
+    let crm = got.url.clone();
     let app = s.crm_sync(&crm);
     assert_eq!(handle(&app, records).await, Vec::<String>::new());
     let received = records_received(&got);
@@ -283,9 +246,7 @@ async fn a_600_kib_event_in_a_batched_delivery_arrives_once_through_s3() {
             "{id}'s activity in {received:?}"
         );
     }
-    let big_call = got
-        .lock()
-        .unwrap()
+    let big_call = bodies(&got)
         .iter()
         .any(|v| v.to_string().contains("Necesito cotización para 40 cajas"));
     assert!(big_call, "the CRM saw the big event's content");
@@ -295,10 +256,10 @@ async fn a_600_kib_event_in_a_batched_delivery_arrives_once_through_s3() {
     assert_eq!(object_keys(&s.aws.s3, &s.bucket, "done/").await.len(), 1);
 
     // SQS delivers the pointer again (at least once): done, nothing twice, nothing dead.
-    let calls = got.lock().unwrap().len();
+    let calls = got.calls().len();
     s.send(&pointer).await;
     assert_eq!(handle(&app, s.records().await).await, Vec::<String>::new());
-    assert_eq!(got.lock().unwrap().len(), calls);
+    assert_eq!(got.calls().len(), calls);
     assert!(app.queue.dead_letters(10).await.unwrap().is_empty());
 
     // Meta retries the same delivery: dedupe keeps every event out, the same object is written.
@@ -353,14 +314,15 @@ async fn a_missing_or_corrupt_claim_checked_object_is_dead_lettered_with_its_rea
         .await
         .unwrap();
 
-    let (crm, got) = receiver().await;
+    let got = CrmReceiver::start().await;
+    let crm = got.url.clone();
     let app = s.crm_sync(&crm);
     assert_eq!(
         handle(&app, records).await,
         Vec::<String>::new(),
         "neither is retried for ever"
     );
-    assert!(got.lock().unwrap().is_empty(), "nothing reached the CRM");
+    assert!(got.calls().is_empty(), "nothing reached the CRM");
     let dead = app.queue.dead_letters(10).await.unwrap();
     let reasons: Vec<String> = dead.iter().filter_map(|d| d.reason.clone()).collect();
     assert_eq!(reasons.len(), 2, "{dead:?}");
@@ -385,7 +347,8 @@ async fn a_consumer_without_the_bucket_waits_instead_of_failing_the_event() {
     let id = format!("wamid.WAIT{}", uuid::Uuid::new_v4().simple());
     let payload = webhook(vec![big_flow_reply(&id, 300 * 1024)]);
     assert_eq!(post_webhook(&api, &payload).await.0, 200);
-    let (crm, got) = receiver().await;
+    let got = CrmReceiver::start().await;
+    let crm = got.url.clone();
     // crm-sync deployed without CLAIM_CHECK_BUCKET.
     let mut app = s.crm_sync(&crm);
     let engine = s.aws.engine(&s.table);
@@ -400,6 +363,6 @@ async fn a_consumer_without_the_bucket_waits_instead_of_failing_the_event() {
     let id_of = records[0].message_id.clone().unwrap();
     assert_eq!(handle(&app, records).await, vec![id_of], "retried later");
     assert!(app.queue.dead_letters(10).await.unwrap().is_empty());
-    assert!(got.lock().unwrap().is_empty());
+    assert!(got.calls().is_empty());
     assert_eq!(object_keys(&s.aws.s3, &s.bucket, "events/").await.len(), 1);
 }

@@ -6,7 +6,6 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use aws_lambda_events::event::sqs::{SqsEvent, SqsMessage};
-use aws_sdk_sqs::types::MessageSystemAttributeName;
 use serde_json::{json, Value};
 use wabridge_aws::dynamo::identity::DynamoIdentityStore;
 use wabridge_aws::dynamo::ledger::DynamoLedger;
@@ -145,26 +144,7 @@ async fn receiver() -> (String, Arc<Mutex<Vec<Value>>>) {
 async fn receive_records(aws: &wabridge_tests::Aws, url: &str, n: usize) -> Vec<SqsMessage> {
     let mut records = Vec::new();
     while records.len() < n {
-        let out = aws
-            .sqs
-            .receive_message()
-            .queue_url(url)
-            .max_number_of_messages(10)
-            .message_system_attribute_names(MessageSystemAttributeName::All)
-            .visibility_timeout(60)
-            .send()
-            .await
-            .unwrap();
-        for m in out.messages.unwrap_or_default() {
-            let mut r = SqsMessage::default();
-            r.message_id = m.message_id.clone();
-            r.receipt_handle = m.receipt_handle.clone();
-            r.body = m.body.clone();
-            for (k, v) in m.attributes.unwrap_or_default() {
-                r.attributes.insert(k.as_str().to_string(), v);
-            }
-            records.push(r);
-        }
+        records.extend(wabridge_tests::receive_lambda_records(&aws.sqs, url).await);
     }
     records
 }

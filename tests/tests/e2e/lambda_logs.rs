@@ -5,36 +5,22 @@
 //! webhook URL's token).
 
 use std::collections::BTreeSet;
-use std::io::Write;
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use wabridge_crm::webhook::WebhookCrm;
-use wabridge_tests::{queue_depth, require_aws, workspace_root};
+use wabridge_tests::{queue_depth, require_aws};
 
 use crate::claim_check_s3::{handle, post_webhook, setup, APP_SECRET};
-use crate::local_gateway::clean_logs::{crm, personal_data, CRM_SECRET, HOOK_TOKEN};
-
-#[derive(Clone, Default)]
-struct Buffer(Arc<Mutex<Vec<u8>>>);
-
-impl Write for Buffer {
-    fn write(&mut self, b: &[u8]) -> std::io::Result<usize> {
-        self.0.lock().unwrap().extend_from_slice(b);
-        Ok(b.len())
-    }
-    fn flush(&mut self) -> std::io::Result<()> {
-        Ok(())
-    }
-}
+use crate::local_gateway::clean_logs::{
+    crm, leaks, personal_data, samples, CRM_SECRET, HOOK_TOKEN,
+};
 
 /// One thread runs the whole test, so the thread's subscriber sees every line.
 #[tokio::test(flavor = "current_thread")]
 async fn lambda_logs_at_debug_carry_no_personal_data_and_no_secret() {
-    let buffer = Buffer::default();
-    let writer = buffer.clone();
-    let subscriber =
-        wabridge_core::telemetry::lambda_subscriber(move || writer.clone(), Some("debug"));
+    let buffer = wabridge_tests::LogBuffer::default();
+    let subscriber = wabridge_core::telemetry::lambda_subscriber(buffer.clone(), Some("debug"));
     let _guard = tracing::subscriber::set_default(subscriber);
 
     let s = setup(require_aws!()).await;
@@ -44,14 +30,7 @@ async fn lambda_logs_at_debug_carry_no_personal_data_and_no_secret() {
     let api = s.ingest(Some(&s.bucket));
 
     let mut people = BTreeSet::new();
-    let mut files: Vec<_> = std::fs::read_dir(workspace_root().join("events/webhooks"))
-        .unwrap()
-        .map(|e| e.unwrap().path())
-        .filter(|p| p.extension().is_some_and(|e| e == "json"))
-        .collect();
-    files.sort();
-    for file in &files {
-        let body = std::fs::read(file).unwrap();
+    for (file, body) in samples() {
         personal_data(&serde_json::from_slice(&body).unwrap(), &mut people);
         let (status, answer) = post_webhook(&api, &body).await;
         assert_eq!(status, 200, "{}: {answer}", file.display());
@@ -75,20 +54,13 @@ async fn lambda_logs_at_debug_carry_no_personal_data_and_no_secret() {
         "some events were refused"
     );
 
-    let text = String::from_utf8(buffer.0.lock().unwrap().clone()).unwrap();
+    let text = buffer.text();
     assert!(text.contains("\"DEBUG\""), "captured at debug");
-    let mut found = Vec::new();
-    for line in text.lines() {
-        for needle in people
-            .iter()
-            .map(String::as_str)
-            .chain([APP_SECRET, CRM_SECRET, HOOK_TOKEN])
-        {
-            if line.contains(needle) {
-                found.push(format!("{needle:?} in {line}"));
-            }
-        }
-    }
+    let found = leaks(
+        text.lines().map(|l| ("log", l)),
+        &people,
+        &[APP_SECRET, CRM_SECRET, HOOK_TOKEN],
+    );
     assert!(
         found.is_empty(),
         "{} leaks:\n{}",

@@ -14,8 +14,7 @@
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use aws_lambda_events::event::sqs::{SqsEvent, SqsMessage};
-use aws_sdk_sqs::types::MessageSystemAttributeName;
+use aws_lambda_events::event::sqs::SqsEvent;
 use serde_json::{json, Value};
 use wabridge_aws::dynamo::consent::DynamoConsent;
 use wabridge_aws::dynamo::sends::DynamoSends;
@@ -66,27 +65,7 @@ async fn receive(aws: &Aws, url: &str, n: usize) -> SqsEvent {
             "only {} of {n} messages arrived",
             records.len()
         );
-        let out = aws
-            .sqs
-            .receive_message()
-            .queue_url(url)
-            .max_number_of_messages(10)
-            .message_system_attribute_names(MessageSystemAttributeName::ApproximateReceiveCount)
-            .visibility_timeout(60)
-            .wait_time_seconds(1)
-            .send()
-            .await
-            .unwrap();
-        for m in out.messages.unwrap_or_default() {
-            let mut r = SqsMessage::default();
-            r.message_id = m.message_id.clone();
-            r.receipt_handle = m.receipt_handle.clone();
-            r.body = m.body.clone();
-            for (k, v) in m.attributes.unwrap_or_default() {
-                r.attributes.insert(k.as_str().to_string(), v);
-            }
-            records.push(r);
-        }
+        records.extend(wabridge_tests::receive_lambda_records(&aws.sqs, url).await);
     }
     assert_eq!(records.len(), n, "more messages than expected");
     let mut event = SqsEvent::default();

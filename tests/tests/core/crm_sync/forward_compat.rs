@@ -3,10 +3,6 @@
 //! senders wherever Meta names them, a group's status, values Meta added), through every
 //! example mapping.
 
-use std::io::Write;
-use std::sync::{Arc, Mutex};
-
-use tracing_subscriber::fmt::MakeWriter;
 use wabridge_core::consumer::{Handler, Outcome};
 use wabridge_core::mapping::{HUBSPOT_EXAMPLE, LOCAL_EXAMPLE, WEBHOOK_EXAMPLE};
 use wabridge_core::webhook::split;
@@ -143,37 +139,17 @@ async fn a_mapping_can_still_refuse_a_phone_the_metadata_does_not_know() {
     post(&e, "user_preferences_signup_es_mx.json").await;
 }
 
-#[derive(Clone, Default)]
-struct Logs(Arc<Mutex<Vec<u8>>>);
-
-impl Write for Logs {
-    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
-        self.0.lock().unwrap().extend_from_slice(buf);
-        Ok(buf.len())
-    }
-    fn flush(&mut self) -> std::io::Result<()> {
-        Ok(())
-    }
-}
-
-impl<'w> MakeWriter<'w> for Logs {
-    type Writer = Logs;
-    fn make_writer(&'w self) -> Logs {
-        self.clone()
-    }
-}
-
 /// Each contact write of an unverified phone is counted (`metric=phone_unverified`), masked.
 #[tokio::test]
 async fn unverified_phones_are_counted_in_a_metric() {
-    let logs = Logs::default();
+    let logs = wabridge_tests::LogBuffer::default();
     let subscriber = wabridge_core::telemetry::lambda_subscriber(logs.clone(), Some("info"));
     let _guard = tracing::subscriber::set_default(subscriber);
     let e = env();
     post(&e, "text_wa_id_unknown_range_es_mx.json").await;
     post(&e, "user_preferences_signup_es_mx.json").await;
     post(&e, "bsuid_only_in_contacts_es_cl.json").await;
-    let text = String::from_utf8(logs.0.lock().unwrap().clone()).unwrap();
+    let text = logs.text();
     let counted: Vec<Value> = text
         .lines()
         .map(|l| serde_json::from_str::<Value>(l).unwrap())

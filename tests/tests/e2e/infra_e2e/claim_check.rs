@@ -21,14 +21,7 @@ async fn a_large_event_goes_through_the_stacks_claim_check_bucket() {
     let endpoint = aws.config.endpoint_url().unwrap_or_default().to_string();
     let stack = stack(&endpoint);
     let _queue = EVENTS_QUEUE.lock().await;
-    let env_of = |function: &str| -> HashMap<String, String> {
-        stack.raw["FunctionEnvironments"][function]
-            .as_object()
-            .unwrap_or_else(|| panic!("no deployed environment for {function}"))
-            .iter()
-            .map(|(k, v)| (k.clone(), v.as_str().unwrap_or_default().to_string()))
-            .collect()
-    };
+    let env_of = |function: &str| stack.env_of(function);
     let bucket = stack.output("ClaimCheckBucketName").to_string();
     let (ingest_env, crm_env) = (env_of("Ingest"), env_of("CrmSync"));
     assert_eq!(ingest_env[config::CLAIM_CHECK_BUCKET], bucket);

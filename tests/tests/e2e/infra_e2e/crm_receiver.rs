@@ -5,21 +5,21 @@ use std::collections::HashMap;
 
 /// One request the CRM receiver got.
 #[derive(Debug, Clone)]
-pub(super) struct CrmCall {
-    pub(super) headers: HashMap<String, String>,
-    pub(super) body: String,
+pub(crate) struct CrmCall {
+    pub(crate) headers: HashMap<String, String>,
+    pub(crate) body: String,
 }
 
 /// A local HTTP server standing in for the business's CRM endpoint (`CRM_WEBHOOK_URL`): records
 /// every POST and answers the status currently set.
-pub(super) struct CrmReceiver {
-    pub(super) url: String,
+pub(crate) struct CrmReceiver {
+    pub(crate) url: String,
     calls: std::sync::Arc<std::sync::Mutex<Vec<CrmCall>>>,
     status: std::sync::Arc<std::sync::atomic::AtomicU16>,
 }
 
 impl CrmReceiver {
-    pub(super) async fn start() -> CrmReceiver {
+    pub(crate) async fn start() -> CrmReceiver {
         use std::sync::atomic::{AtomicU16, Ordering};
         use std::sync::{Arc, Mutex};
         use tokio::io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt, BufReader};
@@ -79,11 +79,11 @@ impl CrmReceiver {
         CrmReceiver { url, calls, status }
     }
 
-    pub(super) fn calls(&self) -> Vec<CrmCall> {
+    pub(crate) fn calls(&self) -> Vec<CrmCall> {
         self.calls.lock().unwrap().clone()
     }
 
-    pub(super) fn answer(&self, status: u16) {
+    pub(crate) fn answer(&self, status: u16) {
         self.status
             .store(status, std::sync::atomic::Ordering::SeqCst);
     }

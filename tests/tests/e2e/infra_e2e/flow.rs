@@ -1,6 +1,5 @@
 //! The flow through the stack: a signed webhook in, through the stack's queues, to the CRM.
 
-use std::collections::HashMap;
 use std::time::{Duration, Instant};
 
 use serde_json::Value;
@@ -36,14 +35,7 @@ async fn a_signed_webhook_flows_through_the_stack_to_the_crm() {
     let stack = stack(&endpoint);
     let _queue = EVENTS_QUEUE.lock().await;
     let started = Instant::now();
-    let env_of = |function: &str| -> HashMap<String, String> {
-        stack.raw["FunctionEnvironments"][function]
-            .as_object()
-            .unwrap_or_else(|| panic!("no deployed environment for {function}"))
-            .iter()
-            .map(|(k, v)| (k.clone(), v.as_str().unwrap_or_default().to_string()))
-            .collect()
-    };
+    let env_of = |function: &str| stack.env_of(function);
 
     // The operator fills in the secret (put-secret-value, keeping the generated verify token);
     // a cold start reads it once.

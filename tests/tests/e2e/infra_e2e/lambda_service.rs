@@ -4,7 +4,7 @@
 use super::*;
 
 /// A lambda_http request as a Function URL delivers it.
-pub(super) fn lambda_request(
+pub(crate) fn lambda_request(
     method: &str,
     uri: &str,
     headers: &[(&str, &str)],
@@ -25,7 +25,7 @@ pub(super) fn lambda_request(
         .unwrap()
 }
 
-pub(super) async fn call_ingest(
+pub(crate) async fn call_ingest(
     api: &wabridge_core::api::Api,
     req: lambda_http::Request,
 ) -> (u16, String) {
@@ -58,7 +58,7 @@ pub(super) async fn lambda_poll(
     needle: &str,
     app: &crm_sync::App,
 ) -> Option<Polled> {
-    use aws_lambda_events::event::sqs::{SqsEvent, SqsMessage};
+    use aws_lambda_events::event::sqs::SqsEvent;
     use aws_sdk_sqs::types::MessageSystemAttributeName;
     for _ in 0..20 {
         let out = aws
@@ -90,18 +90,7 @@ pub(super) async fn lambda_poll(
             }
         }
         let Some(m) = ours else { continue };
-        let mut record = SqsMessage::default();
-        record.message_id = m.message_id.clone();
-        record.receipt_handle = m.receipt_handle.clone();
-        record.body = m.body.clone();
-        record.attributes = m
-            .attributes()
-            .map(|a| {
-                a.iter()
-                    .map(|(k, v)| (k.as_str().to_string(), v.clone()))
-                    .collect()
-            })
-            .unwrap_or_default();
+        let record = wabridge_tests::lambda_record(m.clone());
         let receive_count = record.attributes["ApproximateReceiveCount"]
             .parse()
             .unwrap();

@@ -5,9 +5,9 @@
 //! (the event source mappings exist in the stack but are disabled, see infra/moto_deploy.py).
 
 mod claim_check;
-mod crm_receiver;
+pub(crate) mod crm_receiver;
 mod flow;
-mod lambda_service;
+pub(crate) mod lambda_service;
 mod stack;
 
 use std::collections::HashMap;
@@ -34,6 +34,16 @@ struct Stack {
 }
 
 impl Stack {
+    /// A function's environment as the stack deployed it.
+    fn env_of(&self, function: &str) -> HashMap<String, String> {
+        self.raw["FunctionEnvironments"][function]
+            .as_object()
+            .unwrap_or_else(|| panic!("no deployed environment for {function}"))
+            .iter()
+            .map(|(k, v)| (k.clone(), v.as_str().unwrap_or_default().to_string()))
+            .collect()
+    }
+
     fn output(&self, key: &str) -> &str {
         self.outputs
             .get(key)

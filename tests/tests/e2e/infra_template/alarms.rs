@@ -70,8 +70,7 @@ pub(super) fn check_alarms(t: &Value) -> Vec<String> {
 /// log groups of the functions that write audit lines.
 #[tokio::test]
 async fn audit_write_failures_are_read_from_the_line_the_audit_writes() {
-    use std::io::Write;
-    use std::sync::{Arc, Mutex};
+    use std::sync::Arc;
     use wabridge_core::audit::{Audit, AuditEntry, AuditLog};
     use wabridge_core::error::StoreError;
 
@@ -85,25 +84,13 @@ async fn audit_write_failures_are_read_from_the_line_the_audit_writes() {
             Ok(vec![])
         }
     }
-    #[derive(Clone, Default)]
-    struct Buffer(Arc<Mutex<Vec<u8>>>);
-    impl Write for Buffer {
-        fn write(&mut self, b: &[u8]) -> std::io::Result<usize> {
-            self.0.lock().unwrap().extend_from_slice(b);
-            Ok(b.len())
-        }
-        fn flush(&mut self) -> std::io::Result<()> {
-            Ok(())
-        }
-    }
-    let buffer = Buffer::default();
-    let writer = buffer.clone();
-    let subscriber = wabridge_core::telemetry::lambda_subscriber(move || writer.clone(), None);
+    let buffer = wabridge_tests::LogBuffer::default();
+    let subscriber = wabridge_core::telemetry::lambda_subscriber(buffer.clone(), None);
     let _guard = tracing::subscriber::set_default(subscriber);
     Audit::new(Arc::new(Broken))
         .note("key:crm", "send", Some("snd_1"))
         .await;
-    let text = String::from_utf8(buffer.0.lock().unwrap().clone()).unwrap();
+    let text = buffer.text();
     assert!(
         text.lines()
             .filter_map(|l| serde_json::from_str::<Value>(l).ok())
@@ -138,31 +125,17 @@ fn alarms_cover_dead_letters_backlog_errors_and_throttles() {
 /// circuit opens (checked here on the line itself, not on a copy of its shape).
 #[test]
 fn circuit_metrics_are_read_from_the_lines_the_breaker_writes() {
-    use std::io::Write;
-    use std::sync::{Arc, Mutex};
     use wabridge_core::breaker::{CircuitBreaker, OPEN_AFTER};
 
-    #[derive(Clone, Default)]
-    struct Buffer(Arc<Mutex<Vec<u8>>>);
-    impl Write for Buffer {
-        fn write(&mut self, b: &[u8]) -> std::io::Result<usize> {
-            self.0.lock().unwrap().extend_from_slice(b);
-            Ok(b.len())
-        }
-        fn flush(&mut self) -> std::io::Result<()> {
-            Ok(())
-        }
-    }
-    let buffer = Buffer::default();
-    let writer = buffer.clone();
-    let subscriber = wabridge_core::telemetry::lambda_subscriber(move || writer.clone(), None);
+    let buffer = wabridge_tests::LogBuffer::default();
+    let subscriber = wabridge_core::telemetry::lambda_subscriber(buffer.clone(), None);
     tracing::subscriber::with_default(subscriber, || {
         let breaker = CircuitBreaker::new("crm");
         for _ in 0..OPEN_AFTER {
             breaker.failure(false);
         }
     });
-    let text = String::from_utf8(buffer.0.lock().unwrap().clone()).unwrap();
+    let text = buffer.text();
     let line: Value = text
         .lines()
         .filter_map(|l| serde_json::from_str::<Value>(l).ok())

@@ -99,6 +99,44 @@ pub(crate) fn personal_data(v: &Value, out: &mut BTreeSet<String>) {
     }
 }
 
+/// Every sample webhook of `events/webhooks/`, in name order: its path and bytes.
+pub(crate) fn samples() -> Vec<(std::path::PathBuf, Vec<u8>)> {
+    let mut files: Vec<_> = std::fs::read_dir(workspace_root().join("events/webhooks"))
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .filter(|p| p.extension().is_some_and(|e| e == "json"))
+        .collect();
+    files.sort();
+    files
+        .into_iter()
+        .map(|f| {
+            let body = std::fs::read(&f).unwrap();
+            (f, body)
+        })
+        .collect()
+}
+
+/// Every line of `texts` (`(where, line)`) that contains one of `people` or `secrets`.
+pub(crate) fn leaks<'a>(
+    texts: impl Iterator<Item = (&'a str, &'a str)>,
+    people: &BTreeSet<String>,
+    secrets: &[&str],
+) -> Vec<String> {
+    let mut found = Vec::new();
+    for (source, text) in texts {
+        for needle in people
+            .iter()
+            .map(String::as_str)
+            .chain(secrets.iter().copied())
+        {
+            if text.contains(needle) {
+                found.push(format!("{source}: {needle:?} in {text}"));
+            }
+        }
+    }
+    found
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn logs_at_debug_carry_no_personal_data_and_no_secret() {
     let (crm_url, calls) = crm().await;
@@ -116,15 +154,7 @@ async fn logs_at_debug_carry_no_personal_data_and_no_secret() {
     let server = Gateway::start_in(dir.path(), &env);
 
     let mut people = BTreeSet::new();
-    let samples = workspace_root().join("events/webhooks");
-    let mut files: Vec<_> = std::fs::read_dir(&samples)
-        .unwrap()
-        .map(|e| e.unwrap().path())
-        .filter(|p| p.extension().is_some_and(|e| e == "json"))
-        .collect();
-    files.sort();
-    for file in &files {
-        let body = std::fs::read(file).unwrap();
+    for (file, body) in samples() {
         personal_data(&serde_json::from_slice(&body).unwrap(), &mut people);
         let (status, v) = post_signed(&server.webhook(), &body).await;
         assert_eq!(status, 200, "{}: {v}", file.display());
@@ -174,19 +204,13 @@ async fn logs_at_debug_carry_no_personal_data_and_no_secret() {
             .any(|l| l.contains("DEBUG") || l.contains("\"level\":\"DEBUG\"")),
         "the server logged at debug"
     );
-    let secrets = [SECRET, VERIFY_TOKEN, API_KEY, CRM_SECRET, HOOK_TOKEN];
-    let mut found = Vec::new();
-    for (source, text) in logs
-        .iter()
-        .map(|l| ("log", l.as_str()))
-        .chain(listed.lines().map(|l| ("dead-letters list", l)))
-    {
-        for needle in people.iter().map(String::as_str).chain(secrets) {
-            if text.contains(needle) {
-                found.push(format!("{source}: {needle:?} in {text}"));
-            }
-        }
-    }
+    let found = leaks(
+        logs.iter()
+            .map(|l| ("log", l.as_str()))
+            .chain(listed.lines().map(|l| ("dead-letters list", l))),
+        &people,
+        &[SECRET, VERIFY_TOKEN, API_KEY, CRM_SECRET, HOOK_TOKEN],
+    );
     assert!(
         found.is_empty(),
         "{} leaks:\n{}",
