@@ -13,7 +13,7 @@ use std::sync::Arc;
 
 use serde_json::json;
 
-use crate::audit::{action, Audit};
+use crate::audit::Audit;
 use crate::auth::Scope;
 use crate::http::{ApiError, Method, Request, Response};
 use crate::ingest::{IngestError, IngestService};
@@ -246,24 +246,16 @@ async fn sends_route(sends: &Sends, req: &Request) -> Result<Response, ApiError>
     match route {
         Route::Sends => {
             let record = sends
-                .submit(&req.body, req.header("idempotency-key"))
+                .submit_by(&req.body, req.header("idempotency-key"), Some(&actor))
                 .await?;
-            sends
-                .audit()
-                .note(&actor, action::SEND, Some(&record.id))
-                .await;
             Ok(Response::json(202, &send_json(&record))
                 .with_header("location", format!("/sends/{}", record.id)))
         }
         Route::Send(id) => Ok(Response::json(200, &send_json(&sends.get(id).await?))),
         _ if req.method == Method::Post => {
             let entry = sends
-                .record_consent(&req.body, req.header("idempotency-key"))
+                .record_consent_by(&req.body, req.header("idempotency-key"), Some(&actor))
                 .await?;
-            sends
-                .audit()
-                .note(&actor, action::CONSENT, Some(&entry.id))
-                .await;
             Ok(Response::json(
                 201,
                 &json!({"id": entry.id, "to": entry.to, "category": entry.category,

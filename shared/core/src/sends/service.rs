@@ -4,7 +4,7 @@
 
 use std::sync::Arc;
 
-use crate::audit::Audit;
+use crate::audit::{action, Audit};
 use crate::auth::ApiKeys;
 
 use async_trait::async_trait;
@@ -105,10 +105,6 @@ impl Sends {
         self
     }
 
-    pub fn audit(&self) -> &Audit {
-        &self.audit
-    }
-
     /// The API keys the HTTP edge checks every call against (none refuses every call).
     pub fn keys(&self) -> &ApiKeys {
         &self.keys
@@ -120,6 +116,17 @@ impl Sends {
         &self,
         body: &[u8],
         idempotency_key: Option<&str>,
+    ) -> Result<SendRecord, SendsError> {
+        self.submit_by(body, idempotency_key, None).await
+    }
+
+    /// [`Sends::submit`] for `actor` (an API key: `key:<id>`): a new send leaves an audit
+    /// line; a replay of its Idempotency-Key does not, as it writes nothing.
+    pub async fn submit_by(
+        &self,
+        body: &[u8],
+        idempotency_key: Option<&str>,
+        actor: Option<&str>,
     ) -> Result<SendRecord, SendsError> {
         let key = idempotency_key_of(idempotency_key)?;
         let request = SendRequest::parse(body)?;
@@ -147,7 +154,12 @@ impl Sends {
         // dropped by the sender once it is older than `sender::ORPHAN_GRACE`.
         self.enqueue(&record.id).await?;
         match self.store.create(&record).await? {
-            Created::New(r) => Ok(r),
+            Created::New(r) => {
+                if let Some(actor) = actor {
+                    self.audit.note(actor, action::SEND, Some(&r.id)).await;
+                }
+                Ok(r)
+            }
             Created::Existing(existing) => {
                 if existing.request_hash != hash {
                     return Err(SendsError::KeyReused);
@@ -191,8 +203,20 @@ impl Sends {
         body: &[u8],
         idempotency_key: Option<&str>,
     ) -> Result<ConsentEntry, SendsError> {
+        self.record_consent_by(body, idempotency_key, None).await
+    }
+
+    /// [`Sends::record_consent`] for `actor`: a new entry leaves an audit line, a replay of its
+    /// Idempotency-Key does not.
+    pub async fn record_consent_by(
+        &self,
+        body: &[u8],
+        idempotency_key: Option<&str>,
+        actor: Option<&str>,
+    ) -> Result<ConsentEntry, SendsError> {
         let key = idempotency_key_of(idempotency_key)?;
         let mut entry = consent_request(body, now_ms())?;
+        let mut new = true;
         let entry = match key {
             None => {
                 self.policy.consent.record(&entry).await?;
@@ -206,11 +230,20 @@ impl Sends {
                 );
                 let hash = hex::encode(sha2::Sha256::digest(body_canonical(body)));
                 match self.policy.consent.record_keyed(&entry, &hash).await? {
-                    Keyed::New(e) | Keyed::Existing(e) => e,
+                    Keyed::New(e) => e,
+                    Keyed::Existing(e) => {
+                        new = false;
+                        e
+                    }
                     Keyed::Conflict => return Err(SendsError::KeyReused),
                 }
             }
         };
+        if let (true, Some(actor)) = (new, actor) {
+            self.audit
+                .note(actor, action::CONSENT, Some(&entry.id))
+                .await;
+        }
         // After the history: a failure here answers 5xx, and the caller's retry (with its key)
         // emits again; the event's stable key lands it in the CRM once.
         self.events.consent_recorded(&entry).await?;

@@ -76,21 +76,26 @@ async fn serve_puts_each_route_behind_its_scope() {
 
     // Writes that took effect leave audit lines naming the key's id and the record, never the
     // key or the number; refused calls leave none.
-    let accepted = gateway::http_client()
-        .post(&sends)
-        .bearer_auth("local-sends-key-0123456789")
-        .json(
-            &json!({"to": "+52 1 55 1234 5678", "template": "order_update",
-            "language": "es_MX", "category": "UTILITY"}),
-        )
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(accepted.status().as_u16(), 202);
-    let id = accepted.json::<serde_json::Value>().await.unwrap()["id"]
-        .as_str()
-        .unwrap()
-        .to_string();
+    // Sent twice with one Idempotency-Key: one send, one line.
+    let mut ids = Vec::new();
+    for _ in 0..2 {
+        let accepted = gateway::http_client()
+            .post(&sends)
+            .bearer_auth("local-sends-key-0123456789")
+            .header("idempotency-key", "crm-deal-77")
+            .json(
+                &json!({"to": "+52 1 55 1234 5678", "template": "order_update",
+                "language": "es_MX", "category": "UTILITY"}),
+            )
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(accepted.status().as_u16(), 202);
+        let body = accepted.json::<serde_json::Value>().await.unwrap();
+        ids.push(body["id"].as_str().unwrap().to_string());
+    }
+    assert_eq!(ids[0], ids[1]);
+    let id = ids.remove(0);
     let link = gateway::http_client()
         .post(&links)
         .bearer_auth("local-admin-key-0123456789")
