@@ -74,13 +74,10 @@ pub enum CliError {
         source: serde_json::Error,
     },
 
-    /// The dev secrets file exists but does not parse.
-    #[error("{} is not a valid secrets file", path.display())]
-    SecretsFile {
-        path: PathBuf,
-        #[source]
-        source: serde_json::Error,
-    },
+    /// The dev secrets file exists but does not parse. `problem` says where, never what the
+    /// file holds (`redact::json_problem`).
+    #[error("{} is not a valid secrets file: {problem}", path.display())]
+    SecretsFile { path: PathBuf, problem: String },
     /// `sign`, `post` and `loadgen` need the app secret: from the environment or the data dir.
     #[error(
         "no app secret: set {} or run `wabridge serve --data {}` once to generate {}",

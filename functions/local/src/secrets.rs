@@ -56,7 +56,10 @@ pub fn read(data: &Path) -> Result<Option<Secrets>, CliError> {
     match std::fs::read(&file) {
         Ok(bytes) => serde_json::from_slice(&bytes)
             .map(Some)
-            .map_err(|source| CliError::SecretsFile { path: file, source }),
+            .map_err(|e| CliError::SecretsFile {
+                path: file,
+                problem: wabridge_core::redact::json_problem(&e),
+            }),
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
         Err(e) => Err(CliError::io("read", file)(e)),
     }

@@ -156,7 +156,7 @@ impl ApiKeys {
             None => Vec::new(),
             Some(json) => serde_json::from_str(json).map_err(|e| {
                 invalid(
-                    format!("<{e}>"),
+                    crate::redact::json_problem(&e),
                     r#"a JSON array of {"id": "...", "scopes": ["sends"|"consents"|"read"|"admin"], "key": "..."}"#,
                 )
             })?,
@@ -385,12 +385,18 @@ mod tests {
                 "key ids",
             ),
             (r#"{"id": "a"}"#, "JSON array"),
+            // A key of the wrong type is named by position, not quoted.
+            (
+                r#"[{"id": "a", "scopes": ["read"], "key": 1234567890123456789}]"#,
+                "wrong type",
+            ),
         ];
         for (json, says) in bad {
             let err = ApiKeys::parse(None, Some(json)).unwrap_err().to_string();
             assert!(err.contains("WABRIDGE_API_KEYS"), "{err}");
             assert!(err.contains(says), "{json}: {err}");
             assert!(!err.contains("0123456789abcdef"), "{err}");
+            assert!(!err.contains("1234567890123456789"), "{err}");
         }
         assert!(ApiKeys::parse(None, None).unwrap().is_empty());
         assert!(ApiKeys::parse(Some("  "), Some("")).unwrap().is_empty());

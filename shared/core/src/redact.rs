@@ -18,6 +18,17 @@ pub fn key(key: &str) -> String {
     mask_digit_runs(key)
 }
 
+/// Where and what kind of problem a JSON document that holds secrets has, without serde's own
+/// words: "invalid type: integer `…`" would quote a secret given as a number.
+pub fn json_problem(e: &serde_json::Error) -> String {
+    let what = match e.classify() {
+        serde_json::error::Category::Syntax | serde_json::error::Category::Eof => "malformed JSON",
+        serde_json::error::Category::Data => "a field of the wrong type, missing or unknown",
+        serde_json::error::Category::Io => "unreadable",
+    };
+    format!("<{what} at line {} column {}>", e.line(), e.column())
+}
+
 /// `text` with every run of 7 or more digits (phone numbers, wa_ids, the digits of BSUIDs)
 /// masked by [`mask`] and control characters turned into spaces: for text we did not write
 /// (a CRM's error body, a queued message) before it reaches a log line or a dead-letter reason.

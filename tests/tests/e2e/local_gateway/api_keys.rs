@@ -188,4 +188,21 @@ fn serve_refuses_an_unknown_scope() {
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(!out.status.success());
     assert!(err.contains("\"everything\""), "{err}");
+
+    // A secret of the wrong type in the secrets file: the error says where, never the value.
+    let typo = tempfile::tempdir().unwrap();
+    std::fs::write(
+        typo.path().join("secrets.json"),
+        r#"{"app_secret": "s", "verify_token": "t", "api_key": 9876543210987654321}"#,
+    )
+    .unwrap();
+    let out = gateway::command(&[])
+        .args(["serve", "--addr", "127.0.0.1:0", "--data"])
+        .arg(typo.path())
+        .output()
+        .unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success());
+    assert!(err.contains("secrets.json") && err.contains("line 1"), "{err}");
+    assert!(!err.contains("9876543210987654321"), "{err}");
 }
