@@ -44,7 +44,6 @@ const CALL_TIMEOUT: Duration = Duration::from_secs(10);
 
 #[derive(Clone)]
 pub struct S3Blobs {
-    bucket: String,
     /// The bucket's URL without a trailing slash: path style under an endpoint URL (an emulator
     /// on 127.0.0.1 has no per-bucket host names), AWS's virtual host otherwise.
     base: String,
@@ -92,16 +91,11 @@ impl S3Blobs {
             ),
         };
         S3Blobs {
-            bucket,
             base,
             region,
             credentials: sdk.credentials_provider(),
             connector: crate::https::connector(Some(CONNECT_TIMEOUT), Some(READ_TIMEOUT)),
         }
-    }
-
-    pub fn bucket(&self) -> &str {
-        &self.bucket
     }
 
     /// One signed request; the status and body of S3's answer.

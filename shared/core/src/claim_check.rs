@@ -104,12 +104,6 @@ impl ClaimCheckQueue {
         }
     }
 
-    /// Moves bodies over `threshold` bytes instead of [`CLAIM_CHECK_BYTES`] (tests).
-    pub fn with_threshold(mut self, threshold: usize) -> Self {
-        self.threshold = threshold;
-        self
-    }
-
     /// The message to enqueue for `message`: itself, or a pointer once its body is stored.
     async fn checked(&self, message: &OutgoingMessage) -> Result<OutgoingMessage, StoreError> {
         if message.body.len() <= self.threshold {
