@@ -203,6 +203,9 @@ fn serve_refuses_an_unknown_scope() {
         .unwrap();
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(!out.status.success());
-    assert!(err.contains("secrets.json") && err.contains("line 1"), "{err}");
+    assert!(
+        err.contains("secrets.json") && err.contains("line 1"),
+        "{err}"
+    );
     assert!(!err.contains("9876543210987654321"), "{err}");
 }
