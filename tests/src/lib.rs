@@ -473,3 +473,4 @@ pub fn sender_app(
 pub mod faults;
 pub mod gateway;
 pub mod prism;
+pub mod stores;

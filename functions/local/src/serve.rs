@@ -12,7 +12,7 @@ use wabridge_core::api::Api;
 use wabridge_core::audit::{self, Audit};
 use wabridge_core::consumer::{run_worker, Pressure, Settle, WorkerOptions};
 use wabridge_core::http::{ApiError, Method, Request, Response};
-use wabridge_sqlite::{SqliteDedupe, SqliteInbox, SqliteQueue, EVENTS_QUEUE, SENDS_QUEUE};
+use wabridge_sqlite::{SqliteInbox, SqliteQueue, EVENTS_QUEUE, SENDS_QUEUE};
 
 use crate::error::CliError;
 use crate::secrets;
@@ -44,8 +44,9 @@ pub async fn run(args: ServeArgs) -> Result<(), CliError> {
     let keys = Arc::new(secrets.keys()?);
     tracing::info!(keys = ?keys.ids(), "API keys");
     let audit_retention = audit::retention(|n| std::env::var(n).ok())?;
+    let content_retention = wabridge_core::retention::content_retention(|n| std::env::var(n).ok())?;
     let audit_log = wabridge_sqlite::SqliteEngine::new(db.clone()).audit(audit_retention);
-    let audit = Audit::new(Arc::new(audit_log.clone()));
+    let audit = Audit::new(Arc::new(audit_log));
     let api =
         api.with_attribution(crate::attribution::service(&db, keys.clone(), audit.clone()).await?);
     let sends = crate::sends::service(&db, keys, audit);
@@ -101,11 +102,13 @@ pub async fn run(args: ServeArgs) -> Result<(), CliError> {
     let merger = inbox.spawn_merger(Some(pressure.clone()), stop_rx.clone());
     let sender = crate::sends::spawn_sender(&db, &sends, sends_policy, stop_rx.clone())?;
     let _template_sync = crate::templates::spawn_periodic(&db, stop_rx.clone())?; // ends on stop
-    let purger = SqliteDedupe::new(db.clone())
-        .with_ledger_purge(wabridge_core::config::ledger_retention()?)
-        .with_pair_window_purge()
-        .with_consent_key_purge()
-        .with_audit_purge(audit_log)
+    let retentions = wabridge_sqlite::engine::Retentions {
+        ledger: wabridge_core::config::ledger_retention()?,
+        audit: audit_retention,
+        content: content_retention,
+    };
+    let purger = wabridge_sqlite::SqliteEngine::new(db.clone())
+        .purger(Default::default(), retentions)
         .spawn_purger(Duration::from_secs(3600), stop_rx);
 
     let app = axum::Router::new().fallback(handle).with_state(state);

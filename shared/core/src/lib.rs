@@ -31,6 +31,7 @@ pub mod mapping;
 pub mod queue;
 pub mod records;
 pub mod redact;
+pub mod retention;
 pub mod retry;
 pub mod sends;
 pub mod signature;

@@ -69,6 +69,7 @@ pub struct SqliteDedupe {
     sends: Option<SqliteSends>,
     consent: Option<crate::consent::SqliteConsent>,
     audit: Option<crate::audit::SqliteAudit>,
+    content: Option<crate::retention::SqliteContentPurge>,
 }
 
 impl SqliteDedupe {
@@ -80,6 +81,7 @@ impl SqliteDedupe {
             sends: None,
             consent: None,
             audit: None,
+            content: None,
         }
     }
 
@@ -91,6 +93,7 @@ impl SqliteDedupe {
             sends: None,
             consent: None,
             audit: None,
+            content: None,
         }
     }
 
@@ -116,6 +119,15 @@ impl SqliteDedupe {
     /// Also purges audit lines past their retention.
     pub fn with_audit_purge(mut self, audit: crate::audit::SqliteAudit) -> Self {
         self.audit = Some(audit);
+        self
+    }
+
+    /// Also strips message content past `retention` ([`crate::retention`]).
+    pub fn with_content_purge(mut self, retention: Duration) -> Self {
+        self.content = Some(
+            crate::retention::SqliteContentPurge::new(self.db.clone(), retention)
+                .with_clock(self.clock.clone()),
+        );
         self
     }
 
@@ -159,8 +171,54 @@ impl SqliteDedupe {
             .await
     }
 
-    /// Purges expired keys every `every` until `stop` turns true, in small batches so the writer
-    /// is never held long.
+    /// One round of every purge this purger was given, each in small batches so the writer is
+    /// never held long. Failures are logged and left for the next round.
+    pub async fn purge_all(&self) {
+        purge_in_batches("expired dedupe keys", || self.purge_expired(PURGE_BATCH)).await;
+        if let Some(ledger) = &self.ledger {
+            purge_in_batches("confirmed ledger entries past retention", || {
+                ledger.purge_expired(PURGE_BATCH)
+            })
+            .await;
+        }
+        if let Some(consent) = &self.consent {
+            let now = self.clock.now_ms();
+            purge_in_batches("expired consent idempotency keys", || {
+                consent.purge_expired_keys(now, PURGE_BATCH)
+            })
+            .await;
+        }
+        if let Some(audit) = &self.audit {
+            let now = self.clock.now_ms();
+            purge_in_batches("audit lines past retention", || {
+                audit.purge_expired(now, PURGE_BATCH)
+            })
+            .await;
+        }
+        if let Some(content) = &self.content {
+            purge_in_batches("record content past retention", || {
+                content.purge_records(PURGE_BATCH)
+            })
+            .await;
+            purge_in_batches("send content past retention", || {
+                content.purge_sends(PURGE_BATCH)
+            })
+            .await;
+            purge_in_batches("dead letters past retention", || {
+                content.purge_dead_letters(PURGE_BATCH)
+            })
+            .await;
+        }
+        if let Some(sends) = &self.sends {
+            let before = self.clock.now_ms().saturating_sub(PAIR_WINDOW_KEEP_MS);
+            purge_in_batches("ended pair windows", || {
+                sends.purge_pair_windows(before, PURGE_BATCH)
+            })
+            .await;
+        }
+    }
+
+    /// Runs [`SqliteDedupe::purge_all`] every `every` until `stop` turns true.
     pub fn spawn_purger(
         self,
         every: Duration,
@@ -168,34 +226,7 @@ impl SqliteDedupe {
     ) -> tokio::task::JoinHandle<()> {
         tokio::spawn(async move {
             loop {
-                purge_in_batches("expired dedupe keys", || self.purge_expired(PURGE_BATCH)).await;
-                if let Some(ledger) = &self.ledger {
-                    purge_in_batches("confirmed ledger entries past retention", || {
-                        ledger.purge_expired(PURGE_BATCH)
-                    })
-                    .await;
-                }
-                if let Some(consent) = &self.consent {
-                    let now = self.clock.now_ms();
-                    purge_in_batches("expired consent idempotency keys", || {
-                        consent.purge_expired_keys(now, PURGE_BATCH)
-                    })
-                    .await;
-                }
-                if let Some(audit) = &self.audit {
-                    let now = self.clock.now_ms();
-                    purge_in_batches("audit lines past retention", || {
-                        audit.purge_expired(now, PURGE_BATCH)
-                    })
-                    .await;
-                }
-                if let Some(sends) = &self.sends {
-                    let before = self.clock.now_ms().saturating_sub(PAIR_WINDOW_KEEP_MS);
-                    purge_in_batches("ended pair windows", || {
-                        sends.purge_pair_windows(before, PURGE_BATCH)
-                    })
-                    .await;
-                }
+                self.purge_all().await;
                 tokio::select! {
                     _ = tokio::time::sleep(every) => {}
                     _ = stop.changed() => {}

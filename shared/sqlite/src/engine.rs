@@ -25,6 +25,14 @@ use crate::{
     SENDS_QUEUE,
 };
 
+/// How long each kind of data is kept (see README's privacy section).
+#[derive(Debug, Clone, Copy)]
+pub struct Retentions {
+    pub ledger: std::time::Duration,
+    pub audit: std::time::Duration,
+    pub content: std::time::Duration,
+}
+
 /// The embedded engine: every store and queue over one [`Db`]. Cheap to clone.
 #[derive(Clone)]
 pub struct SqliteEngine {
@@ -45,6 +53,18 @@ impl SqliteEngine {
     /// [`crate::SqliteDedupe::with_audit_purge`]).
     pub fn audit(&self, retention: std::time::Duration) -> crate::SqliteAudit {
         crate::SqliteAudit::new(self.db.clone()).with_retention(retention)
+    }
+
+    /// The purger `wabridge serve` runs hourly ([`crate::SqliteDedupe::spawn_purger`]): expired
+    /// dedupe keys and consent markers, the ledger past `retention.ledger`, ended pair windows,
+    /// audit lines past `retention.audit`, message content past `retention.content`.
+    pub fn purger(&self, clock: crate::Clock, retention: Retentions) -> crate::SqliteDedupe {
+        crate::SqliteDedupe::with_clock(self.db.clone(), clock.clone())
+            .with_ledger_purge(retention.ledger)
+            .with_pair_window_purge()
+            .with_consent_key_purge()
+            .with_audit_purge(self.audit(retention.audit))
+            .with_content_purge(retention.content)
     }
 
     /// The policy guards' stores: consent, template registry, 24-hour window.

@@ -21,6 +21,7 @@ pub mod ledger;
 pub mod queue;
 pub mod recent;
 pub mod records;
+pub mod retention;
 pub mod sends;
 pub mod templates;
 #[cfg(test)]
@@ -37,6 +38,7 @@ pub use inbox::SqliteInbox;
 pub use queue::{SqliteQueue, DEFAULT_MAX_RECEIVES, EVENTS_QUEUE, SENDS_QUEUE};
 pub use recent::MergePolicy;
 pub use records::{Record, SqliteRecords};
+pub use retention::SqliteContentPurge;
 pub use sends::SqliteSends;
 pub use templates::SqliteTemplates;
 pub use window::SqliteWindow;

@@ -20,6 +20,7 @@ CREATE TABLE IF NOT EXISTS records (
     updated_at INTEGER NOT NULL,
     UNIQUE(kind, id)
 );
+CREATE INDEX IF NOT EXISTS records_created ON records(kind, created_at);
 ";
 
 /// One stored record.

@@ -25,6 +25,7 @@ CREATE TABLE IF NOT EXISTS sends (
     created_at      INTEGER NOT NULL,
     updated_at      INTEGER NOT NULL
 );
+CREATE INDEX IF NOT EXISTS sends_created ON sends(created_at);
 CREATE INDEX IF NOT EXISTS sends_wamid ON sends(wamid) WHERE wamid IS NOT NULL;
 CREATE TABLE IF NOT EXISTS pair_windows (
     recipient TEXT PRIMARY KEY,

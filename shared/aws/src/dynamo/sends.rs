@@ -2,6 +2,12 @@
 //! idempotency key is its own item `sendkey#<key>` (conditional put: of concurrent creates with
 //! one key exactly one wins); `sendwamid#<wamid>` maps Meta's message id back to the send.
 //! Transitions are conditional updates on the current state.
+//!
+//! Content (template parameters and components, a text's body) lives apart in
+//! `sendcontent#<id>`, whose TTL is the content retention: DynamoDB's TTL deletes whole items,
+//! so the send (state, template, recipient) outlives what it said. A send item with content
+//! has `has_content`; when its content item is gone (or expired and not yet swept) the request
+//! reads back marked `content_purged`.
 
 use std::collections::HashMap;
 
@@ -9,9 +15,12 @@ use async_trait::async_trait;
 use aws_sdk_dynamodb::types::AttributeValue;
 use aws_sdk_dynamodb::Client;
 
-use super::{get_s, n, pk, s, try_update, update_single, EXPIRES_AT, PK, SINGLE_SK, SK};
+use super::{
+    get_s, is_live, n, now_epoch, pk, s, try_update, update_single, EXPIRES_AT, PK, SINGLE_SK, SK,
+};
 use crate::sdk::store_error;
 use wabridge_core::error::StoreError;
+use wabridge_core::retention::{merge_send_content, split_send_content};
 use wabridge_core::sends::store::{
     pair_wait, Created, SendError, SendRecord, SendState, SendStore,
 };
@@ -20,7 +29,11 @@ use wabridge_core::sends::store::{
 pub struct DynamoSends {
     client: Client,
     table: String,
+    content_retention: std::time::Duration,
 }
+
+/// The family of a send's content item.
+pub const CONTENT_FAMILY: &str = "sendcontent";
 
 type Item = HashMap<String, AttributeValue>;
 
@@ -31,7 +44,29 @@ fn get_n(item: &Item, k: &str) -> i64 {
         .unwrap_or(0)
 }
 
-fn to_item(r: &SendRecord) -> Item {
+/// The send item, and its content item when the request carries content (kept until
+/// `content_expires_at`, epoch seconds).
+fn to_items(r: &SendRecord, content_expires_at: i64) -> (Item, Option<Item>) {
+    let mut request = r.request.clone();
+    let content = split_send_content(&mut request).map(|content| {
+        let mut item: Item = HashMap::new();
+        item.insert(PK.into(), s(pk(CONTENT_FAMILY, &r.id)));
+        item.insert(SK.into(), s(SINGLE_SK));
+        item.insert(
+            "content".into(),
+            s(serde_json::Value::Object(content).to_string()),
+        );
+        item.insert(EXPIRES_AT.into(), n(content_expires_at));
+        item
+    });
+    let mut item = to_item(r, &request);
+    if content.is_some() {
+        item.insert("has_content".into(), AttributeValue::Bool(true));
+    }
+    (item, content)
+}
+
+fn to_item(r: &SendRecord, request: &serde_json::Value) -> Item {
     let mut item: Item = HashMap::new();
     item.insert(PK.into(), s(pk("send", &r.id)));
     item.insert(SK.into(), s(SINGLE_SK));
@@ -40,7 +75,7 @@ fn to_item(r: &SendRecord) -> Item {
         item.insert("idempotency_key".into(), s(k));
     }
     item.insert("request_hash".into(), s(&r.request_hash));
-    item.insert("request".into(), s(r.request.to_string()));
+    item.insert("request".into(), s(request.to_string()));
     item.insert("contact".into(), s(&r.contact));
     item.insert("state".into(), s(r.state.as_str()));
     if let Some(e) = &r.error {
@@ -86,7 +121,51 @@ impl DynamoSends {
         DynamoSends {
             client,
             table: table.into(),
+            content_retention: std::time::Duration::from_secs(
+                wabridge_core::retention::DEFAULT_CONTENT_RETENTION_DAYS * 86_400,
+            ),
         }
+    }
+
+    /// How long a send's content is kept ([`wabridge_core::retention`]).
+    pub fn with_content_retention(mut self, retention: std::time::Duration) -> Self {
+        self.content_retention = retention;
+        self
+    }
+
+    /// Writes a new send: its content item first, so a send item never points at content that
+    /// was not written. `false` when the send item exists.
+    async fn put_send(&self, r: &SendRecord) -> Result<bool, StoreError> {
+        let expires_at = r.created_at / 1000 + self.content_retention.as_secs() as i64;
+        let (item, content) = to_items(r, expires_at);
+        if let Some(content) = content {
+            self.client
+                .put_item()
+                .table_name(&self.table)
+                .set_item(Some(content))
+                .send()
+                .await
+                .map_err(|e| store_error("PutItem", e))?;
+        }
+        self.put_new(item).await
+    }
+
+    /// The send of `item`, with its content put back (or marked purged).
+    async fn load(&self, item: &Item) -> Result<SendRecord, StoreError> {
+        let mut record = from_item(item)?;
+        if matches!(item.get("has_content"), Some(AttributeValue::Bool(true))) {
+            let content = match self.get_item(pk(CONTENT_FAMILY, &record.id)).await? {
+                Some(c) if is_live(c.get(EXPIRES_AT), now_epoch())? => get_s(&c, "content")
+                    .and_then(|t| serde_json::from_str(&t).ok())
+                    .ok_or_else(|| {
+                        StoreError::corrupt(format!("send {}: content not decodable", record.id))
+                    })
+                    .map(Some)?,
+                _ => None,
+            };
+            merge_send_content(&mut record.request, content);
+        }
+        Ok(record)
     }
 
     async fn get_item(&self, key: String) -> Result<Option<Item>, StoreError> {
@@ -125,26 +204,26 @@ impl SendStore for DynamoSends {
                         StoreError::Unavailable("idempotency key item vanished".into())
                     })?;
                 if let Some(item) = self.get_item(pk("send", &existing)).await? {
-                    return Ok(Created::Existing(from_item(&item)?));
+                    return Ok(Created::Existing(self.load(&item).await?));
                 }
                 // The first caller stopped between its two writes: finish its create now.
                 let mut r = record.clone();
                 r.id = existing;
-                self.put_new(to_item(&r)).await?;
+                self.put_send(&r).await?;
                 return Ok(Created::New(r));
             }
         }
-        if !self.put_new(to_item(record)).await? {
+        if !self.put_send(record).await? {
             return Err(StoreError::Conflict(format!("send {} exists", record.id)));
         }
         Ok(Created::New(record.clone()))
     }
 
     async fn get(&self, id: &str) -> Result<Option<SendRecord>, StoreError> {
-        self.get_item(pk("send", id))
-            .await?
-            .map(|i| from_item(&i))
-            .transpose()
+        match self.get_item(pk("send", id)).await? {
+            Some(item) => self.load(&item).await.map(Some),
+            None => Ok(None),
+        }
     }
 
     async fn transition(
