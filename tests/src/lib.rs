@@ -250,6 +250,11 @@ pub async fn receive_lambda_records(
 pub const AUDIT_RETENTION: std::time::Duration =
     std::time::Duration::from_secs(wabridge_core::audit::DEFAULT_AUDIT_RETENTION_DAYS * 86_400);
 
+/// The default content retention, for tests that build a function's settings by hand.
+pub const CONTENT_RETENTION: std::time::Duration = std::time::Duration::from_secs(
+    wabridge_core::retention::DEFAULT_CONTENT_RETENTION_DAYS * 86_400,
+);
+
 /// One `admin` API key (as `WABRIDGE_API_KEY` sets it).
 pub fn admin_keys(key: &str) -> std::sync::Arc<wabridge_core::auth::ApiKeys> {
     std::sync::Arc::new(wabridge_core::auth::ApiKeys::admin(Some(key)))

@@ -124,3 +124,25 @@ pub async fn dynamo_items(
         }
     }
 }
+
+/// Every string an item holds (its keys' and attributes', nested ones too), one per line.
+pub fn item_text(item: &HashMap<String, AttributeValue>) -> String {
+    fn walk(v: &AttributeValue, out: &mut String) {
+        match v {
+            AttributeValue::S(s) => {
+                out.push_str(s);
+                out.push('\n');
+            }
+            AttributeValue::Ss(ss) => ss.iter().for_each(|s| {
+                out.push_str(s);
+                out.push('\n');
+            }),
+            AttributeValue::L(l) => l.iter().for_each(|v| walk(v, out)),
+            AttributeValue::M(m) => m.values().for_each(|v| walk(v, out)),
+            _ => {}
+        }
+    }
+    let mut out = String::new();
+    item.values().for_each(|v| walk(v, &mut out));
+    out
+}

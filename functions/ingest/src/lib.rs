@@ -34,6 +34,8 @@ pub struct Settings {
     /// `WABRIDGE_AUDIT_RETENTION_DAYS`: how long the audit lines of `/sends` and `/consents`
     /// are kept.
     pub audit_retention: std::time::Duration,
+    /// `WABRIDGE_CONTENT_RETENTION_DAYS`: how long a send's content (parameters, text) is kept.
+    pub content_retention: std::time::Duration,
 }
 
 impl std::fmt::Debug for Settings {
@@ -68,6 +70,9 @@ impl Settings {
             api_keys: Arc::new(ApiKeys::from_lookup(|name| settings.optional(name))?),
             claim_check_bucket: settings.optional(config::CLAIM_CHECK_BUCKET),
             audit_retention: audit::retention(|name| settings.optional(name))?,
+            content_retention: wabridge_core::retention::content_retention(|name| {
+                settings.optional(name)
+            })?,
         })
     }
 }
@@ -81,8 +86,9 @@ pub fn build_api(sdk: &SdkConfig, settings: Settings) -> Api {
             config::CLAIM_CHECK_BUCKET
         );
     }
-    let engine =
-        AwsEngine::new(sdk, settings.table).with_claim_check(sdk, settings.claim_check_bucket);
+    let engine = AwsEngine::new(sdk, settings.table)
+        .with_claim_check(sdk, settings.claim_check_bucket)
+        .with_content_retention(settings.content_retention);
     let inbox = engine.inbox(settings.events_queue_url, DEFAULT_DEDUPE_TTL);
     let mut api = Api::new().with_ingest(Arc::new(IngestService::new(
         settings.ingest,

@@ -37,6 +37,8 @@ pub struct AwsEngine {
     pub table: String,
     /// The events' claim-check bucket (`CLAIM_CHECK_BUCKET`), when there is one.
     pub claim_check: Option<S3Blobs>,
+    /// How long a send's content is kept (`WABRIDGE_CONTENT_RETENTION_DAYS`).
+    pub content_retention: Duration,
 }
 
 impl AwsEngine {
@@ -47,7 +49,16 @@ impl AwsEngine {
             sqs: aws_sdk_sqs::Client::new(sdk),
             table: table.into(),
             claim_check: None,
+            content_retention: Duration::from_secs(
+                wabridge_core::retention::DEFAULT_CONTENT_RETENTION_DAYS * 86_400,
+            ),
         }
+    }
+
+    /// Sends created through this engine keep their content `retention`.
+    pub fn with_content_retention(mut self, retention: Duration) -> AwsEngine {
+        self.content_retention = retention;
+        self
     }
 
     /// Events over the claim-check threshold go to `bucket` (`CLAIM_CHECK_BUCKET`); `None`
@@ -133,7 +144,10 @@ impl AwsEngine {
         keys: Arc<ApiKeys>,
     ) -> Sends {
         Sends::new(
-            Arc::new(DynamoSends::new(self.dynamo.clone(), self.table.clone())),
+            Arc::new(
+                DynamoSends::new(self.dynamo.clone(), self.table.clone())
+                    .with_content_retention(self.content_retention),
+            ),
             queue,
             self.policy(),
             events,

@@ -118,6 +118,9 @@ pub fn send_rate(lookup: impl Fn(&str) -> Option<String>) -> Result<(f64, u32), 
     Ok((rate, instances))
 }
 
+/// Days message content is kept (`retention::content_retention`).
+pub const WABRIDGE_CONTENT_RETENTION_DAYS: &str = "WABRIDGE_CONTENT_RETENTION_DAYS";
+
 /// Days an audit line is kept (`audit::retention`).
 pub const WABRIDGE_AUDIT_RETENTION_DAYS: &str = "WABRIDGE_AUDIT_RETENTION_DAYS";
 

@@ -14,8 +14,7 @@ use serde_json::{Map, Value};
 
 use crate::config::{ConfigError, Settings};
 
-/// Days message content is kept.
-pub const WABRIDGE_CONTENT_RETENTION_DAYS: &str = "WABRIDGE_CONTENT_RETENTION_DAYS";
+pub use crate::config::WABRIDGE_CONTENT_RETENTION_DAYS;
 pub const DEFAULT_CONTENT_RETENTION_DAYS: u64 = 90;
 /// Dead letters wait up to 14 days on their DLQ for a redrive and claim-checked events live 14
 /// days in the bucket; a shorter retention would end content those still hold.

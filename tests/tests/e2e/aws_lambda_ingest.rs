@@ -70,6 +70,7 @@ impl Stack {
                 api_keys: Default::default(),
                 claim_check_bucket: None,
                 audit_retention: wabridge_tests::AUDIT_RETENTION,
+                content_retention: wabridge_tests::CONTENT_RETENTION,
             },
         )
     }
@@ -270,6 +271,7 @@ async fn an_unreachable_store_is_a_503_not_a_500() {
             api_keys: Default::default(),
             claim_check_bucket: None,
             audit_retention: wabridge_tests::AUDIT_RETENTION,
+            content_retention: wabridge_tests::CONTENT_RETENTION,
         },
     );
     let resp = handle(&api, request("function-url-webhook-post.json"))
@@ -341,6 +343,7 @@ async fn the_lambda_serves_sends_and_links_with_the_api_key_over_dynamodb_and_sq
             api_keys: wabridge_tests::admin_keys(key),
             claim_check_bucket: None,
             audit_retention: wabridge_tests::AUDIT_RETENTION,
+            content_retention: wabridge_tests::CONTENT_RETENTION,
         },
     );
     let body = r#"{"to": "+52 1 55 1234 5678", "template": "order_update", "language": "es_MX", "category": "UTILITY"}"#;

@@ -68,6 +68,7 @@ impl Setup {
                 api_keys: Default::default(),
                 claim_check_bucket: bucket.map(str::to_string),
                 audit_retention: wabridge_tests::AUDIT_RETENTION,
+                content_retention: wabridge_tests::CONTENT_RETENTION,
             },
         )
     }

@@ -17,6 +17,7 @@ mod infra_template;
 mod lambda_logs;
 mod layering;
 mod local_gateway;
+mod retention_dynamo;
 mod sends_contract;
 mod sends_dynamo;
 mod sends_lambda;
