@@ -85,6 +85,8 @@ pub enum ConsentSource {
     UserPreferences,
     /// Meta refused a send with 131050 (the user stopped marketing messages).
     MetaError,
+    /// The person was erased: their opt-out tombstone ([`crate::erasure`]).
+    Erasure,
 }
 
 impl ConsentSource {
@@ -99,6 +101,7 @@ impl ConsentSource {
             ConsentSource::Keyword => "keyword",
             ConsentSource::UserPreferences => "user_preferences",
             ConsentSource::MetaError => "meta_error",
+            ConsentSource::Erasure => "erasure",
         }
     }
 
@@ -119,6 +122,7 @@ impl ConsentSource {
             "keyword" => Some(ConsentSource::Keyword),
             "user_preferences" => Some(ConsentSource::UserPreferences),
             "meta_error" => Some(ConsentSource::MetaError),
+            "erasure" => Some(ConsentSource::Erasure),
             _ => None,
         })
     }
@@ -230,6 +234,8 @@ pub trait ConsentStore: Send + Sync {
         entry: &ConsentEntry,
         request_hash: &str,
     ) -> Result<Option<(String, ConsentEntry)>, StoreError>;
+    /// When the person of `contact` was erased, from their opt-out tombstone, if they were.
+    async fn erased_at(&self, contact: &str) -> Result<Option<i64>, StoreError>;
 }
 
 /// What recording a consent under an `Idempotency-Key` did.
@@ -292,8 +298,28 @@ impl ConsentService {
         }
     }
 
+    /// The contact's history, oldest first. An erased person's starts with their tombstone: a
+    /// marketing opt-out at the erasure, before which nothing counts (a stale opt-in replayed
+    /// from a CRM loses; a new one wins, as after any opt-out).
     pub async fn history(&self, contact: &ContactRef) -> Result<Vec<ConsentEntry>, StoreError> {
-        self.store.history(&contact.key).await
+        let history = self.store.history(&contact.key).await?;
+        let Some(erased_at) = self.store.erased_at(&contact.key).await? else {
+            return Ok(history);
+        };
+        let tombstone = ConsentEntry {
+            id: "erasure".into(),
+            contact: contact.key.clone(),
+            to: contact.display.clone(),
+            category: ConsentCategory::Marketing,
+            action: ConsentAction::OptOut,
+            source: ConsentSource::Erasure,
+            evidence: None,
+            at: erased_at,
+            recorded_at: erased_at,
+        };
+        Ok(std::iter::once(tombstone)
+            .chain(history.into_iter().filter(|e| e.at > erased_at))
+            .collect())
     }
 
     pub async fn state(
@@ -301,7 +327,7 @@ impl ConsentService {
         contact: &ContactRef,
         category: ConsentCategory,
     ) -> Result<ConsentState, StoreError> {
-        Ok(state_of(&self.store.history(&contact.key).await?, category))
+        Ok(state_of(&self.history(contact).await?, category))
     }
 
     /// The contact wrote a stop keyword: a marketing opt-out. `event_key` is the webhook event's

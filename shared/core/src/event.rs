@@ -38,6 +38,9 @@ pub enum EventKind {
     /// events queue so that it reaches the CRM (see `sends::events`). `field` is `consent`;
     /// the item is the [`crate::consent::ConsentEntry`].
     Consent,
+    /// Not from Meta: a person was erased ([`crate::erasure`]); crm-sync asks the CRM to erase
+    /// them too. `field` is `erasure`; the item is the [`crate::erasure::ErasureItem`].
+    Erasure,
 }
 
 impl EventKind {
@@ -52,6 +55,7 @@ impl EventKind {
             EventKind::Unknown => "unknown",
             EventKind::SendResult => "send_result",
             EventKind::Consent => "consent",
+            EventKind::Erasure => "erasure",
         }
     }
 }

@@ -20,6 +20,7 @@ pub mod consent;
 pub mod consumer;
 pub mod crm;
 pub mod dedupe;
+pub mod erasure;
 pub mod error;
 pub mod event;
 pub mod http;

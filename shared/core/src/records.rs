@@ -4,7 +4,7 @@
 //! `webhook` CRM posts them as is, and mappings read their fields by name.
 //!
 //! Every record serialises with `"kind"`: `contact`, `activity`, `consent`, `template_status`,
-//! `quality`, `unknown`, `attribution`, `lead`.
+//! `quality`, `unknown`, `attribution`, `lead`, `erasure`.
 
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
@@ -37,6 +37,8 @@ pub enum Record {
     Attribution(crate::attribution::AttributionRecord),
     /// A lead carrying the attribution of the conversation that created it.
     Lead(crate::attribution::LeadRecord),
+    /// A person erased: the CRM erases them too ([`crate::erasure`]).
+    Erasure(crate::erasure::ErasureItem),
 }
 
 impl Record {
@@ -50,6 +52,7 @@ impl Record {
             Record::Unknown(_) => "unknown",
             Record::Attribution(_) => "attribution",
             Record::Lead(_) => "lead",
+            Record::Erasure(_) => "erasure",
         }
     }
 
@@ -69,6 +72,7 @@ impl Record {
             Record::Unknown(u) => format!("unknown:{}", u.event_id),
             Record::Attribution(a) => a.record_key(),
             Record::Lead(l) => l.record_key(),
+            Record::Erasure(e) => format!("erasure:{}", e.erasure_id),
         }
     }
 
@@ -81,6 +85,7 @@ impl Record {
             Record::Attribution(a) => Some(&a.contact_id),
             Record::Lead(l) => Some(&l.contact_id),
             Record::Unknown(u) => u.contact_id.as_deref(),
+            Record::Erasure(e) => e.contact_id.as_deref(),
             _ => None,
         }
     }
@@ -440,6 +445,15 @@ mod tests {
                 touch_in_conversation: true,
                 created_at: 1000,
             }),
+            Record::Erasure(crate::erasure::ErasureItem::new(
+                "era_1",
+                &crate::erasure::Person {
+                    contact_id: Some("c1".into()),
+                    keys: vec![crate::identity::IdentityKey::Bsuid("MX.1".into())],
+                },
+                Some("+525512345678"),
+                1,
+            )),
         ]
     }
 

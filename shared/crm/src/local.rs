@@ -39,6 +39,18 @@ impl Crm for LocalCrm {
     }
 
     async fn apply(&self, effect: &Effect) -> Result<(), CrmError> {
+        if let Record::Erasure(e) = &effect.record {
+            // The local CRM erases as a hosted one would: every record of the contact goes.
+            let Some(contact) = e.contact_id.clone() else {
+                return Ok(());
+            };
+            return self
+                .records
+                .delete_contact(&contact)
+                .await
+                .map(drop)
+                .map_err(|e| CrmError::Transient(format!("local store: {e}")));
+        }
         let (kind, id) = store_key(&effect.record);
         let mut body = match effect.record.to_value() {
             Value::Object(map) => map,

@@ -1,5 +1,6 @@
 //! The consent history over SQLite: INSERT only (the id is the primary key: a redelivered entry
-//! is ignored); no statement of this module updates or deletes a history row. Idempotency
+//! is ignored); no statement of this module updates or deletes a history row (only an erasure
+//! does: `crate::erasure`). Idempotency
 //! markers of `POST /consents` (`consent_keys`) expire after `CONSENT_KEY_TTL` and are purged.
 
 use async_trait::async_trait;
@@ -62,6 +63,14 @@ impl SqliteConsent {
 
 #[async_trait]
 impl ConsentStore for SqliteConsent {
+    async fn erased_at(&self, contact: &str) -> Result<Option<i64>, StoreError> {
+        let contact = contact.to_string();
+        self.db
+            .read(move |c| crate::erasure::tombstone_of(c, &contact))
+            .await
+            .map(|past| past.map(|p| p.erased_at))
+    }
+
     async fn append(&self, entry: &ConsentEntry) -> Result<bool, StoreError> {
         let e = entry.clone();
         self.db

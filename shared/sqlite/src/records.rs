@@ -66,6 +66,16 @@ pub fn upsert_in(
     Ok(existed.is_none())
 }
 
+/// [`SqliteRecords::delete_contact`] inside an open write.
+pub fn delete_contact_in(conn: &Connection, contact_id: &str) -> Result<usize, StoreError> {
+    conn.prepare_cached(
+        "DELETE FROM records WHERE (kind = 'contact' AND id = ?1)
+         OR json_extract(body, '$.contact_id') = ?1",
+    )
+    .and_then(|mut s| s.execute(params![contact_id]))
+    .map_err(sql_err)
+}
+
 /// Reads one record inside a read or write.
 pub fn get_in(conn: &Connection, kind: &str, id: &str) -> Result<Option<Record>, StoreError> {
     conn.prepare_cached(
@@ -145,6 +155,15 @@ impl SqliteRecords {
         let (kind, id, now) = (kind.to_string(), id.to_string(), self.clock.now_ms());
         self.db
             .write(move |t| upsert_in(t, &kind, &id, map.clone(), now))
+            .await
+    }
+
+    /// Deletes the contact `contact_id` and every record that belongs to it (an erasure);
+    /// returns how many rows went.
+    pub async fn delete_contact(&self, contact_id: &str) -> Result<usize, StoreError> {
+        let contact_id = contact_id.to_string();
+        self.db
+            .write(move |t| delete_contact_in(t, &contact_id))
             .await
     }
 

@@ -23,6 +23,7 @@ pub mod attribution;
 pub mod audit;
 pub mod consent;
 pub mod dedupe;
+pub mod erasure;
 pub mod identity;
 pub mod ledger;
 pub mod sends;

@@ -57,6 +57,25 @@ impl Client {
 
     /// POSTs JSON; any 2xx (including 207 Multi-Status) is `Ok` with the parsed body.
     pub async fn post(&self, path: &str, body: &Value) -> Result<Value, CrmError> {
+        let request = self.http.post(format!("{}{path}", self.base)).json(body);
+        self.exchange(request).await
+    }
+
+    /// GETs `path` (with its query); `Ok(None)` on a 404.
+    pub async fn get(&self, path: &str) -> Result<Option<Value>, CrmError> {
+        match self
+            .exchange(self.http.get(format!("{}{path}", self.base)))
+            .await
+        {
+            Ok(v) => Ok(Some(v)),
+            Err(CrmError::Rejected(m)) if m.starts_with("HTTP 404") => Ok(None),
+            Err(e) => Err(e),
+        }
+    }
+
+    /// Sends `request` with the token, after any pause the rate limit asked for; a 2xx is the
+    /// parsed body (`Null` when empty), anything else its class of error.
+    async fn exchange(&self, request: reqwest::RequestBuilder) -> Result<Value, CrmError> {
         let wait = self
             .pause_until
             .lock()
@@ -65,11 +84,8 @@ impl Client {
         if let Some(wait) = wait {
             tokio::time::sleep(wait).await;
         }
-        let response = self
-            .http
-            .post(format!("{}{path}", self.base))
+        let response = request
             .bearer_auth(&self.token)
-            .json(body)
             .send()
             .await
             .map_err(transport_error)?;

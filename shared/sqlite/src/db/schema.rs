@@ -19,6 +19,7 @@ const SCHEMAS: &[&str] = &[
     crate::templates::SCHEMA,
     crate::window::SCHEMA,
     crate::audit::SCHEMA,
+    crate::erasure::SCHEMA,
 ];
 
 /// Current schema version, kept in `PRAGMA user_version`.

@@ -113,6 +113,10 @@ pub fn plan(event: &Event, keywords: &ConsentKeywords) -> Result<Plan, PlanError
         Item::QualityUpdate(q) => Ok(account::quality(event, q)),
         Item::SendResult(r) => send_result::plan(event, *r),
         Item::Consent(c) => send_result::consent(event, *c),
+        Item::Erasure(e) => Ok(Plan::records(
+            Item::Erasure(e.clone()),
+            vec![("erasure", Record::Erasure(e))],
+        )),
         Item::AccountUpdate(_) | Item::Unknown => Ok(account::unknown(event, item)),
     }
 }

@@ -41,6 +41,8 @@ pub enum Item {
     SendResult(Box<crate::event::SendResultItem>),
     /// A consent recorded through `POST /consents` (not from Meta).
     Consent(Box<crate::consent::ConsentEntry>),
+    /// A person erased (not from Meta).
+    Erasure(crate::erasure::ErasureItem),
     /// Not modelled: read `event.item` (raw JSON) and `event.field`.
     Unknown,
 }
@@ -57,6 +59,7 @@ pub fn parse_item(event: &Event) -> Result<Item, serde_json::Error> {
         EventKind::AccountUpdate => Item::AccountUpdate(serde_json::from_str(raw)?),
         EventKind::SendResult => Item::SendResult(Box::new(serde_json::from_str(raw)?)),
         EventKind::Consent => Item::Consent(Box::new(serde_json::from_str(raw)?)),
+        EventKind::Erasure => Item::Erasure(serde_json::from_str(raw)?),
         EventKind::Unknown => Item::Unknown,
     })
 }
