@@ -114,6 +114,10 @@ pub enum CliError {
         dlq_var: &'static str,
         queue_var: &'static str,
     },
+    /// `erase --contact` named nobody the store knows (the contact is not repeated: it may be
+    /// a phone number).
+    #[error("no contact with this phone number, BSUID or id")]
+    NoContact,
     /// `dead-letters redrive --id` named a letter that is not there.
     #[error("no dead letter with id {id}")]
     NoDeadLetter { id: String },

@@ -5,6 +5,7 @@ mod attribution;
 mod audit;
 mod crm_sync;
 mod data;
+mod erase;
 mod error;
 mod loadgen;
 mod secrets;
@@ -119,6 +120,15 @@ enum Command {
         /// Read a deployment's DynamoDB table (or WABRIDGE_TABLE) instead of the local store.
         #[arg(long, env = "WABRIDGE_TABLE")]
         table: Option<String>,
+        #[command(flatten)]
+        data: DataArg,
+    },
+    /// Erase a person: identities, consents, sends, windows, attribution, queued events; keep
+    /// a salted-hash opt-out tombstone; tell the CRM with an `erasure` record. Prints JSON.
+    Erase {
+        /// A phone number (any spelling), a BSUID (CC.…) or a contact id.
+        #[arg(long)]
+        contact: String,
         #[command(flatten)]
         data: DataArg,
     },
@@ -328,6 +338,7 @@ async fn run(command: Command) -> Result<(), CliError> {
             table,
             data,
         } => audit::list(&data.data, table.as_deref(), &since, json, limit).await,
+        Command::Erase { contact, data } => erase::run(&data.data, &contact).await,
         Command::Stats { data } => tools::stats(&data.data).await,
         Command::Loadgen { count, out, data } => loadgen::loadgen(count, &out, &data.data),
     }

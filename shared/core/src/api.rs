@@ -14,7 +14,8 @@ use std::sync::Arc;
 use serde_json::json;
 
 use crate::audit::Audit;
-use crate::auth::Scope;
+use crate::auth::{ApiKeys, Scope};
+use crate::erasure::{ErasureError, ErasureService};
 use crate::http::{ApiError, Method, Request, Response};
 use crate::ingest::{IngestError, IngestService};
 use crate::sends::error::{RequestError, SendsError};
@@ -47,6 +48,8 @@ pub enum Route<'a> {
     Send(&'a str),
     /// `POST /consents`, `GET /consents?to=`.
     Consents,
+    /// `DELETE /contacts/{id}`: erase a person (a phone, BSUID or contact id, percent-encoded).
+    Contact(&'a str),
     /// No route with this path. Carries the path for the error.
     NotFound(&'a str),
 }
@@ -65,8 +68,12 @@ impl<'a> Route<'a> {
             "/conversions" => Route::Conversions,
             "/sends" => Route::Sends,
             "/consents" => Route::Consents,
-            other => match other.strip_prefix("/sends/") {
-                Some(id) if !id.is_empty() && !id.contains('/') => Route::Send(id),
+            other => match (
+                other.strip_prefix("/sends/"),
+                other.strip_prefix("/contacts/"),
+            ) {
+                (Some(id), _) if !id.is_empty() && !id.contains('/') => Route::Send(id),
+                (_, Some(id)) if !id.is_empty() && !id.contains('/') => Route::Contact(id),
                 _ => Route::NotFound(path),
             },
         }
@@ -80,6 +87,7 @@ pub struct Api {
     ingest: Option<Arc<IngestService>>,
     attribution: Option<Arc<dyn AttributionRoutes>>,
     sends: Option<Arc<Sends>>,
+    erasure: Option<(Arc<ErasureService>, Arc<ApiKeys>)>,
 }
 
 impl Api {
@@ -104,6 +112,12 @@ impl Api {
     /// (bearer API keys with scopes, [`crate::auth`]).
     pub fn with_sends(mut self, sends: Arc<Sends>) -> Api {
         self.sends = Some(sends);
+        self
+    }
+
+    /// Mounts `DELETE /contacts/{id}` (a key with the `admin` scope from `keys`).
+    pub fn with_erasure(mut self, erasure: Arc<ErasureService>, keys: Arc<ApiKeys>) -> Api {
+        self.erasure = Some((erasure, keys));
         self
     }
 
@@ -169,6 +183,24 @@ impl Api {
                 };
                 sends_route(sends, req).await
             }
+            Route::Contact(id) => {
+                let Some((erasure, keys)) = &self.erasure else {
+                    return Err(ApiError::NotFound(req.path.clone()));
+                };
+                if req.method != Method::Delete {
+                    return Err(ApiError::MethodNotAllowed(req.path.clone()));
+                }
+                let caller = keys.authorize(req, Scope::Admin, "DELETE /contacts/{id}")?;
+                let id = percent_encoding::percent_decode_str(id)
+                    .decode_utf8()
+                    .map_err(|_| {
+                        ApiError::bad_request("invalid_contact", "the contact id is not UTF-8")
+                    })?;
+                let erased = erasure
+                    .erase(&id, &Audit::key_actor(&caller.key_id))
+                    .await?;
+                Ok(Response::json(200, &erased))
+            }
             Route::NotFound(path) => Err(ApiError::NotFound(path.to_string())),
         }
     }
@@ -185,6 +217,19 @@ impl From<IngestError> for ApiError {
             IngestError::NotAnEnvelope(e) => ApiError::bad_request(e.code(), e.to_string()),
             IngestError::Handshake(message) => ApiError::Forbidden(message.into()),
             IngestError::Challenge { code, message } => ApiError::BadRequest { code, message },
+        }
+    }
+}
+
+impl From<ErasureError> for ApiError {
+    fn from(e: ErasureError) -> ApiError {
+        match e {
+            ErasureError::BadTarget(message) => ApiError::BadRequest {
+                code: "invalid_contact",
+                message,
+            },
+            e @ ErasureError::NotFound => ApiError::NoSuch(e.to_string()),
+            ErasureError::Store(e) => e.into(),
         }
     }
 }
@@ -280,6 +325,7 @@ fn allowed_methods(path: &str) -> Option<&'static str> {
         Route::Links | Route::Conversions | Route::Sends => Some("POST"),
         Route::Send(_) => Some("GET"),
         Route::Consents => Some("GET, POST"),
+        Route::Contact(_) => Some("DELETE"),
         Route::NotFound(_) => None,
     }
 }

@@ -106,6 +106,9 @@ pub enum ApiError {
     Forbidden(String),
     #[error("no route for {0}")]
     NotFound(String),
+    /// 404 for a route that exists: what it names does not (an unknown contact).
+    #[error("{0}")]
+    NoSuch(String),
     #[error("method not allowed on {0}")]
     MethodNotAllowed(String),
     /// 409: the request conflicts with an earlier one (an Idempotency-Key reused with another body).
@@ -141,7 +144,7 @@ impl ApiError {
             ApiError::BadRequest { .. } => 400,
             ApiError::Unauthorized(_) => 401,
             ApiError::Forbidden(_) => 403,
-            ApiError::NotFound(_) => 404,
+            ApiError::NotFound(_) | ApiError::NoSuch(_) => 404,
             ApiError::MethodNotAllowed(_) => 405,
             ApiError::Conflict(_) => 409,
             ApiError::PayloadTooLarge { .. } => 413,
@@ -157,7 +160,7 @@ impl ApiError {
             ApiError::BadRequest { code, .. } | ApiError::Unprocessable { code, .. } => code,
             ApiError::Unauthorized(_) => "unauthorized",
             ApiError::Forbidden(_) => "forbidden",
-            ApiError::NotFound(_) => "not_found",
+            ApiError::NotFound(_) | ApiError::NoSuch(_) => "not_found",
             ApiError::MethodNotAllowed(_) => "method_not_allowed",
             ApiError::Conflict(_) => "conflict",
             ApiError::PayloadTooLarge { .. } => "payload_too_large",

@@ -40,9 +40,11 @@ fn str_of(item: &HashMap<String, AttributeValue>, k: &str) -> Option<String> {
 #[async_trait]
 impl ConsentStore for DynamoConsent {
     async fn erased_at(&self, contact: &str) -> Result<Option<i64>, StoreError> {
-        Ok(super::erasure::tombstone_of(&self.client, &self.table, contact)
-            .await?
-            .map(|p| p.erased_at))
+        Ok(
+            super::erasure::tombstone_of(&self.client, &self.table, contact)
+                .await?
+                .map(|p| p.erased_at),
+        )
     }
 
     async fn append(&self, e: &ConsentEntry) -> Result<bool, StoreError> {

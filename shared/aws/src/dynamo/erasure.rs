@@ -36,7 +36,11 @@ async fn get(
 pub(crate) async fn salt(client: &Client, table: &str) -> Result<Option<Vec<u8>>, StoreError> {
     Ok(get(client, table, pk(SALT_FAMILY, SALT_ID))
         .await?
-        .and_then(|i| i.get("salt").and_then(|v| v.as_b().ok()).map(|b| b.as_ref().to_vec())))
+        .and_then(|i| {
+            i.get("salt")
+                .and_then(|v| v.as_b().ok())
+                .map(|b| b.as_ref().to_vec())
+        }))
 }
 
 fn past(item: &std::collections::HashMap<String, AttributeValue>) -> Option<PastErasure> {
@@ -56,8 +60,10 @@ pub(crate) async fn tombstone_of(
     let Some(salt) = salt(client, table).await? else {
         return Ok(None);
     };
-    Ok(get(client, table, pk(TOMBSTONE_FAMILY, &tombstone(&salt, key)))
-        .await?
-        .as_ref()
-        .and_then(past))
+    Ok(
+        get(client, table, pk(TOMBSTONE_FAMILY, &tombstone(&salt, key)))
+            .await?
+            .as_ref()
+            .and_then(past),
+    )
 }

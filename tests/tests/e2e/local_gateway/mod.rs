@@ -6,6 +6,7 @@ pub(crate) mod clean_logs;
 mod cli;
 mod crash;
 mod durability;
+mod erasure;
 mod outage;
 mod retention;
 mod startup;
