@@ -133,7 +133,8 @@ pub(super) async fn handle(
     }
     let path = uri.path().to_string();
     fake.paths.lock().unwrap().push(path.clone());
-    if method != Method::POST {
+    let read = method == Method::GET && path.starts_with(CONTACT_READ);
+    if method != Method::POST && !read {
         return fake.problem(format!("{method} {path}: only POST is used"));
     }
     let once = fake.fail_once.lock().unwrap().remove(&path);
@@ -191,6 +192,8 @@ pub(super) async fn handle(
     let slow_after = fault == Some(Fault::SlowAfter);
     let answer = if path == "/hook" {
         webhook(&fake, &headers, &body, slow_after)
+    } else if read {
+        hubspot_read(&fake, &path, uri.query().unwrap_or_default(), &headers)
     } else {
         hubspot(&fake, &path, &headers, &body)
     };
@@ -256,6 +259,69 @@ pub(super) fn webhook(
     if slow_after {
         fake.slow_after.lock().unwrap().insert(id);
     }
+    StatusCode::NO_CONTENT.into_response()
+}
+
+/// `GET /crm/v3/objects/contacts/{value}?idProperty=…`.
+const CONTACT_READ: &str = "/crm/v3/objects/contacts/";
+
+fn not_found() -> Response {
+    (
+        StatusCode::NOT_FOUND,
+        Json(json!({"status": "error", "message": "resource not found",
+            "category": "OBJECT_NOT_FOUND"})),
+    )
+        .into_response()
+}
+
+/// HubSpot's read of one contact by a unique property: 200 with its id, or 404.
+fn hubspot_read(fake: &Fake, path: &str, query: &str, headers: &HeaderMap) -> Response {
+    if headers.get("authorization").and_then(|v| v.to_str().ok())
+        != Some(&format!("Bearer {TOKEN}"))
+    {
+        return (StatusCode::UNAUTHORIZED, Json(json!({"status": "error"}))).into_response();
+    }
+    let value = path.trim_start_matches(CONTACT_READ);
+    let value = url::form_urlencoded::parse(format!("v={value}").as_bytes())
+        .next()
+        .map(|(_, v)| v.into_owned())
+        .unwrap_or_default();
+    if !query.split('&').any(|p| p == "idProperty=whatsapp_id") {
+        return fake.problem(format!("read {value}: idProperty missing ({query})"));
+    }
+    let props = fake.contact_props.lock().unwrap().get(&value).cloned();
+    match fake.contacts.lock().unwrap().get(&value) {
+        Some(id) => (
+            StatusCode::OK,
+            rate_headers(),
+            Json(json!({"id": id, "properties": props.unwrap_or_default(), "archived": false})),
+        )
+            .into_response(),
+        None => not_found(),
+    }
+}
+
+/// `POST /crm/v3/objects/contacts/gdpr-delete`: the contact and its associated content go.
+fn gdpr_delete(fake: &Fake, v: &Value) -> Response {
+    let Some(id) = v["objectId"].as_str() else {
+        return fake.problem(format!("gdpr-delete: objectId missing in {v}"));
+    };
+    if v.get("idProperty").is_some() {
+        return fake.problem("gdpr-delete: only record ids are used".into());
+    }
+    let mut contacts = fake.contacts.lock().unwrap();
+    let Some(key) = contacts
+        .iter()
+        .find(|(_, hs)| hs.as_str() == id)
+        .map(|(k, _)| k.clone())
+    else {
+        return not_found();
+    };
+    contacts.remove(&key);
+    fake.contact_props.lock().unwrap().remove(&key);
+    let associated = |o: &Value| o["associations"][0]["to"]["id"] == id;
+    fake.comms.lock().unwrap().retain(|c| !associated(c));
+    fake.deals.lock().unwrap().retain(|d| !associated(d));
     StatusCode::NO_CONTENT.into_response()
 }
 
@@ -434,6 +500,7 @@ pub(super) fn hubspot(fake: &Fake, path: &str, headers: &HeaderMap, body: &Bytes
                                     "objectWriteTraceId": input["objectWriteTraceId"]}));
             }
         }
+        "/crm/v3/objects/contacts/gdpr-delete" => return gdpr_delete(fake, &v),
         "/crm/v3/objects/communications/search" | "/crm/v3/objects/deals/search" => {
             let f = &v["filterGroups"][0]["filters"][0];
             if f["operator"] != "EQ" || !f["propertyName"].is_string() || !f["value"].is_string() {

@@ -479,3 +479,87 @@ async fn hubspot_in_doubt_search_miss_waits_out_the_index_lag() {
     assert!(searches >= 2, "searched again after the first miss");
     assert!(rig.fake.problems.lock().unwrap().is_empty());
 }
+
+/// An erasure GDPR-deletes the contact of each of the person's identities (read by the id
+/// property, then deleted by record id), with its communications; a contact HubSpot does not
+/// have is done; a 429 on the read waits and retries.
+#[tokio::test]
+async fn an_erasure_gdpr_deletes_the_contact_and_its_communications() {
+    let rig = rig("hubspot", Fake::default()).await;
+    for (i, contacts) in [(1, 10), (2, 10)] {
+        assert_eq!(
+            rig.sync
+                .handle(&delivery(&text_event(i, contacts), 1))
+                .await,
+            Outcome::Done
+        );
+    }
+    assert!(rig
+        .fake
+        .contacts
+        .lock()
+        .unwrap()
+        .contains_key("+525500000001"));
+    assert_eq!(rig.fake.comms.lock().unwrap().len(), 2);
+    let erasure = |id: &str, phones: Value| {
+        json!({"v": 1, "key": format!("x:{id}"), "kind": "erasure", "field": "erasure",
+            "waba_id": "", "received_at": 1,
+            "item": {"v": 1, "erasure_id": id, "contact_id": "c-1", "phones": phones,
+                "bsuids": ["MX.999"], "erased_at": 1}})
+    };
+    // A rate-limited read first: HubSpot's window is short, so the call waits it out and reads
+    // again within the delivery.
+    rig.fake.fail_once.lock().unwrap().insert(
+        "/crm/v3/objects/contacts/%2B525500000001".into(),
+        Fault::RateLimit,
+    );
+    let event = erasure("era_1", json!(["+525500000001"]));
+    assert_eq!(rig.sync.handle(&delivery(&event, 1)).await, Outcome::Done);
+    let reads = rig
+        .fake
+        .paths
+        .lock()
+        .unwrap()
+        .iter()
+        .filter(|p| *p == "/crm/v3/objects/contacts/%2B525500000001")
+        .count();
+    assert_eq!(reads, 2, "read, 429, read again");
+    assert!(!rig
+        .fake
+        .contacts
+        .lock()
+        .unwrap()
+        .contains_key("+525500000001"));
+    assert!(rig
+        .fake
+        .contact_props
+        .lock()
+        .unwrap()
+        .get("+525500000001")
+        .is_none());
+    let comms = rig.fake.comms.lock().unwrap().clone();
+    assert_eq!(
+        comms.len(),
+        1,
+        "the erased contact's communication went with it"
+    );
+    assert_eq!(comms[0]["properties"]["hs_communication_body"], "mensaje 2");
+    let paths = rig.fake.paths.lock().unwrap().clone();
+    assert!(paths
+        .iter()
+        .any(|p| p == "/crm/v3/objects/contacts/gdpr-delete"));
+    // Nothing to find (already erased, or never in HubSpot): done, nothing else deleted.
+    let again = erasure("era_2", json!(["+525500000001", "+525599999999"]));
+    assert_eq!(rig.sync.handle(&delivery(&again, 1)).await, Outcome::Done);
+    assert!(rig
+        .fake
+        .contacts
+        .lock()
+        .unwrap()
+        .contains_key("+525500000002"));
+    assert!(
+        rig.fake.problems.lock().unwrap().is_empty(),
+        "{:?}",
+        rig.fake.problems.lock().unwrap()
+    );
+}
