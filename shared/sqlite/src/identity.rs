@@ -69,6 +69,31 @@ fn resolve_in(c: &Connection, keys: &[String], new_id: &str) -> Result<Resolved,
 
 #[async_trait]
 impl IdentityStore for SqliteIdentityStore {
+    async fn erased_at(&self, key: &IdentityKey) -> Result<Option<i64>, StoreError> {
+        let key = key.as_string();
+        self.db
+            .read(move |c| crate::erasure::tombstone_of(c, &key))
+            .await
+            .map(|p| p.map(|p| p.erased_at))
+    }
+
+    async fn forget(&self, keys: &[IdentityKey], contact_id: &str) -> Result<(), StoreError> {
+        let keys: Vec<String> = keys.iter().map(IdentityKey::as_string).collect();
+        let contact = contact_id.to_string();
+        self.db
+            .write(move |t| {
+                for k in &keys {
+                    t.execute(
+                        "DELETE FROM identities WHERE key = ?1 AND contact_id = ?2",
+                        params![k, contact],
+                    )
+                    .map_err(sql_err)?;
+                }
+                Ok(())
+            })
+            .await
+    }
+
     async fn lookup(&self, key: &IdentityKey) -> Result<Option<String>, StoreError> {
         let key = key.as_string();
         self.db.read(move |c| get(c, &key)).await

@@ -89,6 +89,34 @@ impl DynamoIdentityStore {
 
 #[async_trait]
 impl IdentityStore for DynamoIdentityStore {
+    async fn erased_at(&self, key: &IdentityKey) -> Result<Option<i64>, StoreError> {
+        Ok(
+            super::erasure::tombstone_of(&self.client, &self.table, &key.as_string())
+                .await?
+                .map(|p| p.erased_at),
+        )
+    }
+
+    async fn forget(&self, keys: &[IdentityKey], contact_id: &str) -> Result<(), StoreError> {
+        for key in keys {
+            let deleted = self
+                .client
+                .delete_item()
+                .table_name(&self.table)
+                .set_key(Some(Self::key_of(key)))
+                .condition_expression("contact_id = :c")
+                .expression_attribute_values(":c", s(contact_id))
+                .send()
+                .await
+                .map_err(|e| store_error("DeleteItem", e));
+            match deleted {
+                Ok(_) | Err(StoreError::Conflict(_)) => {}
+                Err(e) => return Err(e),
+            }
+        }
+        Ok(())
+    }
+
     async fn lookup(&self, key: &IdentityKey) -> Result<Option<String>, StoreError> {
         self.get(key).await
     }

@@ -469,6 +469,11 @@ pub trait IdentityStore: Send + Sync {
         to: &IdentityKey,
         new_id: &str,
     ) -> Result<String, StoreError>;
+    /// When the person of `key` was erased (their opt-out tombstone, [`crate::erasure`]).
+    async fn erased_at(&self, key: &IdentityKey) -> Result<Option<i64>, StoreError>;
+    /// Unlinks `keys` from `contact_id` (only where they still point to it): an event about an
+    /// erased person must not bring their identity back.
+    async fn forget(&self, keys: &[IdentityKey], contact_id: &str) -> Result<(), StoreError>;
 }
 
 /// A fresh contact id (UUID v7: sortable by creation).

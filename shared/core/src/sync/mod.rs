@@ -112,6 +112,24 @@ impl CrmSync {
         };
         // Identity first: every record of this event belongs to one contact.
         let (contact_id, created) = self.resolve(&plan.identity).await?;
+        if let (true, Some(id)) = (created, &contact_id) {
+            // A new contact may be an erased person's event that was queued before the
+            // erasure (SQS cannot delete it): it must not bring them back.
+            let keys = plan.identity.keys();
+            for key in &keys {
+                if let Some(at) = self.identities.erased_at(key).await? {
+                    if event.received_at <= at {
+                        self.identities.forget(&keys, id).await?;
+                        tracing::info!(
+                            event = %redact::key(&event.key),
+                            metric = "erased_event_skipped",
+                            "an event about an erased person, from before the erasure: skipped"
+                        );
+                        return Ok(Outcome::Done);
+                    }
+                }
+            }
+        }
         let mut records = std::mem::take(&mut plan.records);
         let mut contact = plan.contact.take().map(Record::Contact);
         if let Some(id) = &contact_id {

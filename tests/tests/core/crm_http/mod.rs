@@ -4,6 +4,7 @@
 //! delivered twice, through the real SQLite queue and worker) and the throughput benchmark.
 
 mod bench;
+mod erasure;
 mod fake;
 mod faults;
 mod hubspot;
