@@ -89,11 +89,20 @@ pub fn build_api(sdk: &SdkConfig, settings: Settings) -> Api {
     let engine = AwsEngine::new(sdk, settings.table)
         .with_claim_check(sdk, settings.claim_check_bucket)
         .with_content_retention(settings.content_retention);
-    let inbox = engine.inbox(settings.events_queue_url, DEFAULT_DEDUPE_TTL);
+    let inbox = engine.inbox(settings.events_queue_url.clone(), DEFAULT_DEDUPE_TTL);
     let mut api = Api::new().with_ingest(Arc::new(IngestService::new(
         settings.ingest,
         Arc::new(inbox),
     )));
+    // Erasure (`DELETE /contacts/{id}`, admin scope): the CRM's erasure event goes on the
+    // events queue this function already writes to.
+    api = api.with_erasure(
+        Arc::new(engine.erasure(
+            settings.events_queue_url.clone(),
+            engine.audit(settings.audit_retention),
+        )),
+        settings.api_keys.clone(),
+    );
     match settings.sends_queue_url {
         // Ingest only sends to the queue: it has no use for (nor IAM access to) its DLQ.
         Some(url) => {

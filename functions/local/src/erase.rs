@@ -4,6 +4,7 @@
 use std::path::Path;
 use std::sync::Arc;
 
+use wabridge_aws::engine::AwsEngine;
 use wabridge_core::audit::CLI_ACTOR;
 use wabridge_core::erasure::{ErasureError, ErasureService};
 use wabridge_sqlite::{Db, SqliteErasure};
@@ -21,9 +22,25 @@ pub async fn service(db: &Db) -> Result<ErasureService, CliError> {
     ))
 }
 
-pub async fn run(data: &Path, contact: &str) -> Result<(), CliError> {
-    let db = crate::data::open_existing(data)?;
-    match service(&db).await?.erase(contact, CLI_ACTOR).await {
+/// The erasure service over a deployment's table; the CRM's event goes on `EVENTS_QUEUE_URL`.
+async fn deployment(table: &str) -> Result<ErasureService, CliError> {
+    let events = wabridge_core::config::Settings::env().required(
+        wabridge_core::config::EVENTS_QUEUE_URL,
+        "the CRM's erasure event goes on the events queue",
+    )?;
+    let retention = wabridge_core::audit::retention(|n| std::env::var(n).ok())?;
+    let sdk = wabridge_aws::sdk::chain_config().await;
+    let engine = AwsEngine::new(sdk, table);
+    let audit = engine.audit(retention);
+    Ok(engine.erasure(events, audit))
+}
+
+pub async fn run(data: &Path, contact: &str, table: Option<&str>) -> Result<(), CliError> {
+    let service = match table.filter(|t| !t.trim().is_empty()) {
+        Some(table) => deployment(table).await?,
+        None => service(&crate::data::open_existing(data)?).await?,
+    };
+    match service.erase(contact, CLI_ACTOR).await {
         Ok(erased) => {
             println!("{}", serde_json::json!(erased));
             Ok(())

@@ -129,6 +129,10 @@ enum Command {
         /// A phone number (any spelling), a BSUID (CC.…) or a contact id.
         #[arg(long)]
         contact: String,
+        /// Erase from a deployment's DynamoDB table (or WABRIDGE_TABLE) instead of the local
+        /// store; the CRM's erasure event goes on EVENTS_QUEUE_URL.
+        #[arg(long, env = "WABRIDGE_TABLE")]
+        table: Option<String>,
         #[command(flatten)]
         data: DataArg,
     },
@@ -338,7 +342,11 @@ async fn run(command: Command) -> Result<(), CliError> {
             table,
             data,
         } => audit::list(&data.data, table.as_deref(), &since, json, limit).await,
-        Command::Erase { contact, data } => erase::run(&data.data, &contact).await,
+        Command::Erase {
+            contact,
+            table,
+            data,
+        } => erase::run(&data.data, &contact, table.as_deref()).await,
         Command::Stats { data } => tools::stats(&data.data).await,
         Command::Loadgen { count, out, data } => loadgen::loadgen(count, &out, &data.data),
     }

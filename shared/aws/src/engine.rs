@@ -2,7 +2,9 @@
 //! queues and services over one DynamoDB table and SQS.
 
 use std::sync::Arc;
+
 use std::time::Duration;
+use wabridge_core::erasure::ErasureService;
 
 use crate::sdk::SdkConfig;
 use wabridge_core::attribution::AttributionConfig;
@@ -114,6 +116,19 @@ impl AwsEngine {
         Audit::new(Arc::new(
             DynamoAudit::new(self.dynamo.clone(), self.table.clone()).with_retention(retention),
         ))
+    }
+
+    /// Erasure over the table; the CRM's erasure events go on the events queue at
+    /// `events_url`.
+    pub fn erasure(&self, events_url: impl Into<String>, audit: Audit) -> ErasureService {
+        ErasureService::new(
+            Arc::new(crate::dynamo::erasure::DynamoErasure::new(
+                self.dynamo.clone(),
+                self.table.clone(),
+                Arc::new(self.producer(events_url)),
+            )),
+            audit,
+        )
     }
 
     /// The policy guards' stores: consent, template registry, 24-hour window.

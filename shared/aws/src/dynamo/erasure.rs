@@ -7,8 +7,13 @@ use aws_sdk_dynamodb::Client;
 
 use super::{get_s, pk, s, PK, SINGLE_SK, SK};
 use crate::sdk::store_error;
-use wabridge_core::erasure::{tombstone, PastErasure};
+use std::collections::BTreeMap;
+
+use wabridge_core::erasure::{
+    new_salt, tombstone, ErasureItem, ErasureStore, PastErasure, Person, Target, EVENT_KEY_PREFIX,
+};
 use wabridge_core::error::StoreError;
+use wabridge_core::identity::IdentityKey;
 
 pub const SALT_FAMILY: &str = "erasure";
 pub const SALT_ID: &str = "salt";
@@ -66,4 +71,325 @@ pub(crate) async fn tombstone_of(
             .as_ref()
             .and_then(past),
     )
+}
+/// The erasure of contact `contact_id`, if it was erased.
+pub(crate) async fn marker_of(
+    client: &Client,
+    table: &str,
+    contact_id: &str,
+) -> Result<Option<PastErasure>, StoreError> {
+    Ok(get(client, table, pk(MARKER_FAMILY, contact_id))
+        .await?
+        .as_ref()
+        .and_then(past))
+}
+
+/// Every item family of the table and how an erasure reaches it.
+pub const FAMILIES: &[(&str, &str)] = &[
+    (
+        "identity",
+        "deleted: the person's keys and every key linked to their contact",
+    ),
+    ("consent", "deleted: `consent#<key>`, every entry"),
+    (
+        "consentkey",
+        "deleted when its `contact` is one of their keys",
+    ),
+    ("send", "deleted when its `contact` is one of their keys"),
+    ("sendcontent", "deleted with its send"),
+    ("sendkey", "deleted with its send"),
+    ("sendwamid", "deleted with its send"),
+    ("pair", "deleted: `pair#<key>`"),
+    ("inbound", "deleted: `inbound#<key>`"),
+    ("attrcontact", "deleted: `attrcontact#<contact id>`"),
+    ("attrlog", "deleted when its body names the contact"),
+    ("attrconv", "deleted when its body names the contact"),
+    (
+        "dedupe",
+        "user-preference keys carrying their number deleted",
+    ),
+    (
+        "ledger",
+        "effects of user-preference events carrying their number deleted",
+    ),
+    (TOMBSTONE_FAMILY, "written: salted hashes, no identity"),
+    (
+        MARKER_FAMILY,
+        "written: the contact id, which no longer links to anyone",
+    ),
+    (SALT_FAMILY, "nothing personal: the tombstones' salt"),
+    ("audit", "nothing personal: key ids, actions, record ids"),
+    (
+        "msgstatus",
+        "nothing personal: Meta's message ids and a status rank",
+    ),
+    ("template", "nothing personal: the template registry"),
+    ("attrlink", "nothing personal: tracked campaign links"),
+];
+
+type Item = std::collections::HashMap<String, AttributeValue>;
+
+/// Parallel segments of an erasure's scan.
+const SEGMENTS: i32 = 4;
+
+/// Erasure over the single table and the events queue. The table has no index by person, so
+/// an erasure scans it (in [`SEGMENTS`] parallel segments): its cost grows with the table,
+/// which is fine for an operation done a few times a month. Queued events cannot be taken off
+/// SQS: crm-sync skips those from before the erasure (`IdentityStore::erased_at`), and SQS's
+/// retention ends them.
+pub struct DynamoErasure {
+    client: Client,
+    table: String,
+    events: std::sync::Arc<dyn wabridge_core::queue::Queue>,
+}
+
+fn family(item: &Item) -> (String, String) {
+    let pk = get_s(item, PK).unwrap_or_default();
+    match pk.split_once('#') {
+        Some((f, id)) => (f.to_string(), id.to_string()),
+        None => (pk, String::new()),
+    }
+}
+
+fn key_of(item: &Item) -> Item {
+    [PK, SK]
+        .iter()
+        .filter_map(|k| item.get(*k).map(|v| (k.to_string(), v.clone())))
+        .collect()
+}
+
+impl DynamoErasure {
+    pub fn new(
+        client: Client,
+        table: impl Into<String>,
+        events: std::sync::Arc<dyn wabridge_core::queue::Queue>,
+    ) -> DynamoErasure {
+        DynamoErasure {
+            client,
+            table: table.into(),
+            events,
+        }
+    }
+
+    /// Every item of the table for which `keep` says yes.
+    async fn scan(&self, keep: impl Fn(&Item) -> bool + Sync) -> Result<Vec<Item>, StoreError> {
+        let keep = &keep;
+        let segments = (0..SEGMENTS).map(|segment| async move {
+            let mut found = Vec::new();
+            let mut start = None;
+            loop {
+                let out = self
+                    .client
+                    .scan()
+                    .table_name(&self.table)
+                    .segment(segment)
+                    .total_segments(SEGMENTS)
+                    .consistent_read(true)
+                    .set_exclusive_start_key(start)
+                    .send()
+                    .await
+                    .map_err(|e| store_error("Scan", e))?;
+                found.extend(
+                    out.items
+                        .unwrap_or_default()
+                        .into_iter()
+                        .filter(|i| keep(i)),
+                );
+                start = out.last_evaluated_key;
+                if start.is_none() {
+                    return Ok::<_, StoreError>(found);
+                }
+            }
+        });
+        let mut all = Vec::new();
+        for part in futures::future::join_all(segments).await {
+            all.extend(part?);
+        }
+        Ok(all)
+    }
+
+    async fn identity_contact(&self, key: &str) -> Result<Option<String>, StoreError> {
+        Ok(get(&self.client, &self.table, pk("identity", key))
+            .await?
+            .and_then(|i| get_s(&i, "contact_id")))
+    }
+
+    async fn delete(&self, keys: Vec<Item>) -> Result<(), StoreError> {
+        for key in keys {
+            self.client
+                .delete_item()
+                .table_name(&self.table)
+                .set_key(Some(key))
+                .send()
+                .await
+                .map_err(|e| store_error("DeleteItem", e))?;
+        }
+        Ok(())
+    }
+
+    async fn put(&self, item: Item) -> Result<(), StoreError> {
+        self.client
+            .put_item()
+            .table_name(&self.table)
+            .set_item(Some(item))
+            .send()
+            .await
+            .map(drop)
+            .map_err(|e| store_error("PutItem", e))
+    }
+
+    /// The salt, written by the first erasure (a conditional put: concurrent first erasures
+    /// agree on one).
+    async fn salt_or_new(&self) -> Result<Vec<u8>, StoreError> {
+        if let Some(salt) = salt(&self.client, &self.table).await? {
+            return Ok(salt);
+        }
+        let item: Item = [
+            (PK.to_string(), s(pk(SALT_FAMILY, SALT_ID))),
+            (SK.to_string(), s(SINGLE_SK)),
+            ("salt".to_string(), AttributeValue::B(new_salt().into())),
+        ]
+        .into();
+        super::put_new(&self.client, &self.table, item).await?;
+        salt(&self.client, &self.table)
+            .await?
+            .ok_or_else(|| StoreError::Unavailable("the erasure salt vanished".into()))
+    }
+}
+
+/// Whether `item` is about `person` (see [`FAMILIES`]); a send's companions are added by the
+/// caller.
+fn about(item: &Item, person: &Person, keys: &[String]) -> bool {
+    let (family, id) = family(item);
+    let contact = person.contact_id.as_deref();
+    let attr = |name: &str| get_s(item, name);
+    let keyed = |v: Option<String>| v.is_some_and(|v| keys.contains(&v));
+    match family.as_str() {
+        "identity" => {
+            keys.contains(&id) || attr("contact_id").as_deref() == contact && contact.is_some()
+        }
+        "consent" | "pair" | "inbound" => keys.contains(&id),
+        "consentkey" | "send" => keyed(attr("contact")),
+        "attrcontact" => Some(id.as_str()) == contact,
+        "attrlog" | "attrconv" => {
+            contact.is_some_and(|c| attr("body").is_some_and(|b| b.contains(c)))
+        }
+        "dedupe" | "ledger" => !id.starts_with(EVENT_KEY_PREFIX) && person.named_in_key(&id),
+        _ => false,
+    }
+}
+
+#[async_trait::async_trait]
+impl ErasureStore for DynamoErasure {
+    async fn find(&self, target: &Target) -> Result<Option<Person>, StoreError> {
+        let (contact, named) = match target {
+            Target::Contact(c) => (Some(c.clone()), None),
+            Target::Identity { key, .. } => (
+                self.identity_contact(&key.as_string()).await?,
+                Some(key.as_string()),
+            ),
+        };
+        let probe = Person {
+            contact_id: contact.clone(),
+            keys: named
+                .iter()
+                .filter_map(|k| IdentityKey::from_stored(k))
+                .collect(),
+        };
+        let probe_keys: Vec<String> = named.iter().cloned().collect();
+        let found = self.scan(|i| about(i, &probe, &probe_keys)).await?;
+        if found.is_empty() {
+            return Ok(None);
+        }
+        let mut keys = probe.keys.clone();
+        for item in &found {
+            let (family, id) = family(item);
+            if family == "identity" {
+                if let Some(k) = IdentityKey::from_stored(&id) {
+                    if !keys.contains(&k) {
+                        keys.push(k);
+                    }
+                }
+            }
+        }
+        Ok(Some(Person {
+            contact_id: contact,
+            keys,
+        }))
+    }
+
+    async fn erase(
+        &self,
+        person: &Person,
+        item: &ErasureItem,
+    ) -> Result<BTreeMap<String, u64>, StoreError> {
+        // The CRM's event first: an erasure that fails after it is retried whole; one that
+        // failed before it would leave the CRM never told.
+        let event = item.event();
+        self.events.send_batch(&[event.to_message()]).await?;
+        let keys: Vec<String> = person.keys.iter().map(IdentityKey::as_string).collect();
+        let found = self.scan(|i| about(i, person, &keys)).await?;
+        let mut doomed = Vec::new();
+        let mut removed = BTreeMap::new();
+        for item in &found {
+            let (family, _) = family(item);
+            *removed.entry(family.clone()).or_insert(0u64) += 1;
+            doomed.push(key_of(item));
+            if family == "send" {
+                let id = get_s(item, "id").unwrap_or_default();
+                let mut companions = vec![pk(super::sends::CONTENT_FAMILY, &id)];
+                companions.extend(get_s(item, "idempotency_key").map(|k| pk("sendkey", &k)));
+                companions.extend(get_s(item, "wamid").map(|w| pk("sendwamid", &w)));
+                for companion in companions {
+                    doomed.push(
+                        [
+                            (PK.to_string(), s(companion)),
+                            (SK.to_string(), s(SINGLE_SK)),
+                        ]
+                        .into(),
+                    );
+                }
+            }
+        }
+        self.delete(doomed).await?;
+        let salt = self.salt_or_new().await?;
+        for key in &keys {
+            self.put(
+                [
+                    (
+                        PK.to_string(),
+                        s(pk(TOMBSTONE_FAMILY, &tombstone(&salt, key))),
+                    ),
+                    (SK.to_string(), s(SINGLE_SK)),
+                    ("erasure_id".to_string(), s(&item.erasure_id)),
+                    ("erased_at".to_string(), super::n(item.erased_at)),
+                ]
+                .into(),
+            )
+            .await?;
+        }
+        if let Some(c) = &person.contact_id {
+            self.put(
+                [
+                    (PK.to_string(), s(pk(MARKER_FAMILY, c))),
+                    (SK.to_string(), s(SINGLE_SK)),
+                    ("erasure_id".to_string(), s(&item.erasure_id)),
+                    ("contact_id".to_string(), s(c)),
+                    ("erased_at".to_string(), super::n(item.erased_at)),
+                ]
+                .into(),
+            )
+            .await?;
+        }
+        Ok(removed)
+    }
+
+    async fn erased(&self, target: &Target) -> Result<Option<PastErasure>, StoreError> {
+        match target {
+            Target::Contact(c) => marker_of(&self.client, &self.table, c).await,
+            Target::Identity { key, .. } => {
+                tombstone_of(&self.client, &self.table, &key.as_string()).await
+            }
+        }
+    }
 }
