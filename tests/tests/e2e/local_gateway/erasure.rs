@@ -176,6 +176,29 @@ async fn an_erased_person_is_nowhere_in_the_file_and_others_stay() {
     );
     assert!(server.terminate());
 
+    // The CLI is the same service: a repeat finds the erasure; bad input names the flag.
+    let repeat: Value = serde_json::from_str(&gateway::cli_ok(
+        dir.path(),
+        &["erase", "--contact", WA_ID],
+        &[],
+    ))
+    .unwrap();
+    assert_eq!(repeat["already_erased"], true, "{repeat}");
+    let out = cli(&["erase", "--contact", "not-a-person"], dir.path(), &[]);
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success() && err.contains("--contact"), "{err}");
+    let out = cli(
+        &["erase", "--contact", "+54 9 11 5555 4444"],
+        dir.path(),
+        &[],
+    );
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success() && err.contains("no contact"), "{err}");
+    assert!(
+        !err.contains("5555"),
+        "the error does not repeat the number: {err}"
+    );
+
     let path = dir.path().join("wabridge.db");
     let rows = sqlite_rows(&path);
     let bytes = sqlite_file_bytes(&path);
