@@ -58,10 +58,26 @@ fn bench(c: &mut Criterion) {
     group.measurement_time(Duration::from_secs(10));
     // The second run also merges what it accepted into the dedupe table before the clock stops:
     // the sustained cost, where the first shows what a burst's acks wait for.
-    for (name, merge) in [
-        ("durable_accept_one_event_64_callers", false),
-        ("durable_accept_one_event_64_callers_then_merge", true),
+    // The last run turns SQLite's secure_delete off (the file has it on, so deleted rows are
+    // zeroed): the two merge runs side by side show what overwriting deleted data costs.
+    for (name, merge, secure_delete) in [
+        ("durable_accept_one_event_64_callers", false, true),
+        ("durable_accept_one_event_64_callers_then_merge", true, true),
+        (
+            "durable_accept_one_event_64_callers_then_merge_secure_delete_off",
+            true,
+            false,
+        ),
     ] {
+        let pragma = format!(
+            "PRAGMA secure_delete={}",
+            if secure_delete { "ON" } else { "OFF" }
+        );
+        rt.block_on(db.write(move |t| {
+            t.query_row(&pragma, [], |_| Ok(()))
+                .map_err(|e| wabridge_core::error::StoreError::Unavailable(e.to_string()))
+        }))
+        .unwrap();
         // Each run starts from a merged log.
         rt.block_on(inbox.merge_recent()).unwrap();
         group.bench_function(name, |b| {
