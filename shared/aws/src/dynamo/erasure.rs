@@ -133,7 +133,7 @@ type Item = std::collections::HashMap<String, AttributeValue>;
 const SEGMENTS: i32 = 4;
 
 /// Erasure over the single table and the events queue. The table has no index by person, so
-/// an erasure scans it (in [`SEGMENTS`] parallel segments): its cost grows with the table,
+/// an erasure scans it (in four parallel segments): its cost grows with the table,
 /// which is fine for an operation done a few times a month. Queued events cannot be taken off
 /// SQS: crm-sync skips those from before the erasure (`IdentityStore::erased_at`), and SQS's
 /// retention ends them.

@@ -191,6 +191,14 @@ async fn logs_at_debug_carry_no_personal_data_and_no_secret() {
         .unwrap();
     assert_eq!(r.status().as_u16(), 201, "{}", r.text().await.unwrap());
     people.insert("formulario-contacto-rosalia".into());
+    // An erasure: its CRM record names the person's numbers, and the CRM may refuse it.
+    let r = client
+        .delete(format!("{}/contacts/%2B5491123456789", server.url))
+        .bearer_auth(API_KEY)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status().as_u16(), 200, "{}", r.text().await.unwrap());
 
     // Let crm-sync work through the events (refusals, retries, dead letters).
     server.wait_drained_for(Duration::from_secs(60));
