@@ -88,6 +88,7 @@ fn check_event(event: &Event) {
             | Item::Unknown => {}
             Item::SendResult(_) => panic!("a webhook yielded a send result"),
             Item::Consent(_) => panic!("a webhook yielded an API consent"),
+            Item::Erasure(_) => panic!("a webhook yielded an erasure"),
         }
     }
     if let Some(Ok(contact)) = parse_contact(event) {
