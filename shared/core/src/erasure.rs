@@ -160,13 +160,10 @@ pub struct ErasureItem {
     pub erased_at: i64,
 }
 
-/// The events-queue key of an erasure event (`x:` keys are never erased by an erasure).
+/// The events-queue key of an erasure event.
 pub fn event_key(erasure_id: &str) -> String {
     format!("x:{erasure_id}")
 }
-
-/// The prefix of erasure event keys.
-pub const EVENT_KEY_PREFIX: &str = "x:";
 
 impl ErasureItem {
     pub fn new(erasure_id: &str, person: &Person, e164: Option<&str>, at: i64) -> ErasureItem {
@@ -174,7 +171,13 @@ impl ErasureItem {
         let mut bsuids = Vec::new();
         for key in &person.keys {
             match key {
-                IdentityKey::Phone(digits) => phones.push(format!("+{digits}")),
+                // The key drops the quirk digits; the CRM holds the canonical E.164 number
+                // (with Argentina's `9` and Brazil's ninth digit), which the key gives back.
+                IdentityKey::Phone(digits) => phones.push(
+                    crate::identity::Phone::from_wa_id(digits)
+                        .map(|p| p.e164.to_string())
+                        .unwrap_or_else(|_| format!("+{digits}")),
+                ),
                 IdentityKey::Bsuid(id) => bsuids.push(id.clone()),
             }
         }

@@ -10,7 +10,7 @@ use std::collections::BTreeMap;
 use async_trait::async_trait;
 use rusqlite::{params, Connection, OptionalExtension, Transaction};
 use wabridge_core::erasure::{
-    new_salt, tombstone, ErasureItem, ErasureStore, PastErasure, Person, Target, EVENT_KEY_PREFIX,
+    new_salt, tombstone, ErasureItem, ErasureStore, PastErasure, Person, Target,
 };
 use wabridge_core::error::StoreError;
 use wabridge_core::identity::IdentityKey;
@@ -298,7 +298,7 @@ fn erase(
         "queue_dead_letters",
         delete_matching(t, "queue_dead_letters", "id", "body", about)?,
     );
-    let keyed = |key: &str| !key.starts_with(EVENT_KEY_PREFIX) && person.named_in_key(key);
+    let keyed = |key: &str| person.named_in_key(key);
     count(
         "dedupe_keys",
         delete_matching(t, "dedupe_keys", "key", "key", keyed)?,

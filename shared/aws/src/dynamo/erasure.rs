@@ -5,12 +5,12 @@
 use aws_sdk_dynamodb::types::AttributeValue;
 use aws_sdk_dynamodb::Client;
 
-use super::{get_s, pk, s, PK, SINGLE_SK, SK};
+use super::{get_s, get_single, pk, s, PK, SINGLE_SK, SK};
 use crate::sdk::store_error;
 use std::collections::BTreeMap;
 
 use wabridge_core::erasure::{
-    new_salt, tombstone, ErasureItem, ErasureStore, PastErasure, Person, Target, EVENT_KEY_PREFIX,
+    new_salt, tombstone, ErasureItem, ErasureStore, PastErasure, Person, Target,
 };
 use wabridge_core::error::StoreError;
 use wabridge_core::identity::IdentityKey;
@@ -20,26 +20,9 @@ pub const SALT_ID: &str = "salt";
 pub const TOMBSTONE_FAMILY: &str = "tombstone";
 pub const MARKER_FAMILY: &str = "erased";
 
-async fn get(
-    client: &Client,
-    table: &str,
-    key: String,
-) -> Result<Option<std::collections::HashMap<String, AttributeValue>>, StoreError> {
-    client
-        .get_item()
-        .table_name(table)
-        .key(PK, s(key))
-        .key(SK, s(SINGLE_SK))
-        .consistent_read(true)
-        .send()
-        .await
-        .map(|o| o.item)
-        .map_err(|e| store_error("GetItem", e))
-}
-
 /// The tombstones' salt, if an erasure ever wrote one.
 pub(crate) async fn salt(client: &Client, table: &str) -> Result<Option<Vec<u8>>, StoreError> {
-    Ok(get(client, table, pk(SALT_FAMILY, SALT_ID))
+    Ok(get_single(client, table, pk(SALT_FAMILY, SALT_ID))
         .await?
         .and_then(|i| {
             i.get("salt")
@@ -66,7 +49,7 @@ pub(crate) async fn tombstone_of(
         return Ok(None);
     };
     Ok(
-        get(client, table, pk(TOMBSTONE_FAMILY, &tombstone(&salt, key)))
+        get_single(client, table, pk(TOMBSTONE_FAMILY, &tombstone(&salt, key)))
             .await?
             .as_ref()
             .and_then(past),
@@ -78,7 +61,7 @@ pub(crate) async fn marker_of(
     table: &str,
     contact_id: &str,
 ) -> Result<Option<PastErasure>, StoreError> {
-    Ok(get(client, table, pk(MARKER_FAMILY, contact_id))
+    Ok(get_single(client, table, pk(MARKER_FAMILY, contact_id))
         .await?
         .as_ref()
         .and_then(past))
@@ -209,7 +192,7 @@ impl DynamoErasure {
     }
 
     async fn identity_contact(&self, key: &str) -> Result<Option<String>, StoreError> {
-        Ok(get(&self.client, &self.table, pk("identity", key))
+        Ok(get_single(&self.client, &self.table, pk("identity", key))
             .await?
             .and_then(|i| get_s(&i, "contact_id")))
     }
@@ -274,7 +257,7 @@ fn about(item: &Item, person: &Person, keys: &[String]) -> bool {
         "attrlog" | "attrconv" => {
             contact.is_some_and(|c| attr("body").is_some_and(|b| b.contains(c)))
         }
-        "dedupe" | "ledger" => !id.starts_with(EVENT_KEY_PREFIX) && person.named_in_key(&id),
+        "dedupe" | "ledger" => person.named_in_key(&id),
         _ => false,
     }
 }

@@ -78,6 +78,24 @@ pub fn update_single(
         .key(SK, s(SINGLE_SK))
 }
 
+/// The single item `pk` (sort key `-`) of `table`, read consistently.
+pub async fn get_single(
+    client: &Client,
+    table: &str,
+    pk: String,
+) -> Result<Option<HashMap<String, AttributeValue>>, StoreError> {
+    client
+        .get_item()
+        .table_name(table)
+        .key(PK, s(pk))
+        .key(SK, s(SINGLE_SK))
+        .consistent_read(true)
+        .send()
+        .await
+        .map(|out| out.item)
+        .map_err(|e| store_error("GetItem", e))
+}
+
 /// Sends a conditional UpdateItem: `Ok(true)` when it was applied, `Ok(false)` when its
 /// condition did not hold (an expected outcome, not an error); other failures map through
 /// [`store_error`].

@@ -169,17 +169,7 @@ impl DynamoSends {
     }
 
     async fn get_item(&self, key: String) -> Result<Option<Item>, StoreError> {
-        let out = self
-            .client
-            .get_item()
-            .table_name(&self.table)
-            .key(PK, s(key))
-            .key(SK, s(SINGLE_SK))
-            .consistent_read(true)
-            .send()
-            .await
-            .map_err(|e| store_error("GetItem", e))?;
-        Ok(out.item)
+        super::get_single(&self.client, &self.table, key).await
     }
 
     async fn put_new(&self, item: Item) -> Result<bool, StoreError> {
