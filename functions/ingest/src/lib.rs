@@ -14,6 +14,7 @@ use wabridge_core::auth::ApiKeys;
 use wabridge_core::config;
 use wabridge_core::dedupe::DEFAULT_DEDUPE_TTL;
 use wabridge_core::ingest::{IngestConfig, IngestService};
+use wabridge_core::sends::language::LanguageMap;
 use wabridge_core::sends::service::NoEvents;
 
 pub use wabridge_aws::function_url::{handle, to_core_request, to_lambda_response};
@@ -36,6 +37,8 @@ pub struct Settings {
     pub audit_retention: std::time::Duration,
     /// `WABRIDGE_CONTENT_RETENTION_DAYS`: how long a send's content (parameters, text) is kept.
     pub content_retention: std::time::Duration,
+    /// `WABRIDGE_TEMPLATE_LANGUAGES`: the language of a template send without one.
+    pub template_languages: LanguageMap,
 }
 
 impl std::fmt::Debug for Settings {
@@ -73,6 +76,7 @@ impl Settings {
             content_retention: wabridge_core::retention::content_retention(|name| {
                 settings.optional(name)
             })?,
+            template_languages: LanguageMap::from_lookup(|name| settings.optional(name))?,
         })
     }
 }
@@ -113,7 +117,8 @@ pub fn build_api(sdk: &SdkConfig, settings: Settings) -> Api {
                         Arc::new(NoEvents),
                         settings.api_keys,
                     )
-                    .with_audit(engine.audit(settings.audit_retention)),
+                    .with_audit(engine.audit(settings.audit_retention))
+                    .with_languages(settings.template_languages),
             ));
         }
         None => tracing::warn!(

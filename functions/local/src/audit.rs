@@ -80,14 +80,7 @@ pub async fn list(
         if as_json {
             println!("{}", json!(line));
         } else {
-            let at =
-                time::OffsetDateTime::from_unix_timestamp_nanos(i128::from(line.at) * 1_000_000)
-                    .ok()
-                    .and_then(|t| {
-                        t.format(&time::format_description::well_known::Rfc3339)
-                            .ok()
-                    })
-                    .unwrap_or_else(|| line.at.to_string());
+            let at = wabridge_core::clock::rfc3339(line.at);
             println!(
                 "{at}  {:<24} {:<14} {}",
                 line.actor,

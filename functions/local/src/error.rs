@@ -153,9 +153,18 @@ pub enum CliError {
     /// A QR code of `link create` could not be drawn.
     #[error("cannot draw the QR code")]
     Qr(#[from] QrError),
-    /// `templates sync` stopped.
-    #[error("template sync failed")]
+    /// `templates sync`, or Meta's side of `plan` and `apply`, stopped.
+    #[error("the Graph API's template endpoints failed")]
     TemplateSync(#[from] SyncError),
+    /// `templates check | plan | apply` found errors in the files (each was printed).
+    #[error("{errors} error(s) in the template files of {}", dir.display())]
+    TemplateFiles { dir: PathBuf, errors: usize },
+    /// `templates plan` found differences or templates awaiting a person (exit status 2).
+    #[error("the template files differ from Meta, or a template needs attention (see the plan)")]
+    PlanNotClean,
+    /// `templates apply` could not make some changes (each was printed with Meta's reason).
+    #[error("{failed} template change(s) failed; run `wabridge templates apply` again once fixed")]
+    TemplatesNotApplied { failed: usize },
 
     /// The async runtime could not start.
     #[error("cannot start the runtime")]

@@ -11,6 +11,7 @@ mod loadgen;
 mod secrets;
 mod sends;
 mod serve;
+mod template_files;
 mod templates;
 mod tools;
 mod wiring;
@@ -178,14 +179,63 @@ enum TemplatesAction {
         #[command(flatten)]
         data: DataArg,
     },
-    /// Name, language, status, category and body parameter count of every known template.
-    List {
+    /// Every known template and language: review status, Meta's reason, category, quality.
+    #[command(alias = "list")]
+    Status {
         /// One JSON object per line.
         #[arg(long)]
         json: bool,
         #[command(flatten)]
         data: DataArg,
     },
+    /// Parse and validate the template files, offline (for CI on every pull request).
+    Check {
+        #[command(flatten)]
+        dir: TemplatesDir,
+        /// One JSON object per finding.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Compare the template files with Meta's templates; exits 2 when they differ or a
+    /// template awaits review, was rejected, paused or recategorised.
+    Plan {
+        #[command(flatten)]
+        dir: TemplatesDir,
+        /// The plan as one JSON object.
+        #[arg(long)]
+        json: bool,
+        #[command(flatten)]
+        data: DataArg,
+    },
+    /// Submit the plan's creates and edits to Meta (deletes with --allow-delete).
+    Apply {
+        #[command(flatten)]
+        dir: TemplatesDir,
+        /// Also delete templates no file names.
+        #[arg(long)]
+        allow_delete: bool,
+        /// Who applies, for the history (a CI job, a handle); default `cli`.
+        #[arg(long)]
+        by: Option<String>,
+        #[command(flatten)]
+        data: DataArg,
+    },
+    /// What `apply` did to a template: action, id, content hash, who, when.
+    History {
+        name: String,
+        /// One JSON object per line.
+        #[arg(long)]
+        json: bool,
+        #[command(flatten)]
+        data: DataArg,
+    },
+}
+
+#[derive(clap::Args, Clone)]
+struct TemplatesDir {
+    /// The template files folder (default: WABRIDGE_TEMPLATES, else `templates`).
+    #[arg(long)]
+    dir: Option<PathBuf>,
 }
 
 #[derive(Subcommand)]
@@ -265,7 +315,8 @@ enum DeadLetterAction {
 }
 
 /// Parses the command line and runs the command; on failure prints the error and each of its
-/// causes on stderr (see [`error::report`]) and exits with status 1.
+/// causes on stderr (see [`error::report`]) and exits with status 1 (2 for a `templates plan`
+/// that is not clean).
 fn main() -> ExitCode {
     let cli = Cli::parse();
     tracing_subscriber::fmt()
@@ -282,6 +333,11 @@ fn main() -> ExitCode {
         .and_then(|runtime| runtime.block_on(run(cli.command)));
     match result {
         Ok(()) => ExitCode::SUCCESS,
+        Err(e @ CliError::PlanNotClean) => {
+            // 2, like `terraform plan -detailed-exitcode`: CI tells "differs" from "broke".
+            eprintln!("{}", error::report(&e));
+            ExitCode::from(2)
+        }
         Err(e) => {
             eprintln!("{}", error::report(&e));
             ExitCode::FAILURE
@@ -331,8 +387,29 @@ async fn run(command: Command) -> Result<(), CliError> {
             action: TemplatesAction::Sync { data },
         } => templates::sync(&data.data).await,
         Command::Templates {
-            action: TemplatesAction::List { json, data },
+            action: TemplatesAction::Status { json, data },
         } => templates::list(&data.data, json).await,
+        Command::Templates {
+            action: TemplatesAction::Check { dir, json },
+        } => template_files::check(&template_files::folder(dir.dir), json),
+        Command::Templates {
+            action: TemplatesAction::Plan { dir, json, data },
+        } => template_files::plan(&template_files::folder(dir.dir), &data.data, json).await,
+        Command::Templates {
+            action:
+                TemplatesAction::Apply {
+                    dir,
+                    allow_delete,
+                    by,
+                    data,
+                },
+        } => {
+            let dir = template_files::folder(dir.dir);
+            template_files::apply(&dir, &data.data, allow_delete, by).await
+        }
+        Command::Templates {
+            action: TemplatesAction::History { name, json, data },
+        } => template_files::show_history(&data.data, &name, json).await,
         Command::Send { send, data } => sends::send(send, &data.data).await,
         Command::Consent { consent, data } => sends::consent(consent, &data.data).await,
         Command::Audit {

@@ -12,6 +12,7 @@ use wabridge_core::config;
 use wabridge_core::consumer::{run_worker, Settle, WorkerOptions};
 use wabridge_core::retry::RetryPolicy;
 use wabridge_core::sends::graph::GraphConfig;
+use wabridge_core::sends::language::LanguageMap;
 use wabridge_core::sends::ratelimit::RateLimiter;
 use wabridge_core::sends::sender::Sender;
 use wabridge_core::sends::service::Sends;
@@ -20,9 +21,16 @@ use wabridge_sqlite::{Db, SqliteEngine, SqliteQueue, SENDS_QUEUE};
 
 use crate::error::CliError;
 
-/// The sends service over the local SQLite store (see [`SqliteEngine::sends`]).
-pub fn service(db: &Db, keys: Arc<ApiKeys>, audit: Audit) -> Arc<Sends> {
-    Arc::new(SqliteEngine::new(db.clone()).sends(keys).with_audit(audit))
+/// The sends service over the local SQLite store (see [`SqliteEngine::sends`]), with the
+/// language map of `WABRIDGE_TEMPLATE_LANGUAGES`.
+pub fn service(db: &Db, keys: Arc<ApiKeys>, audit: Audit) -> Result<Arc<Sends>, CliError> {
+    let languages = LanguageMap::from_lookup(|n| std::env::var(n).ok())?;
+    Ok(Arc::new(
+        SqliteEngine::new(db.clone())
+            .sends(keys)
+            .with_audit(audit)
+            .with_languages(languages),
+    ))
 }
 
 /// Starts the sender worker when the Graph API is configured (`WHATSAPP_ACCESS_TOKEN`,
@@ -115,9 +123,10 @@ pub struct SendArgs {
     /// Template name.
     #[arg(long)]
     pub template: String,
-    /// Template language code (es_MX, pt_BR, ...).
+    /// Template language code (es_MX, pt_BR, ...); without it the gateway picks the
+    /// recipient's country's approved language (WABRIDGE_TEMPLATE_LANGUAGES).
     #[arg(long)]
-    pub lang: String,
+    pub lang: Option<String>,
     /// MARKETING, UTILITY or AUTHENTICATION.
     #[arg(long)]
     pub category: Option<String>,
@@ -136,7 +145,10 @@ pub struct SendArgs {
 
 pub async fn send(args: SendArgs, data: &Path) -> Result<(), CliError> {
     let key = api_key(args.api_key, data)?;
-    let mut body = json!({"template": args.template, "language": args.lang});
+    let mut body = json!({"template": args.template});
+    if let Some(lang) = args.lang {
+        body["language"] = json!(lang);
+    }
     match (args.to, args.recipient) {
         (Some(to), _) => body["to"] = json!(to),
         (None, Some(r)) => body["recipient"] = json!(r),

@@ -51,7 +51,7 @@ pub async fn run(args: ServeArgs) -> Result<(), CliError> {
         api.with_attribution(crate::attribution::service(&db, keys.clone(), audit.clone()).await?);
     let erasure = crate::erase::service(&db).await?;
     let api = api.with_erasure(Arc::new(erasure), keys.clone());
-    let sends = crate::sends::service(&db, keys, audit);
+    let sends = crate::sends::service(&db, keys, audit)?;
     let api = api.with_sends(sends.clone());
     let pressure = Pressure::new(BURST_IN_FLIGHT);
     db.defer_checkpoints_during(pressure.clone());

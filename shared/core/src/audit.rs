@@ -26,6 +26,7 @@ pub mod action {
     pub const CONVERSION: &str = "conversion";
     pub const REDRIVE: &str = "redrive";
     pub const TEMPLATE_SYNC: &str = "template_sync";
+    pub const TEMPLATE_APPLY: &str = "template_apply";
     pub const ERASURE: &str = "erasure";
 }
 

@@ -13,6 +13,17 @@ pub fn now_ms() -> i64 {
         .unwrap_or(0)
 }
 
+/// Unix ms as RFC 3339 (`2026-12-04T10:00:00Z`); the number itself when out of range.
+pub fn rfc3339(ms: i64) -> String {
+    time::OffsetDateTime::from_unix_timestamp_nanos(i128::from(ms) * 1_000_000)
+        .ok()
+        .and_then(|t| {
+            t.format(&time::format_description::well_known::Rfc3339)
+                .ok()
+        })
+        .unwrap_or_else(|| ms.to_string())
+}
+
 /// Seconds since the Unix epoch (TTL attributes, signature timestamps).
 pub fn now_secs() -> i64 {
     now_ms() / 1000

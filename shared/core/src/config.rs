@@ -71,6 +71,14 @@ pub const META_DATASET_ID: &str = "META_DATASET_ID";
 /// WhatsApp Business Account id, sent as `user_data.whatsapp_business_account_id` with
 /// conversion events.
 pub const WHATSAPP_BUSINESS_ACCOUNT_ID: &str = "WHATSAPP_BUSINESS_ACCOUNT_ID";
+/// The Meta app's id: `templates apply` uploads media header samples through its Resumable
+/// Upload API.
+pub const WHATSAPP_APP_ID: &str = "WHATSAPP_APP_ID";
+/// The template files folder of `templates check | plan | apply` (default `templates`).
+pub const WABRIDGE_TEMPLATES: &str = "WABRIDGE_TEMPLATES";
+/// The language of a template send without `lang`, per recipient country
+/// (`MX=es_MX,BR=pt_BR,*=en_US`; see `sends::language`).
+pub const WABRIDGE_TEMPLATE_LANGUAGES: &str = "WABRIDGE_TEMPLATE_LANGUAGES";
 /// Conversions API base URL (default [`DEFAULT_WHATSAPP_API_URL`]); tests point it at loopback.
 pub const META_CONVERSIONS_API_URL: &str = "META_CONVERSIONS_API_URL";
 

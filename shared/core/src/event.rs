@@ -140,6 +140,9 @@ pub struct SendResultItem {
     /// The template's name, for a template send.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub template: Option<String>,
+    /// The template's language: the caller's, or the one wabridge chose by country.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub language: Option<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub wamid: Option<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]

@@ -38,6 +38,7 @@ pub mod sends;
 pub mod signature;
 pub mod sync;
 pub mod telemetry;
+pub mod template_files;
 pub mod templates;
 pub mod webhook;
 pub mod window;

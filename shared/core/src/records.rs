@@ -271,6 +271,22 @@ pub struct TemplateStatusRecord {
     pub event: Option<String>,
     pub reason: Option<String>,
     pub at: Option<i64>,
+    /// Set for the template's other updates: `quality`, `category` or `components`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub update: Option<String>,
+    /// `quality`: the new score (GREEN, YELLOW, RED, UNKNOWN) and the one before.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub quality: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub previous_quality: Option<String>,
+    /// `category`: the category now (or, with `category_from`, the one Meta announced).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub category: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub previous_category: Option<String>,
+    /// `category` notices: when the announced category takes effect (Unix ms).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub category_from: Option<i64>,
 }
 
 /// `phone_number_quality_update`.
@@ -394,6 +410,16 @@ mod tests {
             }),
             Record::TemplateStatus(TemplateStatusRecord {
                 event_id: "t".into(),
+                ..Default::default()
+            }),
+            Record::TemplateStatus(TemplateStatusRecord {
+                event_id: "t2".into(),
+                update: Some("category".into()),
+                quality: Some("RED".into()),
+                previous_quality: Some("GREEN".into()),
+                category: Some("MARKETING".into()),
+                previous_category: Some("UTILITY".into()),
+                category_from: Some(1),
                 ..Default::default()
             }),
             Record::Quality(QualityRecord {

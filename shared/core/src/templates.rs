@@ -3,8 +3,9 @@
 //! PAUSED, REJECTED, DISABLED, ...) and, when someone registered it, the category and how many
 //! body parameters the template takes.
 //!
-//! Entry points: [`TemplateRegistry::apply_status_update`] for the sync handler (webhook value
-//! as Meta sent it; unordered deliveries converge: an older event never replaces a newer one);
+//! Entry points: [`TemplateRegistry::apply_update`] for the sync handler (a template webhook
+//! value as Meta sent it: status, quality, category, components; unordered status deliveries
+//! converge: an older event never replaces a newer one);
 //! [`TemplateRegistry::define`] to register a template's category and parameter count (CLI,
 //! tests); [`TemplateRegistry::apply_synced`] for the sync from Meta's template list
 //! ([`crate::sends::template_sync`], `wabridge templates sync`); [`TemplateRegistry::get`] for
@@ -12,6 +13,7 @@
 
 use std::sync::Arc;
 
+use crate::sends::template_sync::placeholders;
 use crate::webhook::model::TemplateStatusUpdate;
 use async_trait::async_trait;
 use serde::{Deserialize, Serialize};
@@ -55,6 +57,17 @@ pub struct TemplateInfo {
     /// Number of body parameters (`{{1}}`, `{{2}}`, ...) when registered.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub body_parameters: Option<u32>,
+    /// Meta's quality score: GREEN, YELLOW, RED or UNKNOWN.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub quality: Option<String>,
+}
+
+/// Fields to set on a template's record; `None` keeps what is there.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct TemplatePatch {
+    pub category: Option<String>,
+    pub body_parameters: Option<u32>,
+    pub quality: Option<String>,
 }
 
 impl TemplateInfo {
@@ -67,6 +80,7 @@ impl TemplateInfo {
             status_at: 0,
             category: None,
             body_parameters: None,
+            quality: None,
         }
     }
 }
@@ -92,6 +106,23 @@ pub trait TemplateStore: Send + Sync {
         category: Option<&str>,
         body_parameters: Option<u32>,
     ) -> Result<(), StoreError>;
+    /// Sets the patch's fields, keeping the others (and creating the record if needed).
+    async fn patch(
+        &self,
+        name: &str,
+        language: &str,
+        patch: &TemplatePatch,
+    ) -> Result<(), StoreError>;
+    /// Every language the store knows of template `name`, ordered by language (the language
+    /// picker of `POST /sends`).
+    async fn languages(&self, name: &str) -> Result<Vec<TemplateInfo>, StoreError> {
+        Ok(self
+            .list()
+            .await?
+            .into_iter()
+            .filter(|t| t.name == name)
+            .collect())
+    }
     /// Every template the store knows, ordered by name then language (`wabridge templates
     /// list`). Stores that cannot list cheaply (DynamoDB's single table would need a scan)
     /// answer an error saying so.
@@ -142,6 +173,18 @@ impl TemplateRegistry {
             .await
     }
 
+    /// The languages of `name` the registry knows as APPROVED, sorted.
+    pub async fn approved_languages(&self, name: &str) -> Result<Vec<String>, StoreError> {
+        Ok(self
+            .store
+            .languages(name)
+            .await?
+            .into_iter()
+            .filter(|t| t.status.as_ref().is_some_and(|s| s.as_str() == "APPROVED"))
+            .map(|t| t.language)
+            .collect())
+    }
+
     /// Every template the registry knows (see [`TemplateStore::list`]).
     pub async fn list(&self) -> Result<Vec<TemplateInfo>, StoreError> {
         self.store.list().await
@@ -172,32 +215,100 @@ impl TemplateRegistry {
         }
     }
 
-    /// Applies a `message_template_status_update` change value (`event`,
-    /// `message_template_name`, `message_template_language`, `reason`). `at_ms` is the entry's
-    /// `time` (seconds × 1000) or, without it, when ingest received it. Returns
-    /// `Ok(Err(MissingField))` for a value without name, language or event (nothing to apply).
+    /// Applies a template webhook value by its `field`: the status
+    /// (`message_template_status_update`), the quality score
+    /// (`message_template_quality_update`), a recategorisation (`template_category_update`:
+    /// the new category counts at once, so the send guards treat a template moved to MARKETING
+    /// as marketing; a 24-hour notice changes nothing yet), or an edit
+    /// (`message_template_components_update`: the body's parameter count). `at_ms` is the
+    /// entry's `time` (seconds × 1000) or, without it, when ingest received it. Returns
+    /// `Ok(Err(MissingField))` for a value without name, language or what the field updates.
+    pub async fn apply_update(
+        &self,
+        field: &str,
+        update: &TemplateStatusUpdate,
+        at_ms: i64,
+    ) -> Result<Result<bool, MissingField>, StoreError> {
+        fn given(v: &Option<String>) -> Option<&str> {
+            v.as_deref().map(str::trim).filter(|s| !s.is_empty())
+        }
+        let Some(name) = given(&update.message_template_name) else {
+            return Ok(Err(MissingField("message_template_name")));
+        };
+        let Some(language) = given(&update.message_template_language) else {
+            return Ok(Err(MissingField("message_template_language")));
+        };
+        let upper = |v: &str| v.to_ascii_uppercase();
+        let patch = match field {
+            "message_template_quality_update" => {
+                let Some(q) = given(&update.new_quality_score) else {
+                    return Ok(Err(MissingField("new_quality_score")));
+                };
+                TemplatePatch {
+                    quality: Some(upper(q)),
+                    ..TemplatePatch::default()
+                }
+            }
+            "template_category_update" => {
+                if given(&update.correct_category).is_some() {
+                    // Meta's notice of a change tomorrow: the category holds until then.
+                    return Ok(Ok(false));
+                }
+                let Some(c) = given(&update.new_category) else {
+                    return Ok(Err(MissingField("new_category")));
+                };
+                TemplatePatch {
+                    category: Some(upper(c)),
+                    ..TemplatePatch::default()
+                }
+            }
+            "message_template_components_update" => {
+                let Some(body) = given(&update.message_template_element) else {
+                    return Ok(Err(MissingField("message_template_element")));
+                };
+                TemplatePatch {
+                    body_parameters: Some(placeholders(body).len() as u32),
+                    ..TemplatePatch::default()
+                }
+            }
+            _ => {
+                let Some(event) = given(&update.event) else {
+                    return Ok(Err(MissingField("event")));
+                };
+                let reason = given(&update.reason).filter(|r| !r.eq_ignore_ascii_case("NONE"));
+                return self
+                    .store
+                    .put_status(name, language, &TemplateStatus::new(event), reason, at_ms)
+                    .await
+                    .map(Ok);
+            }
+        };
+        self.store.patch(name, language, &patch).await?;
+        Ok(Ok(true))
+    }
+
+    /// [`TemplateRegistry::apply_update`] of a `message_template_status_update`.
     pub async fn apply_status_update(
         &self,
         update: &TemplateStatusUpdate,
         at_ms: i64,
     ) -> Result<Result<bool, MissingField>, StoreError> {
-        fn field(v: &Option<String>) -> Option<&str> {
-            v.as_deref().filter(|s| !s.is_empty())
-        }
-        let Some(name) = field(&update.message_template_name) else {
-            return Ok(Err(MissingField("message_template_name")));
-        };
-        let Some(language) = field(&update.message_template_language) else {
-            return Ok(Err(MissingField("message_template_language")));
-        };
-        let Some(event) = field(&update.event) else {
-            return Ok(Err(MissingField("event")));
-        };
-        let reason = field(&update.reason).filter(|r| !r.eq_ignore_ascii_case("NONE"));
-        self.store
-            .put_status(name, language, &TemplateStatus::new(event), reason, at_ms)
+        self.apply_update("message_template_status_update", update, at_ms)
             .await
-            .map(Ok)
+    }
+
+    /// Records the quality score a sync read (`quality_score.score`).
+    pub async fn put_quality(
+        &self,
+        name: &str,
+        language: &str,
+        quality: &str,
+    ) -> Result<(), StoreError> {
+        let patch = TemplatePatch {
+            quality: Some(quality.to_ascii_uppercase()),
+            ..TemplatePatch::default()
+        };
+        self.store.patch(name, language, &patch).await
     }
 }
 

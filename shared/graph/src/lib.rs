@@ -5,6 +5,7 @@
 //!
 //! May depend on `wabridge-core` and `reqwest`; never on an engine (SQLite, AWS) or a CRM.
 
+pub mod admin;
 pub mod messages;
 pub mod templates;
 
@@ -12,6 +13,7 @@ use std::time::Duration;
 
 use wabridge_core::sends::classify::SendFailure;
 
+pub use admin::GraphTemplateAdmin;
 pub use messages::GraphClient;
 pub use templates::{template_sync, GraphTemplates};
 

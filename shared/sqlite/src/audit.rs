@@ -43,16 +43,22 @@ impl SqliteAudit {
         self
     }
 
-    /// Deletes up to `limit` lines expired at `now_ms`; returns how many went.
+    /// Deletes up to `limit` lines expired at `now_ms`, and as many rows of the template apply
+    /// history (kept as long as the audit trail); returns how many went.
     pub async fn purge_expired(&self, now_ms: i64, limit: usize) -> Result<usize, StoreError> {
         self.db
             .write(move |t| {
-                t.prepare_cached(
-                    "DELETE FROM audit_log WHERE seq IN
-                       (SELECT seq FROM audit_log WHERE expires_at <= ?1 LIMIT ?2)",
-                )
-                .and_then(|mut s| s.execute(params![now_ms, limit as i64]))
-                .map_err(sql_err)
+                let mut gone = 0;
+                for table in ["audit_log", "template_applies"] {
+                    gone += t
+                        .prepare_cached(&format!(
+                            "DELETE FROM {table} WHERE seq IN
+                               (SELECT seq FROM {table} WHERE expires_at <= ?1 LIMIT ?2)"
+                        ))
+                        .and_then(|mut s| s.execute(params![now_ms, limit as i64]))
+                        .map_err(sql_err)?;
+                }
+                Ok(gone)
             })
             .await
     }

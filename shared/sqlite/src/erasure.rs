@@ -88,6 +88,10 @@ pub const TABLES: &[(&str, &str)] = &[
     ),
     ("templates", "nothing personal: the template registry"),
     (
+        "template_applies",
+        "nothing of a customer: who applied which template file (purged with the audit trail)",
+    ),
+    (
         "attribution_links",
         "nothing personal: tracked campaign links",
     ),

@@ -42,5 +42,5 @@ pub use recent::MergePolicy;
 pub use records::{Record, SqliteRecords};
 pub use retention::SqliteContentPurge;
 pub use sends::SqliteSends;
-pub use templates::SqliteTemplates;
+pub use templates::{SqliteTemplateHistory, SqliteTemplates};
 pub use window::SqliteWindow;

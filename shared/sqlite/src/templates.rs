@@ -1,11 +1,18 @@
-//! The template registry over SQLite, one row per (name, language).
+//! The template registry over SQLite, one row per (name, language); and the history of
+//! `templates apply`, one row per change, kept as long as the audit trail (the audit purge
+//! deletes both: [`crate::SqliteAudit::purge_expired`]).
+
+use std::time::Duration;
 
 use async_trait::async_trait;
 use rusqlite::{params, OptionalExtension};
 
 use super::db::{sql_err, Db};
+use wabridge_core::audit::DEFAULT_AUDIT_RETENTION_DAYS;
 use wabridge_core::error::StoreError;
-use wabridge_core::templates::{TemplateInfo, TemplateStatus, TemplateStore};
+use wabridge_core::template_files::apply::TemplateHistory;
+use wabridge_core::template_files::plan::AppliedChange;
+use wabridge_core::templates::{TemplateInfo, TemplatePatch, TemplateStatus, TemplateStore};
 
 pub(crate) const SCHEMA: &str = "
 CREATE TABLE IF NOT EXISTS templates (
@@ -16,8 +23,22 @@ CREATE TABLE IF NOT EXISTS templates (
     status_at       INTEGER NOT NULL DEFAULT 0,
     category        TEXT,
     body_parameters INTEGER,
+    quality         TEXT,
     PRIMARY KEY (name, language)
 ) WITHOUT ROWID;
+CREATE TABLE IF NOT EXISTS template_applies (
+    seq          INTEGER PRIMARY KEY AUTOINCREMENT,
+    name         TEXT NOT NULL,
+    language     TEXT NOT NULL,
+    action       TEXT NOT NULL,     -- create, edit, delete
+    template_id  TEXT,
+    content_hash TEXT NOT NULL,
+    applied_by   TEXT NOT NULL,     -- cli, or what --by said; never a key
+    applied_at   INTEGER NOT NULL,  -- Unix ms
+    expires_at   INTEGER NOT NULL
+);
+CREATE INDEX IF NOT EXISTS template_applies_at ON template_applies(applied_at);
+CREATE INDEX IF NOT EXISTS template_applies_expiry ON template_applies(expires_at);
 ";
 
 #[derive(Clone, Debug)]
@@ -38,8 +59,8 @@ impl TemplateStore for SqliteTemplates {
         self.db
             .read(move |c| {
                 c.query_row(
-                    "SELECT status, reason, status_at, category, body_parameters FROM templates
-                     WHERE name = ?1 AND language = ?2",
+                    "SELECT status, reason, status_at, category, body_parameters, quality
+                     FROM templates WHERE name = ?1 AND language = ?2",
                     params![name, language],
                     |r| {
                         Ok(TemplateInfo {
@@ -52,6 +73,7 @@ impl TemplateStore for SqliteTemplates {
                             status_at: r.get(2)?,
                             category: r.get(3)?,
                             body_parameters: r.get::<_, Option<i64>>(4)?.map(|n| n as u32),
+                            quality: r.get(5)?,
                         })
                     },
                 )
@@ -91,32 +113,35 @@ impl TemplateStore for SqliteTemplates {
     }
 
     async fn list(&self) -> Result<Vec<TemplateInfo>, StoreError> {
+        self.select(None).await
+    }
+
+    async fn patch(
+        &self,
+        name: &str,
+        language: &str,
+        patch: &TemplatePatch,
+    ) -> Result<(), StoreError> {
+        let (name, language, p) = (name.to_string(), language.to_string(), patch.clone());
         self.db
-            .read(move |c| {
-                let mut stmt = c
-                    .prepare(
-                        "SELECT name, language, status, reason, status_at, category, body_parameters
-                         FROM templates ORDER BY name, language",
-                    )
-                    .map_err(sql_err)?;
-                let rows = stmt
-                    .query_map([], |r| {
-                        Ok(TemplateInfo {
-                            name: r.get(0)?,
-                            language: r.get(1)?,
-                            status: r
-                                .get::<_, Option<String>>(2)?
-                                .map(|s| TemplateStatus::new(&s)),
-                            reason: r.get(3)?,
-                            status_at: r.get(4)?,
-                            category: r.get(5)?,
-                            body_parameters: r.get::<_, Option<i64>>(6)?.map(|n| n as u32),
-                        })
-                    })
-                    .map_err(sql_err)?;
-                rows.collect::<Result<Vec<_>, _>>().map_err(sql_err)
+            .write(move |t| {
+                t.execute(
+                    "INSERT INTO templates (name, language, category, body_parameters, quality)
+                     VALUES (?1, ?2, ?3, ?4, ?5)
+                     ON CONFLICT(name, language) DO UPDATE SET
+                        category = COALESCE(excluded.category, templates.category),
+                        body_parameters = COALESCE(excluded.body_parameters, templates.body_parameters),
+                        quality = COALESCE(excluded.quality, templates.quality)",
+                    params![name, language, p.category, p.body_parameters.map(i64::from), p.quality],
+                )
+                .map(|_| ())
+                .map_err(sql_err)
             })
             .await
+    }
+
+    async fn languages(&self, name: &str) -> Result<Vec<TemplateInfo>, StoreError> {
+        self.select(Some(name.to_string())).await
     }
 
     async fn put_definition(
@@ -143,5 +168,175 @@ impl TemplateStore for SqliteTemplates {
                 .map_err(sql_err)
             })
             .await
+    }
+}
+
+impl SqliteTemplates {
+    /// Every row, or only `name`'s, ordered by name then language.
+    async fn select(&self, name: Option<String>) -> Result<Vec<TemplateInfo>, StoreError> {
+        self.db
+            .read(move |c| {
+                let mut stmt = c
+                    .prepare(
+                        "SELECT name, language, status, reason, status_at, category, body_parameters,
+                            quality
+                         FROM templates WHERE ?1 IS NULL OR name = ?1 ORDER BY name, language",
+                    )
+                    .map_err(sql_err)?;
+                let rows = stmt
+                    .query_map(params![name], |r| {
+                        Ok(TemplateInfo {
+                            name: r.get(0)?,
+                            language: r.get(1)?,
+                            status: r
+                                .get::<_, Option<String>>(2)?
+                                .map(|s| TemplateStatus::new(&s)),
+                            reason: r.get(3)?,
+                            status_at: r.get(4)?,
+                            category: r.get(5)?,
+                            body_parameters: r.get::<_, Option<i64>>(6)?.map(|n| n as u32),
+                            quality: r.get(7)?,
+                        })
+                    })
+                    .map_err(sql_err)?;
+                rows.collect::<Result<Vec<_>, _>>().map_err(sql_err)
+            })
+            .await
+    }
+}
+
+/// The apply history (`templates apply`, `templates history`).
+#[derive(Clone, Debug)]
+pub struct SqliteTemplateHistory {
+    db: Db,
+    retention: Duration,
+}
+
+impl SqliteTemplateHistory {
+    pub fn new(db: Db) -> SqliteTemplateHistory {
+        SqliteTemplateHistory {
+            db,
+            retention: Duration::from_secs(DEFAULT_AUDIT_RETENTION_DAYS * 86_400),
+        }
+    }
+
+    /// Rows are kept `retention`, the audit trail's (`WABRIDGE_AUDIT_RETENTION_DAYS`).
+    pub fn with_retention(mut self, retention: Duration) -> SqliteTemplateHistory {
+        self.retention = retention;
+        self
+    }
+}
+
+#[async_trait]
+impl TemplateHistory for SqliteTemplateHistory {
+    async fn record(&self, c: &AppliedChange) -> Result<(), StoreError> {
+        let c = c.clone();
+        let expires_at = c.applied_at_ms + self.retention.as_millis() as i64;
+        self.db
+            .write(move |t| {
+                t.execute(
+                    "INSERT INTO template_applies (name, language, action, template_id,
+                        content_hash, applied_by, applied_at, expires_at)
+                     VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)",
+                    params![
+                        c.name,
+                        c.language,
+                        c.action,
+                        c.template_id,
+                        c.content_hash,
+                        c.applied_by,
+                        c.applied_at_ms,
+                        expires_at
+                    ],
+                )
+                .map(|_| ())
+                .map_err(sql_err)
+            })
+            .await
+    }
+
+    async fn history(
+        &self,
+        name: Option<&str>,
+        since_ms: i64,
+    ) -> Result<Vec<AppliedChange>, StoreError> {
+        let name = name.map(str::to_string);
+        self.db
+            .read(move |c| {
+                let mut stmt = c
+                    .prepare(
+                        "SELECT name, language, action, template_id, content_hash, applied_by, applied_at
+                         FROM template_applies WHERE applied_at >= ?1 AND (?2 IS NULL OR name = ?2)
+                         ORDER BY applied_at, seq",
+                    )
+                    .map_err(sql_err)?;
+                let rows = stmt
+                    .query_map(params![since_ms, name], |r| {
+                        Ok(AppliedChange {
+                            name: r.get(0)?,
+                            language: r.get(1)?,
+                            action: r.get(2)?,
+                            template_id: r.get(3)?,
+                            content_hash: r.get(4)?,
+                            applied_by: r.get(5)?,
+                            applied_at_ms: r.get(6)?,
+                        })
+                    })
+                    .map_err(sql_err)?;
+                rows.collect::<Result<Vec<_>, _>>().map_err(sql_err)
+            })
+            .await
+    }
+
+    async fn queued_sends(&self, name: &str) -> Result<u64, StoreError> {
+        let name = name.to_string();
+        self.db
+            .read(move |c| {
+                c.query_row(
+                    "SELECT COUNT(*) FROM sends WHERE state = 'queued'
+                       AND json_extract(request, '$.type') = 'template'
+                       AND json_extract(request, '$.name') = ?1",
+                    params![name],
+                    |r| r.get::<_, i64>(0),
+                )
+                .map(|n| n as u64)
+                .map_err(sql_err)
+            })
+            .await
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use wabridge_core::templates::TemplateRegistry;
+
+    /// A database of schema 2 (templates without `quality`) opens, keeps its rows and takes a
+    /// quality score; the language list reads one name's rows only.
+    #[tokio::test]
+    async fn a_schema_2_registry_gains_quality() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("old.db");
+        {
+            let c = rusqlite::Connection::open(&path).unwrap();
+            c.execute_batch(
+                "CREATE TABLE templates (name TEXT NOT NULL, language TEXT NOT NULL, status TEXT,
+                    reason TEXT, status_at INTEGER NOT NULL DEFAULT 0, category TEXT,
+                    body_parameters INTEGER, PRIMARY KEY (name, language)) WITHOUT ROWID;
+                 INSERT INTO templates (name, language, status, category) VALUES
+                    ('pedido', 'es_MX', 'APPROVED', 'UTILITY'),
+                    ('pedido', 'pt_BR', 'PENDING', 'UTILITY'),
+                    ('otro', 'es_MX', 'APPROVED', 'UTILITY');
+                 PRAGMA user_version=2;",
+            )
+            .unwrap();
+        }
+        let registry =
+            TemplateRegistry::new(std::sync::Arc::new(SqliteTemplates::new(Db::open(&path).unwrap())));
+        registry.put_quality("pedido", "es_MX", "yellow").await.unwrap();
+        let got = registry.get("pedido", "es_MX").await.unwrap().unwrap();
+        assert_eq!(got.quality.as_deref(), Some("YELLOW"));
+        assert_eq!(got.category.as_deref(), Some("UTILITY"), "a patch keeps the rest");
+        assert_eq!(registry.approved_languages("pedido").await.unwrap(), ["es_MX"]);
     }
 }

@@ -71,6 +71,7 @@ impl Stack {
                 claim_check_bucket: None,
                 audit_retention: wabridge_tests::AUDIT_RETENTION,
                 content_retention: wabridge_tests::CONTENT_RETENTION,
+                template_languages: Default::default(),
             },
         )
     }
@@ -272,6 +273,7 @@ async fn an_unreachable_store_is_a_503_not_a_500() {
             claim_check_bucket: None,
             audit_retention: wabridge_tests::AUDIT_RETENTION,
             content_retention: wabridge_tests::CONTENT_RETENTION,
+            template_languages: Default::default(),
         },
     );
     let resp = handle(&api, request("function-url-webhook-post.json"))
@@ -344,6 +346,7 @@ async fn the_lambda_serves_sends_and_links_with_the_api_key_over_dynamodb_and_sq
             claim_check_bucket: None,
             audit_retention: wabridge_tests::AUDIT_RETENTION,
             content_retention: wabridge_tests::CONTENT_RETENTION,
+            template_languages: Default::default(),
         },
     );
     let body = r#"{"to": "+52 1 55 1234 5678", "template": "order_update", "language": "es_MX", "category": "UTILITY"}"#;

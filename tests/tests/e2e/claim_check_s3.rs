@@ -69,6 +69,7 @@ impl Setup {
                 claim_check_bucket: bucket.map(str::to_string),
                 audit_retention: wabridge_tests::AUDIT_RETENTION,
                 content_retention: wabridge_tests::CONTENT_RETENTION,
+                template_languages: Default::default(),
             },
         )
     }

@@ -51,6 +51,7 @@ fn ingest(s: &Setup) -> wabridge_core::api::Api {
             claim_check_bucket: Some(s.bucket.clone()),
             audit_retention: wabridge_tests::AUDIT_RETENTION,
             content_retention: wabridge_tests::CONTENT_RETENTION,
+            template_languages: Default::default(),
         },
     )
 }

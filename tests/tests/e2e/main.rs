@@ -24,4 +24,5 @@ mod sends_dynamo;
 mod sends_lambda;
 mod sends_report;
 mod sends_serve;
+mod templates_files;
 mod templates_sync;

@@ -107,6 +107,14 @@ pub const FAMILIES: &[(&str, &str)] = &[
         "nothing personal: Meta's message ids and a status rank",
     ),
     ("template", "nothing personal: the template registry"),
+    (
+        "templatelangs",
+        "nothing personal: the languages of each template name",
+    ),
+    (
+        "tplapply",
+        "nothing of a customer: who applied which template file (kept with the audit trail)",
+    ),
     ("attrlink", "nothing personal: tracked campaign links"),
 ];
 

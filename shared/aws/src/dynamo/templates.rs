@@ -1,13 +1,17 @@
 //! The template registry over DynamoDB: `template#<name>#<language>`; the status update is
-//! conditional on its event time (an older delivery never replaces a newer status).
+//! conditional on its event time (an older delivery never replaces a newer status). Beside them,
+//! `templatelangs#<name>` holds the set of a name's languages, so the language picker of
+//! `POST /sends` reads a name's languages without a scan.
 
 use async_trait::async_trait;
 use aws_sdk_dynamodb::Client;
 
-use super::{n, pk, s, PK, SINGLE_SK, SK};
+use aws_sdk_dynamodb::types::AttributeValue;
+
+use super::{get_single, n, pk, s, update_single, PK, SINGLE_SK, SK};
 use crate::sdk::store_error;
 use wabridge_core::error::StoreError;
-use wabridge_core::templates::{TemplateInfo, TemplateStatus, TemplateStore};
+use wabridge_core::templates::{TemplateInfo, TemplatePatch, TemplateStatus, TemplateStore};
 
 #[derive(Clone, Debug)]
 pub struct DynamoTemplates {
@@ -24,6 +28,17 @@ impl DynamoTemplates {
     }
     fn key(name: &str, language: &str) -> String {
         pk("template", &format!("{name}#{language}"))
+    }
+
+    /// Adds `language` to the name's language set (idempotent).
+    async fn index_language(&self, name: &str, language: &str) -> Result<(), StoreError> {
+        update_single(&self.client, &self.table, "templatelangs", name)
+            .update_expression("ADD languages :l")
+            .expression_attribute_values(":l", AttributeValue::Ss(vec![language.to_string()]))
+            .send()
+            .await
+            .map_err(|e| store_error("UpdateItem", e))?;
+        Ok(())
     }
 }
 
@@ -54,6 +69,7 @@ impl TemplateStore for DynamoTemplates {
                 status_at: num("status_at").unwrap_or(0),
                 category: st("category"),
                 body_parameters: num("body_parameters").map(|n| n as u32),
+                quality: st("quality"),
             }
         }))
     }
@@ -82,11 +98,63 @@ impl TemplateStore for DynamoTemplates {
                 .expression_attribute_values(":r", s(r)),
             None => req.update_expression("SET #status = :st, status_at = :at REMOVE reason"),
         };
-        match req.send().await.map_err(|e| store_error("UpdateItem", e)) {
-            Ok(_) => Ok(true),
-            Err(StoreError::Conflict(_)) => Ok(false),
-            Err(e) => Err(e),
+        let written = match req.send().await.map_err(|e| store_error("UpdateItem", e)) {
+            Ok(_) => true,
+            Err(StoreError::Conflict(_)) => false,
+            Err(e) => return Err(e),
+        };
+        self.index_language(name, language).await?;
+        Ok(written)
+    }
+
+    async fn patch(
+        &self,
+        name: &str,
+        language: &str,
+        patch: &TemplatePatch,
+    ) -> Result<(), StoreError> {
+        let mut sets = Vec::new();
+        let mut req = self
+            .client
+            .update_item()
+            .table_name(&self.table)
+            .key(PK, s(Self::key(name, language)))
+            .key(SK, s(SINGLE_SK));
+        if let Some(c) = &patch.category {
+            sets.push("category = :c");
+            req = req.expression_attribute_values(":c", s(c));
         }
+        if let Some(p) = patch.body_parameters {
+            sets.push("body_parameters = :p");
+            req = req.expression_attribute_values(":p", n(i64::from(p)));
+        }
+        if let Some(q) = &patch.quality {
+            sets.push("quality = :q");
+            req = req.expression_attribute_values(":q", s(q));
+        }
+        if sets.is_empty() {
+            return Ok(());
+        }
+        req.update_expression(format!("SET {}", sets.join(", ")))
+            .send()
+            .await
+            .map_err(|e| store_error("UpdateItem", e))?;
+        self.index_language(name, language).await
+    }
+
+    async fn languages(&self, name: &str) -> Result<Vec<TemplateInfo>, StoreError> {
+        let index = get_single(&self.client, &self.table, pk("templatelangs", name)).await?;
+        let mut languages: Vec<String> = index
+            .and_then(|i| i.get("languages").and_then(|v| v.as_ss().ok()).cloned())
+            .unwrap_or_default();
+        languages.sort();
+        let mut out = Vec::with_capacity(languages.len());
+        for language in languages {
+            if let Some(info) = self.get(name, &language).await? {
+                out.push(info);
+            }
+        }
+        Ok(out)
     }
 
     async fn put_definition(
@@ -129,6 +197,6 @@ impl TemplateStore for DynamoTemplates {
             .send()
             .await
             .map_err(|e| store_error("UpdateItem", e))?;
-        Ok(())
+        self.index_language(name, language).await
     }
 }

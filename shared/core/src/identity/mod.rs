@@ -82,6 +82,13 @@ impl E164 {
         &self.0[1..]
     }
 
+    /// The country the number belongs to (ISO 3166 alpha-2, `MX`), when the phone metadata
+    /// tells (a shared country code such as +1 is told apart by its area code).
+    pub fn region(&self) -> Option<String> {
+        let number = phonenumber::parse(None, self.as_str()).ok()?;
+        number.country().id().map(|id| id.as_ref().to_string())
+    }
+
     /// What the phone metadata says of this number, as written (no country quirk applied).
     pub fn validity(&self) -> PhoneValidity {
         match phonenumber::parse(None, self.as_str()) {

@@ -90,6 +90,7 @@ pub fn finished_item(record: &SendRecord) -> SendResultItem {
         to: request_str(record, "to"),
         recipient: request_str(record, "recipient"),
         template: request_str(record, "name"),
+        language: request_str(record, "language"),
         wamid: record.wamid.clone(),
         error: record.error.as_ref().map(|e| SendResultError {
             code: e.code.clone(),

@@ -8,8 +8,9 @@
 //!   stop / resume → [`ConsentService::record_user_preference`];
 //! - a `statuses[]` item → [`Sends::apply_status`] (the send's state moves forward only); a
 //!   `failed` with 131050 records a marketing opt-out, also for a message we did not send;
-//! - a `message_template_status_update` → [`TemplateRegistry::apply_status_update`] (PAUSED,
-//!   REJECTED, DISABLED templates are refused; APPROVED again resumes them).
+//! - a template update → [`TemplateRegistry::apply_update`]: a status (PAUSED, REJECTED,
+//!   DISABLED templates are refused; APPROVED again resumes them), a quality score, a new
+//!   category (MARKETING is guarded as marketing at once), a new body (its parameter count).
 //!
 //! **Every key.** Consent and the window are recorded under EVERY identity key the event names
 //! for the person (its phone and its BSUID), so a send addressed by either `to` or `recipient`
@@ -203,7 +204,11 @@ impl SyncHooks for SendingHooks {
             .event
             .entry_time
             .map_or(ctx.event.received_at, |t| t * 1000);
-        if let Err(missing) = self.templates.apply_status_update(update, at).await? {
+        let applied = self
+            .templates
+            .apply_update(&ctx.event.field, update, at)
+            .await?;
+        if let Err(missing) = applied {
             // Nothing to apply (the CRM record was still written): say so, do not retry forever.
             tracing::warn!(event = %crate::redact::key(&ctx.event.key), "template registry: {missing}");
         }

@@ -6,6 +6,7 @@ pub mod error;
 pub mod events;
 pub mod graph;
 pub mod hooks;
+pub mod language;
 pub mod policy;
 pub mod ratelimit;
 pub mod request;

@@ -22,6 +22,12 @@ pub enum Refusal {
     TemplateNotSendable { status: String },
     /// The registry knows how many body parameters the template takes; the request differs.
     ParameterCount { expected: u32, given: usize },
+    /// No `language` given, and none of the recipient's languages is approved for the template
+    /// (`approved`: the ones that are).
+    TemplateLanguageUnavailable {
+        tried: Vec<String>,
+        approved: Vec<String>,
+    },
 }
 
 impl Refusal {
@@ -32,6 +38,7 @@ impl Refusal {
             Refusal::OutsideWindow => "outside_customer_service_window",
             Refusal::TemplateNotSendable { .. } => "template_not_sendable",
             Refusal::ParameterCount { .. } => "template_parameter_count",
+            Refusal::TemplateLanguageUnavailable { .. } => "template_language_unavailable",
         }
     }
 
@@ -52,6 +59,17 @@ impl Refusal {
             }
             Refusal::ParameterCount { expected, given } => {
                 format!("The template takes {expected} body parameters but the request gives {given}.")
+            }
+            Refusal::TemplateLanguageUnavailable { tried, approved } => {
+                let approved = if approved.is_empty() {
+                    "none is known (run `wabridge templates sync`, or give `language`)".to_string()
+                } else {
+                    approved.join(", ")
+                };
+                format!(
+                    "No `language` was given and the template is not approved in the recipient's languages ({}); approved: {approved}.",
+                    tried.join(", ")
+                )
             }
         }
     }

@@ -199,9 +199,10 @@ fn template(name: String, body: SendRequestBody) -> Result<SendKind, RequestErro
             "`template` must be a template name: lower-case letters, digits and underscores",
         ));
     }
-    let language = non_empty(&body.language)
-        .ok_or_else(|| bad("missing_language", "`language` (e.g. es_MX) is required"))?;
-    if !valid_language(&language) {
+    // Without a language the sends service picks one by the recipient's country
+    // (`sends::language`); empty until then.
+    let language = non_empty(&body.language).unwrap_or_default();
+    if !language.is_empty() && !valid_language(&language) {
         return Err(bad(
             "invalid_language",
             "`language` must be a language code such as es, es_MX or pt_BR",
@@ -378,7 +379,7 @@ impl SendRequest {
     }
 }
 
-fn valid_language(s: &str) -> bool {
+pub(crate) fn valid_language(s: &str) -> bool {
     let (lang, region) = s.split_once('_').map_or((s, None), |(l, r)| (l, Some(r)));
     (2..=3).contains(&lang.len())
         && lang.bytes().all(|b| b.is_ascii_lowercase())
@@ -450,9 +451,11 @@ mod tests {
             code(r#"{"to": "+525512345678", "language": "es"}"#),
             "missing_template"
         );
-        assert_eq!(
-            code(r#"{"to": "+525512345678", "template": "t"}"#),
-            "missing_language"
+        // No language: the sends service picks one by country (`sends::language`).
+        let unset = SendRequest::parse(br#"{"to": "+525512345678", "template": "t"}"#).unwrap();
+        assert!(
+            matches!(&unset.kind, SendKind::Template { language, .. } if language.is_empty()),
+            "{unset:?}"
         );
         assert_eq!(
             code(r#"{"to": "+525512345678", "template": "t", "language": "Spanish"}"#),

@@ -11,15 +11,17 @@ use async_trait::async_trait;
 use serde::{Deserialize, Serialize};
 use serde_json::{json, Value};
 
-use crate::clock::now_ms;
+use crate::clock::{now_ms, rfc3339};
 use crate::consent::{
     ConsentAction, ConsentCategory, ConsentEntry, ConsentSource, ContactRef, Keyed,
 };
 use crate::error::StoreError;
 use crate::queue::{OutgoingMessage, Queue};
 use crate::sends::error::{RequestError, SendsError};
-use crate::sends::policy::Policy;
-use crate::sends::request::SendRequest;
+use crate::identity::E164;
+use crate::sends::language::{choose, LanguageMap};
+use crate::sends::policy::{Policy, Refusal};
+use crate::sends::request::{SendKind, SendRequest};
 use crate::sends::store::{Created, SendRecord, SendState, SendStore};
 
 /// Largest `POST /consents` body.
@@ -62,6 +64,8 @@ pub struct Sends {
     keys: Arc<ApiKeys>,
     /// Where the API's writes are recorded (none: not recorded).
     audit: Audit,
+    /// The language of a template send without one, by the recipient's country.
+    languages: Arc<LanguageMap>,
 }
 
 /// The sends queue's message: the send's id (the sender reads the rest from the store).
@@ -96,6 +100,37 @@ impl Sends {
             events,
             keys,
             audit: Audit::none(),
+            languages: Arc::new(LanguageMap::default()),
+        }
+    }
+
+    /// The country → language map for template sends without `language`
+    /// (`WABRIDGE_TEMPLATE_LANGUAGES`; the built-in map otherwise).
+    pub fn with_languages(mut self, languages: LanguageMap) -> Sends {
+        self.languages = Arc::new(languages);
+        self
+    }
+
+    /// Gives a template send without `language` the first of its recipient's languages that
+    /// the registry knows as APPROVED; refuses it when there is none.
+    async fn choose_language(&self, request: &mut SendRequest) -> Result<(), SendsError> {
+        let country = request.to.as_ref().and_then(E164::region);
+        let SendKind::Template { name, language, .. } = &mut request.kind else {
+            return Ok(());
+        };
+        if !language.is_empty() {
+            return Ok(());
+        }
+        let tried = self.languages.candidates(country.as_deref());
+        let approved = self.policy.templates.approved_languages(name).await?;
+        match choose(&tried, &approved) {
+            Ok(chosen) => {
+                *language = chosen;
+                Ok(())
+            }
+            Err(approved) => Err(SendsError::Refused(
+                Refusal::TemplateLanguageUnavailable { tried, approved },
+            )),
         }
     }
 
@@ -129,8 +164,10 @@ impl Sends {
         actor: Option<&str>,
     ) -> Result<SendRecord, SendsError> {
         let key = idempotency_key_of(idempotency_key)?;
-        let request = SendRequest::parse(body)?;
+        let mut request = SendRequest::parse(body)?;
+        // The caller's request, before wabridge fills anything in: a replay matches it.
         let hash = request.hash();
+        self.choose_language(&mut request).await?;
         if let Some(refusal) = self.policy.check(&request, now_ms()).await? {
             return Err(SendsError::Refused(refusal));
         }
@@ -410,19 +447,14 @@ fn contact_from(to: Option<&str>, recipient: Option<&str>) -> Result<ContactRef,
     }
 }
 
-fn rfc3339(ms: i64) -> String {
-    time::OffsetDateTime::from_unix_timestamp_nanos(i128::from(ms) * 1_000_000)
-        .ok()
-        .and_then(|t| {
-            t.format(&time::format_description::well_known::Rfc3339)
-                .ok()
-        })
-        .unwrap_or_default()
-}
-
 /// The JSON answer of `POST /sends` and `GET /sends/{id}`.
 pub fn send_json(record: &SendRecord) -> Value {
     let mut v = json!({"id": record.id, "state": record.state.as_str()});
+    if record.request.get("type").and_then(Value::as_str) == Some("template") {
+        // The language the send goes in: the caller's, or the one wabridge chose.
+        v["template"] = record.request["name"].clone();
+        v["language"] = record.request["language"].clone();
+    }
     if let Some(e) = &record.error {
         v["error"] = json!({"code": e.code, "message": e.message});
     }

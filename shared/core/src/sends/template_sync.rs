@@ -28,7 +28,8 @@ use crate::sends::classify::SendFailure;
 use crate::templates::{TemplateRegistry, TemplateStatus};
 
 /// Fields asked for: what the registry keeps, and how placeholders are written.
-pub const FIELDS: &str = "name,language,status,category,components,parameter_format";
+pub const FIELDS: &str =
+    "id,name,language,status,category,components,parameter_format,rejected_reason,quality_score";
 /// Templates per page (Meta's pages go up to a few hundred; 100 keeps each answer small).
 pub const DEFAULT_PAGE_SIZE: u32 = 100;
 /// Pages per sync: 100 × 100 templates is far above what one WABA may hold.
@@ -98,9 +99,11 @@ impl TemplateSyncConfig {
     }
 }
 
-/// One template as Meta lists it, reduced to what the registry keeps.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+/// One template as Meta lists it: what the registry keeps, and what `templates plan` compares.
+#[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct RemoteTemplate {
+    /// Meta's template id (`hsm_id`): one per name and language.
+    pub id: Option<String>,
     pub name: String,
     pub language: String,
     pub status: Option<TemplateStatus>,
@@ -109,6 +112,13 @@ pub struct RemoteTemplate {
     pub parameter_format: Option<String>,
     /// Distinct placeholders of the BODY component.
     pub body_parameters: u32,
+    /// `rejected_reason` (NONE is left out).
+    pub reason: Option<String>,
+    /// `quality_score.score`: GREEN, YELLOW, RED or UNKNOWN.
+    pub quality: Option<String>,
+    /// The components as Meta lists them.
+    #[serde(skip)]
+    pub components: Vec<Value>,
 }
 
 /// The distinct placeholders (`{{1}}`, `{{first_name}}`) of a template text, in first-seen
@@ -194,12 +204,23 @@ pub fn parse_page(body: &Value) -> Result<Page, SyncError> {
             .map(Vec::as_slice)
             .unwrap_or(&[]);
         templates.push(RemoteTemplate {
+            id: item
+                .get("id")
+                .and_then(|v| v.as_str().map(str::to_string).or_else(|| v.as_u64().map(|n| n.to_string()))),
             name: name.to_string(),
             language: language.to_string(),
             status: text("status").map(TemplateStatus::new),
             category: text("category").map(|c| c.to_ascii_uppercase()),
             parameter_format: text("parameter_format").map(|f| f.to_ascii_uppercase()),
             body_parameters: body_parameter_count(components),
+            reason: text("rejected_reason")
+                .filter(|r| !r.eq_ignore_ascii_case("NONE"))
+                .map(str::to_string),
+            quality: item
+                .pointer("/quality_score/score")
+                .and_then(Value::as_str)
+                .map(str::to_ascii_uppercase),
+            components: components.to_vec(),
         });
     }
     let has_next = body
@@ -277,6 +298,38 @@ pub trait TemplateSource: Send + Sync {
     async fn fetch_page(&self, after: Option<&str>) -> Result<Page, SyncError>;
 }
 
+/// The pages of Meta's list, one request at a time, following `paging.cursors.after`.
+pub struct Pages<'a> {
+    sync: &'a TemplateSync,
+    after: Option<String>,
+    fetched: usize,
+    done: bool,
+}
+
+impl Pages<'_> {
+    /// The next page; `None` after the last one.
+    pub async fn next(&mut self) -> Result<Option<Page>, SyncError> {
+        if self.done {
+            return Ok(None);
+        }
+        if self.fetched == self.sync.config.max_pages {
+            return Err(SyncError::TooManyPages(self.sync.config.max_pages));
+        }
+        let page = self.sync.fetch_page(self.after.as_deref()).await?;
+        self.fetched += 1;
+        match &page.next_after {
+            None => self.done = true,
+            Some(next) if self.after.as_deref() == Some(next.as_str()) => {
+                return Err(SyncError::Invalid(
+                    "the paging cursor did not advance".into(),
+                ))
+            }
+            Some(next) => self.after = Some(next.clone()),
+        }
+        Ok(Some(page))
+    }
+}
+
 /// The sync: one per process, cheap to clone.
 #[derive(Clone)]
 pub struct TemplateSync {
@@ -321,10 +374,12 @@ impl TemplateSync {
         now_ms: impl Fn() -> i64,
     ) -> Result<SyncReport, SyncError> {
         let mut report = SyncReport::default();
-        let mut after: Option<String> = None;
-        for _ in 0..self.config.max_pages {
+        let mut pages = self.pages();
+        loop {
             let observed_at = now_ms() - OBSERVATION_SLACK_MS;
-            let page = self.fetch_page(after.as_deref()).await?;
+            let Some(page) = pages.next().await? else {
+                return Ok(report);
+            };
             report.pages += 1;
             report.skipped += page.skipped;
             for t in &page.templates {
@@ -338,20 +393,33 @@ impl TemplateSync {
                         observed_at,
                     )
                     .await?;
+                if let Some(quality) = &t.quality {
+                    registry.put_quality(&t.name, &t.language, quality).await?;
+                }
                 report.templates += 1;
                 report.statuses_written += usize::from(written);
             }
-            match page.next_after {
-                None => return Ok(report),
-                Some(next) if after.as_deref() == Some(next.as_str()) => {
-                    return Err(SyncError::Invalid(
-                        "the paging cursor did not advance".into(),
-                    ))
-                }
-                Some(next) => after = Some(next),
-            }
         }
-        Err(SyncError::TooManyPages(self.config.max_pages))
+    }
+
+    /// Every template Meta lists, every page (`templates plan`).
+    pub async fn list_all(&self) -> Result<Vec<RemoteTemplate>, SyncError> {
+        let mut out = Vec::new();
+        let mut pages = self.pages();
+        while let Some(page) = pages.next().await? {
+            out.extend(page.templates);
+        }
+        Ok(out)
+    }
+
+    /// Walks the pages, bounded by [`TemplateSyncConfig::max_pages`].
+    pub fn pages(&self) -> Pages<'_> {
+        Pages {
+            sync: self,
+            after: None,
+            fetched: 0,
+            done: false,
+        }
     }
 
     /// [`TemplateSync::sync_with_clock`] on the system clock.

@@ -23,14 +23,16 @@ const SCHEMAS: &[&str] = &[
 ];
 
 /// Current schema version, kept in `PRAGMA user_version`.
-const SCHEMA_VERSION: i64 = 2;
+const SCHEMA_VERSION: i64 = 3;
 
 /// What a database of an older version needs beyond `CREATE ... IF NOT EXISTS` (which creates
-/// new tables, never new columns): `(version that introduced it, statements)`.
-const UPGRADES: &[(i64, &str)] = &[(
-    2,
-    "ALTER TABLE queue_messages ADD COLUMN retrying INTEGER NOT NULL DEFAULT 0;",
-)];
+/// new tables, never new columns): `(version that introduced it, table, column, definition)`.
+/// A column is added only to a table that exists without it (a table the old version never
+/// had is created whole from [`SCHEMAS`]).
+const UPGRADES: &[(i64, &str, &str, &str)] = &[
+    (2, "queue_messages", "retrying", "INTEGER NOT NULL DEFAULT 0"),
+    (3, "templates", "quality", "TEXT"),
+];
 
 pub(super) fn migrate(conn: &mut Connection) -> Result<(), StoreError> {
     // Deferred first: when the schema is already there, `CREATE ... IF NOT EXISTS` takes no
@@ -55,9 +57,12 @@ fn migrate_in(conn: &mut Connection, behavior: TransactionBehavior) -> Result<()
     // A fresh database (version 0) gets every column from SCHEMAS; an older one, the upgrades
     // past its version first.
     if version > 0 {
-        for (introduced, upgrade) in UPGRADES {
-            if version < *introduced {
-                txn.execute_batch(upgrade).map_err(sql_err)?;
+        for (introduced, table, column, definition) in UPGRADES {
+            if version < *introduced && lacks_column(&txn, table, column)? {
+                txn.execute_batch(&format!(
+                    "ALTER TABLE {table} ADD COLUMN {column} {definition};"
+                ))
+                .map_err(sql_err)?;
             }
         }
     }
@@ -69,4 +74,17 @@ fn migrate_in(conn: &mut Connection, behavior: TransactionBehavior) -> Result<()
             .map_err(sql_err)?;
     }
     txn.commit().map_err(sql_err)
+}
+
+/// Whether `table` exists and has no column `column`.
+fn lacks_column(conn: &Connection, table: &str, column: &str) -> Result<bool, StoreError> {
+    let mut stmt = conn
+        .prepare(&format!("PRAGMA table_info({table})"))
+        .map_err(sql_err)?;
+    let columns = stmt
+        .query_map([], |r| r.get::<_, String>(1))
+        .map_err(sql_err)?
+        .collect::<Result<Vec<_>, _>>()
+        .map_err(sql_err)?;
+    Ok(!columns.is_empty() && !columns.iter().any(|c| c == column))
 }

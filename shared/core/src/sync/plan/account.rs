@@ -69,7 +69,8 @@ pub(super) fn preference(
 }
 
 pub(super) fn template_status(event: &Event, update: TemplateStatusUpdate) -> Plan {
-    let record = TemplateStatusRecord {
+    let upper = |v: &Option<String>| v.as_deref().map(str::to_ascii_uppercase);
+    let mut record = TemplateStatusRecord {
         event_id: event.key.clone(),
         template_id: update.message_template_id.clone(),
         template_name: update.message_template_name.clone(),
@@ -79,6 +80,31 @@ pub(super) fn template_status(event: &Event, update: TemplateStatusUpdate) -> Pl
         at: ms(event.entry_time),
         ..Default::default()
     };
+    match event.field.as_str() {
+        "message_template_quality_update" => {
+            record.update = Some("quality".into());
+            record.quality = upper(&update.new_quality_score);
+            record.previous_quality = upper(&update.previous_quality_score);
+        }
+        "template_category_update" => {
+            record.update = Some("category".into());
+            match &update.correct_category {
+                // A notice: `correct_category` is the coming one, `new_category` the current.
+                Some(coming) => {
+                    record.category = Some(coming.to_ascii_uppercase());
+                    record.previous_category = upper(&update.new_category);
+                    record.category_from = update.category_update_timestamp.map(|t| t * 1000);
+                }
+                None => {
+                    record.category = upper(&update.new_category);
+                    record.previous_category =
+                        upper(&update.previous_category).or(upper(&update.old_category));
+                }
+            }
+        }
+        "message_template_components_update" => record.update = Some("components".into()),
+        _ => {}
+    }
     Plan::records(
         Item::TemplateStatus(update),
         vec![("template_status", Record::TemplateStatus(record))],

@@ -67,7 +67,10 @@ pub(super) fn plan(event: &Event, result: SendResultItem) -> Result<Plan, PlanEr
             direction: Some(Direction::Outbound),
             message_id: result.wamid.clone(),
             at,
-            text: result.template.as_ref().map(|t| format!("template {t}")),
+            text: result.template.as_ref().map(|t| match &result.language {
+                Some(l) => format!("template {t} ({l})"),
+                None => format!("template {t}"),
+            }),
             status: Some(state.to_string()),
             errors,
             send_id: Some(result.send_id.clone()),

@@ -4,7 +4,8 @@ use serde::{Deserialize, Serialize};
 
 use super::*;
 
-/// `message_template_status_update` value.
+/// `message_template_status_update` value, and the template's other updates (quality,
+/// category, components), which name the template the same way.
 #[derive(Debug, Clone, Default, Serialize, Deserialize)]
 pub struct TemplateStatusUpdate {
     /// As Meta sent it, so a status Meta adds later is kept by name; [`Self::event_kind`] types it.
@@ -22,6 +23,31 @@ pub struct TemplateStatusUpdate {
     pub reason: Option<String>,
     #[serde(default)]
     pub other_info: Option<serde_json::Value>,
+    /// `message_template_quality_update`: GREEN, YELLOW, RED or UNKNOWN.
+    #[serde(default)]
+    pub previous_quality_score: Option<String>,
+    #[serde(default)]
+    pub new_quality_score: Option<String>,
+    /// `template_category_update`. Done: `previous_category` (or `old_category`) →
+    /// `new_category`. A notice 24 hours ahead carries `correct_category`, the coming one.
+    #[serde(default)]
+    pub previous_category: Option<String>,
+    #[serde(default)]
+    pub old_category: Option<String>,
+    #[serde(default)]
+    pub new_category: Option<String>,
+    #[serde(default)]
+    pub correct_category: Option<String>,
+    /// With `correct_category`: when it takes effect (Unix seconds).
+    #[serde(default, deserialize_with = "lenient::int")]
+    pub category_update_timestamp: Option<i64>,
+    /// `message_template_components_update`: the edited body, header text and footer.
+    #[serde(default)]
+    pub message_template_element: Option<String>,
+    #[serde(default)]
+    pub message_template_title: Option<String>,
+    #[serde(default)]
+    pub message_template_footer: Option<String>,
 }
 
 impl TemplateStatusUpdate {

@@ -1,5 +1,6 @@
 //! One change of one entry into its events, by field: messages (messages, statuses, errors),
-//! user preferences, template, quality and account updates, and anything else kept whole.
+//! user preferences, template (status, quality, category, components), quality and account
+//! updates, and anything else kept whole.
 
 use serde_json::value::RawValue;
 use sha2::{Digest, Sha256};
@@ -29,6 +30,30 @@ impl Ctx<'_, '_> {
                         "t:{}:{}:{}",
                         text(&h.message_template_id)?,
                         text(&h.event)?,
+                        self.entry_time?
+                    ))
+                });
+                self.push(EventKind::TemplateStatus, key, None, value);
+            }
+            // The template's other updates share its event kind; `field` tells them apart.
+            "message_template_quality_update"
+            | "template_category_update"
+            | "message_template_components_update" => {
+                let key = head(value).and_then(|h| {
+                    let what = match self.field {
+                        "message_template_quality_update" => {
+                            format!("q:{}", text(&h.new_quality_score)?)
+                        }
+                        "template_category_update" => format!(
+                            "c:{}:{}",
+                            text(&h.new_category).unwrap_or("-"),
+                            text(&h.correct_category).unwrap_or("-")
+                        ),
+                        _ => "e".to_string(),
+                    };
+                    Some(format!(
+                        "t:{}:{what}:{}",
+                        text(&h.message_template_id)?,
                         self.entry_time?
                     ))
                 });

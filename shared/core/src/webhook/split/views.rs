@@ -193,6 +193,12 @@ pub(super) struct FieldHead<'a> {
     pub(super) display_phone_number: Option<Text<'a>>,
     #[serde(borrow, default)]
     pub(super) phone_number: Option<Text<'a>>,
+    #[serde(borrow, default)]
+    pub(super) new_quality_score: Option<Text<'a>>,
+    #[serde(borrow, default)]
+    pub(super) new_category: Option<Text<'a>>,
+    #[serde(borrow, default)]
+    pub(super) correct_category: Option<Text<'a>>,
 }
 
 pub(super) fn head(value: &RawValue) -> Option<FieldHead<'_>> {

@@ -1,0 +1,384 @@
+//! `wabridge templates check | plan | apply | history`: the template files of a folder
+//! (`--dir`, default `templates`, or `WABRIDGE_TEMPLATES`) against Meta, over
+//! `wabridge_core::template_files`.
+//!
+//! - `check` is offline: it parses and validates every file (for CI on every pull request).
+//! - `plan` reads Meta's list (`WHATSAPP_ACCESS_TOKEN`, `WHATSAPP_BUSINESS_ACCOUNT_ID`) and the
+//!   apply history, prints the plan, and exits 2 when it is not clean (a gate for CI).
+//! - `apply` makes the plan's changes and records each in the history; `history NAME` shows it.
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use serde_json::json;
+use sha2::{Digest, Sha256};
+use wabridge_core::clock::now_ms;
+use wabridge_core::config;
+use wabridge_core::sends::template_sync::TemplateSyncConfig;
+use wabridge_core::template_files::apply::{self, ApplyOptions, Sample, TemplateAdmin, TemplateHistory};
+use wabridge_core::template_files::plan::{self, Local, DAY_MS};
+use wabridge_core::template_files::validate::{self, Finding, Severity};
+use wabridge_core::template_files::{TemplateFile, MAX_FILE_BYTES};
+use wabridge_graph::GraphTemplateAdmin;
+use wabridge_sqlite::SqliteTemplateHistory;
+
+use crate::error::CliError;
+
+/// Largest media header sample read (Meta's largest media limit, a document: 100 MB).
+const MAX_SAMPLE_BYTES: u64 = 100 * 1024 * 1024;
+
+/// One file of the folder, parsed, with its media samples read.
+struct Loaded {
+    label: String,
+    template: TemplateFile,
+    sample_sha256: BTreeMap<String, String>,
+    samples: BTreeMap<(String, String), Sample>,
+}
+
+/// What the folder holds, and what is wrong with it.
+struct Folder {
+    files: Vec<Loaded>,
+    findings: Vec<Finding>,
+    /// Files that did not parse: "file: line L, column C: problem".
+    unreadable: Vec<String>,
+}
+
+impl Folder {
+    fn errors(&self) -> usize {
+        self.unreadable.len()
+            + self
+                .findings
+                .iter()
+                .filter(|f| f.severity == Severity::Error)
+                .count()
+    }
+
+    fn print(&self, as_json: bool) {
+        for u in &self.unreadable {
+            if as_json {
+                println!("{}", json!({"severity": "error", "problem": u}));
+            } else {
+                println!("error: {u}");
+            }
+        }
+        for f in &self.findings {
+            if as_json {
+                println!("{}", json!(f));
+            } else {
+                println!("{f}");
+            }
+        }
+    }
+
+    fn locals(&self) -> Vec<Local<'_>> {
+        self.files
+            .iter()
+            .map(|l| Local {
+                file: &l.label,
+                template: &l.template,
+                sample_sha256: l.sample_sha256.clone(),
+            })
+            .collect()
+    }
+}
+
+/// The folder: `--dir`, else `WABRIDGE_TEMPLATES`, else `templates`.
+pub fn folder(dir: Option<PathBuf>) -> PathBuf {
+    dir.or_else(|| {
+        std::env::var(config::WABRIDGE_TEMPLATES)
+            .ok()
+            .filter(|d| !d.trim().is_empty())
+            .map(PathBuf::from)
+    })
+    .unwrap_or_else(|| PathBuf::from("templates"))
+}
+
+/// Reads and checks every `*.toml` file of `dir` (not its subfolders: those hold samples).
+fn load(dir: &Path) -> Result<Folder, CliError> {
+    let mut paths: Vec<PathBuf> = std::fs::read_dir(dir)
+        .map_err(CliError::io("list", dir))?
+        .filter_map(|e| e.ok().map(|e| e.path()))
+        .filter(|p| p.is_file() && p.extension().is_some_and(|e| e == "toml"))
+        .collect();
+    paths.sort();
+    let mut folder = Folder {
+        files: Vec::new(),
+        findings: Vec::new(),
+        unreadable: Vec::new(),
+    };
+    for path in paths {
+        let label = path.display().to_string();
+        let len = std::fs::metadata(&path).map_err(CliError::io("read", &path))?.len();
+        if len > MAX_FILE_BYTES as u64 {
+            folder
+                .unreadable
+                .push(format!("{label}: larger than {MAX_FILE_BYTES} bytes"));
+            continue;
+        }
+        let bytes = std::fs::read(&path).map_err(CliError::io("read", &path))?;
+        let template = match TemplateFile::parse(&label, &bytes) {
+            Ok(t) => t,
+            Err(e) => {
+                folder.unreadable.push(e.to_string());
+                continue;
+            }
+        };
+        let stem = path.file_stem().and_then(|s| s.to_str());
+        folder
+            .findings
+            .extend(validate::validate(&label, stem, &template));
+        let mut loaded = Loaded {
+            label,
+            template,
+            sample_sha256: BTreeMap::new(),
+            samples: BTreeMap::new(),
+        };
+        read_samples(&path, &mut loaded, &mut folder.findings);
+        folder.files.push(loaded);
+    }
+    let names: Vec<(&str, &str)> = folder
+        .files
+        .iter()
+        .map(|l| (l.label.as_str(), l.template.name.as_str()))
+        .collect();
+    let duplicates = validate::validate_names(names);
+    folder.findings.extend(duplicates);
+    Ok(folder)
+}
+
+/// Reads each media header's sample next to the file; a missing or oversized one is a finding.
+fn read_samples(path: &Path, loaded: &mut Loaded, findings: &mut Vec<Finding>) {
+    let base = path.parent().unwrap_or(Path::new("."));
+    let t = &loaded.template;
+    for (language, content) in &t.languages {
+        let Some(sample) = content.header.as_ref().and_then(|h| h.sample.as_deref()) else {
+            continue;
+        };
+        let Some(mime) = Sample::mime_for(sample) else {
+            continue; // validate named the extension already
+        };
+        let mut problem = |message: String| {
+            findings.push(Finding {
+                severity: Severity::Error,
+                file: loaded.label.clone(),
+                template: t.name.clone(),
+                language: Some(language.clone()),
+                field: "header.sample".into(),
+                message,
+            })
+        };
+        let file = base.join(sample);
+        match std::fs::metadata(&file) {
+            Err(_) => problem(format!("`{sample}` not found next to the template file")),
+            Ok(m) if m.len() > MAX_SAMPLE_BYTES => {
+                problem(format!("`{sample}` is over {MAX_SAMPLE_BYTES} bytes"))
+            }
+            Ok(_) => match std::fs::read(&file) {
+                Err(e) => problem(format!("`{sample}` cannot be read: {e}")),
+                Ok(bytes) => {
+                    loaded
+                        .sample_sha256
+                        .insert(language.clone(), hex::encode(Sha256::digest(&bytes)));
+                    let file_name = file
+                        .file_name()
+                        .and_then(|n| n.to_str())
+                        .unwrap_or("sample")
+                        .to_string();
+                    loaded.samples.insert(
+                        (t.name.clone(), language.clone()),
+                        Sample {
+                            file_name,
+                            mime,
+                            bytes,
+                        },
+                    );
+                }
+            },
+        }
+    }
+}
+
+/// Loads the folder and stops on errors (printing every finding first).
+fn load_checked(dir: &Path, as_json: bool) -> Result<Folder, CliError> {
+    let folder = load(dir)?;
+    let errors = folder.errors();
+    if errors > 0 || as_json {
+        folder.print(as_json);
+    } else {
+        // Warnings only: shown, never blocking.
+        for f in &folder.findings {
+            eprintln!("{f}");
+        }
+    }
+    if errors > 0 {
+        return Err(CliError::TemplateFiles {
+            dir: dir.to_path_buf(),
+            errors,
+        });
+    }
+    Ok(folder)
+}
+
+/// `wabridge templates check [--dir D] [--json]`.
+pub fn check(dir: &Path, as_json: bool) -> Result<(), CliError> {
+    let folder = load(dir)?;
+    folder.print(as_json);
+    let errors = folder.errors();
+    let warnings = folder.findings.len() + folder.unreadable.len() - errors;
+    let languages: usize = folder.files.iter().map(|f| f.template.languages.len()).sum();
+    if !as_json {
+        println!(
+            "{} files, {languages} languages: {errors} errors, {warnings} warnings",
+            folder.files.len() + folder.unreadable.len()
+        );
+    }
+    if errors > 0 {
+        return Err(CliError::TemplateFiles {
+            dir: dir.to_path_buf(),
+            errors,
+        });
+    }
+    Ok(())
+}
+
+/// Meta's side: the Graph API client for the configured WABA.
+fn admin() -> Result<GraphTemplateAdmin, CliError> {
+    let config = TemplateSyncConfig::from_env()?;
+    let app_id = std::env::var(config::WHATSAPP_APP_ID)
+        .ok()
+        .filter(|a| !a.trim().is_empty());
+    if let Some(id) = app_id.as_deref().filter(|a| !a.chars().all(|c| c.is_ascii_digit())) {
+        return Err(config::ConfigError::Invalid {
+            name: config::WHATSAPP_APP_ID,
+            value: id.to_string(),
+            expected: "the numeric Meta app id",
+        }
+        .into());
+    }
+    Ok(GraphTemplateAdmin::new(config, app_id))
+}
+
+fn history(data: &Path) -> Result<Arc<SqliteTemplateHistory>, CliError> {
+    let db = crate::data::open_or_create(data)?;
+    let retention = wabridge_core::audit::retention(|n| std::env::var(n).ok())?;
+    Ok(Arc::new(SqliteTemplateHistory::new(db).with_retention(retention)))
+}
+
+async fn make_plan(
+    folder: &Folder,
+    admin: &dyn TemplateAdmin,
+    history: &dyn TemplateHistory,
+    now: i64,
+) -> Result<plan::Plan, CliError> {
+    let remote = admin.list().await?;
+    let applied = history
+        .history(None, now - 30 * DAY_MS)
+        .await
+        .map_err(CliError::store("cannot read the template apply history"))?;
+    Ok(plan::plan(&folder.locals(), &remote, &applied, now))
+}
+
+/// `wabridge templates plan [--dir D] [--json]`: exits 2 when the plan is not clean.
+pub async fn plan(dir: &Path, data: &Path, as_json: bool) -> Result<(), CliError> {
+    let folder = load_checked(dir, false)?;
+    let admin = admin()?;
+    let plan = make_plan(&folder, &admin, history(data)?.as_ref(), now_ms()).await?;
+    if as_json {
+        println!("{}", json!(plan));
+    } else {
+        print!("{}", plan.render());
+    }
+    if plan.is_clean() {
+        Ok(())
+    } else {
+        Err(CliError::PlanNotClean)
+    }
+}
+
+/// `wabridge templates apply [--dir D] [--allow-delete] [--by WHO]`.
+pub async fn apply(
+    dir: &Path,
+    data: &Path,
+    allow_delete: bool,
+    by: Option<String>,
+) -> Result<(), CliError> {
+    let folder = load_checked(dir, false)?;
+    let admin = admin()?;
+    let history = history(data)?;
+    let now = now_ms();
+    let plan = make_plan(&folder, &admin, history.as_ref(), now).await?;
+    print!("{}", plan.render());
+    let samples: BTreeMap<(String, String), Sample> = folder
+        .files
+        .iter()
+        .flat_map(|f| f.samples.clone())
+        .collect();
+    let options = ApplyOptions {
+        allow_delete,
+        applied_by: by.unwrap_or_else(|| wabridge_core::audit::CLI_ACTOR.to_string()),
+        now_ms: now,
+    };
+    let report = apply::apply(
+        &plan,
+        &folder.locals(),
+        &samples,
+        &admin,
+        history.as_ref(),
+        &options,
+    )
+    .await
+    .map_err(CliError::store("cannot record the template apply history"))?;
+    println!();
+    for a in &report.applied {
+        let id = a.template_id.as_deref().unwrap_or("-");
+        println!("{}d {} [{}]: id {id}", a.action, a.name, a.language);
+    }
+    for s in &report.skipped {
+        println!("skipped {} {} [{}]: {}", s.action, s.name, s.language, s.reason);
+    }
+    for f in &report.failed {
+        println!("failed {} {} [{}]: {}", f.action, f.name, f.language, f.reason);
+    }
+    if !report.applied.is_empty() {
+        let db = crate::data::open_or_create(data)?;
+        let subject = format!("{} changes", report.applied.len());
+        crate::audit::note_local(&db, wabridge_core::audit::action::TEMPLATE_APPLY, Some(&subject))
+            .await?;
+    }
+    if report.failed.is_empty() {
+        Ok(())
+    } else {
+        Err(CliError::TemplatesNotApplied {
+            failed: report.failed.len(),
+        })
+    }
+}
+
+/// `wabridge templates history NAME [--json]`: what `apply` did to it, oldest first.
+pub async fn show_history(data: &Path, name: &str, as_json: bool) -> Result<(), CliError> {
+    let changes = history(data)?
+        .history(Some(name), 0)
+        .await
+        .map_err(CliError::store("cannot read the template apply history"))?;
+    for c in &changes {
+        if as_json {
+            println!("{}", json!(c));
+        } else {
+            println!(
+                "{}  {:<6} {} [{}]  id {}  by {}  content {}",
+                wabridge_core::clock::rfc3339(c.applied_at_ms),
+                c.action,
+                c.name,
+                c.language,
+                c.template_id.as_deref().unwrap_or("-"),
+                c.applied_by,
+                &c.content_hash.get(..12).unwrap_or("-"),
+            );
+        }
+    }
+    if changes.is_empty() {
+        eprintln!("no change applied to {name} is on record");
+    }
+    Ok(())
+}
