@@ -16,7 +16,9 @@ use sha2::{Digest, Sha256};
 use wabridge_core::clock::now_ms;
 use wabridge_core::config;
 use wabridge_core::sends::template_sync::TemplateSyncConfig;
-use wabridge_core::template_files::apply::{self, ApplyOptions, Sample, TemplateAdmin, TemplateHistory};
+use wabridge_core::template_files::apply::{
+    self, ApplyOptions, Sample, TemplateAdmin, TemplateHistory,
+};
 use wabridge_core::template_files::plan::{self, Local, DAY_MS};
 use wabridge_core::template_files::validate::{self, Finding, Severity};
 use wabridge_core::template_files::{TemplateFile, MAX_FILE_BYTES};
@@ -109,7 +111,9 @@ fn load(dir: &Path) -> Result<Folder, CliError> {
     };
     for path in paths {
         let label = path.display().to_string();
-        let len = std::fs::metadata(&path).map_err(CliError::io("read", &path))?.len();
+        let len = std::fs::metadata(&path)
+            .map_err(CliError::io("read", &path))?
+            .len();
         if len > MAX_FILE_BYTES as u64 {
             folder
                 .unreadable
@@ -226,7 +230,11 @@ pub fn check(dir: &Path, as_json: bool) -> Result<(), CliError> {
     folder.print(as_json);
     let errors = folder.errors();
     let warnings = folder.findings.len() + folder.unreadable.len() - errors;
-    let languages: usize = folder.files.iter().map(|f| f.template.languages.len()).sum();
+    let languages: usize = folder
+        .files
+        .iter()
+        .map(|f| f.template.languages.len())
+        .sum();
     if !as_json {
         println!(
             "{} files, {languages} languages: {errors} errors, {warnings} warnings",
@@ -248,7 +256,10 @@ fn admin() -> Result<GraphTemplateAdmin, CliError> {
     let app_id = std::env::var(config::WHATSAPP_APP_ID)
         .ok()
         .filter(|a| !a.trim().is_empty());
-    if let Some(id) = app_id.as_deref().filter(|a| !a.chars().all(|c| c.is_ascii_digit())) {
+    if let Some(id) = app_id
+        .as_deref()
+        .filter(|a| !a.chars().all(|c| c.is_ascii_digit()))
+    {
         return Err(config::ConfigError::Invalid {
             name: config::WHATSAPP_APP_ID,
             value: id.to_string(),
@@ -262,7 +273,9 @@ fn admin() -> Result<GraphTemplateAdmin, CliError> {
 fn history(data: &Path) -> Result<Arc<SqliteTemplateHistory>, CliError> {
     let db = crate::data::open_or_create(data)?;
     let retention = wabridge_core::audit::retention(|n| std::env::var(n).ok())?;
-    Ok(Arc::new(SqliteTemplateHistory::new(db).with_retention(retention)))
+    Ok(Arc::new(
+        SqliteTemplateHistory::new(db).with_retention(retention),
+    ))
 }
 
 async fn make_plan(
@@ -335,16 +348,26 @@ pub async fn apply(
         println!("{}d {} [{}]: id {id}", a.action, a.name, a.language);
     }
     for s in &report.skipped {
-        println!("skipped {} {} [{}]: {}", s.action, s.name, s.language, s.reason);
+        println!(
+            "skipped {} {} [{}]: {}",
+            s.action, s.name, s.language, s.reason
+        );
     }
     for f in &report.failed {
-        println!("failed {} {} [{}]: {}", f.action, f.name, f.language, f.reason);
+        println!(
+            "failed {} {} [{}]: {}",
+            f.action, f.name, f.language, f.reason
+        );
     }
     if !report.applied.is_empty() {
         let db = crate::data::open_or_create(data)?;
         let subject = format!("{} changes", report.applied.len());
-        crate::audit::note_local(&db, wabridge_core::audit::action::TEMPLATE_APPLY, Some(&subject))
-            .await?;
+        crate::audit::note_local(
+            &db,
+            wabridge_core::audit::action::TEMPLATE_APPLY,
+            Some(&subject),
+        )
+        .await?;
     }
     if report.failed.is_empty() {
         Ok(())

@@ -35,7 +35,8 @@ pub async fn sync(data: &Path) -> Result<(), CliError> {
     Ok(())
 }
 
-/// `wabridge templates list [--json]`: what the registry knows, one template per line.
+/// `wabridge templates status [--json]` (also `list`): what the registry knows, one template
+/// and language per line: review status, category, quality, body parameters, Meta's reason.
 pub async fn list(data: &Path, as_json: bool) -> Result<(), CliError> {
     let db = crate::data::open_existing(data)?;
     let templates = registry(&db)
@@ -54,24 +55,27 @@ pub async fn list(data: &Path, as_json: bool) -> Result<(), CliError> {
                     "category": t.category,
                     "body_parameters": t.body_parameters,
                     "reason": t.reason,
+                    "quality": t.quality,
                 })
             );
         }
         return Ok(());
     }
     println!(
-        "{:<40} {:<8} {:<12} {:<15} BODY PARAMS",
-        "NAME", "LANG", "STATUS", "CATEGORY"
+        "{:<40} {:<8} {:<12} {:<15} {:<8} {:<11} REASON",
+        "NAME", "LANG", "STATUS", "CATEGORY", "QUALITY", "BODY PARAMS"
     );
     for t in &templates {
         println!(
-            "{:<40} {:<8} {:<12} {:<15} {}",
+            "{:<40} {:<8} {:<12} {:<15} {:<8} {:<11} {}",
             t.name,
             t.language,
             dash(t.status.as_ref().map(|s| s.as_str())),
             dash(t.category.as_deref()),
+            dash(t.quality.as_deref()),
             t.body_parameters
-                .map_or_else(|| "-".to_string(), |n| n.to_string())
+                .map_or_else(|| "-".to_string(), |n| n.to_string()),
+            dash(t.reason.as_deref())
         );
     }
     if templates.is_empty() {

@@ -7,7 +7,9 @@ use std::sync::Arc;
 use async_trait::async_trait;
 use serde_json::Value;
 use wabridge_core::sends::classify::classify_response;
-use wabridge_core::sends::template_sync::{RemoteTemplate, SyncError, TemplateSync, TemplateSyncConfig};
+use wabridge_core::sends::template_sync::{
+    RemoteTemplate, SyncError, TemplateSync, TemplateSyncConfig,
+};
 use wabridge_core::template_files::apply::{Created, TemplateAdmin};
 
 use crate::{classify_transport, http_client, GraphTemplates};
@@ -36,7 +38,10 @@ impl std::fmt::Debug for GraphTemplateAdmin {
 
 impl GraphTemplateAdmin {
     pub fn new(config: TemplateSyncConfig, app_id: Option<String>) -> GraphTemplateAdmin {
-        let pages = TemplateSync::new(config.clone(), Arc::new(GraphTemplates::new(config.clone())));
+        let pages = TemplateSync::new(
+            config.clone(),
+            Arc::new(GraphTemplates::new(config.clone())),
+        );
         GraphTemplateAdmin {
             http: http_client(config.timeout),
             config: Arc::new(config),
@@ -78,7 +83,11 @@ impl GraphTemplateAdmin {
         }
         let body: Option<Value> = serde_json::from_slice(&bytes).ok();
         if !(200..300).contains(&status) {
-            return Err(SyncError::Graph(classify_response(status, body.as_ref(), retry)));
+            return Err(SyncError::Graph(classify_response(
+                status,
+                body.as_ref(),
+                retry,
+            )));
         }
         body.ok_or_else(|| SyncError::Invalid("the answer is not JSON".into()))
     }
@@ -94,7 +103,9 @@ impl GraphTemplateAdmin {
 
 fn success(answer: &Value, what: &str) -> Result<(), SyncError> {
     match answer.get("success").and_then(Value::as_bool) {
-        Some(false) => Err(SyncError::Invalid(format!("Meta answered success: false to the {what}"))),
+        Some(false) => Err(SyncError::Invalid(format!(
+            "Meta answered success: false to the {what}"
+        ))),
         _ => Ok(()),
     }
 }
@@ -111,7 +122,12 @@ impl TemplateAdmin for GraphTemplateAdmin {
             .await?;
         let text = |k: &str| answer.get(k).and_then(Value::as_str).map(str::to_string);
         let id = text("id")
-            .or_else(|| answer.get("id").and_then(Value::as_u64).map(|n| n.to_string()))
+            .or_else(|| {
+                answer
+                    .get("id")
+                    .and_then(Value::as_u64)
+                    .map(|n| n.to_string())
+            })
             .ok_or_else(|| SyncError::Invalid("the create answer has no template id".into()))?;
         Ok(Created {
             id,
@@ -121,10 +137,15 @@ impl TemplateAdmin for GraphTemplateAdmin {
     }
 
     async fn edit(&self, template_id: &str, body: &Value) -> Result<(), SyncError> {
-        if !template_id.chars().all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_') {
+        if !template_id
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_')
+        {
             return Err(SyncError::Invalid("the template id is not an id".into()));
         }
-        let answer = self.call(self.json_post(self.url(template_id), body)).await?;
+        let answer = self
+            .call(self.json_post(self.url(template_id), body))
+            .await?;
         success(&answer, "edit")
     }
 
@@ -154,7 +175,11 @@ impl TemplateAdmin for GraphTemplateAdmin {
             .call(
                 self.http
                     .post(self.url(&format!("{app_id}/uploads")))
-                    .query(&[("file_name", file_name), ("file_length", &length), ("file_type", mime)])
+                    .query(&[
+                        ("file_name", file_name),
+                        ("file_length", &length),
+                        ("file_type", mime),
+                    ])
                     .bearer_auth(&self.config.access_token),
             )
             .await?;
@@ -162,7 +187,9 @@ impl TemplateAdmin for GraphTemplateAdmin {
             .get("id")
             .and_then(Value::as_str)
             .filter(|id| id.starts_with("upload:") && !id.contains('/'))
-            .ok_or_else(|| SyncError::Invalid("the upload session answer has no upload id".into()))?;
+            .ok_or_else(|| {
+                SyncError::Invalid("the upload session answer has no upload id".into())
+            })?;
         let answer = self
             .call(
                 self.http

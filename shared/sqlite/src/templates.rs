@@ -331,12 +331,92 @@ mod tests {
             )
             .unwrap();
         }
-        let registry =
-            TemplateRegistry::new(std::sync::Arc::new(SqliteTemplates::new(Db::open(&path).unwrap())));
-        registry.put_quality("pedido", "es_MX", "yellow").await.unwrap();
+        let registry = TemplateRegistry::new(std::sync::Arc::new(SqliteTemplates::new(
+            Db::open(&path).unwrap(),
+        )));
+        registry
+            .put_quality("pedido", "es_MX", "yellow")
+            .await
+            .unwrap();
         let got = registry.get("pedido", "es_MX").await.unwrap().unwrap();
         assert_eq!(got.quality.as_deref(), Some("YELLOW"));
-        assert_eq!(got.category.as_deref(), Some("UTILITY"), "a patch keeps the rest");
-        assert_eq!(registry.approved_languages("pedido").await.unwrap(), ["es_MX"]);
+        assert_eq!(
+            got.category.as_deref(),
+            Some("UTILITY"),
+            "a patch keeps the rest"
+        );
+        assert_eq!(
+            registry.approved_languages("pedido").await.unwrap(),
+            ["es_MX"]
+        );
+    }
+
+    /// Each template webhook updates what it is about; a notice changes nothing yet; a value
+    /// without what it updates says which field it lacks.
+    #[tokio::test]
+    async fn template_updates_reach_the_registry() {
+        use wabridge_core::webhook::model::TemplateStatusUpdate;
+        let dir = tempfile::tempdir().unwrap();
+        let registry = TemplateRegistry::new(std::sync::Arc::new(SqliteTemplates::new(
+            Db::open(dir.path().join("t.db")).unwrap(),
+        )));
+        registry
+            .define("promo", "es_MX", Some("UTILITY"), Some(1))
+            .await
+            .unwrap();
+        let update =
+            |v: serde_json::Value| -> TemplateStatusUpdate { serde_json::from_value(v).unwrap() };
+        let named = serde_json::json!({"message_template_name": "promo", "message_template_language": "es_MX"});
+        let with = |extra: serde_json::Value| {
+            let mut v = named.clone();
+            v.as_object_mut()
+                .unwrap()
+                .extend(extra.as_object().unwrap().clone());
+            update(v)
+        };
+        let apply = |field: &'static str, u: TemplateStatusUpdate| {
+            let registry = registry.clone();
+            async move { registry.apply_update(field, &u, 1000).await.unwrap() }
+        };
+        // A notice of tomorrow's change: nothing yet.
+        let notice =
+            with(serde_json::json!({"new_category": "UTILITY", "correct_category": "MARKETING"}));
+        assert_eq!(apply("template_category_update", notice).await, Ok(false));
+        let get = || async { registry.get("promo", "es_MX").await.unwrap().unwrap() };
+        assert_eq!(get().await.category.as_deref(), Some("UTILITY"));
+        // Done: MARKETING at once.
+        let done =
+            with(serde_json::json!({"previous_category": "UTILITY", "new_category": "marketing"}));
+        assert_eq!(apply("template_category_update", done).await, Ok(true));
+        assert_eq!(get().await.category.as_deref(), Some("MARKETING"));
+        let quality = with(serde_json::json!({"new_quality_score": "RED"}));
+        apply("message_template_quality_update", quality)
+            .await
+            .unwrap();
+        let edited =
+            with(serde_json::json!({"message_template_element": "Hola {{1}}, tu {{2}} y {{3}}"}));
+        apply("message_template_components_update", edited)
+            .await
+            .unwrap();
+        let info = get().await;
+        assert_eq!(
+            (info.quality.as_deref(), info.body_parameters),
+            (Some("RED"), Some(3))
+        );
+        assert_eq!(
+            info.category.as_deref(),
+            Some("MARKETING"),
+            "kept by the other patches"
+        );
+        // Missing what it updates.
+        let e = apply(
+            "message_template_quality_update",
+            with(serde_json::json!({})),
+        )
+        .await;
+        assert_eq!(
+            e,
+            Err(wabridge_core::templates::MissingField("new_quality_score"))
+        );
     }
 }

@@ -199,6 +199,8 @@ mod tests {
             assert_eq!(a.errors[0].title.as_deref(), Some(code));
             assert_eq!(a.errors[0].message.as_deref(), Some("why"));
             assert_eq!(a.at, Some(2));
+            // The template and the language it went in (chosen by country or given).
+            assert_eq!(a.text.as_deref(), Some("template promo (es_MX)"));
         }
     }
 

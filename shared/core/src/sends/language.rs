@@ -44,12 +44,22 @@ impl LanguageMap {
                 .split_once('=')
                 .ok_or_else(|| format!("`{pair}` is not COUNTRY=lang"))?;
             let country = country.trim().to_ascii_uppercase();
-            if country != "*" && !(country.len() == 2 && country.chars().all(|c| c.is_ascii_uppercase())) {
-                return Err(format!("`{country}` is not a two-letter country code or `*`"));
+            if country != "*"
+                && !(country.len() == 2 && country.chars().all(|c| c.is_ascii_uppercase()))
+            {
+                return Err(format!(
+                    "`{country}` is not a two-letter country code or `*`"
+                ));
             }
-            let languages: Vec<String> = languages.split('|').map(|l| l.trim().to_string()).collect();
-            if let Some(bad) = languages.iter().find(|l| !super::request::valid_language(l)) {
-                return Err(format!("`{bad}` is not a language code such as es_MX or pt_BR"));
+            let languages: Vec<String> =
+                languages.split('|').map(|l| l.trim().to_string()).collect();
+            if let Some(bad) = languages
+                .iter()
+                .find(|l| !super::request::valid_language(l))
+            {
+                return Err(format!(
+                    "`{bad}` is not a language code such as es_MX or pt_BR"
+                ));
             }
             if country == "*" {
                 map.rest = languages;

@@ -16,9 +16,9 @@ use crate::consent::{
     ConsentAction, ConsentCategory, ConsentEntry, ConsentSource, ContactRef, Keyed,
 };
 use crate::error::StoreError;
+use crate::identity::E164;
 use crate::queue::{OutgoingMessage, Queue};
 use crate::sends::error::{RequestError, SendsError};
-use crate::identity::E164;
 use crate::sends::language::{choose, LanguageMap};
 use crate::sends::policy::{Policy, Refusal};
 use crate::sends::request::{SendKind, SendRequest};
@@ -128,9 +128,10 @@ impl Sends {
                 *language = chosen;
                 Ok(())
             }
-            Err(approved) => Err(SendsError::Refused(
-                Refusal::TemplateLanguageUnavailable { tried, approved },
-            )),
+            Err(approved) => Err(SendsError::Refused(Refusal::TemplateLanguageUnavailable {
+                tried,
+                approved,
+            })),
         }
     }
 

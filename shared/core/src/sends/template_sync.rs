@@ -172,7 +172,7 @@ pub fn body_parameter_count(components: &[Value]) -> u32 {
 
 /// One page of Meta's answer: the templates it lists, how many items lacked a name or a
 /// language (skipped), and the cursor of the next page when there is one.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq)]
 pub struct Page {
     pub templates: Vec<RemoteTemplate>,
     pub skipped: usize,
@@ -204,9 +204,11 @@ pub fn parse_page(body: &Value) -> Result<Page, SyncError> {
             .map(Vec::as_slice)
             .unwrap_or(&[]);
         templates.push(RemoteTemplate {
-            id: item
-                .get("id")
-                .and_then(|v| v.as_str().map(str::to_string).or_else(|| v.as_u64().map(|n| n.to_string()))),
+            id: item.get("id").and_then(|v| {
+                v.as_str()
+                    .map(str::to_string)
+                    .or_else(|| v.as_u64().map(|n| n.to_string()))
+            }),
             name: name.to_string(),
             language: language.to_string(),
             status: text("status").map(TemplateStatus::new),

@@ -17,8 +17,8 @@ use serde::Serialize;
 use serde_json::Value;
 
 use super::meta;
-use crate::clock::rfc3339;
 use super::plan::{Action, AppliedChange, Change, Local, Plan};
+use crate::clock::rfc3339;
 use crate::error::StoreError;
 use crate::sends::template_sync::{RemoteTemplate, SyncError};
 
@@ -44,8 +44,12 @@ pub trait TemplateAdmin: Send + Sync {
     /// Deletes one language (`hsm_id`) of `name`.
     async fn delete(&self, name: &str, template_id: &str) -> Result<(), SyncError>;
     /// Uploads a header sample through the Resumable Upload API; returns its handle.
-    async fn upload_sample(&self, file_name: &str, mime: &str, bytes: &[u8])
-        -> Result<String, SyncError>;
+    async fn upload_sample(
+        &self,
+        file_name: &str,
+        mime: &str,
+        bytes: &[u8],
+    ) -> Result<String, SyncError>;
 }
 
 /// Where applied changes are kept (the SQLite store, a deployment's DynamoDB table).
@@ -53,8 +57,11 @@ pub trait TemplateAdmin: Send + Sync {
 pub trait TemplateHistory: Send + Sync {
     async fn record(&self, change: &AppliedChange) -> Result<(), StoreError>;
     /// Changes applied at or after `since_ms`, oldest first; only `name`'s when given.
-    async fn history(&self, name: Option<&str>, since_ms: i64)
-        -> Result<Vec<AppliedChange>, StoreError>;
+    async fn history(
+        &self,
+        name: Option<&str>,
+        since_ms: i64,
+    ) -> Result<Vec<AppliedChange>, StoreError>;
     /// How many sends not yet handed to Meta name the template.
     async fn queued_sends(&self, name: &str) -> Result<u64, StoreError>;
 }
@@ -141,7 +148,9 @@ pub async fn apply(
         match &change.action {
             Action::Delete => {
                 if !options.allow_delete {
-                    report.skipped.push(not("deletes need --allow-delete".into()));
+                    report
+                        .skipped
+                        .push(not("deletes need --allow-delete".into()));
                     continue;
                 }
                 let queued = history.queued_sends(&change.name).await?;
@@ -213,7 +222,10 @@ async fn apply_one(
     done.content_hash = meta::content_hash(
         t,
         &change.language,
-        local.sample_sha256.get(&change.language).map(String::as_str),
+        local
+            .sample_sha256
+            .get(&change.language)
+            .map(String::as_str),
     );
     match &change.action {
         Action::Create => {
@@ -229,7 +241,10 @@ async fn apply_one(
                 .ok_or_else(|| SyncError::Invalid("Meta's list gave no template id".into()))?;
             let category = fields.iter().any(|f| f == "category");
             admin
-                .edit(id, &meta::edit_body(t, &change.language, handle.as_deref(), category))
+                .edit(
+                    id,
+                    &meta::edit_body(t, &change.language, handle.as_deref(), category),
+                )
                 .await?;
         }
         Action::Delete => {}

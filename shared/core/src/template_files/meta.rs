@@ -55,7 +55,11 @@ pub fn edit_body(
 }
 
 /// Meta's components for one language's content.
-pub fn components(t: &TemplateFile, c: &LanguageContent, header_handle: Option<&str>) -> Vec<Value> {
+pub fn components(
+    t: &TemplateFile,
+    c: &LanguageContent,
+    header_handle: Option<&str>,
+) -> Vec<Value> {
     let mut out = Vec::new();
     if t.is_authentication() {
         let mut body = json!({"type": "BODY"});
@@ -144,7 +148,11 @@ fn button_json(b: &Button) -> Value {
     put("flow_action", &b.flow_action);
     if let Some(e) = &b.example {
         // A URL button's example is a list (one per variable); COPY_CODE's is the code.
-        let value = if b.kind == "URL" { json!([e]) } else { json!(e) };
+        let value = if b.kind == "URL" {
+            json!([e])
+        } else {
+            json!(e)
+        };
         out.insert("example".into(), value);
     }
     Value::Object(out)
@@ -186,7 +194,9 @@ pub fn project(components: &[Value], authentication: bool) -> BTreeMap<String, V
                 }
             }
             ("BODY", true) => {
-                let on = c.get("add_security_recommendation").and_then(Value::as_bool);
+                let on = c
+                    .get("add_security_recommendation")
+                    .and_then(Value::as_bool);
                 out.insert("security_recommendation".into(), json!(on.unwrap_or(false)));
             }
             ("FOOTER", true) => {
@@ -216,7 +226,15 @@ fn project_button(out: &mut BTreeMap<String, Value>, i: usize, b: &Value) {
         .unwrap_or("")
         .to_ascii_uppercase();
     out.insert(format!("buttons[{i}].type"), json!(kind));
-    let mut fields = vec!["url", "phone_number", "otp_type", "package_name", "signature_hash", "flow_id", "navigate_screen"];
+    let mut fields = vec![
+        "url",
+        "phone_number",
+        "otp_type",
+        "package_name",
+        "signature_hash",
+        "flow_id",
+        "navigate_screen",
+    ];
     if kind != "OTP" {
         fields.push("text");
     }
@@ -245,7 +263,9 @@ fn examples_of(example: Option<&Value>, component: &str) -> Option<Value> {
     if let Some(list) = positional.filter(Value::is_array) {
         return Some(list);
     }
-    let named = example.get(format!("{component}_text_named_params"))?.as_array()?;
+    let named = example
+        .get(format!("{component}_text_named_params"))?
+        .as_array()?;
     let table: Map<String, Value> = named
         .iter()
         .filter_map(|p| {

@@ -20,8 +20,8 @@ use std::fmt::Write;
 use serde::Serialize;
 
 use super::meta;
-use crate::clock::rfc3339;
 use super::TemplateFile;
+use crate::clock::rfc3339;
 use crate::sends::template_sync::RemoteTemplate;
 
 pub const DAY_MS: i64 = 24 * 3600 * 1000;
@@ -48,7 +48,9 @@ pub struct AppliedChange {
 pub enum Action {
     Create,
     /// The fields that differ, by their path in the file; `category` when it changes too.
-    Edit { fields: Vec<String> },
+    Edit {
+        fields: Vec<String>,
+    },
     Delete,
 }
 
@@ -191,7 +193,11 @@ fn compare(
     let local_fields = meta::project(&meta::components(t, &content, None), auth);
     let mut fields = meta::differences(&local_fields, &meta::project(&r.components, auth));
     // A new sample file shows only through the hash of the last apply.
-    let hash = meta::content_hash(t, language, local.sample_sha256.get(language).map(String::as_str));
+    let hash = meta::content_hash(
+        t,
+        language,
+        local.sample_sha256.get(language).map(String::as_str),
+    );
     let last = history
         .iter()
         .filter(|h| h.name == t.name && h.language == language && h.action != "delete")
@@ -229,7 +235,10 @@ fn compare(
         )),
         Some("PAUSED") => out.attention.push(attention(
             Concern::Paused,
-            format!("paused by Meta for low quality{reason}{}", fix_hint(&fields)),
+            format!(
+                "paused by Meta for low quality{reason}{}",
+                fix_hint(&fields)
+            ),
         )),
         Some("DISABLED") => out.attention.push(attention(
             Concern::Disabled,
@@ -247,7 +256,11 @@ fn compare(
     if let Some(why) = edit_refusal(status.as_deref(), r, &t.name, language, history, now_ms) {
         out.attention.push(attention(
             Concern::EditRefused,
-            format!("{} differ{}, but {why}", fields.join(", "), if fields.len() == 1 { "s" } else { "" }),
+            format!(
+                "{} differ{}, but {why}",
+                fields.join(", "),
+                if fields.len() == 1 { "s" } else { "" }
+            ),
         ));
         return;
     }
@@ -332,32 +345,61 @@ impl Plan {
     /// The plan as people read it.
     pub fn render(&self) -> String {
         let mut s = String::new();
-        let status = |st: &Option<String>| st.as_deref().map(|s| format!("  {s}")).unwrap_or_default();
-        let id = |id: &Option<String>| id.as_deref().map(|i| format!("  id {i}")).unwrap_or_default();
+        let status =
+            |st: &Option<String>| st.as_deref().map(|s| format!("  {s}")).unwrap_or_default();
+        let id = |id: &Option<String>| {
+            id.as_deref()
+                .map(|i| format!("  id {i}"))
+                .unwrap_or_default()
+        };
         for c in &self.changes {
             match &c.action {
                 Action::Create => {
                     let _ = writeln!(s, "  + {} [{}]", c.name, c.language);
                 }
                 Action::Edit { fields } => {
-                    let _ = writeln!(s, "  ~ {} [{}]{}{}", c.name, c.language, id(&c.template_id), status(&c.status));
+                    let _ = writeln!(
+                        s,
+                        "  ~ {} [{}]{}{}",
+                        c.name,
+                        c.language,
+                        id(&c.template_id),
+                        status(&c.status)
+                    );
                     for f in fields {
                         let _ = writeln!(s, "      ~ {f}");
                     }
                 }
                 Action::Delete => {
-                    let _ = writeln!(s, "  - {} [{}]{}{}", c.name, c.language, id(&c.template_id), status(&c.status));
+                    let _ = writeln!(
+                        s,
+                        "  - {} [{}]{}{}",
+                        c.name,
+                        c.language,
+                        id(&c.template_id),
+                        status(&c.status)
+                    );
                 }
             }
         }
         for a in &self.attention {
-            let _ = writeln!(s, "  ! {} [{}]{}{}: {}", a.name, a.language, id(&a.template_id), status(&a.status), a.message);
+            let _ = writeln!(
+                s,
+                "  ! {} [{}]{}{}: {}",
+                a.name,
+                a.language,
+                id(&a.template_id),
+                status(&a.status),
+                a.message
+            );
         }
         let create = self.count(|a| matches!(a, Action::Create));
         let edit = self.count(|a| matches!(a, Action::Edit { .. }));
         let delete = self.count(|a| matches!(a, Action::Delete));
         if self.is_clean() {
-            s.push_str("No changes. The template files match Meta, and every template is approved.\n");
+            s.push_str(
+                "No changes. The template files match Meta, and every template is approved.\n",
+            );
         } else {
             let _ = writeln!(
                 s,

@@ -29,14 +29,18 @@ fn the_worked_example_parses() {
 
 #[test]
 fn a_file_that_does_not_parse_names_its_line() {
-    let text = "name = \"a\"\ncategory = \"UTILITY\"\n\n[languages.es_MX]\nbody = { text = \"Hola\" \n";
+    let text =
+        "name = \"a\"\ncategory = \"UTILITY\"\n\n[languages.es_MX]\nbody = { text = \"Hola\" \n";
     let e = TemplateFile::parse("templates/a.toml", text.as_bytes()).unwrap_err();
     assert!(e.to_string().starts_with("templates/a.toml: line 5"), "{e}");
 
     // A misspelt field is an error naming it, with its line.
     let text = "name = \"a\"\ncategory = \"UTILITY\"\n[languages.es_MX]\nbody.text = \"Hola\"\nfooterr = \"x\"\n";
     let e = TemplateFile::parse("a.toml", text.as_bytes()).unwrap_err();
-    assert!(e.problem.contains("line 5") && e.problem.contains("footerr"), "{e}");
+    assert!(
+        e.problem.contains("line 5") && e.problem.contains("footerr"),
+        "{e}"
+    );
 
     // A missing category.
     let e = TemplateFile::parse("a.toml", b"name = \"a\"\n").unwrap_err();
@@ -63,11 +67,26 @@ fn the_json_schema_matches_the_file_model() {
     let schema: Value =
         serde_json::from_str(include_str!("../../../../docs/templates.schema.json")).unwrap();
     let defs = &schema["$defs"];
-    assert_eq!(schema["properties"]["category"]["enum"], json!(validate::CATEGORIES));
-    assert_eq!(schema["properties"]["parameter_format"]["enum"], json!(validate::PARAMETER_FORMATS));
-    assert_eq!(defs["header"]["properties"]["format"]["enum"], json!(validate::HEADER_FORMATS));
-    assert_eq!(defs["button"]["properties"]["type"]["enum"], json!(validate::BUTTON_KINDS));
-    assert_eq!(defs["button"]["properties"]["otp_type"]["enum"], json!(validate::OTP_TYPES));
+    assert_eq!(
+        schema["properties"]["category"]["enum"],
+        json!(validate::CATEGORIES)
+    );
+    assert_eq!(
+        schema["properties"]["parameter_format"]["enum"],
+        json!(validate::PARAMETER_FORMATS)
+    );
+    assert_eq!(
+        defs["header"]["properties"]["format"]["enum"],
+        json!(validate::HEADER_FORMATS)
+    );
+    assert_eq!(
+        defs["button"]["properties"]["type"]["enum"],
+        json!(validate::BUTTON_KINDS)
+    );
+    assert_eq!(
+        defs["button"]["properties"]["otp_type"]["enum"],
+        json!(validate::OTP_TYPES)
+    );
 
     // A file setting every field the schema names: it parses (the parser refuses unknown
     // fields), and it names nothing the schema lacks.

@@ -155,6 +155,11 @@ impl Db {
         // Every adapter's statements stay prepared (re-preparing showed in profiles at 64).
         conn.set_prepared_statement_cache_capacity(256);
         migrate(&mut conn)?;
+        // A new file's schema fills the WAL with tens of pages before the checkpointer is
+        // installed: move them into the file now, so the WAL starts from empty (passive: it
+        // never waits for another process's readers).
+        conn.query_row("PRAGMA wal_checkpoint(PASSIVE)", [], |_| Ok(()))
+            .map_err(sql_err)?;
         let wal = Arc::new(WalState::default());
         let checkpointer =
             Checkpointer::install(&mut conn, options.checkpoint, wal.clone()).map_err(sql_err)?;

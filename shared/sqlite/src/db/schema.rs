@@ -30,7 +30,12 @@ const SCHEMA_VERSION: i64 = 3;
 /// A column is added only to a table that exists without it (a table the old version never
 /// had is created whole from [`SCHEMAS`]).
 const UPGRADES: &[(i64, &str, &str, &str)] = &[
-    (2, "queue_messages", "retrying", "INTEGER NOT NULL DEFAULT 0"),
+    (
+        2,
+        "queue_messages",
+        "retrying",
+        "INTEGER NOT NULL DEFAULT 0",
+    ),
     (3, "templates", "quality", "TEXT"),
 ];
 

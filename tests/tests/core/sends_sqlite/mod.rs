@@ -6,6 +6,7 @@
 mod api;
 mod guards;
 mod idempotency;
+mod language;
 mod outage;
 mod sending;
 mod states;

@@ -24,12 +24,23 @@ fn check_is_offline_and_names_what_is_wrong() {
     let dir = example_folder();
     let out = check(dir.path());
     let stdout = String::from_utf8_lossy(&out.stdout);
-    assert!(out.status.success(), "{stdout}{}", String::from_utf8_lossy(&out.stderr));
-    assert!(stdout.contains("3 files, 6 languages: 0 errors, 0 warnings"), "{stdout}");
+    assert!(
+        out.status.success(),
+        "{stdout}{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(
+        stdout.contains("3 files, 6 languages: 0 errors, 0 warnings"),
+        "{stdout}"
+    );
 
     // A file that does not parse names its line; a variable without an example names the
     // template, language and variable; an unknown button kind names it.
-    std::fs::write(dir.path().join("roto.toml"), "name = \"roto\"\ncategory = \"UTILITY\"\n[languages.es_MX\n").unwrap();
+    std::fs::write(
+        dir.path().join("roto.toml"),
+        "name = \"roto\"\ncategory = \"UTILITY\"\n[languages.es_MX\n",
+    )
+    .unwrap();
     std::fs::write(
         dir.path().join("aviso_cita.toml"),
         r#"name = "aviso_cita"
@@ -46,14 +57,32 @@ buttons = [{ type = "CALLBACK", text = "Llamar" }]
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert_eq!(out.status.code(), Some(1), "{stdout}");
     assert!(stdout.contains("roto.toml: line 3"), "{stdout}");
-    assert!(stdout.contains("aviso_cita [es_CO] body.examples: {{2}} has no example"), "{stdout}");
-    assert!(stdout.contains("buttons[0].type: unknown value `CALLBACK`"), "{stdout}");
-    assert!(stderr.contains("2 error(s) in the template files") || stderr.contains("3 error(s)"), "{stderr}");
+    assert!(
+        stdout.contains("aviso_cita [es_CO] body.examples: {{2}} has no example"),
+        "{stdout}"
+    );
+    assert!(
+        stdout.contains("buttons[0].type: unknown value `CALLBACK`"),
+        "{stdout}"
+    );
+    assert!(
+        stderr.contains("2 error(s) in the template files") || stderr.contains("3 error(s)"),
+        "{stderr}"
+    );
 
     // --json: one object per finding, for CI annotations.
-    let out = command(&[]).args(["templates", "check", "--json", "--dir"]).arg(dir.path()).output().unwrap();
+    let out = command(&[])
+        .args(["templates", "check", "--json", "--dir"])
+        .arg(dir.path())
+        .output()
+        .unwrap();
     let findings = json_lines(&String::from_utf8_lossy(&out.stdout));
-    assert!(findings.iter().any(|f| f["template"] == "aviso_cita" && f["language"] == "es_CO" && f["field"] == "body.examples"), "{findings:?}");
+    assert!(
+        findings.iter().any(|f| f["template"] == "aviso_cita"
+            && f["language"] == "es_CO"
+            && f["field"] == "body.examples"),
+        "{findings:?}"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -72,26 +101,50 @@ async fn plan_apply_review_and_the_registry_follows() {
     let env_ref: Vec<(&str, &str)> = env.iter().map(|(k, v)| (*k, v.as_str())).collect();
     let run = {
         let data = data.path().to_path_buf();
-        let env: Vec<(String, String)> = env.iter().map(|(k, v)| (k.to_string(), v.clone())).collect();
+        let env: Vec<(String, String)> = env
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.clone()))
+            .collect();
         move |args: Vec<&'static str>| {
             let data = data.clone();
             let env = env.clone();
             tokio::task::spawn_blocking(move || {
-                let env: Vec<(&str, &str)> = env.iter().map(|(k, v)| (k.as_str(), v.as_str())).collect();
+                let env: Vec<(&str, &str)> =
+                    env.iter().map(|(k, v)| (k.as_str(), v.as_str())).collect();
                 cli(&data, &args, &env)
             })
         }
     };
-    let text = |o: &std::process::Output| format!("{}{}", String::from_utf8_lossy(&o.stdout), String::from_utf8_lossy(&o.stderr));
+    let text = |o: &std::process::Output| {
+        format!(
+            "{}{}",
+            String::from_utf8_lossy(&o.stdout),
+            String::from_utf8_lossy(&o.stderr)
+        )
+    };
 
     let plan = run(vec!["templates", "plan"]).await.unwrap();
     assert_eq!(plan.status.code(), Some(2), "{}", text(&plan));
-    assert!(text(&plan).contains("  + pedido_enviado [pt_BR]"), "{}", text(&plan));
-    assert!(text(&plan).contains("Plan: 6 to create, 0 to edit, 0 to delete"), "{}", text(&plan));
+    assert!(
+        text(&plan).contains("  + pedido_enviado [pt_BR]"),
+        "{}",
+        text(&plan)
+    );
+    assert!(
+        text(&plan).contains("Plan: 6 to create, 0 to edit, 0 to delete"),
+        "{}",
+        text(&plan)
+    );
 
-    let apply = run(vec!["templates", "apply", "--by", "ci:release-42"]).await.unwrap();
+    let apply = run(vec!["templates", "apply", "--by", "ci:release-42"])
+        .await
+        .unwrap();
     assert!(apply.status.success(), "{}", text(&apply));
-    assert!(text(&apply).contains("created oferta_fin_de_ano [es_MX]: id "), "{}", text(&apply));
+    assert!(
+        text(&apply).contains("created oferta_fin_de_ano [es_MX]: id "),
+        "{}",
+        text(&apply)
+    );
     assert_eq!(meta.templates().len(), 6);
 
     // In review: still not clean.
@@ -109,16 +162,32 @@ async fn plan_apply_review_and_the_registry_follows() {
     }
     // The template's other updates: Meta recategorises the AR order confirmation as
     // MARKETING, and its quality drops.
-    let ar = meta.templates().into_iter().find(|t| t.name == "pedido_enviado" && t.language == "es_AR").unwrap();
+    meta.with("pedido_enviado", "es_AR", |t| {
+        t.category = "MARKETING".into();
+        t.quality = "YELLOW".into();
+    });
+    let ar = meta
+        .templates()
+        .into_iter()
+        .find(|t| t.name == "pedido_enviado" && t.language == "es_AR")
+        .unwrap();
     let id: u64 = ar.id.parse().unwrap();
-    let hook = |field: &str, value: serde_json::Value| json!({"object": "whatsapp_business_account", "entry": [{
-        "id": WABA, "time": now_s(), "changes": [{"field": field, "value": value}]}]});
-    let category = hook("template_category_update", json!({"message_template_id": id,
+    let hook = |field: &str, value: serde_json::Value| {
+        json!({"object": "whatsapp_business_account", "entry": [{
+        "id": WABA, "time": now_s(), "changes": [{"field": field, "value": value}]}]})
+    };
+    let category = hook(
+        "template_category_update",
+        json!({"message_template_id": id,
         "message_template_name": "pedido_enviado", "message_template_language": "es_AR",
-        "previous_category": "UTILITY", "new_category": "MARKETING"}));
-    let quality = hook("message_template_quality_update", json!({"message_template_id": id,
+        "previous_category": "UTILITY", "new_category": "MARKETING"}),
+    );
+    let quality = hook(
+        "message_template_quality_update",
+        json!({"message_template_id": id,
         "message_template_name": "pedido_enviado", "message_template_language": "es_AR",
-        "previous_quality_score": "GREEN", "new_quality_score": "YELLOW"}));
+        "previous_quality_score": "GREEN", "new_quality_score": "YELLOW"}),
+    );
     for body in [&category, &quality, &category] {
         let (status, _) = gateway.post_signed(body.to_string().as_bytes()).await;
         assert_eq!(status, 200);
@@ -126,44 +195,70 @@ async fn plan_apply_review_and_the_registry_follows() {
     gateway.wait_drained_for(std::time::Duration::from_secs(30));
     let status = json_lines(&gateway.cli_ok(&["templates", "status", "--json"]));
     assert_eq!(status.len(), 6, "{status:?}");
-    let ar_status = status.iter().find(|t| t["name"] == "pedido_enviado" && t["language"] == "es_AR").unwrap();
+    let ar_status = status
+        .iter()
+        .find(|t| t["name"] == "pedido_enviado" && t["language"] == "es_AR")
+        .unwrap();
     assert_eq!(ar_status["status"], "APPROVED");
     assert_eq!(ar_status["category"], "MARKETING");
     assert_eq!(ar_status["quality"], "YELLOW");
     // The CRM gets one template record per update (the repeated delivery is deduplicated).
     let records = gateway.records();
-    let updates: Vec<_> = records.iter().filter(|r| r["kind"] == "template_status" && r["update"].is_string()).collect();
+    let updates: Vec<_> = records
+        .iter()
+        .filter(|r| r["kind"] == "template_status" && r["update"].is_string())
+        .collect();
     assert_eq!(updates.len(), 2, "{updates:?}");
     // Sent now, the recategorised template is marketing: refused without an opt-in.
     let r = wabridge_tests::gateway::http_client()
         .post(format!("{}/sends", gateway.url))
         .bearer_auth(API_KEY)
-        .json(&json!({"to": "+54 9 11 2345 6789", "template": "pedido_enviado",
-            "parameters": ["Lucía", "AR-5521", "12 de diciembre"]}))
+        .json(
+            &json!({"to": "+54 9 11 2345 6789", "template": "pedido_enviado",
+            "parameters": ["Lucía", "AR-5521", "12 de diciembre"]}),
+        )
         .send()
         .await
         .unwrap();
     let (status, body): (u16, serde_json::Value) = (r.status().as_u16(), r.json().await.unwrap());
-    assert_eq!((status, body["error"]["code"].as_str()), (422, Some("marketing_without_opt_in")), "{body}");
+    assert_eq!(
+        (status, body["error"]["code"].as_str()),
+        (422, Some("marketing_without_opt_in")),
+        "{body}"
+    );
     drop(gateway);
 
     // Clean now, but the files say UTILITY where Meta says MARKETING for es_AR.
     let plan = run(vec!["templates", "plan"]).await.unwrap();
     assert_eq!(plan.status.code(), Some(2));
-    assert!(text(&plan).contains("! pedido_enviado [es_AR]"), "{}", text(&plan));
+    assert!(
+        text(&plan).contains("! pedido_enviado [es_AR]"),
+        "{}",
+        text(&plan)
+    );
     let file = dir.path().join("pedido_enviado.toml");
-    let fixed = std::fs::read_to_string(&file).unwrap().replace("category = \"UTILITY\"", "category = \"MARKETING\"");
+    let fixed = std::fs::read_to_string(&file)
+        .unwrap()
+        .replace("category = \"UTILITY\"", "category = \"MARKETING\"");
     std::fs::write(&file, fixed).unwrap();
-    meta.with("pedido_enviado", "es_MX", |t| t.category = "MARKETING".into());
-    meta.with("pedido_enviado", "pt_BR", |t| t.category = "MARKETING".into());
+    meta.with("pedido_enviado", "es_MX", |t| {
+        t.category = "MARKETING".into()
+    });
+    meta.with("pedido_enviado", "pt_BR", |t| {
+        t.category = "MARKETING".into()
+    });
     let plan = run(vec!["templates", "plan"]).await.unwrap();
     assert!(plan.status.success(), "{}", text(&plan));
     assert!(text(&plan).contains("No changes."), "{}", text(&plan));
 
-    let history = run(vec!["templates", "history", "pedido_enviado", "--json"]).await.unwrap();
+    let history = run(vec!["templates", "history", "pedido_enviado", "--json"])
+        .await
+        .unwrap();
     let lines = json_lines(&String::from_utf8_lossy(&history.stdout));
     assert_eq!(lines.len(), 3);
-    assert!(lines.iter().all(|l| l["applied_by"] == "ci:release-42" && l["action"] == "create"));
+    assert!(lines
+        .iter()
+        .all(|l| l["applied_by"] == "ci:release-42" && l["action"] == "create"));
 }
 
 /// `templates plan` over 250 templates in 5 languages against a Meta answering in 50 ms, through
@@ -187,13 +282,19 @@ async fn bench_plan_1250_templates() {
         let t = TemplateFile::parse(&name, text.as_bytes()).unwrap();
         for l in languages {
             meta.put(Stored {
-                id: format!("{}", 1_300_000_000_000_000u64 + i * 10 + languages.iter().position(|x| *x == l).unwrap() as u64),
+                id: format!(
+                    "{}",
+                    1_300_000_000_000_000u64
+                        + i * 10
+                        + languages.iter().position(|x| *x == l).unwrap() as u64
+                ),
                 name: name.clone(),
                 language: l.into(),
                 category: "UTILITY".into(),
                 status: "APPROVED".into(),
                 parameter_format: None,
-                components: wabridge_core::template_files::meta::create_body(&t, l, None)["components"]
+                components: wabridge_core::template_files::meta::create_body(&t, l, None)
+                    ["components"]
                     .as_array()
                     .unwrap()
                     .clone(),
@@ -204,7 +305,11 @@ async fn bench_plan_1250_templates() {
         }
     }
     let data = tempfile::tempdir().unwrap();
-    let (url, folder, data_path) = (meta.url.clone(), dir.path().to_path_buf(), data.path().to_path_buf());
+    let (url, folder, data_path) = (
+        meta.url.clone(),
+        dir.path().to_path_buf(),
+        data.path().to_path_buf(),
+    );
     let mut runs = Vec::new();
     for _ in 0..5 {
         let (url, folder, data_path) = (url.clone(), folder.clone(), data_path.clone());
@@ -223,7 +328,11 @@ async fn bench_plan_1250_templates() {
         })
         .await
         .unwrap();
-        assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stdout));
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stdout)
+        );
         runs.push(elapsed);
     }
     let pages = meta.requests().iter().filter(|r| r.method == "GET").count() / 5;

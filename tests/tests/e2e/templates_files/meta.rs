@@ -84,12 +84,21 @@ fn error(status: u16, message: &str, code: i64, subcode: Option<i64>) -> axum::r
     if let Some(s) = subcode {
         e["error"]["error_subcode"] = json!(s);
     }
-    (StatusCode::from_u16(status).unwrap(), [("content-type", "application/json")], e.to_string())
+    (
+        StatusCode::from_u16(status).unwrap(),
+        [("content-type", "application/json")],
+        e.to_string(),
+    )
         .into_response()
 }
 
 fn ok(v: Value) -> axum::response::Response {
-    (StatusCode::OK, [("content-type", "application/json")], v.to_string()).into_response()
+    (
+        StatusCode::OK,
+        [("content-type", "application/json")],
+        v.to_string(),
+    )
+        .into_response()
 }
 
 fn param(query: &str, name: &str) -> Option<String> {
@@ -143,18 +152,24 @@ async fn handle(
             }
             let i = st.uploads.iter().position(|u| u.0 == *upload).unwrap();
             st.uploads[i].2 = body.to_vec();
-            return ok(json!({"h": format!("4::aW1hZ2UvcG5n:{}:e:1", &upload[7..])}));
+            ok(json!({"h": format!("4::aW1hZ2UvcG5n:{}:e:1", &upload[7..])}))
         }
-        _ if !bearer => return error(401, "Invalid OAuth access token", 190, None),
+        _ if !bearer => error(401, "Invalid OAuth access token", 190, None),
         ("POST", [app, "uploads"]) if *app == APP => {
             let (Some(length), Some(_name), Some(kind)) = (
                 param(&query, "file_length").and_then(|l| l.parse::<u64>().ok()),
                 param(&query, "file_name"),
                 param(&query, "file_type"),
             ) else {
-                return error(400, "file_name, file_length and file_type are required", 100, None);
+                return error(
+                    400,
+                    "file_name, file_length and file_type are required",
+                    100,
+                    None,
+                );
             };
-            if !["image/jpeg", "image/png", "video/mp4", "application/pdf"].contains(&kind.as_str()) {
+            if !["image/jpeg", "image/png", "video/mp4", "application/pdf"].contains(&kind.as_str())
+            {
                 return error(400, "Unsupported file_type", 100, None);
             }
             st.next_id += 1;
@@ -163,16 +178,26 @@ async fn handle(
             ok(json!({"id": id}))
         }
         ("GET", [waba, "message_templates"]) if *waba == WABA => {
-            let after: usize = param(&query, "after").and_then(|a| a.parse().ok()).unwrap_or(0);
+            let after: usize = param(&query, "after")
+                .and_then(|a| a.parse().ok())
+                .unwrap_or(0);
             let limit = param(&query, "limit")
                 .and_then(|l| l.parse().ok())
                 .unwrap_or(25)
                 .min(shared.page_size);
-            let page: Vec<Value> = st.templates.iter().skip(after).take(limit).map(Stored::to_json).collect();
+            let page: Vec<Value> = st
+                .templates
+                .iter()
+                .skip(after)
+                .take(limit)
+                .map(Stored::to_json)
+                .collect();
             let end = after + page.len();
             let mut answer = json!({"data": page, "paging": {"cursors": {"before": after.to_string(), "after": end.to_string()}}});
             if end < st.templates.len() {
-                answer["paging"]["next"] = json!(format!("https://graph.facebook.com/v23.0/{WABA}/message_templates?after={end}"));
+                answer["paging"]["next"] = json!(format!(
+                    "https://graph.facebook.com/v23.0/{WABA}/message_templates?after={end}"
+                ));
             }
             ok(answer)
         }
@@ -181,7 +206,9 @@ async fn handle(
                 return error(400, "Invalid JSON", 100, None);
             };
             let text = |k: &str| b.get(k).and_then(Value::as_str).map(str::to_string);
-            let (Some(name), Some(language), Some(category)) = (text("name"), text("language"), text("category")) else {
+            let (Some(name), Some(language), Some(category)) =
+                (text("name"), text("language"), text("category"))
+            else {
                 return error(400, "name, language and category are required", 100, None);
             };
             let Some(components) = b.get("components").and_then(Value::as_array).cloned() else {
@@ -190,8 +217,17 @@ async fn handle(
             if let Some(problem) = shape_problem(&components) {
                 return error(400, &problem, 100, Some(2388043));
             }
-            if st.templates.iter().any(|t| t.name == name && t.language == language) {
-                return error(400, "Content in this language already exists", 100, Some(2388024));
+            if st
+                .templates
+                .iter()
+                .any(|t| t.name == name && t.language == language)
+            {
+                return error(
+                    400,
+                    "Content in this language already exists",
+                    100,
+                    Some(2388024),
+                );
             }
             st.next_id += 1;
             let id = format!("{}", 1_200_000_000_000_000 + st.next_id);
@@ -228,14 +264,31 @@ async fn handle(
                 return error(400, "Unsupported post request", 100, Some(33));
             };
             if !["APPROVED", "REJECTED", "PAUSED"].contains(&t.status.as_str()) {
-                return error(400, "Template cannot be edited in its current status", 100, Some(2388026));
+                return error(
+                    400,
+                    "Template cannot be edited in its current status",
+                    100,
+                    Some(2388026),
+                );
             }
             if t.status == "APPROVED" {
-                if t.edited_at.is_some_and(|e| e.elapsed() < Duration::from_secs(86_400)) {
-                    return error(400, "Approved templates can be edited once a day", 100, Some(2388025));
+                if t.edited_at
+                    .is_some_and(|e| e.elapsed() < Duration::from_secs(86_400))
+                {
+                    return error(
+                        400,
+                        "Approved templates can be edited once a day",
+                        100,
+                        Some(2388025),
+                    );
                 }
                 if b.get("category").is_some() {
-                    return error(400, "An approved template's category cannot be changed", 100, Some(2388023));
+                    return error(
+                        400,
+                        "An approved template's category cannot be changed",
+                        100,
+                        Some(2388023),
+                    );
                 }
                 t.edited_at = Some(std::time::Instant::now());
             }
@@ -268,10 +321,18 @@ fn shape_problem(components: &[Value]) -> Option<String> {
         if text.contains("{{") && c.get("example").is_none() {
             return Some(format!("{kind} has variables and no example"));
         }
-        if kind == "HEADER" && ["IMAGE", "VIDEO", "DOCUMENT"].contains(&c["format"].as_str().unwrap_or("")) {
-            let handle = c.pointer("/example/header_handle/0").and_then(Value::as_str).unwrap_or("");
+        if kind == "HEADER"
+            && ["IMAGE", "VIDEO", "DOCUMENT"].contains(&c["format"].as_str().unwrap_or(""))
+        {
+            let handle = c
+                .pointer("/example/header_handle/0")
+                .and_then(Value::as_str)
+                .unwrap_or("");
             if !handle.starts_with("4::") {
-                return Some("A media header needs example.header_handle from the Resumable Upload API".into());
+                return Some(
+                    "A media header needs example.header_handle from the Resumable Upload API"
+                        .into(),
+                );
             }
         }
     }
@@ -295,7 +356,9 @@ impl MetaTemplates {
             delay,
             page_size,
         };
-        let app = axum::Router::new().fallback(handle).with_state(shared.clone());
+        let app = axum::Router::new()
+            .fallback(handle)
+            .with_state(shared.clone());
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
         let url = format!("http://{}", listener.local_addr().unwrap());
         tokio::spawn(async move {
@@ -313,7 +376,14 @@ impl MetaTemplates {
     }
 
     pub(super) fn uploaded(&self) -> Vec<Vec<u8>> {
-        self.shared.state.lock().unwrap().uploads.iter().map(|u| u.2.clone()).collect()
+        self.shared
+            .state
+            .lock()
+            .unwrap()
+            .uploads
+            .iter()
+            .map(|u| u.2.clone())
+            .collect()
     }
 
     /// Puts a template as Meta holds it (state set up by hand).

@@ -62,7 +62,8 @@ impl Files {
             samples: BTreeMap::new(),
         };
         for p in paths {
-            let t = TemplateFile::parse(&p.display().to_string(), &std::fs::read(&p).unwrap()).unwrap();
+            let t =
+                TemplateFile::parse(&p.display().to_string(), &std::fs::read(&p).unwrap()).unwrap();
             let mut shas = BTreeMap::new();
             for (lang, c) in &t.languages {
                 if let Some(sample) = c.header.as_ref().and_then(|h| h.sample.as_deref()) {

@@ -12,7 +12,12 @@ use super::*;
 
 const NOW: i64 = 1_780_000_000_000;
 
-async fn plan_now(files: &Files, admin: &GraphTemplateAdmin, h: &SqliteTemplateHistory, now: i64) -> Plan {
+async fn plan_now(
+    files: &Files,
+    admin: &GraphTemplateAdmin,
+    h: &SqliteTemplateHistory,
+    now: i64,
+) -> Plan {
     let remote = admin.list().await.unwrap();
     let applied = h.history(None, 0).await.unwrap();
     plan(&files.locals(), &remote, &applied, now)
@@ -40,11 +45,26 @@ async fn create_review_edit_delete_and_the_plan_comes_back_clean() {
 
     // Everything is new: three files, six languages.
     let p = plan_now(&files, &admin, &h, NOW).await;
-    assert_eq!(p.count(|a| matches!(a, Action::Create)), 6, "{}", p.render());
-    let report = apply(&p, &files.locals(), &files.samples, &admin, h.as_ref(), &options(NOW, false))
-        .await
-        .unwrap();
-    assert!(report.failed.is_empty() && report.skipped.is_empty(), "{report:?}");
+    assert_eq!(
+        p.count(|a| matches!(a, Action::Create)),
+        6,
+        "{}",
+        p.render()
+    );
+    let report = apply(
+        &p,
+        &files.locals(),
+        &files.samples,
+        &admin,
+        h.as_ref(),
+        &options(NOW, false),
+    )
+    .await
+    .unwrap();
+    assert!(
+        report.failed.is_empty() && report.skipped.is_empty(),
+        "{report:?}"
+    );
     assert_eq!(report.applied.len(), 6);
 
     // Meta holds exactly what the files say; the image sample went through the upload API.
@@ -54,7 +74,10 @@ async fn create_review_edit_delete_and_the_plan_comes_back_clean() {
     assert_eq!(meta.uploaded(), vec![png]);
     for (_, t, _) in &files.files {
         for language in t.languages.keys() {
-            let s = stored.iter().find(|s| s.name == t.name && &s.language == language).unwrap();
+            let s = stored
+                .iter()
+                .find(|s| s.name == t.name && &s.language == language)
+                .unwrap();
             let mut expected = create_body(t, language, None)["components"].clone();
             let mut got = Value::Array(s.components.clone());
             if let Some(h) = got.pointer_mut("/0/example/header_handle") {
@@ -73,7 +96,9 @@ async fn create_review_edit_delete_and_the_plan_comes_back_clean() {
         assert_eq!(r.action, "create");
         assert_eq!(r.applied_by, "ci:github");
         let id = r.template_id.as_deref().unwrap();
-        assert!(stored.iter().any(|s| s.id == id && s.language == r.language));
+        assert!(stored
+            .iter()
+            .any(|s| s.id == id && s.language == r.language));
         assert_eq!(r.content_hash.len(), 64);
     }
 
@@ -81,47 +106,100 @@ async fn create_review_edit_delete_and_the_plan_comes_back_clean() {
     let p = plan_now(&files, &admin, &h, NOW + 1000).await;
     assert!(p.changes.is_empty(), "{}", p.render());
     assert_eq!(p.attention.len(), 6);
-    assert!(p.attention.iter().all(|a| a.concern == Concern::AwaitingReview));
+    assert!(p
+        .attention
+        .iter()
+        .all(|a| a.concern == Concern::AwaitingReview));
     // Meta approves: clean, and a second apply sends nothing.
     meta.review(|_| false);
     let p = plan_now(&files, &admin, &h, NOW + 2000).await;
     assert!(p.is_clean(), "{}", p.render());
     let before = posts(&meta);
-    let report = apply(&p, &files.locals(), &files.samples, &admin, h.as_ref(), &options(NOW + 2000, false))
-        .await
-        .unwrap();
+    let report = apply(
+        &p,
+        &files.locals(),
+        &files.samples,
+        &admin,
+        h.as_ref(),
+        &options(NOW + 2000, false),
+    )
+    .await
+    .unwrap();
     assert!(report.applied.is_empty());
     assert_eq!(posts(&meta), before);
 
     // An edit of one language's body: planned as exactly that, applied, back in review.
     let file = dir.path().join("pedido_enviado.toml");
     let text = std::fs::read_to_string(&file).unwrap();
-    std::fs::write(&file, text.replace("Olá {{first_name}}, seu pedido", "Oi {{first_name}}, seu pedido")).unwrap();
+    std::fs::write(
+        &file,
+        text.replace(
+            "Olá {{first_name}}, seu pedido",
+            "Oi {{first_name}}, seu pedido",
+        ),
+    )
+    .unwrap();
     let files = Files::read(dir.path());
     let p = plan_now(&files, &admin, &h, NOW + 3000).await;
     assert_eq!(p.changes.len(), 1, "{}", p.render());
     assert_eq!(p.changes[0].language, "pt_BR");
-    assert_eq!(p.changes[0].action, Action::Edit { fields: vec!["body.text".into()] });
-    let report = apply(&p, &files.locals(), &files.samples, &admin, h.as_ref(), &options(NOW + 3000, false))
-        .await
-        .unwrap();
+    assert_eq!(
+        p.changes[0].action,
+        Action::Edit {
+            fields: vec!["body.text".into()]
+        }
+    );
+    let report = apply(
+        &p,
+        &files.locals(),
+        &files.samples,
+        &admin,
+        h.as_ref(),
+        &options(NOW + 3000, false),
+    )
+    .await
+    .unwrap();
     assert_eq!(report.applied.len(), 1, "{report:?}");
-    let pt = meta.templates().into_iter().find(|s| s.name == "pedido_enviado" && s.language == "pt_BR").unwrap();
+    let pt = meta
+        .templates()
+        .into_iter()
+        .find(|s| s.name == "pedido_enviado" && s.language == "pt_BR")
+        .unwrap();
     assert_eq!(pt.status, "PENDING");
-    assert!(pt.components[1]["text"].as_str().unwrap().starts_with("Oi "));
+    assert!(pt.components[1]["text"]
+        .as_str()
+        .unwrap()
+        .starts_with("Oi "));
     meta.review(|_| false);
 
     // A second edit the same day: reported by the plan, never sent.
-    std::fs::write(&file, std::fs::read_to_string(&file).unwrap().replace("Oi {{first_name}}", "Olá, {{first_name}}")).unwrap();
+    std::fs::write(
+        &file,
+        std::fs::read_to_string(&file)
+            .unwrap()
+            .replace("Oi {{first_name}}", "Olá, {{first_name}}"),
+    )
+    .unwrap();
     let files = Files::read(dir.path());
     let p = plan_now(&files, &admin, &h, NOW + 4000).await;
     assert!(p.changes.is_empty(), "{}", p.render());
     assert_eq!(p.attention[0].concern, Concern::EditRefused);
-    assert!(p.render().contains("edited once in 24 hours"), "{}", p.render());
+    assert!(
+        p.render().contains("edited once in 24 hours"),
+        "{}",
+        p.render()
+    );
     let before = posts(&meta);
-    apply(&p, &files.locals(), &files.samples, &admin, h.as_ref(), &options(NOW + 4000, false))
-        .await
-        .unwrap();
+    apply(
+        &p,
+        &files.locals(),
+        &files.samples,
+        &admin,
+        h.as_ref(),
+        &options(NOW + 4000, false),
+    )
+    .await
+    .unwrap();
     assert_eq!(posts(&meta), before, "nothing sent");
     // A day later the plan proposes it.
     let p = plan_now(&files, &admin, &h, NOW + 3000 + 86_400_000 + 1).await;
@@ -135,21 +213,84 @@ async fn create_review_edit_delete_and_the_plan_comes_back_clean() {
     let files = Files::read(dir.path());
     let later = NOW + 3 * 86_400_000;
     let p = plan_now(&files, &admin, &h, later).await;
-    let deletes: Vec<_> = p.changes.iter().filter(|c| c.action == Action::Delete).collect();
+    let deletes: Vec<_> = p
+        .changes
+        .iter()
+        .filter(|c| c.action == Action::Delete)
+        .collect();
     assert_eq!(deletes.len(), 1, "{}", p.render());
-    assert_eq!((deletes[0].name.as_str(), deletes[0].language.as_str()), ("codigo_acceso", "pt_BR"));
-    let report = apply(&p, &files.locals(), &files.samples, &admin, h.as_ref(), &options(later, false))
-        .await
-        .unwrap();
+    assert_eq!(
+        (deletes[0].name.as_str(), deletes[0].language.as_str()),
+        ("codigo_acceso", "pt_BR")
+    );
+    let report = apply(
+        &p,
+        &files.locals(),
+        &files.samples,
+        &admin,
+        h.as_ref(),
+        &options(later, false),
+    )
+    .await
+    .unwrap();
     assert_eq!(report.skipped.len(), 1);
     assert!(report.skipped[0].reason.contains("--allow-delete"));
-    assert_eq!(meta.templates().iter().filter(|t| t.name == "codigo_acceso").count(), 2);
-    let report = apply(&p, &files.locals(), &files.samples, &admin, h.as_ref(), &options(later, true))
-        .await
-        .unwrap();
-    assert!(report.applied.iter().any(|a| a.action == "delete" && a.language == "pt_BR"), "{report:?}");
-    let left: Vec<String> = meta.templates().iter().filter(|t| t.name == "codigo_acceso").map(|t| t.language.clone()).collect();
+    assert_eq!(
+        meta.templates()
+            .iter()
+            .filter(|t| t.name == "codigo_acceso")
+            .count(),
+        2
+    );
+    let report = apply(
+        &p,
+        &files.locals(),
+        &files.samples,
+        &admin,
+        h.as_ref(),
+        &options(later, true),
+    )
+    .await
+    .unwrap();
+    assert!(
+        report
+            .applied
+            .iter()
+            .any(|a| a.action == "delete" && a.language == "pt_BR"),
+        "{report:?}"
+    );
+    let left: Vec<String> = meta
+        .templates()
+        .iter()
+        .filter(|t| t.name == "codigo_acceso")
+        .map(|t| t.language.clone())
+        .collect();
     assert_eq!(left, ["es_MX"], "one language deleted, the other kept");
+
+    // The requests as Meta documents them: the bearer token on every call but the upload
+    // itself (`OAuth`), creates posting JSON to the WABA's edge, one language per delete.
+    for r in meta.requests() {
+        let auth = r.authorization.as_deref().unwrap_or("");
+        if r.path.contains("/upload:") {
+            assert_eq!(auth, format!("OAuth {TOKEN}"), "{r:?}");
+        } else {
+            assert_eq!(auth, format!("Bearer {TOKEN}"), "{}", r.path);
+        }
+        if r.method == "POST" && r.path.ends_with("/message_templates") {
+            let body: Value = serde_json::from_slice(&r.body).unwrap();
+            assert!(
+                body["name"].is_string() && body["components"].is_array(),
+                "{body}"
+            );
+        }
+        if r.method == "DELETE" {
+            assert!(
+                r.query.contains("name=codigo_acceso") && r.query.contains("hsm_id="),
+                "{}",
+                r.query
+            );
+        }
+    }
 }
 
 #[tokio::test]
@@ -160,11 +301,22 @@ async fn what_needs_attention_and_a_queued_send_blocks_its_delete() {
     let dir = example_folder();
     let files = Files::read(dir.path());
     let p = plan_now(&files, &admin, &h, NOW).await;
-    apply(&p, &files.locals(), &files.samples, &admin, h.as_ref(), &options(NOW, false)).await.unwrap();
+    apply(
+        &p,
+        &files.locals(),
+        &files.samples,
+        &admin,
+        h.as_ref(),
+        &options(NOW, false),
+    )
+    .await
+    .unwrap();
     // Meta rejects the offer, then pauses and recategorises others.
     meta.review(|t| t.name == "oferta_fin_de_ano");
     meta.with("codigo_acceso", "pt_BR", |t| t.status = "PAUSED".into());
-    meta.with("pedido_enviado", "es_AR", |t| t.category = "MARKETING".into());
+    meta.with("pedido_enviado", "es_AR", |t| {
+        t.category = "MARKETING".into()
+    });
     let p = plan_now(&files, &admin, &h, NOW + 1000).await;
     let concerns: Vec<(String, String, Concern)> = p
         .attention
@@ -175,13 +327,27 @@ async fn what_needs_attention_and_a_queued_send_blocks_its_delete() {
         concerns,
         [
             ("codigo_acceso".into(), "pt_BR".into(), Concern::Paused),
-            ("oferta_fin_de_ano".into(), "es_MX".into(), Concern::Rejected),
-            ("pedido_enviado".into(), "es_AR".into(), Concern::Recategorised),
+            (
+                "oferta_fin_de_ano".into(),
+                "es_MX".into(),
+                Concern::Rejected
+            ),
+            (
+                "pedido_enviado".into(),
+                "es_AR".into(),
+                Concern::Recategorised
+            ),
         ]
     );
     let rendered = p.render();
-    assert!(rendered.contains("rejected by Meta (INVALID_FORMAT)"), "{rendered}");
-    assert!(rendered.contains("the file says UTILITY, Meta says MARKETING"), "{rendered}");
+    assert!(
+        rendered.contains("rejected by Meta (INVALID_FORMAT)"),
+        "{rendered}"
+    );
+    assert!(
+        rendered.contains("the file says UTILITY, Meta says MARKETING"),
+        "{rendered}"
+    );
     assert!(p.changes.is_empty());
 
     // A template that only Meta has, named by a queued send: the delete waits.
@@ -197,24 +363,48 @@ async fn what_needs_attention_and_a_queued_send_blocks_its_delete() {
         quality: "GREEN".into(),
         edited_at: None,
     });
-    let sends = wabridge_sqlite::SqliteEngine::new(db.clone()).sends(wabridge_tests::admin_keys("k-0123456789abcdef"));
+    let sends = wabridge_sqlite::SqliteEngine::new(db.clone())
+        .sends(wabridge_tests::admin_keys("k-0123456789abcdef"));
     sends
         .policy
         .templates
-        .apply_synced("aviso_viejo", "es_MX", Some(&wabridge_core::templates::TemplateStatus::new("APPROVED")), Some("UTILITY"), Some(0), 1)
+        .apply_synced(
+            "aviso_viejo",
+            "es_MX",
+            Some(&wabridge_core::templates::TemplateStatus::new("APPROVED")),
+            Some("UTILITY"),
+            Some(0),
+            1,
+        )
         .await
         .unwrap();
     sends
-        .submit(br#"{"to": "+5215512345678", "template": "aviso_viejo", "language": "es_MX"}"#, None)
+        .submit(
+            br#"{"to": "+5215512345678", "template": "aviso_viejo", "language": "es_MX"}"#,
+            None,
+        )
         .await
         .unwrap();
     let p = plan_now(&files, &admin, &h, NOW + 2000).await;
-    assert!(p.changes.iter().any(|c| c.name == "aviso_viejo" && c.action == Action::Delete));
-    let report = apply(&p, &files.locals(), &files.samples, &admin, h.as_ref(), &options(NOW + 2000, true))
-        .await
-        .unwrap();
+    assert!(p
+        .changes
+        .iter()
+        .any(|c| c.name == "aviso_viejo" && c.action == Action::Delete));
+    let report = apply(
+        &p,
+        &files.locals(),
+        &files.samples,
+        &admin,
+        h.as_ref(),
+        &options(NOW + 2000, true),
+    )
+    .await
+    .unwrap();
     assert!(
-        report.skipped.iter().any(|s| s.name == "aviso_viejo" && s.reason.contains("1 queued send")),
+        report
+            .skipped
+            .iter()
+            .any(|s| s.name == "aviso_viejo" && s.reason.contains("1 queued send")),
         "{report:?}"
     );
     assert!(meta.templates().iter().any(|t| t.name == "aviso_viejo"));
@@ -242,11 +432,23 @@ async fn creations_keep_under_metas_hourly_limit() {
     let dir = example_folder();
     let files = Files::read(dir.path());
     let p = plan_now(&files, &admin, &h, NOW).await;
-    let report = apply(&p, &files.locals(), &files.samples, &admin, h.as_ref(), &options(NOW, false))
-        .await
-        .unwrap();
+    let report = apply(
+        &p,
+        &files.locals(),
+        &files.samples,
+        &admin,
+        h.as_ref(),
+        &options(NOW, false),
+    )
+    .await
+    .unwrap();
     assert_eq!(report.applied.len(), 2, "{report:?}");
     assert_eq!(report.skipped.len(), 4);
-    assert!(report.skipped[0].reason.contains("100 creations per WABA per hour"), "{report:?}");
+    assert!(
+        report.skipped[0]
+            .reason
+            .contains("100 creations per WABA per hour"),
+        "{report:?}"
+    );
     assert_eq!(meta.templates().len(), 2);
 }

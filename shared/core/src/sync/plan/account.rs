@@ -68,7 +68,7 @@ pub(super) fn preference(
     })
 }
 
-pub(super) fn template_status(event: &Event, update: TemplateStatusUpdate) -> Plan {
+pub(super) fn template_status(event: &Event, update: Box<TemplateStatusUpdate>) -> Plan {
     let upper = |v: &Option<String>| v.as_deref().map(str::to_ascii_uppercase);
     let mut record = TemplateStatusRecord {
         event_id: event.key.clone(),

@@ -33,7 +33,7 @@ use crate::event::{Event, EventKind};
 pub enum Item {
     Message(Box<Message>),
     Status(Box<Status>),
-    TemplateStatus(TemplateStatusUpdate),
+    TemplateStatus(Box<TemplateStatusUpdate>),
     QualityUpdate(QualityUpdate),
     UserPreference(UserPreference),
     AccountUpdate(AccountUpdate),
@@ -53,7 +53,7 @@ pub fn parse_item(event: &Event) -> Result<Item, serde_json::Error> {
     Ok(match event.kind {
         EventKind::Message => Item::Message(Box::new(serde_json::from_str(raw)?)),
         EventKind::Status => Item::Status(Box::new(serde_json::from_str(raw)?)),
-        EventKind::TemplateStatus => Item::TemplateStatus(serde_json::from_str(raw)?),
+        EventKind::TemplateStatus => Item::TemplateStatus(Box::new(serde_json::from_str(raw)?)),
         EventKind::QualityUpdate => Item::QualityUpdate(serde_json::from_str(raw)?),
         EventKind::UserPreference => Item::UserPreference(serde_json::from_str(raw)?),
         EventKind::AccountUpdate => Item::AccountUpdate(serde_json::from_str(raw)?),

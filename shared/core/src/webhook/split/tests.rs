@@ -82,6 +82,55 @@ fn field_level_keys() {
     assert_eq!(events[0].entry_time, Some(1751000000));
 }
 
+/// The template's other updates are template events too, each with its own key (so a
+/// redelivery dedupes and two updates never collide), told apart by their field.
+#[test]
+fn template_updates_are_template_events() {
+    let body = r#"{"object":"whatsapp_business_account","entry":[{"id":"77","time":1751000000,"changes":[
+        {"field":"message_template_quality_update","value":{"previous_quality_score":"GREEN","new_quality_score":"YELLOW","message_template_id":5944,"message_template_name":"promo","message_template_language":"es_MX"}},
+        {"field":"template_category_update","value":{"message_template_id":5944,"message_template_name":"promo","message_template_language":"es_MX","previous_category":"UTILITY","new_category":"MARKETING"}},
+        {"field":"template_category_update","value":{"message_template_id":5944,"message_template_name":"promo","message_template_language":"es_MX","new_category":"UTILITY","correct_category":"MARKETING","category_update_timestamp":1751086400}},
+        {"field":"message_template_components_update","value":{"message_template_id":5944,"message_template_name":"promo","message_template_language":"es_MX","message_template_element":"Hola {{1}}, nuevo texto {{2}}"}}]}]}"#;
+    let events = one(body);
+    let got: Vec<_> = events
+        .iter()
+        .map(|e| (e.kind, e.field.as_str(), e.key.as_str()))
+        .collect();
+    assert_eq!(
+        got,
+        [
+            (
+                EventKind::TemplateStatus,
+                "message_template_quality_update",
+                "t:5944:q:YELLOW:1751000000"
+            ),
+            (
+                EventKind::TemplateStatus,
+                "template_category_update",
+                "t:5944:c:MARKETING:-:1751000000"
+            ),
+            (
+                EventKind::TemplateStatus,
+                "template_category_update",
+                "t:5944:c:UTILITY:MARKETING:1751000000"
+            ),
+            (
+                EventKind::TemplateStatus,
+                "message_template_components_update",
+                "t:5944:e:1751000000"
+            ),
+        ]
+    );
+    for e in &events {
+        let crate::webhook::model::Item::TemplateStatus(t) =
+            crate::webhook::model::parse_item(e).unwrap()
+        else {
+            panic!("{e:?}")
+        };
+        assert_eq!(t.message_template_name.as_deref(), Some("promo"));
+    }
+}
+
 #[test]
 fn keys_are_stable_and_distinct() {
     let a = one(TEXT);

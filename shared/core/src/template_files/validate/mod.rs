@@ -6,13 +6,19 @@
 //! `../shared/notes/whatsapp-facts.md`); a warning is what Meta's review would likely act on
 //! without it being a hard rule (a promotional word in a UTILITY template).
 
+mod buttons;
+mod promotional;
+
 use std::collections::{BTreeMap, BTreeSet};
 use std::fmt;
 use std::sync::LazyLock;
 
 use regex::Regex;
 
-use super::{variables, Button, Examples, LanguageContent, TemplateFile};
+use buttons::check_buttons;
+use promotional::check_promotional;
+
+use super::{variables, Examples, LanguageContent, TemplateFile};
 
 pub const CATEGORIES: &[&str] = &["MARKETING", "UTILITY", "AUTHENTICATION"];
 pub const PARAMETER_FORMATS: &[&str] = &["POSITIONAL", "NAMED"];
@@ -75,7 +81,7 @@ impl fmt::Display for Finding {
 }
 
 /// Collects the findings of one file.
-struct Report<'a> {
+pub(super) struct Report<'a> {
     file: &'a str,
     template: &'a str,
     language: Option<&'a str>,
@@ -83,7 +89,12 @@ struct Report<'a> {
 }
 
 impl Report<'_> {
-    fn push(&mut self, severity: Severity, field: impl Into<String>, message: impl Into<String>) {
+    pub(super) fn push(
+        &mut self,
+        severity: Severity,
+        field: impl Into<String>,
+        message: impl Into<String>,
+    ) {
         self.findings.push(Finding {
             severity,
             file: self.file.to_string(),
@@ -93,13 +104,13 @@ impl Report<'_> {
             message: message.into(),
         });
     }
-    fn error(&mut self, field: impl Into<String>, message: impl Into<String>) {
+    pub(super) fn error(&mut self, field: impl Into<String>, message: impl Into<String>) {
         self.push(Severity::Error, field, message);
     }
-    fn warn(&mut self, field: impl Into<String>, message: impl Into<String>) {
+    pub(super) fn warn(&mut self, field: impl Into<String>, message: impl Into<String>) {
         self.push(Severity::Warning, field, message);
     }
-    fn length(&mut self, field: &str, text: &str, max: usize) {
+    pub(super) fn length(&mut self, field: &str, text: &str, max: usize) {
         let n = text.chars().count();
         if n > max {
             self.error(field, format!("{n} characters; Meta allows at most {max}"));
@@ -108,13 +119,16 @@ impl Report<'_> {
             self.error(field, "is empty");
         }
     }
-    fn one_of(&mut self, field: &str, value: &str, allowed: &[&str]) -> bool {
+    pub(super) fn one_of(&mut self, field: &str, value: &str, allowed: &[&str]) -> bool {
         if allowed.contains(&value) {
             return true;
         }
         self.error(
             field,
-            format!("unknown value `{value}`; expected one of {}", allowed.join(", ")),
+            format!(
+                "unknown value `{value}`; expected one of {}",
+                allowed.join(", ")
+            ),
         );
         false
     }
@@ -137,7 +151,10 @@ pub fn validate(file: &str, stem: Option<&str>, t: &TemplateFile) -> Vec<Finding
         check_ttl(&mut r, &t.category, ttl);
     }
     if t.languages.is_empty() {
-        r.error("languages", "no language: add at least one [languages.<code>] table");
+        r.error(
+            "languages",
+            "no language: add at least one [languages.<code>] table",
+        );
     }
     for (code, content) in &t.languages {
         r.language = Some(code);
@@ -245,7 +262,7 @@ fn check_authentication(r: &mut Report<'_>, c: &LanguageContent) {
         );
     }
     for (i, b) in c.buttons.iter().enumerate() {
-        check_button(r, i, b, false, true);
+        buttons::check_button(r, i, b, false, true);
     }
 }
 
@@ -268,7 +285,10 @@ fn check_content(r: &mut Report<'_>, named: bool, c: &LanguageContent) {
         }
     }
     match &c.body {
-        None => r.error("body", "missing: every template but AUTHENTICATION has a body"),
+        None => r.error(
+            "body",
+            "missing: every template but AUTHENTICATION has a body",
+        ),
         Some(body) => {
             r.length("body.text", &body.text, MAX_BODY);
             let vars = check_variables(r, "body", named, &body.text, body.examples.as_ref());
@@ -297,8 +317,7 @@ fn check_header(r: &mut Report<'_>, named: bool, h: &super::Header) {
                 None => r.error("header.text", "missing for a TEXT header"),
                 Some(text) => {
                     r.length("header.text", text, MAX_HEADER_TEXT);
-                    let vars =
-                        check_variables(r, "header", named, text, h.examples.as_ref());
+                    let vars = check_variables(r, "header", named, text, h.examples.as_ref());
                     if vars.len() > 1 {
                         r.error("header.text", "a header takes at most one variable");
                     }
@@ -315,10 +334,7 @@ fn check_header(r: &mut Report<'_>, named: bool, h: &super::Header) {
         _ => &[],
     };
     if h.text.is_some() || h.examples.is_some() {
-        r.error(
-            "header.text",
-            format!("a {} header has no text", h.format),
-        );
+        r.error("header.text", format!("a {} header has no text", h.format));
     }
     if h.format == "LOCATION" {
         if h.sample.is_some() {
@@ -329,7 +345,10 @@ fn check_header(r: &mut Report<'_>, named: bool, h: &super::Header) {
     match &h.sample {
         None => r.error(
             "header.sample",
-            format!("missing: a {} header needs a sample file for Meta's review", h.format),
+            format!(
+                "missing: a {} header needs a sample file for Meta's review",
+                h.format
+            ),
         ),
         Some(path) => {
             let ext = path.rsplit('.').next().unwrap_or("").to_ascii_lowercase();
@@ -396,7 +415,10 @@ fn check_variables(
         }
         (Some(Examples::Positional(list)), _) => {
             if named && !list.is_empty() {
-                r.error(&field, "a NAMED template gives its examples as a table: { name = \"example\" }");
+                r.error(
+                    &field,
+                    "a NAMED template gives its examples as a table: { name = \"example\" }",
+                );
             } else {
                 for (i, v) in vars.iter().enumerate() {
                     match list.get(i) {
@@ -414,7 +436,10 @@ fn check_variables(
         }
         (Some(Examples::Named(table)), _) => {
             if !named && !table.is_empty() {
-                r.error(&field, "a POSITIONAL template gives its examples as a list: [\"first\", \"second\"]");
+                r.error(
+                    &field,
+                    "a POSITIONAL template gives its examples as a list: [\"first\", \"second\"]",
+                );
             } else {
                 for v in &vars {
                     match table.get(v) {
@@ -436,192 +461,12 @@ fn check_example(r: &mut Report<'_>, field: &str, var: &str, example: &str) {
     if example.trim().is_empty() {
         r.error(field, format!("the example of {{{{{var}}}}} is empty"));
     } else if example.chars().count() > MAX_EXAMPLE {
-        r.error(field, format!("the example of {{{{{var}}}}} is over {MAX_EXAMPLE} characters"));
-    }
-}
-
-fn check_buttons(r: &mut Report<'_>, buttons: &[Button]) {
-    if buttons.len() > MAX_BUTTONS {
         r.error(
-            "buttons",
-            format!("{} buttons; Meta allows at most {MAX_BUTTONS}", buttons.len()),
+            field,
+            format!("the example of {{{{{var}}}}} is over {MAX_EXAMPLE} characters"),
         );
-    }
-    let count = |kind: &str| buttons.iter().filter(|b| b.kind == kind).count();
-    for (kind, max) in [("URL", 2), ("PHONE_NUMBER", 1), ("COPY_CODE", 1), ("FLOW", 1)] {
-        let n = count(kind);
-        if n > max {
-            r.error("buttons", format!("{n} {kind} buttons; Meta allows at most {max}"));
-        }
-    }
-    // Quick replies come as one group, before or after the call-to-action buttons.
-    let kinds: Vec<bool> = buttons.iter().map(|b| b.kind == "QUICK_REPLY").collect();
-    let switches = kinds.windows(2).filter(|w| w[0] != w[1]).count();
-    if switches > 1 {
-        r.error(
-            "buttons",
-            "QUICK_REPLY buttons must be grouped together, before or after the others",
-        );
-    }
-    for (i, b) in buttons.iter().enumerate() {
-        check_button(r, i, b, true, false);
-    }
-}
-
-fn check_button(r: &mut Report<'_>, i: usize, b: &Button, allow_text: bool, auth: bool) {
-    let at = |f: &str| format!("buttons[{i}].{f}");
-    if !r.one_of(&at("type"), &b.kind, BUTTON_KINDS) {
-        return;
-    }
-    if b.kind == "OTP" && !auth {
-        r.error(at("type"), "OTP buttons belong to AUTHENTICATION templates");
-    }
-    let needs_text = !matches!(b.kind.as_str(), "COPY_CODE" | "OTP");
-    match &b.text {
-        Some(text) => r.length(&at("text"), text, MAX_BUTTON_TEXT),
-        None if needs_text && allow_text => r.error(at("text"), "missing"),
-        None => {}
-    }
-    let mut allowed: Vec<&str> = vec!["text"];
-    match b.kind.as_str() {
-        "URL" => {
-            allowed.extend(["url", "example"]);
-            match &b.url {
-                None => r.error(at("url"), "missing"),
-                Some(url) => check_url(r, &at("url"), url, b.example.as_deref()),
-            }
-        }
-        "PHONE_NUMBER" => {
-            allowed.push("phone_number");
-            match &b.phone_number {
-                None => r.error(at("phone_number"), "missing"),
-                Some(p) => {
-                    let digits = p.trim_start_matches('+');
-                    if p.len() > MAX_PHONE
-                        || digits.is_empty()
-                        || !digits.chars().all(|c| c.is_ascii_digit())
-                    {
-                        r.error(
-                            at("phone_number"),
-                            format!("digits with the country code, at most {MAX_PHONE} characters"),
-                        );
-                    }
-                }
-            }
-        }
-        "COPY_CODE" => {
-            allowed.push("example");
-            if b.example.as_deref().is_none_or(|e| e.trim().is_empty()) {
-                r.error(at("example"), "missing: the example code for Meta's review");
-            }
-        }
-        "OTP" => {
-            allowed.extend(["otp_type", "package_name", "signature_hash", "autofill_text"]);
-            match b.otp_type.as_deref() {
-                None => r.error(at("otp_type"), "missing"),
-                Some(t) => {
-                    if r.one_of(&at("otp_type"), t, OTP_TYPES)
-                        && t != "COPY_CODE"
-                        && (b.package_name.is_none() || b.signature_hash.is_none())
-                    {
-                        r.error(
-                            at("package_name"),
-                            format!("{t} needs package_name and signature_hash (the Android app)"),
-                        );
-                    }
-                }
-            }
-        }
-        "FLOW" => {
-            allowed.extend(["flow_id", "navigate_screen", "flow_action"]);
-            if b.flow_id.is_none() {
-                r.error(at("flow_id"), "missing: the published Flow's id");
-            }
-        }
-        _ => {}
-    }
-    for (field, set) in [
-        ("url", b.url.is_some()),
-        ("example", b.example.is_some()),
-        ("phone_number", b.phone_number.is_some()),
-        ("otp_type", b.otp_type.is_some()),
-        ("package_name", b.package_name.is_some()),
-        ("signature_hash", b.signature_hash.is_some()),
-        ("autofill_text", b.autofill_text.is_some()),
-        ("flow_id", b.flow_id.is_some()),
-        ("navigate_screen", b.navigate_screen.is_some()),
-        ("flow_action", b.flow_action.is_some()),
-    ] {
-        if set && !allowed.contains(&field) {
-            r.error(at(field), format!("a {} button takes no {field}", b.kind));
-        }
-    }
-}
-
-fn check_url(r: &mut Report<'_>, field: &str, url: &str, example: Option<&str>) {
-    if url.chars().count() > MAX_URL {
-        r.error(field, format!("over {MAX_URL} characters"));
-    }
-    if !(url.starts_with("https://") || url.starts_with("http://")) {
-        r.error(field, "an http(s) address");
-    }
-    let vars = variables(url);
-    match vars.as_slice() {
-        [] => {
-            if example.is_some() {
-                r.error(field.replace(".url", ".example"), "a URL without a variable takes no example");
-            }
-        }
-        [one] if one == "1" && url.ends_with("}}") => {
-            if example.is_none_or(|e| !e.starts_with("http")) {
-                r.error(
-                    field.replace(".url", ".example"),
-                    "missing: the full example address, with the variable filled in",
-                );
-            }
-        }
-        _ => r.error(field, "a URL takes one variable, {{1}}, at its end"),
-    }
-}
-
-/// Words Meta's review reads as promotional, in the markets wabridge serves first (English,
-/// Spanish, Portuguese). A UTILITY template carrying one is likely recategorised as MARKETING.
-static PROMOTIONAL: LazyLock<Regex> = LazyLock::new(|| {
-    Regex::new(
-        r"(?i)\b(discount|sale|offer|promo\w*|coupon|buy now|shop now|limited time|free shipping|descuento|oferta|rebaja|cup[oó]n|compra (ya|ahora)|env[ií]o gratis|por tiempo limitado|aprovecha|desconto|promo[çc][ãa]o|cupom|compre agora|frete gr[áa]tis|por tempo limitado|aproveite|black friday)\b|\d+\s?%\s?(off|de descuento|de desconto)",
-    )
-    .expect("regex")
-});
-
-fn check_promotional(r: &mut Report<'_>, c: &LanguageContent) {
-    let mut texts: Vec<(String, &str)> = Vec::new();
-    if let Some(t) = c.header.as_ref().and_then(|h| h.text.as_deref()) {
-        texts.push(("header.text".into(), t));
-    }
-    if let Some(b) = &c.body {
-        texts.push(("body.text".into(), &b.text));
-    }
-    if let Some(f) = &c.footer {
-        texts.push(("footer".into(), f));
-    }
-    for (i, b) in c.buttons.iter().enumerate() {
-        if let Some(t) = &b.text {
-            texts.push((format!("buttons[{i}].text"), t));
-        }
-    }
-    for (field, text) in texts {
-        if let Some(m) = PROMOTIONAL.find(text) {
-            r.warn(
-                field,
-                format!(
-                    "`{}` reads as promotional: Meta recategorises a UTILITY template with offers, discounts or calls to buy as MARKETING (billed as marketing, sent only with marketing opt-in)",
-                    m.as_str()
-                ),
-            );
-        }
     }
 }
 
 #[cfg(test)]
-#[path = "validate_tests.rs"]
 mod tests;

@@ -21,9 +21,18 @@ fn has(found: &[String], needle: &str) -> bool {
 #[test]
 fn the_worked_examples_are_clean() {
     for (file, text) in [
-        ("pedido_enviado", include_str!("../../../../docs/templates/pedido_enviado.toml")),
-        ("oferta_fin_de_ano", include_str!("../../../../docs/templates/oferta_fin_de_ano.toml")),
-        ("codigo_acceso", include_str!("../../../../docs/templates/codigo_acceso.toml")),
+        (
+            "pedido_enviado",
+            include_str!("../../../../../docs/templates/pedido_enviado.toml"),
+        ),
+        (
+            "oferta_fin_de_ano",
+            include_str!("../../../../../docs/templates/oferta_fin_de_ano.toml"),
+        ),
+        (
+            "codigo_acceso",
+            include_str!("../../../../../docs/templates/codigo_acceso.toml"),
+        ),
     ] {
         let t = TemplateFile::parse(file, text.as_bytes()).unwrap();
         let findings = validate(file, Some(file), &t);
@@ -58,8 +67,14 @@ body.text = "Olá {{1}}, seu pedido {{2}} chegou."
 body.examples = ["Ana"]
 "#,
     );
-    assert!(has(&found, "aviso [pt_BR] body.examples: {{2}} has no example"), "{found:?}");
-    assert!(has(&found, "header.examples: 2 examples for 1 variables"), "{found:?}");
+    assert!(
+        has(&found, "aviso [pt_BR] body.examples: {{2}} has no example"),
+        "{found:?}"
+    );
+    assert!(
+        has(&found, "header.examples: 2 examples for 1 variables"),
+        "{found:?}"
+    );
 }
 
 #[test]
@@ -73,9 +88,15 @@ parameter_format = "MIXED"
 body.text = "Hola"
 "#,
     );
-    assert!(has(&found, "name: `Pedido-Enviado`: lowercase letters"), "{found:?}");
+    assert!(
+        has(&found, "name: `Pedido-Enviado`: lowercase letters"),
+        "{found:?}"
+    );
     assert!(has(&found, "category: unknown value `PROMOTIONAL`; expected one of MARKETING, UTILITY, AUTHENTICATION"), "{found:?}");
-    assert!(has(&found, "parameter_format: unknown value `MIXED`"), "{found:?}");
+    assert!(
+        has(&found, "parameter_format: unknown value `MIXED`"),
+        "{found:?}"
+    );
 
     let found = errors(
         r#"
@@ -87,13 +108,34 @@ body.text = "Hola"
 buttons = [{ type = "CALL_ME", text = "x" }]
 "#,
     );
-    assert!(has(&found, "languages: `es_mx` is not a language code"), "{found:?}");
-    assert!(has(&found, "header.format: unknown value `GIF`"), "{found:?}");
-    assert!(has(&found, "buttons[0].type: unknown value `CALL_ME`; expected one of QUICK_REPLY"), "{found:?}");
+    assert!(
+        has(&found, "languages: `es_mx` is not a language code"),
+        "{found:?}"
+    );
+    assert!(
+        has(&found, "header.format: unknown value `GIF`"),
+        "{found:?}"
+    );
+    assert!(
+        has(
+            &found,
+            "buttons[0].type: unknown value `CALL_ME`; expected one of QUICK_REPLY"
+        ),
+        "{found:?}"
+    );
 
-    let t = TemplateFile::parse("x.toml", b"name = \"a\"\ncategory = \"UTILITY\"\n[languages.en]\nbody.text = \"Hi\"\n").unwrap();
+    let t = TemplateFile::parse(
+        "x.toml",
+        b"name = \"a\"\ncategory = \"UTILITY\"\n[languages.en]\nbody.text = \"Hi\"\n",
+    )
+    .unwrap();
     let found = validate("x.toml", Some("b"), &t);
-    assert!(found[0].message.contains("differs from the file name `b.toml`"), "{found:?}");
+    assert!(
+        found[0]
+            .message
+            .contains("differs from the file name `b.toml`"),
+        "{found:?}"
+    );
 }
 
 #[test]
@@ -109,9 +151,21 @@ body.text = "{long}"
 footer = "Gracias {{{{1}}}}"
 "#
     ));
-    assert!(has(&found, "body.text: 1025 characters; Meta allows at most 1024"), "{found:?}");
-    assert!(has(&found, "header.text: a header takes at most one variable"), "{found:?}");
-    assert!(has(&found, "footer: a footer takes no variables"), "{found:?}");
+    assert!(
+        has(
+            &found,
+            "body.text: 1025 characters; Meta allows at most 1024"
+        ),
+        "{found:?}"
+    );
+    assert!(
+        has(&found, "header.text: a header takes at most one variable"),
+        "{found:?}"
+    );
+    assert!(
+        has(&found, "footer: a footer takes no variables"),
+        "{found:?}"
+    );
 
     let found = errors(
         r#"
@@ -122,8 +176,17 @@ body.text = "{{1}} tu pedido {{3}} y {{name}}"
 body.examples = ["a", "b", "c"]
 "#,
     );
-    assert!(has(&found, "{{name}} is named but the template's parameter_format is POSITIONAL"), "{found:?}");
-    assert!(has(&found, "numbered {{1}}, {{2}}, … without gaps"), "{found:?}");
+    assert!(
+        has(
+            &found,
+            "{{name}} is named but the template's parameter_format is POSITIONAL"
+        ),
+        "{found:?}"
+    );
+    assert!(
+        has(&found, "numbered {{1}}, {{2}}, … without gaps"),
+        "{found:?}"
+    );
     assert!(has(&found, "starts or ends with a variable"), "{found:?}");
 
     let found = errors(
@@ -137,10 +200,31 @@ body.text = "Hola {{Nombre}} ya"
 body.examples = { Nombre = "Ana", extra = "x" }
 "#,
     );
-    assert!(has(&found, "header.text: {{1}} is positional but the template's parameter_format is NAMED"), "{found:?}");
-    assert!(has(&found, "{{Nombre}}: a named variable is lowercase"), "{found:?}");
-    assert!(has(&found, "body.examples: `extra` is not a variable of the text"), "{found:?}");
-    assert!(has(&found, "header.examples: a NAMED template gives its examples as a table"), "{found:?}");
+    assert!(
+        has(
+            &found,
+            "header.text: {{1}} is positional but the template's parameter_format is NAMED"
+        ),
+        "{found:?}"
+    );
+    assert!(
+        has(&found, "{{Nombre}}: a named variable is lowercase"),
+        "{found:?}"
+    );
+    assert!(
+        has(
+            &found,
+            "body.examples: `extra` is not a variable of the text"
+        ),
+        "{found:?}"
+    );
+    assert!(
+        has(
+            &found,
+            "header.examples: a NAMED template gives its examples as a table"
+        ),
+        "{found:?}"
+    );
 }
 
 #[test]
@@ -215,9 +299,27 @@ header = { format = "DOCUMENT" }
 body.text = "Olá"
 "#,
     );
-    assert!(has(&found, "header.sample: `oferta.gif`: IMAGE samples are jpg, jpeg, png files"), "{found:?}");
-    assert!(has(&found, "[es_MX] security_recommendation: only AUTHENTICATION"), "{found:?}");
-    assert!(has(&found, "[pt_BR] header.sample: missing: a DOCUMENT header needs a sample"), "{found:?}");
+    assert!(
+        has(
+            &found,
+            "header.sample: `oferta.gif`: IMAGE samples are jpg, jpeg, png files"
+        ),
+        "{found:?}"
+    );
+    assert!(
+        has(
+            &found,
+            "[es_MX] security_recommendation: only AUTHENTICATION"
+        ),
+        "{found:?}"
+    );
+    assert!(
+        has(
+            &found,
+            "[pt_BR] header.sample: missing: a DOCUMENT header needs a sample"
+        ),
+        "{found:?}"
+    );
 }
 
 #[test]
@@ -238,7 +340,10 @@ body.examples = ["R$ 90"]
     let w = &findings[0];
     assert_eq!(w.severity, Severity::Warning);
     assert_eq!(w.language.as_deref(), Some("es_MX"));
-    assert!(w.message.contains("recategorises a UTILITY template"), "{w}");
+    assert!(
+        w.message.contains("recategorises a UTILITY template"),
+        "{w}"
+    );
     // The same words in a MARKETING template are what it is for.
     let findings = check(
         r#"
