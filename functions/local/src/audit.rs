@@ -35,18 +35,26 @@ pub async fn note_deployment(action: &str, subject: Option<&str>) -> Result<(), 
         .ok()
         .filter(|t| !t.trim().is_empty())
     {
-        Some(table) => {
-            let retention = audit::retention(|n| std::env::var(n).ok())?;
-            let log = DynamoAudit::from_env(table).await.with_retention(retention);
-            Audit::new(Arc::new(log))
-                .note(CLI_ACTOR, action, subject)
-                .await;
-        }
+        Some(table) => note_in_table(&table, action, subject).await?,
         None => eprintln!(
             "warning: {} is not set: this {action} is not in the deployment's audit trail",
             wabridge_core::config::WABRIDGE_TABLE
         ),
     }
+    Ok(())
+}
+
+/// Records a write the CLI made to the deployment whose table is `table`.
+pub async fn note_in_table(
+    table: &str,
+    action: &str,
+    subject: Option<&str>,
+) -> Result<(), CliError> {
+    let retention = audit::retention(|n| std::env::var(n).ok())?;
+    let log = DynamoAudit::from_env(table).await.with_retention(retention);
+    Audit::new(Arc::new(log))
+        .note(CLI_ACTOR, action, subject)
+        .await;
     Ok(())
 }
 

@@ -204,6 +204,10 @@ enum TemplatesAction {
         /// The plan as one JSON object.
         #[arg(long)]
         json: bool,
+        /// Keep the apply history in a deployment's DynamoDB table (or WABRIDGE_TABLE), the
+        /// token from its secret store (WABRIDGE_SECRETS_ARN).
+        #[arg(long, env = "WABRIDGE_TABLE")]
+        table: Option<String>,
         #[command(flatten)]
         data: DataArg,
     },
@@ -217,6 +221,9 @@ enum TemplatesAction {
         /// Who applies, for the history (a CI job, a handle); default `cli`.
         #[arg(long)]
         by: Option<String>,
+        /// Against a deployment: its DynamoDB table (or WABRIDGE_TABLE) and secret store.
+        #[arg(long, env = "WABRIDGE_TABLE")]
+        table: Option<String>,
         #[command(flatten)]
         data: DataArg,
     },
@@ -226,6 +233,9 @@ enum TemplatesAction {
         /// One JSON object per line.
         #[arg(long)]
         json: bool,
+        /// Read a deployment's DynamoDB table (or WABRIDGE_TABLE).
+        #[arg(long, env = "WABRIDGE_TABLE")]
+        table: Option<String>,
         #[command(flatten)]
         data: DataArg,
     },
@@ -393,23 +403,39 @@ async fn run(command: Command) -> Result<(), CliError> {
             action: TemplatesAction::Check { dir, json },
         } => template_files::check(&template_files::folder(dir.dir), json),
         Command::Templates {
-            action: TemplatesAction::Plan { dir, json, data },
-        } => template_files::plan(&template_files::folder(dir.dir), &data.data, json).await,
+            action:
+                TemplatesAction::Plan {
+                    dir,
+                    json,
+                    table,
+                    data,
+                },
+        } => {
+            let dir = template_files::folder(dir.dir);
+            template_files::plan(&dir, &data.data, table.as_deref(), json).await
+        }
         Command::Templates {
             action:
                 TemplatesAction::Apply {
                     dir,
                     allow_delete,
                     by,
+                    table,
                     data,
                 },
         } => {
             let dir = template_files::folder(dir.dir);
-            template_files::apply(&dir, &data.data, allow_delete, by).await
+            template_files::apply(&dir, &data.data, table.as_deref(), allow_delete, by).await
         }
         Command::Templates {
-            action: TemplatesAction::History { name, json, data },
-        } => template_files::show_history(&data.data, &name, json).await,
+            action:
+                TemplatesAction::History {
+                    name,
+                    json,
+                    table,
+                    data,
+                },
+        } => template_files::show_history(&data.data, table.as_deref(), &name, json).await,
         Command::Send { send, data } => sends::send(send, &data.data).await,
         Command::Consent { consent, data } => sends::consent(consent, &data.data).await,
         Command::Audit {

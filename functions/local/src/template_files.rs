@@ -13,6 +13,7 @@ use std::sync::Arc;
 
 use serde_json::json;
 use sha2::{Digest, Sha256};
+use wabridge_aws::dynamo::template_history::DynamoTemplateHistory;
 use wabridge_core::clock::now_ms;
 use wabridge_core::config;
 use wabridge_core::sends::template_sync::TemplateSyncConfig;
@@ -250,9 +251,29 @@ pub fn check(dir: &Path, as_json: bool) -> Result<(), CliError> {
     Ok(())
 }
 
-/// Meta's side: the Graph API client for the configured WABA.
-fn admin() -> Result<GraphTemplateAdmin, CliError> {
-    let config = TemplateSyncConfig::from_env()?;
+/// Where `plan` and `apply` read and write: Meta's side (the Graph API client for the
+/// configured WABA) and the apply history (the local store, or a deployment's table).
+struct Target {
+    admin: GraphTemplateAdmin,
+    history: Arc<dyn TemplateHistory>,
+    /// The deployment's table, when the history lives there.
+    table: Option<String>,
+}
+
+/// The settings: from the environment locally; against a deployment (`--table`), the token
+/// from its secret store (`WABRIDGE_SECRETS_ARN`) and the rest from the environment.
+async fn target(data: &Path, table: Option<&str>) -> Result<Target, CliError> {
+    let table = table.filter(|t| !t.trim().is_empty()).map(str::to_string);
+    let config = match &table {
+        None => TemplateSyncConfig::from_env()?,
+        Some(_) => {
+            let sdk = wabridge_aws::sdk::chain_config().await;
+            let secrets = wabridge_aws::secrets::Secrets::load(sdk)
+                .await
+                .map_err(CliError::store("cannot read the deployment's secrets"))?;
+            TemplateSyncConfig::from_lookup(|n| secrets.lookup(n))?
+        }
+    };
     let app_id = std::env::var(config::WHATSAPP_APP_ID)
         .ok()
         .filter(|a| !a.trim().is_empty());
@@ -267,15 +288,30 @@ fn admin() -> Result<GraphTemplateAdmin, CliError> {
         }
         .into());
     }
-    Ok(GraphTemplateAdmin::new(config, app_id))
+    let history = history_store(data, table.as_deref(), &config.waba_id).await?;
+    Ok(Target {
+        admin: GraphTemplateAdmin::new(config, app_id),
+        history,
+        table,
+    })
 }
 
-fn history(data: &Path) -> Result<Arc<SqliteTemplateHistory>, CliError> {
-    let db = crate::data::open_or_create(data)?;
+async fn history_store(
+    data: &Path,
+    table: Option<&str>,
+    waba_id: &str,
+) -> Result<Arc<dyn TemplateHistory>, CliError> {
     let retention = wabridge_core::audit::retention(|n| std::env::var(n).ok())?;
-    Ok(Arc::new(
-        SqliteTemplateHistory::new(db).with_retention(retention),
-    ))
+    Ok(match table {
+        Some(table) => {
+            let history = DynamoTemplateHistory::from_env(table, waba_id).await;
+            Arc::new(history.with_retention(retention))
+        }
+        None => {
+            let db = crate::data::open_or_create(data)?;
+            Arc::new(SqliteTemplateHistory::new(db).with_retention(retention))
+        }
+    })
 }
 
 async fn make_plan(
@@ -292,11 +328,17 @@ async fn make_plan(
     Ok(plan::plan(&folder.locals(), &remote, &applied, now))
 }
 
-/// `wabridge templates plan [--dir D] [--json]`: exits 2 when the plan is not clean.
-pub async fn plan(dir: &Path, data: &Path, as_json: bool) -> Result<(), CliError> {
+/// `wabridge templates plan [--dir D] [--json] [--table T]`: exits 2 when the plan is not
+/// clean.
+pub async fn plan(
+    dir: &Path,
+    data: &Path,
+    table: Option<&str>,
+    as_json: bool,
+) -> Result<(), CliError> {
     let folder = load_checked(dir, false)?;
-    let admin = admin()?;
-    let plan = make_plan(&folder, &admin, history(data)?.as_ref(), now_ms()).await?;
+    let t = target(data, table).await?;
+    let plan = make_plan(&folder, &t.admin, t.history.as_ref(), now_ms()).await?;
     if as_json {
         println!("{}", json!(plan));
     } else {
@@ -309,18 +351,19 @@ pub async fn plan(dir: &Path, data: &Path, as_json: bool) -> Result<(), CliError
     }
 }
 
-/// `wabridge templates apply [--dir D] [--allow-delete] [--by WHO]`.
+/// `wabridge templates apply [--dir D] [--allow-delete] [--by WHO] [--table T]`.
 pub async fn apply(
     dir: &Path,
     data: &Path,
+    table: Option<&str>,
     allow_delete: bool,
     by: Option<String>,
 ) -> Result<(), CliError> {
     let folder = load_checked(dir, false)?;
-    let admin = admin()?;
-    let history = history(data)?;
+    let t = target(data, table).await?;
+    let (admin, history) = (&t.admin, t.history.as_ref());
     let now = now_ms();
-    let plan = make_plan(&folder, &admin, history.as_ref(), now).await?;
+    let plan = make_plan(&folder, admin, history, now).await?;
     print!("{}", plan.render());
     let samples: BTreeMap<(String, String), Sample> = folder
         .files
@@ -332,16 +375,9 @@ pub async fn apply(
         applied_by: by.unwrap_or_else(|| wabridge_core::audit::CLI_ACTOR.to_string()),
         now_ms: now,
     };
-    let report = apply::apply(
-        &plan,
-        &folder.locals(),
-        &samples,
-        &admin,
-        history.as_ref(),
-        &options,
-    )
-    .await
-    .map_err(CliError::store("cannot record the template apply history"))?;
+    let report = apply::apply(&plan, &folder.locals(), &samples, admin, history, &options)
+        .await
+        .map_err(CliError::store("cannot record the template apply history"))?;
     println!();
     for a in &report.applied {
         let id = a.template_id.as_deref().unwrap_or("-");
@@ -360,14 +396,15 @@ pub async fn apply(
         );
     }
     if !report.applied.is_empty() {
-        let db = crate::data::open_or_create(data)?;
         let subject = format!("{} changes", report.applied.len());
-        crate::audit::note_local(
-            &db,
-            wabridge_core::audit::action::TEMPLATE_APPLY,
-            Some(&subject),
-        )
-        .await?;
+        let action = wabridge_core::audit::action::TEMPLATE_APPLY;
+        match &t.table {
+            Some(table) => crate::audit::note_in_table(table, action, Some(&subject)).await?,
+            None => {
+                let db = crate::data::open_or_create(data)?;
+                crate::audit::note_local(&db, action, Some(&subject)).await?;
+            }
+        }
     }
     if report.failed.is_empty() {
         Ok(())
@@ -378,9 +415,24 @@ pub async fn apply(
     }
 }
 
-/// `wabridge templates history NAME [--json]`: what `apply` did to it, oldest first.
-pub async fn show_history(data: &Path, name: &str, as_json: bool) -> Result<(), CliError> {
-    let changes = history(data)?
+/// `wabridge templates history NAME [--json] [--table T]`: what `apply` did to it, oldest
+/// first.
+pub async fn show_history(
+    data: &Path,
+    table: Option<&str>,
+    name: &str,
+    as_json: bool,
+) -> Result<(), CliError> {
+    let settings = config::Settings::new(|n| std::env::var(n).ok());
+    let waba_id = match table {
+        Some(_) => settings.required(
+            config::WHATSAPP_BUSINESS_ACCOUNT_ID,
+            "a deployment's template history is kept per WABA",
+        )?,
+        None => String::new(),
+    };
+    let changes = history_store(data, table, &waba_id)
+        .await?
         .history(Some(name), 0)
         .await
         .map_err(CliError::store("cannot read the template apply history"))?;

@@ -346,7 +346,10 @@ async fn the_lambda_serves_sends_and_links_with_the_api_key_over_dynamodb_and_sq
             claim_check_bucket: None,
             audit_retention: wabridge_tests::AUDIT_RETENTION,
             content_retention: wabridge_tests::CONTENT_RETENTION,
-            template_languages: Default::default(),
+            template_languages: wabridge_core::sends::language::LanguageMap::parse(
+                "AR=es_AR|es_MX,*=en_US",
+            )
+            .unwrap(),
         },
     );
     let body = r#"{"to": "+52 1 55 1234 5678", "template": "order_update", "language": "es_MX", "category": "UTILITY"}"#;
@@ -385,6 +388,45 @@ async fn the_lambda_serves_sends_and_links_with_the_api_key_over_dynamodb_and_sq
     let got: serde_json::Value = serde_json::from_str(&body_text(&resp)).unwrap();
     assert_eq!(got["id"], id.as_str());
     assert_eq!(got["state"], "queued");
+    assert_eq!(got["language"], "es_MX");
+
+    // Without a language: the table's registry says which of the Argentine number's languages
+    // (the configured map: es_AR, then es_MX) is approved.
+    let no_language =
+        r#"{"to": "+54 9 11 2345 6789", "template": "order_update", "category": "UTILITY"}"#;
+    let resp = handle(&api, api_request("POST", "/sends", no_language, Some(key)))
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), 422, "{}", body_text(&resp));
+    assert!(
+        body_text(&resp).contains("template_language_unavailable"),
+        "{}",
+        body_text(&resp)
+    );
+    use wabridge_core::templates::TemplateStore;
+    wabridge_aws::dynamo::templates::DynamoTemplates::new(s.aws.dynamo.clone(), s.table.clone())
+        .put_status(
+            "order_update",
+            "es_MX",
+            &wabridge_core::templates::TemplateStatus::new("APPROVED"),
+            None,
+            1,
+        )
+        .await
+        .unwrap();
+    let resp = handle(&api, api_request("POST", "/sends", no_language, Some(key)))
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), 202, "{}", body_text(&resp));
+    let accepted: serde_json::Value = serde_json::from_str(&body_text(&resp)).unwrap();
+    assert_eq!(
+        (accepted["template"].as_str(), accepted["language"].as_str()),
+        (Some("order_update"), Some("es_MX"))
+    );
+    sends_queue
+        .receive(10, Duration::from_secs(300))
+        .await
+        .unwrap();
 
     // Links are the attribution function's, not ingest's.
     let link = r#"{"utm_source": "google", "utm_medium": "cpc", "utm_campaign": "spring", "phone_number": "+52 1 55 1234 5678"}"#;

@@ -242,6 +242,48 @@ async fn consent_templates_window_over_dynamodb() {
         (Some("MARKETING"), Some(2))
     );
     assert!(templates.get("t", "pt_BR").await.unwrap().is_none());
+    // A patch keeps what it does not name; a name's languages are read without a scan.
+    templates
+        .patch(
+            "t",
+            "es_MX",
+            &wabridge_core::templates::TemplatePatch {
+                quality: Some("RED".into()),
+                ..Default::default()
+            },
+        )
+        .await
+        .unwrap();
+    let info = templates.get("t", "es_MX").await.unwrap().unwrap();
+    assert_eq!(
+        (info.quality.as_deref(), info.category.as_deref()),
+        (Some("RED"), Some("MARKETING"))
+    );
+    templates
+        .put_status("t", "pt_BR", &TemplateStatus::new("APPROVED"), None, 3000)
+        .await
+        .unwrap();
+    templates
+        .put_status(
+            "other",
+            "en_US",
+            &TemplateStatus::new("APPROVED"),
+            None,
+            3000,
+        )
+        .await
+        .unwrap();
+    let registry =
+        wabridge_core::templates::TemplateRegistry::new(std::sync::Arc::new(templates.clone()));
+    assert_eq!(registry.approved_languages("t").await.unwrap(), ["pt_BR"]);
+    let all: Vec<String> = templates
+        .languages("t")
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|t| t.language)
+        .collect();
+    assert_eq!(all, ["es_MX", "pt_BR"]);
 
     let window = DynamoWindow::new(aws.dynamo.clone(), table);
     window.record_inbound("phone:1", 500).await.unwrap();

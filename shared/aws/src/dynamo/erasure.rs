@@ -113,7 +113,7 @@ pub const FAMILIES: &[(&str, &str)] = &[
     ),
     (
         "tplapply",
-        "nothing of a customer: who applied which template file (kept with the audit trail)",
+        "nothing of a customer: who applied which template file (expires with the audit trail)",
     ),
     ("attrlink", "nothing personal: tracked campaign links"),
 ];

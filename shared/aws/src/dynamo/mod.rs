@@ -27,6 +27,7 @@ pub mod erasure;
 pub mod identity;
 pub mod ledger;
 pub mod sends;
+pub mod template_history;
 pub mod templates;
 pub mod window;
 

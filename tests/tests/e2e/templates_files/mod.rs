@@ -4,6 +4,7 @@
 //! requests checked against Meta's spec by Prism; the review's webhooks feeding the registry.
 
 mod binary;
+mod deployment;
 mod meta;
 mod plan_apply;
 mod prism;
