@@ -14,7 +14,7 @@ set -euo pipefail
 
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 FUZZ="$ROOT/fuzz"
-TARGETS=(webhook signature mapping identity requests)
+TARGETS=(webhook signature mapping identity requests templates)
 # The same flags for every build, so scripts/test.sh's build is the one the runs reuse:
 # no sanitizer (the code under test is safe Rust; ASan would halve the executions), debug
 # assertions on (integer overflow panics instead of wrapping).
@@ -60,6 +60,9 @@ seed() {
     case $target in
         webhook | signature)
             add_seeds "$corpus" "$ROOT"/events/webhooks/*.json
+            ;;
+        templates)
+            add_seeds "$corpus" "$ROOT"/docs/templates/*.toml
             ;;
         mapping)
             # Each example mapping over each seed record (`<toml>\n#record\n<json>`).

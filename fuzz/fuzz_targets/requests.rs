@@ -58,7 +58,14 @@ fn sends(body: &[u8]) {
             components,
             ..
         } => {
-            assert!(!name.is_empty() && !language.is_empty());
+            // An empty language is left for the sends service to pick by country.
+            assert!(!name.is_empty());
+            assert!(
+                language.is_empty()
+                    || language
+                        .bytes()
+                        .all(|b| b.is_ascii_alphanumeric() || b == b'_')
+            );
             assert!(parameters.len() <= 100 && components.len() <= 20);
             assert!(parameters.iter().all(|p| !p.trim().is_empty()));
         }

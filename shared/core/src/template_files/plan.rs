@@ -64,6 +64,8 @@ pub struct Change {
     pub template_id: Option<String>,
     /// Meta's status now (none for a create).
     pub status: Option<String>,
+    /// Meta's quality score now: GREEN, YELLOW, RED or UNKNOWN.
+    pub quality: Option<String>,
     /// The file the template comes from (none for a delete).
     pub file: Option<String>,
 }
@@ -87,6 +89,7 @@ pub struct Attention {
     pub concern: Concern,
     pub template_id: Option<String>,
     pub status: Option<String>,
+    pub quality: Option<String>,
     pub message: String,
 }
 
@@ -128,6 +131,7 @@ pub fn plan(
                     action: Action::Create,
                     template_id: None,
                     status: None,
+                    quality: None,
                     file: Some(local.file.to_string()),
                 }),
                 Some(r) => compare(&mut out, local, language, r, history, now_ms),
@@ -147,6 +151,7 @@ pub fn plan(
                 concern: Concern::Disabled,
                 template_id: r.id.clone(),
                 status,
+                quality: r.quality.clone(),
                 message: "no file names it, and Meta cannot delete a DISABLED template".into(),
             }),
             _ => out.changes.push(Change {
@@ -155,6 +160,7 @@ pub fn plan(
                 action: Action::Delete,
                 template_id: r.id.clone(),
                 status,
+                quality: r.quality.clone(),
                 file: None,
             }),
         }
@@ -181,6 +187,7 @@ fn compare(
         concern,
         template_id: r.id.clone(),
         status: status.clone(),
+        quality: r.quality.clone(),
         message,
     };
     let reason = r
@@ -270,6 +277,7 @@ fn compare(
         action: Action::Edit { fields },
         template_id: r.id.clone(),
         status,
+        quality: r.quality.clone(),
         file: Some(local.file.to_string()),
     });
 }
@@ -345,8 +353,14 @@ impl Plan {
     /// The plan as people read it.
     pub fn render(&self) -> String {
         let mut s = String::new();
-        let status =
-            |st: &Option<String>| st.as_deref().map(|s| format!("  {s}")).unwrap_or_default();
+        // Meta's status, and its quality score when Meta has rated the template.
+        let status = |st: &Option<String>, quality: &Option<String>| {
+            let mut out = st.as_deref().map(|s| format!("  {s}")).unwrap_or_default();
+            if let Some(q) = quality.as_deref().filter(|q| *q != "UNKNOWN") {
+                out.push_str(&format!("  quality {q}"));
+            }
+            out
+        };
         let id = |id: &Option<String>| {
             id.as_deref()
                 .map(|i| format!("  id {i}"))
@@ -364,7 +378,7 @@ impl Plan {
                         c.name,
                         c.language,
                         id(&c.template_id),
-                        status(&c.status)
+                        status(&c.status, &c.quality)
                     );
                     for f in fields {
                         let _ = writeln!(s, "      ~ {f}");
@@ -377,7 +391,7 @@ impl Plan {
                         c.name,
                         c.language,
                         id(&c.template_id),
-                        status(&c.status)
+                        status(&c.status, &c.quality)
                     );
                 }
             }
@@ -389,7 +403,7 @@ impl Plan {
                 a.name,
                 a.language,
                 id(&a.template_id),
-                status(&a.status),
+                status(&a.status, &a.quality),
                 a.message
             );
         }

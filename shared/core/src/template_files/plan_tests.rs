@@ -119,6 +119,7 @@ fn every_kind_of_difference_prints_once() {
         remote_of(&meta_edited, "es_MX", "11", "APPROVED"),
         RemoteTemplate {
             reason: Some("INVALID_FORMAT".into()),
+            quality: Some("RED".into()),
             ..remote_of(&rejected, "es_MX", "12", "REJECTED")
         },
         RemoteTemplate {
@@ -168,7 +169,7 @@ fn every_kind_of_difference_prints_once() {
         "  ! paused [es_MX]  id 14  PAUSED: paused by Meta for low quality; edit the file to fix it",
         "  ! pending [es_MX]  id 17  PENDING: awaiting Meta's review",
         "  ! recat [es_MX]  id 15  APPROVED: the file says UTILITY, Meta says MARKETING; an approved template's category is fixed: set category = \"MARKETING\" in the file, or appeal in Meta's console",
-        "  ! rejected [es_MX]  id 12  REJECTED: rejected by Meta (INVALID_FORMAT); edit the file to fix it",
+        "  ! rejected [es_MX]  id 12  REJECTED  quality RED: rejected by Meta (INVALID_FORMAT); edit the file to fix it",
         "  ! rejected_fixed [es_MX]  id 13  REJECTED: rejected by Meta (INVALID_FORMAT); apply submits the edited file",
     ];
     for e in expected {

@@ -121,3 +121,27 @@ buttons = [{ type = "URL", text = "t", url = "https://x.example/{{1}}", example 
         assert_eq!(keys(written), keys(documented));
     }
 }
+
+/// Every prefix of the worked examples (a file cut short, as an editor saves half a line)
+/// parses or names its problem, and what parses validates and plans without a panic.
+#[test]
+fn truncated_files_never_panic() {
+    for text in [
+        PEDIDO,
+        include_str!("../../../../docs/templates/oferta_fin_de_ano.toml"),
+        include_str!("../../../../docs/templates/codigo_acceso.toml"),
+    ] {
+        // Byte prefixes: a cut inside a character is "not UTF-8", with its line.
+        for end in 0..=text.len() {
+            match TemplateFile::parse("cut.toml", &text.as_bytes()[..end]) {
+                Err(e) => assert!(e.to_string().starts_with("cut.toml: "), "{e}"),
+                Ok(t) => {
+                    let _ = validate::validate("cut.toml", None, &t);
+                    for l in t.languages.keys() {
+                        let _ = meta::create_body(&t, l, None);
+                    }
+                }
+            }
+        }
+    }
+}
