@@ -191,14 +191,17 @@ impl TemplateRegistry {
     }
 
     /// Records what a sync read from Meta's template list: the category and body parameter
-    /// count (replacing what was there) and the status as observed at `observed_at_ms`. The
-    /// status goes through the same ordering as webhooks: a webhook event newer than the
-    /// observation keeps its status. Returns whether the status was written.
+    /// count (replacing what was there) and the status with Meta's reason (`rejected_reason`)
+    /// as observed at `observed_at_ms`. The status goes through the same ordering as webhooks:
+    /// a webhook event newer than the observation keeps its status. Returns whether the status
+    /// was written.
+    #[allow(clippy::too_many_arguments)]
     pub async fn apply_synced(
         &self,
         name: &str,
         language: &str,
         status: Option<&TemplateStatus>,
+        reason: Option<&str>,
         category: Option<&str>,
         body_parameters: Option<u32>,
         observed_at_ms: i64,
@@ -208,7 +211,7 @@ impl TemplateRegistry {
         match status {
             Some(status) => {
                 self.store
-                    .put_status(name, language, status, None, observed_at_ms)
+                    .put_status(name, language, status, reason, observed_at_ms)
                     .await
             }
             None => Ok(false),

@@ -390,6 +390,7 @@ impl TemplateSync {
                         &t.name,
                         &t.language,
                         t.status.as_ref(),
+                        t.reason.as_deref(),
                         t.category.as_deref(),
                         Some(t.body_parameters),
                         observed_at,

@@ -339,6 +339,22 @@ async fn what_needs_attention_and_a_queued_send_blocks_its_delete() {
             ),
         ]
     );
+    // The sync reads the same into the registry: Meta's reason and quality per language.
+    let registry = wabridge_core::templates::TemplateRegistry::new(std::sync::Arc::new(
+        wabridge_sqlite::SqliteTemplates::new(db.clone()),
+    ));
+    wabridge_graph::template_sync(config(&meta.url))
+        .sync(&registry)
+        .await
+        .unwrap();
+    let offer = registry
+        .get("oferta_fin_de_ano", "es_MX")
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(offer.status.unwrap().as_str(), "REJECTED");
+    assert_eq!(offer.reason.as_deref(), Some("INVALID_FORMAT"));
+    assert_eq!(offer.quality.as_deref(), Some("UNKNOWN"));
     let rendered = p.render();
     assert!(
         rendered.contains("rejected by Meta (INVALID_FORMAT)"),
@@ -372,6 +388,7 @@ async fn what_needs_attention_and_a_queued_send_blocks_its_delete() {
             "aviso_viejo",
             "es_MX",
             Some(&wabridge_core::templates::TemplateStatus::new("APPROVED")),
+            None,
             Some("UTILITY"),
             Some(0),
             1,
