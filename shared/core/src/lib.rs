@@ -29,6 +29,7 @@ pub mod inbox;
 pub mod ingest;
 pub mod ledger;
 pub mod mapping;
+pub mod media;
 pub mod queue;
 pub mod records;
 pub mod redact;
