@@ -6,6 +6,7 @@
 //! May depend on `wabridge-core` and `reqwest`; never on an engine (SQLite, AWS) or a CRM.
 
 pub mod admin;
+pub mod media;
 pub mod messages;
 pub mod templates;
 
@@ -14,6 +15,7 @@ use std::time::Duration;
 use wabridge_core::sends::classify::SendFailure;
 
 pub use admin::GraphTemplateAdmin;
+pub use media::{GraphMedia, MediaConfig};
 pub use messages::GraphClient;
 pub use templates::{template_sync, GraphTemplates};
 

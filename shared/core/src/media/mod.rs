@@ -6,6 +6,7 @@
 //! What is built on this (the download pipeline, the stores, `GET /media/{id}`, outbound
 //! uploads) is listed as left in docs/media.md until it lands.
 
+pub mod fetch;
 pub mod links;
 
 use std::fmt;

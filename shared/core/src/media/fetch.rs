@@ -1,0 +1,230 @@
+//! Fetching one inbound media file: ask Meta where it is ([`MediaSource::info`]), refuse what
+//! Meta's limits refuse before downloading, download it streamed into a pending object of the
+//! [`MediaStore`] while hashing and counting (stopping at the kind's limit), check the size and
+//! the SHA-256 against Meta's, and only then commit it under its content address. Anything else
+//! aborts the pending object: a partial or tampered file never survives.
+//!
+//! An expired download URL (the CDN's 401/403/404) is asked for again once. A file already
+//! stored (same SHA-256, from a redelivery or another message) is not downloaded again.
+
+use std::time::Duration;
+
+use async_trait::async_trait;
+use sha2::{Digest, Sha256};
+
+use super::{MediaKind, MediaRefusal, Sha256Digest};
+use crate::error::StoreError;
+
+/// What Meta says of a media id (`GET /{version}/{media-id}`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct MediaInfo {
+    /// Where to download it: lives 5 minutes and needs the token.
+    pub url: String,
+    pub mime_type: String,
+    pub sha256: Option<Sha256Digest>,
+    pub file_size: Option<u64>,
+}
+
+/// Why a fetch did not store the file.
+#[derive(Debug, thiserror::Error)]
+pub enum FetchError {
+    /// Meta throttled, failed or did not answer: try again later, within the retry horizon.
+    #[error("{reason}")]
+    Retry {
+        reason: String,
+        retry_after: Option<Duration>,
+    },
+    /// The download URL expired (the CDN answered 401, 403 or 404): ask Meta for a new one.
+    #[error("the download URL expired")]
+    UrlExpired,
+    /// Meta no longer has the file (or never had it): terminal, recorded on the activity.
+    #[error("the media is gone at Meta: {reason}")]
+    Gone { reason: String },
+    /// Outside Meta's types or limits: never stored.
+    #[error(transparent)]
+    Refused(#[from] MediaRefusal),
+    /// The bytes are not the file Meta described.
+    #[error("the download does not match Meta's description: {0}")]
+    Corrupt(String),
+    #[error(transparent)]
+    Store(#[from] StoreError),
+}
+
+impl FetchError {
+    /// Whether a later attempt may succeed without anyone changing anything.
+    pub fn is_retryable(&self) -> bool {
+        match self {
+            FetchError::Retry { .. } | FetchError::UrlExpired | FetchError::Corrupt(_) => true,
+            FetchError::Store(e) => e.is_retryable(),
+            FetchError::Gone { .. } | FetchError::Refused(_) => false,
+        }
+    }
+}
+
+/// Where bytes go while they download.
+#[async_trait]
+pub trait MediaSink: Send {
+    async fn write(&mut self, chunk: &[u8]) -> Result<(), FetchError>;
+}
+
+/// Meta's media endpoints (`wabridge-graph`), or a fake in tests.
+#[async_trait]
+pub trait MediaSource: Send + Sync {
+    async fn info(&self, media_id: &str) -> Result<MediaInfo, FetchError>;
+    /// Streams the file at `url` into `sink`, chunk by chunk.
+    async fn download(&self, url: &str, sink: &mut dyn MediaSink) -> Result<(), FetchError>;
+}
+
+/// An object being written: committed under its key, or aborted (removed).
+#[async_trait]
+pub trait PendingObject: Send {
+    async fn write(&mut self, chunk: &[u8]) -> Result<(), StoreError>;
+    /// Makes the object durable under `key` (replacing nothing: the key is its content).
+    async fn commit(self: Box<Self>, key: &str) -> Result<(), StoreError>;
+    /// Removes what was written.
+    async fn abort(self: Box<Self>);
+}
+
+/// Where stored media lives: the data directory locally, an S3 bucket on AWS.
+#[async_trait]
+pub trait MediaStore: Send + Sync {
+    async fn exists(&self, key: &str) -> Result<bool, StoreError>;
+    async fn begin(&self) -> Result<Box<dyn PendingObject>, StoreError>;
+}
+
+/// A file stored under its content address.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct StoredFile {
+    pub key: String,
+    pub sha256: Sha256Digest,
+    pub size: u64,
+    pub mime_type: String,
+    /// Whether this fetch downloaded it (false: it was already stored).
+    pub downloaded: bool,
+}
+
+/// Counts, hashes and bounds the bytes on their way into a pending object.
+struct Counting {
+    object: Box<dyn PendingObject>,
+    hasher: Sha256,
+    size: u64,
+    limit: u64,
+    kind: MediaKind,
+}
+
+#[async_trait]
+impl MediaSink for Counting {
+    async fn write(&mut self, chunk: &[u8]) -> Result<(), FetchError> {
+        self.size += chunk.len() as u64;
+        if self.size > self.limit {
+            return Err(MediaRefusal::TooLarge {
+                kind: self.kind,
+                size: self.size,
+                limit: self.limit,
+            }
+            .into());
+        }
+        self.hasher.update(chunk);
+        self.object.write(chunk).await?;
+        Ok(())
+    }
+}
+
+/// Fetches media ids into a store. Cheap to clone.
+#[derive(Clone)]
+pub struct MediaFetcher {
+    source: std::sync::Arc<dyn MediaSource>,
+    store: std::sync::Arc<dyn MediaStore>,
+}
+
+impl MediaFetcher {
+    pub fn new(
+        source: std::sync::Arc<dyn MediaSource>,
+        store: std::sync::Arc<dyn MediaStore>,
+    ) -> MediaFetcher {
+        MediaFetcher { source, store }
+    }
+
+    /// Fetches `media_id` of `kind` (`animated`: a sticker's flag). `declared` is the SHA-256
+    /// the webhook carried, checked when Meta's answer has none.
+    pub async fn fetch(
+        &self,
+        media_id: &str,
+        kind: MediaKind,
+        animated: bool,
+        declared: Option<Sha256Digest>,
+    ) -> Result<StoredFile, FetchError> {
+        let mut info = self.source.info(media_id).await?;
+        kind.check(&info.mime_type, info.file_size.unwrap_or(0), animated)?;
+        let expected = info.sha256.or(declared);
+        if let Some(d) = expected {
+            if self.store.exists(&d.object_key()).await? {
+                return Ok(StoredFile {
+                    key: d.object_key(),
+                    sha256: d,
+                    size: info.file_size.unwrap_or(0),
+                    mime_type: info.mime_type,
+                    downloaded: false,
+                });
+            }
+        }
+        let limit = kind.max_bytes(animated);
+        let mut expired_once = false;
+        loop {
+            let mut sink = Counting {
+                object: self.store.begin().await?,
+                hasher: Sha256::new(),
+                size: 0,
+                limit,
+                kind,
+            };
+            let result = self.source.download(&info.url, &mut sink).await;
+            match result {
+                Ok(()) => return self.finish(sink, &info, expected).await,
+                Err(FetchError::UrlExpired) if !expired_once => {
+                    expired_once = true;
+                    sink.object.abort().await;
+                    info = self.source.info(media_id).await?;
+                }
+                Err(e) => {
+                    sink.object.abort().await;
+                    return Err(e);
+                }
+            }
+        }
+    }
+
+    /// Checks the downloaded bytes against Meta's description and commits them, or aborts.
+    async fn finish(
+        &self,
+        sink: Counting,
+        info: &MediaInfo,
+        expected: Option<Sha256Digest>,
+    ) -> Result<StoredFile, FetchError> {
+        let got = Sha256Digest::from_bytes(sink.hasher.finalize().into());
+        let problem = match (info.file_size, expected) {
+            (Some(size), _) if size != sink.size => {
+                Some(format!("{} bytes where Meta said {size}", sink.size))
+            }
+            (_, Some(want)) if want != got => Some(format!(
+                "SHA-256 {} where Meta said {}",
+                got.hex(),
+                want.hex()
+            )),
+            _ => None,
+        };
+        if let Some(problem) = problem {
+            sink.object.abort().await;
+            return Err(FetchError::Corrupt(problem));
+        }
+        let key = got.object_key();
+        sink.object.commit(&key).await?;
+        Ok(StoredFile {
+            key,
+            sha256: got,
+            size: sink.size,
+            mime_type: info.mime_type.clone(),
+            downloaded: true,
+        })
+    }
+}

@@ -1,0 +1,171 @@
+//! Meta's media endpoints for the inbound pipeline: `GET /{version}/{media-id}` (where the file
+//! is, its type, size and SHA-256) and the download from the URL it gives, both with the
+//! number's token. Implements `wabridge_core::media::fetch::MediaSource`.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use async_trait::async_trait;
+use serde_json::Value;
+use wabridge_core::media::fetch::{FetchError, MediaInfo, MediaSink, MediaSource};
+use wabridge_core::media::Sha256Digest;
+use wabridge_core::sends::classify::{classify_response, SendFailure};
+
+use crate::{classify_transport, http_client};
+use wabridge_http::retry_after;
+
+/// Largest answer of the media endpoint read (a few hundred bytes).
+const MAX_INFO_BYTES: usize = 16 * 1024;
+
+/// Where and as whom media is fetched.
+#[derive(Clone)]
+pub struct MediaConfig {
+    pub base_url: String,
+    pub version: String,
+    pub access_token: String,
+    /// Meta then refuses media of another number (`?phone_number_id=`).
+    pub phone_number_id: Option<String>,
+    /// One request's timeout (a download's whole body included).
+    pub timeout: Duration,
+}
+
+impl std::fmt::Debug for MediaConfig {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        // Never print the token.
+        f.debug_struct("MediaConfig")
+            .field("base_url", &self.base_url)
+            .field("phone_number_id", &self.phone_number_id)
+            .finish_non_exhaustive()
+    }
+}
+
+#[derive(Clone, Debug)]
+pub struct GraphMedia {
+    http: reqwest::Client,
+    config: Arc<MediaConfig>,
+}
+
+impl GraphMedia {
+    pub fn new(config: MediaConfig) -> GraphMedia {
+        GraphMedia {
+            http: http_client(config.timeout),
+            config: Arc::new(config),
+        }
+    }
+}
+
+fn transport(e: &reqwest::Error) -> FetchError {
+    retry(classify_transport(e))
+}
+
+fn retry(f: SendFailure) -> FetchError {
+    FetchError::Retry {
+        reason: f.reason().to_string(),
+        retry_after: match f {
+            SendFailure::Retry { retry_after, .. } => retry_after,
+            _ => None,
+        },
+    }
+}
+
+/// `file_size` is a string in Meta's spec and a number in its examples: read either.
+fn size_of(v: Option<&Value>) -> Option<u64> {
+    match v? {
+        Value::Number(n) => n.as_u64(),
+        Value::String(s) => s.trim().parse().ok(),
+        _ => None,
+    }
+}
+
+#[async_trait]
+impl MediaSource for GraphMedia {
+    async fn info(&self, media_id: &str) -> Result<MediaInfo, FetchError> {
+        if media_id.is_empty()
+            || !media_id
+                .bytes()
+                .all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'-')
+        {
+            return Err(FetchError::Gone {
+                reason: "the media id is not an id".into(),
+            });
+        }
+        let url = format!(
+            "{}/{}/{media_id}",
+            self.config.base_url.trim_end_matches('/'),
+            self.config.version.trim_matches('/')
+        );
+        let mut request = self
+            .http
+            .get(url)
+            .bearer_auth(&self.config.access_token)
+            .header(reqwest::header::ACCEPT, "application/json");
+        if let Some(id) = &self.config.phone_number_id {
+            request = request.query(&[("phone_number_id", id)]);
+        }
+        let mut response = request.send().await.map_err(|e| transport(&e))?;
+        let status = response.status().as_u16();
+        let wait = retry_after(response.headers());
+        let mut bytes = Vec::new();
+        while let Some(chunk) = response.chunk().await.map_err(|e| transport(&e))? {
+            if bytes.len() + chunk.len() > MAX_INFO_BYTES {
+                return Err(FetchError::Retry {
+                    reason: "the media endpoint's answer is too large".into(),
+                    retry_after: None,
+                });
+            }
+            bytes.extend_from_slice(&chunk);
+        }
+        let body: Option<Value> = serde_json::from_slice(&bytes).ok();
+        if !(200..300).contains(&status) {
+            return match classify_response(status, body.as_ref(), wait) {
+                f @ SendFailure::Retry { .. } => Err(retry(f)),
+                f => Err(FetchError::Gone {
+                    reason: f.reason().to_string(),
+                }),
+            };
+        }
+        let body = body.ok_or_else(|| FetchError::Retry {
+            reason: "the media endpoint's answer is not JSON".into(),
+            retry_after: None,
+        })?;
+        let text = |k: &str| body.get(k).and_then(Value::as_str).map(str::to_string);
+        let url = text("url").filter(|u| u.starts_with("https://") || u.starts_with("http://"));
+        let (Some(url), Some(mime_type)) = (url, text("mime_type")) else {
+            return Err(FetchError::Gone {
+                reason: "Meta's answer names no download URL or type".into(),
+            });
+        };
+        Ok(MediaInfo {
+            url,
+            mime_type,
+            sha256: text("sha256").as_deref().and_then(Sha256Digest::parse),
+            file_size: size_of(body.get("file_size")),
+        })
+    }
+
+    async fn download(&self, url: &str, sink: &mut dyn MediaSink) -> Result<(), FetchError> {
+        let mut response = self
+            .http
+            .get(url)
+            .bearer_auth(&self.config.access_token)
+            .send()
+            .await
+            .map_err(|e| transport(&e))?;
+        let status = response.status().as_u16();
+        match status {
+            200..=299 => {}
+            // The URL lives 5 minutes: the CDN refuses it after.
+            401 | 403 | 404 | 410 => return Err(FetchError::UrlExpired),
+            _ => {
+                return Err(FetchError::Retry {
+                    reason: format!("the media download answered HTTP {status}"),
+                    retry_after: retry_after(response.headers()),
+                })
+            }
+        }
+        while let Some(chunk) = response.chunk().await.map_err(|e| transport(&e))? {
+            sink.write(&chunk).await?;
+        }
+        Ok(())
+    }
+}
