@@ -381,7 +381,12 @@ pub async fn apply(
     println!();
     for a in &report.applied {
         let id = a.template_id.as_deref().unwrap_or("-");
-        println!("{}d {} [{}]: id {id}", a.action, a.name, a.language);
+        let done = match a.action.as_str() {
+            "create" => "created",
+            "edit" => "edited",
+            _ => "deleted",
+        };
+        println!("{done} {} [{}]: id {id}", a.name, a.language);
     }
     for s in &report.skipped {
         println!(

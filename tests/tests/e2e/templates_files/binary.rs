@@ -251,21 +251,51 @@ async fn plan_apply_review_and_the_registry_follows() {
     assert!(plan.status.success(), "{}", text(&plan));
     assert!(text(&plan).contains("No changes."), "{}", text(&plan));
 
+    // An edit of one language's footer, applied and recorded.
+    let edited = std::fs::read_to_string(&file)
+        .unwrap()
+        .replace("Responda esta mensagem", "Responda a esta mensagem");
+    std::fs::write(&file, edited).unwrap();
+    let apply = run(vec!["templates", "apply", "--by", "ci:release-43"])
+        .await
+        .unwrap();
+    assert!(apply.status.success(), "{}", text(&apply));
+    assert!(
+        text(&apply).contains("      ~ footer")
+            && text(&apply).contains("edited pedido_enviado [pt_BR]: id "),
+        "{}",
+        text(&apply)
+    );
+
     let history = run(vec!["templates", "history", "pedido_enviado", "--json"])
         .await
         .unwrap();
     let lines = json_lines(&String::from_utf8_lossy(&history.stdout));
-    assert_eq!(lines.len(), 3);
-    assert!(lines
+    let actions: Vec<(&str, &str)> = lines
         .iter()
-        .all(|l| l["applied_by"] == "ci:release-42" && l["action"] == "create"));
+        .map(|l| {
+            (
+                l["action"].as_str().unwrap(),
+                l["applied_by"].as_str().unwrap(),
+            )
+        })
+        .collect();
+    assert_eq!(
+        actions,
+        [
+            ("create", "ci:release-42"),
+            ("create", "ci:release-42"),
+            ("create", "ci:release-42"),
+            ("edit", "ci:release-43")
+        ]
+    );
 }
 
 /// `templates plan` over 250 templates in 5 languages against a Meta answering in 50 ms, through
 /// the binary (files read and checked, every page listed, the plan printed). Prints the time;
 /// the figure is in docs/benchmarks.md.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-#[ignore = "benchmark: cargo test --release -p wabridge-tests --test e2e -- --ignored --nocapture templates_files::binary::bench"]
+#[ignore = "benchmark: cargo test -p wabridge-tests --test e2e -- --ignored --nocapture templates_files::binary::bench"]
 async fn bench_plan_1250_templates() {
     let meta = MetaTemplates::start_with(std::time::Duration::from_millis(50), 250).await;
     let dir = tempfile::tempdir().unwrap();
