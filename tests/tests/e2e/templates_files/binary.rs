@@ -374,3 +374,45 @@ async fn bench_plan_1250_templates() {
         runs[0], runs[2], runs[4]
     );
 }
+
+/// A bad setting stops the command, naming the variable (and never echoing a token).
+#[test]
+fn bad_settings_stop_and_name_the_variable() {
+    let data = tempfile::tempdir().unwrap();
+    let dir = example_folder();
+    let folder = dir.path().display().to_string();
+    let out = cli(
+        data.path(),
+        &["templates", "plan", "--dir", &folder],
+        &[
+            (config::WHATSAPP_ACCESS_TOKEN, TOKEN),
+            (config::WHATSAPP_BUSINESS_ACCOUNT_ID, WABA),
+            (config::WHATSAPP_APP_ID, "my-app"),
+        ],
+    );
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{stderr}");
+    assert!(stderr.contains("WHATSAPP_APP_ID"), "{stderr}");
+    assert!(!stderr.contains(TOKEN));
+    // No token: plan says which setting it needs.
+    let out = cli(data.path(), &["templates", "plan", "--dir", &folder], &[]);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{stderr}");
+    assert!(stderr.contains("WHATSAPP_ACCESS_TOKEN"), "{stderr}");
+    // A bad language map stops `serve` at start.
+    let out = command(&[
+        (config::WABRIDGE_TEMPLATE_LANGUAGES, "MEX=es_MX"),
+        (config::WABRIDGE_API_KEY, API_KEY),
+    ])
+    .args(["serve", "--addr", "127.0.0.1:0", "--data"])
+    .arg(data.path())
+    .output()
+    .unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success());
+    assert!(
+        stderr.contains("WABRIDGE_TEMPLATE_LANGUAGES")
+            && stderr.contains("`MEX` is not a two-letter country code"),
+        "{stderr}"
+    );
+}

@@ -469,3 +469,33 @@ async fn creations_keep_under_metas_hourly_limit() {
     );
     assert_eq!(meta.templates().len(), 2);
 }
+
+/// Without the app id, a media header's sample cannot be uploaded: that template fails with a
+/// message naming the setting, the others are created.
+#[tokio::test]
+async fn a_media_sample_needs_the_app_id() {
+    let meta = MetaTemplates::start().await;
+    let admin = GraphTemplateAdmin::new(config(&meta.url), None);
+    let (_d, _db, h) = history();
+    let dir = example_folder();
+    let files = Files::read(dir.path());
+    let p = plan_now(&files, &admin, &h, NOW).await;
+    let report = apply(
+        &p,
+        &files.locals(),
+        &files.samples,
+        &admin,
+        h.as_ref(),
+        &options(NOW, false),
+    )
+    .await
+    .unwrap();
+    assert_eq!(report.applied.len(), 5, "{report:?}");
+    assert_eq!(report.failed.len(), 1);
+    assert_eq!(report.failed[0].name, "oferta_fin_de_ano");
+    assert!(
+        report.failed[0].reason.contains("WHATSAPP_APP_ID"),
+        "{report:?}"
+    );
+    assert!(meta.uploaded().is_empty());
+}
