@@ -6,14 +6,12 @@ use std::sync::Arc;
 
 use async_trait::async_trait;
 use serde_json::Value;
-use wabridge_core::sends::classify::classify_response;
 use wabridge_core::sends::template_sync::{
     RemoteTemplate, SyncError, TemplateSync, TemplateSyncConfig,
 };
 use wabridge_core::template_files::apply::{Created, TemplateAdmin};
 
-use crate::{classify_transport, http_client, GraphTemplates};
-use wabridge_http::retry_after;
+use crate::{http_client, json_call, GraphTemplates};
 
 /// Largest answer read from a management call (they are a few hundred bytes).
 const MAX_ANSWER_BYTES: usize = 64 * 1024;
@@ -59,37 +57,8 @@ impl GraphTemplateAdmin {
         )
     }
 
-    /// Sends a request and reads its JSON answer, classifying refusals like the sender's.
     async fn call(&self, request: reqwest::RequestBuilder) -> Result<Value, SyncError> {
-        let mut response = request
-            .header(reqwest::header::ACCEPT, "application/json")
-            .send()
-            .await
-            .map_err(|e| SyncError::Graph(classify_transport(&e)))?;
-        let status = response.status().as_u16();
-        let retry = retry_after(response.headers());
-        let mut bytes = Vec::new();
-        while let Some(chunk) = response
-            .chunk()
-            .await
-            .map_err(|e| SyncError::Graph(classify_transport(&e)))?
-        {
-            if bytes.len() + chunk.len() > MAX_ANSWER_BYTES {
-                return Err(SyncError::TooLarge {
-                    limit: MAX_ANSWER_BYTES,
-                });
-            }
-            bytes.extend_from_slice(&chunk);
-        }
-        let body: Option<Value> = serde_json::from_slice(&bytes).ok();
-        if !(200..300).contains(&status) {
-            return Err(SyncError::Graph(classify_response(
-                status,
-                body.as_ref(),
-                retry,
-            )));
-        }
-        body.ok_or_else(|| SyncError::Invalid("the answer is not JSON".into()))
+        json_call(request, MAX_ANSWER_BYTES).await
     }
 
     fn json_post(&self, url: String, body: &Value) -> reqwest::RequestBuilder {

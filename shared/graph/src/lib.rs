@@ -12,7 +12,9 @@ pub mod templates;
 
 use std::time::Duration;
 
-use wabridge_core::sends::classify::SendFailure;
+use serde_json::Value;
+use wabridge_core::sends::classify::{classify_response, SendFailure};
+use wabridge_core::sends::template_sync::SyncError;
 
 pub use admin::GraphTemplateAdmin;
 pub use media::{GraphMedia, MediaConfig};
@@ -39,4 +41,42 @@ pub fn classify_transport(e: &reqwest::Error) -> SendFailure {
         reason: format!("Graph API request {what}"),
         retry_after: None,
     }
+}
+
+/// Sends a Graph API request and reads its JSON answer, at most `limit` bytes (checked against
+/// `Content-Length` first, then while reading); a refusal is classified like the sender's.
+pub(crate) async fn json_call(
+    request: reqwest::RequestBuilder,
+    limit: usize,
+) -> Result<Value, SyncError> {
+    let mut response = request
+        .header(reqwest::header::ACCEPT, "application/json")
+        .send()
+        .await
+        .map_err(|e| SyncError::Graph(classify_transport(&e)))?;
+    let status = response.status().as_u16();
+    let retry_after = wabridge_http::retry_after(response.headers());
+    if response.content_length().is_some_and(|n| n > limit as u64) {
+        return Err(SyncError::TooLarge { limit });
+    }
+    let mut bytes = Vec::new();
+    while let Some(chunk) = response
+        .chunk()
+        .await
+        .map_err(|e| SyncError::Graph(classify_transport(&e)))?
+    {
+        if bytes.len() + chunk.len() > limit {
+            return Err(SyncError::TooLarge { limit });
+        }
+        bytes.extend_from_slice(&chunk);
+    }
+    let body: Option<Value> = serde_json::from_slice(&bytes).ok();
+    if !(200..300).contains(&status) {
+        return Err(SyncError::Graph(classify_response(
+            status,
+            body.as_ref(),
+            retry_after,
+        )));
+    }
+    body.ok_or_else(|| SyncError::Invalid("the answer is not JSON".into()))
 }

@@ -9,9 +9,10 @@ use async_trait::async_trait;
 use serde_json::Value;
 use wabridge_core::media::fetch::{FetchError, MediaInfo, MediaSink, MediaSource};
 use wabridge_core::media::Sha256Digest;
-use wabridge_core::sends::classify::{classify_response, SendFailure};
+use wabridge_core::sends::classify::SendFailure;
+use wabridge_core::sends::template_sync::SyncError;
 
-use crate::{classify_transport, http_client};
+use crate::{classify_transport, http_client, json_call};
 use wabridge_http::retry_after;
 
 /// Largest answer of the media endpoint read (a few hundred bytes).
@@ -94,40 +95,22 @@ impl MediaSource for GraphMedia {
             self.config.base_url.trim_end_matches('/'),
             self.config.version.trim_matches('/')
         );
-        let mut request = self
-            .http
-            .get(url)
-            .bearer_auth(&self.config.access_token)
-            .header(reqwest::header::ACCEPT, "application/json");
+        let mut request = self.http.get(url).bearer_auth(&self.config.access_token);
         if let Some(id) = &self.config.phone_number_id {
             request = request.query(&[("phone_number_id", id)]);
         }
-        let mut response = request.send().await.map_err(|e| transport(&e))?;
-        let status = response.status().as_u16();
-        let wait = retry_after(response.headers());
-        let mut bytes = Vec::new();
-        while let Some(chunk) = response.chunk().await.map_err(|e| transport(&e))? {
-            if bytes.len() + chunk.len() > MAX_INFO_BYTES {
-                return Err(FetchError::Retry {
-                    reason: "the media endpoint's answer is too large".into(),
-                    retry_after: None,
-                });
-            }
-            bytes.extend_from_slice(&chunk);
-        }
-        let body: Option<Value> = serde_json::from_slice(&bytes).ok();
-        if !(200..300).contains(&status) {
-            return match classify_response(status, body.as_ref(), wait) {
-                f @ SendFailure::Retry { .. } => Err(retry(f)),
-                f => Err(FetchError::Gone {
+        let body = json_call(request, MAX_INFO_BYTES)
+            .await
+            .map_err(|e| match e {
+                SyncError::Graph(f @ SendFailure::Retry { .. }) => retry(f),
+                SyncError::Graph(f) => FetchError::Gone {
                     reason: f.reason().to_string(),
-                }),
-            };
-        }
-        let body = body.ok_or_else(|| FetchError::Retry {
-            reason: "the media endpoint's answer is not JSON".into(),
-            retry_after: None,
-        })?;
+                },
+                other => FetchError::Retry {
+                    reason: format!("the media endpoint's answer: {other}"),
+                    retry_after: None,
+                },
+            })?;
         let text = |k: &str| body.get(k).and_then(Value::as_str).map(str::to_string);
         let url = text("url").filter(|u| u.starts_with("https://") || u.starts_with("http://"));
         let (Some(url), Some(mime_type)) = (url, text("mime_type")) else {

@@ -3,14 +3,11 @@
 use std::sync::Arc;
 
 use async_trait::async_trait;
-use serde_json::Value;
-use wabridge_core::sends::classify::classify_response;
 use wabridge_core::sends::template_sync::{
     parse_page, Page, SyncError, TemplateSource, TemplateSync, TemplateSyncConfig, FIELDS,
 };
 
-use crate::{classify_transport, http_client};
-use wabridge_http::retry_after;
+use crate::{http_client, json_call};
 
 /// The template sync over the Graph API.
 pub fn template_sync(config: TemplateSyncConfig) -> TemplateSync {
@@ -42,41 +39,12 @@ impl TemplateSource for GraphTemplates {
         if let Some(after) = after {
             query.push(("after", after));
         }
-        let mut response = self
+        let request = self
             .http
             .get(self.config.templates_url())
             .query(&query)
-            .bearer_auth(&self.config.access_token)
-            .header(reqwest::header::ACCEPT, "application/json")
-            .send()
-            .await
-            .map_err(|e| SyncError::Graph(classify_transport(&e)))?;
-        let status = response.status().as_u16();
-        let retry_after = retry_after(response.headers());
-        let limit = self.config.max_page_bytes;
-        if response.content_length().is_some_and(|n| n > limit as u64) {
-            return Err(SyncError::TooLarge { limit });
-        }
-        let mut bytes = Vec::new();
-        while let Some(chunk) = response
-            .chunk()
-            .await
-            .map_err(|e| SyncError::Graph(classify_transport(&e)))?
-        {
-            if bytes.len() + chunk.len() > limit {
-                return Err(SyncError::TooLarge { limit });
-            }
-            bytes.extend_from_slice(&chunk);
-        }
-        let body: Option<Value> = serde_json::from_slice(&bytes).ok();
-        if !(200..300).contains(&status) {
-            return Err(SyncError::Graph(classify_response(
-                status,
-                body.as_ref(),
-                retry_after,
-            )));
-        }
-        let body = body.ok_or_else(|| SyncError::Invalid("the answer is not JSON".into()))?;
+            .bearer_auth(&self.config.access_token);
+        let body = json_call(request, self.config.max_page_bytes).await?;
         parse_page(&body)
     }
 }

@@ -257,7 +257,7 @@ pub enum SyncError {
     /// The Graph API refused or did not answer; classified like the sender's failures.
     #[error("Graph API: {}", .0.reason())]
     Graph(SendFailure),
-    #[error("a template page is larger than {limit} bytes")]
+    #[error("a Graph API answer is larger than {limit} bytes")]
     TooLarge { limit: usize },
     #[error("more than {0} pages of templates")]
     TooManyPages(usize),
