@@ -13,7 +13,7 @@
 
 use std::sync::Arc;
 
-use crate::sends::template_sync::placeholders;
+use crate::sends::template_sync::{placeholders, RemoteTemplate};
 use crate::webhook::model::TemplateStatusUpdate;
 use async_trait::async_trait;
 use serde::{Deserialize, Serialize};
@@ -190,28 +190,40 @@ impl TemplateRegistry {
         self.store.list().await
     }
 
-    /// Records what a sync read from Meta's template list: the category and body parameter
-    /// count (replacing what was there) and the status with Meta's reason (`rejected_reason`)
-    /// as observed at `observed_at_ms`. The status goes through the same ordering as webhooks:
-    /// a webhook event newer than the observation keeps its status. Returns whether the status
-    /// was written.
-    #[allow(clippy::too_many_arguments)]
+    /// Records one template as a sync read it from Meta's list: the category and body
+    /// parameter count (replacing what was there), the quality score when Meta gave one, and
+    /// the status with Meta's reason (`rejected_reason`) as observed at `observed_at_ms`. The
+    /// status goes through the same ordering as webhooks: a webhook event newer than the
+    /// observation keeps its status. Returns whether the status was written.
     pub async fn apply_synced(
         &self,
-        name: &str,
-        language: &str,
-        status: Option<&TemplateStatus>,
-        reason: Option<&str>,
-        category: Option<&str>,
-        body_parameters: Option<u32>,
+        t: &RemoteTemplate,
         observed_at_ms: i64,
     ) -> Result<bool, StoreError> {
-        self.define(name, language, category, body_parameters)
-            .await?;
-        match status {
+        self.define(
+            &t.name,
+            &t.language,
+            t.category.as_deref(),
+            Some(t.body_parameters),
+        )
+        .await?;
+        if let Some(quality) = &t.quality {
+            let patch = TemplatePatch {
+                quality: Some(quality.to_ascii_uppercase()),
+                ..TemplatePatch::default()
+            };
+            self.store.patch(&t.name, &t.language, &patch).await?;
+        }
+        match &t.status {
             Some(status) => {
                 self.store
-                    .put_status(name, language, status, reason, observed_at_ms)
+                    .put_status(
+                        &t.name,
+                        &t.language,
+                        status,
+                        t.reason.as_deref(),
+                        observed_at_ms,
+                    )
                     .await
             }
             None => Ok(false),
@@ -298,20 +310,6 @@ impl TemplateRegistry {
     ) -> Result<Result<bool, MissingField>, StoreError> {
         self.apply_update("message_template_status_update", update, at_ms)
             .await
-    }
-
-    /// Records the quality score a sync read (`quality_score.score`).
-    pub async fn put_quality(
-        &self,
-        name: &str,
-        language: &str,
-        quality: &str,
-    ) -> Result<(), StoreError> {
-        let patch = TemplatePatch {
-            quality: Some(quality.to_ascii_uppercase()),
-            ..TemplatePatch::default()
-        };
-        self.store.patch(name, language, &patch).await
     }
 }
 

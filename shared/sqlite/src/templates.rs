@@ -334,9 +334,14 @@ mod tests {
         let registry = TemplateRegistry::new(std::sync::Arc::new(SqliteTemplates::new(
             Db::open(&path).unwrap(),
         )));
+        let yellow: wabridge_core::webhook::model::TemplateStatusUpdate =
+            serde_json::from_value(serde_json::json!({"message_template_name": "pedido",
+                "message_template_language": "es_MX", "new_quality_score": "yellow"}))
+            .unwrap();
         registry
-            .put_quality("pedido", "es_MX", "yellow")
+            .apply_update("message_template_quality_update", &yellow, 1)
             .await
+            .unwrap()
             .unwrap();
         let got = registry.get("pedido", "es_MX").await.unwrap().unwrap();
         assert_eq!(got.quality.as_deref(), Some("YELLOW"));

@@ -30,6 +30,48 @@ impl DynamoTemplates {
         pk("template", &format!("{name}#{language}"))
     }
 
+    /// Sets each field given a value; one without is removed when `remove_unset`, else kept.
+    /// Then indexes the language.
+    async fn write_fields(
+        &self,
+        name: &str,
+        language: &str,
+        fields: &[(&str, Option<AttributeValue>)],
+        remove_unset: bool,
+    ) -> Result<(), StoreError> {
+        let mut req = update_single(
+            &self.client,
+            &self.table,
+            "template",
+            &format!("{name}#{language}"),
+        );
+        let (mut sets, mut removes) = (Vec::new(), Vec::new());
+        for (i, (field, value)) in fields.iter().enumerate() {
+            match value {
+                Some(v) => {
+                    sets.push(format!("{field} = :v{i}"));
+                    req = req.expression_attribute_values(format!(":v{i}"), v.clone());
+                }
+                None if remove_unset => removes.push(*field),
+                None => {}
+            }
+        }
+        let mut expr = Vec::new();
+        if !sets.is_empty() {
+            expr.push(format!("SET {}", sets.join(", ")));
+        }
+        if !removes.is_empty() {
+            expr.push(format!("REMOVE {}", removes.join(", ")));
+        }
+        if !expr.is_empty() {
+            req.update_expression(expr.join(" "))
+                .send()
+                .await
+                .map_err(|e| store_error("UpdateItem", e))?;
+        }
+        self.index_language(name, language).await
+    }
+
     /// Adds `language` to the name's language set (idempotent).
     async fn index_language(&self, name: &str, language: &str) -> Result<(), StoreError> {
         update_single(&self.client, &self.table, "templatelangs", name)
@@ -113,33 +155,15 @@ impl TemplateStore for DynamoTemplates {
         language: &str,
         patch: &TemplatePatch,
     ) -> Result<(), StoreError> {
-        let mut sets = Vec::new();
-        let mut req = self
-            .client
-            .update_item()
-            .table_name(&self.table)
-            .key(PK, s(Self::key(name, language)))
-            .key(SK, s(SINGLE_SK));
-        if let Some(c) = &patch.category {
-            sets.push("category = :c");
-            req = req.expression_attribute_values(":c", s(c));
-        }
-        if let Some(p) = patch.body_parameters {
-            sets.push("body_parameters = :p");
-            req = req.expression_attribute_values(":p", n(i64::from(p)));
-        }
-        if let Some(q) = &patch.quality {
-            sets.push("quality = :q");
-            req = req.expression_attribute_values(":q", s(q));
-        }
-        if sets.is_empty() {
-            return Ok(());
-        }
-        req.update_expression(format!("SET {}", sets.join(", ")))
-            .send()
-            .await
-            .map_err(|e| store_error("UpdateItem", e))?;
-        self.index_language(name, language).await
+        let fields = [
+            ("category", patch.category.as_deref().map(s)),
+            (
+                "body_parameters",
+                patch.body_parameters.map(|p| n(i64::from(p))),
+            ),
+            ("quality", patch.quality.as_deref().map(s)),
+        ];
+        self.write_fields(name, language, &fields, false).await
     }
 
     async fn languages(&self, name: &str) -> Result<Vec<TemplateInfo>, StoreError> {
@@ -164,39 +188,10 @@ impl TemplateStore for DynamoTemplates {
         category: Option<&str>,
         body_parameters: Option<u32>,
     ) -> Result<(), StoreError> {
-        let mut sets = Vec::new();
-        let mut removes = Vec::new();
-        let mut req = self
-            .client
-            .update_item()
-            .table_name(&self.table)
-            .key(PK, s(Self::key(name, language)))
-            .key(SK, s(SINGLE_SK));
-        match category {
-            Some(c) => {
-                sets.push("category = :c");
-                req = req.expression_attribute_values(":c", s(c));
-            }
-            None => removes.push("category"),
-        }
-        match body_parameters {
-            Some(p) => {
-                sets.push("body_parameters = :p");
-                req = req.expression_attribute_values(":p", n(i64::from(p)));
-            }
-            None => removes.push("body_parameters"),
-        }
-        let mut expr = String::new();
-        if !sets.is_empty() {
-            expr.push_str(&format!("SET {}", sets.join(", ")));
-        }
-        if !removes.is_empty() {
-            expr.push_str(&format!(" REMOVE {}", removes.join(", ")));
-        }
-        req.update_expression(expr.trim())
-            .send()
-            .await
-            .map_err(|e| store_error("UpdateItem", e))?;
-        self.index_language(name, language).await
+        let fields = [
+            ("category", category.map(s)),
+            ("body_parameters", body_parameters.map(|p| n(i64::from(p)))),
+        ];
+        self.write_fields(name, language, &fields, true).await
     }
 }

@@ -121,6 +121,25 @@ pub struct RemoteTemplate {
     pub components: Vec<Value>,
 }
 
+impl RemoteTemplate {
+    /// A template Meta lists with nothing known yet but its name and language (fill the rest
+    /// with struct update syntax).
+    pub fn named(name: &str, language: &str) -> RemoteTemplate {
+        RemoteTemplate {
+            id: None,
+            name: name.to_string(),
+            language: language.to_string(),
+            status: None,
+            category: None,
+            parameter_format: None,
+            body_parameters: 0,
+            reason: None,
+            quality: None,
+            components: Vec::new(),
+        }
+    }
+}
+
 /// The distinct placeholders (`{{1}}`, `{{first_name}}`) of a template text, in first-seen
 /// order. A placeholder is `{{` + letters, digits or `_` (spaces around allowed) + `}}`;
 /// anything else between braces is text.
@@ -385,20 +404,7 @@ impl TemplateSync {
             report.pages += 1;
             report.skipped += page.skipped;
             for t in &page.templates {
-                let written = registry
-                    .apply_synced(
-                        &t.name,
-                        &t.language,
-                        t.status.as_ref(),
-                        t.reason.as_deref(),
-                        t.category.as_deref(),
-                        Some(t.body_parameters),
-                        observed_at,
-                    )
-                    .await?;
-                if let Some(quality) = &t.quality {
-                    registry.put_quality(&t.name, &t.language, quality).await?;
-                }
+                let written = registry.apply_synced(t, observed_at).await?;
                 report.templates += 1;
                 report.statuses_written += usize::from(written);
             }

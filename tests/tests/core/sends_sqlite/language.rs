@@ -7,6 +7,7 @@ use serde_json::json;
 use wabridge_core::sends::events::finished_item;
 use wabridge_core::sends::language::LanguageMap;
 use wabridge_core::sends::service::send_json;
+use wabridge_core::sends::template_sync::RemoteTemplate;
 use wabridge_core::templates::TemplateStatus;
 
 use super::*;
@@ -17,12 +18,12 @@ async fn approve(s: &Setup, name: &str, languages: &[&str]) {
             .policy
             .templates
             .apply_synced(
-                name,
-                l,
-                Some(&TemplateStatus::new("APPROVED")),
-                None,
-                Some("UTILITY"),
-                Some(1),
+                &RemoteTemplate {
+                    status: Some(TemplateStatus::new("APPROVED")),
+                    category: Some("UTILITY".into()),
+                    body_parameters: 1,
+                    ..RemoteTemplate::named(name, l)
+                },
                 1,
             )
             .await
@@ -53,12 +54,12 @@ async fn each_country_gets_its_own_approved_language() {
         .policy
         .templates
         .apply_synced(
-            "pedido_enviado",
-            "es_CO",
-            Some(&TemplateStatus::new("PENDING")),
-            None,
-            Some("UTILITY"),
-            Some(1),
+            &RemoteTemplate {
+                status: Some(TemplateStatus::new("PENDING")),
+                category: Some("UTILITY".into()),
+                body_parameters: 1,
+                ..RemoteTemplate::named("pedido_enviado", "es_CO")
+            },
             1,
         )
         .await

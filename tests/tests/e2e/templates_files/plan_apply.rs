@@ -4,11 +4,15 @@
 //! (rejected, paused, recategorised), and the hourly creation limit.
 
 use serde_json::Value;
-use wabridge_core::template_files::apply::{apply, ApplyOptions, TemplateAdmin, TemplateHistory};
+use wabridge_core::template_files::apply::{
+    apply, ApplyOptions, ApplyReport, TemplateAdmin, TemplateHistory,
+};
 use wabridge_core::template_files::meta::create_body;
 use wabridge_core::template_files::plan::{plan, Action, AppliedChange, Concern, Plan};
 
 use super::*;
+use wabridge_core::sends::template_sync::RemoteTemplate;
+use wabridge_core::templates::TemplateStatus;
 
 const NOW: i64 = 1_780_000_000_000;
 
@@ -21,6 +25,27 @@ async fn plan_now(
     let remote = admin.list().await.unwrap();
     let applied = h.history(None, 0).await.unwrap();
     plan(&files.locals(), &remote, &applied, now)
+}
+
+/// Applies `p` at `now`, as `ci:github`.
+async fn apply_now(
+    p: &Plan,
+    files: &Files,
+    admin: &GraphTemplateAdmin,
+    h: &SqliteTemplateHistory,
+    now: i64,
+    allow_delete: bool,
+) -> ApplyReport {
+    apply(
+        p,
+        &files.locals(),
+        &files.samples,
+        admin,
+        h,
+        &options(now, allow_delete),
+    )
+    .await
+    .unwrap()
 }
 
 fn options(now: i64, allow_delete: bool) -> ApplyOptions {
@@ -51,16 +76,7 @@ async fn create_review_edit_delete_and_the_plan_comes_back_clean() {
         "{}",
         p.render()
     );
-    let report = apply(
-        &p,
-        &files.locals(),
-        &files.samples,
-        &admin,
-        h.as_ref(),
-        &options(NOW, false),
-    )
-    .await
-    .unwrap();
+    let report = apply_now(&p, &files, &admin, &h, NOW, false).await;
     assert!(
         report.failed.is_empty() && report.skipped.is_empty(),
         "{report:?}"
@@ -115,16 +131,7 @@ async fn create_review_edit_delete_and_the_plan_comes_back_clean() {
     let p = plan_now(&files, &admin, &h, NOW + 2000).await;
     assert!(p.is_clean(), "{}", p.render());
     let before = posts(&meta);
-    let report = apply(
-        &p,
-        &files.locals(),
-        &files.samples,
-        &admin,
-        h.as_ref(),
-        &options(NOW + 2000, false),
-    )
-    .await
-    .unwrap();
+    let report = apply_now(&p, &files, &admin, &h, NOW + 2000, false).await;
     assert!(report.applied.is_empty());
     assert_eq!(posts(&meta), before);
 
@@ -149,16 +156,7 @@ async fn create_review_edit_delete_and_the_plan_comes_back_clean() {
             fields: vec!["body.text".into()]
         }
     );
-    let report = apply(
-        &p,
-        &files.locals(),
-        &files.samples,
-        &admin,
-        h.as_ref(),
-        &options(NOW + 3000, false),
-    )
-    .await
-    .unwrap();
+    let report = apply_now(&p, &files, &admin, &h, NOW + 3000, false).await;
     assert_eq!(report.applied.len(), 1, "{report:?}");
     let pt = meta
         .templates()
@@ -190,16 +188,7 @@ async fn create_review_edit_delete_and_the_plan_comes_back_clean() {
         p.render()
     );
     let before = posts(&meta);
-    apply(
-        &p,
-        &files.locals(),
-        &files.samples,
-        &admin,
-        h.as_ref(),
-        &options(NOW + 4000, false),
-    )
-    .await
-    .unwrap();
+    apply_now(&p, &files, &admin, &h, NOW + 4000, false).await;
     assert_eq!(posts(&meta), before, "nothing sent");
     // A day later the plan proposes it.
     let p = plan_now(&files, &admin, &h, NOW + 3000 + 86_400_000 + 1).await;
@@ -223,16 +212,7 @@ async fn create_review_edit_delete_and_the_plan_comes_back_clean() {
         (deletes[0].name.as_str(), deletes[0].language.as_str()),
         ("codigo_acceso", "pt_BR")
     );
-    let report = apply(
-        &p,
-        &files.locals(),
-        &files.samples,
-        &admin,
-        h.as_ref(),
-        &options(later, false),
-    )
-    .await
-    .unwrap();
+    let report = apply_now(&p, &files, &admin, &h, later, false).await;
     assert_eq!(report.skipped.len(), 1);
     assert!(report.skipped[0].reason.contains("--allow-delete"));
     assert_eq!(
@@ -242,16 +222,7 @@ async fn create_review_edit_delete_and_the_plan_comes_back_clean() {
             .count(),
         2
     );
-    let report = apply(
-        &p,
-        &files.locals(),
-        &files.samples,
-        &admin,
-        h.as_ref(),
-        &options(later, true),
-    )
-    .await
-    .unwrap();
+    let report = apply_now(&p, &files, &admin, &h, later, true).await;
     assert!(
         report
             .applied
@@ -301,16 +272,7 @@ async fn what_needs_attention_and_a_queued_send_blocks_its_delete() {
     let dir = example_folder();
     let files = Files::read(dir.path());
     let p = plan_now(&files, &admin, &h, NOW).await;
-    apply(
-        &p,
-        &files.locals(),
-        &files.samples,
-        &admin,
-        h.as_ref(),
-        &options(NOW, false),
-    )
-    .await
-    .unwrap();
+    apply_now(&p, &files, &admin, &h, NOW, false).await;
     // Meta rejects the offer, then pauses and recategorises others.
     meta.review(|t| t.name == "oferta_fin_de_ano");
     meta.with("codigo_acceso", "pt_BR", |t| t.status = "PAUSED".into());
@@ -385,12 +347,12 @@ async fn what_needs_attention_and_a_queued_send_blocks_its_delete() {
         .policy
         .templates
         .apply_synced(
-            "aviso_viejo",
-            "es_MX",
-            Some(&wabridge_core::templates::TemplateStatus::new("APPROVED")),
-            None,
-            Some("UTILITY"),
-            Some(0),
+            &RemoteTemplate {
+                status: Some(TemplateStatus::new("APPROVED")),
+                category: Some("UTILITY".into()),
+                body_parameters: 0,
+                ..RemoteTemplate::named("aviso_viejo", "es_MX")
+            },
             1,
         )
         .await
@@ -407,16 +369,7 @@ async fn what_needs_attention_and_a_queued_send_blocks_its_delete() {
         .changes
         .iter()
         .any(|c| c.name == "aviso_viejo" && c.action == Action::Delete));
-    let report = apply(
-        &p,
-        &files.locals(),
-        &files.samples,
-        &admin,
-        h.as_ref(),
-        &options(NOW + 2000, true),
-    )
-    .await
-    .unwrap();
+    let report = apply_now(&p, &files, &admin, &h, NOW + 2000, true).await;
     assert!(
         report
             .skipped
@@ -449,16 +402,7 @@ async fn creations_keep_under_metas_hourly_limit() {
     let dir = example_folder();
     let files = Files::read(dir.path());
     let p = plan_now(&files, &admin, &h, NOW).await;
-    let report = apply(
-        &p,
-        &files.locals(),
-        &files.samples,
-        &admin,
-        h.as_ref(),
-        &options(NOW, false),
-    )
-    .await
-    .unwrap();
+    let report = apply_now(&p, &files, &admin, &h, NOW, false).await;
     assert_eq!(report.applied.len(), 2, "{report:?}");
     assert_eq!(report.skipped.len(), 4);
     assert!(
@@ -480,16 +424,7 @@ async fn a_media_sample_needs_the_app_id() {
     let dir = example_folder();
     let files = Files::read(dir.path());
     let p = plan_now(&files, &admin, &h, NOW).await;
-    let report = apply(
-        &p,
-        &files.locals(),
-        &files.samples,
-        &admin,
-        h.as_ref(),
-        &options(NOW, false),
-    )
-    .await
-    .unwrap();
+    let report = apply_now(&p, &files, &admin, &h, NOW, false).await;
     assert_eq!(report.applied.len(), 5, "{report:?}");
     assert_eq!(report.failed.len(), 1);
     assert_eq!(report.failed[0].name, "oferta_fin_de_ano");
