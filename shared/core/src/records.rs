@@ -4,7 +4,7 @@
 //! `webhook` CRM posts them as is, and mappings read their fields by name.
 //!
 //! Every record serialises with `"kind"`: `contact`, `activity`, `consent`, `template_status`,
-//! `quality`, `unknown`, `attribution`, `lead`, `erasure`.
+//! `quality`, `unknown`, `attribution`, `lead`, `erasure`, `media`.
 
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
@@ -39,6 +39,8 @@ pub enum Record {
     Lead(crate::attribution::LeadRecord),
     /// A person erased: the CRM erases them too ([`crate::erasure`]).
     Erasure(crate::erasure::ErasureItem),
+    /// A message's media file stored, failed or refused ([`crate::media`]).
+    Media(crate::media::record::MediaRecord),
 }
 
 impl Record {
@@ -53,6 +55,7 @@ impl Record {
             Record::Attribution(_) => "attribution",
             Record::Lead(_) => "lead",
             Record::Erasure(_) => "erasure",
+            Record::Media(_) => "media",
         }
     }
 
@@ -73,6 +76,7 @@ impl Record {
             Record::Attribution(a) => a.record_key(),
             Record::Lead(l) => l.record_key(),
             Record::Erasure(e) => format!("erasure:{}", e.erasure_id),
+            Record::Media(m) => m.record_key(),
         }
     }
 
@@ -86,6 +90,7 @@ impl Record {
             Record::Lead(l) => Some(&l.contact_id),
             Record::Unknown(u) => u.contact_id.as_deref(),
             Record::Erasure(e) => e.contact_id.as_deref(),
+            Record::Media(m) => Some(&m.contact_id),
             _ => None,
         }
     }
@@ -140,7 +145,7 @@ pub enum Direction {
     Outbound,
 }
 
-/// A media attachment (download needs a separate Graph call with the id).
+/// A media attachment: Meta's id and description, and where the media pipeline is with it.
 #[derive(Debug, Clone, PartialEq, Default, Serialize, Deserialize)]
 pub struct MediaRef {
     pub id: String,
@@ -148,6 +153,15 @@ pub struct MediaRef {
     pub sha256: Option<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub filename: Option<String>,
+    /// `pending` when the activity lands and the pipeline runs; the `media` record that
+    /// follows says `stored`, `failed` or `refused` (a CRM that keeps records, like the local
+    /// one, folds it in here). Absent when the gateway does not fetch media.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub state: Option<crate::media::record::MediaState>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub stored: Option<crate::media::record::StoredMedia>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub error: Option<crate::media::record::MediaFailure>,
 }
 
 /// An error of a failed outbound message (`statuses[].errors[]`).
@@ -348,6 +362,19 @@ mod tests {
                 text: Some("mira".into()),
                 media: vec![MediaRef {
                     id: "m1".into(),
+                    state: Some(crate::media::record::MediaState::Stored),
+                    stored: Some(crate::media::record::StoredMedia {
+                        size: 3,
+                        sha256: "ab".repeat(32),
+                        mime_type: "image/jpeg".into(),
+                        filename: Some("foto.jpg".into()),
+                        link: Some("https://gw.example/media/x.jpg?t=1.a".into()),
+                        link_expires_at: Some(2),
+                    }),
+                    error: Some(crate::media::record::MediaFailure {
+                        code: "media_gone".into(),
+                        message: "gone".into(),
+                    }),
                     ..Default::default()
                 }],
                 context: Some(serde_json::json!({"id":"wamid.0"})),
@@ -480,6 +507,29 @@ mod tests {
                 Some("+525512345678"),
                 1,
             )),
+            Record::Media(crate::media::record::MediaRecord {
+                v: Version(1),
+                event_id: "media:wamid.1:m1".into(),
+                activity_event_id: "wamid.1".into(),
+                contact_id: "c1".into(),
+                message_id: Some("wamid.1".into()),
+                media_id: "m1".into(),
+                kind: "image".into(),
+                state: crate::media::record::MediaState::Stored,
+                stored: Some(crate::media::record::StoredMedia {
+                    size: 3,
+                    sha256: "ab".repeat(32),
+                    mime_type: "image/jpeg".into(),
+                    filename: None,
+                    link: Some("https://gw.example/media/x.jpg?t=1.a".into()),
+                    link_expires_at: Some(2),
+                }),
+                error: Some(crate::media::record::MediaFailure {
+                    code: "media_gone".into(),
+                    message: "gone".into(),
+                }),
+                at: 1,
+            }),
         ]
     }
 

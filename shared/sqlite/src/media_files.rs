@@ -9,7 +9,7 @@ use std::path::{Path, PathBuf};
 use async_trait::async_trait;
 use tokio::io::AsyncWriteExt;
 use wabridge_core::error::StoreError;
-use wabridge_core::media::fetch::{MediaStore, PendingObject};
+use wabridge_core::media::store::{MediaStore, PendingObject, StoredObject};
 
 #[derive(Clone, Debug)]
 pub struct LocalMediaStore {
@@ -112,5 +112,36 @@ impl MediaStore for LocalMediaStore {
             file,
             store: self.clone(),
         }))
+    }
+
+    async fn open(&self, key: &str) -> Result<Option<StoredObject>, StoreError> {
+        let Some(path) = self.path_of(key) else {
+            return Ok(None);
+        };
+        let file = match tokio::fs::File::open(&path).await {
+            Ok(f) => f,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
+            Err(e) => return Err(io("cannot open a media file")(e)),
+        };
+        let size = file
+            .metadata()
+            .await
+            .map_err(io("cannot read a media file"))?
+            .len();
+        Ok(Some(StoredObject {
+            size,
+            body: Box::pin(file),
+        }))
+    }
+
+    async fn delete(&self, key: &str) -> Result<(), StoreError> {
+        let Some(path) = self.path_of(key) else {
+            return Ok(());
+        };
+        match tokio::fs::remove_file(&path).await {
+            Ok(()) => Ok(()),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(()),
+            Err(e) => Err(io("cannot remove a media file")(e)),
+        }
     }
 }

@@ -12,6 +12,7 @@ use std::time::Duration;
 use async_trait::async_trait;
 use sha2::{Digest, Sha256};
 
+use super::store::{MediaStore, PendingObject};
 use super::{MediaKind, MediaRefusal, Sha256Digest};
 use crate::error::StoreError;
 
@@ -73,23 +74,6 @@ pub trait MediaSource: Send + Sync {
     async fn info(&self, media_id: &str) -> Result<MediaInfo, FetchError>;
     /// Streams the file at `url` into `sink`, chunk by chunk.
     async fn download(&self, url: &str, sink: &mut dyn MediaSink) -> Result<(), FetchError>;
-}
-
-/// An object being written: committed under its key, or aborted (removed).
-#[async_trait]
-pub trait PendingObject: Send {
-    async fn write(&mut self, chunk: &[u8]) -> Result<(), StoreError>;
-    /// Makes the object durable under `key` (replacing nothing: the key is its content).
-    async fn commit(self: Box<Self>, key: &str) -> Result<(), StoreError>;
-    /// Removes what was written.
-    async fn abort(self: Box<Self>);
-}
-
-/// Where stored media lives: the data directory locally, an S3 bucket on AWS.
-#[async_trait]
-pub trait MediaStore: Send + Sync {
-    async fn exists(&self, key: &str) -> Result<bool, StoreError>;
-    async fn begin(&self) -> Result<Box<dyn PendingObject>, StoreError>;
 }
 
 /// A file stored under its content address.

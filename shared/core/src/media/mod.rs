@@ -7,7 +7,9 @@
 //! uploads) is listed as left in docs/media.md until it lands.
 
 pub mod fetch;
+pub mod store;
 pub mod links;
+pub mod record;
 
 use std::fmt;
 

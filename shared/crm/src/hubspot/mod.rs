@@ -497,6 +497,10 @@ impl Crm for HubSpotCrm {
                 Ok(())
             }
             Record::Erasure(e) => self.erase(e).await,
+            Record::Media(_) => {
+                self.skip(effect, "media files are not uploaded to HubSpot yet");
+                Ok(())
+            }
         }
     }
 }

@@ -104,6 +104,7 @@ fn describe(content: &MessageContent<'_>, activity: &mut ActivityRecord) {
                     mime_type: m.mime_type.clone(),
                     sha256: m.sha256.clone(),
                     filename: m.filename.clone(),
+                    ..Default::default()
                 })
                 .into_iter()
                 .collect();
