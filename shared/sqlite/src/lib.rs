@@ -39,7 +39,7 @@ pub use engine::SqliteEngine;
 pub use erasure::SqliteErasure;
 pub use inbox::SqliteInbox;
 pub use media_files::LocalMediaStore;
-pub use queue::{SqliteQueue, DEFAULT_MAX_RECEIVES, EVENTS_QUEUE, SENDS_QUEUE};
+pub use queue::{SqliteQueue, DEFAULT_MAX_RECEIVES, EVENTS_QUEUE, MEDIA_QUEUE, SENDS_QUEUE};
 pub use recent::MergePolicy;
 pub use records::{Record, SqliteRecords};
 pub use retention::SqliteContentPurge;
