@@ -17,7 +17,9 @@ use wabridge_core::media::serve::{MediaAccess, MediaAnswer};
 use wabridge_core::media::settings::{MediaSettings, WABRIDGE_MEDIA_LINK_KEY};
 use wabridge_core::retry::RetryPolicy;
 use wabridge_graph::media::{GraphMedia, MediaConfig};
-use wabridge_sqlite::{Db, LocalMediaStore, SqliteQueue, EVENTS_QUEUE, MEDIA_QUEUE};
+use wabridge_sqlite::{
+    Db, LocalMediaStore, SqliteMediaIndex, SqliteQueue, EVENTS_QUEUE, MEDIA_QUEUE,
+};
 
 use crate::error::CliError;
 use crate::secrets::Secrets;
@@ -45,8 +47,8 @@ impl LocalMedia {
             },
             content_retention,
         )?;
-        let store = LocalMediaStore::open(data)
-            .map_err(CliError::store("cannot open the media folder"))?;
+        let store =
+            LocalMediaStore::open(data).map_err(CliError::store("cannot open the media folder"))?;
         Ok(LocalMedia {
             settings,
             store: Arc::new(store),
@@ -89,7 +91,8 @@ impl LocalMedia {
             fetcher,
             Arc::new(SqliteQueue::new(db.clone(), EVENTS_QUEUE)),
             self.settings.links.clone(),
-        );
+        )
+        .with_index(Arc::new(SqliteMediaIndex::new(db.clone())));
         Ok(Some(tokio::spawn(run_worker(
             Arc::new(SqliteQueue::new(db.clone(), MEDIA_QUEUE)),
             Arc::new(sync),

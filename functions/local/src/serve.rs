@@ -49,12 +49,11 @@ pub async fn run(args: ServeArgs) -> Result<(), CliError> {
     let audit = Audit::new(Arc::new(audit_log));
     let api =
         api.with_attribution(crate::attribution::service(&db, keys.clone(), audit.clone()).await?);
-    let erasure = crate::erase::service(&db).await?;
+    let media = crate::media::LocalMedia::open(&args.data, &secrets, content_retention)?;
+    let erasure = crate::erase::service(&db, &args.data).await?;
     let api = api.with_erasure(Arc::new(erasure), keys.clone());
     let sends = crate::sends::service(&db, keys, audit)?;
-    let api = api.with_sends(sends.clone());
-    let media = crate::media::LocalMedia::open(&args.data, &secrets, content_retention)?;
-    let api = api.with_media(media.access());
+    let api = api.with_sends(sends.clone()).with_media(media.access());
     let pressure = Pressure::new(BURST_IN_FLIGHT);
     db.defer_checkpoints_during(pressure.clone());
     let state = Arc::new(AppState {
@@ -92,8 +91,7 @@ pub async fn run(args: ServeArgs) -> Result<(), CliError> {
     }
     let (events_policy, sends_policy) =
         wabridge_core::config::retry_policies(|name| std::env::var(name).ok())?;
-    let handler =
-        crate::crm_sync::handler(&db, sends.clone(), media.settings.enabled).await?;
+    let handler = crate::crm_sync::handler(&db, sends.clone(), media.settings.enabled).await?;
     let worker = tokio::spawn(run_worker(
         queue,
         handler.clone(),
@@ -119,6 +117,7 @@ pub async fn run(args: ServeArgs) -> Result<(), CliError> {
     };
     let purger = wabridge_sqlite::SqliteEngine::new(db.clone())
         .purger(Default::default(), retentions)
+        .with_media_purge(media.store.as_ref().clone(), content_retention)
         .spawn_purger(Duration::from_secs(3600), stop_rx);
 
     let app = axum::Router::new().fallback(handle).with_state(state);

@@ -108,11 +108,14 @@ impl MediaSource for GraphMedia {
             .map_err(|e| match e {
                 SyncError::Graph(f @ SendFailure::Retry { .. }) => retry(f),
                 // 100: "Object with ID … does not exist" (or not ours); no code: a bare 4xx.
-                SyncError::Graph(f @ SendFailure::Terminal { code: Some(100) | None, .. }) => {
-                    FetchError::Gone {
-                        reason: f.reason().to_string(),
-                    }
-                }
+                SyncError::Graph(
+                    f @ SendFailure::Terminal {
+                        code: Some(100) | None,
+                        ..
+                    },
+                ) => FetchError::Gone {
+                    reason: f.reason().to_string(),
+                },
                 // Anything else (a permission, a paused number) may be fixed by someone: it
                 // waits within the retry horizon and dead-letters with Meta's words after.
                 SyncError::Graph(f) => FetchError::Retry {

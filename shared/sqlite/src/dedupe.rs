@@ -70,6 +70,8 @@ pub struct SqliteDedupe {
     consent: Option<crate::consent::SqliteConsent>,
     audit: Option<crate::audit::SqliteAudit>,
     content: Option<crate::retention::SqliteContentPurge>,
+    /// Media files past the content retention (and orphans): [`crate::media_index::purge`].
+    media: Option<(crate::LocalMediaStore, Duration)>,
 }
 
 impl SqliteDedupe {
@@ -82,6 +84,7 @@ impl SqliteDedupe {
             consent: None,
             audit: None,
             content: None,
+            media: None,
         }
     }
 
@@ -94,6 +97,7 @@ impl SqliteDedupe {
             consent: None,
             audit: None,
             content: None,
+            media: None,
         }
     }
 
@@ -128,6 +132,12 @@ impl SqliteDedupe {
             crate::retention::SqliteContentPurge::new(self.db.clone(), retention)
                 .with_clock(self.clock.clone()),
         );
+        self
+    }
+
+    /// Also deletes media files no message used within `retention` (the content retention).
+    pub fn with_media_purge(mut self, store: crate::LocalMediaStore, retention: Duration) -> Self {
+        self.media = Some((store, retention));
         self
     }
 
@@ -208,6 +218,16 @@ impl SqliteDedupe {
                 content.purge_dead_letters(PURGE_BATCH)
             })
             .await;
+        }
+        if let Some((store, retention)) = &self.media {
+            match crate::media_index::purge(&self.db, store, *retention, self.clock.now_ms()).await
+            {
+                Ok((rows, files)) if rows + files > 0 => {
+                    tracing::info!(rows, files, "purged media past the content retention")
+                }
+                Ok(_) => {}
+                Err(e) => tracing::warn!(error = %e, "media purge failed; retried next round"),
+            }
         }
         if let Some(sends) = &self.sends {
             let before = self.clock.now_ms().saturating_sub(PAIR_WINDOW_KEEP_MS);

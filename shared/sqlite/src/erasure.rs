@@ -72,6 +72,10 @@ pub const TABLES: &[(&str, &str)] = &[
         "records",
         "the local CRM: its records of the contact go on the erasure record",
     ),
+    (
+        "media_objects",
+        "deleted by identity key; the files no other person's row names are deleted after",
+    ),
     ("erasure_tombstones", "written: salted hashes, no identity"),
     (
         "erasures",
@@ -100,6 +104,8 @@ pub const TABLES: &[(&str, &str)] = &[
 #[derive(Clone, Debug)]
 pub struct SqliteErasure {
     db: Db,
+    /// Where the person's media files are deleted (none: a file holds no media folder).
+    media: Option<crate::LocalMediaStore>,
 }
 
 fn keys_of(person: &Person) -> Vec<String> {
@@ -261,11 +267,10 @@ fn delete_matching(
     Ok(doomed.len() as u64)
 }
 
-fn erase(
-    t: &Transaction,
-    person: &Person,
-    item: &ErasureItem,
-) -> Result<BTreeMap<String, u64>, StoreError> {
+/// What an erasure's transaction removed, and the media files to delete once it committed.
+type Erased = (BTreeMap<String, u64>, Vec<String>);
+
+fn erase(t: &Transaction, person: &Person, item: &ErasureItem) -> Result<Erased, StoreError> {
     let keys = keys_of(person);
     let contact: Vec<String> = person.contact_id.iter().cloned().collect();
     let mut removed = BTreeMap::new();
@@ -315,6 +320,7 @@ fn erase(
         "effects",
         delete_matching(t, "effects", "effect_id", "effect_id", keyed)?,
     );
+    let files = crate::media_index::erase_in(t, &keys)?;
 
     // What stays: tombstones and the marker, then the CRM's erasure event.
     t.execute(
@@ -340,7 +346,7 @@ fn erase(
     let event = item.event();
     let body = serde_json::to_string(&event).map_err(|e| StoreError::corrupt(e.to_string()))?;
     enqueue_in(t, EVENTS_QUEUE, &event.key, &body, None, item.erased_at)?;
-    Ok(removed)
+    Ok((removed, files))
 }
 
 impl SqliteErasure {
@@ -348,7 +354,13 @@ impl SqliteErasure {
     /// never opened.
     pub async fn open(db: Db) -> Result<SqliteErasure, StoreError> {
         crate::attribution::SqliteAttribution::open(db.clone()).await?;
-        Ok(SqliteErasure { db })
+        Ok(SqliteErasure { db, media: None })
+    }
+
+    /// Also deletes the person's media files from `store`.
+    pub fn with_media(mut self, store: crate::LocalMediaStore) -> Self {
+        self.media = Some(store);
+        self
     }
 }
 
@@ -365,7 +377,14 @@ impl ErasureStore for SqliteErasure {
         item: &ErasureItem,
     ) -> Result<BTreeMap<String, u64>, StoreError> {
         let (person, item) = (person.clone(), item.clone());
-        self.db.write(move |t| erase(t, &person, &item)).await
+        let (mut removed, files) = self.db.write(move |t| erase(t, &person, &item)).await?;
+        // After the commit: a crash before this leaves files no row names, which the
+        // retention purge removes (`media_index::purge`).
+        if let (Some(store), false) = (&self.media, files.is_empty()) {
+            let n = crate::media_index::delete_files(store, &files).await?;
+            removed.insert("media_files".into(), n);
+        }
+        Ok(removed)
     }
 
     async fn erased(&self, target: &Target) -> Result<Option<PastErasure>, StoreError> {

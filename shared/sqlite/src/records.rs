@@ -220,11 +220,7 @@ impl SqliteRecords {
 /// Folds a media result into its activity's `media[]` entry (state, stored, error), in the
 /// write that stores the media record: `wabridge records` shows the activity with its file.
 /// A result for an activity the store no longer has (erased, purged) changes nothing.
-pub fn fold_media_in(
-    t: &Connection,
-    media: &MediaRecord,
-    now: i64,
-) -> Result<(), StoreError> {
+pub fn fold_media_in(t: &Connection, media: &MediaRecord, now: i64) -> Result<(), StoreError> {
     let id = media
         .message_id
         .clone()

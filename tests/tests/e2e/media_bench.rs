@@ -145,10 +145,7 @@ async fn bench_a_100_mb_document_in_bounded_memory() {
     std::fs::write("/proc/self/clear_refs", "5").unwrap();
     let base = peak_kib();
     let start = Instant::now();
-    let stored = f
-        .fetch(&wanted("big1", MediaKind::Document))
-        .await
-        .unwrap();
+    let stored = f.fetch(&wanted("big1", MediaKind::Document)).await.unwrap();
     let elapsed = start.elapsed();
     let peak = peak_kib();
     assert_eq!(stored.size, size as u64);

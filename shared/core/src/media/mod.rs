@@ -8,12 +8,12 @@
 
 pub mod fetch;
 pub mod job;
-pub mod store;
 pub mod links;
 pub mod pipeline;
 pub mod record;
 pub mod serve;
 pub mod settings;
+pub mod store;
 
 use std::fmt;
 

@@ -26,6 +26,7 @@ use super::fetch::{FetchError, MediaFetcher, StoredFile, Wanted};
 use super::job::MediaJob;
 use super::links::LinkSigner;
 use super::record::{MediaFailure, MediaState, StoredMedia};
+use super::store::MediaIndex;
 use super::Sha256Digest;
 use crate::clock::Clock;
 use crate::consumer::{Handler, Outcome};
@@ -66,6 +67,7 @@ pub struct MediaSync {
     fetcher: MediaFetcher,
     events: Arc<dyn Queue>,
     links: Option<LinkSettings>,
+    index: Option<Arc<dyn MediaIndex>>,
     clock: Clock,
 }
 
@@ -80,8 +82,15 @@ impl MediaSync {
             fetcher,
             events,
             links,
+            index: None,
             clock: Clock::System,
         }
+    }
+
+    /// Records who each stored file belongs to (erasure and retention read it).
+    pub fn with_index(mut self, index: Arc<dyn MediaIndex>) -> Self {
+        self.index = Some(index);
+        self
     }
 
     pub fn with_clock(mut self, clock: Clock) -> Self {
@@ -151,6 +160,11 @@ impl MediaSync {
         };
         let (event, then) = match result {
             Ok(file) => {
+                if let Some(index) = &self.index {
+                    if let Err(e) = index.record(&file.key, &job.contact, now).await {
+                        return Outcome::retry(backoff(receive_count, None), e.to_string());
+                    }
+                }
                 if file.downloaded {
                     tracing::info!(metric = "media_stored", kind = %job.kind, size = file.size, "media stored");
                 }

@@ -57,7 +57,9 @@ impl MediaAccess {
             .verify(id, &token, self.clock.now_ms() / 1000)
             .map_err(|e| {
                 ApiError::Forbidden(match e {
-                    LinkError::Expired => "this media link has expired; ask the gateway for a new one".into(),
+                    LinkError::Expired => {
+                        "this media link has expired; ask the gateway for a new one".into()
+                    }
                     other => format!("{other}"),
                 })
             })?;

@@ -162,10 +162,7 @@ async fn a_customers_photo_and_voice_note_reach_the_crm_with_links_that_open_the
     assert_eq!(
         stored_files(data.path()),
         {
-            let mut want = vec![
-                format!("media/{photo_sha}"),
-                format!("media/{voice_sha}"),
-            ];
+            let mut want = vec![format!("media/{photo_sha}"), format!("media/{voice_sha}")];
             want.sort();
             want
         },
@@ -197,7 +194,10 @@ async fn a_customers_photo_and_voice_note_reach_the_crm_with_links_that_open_the
         let r = http.get(bad).send().await.unwrap();
         assert_eq!(r.status(), 403, "{bad}");
         let body: Value = r.json().await.unwrap();
-        assert!(body["error"].is_object() || body["error"].is_string(), "{body}");
+        assert!(
+            body["error"].is_object() || body["error"].is_string(),
+            "{body}"
+        );
     }
     // A genuine link of ours for a type we serve, to a file that is not stored: 404.
     let unknown = signer.url(&gw.url, &format!("{}.pdf", "0".repeat(64)), time_now() + 60);
@@ -211,6 +211,16 @@ async fn a_customers_photo_and_voice_note_reach_the_crm_with_links_that_open_the
     assert_eq!(*meta.downloads.lock().unwrap(), 2);
     assert_eq!(gw.records().len(), records_before);
     assert_eq!(wait_media(&gw, 2, Duration::from_secs(1)).len(), 2);
+
+    // Erasing the customer deletes their files: the link now finds nothing.
+    let erased = gw.cli(&["erase", "--contact", "+52 1 55 1234 5678"], &[]);
+    assert!(erased.status.success(), "{erased:?}");
+    assert!(
+        stored_files(data.path()).is_empty(),
+        "{:?}",
+        stored_files(data.path())
+    );
+    assert_eq!(http.get(&url).send().await.unwrap().status(), 404);
 }
 
 fn time_now() -> i64 {
