@@ -243,7 +243,7 @@ enum Remote {
     Completed,
 }
 
-/// An object being written: at most one part in memory, the rest in S3 as parts of `upload`.
+/// An object being written: at most one part in memory, the rest in S3 (`remote`).
 struct PendingUpload {
     store: S3MediaStore,
     /// The pending object's key, `media/.pending/<uuid>` (only a multipart upload uses it).
