@@ -51,7 +51,7 @@ pub async fn cold_start() -> Result<App, lambda_runtime::Error> {
         Some(path) => Mapping::load(&path)?,
         None => Mapping::example(&kind)?,
     };
-    let crm = wabridge_crm::from_lookup(&mapping, None, lookup)?;
+    let crm = wabridge_crm::from_lookup(&mapping, None, None, lookup)?;
     let engine =
         AwsEngine::new(sdk, table).with_claim_check(sdk, lookup(config::CLAIM_CHECK_BUCKET));
     let queue: Arc<dyn Queue> = Arc::new(engine.queue(queue_url, dlq_url));

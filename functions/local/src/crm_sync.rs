@@ -6,6 +6,7 @@ use std::sync::Arc;
 use wabridge_core::attribution::AttributionConfig;
 use wabridge_core::config;
 use wabridge_core::mapping::Mapping;
+use wabridge_core::media::store::MediaStore;
 use wabridge_core::sends::service::Sends;
 use wabridge_core::sync::CrmSync;
 use wabridge_crm::local::LocalCrm;
@@ -18,14 +19,19 @@ use crate::error::CliError;
 /// `WABRIDGE_ATTRIBUTION`, default attribution settings). Fails at start-up, not per message, on bad config.
 /// `sends` is the sending side the hooks feed (delivery tracking, template registry, consent,
 /// 24-hour window: see [`wabridge_core::sends::hooks::SendingHooks`]).
-/// `media`: fetch inbound media (activities carry it `pending`; jobs go on the media queue).
-pub async fn handler(db: &Db, sends: Arc<Sends>, media: bool) -> Result<Arc<CrmSync>, CliError> {
+/// `media`: when set, inbound media is fetched (activities carry it `pending`; jobs go on the
+/// media queue) and a CRM that takes files (HubSpot) reads them from this store.
+pub async fn handler(
+    db: &Db,
+    sends: Arc<Sends>,
+    media: Option<Arc<dyn MediaStore>>,
+) -> Result<Arc<CrmSync>, CliError> {
     let env = |name: &str| std::env::var(name).ok();
     let kind = config::crm_kind(env);
     wabridge_crm::check_kind(&kind)?;
     let mapping = Mapping::from_env(&kind)?;
     let local = Arc::new(LocalCrm::new(SqliteRecords::new(db.clone())));
-    let crm = wabridge_crm::from_lookup(&mapping, Some(local), env)?;
+    let crm = wabridge_crm::from_lookup(&mapping, Some(local), media.clone(), env)?;
     let attribution_config = AttributionConfig::from_env()?;
     println!("crm: {kind}");
     let sync = SqliteEngine::new(db.clone())
@@ -33,8 +39,8 @@ pub async fn handler(db: &Db, sends: Arc<Sends>, media: bool) -> Result<Arc<CrmS
         .await
         .map_err(CliError::store("cannot set up crm-sync over the database"))?;
     let sync = match media {
-        true => sync.with_media(Arc::new(SqliteQueue::new(db.clone(), MEDIA_QUEUE))),
-        false => sync,
+        Some(_) => sync.with_media(Arc::new(SqliteQueue::new(db.clone(), MEDIA_QUEUE))),
+        None => sync,
     };
     Ok(Arc::new(sync))
 }

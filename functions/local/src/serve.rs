@@ -91,7 +91,8 @@ pub async fn run(args: ServeArgs) -> Result<(), CliError> {
     }
     let (events_policy, sends_policy) =
         wabridge_core::config::retry_policies(|name| std::env::var(name).ok())?;
-    let handler = crate::crm_sync::handler(&db, sends.clone(), media.settings.enabled).await?;
+    let files = media.settings.enabled.then(|| media.store.clone() as _);
+    let handler = crate::crm_sync::handler(&db, sends.clone(), files).await?;
     let worker = tokio::spawn(run_worker(
         queue,
         handler.clone(),

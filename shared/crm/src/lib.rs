@@ -72,10 +72,12 @@ pub fn check_kind(kind: &str) -> Result<(), ConfigError> {
 
 /// The CRM named by `CRM_KIND` (see [`config::crm_kind`] for the default), with its settings
 /// and secrets read through `lookup`. `local` is the embedded engine's records CRM, built by
-/// the caller that has the store (see `local::LocalCrm`).
+/// the caller that has the store (see `local::LocalCrm`); `media` is where a CRM that takes
+/// files (HubSpot) reads stored media from.
 pub fn from_lookup(
     mapping: &Mapping,
     local: Option<Arc<dyn Crm>>,
+    media: Option<Arc<dyn wabridge_core::media::store::MediaStore>>,
     lookup: impl Fn(&str) -> Option<String>,
 ) -> Result<Arc<dyn Crm>, ConfigError> {
     let kind = config::crm_kind(&lookup);
@@ -87,7 +89,7 @@ pub fn from_lookup(
         |ms| (1..=600_000).contains(ms),
     )?);
     // Unused without the HTTP CRMs' features.
-    let _ = (&timeout, mapping, &settings);
+    let _ = (&timeout, mapping, &settings, &media);
     match kind.as_str() {
         "local" if COMPILED.contains(&"local") => local.ok_or(ConfigError::NoLocalStore),
         #[cfg(feature = "webhook")]
@@ -123,6 +125,14 @@ pub fn from_lookup(
                 mapping.effect_property.as_deref(),
                 timeout,
             )?;
+            let crm = match media {
+                Some(store) => {
+                    let retention =
+                        wabridge_core::retention::content_retention(|n| settings.optional(n))?;
+                    crm.with_media(store, retention)
+                }
+                None => crm,
+            };
             Ok(Arc::new(crm))
         }
         _ if KNOWN.contains(&kind.as_str()) => Err(ConfigError::NotCompiled { kind }),
@@ -140,7 +150,7 @@ mod tests {
             .iter()
             .map(|(k, v)| (k.to_string(), v.to_string()))
             .collect();
-        from_lookup(&mapping, None, move |name| {
+        from_lookup(&mapping, None, None, move |name| {
             pairs
                 .iter()
                 .find(|(k, _)| k == name)

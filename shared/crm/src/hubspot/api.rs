@@ -61,6 +61,19 @@ impl Client {
         self.exchange(request).await
     }
 
+    /// POSTs a multipart form (a file upload); any 2xx is `Ok` with the parsed body.
+    pub async fn post_form(
+        &self,
+        path: &str,
+        form: reqwest::multipart::Form,
+    ) -> Result<Value, CrmError> {
+        let request = self
+            .http
+            .post(format!("{}{path}", self.base))
+            .multipart(form);
+        self.exchange(request).await
+    }
+
     /// GETs `path` (with its query); `Ok(None)` on a 404.
     pub async fn get(&self, path: &str) -> Result<Option<Value>, CrmError> {
         match self

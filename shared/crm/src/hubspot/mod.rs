@@ -22,6 +22,8 @@
 //! - **lead**: a Deal (`POST /crm/v3/objects/deals/batch/create`,
 //!   [`crate::hubspot::attribution::deal_body`]) associated to the contact (type 3) with the UTM
 //!   properties.
+//! - **media**: the file uploaded to HubSpot's file manager (private) and attached to a note on
+//!   the contact; a file that could not be stored, a note saying why ([`media`]).
 //! - **status of a message sent to a group**: skipped (it names a group, no contact).
 //! - **template status, number quality, unknown**: skipped by design, logged and counted
 //!   ([`HubSpotCrm::stats`]): they belong to the WhatsApp account, not to a contact, and HubSpot
@@ -48,6 +50,8 @@
 pub(crate) mod api;
 pub mod attribution;
 pub mod batch;
+mod erase;
+pub mod media;
 
 use std::collections::{BTreeMap, HashMap};
 use std::sync::{Arc, Mutex};
@@ -101,6 +105,8 @@ pub struct HubSpotCrm {
     /// Effect id → when its last create attempt ended without an answer (5xx, timeout).
     doubtful: Mutex<HashMap<String, Instant>>,
     call_budget: Duration,
+    /// Where media files are read from for upload ([`HubSpotCrm::with_media`]).
+    media: Option<media::MediaFiles>,
 }
 
 impl HubSpotCrm {
@@ -128,6 +134,7 @@ impl HubSpotCrm {
             doubtful: Mutex::new(HashMap::new()),
             // A batch's linger, then at most a search and a create (an in-doubt create).
             call_budget: DEFAULT_LINGER + timeout * 2,
+            media: None,
         })
     }
 
@@ -155,43 +162,6 @@ impl HubSpotCrm {
     pub fn with_deal_settings(mut self, settings: DealSettings) -> Self {
         self.deal_settings = settings;
         self
-    }
-
-    /// GDPR-deletes the contact of each of the person's identities: read by the id property
-    /// (`GET …/contacts/{value}?idProperty=`, consistent, unlike search), then
-    /// `POST /crm/v3/objects/contacts/gdpr-delete` by its record id (permanent, with its
-    /// associated content). Nothing found, or a contact already gone (404), is done.
-    async fn erase(&self, e: &wabridge_core::erasure::ErasureItem) -> Result<(), CrmError> {
-        let encode =
-            |v: &str| url::form_urlencoded::byte_serialize(v.as_bytes()).collect::<String>();
-        for value in e.phones.iter().chain(&e.bsuids) {
-            self.contact_ids.lock().unwrap().remove(value);
-            let path = format!(
-                "/crm/v3/objects/contacts/{}?idProperty={}",
-                encode(value),
-                encode(&self.id_property)
-            );
-            let Some(found) = self.client.get(&path).await? else {
-                continue;
-            };
-            let Some(id) = found["id"].as_str() else {
-                return Err(CrmError::Transient(
-                    "contact read without an id".to_string(),
-                ));
-            };
-            match self
-                .client
-                .post(
-                    "/crm/v3/objects/contacts/gdpr-delete",
-                    &serde_json::json!({ "objectId": id }),
-                )
-                .await
-            {
-                Err(CrmError::Rejected(m)) if m.starts_with("HTTP 404") => {}
-                other => other.map(drop)?,
-            }
-        }
-        Ok(())
     }
 
     pub fn stats(&self) -> HubSpotStats {
@@ -307,15 +277,21 @@ impl HubSpotCrm {
         match batcher.submit(input).await {
             Ok(_) => Ok(()),
             Err(e) => {
-                if !e.definitely_not_applied() {
-                    let mut doubtful = self.doubtful.lock().unwrap();
-                    if doubtful.len() >= DOUBTFUL_MAX {
-                        doubtful.clear();
-                    }
-                    doubtful.insert(effect.id.clone(), Instant::now());
-                }
+                self.note_doubt(effect, &e);
                 Err(e)
             }
+        }
+    }
+
+    /// Remembers a create that failed without saying whether it happened (for
+    /// `already_created`).
+    fn note_doubt(&self, effect: &Effect, e: &CrmError) {
+        if !e.definitely_not_applied() {
+            let mut doubtful = self.doubtful.lock().unwrap();
+            if doubtful.len() >= DOUBTFUL_MAX {
+                doubtful.clear();
+            }
+            doubtful.insert(effect.id.clone(), Instant::now());
         }
     }
 
@@ -497,10 +473,7 @@ impl Crm for HubSpotCrm {
                 Ok(())
             }
             Record::Erasure(e) => self.erase(e).await,
-            Record::Media(_) => {
-                self.skip(effect, "media files are not uploaded to HubSpot yet");
-                Ok(())
-            }
+            Record::Media(m) => self.attach_media(effect, m).await,
         }
     }
 }

@@ -51,6 +51,8 @@ pub(super) struct Fake {
     pub(super) contact_props: Mutex<HashMap<String, Value>>,
     pub(super) comms: Mutex<Vec<Value>>,
     pub(super) deals: Mutex<Vec<Value>>,
+    pub(super) notes: Mutex<Vec<Value>>,
+    pub(super) files: Mutex<Vec<super::fake_files::Uploaded>>,
     pub(super) paths: Mutex<Vec<String>>,
     // HubSpot's search index lags behind creates: search sees objects only this old
     pub(super) search_lag: Duration,
@@ -322,6 +324,7 @@ fn gdpr_delete(fake: &Fake, v: &Value) -> Response {
     let associated = |o: &Value| o["associations"][0]["to"]["id"] == id;
     fake.comms.lock().unwrap().retain(|c| !associated(c));
     fake.deals.lock().unwrap().retain(|d| !associated(d));
+    fake.notes.lock().unwrap().retain(|n| !associated(n));
     StatusCode::NO_CONTENT.into_response()
 }
 
@@ -336,6 +339,9 @@ pub(super) fn hubspot(fake: &Fake, path: &str, headers: &HeaderMap, body: &Bytes
             Json(json!({"status": "error", "category": "INVALID_AUTHENTICATION"})),
         )
             .into_response();
+    }
+    if path == "/files/v3/files" {
+        return super::fake_files::upload(fake, headers, body);
     }
     if !headers
         .get("content-type")
@@ -501,7 +507,10 @@ pub(super) fn hubspot(fake: &Fake, path: &str, headers: &HeaderMap, body: &Bytes
             }
         }
         "/crm/v3/objects/contacts/gdpr-delete" => return gdpr_delete(fake, &v),
-        "/crm/v3/objects/communications/search" | "/crm/v3/objects/deals/search" => {
+        "/crm/v3/objects/notes" => return super::fake_files::note(fake, &v),
+        "/crm/v3/objects/communications/search"
+        | "/crm/v3/objects/deals/search"
+        | "/crm/v3/objects/notes/search" => {
             let f = &v["filterGroups"][0]["filters"][0];
             if f["operator"] != "EQ" || !f["propertyName"].is_string() || !f["value"].is_string() {
                 return fake.problem(format!("search filter: {f}"));
@@ -509,6 +518,8 @@ pub(super) fn hubspot(fake: &Fake, path: &str, headers: &HeaderMap, body: &Bytes
             let prop = f["propertyName"].as_str().unwrap();
             let store = if path.contains("deals") {
                 fake.deals.lock().unwrap().clone()
+            } else if path.contains("notes") {
+                fake.notes.lock().unwrap().clone()
             } else {
                 fake.comms.lock().unwrap().clone()
             };

@@ -6,8 +6,10 @@
 mod bench;
 mod erasure;
 mod fake;
+mod fake_files;
 mod faults;
 mod hubspot;
+mod hubspot_media;
 mod webhook;
 
 use std::net::SocketAddr;

@@ -134,7 +134,7 @@ async fn a_large_event_goes_through_the_stacks_claim_check_bucket() {
         }
     };
     let mapping = Mapping::example(&crm_env[config::CRM_KIND]).unwrap();
-    let crm = wabridge_crm::from_lookup(&mapping, None, crm_lookup).expect("the webhook CRM");
+    let crm = wabridge_crm::from_lookup(&mapping, None, None, crm_lookup).expect("the webhook CRM");
     let engine = aws
         .engine(&crm_env[config::WABRIDGE_TABLE])
         .with_claim_check(&aws.config, crm_lookup(config::CLAIM_CHECK_BUCKET));

@@ -146,7 +146,7 @@ async fn a_signed_webhook_flows_through_the_stack_to_the_crm() {
         }
     };
     let mapping = Mapping::example(&crm_env[config::CRM_KIND]).unwrap();
-    let crm = wabridge_crm::from_lookup(&mapping, None, crm_lookup)
+    let crm = wabridge_crm::from_lookup(&mapping, None, None, crm_lookup)
         .expect("the webhook CRM from the stack");
     let table = crm_env[config::WABRIDGE_TABLE].clone();
     let events_url = crm_env[config::EVENTS_QUEUE_URL].clone();
