@@ -92,7 +92,7 @@ async fn file(State(c): State<Cdn>, Path(id): Path<String>) -> Response {
         .into_response()
 }
 
-async fn start(size: usize, delay: Duration) -> (String, Arc<AtomicUsize>) {
+pub(crate) async fn start(size: usize, delay: Duration) -> (String, Arc<AtomicUsize>) {
     let downloads = Arc::new(AtomicUsize::new(0));
     let cdn = Cdn {
         size,
@@ -110,7 +110,7 @@ async fn start(size: usize, delay: Duration) -> (String, Arc<AtomicUsize>) {
     (url, downloads)
 }
 
-fn fetcher(url: &str, dir: &std::path::Path) -> MediaFetcher {
+pub(crate) fn fetcher(url: &str, dir: &std::path::Path) -> MediaFetcher {
     let graph = GraphMedia::new(MediaConfig {
         base_url: url.into(),
         version: "v23.0".into(),
@@ -125,7 +125,7 @@ fn fetcher(url: &str, dir: &std::path::Path) -> MediaFetcher {
 }
 
 /// The process's peak resident set (VmHWM), KiB.
-fn peak_kib() -> u64 {
+pub(crate) fn peak_kib() -> u64 {
     let status = std::fs::read_to_string("/proc/self/status").unwrap();
     status
         .lines()
