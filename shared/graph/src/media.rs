@@ -55,6 +55,27 @@ impl GraphMedia {
     }
 }
 
+/// Hosts Meta serves media from: the token goes to these (and to the configured Graph host).
+const META_MEDIA_HOSTS: &[&str] = &[".fbsbx.com", ".whatsapp.net", ".fbcdn.net", ".facebook.com"];
+
+impl GraphMedia {
+    /// Whether `url` may receive the token: Meta's media hosts over https, or the Graph API's
+    /// own host (a local stand-in in tests, a proxy in some deployments).
+    fn trusts(&self, url: &str) -> bool {
+        let Ok(url) = reqwest::Url::parse(url) else {
+            return false;
+        };
+        let Some(host) = url.host_str() else {
+            return false;
+        };
+        let base = reqwest::Url::parse(&self.config.base_url).ok();
+        if base.as_ref().and_then(|b| b.host_str()) == Some(host) {
+            return true;
+        }
+        url.scheme() == "https" && META_MEDIA_HOSTS.iter().any(|h| host.ends_with(h))
+    }
+}
+
 fn transport(e: &reqwest::Error) -> FetchError {
     retry(classify_transport(e))
 }
@@ -143,6 +164,13 @@ impl MediaSource for GraphMedia {
     }
 
     async fn download(&self, url: &str, sink: &mut dyn MediaSink) -> Result<(), FetchError> {
+        if !self.trusts(url) {
+            return Err(FetchError::Retry {
+                reason: "the download URL is not on Meta's hosts: the token is not sent there"
+                    .into(),
+                retry_after: None,
+            });
+        }
         let mut response = self
             .http
             .get(url)

@@ -195,5 +195,7 @@ fn wanted(media_id: &str, kind: MediaKind) -> Wanted<'_> {
         kind,
         animated: false,
         declared: None,
+        webhook_url: None,
+        mime_type: None,
     }
 }

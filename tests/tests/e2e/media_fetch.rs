@@ -429,5 +429,62 @@ fn wanted(media_id: &str, kind: MediaKind) -> Wanted<'_> {
         kind,
         animated: false,
         declared: None,
+        webhook_url: None,
+        mime_type: None,
     }
+}
+
+#[tokio::test]
+async fn a_url_in_the_webhook_skips_metas_metadata_and_never_carries_the_token_elsewhere() {
+    let (meta, url) = start().await;
+    let data = tempfile::tempdir().unwrap();
+    let store = Arc::new(LocalMediaStore::open(data.path()).unwrap());
+    let fetcher = MediaFetcher::new(Arc::new(client(&url)), store.clone());
+    let other: Vec<u8> = photo().into_iter().rev().collect();
+    for (id, bytes) in [("8001", photo()), ("8002", other.clone())] {
+        meta.files.lock().unwrap().insert(
+            id.into(),
+            File {
+                bytes,
+                mime: "image/jpeg".into(),
+                ..Default::default()
+            },
+        );
+    }
+    let declared = Some(Sha256Digest::of(&photo()));
+    let calls = |id: &str| {
+        meta.graph_calls
+            .lock()
+            .unwrap()
+            .iter()
+            .filter(|c| c.starts_with(&format!("{id}?")))
+            .count()
+    };
+    // The webhook's URL (on the same host as the Graph API here): downloaded straight away.
+    let direct = format!("{url}/cdn/8001/1");
+    let got = fetcher
+        .fetch(&Wanted {
+            webhook_url: Some(&direct),
+            mime_type: Some("image/jpeg"),
+            declared,
+            ..wanted("8001", MediaKind::Image)
+        })
+        .await
+        .unwrap();
+    assert_eq!(got.sha256, Sha256Digest::of(&photo()));
+    assert_eq!(calls("8001"), 0, "no metadata call");
+    // A URL on a host that is not Meta's: the token is not sent; Meta is asked instead.
+    let foreign = "https://media.example.net/8002.jpg";
+    let got = fetcher
+        .fetch(&Wanted {
+            webhook_url: Some(foreign),
+            mime_type: Some("image/jpeg"),
+            declared: Some(Sha256Digest::of(&other)),
+            ..wanted("8002", MediaKind::Image)
+        })
+        .await
+        .unwrap();
+    assert!(got.downloaded);
+    assert_eq!(got.sha256, Sha256Digest::of(&other));
+    assert_eq!(calls("8002"), 1);
 }

@@ -31,6 +31,7 @@ fn job(media_id: &str) -> MediaJob {
         sha256: None,
         filename: Some("factura.pdf".into()),
         animated: false,
+        url: None,
         received_at: wabridge_core::clock::now_ms(),
     }
 }

@@ -131,6 +131,10 @@ pub struct Wanted<'a> {
     pub animated: bool,
     /// The SHA-256 the webhook carried, checked when Meta's answer has none.
     pub declared: Option<Sha256Digest>,
+    /// The download URL and type when the webhook already carried them: the metadata call is
+    /// skipped, and made after all if that URL does not serve the file.
+    pub webhook_url: Option<&'a str>,
+    pub mime_type: Option<&'a str>,
 }
 
 /// Fetches media ids into a store. Cheap to clone.
@@ -156,8 +160,22 @@ impl MediaFetcher {
             kind,
             animated,
             declared,
+            ..
         } = *wanted;
-        let mut info = self.source.info(media_id, phone_number_id).await?;
+        let from_webhook = match (wanted.webhook_url, wanted.mime_type) {
+            (Some(url), Some(mime)) if !url.is_empty() => Some(MediaInfo {
+                url: url.to_string(),
+                mime_type: mime.to_string(),
+                sha256: declared,
+                file_size: None,
+            }),
+            _ => None,
+        };
+        let mut asked_meta = from_webhook.is_none();
+        let mut info = match from_webhook {
+            Some(info) => info,
+            None => self.source.info(media_id, phone_number_id).await?,
+        };
         kind.check(&info.mime_type, info.file_size.unwrap_or(0), animated)?;
         let expected = info.sha256.or(declared);
         if let Some(d) = expected {
@@ -184,6 +202,13 @@ impl MediaFetcher {
             let result = self.source.download(&info.url, &mut sink).await;
             match result {
                 Ok(()) => return self.finish(sink, &info, expected).await,
+                // The webhook's URL did not serve it (expired, refused, not Meta's): ask Meta.
+                Err(FetchError::UrlExpired | FetchError::Retry { .. }) if !asked_meta => {
+                    asked_meta = true;
+                    sink.object.abort().await;
+                    info = self.source.info(media_id, phone_number_id).await?;
+                    kind.check(&info.mime_type, info.file_size.unwrap_or(0), animated)?;
+                }
                 Err(FetchError::UrlExpired) if !expired_once => {
                     expired_once = true;
                     sink.object.abort().await;

@@ -47,6 +47,9 @@ pub struct MediaJob {
     /// A sticker's flag (its limit is larger).
     #[serde(default, skip_serializing_if = "std::ops::Not::not")]
     pub animated: bool,
+    /// The download URL when the webhook carried one (the metadata call is then skipped).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub url: Option<String>,
     /// When ingest accepted the message (Unix ms): Meta keeps media ids 7 days from then.
     pub received_at: i64,
 }
@@ -77,6 +80,7 @@ impl MediaJob {
             sha256: media.sha256.clone(),
             filename: media.filename.clone(),
             animated: media.animated.unwrap_or(false),
+            url: media.url.clone().filter(|u| !u.is_empty()),
             received_at: event.received_at,
         }]
     }

@@ -155,6 +155,8 @@ impl MediaSync {
                     kind: job.kind,
                     animated: job.animated,
                     declared,
+                    webhook_url: job.url.as_deref(),
+                    mime_type: job.mime_type.as_deref(),
                 })
                 .await
         };
