@@ -8,7 +8,6 @@ use std::time::Duration;
 
 use axum::body::Body;
 use axum::http::{HeaderValue, StatusCode};
-use tokio::io::AsyncReadExt;
 use wabridge_core::config;
 use wabridge_core::consumer::{run_worker, Settle, WorkerOptions};
 use wabridge_core::media::fetch::MediaFetcher;
@@ -109,7 +108,7 @@ impl LocalMedia {
 }
 
 /// The axum response of `GET /media/{id}`: the file streamed in chunks (a 100 MB document never
-/// sits in memory), a redirect, or the error.
+/// sits in memory), or a redirect.
 pub fn response(answer: MediaAnswer) -> axum::response::Response {
     match answer {
         MediaAnswer::Redirect(url) => {
@@ -125,19 +124,7 @@ pub fn response(answer: MediaAnswer) -> axum::response::Response {
             content_type,
         } => {
             let size = object.size;
-            let chunks = futures::stream::unfold(Some(object.body), |reader| async move {
-                let mut reader = reader?;
-                let mut buf = vec![0u8; 64 * 1024];
-                match reader.read(&mut buf).await {
-                    Ok(0) => None,
-                    Ok(n) => {
-                        buf.truncate(n);
-                        Some((Ok::<_, std::io::Error>(buf), Some(reader)))
-                    }
-                    // Ends the stream after the error: the client sees a short body.
-                    Err(e) => Some((Err(e), None)),
-                }
-            });
+            let chunks = tokio_util::io::ReaderStream::new(object.body);
             let mut out = axum::response::Response::new(Body::from_stream(chunks));
             let headers = out.headers_mut();
             headers.insert(

@@ -137,7 +137,7 @@ fn client(url: &str) -> GraphMedia {
 }
 
 /// Every file under the store's folder, pending ones included.
-fn files_in(dir: &std::path::Path) -> Vec<String> {
+pub(crate) fn files_in(dir: &std::path::Path) -> Vec<String> {
     let mut out = Vec::new();
     for e in walk(dir) {
         out.push(e.strip_prefix(dir).unwrap().display().to_string());

@@ -6,6 +6,7 @@
 
 use std::time::{Duration, Instant};
 
+use crate::media_bench::peak_kib;
 use sha2::Digest;
 use tokio::io::AsyncReadExt;
 use wabridge_aws::s3_media::{S3MediaStore, PART_SIZE, PENDING_PREFIX};
@@ -272,16 +273,6 @@ async fn a_presigned_url_serves_the_bytes_with_the_content_type() {
         .await
         .unwrap_err();
     assert!(matches!(too_long, StoreError::Invalid(_)), "{too_long:?}");
-}
-
-/// The process's peak resident set (VmHWM), KiB.
-fn peak_kib() -> u64 {
-    let status = std::fs::read_to_string("/proc/self/status").unwrap();
-    status
-        .lines()
-        .find_map(|l| l.strip_prefix("VmHWM:"))
-        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
-        .unwrap()
 }
 
 /// A 100 MB document (WhatsApp's largest) written in 64 KiB chunks and read back streamed,

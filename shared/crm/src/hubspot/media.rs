@@ -18,7 +18,6 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use serde_json::{json, Value};
-use tokio::io::AsyncReadExt;
 use wabridge_core::crm::{CrmError, Effect};
 use wabridge_core::media::record::{MediaRecord, MediaState, StoredMedia};
 use wabridge_core::media::store::MediaStore;
@@ -115,18 +114,8 @@ impl HubSpotCrm {
             return Ok(None);
         };
         let size = object.size;
-        let chunks = futures::stream::unfold(Some(object.body), |reader| async move {
-            let mut reader = reader?;
-            let mut buf = vec![0u8; 64 * 1024];
-            match reader.read(&mut buf).await {
-                Ok(0) => None,
-                Ok(n) => {
-                    buf.truncate(n);
-                    Some((Ok::<_, std::io::Error>(buf), Some(reader)))
-                }
-                Err(e) => Some((Err(e), None)),
-            }
-        });
+        // Streamed in chunks: a 100 MB document never sits in memory.
+        let chunks = tokio_util::io::ReaderStream::new(object.body);
         let name = format!(
             "{}.{}",
             stored.sha256,

@@ -74,26 +74,12 @@ fn activity(gw: &Gateway, wamid: &str) -> Value {
         .unwrap_or_else(|| panic!("no activity {wamid}"))
 }
 
-/// The files under `DATA/media/`, pending ones included.
+/// The files under `DATA/media/` (relative to `DATA`), pending ones included.
 fn stored_files(data: &Path) -> Vec<String> {
-    let mut out: Vec<String> = walk(&data.join("media"))
+    media_fetch::files_in(&data.join("media"))
         .into_iter()
-        .map(|p| p.strip_prefix(data).unwrap().display().to_string())
-        .collect();
-    out.sort();
-    out
-}
-
-fn walk(dir: &Path) -> Vec<std::path::PathBuf> {
-    let mut out = Vec::new();
-    for e in std::fs::read_dir(dir).into_iter().flatten().flatten() {
-        if e.file_type().unwrap().is_dir() {
-            out.extend(walk(&e.path()));
-        } else {
-            out.push(e.path());
-        }
-    }
-    out
+        .map(|f| format!("media/{f}"))
+        .collect()
 }
 
 #[tokio::test(flavor = "multi_thread")]
