@@ -16,6 +16,7 @@ use wabridge_core::media::serve::{MediaAccess, MediaAnswer};
 use wabridge_core::media::settings::{MediaSettings, WABRIDGE_MEDIA_LINK_KEY};
 use wabridge_core::retry::RetryPolicy;
 use wabridge_graph::media::{GraphMedia, MediaConfig};
+use wabridge_sqlite::identity::SqliteIdentityStore;
 use wabridge_sqlite::{
     Db, LocalMediaStore, SqliteMediaIndex, SqliteQueue, EVENTS_QUEUE, MEDIA_QUEUE,
 };
@@ -91,7 +92,8 @@ impl LocalMedia {
             Arc::new(SqliteQueue::new(db.clone(), EVENTS_QUEUE)),
             self.settings.links.clone(),
         )
-        .with_index(Arc::new(SqliteMediaIndex::new(db.clone())));
+        .with_index(Arc::new(SqliteMediaIndex::new(db.clone())))
+        .with_identities(Arc::new(SqliteIdentityStore::new(db.clone())));
         Ok(Some(tokio::spawn(run_worker(
             Arc::new(SqliteQueue::new(db.clone(), MEDIA_QUEUE)),
             Arc::new(sync),

@@ -7,14 +7,20 @@ use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use wabridge_core::audit::Audit;
 use wabridge_core::consumer::{run_worker, Handler, Outcome, Settle, WorkerOptions};
+use wabridge_core::erasure::ErasureService;
 use wabridge_core::event::Event;
+use wabridge_core::identity::{IdentityKey, IdentityStore};
 use wabridge_core::media::job::{MediaJob, MEDIA_JOB_VERSION};
 use wabridge_core::media::pipeline::MediaSync;
 use wabridge_core::media::MediaKind;
 use wabridge_core::queue::{Delivery, Queue};
 use wabridge_core::retry::RetryPolicy;
-use wabridge_sqlite::{Db, SqliteMediaIndex, SqliteQueue, EVENTS_QUEUE, MEDIA_QUEUE};
+use wabridge_sqlite::identity::SqliteIdentityStore;
+use wabridge_sqlite::{
+    Db, SqliteErasure, SqliteMediaIndex, SqliteQueue, EVENTS_QUEUE, MEDIA_QUEUE,
+};
 
 use crate::media_bench::{fetcher, peak_kib, start};
 
@@ -23,7 +29,8 @@ fn job(media_id: &str) -> MediaJob {
         v: MEDIA_JOB_VERSION,
         activity_event_id: format!("wamid.{media_id}"),
         message_id: Some(format!("wamid.{media_id}")),
-        contact: "phone:+525512345678".into(),
+        contact: "phone:525512345678".into(),
+        phone: Some("+525512345678".into()),
         phone_number_id: Some("106540352242922".into()),
         media_id: media_id.into(),
         kind: MediaKind::Document,
@@ -50,7 +57,8 @@ fn rig(url: &str) -> Rig {
         Arc::new(SqliteQueue::new(db.clone(), EVENTS_QUEUE)),
         None,
     )
-    .with_index(Arc::new(SqliteMediaIndex::new(db.clone())));
+    .with_index(Arc::new(SqliteMediaIndex::new(db.clone())))
+    .with_identities(Arc::new(SqliteIdentityStore::new(db.clone())));
     Rig {
         _dir: dir,
         db,
@@ -96,7 +104,40 @@ async fn a_redelivered_job_downloads_once_and_reports_the_same_result() {
     assert_eq!(events[0].key, "media:wamid.7:7:stored");
     let item: serde_json::Value = serde_json::from_str(events[0].item.get()).unwrap();
     assert_eq!(item["stored"]["size"], 50 * 1024);
-    assert_eq!(item["contact"], "phone:+525512345678");
+    assert_eq!(item["contact"], "phone:525512345678");
+}
+
+#[tokio::test]
+async fn a_job_queued_before_its_senders_erasure_stores_nothing() {
+    let (url, downloads) = start(50 * 1024, Duration::ZERO).await;
+    let rig = rig(&url);
+    let job = job("9"); // received now, before the erasure below
+    let key = IdentityKey::Phone("525512345678".into());
+    SqliteIdentityStore::new(rig.db.clone())
+        .resolve(&[key], "c-erased")
+        .await
+        .unwrap();
+    ErasureService::new(
+        Arc::new(SqliteErasure::open(rig.db.clone()).await.unwrap()),
+        Audit::none(),
+    )
+    .erase("+52 55 1234 5678", "test")
+    .await
+    .unwrap();
+    let erasure_events = results(&rig.db).await.len(); // the CRM's erasure event
+    let delivery = Delivery {
+        message_id: "m".into(),
+        receipt: "r".into(),
+        body: job.to_message().body,
+        receive_count: 1,
+        enqueued_at: None,
+    };
+    assert_eq!(rig.sync.handle(&delivery).await, Outcome::Done);
+    assert_eq!(downloads.load(Ordering::Relaxed), 0, "nothing fetched");
+    assert_eq!(
+        results(&rig.db).await.len() + erasure_events,
+        erasure_events
+    );
 }
 
 /// Enqueues `n` jobs and runs the consumer as serve does until `n` results are reported.

@@ -32,6 +32,10 @@ pub struct MediaJob {
     /// The person's stored identity key (`phone:+52…`, `bsuid:…`): the result finds the
     /// contact by it.
     pub contact: String,
+    /// The sender's canonical E.164 number (the contact record's spelling: Argentina's 9,
+    /// Brazil's ninth digit), so the result names the same CRM contact.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub phone: Option<String>,
     /// The business number the message reached (its token fetches the file).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub phone_number_id: Option<String>,
@@ -56,7 +60,12 @@ pub struct MediaJob {
 
 impl MediaJob {
     /// The jobs of an inbound message: one per media item it carries (none for other types).
-    pub fn of_message(event: &Event, message: &Message, contact: &str) -> Vec<MediaJob> {
+    pub fn of_message(
+        event: &Event,
+        message: &Message,
+        contact: &str,
+        phone: Option<&str>,
+    ) -> Vec<MediaJob> {
         let (kind, media) = match message.content() {
             MessageContent::Image(m) => (MediaKind::Image, m),
             MessageContent::Audio(m) => (MediaKind::Audio, m),
@@ -73,6 +82,7 @@ impl MediaJob {
             activity_event_id: event.key.clone(),
             message_id: message.id.clone().filter(|id| !id.is_empty()),
             contact: contact.to_string(),
+            phone: phone.map(str::to_string),
             phone_number_id: event.phone_number_id.clone(),
             media_id,
             kind,
@@ -121,6 +131,7 @@ impl MediaJob {
             activity_event_id: self.activity_event_id.clone(),
             message_id: self.message_id.clone(),
             contact: self.contact.clone(),
+            phone: self.phone.clone(),
             media_id: self.media_id.clone(),
             kind: self.kind,
             state,
@@ -148,6 +159,9 @@ pub struct MediaResultItem {
     pub message_id: Option<String>,
     /// The person's stored identity key.
     pub contact: String,
+    /// Their canonical E.164 number, when they have one.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub phone: Option<String>,
     pub media_id: String,
     pub kind: MediaKind,
     pub state: MediaState,

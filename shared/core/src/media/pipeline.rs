@@ -31,6 +31,7 @@ use super::Sha256Digest;
 use crate::clock::Clock;
 use crate::consumer::{Handler, Outcome};
 use crate::event::Event;
+use crate::identity::{IdentityKey, IdentityStore};
 use crate::queue::{Delivery, Queue};
 use crate::redact;
 use crate::retry::backoff;
@@ -68,6 +69,7 @@ pub struct MediaSync {
     events: Arc<dyn Queue>,
     links: Option<LinkSettings>,
     index: Option<Arc<dyn MediaIndex>>,
+    identities: Option<Arc<dyn IdentityStore>>,
     clock: Clock,
 }
 
@@ -83,8 +85,29 @@ impl MediaSync {
             events,
             links,
             index: None,
+            identities: None,
             clock: Clock::System,
         }
+    }
+
+    /// Skips the jobs of people erased after their message (a job already queued or in flight
+    /// when the erasure ran must not store their file again).
+    pub fn with_identities(mut self, identities: Arc<dyn IdentityStore>) -> Self {
+        self.identities = Some(identities);
+        self
+    }
+
+    /// Whether the job's sender was erased after the message arrived.
+    async fn erased(&self, job: &MediaJob) -> Result<bool, crate::error::StoreError> {
+        let (Some(identities), Some(key)) =
+            (&self.identities, IdentityKey::from_stored(&job.contact))
+        else {
+            return Ok(false);
+        };
+        Ok(identities
+            .erased_at(&key)
+            .await?
+            .is_some_and(|at| job.received_at <= at))
     }
 
     /// Records who each stored file belongs to (erasure and retention read it).
@@ -216,6 +239,17 @@ impl Handler for MediaSync {
             Ok(j) => j,
             Err(e) => return Outcome::DeadLetter(format!("not a media job: {e}")),
         };
+        match self.erased(&job).await {
+            Ok(false) => {}
+            Ok(true) => {
+                tracing::info!(
+                    metric = "erased_media_skipped",
+                    "a media job of an erased person: skipped"
+                );
+                return Outcome::Done;
+            }
+            Err(e) => return Outcome::retry(backoff(delivery.receive_count, None), e.to_string()),
+        }
         let outcome = self.process(&job, delivery.receive_count).await;
         if let Outcome::Retry { reason, .. } = &outcome {
             tracing::warn!(job = %redact::key(&job.job_key()), %reason, "media fetch will be retried");

@@ -152,6 +152,7 @@ impl CrmSync {
                 }
             }
         }
+        let phone = plan.contact.as_ref().and_then(|c| c.phone_e164.clone());
         let mut contact = plan.contact.take().map(Record::Contact);
         if let Some(id) = &contact_id {
             contact.iter_mut().for_each(|c| set_contact(c, id));
@@ -187,7 +188,8 @@ impl CrmSync {
             );
         }
         let keys = plan.identity.keys();
-        self.enqueue_media(event, &plan, &keys).await?;
+        self.enqueue_media(event, &plan, &keys, phone.as_deref())
+            .await?;
         // Hooks for the sending side, once the CRM has everything.
         let ctx = HookContext {
             event,
@@ -208,12 +210,13 @@ impl CrmSync {
         event: &Event,
         plan: &Plan,
         keys: &[crate::identity::IdentityKey],
+        phone: Option<&str>,
     ) -> Result<(), StoreError> {
         let (Some(queue), Item::Message(m), Some(key)) = (&self.media, &plan.item, keys.first())
         else {
             return Ok(());
         };
-        let jobs: Vec<_> = MediaJob::of_message(event, m, &key.as_string())
+        let jobs: Vec<_> = MediaJob::of_message(event, m, &key.as_string(), phone)
             .iter()
             .map(MediaJob::to_message)
             .collect();

@@ -26,7 +26,7 @@ fn result(media_id: &str, item: Value) -> Value {
     let mut item = item;
     item["activity_event_id"] = json!("wamid.M1");
     item["message_id"] = json!("wamid.M1");
-    item["contact"] = json!(format!("phone:{PHONE}"));
+    item["contact"] = json!(format!("phone:{}", PHONE.trim_start_matches('+')));
     item["media_id"] = json!(media_id);
     item["at"] = json!(1763780100000i64);
     let state = item["state"].as_str().unwrap().to_string();

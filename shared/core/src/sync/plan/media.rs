@@ -19,8 +19,13 @@ pub(super) fn plan(event: &Event, result: MediaResultItem) -> Result<Plan, PlanE
     let key = IdentityKey::from_stored(&result.contact)
         .ok_or(PlanError::Missing("media_result without a contact key"))?;
     let who = match &key {
+        // The E.164 the contact record carries (the key drops Argentina's 9 and Brazil's ninth
+        // digit, which the CRM's contact keeps).
         IdentityKey::Phone(p) => Who {
-            phone: Some(Phone::parse(p, None).or_else(|_| Phone::from_wa_id(p))?),
+            phone: Some(match result.phone.as_deref() {
+                Some(e164) => Phone::parse(e164, None)?,
+                None => Phone::from_wa_id(p)?,
+            }),
             bsuid: None,
         },
         IdentityKey::Bsuid(b) => Who {
