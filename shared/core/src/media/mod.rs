@@ -7,9 +7,10 @@
 //! uploads) is listed as left in docs/media.md until it lands.
 
 pub mod fetch;
-pub mod store;
 pub mod links;
 pub mod record;
+pub mod store;
+pub mod upload;
 
 use std::fmt;
 

@@ -93,7 +93,9 @@ impl MediaRecord {
     pub fn record_key(&self) -> String {
         format!(
             "media:{}:{}",
-            self.message_id.as_deref().unwrap_or(&self.activity_event_id),
+            self.message_id
+                .as_deref()
+                .unwrap_or(&self.activity_event_id),
             self.media_id
         )
     }
