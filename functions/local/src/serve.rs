@@ -51,7 +51,8 @@ pub async fn run(args: ServeArgs) -> Result<(), CliError> {
         api.with_attribution(crate::attribution::service(&db, keys.clone(), audit.clone()).await?);
     let erasure = crate::erase::service(&db).await?;
     let api = api.with_erasure(Arc::new(erasure), keys.clone());
-    let sends = crate::sends::service(&db, keys, audit)?;
+    let media = crate::media_upload::library(&db, &args.data)?;
+    let sends = crate::sends::service(&db, keys.clone(), audit, media.clone())?;
     let api = api.with_sends(sends.clone());
     let pressure = Pressure::new(BURST_IN_FLIGHT);
     db.defer_checkpoints_during(pressure.clone());
@@ -113,7 +114,10 @@ pub async fn run(args: ServeArgs) -> Result<(), CliError> {
         .purger(Default::default(), retentions)
         .spawn_purger(Duration::from_secs(3600), stop_rx);
 
-    let app = axum::Router::new().fallback(handle).with_state(state);
+    // `POST /media` streams its body into the media store: routed before `handle`, which reads
+    // whole bodies within the webhook limit.
+    let app = crate::media_upload::router(media, keys)
+        .merge(axum::Router::new().fallback(handle).with_state(state));
     let listener = tokio::net::TcpListener::bind(args.addr)
         .await
         .map_err(|source| CliError::Listen {
@@ -251,7 +255,7 @@ async fn handle(
     into_axum(state.api.handle(request).await)
 }
 
-fn into_axum(r: Response) -> axum::response::Response {
+pub(crate) fn into_axum(r: Response) -> axum::response::Response {
     let mut out = axum::response::Response::new(Body::from(r.body));
     *out.status_mut() = StatusCode::from_u16(r.status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
     let headers = out.headers_mut();

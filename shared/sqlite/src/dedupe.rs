@@ -70,6 +70,7 @@ pub struct SqliteDedupe {
     consent: Option<crate::consent::SqliteConsent>,
     audit: Option<crate::audit::SqliteAudit>,
     content: Option<crate::retention::SqliteContentPurge>,
+    media: Option<crate::media_uploads::SqliteMediaUploads>,
 }
 
 impl SqliteDedupe {
@@ -82,6 +83,7 @@ impl SqliteDedupe {
             consent: None,
             audit: None,
             content: None,
+            media: None,
         }
     }
 
@@ -94,7 +96,19 @@ impl SqliteDedupe {
             consent: None,
             audit: None,
             content: None,
+            media: None,
         }
+    }
+
+    /// Makes [`SqliteDedupe::spawn_purger`] also delete expired media upload ids and uploaded
+    /// files' details past `retention` (the content retention).
+    pub fn with_media_upload_purge(mut self, retention: Duration) -> Self {
+        self.media = Some(
+            crate::media_uploads::SqliteMediaUploads::new(self.db.clone())
+                .with_clock(self.clock.clone())
+                .with_retention(retention),
+        );
+        self
     }
 
     /// Makes [`SqliteDedupe::spawn_purger`] also delete the effects ledger's confirmed entries
@@ -206,6 +220,12 @@ impl SqliteDedupe {
             .await;
             purge_in_batches("dead letters past retention", || {
                 content.purge_dead_letters(PURGE_BATCH)
+            })
+            .await;
+        }
+        if let Some(media) = &self.media {
+            purge_in_batches("expired media uploads and details", || {
+                media.purge(PURGE_BATCH)
             })
             .await;
         }
