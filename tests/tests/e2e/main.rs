@@ -20,6 +20,7 @@ mod layering;
 mod local_gateway;
 mod media_bench;
 mod media_fetch;
+mod media_out;
 mod retention_dynamo;
 mod sends_contract;
 mod sends_dynamo;

@@ -35,6 +35,7 @@ use wabridge_graph::{GraphClient, GraphUploads};
 use wabridge_sqlite::{
     Db, LocalMediaStore, SqliteEngine, SqliteMediaUploads, SqliteQueue, SENDS_QUEUE,
 };
+use wabridge_tests::multipart::{parts, Part};
 
 const PHONE_NUMBER_ID: &str = "106540352242922";
 
@@ -219,84 +220,6 @@ fn refusal(e: wabridge_core::sends::error::SendsError) -> (u16, &'static str, St
     let message = e.to_string();
     let e = wabridge_core::http::ApiError::from(e);
     (e.status(), e.code(), message)
-}
-
-/// A multipart part: its name, file name, content type and bytes.
-#[derive(Debug, PartialEq)]
-struct Part {
-    name: String,
-    filename: Option<String>,
-    content_type: Option<String>,
-    data: Vec<u8>,
-}
-
-/// Parses a `multipart/form-data` body (RFC 7578) strictly: every part between boundary
-/// lines, headers then a blank line, the closing boundary last.
-fn parts(content_type: &str, body: &[u8]) -> Vec<Part> {
-    let boundary = content_type
-        .split(';')
-        .find_map(|p| p.trim().strip_prefix("boundary="))
-        .unwrap_or_else(|| panic!("no boundary in {content_type}"))
-        .trim_matches('"');
-    assert!(
-        content_type.starts_with("multipart/form-data"),
-        "{content_type}"
-    );
-    let delimiter = format!("--{boundary}");
-    let find = |hay: &[u8], needle: &[u8], from: usize| {
-        hay[from..]
-            .windows(needle.len())
-            .position(|w| w == needle)
-            .map(|p| p + from)
-    };
-    assert!(
-        body.starts_with(delimiter.as_bytes()),
-        "starts with the boundary"
-    );
-    let closing = format!("\r\n--{boundary}--\r\n");
-    assert!(
-        body.ends_with(closing.as_bytes()),
-        "ends with the closing boundary"
-    );
-    let separator = format!("\r\n--{boundary}");
-    let mut out = Vec::new();
-    let mut at = delimiter.len();
-    loop {
-        if body[at..].starts_with(b"--") {
-            return out;
-        }
-        assert!(body[at..].starts_with(b"\r\n"));
-        let head_end = find(body, b"\r\n\r\n", at).expect("part headers end");
-        let head = String::from_utf8(body[at + 2..head_end].to_vec()).unwrap();
-        let data_end = find(body, separator.as_bytes(), head_end + 4).expect("part ends");
-        let mut part = Part {
-            name: String::new(),
-            filename: None,
-            content_type: None,
-            data: body[head_end + 4..data_end].to_vec(),
-        };
-        for line in head.split("\r\n") {
-            let (k, v) = line.split_once(':').expect("a header line");
-            match k.trim().to_ascii_lowercase().as_str() {
-                "content-disposition" => {
-                    assert!(v.trim().starts_with("form-data"), "{v}");
-                    for p in v.split(';').skip(1) {
-                        let (pk, pv) = p.trim().split_once('=').unwrap();
-                        let pv = pv.trim_matches('"').to_string();
-                        match pk {
-                            "name" => part.name = pv,
-                            "filename" => part.filename = Some(pv),
-                            other => panic!("unexpected parameter {other}"),
-                        }
-                    }
-                }
-                "content-type" => part.content_type = Some(v.trim().to_string()),
-                other => panic!("unexpected part header {other}"),
-            }
-        }
-        out.push(part);
-        at = data_end + separator.len();
-    }
 }
 
 /// The form Meta's media endpoint received: `messaging_product`, `type` and `file`, in order.
