@@ -400,3 +400,71 @@ async fn uploads_and_sends_serve_refuses_name_the_problem_and_leave_nothing() {
         0
     );
 }
+
+/// Every media message kind the sender builds, and an upload of each kind, straight to Prism on
+/// Meta's spec (no front): a request the spec refuses fails here.
+#[tokio::test]
+async fn every_media_request_matches_metas_spec() {
+    use wabridge_core::media::MediaKind;
+    use wabridge_core::sends::graph::{
+        Address, Content, GraphConfig, MediaMessage, MessageApi, OutboundMessage,
+    };
+    use wabridge_core::sends::media::{MediaUploadApi, OutgoingFile};
+
+    let Some(prism) = Prism::start() else { return };
+    let config = GraphConfig {
+        base_url: prism.url().to_string(),
+        version: "v23.0".into(),
+        phone_number_id: PHONE_NUMBER_ID.into(),
+        access_token: "EAAGtestToken123".into(),
+        timeout: Duration::from_secs(10),
+    };
+    let uploads = wabridge_graph::GraphUploads::new(config.clone());
+    let client = wabridge_graph::GraphClient::new(config);
+    for (mime, bytes) in [
+        ("application/pdf", pdf(4096)),
+        ("image/jpeg", b"\xff\xd8\xff\xe0 jpeg".to_vec()),
+        ("audio/ogg", b"OggS opus".to_vec()),
+        ("video/mp4", b"\0\0\0\x18ftypmp42".to_vec()),
+    ] {
+        let file = OutgoingFile {
+            mime_type: mime.into(),
+            filename: "file.bin".into(),
+            size: bytes.len() as u64,
+            body: Box::pin(std::io::Cursor::new(bytes)),
+        };
+        let id = uploads
+            .upload(file)
+            .await
+            .unwrap_or_else(|f| panic!("Prism refused the {mime} upload: {f:?}"));
+        assert!(!id.is_empty());
+    }
+    let media = |kind, caption: Option<&str>, filename: Option<&str>| MediaMessage {
+        kind,
+        id: "4490709327384033".into(),
+        caption: caption.map(str::to_string),
+        filename: filename.map(str::to_string),
+    };
+    for m in [
+        media(MediaKind::Image, Some("Tu boleto"), None),
+        media(MediaKind::Image, None, None),
+        media(
+            MediaKind::Document,
+            Some("Tu factura"),
+            Some("factura-1042.pdf"),
+        ),
+        media(MediaKind::Video, Some("Cómo llegar"), None),
+        media(MediaKind::Audio, None, None),
+    ] {
+        let message = OutboundMessage {
+            address: Address::Phone("+5215512345678".into()),
+            content: Content::Media(m),
+            callback_data: "snd_m".into(),
+        };
+        let body = message.to_json();
+        client
+            .send(&message)
+            .await
+            .unwrap_or_else(|f| panic!("Prism refused {body}: {f:?}"));
+    }
+}
