@@ -215,7 +215,7 @@ def apply_bucket_settings(bucket, props):
         for rule in rules:
             api = {"ID": rule["Id"], "Status": rule["Status"], "Filter": {"Prefix": rule.get("Prefix", "")}}
             if "ExpirationInDays" in rule:
-                api["Expiration"] = {"Days": rule["ExpirationInDays"]}
+                api["Expiration"] = {"Days": int(rule["ExpirationInDays"])}
             if "AbortIncompleteMultipartUpload" in rule:
                 api["AbortIncompleteMultipartUpload"] = rule["AbortIncompleteMultipartUpload"]
             api_rules.append(api)
@@ -322,7 +322,11 @@ def main(argv):
         elif kind == "AWS::S3::Bucket":
             resolver.set(lid, physical)
             resolver.set(f"{lid}.Arn", f"arn:aws:s3:::{physical}")
-            apply_bucket_settings(physical, res.get("Properties", {}))
+            settings = dict(res.get("Properties", {}))
+            # A lifecycle may name a parameter (MediaBucket's expiry is ContentRetentionDays).
+            if "LifecycleConfiguration" in settings:
+                settings["LifecycleConfiguration"] = resolver.resolve(settings["LifecycleConfiguration"])
+            apply_bucket_settings(physical, settings)
         elif kind == "AWS::Lambda::Function":
             fn = lam.get_function(FunctionName=physical)["Configuration"]
             resolver.set(lid, fn["FunctionName"])

@@ -89,6 +89,7 @@ fn check_event(event: &Event) {
             Item::SendResult(_) => panic!("a webhook yielded a send result"),
             Item::Consent(_) => panic!("a webhook yielded an API consent"),
             Item::Erasure(_) => panic!("a webhook yielded an erasure"),
+            Item::MediaResult(_) => panic!("a webhook yielded a media result"),
         }
     }
     if let Some(Ok(contact)) = parse_contact(event) {

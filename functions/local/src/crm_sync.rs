@@ -9,7 +9,7 @@ use wabridge_core::mapping::Mapping;
 use wabridge_core::sends::service::Sends;
 use wabridge_core::sync::CrmSync;
 use wabridge_crm::local::LocalCrm;
-use wabridge_sqlite::{Db, SqliteEngine, SqliteRecords};
+use wabridge_sqlite::{Db, SqliteEngine, SqliteQueue, SqliteRecords, MEDIA_QUEUE};
 
 use crate::error::CliError;
 
@@ -18,7 +18,8 @@ use crate::error::CliError;
 /// `WABRIDGE_ATTRIBUTION`, default attribution settings). Fails at start-up, not per message, on bad config.
 /// `sends` is the sending side the hooks feed (delivery tracking, template registry, consent,
 /// 24-hour window: see [`wabridge_core::sends::hooks::SendingHooks`]).
-pub async fn handler(db: &Db, sends: Arc<Sends>) -> Result<Arc<CrmSync>, CliError> {
+/// `media`: fetch inbound media (activities carry it `pending`; jobs go on the media queue).
+pub async fn handler(db: &Db, sends: Arc<Sends>, media: bool) -> Result<Arc<CrmSync>, CliError> {
     let env = |name: &str| std::env::var(name).ok();
     let kind = config::crm_kind(env);
     wabridge_crm::check_kind(&kind)?;
@@ -31,5 +32,9 @@ pub async fn handler(db: &Db, sends: Arc<Sends>) -> Result<Arc<CrmSync>, CliErro
         .crm_sync(crm, mapping, attribution_config, sends)
         .await
         .map_err(CliError::store("cannot set up crm-sync over the database"))?;
+    let sync = match media {
+        true => sync.with_media(Arc::new(SqliteQueue::new(db.clone(), MEDIA_QUEUE))),
+        false => sync,
+    };
     Ok(Arc::new(sync))
 }

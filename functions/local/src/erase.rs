@@ -7,15 +7,18 @@ use std::sync::Arc;
 use wabridge_aws::engine::AwsEngine;
 use wabridge_core::audit::CLI_ACTOR;
 use wabridge_core::erasure::{ErasureError, ErasureService};
-use wabridge_sqlite::{Db, SqliteErasure};
+use wabridge_sqlite::{Db, LocalMediaStore, SqliteErasure};
 
 use crate::error::CliError;
 
-/// The erasure service over the local store, its audit lines in the same file.
-pub async fn service(db: &Db) -> Result<ErasureService, CliError> {
+/// The erasure service over the local store (the person's media files under `data` too), its
+/// audit lines in the same file.
+pub async fn service(db: &Db, data: &Path) -> Result<ErasureService, CliError> {
+    let media = LocalMediaStore::beside(data);
     let store = SqliteErasure::open(db.clone())
         .await
-        .map_err(CliError::store("cannot open the erasure store"))?;
+        .map_err(CliError::store("cannot open the erasure store"))?
+        .with_media(media);
     Ok(ErasureService::new(
         Arc::new(store),
         crate::audit::local(db)?,
@@ -38,7 +41,7 @@ async fn deployment(table: &str) -> Result<ErasureService, CliError> {
 pub async fn run(data: &Path, contact: &str, table: Option<&str>) -> Result<(), CliError> {
     let service = match table.filter(|t| !t.trim().is_empty()) {
         Some(table) => deployment(table).await?,
-        None => service(&crate::data::open_existing(data)?).await?,
+        None => service(&crate::data::open_existing(data)?, data).await?,
     };
     match service.erase(contact, CLI_ACTOR).await {
         Ok(erased) => {

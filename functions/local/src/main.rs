@@ -8,6 +8,7 @@ mod data;
 mod erase;
 mod error;
 mod loadgen;
+mod media;
 mod media_upload;
 mod secrets;
 mod sends;

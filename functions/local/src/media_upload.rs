@@ -10,7 +10,6 @@
 //! media_type_not_allowed`, each a JSON body naming the problem. What was written of a refused
 //! or broken-off upload is removed.
 
-use std::path::Path;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -24,9 +23,8 @@ use wabridge_core::error::StoreError;
 use wabridge_core::http::{ApiError, Method, Request, Response};
 use wabridge_core::media::upload::{MediaLibrary, UploadError, Uploaded};
 use wabridge_core::media::MediaRefusal;
-use wabridge_sqlite::{Db, LocalMediaStore, SqliteMediaUploads};
+use wabridge_sqlite::{Db, LocalMediaStore, SqliteMediaIndex, SqliteMediaUploads};
 
-use crate::error::CliError;
 use crate::serve::into_axum;
 
 /// After a refusal, the rest of the body is read and dropped up to this much (within
@@ -34,15 +32,12 @@ use crate::serve::into_axum;
 const DRAIN_MAX: u64 = 16 * 1024 * 1024;
 const DRAIN_TIME: Duration = Duration::from_secs(5);
 
-/// The files in the data directory (`media/<sha256>`) and what uploads said of them (the
-/// database). Opening the store clears what an interrupted upload or download left.
-pub fn library(db: &Db, data: &Path) -> Result<MediaLibrary, CliError> {
-    let store =
-        LocalMediaStore::open(data).map_err(CliError::store("cannot open the media folder"))?;
-    Ok(MediaLibrary::new(
-        Arc::new(store),
-        Arc::new(SqliteMediaUploads::new(db.clone())),
-    ))
+/// The media store (`DATA/media/<sha256>`, shared with inbound media) with what uploads said
+/// of each file (the database), and the media index that keeps an uploaded file through the
+/// content retention after its last upload or send.
+pub fn library(db: &Db, store: Arc<LocalMediaStore>) -> MediaLibrary {
+    MediaLibrary::new(store, Arc::new(SqliteMediaUploads::new(db.clone())))
+        .with_index(Arc::new(SqliteMediaIndex::new(db.clone())))
 }
 
 struct Route {

@@ -7,6 +7,7 @@ use std::path::{Path, PathBuf};
 use serde::{Deserialize, Serialize};
 use wabridge_core::auth::{ApiKeys, KeySpec};
 use wabridge_core::config;
+use wabridge_core::media::settings::WABRIDGE_MEDIA_LINK_KEY;
 
 use crate::error::CliError;
 
@@ -19,6 +20,9 @@ pub struct Secrets {
     /// More keys with scopes (`wabridge_core::auth`); `WABRIDGE_API_KEYS` (JSON) replaces them.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub api_keys: Vec<KeySpec>,
+    /// Signs media links (`WABRIDGE_MEDIA_LINK_KEY`); added to an older file on its next start.
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub media_link_key: String,
 }
 
 impl Secrets {
@@ -76,6 +80,7 @@ pub fn load_or_generate(data: &Path) -> Result<Secrets, CliError> {
                 verify_token: random_hex(),
                 api_key: random_hex(),
                 api_keys: Vec::new(),
+                media_link_key: random_hex(),
             };
             write_new(data, &s)?;
             println!(
@@ -88,7 +93,18 @@ pub fn load_or_generate(data: &Path) -> Result<Secrets, CliError> {
             s
         }
     };
+    let stored = if stored.media_link_key.is_empty() {
+        let s = Secrets {
+            media_link_key: random_hex(),
+            ..stored
+        };
+        replace(data, &s)?;
+        s
+    } else {
+        stored
+    };
     Ok(Secrets {
+        media_link_key: env_nonempty(WABRIDGE_MEDIA_LINK_KEY).unwrap_or(stored.media_link_key),
         app_secret: env_nonempty(config::WHATSAPP_APP_SECRET).unwrap_or(stored.app_secret),
         verify_token: env_nonempty(config::WHATSAPP_VERIFY_TOKEN).unwrap_or(stored.verify_token),
         api_key: env_nonempty(config::WABRIDGE_API_KEY).unwrap_or(stored.api_key),
@@ -110,8 +126,21 @@ pub fn app_secret(data: &Path) -> Result<String, CliError> {
     }
 }
 
-fn write_new(data: &Path, secrets: &Secrets) -> Result<(), CliError> {
+/// Rewrites the secrets file with a key it lacked: written beside it, then renamed over it.
+fn replace(data: &Path, secrets: &Secrets) -> Result<(), CliError> {
     let file = path(data);
+    let next = data.join("secrets.json.next");
+    let _ = std::fs::remove_file(&next);
+    write_to(&next, secrets)?;
+    std::fs::rename(&next, &file).map_err(CliError::io("replace", file))
+}
+
+fn write_new(data: &Path, secrets: &Secrets) -> Result<(), CliError> {
+    write_to(&path(data), secrets)
+}
+
+fn write_to(file: &Path, secrets: &Secrets) -> Result<(), CliError> {
+    let file = file.to_path_buf();
     let mut options = std::fs::OpenOptions::new();
     options.write(true).create_new(true);
     #[cfg(unix)]

@@ -12,7 +12,7 @@ use wabridge_core::api::Api;
 use wabridge_core::audit::{self, Audit};
 use wabridge_core::consumer::{run_worker, Pressure, Settle, WorkerOptions};
 use wabridge_core::http::{ApiError, Method, Request, Response};
-use wabridge_sqlite::{SqliteInbox, SqliteQueue, EVENTS_QUEUE, SENDS_QUEUE};
+use wabridge_sqlite::{SqliteInbox, SqliteQueue, EVENTS_QUEUE, MEDIA_QUEUE, SENDS_QUEUE};
 
 use crate::error::CliError;
 use crate::secrets;
@@ -49,11 +49,13 @@ pub async fn run(args: ServeArgs) -> Result<(), CliError> {
     let audit = Audit::new(Arc::new(audit_log));
     let api =
         api.with_attribution(crate::attribution::service(&db, keys.clone(), audit.clone()).await?);
-    let erasure = crate::erase::service(&db).await?;
+    let media = crate::media::LocalMedia::open(&args.data, &secrets, content_retention)?;
+    let erasure = crate::erase::service(&db, &args.data).await?;
     let api = api.with_erasure(Arc::new(erasure), keys.clone());
-    let media = crate::media_upload::library(&db, &args.data)?;
-    let sends = crate::sends::service(&db, keys.clone(), audit, media.clone())?;
-    let api = api.with_sends(sends.clone());
+    // Files the business uploads to send live in the same store as those customers sent.
+    let library = crate::media_upload::library(&db, media.store.clone());
+    let sends = crate::sends::service(&db, keys.clone(), audit, library.clone())?;
+    let api = api.with_sends(sends.clone()).with_media(media.access());
     let pressure = Pressure::new(BURST_IN_FLIGHT);
     db.defer_checkpoints_during(pressure.clone());
     let state = Arc::new(AppState {
@@ -65,7 +67,11 @@ pub async fn run(args: ServeArgs) -> Result<(), CliError> {
     let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
     let queue = Arc::new(SqliteQueue::new(db.clone(), EVENTS_QUEUE));
     // What a killed process held comes back now, not after its visibility timeout.
-    for q in [queue.as_ref(), &SqliteQueue::new(db.clone(), SENDS_QUEUE)] {
+    for q in [
+        queue.as_ref(),
+        &SqliteQueue::new(db.clone(), SENDS_QUEUE),
+        &SqliteQueue::new(db.clone(), MEDIA_QUEUE),
+    ] {
         let n = q.release_held().await.map_err(CliError::store(
             "cannot release the previous process's deliveries",
         ))?;
@@ -87,7 +93,7 @@ pub async fn run(args: ServeArgs) -> Result<(), CliError> {
     }
     let (events_policy, sends_policy) =
         wabridge_core::config::retry_policies(|name| std::env::var(name).ok())?;
-    let handler = crate::crm_sync::handler(&db, sends.clone()).await?;
+    let handler = crate::crm_sync::handler(&db, sends.clone(), media.settings.enabled).await?;
     let worker = tokio::spawn(run_worker(
         queue,
         handler.clone(),
@@ -104,6 +110,7 @@ pub async fn run(args: ServeArgs) -> Result<(), CliError> {
     ));
     let merger = inbox.spawn_merger(Some(pressure.clone()), stop_rx.clone());
     let sender = crate::sends::spawn_sender(&db, &sends, sends_policy, stop_rx.clone())?;
+    let media_consumer = media.spawn_consumer(&db, events_policy, stop_rx.clone())?;
     let _template_sync = crate::templates::spawn_periodic(&db, stop_rx.clone())?; // ends on stop
     let retentions = wabridge_sqlite::engine::Retentions {
         ledger: wabridge_core::config::ledger_retention()?,
@@ -112,11 +119,12 @@ pub async fn run(args: ServeArgs) -> Result<(), CliError> {
     };
     let purger = wabridge_sqlite::SqliteEngine::new(db.clone())
         .purger(Default::default(), retentions)
+        .with_media_purge(media.store.as_ref().clone(), content_retention)
         .spawn_purger(Duration::from_secs(3600), stop_rx);
 
     // `POST /media` streams its body into the media store: routed before `handle`, which reads
     // whole bodies within the webhook limit.
-    let app = crate::media_upload::router(media, keys)
+    let app = crate::media_upload::router(library, keys)
         .merge(axum::Router::new().fallback(handle).with_state(state));
     let listener = tokio::net::TcpListener::bind(args.addr)
         .await
@@ -141,8 +149,8 @@ pub async fn run(args: ServeArgs) -> Result<(), CliError> {
     tracing::info!("shutting down: stopping consumers");
     let _ = stop_tx.send(true);
     let _ = worker.await;
-    if let Some(sender) = sender {
-        let _ = sender.await;
+    for consumer in [sender, media_consumer].into_iter().flatten() {
+        let _ = consumer.await;
     }
     let _ = purger.await;
     let _ = merger.await;
@@ -218,6 +226,22 @@ async fn handle(
 ) -> axum::response::Response {
     let _in_flight = state.pressure.enter();
     let (parts, body) = req.into_parts();
+    if parts.method == axum::http::Method::GET && parts.uri.path().starts_with("/media/") {
+        // Files stream from the store; everything else buffers its (bounded) body below.
+        let request = Request {
+            method: Method::Get,
+            path: parts.uri.path().to_string(),
+            query: parts.uri.query().map(str::to_string),
+            headers: Vec::new(),
+            body: Vec::new(),
+        };
+        if let Some(answer) = state.api.media(&request).await {
+            return match answer {
+                Ok(answer) => crate::media::response(answer),
+                Err(response) => into_axum(response),
+            };
+        }
+    }
     let declared = parts
         .headers
         .get(axum::http::header::CONTENT_LENGTH)

@@ -12,6 +12,8 @@ pub mod function_url;
 mod https;
 pub mod lambda;
 pub mod s3;
+#[cfg(feature = "media")]
+pub mod s3_media;
 pub mod sdk;
 pub mod secrets;
 pub mod sqs;

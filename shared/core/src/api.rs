@@ -18,6 +18,7 @@ use crate::auth::{ApiKeys, Scope};
 use crate::erasure::{ErasureError, ErasureService};
 use crate::http::{ApiError, Method, Request, Response};
 use crate::ingest::{IngestError, IngestService};
+use crate::media::serve::{MediaAccess, MediaAnswer};
 use crate::sends::error::{RequestError, SendsError};
 use crate::sends::service::{send_json, Sends};
 use crate::signature::SIGNATURE_HEADER;
@@ -50,6 +51,8 @@ pub enum Route<'a> {
     Consents,
     /// `DELETE /contacts/{id}`: erase a person (a phone, BSUID or contact id, percent-encoded).
     Contact(&'a str),
+    /// `GET /media/{sha256}.{ext}?t=`: a stored media file, by its signed link.
+    Media(&'a str),
     /// No route with this path. Carries the path for the error.
     NotFound(&'a str),
 }
@@ -68,14 +71,22 @@ impl<'a> Route<'a> {
             "/conversions" => Route::Conversions,
             "/sends" => Route::Sends,
             "/consents" => Route::Consents,
-            other => match (
-                other.strip_prefix("/sends/"),
-                other.strip_prefix("/contacts/"),
-            ) {
-                (Some(id), _) if !id.is_empty() && !id.contains('/') => Route::Send(id),
-                (_, Some(id)) if !id.is_empty() && !id.contains('/') => Route::Contact(id),
-                _ => Route::NotFound(path),
-            },
+            other => {
+                let id = |prefix: &str| {
+                    other
+                        .strip_prefix(prefix)
+                        .filter(|id| !id.is_empty() && !id.contains('/'))
+                };
+                if let Some(id) = id("/sends/") {
+                    Route::Send(id)
+                } else if let Some(id) = id("/contacts/") {
+                    Route::Contact(id)
+                } else if let Some(id) = id("/media/") {
+                    Route::Media(id)
+                } else {
+                    Route::NotFound(path)
+                }
+            }
         }
     }
 }
@@ -88,6 +99,7 @@ pub struct Api {
     attribution: Option<Arc<dyn AttributionRoutes>>,
     sends: Option<Arc<Sends>>,
     erasure: Option<(Arc<ErasureService>, Arc<ApiKeys>)>,
+    media: Option<MediaAccess>,
 }
 
 impl Api {
@@ -119,6 +131,23 @@ impl Api {
     pub fn with_erasure(mut self, erasure: Arc<ErasureService>, keys: Arc<ApiKeys>) -> Api {
         self.erasure = Some((erasure, keys));
         self
+    }
+
+    /// Mounts `GET /media/{id}` (signed links; no API key: the token is the authorisation).
+    pub fn with_media(mut self, media: MediaAccess) -> Api {
+        self.media = Some(media);
+        self
+    }
+
+    /// `GET /media/{id}` for an edge that streams files itself (`wabridge serve`): `None` when
+    /// `req` is not that route, else the answer or the error response.
+    pub async fn media(&self, req: &Request) -> Option<Result<MediaAnswer, Response>> {
+        let (Route::Media(id), Method::Get, Some(media)) =
+            (Route::match_path(&req.path), req.method, &self.media)
+        else {
+            return None;
+        };
+        Some(media.answer(id, req).await.map_err(ApiError::into_response))
     }
 
     /// Answers one request. Never panics; errors are JSON (see [`ApiError`]).
@@ -200,6 +229,42 @@ impl Api {
                     .erase(&id, &Audit::key_actor(&caller.key_id))
                     .await?;
                 Ok(Response::json(200, &erased))
+            }
+            Route::Media(id) => {
+                let Some(media) = &self.media else {
+                    return Err(ApiError::NotFound(req.path.clone()));
+                };
+                if req.method != Method::Get {
+                    return Err(ApiError::MethodNotAllowed(req.path.clone()));
+                }
+                match media.answer(id, req).await? {
+                    MediaAnswer::Redirect(url) => Ok(Response {
+                        status: 302,
+                        content_type: "text/plain; charset=utf-8",
+                        headers: vec![("location", url), ("cache-control", "no-store".into())],
+                        body: Vec::new(),
+                    }),
+                    // Edges that stream call `Api::media`; this one buffers (bounded by the
+                    // largest kind) for edges that cannot.
+                    MediaAnswer::File {
+                        mut object,
+                        content_type,
+                    } => {
+                        use tokio::io::AsyncReadExt;
+                        let mut body = Vec::with_capacity(object.size as usize);
+                        object
+                            .body
+                            .read_to_end(&mut body)
+                            .await
+                            .map_err(|e| ApiError::Unavailable(format!("media read: {e}")))?;
+                        Ok(Response {
+                            status: 200,
+                            content_type,
+                            headers: vec![("cache-control", "private, no-store".into())],
+                            body,
+                        })
+                    }
+                }
             }
             Route::NotFound(path) => Err(ApiError::NotFound(path.to_string())),
         }
@@ -326,6 +391,7 @@ fn allowed_methods(path: &str) -> Option<&'static str> {
         Route::Send(_) => Some("GET"),
         Route::Consents => Some("GET, POST"),
         Route::Contact(_) => Some("DELETE"),
+        Route::Media(_) => Some("GET"),
         Route::NotFound(_) => None,
     }
 }

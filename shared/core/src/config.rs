@@ -177,6 +177,7 @@ pub const SECRET_NAMES: &[&str] = &[
     WABRIDGE_API_KEYS,
     CRM_WEBHOOK_SECRET,
     HUBSPOT_TOKEN,
+    crate::media::settings::WABRIDGE_MEDIA_LINK_KEY,
 ];
 
 /// A setting that is missing or does not parse. Each names the variable, so a process that

@@ -30,7 +30,7 @@ use sha2::Sha256;
 use crate::audit::Audit;
 use crate::consent::ContactRef;
 use crate::error::StoreError;
-use crate::event::{Event, EventKind, EVENT_VERSION};
+use crate::event::{Event, EventKind};
 use crate::identity::{Bsuid, IdentityKey};
 
 /// Who to erase, as the caller named them.
@@ -195,19 +195,14 @@ impl ErasureItem {
 
     /// The event crm-sync turns into the CRM's erasure record.
     pub fn event(&self) -> Event {
-        let item = serde_json::to_string(self).expect("erasure items serialise");
         Event {
-            v: EVENT_VERSION,
-            key: event_key(&self.erasure_id),
-            kind: EventKind::Erasure,
-            field: "erasure".into(),
-            waba_id: String::new(),
-            entry_time: None,
-            phone_number_id: None,
-            display_phone_number: None,
-            contact: None,
-            item: serde_json::value::RawValue::from_string(item).expect("valid JSON"),
             received_at: self.erased_at,
+            ..Event::own(
+                event_key(&self.erasure_id),
+                EventKind::Erasure,
+                "erasure",
+                self,
+            )
         }
     }
 }

@@ -41,6 +41,11 @@ pub enum EventKind {
     /// Not from Meta: a person was erased ([`crate::erasure`]); crm-sync asks the CRM to erase
     /// them too. `field` is `erasure`; the item is the [`crate::erasure::ErasureItem`].
     Erasure,
+    /// Not from Meta: the media pipeline's word on one file of a message (stored, failed,
+    /// refused), put on the events queue by the media consumer so that it reaches the CRM
+    /// through the effects ledger. `field` is `media_result`; the item is the
+    /// [`crate::media::job::MediaResultItem`].
+    MediaResult,
 }
 
 impl EventKind {
@@ -56,6 +61,7 @@ impl EventKind {
             EventKind::SendResult => "send_result",
             EventKind::Consent => "consent",
             EventKind::Erasure => "erasure",
+            EventKind::MediaResult => "media_result",
         }
     }
 }
@@ -114,6 +120,25 @@ impl Event {
 
     pub fn from_json(body: &str) -> Result<Event, serde_json::Error> {
         serde_json::from_str(body)
+    }
+
+    /// An event wabridge puts on the events queue itself (not from Meta): no WABA, no contact.
+    pub fn own(key: String, kind: EventKind, field: &str, item: &impl Serialize) -> Event {
+        // wabridge's own items are structs of strings, numbers and bools: they serialise.
+        let raw = serde_json::value::to_raw_value(item).expect("wabridge's own items serialise");
+        Event {
+            v: EVENT_VERSION,
+            key,
+            kind,
+            field: field.into(),
+            waba_id: String::new(),
+            entry_time: None,
+            phone_number_id: None,
+            display_phone_number: None,
+            contact: None,
+            item: raw,
+            received_at: crate::clock::now_ms(),
+        }
     }
 }
 

@@ -9,7 +9,7 @@ use serde_json::Value;
 use wabridge_core::crm::{Crm, CrmError, Effect};
 use wabridge_core::records::Record;
 use wabridge_core::webhook::model::StatusKind;
-use wabridge_sqlite::records::{get_in, upsert_in};
+use wabridge_sqlite::records::{fold_media_in, get_in, upsert_in};
 use wabridge_sqlite::SqliteRecords;
 
 pub struct LocalCrm {
@@ -63,6 +63,10 @@ impl Crm for LocalCrm {
             Record::Activity(a) => a.status.as_deref().map(|s| StatusKind::parse(s).rank()),
             _ => None,
         };
+        let media = match &effect.record {
+            Record::Media(m) => Some(m.clone()),
+            _ => None,
+        };
         let now = wabridge_core::clock::now_ms();
         self.records
             .db()
@@ -91,6 +95,9 @@ impl Crm for LocalCrm {
                             }
                         }
                     }
+                }
+                if let Some(media) = &media {
+                    fold_media_in(t, media, now)?;
                 }
                 upsert_in(t, kind, &id, body, now).map(|_| ())
             })

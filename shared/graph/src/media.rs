@@ -80,7 +80,11 @@ fn size_of(v: Option<&Value>) -> Option<u64> {
 
 #[async_trait]
 impl MediaSource for GraphMedia {
-    async fn info(&self, media_id: &str) -> Result<MediaInfo, FetchError> {
+    async fn info(
+        &self,
+        media_id: &str,
+        phone_number_id: Option<&str>,
+    ) -> Result<MediaInfo, FetchError> {
         if media_id.is_empty()
             || !media_id
                 .bytes()
@@ -96,15 +100,27 @@ impl MediaSource for GraphMedia {
             self.config.version.trim_matches('/')
         );
         let mut request = self.http.get(url).bearer_auth(&self.config.access_token);
-        if let Some(id) = &self.config.phone_number_id {
+        if let Some(id) = phone_number_id.or(self.config.phone_number_id.as_deref()) {
             request = request.query(&[("phone_number_id", id)]);
         }
         let body = json_call(request, MAX_INFO_BYTES)
             .await
             .map_err(|e| match e {
                 SyncError::Graph(f @ SendFailure::Retry { .. }) => retry(f),
-                SyncError::Graph(f) => FetchError::Gone {
+                // 100: "Object with ID … does not exist" (or not ours); no code: a bare 4xx.
+                SyncError::Graph(
+                    f @ SendFailure::Terminal {
+                        code: Some(100) | None,
+                        ..
+                    },
+                ) => FetchError::Gone {
                     reason: f.reason().to_string(),
+                },
+                // Anything else (a permission, a paused number) may be fixed by someone: it
+                // waits within the retry horizon and dead-letters with Meta's words after.
+                SyncError::Graph(f) => FetchError::Retry {
+                    reason: f.reason().to_string(),
+                    retry_after: None,
                 },
                 other => FetchError::Retry {
                     reason: format!("the media endpoint's answer: {other}"),

@@ -70,7 +70,10 @@ pub struct SqliteDedupe {
     consent: Option<crate::consent::SqliteConsent>,
     audit: Option<crate::audit::SqliteAudit>,
     content: Option<crate::retention::SqliteContentPurge>,
-    media: Option<crate::media_uploads::SqliteMediaUploads>,
+    /// Media files past the content retention (and orphans): [`crate::media_index::purge`].
+    media: Option<(crate::LocalMediaStore, Duration)>,
+    /// Expired media upload ids and uploads' details past the content retention.
+    media_uploads: Option<crate::media_uploads::SqliteMediaUploads>,
 }
 
 impl SqliteDedupe {
@@ -84,6 +87,7 @@ impl SqliteDedupe {
             audit: None,
             content: None,
             media: None,
+            media_uploads: None,
         }
     }
 
@@ -97,13 +101,14 @@ impl SqliteDedupe {
             audit: None,
             content: None,
             media: None,
+            media_uploads: None,
         }
     }
 
     /// Makes [`SqliteDedupe::spawn_purger`] also delete expired media upload ids and uploaded
     /// files' details past `retention` (the content retention).
     pub fn with_media_upload_purge(mut self, retention: Duration) -> Self {
-        self.media = Some(
+        self.media_uploads = Some(
             crate::media_uploads::SqliteMediaUploads::new(self.db.clone())
                 .with_clock(self.clock.clone())
                 .with_retention(retention),
@@ -142,6 +147,12 @@ impl SqliteDedupe {
             crate::retention::SqliteContentPurge::new(self.db.clone(), retention)
                 .with_clock(self.clock.clone()),
         );
+        self
+    }
+
+    /// Also deletes media files no message used within `retention` (the content retention).
+    pub fn with_media_purge(mut self, store: crate::LocalMediaStore, retention: Duration) -> Self {
+        self.media = Some((store, retention));
         self
     }
 
@@ -223,9 +234,19 @@ impl SqliteDedupe {
             })
             .await;
         }
-        if let Some(media) = &self.media {
-            purge_in_batches("expired media uploads and details", || {
-                media.purge(PURGE_BATCH)
+        if let Some((store, retention)) = &self.media {
+            match crate::media_index::purge(&self.db, store, *retention, self.clock.now_ms()).await
+            {
+                Ok((rows, files)) if rows + files > 0 => {
+                    tracing::info!(rows, files, "purged media past the content retention")
+                }
+                Ok(_) => {}
+                Err(e) => tracing::warn!(error = %e, "media purge failed; retried next round"),
+            }
+        }
+        if let Some(uploads) = &self.media_uploads {
+            purge_in_batches("expired media upload ids and upload details", || {
+                uploads.purge(PURGE_BATCH)
             })
             .await;
         }

@@ -72,6 +72,10 @@ pub const TABLES: &[(&str, &str)] = &[
         "records",
         "the local CRM: its records of the contact go on the erasure record",
     ),
+    (
+        "media_objects",
+        "deleted by identity key; the files no other person's row names are deleted after",
+    ),
     ("erasure_tombstones", "written: salted hashes, no identity"),
     (
         "erasures",
@@ -96,7 +100,7 @@ pub const TABLES: &[(&str, &str)] = &[
         "nothing personal: tracked campaign links",
     ),
     (
-        "media_objects",
+        "media_uploads",
         "not linked to a person: uploaded files' details by SHA-256 (a file name may name someone: purged with message content)",
     ),
     (
@@ -108,6 +112,8 @@ pub const TABLES: &[(&str, &str)] = &[
 #[derive(Clone, Debug)]
 pub struct SqliteErasure {
     db: Db,
+    /// Where the person's media files are deleted (none: a file holds no media folder).
+    media: Option<crate::LocalMediaStore>,
 }
 
 fn keys_of(person: &Person) -> Vec<String> {
@@ -269,11 +275,10 @@ fn delete_matching(
     Ok(doomed.len() as u64)
 }
 
-fn erase(
-    t: &Transaction,
-    person: &Person,
-    item: &ErasureItem,
-) -> Result<BTreeMap<String, u64>, StoreError> {
+/// What an erasure's transaction removed, and the media files to delete once it committed.
+type Erased = (BTreeMap<String, u64>, Vec<String>);
+
+fn erase(t: &Transaction, person: &Person, item: &ErasureItem) -> Result<Erased, StoreError> {
     let keys = keys_of(person);
     let contact: Vec<String> = person.contact_id.iter().cloned().collect();
     let mut removed = BTreeMap::new();
@@ -323,6 +328,7 @@ fn erase(
         "effects",
         delete_matching(t, "effects", "effect_id", "effect_id", keyed)?,
     );
+    let files = crate::media_index::erase_in(t, &keys)?;
 
     // What stays: tombstones and the marker, then the CRM's erasure event.
     t.execute(
@@ -348,7 +354,7 @@ fn erase(
     let event = item.event();
     let body = serde_json::to_string(&event).map_err(|e| StoreError::corrupt(e.to_string()))?;
     enqueue_in(t, EVENTS_QUEUE, &event.key, &body, None, item.erased_at)?;
-    Ok(removed)
+    Ok((removed, files))
 }
 
 impl SqliteErasure {
@@ -356,7 +362,13 @@ impl SqliteErasure {
     /// never opened.
     pub async fn open(db: Db) -> Result<SqliteErasure, StoreError> {
         crate::attribution::SqliteAttribution::open(db.clone()).await?;
-        Ok(SqliteErasure { db })
+        Ok(SqliteErasure { db, media: None })
+    }
+
+    /// Also deletes the person's media files from `store`.
+    pub fn with_media(mut self, store: crate::LocalMediaStore) -> Self {
+        self.media = Some(store);
+        self
     }
 }
 
@@ -373,7 +385,14 @@ impl ErasureStore for SqliteErasure {
         item: &ErasureItem,
     ) -> Result<BTreeMap<String, u64>, StoreError> {
         let (person, item) = (person.clone(), item.clone());
-        self.db.write(move |t| erase(t, &person, &item)).await
+        let (mut removed, files) = self.db.write(move |t| erase(t, &person, &item)).await?;
+        // After the commit: a crash before this leaves files no row names, which the
+        // retention purge removes (`media_index::purge`).
+        if let (Some(store), false) = (&self.media, files.is_empty()) {
+            let n = crate::media_index::delete_files(store, &files).await?;
+            removed.insert("media_files".into(), n);
+        }
+        Ok(removed)
     }
 
     async fn erased(&self, target: &Target) -> Result<Option<PastErasure>, StoreError> {

@@ -21,6 +21,14 @@ fn io(context: &str) -> impl FnOnce(std::io::Error) -> StoreError + '_ {
 }
 
 impl LocalMediaStore {
+    /// The store under `data_dir` for a process that does not download (the CLI beside a
+    /// running `serve`): what is pending there is another process's download in progress.
+    pub fn beside(data_dir: &Path) -> LocalMediaStore {
+        LocalMediaStore {
+            root: data_dir.to_path_buf(),
+        }
+    }
+
     /// The store under `data_dir`; removes what an interrupted download left.
     pub fn open(data_dir: &Path) -> Result<LocalMediaStore, StoreError> {
         let store = LocalMediaStore {
@@ -36,6 +44,34 @@ impl LocalMediaStore {
 
     fn pending_dir(&self) -> PathBuf {
         self.root.join("media").join(".pending")
+    }
+
+    /// Every stored file's key and age (by its modification time).
+    pub async fn list(&self) -> Result<Vec<(String, std::time::Duration)>, StoreError> {
+        let dir = self.root.join("media");
+        let mut out = Vec::new();
+        let mut entries = match tokio::fs::read_dir(&dir).await {
+            Ok(e) => e,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(out),
+            Err(e) => return Err(io("cannot list the media folder")(e)),
+        };
+        while let Some(e) = entries
+            .next_entry()
+            .await
+            .map_err(io("cannot list the media folder"))?
+        {
+            let key = format!("media/{}", e.file_name().to_string_lossy());
+            if self.path_of(&key).is_none() {
+                continue; // `.pending` and anything that is not a content address
+            }
+            let modified = e
+                .metadata()
+                .await
+                .and_then(|m| m.modified())
+                .map_err(io("cannot read a media file"))?;
+            out.push((key, modified.elapsed().unwrap_or_default()));
+        }
+        Ok(out)
     }
 
     /// The file of a key (`media/<hex>`); `None` for a key that is not a content address.

@@ -1,5 +1,6 @@
 //! What the gateway knows of the files it sends, over SQLite: the details `POST /media`
-//! recorded of each uploaded object (`media_objects`, [`MediaCatalog`]), and Meta's media ids
+//! recorded of each uploaded object (`media_uploads`, [`MediaCatalog`]; who uses the file is the
+//! media index's `media_objects`), and Meta's media ids
 //! of the files the sender uploaded, per number (`media_meta_uploads`, [`UploadCache`]).
 //!
 //! Both are keyed by the file's SHA-256. Neither links to a person: an uploaded file's name may
@@ -19,14 +20,14 @@ use wabridge_core::sends::media::{CachedUpload, UploadCache};
 use crate::db::{sql_err, Clock, Db};
 
 pub(crate) const SCHEMA: &str = "
-CREATE TABLE IF NOT EXISTS media_objects (
+CREATE TABLE IF NOT EXISTS media_uploads (
     object     TEXT PRIMARY KEY,   -- SHA-256 hex: the content address media/<object>
     mime_type  TEXT NOT NULL,
     size       INTEGER NOT NULL,
     filename   TEXT,
     created_at INTEGER NOT NULL    -- Unix ms of the latest upload
 ) WITHOUT ROWID;
-CREATE INDEX IF NOT EXISTS media_objects_created ON media_objects(created_at);
+CREATE INDEX IF NOT EXISTS media_uploads_created ON media_uploads(created_at);
 CREATE TABLE IF NOT EXISTS media_meta_uploads (
     object          TEXT NOT NULL,
     phone_number_id TEXT NOT NULL,
@@ -88,8 +89,8 @@ impl SqliteMediaUploads {
                     let left = (limit - n as i64).max(0);
                     n += t
                         .prepare_cached(
-                            "DELETE FROM media_objects WHERE object IN
-                             (SELECT object FROM media_objects WHERE created_at < ?1 LIMIT ?2)",
+                            "DELETE FROM media_uploads WHERE object IN
+                             (SELECT object FROM media_uploads WHERE created_at < ?1 LIMIT ?2)",
                         )
                         .and_then(|mut s| s.execute(params![cutoff, left]))
                         .map_err(sql_err)?;
@@ -107,7 +108,7 @@ impl MediaCatalog for SqliteMediaUploads {
         self.db
             .write(move |t| {
                 t.prepare_cached(
-                    "INSERT INTO media_objects (object, mime_type, size, filename, created_at)
+                    "INSERT INTO media_uploads (object, mime_type, size, filename, created_at)
                      VALUES (?1, ?2, ?3, ?4, ?5)
                      ON CONFLICT(object) DO UPDATE SET mime_type = excluded.mime_type,
                         size = excluded.size, filename = excluded.filename,
@@ -133,7 +134,7 @@ impl MediaCatalog for SqliteMediaUploads {
         self.db
             .read(move |c| {
                 c.prepare_cached(
-                    "SELECT mime_type, size, filename, created_at FROM media_objects
+                    "SELECT mime_type, size, filename, created_at FROM media_uploads
                      WHERE object = ?1",
                 )
                 .and_then(|mut s| {

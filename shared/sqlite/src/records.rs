@@ -9,6 +9,7 @@ use serde_json::{Map, Value};
 
 use super::db::{sql_err, Clock, Db};
 use wabridge_core::error::StoreError;
+use wabridge_core::media::record::MediaRecord;
 
 pub(crate) const SCHEMA: &str = "
 CREATE TABLE IF NOT EXISTS records (
@@ -214,6 +215,42 @@ impl SqliteRecords {
             })
             .await
     }
+}
+
+/// Folds a media result into its activity's `media[]` entry (state, stored, error), in the
+/// write that stores the media record: `wabridge records` shows the activity with its file.
+/// A result for an activity the store no longer has (erased, purged) changes nothing.
+pub fn fold_media_in(t: &Connection, media: &MediaRecord, now: i64) -> Result<(), StoreError> {
+    let id = media
+        .message_id
+        .clone()
+        .unwrap_or_else(|| media.activity_event_id.clone());
+    let Some(mut activity) = get_in(t, "activity", &id)? else {
+        return Ok(());
+    };
+    let Some(entries) = activity.body.get_mut("media").and_then(Value::as_array_mut) else {
+        return Ok(());
+    };
+    for entry in entries
+        .iter_mut()
+        .filter(|e| e.get("id").and_then(Value::as_str) == Some(media.media_id.as_str()))
+    {
+        entry["state"] = serde_json::to_value(media.state).unwrap_or_default();
+        for (field, value) in [
+            ("stored", serde_json::to_value(&media.stored)),
+            ("error", serde_json::to_value(&media.error)),
+        ] {
+            match value {
+                Ok(v) if !v.is_null() => entry[field] = v,
+                _ => {
+                    if let Some(map) = entry.as_object_mut() {
+                        map.remove(field);
+                    }
+                }
+            }
+        }
+    }
+    upsert_in(t, "activity", &id, activity.body, now).map(|_| ())
 }
 
 #[cfg(test)]

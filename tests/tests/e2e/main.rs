@@ -21,6 +21,7 @@ mod local_gateway;
 mod media_bench;
 mod media_fetch;
 mod media_out;
+mod media_s3;
 mod retention_dynamo;
 mod sends_contract;
 mod sends_dynamo;

@@ -13,7 +13,7 @@ use base64::Engine as _;
 use futures::StreamExt;
 use serde_json::json;
 use sha2::Digest;
-use wabridge_core::media::fetch::MediaFetcher;
+use wabridge_core::media::fetch::{MediaFetcher, Wanted};
 use wabridge_core::media::MediaKind;
 use wabridge_graph::{GraphMedia, MediaConfig};
 use wabridge_sqlite::LocalMediaStore;
@@ -145,10 +145,7 @@ async fn bench_a_100_mb_document_in_bounded_memory() {
     std::fs::write("/proc/self/clear_refs", "5").unwrap();
     let base = peak_kib();
     let start = Instant::now();
-    let stored = f
-        .fetch("big1", MediaKind::Document, false, None)
-        .await
-        .unwrap();
+    let stored = f.fetch(&wanted("big1", MediaKind::Document)).await.unwrap();
     let elapsed = start.elapsed();
     let peak = peak_kib();
     assert_eq!(stored.size, size as u64);
@@ -174,8 +171,8 @@ async fn bench_files_per_second_with_a_50_ms_cdn() {
         .map(|i| {
             let f = f.clone();
             async move {
-                f.fetch(&(i + 1).to_string(), MediaKind::Document, false, None)
-                    .await
+                let id = (i + 1).to_string();
+                f.fetch(&wanted(&id, MediaKind::Document)).await
             }
         })
         .buffer_unordered(32)
@@ -189,4 +186,14 @@ async fn bench_files_per_second_with_a_50_ms_cdn() {
         elapsed,
         n as f64 / elapsed.as_secs_f64()
     );
+}
+
+fn wanted(media_id: &str, kind: MediaKind) -> Wanted<'_> {
+    Wanted {
+        media_id,
+        phone_number_id: None,
+        kind,
+        animated: false,
+        declared: None,
+    }
 }

@@ -13,33 +13,33 @@ use axum::http::{HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
 use base64::Engine as _;
 use serde_json::json;
-use wabridge_core::media::fetch::{FetchError, MediaFetcher, MediaSource};
+use wabridge_core::media::fetch::{FetchError, MediaFetcher, MediaSource, Wanted};
 use wabridge_core::media::{MediaKind, Sha256Digest};
 use wabridge_graph::{GraphMedia, MediaConfig};
 use wabridge_sqlite::LocalMediaStore;
 
-const TOKEN: &str = "EAAGmediaToken";
+pub(crate) const TOKEN: &str = "EAAGmediaToken";
 
 /// One file Meta holds, and how its CDN behaves.
 #[derive(Clone, Default)]
-struct File {
-    bytes: Vec<u8>,
-    mime: String,
+pub(crate) struct File {
+    pub(crate) bytes: Vec<u8>,
+    pub(crate) mime: String,
     /// What Meta claims (defaults to the bytes' own).
-    claimed_sha: Option<String>,
-    claimed_size: Option<u64>,
+    pub(crate) claimed_sha: Option<String>,
+    pub(crate) claimed_size: Option<u64>,
     /// The first N download URLs handed out are already expired.
-    expired_urls: usize,
+    pub(crate) expired_urls: usize,
     /// The CDN answers 503 this many times first.
-    cdn_failures: usize,
+    pub(crate) cdn_failures: usize,
 }
 
 #[derive(Clone, Default)]
-struct Meta {
-    files: Arc<Mutex<HashMap<String, File>>>,
-    handed: Arc<Mutex<HashMap<String, usize>>>,
-    downloads: Arc<Mutex<usize>>,
-    graph_calls: Arc<Mutex<Vec<String>>>,
+pub(crate) struct Meta {
+    pub(crate) files: Arc<Mutex<HashMap<String, File>>>,
+    pub(crate) handed: Arc<Mutex<HashMap<String, usize>>>,
+    pub(crate) downloads: Arc<Mutex<usize>>,
+    pub(crate) graph_calls: Arc<Mutex<Vec<String>>>,
 }
 
 async fn graph(
@@ -113,7 +113,8 @@ async fn cdn(
     ([("content-type", f.mime.clone())], f.bytes.clone()).into_response()
 }
 
-async fn start() -> (Meta, String) {
+/// Meta's media endpoint and CDN on a free port: (its state, its base URL).
+pub(crate) async fn start() -> (Meta, String) {
     let meta = Meta::default();
     let app = axum::Router::new()
         .route("/cdn/{id}/{n}", axum::routing::get(cdn))
@@ -157,7 +158,7 @@ fn walk(dir: &std::path::Path) -> Vec<std::path::PathBuf> {
     out
 }
 
-fn photo() -> Vec<u8> {
+pub(crate) fn photo() -> Vec<u8> {
     (0..300_000u32).map(|i| (i * 7 % 251) as u8).collect()
 }
 
@@ -191,7 +192,7 @@ async fn a_photo_and_a_voice_note_are_stored_verified_and_once() {
     );
 
     let image = fetcher
-        .fetch("1001", MediaKind::Image, false, None)
+        .fetch(&wanted("1001", MediaKind::Image))
         .await
         .unwrap();
     assert_eq!(image.sha256, Sha256Digest::of(&photo()));
@@ -200,7 +201,7 @@ async fn a_photo_and_a_voice_note_are_stored_verified_and_once() {
     assert_eq!(stored, photo());
     // The voice note's first URL had expired: asked again, then stored.
     let audio = fetcher
-        .fetch("1002", MediaKind::Audio, false, None)
+        .fetch(&wanted("1002", MediaKind::Audio))
         .await
         .unwrap();
     assert_eq!(
@@ -210,7 +211,7 @@ async fn a_photo_and_a_voice_note_are_stored_verified_and_once() {
     assert_eq!(meta.handed.lock().unwrap()["1002"], 2);
     // A redelivery finds the file stored: no second download.
     let again = fetcher
-        .fetch("1001", MediaKind::Image, false, None)
+        .fetch(&wanted("1001", MediaKind::Image))
         .await
         .unwrap();
     assert!(!again.downloaded);
@@ -247,7 +248,7 @@ async fn failures_are_classified_and_nothing_partial_survives() {
 
     // Gone at Meta: terminal.
     let e = fetcher
-        .fetch("4040", MediaKind::Image, false, None)
+        .fetch(&wanted("4040", MediaKind::Image))
         .await
         .unwrap_err();
     assert!(
@@ -264,7 +265,7 @@ async fn failures_are_classified_and_nothing_partial_survives() {
         }),
     );
     let e = fetcher
-        .fetch("5030", MediaKind::Image, false, None)
+        .fetch(&wanted("5030", MediaKind::Image))
         .await
         .unwrap_err();
     assert!(
@@ -281,7 +282,7 @@ async fn failures_are_classified_and_nothing_partial_survives() {
         }),
     );
     let e = fetcher
-        .fetch("6660", MediaKind::Image, false, None)
+        .fetch(&wanted("6660", MediaKind::Image))
         .await
         .unwrap_err();
     assert!(matches!(e, FetchError::Corrupt(_)), "{e:?}");
@@ -295,7 +296,7 @@ async fn failures_are_classified_and_nothing_partial_survives() {
         }),
     );
     let e = fetcher
-        .fetch("6661", MediaKind::Image, false, None)
+        .fetch(&wanted("6661", MediaKind::Image))
         .await
         .unwrap_err();
     assert!(
@@ -315,7 +316,7 @@ async fn failures_are_classified_and_nothing_partial_survives() {
         },
     );
     let e = fetcher
-        .fetch("4130", MediaKind::Image, false, None)
+        .fetch(&wanted("4130", MediaKind::Image))
         .await
         .unwrap_err();
     assert!(
@@ -335,7 +336,7 @@ async fn failures_are_classified_and_nothing_partial_survives() {
         },
     );
     let e = fetcher
-        .fetch("4131", MediaKind::Image, false, None)
+        .fetch(&wanted("4131", MediaKind::Image))
         .await
         .unwrap_err();
     assert!(e.to_string().contains("over Meta's limit"), "{e}");
@@ -349,7 +350,7 @@ async fn failures_are_classified_and_nothing_partial_survives() {
         },
     );
     let e = fetcher
-        .fetch("4220", MediaKind::Image, false, None)
+        .fetch(&wanted("4220", MediaKind::Image))
         .await
         .unwrap_err();
     assert!(e.to_string().contains("image/gif is not a type"), "{e}");
@@ -362,7 +363,7 @@ async fn failures_are_classified_and_nothing_partial_survives() {
         }),
     );
     let e = fetcher
-        .fetch("4100", MediaKind::Image, false, None)
+        .fetch(&wanted("4100", MediaKind::Image))
         .await
         .unwrap_err();
     assert!(
@@ -415,8 +416,18 @@ async fn the_media_request_matches_metas_spec() {
     // Meta's example answer has `url: <URL>`, not a URL: the client says so as a terminal
     // answer, which proves Prism accepted the request (a refused one is a 4xx naming it).
     let e = client(prism.url())
-        .info("2621233374848975")
+        .info("2621233374848975", None)
         .await
         .unwrap_err();
     assert!(e.to_string().contains("names no download URL"), "{e:?}");
+}
+
+fn wanted(media_id: &str, kind: MediaKind) -> Wanted<'_> {
+    Wanted {
+        media_id,
+        phone_number_id: None,
+        kind,
+        animated: false,
+        declared: None,
+    }
 }

@@ -268,6 +268,22 @@ async fn files_uploaded_to_serve_reach_meta_once_and_go_by_id() {
             "document": {"id": media_id, "filename": "factura-1042.pdf"}}]})
     );
 
+    // The media index keeps the invoice for its upload and for the customer it went to.
+    let rows = wabridge_tests::stores::sqlite_rows(&gw.data_dir.join("wabridge.db"));
+    let users: Vec<&str> = rows
+        .iter()
+        .filter(|(table, row)| table == "media_objects" && row.contains(&object))
+        .map(|(_, row)| row.as_str())
+        .collect();
+    assert!(
+        users.iter().any(|r| r.contains(r#"Text("upload")"#)),
+        "{users:?}"
+    );
+    assert!(
+        users.iter().any(|r| r.contains("phone:525512340001")),
+        "{users:?}"
+    );
+
     // The same invoice to another customer: sent by the same id, not uploaded again.
     let second = send_factura(&gw, "+525512340002", &object).await;
     wait_state(&gw, &second, "sent").await;

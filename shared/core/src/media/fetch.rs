@@ -71,7 +71,13 @@ pub trait MediaSink: Send {
 /// Meta's media endpoints (`wabridge-graph`), or a fake in tests.
 #[async_trait]
 pub trait MediaSource: Send + Sync {
-    async fn info(&self, media_id: &str) -> Result<MediaInfo, FetchError>;
+    /// `phone_number_id`: the business number the media was sent to (Meta refuses media of
+    /// another number when it is given).
+    async fn info(
+        &self,
+        media_id: &str,
+        phone_number_id: Option<&str>,
+    ) -> Result<MediaInfo, FetchError>;
     /// Streams the file at `url` into `sink`, chunk by chunk.
     async fn download(&self, url: &str, sink: &mut dyn MediaSink) -> Result<(), FetchError>;
 }
@@ -114,6 +120,19 @@ impl MediaSink for Counting {
     }
 }
 
+/// One file to fetch.
+#[derive(Debug, Clone, Copy)]
+pub struct Wanted<'a> {
+    pub media_id: &'a str,
+    /// The business number it reached.
+    pub phone_number_id: Option<&'a str>,
+    pub kind: MediaKind,
+    /// A sticker's flag.
+    pub animated: bool,
+    /// The SHA-256 the webhook carried, checked when Meta's answer has none.
+    pub declared: Option<Sha256Digest>,
+}
+
 /// Fetches media ids into a store. Cheap to clone.
 #[derive(Clone)]
 pub struct MediaFetcher {
@@ -129,16 +148,16 @@ impl MediaFetcher {
         MediaFetcher { source, store }
     }
 
-    /// Fetches `media_id` of `kind` (`animated`: a sticker's flag). `declared` is the SHA-256
-    /// the webhook carried, checked when Meta's answer has none.
-    pub async fn fetch(
-        &self,
-        media_id: &str,
-        kind: MediaKind,
-        animated: bool,
-        declared: Option<Sha256Digest>,
-    ) -> Result<StoredFile, FetchError> {
-        let mut info = self.source.info(media_id).await?;
+    /// Fetches what `wanted` names.
+    pub async fn fetch(&self, wanted: &Wanted<'_>) -> Result<StoredFile, FetchError> {
+        let Wanted {
+            media_id,
+            phone_number_id,
+            kind,
+            animated,
+            declared,
+        } = *wanted;
+        let mut info = self.source.info(media_id, phone_number_id).await?;
         kind.check(&info.mime_type, info.file_size.unwrap_or(0), animated)?;
         let expected = info.sha256.or(declared);
         if let Some(d) = expected {
@@ -168,7 +187,7 @@ impl MediaFetcher {
                 Err(FetchError::UrlExpired) if !expired_once => {
                     expired_once = true;
                     sink.object.abort().await;
-                    info = self.source.info(media_id).await?;
+                    info = self.source.info(media_id, phone_number_id).await?;
                 }
                 Err(e) => {
                     sink.object.abort().await;

@@ -7,8 +7,12 @@
 //! uploads) is listed as left in docs/media.md until it lands.
 
 pub mod fetch;
+pub mod job;
 pub mod links;
+pub mod pipeline;
 pub mod record;
+pub mod serve;
+pub mod settings;
 pub mod store;
 pub mod upload;
 
@@ -124,6 +128,53 @@ impl MediaKind {
         }
         Ok(())
     }
+}
+
+/// The file extension of an allowed MIME type, for gateway links (`/media/<hex>.pdf`): the
+/// link says the type, so the gateway serves the file with it. One extension per type, and
+/// back ([`mime_of_extension`]).
+const EXTENSIONS: &[(&str, &str)] = &[
+    ("image/jpeg", "jpg"),
+    ("image/png", "png"),
+    ("audio/aac", "aac"),
+    ("audio/amr", "amr"),
+    ("audio/mpeg", "mp3"),
+    ("audio/mp4", "m4a"),
+    ("audio/ogg", "ogg"),
+    ("video/mp4", "mp4"),
+    ("video/3gpp", "3gp"),
+    ("text/plain", "txt"),
+    ("application/pdf", "pdf"),
+    ("application/msword", "doc"),
+    (
+        "application/vnd.openxmlformats-officedocument.wordprocessingml.document",
+        "docx",
+    ),
+    ("application/vnd.ms-excel", "xls"),
+    (
+        "application/vnd.openxmlformats-officedocument.spreadsheetml.sheet",
+        "xlsx",
+    ),
+    ("application/vnd.ms-powerpoint", "ppt"),
+    (
+        "application/vnd.openxmlformats-officedocument.presentationml.presentation",
+        "pptx",
+    ),
+    ("image/webp", "webp"),
+];
+
+/// The extension of `mime` (parameters ignored); `bin` for a type outside the list.
+pub fn extension(mime: &str) -> &'static str {
+    let (essence, _) = split_mime(mime);
+    EXTENSIONS
+        .iter()
+        .find(|(m, _)| *m == essence)
+        .map_or("bin", |(_, e)| e)
+}
+
+/// The MIME type of an extension [`extension`] gives.
+pub fn mime_of_extension(ext: &str) -> Option<&'static str> {
+    EXTENSIONS.iter().find(|(_, e)| *e == ext).map(|(m, _)| *m)
 }
 
 impl fmt::Display for MediaKind {

@@ -55,3 +55,13 @@ pub trait MediaStore: Send + Sync {
         Ok(None)
     }
 }
+
+/// Which person each stored file belongs to: erasure deletes the files of the person erased
+/// (a file stays while another message still uses it), and retention those no message used
+/// within the content retention.
+#[async_trait]
+pub trait MediaIndex: Send + Sync {
+    /// `key` was stored (or found stored) for a message of `contact` (a stored identity key)
+    /// at `at` (Unix ms).
+    async fn record(&self, key: &str, contact: &str, at: i64) -> Result<(), StoreError>;
+}

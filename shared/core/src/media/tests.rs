@@ -126,3 +126,26 @@ fn links_open_their_file_until_they_expire() {
     // The signer never prints its key.
     assert_eq!(format!("{signer:?}"), "LinkSigner(..)");
 }
+
+#[test]
+fn every_allowed_type_has_one_extension_and_back() {
+    let kinds = [
+        MediaKind::Image,
+        MediaKind::Audio,
+        MediaKind::Video,
+        MediaKind::Document,
+        MediaKind::Sticker,
+    ];
+    let mut seen = std::collections::HashSet::new();
+    for kind in kinds {
+        for mime in kind.allowed_mimes() {
+            let ext = extension(mime);
+            assert_ne!(ext, "bin", "{mime} has no extension");
+            assert!(seen.insert(ext), "{ext} names two types");
+            assert_eq!(mime_of_extension(ext), Some(*mime));
+        }
+    }
+    assert_eq!(extension("audio/ogg; codecs=opus"), "ogg");
+    assert_eq!(extension("application/x-msdownload"), "bin");
+    assert_eq!(mime_of_extension("exe"), None);
+}

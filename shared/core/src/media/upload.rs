@@ -8,6 +8,10 @@
 //! [`MediaLibrary::locate`] is what `POST /sends` asks of an object: whether it is stored, its
 //! size, and its type when the gateway received it (files customers sent are stored by the
 //! inbound fetch, which records no type here: a send names it).
+//!
+//! With a [`MediaIndex`], an upload is recorded under [`UPLOADED`] and each send of the file
+//! under its recipient, so retention keeps the file while uploads or messages use it and an
+//! erasure removes the recipient's use of it.
 
 use std::sync::Arc;
 
@@ -15,10 +19,13 @@ use async_trait::async_trait;
 use serde::Serialize;
 use sha2::{Digest, Sha256};
 
-use super::store::{MediaStore, PendingObject};
+use super::store::{MediaIndex, MediaStore, PendingObject};
 use super::{MediaKind, MediaRefusal, Sha256Digest};
 use crate::clock::now_ms;
 use crate::error::StoreError;
+
+/// The media index's owner of a file the business uploaded (no person: retention ends it).
+pub const UPLOADED: &str = "upload";
 
 /// Longest file name kept (Meta shows it under a document; file systems stop at 255 bytes).
 pub const MAX_FILENAME_CHARS: usize = 240;
@@ -160,11 +167,36 @@ pub struct Located {
 pub struct MediaLibrary {
     store: Arc<dyn MediaStore>,
     catalog: Arc<dyn MediaCatalog>,
+    index: Option<Arc<dyn MediaIndex>>,
 }
 
 impl MediaLibrary {
     pub fn new(store: Arc<dyn MediaStore>, catalog: Arc<dyn MediaCatalog>) -> MediaLibrary {
-        MediaLibrary { store, catalog }
+        MediaLibrary {
+            store,
+            catalog,
+            index: None,
+        }
+    }
+
+    /// Records uploads and sends of files in `index` (retention and erasure of stored files).
+    pub fn with_index(mut self, index: Arc<dyn MediaIndex>) -> MediaLibrary {
+        self.index = Some(index);
+        self
+    }
+
+    /// A message to `contact` (a stored identity key) uses the file: the index keeps it for the
+    /// content retention from `at`, and an erasure of the person removes this use.
+    pub async fn note_use(
+        &self,
+        sha256: &Sha256Digest,
+        contact: &str,
+        at: i64,
+    ) -> Result<(), StoreError> {
+        match &self.index {
+            Some(index) => index.record(&sha256.object_key(), contact, at).await,
+            None => Ok(()),
+        }
     }
 
     pub fn store(&self) -> &Arc<dyn MediaStore> {
@@ -200,6 +232,7 @@ impl MediaLibrary {
             mime_type: essence(mime),
             filename,
             catalog: self.catalog.clone(),
+            index: self.index.clone(),
         })
     }
 
@@ -236,6 +269,7 @@ pub struct Upload {
     mime_type: String,
     filename: Option<String>,
     catalog: Arc<dyn MediaCatalog>,
+    index: Option<Arc<dyn MediaIndex>>,
 }
 
 impl std::fmt::Debug for Upload {
@@ -297,8 +331,13 @@ impl Upload {
             created_at: now_ms(),
         };
         // A failure here answers 5xx; the caller's retry commits the same file again and
-        // records it then.
+        // records it then (a file left without its index row is purged as an orphan).
         self.catalog.put(&info).await?;
+        if let Some(index) = &self.index {
+            index
+                .record(&sha256.object_key(), UPLOADED, info.created_at)
+                .await?;
+        }
         Ok(info)
     }
 

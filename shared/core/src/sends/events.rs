@@ -21,7 +21,7 @@ use serde_json::Value;
 
 use crate::consent::{ConsentEntry, ContactRef};
 use crate::error::StoreError;
-use crate::event::{Event, EventKind, SendResultError, SendResultItem, EVENT_VERSION};
+use crate::event::{Event, EventKind, SendResultError, SendResultItem};
 use crate::queue::Queue;
 use crate::sends::service::SendEvents;
 use crate::sends::store::SendRecord;
@@ -49,26 +49,7 @@ impl QueueEvents {
 
 /// The send_result event of `key` carrying `item`.
 pub fn event(key: String, item: &SendResultItem) -> Event {
-    own_event(key, EventKind::SendResult, FIELD, item)
-}
-
-/// An event wabridge puts on the events queue itself (not from Meta): no WABA, no contact.
-fn own_event(key: String, kind: EventKind, field: &str, item: &impl serde::Serialize) -> Event {
-    // Structs of strings, numbers and bools always serialise.
-    let raw = serde_json::value::to_raw_value(item).expect("wabridge's own items serialise");
-    Event {
-        v: EVENT_VERSION,
-        key,
-        kind,
-        field: field.into(),
-        waba_id: String::new(),
-        entry_time: None,
-        phone_number_id: None,
-        display_phone_number: None,
-        contact: None,
-        item: raw,
-        received_at: crate::clock::now_ms(),
-    }
+    Event::own(key, EventKind::SendResult, FIELD, item)
 }
 
 /// A string member of the stored request (`to`, `recipient`, `name`).
@@ -134,7 +115,7 @@ impl SendEvents for QueueEvents {
 
     async fn consent_recorded(&self, entry: &ConsentEntry) -> Result<(), StoreError> {
         let key = format!("consent:{}", entry.id);
-        let event = own_event(key, EventKind::Consent, "consent", entry);
+        let event = Event::own(key, EventKind::Consent, "consent", entry);
         self.queue.send_batch(&[event.to_message()]).await
     }
 }

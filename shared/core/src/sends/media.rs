@@ -17,6 +17,7 @@ use std::time::Duration;
 
 use async_trait::async_trait;
 
+use crate::clock::now_ms;
 use crate::error::StoreError;
 use crate::media::upload::{essence, MediaLibrary};
 use crate::media::MediaKind;
@@ -29,12 +30,13 @@ use crate::sends::policy::Refusal;
 pub const REUSE_UPLOADS_FOR: Duration = Duration::from_secs(7 * 86_400);
 
 /// Checks the send's file at `POST /sends` (`header`: a template's header) and fills in its
-/// type and default name. `Ok(Some(_))` refuses the send; `library` is `None` where the gateway
-/// keeps no files.
+/// type and default name; the file is then noted as used by a message to `contact`.
+/// `Ok(Some(_))` refuses the send; `library` is `None` where the gateway keeps no files.
 pub async fn resolve(
     library: Option<&MediaLibrary>,
     attachment: &mut Attachment,
     header: bool,
+    contact: &str,
 ) -> Result<Option<Refusal>, StoreError> {
     let Some(library) = library else {
         return Ok(Some(Refusal::MediaUnavailable));
@@ -66,6 +68,7 @@ pub async fn resolve(
     if attachment.kind == MediaKind::Document && attachment.filename.is_none() {
         attachment.filename = found.filename;
     }
+    library.note_use(&digest, contact, now_ms()).await?;
     Ok(None)
 }
 

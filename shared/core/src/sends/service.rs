@@ -189,8 +189,10 @@ impl Sends {
         }
         // After the guards: a send they refuse is refused the same with or without a file.
         let header = matches!(request.kind, SendKind::Template { .. });
+        let contact = request.contact.clone();
         if let Some(attachment) = request.attachment_mut() {
-            let resolved = super::media::resolve(self.media.as_ref(), attachment, header).await?;
+            let media = self.media.as_ref();
+            let resolved = super::media::resolve(media, attachment, header, &contact).await?;
             if let Some(refusal) = resolved {
                 return Err(SendsError::Refused(refusal));
             }

@@ -28,7 +28,9 @@ use crate::event::Event;
 use crate::identity::{new_contact_id, IdentityStore};
 use crate::ledger::{Ledger, DEFAULT_LEASE};
 use crate::mapping::Mapping;
-use crate::queue::Delivery;
+use crate::media::job::MediaJob;
+use crate::media::record::MediaState;
+use crate::queue::{Delivery, Queue};
 use crate::records::{Direction, Record};
 use crate::redact;
 use crate::webhook::model::{Item, Message};
@@ -45,6 +47,8 @@ pub struct CrmSync {
     lease: Duration,
     attribution: Option<(Arc<dyn AttributionStore>, Arc<AttributionConfig>)>,
     breaker: Arc<CircuitBreaker>,
+    /// The media queue: when set, inbound media is fetched (see [`crate::media::job`]).
+    media: Option<Arc<dyn Queue>>,
 }
 
 impl CrmSync {
@@ -63,7 +67,15 @@ impl CrmSync {
             lease: DEFAULT_LEASE,
             attribution: None,
             breaker: Arc::new(CircuitBreaker::new("crm")),
+            media: None,
         }
+    }
+
+    /// Fetch inbound media: activities carry their media as `pending`, and once an activity is
+    /// in the CRM, one job per file goes on `queue` for the media consumer.
+    pub fn with_media(mut self, queue: Arc<dyn Queue>) -> Self {
+        self.media = Some(queue);
+        self
     }
 
     /// The CRM's circuit breaker (one per process; the worker reads it too).
@@ -131,6 +143,15 @@ impl CrmSync {
             }
         }
         let mut records = std::mem::take(&mut plan.records);
+        if self.media.is_some() {
+            for (_, r) in records.iter_mut() {
+                if let Record::Activity(a) = r {
+                    a.media
+                        .iter_mut()
+                        .for_each(|m| m.state = Some(MediaState::Pending));
+                }
+            }
+        }
         let mut contact = plan.contact.take().map(Record::Contact);
         if let Some(id) = &contact_id {
             contact.iter_mut().for_each(|c| set_contact(c, id));
@@ -165,8 +186,9 @@ impl CrmSync {
                 "a wa_id the phone metadata does not know: kept with phone_verified=false"
             );
         }
-        // Hooks for the sending side, once the CRM has everything.
         let keys = plan.identity.keys();
+        self.enqueue_media(event, &plan, &keys).await?;
+        // Hooks for the sending side, once the CRM has everything.
         let ctx = HookContext {
             event,
             contact_id: contact_id.as_deref(),
@@ -177,6 +199,28 @@ impl CrmSync {
         }
         self.item_hooks(&ctx, &plan, has_contact).await?;
         Ok(Outcome::Done)
+    }
+
+    /// The media jobs of an inbound message, once its activity is in the CRM (a redelivery
+    /// enqueues them again: the jobs' keys make the results land once).
+    async fn enqueue_media(
+        &self,
+        event: &Event,
+        plan: &Plan,
+        keys: &[crate::identity::IdentityKey],
+    ) -> Result<(), StoreError> {
+        let (Some(queue), Item::Message(m), Some(key)) = (&self.media, &plan.item, keys.first())
+        else {
+            return Ok(());
+        };
+        let jobs: Vec<_> = MediaJob::of_message(event, m, &key.as_string())
+            .iter()
+            .map(MediaJob::to_message)
+            .collect();
+        if jobs.is_empty() {
+            return Ok(());
+        }
+        queue.send_batch(&jobs).await
     }
 
     /// Applies the identity operation: the contact id and whether it was created.

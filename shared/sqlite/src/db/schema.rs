@@ -20,6 +20,7 @@ const SCHEMAS: &[&str] = &[
     crate::window::SCHEMA,
     crate::audit::SCHEMA,
     crate::erasure::SCHEMA,
+    crate::media_index::SCHEMA,
     crate::media_uploads::SCHEMA,
 ];
 

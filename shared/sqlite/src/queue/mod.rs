@@ -24,6 +24,8 @@ use wabridge_core::queue::{DeadLetter, Delivery, OutgoingMessage, Queue};
 pub const EVENTS_QUEUE: &str = "events";
 /// The queue of outgoing sends.
 pub const SENDS_QUEUE: &str = "sends";
+/// The queue of inbound media files to fetch (crm-sync fills it, the media consumer drains it).
+pub const MEDIA_QUEUE: &str = "media";
 /// Receives before a message moves to the dead letters whatever happened (a backstop, as the
 /// SQS redrive policy's `maxReceiveCount`; the retry horizon decides first).
 pub const DEFAULT_MAX_RECEIVES: u32 = wabridge_core::retry::BACKSTOP_RECEIVES;

@@ -33,7 +33,8 @@ use wabridge_core::sends::sender::Sender;
 use wabridge_core::sends::service::Sends;
 use wabridge_graph::{GraphClient, GraphUploads};
 use wabridge_sqlite::{
-    Db, LocalMediaStore, SqliteEngine, SqliteMediaUploads, SqliteQueue, SENDS_QUEUE,
+    Db, LocalMediaStore, SqliteEngine, SqliteMediaIndex, SqliteMediaUploads, SqliteQueue,
+    SENDS_QUEUE,
 };
 use wabridge_tests::multipart::{parts, Part};
 
@@ -132,7 +133,8 @@ async fn setup() -> Setup {
     let library = MediaLibrary::new(
         Arc::new(LocalMediaStore::open(dir.path()).unwrap()),
         Arc::new(SqliteMediaUploads::new(db.clone())),
-    );
+    )
+    .with_index(Arc::new(SqliteMediaIndex::new(db.clone())));
     let engine = SqliteEngine::new(db.clone());
     let sends = engine
         .sends(wabridge_tests::admin_keys("test-api-key"))
@@ -163,6 +165,18 @@ async fn setup() -> Setup {
         library,
         dir,
     }
+}
+
+/// Who the media index says uses the file `key` (`media_objects` rows: `upload`, recipients).
+fn users_of(s: &Setup, key: &str) -> Vec<String> {
+    let path = s.dir.path().join("wabridge.sqlite");
+    let mut users: Vec<String> = wabridge_tests::stores::sqlite_rows(&path)
+        .into_iter()
+        .filter(|(table, row)| table == "media_objects" && row.contains(key))
+        .filter_map(|(_, row)| row.split(" | ").nth(1).map(str::to_string))
+        .collect();
+    users.sort();
+    users
 }
 
 /// Uploads `bytes` as `mime` the way `POST /media` does (in chunks).

@@ -58,6 +58,12 @@ async fn a_file_is_uploaded_once_then_every_send_goes_by_its_id() {
         "1042"
     );
     assert_eq!(s.sends.get(&first.id).await.unwrap().state, SendState::Sent);
+    // The media index keeps the file for the upload and for the message to the recipient
+    // (retention counts from both; erasing the recipient removes their use).
+    assert_eq!(
+        users_of(&s, &info.sha256.object_key()),
+        [r#"Text("phone:525512340001")"#, r#"Text("upload")"#]
+    );
 
     // The same file to someone else: no second upload, the same id.
     s.sends

@@ -37,15 +37,16 @@ pub(super) fn check_alarms(t: &Value) -> Vec<String> {
     }
     let have = alarms(t);
     let mut want = vec![
-        ("AWS/SQS", "ApproximateNumberOfMessagesVisible", "EventsDlq"),
-        ("AWS/SQS", "ApproximateNumberOfMessagesVisible", "SendsDlq"),
-        ("AWS/SQS", "ApproximateAgeOfOldestMessage", "EventsQueue"),
-        ("AWS/SQS", "ApproximateAgeOfOldestMessage", "SendsQueue"),
         // From the breakers' log lines (see `circuit_metrics_…` below); no dimension.
         ("wabridge", "CrmUnavailable", ""),
         ("wabridge", "GraphUnavailable", ""),
         ("wabridge", "AuditWriteFailed", ""),
     ];
+    // Every queue: a dead letter and a backlog that waits too long both page someone.
+    for (queue, dlq) in QUEUES {
+        want.push(("AWS/SQS", "ApproximateNumberOfMessagesVisible", dlq));
+        want.push(("AWS/SQS", "ApproximateAgeOfOldestMessage", queue));
+    }
     for l in LAMBDAS {
         want.push(("AWS/Lambda", "Errors", l.id));
         want.push(("AWS/Lambda", "Throttles", l.id));
@@ -118,6 +119,34 @@ async fn audit_write_failures_are_read_from_the_line_the_audit_writes() {
 #[test]
 fn alarms_cover_dead_letters_backlog_errors_and_throttles() {
     assert_clean(check_alarms(&load_template()));
+}
+
+#[test]
+fn the_alarm_check_catches_a_media_queue_without_its_alarms() {
+    let template = load_template();
+    for (alarm, problem) in [
+        (
+            "MediaDlqAlarm",
+            "no alarm on AWS/SQS ApproximateNumberOfMessagesVisible of MediaDeadLetterQueue",
+        ),
+        (
+            "MediaAgeAlarm",
+            "no alarm on AWS/SQS ApproximateAgeOfOldestMessage of MediaQueue",
+        ),
+    ] {
+        let mut t = template.clone();
+        t["Resources"].as_object_mut().unwrap().remove(alarm);
+        let p = check_alarms(&t);
+        assert!(p.iter().any(|p| p == problem), "{alarm}: {p:?}");
+    }
+    let mut silent = template;
+    silent["Resources"]["MediaAgeAlarm"]["Properties"]["AlarmActions"] = serde_json::json!([]);
+    let p = check_alarms(&silent);
+    assert!(
+        p.iter()
+            .any(|p| p == "alarm on ApproximateAgeOfOldestMessage of MediaQueue notifies no one"),
+        "{p:?}"
+    );
 }
 
 /// The circuit alarms count what the breakers really log: a metric filter on each consumer's

@@ -45,24 +45,29 @@ pub(super) fn check_data(t: &Value) -> Vec<String> {
     }
     p.extend(check_report_index(table));
     p.extend(check_claim_check_bucket(t));
+    p.extend(check_media_bucket(t));
     p
 }
 
-/// The claim-check bucket: KMS with the stack's key, no public access, TLS only, no versioning
-/// (a deleted event must be gone), and objects expiring when the events DLQ's messages do.
-fn check_claim_check_bucket(t: &Value) -> Vec<String> {
+/// What every bucket of the stack is: KMS with the stack's key and a bucket key, every public
+/// access blocked, ACLs off (the bucket owner owns every object), no versioning (deleted data
+/// must be gone), and a bucket policy denying requests without TLS.
+fn check_private_bucket(t: &Value, id: &str) -> Vec<String> {
     let mut p = vec![];
-    let id = "ClaimCheckBucket";
     if t["Resources"][id]["Type"] != "AWS::S3::Bucket" {
         return vec![format!("{id}: missing AWS::S3::Bucket")];
     }
     let b = props(t, id);
-    let sse = &b["BucketEncryption"]["ServerSideEncryptionConfiguration"][0]
-        ["ServerSideEncryptionByDefault"];
+    let rule = &b["BucketEncryption"]["ServerSideEncryptionConfiguration"][0];
+    let sse = &rule["ServerSideEncryptionByDefault"];
     if sse["SSEAlgorithm"] != "aws:kms" || !refs(&sse["KMSMasterKeyID"]).contains("Key") {
         p.push(format!(
             "{id}: must be encrypted with aws:kms and the stack's Key"
         ));
+    }
+    // One KMS request per bucket key period, not one per object.
+    if rule["BucketKeyEnabled"] != true {
+        p.push(format!("{id}: BucketKeyEnabled must be true"));
     }
     let block = &b["PublicAccessBlockConfiguration"];
     for flag in [
@@ -75,23 +80,11 @@ fn check_claim_check_bucket(t: &Value) -> Vec<String> {
             p.push(format!("{id}: {flag} must be true"));
         }
     }
-    if b["VersioningConfiguration"]["Status"] == "Enabled" {
-        p.push(format!("{id}: versioning would keep deleted events"));
+    if b["OwnershipControls"]["Rules"] != json!([{"ObjectOwnership": "BucketOwnerEnforced"}]) {
+        p.push(format!("{id}: ObjectOwnership must be BucketOwnerEnforced"));
     }
-    let dlq_days = int(&props(t, "EventsDlq")["MessageRetentionPeriod"]).map(|s| s / 86_400);
-    let expiry = b["LifecycleConfiguration"]["Rules"]
-        .as_array()
-        .and_then(|rules| {
-            rules
-                .iter()
-                .find(|r| r["Status"] == "Enabled" && r.get("Prefix").is_none())
-        })
-        .and_then(|r| int(&r["ExpirationInDays"]));
-    if expiry.is_none() || expiry != dlq_days {
-        p.push(format!(
-            "{id}: a lifecycle rule must expire every object after the events DLQ's retention \
-             ({dlq_days:?} days), found {expiry:?}"
-        ));
+    if b["VersioningConfiguration"]["Status"] == "Enabled" {
+        p.push(format!("{id}: versioning would keep deleted data"));
     }
     let tls_only = resources(t).values().any(|r| {
         r["Type"] == "AWS::S3::BucketPolicy"
@@ -108,6 +101,33 @@ fn check_claim_check_bucket(t: &Value) -> Vec<String> {
     if !tls_only {
         p.push(format!(
             "{id}: a bucket policy must deny requests without TLS"
+        ));
+    }
+    p
+}
+
+/// The enabled lifecycle rule of `bucket` with exactly this prefix (`None`: the whole bucket).
+fn lifecycle_rule<'a>(t: &'a Value, bucket: &str, prefix: Option<&str>) -> Option<&'a Value> {
+    props(t, bucket)["LifecycleConfiguration"]["Rules"]
+        .as_array()?
+        .iter()
+        .find(|r| r["Status"] == "Enabled" && r["Prefix"].as_str() == prefix)
+}
+
+/// The claim-check bucket: private (above), and objects expiring when the events DLQ's
+/// messages do.
+fn check_claim_check_bucket(t: &Value) -> Vec<String> {
+    let id = "ClaimCheckBucket";
+    let mut p = check_private_bucket(t, id);
+    if t["Resources"][id]["Type"] != "AWS::S3::Bucket" {
+        return p;
+    }
+    let dlq_days = int(&props(t, "EventsDlq")["MessageRetentionPeriod"]).map(|s| s / 86_400);
+    let expiry = lifecycle_rule(t, id, None).and_then(|r| int(&r["ExpirationInDays"]));
+    if expiry.is_none() || expiry != dlq_days {
+        p.push(format!(
+            "{id}: a lifecycle rule must expire every object after the events DLQ's retention \
+             ({dlq_days:?} days), found {expiry:?}"
         ));
     }
     // The queue takes every message ingest leaves on it (events up to the claim-check threshold,
@@ -157,6 +177,117 @@ fn the_claim_check_bucket_check_catches_public_unencrypted_or_long_lived_buckets
     small["Resources"]["EventsQueue"]["Properties"]["MaximumMessageSize"] = json!(65536);
     let small = check_claim_check_bucket(&small);
     assert!(small.iter().any(|p| p.contains("threshold")), "{small:?}");
+}
+
+/// The media bucket (docs/media.md): private (above); a stored file (`media/<sha256>`) expires
+/// after the content retention, what an interrupted download left (the store's pending prefix,
+/// an upload never completed) after a day.
+fn check_media_bucket(t: &Value) -> Vec<String> {
+    use wabridge_aws::s3_media::PENDING_PREFIX;
+    let id = "MediaBucket";
+    let mut p = check_private_bucket(t, id);
+    if t["Resources"][id]["Type"] != "AWS::S3::Bucket" {
+        return p;
+    }
+    let stored = lifecycle_rule(t, id, Some("media/"));
+    if !stored.is_some_and(|r| is_ref(&r["ExpirationInDays"], "ContentRetentionDays")) {
+        p.push(format!(
+            "{id}: a lifecycle rule must expire media/ after ContentRetentionDays"
+        ));
+    }
+    let pending = lifecycle_rule(t, id, Some(PENDING_PREFIX));
+    if pending.and_then(|r| int(&r["ExpirationInDays"])) != Some(1) {
+        p.push(format!(
+            "{id}: a lifecycle rule must expire {PENDING_PREFIX} after 1 day"
+        ));
+    }
+    // Uploads are started under the pending prefix: a rule on it or on the whole bucket.
+    let aborts = [None, Some("media/"), Some(PENDING_PREFIX)]
+        .into_iter()
+        .filter_map(|prefix| lifecycle_rule(t, id, prefix))
+        .any(|r| int(&r["AbortIncompleteMultipartUpload"]["DaysAfterInitiation"]) == Some(1));
+    if !aborts {
+        p.push(format!(
+            "{id}: a lifecycle rule must abort incomplete multipart uploads after 1 day"
+        ));
+    }
+    p
+}
+
+#[test]
+fn the_media_bucket_check_catches_public_unencrypted_or_unexpiring_buckets() {
+    let template = load_template();
+    assert_clean(check_media_bucket(&template));
+    let broken = |f: &dyn Fn(&mut Value)| {
+        let mut t = template.clone();
+        f(&mut t["Resources"]["MediaBucket"]["Properties"]);
+        check_media_bucket(&t)
+    };
+    let reports = |problems: Vec<String>, needle: &str| {
+        assert!(
+            problems.iter().any(|p| p.contains(needle)),
+            "expected {needle:?} in {problems:?}"
+        );
+    };
+    reports(
+        broken(&|b| b["PublicAccessBlockConfiguration"]["RestrictPublicBuckets"] = json!(false)),
+        "MediaBucket: RestrictPublicBuckets must be true",
+    );
+    reports(
+        broken(&|b| {
+            b["BucketEncryption"]["ServerSideEncryptionConfiguration"][0]
+                ["ServerSideEncryptionByDefault"] = json!({"SSEAlgorithm": "AES256"})
+        }),
+        "aws:kms",
+    );
+    reports(
+        broken(&|b| {
+            b["BucketEncryption"]["ServerSideEncryptionConfiguration"][0]
+                .as_object_mut()
+                .unwrap()
+                .remove("BucketKeyEnabled");
+        }),
+        "BucketKeyEnabled",
+    );
+    reports(
+        broken(&|b| {
+            b.as_object_mut().unwrap().remove("OwnershipControls");
+        }),
+        "BucketOwnerEnforced",
+    );
+    reports(
+        broken(&|b| b["VersioningConfiguration"] = json!({"Status": "Enabled"})),
+        "versioning",
+    );
+    reports(
+        broken(&|b| b["LifecycleConfiguration"]["Rules"][0]["ExpirationInDays"] = json!(3650)),
+        "expire media/ after ContentRetentionDays",
+    );
+    reports(
+        broken(&|b| b["LifecycleConfiguration"]["Rules"][1]["Prefix"] = json!("pending/")),
+        "expire media/.pending/ after 1 day",
+    );
+    reports(
+        broken(&|b| {
+            b["LifecycleConfiguration"]["Rules"]
+                .as_array_mut()
+                .unwrap()
+                .retain(|r| r["AbortIncompleteMultipartUpload"].is_null())
+        }),
+        "abort incomplete multipart uploads",
+    );
+    reports(
+        broken(&|b| {
+            b.as_object_mut().unwrap().remove("LifecycleConfiguration");
+        }),
+        "expire media/ after ContentRetentionDays",
+    );
+    let mut open = template.clone();
+    open["Resources"]
+        .as_object_mut()
+        .unwrap()
+        .remove("MediaBucketPolicy");
+    reports(check_media_bucket(&open), "deny requests without TLS");
 }
 
 /// The attribution report's index as the DynamoDB adapter reads it.

@@ -7,16 +7,17 @@ use wabridge_core::retry::BACKSTOP_RECEIVES;
 
 use super::*;
 
-pub(super) fn check_queues(t: &Value) -> Vec<String> {
+/// Every queue and dead-letter queue of [`QUEUES`]: encrypted, with a retention, redriven to its
+/// own DLQ after the backstop, the DLQ keeping messages longer; no queue outside the list.
+fn check_queue_pairs(t: &Value) -> Vec<String> {
     let mut p = vec![];
-    for l in LAMBDAS {
-        let Some((queue, dlq)) = l.consumes else {
-            continue;
-        };
+    for (queue, dlq) in QUEUES {
+        let mut missing = false;
         for id in [queue, dlq] {
             let q = props(t, id);
             if t["Resources"][id]["Type"] != "AWS::SQS::Queue" {
                 p.push(format!("{id}: missing AWS::SQS::Queue"));
+                missing = true;
                 continue;
             }
             if q["KmsMasterKeyId"].is_null() && q["SqsManagedSseEnabled"] != true {
@@ -25,6 +26,9 @@ pub(super) fn check_queues(t: &Value) -> Vec<String> {
             if int(&q["MessageRetentionPeriod"]).is_none() {
                 p.push(format!("{id}: no MessageRetentionPeriod"));
             }
+        }
+        if missing {
+            continue;
         }
         let q = props(t, queue);
         let redrive = &q["RedrivePolicy"];
@@ -44,6 +48,85 @@ pub(super) fn check_queues(t: &Value) -> Vec<String> {
                 "{dlq}: must keep messages longer than {queue} (they keep their enqueue time)"
             ));
         }
+    }
+    for (id, r) in resources(t) {
+        let listed = QUEUES.iter().any(|(q, d)| q == id || d == id);
+        if r["Type"] == "AWS::SQS::Queue" && !listed {
+            p.push(format!(
+                "{id}: a queue outside QUEUES (infra_template/mod.rs) escapes these checks"
+            ));
+        }
+    }
+    p
+}
+
+/// Every queue has its consumer: a Lambda of [`LAMBDAS`], or a place in [`AWAITING_CONSUMER`]
+/// as long as nothing consumes it yet.
+fn check_consumers(t: &Value) -> Vec<String> {
+    let mut p = vec![];
+    for (queue, dlq) in QUEUES {
+        let consumer = LAMBDAS
+            .iter()
+            .find(|l| l.consumes.is_some_and(|c| c.0 == *queue));
+        let awaited = AWAITING_CONSUMER.iter().find(|(q, _)| q == queue);
+        // Any function's SQS event source on the queue, listed in LAMBDAS or not.
+        let sources: Vec<&String> = resources(t)
+            .iter()
+            .filter(|(_, r)| {
+                r["Properties"]["Events"].as_object().is_some_and(|events| {
+                    events.values().any(|e| {
+                        e["Type"] == "SQS" && is_get_att(&e["Properties"]["Queue"], queue, "Arn")
+                    })
+                })
+            })
+            .map(|(id, _)| id)
+            .collect();
+        match (consumer, awaited) {
+            (Some(l), _) if l.consumes != Some((*queue, *dlq)) => p.push(format!(
+                "{}: consumes {queue} with a dead-letter queue other than {dlq}",
+                l.id
+            )),
+            (Some(_), Some(_)) => p.push(format!(
+                "{queue}: consumed in LAMBDAS and still listed in AWAITING_CONSUMER"
+            )),
+            (None, Some((_, what))) if !sources.is_empty() => p.push(format!(
+                "{queue}: consumed by {sources:?}; add it to LAMBDAS and take it off \
+                 AWAITING_CONSUMER (awaiting {what})"
+            )),
+            (None, Some(_)) => {
+                // Its consumer's timeout is not in the template yet: the visibility timeout
+                // must have been chosen for it, not left at SQS's default.
+                if int(&props(t, queue)["VisibilityTimeout"]).is_none() {
+                    p.push(format!(
+                        "{queue}: VisibilityTimeout must be set for its coming consumer"
+                    ));
+                }
+            }
+            (None, None) => p.push(format!("{queue}: no function consumes it")),
+            (Some(_), None) => {}
+        }
+    }
+    for l in LAMBDAS {
+        if let Some((queue, _)) = l.consumes {
+            if !QUEUES.iter().any(|(q, _)| *q == queue) {
+                p.push(format!(
+                    "{}: consumes {queue}, which is not in QUEUES",
+                    l.id
+                ));
+            }
+        }
+    }
+    p
+}
+
+pub(super) fn check_queues(t: &Value) -> Vec<String> {
+    let mut p = check_queue_pairs(t);
+    p.extend(check_consumers(t));
+    for l in LAMBDAS {
+        let Some((queue, _)) = l.consumes else {
+            continue;
+        };
+        let q = props(t, queue);
         // The event source: partial batch failures, deliberate batch size, window, concurrency.
         let events = props(t, l.id)["Events"]
             .as_object()
@@ -101,4 +184,67 @@ pub(super) fn check_queues(t: &Value) -> Vec<String> {
 #[test]
 fn queues_have_dead_letters_and_consumers_report_partial_failures() {
     assert_clean(check_queues(&load_template()));
+}
+
+#[test]
+fn the_queue_checks_catch_an_unchecked_queue_or_a_queue_without_consumer() {
+    let template = load_template();
+    let mut extra = template.clone();
+    extra["Resources"]["StrayQueue"] = json!({"Type": "AWS::SQS::Queue", "Properties": {}});
+    let p = check_queues(&extra);
+    assert!(
+        p.iter()
+            .any(|p| p.starts_with("StrayQueue: a queue outside QUEUES")),
+        "{p:?}"
+    );
+
+    let mut unconsumed = template.clone();
+    unconsumed["Resources"]["Sender"]["Properties"]["Events"]
+        .as_object_mut()
+        .unwrap()
+        .remove("Sends");
+    let p = check_queues(&unconsumed);
+    assert!(
+        p.iter()
+            .any(|p| p == "Sender: no SQS event source on SendsQueue"),
+        "{p:?}"
+    );
+
+    // The media queue waits for its function: once something consumes it, it must leave the
+    // waiting list so that the consumer's checks (partial failures, visibility) apply.
+    let mut consumed = template.clone();
+    consumed["Resources"]["CrmSync"]["Properties"]["Events"]["Media"] = json!({
+        "Type": "SQS",
+        "Properties": {"Queue": {"Fn::GetAtt": ["MediaQueue", "Arn"]}}
+    });
+    let p = check_queues(&consumed);
+    assert!(
+        p.iter()
+            .any(|p| p.starts_with("MediaQueue: consumed by [\"CrmSync\"]")),
+        "{p:?}"
+    );
+
+    let mut default_visibility = template.clone();
+    default_visibility["Resources"]["MediaQueue"]["Properties"]
+        .as_object_mut()
+        .unwrap()
+        .remove("VisibilityTimeout");
+    let p = check_queues(&default_visibility);
+    assert!(
+        p.iter()
+            .any(|p| p == "MediaQueue: VisibilityTimeout must be set for its coming consumer"),
+        "{p:?}"
+    );
+
+    let mut no_redrive = template;
+    no_redrive["Resources"]["MediaQueue"]["Properties"]
+        .as_object_mut()
+        .unwrap()
+        .remove("RedrivePolicy");
+    let p = check_queues(&no_redrive);
+    assert!(
+        p.iter()
+            .any(|p| p == "MediaQueue: RedrivePolicy must target MediaDeadLetterQueue"),
+        "{p:?}"
+    );
 }

@@ -56,6 +56,34 @@ fn checks_catch_a_missing_resource_output_or_env_name() {
         t["Outputs"].as_object_mut().unwrap().remove("WebhookUrl");
     });
     assert_reports(&p, "output WebhookUrl is missing");
+    // The media side, which no function uses yet: each piece is still required.
+    for (id, problem) in [
+        (
+            "MediaDeadLetterQueue",
+            "MediaDeadLetterQueue: missing AWS::SQS::Queue",
+        ),
+        ("MediaQueue", "MediaQueue: missing AWS::SQS::Queue"),
+        ("MediaBucket", "MediaBucket: missing AWS::S3::Bucket"),
+        (
+            "MediaBucketPolicy",
+            "MediaBucket: a bucket policy must deny requests without TLS",
+        ),
+    ] {
+        let p = mutated(|t| {
+            t["Resources"].as_object_mut().unwrap().remove(id);
+        });
+        assert_reports(&p, problem);
+    }
+    for output in [
+        "MediaBucketName",
+        "MediaQueueUrl",
+        "MediaDeadLetterQueueUrl",
+    ] {
+        let p = mutated(|t| {
+            t["Outputs"].as_object_mut().unwrap().remove(output);
+        });
+        assert_reports(&p, &format!("output {output} is missing"));
+    }
     let p = mutated(|t| {
         t["Resources"]["CrmSync"]["Properties"]["Environment"]["Variables"]
             .as_object_mut()

@@ -7,6 +7,7 @@ mod cli;
 mod crash;
 mod durability;
 mod erasure;
+mod media;
 mod outage;
 mod retention;
 mod startup;

@@ -6,6 +6,7 @@
 //! `send_result` for the sender's reports). The typed item stays in the [`Plan`] for the hooks.
 
 mod account;
+mod media;
 mod message;
 mod send_result;
 mod status;
@@ -117,6 +118,7 @@ pub fn plan(event: &Event, keywords: &ConsentKeywords) -> Result<Plan, PlanError
             Item::Erasure(e.clone()),
             vec![("erasure", Record::Erasure(e))],
         )),
+        Item::MediaResult(r) => media::plan(event, *r),
         Item::AccountUpdate(_) | Item::Unknown => Ok(account::unknown(event, item)),
     }
 }
@@ -208,6 +210,7 @@ pub fn set_contact(record: &mut Record, contact_id: &str) {
         Record::Activity(a) => a.contact_id = contact_id.to_string(),
         Record::Consent(c) => c.contact_id = contact_id.to_string(),
         Record::Unknown(u) => u.contact_id = Some(contact_id.to_string()),
+        Record::Media(m) => m.contact_id = contact_id.to_string(),
         _ => {}
     }
 }

@@ -43,6 +43,8 @@ pub enum Item {
     Consent(Box<crate::consent::ConsentEntry>),
     /// A person erased (not from Meta).
     Erasure(crate::erasure::ErasureItem),
+    /// The media pipeline's result for one file (not from Meta).
+    MediaResult(Box<crate::media::job::MediaResultItem>),
     /// Not modelled: read `event.item` (raw JSON) and `event.field`.
     Unknown,
 }
@@ -60,6 +62,7 @@ pub fn parse_item(event: &Event) -> Result<Item, serde_json::Error> {
         EventKind::SendResult => Item::SendResult(Box::new(serde_json::from_str(raw)?)),
         EventKind::Consent => Item::Consent(Box::new(serde_json::from_str(raw)?)),
         EventKind::Erasure => Item::Erasure(serde_json::from_str(raw)?),
+        EventKind::MediaResult => Item::MediaResult(Box::new(serde_json::from_str(raw)?)),
         EventKind::Unknown => Item::Unknown,
     })
 }
