@@ -263,29 +263,13 @@ fn upload_failure(f: SendFailure, size: u64) -> SendFailure {
 }
 
 /// A file part's name when the send gives none: the object's first digits and the type's
-/// usual extension (Meta reads the type from `type`; the name only labels the part).
+/// extension (Meta reads the type from `type`; the name only labels the part).
 fn default_name(object: &str, mime: &str) -> String {
-    let ext = match essence(mime).as_str() {
-        "image/jpeg" => "jpg",
-        "image/png" => "png",
-        "video/mp4" => "mp4",
-        "video/3gpp" => "3gp",
-        "audio/aac" => "aac",
-        "audio/amr" => "amr",
-        "audio/mpeg" => "mp3",
-        "audio/mp4" => "m4a",
-        "audio/ogg" => "ogg",
-        "application/pdf" => "pdf",
-        "text/plain" => "txt",
-        "application/msword" => "doc",
-        "application/vnd.openxmlformats-officedocument.wordprocessingml.document" => "docx",
-        "application/vnd.ms-excel" => "xls",
-        "application/vnd.openxmlformats-officedocument.spreadsheetml.sheet" => "xlsx",
-        "application/vnd.ms-powerpoint" => "ppt",
-        "application/vnd.openxmlformats-officedocument.presentationml.presentation" => "pptx",
-        _ => "bin",
-    };
-    format!("{}.{ext}", &object[..object.len().min(16)])
+    format!(
+        "{}.{}",
+        &object[..object.len().min(16)],
+        crate::media::extension(mime)
+    )
 }
 
 #[cfg(test)]
