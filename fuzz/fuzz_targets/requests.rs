@@ -69,6 +69,10 @@ fn sends(body: &[u8]) {
             assert!(parameters.len() <= 100 && components.len() <= 20);
             assert!(parameters.iter().all(|p| !p.trim().is_empty()));
         }
+        SendKind::Media { media } => {
+            assert!(media.digest().is_some(), "{}", media.object);
+            assert!(media.caption.as_ref().is_none_or(|c| c.chars().count() <= 1024));
+        }
     }
 
     // The stored form reads back as the same request.
@@ -94,8 +98,13 @@ fn sends(body: &[u8]) {
             category,
             parameters,
             components,
+            header,
         } => {
             canonical.insert("template".into(), json!(name));
+            if let Some(h) = header {
+                // The stored form of a file is the request's own shape.
+                canonical.insert("header".into(), serde_json::to_value(h).unwrap());
+            }
             canonical.insert("language".into(), json!(language));
             if let Some(c) = category {
                 canonical.insert("category".into(), serde_json::to_value(c).unwrap());
@@ -106,6 +115,9 @@ fn sends(body: &[u8]) {
             if !components.is_empty() {
                 canonical.insert("components".into(), json!(components));
             }
+        }
+        SendKind::Media { media } => {
+            canonical.insert("media".into(), serde_json::to_value(media).unwrap());
         }
     }
     let canonical = serde_json::to_vec(&Value::Object(canonical)).unwrap();
@@ -205,6 +217,7 @@ fn assert_same_send(a: &SendRequest, b: &SendRequest) {
     );
     match (&a.kind, &b.kind) {
         (SendKind::Text { body: x }, SendKind::Text { body: y }) => assert_eq!(x, y),
+        (SendKind::Media { media: x }, SendKind::Media { media: y }) => assert_eq!(x, y),
         (
             SendKind::Template {
                 name: n1,
@@ -212,6 +225,7 @@ fn assert_same_send(a: &SendRequest, b: &SendRequest) {
                 category: c1,
                 parameters: p1,
                 components: k1,
+                header: h1,
             },
             SendKind::Template {
                 name: n2,
@@ -219,9 +233,10 @@ fn assert_same_send(a: &SendRequest, b: &SendRequest) {
                 category: c2,
                 parameters: p2,
                 components: k2,
+                header: h2,
             },
         ) => {
-            assert_eq!((n1, l1, c1, p1), (n2, l2, c2, p2));
+            assert_eq!((n1, l1, c1, p1, h1), (n2, l2, c2, p2, h2));
             assert_eq!(k1.len(), k2.len());
             for (x, y) in k1.iter().zip(k2) {
                 assert!(json_close(x, y), "{x} != {y}");

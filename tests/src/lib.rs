@@ -477,5 +477,6 @@ pub fn sender_app(
 
 pub mod faults;
 pub mod gateway;
+pub mod multipart;
 pub mod prism;
 pub mod stores;

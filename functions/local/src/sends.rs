@@ -10,26 +10,34 @@ use wabridge_core::audit::Audit;
 use wabridge_core::auth::ApiKeys;
 use wabridge_core::config;
 use wabridge_core::consumer::{run_worker, Settle, WorkerOptions};
+use wabridge_core::media::upload::MediaLibrary;
 use wabridge_core::retry::RetryPolicy;
 use wabridge_core::sends::graph::GraphConfig;
 use wabridge_core::sends::language::LanguageMap;
+use wabridge_core::sends::media::MediaUploader;
 use wabridge_core::sends::ratelimit::RateLimiter;
 use wabridge_core::sends::sender::Sender;
 use wabridge_core::sends::service::Sends;
-use wabridge_graph::GraphClient;
-use wabridge_sqlite::{Db, SqliteEngine, SqliteQueue, SENDS_QUEUE};
+use wabridge_graph::{GraphClient, GraphUploads};
+use wabridge_sqlite::{Db, SqliteEngine, SqliteMediaUploads, SqliteQueue, SENDS_QUEUE};
 
 use crate::error::CliError;
 
 /// The sends service over the local SQLite store (see [`SqliteEngine::sends`]), with the
-/// language map of `WABRIDGE_TEMPLATE_LANGUAGES`.
-pub fn service(db: &Db, keys: Arc<ApiKeys>, audit: Audit) -> Result<Arc<Sends>, CliError> {
+/// language map of `WABRIDGE_TEMPLATE_LANGUAGES` and the stored files sends may carry.
+pub fn service(
+    db: &Db,
+    keys: Arc<ApiKeys>,
+    audit: Audit,
+    media: MediaLibrary,
+) -> Result<Arc<Sends>, CliError> {
     let languages = LanguageMap::from_lookup(|n| std::env::var(n).ok())?;
     Ok(Arc::new(
         SqliteEngine::new(db.clone())
             .sends(keys)
             .with_audit(audit)
-            .with_languages(languages),
+            .with_languages(languages)
+            .with_media(media),
     ))
 }
 
@@ -43,8 +51,8 @@ pub fn spawn_sender(
     stop: tokio::sync::watch::Receiver<bool>,
 ) -> Result<Option<tokio::task::JoinHandle<()>>, CliError> {
     let (rate, _) = config::send_rate(|name| std::env::var(name).ok())?;
-    let graph = match GraphConfig::from_env() {
-        Ok(c) => GraphClient::new(c),
+    let config = match GraphConfig::from_env() {
+        Ok(c) => c,
         // Not configured: a choice. Misconfigured: an error (below).
         Err(why @ config::ConfigError::Missing { .. }) => {
             eprintln!("warning: {why}; accepted sends stay queued until it is set");
@@ -52,12 +60,21 @@ pub fn spawn_sender(
         }
         Err(e) => return Err(e.into()),
     };
-    let sender = Sender::new(
+    let mut sender = Sender::new(
         sends.clone(),
-        Arc::new(graph),
+        Arc::new(GraphClient::new(config.clone())),
         Arc::new(RateLimiter::for_instances(rate, 1)),
     )
     .with_policy(policy);
+    if let Some(library) = sends.media() {
+        // Files go to Meta from the same number, with the same token, as the messages.
+        let uploader = MediaUploader::new(
+            library.clone(),
+            Arc::new(SqliteMediaUploads::new(db.clone())),
+            Arc::new(GraphUploads::new(config)),
+        );
+        sender = sender.with_media(Arc::new(uploader));
+    }
     let breaker = sender.breaker.clone();
     Ok(Some(tokio::spawn(run_worker(
         Arc::new(SqliteQueue::new(db.clone(), SENDS_QUEUE)),

@@ -52,7 +52,9 @@ pub async fn run(args: ServeArgs) -> Result<(), CliError> {
     let media = crate::media::LocalMedia::open(&args.data, &secrets, content_retention)?;
     let erasure = crate::erase::service(&db, &args.data).await?;
     let api = api.with_erasure(Arc::new(erasure), keys.clone());
-    let sends = crate::sends::service(&db, keys, audit)?;
+    // Files the business uploads to send live in the same store as those customers sent.
+    let library = crate::media_upload::library(&db, media.store.clone());
+    let sends = crate::sends::service(&db, keys.clone(), audit, library.clone())?;
     let api = api.with_sends(sends.clone()).with_media(media.access());
     let pressure = Pressure::new(BURST_IN_FLIGHT);
     db.defer_checkpoints_during(pressure.clone());
@@ -121,7 +123,10 @@ pub async fn run(args: ServeArgs) -> Result<(), CliError> {
         .with_media_purge(media.store.as_ref().clone(), content_retention)
         .spawn_purger(Duration::from_secs(3600), stop_rx);
 
-    let app = axum::Router::new().fallback(handle).with_state(state);
+    // `POST /media` streams its body into the media store: routed before `handle`, which reads
+    // whole bodies within the webhook limit.
+    let app = crate::media_upload::router(library, keys)
+        .merge(axum::Router::new().fallback(handle).with_state(state));
     let listener = tokio::net::TcpListener::bind(args.addr)
         .await
         .map_err(|source| CliError::Listen {
@@ -275,7 +280,7 @@ async fn handle(
     into_axum(state.api.handle(request).await)
 }
 
-fn into_axum(r: Response) -> axum::response::Response {
+pub(crate) fn into_axum(r: Response) -> axum::response::Response {
     let mut out = axum::response::Response::new(Body::from(r.body));
     *out.status_mut() = StatusCode::from_u16(r.status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
     let headers = out.headers_mut();

@@ -26,8 +26,8 @@ pub const ACTIVITY_CONTENT: &[&str] = &["text", "media", "context", "payload", "
 /// The fields of a stored unknown record that are content (the item as Meta sent it).
 pub const UNKNOWN_CONTENT: &[&str] = &["raw"];
 /// The fields of a stored send request that are content (template parameters and components,
-/// a text message's body).
-pub const SEND_CONTENT: &[&str] = &["parameters", "components", "body"];
+/// a text message's body, the file a send carries: its caption and file name).
+pub const SEND_CONTENT: &[&str] = &["parameters", "components", "body", "header", "media"];
 /// Set to `true` on a record or send request whose content was purged, so a reader can tell
 /// "purged" from "never had any".
 pub const PURGED: &str = "content_purged";

@@ -1,5 +1,6 @@
-//! Meta's Graph API over HTTP (reqwest): the sender's message client and the template sync's
-//! page source, implementing the ports `wabridge_core::sends::graph::MessageApi` and
+//! Meta's Graph API over HTTP (reqwest): the sender's message client and media upload, and the
+//! template sync's page source, implementing the ports `wabridge_core::sends::graph::MessageApi`,
+//! `wabridge_core::sends::media::MediaUploadApi` and
 //! `wabridge_core::sends::template_sync::TemplateSource`. The Conversions API client of
 //! `wabridge-attribution` builds on [`http_client`] too.
 //!
@@ -9,6 +10,7 @@ pub mod admin;
 pub mod media;
 pub mod messages;
 pub mod templates;
+pub mod upload;
 
 use std::time::Duration;
 
@@ -20,6 +22,7 @@ pub use admin::GraphTemplateAdmin;
 pub use media::{GraphMedia, MediaConfig};
 pub use messages::GraphClient;
 pub use templates::{template_sync, GraphTemplates};
+pub use upload::GraphUploads;
 
 /// The HTTP client of every Graph API call (see `wabridge_http::client`).
 pub fn http_client(timeout: Duration) -> reqwest::Client {

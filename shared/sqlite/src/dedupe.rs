@@ -72,6 +72,8 @@ pub struct SqliteDedupe {
     content: Option<crate::retention::SqliteContentPurge>,
     /// Media files past the content retention (and orphans): [`crate::media_index::purge`].
     media: Option<(crate::LocalMediaStore, Duration)>,
+    /// Expired media upload ids and uploads' details past the content retention.
+    media_uploads: Option<crate::media_uploads::SqliteMediaUploads>,
 }
 
 impl SqliteDedupe {
@@ -85,6 +87,7 @@ impl SqliteDedupe {
             audit: None,
             content: None,
             media: None,
+            media_uploads: None,
         }
     }
 
@@ -98,7 +101,19 @@ impl SqliteDedupe {
             audit: None,
             content: None,
             media: None,
+            media_uploads: None,
         }
+    }
+
+    /// Makes [`SqliteDedupe::spawn_purger`] also delete expired media upload ids and uploaded
+    /// files' details past `retention` (the content retention).
+    pub fn with_media_upload_purge(mut self, retention: Duration) -> Self {
+        self.media_uploads = Some(
+            crate::media_uploads::SqliteMediaUploads::new(self.db.clone())
+                .with_clock(self.clock.clone())
+                .with_retention(retention),
+        );
+        self
     }
 
     /// Makes [`SqliteDedupe::spawn_purger`] also delete the effects ledger's confirmed entries
@@ -228,6 +243,12 @@ impl SqliteDedupe {
                 Ok(_) => {}
                 Err(e) => tracing::warn!(error = %e, "media purge failed; retried next round"),
             }
+        }
+        if let Some(uploads) = &self.media_uploads {
+            purge_in_batches("expired media upload ids and upload details", || {
+                uploads.purge(PURGE_BATCH)
+            })
+            .await;
         }
         if let Some(sends) = &self.sends {
             let before = self.clock.now_ms().saturating_sub(PAIR_WINDOW_KEEP_MS);

@@ -57,7 +57,8 @@ impl SqliteEngine {
 
     /// The purger `wabridge serve` runs hourly ([`crate::SqliteDedupe::spawn_purger`]): expired
     /// dedupe keys and consent markers, the ledger past `retention.ledger`, ended pair windows,
-    /// audit lines past `retention.audit`, message content past `retention.content`.
+    /// audit lines past `retention.audit`, message content past `retention.content` (uploaded
+    /// files' details too), expired media upload ids.
     pub fn purger(&self, clock: crate::Clock, retention: Retentions) -> crate::SqliteDedupe {
         crate::SqliteDedupe::with_clock(self.db.clone(), clock.clone())
             .with_ledger_purge(retention.ledger)
@@ -65,6 +66,7 @@ impl SqliteEngine {
             .with_consent_key_purge()
             .with_audit_purge(self.audit(retention.audit))
             .with_content_purge(retention.content)
+            .with_media_upload_purge(retention.content)
     }
 
     /// The policy guards' stores: consent, template registry, 24-hour window.

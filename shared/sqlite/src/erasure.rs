@@ -99,6 +99,14 @@ pub const TABLES: &[(&str, &str)] = &[
         "attribution_links",
         "nothing personal: tracked campaign links",
     ),
+    (
+        "media_uploads",
+        "not linked to a person: uploaded files' details by SHA-256 (a file name may name someone: purged with message content)",
+    ),
+    (
+        "media_meta_uploads",
+        "nothing personal: Meta's media ids by file SHA-256 and number (purged after 7 days)",
+    ),
 ];
 
 #[derive(Clone, Debug)]

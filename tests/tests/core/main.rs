@@ -8,6 +8,7 @@ mod crm_http;
 mod crm_sync;
 mod outage;
 mod sends_burst;
+mod sends_media;
 mod sends_sqlite;
 mod webhook_ingest;
 mod webhook_samples;

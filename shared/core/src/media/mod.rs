@@ -14,6 +14,7 @@ pub mod record;
 pub mod serve;
 pub mod settings;
 pub mod store;
+pub mod upload;
 
 use std::fmt;
 

@@ -11,6 +11,7 @@ use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
 use crate::config;
+use crate::media::MediaKind;
 use crate::sends::classify::{classify_response, SendFailure};
 
 /// `User-Agent` of every Graph call, in the `name/1.2.3` form the spec requires.
@@ -60,11 +61,37 @@ pub struct Text {
     pub preview_url: Option<bool>,
 }
 
+/// A free-form media message: the file by the id Meta gave its upload.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct MediaMessage {
+    pub kind: MediaKind,
+    pub id: String,
+    /// Image, video and document only.
+    pub caption: Option<String>,
+    /// Documents only: the name the recipient sees.
+    pub filename: Option<String>,
+}
+
+impl MediaMessage {
+    /// The media object (`{"id", "caption"?, "filename"?}`).
+    fn object(&self) -> Value {
+        let mut v = serde_json::json!({"id": self.id});
+        if let Some(c) = &self.caption {
+            v["caption"] = Value::String(c.clone());
+        }
+        if let Some(f) = &self.filename {
+            v["filename"] = Value::String(f.clone());
+        }
+        v
+    }
+}
+
 /// What a message carries.
 #[derive(Debug, Clone, PartialEq)]
 pub enum Content {
     Template(Template),
     Text(Text),
+    Media(MediaMessage),
 }
 
 /// One message as the sender posts it.
@@ -73,8 +100,8 @@ pub struct OutboundMessage {
     pub address: Address,
     pub content: Content,
     /// Echoed by Meta in status webhooks: the send id, so statuses find their send. Sent with
-    /// templates only: Meta's spec allows no extra property on a text message, so statuses of
-    /// free-form sends find their send by the `wamid` recorded when Meta accepted it.
+    /// templates only: Meta's spec allows no extra property on a text or media message, so
+    /// statuses of free-form sends find their send by the `wamid` recorded when Meta accepted it.
     pub callback_data: String,
 }
 
@@ -107,8 +134,9 @@ impl OutboundMessage {
         let (kind, template, text, callback) = match &self.content {
             Content::Template(t) => ("template", Some(t), None, Some(self.callback_data.as_str())),
             Content::Text(t) => ("text", None, Some(t), None),
+            Content::Media(m) => (m.kind.as_str(), None, None, None),
         };
-        serde_json::to_value(Body {
+        let mut body = serde_json::to_value(Body {
             messaging_product: "whatsapp",
             recipient_type: "individual",
             to,
@@ -118,7 +146,12 @@ impl OutboundMessage {
             text,
             biz_opaque_callback_data: callback,
         })
-        .expect("message body serialises")
+        .expect("message body serialises");
+        if let Content::Media(m) = &self.content {
+            // `"type": "image", "image": {...}`: the object sits under its own kind's name.
+            body[m.kind.as_str()] = m.object();
+        }
+        body
     }
 }
 
@@ -260,6 +293,29 @@ mod tests {
         assert_eq!(v["type"], "text");
         assert_eq!(v["text"]["body"], "hola");
         assert!(v.get("biz_opaque_callback_data").is_none());
+    }
+
+    #[test]
+    fn media_goes_by_id_under_its_kind() {
+        let m = OutboundMessage {
+            address: Address::Phone("+5215512345678".into()),
+            content: Content::Media(MediaMessage {
+                kind: MediaKind::Document,
+                id: "4490709327384033".into(),
+                caption: Some("Tu factura".into()),
+                filename: Some("factura-1042.pdf".into()),
+            }),
+            callback_data: "snd_3".into(),
+        };
+        let v = m.to_json();
+        assert_eq!(v["type"], "document");
+        assert_eq!(
+            v["document"],
+            serde_json::json!({"id": "4490709327384033", "caption": "Tu factura",
+                "filename": "factura-1042.pdf"})
+        );
+        assert!(v.get("biz_opaque_callback_data").is_none());
+        assert!(v.get("link").is_none() && v["document"].get("link").is_none());
     }
 
     #[test]

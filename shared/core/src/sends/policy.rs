@@ -4,6 +4,7 @@
 
 use crate::consent::{state_of, ConsentCategory, ConsentService, ConsentState};
 use crate::error::StoreError;
+use crate::media::MediaRefusal;
 use crate::sends::request::{Category, SendKind, SendRequest};
 use crate::templates::TemplateRegistry;
 use crate::window::{is_open_at, WindowService};
@@ -16,7 +17,7 @@ pub enum Refusal {
     /// Marketing template to a contact whose latest marketing consent is an opt-out (API opt-out,
     /// STOP keyword, `user_preferences` stop, or Meta's 131050).
     MarketingOptedOut { source: String },
-    /// Free-form message outside the 24 h customer service window.
+    /// Free-form message (text or media) outside the 24 h customer service window.
     OutsideWindow,
     /// The registry knows the template as PAUSED, REJECTED or DISABLED.
     TemplateNotSendable { status: String },
@@ -28,6 +29,16 @@ pub enum Refusal {
         tried: Vec<String>,
         approved: Vec<String>,
     },
+    /// The send names a file, and this gateway keeps none (no media store: on AWS today).
+    MediaUnavailable,
+    /// No stored file has this object (never uploaded, or erased or purged since).
+    MediaObjectNotFound { object: String },
+    /// The file was not received through `POST /media` and the send gives no `mime_type`.
+    MediaTypeUnknown { object: String },
+    /// The file is outside what Meta takes for the send's media type (type or size).
+    Media(MediaRefusal),
+    /// A template's document header must be a PDF (Meta's rule for media templates).
+    HeaderNotPdf { mime: String },
 }
 
 impl Refusal {
@@ -39,6 +50,11 @@ impl Refusal {
             Refusal::TemplateNotSendable { .. } => "template_not_sendable",
             Refusal::ParameterCount { .. } => "template_parameter_count",
             Refusal::TemplateLanguageUnavailable { .. } => "template_language_unavailable",
+            Refusal::MediaUnavailable => "media_unavailable",
+            Refusal::MediaObjectNotFound { .. } => "media_object_not_found",
+            Refusal::MediaTypeUnknown { .. } => "media_type_unknown",
+            Refusal::Media(refusal) => refusal.code(),
+            Refusal::HeaderNotPdf { .. } => "media_type_not_allowed",
         }
     }
 
@@ -51,7 +67,7 @@ impl Refusal {
                 "This is a marketing template and the contact opted out of marketing messages \
                  (latest consent: opt-out from {source}); WhatsApp forbids sending it."
             ),
-            Refusal::OutsideWindow => "Free-form messages can only be sent within 24 hours of the contact's last message; \
+            Refusal::OutsideWindow => "Free-form messages (text or media) can only be sent within 24 hours of the contact's last message; \
                  send an approved template instead."
                 .into(),
             Refusal::TemplateNotSendable { status } => {
@@ -71,6 +87,20 @@ impl Refusal {
                     tried.join(", ")
                 )
             }
+            Refusal::MediaUnavailable => "This gateway keeps no media files, so it cannot send one; \
+                 send files through a gateway that serves POST /media (wabridge serve)."
+                .into(),
+            Refusal::MediaObjectNotFound { object } => format!(
+                "No stored file has the object {object}; upload it with POST /media first."
+            ),
+            Refusal::MediaTypeUnknown { object } => format!(
+                "The file {object} was not uploaded through POST /media, so its type is unknown; \
+                 give `mime_type`."
+            ),
+            Refusal::Media(refusal) => format!("{refusal}."),
+            Refusal::HeaderNotPdf { mime } => format!(
+                "A template's document header must be a PDF (Meta's rule), and the file is {mime}."
+            ),
         }
     }
 }
@@ -92,7 +122,8 @@ impl Policy {
     ) -> Result<Option<Refusal>, StoreError> {
         let contact = request.contact_ref();
         match &request.kind {
-            SendKind::Text { .. } => {
+            // A media message is free-form: the same window as text.
+            SendKind::Text { .. } | SendKind::Media { .. } => {
                 if !is_open_at(self.window.last_inbound(&contact).await?, now_ms) {
                     return Ok(Some(Refusal::OutsideWindow));
                 }

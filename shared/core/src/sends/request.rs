@@ -5,7 +5,9 @@
 //!  "language": "es_MX", "category": "UTILITY", "parameters": ["Ana", "1042"],
 //!  "components": [{"type": "header", "parameters": [...]}]}
 //! ```
-//! or a free-form message (only within the 24 h window): `{"to": "...", "text": "Hola"}`.
+//! or a free-form message (only within the 24 h window): `{"to": "...", "text": "Hola"}`, or
+//! `{"to": "...", "media": {"type": "image", "object": "<sha256 hex>", "caption": "..."}}`. A
+//! media template takes its file in `header` ([`super::attachment`]).
 
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
@@ -13,8 +15,9 @@ use sha2::{Digest, Sha256};
 
 use crate::consent::ContactRef;
 use crate::identity::{Bsuid, E164};
+use crate::sends::attachment::{Attachment, HeaderBody, MessageMediaBody};
 use crate::sends::error::RequestError;
-use crate::sends::graph::{self, Address, Content, Language, OutboundMessage};
+use crate::sends::graph::{self, Address, Content, Language, MediaMessage, OutboundMessage};
 
 /// Largest `POST /sends` body, bytes.
 pub const MAX_BODY_BYTES: usize = 64 * 1024;
@@ -35,6 +38,8 @@ pub struct SendRequestBody {
     parameters: Option<Vec<Value>>,
     components: Option<Vec<Value>>,
     text: Option<String>,
+    header: Option<HeaderBody>,
+    media: Option<MessageMediaBody>,
 }
 
 /// Meta's template categories.
@@ -70,9 +75,16 @@ pub enum SendKind {
         parameters: Vec<String>,
         #[serde(default, skip_serializing_if = "Vec::is_empty")]
         components: Vec<Value>,
+        /// A media template's header file.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        header: Option<Attachment>,
     },
     Text {
         body: String,
+    },
+    /// A free-form image, video, audio or document message.
+    Media {
+        media: Attachment,
     },
 }
 
@@ -132,21 +144,30 @@ impl TryFrom<SendRequestBody> for SendRequest {
             }
         };
 
-        let kind = match (non_empty(&body.template), non_empty(&body.text)) {
-            (Some(_), Some(_)) => {
+        let template_name = non_empty(&body.template);
+        let text_body = non_empty(&body.text);
+        let kind = match (template_name, text_body, body.media.is_some()) {
+            (Some(_), Some(_), _) => {
                 return Err(bad(
                     "template_and_text",
                     "give either `template` or `text`, not both",
                 ))
             }
-            (None, Some(t)) => text(t, &body)?,
-            (None, None) => {
+            (Some(_), None, true) | (None, Some(_), true) => {
                 return Err(bad(
-                    "missing_template",
-                    "`template` (the template name) is required",
+                    "template_and_media",
+                    "give one of `template`, `text` or `media` (a template's file goes in `header`)",
                 ))
             }
-            (Some(name), None) => template(name, body)?,
+            (None, Some(t), false) => text(t, &body)?,
+            (None, None, true) => media(body)?,
+            (None, None, false) => {
+                return Err(bad(
+                    "missing_template",
+                    "`template` (the template name) is required, or `text` or `media` for a free-form message",
+                ))
+            }
+            (Some(name), None, false) => template(name, body)?,
         };
 
         Ok(SendRequest {
@@ -166,16 +187,37 @@ fn non_empty(v: &Option<String>) -> Option<String> {
         .map(str::to_string)
 }
 
-/// A free-form `text` send: no template fields, at most 4,096 characters.
-fn text(text: String, body: &SendRequestBody) -> Result<SendKind, RequestError> {
-    if body.language.is_some()
+/// Whether a free-form body carries a template's fields.
+fn has_template_fields(body: &SendRequestBody) -> bool {
+    body.language.is_some()
         || body.category.is_some()
         || body.parameters.is_some()
         || body.components.is_some()
-    {
+        || body.header.is_some()
+}
+
+/// A free-form `media` send: no template fields.
+fn media(body: SendRequestBody) -> Result<SendKind, RequestError> {
+    if has_template_fields(&body) {
+        return Err(bad(
+            "media_with_template_fields",
+            "a `media` message takes no language, category, parameters, components or header",
+        ));
+    }
+    let media = body
+        .media
+        .ok_or_else(|| bad("invalid_media", "`media` is required"))?;
+    Ok(SendKind::Media {
+        media: Attachment::try_from(media)?,
+    })
+}
+
+/// A free-form `text` send: no template fields, at most 4,096 characters.
+fn text(text: String, body: &SendRequestBody) -> Result<SendKind, RequestError> {
+    if has_template_fields(body) {
         return Err(bad(
             "text_with_template_fields",
-            "a `text` message takes no language, category, parameters or components",
+            "a `text` message takes no language, category, parameters, components or header",
         ));
     }
     if text.chars().count() > MAX_TEXT_CHARS {
@@ -244,6 +286,7 @@ fn template(name: String, body: SendRequestBody) -> Result<SendKind, RequestErro
         }
         parameters.push(text);
     }
+    let header = body.header.map(Attachment::try_from).transpose()?;
     let components = body.components.unwrap_or_default();
     if components.len() > MAX_COMPONENTS {
         return Err(bad(
@@ -257,6 +300,12 @@ fn template(name: String, body: SendRequestBody) -> Result<SendKind, RequestErro
             return Err(bad(
                 "invalid_components",
                 format!("components[{i}].type must be header, body or button"),
+            ));
+        }
+        if kind == Some("header") && header.is_some() {
+            return Err(bad(
+                "invalid_components",
+                "give the header either in `header` or in a header component, not both",
             ));
         }
         if kind == Some("body") && !parameters.is_empty() {
@@ -278,6 +327,7 @@ fn template(name: String, body: SendRequestBody) -> Result<SendKind, RequestErro
         category,
         parameters,
         components,
+        header,
     })
 }
 
@@ -333,12 +383,37 @@ impl SendRequest {
                     })
                     .sum()
             }
-            SendKind::Text { .. } => 0,
+            SendKind::Text { .. } | SendKind::Media { .. } => 0,
         }
     }
 
-    /// The Graph API message for send `id`.
+    /// The stored file the send carries (a template's header, or a media message's), if any.
+    pub fn attachment(&self) -> Option<&Attachment> {
+        match &self.kind {
+            SendKind::Template { header, .. } => header.as_ref(),
+            SendKind::Media { media } => Some(media),
+            SendKind::Text { .. } => None,
+        }
+    }
+
+    /// [`SendRequest::attachment`], to fill in what `POST /sends` resolves.
+    pub fn attachment_mut(&mut self) -> Option<&mut Attachment> {
+        match &mut self.kind {
+            SendKind::Template { header, .. } => header.as_mut(),
+            SendKind::Media { media } => Some(media),
+            SendKind::Text { .. } => None,
+        }
+    }
+
+    /// The Graph API message for send `id`, for a send without a file (see
+    /// [`SendRequest::to_outbound_with`]).
     pub fn to_outbound(&self, id: &str) -> OutboundMessage {
+        self.to_outbound_with(id, None)
+    }
+
+    /// The Graph API message for send `id`, its file (if any) sent by `media_id`: the id Meta
+    /// gave the file's upload (the sender uploads it first; Meta's link fetching is rate-limited).
+    pub fn to_outbound_with(&self, id: &str, media_id: Option<&str>) -> OutboundMessage {
         let address = match (&self.to, &self.recipient) {
             (Some(to), _) => Address::Phone(to.to_string()),
             (None, Some(r)) => Address::Bsuid(r.to_string()),
@@ -350,9 +425,13 @@ impl SendRequest {
                 language,
                 parameters,
                 components,
+                header,
                 ..
             } => {
                 let mut components = components.clone();
+                if let Some(header) = header {
+                    components.insert(0, header_component(header, media_id.unwrap_or_default()));
+                }
                 if !parameters.is_empty() {
                     let params: Vec<Value> = parameters
                         .iter()
@@ -370,6 +449,12 @@ impl SendRequest {
                 body: body.clone(),
                 preview_url: None,
             }),
+            SendKind::Media { media } => Content::Media(MediaMessage {
+                kind: media.kind,
+                id: media_id.unwrap_or_default().to_string(),
+                caption: media.caption.clone(),
+                filename: media.filename.clone(),
+            }),
         };
         OutboundMessage {
             address,
@@ -377,6 +462,17 @@ impl SendRequest {
             callback_data: id.to_string(),
         }
     }
+}
+
+/// A template's media header, Meta's way: `{"type": "header", "parameters": [{"type":
+/// "document", "document": {"id", "filename"}}]}` (no caption: Meta takes none there).
+fn header_component(header: &Attachment, media_id: &str) -> Value {
+    let kind = header.kind.as_str();
+    let mut file = serde_json::json!({"id": media_id});
+    if let Some(name) = &header.filename {
+        file["filename"] = Value::String(name.clone());
+    }
+    serde_json::json!({"type": "header", "parameters": [{"type": kind, kind: file}]})
 }
 
 pub(crate) fn valid_language(s: &str) -> bool {
@@ -389,112 +485,4 @@ pub(crate) fn valid_language(s: &str) -> bool {
 }
 
 #[cfg(test)]
-mod tests {
-    use super::*;
-
-    fn code(body: &str) -> &'static str {
-        SendRequest::parse(body.as_bytes()).unwrap_err().code()
-    }
-
-    #[test]
-    fn valid_template_request() {
-        let r = SendRequest::parse(
-            br#"{"to": "+52 1 55 1234 5678", "template": "order_confirmation", "language": "es_MX",
-            "category": "utility", "parameters": ["Ana", 1042]}"#,
-        )
-        .unwrap();
-        assert_eq!(r.to.as_ref().map(|t| t.as_str()), Some("+525512345678"));
-        assert_eq!(r.body_parameter_count(), 2);
-        let v = r.to_outbound("snd_1").to_json();
-        assert_eq!(v["to"], "525512345678");
-        assert_eq!(
-            v["template"]["components"][0]["parameters"][1]["text"],
-            "1042"
-        );
-        assert_eq!(v["biz_opaque_callback_data"], "snd_1");
-        // Same request, other spelling: same hash.
-        let r2 = SendRequest::parse(
-            br#"{"parameters": ["Ana", "1042"], "category": "UTILITY", "language": "es_MX",
-            "template": "order_confirmation", "to": "5215512345678"}"#,
-        )
-        .unwrap();
-        assert_eq!(r.hash(), r2.hash());
-    }
-
-    #[test]
-    fn bsuid_and_to_wins() {
-        let r =
-            SendRequest::parse(br#"{"recipient": "MX.abc123", "template": "t", "language": "es"}"#)
-                .unwrap();
-        assert_eq!(r.contact, "bsuid:MX.abc123");
-        assert!(matches!(r.to_outbound("x").address, Address::Bsuid(_)));
-        let r = SendRequest::parse(br#"{"to": "+5511987654321", "recipient": "BR.abc", "template": "t", "language": "pt_BR"}"#).unwrap();
-        assert!(matches!(r.to_outbound("x").address, Address::Phone(_)));
-    }
-
-    #[test]
-    fn refusals_name_the_problem() {
-        assert_eq!(code("{"), "invalid_json");
-        assert_eq!(
-            code(r#"{"template": "t", "language": "es"}"#),
-            "missing_recipient"
-        );
-        assert_eq!(
-            code(r#"{"to": "hola", "template": "t", "language": "es"}"#),
-            "invalid_recipient"
-        );
-        assert_eq!(
-            code(r#"{"recipient": "abc", "template": "t", "language": "es"}"#),
-            "invalid_recipient"
-        );
-        assert_eq!(
-            code(r#"{"to": "+525512345678", "language": "es"}"#),
-            "missing_template"
-        );
-        // No language: the sends service picks one by country (`sends::language`).
-        let unset = SendRequest::parse(br#"{"to": "+525512345678", "template": "t"}"#).unwrap();
-        assert!(
-            matches!(&unset.kind, SendKind::Template { language, .. } if language.is_empty()),
-            "{unset:?}"
-        );
-        assert_eq!(
-            code(r#"{"to": "+525512345678", "template": "t", "language": "Spanish"}"#),
-            "invalid_language"
-        );
-        assert_eq!(
-            code(r#"{"to": "+525512345678", "template": "T!", "language": "es"}"#),
-            "invalid_template"
-        );
-        assert_eq!(
-            code(
-                r#"{"to": "+525512345678", "template": "t", "language": "es", "category": "promo"}"#
-            ),
-            "invalid_category"
-        );
-        assert_eq!(
-            code(
-                r#"{"to": "+525512345678", "template": "t", "language": "es", "parameters": [{}]}"#
-            ),
-            "invalid_parameters"
-        );
-        assert_eq!(
-            code(
-                r#"{"to": "+525512345678", "template": "t", "language": "es", "components": [{"type": "footer"}]}"#
-            ),
-            "invalid_components"
-        );
-        assert_eq!(
-            code(r#"{"to": "+525512345678", "template": "t", "text": "x"}"#),
-            "template_and_text"
-        );
-        assert_eq!(
-            code(r#"{"to": "+525512345678", "template": "t", "language": "es", "extra": 1}"#),
-            "invalid_json"
-        );
-        let big = format!(
-            r#"{{"to": "+525512345678", "text": "{}"}}"#,
-            "a".repeat(MAX_BODY_BYTES)
-        );
-        assert_eq!(code(&big), "payload_too_large");
-    }
-}
+mod tests;

@@ -14,6 +14,7 @@ use crate::queue::Delivery;
 use crate::retry::{backoff, describe, RetryPolicy};
 use crate::sends::classify::SendFailure;
 use crate::sends::graph::MessageApi;
+use crate::sends::media::{MediaUploader, PrepareError, Prepared};
 use crate::sends::ratelimit::RateLimiter;
 use crate::sends::request::SendRequest;
 use crate::sends::store::{SendError, SendRecord, SendState};
@@ -36,6 +37,8 @@ pub struct Sender {
     pub policy: RetryPolicy,
     /// The Graph API's circuit breaker.
     pub breaker: Arc<CircuitBreaker>,
+    /// Uploads the files of media sends; none fails them (`media_unavailable`).
+    pub media: Option<Arc<MediaUploader>>,
 }
 
 impl Sender {
@@ -47,7 +50,14 @@ impl Sender {
             limiter,
             policy: RetryPolicy::SENDS,
             breaker: Arc::new(CircuitBreaker::new("graph")),
+            media: None,
         }
+    }
+
+    /// Sends files too (media templates' headers, media messages).
+    pub fn with_media(mut self, media: Arc<MediaUploader>) -> Self {
+        self.media = Some(media);
+        self
     }
 
     pub fn with_policy(mut self, policy: RetryPolicy) -> Self {
@@ -212,6 +222,44 @@ impl Sender {
         }
     }
 
+    /// The send's file, before the breaker is asked: a recent upload's id, or the file opened
+    /// for upload. `Err` ends the delivery (a file gone from the store fails the send).
+    async fn prepare_media(
+        &self,
+        record: &SendRecord,
+        request: &SendRequest,
+    ) -> Result<Option<Prepared>, Outcome> {
+        let Some(attachment) = request.attachment() else {
+            return Ok(None);
+        };
+        let id = record.id.as_str();
+        let Some(media) = &self.media else {
+            let error = SendError {
+                code: "media_unavailable".into(),
+                message: "this sender has no media store to upload the file from".into(),
+            };
+            return Err(self.finish(id, SendState::Failed, Some(error), None).await);
+        };
+        match media.prepare(attachment, now_ms()).await {
+            Ok(prepared) => Ok(Some(prepared)),
+            Err(PrepareError::Store(e)) => {
+                let _ = self.sends.store.release(id).await;
+                Err(retry_store(&e))
+            }
+            Err(e) => {
+                let code = match e {
+                    PrepareError::Missing(_) => "media_object_not_found",
+                    _ => "media_unusable",
+                };
+                let error = SendError {
+                    code: code.into(),
+                    message: e.to_string(),
+                };
+                Err(self.finish(id, SendState::Failed, Some(error), None).await)
+            }
+        }
+    }
+
     /// Meta took it: record `sent`. A lost write here must not resend: retry the write.
     async fn record_sent(&self, id: &str, wamid: Option<&str>) -> Outcome {
         let mut tries = 0;
@@ -326,6 +374,10 @@ impl Handler for Sender {
         if let Some(outcome) = self.clear(&record, &request).await {
             return outcome;
         }
+        let prepared = match self.prepare_media(&record, &request).await {
+            Ok(prepared) => prepared,
+            Err(outcome) => return outcome,
+        };
         if !crate::consumer::fits(self.graph.call_budget()) {
             // The invocation ends before Meta could answer: the next delivery sends it.
             let _ = self.sends.store.release(&id).await;
@@ -342,7 +394,21 @@ impl Handler for Sender {
             return Outcome::retry(after, "Graph API unavailable (circuit open)");
         }
         let probe = admit == Admit::Probe;
-        let result = self.graph.send(&request.to_outbound(&id)).await;
+        // The upload (when the file needs one) and the message count as one call to Meta.
+        let media_id = match (prepared, &self.media) {
+            (Some(Prepared::Upload(pending)), Some(media)) => {
+                media.upload(pending, now_ms()).await.map(Some)
+            }
+            (Some(Prepared::Cached(media_id)), _) => Ok(Some(media_id)),
+            _ => Ok(None),
+        };
+        let result = match media_id {
+            Ok(media_id) => {
+                let message = request.to_outbound_with(&id, media_id.as_deref());
+                self.graph.send(&message).await
+            }
+            Err(failure) => Err(failure),
+        };
         match &result {
             // Meta's API is down or refusing our token; other failures are answers.
             Err(SendFailure::Retry { .. }) => self.breaker.failure(probe),

@@ -17,6 +17,7 @@ use crate::consent::{
 };
 use crate::error::StoreError;
 use crate::identity::E164;
+use crate::media::upload::MediaLibrary;
 use crate::queue::{OutgoingMessage, Queue};
 use crate::sends::error::{RequestError, SendsError};
 use crate::sends::language::{choose, LanguageMap};
@@ -66,6 +67,8 @@ pub struct Sends {
     audit: Audit,
     /// The language of a template send without one, by the recipient's country.
     languages: Arc<LanguageMap>,
+    /// The stored files sends may carry; none refuses sends with a file (`media_unavailable`).
+    media: Option<MediaLibrary>,
 }
 
 /// The sends queue's message: the send's id (the sender reads the rest from the store).
@@ -101,7 +104,19 @@ impl Sends {
             keys,
             audit: Audit::none(),
             languages: Arc::new(LanguageMap::default()),
+            media: None,
         }
+    }
+
+    /// The stored files sends may carry (`header`, `media`), checked at `POST /sends`.
+    pub fn with_media(mut self, media: MediaLibrary) -> Sends {
+        self.media = Some(media);
+        self
+    }
+
+    /// The stored files, when this gateway keeps them.
+    pub fn media(&self) -> Option<&MediaLibrary> {
+        self.media.as_ref()
     }
 
     /// The country → language map for template sends without `language`
@@ -171,6 +186,16 @@ impl Sends {
         self.choose_language(&mut request).await?;
         if let Some(refusal) = self.policy.check(&request, now_ms()).await? {
             return Err(SendsError::Refused(refusal));
+        }
+        // After the guards: a send they refuse is refused the same with or without a file.
+        let header = matches!(request.kind, SendKind::Template { .. });
+        let contact = request.contact.clone();
+        if let Some(attachment) = request.attachment_mut() {
+            let media = self.media.as_ref();
+            let resolved = super::media::resolve(media, attachment, header, &contact).await?;
+            if let Some(refusal) = resolved {
+                return Err(SendsError::Refused(refusal));
+            }
         }
         let now = now_ms();
         let record = SendRecord {

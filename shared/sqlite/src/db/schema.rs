@@ -21,6 +21,7 @@ const SCHEMAS: &[&str] = &[
     crate::audit::SCHEMA,
     crate::erasure::SCHEMA,
     crate::media_index::SCHEMA,
+    crate::media_uploads::SCHEMA,
 ];
 
 /// Current schema version, kept in `PRAGMA user_version`.
