@@ -71,7 +71,10 @@ fn sends(body: &[u8]) {
         }
         SendKind::Media { media } => {
             assert!(media.digest().is_some(), "{}", media.object);
-            assert!(media.caption.as_ref().is_none_or(|c| c.chars().count() <= 1024));
+            assert!(media
+                .caption
+                .as_ref()
+                .is_none_or(|c| c.chars().count() <= 1024));
         }
     }
 
