@@ -14,7 +14,6 @@ use wabridge_core::auth::ApiKeys;
 use wabridge_core::config;
 use wabridge_core::dedupe::DEFAULT_DEDUPE_TTL;
 use wabridge_core::ingest::{IngestConfig, IngestService};
-use wabridge_core::media::settings::MEDIA_BUCKET;
 use wabridge_core::media::upload::MediaLibrary;
 use wabridge_core::sends::language::LanguageMap;
 use wabridge_core::sends::service::NoEvents;
@@ -84,7 +83,7 @@ impl Settings {
                 settings.optional(name)
             })?,
             template_languages: LanguageMap::from_lookup(|name| settings.optional(name))?,
-            media_bucket: settings.optional(MEDIA_BUCKET),
+            media_bucket: settings.optional(config::MEDIA_BUCKET),
         })
     }
 }

@@ -35,7 +35,6 @@ use wabridge_aws::sdk::SdkConfig;
 use wabridge_core::auth::ApiKeys;
 use wabridge_core::config;
 use wabridge_core::consumer::Handler;
-use wabridge_core::media::settings::MEDIA_BUCKET;
 use wabridge_core::media::upload::MediaLibrary;
 use wabridge_core::queue::Queue;
 use wabridge_core::retry::RetryPolicy;
@@ -91,10 +90,13 @@ pub async fn cold_start() -> Result<App, lambda_runtime::Error> {
     let (rate, instances) = config::send_rate(lookup)?;
     let (_, policy) = config::retry_policies(lookup)?;
     let engine = AwsEngine::new(sdk, table);
-    let media = lookup(MEDIA_BUCKET)
+    let media = lookup(config::MEDIA_BUCKET)
         .map(|bucket| Arc::new(media_uploader(sdk, &engine, bucket, graph_config)));
     if media.is_none() {
-        tracing::warn!("{MEDIA_BUCKET} is not set: sends with a file fail (media_unavailable)");
+        tracing::warn!(
+            "{} is not set: sends with a file fail (media_unavailable)",
+            config::MEDIA_BUCKET
+        );
     }
     let mut app = build_with_media(
         engine,
