@@ -14,6 +14,7 @@ use wabridge_core::auth::ApiKeys;
 use wabridge_core::config;
 use wabridge_core::dedupe::DEFAULT_DEDUPE_TTL;
 use wabridge_core::ingest::{IngestConfig, IngestService};
+use wabridge_core::media::upload::MediaLibrary;
 use wabridge_core::sends::language::LanguageMap;
 use wabridge_core::sends::service::NoEvents;
 
@@ -39,6 +40,10 @@ pub struct Settings {
     pub content_retention: std::time::Duration,
     /// `WABRIDGE_TEMPLATE_LANGUAGES`: the language of a template send without one.
     pub template_languages: LanguageMap,
+    /// `MEDIA_BUCKET`: the stack keeps files, so `/sends` takes `header` and `media` (checked
+    /// against the uploads' details in the table; the sender reads the bucket). Without it
+    /// they are refused (`media_unavailable`).
+    pub media_bucket: Option<String>,
 }
 
 impl std::fmt::Debug for Settings {
@@ -49,6 +54,7 @@ impl std::fmt::Debug for Settings {
             .field("events_queue_url", &self.events_queue_url)
             .field("sends_queue_url", &self.sends_queue_url)
             .field("claim_check_bucket", &self.claim_check_bucket)
+            .field("media_bucket", &self.media_bucket)
             .field("api_keys", &self.api_keys)
             .finish_non_exhaustive()
     }
@@ -77,6 +83,7 @@ impl Settings {
                 settings.optional(name)
             })?,
             template_languages: LanguageMap::from_lookup(|name| settings.optional(name))?,
+            media_bucket: settings.optional(config::MEDIA_BUCKET),
         })
     }
 }
@@ -110,16 +117,22 @@ pub fn build_api(sdk: &SdkConfig, settings: Settings) -> Api {
     match settings.sends_queue_url {
         // Ingest only sends to the queue: it has no use for (nor IAM access to) its DLQ.
         Some(url) => {
-            api = api.with_sends(Arc::new(
-                engine
-                    .sends(
-                        Arc::new(engine.producer(url)),
-                        Arc::new(NoEvents),
-                        settings.api_keys,
-                    )
-                    .with_audit(engine.audit(settings.audit_retention))
-                    .with_languages(settings.template_languages),
-            ));
+            let mut sends = engine
+                .sends(
+                    Arc::new(engine.producer(url)),
+                    Arc::new(NoEvents),
+                    settings.api_keys,
+                )
+                .with_audit(engine.audit(settings.audit_retention))
+                .with_languages(settings.template_languages);
+            if settings.media_bucket.is_some() {
+                // The uploads' details in the table, not the bucket: this function does not
+                // link S3 (package size, no S3 call on the request's path). The sender opens
+                // the file and fails a send whose file is gone (`media_object_not_found`).
+                sends =
+                    sends.with_media(MediaLibrary::catalog_only(Arc::new(engine.media_uploads())));
+            }
+            api = api.with_sends(Arc::new(sends));
         }
         None => tracing::warn!(
             "{} is not set: /sends and /consents are not served",

@@ -19,24 +19,33 @@
 //! EventBridge schedule invokes it with [`TEMPLATE_SYNC_INPUT`]; see [`invoke`]), so on AWS too
 //! `POST /sends` checks parameter counts, categories and statuses against what Meta holds. It
 //! needs `WHATSAPP_BUSINESS_ACCOUNT_ID`; without it the schedule is off and the sync disabled.
+//!
+//! With `MEDIA_BUCKET` the sender sends files too (media templates' headers, media messages):
+//! [`media_uploader`] uploads each from the S3 media store to Meta once per number and sends by
+//! id, Meta's ids remembered in the table. Without it a send with a file fails
+//! `media_unavailable`.
 
 use std::sync::Arc;
 
 use aws_lambda_events::event::sqs::{SqsBatchResponse, SqsEvent};
 use serde_json::{json, Value};
 use wabridge_aws::engine::AwsEngine;
+use wabridge_aws::s3_media::S3MediaStore;
+use wabridge_aws::sdk::SdkConfig;
 use wabridge_core::auth::ApiKeys;
 use wabridge_core::config;
 use wabridge_core::consumer::Handler;
+use wabridge_core::media::upload::MediaLibrary;
 use wabridge_core::queue::Queue;
 use wabridge_core::retry::RetryPolicy;
 use wabridge_core::sends::events::QueueEvents;
 use wabridge_core::sends::graph::GraphConfig;
+use wabridge_core::sends::media::MediaUploader;
 use wabridge_core::sends::ratelimit::RateLimiter;
 use wabridge_core::sends::sender::Sender;
 use wabridge_core::sends::template_sync::{TemplateSync, TemplateSyncConfig};
 use wabridge_core::templates::TemplateRegistry;
-use wabridge_graph::GraphClient;
+use wabridge_graph::{GraphClient, GraphUploads};
 
 /// Messages of one batch handled at once (the limiter paces them).
 pub const CONCURRENCY: usize = 10;
@@ -76,11 +85,21 @@ pub async fn cold_start() -> Result<App, lambda_runtime::Error> {
     // Fails closed: without the events queue, sends ending here would never reach the CRM.
     let events_url = need(config::EVENTS_QUEUE_URL)?;
     // Fails closed: no token or phone number id, no sender.
-    let graph = GraphClient::new(GraphConfig::from_lookup(lookup)?);
+    let graph_config = GraphConfig::from_lookup(lookup)?;
+    let graph = GraphClient::new(graph_config.clone());
     let (rate, instances) = config::send_rate(lookup)?;
     let (_, policy) = config::retry_policies(lookup)?;
-    let mut app = build(
-        AwsEngine::new(sdk, table),
+    let engine = AwsEngine::new(sdk, table);
+    let media = lookup(config::MEDIA_BUCKET)
+        .map(|bucket| Arc::new(media_uploader(sdk, &engine, bucket, graph_config)));
+    if media.is_none() {
+        tracing::warn!(
+            "{} is not set: sends with a file fail (media_unavailable)",
+            config::MEDIA_BUCKET
+        );
+    }
+    let mut app = build_with_media(
+        engine,
         Names {
             queue_url,
             dlq_url,
@@ -89,6 +108,7 @@ pub async fn cold_start() -> Result<App, lambda_runtime::Error> {
         graph,
         RateLimiter::for_instances(rate, instances),
         policy,
+        media,
     );
     match TemplateSyncConfig::from_lookup(lookup) {
         Ok(config) => app = app.with_template_sync(config),
@@ -112,7 +132,21 @@ pub struct Names {
     pub events_url: String,
 }
 
-/// The sender over the AWS engine (what [`cold_start`] builds from the environment).
+/// Files of media sends, read from the S3 media store in `bucket` and uploaded to Meta as the
+/// number and token of `graph` (the messages'); Meta's ids and what uploads recorded are in the
+/// engine's table.
+pub fn media_uploader(
+    sdk: &SdkConfig,
+    engine: &AwsEngine,
+    bucket: impl Into<String>,
+    graph: GraphConfig,
+) -> MediaUploader {
+    let uploads = Arc::new(engine.media_uploads());
+    let library = MediaLibrary::new(Arc::new(S3MediaStore::new(sdk, bucket)), uploads.clone());
+    MediaUploader::new(library, uploads, Arc::new(GraphUploads::new(graph)))
+}
+
+/// The sender over the AWS engine, sending no files (see [`build_with_media`]).
 pub fn build(
     engine: AwsEngine,
     names: Names,
@@ -120,15 +154,30 @@ pub fn build(
     limiter: RateLimiter,
     policy: RetryPolicy,
 ) -> App {
+    build_with_media(engine, names, graph, limiter, policy, None)
+}
+
+/// The sender over the AWS engine (what [`cold_start`] builds from the environment); `media`
+/// sends files, none fails sends with one (`media_unavailable`).
+pub fn build_with_media(
+    engine: AwsEngine,
+    names: Names,
+    graph: GraphClient,
+    limiter: RateLimiter,
+    policy: RetryPolicy,
+    media: Option<Arc<MediaUploader>>,
+) -> App {
     let queue: Arc<dyn Queue> = Arc::new(engine.queue(names.queue_url, names.dlq_url));
     let events = QueueEvents::new(Arc::new(engine.producer(names.events_url)));
     // The sender serves no HTTP.
     let sends = engine.sends(queue.clone(), Arc::new(events), Arc::new(ApiKeys::none()));
     let templates = sends.policy.templates.clone();
+    let mut sender = Sender::new(sends, Arc::new(graph), Arc::new(limiter)).with_policy(policy);
+    if let Some(media) = media {
+        sender = sender.with_media(media);
+    }
     App {
-        handler: Arc::new(
-            Sender::new(sends, Arc::new(graph), Arc::new(limiter)).with_policy(policy),
-        ),
+        handler: Arc::new(sender),
         queue,
         policy,
         templates,

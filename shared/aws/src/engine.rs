@@ -25,8 +25,9 @@ use wabridge_core::window::WindowService;
 
 use crate::dynamo::{
     attribution::DynamoAttribution, audit::DynamoAudit, consent::DynamoConsent,
-    dedupe::DynamoDedupe, identity::DynamoIdentityStore, ledger::DynamoLedger, sends::DynamoSends,
-    templates::DynamoTemplates, window::DynamoWindow,
+    dedupe::DynamoDedupe, identity::DynamoIdentityStore, ledger::DynamoLedger,
+    media_uploads::DynamoMediaUploads, sends::DynamoSends, templates::DynamoTemplates,
+    window::DynamoWindow,
 };
 use crate::s3::S3Blobs;
 use crate::sqs::SqsQueue;
@@ -168,6 +169,13 @@ impl AwsEngine {
             events,
             keys,
         )
+    }
+
+    /// What uploads recorded of the files sends carry, and Meta's media ids of the files the
+    /// sender uploaded (details kept for the content retention).
+    pub fn media_uploads(&self) -> DynamoMediaUploads {
+        DynamoMediaUploads::new(self.dynamo.clone(), self.table.clone())
+            .with_retention(self.content_retention)
     }
 
     /// crm-sync over the table: identities, the effects ledger (kept `ledger_retention`),

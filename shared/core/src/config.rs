@@ -60,6 +60,9 @@ pub const SENDS_DLQ_URL: &str = "SENDS_DLQ_URL";
 /// SQS there, crm-sync reads them back. Unset: oversized events are refused (503) and crm-sync
 /// retries the pointers it cannot read.
 pub const CLAIM_CHECK_BUCKET: &str = "CLAIM_CHECK_BUCKET";
+/// S3 bucket of the media files (`media::settings`, `wabridge_aws::s3_media`): on AWS the
+/// sender uploads media sends' files from it, and ingest's `POST /sends` takes files with it.
+pub const MEDIA_BUCKET: &str = "MEDIA_BUCKET";
 /// ARN of the Secrets Manager secret (a JSON object keyed by the secret names above) that the
 /// Lambdas read once per cold start. Secrets are never plain environment variables on AWS.
 pub const WABRIDGE_SECRETS_ARN: &str = "WABRIDGE_SECRETS_ARN";

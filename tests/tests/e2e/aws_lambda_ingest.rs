@@ -72,6 +72,7 @@ impl Stack {
                 audit_retention: wabridge_tests::AUDIT_RETENTION,
                 content_retention: wabridge_tests::CONTENT_RETENTION,
                 template_languages: Default::default(),
+                media_bucket: None,
             },
         )
     }
@@ -274,6 +275,7 @@ async fn an_unreachable_store_is_a_503_not_a_500() {
             audit_retention: wabridge_tests::AUDIT_RETENTION,
             content_retention: wabridge_tests::CONTENT_RETENTION,
             template_languages: Default::default(),
+            media_bucket: None,
         },
     );
     let resp = handle(&api, request("function-url-webhook-post.json"))
@@ -350,6 +352,7 @@ async fn the_lambda_serves_sends_and_links_with_the_api_key_over_dynamodb_and_sq
                 "AR=es_AR|es_MX,*=en_US",
             )
             .unwrap(),
+            media_bucket: None,
         },
     );
     let body = r#"{"to": "+52 1 55 1234 5678", "template": "order_update", "language": "es_MX", "category": "UTILITY"}"#;

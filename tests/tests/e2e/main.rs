@@ -27,6 +27,7 @@ mod retention_dynamo;
 mod sends_contract;
 mod sends_dynamo;
 mod sends_lambda;
+mod sends_media_lambda;
 mod sends_report;
 mod sends_serve;
 mod templates_files;

@@ -25,23 +25,23 @@ const PHONE_NUMBER_ID: &str = "106540352242922";
 
 /// One request the front passed to Prism, and Prism's answer.
 #[derive(Debug, Clone)]
-struct Seen {
-    path: String,
-    content_type: String,
-    body: Vec<u8>,
-    status: u16,
-    answer: Value,
+pub(crate) struct Seen {
+    pub(crate) path: String,
+    pub(crate) content_type: String,
+    pub(crate) body: Vec<u8>,
+    pub(crate) status: u16,
+    pub(crate) answer: Value,
 }
 
 /// The loopback "Graph API": forwards every request to Prism and records it with the answer.
-struct Front {
-    url: String,
+pub(crate) struct Front {
+    pub(crate) url: String,
     seen: Arc<Mutex<Vec<Seen>>>,
     _task: tokio::task::JoinHandle<()>,
 }
 
 impl Front {
-    fn seen(&self, suffix: &str) -> Vec<Seen> {
+    pub(crate) fn seen(&self, suffix: &str) -> Vec<Seen> {
         let seen = self.seen.lock().unwrap();
         seen.iter()
             .filter(|s| s.path.ends_with(suffix))
@@ -50,7 +50,7 @@ impl Front {
     }
 }
 
-async fn front(upstream: &str) -> Front {
+pub(crate) async fn front(upstream: &str) -> Front {
     use axum::body::Bytes;
     use axum::extract::State;
     use axum::http::{HeaderMap, StatusCode, Uri};
@@ -178,7 +178,7 @@ async fn send_factura(gw: &Gateway, to: &str, object: &str) -> String {
 }
 
 /// A PDF of `size` bytes (its first and last lines are a PDF's).
-fn pdf(size: usize) -> Vec<u8> {
+pub(crate) fn pdf(size: usize) -> Vec<u8> {
     let mut b = b"%PDF-1.4\n".to_vec();
     b.extend((0..size.saturating_sub(16)).map(|i| (i % 251) as u8));
     b.extend_from_slice(b"\n%%EOF\n");
@@ -190,7 +190,7 @@ fn sha256_hex(b: &[u8]) -> String {
 }
 
 /// The upload Meta received: Meta's three fields, the file byte for byte, accepted by Prism.
-fn check_upload(seen: &Seen, mime: &str, file: &[u8]) {
+pub(crate) fn check_upload(seen: &Seen, mime: &str, file: &[u8]) {
     assert_eq!(
         seen.status, 200,
         "Prism refused the upload: {}",

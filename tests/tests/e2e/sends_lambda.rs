@@ -56,7 +56,7 @@ async fn receiver() -> (String, Arc<Mutex<Vec<Value>>>) {
 
 /// Receives exactly `n` messages from `url` (a real SQS receive) as the Lambda event SQS would
 /// deliver; panics if fewer arrive within 20 s or more are waiting.
-async fn receive(aws: &Aws, url: &str, n: usize) -> SqsEvent {
+pub(crate) async fn receive(aws: &Aws, url: &str, n: usize) -> SqsEvent {
     let mut records = Vec::new();
     let deadline = tokio::time::Instant::now() + Duration::from_secs(20);
     while records.len() < n {

@@ -116,6 +116,14 @@ pub const FAMILIES: &[(&str, &str)] = &[
         "nothing of a customer: who applied which template file (expires with the audit trail)",
     ),
     ("attrlink", "nothing personal: tracked campaign links"),
+    (
+        super::media_uploads::UPLOAD_FAMILY,
+        "not linked to a person: uploaded files' type, size and name by SHA-256 (a file name may name someone: expires with send content)",
+    ),
+    (
+        super::media_uploads::META_ID_FAMILY,
+        "nothing personal: Meta's media ids by file SHA-256 and number (expire after 7 days)",
+    ),
 ];
 
 type Item = std::collections::HashMap<String, AttributeValue>;

@@ -19,7 +19,7 @@ pub const WABRIDGE_MEDIA: &str = "WABRIDGE_MEDIA";
 pub const WABRIDGE_PUBLIC_URL: &str = "WABRIDGE_PUBLIC_URL";
 pub const WABRIDGE_MEDIA_LINK_KEY: &str = "WABRIDGE_MEDIA_LINK_KEY";
 pub const MEDIA_QUEUE_URL: &str = "MEDIA_QUEUE_URL";
-pub const MEDIA_BUCKET: &str = "MEDIA_BUCKET";
+pub use crate::config::MEDIA_BUCKET;
 
 #[derive(Debug, Clone)]
 pub struct MediaSettings {

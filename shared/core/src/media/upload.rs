@@ -156,7 +156,9 @@ impl From<&ObjectInfo> for Uploaded {
 /// A stored object as a send finds it.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Located {
-    pub size: u64,
+    /// `None` when the library cannot reach the files (see [`MediaLibrary::catalog_only`]):
+    /// the sender checks the size when it opens the file.
+    pub size: Option<u64>,
     /// Known when the gateway received the file (`POST /media`).
     pub mime_type: Option<String>,
     pub filename: Option<String>,
@@ -165,7 +167,8 @@ pub struct Located {
 /// The stored files and what the gateway knows of them. Cheap to clone.
 #[derive(Clone)]
 pub struct MediaLibrary {
-    store: Arc<dyn MediaStore>,
+    /// `None` where the files are out of reach ([`MediaLibrary::catalog_only`]).
+    store: Option<Arc<dyn MediaStore>>,
     catalog: Arc<dyn MediaCatalog>,
     index: Option<Arc<dyn MediaIndex>>,
 }
@@ -173,7 +176,21 @@ pub struct MediaLibrary {
 impl MediaLibrary {
     pub fn new(store: Arc<dyn MediaStore>, catalog: Arc<dyn MediaCatalog>) -> MediaLibrary {
         MediaLibrary {
-            store,
+            store: Some(store),
+            catalog,
+            index: None,
+        }
+    }
+
+    /// A library that knows what uploads recorded but cannot reach the files: the AWS ingest
+    /// function, which does not link S3 (its package stays small and `POST /sends` makes no S3
+    /// call). [`MediaLibrary::locate`] then trusts the catalog, and takes an object it does not
+    /// list as one the gateway did not receive (the send must name its type); whether the
+    /// bytes are stored, and their size for an unlisted one, the sender checks when it opens
+    /// the file (`media_object_not_found`, `media_too_large`). Uploads are refused.
+    pub fn catalog_only(catalog: Arc<dyn MediaCatalog>) -> MediaLibrary {
+        MediaLibrary {
+            store: None,
             catalog,
             index: None,
         }
@@ -199,8 +216,9 @@ impl MediaLibrary {
         }
     }
 
-    pub fn store(&self) -> &Arc<dyn MediaStore> {
-        &self.store
+    /// The files, unless this library cannot reach them ([`MediaLibrary::catalog_only`]).
+    pub fn store(&self) -> Option<&Arc<dyn MediaStore>> {
+        self.store.as_ref()
     }
 
     /// Starts an upload of a file of `mime_type` (the request's `Content-Type`), `declared`
@@ -222,7 +240,11 @@ impl MediaLibrary {
             None => None,
             Some(f) => Some(clean_filename(f).ok_or(UploadError::BadFilename)?),
         };
-        let object = self.store.begin().await?;
+        let store = self
+            .store
+            .as_ref()
+            .ok_or_else(|| StoreError::Unavailable("this gateway stores no uploads here".into()))?;
+        let object = store.begin().await?;
         Ok(Upload {
             object: Some(object),
             hasher: Sha256::new(),
@@ -237,21 +259,31 @@ impl MediaLibrary {
     }
 
     /// The object `sha256` names, when it is stored: its size, and what the upload said of it.
+    /// A [`MediaLibrary::catalog_only`] library answers from the catalog alone (see there).
     pub async fn locate(&self, sha256: &Sha256Digest) -> Result<Option<Located>, StoreError> {
         let key = sha256.object_key();
         if let Some(info) = self.catalog.get(sha256).await? {
             // The file may have gone (erasure, retention) while its entry stayed.
-            if !self.store.exists(&key).await? {
-                return Ok(None);
+            if let Some(store) = &self.store {
+                if !store.exists(&key).await? {
+                    return Ok(None);
+                }
             }
             return Ok(Some(Located {
-                size: info.size,
+                size: Some(info.size),
                 mime_type: Some(info.mime_type),
                 filename: info.filename,
             }));
         }
-        Ok(self.store.open(&key).await?.map(|object| Located {
-            size: object.size,
+        let Some(store) = &self.store else {
+            return Ok(Some(Located {
+                size: None,
+                mime_type: None,
+                filename: None,
+            }));
+        };
+        Ok(store.open(&key).await?.map(|object| Located {
+            size: Some(object.size),
             mime_type: None,
             filename: None,
         }))

@@ -20,7 +20,7 @@ use async_trait::async_trait;
 use crate::clock::now_ms;
 use crate::error::StoreError;
 use crate::media::upload::{essence, MediaLibrary};
-use crate::media::MediaKind;
+use crate::media::{MediaKind, MediaRefusal};
 use crate::sends::attachment::Attachment;
 use crate::sends::classify::SendFailure;
 use crate::sends::policy::Refusal;
@@ -56,7 +56,8 @@ pub async fn resolve(
             object: attachment.object.clone(),
         }));
     };
-    if let Err(refusal) = attachment.kind.check(&mime, found.size, false) {
+    // An unknown size (a catalog-only library) is checked by the sender when it opens the file.
+    if let Err(refusal) = attachment.kind.check(&mime, found.size.unwrap_or(0), false) {
         return Ok(Some(Refusal::Media(refusal)));
     }
     if header && attachment.kind == MediaKind::Document && essence(&mime) != "application/pdf" {
@@ -150,6 +151,10 @@ pub enum PrepareError {
     /// The stored request's file cannot be sent (no type recorded): terminal.
     #[error("{0}")]
     Unusable(String),
+    /// The stored file is outside Meta's types or size for the send's media type (a size only
+    /// the sender could check: see `MediaLibrary::catalog_only`): terminal.
+    #[error(transparent)]
+    Refused(#[from] MediaRefusal),
     #[error(transparent)]
     Store(#[from] StoreError),
 }
@@ -197,9 +202,14 @@ impl MediaUploader {
         let digest = attachment
             .digest()
             .ok_or_else(|| PrepareError::Missing(attachment.object.clone()))?;
-        let Some(stored) = self.library.store().open(&digest.object_key()).await? else {
+        let store = self.library.store().ok_or_else(|| {
+            PrepareError::Unusable("this sender's media library reaches no files".into())
+        })?;
+        let Some(stored) = store.open(&digest.object_key()).await? else {
             return Err(PrepareError::Missing(attachment.object.clone()));
         };
+        // `POST /sends` may not have known the size (`MediaLibrary::catalog_only`).
+        attachment.kind.check(&mime_type, stored.size, false)?;
         let filename = attachment
             .filename
             .clone()

@@ -88,7 +88,8 @@ impl Refusal {
                 )
             }
             Refusal::MediaUnavailable => "This gateway keeps no media files, so it cannot send one; \
-                 send files through a gateway that serves POST /media (wabridge serve)."
+                 send files through a gateway with a media store (wabridge serve, or an AWS stack \
+                 with MEDIA_BUCKET)."
                 .into(),
             Refusal::MediaObjectNotFound { object } => format!(
                 "No stored file has the object {object}; upload it with POST /media first."

@@ -249,6 +249,7 @@ impl Sender {
             Err(e) => {
                 let code = match e {
                     PrepareError::Missing(_) => "media_object_not_found",
+                    PrepareError::Refused(ref r) => r.code(),
                     _ => "media_unusable",
                 };
                 let error = SendError {

@@ -56,7 +56,7 @@ async fn files_that_cannot_go_are_refused_naming_the_problem() {
 
     // A file the gateway did not receive itself (a customer's, stored by the inbound fetch)
     // needs its type named; then it goes.
-    let mut pending = s.library.store().begin().await.unwrap();
+    let mut pending = s.library.store().unwrap().begin().await.unwrap();
     let jpeg = b"\xff\xd8\xff\xe0 a customer's photo".to_vec();
     pending.write(&jpeg).await.unwrap();
     let digest = wabridge_core::media::Sha256Digest::of(&jpeg);

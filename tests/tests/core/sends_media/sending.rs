@@ -187,6 +187,7 @@ async fn a_file_gone_before_the_sender_fails_the_send() {
     // Erased (or purged) while the send waited.
     s.library
         .store()
+        .unwrap()
         .delete(&info.sha256.object_key())
         .await
         .unwrap();

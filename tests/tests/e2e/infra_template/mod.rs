@@ -186,6 +186,8 @@ struct Lambda {
     sends_to: &'static [&'static str],
     /// What it does with the claim-check bucket's objects (S3 object actions).
     claim_check: &'static [&'static str],
+    /// What it does with the media bucket (S3 actions).
+    media: &'static [&'static str],
 }
 
 const INGEST_ENV: &[&str] = &[
@@ -195,6 +197,7 @@ const INGEST_ENV: &[&str] = &[
     config::CLAIM_CHECK_BUCKET,
     config::WABRIDGE_SECRETS_ARN,
     config::WABRIDGE_MAX_BODY_BYTES,
+    config::MEDIA_BUCKET,
 ];
 const ATTRIBUTION_ENV: &[&str] = &[
     config::WABRIDGE_TABLE,
@@ -224,6 +227,7 @@ const SENDER_ENV: &[&str] = &[
     config::WHATSAPP_API_VERSION,
     config::WABRIDGE_SENDS_PER_SECOND,
     config::WABRIDGE_SENDER_INSTANCES,
+    config::MEDIA_BUCKET,
 ];
 
 const LAMBDAS: &[Lambda] = &[
@@ -235,6 +239,7 @@ const LAMBDAS: &[Lambda] = &[
         sends_to: &["EventsQueue", "SendsQueue"],
         // Writes events too large for SQS.
         claim_check: &["s3:PutObject"],
+        media: &[],
     },
     Lambda {
         id: "Attribution",
@@ -243,6 +248,7 @@ const LAMBDAS: &[Lambda] = &[
         consumes: None,
         sends_to: &[],
         claim_check: &[],
+        media: &[],
     },
     Lambda {
         id: "CrmSync",
@@ -254,6 +260,7 @@ const LAMBDAS: &[Lambda] = &[
         sends_to: &["EventsDlq", "EventsQueue"],
         // Reads them back, tombstones and deletes them once done.
         claim_check: &["s3:GetObject", "s3:PutObject", "s3:DeleteObject"],
+        media: &[],
     },
     Lambda {
         id: "Sender",
@@ -263,6 +270,8 @@ const LAMBDAS: &[Lambda] = &[
         // Terminal send errors with their reason; send_result events for crm-sync.
         sends_to: &["SendsDlq", "EventsQueue"],
         claim_check: &[],
+        // Reads media sends' files; ListBucket so a missing key is 404, not 403.
+        media: &["s3:GetObject", "s3:ListBucket"],
     },
 ];
 
