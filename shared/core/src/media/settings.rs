@@ -15,11 +15,11 @@ use super::links::LinkSigner;
 use super::pipeline::LinkSettings;
 use crate::config::{ConfigError, Settings};
 
-pub const WABRIDGE_MEDIA: &str = "WABRIDGE_MEDIA";
-pub const WABRIDGE_PUBLIC_URL: &str = "WABRIDGE_PUBLIC_URL";
-pub const WABRIDGE_MEDIA_LINK_KEY: &str = "WABRIDGE_MEDIA_LINK_KEY";
-pub const MEDIA_QUEUE_URL: &str = "MEDIA_QUEUE_URL";
-pub const MEDIA_BUCKET: &str = "MEDIA_BUCKET";
+// The names live in config.rs, the one list the SAM template is checked against.
+pub use crate::config::{
+    MEDIA_BUCKET, MEDIA_DLQ_URL, MEDIA_QUEUE_URL, WABRIDGE_MEDIA, WABRIDGE_MEDIA_LINK_KEY,
+    WABRIDGE_PUBLIC_URL,
+};
 
 #[derive(Debug, Clone)]
 pub struct MediaSettings {
