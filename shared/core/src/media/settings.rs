@@ -21,6 +21,20 @@ pub use crate::config::{
     WABRIDGE_PUBLIC_URL,
 };
 
+/// `WABRIDGE_MEDIA` through `get`: whether inbound media is fetched (crm-sync then enqueues
+/// jobs), without the rest of the settings, which only the media consumer and the gateway need.
+pub fn enabled(get: impl Fn(&str) -> Option<String>) -> Result<bool, ConfigError> {
+    match Settings::new(get).optional(WABRIDGE_MEDIA).as_deref() {
+        None | Some("on") => Ok(true),
+        Some("off") => Ok(false),
+        Some(other) => Err(ConfigError::Invalid {
+            name: WABRIDGE_MEDIA,
+            value: other.into(),
+            expected: "on or off",
+        }),
+    }
+}
+
 #[derive(Debug, Clone)]
 pub struct MediaSettings {
     pub enabled: bool,
@@ -36,18 +50,8 @@ impl MediaSettings {
         get: impl Fn(&str) -> Option<String>,
         content_retention: Duration,
     ) -> Result<MediaSettings, ConfigError> {
+        let enabled = enabled(&get)?;
         let settings = Settings::new(get);
-        let enabled = match settings.optional(WABRIDGE_MEDIA).as_deref() {
-            None | Some("on") => true,
-            Some("off") => false,
-            Some(other) => {
-                return Err(ConfigError::Invalid {
-                    name: WABRIDGE_MEDIA,
-                    value: other.into(),
-                    expected: "on or off",
-                })
-            }
-        };
         let key = settings.required(
             WABRIDGE_MEDIA_LINK_KEY,
             "media links cannot be signed or checked",
