@@ -127,6 +127,18 @@ impl S3Blobs {
         query: &[(&str, &str)],
         ttl: Duration,
     ) -> Result<String, StoreError> {
+        self.presign_get_at(key, query, ttl, SystemTime::now())
+            .await
+    }
+
+    /// [`Self::presign_get`] signed as of `time`.
+    async fn presign_get_at(
+        &self,
+        key: &str,
+        query: &[(&str, &str)],
+        ttl: Duration,
+        time: SystemTime,
+    ) -> Result<String, StoreError> {
         let (region, identity) = self.identity().await.map_err(Failure::into_store)?;
         let mut url = format!("{}/{key}", self.base);
         for (i, (name, value)) in query.iter().enumerate() {
@@ -144,7 +156,7 @@ impl S3Blobs {
             .identity(&identity)
             .region(region)
             .name("s3")
-            .time(SystemTime::now())
+            .time(time)
             .settings(settings)
             .build()
             .map_err(|e| StoreError::Unavailable(format!("signing parameters: {e}")))?
@@ -395,6 +407,63 @@ mod tests {
             "%2Fsa-east-1%2Fs3%2Faws4_request",
         ] {
             assert!(url.contains(part), "{part} in {url}");
+        }
+    }
+
+    /// The same GET presigned by aws-sdk-s3 (which the media function links) at the same time
+    /// with the same credentials is the same URL, signature included: with an emulator's
+    /// endpoint and on AWS's virtual hosts, and with a Lambda role's session token.
+    #[cfg(feature = "media")]
+    #[tokio::test]
+    async fn presigned_urls_are_the_sdks_own() {
+        use aws_credential_types::Credentials;
+        use aws_sdk_s3::presigning::PresigningConfig;
+
+        let at = SystemTime::UNIX_EPOCH + Duration::from_secs(1_800_000_000);
+        let ttl = Duration::from_secs(300);
+        let key = format!("media/{}", "ab".repeat(32));
+        let session = Credentials::new("AKIDEXAMPLE", "secret", Some("token/+=".into()), None, "t");
+        let configs = [
+            crate::sdk::sdk_config_for_endpoint("http://127.0.0.1:5000", "us-east-1"),
+            SdkConfig::builder()
+                .region(aws_types::region::Region::new("sa-east-1"))
+                .credentials_provider(SharedCredentialsProvider::new(session))
+                .behavior_version(aws_sdk_s3::config::BehaviorVersion::latest())
+                .build(),
+        ];
+        for sdk in configs {
+            let ours = S3Blobs::new(&sdk, "wabridge-media")
+                .presign_get_at(
+                    &key,
+                    &[
+                        ("x-id", "GetObject"),
+                        ("response-content-type", "image/jpeg"),
+                    ],
+                    ttl,
+                    at,
+                )
+                .await
+                .unwrap();
+            let client = aws_sdk_s3::Client::from_conf(
+                aws_sdk_s3::config::Builder::from(&sdk)
+                    .force_path_style(sdk.endpoint_url().is_some())
+                    .build(),
+            );
+            let theirs = client
+                .get_object()
+                .bucket("wabridge-media")
+                .key(&key)
+                .response_content_type("image/jpeg")
+                .presigned(
+                    PresigningConfig::builder()
+                        .start_time(at)
+                        .expires_in(ttl)
+                        .build()
+                        .unwrap(),
+                )
+                .await
+                .unwrap();
+            assert_eq!(ours, theirs.uri());
         }
     }
 

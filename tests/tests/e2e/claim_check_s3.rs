@@ -70,6 +70,8 @@ impl Setup {
                 audit_retention: wabridge_tests::AUDIT_RETENTION,
                 content_retention: wabridge_tests::CONTENT_RETENTION,
                 template_languages: Default::default(),
+                media_bucket: None,
+                media_links: None,
             },
         )
     }

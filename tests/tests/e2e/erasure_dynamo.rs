@@ -52,6 +52,8 @@ fn ingest(s: &Setup) -> wabridge_core::api::Api {
             audit_retention: wabridge_tests::AUDIT_RETENTION,
             content_retention: wabridge_tests::CONTENT_RETENTION,
             template_languages: Default::default(),
+            media_bucket: None,
+            media_links: None,
         },
     )
 }

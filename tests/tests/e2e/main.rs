@@ -20,6 +20,7 @@ mod layering;
 mod local_gateway;
 mod media_bench;
 mod media_fetch;
+mod media_lambda;
 mod media_s3;
 mod retention_dynamo;
 mod sends_contract;

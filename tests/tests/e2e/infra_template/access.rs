@@ -68,6 +68,9 @@ fn expected_grants(l: &Lambda) -> BTreeMap<String, BTreeSet<String>> {
     if !l.claim_check.is_empty() {
         add("ClaimCheckBucket", l.claim_check);
     }
+    if !l.media.is_empty() {
+        add("MediaBucket", l.media);
+    }
     if let Some((queue, _)) = l.consumes {
         add(
             queue,
