@@ -69,8 +69,8 @@ impl Settings {
         let get = |name: &str| get(name).filter(|v| !v.trim().is_empty());
         let settings = config::Settings::new(&get);
         let (base_url, version) = settings.graph_api()?;
-        let content_retention = wabridge_core::retention::content_retention(&get)?;
-        let (policy, _) = config::retry_policies(&get)?;
+        let content_retention = wabridge_core::retention::content_retention(get)?;
+        let (policy, _) = config::retry_policies(get)?;
         Ok(Settings {
             table: settings
                 .required(config::WABRIDGE_TABLE, "the media index lives in the table")?,
@@ -96,7 +96,7 @@ impl Settings {
                 phone_number_id: None,
                 timeout: DOWNLOAD_TIMEOUT,
             },
-            media: MediaSettings::from_lookup(&get, content_retention)?,
+            media: MediaSettings::from_lookup(get, content_retention)?,
             content_retention,
             policy,
         })
