@@ -28,6 +28,7 @@ use wabridge_core::queue::Queue;
 use wabridge_core::retry::RetryPolicy;
 use wabridge_core::sends::events::QueueEvents;
 use wabridge_core::sends::hooks::SendingHooks;
+use wabridge_core::sync::CrmSync;
 
 /// Messages of one batch handled at once.
 pub const CONCURRENCY: usize = 16;
@@ -68,8 +69,7 @@ pub async fn cold_start() -> Result<App, lambda_runtime::Error> {
     );
     let media = media_queue(lookup)?;
     if let Some(url) = &media {
-        // The function only sends to the media queue: no dead-letter access needed.
-        sync = sync.with_media(Arc::new(engine.producer(url)));
+        sync = with_media(&engine, sync, url);
     }
     tracing::info!(crm = kind, media = media.is_some(), "crm-sync ready");
     Ok(App {
@@ -89,6 +89,12 @@ pub fn media_queue(
         return Ok(None);
     }
     Ok(lookup(config::MEDIA_QUEUE_URL).filter(|v| !v.trim().is_empty()))
+}
+
+/// `sync` enqueuing one job per inbound media file on the media queue at `url`. The function
+/// only sends there: it needs no access to the queue's dead letters.
+pub fn with_media(engine: &AwsEngine, sync: CrmSync, url: &str) -> CrmSync {
+    sync.with_media(Arc::new(engine.producer(url)))
 }
 
 /// The sending side's hooks over the engine's table; `events_queue` carries the `send_result`

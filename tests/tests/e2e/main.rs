@@ -18,6 +18,7 @@ mod infra_template;
 mod lambda_logs;
 mod layering;
 mod local_gateway;
+mod media_aws_flow;
 mod media_bench;
 mod media_fetch;
 mod media_lambda;

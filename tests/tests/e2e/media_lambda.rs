@@ -36,24 +36,25 @@ use wabridge_tests::{
     unique_name, Aws, TestQueues,
 };
 
+use crate::claim_check_s3::APP_SECRET;
 use crate::infra_e2e::lambda_service::lambda_request;
 use crate::media_fetch::{start, File, Meta, TOKEN};
 
-const LINK_KEY: &str = "media-lambda-test-link-key-0123456789abcdef";
-const GATEWAY: &str = "https://gw.example.com";
+pub(crate) const LINK_KEY: &str = "media-lambda-test-link-key-0123456789abcdef";
+pub(crate) const GATEWAY: &str = "https://gw.example.com";
 const PHONE_NUMBER_ID: &str = "106540352242922";
 
-struct Setup {
-    aws: Aws,
-    table: String,
-    bucket: String,
-    media: TestQueues,
-    events: TestQueues,
-    meta: Meta,
-    meta_url: String,
+pub(crate) struct Setup {
+    pub(crate) aws: Aws,
+    pub(crate) table: String,
+    pub(crate) bucket: String,
+    pub(crate) media: TestQueues,
+    pub(crate) events: TestQueues,
+    pub(crate) meta: Meta,
+    pub(crate) meta_url: String,
 }
 
-async fn setup(aws: Aws) -> Setup {
+pub(crate) async fn setup(aws: Aws) -> Setup {
     let table = create_table(&aws.dynamo, &unique_name("media")).await;
     let bucket = create_bucket(&aws.s3, &unique_name("media")).await;
     let media = create_queues(&aws.sqs, &unique_name("media-jobs"), 5).await;
@@ -72,7 +73,7 @@ async fn setup(aws: Aws) -> Setup {
 
 impl Setup {
     /// The media function as its cold start builds it, from these settings.
-    fn media_app(&self) -> media::App {
+    pub(crate) fn media_app(&self) -> media::App {
         let settings = media::Settings::from_lookup(|name| {
             Some(match name {
                 "WABRIDGE_TABLE" => self.table.clone(),
@@ -91,14 +92,18 @@ impl Setup {
         media::build(&self.aws.config, settings)
     }
 
-    /// ingest as its cold start builds it with the media bucket and the link key.
-    fn ingest(&self) -> wabridge_core::api::Api {
+    /// ingest as its cold start builds it with the media bucket and the link key (webhooks
+    /// signed with `claim_check_s3::APP_SECRET`).
+    pub(crate) fn ingest(&self) -> wabridge_core::api::Api {
         ingest::build_api(
             &self.aws.config,
             ingest::Settings {
                 table: self.table.clone(),
                 events_queue_url: self.events.url.clone(),
-                ingest: IngestConfig::from_lookup(|_| None).unwrap(),
+                ingest: IngestConfig::from_lookup(|name| {
+                    (name == "WHATSAPP_APP_SECRET").then(|| APP_SECRET.to_string())
+                })
+                .unwrap(),
                 sends_queue_url: None,
                 api_keys: Default::default(),
                 claim_check_bucket: None,
@@ -113,7 +118,7 @@ impl Setup {
 
     /// Puts `jobs` on the media queue and hands them to the function as Lambda's event source
     /// would; returns the ids it reported as failures.
-    async fn run(&self, app: &media::App, jobs: &[MediaJob]) -> Vec<String> {
+    pub(crate) async fn run(&self, app: &media::App, jobs: &[MediaJob]) -> Vec<String> {
         let producer = self.aws.engine(&self.table).producer(&self.media.url);
         let messages: Vec<_> = jobs.iter().map(MediaJob::to_message).collect();
         producer.send_batch(&messages).await.unwrap();
@@ -187,7 +192,7 @@ fn job(media_id: &str, contact: &str) -> MediaJob {
 }
 
 /// `(status, Location)` of ingest's answer to `GET uri`.
-async fn get_media(api: &wabridge_core::api::Api, uri: &str) -> (u16, Option<String>) {
+pub(crate) async fn get_media(api: &wabridge_core::api::Api, uri: &str) -> (u16, Option<String>) {
     let resp = ingest::handle(api, lambda_request("GET", uri, &[], b""))
         .await
         .unwrap();
