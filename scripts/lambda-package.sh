@@ -1,9 +1,10 @@
 #!/usr/bin/env bash
-# Builds the four Lambda packages as `sam build` does (cargo lambda build --release in each
+# Builds the five Lambda packages as `sam build` does (cargo lambda build --release in each
 # function's folder, zipped) and checks their sizes against the goals:
-#   bash scripts/lambda-package.sh [--arch arm64|x86_64|both] [--coldstart]
+#   bash scripts/lambda-package.sh [--arch arm64|x86_64|both] [--function NAME]... [--coldstart]
+# --function builds only the named ones (ingest, attribution, crm-sync, sender, media).
 # Zips land in target/lambda/<arch>/<function>/bootstrap.zip. Exits 1 when one is over its goal:
-# ingest under 3 MB, crm-sync and sender under 5 MB (1 MB = 1,000,000 bytes).
+# ingest under 3 MB, crm-sync, sender and media under 5 MB (1 MB = 1,000,000 bytes).
 # --coldstart then measures init durations against bench/lambda/runtime_api.py
 # (bench/lambda/coldstart.py; COLDSTART_RUNS, default 20) for the arch this machine runs.
 # cargo-lambda and Zig come from PyPI into ./.venv (bench/lambda/requirements.txt).
@@ -12,14 +13,18 @@ ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 # shellcheck source=scripts/services.sh
 source "$ROOT/scripts/services.sh"
 
+FUNCTIONS=(ingest attribution crm-sync sender media)
 arch=both
 coldstart=0
+only=()
 while (($#)); do
     case "$1" in
         --arch) arch="${2:-}"; shift $(($# > 1 ? 2 : 1)) ;;
         --arch=*) arch="${1#*=}"; shift ;;
+        --function) only+=("${2:-}"); shift $(($# > 1 ? 2 : 1)) ;;
+        --function=*) only+=("${1#*=}"); shift ;;
         --coldstart) coldstart=1; shift ;;
-        -h | --help) sed -n '2,9p' "$0"; exit 0 ;;
+        -h | --help) sed -n '2,10p' "$0"; exit 0 ;;
         *) wabridge_die "unknown argument: $1 (see --help)" ;;
     esac
 done
@@ -29,8 +34,13 @@ case "$arch" in
     *) wabridge_die "--arch must be arm64, x86_64 or both" ;;
 esac
 
-FUNCTIONS=(ingest attribution crm-sync sender)
-declare -A GOAL_MB=([ingest]=3 [crm-sync]=5 [sender]=5)
+if ((${#only[@]})); then
+    for f in "${only[@]}"; do
+        [[ " ${FUNCTIONS[*]} " == *" $f "* ]] || wabridge_die "--function: no function $f (${FUNCTIONS[*]})"
+    done
+    FUNCTIONS=("${only[@]}")
+fi
+declare -A GOAL_MB=([ingest]=3 [crm-sync]=5 [sender]=5 [media]=5)
 declare -A TRIPLE=([arm64]=aarch64-unknown-linux-gnu [x86_64]=x86_64-unknown-linux-gnu)
 declare -A FLAG=([arm64]=--arm64 [x86_64]=--x86-64)
 OUT="${CARGO_TARGET_DIR:-$ROOT/target}/lambda"

@@ -10,6 +10,10 @@
 //! webhooks move sends forward (`Sends::apply_status`), template status updates feed the
 //! template registry, STOP keywords and `user_preferences` the consent history, inbound messages
 //! the 24-hour window; a 131050 status puts a `send_result` event back on the events queue.
+//!
+//! Inbound media (docs/media.md): with `MEDIA_QUEUE_URL` (and `WABRIDGE_MEDIA` not `off`), an
+//! activity is written with its media `pending` and one job per file goes on the media queue,
+//! for the media function; the `media_result` events it reports come back on the events queue.
 
 use std::sync::Arc;
 
@@ -24,6 +28,7 @@ use wabridge_core::queue::Queue;
 use wabridge_core::retry::RetryPolicy;
 use wabridge_core::sends::events::QueueEvents;
 use wabridge_core::sends::hooks::SendingHooks;
+use wabridge_core::sync::CrmSync;
 
 /// Messages of one batch handled at once.
 pub const CONCURRENCY: usize = 16;
@@ -55,20 +60,41 @@ pub async fn cold_start() -> Result<App, lambda_runtime::Error> {
     let engine =
         AwsEngine::new(sdk, table).with_claim_check(sdk, lookup(config::CLAIM_CHECK_BUCKET));
     let queue: Arc<dyn Queue> = Arc::new(engine.queue(queue_url, dlq_url));
-    let sync = engine.crm_sync(
+    let mut sync = engine.crm_sync(
         crm,
         mapping,
         AttributionConfig::from_env()?,
         config::ledger_retention()?,
         Arc::new(sending_hooks(&engine, queue.clone())),
     );
-    tracing::info!(crm = kind, "crm-sync ready");
+    let media = media_queue(lookup)?;
+    if let Some(url) = &media {
+        sync = with_media(&engine, sync, url);
+    }
+    tracing::info!(crm = kind, media = media.is_some(), "crm-sync ready");
     Ok(App {
         // Claim-checked events are read back from the bucket before crm-sync sees them.
         handler: engine.claim_checked(Arc::new(sync)),
         queue,
         policy,
     })
+}
+
+/// The media queue's URL when inbound media is fetched: `MEDIA_QUEUE_URL` set and
+/// `WABRIDGE_MEDIA` not `off` (a value other than `on` or `off` stops the cold start, naming it).
+pub fn media_queue(
+    lookup: impl Fn(&str) -> Option<String>,
+) -> Result<Option<String>, config::ConfigError> {
+    if !wabridge_core::media::settings::enabled(&lookup)? {
+        return Ok(None);
+    }
+    Ok(lookup(config::MEDIA_QUEUE_URL).filter(|v| !v.trim().is_empty()))
+}
+
+/// `sync` enqueuing one job per inbound media file on the media queue at `url`. The function
+/// only sends there: it needs no access to the queue's dead letters.
+pub fn with_media(engine: &AwsEngine, sync: CrmSync, url: &str) -> CrmSync {
+    sync.with_media(Arc::new(engine.producer(url)))
 }
 
 /// The sending side's hooks over the engine's table; `events_queue` carries the `send_result`
@@ -92,4 +118,31 @@ pub async fn handle(
 ) -> SqsBatchResponse {
     let (queue, handler) = (app.queue.as_ref(), app.handler.as_ref());
     wabridge_aws::lambda::sqs_batch(queue, handler, event, CONCURRENCY, app.policy, deadline).await
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn media_jobs_are_enqueued_only_with_a_queue_and_media_on() {
+        let with = |pairs: &'static [(&'static str, &'static str)]| {
+            media_queue(move |name| {
+                pairs
+                    .iter()
+                    .find(|(k, _)| *k == name)
+                    .map(|(_, v)| v.to_string())
+            })
+        };
+        const URL: (&str, &str) = ("MEDIA_QUEUE_URL", "http://q/media");
+        assert_eq!(with(&[URL]).unwrap().as_deref(), Some("http://q/media"));
+        assert_eq!(
+            with(&[URL, ("WABRIDGE_MEDIA", "on")]).unwrap().as_deref(),
+            Some("http://q/media")
+        );
+        assert_eq!(with(&[URL, ("WABRIDGE_MEDIA", "off")]).unwrap(), None);
+        assert_eq!(with(&[]).unwrap(), None);
+        let err = with(&[URL, ("WABRIDGE_MEDIA", "yes")]).unwrap_err();
+        assert!(err.to_string().contains("WABRIDGE_MEDIA"), "{err}");
+    }
 }

@@ -3,10 +3,16 @@
 //! wires the AWS engine (DynamoDB dedupe + SQS events queue, `AwsEngine::inbox`) once per
 //! cold start. `/links` and `/conversions` are the attribution function's: they need a QR
 //! encoder and an HTTP client, which this function does not link.
+//!
+//! With the media bucket (`MEDIA_BUCKET`) and the link key, `GET /media/{id}?t=` checks the
+//! link's token and redirects (302) to a presigned S3 URL that lives five minutes; erasures
+//! delete the person's files from the bucket. Both are signed with aws-sigv4
+//! (`S3MediaLinks`): aws-sdk-s3 would take this package over its 3 MB goal (docs/media.md).
 
 use std::sync::Arc;
 
 use wabridge_aws::engine::AwsEngine;
+use wabridge_aws::s3_media_links::S3MediaLinks;
 use wabridge_aws::sdk::SdkConfig;
 use wabridge_core::api::Api;
 use wabridge_core::audit;
@@ -14,6 +20,8 @@ use wabridge_core::auth::ApiKeys;
 use wabridge_core::config;
 use wabridge_core::dedupe::DEFAULT_DEDUPE_TTL;
 use wabridge_core::ingest::{IngestConfig, IngestService};
+use wabridge_core::media::links::LinkSigner;
+use wabridge_core::media::serve::MediaAccess;
 use wabridge_core::media::upload::MediaLibrary;
 use wabridge_core::sends::language::LanguageMap;
 use wabridge_core::sends::service::NoEvents;
@@ -40,10 +48,14 @@ pub struct Settings {
     pub content_retention: std::time::Duration,
     /// `WABRIDGE_TEMPLATE_LANGUAGES`: the language of a template send without one.
     pub template_languages: LanguageMap,
-    /// `MEDIA_BUCKET`: the stack keeps files, so `/sends` takes `header` and `media` (checked
-    /// against the uploads' details in the table; the sender reads the bucket). Without it
-    /// they are refused (`media_unavailable`).
+    /// `MEDIA_BUCKET`: the stack keeps files: `/sends` takes `header` and `media` (checked
+    /// against the uploads' details in the table; the sender reads the bucket; without it they
+    /// are refused, `media_unavailable`), erasures delete the person's media files there, and
+    /// with [`Self::media_links`] `GET /media/{id}` redirects into it.
     pub media_bucket: Option<String>,
+    /// `WABRIDGE_MEDIA_LINK_KEY` (secret): checks media links' tokens. Unset: `GET /media` is
+    /// not served (404).
+    pub media_links: Option<LinkSigner>,
 }
 
 impl std::fmt::Debug for Settings {
@@ -84,6 +96,17 @@ impl Settings {
             })?,
             template_languages: LanguageMap::from_lookup(|name| settings.optional(name))?,
             media_bucket: settings.optional(config::MEDIA_BUCKET),
+            media_links: match settings.optional(config::WABRIDGE_MEDIA_LINK_KEY) {
+                None => None,
+                // A key too short to be safe stops the start (no guessable links).
+                Some(key) => Some(LinkSigner::new(key.as_bytes()).ok_or(
+                    config::ConfigError::Invalid {
+                        name: config::WABRIDGE_MEDIA_LINK_KEY,
+                        value: "(hidden)".into(),
+                        expected: "a secret of at least 32 bytes",
+                    },
+                )?),
+            },
         })
     }
 }
@@ -97,9 +120,16 @@ pub fn build_api(sdk: &SdkConfig, settings: Settings) -> Api {
             config::CLAIM_CHECK_BUCKET
         );
     }
-    let engine = AwsEngine::new(sdk, settings.table)
+    let mut engine = AwsEngine::new(sdk, settings.table)
         .with_claim_check(sdk, settings.claim_check_bucket)
         .with_content_retention(settings.content_retention);
+    let keeps_files = settings.media_bucket.is_some();
+    let media = settings
+        .media_bucket
+        .map(|bucket| Arc::new(S3MediaLinks::new(sdk, bucket)));
+    if let Some(store) = &media {
+        engine = engine.with_media(store.clone());
+    }
     let inbox = engine.inbox(settings.events_queue_url.clone(), DEFAULT_DEDUPE_TTL);
     let mut api = Api::new().with_ingest(Arc::new(IngestService::new(
         settings.ingest,
@@ -114,6 +144,14 @@ pub fn build_api(sdk: &SdkConfig, settings: Settings) -> Api {
         )),
         settings.api_keys.clone(),
     );
+    match (media, settings.media_links) {
+        (Some(store), Some(signer)) => api = api.with_media(MediaAccess::new(signer, store)),
+        (Some(_), None) => tracing::warn!(
+            "{} is not set: GET /media is not served",
+            config::WABRIDGE_MEDIA_LINK_KEY
+        ),
+        (None, _) => {}
+    }
     match settings.sends_queue_url {
         // Ingest only sends to the queue: it has no use for (nor IAM access to) its DLQ.
         Some(url) => {
@@ -125,7 +163,7 @@ pub fn build_api(sdk: &SdkConfig, settings: Settings) -> Api {
                 )
                 .with_audit(engine.audit(settings.audit_retention))
                 .with_languages(settings.template_languages);
-            if settings.media_bucket.is_some() {
+            if keeps_files {
                 // The uploads' details in the table, not the bucket: this function does not
                 // link S3 (package size, no S3 call on the request's path). The sender opens
                 // the file and fails a send whose file is gone (`media_object_not_found`).
@@ -187,6 +225,29 @@ mod tests {
         let s = Settings::from_lookup(base).unwrap();
         assert_eq!(s.sends_queue_url, None);
         assert!(s.api_keys.is_empty());
+        assert!(s.media_bucket.is_none() && s.media_links.is_none());
+
+        // Media: the bucket and the link key, which never shows and must be long enough.
+        let key = "media-link-key-0123456789abcdef-0123";
+        let s = Settings::from_lookup(|name| match name {
+            "MEDIA_BUCKET" => Some("media-b".to_string()),
+            "WABRIDGE_MEDIA_LINK_KEY" => Some(key.to_string()),
+            other => base(other),
+        })
+        .unwrap();
+        assert_eq!(s.media_bucket.as_deref(), Some("media-b"));
+        assert!(s.media_links.is_some());
+        assert!(!format!("{s:?}").contains(key));
+        let err = Settings::from_lookup(|name| match name {
+            "WABRIDGE_MEDIA_LINK_KEY" => Some("short-key".to_string()),
+            other => base(other),
+        })
+        .unwrap_err()
+        .to_string();
+        assert!(
+            err.contains("WABRIDGE_MEDIA_LINK_KEY") && !err.contains("short-key"),
+            "{err}"
+        );
 
         let s = Settings::from_lookup(|name| match name {
             "SENDS_QUEUE_URL" => Some("http://q/sends".to_string()),

@@ -5,7 +5,9 @@ use std::path::Path;
 use std::sync::Arc;
 
 use wabridge_aws::engine::AwsEngine;
+use wabridge_aws::s3_media_links::S3MediaLinks;
 use wabridge_core::audit::CLI_ACTOR;
+use wabridge_core::config::MEDIA_BUCKET;
 use wabridge_core::erasure::{ErasureError, ErasureService};
 use wabridge_sqlite::{Db, LocalMediaStore, SqliteErasure};
 
@@ -25,7 +27,8 @@ pub async fn service(db: &Db, data: &Path) -> Result<ErasureService, CliError> {
     ))
 }
 
-/// The erasure service over a deployment's table; the CRM's event goes on `EVENTS_QUEUE_URL`.
+/// The erasure service over a deployment's table (and its media bucket, `MEDIA_BUCKET`); the
+/// CRM's event goes on `EVENTS_QUEUE_URL`.
 async fn deployment(table: &str) -> Result<ErasureService, CliError> {
     let events = wabridge_core::config::Settings::env().required(
         wabridge_core::config::EVENTS_QUEUE_URL,
@@ -33,7 +36,12 @@ async fn deployment(table: &str) -> Result<ErasureService, CliError> {
     )?;
     let retention = wabridge_core::audit::retention(|n| std::env::var(n).ok())?;
     let sdk = wabridge_aws::sdk::chain_config().await;
-    let engine = AwsEngine::new(sdk, table);
+    let mut engine = AwsEngine::new(sdk, table);
+    // The person's media files go too; without the bucket an erasure that finds files to
+    // delete fails, naming MEDIA_BUCKET, rather than leave them behind.
+    if let Some(bucket) = wabridge_core::config::Settings::env().optional(MEDIA_BUCKET) {
+        engine = engine.with_media(Arc::new(S3MediaLinks::new(sdk, bucket)));
+    }
     let audit = engine.audit(retention);
     Ok(engine.erasure(events, audit))
 }

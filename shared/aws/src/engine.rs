@@ -16,6 +16,7 @@ use wabridge_core::consumer::Handler;
 use wabridge_core::crm::Crm;
 use wabridge_core::inbox::StagedInbox;
 use wabridge_core::mapping::Mapping;
+use wabridge_core::media::store::MediaStore;
 use wabridge_core::queue::Queue;
 use wabridge_core::sends::policy::Policy;
 use wabridge_core::sends::service::{SendEvents, Sends};
@@ -26,8 +27,8 @@ use wabridge_core::window::WindowService;
 use crate::dynamo::{
     attribution::DynamoAttribution, audit::DynamoAudit, consent::DynamoConsent,
     dedupe::DynamoDedupe, identity::DynamoIdentityStore, ledger::DynamoLedger,
-    media_uploads::DynamoMediaUploads, sends::DynamoSends, templates::DynamoTemplates,
-    window::DynamoWindow,
+    media_index::DynamoMediaIndex, media_uploads::DynamoMediaUploads, sends::DynamoSends,
+    templates::DynamoTemplates, window::DynamoWindow,
 };
 use crate::s3::S3Blobs;
 use crate::sqs::SqsQueue;
@@ -40,8 +41,12 @@ pub struct AwsEngine {
     pub table: String,
     /// The events' claim-check bucket (`CLAIM_CHECK_BUCKET`), when there is one.
     pub claim_check: Option<S3Blobs>,
-    /// How long a send's content is kept (`WABRIDGE_CONTENT_RETENTION_DAYS`).
+    /// How long a send's content is kept (`WABRIDGE_CONTENT_RETENTION_DAYS`), and a stored media
+    /// file's index items after the latest message that used it.
     pub content_retention: Duration,
+    /// The media bucket (`MEDIA_BUCKET`), when this function reaches it: erasures delete the
+    /// person's files there.
+    pub media: Option<Arc<dyn MediaStore>>,
 }
 
 impl AwsEngine {
@@ -55,7 +60,24 @@ impl AwsEngine {
             content_retention: Duration::from_secs(
                 wabridge_core::retention::DEFAULT_CONTENT_RETENTION_DAYS * 86_400,
             ),
+            media: None,
         }
+    }
+
+    /// Erasures through this engine delete the person's media files from `store`.
+    pub fn with_media(mut self, store: Arc<dyn MediaStore>) -> AwsEngine {
+        self.media = Some(store);
+        self
+    }
+
+    /// The media index in the table (who sent each stored file), items kept the content
+    /// retention after their latest use.
+    pub fn media_index(&self) -> DynamoMediaIndex {
+        DynamoMediaIndex::new(
+            self.dynamo.clone(),
+            self.table.clone(),
+            self.content_retention,
+        )
     }
 
     /// Sends created through this engine keep their content `retention`.
@@ -119,17 +141,18 @@ impl AwsEngine {
         ))
     }
 
-    /// Erasure over the table; the CRM's erasure events go on the events queue at
-    /// `events_url`.
+    /// Erasure over the table (and the media bucket, [`Self::with_media`]); the CRM's erasure
+    /// events go on the events queue at `events_url`.
     pub fn erasure(&self, events_url: impl Into<String>, audit: Audit) -> ErasureService {
-        ErasureService::new(
-            Arc::new(crate::dynamo::erasure::DynamoErasure::new(
-                self.dynamo.clone(),
-                self.table.clone(),
-                Arc::new(self.producer(events_url)),
-            )),
-            audit,
-        )
+        let mut store = crate::dynamo::erasure::DynamoErasure::new(
+            self.dynamo.clone(),
+            self.table.clone(),
+            Arc::new(self.producer(events_url)),
+        );
+        if let Some(media) = &self.media {
+            store = store.with_media(media.clone());
+        }
+        ErasureService::new(Arc::new(store), audit)
     }
 
     /// The policy guards' stores: consent, template registry, 24-hour window.

@@ -14,6 +14,7 @@ pub mod lambda;
 pub mod s3;
 #[cfg(feature = "media")]
 pub mod s3_media;
+pub mod s3_media_links;
 pub mod sdk;
 pub mod secrets;
 pub mod sqs;

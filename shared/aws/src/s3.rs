@@ -4,7 +4,9 @@
 //! and sent through this crate's HTTPS client, rather than through aws-sdk-s3: linking that
 //! client took ingest's package from 2.84 to 3.74 MB (x86_64, measured 2026-12-03), over its
 //! 3 MB goal (docs/benchmarks.md), for calls that need none of its features. Keys are always
-//! `events/<hex>` or `done/<hex>`, so no key needs escaping.
+//! `events/<hex>` or `done/<hex>`, so no key needs escaping. The same signed calls, and a
+//! presigned GET, serve the media bucket where the gateway only links to and erases files
+//! (`crate::s3_media_links`).
 //!
 //! The bucket is the template's `ClaimCheckBucket`: KMS-encrypted by default (objects are
 //! written without per-request encryption headers, so the bucket's key applies), public access
@@ -19,8 +21,8 @@ use std::time::{Duration, SystemTime};
 use async_trait::async_trait;
 use aws_credential_types::provider::{ProvideCredentials, SharedCredentialsProvider};
 use aws_sigv4::http_request::{
-    sign, PayloadChecksumKind, PercentEncodingMode, SignableBody, SignableRequest, SigningSettings,
-    UriPathNormalizationMode,
+    sign, PayloadChecksumKind, PercentEncodingMode, SignableBody, SignableRequest,
+    SignatureLocation, SigningSettings, UriPathNormalizationMode,
 };
 use aws_sigv4::sign::v4;
 use aws_smithy_runtime_api::client::http::{HttpConnector, SharedHttpConnector};
@@ -98,13 +100,8 @@ impl S3Blobs {
         }
     }
 
-    /// One signed request; the status and body of S3's answer.
-    async fn once(
-        &self,
-        method: &Method,
-        key: &str,
-        body: &[u8],
-    ) -> Result<(u16, Vec<u8>), Failure> {
+    /// The region and the credentials requests are signed with.
+    async fn identity(&self) -> Result<(&str, Identity), Failure> {
         let region = self
             .region
             .as_deref()
@@ -118,6 +115,80 @@ impl S3Blobs {
             .await
             .map_err(|e| Failure::Config(format!("AWS credentials: {e}")))?
             .into();
+        Ok((region, identity))
+    }
+
+    /// A presigned GET of `key` that lives `ttl`, with `query` (S3's `response-*` overrides)
+    /// signed into it. Signing is local: S3 answers the URL's GET itself (404 for a key that is
+    /// not there, 403 once it expired or the signing credentials did).
+    pub(crate) async fn presign_get(
+        &self,
+        key: &str,
+        query: &[(&str, &str)],
+        ttl: Duration,
+    ) -> Result<String, StoreError> {
+        self.presign_get_at(key, query, ttl, SystemTime::now())
+            .await
+    }
+
+    /// [`Self::presign_get`] signed as of `time`.
+    async fn presign_get_at(
+        &self,
+        key: &str,
+        query: &[(&str, &str)],
+        ttl: Duration,
+        time: SystemTime,
+    ) -> Result<String, StoreError> {
+        let (region, identity) = self.identity().await.map_err(Failure::into_store)?;
+        let mut url = format!("{}/{key}", self.base);
+        for (i, (name, value)) in query.iter().enumerate() {
+            url.push(if i == 0 { '?' } else { '&' });
+            url.push_str(&query_escape(name));
+            url.push('=');
+            url.push_str(&query_escape(value));
+        }
+        let mut settings = SigningSettings::default();
+        settings.signature_location = SignatureLocation::QueryParams;
+        settings.expires_in = Some(ttl);
+        settings.percent_encoding_mode = PercentEncodingMode::Single;
+        settings.uri_path_normalization_mode = UriPathNormalizationMode::Disabled;
+        let params = v4::SigningParams::builder()
+            .identity(&identity)
+            .region(region)
+            .name("s3")
+            .time(time)
+            .settings(settings)
+            .build()
+            .map_err(|e| StoreError::Unavailable(format!("signing parameters: {e}")))?
+            .into();
+        // A presigned URL carries no body: S3 checks none (`UNSIGNED-PAYLOAD`).
+        let signable = SignableRequest::new(
+            "GET",
+            url.as_str(),
+            std::iter::empty(),
+            SignableBody::UnsignedPayload,
+        )
+        .map_err(|e| StoreError::Invalid(format!("presigning {key}: {e}")))?;
+        let (instructions, _) = sign(signable, &params)
+            .map_err(|e| StoreError::Invalid(format!("presigning {key}: {e}")))?
+            .into_parts();
+        let mut request = http::Request::builder()
+            .method(Method::GET)
+            .uri(&url)
+            .body(())
+            .map_err(|e| StoreError::Invalid(format!("presigning {key}: {e}")))?;
+        instructions.apply_to_request_http1x(&mut request);
+        Ok(request.uri().to_string())
+    }
+
+    /// One signed request; the status and body of S3's answer.
+    async fn once(
+        &self,
+        method: &Method,
+        key: &str,
+        body: &[u8],
+    ) -> Result<(u16, Vec<u8>), Failure> {
+        let (region, identity) = self.identity().await?;
         let url = format!("{}/{key}", self.base);
         let mut settings = SigningSettings::default();
         // S3 signs the payload's SHA-256 (and checks the body against it) and the path as is.
@@ -174,7 +245,7 @@ impl S3Blobs {
     }
 
     /// A call with its retries: S3's status and body, or the store error it came to.
-    async fn call(
+    pub(crate) async fn call(
         &self,
         operation: &str,
         method: Method,
@@ -217,8 +288,30 @@ enum Failure {
     Config(String),
 }
 
+impl Failure {
+    fn into_store(self) -> StoreError {
+        match self {
+            Failure::Transient(e) | Failure::Config(e) => StoreError::Unavailable(e),
+        }
+    }
+}
+
+/// A query string's name or value as S3 reads it: unreserved characters as they are, every
+/// other byte `%XX` (a MIME type's `/` and `+` included).
+fn query_escape(text: &str) -> String {
+    let mut out = String::with_capacity(text.len());
+    for b in text.bytes() {
+        if b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_' | b'.' | b'~') {
+            out.push(char::from(b));
+        } else {
+            out.push_str(&format!("%{b:02X}"));
+        }
+    }
+    out
+}
+
 /// The `<Code>` of S3's XML error body, or its start when there is none.
-fn error_code(body: &[u8]) -> String {
+pub(crate) fn error_code(body: &[u8]) -> String {
     let text = String::from_utf8_lossy(body);
     match text
         .split_once("<Code>")
@@ -230,7 +323,7 @@ fn error_code(body: &[u8]) -> String {
 }
 
 /// The store error of an answer that is not a success.
-fn refused(operation: &str, key: &str, status: u16, body: &[u8]) -> StoreError {
+pub(crate) fn refused(operation: &str, key: &str, status: u16, body: &[u8]) -> StoreError {
     let code = error_code(body);
     let detail = format!("{operation} {key}: HTTP {status} {code}");
     // Denied, a missing bucket, an expired token: fixed by an operator, so the event waits.
@@ -280,6 +373,98 @@ mod tests {
         assert!(refused("GetObject", "k", 403, b"<Code>AccessDenied</Code>").is_retryable());
         assert!(refused("GetObject", "k", 404, b"<Code>NoSuchBucket</Code>").is_retryable());
         assert!(!refused("PutObject", "k", 400, b"<Code>BadDigest</Code>").is_retryable());
+    }
+
+    #[test]
+    fn query_values_are_escaped_as_s3_reads_them() {
+        assert_eq!(query_escape("image/jpeg"), "image%2Fjpeg");
+        assert_eq!(
+            query_escape("application/vnd.ms-excel+x y"),
+            "application%2Fvnd.ms-excel%2Bx%20y"
+        );
+    }
+
+    #[tokio::test]
+    async fn a_presigned_url_names_the_key_its_overrides_and_its_lifetime() {
+        let sdk = crate::sdk::sdk_config_for_endpoint("http://127.0.0.1:5000", "sa-east-1");
+        let url = S3Blobs::new(&sdk, "b")
+            .presign_get(
+                "media/ab",
+                &[("response-content-type", "image/jpeg")],
+                Duration::from_secs(300),
+            )
+            .await
+            .unwrap();
+        assert!(
+            url.starts_with("http://127.0.0.1:5000/b/media/ab?response-content-type=image%2Fjpeg&"),
+            "{url}"
+        );
+        for part in [
+            "X-Amz-Algorithm=AWS4-HMAC-SHA256",
+            "X-Amz-Expires=300",
+            "X-Amz-SignedHeaders=host",
+            "X-Amz-Signature=",
+            "%2Fsa-east-1%2Fs3%2Faws4_request",
+        ] {
+            assert!(url.contains(part), "{part} in {url}");
+        }
+    }
+
+    /// The same GET presigned by aws-sdk-s3 (which the media function links) at the same time
+    /// with the same credentials is the same URL, signature included: with an emulator's
+    /// endpoint and on AWS's virtual hosts, and with a Lambda role's session token.
+    #[cfg(feature = "media")]
+    #[tokio::test]
+    async fn presigned_urls_are_the_sdks_own() {
+        use aws_credential_types::Credentials;
+        use aws_sdk_s3::presigning::PresigningConfig;
+
+        let at = SystemTime::UNIX_EPOCH + Duration::from_secs(1_800_000_000);
+        let ttl = Duration::from_secs(300);
+        let key = format!("media/{}", "ab".repeat(32));
+        let session = Credentials::new("AKIDEXAMPLE", "secret", Some("token/+=".into()), None, "t");
+        let configs = [
+            crate::sdk::sdk_config_for_endpoint("http://127.0.0.1:5000", "us-east-1"),
+            SdkConfig::builder()
+                .region(aws_types::region::Region::new("sa-east-1"))
+                .credentials_provider(SharedCredentialsProvider::new(session))
+                .behavior_version(aws_sdk_s3::config::BehaviorVersion::latest())
+                .build(),
+        ];
+        for sdk in configs {
+            let ours = S3Blobs::new(&sdk, "wabridge-media")
+                .presign_get_at(
+                    &key,
+                    &[
+                        ("x-id", "GetObject"),
+                        ("response-content-type", "image/jpeg"),
+                    ],
+                    ttl,
+                    at,
+                )
+                .await
+                .unwrap();
+            let client = aws_sdk_s3::Client::from_conf(
+                aws_sdk_s3::config::Builder::from(&sdk)
+                    .force_path_style(sdk.endpoint_url().is_some())
+                    .build(),
+            );
+            let theirs = client
+                .get_object()
+                .bucket("wabridge-media")
+                .key(&key)
+                .response_content_type("image/jpeg")
+                .presigned(
+                    PresigningConfig::builder()
+                        .start_time(at)
+                        .expires_in(ttl)
+                        .build()
+                        .unwrap(),
+                )
+                .await
+                .unwrap();
+            assert_eq!(ours, theirs.uri());
+        }
     }
 
     #[test]

@@ -30,6 +30,7 @@ use aws_smithy_runtime_api::client::orchestrator::HttpResponse;
 use aws_smithy_types::timeout::TimeoutConfig;
 use aws_types::service_config::ServiceConfigKey;
 
+use crate::s3_media_links::is_media_key;
 use crate::sdk::SdkConfig;
 use wabridge_core::error::StoreError;
 use wabridge_core::media::store::{MediaStore, PendingObject, StoredObject};
@@ -85,13 +86,6 @@ fn custom_endpoint(sdk: &SdkConfig) -> bool {
         c.load_config(key)
     });
     s3_endpoint.is_some() || sdk.endpoint_url().is_some()
-}
-
-/// Whether `key` is a content address, `media/<64 hex>`: nothing else (pending objects, another
-/// prefix) is read, written or deleted through this store.
-fn is_media_key(key: &str) -> bool {
-    key.strip_prefix("media/")
-        .is_some_and(|hex| hex.len() == 64 && hex.bytes().all(|b| b.is_ascii_hexdigit()))
 }
 
 /// The port error of an SDK error: S3's malformed-request codes are `Corrupt`, the rest as

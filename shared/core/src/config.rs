@@ -60,12 +60,24 @@ pub const SENDS_DLQ_URL: &str = "SENDS_DLQ_URL";
 /// SQS there, crm-sync reads them back. Unset: oversized events are refused (503) and crm-sync
 /// retries the pointers it cannot read.
 pub const CLAIM_CHECK_BUCKET: &str = "CLAIM_CHECK_BUCKET";
-/// S3 bucket of the media files (`media::settings`, `wabridge_aws::s3_media`): on AWS the
-/// sender uploads media sends' files from it, and ingest's `POST /sends` takes files with it.
-pub const MEDIA_BUCKET: &str = "MEDIA_BUCKET";
 /// ARN of the Secrets Manager secret (a JSON object keyed by the secret names above) that the
 /// Lambdas read once per cold start. Secrets are never plain environment variables on AWS.
 pub const WABRIDGE_SECRETS_ARN: &str = "WABRIDGE_SECRETS_ARN";
+
+/// Inbound media (docs/media.md, read through `media::settings`): `on` (default) or `off`.
+pub const WABRIDGE_MEDIA: &str = "WABRIDGE_MEDIA";
+/// The gateway's address as the CRM's users reach it, the base of media links; unset: files are
+/// stored and described without a link.
+pub const WABRIDGE_PUBLIC_URL: &str = "WABRIDGE_PUBLIC_URL";
+/// The key that signs media links (a secret of at least 32 bytes).
+pub const WABRIDGE_MEDIA_LINK_KEY: &str = "WABRIDGE_MEDIA_LINK_KEY";
+/// The media jobs' queue (crm-sync enqueues, the media function consumes) and its dead letters.
+pub const MEDIA_QUEUE_URL: &str = "MEDIA_QUEUE_URL";
+pub const MEDIA_DLQ_URL: &str = "MEDIA_DLQ_URL";
+/// The S3 bucket of stored media files (`media/<sha256 hex>`): the media function stores
+/// inbound files there, ingest redirects links into it and erases files there, the sender
+/// uploads media sends' files from it, and ingest's `POST /sends` takes files with it.
+pub const MEDIA_BUCKET: &str = "MEDIA_BUCKET";
 
 /// Path of the attribution config (TOML: referral → UTM rules, window, lead policy, links).
 pub const WABRIDGE_ATTRIBUTION: &str = "WABRIDGE_ATTRIBUTION";
@@ -180,7 +192,7 @@ pub const SECRET_NAMES: &[&str] = &[
     WABRIDGE_API_KEYS,
     CRM_WEBHOOK_SECRET,
     HUBSPOT_TOKEN,
-    crate::media::settings::WABRIDGE_MEDIA_LINK_KEY,
+    WABRIDGE_MEDIA_LINK_KEY,
 ];
 
 /// A setting that is missing or does not parse. Each names the variable, so a process that

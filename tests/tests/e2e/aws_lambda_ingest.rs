@@ -73,6 +73,7 @@ impl Stack {
                 content_retention: wabridge_tests::CONTENT_RETENTION,
                 template_languages: Default::default(),
                 media_bucket: None,
+                media_links: None,
             },
         )
     }
@@ -276,6 +277,7 @@ async fn an_unreachable_store_is_a_503_not_a_500() {
             content_retention: wabridge_tests::CONTENT_RETENTION,
             template_languages: Default::default(),
             media_bucket: None,
+            media_links: None,
         },
     );
     let resp = handle(&api, request("function-url-webhook-post.json"))
@@ -353,6 +355,7 @@ async fn the_lambda_serves_sends_and_links_with_the_api_key_over_dynamodb_and_sq
             )
             .unwrap(),
             media_bucket: None,
+            media_links: None,
         },
     );
     let body = r#"{"to": "+52 1 55 1234 5678", "template": "order_update", "language": "es_MX", "category": "UTILITY"}"#;

@@ -71,6 +71,7 @@ impl Setup {
                 content_retention: wabridge_tests::CONTENT_RETENTION,
                 template_languages: Default::default(),
                 media_bucket: None,
+                media_links: None,
             },
         )
     }

@@ -53,6 +53,7 @@ fn ingest(s: &Setup) -> wabridge_core::api::Api {
             content_retention: wabridge_tests::CONTENT_RETENTION,
             template_languages: Default::default(),
             media_bucket: None,
+            media_links: None,
         },
     )
 }

@@ -73,6 +73,7 @@ fn ingest_api(
             content_retention: wabridge_tests::CONTENT_RETENTION,
             template_languages: Default::default(),
             media_bucket: Some(bucket.to_string()),
+            media_links: None,
         },
     )
 }

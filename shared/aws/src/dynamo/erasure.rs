@@ -1,19 +1,23 @@
 //! Erasure over DynamoDB ([`wabridge_core::erasure`]): tombstones `tombstone#<hash>` (a salted
 //! hash of an identity key, never the key), erasure markers `erased#<contact id>`, and the
-//! salt `erasure#salt`, created by the first erasure and never changed.
+//! salt `erasure#salt`, created by the first erasure and never changed. With the media bucket
+//! ([`DynamoErasure::with_media`]) the person's stored files go too, unless another person
+//! sent the same file (`super::media_index`).
 
 use aws_sdk_dynamodb::types::AttributeValue;
 use aws_sdk_dynamodb::Client;
 
 use super::{get_s, get_single, pk, s, PK, SINGLE_SK, SK};
 use crate::sdk::store_error;
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
+use std::sync::Arc;
 
 use wabridge_core::erasure::{
     new_salt, tombstone, ErasureItem, ErasureStore, PastErasure, Person, Target,
 };
 use wabridge_core::error::StoreError;
 use wabridge_core::identity::IdentityKey;
+use wabridge_core::media::store::MediaStore;
 
 pub const SALT_FAMILY: &str = "erasure";
 pub const SALT_ID: &str = "salt";
@@ -84,6 +88,11 @@ pub const FAMILIES: &[(&str, &str)] = &[
     ("sendwamid", "deleted with its send"),
     ("pair", "deleted: `pair#<key>`"),
     ("inbound", "deleted: `inbound#<key>`"),
+    (
+        super::media_index::FAMILY,
+        "deleted when its sort key is one of their keys; the file (media/<sha256>) is deleted \
+         from the media bucket first, unless another person's live item names it",
+    ),
     ("attrcontact", "deleted: `attrcontact#<contact id>`"),
     ("attrlog", "deleted when its body names the contact"),
     ("attrconv", "deleted when its body names the contact"),
@@ -139,7 +148,10 @@ const SEGMENTS: i32 = 4;
 pub struct DynamoErasure {
     client: Client,
     table: String,
-    events: std::sync::Arc<dyn wabridge_core::queue::Queue>,
+    events: Arc<dyn wabridge_core::queue::Queue>,
+    /// Where the person's media files are deleted; without it an erasure that finds files to
+    /// delete fails rather than leave them behind.
+    media: Option<Arc<dyn MediaStore>>,
 }
 
 fn family(item: &Item) -> (String, String) {
@@ -161,13 +173,58 @@ impl DynamoErasure {
     pub fn new(
         client: Client,
         table: impl Into<String>,
-        events: std::sync::Arc<dyn wabridge_core::queue::Queue>,
+        events: Arc<dyn wabridge_core::queue::Queue>,
     ) -> DynamoErasure {
         DynamoErasure {
             client,
             table: table.into(),
             events,
+            media: None,
         }
+    }
+
+    /// Also deletes the person's files from the media bucket (`MEDIA_BUCKET`).
+    pub fn with_media(mut self, store: Arc<dyn MediaStore>) -> DynamoErasure {
+        self.media = Some(store);
+        self
+    }
+
+    /// Deletes the files of `found`'s media index items that no other person's live item
+    /// names; returns how many. Files go before the items: an erasure that fails in between is
+    /// retried whole and finds the items again, where the other order would lose track of the
+    /// files until the bucket's lifecycle expired them.
+    async fn delete_files(&self, found: &[Item], keys: &[String]) -> Result<u64, StoreError> {
+        let files: BTreeSet<String> = found
+            .iter()
+            .map(family)
+            .filter(|(f, _)| f == super::media_index::FAMILY)
+            .map(|(_, object_key)| object_key)
+            .collect();
+        let now = super::now_epoch();
+        let mut doomed = Vec::new();
+        for file in files {
+            let named =
+                super::media_index::named_by_others(&self.client, &self.table, &file, keys, now)
+                    .await?;
+            if !named {
+                doomed.push(file);
+            }
+        }
+        if doomed.is_empty() {
+            return Ok(0);
+        }
+        let Some(store) = &self.media else {
+            return Err(StoreError::Invalid(format!(
+                "the person has {} stored media file(s) and this erasure has no media bucket \
+                 ({}): nothing was deleted",
+                doomed.len(),
+                wabridge_core::config::MEDIA_BUCKET
+            )));
+        };
+        for file in &doomed {
+            store.delete(file).await?;
+        }
+        Ok(doomed.len() as u64)
     }
 
     /// Every item of the table for which `keep` says yes.
@@ -274,6 +331,7 @@ fn about(item: &Item, person: &Person, keys: &[String]) -> bool {
             contact.is_some_and(|c| attr("body").is_some_and(|b| b.contains(c)))
         }
         "dedupe" | "ledger" => person.named_in_key(&id),
+        super::media_index::FAMILY => keyed(attr(SK)),
         _ => false,
     }
 }
@@ -328,6 +386,7 @@ impl ErasureStore for DynamoErasure {
         self.events.send_batch(&[event.to_message()]).await?;
         let keys: Vec<String> = person.keys.iter().map(IdentityKey::as_string).collect();
         let found = self.scan(|i| about(i, person, &keys)).await?;
+        let files = self.delete_files(&found, &keys).await?;
         let mut doomed = Vec::new();
         let mut removed = BTreeMap::new();
         for item in &found {
@@ -351,6 +410,9 @@ impl ErasureStore for DynamoErasure {
             }
         }
         self.delete(doomed).await?;
+        if files > 0 {
+            removed.insert("media_files".to_string(), files);
+        }
         let salt = self.salt_or_new().await?;
         for key in &keys {
             self.put(

@@ -26,6 +26,7 @@ pub mod dedupe;
 pub mod erasure;
 pub mod identity;
 pub mod ledger;
+pub mod media_index;
 pub mod media_uploads;
 pub mod sends;
 pub mod template_history;

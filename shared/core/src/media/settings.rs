@@ -15,11 +15,25 @@ use super::links::LinkSigner;
 use super::pipeline::LinkSettings;
 use crate::config::{ConfigError, Settings};
 
-pub const WABRIDGE_MEDIA: &str = "WABRIDGE_MEDIA";
-pub const WABRIDGE_PUBLIC_URL: &str = "WABRIDGE_PUBLIC_URL";
-pub const WABRIDGE_MEDIA_LINK_KEY: &str = "WABRIDGE_MEDIA_LINK_KEY";
-pub const MEDIA_QUEUE_URL: &str = "MEDIA_QUEUE_URL";
-pub use crate::config::MEDIA_BUCKET;
+// The names live in config.rs, the one list the SAM template is checked against.
+pub use crate::config::{
+    MEDIA_BUCKET, MEDIA_DLQ_URL, MEDIA_QUEUE_URL, WABRIDGE_MEDIA, WABRIDGE_MEDIA_LINK_KEY,
+    WABRIDGE_PUBLIC_URL,
+};
+
+/// `WABRIDGE_MEDIA` through `get`: whether inbound media is fetched (crm-sync then enqueues
+/// jobs), without the rest of the settings, which only the media consumer and the gateway need.
+pub fn enabled(get: impl Fn(&str) -> Option<String>) -> Result<bool, ConfigError> {
+    match Settings::new(get).optional(WABRIDGE_MEDIA).as_deref() {
+        None | Some("on") => Ok(true),
+        Some("off") => Ok(false),
+        Some(other) => Err(ConfigError::Invalid {
+            name: WABRIDGE_MEDIA,
+            value: other.into(),
+            expected: "on or off",
+        }),
+    }
+}
 
 #[derive(Debug, Clone)]
 pub struct MediaSettings {
@@ -36,18 +50,8 @@ impl MediaSettings {
         get: impl Fn(&str) -> Option<String>,
         content_retention: Duration,
     ) -> Result<MediaSettings, ConfigError> {
+        let enabled = enabled(&get)?;
         let settings = Settings::new(get);
-        let enabled = match settings.optional(WABRIDGE_MEDIA).as_deref() {
-            None | Some("on") => true,
-            Some("off") => false,
-            Some(other) => {
-                return Err(ConfigError::Invalid {
-                    name: WABRIDGE_MEDIA,
-                    value: other.into(),
-                    expected: "on or off",
-                })
-            }
-        };
         let key = settings.required(
             WABRIDGE_MEDIA_LINK_KEY,
             "media links cannot be signed or checked",

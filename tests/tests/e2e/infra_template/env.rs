@@ -20,6 +20,8 @@ const QUEUE_ENV: &[(&str, &str)] = &[
     (config::EVENTS_DLQ_URL, "EventsDlq"),
     (config::SENDS_QUEUE_URL, "SendsQueue"),
     (config::SENDS_DLQ_URL, "SendsDlq"),
+    (config::MEDIA_QUEUE_URL, "MediaQueue"),
+    (config::MEDIA_DLQ_URL, "MediaDeadLetterQueue"),
 ];
 
 /// Every `pub const NAME: &str = "NAME";` of config.rs: the one list of env names.

@@ -186,7 +186,8 @@ struct Lambda {
     sends_to: &'static [&'static str],
     /// What it does with the claim-check bucket's objects (S3 object actions).
     claim_check: &'static [&'static str],
-    /// What it does with the media bucket (S3 actions).
+    /// What it does with the media bucket (object actions, and `s3:ListBucket`, without which
+    /// S3 answers a missing key with 403).
     media: &'static [&'static str],
 }
 
@@ -215,6 +216,7 @@ const CRM_SYNC_ENV: &[&str] = &[
     config::CRM_KIND,
     config::CRM_WEBHOOK_URL,
     config::HUBSPOT_API_URL,
+    config::MEDIA_QUEUE_URL,
 ];
 const SENDER_ENV: &[&str] = &[
     config::WABRIDGE_TABLE,
@@ -230,6 +232,19 @@ const SENDER_ENV: &[&str] = &[
     config::MEDIA_BUCKET,
 ];
 
+const MEDIA_ENV: &[&str] = &[
+    config::WABRIDGE_TABLE,
+    config::MEDIA_QUEUE_URL,
+    config::MEDIA_DLQ_URL,
+    config::EVENTS_QUEUE_URL,
+    config::MEDIA_BUCKET,
+    config::WABRIDGE_SECRETS_ARN,
+    config::WHATSAPP_API_URL,
+    config::WHATSAPP_API_VERSION,
+    config::WABRIDGE_PUBLIC_URL,
+    config::WABRIDGE_CONTENT_RETENTION_DAYS,
+];
+
 const LAMBDAS: &[Lambda] = &[
     Lambda {
         id: "Ingest",
@@ -239,7 +254,8 @@ const LAMBDAS: &[Lambda] = &[
         sends_to: &["EventsQueue", "SendsQueue"],
         // Writes events too large for SQS.
         claim_check: &["s3:PutObject"],
-        media: &[],
+        // Presigns GET /media's redirects with its own role; erasures delete files.
+        media: &["s3:ListBucket", "s3:GetObject", "s3:DeleteObject"],
     },
     Lambda {
         id: "Attribution",
@@ -256,8 +272,8 @@ const LAMBDAS: &[Lambda] = &[
         env: CRM_SYNC_ENV,
         consumes: Some(("EventsQueue", "EventsDlq")),
         // Explicit dead letters (validation failures, CRM rejections) with their reason; the
-        // send_result event of a 131050 status back on the events queue.
-        sends_to: &["EventsDlq", "EventsQueue"],
+        // send_result event of a 131050 status back on the events queue; media jobs.
+        sends_to: &["EventsDlq", "EventsQueue", "MediaQueue"],
         // Reads them back, tombstones and deletes them once done.
         claim_check: &["s3:GetObject", "s3:PutObject", "s3:DeleteObject"],
         media: &[],
@@ -273,6 +289,23 @@ const LAMBDAS: &[Lambda] = &[
         // Reads media sends' files; ListBucket so a missing key is 404, not 403.
         media: &["s3:GetObject", "s3:ListBucket"],
     },
+    Lambda {
+        id: "MediaFunction",
+        crate_dir: "functions/media",
+        env: MEDIA_ENV,
+        consumes: Some(("MediaQueue", "MediaDeadLetterQueue")),
+        // Quarantined files with their reason; media_result events for crm-sync.
+        sends_to: &["MediaDeadLetterQueue", "EventsQueue"],
+        claim_check: &[],
+        // Multipart uploads, copies to the content address, removal of what it left pending.
+        media: &[
+            "s3:ListBucket",
+            "s3:GetObject",
+            "s3:PutObject",
+            "s3:DeleteObject",
+            "s3:AbortMultipartUpload",
+        ],
+    },
 ];
 
 /// Every queue of the stack with its dead-letter queue. Each needs a consumer in [`LAMBDAS`]
@@ -285,11 +318,9 @@ const QUEUES: &[(&str, &str)] = &[
 
 /// Queues the template declares before their consumer lands, with where it comes from. The
 /// queue is checked as every other (dead letters, encryption, alarms); a queue listed here that
-/// gains a consumer must leave the list, so the consumer's checks apply.
-const AWAITING_CONSUMER: &[(&str, &str)] = &[(
-    "MediaQueue",
-    "the media function, with its handler (issue 24, docs/media.md)",
-)];
+/// gains a consumer must leave the list, so the consumer's checks apply. (MediaQueue waited
+/// here until the media function landed.)
+const AWAITING_CONSUMER: &[(&str, &str)] = &[];
 
 fn assert_clean(problems: Vec<String>) {
     assert!(

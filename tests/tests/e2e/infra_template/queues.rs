@@ -210,17 +210,17 @@ fn the_queue_checks_catch_an_unchecked_queue_or_a_queue_without_consumer() {
         "{p:?}"
     );
 
-    // The media queue waits for its function: once something consumes it, it must leave the
-    // waiting list so that the consumer's checks (partial failures, visibility) apply.
-    let mut consumed = template.clone();
-    consumed["Resources"]["CrmSync"]["Properties"]["Events"]["Media"] = json!({
-        "Type": "SQS",
-        "Properties": {"Queue": {"Fn::GetAtt": ["MediaQueue", "Arn"]}}
-    });
-    let p = check_queues(&consumed);
+    // The media queue's consumer is the media function: without its event source, or with the
+    // visibility timeout left at SQS's default, the queue is reported.
+    let mut unconsumed_media = template.clone();
+    unconsumed_media["Resources"]["MediaFunction"]["Properties"]["Events"]
+        .as_object_mut()
+        .unwrap()
+        .remove("Jobs");
+    let p = check_queues(&unconsumed_media);
     assert!(
         p.iter()
-            .any(|p| p.starts_with("MediaQueue: consumed by [\"CrmSync\"]")),
+            .any(|p| p == "MediaFunction: no SQS event source on MediaQueue"),
         "{p:?}"
     );
 
@@ -232,7 +232,7 @@ fn the_queue_checks_catch_an_unchecked_queue_or_a_queue_without_consumer() {
     let p = check_queues(&default_visibility);
     assert!(
         p.iter()
-            .any(|p| p == "MediaQueue: VisibilityTimeout must be set for its coming consumer"),
+            .any(|p| p == "MediaQueue: VisibilityTimeout 30 < 6 x 120 s timeout + 5 s window"),
         "{p:?}"
     );
 

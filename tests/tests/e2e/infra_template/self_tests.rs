@@ -56,7 +56,7 @@ fn checks_catch_a_missing_resource_output_or_env_name() {
         t["Outputs"].as_object_mut().unwrap().remove("WebhookUrl");
     });
     assert_reports(&p, "output WebhookUrl is missing");
-    // The media side, which no function uses yet: each piece is still required.
+    // The media side: each piece is required.
     for (id, problem) in [
         (
             "MediaDeadLetterQueue",
@@ -191,4 +191,39 @@ fn the_checks_read_short_tags_as_cloudformation_does() {
         refs(&v),
         BTreeSet::from(["Table".into(), "EventsQueue".into(), "Secret".into()])
     );
+}
+
+/// The media function's grants and settings are checked as every function's: a statement it
+/// needs, or the media queue's URL crm-sync enqueues to, missing is reported.
+#[test]
+fn checks_catch_a_media_grant_or_setting_missing() {
+    let p = mutated(|t| {
+        let statements = t["Resources"]["MediaFunctionRole"]["Properties"]["Policies"][0]
+            ["PolicyDocument"]["Statement"]
+            .as_array_mut()
+            .unwrap();
+        statements.retain(|st| st["Sid"] != "MediaMissingIsNotFound");
+    });
+    assert_reports(
+        &p,
+        "MediaFunctionRole: lacks s3:ListBucket on MediaBucket, which MediaFunction needs",
+    );
+    let p = mutated(|t| {
+        t["Resources"]["CrmSync"]["Properties"]["Environment"]["Variables"]
+            .as_object_mut()
+            .unwrap()
+            .remove(config::MEDIA_QUEUE_URL);
+    });
+    assert_reports(
+        &p,
+        "CrmSync: env MEDIA_QUEUE_URL (read by the function) is not set",
+    );
+    let p = mutated(|t| {
+        t["Resources"]["IngestRole"]["Properties"]["Policies"][0]["PolicyDocument"]["Statement"]
+            .as_array_mut()
+            .unwrap()
+            .push(json!({"Effect": "Allow", "Action": "s3:PutObject",
+                "Resource": {"Fn::Sub": "${MediaBucket.Arn}/media/*"}}));
+    });
+    assert_reports(&p, "IngestRole: s3:PutObject on MediaBucket is not needed");
 }

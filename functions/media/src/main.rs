@@ -1,0 +1,18 @@
+//! `media` Lambda: JSON logs, clients and configuration once per cold start, then SQS batches.
+
+use std::sync::Arc;
+
+use aws_lambda_events::event::sqs::SqsEvent;
+use lambda_runtime::{service_fn, Error, LambdaEvent};
+
+#[tokio::main]
+async fn main() -> Result<(), Error> {
+    wabridge_core::telemetry::init_lambda_tracing();
+    let app = Arc::new(media::cold_start().await?);
+    lambda_runtime::run(service_fn(move |event: LambdaEvent<SqsEvent>| {
+        let app = app.clone();
+        let deadline = wabridge_aws::lambda::work_deadline(event.context.deadline);
+        async move { Ok::<_, Error>(media::handle(&app, event.payload, deadline).await) }
+    }))
+    .await
+}
