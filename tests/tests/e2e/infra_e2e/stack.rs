@@ -54,6 +54,7 @@ async fn the_stack_moto_created_matches_the_template() {
     for (queue, dlq, visibility) in [
         ("EventsQueueUrl", "EventsDlqUrl", 185),
         ("SendsQueueUrl", "SendsDlqUrl", 180),
+        ("MediaQueueUrl", "MediaDeadLetterQueueUrl", 725),
     ] {
         let attrs = queue_attributes(&aws, stack.output(queue)).await;
         let dlq_attrs = queue_attributes(&aws, stack.output(dlq)).await;
@@ -90,11 +91,12 @@ async fn the_stack_moto_created_matches_the_template() {
     let token = value[config::WHATSAPP_VERIFY_TOKEN].as_str().unwrap();
     assert!(token.len() >= 32 && token.chars().all(|c| c.is_ascii_alphanumeric()));
 
-    // Event sources: created by the stack with partial batch failures.
+    // Event sources (crm-sync's, the sender's, the media function's): created by the stack
+    // with partial batch failures.
     let mappings = stack.raw["EventSourceMappings"]
         .as_array()
         .expect("mappings");
-    assert_eq!(mappings.len(), 2, "{mappings:?}");
+    assert_eq!(mappings.len(), 3, "{mappings:?}");
     for m in mappings {
         assert_eq!(
             m["FunctionResponseTypes"],
