@@ -55,8 +55,11 @@ impl LocalMedia {
         })
     }
 
-    pub fn access(&self) -> MediaAccess {
-        MediaAccess::new(self.settings.signer.clone(), self.store.clone())
+    /// `GET /media/{id}`'s link check and store (the local gateway always has a key: its
+    /// secrets generate one).
+    pub fn access(&self) -> Option<MediaAccess> {
+        let signer = self.settings.signer.clone()?;
+        Some(MediaAccess::new(signer, self.store.clone()))
     }
 
     /// Starts the media consumer when the Graph API token is set; otherwise the jobs wait on

@@ -55,7 +55,11 @@ pub async fn run(args: ServeArgs) -> Result<(), CliError> {
     // Files the business uploads to send live in the same store as those customers sent.
     let library = crate::media_upload::library(&db, media.store.clone());
     let sends = crate::sends::service(&db, keys.clone(), audit, library.clone())?;
-    let api = api.with_sends(sends.clone()).with_media(media.access());
+    let api = api.with_sends(sends.clone());
+    let api = match media.access() {
+        Some(access) => api.with_media(access),
+        None => api,
+    };
     let pressure = Pressure::new(BURST_IN_FLIGHT);
     db.defer_checkpoints_during(pressure.clone());
     let state = Arc::new(AppState {

@@ -194,6 +194,21 @@ mod tests {
         })
         .unwrap();
         assert_eq!(s.media.links.unwrap().public_url, "https://gw.example.com");
+
+        // Without a key: files are fetched and stored, without links; a public URL then asks
+        // for links it cannot sign, and the start names the key.
+        let no_key = |name: &str| match name {
+            "WABRIDGE_MEDIA_LINK_KEY" => None,
+            other => lookup(other),
+        };
+        assert!(Settings::from_lookup(no_key).unwrap().media.links.is_none());
+        let err = Settings::from_lookup(|name| match name {
+            "WABRIDGE_PUBLIC_URL" => Some("https://gw.example.com/".into()),
+            other => no_key(other),
+        })
+        .unwrap_err()
+        .to_string();
+        assert!(err.contains("WABRIDGE_MEDIA_LINK_KEY"), "{err}");
     }
 
     #[test]
@@ -204,7 +219,6 @@ mod tests {
             "EVENTS_QUEUE_URL",
             "MEDIA_BUCKET",
             "WHATSAPP_ACCESS_TOKEN",
-            "WABRIDGE_MEDIA_LINK_KEY",
         ] {
             // Blank is unset: the template's secret starts with empty values.
             let err = Settings::from_lookup(|name| match name {

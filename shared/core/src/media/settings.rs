@@ -40,8 +40,9 @@ pub struct MediaSettings {
     pub enabled: bool,
     /// Links for stored files, when the gateway has a public URL.
     pub links: Option<LinkSettings>,
-    /// The signer alone (`GET /media/{id}` checks tokens even where no new link is made).
-    pub signer: LinkSigner,
+    /// The signer alone (`GET /media/{id}` checks tokens even where no new link is made);
+    /// `None` when no key is set, which is allowed only without a public URL (no links).
+    pub signer: Option<LinkSigner>,
 }
 
 impl MediaSettings {
@@ -52,20 +53,23 @@ impl MediaSettings {
     ) -> Result<MediaSettings, ConfigError> {
         let enabled = enabled(&get)?;
         let settings = Settings::new(get);
-        let key = settings.required(
-            WABRIDGE_MEDIA_LINK_KEY,
-            "media links cannot be signed or checked",
-        )?;
-        let signer = LinkSigner::new(key.as_bytes()).ok_or(ConfigError::Invalid {
-            name: WABRIDGE_MEDIA_LINK_KEY,
-            value: "(hidden)".into(),
-            expected: "a secret of at least 32 bytes",
-        })?;
+        // A key that is set must be safe, used or not (fail closed, never guessable links).
+        let signer = match settings.optional(WABRIDGE_MEDIA_LINK_KEY) {
+            None => None,
+            Some(key) => Some(LinkSigner::new(key.as_bytes()).ok_or(ConfigError::Invalid {
+                name: WABRIDGE_MEDIA_LINK_KEY,
+                value: "(hidden)".into(),
+                expected: "a secret of at least 32 bytes",
+            })?),
+        };
         let links = match settings.optional(WABRIDGE_PUBLIC_URL) {
             None => None,
             Some(_) => Some(LinkSettings {
                 public_url: settings.url(WABRIDGE_PUBLIC_URL, "")?,
-                signer: signer.clone(),
+                signer: signer.clone().ok_or(ConfigError::Missing {
+                    name: WABRIDGE_MEDIA_LINK_KEY,
+                    consequence: "WABRIDGE_PUBLIC_URL asks for media links, which it signs",
+                })?,
                 ttl: content_retention,
             }),
         };
@@ -102,7 +106,10 @@ mod tests {
     #[test]
     fn defaults_fetch_media_without_links() {
         let s = read(&[(WABRIDGE_MEDIA_LINK_KEY, KEY)]).unwrap();
-        assert!(s.enabled && s.links.is_none());
+        assert!(s.enabled && s.links.is_none() && s.signer.is_some());
+        // No public URL: no links, so no key is needed to fetch and store.
+        let s = read(&[]).unwrap();
+        assert!(s.enabled && s.links.is_none() && s.signer.is_none());
         let s = read(&[
             (WABRIDGE_MEDIA_LINK_KEY, KEY),
             (WABRIDGE_PUBLIC_URL, "https://gw.example.com/"),
@@ -118,7 +125,7 @@ mod tests {
     #[test]
     fn bad_settings_name_their_variable_and_hide_the_key() {
         let cases: [&[(&str, &str)]; 4] = [
-            &[],
+            &[(WABRIDGE_PUBLIC_URL, "https://gw.example.com")],
             &[(WABRIDGE_MEDIA_LINK_KEY, "short")],
             &[(WABRIDGE_MEDIA_LINK_KEY, KEY), (WABRIDGE_MEDIA, "yes")],
             &[(WABRIDGE_MEDIA_LINK_KEY, KEY), (WABRIDGE_PUBLIC_URL, "gw")],
