@@ -13,7 +13,9 @@ use base64::Engine as _;
 use futures::StreamExt;
 use serde_json::json;
 use sha2::Digest;
-use wabridge_core::media::fetch::{MediaFetcher, Wanted};
+use wabridge_core::media::fetch::MediaFetcher;
+
+use crate::media_fetch::wanted;
 use wabridge_core::media::MediaKind;
 use wabridge_graph::{GraphMedia, MediaConfig};
 use wabridge_sqlite::LocalMediaStore;
@@ -186,16 +188,4 @@ async fn bench_files_per_second_with_a_50_ms_cdn() {
         elapsed,
         n as f64 / elapsed.as_secs_f64()
     );
-}
-
-fn wanted(media_id: &str, kind: MediaKind) -> Wanted<'_> {
-    Wanted {
-        media_id,
-        phone_number_id: None,
-        kind,
-        animated: false,
-        declared: None,
-        webhook_url: None,
-        mime_type: None,
-    }
 }

@@ -158,6 +158,15 @@ fn walk(dir: &std::path::Path) -> Vec<std::path::PathBuf> {
     out
 }
 
+/// An Ogg voice note's bytes (its header, then generated content).
+pub(crate) fn voice_note() -> Vec<u8> {
+    b"OggS"
+        .iter()
+        .copied()
+        .chain((0..40_000u32).map(|i| (i % 199) as u8))
+        .collect()
+}
+
 pub(crate) fn photo() -> Vec<u8> {
     (0..300_000u32).map(|i| (i * 7 % 251) as u8).collect()
 }
@@ -168,11 +177,7 @@ async fn a_photo_and_a_voice_note_are_stored_verified_and_once() {
     let data = tempfile::tempdir().unwrap();
     let store = Arc::new(LocalMediaStore::open(data.path()).unwrap());
     let fetcher = MediaFetcher::new(Arc::new(client(&url)), store.clone());
-    let voice: Vec<u8> = b"OggS"
-        .iter()
-        .copied()
-        .chain((0..40_000u32).map(|i| (i % 199) as u8))
-        .collect();
+    let voice = voice_note();
     meta.files.lock().unwrap().insert(
         "1001".into(),
         File {
@@ -422,7 +427,7 @@ async fn the_media_request_matches_metas_spec() {
     assert!(e.to_string().contains("names no download URL"), "{e:?}");
 }
 
-fn wanted(media_id: &str, kind: MediaKind) -> Wanted<'_> {
+pub(crate) fn wanted(media_id: &str, kind: MediaKind) -> Wanted<'_> {
     Wanted {
         media_id,
         phone_number_id: None,

@@ -85,11 +85,7 @@ fn stored_files(data: &Path) -> Vec<String> {
 #[tokio::test(flavor = "multi_thread")]
 async fn a_customers_photo_and_voice_note_reach_the_crm_with_links_that_open_them() {
     let (meta, meta_url) = media_fetch::start().await;
-    let voice: Vec<u8> = b"OggS"
-        .iter()
-        .copied()
-        .chain((0..40_000u32).map(|i| (i % 199) as u8))
-        .collect();
+    let voice = media_fetch::voice_note();
     meta.files.lock().unwrap().insert(
         "2001".into(),
         File {
