@@ -60,6 +60,16 @@ pub enum ConfigError {
     HttpClient(#[source] reqwest::Error),
 }
 
+/// The CRM field the mapping fills from the BSUID alone (`from = "bsuid"`): where an adapter
+/// finds the contact of a person whose message carries no phone.
+pub fn bsuid_field(mapping: &Mapping) -> Option<&str> {
+    mapping
+        .contact
+        .iter()
+        .find(|f| f.from.as_deref() == Some("bsuid"))
+        .map(|f| f.to.as_str())
+}
+
 /// Whether `kind` (from [`config::crm_kind`]) names a CRM this build carries: checked before
 /// anything that depends on the kind (its example mapping), so the error names `CRM_KIND`.
 pub fn check_kind(kind: &str) -> Result<(), ConfigError> {
@@ -124,7 +134,8 @@ pub fn from_lookup(
                 &id_property,
                 mapping.effect_property.as_deref(),
                 timeout,
-            )?;
+            )?
+            .with_bsuid_property(bsuid_field(mapping));
             let crm = match media {
                 Some(store) => {
                     let retention =

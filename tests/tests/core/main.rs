@@ -4,6 +4,7 @@
 mod attribution_conversions;
 mod attribution_sqlite;
 mod crm_attribution;
+mod crm_conformance;
 mod crm_http;
 mod crm_sync;
 mod outage;

@@ -157,6 +157,32 @@ impl Client {
     }
 }
 
+impl Client {
+    /// The value of `want` on an object whose `property` equals `value` (search, `EQ`).
+    pub async fn find_property(
+        &self,
+        object: &str,
+        property: &str,
+        value: &str,
+        want: &str,
+    ) -> Result<Option<String>, CrmError> {
+        let body = json!({
+            "filterGroups": [{"filters": [{"propertyName": property, "operator": "EQ", "value": value}]}],
+            "properties": [want],
+            "limit": 1
+        });
+        let answer = self
+            .post(&format!("/crm/v3/objects/{object}/search"), &body)
+            .await?;
+        Ok(answer["results"]
+            .as_array()
+            .and_then(|r| r.first())
+            .and_then(|r| r["properties"][want].as_str())
+            .filter(|v| !v.is_empty())
+            .map(String::from))
+    }
+}
+
 /// Property values are strings in HubSpot's API.
 pub(crate) fn as_string(v: &Value) -> String {
     match v {

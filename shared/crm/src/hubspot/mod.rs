@@ -51,6 +51,7 @@ pub(crate) mod api;
 pub mod attribution;
 pub mod batch;
 mod erase;
+mod identity;
 pub mod media;
 
 use std::collections::{BTreeMap, HashMap};
@@ -100,6 +101,10 @@ pub struct HubSpotCrm {
     communications: Batcher<CreateOp>,
     deals: Batcher<CreateOp>,
     contact_ids: Mutex<HashMap<String, String>>,
+    /// Our contact id → id-property value of its HubSpot contact ([`identity`]).
+    persons: Mutex<HashMap<String, String>>,
+    /// Contact property holding the BSUID ([`HubSpotCrm::with_bsuid_property`]).
+    bsuid_property: Option<String>,
     skipped: Mutex<BTreeMap<&'static str, u64>>,
     search_lag: Duration,
     /// Effect id → when its last create attempt ended without an answer (5xx, timeout).
@@ -129,6 +134,8 @@ impl HubSpotCrm {
             communications,
             deals,
             contact_ids: Mutex::new(HashMap::new()),
+            persons: Mutex::new(HashMap::new()),
+            bsuid_property: None,
             skipped: Mutex::new(BTreeMap::new()),
             search_lag: DEFAULT_SEARCH_LAG,
             doubtful: Mutex::new(HashMap::new()),
@@ -183,17 +190,6 @@ impl HubSpotCrm {
             })
     }
 
-    /// The contact's id-property value, from the effect's contact.
-    fn effect_contact_id(&self, effect: &Effect) -> Result<String, CrmError> {
-        let Some((_, fields)) = &effect.contact else {
-            return Err(CrmError::Rejected(format!(
-                "{} record without its contact",
-                effect.record.kind()
-            )));
-        };
-        self.id_value(fields)
-    }
-
     /// Upserts `properties` onto the contact whose id property is `id`; returns its HubSpot id.
     async fn upsert(&self, id: String, properties: Map<String, Value>) -> Result<String, CrmError> {
         let mut properties = properties;
@@ -215,7 +211,7 @@ impl HubSpotCrm {
 
     /// The HubSpot id of the effect's contact (cached, else upserted: harmless to repeat).
     async fn contact_hs_id(&self, effect: &Effect) -> Result<String, CrmError> {
-        let id = self.effect_contact_id(effect)?;
+        let id = self.effect_contact_id(effect).await?;
         if let Some(hs) = self.contact_ids.lock().unwrap().get(&id) {
             return Ok(hs.clone());
         }
@@ -430,7 +426,7 @@ impl Crm for HubSpotCrm {
     async fn apply(&self, effect: &Effect) -> Result<(), CrmError> {
         match &effect.record {
             Record::Contact(_) => {
-                let id = self.id_value(&effect.fields)?;
+                let id = self.person_value(&effect.record, &effect.fields).await?;
                 self.upsert(id, effect.fields.clone()).await.map(drop)
             }
             Record::Activity(a) if a.group_id.is_some() && effect.contact.is_none() => {
@@ -446,11 +442,11 @@ impl Crm for HubSpotCrm {
                     self.skip(effect, "the mapping has no [[consent_fields]]");
                     return Ok(());
                 }
-                let id = self.effect_contact_id(effect)?;
+                let id = self.effect_contact_id(effect).await?;
                 self.upsert(id, effect.fields.clone()).await.map(drop)
             }
             Record::Attribution(a) => {
-                let id = self.effect_contact_id(effect)?;
+                let id = self.effect_contact_id(effect).await?;
                 self.upsert(id, contact_properties(a)).await.map(drop)
             }
             Record::Lead(lead) => self.create_deal(effect, lead).await,

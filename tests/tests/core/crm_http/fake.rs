@@ -18,7 +18,7 @@ use serde_json::{json, Value};
 use super::*;
 
 #[derive(Debug, Clone, Copy, PartialEq)]
-pub(super) enum Fault {
+pub(crate) enum Fault {
     RateLimit,
     ServerError,
     /// Answers after the client's timeout, without applying the call.
@@ -29,43 +29,58 @@ pub(super) enum Fault {
     /// 401 / 403 with HubSpot's bodies (a revoked token, a missing scope).
     Unauthorized,
     Forbidden,
+    /// 429 with `Retry-After: 30` (a proxy or a newer API version may send one).
+    RateLimitRetryAfter,
     /// No fault for this call (scripting a sequence).
     Pass,
 }
 
+/// The `Retry-After` of [`Fault::RateLimitRetryAfter`], seconds.
+pub(crate) const RETRY_AFTER_SECS: u64 = 30;
+/// A full phone number a 400 body echoes (the CRM quoting our input): masked before it reaches
+/// a dead-letter reason or a log.
+pub(crate) const ECHOED_PHONE: &str = "+5215512345678";
+
 #[derive(Default)]
-pub(super) struct Fake {
-    pub(super) fault_rate: f64,
-    pub(super) latency: Duration,
-    pub(super) counter: AtomicU64,
-    pub(super) scripted: Mutex<VecDeque<Fault>>,
-    pub(super) problems: Mutex<Vec<String>>,
-    pub(super) calls: AtomicU64,
+pub(crate) struct Fake {
+    pub(crate) fault_rate: f64,
+    pub(crate) latency: Duration,
+    pub(crate) counter: AtomicU64,
+    pub(crate) scripted: Mutex<VecDeque<Fault>>,
+    pub(crate) problems: Mutex<Vec<String>>,
+    pub(crate) calls: AtomicU64,
     // webhook receiver: accepted webhook-ids (deduplicated like a Standard Webhooks receiver),
     // raw accepted posts per id, and the ids whose answer was slowed after applying.
-    pub(super) hooks: Mutex<HashMap<String, u32>>,
-    pub(super) hook_bodies: Mutex<Vec<Value>>,
-    pub(super) slow_after: Mutex<HashSet<String>>,
+    pub(crate) hooks: Mutex<HashMap<String, u32>>,
+    pub(crate) hook_bodies: Mutex<Vec<Value>>,
+    pub(crate) slow_after: Mutex<HashSet<String>>,
     // hubspot
-    pub(super) contacts: Mutex<HashMap<String, String>>,
-    pub(super) contact_props: Mutex<HashMap<String, Value>>,
-    pub(super) comms: Mutex<Vec<Value>>,
-    pub(super) deals: Mutex<Vec<Value>>,
-    pub(super) notes: Mutex<Vec<Value>>,
-    pub(super) files: Mutex<Vec<super::fake_files::Uploaded>>,
-    pub(super) paths: Mutex<Vec<String>>,
+    pub(crate) contacts: Mutex<HashMap<String, String>>,
+    pub(crate) contact_props: Mutex<HashMap<String, Value>>,
+    pub(crate) comms: Mutex<Vec<Value>>,
+    pub(crate) deals: Mutex<Vec<Value>>,
+    pub(crate) notes: Mutex<Vec<Value>>,
+    pub(crate) files: Mutex<Vec<super::fake_files::Uploaded>>,
+    pub(crate) paths: Mutex<Vec<String>>,
     // HubSpot's search index lags behind creates: search sees objects only this old
-    pub(super) search_lag: Duration,
-    pub(super) created: Mutex<HashMap<String, Instant>>,
+    pub(crate) search_lag: Mutex<Duration>,
+    pub(crate) created: Mutex<HashMap<String, Instant>>,
     // a fault for the next call to this path (then gone)
-    pub(super) fail_once: Mutex<HashMap<String, Fault>>,
+    pub(crate) fail_once: Mutex<HashMap<String, Fault>>,
     // calls and inputs per batch endpoint: proves batches happen
-    pub(super) batch_calls: Mutex<HashMap<String, u64>>,
-    pub(super) batch_inputs: Mutex<HashMap<String, u64>>,
+    pub(crate) batch_calls: Mutex<HashMap<String, u64>>,
+    pub(crate) batch_inputs: Mutex<HashMap<String, u64>>,
+    /// HubSpot's burst limit as the fake enforces it (calls per rolling window): over it, 429
+    /// with the policy body; every answer reports the calls remaining.
+    pub(crate) limit: Option<(usize, Duration)>,
+    /// When each call arrived (measuring the rate the adapter really sends).
+    pub(crate) arrivals: Mutex<Vec<Instant>>,
+    /// Calls answered 429 because the limit was exceeded (not scripted).
+    pub(crate) over_limit: AtomicU64,
 }
 
 impl Fake {
-    pub(super) fn next_fault(&self) -> Option<Fault> {
+    pub(crate) fn next_fault(&self) -> Option<Fault> {
         if let Some(f) = self.scripted.lock().unwrap().pop_front() {
             return (f != Fault::Pass).then_some(f);
         }
@@ -94,7 +109,11 @@ impl Fake {
         }
     }
 
-    pub(super) fn problem(&self, p: String) -> Response {
+    pub(crate) fn set_search_lag(&self, lag: Duration) {
+        *self.search_lag.lock().unwrap() = lag;
+    }
+
+    pub(crate) fn problem(&self, p: String) -> Response {
         self.problems.lock().unwrap().push(p.clone());
         (
             StatusCode::BAD_REQUEST,
@@ -106,7 +125,7 @@ impl Fake {
 
 use axum::Json;
 
-pub(super) fn rate_headers() -> [(&'static str, &'static str); 3] {
+pub(crate) fn rate_headers() -> [(&'static str, &'static str); 3] {
     [
         ("x-hubspot-ratelimit-max", "190"),
         ("x-hubspot-ratelimit-remaining", "150"),
@@ -114,7 +133,7 @@ pub(super) fn rate_headers() -> [(&'static str, &'static str); 3] {
     ]
 }
 
-pub(super) async fn serve(fake: Arc<Fake>) -> SocketAddr {
+pub(crate) async fn serve(fake: Arc<Fake>) -> SocketAddr {
     let app = axum::Router::new().fallback(handle).with_state(fake);
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let addr = listener.local_addr().unwrap();
@@ -122,7 +141,7 @@ pub(super) async fn serve(fake: Arc<Fake>) -> SocketAddr {
     addr
 }
 
-pub(super) async fn handle(
+pub(crate) async fn handle(
     State(fake): State<Arc<Fake>>,
     method: Method,
     uri: Uri,
@@ -130,6 +149,20 @@ pub(super) async fn handle(
     body: Bytes,
 ) -> Response {
     fake.calls.fetch_add(1, Ordering::Relaxed);
+    let remaining = match over_limit(&fake) {
+        Ok(remaining) => remaining,
+        Err(interval) => {
+            fake.over_limit.fetch_add(1, Ordering::Relaxed);
+            let ms = interval.as_millis().to_string();
+            return (
+                StatusCode::TOO_MANY_REQUESTS,
+                [("x-hubspot-ratelimit-interval-milliseconds", ms.as_str()), ("x-hubspot-ratelimit-remaining", "0")],
+                Json(json!({"status": "error", "message": "You have reached your ten_secondly_rolling limit.",
+                    "errorType": "RATE_LIMIT", "policyName": "TEN_SECONDLY_ROLLING"})),
+            )
+                .into_response();
+        }
+    };
     if !fake.latency.is_zero() {
         tokio::time::sleep(fake.latency).await;
     }
@@ -139,7 +172,17 @@ pub(super) async fn handle(
     if method != Method::POST && !read {
         return fake.problem(format!("{method} {path}: only POST is used"));
     }
-    let once = fake.fail_once.lock().unwrap().remove(&path);
+    // Webhook posts share one path: a fault can name the record kind (`/hook#activity`).
+    let hook_kind = (path == "/hook")
+        .then(|| serde_json::from_slice::<Value>(&body).ok())
+        .flatten()
+        .and_then(|v| v["kind"].as_str().map(|k| format!("/hook#{k}")));
+    let once = {
+        let mut fail_once = fake.fail_once.lock().unwrap();
+        fail_once
+            .remove(&path)
+            .or_else(|| hook_kind.and_then(|k| fail_once.remove(&k)))
+    };
     let fault = once.or_else(|| fake.next_fault());
     match fault {
         Some(Fault::RateLimit) if path == "/hook" => {
@@ -182,10 +225,29 @@ pub(super) async fn handle(
             )
                 .into_response()
         }
-        Some(Fault::BadRequest) => {
+        Some(Fault::RateLimitRetryAfter) => {
+            let secs = RETRY_AFTER_SECS.to_string();
+            return (
+                StatusCode::TOO_MANY_REQUESTS,
+                [("retry-after", secs.as_str())],
+                Json(json!({"status": "error", "policyName": "TEN_SECONDLY_ROLLING", "errorType": "RATE_LIMIT"})),
+            )
+                .into_response();
+        }
+        Some(Fault::BadRequest) if path == "/hook" => {
             return (
                 StatusCode::BAD_REQUEST,
-                Json(json!({"status": "error", "category": "VALIDATION_ERROR"})),
+                format!("receiver refused: {ECHOED_PHONE} is not a valid phone"),
+            )
+                .into_response()
+        }
+        Some(Fault::BadRequest) => {
+            // HubSpot's validation error quotes the value it refused.
+            return (
+                StatusCode::BAD_REQUEST,
+                Json(json!({"status": "error", "category": "VALIDATION_ERROR",
+                    "message": format!("Property values were not valid: [{{\"isValid\":false,\"message\":\"{ECHOED_PHONE} is not a valid phone number\",\"error\":\"INVALID_PHONE\",\"name\":\"phone\"}}]"),
+                    "correlationId": "4c5d8f0e-0f3a-4b8c-9a51-3b3f2b2f6a11"})),
             )
                 .into_response()
         }
@@ -199,13 +261,43 @@ pub(super) async fn handle(
     } else {
         hubspot(&fake, &path, &headers, &body)
     };
+    let mut answer = answer;
+    if let (Some((max, window)), Some(remaining)) = (fake.limit, remaining) {
+        let h = answer.headers_mut();
+        h.insert("x-hubspot-ratelimit-max", max.into());
+        h.insert("x-hubspot-ratelimit-remaining", remaining.into());
+        h.insert(
+            "x-hubspot-ratelimit-interval-milliseconds",
+            (window.as_millis() as u64).into(),
+        );
+    }
     if slow_after {
         tokio::time::sleep(SLOW).await;
     }
     answer
 }
 
-pub(super) fn webhook(
+/// Records the call's arrival; with a limit, `Err(window)` when it exceeds the calls allowed
+/// in the rolling window, else the calls left in it.
+fn over_limit(fake: &Fake) -> Result<Option<usize>, Duration> {
+    let now = Instant::now();
+    let mut arrivals = fake.arrivals.lock().unwrap();
+    arrivals.push(now);
+    let Some((max, window)) = fake.limit else {
+        return Ok(None);
+    };
+    let recent = arrivals
+        .iter()
+        .rev()
+        .take_while(|t| now.duration_since(**t) < window)
+        .count();
+    if recent > max {
+        return Err(window);
+    }
+    Ok(Some(max - recent))
+}
+
+pub(crate) fn webhook(
     fake: &Fake,
     headers: &HeaderMap,
     body: &Bytes,
@@ -257,6 +349,9 @@ pub(super) fn webhook(
         return fake.problem(format!("record without kind/v: {v}"));
     }
     *fake.hooks.lock().unwrap().entry(id.clone()).or_default() += 1;
+    let mut v = v;
+    // What a receiver deduplicates on, kept beside the record.
+    v["_webhook_id"] = json!(id);
     fake.hook_bodies.lock().unwrap().push(v);
     if slow_after {
         fake.slow_after.lock().unwrap().insert(id);
@@ -328,7 +423,7 @@ fn gdpr_delete(fake: &Fake, v: &Value) -> Response {
     StatusCode::NO_CONTENT.into_response()
 }
 
-pub(super) fn hubspot(fake: &Fake, path: &str, headers: &HeaderMap, body: &Bytes) -> Response {
+pub(crate) fn hubspot(fake: &Fake, path: &str, headers: &HeaderMap, body: &Bytes) -> Response {
     let auth = headers
         .get("authorization")
         .and_then(|v| v.to_str().ok())
@@ -508,6 +603,31 @@ pub(super) fn hubspot(fake: &Fake, path: &str, headers: &HeaderMap, body: &Bytes
         }
         "/crm/v3/objects/contacts/gdpr-delete" => return gdpr_delete(fake, &v),
         "/crm/v3/objects/notes" => return super::fake_files::note(fake, &v),
+        "/crm/v3/objects/contacts/search" => {
+            let f = &v["filterGroups"][0]["filters"][0];
+            if f["operator"] != "EQ" || !f["propertyName"].is_string() || !f["value"].is_string() {
+                return fake.problem(format!("search filter: {f}"));
+            }
+            let Some(want) = v["properties"][0].as_str() else {
+                return fake.problem(format!("contact search without properties: {v}"));
+            };
+            let prop = f["propertyName"].as_str().unwrap();
+            let contacts = fake.contacts.lock().unwrap().clone();
+            let found: Vec<Value> = fake
+                .contact_props
+                .lock()
+                .unwrap()
+                .iter()
+                .filter(|(_, p)| p[prop] == f["value"])
+                .map(|(key, p)| json!({"id": contacts.get(key), "properties": {want: p[want]}}))
+                .collect();
+            return (
+                StatusCode::OK,
+                rate_headers(),
+                Json(json!({"total": found.len(), "results": found})),
+            )
+                .into_response();
+        }
         "/crm/v3/objects/communications/search"
         | "/crm/v3/objects/deals/search"
         | "/crm/v3/objects/notes/search" => {
@@ -524,10 +644,11 @@ pub(super) fn hubspot(fake: &Fake, path: &str, headers: &HeaderMap, body: &Bytes
                 fake.comms.lock().unwrap().clone()
             };
             let created = fake.created.lock().unwrap().clone();
+            let lag = *fake.search_lag.lock().unwrap();
             let indexed = |c: &Value| {
                 created
                     .get(c["id"].as_str().unwrap_or_default())
-                    .is_some_and(|t| t.elapsed() >= fake.search_lag)
+                    .is_some_and(|t| t.elapsed() >= lag)
             };
             let found: Vec<Value> = store
                 .iter()

@@ -19,7 +19,7 @@ use super::fake::{rate_headers, Fake};
 
 /// One uploaded file.
 #[derive(Clone, Debug)]
-pub(super) struct Uploaded {
+pub(crate) struct Uploaded {
     pub(super) id: String,
     pub(super) folder: String,
     pub(super) name: String,

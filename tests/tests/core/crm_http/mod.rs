@@ -5,7 +5,7 @@
 
 mod bench;
 mod erasure;
-mod fake;
+pub(crate) mod fake;
 mod fake_files;
 mod faults;
 mod hubspot;
@@ -14,28 +14,28 @@ mod webhook;
 
 use std::net::SocketAddr;
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use serde_json::{json, Value};
 use wabridge_core::attribution::AttributionConfig;
-use wabridge_core::consumer::{run_worker, Handler, Outcome, WorkerOptions};
+use wabridge_core::consumer::{Handler, Outcome};
 use wabridge_core::crm::Crm;
 use wabridge_core::mapping::Mapping;
-use wabridge_core::queue::{Delivery, OutgoingMessage, Queue};
+use wabridge_core::queue::Delivery;
 use wabridge_core::sync::CrmSync;
 use wabridge_crm::hubspot::HubSpotCrm;
 use wabridge_crm::webhook::WebhookCrm;
 use wabridge_sqlite::attribution::SqliteAttribution;
 use wabridge_sqlite::identity::SqliteIdentityStore;
 use wabridge_sqlite::ledger::SqliteLedger;
-use wabridge_sqlite::{Db, SqliteQueue, EVENTS_QUEUE};
+use wabridge_sqlite::Db;
 
 use fake::*;
 
-const SECRET: &str = "whsec_c2VjcmV0LWZvci10ZXN0cw==";
-const TOKEN: &str = "pat-na1-test-token";
-const TIMEOUT: Duration = Duration::from_millis(400);
-const SLOW: Duration = Duration::from_millis(1200);
+pub(crate) const SECRET: &str = "whsec_c2VjcmV0LWZvci10ZXN0cw==";
+pub(crate) const TOKEN: &str = "pat-na1-test-token";
+pub(crate) const TIMEOUT: Duration = Duration::from_millis(400);
+pub(crate) const SLOW: Duration = Duration::from_millis(1200);
 /// How long the adapter distrusts a search miss after an uncertain create (tests: short).
 const SEARCH_LAG: Duration = Duration::from_millis(200);
 
@@ -146,57 +146,7 @@ async fn drain(
     workers: usize,
     concurrency: usize,
 ) -> (u64, Duration) {
-    let queue = Arc::new(SqliteQueue::new(rig.db.clone(), EVENTS_QUEUE).with_max_receives(10));
-    let mut batch = Vec::new();
-    for round in 0..times {
-        for (i, e) in events.iter().enumerate() {
-            batch.push(OutgoingMessage {
-                id: format!("{round}-{i}"),
-                body: e.to_string(),
-                delay: None,
-            });
-        }
-    }
-    for chunk in batch.chunks(500) {
-        queue.send_batch(chunk).await.unwrap();
-    }
-    let started = Instant::now();
-    let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
-    let workers: Vec<_> = (0..workers)
-        .map(|_| {
-            tokio::spawn(run_worker(
-                queue.clone(),
-                rig.sync.clone() as Arc<dyn Handler>,
-                WorkerOptions {
-                    batch: 100,
-                    concurrency,
-                    visibility: Duration::from_secs(30),
-                    idle: Duration::from_millis(10),
-                    // As `wabridge serve` wires it: a batch call that fails fails every caller
-                    // in it, which can open the circuit; the worker then waits instead of
-                    // spending receives.
-                    breaker: Some(rig.sync.breaker().clone()),
-                    ..WorkerOptions::default()
-                },
-                stop_rx.clone(),
-            ))
-        })
-        .collect();
-    let deadline = Instant::now() + Duration::from_secs(240);
-    loop {
-        let c = queue.counts().await.unwrap();
-        if c.visible + c.hidden == 0 {
-            break;
-        }
-        assert!(Instant::now() < deadline, "queue not drained: {c:?}");
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
-    let elapsed = started.elapsed();
-    stop_tx.send(true).unwrap();
-    for worker in workers {
-        worker.await.unwrap();
-    }
-    (queue.counts().await.unwrap().dead, elapsed)
+    crate::crm_conformance::drain(&rig.db, &rig.sync, events, times, workers, concurrency).await
 }
 
 fn batch_counts(fake: &Fake, path: &str) -> (u64, u64) {
@@ -218,7 +168,7 @@ fn batch_counts(fake: &Fake, path: &str) -> (u64, u64) {
 
 const UPSERT: &str = "/crm/v3/objects/contacts/batch/upsert";
 
-const COMMS: &str = "/crm/v3/objects/communications/batch/create";
+pub(crate) const COMMS: &str = "/crm/v3/objects/communications/batch/create";
 
 const DEALS: &str = "/crm/v3/objects/deals/batch/create";
 
