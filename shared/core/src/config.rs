@@ -25,7 +25,7 @@ pub const WABRIDGE_API_KEYS: &str = "WABRIDGE_API_KEYS";
 pub const WABRIDGE_MAX_BODY_BYTES: &str = "WABRIDGE_MAX_BODY_BYTES";
 /// Data directory of the local gateway (`wabridge serve --data`; default `./.wabridge`).
 pub const WABRIDGE_DATA: &str = "WABRIDGE_DATA";
-/// `local`, `webhook` or `hubspot` (default [`DEFAULT_CRM_KIND`]).
+/// `local`, `webhook`, `hubspot` or `pipedrive` (default [`DEFAULT_CRM_KIND`]).
 pub const CRM_KIND: &str = "CRM_KIND";
 /// `local`: the records table of the embedded engine, so `wabridge serve` works with no CRM
 /// at all. The Lambdas do not carry it, so on AWS `CRM_KIND` must name a CRM (the template
@@ -45,6 +45,14 @@ pub const CRM_WEBHOOK_URL: &str = "CRM_WEBHOOK_URL";
 pub const CRM_WEBHOOK_SECRET: &str = "CRM_WEBHOOK_SECRET";
 pub const HUBSPOT_TOKEN: &str = "HUBSPOT_TOKEN";
 pub const HUBSPOT_API_URL: &str = "HUBSPOT_API_URL";
+/// Pipedrive personal API token (a secret), sent as `x-api-token`.
+pub const PIPEDRIVE_API_TOKEN: &str = "PIPEDRIVE_API_TOKEN";
+/// The company's Pipedrive API base, `https://<company>.pipedrive.com` (default
+/// [`DEFAULT_PIPEDRIVE_API_URL`]).
+pub const PIPEDRIVE_API_URL: &str = "PIPEDRIVE_API_URL";
+/// Requests per 2-second window the token may make (the plan's burst limit; default
+/// [`DEFAULT_PIPEDRIVE_BURST_LIMIT`]).
+pub const PIPEDRIVE_BURST_LIMIT: &str = "PIPEDRIVE_BURST_LIMIT";
 /// Timeout of one CRM HTTP call, milliseconds (default 10000).
 pub const CRM_TIMEOUT_MS: &str = "CRM_TIMEOUT_MS";
 /// Path of the field mapping file.
@@ -181,6 +189,9 @@ pub fn parse_ledger_retention(value: Option<&str>) -> Result<std::time::Duration
 pub const DEFAULT_WHATSAPP_API_URL: &str = "https://graph.facebook.com";
 pub const DEFAULT_WHATSAPP_API_VERSION: &str = "v23.0";
 pub const DEFAULT_HUBSPOT_API_URL: &str = "https://api.hubapi.com";
+pub const DEFAULT_PIPEDRIVE_API_URL: &str = "https://api.pipedrive.com";
+/// The lowest plan's (Essential) API-token burst limit per 2 s.
+pub const DEFAULT_PIPEDRIVE_BURST_LIMIT: u64 = 20;
 pub const DEFAULT_MAX_BODY_BYTES: usize = 1024 * 1024;
 
 /// Names whose values are secrets: read from the secret store on AWS, never logged.
@@ -192,6 +203,7 @@ pub const SECRET_NAMES: &[&str] = &[
     WABRIDGE_API_KEYS,
     CRM_WEBHOOK_SECRET,
     HUBSPOT_TOKEN,
+    PIPEDRIVE_API_TOKEN,
     WABRIDGE_MEDIA_LINK_KEY,
 ];
 

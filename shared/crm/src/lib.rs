@@ -7,15 +7,19 @@
 //!
 //! [`from_lookup`] is the one place that turns `CRM_KIND` and its settings into a client.
 
-#[cfg(any(feature = "webhook", feature = "hubspot"))]
+#[cfg(any(feature = "webhook", feature = "hubspot", feature = "pipedrive"))]
 pub(crate) mod http;
 #[cfg(feature = "hubspot")]
 pub mod hubspot;
 #[cfg(feature = "local")]
 pub mod local;
+#[cfg(feature = "pipedrive")]
+pub mod pipedrive;
+#[cfg(any(feature = "hubspot", feature = "pipedrive"))]
+pub(crate) mod timeline;
 #[cfg(feature = "webhook")]
 pub mod webhook;
-#[cfg(any(feature = "webhook", feature = "hubspot"))]
+#[cfg(any(feature = "webhook", feature = "hubspot", feature = "pipedrive"))]
 pub(crate) use http::{classify_status, transport_error};
 
 use std::sync::Arc;
@@ -27,7 +31,7 @@ use wabridge_core::crm::Crm;
 use wabridge_core::mapping::Mapping;
 
 /// Every CRM kind there is, built into this binary or not.
-pub const KNOWN: &[&str] = &["local", "webhook", "hubspot"];
+pub const KNOWN: &[&str] = &["local", "webhook", "hubspot", "pipedrive"];
 
 /// The CRM kinds this build carries (its cargo features).
 pub const COMPILED: &[&str] = &[
@@ -37,6 +41,8 @@ pub const COMPILED: &[&str] = &[
     "webhook",
     #[cfg(feature = "hubspot")]
     "hubspot",
+    #[cfg(feature = "pipedrive")]
+    "pipedrive",
 ];
 
 /// Why a CRM client could not be built from the settings. Each names the variable to fix.
@@ -46,7 +52,7 @@ pub enum ConfigError {
     Setting(#[from] config::ConfigError),
     #[error("{name}: {reason}")]
     Invalid { name: &'static str, reason: String },
-    #[error("CRM_KIND `{kind}` is not one of local, webhook, hubspot")]
+    #[error("CRM_KIND `{kind}` is not one of {}", KNOWN.join(", "))]
     Unknown { kind: String },
     #[error("CRM_KIND `{kind}` is not built into this binary (it carries: {})", COMPILED.join(", "))]
     NotCompiled { kind: String },
@@ -55,7 +61,7 @@ pub enum ConfigError {
     )]
     NoLocalStore,
     /// The HTTP client could not be built (TLS set-up).
-    #[cfg(any(feature = "hubspot", feature = "webhook"))]
+    #[cfg(any(feature = "hubspot", feature = "webhook", feature = "pipedrive"))]
     #[error("cannot build the CRM's HTTP client: {0}")]
     HttpClient(#[source] reqwest::Error),
 }
@@ -146,6 +152,10 @@ pub fn from_lookup(
             };
             Ok(Arc::new(crm))
         }
+        #[cfg(feature = "pipedrive")]
+        "pipedrive" => Ok(Arc::new(pipedrive::PipedriveCrm::from_settings(
+            mapping, &settings, timeout,
+        )?)),
         _ if KNOWN.contains(&kind.as_str()) => Err(ConfigError::NotCompiled { kind }),
         _ => Err(ConfigError::Unknown { kind }),
     }
@@ -228,5 +238,50 @@ mod tests {
         let ok =
             build(&[("CRM_KIND", " HubSpot "), ("HUBSPOT_TOKEN", "pat-na1-x")]).expect("builds");
         assert_eq!(ok.kind(), "hubspot");
+    }
+
+    #[cfg(feature = "pipedrive")]
+    #[tokio::test]
+    async fn pipedrive_refusals_name_the_setting_and_never_echo_the_token() {
+        let cases: &[(&[(&str, &str)], &str)] = &[
+            (&[("CRM_KIND", "pipedrive")], "PIPEDRIVE_API_TOKEN"),
+            (
+                &[
+                    ("CRM_KIND", "pipedrive"),
+                    ("PIPEDRIVE_API_TOKEN", "tok-secret-123"),
+                    ("PIPEDRIVE_BURST_LIMIT", "0"),
+                ],
+                "PIPEDRIVE_BURST_LIMIT",
+            ),
+            (
+                &[
+                    ("CRM_KIND", "pipedrive"),
+                    ("PIPEDRIVE_API_TOKEN", "tok-secret-123"),
+                    ("PIPEDRIVE_BURST_LIMIT", "fast"),
+                ],
+                "PIPEDRIVE_BURST_LIMIT",
+            ),
+            (
+                &[
+                    ("CRM_KIND", "pipedrive"),
+                    ("PIPEDRIVE_API_TOKEN", "tok-secret-123"),
+                    ("PIPEDRIVE_API_URL", "company.pipedrive.com"),
+                ],
+                "PIPEDRIVE_API_URL",
+            ),
+        ];
+        for (pairs, named) in cases {
+            let e = build(pairs).err().expect("refused").to_string();
+            assert!(e.contains(named), "{pairs:?}: {e}");
+            assert!(!e.contains("tok-secret-123"), "{e}");
+        }
+        let ok = build(&[
+            ("CRM_KIND", "pipedrive"),
+            ("PIPEDRIVE_API_TOKEN", "tok"),
+            ("PIPEDRIVE_API_URL", "https://acme.pipedrive.com"),
+            ("PIPEDRIVE_BURST_LIMIT", "80"),
+        ])
+        .expect("builds");
+        assert_eq!(ok.kind(), "pipedrive");
     }
 }

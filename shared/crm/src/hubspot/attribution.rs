@@ -11,7 +11,7 @@
 
 use serde_json::{json, Map, Value};
 
-use wabridge_core::attribution::records::{AttributionRecord, LeadRecord};
+use wabridge_core::attribution::records::LeadRecord;
 
 /// `associationTypeId` of deal → contact (HUBSPOT_DEFINED).
 pub const DEAL_TO_CONTACT: u32 = 3;
@@ -69,29 +69,12 @@ pub fn deal_body(lead: &LeadRecord, hubspot_contact_id: &str, settings: &DealSet
     })
 }
 
-/// Contact properties of a first or last touch (merge into the contact upsert's `properties`).
-pub fn contact_properties(a: &AttributionRecord) -> Map<String, Value> {
-    let prefix = format!("wabridge_{}_", a.touch.as_str());
-    let mut props = Map::new();
-    for (name, value) in [
-        ("utm_source", &a.utm_source),
-        ("utm_medium", &a.utm_medium),
-        ("utm_campaign", &a.utm_campaign),
-        ("utm_content", &a.utm_content),
-        ("utm_term", &a.utm_term),
-        ("ctwa_clid", &a.ctwa_clid),
-        ("ref_code", &a.ref_code),
-    ] {
-        put(&mut props, &format!("{prefix}{name}"), value);
-    }
-    props.insert(format!("{prefix}at"), json!(a.at.to_string()));
-    props
-}
+pub use crate::timeline::contact_properties;
 
 #[cfg(test)]
 mod tests {
     use super::*;
-    use wabridge_core::attribution::records::TouchKind;
+    use wabridge_core::attribution::records::{AttributionRecord, TouchKind};
     use wabridge_core::attribution::utm::{Touch, TouchOrigin, Utm};
 
     fn lead() -> LeadRecord {

@@ -62,6 +62,7 @@ use async_trait::async_trait;
 use serde_json::{json, Map, Value};
 
 use crate::hubspot::attribution::{contact_properties, deal_body, DealSettings};
+use crate::timeline::status_text;
 use api::{as_string, Client, CreateInput, CreateOp, UpsertInput, UpsertOp};
 use batch::{BatchStats, Batcher};
 use wabridge_core::attribution::LeadRecord;
@@ -377,40 +378,6 @@ fn batchers(
             linger,
         ),
     )
-}
-
-/// Timeline text of an outbound status: `WhatsApp message wamid.X delivered`, with the errors
-/// of a failed (or refused) one.
-fn status_text(a: &ActivityRecord) -> String {
-    let status = a.status.as_deref().unwrap_or("unknown");
-    // A `send_result` (a send that ended without a status webhook) has a send id, no wamid.
-    let mut text = match (&a.message_id, &a.send_id) {
-        (Some(wamid), _) => format!("WhatsApp message {wamid} {status}"),
-        (None, Some(send)) => format!("WhatsApp send {send} {status}"),
-        (None, None) => format!("WhatsApp message {status}"),
-    };
-    if !a.errors.is_empty() {
-        let why: Vec<String> = a
-            .errors
-            .iter()
-            .map(|e| {
-                let mut s = e.code.map(|c| c.to_string()).unwrap_or_default();
-                for part in [&e.title, &e.message, &e.details].into_iter().flatten() {
-                    if !s.contains(part.as_str()) {
-                        s.push(' ');
-                        s.push_str(part);
-                    }
-                }
-                s.trim().to_string()
-            })
-            .collect();
-        text.push_str(": ");
-        text.push_str(&why.join("; "));
-    }
-    if let Some(category) = &a.pricing_category {
-        text.push_str(&format!(" ({category})"));
-    }
-    text
 }
 
 #[async_trait]

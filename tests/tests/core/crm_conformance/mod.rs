@@ -10,8 +10,9 @@
 
 mod cases;
 mod hubspot;
-// mod pipedrive;
-// mod pipedrive_fake;
+mod pipedrive;
+mod pipedrive_fake;
+mod pipedrive_fake_records;
 mod webhook;
 
 use std::sync::Arc;
@@ -355,4 +356,4 @@ macro_rules! conformance {
 
 conformance!(hubspot_adapter, super::hubspot::HubSpot);
 conformance!(webhook_adapter, super::webhook::Webhook);
-// conformance!(pipedrive_adapter, super::pipedrive::Pipedrive);
+conformance!(pipedrive_adapter, super::pipedrive::Pipedrive);

@@ -1,0 +1,153 @@
+//! Pipedrive HTTP calls: the API token in `x-api-token` (Pipedrive's documented header for
+//! every request, v1 and v2: a token in the query string would end up in proxy logs), the
+//! JSON envelope (`{"success", "data", "additional_data"}`), paced sends ([`Pacer`]) and error
+//! classes (429 → its `Retry-After` / `x-ratelimit-reset`, 401/403 → credentials, other 4xx →
+//! the record).
+
+use std::time::Duration;
+
+use reqwest::Method;
+use serde_json::Value;
+use tokio::time::Instant;
+
+use super::pace::Pacer;
+use crate::{classify_status, transport_error, ConfigError};
+use wabridge_core::config;
+use wabridge_core::crm::CrmError;
+use wabridge_http::retry_after;
+
+/// Pipedrive's burst window.
+pub const WINDOW: Duration = Duration::from_secs(2);
+/// Search endpoints' own limit per [`WINDOW`] (Pipedrive's changelog, "Search API rate limit").
+pub const SEARCH_LIMIT: usize = 10;
+
+/// Which of Pipedrive's limits a call counts against.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Budget {
+    General,
+    /// Search endpoints: the general limit and the search limit.
+    Search,
+}
+
+pub(crate) struct Client {
+    http: reqwest::Client,
+    base: String,
+    token: String,
+    general: Pacer,
+    search: Pacer,
+}
+
+impl Client {
+    pub fn new(
+        base: &str,
+        token: &str,
+        timeout: Duration,
+        limits: (usize, usize),
+    ) -> Result<Client, ConfigError> {
+        if token.is_empty() {
+            return Err(ConfigError::Invalid {
+                name: config::PIPEDRIVE_API_TOKEN,
+                reason: "is required for CRM_KIND=pipedrive".into(),
+            });
+        }
+        let parsed = url::Url::parse(base).map_err(|e| ConfigError::Invalid {
+            name: config::PIPEDRIVE_API_URL,
+            reason: e.to_string(),
+        })?;
+        if !matches!(parsed.scheme(), "http" | "https") {
+            return Err(ConfigError::Invalid {
+                name: config::PIPEDRIVE_API_URL,
+                reason: "must be http(s)".into(),
+            });
+        }
+        let http = wabridge_http::client(wabridge_http::ClientOptions {
+            timeout,
+            max_idle_per_host: 64,
+        })
+        .map_err(ConfigError::HttpClient)?;
+        Ok(Client {
+            http,
+            base: base.trim_end_matches('/').to_string(),
+            token: token.to_string(),
+            general: Pacer::new(limits.0, WINDOW),
+            search: Pacer::new(limits.1, WINDOW),
+        })
+    }
+
+    /// Sends one request (JSON body when given), paced; a 2xx is its `data` (`Null` when
+    /// absent), anything else its class of error.
+    pub async fn call(
+        &self,
+        method: Method,
+        path_and_query: &str,
+        body: Option<&Value>,
+        budget: Budget,
+    ) -> Result<Value, CrmError> {
+        self.exchange(method, path_and_query, body, budget)
+            .await
+            .map(|(data, _)| data)
+    }
+
+    /// A GET of a list: its `data` and its `additional_data` (cursors).
+    pub async fn call_page(
+        &self,
+        method: Method,
+        path_and_query: &str,
+        budget: Budget,
+    ) -> Result<(Value, Value), CrmError> {
+        self.exchange(method, path_and_query, None, budget).await
+    }
+
+    async fn exchange(
+        &self,
+        method: Method,
+        path_and_query: &str,
+        body: Option<&Value>,
+        budget: Budget,
+    ) -> Result<(Value, Value), CrmError> {
+        if budget == Budget::Search {
+            self.search.slot().await;
+        }
+        self.general.slot().await;
+        let mut request = self
+            .http
+            .request(method, format!("{}{path_and_query}", self.base))
+            .header("x-api-token", &self.token)
+            .header("accept", "application/json");
+        if let Some(body) = body {
+            request = request.json(body);
+        }
+        let response = request.send().await.map_err(transport_error)?;
+        let status = response.status().as_u16();
+        let headers = response.headers().clone();
+        if (200..300).contains(&status) {
+            let text = response.text().await.map_err(transport_error)?;
+            let v: Value = serde_json::from_str(&text).unwrap_or(Value::Null);
+            return Ok((v["data"].clone(), v["additional_data"].clone()));
+        }
+        let reset = headers
+            .get("x-ratelimit-reset")
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| v.trim().parse::<u64>().ok())
+            .map(Duration::from_secs);
+        let hint = retry_after(&headers).or(if status == 429 { reset } else { None });
+        if status == 429 {
+            // The window was full after all (another user of the token): nobody sends until
+            // it has room, instead of every caller spending a 429.
+            let wait = hint.unwrap_or(WINDOW).min(Duration::from_secs(60));
+            let pacer = if budget == Budget::Search {
+                &self.search
+            } else {
+                &self.general
+            };
+            pacer.pause_until(Instant::now() + wait);
+        }
+        let text = response.text().await.unwrap_or_default();
+        Err(classify_status(status, hint, &text))
+    }
+}
+
+/// `value` URL-encoded for a query string.
+pub(crate) fn encode(value: &str) -> String {
+    url::form_urlencoded::byte_serialize(value.as_bytes()).collect()
+}

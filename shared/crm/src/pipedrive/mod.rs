@@ -1,0 +1,201 @@
+//! The `pipedrive` CRM: Pipedrive's API v2 wherever it has the endpoint (persons, their search,
+//! deals, the field schema), v1 only for notes (Pipedrive has no v2 notes). API token in the
+//! `x-api-token` header.
+//!
+//! Every record kind, and what it becomes:
+//! - **contact**: a Person, found by searching the identity (the canonical E.164 number, or the
+//!   BSUID) in its phone and custom fields (`GET /api/v2/persons/search`, `exact_match`), then
+//!   updated (`PATCH /api/v2/persons/{id}`) or created (`POST /api/v2/persons`). Pipedrive has
+//!   no upsert, and its search index lags writes: the person ids this process learnt come
+//!   first (by identity and by our contact id), search only after ([`persons`]).
+//! - **inbound message / outbound status**: a Note on the person (`POST /v1/notes`), its text
+//!   ending with `wabridge: <effect id>`; an in-doubt retry lists the person's notes
+//!   (`GET /v1/notes?person_id=`, a consistent read, not the lagging search) and creates none
+//!   when the earlier one landed.
+//! - **consent**, **attribution** (first / last touch): person custom fields (`PATCH`); touch
+//!   fields the company has not created are left out.
+//! - **lead**: a Deal on the person (`POST /api/v2/deals`) carrying the effect id in the
+//!   mapping's `effect_property` deal field; in doubt, the person's deals are listed first.
+//! - **erasure**: each person found by the person's numbers and BSUIDs is deleted
+//!   (`DELETE /api/v2/persons/{id}`; Pipedrive keeps deleted persons 30 days, then purges).
+//! - **template status, number quality, unknown, media, a status of a group message**: not
+//!   written (logged): Pipedrive has no object for them (files: not yet).
+//!
+//! Limits: every call takes a slot of the token's burst window first ([`pace`]): at most
+//! `PIPEDRIVE_BURST_LIMIT` per 2 s, and [`api::SEARCH_LIMIT`] searches per 2 s. A 429 (someone
+//! else spent the window) pauses every sender for `Retry-After` / `x-ratelimit-reset`.
+
+pub(crate) mod api;
+mod fields;
+pub(crate) mod pace;
+mod persons;
+mod records;
+
+use std::collections::HashMap;
+use std::sync::Mutex;
+use std::time::{Duration, Instant};
+
+use async_trait::async_trait;
+use tokio::sync::OnceCell;
+
+use crate::ConfigError;
+use api::Client;
+use fields::Schema;
+use wabridge_core::config;
+use wabridge_core::crm::{Crm, CrmError, Effect};
+use wabridge_core::mapping::Mapping;
+use wabridge_core::records::Record;
+
+/// How long Pipedrive's search may lag behind a person create: an in-doubt create whose
+/// search finds nothing is trusted only this long after the uncertain attempt.
+pub const DEFAULT_SEARCH_LAG: Duration = Duration::from_secs(10);
+/// Entries kept in each in-process map before it restarts.
+const CACHE_MAX: usize = 100_000;
+
+/// Where the adapter writes, and how fast.
+#[derive(Debug, Clone)]
+pub struct PipedriveSettings {
+    /// `https://<company>.pipedrive.com`.
+    pub base: String,
+    pub token: String,
+    /// Person field holding the identity (the mapping's `id_property`).
+    pub id_field: String,
+    /// Person field holding the BSUID (the mapping's `from = "bsuid"` field).
+    pub bsuid_field: Option<String>,
+    /// Deal field holding the effect id (the mapping's `effect_property`).
+    pub effect_field: Option<String>,
+    /// Requests per 2 s, and searches per 2 s.
+    pub limits: (usize, usize),
+    pub timeout: Duration,
+    pub search_lag: Duration,
+}
+
+pub struct PipedriveCrm {
+    client: Client,
+    settings: PipedriveSettings,
+    schema: OnceCell<Schema>,
+    /// Identity value → person id.
+    persons: Mutex<HashMap<String, u64>>,
+    /// Our contact id → person id.
+    contacts: Mutex<HashMap<String, u64>>,
+    /// Person id → the last body written to it (an unchanged contact costs no call).
+    written: Mutex<HashMap<u64, String>>,
+    /// Effect id → when its last person create ended without an answer.
+    doubtful: Mutex<HashMap<String, Instant>>,
+}
+
+impl PipedriveCrm {
+    pub fn new(settings: PipedriveSettings) -> Result<PipedriveCrm, ConfigError> {
+        let client = Client::new(
+            &settings.base,
+            &settings.token,
+            settings.timeout,
+            settings.limits,
+        )?;
+        Ok(PipedriveCrm {
+            client,
+            settings,
+            schema: OnceCell::new(),
+            persons: Mutex::new(HashMap::new()),
+            contacts: Mutex::new(HashMap::new()),
+            written: Mutex::new(HashMap::new()),
+            doubtful: Mutex::new(HashMap::new()),
+        })
+    }
+
+    /// From `PIPEDRIVE_API_TOKEN`, `PIPEDRIVE_API_URL`, `PIPEDRIVE_BURST_LIMIT` and the mapping.
+    pub fn from_settings<F: Fn(&str) -> Option<String>>(
+        mapping: &Mapping,
+        settings: &config::Settings<F>,
+        timeout: Duration,
+    ) -> Result<PipedriveCrm, ConfigError> {
+        let token = settings.required(
+            config::PIPEDRIVE_API_TOKEN,
+            "CRM_KIND=pipedrive calls Pipedrive with this API token",
+        )?;
+        let base = settings
+            .optional(config::PIPEDRIVE_API_URL)
+            .unwrap_or_else(|| config::DEFAULT_PIPEDRIVE_API_URL.to_string());
+        let burst = settings.number(
+            config::PIPEDRIVE_BURST_LIMIT,
+            config::DEFAULT_PIPEDRIVE_BURST_LIMIT,
+            "your plan's requests per 2 seconds, a whole number from 1 to 1000",
+            |n| (1..=1000).contains(n),
+        )?;
+        PipedriveCrm::new(PipedriveSettings {
+            base,
+            token,
+            id_field: mapping
+                .id_property
+                .clone()
+                .unwrap_or_else(|| "whatsapp_id".into()),
+            bsuid_field: crate::bsuid_field(mapping).map(String::from),
+            effect_field: mapping.effect_property.clone(),
+            limits: (burst as usize, api::SEARCH_LIMIT),
+            timeout,
+            search_lag: DEFAULT_SEARCH_LAG,
+        })
+    }
+
+    async fn schema(&self) -> Result<&Schema, CrmError> {
+        self.schema
+            .get_or_try_init(|| Schema::load(&self.client))
+            .await
+    }
+
+    fn skip(&self, effect: &Effect, why: &str) {
+        tracing::info!(effect = %effect.id, kind = effect.record.kind(), reason = why, "pipedrive: record not written to Pipedrive (by design)");
+    }
+}
+
+/// Inserts into a bounded map (cleared when full: it is a cache).
+fn remember<K: std::hash::Hash + Eq, V>(map: &Mutex<HashMap<K, V>>, key: K, value: V) {
+    let mut map = map.lock().unwrap();
+    if map.len() >= CACHE_MAX {
+        map.clear();
+    }
+    map.insert(key, value);
+}
+
+#[async_trait]
+impl Crm for PipedriveCrm {
+    fn kind(&self) -> &'static str {
+        "pipedrive"
+    }
+
+    /// At most a person search, a person write, a list and a create, each within the timeout
+    /// (pacing waits come on top under a burst).
+    fn call_budget(&self) -> Option<Duration> {
+        Some(self.settings.timeout * 4)
+    }
+
+    async fn apply(&self, effect: &Effect) -> Result<(), CrmError> {
+        match &effect.record {
+            Record::Contact(_) => self.upsert_contact(effect).await,
+            Record::Activity(a) if a.group_id.is_some() && effect.contact.is_none() => {
+                self.skip(effect, "a status of a message sent to a group");
+                Ok(())
+            }
+            Record::Activity(a) => self.note(effect, a).await,
+            Record::Consent(_) if effect.fields.is_empty() => {
+                self.skip(effect, "the mapping has no [[consent_fields]]");
+                Ok(())
+            }
+            Record::Consent(_) => self.update_person(effect, &effect.fields, false).await,
+            Record::Attribution(a) => {
+                let touch = crate::timeline::contact_properties(a);
+                self.update_person(effect, &touch, true).await
+            }
+            Record::Lead(lead) => self.deal(effect, lead).await,
+            Record::Erasure(e) => self.erase(e).await,
+            Record::TemplateStatus(_) | Record::Quality(_) | Record::Unknown(_) => {
+                self.skip(effect, "it belongs to the WhatsApp account, not a person");
+                Ok(())
+            }
+            Record::Media(_) => {
+                self.skip(effect, "files are not uploaded to Pipedrive yet");
+                Ok(())
+            }
+        }
+    }
+}

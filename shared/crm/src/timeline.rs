@@ -1,0 +1,65 @@
+//! What the CRMs with a timeline write the same way: the text of an outbound status, and the
+//! contact fields of a first or last touch.
+
+use serde_json::{json, Map, Value};
+use wabridge_core::attribution::records::AttributionRecord;
+use wabridge_core::records::ActivityRecord;
+
+/// Timeline text of an outbound status: `WhatsApp message wamid.X delivered`, with the errors
+/// of a failed (or refused) one.
+pub(crate) fn status_text(a: &ActivityRecord) -> String {
+    let status = a.status.as_deref().unwrap_or("unknown");
+    // A `send_result` (a send that ended without a status webhook) has a send id, no wamid.
+    let mut text = match (&a.message_id, &a.send_id) {
+        (Some(wamid), _) => format!("WhatsApp message {wamid} {status}"),
+        (None, Some(send)) => format!("WhatsApp send {send} {status}"),
+        (None, None) => format!("WhatsApp message {status}"),
+    };
+    if !a.errors.is_empty() {
+        let why: Vec<String> = a
+            .errors
+            .iter()
+            .map(|e| {
+                let mut s = e.code.map(|c| c.to_string()).unwrap_or_default();
+                for part in [&e.title, &e.message, &e.details].into_iter().flatten() {
+                    if !s.contains(part.as_str()) {
+                        s.push(' ');
+                        s.push_str(part);
+                    }
+                }
+                s.trim().to_string()
+            })
+            .collect();
+        text.push_str(": ");
+        text.push_str(&why.join("; "));
+    }
+    if let Some(category) = &a.pricing_category {
+        text.push_str(&format!(" ({category})"));
+    }
+    text
+}
+
+/// Contact properties of a first or last touch (merge into the contact upsert's `properties`).
+pub fn contact_properties(a: &AttributionRecord) -> Map<String, Value> {
+    let prefix = format!("wabridge_{}_", a.touch.as_str());
+    let mut props = Map::new();
+    for (name, value) in [
+        ("utm_source", &a.utm_source),
+        ("utm_medium", &a.utm_medium),
+        ("utm_campaign", &a.utm_campaign),
+        ("utm_content", &a.utm_content),
+        ("utm_term", &a.utm_term),
+        ("ctwa_clid", &a.ctwa_clid),
+        ("ref_code", &a.ref_code),
+    ] {
+        put(&mut props, &format!("{prefix}{name}"), value);
+    }
+    props.insert(format!("{prefix}at"), json!(a.at.to_string()));
+    props
+}
+
+fn put(props: &mut Map<String, Value>, name: &str, value: &Option<String>) {
+    if let Some(v) = value {
+        props.insert(name.to_string(), json!(v));
+    }
+}
