@@ -7,7 +7,7 @@
 //!   BSUID) in its phone and custom fields (`GET /api/v2/persons/search`, `exact_match`), then
 //!   updated (`PATCH /api/v2/persons/{id}`) or created (`POST /api/v2/persons`). Pipedrive has
 //!   no upsert, and its search index lags writes: the person ids this process learnt come
-//!   first (by identity and by our contact id), search only after ([`persons`]).
+//!   first (by identity and by our contact id), search only after (`persons.rs`).
 //! - **inbound message / outbound status**: a Note on the person (`POST /v1/notes`), its text
 //!   ending with `wabridge: <effect id>`; an in-doubt retry lists the person's notes
 //!   (`GET /v1/notes?person_id=`, a consistent read, not the lagging search) and creates none
@@ -21,8 +21,8 @@
 //! - **template status, number quality, unknown, media, a status of a group message**: not
 //!   written (logged): Pipedrive has no object for them (files: not yet).
 //!
-//! Limits: every call takes a slot of the token's burst window first ([`pace`]): at most
-//! `PIPEDRIVE_BURST_LIMIT` per 2 s, and [`api::SEARCH_LIMIT`] searches per 2 s. A 429 (someone
+//! Limits: every call takes a slot of the token's burst window first (`pace.rs`): at most
+//! `PIPEDRIVE_BURST_LIMIT` per 2 s, and 10 searches per 2 s. A 429 (someone
 //! else spent the window) pauses every sender for `Retry-After` / `x-ratelimit-reset`.
 
 pub(crate) mod api;
