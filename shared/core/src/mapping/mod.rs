@@ -242,6 +242,7 @@ pub struct Mapping {
 pub const LOCAL_EXAMPLE: &str = include_str!("../../../../mappings/local.toml");
 pub const WEBHOOK_EXAMPLE: &str = include_str!("../../../../mappings/webhook.toml");
 pub const HUBSPOT_EXAMPLE: &str = include_str!("../../../../mappings/hubspot.toml");
+pub const PIPEDRIVE_EXAMPLE: &str = include_str!("../../../../mappings/pipedrive.toml");
 
 impl Mapping {
     pub fn from_toml(text: &str) -> Result<Mapping, MappingFileError> {
@@ -293,6 +294,7 @@ impl Mapping {
             "local" => Mapping::from_toml(LOCAL_EXAMPLE),
             "webhook" => Mapping::from_toml(WEBHOOK_EXAMPLE),
             "hubspot" => Mapping::from_toml(HUBSPOT_EXAMPLE),
+            "pipedrive" => Mapping::from_toml(PIPEDRIVE_EXAMPLE),
             other => Err(MappingFileError::Invalid(format!(
                 "no example mapping for CRM `{other}`"
             ))),

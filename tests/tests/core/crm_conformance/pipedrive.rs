@@ -18,8 +18,6 @@ use crate::crm_http::TIMEOUT;
 /// The Enterprise plan's API-token burst limit per 2 s, and the search limit per 2 s.
 const LIMITS: (usize, usize) = (120, 10);
 
-pub(crate) const MAPPING: &str = include_str!("../../../../mappings/pipedrive.toml");
-
 pub(crate) struct Pipedrive {
     fake: Arc<PipedriveFake>,
     addr: SocketAddr,
@@ -64,7 +62,7 @@ impl Subject for Pipedrive {
     }
 
     fn mapping(&self) -> Mapping {
-        Mapping::from_toml(MAPPING).unwrap()
+        Mapping::example("pipedrive").unwrap()
     }
 
     fn crm(&self) -> Arc<dyn Crm> {
