@@ -44,3 +44,31 @@ pub async fn handler(
     };
     Ok(Arc::new(sync))
 }
+
+/// `wabridge crm check`: the CRM named by `CRM_KIND`, its settings from the environment and
+/// the mapping of `WABRIDGE_MAPPING` (default the CRM's example). Prints what was found and
+/// what is missing; fails when something required is.
+pub async fn check() -> Result<(), CliError> {
+    let env = |name: &str| std::env::var(name).ok();
+    let kind = config::crm_kind(env);
+    wabridge_crm::check_kind(&kind)?;
+    let mapping = Mapping::from_env(&kind)?;
+    let report = wabridge_crm::check::check(&mapping, env).await?;
+    println!("crm: {kind}");
+    for (label, lines) in [
+        ("ok", &report.ok),
+        ("missing", &report.missing),
+        ("optional, missing", &report.optional),
+    ] {
+        for line in lines {
+            println!("{label}: {line}");
+        }
+    }
+    if report.passed() {
+        Ok(())
+    } else {
+        Err(CliError::CrmIncomplete {
+            missing: report.missing.len(),
+        })
+    }
+}

@@ -22,6 +22,12 @@ pub enum CliError {
     /// The CRM client named by `CRM_KIND` cannot be built.
     #[error("cannot set up the CRM named by {}", config::CRM_KIND)]
     Crm(#[from] wabridge_crm::ConfigError),
+    /// `crm check` could not run (settings, or a CRM without a schema).
+    #[error("cannot check the CRM named by {}", config::CRM_KIND)]
+    CrmCheck(#[from] wabridge_crm::check::CheckError),
+    /// `crm check` ran and found things missing (printed above).
+    #[error("the CRM lacks {missing} thing(s) wabridge needs (listed above)")]
+    CrmIncomplete { missing: usize },
     /// The mapping file (`WABRIDGE_MAPPING`, or the CRM's example) cannot be used.
     #[error("cannot load the CRM mapping ({})", config::WABRIDGE_MAPPING)]
     Mapping(#[from] MappingFileError),

@@ -46,6 +46,13 @@ struct DataArg {
 }
 
 #[derive(Subcommand)]
+enum CrmAction {
+    /// Verify the credentials and the custom fields the mapping needs against the live CRM,
+    /// and name whatever is missing (exit status 1 when something is).
+    Check,
+}
+
+#[derive(Subcommand)]
 enum Command {
     /// Run the webhook endpoint and the queue consumers.
     Serve {
@@ -138,6 +145,11 @@ enum Command {
         table: Option<String>,
         #[command(flatten)]
         data: DataArg,
+    },
+    /// The CRM named by CRM_KIND (with its settings from the environment).
+    Crm {
+        #[command(subcommand)]
+        action: CrmAction,
     },
     /// List or redrive dead letters, of the local store or of SQS.
     DeadLetters {
@@ -452,6 +464,9 @@ async fn run(command: Command) -> Result<(), CliError> {
             table,
             data,
         } => erase::run(&data.data, &contact, table.as_deref()).await,
+        Command::Crm {
+            action: CrmAction::Check,
+        } => crm_sync::check().await,
         Command::Stats { data } => tools::stats(&data.data).await,
         Command::Loadgen { count, out, data } => loadgen::loadgen(count, &out, &data.data),
     }

@@ -7,6 +7,7 @@
 //!
 //! [`from_lookup`] is the one place that turns `CRM_KIND` and its settings into a client.
 
+pub mod check;
 #[cfg(any(feature = "webhook", feature = "hubspot", feature = "pipedrive"))]
 pub(crate) mod http;
 #[cfg(feature = "hubspot")]

@@ -58,6 +58,36 @@ pub fn contact_properties(a: &AttributionRecord) -> Map<String, Value> {
     props
 }
 
+/// Every contact field name [`contact_properties`] may write (first and last touch).
+pub fn touch_field_names() -> Vec<String> {
+    let names = [
+        "utm_source",
+        "utm_medium",
+        "utm_campaign",
+        "utm_content",
+        "utm_term",
+        "ctwa_clid",
+        "ref_code",
+        "at",
+    ];
+    ["first", "last"]
+        .iter()
+        .flat_map(|touch| names.iter().map(move |n| format!("wabridge_{touch}_{n}")))
+        .collect()
+}
+
+/// Deal fields a lead carries besides its title (its UTM values, click id, lead id, ref code).
+pub const LEAD_FIELDS: [&str; 8] = [
+    "utm_source",
+    "utm_medium",
+    "utm_campaign",
+    "utm_content",
+    "utm_term",
+    "ctwa_clid",
+    "wabridge_lead_id",
+    "wabridge_ref_code",
+];
+
 fn put(props: &mut Map<String, Value>, name: &str, value: &Option<String>) {
     if let Some(v) = value {
         props.insert(name.to_string(), json!(v));

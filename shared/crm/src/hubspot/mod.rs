@@ -50,6 +50,7 @@
 pub(crate) mod api;
 pub mod attribution;
 pub mod batch;
+pub(crate) mod check;
 mod erase;
 mod identity;
 pub mod media;

@@ -26,6 +26,7 @@
 //! else spent the window) pauses every sender for `Retry-After` / `x-ratelimit-reset`.
 
 pub(crate) mod api;
+mod check;
 mod fields;
 pub(crate) mod pace;
 mod persons;

@@ -11,7 +11,7 @@ use wabridge_core::records::{ActivityRecord, Direction};
 use super::api::{encode, Budget};
 use super::fields::as_text;
 use super::PipedriveCrm;
-use crate::timeline::status_text;
+use crate::timeline::{status_text, LEAD_FIELDS};
 
 /// The line that ties a note to its effect: found again by an in-doubt retry.
 fn marker(effect: &Effect) -> String {
@@ -27,18 +27,6 @@ fn html(text: &str) -> String {
         .map(|l| format!("<p>{l}</p>"))
         .collect()
 }
-
-/// Deal fields of a lead, written when the company has them.
-const LEAD_FIELDS: [&str; 8] = [
-    "utm_source",
-    "utm_medium",
-    "utm_campaign",
-    "utm_content",
-    "utm_term",
-    "ctwa_clid",
-    "wabridge_lead_id",
-    "wabridge_ref_code",
-];
 
 impl PipedriveCrm {
     /// A note on the person; in doubt, the person's notes are read first.

@@ -9,6 +9,7 @@
 //! does. Conversation records (issue 22) do not exist yet: no case for them.
 
 mod cases;
+mod check;
 mod hubspot;
 mod pipedrive;
 mod pipedrive_fake;

@@ -80,6 +80,8 @@ pub(crate) struct PipedriveFake {
     pub notes: Mutex<Vec<Value>>,
     pub deals: Mutex<Vec<Value>>,
     next_id: AtomicU64,
+    /// Custom fields the company lacks (by name), for `crm check`.
+    pub missing_fields: Mutex<Vec<String>>,
 }
 
 pub(crate) fn envelope(status: StatusCode, error: &str) -> Response {
@@ -243,10 +245,10 @@ fn route_call(
     let segments: Vec<&str> = path.trim_start_matches('/').split('/').collect();
     match (method.as_str(), segments.as_slice()) {
         ("GET", ["api", "v2", "personFields"]) => {
-            fields(PERSON_FIELDS, &["name", "phone", "email"])
+            fields(fake, PERSON_FIELDS, &["name", "phone", "email"])
         }
         ("GET", ["api", "v2", "dealFields"]) => {
-            fields(DEAL_FIELDS, &["title", "value", "stage_id"])
+            fields(fake, DEAL_FIELDS, &["title", "value", "stage_id"])
         }
         ("GET", ["api", "v2", "persons", "search"]) => {
             super::pipedrive_fake_records::search(fake, query)
@@ -282,12 +284,13 @@ fn route_call(
     }
 }
 
-fn fields(custom: &[&str], standard: &[&str]) -> Response {
+fn fields(fake: &PipedriveFake, custom: &[&str], standard: &[&str]) -> Response {
+    let missing = fake.missing_fields.lock().unwrap().clone();
     let mut data: Vec<Value> = standard
         .iter()
         .map(|n| json!({"field_code": n, "field_name": n, "field_type": "varchar", "is_custom_field": false}))
         .collect();
-    data.extend(custom.iter().map(|n| {
+    data.extend(custom.iter().filter(|n| !missing.iter().any(|m| m == *n)).map(|n| {
         json!({"field_code": code(n), "field_name": n, "field_type": "varchar", "is_custom_field": true})
     }));
     ok(Value::Array(data), json!({"next_cursor": null}))

@@ -77,6 +77,8 @@ pub(crate) struct Fake {
     pub(crate) arrivals: Mutex<Vec<Instant>>,
     /// Calls answered 429 because the limit was exceeded (not scripted).
     pub(crate) over_limit: AtomicU64,
+    /// Properties the portal lacks (`contacts/whatsapp_bsuid`), for `crm check`.
+    pub(crate) missing_properties: Mutex<HashSet<String>>,
 }
 
 impl Fake {
@@ -169,6 +171,9 @@ pub(crate) async fn handle(
     let path = uri.path().to_string();
     fake.paths.lock().unwrap().push(path.clone());
     let read = method == Method::GET && path.starts_with(CONTACT_READ);
+    if method == Method::GET && path.starts_with(PROPERTIES) {
+        return properties(&fake, &path, &headers);
+    }
     if method != Method::POST && !read {
         return fake.problem(format!("{method} {path}: only POST is used"));
     }
@@ -357,6 +362,111 @@ pub(crate) fn webhook(
         fake.slow_after.lock().unwrap().insert(id);
     }
     StatusCode::NO_CONTENT.into_response()
+}
+
+/// `GET /crm/v3/properties/{object}`: the portal's properties of an object.
+const PROPERTIES: &str = "/crm/v3/properties/";
+
+/// The portal's properties, as HubSpot lists them (`results[].name`, `hasUniqueValue`), less
+/// the ones a test removed.
+fn properties(fake: &Fake, path: &str, headers: &HeaderMap) -> Response {
+    if headers.get("authorization").and_then(|v| v.to_str().ok())
+        != Some(&format!("Bearer {TOKEN}"))
+    {
+        return (
+            StatusCode::UNAUTHORIZED,
+            Json(
+                json!({"status": "error", "category": "INVALID_AUTHENTICATION",
+                "message": "Authentication credentials not found."}),
+            ),
+        )
+            .into_response();
+    }
+    let object = path.trim_start_matches(PROPERTIES);
+    let touch = ["first", "last"].iter().flat_map(|t| {
+        [
+            "utm_source",
+            "utm_medium",
+            "utm_campaign",
+            "utm_content",
+            "utm_term",
+            "ctwa_clid",
+            "ref_code",
+            "at",
+        ]
+        .iter()
+        .map(move |n| format!("wabridge_{t}_{n}"))
+    });
+    let names: Vec<String> = match object {
+        "contacts" => [
+            "whatsapp_id",
+            "whatsapp_bsuid",
+            "phone",
+            "email",
+            "firstname",
+            "lastname",
+            "hs_analytics_source_data_2",
+            "whatsapp_marketing_consent",
+            "whatsapp_consent_date",
+            "whatsapp_consent_source",
+        ]
+        .iter()
+        .map(|n| n.to_string())
+        .chain(touch)
+        .collect(),
+        "communications" => [
+            "hs_communication_body",
+            "hs_timestamp",
+            "hs_communication_channel_type",
+            "hs_communication_logged_from",
+            "wabridge_effect_id",
+        ]
+        .iter()
+        .map(|n| n.to_string())
+        .collect(),
+        "deals" => [
+            "dealname",
+            "pipeline",
+            "dealstage",
+            "utm_source",
+            "utm_medium",
+            "utm_campaign",
+            "utm_content",
+            "utm_term",
+            "ctwa_clid",
+            "wabridge_lead_id",
+            "wabridge_ref_code",
+            "wabridge_effect_id",
+        ]
+        .iter()
+        .map(|n| n.to_string())
+        .collect(),
+        "notes" => [
+            "hs_note_body",
+            "hs_timestamp",
+            "hs_attachment_ids",
+            "wabridge_effect_id",
+        ]
+        .iter()
+        .map(|n| n.to_string())
+        .collect(),
+        _ => return not_found(),
+    };
+    let missing = fake.missing_properties.lock().unwrap().clone();
+    let results: Vec<Value> = names
+        .iter()
+        .filter(|n| !missing.contains(&format!("{object}/{n}")))
+        .map(|n| {
+            json!({"name": n, "label": n, "type": "string", "fieldType": "text",
+            "hasUniqueValue": n == "whatsapp_id" && !missing.contains("contacts/unique")})
+        })
+        .collect();
+    (
+        StatusCode::OK,
+        rate_headers(),
+        Json(json!({"results": results})),
+    )
+        .into_response()
 }
 
 /// `GET /crm/v3/objects/contacts/{value}?idProperty=…`.

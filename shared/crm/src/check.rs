@@ -1,0 +1,91 @@
+//! `wabridge crm check`: verifies the credentials and the custom fields the mapping needs
+//! against the live CRM, and names whatever is missing, before events find out one by one.
+
+use thiserror::Error;
+use wabridge_core::config;
+use wabridge_core::mapping::Mapping;
+
+use crate::ConfigError;
+
+/// What a check found.
+#[derive(Debug, Default, Clone, PartialEq, Eq)]
+pub struct CheckReport {
+    /// What was verified.
+    pub ok: Vec<String>,
+    /// What the CRM lacks that events need (they would wait or dead-letter without it).
+    pub missing: Vec<String>,
+    /// What the CRM lacks that is optional (left out of writes).
+    pub optional: Vec<String>,
+}
+
+impl CheckReport {
+    pub fn passed(&self) -> bool {
+        self.missing.is_empty()
+    }
+
+    /// Sorts `wanted` names into ok / missing (or optional) by whether `has` them.
+    pub(crate) fn fields<'a>(
+        &mut self,
+        what: &str,
+        wanted: impl IntoIterator<Item = &'a str>,
+        has: impl Fn(&str) -> bool,
+        required: bool,
+    ) {
+        let mut found = 0;
+        for name in wanted {
+            if has(name) {
+                found += 1;
+            } else if required {
+                self.missing.push(format!("{what} `{name}`"));
+            } else {
+                self.optional.push(format!("{what} `{name}`"));
+            }
+        }
+        if found > 0 {
+            self.ok.push(format!("{found} {what}s found"));
+        }
+    }
+}
+
+#[derive(Debug, Error)]
+pub enum CheckError {
+    #[error(transparent)]
+    Config(#[from] ConfigError),
+    #[error(transparent)]
+    Setting(#[from] config::ConfigError),
+    /// `local` and `webhook` have no schema to check.
+    #[error("CRM_KIND={0} has no credentials or fields to check (hubspot and pipedrive do)")]
+    NothingToCheck(String),
+}
+
+/// Checks the CRM named by `CRM_KIND`, with its settings read through `lookup`.
+pub async fn check(
+    mapping: &Mapping,
+    lookup: impl Fn(&str) -> Option<String>,
+) -> Result<CheckReport, CheckError> {
+    let kind = config::crm_kind(&lookup);
+    crate::check_kind(&kind)?;
+    let settings = config::Settings::new(lookup);
+    let timeout = std::time::Duration::from_millis(config::DEFAULT_CRM_TIMEOUT_MS);
+    // Unused without the CRMs that have a schema.
+    let _ = (&settings, timeout, mapping);
+    match kind.as_str() {
+        #[cfg(feature = "hubspot")]
+        "hubspot" => {
+            let base = settings
+                .optional(config::HUBSPOT_API_URL)
+                .unwrap_or_else(|| config::DEFAULT_HUBSPOT_API_URL.to_string());
+            let token = settings.required(
+                config::HUBSPOT_TOKEN,
+                "CRM_KIND=hubspot calls HubSpot with this private-app token",
+            )?;
+            Ok(crate::hubspot::check::run(&base, &token, mapping, timeout).await?)
+        }
+        #[cfg(feature = "pipedrive")]
+        "pipedrive" => {
+            let crm = crate::pipedrive::PipedriveCrm::from_settings(mapping, &settings, timeout)?;
+            Ok(crm.check(mapping).await)
+        }
+        other => Err(CheckError::NothingToCheck(other.to_string())),
+    }
+}

@@ -1,0 +1,125 @@
+//! `wabridge crm check` against the fakes: a complete account passes; a missing field, a
+//! non-unique id property and refused credentials are each named; the token never shows.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+
+use wabridge_core::mapping::Mapping;
+use wabridge_crm::check::{check, CheckError, CheckReport};
+
+use super::pipedrive_fake::{self, PipedriveFake};
+use crate::crm_http::fake::{self, Fake};
+use crate::crm_http::TOKEN;
+
+async fn run(kind: &str, pairs: &[(&str, String)]) -> Result<CheckReport, CheckError> {
+    let settings: HashMap<String, String> = pairs
+        .iter()
+        .map(|(k, v)| (k.to_string(), v.clone()))
+        .chain([("CRM_KIND".to_string(), kind.to_string())])
+        .collect();
+    let mapping = Mapping::example(kind).unwrap();
+    check(&mapping, move |name| settings.get(name).cloned()).await
+}
+
+#[tokio::test]
+async fn hubspot_check_names_missing_properties_and_refused_credentials() {
+    let fake = Arc::new(Fake::default());
+    let url = format!("http://{}", fake::serve(fake.clone()).await);
+    let settings = |token: &str| {
+        vec![
+            ("HUBSPOT_API_URL", url.clone()),
+            ("HUBSPOT_TOKEN", token.to_string()),
+        ]
+    };
+    let report = run("hubspot", &settings(TOKEN)).await.unwrap();
+    assert!(report.passed(), "{report:?}");
+    assert!(report.ok.iter().any(|o| o == "credentials accepted"));
+
+    fake.missing_properties.lock().unwrap().extend([
+        "contacts/whatsapp_bsuid".to_string(),
+        "deals/wabridge_effect_id".to_string(),
+        "contacts/unique".to_string(),
+    ]);
+    let report = run("hubspot", &settings(TOKEN)).await.unwrap();
+    assert!(!report.passed());
+    let missing = report.missing.join("\n");
+    assert!(
+        missing.contains("contact property `whatsapp_bsuid`"),
+        "{missing}"
+    );
+    assert!(
+        missing.contains("deals property `wabridge_effect_id`"),
+        "{missing}"
+    );
+    assert!(
+        missing.contains("`whatsapp_id` must have \"Require unique values\""),
+        "{missing}"
+    );
+    assert_eq!(report.missing.len(), 3, "{missing}");
+
+    let report = run("hubspot", &settings("pat-na1-revoked-secret"))
+        .await
+        .unwrap();
+    let missing = report.missing.join("\n");
+    assert!(
+        !report.passed() && missing.contains("credentials"),
+        "{missing}"
+    );
+    assert!(!missing.contains("pat-na1-revoked-secret"), "{missing}");
+}
+
+#[tokio::test]
+async fn pipedrive_check_names_missing_fields_and_refused_credentials() {
+    let fake = Arc::new(PipedriveFake::new((100, 10)));
+    let url = format!("http://{}", pipedrive_fake::serve(fake.clone()).await);
+    let settings = |token: &str| {
+        vec![
+            ("PIPEDRIVE_API_URL", url.clone()),
+            ("PIPEDRIVE_API_TOKEN", token.to_string()),
+        ]
+    };
+    let report = run("pipedrive", &settings(pipedrive_fake::TOKEN))
+        .await
+        .unwrap();
+    assert!(report.passed(), "{report:?}");
+    // The fake company has no `utm_term` deal field: optional, named, not a failure.
+    assert!(
+        report.optional.iter().any(|o| o == "deal field `utm_term`"),
+        "{report:?}"
+    );
+
+    fake.missing_fields.lock().unwrap().extend([
+        "whatsapp_bsuid".to_string(),
+        "wabridge_effect_id".to_string(),
+    ]);
+    let report = run("pipedrive", &settings(pipedrive_fake::TOKEN))
+        .await
+        .unwrap();
+    assert_eq!(
+        report.missing,
+        [
+            "person field `whatsapp_bsuid`",
+            "deal field `wabridge_effect_id`"
+        ],
+        "{report:?}"
+    );
+
+    let report = run("pipedrive", &settings("revoked-token-secret"))
+        .await
+        .unwrap();
+    let missing = report.missing.join("\n");
+    assert!(
+        !report.passed() && missing.contains("credentials"),
+        "{missing}"
+    );
+    assert!(!missing.contains("revoked-token-secret"), "{missing}");
+    assert!(fake.problems.lock().unwrap().is_empty());
+}
+
+#[tokio::test]
+async fn a_crm_without_a_schema_has_nothing_to_check() {
+    let e = run("webhook", &[]).await.err().expect("refused");
+    assert!(matches!(e, CheckError::NothingToCheck(_)), "{e}");
+    let e = run("pipedrive", &[]).await.err().expect("refused");
+    assert!(e.to_string().contains("PIPEDRIVE_API_TOKEN"), "{e}");
+}
