@@ -45,6 +45,9 @@ pub const CRM_WEBHOOK_URL: &str = "CRM_WEBHOOK_URL";
 pub const CRM_WEBHOOK_SECRET: &str = "CRM_WEBHOOK_SECRET";
 pub const HUBSPOT_TOKEN: &str = "HUBSPOT_TOKEN";
 pub const HUBSPOT_API_URL: &str = "HUBSPOT_API_URL";
+/// Calls per rolling 10 s the HubSpot portal allows (default 190: private apps on Professional
+/// and Enterprise; 250 with the API add-on).
+pub const HUBSPOT_BURST_LIMIT: &str = "HUBSPOT_BURST_LIMIT";
 /// Pipedrive personal API token (a secret), sent as `x-api-token`.
 pub const PIPEDRIVE_API_TOKEN: &str = "PIPEDRIVE_API_TOKEN";
 /// The company's Pipedrive API base, `https://<company>.pipedrive.com` (default

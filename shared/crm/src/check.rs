@@ -24,6 +24,7 @@ impl CheckReport {
     }
 
     /// Sorts `wanted` names into ok / missing (or optional) by whether `has` them.
+    #[cfg(any(feature = "hubspot", feature = "pipedrive"))]
     pub(crate) fn fields<'a>(
         &mut self,
         what: &str,

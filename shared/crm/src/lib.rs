@@ -14,6 +14,8 @@ pub(crate) mod http;
 pub mod hubspot;
 #[cfg(feature = "local")]
 pub mod local;
+#[cfg(any(feature = "hubspot", feature = "pipedrive"))]
+pub(crate) mod pace;
 #[cfg(feature = "pipedrive")]
 pub mod pipedrive;
 #[cfg(any(feature = "hubspot", feature = "pipedrive"))]
@@ -142,7 +144,16 @@ pub fn from_lookup(
                 mapping.effect_property.as_deref(),
                 timeout,
             )?
-            .with_bsuid_property(bsuid_field(mapping));
+            .with_bsuid_property(bsuid_field(mapping))
+            .with_rate_limit(
+                settings.number(
+                    config::HUBSPOT_BURST_LIMIT,
+                    hubspot::api::BURST_LIMIT,
+                    "the portal's calls per 10 seconds, a whole number from 1 to 10000",
+                    |n| (1..=10_000).contains(n),
+                )?,
+                hubspot::api::BURST_WINDOW,
+            );
             let crm = match media {
                 Some(store) => {
                     let retention =
@@ -199,6 +210,14 @@ mod tests {
                     ("CRM_TIMEOUT_MS", "ten"),
                 ],
                 "CRM_TIMEOUT_MS",
+            ),
+            (
+                &[
+                    ("CRM_KIND", "hubspot"),
+                    ("HUBSPOT_TOKEN", "pat"),
+                    ("HUBSPOT_BURST_LIMIT", "0"),
+                ],
+                "HUBSPOT_BURST_LIMIT",
             ),
             (&[("CRM_KIND", "salesforce")], "salesforce"),
             // A secret of the wrong form is the secret's fault, not the URL's.

@@ -16,6 +16,11 @@ use async_trait::async_trait;
 use serde_json::{json, Map, Value};
 
 use super::batch::{BatchAnswer, BatchOp};
+use crate::pace::Window;
+
+/// HubSpot private apps on Professional and Enterprise: 190 calls per rolling 10 s.
+pub const BURST_LIMIT: usize = 190;
+pub const BURST_WINDOW: Duration = Duration::from_secs(10);
 use crate::{classify_status, transport_error, ConfigError};
 use wabridge_core::config;
 use wabridge_core::crm::CrmError;
@@ -28,6 +33,8 @@ pub(crate) struct Client {
     /// Set when a success reported `X-HubSpot-RateLimit-Remaining: 0`: the next call waits for
     /// the window instead of provoking a 429.
     pause_until: Mutex<Option<Instant>>,
+    /// The portal's burst limit, held before HubSpot has to refuse a call.
+    limit: Mutex<Arc<Window>>,
 }
 
 impl Client {
@@ -52,7 +59,13 @@ impl Client {
             base: base.trim_end_matches('/').to_string(),
             token: token.to_string(),
             pause_until: Mutex::new(None),
+            limit: Mutex::new(Arc::new(Window::new(BURST_LIMIT, BURST_WINDOW))),
         })
+    }
+
+    /// Calls per rolling window the portal allows (default [`BURST_LIMIT`] per [`BURST_WINDOW`]).
+    pub fn set_rate_limit(&self, max: usize, window: Duration) {
+        *self.limit.lock().unwrap() = Arc::new(Window::new(max, window));
     }
 
     /// POSTs JSON; any 2xx (including 207 Multi-Status) is `Ok` with the parsed body.
@@ -97,6 +110,8 @@ impl Client {
         if let Some(wait) = wait {
             tokio::time::sleep(wait).await;
         }
+        let limit = self.limit.lock().unwrap().clone();
+        limit.slot().await;
         let response = request
             .bearer_auth(&self.token)
             .send()

@@ -43,9 +43,11 @@
 //! search index lags behind creates, so a miss is trusted only [`DEFAULT_SEARCH_LAG`] after the
 //! uncertain attempt (see `HubSpotCrm::already_created`).
 //!
-//! Limits: 429 → retry after `Retry-After`, else `X-HubSpot-RateLimit-Interval-Milliseconds`;
-//! when a success reports `X-HubSpot-RateLimit-Remaining: 0` the next call waits for the
-//! interval instead of provoking a 429.
+//! Limits: every call takes a place in the portal's rolling window first (`HUBSPOT_BURST_LIMIT`
+//! calls per 10 s, default 190, less 5 % headroom; batching keeps the calls few). 429 → retry
+//! after `Retry-After`, else `X-HubSpot-RateLimit-Interval-Milliseconds`; when a success
+//! reports `X-HubSpot-RateLimit-Remaining: 0` (another app spent the window) the next call
+//! waits for the interval instead of provoking a 429.
 
 pub(crate) mod api;
 pub mod attribution;
@@ -158,6 +160,13 @@ impl HubSpotCrm {
         self.contacts = contacts;
         self.communications = communications;
         self.deals = deals;
+        self
+    }
+
+    /// The portal's burst limit: at most `max` calls (less 5 % headroom) in any rolling
+    /// `window` (default 190 per 10 s, private apps on Professional and Enterprise).
+    pub fn with_rate_limit(self, max: usize, window: Duration) -> Self {
+        self.client.set_rate_limit(max, window);
         self
     }
 

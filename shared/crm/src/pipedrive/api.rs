@@ -1,8 +1,8 @@
 //! Pipedrive HTTP calls: the API token in `x-api-token` (Pipedrive's documented header for
 //! every request, v1 and v2: a token in the query string would end up in proxy logs), the
-//! JSON envelope (`{"success", "data", "additional_data"}`), paced sends ([`Pacer`]) and error
+//! JSON envelope (`{"success", "data", "additional_data"}`), paced sends and error
 //! classes (429 → its `Retry-After` / `x-ratelimit-reset`, 401/403 → credentials, other 4xx →
-//! the record).
+//! the record). Paced evenly (`crate::pace::Spaced`).
 
 use std::time::Duration;
 
@@ -10,7 +10,7 @@ use reqwest::Method;
 use serde_json::Value;
 use tokio::time::Instant;
 
-use super::pace::Pacer;
+use crate::pace::Spaced;
 use crate::{classify_status, transport_error, ConfigError};
 use wabridge_core::config;
 use wabridge_core::crm::CrmError;
@@ -33,8 +33,8 @@ pub(crate) struct Client {
     http: reqwest::Client,
     base: String,
     token: String,
-    general: Pacer,
-    search: Pacer,
+    general: Spaced,
+    search: Spaced,
 }
 
 impl Client {
@@ -69,8 +69,8 @@ impl Client {
             http,
             base: base.trim_end_matches('/').to_string(),
             token: token.to_string(),
-            general: Pacer::new(limits.0, WINDOW),
-            search: Pacer::new(limits.1, WINDOW),
+            general: Spaced::new(limits.0, WINDOW),
+            search: Spaced::new(limits.1, WINDOW),
         })
     }
 

@@ -28,7 +28,6 @@
 pub(crate) mod api;
 mod check;
 mod fields;
-pub(crate) mod pace;
 mod persons;
 mod records;
 

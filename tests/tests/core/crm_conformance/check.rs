@@ -118,8 +118,8 @@ async fn pipedrive_check_names_missing_fields_and_refused_credentials() {
 
 #[tokio::test]
 async fn a_crm_without_a_schema_has_nothing_to_check() {
-    let e = run("webhook", &[]).await.err().expect("refused");
+    let e = run("webhook", &[]).await.expect_err("refused");
     assert!(matches!(e, CheckError::NothingToCheck(_)), "{e}");
-    let e = run("pipedrive", &[]).await.err().expect("refused");
+    let e = run("pipedrive", &[]).await.expect_err("refused");
     assert!(e.to_string().contains("PIPEDRIVE_API_TOKEN"), "{e}");
 }

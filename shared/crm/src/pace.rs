@@ -1,0 +1,176 @@
+//! Holding a CRM's rate limit before the CRM has to say so: a 429 is a request spent (Pipedrive
+//! charges it to the daily budget, Kommo blocks repeat offenders) and a delay for everyone.
+//!
+//! - [`Spaced`]: one send every `window / max`, for short windows (Pipedrive: 2 s). Even
+//!   spacing matters there: a window's worth sent at once, then the next window's worth exactly
+//!   one window later, meets the CRM's rolling count with whatever network and scheduling
+//!   delay the first batch had, and overflows it.
+//! - [`Window`]: at most `max` sends in any rolling `window`, bursts allowed, for long windows
+//!   (HubSpot: 10 s), where a burst of batch calls is what the limit is for.
+//!
+//! Both keep [`HEADROOM_PERCENT`] under the limit for arrival jitter.
+
+use std::time::Duration;
+
+use tokio::time::Instant;
+
+/// Headroom under the limit, in percent: arrivals at the CRM jitter by the network's and the
+/// scheduler's delays, and a request one jitter early over a full window costs a 429.
+pub const HEADROOM_PERCENT: u32 = 5;
+
+/// Fewer than `max` sends per `window`, evenly spaced.
+#[cfg(feature = "pipedrive")]
+pub(crate) struct Spaced {
+    interval: Duration,
+    /// When the next send may go.
+    next: std::sync::Mutex<Option<Instant>>,
+}
+
+#[cfg(feature = "pipedrive")]
+impl Spaced {
+    pub fn new(max: usize, window: Duration) -> Spaced {
+        Spaced {
+            interval: window * 100 / (max.max(1) as u32 * (100 - HEADROOM_PERCENT)),
+            next: std::sync::Mutex::new(None),
+        }
+    }
+
+    /// Waits for this caller's turn. Turns are handed out in call order, each `interval`
+    /// after the previous one.
+    pub async fn slot(&self) {
+        let turn = {
+            let mut next = self.next.lock().unwrap();
+            let now = Instant::now();
+            let turn = next.map_or(now, |n| n.max(now));
+            *next = Some(turn + self.interval);
+            turn
+        };
+        tokio::time::sleep_until(turn).await;
+    }
+
+    /// Holds every later send until `until` (after a 429: the window had no room).
+    pub fn pause_until(&self, until: Instant) {
+        let mut next = self.next.lock().unwrap();
+        *next = Some(next.map_or(until, |n| n.max(until)));
+    }
+}
+
+/// At most `max` (less the headroom) sends in any rolling `window`.
+#[cfg(feature = "hubspot")]
+pub(crate) struct Window {
+    max: usize,
+    window: Duration,
+    sent: tokio::sync::Mutex<std::collections::VecDeque<Instant>>,
+}
+
+#[cfg(feature = "hubspot")]
+impl Window {
+    pub fn new(max: usize, window: Duration) -> Window {
+        let max = (max * (100 - HEADROOM_PERCENT as usize) / 100).max(1);
+        Window {
+            max,
+            window,
+            sent: tokio::sync::Mutex::new(std::collections::VecDeque::new()),
+        }
+    }
+
+    /// Waits until the window has room, then takes a place in it. Callers wait on the lock in
+    /// arrival order.
+    pub async fn slot(&self) {
+        let mut sent = self.sent.lock().await;
+        loop {
+            let now = Instant::now();
+            while sent
+                .front()
+                .is_some_and(|t| now.duration_since(*t) >= self.window)
+            {
+                sent.pop_front();
+            }
+            if sent.len() < self.max {
+                sent.push_back(now);
+                return;
+            }
+            // The oldest send leaves the window first.
+            tokio::time::sleep_until(sent[0] + self.window).await;
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[cfg(feature = "pipedrive")]
+    #[tokio::test(start_paused = true)]
+    async fn never_more_than_max_in_any_window() {
+        let pacer = std::sync::Arc::new(Spaced::new(5, Duration::from_secs(2)));
+        let started = Instant::now();
+        let mut handles = Vec::new();
+        for _ in 0..23 {
+            let p = pacer.clone();
+            handles.push(tokio::spawn(async move {
+                p.slot().await;
+                Instant::now()
+            }));
+        }
+        let mut times = Vec::new();
+        for h in handles {
+            times.push(h.await.unwrap());
+        }
+        times.sort();
+        for (i, t) in times.iter().enumerate() {
+            let in_window = times[i..]
+                .iter()
+                .take_while(|u| u.duration_since(*t) < Duration::from_secs(2))
+                .count();
+            assert!(in_window <= 5, "{in_window} sends in one window");
+        }
+        // One send every 421 ms (400 ms and 5 % headroom): the 23rd goes after 9.26 s.
+        let last = times[22].duration_since(started);
+        assert!(
+            last >= Duration::from_millis(9260) && last < Duration::from_millis(9270),
+            "{last:?}"
+        );
+    }
+
+    #[cfg(feature = "hubspot")]
+    #[tokio::test(start_paused = true)]
+    async fn a_window_allows_a_burst_and_never_more_than_its_limit() {
+        // 20 less 5 % headroom: 19 per 10 s.
+        let window = std::sync::Arc::new(Window::new(20, Duration::from_secs(10)));
+        let started = Instant::now();
+        let mut handles = Vec::new();
+        for _ in 0..40 {
+            let w = window.clone();
+            handles.push(tokio::spawn(async move {
+                w.slot().await;
+                Instant::now().duration_since(started)
+            }));
+        }
+        let mut times = Vec::new();
+        for h in handles {
+            times.push(h.await.unwrap());
+        }
+        times.sort();
+        assert!(
+            times[..19].iter().all(|t| t.is_zero()),
+            "a burst of 19 at once"
+        );
+        assert_eq!(times[19], Duration::from_secs(10));
+        assert_eq!(times[38], Duration::from_secs(20));
+        assert_eq!(times[39], Duration::from_secs(20));
+    }
+
+    #[cfg(feature = "pipedrive")]
+    #[tokio::test(start_paused = true)]
+    async fn a_pause_holds_the_next_send() {
+        let pacer = Spaced::new(5, Duration::from_secs(2));
+        let started = Instant::now();
+        pacer.pause_until(started + Duration::from_secs(3));
+        pacer.slot().await;
+        assert_eq!(
+            Instant::now().duration_since(started),
+            Duration::from_secs(3)
+        );
+    }
+}
