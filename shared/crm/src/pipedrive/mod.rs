@@ -82,6 +82,8 @@ pub struct PipedriveCrm {
     written: Mutex<HashMap<u64, String>>,
     /// Effect id → when its last person create ended without an answer.
     doubtful: Mutex<HashMap<String, Instant>>,
+    /// One find-or-create at a time per person (our contact id).
+    person_locks: Mutex<HashMap<String, std::sync::Arc<tokio::sync::Mutex<()>>>>,
 }
 
 impl PipedriveCrm {
@@ -100,6 +102,7 @@ impl PipedriveCrm {
             contacts: Mutex::new(HashMap::new()),
             written: Mutex::new(HashMap::new()),
             doubtful: Mutex::new(HashMap::new()),
+            person_locks: Mutex::new(HashMap::new()),
         })
     }
 

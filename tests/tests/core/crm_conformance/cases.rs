@@ -107,6 +107,30 @@ pub(crate) async fn one_contact_per_person<S: Subject>() {
     );
 }
 
+/// Twenty first messages of one new person at once (one process, as crm-sync runs them): one
+/// contact, twenty activities. A CRM without an upsert must not let two of them miss the
+/// search and both create the contact.
+pub(crate) async fn concurrent_first_messages<S: Subject>() {
+    let h = Harness::<S>::start().await;
+    // Long enough that a second search for the person cannot see the first one's create.
+    h.subject.lag_search_index(Duration::from_secs(2));
+    let events: Vec<Value> = (0..20)
+        .map(|i| {
+            text(
+                &format!("wamid.N{i}"),
+                "5215512340006",
+                &format!("hola {i}"),
+            )
+        })
+        .collect();
+    let outcomes = futures::future::join_all(events.iter().map(|e| h.handle(e, 1))).await;
+    assert!(outcomes.iter().all(|o| *o == Outcome::Done), "{outcomes:?}");
+    h.assert_documented();
+    let contacts = h.subject.contacts();
+    assert_eq!(contacts.len(), 1, "{contacts:?}");
+    assert_eq!(assert_each_once(&h.subject.activities()), 20);
+}
+
 /// A person writes with phone and BSUID, then with the BSUID alone (the phone hidden): the
 /// later messages land on the contact kept under the phone, not on a second contact.
 pub(crate) async fn bsuid_alone_after_phone<S: Subject>() {

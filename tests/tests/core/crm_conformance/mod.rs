@@ -303,6 +303,11 @@ macro_rules! conformance {
             }
 
             #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+            async fn concurrent_first_messages_of_one_person_make_one_contact() {
+                cases::concurrent_first_messages::<$subject>().await
+            }
+
+            #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
             async fn a_bsuid_alone_stays_on_the_contact_of_its_phone() {
                 cases::bsuid_alone_after_phone::<$subject>().await
             }
