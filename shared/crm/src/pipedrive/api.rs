@@ -4,6 +4,7 @@
 //! classes (429 → its `Retry-After` / `x-ratelimit-reset`, 401/403 → credentials, other 4xx →
 //! the record). Paced evenly (`crate::pace::Spaced`).
 
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
 use reqwest::Method;
@@ -35,6 +36,9 @@ pub(crate) struct Client {
     token: String,
     general: Spaced,
     search: Spaced,
+    /// Whether the last answer refused our credentials (401/403): until a call succeeds
+    /// again, nothing is answered from what this process remembers (see `refused`).
+    refused: AtomicBool,
 }
 
 impl Client {
@@ -71,6 +75,7 @@ impl Client {
             token: token.to_string(),
             general: Spaced::new(limits.0, WINDOW),
             search: Spaced::new(limits.1, WINDOW),
+            refused: AtomicBool::new(false),
         })
     }
 
@@ -120,6 +125,8 @@ impl Client {
         let response = request.send().await.map_err(transport_error)?;
         let status = response.status().as_u16();
         let headers = response.headers().clone();
+        self.refused
+            .store(matches!(status, 401 | 403), Ordering::Relaxed);
         if (200..300).contains(&status) {
             let text = response.text().await.map_err(transport_error)?;
             let v: Value = serde_json::from_str(&text).unwrap_or(Value::Null);
@@ -144,6 +151,15 @@ impl Client {
         }
         let text = response.text().await.unwrap_or_default();
         Err(classify_status(status, hint, &text))
+    }
+}
+
+impl Client {
+    /// Whether Pipedrive refused the credentials on the last call. A write skipped because
+    /// this process already made it would then report success for a token that no longer
+    /// works, and break the run of failures that opens the circuit (and its alarm).
+    pub fn refused(&self) -> bool {
+        self.refused.load(Ordering::Relaxed)
     }
 }
 

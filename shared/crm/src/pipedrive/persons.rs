@@ -206,7 +206,8 @@ impl PipedriveCrm {
     /// `PATCH /api/v2/persons/{id}` unless this process wrote the same body already.
     async fn write_person(&self, id: u64, body: Map<String, Value>) -> Result<(), CrmError> {
         let text = Value::Object(body.clone()).to_string();
-        if body.is_empty() || self.written.lock().unwrap().get(&id) == Some(&text) {
+        let unchanged = self.written.lock().unwrap().get(&id) == Some(&text);
+        if body.is_empty() || (unchanged && !self.client.refused()) {
             return Ok(());
         }
         self.patch_person(id, &Value::Object(body)).await?;

@@ -495,5 +495,28 @@ pub(crate) async fn unauthorized_waits<S: Subject>() {
     }
     assert_eq!(h.handle(&ev, 2).await, Outcome::Done);
     assert_eq!(activities_of(&h.subject, "wamid.A1#activity"), 1);
+    // A revoked token: every call refused. After OPEN_AFTER refusals in a row the circuit
+    // opens (its `circuit_open` metric is what the stack's CRM alarm watches) and later events
+    // wait on the queue without calling the CRM; none is dead-lettered.
+    let refused = wabridge_core::breaker::OPEN_AFTER as usize;
+    h.subject.script(&vec![Fault::Unauthorized; refused]);
+    for i in 0..refused {
+        let ev = text(&format!("wamid.A{}", i + 2), "5215512340005", "otra");
+        match h.handle(&ev, 1).await {
+            Outcome::Retry { .. } => {}
+            other => panic!("refused call {i}: {other:?}"),
+        }
+    }
+    assert!(h.sync.breaker().stats().open, "the circuit opened");
+    let before = h.subject.arrivals().len();
+    match h.handle(&text("wamid.A99", "5215512340005", "y"), 1).await {
+        Outcome::Retry { reason, .. } => assert!(reason.contains("circuit open"), "{reason}"),
+        other => panic!("open circuit → wait, got {other:?}"),
+    }
+    assert_eq!(
+        h.subject.arrivals().len(),
+        before,
+        "no call while the circuit is open"
+    );
     h.assert_documented();
 }
