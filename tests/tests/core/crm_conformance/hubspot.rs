@@ -49,9 +49,10 @@ impl Subject for HubSpot {
     const LIMIT: Option<(usize, Duration)> = Some(LIMIT);
     const REJECTION_WORDS: &'static str = "is not a valid phone number";
 
-    async fn start() -> Self {
+    async fn start_with(latency: Duration) -> Self {
         let fake = Arc::new(Fake {
             limit: Some(LIMIT),
+            latency,
             ..Default::default()
         });
         let addr = serve(fake.clone()).await;

@@ -8,6 +8,7 @@
 //! handler over real SQLite files (identities, ledger, attribution, queue), as `wabridge serve`
 //! does. Conversation records (issue 22) do not exist yet: no case for them.
 
+mod bench;
 mod cases;
 mod check;
 mod hubspot;
@@ -74,8 +75,8 @@ pub(crate) trait Subject: Send + Sync + Sized + 'static {
     const LIMIT: Option<(usize, Duration)>;
     /// Words of the CRM's own 400 body that must reach the dead-letter reason.
     const REJECTION_WORDS: &'static str;
-    /// Starts the fake.
-    async fn start() -> Self;
+    /// Starts the fake, answering every call after `latency`.
+    async fn start_with(latency: Duration) -> Self;
     fn mapping(&self) -> Mapping;
     /// A new adapter pointing at the fake: a new process, with empty caches.
     fn crm(&self) -> Arc<dyn Crm>;
@@ -111,7 +112,12 @@ impl<S: Subject> Harness<S> {
     }
 
     pub async fn with_lease(lease: Duration) -> Self {
-        let subject = S::start().await;
+        Self::with(lease, Duration::ZERO).await
+    }
+
+    /// With the CRM answering after `latency`.
+    pub async fn with(lease: Duration, latency: Duration) -> Self {
+        let subject = S::start_with(latency).await;
         let dir = tempfile::tempdir().unwrap();
         let db = Db::open(dir.path().join("t.db")).unwrap();
         let sync = sync_over(&db, subject.crm(), subject.mapping(), lease).await;

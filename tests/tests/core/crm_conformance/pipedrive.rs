@@ -51,8 +51,8 @@ impl Subject for Pipedrive {
     const LIMIT: Option<(usize, Duration)> = Some((LIMITS.0, Duration::from_secs(2)));
     const REJECTION_WORDS: &'static str = "is not a valid phone number";
 
-    async fn start() -> Self {
-        let fake = Arc::new(PipedriveFake::new(LIMITS));
+    async fn start_with(latency: Duration) -> Self {
+        let fake = Arc::new(PipedriveFake::new(LIMITS).with_latency(latency));
         let addr = serve(fake.clone()).await;
         Pipedrive {
             fake,

@@ -82,6 +82,8 @@ pub(crate) struct PipedriveFake {
     next_id: AtomicU64,
     /// Custom fields the company lacks (by name), for `crm check`.
     pub missing_fields: Mutex<Vec<String>>,
+    /// How long every answer takes.
+    latency: Duration,
 }
 
 pub(crate) fn envelope(status: StatusCode, error: &str) -> Response {
@@ -104,6 +106,10 @@ impl PipedriveFake {
             limits,
             ..Default::default()
         }
+    }
+
+    pub(crate) fn with_latency(self, latency: Duration) -> PipedriveFake {
+        PipedriveFake { latency, ..self }
     }
 
     pub(crate) fn problem(&self, p: String) -> Response {
@@ -159,6 +165,9 @@ async fn handle(
         r.headers_mut().insert("x-ratelimit-reset", 2u64.into());
         r.headers_mut().insert("x-ratelimit-remaining", 0u64.into());
         return r;
+    }
+    if !fake.latency.is_zero() {
+        tokio::time::sleep(fake.latency).await;
     }
     if query.contains_key("api_token") {
         return fake.problem(format!(

@@ -64,8 +64,11 @@ impl Subject for Webhook {
     const LIMIT: Option<(usize, Duration)> = None;
     const REJECTION_WORDS: &'static str = "is not a valid phone";
 
-    async fn start() -> Self {
-        let fake = Arc::new(Fake::default());
+    async fn start_with(latency: Duration) -> Self {
+        let fake = Arc::new(Fake {
+            latency,
+            ..Default::default()
+        });
         let addr = serve(fake.clone()).await;
         Webhook { fake, addr }
     }
