@@ -123,3 +123,50 @@ async fn a_crm_without_a_schema_has_nothing_to_check() {
     let e = run("pipedrive", &[]).await.expect_err("refused");
     assert!(e.to_string().contains("PIPEDRIVE_API_TOKEN"), "{e}");
 }
+
+/// Why the check matters: HubSpot refuses a write naming a property the portal lacks, and the
+/// fake does the same, so no adapter can write a property its docs do not ask for.
+#[tokio::test]
+async fn hubspot_refuses_a_property_the_portal_lacks() {
+    use wabridge_core::crm::{Crm, CrmError, Effect};
+    use wabridge_core::records::{ContactRecord, Record};
+
+    let fake = Arc::new(Fake::default());
+    fake.missing_properties
+        .lock()
+        .unwrap()
+        .insert("contacts/whatsapp_bsuid".to_string());
+    let url = format!("http://{}", fake::serve(fake.clone()).await);
+    let crm = wabridge_crm::hubspot::HubSpotCrm::new(
+        &url,
+        TOKEN,
+        "whatsapp_id",
+        None,
+        crate::crm_http::TIMEOUT,
+    )
+    .unwrap();
+    let mut fields = serde_json::Map::new();
+    fields.insert("whatsapp_id".into(), "+525512340007".into());
+    fields.insert("whatsapp_bsuid".into(), "MX.abc123".into());
+    let effect = Effect {
+        id: "wamid.P1#contact".into(),
+        record: Record::Contact(ContactRecord {
+            id: "c1".into(),
+            phone_e164: Some("+525512340007".into()),
+            bsuid: Some("MX.abc123".into()),
+            ..Default::default()
+        }),
+        fields,
+        contact: None,
+        in_doubt: false,
+    };
+    match crm.apply(&effect).await {
+        Err(CrmError::Rejected(m)) => assert!(m.contains("PROPERTY_DOESNT_EXIST"), "{m}"),
+        other => panic!("expected a 400, got {other:?}"),
+    }
+    let problems = fake.problems.lock().unwrap().clone();
+    assert!(
+        problems.iter().any(|p| p.contains("whatsapp_bsuid")),
+        "{problems:?}"
+    );
+}

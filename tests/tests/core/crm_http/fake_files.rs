@@ -172,6 +172,9 @@ pub(super) fn note(fake: &Fake, v: &Value) -> Response {
     if let Some((k, _)) = map.iter().find(|(_, v)| !v.is_string()) {
         return fake.problem(format!("notes: property {k} is not a string"));
     }
+    if let Some(problem) = super::fake_hubspot_reads::unknown_property(fake, "notes", props) {
+        return fake.problem(problem);
+    }
     if !props["hs_timestamp"].is_string() {
         return fake.problem("notes: hs_timestamp is required".into());
     }

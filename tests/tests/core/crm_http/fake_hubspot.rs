@@ -11,7 +11,7 @@ use axum::Json;
 use serde_json::{json, Value};
 
 use super::fake::{rate_headers, Fake};
-use super::fake_hubspot_reads::gdpr_delete;
+use super::fake_hubspot_reads::{gdpr_delete, unknown_property};
 pub(crate) use super::fake_hubspot_reads::{hubspot_read, properties, CONTACT_READ, PROPERTIES};
 use super::TOKEN;
 
@@ -65,13 +65,21 @@ pub(crate) fn hubspot(fake: &Fake, path: &str, headers: &HeaderMap, body: &Bytes
             .entry(path.to_string())
             .or_default() += inputs.len() as u64;
     }
+    // Property values are strings, of properties the portal has.
+    let object = path
+        .trim_start_matches("/crm/v3/objects/")
+        .split('/')
+        .next()
+        .unwrap_or_default()
+        .to_string();
     let strings_only = |props: &Value| -> Option<String> {
         match props.as_object() {
             None => Some("properties missing".into()),
             Some(p) => p
                 .iter()
                 .find(|(_, v)| !v.is_string())
-                .map(|(k, _)| format!("property {k} is not a string")),
+                .map(|(k, _)| format!("property {k} is not a string"))
+                .or_else(|| unknown_property(fake, &object, props)),
         }
     };
     // Association of a created object to a known contact with the documented type id.
