@@ -15,6 +15,7 @@ mod hubspot;
 mod pipedrive;
 mod pipedrive_fake;
 mod pipedrive_fake_records;
+mod pipedrive_more;
 mod webhook;
 
 use std::sync::Arc;
