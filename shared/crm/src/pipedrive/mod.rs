@@ -52,8 +52,8 @@ pub const DEFAULT_SEARCH_LAG: Duration = Duration::from_secs(10);
 /// Entries kept in each in-process map before it restarts.
 const CACHE_MAX: usize = 100_000;
 
-/// Where the adapter writes, and how fast.
-#[derive(Debug, Clone)]
+/// Where the adapter writes, and how fast. Its `Debug` leaves the token out.
+#[derive(Clone)]
 pub struct PipedriveSettings {
     /// `https://<company>.pipedrive.com`.
     pub base: String,
@@ -68,6 +68,21 @@ pub struct PipedriveSettings {
     pub limits: (usize, usize),
     pub timeout: Duration,
     pub search_lag: Duration,
+}
+
+impl std::fmt::Debug for PipedriveSettings {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("PipedriveSettings")
+            .field("base", &self.base)
+            .field("token", &"<secret>")
+            .field("id_field", &self.id_field)
+            .field("bsuid_field", &self.bsuid_field)
+            .field("effect_field", &self.effect_field)
+            .field("limits", &self.limits)
+            .field("timeout", &self.timeout)
+            .field("search_lag", &self.search_lag)
+            .finish()
+    }
 }
 
 pub struct PipedriveCrm {

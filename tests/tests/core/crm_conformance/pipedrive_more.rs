@@ -186,3 +186,22 @@ async fn erasure_deletes_the_persons_of_every_number_and_bsuid() {
         fake.problems.lock().unwrap()
     );
 }
+
+#[tokio::test]
+async fn settings_never_print_the_token() {
+    let settings = PipedriveSettings {
+        base: "https://acme.pipedrive.com".into(),
+        token: "0123456789abcdef-secret".into(),
+        id_field: "whatsapp_id".into(),
+        bsuid_field: None,
+        effect_field: None,
+        limits: (20, 10),
+        timeout: Duration::from_secs(1),
+        search_lag: Duration::ZERO,
+    };
+    let printed = format!("{settings:?}");
+    assert!(
+        !printed.contains("0123456789abcdef-secret") && printed.contains("acme"),
+        "{printed}"
+    );
+}
