@@ -1,12 +1,15 @@
 //! Pipedrive HTTP calls: the API token in `x-api-token` (Pipedrive's documented header for
-//! every request, v1 and v2: a token in the query string would end up in proxy logs), the
+//! every request, v1 and v2: a token in the query string would end up in proxy logs) or an
+//! OAuth access token as `Authorization: Bearer` ([`PipedriveAuth`]), the
 //! JSON envelope (`{"success", "data", "additional_data"}`), paced sends and error
 //! classes (429 → its `Retry-After` / `x-ratelimit-reset`, 401/403 → credentials, other 4xx →
 //! the record). Paced evenly (`crate::pace::Spaced`).
 
 use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
 use std::time::Duration;
 
+use async_trait::async_trait;
 use reqwest::Method;
 use serde_json::Value;
 use tokio::time::Instant;
@@ -30,10 +33,36 @@ pub(crate) enum Budget {
     Search,
 }
 
+/// How calls authenticate.
+#[derive(Clone)]
+pub enum PipedriveAuth {
+    /// A personal API token, sent as `x-api-token`.
+    ApiToken(String),
+    /// OAuth (Marketplace apps): each call asks `tokens` for a current access token, sent as
+    /// `Authorization: Bearer`. Refreshing it is the token source's job.
+    OAuth(Arc<dyn AccessTokens>),
+}
+
+/// Where OAuth access tokens come from (the shared OAuth token provider: refresh before
+/// expiry, one refresh in flight, rotated refresh tokens stored back).
+#[async_trait]
+pub trait AccessTokens: Send + Sync {
+    async fn access_token(&self) -> Result<String, CrmError>;
+}
+
+impl std::fmt::Debug for PipedriveAuth {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            PipedriveAuth::ApiToken(_) => f.write_str("ApiToken(<secret>)"),
+            PipedriveAuth::OAuth(_) => f.write_str("OAuth"),
+        }
+    }
+}
+
 pub(crate) struct Client {
     http: reqwest::Client,
     base: String,
-    token: String,
+    auth: PipedriveAuth,
     general: Spaced,
     search: Spaced,
     /// Whether the last answer refused our credentials (401/403): until a call succeeds
@@ -44,11 +73,11 @@ pub(crate) struct Client {
 impl Client {
     pub fn new(
         base: &str,
-        token: &str,
+        auth: &PipedriveAuth,
         timeout: Duration,
         limits: (usize, usize),
     ) -> Result<Client, ConfigError> {
-        if token.is_empty() {
+        if matches!(auth, PipedriveAuth::ApiToken(t) if t.is_empty()) {
             return Err(ConfigError::Invalid {
                 name: config::PIPEDRIVE_API_TOKEN,
                 reason: "is required for CRM_KIND=pipedrive".into(),
@@ -72,7 +101,7 @@ impl Client {
         Ok(Client {
             http,
             base: base.trim_end_matches('/').to_string(),
-            token: token.to_string(),
+            auth: auth.clone(),
             general: Spaced::new(limits.0, WINDOW),
             search: Spaced::new(limits.1, WINDOW),
             refused: AtomicBool::new(false),
@@ -114,11 +143,14 @@ impl Client {
             self.search.slot().await;
         }
         self.general.slot().await;
-        let mut request = self
+        let request = self
             .http
             .request(method, format!("{}{path_and_query}", self.base))
-            .header("x-api-token", &self.token)
             .header("accept", "application/json");
+        let mut request = match &self.auth {
+            PipedriveAuth::ApiToken(token) => request.header("x-api-token", token),
+            PipedriveAuth::OAuth(tokens) => request.bearer_auth(tokens.access_token().await?),
+        };
         if let Some(body) = body {
             request = request.json(body);
         }

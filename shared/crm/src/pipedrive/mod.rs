@@ -1,6 +1,7 @@
 //! The `pipedrive` CRM: Pipedrive's API v2 wherever it has the endpoint (persons, their search,
 //! deals, the field schema), v1 only for notes (Pipedrive has no v2 notes). API token in the
-//! `x-api-token` header.
+//! `x-api-token` header, or an OAuth access token as a bearer ([`PipedriveAuth`]; no setting
+//! yet: it waits for the shared OAuth token provider).
 //!
 //! Every record kind, and what it becomes:
 //! - **contact**: a Person, found by searching the identity (the canonical E.164 number, or the
@@ -40,6 +41,7 @@ use tokio::sync::OnceCell;
 
 use crate::ConfigError;
 use api::Client;
+pub use api::{AccessTokens, PipedriveAuth};
 use fields::Schema;
 use wabridge_core::config;
 use wabridge_core::crm::{Crm, CrmError, Effect};
@@ -57,7 +59,7 @@ const CACHE_MAX: usize = 100_000;
 pub struct PipedriveSettings {
     /// `https://<company>.pipedrive.com`.
     pub base: String,
-    pub token: String,
+    pub auth: PipedriveAuth,
     /// Person field holding the identity (the mapping's `id_property`).
     pub id_field: String,
     /// Person field holding the BSUID (the mapping's `from = "bsuid"` field).
@@ -74,7 +76,7 @@ impl std::fmt::Debug for PipedriveSettings {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("PipedriveSettings")
             .field("base", &self.base)
-            .field("token", &"<secret>")
+            .field("auth", &self.auth)
             .field("id_field", &self.id_field)
             .field("bsuid_field", &self.bsuid_field)
             .field("effect_field", &self.effect_field)
@@ -105,7 +107,7 @@ impl PipedriveCrm {
     pub fn new(settings: PipedriveSettings) -> Result<PipedriveCrm, ConfigError> {
         let client = Client::new(
             &settings.base,
-            &settings.token,
+            &settings.auth,
             settings.timeout,
             settings.limits,
         )?;
@@ -142,7 +144,7 @@ impl PipedriveCrm {
         )?;
         PipedriveCrm::new(PipedriveSettings {
             base,
-            token,
+            auth: PipedriveAuth::ApiToken(token),
             id_field: mapping
                 .id_property
                 .clone()

@@ -9,7 +9,7 @@ use async_trait::async_trait;
 use serde_json::Value;
 use wabridge_core::crm::Crm;
 use wabridge_core::mapping::Mapping;
-use wabridge_crm::pipedrive::{PipedriveCrm, PipedriveSettings};
+use wabridge_crm::pipedrive::{PipedriveAuth, PipedriveCrm, PipedriveSettings};
 
 use super::pipedrive_fake::{code, serve, PipedriveFake, TOKEN};
 use super::{ActivityView, ContactView, DealView, Fault, Subject};
@@ -70,7 +70,7 @@ impl Subject for Pipedrive {
         Arc::new(
             PipedriveCrm::new(PipedriveSettings {
                 base: format!("http://{}", self.addr),
-                token: TOKEN.into(),
+                auth: PipedriveAuth::ApiToken(TOKEN.into()),
                 id_field: mapping.id_property.clone().unwrap(),
                 bsuid_field: wabridge_crm::bsuid_field(&mapping).map(String::from),
                 effect_field: mapping.effect_property.clone(),

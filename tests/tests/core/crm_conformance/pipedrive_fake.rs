@@ -24,6 +24,8 @@ use crate::crm_http::fake::{ECHOED_PHONE, RETRY_AFTER_SECS};
 use crate::crm_http::SLOW;
 
 pub(crate) const TOKEN: &str = "0123456789abcdef0123456789abcdef01234567";
+/// An OAuth access token the fake company accepts as a bearer.
+pub(crate) const OAUTH_TOKEN: &str = "v1u:AQIBAHj-oauth-access-token";
 /// Pipedrive's burst window.
 const WINDOW: Duration = Duration::from_secs(2);
 
@@ -174,7 +176,13 @@ async fn handle(
             "{path}: the API token belongs in x-api-token, not the URL"
         ));
     }
-    if headers.get("x-api-token").and_then(|v| v.to_str().ok()) != Some(TOKEN) {
+    let header = |name: &str| headers.get(name).and_then(|v| v.to_str().ok());
+    let api_token = header("x-api-token") == Some(TOKEN);
+    let bearer = header("authorization") == Some(&format!("Bearer {OAUTH_TOKEN}"));
+    if header("x-api-token").is_some() && header("authorization").is_some() {
+        return fake.problem(format!("{path}: an API token and a bearer at once"));
+    }
+    if !(api_token || bearer) {
         return envelope(StatusCode::UNAUTHORIZED, "unauthorized access");
     }
     let route = format!("{method} {path}");

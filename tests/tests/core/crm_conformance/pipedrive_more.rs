@@ -9,7 +9,7 @@ use wabridge_core::crm::{Crm, Effect};
 use wabridge_core::erasure::ErasureItem;
 use wabridge_core::mapping::Mapping;
 use wabridge_core::records::{ContactRecord, Record};
-use wabridge_crm::pipedrive::{PipedriveCrm, PipedriveSettings};
+use wabridge_crm::pipedrive::{PipedriveAuth, PipedriveCrm, PipedriveSettings};
 
 use super::pipedrive_fake::{self, code, PipedriveFake};
 
@@ -19,7 +19,7 @@ async fn adapter() -> (Arc<PipedriveFake>, PipedriveCrm) {
     let mapping = Mapping::example("pipedrive").unwrap();
     let crm = PipedriveCrm::new(PipedriveSettings {
         base: format!("http://{addr}"),
-        token: pipedrive_fake::TOKEN.into(),
+        auth: PipedriveAuth::ApiToken(pipedrive_fake::TOKEN.into()),
         id_field: mapping.id_property.clone().unwrap(),
         bsuid_field: wabridge_crm::bsuid_field(&mapping).map(String::from),
         effect_field: mapping.effect_property.clone(),
@@ -191,7 +191,7 @@ async fn erasure_deletes_the_persons_of_every_number_and_bsuid() {
 async fn settings_never_print_the_token() {
     let settings = PipedriveSettings {
         base: "https://acme.pipedrive.com".into(),
-        token: "0123456789abcdef-secret".into(),
+        auth: PipedriveAuth::ApiToken("0123456789abcdef-secret".into()),
         id_field: "whatsapp_id".into(),
         bsuid_field: None,
         effect_field: None,
@@ -203,5 +203,49 @@ async fn settings_never_print_the_token() {
     assert!(
         !printed.contains("0123456789abcdef-secret") && printed.contains("acme"),
         "{printed}"
+    );
+}
+
+/// The shared OAuth token provider's stand-in: always the same access token.
+struct StaticToken;
+
+#[async_trait::async_trait]
+impl wabridge_crm::pipedrive::AccessTokens for StaticToken {
+    async fn access_token(&self) -> Result<String, wabridge_core::crm::CrmError> {
+        Ok(pipedrive_fake::OAUTH_TOKEN.into())
+    }
+}
+
+#[tokio::test]
+async fn oauth_access_tokens_go_as_a_bearer() {
+    let fake = Arc::new(PipedriveFake::new((100, 10)));
+    let addr = pipedrive_fake::serve(fake.clone()).await;
+    let mapping = Mapping::example("pipedrive").unwrap();
+    let settings = PipedriveSettings {
+        base: format!("http://{addr}"),
+        auth: PipedriveAuth::OAuth(Arc::new(StaticToken)),
+        id_field: mapping.id_property.clone().unwrap(),
+        bsuid_field: None,
+        effect_field: None,
+        limits: (100, 10),
+        timeout: Duration::from_secs(2),
+        search_lag: Duration::ZERO,
+    };
+    assert!(!format!("{settings:?}").contains(pipedrive_fake::OAUTH_TOKEN));
+    let crm = PipedriveCrm::new(settings).unwrap();
+    crm.apply(&contact(
+        "e1#contact",
+        "c1",
+        Some("+525512340011"),
+        None,
+        "Ana",
+    ))
+    .await
+    .unwrap();
+    assert_eq!(fake.persons.lock().unwrap().len(), 1);
+    assert!(
+        fake.problems.lock().unwrap().is_empty(),
+        "{:?}",
+        fake.problems.lock().unwrap()
     );
 }
