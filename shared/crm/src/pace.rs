@@ -18,8 +18,10 @@ use std::time::Duration;
 use tokio::time::Instant;
 
 /// Headroom of [`Spaced`] under the limit, in percent.
+#[cfg(feature = "pipedrive")]
 pub const SPACED_HEADROOM_PERCENT: u32 = 10;
 /// Headroom of [`Window`] under the limit, in percent.
+#[cfg(feature = "hubspot")]
 pub const WINDOW_HEADROOM_PERCENT: u32 = 5;
 
 /// Fewer than `max` sends per `window`, evenly spaced.
