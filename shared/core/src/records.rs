@@ -4,7 +4,9 @@
 //! `webhook` CRM posts them as is, and mappings read their fields by name.
 //!
 //! Every record serialises with `"kind"`: `contact`, `activity`, `consent`, `template_status`,
-//! `quality`, `unknown`, `attribution`, `lead`, `erasure`, `media`.
+//! `quality`, `unknown`, `attribution`, `lead`, `erasure`, `media`, `message_change` (an edit or
+//! deletion, [`crate::changes`]), `call` ([`crate::calls`]) and `account`
+//! ([`crate::account`]).
 
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
@@ -41,6 +43,12 @@ pub enum Record {
     Erasure(crate::erasure::ErasureItem),
     /// A message's media file stored, failed or refused ([`crate::media`]).
     Media(crate::media::record::MediaRecord),
+    /// An edit or deletion of a message ([`crate::changes`]).
+    MessageChange(crate::changes::MessageChangeRecord),
+    /// A WhatsApp call ([`crate::calls`]).
+    Call(crate::calls::CallRecord),
+    /// An `account_update` ([`crate::account`]).
+    Account(crate::account::AccountRecord),
 }
 
 impl Record {
@@ -56,6 +64,9 @@ impl Record {
             Record::Lead(_) => "lead",
             Record::Erasure(_) => "erasure",
             Record::Media(_) => "media",
+            Record::MessageChange(_) => "message_change",
+            Record::Call(_) => "call",
+            Record::Account(_) => "account",
         }
     }
 
@@ -77,6 +88,9 @@ impl Record {
             Record::Lead(l) => l.record_key(),
             Record::Erasure(e) => format!("erasure:{}", e.erasure_id),
             Record::Media(m) => m.record_key(),
+            Record::MessageChange(c) => c.record_key(),
+            Record::Call(c) => format!("call:{}", c.call_id),
+            Record::Account(a) => format!("account:{}", a.event_id),
         }
     }
 
@@ -91,6 +105,8 @@ impl Record {
             Record::Unknown(u) => u.contact_id.as_deref(),
             Record::Erasure(e) => e.contact_id.as_deref(),
             Record::Media(m) => Some(&m.contact_id),
+            Record::MessageChange(c) => Some(&c.contact_id),
+            Record::Call(c) => Some(&c.contact_id),
             _ => None,
         }
     }
@@ -124,6 +140,9 @@ pub struct ContactRecord {
     /// Click-to-WhatsApp attribution of the first message after an ad click.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub referral: Option<Referral>,
+    /// The user's latest answer to a call permission request.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub call_permission: Option<crate::calls::CallPermission>,
     /// When we last saw this contact (Unix ms).
     pub updated_at: i64,
 }
@@ -182,7 +201,8 @@ pub struct ActivityRecord {
     /// Key of the event that produced (or, for outbound statuses, last moved) this record.
     pub event_id: String,
     pub contact_id: String,
-    /// Inbound: the message type (`text`, `image`, `interactive`, …). Outbound: `status`.
+    /// Inbound and echoes: the message type (`text`, `image`, `interactive`, …). Outbound:
+    /// `status`.
     #[serde(rename = "type")]
     pub kind: String,
     pub direction: Option<Direction>,
@@ -205,7 +225,8 @@ pub struct ActivityRecord {
     /// `refused` on a `send_result` activity (a policy guard stopped the send).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub status: Option<String>,
-    /// Outbound `failed` only: why.
+    /// Outbound `failed`: why. Inbound `unsupported`: Meta's reason (131051 for a type it
+    /// cannot deliver yet).
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub errors: Vec<StatusError>,
     /// Outbound: pricing category (`marketing`, `utility`, …) when Meta reports it.
@@ -228,6 +249,22 @@ pub struct ActivityRecord {
     /// sent to a group (which names no person: `contact_id` is empty).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub group_id: Option<String>,
+    /// Who wrote an outbound message: `whatsapp_business_app` for echoes of messages the
+    /// business sent from the WhatsApp Business app.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub agent: Option<String>,
+    /// Inbound `unsupported`: the type Meta could not deliver (`unsupported.type`, e.g. `edit`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub unsupported_type: Option<String>,
+    /// Set by a store that folds `message_change` records in (the local CRM): when the latest
+    /// edit happened (Unix ms) and its wamid.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub edited_at: Option<i64>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub edit_id: Option<String>,
+    /// Set by a store that folds `message_change` records in: when the sender deleted it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub deleted_at: Option<i64>,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -529,6 +566,69 @@ mod tests {
                     message: "gone".into(),
                 }),
                 at: 1,
+            }),
+            Record::Activity(ActivityRecord {
+                event_id: "m:wamid.echo".into(),
+                contact_id: "c1".into(),
+                kind: "unsupported".into(),
+                direction: Some(Direction::Outbound),
+                agent: Some("whatsapp_business_app".into()),
+                unsupported_type: Some("edit".into()),
+                edited_at: Some(2),
+                edit_id: Some("wamid.e".into()),
+                deleted_at: Some(3),
+                ..Default::default()
+            }),
+            Record::MessageChange(crate::changes::MessageChangeRecord {
+                event_id: "m:wamid.e".into(),
+                contact_id: "c1".into(),
+                message_id: "wamid.1".into(),
+                change_id: Some("wamid.e".into()),
+                change: Some(crate::changes::ChangeKind::Edited),
+                direction: Some(Direction::Outbound),
+                agent: Some("whatsapp_business_app".into()),
+                at: Some(1),
+                kind: Some("image".into()),
+                text: Some("nueva".into()),
+                media: vec![MediaRef {
+                    id: "m2".into(),
+                    ..Default::default()
+                }],
+                content: Some(crate::changes::RevokedContent::Clear),
+                ..Default::default()
+            }),
+            Record::Call(crate::calls::CallRecord {
+                event_id: "call:wacid.1".into(),
+                contact_id: "c1".into(),
+                call_id: "wacid.1".into(),
+                direction: Some(Direction::Inbound),
+                placed_at: Some(1),
+                started_at: Some(2),
+                ended_at: Some(3),
+                duration_s: Some(1),
+                outcome: Some(crate::calls::CallOutcome::Answered),
+                ended: true,
+                last_event: Some("terminate".into()),
+                callback_data: Some("x".into()),
+                ..Default::default()
+            }),
+            Record::Account(crate::account::AccountRecord::of_value(
+                "a:1",
+                "waba",
+                Some(1),
+                serde_json::json!({"event":"ACCOUNT_RESTRICTION","phone_number":"5215550001111",
+                    "restriction_info":[{"restriction_type":"RESTRICTED_BIZ_INITIATED_MESSAGING"}],
+                    "violation_info":{"violation_type":"SCAM"},"ban_info":{"waba_ban_state":"DISABLE"}}),
+            )),
+            Record::Contact(ContactRecord {
+                id: "c2".into(),
+                call_permission: Some(crate::calls::CallPermission {
+                    response: "accept".into(),
+                    permanent: Some(false),
+                    expires_at: Some(1),
+                    at: Some(1),
+                }),
+                ..Default::default()
             }),
         ]
     }

@@ -236,6 +236,18 @@ pub struct Mapping {
     pub quality: Vec<FieldSpec>,
     #[serde(default)]
     pub unknown: Vec<FieldSpec>,
+    /// What the CRM does with a deleted (revoked) message's content.
+    #[serde(default)]
+    pub revoke: RevokeSettings,
+}
+
+/// `[revoke]`: `content = "clear"` (default) or `"keep"`. wabridge's own stores (the local
+/// CRM's records included) clear a deleted message's content whatever this says.
+#[derive(Debug, Clone, Copy, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RevokeSettings {
+    #[serde(default)]
+    pub content: crate::changes::RevokedContent,
 }
 
 /// The documented example mappings, also the defaults when `WABRIDGE_MAPPING` is unset.
@@ -325,6 +337,8 @@ impl Mapping {
             "consent" => &self.consent_fields,
             "template_status" => &self.template_status,
             "quality" => &self.quality,
+            // No field list of their own (yet): posted or folded as they are.
+            "message_change" | "call" | "account" => &[],
             _ => &self.unknown,
         }
     }

@@ -14,6 +14,8 @@
 //! [`parse_contact`].
 
 mod account;
+mod call;
+mod change;
 mod content;
 mod envelope;
 pub mod lenient;
@@ -21,6 +23,8 @@ mod message;
 mod status;
 
 pub use account::*;
+pub use call::*;
+pub use change::*;
 pub use content::*;
 pub use envelope::*;
 pub use message::*;
@@ -32,6 +36,10 @@ use crate::event::{Event, EventKind};
 #[derive(Debug, Clone)]
 pub enum Item {
     Message(Box<Message>),
+    /// A message the business sent from the WhatsApp Business app (`smb_message_echoes`).
+    Echo(Box<Message>),
+    /// One event of a WhatsApp call (`calls`).
+    Call(Box<CallEvent>),
     Status(Box<Status>),
     TemplateStatus(Box<TemplateStatusUpdate>),
     QualityUpdate(QualityUpdate),
@@ -54,6 +62,8 @@ pub fn parse_item(event: &Event) -> Result<Item, serde_json::Error> {
     let raw = event.item.get();
     Ok(match event.kind {
         EventKind::Message => Item::Message(Box::new(serde_json::from_str(raw)?)),
+        EventKind::Echo => Item::Echo(Box::new(serde_json::from_str(raw)?)),
+        EventKind::Call => Item::Call(Box::new(serde_json::from_str(raw)?)),
         EventKind::Status => Item::Status(Box::new(serde_json::from_str(raw)?)),
         EventKind::TemplateStatus => Item::TemplateStatus(Box::new(serde_json::from_str(raw)?)),
         EventKind::QualityUpdate => Item::QualityUpdate(serde_json::from_str(raw)?),
