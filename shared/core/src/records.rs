@@ -386,6 +386,7 @@ mod tests {
                     ctwa_clid: Some("clid".into()),
                     ..Default::default()
                 }),
+                call_permission: None,
                 updated_at: 1,
             }),
             Record::Activity(ActivityRecord {
