@@ -338,6 +338,10 @@ pub struct TemplateStatusRecord {
     /// `category` notices: when the announced category takes effect (Unix ms).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub category_from: Option<i64>,
+    /// `components`: the edited template as Meta sent it (`body`, `header`, `footer`,
+    /// `buttons`, each when present).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub components: Option<Value>,
 }
 
 /// `phone_number_quality_update`.
@@ -485,6 +489,7 @@ mod tests {
                 category: Some("MARKETING".into()),
                 previous_category: Some("UTILITY".into()),
                 category_from: Some(1),
+                components: Some(serde_json::json!({"body": "Hola {{1}}"})),
                 ..Default::default()
             }),
             Record::Quality(QualityRecord {

@@ -103,7 +103,23 @@ pub(super) fn template_status(event: &Event, update: Box<TemplateStatusUpdate>) 
                 }
             }
         }
-        "message_template_components_update" => record.update = Some("components".into()),
+        "message_template_components_update" => {
+            record.update = Some("components".into());
+            let mut c = serde_json::Map::new();
+            for (name, value) in [
+                ("body", &update.message_template_element),
+                ("header", &update.message_template_title),
+                ("footer", &update.message_template_footer),
+            ] {
+                if let Some(v) = value {
+                    c.insert(name.into(), v.clone().into());
+                }
+            }
+            if let Some(b) = &update.message_template_buttons {
+                c.insert("buttons".into(), b.clone());
+            }
+            record.components = Some(serde_json::Value::Object(c));
+        }
         _ => {}
     }
     Plan::records(
