@@ -105,10 +105,12 @@ impl CallRecord {
             r.ended = true;
             r.started_at = ms(call.start_time);
             r.ended_at = ms(call.end_time).or(ms(call.timestamp));
-            r.duration_s = call.duration.or_else(|| match (call.start_time, call.end_time) {
-                (Some(s), Some(e)) if e >= s => Some(e - s),
-                _ => None,
-            });
+            r.duration_s = call
+                .duration
+                .or_else(|| match (call.start_time, call.end_time) {
+                    (Some(s), Some(e)) if e >= s => Some(e - s),
+                    _ => None,
+                });
             // The terminate's timestamp is when it ended: the call was placed no later than
             // its start (the earliest event of the call wins in the merge).
             r.placed_at = ms(call.start_time).or(ms(call.timestamp));
@@ -178,11 +180,22 @@ mod tests {
     #[test]
     fn every_order_of_a_business_call_merges_to_one_answer() {
         let views = [
-            event(r#"{"id":"wacid.1","status":"RINGING","type":"call","timestamp":"100","recipient_id":"5215512345678"}"#),
+            event(
+                r#"{"id":"wacid.1","status":"RINGING","type":"call","timestamp":"100","recipient_id":"5215512345678"}"#,
+            ),
             event(r#"{"id":"wacid.1","status":"ACCEPTED","type":"call","timestamp":"105"}"#),
-            event(r#"{"id":"wacid.1","event":"terminate","direction":"BUSINESS_INITIATED","timestamp":"170","status":"COMPLETED","start_time":"105","end_time":"170","duration":65}"#),
+            event(
+                r#"{"id":"wacid.1","event":"terminate","direction":"BUSINESS_INITIATED","timestamp":"170","status":"COMPLETED","start_time":"105","end_time":"170","duration":65}"#,
+            ),
         ];
-        let orders = [[0, 1, 2], [2, 1, 0], [1, 2, 0], [2, 0, 1], [0, 2, 1], [1, 0, 2]];
+        let orders = [
+            [0, 1, 2],
+            [2, 1, 0],
+            [1, 2, 0],
+            [2, 0, 1],
+            [0, 2, 1],
+            [1, 0, 2],
+        ];
         let mut results = Vec::new();
         for order in orders {
             let mut r = views[order[0]].clone();
@@ -213,12 +226,17 @@ mod tests {
         );
         assert_eq!(missed.outcome, Some(CallOutcome::Missed));
         assert_eq!(missed.direction, Some(Direction::Inbound));
-        let mut rejected = event(r#"{"id":"wacid.3","status":"REJECTED","type":"call","timestamp":"300"}"#);
+        let mut rejected =
+            event(r#"{"id":"wacid.3","status":"REJECTED","type":"call","timestamp":"300"}"#);
         let end = event(
             r#"{"id":"wacid.3","event":"terminate","direction":"BUSINESS_INITIATED","timestamp":"301","status":"FAILED"}"#,
         );
         rejected.merge(&end);
-        assert_eq!(rejected.outcome, Some(CallOutcome::Rejected), "a refusal beats no answer");
+        assert_eq!(
+            rejected.outcome,
+            Some(CallOutcome::Rejected),
+            "a refusal beats no answer"
+        );
         let connect = event(
             r#"{"id":"wacid.2","event":"connect","direction":"USER_INITIATED","timestamp":"190","session":{"sdp_type":"offer","sdp":"v=0"}}"#,
         );
@@ -226,6 +244,9 @@ mod tests {
         let mut m = missed.clone();
         m.merge(&connect);
         assert_eq!(m.placed_at, Some(190_000));
-        assert!(CallRecord::of_event(&serde_json::from_str(r#"{"event":"connect"}"#).unwrap()).is_none());
+        assert!(
+            CallRecord::of_event(&serde_json::from_str(r#"{"event":"connect"}"#).unwrap())
+                .is_none()
+        );
     }
 }

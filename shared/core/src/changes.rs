@@ -82,7 +82,10 @@ impl MessageChangeRecord {
 
     /// Whether this edit is newer than the one that set `edited_at` / `edit_id`.
     fn newer_than(&self, edited_at: Option<i64>, edit_id: Option<&str>) -> bool {
-        let mine = (self.at.unwrap_or(0), self.change_id.as_deref().unwrap_or(""));
+        let mine = (
+            self.at.unwrap_or(0),
+            self.change_id.as_deref().unwrap_or(""),
+        );
         match edited_at {
             None => true,
             Some(at) => mine > (at, edit_id.unwrap_or("")),

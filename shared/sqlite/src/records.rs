@@ -341,7 +341,10 @@ fn fold_change(t: &Connection, body: &mut Map<String, Value>, now: i64) -> Resul
         clear_change(body);
         body.remove("fields");
         // The message's earlier edits lose their content too.
-        for c in earlier.iter().filter(|c| c.change == Some(ChangeKind::Edited)) {
+        for c in earlier
+            .iter()
+            .filter(|c| c.change == Some(ChangeKind::Edited))
+        {
             let key = c.record_key();
             let id = key.split_once(':').map_or(key.as_str(), |(_, id)| id);
             if let Some(mut stored) = get_in(t, "message_change", id)? {

@@ -19,9 +19,16 @@ pub const CALL_TO_CONTACT: u32 = 194;
 
 impl HubSpotCrm {
     /// Creates the call's engagement from its terminate event; skips the call's other events.
-    pub(super) async fn log_call(&self, effect: &Effect, call: &CallRecord) -> Result<(), CrmError> {
+    pub(super) async fn log_call(
+        &self,
+        effect: &Effect,
+        call: &CallRecord,
+    ) -> Result<(), CrmError> {
         if !call.ended {
-            self.skip(effect, "a call's engagement is created from its terminate event");
+            self.skip(
+                effect,
+                "a call's engagement is created from its terminate event",
+            );
             return Ok(());
         }
         if self.already_created("calls", effect).await? {
@@ -69,7 +76,11 @@ pub fn call_properties(call: &CallRecord) -> Map<String, Value> {
         "hs_call_title".into(),
         format!(
             "WhatsApp call ({})",
-            if inbound { "from the contact" } else { "to the contact" }
+            if inbound {
+                "from the contact"
+            } else {
+                "to the contact"
+            }
         )
         .into(),
     );
