@@ -6,6 +6,7 @@
 mod calls;
 mod echoes;
 mod edits;
+mod hubspot;
 
 use std::sync::{Arc, Mutex};
 
