@@ -7,6 +7,7 @@ mod attribution_dynamo;
 mod aws_ingest;
 mod aws_lambda_ingest;
 mod aws_secrets;
+mod changes_calls_aws;
 mod claim_check_s3;
 mod crm_aws;
 mod crm_local_serve;

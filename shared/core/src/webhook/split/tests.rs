@@ -246,14 +246,22 @@ fn echoes_and_calls_get_the_users_contact_and_their_own_keys() {
     let events = one(body);
     let got: Vec<(&str, EventKind)> = events.iter().map(|e| (e.key.as_str(), e.kind)).collect();
     assert_eq!(got[0], ("m:wamid.E", EventKind::Echo));
-    assert_eq!(got[1], ("m:wamid.P", EventKind::Unknown), "an echo type we do not model");
+    assert_eq!(
+        got[1],
+        ("m:wamid.P", EventKind::Unknown),
+        "an echo type we do not model"
+    );
     assert_eq!(got[2], ("c:wacid.C:connect", EventKind::Call));
     assert_eq!(got[3], ("c:wacid.C:status:ACCEPTED", EventKind::Call));
     // A member of the calls value we do not know: the whole value is kept too.
     assert_eq!(got[4].1, EventKind::Unknown);
     assert_eq!(events.len(), 5);
     for e in &events[..4] {
-        assert!(e.contact.as_ref().unwrap().get().contains("João"), "{}", e.key);
+        assert!(
+            e.contact.as_ref().unwrap().get().contains("João"),
+            "{}",
+            e.key
+        );
         assert_eq!(e.display_phone_number.as_deref(), Some("551140040000"));
     }
 }
