@@ -354,10 +354,32 @@ fn fold_change(t: &Connection, body: &mut Map<String, Value>, now: i64) -> Resul
             }
         }
     }
+    if change.change == Some(ChangeKind::Deleted) {
+        forget_dead_letters_in(t, &change.message_id)?;
+    }
     if let Some(mut activity) = get_in(t, "activity", &change.message_id)? {
         if fold_into_activity(&mut activity.body, &change, true) {
             upsert_in(t, "activity", &change.message_id, activity.body, now)?;
         }
+    }
+    Ok(())
+}
+
+/// Deletes the dead-lettered events that carry a deleted message's content: the message's own
+/// (`m:<wamid>`) and its edits'. A redrive would otherwise bring the content back.
+fn forget_dead_letters_in(t: &Connection, message_id: &str) -> Result<(), StoreError> {
+    let gone = t
+        .prepare_cached(
+            "DELETE FROM queue_dead_letters WHERE queue = ?1 AND (msg_key = 'm:' || ?2
+             OR json_extract(body, '$.item.edit.original_message_id') = ?2)",
+        )
+        .and_then(|mut s| s.execute(params![crate::EVENTS_QUEUE, message_id]))
+        .map_err(sql_err)?;
+    if gone > 0 {
+        tracing::info!(
+            dead_letters = gone,
+            "a deleted message's dead-lettered events removed with its content"
+        );
     }
     Ok(())
 }

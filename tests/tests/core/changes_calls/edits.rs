@@ -210,3 +210,34 @@ async fn a_new_image_in_an_edit_is_fetched_for_the_original_activity() {
     let activity = env.one("activity").await;
     assert_eq!(activity["media"][0]["state"], "failed", "{activity}");
 }
+
+#[tokio::test]
+async fn a_revoke_removes_the_dead_lettered_copies_of_the_message() {
+    let env = env();
+    let events = SqliteQueue::new(env.db.clone(), wabridge_sqlite::EVENTS_QUEUE);
+    let original = text(ORIG, 1_763_700_000, "Mi CURP es TOMA900101MDFRRR09");
+    let fix = edit(
+        "wamid.EDIT1",
+        1_763_700_030,
+        ORIG,
+        "Mi CURP es TOMA900101MDFRRR08",
+    );
+    let other = text("wamid.OTHER", 1_763_700_001, "Otra cosa");
+    events
+        .send_batch(&[original.to_message(), fix.to_message(), other.to_message()])
+        .await
+        .unwrap();
+    for d in events
+        .receive(10, std::time::Duration::from_secs(30))
+        .await
+        .unwrap()
+    {
+        events.dead_letter(&d, "CRM refused it").await.unwrap();
+    }
+    assert_eq!(events.dead_letters(10).await.unwrap().len(), 3);
+    env.deliver_twice(&[&revoke("wamid.REV1", 1_763_700_090, ORIG)])
+        .await;
+    let left = events.dead_letters(10).await.unwrap();
+    assert_eq!(left.len(), 1, "{left:?}");
+    assert!(left[0].body.contains("wamid.OTHER"));
+}
