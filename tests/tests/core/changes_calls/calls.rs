@@ -152,3 +152,22 @@ async fn edited_content_is_purged_with_the_content_retention() {
         "what is not content stays"
     );
 }
+
+#[tokio::test]
+async fn other_call_events_are_kept_raw_on_the_contact() {
+    let env = env();
+    let body = json!({"object": "whatsapp_business_account", "entry": [{"id": "102290129340398",
+        "changes": [{"field": "calls", "value": {"messaging_product": "whatsapp",
+        "metadata": {"display_phone_number": "525550001111", "phone_number_id": "106540352242922"},
+        "calls": [{"id": "wacid.REC1", "from": "5215512345678", "timestamp": "1763700900",
+            "event": "call_recording_available", "call_recording": {"type": "audio",
+            "audio": {"id": "5550001", "mime_type": "audio/ogg; codecs=opus"}}}]}}]}]});
+    let events = split_body(&body);
+    assert_eq!(events.len(), 1);
+    env.deliver_twice(&[&events[0]]).await;
+    assert!(env.lines("call").await.is_empty(), "not read into a call");
+    let raw = env.one("unknown").await;
+    assert_eq!(raw["field"], "calls");
+    assert_eq!(raw["raw"]["call_recording"]["audio"]["id"], "5550001");
+    assert_eq!(raw["contact_id"], env.one("contact").await["id"]);
+}
