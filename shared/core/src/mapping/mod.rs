@@ -236,6 +236,14 @@ pub struct Mapping {
     pub quality: Vec<FieldSpec>,
     #[serde(default)]
     pub unknown: Vec<FieldSpec>,
+    /// Fields of edits and deletions, calls and account updates (none by default: those records
+    /// are posted or folded as they are).
+    #[serde(default)]
+    pub message_change: Vec<FieldSpec>,
+    #[serde(default)]
+    pub call: Vec<FieldSpec>,
+    #[serde(default)]
+    pub account: Vec<FieldSpec>,
     /// What the CRM does with a deleted (revoked) message's content.
     #[serde(default)]
     pub revoke: RevokeSettings,
@@ -319,7 +327,7 @@ impl Mapping {
         }
     }
 
-    fn lists_mut(&mut self) -> [(&'static str, &mut Vec<FieldSpec>); 6] {
+    fn lists_mut(&mut self) -> [(&'static str, &mut Vec<FieldSpec>); 9] {
         [
             ("contact", &mut self.contact),
             ("activity", &mut self.activity),
@@ -327,6 +335,9 @@ impl Mapping {
             ("template_status", &mut self.template_status),
             ("quality", &mut self.quality),
             ("unknown", &mut self.unknown),
+            ("message_change", &mut self.message_change),
+            ("call", &mut self.call),
+            ("account", &mut self.account),
         ]
     }
 
@@ -337,8 +348,9 @@ impl Mapping {
             "consent" => &self.consent_fields,
             "template_status" => &self.template_status,
             "quality" => &self.quality,
-            // No field list of their own (yet): posted or folded as they are.
-            "message_change" | "call" | "account" => &[],
+            "message_change" => &self.message_change,
+            "call" => &self.call,
+            "account" => &self.account,
             _ => &self.unknown,
         }
     }

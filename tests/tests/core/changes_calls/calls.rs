@@ -171,3 +171,37 @@ async fn other_call_events_are_kept_raw_on_the_contact() {
     assert_eq!(raw["raw"]["call_recording"]["audio"]["id"], "5550001");
     assert_eq!(raw["contact_id"], env.one("contact").await["id"]);
 }
+
+#[tokio::test]
+async fn a_mapping_validates_call_fields_like_any_other() {
+    let strict = format!(
+        "{}\n[[call]]\nto = \"call_outcome\"\nfrom = \"outcome\"\none_of = [\"answered\"]\n",
+        wabridge_core::mapping::LOCAL_EXAMPLE
+    );
+    let env = env_with(&strict, None);
+    let events = sample("call_user_connect_terminate_es_mx.json");
+    env.deliver_twice(&events.iter().collect::<Vec<_>>()).await;
+    assert_eq!(env.one("call").await["fields"]["call_outcome"], "answered");
+    // A rejected call breaks the catalogue: dead-lettered naming the field and the rule.
+    let rejected = sample("call_business_status_terminate_pt_br.json");
+    let refused = rejected
+        .iter()
+        .find(|e| e.key.ends_with(":status:REJECTED"))
+        .unwrap();
+    let d = Delivery {
+        message_id: refused.key.clone(),
+        receipt: "r".into(),
+        body: refused.to_json(),
+        receive_count: 1,
+        enqueued_at: None,
+    };
+    match env.sync.handle(&d).await {
+        Outcome::DeadLetter(reason) => {
+            assert!(
+                reason.contains("`call_outcome`") && reason.contains("one_of"),
+                "{reason}"
+            )
+        }
+        other => panic!("{other:?}"),
+    }
+}
