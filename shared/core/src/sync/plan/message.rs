@@ -102,11 +102,11 @@ pub(super) fn plan(
             at,
         });
     }
-    let records = match super::change::change_record(event, &message, echo)? {
+    let mut records = match super::change::change_record(event, &message, echo)? {
         Some(change) => vec![("message_change", Record::MessageChange(change))],
         None => vec![("activity", Record::Activity(activity))],
     };
-    let mut records = records;
+    // Consent keywords are the user's word: not the business's own echoed text.
     if let (MessageContent::Text(text), false) = (message.content(), echo) {
         if let Some(consent) = keyword_consent(event, keywords, &text.body, &message_id, at) {
             records.push(("consent", Record::Consent(consent)));
