@@ -101,3 +101,15 @@ async fn an_echo_names_the_customer_whichever_end_carries_the_business_number() 
         other => panic!("{other:?}"),
     }
 }
+
+#[tokio::test]
+async fn the_business_writing_a_stop_word_is_not_the_customers_opt_out() {
+    let env = env();
+    let e = echo(
+        json!({"from": "551140040000", "to": "5511987654321", "id": "wamid.E3",
+        "timestamp": "1763700500", "type": "text", "text": {"body": "SAIR"}}),
+    );
+    env.deliver_twice(&[&e]).await;
+    assert_eq!(env.one("activity").await["text"], "SAIR");
+    assert!(env.lines("consent").await.is_empty());
+}
