@@ -17,12 +17,9 @@ use axum::body::{Body, BodyDataStream};
 use axum::extract::State;
 use axum::http::HeaderValue;
 use futures::StreamExt;
-use serde_json::json;
 use wabridge_core::auth::{ApiKeys, Scope};
-use wabridge_core::error::StoreError;
 use wabridge_core::http::{ApiError, Method, Request, Response};
 use wabridge_core::media::upload::{MediaLibrary, UploadError, Uploaded};
-use wabridge_core::media::MediaRefusal;
 use wabridge_sqlite::{Db, LocalMediaStore, SqliteMediaIndex, SqliteMediaUploads};
 
 use crate::serve::into_axum;
@@ -122,37 +119,9 @@ async fn handle(
     }
 }
 
-/// The HTTP answer of a refused upload: `413 media_too_large`, `422 media_type_not_allowed` /
-/// `media_empty`, 400 for a request without a type, with a bad name or broken off, 503 when the
-/// store failed. The body is the API's: `{"error": {"code", "message"}}`.
+/// The HTTP answer of a refused upload (see [`UploadError::into_response`]).
 fn answer(e: &UploadError) -> Response {
-    let error = match e {
-        // The core's 413 names the body limit of JSON routes (`payload_too_large`); this one
-        // names Meta's limit for the file's kind.
-        UploadError::Refused(r @ MediaRefusal::TooLarge { .. }) => {
-            return Response::json(
-                413,
-                &json!({"error": {"code": r.code(), "message": r.to_string()}}),
-            )
-        }
-        UploadError::Refused(r @ MediaRefusal::TypeNotAllowed { .. }) => ApiError::Unprocessable {
-            code: r.code(),
-            message: r.to_string(),
-        },
-        UploadError::Empty => ApiError::Unprocessable {
-            code: e.code(),
-            message: e.to_string(),
-        },
-        UploadError::NoType | UploadError::BadFilename | UploadError::Interrupted { .. } => {
-            ApiError::BadRequest {
-                code: e.code(),
-                message: e.to_string(),
-            }
-        }
-        UploadError::Store(StoreError::Unavailable(why)) => ApiError::Unavailable(why.clone()),
-        UploadError::Store(other) => ApiError::Internal(other.to_string()),
-    };
-    error.into_response()
+    e.into_response()
 }
 
 /// Answers before the body was read: drains it first (bounded) unless it is declared too large
