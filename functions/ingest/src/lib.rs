@@ -151,11 +151,10 @@ pub fn build_api(sdk: &SdkConfig, settings: Settings) -> Api {
         // a Function URL's 6 MB body reaches the stack; ingest checks them and records the
         // file in the table, where `POST /sends` finds it.
         let library = MediaLibrary::catalog_only(Arc::new(engine.media_uploads()));
-        api = api.with_uploads(UploadsRoute::new(
-            library,
-            store.clone(),
-            settings.api_keys.clone(),
-        ));
+        api = api.with_uploads(
+            UploadsRoute::new(library, store.clone(), settings.api_keys.clone())
+                .with_audit(engine.audit(settings.audit_retention)),
+        );
     }
     match (media, settings.media_links) {
         (Some(store), Some(signer)) => api = api.with_media(MediaAccess::new(signer, store)),

@@ -17,6 +17,7 @@ use axum::body::{Body, BodyDataStream};
 use axum::extract::State;
 use axum::http::HeaderValue;
 use futures::StreamExt;
+use wabridge_core::audit::{action, Audit};
 use wabridge_core::auth::{ApiKeys, Scope};
 use wabridge_core::http::{ApiError, Method, Request, Response};
 use wabridge_core::media::upload::{MediaLibrary, UploadError, Uploaded};
@@ -40,13 +41,18 @@ pub fn library(db: &Db, store: Arc<LocalMediaStore>) -> MediaLibrary {
 struct Route {
     library: MediaLibrary,
     keys: Arc<ApiKeys>,
+    audit: Audit,
 }
 
 /// The `/media` route, to merge before the catch-all handler.
-pub fn router(library: MediaLibrary, keys: Arc<ApiKeys>) -> axum::Router {
+pub fn router(library: MediaLibrary, keys: Arc<ApiKeys>, audit: Audit) -> axum::Router {
     axum::Router::new()
         .route("/media", axum::routing::any(handle))
-        .with_state(Arc::new(Route { library, keys }))
+        .with_state(Arc::new(Route {
+            library,
+            keys,
+            audit,
+        }))
 }
 
 async fn handle(
@@ -77,9 +83,10 @@ async fn handle(
             .with_header("allow", "POST");
         return refuse(body, declared, answer).await;
     }
-    if let Err(e) = route.keys.authorize(&head, Scope::Sends, "POST /media") {
-        return refuse(body, declared, e.into_response()).await;
-    }
+    let caller = match route.keys.authorize(&head, Scope::Sends, "POST /media") {
+        Ok(caller) => caller,
+        Err(e) => return refuse(body, declared, e.into_response()).await,
+    };
     let filename = head.query_param("filename");
     let upload = route
         .library
@@ -113,6 +120,15 @@ async fn handle(
     match upload.finish().await {
         Ok(info) => {
             tracing::info!(size = info.size, mime_type = %info.mime_type, "media uploaded");
+            let subject = info.sha256.hex();
+            route
+                .audit
+                .note(
+                    &Audit::key_actor(&caller.key_id),
+                    action::MEDIA_UPLOAD,
+                    Some(&subject),
+                )
+                .await;
             into_axum(Response::json(201, &Uploaded::from(&info)))
         }
         Err(e) => into_axum(answer(&e)),

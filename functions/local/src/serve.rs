@@ -66,7 +66,7 @@ pub async fn run(args: ServeArgs) -> Result<(), CliError> {
     let api = api.with_erasure(Arc::new(erasure), keys.clone());
     // Files the business uploads to send live in the same store as those customers sent.
     let library = crate::media_upload::library(&db, media.store.clone());
-    let sends = crate::sends::service(&db, keys.clone(), audit, library.clone())?;
+    let sends = crate::sends::service(&db, keys.clone(), audit.clone(), library.clone())?;
     let api = api.with_sends(sends.clone());
     let api = match media.access() {
         Some(access) => api.with_media(access),
@@ -86,11 +86,10 @@ pub async fn run(args: ServeArgs) -> Result<(), CliError> {
         ))
     });
     let api = match &uploads {
-        Some(direct) => api.with_uploads(UploadsRoute::new(
-            library.clone(),
-            direct.clone(),
-            keys.clone(),
-        )),
+        Some(direct) => api.with_uploads(
+            UploadsRoute::new(library.clone(), direct.clone(), keys.clone())
+                .with_audit(audit.clone()),
+        ),
         None => api,
     };
     let pressure = Pressure::new(BURST_IN_FLIGHT);
@@ -162,7 +161,7 @@ pub async fn run(args: ServeArgs) -> Result<(), CliError> {
 
     // `POST /media` and `PUT /media/uploads/{sha256}` stream their bodies into the media store:
     // routed before `handle`, which reads whole bodies within the webhook limit.
-    let mut app = crate::media_upload::router(library, keys);
+    let mut app = crate::media_upload::router(library, keys, audit);
     if let Some(uploads) = uploads {
         app = app.merge(crate::media_direct::router(uploads));
     }

@@ -218,6 +218,17 @@ async fn serve_takes_files_by_url_checks_them_and_refuses_forged_puts() {
         .map(|d| d.count())
         .unwrap_or(0);
     assert_eq!(pending, 0, "nothing pending");
+
+    // Each stored upload leaves an audit line naming the key and the file, nothing else.
+    let lines = wabridge_tests::gateway::json_lines(&gw.0.cli_ok(&["audit", "--json"]));
+    let uploads: Vec<&Value> = lines
+        .iter()
+        .filter(|l| l["action"] == "media_upload")
+        .collect();
+    assert_eq!(uploads.len(), 2, "{lines:?}");
+    assert!(uploads
+        .iter()
+        .all(|l| l["actor"] == "key:default" && l["subject"] == first["object"]));
 }
 
 struct Aws {

@@ -24,6 +24,7 @@ use serde_json::json;
 use super::upload::{clean_filename, essence, kind_for_mime, MediaLibrary, ObjectInfo};
 use super::upload::{UploadError, Uploaded};
 use super::{MediaKind, Sha256Digest};
+use crate::audit::{action, Audit};
 use crate::auth::{ApiKeys, Scope};
 use crate::clock::{now_ms, rfc3339};
 use crate::error::StoreError;
@@ -161,6 +162,7 @@ pub struct UploadsRoute {
     library: MediaLibrary,
     direct: Arc<dyn DirectUploads>,
     keys: Arc<ApiKeys>,
+    audit: Audit,
 }
 
 impl UploadsRoute {
@@ -173,14 +175,22 @@ impl UploadsRoute {
             library,
             direct,
             keys,
+            audit: Audit::none(),
         }
+    }
+
+    /// Records each stored upload in the audit trail (`media_upload`, the file's SHA-256).
+    pub fn with_audit(mut self, audit: Audit) -> UploadsRoute {
+        self.audit = audit;
+        self
     }
 
     pub async fn handle(&self, req: &Request) -> Result<Response, ApiError> {
         if req.method != Method::Post {
             return Err(ApiError::MethodNotAllowed(req.path.clone()));
         }
-        self.keys
+        let caller = self
+            .keys
             .authorize(req, Scope::Sends, "POST /media/uploads")?;
         let declared = match Declared::parse(&req.body) {
             Ok(d) => d,
@@ -196,6 +206,11 @@ impl UploadsRoute {
                     created_at: now_ms(),
                 };
                 self.library.record_upload(&info).await?;
+                let actor = Audit::key_actor(&caller.key_id);
+                let subject = info.sha256.hex();
+                self.audit
+                    .note(&actor, action::MEDIA_UPLOAD, Some(&subject))
+                    .await;
                 tracing::info!(size = info.size, mime_type = %info.mime_type, "media uploaded by URL");
                 Ok(Response::json(201, &Uploaded::from(&info)))
             }
