@@ -7,6 +7,7 @@ mod changes_calls;
 mod crm_attribution;
 mod crm_http;
 mod crm_sync;
+mod oauth_tokens;
 mod outage;
 mod sends_burst;
 mod sends_media;
