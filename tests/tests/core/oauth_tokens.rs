@@ -8,106 +8,34 @@
 //! before the token is due or none after, a refused stored token with no fallback to the
 //! configured one, an invalidated token used again, or a crashed holder's lease never taken over.
 
-use std::collections::HashSet;
-use std::sync::atomic::{AtomicUsize, Ordering};
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 use std::time::Duration;
 
-use async_trait::async_trait;
 use wabridge_core::clock::Clock;
-use wabridge_core::oauth::{Grant, OAuthError, TokenEndpoint, TokenProvider, TokenStore};
+use wabridge_core::oauth::{OAuthError, TokenProvider, TokenStore};
 use wabridge_sqlite::{Db, SqliteTokenStore};
-
-/// A token endpoint that rotates refresh tokens and refuses spent ones.
-struct Rotating {
-    live: Mutex<(HashSet<String>, u64)>,
-    calls: AtomicUsize,
-    refused: AtomicUsize,
-}
-
-impl Rotating {
-    fn new(live: &[&str]) -> Arc<Rotating> {
-        Arc::new(Rotating {
-            live: Mutex::new((live.iter().map(|s| s.to_string()).collect(), 0)),
-            calls: AtomicUsize::new(0),
-            refused: AtomicUsize::new(0),
-        })
-    }
-}
-
-#[async_trait]
-impl TokenEndpoint for Rotating {
-    async fn refresh(&self, refresh_token: &str) -> Result<Grant, OAuthError> {
-        self.calls.fetch_add(1, Ordering::SeqCst);
-        tokio::time::sleep(Duration::from_millis(50)).await;
-        let mut live = self.live.lock().unwrap();
-        if !live.0.remove(refresh_token) {
-            self.refused.fetch_add(1, Ordering::SeqCst);
-            return Err(OAuthError::Rejected("invalid_grant".into()));
-        }
-        live.1 += 1;
-        let n = live.1;
-        live.0.insert(format!("rt-{n}"));
-        Ok(Grant {
-            access_token: format!("at-{n}"),
-            refresh_token: Some(format!("rt-{n}")),
-            expires_in: Some(Duration::from_secs(86_400)),
-        })
-    }
-}
-
-const START: i64 = 1_800_000_000_000;
+use wabridge_tests::oauth::{Rotating, START};
 
 fn instance(path: &std::path::Path, endpoint: &Arc<Rotating>, clock: &Clock) -> Arc<TokenProvider> {
     let store = SqliteTokenStore::new(Db::open(path).unwrap(), "kommo");
-    Arc::new(
-        TokenProvider::new(endpoint.clone(), Arc::new(store), "rt-configured")
-            .with_clock(clock.clone()),
-    )
+    wabridge_tests::oauth::provider(Arc::new(store), endpoint, clock)
+}
+
+fn stores(path: &std::path::Path) -> impl Fn() -> Arc<dyn TokenStore> + '_ {
+    move || Arc::new(SqliteTokenStore::new(Db::open(path).unwrap(), "kommo"))
 }
 
 #[tokio::test]
 async fn one_refresh_per_expiry_across_callers_and_instances_and_no_rotated_token_lost() {
     let dir = tempfile::tempdir().unwrap();
-    let path = dir.path().join("w.db");
-    let endpoint = Rotating::new(&["rt-configured"]);
-    let clock = Clock::manual(START);
-    let a = instance(&path, &endpoint, &clock);
-    let b = instance(&path, &endpoint, &clock);
-    for round in 1..=4 {
-        let calls: Vec<_> = (0..24)
-            .map(|i| {
-                let p = if i % 2 == 0 { a.clone() } else { b.clone() };
-                tokio::spawn(async move { p.access_token().await })
-            })
-            .collect();
-        for call in calls {
-            assert_eq!(call.await.unwrap().unwrap(), format!("at-{round}"));
-        }
-        assert_eq!(
-            endpoint.calls.load(Ordering::SeqCst),
-            round,
-            "one refresh per expiry"
-        );
-        // Within its life the token is used as it is.
-        clock.advance(Duration::from_secs(20 * 3600));
-        assert_eq!(a.access_token().await.unwrap(), format!("at-{round}"));
-        assert_eq!(endpoint.calls.load(Ordering::SeqCst), round);
-        // Past its refresh point (a day less five minutes) the next caller refreshes.
-        clock.advance(Duration::from_secs(4 * 3600));
-    }
-    assert_eq!(
-        endpoint.refused.load(Ordering::SeqCst),
-        0,
-        "no spent token reused"
-    );
-    let stored = SqliteTokenStore::new(Db::open(&path).unwrap(), "kommo")
-        .load()
-        .await
-        .unwrap()
-        .unwrap();
-    assert_eq!(stored.refresh_token.as_deref(), Some("rt-4"));
-    assert_eq!(stored.version, 4);
+    wabridge_tests::oauth::one_refresh_per_expiry(stores(&dir.path().join("w.db"))).await;
+}
+
+#[tokio::test]
+async fn a_crashed_holders_lease_is_taken_over_when_it_runs_out() {
+    let dir = tempfile::tempdir().unwrap();
+    wabridge_tests::oauth::a_crashed_holders_lease_is_taken_over(stores(&dir.path().join("w.db")))
+        .await;
 }
 
 #[tokio::test]
@@ -147,30 +75,5 @@ async fn an_invalidated_token_is_refreshed_once_and_an_old_one_changes_nothing()
     // The other instance hears the same 401 for the same token: already replaced.
     b.invalidate("at-1").await;
     assert_eq!(b.access_token().await.unwrap(), "at-2");
-    assert_eq!(endpoint.calls.load(Ordering::SeqCst), 2);
-}
-
-#[tokio::test]
-async fn a_crashed_holders_lease_is_taken_over_when_it_runs_out() {
-    let dir = tempfile::tempdir().unwrap();
-    let path = dir.path().join("w.db");
-    let endpoint = Rotating::new(&["rt-configured"]);
-    let clock = Clock::manual(START);
-    let ghost = SqliteTokenStore::new(Db::open(&path).unwrap(), "kommo");
-    assert!(ghost.lease("ghost", START, START + 30_000).await.unwrap());
-    let p = instance(&path, &endpoint, &clock);
-    let waiting = tokio::spawn({
-        let p = p.clone();
-        async move { p.access_token().await }
-    });
-    tokio::time::sleep(Duration::from_millis(400)).await;
-    assert!(!waiting.is_finished(), "waits while the lease runs");
-    assert_eq!(endpoint.calls.load(Ordering::SeqCst), 0);
-    clock.advance(Duration::from_secs(31));
-    assert_eq!(waiting.await.unwrap().unwrap(), "at-1");
-    // The provider gave the lease back after its refresh: anyone may take it again.
-    assert!(ghost
-        .lease("ghost", START + 31_000, START + 61_000)
-        .await
-        .unwrap());
+    assert_eq!(endpoint.calls(), 2);
 }
