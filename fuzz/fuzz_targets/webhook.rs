@@ -68,9 +68,12 @@ fn check_event(event: &Event) {
     // The typed model may refuse an item (crm-sync dead-letters it with the reason), never panic.
     if let Ok(item) = parse_item(event) {
         match item {
-            Item::Message(m) => {
+            Item::Message(m) | Item::Echo(m) => {
                 let _ = m.kind();
                 let _ = m.content();
+            }
+            Item::Call(c) => {
+                let _ = c.is_status();
             }
             Item::Status(s) => {
                 if let Some(kind) = s.status {

@@ -478,5 +478,6 @@ pub fn sender_app(
 pub mod faults;
 pub mod gateway;
 pub mod multipart;
+pub mod oauth;
 pub mod prism;
 pub mod stores;

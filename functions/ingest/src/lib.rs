@@ -6,7 +6,8 @@
 //!
 //! With the media bucket (`MEDIA_BUCKET`) and the link key, `GET /media/{id}?t=` checks the
 //! link's token and redirects (302) to a presigned S3 URL that lives five minutes; erasures
-//! delete the person's files from the bucket. Both are signed with aws-sigv4
+//! delete the person's files from the bucket; `POST /media/uploads` hands out presigned PUT
+//! URLs for files to send and checks what arrives (`wabridge_aws::s3_media_uploads`). Both are signed with aws-sigv4
 //! (`S3MediaLinks`): aws-sdk-s3 would take this package over its 3 MB goal (docs/media.md).
 
 use std::sync::Arc;
@@ -20,6 +21,7 @@ use wabridge_core::auth::ApiKeys;
 use wabridge_core::config;
 use wabridge_core::dedupe::DEFAULT_DEDUPE_TTL;
 use wabridge_core::ingest::{IngestConfig, IngestService};
+use wabridge_core::media::direct::UploadsRoute;
 use wabridge_core::media::links::LinkSigner;
 use wabridge_core::media::serve::MediaAccess;
 use wabridge_core::media::upload::MediaLibrary;
@@ -144,6 +146,16 @@ pub fn build_api(sdk: &SdkConfig, settings: Settings) -> Api {
         )),
         settings.api_keys.clone(),
     );
+    if let Some(store) = &media {
+        // Uploads by URL: the bytes go straight to the bucket, which is how a file larger than
+        // a Function URL's 6 MB body reaches the stack; ingest checks them and records the
+        // file in the table, where `POST /sends` finds it.
+        let library = MediaLibrary::catalog_only(Arc::new(engine.media_uploads()));
+        api = api.with_uploads(
+            UploadsRoute::new(library, store.clone(), settings.api_keys.clone())
+                .with_audit(engine.audit(settings.audit_retention)),
+        );
+    }
     match (media, settings.media_links) {
         (Some(store), Some(signer)) => api = api.with_media(MediaAccess::new(signer, store)),
         (Some(_), None) => tracing::warn!(

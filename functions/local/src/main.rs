@@ -9,6 +9,7 @@ mod erase;
 mod error;
 mod loadgen;
 mod media;
+mod media_direct;
 mod media_upload;
 mod secrets;
 mod sends;

@@ -17,12 +17,10 @@ use axum::body::{Body, BodyDataStream};
 use axum::extract::State;
 use axum::http::HeaderValue;
 use futures::StreamExt;
-use serde_json::json;
+use wabridge_core::audit::{action, Audit};
 use wabridge_core::auth::{ApiKeys, Scope};
-use wabridge_core::error::StoreError;
 use wabridge_core::http::{ApiError, Method, Request, Response};
 use wabridge_core::media::upload::{MediaLibrary, UploadError, Uploaded};
-use wabridge_core::media::MediaRefusal;
 use wabridge_sqlite::{Db, LocalMediaStore, SqliteMediaIndex, SqliteMediaUploads};
 
 use crate::serve::into_axum;
@@ -43,13 +41,18 @@ pub fn library(db: &Db, store: Arc<LocalMediaStore>) -> MediaLibrary {
 struct Route {
     library: MediaLibrary,
     keys: Arc<ApiKeys>,
+    audit: Audit,
 }
 
 /// The `/media` route, to merge before the catch-all handler.
-pub fn router(library: MediaLibrary, keys: Arc<ApiKeys>) -> axum::Router {
+pub fn router(library: MediaLibrary, keys: Arc<ApiKeys>, audit: Audit) -> axum::Router {
     axum::Router::new()
         .route("/media", axum::routing::any(handle))
-        .with_state(Arc::new(Route { library, keys }))
+        .with_state(Arc::new(Route {
+            library,
+            keys,
+            audit,
+        }))
 }
 
 async fn handle(
@@ -80,9 +83,10 @@ async fn handle(
             .with_header("allow", "POST");
         return refuse(body, declared, answer).await;
     }
-    if let Err(e) = route.keys.authorize(&head, Scope::Sends, "POST /media") {
-        return refuse(body, declared, e.into_response()).await;
-    }
+    let caller = match route.keys.authorize(&head, Scope::Sends, "POST /media") {
+        Ok(caller) => caller,
+        Err(e) => return refuse(body, declared, e.into_response()).await,
+    };
     let filename = head.query_param("filename");
     let upload = route
         .library
@@ -116,43 +120,24 @@ async fn handle(
     match upload.finish().await {
         Ok(info) => {
             tracing::info!(size = info.size, mime_type = %info.mime_type, "media uploaded");
+            let subject = info.sha256.hex();
+            route
+                .audit
+                .note(
+                    &Audit::key_actor(&caller.key_id),
+                    action::MEDIA_UPLOAD,
+                    Some(&subject),
+                )
+                .await;
             into_axum(Response::json(201, &Uploaded::from(&info)))
         }
         Err(e) => into_axum(answer(&e)),
     }
 }
 
-/// The HTTP answer of a refused upload: `413 media_too_large`, `422 media_type_not_allowed` /
-/// `media_empty`, 400 for a request without a type, with a bad name or broken off, 503 when the
-/// store failed. The body is the API's: `{"error": {"code", "message"}}`.
+/// The HTTP answer of a refused upload (see [`UploadError::into_response`]).
 fn answer(e: &UploadError) -> Response {
-    let error = match e {
-        // The core's 413 names the body limit of JSON routes (`payload_too_large`); this one
-        // names Meta's limit for the file's kind.
-        UploadError::Refused(r @ MediaRefusal::TooLarge { .. }) => {
-            return Response::json(
-                413,
-                &json!({"error": {"code": r.code(), "message": r.to_string()}}),
-            )
-        }
-        UploadError::Refused(r @ MediaRefusal::TypeNotAllowed { .. }) => ApiError::Unprocessable {
-            code: r.code(),
-            message: r.to_string(),
-        },
-        UploadError::Empty => ApiError::Unprocessable {
-            code: e.code(),
-            message: e.to_string(),
-        },
-        UploadError::NoType | UploadError::BadFilename | UploadError::Interrupted { .. } => {
-            ApiError::BadRequest {
-                code: e.code(),
-                message: e.to_string(),
-            }
-        }
-        UploadError::Store(StoreError::Unavailable(why)) => ApiError::Unavailable(why.clone()),
-        UploadError::Store(other) => ApiError::Internal(other.to_string()),
-    };
-    error.into_response()
+    e.into_response()
 }
 
 /// Answers before the body was read: drains it first (bounded) unless it is declared too large

@@ -5,6 +5,7 @@ use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
+use wabridge_core::media::direct::UploadsRoute;
 
 use axum::body::Body;
 use axum::http::{HeaderName, HeaderValue, StatusCode};
@@ -36,6 +37,17 @@ const BURST_CONSUMER_CONCURRENCY: usize = 1;
 
 pub async fn run(args: ServeArgs) -> Result<(), CliError> {
     let db = crate::data::open_or_create(&args.data)?;
+    // Bound first: upload URLs name the address when no public URL is set.
+    let listener = tokio::net::TcpListener::bind(args.addr)
+        .await
+        .map_err(|source| CliError::Listen {
+            addr: args.addr,
+            source,
+        })?;
+    let local = listener.local_addr().map_err(|source| CliError::Listen {
+        addr: args.addr,
+        source,
+    })?;
     let secrets = secrets::load_or_generate(&args.data)?;
     let inbox = SqliteInbox::open(db.clone())
         .await
@@ -54,10 +66,30 @@ pub async fn run(args: ServeArgs) -> Result<(), CliError> {
     let api = api.with_erasure(Arc::new(erasure), keys.clone());
     // Files the business uploads to send live in the same store as those customers sent.
     let library = crate::media_upload::library(&db, media.store.clone());
-    let sends = crate::sends::service(&db, keys.clone(), audit, library.clone())?;
+    let sends = crate::sends::service(&db, keys.clone(), audit.clone(), library.clone())?;
     let api = api.with_sends(sends.clone());
     let api = match media.access() {
         Some(access) => api.with_media(access),
+        None => api,
+    };
+    // Uploads by URL need the link key to sign their URLs (generated locally, so always here
+    // unless the environment sets another).
+    let uploads = media.settings.signer.clone().map(|signer| {
+        let base = match &media.settings.links {
+            Some(links) => links.public_url.clone(),
+            None => format!("http://{local}"),
+        };
+        Arc::new(crate::media_direct::LocalUploads::new(
+            media.store.clone(),
+            signer,
+            base,
+        ))
+    });
+    let api = match &uploads {
+        Some(direct) => api.with_uploads(
+            UploadsRoute::new(library.clone(), direct.clone(), keys.clone())
+                .with_audit(audit.clone()),
+        ),
         None => api,
     };
     let pressure = Pressure::new(BURST_IN_FLIGHT);
@@ -127,20 +159,13 @@ pub async fn run(args: ServeArgs) -> Result<(), CliError> {
         .with_media_purge(media.store.as_ref().clone(), content_retention)
         .spawn_purger(Duration::from_secs(3600), stop_rx);
 
-    // `POST /media` streams its body into the media store: routed before `handle`, which reads
-    // whole bodies within the webhook limit.
-    let app = crate::media_upload::router(library, keys)
-        .merge(axum::Router::new().fallback(handle).with_state(state));
-    let listener = tokio::net::TcpListener::bind(args.addr)
-        .await
-        .map_err(|source| CliError::Listen {
-            addr: args.addr,
-            source,
-        })?;
-    let local = listener.local_addr().map_err(|source| CliError::Listen {
-        addr: args.addr,
-        source,
-    })?;
+    // `POST /media` and `PUT /media/uploads/{sha256}` stream their bodies into the media store:
+    // routed before `handle`, which reads whole bodies within the webhook limit.
+    let mut app = crate::media_upload::router(library, keys, audit);
+    if let Some(uploads) = uploads {
+        app = app.merge(crate::media_direct::router(uploads));
+    }
+    let app = app.merge(axum::Router::new().fallback(handle).with_state(state));
     println!("listening on http://{local}");
     println!("data in {}", args.data.display());
     use std::io::Write;

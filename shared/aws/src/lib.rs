@@ -15,6 +15,7 @@ pub mod s3;
 #[cfg(feature = "media")]
 pub mod s3_media;
 pub mod s3_media_links;
+pub mod s3_media_uploads;
 pub mod sdk;
 pub mod secrets;
 pub mod sqs;

@@ -147,6 +147,25 @@ impl MediaStore for S3MediaStore {
         }
     }
 
+    async fn refresh(&self, key: &str) -> Result<(), StoreError> {
+        if !is_media_key(key) {
+            return Ok(());
+        }
+        // A copy onto itself rewrites the object, so the lifecycle's days count from now; S3
+        // allows it only with new metadata (REPLACE). Server side: no byte passes through here.
+        self.client
+            .copy_object()
+            .bucket(&self.bucket)
+            .key(key)
+            .copy_source(format!("{}/{key}", self.bucket))
+            .metadata_directive(aws_sdk_s3::types::MetadataDirective::Replace)
+            .checksum_algorithm(ChecksumAlgorithm::Crc32)
+            .send()
+            .await
+            .map_err(|e| s3_error("CopyObject", key, e))?;
+        Ok(())
+    }
+
     async fn begin(&self) -> Result<Box<dyn PendingObject>, StoreError> {
         Ok(Box::new(PendingUpload {
             store: self.clone(),

@@ -39,6 +39,11 @@ impl S3MediaLinks {
         }
     }
 
+    /// The bucket's signed calls (uploads by URL: `crate::s3_media_uploads`).
+    pub(crate) fn blobs(&self) -> &S3Blobs {
+        &self.bucket
+    }
+
     fn not_here(what: &str) -> StoreError {
         StoreError::Invalid(format!(
             "{what}: the gateway only links to and deletes media files (the media function \
@@ -66,6 +71,13 @@ impl MediaStore for S3MediaLinks {
 
     async fn begin(&self) -> Result<Box<dyn PendingObject>, StoreError> {
         Err(Self::not_here("writing a media file"))
+    }
+
+    async fn refresh(&self, key: &str) -> Result<(), StoreError> {
+        if !is_media_key(key) {
+            return Ok(());
+        }
+        self.bucket.copy(key, key, true).await
     }
 
     async fn open(&self, _key: &str) -> Result<Option<StoredObject>, StoreError> {

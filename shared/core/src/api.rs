@@ -18,6 +18,7 @@ use crate::auth::{ApiKeys, Scope};
 use crate::erasure::{ErasureError, ErasureService};
 use crate::http::{ApiError, Method, Request, Response};
 use crate::ingest::{IngestError, IngestService};
+use crate::media::direct::UploadsRoute;
 use crate::media::serve::{MediaAccess, MediaAnswer};
 use crate::sends::error::{RequestError, SendsError};
 use crate::sends::service::{send_json, Sends};
@@ -53,6 +54,8 @@ pub enum Route<'a> {
     Contact(&'a str),
     /// `GET /media/{sha256}.{ext}?t=`: a stored media file, by its signed link.
     Media(&'a str),
+    /// `POST /media/uploads`: a file uploaded by URL ([`crate::media::direct`]).
+    MediaUploads,
     /// No route with this path. Carries the path for the error.
     NotFound(&'a str),
 }
@@ -71,6 +74,7 @@ impl<'a> Route<'a> {
             "/conversions" => Route::Conversions,
             "/sends" => Route::Sends,
             "/consents" => Route::Consents,
+            "/media/uploads" => Route::MediaUploads,
             other => {
                 let id = |prefix: &str| {
                     other
@@ -100,6 +104,7 @@ pub struct Api {
     sends: Option<Arc<Sends>>,
     erasure: Option<(Arc<ErasureService>, Arc<ApiKeys>)>,
     media: Option<MediaAccess>,
+    uploads: Option<UploadsRoute>,
 }
 
 impl Api {
@@ -136,6 +141,12 @@ impl Api {
     /// Mounts `GET /media/{id}` (signed links; no API key: the token is the authorisation).
     pub fn with_media(mut self, media: MediaAccess) -> Api {
         self.media = Some(media);
+        self
+    }
+
+    /// Mounts `POST /media/uploads` (uploads by URL; a key with the `sends` scope).
+    pub fn with_uploads(mut self, uploads: UploadsRoute) -> Api {
+        self.uploads = Some(uploads);
         self
     }
 
@@ -266,6 +277,10 @@ impl Api {
                     }
                 }
             }
+            Route::MediaUploads => match &self.uploads {
+                Some(uploads) => uploads.handle(req).await,
+                None => Err(ApiError::NotFound(req.path.clone())),
+            },
             Route::NotFound(path) => Err(ApiError::NotFound(path.to_string())),
         }
     }
@@ -387,7 +402,7 @@ fn allowed_methods(path: &str) -> Option<&'static str> {
     match Route::match_path(path) {
         Route::Health => Some("GET"),
         Route::Webhook => Some("GET, POST"),
-        Route::Links | Route::Conversions | Route::Sends => Some("POST"),
+        Route::Links | Route::Conversions | Route::Sends | Route::MediaUploads => Some("POST"),
         Route::Send(_) => Some("GET"),
         Route::Consents => Some("GET, POST"),
         Route::Contact(_) => Some("DELETE"),

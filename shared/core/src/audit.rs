@@ -28,6 +28,9 @@ pub mod action {
     pub const TEMPLATE_SYNC: &str = "template_sync";
     pub const TEMPLATE_APPLY: &str = "template_apply";
     pub const ERASURE: &str = "erasure";
+    /// A file stored for sends (`POST /media`, `POST /media/uploads`); the subject is its
+    /// SHA-256 (hex), which names no one.
+    pub const MEDIA_UPLOAD: &str = "media_upload";
 }
 
 /// The actor of a write made from the command line.

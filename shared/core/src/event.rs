@@ -20,6 +20,11 @@ pub enum EventKind {
     Message,
     /// `messages` field, `statuses[]` item: the fate of a message we sent.
     Status,
+    /// `smb_message_echoes` field, `message_echoes[]` item: a message the business sent (or
+    /// edited, or deleted) from the WhatsApp Business app on a coexistence number.
+    Echo,
+    /// `calls` field: a `calls[]` item (connect, terminate) or a `statuses[]` item of a call.
+    Call,
     /// `message_template_status_update`.
     TemplateStatus,
     /// `phone_number_quality_update`.
@@ -53,6 +58,8 @@ impl EventKind {
         match self {
             EventKind::Message => "message",
             EventKind::Status => "status",
+            EventKind::Echo => "echo",
+            EventKind::Call => "call",
             EventKind::TemplateStatus => "template_status",
             EventKind::QualityUpdate => "quality_update",
             EventKind::UserPreference => "user_preference",

@@ -8,11 +8,14 @@
 //! (`wabridge-sqlite`, `wabridge-aws`), the CRM adapters (`wabridge-crm`) and the Graph API
 //! client (`wabridge-graph`) implement its ports; every function is a thin wiring of them.
 
+pub mod account;
 pub mod api;
 pub mod attribution;
 pub mod audit;
 pub mod auth;
 pub mod breaker;
+pub mod calls;
+pub mod changes;
 pub mod claim_check;
 pub mod clock;
 pub mod config;
@@ -30,6 +33,7 @@ pub mod ingest;
 pub mod ledger;
 pub mod mapping;
 pub mod media;
+pub mod oauth;
 pub mod queue;
 pub mod records;
 pub mod redact;

@@ -23,6 +23,8 @@ pub const MAX_CONTENT_RETENTION_DAYS: u64 = 3650;
 
 /// The fields of a stored activity record (`records.kind = activity`) that are content.
 pub const ACTIVITY_CONTENT: &[&str] = &["text", "media", "context", "payload", "fields"];
+/// The fields of a stored message change (an edit's new text and file) that are content.
+pub const CHANGE_CONTENT: &[&str] = &["text", "media", "fields"];
 /// The fields of a stored unknown record that are content (the item as Meta sent it).
 pub const UNKNOWN_CONTENT: &[&str] = &["raw"];
 /// The fields of a stored send request that are content (template parameters and components,

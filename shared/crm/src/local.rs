@@ -9,7 +9,7 @@ use serde_json::Value;
 use wabridge_core::crm::{Crm, CrmError, Effect};
 use wabridge_core::records::Record;
 use wabridge_core::webhook::model::StatusKind;
-use wabridge_sqlite::records::{fold_media_in, get_in, upsert_in};
+use wabridge_sqlite::records::{fold_in, fold_media_in, get_in, upsert_in};
 use wabridge_sqlite::SqliteRecords;
 
 pub struct LocalCrm {
@@ -99,6 +99,7 @@ impl Crm for LocalCrm {
                 if let Some(media) = &media {
                     fold_media_in(t, media, now)?;
                 }
+                fold_in(t, kind, &id, &mut body, now)?;
                 upsert_in(t, kind, &id, body, now).map(|_| ())
             })
             .await

@@ -107,6 +107,10 @@ pub const TABLES: &[(&str, &str)] = &[
         "media_meta_uploads",
         "nothing personal: Meta's media ids by file SHA-256 and number (purged after 7 days)",
     ),
+    (
+        "oauth_tokens",
+        "nothing personal: a CRM connection's OAuth tokens (credentials, replaced on refresh)",
+    ),
 ];
 
 #[derive(Clone, Debug)]

@@ -8,6 +8,8 @@ use serde::Serialize;
 use serde_json::{Map, Value};
 
 use super::db::{sql_err, Clock, Db};
+use wabridge_core::calls::CallRecord;
+use wabridge_core::changes::{clear_change, fold_into_activity, ChangeKind, MessageChangeRecord};
 use wabridge_core::error::StoreError;
 use wabridge_core::media::record::MediaRecord;
 
@@ -22,6 +24,9 @@ CREATE TABLE IF NOT EXISTS records (
     UNIQUE(kind, id)
 );
 CREATE INDEX IF NOT EXISTS records_created ON records(kind, created_at);
+-- The edits and deletions of a message, found when the message (or another change) is written.
+CREATE INDEX IF NOT EXISTS records_changes ON records(json_extract(body, '$.message_id'))
+    WHERE kind = 'message_change';
 ";
 
 /// One stored record.
@@ -251,6 +256,132 @@ pub fn fold_media_in(t: &Connection, media: &MediaRecord, now: i64) -> Result<()
         }
     }
     upsert_in(t, "activity", &id, activity.body, now).map(|_| ())
+}
+
+/// What the local CRM folds into a record before writing `body` under (`kind`, `id`), in the
+/// same write:
+/// - an `activity`: the stored edits and deletion of its message (they may have arrived
+///   first), by the ordering rule of [`wabridge_core::changes`];
+/// - a `message_change`: folded into its activity when stored; a deletion clears the content of
+///   the activity and of the message's stored edits (this store is wabridge's own: the content
+///   goes whatever the mapping's `[revoke]` says), and an edit of a deleted message is stored
+///   without its content;
+/// - a `call`: merged with what the call's other events said ([`CallRecord::merge`]).
+pub fn fold_in(
+    t: &Connection,
+    kind: &str,
+    id: &str,
+    body: &mut Map<String, Value>,
+    now: i64,
+) -> Result<(), StoreError> {
+    match kind {
+        "activity" => {
+            for change in changes_of(t, id)? {
+                fold_into_activity(body, &change, true);
+            }
+            Ok(())
+        }
+        "message_change" => fold_change(t, body, now),
+        "call" => {
+            let Some(old) = get_in(t, kind, id)? else {
+                return Ok(());
+            };
+            let (Ok(mut merged), Ok(new)) = (
+                serde_json::from_value::<CallRecord>(Value::Object(old.body)),
+                serde_json::from_value::<CallRecord>(Value::Object(body.clone())),
+            ) else {
+                return Err(StoreError::corrupt(format!("call record {id} unreadable")));
+            };
+            merged.merge(&new);
+            let fields = body.remove("fields");
+            let Ok(Value::Object(map)) = serde_json::to_value(&merged) else {
+                return Err(StoreError::corrupt(format!("call record {id} unwritable")));
+            };
+            *body = map;
+            if let Some(f) = fields {
+                body.insert("fields".into(), f);
+            }
+            Ok(())
+        }
+        _ => Ok(()),
+    }
+}
+
+/// The stored changes of message `message_id`.
+fn changes_of(t: &Connection, message_id: &str) -> Result<Vec<MessageChangeRecord>, StoreError> {
+    let mut s = t
+        .prepare_cached(
+            "SELECT body FROM records WHERE kind = 'message_change'
+             AND json_extract(body, '$.message_id') = ?1 ORDER BY seq",
+        )
+        .map_err(sql_err)?;
+    let bodies: Vec<String> = s
+        .query_map(params![message_id], |r| r.get(0))
+        .map_err(sql_err)?
+        .collect::<Result<_, _>>()
+        .map_err(sql_err)?;
+    bodies
+        .iter()
+        .map(|b| {
+            serde_json::from_str(b)
+                .map_err(|e| StoreError::corrupt(format!("message_change of {message_id}: {e}")))
+        })
+        .collect()
+}
+
+fn fold_change(t: &Connection, body: &mut Map<String, Value>, now: i64) -> Result<(), StoreError> {
+    let change: MessageChangeRecord = serde_json::from_value(Value::Object(body.clone()))
+        .map_err(|e| StoreError::corrupt(format!("message_change: {e}")))?;
+    let earlier = changes_of(t, &change.message_id)?;
+    let deleted = change.change == Some(ChangeKind::Deleted)
+        || earlier
+            .iter()
+            .any(|c| c.change == Some(ChangeKind::Deleted));
+    if deleted {
+        clear_change(body);
+        body.remove("fields");
+        // The message's earlier edits lose their content too.
+        for c in earlier
+            .iter()
+            .filter(|c| c.change == Some(ChangeKind::Edited))
+        {
+            let key = c.record_key();
+            let id = key.split_once(':').map_or(key.as_str(), |(_, id)| id);
+            if let Some(mut stored) = get_in(t, "message_change", id)? {
+                clear_change(&mut stored.body);
+                stored.body.remove("fields");
+                upsert_in(t, "message_change", id, stored.body, now)?;
+            }
+        }
+    }
+    if change.change == Some(ChangeKind::Deleted) {
+        forget_dead_letters_in(t, &change.message_id)?;
+    }
+    if let Some(mut activity) = get_in(t, "activity", &change.message_id)? {
+        if fold_into_activity(&mut activity.body, &change, true) {
+            upsert_in(t, "activity", &change.message_id, activity.body, now)?;
+        }
+    }
+    Ok(())
+}
+
+/// Deletes the dead-lettered events that carry a deleted message's content: the message's own
+/// (`m:<wamid>`) and its edits'. A redrive would otherwise bring the content back.
+fn forget_dead_letters_in(t: &Connection, message_id: &str) -> Result<(), StoreError> {
+    let gone = t
+        .prepare_cached(
+            "DELETE FROM queue_dead_letters WHERE queue = ?1 AND (msg_key = 'm:' || ?2
+             OR json_extract(body, '$.item.edit.original_message_id') = ?2)",
+        )
+        .and_then(|mut s| s.execute(params![crate::EVENTS_QUEUE, message_id]))
+        .map_err(sql_err)?;
+    if gone > 0 {
+        tracing::info!(
+            dead_letters = gone,
+            "a deleted message's dead-lettered events removed with its content"
+        );
+    }
+    Ok(())
 }
 
 #[cfg(test)]

@@ -1,5 +1,5 @@
 //! Content retention over SQLite (see [`wabridge_core::retention`]): the purger strips the
-//! content fields of activity and unknown records and of send requests older than the
+//! content fields of activity, message change and unknown records and of send requests older than the
 //! retention, and deletes dead letters (whose body is the whole event) older than it.
 //!
 //! Rows keep what is not content: an activity keeps its direction, status, times and ids (the
@@ -12,7 +12,7 @@ use std::time::Duration;
 use rusqlite::params;
 use wabridge_core::error::StoreError;
 use wabridge_core::retention::{
-    json_paths, ACTIVITY_CONTENT, PURGED, SEND_CONTENT, UNKNOWN_CONTENT,
+    json_paths, ACTIVITY_CONTENT, CHANGE_CONTENT, PURGED, SEND_CONTENT, UNKNOWN_CONTENT,
 };
 
 use crate::db::{sql_err, Clock, Db};
@@ -48,7 +48,11 @@ impl SqliteContentPurge {
     /// Strips the content of up to `limit` records past the retention; returns how many.
     pub async fn purge_records(&self, limit: usize) -> Result<usize, StoreError> {
         let mut done = 0;
-        for (kind, fields) in [("activity", ACTIVITY_CONTENT), ("unknown", UNKNOWN_CONTENT)] {
+        for (kind, fields) in [
+            ("activity", ACTIVITY_CONTENT),
+            ("message_change", CHANGE_CONTENT),
+            ("unknown", UNKNOWN_CONTENT),
+        ] {
             let sql = format!(
                 "UPDATE records SET body = json_set(json_remove(body, {}), '$.{PURGED}', json('true'))
                  WHERE seq IN (SELECT seq FROM records WHERE kind = ?1 AND created_at < ?2

@@ -3,10 +3,12 @@
 
 mod attribution_conversions;
 mod attribution_sqlite;
+mod changes_calls;
 mod crm_attribution;
 mod crm_conformance;
 mod crm_http;
 mod crm_sync;
+mod oauth_tokens;
 mod outage;
 mod sends_burst;
 mod sends_media;

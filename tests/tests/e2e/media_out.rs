@@ -249,6 +249,14 @@ async fn files_uploaded_to_serve_reach_meta_once_and_go_by_id() {
                "filename": "factura-1042.pdf"})
     );
 
+    let audit = wabridge_tests::gateway::json_lines(&gw.cli_ok(&["audit", "--json"]));
+    assert!(
+        audit
+            .iter()
+            .any(|l| l["action"] == "media_upload" && l["subject"] == object.as_str()),
+        "{audit:?}"
+    );
+
     let first = send_factura(&gw, "+525512340001", &object).await;
     wait_state(&gw, &first, "sent").await;
     let uploads = front.seen("/media");

@@ -176,6 +176,39 @@ async fn committing_a_stored_file_again_leaves_one_object() {
     assert!(read_back(&media, &large_key).await.1 == large);
 }
 
+/// A file used again (redelivered, re-sent, uploaded again) is rewritten onto itself, so the
+/// bucket's lifecycle, which counts from the write, restarts; the bytes stay and still read
+/// back whole (the copy's checksum). A key that is no content address is left alone.
+#[tokio::test]
+async fn refreshing_a_stored_file_restarts_its_lifecycle() {
+    let Some((aws, bucket, media)) = setup().await else {
+        return;
+    };
+    let data = bytes(10, PART_SIZE + CHUNK);
+    let key = store(&media, &data).await.unwrap();
+    let modified = |key: String| {
+        let s3 = aws.s3.clone();
+        let bucket = bucket.clone();
+        async move {
+            let head = s3
+                .head_object()
+                .bucket(bucket)
+                .key(key)
+                .send()
+                .await
+                .unwrap();
+            head.last_modified().unwrap().secs()
+        }
+    };
+    let before = modified(key.clone()).await;
+    tokio::time::sleep(Duration::from_millis(1100)).await;
+    media.refresh(&key).await.unwrap();
+    assert!(modified(key.clone()).await > before);
+    assert!(read_back(&media, &key).await.1 == data);
+    media.refresh("media/not-a-digest").await.unwrap();
+    assert_bucket_holds(&aws, &bucket, &[&key]).await;
+}
+
 #[tokio::test]
 async fn a_key_that_is_no_content_address_is_refused_and_cleaned_up() {
     let Some((aws, bucket, media)) = setup().await else {

@@ -133,6 +133,10 @@ pub const FAMILIES: &[(&str, &str)] = &[
         super::media_uploads::META_ID_FAMILY,
         "nothing personal: Meta's media ids by file SHA-256 and number (expire after 7 days)",
     ),
+    (
+        super::oauth_tokens::FAMILY,
+        "nothing personal: a CRM connection's OAuth tokens (credentials, replaced on refresh)",
+    ),
 ];
 
 type Item = std::collections::HashMap<String, AttributeValue>;

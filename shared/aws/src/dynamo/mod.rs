@@ -28,6 +28,7 @@ pub mod identity;
 pub mod ledger;
 pub mod media_index;
 pub mod media_uploads;
+pub mod oauth_tokens;
 pub mod sends;
 pub mod template_history;
 pub mod templates;

@@ -236,6 +236,26 @@ pub struct Mapping {
     pub quality: Vec<FieldSpec>,
     #[serde(default)]
     pub unknown: Vec<FieldSpec>,
+    /// Fields of edits and deletions, calls and account updates (none by default: those records
+    /// are posted or folded as they are).
+    #[serde(default)]
+    pub message_change: Vec<FieldSpec>,
+    #[serde(default)]
+    pub call: Vec<FieldSpec>,
+    #[serde(default)]
+    pub account: Vec<FieldSpec>,
+    /// What the CRM does with a deleted (revoked) message's content.
+    #[serde(default)]
+    pub revoke: RevokeSettings,
+}
+
+/// `[revoke]`: `content = "clear"` (default) or `"keep"`. wabridge's own stores (the local
+/// CRM's records included) clear a deleted message's content whatever this says.
+#[derive(Debug, Clone, Copy, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RevokeSettings {
+    #[serde(default)]
+    pub content: crate::changes::RevokedContent,
 }
 
 /// The documented example mappings, also the defaults when `WABRIDGE_MAPPING` is unset.
@@ -309,7 +329,7 @@ impl Mapping {
         }
     }
 
-    fn lists_mut(&mut self) -> [(&'static str, &mut Vec<FieldSpec>); 6] {
+    fn lists_mut(&mut self) -> [(&'static str, &mut Vec<FieldSpec>); 9] {
         [
             ("contact", &mut self.contact),
             ("activity", &mut self.activity),
@@ -317,6 +337,9 @@ impl Mapping {
             ("template_status", &mut self.template_status),
             ("quality", &mut self.quality),
             ("unknown", &mut self.unknown),
+            ("message_change", &mut self.message_change),
+            ("call", &mut self.call),
+            ("account", &mut self.account),
         ]
     }
 
@@ -327,6 +350,9 @@ impl Mapping {
             "consent" => &self.consent_fields,
             "template_status" => &self.template_status,
             "quality" => &self.quality,
+            "message_change" => &self.message_change,
+            "call" => &self.call,
+            "account" => &self.account,
             _ => &self.unknown,
         }
     }

@@ -180,6 +180,7 @@ impl MediaFetcher {
         let expected = info.sha256.or(declared);
         if let Some(d) = expected {
             if self.store.exists(&d.object_key()).await? {
+                self.store.refresh(&d.object_key()).await?;
                 return Ok(StoredFile {
                     key: d.object_key(),
                     sha256: d,

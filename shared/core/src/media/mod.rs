@@ -6,6 +6,7 @@
 //! What is built on this (the download pipeline, the stores, `GET /media/{id}`, outbound
 //! uploads) is listed as left in docs/media.md until it lands.
 
+pub mod direct;
 pub mod fetch;
 pub mod job;
 pub mod links;
@@ -253,6 +254,11 @@ impl Sha256Digest {
 
     pub fn hex(&self) -> String {
         hex::encode(self.0)
+    }
+
+    /// Standard base64, as S3's `x-amz-checksum-sha256` and Meta's payloads write it.
+    pub fn base64(&self) -> String {
+        base64::engine::general_purpose::STANDARD.encode(self.0)
     }
 
     /// Where a stored file lives, by its content: the same file is stored once, whoever sent

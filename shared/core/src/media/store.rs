@@ -42,6 +42,12 @@ pub trait MediaStore: Send + Sync {
     /// The object under `key`, streamed; `None` when there is none (never stored, purged,
     /// erased).
     async fn open(&self, key: &str) -> Result<Option<StoredObject>, StoreError>;
+    /// The object under `key` is used again (a redelivered or re-sent file, an upload of a
+    /// stored one): a store whose retention counts from the write (S3's lifecycle) restarts
+    /// it, as the media index does for the local store, which needs nothing here.
+    async fn refresh(&self, _key: &str) -> Result<(), StoreError> {
+        Ok(())
+    }
     /// Removes the object (erasure, retention); removing an absent one is not an error.
     async fn delete(&self, key: &str) -> Result<(), StoreError>;
     /// A URL that serves the object itself for `ttl`, with `content_type`, when the store can

@@ -23,6 +23,7 @@ use super::store::{MediaIndex, MediaStore, PendingObject};
 use super::{MediaKind, MediaRefusal, Sha256Digest};
 use crate::clock::now_ms;
 use crate::error::StoreError;
+use crate::http::{ApiError, Response};
 
 /// The media index's owner of a file the business uploaded (no person: retention ends it).
 pub const UPLOADED: &str = "upload";
@@ -108,6 +109,20 @@ pub enum UploadError {
     /// The body broke off before its end (the client went away).
     #[error("the upload broke off after {received} bytes: {reason}")]
     Interrupted { received: u64, reason: String },
+    /// `POST /media/uploads`' body is not a declaration (400).
+    #[error("{0}")]
+    Declaration(String),
+    /// What arrived for an upload by URL is not the declared file (422; it was removed).
+    #[error(
+        "the uploaded bytes are not the declared file ({declared} bytes with the declared \
+         SHA-256): {size} bytes arrived{}; upload the file again",
+        .sha256.as_deref().map(|s| format!(" with SHA-256 {s}")).unwrap_or_default()
+    )]
+    Mismatch {
+        declared: u64,
+        size: u64,
+        sha256: Option<String>,
+    },
     #[error(transparent)]
     Store(#[from] StoreError),
 }
@@ -121,8 +136,45 @@ impl UploadError {
             UploadError::Empty => "media_empty",
             UploadError::BadFilename => "invalid_filename",
             UploadError::Interrupted { .. } => "upload_interrupted",
+            UploadError::Declaration(_) => "invalid_declaration",
+            UploadError::Mismatch { .. } => "media_checksum_mismatch",
             UploadError::Store(_) => "unavailable",
         }
+    }
+
+    /// The HTTP answer: `413 media_too_large` (naming Meta's limit for the kind, not the JSON
+    /// routes' body limit), 422 for a type outside the list, an empty file or bytes that are
+    /// not the declared ones, 400 for a request without a type, with a bad name, a bad
+    /// declaration or broken off, 503 when the store failed. `{"error": {"code", "message"}}`.
+    pub fn into_response(&self) -> Response {
+        let error = match self {
+            UploadError::Refused(r @ MediaRefusal::TooLarge { .. }) => {
+                return Response::json(
+                    413,
+                    &serde_json::json!({"error": {"code": r.code(), "message": r.to_string()}}),
+                )
+            }
+            UploadError::Refused(r @ MediaRefusal::TypeNotAllowed { .. }) => {
+                ApiError::Unprocessable {
+                    code: r.code(),
+                    message: r.to_string(),
+                }
+            }
+            UploadError::Empty | UploadError::Mismatch { .. } => ApiError::Unprocessable {
+                code: self.code(),
+                message: self.to_string(),
+            },
+            UploadError::NoType
+            | UploadError::BadFilename
+            | UploadError::Interrupted { .. }
+            | UploadError::Declaration(_) => ApiError::BadRequest {
+                code: self.code(),
+                message: self.to_string(),
+            },
+            UploadError::Store(StoreError::Unavailable(why)) => ApiError::Unavailable(why.clone()),
+            UploadError::Store(other) => ApiError::Internal(other.to_string()),
+        };
+        error.into_response()
     }
 }
 
@@ -216,6 +268,19 @@ impl MediaLibrary {
         }
     }
 
+    /// Records a file the business uploaded, now stored under its content address: what the
+    /// upload said of it (sends read it) and, with an index, the upload's use of it (retention
+    /// keeps the file through the content retention from now).
+    pub async fn record_upload(&self, info: &ObjectInfo) -> Result<(), StoreError> {
+        self.catalog.put(info).await?;
+        if let Some(index) = &self.index {
+            index
+                .record(&info.sha256.object_key(), UPLOADED, info.created_at)
+                .await?;
+        }
+        Ok(())
+    }
+
     /// The files, unless this library cannot reach them ([`MediaLibrary::catalog_only`]).
     pub fn store(&self) -> Option<&Arc<dyn MediaStore>> {
         self.store.as_ref()
@@ -253,8 +318,7 @@ impl MediaLibrary {
             kind,
             mime_type: essence(mime),
             filename,
-            catalog: self.catalog.clone(),
-            index: self.index.clone(),
+            library: self.clone(),
         })
     }
 
@@ -300,8 +364,7 @@ pub struct Upload {
     kind: MediaKind,
     mime_type: String,
     filename: Option<String>,
-    catalog: Arc<dyn MediaCatalog>,
-    index: Option<Arc<dyn MediaIndex>>,
+    library: MediaLibrary,
 }
 
 impl std::fmt::Debug for Upload {
@@ -364,12 +427,7 @@ impl Upload {
         };
         // A failure here answers 5xx; the caller's retry commits the same file again and
         // records it then (a file left without its index row is purged as an orphan).
-        self.catalog.put(&info).await?;
-        if let Some(index) = &self.index {
-            index
-                .record(&sha256.object_key(), UPLOADED, info.created_at)
-                .await?;
-        }
+        self.library.record_upload(&info).await?;
         Ok(info)
     }
 

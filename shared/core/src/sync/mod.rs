@@ -21,6 +21,7 @@ use async_trait::async_trait;
 
 use crate::attribution::{AttributionConfig, AttributionOutput, AttributionStore, TouchKind};
 use crate::breaker::CircuitBreaker;
+use crate::changes::ChangeKind;
 use crate::consumer::{Handler, Outcome};
 use crate::crm::Crm;
 use crate::error::StoreError;
@@ -143,13 +144,22 @@ impl CrmSync {
             }
         }
         let mut records = std::mem::take(&mut plan.records);
-        if self.media.is_some() {
-            for (_, r) in records.iter_mut() {
-                if let Record::Activity(a) = r {
-                    a.media
-                        .iter_mut()
-                        .for_each(|m| m.state = Some(MediaState::Pending));
+        for (_, r) in records.iter_mut() {
+            let media = match r {
+                Record::Activity(a) => &mut a.media,
+                Record::MessageChange(c) => {
+                    if c.change == Some(ChangeKind::Deleted) {
+                        // The mapping decides what the CRM does with a deleted message.
+                        c.content = Some(self.mapping.revoke.content);
+                    }
+                    &mut c.media
                 }
+                _ => continue,
+            };
+            if self.media.is_some() {
+                media
+                    .iter_mut()
+                    .for_each(|m| m.state = Some(MediaState::Pending));
             }
         }
         let phone = plan.contact.as_ref().and_then(|c| c.phone_e164.clone());
@@ -159,7 +169,10 @@ impl CrmSync {
             records.iter_mut().for_each(|(_, r)| set_contact(r, id));
         }
         let extra = match (&plan.item, &contact_id) {
-            (Item::Message(m), Some(id)) => self.attribute(event, m, id, &mut records).await?,
+            // An edit or revoke is not a new message: no touch, no lead.
+            (Item::Message(m), Some(id)) if m.original_message_id().is_none() => {
+                self.attribute(event, m, id, &mut records).await?
+            }
             _ => Vec::new(),
         };
         // Validate everything before any effect: a bad record never reaches the CRM.
@@ -212,11 +225,17 @@ impl CrmSync {
         keys: &[crate::identity::IdentityKey],
         phone: Option<&str>,
     ) -> Result<(), StoreError> {
-        let (Some(queue), Item::Message(m), Some(key)) = (&self.media, &plan.item, keys.first())
+        let (Some(queue), Item::Message(m) | Item::Echo(m), Some(key)) =
+            (&self.media, &plan.item, keys.first())
         else {
             return Ok(());
         };
-        let jobs: Vec<_> = MediaJob::of_message(event, m, &key.as_string(), phone)
+        // An edit's new file belongs to the original's activity: the job is built from the
+        // edit's inner content under the original's message id.
+        let Some(source) = m.media_source() else {
+            return Ok(());
+        };
+        let jobs: Vec<_> = MediaJob::of_message(event, &source, &key.as_string(), phone)
             .iter()
             .map(MediaJob::to_message)
             .collect();
@@ -298,7 +317,12 @@ impl CrmSync {
         has_contact: bool,
     ) -> Result<(), StoreError> {
         match &plan.item {
-            Item::Message(m) if has_contact && ctx.contact_id.is_some() => {
+            // Only the user's own new messages open or extend the window: not an edit or a
+            // revoke of an earlier one, and never an echo (`Item::Echo`, the business's own
+            // message from the Business app), which falls through to nothing below.
+            Item::Message(m)
+                if has_contact && ctx.contact_id.is_some() && m.original_message_id().is_none() =>
+            {
                 let at = m
                     .timestamp
                     .map_or(ctx.event.received_at, |t| t.saturating_mul(1000));

@@ -24,8 +24,11 @@
 //!   properties.
 //! - **media**: the file uploaded to HubSpot's file manager (private) and attached to a note on
 //!   the contact; a file that could not be stored, a note saying why ([`media`]).
+//! - **call**: a Call engagement from the call's terminate event ([`calls`]).
+//! - **message change** (an edit or deletion): the message's Communication body updated, or a
+//!   Communication of its own when it is not found (`message_changes`).
 //! - **status of a message sent to a group**: skipped (it names a group, no contact).
-//! - **template status, number quality, unknown**: skipped by design, logged and counted
+//! - **template status, number quality, account, unknown**: skipped by design, logged and counted
 //!   ([`HubSpotCrm::stats`]): they belong to the WhatsApp account, not to a contact, and HubSpot
 //!   has no object for them (an unassociated engagement shows nowhere in HubSpot's UI). The
 //!   `local` and `webhook` CRMs keep them; operators watch them through logs / alarms.
@@ -52,10 +55,12 @@
 pub(crate) mod api;
 pub mod attribution;
 pub mod batch;
+pub mod calls;
 pub(crate) mod check;
 mod erase;
 mod identity;
 pub mod media;
+mod message_changes;
 
 use std::collections::{BTreeMap, HashMap};
 use std::sync::{Arc, Mutex};
@@ -314,7 +319,9 @@ impl HubSpotCrm {
         let mut properties = effect.fields.clone();
         properties.insert("hs_communication_channel_type".into(), "WHATS_APP".into());
         properties.insert("hs_communication_logged_from".into(), "CRM".into());
-        if activity.direction == Some(Direction::Outbound) {
+        // A status of a message we sent; an echo (a message from the Business app, with an
+        // agent) reads like an inbound one, its text through the mapping.
+        if activity.direction == Some(Direction::Outbound) && activity.agent.is_none() {
             properties.insert("hs_communication_body".into(), status_text(activity).into());
         }
         if let Some(prop) = &self.effect_property {
@@ -447,6 +454,15 @@ impl Crm for HubSpotCrm {
             }
             Record::Erasure(e) => self.erase(e).await,
             Record::Media(m) => self.attach_media(effect, m).await,
+            Record::Call(c) => self.log_call(effect, c).await,
+            Record::MessageChange(c) => self.apply_change(effect, c).await,
+            Record::Account(_) => {
+                self.skip(
+                    effect,
+                    "account updates belong to the WhatsApp account, not a contact",
+                );
+                Ok(())
+            }
         }
     }
 }

@@ -19,8 +19,9 @@
 //!   mapping's `effect_property` deal field; in doubt, the person's deals are listed first.
 //! - **erasure**: each person found by the person's numbers and BSUIDs is deleted
 //!   (`DELETE /api/v2/persons/{id}`; Pipedrive keeps deleted persons 30 days, then purges).
-//! - **template status, number quality, unknown, media, a status of a group message**: not
-//!   written (logged): Pipedrive has no object for them (files: not yet).
+//! - **template status, number quality, account, unknown, media, a status of a group message**:
+//!   not written (logged): Pipedrive has no object for them (files: not yet).
+//! - **calls, edits and deletions** (`call`, `message_change`): not written yet (logged).
 //!
 //! Limits: every call takes a slot of the token's burst window first (`pace.rs`): at most
 //! `PIPEDRIVE_BURST_LIMIT` per 2 s, and 10 searches per 2 s. A 429 (someone
@@ -208,8 +209,19 @@ impl Crm for PipedriveCrm {
             }
             Record::Lead(lead) => self.deal(effect, lead).await,
             Record::Erasure(e) => self.erase(e).await,
-            Record::TemplateStatus(_) | Record::Quality(_) | Record::Unknown(_) => {
+            Record::TemplateStatus(_)
+            | Record::Quality(_)
+            | Record::Account(_)
+            | Record::Unknown(_) => {
                 self.skip(effect, "it belongs to the WhatsApp account, not a person");
+                Ok(())
+            }
+            Record::Call(_) => {
+                self.skip(effect, "calls are not logged in Pipedrive yet");
+                Ok(())
+            }
+            Record::MessageChange(_) => {
+                self.skip(effect, "edits and deletions are not applied in Pipedrive yet");
                 Ok(())
             }
             Record::Media(_) => {

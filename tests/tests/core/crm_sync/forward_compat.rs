@@ -110,11 +110,12 @@ async fn what_each_sample_becomes() {
     assert_eq!(jorge["phone_verified"], true);
     assert!(lines(&e.records, "consent").await.is_empty());
 
-    // An account event Meta added: raw.
-    let account = by_key(&unknown, "field", "account_update");
-    assert_eq!(account["raw"]["event"], "BUSINESS_PORTFOLIO_LIMIT_UPDATE");
+    // An account event Meta added: an account record, kept by name with the whole value.
+    assert!(unknown.iter().all(|u| u["field"] != "account_update"));
+    let accounts = lines(&e.records, "account").await;
+    let account = by_key(&accounts, "event", "BUSINESS_PORTFOLIO_LIMIT_UPDATE");
     assert_eq!(
-        account["raw"]["portfolio_limit_info"]["new_limit"],
+        account["details"]["portfolio_limit_info"]["new_limit"],
         "TIER_10K"
     );
 

@@ -254,8 +254,14 @@ const LAMBDAS: &[Lambda] = &[
         sends_to: &["EventsQueue", "SendsQueue"],
         // Writes events too large for SQS.
         claim_check: &["s3:PutObject"],
-        // Presigns GET /media's redirects with its own role; erasures delete files.
-        media: &["s3:ListBucket", "s3:GetObject", "s3:DeleteObject"],
+        // Presigns GET /media's redirects and uploads' PUTs with its own role; checks uploads
+        // and copies them to their content address; erasures delete files.
+        media: &[
+            "s3:ListBucket",
+            "s3:GetObject",
+            "s3:PutObject",
+            "s3:DeleteObject",
+        ],
     },
     Lambda {
         id: "Attribution",

@@ -222,8 +222,13 @@ fn checks_catch_a_media_grant_or_setting_missing() {
         t["Resources"]["IngestRole"]["Properties"]["Policies"][0]["PolicyDocument"]["Statement"]
             .as_array_mut()
             .unwrap()
-            .push(json!({"Effect": "Allow", "Action": "s3:PutObject",
-                "Resource": {"Fn::Sub": "${MediaBucket.Arn}/media/*"}}));
+            .push(
+                json!({"Effect": "Allow", "Action": "s3:AbortMultipartUpload",
+                "Resource": {"Fn::Sub": "${MediaBucket.Arn}/media/*"}}),
+            );
     });
-    assert_reports(&p, "IngestRole: s3:PutObject on MediaBucket is not needed");
+    assert_reports(
+        &p,
+        "IngestRole: s3:AbortMultipartUpload on MediaBucket is not needed",
+    );
 }

@@ -2,6 +2,7 @@
 //! data dir, driven over loopback HTTP and through its CLI, its SQLite file inspected directly.
 
 mod api_keys;
+mod changes_calls;
 pub(crate) mod clean_logs;
 mod cli;
 mod crash;

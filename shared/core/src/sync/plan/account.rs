@@ -1,9 +1,10 @@
 //! The account-level fields: `user_preferences` (a consent record for the person, or for a value
 //! we do not know yet an unknown record on their contact), template status and phone quality
-//! updates (records with no person), and anything not modelled (kept raw as an unknown record).
+//! updates and account updates (records with no person), and anything not modelled (kept raw as an unknown record).
 
 use serde_json::json;
 
+use crate::account::AccountRecord;
 use crate::event::Event;
 use crate::records::{
     ConsentRecord, ConsentSource, ConsentStatus, QualityRecord, Record, TemplateStatusRecord,
@@ -102,7 +103,23 @@ pub(super) fn template_status(event: &Event, update: Box<TemplateStatusUpdate>) 
                 }
             }
         }
-        "message_template_components_update" => record.update = Some("components".into()),
+        "message_template_components_update" => {
+            record.update = Some("components".into());
+            let mut c = serde_json::Map::new();
+            for (name, value) in [
+                ("body", &update.message_template_element),
+                ("header", &update.message_template_title),
+                ("footer", &update.message_template_footer),
+            ] {
+                if let Some(v) = value {
+                    c.insert(name.into(), v.clone().into());
+                }
+            }
+            if let Some(b) = &update.message_template_buttons {
+                c.insert("buttons".into(), b.clone());
+            }
+            record.components = Some(serde_json::Value::Object(c));
+        }
         _ => {}
     }
     Plan::records(
@@ -126,7 +143,15 @@ pub(super) fn quality(event: &Event, update: QualityUpdate) -> Plan {
     )
 }
 
-/// Not modelled (an unknown field or message type, an account update): the record carries the
+/// `account_update`: an `account` record (no person), with the value as Meta sent it.
+pub(super) fn account(event: &Event, item: Item) -> Plan {
+    // The queue only carries valid JSON (ingest split it out of a parsed body).
+    let raw = serde_json::from_str(event.item.get()).unwrap_or(serde_json::Value::Null);
+    let record = AccountRecord::of_value(&event.key, &event.waba_id, ms(event.entry_time), raw);
+    Plan::records(item, vec![("account", Record::Account(record))])
+}
+
+/// Not modelled (an unknown field or message type): the record carries the
 /// item exactly as Meta sent it.
 pub(super) fn unknown(event: &Event, item: Item) -> Plan {
     // The queue only carries valid JSON (ingest split it out of a parsed body).

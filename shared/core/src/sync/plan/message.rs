@@ -1,18 +1,21 @@
 //! `messages[]`: an inbound message becomes an activity, updates the contact (profile name,
-//! username, ad referral), may change the person's keys (`system` number and user id changes)
-//! and, for a consent keyword, a consent record.
+//! username, ad referral, call permission), may change the person's keys (`system` number and
+//! user id changes) and, for a consent keyword, a consent record. An echo (`message_echoes[]`)
+//! is the business's outbound message with agent `whatsapp_business_app`; an edit or revoke
+//! (of either) becomes a `message_change` record instead of an activity (see `change`).
 
 use serde_json::json;
 
-use crate::event::Event;
+use crate::calls::{CallPermission, BUSINESS_APP_AGENT};
+use crate::event::{Event, EventKind};
 use crate::identity::{Bsuid, IdentityKey, Phone};
 use crate::mapping::{ConsentKeywords, KeywordMatch};
 use crate::records::{
     ActivityRecord, ConsentRecord, ConsentSource, ConsentStatus, ContactRecord, Direction,
-    MediaRef, Record, Referral,
+    MediaRef, Record, Referral, StatusError,
 };
 use crate::webhook::model::{
-    Contact, Item, Media, Message, MessageContent, MessageType, System, SystemType,
+    Contact, Item, Media, Message, MessageContent, MessageType, System, SystemType, WebhookError,
 };
 
 use super::{ms, nonempty, IdentityOp, Plan, PlanError, Who};
@@ -24,23 +27,36 @@ pub(super) fn plan(
     keywords: &ConsentKeywords,
 ) -> Result<Plan, PlanError> {
     let now = event.received_at;
-    let who = Who::of(
-        message.from.as_deref(),
-        message.from_user_id.as_deref(),
-        contact,
-    )?;
+    let echo = event.kind == EventKind::Echo;
+    let who = if echo {
+        let user = super::change::echo_user(event, &message);
+        Who::of(user, message.to_user_id.as_deref(), contact)?
+    } else {
+        Who::of(
+            message.from.as_deref(),
+            message.from_user_id.as_deref(),
+            contact,
+        )?
+    };
     let keys = who.keys();
     if keys.is_empty() {
-        return Err(PlanError::Missing(
-            "message without a sender: no from, from_user_id nor single contacts[] entry",
-        ));
+        return Err(PlanError::Missing(if echo {
+            "echo without a user: no to, to_user_id nor single contacts[] entry"
+        } else {
+            "message without a sender: no from, from_user_id nor single contacts[] entry"
+        }));
     }
     let message_id = nonempty(message.id.as_deref()).map(str::to_string);
     let at = ms(message.timestamp);
     let mut activity = ActivityRecord {
         event_id: event.key.clone(),
         kind: kind_name(&message),
-        direction: Some(Direction::Inbound),
+        direction: Some(if echo {
+            Direction::Outbound
+        } else {
+            Direction::Inbound
+        }),
+        agent: echo.then(|| BUSINESS_APP_AGENT.to_string()),
         message_id: message_id.clone(),
         at,
         context: message
@@ -51,6 +67,14 @@ pub(super) fn plan(
         ..Default::default()
     };
     describe(&message.content(), &mut activity);
+    if message.kind() == MessageType::Unsupported {
+        activity.errors = message.errors.iter().map(status_error).collect();
+        activity.unsupported_type = message
+            .unsupported
+            .as_ref()
+            .and_then(|u| nonempty(u.unsupported_type.as_deref()))
+            .map(str::to_string);
+    }
     let profile = contact.profile.as_ref();
     let mut contact_record = who.contact(
         profile.and_then(|p| p.name.clone()),
@@ -70,8 +94,20 @@ pub(super) fn plan(
         }
         _ => IdentityOp::Resolve(keys),
     };
-    let mut records = vec![("activity", Record::Activity(activity))];
-    if let MessageContent::Text(text) = message.content() {
+    if let MessageContent::Interactive(i) = message.content() {
+        contact_record.call_permission = i.call_permission_reply.as_ref().map(|r| CallPermission {
+            response: r.response.clone().unwrap_or_default(),
+            permanent: r.is_permanent,
+            expires_at: ms(r.expiration_timestamp),
+            at,
+        });
+    }
+    let mut records = match super::change::change_record(event, &message, echo)? {
+        Some(change) => vec![("message_change", Record::MessageChange(change))],
+        None => vec![("activity", Record::Activity(activity))],
+    };
+    // Consent keywords are the user's word: not the business's own echoed text.
+    if let (MessageContent::Text(text), false) = (message.content(), echo) {
         if let Some(consent) = keyword_consent(event, keywords, &text.body, &message_id, at) {
             records.push(("consent", Record::Consent(consent)));
         }
@@ -82,12 +118,26 @@ pub(super) fn plan(
         upsert_contact: true,
         records,
         status: None,
-        item: Item::Message(Box::new(message)),
+        item: if echo {
+            Item::Echo(Box::new(message))
+        } else {
+            Item::Message(Box::new(message))
+        },
     })
 }
 
+/// Meta's error as the activity's.
+fn status_error(e: &WebhookError) -> StatusError {
+    StatusError {
+        code: e.code,
+        title: e.title.clone(),
+        message: e.message.clone(),
+        details: e.error_data.as_ref().and_then(|d| d.details.clone()),
+    }
+}
+
 /// The activity's `kind`: the message type's name.
-fn kind_name(message: &Message) -> String {
+pub(super) fn kind_name(message: &Message) -> String {
     serde_json::to_value(message.kind())
         .ok()
         .and_then(|v| v.as_str().map(str::to_string))
@@ -95,7 +145,7 @@ fn kind_name(message: &Message) -> String {
 }
 
 /// The activity's text, payload, media and context from the message's content.
-fn describe(content: &MessageContent<'_>, activity: &mut ActivityRecord) {
+pub(super) fn describe(content: &MessageContent<'_>, activity: &mut ActivityRecord) {
     let media = |m: &Media, activity: &mut ActivityRecord| {
         activity.media =
             m.id.clone()
@@ -147,6 +197,10 @@ fn describe(content: &MessageContent<'_>, activity: &mut ActivityRecord) {
                 activity.text = r.body.clone();
                 activity.payload = r.response_json.clone();
             }
+            if let Some(r) = &i.call_permission_reply {
+                activity.text = r.response.as_ref().map(|v| format!("call permission: {v}"));
+                activity.payload = r.response.clone();
+            }
         }
         MessageContent::Button(b) => {
             activity.text = b.text.clone();
@@ -161,7 +215,11 @@ fn describe(content: &MessageContent<'_>, activity: &mut ActivityRecord) {
             activity.context = Some(json!({ "id": r.message_id }));
         }
         MessageContent::System(s) => activity.text = s.body.clone(),
-        MessageContent::RequestWelcome | MessageContent::Unsupported | MessageContent::Unknown => {}
+        MessageContent::RequestWelcome
+        | MessageContent::Unsupported
+        | MessageContent::Edit(_)
+        | MessageContent::Revoke(_)
+        | MessageContent::Unknown => {}
     }
 }
 

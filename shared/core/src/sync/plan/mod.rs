@@ -6,6 +6,8 @@
 //! `send_result` for the sender's reports). The typed item stays in the [`Plan`] for the hooks.
 
 mod account;
+mod call;
+mod change;
 mod media;
 mod message;
 mod send_result;
@@ -107,7 +109,8 @@ pub fn plan(event: &Event, keywords: &ConsentKeywords) -> Result<Plan, PlanError
         .map_err(PlanError::MalformedContact)?
         .unwrap_or_default();
     match item {
-        Item::Message(m) => message::plan(event, *m, &contact, keywords),
+        Item::Message(m) | Item::Echo(m) => message::plan(event, *m, &contact, keywords),
+        Item::Call(c) => call::plan(event, *c, &contact),
         Item::Status(s) => status::plan(event, *s),
         Item::UserPreference(p) => account::preference(event, p, &contact),
         Item::TemplateStatus(t) => Ok(account::template_status(event, t)),
@@ -119,7 +122,8 @@ pub fn plan(event: &Event, keywords: &ConsentKeywords) -> Result<Plan, PlanError
             vec![("erasure", Record::Erasure(e))],
         )),
         Item::MediaResult(r) => media::plan(event, *r),
-        Item::AccountUpdate(_) | Item::Unknown => Ok(account::unknown(event, item)),
+        Item::AccountUpdate(_) => Ok(account::account(event, item)),
+        Item::Unknown => Ok(account::unknown(event, item)),
     }
 }
 
@@ -211,6 +215,8 @@ pub fn set_contact(record: &mut Record, contact_id: &str) {
         Record::Consent(c) => c.contact_id = contact_id.to_string(),
         Record::Unknown(u) => u.contact_id = Some(contact_id.to_string()),
         Record::Media(m) => m.contact_id = contact_id.to_string(),
+        Record::MessageChange(c) => c.contact_id = contact_id.to_string(),
+        Record::Call(c) => c.contact_id = contact_id.to_string(),
         _ => {}
     }
 }

@@ -48,6 +48,9 @@ pub struct TemplateStatusUpdate {
     pub message_template_title: Option<String>,
     #[serde(default)]
     pub message_template_footer: Option<String>,
+    /// `message_template_components_update`: the buttons, as Meta sent them.
+    #[serde(default)]
+    pub message_template_buttons: Option<serde_json::Value>,
 }
 
 impl TemplateStatusUpdate {

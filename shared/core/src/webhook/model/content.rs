@@ -122,6 +122,8 @@ pub struct Interactive {
     pub list_reply: Option<ListReply>,
     #[serde(default)]
     pub nfm_reply: Option<NfmReply>,
+    #[serde(default)]
+    pub call_permission_reply: Option<CallPermissionReply>,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -130,6 +132,7 @@ pub enum InteractiveType {
     ButtonReply,
     ListReply,
     NfmReply,
+    CallPermissionReply,
     #[serde(other)]
     Other,
 }

@@ -19,6 +19,11 @@ pub struct Message {
     pub from_user_id: Option<String>,
     #[serde(default, deserialize_with = "lenient::string")]
     pub from_parent_user_id: Option<String>,
+    /// Echoes (`smb_message_echoes`): the user the business wrote to.
+    #[serde(default, deserialize_with = "lenient::string")]
+    pub to: Option<String>,
+    #[serde(default, deserialize_with = "lenient::string")]
+    pub to_user_id: Option<String>,
     #[serde(default, deserialize_with = "lenient::int")]
     pub timestamp: Option<i64>,
     #[serde(rename = "type", default)]
@@ -59,6 +64,13 @@ pub struct Message {
     pub reaction: Option<Reaction>,
     #[serde(default)]
     pub system: Option<System>,
+    #[serde(default)]
+    pub edit: Option<Edit>,
+    #[serde(default)]
+    pub revoke: Option<Revoke>,
+    /// Not an object: read as absent (see [`lenient::optional`]).
+    #[serde(default, deserialize_with = "lenient::optional")]
+    pub unsupported: Option<Unsupported>,
 }
 
 /// Message types we model. Anything else is `Unknown` (and its event has kind `unknown`).
@@ -80,6 +92,10 @@ pub enum MessageType {
     System,
     RequestWelcome,
     Unsupported,
+    /// A change of an earlier message's text, caption or media ([`Edit`]).
+    Edit,
+    /// An earlier message deleted for everyone ([`Revoke`]).
+    Revoke,
     #[serde(other)]
     Unknown,
 }
@@ -103,6 +119,8 @@ impl MessageType {
             "system" => MessageType::System,
             "request_welcome" => MessageType::RequestWelcome,
             "unsupported" => MessageType::Unsupported,
+            "edit" => MessageType::Edit,
+            "revoke" => MessageType::Revoke,
             _ => MessageType::Unknown,
         }
     }
@@ -127,6 +145,8 @@ pub enum MessageContent<'a> {
     RequestWelcome,
     /// `unsupported`: the reason is in [`Message::errors`].
     Unsupported,
+    Edit(&'a Edit),
+    Revoke(&'a Revoke),
     /// An unknown type, or a known type whose member is missing.
     Unknown,
 }
@@ -151,6 +171,8 @@ impl Message {
             (self.order.is_some(), MessageType::Order),
             (self.reaction.is_some(), MessageType::Reaction),
             (self.system.is_some(), MessageType::System),
+            (self.edit.is_some(), MessageType::Edit),
+            (self.revoke.is_some(), MessageType::Revoke),
         ];
         inferred
             .into_iter()
@@ -178,7 +200,35 @@ impl Message {
             MessageType::System => self.system.as_ref().map_or(missing, C::System),
             MessageType::RequestWelcome => C::RequestWelcome,
             MessageType::Unsupported => C::Unsupported,
+            MessageType::Edit => self.edit.as_ref().map_or(missing, C::Edit),
+            MessageType::Revoke => self.revoke.as_ref().map_or(missing, C::Revoke),
             MessageType::Unknown => C::Unknown,
+        }
+    }
+}
+
+impl Message {
+    /// The message an edit or revoke changes (`original_message_id`), when this is one.
+    pub fn original_message_id(&self) -> Option<&str> {
+        let id = match self.content() {
+            MessageContent::Edit(e) => e.original_message_id.as_deref(),
+            MessageContent::Revoke(r) => r.original_message_id.as_deref(),
+            _ => None,
+        };
+        id.filter(|s| !s.is_empty())
+    }
+
+    /// The message whose media the media pipeline fetches: this one, or for an edit its new
+    /// content under the original's id (the file belongs to the activity the edit changes).
+    pub fn media_source(&self) -> Option<std::borrow::Cow<'_, Message>> {
+        match self.content() {
+            MessageContent::Edit(e) => {
+                let mut inner = e.message.as_deref()?.clone();
+                inner.id = self.original_message_id().map(str::to_string);
+                Some(std::borrow::Cow::Owned(inner))
+            }
+            MessageContent::Revoke(_) => None,
+            _ => Some(std::borrow::Cow::Borrowed(self)),
         }
     }
 }

@@ -14,6 +14,8 @@
 //! [`parse_contact`].
 
 mod account;
+mod call;
+mod change;
 mod content;
 mod envelope;
 pub mod lenient;
@@ -21,6 +23,8 @@ mod message;
 mod status;
 
 pub use account::*;
+pub use call::*;
+pub use change::*;
 pub use content::*;
 pub use envelope::*;
 pub use message::*;
@@ -32,6 +36,10 @@ use crate::event::{Event, EventKind};
 #[derive(Debug, Clone)]
 pub enum Item {
     Message(Box<Message>),
+    /// A message the business sent from the WhatsApp Business app (`smb_message_echoes`).
+    Echo(Box<Message>),
+    /// One event of a WhatsApp call (`calls`).
+    Call(Box<CallEvent>),
     Status(Box<Status>),
     TemplateStatus(Box<TemplateStatusUpdate>),
     QualityUpdate(QualityUpdate),
@@ -54,6 +62,8 @@ pub fn parse_item(event: &Event) -> Result<Item, serde_json::Error> {
     let raw = event.item.get();
     Ok(match event.kind {
         EventKind::Message => Item::Message(Box::new(serde_json::from_str(raw)?)),
+        EventKind::Echo => Item::Echo(Box::new(serde_json::from_str(raw)?)),
+        EventKind::Call => Item::Call(Box::new(serde_json::from_str(raw)?)),
         EventKind::Status => Item::Status(Box::new(serde_json::from_str(raw)?)),
         EventKind::TemplateStatus => Item::TemplateStatus(Box::new(serde_json::from_str(raw)?)),
         EventKind::QualityUpdate => Item::QualityUpdate(serde_json::from_str(raw)?),
@@ -178,6 +188,46 @@ mod tests {
         )
         .unwrap();
         assert_eq!(c.profile.unwrap().username.as_deref(), Some("ana.souza"));
+    }
+
+    #[test]
+    fn edits_name_their_original_and_hand_their_new_media_to_the_pipeline() {
+        let m: Message = serde_json::from_str(
+            r#"{"from":"1","id":"wamid.E","type":"edit","edit":{"original_message_id":"wamid.O",
+            "message":{"type":"image","image":{"id":"9","caption":"nueva"}}}}"#,
+        )
+        .unwrap();
+        assert_eq!(m.kind(), MessageType::Edit);
+        assert_eq!(m.original_message_id(), Some("wamid.O"));
+        let source = m.media_source().unwrap();
+        assert_eq!(source.id.as_deref(), Some("wamid.O"), "the original's id");
+        match source.content() {
+            MessageContent::Image(i) => assert_eq!(i.id.as_deref(), Some("9")),
+            other => panic!("{other:?}"),
+        }
+        let r: Message =
+            serde_json::from_str(r#"{"id":"wamid.R","revoke":{"original_message_id":"wamid.O"}}"#)
+                .unwrap();
+        assert_eq!(r.kind(), MessageType::Revoke, "inferred from the member");
+        assert_eq!(r.original_message_id(), Some("wamid.O"));
+        assert!(r.media_source().is_none());
+        let t: Message =
+            serde_json::from_str(r#"{"id":"w","type":"text","text":{"body":"x"}}"#).unwrap();
+        assert_eq!(t.original_message_id(), None);
+        assert_eq!(t.media_source().unwrap().id.as_deref(), Some("w"));
+        // A malformed inner message fails the item instead of landing empty.
+        assert!(serde_json::from_str::<Message>(
+            r#"{"id":"w","type":"edit","edit":{"original_message_id":"o","message":[1]}}"#
+        )
+        .is_err());
+        let u: Message = serde_json::from_str(
+            r#"{"id":"w","type":"unsupported","unsupported":{"type":"edit"},"errors":[{"code":131051}]}"#,
+        )
+        .unwrap();
+        assert_eq!(
+            u.unsupported.unwrap().unsupported_type.as_deref(),
+            Some("edit")
+        );
     }
 
     #[test]

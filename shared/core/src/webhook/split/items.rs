@@ -23,7 +23,9 @@ pub(super) struct Ctx<'e, 'a> {
 impl Ctx<'_, '_> {
     pub(super) fn split_change(&mut self, value: &RawValue) {
         match self.field {
-            "messages" | "user_preferences" => self.split_items(value),
+            "messages" | "user_preferences" | "smb_message_echoes" | "calls" => {
+                self.split_items(value)
+            }
             "message_template_status_update" => {
                 let key = head(value).and_then(|h| {
                     Some(format!(
@@ -105,30 +107,71 @@ impl Ctx<'_, '_> {
             .iter()
             .filter_map(|raw| serde_json::from_str(raw.get()).ok().map(|h| (h, *raw)))
             .collect();
-        let is_messages = self.field == "messages";
         let mut produced = 0usize;
         let mut foreign = v.extra;
-
-        if is_messages {
-            for raw in v.messages.as_deref().unwrap_or_default() {
-                produced += 1;
-                self.push_message(raw, &contacts);
+        match self.field {
+            "messages" => {
+                for raw in v.messages.as_deref().unwrap_or_default() {
+                    produced += 1;
+                    self.push_message(raw, &contacts);
+                }
+                for raw in v.statuses.as_deref().unwrap_or_default() {
+                    produced += 1;
+                    self.push_status(raw, &contacts);
+                }
+                for raw in v.errors.as_deref().unwrap_or_default() {
+                    produced += 1;
+                    self.push(EventKind::Unknown, None, None, raw);
+                }
+                foreign |=
+                    v.user_preferences.is_some() || v.message_echoes.is_some() || v.calls.is_some();
             }
-            for raw in v.statuses.as_deref().unwrap_or_default() {
-                produced += 1;
-                self.push_status(raw, &contacts);
+            "smb_message_echoes" => {
+                for raw in v.message_echoes.as_deref().unwrap_or_default() {
+                    produced += 1;
+                    self.push_echo(raw, &contacts);
+                }
+                for raw in v.errors.as_deref().unwrap_or_default() {
+                    produced += 1;
+                    self.push(EventKind::Unknown, None, None, raw);
+                }
+                foreign |= v.messages.is_some()
+                    || v.statuses.is_some()
+                    || v.user_preferences.is_some()
+                    || v.calls.is_some();
             }
-            for raw in v.errors.as_deref().unwrap_or_default() {
-                produced += 1;
-                self.push(EventKind::Unknown, None, None, raw);
+            "calls" => {
+                // Connect / terminate items, then the statuses of business-initiated calls:
+                // one event each, whatever order Meta sends them in.
+                for raw in v.calls.as_deref().unwrap_or_default() {
+                    produced += 1;
+                    self.push_call(raw, &contacts);
+                }
+                for raw in v.statuses.as_deref().unwrap_or_default() {
+                    produced += 1;
+                    self.push_call(raw, &contacts);
+                }
+                // A failed call's errors travel with its terminate item (kept in the change's
+                // raw errors, each an unknown event so nothing is dropped).
+                for raw in v.errors.as_deref().unwrap_or_default() {
+                    produced += 1;
+                    self.push(EventKind::Unknown, None, None, raw);
+                }
+                foreign |= v.messages.is_some()
+                    || v.user_preferences.is_some()
+                    || v.message_echoes.is_some();
             }
-            foreign |= v.user_preferences.is_some();
-        } else {
-            for raw in v.user_preferences.as_deref().unwrap_or_default() {
-                produced += 1;
-                self.push_preference(raw, &contacts);
+            _ => {
+                for raw in v.user_preferences.as_deref().unwrap_or_default() {
+                    produced += 1;
+                    self.push_preference(raw, &contacts);
+                }
+                foreign |= v.messages.is_some()
+                    || v.statuses.is_some()
+                    || v.errors.is_some()
+                    || v.message_echoes.is_some()
+                    || v.calls.is_some();
             }
-            foreign |= v.messages.is_some() || v.statuses.is_some() || v.errors.is_some();
         }
         if foreign || produced == 0 {
             self.push(EventKind::Unknown, None, None, value);
@@ -155,6 +198,52 @@ impl Ctx<'_, '_> {
         let key = text(&h.id).map(|id| format!("m:{id}"));
         let contact = find_contact(contacts, text(&h.from), text(&h.from_user_id));
         self.push(kind, key, contact, raw);
+    }
+
+    /// A `message_echoes[]` item: keyed like a message (`m:{wamid}`, the business's own
+    /// message id), on the contact of the user written to.
+    fn push_echo(&mut self, raw: &RawValue, contacts: &[(ContactHead<'_>, &RawValue)]) {
+        let Ok(h) = serde_json::from_str::<MessageHead<'_>>(raw.get()) else {
+            self.push(EventKind::Unknown, None, None, raw);
+            return;
+        };
+        let kind = match h.message_type.as_deref().map(MessageType::from_name) {
+            Some(MessageType::Unknown) => EventKind::Unknown,
+            _ => EventKind::Echo,
+        };
+        let key = text(&h.id).map(|id| format!("m:{id}"));
+        let user = self.echo_user(text(&h.from), text(&h.to));
+        let contact = find_contact(contacts, user, text(&h.to_user_id));
+        self.push(kind, key, contact, raw);
+    }
+
+    /// The user of an echo or a call without a direction ([`model::user_end`]).
+    fn echo_user<'s>(&self, from: Option<&'s str>, to: Option<&'s str>) -> Option<&'s str> {
+        model::user_end(self.display_phone_number.as_deref(), from, to)
+    }
+
+    /// A call's `calls[]` or `statuses[]` item: keyed per call and step (`c:{wacid}:connect`,
+    /// `c:{wacid}:terminate`, `c:{wacid}:status:{STATUS}`), on the contact of the user.
+    fn push_call(&mut self, raw: &RawValue, contacts: &[(ContactHead<'_>, &RawValue)]) {
+        let Ok(h) = serde_json::from_str::<CallHead<'_>>(raw.get()) else {
+            self.push(EventKind::Unknown, None, None, raw);
+            return;
+        };
+        let key = match (text(&h.id), text(&h.event), text(&h.status)) {
+            (Some(id), Some(event), _) => Some(format!("c:{id}:{event}")),
+            (Some(id), None, Some(status)) => Some(format!("c:{id}:status:{status}")),
+            _ => None,
+        };
+        let user = match text(&h.recipient_id) {
+            Some(r) => Some(r),
+            None => match text(&h.direction).map(str::to_ascii_uppercase).as_deref() {
+                Some("USER_INITIATED") => text(&h.from),
+                Some("BUSINESS_INITIATED") => text(&h.to),
+                _ => self.echo_user(text(&h.from), text(&h.to)),
+            },
+        };
+        let contact = find_contact(contacts, user, None);
+        self.push(EventKind::Call, key, contact, raw);
     }
 
     fn push_status(&mut self, raw: &RawValue, contacts: &[(ContactHead<'_>, &RawValue)]) {

@@ -13,16 +13,23 @@
 //!   its `from` / `from_user_id` (`recipient_id` / `recipient_user_id` for statuses); one that
 //!   names no one gets the change's `contacts[]` item when there is exactly one.
 //! - `user_preferences` field: each `user_preferences[]` item (kind `user_preference`).
+//! - `smb_message_echoes` field: each `message_echoes[]` item (kind `echo`: a message the
+//!   business sent, edited or deleted from the WhatsApp Business app), with the `contacts[]`
+//!   item of the user it was sent to (`to`, or `from` when `to` is the business number).
+//! - `calls` field: each `calls[]` item (connect, terminate) and each `statuses[]` item of a
+//!   business-initiated call (kind `call`), with the user's `contacts[]` item; change-level
+//!   `errors[]` as `unknown`.
 //! - `message_template_status_update`, `phone_number_quality_update`, `account_update`: the value
 //!   itself (one event).
 //! - any other field (groups, `account_alerts`, …): the value itself, kind `unknown`.
-//! - a `messages` / `user_preferences` value with members we do not know (or with no items at all)
+//! - a `messages` / `user_preferences` / `smb_message_echoes` / `calls` value with members we do not know (or with no items at all)
 //!   also yields the whole value as one `unknown` event, so a new kind of item is never dropped.
 //!
 //! # Dedupe keys
 //! Stable across Meta's retries of the same delivery (which resend the same bytes), distinct for
 //! distinct events:
-//! - message: `m:{message id}` (also for unknown message types);
+//! - message: `m:{message id}` (also for unknown message types, edits, revokes and echoes);
+//! - call: `c:{call id}:{event}` (`connect`, `terminate`) or `c:{call id}:status:{status}`;
 //! - status: `s:{message id}:{status}` (each step of a message's life is its own event);
 //! - template status: `t:{message_template_id}:{event}:{entry.time}`;
 //! - quality update: `q:{waba id}:{display_phone_number}:{event}:{entry.time}`;

@@ -230,3 +230,38 @@ fn a_message_naming_no_sender_gets_the_changes_only_contact() {
     let events = one(&TEXT.replace(r#""from":"5491123456789""#, r#""from":"5491100000000""#));
     assert!(events[0].contact.is_none());
 }
+
+#[test]
+fn echoes_and_calls_get_the_users_contact_and_their_own_keys() {
+    let body = r#"{"object":"whatsapp_business_account","entry":[{"id":"1","changes":[
+        {"field":"smb_message_echoes","value":{"metadata":{"display_phone_number":"551140040000","phone_number_id":"9"},
+         "contacts":[{"profile":{"name":"João"},"wa_id":"5511987654321"}],
+         "message_echoes":[{"from":"551140040000","to":"5511987654321","id":"wamid.E","timestamp":"1","type":"text","text":{"body":"Oi"}},
+                           {"from":"551140040000","to":"5511987654321","id":"wamid.P","timestamp":"1","type":"poll","poll":{}}]}},
+        {"field":"calls","value":{"metadata":{"display_phone_number":"551140040000","phone_number_id":"9"},
+         "contacts":[{"profile":{"name":"João"},"wa_id":"5511987654321"}],
+         "calls":[{"id":"wacid.C","from":"551140040000","to":"5511987654321","event":"connect","direction":"BUSINESS_INITIATED","timestamp":"2"}],
+         "statuses":[{"id":"wacid.C","type":"call","status":"ACCEPTED","timestamp":"3","recipient_id":"5511987654321"}],
+         "whatever_comes_next":[1]}}]}]}"#;
+    let events = one(body);
+    let got: Vec<(&str, EventKind)> = events.iter().map(|e| (e.key.as_str(), e.kind)).collect();
+    assert_eq!(got[0], ("m:wamid.E", EventKind::Echo));
+    assert_eq!(
+        got[1],
+        ("m:wamid.P", EventKind::Unknown),
+        "an echo type we do not model"
+    );
+    assert_eq!(got[2], ("c:wacid.C:connect", EventKind::Call));
+    assert_eq!(got[3], ("c:wacid.C:status:ACCEPTED", EventKind::Call));
+    // A member of the calls value we do not know: the whole value is kept too.
+    assert_eq!(got[4].1, EventKind::Unknown);
+    assert_eq!(events.len(), 5);
+    for e in &events[..4] {
+        assert!(
+            e.contact.as_ref().unwrap().get().contains("João"),
+            "{}",
+            e.key
+        );
+        assert_eq!(e.display_phone_number.as_deref(), Some("551140040000"));
+    }
+}

@@ -88,7 +88,7 @@ pub(super) struct MetadataB<'a> {
     pub(super) phone_number_id: Option<Text<'a>>,
 }
 
-/// The members of a `messages` / `user_preferences` value; `extra` records any member we do
+/// The members of a `messages` / `user_preferences` / `smb_message_echoes` / `calls` value; `extra` records any member we do
 /// not know, so the value can be kept whole.
 #[derive(Default)]
 pub(super) struct ValueB<'a> {
@@ -98,6 +98,8 @@ pub(super) struct ValueB<'a> {
     pub(super) statuses: Option<Vec<&'a RawValue>>,
     pub(super) errors: Option<Vec<&'a RawValue>>,
     pub(super) user_preferences: Option<Vec<&'a RawValue>>,
+    pub(super) message_echoes: Option<Vec<&'a RawValue>>,
+    pub(super) calls: Option<Vec<&'a RawValue>>,
     pub(super) extra: bool,
 }
 
@@ -119,6 +121,8 @@ impl<'de: 'a, 'a> Deserialize<'de> for ValueB<'a> {
                         "statuses" => v.statuses = map.next_value()?,
                         "errors" => v.errors = map.next_value()?,
                         "user_preferences" => v.user_preferences = map.next_value()?,
+                        "message_echoes" => v.message_echoes = map.next_value()?,
+                        "calls" => v.calls = map.next_value()?,
                         "messaging_product" => {
                             map.next_value::<IgnoredAny>()?;
                         }
@@ -146,6 +150,29 @@ pub(super) struct MessageHead<'a> {
     pub(super) from: Option<Text<'a>>,
     #[serde(borrow, default)]
     pub(super) from_user_id: Option<Text<'a>>,
+    #[serde(borrow, default)]
+    pub(super) to: Option<Text<'a>>,
+    #[serde(borrow, default)]
+    pub(super) to_user_id: Option<Text<'a>>,
+}
+
+/// What the splitter needs of a `calls[]` item or a call's `statuses[]` item.
+#[derive(Deserialize)]
+pub(super) struct CallHead<'a> {
+    #[serde(borrow, default)]
+    pub(super) id: Option<Text<'a>>,
+    #[serde(borrow, default)]
+    pub(super) event: Option<Text<'a>>,
+    #[serde(borrow, default)]
+    pub(super) status: Option<Text<'a>>,
+    #[serde(borrow, default)]
+    pub(super) direction: Option<Text<'a>>,
+    #[serde(borrow, default)]
+    pub(super) from: Option<Text<'a>>,
+    #[serde(borrow, default)]
+    pub(super) to: Option<Text<'a>>,
+    #[serde(borrow, default)]
+    pub(super) recipient_id: Option<Text<'a>>,
 }
 
 #[derive(Deserialize)]

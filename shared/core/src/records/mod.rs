@@ -4,7 +4,9 @@
 //! `webhook` CRM posts them as is, and mappings read their fields by name.
 //!
 //! Every record serialises with `"kind"`: `contact`, `activity`, `consent`, `template_status`,
-//! `quality`, `unknown`, `attribution`, `lead`, `erasure`, `media`.
+//! `quality`, `unknown`, `attribution`, `lead`, `erasure`, `media`, `message_change` (an edit or
+//! deletion, [`crate::changes`]), `call` ([`crate::calls`]) and `account`
+//! ([`crate::account`]).
 
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
@@ -41,6 +43,12 @@ pub enum Record {
     Erasure(crate::erasure::ErasureItem),
     /// A message's media file stored, failed or refused ([`crate::media`]).
     Media(crate::media::record::MediaRecord),
+    /// An edit or deletion of a message ([`crate::changes`]).
+    MessageChange(crate::changes::MessageChangeRecord),
+    /// A WhatsApp call ([`crate::calls`]).
+    Call(crate::calls::CallRecord),
+    /// An `account_update` ([`crate::account`]).
+    Account(crate::account::AccountRecord),
 }
 
 impl Record {
@@ -56,6 +64,9 @@ impl Record {
             Record::Lead(_) => "lead",
             Record::Erasure(_) => "erasure",
             Record::Media(_) => "media",
+            Record::MessageChange(_) => "message_change",
+            Record::Call(_) => "call",
+            Record::Account(_) => "account",
         }
     }
 
@@ -77,6 +88,9 @@ impl Record {
             Record::Lead(l) => l.record_key(),
             Record::Erasure(e) => format!("erasure:{}", e.erasure_id),
             Record::Media(m) => m.record_key(),
+            Record::MessageChange(c) => c.record_key(),
+            Record::Call(c) => format!("call:{}", c.call_id),
+            Record::Account(a) => format!("account:{}", a.event_id),
         }
     }
 
@@ -91,6 +105,8 @@ impl Record {
             Record::Unknown(u) => u.contact_id.as_deref(),
             Record::Erasure(e) => e.contact_id.as_deref(),
             Record::Media(m) => Some(&m.contact_id),
+            Record::MessageChange(c) => Some(&c.contact_id),
+            Record::Call(c) => Some(&c.contact_id),
             _ => None,
         }
     }
@@ -124,6 +140,9 @@ pub struct ContactRecord {
     /// Click-to-WhatsApp attribution of the first message after an ad click.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub referral: Option<Referral>,
+    /// The user's latest answer to a call permission request.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub call_permission: Option<crate::calls::CallPermission>,
     /// When we last saw this contact (Unix ms).
     pub updated_at: i64,
 }
@@ -182,7 +201,8 @@ pub struct ActivityRecord {
     /// Key of the event that produced (or, for outbound statuses, last moved) this record.
     pub event_id: String,
     pub contact_id: String,
-    /// Inbound: the message type (`text`, `image`, `interactive`, …). Outbound: `status`.
+    /// Inbound and echoes: the message type (`text`, `image`, `interactive`, …). Outbound:
+    /// `status`.
     #[serde(rename = "type")]
     pub kind: String,
     pub direction: Option<Direction>,
@@ -205,7 +225,8 @@ pub struct ActivityRecord {
     /// `refused` on a `send_result` activity (a policy guard stopped the send).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub status: Option<String>,
-    /// Outbound `failed` only: why.
+    /// Outbound `failed`: why. Inbound `unsupported`: Meta's reason (131051 for a type it
+    /// cannot deliver yet).
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub errors: Vec<StatusError>,
     /// Outbound: pricing category (`marketing`, `utility`, …) when Meta reports it.
@@ -228,6 +249,22 @@ pub struct ActivityRecord {
     /// sent to a group (which names no person: `contact_id` is empty).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub group_id: Option<String>,
+    /// Who wrote an outbound message: `whatsapp_business_app` for echoes of messages the
+    /// business sent from the WhatsApp Business app.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub agent: Option<String>,
+    /// Inbound `unsupported`: the type Meta could not deliver (`unsupported.type`, e.g. `edit`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub unsupported_type: Option<String>,
+    /// Set by a store that folds `message_change` records in (the local CRM): when the latest
+    /// edit happened (Unix ms) and its wamid.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub edited_at: Option<i64>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub edit_id: Option<String>,
+    /// Set by a store that folds `message_change` records in: when the sender deleted it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub deleted_at: Option<i64>,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -301,6 +338,10 @@ pub struct TemplateStatusRecord {
     /// `category` notices: when the announced category takes effect (Unix ms).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub category_from: Option<i64>,
+    /// `components`: the edited template as Meta sent it (`body`, `header`, `footer`,
+    /// `buttons`, each when present).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub components: Option<Value>,
 }
 
 /// `phone_number_quality_update`.
@@ -331,255 +372,4 @@ pub struct UnknownRecord {
 }
 
 #[cfg(test)]
-mod tests {
-    use super::*;
-
-    pub(crate) fn samples() -> Vec<Record> {
-        vec![
-            Record::Contact(ContactRecord {
-                v: Version(1),
-                id: "c1".into(),
-                phone_e164: Some("+525512345678".into()),
-                phone_verified: Some(true),
-                wa_id: Some("5215512345678".into()),
-                bsuid: Some("MX.123".into()),
-                username: Some("ana".into()),
-                name: Some("Ana López".into()),
-                referral: Some(Referral {
-                    ctwa_clid: Some("clid".into()),
-                    ..Default::default()
-                }),
-                updated_at: 1,
-            }),
-            Record::Activity(ActivityRecord {
-                v: Version(1),
-                event_id: "wamid.1".into(),
-                contact_id: "c1".into(),
-                kind: "image".into(),
-                direction: Some(Direction::Inbound),
-                message_id: Some("wamid.1".into()),
-                at: Some(1000),
-                text: Some("mira".into()),
-                media: vec![MediaRef {
-                    id: "m1".into(),
-                    state: Some(crate::media::record::MediaState::Stored),
-                    stored: Some(crate::media::record::StoredMedia {
-                        size: 3,
-                        sha256: "ab".repeat(32),
-                        mime_type: "image/jpeg".into(),
-                        filename: Some("foto.jpg".into()),
-                        link: Some("https://gw.example/media/x.jpg?t=1.a".into()),
-                        link_expires_at: Some(2),
-                    }),
-                    error: Some(crate::media::record::MediaFailure {
-                        code: "media_gone".into(),
-                        message: "gone".into(),
-                    }),
-                    ..Default::default()
-                }],
-                context: Some(serde_json::json!({"id":"wamid.0"})),
-                ref_code: Some("AB23CD".into()),
-                ref_code_status: Some(crate::attribution::CodeStatus::Known),
-                ..Default::default()
-            }),
-            Record::Activity(ActivityRecord {
-                v: Version(1),
-                event_id: "wamid.2:failed".into(),
-                contact_id: "c1".into(),
-                kind: "status".into(),
-                direction: Some(Direction::Outbound),
-                message_id: Some("wamid.2".into()),
-                status: Some("failed".into()),
-                errors: vec![StatusError {
-                    code: Some(131026),
-                    ..Default::default()
-                }],
-                callback_data: Some("snd_1".into()),
-                send_id: Some("snd_1".into()),
-                group_id: Some("120363012345678901".into()),
-                ..Default::default()
-            }),
-            Record::Activity(ActivityRecord {
-                v: Version(1),
-                event_id: "send:snd_2:refused".into(),
-                contact_id: "c1".into(),
-                kind: "send_result".into(),
-                direction: Some(Direction::Outbound),
-                at: Some(1000),
-                status: Some("refused".into()),
-                errors: vec![StatusError {
-                    title: Some("marketing_opted_out".into()),
-                    message: Some("opted out".into()),
-                    ..Default::default()
-                }],
-                send_id: Some("snd_2".into()),
-                ..Default::default()
-            }),
-            Record::Consent(ConsentRecord {
-                v: Version(1),
-                event_id: "send:snd_3:opted_out".into(),
-                contact_id: "c1".into(),
-                status: ConsentStatus::OptOut,
-                category: "marketing_messages".into(),
-                source: ConsentSource::MetaError,
-                evidence: serde_json::json!({"send_id":"snd_3","code":131050}),
-                at: Some(1000),
-            }),
-            Record::Consent(ConsentRecord {
-                v: Version(1),
-                event_id: "e".into(),
-                contact_id: "c1".into(),
-                status: ConsentStatus::OptOut,
-                category: "all".into(),
-                source: ConsentSource::Keyword,
-                evidence: serde_json::json!({"keyword":"BAJA"}),
-                at: None,
-            }),
-            Record::TemplateStatus(TemplateStatusRecord {
-                event_id: "t".into(),
-                ..Default::default()
-            }),
-            Record::TemplateStatus(TemplateStatusRecord {
-                event_id: "t2".into(),
-                update: Some("category".into()),
-                quality: Some("RED".into()),
-                previous_quality: Some("GREEN".into()),
-                category: Some("MARKETING".into()),
-                previous_category: Some("UTILITY".into()),
-                category_from: Some(1),
-                ..Default::default()
-            }),
-            Record::Quality(QualityRecord {
-                event_id: "q".into(),
-                ..Default::default()
-            }),
-            Record::Unknown(UnknownRecord {
-                v: Version(1),
-                event_id: "u".into(),
-                field: "account_alerts".into(),
-                raw: serde_json::json!({"x":1}),
-                contact_id: None,
-            }),
-            Record::Unknown(UnknownRecord {
-                v: Version(1),
-                event_id: "p".into(),
-                field: "user_preferences".into(),
-                raw: serde_json::json!({"value":"signup"}),
-                contact_id: Some("c1".into()),
-            }),
-            Record::Attribution(crate::attribution::AttributionRecord::new(
-                "wamid.1",
-                "c1",
-                crate::attribution::TouchKind::First,
-                &crate::attribution::Touch {
-                    origin: crate::attribution::TouchOrigin::Referral,
-                    utm: Default::default(),
-                    ctwa_clid: Some("clid".into()),
-                    ref_code: None,
-                    gclid: None,
-                    fbclid: None,
-                    landing_page: None,
-                    referral: Some(serde_json::json!({"source_type":"ad"})),
-                    at: 1000,
-                },
-            )),
-            Record::Lead(crate::attribution::LeadRecord {
-                v: Version(1),
-                event_id: "wamid.1".into(),
-                contact_id: "c1".into(),
-                reason: "first_conversation".into(),
-                utm_source: Some("newsletter".into()),
-                utm_medium: None,
-                utm_campaign: None,
-                utm_content: None,
-                utm_term: None,
-                ctwa_clid: None,
-                ref_code: Some("AB23CD".into()),
-                touch_in_conversation: true,
-                created_at: 1000,
-            }),
-            Record::Erasure(crate::erasure::ErasureItem::new(
-                "era_1",
-                &crate::erasure::Person {
-                    contact_id: Some("c1".into()),
-                    keys: vec![crate::identity::IdentityKey::Bsuid("MX.1".into())],
-                },
-                Some("+525512345678"),
-                1,
-            )),
-            Record::Media(crate::media::record::MediaRecord {
-                v: Version(1),
-                event_id: "media:wamid.1:m1".into(),
-                activity_event_id: "wamid.1".into(),
-                contact_id: "c1".into(),
-                message_id: Some("wamid.1".into()),
-                media_id: "m1".into(),
-                kind: "image".into(),
-                state: crate::media::record::MediaState::Stored,
-                stored: Some(crate::media::record::StoredMedia {
-                    size: 3,
-                    sha256: "ab".repeat(32),
-                    mime_type: "image/jpeg".into(),
-                    filename: None,
-                    link: Some("https://gw.example/media/x.jpg?t=1.a".into()),
-                    link_expires_at: Some(2),
-                }),
-                error: Some(crate::media::record::MediaFailure {
-                    code: "media_gone".into(),
-                    message: "gone".into(),
-                }),
-                at: 1,
-            }),
-        ]
-    }
-
-    #[test]
-    fn records_serialise_with_kind_and_round_trip() {
-        for record in samples() {
-            let json = record.to_value();
-            assert_eq!(json["kind"], record.kind());
-            assert_eq!(json["v"], RECORDS_VERSION);
-            let back: Record = serde_json::from_value(json).unwrap();
-            assert_eq!(back, record);
-        }
-        let activity = samples()[1].to_value();
-        assert_eq!(activity["type"], "image");
-        assert_eq!(activity["event_id"], "wamid.1");
-        assert_eq!(activity["contact_id"], "c1");
-        let contact = samples()[0].to_value();
-        for field in ["id", "phone_e164", "wa_id", "bsuid", "name"] {
-            assert!(contact.get(field).is_some(), "{field}");
-        }
-    }
-
-    /// The documented schema lists every field the records emit, with the same required set.
-    #[test]
-    fn documented_schema_matches_the_records() {
-        let path = concat!(
-            env!("CARGO_MANIFEST_DIR"),
-            "/../../docs/records-schema.json"
-        );
-        let schema: Value = serde_json::from_str(&std::fs::read_to_string(path).unwrap()).unwrap();
-        assert_eq!(schema["properties"]["v"]["const"], RECORDS_VERSION);
-        for record in samples() {
-            let def = &schema["$defs"][record.kind()];
-            assert!(def.is_object(), "schema lacks {}", record.kind());
-            let props = def["properties"].as_object().unwrap();
-            let json = record.to_value();
-            for key in json.as_object().unwrap().keys() {
-                assert!(
-                    props.contains_key(key),
-                    "{}.{key} undocumented",
-                    record.kind()
-                );
-            }
-            for req in def["required"].as_array().unwrap() {
-                assert!(
-                    json.get(req.as_str().unwrap()).is_some(),
-                    "{}.{req} missing",
-                    record.kind()
-                );
-            }
-        }
-    }
-}
+mod tests;

@@ -28,6 +28,7 @@ use aws_sigv4::sign::v4;
 use aws_smithy_runtime_api::client::http::{HttpConnector, SharedHttpConnector};
 use aws_smithy_runtime_api::client::identity::Identity;
 use aws_smithy_runtime_api::client::orchestrator::HttpRequest;
+use aws_smithy_runtime_api::http::Headers;
 use aws_smithy_types::body::SdkBody;
 use aws_smithy_types::byte_stream::ByteStream;
 use aws_types::service_config::ServiceConfigKey;
@@ -49,6 +50,7 @@ pub struct S3Blobs {
     /// The bucket's URL without a trailing slash: path style under an endpoint URL (an emulator
     /// on 127.0.0.1 has no per-bucket host names), AWS's virtual host otherwise.
     base: String,
+    bucket: String,
     region: Option<String>,
     credentials: Option<SharedCredentialsProvider>,
     connector: SharedHttpConnector,
@@ -94,6 +96,7 @@ impl S3Blobs {
         };
         S3Blobs {
             base,
+            bucket,
             region,
             credentials: sdk.credentials_provider(),
             connector: crate::https::connector(Some(CONNECT_TIMEOUT), Some(READ_TIMEOUT)),
@@ -127,15 +130,30 @@ impl S3Blobs {
         query: &[(&str, &str)],
         ttl: Duration,
     ) -> Result<String, StoreError> {
-        self.presign_get_at(key, query, ttl, SystemTime::now())
+        self.presign_at(Method::GET, key, query, &[], ttl, SystemTime::now())
             .await
     }
 
-    /// [`Self::presign_get`] signed as of `time`.
-    async fn presign_get_at(
+    /// A presigned PUT of `key` that lives `ttl`, with `headers` signed into it: the uploader
+    /// must send exactly these (S3 refuses the PUT otherwise), so a signed `content-length`
+    /// and `x-amz-checksum-sha256` bind the URL to one file.
+    pub(crate) async fn presign_put(
         &self,
         key: &str,
+        headers: &[(&str, &str)],
+        ttl: Duration,
+    ) -> Result<String, StoreError> {
+        self.presign_at(Method::PUT, key, &[], headers, ttl, SystemTime::now())
+            .await
+    }
+
+    /// A presigned `method` on `key`, signed as of `time`.
+    async fn presign_at(
+        &self,
+        method: Method,
+        key: &str,
         query: &[(&str, &str)],
+        headers: &[(&str, &str)],
         ttl: Duration,
         time: SystemTime,
     ) -> Result<String, StoreError> {
@@ -163,9 +181,9 @@ impl S3Blobs {
             .into();
         // A presigned URL carries no body: S3 checks none (`UNSIGNED-PAYLOAD`).
         let signable = SignableRequest::new(
-            "GET",
+            method.as_str(),
             url.as_str(),
-            std::iter::empty(),
+            headers.iter().copied(),
             SignableBody::UnsignedPayload,
         )
         .map_err(|e| StoreError::Invalid(format!("presigning {key}: {e}")))?;
@@ -173,7 +191,7 @@ impl S3Blobs {
             .map_err(|e| StoreError::Invalid(format!("presigning {key}: {e}")))?
             .into_parts();
         let mut request = http::Request::builder()
-            .method(Method::GET)
+            .method(method)
             .uri(&url)
             .body(())
             .map_err(|e| StoreError::Invalid(format!("presigning {key}: {e}")))?;
@@ -181,13 +199,14 @@ impl S3Blobs {
         Ok(request.uri().to_string())
     }
 
-    /// One signed request; the status and body of S3's answer.
-    async fn once(
+    /// One signed request with `extra` headers; S3's status, headers and body (unread).
+    async fn send(
         &self,
         method: &Method,
         key: &str,
+        extra: &[(&str, &str)],
         body: &[u8],
-    ) -> Result<(u16, Vec<u8>), Failure> {
+    ) -> Result<(u16, Headers, SdkBody), Failure> {
         let (region, identity) = self.identity().await?;
         let url = format!("{}/{key}", self.base);
         let mut settings = SigningSettings::default();
@@ -206,9 +225,10 @@ impl S3Blobs {
             .into();
         let length = body.len().to_string();
         let mut headers = vec![("content-length", length.as_str())];
-        if method == Method::PUT {
+        if method == Method::PUT && extra.is_empty() {
             headers.push(("content-type", "application/json"));
         }
+        headers.extend_from_slice(extra);
         let signable = SignableRequest::new(
             method.as_str(),
             url.as_str(),
@@ -235,13 +255,120 @@ impl S3Blobs {
             .await
             .map_err(|e| Failure::Transient(format!("{e}")))?;
         let status = response.status().as_u16();
-        let bytes = ByteStream::new(response.into_body())
+        let headers = response.headers().clone();
+        Ok((status, headers, response.into_body()))
+    }
+
+    /// [`Self::send`] with the answer's body read whole.
+    async fn once(
+        &self,
+        method: &Method,
+        key: &str,
+        extra: &[(&str, &str)],
+        body: &[u8],
+    ) -> Result<(u16, Vec<u8>), Failure> {
+        let (status, _, body) = self.send(method, key, extra, body).await?;
+        let bytes = ByteStream::new(body)
             .collect()
             .await
             .map_err(|e| Failure::Transient(format!("reading the answer: {e}")))?
             .into_bytes()
             .to_vec();
         Ok((status, bytes))
+    }
+
+    /// CopyObject of `from` (in this bucket) to `to`; `replace_metadata` allows a copy onto
+    /// itself (which rewrites the object: its lifecycle days count from now).
+    pub(crate) async fn copy(
+        &self,
+        from: &str,
+        to: &str,
+        replace_metadata: bool,
+    ) -> Result<(), StoreError> {
+        let source = format!("{}/{from}", self.bucket);
+        let mut headers = vec![("x-amz-copy-source", source.as_str())];
+        if replace_metadata {
+            headers.push(("x-amz-metadata-directive", "REPLACE"));
+        }
+        match self
+            .call_with("CopyObject", Method::PUT, to, &headers, &[])
+            .await?
+        {
+            (200, body) if !String::from_utf8_lossy(&body).contains("<Error>") => Ok(()),
+            // A copy can fail after S3 sent its 200 (the error is then in the body): S3's own
+            // trouble, worth another attempt.
+            (200, body) => Err(StoreError::Unavailable(format!(
+                "CopyObject {from} to {to}: {}",
+                error_code(&body)
+            ))),
+            (status, body) => Err(refused("CopyObject", to, status, &body)),
+        }
+    }
+
+    /// HeadObject: S3's status and, on 200, the object's `Content-Length`. Retried as
+    /// [`Self::call`] is.
+    pub(crate) async fn head(&self, key: &str) -> Result<(u16, Option<u64>), StoreError> {
+        let mut last = String::new();
+        for attempt in 1..=ATTEMPTS {
+            if attempt > 1 {
+                tokio::time::sleep(Duration::from_millis(100 << (2 * (attempt - 2)))).await;
+            }
+            let sent = tokio::time::timeout(CALL_TIMEOUT, self.send(&Method::HEAD, key, &[], &[]));
+            match sent.await {
+                Ok(Ok((status, _, _))) if status == 429 || status >= 500 => {
+                    last = format!("HTTP {status}");
+                }
+                Ok(Ok((status, headers, _))) => {
+                    let size = headers.get("content-length").and_then(|v| v.parse().ok());
+                    return Ok((status, size));
+                }
+                Ok(Err(Failure::Transient(e))) => last = e,
+                Ok(Err(Failure::Config(e))) => return Err(StoreError::Unavailable(e)),
+                Err(_) => last = format!("no answer within {CALL_TIMEOUT:?}"),
+            }
+        }
+        Err(StoreError::Unavailable(format!(
+            "HeadObject {key}: {last} (after {ATTEMPTS} attempts)"
+        )))
+    }
+
+    /// A GetObject whose body is streamed: `None` for a key S3 does not hold, else its
+    /// `Content-Length` and body. One attempt (the reader cannot be replayed); a failure is
+    /// `Unavailable`, for the caller's retry.
+    pub(crate) async fn open(&self, key: &str) -> Result<Option<(u64, ByteStream)>, StoreError> {
+        let sent = tokio::time::timeout(CALL_TIMEOUT, self.send(&Method::GET, key, &[], &[]))
+            .await
+            .map_err(|_| {
+                StoreError::Unavailable(format!(
+                    "GetObject {key}: no answer within {CALL_TIMEOUT:?}"
+                ))
+            })?;
+        let (status, headers, body) = sent.map_err(Failure::into_store)?;
+        let read = |body| async {
+            ByteStream::new(body)
+                .collect()
+                .await
+                .map(|b| b.into_bytes())
+        };
+        match status {
+            200 => {
+                let size = headers
+                    .get("content-length")
+                    .and_then(|v| v.parse().ok())
+                    .ok_or_else(|| {
+                        StoreError::Corrupt(format!("GetObject {key}: no Content-Length"))
+                    })?;
+                Ok(Some((size, ByteStream::new(body))))
+            }
+            _ => {
+                let answer = read(body).await.map(|b| b.to_vec()).unwrap_or_default();
+                if status == 404 && error_code(&answer) == "NoSuchKey" {
+                    Ok(None)
+                } else {
+                    Err(refused("GetObject", key, status, &answer))
+                }
+            }
+        }
     }
 
     /// A call with its retries: S3's status and body, or the store error it came to.
@@ -252,13 +379,25 @@ impl S3Blobs {
         key: &str,
         body: &[u8],
     ) -> Result<(u16, Vec<u8>), StoreError> {
+        self.call_with(operation, method, key, &[], body).await
+    }
+
+    /// [`Self::call`] with `extra` headers signed and sent (a copy's source, a checksum).
+    pub(crate) async fn call_with(
+        &self,
+        operation: &str,
+        method: Method,
+        key: &str,
+        extra: &[(&str, &str)],
+        body: &[u8],
+    ) -> Result<(u16, Vec<u8>), StoreError> {
         let attempts = async {
             let mut last = String::new();
             for attempt in 1..=ATTEMPTS {
                 if attempt > 1 {
                     tokio::time::sleep(Duration::from_millis(100 << (2 * (attempt - 2)))).await;
                 }
-                match self.once(&method, key, body).await {
+                match self.once(&method, key, extra, body).await {
                     Ok((status, body)) if status == 429 || status >= 500 => {
                         last = format!("HTTP {status}: {}", error_code(&body));
                     }
@@ -361,126 +500,4 @@ impl BlobStore for S3Blobs {
 }
 
 #[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn error_bodies_name_their_code() {
-        let body =
-            b"<?xml version=\"1.0\"?><Error><Code>NoSuchKey</Code><Message>x</Message></Error>";
-        assert_eq!(error_code(body), "NoSuchKey");
-        assert_eq!(error_code(b"upstream gone"), "upstream gone");
-        assert!(refused("GetObject", "k", 403, b"<Code>AccessDenied</Code>").is_retryable());
-        assert!(refused("GetObject", "k", 404, b"<Code>NoSuchBucket</Code>").is_retryable());
-        assert!(!refused("PutObject", "k", 400, b"<Code>BadDigest</Code>").is_retryable());
-    }
-
-    #[test]
-    fn query_values_are_escaped_as_s3_reads_them() {
-        assert_eq!(query_escape("image/jpeg"), "image%2Fjpeg");
-        assert_eq!(
-            query_escape("application/vnd.ms-excel+x y"),
-            "application%2Fvnd.ms-excel%2Bx%20y"
-        );
-    }
-
-    #[tokio::test]
-    async fn a_presigned_url_names_the_key_its_overrides_and_its_lifetime() {
-        let sdk = crate::sdk::sdk_config_for_endpoint("http://127.0.0.1:5000", "sa-east-1");
-        let url = S3Blobs::new(&sdk, "b")
-            .presign_get(
-                "media/ab",
-                &[("response-content-type", "image/jpeg")],
-                Duration::from_secs(300),
-            )
-            .await
-            .unwrap();
-        assert!(
-            url.starts_with("http://127.0.0.1:5000/b/media/ab?response-content-type=image%2Fjpeg&"),
-            "{url}"
-        );
-        for part in [
-            "X-Amz-Algorithm=AWS4-HMAC-SHA256",
-            "X-Amz-Expires=300",
-            "X-Amz-SignedHeaders=host",
-            "X-Amz-Signature=",
-            "%2Fsa-east-1%2Fs3%2Faws4_request",
-        ] {
-            assert!(url.contains(part), "{part} in {url}");
-        }
-    }
-
-    /// The same GET presigned by aws-sdk-s3 (which the media function links) at the same time
-    /// with the same credentials is the same URL, signature included: with an emulator's
-    /// endpoint and on AWS's virtual hosts, and with a Lambda role's session token.
-    #[cfg(feature = "media")]
-    #[tokio::test]
-    async fn presigned_urls_are_the_sdks_own() {
-        use aws_credential_types::Credentials;
-        use aws_sdk_s3::presigning::PresigningConfig;
-
-        let at = SystemTime::UNIX_EPOCH + Duration::from_secs(1_800_000_000);
-        let ttl = Duration::from_secs(300);
-        let key = format!("media/{}", "ab".repeat(32));
-        let session = Credentials::new("AKIDEXAMPLE", "secret", Some("token/+=".into()), None, "t");
-        let configs = [
-            crate::sdk::sdk_config_for_endpoint("http://127.0.0.1:5000", "us-east-1"),
-            SdkConfig::builder()
-                .region(aws_types::region::Region::new("sa-east-1"))
-                .credentials_provider(SharedCredentialsProvider::new(session))
-                .behavior_version(aws_sdk_s3::config::BehaviorVersion::latest())
-                .build(),
-        ];
-        for sdk in configs {
-            let ours = S3Blobs::new(&sdk, "wabridge-media")
-                .presign_get_at(
-                    &key,
-                    &[
-                        ("x-id", "GetObject"),
-                        ("response-content-type", "image/jpeg"),
-                    ],
-                    ttl,
-                    at,
-                )
-                .await
-                .unwrap();
-            let client = aws_sdk_s3::Client::from_conf(
-                aws_sdk_s3::config::Builder::from(&sdk)
-                    .force_path_style(sdk.endpoint_url().is_some())
-                    .build(),
-            );
-            let theirs = client
-                .get_object()
-                .bucket("wabridge-media")
-                .key(&key)
-                .response_content_type("image/jpeg")
-                .presigned(
-                    PresigningConfig::builder()
-                        .start_time(at)
-                        .expires_in(ttl)
-                        .build()
-                        .unwrap(),
-                )
-                .await
-                .unwrap();
-            assert_eq!(ours, theirs.uri());
-        }
-    }
-
-    #[test]
-    fn addressing_follows_the_endpoint() {
-        let sdk = crate::sdk::sdk_config_for_endpoint("http://127.0.0.1:5000/", "sa-east-1");
-        assert_eq!(S3Blobs::new(&sdk, "b").base, "http://127.0.0.1:5000/b");
-        let aws = SdkConfig::builder()
-            .region(aws_types::region::Region::new("sa-east-1"))
-            .build();
-        assert_eq!(
-            S3Blobs::new(&aws, "wabridge-claim").base,
-            "https://wabridge-claim.s3.sa-east-1.amazonaws.com"
-        );
-        assert_eq!(
-            S3Blobs::new(&aws, "with.dots").base,
-            "https://s3.sa-east-1.amazonaws.com/with.dots"
-        );
-    }
-}
+mod tests;
