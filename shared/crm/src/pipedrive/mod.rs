@@ -221,7 +221,10 @@ impl Crm for PipedriveCrm {
                 Ok(())
             }
             Record::MessageChange(_) => {
-                self.skip(effect, "edits and deletions are not applied in Pipedrive yet");
+                self.skip(
+                    effect,
+                    "edits and deletions are not applied in Pipedrive yet",
+                );
                 Ok(())
             }
             Record::Media(_) => {
