@@ -21,6 +21,7 @@ pub mod clock;
 pub mod config;
 pub mod consent;
 pub mod consumer;
+pub mod conversations;
 pub mod crm;
 pub mod dedupe;
 pub mod erasure;
