@@ -22,6 +22,7 @@ const SCHEMAS: &[&str] = &[
     crate::erasure::SCHEMA,
     crate::media_index::SCHEMA,
     crate::media_uploads::SCHEMA,
+    crate::conversations::SCHEMA,
 ];
 
 /// Current schema version, kept in `PRAGMA user_version`.
