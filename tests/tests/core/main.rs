@@ -4,6 +4,7 @@
 mod attribution_conversions;
 mod attribution_sqlite;
 mod changes_calls;
+mod conversations;
 mod crm_attribution;
 mod crm_http;
 mod crm_sync;
