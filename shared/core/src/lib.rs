@@ -9,6 +9,7 @@
 //! client (`wabridge-graph`) implement its ports; every function is a thin wiring of them.
 
 pub mod account;
+pub mod agents;
 pub mod api;
 pub mod attribution;
 pub mod audit;

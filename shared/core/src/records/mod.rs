@@ -255,7 +255,8 @@ pub struct ActivityRecord {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub group_id: Option<String>,
     /// Who wrote an outbound message: `whatsapp_business_app` for echoes of messages the
-    /// business sent from the WhatsApp Business app.
+    /// business sent from the WhatsApp Business app; on a status of a send, the `agent` the
+    /// send named (when conversations are on).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub agent: Option<String>,
     /// Inbound `unsupported`: the type Meta could not deliver (`unsupported.type`, e.g. `edit`).

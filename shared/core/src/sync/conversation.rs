@@ -16,7 +16,7 @@ use crate::records::{Direction, Record};
 use crate::webhook::model::{Item, MessageType, StatusKind};
 
 use super::plan::Plan;
-use super::CrmSync;
+use super::{CrmSync, HookContext};
 
 impl CrmSync {
     /// Folds the event's message into its conversation; returns the changed conversations as
@@ -33,6 +33,21 @@ impl CrmSync {
         let Some(conversations) = &self.conversations else {
             return Ok(Vec::new());
         };
+        if let Item::Status(status) = &plan.item {
+            let keys = plan.identity.keys();
+            let ctx = HookContext {
+                event,
+                contact_id: Some(contact_id),
+                keys: &keys,
+            };
+            if let Some(agent) = self.hooks.agent_of(&ctx, status).await? {
+                for (_, r) in records.iter_mut() {
+                    if let Record::Activity(a) = r {
+                        a.agent = Some(agent.clone());
+                    }
+                }
+            }
+        }
         let Some(obs) = observation(event, plan, contact, contact_id, records) else {
             return Ok(Vec::new());
         };
