@@ -14,12 +14,15 @@ const IDLE: i64 = 24 * HOUR;
 /// engines): conditions on revisions, the head and new marks.
 #[derive(Default)]
 struct Memory {
-    state: Mutex<(
-        HashMap<String, ConversationState>,
-        HashMap<String, String>,
-        HashMap<String, MessageMark>,
-    )>,
+    state: Mutex<Tables>,
 }
+
+/// Conversations by id, heads by thread, marks by message id.
+type Tables = (
+    HashMap<String, ConversationState>,
+    HashMap<String, String>,
+    HashMap<String, MessageMark>,
+);
 
 #[async_trait]
 impl ConversationStore for Memory {
