@@ -1,6 +1,7 @@
 //! Conversations and agents through `wabridge serve`: an agent named on `POST /sends` (checked
 //! against the mapping's `[agents]` catalogue) is assigned to the conversation by the first
-//! status of the send, and the conversation's first-response time is exact.
+//! status of the send, and the conversation's first-response time is exact; `wabridge
+//! conversations list|show` print it.
 
 use std::time::Duration;
 
@@ -84,4 +85,27 @@ async fn an_agent_named_on_a_send_is_assigned_to_the_conversation_it_answers() {
     assert_eq!(replies.len(), 1, "{records:#?}");
     assert_eq!(replies[0]["agent"], "ana");
     assert_eq!(replies[0]["conversation_id"], conversation["id"]);
+
+    // The CLI shows the same conversation; an unknown id is an error naming it.
+    let listed =
+        wabridge_tests::gateway::json_lines(&gw.cli_ok(&["conversations", "list", "--json"]));
+    assert_eq!(listed.len(), 1, "{listed:#?}");
+    assert_eq!(listed[0]["id"], conversation["id"]);
+    let id = conversation["id"].as_str().unwrap();
+    let shown: serde_json::Value =
+        serde_json::from_str(&gw.cli_ok(&["conversations", "show", id])).unwrap();
+    assert_eq!(shown["first_response_ms"], 90_000);
+    assert_eq!(shown["agent"], "ana");
+    let table = gw.cli_ok(&["conversations", "list"]);
+    assert!(
+        table
+            .lines()
+            .nth(1)
+            .is_some_and(|l| l.starts_with(id) && l.contains("ana")),
+        "{table}"
+    );
+    let missing = gw.cli(&["conversations", "show", "cnv_missing"], &[]);
+    assert!(!missing.status.success());
+    let err = String::from_utf8_lossy(&missing.stderr);
+    assert!(err.contains("no conversation with id cnv_missing"), "{err}");
 }
