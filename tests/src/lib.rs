@@ -475,6 +475,7 @@ pub fn sender_app(
     )
 }
 
+pub mod conversation_day;
 pub mod faults;
 pub mod gateway;
 pub mod multipart;

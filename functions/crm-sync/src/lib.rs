@@ -60,13 +60,17 @@ pub async fn cold_start() -> Result<App, lambda_runtime::Error> {
     let engine =
         AwsEngine::new(sdk, table).with_claim_check(sdk, lookup(config::CLAIM_CHECK_BUCKET));
     let queue: Arc<dyn Queue> = Arc::new(engine.queue(queue_url, dlq_url));
-    let mut sync = engine.crm_sync(
-        crm,
-        mapping,
-        AttributionConfig::from_env()?,
-        config::ledger_retention()?,
-        Arc::new(sending_hooks(&engine, queue.clone())),
-    );
+    let ledger_retention = config::ledger_retention()?;
+    let idle = wabridge_core::conversations::idle_ms(lookup)?;
+    let mut sync = engine
+        .crm_sync(
+            crm,
+            mapping,
+            AttributionConfig::from_env()?,
+            ledger_retention,
+            Arc::new(sending_hooks(&engine, queue.clone())),
+        )
+        .with_conversations(engine.conversations(idle, ledger_retention));
     let media = media_queue(lookup)?;
     if let Some(url) = &media {
         sync = with_media(&engine, sync, url);

@@ -16,7 +16,7 @@ use crate::error::CliError;
 
 /// Builds the handler from the environment (`CRM_KIND`, default `local`; `WABRIDGE_MAPPING`,
 /// default the example mapping of that CRM;
-/// `WABRIDGE_ATTRIBUTION`, default attribution settings). Fails at start-up, not per message, on bad config.
+/// `WABRIDGE_ATTRIBUTION`, default attribution settings; `WABRIDGE_CONVERSATION_IDLE_HOURS`). Fails at start-up, not per message, on bad config.
 /// `sends` is the sending side the hooks feed (delivery tracking, template registry, consent,
 /// 24-hour window: see [`wabridge_core::sends::hooks::SendingHooks`]).
 /// `media`: when set, inbound media is fetched (activities carry it `pending`; jobs go on the
@@ -33,11 +33,14 @@ pub async fn handler(
     let local = Arc::new(LocalCrm::new(SqliteRecords::new(db.clone())));
     let crm = wabridge_crm::from_lookup(&mapping, Some(local), media.clone(), env)?;
     let attribution_config = AttributionConfig::from_env()?;
+    let idle = wabridge_core::conversations::idle_ms(env)?;
     println!("crm: {kind}");
-    let sync = SqliteEngine::new(db.clone())
+    let engine = SqliteEngine::new(db.clone());
+    let sync = engine
         .crm_sync(crm, mapping, attribution_config, sends)
         .await
-        .map_err(CliError::store("cannot set up crm-sync over the database"))?;
+        .map_err(CliError::store("cannot set up crm-sync over the database"))?
+        .with_conversations(engine.conversations(idle));
     let sync = match media {
         Some(_) => sync.with_media(Arc::new(SqliteQueue::new(db.clone(), MEDIA_QUEUE))),
         None => sync,

@@ -124,6 +124,9 @@ pub enum CliError {
     /// a phone number).
     #[error("no contact with this phone number, BSUID or id")]
     NoContact,
+    /// `conversations show` named a conversation the store does not have.
+    #[error("no conversation with id {id}")]
+    NoConversation { id: String },
     /// `dead-letters redrive --id` named a letter that is not there.
     #[error("no dead letter with id {id}")]
     NoDeadLetter { id: String },

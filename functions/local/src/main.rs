@@ -3,6 +3,7 @@
 
 mod attribution;
 mod audit;
+mod conversations;
 mod crm_sync;
 mod data;
 mod erase;
@@ -88,6 +89,11 @@ enum Command {
         #[command(flatten)]
         data: DataArg,
     },
+    /// Conversations (a thread between a contact and a business number) in the local store.
+    Conversations {
+        #[command(subcommand)]
+        action: ConversationsAction,
+    },
     /// Tracked click-to-chat links (wa.me with a reference code, QR codes).
     Link {
         #[command(subcommand)]
@@ -170,6 +176,28 @@ enum Command {
         count: u64,
         #[arg(long)]
         out: PathBuf,
+        #[command(flatten)]
+        data: DataArg,
+    },
+}
+
+#[derive(Subcommand)]
+enum ConversationsAction {
+    /// The newest conversations: a table, or with --json one record per line.
+    List {
+        /// Only this contact's (its contact id).
+        #[arg(long)]
+        contact: Option<String>,
+        #[arg(long, default_value_t = 50)]
+        limit: usize,
+        #[arg(long)]
+        json: bool,
+        #[command(flatten)]
+        data: DataArg,
+    },
+    /// One conversation as JSON.
+    Show {
+        id: String,
         #[command(flatten)]
         data: DataArg,
     },
@@ -385,6 +413,15 @@ async fn run(command: Command) -> Result<(), CliError> {
         Command::Records { json, kind, data } => {
             tools::records(&data.data, json, kind.as_deref()).await
         }
+        Command::Conversations { action } => match action {
+            ConversationsAction::List {
+                contact,
+                limit,
+                json,
+                data,
+            } => conversations::list(&data.data, contact, limit, json).await,
+            ConversationsAction::Show { id, data } => conversations::show(&data.data, &id).await,
+        },
         Command::Link {
             action: LinkAction::Create { link, data },
         } => attribution::link_create(&data.data, link).await,

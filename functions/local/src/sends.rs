@@ -24,7 +24,8 @@ use wabridge_sqlite::{Db, SqliteEngine, SqliteMediaUploads, SqliteQueue, SENDS_Q
 use crate::error::CliError;
 
 /// The sends service over the local SQLite store (see [`SqliteEngine::sends`]), with the
-/// language map of `WABRIDGE_TEMPLATE_LANGUAGES` and the stored files sends may carry.
+/// language map of `WABRIDGE_TEMPLATE_LANGUAGES`, the stored files sends may carry and the
+/// mapping's agent catalogue.
 pub fn service(
     db: &Db,
     keys: Arc<ApiKeys>,
@@ -32,12 +33,17 @@ pub fn service(
     media: MediaLibrary,
 ) -> Result<Arc<Sends>, CliError> {
     let languages = LanguageMap::from_lookup(|n| std::env::var(n).ok())?;
+    // The agents `POST /sends` takes: the mapping crm-sync uses (`[agents] ids`).
+    let kind = wabridge_core::config::crm_kind(|n| std::env::var(n).ok());
+    wabridge_crm::check_kind(&kind)?;
+    let agents = wabridge_core::mapping::Mapping::from_env(&kind)?.agents;
     Ok(Arc::new(
         SqliteEngine::new(db.clone())
             .sends(keys)
             .with_audit(audit)
             .with_languages(languages)
-            .with_media(media),
+            .with_media(media)
+            .with_agents(agents),
     ))
 }
 

@@ -201,6 +201,23 @@ impl AwsEngine {
             .with_retention(self.content_retention)
     }
 
+    /// Conversations over the table, closing after `idle_ms` without a message; message marks
+    /// are kept `ledger_retention`.
+    pub fn conversations(
+        &self,
+        idle_ms: i64,
+        ledger_retention: Duration,
+    ) -> wabridge_core::conversations::Conversations {
+        wabridge_core::conversations::Conversations::new(
+            Arc::new(crate::dynamo::conversations::DynamoConversations::new(
+                self.dynamo.clone(),
+                self.table.clone(),
+                ledger_retention,
+            )),
+            idle_ms,
+        )
+    }
+
     /// crm-sync over the table: identities, the effects ledger (kept `ledger_retention`),
     /// attribution, and the sending side's `hooks`.
     pub fn crm_sync(

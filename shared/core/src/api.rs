@@ -333,6 +333,10 @@ impl From<SendsError> for ApiError {
             },
             e @ SendsError::KeyReused => ApiError::Conflict(e.to_string()),
             SendsError::NotFound(id) => ApiError::NotFound(format!("send {id}")),
+            SendsError::Agent(e) => ApiError::Unprocessable {
+                code: e.code,
+                message: e.message,
+            },
             SendsError::Store(e) => e.into(),
         }
     }

@@ -9,6 +9,7 @@
 //! client (`wabridge-graph`) implement its ports; every function is a thin wiring of them.
 
 pub mod account;
+pub mod agents;
 pub mod api;
 pub mod attribution;
 pub mod audit;
@@ -21,6 +22,7 @@ pub mod clock;
 pub mod config;
 pub mod consent;
 pub mod consumer;
+pub mod conversations;
 pub mod crm;
 pub mod dedupe;
 pub mod erasure;

@@ -1,7 +1,7 @@
 //! The `local` CRM: canonical records in the SQLite records table of `wabridge serve`
 //! (`wabridge records --json` prints them). Every write is a keyed upsert, so repeating one (an
-//! in-doubt retry) changes nothing; the forward-only rule of outbound statuses is checked inside
-//! the same transaction as the write.
+//! in-doubt retry) changes nothing; the forward-only rule of outbound statuses (and a
+//! conversation's highest revision) is checked inside the same transaction as the write.
 
 use async_trait::async_trait;
 use serde_json::Value;
@@ -63,6 +63,12 @@ impl Crm for LocalCrm {
             Record::Activity(a) => a.status.as_deref().map(|s| StatusKind::parse(s).rank()),
             _ => None,
         };
+        // A conversation's changes may land out of order (two deliveries of one thread): the
+        // highest revision stays.
+        let revision = match &effect.record {
+            Record::Conversation(c) => Some(c.revision),
+            _ => None,
+        };
         let media = match &effect.record {
             Record::Media(m) => Some(m.clone()),
             _ => None,
@@ -81,6 +87,13 @@ impl Crm for LocalCrm {
                         if old_rank > rank {
                             return Ok(());
                         }
+                    }
+                }
+                if let Some(revision) = revision {
+                    let old = get_in(t, kind, &id)?;
+                    let old = old.and_then(|o| o.body.get("revision").and_then(Value::as_u64));
+                    if old.is_some_and(|old| old > revision) {
+                        return Ok(());
                     }
                 }
                 let mut body = body.clone();

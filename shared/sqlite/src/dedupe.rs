@@ -408,9 +408,17 @@ mod tests {
         clock.advance(31 * day);
         ledger.claim("recent", day).await.unwrap();
         ledger.confirm("recent").await.unwrap();
+        // Conversation message marks: one written 31 days ago, one now.
+        let now = clock.now_ms();
+        let marks = format!(
+            "INSERT INTO conversation_messages VALUES ('wamid.old', 'c', 1, {}), ('wamid.new', 'c', 1, {now})",
+            now - 31 * 86_400_000
+        );
+        db.write(move |t| t.execute_batch(&marks).map_err(crate::db::sql_err))
+            .await
+            .unwrap();
         // Pair windows: one ended two days ago, one ended an hour ago, one still held.
         let sends = SqliteSends::new(db.clone());
-        let now = clock.now_ms();
         let six_s = Duration::from_secs(6);
         for (recipient, at) in [
             ("+5215500000001", now - 2 * 86_400_000),
@@ -433,6 +441,8 @@ mod tests {
         task.await.unwrap();
         let left = strings(&db, "SELECT effect_id FROM effects ORDER BY effect_id").await;
         assert_eq!(left, vec!["old-unconfirmed", "recent"]);
+        let marks = strings(&db, "SELECT message_id FROM conversation_messages").await;
+        assert_eq!(marks, vec!["wamid.new"]);
         let windows = strings(&db, "SELECT recipient FROM pair_windows ORDER BY recipient").await;
         assert_eq!(windows, vec!["+5215500000002", "+5215500000003"]);
         // The window still held keeps holding.

@@ -6,6 +6,7 @@ use std::sync::Arc;
 use wabridge_core::attribution::AttributionConfig;
 use wabridge_core::auth::ApiKeys;
 use wabridge_core::consent::ConsentService;
+use wabridge_core::conversations::Conversations;
 use wabridge_core::crm::Crm;
 use wabridge_core::error::StoreError;
 use wabridge_core::mapping::Mapping;
@@ -88,6 +89,14 @@ impl SqliteEngine {
             self.policy(),
             Arc::new(QueueEvents::new(Arc::new(self.queue(EVENTS_QUEUE)))),
             keys,
+        )
+    }
+
+    /// Conversations over the file, closing after `idle_ms` without a message.
+    pub fn conversations(&self, idle_ms: i64) -> Conversations {
+        Conversations::new(
+            Arc::new(crate::SqliteConversations::new(self.db.clone())),
+            idle_ms,
         )
     }
 

@@ -48,6 +48,12 @@ pub const TABLES: &[(&str, &str)] = &[
     ("attribution_contacts", "deleted by contact id"),
     ("attribution_log", "deleted by contact id"),
     ("attribution_conversions", "deleted by contact id"),
+    ("conversations", "deleted by contact id"),
+    ("conversation_heads", "deleted by contact id"),
+    (
+        "conversation_messages",
+        "deleted with the contact's conversations (message ids, no content)",
+    ),
     (
         "queue_messages",
         "events naming the person deleted (not the erasure event)",
@@ -311,6 +317,11 @@ fn erase(t: &Transaction, person: &Person, item: &ErasureItem) -> Result<Erased,
         "attribution_conversions",
     ] {
         count(table, delete_in(t, table, "contact_id", &contact)?);
+    }
+    if let Some(contact) = &person.contact_id {
+        for (table, n) in crate::conversations::erase_in(t, contact)? {
+            count(table, n);
+        }
     }
     let about = |body: &str| person.named_in(body);
     let queued = delete_matching(t, "queue_messages", "id", "body", |body| about(body))?;

@@ -68,8 +68,8 @@ impl SqliteLedger {
         self.retention
     }
 
-    /// Deletes up to `limit` confirmed effects and up to `limit` message statuses last written
-    /// more than the retention ago; returns how many rows went.
+    /// Deletes up to `limit` confirmed effects, message statuses and conversation message marks
+    /// each, last written more than the retention ago; returns how many rows went.
     pub async fn purge_expired(&self, limit: usize) -> Result<usize, StoreError> {
         let cutoff = self
             .clock
@@ -92,7 +92,15 @@ impl SqliteLedger {
                     )
                     .and_then(|mut s| s.execute(params![cutoff, limit]))
                     .map_err(sql_err)?;
-                Ok(effects + statuses)
+                // A conversation's message marks live as long as a status may still come.
+                let marks = t
+                    .prepare_cached(
+                        "DELETE FROM conversation_messages WHERE message_id IN (SELECT message_id
+                         FROM conversation_messages WHERE written_at < ?1 LIMIT ?2)",
+                    )
+                    .and_then(|mut s| s.execute(params![cutoff, limit]))
+                    .map_err(sql_err)?;
+                Ok(effects + statuses + marks)
             })
             .await
     }

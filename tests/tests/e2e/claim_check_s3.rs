@@ -89,13 +89,16 @@ impl Setup {
             .engine(&self.table)
             .with_claim_check(&self.aws.config, Some(self.bucket.clone()));
         let queue: Arc<dyn Queue> = Arc::new(engine.queue(&self.queues.url, &self.queues.dlq_url));
-        let sync = engine.crm_sync(
-            crm,
-            Mapping::example("webhook").unwrap(),
-            Default::default(),
-            Duration::from_secs(86_400),
-            Arc::new(crm_sync::sending_hooks(&engine, queue.clone())),
-        );
+        let sync = engine
+            .crm_sync(
+                crm,
+                Mapping::example("webhook").unwrap(),
+                Default::default(),
+                Duration::from_secs(86_400),
+                Arc::new(crm_sync::sending_hooks(&engine, queue.clone())),
+            )
+            // As the Lambda builds it (default idle time).
+            .with_conversations(engine.conversations(24 * 3_600_000, Duration::from_secs(86_400)));
         crm_sync::App {
             handler: engine.claim_checked(Arc::new(sync)),
             queue,

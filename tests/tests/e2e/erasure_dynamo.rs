@@ -142,7 +142,9 @@ async fn an_erased_person_is_in_no_item_of_the_table_and_the_crm_is_told() {
         .as_str()
         .expect("João had a contact")
         .to_string();
-    for family in ["identity", "send", "consent", "inbound"] {
+    for family in [
+        "identity", "send", "consent", "inbound", "conv", "convhead", "convmsg",
+    ] {
         assert!(
             erased["removed"][family].as_u64().unwrap_or(0) > 0,
             "{family}: {erased}"

@@ -9,6 +9,7 @@ mod aws_lambda_ingest;
 mod aws_secrets;
 mod changes_calls_aws;
 mod claim_check_s3;
+mod conversations_aws;
 mod crm_aws;
 mod crm_local_serve;
 mod dead_letters_retention;

@@ -97,6 +97,18 @@ pub const FAMILIES: &[(&str, &str)] = &[
     ("attrlog", "deleted when its body names the contact"),
     ("attrconv", "deleted when its body names the contact"),
     (
+        super::conversations::FAMILY,
+        "deleted when its `contact_id` is the contact",
+    ),
+    (
+        super::conversations::HEAD_FAMILY,
+        "deleted when its `contact_id` is the contact",
+    ),
+    (
+        super::conversations::MARK_FAMILY,
+        "deleted when its `contact_id` is the contact (message ids only; expires with the ledger)",
+    ),
+    (
         "dedupe",
         "user-preference keys carrying their number deleted",
     ),
@@ -333,6 +345,9 @@ fn about(item: &Item, person: &Person, keys: &[String]) -> bool {
         "attrcontact" => Some(id.as_str()) == contact,
         "attrlog" | "attrconv" => {
             contact.is_some_and(|c| attr("body").is_some_and(|b| b.contains(c)))
+        }
+        "conv" | "convhead" | "convmsg" => {
+            contact.is_some() && attr("contact_id").as_deref() == contact
         }
         "dedupe" | "ledger" => person.named_in_key(&id),
         super::media_index::FAMILY => keyed(attr(SK)),

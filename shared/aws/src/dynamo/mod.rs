@@ -22,6 +22,7 @@ use wabridge_core::error::StoreError;
 pub mod attribution;
 pub mod audit;
 pub mod consent;
+pub mod conversations;
 pub mod dedupe;
 pub mod erasure;
 pub mod identity;

@@ -247,6 +247,9 @@ pub struct Mapping {
     /// What the CRM does with a deleted (revoked) message's content.
     #[serde(default)]
     pub revoke: RevokeSettings,
+    /// `[agents] ids`: the agents `POST /sends` may name.
+    #[serde(default)]
+    pub agents: crate::agents::AgentCatalogue,
 }
 
 /// `[revoke]`: `content = "clear"` (default) or `"keep"`. wabridge's own stores (the local

@@ -5,8 +5,8 @@
 //!
 //! Every record serialises with `"kind"`: `contact`, `activity`, `consent`, `template_status`,
 //! `quality`, `unknown`, `attribution`, `lead`, `erasure`, `media`, `message_change` (an edit or
-//! deletion, [`crate::changes`]), `call` ([`crate::calls`]) and `account`
-//! ([`crate::account`]).
+//! deletion, [`crate::changes`]), `call` ([`crate::calls`]), `account`
+//! ([`crate::account`]) and `conversation` ([`crate::conversations`]).
 
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
@@ -49,6 +49,8 @@ pub enum Record {
     Call(crate::calls::CallRecord),
     /// An `account_update` ([`crate::account`]).
     Account(crate::account::AccountRecord),
+    /// A conversation's state after a change ([`crate::conversations`]).
+    Conversation(crate::conversations::ConversationRecord),
 }
 
 impl Record {
@@ -67,6 +69,7 @@ impl Record {
             Record::MessageChange(_) => "message_change",
             Record::Call(_) => "call",
             Record::Account(_) => "account",
+            Record::Conversation(_) => "conversation",
         }
     }
 
@@ -91,6 +94,7 @@ impl Record {
             Record::MessageChange(c) => c.record_key(),
             Record::Call(c) => format!("call:{}", c.call_id),
             Record::Account(a) => format!("account:{}", a.event_id),
+            Record::Conversation(c) => c.record_key(),
         }
     }
 
@@ -107,6 +111,7 @@ impl Record {
             Record::Media(m) => Some(&m.contact_id),
             Record::MessageChange(c) => Some(&c.contact_id),
             Record::Call(c) => Some(&c.contact_id),
+            Record::Conversation(c) => Some(&c.contact_id),
             _ => None,
         }
     }
@@ -250,7 +255,8 @@ pub struct ActivityRecord {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub group_id: Option<String>,
     /// Who wrote an outbound message: `whatsapp_business_app` for echoes of messages the
-    /// business sent from the WhatsApp Business app.
+    /// business sent from the WhatsApp Business app; on a status of a send, the `agent` the
+    /// send named (when conversations are on).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub agent: Option<String>,
     /// Inbound `unsupported`: the type Meta could not deliver (`unsupported.type`, e.g. `edit`).
@@ -265,6 +271,9 @@ pub struct ActivityRecord {
     /// Set by a store that folds `message_change` records in: when the sender deleted it.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub deleted_at: Option<i64>,
+    /// The conversation the message belongs to ([`crate::conversations`]).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub conversation_id: Option<String>,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]

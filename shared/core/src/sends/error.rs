@@ -55,6 +55,9 @@ pub enum SendsError {
     KeyReused,
     #[error("send {0} not found")]
     NotFound(String),
+    /// The `agent` is outside the catalogue (or not an agent id).
+    #[error(transparent)]
+    Agent(#[from] crate::agents::AgentError),
     #[error(transparent)]
     Store(#[from] StoreError),
 }

@@ -195,6 +195,25 @@ impl SyncHooks for SendingHooks {
         Ok(())
     }
 
+    async fn agent_of(
+        &self,
+        _ctx: &HookContext<'_>,
+        status: &Status,
+    ) -> Result<Option<String>, StoreError> {
+        // Our sends carry their id as callback data (see `sends::request`).
+        let (Some(sends), Some(id)) = (&self.sends, status.biz_opaque_callback_data.as_deref())
+        else {
+            return Ok(None);
+        };
+        if !id.starts_with("snd_") {
+            return Ok(None);
+        }
+        Ok(sends.store.get(id).await?.and_then(|record| {
+            let agent = record.request.get("agent")?.as_str()?;
+            Some(agent.to_string())
+        }))
+    }
+
     async fn on_template_status(
         &self,
         ctx: &HookContext<'_>,

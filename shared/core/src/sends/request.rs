@@ -40,6 +40,8 @@ pub struct SendRequestBody {
     text: Option<String>,
     header: Option<HeaderBody>,
     media: Option<MessageMediaBody>,
+    /// Who sends it (checked against the agent catalogue by the sends service).
+    agent: Option<String>,
 }
 
 /// Meta's template categories.
@@ -101,6 +103,9 @@ pub struct SendRequest {
     pub contact: String,
     #[serde(flatten)]
     pub kind: SendKind,
+    /// The agent the business names as the sender ([`crate::agents`]).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub agent: Option<String>,
 }
 
 fn bad(code: &'static str, message: impl Into<String>) -> RequestError {
@@ -144,6 +149,7 @@ impl TryFrom<SendRequestBody> for SendRequest {
             }
         };
 
+        let agent = non_empty(&body.agent);
         let template_name = non_empty(&body.template);
         let text_body = non_empty(&body.text);
         let kind = match (template_name, text_body, body.media.is_some()) {
@@ -175,6 +181,7 @@ impl TryFrom<SendRequestBody> for SendRequest {
             recipient,
             contact,
             kind,
+            agent,
         })
     }
 }

@@ -11,6 +11,7 @@ use async_trait::async_trait;
 use serde::{Deserialize, Serialize};
 use serde_json::{json, Value};
 
+use crate::agents::AgentCatalogue;
 use crate::clock::{now_ms, rfc3339};
 use crate::consent::{
     ConsentAction, ConsentCategory, ConsentEntry, ConsentSource, ContactRef, Keyed,
@@ -69,6 +70,8 @@ pub struct Sends {
     languages: Arc<LanguageMap>,
     /// The stored files sends may carry; none refuses sends with a file (`media_unavailable`).
     media: Option<MediaLibrary>,
+    /// The agents a send may name.
+    agents: Arc<AgentCatalogue>,
 }
 
 /// The sends queue's message: the send's id (the sender reads the rest from the store).
@@ -105,7 +108,14 @@ impl Sends {
             audit: Audit::none(),
             languages: Arc::new(LanguageMap::default()),
             media: None,
+            agents: Arc::new(AgentCatalogue::default()),
         }
+    }
+
+    /// The agents a send may name (the mapping's `[agents]`; any well-formed id without one).
+    pub fn with_agents(mut self, agents: AgentCatalogue) -> Sends {
+        self.agents = Arc::new(agents);
+        self
     }
 
     /// The stored files sends may carry (`header`, `media`), checked at `POST /sends`.
@@ -181,6 +191,9 @@ impl Sends {
     ) -> Result<SendRecord, SendsError> {
         let key = idempotency_key_of(idempotency_key)?;
         let mut request = SendRequest::parse(body)?;
+        if let Some(agent) = &request.agent {
+            self.agents.check(agent)?;
+        }
         // The caller's request, before wabridge fills anything in: a replay matches it.
         let hash = request.hash();
         self.choose_language(&mut request).await?;

@@ -66,6 +66,16 @@ pub trait SyncHooks: Send + Sync {
     async fn on_status(&self, _ctx: &HookContext<'_>, _status: &Status) -> Result<(), StoreError> {
         Ok(())
     }
+    /// The agent named on the send a status is about (`POST /sends` `agent`), if it is one of
+    /// wabridge's sends and named one. Read before the CRM effects: the status's activity and
+    /// its conversation carry it.
+    async fn agent_of(
+        &self,
+        _ctx: &HookContext<'_>,
+        _status: &Status,
+    ) -> Result<Option<String>, StoreError> {
+        Ok(None)
+    }
     /// A `message_template_status_update` value (the template registry).
     async fn on_template_status(
         &self,

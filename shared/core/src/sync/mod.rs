@@ -10,6 +10,7 @@
 //! circuit ([`crate::breaker`]) and store outages; `DeadLetter` for malformed events,
 //! validation failures and other 4xx rejections.
 
+mod conversation;
 mod effects;
 mod hooks;
 pub mod plan;
@@ -50,6 +51,8 @@ pub struct CrmSync {
     breaker: Arc<CircuitBreaker>,
     /// The media queue: when set, inbound media is fetched (see [`crate::media::job`]).
     media: Option<Arc<dyn Queue>>,
+    /// Conversations: when set, every message is folded into its thread's conversation.
+    conversations: Option<crate::conversations::Conversations>,
 }
 
 impl CrmSync {
@@ -69,7 +72,18 @@ impl CrmSync {
             attribution: None,
             breaker: Arc::new(CircuitBreaker::new("crm")),
             media: None,
+            conversations: None,
         }
+    }
+
+    /// Conversations ([`crate::conversations`]): each message is folded into its thread's
+    /// conversation, whose changed records are more effects of the event.
+    pub fn with_conversations(
+        mut self,
+        conversations: crate::conversations::Conversations,
+    ) -> Self {
+        self.conversations = Some(conversations);
+        self
     }
 
     /// Fetch inbound media: activities carry their media as `pending`, and once an activity is
@@ -168,13 +182,20 @@ impl CrmSync {
             contact.iter_mut().for_each(|c| set_contact(c, id));
             records.iter_mut().for_each(|(_, r)| set_contact(r, id));
         }
-        let extra = match (&plan.item, &contact_id) {
+        let mut extra = match (&plan.item, &contact_id) {
             // An edit or revoke is not a new message: no touch, no lead.
             (Item::Message(m), Some(id)) if m.original_message_id().is_none() => {
                 self.attribute(event, m, id, &mut records).await?
             }
             _ => Vec::new(),
         };
+        if let Some(id) = &contact_id {
+            // After attribution: a tracked link's code is the conversation's origin.
+            let changed = self
+                .converse(event, &plan, contact.as_ref(), id, &mut records)
+                .await?;
+            extra.extend(changed);
+        }
         // Validate everything before any effect: a bad record never reaches the CRM.
         let write_contact = plan.upsert_contact || created;
         let unverified = unverified_phone(contact.as_ref()).filter(|_| write_contact);

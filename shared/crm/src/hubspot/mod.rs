@@ -463,6 +463,12 @@ impl Crm for HubSpotCrm {
                 );
                 Ok(())
             }
+            Record::Conversation(_) => {
+                // The Ticket per conversation (docs/conversations.md) is not built yet: counted
+                // and logged, never silently dropped.
+                self.skip(effect, "HubSpot conversation tickets are not built yet");
+                Ok(())
+            }
         }
     }
 }

@@ -23,6 +23,7 @@ const SCHEMAS: &[&str] = &[
     crate::media_index::SCHEMA,
     crate::media_uploads::SCHEMA,
     crate::oauth_tokens::SCHEMA,
+    crate::conversations::SCHEMA,
 ];
 
 /// Current schema version, kept in `PRAGMA user_version`.

@@ -137,6 +137,9 @@ async fn seed(db: &Db, contact: &str, wa_id: &str, bsuid: Option<&str>) {
              INSERT INTO pair_windows VALUES ('{key}', 's', 1);
              INSERT INTO consent_keys VALUES ('ck-{contact}', 'h', '{{}}', '{key}', 99999999999999);
              INSERT INTO attribution_contacts VALUES ('{contact}', 1, '{{}}');
+             INSERT INTO conversations VALUES ('cnv-{contact}', '{contact}', 1, 1, NULL, '{{}}');
+             INSERT INTO conversation_heads VALUES ('{contact}|pn', '{contact}', 'cnv-{contact}');
+             INSERT INTO conversation_messages VALUES ('wamid.c-{contact}', 'cnv-{contact}', 1, 1);
              INSERT INTO dedupe_keys VALUES ('p:{wa_id}:marketing_messages:stop:1', 99999999999999);
              INSERT INTO effects VALUES ('p:{wa_id}:marketing_messages:stop:1:consent', 'done', 0, 1, 1);
              INSERT INTO queue_dead_letters VALUES ({n}, 'events', 'k', '{{\"note\":\"+{wa_id}\"}}', 'r', 1, 1, 1);",
@@ -171,6 +174,9 @@ async fn an_erasure_removes_the_person_everywhere_keeps_others_and_leaves_a_tomb
         "last_inbound",
         "pair_windows",
         "consent_keys",
+        "conversations",
+        "conversation_heads",
+        "conversation_messages",
     ] {
         assert!(
             erased.removed.get(table).is_some_and(|n| *n > 0),
@@ -196,6 +202,7 @@ async fn an_erasure_removes_the_person_everywhere_keeps_others_and_leaves_a_tomb
     assert_eq!(rows_with(&db, "dedupe_keys", OTHER_WA_ID).await, 1);
     assert_eq!(rows_with(&db, "queue_dead_letters", OTHER_WA_ID).await, 1);
     assert_eq!(rows_with(&db, "sends", OTHER).await, 1);
+    assert_eq!(rows_with(&db, "conversation_messages", OTHER).await, 1);
     // The only queued event left about them is the CRM's erasure event.
     let queued: Vec<String> = db
         .read(|c| {

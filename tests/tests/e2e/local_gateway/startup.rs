@@ -100,6 +100,7 @@ fn every_bad_setting_stops_serve_naming_the_variable() {
         ("WABRIDGE_MAPPING", "/nonexistent/mapping.toml", &[]),
         ("WABRIDGE_ATTRIBUTION", "/nonexistent/attribution.toml", &[]),
         ("META_CONVERSIONS_API_URL", "nope", &[]),
+        ("WABRIDGE_CONVERSATION_IDLE_HOURS", "1d", &[]),
     ];
     for (name, value, extra) in cases {
         let dir = tempfile::tempdir().unwrap();

@@ -1,0 +1,86 @@
+//! `wabridge conversations list|show`: the conversations of the local store, as crm-sync keeps
+//! them (`wabridge_core::conversations`).
+
+use std::io::Write;
+use std::path::Path;
+
+use wabridge_core::clock::rfc3339;
+use wabridge_core::conversations::{ConversationRecord, ConversationStore};
+use wabridge_sqlite::SqliteConversations;
+
+use crate::data::open_existing;
+use crate::error::CliError;
+
+/// Prints the newest `limit` conversations (of `contact`, when given): a table, or with `json`
+/// one record per line.
+pub async fn list(
+    data: &Path,
+    contact: Option<String>,
+    limit: usize,
+    json: bool,
+) -> Result<(), CliError> {
+    let store = SqliteConversations::new(open_existing(data)?);
+    let all = store
+        .list(contact, limit)
+        .await
+        .map_err(CliError::store("cannot list the conversations"))?;
+    let stdout = std::io::stdout();
+    let mut out = std::io::BufWriter::new(stdout.lock());
+    if !json {
+        writeln!(
+            out,
+            "{:<36} {:<36} {:<20} {:<8} {:<12} {:<20} {:>4} {:>4} {:>10} closed",
+            "id", "contact", "opened", "by", "origin", "agent", "in", "out", "frt_ms"
+        )
+        .map_err(CliError::Stdout)?;
+    }
+    for state in &all {
+        let line = if json {
+            serde_json::to_string(&state.record).map_err(|source| CliError::Json {
+                what: "a conversation",
+                source,
+            })?
+        } else {
+            row(&state.record)
+        };
+        writeln!(out, "{line}").map_err(CliError::Stdout)?;
+    }
+    out.flush().map_err(CliError::Stdout)
+}
+
+fn row(r: &ConversationRecord) -> String {
+    let name = |v: Option<serde_json::Value>| {
+        v.and_then(|v| v.as_str().map(str::to_string))
+            .unwrap_or_else(|| "-".into())
+    };
+    let opt = |v: Option<i64>| v.map_or("-".to_string(), |v| v.to_string());
+    format!(
+        "{:<36} {:<36} {:<20} {:<8} {:<12} {:<20} {:>4} {:>4} {:>10} {}",
+        r.id,
+        r.contact_id,
+        rfc3339(r.opened_at),
+        name(r.opened_by.and_then(|p| serde_json::to_value(p).ok())),
+        name(r.origin.and_then(|o| serde_json::to_value(o).ok())),
+        r.agent.as_deref().unwrap_or("-"),
+        r.inbound_count,
+        r.outbound_count,
+        opt(r.first_response_ms),
+        r.closed_at.map_or("open".to_string(), rfc3339),
+    )
+}
+
+/// Prints one conversation as JSON; an unknown id is an error naming it.
+pub async fn show(data: &Path, id: &str) -> Result<(), CliError> {
+    let store = SqliteConversations::new(open_existing(data)?);
+    let state = store
+        .get(id)
+        .await
+        .map_err(CliError::store("cannot read the conversation"))?
+        .ok_or_else(|| CliError::NoConversation { id: id.to_string() })?;
+    let text = serde_json::to_string_pretty(&state.record).map_err(|source| CliError::Json {
+        what: "a conversation",
+        source,
+    })?;
+    println!("{text}");
+    Ok(())
+}

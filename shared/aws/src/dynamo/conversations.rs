@@ -1,0 +1,190 @@
+//! Conversation state over DynamoDB ([`wabridge_core::conversations`]):
+//! - `conv#<id>`: the state as JSON with its `revision` and `contact_id`;
+//! - `convhead#<contact id>|<phone_number_id>`: the thread's latest conversation (`id`);
+//! - `convmsg#<wamid>`: a counted message's mark (`conversation_id`, `at`, `contact_id`), kept
+//!   as long as the effects ledger (a status may still come) and then expired by TTL.
+//!
+//! A save is one TransactWriteItems whose conditions are the revisions and the head it read, so
+//! of two deliveries folding one thread at once, one writes and the other folds again.
+
+use std::collections::HashMap;
+use std::time::Duration;
+
+use async_trait::async_trait;
+use aws_sdk_dynamodb::types::{AttributeValue, Put, TransactWriteItem};
+use aws_sdk_dynamodb::Client;
+
+use super::{get_s, get_single, n, pk, s, EXPIRES_AT, PK, SINGLE_SK, SK};
+use crate::sdk::store_error;
+use wabridge_core::conversations::{
+    ConversationState, ConversationStore, Loaded, MessageMark, Write,
+};
+use wabridge_core::error::StoreError;
+
+pub const FAMILY: &str = "conv";
+pub const HEAD_FAMILY: &str = "convhead";
+pub const MARK_FAMILY: &str = "convmsg";
+
+type Item = HashMap<String, AttributeValue>;
+
+pub struct DynamoConversations {
+    client: Client,
+    table: String,
+    /// How long a message's mark is kept (the ledger's retention).
+    mark_ttl: Duration,
+}
+
+impl DynamoConversations {
+    pub fn new(client: Client, table: impl Into<String>, mark_ttl: Duration) -> Self {
+        DynamoConversations {
+            client,
+            table: table.into(),
+            mark_ttl,
+        }
+    }
+
+    async fn state(&self, id: &str) -> Result<Option<ConversationState>, StoreError> {
+        get_single(&self.client, &self.table, pk(FAMILY, id))
+            .await?
+            .map(|item| decode(&item))
+            .transpose()
+    }
+
+    fn put(&self, item: Item, condition: Condition) -> Result<TransactWriteItem, StoreError> {
+        let put = Put::builder().table_name(&self.table).set_item(Some(item));
+        let put = match condition {
+            Condition::Always => put,
+            Condition::New => put
+                .condition_expression("attribute_not_exists(#pk)")
+                .expression_attribute_names("#pk", PK),
+            Condition::Equals(attribute, value) => put
+                .condition_expression("#a = :v")
+                .expression_attribute_names("#a", attribute)
+                .expression_attribute_values(":v", value),
+        };
+        let put = put.build().map_err(StoreError::corrupt)?;
+        Ok(TransactWriteItem::builder().put(put).build())
+    }
+}
+
+/// What must hold for a put of a save.
+enum Condition {
+    Always,
+    /// No item with the key yet.
+    New,
+    /// The stored item's attribute still has this value.
+    Equals(&'static str, AttributeValue),
+}
+
+/// `New` for `None`, else the attribute must still be `value`.
+fn expect(attribute: &'static str, value: Option<AttributeValue>) -> Condition {
+    value.map_or(Condition::New, |v| Condition::Equals(attribute, v))
+}
+
+fn decode(item: &Item) -> Result<ConversationState, StoreError> {
+    let text =
+        get_s(item, "state").ok_or_else(|| StoreError::corrupt("conversation without state"))?;
+    serde_json::from_str(&text).map_err(|e| StoreError::corrupt(format!("conversation: {e}")))
+}
+
+fn single(family: &str, id: &str) -> Item {
+    [
+        (PK.to_string(), s(pk(family, id))),
+        (SK.to_string(), s(SINGLE_SK)),
+    ]
+    .into()
+}
+
+/// The contact id of a thread key (`<contact id>|<number>`).
+fn contact_of(thread: &str) -> &str {
+    thread.split_once('|').map_or(thread, |(c, _)| c)
+}
+
+#[async_trait]
+impl ConversationStore for DynamoConversations {
+    async fn load(&self, thread: &str, message_id: &str) -> Result<Loaded, StoreError> {
+        let (mark, head) = futures::future::try_join(
+            get_single(&self.client, &self.table, pk(MARK_FAMILY, message_id)),
+            get_single(&self.client, &self.table, pk(HEAD_FAMILY, thread)),
+        )
+        .await?;
+        let mark = match mark {
+            Some(item) => Some(MessageMark {
+                message_id: message_id.to_string(),
+                conversation_id: get_s(&item, "conversation_id")
+                    .ok_or_else(|| StoreError::corrupt("message mark without conversation"))?,
+                at: item
+                    .get("at")
+                    .and_then(|v| v.as_n().ok())
+                    .and_then(|v| v.parse().ok())
+                    .ok_or_else(|| StoreError::corrupt("message mark without time"))?,
+            }),
+            None => None,
+        };
+        let head = head.and_then(|item| get_s(&item, "id"));
+        let id = mark.as_ref().map(|m| &m.conversation_id).or(head.as_ref());
+        let conversation = match id {
+            Some(id) => self.state(id).await?,
+            None => None,
+        };
+        Ok(Loaded {
+            conversation,
+            mark,
+            head,
+        })
+    }
+
+    async fn save(&self, write: &Write) -> Result<bool, StoreError> {
+        let contact = contact_of(&write.thread);
+        let mut items = Vec::new();
+        for (expected, state) in &write.conversations {
+            let mut item = single(FAMILY, &state.record.id);
+            let text = serde_json::to_string(state)
+                .map_err(|e| StoreError::corrupt(format!("conversation: {e}")))?;
+            item.insert("state".into(), s(text));
+            item.insert("revision".into(), n(state.record.revision as i64));
+            item.insert("contact_id".into(), s(&state.record.contact_id));
+            let condition = expect("revision", expected.map(|r| n(r as i64)));
+            items.push(self.put(item, condition)?);
+        }
+        if let Some((expected, new)) = &write.head {
+            let mut item = single(HEAD_FAMILY, &write.thread);
+            item.insert("id".into(), s(new));
+            item.insert("contact_id".into(), s(contact));
+            items.push(self.put(item, expect("id", expected.as_ref().map(s)))?);
+        }
+        if let Some(mark) = &write.mark {
+            let mut item = single(MARK_FAMILY, &mark.message_id);
+            item.insert("conversation_id".into(), s(&mark.conversation_id));
+            item.insert("at".into(), n(mark.at));
+            item.insert("contact_id".into(), s(contact));
+            item.insert(EXPIRES_AT.into(), n(super::expiry(self.mark_ttl)));
+            items.push(self.put(item, Condition::Always)?);
+        }
+        match self
+            .client
+            .transact_write_items()
+            .set_transact_items(Some(items))
+            .send()
+            .await
+        {
+            Ok(_) => Ok(true),
+            Err(e) => {
+                let cancelled = e
+                    .as_service_error()
+                    .is_some_and(|s| s.is_transaction_canceled_exception());
+                if cancelled {
+                    // A condition failed (or a concurrent transaction on the same items):
+                    // the caller reads again and folds again.
+                    Ok(false)
+                } else {
+                    Err(store_error("TransactWriteItems", e))
+                }
+            }
+        }
+    }
+
+    async fn get(&self, id: &str) -> Result<Option<ConversationState>, StoreError> {
+        self.state(id).await
+    }
+}

@@ -1,0 +1,128 @@
+//! The canonical `conversation` record and the state kept with it.
+
+use serde::{Deserialize, Serialize};
+
+use crate::records::Version;
+
+/// Who wrote the conversation's first message.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Party {
+    Customer,
+    Business,
+}
+
+/// Where a conversation came from, as far as wabridge can tell from its first message.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Origin {
+    /// The first message carried a click-to-WhatsApp `referral`.
+    CtwaAd,
+    /// The first message carried a known tracked-link reference code.
+    TrackedLink,
+    /// The business opened it with a message sent through the Cloud API (outside the window
+    /// that can only be a template).
+    Template,
+    /// Anything else: a customer writing on their own, an echo from the Business app.
+    Organic,
+}
+
+/// Why a conversation closed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum CloseReason {
+    /// No message for `WABRIDGE_CONVERSATION_IDLE_HOURS`.
+    Idle,
+    /// Closed through the API or the CLI.
+    Explicit,
+}
+
+/// A thread between one contact and one business number. Every change reaches the CRM as the
+/// whole record (keyed `conversation:<id>`); `revision` grows with each change, so a store
+/// keeps the highest it has seen.
+#[derive(Debug, Clone, PartialEq, Default, Serialize, Deserialize)]
+pub struct ConversationRecord {
+    #[serde(default)]
+    pub v: Version,
+    /// wabridge's own id (`cnv_…`): Meta's conversation ids are absent under per-message
+    /// pricing.
+    pub id: String,
+    pub contact_id: String,
+    /// The business number's `phone_number_id`.
+    pub number: String,
+    /// The number as displayed (`display_phone_number`), when Meta sent it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub display_number: Option<String>,
+    /// The first message's time (Unix ms).
+    pub opened_at: i64,
+    pub opened_by: Option<Party>,
+    pub origin: Option<Origin>,
+    pub first_inbound_at: Option<i64>,
+    /// The first business message at or after `first_inbound_at`.
+    pub first_response_at: Option<i64>,
+    pub first_response_ms: Option<i64>,
+    pub last_inbound_at: Option<i64>,
+    pub last_outbound_at: Option<i64>,
+    pub inbound_count: u32,
+    pub outbound_count: u32,
+    /// Assigned by the earliest outbound message that names an agent (`whatsapp_business_app`
+    /// for echoes).
+    pub agent: Option<String>,
+    pub closed_at: Option<i64>,
+    pub close_reason: Option<CloseReason>,
+    /// Meta's `statuses[].conversation.id` values seen on the conversation's messages.
+    #[serde(default)]
+    pub meta_conversation_ids: Vec<String>,
+    /// `statuses[].pricing.category` and `.type` values seen.
+    #[serde(default)]
+    pub pricing_categories: Vec<String>,
+    #[serde(default)]
+    pub pricing_types: Vec<String>,
+    /// Grows by one with every change.
+    pub revision: u64,
+}
+
+impl ConversationRecord {
+    pub fn record_key(&self) -> String {
+        format!("conversation:{}", self.id)
+    }
+
+    /// The time of the latest message (the idle close counts from it).
+    pub fn last_message_at(&self) -> i64 {
+        [self.last_inbound_at, self.last_outbound_at]
+            .into_iter()
+            .flatten()
+            .fold(self.opened_at, i64::max)
+    }
+
+    pub fn is_open(&self) -> bool {
+        self.closed_at.is_none()
+    }
+}
+
+/// What a store keeps of a conversation: the record and what the fold needs beyond it.
+#[derive(Debug, Clone, PartialEq, Default, Serialize, Deserialize)]
+pub struct ConversationState {
+    pub record: ConversationRecord,
+    /// Times of business messages earlier than `first_inbound_at` (or all of them while there
+    /// is no inbound): a late, earlier inbound makes one of them the first response. The latest
+    /// [`EARLY_OUTBOUND_KEPT`] are kept.
+    #[serde(default)]
+    pub early_outbound: Vec<i64>,
+    /// When the assigning message was sent: an earlier one with an agent takes over.
+    #[serde(default)]
+    pub agent_at: Option<i64>,
+}
+
+/// How many business messages before the first inbound are remembered.
+pub const EARLY_OUTBOUND_KEPT: usize = 64;
+
+/// A message counted in a conversation: found again when the message (or one of its
+/// statuses) comes back, so it counts once and its conversation is known.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct MessageMark {
+    pub message_id: String,
+    pub conversation_id: String,
+    /// The earliest time seen for the message (its `sent` status may come after `delivered`).
+    pub at: i64,
+}

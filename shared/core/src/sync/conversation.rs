@@ -1,0 +1,152 @@
+//! crm-sync's part of conversations ([`crate::conversations`]): which events are messages of a
+//! thread, folding them in, and the `conversation` records that become effects of the event.
+//!
+//! Messages of a thread: the customer's new messages (not edits, revokes nor `system`
+//! notices), echoes (agent `whatsapp_business_app`), and the statuses of the business's
+//! messages (a status is how a message sent through the Cloud API shows up; `failed` ones
+//! delivered nothing and count as no response). wabridge's own events name no number and are
+//! not messages.
+
+use crate::attribution::CodeStatus;
+use crate::calls::BUSINESS_APP_AGENT;
+use crate::conversations::{Observation, Origin};
+use crate::error::StoreError;
+use crate::event::Event;
+use crate::records::{Direction, Record};
+use crate::webhook::model::{Item, MessageType, StatusKind};
+
+use super::plan::Plan;
+use super::{CrmSync, HookContext};
+
+impl CrmSync {
+    /// Folds the event's message into its conversation; returns the changed conversations as
+    /// effects (`conversation_closed` for one an idle gap closed, `conversation` for the
+    /// message's own) and sets `conversation_id` on the message's activity.
+    pub(super) async fn converse(
+        &self,
+        event: &Event,
+        plan: &Plan,
+        contact: Option<&Record>,
+        contact_id: &str,
+        records: &mut [(&'static str, Record)],
+    ) -> Result<Vec<(&'static str, Record)>, StoreError> {
+        let Some(conversations) = &self.conversations else {
+            return Ok(Vec::new());
+        };
+        if let Item::Status(status) = &plan.item {
+            let keys = plan.identity.keys();
+            let ctx = HookContext {
+                event,
+                contact_id: Some(contact_id),
+                keys: &keys,
+            };
+            if let Some(agent) = self.hooks.agent_of(&ctx, status).await? {
+                for (_, r) in records.iter_mut() {
+                    if let Record::Activity(a) = r {
+                        a.agent = Some(agent.clone());
+                    }
+                }
+            }
+        }
+        let Some(obs) = observation(event, plan, contact, contact_id, records) else {
+            return Ok(Vec::new());
+        };
+        let folded = conversations.observe(&obs).await?;
+        let Some(id) = folded.conversation_id.clone() else {
+            tracing::warn!(
+                event = %crate::redact::key(&event.key),
+                metric = "conversation_late_message",
+                "a message older than its thread's conversation by more than the idle time: counted in no conversation"
+            );
+            return Ok(Vec::new());
+        };
+        for (_, r) in records.iter_mut() {
+            if let Record::Activity(a) = r {
+                if a.message_id.as_deref() == Some(obs.message_id.as_str()) {
+                    a.conversation_id = Some(id.clone());
+                }
+            }
+        }
+        Ok(folded
+            .changes
+            .into_iter()
+            .map(|(_, state)| {
+                let name = if state.record.id == id {
+                    "conversation"
+                } else {
+                    "conversation_closed"
+                };
+                (name, Record::Conversation(state.record))
+            })
+            .collect())
+    }
+}
+
+/// The event as a message of its thread, when it is one.
+fn observation(
+    event: &Event,
+    plan: &Plan,
+    contact: Option<&Record>,
+    contact_id: &str,
+    records: &[(&'static str, Record)],
+) -> Option<Observation> {
+    let number = event.phone_number_id.clone().filter(|n| !n.is_empty())?;
+    let activity = records.iter().find_map(|(_, r)| match r {
+        Record::Activity(a) => Some(a),
+        _ => None,
+    });
+    let at = |seconds: Option<i64>| seconds.map_or(event.received_at, |t| t.saturating_mul(1000));
+    let base = |message_id: &str, direction, at| Observation {
+        contact_id: contact_id.to_string(),
+        number: number.clone(),
+        display_number: event.display_phone_number.clone(),
+        message_id: message_id.to_string(),
+        direction,
+        at,
+        agent: None,
+        origin: Origin::Organic,
+        meta_conversation_id: None,
+        pricing_category: None,
+        pricing_type: None,
+    };
+    match &plan.item {
+        Item::Message(m)
+            if m.original_message_id().is_none() && m.kind() != MessageType::System =>
+        {
+            let id = m.id.as_deref().filter(|id| !id.is_empty())?;
+            let referral = matches!(contact, Some(Record::Contact(c)) if c.referral.is_some());
+            let tracked = activity.is_some_and(|a| a.ref_code_status == Some(CodeStatus::Known));
+            Some(Observation {
+                origin: if referral {
+                    Origin::CtwaAd
+                } else if tracked {
+                    Origin::TrackedLink
+                } else {
+                    Origin::Organic
+                },
+                ..base(id, Direction::Inbound, at(m.timestamp))
+            })
+        }
+        Item::Echo(m) if m.original_message_id().is_none() => {
+            let id = m.id.as_deref().filter(|id| !id.is_empty())?;
+            Some(Observation {
+                agent: Some(BUSINESS_APP_AGENT.to_string()),
+                ..base(id, Direction::Outbound, at(m.timestamp))
+            })
+        }
+        Item::Status(s) if s.status != Some(StatusKind::Failed) && !s.is_group() => {
+            let id = s.id.as_deref().filter(|id| !id.is_empty())?;
+            let conversation = s.conversation.as_ref();
+            let pricing = s.pricing.as_ref();
+            Some(Observation {
+                origin: Origin::Template,
+                agent: activity.and_then(|a| a.agent.clone()),
+                meta_conversation_id: conversation.and_then(|c| c.id.clone()),
+                pricing_category: pricing.and_then(|p| p.category.clone()),
+                pricing_type: pricing.and_then(|p| p.pricing_type.clone()),
+                ..base(id, Direction::Outbound, at(s.timestamp))
+            })
+        }
+        _ => None,
+    }
+}

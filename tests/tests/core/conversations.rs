@@ -1,0 +1,92 @@
+//! Conversations through crm-sync over the embedded engine (identity store, effects ledger,
+//! conversation store and the `local` CRM in one SQLite file): the scripted day of
+//! [`wabridge_tests::conversation_day`], every event delivered twice.
+
+use std::sync::Arc;
+
+use serde_json::Value;
+use wabridge_core::consumer::{Handler, Outcome};
+use wabridge_core::event::Event;
+use wabridge_core::mapping::Mapping;
+use wabridge_core::queue::Delivery;
+use wabridge_crm::local::LocalCrm;
+use wabridge_sqlite::identity::SqliteIdentityStore;
+use wabridge_sqlite::ledger::SqliteLedger;
+use wabridge_sqlite::{Db, SqliteEngine, SqliteRecords};
+use wabridge_tests::conversation_day as day;
+
+struct Env {
+    _dir: tempfile::TempDir,
+    records: SqliteRecords,
+    sync: wabridge_core::sync::CrmSync,
+}
+
+fn env() -> Env {
+    let dir = tempfile::tempdir().unwrap();
+    let db = Db::open(dir.path().join("t.db")).unwrap();
+    let records = SqliteRecords::new(db.clone());
+    let engine = SqliteEngine::new(db.clone());
+    let sync = wabridge_core::sync::CrmSync::new(
+        Arc::new(SqliteIdentityStore::new(db.clone())),
+        Arc::new(SqliteLedger::new(db.clone())),
+        Arc::new(LocalCrm::new(records.clone())),
+        Arc::new(Mapping::from_toml(wabridge_core::mapping::LOCAL_EXAMPLE).unwrap()),
+    )
+    .with_conversations(engine.conversations(day::IDLE_MS));
+    Env {
+        _dir: dir,
+        records,
+        sync,
+    }
+}
+
+impl Env {
+    async fn deliver_twice(&self, events: &[Event]) {
+        for e in events {
+            for _ in 0..2 {
+                let d = Delivery {
+                    message_id: e.key.clone(),
+                    receipt: "r".into(),
+                    body: e.to_json(),
+                    receive_count: 1,
+                    enqueued_at: None,
+                };
+                assert_eq!(self.sync.handle(&d).await, Outcome::Done, "{}", e.key);
+            }
+        }
+    }
+
+    async fn lines(&self, kind: &str) -> Vec<Value> {
+        let records = self.records.list(Some(kind), 0, 10_000).await.unwrap();
+        records.into_iter().map(|r| Value::Object(r.body)).collect()
+    }
+
+    async fn activity(&self, message_id: &str) -> Value {
+        let all = self.lines("activity").await;
+        all.into_iter()
+            .find(|a| a["message_id"] == message_id)
+            .unwrap_or_else(|| panic!("no activity of {message_id}"))
+    }
+}
+
+#[tokio::test]
+async fn a_scripted_day_gives_each_conversation_its_exact_first_response() {
+    let env = env();
+    env.deliver_twice(&day::morning()).await;
+    // The local CRM keeps one record per conversation, its latest revision.
+    let all = env.lines("conversation").await;
+    let all = day::latest(&all);
+    day::check_morning(&all);
+    // Every message's activity names its conversation.
+    let (mariana, joao) = (all[0]["id"].clone(), all[1]["id"].clone());
+    assert_eq!(env.activity("wamid.M1").await["conversation_id"], mariana);
+    assert_eq!(env.activity("wamid.R1").await["conversation_id"], mariana);
+    assert_eq!(env.activity("wamid.E1").await["conversation_id"], joao);
+    assert_eq!(env.activity("wamid.J1").await["conversation_id"], joao);
+
+    env.deliver_twice(&day::next_day()).await;
+    let all = day::latest(&env.lines("conversation").await);
+    day::check_next_day(&all, &mariana);
+    assert_eq!(env.activity("wamid.R1").await["conversation_id"], mariana);
+    assert_ne!(env.activity("wamid.M2").await["conversation_id"], mariana);
+}
