@@ -33,6 +33,7 @@ pub mod ingest;
 pub mod ledger;
 pub mod mapping;
 pub mod media;
+pub mod numbers;
 pub mod queue;
 pub mod records;
 pub mod redact;

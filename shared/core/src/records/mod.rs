@@ -265,6 +265,10 @@ pub struct ActivityRecord {
     /// Set by a store that folds `message_change` records in: when the sender deleted it.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub deleted_at: Option<i64>,
+    /// The business line (phone_number_id and label) the message was sent to or from, when the
+    /// gateway runs a numbers registry ([`crate::numbers`]).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub business_number: Option<crate::numbers::BusinessNumber>,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
