@@ -11,6 +11,7 @@ mod loadgen;
 mod media;
 mod media_direct;
 mod media_upload;
+mod numbers;
 mod secrets;
 mod sends;
 mod serve;
@@ -140,6 +141,11 @@ enum Command {
         #[command(flatten)]
         data: DataArg,
     },
+    /// The numbers registry (WABRIDGE_NUMBERS; docs/numbers.md).
+    Numbers {
+        #[command(subcommand)]
+        action: NumbersAction,
+    },
     /// List or redrive dead letters, of the local store or of SQS.
     DeadLetters {
         #[command(subcommand)]
@@ -158,6 +164,18 @@ enum Command {
         count: u64,
         #[arg(long)]
         out: PathBuf,
+        #[command(flatten)]
+        data: DataArg,
+    },
+}
+
+#[derive(Subcommand)]
+enum NumbersAction {
+    /// Every number: label, ids, token key and token (masked), CRM target, send rate.
+    List {
+        /// One JSON object per line.
+        #[arg(long)]
+        json: bool,
         #[command(flatten)]
         data: DataArg,
     },
@@ -385,6 +403,9 @@ async fn run(command: Command) -> Result<(), CliError> {
                     data,
                 },
         } => attribution::report(&data.data, table.as_deref(), &since, &format).await,
+        Command::Numbers {
+            action: NumbersAction::List { json, data },
+        } => numbers::list(&data.data, json),
         Command::DeadLetters {
             action:
                 DeadLetterAction::List {

@@ -49,6 +49,7 @@ pub async fn run(args: ServeArgs) -> Result<(), CliError> {
         source,
     })?;
     let secrets = secrets::load_or_generate(&args.data)?;
+    let numbers = crate::numbers::load(&secrets)?;
     let inbox = SqliteInbox::open(db.clone())
         .await
         .map_err(CliError::store("cannot open the inbox"))?;
@@ -130,17 +131,18 @@ pub async fn run(args: ServeArgs) -> Result<(), CliError> {
     let (events_policy, sends_policy) =
         wabridge_core::config::retry_policies(|name| std::env::var(name).ok())?;
     let files = media.settings.enabled.then(|| media.store.clone() as _);
-    let handler = crate::crm_sync::handler(&db, sends.clone(), files).await?;
+    let (handler, breaker) =
+        crate::crm_sync::consumer(&db, sends.clone(), files, numbers, &secrets).await?;
     let worker = tokio::spawn(run_worker(
         queue,
-        handler.clone(),
+        handler,
         WorkerOptions {
             batch: 100,
             concurrency: wabridge_core::config::sync_concurrency()?,
             pressure: Some(pressure.clone()),
             busy_concurrency: BURST_CONSUMER_CONCURRENCY,
             settle: Settle::new(events_policy, true),
-            breaker: Some(handler.breaker().clone()),
+            breaker,
             ..WorkerOptions::default()
         },
         stop_rx.clone(),
