@@ -55,7 +55,12 @@ pub async fn consumer(
         }
         let (crm, mapping, breaker) = &clients[&n.crm];
         let sync = SqliteEngine::new(db.clone())
-            .crm_sync(crm.clone(), mapping.clone(), attribution.clone(), sends.clone())
+            .crm_sync(
+                crm.clone(),
+                mapping.clone(),
+                attribution.clone(),
+                sends.clone(),
+            )
             .await
             .map_err(CliError::store("cannot set up crm-sync over the database"))?
             .with_breaker(breaker.clone())
@@ -69,7 +74,12 @@ pub async fn consumer(
             let n = numbers.find(label).expect("parse checked the label");
             let (crm, mapping, breaker) = &clients[&n.crm];
             let sync = SqliteEngine::new(db.clone())
-                .crm_sync(crm.clone(), mapping.clone(), attribution.clone(), sends.clone())
+                .crm_sync(
+                    crm.clone(),
+                    mapping.clone(),
+                    attribution.clone(),
+                    sends.clone(),
+                )
                 .await
                 .map_err(CliError::store("cannot set up crm-sync over the database"))?
                 .with_breaker(breaker.clone());
@@ -82,7 +92,9 @@ pub async fn consumer(
     };
     let dispatch = NumberDispatch::new(numbers.clone(), |label| match label {
         Some(label) => syncs[label].clone(),
-        None => fallback.clone().expect("built when unknown numbers are routed"),
+        None => fallback
+            .clone()
+            .expect("built when unknown numbers are routed"),
     });
     Ok((Arc::new(dispatch), breaker))
 }
