@@ -43,51 +43,34 @@ pub async fn consumer(
     let local: Arc<dyn Crm> = Arc::new(LocalCrm::new(SqliteRecords::new(db.clone())));
     let attribution = AttributionConfig::from_env()?;
     // One CRM client, mapping and breaker per distinct target, shared by its numbers.
-    let mut clients: HashMap<&CrmTarget, (Arc<dyn Crm>, Mapping, Arc<CircuitBreaker>)> =
-        HashMap::new();
+    let mut targets: HashMap<&CrmTarget, Target> = HashMap::new();
     let mut syncs: HashMap<String, Arc<CrmSync>> = HashMap::new();
     for n in numbers.all() {
-        if !clients.contains_key(&n.crm) {
-            let built = target(&n.crm, local.clone(), media.clone(), secrets)
+        if !targets.contains_key(&n.crm) {
+            let built = Target::build(&n.crm, local.clone(), media.clone(), secrets)
                 .map_err(|e| crate::numbers::target_error(&file, n, e))?;
             println!("crm of {}: {}", n.label, n.crm.kind);
-            clients.insert(&n.crm, built);
+            targets.insert(&n.crm, built);
         }
-        let (crm, mapping, breaker) = &clients[&n.crm];
-        let sync = SqliteEngine::new(db.clone())
-            .crm_sync(
-                crm.clone(),
-                mapping.clone(),
-                attribution.clone(),
-                sends.clone(),
-            )
-            .await
-            .map_err(CliError::store("cannot set up crm-sync over the database"))?
-            .with_breaker(breaker.clone())
+        let sync = targets[&n.crm]
+            .sync(db, &sends, &attribution, &media)
+            .await?
             .with_number(n.business_number());
-        syncs.insert(n.label.clone(), Arc::new(with_media(sync, db, &media)));
+        syncs.insert(n.label.clone(), Arc::new(sync));
     }
     // Unknown numbers routed to a target: that target's client, records with no number.
     let fallback = match &numbers.unknown {
         UnknownNumbers::DeadLetter => None,
         UnknownNumbers::RouteTo(label) => {
             let n = numbers.find(label).expect("parse checked the label");
-            let (crm, mapping, breaker) = &clients[&n.crm];
-            let sync = SqliteEngine::new(db.clone())
-                .crm_sync(
-                    crm.clone(),
-                    mapping.clone(),
-                    attribution.clone(),
-                    sends.clone(),
-                )
-                .await
-                .map_err(CliError::store("cannot set up crm-sync over the database"))?
-                .with_breaker(breaker.clone());
-            Some(Arc::new(with_media(sync, db, &media)))
+            let sync = targets[&n.crm]
+                .sync(db, &sends, &attribution, &media)
+                .await?;
+            Some(Arc::new(sync))
         }
     };
-    let breaker = match clients.values().collect::<Vec<_>>().as_slice() {
-        [(_, _, only)] => Some(only.clone()),
+    let breaker = match targets.values().collect::<Vec<_>>().as_slice() {
+        [only] => Some(only.breaker.clone()),
         _ => None,
     };
     let dispatch = NumberDispatch::new(numbers.clone(), |label| match label {
@@ -100,19 +83,52 @@ pub async fn consumer(
 }
 
 /// The CRM client, mapping and breaker of one registry target.
-fn target(
-    t: &CrmTarget,
-    local: Arc<dyn Crm>,
-    media: Option<Arc<dyn MediaStore>>,
-    secrets: &Secrets,
-) -> Result<(Arc<dyn Crm>, Mapping, Arc<CircuitBreaker>), CliError> {
-    let lookup = t.lookup(|name| std::env::var(name).ok(), |key| secrets.named(key));
-    let mapping = match &t.mapping {
-        Some(path) => Mapping::load(path)?,
-        None => Mapping::example(&t.kind)?,
-    };
-    let crm = wabridge_crm::from_lookup(&mapping, Some(local), media, lookup)?;
-    Ok((crm, mapping, Arc::new(CircuitBreaker::new("crm"))))
+struct Target {
+    crm: Arc<dyn Crm>,
+    mapping: Mapping,
+    breaker: Arc<CircuitBreaker>,
+}
+
+impl Target {
+    fn build(
+        t: &CrmTarget,
+        local: Arc<dyn Crm>,
+        media: Option<Arc<dyn MediaStore>>,
+        secrets: &Secrets,
+    ) -> Result<Target, CliError> {
+        let lookup = t.lookup(|name| std::env::var(name).ok(), |key| secrets.named(key));
+        let mapping = match &t.mapping {
+            Some(path) => Mapping::load(path)?,
+            None => Mapping::example(&t.kind)?,
+        };
+        let crm = wabridge_crm::from_lookup(&mapping, Some(local), media, lookup)?;
+        Ok(Target {
+            crm,
+            mapping,
+            breaker: Arc::new(CircuitBreaker::new("crm")),
+        })
+    }
+
+    /// A crm-sync over the file landing events in this target.
+    async fn sync(
+        &self,
+        db: &Db,
+        sends: &Arc<Sends>,
+        attribution: &AttributionConfig,
+        media: &Option<Arc<dyn MediaStore>>,
+    ) -> Result<CrmSync, CliError> {
+        let sync = SqliteEngine::new(db.clone())
+            .crm_sync(
+                self.crm.clone(),
+                self.mapping.clone(),
+                attribution.clone(),
+                sends.clone(),
+            )
+            .await
+            .map_err(CliError::store("cannot set up crm-sync over the database"))?
+            .with_breaker(self.breaker.clone());
+        Ok(with_media(sync, db, media))
+    }
 }
 
 fn with_media(sync: CrmSync, db: &Db, media: &Option<Arc<dyn MediaStore>>) -> CrmSync {
