@@ -67,7 +67,13 @@ pub async fn run(args: ServeArgs) -> Result<(), CliError> {
     let api = api.with_erasure(Arc::new(erasure), keys.clone());
     // Files the business uploads to send live in the same store as those customers sent.
     let library = crate::media_upload::library(&db, media.store.clone());
-    let sends = crate::sends::service(&db, keys.clone(), audit.clone(), library.clone())?;
+    let sends = crate::sends::service(
+        &db,
+        keys.clone(),
+        audit.clone(),
+        library.clone(),
+        numbers.clone(),
+    )?;
     let api = api.with_sends(sends.clone());
     let api = match media.access() {
         Some(access) => api.with_media(access),
@@ -132,7 +138,7 @@ pub async fn run(args: ServeArgs) -> Result<(), CliError> {
         wabridge_core::config::retry_policies(|name| std::env::var(name).ok())?;
     let files = media.settings.enabled.then(|| media.store.clone() as _);
     let (handler, breaker) =
-        crate::crm_sync::consumer(&db, sends.clone(), files, numbers, &secrets).await?;
+        crate::crm_sync::consumer(&db, sends.clone(), files, numbers.clone(), &secrets).await?;
     let worker = tokio::spawn(run_worker(
         queue,
         handler,
@@ -148,7 +154,8 @@ pub async fn run(args: ServeArgs) -> Result<(), CliError> {
         stop_rx.clone(),
     ));
     let merger = inbox.spawn_merger(Some(pressure.clone()), stop_rx.clone());
-    let sender = crate::sends::spawn_sender(&db, &sends, sends_policy, stop_rx.clone())?;
+    let lines = numbers.as_deref().map(|n| (n, &secrets));
+    let sender = crate::sends::spawn_sender(&db, &sends, sends_policy, lines, stop_rx.clone())?;
     let media_consumer = media.spawn_consumer(&db, events_policy, stop_rx.clone())?;
     let _template_sync = crate::templates::spawn_periodic(&db, stop_rx.clone())?; // ends on stop
     let retentions = wabridge_sqlite::engine::Retentions {

@@ -15,8 +15,7 @@ use crate::event::Event;
 use crate::queue::Delivery;
 use crate::sync::CrmSync;
 
-/// The dead-letter reason of an event whose number the registry does not know.
-pub const UNKNOWN_NUMBER: &str = "unknown_number";
+pub use super::UNKNOWN_NUMBER;
 
 pub struct NumberDispatch {
     numbers: Arc<Numbers>,

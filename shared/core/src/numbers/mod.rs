@@ -11,6 +11,10 @@
 pub mod dispatch;
 pub mod route;
 
+/// The code of an event (dead-letter reason) or a send (`from`) naming a number the registry
+/// does not know.
+pub const UNKNOWN_NUMBER: &str = "unknown_number";
+
 use std::collections::{BTreeMap, HashMap};
 
 use serde::{Deserialize, Serialize};
@@ -324,6 +328,26 @@ impl Numbers {
         self.numbers
             .iter()
             .find(|n| n.label == label_or_id || n.phone_number_id == label_or_id)
+    }
+
+    /// The phone_number_id a send `from` names: required when the registry has more than one
+    /// number; the only one's when it has one. The refusal's code is `from_required` or
+    /// `unknown_number`.
+    pub fn sender_of(&self, from: Option<&str>) -> Result<&Number, (&'static str, String)> {
+        match (from, self.numbers.as_slice()) {
+            (Some(f), _) => self.find(f).ok_or_else(|| {
+                let known: Vec<&str> = self.numbers.iter().map(|n| n.label.as_str()).collect();
+                (
+                    UNKNOWN_NUMBER,
+                    format!("`from` {f:?} is not a registered number (labels: {})", known.join(", ")),
+                )
+            }),
+            (None, [only]) => Ok(only),
+            (None, _) => Err((
+                "from_required",
+                "`from` is required: this gateway sends from several numbers (a label or a phone_number_id)".into(),
+            )),
+        }
     }
 
     /// Every number's secret keys are in the store (`has`), or the first missing one, named

@@ -40,6 +40,8 @@ pub struct SendRequestBody {
     text: Option<String>,
     header: Option<HeaderBody>,
     media: Option<MessageMediaBody>,
+    /// The business number to send from: a registry label or phone_number_id.
+    from: Option<String>,
 }
 
 /// Meta's template categories.
@@ -101,6 +103,10 @@ pub struct SendRequest {
     pub contact: String,
     #[serde(flatten)]
     pub kind: SendKind,
+    /// The business number to send from: as given (a label or a phone_number_id), then the
+    /// phone_number_id the registry resolves it to ([`crate::numbers`]); none: the one number.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub from: Option<String>,
 }
 
 fn bad(code: &'static str, message: impl Into<String>) -> RequestError {
@@ -144,6 +150,18 @@ impl TryFrom<SendRequestBody> for SendRequest {
             }
         };
 
+        let from = non_empty(&body.from);
+        if from.as_ref().is_some_and(|f| {
+            f.len() > 64
+                || !f
+                    .bytes()
+                    .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
+        }) {
+            return Err(bad(
+                "invalid_from",
+                "`from` is a number's label or phone_number_id (up to 64 of a-z, 0-9, - and _)",
+            ));
+        }
         let template_name = non_empty(&body.template);
         let text_body = non_empty(&body.text);
         let kind = match (template_name, text_body, body.media.is_some()) {
@@ -175,6 +193,7 @@ impl TryFrom<SendRequestBody> for SendRequest {
             recipient,
             contact,
             kind,
+            from,
         })
     }
 }

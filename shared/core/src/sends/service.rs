@@ -69,6 +69,8 @@ pub struct Sends {
     languages: Arc<LanguageMap>,
     /// The stored files sends may carry; none refuses sends with a file (`media_unavailable`).
     media: Option<MediaLibrary>,
+    /// The numbers registry `from` is resolved in; none: the one number, and `from` is refused.
+    numbers: Option<Arc<crate::numbers::Numbers>>,
 }
 
 /// The sends queue's message: the send's id (the sender reads the rest from the store).
@@ -105,7 +107,14 @@ impl Sends {
             audit: Audit::none(),
             languages: Arc::new(LanguageMap::default()),
             media: None,
+            numbers: None,
         }
+    }
+
+    /// Sends name their number (`from`) in this registry.
+    pub fn with_numbers(mut self, numbers: Arc<crate::numbers::Numbers>) -> Sends {
+        self.numbers = Some(numbers);
+        self
     }
 
     /// The stored files sends may carry (`header`, `media`), checked at `POST /sends`.
@@ -183,6 +192,14 @@ impl Sends {
         let mut request = SendRequest::parse(body)?;
         // The caller's request, before wabridge fills anything in: a replay matches it.
         let hash = request.hash();
+        request.from = match (&self.numbers, request.from.as_deref()) {
+            (Some(numbers), from) => Some(numbers.sender_of(from).map_err(|(code, message)| SendsError::Number { code, message })?.phone_number_id.clone()),
+            (None, None) => None,
+            (None, Some(_)) => return Err(SendsError::Number {
+                code: crate::numbers::UNKNOWN_NUMBER,
+                message: "`from` needs a numbers registry (WABRIDGE_NUMBERS); this gateway sends from its one number: leave `from` out".into(),
+            }),
+        };
         self.choose_language(&mut request).await?;
         if let Some(refusal) = self.policy.check(&request, now_ms()).await? {
             return Err(SendsError::Refused(refusal));
