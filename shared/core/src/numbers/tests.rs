@@ -341,3 +341,34 @@ fn events_route_by_number_waba_or_display_digits() {
         assert_eq!(label(n.route(&e)), expected, "{:?}", e.kind);
     }
 }
+
+/// `from` of a send: required with several numbers, the only one's when alone, never guessed.
+#[test]
+fn a_send_names_its_number_by_label_or_id() {
+    let n = two();
+    assert_eq!(
+        n.sender_of(Some("soporte-co")).unwrap().phone_number_id,
+        "206540352242922"
+    );
+    assert_eq!(
+        n.sender_of(Some("106540352242922")).unwrap().label,
+        "ventas-mx"
+    );
+    let (code, message) = n.sender_of(Some("ventas-ar")).unwrap_err();
+    assert_eq!(code, UNKNOWN_NUMBER);
+    assert!(
+        message.contains("\"ventas-ar\"") && message.contains("ventas-mx, soporte-co"),
+        "{message}"
+    );
+    assert_eq!(n.sender_of(None).unwrap_err().0, "from_required");
+    let one = Numbers::parse(
+        "n.toml",
+        TWO.split("[[number]]")
+            .take(2)
+            .collect::<Vec<_>>()
+            .join("[[number]]")
+            .as_bytes(),
+    )
+    .unwrap();
+    assert_eq!(one.sender_of(None).unwrap().label, "ventas-mx");
+}
