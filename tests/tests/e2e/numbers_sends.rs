@@ -16,6 +16,8 @@ const API_KEY: &str = "numbers-sends-api-key";
 const MX: &str = "106540352242922";
 const CO: &str = "206540352242922";
 const WABA: &str = "102290129340398";
+/// The front answers Meta's 131026 for sends to this number.
+const UNDELIVERABLE: &str = "525512340026";
 
 /// What the front saw: path, `Authorization` header, Prism's status.
 type Seen = Arc<Mutex<Vec<(String, String, u16)>>>;
@@ -38,6 +40,21 @@ async fn front(prism: &Prism) -> (String, Seen) {
                     .unwrap_or_default()
                     .to_string()
             };
+            // Meta's 131026 (undeliverable) for one recipient: that send ends without a status.
+            if String::from_utf8_lossy(&body).contains(UNDELIVERABLE) {
+                kept.lock()
+                    .unwrap()
+                    .push((uri.path().to_string(), header("authorization"), 400));
+                let error = json!({"error": {"message": "Message undeliverable", "type": "OAuthException",
+                    "code": 131026, "error_data": {"messaging_product": "whatsapp",
+                    "details": "Message undeliverable"}, "fbtrace_id": "AbC"}});
+                return (
+                    StatusCode::BAD_REQUEST,
+                    [("content-type", "application/json")],
+                    error.to_string(),
+                )
+                    .into_response();
+            }
             let r = reqwest::Client::new()
                 .post(format!("{upstream}{}", uri.path()))
                 .header("authorization", header("authorization"))
@@ -209,6 +226,29 @@ async fn each_send_goes_out_from_its_chosen_number_with_its_token() {
     let cli: Value = serde_json::from_str(out.trim()).unwrap();
     wait_sent(&gw, cli["id"].as_str().unwrap()).await;
 
+    // A send from CO that Meta refuses is reported in CO's records, under CO's label.
+    let mut failing = template(Some("soporte-co"));
+    failing["to"] = json!(format!("+{UNDELIVERABLE}"));
+    let (status, failed) = send(&gw, failing).await;
+    assert_eq!(status, 202, "{failed}");
+    let failed_id = failed["id"].as_str().unwrap().to_string();
+    let is_it = |r: &Value| r["kind"] == "activity" && r["send_id"] == failed_id.as_str();
+    let activity = wabridge_tests::eventually(
+        "the failed send's record",
+        Duration::from_secs(45),
+        || async { gw.records().into_iter().find(is_it) },
+    )
+    .await;
+    assert_eq!(activity["status"], "failed", "{activity}");
+    assert_eq!(
+        activity["business_number"]["label"], "soporte-co",
+        "{activity}"
+    );
+    assert_eq!(
+        activity["business_number"]["phone_number_id"], CO,
+        "{activity}"
+    );
+
     let mut calls = seen.lock().unwrap().clone();
     calls.sort();
     let mx_call = (
@@ -223,7 +263,12 @@ async fn each_send_goes_out_from_its_chosen_number_with_its_token() {
     );
     assert_eq!(
         calls,
-        vec![mx_call, co_call.clone(), co_call],
+        vec![
+            mx_call,
+            co_call.clone(),
+            co_call.clone(),
+            (co_call.0, co_call.1, 400),
+        ],
         "each send used its own number's path and token, and Prism accepted it"
     );
 }
