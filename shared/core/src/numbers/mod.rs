@@ -389,6 +389,39 @@ impl Numbers {
     }
 }
 
+/// What `from` looks like, for the refusal of one that does not.
+pub const FROM_SHAPE: &str =
+    "`from` is a number's label or phone_number_id (up to 64 of a-z, 0-9, - and _)";
+
+/// Whether a send's `from` has the shape of a label or a phone_number_id.
+pub fn valid_from(from: &str) -> bool {
+    from.len() <= 64
+        && from
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
+}
+
+/// The phone_number_id a send's `from` resolves to ([`Numbers::sender_of`]); without a
+/// registry, none, and a `from` is refused (`unknown_number`): the gateway has one number.
+pub fn resolve_from(
+    numbers: Option<&Numbers>,
+    from: Option<&str>,
+) -> Result<Option<String>, (&'static str, String)> {
+    match (numbers, from) {
+        (Some(numbers), from) => numbers
+            .sender_of(from)
+            .map(|n| Some(n.phone_number_id.clone())),
+        (None, None) => Ok(None),
+        (None, Some(_)) => Err((
+            UNKNOWN_NUMBER,
+            format!(
+                "`from` needs a numbers registry ({}); this gateway sends from its one number: leave `from` out",
+                config::WABRIDGE_NUMBERS
+            ),
+        )),
+    }
+}
+
 /// Why a CRM target is unusable: a secret given in plain `settings`, or a name in `secrets`
 /// that is not a secret setting.
 fn check_target(t: &CrmTarget) -> Result<(), String> {

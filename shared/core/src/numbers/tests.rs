@@ -372,3 +372,16 @@ fn a_send_names_its_number_by_label_or_id() {
     .unwrap();
     assert_eq!(one.sender_of(None).unwrap().label, "ventas-mx");
 }
+
+#[test]
+fn without_a_registry_a_send_has_no_from() {
+    assert_eq!(resolve_from(None, None), Ok(None));
+    let (code, message) = resolve_from(None, Some("ventas-mx")).unwrap_err();
+    assert_eq!(code, UNKNOWN_NUMBER);
+    assert!(message.contains("WABRIDGE_NUMBERS"), "{message}");
+    let n = two();
+    assert_eq!(
+        resolve_from(Some(&n), Some("soporte-co")),
+        Ok(Some("206540352242922".to_string()))
+    );
+}

@@ -103,8 +103,7 @@ pub struct SendRequest {
     pub contact: String,
     #[serde(flatten)]
     pub kind: SendKind,
-    /// The business number to send from: as given (a label or a phone_number_id), then the
-    /// phone_number_id the registry resolves it to ([`crate::numbers`]); none: the one number.
+    /// The number to send from: as given, then its phone_number_id ([`crate::numbers`]).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub from: Option<String>,
 }
@@ -151,16 +150,11 @@ impl TryFrom<SendRequestBody> for SendRequest {
         };
 
         let from = non_empty(&body.from);
-        if from.as_ref().is_some_and(|f| {
-            f.len() > 64
-                || !f
-                    .bytes()
-                    .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
-        }) {
-            return Err(bad(
-                "invalid_from",
-                "`from` is a number's label or phone_number_id (up to 64 of a-z, 0-9, - and _)",
-            ));
+        if from
+            .as_deref()
+            .is_some_and(|f| !crate::numbers::valid_from(f))
+        {
+            return Err(bad("invalid_from", crate::numbers::FROM_SHAPE));
         }
         let template_name = non_empty(&body.template);
         let text_body = non_empty(&body.text);

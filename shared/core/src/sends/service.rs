@@ -192,14 +192,9 @@ impl Sends {
         let mut request = SendRequest::parse(body)?;
         // The caller's request, before wabridge fills anything in: a replay matches it.
         let hash = request.hash();
-        request.from = match (&self.numbers, request.from.as_deref()) {
-            (Some(numbers), from) => Some(numbers.sender_of(from).map_err(|(code, message)| SendsError::Number { code, message })?.phone_number_id.clone()),
-            (None, None) => None,
-            (None, Some(_)) => return Err(SendsError::Number {
-                code: crate::numbers::UNKNOWN_NUMBER,
-                message: "`from` needs a numbers registry (WABRIDGE_NUMBERS); this gateway sends from its one number: leave `from` out".into(),
-            }),
-        };
+        request.from =
+            crate::numbers::resolve_from(self.numbers.as_deref(), request.from.as_deref())
+                .map_err(|(code, message)| SendsError::Number { code, message })?;
         self.choose_language(&mut request).await?;
         if let Some(refusal) = self.policy.check(&request, now_ms()).await? {
             return Err(SendsError::Refused(refusal));
