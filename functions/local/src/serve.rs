@@ -156,7 +156,7 @@ pub async fn run(args: ServeArgs) -> Result<(), CliError> {
     let merger = inbox.spawn_merger(Some(pressure.clone()), stop_rx.clone());
     let lines = numbers.as_deref().map(|n| (n, &secrets));
     let sender = crate::sends::spawn_sender(&db, &sends, sends_policy, lines, stop_rx.clone())?;
-    let media_consumer = media.spawn_consumer(&db, events_policy, stop_rx.clone())?;
+    let media_consumer = media.spawn_consumer(&db, events_policy, lines, stop_rx.clone())?;
     let _template_sync = crate::templates::spawn_periodic(&db, stop_rx.clone())?; // ends on stop
     let retentions = wabridge_sqlite::engine::Retentions {
         ledger: wabridge_core::config::ledger_retention()?,

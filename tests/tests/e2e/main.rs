@@ -28,6 +28,7 @@ mod media_pipeline;
 mod media_s3;
 mod media_uploads_url;
 mod numbers_aws;
+mod numbers_media;
 mod numbers_sends;
 mod numbers_serve;
 mod retention_dynamo;
