@@ -95,23 +95,31 @@ pub fn spawn_sender(
     )
     .with_policy(policy);
     // Each number sends with its own token and path, at its own pace.
+    // Files go to Meta from the same number, with the same token, as the messages.
+    let uploader = |config: GraphConfig| {
+        sends.media().map(|library| {
+            Arc::new(MediaUploader::new(
+                library.clone(),
+                Arc::new(SqliteMediaUploads::new(db.clone())),
+                Arc::new(GraphUploads::new(config)),
+            ))
+        })
+    };
     if let Some((numbers, secrets)) = lines {
         for n in numbers.all() {
+            let line = line_config(n, secrets)?;
             sender = sender.with_line(
                 &n.phone_number_id,
-                Arc::new(GraphClient::new(line_config(n, secrets)?)),
+                Arc::new(GraphClient::new(line.clone())),
                 Arc::new(RateLimiter::for_instances(n.sends_per_second, 1)),
             );
+            if let Some(media) = uploader(line) {
+                sender = sender.with_line_media(&n.phone_number_id, media);
+            }
         }
     }
-    if let Some(library) = sends.media() {
-        // Files go to Meta from the same number, with the same token, as the messages.
-        let uploader = MediaUploader::new(
-            library.clone(),
-            Arc::new(SqliteMediaUploads::new(db.clone())),
-            Arc::new(GraphUploads::new(config)),
-        );
-        sender = sender.with_media(Arc::new(uploader));
+    if let Some(media) = uploader(config) {
+        sender = sender.with_media(media);
     }
     let breaker = sender.breaker.clone();
     Ok(Some(tokio::spawn(run_worker(

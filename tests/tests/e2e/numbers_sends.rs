@@ -249,6 +249,42 @@ async fn each_send_goes_out_from_its_chosen_number_with_its_token() {
         "{activity}"
     );
 
+    // A free-form image from CO (the customer wrote to CO: the window is open): the file is
+    // uploaded to Meta from CO, with CO's token, then sent by id from CO.
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_secs();
+    let inbound = json!({"object": "whatsapp_business_account", "entry": [{"id": WABA, "changes": [
+        {"field": "messages", "value": {"messaging_product": "whatsapp",
+         "metadata": {"display_phone_number": "576015002222", "phone_number_id": CO},
+         "contacts": [{"profile": {"name": "Ana"}, "wa_id": "5215512340003"}],
+         "messages": [{"from": "5215512340003", "id": "wamid.in.co", "timestamp": now.to_string(),
+                       "type": "text", "text": {"body": "¿me mandas el boleto?"}}]}}]}]});
+    let (status, v) = gw.post_signed(inbound.to_string().as_bytes()).await;
+    assert_eq!(status, 200, "{v}");
+    gw.wait_drained();
+    let mut ticket = b"\x89PNG\r\n\x1a\n".to_vec();
+    ticket.extend((0..20_000u32).map(|i| (i * 13 % 256) as u8));
+    let r = http_client()
+        .post(format!("{}/media", gw.url))
+        .bearer_auth(API_KEY)
+        .header("content-type", "image/png")
+        .body(ticket)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status().as_u16(), 201);
+    let object: Value = r.json().await.unwrap();
+    let (status, image) = send(
+        &gw,
+        json!({"to": "+525512340003", "from": "soporte-co",
+               "media": {"type": "image", "object": object["object"]}}),
+    )
+    .await;
+    assert_eq!(status, 202, "{image}");
+    wait_sent(&gw, image["id"].as_str().unwrap()).await;
+
     let mut calls = seen.lock().unwrap().clone();
     calls.sort();
     let mx_call = (
@@ -265,6 +301,8 @@ async fn each_send_goes_out_from_its_chosen_number_with_its_token() {
         calls,
         vec![
             mx_call,
+            (format!("/v23.0/{CO}/media"), co_call.1.clone(), 200),
+            co_call.clone(),
             co_call.clone(),
             co_call.clone(),
             (co_call.0, co_call.1, 400),

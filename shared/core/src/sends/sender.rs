@@ -42,6 +42,8 @@ pub struct Sender {
     /// Each registered number's Graph client (its path and token) and rate limiter, by
     /// phone_number_id: a send `from` one of them goes out through it ([`crate::numbers`]).
     pub lines: std::collections::HashMap<String, (Arc<dyn MessageApi>, Arc<RateLimiter>)>,
+    /// Each registered number's uploader: a file goes to Meta from the number that sends it.
+    pub line_media: std::collections::HashMap<String, Arc<MediaUploader>>,
 }
 
 impl Sender {
@@ -55,6 +57,21 @@ impl Sender {
             breaker: Arc::new(CircuitBreaker::new("graph")),
             media: None,
             lines: Default::default(),
+            line_media: Default::default(),
+        }
+    }
+
+    /// The files of sends `from` the number `phone_number_id` go to Meta through `media`.
+    pub fn with_line_media(mut self, phone_number_id: &str, media: Arc<MediaUploader>) -> Self {
+        self.line_media.insert(phone_number_id.to_string(), media);
+        self
+    }
+
+    /// The uploader of the send's number (none: its media sends fail `media_unavailable`).
+    fn uploader(&self, request: &SendRequest) -> Option<&Arc<MediaUploader>> {
+        match &request.from {
+            None => self.media.as_ref(),
+            Some(id) => self.line_media.get(id),
         }
     }
 
@@ -265,7 +282,7 @@ impl Sender {
             return Ok(None);
         };
         let id = record.id.as_str();
-        let Some(media) = &self.media else {
+        let Some(media) = self.uploader(request) else {
             let error = SendError {
                 code: "media_unavailable".into(),
                 message: "this sender has no media store to upload the file from".into(),
@@ -432,7 +449,7 @@ impl Handler for Sender {
         }
         let probe = admit == Admit::Probe;
         // The upload (when the file needs one) and the message count as one call to Meta.
-        let media_id = match (prepared, &self.media) {
+        let media_id = match (prepared, self.uploader(&request)) {
             (Some(Prepared::Upload(pending)), Some(media)) => {
                 media.upload(pending, now_ms()).await.map(Some)
             }
