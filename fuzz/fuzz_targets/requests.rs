@@ -91,6 +91,9 @@ fn sends(body: &[u8]) {
     if let Some(r) = &request.recipient {
         canonical.insert("recipient".into(), json!(r.as_str()));
     }
+    if let Some(from) = &request.from {
+        canonical.insert("from".into(), json!(from));
+    }
     match &request.kind {
         SendKind::Text { body } => {
             canonical.insert("text".into(), json!(body));
@@ -215,8 +218,8 @@ fn consents(body: &[u8]) {
 
 fn assert_same_send(a: &SendRequest, b: &SendRequest) {
     assert_eq!(
-        (&a.to, &a.recipient, &a.contact),
-        (&b.to, &b.recipient, &b.contact)
+        (&a.to, &a.recipient, &a.contact, &a.from),
+        (&b.to, &b.recipient, &b.contact, &b.from)
     );
     match (&a.kind, &b.kind) {
         (SendKind::Text { body: x }, SendKind::Text { body: y }) => assert_eq!(x, y),

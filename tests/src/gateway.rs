@@ -88,6 +88,7 @@ const CLEARED: &[&str] = &[
     config::HUBSPOT_API_URL,
     config::CRM_TIMEOUT_MS,
     config::WABRIDGE_MAPPING,
+    config::WABRIDGE_NUMBERS,
     config::WABRIDGE_TABLE,
     config::EVENTS_QUEUE_URL,
     config::EVENTS_DLQ_URL,

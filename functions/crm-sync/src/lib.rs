@@ -15,6 +15,8 @@
 //! activity is written with its media `pending` and one job per file goes on the media queue,
 //! for the media function; the `media_result` events it reports come back on the events queue.
 
+pub mod numbers;
+
 use std::sync::Arc;
 
 use aws_lambda_events::event::sqs::{SqsBatchResponse, SqsEvent};

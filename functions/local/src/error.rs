@@ -31,6 +31,18 @@ pub enum CliError {
     /// The mapping file (`WABRIDGE_MAPPING`, or the CRM's example) cannot be used.
     #[error("cannot load the CRM mapping ({})", config::WABRIDGE_MAPPING)]
     Mapping(#[from] MappingFileError),
+    /// The numbers registry (`WABRIDGE_NUMBERS`) does not parse, repeats a number or names a
+    /// secret that is not there (the message names the file, line and field).
+    #[error(transparent)]
+    Numbers(#[from] wabridge_core::numbers::NumbersError),
+    /// A number's CRM target (its kind, settings or mapping) cannot be used; `at` names the
+    /// registry file, line and number.
+    #[error("{at}: cannot set up its CRM target")]
+    NumberTarget {
+        at: String,
+        #[source]
+        source: Box<CliError>,
+    },
     /// The attribution settings file (`WABRIDGE_ATTRIBUTION`) cannot be used.
     #[error(
         "cannot load the attribution settings ({})",

@@ -12,6 +12,7 @@ mod loadgen;
 mod media;
 mod media_direct;
 mod media_upload;
+mod numbers;
 mod secrets;
 mod sends;
 mod serve;
@@ -158,6 +159,11 @@ enum Command {
         #[command(subcommand)]
         action: CrmAction,
     },
+    /// The numbers registry (WABRIDGE_NUMBERS; docs/numbers.md).
+    Numbers {
+        #[command(subcommand)]
+        action: NumbersAction,
+    },
     /// List or redrive dead letters, of the local store or of SQS.
     DeadLetters {
         #[command(subcommand)]
@@ -198,6 +204,18 @@ enum ConversationsAction {
     /// One conversation as JSON.
     Show {
         id: String,
+        #[command(flatten)]
+        data: DataArg,
+    },
+}
+
+#[derive(Subcommand)]
+enum NumbersAction {
+    /// Every number: label, ids, token key and token (masked), CRM target, send rate.
+    List {
+        /// One JSON object per line.
+        #[arg(long)]
+        json: bool,
         #[command(flatten)]
         data: DataArg,
     },
@@ -434,6 +452,9 @@ async fn run(command: Command) -> Result<(), CliError> {
                     data,
                 },
         } => attribution::report(&data.data, table.as_deref(), &since, &format).await,
+        Command::Numbers {
+            action: NumbersAction::List { json, data },
+        } => numbers::list(&data.data, json),
         Command::DeadLetters {
             action:
                 DeadLetterAction::List {

@@ -14,6 +14,7 @@ use wabridge_core::media::fetch::MediaFetcher;
 use wabridge_core::media::pipeline::MediaSync;
 use wabridge_core::media::serve::{MediaAccess, MediaAnswer};
 use wabridge_core::media::settings::{MediaSettings, WABRIDGE_MEDIA_LINK_KEY};
+use wabridge_core::numbers::Numbers;
 use wabridge_core::retry::RetryPolicy;
 use wabridge_graph::media::{GraphMedia, MediaConfig};
 use wabridge_sqlite::identity::SqliteIdentityStore;
@@ -68,6 +69,7 @@ impl LocalMedia {
         &self,
         db: &Db,
         policy: RetryPolicy,
+        lines: Option<(&Numbers, &Secrets)>,
         stop: tokio::sync::watch::Receiver<bool>,
     ) -> Result<Option<tokio::task::JoinHandle<()>>, CliError> {
         if !self.settings.enabled {
@@ -75,21 +77,39 @@ impl LocalMedia {
         }
         let settings = config::Settings::env();
         let (base_url, version) = settings.graph_api()?;
-        let Some(access_token) = settings.optional(config::WHATSAPP_ACCESS_TOKEN) else {
+        let source = |access_token: String, phone_number_id: Option<String>| {
+            Arc::new(GraphMedia::new(MediaConfig {
+                base_url: base_url.clone(),
+                version: version.clone(),
+                access_token,
+                phone_number_id,
+                timeout: DOWNLOAD_TIMEOUT,
+            }))
+        };
+        // A registry's numbers each fetch with their own token; the first is the default
+        // when WHATSAPP_ACCESS_TOKEN is unset.
+        let lines: Vec<_> = lines
+            .iter()
+            .flat_map(|(numbers, secrets)| numbers.all().iter().map(move |n| (n, secrets)))
+            .filter_map(|(n, secrets)| {
+                let token = secrets.named(&n.token_key)?;
+                Some((n.phone_number_id.clone(), token))
+            })
+            .collect();
+        let default = settings
+            .optional(config::WHATSAPP_ACCESS_TOKEN)
+            .or_else(|| lines.first().map(|(_, token)| token.clone()));
+        let Some(access_token) = default else {
             eprintln!(
                 "warning: {} is not set: inbound media waits on the queue until it is",
                 config::WHATSAPP_ACCESS_TOKEN
             );
             return Ok(None);
         };
-        let source = GraphMedia::new(MediaConfig {
-            base_url,
-            version,
-            access_token,
-            phone_number_id: None,
-            timeout: DOWNLOAD_TIMEOUT,
-        });
-        let fetcher = MediaFetcher::new(Arc::new(source), self.store.clone());
+        let mut fetcher = MediaFetcher::new(source(access_token, None), self.store.clone());
+        for (id, token) in lines {
+            fetcher = fetcher.with_number(&id, source(token, Some(id.clone())));
+        }
         let sync = MediaSync::new(
             fetcher,
             Arc::new(SqliteQueue::new(db.clone(), EVENTS_QUEUE)),

@@ -1,6 +1,7 @@
 //! Dev secrets: generated on first start into `DATA/secrets.json` (mode 0600) so the gateway
 //! runs with no configuration; the environment overrides each of them.
 
+use std::collections::BTreeMap;
 use std::io::Write;
 use std::path::{Path, PathBuf};
 
@@ -23,6 +24,10 @@ pub struct Secrets {
     /// Signs media links (`WABRIDGE_MEDIA_LINK_KEY`); added to an older file on its next start.
     #[serde(default, skip_serializing_if = "String::is_empty")]
     pub media_link_key: String,
+    /// The numbers registry's secrets by key name (each number's `token_key`, its target's
+    /// `crm.secrets`); an environment variable of the same name overrides one.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub tokens: BTreeMap<String, String>,
 }
 
 impl Secrets {
@@ -34,6 +39,11 @@ impl Secrets {
             None => ApiKeys::from_specs(Some(&self.api_key), self.api_keys.clone())?,
         };
         Ok(keys)
+    }
+
+    /// A secret of the numbers registry by its key name: the environment, else `tokens`.
+    pub fn named(&self, key: &str) -> Option<String> {
+        env_nonempty(key).or_else(|| self.tokens.get(key).filter(|v| !v.is_empty()).cloned())
     }
 }
 
@@ -81,6 +91,7 @@ pub fn load_or_generate(data: &Path) -> Result<Secrets, CliError> {
                 api_key: random_hex(),
                 api_keys: Vec::new(),
                 media_link_key: random_hex(),
+                tokens: BTreeMap::new(),
             };
             write_new(data, &s)?;
             println!(
@@ -109,6 +120,7 @@ pub fn load_or_generate(data: &Path) -> Result<Secrets, CliError> {
         verify_token: env_nonempty(config::WHATSAPP_VERIFY_TOKEN).unwrap_or(stored.verify_token),
         api_key: env_nonempty(config::WABRIDGE_API_KEY).unwrap_or(stored.api_key),
         api_keys: stored.api_keys,
+        tokens: stored.tokens,
     })
 }
 

@@ -11,6 +11,7 @@ use wabridge_core::auth::ApiKeys;
 use wabridge_core::config;
 use wabridge_core::consumer::{run_worker, Settle, WorkerOptions};
 use wabridge_core::media::upload::MediaLibrary;
+use wabridge_core::numbers::{Number, Numbers};
 use wabridge_core::retry::RetryPolicy;
 use wabridge_core::sends::graph::GraphConfig;
 use wabridge_core::sends::language::LanguageMap;
@@ -22,6 +23,7 @@ use wabridge_graph::{GraphClient, GraphUploads};
 use wabridge_sqlite::{Db, SqliteEngine, SqliteMediaUploads, SqliteQueue, SENDS_QUEUE};
 
 use crate::error::CliError;
+use crate::secrets::Secrets;
 
 /// The sends service over the local SQLite store (see [`SqliteEngine::sends`]), with the
 /// language map of `WABRIDGE_TEMPLATE_LANGUAGES`, the stored files sends may carry and the
@@ -31,20 +33,41 @@ pub fn service(
     keys: Arc<ApiKeys>,
     audit: Audit,
     media: MediaLibrary,
+    numbers: Option<Arc<Numbers>>,
 ) -> Result<Arc<Sends>, CliError> {
     let languages = LanguageMap::from_lookup(|n| std::env::var(n).ok())?;
     // The agents `POST /sends` takes: the mapping crm-sync uses (`[agents] ids`).
     let kind = wabridge_core::config::crm_kind(|n| std::env::var(n).ok());
     wabridge_crm::check_kind(&kind)?;
     let agents = wabridge_core::mapping::Mapping::from_env(&kind)?.agents;
-    Ok(Arc::new(
-        SqliteEngine::new(db.clone())
-            .sends(keys)
-            .with_audit(audit)
-            .with_languages(languages)
-            .with_media(media)
-            .with_agents(agents),
-    ))
+    let sends = SqliteEngine::new(db.clone())
+        .sends(keys)
+        .with_audit(audit)
+        .with_languages(languages)
+        .with_media(media)
+        .with_agents(agents);
+    Ok(Arc::new(match numbers {
+        Some(numbers) => sends.with_numbers(numbers),
+        None => sends,
+    }))
+}
+
+/// The Graph client settings of a registered number: its path and its token (checked at start).
+fn line_config(n: &Number, secrets: &Secrets) -> Result<GraphConfig, CliError> {
+    let (base_url, version) = config::Settings::env().graph_api()?;
+    let access_token = secrets
+        .named(&n.token_key)
+        .ok_or(config::ConfigError::Missing {
+            name: config::WHATSAPP_ACCESS_TOKEN,
+            consequence: "a registered number's token_key names no secret",
+        })?;
+    Ok(GraphConfig {
+        base_url,
+        version,
+        phone_number_id: n.phone_number_id.clone(),
+        access_token,
+        timeout: std::time::Duration::from_secs(10),
+    })
 }
 
 /// Starts the sender worker when the Graph API is configured (`WHATSAPP_ACCESS_TOKEN`,
@@ -54,17 +77,22 @@ pub fn spawn_sender(
     db: &Db,
     sends: &Sends,
     policy: RetryPolicy,
+    lines: Option<(&Numbers, &Secrets)>,
     stop: tokio::sync::watch::Receiver<bool>,
 ) -> Result<Option<tokio::task::JoinHandle<()>>, CliError> {
     let (rate, _) = config::send_rate(|name| std::env::var(name).ok())?;
-    let config = match GraphConfig::from_env() {
-        Ok(c) => c,
+    let config = match (GraphConfig::from_env(), lines) {
+        (Ok(c), _) => c,
+        // A registry without the single-number settings: its first number is the default.
+        (Err(config::ConfigError::Missing { .. }), Some((numbers, secrets))) => {
+            line_config(&numbers.all()[0], secrets)?
+        }
         // Not configured: a choice. Misconfigured: an error (below).
-        Err(why @ config::ConfigError::Missing { .. }) => {
+        (Err(why @ config::ConfigError::Missing { .. }), None) => {
             eprintln!("warning: {why}; accepted sends stay queued until it is set");
             return Ok(None);
         }
-        Err(e) => return Err(e.into()),
+        (Err(e), _) => return Err(e.into()),
     };
     let mut sender = Sender::new(
         sends.clone(),
@@ -72,14 +100,32 @@ pub fn spawn_sender(
         Arc::new(RateLimiter::for_instances(rate, 1)),
     )
     .with_policy(policy);
-    if let Some(library) = sends.media() {
-        // Files go to Meta from the same number, with the same token, as the messages.
-        let uploader = MediaUploader::new(
-            library.clone(),
-            Arc::new(SqliteMediaUploads::new(db.clone())),
-            Arc::new(GraphUploads::new(config)),
-        );
-        sender = sender.with_media(Arc::new(uploader));
+    // Each number sends with its own token and path, at its own pace.
+    // Files go to Meta from the same number, with the same token, as the messages.
+    let uploader = |config: GraphConfig| {
+        sends.media().map(|library| {
+            Arc::new(MediaUploader::new(
+                library.clone(),
+                Arc::new(SqliteMediaUploads::new(db.clone())),
+                Arc::new(GraphUploads::new(config)),
+            ))
+        })
+    };
+    if let Some((numbers, secrets)) = lines {
+        for n in numbers.all() {
+            let line = line_config(n, secrets)?;
+            sender = sender.with_line(
+                &n.phone_number_id,
+                Arc::new(GraphClient::new(line.clone())),
+                Arc::new(RateLimiter::for_instances(n.sends_per_second, 1)),
+            );
+            if let Some(media) = uploader(line) {
+                sender = sender.with_line_media(&n.phone_number_id, media);
+            }
+        }
+    }
+    if let Some(media) = uploader(config) {
+        sender = sender.with_media(media);
     }
     let breaker = sender.breaker.clone();
     Ok(Some(tokio::spawn(run_worker(
@@ -159,6 +205,10 @@ pub struct SendArgs {
     /// Idempotency-Key: the same key never sends twice.
     #[arg(long)]
     pub idempotency_key: Option<String>,
+    /// The business number to send from: a label or phone_number_id of the numbers registry
+    /// (required when it has several).
+    #[arg(long)]
+    pub from: Option<String>,
     /// Gateway base URL (local or deployed).
     #[arg(long, default_value = "http://127.0.0.1:8080")]
     pub url: String,
@@ -187,6 +237,9 @@ pub async fn send(args: SendArgs, data: &Path) -> Result<(), CliError> {
     }
     if !args.params.is_empty() {
         body["parameters"] = json!(args.params);
+    }
+    if let Some(from) = args.from {
+        body["from"] = json!(from);
     }
     post(
         &args.url,

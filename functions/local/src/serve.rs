@@ -49,6 +49,7 @@ pub async fn run(args: ServeArgs) -> Result<(), CliError> {
         source,
     })?;
     let secrets = secrets::load_or_generate(&args.data)?;
+    let numbers = crate::numbers::load(&secrets)?;
     let inbox = SqliteInbox::open(db.clone())
         .await
         .map_err(CliError::store("cannot open the inbox"))?;
@@ -66,7 +67,13 @@ pub async fn run(args: ServeArgs) -> Result<(), CliError> {
     let api = api.with_erasure(Arc::new(erasure), keys.clone());
     // Files the business uploads to send live in the same store as those customers sent.
     let library = crate::media_upload::library(&db, media.store.clone());
-    let sends = crate::sends::service(&db, keys.clone(), audit.clone(), library.clone())?;
+    let sends = crate::sends::service(
+        &db,
+        keys.clone(),
+        audit.clone(),
+        library.clone(),
+        numbers.clone(),
+    )?;
     let api = api.with_sends(sends.clone());
     let api = match media.access() {
         Some(access) => api.with_media(access),
@@ -130,24 +137,26 @@ pub async fn run(args: ServeArgs) -> Result<(), CliError> {
     let (events_policy, sends_policy) =
         wabridge_core::config::retry_policies(|name| std::env::var(name).ok())?;
     let files = media.settings.enabled.then(|| media.store.clone() as _);
-    let handler = crate::crm_sync::handler(&db, sends.clone(), files).await?;
+    let (handler, breaker) =
+        crate::crm_sync::consumer(&db, sends.clone(), files, numbers.clone(), &secrets).await?;
     let worker = tokio::spawn(run_worker(
         queue,
-        handler.clone(),
+        handler,
         WorkerOptions {
             batch: 100,
             concurrency: wabridge_core::config::sync_concurrency()?,
             pressure: Some(pressure.clone()),
             busy_concurrency: BURST_CONSUMER_CONCURRENCY,
             settle: Settle::new(events_policy, true),
-            breaker: Some(handler.breaker().clone()),
+            breaker,
             ..WorkerOptions::default()
         },
         stop_rx.clone(),
     ));
     let merger = inbox.spawn_merger(Some(pressure.clone()), stop_rx.clone());
-    let sender = crate::sends::spawn_sender(&db, &sends, sends_policy, stop_rx.clone())?;
-    let media_consumer = media.spawn_consumer(&db, events_policy, stop_rx.clone())?;
+    let lines = numbers.as_deref().map(|n| (n, &secrets));
+    let sender = crate::sends::spawn_sender(&db, &sends, sends_policy, lines, stop_rx.clone())?;
+    let media_consumer = media.spawn_consumer(&db, events_policy, lines, stop_rx.clone())?;
     let _template_sync = crate::templates::spawn_periodic(&db, stop_rx.clone())?; // ends on stop
     let retentions = wabridge_sqlite::engine::Retentions {
         ledger: wabridge_core::config::ledger_retention()?,

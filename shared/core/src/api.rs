@@ -331,6 +331,7 @@ impl From<SendsError> for ApiError {
                 code: refusal.code(),
                 message: refusal.message(),
             },
+            SendsError::Number { code, message } => ApiError::Unprocessable { code, message },
             e @ SendsError::KeyReused => ApiError::Conflict(e.to_string()),
             SendsError::NotFound(id) => ApiError::NotFound(format!("send {id}")),
             SendsError::Agent(e) => ApiError::Unprocessable {

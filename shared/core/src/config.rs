@@ -60,6 +60,9 @@ pub const PIPEDRIVE_BURST_LIMIT: &str = "PIPEDRIVE_BURST_LIMIT";
 pub const CRM_TIMEOUT_MS: &str = "CRM_TIMEOUT_MS";
 /// Path of the field mapping file.
 pub const WABRIDGE_MAPPING: &str = "WABRIDGE_MAPPING";
+/// Path of the numbers registry (TOML; `docs/numbers.md`): several business numbers, each with
+/// its WABA, token key, CRM target and send rate. Unset: the one number of the settings above.
+pub const WABRIDGE_NUMBERS: &str = "WABRIDGE_NUMBERS";
 /// DynamoDB table (single-table design) of the AWS engine.
 pub const WABRIDGE_TABLE: &str = "WABRIDGE_TABLE";
 /// SQS queue URLs of the AWS engine.

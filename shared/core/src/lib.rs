@@ -35,6 +35,7 @@ pub mod ingest;
 pub mod ledger;
 pub mod mapping;
 pub mod media;
+pub mod numbers;
 pub mod oauth;
 pub mod queue;
 pub mod records;

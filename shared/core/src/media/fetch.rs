@@ -142,6 +142,9 @@ pub struct Wanted<'a> {
 pub struct MediaFetcher {
     source: std::sync::Arc<dyn MediaSource>,
     store: std::sync::Arc<dyn MediaStore>,
+    /// The sources of a numbers registry's numbers (each with its own token), by
+    /// phone_number_id; a file that reached another number comes through `source`.
+    by_number: std::collections::HashMap<String, std::sync::Arc<dyn MediaSource>>,
 }
 
 impl MediaFetcher {
@@ -149,7 +152,21 @@ impl MediaFetcher {
         source: std::sync::Arc<dyn MediaSource>,
         store: std::sync::Arc<dyn MediaStore>,
     ) -> MediaFetcher {
-        MediaFetcher { source, store }
+        MediaFetcher {
+            source,
+            store,
+            by_number: Default::default(),
+        }
+    }
+
+    /// Files that reached the number `phone_number_id` come through `source`.
+    pub fn with_number(
+        mut self,
+        phone_number_id: &str,
+        source: std::sync::Arc<dyn MediaSource>,
+    ) -> MediaFetcher {
+        self.by_number.insert(phone_number_id.to_string(), source);
+        self
     }
 
     /// Fetches what `wanted` names.
@@ -171,10 +188,13 @@ impl MediaFetcher {
             }),
             _ => None,
         };
+        let source = phone_number_id
+            .and_then(|id| self.by_number.get(id))
+            .unwrap_or(&self.source);
         let mut asked_meta = from_webhook.is_none();
         let mut info = match from_webhook {
             Some(info) => info,
-            None => self.source.info(media_id, phone_number_id).await?,
+            None => source.info(media_id, phone_number_id).await?,
         };
         kind.check(&info.mime_type, info.file_size.unwrap_or(0), animated)?;
         let expected = info.sha256.or(declared);
@@ -200,20 +220,20 @@ impl MediaFetcher {
                 limit,
                 kind,
             };
-            let result = self.source.download(&info.url, &mut sink).await;
+            let result = source.download(&info.url, &mut sink).await;
             match result {
                 Ok(()) => return self.finish(sink, &info, expected).await,
                 // The webhook's URL did not serve it (expired, refused, not Meta's): ask Meta.
                 Err(FetchError::UrlExpired | FetchError::Retry { .. }) if !asked_meta => {
                     asked_meta = true;
                     sink.object.abort().await;
-                    info = self.source.info(media_id, phone_number_id).await?;
+                    info = source.info(media_id, phone_number_id).await?;
                     kind.check(&info.mime_type, info.file_size.unwrap_or(0), animated)?;
                 }
                 Err(FetchError::UrlExpired) if !expired_once => {
                     expired_once = true;
                     sink.object.abort().await;
-                    info = self.source.info(media_id, phone_number_id).await?;
+                    info = source.info(media_id, phone_number_id).await?;
                 }
                 Err(e) => {
                     sink.object.abort().await;

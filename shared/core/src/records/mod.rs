@@ -274,6 +274,10 @@ pub struct ActivityRecord {
     /// The conversation the message belongs to ([`crate::conversations`]).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub conversation_id: Option<String>,
+    /// The business line (phone_number_id and label) the message was sent to or from, when the
+    /// gateway runs a numbers registry ([`crate::numbers`]).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub business_number: Option<crate::numbers::BusinessNumber>,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]

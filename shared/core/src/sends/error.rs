@@ -53,6 +53,10 @@ pub enum SendsError {
         "this Idempotency-Key was used for a different request; use a new key for a new request"
     )]
     KeyReused,
+    /// `from` names no registered number, or is missing with several (`unknown_number`,
+    /// `from_required`): the request is well-formed, the gateway cannot honour it (422).
+    #[error("{message}")]
+    Number { code: &'static str, message: String },
     #[error("send {0} not found")]
     NotFound(String),
     /// The `agent` is outside the catalogue (or not an agent id).

@@ -52,6 +52,16 @@ pub fn event(key: String, item: &SendResultItem) -> Event {
     Event::own(key, EventKind::SendResult, FIELD, item)
 }
 
+/// The send_result event of a finished send: under the number it was sent `from` (a registry's
+/// phone_number_id), so crm-sync lands it in that number's CRM.
+pub fn finished_event(record: &SendRecord) -> Event {
+    let key = format!("send:{}:{}", record.id, record.state.as_str());
+    Event {
+        phone_number_id: request_str(record, "from"),
+        ..event(key, &finished_item(record))
+    }
+}
+
 /// A string member of the stored request (`to`, `recipient`, `name`).
 fn request_str(record: &SendRecord, key: &str) -> Option<String> {
     record
@@ -84,11 +94,8 @@ pub fn finished_item(record: &SendRecord) -> SendResultItem {
 #[async_trait]
 impl SendEvents for QueueEvents {
     async fn finished(&self, record: &SendRecord) -> Result<(), StoreError> {
-        self.put(
-            format!("send:{}:{}", record.id, record.state.as_str()),
-            finished_item(record),
-        )
-        .await
+        let event = finished_event(record);
+        self.queue.send_batch(&[event.to_message()]).await
     }
 
     async fn opted_out(&self, contact: &ContactRef, send_id: &str) -> Result<(), StoreError> {
@@ -155,10 +162,9 @@ mod tests {
             (SendState::Failed, "meta_131026", Some(131026)),
         ] {
             let r = record(state, code);
-            let e = event(
-                format!("send:{}:{}", r.id, state.as_str()),
-                &finished_item(&r),
-            );
+            let e = finished_event(&r);
+            assert_eq!(e.key, format!("send:snd_1:{}", state.as_str()));
+            assert_eq!(e.phone_number_id, None, "the one number's send names none");
             let back = Event::from_json(&e.to_json()).unwrap();
             assert_eq!(back.kind, EventKind::SendResult);
             let p = plan(&back, &ConsentKeywords::default()).unwrap();
@@ -183,6 +189,14 @@ mod tests {
             // The template and the language it went in (chosen by country or given).
             assert_eq!(a.text.as_deref(), Some("template promo (es_MX)"));
         }
+    }
+
+    #[test]
+    fn a_send_from_a_registered_number_reports_under_that_number() {
+        let mut r = record(SendState::Failed, "meta_131026");
+        r.request["from"] = json!("206540352242922");
+        let e = Event::from_json(&finished_event(&r).to_json()).unwrap();
+        assert_eq!(e.phone_number_id.as_deref(), Some("206540352242922"));
     }
 
     #[test]

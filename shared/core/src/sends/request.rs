@@ -42,6 +42,8 @@ pub struct SendRequestBody {
     media: Option<MessageMediaBody>,
     /// Who sends it (checked against the agent catalogue by the sends service).
     agent: Option<String>,
+    /// The business number to send from: a registry label or phone_number_id.
+    from: Option<String>,
 }
 
 /// Meta's template categories.
@@ -106,6 +108,9 @@ pub struct SendRequest {
     /// The agent the business names as the sender ([`crate::agents`]).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub agent: Option<String>,
+    /// The number to send from: as given, then its phone_number_id ([`crate::numbers`]).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub from: Option<String>,
 }
 
 fn bad(code: &'static str, message: impl Into<String>) -> RequestError {
@@ -150,6 +155,13 @@ impl TryFrom<SendRequestBody> for SendRequest {
         };
 
         let agent = non_empty(&body.agent);
+        let from = non_empty(&body.from);
+        if from
+            .as_deref()
+            .is_some_and(|f| !crate::numbers::valid_from(f))
+        {
+            return Err(bad("invalid_from", crate::numbers::FROM_SHAPE));
+        }
         let template_name = non_empty(&body.template);
         let text_body = non_empty(&body.text);
         let kind = match (template_name, text_body, body.media.is_some()) {
@@ -182,6 +194,7 @@ impl TryFrom<SendRequestBody> for SendRequest {
             contact,
             kind,
             agent,
+            from,
         })
     }
 }

@@ -39,6 +39,11 @@ pub struct Sender {
     pub breaker: Arc<CircuitBreaker>,
     /// Uploads the files of media sends; none fails them (`media_unavailable`).
     pub media: Option<Arc<MediaUploader>>,
+    /// Each registered number's Graph client (its path and token) and rate limiter, by
+    /// phone_number_id: a send `from` one of them goes out through it ([`crate::numbers`]).
+    pub lines: std::collections::HashMap<String, (Arc<dyn MessageApi>, Arc<RateLimiter>)>,
+    /// Each registered number's uploader: a file goes to Meta from the number that sends it.
+    pub line_media: std::collections::HashMap<String, Arc<MediaUploader>>,
 }
 
 impl Sender {
@@ -51,6 +56,43 @@ impl Sender {
             policy: RetryPolicy::SENDS,
             breaker: Arc::new(CircuitBreaker::new("graph")),
             media: None,
+            lines: Default::default(),
+            line_media: Default::default(),
+        }
+    }
+
+    /// The files of sends `from` the number `phone_number_id` go to Meta through `media`.
+    pub fn with_line_media(mut self, phone_number_id: &str, media: Arc<MediaUploader>) -> Self {
+        self.line_media.insert(phone_number_id.to_string(), media);
+        self
+    }
+
+    /// The uploader of the send's number (none: its media sends fail `media_unavailable`).
+    fn uploader(&self, request: &SendRequest) -> Option<&Arc<MediaUploader>> {
+        match &request.from {
+            None => self.media.as_ref(),
+            Some(id) => self.line_media.get(id),
+        }
+    }
+
+    /// Sends `from` the number `phone_number_id` go out through `graph` at `limiter`'s pace.
+    pub fn with_line(
+        mut self,
+        phone_number_id: &str,
+        graph: Arc<dyn MessageApi>,
+        limiter: Arc<RateLimiter>,
+    ) -> Self {
+        self.lines
+            .insert(phone_number_id.to_string(), (graph, limiter));
+        self
+    }
+
+    /// The Graph client and limiter of the send's number; `None` for a number this sender
+    /// does not have (removed from the registry after the send was accepted).
+    fn line(&self, request: &SendRequest) -> Option<(&Arc<dyn MessageApi>, &Arc<RateLimiter>)> {
+        match &request.from {
+            None => Some((&self.graph, &self.limiter)),
+            Some(id) => self.lines.get(id).map(|(g, l)| (g, l)),
         }
     }
 
@@ -199,12 +241,19 @@ impl Sender {
             Ok(None) => {}
             Err(e) => return Some(retry_store(&e)),
         }
-        if let Err(wait) = self.limiter.wait(&record.contact).await {
+        let Some((_, limiter)) = self.line(request) else {
+            let error = SendError {
+                code: crate::numbers::UNKNOWN_NUMBER.to_string(),
+                message: "the send's `from` number is no longer registered".into(),
+            };
+            return Some(self.finish(id, SendState::Failed, Some(error), None).await);
+        };
+        if let Err(wait) = limiter.wait(&record.contact).await {
             return Some(Outcome::retry(wait, "sender rate limit"));
         }
         let now = now_ms();
         let store = &self.sends.store;
-        let pair = self.limiter.pair_interval();
+        let pair = limiter.pair_interval();
         match store.reserve_pair(&record.contact, id, now, pair).await {
             Ok(None) => {}
             Ok(Some(wait)) => return Some(Outcome::retry(wait, "pair rate limit")),
@@ -233,7 +282,7 @@ impl Sender {
             return Ok(None);
         };
         let id = record.id.as_str();
-        let Some(media) = &self.media else {
+        let Some(media) = self.uploader(request) else {
             let error = SendError {
                 code: "media_unavailable".into(),
                 message: "this sender has no media store to upload the file from".into(),
@@ -379,7 +428,11 @@ impl Handler for Sender {
             Ok(prepared) => prepared,
             Err(outcome) => return outcome,
         };
-        if !crate::consumer::fits(self.graph.call_budget()) {
+        // `clear` ended the sends of numbers this sender lacks.
+        let Some((graph, _)) = self.line(&request) else {
+            return Outcome::Done;
+        };
+        if !crate::consumer::fits(graph.call_budget()) {
             // The invocation ends before Meta could answer: the next delivery sends it.
             let _ = self.sends.store.release(&id).await;
             return Outcome::retry(
@@ -396,7 +449,7 @@ impl Handler for Sender {
         }
         let probe = admit == Admit::Probe;
         // The upload (when the file needs one) and the message count as one call to Meta.
-        let media_id = match (prepared, &self.media) {
+        let media_id = match (prepared, self.uploader(&request)) {
             (Some(Prepared::Upload(pending)), Some(media)) => {
                 media.upload(pending, now_ms()).await.map(Some)
             }
@@ -406,7 +459,7 @@ impl Handler for Sender {
         let result = match media_id {
             Ok(media_id) => {
                 let message = request.to_outbound_with(&id, media_id.as_deref());
-                self.graph.send(&message).await
+                graph.send(&message).await
             }
             Err(failure) => Err(failure),
         };

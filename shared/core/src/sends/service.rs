@@ -72,6 +72,8 @@ pub struct Sends {
     media: Option<MediaLibrary>,
     /// The agents a send may name.
     agents: Arc<AgentCatalogue>,
+    /// The numbers registry `from` is resolved in; none: the one number, and `from` is refused.
+    numbers: Option<Arc<crate::numbers::Numbers>>,
 }
 
 /// The sends queue's message: the send's id (the sender reads the rest from the store).
@@ -109,12 +111,19 @@ impl Sends {
             languages: Arc::new(LanguageMap::default()),
             media: None,
             agents: Arc::new(AgentCatalogue::default()),
+            numbers: None,
         }
     }
 
     /// The agents a send may name (the mapping's `[agents]`; any well-formed id without one).
     pub fn with_agents(mut self, agents: AgentCatalogue) -> Sends {
         self.agents = Arc::new(agents);
+        self
+    }
+
+    /// Sends name their number (`from`) in this registry.
+    pub fn with_numbers(mut self, numbers: Arc<crate::numbers::Numbers>) -> Sends {
+        self.numbers = Some(numbers);
         self
     }
 
@@ -196,6 +205,9 @@ impl Sends {
         }
         // The caller's request, before wabridge fills anything in: a replay matches it.
         let hash = request.hash();
+        request.from =
+            crate::numbers::resolve_from(self.numbers.as_deref(), request.from.as_deref())
+                .map_err(|(code, message)| SendsError::Number { code, message })?;
         self.choose_language(&mut request).await?;
         if let Some(refusal) = self.policy.check(&request, now_ms()).await? {
             return Err(SendsError::Refused(refusal));

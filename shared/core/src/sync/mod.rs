@@ -53,6 +53,9 @@ pub struct CrmSync {
     media: Option<Arc<dyn Queue>>,
     /// Conversations: when set, every message is folded into its thread's conversation.
     conversations: Option<crate::conversations::Conversations>,
+    /// The business number whose events this instance lands (a registry's; see
+    /// [`crate::numbers`]): activities carry it, so the CRM shows which line was written to.
+    number: Option<crate::numbers::BusinessNumber>,
 }
 
 impl CrmSync {
@@ -73,6 +76,7 @@ impl CrmSync {
             breaker: Arc::new(CircuitBreaker::new("crm")),
             media: None,
             conversations: None,
+            number: None,
         }
     }
 
@@ -83,6 +87,12 @@ impl CrmSync {
         conversations: crate::conversations::Conversations,
     ) -> Self {
         self.conversations = Some(conversations);
+        self
+    }
+
+    /// Stamp the activities of every event with this business number.
+    pub fn with_number(mut self, number: crate::numbers::BusinessNumber) -> Self {
+        self.number = Some(number);
         self
     }
 
@@ -160,7 +170,10 @@ impl CrmSync {
         let mut records = std::mem::take(&mut plan.records);
         for (_, r) in records.iter_mut() {
             let media = match r {
-                Record::Activity(a) => &mut a.media,
+                Record::Activity(a) => {
+                    a.business_number.clone_from(&self.number);
+                    &mut a.media
+                }
                 Record::MessageChange(c) => {
                     if c.change == Some(ChangeKind::Deleted) {
                         // The mapping decides what the CRM does with a deleted message.
@@ -371,12 +384,19 @@ impl Handler for CrmSync {
             Ok(e) => e,
             Err(e) => return Outcome::DeadLetter(format!("not an event: {e}")),
         };
-        match self.process(&event, delivery.receive_count).await {
+        self.handle_event(&event, delivery.receive_count).await
+    }
+}
+
+impl CrmSync {
+    /// Handles one parsed event ([`crate::numbers::dispatch`] parses it to route it).
+    pub async fn handle_event(&self, event: &Event, receive_count: u32) -> Outcome {
+        match self.process(event, receive_count).await {
             Ok(outcome) => outcome,
             Err(e) if e.is_retryable() => {
                 tracing::warn!(event = %redact::key(&event.key), error = %e, "store unavailable, retrying");
                 Outcome::retry(
-                    crate::retry::backoff(delivery.receive_count, None),
+                    crate::retry::backoff(receive_count, None),
                     format!("store unavailable: {e}"),
                 )
             }

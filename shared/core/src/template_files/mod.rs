@@ -178,7 +178,7 @@ impl TemplateFile {
 }
 
 /// "line L, column C: message", from toml's error and its byte span.
-fn toml_problem(text: &str, e: &toml::de::Error) -> String {
+pub(crate) fn toml_problem(text: &str, e: &toml::de::Error) -> String {
     let message = e.message().trim().to_string();
     match e.span() {
         Some(span) => {

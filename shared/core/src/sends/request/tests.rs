@@ -210,3 +210,29 @@ fn media_refusals_name_the_problem() {
         "invalid_media"
     );
 }
+
+#[test]
+fn from_names_a_number_by_label_or_id_and_is_kept_in_the_hash() {
+    let base = r#""to": "+5215512345678", "template": "t", "language": "es_MX""#;
+    let parse = |extra: &str| SendRequest::parse(format!("{{{base}{extra}}}").as_bytes());
+    assert_eq!(parse("").unwrap().from, None);
+    assert_eq!(parse(r#", "from": "  ""#).unwrap().from, None);
+    let label = parse(r#", "from": " ventas-mx ""#).unwrap();
+    assert_eq!(label.from.as_deref(), Some("ventas-mx"));
+    let id = parse(r#", "from": "106540352242922""#).unwrap();
+    assert_eq!(id.from.as_deref(), Some("106540352242922"));
+    // Two sends from two numbers are two requests, not a replay of one.
+    assert_ne!(label.hash(), id.hash());
+    assert_ne!(label.hash(), parse("").unwrap().hash());
+    for bad in [
+        r#""ventas mx""#,
+        r#""../x""#,
+        &format!("\"{}\"", "a".repeat(65)),
+    ] {
+        assert_eq!(
+            code(&format!("{{{base}, \"from\": {bad}}}")),
+            "invalid_from",
+            "{bad}"
+        );
+    }
+}
