@@ -277,7 +277,7 @@ pub struct ActivityRecord {
     /// The business line (phone_number_id and label) the message was sent to or from, when the
     /// gateway runs a numbers registry ([`crate::numbers`]).
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub business_number: Option<crate::numbers::BusinessNumber>,
+    pub business_number: Option<Box<crate::numbers::BusinessNumber>>,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]

@@ -211,10 +211,10 @@ pub(crate) fn samples() -> Vec<Record> {
             edited_at: Some(2),
             edit_id: Some("wamid.e".into()),
             deleted_at: Some(3),
-            business_number: Some(crate::numbers::BusinessNumber {
+            business_number: Some(Box::new(crate::numbers::BusinessNumber {
                 phone_number_id: "106540352242922".into(),
                 label: "ventas-mx".into(),
-            }),
+            })),
             ..Default::default()
         }),
         Record::MessageChange(crate::changes::MessageChangeRecord {

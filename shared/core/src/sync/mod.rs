@@ -171,7 +171,7 @@ impl CrmSync {
         for (_, r) in records.iter_mut() {
             let media = match r {
                 Record::Activity(a) => {
-                    a.business_number.clone_from(&self.number);
+                    a.business_number = self.number.clone().map(Box::new);
                     &mut a.media
                 }
                 Record::MessageChange(c) => {

@@ -21,7 +21,8 @@
 //!   (`DELETE /api/v2/persons/{id}`; Pipedrive keeps deleted persons 30 days, then purges).
 //! - **template status, number quality, account, unknown, media, a status of a group message**:
 //!   not written (logged): Pipedrive has no object for them (files: not yet).
-//! - **calls, edits and deletions** (`call`, `message_change`): not written yet (logged).
+//! - **calls, edits and deletions, conversations** (`call`, `message_change`, `conversation`):
+//!   not written yet (logged).
 //!
 //! Limits: every call takes a slot of the token's burst window first (`pace.rs`): at most
 //! `PIPEDRIVE_BURST_LIMIT` per 2 s, and 10 searches per 2 s. A 429 (someone
@@ -218,6 +219,10 @@ impl Crm for PipedriveCrm {
             }
             Record::Call(_) => {
                 self.skip(effect, "calls are not logged in Pipedrive yet");
+                Ok(())
+            }
+            Record::Conversation(_) => {
+                self.skip(effect, "conversations are not written to Pipedrive yet");
                 Ok(())
             }
             Record::MessageChange(_) => {
