@@ -67,7 +67,9 @@ pub async fn run(args: ServeArgs) -> Result<(), CliError> {
     // Files the business uploads to send live in the same store as those customers sent.
     let library = crate::media_upload::library(&db, media.store.clone());
     let sends = crate::sends::service(&db, keys.clone(), audit.clone(), library.clone())?;
-    let api = api.with_sends(sends.clone());
+    let api = api
+        .with_sends(sends.clone())
+        .with_conversations(crate::conversations::route(&db, keys.clone())?);
     let api = match media.access() {
         Some(access) => api.with_media(access),
         None => api,

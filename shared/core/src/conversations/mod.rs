@@ -14,6 +14,7 @@
 //! `closed_at` is then its last message + the idle time, whatever the arrival time.
 
 pub mod fold;
+pub mod outcome;
 pub mod record;
 
 use std::sync::Arc;
@@ -160,6 +161,42 @@ impl Conversations {
             };
             if self.store.save(&write).await? {
                 return Ok(Some(next));
+            }
+        }
+        Err(StoreError::unavailable(format!(
+            "conversation {id}: {ATTEMPTS} concurrent writes in a row"
+        )))
+    }
+}
+
+impl Conversations {
+    /// Sets the outcome (`at`: when); `None` when there is no such conversation, else the
+    /// conversation and whether it changed (the same outcome again changes nothing).
+    pub async fn set_outcome(
+        &self,
+        id: &str,
+        outcome: &str,
+        at: i64,
+    ) -> Result<Option<(ConversationState, bool)>, StoreError> {
+        for _ in 0..ATTEMPTS {
+            let Some(state) = self.store.get(id).await? else {
+                return Ok(None);
+            };
+            if state.record.outcome.as_deref() == Some(outcome) {
+                return Ok(Some((state, false)));
+            }
+            let mut next = state.clone();
+            next.record.outcome = Some(outcome.to_string());
+            next.record.outcome_at = Some(at);
+            next.record.revision += 1;
+            let write = Write {
+                thread: thread_key(&state.record.contact_id, &state.record.number),
+                conversations: vec![(Some(state.record.revision), next.clone())],
+                head: None,
+                mark: None,
+            };
+            if self.store.save(&write).await? {
+                return Ok(Some((next, true)));
             }
         }
         Err(StoreError::unavailable(format!(

@@ -78,6 +78,11 @@ pub struct ConversationRecord {
     pub pricing_categories: Vec<String>,
     #[serde(default)]
     pub pricing_types: Vec<String>,
+    /// Set through `PATCH /conversations/{id}`, from the mapping's outcome catalogue.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub outcome: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub outcome_at: Option<i64>,
     /// Grows by one with every change.
     pub revision: u64,
 }
