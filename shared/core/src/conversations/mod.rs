@@ -24,11 +24,10 @@ use async_trait::async_trait;
 pub use fold::{Folded, Observation};
 pub use record::{CloseReason, ConversationRecord, ConversationState, MessageMark, Origin, Party};
 
-use crate::config::{ConfigError, Settings};
+use crate::config::{ConfigError, Settings, WABRIDGE_CONVERSATION_IDLE_HOURS};
 use crate::error::StoreError;
 
-/// Hours without a message after which a conversation closes (default 24, Meta's window).
-pub const WABRIDGE_CONVERSATION_IDLE_HOURS: &str = "WABRIDGE_CONVERSATION_IDLE_HOURS";
+/// Default of [`WABRIDGE_CONVERSATION_IDLE_HOURS`]: Meta's customer service window.
 pub const DEFAULT_IDLE_HOURS: u32 = 24;
 
 /// [`WABRIDGE_CONVERSATION_IDLE_HOURS`] through `lookup`: whole hours from 1 to 720, in ms.
