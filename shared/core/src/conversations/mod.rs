@@ -96,8 +96,9 @@ impl Conversations {
     }
 
     /// Folds one message in; returns what changed and the message's conversation. Idempotent:
-    /// a message seen before changes nothing (the caller still sends the current records, so a
-    /// delivery that failed after the write completes its effects).
+    /// a message seen before changes nothing. When the event itself made the conversation's
+    /// latest change, the conversation is returned again, so a delivery that died after the
+    /// write completes its effects.
     pub async fn observe(&self, obs: &Observation) -> Result<Folded, StoreError> {
         let thread = thread_key(&obs.contact_id, &obs.number);
         for _ in 0..ATTEMPTS {
@@ -111,11 +112,15 @@ impl Conversations {
             );
             if folded.changes.is_empty() && folded.mark.is_none() {
                 return Ok(match (&loaded.conversation, &folded.conversation_id) {
-                    // Seen before: its conversation as it is now.
-                    (Some(state), Some(id)) if &state.record.id == id => Folded {
-                        changes: vec![(Some(state.record.revision), state.clone())],
-                        ..folded
-                    },
+                    (Some(state), Some(id))
+                        if &state.record.id == id
+                            && state.last_event.as_deref() == Some(obs.event_key.as_str()) =>
+                    {
+                        Folded {
+                            changes: vec![(Some(state.record.revision), state.clone())],
+                            ..folded
+                        }
+                    }
                     _ => folded,
                 });
             }
