@@ -1,15 +1,34 @@
-//! `wabridge conversations list|show`: the conversations of the local store, as crm-sync keeps
-//! them (`wabridge_core::conversations`).
+//! `wabridge conversations list|show` and `PATCH /conversations/{id}` over the local store
+//! (`wabridge_core::conversations`).
 
 use std::io::Write;
 use std::path::Path;
+use std::sync::Arc;
 
+use wabridge_core::auth::ApiKeys;
 use wabridge_core::clock::rfc3339;
-use wabridge_core::conversations::{ConversationRecord, ConversationStore};
-use wabridge_sqlite::SqliteConversations;
+use wabridge_core::conversations::outcome::ConversationsRoute;
+use wabridge_core::conversations::{idle_ms, ConversationRecord, ConversationStore};
+use wabridge_sqlite::{Db, SqliteConversations, SqliteEngine, SqliteQueue, EVENTS_QUEUE};
 
 use crate::data::open_existing;
 use crate::error::CliError;
+
+/// `PATCH /conversations/{id}` over the file: outcomes from the mapping's `[outcomes]`, the
+/// changes queued on the events queue for crm-sync.
+pub fn route(db: &Db, keys: Arc<ApiKeys>) -> Result<Arc<ConversationsRoute>, CliError> {
+    let env = |n: &str| std::env::var(n).ok();
+    let kind = wabridge_core::config::crm_kind(env);
+    wabridge_crm::check_kind(&kind)?;
+    let outcomes = wabridge_core::mapping::Mapping::from_env(&kind)?.outcomes;
+    let conversations = SqliteEngine::new(db.clone()).conversations(idle_ms(env)?);
+    Ok(Arc::new(ConversationsRoute::new(
+        conversations,
+        outcomes,
+        keys,
+        Arc::new(SqliteQueue::new(db.clone(), EVENTS_QUEUE)),
+    )))
+}
 
 /// Prints the newest `limit` conversations (of `contact`, when given): a table, or with `json`
 /// one record per line.

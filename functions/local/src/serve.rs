@@ -74,7 +74,9 @@ pub async fn run(args: ServeArgs) -> Result<(), CliError> {
         library.clone(),
         numbers.clone(),
     )?;
-    let api = api.with_sends(sends.clone());
+    let api = api
+        .with_sends(sends.clone())
+        .with_conversations(crate::conversations::route(&db, keys.clone())?);
     let api = match media.access() {
         Some(access) => api.with_media(access),
         None => api,

@@ -15,6 +15,7 @@ use serde_json::json;
 
 use crate::audit::Audit;
 use crate::auth::{ApiKeys, Scope};
+use crate::conversations::outcome::ConversationsRoute;
 use crate::erasure::{ErasureError, ErasureService};
 use crate::http::{ApiError, Method, Request, Response};
 use crate::ingest::{IngestError, IngestService};
@@ -56,6 +57,8 @@ pub enum Route<'a> {
     Media(&'a str),
     /// `POST /media/uploads`: a file uploaded by URL ([`crate::media::direct`]).
     MediaUploads,
+    /// `PATCH /conversations/{id}`: a conversation's outcome ([`crate::conversations::outcome`]).
+    Conversation(&'a str),
     /// No route with this path. Carries the path for the error.
     NotFound(&'a str),
 }
@@ -87,6 +90,8 @@ impl<'a> Route<'a> {
                     Route::Contact(id)
                 } else if let Some(id) = id("/media/") {
                     Route::Media(id)
+                } else if let Some(id) = id("/conversations/") {
+                    Route::Conversation(id)
                 } else {
                     Route::NotFound(path)
                 }
@@ -105,6 +110,7 @@ pub struct Api {
     erasure: Option<(Arc<ErasureService>, Arc<ApiKeys>)>,
     media: Option<MediaAccess>,
     uploads: Option<UploadsRoute>,
+    conversations: Option<Arc<ConversationsRoute>>,
 }
 
 impl Api {
@@ -122,6 +128,12 @@ impl Api {
     /// Mounts `POST /links` and `POST /conversions`.
     pub fn with_attribution(mut self, attribution: Arc<dyn AttributionRoutes>) -> Api {
         self.attribution = Some(attribution);
+        self
+    }
+
+    /// Mounts `PATCH /conversations/{id}`.
+    pub fn with_conversations(mut self, route: Arc<ConversationsRoute>) -> Api {
+        self.conversations = Some(route);
         self
     }
 
@@ -281,6 +293,10 @@ impl Api {
                 Some(uploads) => uploads.handle(req).await,
                 None => Err(ApiError::NotFound(req.path.clone())),
             },
+            Route::Conversation(id) => match &self.conversations {
+                Some(route) => route.handle(req, id).await,
+                None => Err(ApiError::NotFound(req.path.clone())),
+            },
             Route::NotFound(path) => Err(ApiError::NotFound(path.to_string())),
         }
     }
@@ -412,6 +428,7 @@ fn allowed_methods(path: &str) -> Option<&'static str> {
         Route::Consents => Some("GET, POST"),
         Route::Contact(_) => Some("DELETE"),
         Route::Media(_) => Some("GET"),
+        Route::Conversation(_) => Some("PATCH"),
         Route::NotFound(_) => None,
     }
 }

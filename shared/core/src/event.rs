@@ -51,6 +51,10 @@ pub enum EventKind {
     /// through the effects ledger. `field` is `media_result`; the item is the
     /// [`crate::media::job::MediaResultItem`].
     MediaResult,
+    /// Not from Meta: a conversation changed through the API (`PATCH /conversations/{id}`),
+    /// put on the events queue so that it reaches the CRM through the effects ledger. `field`
+    /// is `conversation`; the item is the [`crate::conversations::ConversationRecord`].
+    Conversation,
 }
 
 impl EventKind {
@@ -69,6 +73,7 @@ impl EventKind {
             EventKind::Consent => "consent",
             EventKind::Erasure => "erasure",
             EventKind::MediaResult => "media_result",
+            EventKind::Conversation => "conversation",
         }
     }
 }

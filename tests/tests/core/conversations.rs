@@ -90,3 +90,18 @@ async fn a_scripted_day_gives_each_conversation_its_exact_first_response() {
     assert_eq!(env.activity("wamid.R1").await["conversation_id"], mariana);
     assert_ne!(env.activity("wamid.M2").await["conversation_id"], mariana);
 }
+
+#[tokio::test]
+async fn a_conversation_changed_through_the_api_reaches_the_crm_once() {
+    let env = env();
+    env.deliver_twice(&day::morning()).await;
+    let mut record: wabridge_core::conversations::ConversationRecord =
+        serde_json::from_value(day::latest(&env.lines("conversation").await)[0].clone()).unwrap();
+    record.outcome = Some("resolved".into());
+    record.revision += 1;
+    env.deliver_twice(&[wabridge_core::conversations::outcome::event(&record)])
+        .await;
+    let all = day::latest(&env.lines("conversation").await);
+    assert_eq!(all[0]["outcome"], "resolved");
+    assert_eq!(all[0]["first_response_ms"], 7 * day::MIN * 1000);
+}

@@ -22,6 +22,8 @@ use crate::records::Direction;
 /// One message as the conversation sees it.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Observation {
+    /// The event that carries the message (the last to change a conversation is kept).
+    pub event_key: String,
     pub contact_id: String,
     pub number: String,
     pub display_number: Option<String>,
@@ -89,6 +91,7 @@ pub fn fold(
             closed.record.closed_at = Some(r.last_message_at().saturating_add(idle_ms));
             closed.record.close_reason = Some(super::record::CloseReason::Idle);
             closed.record.revision += 1;
+            closed.last_event = Some(obs.event_key.clone());
             open_new(vec![(Some(r.revision), closed)])
         }
         Some(closed_at) if obs.at > closed_at => open_new(Vec::new()),
@@ -96,6 +99,7 @@ pub fn fold(
             let mut state = head.clone();
             add(&mut state, obs);
             state.record.revision += 1;
+            state.last_event = Some(obs.event_key.clone());
             Folded {
                 changes: vec![(Some(r.revision), state)],
                 new_head: None,
@@ -126,6 +130,7 @@ fn refold(loaded: Option<&ConversationState>, mark: &MessageMark, obs: &Observat
     meta(&mut next.record, obs);
     if next != *state {
         next.record.revision += 1;
+        next.last_event = Some(obs.event_key.clone());
         folded.changes.push((Some(state.record.revision), next));
     }
     folded
@@ -156,6 +161,7 @@ fn open(id: String, obs: &Observation) -> ConversationState {
     };
     add(&mut state, obs);
     state.record.revision = 1;
+    state.last_event = Some(obs.event_key.clone());
     state
 }
 

@@ -14,6 +14,7 @@
 //! `closed_at` is then its last message + the idle time, whatever the arrival time.
 
 pub mod fold;
+pub mod outcome;
 pub mod record;
 
 use std::sync::Arc;
@@ -23,11 +24,10 @@ use async_trait::async_trait;
 pub use fold::{Folded, Observation};
 pub use record::{CloseReason, ConversationRecord, ConversationState, MessageMark, Origin, Party};
 
-use crate::config::{ConfigError, Settings};
+use crate::config::{ConfigError, Settings, WABRIDGE_CONVERSATION_IDLE_HOURS};
 use crate::error::StoreError;
 
-/// Hours without a message after which a conversation closes (default 24, Meta's window).
-pub const WABRIDGE_CONVERSATION_IDLE_HOURS: &str = "WABRIDGE_CONVERSATION_IDLE_HOURS";
+/// Default of [`WABRIDGE_CONVERSATION_IDLE_HOURS`]: Meta's customer service window.
 pub const DEFAULT_IDLE_HOURS: u32 = 24;
 
 /// [`WABRIDGE_CONVERSATION_IDLE_HOURS`] through `lookup`: whole hours from 1 to 720, in ms.
@@ -96,8 +96,9 @@ impl Conversations {
     }
 
     /// Folds one message in; returns what changed and the message's conversation. Idempotent:
-    /// a message seen before changes nothing (the caller still sends the current records, so a
-    /// delivery that failed after the write completes its effects).
+    /// a message seen before changes nothing. When the event itself made the conversation's
+    /// latest change, the conversation is returned again, so a delivery that died after the
+    /// write completes its effects.
     pub async fn observe(&self, obs: &Observation) -> Result<Folded, StoreError> {
         let thread = thread_key(&obs.contact_id, &obs.number);
         for _ in 0..ATTEMPTS {
@@ -111,11 +112,15 @@ impl Conversations {
             );
             if folded.changes.is_empty() && folded.mark.is_none() {
                 return Ok(match (&loaded.conversation, &folded.conversation_id) {
-                    // Seen before: its conversation as it is now.
-                    (Some(state), Some(id)) if &state.record.id == id => Folded {
-                        changes: vec![(Some(state.record.revision), state.clone())],
-                        ..folded
-                    },
+                    (Some(state), Some(id))
+                        if &state.record.id == id
+                            && state.last_event.as_deref() == Some(obs.event_key.as_str()) =>
+                    {
+                        Folded {
+                            changes: vec![(Some(state.record.revision), state.clone())],
+                            ..folded
+                        }
+                    }
                     _ => folded,
                 });
             }
@@ -160,6 +165,42 @@ impl Conversations {
             };
             if self.store.save(&write).await? {
                 return Ok(Some(next));
+            }
+        }
+        Err(StoreError::unavailable(format!(
+            "conversation {id}: {ATTEMPTS} concurrent writes in a row"
+        )))
+    }
+}
+
+impl Conversations {
+    /// Sets the outcome (`at`: when); `None` when there is no such conversation, else the
+    /// conversation and whether it changed (the same outcome again changes nothing).
+    pub async fn set_outcome(
+        &self,
+        id: &str,
+        outcome: &str,
+        at: i64,
+    ) -> Result<Option<(ConversationState, bool)>, StoreError> {
+        for _ in 0..ATTEMPTS {
+            let Some(state) = self.store.get(id).await? else {
+                return Ok(None);
+            };
+            if state.record.outcome.as_deref() == Some(outcome) {
+                return Ok(Some((state, false)));
+            }
+            let mut next = state.clone();
+            next.record.outcome = Some(outcome.to_string());
+            next.record.outcome_at = Some(at);
+            next.record.revision += 1;
+            let write = Write {
+                thread: thread_key(&state.record.contact_id, &state.record.number),
+                conversations: vec![(Some(state.record.revision), next.clone())],
+                head: None,
+                mark: None,
+            };
+            if self.store.save(&write).await? {
+                return Ok(Some((next, true)));
             }
         }
         Err(StoreError::unavailable(format!(

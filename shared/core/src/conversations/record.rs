@@ -78,6 +78,11 @@ pub struct ConversationRecord {
     pub pricing_categories: Vec<String>,
     #[serde(default)]
     pub pricing_types: Vec<String>,
+    /// Set through `PATCH /conversations/{id}`, from the mapping's outcome catalogue.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub outcome: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub outcome_at: Option<i64>,
     /// Grows by one with every change.
     pub revision: u64,
 }
@@ -112,6 +117,11 @@ pub struct ConversationState {
     /// When the assigning message was sent: an earlier one with an agent takes over.
     #[serde(default)]
     pub agent_at: Option<i64>,
+    /// The key of the event that made the latest change: its redelivery sends the record
+    /// again (its first delivery may have died before the CRM got it); other events that
+    /// change nothing send nothing.
+    #[serde(default)]
+    pub last_event: Option<String>,
 }
 
 /// How many business messages before the first inbound are remembered.

@@ -67,6 +67,7 @@ impl ConversationStore for Memory {
 
 fn msg(id: &str, direction: Direction, at: i64) -> Observation {
     Observation {
+        event_key: format!("m:{id}:{at}"),
         contact_id: "c1".into(),
         number: "pn1".into(),
         display_number: None,
@@ -244,6 +245,14 @@ async fn a_redelivery_changes_nothing_and_returns_the_conversation() {
     assert_eq!(twice.conversation_id, once.conversation_id);
     assert_eq!(twice.mark, None);
     assert_eq!(twice.changes[0].1, once.changes[0].1);
+    // Another event about the same message (a later status) that changes nothing sends nothing.
+    let other = Observation {
+        event_key: "s:a:read".into(),
+        ..inbound("a", HOUR)
+    };
+    let later = conversations.observe(&other).await.unwrap();
+    assert_eq!(later.conversation_id, once.conversation_id);
+    assert!(later.changes.is_empty());
 }
 
 #[test]

@@ -250,6 +250,9 @@ pub struct Mapping {
     /// `[agents] ids`: the agents `POST /sends` may name.
     #[serde(default)]
     pub agents: crate::agents::AgentCatalogue,
+    /// `[outcomes] ids`: the outcomes `PATCH /conversations/{id}` takes.
+    #[serde(default)]
+    pub outcomes: crate::conversations::outcome::OutcomeCatalogue,
 }
 
 /// `[revoke]`: `content = "clear"` (default) or `"keep"`. wabridge's own stores (the local
@@ -356,6 +359,8 @@ impl Mapping {
             "message_change" => &self.message_change,
             "call" => &self.call,
             "account" => &self.account,
+            // Posted as they are (no mapping section yet).
+            "conversation" => &[],
             _ => &self.unknown,
         }
     }

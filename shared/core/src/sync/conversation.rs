@@ -97,6 +97,7 @@ fn observation(
     });
     let at = |seconds: Option<i64>| seconds.map_or(event.received_at, |t| t.saturating_mul(1000));
     let base = |message_id: &str, direction, at| Observation {
+        event_key: event.key.clone(),
         contact_id: contact_id.to_string(),
         number: number.clone(),
         display_number: event.display_phone_number.clone(),

@@ -1,7 +1,7 @@
 //! Conversations and agents through `wabridge serve`: an agent named on `POST /sends` (checked
 //! against the mapping's `[agents]` catalogue) is assigned to the conversation by the first
 //! status of the send, and the conversation's first-response time is exact; `wabridge
-//! conversations list|show` print it.
+//! conversations list|show` print it; `PATCH /conversations/{id}` sets its outcome.
 
 use std::time::Duration;
 
@@ -14,7 +14,7 @@ async fn an_agent_named_on_a_send_is_assigned_to_the_conversation_it_answers() {
     let dir = tempfile::tempdir().unwrap();
     let mapping = dir.path().join("mapping.toml");
     let text = format!(
-        "{}\n[agents]\nids = [\"ana\", \"bruno\"]\n",
+        "{}\n[agents]\nids = [\"ana\", \"bruno\"]\n[outcomes]\nids = [\"resolved\", \"lost\"]\n",
         wabridge_core::mapping::LOCAL_EXAMPLE
     );
     std::fs::write(&mapping, text).unwrap();
@@ -108,4 +108,68 @@ async fn an_agent_named_on_a_send_is_assigned_to_the_conversation_it_answers() {
     assert!(!missing.status.success());
     let err = String::from_utf8_lossy(&missing.stderr);
     assert!(err.contains("no conversation with id cnv_missing"), "{err}");
+
+    // The outcome through the API: validated, stored, and in the CRM through crm-sync.
+    let path = format!("/conversations/{id}");
+    let (status, v) = patch(&gw, &path, json!({"outcome": "won"}), Some(API_KEY)).await;
+    assert_eq!(status, 422, "{v}");
+    assert_eq!(v["error"]["code"], "unknown_outcome", "{v}");
+    let message = v["error"]["message"].as_str().unwrap();
+    assert!(
+        message.contains("won") && message.contains("resolved, lost"),
+        "{v}"
+    );
+    let (status, v) = patch(&gw, &path, json!({"outcome": 3}), Some(API_KEY)).await;
+    assert_eq!(status, 400, "{v}");
+    let (status, _) = patch(&gw, &path, json!({"outcome": "resolved"}), None).await;
+    assert_eq!(status, 401);
+    let (status, v) = patch(
+        &gw,
+        "/conversations/cnv_missing",
+        json!({"outcome": "resolved"}),
+        Some(API_KEY),
+    )
+    .await;
+    assert_eq!(status, 404, "{v}");
+    // Twice: the second changes nothing.
+    for _ in 0..2 {
+        let (status, v) = patch(&gw, &path, json!({"outcome": "resolved"}), Some(API_KEY)).await;
+        assert_eq!(status, 200, "{v}");
+        assert_eq!(v["outcome"], "resolved");
+        assert_eq!(
+            v["revision"],
+            conversation["revision"].as_u64().unwrap() + 1
+        );
+    }
+    let resolved = wabridge_tests::eventually(
+        "the outcome in the CRM",
+        Duration::from_secs(20),
+        || async {
+            gw.wait_drained();
+            gw.records()
+                .into_iter()
+                .find(|r| r["kind"] == "conversation" && r["outcome"] == "resolved")
+        },
+    )
+    .await;
+    assert_eq!(resolved["id"], conversation["id"]);
+    assert_eq!(resolved["first_response_ms"], 90_000);
+    assert_eq!(gw.stats()["events_queue"]["dead"], 0);
+}
+
+async fn patch(
+    gw: &Gateway,
+    path: &str,
+    body: serde_json::Value,
+    key: Option<&str>,
+) -> (u16, serde_json::Value) {
+    let mut r = http_client().patch(format!("{}{path}", gw.url)).json(&body);
+    if let Some(key) = key {
+        r = r.bearer_auth(key);
+    }
+    let r = r.send().await.unwrap();
+    (
+        r.status().as_u16(),
+        r.json().await.unwrap_or(serde_json::Value::Null),
+    )
 }

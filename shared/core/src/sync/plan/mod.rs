@@ -122,6 +122,10 @@ pub fn plan(event: &Event, keywords: &ConsentKeywords) -> Result<Plan, PlanError
             vec![("erasure", Record::Erasure(e))],
         )),
         Item::MediaResult(r) => media::plan(event, *r),
+        Item::Conversation(c) => Ok(Plan::records(
+            Item::Conversation(c.clone()),
+            vec![("conversation", Record::Conversation(*c))],
+        )),
         Item::AccountUpdate(_) => Ok(account::account(event, item)),
         Item::Unknown => Ok(account::unknown(event, item)),
     }

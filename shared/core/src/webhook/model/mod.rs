@@ -53,6 +53,8 @@ pub enum Item {
     Erasure(crate::erasure::ErasureItem),
     /// The media pipeline's result for one file (not from Meta).
     MediaResult(Box<crate::media::job::MediaResultItem>),
+    /// A conversation changed through the API (not from Meta).
+    Conversation(Box<crate::conversations::ConversationRecord>),
     /// Not modelled: read `event.item` (raw JSON) and `event.field`.
     Unknown,
 }
@@ -73,6 +75,7 @@ pub fn parse_item(event: &Event) -> Result<Item, serde_json::Error> {
         EventKind::Consent => Item::Consent(Box::new(serde_json::from_str(raw)?)),
         EventKind::Erasure => Item::Erasure(serde_json::from_str(raw)?),
         EventKind::MediaResult => Item::MediaResult(Box::new(serde_json::from_str(raw)?)),
+        EventKind::Conversation => Item::Conversation(Box::new(serde_json::from_str(raw)?)),
         EventKind::Unknown => Item::Unknown,
     })
 }
