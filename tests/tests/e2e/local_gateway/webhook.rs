@@ -76,9 +76,11 @@ async fn signed_deliveries_become_records_once_even_when_posted_twice() {
         leads.len(),
         "one lead per person: {recs:#?}"
     );
+    // One conversation per person, kept at its latest revision.
+    assert_eq!(count_kind(&recs, "conversation"), 2, "{recs:#?}");
     let others = recs
         .iter()
-        .filter(|r| r["kind"] != "lead" && r["kind"] != "attribution")
+        .filter(|r| !["lead", "attribution", "conversation"].contains(&r["kind"].as_str().unwrap()))
         .count();
     assert_eq!(others, 6, "{recs:#?}");
     let unknown = recs.iter().find(|r| r["kind"] == "unknown").unwrap();
