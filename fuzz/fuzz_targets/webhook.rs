@@ -93,6 +93,7 @@ fn check_event(event: &Event) {
             Item::Consent(_) => panic!("a webhook yielded an API consent"),
             Item::Erasure(_) => panic!("a webhook yielded an erasure"),
             Item::MediaResult(_) => panic!("a webhook yielded a media result"),
+            Item::Conversation(_) => panic!("a webhook yielded a conversation change"),
         }
     }
     if let Some(Ok(contact)) = parse_contact(event) {
