@@ -106,7 +106,8 @@ async fn dead_letters_are_listed_and_redriven_from_the_cli() {
         [],
     )
     .unwrap();
-    let deadline = Instant::now() + Duration::from_secs(20);
+    // Generous: each CLI call is a process start, slow on a loaded CI machine.
+    let deadline = Instant::now() + Duration::from_secs(60);
     let listed = loop {
         let out = cli(&["dead-letters", "list", "--json"], dir.path(), &[]);
         assert!(out.status.success());
@@ -161,7 +162,7 @@ async fn dead_letters_are_listed_and_redriven_from_the_cli() {
     assert!(String::from_utf8_lossy(&out.stdout).contains("redrove 1"));
     // Back on its queue with a fresh receive count, the consumer reads it again and dead-letters
     // it again: same id, one receive.
-    let deadline = Instant::now() + Duration::from_secs(20);
+    let deadline = Instant::now() + Duration::from_secs(60);
     loop {
         let row: Option<(String, i64)> = db
             .query_row(
