@@ -262,22 +262,34 @@ impl TokenProvider {
             other => (other?, current),
         };
         let lifetime = grant.expires_in.unwrap_or(DEFAULT_LIFETIME);
-        let next = TokenSet {
+        let mut next = TokenSet {
             access_token: grant.access_token,
             refresh_token: Some(grant.refresh_token.unwrap_or(used)),
             refresh_at: refresh_at(now, lifetime),
             version: stored.as_ref().map_or(1, |s| s.version + 1),
         };
-        if self
-            .store
-            .swap(stored.as_ref().map(|s| s.version), &next)
-            .await?
-        {
-            tracing::info!(
-                rotated = next.refresh_token.is_some(),
-                "OAuth token refreshed"
-            );
-            return Ok(next);
+        let mut expected = stored.as_ref().map(|s| s.version);
+        // Bounded: each lost swap needs a 401 heard in the moment between our read and write.
+        for _ in 0..10 {
+            if self.store.swap(expected, &next).await? {
+                tracing::info!(
+                    rotated = next.refresh_token.is_some(),
+                    "OAuth token refreshed"
+                );
+                return Ok(next);
+            }
+            // A caller that heard a 401 for the token being replaced marked it due meanwhile
+            // (`invalidate`: same tokens, a new version): this refresh still stands.
+            match (self.store.load().await?, &stored) {
+                (Some(latest), Some(old))
+                    if latest.access_token == old.access_token
+                        && latest.refresh_token == old.refresh_token =>
+                {
+                    expected = Some(latest.version);
+                    next.version = latest.version + 1;
+                }
+                _ => break,
+            }
         }
         // Only a lease that ran out lets another writer in: its set is the one to use, and
         // ours (a refresh token it may have rotated away) is dropped.
