@@ -52,8 +52,9 @@ pub fn dispatch(
         }
         .map_err(|e| fail(&e))?;
         let lookup = target.lookup(shared.env, shared.secret);
-        let crm = wabridge_crm::from_lookup_with(&mapping, None, None, Some(tokens.clone()), lookup)
-            .map_err(|e| fail(&e))?;
+        let crm =
+            wabridge_crm::from_lookup_with(&mapping, None, None, Some(tokens.clone()), lookup)
+                .map_err(|e| fail(&e))?;
         let breaker = Arc::new(CircuitBreaker::new("crm"));
         by_target.insert(target.clone(), (crm, mapping, breaker));
     }

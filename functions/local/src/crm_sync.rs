@@ -143,8 +143,10 @@ impl Target {
 fn token_stores(db: &Db) -> wabridge_crm::TokenStores {
     let db = db.clone();
     Arc::new(move |connection: &str| {
-        Arc::new(wabridge_sqlite::SqliteTokenStore::new(db.clone(), connection))
-            as Arc<dyn wabridge_core::oauth::TokenStore>
+        Arc::new(wabridge_sqlite::SqliteTokenStore::new(
+            db.clone(),
+            connection,
+        )) as Arc<dyn wabridge_core::oauth::TokenStore>
     })
 }
 

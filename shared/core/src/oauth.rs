@@ -182,22 +182,23 @@ impl TokenProvider {
     /// The CRM refused `access_token` before its time (Salesforce ends idle sessions): the next
     /// call refreshes, unless another caller already did.
     pub async fn invalidate(&self, access_token: &str) {
-        let mut cached = self.cached.write().await;
-        if cached
-            .as_ref()
-            .is_some_and(|set| set.access_token == access_token)
-        {
-            *cached = None;
-        }
-        drop(cached);
+        // The store first: a caller between the two steps that found the cache empty would
+        // otherwise read the refused token back from the store as fresh.
         if let Ok(Some(mut set)) = self.store.load().await {
-            if set.access_token == access_token {
+            if set.access_token == access_token && set.refresh_at > 0 {
                 let expected = set.version;
                 set.refresh_at = 0;
                 set.version += 1;
                 // Lost to a writer that refreshed meanwhile: that is the point anyway.
                 let _ = self.store.swap(Some(expected), &set).await;
             }
+        }
+        let mut cached = self.cached.write().await;
+        if cached
+            .as_ref()
+            .is_some_and(|set| set.access_token == access_token)
+        {
+            *cached = None;
         }
     }
 

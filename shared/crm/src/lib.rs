@@ -8,7 +8,12 @@
 //! [`from_lookup`] is the one place that turns `CRM_KIND` and its settings into a client.
 
 pub mod check;
-#[cfg(any(feature = "webhook", feature = "hubspot", feature = "pipedrive", feature = "zoho"))]
+#[cfg(any(
+    feature = "webhook",
+    feature = "hubspot",
+    feature = "pipedrive",
+    feature = "zoho"
+))]
 pub(crate) mod http;
 #[cfg(feature = "hubspot")]
 pub mod hubspot;
@@ -24,7 +29,12 @@ pub(crate) mod timeline;
 pub mod webhook;
 #[cfg(feature = "zoho")]
 pub mod zoho;
-#[cfg(any(feature = "webhook", feature = "hubspot", feature = "pipedrive", feature = "zoho"))]
+#[cfg(any(
+    feature = "webhook",
+    feature = "hubspot",
+    feature = "pipedrive",
+    feature = "zoho"
+))]
 pub(crate) use http::{classify_status, transport_error};
 
 use std::sync::Arc;
@@ -69,7 +79,12 @@ pub enum ConfigError {
     )]
     NoLocalStore,
     /// The HTTP client could not be built (TLS set-up).
-    #[cfg(any(feature = "hubspot", feature = "webhook", feature = "pipedrive", feature = "zoho"))]
+    #[cfg(any(
+        feature = "hubspot",
+        feature = "webhook",
+        feature = "pipedrive",
+        feature = "zoho"
+    ))]
     #[error("cannot build the CRM's HTTP client: {0}")]
     HttpClient(#[source] reqwest::Error),
 }

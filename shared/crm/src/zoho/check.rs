@@ -16,7 +16,9 @@ impl ZohoCrm {
         let schema = match Schema::load(&self.client).await {
             Ok(schema) => schema,
             Err(e) => {
-                report.missing.push(format!("reading the fields metadata: {e}"));
+                report
+                    .missing
+                    .push(format!("reading the fields metadata: {e}"));
                 return report;
             }
         };
@@ -27,12 +29,7 @@ impl ZohoCrm {
             .chain(&mapping.consent_fields)
             .map(|f| f.to.as_str())
             .collect();
-        report.fields(
-            "Contacts field",
-            contact,
-            |n| schema.contacts.has(n),
-            true,
-        );
+        report.fields("Contacts field", contact, |n| schema.contacts.has(n), true);
         let touch = touch_field_names();
         report.fields(
             "Contacts field",
@@ -41,13 +38,22 @@ impl ZohoCrm {
             false,
         );
         if let Some(effect) = &mapping.effect_property {
-            report.fields("Deals field", [effect.as_str()], |n| schema.deals.has(n), true);
+            report.fields(
+                "Deals field",
+                [effect.as_str()],
+                |n| schema.deals.has(n),
+                true,
+            );
         }
         report.fields("Deals field", LEAD_FIELDS, |n| schema.deals.has(n), false);
         // The upsert's duplicate-check fields must be unique in Zoho, or it refuses them.
         let keys = [
             ("Contacts", &schema.contacts, Some(&self.settings.id_field)),
-            ("Contacts", &schema.contacts, self.settings.bsuid_field.as_ref()),
+            (
+                "Contacts",
+                &schema.contacts,
+                self.settings.bsuid_field.as_ref(),
+            ),
             ("Deals", &schema.deals, self.settings.effect_field.as_ref()),
         ];
         for (module, fields, name) in keys {

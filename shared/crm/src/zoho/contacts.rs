@@ -162,7 +162,12 @@ impl ZohoCrm {
                 identity.insert(self.settings.id_field.clone(), json!(bsuid));
                 let put = json!({"data": [identity]});
                 self.client
-                    .call(Method::PUT, &format!("/Contacts/{id}"), Some(&put), Budget::General)
+                    .call(
+                        Method::PUT,
+                        &format!("/Contacts/{id}"),
+                        Some(&put),
+                        Budget::General,
+                    )
                     .await?;
             }
         }
@@ -181,12 +186,17 @@ impl ZohoCrm {
         let body = json!({"data": [record], "duplicate_check_fields": checks});
         let answer = self
             .client
-            .call(Method::POST, &format!("/{module}/upsert"), Some(&body), Budget::General)
+            .call(
+                Method::POST,
+                &format!("/{module}/upsert"),
+                Some(&body),
+                Budget::General,
+            )
             .await?;
         let first = &answer["data"][0];
-        let id = first["details"]["id"]
-            .as_str()
-            .ok_or_else(|| CrmError::Transient(format!("{module} upsert answered without an id")))?;
+        let id = first["details"]["id"].as_str().ok_or_else(|| {
+            CrmError::Transient(format!("{module} upsert answered without an id"))
+        })?;
         Ok((id.to_string(), first["action"] == "insert"))
     }
 
@@ -214,17 +224,27 @@ impl ZohoCrm {
                 .call(Method::GET, &path, None, Budget::Search)
                 .await?;
             for id in found["data"].as_array().into_iter().flatten() {
-                let Some(id) = id["id"].as_str() else { continue };
+                let Some(id) = id["id"].as_str() else {
+                    continue;
+                };
                 match self
                     .client
-                    .call(Method::DELETE, &format!("/Contacts/{id}"), None, Budget::General)
+                    .call(
+                        Method::DELETE,
+                        &format!("/Contacts/{id}"),
+                        None,
+                        Budget::General,
+                    )
                     .await
                 {
                     Ok(_) => {}
                     Err(CrmError::Rejected(m)) if m.contains("INVALID_DATA") => {}
                     Err(e) => return Err(e),
                 }
-                self.contacts.lock().unwrap().retain(|_, v| v.as_str() != id);
+                self.contacts
+                    .lock()
+                    .unwrap()
+                    .retain(|_, v| v.as_str() != id);
                 self.written.lock().unwrap().remove(id);
             }
         }

@@ -121,7 +121,8 @@ impl ZohoCrm {
             "the calls in flight your Zoho edition allows per app, a whole number from 1 to 100",
             |n| (1..=100).contains(n),
         )?;
-        let endpoint = oauth::ZohoTokenEndpoint::new(&accounts, &client_id, &client_secret, timeout)?;
+        let endpoint =
+            oauth::ZohoTokenEndpoint::new(&accounts, &client_id, &client_secret, timeout)?;
         // One connection per org and client: the refresh token names the org's grant.
         let connection = connection_name(&client_id, &refresh_token);
         let provider = TokenProvider::new(Arc::new(endpoint), tokens(&connection), refresh_token);

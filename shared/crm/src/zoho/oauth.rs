@@ -19,15 +19,31 @@ use crate::ConfigError;
 /// Zoho's data centres: `ZOHO_DATA_CENTER` → (accounts server, API domain) (Zoho's "Multi DC"
 /// pages for CRM and Accounts).
 pub const DATA_CENTERS: &[(&str, &str, &str)] = &[
-    ("us", "https://accounts.zoho.com", "https://www.zohoapis.com"),
+    (
+        "us",
+        "https://accounts.zoho.com",
+        "https://www.zohoapis.com",
+    ),
     ("eu", "https://accounts.zoho.eu", "https://www.zohoapis.eu"),
     ("in", "https://accounts.zoho.in", "https://www.zohoapis.in"),
-    ("au", "https://accounts.zoho.com.au", "https://www.zohoapis.com.au"),
+    (
+        "au",
+        "https://accounts.zoho.com.au",
+        "https://www.zohoapis.com.au",
+    ),
     ("jp", "https://accounts.zoho.jp", "https://www.zohoapis.jp"),
-    ("ca", "https://accounts.zohocloud.ca", "https://www.zohoapis.ca"),
+    (
+        "ca",
+        "https://accounts.zohocloud.ca",
+        "https://www.zohoapis.ca",
+    ),
     ("sa", "https://accounts.zoho.sa", "https://www.zohoapis.sa"),
     ("uk", "https://accounts.zoho.uk", "https://www.zohoapis.uk"),
-    ("cn", "https://accounts.zoho.com.cn", "https://www.zohoapis.com.cn"),
+    (
+        "cn",
+        "https://accounts.zoho.com.cn",
+        "https://www.zohoapis.com.cn",
+    ),
 ];
 
 /// The accounts server and API domain of data centre `dc` (`us`, `eu`, … or a domain suffix
@@ -191,8 +207,14 @@ mod tests {
             data_center("EU").unwrap(),
             ("https://accounts.zoho.eu", "https://www.zohoapis.eu")
         );
-        assert_eq!(data_center(".com.au").unwrap().1, "https://www.zohoapis.com.au");
-        assert_eq!(data_center("ca").unwrap().0, "https://accounts.zohocloud.ca");
+        assert_eq!(
+            data_center(".com.au").unwrap().1,
+            "https://www.zohoapis.com.au"
+        );
+        assert_eq!(
+            data_center("ca").unwrap().0,
+            "https://accounts.zohocloud.ca"
+        );
         let e = data_center("mars").unwrap_err().to_string();
         assert!(e.contains("ZOHO_DATA_CENTER") && e.contains("mars"), "{e}");
         let shown = format!(

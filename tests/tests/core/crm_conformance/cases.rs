@@ -395,8 +395,15 @@ pub(crate) async fn burst_holds_the_rate_limit<S: Subject>() {
     }
     if let Some(max) = S::CONCURRENCY {
         let peak = h.subject.peak_concurrency();
-        println!("BURST {}: at most {peak} calls in flight (limit {max})", S::KIND);
-        assert!(peak <= max, "{}: {peak} calls in flight, limit {max}", S::KIND);
+        println!(
+            "BURST {}: at most {peak} calls in flight (limit {max})",
+            S::KIND
+        );
+        assert!(
+            peak <= max,
+            "{}: {peak} calls in flight, limit {max}",
+            S::KIND
+        );
         assert_eq!(h.subject.over_limit(), 0, "{}: answered 429", S::KIND);
     }
 }

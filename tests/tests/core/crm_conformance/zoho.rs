@@ -76,6 +76,9 @@ impl Subject for Zoho {
     const REJECTION_WORDS: &'static str = "INVALID_DATA";
 
     async fn start_with(latency: Duration) -> Self {
+        // A CRM takes some time to answer: at none, calls would never overlap and the
+        // concurrency limit would go untested.
+        let latency = latency.max(Duration::from_millis(5));
         let fake = Arc::new(ZohoFake::new(CONCURRENCY).with_latency(latency));
         *fake.search_lag.lock().unwrap() = Duration::from_millis(200);
         let addr = serve(fake.clone()).await;

@@ -127,15 +127,20 @@ impl ZohoFake {
         self.problems.lock().unwrap().push(p.clone());
         (
             StatusCode::BAD_REQUEST,
-            Json(json!({"data": [{"code": "INVALID_DATA", "details": {"reason": p},
-                "message": "invalid data", "status": "error"}]})),
+            Json(
+                json!({"data": [{"code": "INVALID_DATA", "details": {"reason": p},
+                "message": "invalid data", "status": "error"}]}),
+            ),
         )
             .into_response()
     }
 
     pub(crate) fn id(&self) -> String {
         // Zoho's record ids: 19 digits, as strings.
-        format!("{}", 5_725_767_000_000_000_000 + self.next_id.fetch_add(1, Ordering::Relaxed))
+        format!(
+            "{}",
+            5_725_767_000_000_000_000 + self.next_id.fetch_add(1, Ordering::Relaxed)
+        )
     }
 
     /// Every access token stops working (they expired, or Zoho revoked them).
@@ -232,7 +237,10 @@ async fn handle(
         .unwrap_or("");
     let Some(token) = auth.strip_prefix("Zoho-oauthtoken ") else {
         if !auth.is_empty() {
-            let _ = fake.problem(format!("{path}: authorization `{}…` is not Zoho-oauthtoken", &auth[..auth.len().min(7)]));
+            let _ = fake.problem(format!(
+                "{path}: authorization `{}…` is not Zoho-oauthtoken",
+                &auth[..auth.len().min(7)]
+            ));
         }
         return error(
             StatusCode::UNAUTHORIZED,
@@ -273,7 +281,12 @@ async fn handle(
         }
         Some(Fault::SlowBefore) => {
             tokio::time::sleep(SLOW).await;
-            return error(StatusCode::GATEWAY_TIMEOUT, "INTERNAL_ERROR", "timeout", json!({}));
+            return error(
+                StatusCode::GATEWAY_TIMEOUT,
+                "INTERNAL_ERROR",
+                "timeout",
+                json!({}),
+            );
         }
         Some(Fault::BadRequest) => {
             // Zoho's record-level error, quoting the value it refused.
@@ -341,10 +354,11 @@ fn token(
     if query.contains_key("client_secret") || query.contains_key("refresh_token") {
         return fake.problem("token: secrets in the URL (proxy logs keep URLs)".into());
     }
-    if !headers
-        .get("content-type")
-        .is_some_and(|v| v.to_str().unwrap_or("").starts_with("application/x-www-form-urlencoded"))
-    {
+    if !headers.get("content-type").is_some_and(|v| {
+        v.to_str()
+            .unwrap_or("")
+            .starts_with("application/x-www-form-urlencoded")
+    }) {
         return fake.problem("token: the form is not x-www-form-urlencoded".into());
     }
     let form: HashMap<String, String> = url::form_urlencoded::parse(body).into_owned().collect();
@@ -383,7 +397,9 @@ fn token(
     grants.push(Instant::now());
     let access = format!("1000.{:032x}.{}", grants.len(), "a1b2c3");
     fake.live_tokens.lock().unwrap().insert(access.clone());
-    Json(json!({"access_token": access, "scope": "ZohoCRM.modules.ALL ZohoCRM.settings.fields.READ",
-        "api_domain": "https://www.zohoapis.com", "token_type": "Bearer", "expires_in": 3600}))
+    Json(
+        json!({"access_token": access, "scope": "ZohoCRM.modules.ALL ZohoCRM.settings.fields.READ",
+        "api_domain": "https://www.zohoapis.com", "token_type": "Bearer", "expires_in": 3600}),
+    )
     .into_response()
 }

@@ -45,7 +45,9 @@ pub(super) fn route(
     }
     match (method.as_str(), segments) {
         ("GET", ["settings", "fields"]) => fields(fake, query),
-        ("POST", [module @ ("Contacts" | "Deals"), "upsert"]) => upsert(fake, module, body.unwrap()),
+        ("POST", [module @ ("Contacts" | "Deals"), "upsert"]) => {
+            upsert(fake, module, body.unwrap())
+        }
         ("POST", ["Deals"]) => insert_plain(fake, body.unwrap()),
         ("PUT", ["Contacts", id]) => update(fake, id, body.unwrap()),
         ("DELETE", ["Contacts", id]) => match fake.contacts.lock().unwrap().remove(*id) {
@@ -57,7 +59,10 @@ pub(super) fn route(
         ("GET", ["Contacts", "search"]) => search(fake, query),
         ("POST", ["Notes"]) => add_note(fake, body.unwrap()),
         ("GET", ["Contacts", id, "Notes"]) => list_notes(fake, id, query),
-        _ => fake.problem(format!("{method} /crm/v8/{}: no such endpoint", segments.join("/"))),
+        _ => fake.problem(format!(
+            "{method} /crm/v8/{}: no such endpoint",
+            segments.join("/")
+        )),
     }
 }
 
@@ -74,7 +79,11 @@ fn fields(fake: &ZohoFake, query: &HashMap<String, String>) -> Response {
         .fields(module)
         .into_iter()
         .map(|(name, unique)| {
-            let unique = if unique { json!({"casesensitive": "false"}) } else { json!({}) };
+            let unique = if unique {
+                json!({"casesensitive": "false"})
+            } else {
+                json!({})
+            };
             json!({"api_name": name, "field_label": name.replace('_', " "),
                 "data_type": "text", "unique": unique})
         })
@@ -96,13 +105,18 @@ fn shape(fake: &ZohoFake, module: &str, record: &Map<String, Value>) -> Option<S
             value.is_string() || value.is_null()
         };
         if !ok {
-            return Some(format!("{module}.{key}: {value} is not of the field's type"));
+            return Some(format!(
+                "{module}.{key}: {value} is not of the field's type"
+            ));
         }
     }
     None
 }
 
-fn store(fake: &ZohoFake, module: &str) -> std::sync::MutexGuard<'_, BTreeMap<String, Stored>> {
+fn store<'a>(
+    fake: &'a ZohoFake,
+    module: &str,
+) -> std::sync::MutexGuard<'a, BTreeMap<String, Stored>> {
     if module == "Contacts" {
         fake.contacts.lock().unwrap()
     } else {
@@ -123,9 +137,9 @@ fn duplicate(
         .filter(|(_, unique)| *unique)
         .find(|(name, _)| {
             record.get(name).is_some_and(|v| !v.is_null())
-                && records
-                    .iter()
-                    .any(|(id, r)| Some(id.as_str()) != except && r.body.get(name) == record.get(name))
+                && records.iter().any(|(id, r)| {
+                    Some(id.as_str()) != except && r.body.get(name) == record.get(name)
+                })
         })
         .map(|(name, _)| name)
 }
@@ -133,14 +147,20 @@ fn duplicate(
 fn duplicate_data(name: &str) -> Response {
     (
         StatusCode::BAD_REQUEST,
-        Json(json!({"data": [{"code": "DUPLICATE_DATA", "details": {"api_name": name},
-            "message": "duplicate data", "status": "error"}]})),
+        Json(
+            json!({"data": [{"code": "DUPLICATE_DATA", "details": {"api_name": name},
+            "message": "duplicate data", "status": "error"}]}),
+        ),
     )
         .into_response()
 }
 
 fn success(status: StatusCode, action: &str, id: &str, duplicate_field: Option<&str>) -> Response {
-    let message = if action == "insert" { "record added" } else { "record updated" };
+    let message = if action == "insert" {
+        "record added"
+    } else {
+        "record updated"
+    };
     (
         status,
         Json(json!({"data": [{"code": "SUCCESS", "duplicate_field": duplicate_field, "action": action,
@@ -154,7 +174,11 @@ fn upsert(fake: &ZohoFake, module: &str, body: Map<String, Value>) -> Response {
     if let Some(k) = body.keys().find(|k| !UPSERT_KEYS.contains(&k.as_str())) {
         return fake.problem(format!("{module} upsert: unknown key `{k}`"));
     }
-    let Some([record]) = body.get("data").and_then(Value::as_array).map(Vec::as_slice) else {
+    let Some([record]) = body
+        .get("data")
+        .and_then(Value::as_array)
+        .map(Vec::as_slice)
+    else {
         return fake.problem(format!("{module} upsert: one record in `data` expected"));
     };
     let Some(record) = record.as_object() else {
@@ -176,8 +200,13 @@ fn upsert(fake: &ZohoFake, module: &str, body: Map<String, Value>) -> Response {
                 "{module} upsert: `{check}` is not a unique field (duplicate check)"
             ));
         }
-        if !record.get(check).is_some_and(|v| v.as_str().is_some_and(|s| !s.is_empty())) {
-            return fake.problem(format!("{module} upsert: the record has no `{check}` value"));
+        if !record
+            .get(check)
+            .is_some_and(|v| v.as_str().is_some_and(|s| !s.is_empty()))
+        {
+            return fake.problem(format!(
+                "{module} upsert: the record has no `{check}` value"
+            ));
         }
     }
     let mut records = store(fake, module);
@@ -209,7 +238,9 @@ fn insert(
     record: Map<String, Value>,
 ) -> Response {
     if let Some(name) = mandatory(module).iter().find(|n| {
-        !record.get(**n).is_some_and(|v| v.as_str().is_some_and(|s| !s.is_empty()))
+        !record
+            .get(**n)
+            .is_some_and(|v| v.as_str().is_some_and(|s| !s.is_empty()))
     }) {
         return fake.problem(format!("{module}: mandatory field `{name}` missing"));
     }
@@ -234,7 +265,10 @@ fn insert(
 }
 
 fn insert_plain(fake: &ZohoFake, body: Map<String, Value>) -> Response {
-    let Some([Value::Object(record)]) = body.get("data").and_then(Value::as_array).map(Vec::as_slice)
+    let Some([Value::Object(record)]) = body
+        .get("data")
+        .and_then(Value::as_array)
+        .map(Vec::as_slice)
     else {
         return fake.problem("POST Deals: one record in `data` expected".into());
     };
@@ -246,7 +280,10 @@ fn insert_plain(fake: &ZohoFake, body: Map<String, Value>) -> Response {
 }
 
 fn update(fake: &ZohoFake, id: &str, body: Map<String, Value>) -> Response {
-    let Some([Value::Object(record)]) = body.get("data").and_then(Value::as_array).map(Vec::as_slice)
+    let Some([Value::Object(record)]) = body
+        .get("data")
+        .and_then(Value::as_array)
+        .map(Vec::as_slice)
     else {
         return fake.problem(format!("PUT Contacts/{id}: one record in `data` expected"));
     };
@@ -258,8 +295,12 @@ fn update(fake: &ZohoFake, id: &str, body: Map<String, Value>) -> Response {
         return duplicate_data(&name);
     }
     let Some(stored) = contacts.get_mut(id) else {
-        return error(StatusCode::BAD_REQUEST, "INVALID_DATA", "the id given seems to be invalid",
-            json!({"api_name": "id"}));
+        return error(
+            StatusCode::BAD_REQUEST,
+            "INVALID_DATA",
+            "the id given seems to be invalid",
+            json!({"api_name": "id"}),
+        );
     };
     stored.body.extend(record.clone());
     stored.written = Instant::now();
@@ -275,7 +316,12 @@ fn search(fake: &ZohoFake, query: &HashMap<String, String>) -> Response {
     let inner = criteria.strip_prefix('(').and_then(|c| c.strip_suffix(')'));
     let Some((field, value)) = inner.and_then(|c| {
         let (field, rest) = c.split_once(":equals:")?;
-        Some((field.to_string(), rest.replace("\\(", "(").replace("\\)", ")").replace("\\,", ",")))
+        Some((
+            field.to_string(),
+            rest.replace("\\(", "(")
+                .replace("\\)", ")")
+                .replace("\\,", ","),
+        ))
     }) else {
         return fake.problem(format!("Contacts/search: criteria {criteria}"));
     };
@@ -299,7 +345,10 @@ fn search(fake: &ZohoFake, query: &HashMap<String, String>) -> Response {
 }
 
 fn add_note(fake: &ZohoFake, body: Map<String, Value>) -> Response {
-    let Some([Value::Object(note)]) = body.get("data").and_then(Value::as_array).map(Vec::as_slice)
+    let Some([Value::Object(note)]) = body
+        .get("data")
+        .and_then(Value::as_array)
+        .map(Vec::as_slice)
     else {
         return fake.problem("POST Notes: one note in `data` expected".into());
     };
@@ -311,11 +360,22 @@ fn add_note(fake: &ZohoFake, body: Map<String, Value>) -> Response {
     }
     let parent = &note["Parent_Id"];
     if parent["module"]["api_name"] != "Contacts" || !parent["id"].is_string() {
-        return fake.problem(format!("POST Notes: Parent_Id {parent} (v8: module.api_name and id)"));
+        return fake.problem(format!(
+            "POST Notes: Parent_Id {parent} (v8: module.api_name and id)"
+        ));
     }
-    if !fake.contacts.lock().unwrap().contains_key(parent["id"].as_str().unwrap()) {
-        return error(StatusCode::BAD_REQUEST, "INVALID_DATA", "the related id given seems to be invalid",
-            json!({"api_name": "Parent_Id"}));
+    if !fake
+        .contacts
+        .lock()
+        .unwrap()
+        .contains_key(parent["id"].as_str().unwrap())
+    {
+        return error(
+            StatusCode::BAD_REQUEST,
+            "INVALID_DATA",
+            "the related id given seems to be invalid",
+            json!({"api_name": "Parent_Id"}),
+        );
     }
     let id = fake.id();
     let mut stored = note.clone();
@@ -330,15 +390,25 @@ fn list_notes(fake: &ZohoFake, contact: &str, query: &HashMap<String, String>) -
         return fake.problem("GET Contacts/{id}/Notes: `fields` is required in v8".into());
     };
     let wanted: Vec<&str> = wanted.split(',').collect();
-    if let Some(f) = wanted.iter().find(|f| !["Note_Title", "Note_Content", "Parent_Id", "Created_Time"].contains(f)) {
+    if let Some(f) = wanted
+        .iter()
+        .find(|f| !["Note_Title", "Note_Content", "Parent_Id", "Created_Time"].contains(f))
+    {
         return fake.problem(format!("GET Notes: no field `{f}`"));
     }
-    if query.get("sort_by").is_some_and(|s| !["id", "Created_Time", "Modified_Time"].contains(&s.as_str()))
-        || query.get("sort_order").is_some_and(|s| !["asc", "desc"].contains(&s.as_str()))
+    if query
+        .get("sort_by")
+        .is_some_and(|s| !["id", "Created_Time", "Modified_Time"].contains(&s.as_str()))
+        || query
+            .get("sort_order")
+            .is_some_and(|s| !["asc", "desc"].contains(&s.as_str()))
     {
         return fake.problem(format!("GET Notes: sort {query:?}"));
     }
-    let per_page: usize = query.get("per_page").and_then(|p| p.parse().ok()).unwrap_or(200);
+    let per_page: usize = query
+        .get("per_page")
+        .and_then(|p| p.parse().ok())
+        .unwrap_or(200);
     let data: Vec<Value> = fake
         .notes
         .lock()
@@ -359,5 +429,6 @@ fn list_notes(fake: &ZohoFake, contact: &str, query: &HashMap<String, String>) -
     if data.is_empty() {
         return StatusCode::NO_CONTENT.into_response();
     }
-    Json(json!({"data": data, "info": {"per_page": per_page, "more_records": false}})).into_response()
+    Json(json!({"data": data, "info": {"per_page": per_page, "more_records": false}}))
+        .into_response()
 }
