@@ -21,6 +21,11 @@ const UPSERT_KEYS: &[&str] = &[
 ];
 /// Keys a note takes (v8: `Parent_Id` is `{"module": {"api_name"}, "id"}`).
 const NOTE_KEYS: &[&str] = &["Note_Title", "Note_Content", "Parent_Id"];
+/// Whether `v` is a non-empty text value.
+fn filled(v: Option<&Value>) -> bool {
+    v.and_then(Value::as_str).is_some_and(|s| !s.is_empty())
+}
+
 /// Fields a module requires on insert.
 fn mandatory(module: &str) -> &'static [&'static str] {
     match module {
@@ -200,10 +205,7 @@ fn upsert(fake: &ZohoFake, module: &str, body: Map<String, Value>) -> Response {
                 "{module} upsert: `{check}` is not a unique field (duplicate check)"
             ));
         }
-        if !record
-            .get(check)
-            .is_some_and(|v| v.as_str().is_some_and(|s| !s.is_empty()))
-        {
+        if !filled(record.get(check)) {
             return fake.problem(format!(
                 "{module} upsert: the record has no `{check}` value"
             ));
@@ -237,11 +239,7 @@ fn insert(
     records: &mut BTreeMap<String, Stored>,
     record: Map<String, Value>,
 ) -> Response {
-    if let Some(name) = mandatory(module).iter().find(|n| {
-        !record
-            .get(**n)
-            .is_some_and(|v| v.as_str().is_some_and(|s| !s.is_empty()))
-    }) {
+    if let Some(name) = mandatory(module).iter().find(|n| !filled(record.get(**n))) {
         return fake.problem(format!("{module}: mandatory field `{name}` missing"));
     }
     if let Some(name) = duplicate(fake, module, records, &record, None) {
