@@ -25,7 +25,7 @@ pub const WABRIDGE_API_KEYS: &str = "WABRIDGE_API_KEYS";
 pub const WABRIDGE_MAX_BODY_BYTES: &str = "WABRIDGE_MAX_BODY_BYTES";
 /// Data directory of the local gateway (`wabridge serve --data`; default `./.wabridge`).
 pub const WABRIDGE_DATA: &str = "WABRIDGE_DATA";
-/// `local`, `webhook`, `hubspot` or `pipedrive` (default [`DEFAULT_CRM_KIND`]).
+/// `local`, `webhook`, `hubspot`, `pipedrive` or `zoho` (default [`DEFAULT_CRM_KIND`]).
 pub const CRM_KIND: &str = "CRM_KIND";
 /// `local`: the records table of the embedded engine, so `wabridge serve` works with no CRM
 /// at all. The Lambdas do not carry it, so on AWS `CRM_KIND` must name a CRM (the template
