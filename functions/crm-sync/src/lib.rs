@@ -58,9 +58,10 @@ pub async fn cold_start() -> Result<App, lambda_runtime::Error> {
         Some(path) => Mapping::load(&path)?,
         None => Mapping::example(&kind)?,
     };
-    let crm = wabridge_crm::from_lookup(&mapping, None, None, lookup)?;
     let engine =
         AwsEngine::new(sdk, table).with_claim_check(sdk, lookup(config::CLAIM_CHECK_BUCKET));
+    let tokens = token_stores(&engine);
+    let crm = wabridge_crm::from_lookup_with(&mapping, None, None, Some(tokens), lookup)?;
     let queue: Arc<dyn Queue> = Arc::new(engine.queue(queue_url, dlq_url));
     let ledger_retention = config::ledger_retention()?;
     let idle = wabridge_core::conversations::idle_ms(lookup)?;
@@ -83,6 +84,19 @@ pub async fn cold_start() -> Result<App, lambda_runtime::Error> {
         handler: engine.claim_checked(Arc::new(sync)),
         queue,
         policy,
+    })
+}
+
+/// The OAuth CRMs' token stores: one `oauth#<connection>` item of the stack's table each, shared
+/// by every crm-sync instance (see `docs/oauth.md`).
+pub fn token_stores(engine: &AwsEngine) -> wabridge_crm::TokenStores {
+    let (dynamo, table) = (engine.dynamo.clone(), engine.table.clone());
+    Arc::new(move |connection: &str| {
+        Arc::new(wabridge_aws::dynamo::oauth_tokens::DynamoTokenStore::new(
+            dynamo.clone(),
+            table.clone(),
+            connection,
+        )) as Arc<dyn wabridge_core::oauth::TokenStore>
     })
 }
 

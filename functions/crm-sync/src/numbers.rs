@@ -34,6 +34,7 @@ pub fn dispatch(
     shared: &Shared<'_>,
 ) -> Result<NumberDispatch, String> {
     let mut by_target = HashMap::new();
+    let tokens = crate::token_stores(engine);
     for (target, labels) in numbers.targets() {
         let first = numbers
             .find(labels[0])
@@ -51,7 +52,9 @@ pub fn dispatch(
         }
         .map_err(|e| fail(&e))?;
         let lookup = target.lookup(shared.env, shared.secret);
-        let crm = wabridge_crm::from_lookup(&mapping, None, None, lookup).map_err(|e| fail(&e))?;
+        let crm =
+            wabridge_crm::from_lookup_with(&mapping, None, None, Some(tokens.clone()), lookup)
+                .map_err(|e| fail(&e))?;
         let breaker = Arc::new(CircuitBreaker::new("crm"));
         by_target.insert(target.clone(), (crm, mapping, breaker));
     }

@@ -47,7 +47,7 @@ pub async fn consumer(
     let mut syncs: HashMap<String, Arc<CrmSync>> = HashMap::new();
     for n in numbers.all() {
         if !targets.contains_key(&n.crm) {
-            let built = Target::build(&n.crm, local.clone(), media.clone(), secrets)
+            let built = Target::build(&n.crm, local.clone(), media.clone(), db, secrets)
                 .map_err(|e| crate::numbers::target_error(&file, n, e))?;
             println!("crm of {}: {}", n.label, n.crm.kind);
             targets.insert(&n.crm, built);
@@ -94,6 +94,7 @@ impl Target {
         t: &CrmTarget,
         local: Arc<dyn Crm>,
         media: Option<Arc<dyn MediaStore>>,
+        db: &Db,
         secrets: &Secrets,
     ) -> Result<Target, CliError> {
         let lookup = t.lookup(|name| std::env::var(name).ok(), |key| secrets.named(key));
@@ -101,7 +102,13 @@ impl Target {
             Some(path) => Mapping::load(path)?,
             None => Mapping::example(&t.kind)?,
         };
-        let crm = wabridge_crm::from_lookup(&mapping, Some(local), media, lookup)?;
+        let crm = wabridge_crm::from_lookup_with(
+            &mapping,
+            Some(local),
+            media,
+            Some(token_stores(db)),
+            lookup,
+        )?;
         Ok(Target {
             crm,
             mapping,
@@ -131,6 +138,18 @@ impl Target {
     }
 }
 
+/// The OAuth CRMs' token stores: one `oauth_tokens` row per connection in the data
+/// directory's database, shared with any other process on it (see `docs/oauth.md`).
+fn token_stores(db: &Db) -> wabridge_crm::TokenStores {
+    let db = db.clone();
+    Arc::new(move |connection: &str| {
+        Arc::new(wabridge_sqlite::SqliteTokenStore::new(
+            db.clone(),
+            connection,
+        )) as Arc<dyn wabridge_core::oauth::TokenStore>
+    })
+}
+
 fn with_media(sync: CrmSync, db: &Db, media: &Option<Arc<dyn MediaStore>>) -> CrmSync {
     match media {
         Some(_) => sync.with_media(Arc::new(SqliteQueue::new(db.clone(), MEDIA_QUEUE))),
@@ -155,7 +174,13 @@ pub async fn handler(
     wabridge_crm::check_kind(&kind)?;
     let mapping = Mapping::from_env(&kind)?;
     let local = Arc::new(LocalCrm::new(SqliteRecords::new(db.clone())));
-    let crm = wabridge_crm::from_lookup(&mapping, Some(local), media.clone(), env)?;
+    let crm = wabridge_crm::from_lookup_with(
+        &mapping,
+        Some(local),
+        media.clone(),
+        Some(token_stores(db)),
+        env,
+    )?;
     let attribution_config = AttributionConfig::from_env()?;
     let idle = wabridge_core::conversations::idle_ms(env)?;
     println!("crm: {kind}");

@@ -25,7 +25,7 @@ pub const WABRIDGE_API_KEYS: &str = "WABRIDGE_API_KEYS";
 pub const WABRIDGE_MAX_BODY_BYTES: &str = "WABRIDGE_MAX_BODY_BYTES";
 /// Data directory of the local gateway (`wabridge serve --data`; default `./.wabridge`).
 pub const WABRIDGE_DATA: &str = "WABRIDGE_DATA";
-/// `local`, `webhook`, `hubspot` or `pipedrive` (default [`DEFAULT_CRM_KIND`]).
+/// `local`, `webhook`, `hubspot`, `pipedrive` or `zoho` (default [`DEFAULT_CRM_KIND`]).
 pub const CRM_KIND: &str = "CRM_KIND";
 /// `local`: the records table of the embedded engine, so `wabridge serve` works with no CRM
 /// at all. The Lambdas do not carry it, so on AWS `CRM_KIND` must name a CRM (the template
@@ -56,6 +56,20 @@ pub const PIPEDRIVE_API_URL: &str = "PIPEDRIVE_API_URL";
 /// Requests per 2-second window the token may make (the plan's burst limit; default
 /// [`DEFAULT_PIPEDRIVE_BURST_LIMIT`]).
 pub const PIPEDRIVE_BURST_LIMIT: &str = "PIPEDRIVE_BURST_LIMIT";
+/// Zoho CRM OAuth client (a self client or a server-based client of the Zoho API console) and
+/// its refresh token: secrets, from the secret store.
+pub const ZOHO_CLIENT_ID: &str = "ZOHO_CLIENT_ID";
+pub const ZOHO_CLIENT_SECRET: &str = "ZOHO_CLIENT_SECRET";
+pub const ZOHO_REFRESH_TOKEN: &str = "ZOHO_REFRESH_TOKEN";
+/// The Zoho data centre of the org: `us` (default), `eu`, `in`, `au`, `jp`, `ca`, `sa`, `uk`,
+/// `cn`. Picks the accounts server and the API domain.
+pub const ZOHO_DATA_CENTER: &str = "ZOHO_DATA_CENTER";
+/// Overrides of the data centre's API domain (`https://www.zohoapis.eu`; a sandbox's
+/// `https://sandbox.zohoapis.com`) and accounts server.
+pub const ZOHO_API_URL: &str = "ZOHO_API_URL";
+pub const ZOHO_ACCOUNTS_URL: &str = "ZOHO_ACCOUNTS_URL";
+/// Calls in flight the org's edition allows per app (default [`DEFAULT_ZOHO_CONCURRENCY`]).
+pub const ZOHO_CONCURRENCY: &str = "ZOHO_CONCURRENCY";
 /// Timeout of one CRM HTTP call, milliseconds (default 10000).
 pub const CRM_TIMEOUT_MS: &str = "CRM_TIMEOUT_MS";
 /// Path of the field mapping file.
@@ -201,6 +215,9 @@ pub const DEFAULT_HUBSPOT_API_URL: &str = "https://api.hubapi.com";
 pub const DEFAULT_PIPEDRIVE_API_URL: &str = "https://api.pipedrive.com";
 /// The lowest plan's (Essential) API-token burst limit per 2 s.
 pub const DEFAULT_PIPEDRIVE_BURST_LIMIT: u64 = 20;
+/// The Standard edition's concurrency limit per org and app (Free 5, Professional 15,
+/// Enterprise 20, Ultimate 25).
+pub const DEFAULT_ZOHO_CONCURRENCY: u64 = 10;
 pub const DEFAULT_MAX_BODY_BYTES: usize = 1024 * 1024;
 
 /// Names whose values are secrets: read from the secret store on AWS, never logged.
@@ -213,6 +230,9 @@ pub const SECRET_NAMES: &[&str] = &[
     CRM_WEBHOOK_SECRET,
     HUBSPOT_TOKEN,
     PIPEDRIVE_API_TOKEN,
+    ZOHO_CLIENT_ID,
+    ZOHO_CLIENT_SECRET,
+    ZOHO_REFRESH_TOKEN,
     WABRIDGE_MEDIA_LINK_KEY,
 ];
 

@@ -182,22 +182,23 @@ impl TokenProvider {
     /// The CRM refused `access_token` before its time (Salesforce ends idle sessions): the next
     /// call refreshes, unless another caller already did.
     pub async fn invalidate(&self, access_token: &str) {
-        let mut cached = self.cached.write().await;
-        if cached
-            .as_ref()
-            .is_some_and(|set| set.access_token == access_token)
-        {
-            *cached = None;
-        }
-        drop(cached);
+        // The store first: a caller between the two steps that found the cache empty would
+        // otherwise read the refused token back from the store as fresh.
         if let Ok(Some(mut set)) = self.store.load().await {
-            if set.access_token == access_token {
+            if set.access_token == access_token && set.refresh_at > 0 {
                 let expected = set.version;
                 set.refresh_at = 0;
                 set.version += 1;
                 // Lost to a writer that refreshed meanwhile: that is the point anyway.
                 let _ = self.store.swap(Some(expected), &set).await;
             }
+        }
+        let mut cached = self.cached.write().await;
+        if cached
+            .as_ref()
+            .is_some_and(|set| set.access_token == access_token)
+        {
+            *cached = None;
         }
     }
 
@@ -262,22 +263,34 @@ impl TokenProvider {
             other => (other?, current),
         };
         let lifetime = grant.expires_in.unwrap_or(DEFAULT_LIFETIME);
-        let next = TokenSet {
+        let mut next = TokenSet {
             access_token: grant.access_token,
             refresh_token: Some(grant.refresh_token.unwrap_or(used)),
             refresh_at: refresh_at(now, lifetime),
             version: stored.as_ref().map_or(1, |s| s.version + 1),
         };
-        if self
-            .store
-            .swap(stored.as_ref().map(|s| s.version), &next)
-            .await?
-        {
-            tracing::info!(
-                rotated = next.refresh_token.is_some(),
-                "OAuth token refreshed"
-            );
-            return Ok(next);
+        let mut expected = stored.as_ref().map(|s| s.version);
+        // Bounded: each lost swap needs a 401 heard in the moment between our read and write.
+        for _ in 0..10 {
+            if self.store.swap(expected, &next).await? {
+                tracing::info!(
+                    rotated = next.refresh_token.is_some(),
+                    "OAuth token refreshed"
+                );
+                return Ok(next);
+            }
+            // A caller that heard a 401 for the token being replaced marked it due meanwhile
+            // (`invalidate`: same tokens, a new version): this refresh still stands.
+            match (self.store.load().await?, &stored) {
+                (Some(latest), Some(old))
+                    if latest.access_token == old.access_token
+                        && latest.refresh_token == old.refresh_token =>
+                {
+                    expected = Some(latest.version);
+                    next.version = latest.version + 1;
+                }
+                _ => break,
+            }
         }
         // Only a lease that ran out lets another writer in: its set is the one to use, and
         // ours (a refresh token it may have rotated away) is dropped.

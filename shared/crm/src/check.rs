@@ -24,7 +24,7 @@ impl CheckReport {
     }
 
     /// Sorts `wanted` names into ok / missing (or optional) by whether `has` them.
-    #[cfg(any(feature = "hubspot", feature = "pipedrive"))]
+    #[cfg(any(feature = "hubspot", feature = "pipedrive", feature = "zoho"))]
     pub(crate) fn fields<'a>(
         &mut self,
         what: &str,
@@ -55,7 +55,7 @@ pub enum CheckError {
     #[error(transparent)]
     Setting(#[from] config::ConfigError),
     /// `local` and `webhook` have no schema to check.
-    #[error("CRM_KIND={0} has no credentials or fields to check (hubspot and pipedrive do)")]
+    #[error("CRM_KIND={0} has no credentials or fields to check (hubspot, pipedrive and zoho do)")]
     NothingToCheck(String),
 }
 
@@ -85,6 +85,16 @@ pub async fn check(
         #[cfg(feature = "pipedrive")]
         "pipedrive" => {
             let crm = crate::pipedrive::PipedriveCrm::from_settings(mapping, &settings, timeout)?;
+            Ok(crm.check(mapping).await)
+        }
+        #[cfg(feature = "zoho")]
+        "zoho" => {
+            // One process: the token refreshed for the check is kept in memory only.
+            let tokens: crate::TokenStores = std::sync::Arc::new(|_: &str| {
+                std::sync::Arc::new(crate::zoho::oauth::MemoryTokenStore::default())
+                    as std::sync::Arc<dyn wabridge_core::oauth::TokenStore>
+            });
+            let crm = crate::zoho::ZohoCrm::from_settings(mapping, &settings, timeout, &tokens)?;
             Ok(crm.check(mapping).await)
         }
         other => Err(CheckError::NothingToCheck(other.to_string())),

@@ -8,21 +8,33 @@
 //! [`from_lookup`] is the one place that turns `CRM_KIND` and its settings into a client.
 
 pub mod check;
-#[cfg(any(feature = "webhook", feature = "hubspot", feature = "pipedrive"))]
+#[cfg(any(
+    feature = "webhook",
+    feature = "hubspot",
+    feature = "pipedrive",
+    feature = "zoho"
+))]
 pub(crate) mod http;
 #[cfg(feature = "hubspot")]
 pub mod hubspot;
 #[cfg(feature = "local")]
 pub mod local;
-#[cfg(any(feature = "hubspot", feature = "pipedrive"))]
+#[cfg(any(feature = "hubspot", feature = "pipedrive", feature = "zoho"))]
 pub(crate) mod pace;
 #[cfg(feature = "pipedrive")]
 pub mod pipedrive;
-#[cfg(any(feature = "hubspot", feature = "pipedrive"))]
+#[cfg(any(feature = "hubspot", feature = "pipedrive", feature = "zoho"))]
 pub(crate) mod timeline;
 #[cfg(feature = "webhook")]
 pub mod webhook;
-#[cfg(any(feature = "webhook", feature = "hubspot", feature = "pipedrive"))]
+#[cfg(feature = "zoho")]
+pub mod zoho;
+#[cfg(any(
+    feature = "webhook",
+    feature = "hubspot",
+    feature = "pipedrive",
+    feature = "zoho"
+))]
 pub(crate) use http::{classify_status, transport_error};
 
 use std::sync::Arc;
@@ -32,9 +44,10 @@ use thiserror::Error;
 use wabridge_core::config;
 use wabridge_core::crm::Crm;
 use wabridge_core::mapping::Mapping;
+use wabridge_core::oauth::TokenStore;
 
 /// Every CRM kind there is, built into this binary or not.
-pub const KNOWN: &[&str] = &["local", "webhook", "hubspot", "pipedrive"];
+pub const KNOWN: &[&str] = &["local", "webhook", "hubspot", "pipedrive", "zoho"];
 
 /// The CRM kinds this build carries (its cargo features).
 pub const COMPILED: &[&str] = &[
@@ -46,6 +59,8 @@ pub const COMPILED: &[&str] = &[
     "hubspot",
     #[cfg(feature = "pipedrive")]
     "pipedrive",
+    #[cfg(feature = "zoho")]
+    "zoho",
 ];
 
 /// Why a CRM client could not be built from the settings. Each names the variable to fix.
@@ -64,7 +79,12 @@ pub enum ConfigError {
     )]
     NoLocalStore,
     /// The HTTP client could not be built (TLS set-up).
-    #[cfg(any(feature = "hubspot", feature = "webhook", feature = "pipedrive"))]
+    #[cfg(any(
+        feature = "hubspot",
+        feature = "webhook",
+        feature = "pipedrive",
+        feature = "zoho"
+    ))]
     #[error("cannot build the CRM's HTTP client: {0}")]
     HttpClient(#[source] reqwest::Error),
 }
@@ -89,14 +109,30 @@ pub fn check_kind(kind: &str) -> Result<(), ConfigError> {
     }
 }
 
+/// The engine's OAuth token store of a connection (by name): where the OAuth CRMs (Zoho) keep
+/// the tokens every process shares (`wabridge_sqlite::SqliteTokenStore` locally,
+/// `wabridge_aws::dynamo::oauth_tokens::DynamoTokenStore` on AWS).
+pub type TokenStores = Arc<dyn Fn(&str) -> Arc<dyn TokenStore> + Send + Sync>;
+
 /// The CRM named by `CRM_KIND` (see [`config::crm_kind`] for the default), with its settings
 /// and secrets read through `lookup`. `local` is the embedded engine's records CRM, built by
 /// the caller that has the store (see `local::LocalCrm`); `media` is where a CRM that takes
-/// files (HubSpot) reads stored media from.
+/// files (HubSpot) reads stored media from. Without a token store: see [`from_lookup_with`].
 pub fn from_lookup(
     mapping: &Mapping,
     local: Option<Arc<dyn Crm>>,
     media: Option<Arc<dyn wabridge_core::media::store::MediaStore>>,
+    lookup: impl Fn(&str) -> Option<String>,
+) -> Result<Arc<dyn Crm>, ConfigError> {
+    from_lookup_with(mapping, local, media, None, lookup)
+}
+
+/// [`from_lookup`] with the engine's OAuth token stores, which the OAuth CRMs (Zoho) need.
+pub fn from_lookup_with(
+    mapping: &Mapping,
+    local: Option<Arc<dyn Crm>>,
+    media: Option<Arc<dyn wabridge_core::media::store::MediaStore>>,
+    tokens: Option<TokenStores>,
     lookup: impl Fn(&str) -> Option<String>,
 ) -> Result<Arc<dyn Crm>, ConfigError> {
     let kind = config::crm_kind(&lookup);
@@ -108,7 +144,7 @@ pub fn from_lookup(
         |ms| (1..=600_000).contains(ms),
     )?);
     // Unused without the HTTP CRMs' features.
-    let _ = (&timeout, mapping, &settings, &media);
+    let _ = (&timeout, mapping, &settings, &media, &tokens);
     match kind.as_str() {
         "local" if COMPILED.contains(&"local") => local.ok_or(ConfigError::NoLocalStore),
         #[cfg(feature = "webhook")]
@@ -168,6 +204,16 @@ pub fn from_lookup(
         "pipedrive" => Ok(Arc::new(pipedrive::PipedriveCrm::from_settings(
             mapping, &settings, timeout,
         )?)),
+        #[cfg(feature = "zoho")]
+        "zoho" => {
+            let tokens = tokens.ok_or(ConfigError::Invalid {
+                name: config::CRM_KIND,
+                reason: "zoho needs the engine's OAuth token store (this command has none)".into(),
+            })?;
+            Ok(Arc::new(zoho::ZohoCrm::from_settings(
+                mapping, &settings, timeout, &tokens,
+            )?))
+        }
         _ if KNOWN.contains(&kind.as_str()) => Err(ConfigError::NotCompiled { kind }),
         _ => Err(ConfigError::Unknown { kind }),
     }

@@ -7,6 +7,8 @@
 //!   delay the first batch had, and overflows it.
 //! - [`Window`]: at most `max` sends in any rolling `window`, bursts allowed, for long windows
 //!   (HubSpot: 10 s), where a burst of batch calls is what the limit is for.
+//! - [`Concurrent`]: at most `max` calls in flight, for CRMs that limit concurrency instead of
+//!   a rate (Zoho: concurrent calls per org and app, and a lower cap for search).
 //!
 //! Both keep headroom under the limit for arrival jitter: a request delayed by `d` (network,
 //! a stalled scheduler) lands in a window that already holds up to `(window + d) / window`
@@ -102,6 +104,41 @@ impl Window {
     }
 }
 
+/// At most `max` calls in flight at once. A call holds its permit until its answer arrived,
+/// and the CRM counts a call as ended before it answers: the CRM never sees more than `max`.
+#[cfg(feature = "zoho")]
+pub(crate) struct Concurrent {
+    permits: tokio::sync::Semaphore,
+    /// No call starts before this (after a 429: the CRM counted more than we did).
+    paused: std::sync::Mutex<Option<Instant>>,
+}
+
+#[cfg(feature = "zoho")]
+impl Concurrent {
+    pub fn new(max: usize) -> Concurrent {
+        Concurrent {
+            permits: tokio::sync::Semaphore::new(max.max(1)),
+            paused: std::sync::Mutex::new(None),
+        }
+    }
+
+    /// Waits for a free place (and any pause), held until the permit drops.
+    pub async fn slot(&self) -> tokio::sync::SemaphorePermit<'_> {
+        let permit = self.permits.acquire().await.expect("never closed");
+        let until = *self.paused.lock().unwrap();
+        if let Some(until) = until {
+            tokio::time::sleep_until(until).await;
+        }
+        permit
+    }
+
+    /// Holds every later call until `until`.
+    pub fn pause_until(&self, until: Instant) {
+        let mut paused = self.paused.lock().unwrap();
+        *paused = Some(paused.map_or(until, |p| p.max(until)));
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -165,6 +202,36 @@ mod tests {
         assert_eq!(times[19], Duration::from_secs(10));
         assert_eq!(times[38], Duration::from_secs(20));
         assert_eq!(times[39], Duration::from_secs(20));
+    }
+
+    #[cfg(feature = "zoho")]
+    #[tokio::test(start_paused = true)]
+    async fn never_more_than_max_in_flight() {
+        let pacer = std::sync::Arc::new(Concurrent::new(3));
+        let now = std::sync::Arc::new(std::sync::atomic::AtomicUsize::new(0));
+        let peak = std::sync::Arc::new(std::sync::atomic::AtomicUsize::new(0));
+        let started = Instant::now();
+        let mut handles = Vec::new();
+        for _ in 0..10 {
+            let (p, now, peak) = (pacer.clone(), now.clone(), peak.clone());
+            handles.push(tokio::spawn(async move {
+                let _permit = p.slot().await;
+                let n = now.fetch_add(1, std::sync::atomic::Ordering::SeqCst) + 1;
+                peak.fetch_max(n, std::sync::atomic::Ordering::SeqCst);
+                tokio::time::sleep(Duration::from_millis(100)).await;
+                now.fetch_sub(1, std::sync::atomic::Ordering::SeqCst);
+            }));
+        }
+        for h in handles {
+            h.await.unwrap();
+        }
+        assert_eq!(peak.load(std::sync::atomic::Ordering::SeqCst), 3);
+        // Ten calls of 100 ms, three at a time: four rounds.
+        assert_eq!(started.elapsed(), Duration::from_millis(400));
+        pacer.pause_until(Instant::now() + Duration::from_secs(2));
+        let before = Instant::now();
+        drop(pacer.slot().await);
+        assert_eq!(before.elapsed(), Duration::from_secs(2));
     }
 
     #[cfg(feature = "pipedrive")]

@@ -269,6 +269,7 @@ pub const LOCAL_EXAMPLE: &str = include_str!("../../../../mappings/local.toml");
 pub const WEBHOOK_EXAMPLE: &str = include_str!("../../../../mappings/webhook.toml");
 pub const HUBSPOT_EXAMPLE: &str = include_str!("../../../../mappings/hubspot.toml");
 pub const PIPEDRIVE_EXAMPLE: &str = include_str!("../../../../mappings/pipedrive.toml");
+pub const ZOHO_EXAMPLE: &str = include_str!("../../../../mappings/zoho.toml");
 
 impl Mapping {
     pub fn from_toml(text: &str) -> Result<Mapping, MappingFileError> {
@@ -321,6 +322,7 @@ impl Mapping {
             "webhook" => Mapping::from_toml(WEBHOOK_EXAMPLE),
             "hubspot" => Mapping::from_toml(HUBSPOT_EXAMPLE),
             "pipedrive" => Mapping::from_toml(PIPEDRIVE_EXAMPLE),
+            "zoho" => Mapping::from_toml(ZOHO_EXAMPLE),
             other => Err(MappingFileError::Invalid(format!(
                 "no example mapping for CRM `{other}`"
             ))),

@@ -40,4 +40,5 @@ async fn bench_every_adapter_against_a_50ms_crm() {
     run::<super::webhook::Webhook>().await;
     run::<super::hubspot::HubSpot>().await;
     run::<super::pipedrive::Pipedrive>().await;
+    run::<super::zoho::Zoho>().await;
 }

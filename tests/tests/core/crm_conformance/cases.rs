@@ -388,10 +388,23 @@ pub(crate) async fn burst_holds_the_rate_limit<S: Subject>() {
             );
         }
         None => println!(
-            "BURST {}: 2000 events in {elapsed:.2?} ({rate:.0}/s), {} calls, no documented limit",
+            "BURST {}: 2000 events in {elapsed:.2?} ({rate:.0}/s), {} calls, no documented rate limit",
             S::KIND,
             arrivals.len()
         ),
+    }
+    if let Some(max) = S::CONCURRENCY {
+        let peak = h.subject.peak_concurrency();
+        println!(
+            "BURST {}: at most {peak} calls in flight (limit {max})",
+            S::KIND
+        );
+        assert!(
+            peak <= max,
+            "{}: {peak} calls in flight, limit {max}",
+            S::KIND
+        );
+        assert_eq!(h.subject.over_limit(), 0, "{}: answered 429", S::KIND);
     }
 }
 

@@ -17,6 +17,10 @@ mod pipedrive_fake;
 mod pipedrive_fake_records;
 mod pipedrive_more;
 mod webhook;
+mod zoho;
+mod zoho_fake;
+mod zoho_fake_records;
+mod zoho_more;
 
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -96,6 +100,13 @@ pub(crate) trait Subject: Send + Sync + Sized + 'static {
     fn arrivals(&self) -> Vec<Instant>;
     /// Calls answered 429 because the limit was exceeded (not scripted).
     fn over_limit(&self) -> u64;
+    /// The CRM's documented limit on calls in flight at once (Zoho's concurrency), when it
+    /// limits concurrency rather than (or besides) a rate.
+    const CONCURRENCY: Option<usize> = None;
+    /// The most calls the fake had in flight at once.
+    fn peak_concurrency(&self) -> usize {
+        0
+    }
 }
 
 /// crm-sync over SQLite files writing to a subject's adapter.
@@ -370,3 +381,4 @@ macro_rules! conformance {
 conformance!(hubspot_adapter, super::hubspot::HubSpot);
 conformance!(webhook_adapter, super::webhook::Webhook);
 conformance!(pipedrive_adapter, super::pipedrive::Pipedrive);
+conformance!(zoho_adapter, super::zoho::Zoho);

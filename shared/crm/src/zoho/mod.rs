@@ -1,0 +1,242 @@
+//! The `zoho` CRM: Zoho CRM's API v8, OAuth access tokens from the shared token provider
+//! (refreshed at the data centre's accounts server, shared by every process through the
+//! engine's token store).
+//!
+//! Every record kind, and what it becomes:
+//! - **contact**: a Contact, upserted (`POST /crm/v8/Contacts/upsert`) with
+//!   `duplicate_check_fields` on the unique identity field (the canonical E.164 number, or the
+//!   BSUID), then the unique BSUID field: Zoho settles it in its database, so there is no
+//!   search to lag and no create to doubt. A message carrying the BSUID alone is upserted on the
+//!   BSUID field only, leaving the identity of the phone's contact as it is (`contacts.rs`).
+//! - **inbound message / outbound status**: a Note on the contact (`POST /crm/v8/Notes`), its
+//!   content ending with `wabridge: <effect id>`; an in-doubt retry reads the contact's notes
+//!   (`GET /crm/v8/Contacts/{id}/Notes`, a related list read from the database, not the search
+//!   index) and creates none when the earlier one landed (`records.rs`).
+//! - **consent**, **attribution** (first / last touch): contact fields, in the contact's upsert;
+//!   touch fields the org has not created are left out.
+//! - **lead**: a Deal on the contact, upserted on the mapping's unique `effect_property` deal
+//!   field: a redelivery updates the same deal.
+//! - **erasure**: each contact found under the person's numbers and BSUIDs is deleted.
+//! - **template status, number quality, account, unknown, media, calls, edits, conversations,
+//!   a status of a group message**: not written (logged).
+//!
+//! Limits (`api.rs`): Zoho counts calls in flight per org and app (and charges API credits per
+//! rolling 24 h): at most `ZOHO_CONCURRENCY` calls at once, 10 searches; a 429 pauses senders.
+
+pub(crate) mod api;
+mod check;
+mod contacts;
+mod fields;
+pub mod oauth;
+mod records;
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use async_trait::async_trait;
+use tokio::sync::OnceCell;
+
+use crate::{ConfigError, TokenStores};
+use api::Client;
+use fields::Schema;
+use wabridge_core::config;
+use wabridge_core::crm::{Crm, CrmError, Effect};
+use wabridge_core::mapping::Mapping;
+use wabridge_core::oauth::TokenProvider;
+use wabridge_core::records::Record;
+
+/// Entries kept in each in-process map before it restarts.
+const CACHE_MAX: usize = 100_000;
+
+/// Where the adapter writes, and how fast.
+#[derive(Debug, Clone)]
+pub struct ZohoSettings {
+    /// The API domain, `https://www.zohoapis.<dc>`.
+    pub api: String,
+    /// Contact field holding the identity (the mapping's `id_property`), unique in Zoho.
+    pub id_field: String,
+    /// Contact field holding the BSUID (the mapping's `from = "bsuid"` field), unique in Zoho.
+    pub bsuid_field: Option<String>,
+    /// Deal field holding the effect id (the mapping's `effect_property`), unique in Zoho.
+    pub effect_field: Option<String>,
+    /// Calls in flight at once.
+    pub concurrency: usize,
+    pub timeout: Duration,
+}
+
+pub struct ZohoCrm {
+    client: Client,
+    settings: ZohoSettings,
+    schema: OnceCell<Schema>,
+    /// Our contact id → Zoho record id.
+    contacts: Mutex<HashMap<String, String>>,
+    /// Zoho record id → the last body upserted (an unchanged contact costs no call).
+    written: Mutex<HashMap<String, String>>,
+    /// One upsert at a time per person (our contact id): twenty first messages make one call.
+    locks: Mutex<HashMap<String, Arc<tokio::sync::Mutex<()>>>>,
+}
+
+impl ZohoCrm {
+    pub fn new(settings: ZohoSettings, tokens: Arc<TokenProvider>) -> Result<ZohoCrm, ConfigError> {
+        let api = api::url_setting(config::ZOHO_API_URL, &settings.api)?;
+        let client = Client::new(&api, tokens, settings.timeout, settings.concurrency)?;
+        Ok(ZohoCrm {
+            client,
+            settings: ZohoSettings { api, ..settings },
+            schema: OnceCell::new(),
+            contacts: Mutex::new(HashMap::new()),
+            written: Mutex::new(HashMap::new()),
+            locks: Mutex::new(HashMap::new()),
+        })
+    }
+
+    /// From `ZOHO_CLIENT_ID`, `ZOHO_CLIENT_SECRET`, `ZOHO_REFRESH_TOKEN` (secrets),
+    /// `ZOHO_DATA_CENTER`, `ZOHO_API_URL`, `ZOHO_ACCOUNTS_URL`, `ZOHO_CONCURRENCY` and the
+    /// mapping; tokens kept in `tokens` (the engine's store), shared by every process.
+    pub fn from_settings<F: Fn(&str) -> Option<String>>(
+        mapping: &Mapping,
+        settings: &config::Settings<F>,
+        timeout: Duration,
+        tokens: &TokenStores,
+    ) -> Result<ZohoCrm, ConfigError> {
+        let why = "CRM_KIND=zoho refreshes Zoho's OAuth access tokens with it";
+        let client_id = settings.required(config::ZOHO_CLIENT_ID, why)?;
+        let client_secret = settings.required(config::ZOHO_CLIENT_SECRET, why)?;
+        let refresh_token = settings.required(config::ZOHO_REFRESH_TOKEN, why)?;
+        let dc = settings
+            .optional(config::ZOHO_DATA_CENTER)
+            .unwrap_or_else(|| "us".into());
+        let (accounts, api) = oauth::data_center(&dc)?;
+        let accounts = match settings.optional(config::ZOHO_ACCOUNTS_URL) {
+            Some(url) => api::url_setting(config::ZOHO_ACCOUNTS_URL, &url)?,
+            None => accounts.to_string(),
+        };
+        let api = settings
+            .optional(config::ZOHO_API_URL)
+            .unwrap_or_else(|| api.to_string());
+        let concurrency = settings.number(
+            config::ZOHO_CONCURRENCY,
+            config::DEFAULT_ZOHO_CONCURRENCY,
+            "the calls in flight your Zoho edition allows per app, a whole number from 1 to 100",
+            |n| (1..=100).contains(n),
+        )?;
+        let endpoint =
+            oauth::ZohoTokenEndpoint::new(&accounts, &client_id, &client_secret, timeout)?;
+        // One connection per org and client: the refresh token names the org's grant.
+        let connection = connection_name(&client_id, &refresh_token);
+        let provider = TokenProvider::new(Arc::new(endpoint), tokens(&connection), refresh_token);
+        ZohoCrm::new(
+            ZohoSettings {
+                api,
+                id_field: mapping
+                    .id_property
+                    .clone()
+                    .unwrap_or_else(|| "WhatsApp_ID".into()),
+                bsuid_field: crate::bsuid_field(mapping).map(String::from),
+                effect_field: mapping.effect_property.clone(),
+                concurrency: concurrency as usize,
+                timeout,
+            },
+            Arc::new(provider),
+        )
+    }
+
+    async fn schema(&self) -> Result<&Schema, CrmError> {
+        self.schema
+            .get_or_try_init(|| Schema::load(&self.client))
+            .await
+    }
+
+    fn skip(&self, effect: &Effect, why: &str) {
+        tracing::info!(effect = %effect.id, kind = effect.record.kind(), reason = why, "zoho: record not written to Zoho (by design)");
+    }
+}
+
+/// The token store's key of one Zoho connection: `zoho:` and a digest of the client and its
+/// refresh token (two orgs behind one client keep apart; no secret in the key).
+fn connection_name(client_id: &str, refresh_token: &str) -> String {
+    use sha2::Digest;
+    let digest = sha2::Sha256::digest(format!("{client_id}\n{refresh_token}").as_bytes());
+    let hex: String = digest[..8].iter().map(|b| format!("{b:02x}")).collect();
+    format!("zoho:{hex}")
+}
+
+/// Inserts into a bounded map (cleared when full: it is a cache).
+fn remember<V>(map: &Mutex<HashMap<String, V>>, key: String, value: V) {
+    let mut map = map.lock().unwrap();
+    if map.len() >= CACHE_MAX {
+        map.clear();
+    }
+    map.insert(key, value);
+}
+
+#[async_trait]
+impl Crm for ZohoCrm {
+    fn kind(&self) -> &'static str {
+        "zoho"
+    }
+
+    /// At most a contact upsert (and its identity write), a list and a create, each within the
+    /// timeout; a token refresh on top.
+    fn call_budget(&self) -> Option<Duration> {
+        Some(self.settings.timeout * 5)
+    }
+
+    async fn apply(&self, effect: &Effect) -> Result<(), CrmError> {
+        match &effect.record {
+            Record::Contact(_) => self.upsert_contact(effect).await,
+            Record::Activity(a) if a.group_id.is_some() && effect.contact.is_none() => {
+                self.skip(effect, "a status of a message sent to a group");
+                Ok(())
+            }
+            Record::Activity(a) => self.note(effect, a).await,
+            Record::Consent(_) if effect.fields.is_empty() => {
+                self.skip(effect, "the mapping has no [[consent_fields]]");
+                Ok(())
+            }
+            Record::Consent(_) => self.update_contact(effect, &effect.fields, false).await,
+            Record::Attribution(a) => {
+                let touch = crate::timeline::contact_properties(a);
+                self.update_contact(effect, &touch, true).await
+            }
+            Record::Lead(lead) => self.deal(effect, lead).await,
+            Record::Erasure(e) => self.erase(e).await,
+            Record::TemplateStatus(_)
+            | Record::Quality(_)
+            | Record::Account(_)
+            | Record::Unknown(_) => {
+                self.skip(effect, "it belongs to the WhatsApp account, not a person");
+                Ok(())
+            }
+            Record::Call(_) => {
+                self.skip(effect, "calls are not logged in Zoho yet");
+                Ok(())
+            }
+            Record::Conversation(_) => {
+                self.skip(effect, "conversations are not written to Zoho yet");
+                Ok(())
+            }
+            Record::MessageChange(_) => {
+                self.skip(effect, "edits and deletions are not applied in Zoho yet");
+                Ok(())
+            }
+            Record::Media(_) => {
+                self.skip(effect, "files are not uploaded to Zoho yet");
+                Ok(())
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn connections_differ_per_grant_and_show_no_secret() {
+        let a = super::connection_name("1000.CLIENT", "1000.refresh-a");
+        let b = super::connection_name("1000.CLIENT", "1000.refresh-b");
+        assert!(a.starts_with("zoho:") && a.len() == 21, "{a}");
+        assert_ne!(a, b);
+        assert!(!a.contains("refresh") && !a.contains("CLIENT"));
+    }
+}
