@@ -49,3 +49,40 @@ impl HubSpotTickets {
         Ok(())
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use crate::mapping::Mapping;
+
+    const HEAD: &str = "version = 1\n";
+
+    #[test]
+    fn owners_and_outcome_stages_load_from_the_mapping() {
+        let m = Mapping::from_toml(&format!(
+            "{HEAD}[hubspot.owners]\nana = \"71234567\"\n[hubspot.ticket_stages]\nconverted = \"closedwon\"\n"
+        ))
+        .unwrap();
+        assert_eq!(m.hubspot.owners["ana"], "71234567");
+        assert_eq!(m.hubspot.ticket_stages["converted"], "closedwon");
+        assert!(Mapping::from_toml(HEAD).unwrap().hubspot.owners.is_empty());
+    }
+
+    #[test]
+    fn bad_owners_and_stages_stop_the_load_naming_the_entry() {
+        for (toml, named) in [
+            ("[hubspot.owners]\nana = \"ana@acme.mx\"\n", "[hubspot.owners] `ana`"),
+            (
+                "[hubspot.ticket_stages]\nwon = \"4\"\n",
+                "[hubspot.ticket_stages] `won` is not in the outcome catalogue",
+            ),
+            ("[hubspot.ticket_stages]\nspam = \" \"\n", "`spam`: blank stage id"),
+            ("[hubspot]\nowner = {}\n", "unknown field"),
+        ] {
+            let e = Mapping::from_toml(&format!("{HEAD}{toml}"))
+                .err()
+                .expect("refused")
+                .to_string();
+            assert!(e.contains(named), "{toml}: {e}");
+        }
+    }
+}

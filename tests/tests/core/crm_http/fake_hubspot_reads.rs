@@ -125,14 +125,17 @@ pub(crate) fn portal(object: &str) -> Option<Vec<String>> {
             "hs_pipeline",
             "hs_pipeline_stage",
             "hubspot_owner_id",
+            "wabridge_conversation_id",
+            "wabridge_revision",
+            "wabridge_agent",
+            "wabridge_origin",
+            "wabridge_opened_by",
+            "wabridge_first_response_ms",
+            "wabridge_outcome",
+            "wabridge_close_reason",
         ]
         .iter()
         .map(|n| n.to_string())
-        .chain(
-            wabridge_crm::hubspot::ticket_fields::CUSTOM_PROPERTIES
-                .iter()
-                .map(|n| n.to_string()),
-        )
         .collect(),
         _ => return None,
     };
