@@ -81,10 +81,9 @@ pub(crate) struct Fake {
     pub(crate) over_limit: AtomicU64,
     /// Properties the portal lacks (`contacts/whatsapp_bsuid`), for `crm check`.
     pub(crate) missing_properties: Mutex<HashSet<String>>,
-    /// Tickets by conversation id (`{id, properties}`), every ticket write's properties, and
-    /// the default associations made (`tickets/contacts` or `communications/tickets`, from, to).
+    /// Tickets by conversation id (`{id, properties}`) and the default associations made
+    /// (`tickets/contacts` or `communications/tickets`, from, to).
     pub(crate) tickets: Mutex<HashMap<String, Value>>,
-    pub(crate) ticket_writes: Mutex<Vec<Value>>,
     pub(crate) ticket_links: Mutex<Vec<(String, String, String)>>,
 }
 

@@ -61,7 +61,6 @@ pub(crate) fn upsert(fake: &Fake, inputs: &[Value]) -> Response {
         for (k, v) in props {
             ticket["properties"][k] = v.clone();
         }
-        fake.ticket_writes.lock().unwrap().push(p.clone());
         results.push(json!({"id": ticket["id"], "properties": ticket["properties"], "new": new,
             "objectWriteTraceId": input["objectWriteTraceId"]}));
     }
