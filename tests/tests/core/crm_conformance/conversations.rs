@@ -90,6 +90,14 @@ pub(crate) async fn conversation_records<S: Subject>() {
     older.outcome = Some("lost".into());
     let (late, _) = sync_with(&h.db, h.subject.crm(), h.subject.mapping());
     deliver(&late, &conversation_event(&older), 1).await;
+    let held = h.subject.conversations().unwrap();
+    assert_eq!(held.len(), 1, "{}: {held:?}", S::KIND);
+    assert_eq!(
+        (held[0].revision, held[0].outcome.as_deref()),
+        (with_outcome.record.revision, Some("converted")),
+        "{}: the late older revision changed nothing",
+        S::KIND
+    );
     // The close.
     let closed = conversations
         .close(&id, 1_763_800_000_000)
