@@ -114,7 +114,12 @@ async fn calls_and_edits_name_their_conversation_without_counting_in_it() {
     let mariana = before[0]["id"].clone();
     env.deliver_twice(&[
         // Her edit of her first message, and a call an hour after it.
-        day::edit(day::MARIANA, "wamid.ED1", "wamid.M1", day::T0 + 5 * day::MIN),
+        day::edit(
+            day::MARIANA,
+            "wamid.ED1",
+            "wamid.M1",
+            day::T0 + 5 * day::MIN,
+        ),
         day::call(day::MARIANA, "wacid.C1", day::T0 + day::HOUR),
         // A call two days later: her conversation went idle long before.
         day::call(day::MARIANA, "wacid.C2", day::T0 + 48 * day::HOUR),
@@ -126,7 +131,10 @@ async fn calls_and_edits_name_their_conversation_without_counting_in_it() {
     let calls = env.lines("call").await;
     let call = |id: &str| calls.iter().find(|c| c["call_id"] == id).unwrap().clone();
     assert_eq!(call("wacid.C1")["conversation_id"], mariana);
-    assert!(call("wacid.C2").get("conversation_id").is_none(), "{calls:?}");
+    assert!(
+        call("wacid.C2").get("conversation_id").is_none(),
+        "{calls:?}"
+    );
     // They are no messages of the thread: the conversations did not change.
     assert_eq!(day::latest(&env.lines("conversation").await), before);
 }

@@ -95,7 +95,12 @@ async fn a_scripted_day_of_conversations_over_dynamodb_reaches_the_webhook_crm_o
     deliver_twice(
         &sync,
         &[
-            day::edit(day::MARIANA, "wamid.ED1", "wamid.M1", day::T0 + 5 * day::MIN),
+            day::edit(
+                day::MARIANA,
+                "wamid.ED1",
+                "wamid.M1",
+                day::T0 + 5 * day::MIN,
+            ),
             day::call(day::MARIANA, "wacid.C1", day::T0 + day::HOUR),
             day::call(day::MARIANA, "wacid.C2", day::T0 + 48 * day::HOUR),
         ],
@@ -108,9 +113,14 @@ async fn a_scripted_day_of_conversations_over_dynamodb_reaches_the_webhook_crm_o
             .cloned()
             .unwrap()
     };
-    assert_eq!(of("message_change", "message_id", "wamid.M1")["conversation_id"], first);
+    assert_eq!(
+        of("message_change", "message_id", "wamid.M1")["conversation_id"],
+        first
+    );
     assert_eq!(of("call", "call_id", "wacid.C1")["conversation_id"], first);
-    assert!(of("call", "call_id", "wacid.C2").get("conversation_id").is_none());
+    assert!(of("call", "call_id", "wacid.C2")
+        .get("conversation_id")
+        .is_none());
     assert_eq!(day::latest(&all), morning);
 
     deliver_twice(&sync, &day::next_day()).await;

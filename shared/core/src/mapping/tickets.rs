@@ -70,17 +70,22 @@ mod tests {
     #[test]
     fn bad_owners_and_stages_stop_the_load_naming_the_entry() {
         for (toml, named) in [
-            ("[hubspot.owners]\nana = \"ana@acme.mx\"\n", "[hubspot.owners] `ana`"),
+            (
+                "[hubspot.owners]\nana = \"ana@acme.mx\"\n",
+                "[hubspot.owners] `ana`",
+            ),
             (
                 "[hubspot.ticket_stages]\nwon = \"4\"\n",
                 "[hubspot.ticket_stages] `won` is not in the outcome catalogue",
             ),
-            ("[hubspot.ticket_stages]\nspam = \" \"\n", "`spam`: blank stage id"),
+            (
+                "[hubspot.ticket_stages]\nspam = \" \"\n",
+                "`spam`: blank stage id",
+            ),
             ("[hubspot]\nowner = {}\n", "unknown field"),
         ] {
             let e = Mapping::from_toml(&format!("{HEAD}{toml}"))
-                .err()
-                .expect("refused")
+                .expect_err("refused")
                 .to_string();
             assert!(e.contains(named), "{toml}: {e}");
         }

@@ -100,9 +100,9 @@ pub(crate) async fn run(
         |n| has("tickets", n),
         true,
     );
-    let unique = properties["tickets"].iter().any(|p| {
-        p["name"].as_str() == Some(CONVERSATION_PROPERTY) && p["hasUniqueValue"] == true
-    });
+    let unique = properties["tickets"]
+        .iter()
+        .any(|p| p["name"].as_str() == Some(CONVERSATION_PROPERTY) && p["hasUniqueValue"] == true);
     if has("tickets", CONVERSATION_PROPERTY) && !unique {
         report.missing.push(format!(
             "ticket property `{CONVERSATION_PROPERTY}` must have \"Require unique values\" set"
@@ -120,7 +120,9 @@ async fn check_pipeline(client: &Client, tickets: &TicketSettings, report: &mut 
             .and_then(|a| a["results"].as_array().cloned())
             .unwrap_or_default(),
         Err(e) => {
-            report.missing.push(format!("reading ticket pipelines: {e}"));
+            report
+                .missing
+                .push(format!("reading ticket pipelines: {e}"));
             return;
         }
     };

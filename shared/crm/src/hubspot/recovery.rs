@@ -5,8 +5,8 @@
 use std::time::Instant;
 
 use super::api::CreateInput;
-use super::batch::Batcher;
 use super::api::CreateOp;
+use super::batch::Batcher;
 use super::{HubSpotCrm, DOUBTFUL_MAX};
 use wabridge_core::crm::{CrmError, Effect};
 
@@ -19,7 +19,11 @@ impl HubSpotCrm {
     /// process, before a crash), its time is unknown and counts from this first miss. Until
     /// then the effect answers `RateLimited(wait)`: it stays in doubt, and the retry (in
     /// process when short, else through the queue's delay) searches again.
-    pub(super) async fn already_created(&self, object: &str, effect: &Effect) -> Result<bool, CrmError> {
+    pub(super) async fn already_created(
+        &self,
+        object: &str,
+        effect: &Effect,
+    ) -> Result<bool, CrmError> {
         let Some(prop) = &self.effect_property else {
             return Ok(false);
         };
@@ -78,5 +82,4 @@ impl HubSpotCrm {
             doubtful.insert(effect.id.clone(), Instant::now());
         }
     }
-
 }

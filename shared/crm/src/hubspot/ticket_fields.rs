@@ -10,8 +10,8 @@
 use std::collections::BTreeMap;
 
 use serde_json::{Map, Value};
-use wabridge_core::conversations::{ConversationRecord, Origin, Party};
 use wabridge_core::config;
+use wabridge_core::conversations::{ConversationRecord, Origin, Party};
 use wabridge_core::mapping::tickets::HubSpotTickets;
 use wabridge_core::mapping::Mapping;
 
@@ -171,8 +171,7 @@ pub fn ticket_properties(
         put("wabridge_close_reason", reason.into());
     }
     let decided = r.closed_at.is_some()
-        || r
-            .outcome
+        || r.outcome
             .as_ref()
             .is_some_and(|o| settings.outcome_stages.contains_key(o));
     if !written.exists || decided {

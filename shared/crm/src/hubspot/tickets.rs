@@ -113,7 +113,10 @@ impl Tickets {
         if states.len() >= TICKETS_MAX && !states.contains_key(conversation_id) {
             states.clear();
         }
-        states.entry(conversation_id.to_string()).or_default().clone()
+        states
+            .entry(conversation_id.to_string())
+            .or_default()
+            .clone()
     }
 }
 
@@ -163,7 +166,10 @@ impl HubSpotCrm {
         // message's event wrote it.
         if !state.associated && effect.contact.is_some() {
             let contact = self.contact_hs_id(effect).await?;
-            tickets.to_contacts.submit((ticket.clone(), contact)).await?;
+            tickets
+                .to_contacts
+                .submit((ticket.clone(), contact))
+                .await?;
             state.associated = true;
         }
         let waiting = tickets
@@ -172,9 +178,11 @@ impl HubSpotCrm {
             .unwrap()
             .remove(&record.id)
             .unwrap_or_default();
-        let associations = waiting
-            .iter()
-            .map(|comm| tickets.communications.submit((comm.clone(), ticket.clone())));
+        let associations = waiting.iter().map(|comm| {
+            tickets
+                .communications
+                .submit((comm.clone(), ticket.clone()))
+        });
         let failed = futures::future::join_all(associations)
             .await
             .into_iter()

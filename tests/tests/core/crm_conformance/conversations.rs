@@ -112,7 +112,12 @@ pub(crate) async fn conversation_records<S: Subject>() {
     let c = &held[0];
     let contacts = h.subject.contacts();
     assert_eq!(contacts.len(), 1, "{}", S::KIND);
-    assert_eq!(c.contact, contacts[0].key, "{}: on the person's contact", S::KIND);
+    assert_eq!(
+        c.contact,
+        contacts[0].key,
+        "{}: on the person's contact",
+        S::KIND
+    );
     assert_eq!(c.revision, closed.record.revision, "{}", S::KIND);
     assert_eq!(c.outcome.as_deref(), Some("converted"), "{}", S::KIND);
     assert!(c.closed, "{}", S::KIND);

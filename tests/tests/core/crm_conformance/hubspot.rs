@@ -158,7 +158,9 @@ impl Subject for HubSpot {
                         closed: p["hs_pipeline_stage"] == "4",
                         activities: links
                             .iter()
-                            .filter(|(kind, _, to)| kind == "communications/tickets" && to == ticket)
+                            .filter(|(kind, _, to)| {
+                                kind == "communications/tickets" && to == ticket
+                            })
                             .count(),
                     }
                 })

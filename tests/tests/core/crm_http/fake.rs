@@ -176,8 +176,8 @@ pub(crate) async fn handle(
     }
     let path = uri.path().to_string();
     fake.paths.lock().unwrap().push(path.clone());
-    let read = method == Method::GET
-        && (path.starts_with(CONTACT_READ) || path.starts_with(TICKET_READ));
+    let read =
+        method == Method::GET && (path.starts_with(CONTACT_READ) || path.starts_with(TICKET_READ));
     if method == Method::GET && path.starts_with(PROPERTIES) {
         return properties(&fake, &path, &headers);
     }

@@ -41,7 +41,10 @@ pub(crate) fn upsert(fake: &Fake, inputs: &[Value]) -> Response {
         }
         if let Some(stage) = p["hs_pipeline_stage"].as_str() {
             if p["hs_pipeline"] != "0" || !STAGES.contains(&stage) {
-                return fake.problem(format!("ticket stage {stage} of pipeline {}", p["hs_pipeline"]));
+                return fake.problem(format!(
+                    "ticket stage {stage} of pipeline {}",
+                    p["hs_pipeline"]
+                ));
             }
         }
         let mut tickets = fake.tickets.lock().unwrap();
@@ -61,8 +64,10 @@ pub(crate) fn upsert(fake: &Fake, inputs: &[Value]) -> Response {
         for (k, v) in props {
             ticket["properties"][k] = v.clone();
         }
-        results.push(json!({"id": ticket["id"], "properties": ticket["properties"], "new": new,
-            "objectWriteTraceId": input["objectWriteTraceId"]}));
+        results.push(
+            json!({"id": ticket["id"], "properties": ticket["properties"], "new": new,
+            "objectWriteTraceId": input["objectWriteTraceId"]}),
+        );
     }
     results.reverse();
     (
@@ -79,12 +84,19 @@ pub(crate) fn read(fake: &Fake, path: &str, query: &str) -> Response {
     let params: Vec<(String, String)> = url::form_urlencoded::parse(query.as_bytes())
         .into_owned()
         .collect();
-    let param = |name: &str| params.iter().find(|(k, _)| k == name).map(|(_, v)| v.clone());
+    let param = |name: &str| {
+        params
+            .iter()
+            .find(|(k, _)| k == name)
+            .map(|(_, v)| v.clone())
+    };
     if param("idProperty").as_deref() != Some(CONVERSATION) {
         return fake.problem(format!("ticket read {value}: idProperty ({query})"));
     }
     let Some(wanted) = param("properties") else {
-        return fake.problem(format!("ticket read {value}: no properties asked ({query})"));
+        return fake.problem(format!(
+            "ticket read {value}: no properties asked ({query})"
+        ));
     };
     let Some(ticket) = fake.tickets.lock().unwrap().get(value).cloned() else {
         return not_found();
@@ -112,12 +124,27 @@ pub(crate) fn associate(fake: &Fake, path: &str, v: &Value) -> Response {
     {
         return fake.problem(format!("unexpected association path {path}"));
     }
-    let Some(inputs) = v["inputs"].as_array().filter(|i| !i.is_empty() && i.len() <= 100) else {
+    let Some(inputs) = v["inputs"]
+        .as_array()
+        .filter(|i| !i.is_empty() && i.len() <= 100)
+    else {
         return fake.problem(format!("{path}: inputs {v}"));
     };
-    let tickets: Vec<Value> = fake.tickets.lock().unwrap().values().map(|t| t["id"].clone()).collect();
+    let tickets: Vec<Value> = fake
+        .tickets
+        .lock()
+        .unwrap()
+        .values()
+        .map(|t| t["id"].clone())
+        .collect();
     let contacts: Vec<String> = fake.contacts.lock().unwrap().values().cloned().collect();
-    let comms: Vec<Value> = fake.comms.lock().unwrap().iter().map(|c| c["id"].clone()).collect();
+    let comms: Vec<Value> = fake
+        .comms
+        .lock()
+        .unwrap()
+        .iter()
+        .map(|c| c["id"].clone())
+        .collect();
     let mut results = Vec::new();
     for input in inputs {
         let (Some(from), Some(to)) = (input["from"]["id"].as_str(), input["to"]["id"].as_str())
@@ -128,7 +155,9 @@ pub(crate) fn associate(fake: &Fake, path: &str, v: &Value) -> Response {
             return fake.problem(format!("{path}: default associations take no types"));
         }
         let known = match kinds {
-            "tickets/contacts" => tickets.contains(&json!(from)) && contacts.iter().any(|c| c == to),
+            "tickets/contacts" => {
+                tickets.contains(&json!(from)) && contacts.iter().any(|c| c == to)
+            }
             _ => comms.contains(&json!(from)) && tickets.contains(&json!(to)),
         };
         if !known {
