@@ -20,10 +20,10 @@ fn one(value: Value, field: &str, item: Value) -> Event {
     let mut v = json!({"messaging_product": "whatsapp",
         "metadata": {"display_phone_number": "525550001111", "phone_number_id": NUMBER}});
     v[field] = json!([item]);
-    let field_name = if field == "message_echoes" {
-        "smb_message_echoes"
-    } else {
-        "messages"
+    let field_name = match field {
+        "message_echoes" => "smb_message_echoes",
+        "calls" => "calls",
+        _ => "messages",
     };
     if let Value::Object(extra) = value {
         for (k, x) in extra {
@@ -70,6 +70,28 @@ pub fn echo(to: &str, id: &str, at: i64) -> Event {
         "message_echoes",
         json!({"from": "525550001111", "to": to, "id": id, "timestamp": at.to_string(),
             "type": "text", "text": {"body": "Ya te ayudo"}}),
+    )
+}
+
+/// A customer's edit of their message `original`.
+pub fn edit(from: &str, id: &str, original: &str, at: i64) -> Event {
+    one(
+        json!({"contacts": [{"profile": {"name": "Cliente"}, "wa_id": from}]}),
+        "messages",
+        json!({"from": from, "id": id, "timestamp": at.to_string(), "type": "edit",
+            "edit": {"original_message_id": original,
+                     "message": {"type": "text", "text": {"body": "Hola de nuevo"}}}}),
+    )
+}
+
+/// The terminate event of a call the customer placed at `at` and that lasted a minute.
+pub fn call(from: &str, id: &str, at: i64) -> Event {
+    one(
+        json!({"contacts": [{"profile": {"name": "Cliente"}, "wa_id": from}]}),
+        "calls",
+        json!({"id": id, "from": from, "to": "525550001111", "event": "terminate",
+            "timestamp": (at + 60).to_string(), "direction": "USER_INITIATED", "status": "COMPLETED",
+            "start_time": at.to_string(), "end_time": (at + 60).to_string(), "duration": 60}),
     )
 }
 

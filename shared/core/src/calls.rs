@@ -63,6 +63,10 @@ pub struct CallRecord {
     pub last_event: Option<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub callback_data: Option<String>,
+    /// The thread's current conversation when the event came (conversations on); a call is
+    /// not a message, so it opens none.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub conversation_id: Option<String>,
 }
 
 impl CallRecord {
@@ -150,6 +154,9 @@ impl CallRecord {
         }
         if self.contact_id.is_empty() {
             self.contact_id = other.contact_id.clone();
+        }
+        if self.conversation_id.is_none() {
+            self.conversation_id = other.conversation_id.clone();
         }
     }
 }

@@ -71,6 +71,10 @@ pub struct MessageChangeRecord {
     /// Deletions: what the CRM does with the content (the mapping's `[revoke] content`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub content: Option<RevokedContent>,
+    /// The conversation of the original message (its mark in the conversation store), when
+    /// conversations are on and the original was counted in one.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub conversation_id: Option<String>,
 }
 
 impl MessageChangeRecord {

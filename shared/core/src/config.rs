@@ -48,6 +48,11 @@ pub const HUBSPOT_API_URL: &str = "HUBSPOT_API_URL";
 /// Calls per rolling 10 s the HubSpot portal allows (default 190: private apps on Professional
 /// and Enterprise; 250 with the API add-on).
 pub const HUBSPOT_BURST_LIMIT: &str = "HUBSPOT_BURST_LIMIT";
+/// The ticket pipeline conversations go to (default `0`, HubSpot's support pipeline), its
+/// stage of open conversations (default `1`, "New") and of closed ones (default `4`, "Closed").
+pub const HUBSPOT_TICKET_PIPELINE: &str = "HUBSPOT_TICKET_PIPELINE";
+pub const HUBSPOT_TICKET_OPEN_STAGE: &str = "HUBSPOT_TICKET_OPEN_STAGE";
+pub const HUBSPOT_TICKET_CLOSED_STAGE: &str = "HUBSPOT_TICKET_CLOSED_STAGE";
 /// Pipedrive personal API token (a secret), sent as `x-api-token`.
 pub const PIPEDRIVE_API_TOKEN: &str = "PIPEDRIVE_API_TOKEN";
 /// The company's Pipedrive API base, `https://<company>.pipedrive.com` (default

@@ -80,7 +80,9 @@ pub async fn check(
                 config::HUBSPOT_TOKEN,
                 "CRM_KIND=hubspot calls HubSpot with this private-app token",
             )?;
-            Ok(crate::hubspot::check::run(&base, &token, mapping, timeout).await?)
+            let tickets =
+                crate::hubspot::ticket_fields::TicketSettings::from_settings(mapping, &settings);
+            Ok(crate::hubspot::check::run(&base, &token, mapping, &tickets, timeout).await?)
         }
         #[cfg(feature = "pipedrive")]
         "pipedrive" => {

@@ -181,6 +181,9 @@ pub fn from_lookup_with(
                 timeout,
             )?
             .with_bsuid_property(bsuid_field(mapping))
+            .with_tickets(hubspot::ticket_fields::TicketSettings::from_settings(
+                mapping, &settings,
+            ))
             .with_rate_limit(
                 settings.number(
                     config::HUBSPOT_BURST_LIMIT,

@@ -105,3 +105,36 @@ async fn a_conversation_changed_through_the_api_reaches_the_crm_once() {
     assert_eq!(all[0]["outcome"], "resolved");
     assert_eq!(all[0]["first_response_ms"], 7 * day::MIN * 1000);
 }
+
+#[tokio::test]
+async fn calls_and_edits_name_their_conversation_without_counting_in_it() {
+    let env = env();
+    env.deliver_twice(&day::morning()).await;
+    let before = day::latest(&env.lines("conversation").await);
+    let mariana = before[0]["id"].clone();
+    env.deliver_twice(&[
+        // Her edit of her first message, and a call an hour after it.
+        day::edit(
+            day::MARIANA,
+            "wamid.ED1",
+            "wamid.M1",
+            day::T0 + 5 * day::MIN,
+        ),
+        day::call(day::MARIANA, "wacid.C1", day::T0 + day::HOUR),
+        // A call two days later: her conversation went idle long before.
+        day::call(day::MARIANA, "wacid.C2", day::T0 + 48 * day::HOUR),
+    ])
+    .await;
+    let changes = env.lines("message_change").await;
+    assert_eq!(changes.len(), 1, "{changes:?}");
+    assert_eq!(changes[0]["conversation_id"], mariana);
+    let calls = env.lines("call").await;
+    let call = |id: &str| calls.iter().find(|c| c["call_id"] == id).unwrap().clone();
+    assert_eq!(call("wacid.C1")["conversation_id"], mariana);
+    assert!(
+        call("wacid.C2").get("conversation_id").is_none(),
+        "{calls:?}"
+    );
+    // They are no messages of the thread: the conversations did not change.
+    assert_eq!(day::latest(&env.lines("conversation").await), before);
+}

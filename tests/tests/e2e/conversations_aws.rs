@@ -90,6 +90,38 @@ async fn a_scripted_day_of_conversations_over_dynamodb_reaches_the_webhook_crm_o
     };
     assert_eq!(activity("wamid.M1")["conversation_id"], first);
     assert_eq!(activity("wamid.E1")["conversation_id"], morning[1]["id"]);
+    // An edit names its original's conversation, a call the thread's current one (none two
+    // days later, the conversation idle since); neither changes a conversation.
+    deliver_twice(
+        &sync,
+        &[
+            day::edit(
+                day::MARIANA,
+                "wamid.ED1",
+                "wamid.M1",
+                day::T0 + 5 * day::MIN,
+            ),
+            day::call(day::MARIANA, "wacid.C1", day::T0 + day::HOUR),
+            day::call(day::MARIANA, "wacid.C2", day::T0 + 48 * day::HOUR),
+        ],
+    )
+    .await;
+    let all = bodies(&got);
+    let of = |kind: &str, key: &str, id: &str| {
+        all.iter()
+            .find(|r| r["kind"] == kind && r[key] == id)
+            .cloned()
+            .unwrap()
+    };
+    assert_eq!(
+        of("message_change", "message_id", "wamid.M1")["conversation_id"],
+        first
+    );
+    assert_eq!(of("call", "call_id", "wacid.C1")["conversation_id"], first);
+    assert!(of("call", "call_id", "wacid.C2")
+        .get("conversation_id")
+        .is_none());
+    assert_eq!(day::latest(&all), morning);
 
     deliver_twice(&sync, &day::next_day()).await;
     day::check_next_day(&day::latest(&bodies(&got)), &first);

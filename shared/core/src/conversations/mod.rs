@@ -209,6 +209,35 @@ impl Conversations {
     }
 }
 
+impl Conversations {
+    /// The conversation something that is not a message of the thread (a call, an edit or a
+    /// revoke) belongs to, read only: the conversation `message_id` was counted in when it has
+    /// a mark, else the thread's latest one if it covers `at` (opened by then, and not closed
+    /// nor idle before it).
+    pub async fn conversation_at(
+        &self,
+        contact_id: &str,
+        number: &str,
+        message_id: &str,
+        at: i64,
+    ) -> Result<Option<String>, StoreError> {
+        let loaded = self
+            .store
+            .load(&thread_key(contact_id, number), message_id)
+            .await?;
+        if let Some(mark) = loaded.mark {
+            return Ok(Some(mark.conversation_id));
+        }
+        Ok(loaded.conversation.and_then(|state| {
+            let r = state.record;
+            let end = r
+                .closed_at
+                .unwrap_or_else(|| r.last_message_at().saturating_add(self.idle_ms));
+            (r.opened_at <= at && at <= end).then_some(r.id)
+        }))
+    }
+}
+
 /// A new conversation id.
 pub fn new_id() -> String {
     format!("cnv_{}", uuid::Uuid::new_v4().simple())

@@ -25,6 +25,8 @@
 //! `first_name` / `last_name` (split a full name at its first space), `digits`. `default`
 //! fills a value that is absent or empty after the transforms.
 
+pub mod tickets;
+
 use std::collections::BTreeSet;
 
 use serde::{Deserialize, Deserializer};
@@ -253,6 +255,9 @@ pub struct Mapping {
     /// `[outcomes] ids`: the outcomes `PATCH /conversations/{id}` takes.
     #[serde(default)]
     pub outcomes: crate::conversations::outcome::OutcomeCatalogue,
+    /// `[hubspot]`: owners and ticket stages of conversations in HubSpot.
+    #[serde(default)]
+    pub hubspot: tickets::HubSpotTickets,
 }
 
 /// `[revoke]`: `content = "clear"` (default) or `"keep"`. wabridge's own stores (the local
@@ -304,6 +309,7 @@ impl Mapping {
                 }
             }
         }
+        mapping.hubspot.check(&mapping.outcomes.ids)?;
         Ok(mapping)
     }
 

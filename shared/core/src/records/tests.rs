@@ -233,6 +233,7 @@ pub(crate) fn samples() -> Vec<Record> {
                 ..Default::default()
             }],
             content: Some(crate::changes::RevokedContent::Clear),
+            conversation_id: Some("cnv_1".into()),
             ..Default::default()
         }),
         Record::Call(crate::calls::CallRecord {
@@ -248,6 +249,7 @@ pub(crate) fn samples() -> Vec<Record> {
             ended: true,
             last_event: Some("terminate".into()),
             callback_data: Some("x".into()),
+            conversation_id: Some("cnv_1".into()),
             ..Default::default()
         }),
         Record::Account(crate::account::AccountRecord::of_value(

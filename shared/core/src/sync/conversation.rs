@@ -9,7 +9,7 @@
 
 use crate::attribution::CodeStatus;
 use crate::calls::BUSINESS_APP_AGENT;
-use crate::conversations::{Observation, Origin};
+use crate::conversations::{Conversations, Observation, Origin};
 use crate::error::StoreError;
 use crate::event::Event;
 use crate::records::{Direction, Record};
@@ -48,6 +48,7 @@ impl CrmSync {
                 }
             }
         }
+        name_conversation(conversations, event, contact_id, records).await?;
         let Some(obs) = observation(event, plan, contact, contact_id, records) else {
             return Ok(Vec::new());
         };
@@ -80,6 +81,43 @@ impl CrmSync {
             })
             .collect())
     }
+}
+
+/// Calls, edits and revokes are no messages of the thread (they fold nothing): they only name
+/// the conversation they belong to. An edit or revoke, its original message's; a call, the
+/// thread's current one.
+async fn name_conversation(
+    conversations: &Conversations,
+    event: &Event,
+    contact_id: &str,
+    records: &mut [(&'static str, Record)],
+) -> Result<(), StoreError> {
+    let Some(number) = event.phone_number_id.as_deref().filter(|n| !n.is_empty()) else {
+        return Ok(());
+    };
+    for (_, r) in records.iter_mut() {
+        match r {
+            Record::MessageChange(c) => {
+                let at = c.at.unwrap_or(event.received_at);
+                c.conversation_id = conversations
+                    .conversation_at(contact_id, number, &c.message_id, at)
+                    .await?;
+            }
+            Record::Call(c) => {
+                let at = c
+                    .placed_at
+                    .or(c.started_at)
+                    .or(c.ended_at)
+                    .unwrap_or(event.received_at);
+                // A call id is never a message's mark: this reads the thread's latest.
+                c.conversation_id = conversations
+                    .conversation_at(contact_id, number, &c.call_id, at)
+                    .await?;
+            }
+            _ => {}
+        }
+    }
+    Ok(())
 }
 
 /// The event as a message of its thread, when it is one.

@@ -9,6 +9,7 @@ use serde_json::Value;
 use wabridge_core::mapping::Mapping;
 
 use super::api::Client;
+use super::ticket_fields::{TicketSettings, CONVERSATION_PROPERTY, CUSTOM_PROPERTIES};
 use crate::check::CheckReport;
 use crate::timeline::{touch_field_names, LEAD_FIELDS};
 
@@ -19,12 +20,13 @@ pub(crate) async fn run(
     base: &str,
     token: &str,
     mapping: &Mapping,
+    tickets: &TicketSettings,
     timeout: Duration,
 ) -> Result<CheckReport, crate::ConfigError> {
     let client = Client::new(base, token, timeout)?;
     let mut report = CheckReport::default();
     let mut properties: HashMap<&str, Vec<Value>> = HashMap::new();
-    for object in ["contacts", "communications", "deals", "notes"] {
+    for object in ["contacts", "communications", "deals", "notes", "tickets"] {
         match client.get(&format!("/crm/v3/properties/{object}")).await {
             Ok(answer) => {
                 let list = answer
@@ -92,5 +94,56 @@ pub(crate) async fn run(
             );
         }
     }
+    report.fields(
+        "ticket property",
+        CUSTOM_PROPERTIES,
+        |n| has("tickets", n),
+        true,
+    );
+    let unique = properties["tickets"]
+        .iter()
+        .any(|p| p["name"].as_str() == Some(CONVERSATION_PROPERTY) && p["hasUniqueValue"] == true);
+    if has("tickets", CONVERSATION_PROPERTY) && !unique {
+        report.missing.push(format!(
+            "ticket property `{CONVERSATION_PROPERTY}` must have \"Require unique values\" set"
+        ));
+    }
+    check_pipeline(&client, tickets, &mut report).await;
     Ok(report)
+}
+
+/// The ticket pipeline and every stage the settings name exist
+/// (`GET /crm/v3/pipelines/tickets`, scope `tickets`).
+async fn check_pipeline(client: &Client, tickets: &TicketSettings, report: &mut CheckReport) {
+    let pipelines = match client.get("/crm/v3/pipelines/tickets").await {
+        Ok(answer) => answer
+            .and_then(|a| a["results"].as_array().cloned())
+            .unwrap_or_default(),
+        Err(e) => {
+            report
+                .missing
+                .push(format!("reading ticket pipelines: {e}"));
+            return;
+        }
+    };
+    let Some(pipeline) = pipelines
+        .iter()
+        .find(|p| p["id"].as_str() == Some(tickets.pipeline.as_str()))
+    else {
+        report.missing.push(format!(
+            "ticket pipeline `{}` (HUBSPOT_TICKET_PIPELINE)",
+            tickets.pipeline
+        ));
+        return;
+    };
+    let stages: Vec<&str> = pipeline["stages"]
+        .as_array()
+        .map(|s| s.iter().filter_map(|s| s["id"].as_str()).collect())
+        .unwrap_or_default();
+    report.fields(
+        &format!("stage of ticket pipeline `{}`", tickets.pipeline),
+        tickets.stages(),
+        |id| stages.contains(&id),
+        true,
+    );
 }

@@ -102,7 +102,9 @@ impl HubSpotCrm {
                 "types": [{"associationCategory": "HUBSPOT_DEFINED", "associationTypeId": COMMUNICATION_TO_CONTACT}]
             }]),
         };
-        self.create(&self.communications, effect, input).await
+        self.create(&self.communications, effect, input)
+            .await
+            .map(drop)
     }
 }
 

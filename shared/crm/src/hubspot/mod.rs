@@ -27,6 +27,9 @@
 //! - **call**: a Call engagement from the call's terminate event ([`calls`]).
 //! - **message change** (an edit or deletion): the message's Communication body updated, or a
 //!   Communication of its own when it is not found (`message_changes`).
+//! - **conversation** (and `conversation_closed`): one Ticket per conversation, upserted by its
+//!   id and keeping the highest revision, associated to the contact and to the Communications
+//!   of its messages ([`tickets`], [`ticket_fields`]).
 //! - **status of a message sent to a group**: skipped (it names a group, no contact).
 //! - **template status, number quality, account, unknown**: skipped by design, logged and counted
 //!   ([`HubSpotCrm::stats`]): they belong to the WhatsApp account, not to a contact, and HubSpot
@@ -61,6 +64,9 @@ mod erase;
 mod identity;
 pub mod media;
 mod message_changes;
+mod recovery;
+pub mod ticket_fields;
+mod tickets;
 
 use std::collections::{BTreeMap, HashMap};
 use std::sync::{Arc, Mutex};
@@ -70,6 +76,7 @@ use async_trait::async_trait;
 use serde_json::{json, Map, Value};
 
 use crate::hubspot::attribution::{contact_properties, deal_body, DealSettings};
+use crate::hubspot::ticket_fields::TicketSettings;
 use crate::timeline::status_text;
 use api::{as_string, Client, CreateInput, CreateOp, UpsertInput, UpsertOp};
 use batch::{BatchStats, Batcher};
@@ -97,6 +104,8 @@ pub struct HubSpotStats {
     pub contacts: BatchStats,
     pub communications: BatchStats,
     pub deals: BatchStats,
+    /// Ticket upserts (conversations).
+    pub tickets: BatchStats,
     /// `template_status`, `quality`, `unknown` records not written to HubSpot.
     pub skipped: BTreeMap<&'static str, u64>,
 }
@@ -121,6 +130,8 @@ pub struct HubSpotCrm {
     call_budget: Duration,
     /// Where media files are read from for upload ([`HubSpotCrm::with_media`]).
     media: Option<media::MediaFiles>,
+    /// Conversations as tickets ([`tickets`]).
+    tickets: tickets::Tickets,
 }
 
 impl HubSpotCrm {
@@ -135,7 +146,6 @@ impl HubSpotCrm {
         let (contacts, communications, deals) =
             batchers(&client, id_property, BATCH_MAX, DEFAULT_LINGER);
         Ok(HubSpotCrm {
-            client,
             id_property: id_property.to_string(),
             effect_property: effect_property.map(String::from),
             deal_settings: DealSettings::default(),
@@ -151,6 +161,8 @@ impl HubSpotCrm {
             // A batch's linger, then at most a search and a create (an in-doubt create).
             call_budget: DEFAULT_LINGER + timeout * 2,
             media: None,
+            tickets: tickets::Tickets::new(&client, TicketSettings::default()),
+            client,
         })
     }
 
@@ -187,11 +199,18 @@ impl HubSpotCrm {
         self
     }
 
+    /// Pipeline, stages and owners of the tickets made from conversations.
+    pub fn with_tickets(mut self, settings: TicketSettings) -> Self {
+        self.tickets = tickets::Tickets::new(&self.client, settings);
+        self
+    }
+
     pub fn stats(&self) -> HubSpotStats {
         HubSpotStats {
             contacts: self.contacts.stats(),
             communications: self.communications.stats(),
             deals: self.deals.stats(),
+            tickets: self.tickets.stats(),
             skipped: self.skipped.lock().unwrap().clone(),
         }
     }
@@ -239,74 +258,6 @@ impl HubSpotCrm {
         self.upsert(id, fields).await
     }
 
-    /// Whether an in-doubt effect already created its object (searched by effect id).
-    ///
-    /// HubSpot's search index lags behind creates by seconds, so a miss right after the
-    /// uncertain attempt proves nothing. A miss is trusted only `search_lag` after the last
-    /// uncertain attempt this process made; when the attempt was made elsewhere (another
-    /// process, before a crash), its time is unknown and counts from this first miss. Until
-    /// then the effect answers `RateLimited(wait)`: it stays in doubt, and the retry (in
-    /// process when short, else through the queue's delay) searches again.
-    async fn already_created(&self, object: &str, effect: &Effect) -> Result<bool, CrmError> {
-        let Some(prop) = &self.effect_property else {
-            return Ok(false);
-        };
-        if !effect.in_doubt {
-            return Ok(false);
-        }
-        if self
-            .client
-            .find_by(object, prop, &effect.id)
-            .await?
-            .is_some()
-        {
-            self.doubtful.lock().unwrap().remove(&effect.id);
-            return Ok(true);
-        }
-        let now = Instant::now();
-        let trusted_at = {
-            let mut doubtful = self.doubtful.lock().unwrap();
-            if doubtful.len() >= DOUBTFUL_MAX && !doubtful.contains_key(&effect.id) {
-                doubtful.clear();
-            }
-            *doubtful.entry(effect.id.clone()).or_insert(now) + self.search_lag
-        };
-        if now >= trusted_at {
-            self.doubtful.lock().unwrap().remove(&effect.id);
-            return Ok(false);
-        }
-        tracing::info!(effect = %effect.id, "hubspot: in-doubt object not found yet; searching again once the index caught up");
-        Err(CrmError::RateLimited(Some(trusted_at - now)))
-    }
-
-    /// Creates through `batcher`, remembering an uncertain failure for `already_created`.
-    async fn create(
-        &self,
-        batcher: &Batcher<CreateOp>,
-        effect: &Effect,
-        input: CreateInput,
-    ) -> Result<(), CrmError> {
-        match batcher.submit(input).await {
-            Ok(_) => Ok(()),
-            Err(e) => {
-                self.note_doubt(effect, &e);
-                Err(e)
-            }
-        }
-    }
-
-    /// Remembers a create that failed without saying whether it happened (for
-    /// `already_created`).
-    fn note_doubt(&self, effect: &Effect, e: &CrmError) {
-        if !e.definitely_not_applied() {
-            let mut doubtful = self.doubtful.lock().unwrap();
-            if doubtful.len() >= DOUBTFUL_MAX {
-                doubtful.clear();
-            }
-            doubtful.insert(effect.id.clone(), Instant::now());
-        }
-    }
-
     async fn log_communication(
         &self,
         effect: &Effect,
@@ -335,7 +286,11 @@ impl HubSpotCrm {
             properties,
             associations,
         };
-        self.create(&self.communications, effect, input).await
+        let id = self.create(&self.communications, effect, input).await?;
+        if let Some(conversation) = &activity.conversation_id {
+            self.tickets.communication_logged(conversation, id);
+        }
+        Ok(())
     }
 
     async fn create_deal(&self, effect: &Effect, lead: &LeadRecord) -> Result<(), CrmError> {
@@ -352,7 +307,7 @@ impl HubSpotCrm {
             properties,
             associations: body["associations"].clone(),
         };
-        self.create(&self.deals, effect, input).await
+        self.create(&self.deals, effect, input).await.map(drop)
     }
 
     fn skip(&self, effect: &Effect, why: &str) {
@@ -463,12 +418,7 @@ impl Crm for HubSpotCrm {
                 );
                 Ok(())
             }
-            Record::Conversation(_) => {
-                // The Ticket per conversation (docs/conversations.md) is not built yet: counted
-                // and logged, never silently dropped.
-                self.skip(effect, "HubSpot conversation tickets are not built yet");
-                Ok(())
-            }
+            Record::Conversation(c) => self.write_ticket(effect, c).await,
         }
     }
 }

@@ -124,6 +124,50 @@ async fn a_crm_without_a_schema_has_nothing_to_check() {
     assert!(e.to_string().contains("PIPEDRIVE_API_TOKEN"), "{e}");
 }
 
+#[tokio::test]
+async fn hubspot_check_names_the_ticket_pipeline_stages_and_properties() {
+    let fake = Arc::new(Fake::default());
+    let url = format!("http://{}", fake::serve(fake.clone()).await);
+    let base = vec![
+        ("HUBSPOT_API_URL", url.clone()),
+        ("HUBSPOT_TOKEN", TOKEN.to_string()),
+    ];
+    // A closed stage the pipeline lacks.
+    let mut settings = base.clone();
+    settings.push(("HUBSPOT_TICKET_CLOSED_STAGE", "9".to_string()));
+    let report = run("hubspot", &settings).await.unwrap();
+    assert_eq!(
+        report.missing,
+        vec!["stage of ticket pipeline `0` `9`".to_string()],
+        "{report:?}"
+    );
+    // A pipeline the portal lacks.
+    let mut settings = base.clone();
+    settings.push(("HUBSPOT_TICKET_PIPELINE", "support-mx".to_string()));
+    let report = run("hubspot", &settings).await.unwrap();
+    let missing = report.missing.join("\n");
+    assert!(
+        missing.contains("ticket pipeline `support-mx` (HUBSPOT_TICKET_PIPELINE)"),
+        "{missing}"
+    );
+    // Ticket properties: one missing, and the conversation id without unique values.
+    fake.missing_properties.lock().unwrap().extend([
+        "tickets/wabridge_revision".to_string(),
+        "tickets/unique".to_string(),
+    ]);
+    let report = run("hubspot", &base).await.unwrap();
+    let missing = report.missing.join("\n");
+    assert!(
+        missing.contains("ticket property `wabridge_revision`"),
+        "{missing}"
+    );
+    assert!(
+        missing.contains("`wabridge_conversation_id` must have \"Require unique values\""),
+        "{missing}"
+    );
+    assert_eq!(report.missing.len(), 2, "{missing}");
+}
+
 /// Why the check matters: HubSpot refuses a write naming a property the portal lacks, and the
 /// fake does the same, so no adapter can write a property its docs do not ask for.
 #[tokio::test]

@@ -11,7 +11,7 @@ use wabridge_core::crm::Crm;
 use wabridge_core::mapping::Mapping;
 use wabridge_crm::hubspot::HubSpotCrm;
 
-use super::{ActivityView, ContactView, DealView, Fault, Subject};
+use super::{ActivityView, ContactView, ConversationView, DealView, Fault, Subject};
 use crate::crm_http::fake::{serve, Fake};
 use crate::crm_http::{COMMS, TIMEOUT, TOKEN};
 
@@ -131,6 +131,41 @@ impl Subject for HubSpot {
                 text: Self::text(&c["properties"]["hs_communication_body"]).unwrap_or_default(),
             })
             .collect()
+    }
+
+    fn conversations(&self) -> Option<Vec<ConversationView>> {
+        let tickets = self.fake.tickets.lock().unwrap().clone();
+        let links = self.fake.ticket_links.lock().unwrap().clone();
+        Some(
+            tickets
+                .into_iter()
+                .map(|(id, t)| {
+                    let p = &t["properties"];
+                    let ticket = t["id"].as_str().unwrap_or_default();
+                    let contact = links
+                        .iter()
+                        .find(|(kind, from, _)| kind == "tickets/contacts" && from == ticket)
+                        .map(|(_, _, to)| self.key_of(&Value::from(to.as_str())))
+                        .unwrap_or_default();
+                    ConversationView {
+                        id,
+                        contact,
+                        revision: p["wabridge_revision"]
+                            .as_str()
+                            .and_then(|r| r.parse().ok())
+                            .unwrap_or(0),
+                        outcome: Self::text(&p["wabridge_outcome"]),
+                        closed: p["hs_pipeline_stage"] == "4",
+                        activities: links
+                            .iter()
+                            .filter(|(kind, _, to)| {
+                                kind == "communications/tickets" && to == ticket
+                            })
+                            .count(),
+                    }
+                })
+                .collect(),
+        )
     }
 
     fn deals(&self) -> Vec<DealView> {

@@ -6,11 +6,12 @@
 //! A new adapter is one [`Subject`] impl (start its fake, build the adapter pointing at it, read
 //! back what the fake holds) plus one `conformance!` line. The cases drive the real crm-sync
 //! handler over real SQLite files (identities, ledger, attribution, queue), as `wabridge serve`
-//! does. Conversation records (issue 22) do not exist yet: no case for them.
+//! does; the conversation case adds the conversation store.
 
 mod bench;
 mod cases;
 mod check;
+mod conversations;
 mod hubspot;
 mod pipedrive;
 mod pipedrive_fake;
@@ -70,6 +71,20 @@ pub(crate) struct DealView {
     pub clid: Option<String>,
 }
 
+/// A conversation as the CRM holds it (HubSpot: a ticket; webhook: its records).
+#[derive(Debug, Clone, PartialEq)]
+pub(crate) struct ConversationView {
+    pub id: String,
+    /// [`ContactView::key`] of the contact it belongs to.
+    pub contact: String,
+    /// The revision it shows (a late older one must not replace it).
+    pub revision: u64,
+    pub outcome: Option<String>,
+    pub closed: bool,
+    /// The activities tied to it (HubSpot: Communications associated to the ticket).
+    pub activities: usize,
+}
+
 /// One CRM adapter and its fake.
 #[async_trait]
 pub(crate) trait Subject: Send + Sync + Sized + 'static {
@@ -94,6 +109,8 @@ pub(crate) trait Subject: Send + Sync + Sized + 'static {
     fn contacts(&self) -> Vec<ContactView>;
     fn activities(&self) -> Vec<ActivityView>;
     fn deals(&self) -> Vec<DealView>;
+    /// The conversations it holds; `None` for a CRM that does not write them.
+    fn conversations(&self) -> Option<Vec<ConversationView>>;
     /// Requests the fake refused as undocumented.
     fn problems(&self) -> Vec<String>;
     /// When each call arrived.
@@ -368,6 +385,11 @@ macro_rules! conformance {
             #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
             async fn a_400_dead_letters_with_the_crm_message_masked() {
                 cases::rejection_dead_letters_masked::<$subject>().await
+            }
+
+            #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+            async fn conversation_records() {
+                super::conversations::conversation_records::<$subject>().await
             }
 
             #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -138,6 +138,11 @@ impl Subject for Pipedrive {
             .collect()
     }
 
+    fn conversations(&self) -> Option<Vec<super::ConversationView>> {
+        // Not written to Pipedrive (docs/crm/pipedrive.md says why).
+        None
+    }
+
     fn deals(&self) -> Vec<DealView> {
         let deals = self.fake.deals.lock().unwrap().clone();
         deals

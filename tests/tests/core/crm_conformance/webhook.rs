@@ -14,7 +14,7 @@ use wabridge_core::crm::Crm;
 use wabridge_core::mapping::Mapping;
 use wabridge_crm::webhook::WebhookCrm;
 
-use super::{ActivityView, ContactView, DealView, Fault, Subject};
+use super::{ActivityView, ContactView, ConversationView, DealView, Fault, Subject};
 use crate::crm_http::fake::{serve, Fake};
 use crate::crm_http::{SECRET, TIMEOUT};
 
@@ -156,6 +156,38 @@ impl Subject for Webhook {
                 }
             })
             .collect()
+    }
+
+    fn conversations(&self) -> Option<Vec<ConversationView>> {
+        let records = self.records();
+        let keys = Self::keys(&records);
+        // A receiver keeps each conversation's highest revision.
+        let mut newest: HashMap<String, &Value> = HashMap::new();
+        for r in records.iter().filter(|r| r["kind"] == "conversation") {
+            let id = text(&r["id"]).unwrap_or_default();
+            let held = newest.get(&id).and_then(|h| h["revision"].as_u64());
+            if held < r["revision"].as_u64() {
+                newest.insert(id, r);
+            }
+        }
+        Some(
+            newest
+                .into_iter()
+                .map(|(id, r)| ConversationView {
+                    contact: text(&r["contact_id"])
+                        .and_then(|c| keys.get(&c).cloned())
+                        .unwrap_or_default(),
+                    revision: r["revision"].as_u64().unwrap_or(0),
+                    outcome: text(&r["outcome"]),
+                    closed: !r["closed_at"].is_null(),
+                    activities: records
+                        .iter()
+                        .filter(|a| a["kind"] == "activity" && a["conversation_id"] == id.as_str())
+                        .count(),
+                    id,
+                })
+                .collect(),
+        )
     }
 
     fn deals(&self) -> Vec<DealView> {

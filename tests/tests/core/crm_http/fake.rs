@@ -15,6 +15,7 @@ use axum::response::{IntoResponse, Response};
 use serde_json::{json, Value};
 
 use super::fake_hubspot::{hubspot, hubspot_read, properties, CONTACT_READ, PROPERTIES};
+use super::fake_hubspot_tickets::{pipelines, PIPELINES, TICKET_READ};
 use super::fake_webhook::webhook;
 use super::*;
 
@@ -80,6 +81,10 @@ pub(crate) struct Fake {
     pub(crate) over_limit: AtomicU64,
     /// Properties the portal lacks (`contacts/whatsapp_bsuid`), for `crm check`.
     pub(crate) missing_properties: Mutex<HashSet<String>>,
+    /// Tickets by conversation id (`{id, properties}`) and the default associations made
+    /// (`tickets/contacts` or `communications/tickets`, from, to).
+    pub(crate) tickets: Mutex<HashMap<String, Value>>,
+    pub(crate) ticket_links: Mutex<Vec<(String, String, String)>>,
 }
 
 impl Fake {
@@ -171,9 +176,13 @@ pub(crate) async fn handle(
     }
     let path = uri.path().to_string();
     fake.paths.lock().unwrap().push(path.clone());
-    let read = method == Method::GET && path.starts_with(CONTACT_READ);
+    let read =
+        method == Method::GET && (path.starts_with(CONTACT_READ) || path.starts_with(TICKET_READ));
     if method == Method::GET && path.starts_with(PROPERTIES) {
         return properties(&fake, &path, &headers);
+    }
+    if method == Method::GET && path == PIPELINES {
+        return pipelines();
     }
     if method != Method::POST && !read {
         return fake.problem(format!("{method} {path}: only POST is used"));

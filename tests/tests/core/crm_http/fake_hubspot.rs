@@ -39,6 +39,9 @@ pub(crate) fn hubspot(fake: &Fake, path: &str, headers: &HeaderMap, body: &Bytes
     let Ok(v) = serde_json::from_slice::<Value>(body) else {
         return fake.problem(format!("{path}: not JSON"));
     };
+    if path.starts_with("/crm/v4/associations/") {
+        return super::fake_hubspot_tickets::associate(fake, path, &v);
+    }
     let inputs = v["inputs"].as_array().cloned().unwrap_or_default();
     if path.contains("/batch/") {
         // HubSpot batch endpoints: 1..=100 inputs, each with a distinct objectWriteTraceId.
@@ -200,6 +203,9 @@ pub(crate) fn hubspot(fake: &Fake, path: &str, headers: &HeaderMap, body: &Bytes
                 results.push(json!({"id": id, "properties": p,
                                     "objectWriteTraceId": input["objectWriteTraceId"]}));
             }
+        }
+        "/crm/v3/objects/tickets/batch/upsert" => {
+            return super::fake_hubspot_tickets::upsert(fake, &inputs)
         }
         "/crm/v3/objects/contacts/gdpr-delete" => return gdpr_delete(fake, &v),
         "/crm/v3/objects/notes" => return super::fake_files::note(fake, &v),

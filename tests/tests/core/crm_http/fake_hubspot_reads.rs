@@ -37,7 +37,8 @@ pub(crate) fn properties(fake: &Fake, path: &str, headers: &HeaderMap) -> Respon
         .filter(|n| !missing.contains(&format!("{object}/{n}")))
         .map(|n| {
             json!({"name": n, "label": n, "type": "string", "fieldType": "text",
-            "hasUniqueValue": n == "whatsapp_id" && !missing.contains("contacts/unique")})
+            "hasUniqueValue": (n == "whatsapp_id" || n == "wabridge_conversation_id")
+                && !missing.contains(&format!("{object}/unique"))})
         })
         .collect();
     (
@@ -118,6 +119,24 @@ pub(crate) fn portal(object: &str) -> Option<Vec<String>> {
         .iter()
         .map(|n| n.to_string())
         .collect(),
+        "tickets" => [
+            "subject",
+            "content",
+            "hs_pipeline",
+            "hs_pipeline_stage",
+            "hubspot_owner_id",
+            "wabridge_conversation_id",
+            "wabridge_revision",
+            "wabridge_agent",
+            "wabridge_origin",
+            "wabridge_opened_by",
+            "wabridge_first_response_ms",
+            "wabridge_outcome",
+            "wabridge_close_reason",
+        ]
+        .iter()
+        .map(|n| n.to_string())
+        .collect(),
         _ => return None,
     };
     Some(names)
@@ -151,6 +170,9 @@ pub(crate) fn hubspot_read(fake: &Fake, path: &str, query: &str, headers: &Heade
         != Some(&format!("Bearer {TOKEN}"))
     {
         return (StatusCode::UNAUTHORIZED, Json(json!({"status": "error"}))).into_response();
+    }
+    if path.starts_with(super::fake_hubspot_tickets::TICKET_READ) {
+        return super::fake_hubspot_tickets::read(fake, path, query);
     }
     let value = path.trim_start_matches(CONTACT_READ);
     let value = url::form_urlencoded::parse(format!("v={value}").as_bytes())

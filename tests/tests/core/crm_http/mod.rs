@@ -9,6 +9,7 @@ pub(crate) mod fake;
 mod fake_files;
 mod fake_hubspot;
 mod fake_hubspot_reads;
+pub(crate) mod fake_hubspot_tickets;
 mod fake_webhook;
 mod faults;
 mod hubspot;

@@ -1,0 +1,195 @@
+//! The local HubSpot's tickets: upserts by the unique `wabridge_conversation_id`, reads by it,
+//! default associations (v4 `batch/associate/default`) and the ticket pipelines (`crm check`),
+//! each request checked against HubSpot's documented shapes.
+
+use axum::http::StatusCode;
+use axum::response::{IntoResponse, Response};
+use axum::Json;
+use serde_json::{json, Value};
+
+use super::fake::{rate_headers, Fake};
+use super::fake_hubspot_reads::{not_found, unknown_property};
+
+/// `GET /crm/v3/objects/tickets/{value}?idProperty=…`.
+pub(crate) const TICKET_READ: &str = "/crm/v3/objects/tickets/";
+/// `GET /crm/v3/pipelines/tickets`.
+pub(crate) const PIPELINES: &str = "/crm/v3/pipelines/tickets";
+/// The fake portal's support pipeline and its stages (HubSpot's defaults).
+pub(crate) const STAGES: [&str; 4] = ["1", "2", "3", "4"];
+const CONVERSATION: &str = "wabridge_conversation_id";
+
+/// `POST /crm/v3/objects/tickets/batch/upsert` by the conversation id.
+pub(crate) fn upsert(fake: &Fake, inputs: &[Value]) -> Response {
+    let mut results = Vec::new();
+    for input in inputs {
+        if input["idProperty"] != CONVERSATION {
+            return fake.problem(format!("ticket upsert: idProperty {}", input["idProperty"]));
+        }
+        let id = input["id"].as_str().unwrap_or_default().to_string();
+        let p = &input["properties"];
+        let Some(props) = p.as_object() else {
+            return fake.problem("ticket upsert: properties missing".into());
+        };
+        if let Some((k, _)) = props.iter().find(|(_, v)| !v.is_string()) {
+            return fake.problem(format!("ticket property {k} is not a string"));
+        }
+        if let Some(problem) = unknown_property(fake, "tickets", p) {
+            return fake.problem(problem);
+        }
+        if p[CONVERSATION] != id.as_str() {
+            return fake.problem(format!("ticket upsert {id}: id property differs"));
+        }
+        if let Some(stage) = p["hs_pipeline_stage"].as_str() {
+            if p["hs_pipeline"] != "0" || !STAGES.contains(&stage) {
+                return fake.problem(format!(
+                    "ticket stage {stage} of pipeline {}",
+                    p["hs_pipeline"]
+                ));
+            }
+        }
+        let mut tickets = fake.tickets.lock().unwrap();
+        let n = tickets.len();
+        let new = !tickets.contains_key(&id);
+        if new {
+            // HubSpot requires the pipeline stage (and a subject) on a ticket's creation.
+            for required in ["hs_pipeline_stage", "hs_pipeline", "subject"] {
+                if !p[required].is_string() {
+                    return fake.problem(format!("ticket created without {required}: {p}"));
+                }
+            }
+        }
+        let ticket = tickets
+            .entry(id.clone())
+            .or_insert_with(|| json!({"id": format!("{}", 7000 + n), "properties": {}}));
+        for (k, v) in props {
+            ticket["properties"][k] = v.clone();
+        }
+        results.push(
+            json!({"id": ticket["id"], "properties": ticket["properties"], "new": new,
+            "objectWriteTraceId": input["objectWriteTraceId"]}),
+        );
+    }
+    results.reverse();
+    (
+        StatusCode::OK,
+        rate_headers(),
+        Json(json!({"status": "COMPLETE", "results": results})),
+    )
+        .into_response()
+}
+
+/// A ticket by its conversation id: 200 with the properties asked for, or 404.
+pub(crate) fn read(fake: &Fake, path: &str, query: &str) -> Response {
+    let value = path.trim_start_matches(TICKET_READ);
+    let params: Vec<(String, String)> = url::form_urlencoded::parse(query.as_bytes())
+        .into_owned()
+        .collect();
+    let param = |name: &str| {
+        params
+            .iter()
+            .find(|(k, _)| k == name)
+            .map(|(_, v)| v.clone())
+    };
+    if param("idProperty").as_deref() != Some(CONVERSATION) {
+        return fake.problem(format!("ticket read {value}: idProperty ({query})"));
+    }
+    let Some(wanted) = param("properties") else {
+        return fake.problem(format!(
+            "ticket read {value}: no properties asked ({query})"
+        ));
+    };
+    let Some(ticket) = fake.tickets.lock().unwrap().get(value).cloned() else {
+        return not_found();
+    };
+    let props: serde_json::Map<String, Value> = wanted
+        .split(',')
+        .filter_map(|k| Some((k.to_string(), ticket["properties"].get(k)?.clone())))
+        .collect();
+    (
+        StatusCode::OK,
+        rate_headers(),
+        Json(json!({"id": ticket["id"], "properties": props, "archived": false})),
+    )
+        .into_response()
+}
+
+/// `POST /crm/v4/associations/{from}/{to}/batch/associate/default`: ticket → contact and
+/// communication → ticket, between objects the portal holds.
+pub(crate) fn associate(fake: &Fake, path: &str, v: &Value) -> Response {
+    let kinds = path
+        .trim_start_matches("/crm/v4/associations/")
+        .trim_end_matches("/batch/associate/default");
+    if !matches!(kinds, "tickets/contacts" | "communications/tickets")
+        || !path.ends_with("/batch/associate/default")
+    {
+        return fake.problem(format!("unexpected association path {path}"));
+    }
+    let Some(inputs) = v["inputs"]
+        .as_array()
+        .filter(|i| !i.is_empty() && i.len() <= 100)
+    else {
+        return fake.problem(format!("{path}: inputs {v}"));
+    };
+    let tickets: Vec<Value> = fake
+        .tickets
+        .lock()
+        .unwrap()
+        .values()
+        .map(|t| t["id"].clone())
+        .collect();
+    let contacts: Vec<String> = fake.contacts.lock().unwrap().values().cloned().collect();
+    let comms: Vec<Value> = fake
+        .comms
+        .lock()
+        .unwrap()
+        .iter()
+        .map(|c| c["id"].clone())
+        .collect();
+    let mut results = Vec::new();
+    for input in inputs {
+        let (Some(from), Some(to)) = (input["from"]["id"].as_str(), input["to"]["id"].as_str())
+        else {
+            return fake.problem(format!("{path}: input {input}"));
+        };
+        if input.get("types").is_some() {
+            return fake.problem(format!("{path}: default associations take no types"));
+        }
+        let known = match kinds {
+            "tickets/contacts" => {
+                tickets.contains(&json!(from)) && contacts.iter().any(|c| c == to)
+            }
+            _ => comms.contains(&json!(from)) && tickets.contains(&json!(to)),
+        };
+        if !known {
+            return fake.problem(format!("{path}: {from} → {to}: no such objects"));
+        }
+        let link = (kinds.to_string(), from.to_string(), to.to_string());
+        let mut links = fake.ticket_links.lock().unwrap();
+        if !links.contains(&link) {
+            links.push(link);
+        }
+        results.push(json!({"from": {"id": from}, "to": {"id": to},
+            "associationSpec": {"associationCategory": "HUBSPOT_DEFINED", "associationTypeId": 0}}));
+    }
+    (
+        StatusCode::OK,
+        rate_headers(),
+        Json(json!({"status": "COMPLETE", "results": results, "numErrors": 0})),
+    )
+        .into_response()
+}
+
+/// The portal's ticket pipelines: the support pipeline with its four stages.
+pub(crate) fn pipelines() -> Response {
+    let stages: Vec<Value> = STAGES
+        .iter()
+        .map(|s| json!({"id": s, "label": format!("stage {s}"), "displayOrder": s.parse::<u32>().unwrap_or(0),
+            "metadata": {"ticketState": if *s == "4" { "CLOSED" } else { "OPEN" }}}))
+        .collect();
+    (
+        StatusCode::OK,
+        rate_headers(),
+        Json(json!({"results": [{"id": "0", "label": "Support Pipeline", "stages": stages}]})),
+    )
+        .into_response()
+}
