@@ -68,6 +68,11 @@ impl Zoho {
 
 #[async_trait]
 impl Subject for Zoho {
+    fn conversations(&self) -> Option<Vec<super::ConversationView>> {
+        // Not written to Zoho yet (docs/crm/zoho.md).
+        None
+    }
+
     const KIND: &'static str = "zoho";
     /// Zoho documents no per-window rate: it limits calls in flight ([`Self::CONCURRENCY`]) and
     /// API credits per 24 h.
