@@ -476,9 +476,11 @@ pub fn sender_app(
 }
 
 pub mod conversation_day;
+pub mod conversation_sla;
 pub mod faults;
 pub mod gateway;
 pub mod multipart;
 pub mod oauth;
 pub mod prism;
 pub mod stores;
+

@@ -469,6 +469,11 @@ impl Crm for HubSpotCrm {
                 self.skip(effect, "HubSpot conversation tickets are not built yet");
                 Ok(())
             }
+            Record::SlaBreach(_) => {
+                // Escalation lives on the conversation's Ticket, not built yet (see above).
+                self.skip(effect, "HubSpot SLA breaches need the conversation tickets");
+                Ok(())
+            }
         }
     }
 }
