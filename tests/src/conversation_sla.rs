@@ -209,7 +209,7 @@ pub fn check_no_change_twice(all: &[Value]) {
 
 /// Outcomes after the week: Mariana's (from an ad) `converted`, Pedro's `lost`.
 pub async fn set_outcomes(conversations: &Conversations) {
-    let all = conversations.store().opened_since(0).await.unwrap();
+    let all = conversations.store().opened_since(T0 * 1000).await.unwrap();
     for (first_inbound, outcome) in [(T0, "converted"), (PEDRO_AT, "lost")] {
         let c = all
             .iter()

@@ -302,7 +302,12 @@ impl ConversationStore for DynamoConversations {
             first[..4].parse().unwrap_or(1970),
             first[5..].parse().unwrap_or(1),
         );
-        for _ in 0..REPORT_MAX_MONTHS {
+        for month in 0.. {
+            if month == REPORT_MAX_MONTHS {
+                return Err(StoreError::Invalid(format!(
+                    "the DynamoDB report reads at most {REPORT_MAX_MONTHS} months back; use a later --since"
+                )));
+            }
             let name = format!("{y:04}-{m:02}");
             partitions.extend((0..SHARDS).map(|sh| format!("conv#{name}#{sh}")));
             if name >= last {

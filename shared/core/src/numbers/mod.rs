@@ -273,14 +273,10 @@ impl Numbers {
                 }
                 c => c.map(|c| c.into_inner()),
             };
-            let business_hours = match &r.business_hours {
-                None => None,
-                Some(h) => Some(
-                    crate::conversations::sla::BusinessHours::parse(h.get_ref()).map_err(
-                        |why| fail(Some(line_of(h.span())), format!("number `{label}`: {why}")),
-                    )?,
-                ),
-            };
+            let business_hours = r.business_hours.as_ref().map(|h| {
+                crate::conversations::sla::BusinessHours::parse(h.get_ref())
+                    .map_err(|why| fail(Some(line_of(h.span())), format!("number `{label}`: {why}")))
+            });
             let number = Number {
                 phone_number_id: r.phone_number_id.get_ref().trim().to_string(),
                 waba_id: r.waba_id.get_ref().trim().to_string(),
@@ -293,7 +289,7 @@ impl Numbers {
                 sends_per_second,
                 language,
                 default_country,
-                business_hours,
+                business_hours: business_hours.transpose()?,
                 line,
                 label: label.clone(),
             };
