@@ -38,10 +38,15 @@ pub fn sqlite(path: &std::path::Path) -> SqliteWeek {
     let records = SqliteRecords::new(db.clone());
     let conversations = SqliteEngine::new(db.clone()).conversations(day::IDLE_MS);
     let sync = CrmSync::new(
-        Arc::new(wabridge_sqlite::identity::SqliteIdentityStore::new(db.clone())),
+        Arc::new(wabridge_sqlite::identity::SqliteIdentityStore::new(
+            db.clone(),
+        )),
         Arc::new(wabridge_sqlite::ledger::SqliteLedger::new(db.clone())),
         Arc::new(wabridge_crm::local::LocalCrm::new(records.clone())),
-        Arc::new(wabridge_core::mapping::Mapping::from_toml(wabridge_core::mapping::LOCAL_EXAMPLE).unwrap()),
+        Arc::new(
+            wabridge_core::mapping::Mapping::from_toml(wabridge_core::mapping::LOCAL_EXAMPLE)
+                .unwrap(),
+        ),
     )
     .with_conversations(conversations.clone());
     let queue = Arc::new(SqliteQueue::new(db, EVENTS_QUEUE));
@@ -52,7 +57,9 @@ pub fn sqlite(path: &std::path::Path) -> SqliteWeek {
 pub fn policy() -> SlaPolicy {
     let hours = BusinessHours::parse(&RawBusinessHours {
         timezone: "America/Mexico_City".into(),
-        days: ["mon", "tue", "wed", "thu", "fri"].map(String::from).to_vec(),
+        days: ["mon", "tue", "wed", "thu", "fri"]
+            .map(String::from)
+            .to_vec(),
         open: "09:00".into(),
         close: "18:00".into(),
     })
@@ -78,12 +85,7 @@ pub async fn twice(sync: &CrmSync, event: &Event) {
 
 /// Two sweepers at `now` (seconds), then every event they queued delivered twice; returns the
 /// first sweeper's report.
-pub async fn sweep(
-    sweeper: &Sweeper,
-    queue: &dyn Queue,
-    sync: &CrmSync,
-    now: i64,
-) -> SweepReport {
+pub async fn sweep(sweeper: &Sweeper, queue: &dyn Queue, sync: &CrmSync, now: i64) -> SweepReport {
     let first = sweeper.sweep(now * 1000).await.unwrap();
     let second = sweeper.sweep(now * 1000).await.unwrap();
     assert_eq!(first, second, "the same findings twice");
@@ -105,11 +107,7 @@ pub async fn sweep(
 
 /// The week: sweeps around Pedro's and Lucía's due times, a late answer to Pedro, and the idle
 /// sweep. Checks the sweep reports and the backlog as it goes.
-pub async fn run(
-    conversations: &Conversations,
-    events: Arc<dyn Queue>,
-    sync: &CrmSync,
-) {
+pub async fn run(conversations: &Conversations, events: Arc<dyn Queue>, sync: &CrmSync) {
     let sweeper = Sweeper::new(conversations.clone(), policy(), events.clone());
     let queue = events.as_ref();
     for e in day::morning() {
@@ -132,7 +130,11 @@ pub async fn run(
     let r = sweep(&sweeper, queue, sync, PEDRO_AT + 16 * MIN).await;
     assert_eq!(r.breaches, 0, "breached before: {r:?}");
     // The answer comes late: it is still the first response.
-    twice(sync, &day::status(PEDRO, "wamid.PR1", "sent", PEDRO_AT + 40 * MIN, "service")).await;
+    twice(
+        sync,
+        &day::status(PEDRO, "wamid.PR1", "sent", PEDRO_AT + 40 * MIN, "service"),
+    )
+    .await;
     let r = sweep(&sweeper, queue, sync, PEDRO_AT + 41 * MIN).await;
     assert_eq!((r.breaches, r.backlog), (0, 0), "{r:?}");
 
@@ -143,14 +145,22 @@ pub async fn run(
     assert_eq!((r.breaches, r.closed, r.backlog), (0, 3, 1), "{r:?}");
     // Past her idle time (Monday 02:00 UTC) she still waits: not closed before her SLA.
     let r = sweep(&sweeper, queue, sync, LUCIA_DUE - MIN).await;
-    assert_eq!((r.breaches, r.closed, r.backlog), (0, 0, 1), "Monday 09:14: {r:?}");
+    assert_eq!(
+        (r.breaches, r.closed, r.backlog),
+        (0, 0, 1),
+        "Monday 09:14: {r:?}"
+    );
     // Monday 09:15: her breach, and her idle close.
     let r = sweep(&sweeper, queue, sync, LUCIA_DUE).await;
     assert_eq!((r.breaches, r.closed, r.backlog), (1, 1, 1), "{r:?}");
     let r = sweep(&sweeper, queue, sync, LUCIA_DUE + MIN).await;
     assert_eq!((r.breaches, r.closed, r.backlog), (0, 0, 0), "{r:?}");
     // Lucía writes again: a new conversation; the swept one is not closed a second time.
-    twice(sync, &day::text(LUCIA, "wamid.L2", LUCIA_DUE + HOUR, json!({}))).await;
+    twice(
+        sync,
+        &day::text(LUCIA, "wamid.L2", LUCIA_DUE + HOUR, json!({})),
+    )
+    .await;
 }
 
 /// The breaches among every record the CRM received (`all`, any kinds, each post once).
@@ -180,7 +190,11 @@ pub fn check_breaches(all: &[Value]) {
     };
     let p = of(PEDRO_AT);
     assert_eq!(p["sla_breached_at"], (PEDRO_AT + 15 * MIN) * 1000);
-    assert_eq!(p["first_response_ms"], 40 * MIN * 1000, "a late answer still counts");
+    assert_eq!(
+        p["first_response_ms"],
+        40 * MIN * 1000,
+        "a late answer still counts"
+    );
     assert_eq!(p["close_reason"], "idle");
     assert_eq!(p["closed_at"], (PEDRO_AT + 40 * MIN) * 1000 + day::IDLE_MS);
     let l = of(LUCIA_AT);
@@ -188,13 +202,15 @@ pub fn check_breaches(all: &[Value]) {
     assert_eq!(l["closed_at"], LUCIA_AT * 1000 + day::IDLE_MS);
     // The morning's conversations were answered in time.
     for c in &latest {
-        if c["first_inbound_at"] != PEDRO_AT * 1000 && c["first_inbound_at"] != LUCIA_AT * 1000
-        {
+        if c["first_inbound_at"] != PEDRO_AT * 1000 && c["first_inbound_at"] != LUCIA_AT * 1000 {
             assert_eq!(c["sla_breached_at"], Value::Null, "{c:#}");
         }
     }
     assert_eq!(latest.len(), 5, "Mariana, João, Pedro, Lucía twice");
-    let closed = latest.iter().filter(|c| c["close_reason"] == "idle").count();
+    let closed = latest
+        .iter()
+        .filter(|c| c["close_reason"] == "idle")
+        .count();
     assert_eq!(closed, 4, "all but Lucía's second");
 }
 
@@ -239,7 +255,10 @@ pub fn check_report(by_origin: &Value, by_agent: &Value) {
     let rows = by_origin["rows"].as_array().unwrap();
     let row = |g: &str| rows.iter().find(|r| r["group"] == g).unwrap().clone();
     let ad = row("ctwa_ad");
-    assert_eq!((ad["opened"].as_u64(), ad["closed"].as_u64()), (Some(1), Some(1)));
+    assert_eq!(
+        (ad["opened"].as_u64(), ad["closed"].as_u64()),
+        (Some(1), Some(1))
+    );
     assert_eq!(ad["conversion_rate"], 1.0);
     assert_eq!(ad["frt_p50_ms"], 7 * MIN * 1000);
     let organic = row("organic");
@@ -248,7 +267,10 @@ pub fn check_report(by_origin: &Value, by_agent: &Value) {
     assert_eq!(organic["frt_p50_ms"], 40 * MIN * 1000);
     assert_eq!(organic["sla_breach_rate"], 2.0 / 3.0);
     assert_eq!(organic["conversion_rate"], 0.0);
-    assert_eq!(organic["outcomes"], json!({"(none)": 2.0 / 3.0, "lost": 1.0 / 3.0}));
+    assert_eq!(
+        organic["outcomes"],
+        json!({"(none)": 2.0 / 3.0, "lost": 1.0 / 3.0})
+    );
     assert_eq!(row("template")["frt_p90_ms"], (2 * MIN + 15) * 1000);
     // Per agent: João's conversation has the Business app's; the others none.
     let rows = by_agent["rows"].as_array().unwrap();

@@ -483,4 +483,3 @@ pub mod multipart;
 pub mod oauth;
 pub mod prism;
 pub mod stores;
-

@@ -46,12 +46,11 @@ pub struct App {
     pub queue: Arc<dyn Queue>,
     /// The events' retry horizon (`WABRIDGE_RETRY_HORIZON`).
     pub policy: RetryPolicy,
-    /// The conversation sweep of the scheduled invocations.
-    pub sweeper: Sweeper,
 }
 
-/// Everything built once per cold start: SDK clients, secrets, mapping, CRM client.
-pub async fn cold_start() -> Result<App, lambda_runtime::Error> {
+/// Everything built once per cold start: SDK clients, secrets, mapping, CRM client; and the
+/// conversation sweep of the scheduled invocations.
+pub async fn cold_start() -> Result<(App, Sweeper), lambda_runtime::Error> {
     let sdk = wabridge_aws::sdk::lambda_config().await;
     let secrets = wabridge_aws::secrets::secrets().await?;
     let lookup = |name: &str| secrets.lookup(name).filter(|v| !v.trim().is_empty());
@@ -93,13 +92,13 @@ pub async fn cold_start() -> Result<App, lambda_runtime::Error> {
         sync = with_media(&engine, sync, url);
     }
     tracing::info!(crm = kind, media = media.is_some(), "crm-sync ready");
-    Ok(App {
+    let app = App {
         // Claim-checked events are read back from the bucket before crm-sync sees them.
         handler: engine.claim_checked(Arc::new(sync)),
         queue,
         policy,
-        sweeper,
-    })
+    };
+    Ok((app, sweeper))
 }
 
 /// Whether an invocation is the schedule's (`{"sweep": true}`) rather than an SQS batch.
@@ -109,8 +108,8 @@ pub fn is_sweep(payload: &serde_json::Value) -> bool {
 
 /// One conversation sweep; an error fails the invocation (EventBridge retries it, and the
 /// findings' event keys make a repeated sweep harmless).
-pub async fn sweep(app: &App) -> Result<SweepReport, lambda_runtime::Error> {
-    Ok(app.sweeper.sweep(wabridge_core::clock::now_ms()).await?)
+pub async fn sweep(sweeper: &Sweeper) -> Result<SweepReport, lambda_runtime::Error> {
+    Ok(sweeper.sweep(wabridge_core::clock::now_ms()).await?)
 }
 
 /// The media queue's URL when inbound media is fetched: `MEDIA_QUEUE_URL` set and

@@ -10,13 +10,14 @@ use serde_json::Value;
 #[tokio::main]
 async fn main() -> Result<(), Error> {
     wabridge_core::telemetry::init_lambda_tracing();
-    let app = Arc::new(crm_sync::cold_start().await?);
+    let (app, sweeper) = crm_sync::cold_start().await?;
+    let (app, sweeper) = (Arc::new(app), Arc::new(sweeper));
     lambda_runtime::run(service_fn(move |event: LambdaEvent<Value>| {
-        let app = app.clone();
+        let (app, sweeper) = (app.clone(), sweeper.clone());
         let deadline = wabridge_aws::lambda::work_deadline(event.context.deadline);
         async move {
             if crm_sync::is_sweep(&event.payload) {
-                let report = crm_sync::sweep(&app).await?;
+                let report = crm_sync::sweep(&sweeper).await?;
                 return Ok::<_, Error>(serde_json::to_value(report)?);
             }
             let batch: SqsEvent = serde_json::from_value(event.payload)?;

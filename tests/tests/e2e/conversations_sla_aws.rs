@@ -99,7 +99,11 @@ async fn an_sla_week_over_dynamodb_posts_each_breach_once_and_reports_like_sqlit
     ];
     let endpoint = wabridge_tests::moto_endpoint().unwrap();
     let out = gateway::against_aws(&endpoint, &args, &[("WABRIDGE_TABLE", table.as_str())]);
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     let printed: Value = serde_json::from_slice(&out.stdout).unwrap();
     let local: Value = serde_json::from_str(&gateway::cli_ok(&data, &args, &[])).unwrap();
     assert_eq!(printed, local);

@@ -286,7 +286,9 @@ impl ConversationStore for DynamoConversations {
     async fn open(&self) -> Result<Vec<ConversationState>, StoreError> {
         let mut all = Vec::new();
         for shard in 0..SHARDS {
-            let states = self.partition_states(open_partition(shard), i64::MIN).await?;
+            let states = self
+                .partition_states(open_partition(shard), i64::MIN)
+                .await?;
             all.extend(states.into_iter().filter(|s| s.record.is_open()));
         }
         Ok(all)

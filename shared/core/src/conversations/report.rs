@@ -310,7 +310,10 @@ mod tests {
         assert_eq!(r.rows.len(), 2);
         let ana = &r.rows[0];
         assert_eq!((ana.group.as_str(), ana.opened, ana.closed), ("ana", 2, 1));
-        assert_eq!((ana.frt_p50_ms, ana.frt_p90_ms), (Some(60_000), Some(120_000)));
+        assert_eq!(
+            (ana.frt_p50_ms, ana.frt_p90_ms),
+            (Some(60_000), Some(120_000))
+        );
         assert_eq!(ana.sla_breach_rate, Some(0.5));
         assert_eq!(ana.conversion_rate, Some(0.5));
         assert_eq!(ana.outcomes["lost"], 0.5);
@@ -325,8 +328,15 @@ mod tests {
         assert!(table.starts_with("AGENT"), "{table}");
         assert!(table.contains("50.0%"), "{table}");
         let csv = r.render(Format::Csv);
-        assert!(csv.contains("\nana,2,1,60000,120000,0.5000,0.5000,converted,0.5000\n"), "{csv}");
+        assert!(
+            csv.contains("\nana,2,1,60000,120000,0.5000,0.5000,converted,0.5000\n"),
+            "{csv}"
+        );
         assert_eq!("tag".parse::<By>().unwrap(), By::Tag);
-        assert!("team".parse::<By>().unwrap_err().to_string().contains("--by"));
+        assert!("team"
+            .parse::<By>()
+            .unwrap_err()
+            .to_string()
+            .contains("--by"));
     }
 }

@@ -215,7 +215,9 @@ mod tests {
     fn hours() -> BusinessHours {
         BusinessHours::parse(&RawBusinessHours {
             timezone: "America/Mexico_City".into(),
-            days: ["mon", "tue", "wed", "thu", "fri"].map(String::from).to_vec(),
+            days: ["mon", "tue", "wed", "thu", "fri"]
+                .map(String::from)
+                .to_vec(),
             open: "09:00".into(),
             close: "18:00".into(),
         })
@@ -291,7 +293,11 @@ mod tests {
         r.first_response_at = Some(900_000);
         assert_eq!(policy.overdue(&r, 2_000_000), None, "answered on time");
         r.first_response_at = Some(900_001);
-        assert_eq!(policy.overdue(&r, 2_000_000), Some(900_000), "answered late");
+        assert_eq!(
+            policy.overdue(&r, 2_000_000),
+            Some(900_000),
+            "answered late"
+        );
         r.sla_breached_at = Some(1_000_000);
         assert_eq!(policy.overdue(&r, 2_000_000), None, "breached before");
     }

@@ -65,7 +65,11 @@ impl ConversationStore for Memory {
     }
     async fn open(&self) -> Result<Vec<ConversationState>, StoreError> {
         let convs = &self.state.lock().unwrap().0;
-        Ok(convs.values().filter(|s| s.record.is_open()).cloned().collect())
+        Ok(convs
+            .values()
+            .filter(|s| s.record.is_open())
+            .cloned()
+            .collect())
     }
     async fn opened_since(&self, since: i64) -> Result<Vec<ConversationRecord>, StoreError> {
         let convs = &self.state.lock().unwrap().0;

@@ -274,8 +274,9 @@ impl Numbers {
                 c => c.map(|c| c.into_inner()),
             };
             let business_hours = r.business_hours.as_ref().map(|h| {
-                crate::conversations::sla::BusinessHours::parse(h.get_ref())
-                    .map_err(|why| fail(Some(line_of(h.span())), format!("number `{label}`: {why}")))
+                crate::conversations::sla::BusinessHours::parse(h.get_ref()).map_err(|why| {
+                    fail(Some(line_of(h.span())), format!("number `{label}`: {why}"))
+                })
             });
             let number = Number {
                 phone_number_id: r.phone_number_id.get_ref().trim().to_string(),

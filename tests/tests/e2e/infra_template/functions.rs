@@ -102,19 +102,29 @@ pub(super) fn check_sweep(t: &Value) -> Vec<String> {
         p.push("CrmSync: no Sweep schedule".into());
     }
     let input: Value =
-        serde_json::from_str(sweep["Properties"]["Input"].as_str().unwrap_or("null")).unwrap_or_default();
+        serde_json::from_str(sweep["Properties"]["Input"].as_str().unwrap_or("null"))
+            .unwrap_or_default();
     if input != json!({"sweep": true}) {
-        p.push(format!("CrmSync: the Sweep schedule's input must be {{\"sweep\": true}}, got {input}"));
+        p.push(format!(
+            "CrmSync: the Sweep schedule's input must be {{\"sweep\": true}}, got {input}"
+        ));
     }
     let schedule = sweep["Properties"]["Schedule"].as_str().unwrap_or_default();
     if !schedule.starts_with("rate(") {
-        p.push(format!("CrmSync: the Sweep schedule must be a rate, got {schedule:?}"));
+        p.push(format!(
+            "CrmSync: the Sweep schedule must be a rate, got {schedule:?}"
+        ));
     }
     let statements: Vec<Value> = props(t, "CrmSyncRole")["Policies"]
         .as_array()
         .into_iter()
         .flatten()
-        .flat_map(|policy| policy["PolicyDocument"]["Statement"].as_array().cloned().unwrap_or_default())
+        .flat_map(|policy| {
+            policy["PolicyDocument"]["Statement"]
+                .as_array()
+                .cloned()
+                .unwrap_or_default()
+        })
         .collect();
     let query = statements
         .iter()

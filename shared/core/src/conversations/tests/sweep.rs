@@ -14,7 +14,12 @@ fn service() -> Conversations {
 async fn a_breach_is_written_once_and_not_after_a_timely_response() {
     let c = service();
     let t0 = 100 * HOUR;
-    let id = c.observe(&inbound("in1", t0)).await.unwrap().conversation_id.unwrap();
+    let id = c
+        .observe(&inbound("in1", t0))
+        .await
+        .unwrap()
+        .conversation_id
+        .unwrap();
     let due = t0 + 15 * MIN;
     let (first, breached) = c.breach(&id, due, due + MIN).await.unwrap().unwrap();
     assert!(breached);
@@ -24,15 +29,25 @@ async fn a_breach_is_written_once_and_not_after_a_timely_response() {
     assert!(breached);
     assert_eq!(again, first, "no second write");
     // A late response still sets the first response.
-    c.observe(&outbound("out1", t0 + 20 * MIN, None)).await.unwrap();
+    c.observe(&outbound("out1", t0 + 20 * MIN, None))
+        .await
+        .unwrap();
     let r = c.store().get(&id).await.unwrap().unwrap().record;
     assert_eq!(r.first_response_ms, Some(20 * MIN));
     assert_eq!(r.sla_breached_at, Some(due + MIN));
 
     // A response folded before the breach is applied (a fold racing the sweep): no breach.
     let other = Conversations::new(Arc::new(Memory::default()), IDLE);
-    let id = other.observe(&inbound("in2", t0)).await.unwrap().conversation_id.unwrap();
-    other.observe(&outbound("out2", t0 + 14 * MIN, None)).await.unwrap();
+    let id = other
+        .observe(&inbound("in2", t0))
+        .await
+        .unwrap()
+        .conversation_id
+        .unwrap();
+    other
+        .observe(&outbound("out2", t0 + 14 * MIN, None))
+        .await
+        .unwrap();
     let (state, breached) = other.breach(&id, due, due + MIN).await.unwrap().unwrap();
     assert!(!breached);
     assert_eq!(state.record.sla_breached_at, None);
@@ -43,16 +58,33 @@ async fn a_breach_is_written_once_and_not_after_a_timely_response() {
 async fn an_idle_close_never_doubles_the_lazy_close() {
     let c = service();
     let t0 = 200 * HOUR;
-    let id = c.observe(&inbound("in1", t0)).await.unwrap().conversation_id.unwrap();
+    let id = c
+        .observe(&inbound("in1", t0))
+        .await
+        .unwrap()
+        .conversation_id
+        .unwrap();
     // Not idle yet.
-    let (_, closed) = c.close_idle(&id, t0 + IDLE, "idle:x").await.unwrap().unwrap();
+    let (_, closed) = c
+        .close_idle(&id, t0 + IDLE, "idle:x")
+        .await
+        .unwrap()
+        .unwrap();
     assert!(!closed);
-    let (state, closed) = c.close_idle(&id, t0 + IDLE + 1, "idle:x").await.unwrap().unwrap();
+    let (state, closed) = c
+        .close_idle(&id, t0 + IDLE + 1, "idle:x")
+        .await
+        .unwrap()
+        .unwrap();
     assert!(closed);
     assert_eq!(state.record.closed_at, Some(t0 + IDLE));
     assert_eq!(state.record.close_reason, Some(CloseReason::Idle));
     // Its redelivery: still this event's close (effects are re-derived, the ledger dedupes).
-    let (again, closed) = c.close_idle(&id, t0 + IDLE + 5, "idle:x").await.unwrap().unwrap();
+    let (again, closed) = c
+        .close_idle(&id, t0 + IDLE + 5, "idle:x")
+        .await
+        .unwrap()
+        .unwrap();
     assert!(closed);
     assert_eq!(again, state);
     // The thread's next message opens a new conversation and closes nothing again.
@@ -62,10 +94,19 @@ async fn an_idle_close_never_doubles_the_lazy_close() {
 
     // The other way round: the lazy path closed first, the sweep's close changes nothing.
     let c = service();
-    let id = c.observe(&inbound("in1", t0)).await.unwrap().conversation_id.unwrap();
+    let id = c
+        .observe(&inbound("in1", t0))
+        .await
+        .unwrap()
+        .conversation_id
+        .unwrap();
     let folded = c.observe(&inbound("in2", t0 + 2 * IDLE)).await.unwrap();
     assert_eq!(folded.changes.len(), 2, "closed and opened");
-    let (state, closed) = c.close_idle(&id, t0 + 3 * IDLE, "idle:y").await.unwrap().unwrap();
+    let (state, closed) = c
+        .close_idle(&id, t0 + 3 * IDLE, "idle:y")
+        .await
+        .unwrap()
+        .unwrap();
     assert!(!closed, "the lazy path closed it");
     assert_eq!(state.record.closed_at, Some(t0 + IDLE));
 }
