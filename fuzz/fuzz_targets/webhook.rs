@@ -94,6 +94,7 @@ fn check_event(event: &Event) {
             Item::Erasure(_) => panic!("a webhook yielded an erasure"),
             Item::MediaResult(_) => panic!("a webhook yielded a media result"),
             Item::Conversation(_) => panic!("a webhook yielded a conversation change"),
+            Item::Sweep(_) => panic!("a webhook yielded a sweep finding"),
         }
     }
     if let Some(Ok(contact)) = parse_contact(event) {

@@ -476,6 +476,7 @@ pub fn sender_app(
 }
 
 pub mod conversation_day;
+pub mod conversation_sla;
 pub mod faults;
 pub mod gateway;
 pub mod multipart;

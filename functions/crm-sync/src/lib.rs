@@ -11,6 +11,10 @@
 //! template registry, STOP keywords and `user_preferences` the consent history, inbound messages
 //! the 24-hour window; a 131050 status puts a `send_result` event back on the events queue.
 //!
+//! The conversation sweep (docs/conversations.md#sweeper): an EventBridge schedule invokes the
+//! function with `{"sweep": true}` instead of an SQS batch; [`sweep`] queues its findings on the
+//! events queue, where crm-sync applies them like any event.
+//!
 //! Inbound media (docs/media.md): with `MEDIA_QUEUE_URL` (and `WABRIDGE_MEDIA` not `off`), an
 //! activity is written with its media `pending` and one job per file goes on the media queue,
 //! for the media function; the `media_result` events it reports come back on the events queue.
@@ -25,6 +29,8 @@ use wabridge_core::attribution::AttributionConfig;
 use wabridge_core::auth::ApiKeys;
 use wabridge_core::config;
 use wabridge_core::consumer::Handler;
+use wabridge_core::conversations::sla::SlaPolicy;
+use wabridge_core::conversations::sweep::{SweepReport, Sweeper};
 use wabridge_core::mapping::Mapping;
 use wabridge_core::queue::Queue;
 use wabridge_core::retry::RetryPolicy;
@@ -42,8 +48,9 @@ pub struct App {
     pub policy: RetryPolicy,
 }
 
-/// Everything built once per cold start: SDK clients, secrets, mapping, CRM client.
-pub async fn cold_start() -> Result<App, lambda_runtime::Error> {
+/// Everything built once per cold start: SDK clients, secrets, mapping, CRM client; and the
+/// conversation sweep of the scheduled invocations.
+pub async fn cold_start() -> Result<(App, Sweeper), lambda_runtime::Error> {
     let sdk = wabridge_aws::sdk::lambda_config().await;
     let secrets = wabridge_aws::secrets::secrets().await?;
     let lookup = |name: &str| secrets.lookup(name).filter(|v| !v.trim().is_empty());
@@ -65,6 +72,13 @@ pub async fn cold_start() -> Result<App, lambda_runtime::Error> {
     let queue: Arc<dyn Queue> = Arc::new(engine.queue(queue_url, dlq_url));
     let ledger_retention = config::ledger_retention()?;
     let idle = wabridge_core::conversations::idle_ms(lookup)?;
+    // Business hours come with the numbers registry, not read by this function yet.
+    let sla = SlaPolicy::new(wabridge_core::conversations::sla::sla_minutes(lookup)?);
+    let sweeper = Sweeper::new(
+        engine.conversations(idle, ledger_retention),
+        sla,
+        queue.clone(),
+    );
     let mut sync = engine
         .crm_sync(
             crm,
@@ -79,12 +93,24 @@ pub async fn cold_start() -> Result<App, lambda_runtime::Error> {
         sync = with_media(&engine, sync, url);
     }
     tracing::info!(crm = kind, media = media.is_some(), "crm-sync ready");
-    Ok(App {
+    let app = App {
         // Claim-checked events are read back from the bucket before crm-sync sees them.
         handler: engine.claim_checked(Arc::new(sync)),
         queue,
         policy,
-    })
+    };
+    Ok((app, sweeper))
+}
+
+/// Whether an invocation is the schedule's (`{"sweep": true}`) rather than an SQS batch.
+pub fn is_sweep(payload: &serde_json::Value) -> bool {
+    payload.get("sweep").and_then(serde_json::Value::as_bool) == Some(true)
+}
+
+/// One conversation sweep; an error fails the invocation (EventBridge retries it, and the
+/// findings' event keys make a repeated sweep harmless).
+pub async fn sweep(sweeper: &Sweeper) -> Result<SweepReport, lambda_runtime::Error> {
+    Ok(sweeper.sweep(wabridge_core::clock::now_ms()).await?)
 }
 
 /// The OAuth CRMs' token stores: one `oauth#<connection>` item of the stack's table each, shared
@@ -143,6 +169,14 @@ pub async fn handle(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_schedule_input_is_a_sweep_and_an_sqs_batch_is_not() {
+        // The template's schedule sends `{"sweep": true}`.
+        assert!(is_sweep(&serde_json::json!({"sweep": true})));
+        assert!(!is_sweep(&serde_json::json!({"Records": []})));
+        assert!(!is_sweep(&serde_json::json!({"sweep": "yes"})));
+    }
 
     #[test]
     fn media_jobs_are_enqueued_only_with_a_queue_and_media_on() {

@@ -8,7 +8,10 @@ use std::sync::Arc;
 use wabridge_core::auth::ApiKeys;
 use wabridge_core::clock::rfc3339;
 use wabridge_core::conversations::outcome::ConversationsRoute;
+use wabridge_core::conversations::sla::{sla_minutes, SlaPolicy};
+use wabridge_core::conversations::sweep::{sweep_interval, Sweeper};
 use wabridge_core::conversations::{idle_ms, ConversationRecord, ConversationStore};
+use wabridge_core::numbers::Numbers;
 use wabridge_sqlite::{Db, SqliteConversations, SqliteEngine, SqliteQueue, EVENTS_QUEUE};
 
 use crate::data::open_existing;
@@ -28,6 +31,25 @@ pub fn route(db: &Db, keys: Arc<ApiKeys>) -> Result<Arc<ConversationsRoute>, Cli
         keys,
         Arc::new(SqliteQueue::new(db.clone(), EVENTS_QUEUE)),
     )))
+}
+
+/// The conversation sweep of `serve` (SLA breaches, idle closes, backlog), every
+/// `WABRIDGE_SWEEP_INTERVAL`. A bad `WABRIDGE_FIRST_RESPONSE_SLA_MINUTES`,
+/// `WABRIDGE_SWEEP_INTERVAL` or `WABRIDGE_CONVERSATION_IDLE_HOURS` stops `serve` at start.
+pub fn spawn_sweeper(
+    db: &Db,
+    numbers: Option<&Numbers>,
+    stop: tokio::sync::watch::Receiver<bool>,
+) -> Result<tokio::task::JoinHandle<()>, CliError> {
+    let env = |n: &str| std::env::var(n).ok();
+    let policy = SlaPolicy::new(sla_minutes(env)?).with_numbers(numbers);
+    let interval = sweep_interval(env)?;
+    let sweeper = Sweeper::new(
+        SqliteEngine::new(db.clone()).conversations(idle_ms(env)?),
+        policy,
+        Arc::new(SqliteQueue::new(db.clone(), EVENTS_QUEUE)),
+    );
+    Ok(sweeper.spawn(interval, stop))
 }
 
 /// Prints the newest `limit` conversations (of `contact`, when given): a table, or with `json`

@@ -3,6 +3,7 @@
 
 mod attribution;
 mod audit;
+mod conversation_report;
 mod conversations;
 mod crm_sync;
 mod data;
@@ -327,6 +328,24 @@ enum ReportWhat {
         #[command(flatten)]
         data: DataArg,
     },
+    /// Conversations opened and closed, first-response p50/p90, SLA breach rate, outcome
+    /// shares and conversion rate (docs/conversations.md#report).
+    Conversations {
+        /// Period: 30d, 12h, 2w, or a date (2026-11-01).
+        #[arg(long, default_value = "30d")]
+        since: String,
+        /// Rows per agent, tag, outcome, number or origin (default: one row).
+        #[arg(long)]
+        by: Option<String>,
+        /// table, csv or json.
+        #[arg(long, default_value = "table")]
+        format: String,
+        /// Report over this DynamoDB table (or WABRIDGE_TABLE) instead of the local store.
+        #[arg(long, env = "WABRIDGE_TABLE")]
+        table: Option<String>,
+        #[command(flatten)]
+        data: DataArg,
+    },
 }
 
 /// Which queues `dead-letters` works on: the local store (default), or SQS when `--dlq-url`
@@ -452,6 +471,19 @@ async fn run(command: Command) -> Result<(), CliError> {
                     data,
                 },
         } => attribution::report(&data.data, table.as_deref(), &since, &format).await,
+        Command::Report {
+            what:
+                ReportWhat::Conversations {
+                    since,
+                    by,
+                    format,
+                    table,
+                    data,
+                },
+        } => {
+            let (table, by) = (table.as_deref(), by.as_deref());
+            conversation_report::report(&data.data, table, &since, by, &format).await
+        }
         Command::Numbers {
             action: NumbersAction::List { json, data },
         } => numbers::list(&data.data, json),

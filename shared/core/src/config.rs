@@ -180,6 +180,12 @@ pub const WABRIDGE_CONTENT_RETENTION_DAYS: &str = "WABRIDGE_CONTENT_RETENTION_DA
 /// Hours without a message after which a conversation closes (`conversations::idle_ms`).
 pub const WABRIDGE_CONVERSATION_IDLE_HOURS: &str = "WABRIDGE_CONVERSATION_IDLE_HOURS";
 
+/// Minutes a customer may wait for the first response (`conversations::sla::sla_minutes`).
+pub const WABRIDGE_FIRST_RESPONSE_SLA_MINUTES: &str = "WABRIDGE_FIRST_RESPONSE_SLA_MINUTES";
+
+/// How often `wabridge serve` sweeps conversations (`conversations::sweep::sweep_interval`).
+pub const WABRIDGE_SWEEP_INTERVAL: &str = "WABRIDGE_SWEEP_INTERVAL";
+
 /// Days an audit line is kept (`audit::retention`).
 pub const WABRIDGE_AUDIT_RETENTION_DAYS: &str = "WABRIDGE_AUDIT_RETENTION_DAYS";
 

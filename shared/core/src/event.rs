@@ -55,6 +55,11 @@ pub enum EventKind {
     /// put on the events queue so that it reaches the CRM through the effects ledger. `field`
     /// is `conversation`; the item is the [`crate::conversations::ConversationRecord`].
     Conversation,
+    /// Not from Meta: a finding of the conversation sweep (an overdue first response, an idle
+    /// conversation), put on the events queue so that crm-sync applies it and its records
+    /// reach the CRM through the effects ledger. `field` is `sweep`; the item is the
+    /// [`crate::conversations::sweep::SweepItem`].
+    Sweep,
 }
 
 impl EventKind {
@@ -74,6 +79,7 @@ impl EventKind {
             EventKind::Erasure => "erasure",
             EventKind::MediaResult => "media_result",
             EventKind::Conversation => "conversation",
+            EventKind::Sweep => "sweep",
         }
     }
 }

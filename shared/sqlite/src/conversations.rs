@@ -7,7 +7,7 @@ use rusqlite::{params, Connection, OptionalExtension};
 
 use super::db::{sql_err, Clock, Db};
 use wabridge_core::conversations::{
-    ConversationState, ConversationStore, Loaded, MessageMark, Write,
+    ConversationRecord, ConversationState, ConversationStore, Loaded, MessageMark, Write,
 };
 use wabridge_core::error::StoreError;
 
@@ -22,6 +22,8 @@ CREATE TABLE IF NOT EXISTS conversations (
 ) WITHOUT ROWID;
 CREATE INDEX IF NOT EXISTS conversations_contact ON conversations(contact_id);
 CREATE INDEX IF NOT EXISTS conversations_opened ON conversations(opened_at);
+-- The sweep's work: open conversations only (a partial index).
+CREATE INDEX IF NOT EXISTS conversations_open ON conversations(opened_at) WHERE closed_at IS NULL;
 CREATE TABLE IF NOT EXISTS conversation_heads (
     thread     TEXT PRIMARY KEY, -- contact id | phone_number_id
     contact_id TEXT NOT NULL,
@@ -81,6 +83,17 @@ impl SqliteConversations {
             })
             .await
     }
+}
+
+/// The states of a query with one parameter.
+fn states(c: &Connection, sql: &str, param: i64) -> Result<Vec<ConversationState>, StoreError> {
+    let mut s = c.prepare_cached(sql).map_err(sql_err)?;
+    let rows = s
+        .query_map(params![param], |r| r.get::<_, String>(0))
+        .map_err(sql_err)?
+        .collect::<Result<Vec<_>, _>>()
+        .map_err(sql_err)?;
+    rows.iter().map(|t| decode(t)).collect()
 }
 
 fn decode(text: &str) -> Result<ConversationState, StoreError> {
@@ -238,6 +251,31 @@ impl ConversationStore for SqliteConversations {
         let id = id.to_string();
         self.db
             .read(move |c| Ok(get_in(c, &id)?.map(|(_, state)| state)))
+            .await
+    }
+
+    async fn open(&self) -> Result<Vec<ConversationState>, StoreError> {
+        self.db
+            .read(|c| {
+                states(
+                    c,
+                    "SELECT state FROM conversations WHERE closed_at IS NULL AND opened_at >= ?1",
+                    i64::MIN,
+                )
+            })
+            .await
+    }
+
+    async fn opened_since(&self, since: i64) -> Result<Vec<ConversationRecord>, StoreError> {
+        self.db
+            .read(move |c| {
+                let all = states(
+                    c,
+                    "SELECT state FROM conversations WHERE opened_at >= ?1 ORDER BY id",
+                    since,
+                )?;
+                Ok(all.into_iter().map(|s| s.record).collect())
+            })
             .await
     }
 }

@@ -5,6 +5,7 @@ mod attribution_conversions;
 mod attribution_sqlite;
 mod changes_calls;
 mod conversations;
+mod conversations_sla;
 mod crm_attribution;
 mod crm_conformance;
 mod crm_http;

@@ -10,6 +10,7 @@ mod aws_secrets;
 mod changes_calls_aws;
 mod claim_check_s3;
 mod conversations_aws;
+mod conversations_sla_aws;
 mod crm_aws;
 mod crm_local_serve;
 mod dead_letters_retention;

@@ -104,7 +104,7 @@ pub fn parse_since(value: &str, now_ms: i64) -> Result<i64, ReportOptionError> {
     Ok(now_ms - n.saturating_mul(unit_ms))
 }
 
-fn csv_field(v: &str) -> String {
+pub fn csv_field(v: &str) -> String {
     if v.contains([',', '"', '\n', '\r']) {
         format!("\"{}\"", v.replace('"', "\"\""))
     } else {

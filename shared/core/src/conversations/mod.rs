@@ -16,6 +16,9 @@
 pub mod fold;
 pub mod outcome;
 pub mod record;
+pub mod report;
+pub mod sla;
+pub mod sweep;
 
 use std::sync::Arc;
 
@@ -74,6 +77,11 @@ pub trait ConversationStore: Send + Sync {
     /// Writes everything or nothing; `false` when a condition failed (someone else wrote).
     async fn save(&self, write: &Write) -> Result<bool, StoreError>;
     async fn get(&self, id: &str) -> Result<Option<ConversationState>, StoreError>;
+    /// Every open conversation: the sweep's work, without a table scan (an index of open
+    /// ones on both engines).
+    async fn open(&self) -> Result<Vec<ConversationState>, StoreError>;
+    /// Every conversation opened at or after `since` (Unix ms), open or closed: the report's.
+    async fn opened_since(&self, since: i64) -> Result<Vec<ConversationRecord>, StoreError>;
 }
 
 /// Conversations over a store.
@@ -93,6 +101,11 @@ impl Conversations {
 
     pub fn store(&self) -> &Arc<dyn ConversationStore> {
         &self.store
+    }
+
+    /// `WABRIDGE_CONVERSATION_IDLE_HOURS` in ms.
+    pub fn idle_ms(&self) -> i64 {
+        self.idle_ms
     }
 
     /// Folds one message in; returns what changed and the message's conversation. Idempotent:

@@ -68,6 +68,8 @@ pub struct ConversationRecord {
     /// Assigned by the earliest outbound message that names an agent (`whatsapp_business_app`
     /// for echoes).
     pub agent: Option<String>,
+    #[serde(default)]
+    pub tags: Vec<String>,
     pub closed_at: Option<i64>,
     pub close_reason: Option<CloseReason>,
     /// Meta's `statuses[].conversation.id` values seen on the conversation's messages.
@@ -83,6 +85,10 @@ pub struct ConversationRecord {
     pub outcome: Option<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub outcome_at: Option<i64>,
+    /// When the sweep found the first response overdue (`WABRIDGE_FIRST_RESPONSE_SLA_MINUTES`,
+    /// [`super::sla`]); set once, with the one `sla_breach` record.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub sla_breached_at: Option<i64>,
     /// Grows by one with every change.
     pub revision: u64,
 }

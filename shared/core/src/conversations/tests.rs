@@ -13,7 +13,7 @@ const IDLE: i64 = 24 * HOUR;
 /// The fold's store contract in memory (the SQLite and DynamoDB stores are tested with their
 /// engines): conditions on revisions, the head and new marks.
 #[derive(Default)]
-struct Memory {
+pub(super) struct Memory {
     state: Mutex<Tables>,
 }
 
@@ -63,9 +63,25 @@ impl ConversationStore for Memory {
     async fn get(&self, id: &str) -> Result<Option<ConversationState>, StoreError> {
         Ok(self.state.lock().unwrap().0.get(id).cloned())
     }
+    async fn open(&self) -> Result<Vec<ConversationState>, StoreError> {
+        let convs = &self.state.lock().unwrap().0;
+        Ok(convs
+            .values()
+            .filter(|s| s.record.is_open())
+            .cloned()
+            .collect())
+    }
+    async fn opened_since(&self, since: i64) -> Result<Vec<ConversationRecord>, StoreError> {
+        let convs = &self.state.lock().unwrap().0;
+        Ok(convs
+            .values()
+            .filter(|s| s.record.opened_at >= since)
+            .map(|s| s.record.clone())
+            .collect())
+    }
 }
 
-fn msg(id: &str, direction: Direction, at: i64) -> Observation {
+pub(super) fn msg(id: &str, direction: Direction, at: i64) -> Observation {
     Observation {
         event_key: format!("m:{id}:{at}"),
         contact_id: "c1".into(),
@@ -85,11 +101,11 @@ fn msg(id: &str, direction: Direction, at: i64) -> Observation {
     }
 }
 
-fn inbound(id: &str, at: i64) -> Observation {
+pub(super) fn inbound(id: &str, at: i64) -> Observation {
     msg(id, Direction::Inbound, at)
 }
 
-fn outbound(id: &str, at: i64, agent: Option<&str>) -> Observation {
+pub(super) fn outbound(id: &str, at: i64, agent: Option<&str>) -> Observation {
     Observation {
         agent: agent.map(str::to_string),
         ..msg(id, Direction::Outbound, at)
@@ -105,6 +121,8 @@ async fn run(events: &[Observation]) -> ConversationRecord {
     let loaded = conversations.store.load("c1|pn1", "").await.unwrap();
     loaded.conversation.expect("a conversation").record
 }
+
+mod sweep;
 
 #[tokio::test]
 async fn a_customer_opens_and_an_agent_answers() {

@@ -368,7 +368,7 @@ impl Mapping {
             "call" => &self.call,
             "account" => &self.account,
             // Posted as they are (no mapping section yet).
-            "conversation" => &[],
+            "conversation" | "sla_breach" => &[],
             _ => &self.unknown,
         }
     }

@@ -48,6 +48,8 @@ pub struct Number {
     pub language: Option<String>,
     /// ISO country of recipients typed without a country code (`MX`).
     pub default_country: Option<String>,
+    /// When the number answers: the first-response SLA counts only these minutes.
+    pub business_hours: Option<crate::conversations::sla::BusinessHours>,
     /// The file line of its `label` (0 for the implicit number): errors name it.
     pub line: usize,
 }
@@ -163,6 +165,8 @@ struct RawNumber {
     language: Option<Spanned<String>>,
     #[serde(default)]
     default_country: Option<Spanned<String>>,
+    #[serde(default)]
+    business_hours: Option<Spanned<crate::conversations::sla::RawBusinessHours>>,
 }
 
 impl Numbers {
@@ -269,6 +273,11 @@ impl Numbers {
                 }
                 c => c.map(|c| c.into_inner()),
             };
+            let business_hours = r.business_hours.as_ref().map(|h| {
+                crate::conversations::sla::BusinessHours::parse(h.get_ref()).map_err(|why| {
+                    fail(Some(line_of(h.span())), format!("number `{label}`: {why}"))
+                })
+            });
             let number = Number {
                 phone_number_id: r.phone_number_id.get_ref().trim().to_string(),
                 waba_id: r.waba_id.get_ref().trim().to_string(),
@@ -281,6 +290,7 @@ impl Numbers {
                 sends_per_second,
                 language,
                 default_country,
+                business_hours: business_hours.transpose()?,
                 line,
                 label: label.clone(),
             };

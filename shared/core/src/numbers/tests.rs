@@ -385,3 +385,29 @@ fn without_a_registry_a_send_has_no_from() {
         Ok(Some("206540352242922".to_string()))
     );
 }
+
+#[test]
+fn business_hours_feed_the_sla_and_bad_ones_name_the_line() {
+    let with = |hours: &str| {
+        let text = TWO.replacen(
+            "crm = { kind = \"local\" }",
+            &format!("crm = {{ kind = \"local\" }}\nbusiness_hours = {hours}"),
+            1,
+        );
+        Numbers::parse("numbers.toml", text.as_bytes())
+    };
+    let ok = with(r#"{ timezone = "America/Mexico_City", days = ["mon", "fri"], open = "09:00", close = "18:00" }"#)
+        .unwrap();
+    let policy = crate::conversations::sla::SlaPolicy::new(15).with_numbers(Some(&ok));
+    assert_eq!(policy.hours.len(), 1, "only ventas-mx has hours");
+    assert!(policy.hours.contains_key("106540352242922"));
+    assert_eq!(ok.all()[1].business_hours, None);
+    let err = with(r#"{ timezone = "Mexico", days = ["mon"], open = "09:00", close = "18:00" }"#)
+        .unwrap_err()
+        .to_string();
+    assert!(err.contains("line 11") && err.contains("timezone"), "{err}");
+    let err = with(r#"{ timezone = "UTC", days = ["mon"], open = "9am", close = "18:00" }"#)
+        .unwrap_err()
+        .to_string();
+    assert!(err.contains("business_hours.open"), "{err}");
+}

@@ -6,7 +6,8 @@
 //! Every record serialises with `"kind"`: `contact`, `activity`, `consent`, `template_status`,
 //! `quality`, `unknown`, `attribution`, `lead`, `erasure`, `media`, `message_change` (an edit or
 //! deletion, [`crate::changes`]), `call` ([`crate::calls`]), `account`
-//! ([`crate::account`]) and `conversation` ([`crate::conversations`]).
+//! ([`crate::account`]), `conversation` ([`crate::conversations`]) and `sla_breach`
+//! ([`crate::conversations::sla`]).
 
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
@@ -51,6 +52,8 @@ pub enum Record {
     Account(crate::account::AccountRecord),
     /// A conversation's state after a change ([`crate::conversations`]).
     Conversation(crate::conversations::ConversationRecord),
+    /// A first response past its SLA ([`crate::conversations::sla`]).
+    SlaBreach(crate::conversations::sla::SlaBreachRecord),
 }
 
 impl Record {
@@ -70,6 +73,7 @@ impl Record {
             Record::Call(_) => "call",
             Record::Account(_) => "account",
             Record::Conversation(_) => "conversation",
+            Record::SlaBreach(_) => "sla_breach",
         }
     }
 
@@ -95,6 +99,7 @@ impl Record {
             Record::Call(c) => format!("call:{}", c.call_id),
             Record::Account(a) => format!("account:{}", a.event_id),
             Record::Conversation(c) => c.record_key(),
+            Record::SlaBreach(b) => b.record_key(),
         }
     }
 
@@ -112,6 +117,7 @@ impl Record {
             Record::MessageChange(c) => Some(&c.contact_id),
             Record::Call(c) => Some(&c.contact_id),
             Record::Conversation(c) => Some(&c.contact_id),
+            Record::SlaBreach(b) => Some(&b.contact_id),
             _ => None,
         }
     }

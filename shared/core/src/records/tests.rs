@@ -282,6 +282,18 @@ pub(crate) fn samples() -> Vec<Record> {
             pricing_categories: vec!["service".into()],
             pricing_types: vec!["regular".into()],
             revision: 3,
+            tags: vec!["ventas".into()],
+            sla_breached_at: Some(2),
+            ..Default::default()
+        }),
+        Record::SlaBreach(crate::conversations::sla::SlaBreachRecord {
+            conversation_id: "cnv_1".into(),
+            contact_id: "c1".into(),
+            number: "106540352242922".into(),
+            first_inbound_at: 1,
+            due_at: 900_001,
+            breached_at: 900_002,
+            agent: Some("ana".into()),
             ..Default::default()
         }),
         Record::Contact(ContactRecord {

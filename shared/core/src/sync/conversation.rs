@@ -10,6 +10,8 @@
 use crate::attribution::CodeStatus;
 use crate::calls::BUSINESS_APP_AGENT;
 use crate::conversations::{Conversations, Observation, Origin};
+use crate::conversations::sla::SlaBreachRecord;
+use crate::conversations::sweep::SweepItem;
 use crate::error::StoreError;
 use crate::event::Event;
 use crate::records::{Direction, Record};
@@ -118,6 +120,61 @@ async fn name_conversation(
         }
     }
     Ok(())
+}
+
+impl CrmSync {
+    /// Applies a finding of the sweep ([`crate::conversations::sweep`]) to the store; returns
+    /// the records it makes effects of its event: `sla_breach` and the conversation for a
+    /// breach, `conversation_closed` for an idle close that this event made. Under redelivery
+    /// (or the same finding queued twice: one key) the store says it happened and the same
+    /// records come back; the ledger sends them once.
+    pub(super) async fn swept(
+        &self,
+        item: &SweepItem,
+    ) -> Result<Vec<(&'static str, Record)>, StoreError> {
+        let Some(conversations) = &self.conversations else {
+            return Ok(Vec::new());
+        };
+        let key = |kind: &str| format!("{kind}:{}", item.conversation_id());
+        Ok(match item {
+            SweepItem::SlaBreach {
+                conversation_id,
+                due_at,
+                at,
+            } => match conversations.breach(conversation_id, *due_at, *at).await? {
+                Some((state, true)) => {
+                    let r = state.record;
+                    let breach = SlaBreachRecord {
+                        conversation_id: r.id.clone(),
+                        contact_id: r.contact_id.clone(),
+                        number: r.number.clone(),
+                        first_inbound_at: r.first_inbound_at.unwrap_or(r.opened_at),
+                        due_at: *due_at,
+                        breached_at: r.sla_breached_at.unwrap_or(*at),
+                        agent: r.agent.clone(),
+                        ..SlaBreachRecord::default()
+                    };
+                    vec![
+                        ("sla_breach", Record::SlaBreach(breach)),
+                        ("conversation", Record::Conversation(r)),
+                    ]
+                }
+                _ => Vec::new(),
+            },
+            SweepItem::IdleClose {
+                conversation_id,
+                at,
+            } => match conversations
+                .close_idle(conversation_id, *at, &key("idle"))
+                .await?
+            {
+                Some((state, true)) => {
+                    vec![("conversation_closed", Record::Conversation(state.record))]
+                }
+                _ => Vec::new(),
+            },
+        })
+    }
 }
 
 /// The event as a message of its thread, when it is one.

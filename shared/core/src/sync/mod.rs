@@ -209,6 +209,9 @@ impl CrmSync {
                 .await?;
             extra.extend(changed);
         }
+        if let Item::Sweep(item) = &plan.item {
+            extra.extend(self.swept(item).await?);
+        }
         // Validate everything before any effect: a bad record never reaches the CRM.
         let write_contact = plan.upsert_contact || created;
         let unverified = unverified_phone(contact.as_ref()).filter(|_| write_contact);

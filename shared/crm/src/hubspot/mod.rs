@@ -419,6 +419,12 @@ impl Crm for HubSpotCrm {
                 Ok(())
             }
             Record::Conversation(c) => self.write_ticket(effect, c).await,
+            Record::SlaBreach(_) => {
+                // The breach reaches HubSpot on the conversation's ticket (the conversation
+                // record that comes with it carries `sla_breached_at`): counted and logged.
+                self.skip(effect, "HubSpot shows SLA breaches on the conversation's ticket");
+                Ok(())
+            }
         }
     }
 }

@@ -23,7 +23,7 @@ pub const REVISION_PROPERTY: &str = "wabridge_revision";
 /// The agent last written: the owner is written again only when this changes.
 pub const AGENT_PROPERTY: &str = "wabridge_agent";
 /// Every custom ticket property wabridge writes (create them in the portal).
-pub const CUSTOM_PROPERTIES: [&str; 8] = [
+pub const CUSTOM_PROPERTIES: [&str; 9] = [
     CONVERSATION_PROPERTY,
     REVISION_PROPERTY,
     AGENT_PROPERTY,
@@ -32,6 +32,7 @@ pub const CUSTOM_PROPERTIES: [&str; 8] = [
     "wabridge_first_response_ms",
     "wabridge_outcome",
     "wabridge_close_reason",
+    "wabridge_sla_breached_at",
 ];
 
 /// HubSpot's support pipeline and its "New" and "Closed" stages in a new portal.
@@ -169,6 +170,10 @@ pub fn ticket_properties(
             wabridge_core::conversations::CloseReason::Explicit => "explicit",
         };
         put("wabridge_close_reason", reason.into());
+    }
+    if let Some(at) = r.sla_breached_at {
+        // A datetime property: HubSpot takes epoch milliseconds.
+        put("wabridge_sla_breached_at", at.to_string());
     }
     let decided = r.closed_at.is_some()
         || r.outcome

@@ -221,7 +221,7 @@ impl Crm for PipedriveCrm {
                 self.skip(effect, "calls are not logged in Pipedrive yet");
                 Ok(())
             }
-            Record::Conversation(_) => {
+            Record::Conversation(_) | Record::SlaBreach(_) => {
                 self.skip(effect, "conversations are not written to Pipedrive yet");
                 Ok(())
             }

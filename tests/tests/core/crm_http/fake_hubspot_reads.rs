@@ -133,6 +133,7 @@ pub(crate) fn portal(object: &str) -> Option<Vec<String>> {
             "wabridge_first_response_ms",
             "wabridge_outcome",
             "wabridge_close_reason",
+            "wabridge_sla_breached_at",
         ]
         .iter()
         .map(|n| n.to_string())

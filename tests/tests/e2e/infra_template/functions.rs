@@ -92,3 +92,59 @@ pub(super) fn check_functions(t: &Value) -> Vec<String> {
 fn functions_are_cargo_lambda_builds_of_the_workspace_crates() {
     assert_clean(check_functions(&load_template()));
 }
+
+/// The conversation sweep: crm-sync on a schedule with the input it recognises
+/// (`crm_sync::is_sweep`), allowed to Query the report index's open partitions and nothing more.
+pub(super) fn check_sweep(t: &Value) -> Vec<String> {
+    let mut p = vec![];
+    let sweep = &props(t, "CrmSync")["Events"]["Sweep"];
+    if sweep["Type"] != "Schedule" {
+        p.push("CrmSync: no Sweep schedule".into());
+    }
+    let input: Value =
+        serde_json::from_str(sweep["Properties"]["Input"].as_str().unwrap_or("null"))
+            .unwrap_or_default();
+    if input != json!({"sweep": true}) {
+        p.push(format!(
+            "CrmSync: the Sweep schedule's input must be {{\"sweep\": true}}, got {input}"
+        ));
+    }
+    let schedule = sweep["Properties"]["Schedule"].as_str().unwrap_or_default();
+    if !schedule.starts_with("rate(") {
+        p.push(format!(
+            "CrmSync: the Sweep schedule must be a rate, got {schedule:?}"
+        ));
+    }
+    let statements: Vec<Value> = props(t, "CrmSyncRole")["Policies"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .flat_map(|policy| {
+            policy["PolicyDocument"]["Statement"]
+                .as_array()
+                .cloned()
+                .unwrap_or_default()
+        })
+        .collect();
+    let query = statements
+        .iter()
+        .filter(|s| strings(&s["Action"]).iter().any(|a| a == "dynamodb:Query"))
+        .collect::<Vec<_>>();
+    let on_index = |s: &&Value| s["Resource"] == json!({"Fn::Sub": "${Table.Arn}/index/report"});
+    if query.is_empty() || !query.iter().all(on_index) {
+        p.push("CrmSyncRole: dynamodb:Query only on ${Table.Arn}/index/report".into());
+    }
+    p
+}
+
+#[test]
+fn the_sweep_schedules_crm_sync_with_query_on_the_report_index_only() {
+    let t = load_template();
+    assert_clean(check_sweep(&t));
+    let mut broken = t.clone();
+    broken["Resources"]["CrmSync"]["Properties"]["Events"]
+        .as_object_mut()
+        .unwrap()
+        .remove("Sweep");
+    assert!(!check_sweep(&broken).is_empty());
+}

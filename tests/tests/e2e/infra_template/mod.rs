@@ -217,6 +217,7 @@ const CRM_SYNC_ENV: &[&str] = &[
     config::CRM_WEBHOOK_URL,
     config::HUBSPOT_API_URL,
     config::MEDIA_QUEUE_URL,
+    config::WABRIDGE_FIRST_RESPONSE_SLA_MINUTES,
 ];
 const SENDER_ENV: &[&str] = &[
     config::WABRIDGE_TABLE,

@@ -126,6 +126,8 @@ pub fn plan(event: &Event, keywords: &ConsentKeywords) -> Result<Plan, PlanError
             Item::Conversation(c.clone()),
             vec![("conversation", Record::Conversation(*c))],
         )),
+        // Applied by crm-sync (`sync::conversation`): its records come from the store.
+        Item::Sweep(s) => Ok(Plan::records(Item::Sweep(s), Vec::new())),
         Item::AccountUpdate(_) => Ok(account::account(event, item)),
         Item::Unknown => Ok(account::unknown(event, item)),
     }

@@ -55,6 +55,8 @@ pub enum Item {
     MediaResult(Box<crate::media::job::MediaResultItem>),
     /// A conversation changed through the API (not from Meta).
     Conversation(Box<crate::conversations::ConversationRecord>),
+    /// A finding of the conversation sweep (not from Meta).
+    Sweep(crate::conversations::sweep::SweepItem),
     /// Not modelled: read `event.item` (raw JSON) and `event.field`.
     Unknown,
 }
@@ -76,6 +78,7 @@ pub fn parse_item(event: &Event) -> Result<Item, serde_json::Error> {
         EventKind::Erasure => Item::Erasure(serde_json::from_str(raw)?),
         EventKind::MediaResult => Item::MediaResult(Box::new(serde_json::from_str(raw)?)),
         EventKind::Conversation => Item::Conversation(Box::new(serde_json::from_str(raw)?)),
+        EventKind::Sweep => Item::Sweep(serde_json::from_str(raw)?),
         EventKind::Unknown => Item::Unknown,
     })
 }
