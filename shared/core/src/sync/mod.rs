@@ -12,6 +12,7 @@
 
 mod conversation;
 mod effects;
+mod signals;
 mod hooks;
 pub mod plan;
 
@@ -56,6 +57,8 @@ pub struct CrmSync {
     /// The business number whose events this instance lands (a registry's; see
     /// [`crate::numbers`]): activities carry it, so the CRM shows which line was written to.
     number: Option<crate::numbers::BusinessNumber>,
+    /// Where business alerts go (default: the log line only).
+    alerts: Arc<dyn crate::alerts::AlertSink>,
 }
 
 impl CrmSync {
@@ -77,7 +80,14 @@ impl CrmSync {
             media: None,
             conversations: None,
             number: None,
+            alerts: Arc::new(crate::alerts::LogAlerts),
         }
+    }
+
+    /// Business alerts ([`crate::alerts`]) of the events go to `sink`, once per event.
+    pub fn with_alerts(mut self, sink: Arc<dyn crate::alerts::AlertSink>) -> Self {
+        self.alerts = sink;
+        self
     }
 
     /// Conversations ([`crate::conversations`]): each message is folded into its thread's
@@ -167,6 +177,8 @@ impl CrmSync {
                 }
             }
         }
+        // Read before the records are sent; emitted once they are in the CRM.
+        let signals = crate::alerts::detect::of_event(event, &plan.item, &plan.records);
         let mut records = std::mem::take(&mut plan.records);
         for (_, r) in records.iter_mut() {
             let media = match r {
@@ -233,6 +245,9 @@ impl CrmSync {
                 metric = "phone_unverified",
                 "a wa_id the phone metadata does not know: kept with phone_verified=false"
             );
+        }
+        if let Some(outcome) = self.signal(event, &signals).await? {
+            return Ok(outcome);
         }
         let keys = plan.identity.keys();
         self.enqueue_media(event, &plan, &keys, phone.as_deref())
