@@ -21,7 +21,9 @@ use wabridge_sqlite::ledger::SqliteLedger;
 use wabridge_sqlite::{Db, SqliteAlerts, SqliteRecords};
 
 fn sample(name: &str) -> Vec<Event> {
-    let path = wabridge_tests::workspace_root().join("events/webhooks").join(name);
+    let path = wabridge_tests::workspace_root()
+        .join("events/webhooks")
+        .join(name);
     split(&std::fs::read(&path).unwrap(), 1_763_700_000_000).unwrap()
 }
 
@@ -120,7 +122,10 @@ async fn each_signal_is_emitted_once_when_an_event_is_delivered_again() {
     assert_eq!(sums.len(), expect.len(), "{sums:?}");
     // Meta's failed status counts a failure, not a second attempt of the send.
     assert!(!sums.contains_key(emf::SENDS_ATTEMPTED));
-    let red = lines.iter().find(|l| l.contains("NumberQualityRed")).unwrap();
+    let red = lines
+        .iter()
+        .find(|l| l.contains("NumberQualityRed"))
+        .unwrap();
     assert!(!red.contains("15550783881"), "a full number: {red}");
 }
 
@@ -141,7 +146,10 @@ async fn the_local_store_keeps_the_newest_state_and_counts_over_the_window() {
     };
     alerts.record(&quality("FLAGGED", true), now).await.unwrap();
     // An older event delivered late does not hide the flag.
-    alerts.record(&quality("UPGRADE", false), now - 60_000).await.unwrap();
+    alerts
+        .record(&quality("UPGRADE", false), now - 60_000)
+        .await
+        .unwrap();
     let outcome = |failed| Signal::SendOutcome {
         attempted: true,
         failed,
@@ -150,7 +158,10 @@ async fn the_local_store_keeps_the_newest_state_and_counts_over_the_window() {
     alerts.record(&outcome(false), now).await.unwrap();
     alerts.record(&outcome(true), now).await.unwrap();
     // Outside a one-hour window.
-    alerts.record(&outcome(true), now - 2 * 3_600_000).await.unwrap();
+    alerts
+        .record(&outcome(true), now - 2 * 3_600_000)
+        .await
+        .unwrap();
     let (states, counts) = alerts.read(now - 3_600_000).await.unwrap();
     assert_eq!(states.len(), 1, "{states:?}");
     assert_eq!(states[0].0, quality("FLAGGED", true));

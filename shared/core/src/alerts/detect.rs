@@ -109,10 +109,7 @@ pub fn template(field: &str, t: &TemplateStatusUpdate) -> Option<Signal> {
                 name,
                 language,
                 status: status.0,
-                reason: t
-                    .reason
-                    .clone()
-                    .filter(|r| !r.eq_ignore_ascii_case("NONE")),
+                reason: t.reason.clone().filter(|r| !r.eq_ignore_ascii_case("NONE")),
             })
         }
         // The 24-hour notice (`correct_category`) is not the change yet.
@@ -163,17 +160,61 @@ mod tests {
 
     #[test]
     fn quality_drops_and_red() {
-        let s = quality(r#"{"display_phone_number":"541150001111","event":"DOWNGRADE","current_limit":"TIER_1K","old_limit":"TIER_10K"}"#);
-        assert!(matches!(s, Signal::NumberQuality { drop: true, red: false, .. }), "{s:?}");
-        let s = quality(r#"{"display_phone_number":"1","event":"FLAGGED","current_limit":"TIER_2K"}"#);
-        assert!(matches!(&s, Signal::NumberQuality { drop: true, red: true, rating: Some(r), .. } if r == "RED"), "{s:?}");
-        let s = quality(r#"{"display_phone_number":"1","event":"THROUGHPUT_UPGRADE","current_limit":"TIER_10K","old_limit":"TIER_2K"}"#);
-        assert!(matches!(s, Signal::NumberQuality { drop: false, red: false, .. }), "{s:?}");
+        let s = quality(
+            r#"{"display_phone_number":"541150001111","event":"DOWNGRADE","current_limit":"TIER_1K","old_limit":"TIER_10K"}"#,
+        );
+        assert!(
+            matches!(
+                s,
+                Signal::NumberQuality {
+                    drop: true,
+                    red: false,
+                    ..
+                }
+            ),
+            "{s:?}"
+        );
+        let s =
+            quality(r#"{"display_phone_number":"1","event":"FLAGGED","current_limit":"TIER_2K"}"#);
+        assert!(
+            matches!(&s, Signal::NumberQuality { drop: true, red: true, rating: Some(r), .. } if r == "RED"),
+            "{s:?}"
+        );
+        let s = quality(
+            r#"{"display_phone_number":"1","event":"THROUGHPUT_UPGRADE","current_limit":"TIER_10K","old_limit":"TIER_2K"}"#,
+        );
+        assert!(
+            matches!(
+                s,
+                Signal::NumberQuality {
+                    drop: false,
+                    red: false,
+                    ..
+                }
+            ),
+            "{s:?}"
+        );
         // A lower limit is a drop whatever the event says.
-        let s = quality(r#"{"display_phone_number":"1","event":"ONBOARDING","current_limit":"TIER_250","old_limit":"TIER_2K"}"#);
-        assert!(matches!(s, Signal::NumberQuality { drop: true, .. }), "{s:?}");
-        let s = quality(r#"{"display_phone_number":"1","event":"UPGRADE","quality_rating":"yellow"}"#);
-        assert!(matches!(s, Signal::NumberQuality { drop: true, red: false, .. }), "{s:?}");
+        let s = quality(
+            r#"{"display_phone_number":"1","event":"ONBOARDING","current_limit":"TIER_250","old_limit":"TIER_2K"}"#,
+        );
+        assert!(
+            matches!(s, Signal::NumberQuality { drop: true, .. }),
+            "{s:?}"
+        );
+        let s =
+            quality(r#"{"display_phone_number":"1","event":"UPGRADE","quality_rating":"yellow"}"#);
+        assert!(
+            matches!(
+                s,
+                Signal::NumberQuality {
+                    drop: true,
+                    red: false,
+                    ..
+                }
+            ),
+            "{s:?}"
+        );
         assert!(!quality(r#"{"event":"UNFLAGGED"}"#).is_alert());
     }
 
@@ -181,32 +222,89 @@ mod tests {
     fn templates_blocked_and_recategorised() {
         let t = |json: &str| serde_json::from_str::<TemplateStatusUpdate>(json).unwrap();
         for status in ["PAUSED", "disabled", "REJECTED"] {
-            let s = template("message_template_status_update", &t(&format!(r#"{{"event":"{status}","message_template_name":"promo","message_template_language":"es_MX","reason":"NONE"}}"#)));
-            assert!(matches!(&s, Some(Signal::TemplateBlocked { status: st, reason: None, .. }) if *st == status.to_ascii_uppercase()), "{s:?}");
+            let s = template(
+                "message_template_status_update",
+                &t(&format!(
+                    r#"{{"event":"{status}","message_template_name":"promo","message_template_language":"es_MX","reason":"NONE"}}"#
+                )),
+            );
+            assert!(
+                matches!(&s, Some(Signal::TemplateBlocked { status: st, reason: None, .. }) if *st == status.to_ascii_uppercase()),
+                "{s:?}"
+            );
         }
-        assert_eq!(template("message_template_status_update", &t(r#"{"event":"APPROVED","message_template_name":"promo"}"#)), None);
-        let s = template("template_category_update", &t(r#"{"message_template_name":"promo","message_template_language":"pt_BR","previous_category":"UTILITY","new_category":"MARKETING"}"#));
-        assert_eq!(s, Some(Signal::TemplateCategory { name: "promo".into(), language: "pt_BR".into(), from: Some("UTILITY".into()), to: "MARKETING".into() }));
-        let notice = t(r#"{"message_template_name":"promo","new_category":"UTILITY","correct_category":"MARKETING","category_update_timestamp":1}"#);
+        assert_eq!(
+            template(
+                "message_template_status_update",
+                &t(r#"{"event":"APPROVED","message_template_name":"promo"}"#)
+            ),
+            None
+        );
+        let s = template(
+            "template_category_update",
+            &t(
+                r#"{"message_template_name":"promo","message_template_language":"pt_BR","previous_category":"UTILITY","new_category":"MARKETING"}"#,
+            ),
+        );
+        assert_eq!(
+            s,
+            Some(Signal::TemplateCategory {
+                name: "promo".into(),
+                language: "pt_BR".into(),
+                from: Some("UTILITY".into()),
+                to: "MARKETING".into()
+            })
+        );
+        let notice = t(
+            r#"{"message_template_name":"promo","new_category":"UTILITY","correct_category":"MARKETING","category_update_timestamp":1}"#,
+        );
         assert_eq!(template("template_category_update", &notice), None);
     }
 
     #[test]
     fn account_restrictions_not_tier_changes() {
-        let rec = |v: &str| crate::account::AccountRecord::of_value("a:1", "w", None, serde_json::from_str(v).unwrap());
+        let rec = |v: &str| {
+            crate::account::AccountRecord::of_value(
+                "a:1",
+                "w",
+                None,
+                serde_json::from_str(v).unwrap(),
+            )
+        };
         assert!(account(&rec(r#"{"event":"ACCOUNT_RESTRICTION","restriction_info":[{"restriction_type":"RESTRICTED_ADD_PHONE_NUMBER_ACTION"}]}"#)).is_some());
-        assert!(account(&rec(r#"{"event":"ACCOUNT_VIOLATION","violation_info":{"violation_type":"SCAM"}}"#)).is_some());
-        assert!(account(&rec(r#"{"event":"DISABLED_UPDATE","ban_info":{"waba_ban_state":"REINSTATE"}}"#)).is_some());
+        assert!(account(&rec(
+            r#"{"event":"ACCOUNT_VIOLATION","violation_info":{"violation_type":"SCAM"}}"#
+        ))
+        .is_some());
+        assert!(account(&rec(
+            r#"{"event":"DISABLED_UPDATE","ban_info":{"waba_ban_state":"REINSTATE"}}"#
+        ))
+        .is_some());
         assert!(account(&rec(r#"{"event":"PARTNER_ADDED"}"#)).is_none());
-        assert!(account(&rec(r#"{"event":"X","ban_info":{"waba_ban_state":"REINSTATE"}}"#)).is_none());
+        assert!(account(&rec(
+            r#"{"event":"X","ban_info":{"waba_ban_state":"REINSTATE"}}"#
+        ))
+        .is_none());
     }
 
     #[test]
     fn sweep_figures() {
-        assert_eq!(of_sweep(0, 0, 99), vec![Signal::Backlog { count: 0, oldest_wait_ms: 0 }]);
+        assert_eq!(
+            of_sweep(0, 0, 99),
+            vec![Signal::Backlog {
+                count: 0,
+                oldest_wait_ms: 0
+            }]
+        );
         assert_eq!(
             of_sweep(2, 5, 60_000),
-            vec![Signal::SlaBreach { count: 2 }, Signal::Backlog { count: 5, oldest_wait_ms: 60_000 }]
+            vec![
+                Signal::SlaBreach { count: 2 },
+                Signal::Backlog {
+                    count: 5,
+                    oldest_wait_ms: 60_000
+                }
+            ]
         );
     }
 }

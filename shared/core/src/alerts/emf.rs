@@ -52,7 +52,12 @@ pub const METRICS: &[&str] = &[
 /// The metrics (name, value, unit) of a signal and the one extra dimension (name, value) they
 /// also carry, if any.
 #[allow(clippy::type_complexity)]
-pub fn metrics(signal: &Signal) -> (Vec<(&'static str, f64, &'static str)>, Option<(&'static str, String)>) {
+pub fn metrics(
+    signal: &Signal,
+) -> (
+    Vec<(&'static str, f64, &'static str)>,
+    Option<(&'static str, String)>,
+) {
     let one = |name| (name, 1.0, "Count");
     match signal {
         Signal::NumberQuality {
@@ -67,15 +72,20 @@ pub fn metrics(signal: &Signal) -> (Vec<(&'static str, f64, &'static str)>, Opti
             }
             (m, Some(("BusinessNumber", redact::mask(number))))
         }
-        Signal::TemplateBlocked { status, .. } => {
-            (vec![one(TEMPLATES_BLOCKED)], Some(("TemplateStatus", status.clone())))
-        }
-        Signal::TemplateCategory { to, .. } => {
-            (vec![one(TEMPLATE_CATEGORY_CHANGES)], Some(("Category", to.clone())))
-        }
+        Signal::TemplateBlocked { status, .. } => (
+            vec![one(TEMPLATES_BLOCKED)],
+            Some(("TemplateStatus", status.clone())),
+        ),
+        Signal::TemplateCategory { to, .. } => (
+            vec![one(TEMPLATE_CATEGORY_CHANGES)],
+            Some(("Category", to.clone())),
+        ),
         Signal::AccountRestriction { event, .. } => (
             vec![one(ACCOUNT_RESTRICTIONS)],
-            Some(("AccountEvent", event.clone().unwrap_or_else(|| "UNKNOWN".into()))),
+            Some((
+                "AccountEvent",
+                event.clone().unwrap_or_else(|| "UNKNOWN".into()),
+            )),
         ),
         Signal::SlaBreach { count } => (vec![(SLA_BREACHES, *count as f64, "Count")], None),
         Signal::Backlog {

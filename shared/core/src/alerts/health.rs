@@ -244,7 +244,13 @@ impl Health {
         );
         let backlog = self.backlog.as_ref().map_or_else(
             || "not reported".to_string(),
-            |b| format!("{} awaiting a response, oldest {} s", b.count, b.oldest_wait_ms / 1000),
+            |b| {
+                format!(
+                    "{} awaiting a response, oldest {} s",
+                    b.count,
+                    b.oldest_wait_ms / 1000
+                )
+            },
         );
         let _ = writeln!(
             out,

@@ -166,7 +166,11 @@ pub fn log(signal: &Signal) {
         }
         Signal::SlaBreach { count } => {
             if *count > 0 {
-                tracing::warn!(alert = name, count, "business alert: conversations past their first-response SLA");
+                tracing::warn!(
+                    alert = name,
+                    count,
+                    "business alert: conversations past their first-response SLA"
+                );
             }
         }
         Signal::Backlog {
@@ -174,7 +178,12 @@ pub fn log(signal: &Signal) {
             oldest_wait_ms,
         } => {
             if *count > 0 {
-                tracing::warn!(alert = name, count, oldest_wait_ms, "business alert: conversations awaiting a response");
+                tracing::warn!(
+                    alert = name,
+                    count,
+                    oldest_wait_ms,
+                    "business alert: conversations awaiting a response"
+                );
             }
         }
         Signal::SendOutcome { code, .. } => {

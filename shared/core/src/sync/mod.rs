@@ -12,9 +12,9 @@
 
 mod conversation;
 mod effects;
-mod signals;
 mod hooks;
 pub mod plan;
+mod signals;
 
 use std::sync::Arc;
 use std::time::Duration;

@@ -39,7 +39,9 @@ impl CrmSync {
             // counted twice is better than an alert lost.
             Claim::Proceed { .. } => {}
         }
-        let at = event.entry_time.map_or(event.received_at, |t| t.saturating_mul(1000));
+        let at = event
+            .entry_time
+            .map_or(event.received_at, |t| t.saturating_mul(1000));
         for signal in signals {
             if let Err(e) = self.alerts.record(signal, at).await {
                 self.ledger.abandon(&id).await?;

@@ -88,7 +88,11 @@ fn check_business_alarms(t: &Value, lines: &[Value]) -> Vec<String> {
     let watched = watched(t);
     let mut seen = BTreeSet::new();
     for line in lines {
-        for d in line["_aws"]["CloudWatchMetrics"].as_array().into_iter().flatten() {
+        for d in line["_aws"]["CloudWatchMetrics"]
+            .as_array()
+            .into_iter()
+            .flatten()
+        {
             let ns = d["Namespace"].as_str().unwrap_or("");
             let dimensionless = d["Dimensions"]
                 .as_array()
@@ -99,7 +103,9 @@ fn check_business_alarms(t: &Value, lines: &[Value]) -> Vec<String> {
                     p.push(format!("EMF metric {name} has no value in its line"));
                 }
                 if !dimensionless {
-                    p.push(format!("EMF metric {name} has no series without dimensions"));
+                    p.push(format!(
+                        "EMF metric {name} has no series without dimensions"
+                    ));
                 }
                 seen.insert(name.clone());
                 if DASHBOARD_ONLY.contains(&name.as_str()) {
@@ -130,10 +136,22 @@ async fn the_business_alarm_check_catches_a_removed_alarm_and_a_renamed_metric()
     let lines = lines_of_every_signal().await;
     let template = load_template();
     for (alarm, problem) in [
-        ("NumberQualityRedAlarm", "no alarm on wabridge NumberQualityRed"),
-        ("TemplatesBlockedAlarm", "no alarm on wabridge TemplatesBlocked"),
-        ("TemplateCategoryChangeAlarm", "no alarm on wabridge TemplateCategoryChanges"),
-        ("AccountRestrictionAlarm", "no alarm on wabridge AccountRestrictions"),
+        (
+            "NumberQualityRedAlarm",
+            "no alarm on wabridge NumberQualityRed",
+        ),
+        (
+            "TemplatesBlockedAlarm",
+            "no alarm on wabridge TemplatesBlocked",
+        ),
+        (
+            "TemplateCategoryChangeAlarm",
+            "no alarm on wabridge TemplateCategoryChanges",
+        ),
+        (
+            "AccountRestrictionAlarm",
+            "no alarm on wabridge AccountRestrictions",
+        ),
         ("SlaBreachAlarm", "no alarm on wabridge SlaBreaches"),
         ("BacklogAlarm", "no alarm on wabridge Backlog"),
         ("SendFailureRateAlarm", "no alarm on wabridge SendsFailed"),
@@ -151,12 +169,24 @@ async fn the_business_alarm_check_catches_a_removed_alarm_and_a_renamed_metric()
     let mut silent = template;
     silent["Resources"]["NumberQualityRedAlarm"]["Properties"]["AlarmActions"] = json!([]);
     let p = check_business_alarms(&silent, &lines);
-    assert!(p.iter().any(|p| p == "no alarm on wabridge NumberQualityRed"), "{p:?}");
+    assert!(
+        p.iter()
+            .any(|p| p == "no alarm on wabridge NumberQualityRed"),
+        "{p:?}"
+    );
     // A metric renamed in the code: its line names a series no alarm watches.
     let mut lines = lines;
     lines[0]["_aws"]["CloudWatchMetrics"][0]["Metrics"][1]["Name"] = json!("NumberQualityLow");
     lines[0]["NumberQualityLow"] = json!(1);
     let p = check_business_alarms(&load_template(), &lines);
-    assert!(p.iter().any(|p| p == "no alarm on wabridge NumberQualityLow"), "{p:?}");
-    assert!(p.iter().any(|p| p == "no EMF line carries NumberQualityRed"), "{p:?}");
+    assert!(
+        p.iter()
+            .any(|p| p == "no alarm on wabridge NumberQualityLow"),
+        "{p:?}"
+    );
+    assert!(
+        p.iter()
+            .any(|p| p == "no EMF line carries NumberQualityRed"),
+        "{p:?}"
+    );
 }

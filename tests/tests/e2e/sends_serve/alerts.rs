@@ -21,14 +21,29 @@ async fn health_shows_a_red_number_a_paused_template_and_the_failed_send_rate() 
     let gw = start(dir.path(), Some(&front.url));
 
     // Three sends: two accepted by Meta (Prism), one refused (131026 from the front).
-    let ok1 = send_ok(&gw, template("+525512340101", "order_confirmation", "UTILITY")).await;
-    let ok2 = send_ok(&gw, template("+525512340102", "order_confirmation", "UTILITY")).await;
-    let bad = send_ok(&gw, template(UNDELIVERABLE, "order_confirmation", "UTILITY")).await;
+    let ok1 = send_ok(
+        &gw,
+        template("+525512340101", "order_confirmation", "UTILITY"),
+    )
+    .await;
+    let ok2 = send_ok(
+        &gw,
+        template("+525512340102", "order_confirmation", "UTILITY"),
+    )
+    .await;
+    let bad = send_ok(
+        &gw,
+        template(UNDELIVERABLE, "order_confirmation", "UTILITY"),
+    )
+    .await;
     let sent = wait_state(&gw, &ok1, "sent").await;
     wait_state(&gw, &ok2, "sent").await;
     wait_state(&gw, &bad, "failed").await;
     // Meta then drops one of the accepted ones: a `failed` status, delivered twice.
-    let wamid = sent["wamid"].as_str().unwrap_or("wamid.alerts.1").to_string();
+    let wamid = sent["wamid"]
+        .as_str()
+        .unwrap_or("wamid.alerts.1")
+        .to_string();
     for _ in 0..2 {
         status(
             &gw,
@@ -74,8 +89,14 @@ async fn health_shows_a_red_number_a_paused_template_and_the_failed_send_rate() 
     assert!(templates.iter().all(|t| t["status"] != "APPROVED"));
 
     let table = health(&gw, "table");
-    assert!(table.contains("155******81") && table.contains("RED"), "{table}");
-    assert!(table.contains("promo_julio") && table.contains("PAUSED"), "{table}");
+    assert!(
+        table.contains("155******81") && table.contains("RED"),
+        "{table}"
+    );
+    assert!(
+        table.contains("promo_julio") && table.contains("PAUSED"),
+        "{table}"
+    );
     assert!(table.contains("3 attempted, 2 failed"), "{table}");
     let out = gw.cli(&["report", "health", "--format", "csv"], &[]);
     assert!(!out.status.success());
