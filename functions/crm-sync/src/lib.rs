@@ -78,7 +78,8 @@ pub async fn cold_start() -> Result<(App, Sweeper), lambda_runtime::Error> {
         engine.conversations(idle, ledger_retention),
         sla,
         queue.clone(),
-    );
+    )
+    .with_alerts(Arc::new(wabridge_aws::emf::EmfAlerts::stdout()));
     let mut sync = engine
         .crm_sync(
             crm,

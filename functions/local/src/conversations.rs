@@ -48,7 +48,8 @@ pub fn spawn_sweeper(
         SqliteEngine::new(db.clone()).conversations(idle_ms(env)?),
         policy,
         Arc::new(SqliteQueue::new(db.clone(), EVENTS_QUEUE)),
-    );
+    )
+    .with_alerts(Arc::new(SqliteEngine::new(db.clone()).alerts()));
     Ok(sweeper.spawn(interval, stop))
 }
 

@@ -9,6 +9,7 @@ mod crm_sync;
 mod data;
 mod erase;
 mod error;
+mod health;
 mod loadgen;
 mod media;
 mod media_direct;
@@ -346,6 +347,18 @@ enum ReportWhat {
         #[command(flatten)]
         data: DataArg,
     },
+    /// Business alerts: quality per number, templates not APPROVED, account restrictions,
+    /// the failed-send rate, SLA breaches and backlog (local store).
+    Health {
+        /// Look-back of the counters (failed sends, SLA breaches): 24h, 7d, ...
+        #[arg(long, default_value = "24h")]
+        window: String,
+        /// table or json.
+        #[arg(long, default_value = "table")]
+        format: String,
+        #[command(flatten)]
+        data: DataArg,
+    },
 }
 
 /// Which queues `dead-letters` works on: the local store (default), or SQS when `--dlq-url`
@@ -484,6 +497,14 @@ async fn run(command: Command) -> Result<(), CliError> {
             let (table, by) = (table.as_deref(), by.as_deref());
             conversation_report::report(&data.data, table, &since, by, &format).await
         }
+        Command::Report {
+            what:
+                ReportWhat::Health {
+                    window,
+                    format,
+                    data,
+                },
+        } => health::report(&data.data, &window, &format).await,
         Command::Numbers {
             action: NumbersAction::List { json, data },
         } => numbers::list(&data.data, json),

@@ -99,7 +99,8 @@ pub fn spawn_sender(
         Arc::new(GraphClient::new(config.clone())),
         Arc::new(RateLimiter::for_instances(rate, 1)),
     )
-    .with_policy(policy);
+    .with_policy(policy)
+    .with_alerts(Arc::new(SqliteEngine::new(db.clone()).alerts()));
     // Each number sends with its own token and path, at its own pace.
     // Files go to Meta from the same number, with the same token, as the messages.
     let uploader = |config: GraphConfig| {

@@ -172,7 +172,9 @@ pub fn build_with_media(
     // The sender serves no HTTP.
     let sends = engine.sends(queue.clone(), Arc::new(events), Arc::new(ApiKeys::none()));
     let templates = sends.policy.templates.clone();
-    let mut sender = Sender::new(sends, Arc::new(graph), Arc::new(limiter)).with_policy(policy);
+    let mut sender = Sender::new(sends, Arc::new(graph), Arc::new(limiter))
+        .with_policy(policy)
+        .with_alerts(Arc::new(wabridge_aws::emf::EmfAlerts::stdout()));
     if let Some(media) = media {
         sender = sender.with_media(media);
     }

@@ -239,5 +239,6 @@ impl AwsEngine {
         )
         .with_attribution(Arc::new(DynamoAttribution::new(dynamo, table)), attribution)
         .with_hooks(hooks)
+        .with_alerts(Arc::new(crate::emf::EmfAlerts::stdout()))
     }
 }

@@ -6,6 +6,7 @@
 //! a CRM adapter or reqwest.
 
 pub mod dynamo;
+pub mod emf;
 pub mod engine;
 #[cfg(feature = "http")]
 pub mod function_url;

@@ -10,6 +10,7 @@
 
 pub mod account;
 pub mod agents;
+pub mod alerts;
 pub mod api;
 pub mod attribution;
 pub mod audit;

@@ -118,6 +118,12 @@ impl SqliteEngine {
             Arc::new(mapping),
         )
         .with_attribution(Arc::new(attribution_store), attribution)
-        .with_hooks(Arc::new(SendingHooks::new(sends))))
+        .with_hooks(Arc::new(SendingHooks::new(sends)))
+        .with_alerts(Arc::new(self.alerts())))
+    }
+
+    /// Business alerts over the file: warn lines and the state `wabridge report health` reads.
+    pub fn alerts(&self) -> crate::SqliteAlerts {
+        crate::SqliteAlerts::new(self.db.clone())
     }
 }

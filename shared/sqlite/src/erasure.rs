@@ -114,6 +114,14 @@ pub const TABLES: &[(&str, &str)] = &[
         "nothing personal: Meta's media ids by file SHA-256 and number (purged after 7 days)",
     ),
     (
+        "alert_state",
+        "nothing personal: business numbers, WABA ids, template names (kept 30 days)",
+    ),
+    (
+        "alert_counts",
+        "nothing personal: per-minute counts of failed sends and SLA breaches (kept 30 days)",
+    ),
+    (
         "oauth_tokens",
         "nothing personal: a CRM connection's OAuth tokens (credentials, replaced on refresh)",
     ),

@@ -8,6 +8,7 @@
 //! May depend on `wabridge-core` (the ports it implements) and rusqlite with a bundled SQLite;
 //! never on the AWS engine, a CRM adapter or an HTTP client.
 
+pub mod alerts;
 pub mod attribution;
 pub mod audit;
 pub mod checkpoint;
@@ -34,6 +35,7 @@ pub mod templates;
 mod testing;
 pub mod window;
 
+pub use alerts::SqliteAlerts;
 pub use audit::SqliteAudit;
 pub use checkpoint::CheckpointPolicy;
 pub use consent::SqliteConsent;

@@ -1,6 +1,7 @@
 //! Integration tests of the core library over real SQLite files and local HTTP servers.
 //! One test binary, so the dependency tree is linked once.
 
+mod alerts;
 mod attribution_conversions;
 mod attribution_sqlite;
 mod changes_calls;

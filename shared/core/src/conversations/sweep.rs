@@ -16,6 +16,8 @@ use serde::{Deserialize, Serialize};
 
 use super::sla::SlaPolicy;
 use super::{CloseReason, ConversationState, Conversations, Write, ATTEMPTS};
+use crate::alerts::detect::of_sweep;
+use crate::alerts::{AlertSink, LogAlerts};
 use crate::config::{ConfigError, Settings, WABRIDGE_SWEEP_INTERVAL};
 use crate::error::StoreError;
 use crate::event::{Event, EventKind};
@@ -129,6 +131,7 @@ pub struct Sweeper {
     conversations: Conversations,
     policy: Arc<SlaPolicy>,
     events: Arc<dyn Queue>,
+    alerts: Arc<dyn AlertSink>,
 }
 
 impl Sweeper {
@@ -137,7 +140,16 @@ impl Sweeper {
             conversations,
             policy: Arc::new(policy),
             events,
+            alerts: Arc::new(LogAlerts),
         }
+    }
+
+    /// Where each sweep's backlog goes as a business signal (EMF on AWS, the local alert
+    /// state). Breaches are signalled by crm-sync when it writes them: a finding queued by
+    /// this sweep may still be answered, and is found again by the next sweep until written.
+    pub fn with_alerts(mut self, alerts: Arc<dyn AlertSink>) -> Self {
+        self.alerts = alerts;
+        self
     }
 
     /// One sweep at `now`: queues an event per finding, returns what it found.
@@ -177,6 +189,9 @@ impl Sweeper {
         (report.backlog, report.oldest_wait_ms) = (b.count, b.oldest_wait_ms);
         for chunk in events.chunks(10) {
             self.events.send_batch(chunk).await?;
+        }
+        for signal in of_sweep(0, report.backlog, report.oldest_wait_ms) {
+            self.alerts.record(&signal, now).await?;
         }
         tracing::info!(
             breaches = report.breaches,

@@ -13,6 +13,7 @@ pub mod policy;
 pub mod ratelimit;
 pub mod request;
 pub mod sender;
+mod sender_alerts;
 pub mod service;
 pub mod status;
 pub mod store;

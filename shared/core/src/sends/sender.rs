@@ -6,6 +6,7 @@ use std::time::Duration;
 
 use async_trait::async_trait;
 
+use crate::alerts::{AlertSink, LogAlerts};
 use crate::breaker::{Admit, CircuitBreaker};
 use crate::clock::now_ms;
 use crate::consumer::{Handler, Outcome};
@@ -44,6 +45,8 @@ pub struct Sender {
     pub lines: std::collections::HashMap<String, (Arc<dyn MessageApi>, Arc<RateLimiter>)>,
     /// Each registered number's uploader: a file goes to Meta from the number that sends it.
     pub line_media: std::collections::HashMap<String, Arc<MediaUploader>>,
+    /// Where each send's outcome goes, for the failed-send rate ([`crate::alerts`]).
+    pub alerts: Arc<dyn AlertSink>,
 }
 
 impl Sender {
@@ -58,6 +61,7 @@ impl Sender {
             media: None,
             lines: Default::default(),
             line_media: Default::default(),
+            alerts: Arc::new(LogAlerts),
         }
     }
 
@@ -126,7 +130,12 @@ impl Sender {
             .transition(id, to, error.as_ref(), wamid, now_ms())
             .await
         {
-            Ok(Some((record, _))) => self.report(&record).await,
+            Ok(Some((record, moved))) => {
+                if moved {
+                    self.count(to, error.as_ref()).await;
+                }
+                self.report(&record).await
+            }
             Ok(None) => Outcome::Done,
             Err(e) => retry_store(&e),
         }
@@ -319,7 +328,12 @@ impl Sender {
                 .transition(id, SendState::Sent, None, wamid, now_ms())
                 .await
             {
-                Ok(_) => return Outcome::Done,
+                Ok(moved) => {
+                    if moved.is_some_and(|(_, moved)| moved) {
+                        self.count(SendState::Sent, None).await;
+                    }
+                    return Outcome::Done;
+                }
                 Err(e) if tries < 5 => {
                     tries += 1;
                     tracing::warn!(send_id = %id, error = %e, "recording sent failed; retrying");

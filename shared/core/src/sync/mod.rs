@@ -14,6 +14,7 @@ mod conversation;
 mod effects;
 mod hooks;
 pub mod plan;
+mod signals;
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -56,6 +57,8 @@ pub struct CrmSync {
     /// The business number whose events this instance lands (a registry's; see
     /// [`crate::numbers`]): activities carry it, so the CRM shows which line was written to.
     number: Option<crate::numbers::BusinessNumber>,
+    /// Where business alerts go (default: the log line only).
+    alerts: Arc<dyn crate::alerts::AlertSink>,
 }
 
 impl CrmSync {
@@ -77,7 +80,14 @@ impl CrmSync {
             media: None,
             conversations: None,
             number: None,
+            alerts: Arc::new(crate::alerts::LogAlerts),
         }
+    }
+
+    /// Business alerts ([`crate::alerts`]) of the events go to `sink`, once per event.
+    pub fn with_alerts(mut self, sink: Arc<dyn crate::alerts::AlertSink>) -> Self {
+        self.alerts = sink;
+        self
     }
 
     /// Conversations ([`crate::conversations`]): each message is folded into its thread's
@@ -167,6 +177,8 @@ impl CrmSync {
                 }
             }
         }
+        // Read before the records are sent; emitted once they are in the CRM.
+        let mut signals = crate::alerts::detect::of_event(event, &plan.item, &plan.records);
         let mut records = std::mem::take(&mut plan.records);
         for (_, r) in records.iter_mut() {
             let media = match r {
@@ -210,7 +222,13 @@ impl CrmSync {
             extra.extend(changed);
         }
         if let Item::Sweep(item) = &plan.item {
-            extra.extend(self.swept(item).await?);
+            let swept = self.swept(item).await?;
+            // Signalled here, where the breach is written (once per conversation: the
+            // event's key), not by the sweep that found it.
+            if swept.iter().any(|(name, _)| *name == "sla_breach") {
+                signals.push(crate::alerts::Signal::SlaBreach { count: 1 });
+            }
+            extra.extend(swept);
         }
         // Validate everything before any effect: a bad record never reaches the CRM.
         let write_contact = plan.upsert_contact || created;
@@ -236,6 +254,9 @@ impl CrmSync {
                 metric = "phone_unverified",
                 "a wa_id the phone metadata does not know: kept with phone_verified=false"
             );
+        }
+        if let Some(outcome) = self.signal(event, &signals).await? {
+            return Ok(outcome);
         }
         let keys = plan.identity.keys();
         self.enqueue_media(event, &plan, &keys, phone.as_deref())

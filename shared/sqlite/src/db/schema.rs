@@ -24,6 +24,7 @@ const SCHEMAS: &[&str] = &[
     crate::media_uploads::SCHEMA,
     crate::oauth_tokens::SCHEMA,
     crate::conversations::SCHEMA,
+    crate::alerts::SCHEMA,
 ];
 
 /// Current schema version, kept in `PRAGMA user_version`.

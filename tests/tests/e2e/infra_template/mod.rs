@@ -9,6 +9,7 @@
 
 mod access;
 mod alarms;
+mod business_alarms;
 mod data;
 mod env;
 mod functions;
