@@ -190,7 +190,8 @@ impl Sweeper {
         for chunk in events.chunks(10) {
             self.events.send_batch(chunk).await?;
         }
-        for signal in of_sweep(0, report.backlog, report.oldest_wait_ms) {
+        let (backlog, oldest) = (report.backlog as u64, report.oldest_wait_ms.unwrap_or(0));
+        for signal in of_sweep(0, backlog, oldest) {
             self.alerts.record(&signal, now).await?;
         }
         tracing::info!(

@@ -213,7 +213,7 @@ impl Crm for ZohoCrm {
                 self.skip(effect, "calls are not logged in Zoho yet");
                 Ok(())
             }
-            Record::Conversation(_) => {
+            Record::Conversation(_) | Record::SlaBreach(_) => {
                 self.skip(effect, "conversations are not written to Zoho yet");
                 Ok(())
             }
