@@ -7,7 +7,7 @@ use rusqlite::{params, Connection, OptionalExtension};
 
 use super::db::{sql_err, Clock, Db};
 use wabridge_core::conversations::{
-    ConversationState, ConversationStore, Loaded, MessageMark, Write,
+    thread_key, ConversationState, ConversationStore, Loaded, MessageMark, Write,
 };
 use wabridge_core::error::StoreError;
 
@@ -238,6 +238,37 @@ impl ConversationStore for SqliteConversations {
         let id = id.to_string();
         self.db
             .read(move |c| Ok(get_in(c, &id)?.map(|(_, state)| state)))
+            .await
+    }
+
+    async fn latest(
+        &self,
+        contact_id: &str,
+        number: Option<&str>,
+    ) -> Result<Option<ConversationState>, StoreError> {
+        let (contact_id, number) = (contact_id.to_string(), number.map(str::to_string));
+        self.db
+            .read(move |c| {
+                let id: Option<String> = match number {
+                    Some(number) => c
+                        .prepare_cached("SELECT id FROM conversation_heads WHERE thread = ?1")
+                        .and_then(|mut s| {
+                            s.query_row(params![thread_key(&contact_id, &number)], |r| r.get(0))
+                                .optional()
+                        }),
+                    None => c
+                        .prepare_cached(
+                            "SELECT id FROM conversations WHERE contact_id = ?1
+                             ORDER BY opened_at DESC, id DESC LIMIT 1",
+                        )
+                        .and_then(|mut s| s.query_row(params![contact_id], |r| r.get(0)).optional()),
+                }
+                .map_err(sql_err)?;
+                match id {
+                    Some(id) => Ok(get_in(c, &id)?.map(|(_, state)| state)),
+                    None => Ok(None),
+                }
+            })
             .await
     }
 }

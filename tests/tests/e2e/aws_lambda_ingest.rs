@@ -74,6 +74,8 @@ impl Stack {
                 template_languages: Default::default(),
                 media_bucket: None,
                 media_links: None,
+                catalogues: Default::default(),
+                conversation_idle_ms: 24 * 3_600_000,
             },
         )
     }
@@ -278,6 +280,8 @@ async fn an_unreachable_store_is_a_503_not_a_500() {
             template_languages: Default::default(),
             media_bucket: None,
             media_links: None,
+            catalogues: Default::default(),
+            conversation_idle_ms: 24 * 3_600_000,
         },
     );
     let resp = handle(&api, request("function-url-webhook-post.json"))
@@ -356,6 +360,8 @@ async fn the_lambda_serves_sends_and_links_with_the_api_key_over_dynamodb_and_sq
             .unwrap(),
             media_bucket: None,
             media_links: None,
+            catalogues: Default::default(),
+            conversation_idle_ms: 24 * 3_600_000,
         },
     );
     let body = r#"{"to": "+52 1 55 1234 5678", "template": "order_update", "language": "es_MX", "category": "UTILITY"}"#;

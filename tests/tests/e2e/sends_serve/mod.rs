@@ -9,6 +9,7 @@
 //! not written by inbound messages, a send that ends in the sender not reported to the CRM (or
 //! reported twice).
 
+mod conversation_tags;
 mod conversations;
 mod crm;
 mod delivery;
