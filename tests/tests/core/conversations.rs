@@ -8,7 +8,6 @@ use std::sync::Arc;
 use serde_json::Value;
 use wabridge_core::consumer::{Handler, Outcome};
 use wabridge_core::event::Event;
-use wabridge_core::mapping::Mapping;
 use wabridge_core::queue::Delivery;
 use wabridge_crm::local::LocalCrm;
 use wabridge_sqlite::attribution::SqliteAttribution;
