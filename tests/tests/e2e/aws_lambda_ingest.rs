@@ -456,6 +456,8 @@ async fn the_lambda_serves_sends_and_links_with_the_api_key_over_dynamodb_and_sq
             attribution: Default::default(),
             conversions: None,
             audit_retention: wabridge_tests::AUDIT_RETENTION,
+            events_queue_url: None,
+            conversation_idle_ms: 24 * 3_600_000,
         },
     );
     let resp = handle(&links, api_request("POST", "/links", link, Some("wrong")))
@@ -575,6 +577,8 @@ async fn without_an_api_key_the_lambda_fails_closed_and_without_a_sends_queue_se
             attribution: Default::default(),
             conversions: None,
             audit_retention: wabridge_tests::AUDIT_RETENTION,
+            events_queue_url: None,
+            conversation_idle_ms: 24 * 3_600_000,
         },
     );
     let resp = handle(&links, api_request("POST", "/links", link, Some("any")))

@@ -193,8 +193,8 @@ impl ConversationUpdates {
 
     /// Makes the target's outcome `converted` with the conversion's value; `None` when the
     /// contact has no such conversation. Once per conversion: the same `event_id` again
-    /// changes nothing, and queues the change again only while it is the conversation's latest
-    /// (its first queueing may have failed; the ledger drops a duplicate).
+    /// changes and queues nothing (a queued copy would wait out the ledger's lease behind the
+    /// first), so a change whose queueing failed reaches the CRM with the next one.
     pub async fn converted(
         &self,
         target: &Target,
@@ -219,18 +219,7 @@ impl ConversationUpdates {
             conversion: Some(conversion.clone()),
             ..Change::default()
         };
-        let Some((state, changed)) = self
-            .conversations
-            .update(&id, &change, crate::clock::now_ms())
-            .await?
-        else {
-            return Ok(None);
-        };
-        let latest = state.last_event.as_deref() == Some(&conversion_key(&conversion.event_id));
-        if changed || latest {
-            self.queue(&state).await?;
-        }
-        Ok(Some(state))
+        self.apply(&id, &change).await
     }
 
     async fn queue(&self, state: &ConversationState) -> Result<(), StoreError> {
