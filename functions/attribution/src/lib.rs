@@ -113,8 +113,9 @@ pub fn build_api(sdk: &SdkConfig, settings: Settings) -> Api {
     match settings.events_queue_url {
         Some(url) => {
             let engine = wabridge_aws::engine::AwsEngine::new(sdk, settings.table);
-            service = service
-                .with_conversations(engine.conversation_updates(settings.conversation_idle_ms, url));
+            service = service.with_conversations(
+                engine.conversation_updates(settings.conversation_idle_ms, url),
+            );
         }
         None => tracing::warn!(
             "{} is not set: conversions do not set their conversation's outcome",

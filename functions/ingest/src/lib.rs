@@ -22,9 +22,9 @@ use wabridge_core::audit;
 use wabridge_core::auth::ApiKeys;
 use wabridge_core::config;
 use wabridge_core::conversations::route::{Catalogues, ConversationsRoute};
-use wabridge_core::mapping::Mapping;
 use wabridge_core::dedupe::DEFAULT_DEDUPE_TTL;
 use wabridge_core::ingest::{IngestConfig, IngestService};
+use wabridge_core::mapping::Mapping;
 use wabridge_core::media::direct::UploadsRoute;
 use wabridge_core::media::links::LinkSigner;
 use wabridge_core::media::serve::MediaAccess;
@@ -138,7 +138,10 @@ fn mapping<F: Fn(&str) -> Option<String>>(
     };
     loaded.map_err(|e| config::ConfigError::Invalid {
         name: config::WABRIDGE_MAPPING,
-        value: format!("{} ({e})", path.as_deref().unwrap_or("the CRM_KIND example")),
+        value: format!(
+            "{} ({e})",
+            path.as_deref().unwrap_or("the CRM_KIND example")
+        ),
         expected: "a mapping wabridge can load (see mappings/)",
     })
 }

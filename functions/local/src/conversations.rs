@@ -27,7 +27,8 @@ fn catalogues() -> Result<Catalogues, CliError> {
 /// Changes written to the file, then queued on its events queue for crm-sync (`wabridge
 /// serve` delivers them to the CRM).
 pub fn updates(db: &Db) -> Result<ConversationUpdates, CliError> {
-    let conversations = SqliteEngine::new(db.clone()).conversations(idle_ms(|n| std::env::var(n).ok())?);
+    let conversations =
+        SqliteEngine::new(db.clone()).conversations(idle_ms(|n| std::env::var(n).ok())?);
     Ok(ConversationUpdates::new(
         conversations,
         Arc::new(SqliteQueue::new(db.clone(), EVENTS_QUEUE)),

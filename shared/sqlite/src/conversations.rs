@@ -256,12 +256,13 @@ impl ConversationStore for SqliteConversations {
                             s.query_row(params![thread_key(&contact_id, &number)], |r| r.get(0))
                                 .optional()
                         }),
-                    None => c
-                        .prepare_cached(
+                    None => {
+                        c.prepare_cached(
                             "SELECT id FROM conversations WHERE contact_id = ?1
                              ORDER BY opened_at DESC, id DESC LIMIT 1",
                         )
-                        .and_then(|mut s| s.query_row(params![contact_id], |r| r.get(0)).optional()),
+                        .and_then(|mut s| s.query_row(params![contact_id], |r| r.get(0)).optional())
+                    }
                 }
                 .map_err(sql_err)?;
                 match id {

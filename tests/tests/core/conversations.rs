@@ -7,15 +7,15 @@ use std::sync::Arc;
 
 use serde_json::Value;
 use wabridge_core::consumer::{Handler, Outcome};
+use wabridge_core::conversations::route::Catalogues;
+use wabridge_core::conversations::update::{ConversationUpdates, Converted, Target};
 use wabridge_core::event::Event;
 use wabridge_core::queue::Delivery;
+use wabridge_core::queue::Queue;
 use wabridge_crm::local::LocalCrm;
 use wabridge_sqlite::attribution::SqliteAttribution;
 use wabridge_sqlite::identity::SqliteIdentityStore;
 use wabridge_sqlite::ledger::SqliteLedger;
-use wabridge_core::conversations::route::Catalogues;
-use wabridge_core::conversations::update::{ConversationUpdates, Converted, Target};
-use wabridge_core::queue::Queue;
 use wabridge_sqlite::{Db, SqliteEngine, SqliteQueue, SqliteRecords, EVENTS_QUEUE};
 use wabridge_tests::conversation_day as day;
 
@@ -165,7 +165,12 @@ async fn a_scripted_day_gives_each_conversation_its_exact_first_response() {
         at: (day::T0 + 3 * day::HOUR) * 1000,
     };
     for _ in 0..2 {
-        let state = env.updates.converted(&target, &sale).await.unwrap().unwrap();
+        let state = env
+            .updates
+            .converted(&target, &sale)
+            .await
+            .unwrap()
+            .unwrap();
         assert_eq!(state.record.id, mariana.as_str().unwrap());
     }
     // Each once: the same tag or conversion again changes and queues nothing.
@@ -185,7 +190,12 @@ async fn a_scripted_day_gives_each_conversation_its_exact_first_response() {
         contact_id: "c_nobody".into(),
         ..target
     };
-    assert!(env.updates.converted(&nobody, &sale).await.unwrap().is_none());
+    assert!(env
+        .updates
+        .converted(&nobody, &sale)
+        .await
+        .unwrap()
+        .is_none());
 
     env.deliver_twice(&day::next_day()).await;
     let all = day::latest(&env.lines("conversation").await);

@@ -11,17 +11,17 @@ use std::time::Duration;
 use serde_json::Value;
 use wabridge_aws::dynamo::identity::DynamoIdentityStore;
 use wabridge_aws::dynamo::ledger::DynamoLedger;
+use wabridge_aws::sqs::SqsQueue;
+use wabridge_core::api::Api;
 use wabridge_core::consumer::{Handler, Outcome};
 use wabridge_core::event::Event;
+use wabridge_core::http::{Method, Request};
 use wabridge_core::mapping::Mapping;
 use wabridge_core::queue::Delivery;
+use wabridge_core::queue::Queue;
 use wabridge_core::sync::CrmSync;
 use wabridge_crm::webhook::WebhookCrm;
 use wabridge_tests::conversation_day as day;
-use wabridge_aws::sqs::SqsQueue;
-use wabridge_core::api::Api;
-use wabridge_core::http::{Method, Request};
-use wabridge_core::queue::Queue;
 use wabridge_tests::{create_queues, create_table, require_aws, unique_name};
 
 const KEY: &str = "conversations-aws-admin-key";
@@ -162,12 +162,34 @@ async fn a_scripted_day_of_conversations_over_dynamodb_reaches_the_webhook_crm_o
     let joao = morning[1]["id"].as_str().unwrap();
     let tags = format!("/conversations/{joao}/tags");
     for _ in 0..2 {
-        let (status, v) = call(&ingest, Method::Post, &tags, serde_json::json!({"tags": ["vip"]})).await;
+        let (status, v) = call(
+            &ingest,
+            Method::Post,
+            &tags,
+            serde_json::json!({"tags": ["vip"]}),
+        )
+        .await;
         assert_eq!(status, 200, "{v}");
     }
-    let (status, v) = call(&ingest, Method::Post, &tags, serde_json::json!({"tags": ["gold"]})).await;
-    assert_eq!((status, v["error"]["code"].as_str()), (422, Some("unknown_tag")), "{v}");
-    let (status, v) = call(&ingest, Method::Patch, "/conversations/cnv_missing", serde_json::json!({"outcome": "lost"})).await;
+    let (status, v) = call(
+        &ingest,
+        Method::Post,
+        &tags,
+        serde_json::json!({"tags": ["gold"]}),
+    )
+    .await;
+    assert_eq!(
+        (status, v["error"]["code"].as_str()),
+        (422, Some("unknown_tag")),
+        "{v}"
+    );
+    let (status, v) = call(
+        &ingest,
+        Method::Patch,
+        "/conversations/cnv_missing",
+        serde_json::json!({"outcome": "lost"}),
+    )
+    .await;
     assert_eq!(status, 404, "{v}");
     let sale = serde_json::json!({"contact_id": morning[0]["contact_id"], "value": day::SALE,
         "currency": "MXN", "event_id": "deal-8812", "number": day::NUMBER});

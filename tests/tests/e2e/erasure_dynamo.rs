@@ -145,8 +145,7 @@ async fn an_erased_person_is_in_no_item_of_the_table_and_the_crm_is_told() {
         .expect("João had a contact")
         .to_string();
     for family in [
-        "identity", "send", "consent", "inbound", "conv", "convhead", "convlast",
-        "convmsg",
+        "identity", "send", "consent", "inbound", "conv", "convhead", "convlast", "convmsg",
     ] {
         assert!(
             erased["removed"][family].as_u64().unwrap_or(0) > 0,

@@ -78,12 +78,10 @@ impl Catalogues {
         }
         let agent = agent.map(str::trim);
         if let Some(a) = agent {
-            self.agents
-                .check(a)
-                .map_err(|e| ApiError::Unprocessable {
-                    code: e.code,
-                    message: e.message,
-                })?;
+            self.agents.check(a).map_err(|e| ApiError::Unprocessable {
+                code: e.code,
+                message: e.message,
+            })?;
         }
         for list in tags.iter().copied().chain([add_tags]) {
             if list.len() > MAX_TAGS {
@@ -131,7 +129,8 @@ impl ConversationsRoute {
         }
         self.keys
             .authorize(req, Scope::Sends, "PATCH /conversations/{id}")?;
-        let expected = r#"{"outcome": "<id>", "agent": "<id>", "tags": ["<id>", ...]} (any of them)"#;
+        let expected =
+            r#"{"outcome": "<id>", "agent": "<id>", "tags": ["<id>", ...]} (any of them)"#;
         let body: PatchBody = body(req, expected)?;
         if body.outcome.is_none() && body.agent.is_none() && body.tags.is_none() {
             return Err(ApiError::bad_request(

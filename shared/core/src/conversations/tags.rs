@@ -99,7 +99,9 @@ pub struct TagError {
 fn well_formed(id: &str) -> bool {
     !id.is_empty()
         && id.chars().count() <= MAX_TAG_CHARS
-        && id.chars().all(|c| c.is_alphanumeric() || ".-_@+".contains(c))
+        && id
+            .chars()
+            .all(|c| c.is_alphanumeric() || ".-_@+".contains(c))
 }
 
 /// Folded words: case and accents ignored, anything but letters and digits separates.
@@ -270,7 +272,9 @@ mod tests {
     use super::*;
 
     fn catalogue(rules: &str) -> Result<TagCatalogue, String> {
-        let text = format!("ids = [\"pricing\", \"support\", \"promo\", \"menu\", \"summer\", \"bf\"]\n{rules}");
+        let text = format!(
+            "ids = [\"pricing\", \"support\", \"promo\", \"menu\", \"summer\", \"bf\"]\n{rules}"
+        );
         let mut c: TagCatalogue = toml::from_str(&text).map_err(|e| e.to_string())?;
         c.compile()?;
         Ok(c)
@@ -386,6 +390,10 @@ campaign = "buen_fin"
         assert_eq!(e.code, "unknown_tag");
         assert!(e.message.contains("\"vip\"") && e.message.contains("pricing, support"));
         let none = TagCatalogue::default();
-        assert!(none.check(&["vip".into()]).unwrap_err().message.contains("no [tags]"));
+        assert!(none
+            .check(&["vip".into()])
+            .unwrap_err()
+            .message
+            .contains("no [tags]"));
     }
 }

@@ -312,10 +312,17 @@ async fn tags_of_new_messages_join_once_and_the_api_changes_keep_a_closed_conver
         .unwrap();
     assert_eq!(again.mark, None);
     assert_eq!(again.changes[0].1, state);
-    assert_eq!(conversations.store().get(&id).await.unwrap(), Some(state.clone()));
+    assert_eq!(
+        conversations.store().get(&id).await.unwrap(),
+        Some(state.clone())
+    );
 
     // Close, then outcome, agent and tags: taken, and it stays closed.
-    let closed = conversations.close(&id, t0 + 2 * MIN).await.unwrap().unwrap();
+    let closed = conversations
+        .close(&id, t0 + 2 * MIN)
+        .await
+        .unwrap()
+        .unwrap();
     assert_eq!(closed.record.closed_at, Some(t0 + 2 * MIN));
     let change = update::Change {
         outcome: Some("resolved".into()),
@@ -371,12 +378,18 @@ fn a_conversion_converts_once_and_a_new_outcome_drops_its_value() {
     let converted = update::apply(&state, &conversion("deal-1", 1499.9), 5).unwrap();
     let r = &converted.record;
     assert_eq!(r.outcome.as_deref(), Some("converted"));
-    assert_eq!((r.outcome_value, r.outcome_currency.as_deref()), (Some(1499.9), Some("MXN")));
+    assert_eq!(
+        (r.outcome_value, r.outcome_currency.as_deref()),
+        (Some(1499.9), Some("MXN"))
+    );
     assert_eq!(r.outcome_at, Some(1_000));
     assert_eq!(r.revision, 4);
     assert_eq!(converted.last_event.as_deref(), Some("conversion:deal-1"));
     // The same conversion again: nothing, whatever it says.
-    assert_eq!(update::apply(&converted, &conversion("deal-1", 1.0), 6), None);
+    assert_eq!(
+        update::apply(&converted, &conversion("deal-1", 1.0), 6),
+        None
+    );
     // Another conversion replaces the value.
     let second = update::apply(&converted, &conversion("deal-2", 10.0), 7).unwrap();
     assert_eq!(second.record.outcome_value, Some(10.0));

@@ -9,11 +9,11 @@
 
 use crate::attribution::CodeStatus;
 use crate::calls::BUSINESS_APP_AGENT;
+use crate::conversations::tags::TagInput;
 use crate::conversations::{Observation, Origin};
 use crate::error::StoreError;
 use crate::event::Event;
 use crate::records::{Direction, Record};
-use crate::conversations::tags::TagInput;
 use crate::webhook::model::{Item, Message, MessageContent, MessageType, StatusKind};
 
 use super::plan::Plan;
@@ -56,7 +56,10 @@ impl CrmSync {
             return Ok((Vec::new(), None));
         };
         if let Item::Message(m) = &plan.item {
-            obs.tags = self.mapping.tags.tags_for(&tag_input(m, campaign.as_deref()));
+            obs.tags = self
+                .mapping
+                .tags
+                .tags_for(&tag_input(m, campaign.as_deref()));
         }
         let folded = conversations.observe(&obs).await?;
         let Some(id) = folded.conversation_id.clone() else {

@@ -37,10 +37,7 @@ async fn call(gw: &Gateway, method: &str, path: &str, body: Vec<u8>) -> (u16, Va
         .send()
         .await
         .unwrap();
-    (
-        r.status().as_u16(),
-        r.json().await.unwrap_or(Value::Null),
-    )
+    (r.status().as_u16(), r.json().await.unwrap_or(Value::Null))
 }
 
 async fn json_call(gw: &Gateway, method: &str, path: &str, body: Value) -> (u16, Value) {
@@ -87,11 +84,15 @@ async fn tags_agents_outcomes_and_conversions_reach_the_crm_through_api_and_cli(
                "contacts": [{"profile": {"name": "Ana"}, "wa_id": wa_id}], "messages": [reply]}),
     )
     .await;
-    let first = wabridge_tests::eventually("the tagged conversation", Duration::from_secs(20), || async {
-        gw.records()
-            .into_iter()
-            .find(|r| r["kind"] == "conversation" && r["inbound_count"] == 2)
-    })
+    let first = wabridge_tests::eventually(
+        "the tagged conversation",
+        Duration::from_secs(20),
+        || async {
+            gw.records()
+                .into_iter()
+                .find(|r| r["kind"] == "conversation" && r["inbound_count"] == 2)
+        },
+    )
     .await;
     assert_eq!(first["tags"], json!(["express", "pricing"]), "{first}");
     let id = first["id"].as_str().unwrap().to_string();
@@ -100,40 +101,99 @@ async fn tags_agents_outcomes_and_conversions_reach_the_crm_through_api_and_cli(
 
     // Refusals: precise, naming the value and the catalogue; nothing changes.
     let (status, v) = json_call(&gw, "PATCH", &path, json!({"agent": "carla"})).await;
-    assert_eq!((status, v["error"]["code"].as_str()), (422, Some("unknown_agent")), "{v}");
+    assert_eq!(
+        (status, v["error"]["code"].as_str()),
+        (422, Some("unknown_agent")),
+        "{v}"
+    );
     let (status, v) = json_call(&gw, "PATCH", &path, json!({"tags": ["vip", "gold"]})).await;
-    assert_eq!((status, v["error"]["code"].as_str()), (422, Some("unknown_tag")), "{v}");
+    assert_eq!(
+        (status, v["error"]["code"].as_str()),
+        (422, Some("unknown_tag")),
+        "{v}"
+    );
     let message = v["error"]["message"].as_str().unwrap();
-    assert!(message.contains("\"gold\"") && message.contains("pricing, express, vip"), "{v}");
+    assert!(
+        message.contains("\"gold\"") && message.contains("pricing, express, vip"),
+        "{v}"
+    );
     let (status, v) = json_call(&gw, "POST", &tags_path, json!({"tags": ["gold"]})).await;
-    assert_eq!((status, v["error"]["code"].as_str()), (422, Some("unknown_tag")), "{v}");
+    assert_eq!(
+        (status, v["error"]["code"].as_str()),
+        (422, Some("unknown_tag")),
+        "{v}"
+    );
     let (status, v) = json_call(&gw, "PATCH", &path, json!({})).await;
-    assert_eq!((status, v["error"]["code"].as_str()), (400, Some("empty_change")), "{v}");
+    assert_eq!(
+        (status, v["error"]["code"].as_str()),
+        (400, Some("empty_change")),
+        "{v}"
+    );
     let (status, v) = call(&gw, "PATCH", &path, Vec::new()).await;
-    assert_eq!((status, v["error"]["code"].as_str()), (400, Some("invalid_body")), "{v}");
-    assert!(v["error"]["message"].as_str().unwrap().contains("empty"), "{v}");
+    assert_eq!(
+        (status, v["error"]["code"].as_str()),
+        (400, Some("invalid_body")),
+        "{v}"
+    );
+    assert!(
+        v["error"]["message"].as_str().unwrap().contains("empty"),
+        "{v}"
+    );
     let (status, v) = json_call(&gw, "PATCH", &path, json!({"tags": "vip"})).await;
     assert_eq!(status, 400, "{v}");
     let (status, v) = json_call(&gw, "POST", &tags_path, json!({"tags": []})).await;
-    assert_eq!((status, v["error"]["code"].as_str()), (400, Some("empty_change")), "{v}");
+    assert_eq!(
+        (status, v["error"]["code"].as_str()),
+        (400, Some("empty_change")),
+        "{v}"
+    );
     let big = json!({"tags": vec!["vip"; 5000]});
     let (status, _) = json_call(&gw, "POST", &tags_path, big).await;
     assert_eq!(status, 413);
-    let (status, v) = json_call(&gw, "PATCH", "/conversations/cnv_missing", json!({"outcome": "lost"})).await;
+    let (status, v) = json_call(
+        &gw,
+        "PATCH",
+        "/conversations/cnv_missing",
+        json!({"outcome": "lost"}),
+    )
+    .await;
     assert_eq!(status, 404, "{v}");
-    assert!(v["error"]["message"].as_str().unwrap().contains("cnv_missing"), "{v}");
-    let (status, v) =
-        json_call(&gw, "POST", "/conversations/cnv_missing/tags", json!({"tags": ["vip"]})).await;
+    assert!(
+        v["error"]["message"]
+            .as_str()
+            .unwrap()
+            .contains("cnv_missing"),
+        "{v}"
+    );
+    let (status, v) = json_call(
+        &gw,
+        "POST",
+        "/conversations/cnv_missing/tags",
+        json!({"tags": ["vip"]}),
+    )
+    .await;
     assert_eq!(status, 404, "{v}");
     let (status, _) = json_call(&gw, "GET", &tags_path, json!({})).await;
     assert_eq!(status, 405);
     let unchanged = gw.cli_ok(&["conversations", "show", &id]);
-    assert!(unchanged.contains(&format!("\"revision\": {}", first["revision"])), "{unchanged}");
+    assert!(
+        unchanged.contains(&format!("\"revision\": {}", first["revision"])),
+        "{unchanged}"
+    );
 
     // PATCH replaces the tags and assigns the agent; POST adds.
-    let (status, v) = json_call(&gw, "PATCH", &path, json!({"agent": "bruno", "tags": ["vip"]})).await;
+    let (status, v) = json_call(
+        &gw,
+        "PATCH",
+        &path,
+        json!({"agent": "bruno", "tags": ["vip"]}),
+    )
+    .await;
     assert_eq!(status, 200, "{v}");
-    assert_eq!((v["agent"].as_str(), &v["tags"]), (Some("bruno"), &json!(["vip"])));
+    assert_eq!(
+        (v["agent"].as_str(), &v["tags"]),
+        (Some("bruno"), &json!(["vip"]))
+    );
     let (status, v) = json_call(&gw, "POST", &tags_path, json!({"tags": ["pricing", "vip"]})).await;
     assert_eq!(status, 200, "{v}");
     assert_eq!(v["tags"], json!(["pricing", "vip"]));
@@ -144,22 +204,34 @@ async fn tags_agents_outcomes_and_conversions_reach_the_crm_through_api_and_cli(
     let tagged: Value =
         serde_json::from_str(&gw.cli_ok(&["conversations", "tag", &id, "express"])).unwrap();
     assert_eq!(tagged["tags"], json!(["express", "pricing", "vip"]));
-    assert_eq!(tagged["closed_at"], closed["closed_at"], "a closed conversation stays closed");
+    assert_eq!(
+        tagged["closed_at"], closed["closed_at"],
+        "a closed conversation stays closed"
+    );
     let refused = gw.cli(&["conversations", "tag", &id, "gold"], &[]);
     assert!(!refused.status.success());
     let err = String::from_utf8_lossy(&refused.stderr);
-    assert!(err.contains("tag \"gold\"") && err.contains("pricing, express, vip"), "{err}");
+    assert!(
+        err.contains("tag \"gold\"") && err.contains("pricing, express, vip"),
+        "{err}"
+    );
     let missing = gw.cli(&["conversations", "close", "cnv_missing"], &[]);
     let err = String::from_utf8_lossy(&missing.stderr);
-    assert!(!missing.status.success() && err.contains("cnv_missing"), "{err}");
+    assert!(
+        !missing.status.success() && err.contains("cnv_missing"),
+        "{err}"
+    );
 
     // An outcome on the closed conversation: taken, still closed; all of it in the CRM.
     let (status, v) = json_call(&gw, "PATCH", &path, json!({"outcome": "resolved"})).await;
     assert_eq!(status, 200, "{v}");
     assert_eq!(v["closed_at"], closed["closed_at"]);
-    let crm = in_crm(&gw, &id, "the API's and the CLI's changes in the CRM", |r| {
-        r["outcome"] == "resolved"
-    })
+    let crm = in_crm(
+        &gw,
+        &id,
+        "the API's and the CLI's changes in the CRM",
+        |r| r["outcome"] == "resolved",
+    )
     .await;
     assert_eq!(crm["tags"], json!(["express", "pricing", "vip"]), "{crm}");
     assert_eq!(crm["agent"], "bruno");
@@ -179,9 +251,21 @@ async fn tags_agents_outcomes_and_conversions_reach_the_crm_through_api_and_cli(
         assert_eq!(status, 200, "{v}");
         assert_eq!(v["conversation_id"], id.as_str(), "{v}");
     }
-    let crm = in_crm(&gw, &id, "the conversion in the CRM", |r| r["outcome"] == "converted").await;
-    assert_eq!((crm["outcome_value"].as_f64(), crm["outcome_currency"].as_str()), (Some(250.5), Some("MXN")));
+    let crm = in_crm(&gw, &id, "the conversion in the CRM", |r| {
+        r["outcome"] == "converted"
+    })
+    .await;
+    assert_eq!(
+        (
+            crm["outcome_value"].as_f64(),
+            crm["outcome_currency"].as_str()
+        ),
+        (Some(250.5), Some("MXN"))
+    );
     let shown: Value = serde_json::from_str(&gw.cli_ok(&["conversations", "show", &id])).unwrap();
-    assert_eq!(shown["revision"], crm["revision"], "the repeat changed nothing");
+    assert_eq!(
+        shown["revision"], crm["revision"],
+        "the repeat changed nothing"
+    );
     assert_eq!(gw.stats()["events_queue"]["dead"], 0);
 }
