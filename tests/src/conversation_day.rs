@@ -4,6 +4,7 @@
 
 use serde_json::{json, Value};
 use wabridge_core::event::Event;
+use wabridge_core::mapping::Mapping;
 use wabridge_core::webhook::split;
 
 pub const NUMBER: &str = "106540352242922";
@@ -15,6 +16,30 @@ pub const MIN: i64 = 60;
 pub const HOUR: i64 = 3600;
 /// The idle time the script assumes (the default).
 pub const IDLE_MS: i64 = 24 * HOUR * 1000;
+
+/// The day's tag catalogue and rules, appended to a CRM's example mapping: Mariana's ad, a
+/// keyword and a template button tag conversations; `vip` is only set through the API.
+pub const TAGS: &str = r#"
+[tags]
+ids = ["summer_ad", "pricing", "promo", "vip"]
+
+[[tags.rules]]
+tag = "summer_ad"
+ad_source_id = "120000"
+
+[[tags.rules]]
+tag = "pricing"
+keyword = "precio"
+
+[[tags.rules]]
+tag = "promo"
+button_payload = "PROMO_SI"
+"#;
+
+/// A CRM's example mapping (`local`, `webhook`) with [`TAGS`].
+pub fn mapping(example: &str) -> Mapping {
+    Mapping::from_toml(&format!("{example}\n{TAGS}")).unwrap()
+}
 
 fn one(value: Value, field: &str, item: Value) -> Event {
     let mut v = json!({"messaging_product": "whatsapp",
@@ -117,6 +142,46 @@ pub fn morning() -> Vec<Event> {
     ]
 }
 
+/// After the morning, João asks for the price at 09:40 and taps the template's button at
+/// 09:45, the tap arriving first.
+pub fn late_morning() -> Vec<Event> {
+    let button = json!({"type": "button", "button": {"payload": "PROMO_SI", "text": "Sí, quiero"}});
+    vec![
+        text(JOAO, "wamid.J3", T0 + HOUR + 45 * MIN, button),
+        text(
+            JOAO,
+            "wamid.J2",
+            T0 + HOUR + 40 * MIN,
+            json!({"text": {"body": "¿Y el PRECIO del envío?"}}),
+        ),
+    ]
+}
+
+/// What the CRM holds after [`late_morning`]: João's conversation tagged by the keyword and
+/// the button, Mariana's by her ad (from the morning).
+pub fn check_late_morning(all: &[Value]) {
+    assert_eq!(all.len(), 2, "{all:#?}");
+    let (mariana, joao) = (&all[0], &all[1]);
+    assert_eq!(mariana["tags"], json!(["summer_ad"]), "{mariana}");
+    assert_eq!(joao["tags"], json!(["pricing", "promo"]), "{joao}");
+    assert_eq!(joao["inbound_count"], 3);
+    assert_eq!(joao["last_inbound_at"], (T0 + HOUR + 45 * MIN) * 1000);
+}
+
+/// The value of the conversion posted for Mariana's purchase.
+pub const SALE: f64 = 1499.9;
+
+/// What the CRM holds after João's conversation got `vip` through the API and Mariana's
+/// conversion was posted (each twice).
+pub fn check_api_changes(all: &[Value]) {
+    let (mariana, joao) = (&all[0], &all[1]);
+    assert_eq!(joao["tags"], json!(["pricing", "promo", "vip"]), "{joao}");
+    assert_eq!(mariana["outcome"], "converted", "{mariana}");
+    assert_eq!(mariana["outcome_value"], SALE);
+    assert_eq!(mariana["outcome_currency"], "MXN");
+    assert_eq!(mariana["first_response_ms"], 7 * MIN * 1000);
+}
+
 /// The second part: Mariana writes again 26 h later, then the first reply's late `read`.
 pub fn next_day() -> Vec<Event> {
     vec![
@@ -156,6 +221,8 @@ pub fn check_morning(all: &[Value]) {
     assert_eq!(mariana["pricing_categories"], json!(["service"]));
     assert_eq!(mariana["pricing_types"], json!(["regular"]));
     assert_eq!(mariana["closed_at"], Value::Null);
+    assert_eq!(mariana["tags"], json!(["summer_ad"]));
+    assert_eq!(joao["tags"], json!([]));
     assert_eq!(joao["opened_by"], "business");
     assert_eq!(joao["origin"], "template");
     assert_eq!(joao["opened_at"], (T0 + HOUR) * 1000);
@@ -164,6 +231,7 @@ pub fn check_morning(all: &[Value]) {
     assert_eq!(joao["agent"], "whatsapp_business_app");
     assert_eq!(joao["inbound_count"], 1);
     assert_eq!(joao["outbound_count"], 2);
+    assert_eq!(joao["outcome"], Value::Null);
     assert_eq!(joao["pricing_categories"], json!(["marketing"]));
     assert_ne!(mariana["contact_id"], joao["contact_id"]);
 }

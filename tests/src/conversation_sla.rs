@@ -231,8 +231,12 @@ pub async fn set_outcomes(conversations: &Conversations) {
             .iter()
             .find(|c| c.first_inbound_at == Some(first_inbound * 1000))
             .unwrap();
+        let change = wabridge_core::conversations::update::Change {
+            outcome: Some(outcome.to_string()),
+            ..Default::default()
+        };
         conversations
-            .set_outcome(&c.id, outcome, LUCIA_DUE * 1000)
+            .update(&c.id, &change, LUCIA_DUE * 1000)
             .await
             .unwrap()
             .unwrap();

@@ -31,6 +31,11 @@ pub struct Settings {
     /// `WABRIDGE_AUDIT_RETENTION_DAYS`: how long the audit lines of links and conversions are
     /// kept.
     pub audit_retention: std::time::Duration,
+    /// `EVENTS_QUEUE_URL`: with it a conversion makes its conversation's outcome `converted`
+    /// (written to the table, queued for crm-sync).
+    pub events_queue_url: Option<String>,
+    /// `WABRIDGE_CONVERSATION_IDLE_HOURS`, in ms.
+    pub conversation_idle_ms: i64,
 }
 
 impl std::fmt::Debug for Settings {
@@ -68,6 +73,10 @@ impl Settings {
             },
             conversions: MetaConversions::from_lookup(&get)?,
             audit_retention: wabridge_core::audit::retention(|name| settings.optional(name))?,
+            events_queue_url: settings.optional(config::EVENTS_QUEUE_URL),
+            conversation_idle_ms: wabridge_core::conversations::idle_ms(|name| {
+                settings.optional(name)
+            })?,
         })
     }
 }
@@ -94,15 +103,26 @@ pub fn build_api(sdk: &SdkConfig, settings: Settings) -> Api {
         DynamoAudit::new(dynamo.clone(), settings.table.clone())
             .with_retention(settings.audit_retention),
     ));
-    Api::new().with_attribution(Arc::new(
-        AttributionService::new(
-            Arc::new(DynamoAttribution::new(dynamo, settings.table)),
-            Arc::new(settings.attribution),
-            settings.conversions,
-            settings.api_keys,
-        )
-        .with_audit(audit),
-    ))
+    let mut service = AttributionService::new(
+        Arc::new(DynamoAttribution::new(dynamo, settings.table.clone())),
+        Arc::new(settings.attribution),
+        settings.conversions,
+        settings.api_keys,
+    )
+    .with_audit(audit);
+    match settings.events_queue_url {
+        Some(url) => {
+            let engine = wabridge_aws::engine::AwsEngine::new(sdk, settings.table);
+            service = service.with_conversations(
+                engine.conversation_updates(settings.conversation_idle_ms, url),
+            );
+        }
+        None => tracing::warn!(
+            "{} is not set: conversions do not set their conversation's outcome",
+            config::EVENTS_QUEUE_URL
+        ),
+    }
+    Api::new().with_attribution(Arc::new(service))
 }
 
 /// Cold start: the shared SDK configuration, the secrets, the settings and the clients, once.

@@ -1,5 +1,7 @@
 //! The `ingest` Lambda behind a Function URL (or an HTTP API v2 route): `/webhook` (verify,
-//! split, dedupe, durable enqueue, 200) and, with a sends queue, `/sends` and `/consents`. It
+//! split, dedupe, durable enqueue, 200), `PATCH /conversations/{id}` and
+//! `POST /conversations/{id}/tags` (written to the table, queued for crm-sync) and, with a
+//! sends queue, `/sends` and `/consents`. It
 //! wires the AWS engine (DynamoDB dedupe + SQS events queue, `AwsEngine::inbox`) once per
 //! cold start. `/links` and `/conversions` are the attribution function's: they need a QR
 //! encoder and an HTTP client, which this function does not link.
@@ -19,8 +21,10 @@ use wabridge_core::api::Api;
 use wabridge_core::audit;
 use wabridge_core::auth::ApiKeys;
 use wabridge_core::config;
+use wabridge_core::conversations::route::{Catalogues, ConversationsRoute};
 use wabridge_core::dedupe::DEFAULT_DEDUPE_TTL;
 use wabridge_core::ingest::{IngestConfig, IngestService};
+use wabridge_core::mapping::Mapping;
 use wabridge_core::media::direct::UploadsRoute;
 use wabridge_core::media::links::LinkSigner;
 use wabridge_core::media::serve::MediaAccess;
@@ -58,6 +62,12 @@ pub struct Settings {
     /// `WABRIDGE_MEDIA_LINK_KEY` (secret): checks media links' tokens. Unset: `GET /media` is
     /// not served (404).
     pub media_links: Option<LinkSigner>,
+    /// The mapping's catalogues (`WABRIDGE_MAPPING`, else the example of `CRM_KIND`, as
+    /// crm-sync loads it): what `PATCH /conversations/{id}` and `POST /conversations/{id}/tags`
+    /// take.
+    pub catalogues: Catalogues,
+    /// `WABRIDGE_CONVERSATION_IDLE_HOURS`, in ms.
+    pub conversation_idle_ms: i64,
 }
 
 impl std::fmt::Debug for Settings {
@@ -109,8 +119,31 @@ impl Settings {
                     },
                 )?),
             },
+            catalogues: Catalogues::of(&mapping(&settings)?),
+            conversation_idle_ms: wabridge_core::conversations::idle_ms(|name| {
+                settings.optional(name)
+            })?,
         })
     }
+}
+
+/// The mapping crm-sync uses; one that cannot be loaded stops the cold start, naming it.
+fn mapping<F: Fn(&str) -> Option<String>>(
+    settings: &config::Settings<F>,
+) -> Result<Mapping, config::ConfigError> {
+    let path = settings.optional(config::WABRIDGE_MAPPING);
+    let loaded = match &path {
+        Some(path) => Mapping::load(path),
+        None => Mapping::example(&config::crm_kind(|name| settings.optional(name))),
+    };
+    loaded.map_err(|e| config::ConfigError::Invalid {
+        name: config::WABRIDGE_MAPPING,
+        value: format!(
+            "{} ({e})",
+            path.as_deref().unwrap_or("the CRM_KIND example")
+        ),
+        expected: "a mapping wabridge can load (see mappings/)",
+    })
 }
 
 /// The API this function serves, over the AWS engine: the webhook and, with a sends queue,
@@ -137,6 +170,17 @@ pub fn build_api(sdk: &SdkConfig, settings: Settings) -> Api {
         settings.ingest,
         Arc::new(inbox),
     )));
+    // Conversations' outcome, agent and tags (`sends` scope): written to the table, then
+    // queued on the events queue for crm-sync.
+    api = api.with_conversations(Arc::new(ConversationsRoute::new(
+        engine.conversation_updates(
+            settings.conversation_idle_ms,
+            settings.events_queue_url.clone(),
+        ),
+        settings.catalogues.clone(),
+        settings.api_keys.clone(),
+    )));
+    let agents = settings.catalogues.agents;
     // Erasure (`DELETE /contacts/{id}`, admin scope): the CRM's erasure event goes on the
     // events queue this function already writes to.
     api = api.with_erasure(
@@ -174,7 +218,8 @@ pub fn build_api(sdk: &SdkConfig, settings: Settings) -> Api {
                     settings.api_keys,
                 )
                 .with_audit(engine.audit(settings.audit_retention))
-                .with_languages(settings.template_languages);
+                .with_languages(settings.template_languages)
+                .with_agents(agents);
             if keeps_files {
                 // The uploads' details in the table, not the bucket: this function does not
                 // link S3 (package size, no S3 call on the request's path). The sender opens

@@ -31,7 +31,9 @@ pub async fn service(
         .map_err(CliError::store("cannot open the attribution store"))?;
     let meta = MetaConversions::from_lookup(|n| std::env::var(n).ok())?;
     Ok(Arc::new(
-        AttributionService::new(Arc::new(store), Arc::new(config), meta, keys).with_audit(audit),
+        AttributionService::new(Arc::new(store), Arc::new(config), meta, keys)
+            .with_audit(audit)
+            .with_conversations(crate::conversations::updates(db)?),
     ))
 }
 

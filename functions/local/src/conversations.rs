@@ -1,5 +1,5 @@
-//! `wabridge conversations list|show` and `PATCH /conversations/{id}` over the local store
-//! (`wabridge_core::conversations`).
+//! `wabridge conversations list|show|close|tag` and `PATCH /conversations/{id}`,
+//! `POST /conversations/{id}/tags` over the local store (`wabridge_core::conversations`).
 
 use std::io::Write;
 use std::path::Path;
@@ -7,9 +7,10 @@ use std::sync::Arc;
 
 use wabridge_core::auth::ApiKeys;
 use wabridge_core::clock::rfc3339;
-use wabridge_core::conversations::outcome::ConversationsRoute;
+use wabridge_core::conversations::route::{Catalogues, ConversationsRoute};
 use wabridge_core::conversations::sla::{sla_minutes, SlaPolicy};
 use wabridge_core::conversations::sweep::{sweep_interval, Sweeper};
+use wabridge_core::conversations::update::{Change, ConversationUpdates};
 use wabridge_core::conversations::{idle_ms, ConversationRecord, ConversationStore};
 use wabridge_core::numbers::Numbers;
 use wabridge_sqlite::{Db, SqliteConversations, SqliteEngine, SqliteQueue, EVENTS_QUEUE};
@@ -17,19 +18,32 @@ use wabridge_sqlite::{Db, SqliteConversations, SqliteEngine, SqliteQueue, EVENTS
 use crate::data::open_existing;
 use crate::error::CliError;
 
-/// `PATCH /conversations/{id}` over the file: outcomes from the mapping's `[outcomes]`, the
-/// changes queued on the events queue for crm-sync.
-pub fn route(db: &Db, keys: Arc<ApiKeys>) -> Result<Arc<ConversationsRoute>, CliError> {
-    let env = |n: &str| std::env::var(n).ok();
-    let kind = wabridge_core::config::crm_kind(env);
+/// The mapping's catalogues (`WABRIDGE_MAPPING`, else the CRM's example).
+fn catalogues() -> Result<Catalogues, CliError> {
+    let kind = wabridge_core::config::crm_kind(|n| std::env::var(n).ok());
     wabridge_crm::check_kind(&kind)?;
-    let outcomes = wabridge_core::mapping::Mapping::from_env(&kind)?.outcomes;
-    let conversations = SqliteEngine::new(db.clone()).conversations(idle_ms(env)?);
-    Ok(Arc::new(ConversationsRoute::new(
+    Ok(Catalogues::of(&wabridge_core::mapping::Mapping::from_env(
+        &kind,
+    )?))
+}
+
+/// Changes written to the file, then queued on its events queue for crm-sync (`wabridge
+/// serve` delivers them to the CRM).
+pub fn updates(db: &Db) -> Result<ConversationUpdates, CliError> {
+    let conversations =
+        SqliteEngine::new(db.clone()).conversations(idle_ms(|n| std::env::var(n).ok())?);
+    Ok(ConversationUpdates::new(
         conversations,
-        outcomes,
-        keys,
         Arc::new(SqliteQueue::new(db.clone(), EVENTS_QUEUE)),
+    ))
+}
+
+/// `PATCH /conversations/{id}` and `POST /conversations/{id}/tags` over the file.
+pub fn route(db: &Db, keys: Arc<ApiKeys>) -> Result<Arc<ConversationsRoute>, CliError> {
+    Ok(Arc::new(ConversationsRoute::new(
+        updates(db)?,
+        catalogues()?,
+        keys,
     )))
 }
 
@@ -53,6 +67,42 @@ pub fn spawn_sweeper(
     Ok(sweeper.spawn(interval, stop))
 }
 
+/// `conversations close ID`: closes it (`close_reason: explicit`) and prints it.
+pub async fn close(data: &Path, id: &str) -> Result<(), CliError> {
+    let change = Change {
+        close: true,
+        ..Change::default()
+    };
+    change_and_print(data, id, &change).await
+}
+
+/// `conversations tag ID TAG...`: adds tags from the mapping's catalogue and prints it.
+pub async fn tag(data: &Path, id: &str, tags: &[String]) -> Result<(), CliError> {
+    let change = catalogues()?
+        .change(None, None, None, tags)
+        .map_err(|e| CliError::ConversationRefused(e.to_string()))?;
+    change_and_print(data, id, &change).await
+}
+
+async fn change_and_print(data: &Path, id: &str, change: &Change) -> Result<(), CliError> {
+    let updates = updates(&open_existing(data)?)?;
+    let state = updates
+        .apply(id, change)
+        .await
+        .map_err(CliError::store("cannot change the conversation"))?
+        .ok_or_else(|| CliError::NoConversation { id: id.to_string() })?;
+    print_record(&state.record)
+}
+
+fn print_record(record: &ConversationRecord) -> Result<(), CliError> {
+    let text = serde_json::to_string_pretty(record).map_err(|source| CliError::Json {
+        what: "a conversation",
+        source,
+    })?;
+    println!("{text}");
+    Ok(())
+}
+
 /// Prints the newest `limit` conversations (of `contact`, when given): a table, or with `json`
 /// one record per line.
 pub async fn list(
@@ -71,8 +121,8 @@ pub async fn list(
     if !json {
         writeln!(
             out,
-            "{:<36} {:<36} {:<20} {:<8} {:<12} {:<20} {:>4} {:>4} {:>10} closed",
-            "id", "contact", "opened", "by", "origin", "agent", "in", "out", "frt_ms"
+            "{:<36} {:<36} {:<20} {:<8} {:<12} {:<20} {:>4} {:>4} {:>10} {:<20} closed",
+            "id", "contact", "opened", "by", "origin", "agent", "in", "out", "frt_ms", "tags"
         )
         .map_err(CliError::Stdout)?;
     }
@@ -97,7 +147,7 @@ fn row(r: &ConversationRecord) -> String {
     };
     let opt = |v: Option<i64>| v.map_or("-".to_string(), |v| v.to_string());
     format!(
-        "{:<36} {:<36} {:<20} {:<8} {:<12} {:<20} {:>4} {:>4} {:>10} {}",
+        "{:<36} {:<36} {:<20} {:<8} {:<12} {:<20} {:>4} {:>4} {:>10} {:<20} {}",
         r.id,
         r.contact_id,
         rfc3339(r.opened_at),
@@ -107,6 +157,11 @@ fn row(r: &ConversationRecord) -> String {
         r.inbound_count,
         r.outbound_count,
         opt(r.first_response_ms),
+        if r.tags.is_empty() {
+            "-".to_string()
+        } else {
+            r.tags.join(",")
+        },
         r.closed_at.map_or("open".to_string(), rfc3339),
     )
 }
@@ -119,10 +174,5 @@ pub async fn show(data: &Path, id: &str) -> Result<(), CliError> {
         .await
         .map_err(CliError::store("cannot read the conversation"))?
         .ok_or_else(|| CliError::NoConversation { id: id.to_string() })?;
-    let text = serde_json::to_string_pretty(&state.record).map_err(|source| CliError::Json {
-        what: "a conversation",
-        source,
-    })?;
-    println!("{text}");
-    Ok(())
+    print_record(&state.record)
 }

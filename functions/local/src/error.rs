@@ -139,6 +139,10 @@ pub enum CliError {
     /// `conversations show` named a conversation the store does not have.
     #[error("no conversation with id {id}")]
     NoConversation { id: String },
+    /// `conversations tag` was refused (the message names the field, the value and the
+    /// catalogue).
+    #[error("{0}")]
+    ConversationRefused(String),
     /// `dead-letters redrive --id` named a letter that is not there.
     #[error("no dead letter with id {id}")]
     NoDeadLetter { id: String },

@@ -209,6 +209,20 @@ enum ConversationsAction {
         #[command(flatten)]
         data: DataArg,
     },
+    /// Closes a conversation (close_reason explicit); `wabridge serve` sends it to the CRM.
+    Close {
+        id: String,
+        #[command(flatten)]
+        data: DataArg,
+    },
+    /// Adds tags from the mapping's [tags] catalogue; `wabridge serve` sends it to the CRM.
+    Tag {
+        id: String,
+        #[arg(required = true)]
+        tags: Vec<String>,
+        #[command(flatten)]
+        data: DataArg,
+    },
 }
 
 #[derive(Subcommand)]
@@ -471,6 +485,10 @@ async fn run(command: Command) -> Result<(), CliError> {
                 data,
             } => conversations::list(&data.data, contact, limit, json).await,
             ConversationsAction::Show { id, data } => conversations::show(&data.data, &id).await,
+            ConversationsAction::Close { id, data } => conversations::close(&data.data, &id).await,
+            ConversationsAction::Tag { id, tags, data } => {
+                conversations::tag(&data.data, &id, &tags).await
+            }
         },
         Command::Link {
             action: LinkAction::Create { link, data },

@@ -15,6 +15,7 @@ use wabridge_core::attribution::store::AttributionStore;
 use wabridge_core::attribution::AttributionConfig;
 use wabridge_core::audit::{action, Audit};
 use wabridge_core::auth::{ApiKeys, Scope};
+use wabridge_core::conversations::update::{ConversationUpdates, Converted, Target};
 use wabridge_core::http::{ApiError, Request, Response};
 
 /// Largest request body accepted by these routes.
@@ -53,6 +54,8 @@ pub struct AttributionService {
     keys: Arc<ApiKeys>,
     audit: Audit,
     now_ms: fn() -> i64,
+    /// Conversions make their conversation's outcome `converted`.
+    conversations: Option<ConversationUpdates>,
 }
 
 impl AttributionService {
@@ -69,7 +72,15 @@ impl AttributionService {
             keys,
             audit: Audit::none(),
             now_ms: wabridge_core::clock::now_ms,
+            conversations: None,
         }
+    }
+
+    /// A conversion sets its conversation's outcome to `converted`, with its value and currency
+    /// (once per `event_id`, written then queued for the CRM).
+    pub fn with_conversations(mut self, updates: ConversationUpdates) -> AttributionService {
+        self.conversations = Some(updates);
+        self
     }
 
     /// Records the links and conversions written through the API in `audit`.
@@ -145,7 +156,30 @@ impl AttributionService {
                 )
                 .await;
         }
-        let body = serde_json::to_value(&result).map_err(|e| ApiError::Internal(e.to_string()))?;
+        // After the conversions ledger, whatever Meta said: the deal was won. A retry with the
+        // same event_id comes back here and changes nothing twice.
+        let conversation = match &self.conversations {
+            Some(updates) => updates
+                .converted(
+                    &Target {
+                        contact_id: conversion.contact_id.clone(),
+                        number: conversion.number.clone(),
+                        conversation_id: conversion.conversation_id.clone(),
+                    },
+                    &Converted {
+                        event_id: conversion.event_id.clone(),
+                        value: conversion.value,
+                        currency: conversion.currency.clone(),
+                        at: conversion.event_time.saturating_mul(1000),
+                    },
+                )
+                .await?
+                .map(|state| state.record.id),
+            None => None,
+        };
+        let mut body =
+            serde_json::to_value(&result).map_err(|e| ApiError::Internal(e.to_string()))?;
+        body["conversation_id"] = json!(conversation);
         Ok(match result.status.as_str() {
             "refused" => Response::json(422, &body),
             "pending" => Response::json(503, &body).with_header("retry-after", "30"),

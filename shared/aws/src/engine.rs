@@ -201,6 +201,19 @@ impl AwsEngine {
             .with_retention(self.content_retention)
     }
 
+    /// Conversation changes from the API and from conversions, written to the table, then
+    /// queued on the events queue for crm-sync (they write no message marks).
+    pub fn conversation_updates(
+        &self,
+        idle_ms: i64,
+        events_queue_url: impl Into<String>,
+    ) -> wabridge_core::conversations::update::ConversationUpdates {
+        wabridge_core::conversations::update::ConversationUpdates::new(
+            self.conversations(idle_ms, Duration::ZERO),
+            self.events_producer(events_queue_url),
+        )
+    }
+
     /// Conversations over the table, closing after `idle_ms` without a message; message marks
     /// are kept `ledger_retention`.
     pub fn conversations(

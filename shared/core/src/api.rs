@@ -15,7 +15,7 @@ use serde_json::json;
 
 use crate::audit::Audit;
 use crate::auth::{ApiKeys, Scope};
-use crate::conversations::outcome::ConversationsRoute;
+use crate::conversations::route::ConversationsRoute;
 use crate::erasure::{ErasureError, ErasureService};
 use crate::http::{ApiError, Method, Request, Response};
 use crate::ingest::{IngestError, IngestService};
@@ -57,8 +57,11 @@ pub enum Route<'a> {
     Media(&'a str),
     /// `POST /media/uploads`: a file uploaded by URL ([`crate::media::direct`]).
     MediaUploads,
-    /// `PATCH /conversations/{id}`: a conversation's outcome ([`crate::conversations::outcome`]).
+    /// `PATCH /conversations/{id}`: a conversation's outcome, agent, tags
+    /// ([`crate::conversations::route`]).
     Conversation(&'a str),
+    /// `POST /conversations/{id}/tags`: adds tags.
+    ConversationTags(&'a str),
     /// No route with this path. Carries the path for the error.
     NotFound(&'a str),
 }
@@ -92,6 +95,12 @@ impl<'a> Route<'a> {
                     Route::Media(id)
                 } else if let Some(id) = id("/conversations/") {
                     Route::Conversation(id)
+                } else if let Some(id) = other
+                    .strip_prefix("/conversations/")
+                    .and_then(|rest| rest.strip_suffix("/tags"))
+                    .filter(|id| !id.is_empty() && !id.contains('/'))
+                {
+                    Route::ConversationTags(id)
                 } else {
                     Route::NotFound(path)
                 }
@@ -131,7 +140,7 @@ impl Api {
         self
     }
 
-    /// Mounts `PATCH /conversations/{id}`.
+    /// Mounts `PATCH /conversations/{id}` and `POST /conversations/{id}/tags`.
     pub fn with_conversations(mut self, route: Arc<ConversationsRoute>) -> Api {
         self.conversations = Some(route);
         self
@@ -294,7 +303,11 @@ impl Api {
                 None => Err(ApiError::NotFound(req.path.clone())),
             },
             Route::Conversation(id) => match &self.conversations {
-                Some(route) => route.handle(req, id).await,
+                Some(route) => route.patch(req, id).await,
+                None => Err(ApiError::NotFound(req.path.clone())),
+            },
+            Route::ConversationTags(id) => match &self.conversations {
+                Some(route) => route.add_tags(req, id).await,
                 None => Err(ApiError::NotFound(req.path.clone())),
             },
             Route::NotFound(path) => Err(ApiError::NotFound(path.to_string())),
@@ -429,6 +442,7 @@ fn allowed_methods(path: &str) -> Option<&'static str> {
         Route::Contact(_) => Some("DELETE"),
         Route::Media(_) => Some("GET"),
         Route::Conversation(_) => Some("PATCH"),
+        Route::ConversationTags(_) => Some("POST"),
         Route::NotFound(_) => None,
     }
 }

@@ -7,7 +7,8 @@ use rusqlite::{params, Connection, OptionalExtension};
 
 use super::db::{sql_err, Clock, Db};
 use wabridge_core::conversations::{
-    ConversationRecord, ConversationState, ConversationStore, Loaded, MessageMark, Write,
+    thread_key, ConversationRecord, ConversationState, ConversationStore, Loaded, MessageMark,
+    Write,
 };
 use wabridge_core::error::StoreError;
 
@@ -275,6 +276,38 @@ impl ConversationStore for SqliteConversations {
                     since,
                 )?;
                 Ok(all.into_iter().map(|s| s.record).collect())
+            })
+            .await
+    }
+
+    async fn latest(
+        &self,
+        contact_id: &str,
+        number: Option<&str>,
+    ) -> Result<Option<ConversationState>, StoreError> {
+        let (contact_id, number) = (contact_id.to_string(), number.map(str::to_string));
+        self.db
+            .read(move |c| {
+                let id: Option<String> = match number {
+                    Some(number) => c
+                        .prepare_cached("SELECT id FROM conversation_heads WHERE thread = ?1")
+                        .and_then(|mut s| {
+                            s.query_row(params![thread_key(&contact_id, &number)], |r| r.get(0))
+                                .optional()
+                        }),
+                    None => {
+                        c.prepare_cached(
+                            "SELECT id FROM conversations WHERE contact_id = ?1
+                             ORDER BY opened_at DESC, id DESC LIMIT 1",
+                        )
+                        .and_then(|mut s| s.query_row(params![contact_id], |r| r.get(0)).optional())
+                    }
+                }
+                .map_err(sql_err)?;
+                match id {
+                    Some(id) => Ok(get_in(c, &id)?.map(|(_, state)| state)),
+                    None => Ok(None),
+                }
             })
             .await
     }

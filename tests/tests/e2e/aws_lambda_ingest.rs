@@ -74,6 +74,8 @@ impl Stack {
                 template_languages: Default::default(),
                 media_bucket: None,
                 media_links: None,
+                catalogues: Default::default(),
+                conversation_idle_ms: 24 * 3_600_000,
             },
         )
     }
@@ -278,6 +280,8 @@ async fn an_unreachable_store_is_a_503_not_a_500() {
             template_languages: Default::default(),
             media_bucket: None,
             media_links: None,
+            catalogues: Default::default(),
+            conversation_idle_ms: 24 * 3_600_000,
         },
     );
     let resp = handle(&api, request("function-url-webhook-post.json"))
@@ -356,6 +360,8 @@ async fn the_lambda_serves_sends_and_links_with_the_api_key_over_dynamodb_and_sq
             .unwrap(),
             media_bucket: None,
             media_links: None,
+            catalogues: Default::default(),
+            conversation_idle_ms: 24 * 3_600_000,
         },
     );
     let body = r#"{"to": "+52 1 55 1234 5678", "template": "order_update", "language": "es_MX", "category": "UTILITY"}"#;
@@ -450,6 +456,8 @@ async fn the_lambda_serves_sends_and_links_with_the_api_key_over_dynamodb_and_sq
             attribution: Default::default(),
             conversions: None,
             audit_retention: wabridge_tests::AUDIT_RETENTION,
+            events_queue_url: None,
+            conversation_idle_ms: 24 * 3_600_000,
         },
     );
     let resp = handle(&links, api_request("POST", "/links", link, Some("wrong")))
@@ -569,6 +577,8 @@ async fn without_an_api_key_the_lambda_fails_closed_and_without_a_sends_queue_se
             attribution: Default::default(),
             conversions: None,
             audit_retention: wabridge_tests::AUDIT_RETENTION,
+            events_queue_url: None,
+            conversation_idle_ms: 24 * 3_600_000,
         },
     );
     let resp = handle(&links, api_request("POST", "/links", link, Some("any")))

@@ -72,6 +72,8 @@ impl Setup {
                 template_languages: Default::default(),
                 media_bucket: None,
                 media_links: None,
+                catalogues: Default::default(),
+                conversation_idle_ms: 24 * 3_600_000,
             },
         )
     }

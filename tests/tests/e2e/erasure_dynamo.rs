@@ -54,6 +54,8 @@ fn ingest(s: &Setup) -> wabridge_core::api::Api {
             template_languages: Default::default(),
             media_bucket: None,
             media_links: None,
+            catalogues: Default::default(),
+            conversation_idle_ms: 24 * 3_600_000,
         },
     )
 }
@@ -143,7 +145,7 @@ async fn an_erased_person_is_in_no_item_of_the_table_and_the_crm_is_told() {
         .expect("João had a contact")
         .to_string();
     for family in [
-        "identity", "send", "consent", "inbound", "conv", "convhead", "convmsg",
+        "identity", "send", "consent", "inbound", "conv", "convhead", "convlast", "convmsg",
     ] {
         assert!(
             erased["removed"][family].as_u64().unwrap_or(0) > 0,

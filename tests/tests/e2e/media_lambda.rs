@@ -112,6 +112,8 @@ impl Setup {
                 template_languages: Default::default(),
                 media_bucket: Some(self.bucket.clone()),
                 media_links: LinkSigner::new(LINK_KEY.as_bytes()),
+                catalogues: Default::default(),
+                conversation_idle_ms: 24 * 3_600_000,
             },
         )
     }

@@ -328,6 +328,8 @@ async fn ingest_takes_files_by_presigned_s3_url_and_checks_them() {
             template_languages: Default::default(),
             media_bucket: Some(bucket.clone()),
             media_links: None,
+            catalogues: Default::default(),
+            conversation_idle_ms: 24 * 3_600_000,
         },
     );
     let engine = Aws {

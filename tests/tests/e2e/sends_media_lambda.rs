@@ -74,6 +74,8 @@ fn ingest_api(
             template_languages: Default::default(),
             media_bucket: Some(bucket.to_string()),
             media_links: None,
+            catalogues: Default::default(),
+            conversation_idle_ms: 24 * 3_600_000,
         },
     )
 }

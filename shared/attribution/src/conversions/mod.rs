@@ -54,6 +54,13 @@ pub struct ConversionRequest {
     pub event_name: Option<String>,
     /// When the conversion happened, Unix seconds (default: now).
     pub event_time: Option<i64>,
+    /// The conversation it converts (`cnv_…`, a lead's `conversation_id`); default: the
+    /// contact's latest conversation on `number`, else the one they opened last.
+    #[serde(default)]
+    pub conversation_id: Option<String>,
+    /// The business number's `phone_number_id`.
+    #[serde(default)]
+    pub number: Option<String>,
 }
 
 /// The first problem of a conversion request.
@@ -81,6 +88,8 @@ pub struct Conversion {
     pub event_name: String,
     /// Unix seconds.
     pub event_time: i64,
+    pub conversation_id: Option<String>,
+    pub number: Option<String>,
 }
 
 fn id_field(field: &'static str, value: Option<&str>) -> Result<String, ConversionError> {
@@ -139,7 +148,14 @@ impl ConversionRequest {
                 "must be within the last 7 days (Unix seconds)",
             ));
         }
+        let optional = |field, v: Option<&str>| {
+            v.filter(|v| !v.trim().is_empty())
+                .map(|v| id_field(field, Some(v)))
+                .transpose()
+        };
         Ok(Conversion {
+            conversation_id: optional("conversation_id", self.conversation_id.as_deref())?,
+            number: optional("number", self.number.as_deref())?,
             contact_id,
             value,
             currency: currency.to_ascii_uppercase(),

@@ -1,6 +1,8 @@
 //! Conversation state over DynamoDB ([`wabridge_core::conversations`]):
 //! - `conv#<id>`: the state as JSON with its `revision` and `contact_id`;
 //! - `convhead#<contact id>|<phone_number_id>`: the thread's latest conversation (`id`);
+//! - `convlast#<contact id>`: the conversation the contact opened last (`id`), rewritten with
+//!   every new head (conversions find theirs there);
 //! - `convmsg#<wamid>`: a counted message's mark (`conversation_id`, `at`, `contact_id`), kept
 //!   as long as the effects ledger (a status may still come) and then expired by TTL.
 //!
@@ -25,13 +27,15 @@ use super::attribution::{REPORT_AT, REPORT_INDEX, REPORT_MAX_MONTHS, REPORT_PERI
 use super::{get_s, get_single, n, pk, s, EXPIRES_AT, PK, SINGLE_SK, SK};
 use crate::sdk::store_error;
 use wabridge_core::conversations::{
-    ConversationRecord, ConversationState, ConversationStore, Loaded, MessageMark, Write,
+    thread_key, ConversationRecord, ConversationState, ConversationStore, Loaded, MessageMark,
+    Write,
 };
 use wabridge_core::error::StoreError;
 
 pub const FAMILY: &str = "conv";
 pub const HEAD_FAMILY: &str = "convhead";
 pub const MARK_FAMILY: &str = "convmsg";
+pub const LAST_FAMILY: &str = "convlast";
 
 type Item = HashMap<String, AttributeValue>;
 
@@ -247,6 +251,10 @@ impl ConversationStore for DynamoConversations {
             item.insert("id".into(), s(new));
             item.insert("contact_id".into(), s(contact));
             items.push(self.put(item, expect("id", expected.as_ref().map(s)))?);
+            let mut last = single(LAST_FAMILY, contact);
+            last.insert("id".into(), s(new));
+            last.insert("contact_id".into(), s(contact));
+            items.push(self.put(last, Condition::Always)?);
         }
         if let Some(mark) = &write.mark {
             let mut item = single(MARK_FAMILY, &mark.message_id);
@@ -326,5 +334,23 @@ impl ConversationStore for DynamoConversations {
         all.sort_by(|a, b| a.id.cmp(&b.id));
         all.dedup_by(|a, b| a.id == b.id);
         Ok(all.into_iter().filter(|r| r.opened_at >= since).collect())
+    }
+
+    async fn latest(
+        &self,
+        contact_id: &str,
+        number: Option<&str>,
+    ) -> Result<Option<ConversationState>, StoreError> {
+        let key = match number {
+            Some(number) => pk(HEAD_FAMILY, &thread_key(contact_id, number)),
+            None => pk(LAST_FAMILY, contact_id),
+        };
+        match get_single(&self.client, &self.table, key).await? {
+            Some(item) => match get_s(&item, "id") {
+                Some(id) => self.state(&id).await,
+                None => Err(StoreError::corrupt("conversation pointer without id")),
+            },
+            None => Ok(None),
+        }
     }
 }

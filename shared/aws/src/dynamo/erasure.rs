@@ -105,6 +105,10 @@ pub const FAMILIES: &[(&str, &str)] = &[
         "deleted when its `contact_id` is the contact",
     ),
     (
+        super::conversations::LAST_FAMILY,
+        "deleted when its `contact_id` is the contact",
+    ),
+    (
         super::conversations::MARK_FAMILY,
         "deleted when its `contact_id` is the contact (message ids only; expires with the ledger)",
     ),
@@ -346,7 +350,7 @@ fn about(item: &Item, person: &Person, keys: &[String]) -> bool {
         "attrlog" | "attrconv" => {
             contact.is_some_and(|c| attr("body").is_some_and(|b| b.contains(c)))
         }
-        "conv" | "convhead" | "convmsg" => {
+        "conv" | "convhead" | "convlast" | "convmsg" => {
             contact.is_some() && attr("contact_id").as_deref() == contact
         }
         "dedupe" | "ledger" => person.named_in_key(&id),

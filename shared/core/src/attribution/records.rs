@@ -105,6 +105,10 @@ pub struct LeadRecord {
     /// last touch within the attribution window (`false`); meaningless when unattributed.
     pub touch_in_conversation: bool,
     pub created_at: i64,
+    /// The conversation the message that created it opened or joined (`cnv_…`), set by
+    /// crm-sync when conversations are on.
+    #[serde(default)]
+    pub conversation_id: Option<String>,
 }
 
 impl LeadRecord {

@@ -11,6 +11,8 @@
 //!     belongs to an earlier conversation, which is not looked up. It is counted nowhere
 //!     (logged by the caller).
 //! - A late message inside a closed conversation is counted there, without reopening it.
+//! - A new message's tags (from the mapping's rules) join its conversation's; a message seen
+//!   before adds none again.
 //! - Times only move one way: `opened_at` and `first_*` earlier, `last_*` later, so a late
 //!   event never moves `first_response_at` later.
 
@@ -38,6 +40,8 @@ pub struct Observation {
     pub meta_conversation_id: Option<String>,
     pub pricing_category: Option<String>,
     pub pricing_type: Option<String>,
+    /// Inbound: the tags the mapping's rules give it (sorted, unique).
+    pub tags: Vec<String>,
 }
 
 /// What [`fold`] decided.
@@ -180,6 +184,16 @@ fn add(state: &mut ConversationState, obs: &Observation) {
     }
     place(state, obs);
     meta(&mut state.record, obs);
+    add_tags(&mut state.record.tags, &obs.tags);
+}
+
+/// Adds `new` to the sorted set `tags`.
+pub fn add_tags(tags: &mut Vec<String>, new: &[String]) {
+    for tag in new {
+        if let Err(at) = tags.binary_search(tag) {
+            tags.insert(at, tag.clone());
+        }
+    }
 }
 
 /// Moves the conversation's times for a message at `obs.at` (new, or seen before at a later

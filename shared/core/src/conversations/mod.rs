@@ -17,8 +17,11 @@ pub mod fold;
 pub mod outcome;
 pub mod record;
 pub mod report;
+pub mod route;
 pub mod sla;
 pub mod sweep;
+pub mod tags;
+pub mod update;
 
 use std::sync::Arc;
 
@@ -82,6 +85,13 @@ pub trait ConversationStore: Send + Sync {
     async fn open(&self) -> Result<Vec<ConversationState>, StoreError>;
     /// Every conversation opened at or after `since` (Unix ms), open or closed: the report's.
     async fn opened_since(&self, since: i64) -> Result<Vec<ConversationRecord>, StoreError>;
+    /// The latest conversation of the contact's thread on `number`, or without a number the
+    /// one the contact opened last (conversions find theirs so).
+    async fn latest(
+        &self,
+        contact_id: &str,
+        number: Option<&str>,
+    ) -> Result<Option<ConversationState>, StoreError>;
 }
 
 /// Conversations over a store.
@@ -153,71 +163,6 @@ impl Conversations {
         Err(StoreError::unavailable(format!(
             "conversation of thread {}: {ATTEMPTS} concurrent writes in a row",
             crate::redact::key(&thread)
-        )))
-    }
-
-    /// Closes a conversation now (`at`); `None` when there is no such conversation. Closing a
-    /// closed one changes nothing.
-    pub async fn close(&self, id: &str, at: i64) -> Result<Option<ConversationState>, StoreError> {
-        for _ in 0..ATTEMPTS {
-            let Some(state) = self.store.get(id).await? else {
-                return Ok(None);
-            };
-            if !state.record.is_open() {
-                return Ok(Some(state));
-            }
-            let mut next = state.clone();
-            next.record.closed_at = Some(at.max(state.record.last_message_at()));
-            next.record.close_reason = Some(CloseReason::Explicit);
-            next.record.revision += 1;
-            let write = Write {
-                thread: thread_key(&state.record.contact_id, &state.record.number),
-                conversations: vec![(Some(state.record.revision), next.clone())],
-                head: None,
-                mark: None,
-            };
-            if self.store.save(&write).await? {
-                return Ok(Some(next));
-            }
-        }
-        Err(StoreError::unavailable(format!(
-            "conversation {id}: {ATTEMPTS} concurrent writes in a row"
-        )))
-    }
-}
-
-impl Conversations {
-    /// Sets the outcome (`at`: when); `None` when there is no such conversation, else the
-    /// conversation and whether it changed (the same outcome again changes nothing).
-    pub async fn set_outcome(
-        &self,
-        id: &str,
-        outcome: &str,
-        at: i64,
-    ) -> Result<Option<(ConversationState, bool)>, StoreError> {
-        for _ in 0..ATTEMPTS {
-            let Some(state) = self.store.get(id).await? else {
-                return Ok(None);
-            };
-            if state.record.outcome.as_deref() == Some(outcome) {
-                return Ok(Some((state, false)));
-            }
-            let mut next = state.clone();
-            next.record.outcome = Some(outcome.to_string());
-            next.record.outcome_at = Some(at);
-            next.record.revision += 1;
-            let write = Write {
-                thread: thread_key(&state.record.contact_id, &state.record.number),
-                conversations: vec![(Some(state.record.revision), next.clone())],
-                head: None,
-                mark: None,
-            };
-            if self.store.save(&write).await? {
-                return Ok(Some((next, true)));
-            }
-        }
-        Err(StoreError::unavailable(format!(
-            "conversation {id}: {ATTEMPTS} concurrent writes in a row"
         )))
     }
 }

@@ -68,6 +68,8 @@ pub struct ConversationRecord {
     /// Assigned by the earliest outbound message that names an agent (`whatsapp_business_app`
     /// for echoes).
     pub agent: Option<String>,
+    /// From the mapping's `[tags]` catalogue: added by its rules on inbound messages and
+    /// through the API (which may also replace the set). Sorted, unique.
     #[serde(default)]
     pub tags: Vec<String>,
     pub closed_at: Option<i64>,
@@ -89,6 +91,12 @@ pub struct ConversationRecord {
     /// [`super::sla`]); set once, with the one `sla_breach` record.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub sla_breached_at: Option<i64>,
+    /// A conversion (`POST /conversions`) made the outcome `converted`: its value and ISO 4217
+    /// currency.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub outcome_value: Option<f64>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub outcome_currency: Option<String>,
     /// Grows by one with every change.
     pub revision: u64,
 }
@@ -128,7 +136,14 @@ pub struct ConversationState {
     /// change nothing send nothing.
     #[serde(default)]
     pub last_event: Option<String>,
+    /// The `event_id`s of the conversions applied (the latest [`CONVERSIONS_KEPT`]): the same
+    /// conversion posted again changes nothing.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub conversions: Vec<String>,
 }
+
+/// How many conversion ids a conversation remembers.
+pub const CONVERSIONS_KEPT: usize = 16;
 
 /// How many business messages before the first inbound are remembered.
 pub const EARLY_OUTBOUND_KEPT: usize = 64;

@@ -79,6 +79,24 @@ impl ConversationStore for Memory {
             .map(|s| s.record.clone())
             .collect())
     }
+    async fn latest(
+        &self,
+        contact_id: &str,
+        number: Option<&str>,
+    ) -> Result<Option<ConversationState>, StoreError> {
+        let (convs, heads, _) = &*self.state.lock().unwrap();
+        Ok(match number {
+            Some(n) => heads
+                .get(&thread_key(contact_id, n))
+                .and_then(|id| convs.get(id))
+                .cloned(),
+            None => convs
+                .values()
+                .filter(|s| s.record.contact_id == contact_id)
+                .max_by_key(|s| s.record.opened_at)
+                .cloned(),
+        })
+    }
 }
 
 pub(super) fn msg(id: &str, direction: Direction, at: i64) -> Observation {
@@ -98,6 +116,7 @@ pub(super) fn msg(id: &str, direction: Direction, at: i64) -> Observation {
         meta_conversation_id: None,
         pricing_category: None,
         pricing_type: None,
+        tags: Vec::new(),
     }
 }
 
@@ -282,4 +301,122 @@ fn the_idle_hours_are_validated() {
         let err = with(bad).unwrap_err().to_string();
         assert!(err.contains(WABRIDGE_CONVERSATION_IDLE_HOURS), "{err}");
     }
+}
+
+#[tokio::test]
+async fn tags_of_new_messages_join_once_and_the_api_changes_keep_a_closed_conversation_closed() {
+    let t0 = 5_000 * HOUR;
+    let conversations = Conversations::new(std::sync::Arc::new(Memory::default()), IDLE);
+    let tagged = |id: &str, at: i64, tags: &[&str]| Observation {
+        tags: tags.iter().map(|t| t.to_string()).collect(),
+        ..inbound(id, at)
+    };
+    let first = conversations
+        .observe(&tagged("a", t0, &["support"]))
+        .await
+        .unwrap();
+    let id = first.conversation_id.unwrap();
+    conversations
+        .observe(&tagged("b", t0 + MIN, &["pricing", "support"]))
+        .await
+        .unwrap();
+    let state = conversations.store().get(&id).await.unwrap().unwrap();
+    assert_eq!(state.record.tags, ["pricing", "support"]);
+    // A redelivery, even carrying a tag the message did not first have, adds nothing: it only
+    // hands back the conversation as it is.
+    let again = conversations
+        .observe(&tagged("b", t0 + MIN, &["vip"]))
+        .await
+        .unwrap();
+    assert_eq!(again.mark, None);
+    assert_eq!(again.changes[0].1, state);
+    assert_eq!(
+        conversations.store().get(&id).await.unwrap(),
+        Some(state.clone())
+    );
+
+    // Close, then outcome, agent and tags: taken, and it stays closed.
+    let closed = conversations
+        .close(&id, t0 + 2 * MIN)
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(closed.record.closed_at, Some(t0 + 2 * MIN));
+    let change = update::Change {
+        outcome: Some("resolved".into()),
+        agent: Some("ana".into()),
+        tags: Some(vec!["vip".into(), "pricing".into()]),
+        ..update::Change::default()
+    };
+    let (after, changed) = conversations
+        .update(&id, &change, t0 + HOUR)
+        .await
+        .unwrap()
+        .unwrap();
+    assert!(changed);
+    assert_eq!(after.record.tags, ["pricing", "vip"]);
+    assert_eq!(after.record.agent.as_deref(), Some("ana"));
+    assert_eq!(after.record.outcome_at, Some(t0 + HOUR));
+    assert_eq!(after.record.closed_at, Some(t0 + 2 * MIN));
+    assert_eq!(after.record.revision, closed.record.revision + 1);
+    // The same change again changes nothing.
+    let (_, changed) = conversations
+        .update(&id, &change, t0 + 2 * HOUR)
+        .await
+        .unwrap()
+        .unwrap();
+    assert!(!changed);
+    // An agent set through the API is kept over an earlier message's.
+    let late = conversations
+        .observe(&outbound("c", t0 + 30 * 1000, Some("bruno")))
+        .await
+        .unwrap();
+    assert_eq!(late.changes[0].1.record.agent.as_deref(), Some("ana"));
+    assert!(conversations
+        .update("cnv_missing", &change, t0)
+        .await
+        .unwrap()
+        .is_none());
+}
+
+#[test]
+fn a_conversion_converts_once_and_a_new_outcome_drops_its_value() {
+    let mut state = ConversationState::default();
+    state.record.id = "cnv_1".into();
+    state.record.revision = 3;
+    let conversion = |event_id: &str, value: f64| update::Change {
+        conversion: Some(update::Converted {
+            event_id: event_id.into(),
+            value,
+            currency: "MXN".into(),
+            at: 1_000,
+        }),
+        ..update::Change::default()
+    };
+    let converted = update::apply(&state, &conversion("deal-1", 1499.9), 5).unwrap();
+    let r = &converted.record;
+    assert_eq!(r.outcome.as_deref(), Some("converted"));
+    assert_eq!(
+        (r.outcome_value, r.outcome_currency.as_deref()),
+        (Some(1499.9), Some("MXN"))
+    );
+    assert_eq!(r.outcome_at, Some(1_000));
+    assert_eq!(r.revision, 4);
+    assert_eq!(converted.last_event.as_deref(), Some("conversion:deal-1"));
+    // The same conversion again: nothing, whatever it says.
+    assert_eq!(
+        update::apply(&converted, &conversion("deal-1", 1.0), 6),
+        None
+    );
+    // Another conversion replaces the value.
+    let second = update::apply(&converted, &conversion("deal-2", 10.0), 7).unwrap();
+    assert_eq!(second.record.outcome_value, Some(10.0));
+    // A different outcome drops the value.
+    let lost = update::Change {
+        outcome: Some("lost".into()),
+        ..update::Change::default()
+    };
+    let lost = update::apply(&second, &lost, 8).unwrap();
+    assert_eq!(lost.record.outcome_value, None);
+    assert_eq!(lost.record.outcome_currency, None);
 }

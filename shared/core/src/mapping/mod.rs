@@ -192,8 +192,9 @@ impl ConsentKeywords {
     }
 }
 
-/// Upper-case without the accents Spanish and Portuguese speakers may or may not type.
-fn fold(s: &str) -> String {
+/// Upper-case without the accents Spanish and Portuguese speakers may or may not type (consent
+/// keywords, tag keywords).
+pub(crate) fn fold(s: &str) -> String {
     s.chars()
         .map(|c| match c {
             'á' | 'à' | 'â' | 'ã' | 'Á' | 'À' | 'Â' | 'Ã' => 'A',
@@ -258,6 +259,9 @@ pub struct Mapping {
     /// `[hubspot]`: owners and ticket stages of conversations in HubSpot.
     #[serde(default)]
     pub hubspot: tickets::HubSpotTickets,
+    /// `[tags]`: the tag catalogue and the rules that tag conversations.
+    #[serde(default)]
+    pub tags: crate::conversations::tags::TagCatalogue,
 }
 
 /// `[revoke]`: `content = "clear"` (default) or `"keep"`. wabridge's own stores (the local
@@ -286,6 +290,7 @@ impl Mapping {
                 mapping.version
             )));
         }
+        mapping.tags.compile().map_err(MappingFileError::Invalid)?;
         for (kind, fields) in mapping.lists_mut() {
             let mut seen = BTreeSet::new();
             for f in fields.iter_mut() {

@@ -168,6 +168,7 @@ pub(crate) fn samples() -> Vec<Record> {
             ref_code: Some("AB23CD".into()),
             touch_in_conversation: true,
             created_at: 1000,
+            conversation_id: None,
         }),
         Record::Erasure(crate::erasure::ErasureItem::new(
             "era_1",

@@ -9,31 +9,35 @@
 
 use crate::attribution::CodeStatus;
 use crate::calls::BUSINESS_APP_AGENT;
-use crate::conversations::{Conversations, Observation, Origin};
 use crate::conversations::sla::SlaBreachRecord;
 use crate::conversations::sweep::SweepItem;
+use crate::conversations::tags::TagInput;
+use crate::conversations::{Conversations, Observation, Origin};
 use crate::error::StoreError;
 use crate::event::Event;
 use crate::records::{Direction, Record};
-use crate::webhook::model::{Item, MessageType, StatusKind};
+use crate::webhook::model::{Item, Message, MessageContent, MessageType, StatusKind};
 
 use super::plan::Plan;
 use super::{CrmSync, HookContext};
 
 impl CrmSync {
-    /// Folds the event's message into its conversation; returns the changed conversations as
-    /// effects (`conversation_closed` for one an idle gap closed, `conversation` for the
-    /// message's own) and sets `conversation_id` on the message's activity.
+    /// Folds the event's message into its conversation (with the tags the mapping's rules give
+    /// an inbound message; `campaign`: its tracked link's); returns the changed conversations
+    /// as effects (`conversation_closed` for one an idle gap closed, `conversation` for the
+    /// message's own) and the message's conversation, and sets `conversation_id` on the
+    /// message's activity.
     pub(super) async fn converse(
         &self,
         event: &Event,
         plan: &Plan,
         contact: Option<&Record>,
         contact_id: &str,
+        campaign: Option<String>,
         records: &mut [(&'static str, Record)],
-    ) -> Result<Vec<(&'static str, Record)>, StoreError> {
+    ) -> Result<(Vec<(&'static str, Record)>, Option<String>), StoreError> {
         let Some(conversations) = &self.conversations else {
-            return Ok(Vec::new());
+            return Ok((Vec::new(), None));
         };
         if let Item::Status(status) = &plan.item {
             let keys = plan.identity.keys();
@@ -51,9 +55,15 @@ impl CrmSync {
             }
         }
         name_conversation(conversations, event, contact_id, records).await?;
-        let Some(obs) = observation(event, plan, contact, contact_id, records) else {
-            return Ok(Vec::new());
+        let Some(mut obs) = observation(event, plan, contact, contact_id, records) else {
+            return Ok((Vec::new(), None));
         };
+        if let Item::Message(m) = &plan.item {
+            obs.tags = self
+                .mapping
+                .tags
+                .tags_for(&tag_input(m, campaign.as_deref()));
+        }
         let folded = conversations.observe(&obs).await?;
         let Some(id) = folded.conversation_id.clone() else {
             tracing::warn!(
@@ -61,7 +71,7 @@ impl CrmSync {
                 metric = "conversation_late_message",
                 "a message older than its thread's conversation by more than the idle time: counted in no conversation"
             );
-            return Ok(Vec::new());
+            return Ok((Vec::new(), None));
         };
         for (_, r) in records.iter_mut() {
             if let Record::Activity(a) = r {
@@ -70,7 +80,7 @@ impl CrmSync {
                 }
             }
         }
-        Ok(folded
+        let changed = folded
             .changes
             .into_iter()
             .map(|(_, state)| {
@@ -81,7 +91,31 @@ impl CrmSync {
                 };
                 (name, Record::Conversation(state.record))
             })
-            .collect())
+            .collect();
+        Ok((changed, Some(id)))
+    }
+}
+
+/// What the mapping's tag rules look at in a customer's message.
+fn tag_input<'a>(m: &'a Message, campaign: Option<&'a str>) -> TagInput<'a> {
+    let text = match m.content() {
+        MessageContent::Text(t) => Some(t.body.as_str()),
+        MessageContent::Image(x)
+        | MessageContent::Video(x)
+        | MessageContent::Document(x)
+        | MessageContent::Sticker(x)
+        | MessageContent::Audio(x) => x.caption.as_deref(),
+        _ => None,
+    };
+    let interactive = m.interactive.as_ref();
+    TagInput {
+        text,
+        button_payload: m.button.as_ref().and_then(|b| b.payload.as_deref()),
+        list_reply_id: interactive
+            .and_then(|i| i.list_reply.as_ref())
+            .and_then(|l| l.id.as_deref()),
+        ad_source_id: m.referral.as_ref().and_then(|r| r.source_id.as_deref()),
+        campaign,
     }
 }
 
@@ -204,6 +238,7 @@ fn observation(
         meta_conversation_id: None,
         pricing_category: None,
         pricing_type: None,
+        tags: Vec::new(),
     };
     match &plan.item {
         Item::Message(m)

@@ -207,18 +207,24 @@ impl CrmSync {
             contact.iter_mut().for_each(|c| set_contact(c, id));
             records.iter_mut().for_each(|(_, r)| set_contact(r, id));
         }
-        let mut extra = match (&plan.item, &contact_id) {
+        let (mut extra, campaign) = match (&plan.item, &contact_id) {
             // An edit or revoke is not a new message: no touch, no lead.
             (Item::Message(m), Some(id)) if m.original_message_id().is_none() => {
                 self.attribute(event, m, id, &mut records).await?
             }
-            _ => Vec::new(),
+            _ => (Vec::new(), None),
         };
         if let Some(id) = &contact_id {
-            // After attribution: a tracked link's code is the conversation's origin.
-            let changed = self
-                .converse(event, &plan, contact.as_ref(), id, &mut records)
+            // After attribution: a tracked link's code is the conversation's origin, and its
+            // campaign may tag it.
+            let (changed, conversation) = self
+                .converse(event, &plan, contact.as_ref(), id, campaign, &mut records)
                 .await?;
+            for (_, r) in extra.iter_mut() {
+                if let Record::Lead(lead) = r {
+                    lead.conversation_id = conversation.clone();
+                }
+            }
             extra.extend(changed);
         }
         if let Item::Sweep(item) = &plan.item {
@@ -323,23 +329,29 @@ impl CrmSync {
     }
 
     /// Attribution of an inbound message: the code leaves the activity's text, and every record
-    /// it produces is one more effect of this event (exactly once through the ledger).
+    /// it produces is one more effect of this event (exactly once through the ledger). Also
+    /// returns the campaign of the tracked link whose code the message carried.
     async fn attribute(
         &self,
         event: &Event,
         message: &Message,
         contact_id: &str,
         records: &mut [(&'static str, Record)],
-    ) -> Result<Vec<(&'static str, Record)>, StoreError> {
+    ) -> Result<(Vec<(&'static str, Record)>, Option<String>), StoreError> {
         let Some((store, config)) = &self.attribution else {
-            return Ok(Vec::new());
+            return Ok((Vec::new(), None));
         };
         let Some(att) =
             crate::attribution::on_event(store.as_ref(), config, event, message, contact_id)
                 .await?
         else {
-            return Ok(Vec::new());
+            return Ok((Vec::new(), None));
         };
+        // A known code makes the message's own touch the link's (an ad click wins over it).
+        let campaign = (att.code_status == Some(crate::attribution::CodeStatus::Known)
+            && message.referral.is_none())
+        .then(|| att.credit.utm_campaign.clone())
+        .flatten();
         if att.ref_code.is_some() {
             for (_, r) in records.iter_mut() {
                 if let Record::Activity(a) = r {
@@ -351,7 +363,7 @@ impl CrmSync {
                 }
             }
         }
-        Ok(att
+        let records = att
             .records
             .into_iter()
             .map(|out| match out {
@@ -364,7 +376,8 @@ impl CrmSync {
                 ),
                 AttributionOutput::Lead(l) => ("lead", Record::Lead(l)),
             })
-            .collect())
+            .collect();
+        Ok((records, campaign))
     }
 
     /// The hooks of the item's kind: the 24-hour window, delivery tracking, template registry.

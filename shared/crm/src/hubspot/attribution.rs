@@ -92,6 +92,7 @@ mod tests {
             ref_code: None,
             touch_in_conversation: true,
             created_at: 1,
+            conversation_id: None,
         }
     }
 

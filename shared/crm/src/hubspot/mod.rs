@@ -422,7 +422,10 @@ impl Crm for HubSpotCrm {
             Record::SlaBreach(_) => {
                 // The breach reaches HubSpot on the conversation's ticket (the conversation
                 // record that comes with it carries `sla_breached_at`): counted and logged.
-                self.skip(effect, "HubSpot shows SLA breaches on the conversation's ticket");
+                self.skip(
+                    effect,
+                    "HubSpot shows SLA breaches on the conversation's ticket",
+                );
                 Ok(())
             }
         }

@@ -79,8 +79,12 @@ pub(crate) async fn conversation_records<S: Subject>() {
 
     // An outcome (a new revision), then a late older revision saying otherwise, in a new
     // process: the CRM keeps the newer.
+    let change = wabridge_core::conversations::update::Change {
+        outcome: Some("converted".into()),
+        ..Default::default()
+    };
     let (with_outcome, _) = conversations
-        .set_outcome(&id, "converted", 1_763_790_000_000)
+        .update(&id, &change, 1_763_790_000_000)
         .await
         .unwrap()
         .unwrap();

@@ -200,6 +200,8 @@ const INGEST_ENV: &[&str] = &[
     config::WABRIDGE_SECRETS_ARN,
     config::WABRIDGE_MAX_BODY_BYTES,
     config::MEDIA_BUCKET,
+    // The mapping's catalogues for PATCH /conversations/{id} and /sends' agent.
+    config::CRM_KIND,
 ];
 const ATTRIBUTION_ENV: &[&str] = &[
     config::WABRIDGE_TABLE,
@@ -207,6 +209,8 @@ const ATTRIBUTION_ENV: &[&str] = &[
     config::META_DATASET_ID,
     config::WHATSAPP_API_URL,
     config::WHATSAPP_API_VERSION,
+    // A conversion's outcome goes to crm-sync.
+    config::EVENTS_QUEUE_URL,
 ];
 const CRM_SYNC_ENV: &[&str] = &[
     config::WABRIDGE_TABLE,
@@ -270,7 +274,8 @@ const LAMBDAS: &[Lambda] = &[
         crate_dir: "functions/attribution",
         env: ATTRIBUTION_ENV,
         consumes: None,
-        sends_to: &[],
+        // A conversion's `converted` outcome, for crm-sync.
+        sends_to: &["EventsQueue"],
         claim_check: &[],
         media: &[],
     },

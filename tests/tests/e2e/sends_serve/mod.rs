@@ -10,6 +10,7 @@
 //! reported twice).
 
 mod alerts;
+mod conversation_tags;
 mod conversations;
 mod crm;
 mod delivery;

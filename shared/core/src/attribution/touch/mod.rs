@@ -166,6 +166,7 @@ pub fn decide(
                 ref_code: c.and_then(|t| t.ref_code.clone()),
                 touch_in_conversation: touch.is_some(),
                 created_at: msg.at,
+                conversation_id: None,
             }));
         }
     }
