@@ -215,7 +215,7 @@ enum ConversationsAction {
         #[command(flatten)]
         data: DataArg,
     },
-    /// Adds tags from the mapping's [tags] catalogue; `wabridge serve` sends it to the CRM.
+    /// Adds tags from the mapping's `[tags]` catalogue; `wabridge serve` sends it to the CRM.
     Tag {
         id: String,
         #[arg(required = true)]

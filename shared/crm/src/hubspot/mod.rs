@@ -29,7 +29,7 @@
 //!   Communication of its own when it is not found (`message_changes`).
 //! - **conversation** (and `conversation_closed`): one Ticket per conversation, upserted by its
 //!   id and keeping the highest revision, associated to the contact and to the Communications
-//!   of its messages ([`tickets`], [`ticket_fields`]).
+//!   of its messages (`tickets.rs`, `ticket_fields.rs`).
 //! - **status of a message sent to a group**: skipped (it names a group, no contact).
 //! - **template status, number quality, account, unknown**: skipped by design, logged and counted
 //!   ([`HubSpotCrm::stats`]): they belong to the WhatsApp account, not to a contact, and HubSpot
