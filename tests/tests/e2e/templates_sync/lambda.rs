@@ -51,7 +51,9 @@ async fn the_sender_lambda_syncs_the_dynamodb_registry_on_its_schedule() {
     let inputs: Vec<Value> = template
         .lines()
         .filter_map(|l| l.trim().strip_prefix("Input: '")?.strip_suffix('\''))
-        .map(|j| serde_json::from_str(j).unwrap())
+        .map(|j| serde_json::from_str::<Value>(j).unwrap())
+        // Other schedules (the conversation sweep) name their own input.
+        .filter(|input| input.get("wabridge").is_some())
         .collect();
     assert_eq!(
         inputs,
