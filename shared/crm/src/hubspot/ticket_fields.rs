@@ -23,7 +23,7 @@ pub const REVISION_PROPERTY: &str = "wabridge_revision";
 /// The agent last written: the owner is written again only when this changes.
 pub const AGENT_PROPERTY: &str = "wabridge_agent";
 /// Every custom ticket property wabridge writes (create them in the portal).
-pub const CUSTOM_PROPERTIES: [&str; 9] = [
+pub const CUSTOM_PROPERTIES: [&str; 10] = [
     CONVERSATION_PROPERTY,
     REVISION_PROPERTY,
     AGENT_PROPERTY,
@@ -33,6 +33,7 @@ pub const CUSTOM_PROPERTIES: [&str; 9] = [
     "wabridge_outcome",
     "wabridge_close_reason",
     "wabridge_sla_breached_at",
+    "wabridge_tags",
 ];
 
 /// HubSpot's support pipeline and its "New" and "Closed" stages in a new portal.
@@ -171,6 +172,9 @@ pub fn ticket_properties(
         };
         put("wabridge_close_reason", reason.into());
     }
+    // Text, `;`-separated as HubSpot writes multiple values: a checkbox property would refuse
+    // (400) a tag added to the catalogue before its option was added in the portal.
+    put("wabridge_tags", r.tags.join(";"));
     if let Some(at) = r.sla_breached_at {
         // A datetime property: HubSpot takes epoch milliseconds.
         put("wabridge_sla_breached_at", at.to_string());
@@ -223,6 +227,8 @@ mod tests {
             inbound_count: 2,
             outbound_count: 1,
             agent: Some("ana".into()),
+            tags: vec!["menu".into(), "ventas".into()],
+            sla_breached_at: Some(1_763_780_900_000),
             revision: 3,
             ..Default::default()
         }
@@ -247,6 +253,8 @@ mod tests {
         assert_eq!(p["wabridge_origin"], "ctwa_ad");
         assert_eq!(p["wabridge_opened_by"], "customer");
         assert_eq!(p["wabridge_first_response_ms"], "90000");
+        assert_eq!(p["wabridge_tags"], "menu;ventas");
+        assert_eq!(p["wabridge_sla_breached_at"], "1763780900000");
         assert_eq!(p["subject"], "WhatsApp conversation on +52 55 1234 0000");
         assert_eq!(unowned, None);
         assert!(p.values().all(Value::is_string));

@@ -134,6 +134,7 @@ pub(crate) fn portal(object: &str) -> Option<Vec<String>> {
             "wabridge_outcome",
             "wabridge_close_reason",
             "wabridge_sla_breached_at",
+            "wabridge_tags",
         ]
         .iter()
         .map(|n| n.to_string())

@@ -4,6 +4,7 @@
 //! delivered twice, through the real SQLite queue and worker) and the throughput benchmark.
 
 mod bench;
+mod bench_conversations;
 mod erasure;
 pub(crate) mod fake;
 mod fake_files;
