@@ -54,8 +54,7 @@ async fn run(kind: &str, conversations: bool) -> (f64, u64) {
     }
     let sync = Arc::new(sync);
     let events: Vec<Value> = (0..EVENTS).map(numbered_text).collect();
-    let (dead, elapsed) =
-        crate::crm_conformance::drain(&db, &sync, &events, 1, 1, 128).await;
+    let (dead, elapsed) = crate::crm_conformance::drain(&db, &sync, &events, 1, 1, 128).await;
     assert_eq!(dead, 0);
     let stored: i64 = rusqlite::Connection::open(dir.path().join("t.db"))
         .unwrap()
