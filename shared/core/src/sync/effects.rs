@@ -92,8 +92,11 @@ impl CrmSync {
         Ok(Effects { contact, list })
     }
 
-    /// Applies the effects in order through the ledger. `Some(outcome)` stops the delivery there
-    /// (a retry or a dead letter); `None` = all applied.
+    /// Applies the effects through the ledger: the contact first (the others associate to
+    /// it), then the others at once, so an event costs two CRM round trips however many
+    /// effects it has (its activity, its conversation, a consent...). `Some(outcome)` ends the
+    /// delivery (a dead letter when any effect was rejected, else a retry); the effects that
+    /// were applied are confirmed and count as done on the next delivery. `None` = all applied.
     pub(super) async fn apply(
         &self,
         event: &Event,
@@ -101,79 +104,113 @@ impl CrmSync {
         effects: Effects,
         receive_count: u32,
     ) -> Result<Option<Outcome>, StoreError> {
-        for Pending {
+        let contact = &effects.contact;
+        let mut list = effects.list.into_iter().peekable();
+        if let Some(first) = list.next_if(|p| p.name == "contact") {
+            if let Some(outcome) = self
+                .apply_one(event, status, first, contact, receive_count)
+                .await?
+            {
+                return Ok(Some(outcome));
+            }
+        }
+        let results = futures::future::join_all(
+            list.map(|p| self.apply_one(event, status, p, contact, receive_count)),
+        )
+        .await;
+        let mut retry = None;
+        for result in results {
+            match result? {
+                Some(dead @ Outcome::DeadLetter(_)) => return Ok(Some(dead)),
+                Some(other) => {
+                    retry.get_or_insert(other);
+                }
+                None => {}
+            }
+        }
+        Ok(retry)
+    }
+
+    /// One effect: claim → CRM → confirm. `Some(outcome)` when it was not applied.
+    async fn apply_one(
+        &self,
+        event: &Event,
+        status: Option<&(String, StatusKind)>,
+        pending: Pending,
+        contact: &Option<(Record, Map<String, Value>)>,
+        receive_count: u32,
+    ) -> Result<Option<Outcome>, StoreError> {
+        let Pending {
             name,
             record,
             fields,
-        } in effects.list
-        {
-            let id = effect_id(&event.key, name);
-            let in_doubt = match self.ledger.claim(&id, self.lease).await? {
-                Claim::Done => continue,
-                Claim::Busy(left) => {
-                    return Ok(Some(Outcome::retry(
-                        left.max(Duration::from_millis(100)),
-                        format!("effect {name} is being applied by another delivery"),
-                    )))
-                }
-                Claim::Proceed { in_doubt } => in_doubt,
-            };
-            if let (Some((message_id, kind)), "status") = (status, name) {
-                if !self.ledger.advance_status(message_id, kind.rank()).await? {
-                    // A later status was recorded already: this one changes nothing.
-                    self.ledger.confirm(&id).await?;
-                    continue;
-                }
-            }
-            if !crate::consumer::fits(self.crm.call_budget()) {
-                // The invocation ends before this call could: leave it to the next delivery.
-                self.unclaim(&id, in_doubt).await?;
+        } = pending;
+        let id = effect_id(&event.key, name);
+        let in_doubt = match self.ledger.claim(&id, self.lease).await? {
+            Claim::Done => return Ok(None),
+            Claim::Busy(left) => {
                 return Ok(Some(Outcome::retry(
-                    crate::retry::backoff(receive_count, None),
-                    "no time left in this invocation for a CRM call",
-                )));
+                    left.max(Duration::from_millis(100)),
+                    format!("effect {name} is being applied by another delivery"),
+                )))
             }
-            let admit = self.breaker.admit();
-            if let Admit::Wait(wait) = admit {
-                // The CRM is down: no call. Wait for the next probe, and at least the backoff
-                // of this receive (on SQS every wait costs a receive; see `retry`).
-                self.unclaim(&id, in_doubt).await?;
-                let after = wait.max(crate::retry::backoff(receive_count, None));
-                return Ok(Some(Outcome::retry(
-                    after,
-                    format!("{} unavailable (circuit open)", self.crm.kind()),
-                )));
+            Claim::Proceed { in_doubt } => in_doubt,
+        };
+        if let (Some((message_id, kind)), "status") = (status, name) {
+            if !self.ledger.advance_status(message_id, kind.rank()).await? {
+                // A later status was recorded already: this one changes nothing.
+                self.ledger.confirm(&id).await?;
+                return Ok(None);
             }
-            let mut effect = Effect {
-                id: id.clone(),
-                record,
-                fields,
-                contact: effects.contact.clone(),
-                in_doubt,
-            };
-            let probe = admit == Admit::Probe;
-            if let Err(e) = self.apply_with_quick_retries(&mut effect, probe).await {
-                // Released only when no attempt may have applied it (see ledger.rs).
-                if e.definitely_not_applied() && !effect.in_doubt {
-                    self.ledger.release(&id).await?;
-                } else if !matches!(e, CrmError::Rejected(_)) {
-                    self.ledger.abandon(&id).await?;
-                }
-                tracing::warn!(event = %redact::key(&event.key), effect = name, error = %e, "CRM call failed");
-                return Ok(Some(match e {
-                    CrmError::Rejected(reason) => Outcome::DeadLetter(format!(
-                        "event {}: {} {name}: {reason}",
-                        redact::key(&event.key),
-                        self.crm.kind()
-                    )),
-                    other => Outcome::retry(
-                        retry_delay(&other, receive_count),
-                        format!("{} {name}: {other}", self.crm.kind()),
-                    ),
-                }));
-            }
-            self.ledger.confirm(&id).await?;
         }
+        if !crate::consumer::fits(self.crm.call_budget()) {
+            // The invocation ends before this call could: leave it to the next delivery.
+            self.unclaim(&id, in_doubt).await?;
+            return Ok(Some(Outcome::retry(
+                crate::retry::backoff(receive_count, None),
+                "no time left in this invocation for a CRM call",
+            )));
+        }
+        let admit = self.breaker.admit();
+        if let Admit::Wait(wait) = admit {
+            // The CRM is down: no call. Wait for the next probe, and at least the backoff
+            // of this receive (on SQS every wait costs a receive; see `retry`).
+            self.unclaim(&id, in_doubt).await?;
+            let after = wait.max(crate::retry::backoff(receive_count, None));
+            return Ok(Some(Outcome::retry(
+                after,
+                format!("{} unavailable (circuit open)", self.crm.kind()),
+            )));
+        }
+        let mut effect = Effect {
+            id: id.clone(),
+            record,
+            fields,
+            contact: contact.clone(),
+            in_doubt,
+        };
+        let probe = admit == Admit::Probe;
+        if let Err(e) = self.apply_with_quick_retries(&mut effect, probe).await {
+            // Released only when no attempt may have applied it (see ledger.rs).
+            if e.definitely_not_applied() && !effect.in_doubt {
+                self.ledger.release(&id).await?;
+            } else if !matches!(e, CrmError::Rejected(_)) {
+                self.ledger.abandon(&id).await?;
+            }
+            tracing::warn!(event = %redact::key(&event.key), effect = name, error = %e, "CRM call failed");
+            return Ok(Some(match e {
+                CrmError::Rejected(reason) => Outcome::DeadLetter(format!(
+                    "event {}: {} {name}: {reason}",
+                    redact::key(&event.key),
+                    self.crm.kind()
+                )),
+                other => Outcome::retry(
+                    retry_delay(&other, receive_count),
+                    format!("{} {name}: {other}", self.crm.kind()),
+                ),
+            }));
+        }
+        self.ledger.confirm(&id).await?;
         Ok(None)
     }
 
