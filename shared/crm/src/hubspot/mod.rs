@@ -66,6 +66,7 @@ pub mod media;
 mod message_changes;
 mod recovery;
 pub mod ticket_fields;
+mod ticket_reads;
 mod tickets;
 
 use std::collections::{BTreeMap, HashMap};

@@ -3,7 +3,8 @@
 //!
 //! Exactly once without search: the ticket's `wabridge_conversation_id` has unique values, so
 //! the ticket is upserted by it (`POST /crm/v3/objects/tickets/batch/upsert`) and read by it
-//! (`GET /crm/v3/objects/tickets/{id}?idProperty=…`), both consistent where search lags. A
+//! (`POST /crm/v3/objects/tickets/batch/read` with `idProperty`, batched across events:
+//! [`super::ticket_reads`]), both consistent where search lags. A
 //! crash between HubSpot's write and the ledger's confirm leaves nothing to find again: the
 //! redelivery upserts the same ticket.
 //!
@@ -30,6 +31,7 @@ use super::ticket_fields::{
     ticket_properties, TicketSettings, Written, AGENT_PROPERTY, CONVERSATION_PROPERTY,
     REVISION_PROPERTY,
 };
+use super::ticket_reads::ReadOp;
 use super::{HubSpotCrm, BATCH_MAX, DEFAULT_LINGER};
 use wabridge_core::conversations::ConversationRecord;
 use wabridge_core::crm::{CrmError, Effect};
@@ -54,6 +56,7 @@ struct TicketState {
 pub(crate) struct Tickets {
     pub settings: TicketSettings,
     upserts: Batcher<UpsertOp>,
+    reads: Batcher<ReadOp>,
     to_contacts: Batcher<AssociateOp>,
     communications: Batcher<AssociateOp>,
     states: Mutex<HashMap<String, Arc<tokio::sync::Mutex<TicketState>>>>,
@@ -81,6 +84,13 @@ impl Tickets {
                     client: client.clone(),
                     object: "tickets",
                     id_property: CONVERSATION_PROPERTY.to_string(),
+                },
+                BATCH_MAX,
+                DEFAULT_LINGER,
+            ),
+            reads: Batcher::new(
+                ReadOp {
+                    client: client.clone(),
                 },
                 BATCH_MAX,
                 DEFAULT_LINGER,
@@ -132,7 +142,7 @@ impl HubSpotCrm {
         let state = tickets.state(&record.id);
         let mut state = state.lock().await;
         if !state.known {
-            if let Some((id, revision, agent)) = self.read_ticket(&record.id).await? {
+            if let Some((id, revision, agent)) = tickets.reads.submit(record.id.clone()).await? {
                 state.ticket_id = Some(id);
                 state.revision = revision;
                 state.agent = agent;
@@ -195,35 +205,6 @@ impl HubSpotCrm {
             tracing::warn!(conversation = %record.id, error = %e, "hubspot: communications not associated to the ticket yet");
         }
         Ok(())
-    }
-
-    /// The ticket of a conversation (id, revision, agent), read by its unique property.
-    async fn read_ticket(
-        &self,
-        conversation_id: &str,
-    ) -> Result<Option<(String, u64, Option<String>)>, CrmError> {
-        let id: String = url::form_urlencoded::byte_serialize(conversation_id.as_bytes()).collect();
-        let path = format!(
-            "/crm/v3/objects/tickets/{id}?idProperty={CONVERSATION_PROPERTY}&properties={REVISION_PROPERTY},{AGENT_PROPERTY}"
-        );
-        let Some(answer) = self.client.get(&path).await? else {
-            return Ok(None);
-        };
-        let Some(ticket) = answer["id"].as_str() else {
-            return Err(CrmError::Transient(format!(
-                "ticket read without an id: {answer}"
-            )));
-        };
-        let p = &answer["properties"];
-        let revision = p[REVISION_PROPERTY]
-            .as_str()
-            .and_then(|r| r.parse().ok())
-            .unwrap_or(0);
-        let agent = p[AGENT_PROPERTY]
-            .as_str()
-            .filter(|a| !a.is_empty())
-            .map(String::from);
-        Ok(Some((ticket.to_string(), revision, agent)))
     }
 }
 

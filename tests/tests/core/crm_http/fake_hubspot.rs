@@ -42,6 +42,9 @@ pub(crate) fn hubspot(fake: &Fake, path: &str, headers: &HeaderMap, body: &Bytes
     if path.starts_with("/crm/v4/associations/") {
         return super::fake_hubspot_tickets::associate(fake, path, &v);
     }
+    if path == super::fake_hubspot_tickets::TICKET_BATCH_READ {
+        return super::fake_hubspot_tickets::batch_read(fake, &v);
+    }
     let inputs = v["inputs"].as_array().cloned().unwrap_or_default();
     if path.contains("/batch/") {
         // HubSpot batch endpoints: 1..=100 inputs, each with a distinct objectWriteTraceId.

@@ -113,6 +113,54 @@ pub(crate) fn read(fake: &Fake, path: &str, query: &str) -> Response {
         .into_response()
 }
 
+/// `POST /crm/v3/objects/tickets/batch/read` by the unique conversation id.
+pub(crate) const TICKET_BATCH_READ: &str = "/crm/v3/objects/tickets/batch/read";
+
+/// The batch read: `idProperty` the conversation id, 1..=100 `{"id"}` inputs, the properties
+/// asked; found tickets in `results`, missing ones as one `OBJECT_NOT_FOUND` error (207), as
+/// HubSpot answers.
+pub(crate) fn batch_read(fake: &Fake, v: &Value) -> Response {
+    if v["idProperty"] != CONVERSATION {
+        return fake.problem(format!("ticket batch read: idProperty {}", v["idProperty"]));
+    }
+    let Some(wanted) = v["properties"].as_array().filter(|p| !p.is_empty()) else {
+        return fake.problem("ticket batch read: no properties asked".to_string());
+    };
+    let inputs = v["inputs"].as_array().cloned().unwrap_or_default();
+    if inputs.is_empty() || inputs.len() > 100 || inputs.iter().any(|i| !i["id"].is_string()) {
+        return fake.problem(format!("ticket batch read: inputs {}", v["inputs"]));
+    }
+    let tickets = fake.tickets.lock().unwrap();
+    let (mut results, mut missing) = (Vec::new(), Vec::new());
+    for input in &inputs {
+        let id = input["id"].as_str().unwrap_or_default();
+        match tickets.get(id) {
+            Some(ticket) => {
+                let props: serde_json::Map<String, Value> = wanted
+                    .iter()
+                    .filter_map(|k| {
+                        let k = k.as_str()?;
+                        Some((k.to_string(), ticket["properties"].get(k)?.clone()))
+                    })
+                    .collect();
+                results.push(json!({"id": ticket["id"], "properties": props, "archived": false}));
+            }
+            None => missing.push(id.to_string()),
+        }
+    }
+    let mut body = json!({"status": "COMPLETE", "results": results});
+    let status = if missing.is_empty() {
+        StatusCode::OK
+    } else {
+        body["numErrors"] = json!(1);
+        body["errors"] = json!([{"status": "error", "category": "OBJECT_NOT_FOUND",
+            "message": "Could not get some TICKET objects, they may be deleted or not exist.",
+            "context": {"ids": missing}}]);
+        StatusCode::MULTI_STATUS
+    };
+    (status, rate_headers(), Json(body)).into_response()
+}
+
 /// `POST /crm/v4/associations/{from}/{to}/batch/associate/default`: ticket → contact and
 /// communication → ticket, between objects the portal holds.
 pub(crate) fn associate(fake: &Fake, path: &str, v: &Value) -> Response {
