@@ -27,10 +27,7 @@ use serde_json::{json, Value};
 
 use super::api::{Client, UpsertInput, UpsertOp};
 use super::batch::{BatchAnswer, BatchOp, Batcher};
-use super::ticket_fields::{
-    ticket_properties, TicketSettings, Written, AGENT_PROPERTY, CONVERSATION_PROPERTY,
-    REVISION_PROPERTY,
-};
+use super::ticket_fields::{ticket_properties, TicketSettings, Written, CONVERSATION_PROPERTY};
 use super::ticket_reads::ReadOp;
 use super::{HubSpotCrm, BATCH_MAX, DEFAULT_LINGER};
 use wabridge_core::conversations::ConversationRecord;
