@@ -13,6 +13,7 @@ mod cases;
 mod check;
 mod conversations;
 mod hubspot;
+mod hubspot_tickets;
 mod pipedrive;
 mod pipedrive_fake;
 mod pipedrive_fake_records;

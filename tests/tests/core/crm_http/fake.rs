@@ -15,7 +15,7 @@ use axum::response::{IntoResponse, Response};
 use serde_json::{json, Value};
 
 use super::fake_hubspot::{hubspot, hubspot_read, properties, CONTACT_READ, PROPERTIES};
-use super::fake_hubspot_tickets::{pipelines, PIPELINES, TICKET_READ};
+use super::fake_hubspot_tickets::{labels, pipelines, LABELS, PIPELINES};
 use super::fake_webhook::webhook;
 use super::*;
 
@@ -176,13 +176,15 @@ pub(crate) async fn handle(
     }
     let path = uri.path().to_string();
     fake.paths.lock().unwrap().push(path.clone());
-    let read =
-        method == Method::GET && (path.starts_with(CONTACT_READ) || path.starts_with(TICKET_READ));
+    let read = method == Method::GET && path.starts_with(CONTACT_READ);
     if method == Method::GET && path.starts_with(PROPERTIES) {
         return properties(&fake, &path, &headers);
     }
     if method == Method::GET && path == PIPELINES {
         return pipelines();
+    }
+    if method == Method::GET && path.starts_with(LABELS) && path.ends_with("/labels") {
+        return labels(&fake, &path);
     }
     if method != Method::POST && !read {
         return fake.problem(format!("{method} {path}: only POST is used"));

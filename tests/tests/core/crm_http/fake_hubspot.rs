@@ -169,6 +169,10 @@ pub(crate) fn hubspot(fake: &Fake, path: &str, headers: &HeaderMap, body: &Bytes
                 }
                 let mut comms = fake.comms.lock().unwrap();
                 let id = format!("{}", 5000 + comms.len());
+                let ticket = super::fake_hubspot_tickets::communication_ticket;
+                if let Some(problem) = ticket(fake, &id, &input["associations"]) {
+                    return fake.problem(problem);
+                }
                 fake.created
                     .lock()
                     .unwrap()
@@ -209,6 +213,9 @@ pub(crate) fn hubspot(fake: &Fake, path: &str, headers: &HeaderMap, body: &Bytes
         }
         "/crm/v3/objects/tickets/batch/upsert" => {
             return super::fake_hubspot_tickets::upsert(fake, &inputs)
+        }
+        "/crm/v3/objects/tickets/batch/create" => {
+            return super::fake_hubspot_tickets::create(fake, &inputs)
         }
         "/crm/v3/objects/contacts/gdpr-delete" => return gdpr_delete(fake, &v),
         "/crm/v3/objects/notes" => return super::fake_files::note(fake, &v),

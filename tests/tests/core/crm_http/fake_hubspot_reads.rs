@@ -173,9 +173,6 @@ pub(crate) fn hubspot_read(fake: &Fake, path: &str, query: &str, headers: &Heade
     {
         return (StatusCode::UNAUTHORIZED, Json(json!({"status": "error"}))).into_response();
     }
-    if path.starts_with(super::fake_hubspot_tickets::TICKET_READ) {
-        return super::fake_hubspot_tickets::read(fake, path, query);
-    }
     let value = path.trim_start_matches(CONTACT_READ);
     let value = url::form_urlencoded::parse(format!("v={value}").as_bytes())
         .next()

@@ -1,0 +1,91 @@
+//! HubSpot's conversation tickets, beyond the conversation case: how few round trips an
+//! opening takes, and that the create-first path never lets an older revision win.
+
+use wabridge_core::conversations::update::Change;
+
+use super::conversations::{conversation_event, deliver, on_number, sync_with};
+use super::hubspot::HubSpot;
+use super::{text, Harness, Subject};
+use crate::crm_http::fake_hubspot_tickets::TICKET_TO_CONTACT;
+
+const CREATE: &str = "/crm/v3/objects/tickets/batch/create";
+const READ: &str = "/crm/v3/objects/tickets/batch/read";
+const UPSERT: &str = "/crm/v3/objects/tickets/batch/upsert";
+const TO_CONTACT: &str = "/crm/v4/associations/tickets/contacts/batch/associate/default";
+
+fn count(paths: &[String], path: &str) -> usize {
+    paths.iter().filter(|p| *p == path).count()
+}
+
+/// The opening revision is created with its contact association inline (no read, no upsert,
+/// no association call); the next message's Communication is tied to the ticket inline too.
+/// Then the opening revision reaches a new process after a newer one was written (a retry
+/// after an outage, on another instance): HubSpot refuses the create (the ticket exists), the
+/// adapter reads the ticket, and the older revision overwrites nothing.
+#[tokio::test]
+async fn an_opening_is_one_create_and_a_late_opening_never_overwrites_a_newer_ticket() {
+    let h = Harness::<HubSpot>::start().await;
+    let fake = h.subject.fake.clone();
+    let (sync, conversations) = sync_with(&h.db, h.subject.crm(), h.subject.mapping());
+    deliver(&sync, &on_number(text("wamid.o1", "5215512345678", "Hola")), 1).await;
+    let paths = fake.paths.lock().unwrap().clone();
+    assert_eq!(count(&paths, CREATE), 1, "{paths:?}");
+    for path in [READ, UPSERT, TO_CONTACT] {
+        assert_eq!(count(&paths, path), 0, "{path}: {paths:?}");
+    }
+    let (id, ticket) = {
+        let tickets = fake.tickets.lock().unwrap();
+        assert_eq!(tickets.len(), 1);
+        let (id, t) = tickets.iter().next().unwrap();
+        (id.clone(), t["id"].as_str().unwrap().to_string())
+    };
+    let contact = fake.contacts.lock().unwrap().values().next().cloned();
+    let links = fake.ticket_links.lock().unwrap().clone();
+    assert!(
+        links.contains(&("tickets/contacts".into(), ticket.clone(), contact.unwrap())),
+        "the contact association was written with the ticket (type {TICKET_TO_CONTACT}): {links:?}"
+    );
+
+    // The second message: its Communication carries the ticket association.
+    deliver(&sync, &on_number(text("wamid.o2", "5215512345678", "¿Hay envíos?")), 1).await;
+    let comms = fake.comms.lock().unwrap().clone();
+    let last = comms.last().unwrap();
+    assert_eq!(last["associations"][1]["to"]["id"], ticket.as_str(), "{last}");
+
+    let opening = {
+        let mut record = conversations
+            .store()
+            .get(&id)
+            .await
+            .unwrap()
+            .unwrap()
+            .record;
+        record.revision = 1;
+        record.outcome = Some("lost".into());
+        record
+    };
+    let change = Change {
+        outcome: Some("converted".into()),
+        ..Default::default()
+    };
+    let (newer, _) = conversations
+        .update(&id, &change, 1_763_790_000_000)
+        .await
+        .unwrap()
+        .unwrap();
+    deliver(&sync, &conversation_event(&newer.record), 1).await;
+
+    let before = fake.paths.lock().unwrap().len();
+    let (late, _) = sync_with(&h.db, h.subject.crm(), h.subject.mapping());
+    deliver(&late, &conversation_event(&opening), 1).await;
+    let paths = fake.paths.lock().unwrap()[before..].to_vec();
+    assert_eq!(count(&paths, CREATE), 1, "tried to create: {paths:?}");
+    assert_eq!(count(&paths, READ), 1, "then read what exists: {paths:?}");
+    assert_eq!(count(&paths, UPSERT), 0, "and wrote nothing older: {paths:?}");
+
+    let held = h.subject.conversations().unwrap();
+    assert_eq!(held.len(), 1, "{held:?}");
+    assert_eq!(held[0].revision, newer.record.revision);
+    assert_eq!(held[0].outcome.as_deref(), Some("converted"));
+    assert_eq!(held[0].activities, 2, "{held:?}");
+}
