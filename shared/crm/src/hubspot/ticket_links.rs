@@ -7,7 +7,8 @@
 //! type). Until they are known (or when the read fails) the adapter uses default associations
 //! (v4 `batch/associate/default`, no type id), one call per batch.
 
-use std::sync::Arc;
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
 
 use async_trait::async_trait;
 use serde_json::{json, Value};
@@ -17,56 +18,49 @@ use super::api::Client;
 use super::batch::{BatchAnswer, BatchOp};
 use wabridge_core::crm::CrmError;
 
-/// The association type ids this adapter writes inline, read once per process.
+/// One object type to another (`("tickets", "contacts")`).
+type Pair = (&'static str, &'static str);
+
+/// The association type ids this adapter writes inline, read once per process and pair.
 pub(crate) struct AssociationTypes {
     client: Arc<Client>,
-    ticket_to_contact: OnceCell<Option<u32>>,
-    communication_to_ticket: OnceCell<Option<u32>>,
+    cells: Mutex<HashMap<Pair, Arc<OnceCell<Option<u32>>>>>,
 }
 
 impl AssociationTypes {
     pub fn new(client: &Arc<Client>) -> AssociationTypes {
         AssociationTypes {
             client: client.clone(),
-            ticket_to_contact: OnceCell::new(),
-            communication_to_ticket: OnceCell::new(),
+            cells: Mutex::new(HashMap::new()),
         }
     }
 
-    /// Ticket → contact, or `None` when the portal did not say (yet).
-    pub async fn ticket_to_contact(&self) -> Option<u32> {
-        self.read(&self.ticket_to_contact, "tickets", "contacts")
-            .await
+    fn cell(&self, pair: Pair) -> Arc<OnceCell<Option<u32>>> {
+        self.cells.lock().unwrap().entry(pair).or_default().clone()
     }
 
-    /// Communication → ticket, once it has been read; never waits for a read, so a
-    /// Communication's create is not held by it (the read starts with the first ticket).
-    pub fn communication_to_ticket(&self) -> Option<u32> {
-        self.communication_to_ticket.get().copied().flatten()
-    }
-
-    /// Reads the communication → ticket id, so Communications can carry it inline.
-    pub async fn learn_communication_to_ticket(&self) {
-        self.read(&self.communication_to_ticket, "communications", "tickets")
-            .await;
-    }
-
-    async fn read(&self, cell: &OnceCell<Option<u32>>, from: &str, to: &str) -> Option<u32> {
+    /// The type of `from` → `to`, read from the portal the first time; `None` when the portal
+    /// did not say (or the read failed: the next call asks again).
+    pub async fn get(&self, from: &'static str, to: &'static str) -> Option<u32> {
         let path = format!("/crm/v4/associations/{from}/{to}/labels");
-        // A failed read is not remembered: the next write asks again.
-        let read = cell
+        let read = self
+            .cell((from, to))
             .get_or_try_init(|| async {
                 let answer = self.client.get(&path).await?;
                 Ok::<_, CrmError>(answer.as_ref().and_then(default_type_id))
             })
-            .await;
-        match read {
-            Ok(id) => *id,
-            Err(e) => {
-                tracing::warn!(from, to, error = %e, "hubspot: association types not read; default associations instead");
-                None
-            }
-        }
+            .await
+            .copied();
+        read.unwrap_or_else(|e| {
+            tracing::warn!(from, to, error = %e, "hubspot: association types not read; default associations instead");
+            None
+        })
+    }
+
+    /// The type of `from` → `to` if it has been read; never waits for a read, so a create on
+    /// the hot path (a Communication) is not held by it.
+    pub fn known(&self, from: &'static str, to: &'static str) -> Option<u32> {
+        self.cell((from, to)).get().copied().flatten()
     }
 }
 

@@ -129,9 +129,35 @@ impl Tickets {
     /// The ticket of `conversation_id` and the type of a Communication's association to it,
     /// when both are known in this process.
     pub fn inline_for(&self, conversation_id: &str) -> Option<(String, u32)> {
-        let type_id = self.types.communication_to_ticket()?;
+        let type_id = self.types.known("communications", "tickets")?;
         let ticket = self.ids.lock().unwrap().get(conversation_id).cloned()?;
         Some((ticket, type_id))
+    }
+
+    /// The ticket of `conversation_id` and the type of an association from `from` to it, for
+    /// an engagement created once (a call): remembered, else read (batched). `None` when the
+    /// conversation has no ticket yet or the portal did not say the type.
+    pub async fn link_for(
+        &self,
+        from: &'static str,
+        conversation_id: &str,
+    ) -> Result<Option<(String, u32)>, CrmError> {
+        let Some(type_id) = self.types.get(from, "tickets").await else {
+            return Ok(None);
+        };
+        let known = self.ids.lock().unwrap().get(conversation_id).cloned();
+        let ticket = match known {
+            Some(id) => Some(id),
+            None => {
+                let held = self.reads.submit(conversation_id.to_string()).await?;
+                let id = held.map(|(id, ..)| id);
+                if let Some(id) = &id {
+                    self.remember_id(conversation_id, id);
+                }
+                id
+            }
+        };
+        Ok(ticket.map(|t| (t, type_id)))
     }
 
     fn remember_id(&self, conversation_id: &str, ticket: &str) {
@@ -298,9 +324,9 @@ impl HubSpotCrm {
         if effect.contact.is_none() {
             return Ok(());
         }
-        let (type_id, ()) = futures::join!(
-            tickets.types.ticket_to_contact(),
-            tickets.types.learn_communication_to_ticket()
+        let (type_id, _) = futures::join!(
+            tickets.types.get("tickets", "contacts"),
+            tickets.types.get("communications", "tickets")
         );
         let Some(type_id) = type_id else {
             return Ok(());

@@ -89,3 +89,38 @@ async fn an_opening_is_one_create_and_a_late_opening_never_overwrites_a_newer_ti
     assert_eq!(held[0].outcome.as_deref(), Some("converted"));
     assert_eq!(held[0].activities, 2, "{held:?}");
 }
+
+/// A call in a conversation's thread: its Call engagement is on the contact and on the
+/// conversation's ticket, also when the process learns the ticket only by reading it.
+#[tokio::test]
+async fn a_call_is_on_its_conversations_ticket() {
+    let h = Harness::<HubSpot>::start().await;
+    let fake = h.subject.fake.clone();
+    let (sync, _) = sync_with(&h.db, h.subject.crm(), h.subject.mapping());
+    deliver(&sync, &on_number(text("wamid.k1", "5215512345678", "¿Me llaman?")), 1).await;
+    let ticket = {
+        let tickets = fake.tickets.lock().unwrap();
+        assert_eq!(tickets.len(), 1);
+        tickets.values().next().unwrap()["id"].as_str().unwrap().to_string()
+    };
+    // A new process: the ticket is not known there until it is read.
+    let (fresh, _) = sync_with(&h.db, h.subject.crm(), h.subject.mapping());
+    let path = std::path::PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+        .join("../events/webhooks/call_user_connect_terminate_es_mx.json");
+    let events = wabridge_core::webhook::split(&std::fs::read(path).unwrap(), 1_763_700_000_000)
+        .unwrap();
+    for event in &events {
+        let event: serde_json::Value = serde_json::from_str(&event.to_json()).unwrap();
+        deliver(&fresh, &event, 2).await;
+    }
+    let calls = fake.call_engagements.lock().unwrap().clone();
+    assert_eq!(calls.len(), 1, "{calls:?}");
+    let contact = fake.contacts.lock().unwrap().values().next().cloned().unwrap();
+    assert_eq!(calls[0]["associations"][0]["to"]["id"], contact.as_str());
+    let call = calls[0]["id"].as_str().unwrap().to_string();
+    let links = fake.ticket_links.lock().unwrap().clone();
+    assert!(
+        links.contains(&("calls/tickets".into(), call, ticket)),
+        "{links:?}"
+    );
+}

@@ -82,9 +82,11 @@ pub(crate) struct Fake {
     /// Properties the portal lacks (`contacts/whatsapp_bsuid`), for `crm check`.
     pub(crate) missing_properties: Mutex<HashSet<String>>,
     /// Tickets by conversation id (`{id, properties}`) and the default associations made
-    /// (`tickets/contacts` or `communications/tickets`, from, to).
+    /// (`tickets/contacts`, `communications/tickets` or `calls/tickets`, from, to).
     pub(crate) tickets: Mutex<HashMap<String, Value>>,
     pub(crate) ticket_links: Mutex<Vec<(String, String, String)>>,
+    /// Call engagements (`POST /crm/v3/objects/calls`), as posted with their id.
+    pub(crate) call_engagements: Mutex<Vec<Value>>,
 }
 
 impl Fake {

@@ -217,6 +217,15 @@ pub(crate) fn hubspot(fake: &Fake, path: &str, headers: &HeaderMap, body: &Bytes
         "/crm/v3/objects/tickets/batch/create" => {
             return super::fake_hubspot_tickets::create(fake, &inputs)
         }
+        "/crm/v3/objects/calls" => {
+            if let Some(problem) = strings_only(&v["properties"]) {
+                return fake.problem(problem);
+            }
+            if let Some(problem) = association(&v["associations"], 194) {
+                return fake.problem(problem);
+            }
+            return super::fake_hubspot_tickets::call(fake, &v);
+        }
         "/crm/v3/objects/contacts/gdpr-delete" => return gdpr_delete(fake, &v),
         "/crm/v3/objects/notes" => return super::fake_files::note(fake, &v),
         "/crm/v3/objects/contacts/search" => {

@@ -16,6 +16,7 @@ pub(crate) const LABELS: &str = "/crm/v4/associations/";
 /// This portal's HubSpot-defined association types (read by the adapter, never assumed).
 pub(crate) const TICKET_TO_CONTACT: u64 = 16;
 pub(crate) const COMMUNICATION_TO_TICKET: u64 = 1_022;
+pub(crate) const CALL_TO_TICKET: u64 = 220;
 /// `GET /crm/v3/pipelines/tickets`.
 pub(crate) const PIPELINES: &str = "/crm/v3/pipelines/tickets";
 /// The fake portal's support pipeline and its stages (HubSpot's defaults).
@@ -282,6 +283,7 @@ pub(crate) fn labels(fake: &Fake, path: &str) -> Response {
     let default = match kinds {
         "tickets/contacts" => TICKET_TO_CONTACT,
         "communications/tickets" => COMMUNICATION_TO_TICKET,
+        "calls/tickets" => CALL_TO_TICKET,
         _ => return fake.problem(format!("unexpected labels path {path}")),
     };
     (
@@ -298,20 +300,48 @@ pub(crate) fn labels(fake: &Fake, path: &str) -> Response {
 /// A Communication's inline association to a ticket (`associations[1]`), checked and recorded
 /// like a default one; `None` when it has none or it is right.
 pub(crate) fn communication_ticket(fake: &Fake, comm: &str, a: &Value) -> Option<String> {
+    inline_ticket(fake, "communications", COMMUNICATION_TO_TICKET, comm, a)
+}
+
+fn inline_ticket(fake: &Fake, from: &str, type_id: u64, id: &str, a: &Value) -> Option<String> {
     let link = a.as_array()?.get(1)?;
     let to = link["to"]["id"].as_str().unwrap_or_default();
     if link["types"][0]["associationCategory"] != "HUBSPOT_DEFINED"
-        || link["types"][0]["associationTypeId"] != COMMUNICATION_TO_TICKET
+        || link["types"][0]["associationTypeId"] != type_id
     {
-        return Some(format!("communication → ticket types: {}", link["types"]));
+        return Some(format!("{from} → ticket types: {}", link["types"]));
     }
     if !fake.tickets.lock().unwrap().values().any(|t| t["id"] == to) {
-        return Some(format!("communication → unknown ticket {to}"));
+        return Some(format!("{from} → unknown ticket {to}"));
     }
     fake.ticket_links.lock().unwrap().push((
-        "communications/tickets".into(),
-        comm.to_string(),
+        format!("{from}/tickets"),
+        id.to_string(),
         to.to_string(),
     ));
     None
+}
+
+/// `POST /crm/v3/objects/calls` (its contact association checked by the caller): a Call
+/// engagement, with its ticket association inline when it has one.
+pub(crate) fn call(fake: &Fake, v: &Value) -> Response {
+    for required in ["hs_timestamp", "hs_call_title", "hs_call_status"] {
+        if !v["properties"][required].is_string() {
+            return fake.problem(format!("call without {required}: {v}"));
+        }
+    }
+    let mut calls = fake.call_engagements.lock().unwrap();
+    let id = format!("{}", 8000 + calls.len());
+    if let Some(problem) = inline_ticket(fake, "calls", CALL_TO_TICKET, &id, &v["associations"]) {
+        return fake.problem(problem);
+    }
+    let mut stored = v.clone();
+    stored["id"] = json!(id);
+    calls.push(stored);
+    (
+        StatusCode::CREATED,
+        rate_headers(),
+        Json(json!({"id": id, "properties": v["properties"]})),
+    )
+        .into_response()
 }
