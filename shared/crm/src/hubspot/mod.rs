@@ -75,7 +75,7 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use async_trait::async_trait;
-use serde_json::{json, Map, Value};
+use serde_json::{Map, Value};
 
 use crate::hubspot::attribution::{contact_properties, deal_body, DealSettings};
 use crate::hubspot::ticket_fields::TicketSettings;

@@ -119,6 +119,20 @@ pub(crate) fn portal(object: &str) -> Option<Vec<String>> {
         .iter()
         .map(|n| n.to_string())
         .collect(),
+        "calls" => [
+            "hs_timestamp",
+            "hs_call_title",
+            "hs_call_body",
+            "hs_call_direction",
+            "hs_call_duration",
+            "hs_call_status",
+            "hs_call_from_number",
+            "hs_call_to_number",
+            "wabridge_effect_id",
+        ]
+        .iter()
+        .map(|n| n.to_string())
+        .collect(),
         "tickets" => [
             "subject",
             "content",

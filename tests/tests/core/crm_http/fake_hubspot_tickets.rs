@@ -242,7 +242,9 @@ pub(crate) fn create(fake: &Fake, inputs: &[Value]) -> Response {
             return fake.problem(format!("ticket create: associations {a}"));
         }
         if !fake.contacts.lock().unwrap().values().any(|c| *c == to) {
-            return fake.problem(format!("ticket create: association to unknown contact {to}"));
+            return fake.problem(format!(
+                "ticket create: association to unknown contact {to}"
+            ));
         }
         let id = p[CONVERSATION].as_str().unwrap_or_default().to_string();
         let mut tickets = fake.tickets.lock().unwrap();
@@ -277,9 +279,7 @@ pub(crate) fn create(fake: &Fake, inputs: &[Value]) -> Response {
 /// The association types between two object types: HubSpot's unlabeled default and a labeled
 /// one (which the adapter must not take).
 pub(crate) fn labels(fake: &Fake, path: &str) -> Response {
-    let kinds = path
-        .trim_start_matches(LABELS)
-        .trim_end_matches("/labels");
+    let kinds = path.trim_start_matches(LABELS).trim_end_matches("/labels");
     let default = match kinds {
         "tickets/contacts" => TICKET_TO_CONTACT,
         "communications/tickets" => COMMUNICATION_TO_TICKET,

@@ -224,7 +224,11 @@ async fn tags_agents_outcomes_and_conversions_reach_the_crm_through_api_and_cli(
     .await;
     assert_eq!(status, 404);
     let (status, v) = json_call(&gw, "POST", &tags_path, json!({"tags": ["pricing"]})).await;
-    assert_eq!((status, &v["tags"]), (200, &json!(["pricing", "vip"])), "{v}");
+    assert_eq!(
+        (status, &v["tags"]),
+        (200, &json!(["pricing", "vip"])),
+        "{v}"
+    );
 
     // The CLI: close, then tag the closed conversation; errors name the field.
     let closed: Value = serde_json::from_str(&gw.cli_ok(&["conversations", "close", &id])).unwrap();
@@ -236,14 +240,9 @@ async fn tags_agents_outcomes_and_conversions_reach_the_crm_through_api_and_cli(
         tagged["closed_at"], closed["closed_at"],
         "a closed conversation stays closed"
     );
-    let untagged: Value = serde_json::from_str(&gw.cli_ok(&[
-        "conversations",
-        "tag",
-        &id,
-        "express",
-        "--remove",
-    ]))
-    .unwrap();
+    let untagged: Value =
+        serde_json::from_str(&gw.cli_ok(&["conversations", "tag", &id, "express", "--remove"]))
+            .unwrap();
     assert_eq!(untagged["tags"], json!(["pricing", "vip"]));
     let tagged: Value =
         serde_json::from_str(&gw.cli_ok(&["conversations", "tag", &id, "express"])).unwrap();
