@@ -53,6 +53,10 @@ pub const HUBSPOT_BURST_LIMIT: &str = "HUBSPOT_BURST_LIMIT";
 pub const HUBSPOT_TICKET_PIPELINE: &str = "HUBSPOT_TICKET_PIPELINE";
 pub const HUBSPOT_TICKET_OPEN_STAGE: &str = "HUBSPOT_TICKET_OPEN_STAGE";
 pub const HUBSPOT_TICKET_CLOSED_STAGE: &str = "HUBSPOT_TICKET_CLOSED_STAGE";
+/// The deal pipeline leads go to (default `default`, HubSpot's sales pipeline) and its stage
+/// of a new lead (default `appointmentscheduled`): internal ids, not labels.
+pub const HUBSPOT_DEAL_PIPELINE: &str = "HUBSPOT_DEAL_PIPELINE";
+pub const HUBSPOT_DEAL_STAGE: &str = "HUBSPOT_DEAL_STAGE";
 /// Pipedrive personal API token (a secret), sent as `x-api-token`.
 pub const PIPEDRIVE_API_TOKEN: &str = "PIPEDRIVE_API_TOKEN";
 /// The company's Pipedrive API base, `https://<company>.pipedrive.com` (default

@@ -82,7 +82,11 @@ pub async fn check(
             )?;
             let tickets =
                 crate::hubspot::ticket_fields::TicketSettings::from_settings(mapping, &settings);
-            Ok(crate::hubspot::check::run(&base, &token, mapping, &tickets, timeout).await?)
+            let deals = crate::hubspot::attribution::DealSettings::from_settings(&settings);
+            Ok(
+                crate::hubspot::check::run(&base, &token, mapping, &tickets, &deals, timeout)
+                    .await?,
+            )
         }
         #[cfg(feature = "pipedrive")]
         "pipedrive" => {

@@ -184,6 +184,7 @@ pub fn from_lookup_with(
             .with_tickets(hubspot::ticket_fields::TicketSettings::from_settings(
                 mapping, &settings,
             ))
+            .with_deal_settings(hubspot::attribution::DealSettings::from_settings(&settings))
             .with_rate_limit(
                 settings.number(
                     config::HUBSPOT_BURST_LIMIT,

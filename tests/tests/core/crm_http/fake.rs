@@ -15,7 +15,9 @@ use axum::response::{IntoResponse, Response};
 use serde_json::{json, Value};
 
 use super::fake_hubspot::{hubspot, hubspot_read, properties, CONTACT_READ, PROPERTIES};
-use super::fake_hubspot_tickets::{labels, pipelines, LABELS, PIPELINES};
+use super::fake_hubspot_tickets::{
+    deal_pipelines, labels, pipelines, DEAL_PIPELINES, LABELS, PIPELINES,
+};
 use super::fake_webhook::webhook;
 use super::*;
 
@@ -184,6 +186,9 @@ pub(crate) async fn handle(
     }
     if method == Method::GET && path == PIPELINES {
         return pipelines();
+    }
+    if method == Method::GET && path == DEAL_PIPELINES {
+        return deal_pipelines();
     }
     if method == Method::GET && path.starts_with(LABELS) && path.ends_with("/labels") {
         return labels(&fake, &path);

@@ -195,6 +195,13 @@ pub(crate) fn hubspot(fake: &Fake, path: &str, headers: &HeaderMap, body: &Bytes
                         return fake.problem(format!("deal without {required}: {p}"));
                     }
                 }
+                let (pipeline, stage) = (p["pipeline"].as_str(), p["dealstage"].as_str());
+                if !super::fake_hubspot_tickets::deal_stage_exists(
+                    pipeline.unwrap_or_default(),
+                    stage.unwrap_or_default(),
+                ) {
+                    return fake.problem(format!("deal stage {stage:?} of pipeline {pipeline:?}"));
+                }
                 if let Some(problem) = association(&input["associations"], 3) {
                     return fake.problem(problem);
                 }

@@ -19,6 +19,21 @@ pub(crate) const COMMUNICATION_TO_TICKET: u64 = 1_022;
 pub(crate) const CALL_TO_TICKET: u64 = 220;
 /// `GET /crm/v3/pipelines/tickets`.
 pub(crate) const PIPELINES: &str = "/crm/v3/pipelines/tickets";
+/// `GET /crm/v3/pipelines/deals`.
+pub(crate) const DEAL_PIPELINES: &str = "/crm/v3/pipelines/deals";
+/// The fake portal's deal pipelines and their stages: HubSpot's sales pipeline and one more.
+pub(crate) const DEAL_STAGES: [(&str, &[&str]); 2] = [
+    (
+        "default",
+        &[
+            "appointmentscheduled",
+            "qualifiedtobuy",
+            "closedwon",
+            "closedlost",
+        ],
+    ),
+    ("ventas-mx", &["nuevo-lead", "ganado"]),
+];
 /// The fake portal's support pipeline and its stages (HubSpot's defaults).
 pub(crate) const STAGES: [&str; 4] = ["1", "2", "3", "4"];
 const CONVERSATION: &str = "wabridge_conversation_id";
@@ -344,4 +359,31 @@ pub(crate) fn call(fake: &Fake, v: &Value) -> Response {
         Json(json!({"id": id, "properties": v["properties"]})),
     )
         .into_response()
+}
+
+/// The portal's deal pipelines ([`DEAL_STAGES`]).
+pub(crate) fn deal_pipelines() -> Response {
+    let results: Vec<Value> = DEAL_STAGES
+        .iter()
+        .map(|(id, stages)| {
+            let stages: Vec<Value> = stages
+                .iter()
+                .map(|s| json!({"id": s, "label": s, "metadata": {"probability": "0.2"}}))
+                .collect();
+            json!({"id": id, "label": id, "stages": stages})
+        })
+        .collect();
+    (
+        StatusCode::OK,
+        rate_headers(),
+        Json(json!({"results": results})),
+    )
+        .into_response()
+}
+
+/// Whether `pipeline` has `stage` in the portal.
+pub(crate) fn deal_stage_exists(pipeline: &str, stage: &str) -> bool {
+    DEAL_STAGES
+        .iter()
+        .any(|(id, stages)| *id == pipeline && stages.contains(&stage))
 }
