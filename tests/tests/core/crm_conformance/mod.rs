@@ -22,6 +22,7 @@ mod webhook;
 mod zoho;
 mod zoho_fake;
 mod zoho_fake_records;
+mod zoho_lambda;
 mod zoho_more;
 
 use std::sync::Arc;
