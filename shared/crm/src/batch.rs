@@ -83,7 +83,7 @@ pub(crate) struct Batcher<Op: BatchOp> {
 }
 
 impl<Op: BatchOp> Batcher<Op> {
-    /// `max` inputs per call (HubSpot: 100); a batch leaves when full or `linger` after its
+    /// `max` inputs per call (HubSpot: 100, Kommo: 250); a batch leaves when full or `linger` after its
     /// first input arrived.
     pub fn new(op: Op, max: usize, linger: Duration) -> Self {
         Batcher {
@@ -173,7 +173,7 @@ async fn run<Op: BatchOp>(shared: &Shared<Op>, items: Vec<Waiter<Op>>) {
         }
         BatchAnswer::Whole(CrmError::Rejected(why)) if n > 1 => {
             // A 4xx for the whole call: find the culprit(s) by sending each input alone.
-            tracing::warn!(inputs = n, error = %why, "hubspot: batch rejected; retrying its inputs one by one");
+            tracing::warn!(inputs = n, error = %why, "crm: batch rejected; retrying its inputs one by one");
             c.calls.fetch_add(n as u64, Ordering::Relaxed);
             let alone = inputs
                 .chunks(1)
