@@ -39,6 +39,9 @@ pub(crate) trait BatchOp: Send + Sync + 'static {
     type Output: Send + 'static;
     /// Makes one call for all `inputs` (never more than the batcher's maximum).
     async fn run(&self, inputs: &[Self::Input]) -> BatchAnswer<Self::Output>;
+    /// Waits, after the linger, until a call could leave (a rate pacer's next turn), so the
+    /// batch taken then holds everything that arrived while the CRM's rate held it back.
+    async fn gate(&self) {}
 }
 
 /// Counters of one batcher (for tests, benchmarks and logs).
@@ -129,6 +132,7 @@ impl<Op: BatchOp> Batcher<Op> {
                     let shared = self.shared.clone();
                     tokio::spawn(async move {
                         tokio::time::sleep(shared.linger).await;
+                        shared.op.gate().await;
                         let items = {
                             let mut p = shared.pending.lock().unwrap();
                             if p.generation != generation || p.items.is_empty() {

@@ -61,6 +61,15 @@ impl Spaced {
         let mut next = self.next.lock().unwrap();
         *next = Some(next.map_or(until, |n| n.max(until)));
     }
+
+    /// Waits until a send could go now, without taking the turn (a batch gathers meanwhile).
+    #[cfg(feature = "kommo")]
+    pub async fn ready(&self) {
+        let next = *self.next.lock().unwrap();
+        if let Some(turn) = next {
+            tokio::time::sleep_until(turn).await;
+        }
+    }
 }
 
 /// At most `max` (less the headroom) sends in any rolling `window`.

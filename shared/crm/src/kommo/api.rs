@@ -111,6 +111,11 @@ impl Client {
         Err(classify_status(status, hint, &words(&text)))
     }
 
+    /// Waits until the pacer would let a call go now (see `Spaced::ready`).
+    pub async fn ready(&self) {
+        self.pacer.ready().await
+    }
+
     /// Whether Kommo refused the credentials on the last call: a write skipped because this
     /// process already made it would report success for a token that no longer works.
     pub fn refused(&self) -> bool {

@@ -58,6 +58,9 @@ use wabridge_core::records::Record;
 pub const DEFAULT_SEARCH_LAG: Duration = Duration::from_secs(10);
 /// Notes per batch call: Kommo takes up to 250 entities a call but recommends 50.
 pub const NOTES_BATCH_MAX: usize = 50;
+/// How long a batch of notes waits for more after its first one, before it waits for the
+/// pacer's turn (`NoteOp::gate`), gathering more.
+pub const NOTES_LINGER: Duration = Duration::from_millis(10);
 /// Entries kept in each in-process map before it restarts.
 const CACHE_MAX: usize = 100_000;
 
@@ -123,15 +126,12 @@ impl KommoCrm {
             settings.timeout,
             settings.per_second,
         )?);
-        // A batch waits one paced interval for more notes (a lone note leaves 1/7 s later):
-        // under load each call then carries the notes of a whole interval, not of 10 ms.
-        let linger = api::WINDOW / settings.per_second.max(1) as u32;
         let notes = Batcher::new(
             NoteOp {
                 client: client.clone(),
             },
             settings.notes_batch.clamp(1, 250),
-            linger,
+            NOTES_LINGER,
         );
         Ok(KommoCrm {
             client,

@@ -31,6 +31,12 @@ impl BatchOp for NoteOp {
     type Input = (u64, String);
     type Output = ();
 
+    /// The batch is taken when the pacer has a turn: it holds every note that arrived while
+    /// the account's 7 requests a second held the call back.
+    async fn gate(&self) {
+        self.client.ready().await
+    }
+
     async fn run(&self, inputs: &[(u64, String)]) -> BatchAnswer<()> {
         let body: Vec<Value> = inputs
             .iter()
