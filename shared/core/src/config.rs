@@ -25,7 +25,7 @@ pub const WABRIDGE_API_KEYS: &str = "WABRIDGE_API_KEYS";
 pub const WABRIDGE_MAX_BODY_BYTES: &str = "WABRIDGE_MAX_BODY_BYTES";
 /// Data directory of the local gateway (`wabridge serve --data`; default `./.wabridge`).
 pub const WABRIDGE_DATA: &str = "WABRIDGE_DATA";
-/// `local`, `webhook`, `hubspot`, `pipedrive` or `zoho` (default [`DEFAULT_CRM_KIND`]).
+/// `local`, `webhook`, `hubspot`, `pipedrive`, `zoho` or `kommo` (default [`DEFAULT_CRM_KIND`]).
 pub const CRM_KIND: &str = "CRM_KIND";
 /// `local`: the records table of the embedded engine, so `wabridge serve` works with no CRM
 /// at all. The Lambdas do not carry it, so on AWS `CRM_KIND` must name a CRM (the template
@@ -79,6 +79,14 @@ pub const ZOHO_API_URL: &str = "ZOHO_API_URL";
 pub const ZOHO_ACCOUNTS_URL: &str = "ZOHO_ACCOUNTS_URL";
 /// Calls in flight the org's edition allows per app (default [`DEFAULT_ZOHO_CONCURRENCY`]).
 pub const ZOHO_CONCURRENCY: &str = "ZOHO_CONCURRENCY";
+/// Kommo long-lived token of a private integration (a secret), sent as a bearer.
+pub const KOMMO_TOKEN: &str = "KOMMO_TOKEN";
+/// The Kommo account's subdomain: calls go to `https://{subdomain}.kommo.com`.
+pub const KOMMO_SUBDOMAIN: &str = "KOMMO_SUBDOMAIN";
+/// Overrides the account host (`https://{subdomain}.amocrm.ru`, a test server).
+pub const KOMMO_API_URL: &str = "KOMMO_API_URL";
+/// Requests per second to Kommo (default and most [`DEFAULT_KOMMO_RATE_PER_SECOND`]).
+pub const KOMMO_RATE_PER_SECOND: &str = "KOMMO_RATE_PER_SECOND";
 /// Timeout of one CRM HTTP call, milliseconds (default 10000).
 pub const CRM_TIMEOUT_MS: &str = "CRM_TIMEOUT_MS";
 /// Path of the field mapping file.
@@ -233,6 +241,8 @@ pub const DEFAULT_PIPEDRIVE_BURST_LIMIT: u64 = 20;
 /// The Standard edition's concurrency limit per org and app (Free 5, Professional 15,
 /// Enterprise 20, Ultimate 25).
 pub const DEFAULT_ZOHO_CONCURRENCY: u64 = 10;
+/// Kommo's documented limit: 7 requests per second (repeated 429s get the IP blocked).
+pub const DEFAULT_KOMMO_RATE_PER_SECOND: u64 = 7;
 pub const DEFAULT_MAX_BODY_BYTES: usize = 1024 * 1024;
 
 /// Names whose values are secrets: read from the secret store on AWS, never logged.
@@ -248,6 +258,7 @@ pub const SECRET_NAMES: &[&str] = &[
     ZOHO_CLIENT_ID,
     ZOHO_CLIENT_SECRET,
     ZOHO_REFRESH_TOKEN,
+    KOMMO_TOKEN,
     WABRIDGE_MEDIA_LINK_KEY,
 ];
 

@@ -24,7 +24,12 @@ impl CheckReport {
     }
 
     /// Sorts `wanted` names into ok / missing (or optional) by whether `has` them.
-    #[cfg(any(feature = "hubspot", feature = "pipedrive", feature = "zoho"))]
+    #[cfg(any(
+        feature = "hubspot",
+        feature = "pipedrive",
+        feature = "zoho",
+        feature = "kommo"
+    ))]
     pub(crate) fn fields<'a>(
         &mut self,
         what: &str,
@@ -55,7 +60,7 @@ pub enum CheckError {
     #[error(transparent)]
     Setting(#[from] config::ConfigError),
     /// `local` and `webhook` have no schema to check.
-    #[error("CRM_KIND={0} has no credentials or fields to check (hubspot, pipedrive and zoho do)")]
+    #[error("CRM_KIND={0} has no credentials or fields to check (hubspot, pipedrive, zoho and kommo do)")]
     NothingToCheck(String),
 }
 
@@ -101,6 +106,11 @@ pub async fn check(
                     as std::sync::Arc<dyn wabridge_core::oauth::TokenStore>
             });
             let crm = crate::zoho::ZohoCrm::from_settings(mapping, &settings, timeout, &tokens)?;
+            Ok(crm.check(mapping).await)
+        }
+        #[cfg(feature = "kommo")]
+        "kommo" => {
+            let crm = crate::kommo::KommoCrm::from_settings(mapping, &settings, timeout)?;
             Ok(crm.check(mapping).await)
         }
         other => Err(CheckError::NothingToCheck(other.to_string())),

@@ -7,23 +7,38 @@
 //!
 //! [`from_lookup`] is the one place that turns `CRM_KIND` and its settings into a client.
 
+#[cfg(any(feature = "hubspot", feature = "kommo"))]
+pub mod batch;
 pub mod check;
 #[cfg(any(
     feature = "webhook",
     feature = "hubspot",
     feature = "pipedrive",
-    feature = "zoho"
+    feature = "zoho",
+    feature = "kommo"
 ))]
 pub(crate) mod http;
 #[cfg(feature = "hubspot")]
 pub mod hubspot;
+#[cfg(feature = "kommo")]
+pub mod kommo;
 #[cfg(feature = "local")]
 pub mod local;
-#[cfg(any(feature = "hubspot", feature = "pipedrive", feature = "zoho"))]
+#[cfg(any(
+    feature = "hubspot",
+    feature = "pipedrive",
+    feature = "zoho",
+    feature = "kommo"
+))]
 pub(crate) mod pace;
 #[cfg(feature = "pipedrive")]
 pub mod pipedrive;
-#[cfg(any(feature = "hubspot", feature = "pipedrive", feature = "zoho"))]
+#[cfg(any(
+    feature = "hubspot",
+    feature = "pipedrive",
+    feature = "zoho",
+    feature = "kommo"
+))]
 pub(crate) mod timeline;
 #[cfg(feature = "webhook")]
 pub mod webhook;
@@ -33,7 +48,8 @@ pub mod zoho;
     feature = "webhook",
     feature = "hubspot",
     feature = "pipedrive",
-    feature = "zoho"
+    feature = "zoho",
+    feature = "kommo"
 ))]
 pub(crate) use http::{classify_status, transport_error};
 
@@ -47,7 +63,7 @@ use wabridge_core::mapping::Mapping;
 use wabridge_core::oauth::TokenStore;
 
 /// Every CRM kind there is, built into this binary or not.
-pub const KNOWN: &[&str] = &["local", "webhook", "hubspot", "pipedrive", "zoho"];
+pub const KNOWN: &[&str] = &["local", "webhook", "hubspot", "pipedrive", "zoho", "kommo"];
 
 /// The CRM kinds this build carries (its cargo features).
 pub const COMPILED: &[&str] = &[
@@ -61,6 +77,8 @@ pub const COMPILED: &[&str] = &[
     "pipedrive",
     #[cfg(feature = "zoho")]
     "zoho",
+    #[cfg(feature = "kommo")]
+    "kommo",
 ];
 
 /// Why a CRM client could not be built from the settings. Each names the variable to fix.
@@ -83,7 +101,8 @@ pub enum ConfigError {
         feature = "hubspot",
         feature = "webhook",
         feature = "pipedrive",
-        feature = "zoho"
+        feature = "zoho",
+        feature = "kommo"
     ))]
     #[error("cannot build the CRM's HTTP client: {0}")]
     HttpClient(#[source] reqwest::Error),
@@ -218,6 +237,10 @@ pub fn from_lookup_with(
                 mapping, &settings, timeout, &tokens,
             )?))
         }
+        #[cfg(feature = "kommo")]
+        "kommo" => Ok(Arc::new(kommo::KommoCrm::from_settings(
+            mapping, &settings, timeout,
+        )?)),
         _ if KNOWN.contains(&kind.as_str()) => Err(ConfigError::NotCompiled { kind }),
         _ => Err(ConfigError::Unknown { kind }),
     }

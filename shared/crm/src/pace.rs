@@ -1,7 +1,7 @@
 //! Holding a CRM's rate limit before the CRM has to say so: a 429 is a request spent (Pipedrive
 //! charges it to the daily budget, Kommo blocks repeat offenders) and a delay for everyone.
 //!
-//! - [`Spaced`]: one send every `window / max`, for short windows (Pipedrive: 2 s). Even
+//! - [`Spaced`]: one send every `window / max`, for short windows (Pipedrive: 2 s, Kommo: 1 s). Even
 //!   spacing matters there: a window's worth sent at once, then the next window's worth exactly
 //!   one window later, meets the CRM's rolling count with whatever network and scheduling
 //!   delay the first batch had, and overflows it.
@@ -20,21 +20,21 @@ use std::time::Duration;
 use tokio::time::Instant;
 
 /// Headroom of [`Spaced`] under the limit, in percent.
-#[cfg(feature = "pipedrive")]
+#[cfg(any(feature = "pipedrive", feature = "kommo"))]
 pub const SPACED_HEADROOM_PERCENT: u32 = 10;
 /// Headroom of [`Window`] under the limit, in percent.
 #[cfg(feature = "hubspot")]
 pub const WINDOW_HEADROOM_PERCENT: u32 = 5;
 
 /// Fewer than `max` sends per `window`, evenly spaced.
-#[cfg(feature = "pipedrive")]
+#[cfg(any(feature = "pipedrive", feature = "kommo"))]
 pub(crate) struct Spaced {
     interval: Duration,
     /// When the next send may go.
     next: std::sync::Mutex<Option<Instant>>,
 }
 
-#[cfg(feature = "pipedrive")]
+#[cfg(any(feature = "pipedrive", feature = "kommo"))]
 impl Spaced {
     pub fn new(max: usize, window: Duration) -> Spaced {
         Spaced {
@@ -60,6 +60,15 @@ impl Spaced {
     pub fn pause_until(&self, until: Instant) {
         let mut next = self.next.lock().unwrap();
         *next = Some(next.map_or(until, |n| n.max(until)));
+    }
+
+    /// Waits until a send could go now, without taking the turn (a batch gathers meanwhile).
+    #[cfg(feature = "kommo")]
+    pub async fn ready(&self) {
+        let next = *self.next.lock().unwrap();
+        if let Some(turn) = next {
+            tokio::time::sleep_until(turn).await;
+        }
     }
 }
 

@@ -39,6 +39,9 @@ pub(crate) trait BatchOp: Send + Sync + 'static {
     type Output: Send + 'static;
     /// Makes one call for all `inputs` (never more than the batcher's maximum).
     async fn run(&self, inputs: &[Self::Input]) -> BatchAnswer<Self::Output>;
+    /// Waits, after the linger, until a call could leave (a rate pacer's next turn), so the
+    /// batch taken then holds everything that arrived while the CRM's rate held it back.
+    async fn gate(&self) {}
 }
 
 /// Counters of one batcher (for tests, benchmarks and logs).
@@ -83,7 +86,7 @@ pub(crate) struct Batcher<Op: BatchOp> {
 }
 
 impl<Op: BatchOp> Batcher<Op> {
-    /// `max` inputs per call (HubSpot: 100); a batch leaves when full or `linger` after its
+    /// `max` inputs per call (HubSpot: 100, Kommo: 250); a batch leaves when full or `linger` after its
     /// first input arrived.
     pub fn new(op: Op, max: usize, linger: Duration) -> Self {
         Batcher {
@@ -129,6 +132,7 @@ impl<Op: BatchOp> Batcher<Op> {
                     let shared = self.shared.clone();
                     tokio::spawn(async move {
                         tokio::time::sleep(shared.linger).await;
+                        shared.op.gate().await;
                         let items = {
                             let mut p = shared.pending.lock().unwrap();
                             if p.generation != generation || p.items.is_empty() {
@@ -173,7 +177,7 @@ async fn run<Op: BatchOp>(shared: &Shared<Op>, items: Vec<Waiter<Op>>) {
         }
         BatchAnswer::Whole(CrmError::Rejected(why)) if n > 1 => {
             // A 4xx for the whole call: find the culprit(s) by sending each input alone.
-            tracing::warn!(inputs = n, error = %why, "hubspot: batch rejected; retrying its inputs one by one");
+            tracing::warn!(inputs = n, error = %why, "crm: batch rejected; retrying its inputs one by one");
             c.calls.fetch_add(n as u64, Ordering::Relaxed);
             let alone = inputs
                 .chunks(1)

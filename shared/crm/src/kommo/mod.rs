@@ -1,0 +1,310 @@
+//! The `kommo` CRM: Kommo (formerly amoCRM) API v4 on the account's host
+//! (`https://{subdomain}.kommo.com`), with a private integration's long-lived token.
+//!
+//! Every record kind, and what it becomes:
+//! - **contact**: a Contact, found by searching the identity (`GET /api/v4/contacts?query=`:
+//!   the number's digits, or the BSUID) and keeping only a contact whose phone or custom field
+//!   holds exactly that identity (the query is full-text: it also matches parts of other
+//!   numbers), then updated (`PATCH /api/v4/contacts/{id}`) or created (`POST
+//!   /api/v4/contacts`). Kommo has no upsert and its search index lags writes: the contact ids
+//!   this process learnt come first (by identity and by our contact id), search only after
+//!   (`contacts.rs`).
+//! - **inbound message / outbound status**: a `common` Note on the contact, its text ending
+//!   with `wabridge: <effect id>`; notes of concurrent events go out together
+//!   (`POST /api/v4/contacts/notes`, up to [`NOTES_BATCH_MAX`] a call). An in-doubt retry reads
+//!   the contact's notes (`GET /api/v4/contacts/{id}/notes`, a consistent read, not the lagging
+//!   search) and creates none when the earlier one landed (`records.rs`).
+//! - **consent**, **attribution** (first / last touch): contact custom fields (`PATCH`); touch
+//!   fields the account has not created are left out.
+//! - **lead**: a Lead linked to the contact (`POST /api/v4/leads` with `_embedded.contacts`),
+//!   carrying the effect id in the mapping's `effect_property` lead field; in doubt, the
+//!   contact's leads are read first.
+//! - **conversations**: not written yet (a Kommo lead per conversation is the native object
+//!   without a Chats API channel; docs/crm/kommo.md).
+//! - **erasure**: not applied (logged): API v4 cannot delete contacts; docs/crm/kommo.md says
+//!   how to erase by hand.
+//! - **template status, number quality, account, unknown, media, calls, edits, a status of a
+//!   group message**: not written (logged).
+//!
+//! Limits (`api.rs`): at most `KOMMO_RATE_PER_SECOND` (default and most 7) requests per second,
+//! evenly spaced with headroom; a 429 pauses every sender.
+
+pub(crate) mod api;
+mod check;
+mod contacts;
+mod fields;
+mod records;
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use async_trait::async_trait;
+use tokio::sync::OnceCell;
+
+use crate::batch::{BatchStats, Batcher};
+use crate::ConfigError;
+use api::Client;
+use fields::Schema;
+use records::NoteOp;
+use wabridge_core::config;
+use wabridge_core::crm::{Crm, CrmError, Effect};
+use wabridge_core::mapping::Mapping;
+use wabridge_core::records::Record;
+
+/// How long Kommo's search may lag behind a contact create: an in-doubt create whose search
+/// finds nothing is trusted only this long after the uncertain attempt (Kommo documents no
+/// figure).
+pub const DEFAULT_SEARCH_LAG: Duration = Duration::from_secs(10);
+/// Notes per batch call: Kommo takes up to 250 entities a call but recommends 50.
+pub const NOTES_BATCH_MAX: usize = 50;
+/// How long a batch of notes waits for more after its first one, before it waits for the
+/// pacer's turn (`NoteOp::gate`), gathering more.
+pub const NOTES_LINGER: Duration = Duration::from_millis(10);
+/// Entries kept in each in-process map before it restarts.
+const CACHE_MAX: usize = 100_000;
+
+/// Where the adapter writes, and how fast. Its `Debug` leaves the token out.
+#[derive(Clone)]
+pub struct KommoSettings {
+    /// `https://{subdomain}.kommo.com`.
+    pub base: String,
+    /// The long-lived token.
+    pub token: String,
+    /// Contact field holding the identity (the mapping's `id_property`).
+    pub id_field: String,
+    /// Contact field holding the BSUID (the mapping's `from = "bsuid"` field).
+    pub bsuid_field: Option<String>,
+    /// Lead field holding the effect id (the mapping's `effect_property`).
+    pub effect_field: Option<String>,
+    /// Requests per second (at most 7).
+    pub per_second: usize,
+    pub timeout: Duration,
+    pub search_lag: Duration,
+    /// Notes per batch call (1 turns batching off).
+    pub notes_batch: usize,
+}
+
+impl std::fmt::Debug for KommoSettings {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("KommoSettings")
+            .field("base", &self.base)
+            .field("token", &"<secret>")
+            .field("id_field", &self.id_field)
+            .field("bsuid_field", &self.bsuid_field)
+            .field("effect_field", &self.effect_field)
+            .field("per_second", &self.per_second)
+            .field("timeout", &self.timeout)
+            .field("search_lag", &self.search_lag)
+            .field("notes_batch", &self.notes_batch)
+            .finish()
+    }
+}
+
+pub struct KommoCrm {
+    client: Arc<Client>,
+    settings: KommoSettings,
+    schema: OnceCell<Schema>,
+    notes: Batcher<NoteOp>,
+    /// Identity value → contact id.
+    by_identity: Mutex<HashMap<String, u64>>,
+    /// Our contact id → Kommo contact id.
+    contacts: Mutex<HashMap<String, u64>>,
+    /// Contact id → the last body written to it (an unchanged contact costs no call).
+    written: Mutex<HashMap<u64, String>>,
+    /// Effect id → when its last contact create ended without an answer.
+    doubtful: Mutex<HashMap<String, Instant>>,
+    /// One find-or-create at a time per person (our contact id).
+    locks: Mutex<HashMap<String, Arc<tokio::sync::Mutex<()>>>>,
+}
+
+impl KommoCrm {
+    pub fn new(settings: KommoSettings) -> Result<KommoCrm, ConfigError> {
+        let client = Arc::new(Client::new(
+            &settings.base,
+            &settings.token,
+            settings.timeout,
+            settings.per_second,
+        )?);
+        let notes = Batcher::new(
+            NoteOp {
+                client: client.clone(),
+            },
+            settings.notes_batch.clamp(1, 250),
+            NOTES_LINGER,
+        );
+        Ok(KommoCrm {
+            client,
+            settings,
+            schema: OnceCell::new(),
+            notes,
+            by_identity: Mutex::new(HashMap::new()),
+            contacts: Mutex::new(HashMap::new()),
+            written: Mutex::new(HashMap::new()),
+            doubtful: Mutex::new(HashMap::new()),
+            locks: Mutex::new(HashMap::new()),
+        })
+    }
+
+    /// From `KOMMO_TOKEN` (a secret), `KOMMO_SUBDOMAIN` or `KOMMO_API_URL`,
+    /// `KOMMO_RATE_PER_SECOND` and the mapping.
+    pub fn from_settings<F: Fn(&str) -> Option<String>>(
+        mapping: &Mapping,
+        settings: &config::Settings<F>,
+        timeout: Duration,
+    ) -> Result<KommoCrm, ConfigError> {
+        let token = settings.required(
+            config::KOMMO_TOKEN,
+            "CRM_KIND=kommo calls Kommo with this long-lived token",
+        )?;
+        let base = match settings.optional(config::KOMMO_API_URL) {
+            Some(url) => url,
+            None => {
+                let sub = settings.required(
+                    config::KOMMO_SUBDOMAIN,
+                    "CRM_KIND=kommo calls the account's host, https://{subdomain}.kommo.com",
+                )?;
+                subdomain_host(&sub)?
+            }
+        };
+        let per_second = settings.number(
+            config::KOMMO_RATE_PER_SECOND,
+            config::DEFAULT_KOMMO_RATE_PER_SECOND,
+            "requests per second, a whole number from 1 to 7 (Kommo's limit)",
+            |n| (1..=7).contains(n),
+        )?;
+        KommoCrm::new(KommoSettings {
+            base,
+            token,
+            id_field: mapping
+                .id_property
+                .clone()
+                .unwrap_or_else(|| "whatsapp_id".into()),
+            bsuid_field: crate::bsuid_field(mapping).map(String::from),
+            effect_field: mapping.effect_property.clone(),
+            per_second: per_second as usize,
+            timeout,
+            search_lag: DEFAULT_SEARCH_LAG,
+            notes_batch: NOTES_BATCH_MAX,
+        })
+    }
+
+    /// Note batches sent so far (calls, notes, largest batch).
+    pub fn note_stats(&self) -> BatchStats {
+        self.notes.stats()
+    }
+
+    async fn schema(&self) -> Result<&Schema, CrmError> {
+        self.schema
+            .get_or_try_init(|| Schema::load(&self.client))
+            .await
+    }
+
+    fn skip(&self, effect: &Effect, why: &str) {
+        tracing::info!(effect = %effect.id, kind = effect.record.kind(), reason = why, "kommo: record not written to Kommo (by design)");
+    }
+}
+
+/// `https://{subdomain}.kommo.com`; the subdomain alone (letters, digits, `-`), so a full host
+/// or URL here is refused rather than glued into a wrong one.
+fn subdomain_host(sub: &str) -> Result<String, ConfigError> {
+    let valid = !sub.is_empty()
+        && sub.len() <= 63
+        && sub.chars().all(|c| c.is_ascii_alphanumeric() || c == '-');
+    if !valid {
+        return Err(ConfigError::Invalid {
+            name: config::KOMMO_SUBDOMAIN,
+            reason: "must be the account's subdomain alone (`acme` for acme.kommo.com); \
+                     other hosts go in KOMMO_API_URL"
+                .into(),
+        });
+    }
+    Ok(format!("https://{}.kommo.com", sub.to_ascii_lowercase()))
+}
+
+/// Inserts into a bounded map (cleared when full: it is a cache).
+fn remember<K: std::hash::Hash + Eq, V>(map: &Mutex<HashMap<K, V>>, key: K, value: V) {
+    let mut map = map.lock().unwrap();
+    if map.len() >= CACHE_MAX {
+        map.clear();
+    }
+    map.insert(key, value);
+}
+
+#[async_trait]
+impl Crm for KommoCrm {
+    fn kind(&self) -> &'static str {
+        "kommo"
+    }
+
+    /// At most a contact search, a contact write, a list and a create, each within the timeout
+    /// (pacing waits come on top under a burst).
+    fn call_budget(&self) -> Option<Duration> {
+        Some(self.settings.timeout * 4)
+    }
+
+    async fn apply(&self, effect: &Effect) -> Result<(), CrmError> {
+        match &effect.record {
+            Record::Contact(_) => self.upsert_contact(effect).await,
+            Record::Activity(a) if a.group_id.is_some() && effect.contact.is_none() => {
+                self.skip(effect, "a status of a message sent to a group");
+                Ok(())
+            }
+            Record::Activity(a) => self.note(effect, a).await,
+            Record::Consent(_) if effect.fields.is_empty() => {
+                self.skip(effect, "the mapping has no [[consent_fields]]");
+                Ok(())
+            }
+            Record::Consent(_) => self.update_contact(effect, &effect.fields, false).await,
+            Record::Attribution(a) => {
+                let touch = crate::timeline::contact_properties(a);
+                self.update_contact(effect, &touch, true).await
+            }
+            Record::Lead(lead) => self.lead(effect, lead).await,
+            Record::Erasure(_) => {
+                tracing::warn!(effect = %effect.id, "kommo: Kommo's API cannot delete contacts: erase this person in Kommo by hand (docs/crm/kommo.md)");
+                Ok(())
+            }
+            Record::TemplateStatus(_)
+            | Record::Quality(_)
+            | Record::Account(_)
+            | Record::Unknown(_) => {
+                self.skip(effect, "it belongs to the WhatsApp account, not a person");
+                Ok(())
+            }
+            Record::Call(_) => {
+                self.skip(effect, "calls are not logged in Kommo yet");
+                Ok(())
+            }
+            Record::Conversation(_) | Record::SlaBreach(_) => {
+                self.skip(effect, "conversations are not written to Kommo yet");
+                Ok(())
+            }
+            Record::MessageChange(_) => {
+                self.skip(effect, "edits and deletions are not applied in Kommo yet");
+                Ok(())
+            }
+            Record::Media(_) => {
+                self.skip(effect, "files are not uploaded to Kommo yet");
+                Ok(())
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_subdomain_alone_makes_the_host() {
+        assert_eq!(
+            subdomain_host("Acme-1").unwrap(),
+            "https://acme-1.kommo.com"
+        );
+        for bad in ["acme.kommo.com", "https://acme", "", "a b"] {
+            let e = subdomain_host(bad).unwrap_err().to_string();
+            assert!(e.contains("KOMMO_SUBDOMAIN"), "{bad}: {e}");
+        }
+    }
+}
