@@ -24,7 +24,12 @@ impl CheckReport {
     }
 
     /// Sorts `wanted` names into ok / missing (or optional) by whether `has` them.
-    #[cfg(any(feature = "hubspot", feature = "pipedrive", feature = "zoho"))]
+    #[cfg(any(
+        feature = "hubspot",
+        feature = "pipedrive",
+        feature = "zoho",
+        feature = "salesforce"
+    ))]
     pub(crate) fn fields<'a>(
         &mut self,
         what: &str,
@@ -55,7 +60,7 @@ pub enum CheckError {
     #[error(transparent)]
     Setting(#[from] config::ConfigError),
     /// `local` and `webhook` have no schema to check.
-    #[error("CRM_KIND={0} has no credentials or fields to check (hubspot, pipedrive and zoho do)")]
+    #[error("CRM_KIND={0} has no credentials or fields to check (hubspot, pipedrive, zoho and salesforce do)")]
     NothingToCheck(String),
 }
 
@@ -97,6 +102,18 @@ pub async fn check(
                     as std::sync::Arc<dyn wabridge_core::oauth::TokenStore>
             });
             let crm = crate::zoho::ZohoCrm::from_settings(mapping, &settings, timeout, &tokens)?;
+            Ok(crm.check(mapping).await)
+        }
+        #[cfg(feature = "salesforce")]
+        "salesforce" => {
+            // One process: the token granted for the check is kept in memory only.
+            let tokens: crate::TokenStores = std::sync::Arc::new(|_: &str| {
+                std::sync::Arc::new(wabridge_core::oauth::MemoryTokenStore::default())
+                    as std::sync::Arc<dyn wabridge_core::oauth::TokenStore>
+            });
+            let crm = crate::salesforce::SalesforceCrm::from_settings(
+                mapping, &settings, timeout, &tokens,
+            )?;
             Ok(crm.check(mapping).await)
         }
         other => Err(CheckError::NothingToCheck(other.to_string())),

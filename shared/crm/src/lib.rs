@@ -7,23 +7,38 @@
 //!
 //! [`from_lookup`] is the one place that turns `CRM_KIND` and its settings into a client.
 
+#[cfg(any(feature = "hubspot", feature = "salesforce"))]
+pub mod batch;
 pub mod check;
 #[cfg(any(
     feature = "webhook",
     feature = "hubspot",
     feature = "pipedrive",
-    feature = "zoho"
+    feature = "zoho",
+    feature = "salesforce"
 ))]
 pub(crate) mod http;
 #[cfg(feature = "hubspot")]
 pub mod hubspot;
 #[cfg(feature = "local")]
 pub mod local;
-#[cfg(any(feature = "hubspot", feature = "pipedrive", feature = "zoho"))]
+#[cfg(any(
+    feature = "hubspot",
+    feature = "pipedrive",
+    feature = "zoho",
+    feature = "salesforce"
+))]
 pub(crate) mod pace;
 #[cfg(feature = "pipedrive")]
 pub mod pipedrive;
-#[cfg(any(feature = "hubspot", feature = "pipedrive", feature = "zoho"))]
+#[cfg(feature = "salesforce")]
+pub mod salesforce;
+#[cfg(any(
+    feature = "hubspot",
+    feature = "pipedrive",
+    feature = "zoho",
+    feature = "salesforce"
+))]
 pub(crate) mod timeline;
 #[cfg(feature = "webhook")]
 pub mod webhook;
@@ -33,7 +48,8 @@ pub mod zoho;
     feature = "webhook",
     feature = "hubspot",
     feature = "pipedrive",
-    feature = "zoho"
+    feature = "zoho",
+    feature = "salesforce"
 ))]
 pub(crate) use http::{classify_status, transport_error};
 
@@ -47,7 +63,14 @@ use wabridge_core::mapping::Mapping;
 use wabridge_core::oauth::TokenStore;
 
 /// Every CRM kind there is, built into this binary or not.
-pub const KNOWN: &[&str] = &["local", "webhook", "hubspot", "pipedrive", "zoho"];
+pub const KNOWN: &[&str] = &[
+    "local",
+    "webhook",
+    "hubspot",
+    "pipedrive",
+    "zoho",
+    "salesforce",
+];
 
 /// The CRM kinds this build carries (its cargo features).
 pub const COMPILED: &[&str] = &[
@@ -61,6 +84,8 @@ pub const COMPILED: &[&str] = &[
     "pipedrive",
     #[cfg(feature = "zoho")]
     "zoho",
+    #[cfg(feature = "salesforce")]
+    "salesforce",
 ];
 
 /// Why a CRM client could not be built from the settings. Each names the variable to fix.
@@ -83,7 +108,8 @@ pub enum ConfigError {
         feature = "hubspot",
         feature = "webhook",
         feature = "pipedrive",
-        feature = "zoho"
+        feature = "zoho",
+        feature = "salesforce"
     ))]
     #[error("cannot build the CRM's HTTP client: {0}")]
     HttpClient(#[source] reqwest::Error),
@@ -110,7 +136,7 @@ pub fn check_kind(kind: &str) -> Result<(), ConfigError> {
 }
 
 /// The engine's OAuth token store of a connection (by name): where the OAuth CRMs (Zoho) keep
-/// the tokens every process shares (`wabridge_sqlite::SqliteTokenStore` locally,
+/// the tokens every process shares (Salesforce too) (`wabridge_sqlite::SqliteTokenStore` locally,
 /// `wabridge_aws::dynamo::oauth_tokens::DynamoTokenStore` on AWS).
 pub type TokenStores = Arc<dyn Fn(&str) -> Arc<dyn TokenStore> + Send + Sync>;
 
@@ -214,6 +240,17 @@ pub fn from_lookup_with(
                 reason: "zoho needs the engine's OAuth token store (this command has none)".into(),
             })?;
             Ok(Arc::new(zoho::ZohoCrm::from_settings(
+                mapping, &settings, timeout, &tokens,
+            )?))
+        }
+        #[cfg(feature = "salesforce")]
+        "salesforce" => {
+            let tokens = tokens.ok_or(ConfigError::Invalid {
+                name: config::CRM_KIND,
+                reason: "salesforce needs the engine's OAuth token store (this command has none)"
+                    .into(),
+            })?;
+            Ok(Arc::new(salesforce::SalesforceCrm::from_settings(
                 mapping, &settings, timeout, &tokens,
             )?))
         }

@@ -279,6 +279,7 @@ pub const WEBHOOK_EXAMPLE: &str = include_str!("../../../../mappings/webhook.tom
 pub const HUBSPOT_EXAMPLE: &str = include_str!("../../../../mappings/hubspot.toml");
 pub const PIPEDRIVE_EXAMPLE: &str = include_str!("../../../../mappings/pipedrive.toml");
 pub const ZOHO_EXAMPLE: &str = include_str!("../../../../mappings/zoho.toml");
+pub const SALESFORCE_EXAMPLE: &str = include_str!("../../../../mappings/salesforce.toml");
 
 impl Mapping {
     pub fn from_toml(text: &str) -> Result<Mapping, MappingFileError> {
@@ -334,6 +335,7 @@ impl Mapping {
             "hubspot" => Mapping::from_toml(HUBSPOT_EXAMPLE),
             "pipedrive" => Mapping::from_toml(PIPEDRIVE_EXAMPLE),
             "zoho" => Mapping::from_toml(ZOHO_EXAMPLE),
+            "salesforce" => Mapping::from_toml(SALESFORCE_EXAMPLE),
             other => Err(MappingFileError::Invalid(format!(
                 "no example mapping for CRM `{other}`"
             ))),

@@ -57,7 +57,7 @@
 
 pub(crate) mod api;
 pub mod attribution;
-pub mod batch;
+pub use crate::batch;
 pub mod calls;
 pub(crate) mod check;
 mod erase;

@@ -41,4 +41,5 @@ async fn bench_every_adapter_against_a_50ms_crm() {
     run::<super::hubspot::HubSpot>().await;
     run::<super::pipedrive::Pipedrive>().await;
     run::<super::zoho::Zoho>().await;
+    run::<super::salesforce::Salesforce>().await;
 }
