@@ -43,8 +43,11 @@ async fn concurrent_events_share_collection_calls() {
             )
         })
         .collect();
-    let outcomes =
-        futures::future::join_all(events.iter().map(|e| sync.handle(&delivery(e, 1)))).await;
+    let outcomes = futures::future::join_all(events.iter().map(|e| {
+        let (sync, d) = (sync.clone(), delivery(e, 1));
+        async move { sync.handle(&d).await }
+    }))
+    .await;
     assert!(outcomes.iter().all(|o| *o == Outcome::Done), "{outcomes:?}");
     h.assert_documented();
     assert_eq!(h.subject.activities().len(), 300);
@@ -311,14 +314,14 @@ async fn settings_name_what_is_wrong_and_a_good_set_reaches_salesforce() {
         .err()
         .unwrap();
     assert!(e.to_string().contains("token store"), "{e}");
-    let crm = wabridge_crm::from_lookup_with(
-        &mapping,
-        None,
-        None,
-        Some(stores),
-        settings(&with("SALESFORCE_API_VERSION", Some("v62.0"))),
-    )
-    .unwrap();
+    let versioned = with("SALESFORCE_API_VERSION", Some("v62.0"));
+    let versioned: Vec<(&str, &str)> = versioned
+        .iter()
+        .map(|(k, v)| (k.as_str(), v.as_str()))
+        .collect();
+    let crm =
+        wabridge_crm::from_lookup_with(&mapping, None, None, Some(stores), settings(&versioned))
+            .unwrap();
     assert_eq!(crm.kind(), "salesforce");
     let sync = sync_over(&h.db, crm, mapping, Duration::from_secs(3)).await;
     let ev = text("wamid.S1", "5215512340107", "hola");
