@@ -2,7 +2,7 @@
 //! by id, a SOQL query of ids by External ID values, and collection deletes, each request
 //! checked against the documented keys and types.
 
-use std::collections::HashMap;
+use std::collections::{BTreeMap, HashMap};
 
 use axum::http::{Method, StatusCode};
 use axum::response::{IntoResponse, Response};
@@ -105,9 +105,10 @@ fn shape(fake: &SalesforceFake, object: &str, record: &Map<String, Value>) -> Op
             return Some(format!("{object}.{key}: `{text}` is not YYYY-MM-DD"));
         }
         if let Some(targets) = references(object, key) {
+            let records = fake.records.lock().unwrap();
             let found = targets
                 .iter()
-                .any(|t| fake.of(t).iter().any(|(id, _)| id == text));
+                .any(|t| records.get(*t).is_some_and(|r| r.contains_key(text)));
             if !found {
                 return Some(format!("{object}.{key}: no {targets:?} record {text}"));
             }
@@ -116,15 +117,15 @@ fn shape(fake: &SalesforceFake, object: &str, record: &Map<String, Value>) -> Op
     None
 }
 
-/// An External ID field (unique) of `object` that another record than `except` holds
+/// An External ID field (unique) of `object` that another record of `all` than `except` holds
 /// `record`'s value in.
 fn duplicate(
     fake: &SalesforceFake,
     object: &str,
+    all: &BTreeMap<String, Map<String, Value>>,
     record: &Map<String, Value>,
     except: Option<&str>,
 ) -> Option<(String, String)> {
-    let all = fake.of(object);
     fake.fields(object)
         .into_iter()
         .filter(|(_, external)| *external)
@@ -221,19 +222,18 @@ fn upsert_one(
 ) -> Value {
     let mut fields = r.clone();
     fields.remove("attributes");
-    let existing = fake
-        .of(object)
-        .into_iter()
+    let mut records = fake.records.lock().unwrap();
+    let store = records.entry(object.to_string()).or_default();
+    let existing = store
+        .iter()
         .find(|(_, stored)| stored.get(field).and_then(Value::as_str) == Some(key))
-        .map(|(id, _)| id);
-    if let Some((name, other)) = duplicate(fake, object, &fields, existing.as_deref()) {
+        .map(|(id, _)| id.clone());
+    if let Some((name, other)) = duplicate(fake, object, store, &fields, existing.as_deref()) {
         return record_error(
             "DUPLICATE_VALUE",
             &format!("duplicate value found: {name} duplicates value on record with id: {other}"),
         );
     }
-    let mut records = fake.records.lock().unwrap();
-    let store = records.entry(object.to_string()).or_default();
     match existing {
         Some(id) => {
             store.get_mut(&id).unwrap().extend(fields);
@@ -262,14 +262,15 @@ fn update(fake: &SalesforceFake, object: &str, id: &str, body: Map<String, Value
     if let Some(p) = shape(fake, object, &body) {
         return fake.problem(p);
     }
-    if let Some((name, other)) = duplicate(fake, object, &body, Some(id)) {
+    let mut records = fake.records.lock().unwrap();
+    let all = records.entry(object.to_string()).or_default();
+    if let Some((name, other)) = duplicate(fake, object, all, &body, Some(id)) {
         return errors(
             StatusCode::BAD_REQUEST,
             "DUPLICATE_VALUE",
             &format!("duplicate value found: {name} duplicates value on record with id: {other}"),
         );
     }
-    let mut records = fake.records.lock().unwrap();
     match records.get_mut(object).and_then(|s| s.get_mut(id)) {
         Some(stored) => {
             stored.extend(body);
