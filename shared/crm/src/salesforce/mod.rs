@@ -61,6 +61,9 @@ pub const BATCH_MAX: usize = 200;
 /// How long a batch waits for more upserts after its first.
 pub const LINGER: Duration = Duration::from_millis(5);
 
+/// The upserts to one object on one External ID field, batched.
+type Upserts = Arc<Batcher<UpsertOp>>;
+
 /// The object a person becomes.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum PersonObject {
@@ -103,7 +106,7 @@ pub struct SalesforceCrm {
     settings: SalesforceSettings,
     schema: OnceCell<Schema>,
     /// Upserts per (object, External ID field), each batched across events.
-    batchers: Mutex<HashMap<(String, String), Arc<Batcher<UpsertOp>>>>,
+    batchers: Mutex<HashMap<(String, String), Upserts>>,
     /// Our contact id → Salesforce record id.
     contacts: Mutex<HashMap<String, String>>,
     /// Salesforce record id → the last body upserted (an unchanged contact costs no call).
@@ -238,7 +241,7 @@ impl SalesforceCrm {
     }
 
     /// The batcher of upserts to `object` on External ID `field`.
-    fn batcher(&self, object: &str, field: &str) -> Arc<Batcher<UpsertOp>> {
+    fn batcher(&self, object: &str, field: &str) -> Upserts {
         let mut batchers = self.batchers.lock().unwrap();
         batchers
             .entry((object.to_string(), field.to_string()))

@@ -85,6 +85,9 @@ pub(crate) const OPPORTUNITY_FIELDS: &[(&str, bool)] = &[
     ("wabridge_lead_id__c", false),
 ];
 
+/// One object's records: id → fields.
+pub(crate) type Records = BTreeMap<String, Map<String, Value>>;
+
 #[derive(Default)]
 pub(crate) struct SalesforceFake {
     /// Calls in flight the org allows.
@@ -98,7 +101,7 @@ pub(crate) struct SalesforceFake {
     pub arrivals: Mutex<Vec<Instant>>,
     pub over_limit: AtomicU64,
     /// Records by object (`Contact`, `Lead`, `Task`, `Opportunity`): id → fields.
-    pub records: Mutex<HashMap<String, BTreeMap<String, Map<String, Value>>>>,
+    pub records: Mutex<HashMap<String, Records>>,
     /// sObject Collections calls and records per object.
     pub collection_calls: Mutex<HashMap<String, (u64, u64)>>,
     next_id: AtomicU64,

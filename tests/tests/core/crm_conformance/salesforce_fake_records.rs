@@ -2,14 +2,14 @@
 //! by id, a SOQL query of ids by External ID values, and collection deletes, each request
 //! checked against the documented keys and types.
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::HashMap;
 
 use axum::http::{Method, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::Json;
 use serde_json::{json, Map, Value};
 
-use super::salesforce_fake::{errors, SalesforceFake};
+use super::salesforce_fake::{errors, Records, SalesforceFake};
 
 /// Records per sObject Collections call.
 const COLLECTION_MAX: usize = 200;
@@ -122,7 +122,7 @@ fn shape(fake: &SalesforceFake, object: &str, record: &Map<String, Value>) -> Op
 fn duplicate(
     fake: &SalesforceFake,
     object: &str,
-    all: &BTreeMap<String, Map<String, Value>>,
+    all: &Records,
     record: &Map<String, Value>,
     except: Option<&str>,
 ) -> Option<(String, String)> {
@@ -241,10 +241,10 @@ fn upsert_one(
         }
         None => {
             if let Some(m) = mandatory(object).iter().find(|m| {
-                !fields
+                fields
                     .get(**m)
                     .and_then(Value::as_str)
-                    .is_some_and(|v| !v.is_empty())
+                    .is_none_or(str::is_empty)
             }) {
                 return record_error(
                     "REQUIRED_FIELD_MISSING",
