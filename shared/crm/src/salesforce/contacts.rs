@@ -187,6 +187,15 @@ impl SalesforceCrm {
         Ok(id)
     }
 
+    /// Drops Salesforce record `id` from this process's caches.
+    pub(super) fn forget_person(&self, id: &str) {
+        self.contacts
+            .lock()
+            .unwrap()
+            .retain(|_, v| v.as_str() != id);
+        self.written.lock().unwrap().remove(id);
+    }
+
     /// Deletes every contact found under the person's numbers and BSUIDs (SOQL on the External
     /// IDs: read from the database, no index lag).
     pub(super) async fn erase(&self, e: &ErasureItem) -> Result<(), CrmError> {
@@ -229,11 +238,7 @@ impl SalesforceCrm {
                 }
             }
             for id in ids {
-                self.contacts
-                    .lock()
-                    .unwrap()
-                    .retain(|_, v| v.as_str() != id);
-                self.written.lock().unwrap().remove(id);
+                self.forget_person(id);
             }
         }
         Ok(())

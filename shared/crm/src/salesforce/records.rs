@@ -21,6 +21,8 @@ const CLOSE_AFTER_DAYS: i64 = 30;
 const DESCRIPTION_MAX: usize = 32_000;
 const SUBJECT_MAX: usize = 255;
 const DAY_MS: i64 = 86_400_000;
+/// Record errors of a reference to a record that no longer exists.
+const PERSON_GONE: &[&str] = &["ENTITY_IS_DELETED", "INVALID_CROSS_REFERENCE_KEY"];
 
 /// `YYYY-MM-DD` (UTC) of Unix milliseconds, as Salesforce's date fields take it.
 pub(crate) fn date(ms: i64) -> String {
@@ -69,10 +71,11 @@ impl SalesforceCrm {
             record.insert("ActivityDate".into(), json!(date(at)));
         }
         record.insert(self.settings.effect_field.clone(), json!(effect.id));
-        self.batcher("Task", &self.settings.effect_field)
+        let result = self
+            .batcher("Task", &self.settings.effect_field)
             .submit(record)
-            .await
-            .map(drop)
+            .await;
+        self.unless_person_gone(&contact, result)
     }
 
     /// An Opportunity on the contact, upserted on the effect id.
@@ -116,10 +119,31 @@ impl SalesforceCrm {
         // The contact the opportunity is for (API 46.0+; its primary contact role).
         record.insert("ContactId".into(), json!(contact));
         record.insert(self.settings.effect_field.clone(), json!(effect.id));
-        self.batcher("Opportunity", &self.settings.effect_field)
+        let result = self
+            .batcher("Opportunity", &self.settings.effect_field)
             .submit(record)
-            .await
-            .map(drop)
+            .await;
+        self.unless_person_gone(&contact, result)
+    }
+
+    /// A record refused because the person it points at is gone (deleted or merged in
+    /// Salesforce since this process cached its id): the id is forgotten and the event retried,
+    /// which upserts the person again, instead of dead-lettering a record that was fine.
+    fn unless_person_gone<T>(
+        &self,
+        person: &str,
+        result: Result<T, CrmError>,
+    ) -> Result<(), CrmError> {
+        match result {
+            Err(CrmError::Rejected(why)) if PERSON_GONE.iter().any(|code| why.contains(code)) => {
+                self.forget_person(person);
+                Err(CrmError::Transient(format!(
+                    "the person's record is gone in Salesforce; it is upserted again ({})",
+                    why.chars().take(120).collect::<String>()
+                )))
+            }
+            other => other.map(drop),
+        }
     }
 }
 

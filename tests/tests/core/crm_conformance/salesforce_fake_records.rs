@@ -104,15 +104,6 @@ fn shape(fake: &SalesforceFake, object: &str, record: &Map<String, Value>) -> Op
         if key.ends_with("Date") && !text.is_empty() && !is_date(text) {
             return Some(format!("{object}.{key}: `{text}` is not YYYY-MM-DD"));
         }
-        if let Some(targets) = references(object, key) {
-            let records = fake.records.lock().unwrap();
-            let found = targets
-                .iter()
-                .any(|t| records.get(*t).is_some_and(|r| r.contains_key(text)));
-            if !found {
-                return Some(format!("{object}.{key}: no {targets:?} record {text}"));
-            }
-        }
     }
     None
 }
@@ -223,6 +214,22 @@ fn upsert_one(
     let mut fields = r.clone();
     fields.remove("attributes");
     let mut records = fake.records.lock().unwrap();
+    // A reference to a record that does not exist (deleted since): the record's error.
+    for (key, value) in &fields {
+        let Some(targets) = references(object, key) else {
+            continue;
+        };
+        let id = value.as_str().unwrap_or_default();
+        if !targets
+            .iter()
+            .any(|t| records.get(*t).is_some_and(|r| r.contains_key(id)))
+        {
+            return record_error(
+                "INVALID_CROSS_REFERENCE_KEY",
+                &format!("invalid cross reference id: {key}"),
+            );
+        }
+    }
     let store = records.entry(object.to_string()).or_default();
     let existing = store
         .iter()

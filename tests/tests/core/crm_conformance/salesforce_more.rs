@@ -179,6 +179,31 @@ async fn a_person_known_by_the_bsuid_first_gains_the_phone_on_one_contact() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_contact_deleted_in_salesforce_is_made_again_not_dead_lettered() {
+    let h = Harness::<Salesforce>::start().await;
+    let phone = "5215512340205";
+    assert_eq!(
+        h.handle(&text("wamid.G1", phone, "uno"), 1).await,
+        Outcome::Done
+    );
+    // Someone deletes the contact in Salesforce; this process still knows its id.
+    h.subject.fake.records.lock().unwrap().remove("Contact");
+    assert_eq!(
+        h.handle(&text("wamid.G2", phone, "dos"), 1).await,
+        Outcome::Done
+    );
+    let contacts = h.subject.contacts();
+    assert_eq!(contacts.len(), 1, "{contacts:?}");
+    let tasks = h.subject.activities();
+    let second = tasks
+        .iter()
+        .find(|t| t.effect == "wamid.G2#activity")
+        .unwrap();
+    assert_eq!(second.contact, "+525512340205", "on the contact made again");
+    h.assert_documented();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn lead_mode_writes_leads_and_their_tasks() {
     let h = Harness::<Salesforce>::start().await;
     let crm: Arc<dyn Crm> = Arc::new(h.subject.adapter_with(PersonObject::Lead, 10));
