@@ -38,6 +38,13 @@ pub mod pipedrive;
 #[cfg(feature = "salesforce")]
 pub mod salesforce;
 #[cfg(any(
+    feature = "pipedrive",
+    feature = "zoho",
+    feature = "kommo",
+    feature = "salesforce"
+))]
+mod skips;
+#[cfg(any(
     feature = "hubspot",
     feature = "pipedrive",
     feature = "zoho",
