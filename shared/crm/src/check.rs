@@ -112,6 +112,8 @@ pub async fn check(
         #[cfg(feature = "kommo")]
         "kommo" => {
             let crm = crate::kommo::KommoCrm::from_settings(mapping, &settings, timeout)?;
+            Ok(crm.check(mapping).await)
+        }
         #[cfg(feature = "salesforce")]
         "salesforce" => {
             // One process: the token granted for the check is kept in memory only.

@@ -15,9 +15,10 @@ pub(crate) fn skip_reason(effect: &Effect, crm: &str) -> Option<String> {
         Record::Consent(_) if effect.fields.is_empty() => {
             "the mapping has no [[consent_fields]]".to_string()
         }
-        Record::TemplateStatus(_) | Record::Quality(_) | Record::Account(_) | Record::Unknown(_) => {
-            "it belongs to the WhatsApp account, not a person".to_string()
-        }
+        Record::TemplateStatus(_)
+        | Record::Quality(_)
+        | Record::Account(_)
+        | Record::Unknown(_) => "it belongs to the WhatsApp account, not a person".to_string(),
         Record::Call(_) => format!("calls are not logged in {crm} yet"),
         Record::Conversation(_) | Record::SlaBreach(_) => {
             format!("conversations are not written to {crm} yet")
