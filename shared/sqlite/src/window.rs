@@ -31,6 +31,27 @@ impl SqliteWindow {
     pub fn new(db: Db) -> SqliteWindow {
         SqliteWindow { db }
     }
+
+    /// Deletes up to `limit` number windows whose last message is older than `before_ms`.
+    /// Kept two windows, they answer nothing the customer's own row does not
+    /// ([`LastInbound::for_number`]). Returns how many.
+    pub async fn purge_number_windows(
+        &self,
+        before_ms: i64,
+        limit: usize,
+    ) -> Result<usize, StoreError> {
+        let limit = limit as i64;
+        self.db
+            .write(move |t| {
+                t.prepare_cached(
+                    "DELETE FROM last_inbound_number WHERE (contact, number) IN
+                     (SELECT contact, number FROM last_inbound_number WHERE at < ?1 LIMIT ?2)",
+                )
+                .and_then(|mut s| s.execute(params![before_ms, limit]))
+                .map_err(sql_err)
+            })
+            .await
+    }
 }
 
 #[async_trait]

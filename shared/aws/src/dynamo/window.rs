@@ -6,10 +6,10 @@
 use async_trait::async_trait;
 use aws_sdk_dynamodb::Client;
 
-use super::{n, pk, s, PK, SINGLE_SK, SK};
+use super::{n, pk, s, EXPIRES_AT, PK, SINGLE_SK, SK};
 use crate::sdk::store_error;
 use wabridge_core::error::StoreError;
-use wabridge_core::window::{LastInbound, WindowStore};
+use wabridge_core::window::{LastInbound, WindowStore, WINDOW};
 
 /// Sort key prefix of a number's item.
 const NUMBER_SK: &str = "n#";
@@ -28,17 +28,27 @@ impl DynamoWindow {
         }
     }
 
-    /// Moves the item (`contact`, `sk`) forward to `at_ms`; a later time stored wins.
+    /// Moves the item (`contact`, `sk`) forward to `at_ms`; a later time stored wins. A
+    /// number's item expires two windows after its time: by then it answers nothing the
+    /// customer's own item does not ([`LastInbound::for_number`]).
     async fn forward(&self, contact: &str, sk: String, at_ms: i64) -> Result<(), StoreError> {
-        match self
+        let mut update = self
             .client
             .update_item()
             .table_name(&self.table)
             .key(PK, s(pk("inbound", contact)))
-            .key(SK, s(sk))
             .update_expression("SET last_at = :at")
             .condition_expression("attribute_not_exists(last_at) OR last_at < :at")
-            .expression_attribute_values(":at", n(at_ms))
+            .expression_attribute_values(":at", n(at_ms));
+        if sk != SINGLE_SK {
+            let keep = 2 * WINDOW.as_secs() as i64;
+            update = update
+                .update_expression("SET last_at = :at, #ttl = :ttl")
+                .expression_attribute_names("#ttl", EXPIRES_AT)
+                .expression_attribute_values(":ttl", n(at_ms / 1000 + keep));
+        }
+        match update
+            .key(SK, s(sk))
             .send()
             .await
             .map_err(|e| store_error("UpdateItem", e))
