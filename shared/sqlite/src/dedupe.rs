@@ -129,7 +129,8 @@ impl SqliteDedupe {
     }
 
     /// Makes [`SqliteDedupe::spawn_purger`] also delete the sender's pair windows a day after
-    /// they ended ([`SqliteSends::purge_pair_windows`]): one row per recipient otherwise stays.
+    /// they ended ([`SqliteSends::purge_pair_windows`]), and the (number, customer) windows
+    /// two days after their last message: one row per recipient otherwise stays.
     pub fn with_pair_window_purge(mut self) -> Self {
         self.sends = Some(SqliteSends::new(self.db.clone()));
         self
@@ -256,6 +257,12 @@ impl SqliteDedupe {
                 sends.purge_pair_windows(before, PURGE_BATCH)
             })
             .await;
+            let window = crate::window::SqliteWindow::new(self.db.clone());
+            let before = self.clock.now_ms().saturating_sub(NUMBER_WINDOW_KEEP_MS);
+            purge_in_batches("number windows past two windows", || {
+                window.purge_number_windows(before, PURGE_BATCH)
+            })
+            .await;
         }
     }
 
@@ -284,6 +291,8 @@ impl SqliteDedupe {
 const PURGE_BATCH: usize = 1000;
 /// How long an ended pair window is kept (as DynamoDB's TTL on the same items).
 const PAIR_WINDOW_KEEP_MS: i64 = 86_400_000;
+/// How long a (number, customer) window's row is kept: two windows (see `window.rs`).
+const NUMBER_WINDOW_KEEP_MS: i64 = 2 * 86_400_000;
 
 /// Runs `purge` until a batch comes back short or fails; logs what it removed.
 async fn purge_in_batches<F, Fut>(what: &str, mut purge: F)
@@ -431,6 +440,16 @@ mod tests {
             );
         }
 
+        // (Number, customer) windows: one three days old, one an hour old.
+        let window = crate::window::SqliteWindow::new(db.clone());
+        use wabridge_core::window::WindowStore;
+        for (number, at) in [("111", now - 3 * 86_400_000), ("222", now - 3_600_000)] {
+            window
+                .record_inbound("phone:1", Some(number), at)
+                .await
+                .unwrap();
+        }
+
         let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
         // One round runs at once; then the task waits for the next one or the stop.
         let task = SqliteDedupe::with_clock(db.clone(), clock.clone())
@@ -445,6 +464,8 @@ mod tests {
         assert_eq!(marks, vec!["wamid.new"]);
         let windows = strings(&db, "SELECT recipient FROM pair_windows ORDER BY recipient").await;
         assert_eq!(windows, vec!["+5215500000002", "+5215500000003"]);
+        let numbers = strings(&db, "SELECT number FROM last_inbound_number").await;
+        assert_eq!(numbers, vec!["222"], "the number window two windows old goes");
         // The window still held keeps holding.
         assert!(sends
             .reserve_pair("+5215500000003", "other", now + 1000, six_s)

@@ -45,6 +45,7 @@ pub const TABLES: &[(&str, &str)] = &[
     ("sends", "deleted by identity key"),
     ("pair_windows", "deleted by identity key"),
     ("last_inbound", "deleted by identity key"),
+    ("last_inbound_number", "deleted by identity key"),
     ("attribution_contacts", "deleted by contact id"),
     ("attribution_log", "deleted by contact id"),
     ("attribution_conversions", "deleted by contact id"),
@@ -316,6 +317,7 @@ fn erase(t: &Transaction, person: &Person, item: &ErasureItem) -> Result<Erased,
         ("sends", "contact"),
         ("pair_windows", "recipient"),
         ("last_inbound", "contact"),
+        ("last_inbound_number", "contact"),
     ] {
         count(table, delete_in(t, table, column, &keys)?);
     }

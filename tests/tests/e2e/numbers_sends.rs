@@ -249,7 +249,7 @@ async fn each_send_goes_out_from_its_chosen_number_with_its_token() {
         "{activity}"
     );
 
-    // A free-form image from CO (the customer wrote to CO: the window is open): the file is
+    // A free-form image from CO (the customer wrote to CO: CO's window is open): the file is
     // uploaded to Meta from CO, with CO's token, then sent by id from CO.
     let now = std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
@@ -264,6 +264,17 @@ async fn each_send_goes_out_from_its_chosen_number_with_its_token() {
     let (status, v) = gw.post_signed(inbound.to_string().as_bytes()).await;
     assert_eq!(status, 200, "{v}");
     gw.wait_drained();
+    // The window is CO's only: the same free-form text from MX is refused before Meta.
+    let (status, refused) = send(
+        &gw,
+        json!({"to": "+525512340003", "from": "ventas-mx", "text": "Hola, te escribe ventas"}),
+    )
+    .await;
+    assert_eq!(
+        (status, refused["error"]["code"].as_str()),
+        (422, Some("outside_customer_service_window")),
+        "{refused}"
+    );
     let mut ticket = b"\x89PNG\r\n\x1a\n".to_vec();
     ticket.extend((0..20_000u32).map(|i| (i * 13 % 256) as u8));
     let r = http_client()

@@ -10,7 +10,7 @@ use wabridge_aws::dynamo::sends::DynamoSends;
 use wabridge_aws::dynamo::templates::DynamoTemplates;
 use wabridge_aws::dynamo::window::DynamoWindow;
 use wabridge_core::consent::{
-    ConsentAction, ConsentCategory, ConsentEntry, ConsentSource, ConsentStore,
+    ConsentAction, ConsentCategory, ConsentEntry, ConsentSource, ConsentStore, ContactRef,
 };
 use wabridge_core::sends::store::{Created, SendError, SendRecord, SendState, SendStore};
 use wabridge_core::templates::{TemplateStatus, TemplateStore};
@@ -285,11 +285,35 @@ async fn consent_templates_window_over_dynamodb() {
         .collect();
     assert_eq!(all, ["es_MX", "pt_BR"]);
 
+    // Windows: forward only; the (number, customer) pair's apart from the customer's.
     let window = DynamoWindow::new(aws.dynamo.clone(), table);
-    window.record_inbound("phone:1", 500).await.unwrap();
-    window.record_inbound("phone:1", 300).await.unwrap();
-    assert_eq!(window.last_inbound("phone:1").await.unwrap(), Some(500));
-    assert_eq!(window.last_inbound("phone:2").await.unwrap(), None);
+    let service = wabridge_core::window::WindowService::new(Arc::new(window.clone()));
+    window.record_inbound("phone:1", None, 500).await.unwrap();
+    window.record_inbound("phone:1", None, 300).await.unwrap();
+    let c1 = ContactRef {
+        key: "phone:1".into(),
+        display: "+1".into(),
+    };
+    assert_eq!(service.last_inbound(&c1, None).await.unwrap(), Some(500));
+    assert_eq!(
+        service.last_inbound(&c1, Some("111")).await.unwrap(),
+        Some(500),
+        "recorded before numbers were: counts for any number"
+    );
+    window.record_inbound("phone:1", Some("111"), 700).await.unwrap();
+    window.record_inbound("phone:1", Some("111"), 600).await.unwrap();
+    assert_eq!(service.last_inbound(&c1, Some("111")).await.unwrap(), Some(700));
+    assert_eq!(
+        service.last_inbound(&c1, Some("222")).await.unwrap(),
+        None,
+        "no window on a number the customer did not write to"
+    );
+    assert_eq!(service.last_inbound(&c1, None).await.unwrap(), Some(700));
+    let c2 = ContactRef {
+        key: "phone:2".into(),
+        display: "+2".into(),
+    };
+    assert_eq!(service.last_inbound(&c2, None).await.unwrap(), None);
 }
 
 /// `POST /consents` idempotency markers over DynamoDB: of concurrent claims of one key exactly

@@ -262,7 +262,7 @@ async fn crm_sync_lambda_hooks_move_dynamodb_sends_and_feed_the_guards() {
             assert_eq!(h[0].source, ConsentSource::Keyword);
             assert_eq!(h[0].action, ConsentAction::OptOut);
             assert_eq!(
-                window.last_inbound(key).await.unwrap(),
+                window.last_inbound(key, None).await.unwrap().any,
                 Some(1_763_780_000_000),
                 "{key}: the window opens at the message's time"
             );

@@ -87,7 +87,7 @@ pub const FAMILIES: &[(&str, &str)] = &[
     ("sendkey", "deleted with its send"),
     ("sendwamid", "deleted with its send"),
     ("pair", "deleted: `pair#<key>`"),
-    ("inbound", "deleted: `inbound#<key>`"),
+    ("inbound", "deleted: `inbound#<key>` (the customer's and each number's items)"),
     (
         super::media_index::FAMILY,
         "deleted when its sort key is one of their keys; the file (media/<sha256>) is deleted \

@@ -136,9 +136,11 @@ impl SyncHooks for SendingHooks {
         ctx: &HookContext<'_>,
         message_at_ms: i64,
     ) -> Result<(), StoreError> {
+        // The window is the (business number, customer) pair's.
+        let number = ctx.event.phone_number_id.as_deref();
         for key in ctx.keys {
             self.window
-                .record_inbound(&contact_of_key(key), message_at_ms)
+                .record_inbound(&contact_of_key(key), number, message_at_ms)
                 .await?;
         }
         Ok(())

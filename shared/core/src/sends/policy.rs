@@ -125,7 +125,8 @@ impl Policy {
         match &request.kind {
             // A media message is free-form: the same window as text.
             SendKind::Text { .. } | SendKind::Media { .. } => {
-                if !is_open_at(self.window.last_inbound(&contact).await?, now_ms) {
+                let number = request.from.as_deref();
+                if !is_open_at(self.window.last_inbound(&contact, number).await?, now_ms) {
                     return Ok(Some(Refusal::OutsideWindow));
                 }
                 Ok(None)

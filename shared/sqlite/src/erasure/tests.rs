@@ -134,6 +134,7 @@ async fn seed(db: &Db, contact: &str, wa_id: &str, bsuid: Option<&str>) {
         enqueue_in(t, EVENTS_QUEUE, "m:x", &body, None, 1)?;
         t.execute_batch(&format!(
             "INSERT INTO last_inbound VALUES ('{key}', 1);
+             INSERT INTO last_inbound_number VALUES ('{key}', '106540352242922', 1);
              INSERT INTO pair_windows VALUES ('{key}', 's', 1);
              INSERT INTO consent_keys VALUES ('ck-{contact}', 'h', '{{}}', '{key}', 99999999999999);
              INSERT INTO attribution_contacts VALUES ('{contact}', 1, '{{}}');
@@ -172,6 +173,7 @@ async fn an_erasure_removes_the_person_everywhere_keeps_others_and_leaves_a_tomb
         "queue_dead_letters",
         "attribution_contacts",
         "last_inbound",
+        "last_inbound_number",
         "pair_windows",
         "consent_keys",
         "conversations",

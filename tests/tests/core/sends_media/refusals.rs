@@ -72,7 +72,7 @@ async fn files_that_cannot_go_are_refused_naming_the_problem() {
     s.sends
         .policy
         .window
-        .record_inbound(&contact, wabridge_core::clock::now_ms())
+        .record_inbound(&contact, None, wabridge_core::clock::now_ms())
         .await
         .unwrap();
     let (status, code, _) = refusal(

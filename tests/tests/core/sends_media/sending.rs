@@ -91,7 +91,7 @@ async fn a_file_is_uploaded_once_then_every_send_goes_by_its_id() {
     s.sends
         .policy
         .window
-        .record_inbound(&contact, wabridge_core::clock::now_ms() - 60_000)
+        .record_inbound(&contact, None, wabridge_core::clock::now_ms() - 60_000)
         .await
         .unwrap();
     s.sends.submit(body.as_bytes(), None).await.unwrap();

@@ -143,7 +143,7 @@ async fn free_form_only_within_24_hours_of_the_last_inbound() {
     s.sends
         .policy
         .window
-        .record_inbound(&contact, now - 25 * 3_600_000)
+        .record_inbound(&contact, None, now - 25 * 3_600_000)
         .await
         .unwrap();
     let e = s.sends.submit(text, None).await.unwrap_err();
@@ -151,7 +151,7 @@ async fn free_form_only_within_24_hours_of_the_last_inbound() {
     s.sends
         .policy
         .window
-        .record_inbound(&contact, now - 3_600_000)
+        .record_inbound(&contact, None, now - 3_600_000)
         .await
         .unwrap();
     let r = s.sends.submit(text, None).await.unwrap();
@@ -169,6 +169,33 @@ async fn free_form_only_within_24_hours_of_the_last_inbound() {
             .unwrap(),
         Some((r.id.clone(), true))
     );
+}
+
+/// The window is the (business number, customer) pair's: a customer who wrote to one number
+/// opened none on another; a send naming no number reads the customer's latest message.
+#[tokio::test]
+async fn each_business_number_has_its_own_window() {
+    let s = setup().await;
+    let contact = ContactRef::from_wa_id("5215512345678").unwrap();
+    let now = wabridge_core::clock::now_ms();
+    let window = &s.sends.policy.window;
+    window
+        .record_inbound(&contact, Some("106540352242922"), now - 3_600_000)
+        .await
+        .unwrap();
+    window
+        .record_inbound(&contact, Some("206540352242922"), now - 30 * 3_600_000)
+        .await
+        .unwrap();
+    let open = |number: Option<&'static str>| {
+        let window = window.clone();
+        let contact = contact.clone();
+        async move { window.is_open(&contact, number, now).await.unwrap() }
+    };
+    assert!(open(Some("106540352242922")).await, "wrote to it an hour ago");
+    assert!(!open(Some("206540352242922")).await, "30 hours ago");
+    assert!(!open(Some("306540352242922")).await, "never wrote to it");
+    assert!(open(None).await, "no number named: the latest message");
 }
 
 #[tokio::test]
