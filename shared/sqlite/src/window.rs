@@ -72,7 +72,7 @@ impl WindowStore for SqliteWindow {
                     params![contact, at_ms],
                 )
                 .map_err(sql_err)?;
-                if let Some(number) = number {
+                if let Some(number) = &number {
                     t.execute(
                         "INSERT INTO last_inbound_number (contact, number, at) VALUES (?1, ?2, ?3)
                          ON CONFLICT(contact, number) DO UPDATE SET at = max(at, excluded.at)",
