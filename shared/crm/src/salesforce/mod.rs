@@ -158,6 +158,16 @@ impl SalesforceCrm {
             "CRM_KIND=salesforce asks the org's My Domain (https://<domain>.my.salesforce.com) for tokens",
         )?;
         let login_url = api::url_setting(config::SALESFORCE_LOGIN_URL, &login_url)?;
+        if ["://login.salesforce.com", "://test.salesforce.com"]
+            .iter()
+            .any(|host| login_url.contains(host))
+        {
+            // Salesforce's help article 000886201: the client-credentials flow is not served there.
+            return Err(ConfigError::Invalid {
+                name: config::SALESFORCE_LOGIN_URL,
+                reason: "the client-credentials flow needs the org's My Domain URL (https://<domain>.my.salesforce.com), not login or test.salesforce.com".into(),
+            });
+        }
         let why = "CRM_KIND=salesforce gets OAuth access tokens with it (client credentials)";
         let client_id = settings.required(config::SALESFORCE_CLIENT_ID, why)?;
         let client_secret = settings.required(config::SALESFORCE_CLIENT_SECRET, why)?;

@@ -301,6 +301,10 @@ async fn settings_name_what_is_wrong_and_a_good_set_reaches_salesforce() {
             "SALESFORCE_LOGIN_URL",
         ),
         (
+            with("SALESFORCE_LOGIN_URL", Some("https://login.salesforce.com")),
+            "My Domain",
+        ),
+        (
             with("SALESFORCE_CLIENT_SECRET", None),
             "SALESFORCE_CLIENT_SECRET",
         ),
