@@ -1,5 +1,5 @@
 //! `wabridge conversations list|show|close|tag` and `PATCH /conversations/{id}`,
-//! `POST /conversations/{id}/tags` over the local store (`wabridge_core::conversations`).
+//! `POST /conversations/{id}/tags`, `DELETE /conversations/{id}/tags/{tag}` over the local store (`wabridge_core::conversations`).
 
 use std::io::Write;
 use std::path::Path;
@@ -76,11 +76,16 @@ pub async fn close(data: &Path, id: &str) -> Result<(), CliError> {
     change_and_print(data, id, &change).await
 }
 
-/// `conversations tag ID TAG...`: adds tags from the mapping's catalogue and prints it.
-pub async fn tag(data: &Path, id: &str, tags: &[String]) -> Result<(), CliError> {
-    let change = catalogues()?
-        .change(None, None, None, tags)
-        .map_err(|e| CliError::ConversationRefused(e.to_string()))?;
+/// `conversations tag ID TAG... [--remove]`: adds (or removes) tags of the mapping's
+/// catalogue and prints the conversation.
+pub async fn tag(data: &Path, id: &str, tags: &[String], remove: bool) -> Result<(), CliError> {
+    let catalogues = catalogues()?;
+    let change = if remove {
+        catalogues.removal(tags)
+    } else {
+        catalogues.change(None, None, None, tags)
+    }
+    .map_err(|e| CliError::ConversationRefused(e.to_string()))?;
     change_and_print(data, id, &change).await
 }
 

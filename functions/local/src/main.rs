@@ -215,11 +215,15 @@ enum ConversationsAction {
         #[command(flatten)]
         data: DataArg,
     },
-    /// Adds tags from the mapping's `[tags]` catalogue; `wabridge serve` sends it to the CRM.
+    /// Adds tags from the mapping's `[tags]` catalogue (or removes them with `--remove`);
+    /// `wabridge serve` sends it to the CRM.
     Tag {
         id: String,
         #[arg(required = true)]
         tags: Vec<String>,
+        /// Removes these tags instead of adding them.
+        #[arg(long)]
+        remove: bool,
         #[command(flatten)]
         data: DataArg,
     },
@@ -486,9 +490,12 @@ async fn run(command: Command) -> Result<(), CliError> {
             } => conversations::list(&data.data, contact, limit, json).await,
             ConversationsAction::Show { id, data } => conversations::show(&data.data, &id).await,
             ConversationsAction::Close { id, data } => conversations::close(&data.data, &id).await,
-            ConversationsAction::Tag { id, tags, data } => {
-                conversations::tag(&data.data, &id, &tags).await
-            }
+            ConversationsAction::Tag {
+                id,
+                tags,
+                remove,
+                data,
+            } => conversations::tag(&data.data, &id, &tags, remove).await,
         },
         Command::Link {
             action: LinkAction::Create { link, data },

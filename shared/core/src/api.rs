@@ -62,6 +62,8 @@ pub enum Route<'a> {
     Conversation(&'a str),
     /// `POST /conversations/{id}/tags`: adds tags.
     ConversationTags(&'a str),
+    /// `DELETE /conversations/{id}/tags/{tag}`: removes one tag.
+    ConversationTag(&'a str, &'a str),
     /// No route with this path. Carries the path for the error.
     NotFound(&'a str),
 }
@@ -101,6 +103,14 @@ impl<'a> Route<'a> {
                     .filter(|id| !id.is_empty() && !id.contains('/'))
                 {
                     Route::ConversationTags(id)
+                } else if let Some((id, tag)) = other
+                    .strip_prefix("/conversations/")
+                    .and_then(|rest| rest.split_once("/tags/"))
+                    .filter(|(id, tag)| {
+                        !id.is_empty() && !id.contains('/') && !tag.is_empty() && !tag.contains('/')
+                    })
+                {
+                    Route::ConversationTag(id, tag)
                 } else {
                     Route::NotFound(path)
                 }
@@ -310,6 +320,10 @@ impl Api {
                 Some(route) => route.add_tags(req, id).await,
                 None => Err(ApiError::NotFound(req.path.clone())),
             },
+            Route::ConversationTag(id, tag) => match &self.conversations {
+                Some(route) => route.remove_tag(req, id, tag).await,
+                None => Err(ApiError::NotFound(req.path.clone())),
+            },
             Route::NotFound(path) => Err(ApiError::NotFound(path.to_string())),
         }
     }
@@ -443,6 +457,7 @@ fn allowed_methods(path: &str) -> Option<&'static str> {
         Route::Media(_) => Some("GET"),
         Route::Conversation(_) => Some("PATCH"),
         Route::ConversationTags(_) => Some("POST"),
+        Route::ConversationTag(..) => Some("DELETE"),
         Route::NotFound(_) => None,
     }
 }

@@ -25,7 +25,8 @@ pub const WABRIDGE_API_KEYS: &str = "WABRIDGE_API_KEYS";
 pub const WABRIDGE_MAX_BODY_BYTES: &str = "WABRIDGE_MAX_BODY_BYTES";
 /// Data directory of the local gateway (`wabridge serve --data`; default `./.wabridge`).
 pub const WABRIDGE_DATA: &str = "WABRIDGE_DATA";
-/// `local`, `webhook`, `hubspot`, `pipedrive`, `zoho` or `kommo` (default [`DEFAULT_CRM_KIND`]).
+/// `local`, `webhook`, `hubspot`, `pipedrive`, `zoho`, `kommo` or `salesforce` (default
+/// [`DEFAULT_CRM_KIND`]).
 pub const CRM_KIND: &str = "CRM_KIND";
 /// `local`: the records table of the embedded engine, so `wabridge serve` works with no CRM
 /// at all. The Lambdas do not carry it, so on AWS `CRM_KIND` must name a CRM (the template
@@ -53,6 +54,10 @@ pub const HUBSPOT_BURST_LIMIT: &str = "HUBSPOT_BURST_LIMIT";
 pub const HUBSPOT_TICKET_PIPELINE: &str = "HUBSPOT_TICKET_PIPELINE";
 pub const HUBSPOT_TICKET_OPEN_STAGE: &str = "HUBSPOT_TICKET_OPEN_STAGE";
 pub const HUBSPOT_TICKET_CLOSED_STAGE: &str = "HUBSPOT_TICKET_CLOSED_STAGE";
+/// The deal pipeline leads go to (default `default`, HubSpot's sales pipeline) and its stage
+/// of a new lead (default `appointmentscheduled`): internal ids, not labels.
+pub const HUBSPOT_DEAL_PIPELINE: &str = "HUBSPOT_DEAL_PIPELINE";
+pub const HUBSPOT_DEAL_STAGE: &str = "HUBSPOT_DEAL_STAGE";
 /// Pipedrive personal API token (a secret), sent as `x-api-token`.
 pub const PIPEDRIVE_API_TOKEN: &str = "PIPEDRIVE_API_TOKEN";
 /// The company's Pipedrive API base, `https://<company>.pipedrive.com` (default
@@ -83,6 +88,19 @@ pub const KOMMO_SUBDOMAIN: &str = "KOMMO_SUBDOMAIN";
 pub const KOMMO_API_URL: &str = "KOMMO_API_URL";
 /// Requests per second to Kommo (default and most [`DEFAULT_KOMMO_RATE_PER_SECOND`]).
 pub const KOMMO_RATE_PER_SECOND: &str = "KOMMO_RATE_PER_SECOND";
+/// The Salesforce org's My Domain login URL (`https://acme.my.salesforce.com`), where the
+/// client-credentials grant asks for tokens; also the API host until a grant names its
+/// `instance_url`.
+pub const SALESFORCE_LOGIN_URL: &str = "SALESFORCE_LOGIN_URL";
+/// The External Client App's (or Connected App's) consumer key and secret: secrets.
+pub const SALESFORCE_CLIENT_ID: &str = "SALESFORCE_CLIENT_ID";
+pub const SALESFORCE_CLIENT_SECRET: &str = "SALESFORCE_CLIENT_SECRET";
+/// REST API version, `62.0` form (default [`DEFAULT_SALESFORCE_API_VERSION`]).
+pub const SALESFORCE_API_VERSION: &str = "SALESFORCE_API_VERSION";
+/// The object a person becomes: `Contact` (default) or `Lead`.
+pub const SALESFORCE_OBJECT: &str = "SALESFORCE_OBJECT";
+/// Calls in flight at once (default [`DEFAULT_SALESFORCE_CONCURRENCY`]).
+pub const SALESFORCE_CONCURRENCY: &str = "SALESFORCE_CONCURRENCY";
 /// Timeout of one CRM HTTP call, milliseconds (default 10000).
 pub const CRM_TIMEOUT_MS: &str = "CRM_TIMEOUT_MS";
 /// Path of the field mapping file.
@@ -239,6 +257,11 @@ pub const DEFAULT_PIPEDRIVE_BURST_LIMIT: u64 = 20;
 pub const DEFAULT_ZOHO_CONCURRENCY: u64 = 10;
 /// Kommo's documented limit: 7 requests per second (repeated 429s get the IP blocked).
 pub const DEFAULT_KOMMO_RATE_PER_SECOND: u64 = 7;
+/// A REST API version every org serves (Winter '25); sObject Collections upsert needs 46.0+.
+pub const DEFAULT_SALESFORCE_API_VERSION: &str = "62.0";
+/// Below Salesforce's cap on long-running calls in flight (25 in production, 5 in Developer
+/// Edition and trial orgs: set 5 there).
+pub const DEFAULT_SALESFORCE_CONCURRENCY: u64 = 10;
 pub const DEFAULT_MAX_BODY_BYTES: usize = 1024 * 1024;
 
 /// Names whose values are secrets: read from the secret store on AWS, never logged.
@@ -255,6 +278,8 @@ pub const SECRET_NAMES: &[&str] = &[
     ZOHO_CLIENT_SECRET,
     ZOHO_REFRESH_TOKEN,
     KOMMO_TOKEN,
+    SALESFORCE_CLIENT_ID,
+    SALESFORCE_CLIENT_SECRET,
     WABRIDGE_MEDIA_LINK_KEY,
 ];
 

@@ -304,6 +304,37 @@ impl TokenProvider {
     }
 }
 
+/// Tokens kept in this process only, for one-shot commands (`wabridge crm check` of the OAuth
+/// CRMs): the engines' stores (`wabridge_sqlite::oauth_tokens`, `wabridge_aws::dynamo::oauth_tokens`)
+/// are the ones that share a token between processes.
+#[derive(Default)]
+pub struct MemoryTokenStore(std::sync::Mutex<Option<TokenSet>>);
+
+#[async_trait]
+impl TokenStore for MemoryTokenStore {
+    async fn load(&self) -> Result<Option<TokenSet>, StoreError> {
+        Ok(self.0.lock().unwrap().clone())
+    }
+
+    async fn swap(&self, expected: Option<u64>, next: &TokenSet) -> Result<bool, StoreError> {
+        let mut stored = self.0.lock().unwrap();
+        if stored.as_ref().map(|s| s.version) != expected {
+            return Ok(false);
+        }
+        *stored = Some(next.clone());
+        Ok(true)
+    }
+
+    async fn lease(&self, _holder: &str, _now: i64, _until: i64) -> Result<bool, StoreError> {
+        // One process: the provider's own lock already serialises its refreshes.
+        Ok(true)
+    }
+
+    async fn release(&self, _holder: &str) -> Result<(), StoreError> {
+        Ok(())
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

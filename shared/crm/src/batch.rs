@@ -3,9 +3,9 @@
 //! its own result back.
 //!
 //! Why: crm-sync runs many events at once (32 in `wabridge serve`, 16 per Lambda batch), and
-//! each wants one contact upsert and one communication. HubSpot takes up to 100 inputs per
-//! batch call and limits calls per 10 s, so one call per effect wastes both the latency budget
-//! and the rate limit.
+//! each wants one contact upsert and one activity. HubSpot takes up to 100 inputs per batch call
+//! and limits calls per 10 s; Salesforce's sObject Collections take 200 and count as one call
+//! of the org's daily allocation: one call per effect wastes the latency budget and the limit.
 //!
 //! Failure mapping: an operation answers per input (`BatchAnswer::Each`: per-input errors go
 //! to the right caller) or for the whole call (`BatchAnswer::Whole`: a 429 / 5xx / timeout

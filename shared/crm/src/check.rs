@@ -28,7 +28,8 @@ impl CheckReport {
         feature = "hubspot",
         feature = "pipedrive",
         feature = "zoho",
-        feature = "kommo"
+        feature = "kommo",
+        feature = "salesforce"
     ))]
     pub(crate) fn fields<'a>(
         &mut self,
@@ -60,7 +61,7 @@ pub enum CheckError {
     #[error(transparent)]
     Setting(#[from] config::ConfigError),
     /// `local` and `webhook` have no schema to check.
-    #[error("CRM_KIND={0} has no credentials or fields to check (hubspot, pipedrive, zoho and kommo do)")]
+    #[error("CRM_KIND={0} has no credentials or fields to check (hubspot, pipedrive, zoho, kommo and salesforce do)")]
     NothingToCheck(String),
 }
 
@@ -87,7 +88,11 @@ pub async fn check(
             )?;
             let tickets =
                 crate::hubspot::ticket_fields::TicketSettings::from_settings(mapping, &settings);
-            Ok(crate::hubspot::check::run(&base, &token, mapping, &tickets, timeout).await?)
+            let deals = crate::hubspot::attribution::DealSettings::from_settings(&settings);
+            Ok(
+                crate::hubspot::check::run(&base, &token, mapping, &tickets, &deals, timeout)
+                    .await?,
+            )
         }
         #[cfg(feature = "pipedrive")]
         "pipedrive" => {
@@ -107,6 +112,18 @@ pub async fn check(
         #[cfg(feature = "kommo")]
         "kommo" => {
             let crm = crate::kommo::KommoCrm::from_settings(mapping, &settings, timeout)?;
+            Ok(crm.check(mapping).await)
+        }
+        #[cfg(feature = "salesforce")]
+        "salesforce" => {
+            // One process: the token granted for the check is kept in memory only.
+            let tokens: crate::TokenStores = std::sync::Arc::new(|_: &str| {
+                std::sync::Arc::new(wabridge_core::oauth::MemoryTokenStore::default())
+                    as std::sync::Arc<dyn wabridge_core::oauth::TokenStore>
+            });
+            let crm = crate::salesforce::SalesforceCrm::from_settings(
+                mapping, &settings, timeout, &tokens,
+            )?;
             Ok(crm.check(mapping).await)
         }
         other => Err(CheckError::NothingToCheck(other.to_string())),

@@ -7,7 +7,7 @@
 //!
 //! [`from_lookup`] is the one place that turns `CRM_KIND` and its settings into a client.
 
-#[cfg(any(feature = "hubspot", feature = "kommo"))]
+#[cfg(any(feature = "hubspot", feature = "kommo", feature = "salesforce"))]
 pub mod batch;
 pub mod check;
 #[cfg(any(
@@ -15,7 +15,8 @@ pub mod check;
     feature = "hubspot",
     feature = "pipedrive",
     feature = "zoho",
-    feature = "kommo"
+    feature = "kommo",
+    feature = "salesforce"
 ))]
 pub(crate) mod http;
 #[cfg(feature = "hubspot")]
@@ -28,16 +29,27 @@ pub mod local;
     feature = "hubspot",
     feature = "pipedrive",
     feature = "zoho",
-    feature = "kommo"
+    feature = "kommo",
+    feature = "salesforce"
 ))]
 pub(crate) mod pace;
 #[cfg(feature = "pipedrive")]
 pub mod pipedrive;
+#[cfg(feature = "salesforce")]
+pub mod salesforce;
+#[cfg(any(
+    feature = "pipedrive",
+    feature = "zoho",
+    feature = "kommo",
+    feature = "salesforce"
+))]
+mod skips;
 #[cfg(any(
     feature = "hubspot",
     feature = "pipedrive",
     feature = "zoho",
-    feature = "kommo"
+    feature = "kommo",
+    feature = "salesforce"
 ))]
 pub(crate) mod timeline;
 #[cfg(feature = "webhook")]
@@ -49,7 +61,8 @@ pub mod zoho;
     feature = "hubspot",
     feature = "pipedrive",
     feature = "zoho",
-    feature = "kommo"
+    feature = "kommo",
+    feature = "salesforce"
 ))]
 pub(crate) use http::{classify_status, transport_error};
 
@@ -63,7 +76,15 @@ use wabridge_core::mapping::Mapping;
 use wabridge_core::oauth::TokenStore;
 
 /// Every CRM kind there is, built into this binary or not.
-pub const KNOWN: &[&str] = &["local", "webhook", "hubspot", "pipedrive", "zoho", "kommo"];
+pub const KNOWN: &[&str] = &[
+    "local",
+    "webhook",
+    "hubspot",
+    "pipedrive",
+    "zoho",
+    "kommo",
+    "salesforce",
+];
 
 /// The CRM kinds this build carries (its cargo features).
 pub const COMPILED: &[&str] = &[
@@ -79,6 +100,8 @@ pub const COMPILED: &[&str] = &[
     "zoho",
     #[cfg(feature = "kommo")]
     "kommo",
+    #[cfg(feature = "salesforce")]
+    "salesforce",
 ];
 
 /// Why a CRM client could not be built from the settings. Each names the variable to fix.
@@ -102,7 +125,8 @@ pub enum ConfigError {
         feature = "webhook",
         feature = "pipedrive",
         feature = "zoho",
-        feature = "kommo"
+        feature = "kommo",
+        feature = "salesforce"
     ))]
     #[error("cannot build the CRM's HTTP client: {0}")]
     HttpClient(#[source] reqwest::Error),
@@ -129,7 +153,7 @@ pub fn check_kind(kind: &str) -> Result<(), ConfigError> {
 }
 
 /// The engine's OAuth token store of a connection (by name): where the OAuth CRMs (Zoho) keep
-/// the tokens every process shares (`wabridge_sqlite::SqliteTokenStore` locally,
+/// the tokens every process shares (Salesforce too) (`wabridge_sqlite::SqliteTokenStore` locally,
 /// `wabridge_aws::dynamo::oauth_tokens::DynamoTokenStore` on AWS).
 pub type TokenStores = Arc<dyn Fn(&str) -> Arc<dyn TokenStore> + Send + Sync>;
 
@@ -203,6 +227,7 @@ pub fn from_lookup_with(
             .with_tickets(hubspot::ticket_fields::TicketSettings::from_settings(
                 mapping, &settings,
             ))
+            .with_deal_settings(hubspot::attribution::DealSettings::from_settings(&settings))
             .with_rate_limit(
                 settings.number(
                     config::HUBSPOT_BURST_LIMIT,
@@ -240,6 +265,17 @@ pub fn from_lookup_with(
         "kommo" => Ok(Arc::new(kommo::KommoCrm::from_settings(
             mapping, &settings, timeout,
         )?)),
+        #[cfg(feature = "salesforce")]
+        "salesforce" => {
+            let tokens = tokens.ok_or(ConfigError::Invalid {
+                name: config::CRM_KIND,
+                reason: "salesforce needs the engine's OAuth token store (this command has none)"
+                    .into(),
+            })?;
+            Ok(Arc::new(salesforce::SalesforceCrm::from_settings(
+                mapping, &settings, timeout, &tokens,
+            )?))
+        }
         _ if KNOWN.contains(&kind.as_str()) => Err(ConfigError::NotCompiled { kind }),
         _ => Err(ConfigError::Unknown { kind }),
     }

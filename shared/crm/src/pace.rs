@@ -8,7 +8,8 @@
 //! - [`Window`]: at most `max` sends in any rolling `window`, bursts allowed, for long windows
 //!   (HubSpot: 10 s), where a burst of batch calls is what the limit is for.
 //! - [`Concurrent`]: at most `max` calls in flight, for CRMs that limit concurrency instead of
-//!   a rate (Zoho: concurrent calls per org and app, and a lower cap for search).
+//!   a rate (Zoho: concurrent calls per org and app, and a lower cap for search; Salesforce:
+//!   long-running calls per org).
 //!
 //! Both keep headroom under the limit for arrival jitter: a request delayed by `d` (network,
 //! a stalled scheduler) lands in a window that already holds up to `(window + d) / window`
@@ -115,14 +116,14 @@ impl Window {
 
 /// At most `max` calls in flight at once. A call holds its permit until its answer arrived,
 /// and the CRM counts a call as ended before it answers: the CRM never sees more than `max`.
-#[cfg(feature = "zoho")]
+#[cfg(any(feature = "zoho", feature = "salesforce"))]
 pub(crate) struct Concurrent {
     permits: tokio::sync::Semaphore,
     /// No call starts before this (after a 429: the CRM counted more than we did).
     paused: std::sync::Mutex<Option<Instant>>,
 }
 
-#[cfg(feature = "zoho")]
+#[cfg(any(feature = "zoho", feature = "salesforce"))]
 impl Concurrent {
     pub fn new(max: usize) -> Concurrent {
         Concurrent {
@@ -213,7 +214,7 @@ mod tests {
         assert_eq!(times[39], Duration::from_secs(20));
     }
 
-    #[cfg(feature = "zoho")]
+    #[cfg(any(feature = "zoho", feature = "salesforce"))]
     #[tokio::test(start_paused = true)]
     async fn never_more_than_max_in_flight() {
         let pacer = std::sync::Arc::new(Concurrent::new(3));

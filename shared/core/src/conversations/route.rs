@@ -1,5 +1,6 @@
-//! `PATCH /conversations/{id}` (any of `outcome`, `agent`, `tags`) and
-//! `POST /conversations/{id}/tags` (adds tags), with an API key of the `sends` scope: the tools
+//! `PATCH /conversations/{id}` (any of `outcome`, `agent`, `tags`),
+//! `POST /conversations/{id}/tags` (adds tags) and `DELETE /conversations/{id}/tags/{tag}`
+//! (removes one), with an API key of the `sends` scope: the tools
 //! that write to customers also close their conversations. Values are checked against the
 //! mapping's catalogues (`[outcomes]`, `[agents]`, `[tags]`); the change is written, then
 //! queued for the CRM ([`super::update`]). A closed conversation takes every change and stays
@@ -107,6 +108,26 @@ impl Catalogues {
     }
 }
 
+impl Catalogues {
+    /// A change removing `tags`, each checked against the catalogue.
+    pub fn removal(&self, tags: &[String]) -> Result<Change, ApiError> {
+        if tags.len() > MAX_TAGS {
+            return Err(ApiError::bad_request(
+                "too_many_tags",
+                format!("tags: {} values, at most {MAX_TAGS}", tags.len()),
+            ));
+        }
+        let remove_tags = self.tags.check(tags).map_err(|e| ApiError::Unprocessable {
+            code: e.code,
+            message: e.message,
+        })?;
+        Ok(Change {
+            remove_tags,
+            ..Change::default()
+        })
+    }
+}
+
 pub struct ConversationsRoute {
     updates: ConversationUpdates,
     catalogues: Catalogues,
@@ -163,6 +184,23 @@ impl ConversationsRoute {
             ));
         }
         let change = self.catalogues.change(None, None, None, &body.tags)?;
+        self.apply(id, &change).await
+    }
+
+    /// `DELETE /conversations/{id}/tags/{tag}`: 200 with the conversation, also when it did not
+    /// have the tag (a repeat changes nothing); a tag outside the catalogue is a 422.
+    pub async fn remove_tag(
+        &self,
+        req: &Request,
+        id: &str,
+        tag: &str,
+    ) -> Result<Response, ApiError> {
+        if req.method != Method::Delete {
+            return Err(ApiError::MethodNotAllowed(req.path.clone()));
+        }
+        self.keys
+            .authorize(req, Scope::Sends, "DELETE /conversations/{id}/tags/{tag}")?;
+        let change = self.catalogues.removal(&[tag.to_string()])?;
         self.apply(id, &change).await
     }
 

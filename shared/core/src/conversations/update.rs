@@ -1,5 +1,6 @@
 //! Changes made to a conversation from outside its messages: an outcome, an agent, tags or a
-//! close (`PATCH /conversations/{id}`, `POST /conversations/{id}/tags`, the CLI) and a
+//! close (`PATCH /conversations/{id}`, `POST /conversations/{id}/tags`,
+//! `DELETE /conversations/{id}/tags/{tag}`, the CLI) and a
 //! conversion (`POST /conversions` makes the outcome `converted`).
 //!
 //! Write then queue: the change is written to the store (only if nobody changed the
@@ -30,6 +31,8 @@ pub struct Change {
     pub tags: Option<Vec<String>>,
     /// Adds tags.
     pub add_tags: Vec<String>,
+    /// Removes tags (after any added); a tag the conversation lacks changes nothing.
+    pub remove_tags: Vec<String>,
     pub close: bool,
     pub conversion: Option<Converted>,
 }
@@ -79,6 +82,7 @@ pub fn apply(state: &ConversationState, change: &Change, at: i64) -> Option<Conv
         r.tags = tags;
     }
     add_tags(&mut r.tags, &change.add_tags);
+    r.tags.retain(|t| !change.remove_tags.contains(t));
     if change.close && r.is_open() {
         r.closed_at = Some(at.max(r.last_message_at()));
         r.close_reason = Some(CloseReason::Explicit);

@@ -280,6 +280,7 @@ pub const HUBSPOT_EXAMPLE: &str = include_str!("../../../../mappings/hubspot.tom
 pub const PIPEDRIVE_EXAMPLE: &str = include_str!("../../../../mappings/pipedrive.toml");
 pub const ZOHO_EXAMPLE: &str = include_str!("../../../../mappings/zoho.toml");
 pub const KOMMO_EXAMPLE: &str = include_str!("../../../../mappings/kommo.toml");
+pub const SALESFORCE_EXAMPLE: &str = include_str!("../../../../mappings/salesforce.toml");
 
 impl Mapping {
     pub fn from_toml(text: &str) -> Result<Mapping, MappingFileError> {
@@ -336,6 +337,7 @@ impl Mapping {
             "pipedrive" => Mapping::from_toml(PIPEDRIVE_EXAMPLE),
             "zoho" => Mapping::from_toml(ZOHO_EXAMPLE),
             "kommo" => Mapping::from_toml(KOMMO_EXAMPLE),
+            "salesforce" => Mapping::from_toml(SALESFORCE_EXAMPLE),
             other => Err(MappingFileError::Invalid(format!(
                 "no example mapping for CRM `{other}`"
             ))),

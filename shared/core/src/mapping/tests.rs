@@ -178,7 +178,15 @@ fn broken_mapping_files_are_refused_with_a_reason() {
 
 #[test]
 fn example_mappings_load_and_keywords_classify() {
-    for kind in ["local", "webhook", "hubspot", "pipedrive", "zoho", "kommo"] {
+    for kind in [
+        "local",
+        "webhook",
+        "hubspot",
+        "pipedrive",
+        "zoho",
+        "kommo",
+        "salesforce",
+    ] {
         let m = Mapping::example(kind).unwrap();
         assert!(
             m.consent.opt_out_keywords.iter().any(|k| k == "BAJA"),

@@ -197,7 +197,13 @@ impl CrmSync {
             } else if !matches!(e, CrmError::Rejected(_)) {
                 self.ledger.abandon(&id).await?;
             }
-            tracing::warn!(event = %redact::key(&event.key), effect = name, error = %e, "CRM call failed");
+            if let CrmError::Unauthorized(reason) = &e {
+                // Not the event's fault: the CRM's configuration is broken (a revoked token, a
+                // missing scope). The alarm `CrmUnauthorized` counts these lines.
+                tracing::error!(metric = "crm_unauthorized", crm = self.crm.kind(), effect = name, reason = %reason, "the CRM refused wabridge's credentials: events wait within the retry horizon; fix the token or its scopes (wabridge crm check)");
+            } else {
+                tracing::warn!(event = %redact::key(&event.key), effect = name, error = %e, "CRM call failed");
+            }
             return Ok(Some(match e {
                 CrmError::Rejected(reason) => Outcome::DeadLetter(format!(
                     "event {}: {} {name}: {reason}",

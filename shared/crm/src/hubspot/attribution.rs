@@ -32,6 +32,23 @@ impl Default for DealSettings {
     }
 }
 
+impl DealSettings {
+    /// From `HUBSPOT_DEAL_PIPELINE` and `HUBSPOT_DEAL_STAGE` (HubSpot's defaults otherwise).
+    pub fn from_settings<F: Fn(&str) -> Option<String>>(
+        settings: &wabridge_core::config::Settings<F>,
+    ) -> Self {
+        let default = DealSettings::default();
+        DealSettings {
+            pipeline: settings
+                .optional(wabridge_core::config::HUBSPOT_DEAL_PIPELINE)
+                .unwrap_or(default.pipeline),
+            stage: settings
+                .optional(wabridge_core::config::HUBSPOT_DEAL_STAGE)
+                .unwrap_or(default.stage),
+        }
+    }
+}
+
 fn put(props: &mut Map<String, Value>, name: &str, value: &Option<String>) {
     if let Some(v) = value {
         props.insert(name.to_string(), json!(v));

@@ -1,4 +1,5 @@
-//! WhatsApp calls in HubSpot: one Call engagement per call, associated to the contact.
+//! WhatsApp calls in HubSpot: one Call engagement per call, associated to the contact and to
+//! its conversation's ticket (when the conversation has one).
 //!
 //! A call reaches crm-sync as several events (connect, statuses, terminate) in any order; only
 //! the terminate event's `call` record (`ended`) creates the engagement, so it is created once
@@ -9,6 +10,7 @@
 
 use serde_json::{json, Map, Value};
 
+use super::ticket_links::inline;
 use super::HubSpotCrm;
 use wabridge_core::calls::{CallOutcome, CallRecord};
 use wabridge_core::crm::{CrmError, Effect};
@@ -39,13 +41,14 @@ impl HubSpotCrm {
         if let Some(prop) = &self.effect_property {
             properties.insert(prop.clone(), effect.id.clone().into());
         }
-        let body = json!({
-            "properties": properties,
-            "associations": [{
-                "to": {"id": contact},
-                "types": [{"associationCategory": "HUBSPOT_DEFINED", "associationTypeId": CALL_TO_CONTACT}]
-            }]
-        });
+        let mut associations = vec![inline(&contact, CALL_TO_CONTACT)];
+        // On its conversation's ticket too, when the conversation has one.
+        if let Some(conversation) = &call.conversation_id {
+            if let Some((ticket, type_id)) = self.tickets.link_for("calls", conversation).await? {
+                associations.push(inline(&ticket, type_id));
+            }
+        }
+        let body = json!({"properties": properties, "associations": associations});
         match self.client.post("/crm/v3/objects/calls", &body).await {
             Ok(_) => Ok(()),
             Err(e) => {

@@ -9,6 +9,7 @@ use serde_json::Value;
 use wabridge_core::mapping::Mapping;
 
 use super::api::Client;
+use super::attribution::DealSettings;
 use super::ticket_fields::{TicketSettings, CONVERSATION_PROPERTY, CUSTOM_PROPERTIES};
 use crate::check::CheckReport;
 use crate::timeline::{touch_field_names, LEAD_FIELDS};
@@ -21,6 +22,7 @@ pub(crate) async fn run(
     token: &str,
     mapping: &Mapping,
     tickets: &TicketSettings,
+    deals: &DealSettings,
     timeout: Duration,
 ) -> Result<CheckReport, crate::ConfigError> {
     let client = Client::new(base, token, timeout)?;
@@ -108,31 +110,54 @@ pub(crate) async fn run(
             "ticket property `{CONVERSATION_PROPERTY}` must have \"Require unique values\" set"
         ));
     }
-    check_pipeline(&client, tickets, &mut report).await;
+    let ticket_pipeline = Pipeline {
+        object: "ticket",
+        id: &tickets.pipeline,
+        setting: "HUBSPOT_TICKET_PIPELINE",
+        stages: tickets.stages(),
+    };
+    check_pipeline(&client, &ticket_pipeline, &mut report).await;
+    let deal_pipeline = Pipeline {
+        object: "deal",
+        id: &deals.pipeline,
+        setting: "HUBSPOT_DEAL_PIPELINE",
+        stages: vec![deals.stage.as_str()],
+    };
+    check_pipeline(&client, &deal_pipeline, &mut report).await;
     Ok(report)
 }
 
-/// The ticket pipeline and every stage the settings name exist
-/// (`GET /crm/v3/pipelines/tickets`, scope `tickets`).
-async fn check_pipeline(client: &Client, tickets: &TicketSettings, report: &mut CheckReport) {
-    let pipelines = match client.get("/crm/v3/pipelines/tickets").await {
+/// A pipeline the settings name, with the stages they use.
+struct Pipeline<'a> {
+    /// `ticket` or `deal`.
+    object: &'a str,
+    id: &'a str,
+    setting: &'a str,
+    stages: Vec<&'a str>,
+}
+
+/// The pipeline and every stage the settings name exist (`GET /crm/v3/pipelines/{object}s`,
+/// scope `tickets` or `crm.objects.deals.read`).
+async fn check_pipeline(client: &Client, wanted: &Pipeline<'_>, report: &mut CheckReport) {
+    let object = wanted.object;
+    let pipelines = match client.get(&format!("/crm/v3/pipelines/{object}s")).await {
         Ok(answer) => answer
             .and_then(|a| a["results"].as_array().cloned())
             .unwrap_or_default(),
         Err(e) => {
             report
                 .missing
-                .push(format!("reading ticket pipelines: {e}"));
+                .push(format!("reading {object} pipelines: {e}"));
             return;
         }
     };
     let Some(pipeline) = pipelines
         .iter()
-        .find(|p| p["id"].as_str() == Some(tickets.pipeline.as_str()))
+        .find(|p| p["id"].as_str() == Some(wanted.id))
     else {
         report.missing.push(format!(
-            "ticket pipeline `{}` (HUBSPOT_TICKET_PIPELINE)",
-            tickets.pipeline
+            "{object} pipeline `{}` ({})",
+            wanted.id, wanted.setting
         ));
         return;
     };
@@ -141,8 +166,8 @@ async fn check_pipeline(client: &Client, tickets: &TicketSettings, report: &mut 
         .map(|s| s.iter().filter_map(|s| s["id"].as_str()).collect())
         .unwrap_or_default();
     report.fields(
-        &format!("stage of ticket pipeline `{}`", tickets.pipeline),
-        tickets.stages(),
+        &format!("stage of {object} pipeline `{}`", wanted.id),
+        wanted.stages.iter().copied(),
         |id| stages.contains(&id),
         true,
     );

@@ -66,6 +66,7 @@ pub mod media;
 mod message_changes;
 mod recovery;
 pub mod ticket_fields;
+mod ticket_links;
 mod ticket_reads;
 mod tickets;
 
@@ -74,7 +75,7 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use async_trait::async_trait;
-use serde_json::{json, Map, Value};
+use serde_json::{Map, Value};
 
 use crate::hubspot::attribution::{contact_properties, deal_body, DealSettings};
 use crate::hubspot::ticket_fields::TicketSettings;
@@ -279,16 +280,20 @@ impl HubSpotCrm {
         if let Some(prop) = &self.effect_property {
             properties.insert(prop.clone(), effect.id.clone().into());
         }
-        let associations = json!([{
-            "to": {"id": contact},
-            "types": [{"associationCategory": "HUBSPOT_DEFINED", "associationTypeId": COMMUNICATION_TO_CONTACT}]
-        }]);
+        let mut associations = vec![ticket_links::inline(&contact, COMMUNICATION_TO_CONTACT)];
+        // Tied to its conversation's ticket in the same call when the ticket is known here;
+        // else at the ticket's next write.
+        let conversation = activity.conversation_id.as_deref();
+        let ticket = conversation.and_then(|c| self.tickets.inline_for(c));
+        if let Some((ticket, type_id)) = &ticket {
+            associations.push(ticket_links::inline(ticket, *type_id));
+        }
         let input = CreateInput {
             properties,
-            associations,
+            associations: associations.into(),
         };
         let id = self.create(&self.communications, effect, input).await?;
-        if let Some(conversation) = &activity.conversation_id {
+        if let (Some(conversation), None) = (conversation, ticket) {
             self.tickets.communication_logged(conversation, id);
         }
         Ok(())

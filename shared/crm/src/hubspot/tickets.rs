@@ -14,20 +14,23 @@
 //! in the process. Two processes writing one conversation's ticket at the same instant can
 //! still leave the older revision; the conversation's next change corrects it.
 //!
-//! Associations use HubSpot's default association types (v4 batch `associate/default`), which
-//! need no type id: ticket → contact once per ticket and process (repeating one is harmless),
-//! and the Communications this process logged for the conversation, when its ticket is next
-//! written (every message's event writes it right after the message's Communication).
+//! Few round trips per event ([`super::ticket_links`]): a conversation's opening revision is
+//! *created* with its association to the contact inline (one call; a ticket that exists makes
+//! HubSpot refuse the create, and the write then reads and upserts it like any other). Once a
+//! conversation's ticket id is known, its messages' Communications are created with their
+//! association to it inline. A Communication logged before its ticket existed is associated
+//! (v4 batch `associate/default`) at the ticket's next write, while that write runs. Writes that
+//! are not the opening revision read the ticket first (once per conversation and process).
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 
-use async_trait::async_trait;
-use serde_json::{json, Value};
+use serde_json::json;
 
-use super::api::{Client, UpsertInput, UpsertOp};
-use super::batch::{BatchAnswer, BatchOp, Batcher};
+use super::api::{Client, CreateInput, CreateOp, UpsertInput, UpsertOp};
+use super::batch::Batcher;
 use super::ticket_fields::{ticket_properties, TicketSettings, Written, CONVERSATION_PROPERTY};
+use super::ticket_links::{inline, AssociateOp, AssociationTypes};
 use super::ticket_reads::ReadOp;
 use super::{HubSpotCrm, BATCH_MAX, DEFAULT_LINGER};
 use wabridge_core::conversations::ConversationRecord;
@@ -53,12 +56,16 @@ struct TicketState {
 pub(crate) struct Tickets {
     pub settings: TicketSettings,
     upserts: Batcher<UpsertOp>,
+    creates: Batcher<CreateOp>,
     reads: Batcher<ReadOp>,
     to_contacts: Batcher<AssociateOp>,
     communications: Batcher<AssociateOp>,
     states: Mutex<HashMap<String, Arc<tokio::sync::Mutex<TicketState>>>>,
     /// Conversation id → Communications logged for it, not yet associated to its ticket.
     pending: Mutex<HashMap<String, Vec<String>>>,
+    /// Conversation id → its ticket's id, for Communications to carry inline.
+    ids: Mutex<HashMap<String, String>>,
+    pub types: AssociationTypes,
 }
 
 impl Tickets {
@@ -85,6 +92,14 @@ impl Tickets {
                 BATCH_MAX,
                 DEFAULT_LINGER,
             ),
+            creates: Batcher::new(
+                CreateOp {
+                    client: client.clone(),
+                    object: "tickets",
+                },
+                BATCH_MAX,
+                DEFAULT_LINGER,
+            ),
             reads: Batcher::new(
                 ReadOp {
                     client: client.clone(),
@@ -96,11 +111,92 @@ impl Tickets {
             communications: associate("communications", "tickets"),
             states: Mutex::new(HashMap::new()),
             pending: Mutex::new(HashMap::new()),
+            ids: Mutex::new(HashMap::new()),
+            types: AssociationTypes::new(client),
         }
     }
 
+    /// Ticket writes: creates and upserts together.
     pub fn stats(&self) -> super::batch::BatchStats {
-        self.upserts.stats()
+        let (upserts, creates) = (self.upserts.stats(), self.creates.stats());
+        super::batch::BatchStats {
+            calls: upserts.calls + creates.calls,
+            inputs: upserts.inputs + creates.inputs,
+            largest: upserts.largest.max(creates.largest),
+        }
+    }
+
+    /// The ticket of `conversation_id` and the type of a Communication's association to it,
+    /// when both are known in this process.
+    pub fn inline_for(&self, conversation_id: &str) -> Option<(String, u32)> {
+        let type_id = self.types.known("communications", "tickets")?;
+        let ticket = self.ids.lock().unwrap().get(conversation_id).cloned()?;
+        Some((ticket, type_id))
+    }
+
+    /// The ticket of `conversation_id` and the type of an association from `from` to it, for
+    /// an engagement created once (a call): remembered, else read (batched). `None` when the
+    /// conversation has no ticket yet or the portal did not say the type.
+    pub async fn link_for(
+        &self,
+        from: &'static str,
+        conversation_id: &str,
+    ) -> Result<Option<(String, u32)>, CrmError> {
+        let Some(type_id) = self.types.get(from, "tickets").await else {
+            return Ok(None);
+        };
+        let known = self.ids.lock().unwrap().get(conversation_id).cloned();
+        let ticket = match known {
+            Some(id) => Some(id),
+            None => {
+                let held = self.reads.submit(conversation_id.to_string()).await?;
+                let id = held.map(|(id, ..)| id);
+                if let Some(id) = &id {
+                    self.remember_id(conversation_id, id);
+                }
+                id
+            }
+        };
+        Ok(ticket.map(|t| (t, type_id)))
+    }
+
+    fn remember_id(&self, conversation_id: &str, ticket: &str) {
+        let mut ids = self.ids.lock().unwrap();
+        if ids.len() >= TICKETS_MAX && !ids.contains_key(conversation_id) {
+            ids.clear();
+        }
+        ids.insert(conversation_id.to_string(), ticket.to_string());
+    }
+
+    fn take_pending(&self, conversation_id: &str) -> Vec<String> {
+        self.pending
+            .lock()
+            .unwrap()
+            .remove(conversation_id)
+            .unwrap_or_default()
+    }
+
+    /// Associates `communications` to `ticket`; on failure they wait for the next write.
+    async fn associate_communications(
+        &self,
+        conversation_id: &str,
+        communications: Vec<String>,
+        ticket: &str,
+    ) {
+        let associations = communications.iter().map(|comm| {
+            self.communications
+                .submit((comm.clone(), ticket.to_string()))
+        });
+        let failed = futures::future::join_all(associations)
+            .await
+            .into_iter()
+            .find_map(Result::err);
+        if let Some(e) = failed {
+            for comm in communications {
+                self.communication_logged(conversation_id, comm);
+            }
+            tracing::warn!(conversation = %conversation_id, error = %e, "hubspot: communications not associated to the ticket yet");
+        }
     }
 
     /// Remembers a Communication of a conversation for its ticket's next write.
@@ -138,6 +234,9 @@ impl HubSpotCrm {
         let tickets = &self.tickets;
         let state = tickets.state(&record.id);
         let mut state = state.lock().await;
+        if !state.known && record.revision == 1 {
+            self.create_ticket(effect, record, &mut state).await?;
+        }
         if !state.known {
             if let Some((id, revision, agent)) = tickets.reads.submit(record.id.clone()).await? {
                 state.ticket_id = Some(id);
@@ -146,29 +245,54 @@ impl HubSpotCrm {
             }
             state.known = true;
         }
-        if state.ticket_id.is_none() || record.revision > state.revision {
+        let upsert = if state.ticket_id.is_none() || record.revision > state.revision {
             let written = Written {
                 exists: state.ticket_id.is_some(),
                 agent: state.agent.clone(),
             };
-            let (properties, unowned) = ticket_properties(record, &tickets.settings, &written);
-            if let Some(agent) = unowned {
-                tracing::info!(conversation = %record.id, agent = %agent, "hubspot: the agent has no owner in the mapping's [hubspot.owners]; ticket owner left unset");
+            Some(UpsertInput {
+                id: record.id.clone(),
+                properties: self.ticket_properties(record, &written),
+            })
+        } else {
+            tracing::debug!(conversation = %record.id, revision = record.revision, held = state.revision, "hubspot: the ticket holds this revision or a newer one");
+            None
+        };
+        // Communications waiting for a ticket that exists are tied to it while it is written.
+        let waiting = tickets.take_pending(&record.id);
+        let early = state.ticket_id.clone().filter(|_| !waiting.is_empty());
+        let (written, ()) = futures::join!(
+            async {
+                match upsert {
+                    Some(input) => tickets.upserts.submit(input).await.map(Some),
+                    None => Ok(None),
+                }
+            },
+            async {
+                if let Some(ticket) = &early {
+                    tickets
+                        .associate_communications(&record.id, waiting.clone(), ticket)
+                        .await;
+                }
             }
-            let id = tickets
-                .upserts
-                .submit(UpsertInput {
-                    id: record.id.clone(),
-                    properties,
-                })
-                .await?;
+        );
+        let late = if early.is_none() { waiting } else { Vec::new() };
+        let id = match written {
+            Ok(id) => id,
+            Err(e) => {
+                for comm in late {
+                    tickets.communication_logged(&record.id, comm);
+                }
+                return Err(e);
+            }
+        };
+        if let Some(id) = id {
             state.ticket_id = Some(id);
             state.revision = record.revision;
             state.agent = record.agent.clone();
-        } else {
-            tracing::debug!(conversation = %record.id, revision = record.revision, held = state.revision, "hubspot: the ticket holds this revision or a newer one");
         }
         let ticket = state.ticket_id.clone().unwrap_or_default();
+        tickets.remember_id(&record.id, &ticket);
         // An outcome set through the API names no contact: its ticket was associated when a
         // message's event wrote it.
         if !state.associated && effect.contact.is_some() {
@@ -179,64 +303,69 @@ impl HubSpotCrm {
                 .await?;
             state.associated = true;
         }
-        let waiting = tickets
-            .pending
-            .lock()
-            .unwrap()
-            .remove(&record.id)
-            .unwrap_or_default();
-        let associations = waiting.iter().map(|comm| {
+        if !late.is_empty() {
             tickets
-                .communications
-                .submit((comm.clone(), ticket.clone()))
-        });
-        let failed = futures::future::join_all(associations)
-            .await
-            .into_iter()
-            .find_map(Result::err);
-        if let Some(e) = failed {
-            // Put them back for the next write; the ticket itself is written.
-            for comm in waiting {
-                tickets.communication_logged(&record.id, comm);
-            }
-            tracing::warn!(conversation = %record.id, error = %e, "hubspot: communications not associated to the ticket yet");
+                .associate_communications(&record.id, late, &ticket)
+                .await;
         }
         Ok(())
     }
-}
 
-/// Default associations from one object type to another
-/// (`POST /crm/v4/associations/{from}/{to}/batch/associate/default`). Inputs are
-/// `(from id, to id)`; repeating an association changes nothing.
-pub(crate) struct AssociateOp {
-    client: Arc<Client>,
-    from: &'static str,
-    to: &'static str,
-}
-
-#[async_trait]
-impl BatchOp for AssociateOp {
-    type Input = (String, String);
-    type Output = ();
-
-    async fn run(&self, inputs: &[(String, String)]) -> BatchAnswer<()> {
-        let body = json!({
-            "inputs": inputs.iter().map(|(from, to)| json!({"from": {"id": from}, "to": {"id": to}})).collect::<Vec<Value>>()
-        });
-        let path = format!(
-            "/crm/v4/associations/{}/{}/batch/associate/default",
-            self.from, self.to
-        );
-        match self.client.post(&path, &body).await {
-            // A per-input error names no input to map it back to: all of them retry.
-            Ok(answer) if answer["numErrors"].as_u64().unwrap_or(0) > 0 => {
-                BatchAnswer::Whole(CrmError::Transient(format!(
-                    "associations {}→{}: {}",
-                    self.from, self.to, answer["errors"]
-                )))
-            }
-            Ok(_) => BatchAnswer::Each(inputs.iter().map(|_| Ok(())).collect()),
-            Err(e) => BatchAnswer::Whole(e),
+    /// Creates the ticket of a conversation's opening revision with its contact association
+    /// inline, when the portal's association type is known. A refusal (the ticket exists: a
+    /// redelivery, another process) leaves `state` unknown, so the write reads and upserts.
+    async fn create_ticket(
+        &self,
+        effect: &Effect,
+        record: &ConversationRecord,
+        state: &mut TicketState,
+    ) -> Result<(), CrmError> {
+        let tickets = &self.tickets;
+        if effect.contact.is_none() {
+            return Ok(());
         }
+        let (type_id, _) = futures::join!(
+            tickets.types.get("tickets", "contacts"),
+            tickets.types.get("communications", "tickets")
+        );
+        let Some(type_id) = type_id else {
+            return Ok(());
+        };
+        let contact = self.contact_hs_id(effect).await?;
+        let written = Written {
+            exists: false,
+            agent: None,
+        };
+        let input = CreateInput {
+            properties: self.ticket_properties(record, &written),
+            associations: json!([inline(&contact, type_id)]),
+        };
+        match tickets.creates.submit(input).await {
+            Ok(id) => {
+                state.known = true;
+                state.ticket_id = Some(id);
+                state.revision = record.revision;
+                state.agent = record.agent.clone();
+                state.associated = true;
+                Ok(())
+            }
+            Err(CrmError::Rejected(reason)) => {
+                tracing::debug!(conversation = %record.id, %reason, "hubspot: ticket not created (it exists?); reading it");
+                Ok(())
+            }
+            Err(e) => Err(e),
+        }
+    }
+
+    fn ticket_properties(
+        &self,
+        record: &ConversationRecord,
+        written: &Written,
+    ) -> serde_json::Map<String, serde_json::Value> {
+        let (properties, unowned) = ticket_properties(record, &self.tickets.settings, written);
+        if let Some(agent) = unowned {
+            tracing::info!(conversation = %record.id, agent = %agent, "hubspot: the agent has no owner in the mapping's [hubspot.owners]; ticket owner left unset");
+        }
+        properties
     }
 }

@@ -201,7 +201,7 @@ impl KommoCrm {
     }
 
     fn skip(&self, effect: &Effect, why: &str) {
-        tracing::info!(effect = %effect.id, kind = effect.record.kind(), reason = why, "kommo: record not written to Kommo (by design)");
+        crate::skips::log("kommo", "Kommo", effect, why);
     }
 }
 
@@ -244,17 +244,13 @@ impl Crm for KommoCrm {
     }
 
     async fn apply(&self, effect: &Effect) -> Result<(), CrmError> {
+        if let Some(why) = crate::skips::skip_reason(effect, "Kommo") {
+            self.skip(effect, &why);
+            return Ok(());
+        }
         match &effect.record {
             Record::Contact(_) => self.upsert_contact(effect).await,
-            Record::Activity(a) if a.group_id.is_some() && effect.contact.is_none() => {
-                self.skip(effect, "a status of a message sent to a group");
-                Ok(())
-            }
             Record::Activity(a) => self.note(effect, a).await,
-            Record::Consent(_) if effect.fields.is_empty() => {
-                self.skip(effect, "the mapping has no [[consent_fields]]");
-                Ok(())
-            }
             Record::Consent(_) => self.update_contact(effect, &effect.fields, false).await,
             Record::Attribution(a) => {
                 let touch = crate::timeline::contact_properties(a);
@@ -265,29 +261,8 @@ impl Crm for KommoCrm {
                 tracing::warn!(effect = %effect.id, "kommo: Kommo's API cannot delete contacts: erase this person in Kommo by hand (docs/crm/kommo.md)");
                 Ok(())
             }
-            Record::TemplateStatus(_)
-            | Record::Quality(_)
-            | Record::Account(_)
-            | Record::Unknown(_) => {
-                self.skip(effect, "it belongs to the WhatsApp account, not a person");
-                Ok(())
-            }
-            Record::Call(_) => {
-                self.skip(effect, "calls are not logged in Kommo yet");
-                Ok(())
-            }
-            Record::Conversation(_) | Record::SlaBreach(_) => {
-                self.skip(effect, "conversations are not written to Kommo yet");
-                Ok(())
-            }
-            Record::MessageChange(_) => {
-                self.skip(effect, "edits and deletions are not applied in Kommo yet");
-                Ok(())
-            }
-            Record::Media(_) => {
-                self.skip(effect, "files are not uploaded to Kommo yet");
-                Ok(())
-            }
+            // Skipped above (`skips::skip_reason`).
+            _ => Ok(()),
         }
     }
 }

@@ -166,7 +166,7 @@ impl PipedriveCrm {
     }
 
     fn skip(&self, effect: &Effect, why: &str) {
-        tracing::info!(effect = %effect.id, kind = effect.record.kind(), reason = why, "pipedrive: record not written to Pipedrive (by design)");
+        crate::skips::log("pipedrive", "Pipedrive", effect, why);
     }
 }
 
@@ -192,17 +192,13 @@ impl Crm for PipedriveCrm {
     }
 
     async fn apply(&self, effect: &Effect) -> Result<(), CrmError> {
+        if let Some(why) = crate::skips::skip_reason(effect, "Pipedrive") {
+            self.skip(effect, &why);
+            return Ok(());
+        }
         match &effect.record {
             Record::Contact(_) => self.upsert_contact(effect).await,
-            Record::Activity(a) if a.group_id.is_some() && effect.contact.is_none() => {
-                self.skip(effect, "a status of a message sent to a group");
-                Ok(())
-            }
             Record::Activity(a) => self.note(effect, a).await,
-            Record::Consent(_) if effect.fields.is_empty() => {
-                self.skip(effect, "the mapping has no [[consent_fields]]");
-                Ok(())
-            }
             Record::Consent(_) => self.update_person(effect, &effect.fields, false).await,
             Record::Attribution(a) => {
                 let touch = crate::timeline::contact_properties(a);
@@ -210,32 +206,8 @@ impl Crm for PipedriveCrm {
             }
             Record::Lead(lead) => self.deal(effect, lead).await,
             Record::Erasure(e) => self.erase(e).await,
-            Record::TemplateStatus(_)
-            | Record::Quality(_)
-            | Record::Account(_)
-            | Record::Unknown(_) => {
-                self.skip(effect, "it belongs to the WhatsApp account, not a person");
-                Ok(())
-            }
-            Record::Call(_) => {
-                self.skip(effect, "calls are not logged in Pipedrive yet");
-                Ok(())
-            }
-            Record::Conversation(_) | Record::SlaBreach(_) => {
-                self.skip(effect, "conversations are not written to Pipedrive yet");
-                Ok(())
-            }
-            Record::MessageChange(_) => {
-                self.skip(
-                    effect,
-                    "edits and deletions are not applied in Pipedrive yet",
-                );
-                Ok(())
-            }
-            Record::Media(_) => {
-                self.skip(effect, "files are not uploaded to Pipedrive yet");
-                Ok(())
-            }
+            // Skipped above (`skips::skip_reason`).
+            _ => Ok(()),
         }
     }
 }

@@ -42,4 +42,5 @@ async fn bench_every_adapter_against_a_50ms_crm() {
     run::<super::pipedrive::Pipedrive>().await;
     run::<super::zoho::Zoho>().await;
     run::<super::kommo::Kommo>().await;
+    run::<super::salesforce::Salesforce>().await;
 }

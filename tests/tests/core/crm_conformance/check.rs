@@ -150,6 +150,28 @@ async fn hubspot_check_names_the_ticket_pipeline_stages_and_properties() {
         missing.contains("ticket pipeline `support-mx` (HUBSPOT_TICKET_PIPELINE)"),
         "{missing}"
     );
+    // A deal pipeline the portal lacks, then a stage its pipeline lacks.
+    let mut settings = base.clone();
+    settings.push(("HUBSPOT_DEAL_PIPELINE", "ventas-co".to_string()));
+    let report = run("hubspot", &settings).await.unwrap();
+    assert_eq!(
+        report.missing,
+        vec!["deal pipeline `ventas-co` (HUBSPOT_DEAL_PIPELINE)".to_string()],
+        "{report:?}"
+    );
+    let mut settings = base.clone();
+    settings.push(("HUBSPOT_DEAL_PIPELINE", "ventas-mx".to_string()));
+    settings.push(("HUBSPOT_DEAL_STAGE", "appointmentscheduled".to_string()));
+    let report = run("hubspot", &settings).await.unwrap();
+    assert_eq!(
+        report.missing,
+        vec!["stage of deal pipeline `ventas-mx` `appointmentscheduled`".to_string()],
+        "{report:?}"
+    );
+    settings.pop();
+    settings.push(("HUBSPOT_DEAL_STAGE", "nuevo-lead".to_string()));
+    let report = run("hubspot", &settings).await.unwrap();
+    assert!(report.missing.is_empty(), "{report:?}");
     // Ticket properties: one missing, and the conversation id without unique values.
     fake.missing_properties.lock().unwrap().extend([
         "tickets/wabridge_revision".to_string(),
@@ -212,5 +234,71 @@ async fn hubspot_refuses_a_property_the_portal_lacks() {
     assert!(
         problems.iter().any(|p| p.contains("whatsapp_bsuid")),
         "{problems:?}"
+    );
+}
+
+/// `HUBSPOT_DEAL_PIPELINE` and `HUBSPOT_DEAL_STAGE` choose where a lead's deal lands; the fake
+/// refuses a deal in a pipeline or stage the portal lacks.
+#[tokio::test]
+async fn hubspot_deals_land_in_the_configured_pipeline_and_stage() {
+    use wabridge_core::attribution::LeadRecord;
+    use wabridge_core::crm::Effect;
+    use wabridge_core::records::{ContactRecord, Record};
+
+    let fake = Arc::new(Fake::default());
+    let url = format!("http://{}", fake::serve(fake.clone()).await);
+    let settings: HashMap<String, String> = [
+        ("CRM_KIND", "hubspot"),
+        ("HUBSPOT_API_URL", url.as_str()),
+        ("HUBSPOT_TOKEN", TOKEN),
+        ("HUBSPOT_DEAL_PIPELINE", "ventas-mx"),
+        ("HUBSPOT_DEAL_STAGE", "nuevo-lead"),
+    ]
+    .into_iter()
+    .map(|(k, v)| (k.to_string(), v.to_string()))
+    .collect();
+    let mapping = Mapping::example("hubspot").unwrap();
+    let crm =
+        wabridge_crm::from_lookup(&mapping, None, None, |n| settings.get(n).cloned()).unwrap();
+    let mut fields = serde_json::Map::new();
+    fields.insert("whatsapp_id".into(), "+5215512345678".into());
+    let lead = LeadRecord {
+        v: Default::default(),
+        event_id: "wamid.DEAL1".into(),
+        contact_id: "ct_1".into(),
+        reason: "first_conversation".into(),
+        utm_source: None,
+        utm_medium: None,
+        utm_campaign: Some("verano".into()),
+        utm_content: None,
+        utm_term: None,
+        ctwa_clid: None,
+        ref_code: None,
+        touch_in_conversation: true,
+        created_at: 1_763_780_000_000,
+        conversation_id: None,
+    };
+    let effect = Effect {
+        id: "wamid.DEAL1#lead".into(),
+        record: Record::Lead(lead),
+        fields: serde_json::Map::new(),
+        contact: Some((
+            Record::Contact(ContactRecord {
+                id: "ct_1".into(),
+                phone_e164: Some("+5215512345678".into()),
+                ..Default::default()
+            }),
+            fields,
+        )),
+        in_doubt: false,
+    };
+    crm.apply(&effect).await.unwrap();
+    let deals = fake.deals.lock().unwrap().clone();
+    assert_eq!(deals.len(), 1, "{deals:?}");
+    let p = &deals[0]["properties"];
+    assert_eq!(
+        (p["pipeline"].as_str(), p["dealstage"].as_str()),
+        (Some("ventas-mx"), Some("nuevo-lead")),
+        "{p}"
     );
 }

@@ -21,7 +21,7 @@ use super::{delivery, status, text, Harness, Subject};
 const NUMBER: &str = "106540352242922";
 const IDLE_MS: i64 = 24 * 3_600_000;
 
-fn sync_with(db: &Db, crm: Arc<dyn Crm>, mapping: Mapping) -> (CrmSync, Conversations) {
+pub(super) fn sync_with(db: &Db, crm: Arc<dyn Crm>, mapping: Mapping) -> (CrmSync, Conversations) {
     let conversations = SqliteEngine::new(db.clone()).conversations(IDLE_MS);
     let sync = CrmSync::new(
         Arc::new(SqliteIdentityStore::new(db.clone())),
@@ -35,16 +35,16 @@ fn sync_with(db: &Db, crm: Arc<dyn Crm>, mapping: Mapping) -> (CrmSync, Conversa
 }
 
 /// The event on the business number (conversations are threads of a contact and a number).
-fn on_number(mut event: Value) -> Value {
+pub(super) fn on_number(mut event: Value) -> Value {
     event["phone_number_id"] = json!(NUMBER);
     event
 }
 
-fn conversation_event(record: &ConversationRecord) -> Value {
+pub(super) fn conversation_event(record: &ConversationRecord) -> Value {
     serde_json::from_str(&outcome::event(record).to_json()).unwrap()
 }
 
-async fn deliver(sync: &CrmSync, event: &Value, times: usize) {
+pub(super) async fn deliver(sync: &CrmSync, event: &Value, times: usize) {
     for _ in 0..times {
         let outcome = sync.handle(&delivery(event, 1)).await;
         assert_eq!(outcome, Outcome::Done, "{}", event["key"]);

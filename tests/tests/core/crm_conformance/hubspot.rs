@@ -19,7 +19,7 @@ use crate::crm_http::{COMMS, TIMEOUT, TOKEN};
 const LIMIT: (usize, Duration) = (190, Duration::from_secs(10));
 
 pub(crate) struct HubSpot {
-    fake: Arc<Fake>,
+    pub(super) fake: Arc<Fake>,
     addr: SocketAddr,
     /// How long a fresh adapter distrusts a search miss.
     lag: Mutex<Duration>,

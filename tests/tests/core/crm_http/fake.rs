@@ -15,7 +15,9 @@ use axum::response::{IntoResponse, Response};
 use serde_json::{json, Value};
 
 use super::fake_hubspot::{hubspot, hubspot_read, properties, CONTACT_READ, PROPERTIES};
-use super::fake_hubspot_tickets::{pipelines, PIPELINES, TICKET_READ};
+use super::fake_hubspot_tickets::{
+    deal_pipelines, labels, pipelines, DEAL_PIPELINES, LABELS, PIPELINES,
+};
 use super::fake_webhook::webhook;
 use super::*;
 
@@ -82,9 +84,11 @@ pub(crate) struct Fake {
     /// Properties the portal lacks (`contacts/whatsapp_bsuid`), for `crm check`.
     pub(crate) missing_properties: Mutex<HashSet<String>>,
     /// Tickets by conversation id (`{id, properties}`) and the default associations made
-    /// (`tickets/contacts` or `communications/tickets`, from, to).
+    /// (`tickets/contacts`, `communications/tickets` or `calls/tickets`, from, to).
     pub(crate) tickets: Mutex<HashMap<String, Value>>,
     pub(crate) ticket_links: Mutex<Vec<(String, String, String)>>,
+    /// Call engagements (`POST /crm/v3/objects/calls`), as posted with their id.
+    pub(crate) call_engagements: Mutex<Vec<Value>>,
 }
 
 impl Fake {
@@ -176,13 +180,18 @@ pub(crate) async fn handle(
     }
     let path = uri.path().to_string();
     fake.paths.lock().unwrap().push(path.clone());
-    let read =
-        method == Method::GET && (path.starts_with(CONTACT_READ) || path.starts_with(TICKET_READ));
+    let read = method == Method::GET && path.starts_with(CONTACT_READ);
     if method == Method::GET && path.starts_with(PROPERTIES) {
         return properties(&fake, &path, &headers);
     }
     if method == Method::GET && path == PIPELINES {
         return pipelines();
+    }
+    if method == Method::GET && path == DEAL_PIPELINES {
+        return deal_pipelines();
+    }
+    if method == Method::GET && path.starts_with(LABELS) && path.ends_with("/labels") {
+        return labels(&fake, &path);
     }
     if method != Method::POST && !read {
         return fake.problem(format!("{method} {path}: only POST is used"));

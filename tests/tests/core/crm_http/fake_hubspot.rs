@@ -169,6 +169,10 @@ pub(crate) fn hubspot(fake: &Fake, path: &str, headers: &HeaderMap, body: &Bytes
                 }
                 let mut comms = fake.comms.lock().unwrap();
                 let id = format!("{}", 5000 + comms.len());
+                let ticket = super::fake_hubspot_tickets::communication_ticket;
+                if let Some(problem) = ticket(fake, &id, &input["associations"]) {
+                    return fake.problem(problem);
+                }
                 fake.created
                     .lock()
                     .unwrap()
@@ -191,6 +195,13 @@ pub(crate) fn hubspot(fake: &Fake, path: &str, headers: &HeaderMap, body: &Bytes
                         return fake.problem(format!("deal without {required}: {p}"));
                     }
                 }
+                let (pipeline, stage) = (p["pipeline"].as_str(), p["dealstage"].as_str());
+                if !super::fake_hubspot_tickets::deal_stage_exists(
+                    pipeline.unwrap_or_default(),
+                    stage.unwrap_or_default(),
+                ) {
+                    return fake.problem(format!("deal stage {stage:?} of pipeline {pipeline:?}"));
+                }
                 if let Some(problem) = association(&input["associations"], 3) {
                     return fake.problem(problem);
                 }
@@ -209,6 +220,18 @@ pub(crate) fn hubspot(fake: &Fake, path: &str, headers: &HeaderMap, body: &Bytes
         }
         "/crm/v3/objects/tickets/batch/upsert" => {
             return super::fake_hubspot_tickets::upsert(fake, &inputs)
+        }
+        "/crm/v3/objects/tickets/batch/create" => {
+            return super::fake_hubspot_tickets::create(fake, &inputs)
+        }
+        "/crm/v3/objects/calls" => {
+            if let Some(problem) = strings_only(&v["properties"]) {
+                return fake.problem(problem);
+            }
+            if let Some(problem) = association(&v["associations"], 194) {
+                return fake.problem(problem);
+            }
+            return super::fake_hubspot_tickets::call(fake, &v);
         }
         "/crm/v3/objects/contacts/gdpr-delete" => return gdpr_delete(fake, &v),
         "/crm/v3/objects/notes" => return super::fake_files::note(fake, &v),

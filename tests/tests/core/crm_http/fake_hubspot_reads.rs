@@ -119,6 +119,20 @@ pub(crate) fn portal(object: &str) -> Option<Vec<String>> {
         .iter()
         .map(|n| n.to_string())
         .collect(),
+        "calls" => [
+            "hs_timestamp",
+            "hs_call_title",
+            "hs_call_body",
+            "hs_call_direction",
+            "hs_call_duration",
+            "hs_call_status",
+            "hs_call_from_number",
+            "hs_call_to_number",
+            "wabridge_effect_id",
+        ]
+        .iter()
+        .map(|n| n.to_string())
+        .collect(),
         "tickets" => [
             "subject",
             "content",
@@ -172,9 +186,6 @@ pub(crate) fn hubspot_read(fake: &Fake, path: &str, query: &str, headers: &Heade
         != Some(&format!("Bearer {TOKEN}"))
     {
         return (StatusCode::UNAUTHORIZED, Json(json!({"status": "error"}))).into_response();
-    }
-    if path.starts_with(super::fake_hubspot_tickets::TICKET_READ) {
-        return super::fake_hubspot_tickets::read(fake, path, query);
     }
     let value = path.trim_start_matches(CONTACT_READ);
     let value = url::form_urlencoded::parse(format!("v={value}").as_bytes())

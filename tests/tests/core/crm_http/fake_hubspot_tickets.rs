@@ -1,6 +1,7 @@
-//! The local HubSpot's tickets: upserts by the unique `wabridge_conversation_id`, reads by it,
-//! default associations (v4 `batch/associate/default`) and the ticket pipelines (`crm check`),
-//! each request checked against HubSpot's documented shapes.
+//! The local HubSpot's tickets: creates (with inline associations) and upserts by the unique
+//! `wabridge_conversation_id`, batch reads by it, association labels, default associations (v4
+//! `batch/associate/default`) and the ticket pipelines (`crm check`), each request checked
+//! against HubSpot's documented shapes.
 
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
@@ -8,12 +9,31 @@ use axum::Json;
 use serde_json::{json, Value};
 
 use super::fake::{rate_headers, Fake};
-use super::fake_hubspot_reads::{not_found, unknown_property};
+use super::fake_hubspot_reads::unknown_property;
 
-/// `GET /crm/v3/objects/tickets/{value}?idProperty=…`.
-pub(crate) const TICKET_READ: &str = "/crm/v3/objects/tickets/";
+/// `GET /crm/v4/associations/{from}/{to}/labels`.
+pub(crate) const LABELS: &str = "/crm/v4/associations/";
+/// This portal's HubSpot-defined association types (read by the adapter, never assumed).
+pub(crate) const TICKET_TO_CONTACT: u64 = 16;
+pub(crate) const COMMUNICATION_TO_TICKET: u64 = 1_022;
+pub(crate) const CALL_TO_TICKET: u64 = 220;
 /// `GET /crm/v3/pipelines/tickets`.
 pub(crate) const PIPELINES: &str = "/crm/v3/pipelines/tickets";
+/// `GET /crm/v3/pipelines/deals`.
+pub(crate) const DEAL_PIPELINES: &str = "/crm/v3/pipelines/deals";
+/// The fake portal's deal pipelines and their stages: HubSpot's sales pipeline and one more.
+pub(crate) const DEAL_STAGES: [(&str, &[&str]); 2] = [
+    (
+        "default",
+        &[
+            "appointmentscheduled",
+            "qualifiedtobuy",
+            "closedwon",
+            "closedlost",
+        ],
+    ),
+    ("ventas-mx", &["nuevo-lead", "ganado"]),
+];
 /// The fake portal's support pipeline and its stages (HubSpot's defaults).
 pub(crate) const STAGES: [&str; 4] = ["1", "2", "3", "4"];
 const CONVERSATION: &str = "wabridge_conversation_id";
@@ -74,41 +94,6 @@ pub(crate) fn upsert(fake: &Fake, inputs: &[Value]) -> Response {
         StatusCode::OK,
         rate_headers(),
         Json(json!({"status": "COMPLETE", "results": results})),
-    )
-        .into_response()
-}
-
-/// A ticket by its conversation id: 200 with the properties asked for, or 404.
-pub(crate) fn read(fake: &Fake, path: &str, query: &str) -> Response {
-    let value = path.trim_start_matches(TICKET_READ);
-    let params: Vec<(String, String)> = url::form_urlencoded::parse(query.as_bytes())
-        .into_owned()
-        .collect();
-    let param = |name: &str| {
-        params
-            .iter()
-            .find(|(k, _)| k == name)
-            .map(|(_, v)| v.clone())
-    };
-    if param("idProperty").as_deref() != Some(CONVERSATION) {
-        return fake.problem(format!("ticket read {value}: idProperty ({query})"));
-    }
-    let Some(wanted) = param("properties") else {
-        return fake.problem(format!(
-            "ticket read {value}: no properties asked ({query})"
-        ));
-    };
-    let Some(ticket) = fake.tickets.lock().unwrap().get(value).cloned() else {
-        return not_found();
-    };
-    let props: serde_json::Map<String, Value> = wanted
-        .split(',')
-        .filter_map(|k| Some((k.to_string(), ticket["properties"].get(k)?.clone())))
-        .collect();
-    (
-        StatusCode::OK,
-        rate_headers(),
-        Json(json!({"id": ticket["id"], "properties": props, "archived": false})),
     )
         .into_response()
 }
@@ -240,4 +225,165 @@ pub(crate) fn pipelines() -> Response {
         Json(json!({"results": [{"id": "0", "label": "Support Pipeline", "stages": stages}]})),
     )
         .into_response()
+}
+
+/// `POST /crm/v3/objects/tickets/batch/create`: each input a new conversation's ticket with
+/// its contact association inline; a conversation id the portal holds already refuses the whole
+/// call with 409 (the property has unique values), as HubSpot does.
+pub(crate) fn create(fake: &Fake, inputs: &[Value]) -> Response {
+    let mut results = Vec::new();
+    for input in inputs {
+        let p = &input["properties"];
+        let Some(props) = p.as_object() else {
+            return fake.problem("ticket create: properties missing".into());
+        };
+        if let Some((k, _)) = props.iter().find(|(_, v)| !v.is_string()) {
+            return fake.problem(format!("ticket property {k} is not a string"));
+        }
+        if let Some(problem) = unknown_property(fake, "tickets", p) {
+            return fake.problem(problem);
+        }
+        for required in ["hs_pipeline_stage", "hs_pipeline", "subject", CONVERSATION] {
+            if !p[required].is_string() {
+                return fake.problem(format!("ticket created without {required}: {p}"));
+            }
+        }
+        let a = &input["associations"];
+        let to = a[0]["to"]["id"].as_str().unwrap_or_default().to_string();
+        if a.as_array().map(Vec::len) != Some(1)
+            || a[0]["types"][0]["associationCategory"] != "HUBSPOT_DEFINED"
+            || a[0]["types"][0]["associationTypeId"] != TICKET_TO_CONTACT
+        {
+            return fake.problem(format!("ticket create: associations {a}"));
+        }
+        if !fake.contacts.lock().unwrap().values().any(|c| *c == to) {
+            return fake.problem(format!(
+                "ticket create: association to unknown contact {to}"
+            ));
+        }
+        let id = p[CONVERSATION].as_str().unwrap_or_default().to_string();
+        let mut tickets = fake.tickets.lock().unwrap();
+        if tickets.contains_key(&id) {
+            return (
+                StatusCode::CONFLICT,
+                Json(json!({"status": "error", "category": "CONFLICT",
+                    "message": format!("A ticket with {CONVERSATION} {id} already exists."),
+                    "correlationId": "fake"})),
+            )
+                .into_response();
+        }
+        let ticket = json!({"id": format!("{}", 7000 + tickets.len()), "properties": p});
+        let ticket_id = ticket["id"].as_str().unwrap_or_default().to_string();
+        tickets.insert(id, ticket);
+        fake.ticket_links
+            .lock()
+            .unwrap()
+            .push(("tickets/contacts".into(), ticket_id.clone(), to));
+        results.push(json!({"id": ticket_id, "properties": p,
+            "objectWriteTraceId": input["objectWriteTraceId"]}));
+    }
+    results.reverse();
+    (
+        StatusCode::CREATED,
+        rate_headers(),
+        Json(json!({"status": "COMPLETE", "results": results})),
+    )
+        .into_response()
+}
+
+/// The association types between two object types: HubSpot's unlabeled default and a labeled
+/// one (which the adapter must not take).
+pub(crate) fn labels(fake: &Fake, path: &str) -> Response {
+    let kinds = path.trim_start_matches(LABELS).trim_end_matches("/labels");
+    let default = match kinds {
+        "tickets/contacts" => TICKET_TO_CONTACT,
+        "communications/tickets" => COMMUNICATION_TO_TICKET,
+        "calls/tickets" => CALL_TO_TICKET,
+        _ => return fake.problem(format!("unexpected labels path {path}")),
+    };
+    (
+        StatusCode::OK,
+        rate_headers(),
+        Json(json!({"results": [
+            {"category": "HUBSPOT_DEFINED", "typeId": default + 100, "label": "Primary"},
+            {"category": "HUBSPOT_DEFINED", "typeId": default, "label": null}
+        ]})),
+    )
+        .into_response()
+}
+
+/// A Communication's inline association to a ticket (`associations[1]`), checked and recorded
+/// like a default one; `None` when it has none or it is right.
+pub(crate) fn communication_ticket(fake: &Fake, comm: &str, a: &Value) -> Option<String> {
+    inline_ticket(fake, "communications", COMMUNICATION_TO_TICKET, comm, a)
+}
+
+fn inline_ticket(fake: &Fake, from: &str, type_id: u64, id: &str, a: &Value) -> Option<String> {
+    let link = a.as_array()?.get(1)?;
+    let to = link["to"]["id"].as_str().unwrap_or_default();
+    if link["types"][0]["associationCategory"] != "HUBSPOT_DEFINED"
+        || link["types"][0]["associationTypeId"] != type_id
+    {
+        return Some(format!("{from} → ticket types: {}", link["types"]));
+    }
+    if !fake.tickets.lock().unwrap().values().any(|t| t["id"] == to) {
+        return Some(format!("{from} → unknown ticket {to}"));
+    }
+    fake.ticket_links.lock().unwrap().push((
+        format!("{from}/tickets"),
+        id.to_string(),
+        to.to_string(),
+    ));
+    None
+}
+
+/// `POST /crm/v3/objects/calls` (its contact association checked by the caller): a Call
+/// engagement, with its ticket association inline when it has one.
+pub(crate) fn call(fake: &Fake, v: &Value) -> Response {
+    for required in ["hs_timestamp", "hs_call_title", "hs_call_status"] {
+        if !v["properties"][required].is_string() {
+            return fake.problem(format!("call without {required}: {v}"));
+        }
+    }
+    let mut calls = fake.call_engagements.lock().unwrap();
+    let id = format!("{}", 8000 + calls.len());
+    if let Some(problem) = inline_ticket(fake, "calls", CALL_TO_TICKET, &id, &v["associations"]) {
+        return fake.problem(problem);
+    }
+    let mut stored = v.clone();
+    stored["id"] = json!(id);
+    calls.push(stored);
+    (
+        StatusCode::CREATED,
+        rate_headers(),
+        Json(json!({"id": id, "properties": v["properties"]})),
+    )
+        .into_response()
+}
+
+/// The portal's deal pipelines ([`DEAL_STAGES`]).
+pub(crate) fn deal_pipelines() -> Response {
+    let results: Vec<Value> = DEAL_STAGES
+        .iter()
+        .map(|(id, stages)| {
+            let stages: Vec<Value> = stages
+                .iter()
+                .map(|s| json!({"id": s, "label": s, "metadata": {"probability": "0.2"}}))
+                .collect();
+            json!({"id": id, "label": id, "stages": stages})
+        })
+        .collect();
+    (
+        StatusCode::OK,
+        rate_headers(),
+        Json(json!({"results": results})),
+    )
+        .into_response()
+}
+
+/// Whether `pipeline` has `stage` in the portal.
+pub(crate) fn deal_stage_exists(pipeline: &str, stage: &str) -> bool {
+    DEAL_STAGES
+        .iter()
+        .any(|(id, stages)| *id == pipeline && stages.contains(&stage))
 }

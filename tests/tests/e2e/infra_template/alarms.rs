@@ -39,6 +39,7 @@ pub(super) fn check_alarms(t: &Value) -> Vec<String> {
     let mut want = vec![
         // From the breakers' log lines (see `circuit_metrics_…` below); no dimension.
         ("wabridge", "CrmUnavailable", ""),
+        ("wabridge", "CrmUnauthorized", ""),
         ("wabridge", "GraphUnavailable", ""),
         ("wabridge", "AuditWriteFailed", ""),
     ];
@@ -193,4 +194,82 @@ fn circuit_metrics_are_read_from_the_lines_the_breaker_writes() {
             "wabridge"
         );
     }
+}
+
+/// A CRM refusing the credentials (401/403) is an alarm of its own: crm-sync's handler, on a
+/// real SQLite ledger, logs the line the `CrmUnauthorized` metric filter selects, and the event
+/// waits (a retry, not a dead letter).
+#[tokio::test]
+async fn crm_credential_refusals_are_read_from_the_line_crm_sync_writes() {
+    use std::sync::Arc;
+    use wabridge_core::consumer::{Handler, Outcome};
+    use wabridge_core::crm::{Crm, CrmError, Effect};
+    use wabridge_core::queue::Delivery;
+
+    struct Refusing;
+    #[async_trait::async_trait]
+    impl Crm for Refusing {
+        fn kind(&self) -> &'static str {
+            "hubspot"
+        }
+        async fn apply(&self, _: &Effect) -> Result<(), CrmError> {
+            Err(CrmError::Unauthorized(
+                "HTTP 401: INVALID_AUTHENTICATION".into(),
+            ))
+        }
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let db = wabridge_sqlite::Db::open(dir.path().join("a.db")).unwrap();
+    let sync = wabridge_core::sync::CrmSync::new(
+        Arc::new(wabridge_sqlite::identity::SqliteIdentityStore::new(
+            db.clone(),
+        )),
+        Arc::new(wabridge_sqlite::ledger::SqliteLedger::new(db)),
+        Arc::new(Refusing),
+        Arc::new(wabridge_core::mapping::Mapping::example("hubspot").unwrap()),
+    );
+    let event = serde_json::json!({"v": 1, "key": "wamid.AUTH1", "kind": "message",
+        "field": "messages", "waba_id": "W1",
+        "contact": {"profile": {"name": "Ana"}, "wa_id": "5215512345678"},
+        "item": {"id": "wamid.AUTH1", "from": "5215512345678", "timestamp": "1763780000",
+                 "type": "text", "text": {"body": "Hola"}},
+        "received_at": 1763780000123i64});
+    let buffer = wabridge_tests::LogBuffer::default();
+    let subscriber = wabridge_core::telemetry::lambda_subscriber(buffer.clone(), None);
+    let outcome = {
+        let _guard = tracing::subscriber::set_default(subscriber);
+        sync.handle(&Delivery {
+            message_id: "m".into(),
+            receipt: "r".into(),
+            body: event.to_string(),
+            receive_count: 1,
+            enqueued_at: None,
+        })
+        .await
+    };
+    assert!(matches!(outcome, Outcome::Retry { .. }), "{outcome:?}");
+    let text = buffer.text();
+    let line: Value = text
+        .lines()
+        .filter_map(|l| serde_json::from_str::<Value>(l).ok())
+        .find(|v| v["fields"]["metric"] == "crm_unauthorized")
+        .unwrap_or_else(|| panic!("no crm_unauthorized line in {text}"));
+    assert_eq!(line["level"], "ERROR", "{line}");
+    assert_eq!(line["fields"]["crm"], "hubspot", "{line}");
+    assert!(
+        !text.contains("5215512345678"),
+        "no phone number in the logs: {text}"
+    );
+
+    let t = load_template();
+    let pr = &t["Resources"]["CrmUnauthorizedMetric"]["Properties"];
+    assert!(is_ref(&pr["LogGroupName"], "CrmSyncLogGroup"), "{pr}");
+    assert_eq!(
+        pr["FilterPattern"], "{ $.fields.metric = \"crm_unauthorized\" }",
+        "the pattern must select the line above"
+    );
+    assert_eq!(
+        pr["MetricTransformations"][0]["MetricName"],
+        "CrmUnauthorized"
+    );
 }

@@ -198,6 +198,38 @@ async fn tags_agents_outcomes_and_conversions_reach_the_crm_through_api_and_cli(
     assert_eq!(status, 200, "{v}");
     assert_eq!(v["tags"], json!(["pricing", "vip"]));
 
+    // DELETE removes one tag; a repeat, or a tag it lacks, changes nothing; outside the
+    // catalogue is a 422.
+    let (status, v) = call(&gw, "DELETE", &format!("{tags_path}/pricing"), Vec::new()).await;
+    assert_eq!((status, &v["tags"]), (200, &json!(["vip"])), "{v}");
+    let revision = v["revision"].clone();
+    for tag in ["pricing", "express"] {
+        let (status, v) = call(&gw, "DELETE", &format!("{tags_path}/{tag}"), Vec::new()).await;
+        assert_eq!((status, &v["revision"]), (200, &revision), "{tag}: {v}");
+    }
+    let (status, v) = call(&gw, "DELETE", &format!("{tags_path}/gold"), Vec::new()).await;
+    assert_eq!(
+        (status, v["error"]["code"].as_str()),
+        (422, Some("unknown_tag")),
+        "{v}"
+    );
+    let (status, _) = call(&gw, "POST", &format!("{tags_path}/vip"), Vec::new()).await;
+    assert_eq!(status, 405);
+    let (status, _) = call(
+        &gw,
+        "DELETE",
+        "/conversations/cnv_missing/tags/vip",
+        Vec::new(),
+    )
+    .await;
+    assert_eq!(status, 404);
+    let (status, v) = json_call(&gw, "POST", &tags_path, json!({"tags": ["pricing"]})).await;
+    assert_eq!(
+        (status, &v["tags"]),
+        (200, &json!(["pricing", "vip"])),
+        "{v}"
+    );
+
     // The CLI: close, then tag the closed conversation; errors name the field.
     let closed: Value = serde_json::from_str(&gw.cli_ok(&["conversations", "close", &id])).unwrap();
     assert_eq!(closed["close_reason"], "explicit");
@@ -208,6 +240,13 @@ async fn tags_agents_outcomes_and_conversions_reach_the_crm_through_api_and_cli(
         tagged["closed_at"], closed["closed_at"],
         "a closed conversation stays closed"
     );
+    let untagged: Value =
+        serde_json::from_str(&gw.cli_ok(&["conversations", "tag", &id, "express", "--remove"]))
+            .unwrap();
+    assert_eq!(untagged["tags"], json!(["pricing", "vip"]));
+    let tagged: Value =
+        serde_json::from_str(&gw.cli_ok(&["conversations", "tag", &id, "express"])).unwrap();
+    assert_eq!(tagged["tags"], json!(["express", "pricing", "vip"]));
     let refused = gw.cli(&["conversations", "tag", &id, "gold"], &[]);
     assert!(!refused.status.success());
     let err = String::from_utf8_lossy(&refused.stderr);

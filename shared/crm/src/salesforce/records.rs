@@ -1,0 +1,159 @@
+//! Tasks (messages and statuses) and Opportunities (leads), each upserted on the effect id
+//! External ID field: a retry in doubt, or a redelivery, updates the record the first attempt
+//! made, so there is nothing to search for and nothing written twice.
+
+use serde_json::{json, Map, Value};
+use wabridge_core::attribution::LeadRecord;
+use wabridge_core::crm::{CrmError, Effect};
+use wabridge_core::records::{ActivityRecord, Direction};
+
+use super::fields::custom_name;
+use super::SalesforceCrm;
+use crate::timeline::{status_text, LEAD_FIELDS};
+
+/// A Task's status: the message happened, there is nothing to do.
+const TASK_STATUS: &str = "Completed";
+/// A new Opportunity's stage: the first stage of Salesforce's default sales process.
+pub const OPPORTUNITY_STAGE: &str = "Prospecting";
+/// A new Opportunity's close date, this long after the lead (Salesforce requires one).
+const CLOSE_AFTER_DAYS: i64 = 30;
+/// Salesforce's longest Task `Description` (32 KB) and `Subject`.
+const DESCRIPTION_MAX: usize = 32_000;
+const SUBJECT_MAX: usize = 255;
+const DAY_MS: i64 = 86_400_000;
+/// Record errors of a reference to a record that no longer exists.
+const PERSON_GONE: &[&str] = &["ENTITY_IS_DELETED", "INVALID_CROSS_REFERENCE_KEY"];
+
+/// `YYYY-MM-DD` (UTC) of Unix milliseconds, as Salesforce's date fields take it.
+pub(crate) fn date(ms: i64) -> String {
+    // Days to civil date (Howard Hinnant's algorithm).
+    let z = ms.div_euclid(DAY_MS) + 719_468;
+    let era = z.div_euclid(146_097);
+    let doe = z - era * 146_097;
+    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let day = doy - (153 * mp + 2) / 5 + 1;
+    let month = if mp < 10 { mp + 3 } else { mp - 9 };
+    let year = yoe + era * 400 + i64::from(month <= 2);
+    format!("{year:04}-{month:02}-{day:02}")
+}
+
+fn clip(text: &str, max: usize) -> String {
+    text.chars().take(max).collect()
+}
+
+impl SalesforceCrm {
+    /// A completed Task on the contact, upserted on the effect id.
+    pub(super) async fn task(&self, effect: &Effect, a: &ActivityRecord) -> Result<(), CrmError> {
+        let contact = self.effect_contact(effect).await?;
+        let schema = self.schema().await?;
+        schema.task.required(&self.settings.effect_field)?;
+        let (subject, text) = if a.direction == Some(Direction::Outbound) {
+            let text = status_text(a);
+            (text.clone(), text)
+        } else {
+            let text = effect
+                .fields
+                .get("Description")
+                .and_then(Value::as_str)
+                .map(String::from)
+                .or_else(|| a.text.clone())
+                .unwrap_or_else(|| format!("WhatsApp {}", a.kind));
+            (format!("WhatsApp: {text}"), text)
+        };
+        let mut record = Map::new();
+        record.insert("Subject".into(), json!(clip(&subject, SUBJECT_MAX)));
+        record.insert("Description".into(), json!(clip(&text, DESCRIPTION_MAX)));
+        record.insert("Status".into(), json!(TASK_STATUS));
+        record.insert("WhoId".into(), json!(contact));
+        if let Some(at) = a.at {
+            record.insert("ActivityDate".into(), json!(date(at)));
+        }
+        record.insert(self.settings.effect_field.clone(), json!(effect.id));
+        let result = self
+            .batcher("Task", &self.settings.effect_field)
+            .submit(record)
+            .await;
+        self.unless_person_gone(&contact, result)
+    }
+
+    /// An Opportunity on the contact, upserted on the effect id.
+    pub(super) async fn opportunity(
+        &self,
+        effect: &Effect,
+        lead: &LeadRecord,
+    ) -> Result<(), CrmError> {
+        let contact = self.effect_contact(effect).await?;
+        let schema = self.schema().await?;
+        let fields = &schema.opportunity;
+        fields.required(&self.settings.effect_field)?;
+        let values = [
+            &lead.utm_source,
+            &lead.utm_medium,
+            &lead.utm_campaign,
+            &lead.utm_content,
+            &lead.utm_term,
+            &lead.ctwa_clid,
+            &Some(lead.record_key()),
+            &lead.ref_code,
+        ];
+        let mut record = Map::new();
+        for (name, value) in LEAD_FIELDS.iter().zip(values) {
+            let name = custom_name(name);
+            if let (true, Some(v)) = (fields.has(&name), value) {
+                record.insert(name, json!(v));
+            }
+        }
+        let campaign = lead
+            .utm_campaign
+            .as_deref()
+            .or(lead.utm_source.as_deref())
+            .unwrap_or("direct");
+        record.insert("Name".into(), json!(format!("WhatsApp lead: {campaign}")));
+        record.insert("StageName".into(), json!(OPPORTUNITY_STAGE));
+        record.insert(
+            "CloseDate".into(),
+            json!(date(lead.created_at + CLOSE_AFTER_DAYS * DAY_MS)),
+        );
+        // The contact the opportunity is for (API 46.0+; its primary contact role).
+        record.insert("ContactId".into(), json!(contact));
+        record.insert(self.settings.effect_field.clone(), json!(effect.id));
+        let result = self
+            .batcher("Opportunity", &self.settings.effect_field)
+            .submit(record)
+            .await;
+        self.unless_person_gone(&contact, result)
+    }
+
+    /// A record refused because the person it points at is gone (deleted or merged in
+    /// Salesforce since this process cached its id): the id is forgotten and the event retried,
+    /// which upserts the person again, instead of dead-lettering a record that was fine.
+    fn unless_person_gone<T>(
+        &self,
+        person: &str,
+        result: Result<T, CrmError>,
+    ) -> Result<(), CrmError> {
+        match result {
+            Err(CrmError::Rejected(why)) if PERSON_GONE.iter().any(|code| why.contains(code)) => {
+                self.forget_person(person);
+                Err(CrmError::Transient(format!(
+                    "the person's record is gone in Salesforce; it is upserted again ({})",
+                    why.chars().take(120).collect::<String>()
+                )))
+            }
+            other => other.map(drop),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn dates_are_utc_calendar_days() {
+        assert_eq!(super::date(0), "1970-01-01");
+        assert_eq!(super::date(1_763_780_000_123), "2025-11-22");
+        assert_eq!(super::date(951_782_400_000), "2000-02-29");
+        assert_eq!(super::date(-1), "1969-12-31");
+    }
+}
