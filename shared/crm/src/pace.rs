@@ -244,6 +244,27 @@ mod tests {
         assert_eq!(before.elapsed(), Duration::from_secs(2));
     }
 
+    #[cfg(feature = "kommo")]
+    #[tokio::test(start_paused = true)]
+    async fn ready_waits_for_the_next_turn_without_taking_it() {
+        // 7 per second less 10 %: one send every 158.7 ms.
+        let pacer = Spaced::new(7, Duration::from_secs(1));
+        let started = Instant::now();
+        pacer.ready().await;
+        assert_eq!(started.elapsed(), Duration::ZERO, "idle: ready at once");
+        pacer.slot().await;
+        pacer.ready().await;
+        let turn = started.elapsed();
+        // (tokio's timer rounds up to whole milliseconds.)
+        assert!(
+            turn >= Duration::from_millis(158) && turn <= Duration::from_millis(160),
+            "{turn:?}"
+        );
+        // The turn was not taken: the next send goes at that same time.
+        pacer.slot().await;
+        assert_eq!(started.elapsed(), turn);
+    }
+
     #[cfg(feature = "pipedrive")]
     #[tokio::test(start_paused = true)]
     async fn a_pause_holds_the_next_send() {
