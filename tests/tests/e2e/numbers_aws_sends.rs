@@ -82,8 +82,10 @@ fn ingest_api(
     ingest::build_api_with_numbers(&aws.config, settings, Some(Arc::new(numbers)))
 }
 
-async fn post_send(api: &wabridge_core::api::Api, from: Option<&str>) -> (u16, Value) {
-    let mut body = json!({"to": "+52 1 55 1234 5678", "template": "pedido_enviado",
+/// A template send to `to` (the pair limit holds one send per recipient at a time, whatever
+/// the number: keep recipients apart).
+async fn post_send(api: &wabridge_core::api::Api, to: &str, from: Option<&str>) -> (u16, Value) {
+    let mut body = json!({"to": to, "template": "pedido_enviado",
                           "language": "es_MX", "category": "UTILITY"});
     if let Some(f) = from {
         body["from"] = json!(f);
@@ -130,22 +132,22 @@ async fn ingest_resolves_from_and_the_sender_sends_each_from_its_number() {
         .unwrap();
 
     let api = ingest_api(&aws, &table, &sends_q.url, numbers.clone());
-    let (status, v) = post_send(&api, None).await;
+    let (status, v) = post_send(&api, "+52 1 55 1234 5678", None).await;
     assert_eq!(
         (status, v["error"]["code"].as_str()),
         (422, Some("from_required")),
         "{v}"
     );
-    let (status, v) = post_send(&api, Some("ventas-ar")).await;
+    let (status, v) = post_send(&api, "+52 1 55 1234 5678", Some("ventas-ar")).await;
     assert_eq!(
         (status, v["error"]["code"].as_str()),
         (422, Some("unknown_number")),
         "{v}"
     );
-    let (status, v) = post_send(&api, Some("ventas-mx")).await;
+    let (status, v) = post_send(&api, "+52 1 55 1234 5678", Some("ventas-mx")).await;
     assert_eq!(status, 202, "{v}");
     let by_label = v["id"].as_str().unwrap().to_string();
-    let (status, v) = post_send(&api, Some(CO)).await;
+    let (status, v) = post_send(&api, "+57 300 123 4567", Some(CO)).await;
     assert_eq!(status, 202, "{v}");
     let by_id = v["id"].as_str().unwrap().to_string();
 
@@ -203,7 +205,7 @@ async fn ingest_resolves_from_and_the_sender_sends_each_from_its_number() {
         .err()
         .unwrap();
     assert!(
-        err.contains("number `ventas-mx` (token_key WHATSAPP_ACCESS_TOKEN_MX)"),
+        err.contains("number `soporte-co` (token_key WHATSAPP_ACCESS_TOKEN_CO)"),
         "{err}"
     );
     assert!(!err.contains("EAAG"), "{err}");
