@@ -15,6 +15,10 @@
 //! function with `{"sweep": true}` instead of an SQS batch; [`sweep`] queues its findings on the
 //! events queue, where crm-sync applies them like any event.
 //!
+//! Several numbers (docs/numbers.md): with numbers registry items in the table, each event goes
+//! to its number's CRM target ([`registry::Reloading`], which re-reads the registry on an unknown
+//! number, at most once a minute); without, to the one CRM of `CRM_KIND`.
+//!
 //! Inbound media (docs/media.md): with `MEDIA_QUEUE_URL` (and `WABRIDGE_MEDIA` not `off`), an
 //! activity is written with its media `pending` and one job per file goes on the media queue,
 //! for the media function; the `media_result` events it reports come back on the events queue.
