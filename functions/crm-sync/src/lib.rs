@@ -15,15 +15,21 @@
 //! function with `{"sweep": true}` instead of an SQS batch; [`sweep`] queues its findings on the
 //! events queue, where crm-sync applies them like any event.
 //!
+//! Several numbers (docs/numbers.md): with numbers registry items in the table, each event goes
+//! to its number's CRM target ([`registry::Reloading`], which re-reads the registry on an unknown
+//! number, at most once a minute); without, to the one CRM of `CRM_KIND`.
+//!
 //! Inbound media (docs/media.md): with `MEDIA_QUEUE_URL` (and `WABRIDGE_MEDIA` not `off`), an
 //! activity is written with its media `pending` and one job per file goes on the media queue,
 //! for the media function; the `media_result` events it reports come back on the events queue.
 
 pub mod numbers;
+pub mod registry;
 
 use std::sync::Arc;
 
 use aws_lambda_events::event::sqs::{SqsBatchResponse, SqsEvent};
+use wabridge_aws::dynamo::numbers::DynamoNumbers;
 use wabridge_aws::engine::AwsEngine;
 use wabridge_core::attribution::AttributionConfig;
 use wabridge_core::auth::ApiKeys;
@@ -49,7 +55,9 @@ pub struct App {
 }
 
 /// Everything built once per cold start: SDK clients, secrets, mapping, CRM client; and the
-/// conversation sweep of the scheduled invocations.
+/// conversation sweep of the scheduled invocations. With numbers registry items in the table,
+/// each event goes to its number's CRM target ([`registry::Reloading`]); without, to the one
+/// CRM of `CRM_KIND`, as before registries.
 pub async fn cold_start() -> Result<(App, Sweeper), lambda_runtime::Error> {
     let sdk = wabridge_aws::sdk::lambda_config().await;
     let secrets = wabridge_aws::secrets::secrets().await?;
@@ -58,45 +66,72 @@ pub async fn cold_start() -> Result<(App, Sweeper), lambda_runtime::Error> {
     let table = need(config::WABRIDGE_TABLE)?;
     let queue_url = need(config::EVENTS_QUEUE_URL)?;
     let dlq_url = need(config::EVENTS_DLQ_URL)?;
-    let kind = config::crm_kind(lookup);
-    wabridge_crm::check_kind(&kind)?;
     let (policy, _) = config::retry_policies(lookup)?;
-    let mapping = match lookup(config::WABRIDGE_MAPPING) {
-        Some(path) => Mapping::load(&path)?,
-        None => Mapping::example(&kind)?,
-    };
-    let engine =
-        AwsEngine::new(sdk, table).with_claim_check(sdk, lookup(config::CLAIM_CHECK_BUCKET));
-    let tokens = token_stores(&engine);
-    let crm = wabridge_crm::from_lookup_with(&mapping, None, None, Some(tokens), lookup)?;
+    let engine = AwsEngine::new(sdk, table.clone())
+        .with_claim_check(sdk, lookup(config::CLAIM_CHECK_BUCKET));
     let queue: Arc<dyn Queue> = Arc::new(engine.queue(queue_url, dlq_url));
     let ledger_retention = config::ledger_retention()?;
     let idle = wabridge_core::conversations::idle_ms(lookup)?;
-    // Business hours come with the numbers registry, not read by this function yet.
-    let sla = SlaPolicy::new(wabridge_core::conversations::sla::sla_minutes(lookup)?);
+    let media = media_queue(lookup)?;
+    let registry = DynamoNumbers::new(engine.dynamo.clone(), table);
+    let numbers = registry.load().await?;
+    // Each number's business hours count in its SLA (the registry's `business_hours`).
+    let sla = SlaPolicy::new(wabridge_core::conversations::sla::sla_minutes(lookup)?)
+        .with_numbers(numbers.as_ref());
     let sweeper = Sweeper::new(
         engine.conversations(idle, ledger_retention),
         sla,
         queue.clone(),
     )
     .with_alerts(Arc::new(wabridge_aws::emf::EmfAlerts::stdout()));
-    let mut sync = engine
-        .crm_sync(
-            crm,
-            mapping,
-            AttributionConfig::from_env()?,
-            ledger_retention,
-            Arc::new(sending_hooks(&engine, queue.clone())),
-        )
-        .with_conversations(engine.conversations(idle, ledger_retention));
-    let media = media_queue(lookup)?;
-    if let Some(url) = &media {
-        sync = with_media(&engine, sync, url);
-    }
-    tracing::info!(crm = kind, media = media.is_some(), "crm-sync ready");
+    let hooks = Arc::new(sending_hooks(&engine, queue.clone()));
+    let attribution = AttributionConfig::from_env()?;
+    let finish = {
+        let (engine, media) = (engine.clone(), media.clone());
+        move |sync: CrmSync| {
+            let sync = sync.with_conversations(engine.conversations(idle, ledger_retention));
+            match &media {
+                Some(url) => with_media(&engine, sync, url),
+                None => sync,
+            }
+        }
+    };
+    let handler: Arc<dyn Handler> = match numbers {
+        Some(numbers) => {
+            let labels: Vec<String> = numbers.all().iter().map(|n| n.label.clone()).collect();
+            let shared = numbers::Shared {
+                env: Arc::new(move |name: &str| {
+                    secrets.lookup(name).filter(|v| !v.trim().is_empty())
+                }),
+                secret: Arc::new(|key: &str| secrets.get(key).map(str::to_string)),
+                attribution,
+                ledger_retention,
+                hooks,
+                finish: Arc::new(finish),
+            };
+            let every = registry::RELOAD_EVERY;
+            let reloading =
+                registry::Reloading::new(registry, engine.clone(), shared, numbers, every)?;
+            tracing::info!(numbers = ?labels, media = media.is_some(), "crm-sync ready");
+            Arc::new(reloading)
+        }
+        None => {
+            let kind = config::crm_kind(lookup);
+            wabridge_crm::check_kind(&kind)?;
+            let mapping = match lookup(config::WABRIDGE_MAPPING) {
+                Some(path) => Mapping::load(&path)?,
+                None => Mapping::example(&kind)?,
+            };
+            let tokens = token_stores(&engine);
+            let crm = wabridge_crm::from_lookup_with(&mapping, None, None, Some(tokens), lookup)?;
+            let sync = engine.crm_sync(crm, mapping, attribution, ledger_retention, hooks);
+            tracing::info!(crm = kind, media = media.is_some(), "crm-sync ready");
+            Arc::new(finish(sync))
+        }
+    };
     let app = App {
         // Claim-checked events are read back from the bucket before crm-sync sees them.
-        handler: engine.claim_checked(Arc::new(sync)),
+        handler: engine.claim_checked(handler),
         queue,
         policy,
     };

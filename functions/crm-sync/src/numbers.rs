@@ -1,8 +1,8 @@
 //! crm-sync over a numbers registry (docs/numbers.md): one [`CrmSync`] per number over the
 //! table, each landing its events in its number's CRM target (numbers of one target share its
 //! client and breaker), behind a [`NumberDispatch`] that dead-letters unknown numbers as
-//! `unknown_number`. Where the Lambda reads the registry from (the table's items) is not wired
-//! into [`crate::cold_start`] yet: it builds today's single CRM.
+//! `unknown_number`. [`crate::cold_start`] reads the registry from the table's items
+//! ([`crate::registry`]).
 
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -16,14 +16,19 @@ use wabridge_core::numbers::dispatch::NumberDispatch;
 use wabridge_core::numbers::{Numbers, UnknownNumbers};
 use wabridge_core::sync::{CrmSync, SyncHooks};
 
+/// A setting or a secret by name.
+pub type Lookup = Arc<dyn Fn(&str) -> Option<String> + Send + Sync>;
+
 /// What crm-sync needs besides the registry: the settings (`env`), the secret store by key
 /// name (`secret`), and what every number's crm-sync shares.
-pub struct Shared<'a> {
-    pub env: &'a dyn Fn(&str) -> Option<String>,
-    pub secret: &'a dyn Fn(&str) -> Option<String>,
+pub struct Shared {
+    pub env: Lookup,
+    pub secret: Lookup,
     pub attribution: AttributionConfig,
     pub ledger_retention: Duration,
     pub hooks: Arc<dyn SyncHooks>,
+    /// What every number's crm-sync carries besides its CRM (conversations, media jobs).
+    pub finish: Arc<dyn Fn(CrmSync) -> CrmSync + Send + Sync>,
 }
 
 /// The dispatch of `numbers` over `engine`; a target that cannot be built is an error naming
@@ -31,7 +36,7 @@ pub struct Shared<'a> {
 pub fn dispatch(
     engine: &AwsEngine,
     numbers: Arc<Numbers>,
-    shared: &Shared<'_>,
+    shared: &Shared,
 ) -> Result<NumberDispatch, String> {
     let mut by_target = HashMap::new();
     let tokens = crate::token_stores(engine);
@@ -51,7 +56,7 @@ pub fn dispatch(
             None => Mapping::example(&target.kind),
         }
         .map_err(|e| fail(&e))?;
-        let lookup = target.lookup(shared.env, shared.secret);
+        let lookup = target.lookup(|n| (shared.env)(n), |k| (shared.secret)(k));
         let crm =
             wabridge_crm::from_lookup_with(&mapping, None, None, Some(tokens.clone()), lookup)
                 .map_err(|e| fail(&e))?;
@@ -60,7 +65,7 @@ pub fn dispatch(
     }
     let sync_of = |target| {
         let (crm, mapping, breaker) = &by_target[target];
-        engine
+        let sync = engine
             .crm_sync(
                 crm.clone(),
                 mapping.clone(),
@@ -68,7 +73,8 @@ pub fn dispatch(
                 shared.ledger_retention,
                 shared.hooks.clone(),
             )
-            .with_breaker(breaker.clone())
+            .with_breaker(breaker.clone());
+        (shared.finish)(sync)
     };
     let mut syncs: HashMap<String, Arc<CrmSync>> = numbers
         .all()

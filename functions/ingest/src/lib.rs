@@ -14,6 +14,7 @@
 
 use std::sync::Arc;
 
+use wabridge_aws::dynamo::numbers::DynamoNumbers;
 use wabridge_aws::engine::AwsEngine;
 use wabridge_aws::s3_media_links::S3MediaLinks;
 use wabridge_aws::sdk::SdkConfig;
@@ -29,6 +30,7 @@ use wabridge_core::media::direct::UploadsRoute;
 use wabridge_core::media::links::LinkSigner;
 use wabridge_core::media::serve::MediaAccess;
 use wabridge_core::media::upload::MediaLibrary;
+use wabridge_core::numbers::Numbers;
 use wabridge_core::sends::language::LanguageMap;
 use wabridge_core::sends::service::NoEvents;
 
@@ -149,6 +151,16 @@ fn mapping<F: Fn(&str) -> Option<String>>(
 /// The API this function serves, over the AWS engine: the webhook and, with a sends queue,
 /// `/sends` and `/consents`.
 pub fn build_api(sdk: &SdkConfig, settings: Settings) -> Api {
+    build_api_with_numbers(sdk, settings, None)
+}
+
+/// [`build_api`] with the table's numbers registry: `POST /sends` resolves `from` against it
+/// (422 `unknown_number` or `from_required`). None: the stack sends from its one number.
+pub fn build_api_with_numbers(
+    sdk: &SdkConfig,
+    settings: Settings,
+    numbers: Option<Arc<Numbers>>,
+) -> Api {
     if settings.claim_check_bucket.is_none() {
         tracing::warn!(
             "{} is not set: an event too large for SQS fails its delivery (503)",
@@ -220,6 +232,11 @@ pub fn build_api(sdk: &SdkConfig, settings: Settings) -> Api {
                 .with_audit(engine.audit(settings.audit_retention))
                 .with_languages(settings.template_languages)
                 .with_agents(agents);
+            // `from`: a label or phone_number_id of the registry (422 unknown_number or
+            // from_required); without a registry the stack sends from its one number.
+            if let Some(numbers) = numbers {
+                sends = sends.with_numbers(numbers);
+            }
             if keeps_files {
                 // The uploads' details in the table, not the bucket: this function does not
                 // link S3 (package size, no S3 call on the request's path). The sender opens
@@ -243,8 +260,11 @@ pub async fn cold_start() -> Result<Api, lambda_http::Error> {
     let sdk = wabridge_aws::sdk::lambda_config().await;
     let secrets = wabridge_aws::secrets::secrets().await?;
     let settings = Settings::from_lookup(|name| secrets.lookup(name))?;
-    tracing::info!(table = %settings.table, "ingest ready");
-    Ok(build_api(sdk, settings))
+    let registry = DynamoNumbers::new(aws_sdk_dynamodb::Client::new(sdk), &settings.table);
+    let numbers = registry.load().await?.map(Arc::new);
+    let count = numbers.as_ref().map_or(0, |n| n.all().len());
+    tracing::info!(table = %settings.table, numbers = count, "ingest ready");
+    Ok(build_api_with_numbers(sdk, settings, numbers))
 }
 
 #[cfg(test)]

@@ -15,6 +15,7 @@ mod media;
 mod media_direct;
 mod media_upload;
 mod numbers;
+mod numbers_table;
 mod secrets;
 mod sends;
 mod serve;
@@ -236,9 +237,16 @@ enum NumbersAction {
         /// One JSON object per line.
         #[arg(long)]
         json: bool,
+        /// A deployment's registry: the items of its DynamoDB table (or WABRIDGE_TABLE).
+        #[arg(long, env = "WABRIDGE_TABLE")]
+        table: Option<String>,
         #[command(flatten)]
         data: DataArg,
     },
+    /// Write a registry file's numbers into a deployment's table, checked first.
+    Add(numbers_table::AddArgs),
+    /// Remove a number from a deployment's table.
+    Remove(numbers_table::RemoveArgs),
 }
 
 #[derive(Subcommand)]
@@ -530,9 +538,16 @@ async fn run(command: Command) -> Result<(), CliError> {
                     data,
                 },
         } => health::report(&data.data, &window, &format).await,
-        Command::Numbers {
-            action: NumbersAction::List { json, data },
-        } => numbers::list(&data.data, json),
+        Command::Numbers { action } => match action {
+            NumbersAction::List {
+                json,
+                table: Some(table),
+                ..
+            } => numbers_table::list(&table, json).await,
+            NumbersAction::List { json, data, .. } => numbers::list(&data.data, json),
+            NumbersAction::Add(args) => numbers_table::add(args).await,
+            NumbersAction::Remove(args) => numbers_table::remove(args).await,
+        },
         Command::DeadLetters {
             action:
                 DeadLetterAction::List {

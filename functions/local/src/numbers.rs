@@ -65,26 +65,7 @@ pub fn list(data: &Path, as_json: bool) -> Result<(), CliError> {
         Some(file) => read(&file)?
             .all()
             .iter()
-            .map(|n| {
-                json!({
-                    "label": n.label,
-                    "phone_number_id": n.phone_number_id,
-                    "waba_id": n.waba_id,
-                    "display_number": n.display_number,
-                    "token_key": n.token_key,
-                    "token": token(&n.token_key),
-                    "crm": {
-                        "kind": n.crm.kind,
-                        "mapping": n.crm.mapping,
-                        "settings": n.crm.settings,
-                        // Key names only: the values are secrets.
-                        "secrets": n.crm.secrets,
-                    },
-                    "sends_per_second": n.sends_per_second,
-                    "language": n.language,
-                    "default_country": n.default_country,
-                })
-            })
+            .map(|n| row(n, token(&n.token_key)))
             .collect(),
         None => {
             let env = |name: &str| std::env::var(name).ok();
@@ -100,9 +81,36 @@ pub fn list(data: &Path, as_json: bool) -> Result<(), CliError> {
             })]
         }
     };
+    print(&rows, as_json)
+}
+
+/// One number of a listing; `token` is the masked token (or why there is none).
+pub fn row(n: &Number, token: String) -> Value {
+    json!({
+        "label": n.label,
+        "phone_number_id": n.phone_number_id,
+        "waba_id": n.waba_id,
+        "display_number": n.display_number,
+        "token_key": n.token_key,
+        "token": token,
+        "crm": {
+            "kind": n.crm.kind,
+            "mapping": n.crm.mapping,
+            "settings": n.crm.settings,
+            // Key names only: the values are secrets.
+            "secrets": n.crm.secrets,
+        },
+        "sends_per_second": n.sends_per_second,
+        "language": n.language,
+        "default_country": n.default_country,
+    })
+}
+
+/// Prints a listing: one line per number, or with `as_json` one JSON object per line.
+pub fn print(rows: &[Value], as_json: bool) -> Result<(), CliError> {
     let stdout = std::io::stdout();
     let mut out = stdout.lock();
-    for row in &rows {
+    for row in rows {
         let line = if as_json {
             row.to_string()
         } else {

@@ -17,6 +17,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use aws_lambda_events::event::sqs::{SqsBatchResponse, SqsEvent};
+use wabridge_aws::dynamo::numbers::DynamoNumbers;
 use wabridge_aws::engine::AwsEngine;
 use wabridge_aws::s3_media::S3MediaStore;
 use wabridge_aws::sdk::SdkConfig;
@@ -109,12 +110,31 @@ pub struct App {
     pub policy: RetryPolicy,
 }
 
-/// The media consumer over the AWS engine (what [`cold_start`] builds from the environment).
+/// The media consumer over the AWS engine, fetching with the one token of `settings`.
 pub fn build(sdk: &SdkConfig, settings: Settings) -> App {
+    build_with_numbers(sdk, settings, Vec::new())
+}
+
+/// The media consumer over the AWS engine (what [`cold_start`] builds from the environment
+/// and the table's numbers registry): the files of a registered number (by phone_number_id)
+/// are fetched with its own token; the others with the token of `settings`.
+pub fn build_with_numbers(
+    sdk: &SdkConfig,
+    settings: Settings,
+    tokens: Vec<(String, String)>,
+) -> App {
     let engine =
         AwsEngine::new(sdk, settings.table).with_content_retention(settings.content_retention);
     let store = Arc::new(S3MediaStore::new(sdk, settings.bucket));
-    let fetcher = MediaFetcher::new(Arc::new(GraphMedia::new(settings.graph)), store);
+    let mut fetcher = MediaFetcher::new(Arc::new(GraphMedia::new(settings.graph.clone())), store);
+    for (id, access_token) in tokens {
+        let config = MediaConfig {
+            access_token,
+            phone_number_id: Some(id.clone()),
+            ..settings.graph.clone()
+        };
+        fetcher = fetcher.with_number(&id, Arc::new(GraphMedia::new(config)));
+    }
     // Results are small (no claim-check): the plain producer.
     let events = Arc::new(engine.producer(settings.events_url));
     let sync = MediaSync::new(fetcher, events, settings.media.links)
@@ -130,7 +150,32 @@ pub fn build(sdk: &SdkConfig, settings: Settings) -> App {
 pub async fn cold_start() -> Result<App, lambda_runtime::Error> {
     let sdk = wabridge_aws::sdk::lambda_config().await;
     let secrets = wabridge_aws::secrets::secrets().await?;
-    let settings = Settings::from_lookup(|name| secrets.lookup(name))?;
+    let table = secrets.lookup(config::WABRIDGE_TABLE).unwrap_or_default();
+    let numbers = DynamoNumbers::new(aws_sdk_dynamodb::Client::new(sdk), table)
+        .load()
+        .await?;
+    // Each registered number's files come with its own token; the first number's is the
+    // default when WHATSAPP_ACCESS_TOKEN is not in the secret.
+    let tokens: Vec<(String, String)> = numbers
+        .iter()
+        .flat_map(|n| n.all())
+        .map(|n| {
+            let token = secrets.get(&n.token_key).ok_or_else(|| {
+                format!(
+                    "number `{}`: its token_key {} is not in the stack's secret",
+                    n.label, n.token_key
+                )
+            })?;
+            Ok((n.phone_number_id.clone(), token.to_string()))
+        })
+        .collect::<Result<_, String>>()?;
+    let settings = Settings::from_lookup(|name| {
+        let first = || tokens.first().map(|(_, token)| token.clone());
+        match secrets.lookup(name) {
+            None if name == config::WHATSAPP_ACCESS_TOKEN => first(),
+            value => value,
+        }
+    })?;
     if !settings.media.enabled {
         // Jobs queued before the switch still land: crm-sync enqueues no new ones.
         tracing::warn!(
@@ -142,7 +187,7 @@ pub async fn cold_start() -> Result<App, lambda_runtime::Error> {
         links = settings.media.links.is_some(),
         "media function ready"
     );
-    Ok(build(sdk, settings))
+    Ok(build_with_numbers(sdk, settings, tokens))
 }
 
 /// Handles a batch; returns the jobs that must stay on the queue (see `crm_sync::handle` for

@@ -25,10 +25,13 @@
 //! id, Meta's ids remembered in the table. Without it a send with a file fails
 //! `media_unavailable`.
 
+pub mod lines;
+
 use std::sync::Arc;
 
 use aws_lambda_events::event::sqs::{SqsBatchResponse, SqsEvent};
 use serde_json::{json, Value};
+use wabridge_aws::dynamo::numbers::DynamoNumbers;
 use wabridge_aws::engine::AwsEngine;
 use wabridge_aws::s3_media::S3MediaStore;
 use wabridge_aws::sdk::SdkConfig;
@@ -84,22 +87,47 @@ pub async fn cold_start() -> Result<App, lambda_runtime::Error> {
     let dlq_url = need(config::SENDS_DLQ_URL)?;
     // Fails closed: without the events queue, sends ending here would never reach the CRM.
     let events_url = need(config::EVENTS_QUEUE_URL)?;
-    // Fails closed: no token or phone number id, no sender.
-    let graph_config = GraphConfig::from_lookup(lookup)?;
-    let graph = GraphClient::new(graph_config.clone());
     let (rate, instances) = config::send_rate(lookup)?;
     let (_, policy) = config::retry_policies(lookup)?;
-    let engine = AwsEngine::new(sdk, table);
-    let media = lookup(config::MEDIA_BUCKET)
-        .map(|bucket| Arc::new(media_uploader(sdk, &engine, bucket, graph_config)));
+    let engine = AwsEngine::new(sdk, table.clone());
+    let numbers = DynamoNumbers::new(engine.dynamo.clone(), table)
+        .load()
+        .await?;
+    let secret = |key: &str| secrets.get(key).map(str::to_string);
+    // Fails closed: no token or phone number id, no sender. With a registry and without the
+    // single-number settings, its first number is the default line.
+    let graph_config = match (GraphConfig::from_lookup(lookup), &numbers) {
+        (Ok(c), _) => c,
+        (Err(config::ConfigError::Missing { .. }), Some(numbers)) => {
+            lines::graph_config(&numbers.all()[0], lookup, secret)?
+        }
+        (Err(e), _) => return Err(e.into()),
+    };
+    let graph = GraphClient::new(graph_config.clone());
+    let bucket = lookup(config::MEDIA_BUCKET);
+    let uploader = |graph: GraphConfig| {
+        let bucket = bucket.clone()?;
+        Some(Arc::new(media_uploader(sdk, &engine, bucket, graph)))
+    };
+    let media = uploader(graph_config);
     if media.is_none() {
         tracing::warn!(
             "{} is not set: sends with a file fail (media_unavailable)",
             config::MEDIA_BUCKET
         );
     }
-    let mut app = build_with_media(
-        engine,
+    // Each registered number sends with its own token and path, at its own pace, and uploads
+    // its files from itself.
+    let mut lines = match &numbers {
+        Some(numbers) => lines::lines(numbers, instances, lookup, secret)?,
+        None => Vec::new(),
+    };
+    for line in &mut lines {
+        line.media = uploader(line.graph.clone());
+    }
+    let count = lines.len();
+    let mut app = build_with_lines(
+        engine.clone(),
         Names {
             queue_url,
             dlq_url,
@@ -109,6 +137,7 @@ pub async fn cold_start() -> Result<App, lambda_runtime::Error> {
         RateLimiter::for_instances(rate, instances),
         policy,
         media,
+        lines,
     );
     match TemplateSyncConfig::from_lookup(lookup) {
         Ok(config) => app = app.with_template_sync(config),
@@ -118,6 +147,7 @@ pub async fn cold_start() -> Result<App, lambda_runtime::Error> {
         rate,
         instances,
         template_sync = app.template_sync.is_ok(),
+        numbers = count,
         "sender ready"
     );
     Ok(app)
@@ -157,8 +187,8 @@ pub fn build(
     build_with_media(engine, names, graph, limiter, policy, None)
 }
 
-/// The sender over the AWS engine (what [`cold_start`] builds from the environment); `media`
-/// sends files, none fails sends with one (`media_unavailable`).
+/// The sender over the AWS engine; `media` sends files, none fails sends with one
+/// (`media_unavailable`).
 pub fn build_with_media(
     engine: AwsEngine,
     names: Names,
@@ -166,6 +196,21 @@ pub fn build_with_media(
     limiter: RateLimiter,
     policy: RetryPolicy,
     media: Option<Arc<MediaUploader>>,
+) -> App {
+    build_with_lines(engine, names, graph, limiter, policy, media, Vec::new())
+}
+
+/// The sender over the AWS engine (what [`cold_start`] builds from the environment and the
+/// table's numbers registry): a send `from` a registered number goes out through its line;
+/// one without `from` through `graph`.
+pub fn build_with_lines(
+    engine: AwsEngine,
+    names: Names,
+    graph: GraphClient,
+    limiter: RateLimiter,
+    policy: RetryPolicy,
+    media: Option<Arc<MediaUploader>>,
+    lines: Vec<lines::Line>,
 ) -> App {
     let queue: Arc<dyn Queue> = Arc::new(engine.queue(names.queue_url, names.dlq_url));
     let events = QueueEvents::new(Arc::new(engine.producer(names.events_url)));
@@ -178,6 +223,7 @@ pub fn build_with_media(
     if let Some(media) = media {
         sender = sender.with_media(media);
     }
+    let sender = lines::with_lines(sender, lines);
     App {
         handler: Arc::new(sender),
         queue,

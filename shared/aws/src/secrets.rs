@@ -85,7 +85,8 @@ impl Secrets {
                 }
             };
             if !config::SECRET_NAMES.contains(&name.as_str()) {
-                tracing::warn!(%name, "secret holds a name wabridge does not read");
+                // A numbers registry's token and CRM keys (docs/numbers.md), or a typo.
+                tracing::info!(%name, "secret holds a key that is no setting name");
             }
             values.insert(name, value);
         }

@@ -30,6 +30,8 @@ mod media_pipeline;
 mod media_s3;
 mod media_uploads_url;
 mod numbers_aws;
+mod numbers_aws_registry;
+mod numbers_aws_sends;
 mod numbers_media;
 mod numbers_sends;
 mod numbers_serve;

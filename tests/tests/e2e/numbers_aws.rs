@@ -14,14 +14,14 @@ use wabridge_core::queue::Queue;
 use wabridge_core::sync::NoHooks;
 use wabridge_tests::{create_queues, create_table, require_aws, unique_name};
 
-const MX: &str = "106540352242922";
-const CO: &str = "206540352242922";
-const NEW: &str = "306540352242922";
+pub(crate) const MX: &str = "106540352242922";
+pub(crate) const CO: &str = "206540352242922";
+pub(crate) const NEW: &str = "306540352242922";
 
-type Got = Arc<Mutex<Vec<Value>>>;
+pub(crate) type Got = Arc<Mutex<Vec<Value>>>;
 
 /// A webhook CRM keeping every record it accepts.
-async fn receiver() -> (String, Got) {
+pub(crate) async fn receiver() -> (String, Got) {
     let got: Got = Arc::default();
     let kept = got.clone();
     let app = axum::Router::new().fallback(move |body: axum::body::Bytes| {
@@ -64,6 +64,22 @@ secrets = {{ CRM_WEBHOOK_SECRET = "CRM_WEBHOOK_SECRET_{key}" }}
     Numbers::parse("numbers.toml", text.as_bytes()).unwrap()
 }
 
+/// What the registry's crm-sync shares: the two CRMs' secrets by key, nothing else.
+pub(crate) fn shared() -> crm_sync::numbers::Shared {
+    crm_sync::numbers::Shared {
+        env: Arc::new(|_: &str| None),
+        secret: Arc::new(|key: &str| match key {
+            "CRM_WEBHOOK_SECRET_MX" => Some("whsec_bXgtc2VjcmV0".to_string()),
+            "CRM_WEBHOOK_SECRET_CO" => Some("whsec_Y28tc2VjcmV0".to_string()),
+            _ => None,
+        }),
+        attribution: Default::default(),
+        ledger_retention: Duration::from_secs(86_400),
+        hooks: Arc::new(NoHooks),
+        finish: Arc::new(|sync| sync),
+    }
+}
+
 fn app(
     aws: &wabridge_tests::Aws,
     table: &str,
@@ -71,19 +87,7 @@ fn app(
     numbers: Numbers,
 ) -> crm_sync::App {
     let engine = aws.engine(table);
-    let env = |_: &str| None;
-    let secret = |key: &str| match key {
-        "CRM_WEBHOOK_SECRET_MX" => Some("whsec_bXgtc2VjcmV0".to_string()),
-        "CRM_WEBHOOK_SECRET_CO" => Some("whsec_Y28tc2VjcmV0".to_string()),
-        _ => None,
-    };
-    let shared = crm_sync::numbers::Shared {
-        env: &env,
-        secret: &secret,
-        attribution: Default::default(),
-        ledger_retention: Duration::from_secs(86_400),
-        hooks: Arc::new(NoHooks),
-    };
+    let shared = shared();
     let dispatch = crm_sync::numbers::dispatch(&engine, Arc::new(numbers), &shared).unwrap();
     crm_sync::App {
         handler: Arc::new(dispatch),
@@ -92,7 +96,7 @@ fn app(
     }
 }
 
-fn event(number: &str, wamid: &str, from: &str) -> String {
+pub(crate) fn event(number: &str, wamid: &str, from: &str) -> String {
     json!({"v": 1, "key": format!("m:{wamid}"), "kind": "message", "field": "messages",
         "waba_id": "102290129340398", "phone_number_id": number,
         "contact": {"profile": {"name": "Ana"}, "wa_id": from},
@@ -101,7 +105,7 @@ fn event(number: &str, wamid: &str, from: &str) -> String {
     .to_string()
 }
 
-async fn receive(aws: &wabridge_tests::Aws, url: &str, n: usize) -> Vec<SqsMessage> {
+pub(crate) async fn receive(aws: &wabridge_tests::Aws, url: &str, n: usize) -> Vec<SqsMessage> {
     let mut records = Vec::new();
     while records.len() < n {
         records.extend(wabridge_tests::receive_lambda_records(&aws.sqs, url).await);
@@ -109,7 +113,7 @@ async fn receive(aws: &wabridge_tests::Aws, url: &str, n: usize) -> Vec<SqsMessa
     records
 }
 
-fn activities(got: &Got) -> Vec<(String, String)> {
+pub(crate) fn activities(got: &Got) -> Vec<(String, String)> {
     got.lock()
         .unwrap()
         .iter()
@@ -205,7 +209,7 @@ async fn the_lambda_routes_by_number_and_dead_letters_unknown_numbers() {
 }
 
 /// A stable message id per body (the SQS engine takes the caller's id for dedupe).
-fn uuid_like(body: &str) -> String {
+pub(crate) fn uuid_like(body: &str) -> String {
     use std::hash::{Hash, Hasher};
     let mut h = std::collections::hash_map::DefaultHasher::new();
     body.hash(&mut h);

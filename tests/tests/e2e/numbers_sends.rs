@@ -20,10 +20,10 @@ const WABA: &str = "102290129340398";
 const UNDELIVERABLE: &str = "525512340026";
 
 /// What the front saw: path, `Authorization` header, Prism's status.
-type Seen = Arc<Mutex<Vec<(String, String, u16)>>>;
+pub(crate) type Seen = Arc<Mutex<Vec<(String, String, u16)>>>;
 
 /// A loopback "Graph API" that forwards every request to Prism and records it.
-async fn front(prism: &Prism) -> (String, Seen) {
+pub(crate) async fn front(prism: &Prism) -> (String, Seen) {
     use axum::body::Bytes;
     use axum::http::{HeaderMap, StatusCode, Uri};
     use axum::response::IntoResponse;

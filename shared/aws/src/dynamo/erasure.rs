@@ -150,6 +150,10 @@ pub const FAMILIES: &[(&str, &str)] = &[
         "nothing personal: Meta's media ids by file SHA-256 and number (expire after 7 days)",
     ),
     (
+        super::numbers::FAMILY,
+        "nothing of a customer: the business numbers registry (ids, labels, token key names)",
+    ),
+    (
         super::oauth_tokens::FAMILY,
         "nothing personal: a CRM connection's OAuth tokens (credentials, replaced on refresh)",
     ),

@@ -29,6 +29,7 @@ pub mod identity;
 pub mod ledger;
 pub mod media_index;
 pub mod media_uploads;
+pub mod numbers;
 pub mod oauth_tokens;
 pub mod sends;
 pub mod template_history;

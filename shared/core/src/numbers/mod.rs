@@ -9,6 +9,7 @@
 //! before.
 
 pub mod dispatch;
+pub mod items;
 pub mod route;
 
 /// The code of an event (dead-letter reason) or a send (`from`) naming a number the registry

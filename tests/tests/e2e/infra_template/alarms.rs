@@ -42,6 +42,7 @@ pub(super) fn check_alarms(t: &Value) -> Vec<String> {
         ("wabridge", "CrmUnauthorized", ""),
         ("wabridge", "GraphUnavailable", ""),
         ("wabridge", "AuditWriteFailed", ""),
+        ("wabridge", "UnknownNumber", ""),
     ];
     // Every queue: a dead letter and a backlog that waits too long both page someone.
     for (queue, dlq) in QUEUES {
@@ -271,5 +272,25 @@ async fn crm_credential_refusals_are_read_from_the_line_crm_sync_writes() {
     assert_eq!(
         pr["MetricTransformations"][0]["MetricName"],
         "CrmUnauthorized"
+    );
+}
+
+/// Events of numbers the registry does not know are counted from crm-sync's `unknown_number`
+/// line (its shape is checked on the line itself in `numbers_aws_registry`).
+#[test]
+fn unknown_numbers_are_counted_from_crm_syncs_line() {
+    let t = load_template();
+    let pr = &t["Resources"]["UnknownNumberMetric"]["Properties"];
+    assert!(is_ref(&pr["LogGroupName"], "CrmSyncLogGroup"), "{pr}");
+    assert_eq!(
+        pr["FilterPattern"],
+        format!(
+            "{{ $.fields.metric = \"{}\" }}",
+            wabridge_core::numbers::UNKNOWN_NUMBER
+        )
+    );
+    assert_eq!(
+        pr["MetricTransformations"][0]["MetricName"],
+        "UnknownNumber"
     );
 }
