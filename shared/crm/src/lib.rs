@@ -23,6 +23,8 @@ pub mod local;
 pub(crate) mod pace;
 #[cfg(feature = "pipedrive")]
 pub mod pipedrive;
+#[cfg(feature = "webhook")]
+pub mod relay;
 #[cfg(any(feature = "hubspot", feature = "pipedrive", feature = "zoho"))]
 pub(crate) mod timeline;
 #[cfg(feature = "webhook")]
