@@ -316,7 +316,7 @@ impl Destinations {
                 }
                 (Some(n), Some(registry)) => {
                     let known = |l: &String| registry.all().iter().any(|x| &x.label == l);
-                    if let Some(unknown) = n.get_ref().iter().find(|l| !known(*l)) {
+                    if let Some(unknown) = n.get_ref().iter().find(|l| !known(l)) {
                         let labels: Vec<&str> =
                             registry.all().iter().map(|x| x.label.as_str()).collect();
                         return Err(bad(
