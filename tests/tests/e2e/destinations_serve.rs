@@ -62,6 +62,10 @@ impl Bot {
 }
 
 async fn bot() -> (String, Arc<Bot>) {
+    bot_on(tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap()).await
+}
+
+async fn bot_on(listener: tokio::net::TcpListener) -> (String, Arc<Bot>) {
     let bot = Arc::new(Bot::default());
     bot.answer.store(200, Ordering::SeqCst);
     let kept = bot.clone();
@@ -84,7 +88,6 @@ async fn bot() -> (String, Arc<Bot>) {
             }
         }),
     );
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let url = format!("http://{}/bot", listener.local_addr().unwrap());
     tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
     (url, bot)
@@ -377,10 +380,16 @@ async fn a_bot_gets_exactly_its_filter_signed_and_everything_once_after_an_outag
     assert!(gw.terminate(), "serve stops cleanly");
 }
 
-/// A file with a destination and no `[[number]]`: today's one-number gateway, plus a bot.
+/// A file with a destination and no `[[number]]`: today's one-number gateway, plus a bot. The
+/// bot is not listening at first (connection refused): the CRM gets the events at once, the bot
+/// once it listens.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn destinations_without_numbers_keep_the_one_number_gateway() {
-    let (bot_url, bot) = bot().await;
+    let addr = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap();
+    let bot_url = format!("http://{addr}/bot");
     let dir = tempfile::tempdir().unwrap();
     let file = dir.path().join("numbers.toml");
     std::fs::write(
@@ -402,6 +411,8 @@ async fn destinations_without_numbers_keep_the_one_number_gateway() {
     post(&gw, &status(WABA_MX, MX, "wamid.1")).await;
     gw.wait_drained();
     assert_eq!(local_activities(&gw), ["wamid.1"]);
+    std::thread::sleep(Duration::from_millis(1500)); // refused attempts meanwhile
+    let (_, bot) = bot_on(tokio::net::TcpListener::bind(addr).await.unwrap()).await;
     let mut got = bot.wait_for(2, Duration::from_secs(20));
     got.sort();
     assert_eq!(got, ["wamid.1", "wamid.1"], "a message and its status");
