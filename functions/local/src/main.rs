@@ -7,6 +7,7 @@ mod conversation_report;
 mod conversations;
 mod crm_sync;
 mod data;
+mod destinations;
 mod erase;
 mod error;
 mod health;

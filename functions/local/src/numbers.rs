@@ -22,7 +22,7 @@ pub fn path() -> Option<String> {
 /// The registry `WABRIDGE_NUMBERS` names, checked against `secrets`; `None` when unset (the
 /// gateway then runs today's single number).
 pub fn load(secrets: &Secrets) -> Result<Option<Arc<Numbers>>, CliError> {
-    let Some(file) = path() else {
+    let Some(file) = path().filter(|f| !destinations_only(f)) else {
         return Ok(None);
     };
     let numbers = read(&file)?;
@@ -31,6 +31,11 @@ pub fn load(secrets: &Secrets) -> Result<Option<Arc<Numbers>>, CliError> {
         wabridge_crm::check_kind(&n.crm.kind).map_err(|e| target_error(&file, n, e.into()))?;
     }
     Ok(Some(Arc::new(numbers)))
+}
+
+/// A file of destinations and no numbers: today's one number, plus destinations.
+fn destinations_only(file: &str) -> bool {
+    std::fs::read(file).is_ok_and(|b| wabridge_core::numbers::destinations::destinations_only(&b))
 }
 
 fn read(file: &str) -> Result<Numbers, CliError> {
@@ -61,7 +66,7 @@ pub fn list(data: &Path, as_json: bool) -> Result<(), CliError> {
         None => std::env::var(key).ok().filter(|v| !v.is_empty()),
     };
     let token = |key: &str| secret(key).map_or("missing".to_string(), |t| mask_token(&t));
-    let rows: Vec<Value> = match path() {
+    let rows: Vec<Value> = match path().filter(|f| !destinations_only(f)) {
         Some(file) => read(&file)?
             .all()
             .iter()

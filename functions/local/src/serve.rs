@@ -50,9 +50,13 @@ pub async fn run(args: ServeArgs) -> Result<(), CliError> {
     })?;
     let secrets = secrets::load_or_generate(&args.data)?;
     let numbers = crate::numbers::load(&secrets)?;
-    let inbox = SqliteInbox::open(db.clone())
+    let destinations = crate::destinations::load(&secrets, numbers.as_ref())?;
+    let mut inbox = SqliteInbox::open(db.clone())
         .await
         .map_err(CliError::store("cannot open the inbox"))?;
+    if let Some(d) = &destinations {
+        inbox = inbox.with_fanout(crate::destinations::fanout(d, numbers.as_ref()));
+    }
     let (api, max_body) = crate::wiring::build_api(Arc::new(inbox.clone()), &secrets)?;
     let keys = Arc::new(secrets.keys()?);
     tracing::info!(keys = ?keys.ids(), "API keys");
@@ -155,6 +159,14 @@ pub async fn run(args: ServeArgs) -> Result<(), CliError> {
         },
         stop_rx.clone(),
     ));
+    let relays = crate::destinations::spawn(
+        &db,
+        destinations.as_deref(),
+        &secrets,
+        events_policy,
+        stop_rx.clone(),
+    )
+    .await?;
     let merger = inbox.spawn_merger(Some(pressure.clone()), stop_rx.clone());
     let lines = numbers.as_deref().map(|n| (n, &secrets));
     let sender = crate::sends::spawn_sender(&db, &sends, sends_policy, lines, stop_rx.clone())?;
@@ -191,7 +203,7 @@ pub async fn run(args: ServeArgs) -> Result<(), CliError> {
     tracing::info!("shutting down: stopping consumers");
     let _ = stop_tx.send(true);
     let _ = worker.await;
-    for consumer in [sender, media_consumer].into_iter().flatten() {
+    for consumer in [sender, media_consumer].into_iter().flatten().chain(relays) {
         let _ = consumer.await;
     }
     let _ = purger.await;

@@ -24,6 +24,14 @@ pub trait Inbox: Send + Sync {
     async fn accept(&self, events: Vec<Event>) -> Result<AcceptReport, StoreError>;
 }
 
+/// The other queues an accepted event also goes to (fan-out destinations, see
+/// `numbers::destinations`): an inbox enqueues it on each in the same durable write as on the
+/// events queue, so a destination misses nothing that the CRM gets, and a redelivery Meta
+/// makes (a duplicate key) goes to none.
+pub trait Fanout: Send + Sync + std::fmt::Debug {
+    fn queues(&self, event: &Event) -> Vec<String>;
+}
+
 /// The inbox for engines whose dedupe table and queue are separate services (DynamoDB + SQS):
 /// filter seen keys, enqueue the rest, then mark them seen. A crash between enqueue and mark
 /// re-enqueues on Meta's retry, which the consumers' effects ledger absorbs; the opposite order

@@ -44,6 +44,8 @@ pub mod salesforce;
     feature = "salesforce"
 ))]
 mod skips;
+#[cfg(feature = "webhook")]
+pub mod relay;
 #[cfg(any(
     feature = "hubspot",
     feature = "pipedrive",

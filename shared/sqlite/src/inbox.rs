@@ -17,7 +17,7 @@ use wabridge_core::consumer::Pressure;
 use wabridge_core::dedupe::DEFAULT_DEDUPE_TTL;
 use wabridge_core::error::StoreError;
 use wabridge_core::event::Event;
-use wabridge_core::inbox::{AcceptReport, Inbox};
+use wabridge_core::inbox::{AcceptReport, Fanout, Inbox};
 
 #[derive(Clone, Debug)]
 pub struct SqliteInbox {
@@ -27,6 +27,8 @@ pub struct SqliteInbox {
     clock: Clock,
     pub(super) recent: Arc<RecentKeys>,
     merge: MergePolicy,
+    /// The destinations' queues each new event also goes to, in the same write.
+    fanout: Option<Arc<dyn Fanout>>,
 }
 
 impl SqliteInbox {
@@ -42,11 +44,18 @@ impl SqliteInbox {
             clock: Clock::System,
             recent,
             merge: MergePolicy::default(),
+            fanout: None,
         })
     }
 
     pub fn with_queue(mut self, queue: impl Into<String>) -> Self {
         self.queue = queue.into();
+        self
+    }
+
+    /// Enqueues each new event on the queues `fanout` names too (fan-out destinations).
+    pub fn with_fanout(mut self, fanout: Arc<dyn Fanout>) -> Self {
+        self.fanout = Some(fanout);
         self
     }
 
@@ -95,11 +104,16 @@ impl Inbox for SqliteInbox {
             return Ok(AcceptReport::default());
         }
         // Serialise outside the writer thread: it is the one resource every request shares.
-        let items: Vec<(String, String)> = events
+        let items: Vec<(String, String, Vec<String>)> = events
             .into_iter()
             .map(|e| {
                 let body = e.to_json();
-                (e.key, body)
+                let more = self
+                    .fanout
+                    .as_ref()
+                    .map(|f| f.queues(&e))
+                    .unwrap_or_default();
+                (e.key, body, more)
             })
             .collect();
         let now = self.clock.now_ms();
@@ -111,13 +125,16 @@ impl Inbox for SqliteInbox {
             .write(move |t| {
                 let recent = recent.upgrade().ok_or_else(closed)?;
                 let mut report = AcceptReport::default();
-                for (key, body) in &items {
+                for (key, body, more) in &items {
                     // A key repeated inside one delivery is seen here once claimed just above.
                     if !recent.claim(t, key, now, expires_at)? {
                         report.duplicates += 1;
                         continue;
                     }
                     enqueue_in(t, &queue, key, body, None, now)?;
+                    for destination in more {
+                        enqueue_in(t, destination, key, body, None, now)?;
+                    }
                     report.accepted += 1;
                 }
                 Ok(report)
@@ -242,6 +259,39 @@ mod tests {
         assert_eq!(
             queued(&db).await,
             ["wamid.1", "wamid.2", "wamid.3", "wamid.4"]
+        );
+    }
+
+    /// With destinations, each new event is also on the queues they select, in the same write;
+    /// a redelivered key goes to none.
+    #[tokio::test]
+    async fn fans_new_events_out_to_the_selected_queues_once() {
+        #[derive(Debug)]
+        struct EvenToBot;
+        impl Fanout for EvenToBot {
+            fn queues(&self, e: &Event) -> Vec<String> {
+                match e.key.ends_with(['2', '4']) {
+                    true => vec!["destination:bot".into()],
+                    false => vec![],
+                }
+            }
+        }
+        let (_d, db, _clock, inbox) = setup().await;
+        let inbox = inbox.with_fanout(Arc::new(EvenToBot));
+        let batch = || vec![event("wamid.1"), event("wamid.2"), event("wamid.4")];
+        assert_eq!(inbox.accept(batch()).await.unwrap().accepted, 3);
+        assert_eq!(inbox.accept(batch()).await.unwrap().duplicates, 3);
+        let bot = SqliteQueue::new(db.clone(), "destination:bot");
+        let got = bot.receive(10, Duration::from_secs(5)).await.unwrap();
+        let keys: Vec<String> = got
+            .iter()
+            .map(|d| Event::from_json(&d.body).unwrap().key)
+            .collect();
+        assert_eq!(keys, ["wamid.2", "wamid.4"]);
+        // Every queue's rows: the events queue has all three, nothing is there twice.
+        assert_eq!(
+            queued(&db).await,
+            ["wamid.1", "wamid.2", "wamid.2", "wamid.4", "wamid.4"]
         );
     }
 

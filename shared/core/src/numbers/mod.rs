@@ -8,8 +8,10 @@
 //! one number of today's settings (`WHATSAPP_PHONE_NUMBER_ID`, `CRM_KIND`, …) exactly as
 //! before.
 
+pub mod destinations;
 pub mod dispatch;
 pub mod items;
+pub mod relay;
 pub mod route;
 
 /// The code of an event (dead-letter reason) or a send (`from`) naming a number the registry
@@ -149,6 +151,9 @@ struct RawFile {
     unknown_numbers: Option<Spanned<String>>,
     #[serde(default)]
     number: Vec<RawNumber>,
+    /// `[[destination]]` tables: parsed by [`destinations`].
+    #[serde(default, rename = "destination")]
+    _destinations: Option<toml::Value>,
 }
 
 #[derive(Deserialize)]
