@@ -103,7 +103,10 @@ impl WindowService {
         number: Option<&str>,
         now_ms: i64,
     ) -> Result<bool, StoreError> {
-        Ok(is_open_at(self.last_inbound(contact, number).await?, now_ms))
+        Ok(is_open_at(
+            self.last_inbound(contact, number).await?,
+            now_ms,
+        ))
     }
 }
 

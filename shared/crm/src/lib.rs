@@ -35,6 +35,8 @@ pub mod local;
 pub(crate) mod pace;
 #[cfg(feature = "pipedrive")]
 pub mod pipedrive;
+#[cfg(feature = "webhook")]
+pub mod relay;
 #[cfg(feature = "salesforce")]
 pub mod salesforce;
 #[cfg(any(
@@ -44,8 +46,6 @@ pub mod salesforce;
     feature = "salesforce"
 ))]
 mod skips;
-#[cfg(feature = "webhook")]
-pub mod relay;
 #[cfg(any(
     feature = "hubspot",
     feature = "pipedrive",

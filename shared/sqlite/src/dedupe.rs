@@ -465,7 +465,11 @@ mod tests {
         let windows = strings(&db, "SELECT recipient FROM pair_windows ORDER BY recipient").await;
         assert_eq!(windows, vec!["+5215500000002", "+5215500000003"]);
         let numbers = strings(&db, "SELECT number FROM last_inbound_number").await;
-        assert_eq!(numbers, vec!["222"], "the number window two windows old goes");
+        assert_eq!(
+            numbers,
+            vec!["222"],
+            "the number window two windows old goes"
+        );
         // The window still held keeps holding.
         assert!(sends
             .reserve_pair("+5215500000003", "other", now + 1000, six_s)

@@ -300,9 +300,18 @@ async fn consent_templates_window_over_dynamodb() {
         Some(500),
         "recorded before numbers were: counts for any number"
     );
-    window.record_inbound("phone:1", Some("111"), 700).await.unwrap();
-    window.record_inbound("phone:1", Some("111"), 600).await.unwrap();
-    assert_eq!(service.last_inbound(&c1, Some("111")).await.unwrap(), Some(700));
+    window
+        .record_inbound("phone:1", Some("111"), 700)
+        .await
+        .unwrap();
+    window
+        .record_inbound("phone:1", Some("111"), 600)
+        .await
+        .unwrap();
+    assert_eq!(
+        service.last_inbound(&c1, Some("111")).await.unwrap(),
+        Some(700)
+    );
     assert_eq!(
         service.last_inbound(&c1, Some("222")).await.unwrap(),
         None,

@@ -192,7 +192,10 @@ async fn each_business_number_has_its_own_window() {
         let contact = contact.clone();
         async move { window.is_open(&contact, number, now).await.unwrap() }
     };
-    assert!(open(Some("106540352242922")).await, "wrote to it an hour ago");
+    assert!(
+        open(Some("106540352242922")).await,
+        "wrote to it an hour ago"
+    );
     assert!(!open(Some("206540352242922")).await, "30 hours ago");
     assert!(!open(Some("306540352242922")).await, "never wrote to it");
     assert!(open(None).await, "no number named: the latest message");
