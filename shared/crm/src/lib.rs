@@ -9,6 +9,13 @@
 
 #[cfg(any(feature = "hubspot", feature = "kommo", feature = "salesforce"))]
 pub mod batch;
+#[cfg(any(
+    feature = "pipedrive",
+    feature = "zoho",
+    feature = "kommo",
+    feature = "salesforce"
+))]
+mod cache;
 pub mod check;
 #[cfg(any(
     feature = "webhook",

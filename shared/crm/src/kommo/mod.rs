@@ -35,6 +35,7 @@ mod contacts;
 mod fields;
 mod records;
 
+use crate::cache::remember;
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
@@ -220,15 +221,6 @@ fn subdomain_host(sub: &str) -> Result<String, ConfigError> {
         });
     }
     Ok(format!("https://{}.kommo.com", sub.to_ascii_lowercase()))
-}
-
-/// Inserts into a bounded map (cleared when full: it is a cache).
-fn remember<K: std::hash::Hash + Eq, V>(map: &Mutex<HashMap<K, V>>, key: K, value: V) {
-    let mut map = map.lock().unwrap();
-    if map.len() >= CACHE_MAX {
-        map.clear();
-    }
-    map.insert(key, value);
 }
 
 #[async_trait]

@@ -34,6 +34,7 @@ mod fields;
 mod persons;
 mod records;
 
+use crate::cache::remember;
 use std::collections::HashMap;
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
@@ -168,15 +169,6 @@ impl PipedriveCrm {
     fn skip(&self, effect: &Effect, why: &str) {
         crate::skips::log("pipedrive", "Pipedrive", effect, why);
     }
-}
-
-/// Inserts into a bounded map (cleared when full: it is a cache).
-fn remember<K: std::hash::Hash + Eq, V>(map: &Mutex<HashMap<K, V>>, key: K, value: V) {
-    let mut map = map.lock().unwrap();
-    if map.len() >= CACHE_MAX {
-        map.clear();
-    }
-    map.insert(key, value);
 }
 
 #[async_trait]

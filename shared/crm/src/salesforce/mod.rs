@@ -35,6 +35,7 @@ mod fields;
 pub mod oauth;
 mod records;
 
+use crate::cache::remember;
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
@@ -283,15 +284,6 @@ fn connection_name(login_url: &str, client_id: &str) -> String {
     let digest = sha2::Sha256::digest(format!("{login_url}\n{client_id}").as_bytes());
     let hex: String = digest[..8].iter().map(|b| format!("{b:02x}")).collect();
     format!("salesforce:{hex}")
-}
-
-/// Inserts into a bounded map (cleared when full: it is a cache).
-fn remember<V>(map: &Mutex<HashMap<String, V>>, key: String, value: V) {
-    let mut map = map.lock().unwrap();
-    if map.len() >= CACHE_MAX {
-        map.clear();
-    }
-    map.insert(key, value);
 }
 
 #[async_trait]

@@ -30,6 +30,7 @@ mod fields;
 pub mod oauth;
 mod records;
 
+use crate::cache::remember;
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
@@ -160,15 +161,6 @@ fn connection_name(client_id: &str, refresh_token: &str) -> String {
     let digest = sha2::Sha256::digest(format!("{client_id}\n{refresh_token}").as_bytes());
     let hex: String = digest[..8].iter().map(|b| format!("{b:02x}")).collect();
     format!("zoho:{hex}")
-}
-
-/// Inserts into a bounded map (cleared when full: it is a cache).
-fn remember<V>(map: &Mutex<HashMap<String, V>>, key: String, value: V) {
-    let mut map = map.lock().unwrap();
-    if map.len() >= CACHE_MAX {
-        map.clear();
-    }
-    map.insert(key, value);
 }
 
 #[async_trait]
