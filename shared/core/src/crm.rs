@@ -75,6 +75,14 @@ pub trait Crm: Send + Sync {
     fn call_budget(&self) -> Option<std::time::Duration> {
         None
     }
+    /// Whether an event's `conversation` records are written before its other effects, and a
+    /// revision the conversation store has since superseded is not written at all. For CRMs
+    /// whose activities link to the conversation's own record (a Pipedrive deal, a Salesforce
+    /// case), which must exist first, and whose record cannot refuse an older revision itself.
+    /// HubSpot's tickets and the webhook's receivers order revisions themselves.
+    fn conversations_first(&self) -> bool {
+        false
+    }
 }
 
 /// The delay before the next attempt after `error` on receive `receive_count`: the retry

@@ -25,6 +25,7 @@
 //! `first_name` / `last_name` (split a full name at its first space), `digits`. `default`
 //! fills a value that is absent or empty after the transforms.
 
+pub mod owners;
 pub mod tickets;
 
 use std::collections::BTreeSet;
@@ -259,6 +260,9 @@ pub struct Mapping {
     /// `[hubspot]`: owners and ticket stages of conversations in HubSpot.
     #[serde(default)]
     pub hubspot: tickets::HubSpotTickets,
+    /// `[conversations]`: owners and outcome stages of conversations in the other CRMs.
+    #[serde(default)]
+    pub conversations: owners::ConversationSettings,
     /// `[tags]`: the tag catalogue and the rules that tag conversations.
     #[serde(default)]
     pub tags: crate::conversations::tags::TagCatalogue,
@@ -317,6 +321,7 @@ impl Mapping {
             }
         }
         mapping.hubspot.check(&mapping.outcomes.ids)?;
+        mapping.conversations.check(&mapping.outcomes.ids)?;
         Ok(mapping)
     }
 

@@ -114,10 +114,24 @@ impl CrmSync {
                 return Ok(Some(outcome));
             }
         }
-        let results = futures::future::join_all(
-            list.map(|p| self.apply_one(event, status, p, contact, receive_count)),
-        )
-        .await;
+        let (first, rest): (Vec<_>, Vec<_>) = list.partition(|p| {
+            self.crm.conversations_first() && matches!(p.record, Record::Conversation(_))
+        });
+        let mut results = Vec::with_capacity(first.len() + rest.len());
+        for stage in [first, rest] {
+            results.extend(
+                futures::future::join_all(
+                    stage
+                        .into_iter()
+                        .map(|p| self.apply_one(event, status, p, contact, receive_count)),
+                )
+                .await,
+            );
+            if results.iter().any(|r| !matches!(r, Ok(None))) {
+                // The activities wait for their conversation's record.
+                break;
+            }
+        }
         let mut retry = None;
         for result in results {
             match result? {
@@ -162,6 +176,11 @@ impl CrmSync {
                 self.ledger.confirm(&id).await?;
                 return Ok(None);
             }
+        }
+        if self.superseded(&record).await? {
+            // A newer revision of this conversation exists, and its own event writes it.
+            self.ledger.confirm(&id).await?;
+            return Ok(None);
         }
         if !crate::consumer::fits(self.crm.call_budget()) {
             // The invocation ends before this call could: leave it to the next delivery.
@@ -218,6 +237,23 @@ impl CrmSync {
         }
         self.ledger.confirm(&id).await?;
         Ok(None)
+    }
+
+    /// Whether `record` is a conversation revision that the store has superseded, for a CRM
+    /// that writes conversations first ([`crate::crm::Crm::conversations_first`]). Each
+    /// revision's event carries it to the CRM, so skipping an older one loses nothing.
+    async fn superseded(&self, record: &Record) -> Result<bool, StoreError> {
+        let (Record::Conversation(c), Some(conversations), true) =
+            (record, &self.conversations, self.crm.conversations_first())
+        else {
+            return Ok(false);
+        };
+        let held = conversations.store().get(&c.id).await?;
+        let newer = held.is_some_and(|h| h.record.revision > c.revision);
+        if newer {
+            tracing::info!(conversation = %c.id, revision = c.revision, "a superseded conversation revision is not written");
+        }
+        Ok(newer)
     }
 
     /// Gives a claim back without a call: released, or abandoned when an earlier attempt may

@@ -12,6 +12,7 @@ mod bench;
 mod cases;
 mod check;
 mod conversations;
+mod conversations_first;
 mod hubspot;
 mod hubspot_tickets;
 mod kommo;
