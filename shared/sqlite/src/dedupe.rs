@@ -435,7 +435,10 @@ mod tests {
             ("+5215500000003", now),
         ] {
             assert_eq!(
-                sends.reserve_pair(recipient, "s", at, six_s).await.unwrap(),
+                sends
+                    .reserve_pair(recipient, None, "s", at, six_s)
+                    .await
+                    .unwrap(),
                 None
             );
         }
@@ -462,7 +465,11 @@ mod tests {
         assert_eq!(left, vec!["old-unconfirmed", "recent"]);
         let marks = strings(&db, "SELECT message_id FROM conversation_messages").await;
         assert_eq!(marks, vec!["wamid.new"]);
-        let windows = strings(&db, "SELECT recipient FROM pair_windows ORDER BY recipient").await;
+        let windows = strings(
+            &db,
+            "SELECT recipient FROM send_pair_windows ORDER BY recipient",
+        )
+        .await;
         assert_eq!(windows, vec!["+5215500000002", "+5215500000003"]);
         let numbers = strings(&db, "SELECT number FROM last_inbound_number").await;
         assert_eq!(
@@ -472,7 +479,7 @@ mod tests {
         );
         // The window still held keeps holding.
         assert!(sends
-            .reserve_pair("+5215500000003", "other", now + 1000, six_s)
+            .reserve_pair("+5215500000003", None, "other", now + 1000, six_s)
             .await
             .unwrap()
             .is_some());

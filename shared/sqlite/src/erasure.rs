@@ -43,7 +43,7 @@ pub const TABLES: &[(&str, &str)] = &[
     ("consent_history", "deleted by identity key"),
     ("consent_keys", "deleted by identity key"),
     ("sends", "deleted by identity key"),
-    ("pair_windows", "deleted by identity key"),
+    ("send_pair_windows", "deleted by identity key"),
     ("last_inbound", "deleted by identity key"),
     ("last_inbound_number", "deleted by identity key"),
     ("attribution_contacts", "deleted by contact id"),
@@ -225,7 +225,7 @@ fn find(conn: &Connection, target: &Target) -> Result<Option<Person>, StoreError
                     "SELECT 1 FROM consent_keys WHERE contact = ?1",
                     "SELECT 1 FROM sends WHERE contact = ?1",
                     "SELECT 1 FROM last_inbound WHERE contact = ?1",
-                    "SELECT 1 FROM pair_windows WHERE recipient = ?1",
+                    "SELECT 1 FROM send_pair_windows WHERE recipient = ?1",
                 ]
                 .iter()
                 .map(|sql| exists(conn, sql, &stored))
@@ -315,7 +315,7 @@ fn erase(t: &Transaction, person: &Person, item: &ErasureItem) -> Result<Erased,
         ("consent_history", "contact"),
         ("consent_keys", "contact"),
         ("sends", "contact"),
-        ("pair_windows", "recipient"),
+        ("send_pair_windows", "recipient"),
         ("last_inbound", "contact"),
         ("last_inbound_number", "contact"),
     ] {

@@ -27,11 +27,17 @@ CREATE TABLE IF NOT EXISTS sends (
 );
 CREATE INDEX IF NOT EXISTS sends_created ON sends(created_at);
 CREATE INDEX IF NOT EXISTS sends_wamid ON sends(wamid) WHERE wamid IS NOT NULL;
-CREATE TABLE IF NOT EXISTS pair_windows (
-    recipient TEXT PRIMARY KEY,
+-- One window per (business number, recipient); `number` is '' for the implicit single number.
+-- It replaced `pair_windows` (one per recipient), whose rows only ever lived seconds.
+DROP TABLE IF EXISTS pair_windows;
+CREATE TABLE IF NOT EXISTS send_pair_windows (
+    recipient TEXT    NOT NULL,
+    number    TEXT    NOT NULL,
     send_id   TEXT    NOT NULL,
-    until_ms  INTEGER NOT NULL
-);
+    until_ms  INTEGER NOT NULL,
+    PRIMARY KEY (recipient, number)
+) WITHOUT ROWID;
+CREATE INDEX IF NOT EXISTS send_pair_windows_until ON send_pair_windows(until_ms);
 ";
 
 const COLUMNS: &str =
@@ -94,8 +100,8 @@ impl SqliteSends {
         self.db
             .write(move |t| {
                 t.prepare_cached(
-                    "DELETE FROM pair_windows WHERE recipient IN
-                     (SELECT recipient FROM pair_windows WHERE until_ms < ?1 LIMIT ?2)",
+                    "DELETE FROM send_pair_windows WHERE (recipient, number) IN
+                     (SELECT recipient, number FROM send_pair_windows WHERE until_ms < ?1 LIMIT ?2)",
                 )
                 .and_then(|mut s| s.execute(params![before_ms, limit]))
                 .map_err(sql_err)
@@ -238,20 +244,23 @@ impl SendStore for SqliteSends {
     async fn reserve_pair(
         &self,
         recipient: &str,
+        number: Option<&str>,
         id: &str,
         now_ms: i64,
         interval: std::time::Duration,
     ) -> Result<Option<std::time::Duration>, StoreError> {
         let (recipient, id) = (recipient.to_string(), id.to_string());
+        let number = number.unwrap_or_default().to_string();
         let until_ms = now_ms.saturating_add(interval.as_millis() as i64);
         self.db
             .write(move |t| {
                 let held: Option<(String, i64)> = t
                     .prepare_cached(
-                        "SELECT send_id, until_ms FROM pair_windows WHERE recipient = ?1",
+                        "SELECT send_id, until_ms FROM send_pair_windows
+                         WHERE recipient = ?1 AND number = ?2",
                     )
                     .and_then(|mut s| {
-                        s.query_row(params![recipient], |r| Ok((r.get(0)?, r.get(1)?)))
+                        s.query_row(params![recipient, number], |r| Ok((r.get(0)?, r.get(1)?)))
                             .optional()
                     })
                     .map_err(sql_err)?;
@@ -261,11 +270,12 @@ impl SendStore for SqliteSends {
                     }
                 }
                 t.prepare_cached(
-                    "INSERT INTO pair_windows(recipient, send_id, until_ms) VALUES (?1, ?2, ?3)
-                     ON CONFLICT(recipient) DO UPDATE SET send_id = excluded.send_id,
-                                                          until_ms = excluded.until_ms",
+                    "INSERT INTO send_pair_windows(recipient, number, send_id, until_ms)
+                     VALUES (?1, ?2, ?3, ?4)
+                     ON CONFLICT(recipient, number) DO UPDATE SET send_id = excluded.send_id,
+                                                                  until_ms = excluded.until_ms",
                 )
-                .and_then(|mut s| s.execute(params![recipient, id, until_ms]))
+                .and_then(|mut s| s.execute(params![recipient, number, id, until_ms]))
                 .map_err(sql_err)?;
                 Ok(None)
             })

@@ -147,29 +147,38 @@ async fn pair_window_has_one_holder_on_sqlite_and_dynamodb() {
     let stores: [(&str, &dyn SendStore); 2] = [("sqlite", &sqlite), ("dynamodb", &dynamo)];
 
     let (to, elsewhere) = ("phone:525512345678", "phone:5491112345678");
-    // (recipient, send, ms after t0, expected wait in ms; None = taken)
-    let steps: &[(&str, &str, i64, Option<u64>)] = &[
-        (to, "snd_0", 0, None),
-        (to, "snd_1", 500, Some(5_500)),
-        (to, "snd_2", 1_000, Some(5_000)),
-        (elsewhere, "snd_1", 1_000, None),
+    // Two registered numbers (issue 21): the window is the (number, customer) pair's.
+    let (mx, co) = (Some("106540352242922"), Some("107655329352713"));
+    // (recipient, from number, send, ms after t0, expected wait in ms; None = taken)
+    type Step<'a> = (&'a str, Option<&'a str>, &'a str, i64, Option<u64>);
+    let steps: &[Step] = &[
+        (to, None, "snd_0", 0, None),
+        (to, None, "snd_1", 500, Some(5_500)),
+        (to, None, "snd_2", 1_000, Some(5_000)),
+        (elsewhere, None, "snd_1", 1_000, None),
         // snd_0's redelivery is not held back by itself; it moves the window to t0 + 8 s.
-        (to, "snd_0", 2_000, None),
-        (to, "snd_1", 7_000, Some(1_000)),
-        (to, "snd_1", 8_000, None),
+        (to, None, "snd_0", 2_000, None),
+        (to, None, "snd_1", 7_000, Some(1_000)),
+        (to, None, "snd_1", 8_000, None),
+        // The same customer from two registered numbers: neither waits on the other, nor on
+        // the implicit number's window above; a second send from one number waits.
+        (to, mx, "snd_mx", 8_100, None),
+        (to, co, "snd_co", 8_200, None),
+        (to, mx, "snd_mx2", 9_100, Some(5_000)),
+        (to, co, "snd_co2", 14_200, None),
     ];
     let six = std::time::Duration::from_secs(6);
     let t0 = 1_700_000_000_000i64;
     for (engine, store) in stores {
-        for &(recipient, send, at, expected) in steps {
+        for &(recipient, number, send, at, expected) in steps {
             let wait = store
-                .reserve_pair(recipient, send, t0 + at, six)
+                .reserve_pair(recipient, number, send, t0 + at, six)
                 .await
                 .unwrap();
             assert_eq!(
                 wait,
                 expected.map(std::time::Duration::from_millis),
-                "{engine}: {send} to {recipient} at +{at} ms"
+                "{engine}: {send} to {recipient} from {number:?} at +{at} ms"
             );
         }
     }

@@ -172,6 +172,20 @@ impl DynamoSends {
         super::get_single(&self.client, &self.table, key).await
     }
 
+    /// The item (`key`, `sk`), read consistently.
+    async fn get_item_at(&self, key: String, sk: String) -> Result<Option<Item>, StoreError> {
+        self.client
+            .get_item()
+            .table_name(&self.table)
+            .key(PK, s(key))
+            .key(SK, s(sk))
+            .consistent_read(true)
+            .send()
+            .await
+            .map(|out| out.item)
+            .map_err(|e| store_error("GetItem", e))
+    }
+
     async fn put_new(&self, item: Item) -> Result<bool, StoreError> {
         super::put_new(&self.client, &self.table, item).await
     }
@@ -308,13 +322,21 @@ impl SendStore for DynamoSends {
     async fn reserve_pair(
         &self,
         recipient: &str,
+        number: Option<&str>,
         id: &str,
         now_ms: i64,
         interval: std::time::Duration,
     ) -> Result<Option<std::time::Duration>, StoreError> {
         let until_ms = now_ms.saturating_add(interval.as_millis() as i64);
+        // `pair#<recipient>`, one item per business number (`n#<id>`; the implicit single
+        // number's under the single sort key): an erasure deletes the whole partition.
+        let sk = number.map_or_else(|| SINGLE_SK.to_string(), |n| format!("n#{n}"));
         let taken = try_update(
-            update_single(&self.client, &self.table, "pair", recipient)
+            self.client
+                .update_item()
+                .table_name(&self.table)
+                .key(PK, s(pk("pair", recipient)))
+                .key(SK, s(sk.clone()))
                 .update_expression("SET send_id = :id, until_ms = :until, #exp = :exp")
                 .condition_expression(
                     "attribute_not_exists(pk) OR until_ms <= :now OR send_id = :id",
@@ -331,7 +353,7 @@ impl SendStore for DynamoSends {
             return Ok(None);
         }
         let held_until = self
-            .get_item(pk("pair", recipient))
+            .get_item_at(pk("pair", recipient), sk)
             .await?
             .map(|item| get_n(&item, "until_ms"))
             .unwrap_or(now_ms);

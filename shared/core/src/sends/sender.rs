@@ -263,7 +263,10 @@ impl Sender {
         let now = now_ms();
         let store = &self.sends.store;
         let pair = limiter.pair_interval();
-        match store.reserve_pair(&record.contact, id, now, pair).await {
+        match store
+            .reserve_pair(&record.contact, request.from.as_deref(), id, now, pair)
+            .await
+        {
             Ok(None) => {}
             Ok(Some(wait)) => return Some(Outcome::retry(wait, "pair rate limit")),
             Err(e) => return Some(retry_store(&e)),

@@ -135,14 +135,17 @@ pub trait SendStore: Send + Sync {
     async fn claim(&self, id: &str, now_ms: i64, until_ms: i64) -> Result<bool, StoreError>;
     /// Gives the claim back (the attempt failed in a retryable way; the next may start at once).
     async fn release(&self, id: &str) -> Result<(), StoreError>;
-    /// Takes `recipient`'s pair-rate window (Meta: about one message per 6 s to one user) for
-    /// send `id` until `now_ms + interval`, shared by every sender process (each process also
-    /// paces pairs in memory, but Lambda runs several). `Ok(None)`: taken, also when `id`
-    /// already held it (a redelivery is not held back by its own earlier attempt);
-    /// `Ok(Some(wait))`: another send holds it for `wait` more.
+    /// Takes the pair-rate window of (`number`, `recipient`) (Meta: about one message per 6 s
+    /// from one business number to one user; `None`: the implicit single number) for send `id`
+    /// until `now_ms + interval`, shared by every sender process (each process also paces
+    /// pairs in memory, but Lambda runs several). Two numbers writing to one customer do not
+    /// wait on each other. `Ok(None)`: taken, also when `id` already held it (a redelivery is
+    /// not held back by its own earlier attempt); `Ok(Some(wait))`: another send holds it for
+    /// `wait` more.
     async fn reserve_pair(
         &self,
         recipient: &str,
+        number: Option<&str>,
         id: &str,
         now_ms: i64,
         interval: std::time::Duration,

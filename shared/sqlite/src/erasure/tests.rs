@@ -135,7 +135,7 @@ async fn seed(db: &Db, contact: &str, wa_id: &str, bsuid: Option<&str>) {
         t.execute_batch(&format!(
             "INSERT INTO last_inbound VALUES ('{key}', 1);
              INSERT INTO last_inbound_number VALUES ('{key}', '106540352242922', 1);
-             INSERT INTO pair_windows VALUES ('{key}', 's', 1);
+             INSERT INTO send_pair_windows VALUES ('{key}', '106540352242922', 's', 1);
              INSERT INTO consent_keys VALUES ('ck-{contact}', 'h', '{{}}', '{key}', 99999999999999);
              INSERT INTO attribution_contacts VALUES ('{contact}', 1, '{{}}');
              INSERT INTO conversations VALUES ('cnv-{contact}', '{contact}', 1, 1, NULL, '{{}}');
@@ -174,7 +174,7 @@ async fn an_erasure_removes_the_person_everywhere_keeps_others_and_leaves_a_tomb
         "attribution_contacts",
         "last_inbound",
         "last_inbound_number",
-        "pair_windows",
+        "send_pair_windows",
         "consent_keys",
         "conversations",
         "conversation_heads",
