@@ -70,6 +70,8 @@ pub struct Settings {
     pub catalogues: Catalogues,
     /// `WABRIDGE_CONVERSATION_IDLE_HOURS`, in ms.
     pub conversation_idle_ms: i64,
+    /// `WABRIDGE_CONSENT_SCOPE`: whether an opt-out on one number holds for the others.
+    pub consent_scope: wabridge_core::consent::ConsentScope,
 }
 
 impl std::fmt::Debug for Settings {
@@ -125,6 +127,9 @@ impl Settings {
             conversation_idle_ms: wabridge_core::conversations::idle_ms(|name| {
                 settings.optional(name)
             })?,
+            consent_scope: wabridge_core::consent::ConsentScope::from_settings(|name| {
+                settings.optional(name)
+            })?,
         })
     }
 }
@@ -169,7 +174,8 @@ pub fn build_api_with_numbers(
     }
     let mut engine = AwsEngine::new(sdk, settings.table)
         .with_claim_check(sdk, settings.claim_check_bucket)
-        .with_content_retention(settings.content_retention);
+        .with_content_retention(settings.content_retention)
+        .with_consent_scope(settings.consent_scope);
     let keeps_files = settings.media_bucket.is_some();
     let media = settings
         .media_bucket

@@ -40,7 +40,9 @@ pub fn service(
     let kind = wabridge_core::config::crm_kind(|n| std::env::var(n).ok());
     wabridge_crm::check_kind(&kind)?;
     let agents = wabridge_core::mapping::Mapping::from_env(&kind)?.agents;
+    let scope = wabridge_core::consent::ConsentScope::from_settings(|n| std::env::var(n).ok())?;
     let sends = SqliteEngine::new(db.clone())
+        .with_consent_scope(scope)
         .sends(keys)
         .with_audit(audit)
         .with_languages(languages)

@@ -89,7 +89,8 @@ pub async fn cold_start() -> Result<App, lambda_runtime::Error> {
     let events_url = need(config::EVENTS_QUEUE_URL)?;
     let (rate, instances) = config::send_rate(lookup)?;
     let (_, policy) = config::retry_policies(lookup)?;
-    let engine = AwsEngine::new(sdk, table.clone());
+    let scope = wabridge_core::consent::ConsentScope::from_settings(lookup)?;
+    let engine = AwsEngine::new(sdk, table.clone()).with_consent_scope(scope);
     let numbers = DynamoNumbers::new(engine.dynamo.clone(), table)
         .load()
         .await?;

@@ -11,7 +11,7 @@ use wabridge_core::attribution::AttributionConfig;
 use wabridge_core::audit::Audit;
 use wabridge_core::auth::ApiKeys;
 use wabridge_core::claim_check::{BlobStore, ClaimCheckQueue, ClaimChecked};
-use wabridge_core::consent::ConsentService;
+use wabridge_core::consent::{ConsentScope, ConsentService};
 use wabridge_core::consumer::Handler;
 use wabridge_core::crm::Crm;
 use wabridge_core::inbox::StagedInbox;
@@ -47,6 +47,8 @@ pub struct AwsEngine {
     /// The media bucket (`MEDIA_BUCKET`), when this function reaches it: erasures delete the
     /// person's files there.
     pub media: Option<Arc<dyn MediaStore>>,
+    /// Whether an opt-out on one number holds for the others (`WABRIDGE_CONSENT_SCOPE`).
+    pub consent_scope: ConsentScope,
 }
 
 impl AwsEngine {
@@ -61,7 +63,14 @@ impl AwsEngine {
                 wabridge_core::retention::DEFAULT_CONTENT_RETENTION_DAYS * 86_400,
             ),
             media: None,
+            consent_scope: ConsentScope::default(),
         }
+    }
+
+    /// The send guards read consent in `scope` ([`ConsentScope`]).
+    pub fn with_consent_scope(mut self, scope: ConsentScope) -> AwsEngine {
+        self.consent_scope = scope;
+        self
     }
 
     /// Erasures through this engine delete the person's media files from `store`.
@@ -161,7 +170,8 @@ impl AwsEngine {
             consent: ConsentService::new(Arc::new(DynamoConsent::new(
                 self.dynamo.clone(),
                 self.table.clone(),
-            ))),
+            )))
+            .with_scope(self.consent_scope),
             templates: TemplateRegistry::new(Arc::new(DynamoTemplates::new(
                 self.dynamo.clone(),
                 self.table.clone(),

@@ -20,6 +20,9 @@ use serde::{Deserialize, Serialize};
 use crate::error::StoreError;
 use crate::identity::{Bsuid, IdentityKey, Phone};
 
+mod scope;
+pub use scope::{ConsentScope, WABRIDGE_CONSENT_SCOPE};
+
 /// Meta's error code for "the user stopped marketing messages from this business".
 pub const META_STOPPED_MARKETING: i64 = 131050;
 
@@ -203,6 +206,12 @@ pub struct ConsentEntry {
     pub at: i64,
     /// When wabridge recorded it, Unix ms.
     pub recorded_at: i64,
+    /// The business number (`phone_number_id`) it was given or withdrawn on: a keyword written
+    /// to it, its `user_preferences` webhook, a send from it refused with 131050. `None`: the
+    /// business as a whole (`POST /consents` naming no number). [`ConsentScope`] says whether
+    /// it counts for the other numbers.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub number: Option<String>,
 }
 
 /// The contact's consent for one category, from its latest entry.
@@ -266,11 +275,25 @@ pub fn sort_history(history: &mut [ConsentEntry]) {
 #[derive(Clone)]
 pub struct ConsentService {
     store: Arc<dyn ConsentStore>,
+    scope: ConsentScope,
 }
 
 impl ConsentService {
     pub fn new(store: Arc<dyn ConsentStore>) -> ConsentService {
-        ConsentService { store }
+        ConsentService {
+            store,
+            scope: ConsentScope::default(),
+        }
+    }
+
+    /// Whether an opt-out on one number holds for the others (`WABRIDGE_CONSENT_SCOPE`).
+    pub fn with_scope(mut self, scope: ConsentScope) -> ConsentService {
+        self.scope = scope;
+        self
+    }
+
+    pub fn scope(&self) -> ConsentScope {
+        self.scope
     }
 
     pub async fn record(&self, entry: &ConsentEntry) -> Result<bool, StoreError> {
@@ -316,6 +339,7 @@ impl ConsentService {
             evidence: None,
             at: erased_at,
             recorded_at: erased_at,
+            number: None,
         };
         Ok(std::iter::once(tombstone)
             .chain(history.into_iter().filter(|e| e.at > erased_at))
@@ -335,12 +359,14 @@ impl ConsentService {
     pub async fn record_stop_keyword(
         &self,
         contact: &ContactRef,
+        number: Option<&str>,
         event_key: &str,
         keyword: &str,
         at_ms: i64,
     ) -> Result<bool, StoreError> {
         self.record(&system_entry(
             contact,
+            number,
             format!("keyword:{event_key}"),
             ConsentAction::OptOut,
             ConsentSource::Keyword,
@@ -355,6 +381,7 @@ impl ConsentService {
     pub async fn record_user_preference(
         &self,
         contact: &ContactRef,
+        number: Option<&str>,
         event_key: &str,
         value: &str,
         at_ms: i64,
@@ -366,6 +393,7 @@ impl ConsentService {
         };
         self.record(&system_entry(
             contact,
+            number,
             format!("user_preferences:{event_key}"),
             action,
             ConsentSource::UserPreferences,
@@ -379,11 +407,13 @@ impl ConsentService {
     pub async fn record_meta_opt_out(
         &self,
         contact: &ContactRef,
+        number: Option<&str>,
         send_id: &str,
         at_ms: i64,
     ) -> Result<bool, StoreError> {
         self.record(&system_entry(
             contact,
+            number,
             format!("meta_131050:{send_id}"),
             ConsentAction::OptOut,
             ConsentSource::MetaError,
@@ -398,6 +428,7 @@ impl ConsentService {
 
 fn system_entry(
     contact: &ContactRef,
+    number: Option<&str>,
     id: String,
     action: ConsentAction,
     source: ConsentSource,
@@ -414,6 +445,7 @@ fn system_entry(
         evidence,
         at: at_ms,
         recorded_at: crate::clock::now_ms(),
+        number: number.map(str::to_string),
     }
 }
 
@@ -432,6 +464,7 @@ mod tests {
             evidence: None,
             at,
             recorded_at,
+            number: None,
         }
     }
 

@@ -23,7 +23,8 @@ CREATE TABLE IF NOT EXISTS consent_history (
     source      TEXT NOT NULL,
     evidence    TEXT,
     at          INTEGER NOT NULL,
-    recorded_at INTEGER NOT NULL
+    recorded_at INTEGER NOT NULL,
+    number      TEXT              -- the business number it was given on (NULL: the business)
 );
 CREATE INDEX IF NOT EXISTS consent_history_contact ON consent_history(contact, at, seq);
 CREATE TABLE IF NOT EXISTS consent_keys (
@@ -76,8 +77,8 @@ impl ConsentStore for SqliteConsent {
         self.db
             .write(move |t| {
                 t.prepare_cached(
-                    "INSERT INTO consent_history (id, contact, recipient, category, action, source, evidence, at, recorded_at)
-                     VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9) ON CONFLICT(id) DO NOTHING",
+                    "INSERT INTO consent_history (id, contact, recipient, category, action, source, evidence, at, recorded_at, number)
+                     VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10) ON CONFLICT(id) DO NOTHING",
                 )
                 .and_then(|mut s| {
                     s.execute(params![
@@ -89,7 +90,8 @@ impl ConsentStore for SqliteConsent {
                         e.source.as_str(),
                         e.evidence,
                         e.at,
-                        e.recorded_at
+                        e.recorded_at,
+                        e.number
                     ])
                 })
                 .map(|n| n == 1)
@@ -104,7 +106,7 @@ impl ConsentStore for SqliteConsent {
             .read(move |c| {
                 let mut s = c
                     .prepare_cached(
-                        "SELECT id, contact, recipient, category, action, source, evidence, at, recorded_at
+                        "SELECT id, contact, recipient, category, action, source, evidence, at, recorded_at, number
                          FROM consent_history WHERE contact = ?1 ORDER BY at, seq",
                     )
                     .map_err(sql_err)?;
@@ -120,12 +122,13 @@ impl ConsentStore for SqliteConsent {
                             r.get::<_, Option<String>>(6)?,
                             r.get::<_, i64>(7)?,
                             r.get::<_, i64>(8)?,
+                            r.get::<_, Option<String>>(9)?,
                         ))
                     })
                     .map_err(sql_err)?;
                 let mut out = Vec::new();
                 for row in rows {
-                    let (id, contact, to, category, action, source, evidence, at, recorded_at) = row.map_err(sql_err)?;
+                    let (id, contact, to, category, action, source, evidence, at, recorded_at, number) = row.map_err(sql_err)?;
                     let (Some(category), Some(action), Some(source)) = (
                         ConsentCategory::parse(&category),
                         ConsentAction::parse(&action),
@@ -133,7 +136,7 @@ impl ConsentStore for SqliteConsent {
                     ) else {
                         return Err(StoreError::corrupt(format!("consent entry {id} is not decodable")));
                     };
-                    out.push(ConsentEntry { id, contact, to, category, action, source, evidence, at, recorded_at });
+                    out.push(ConsentEntry { id, contact, to, category, action, source, evidence, at, recorded_at, number });
                 }
                 Ok(out)
             })
@@ -175,5 +178,43 @@ impl ConsentStore for SqliteConsent {
                 Ok(None)
             })
             .await
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A history written before entries kept their business number (schema 3) opens, keeps
+    /// its entries (on no number: they count for every number) and takes numbered ones.
+    #[tokio::test]
+    async fn a_schema_3_history_gains_the_number_column_in_place() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("old.db");
+        {
+            let c = rusqlite::Connection::open(&path).unwrap();
+            c.execute_batch(
+                "CREATE TABLE consent_history (
+                    seq INTEGER PRIMARY KEY AUTOINCREMENT, id TEXT NOT NULL UNIQUE,
+                    contact TEXT NOT NULL, recipient TEXT NOT NULL, category TEXT NOT NULL,
+                    action TEXT NOT NULL, source TEXT NOT NULL, evidence TEXT,
+                    at INTEGER NOT NULL, recorded_at INTEGER NOT NULL);
+                 INSERT INTO consent_history(id, contact, recipient, category, action, source, at, recorded_at)
+                    VALUES ('old', 'phone:525512345678', '+525512345678', 'marketing', 'opt_in', 'web_form', 1, 1);
+                 PRAGMA user_version=3;",
+            )
+            .unwrap();
+        }
+        let store = SqliteConsent::new(Db::open(&path).unwrap());
+        let mut stop = store.history("phone:525512345678").await.unwrap()[0].clone();
+        assert_eq!((stop.id.as_str(), stop.number.as_deref()), ("old", None));
+        stop.id = "stop".into();
+        stop.action = ConsentAction::OptOut;
+        stop.at = 2;
+        stop.number = Some("106540352242922".into());
+        assert!(store.append(&stop).await.unwrap());
+        let history = store.history("phone:525512345678").await.unwrap();
+        let numbers: Vec<_> = history.iter().map(|e| e.number.as_deref()).collect();
+        assert_eq!(numbers, [None, Some("106540352242922")]);
     }
 }

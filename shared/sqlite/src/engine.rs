@@ -5,7 +5,7 @@ use std::sync::Arc;
 
 use wabridge_core::attribution::AttributionConfig;
 use wabridge_core::auth::ApiKeys;
-use wabridge_core::consent::ConsentService;
+use wabridge_core::consent::{ConsentScope, ConsentService};
 use wabridge_core::conversations::Conversations;
 use wabridge_core::crm::Crm;
 use wabridge_core::error::StoreError;
@@ -38,11 +38,22 @@ pub struct Retentions {
 #[derive(Clone)]
 pub struct SqliteEngine {
     pub db: Db,
+    /// Whether an opt-out on one number holds for the others (`WABRIDGE_CONSENT_SCOPE`).
+    pub consent_scope: ConsentScope,
 }
 
 impl SqliteEngine {
     pub fn new(db: Db) -> SqliteEngine {
-        SqliteEngine { db }
+        SqliteEngine {
+            db,
+            consent_scope: ConsentScope::default(),
+        }
+    }
+
+    /// The send guards read consent in `scope` ([`ConsentScope`]).
+    pub fn with_consent_scope(mut self, scope: ConsentScope) -> SqliteEngine {
+        self.consent_scope = scope;
+        self
     }
 
     /// The named queue (`events`, `sends`).
@@ -73,7 +84,8 @@ impl SqliteEngine {
     /// The policy guards' stores: consent, template registry, 24-hour window.
     pub fn policy(&self) -> Policy {
         Policy {
-            consent: ConsentService::new(Arc::new(SqliteConsent::new(self.db.clone()))),
+            consent: ConsentService::new(Arc::new(SqliteConsent::new(self.db.clone())))
+                .with_scope(self.consent_scope),
             templates: TemplateRegistry::new(Arc::new(SqliteTemplates::new(self.db.clone()))),
             window: WindowService::new(Arc::new(SqliteWindow::new(self.db.clone()))),
         }

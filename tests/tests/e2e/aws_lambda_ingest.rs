@@ -76,6 +76,7 @@ impl Stack {
                 media_links: None,
                 catalogues: Default::default(),
                 conversation_idle_ms: 24 * 3_600_000,
+                consent_scope: Default::default(),
             },
         )
     }
@@ -282,6 +283,7 @@ async fn an_unreachable_store_is_a_503_not_a_500() {
             media_links: None,
             catalogues: Default::default(),
             conversation_idle_ms: 24 * 3_600_000,
+            consent_scope: Default::default(),
         },
     );
     let resp = handle(&api, request("function-url-webhook-post.json"))
@@ -362,6 +364,7 @@ async fn the_lambda_serves_sends_and_links_with_the_api_key_over_dynamodb_and_sq
             media_links: None,
             catalogues: Default::default(),
             conversation_idle_ms: 24 * 3_600_000,
+            consent_scope: Default::default(),
         },
     );
     let body = r#"{"to": "+52 1 55 1234 5678", "template": "order_update", "language": "es_MX", "category": "UTILITY"}"#;

@@ -74,6 +74,7 @@ impl Setup {
                 media_links: None,
                 catalogues: Default::default(),
                 conversation_idle_ms: 24 * 3_600_000,
+                consent_scope: Default::default(),
             },
         )
     }

@@ -56,6 +56,7 @@ fn ingest(s: &Setup) -> wabridge_core::api::Api {
             media_links: None,
             catalogues: Default::default(),
             conversation_idle_ms: 24 * 3_600_000,
+            consent_scope: Default::default(),
         },
     )
 }
@@ -133,6 +134,7 @@ async fn an_erased_person_is_in_no_item_of_the_table_and_the_crm_is_told() {
             evidence: Some("formulario-joao-loja-centro".into()),
             at: now,
             recorded_at: now,
+            number: None,
         })
         .await
         .unwrap();

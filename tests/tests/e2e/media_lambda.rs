@@ -114,6 +114,7 @@ impl Setup {
                 media_links: LinkSigner::new(LINK_KEY.as_bytes()),
                 catalogues: Default::default(),
                 conversation_idle_ms: 24 * 3_600_000,
+                consent_scope: Default::default(),
             },
         )
     }

@@ -330,6 +330,7 @@ async fn ingest_takes_files_by_presigned_s3_url_and_checks_them() {
             media_links: None,
             catalogues: Default::default(),
             conversation_idle_ms: 24 * 3_600_000,
+            consent_scope: Default::default(),
         },
     );
     let engine = Aws {

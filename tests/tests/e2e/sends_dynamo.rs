@@ -199,6 +199,8 @@ async fn consent_templates_window_over_dynamodb() {
         evidence: Some("form".into()),
         at,
         recorded_at: at,
+        // The opt-out was written to one business number (issue 21): kept with it.
+        number: (id == "b").then(|| "106540352242922".to_string()),
     };
     assert!(consent
         .append(&entry("b", ConsentAction::OptOut, 200))
@@ -217,8 +219,10 @@ async fn consent_templates_window_over_dynamodb() {
     );
     let h = consent.history("phone:525512345678").await.unwrap();
     assert_eq!(
-        h.iter().map(|e| e.id.as_str()).collect::<Vec<_>>(),
-        ["a", "b"]
+        h.iter()
+            .map(|e| (e.id.as_str(), e.number.as_deref()))
+            .collect::<Vec<_>>(),
+        [("a", None), ("b", Some("106540352242922"))]
     );
     assert_eq!(
         wabridge_core::consent::state_of(&h, ConsentCategory::Marketing),
@@ -353,6 +357,7 @@ async fn consent_keys_over_dynamodb() {
         evidence: Some("form 7".into()),
         at,
         recorded_at: at,
+        number: None,
     };
     let mut tasks = Vec::new();
     for i in 0..6 {

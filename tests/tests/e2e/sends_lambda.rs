@@ -318,6 +318,7 @@ async fn sender_lambda_sends_through_prism_and_reports_a_refusal_to_the_events_q
         evidence: None,
         at,
         recorded_at: at,
+        number: None,
     };
     let now = wabridge_core::clock::now_ms();
     consent

@@ -76,6 +76,7 @@ fn ingest_api(
             media_links: None,
             catalogues: Default::default(),
             conversation_idle_ms: 24 * 3_600_000,
+            consent_scope: Default::default(),
         },
     )
 }

@@ -65,6 +65,9 @@ impl ConsentStore for DynamoConsent {
         if let Some(ev) = &e.evidence {
             req = req.item("evidence", s(ev));
         }
+        if let Some(number) = &e.number {
+            req = req.item("number", s(number));
+        }
         match req.send().await.map_err(|e| store_error("PutItem", e)) {
             Ok(_) => Ok(true),
             Err(StoreError::Conflict(_)) => Ok(false),
@@ -171,6 +174,7 @@ impl ConsentStore for DynamoConsent {
                     evidence: str_of(item, "evidence"),
                     at: num("at"),
                     recorded_at: num("recorded_at"),
+                    number: str_of(item, "number"),
                 });
             }
             match page.last_evaluated_key {

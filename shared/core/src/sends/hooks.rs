@@ -85,6 +85,8 @@ impl SyncHooks for SendingHooks {
     ) -> Result<(), StoreError> {
         use crate::records::ConsentSource as From;
         let at = consent.at.unwrap_or(ctx.event.received_at);
+        // Written to (or reported by) this business number.
+        let number = ctx.event.phone_number_id.as_deref();
         for key in ctx.keys {
             let contact = contact_of_key(key);
             let id = per_key(&ctx.event.key, &contact);
@@ -92,7 +94,7 @@ impl SyncHooks for SendingHooks {
                 (From::Keyword, ConsentStatus::OptOut) => {
                     let keyword = consent.evidence["keyword"].as_str().unwrap_or("STOP");
                     self.consent
-                        .record_stop_keyword(&contact, &id, keyword, at)
+                        .record_stop_keyword(&contact, number, &id, keyword, at)
                         .await?;
                 }
                 (From::Keyword, ConsentStatus::OptIn) => {
@@ -108,6 +110,7 @@ impl SyncHooks for SendingHooks {
                             evidence: Some(format!("wrote {keyword:?} on WhatsApp")),
                             at,
                             recorded_at: crate::clock::now_ms(),
+                            number: number.map(str::to_string),
                         })
                         .await?;
                 }
@@ -117,7 +120,7 @@ impl SyncHooks for SendingHooks {
                         ConsentStatus::OptIn => "resume",
                     };
                     self.consent
-                        .record_user_preference(&contact, &id, value, at)
+                        .record_user_preference(&contact, number, &id, value, at)
                         .await?;
                 }
                 // Recorded by the sender (or `apply_status`) where the send was addressed,
@@ -191,6 +194,7 @@ impl SyncHooks for SendingHooks {
                     )),
                     at,
                     recorded_at: crate::clock::now_ms(),
+                    number: ctx.event.phone_number_id.clone(),
                 })
                 .await?;
         }

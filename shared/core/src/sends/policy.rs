@@ -2,7 +2,7 @@
 //! in the sender (consent or a template's status may change while a send waits in the queue).
 //! Every refusal has a stable code and a sentence a person understands.
 
-use crate::consent::{state_of, ConsentCategory, ConsentService, ConsentState};
+use crate::consent::{ConsentCategory, ConsentService, ConsentState};
 use crate::error::StoreError;
 use crate::media::MediaRefusal;
 use crate::sends::request::{Category, SendKind, SendRequest};
@@ -159,17 +159,19 @@ impl Policy {
                 let marketing = registered.or(*category) == Some(Category::Marketing);
                 if marketing {
                     let history = self.consent.history(&contact).await?;
-                    match state_of(&history, ConsentCategory::Marketing) {
+                    let from = request.from.as_deref();
+                    let (state, latest) =
+                        self.consent
+                            .scope()
+                            .latest(&history, ConsentCategory::Marketing, from);
+                    match state {
                         ConsentState::OptedIn => {}
                         ConsentState::Unknown => return Ok(Some(Refusal::MarketingWithoutOptIn)),
                         ConsentState::OptedOut => {
-                            let source = history
-                                .iter()
-                                .rev()
-                                .find(|e| e.category == ConsentCategory::Marketing)
-                                .map_or("unknown", |e| e.source.as_str())
-                                .to_string();
-                            return Ok(Some(Refusal::MarketingOptedOut { source }));
+                            let source = latest.map_or("unknown", |e| e.source.as_str());
+                            return Ok(Some(Refusal::MarketingOptedOut {
+                                source: source.to_string(),
+                            }));
                         }
                     }
                 }

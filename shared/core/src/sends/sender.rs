@@ -382,7 +382,10 @@ impl Sender {
             (SendFailure::OptedOut { .. }, _) => {
                 let contact = request.contact_ref();
                 let consent = &self.sends.policy.consent;
-                if let Err(e) = consent.record_meta_opt_out(&contact, id, now_ms()).await {
+                if let Err(e) = consent
+                    .record_meta_opt_out(&contact, request.from.as_deref(), id, now_ms())
+                    .await
+                {
                     let _ = self.sends.store.release(id).await;
                     return retry_store(&e);
                 }

@@ -304,6 +304,14 @@ impl Sends {
     ) -> Result<ConsentEntry, SendsError> {
         let key = idempotency_key_of(idempotency_key)?;
         let mut entry = consent_request(body, now_ms())?;
+        if let Some(given) = entry.number.take() {
+            let number = crate::numbers::resolve_from(self.numbers.as_deref(), Some(&given))
+                .map_err(|(code, message)| SendsError::Number {
+                    code,
+                    message: message.replace("`from`", "`number`"),
+                })?;
+            entry.number = number;
+        }
         let mut new = true;
         let entry = match key {
             None => {
@@ -359,6 +367,7 @@ impl Sends {
             "history": history.iter().map(|e| json!({
                 "id": e.id, "category": e.category, "action": e.action, "source": e.source,
                 "evidence": e.evidence, "at": rfc3339(e.at), "recorded_at": rfc3339(e.recorded_at),
+                "number": e.number,
             })).collect::<Vec<_>>(),
         }))
     }
@@ -399,6 +408,9 @@ pub fn consent_request(body: &[u8], now: i64) -> Result<ConsentEntry, RequestErr
         source: Option<String>,
         evidence: Option<String>,
         at: Option<String>,
+        /// The business number it was given on (a label or a `phone_number_id` of the
+        /// registry); resolved by [`Sends::record_consent_by`].
+        number: Option<String>,
     }
     let b: ConsentBody = serde_json::from_slice(body).map_err(|e| {
         RequestError::invalid("invalid_json", format!("body is not a valid consent: {e}"))
@@ -468,6 +480,16 @@ pub fn consent_request(body: &[u8], now: i64) -> Result<ConsentEntry, RequestErr
         evidence,
         at,
         recorded_at: now,
+        number: match b.number.as_deref().map(str::trim) {
+            None => None,
+            Some(n) if n.is_empty() || n.chars().count() > 64 || n.chars().any(char::is_control) => {
+                return Err(RequestError::invalid(
+                    "invalid_number",
+                    "`number` must be a registered number's label or phone_number_id (1 to 64 characters)",
+                ))
+            }
+            Some(n) => Some(n.to_string()),
+        },
     })
 }
 

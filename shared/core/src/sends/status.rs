@@ -64,9 +64,11 @@ impl Sends {
                 .is_some_and(|e| e.code == "meta_131050")
         {
             let contact = contact_of_record(&record);
+            // The number the send went from (the stored request's resolved `from`).
+            let from = record.request.get("from").and_then(|f| f.as_str());
             self.policy
                 .consent
-                .record_meta_opt_out(&contact, &record.id, at)
+                .record_meta_opt_out(&contact, from, &record.id, at)
                 .await?;
             if by_callback.is_some() {
                 self.events.opted_out(&contact, &record.id).await?;

@@ -28,7 +28,7 @@ const SCHEMAS: &[&str] = &[
 ];
 
 /// Current schema version, kept in `PRAGMA user_version`.
-const SCHEMA_VERSION: i64 = 3;
+const SCHEMA_VERSION: i64 = 4;
 
 /// What a database of an older version needs beyond `CREATE ... IF NOT EXISTS` (which creates
 /// new tables, never new columns): `(version that introduced it, table, column, definition)`.
@@ -42,6 +42,7 @@ const UPGRADES: &[(i64, &str, &str, &str)] = &[
         "INTEGER NOT NULL DEFAULT 0",
     ),
     (3, "templates", "quality", "TEXT"),
+    (4, "consent_history", "number", "TEXT"),
 ];
 
 pub(super) fn migrate(conn: &mut Connection) -> Result<(), StoreError> {

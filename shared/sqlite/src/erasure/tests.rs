@@ -107,6 +107,7 @@ async fn seed(db: &Db, contact: &str, wa_id: &str, bsuid: Option<&str>) {
             evidence: Some("formulario".into()),
             at: 1_000,
             recorded_at: 1_000,
+            number: None,
         })
         .await
         .unwrap();

@@ -29,7 +29,7 @@ async fn marketing_needs_an_opt_in_and_no_later_opt_out() {
     s.sends
         .policy
         .consent
-        .record_stop_keyword(&contact, "evt-1", "STOP", now)
+        .record_stop_keyword(&contact, None, "evt-1", "STOP", now)
         .await
         .unwrap();
     let e = s
@@ -44,14 +44,14 @@ async fn marketing_needs_an_opt_in_and_no_later_opt_out() {
     s.sends
         .policy
         .consent
-        .record_user_preference(&contact, "evt-2", "resume", now + 1000)
+        .record_user_preference(&contact, None, "evt-2", "resume", now + 1000)
         .await
         .unwrap();
     s.sends.submit(MARKETING.as_bytes(), None).await.unwrap();
     s.sends
         .policy
         .consent
-        .record_user_preference(&contact, "evt-3", "stop", now + 2000)
+        .record_user_preference(&contact, None, "evt-3", "stop", now + 2000)
         .await
         .unwrap();
     let e = s
@@ -82,7 +82,7 @@ async fn marketing_needs_an_opt_in_and_no_later_opt_out() {
     s.sends
         .policy
         .consent
-        .record_stop_keyword(&contact, "evt-1", "STOP", now)
+        .record_stop_keyword(&contact, None, "evt-1", "STOP", now)
         .await
         .unwrap();
     let history = s.sends.consents(Some("+525512345678"), None).await.unwrap();
@@ -267,7 +267,7 @@ async fn a_guard_that_changes_while_queued_refuses_in_the_sender() {
     s.sends
         .policy
         .consent
-        .record_stop_keyword(&contact, "evt-9", "BAJA", now + 1)
+        .record_stop_keyword(&contact, None, "evt-9", "BAJA", now + 1)
         .await
         .unwrap();
     drain(&s).await;

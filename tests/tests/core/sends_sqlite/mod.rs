@@ -4,6 +4,7 @@
 //! error class of the sender, and a send's state machine from 202 to read or failed.
 
 mod api;
+mod consent_numbers;
 mod guards;
 mod idempotency;
 mod language;

@@ -101,6 +101,7 @@ fn every_bad_setting_stops_serve_naming_the_variable() {
         ("WABRIDGE_ATTRIBUTION", "/nonexistent/attribution.toml", &[]),
         ("META_CONVERSIONS_API_URL", "nope", &[]),
         ("WABRIDGE_CONVERSATION_IDLE_HOURS", "1d", &[]),
+        ("WABRIDGE_CONSENT_SCOPE", "per-number", &[]),
         ("WABRIDGE_FIRST_RESPONSE_SLA_MINUTES", "0", &[]),
         ("WABRIDGE_FIRST_RESPONSE_SLA_MINUTES", "15m", &[]),
         ("WABRIDGE_SWEEP_INTERVAL", "forever", &[]),
