@@ -124,7 +124,7 @@ impl KommoCrm {
         }
         if let Some(v) = r.outcome_value {
             // Kommo's price is a whole number in the account's currency.
-            body["price"] = json!(v.round() as i64);
+            body["price"] = json!(v.round().max(0.0) as u64);
         }
         if let Some(agent) = r
             .agent
