@@ -17,6 +17,8 @@ pub mod batch;
 ))]
 mod cache;
 pub mod check;
+#[cfg(any(feature = "pipedrive", feature = "kommo"))]
+pub(crate) mod conversation_fields;
 #[cfg(any(
     feature = "webhook",
     feature = "hubspot",

@@ -1,12 +1,13 @@
 //! Kommo's side of `wabridge crm check`: the token works, and the contact and lead custom
 //! fields the mapping names exist (`GET /api/v4/contacts/custom_fields`,
-//! `/api/v4/leads/custom_fields`).
+//! `/api/v4/leads/custom_fields`), with the lead fields of conversations.
 
 use wabridge_core::mapping::Mapping;
 
 use super::fields::Schema;
 use super::KommoCrm;
 use crate::check::CheckReport;
+use crate::conversation_fields::{DETAIL_FIELDS, REQUIRED_FIELDS};
 use crate::timeline::{touch_field_names, LEAD_FIELDS};
 
 /// Contact fields of Kommo's own (the name, the `PHONE` system field), not custom fields.
@@ -47,6 +48,9 @@ impl KommoCrm {
             report.fields("lead field", [effect.as_str()], has_lead, true);
         }
         report.fields("lead field", LEAD_FIELDS, has_lead, false);
+        // A conversation's lead: found again by the first, the rest written when they exist.
+        report.fields("conversation lead field", REQUIRED_FIELDS, has_lead, true);
+        report.fields("conversation lead field", DETAIL_FIELDS, has_lead, false);
         report
     }
 }

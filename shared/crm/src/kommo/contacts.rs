@@ -261,19 +261,30 @@ impl KommoCrm {
     /// A search miss for an in-doubt effect proves nothing until the index caught up with the
     /// uncertain attempt (its time unknown when made by another process: counted from now).
     fn trust_miss(&self, effect: &Effect) -> Result<(), CrmError> {
-        if !effect.in_doubt {
+        self.trust_miss_of(&effect.id, effect.in_doubt, "contact")
+    }
+
+    /// The lag guard of an uncertain create remembered under `key` (an effect id, or a
+    /// conversation id for its lead): with `in_doubt`, a search miss waits out the index lag.
+    pub(super) fn trust_miss_of(
+        &self,
+        key: &str,
+        in_doubt: bool,
+        what: &str,
+    ) -> Result<(), CrmError> {
+        if !in_doubt {
             return Ok(());
         }
         let now = Instant::now();
         let trusted_at = {
             let mut doubtful = self.doubtful.lock().unwrap();
-            *doubtful.entry(effect.id.clone()).or_insert(now) + self.settings.search_lag
+            *doubtful.entry(key.to_string()).or_insert(now) + self.settings.search_lag
         };
         if now >= trusted_at {
-            self.doubtful.lock().unwrap().remove(&effect.id);
+            self.doubtful.lock().unwrap().remove(key);
             return Ok(());
         }
-        tracing::info!(effect = %effect.id, "kommo: in-doubt contact not found yet; searching again once the index caught up");
+        tracing::info!(key = %key, "kommo: in-doubt {what} not found yet; searching again once the index caught up");
         Err(CrmError::RateLimited(Some(trusted_at - now)))
     }
 }

@@ -19,10 +19,12 @@
 //! - **lead**: a Lead linked to the contact (`POST /api/v4/leads` with `_embedded.contacts`),
 //!   carrying the effect id in the mapping's `effect_property` lead field; in doubt, the
 //!   contact's leads are read first.
-//! - **conversations**: not written yet (a Kommo lead per conversation is the native object
-//!   without a Chats API channel; docs/crm/kommo.md).
-//! - **erasure**: not applied (logged): API v4 cannot delete contacts; docs/crm/kommo.md says
-//!   how to erase by hand.
+//! - **conversation**: a Lead per conversation linked to the contact (`conversations.rs`),
+//!   found again by its `wabridge_conversation_id` lead field. Its messages' notes stay on the
+//!   contact, naming the conversation (a Kommo note has one parent). An SLA breach shows as the
+//!   lead's `wabridge_sla_breached_at`.
+//! - **erasure**: not applied (logged): API v4 cannot delete contacts or leads;
+//!   docs/crm/kommo.md says how to erase by hand.
 //! - **template status, number quality, account, unknown, media, calls, edits, a status of a
 //!   group message**: not written (logged).
 //!
@@ -32,6 +34,7 @@
 pub(crate) mod api;
 mod check;
 mod contacts;
+mod conversations;
 mod fields;
 mod records;
 
@@ -46,10 +49,12 @@ use tokio::sync::OnceCell;
 use crate::batch::{BatchStats, Batcher};
 use crate::ConfigError;
 use api::Client;
+use conversations::{KnownLead, LeadSettings};
 use fields::Schema;
 use records::NoteOp;
 use wabridge_core::config;
 use wabridge_core::crm::{Crm, CrmError, Effect};
+use wabridge_core::mapping::owners::ConversationSettings;
 use wabridge_core::mapping::Mapping;
 use wabridge_core::records::Record;
 
@@ -84,6 +89,9 @@ pub struct KommoSettings {
     pub search_lag: Duration,
     /// Notes per batch call (1 turns batching off).
     pub notes_batch: usize,
+    /// The mapping's `[conversations]`: owners (Kommo user ids) and each outcome's lead status
+    /// (`won`, `lost` or a status id).
+    pub conversations: ConversationSettings,
 }
 
 impl std::fmt::Debug for KommoSettings {
@@ -98,6 +106,7 @@ impl std::fmt::Debug for KommoSettings {
             .field("timeout", &self.timeout)
             .field("search_lag", &self.search_lag)
             .field("notes_batch", &self.notes_batch)
+            .field("conversations", &self.conversations)
             .finish()
     }
 }
@@ -117,6 +126,12 @@ pub struct KommoCrm {
     doubtful: Mutex<HashMap<String, Instant>>,
     /// One find-or-create at a time per person (our contact id).
     locks: Mutex<HashMap<String, Arc<tokio::sync::Mutex<()>>>>,
+    /// Owners and outcome statuses of conversation leads, checked.
+    lead_settings: LeadSettings,
+    /// Conversation id → its lead, as this process wrote or found it.
+    leads: Mutex<HashMap<String, KnownLead>>,
+    /// One find-or-create at a time per conversation.
+    lead_locks: Mutex<HashMap<String, Arc<tokio::sync::Mutex<()>>>>,
 }
 
 impl KommoCrm {
@@ -127,6 +142,7 @@ impl KommoCrm {
             settings.timeout,
             settings.per_second,
         )?);
+        let lead_settings = LeadSettings::from_mapping(&settings.conversations)?;
         let notes = Batcher::new(
             NoteOp {
                 client: client.clone(),
@@ -144,6 +160,9 @@ impl KommoCrm {
             written: Mutex::new(HashMap::new()),
             doubtful: Mutex::new(HashMap::new()),
             locks: Mutex::new(HashMap::new()),
+            lead_settings,
+            leads: Mutex::new(HashMap::new()),
+            lead_locks: Mutex::new(HashMap::new()),
         })
     }
 
@@ -187,6 +206,7 @@ impl KommoCrm {
             timeout,
             search_lag: DEFAULT_SEARCH_LAG,
             notes_batch: NOTES_BATCH_MAX,
+            conversations: mapping.conversations.clone(),
         })
     }
 
@@ -235,7 +255,16 @@ impl Crm for KommoCrm {
         Some(self.settings.timeout * 4)
     }
 
+    /// crm-sync then never hands over a revision its store has superseded (a lead cannot
+    /// refuse an older one), and writes the lead before the notes that name it.
+    fn conversations_first(&self) -> bool {
+        true
+    }
+
     async fn apply(&self, effect: &Effect) -> Result<(), CrmError> {
+        if let Record::Conversation(c) = &effect.record {
+            return self.conversation_lead(effect, c).await;
+        }
         if let Some(why) = crate::skips::skip_reason(effect, "Kommo") {
             self.skip(effect, &why);
             return Ok(());
@@ -250,7 +279,7 @@ impl Crm for KommoCrm {
             }
             Record::Lead(lead) => self.lead(effect, lead).await,
             Record::Erasure(_) => {
-                tracing::warn!(effect = %effect.id, "kommo: Kommo's API cannot delete contacts: erase this person in Kommo by hand (docs/crm/kommo.md)");
+                tracing::warn!(effect = %effect.id, "kommo: Kommo's API cannot delete contacts or leads: erase this person and their conversation leads in Kommo by hand (docs/crm/kommo.md)");
                 Ok(())
             }
             // Skipped above (`skips::skip_reason`).

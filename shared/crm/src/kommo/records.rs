@@ -14,6 +14,7 @@ use super::api::Client;
 use super::fields::field_value;
 use super::KommoCrm;
 use crate::batch::{BatchAnswer, BatchOp};
+use crate::conversation_fields::note_line;
 use crate::timeline::{status_text, LEAD_FIELDS};
 
 /// The line that ties a note to its effect: found again by an in-doubt retry.
@@ -90,6 +91,12 @@ impl KommoCrm {
                 .map(String::from)
                 .or_else(|| a.text.clone())
                 .unwrap_or_else(|| format!("WhatsApp {}", a.kind))
+        };
+        // A note has one parent: it stays on the contact, naming its conversation (the
+        // conversation's lead is found by that id; docs/crm/kommo.md#conversations says why).
+        let text = match &a.conversation_id {
+            Some(conversation) => format!("{text}\n{}", note_line(conversation)),
+            None => text,
         };
         self.notes
             .submit((contact, format!("{text}\n{marker}")))

@@ -1,11 +1,13 @@
 //! Pipedrive's side of `wabridge crm check`: the token works, and the person and deal fields
-//! the mapping names exist (`GET /api/v2/personFields`, `/api/v2/dealFields`).
+//! the mapping names exist (`GET /api/v2/personFields`, `/api/v2/dealFields`), and the deal
+//! fields of conversations.
 
 use wabridge_core::mapping::Mapping;
 
 use super::fields::Schema;
 use super::PipedriveCrm;
 use crate::check::CheckReport;
+use crate::conversation_fields::{DETAIL_FIELDS, REQUIRED_FIELDS};
 use crate::timeline::{touch_field_names, LEAD_FIELDS};
 
 /// Person fields of Pipedrive's own, not custom fields.
@@ -56,6 +58,19 @@ impl PipedriveCrm {
         report.fields(
             "deal field",
             LEAD_FIELDS,
+            |n| schema.deal.code(n).is_some(),
+            false,
+        );
+        // A conversation's deal: found again by the first, the rest written when they exist.
+        report.fields(
+            "conversation deal field",
+            REQUIRED_FIELDS,
+            |n| schema.deal.code(n).is_some(),
+            true,
+        );
+        report.fields(
+            "conversation deal field",
+            DETAIL_FIELDS,
             |n| schema.deal.code(n).is_some(),
             false,
         );

@@ -17,12 +17,16 @@
 //!   fields the company has not created are left out.
 //! - **lead**: a Deal on the person (`POST /api/v2/deals`) carrying the effect id in the
 //!   mapping's `effect_property` deal field; in doubt, the person's deals are listed first.
+//! - **conversation**: a Deal per conversation on the person (`conversations.rs`), found again
+//!   by its `wabridge_conversation_id` deal field; the notes of its messages link to it
+//!   (`deal_id`). An SLA breach shows as the deal's `wabridge_sla_breached_at`.
 //! - **erasure**: each person found by the person's numbers and BSUIDs is deleted
-//!   (`DELETE /api/v2/persons/{id}`; Pipedrive keeps deleted persons 30 days, then purges).
+//!   (`DELETE /api/v2/persons/{id}`; Pipedrive keeps deleted persons 30 days, then purges),
+//!   and so are its conversation deals (their titles name the person).
 //! - **template status, number quality, account, unknown, media, a status of a group message**:
 //!   not written (logged): Pipedrive has no object for them (files: not yet).
-//! - **calls, edits and deletions, conversations** (`call`, `message_change`, `conversation`):
-//!   not written yet (logged).
+//! - **calls, edits and deletions, SLA breaches** (`call`, `message_change`, `sla_breach`): not
+//!   written yet (logged).
 //!
 //! Limits: every call takes a slot of the token's burst window first (`pace.rs`): at most
 //! `PIPEDRIVE_BURST_LIMIT` per 2 s, and 10 searches per 2 s. A 429 (someone
@@ -30,6 +34,7 @@
 
 pub(crate) mod api;
 mod check;
+mod conversations;
 mod fields;
 mod persons;
 mod records;
@@ -45,9 +50,11 @@ use tokio::sync::OnceCell;
 use crate::ConfigError;
 use api::Client;
 pub use api::{AccessTokens, PipedriveAuth};
+use conversations::{DealSettings, KnownDeal};
 use fields::Schema;
 use wabridge_core::config;
 use wabridge_core::crm::{Crm, CrmError, Effect};
+use wabridge_core::mapping::owners::ConversationSettings;
 use wabridge_core::mapping::Mapping;
 use wabridge_core::records::Record;
 
@@ -73,6 +80,9 @@ pub struct PipedriveSettings {
     pub limits: (usize, usize),
     pub timeout: Duration,
     pub search_lag: Duration,
+    /// The mapping's `[conversations]`: owners (Pipedrive user ids) and what each outcome does
+    /// to the conversation's deal (`won`, `lost`, `open` or a stage id).
+    pub conversations: ConversationSettings,
 }
 
 impl std::fmt::Debug for PipedriveSettings {
@@ -86,6 +96,7 @@ impl std::fmt::Debug for PipedriveSettings {
             .field("limits", &self.limits)
             .field("timeout", &self.timeout)
             .field("search_lag", &self.search_lag)
+            .field("conversations", &self.conversations)
             .finish()
     }
 }
@@ -104,6 +115,12 @@ pub struct PipedriveCrm {
     doubtful: Mutex<HashMap<String, Instant>>,
     /// One find-or-create at a time per person (our contact id).
     person_locks: Mutex<HashMap<String, std::sync::Arc<tokio::sync::Mutex<()>>>>,
+    /// Owners and outcomes of conversation deals, checked.
+    deal_settings: DealSettings,
+    /// Conversation id → its deal, as this process wrote or found it.
+    deals: Mutex<HashMap<String, KnownDeal>>,
+    /// One find-or-create at a time per conversation.
+    deal_locks: Mutex<HashMap<String, std::sync::Arc<tokio::sync::Mutex<()>>>>,
 }
 
 impl PipedriveCrm {
@@ -114,6 +131,7 @@ impl PipedriveCrm {
             settings.timeout,
             settings.limits,
         )?;
+        let deal_settings = DealSettings::from_mapping(&settings.conversations)?;
         Ok(PipedriveCrm {
             client,
             settings,
@@ -123,6 +141,9 @@ impl PipedriveCrm {
             written: Mutex::new(HashMap::new()),
             doubtful: Mutex::new(HashMap::new()),
             person_locks: Mutex::new(HashMap::new()),
+            deal_settings,
+            deals: Mutex::new(HashMap::new()),
+            deal_locks: Mutex::new(HashMap::new()),
         })
     }
 
@@ -157,6 +178,7 @@ impl PipedriveCrm {
             limits: (burst as usize, api::SEARCH_LIMIT),
             timeout,
             search_lag: DEFAULT_SEARCH_LAG,
+            conversations: mapping.conversations.clone(),
         })
     }
 
@@ -183,7 +205,15 @@ impl Crm for PipedriveCrm {
         Some(self.settings.timeout * 4)
     }
 
+    /// A conversation's deal is written before its messages' notes, which link to it.
+    fn conversations_first(&self) -> bool {
+        true
+    }
+
     async fn apply(&self, effect: &Effect) -> Result<(), CrmError> {
+        if let Record::Conversation(c) = &effect.record {
+            return self.conversation_deal(effect, c).await;
+        }
         if let Some(why) = crate::skips::skip_reason(effect, "Pipedrive") {
             self.skip(effect, &why);
             return Ok(());

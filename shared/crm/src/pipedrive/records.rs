@@ -1,5 +1,5 @@
-//! Notes (messages and statuses), person field updates (consent, attribution), deals (leads)
-//! and erasure.
+//! Notes (messages and statuses, linked to their conversation's deal), person field updates
+//! (consent, attribution), deals (leads) and erasure.
 
 use reqwest::Method;
 use serde_json::{json, Map, Value};
@@ -11,6 +11,7 @@ use wabridge_core::records::{ActivityRecord, Direction};
 use super::api::{encode, Budget};
 use super::fields::as_text;
 use super::PipedriveCrm;
+use crate::conversation_fields::note_line;
 use crate::timeline::{status_text, LEAD_FIELDS};
 
 /// The line that ties a note to its effect: found again by an in-doubt retry.
@@ -63,7 +64,16 @@ impl PipedriveCrm {
                 .or_else(|| a.text.clone())
                 .unwrap_or_else(|| format!("WhatsApp {}", a.kind))
         };
-        let body = json!({"content": html(&format!("{text}\n{marker}")), "person_id": person});
+        let mut body = json!({"person_id": person});
+        let mut text = text;
+        if let Some(conversation) = &a.conversation_id {
+            // Its deal was written just before (conversations first): the note links to it.
+            if let Some(deal) = self.deal_of(conversation).await? {
+                body["deal_id"] = json!(deal);
+            }
+            text = format!("{text}\n{}", note_line(conversation));
+        }
+        body["content"] = json!(html(&format!("{text}\n{marker}")));
         self.client
             .call(Method::POST, "/v1/notes", Some(&body), Budget::General)
             .await
@@ -162,6 +172,7 @@ impl PipedriveCrm {
         for value in e.phones.iter().chain(&e.bsuids) {
             // One search per identity: a deleted person may linger in the lagging index.
             if let Some(id) = self.search(value).await? {
+                self.erase_conversation_deals(id).await?;
                 match self
                     .client
                     .call(

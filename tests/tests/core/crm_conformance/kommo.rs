@@ -12,7 +12,7 @@ use wabridge_core::mapping::Mapping;
 use wabridge_crm::kommo::{KommoCrm, KommoSettings, NOTES_BATCH_MAX};
 
 use super::kommo_fake::{field_id, serve, KommoFake, LIMIT, TOKEN};
-use super::{ActivityView, ContactView, DealView, Fault, Subject};
+use super::{ActivityView, ContactView, ConversationView, DealView, Fault, Subject};
 use crate::crm_http::TIMEOUT;
 
 pub(crate) struct Kommo {
@@ -57,6 +57,7 @@ impl Kommo {
             timeout: TIMEOUT,
             search_lag: *self.lag.lock().unwrap(),
             notes_batch: NOTES_BATCH_MAX,
+            conversations: mapping.conversations.clone(),
         }
     }
 }
@@ -140,15 +141,48 @@ impl Subject for Kommo {
             .collect()
     }
 
-    fn conversations(&self) -> Option<Vec<super::ConversationView>> {
-        // Not written to Kommo yet (docs/crm/kommo.md says why).
-        None
+    /// The conversation leads. A Kommo note has one parent and the adapter keeps notes on the
+    /// contact, so a lead's activities are its contact's notes naming the conversation.
+    fn conversations(&self) -> Option<Vec<ConversationView>> {
+        let leads = self.fake.leads.lock().unwrap().clone();
+        let notes = self.fake.notes.lock().unwrap().clone();
+        Some(
+            leads
+                .iter()
+                .filter_map(|l| {
+                    let id = custom(l, true, "wabridge_conversation_id")?;
+                    let contact = &l["contacts"][0];
+                    let line = format!("WhatsApp conversation {id}");
+                    let activities = notes
+                        .iter()
+                        .filter(|n| n["entity_id"] == *contact)
+                        .filter(|n| {
+                            n["params"]["text"]
+                                .as_str()
+                                .is_some_and(|t| t.lines().any(|l| l == line))
+                        })
+                        .count();
+                    Some(ConversationView {
+                        contact: self.key_of(contact),
+                        revision: custom(l, true, "wabridge_revision")
+                            .and_then(|r| r.parse().ok())
+                            .unwrap_or(0),
+                        outcome: custom(l, true, "wabridge_outcome"),
+                        closed: custom(l, true, "wabridge_closed_at").is_some(),
+                        activities,
+                        id,
+                    })
+                })
+                .collect(),
+        )
     }
 
+    /// The leads of leads (a conversation's lead is not one).
     fn deals(&self) -> Vec<DealView> {
         let leads = self.fake.leads.lock().unwrap().clone();
         leads
             .iter()
+            .filter(|l| custom(l, true, "wabridge_conversation_id").is_none())
             .map(|l| DealView {
                 effect: custom(l, true, "wabridge_effect_id").unwrap_or_default(),
                 contact: self.key_of(&l["contacts"][0]),

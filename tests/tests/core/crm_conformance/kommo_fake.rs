@@ -1,5 +1,6 @@
 //! A local Kommo (API v4): contacts (search by `query`, create, update, read with its leads),
-//! contact notes (batch add, list), leads (add, list) and the custom fields, as Kommo documents
+//! contact notes (batch add, list), leads (add, list and search, update, link) and the custom
+//! fields, as Kommo documents
 //! them. A request outside those shapes (an unknown key, a field id the account lacks, more
 //! than 250 entities, a body that is not the documented array) gets Kommo's 400 and is recorded
 //! as a problem. It enforces 7 requests per rolling second (429 past it; after repeated 429s the
@@ -56,6 +57,18 @@ pub(crate) const LEAD_FIELDS: &[&str] = &[
     "utm_campaign",
     "ctwa_clid",
     "wabridge_lead_id",
+    // A conversation's lead (docs/crm/kommo.md#conversations).
+    "wabridge_conversation_id",
+    "wabridge_revision",
+    "wabridge_agent",
+    "wabridge_origin",
+    "wabridge_opened_by",
+    "wabridge_first_response_ms",
+    "wabridge_tags",
+    "wabridge_outcome",
+    "wabridge_close_reason",
+    "wabridge_closed_at",
+    "wabridge_sla_breached_at",
 ];
 const CONTACT_BASE: u64 = 1_000;
 const LEAD_BASE: u64 = 2_000;
@@ -93,6 +106,8 @@ pub(crate) struct KommoFake {
     pub contacts: Mutex<BTreeMap<u64, Contact>>,
     pub notes: Mutex<Vec<Value>>,
     pub leads: Mutex<Vec<Value>>,
+    /// Lead id → when it was made (the leads search lags like the contacts search).
+    pub lead_created: Mutex<HashMap<u64, Instant>>,
     /// Sizes of the note batches received.
     pub note_batches: Mutex<Vec<usize>>,
     /// Searches answered 204.
@@ -260,6 +275,7 @@ fn route_call(
     query: &[(String, String)],
     body: Option<Value>,
 ) -> Response {
+    use super::kommo_fake_leads as leads;
     use super::kommo_fake_records as records;
     if let Some((k, _)) = query.iter().find(|(k, _)| !allowed_param(k)) {
         return fake.problem(format!("{method} {path}: unknown parameter `{k}`"));
@@ -283,8 +299,10 @@ fn route_call(
         ("GET", ["api", "v4", "contacts", id]) => records::get(fake, id, param("with")),
         ("POST", ["api", "v4", "contacts", "notes"]) => records::add_notes(fake, body.unwrap()),
         ("GET", ["api", "v4", "contacts", id, "notes"]) => records::list_notes(fake, id, query),
-        ("POST", ["api", "v4", "leads"]) => records::add_leads(fake, body.unwrap()),
-        ("GET", ["api", "v4", "leads"]) => records::list_leads(fake, query),
+        ("POST", ["api", "v4", "leads"]) => leads::add(fake, body.unwrap()),
+        ("GET", ["api", "v4", "leads"]) => leads::list(fake, query),
+        ("PATCH", ["api", "v4", "leads", id]) => leads::patch(fake, id, body.unwrap()),
+        ("POST", ["api", "v4", "leads", id, "link"]) => leads::link(fake, id, body.unwrap()),
         _ => fake.problem(format!("{method} {path}: no such endpoint")),
     }
 }

@@ -1,4 +1,5 @@
-//! The local Kommo's records: contacts, contact notes and leads, each request checked against
+//! The local Kommo's records: contacts and contact notes (leads: `kommo_fake_leads`), each
+//! request checked against
 //! the documented keys and types (arrays of at most 250 entities for adds, custom fields by an
 //! existing `field_id` or a system `field_code`, text values as strings).
 
@@ -35,29 +36,11 @@ const NOTE_KEYS: &[&str] = &[
     "request_id",
     "is_need_to_trigger_digital_pipeline",
 ];
-/// Keys of a lead in `POST /api/v4/leads`.
-const LEAD_KEYS: &[&str] = &[
-    "name",
-    "price",
-    "status_id",
-    "pipeline_id",
-    "created_by",
-    "updated_by",
-    "closed_at",
-    "created_at",
-    "updated_at",
-    "loss_reason_id",
-    "responsible_user_id",
-    "custom_fields_values",
-    "tags_to_add",
-    "_embedded",
-    "request_id",
-];
 /// `enum_code`s of the `PHONE` field.
 const PHONE_ENUMS: &[&str] = &["WORK", "WORKDD", "MOB", "FAX", "HOME", "OTHER"];
 
 /// The entities of an add request: a JSON array of 1 to 250 objects.
-fn entities(body: &Value) -> Result<Vec<Map<String, Value>>, String> {
+pub(super) fn entities(body: &Value) -> Result<Vec<Map<String, Value>>, String> {
     let Some(items) = body.as_array() else {
         return Err("the body must be an array of entities".into());
     };
@@ -75,7 +58,7 @@ fn entities(body: &Value) -> Result<Vec<Map<String, Value>>, String> {
 }
 
 /// What is wrong with an entity's keys and custom fields, if anything.
-fn shape(e: &Map<String, Value>, keys: &[&str], lead: bool) -> Option<String> {
+pub(super) fn shape(e: &Map<String, Value>, keys: &[&str], lead: bool) -> Option<String> {
     if let Some(k) = e.keys().find(|k| !keys.contains(&k.as_str())) {
         return Some(format!("unknown key `{k}`"));
     }
@@ -119,7 +102,7 @@ fn shape(e: &Map<String, Value>, keys: &[&str], lead: bool) -> Option<String> {
 
 /// Replaces the fields `update` names in `body`'s `custom_fields_values` (Kommo replaces a
 /// field's values, and leaves fields not named alone).
-fn merge_fields(body: &mut Value, update: &[Value]) {
+pub(super) fn merge_fields(body: &mut Value, update: &[Value]) {
     let mut fields = body["custom_fields_values"]
         .as_array()
         .cloned()
@@ -341,69 +324,4 @@ pub(super) fn list_notes(fake: &KommoFake, id: &str, query: &[(String, String)])
         return StatusCode::NO_CONTENT.into_response();
     }
     ok(json!({"_page": 1, "_links": {}, "_embedded": {"notes": notes}}))
-}
-
-pub(super) fn add_leads(fake: &KommoFake, body: Value) -> Response {
-    let items = match entities(&body) {
-        Ok(items) => items,
-        Err(p) => return fake.problem(format!("POST leads: {p}")),
-    };
-    let mut made = Vec::new();
-    for (i, e) in items.into_iter().enumerate() {
-        if let Some(p) = shape(&e, LEAD_KEYS, true) {
-            return fake.problem(format!("POST leads: {p}"));
-        }
-        let contacts = e["_embedded"]["contacts"]
-            .as_array()
-            .cloned()
-            .unwrap_or_default();
-        let mut linked = Vec::new();
-        for c in &contacts {
-            let Some(cid) = c["id"].as_u64() else {
-                return fake.problem(format!("POST leads: a linked contact needs its id: {c}"));
-            };
-            if !fake.contacts.lock().unwrap().contains_key(&cid) {
-                return super::kommo_fake::validation(
-                    "0._embedded.contacts.0.id",
-                    "Contact not found",
-                );
-            }
-            linked.push(json!(cid));
-        }
-        let id = fake.id();
-        fake.leads
-            .lock()
-            .unwrap()
-            .push(json!({"id": id, "name": e.get("name"),
-            "custom_fields_values": e.get("custom_fields_values").cloned().unwrap_or(json!([])),
-            "contacts": linked}));
-        made.push(json!({"id": id, "request_id": i.to_string()}));
-    }
-    ok(json!({"_links": {}, "_embedded": {"leads": made}}))
-}
-
-pub(super) fn list_leads(fake: &KommoFake, query: &[(String, String)]) -> Response {
-    let mut ids = Vec::new();
-    for (k, v) in query {
-        match k.as_str() {
-            "filter[id][]" => match v.parse::<u64>() {
-                Ok(id) => ids.push(id),
-                Err(_) => return fake.problem(format!("GET leads: filter[id][]={v}")),
-            },
-            "limit" | "page" | "with" => {}
-            _ => return fake.problem(format!("GET leads: {k}={v}")),
-        }
-    }
-    let leads: Vec<Value> = fake
-        .leads
-        .lock()
-        .unwrap()
-        .iter()
-        .filter(|l| ids.is_empty() || l["id"].as_u64().is_some_and(|id| ids.contains(&id)))
-        .map(|l| json!({"id": l["id"], "name": l["name"], "custom_fields_values": l["custom_fields_values"]}))
-        .collect();
-    if leads.is_empty() {
-        return StatusCode::NO_CONTENT.into_response();
-    }
-    ok(json!({"_page": 1, "_links": {}, "_embedded": {"leads": leads}}))
 }

@@ -12,7 +12,7 @@ use wabridge_core::mapping::Mapping;
 use wabridge_crm::pipedrive::{PipedriveAuth, PipedriveCrm, PipedriveSettings};
 
 use super::pipedrive_fake::{code, serve, PipedriveFake, TOKEN};
-use super::{ActivityView, ContactView, DealView, Fault, Subject};
+use super::{ActivityView, ContactView, ConversationView, DealView, Fault, Subject};
 use crate::crm_http::TIMEOUT;
 
 /// The Enterprise plan's API-token burst limit per 2 s, and the search limit per 2 s.
@@ -77,6 +77,7 @@ impl Subject for Pipedrive {
                 limits: LIMITS,
                 timeout: TIMEOUT,
                 search_lag: *self.lag.lock().unwrap(),
+                conversations: mapping.conversations.clone(),
             })
             .unwrap(),
         )
@@ -138,15 +139,36 @@ impl Subject for Pipedrive {
             .collect()
     }
 
-    fn conversations(&self) -> Option<Vec<super::ConversationView>> {
-        // Not written to Pipedrive (docs/crm/pipedrive.md says why).
-        None
+    /// The conversation deals, each with the notes linked to it (`deal_id`).
+    fn conversations(&self) -> Option<Vec<ConversationView>> {
+        let deals = self.fake.deals.lock().unwrap().clone();
+        let notes = self.fake.notes.lock().unwrap().clone();
+        Some(
+            deals
+                .iter()
+                .filter_map(|d| {
+                    let id = Self::custom(d, "wabridge_conversation_id")?;
+                    Some(ConversationView {
+                        id,
+                        contact: self.key_of(&d["person_id"]),
+                        revision: Self::custom(d, "wabridge_revision")
+                            .and_then(|r| r.parse().ok())
+                            .unwrap_or(0),
+                        outcome: Self::custom(d, "wabridge_outcome"),
+                        closed: Self::custom(d, "wabridge_closed_at").is_some(),
+                        activities: notes.iter().filter(|n| n["deal_id"] == d["id"]).count(),
+                    })
+                })
+                .collect(),
+        )
     }
 
+    /// The deals of leads (a conversation's deal is not one).
     fn deals(&self) -> Vec<DealView> {
         let deals = self.fake.deals.lock().unwrap().clone();
         deals
             .iter()
+            .filter(|d| Self::custom(d, "wabridge_conversation_id").is_none())
             .map(|d| DealView {
                 effect: Self::custom(d, "wabridge_effect_id").unwrap_or_default(),
                 contact: self.key_of(&d["person_id"]),

@@ -1,5 +1,5 @@
-//! A local Pipedrive: API v2 persons (search, create, patch, delete), deals and field schema,
-//! v1 notes, as Pipedrive documents them. A request outside those shapes (an unknown key, a
+//! A local Pipedrive: API v2 persons (search, create, patch, delete), deals (create, list,
+//! search, patch, delete) and field schema, v1 notes, as Pipedrive documents them. A request outside those shapes (an unknown key, a
 //! v1 endpoint out of support since August 2026, the token in the query string) gets
 //! Pipedrive's 400 envelope and is recorded as a problem. It enforces the token's burst limit
 //! and the search limit per rolling 2 s (429 past them), lets search lag behind creates, and
@@ -54,6 +54,18 @@ const DEAL_FIELDS: &[&str] = &[
     "utm_campaign",
     "ctwa_clid",
     "wabridge_lead_id",
+    // A conversation's deal (docs/crm/pipedrive.md#conversations).
+    "wabridge_conversation_id",
+    "wabridge_revision",
+    "wabridge_agent",
+    "wabridge_origin",
+    "wabridge_opened_by",
+    "wabridge_first_response_ms",
+    "wabridge_tags",
+    "wabridge_outcome",
+    "wabridge_close_reason",
+    "wabridge_closed_at",
+    "wabridge_sla_breached_at",
 ];
 
 /// A custom field's code as Pipedrive makes them: 40 hex characters, unrelated to the name.
@@ -81,6 +93,8 @@ pub(crate) struct PipedriveFake {
     pub persons: Mutex<BTreeMap<u64, Person>>,
     pub notes: Mutex<Vec<Value>>,
     pub deals: Mutex<Vec<Value>>,
+    /// Deal id → when it was made (the deals search lags like the persons search).
+    pub deal_created: Mutex<HashMap<u64, Instant>>,
     next_id: AtomicU64,
     /// Custom fields the company lacks (by name), for `crm check`.
     pub missing_fields: Mutex<Vec<String>>,
@@ -292,6 +306,13 @@ fn route_call(
             super::pipedrive_fake_records::add_deal(fake, body.unwrap())
         }
         ("GET", ["api", "v2", "deals"]) => super::pipedrive_fake_records::list_deals(fake, query),
+        ("GET", ["api", "v2", "deals", "search"]) => {
+            super::pipedrive_fake_deals::search(fake, query)
+        }
+        ("PATCH", ["api", "v2", "deals", id]) => {
+            super::pipedrive_fake_deals::patch(fake, id, body.unwrap())
+        }
+        ("DELETE", ["api", "v2", "deals", id]) => super::pipedrive_fake_deals::delete(fake, id),
         (_, ["v1", "persons" | "deals" | "activities" | "itemSearch" | "organizations", ..]) => {
             fake.problem(format!(
                 "{method} {path}: a v1 endpoint out of support since 1 Aug 2026 (use API v2)"

@@ -40,7 +40,7 @@ const NOTE_KEYS: &[&str] = &[
     "pinned_to_project_flag",
 ];
 /// Keys `POST /api/v2/deals` takes.
-const DEAL_KEYS: &[&str] = &[
+pub(super) const DEAL_KEYS: &[&str] = &[
     "title",
     "owner_id",
     "person_id",
@@ -60,7 +60,7 @@ const DEAL_KEYS: &[&str] = &[
 ];
 
 /// What is wrong with `body` against `keys` and the company's custom fields, if anything.
-fn shape(body: &Map<String, Value>, keys: &[&str], deal: bool) -> Option<String> {
+pub(super) fn shape(body: &Map<String, Value>, keys: &[&str], deal: bool) -> Option<String> {
     if let Some(k) = body.keys().find(|k| !keys.contains(&k.as_str())) {
         return Some(format!("unknown key `{k}`"));
     }
@@ -204,8 +204,12 @@ pub(super) fn add_note(fake: &PipedriveFake, body: Map<String, Value>) -> Respon
     if !fake.persons.lock().unwrap().contains_key(&person) {
         return envelope(StatusCode::BAD_REQUEST, "Person not found");
     }
+    let deal = body.get("deal_id").cloned().unwrap_or(Value::Null);
+    if !deal.is_null() && !super::pipedrive_fake_deals::exists(fake, &deal) {
+        return envelope(StatusCode::BAD_REQUEST, "Deal not found");
+    }
     let id = fake.id();
-    let note = json!({"id": id, "content": body["content"], "person_id": person,
+    let note = json!({"id": id, "content": body["content"], "person_id": person, "deal_id": deal,
         "add_time": format!("2026-12-04 00:00:{:02}", id % 60)});
     fake.notes.lock().unwrap().push(note.clone());
     ok(note, Value::Null)
@@ -261,9 +265,15 @@ pub(super) fn add_deal(fake: &PipedriveFake, body: Map<String, Value>) -> Respon
             return envelope(StatusCode::BAD_REQUEST, "Person not found");
         }
     }
+    if let Some(p) = super::pipedrive_fake_deals::values(fake, &body) {
+        return fake.problem(format!("POST deals: {p}"));
+    }
     let mut deal = Value::Object(body);
-    deal["id"] = json!(fake.id());
+    let id = fake.id();
+    deal["id"] = json!(id);
+    deal["status"] = deal.get("status").cloned().unwrap_or(json!("open"));
     fake.deals.lock().unwrap().push(deal.clone());
+    fake.deal_created.lock().unwrap().insert(id, Instant::now());
     ok(deal, Value::Null)
 }
 

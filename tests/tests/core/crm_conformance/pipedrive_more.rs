@@ -26,6 +26,7 @@ async fn adapter() -> (Arc<PipedriveFake>, PipedriveCrm) {
         limits: (100, 10),
         timeout: Duration::from_secs(2),
         search_lag: Duration::ZERO,
+        conversations: Default::default(),
     })
     .unwrap();
     (fake, crm)
@@ -198,6 +199,7 @@ async fn settings_never_print_the_token() {
         limits: (20, 10),
         timeout: Duration::from_secs(1),
         search_lag: Duration::ZERO,
+        conversations: Default::default(),
     };
     let printed = format!("{settings:?}");
     assert!(
@@ -230,6 +232,7 @@ async fn oauth_access_tokens_go_as_a_bearer() {
         limits: (100, 10),
         timeout: Duration::from_secs(2),
         search_lag: Duration::ZERO,
+        conversations: Default::default(),
     };
     assert!(!format!("{settings:?}").contains(pipedrive_fake::OAUTH_TOKEN));
     let crm = PipedriveCrm::new(settings).unwrap();
