@@ -24,6 +24,7 @@ mod pipedrive_fake;
 mod pipedrive_fake_records;
 mod pipedrive_more;
 mod salesforce;
+mod salesforce_cases;
 mod salesforce_fake;
 mod salesforce_fake_records;
 mod salesforce_more;
