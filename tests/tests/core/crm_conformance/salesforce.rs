@@ -60,7 +60,7 @@ impl Salesforce {
                 api_version: super::salesforce_fake::API_VERSION.into(),
                 object,
                 id_field: mapping.id_property.clone().unwrap(),
-                bsuid_field: wabridge_crm::bsuid_field(&mapping).map(String::from),
+                bsuid_field: wabridge_crm::bsuid_field(mapping).map(String::from),
                 effect_field: mapping.effect_property.clone().unwrap(),
                 concurrency,
                 timeout: TIMEOUT,
