@@ -1,4 +1,4 @@
-//! What the person-and-notes CRMs (Pipedrive, Zoho CRM, Kommo, Salesforce) leave out, and why:
+//! What the CRMs beyond HubSpot (Pipedrive, Zoho CRM, Kommo, Salesforce) leave out, and why:
 //! one list, so that every one of them skips the same records for the same reasons and a new
 //! record kind is decided in one place.
 
@@ -20,12 +20,14 @@ pub(crate) fn skip_reason(effect: &Effect, crm: &str) -> Option<String> {
         | Record::Account(_)
         | Record::Unknown(_) => "it belongs to the WhatsApp account, not a person".to_string(),
         Record::Call(_) => format!("calls are not logged in {crm} yet"),
-        Record::Conversation(_) | Record::SlaBreach(_) => {
-            format!("conversations are not written to {crm} yet")
+        Record::SlaBreach(_) => {
+            "the breach shows on the conversation's own record (wabridge_sla_breached_at)"
+                .to_string()
         }
         Record::MessageChange(_) => format!("edits and deletions are not applied in {crm} yet"),
         Record::Media(_) => format!("files are not uploaded to {crm} yet"),
         Record::Contact(_)
+        | Record::Conversation(_)
         | Record::Activity(_)
         | Record::Consent(_)
         | Record::Attribution(_)

@@ -262,15 +262,13 @@ impl Crm for KommoCrm {
     }
 
     async fn apply(&self, effect: &Effect) -> Result<(), CrmError> {
-        if let Record::Conversation(c) = &effect.record {
-            return self.conversation_lead(effect, c).await;
-        }
         if let Some(why) = crate::skips::skip_reason(effect, "Kommo") {
             self.skip(effect, &why);
             return Ok(());
         }
         match &effect.record {
             Record::Contact(_) => self.upsert_contact(effect).await,
+            Record::Conversation(c) => self.conversation_lead(effect, c).await,
             Record::Activity(a) => self.note(effect, a).await,
             Record::Consent(_) => self.update_contact(effect, &effect.fields, false).await,
             Record::Attribution(a) => {

@@ -211,15 +211,13 @@ impl Crm for PipedriveCrm {
     }
 
     async fn apply(&self, effect: &Effect) -> Result<(), CrmError> {
-        if let Record::Conversation(c) = &effect.record {
-            return self.conversation_deal(effect, c).await;
-        }
         if let Some(why) = crate::skips::skip_reason(effect, "Pipedrive") {
             self.skip(effect, &why);
             return Ok(());
         }
         match &effect.record {
             Record::Contact(_) => self.upsert_contact(effect).await,
+            Record::Conversation(c) => self.conversation_deal(effect, c).await,
             Record::Activity(a) => self.note(effect, a).await,
             Record::Consent(_) => self.update_person(effect, &effect.fields, false).await,
             Record::Attribution(a) => {

@@ -1,10 +1,11 @@
 //! Salesforce's side of `wabridge crm check`: the client-credentials grant works (a token, then
-//! the describe calls), and the fields the mapping names exist on the person object, Task and
-//! Opportunity, the upserts' keys among them flagged External ID.
+//! the describe calls), and the fields the mapping names exist on the person object, Task,
+//! Opportunity and (Contact mode) Case, the upserts' keys among them flagged External ID.
 
 use wabridge_core::mapping::Mapping;
 
-use super::fields::{custom_name, Schema};
+use super::conversations::{CONVERSATION_FIELD, OPTIONAL_CASE_FIELDS, REVISION_FIELD};
+use super::fields::{custom_name, describe, Fields, Schema};
 use super::{PersonObject, SalesforceCrm};
 use crate::check::CheckReport;
 use crate::timeline::{touch_field_names, LEAD_FIELDS};
@@ -53,12 +54,39 @@ impl SalesforceCrm {
                 false,
             );
         }
+        report.fields(
+            "Task field",
+            [CONVERSATION_FIELD],
+            |n| schema.task.has(n),
+            false,
+        );
+        let cases = match self.settings.object {
+            PersonObject::Contact => match describe(&self.client, "Case").await {
+                Ok(fields) => fields,
+                Err(e) => {
+                    report.missing.push(format!("describing Case: {e}"));
+                    Fields::default()
+                }
+            },
+            PersonObject::Lead => Fields::default(),
+        };
+        if !cases.object.is_empty() {
+            report.fields(
+                "Case field",
+                [CONVERSATION_FIELD, REVISION_FIELD],
+                |n| cases.has(n),
+                true,
+            );
+            report.fields("Case field", OPTIONAL_CASE_FIELDS, |n| cases.has(n), false);
+        }
         // Upserts name an External ID field; Salesforce refuses any other.
+        let conversation = CONVERSATION_FIELD.to_string();
         let keys = [
             (&schema.person, Some(&self.settings.id_field)),
             (&schema.person, self.settings.bsuid_field.as_ref()),
             (&schema.task, Some(&self.settings.effect_field)),
             (&schema.opportunity, Some(&self.settings.effect_field)),
+            (&cases, Some(&conversation)),
         ];
         for (fields, name) in keys {
             if fields.object.is_empty() {

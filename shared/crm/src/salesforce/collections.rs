@@ -63,6 +63,12 @@ fn result(r: &Value) -> Result<Upserted, CrmError> {
     if ACCESS_ERRORS.contains(&code) {
         return Err(classify_status(403, None, &errors));
     }
+    if code == "UNABLE_TO_LOCK_ROW" {
+        // Another process writes the same record (one conversation's Case) at this instant.
+        return Err(CrmError::Transient(
+            "record locked (UNABLE_TO_LOCK_ROW)".into(),
+        ));
+    }
     // The record's fault (`REQUIRED_FIELD_MISSING`, `STRING_TOO_LONG`, `DUPLICATE_VALUE`…),
     // as a 400 would have said.
     Err(classify_status(400, None, &errors))
@@ -122,5 +128,8 @@ mod tests {
         let fls = json!({"success": false, "errors": [{"statusCode": "INVALID_FIELD_FOR_INSERT_UPDATE",
             "message": "Unable to create/update fields: WhatsApp_Id__c", "fields": ["WhatsApp_Id__c"]}]});
         assert!(matches!(result(&fls), Err(CrmError::Unauthorized(_))));
+        let locked = json!({"success": false, "errors": [{"statusCode": "UNABLE_TO_LOCK_ROW",
+            "message": "unable to obtain exclusive access to this record", "fields": []}]});
+        assert!(matches!(result(&locked), Err(CrmError::Transient(_))));
     }
 }

@@ -121,7 +121,8 @@ impl SalesforceCrm {
     }
 
     /// The lock of one person's upsert: twenty first messages at once make one call.
-    fn person_lock(&self, contact: &str) -> Arc<tokio::sync::Mutex<()>> {
+    /// Also serialises one conversation's Case writes (keyed by its `cnv_` id).
+    pub(super) fn person_lock(&self, contact: &str) -> Arc<tokio::sync::Mutex<()>> {
         let mut locks = self.locks.lock().unwrap();
         if locks.len() >= CACHE_MAX {
             locks.retain(|_, l| Arc::strong_count(l) > 1);
@@ -196,8 +197,25 @@ impl SalesforceCrm {
         self.written.lock().unwrap().remove(id);
     }
 
+    /// Deletes records `ids` (at most [`ERASE_CHUNK`]); one already deleted is fine.
+    async fn delete<S: AsRef<str>>(&self, ids: &[S]) -> Result<(), CrmError> {
+        let ids: Vec<&str> = ids.iter().map(AsRef::as_ref).collect();
+        let path = format!(
+            "/composite/sobjects?ids={}&allOrNone=false",
+            encode(&ids.join(","))
+        );
+        let results = self.client.call(Method::DELETE, &path, None).await?;
+        for r in results.as_array().into_iter().flatten() {
+            let code = r["errors"][0]["statusCode"].as_str().unwrap_or_default();
+            if r["success"] != true && code != "ENTITY_IS_DELETED" {
+                return Err(crate::classify_status(400, None, &r["errors"].to_string()));
+            }
+        }
+        Ok(())
+    }
+
     /// Deletes every contact found under the person's numbers and BSUIDs (SOQL on the External
-    /// IDs: read from the database, no index lag).
+    /// IDs: read from the database, no index lag), and their Cases (conversations).
     pub(super) async fn erase(&self, e: &ErasureItem) -> Result<(), CrmError> {
         let object = self.settings.object.name();
         let mut values: Vec<String> = e.phones.iter().chain(&e.bsuids).cloned().collect();
@@ -226,17 +244,15 @@ impl SalesforceCrm {
             if ids.is_empty() {
                 continue;
             }
-            let path = format!(
-                "/composite/sobjects?ids={}&allOrNone=false",
-                encode(&ids.join(","))
-            );
-            let results = self.client.call(Method::DELETE, &path, None).await?;
-            for r in results.as_array().into_iter().flatten() {
-                let code = r["errors"][0]["statusCode"].as_str().unwrap_or_default();
-                if r["success"] != true && code != "ENTITY_IS_DELETED" {
-                    return Err(crate::classify_status(400, None, &r["errors"].to_string()));
+            // Their Cases first: Salesforce refuses to delete a contact that has Cases.
+            let cases = self.cases_of(&ids).await?;
+            for chunk in cases.chunks(ERASE_CHUNK) {
+                self.delete(chunk).await?;
+                for case in chunk {
+                    self.cases.forget(case);
                 }
             }
+            self.delete(&ids).await?;
             for id in ids {
                 self.forget_person(id);
             }

@@ -17,10 +17,12 @@
 //! - **lead**: an Opportunity on the contact (`ContactId`), upserted on `wabridge_Effect_Id__c`
 //!   (Contact mode only: an Opportunity cannot point at a Lead; Salesforce makes one when the
 //!   Lead is converted).
+//! - **conversation**: a Case per conversation, upserted on `wabridge_Conversation_Id__c`; the
+//!   conversation's Tasks link to it by `WhatId` (`conversations.rs`). Contact mode only.
 //! - **erasure**: each contact found under the person's numbers and BSUIDs (SOQL on the
-//!   External IDs, read from the database) is deleted.
-//! - **template status, number quality, account, unknown, media, calls, edits, conversations,
-//!   a status of a group message**: not written (logged). Conversations would be Cases; not yet.
+//!   External IDs, read from the database) is deleted, its Cases first.
+//! - **template status, number quality, account, unknown, media, calls, edits, SLA breaches
+//!   (the Case shows `sla_breached_at`), a status of a group message**: not written (logged).
 //!
 //! Every upsert goes through sObject Collections (`PATCH /composite/sobjects/{Object}/{Field}`,
 //! up to 200 records, one API call of the org's allocation): the upserts of concurrent events
@@ -31,6 +33,7 @@ pub(crate) mod api;
 mod check;
 mod collections;
 mod contacts;
+pub mod conversations;
 mod fields;
 pub mod oauth;
 mod records;
@@ -51,6 +54,7 @@ use collections::UpsertOp;
 use fields::Schema;
 use wabridge_core::config;
 use wabridge_core::crm::{Crm, CrmError, Effect};
+use wabridge_core::mapping::owners::ConversationSettings;
 use wabridge_core::mapping::Mapping;
 use wabridge_core::oauth::TokenProvider;
 use wabridge_core::records::Record;
@@ -100,6 +104,8 @@ pub struct SalesforceSettings {
     /// Calls in flight at once.
     pub concurrency: usize,
     pub timeout: Duration,
+    /// The mapping's `[conversations]`: Case owners and outcome statuses.
+    pub conversations: ConversationSettings,
 }
 
 pub struct SalesforceCrm {
@@ -114,6 +120,7 @@ pub struct SalesforceCrm {
     written: Mutex<HashMap<String, String>>,
     /// One upsert at a time per person (our contact id): twenty first messages make one call.
     locks: Mutex<HashMap<String, Arc<tokio::sync::Mutex<()>>>>,
+    cases: conversations::Cases,
 }
 
 impl SalesforceCrm {
@@ -132,6 +139,7 @@ impl SalesforceCrm {
             settings.concurrency,
         )?;
         Ok(SalesforceCrm {
+            cases: conversations::Cases::new(settings.conversations.clone()),
             client: Arc::new(client),
             settings: SalesforceSettings {
                 login_url,
@@ -221,6 +229,7 @@ impl SalesforceCrm {
                     .unwrap_or_else(|| "wabridge_Effect_Id__c".into()),
                 concurrency: concurrency as usize,
                 timeout,
+                conversations: mapping.conversations.clone(),
             },
             Arc::new(provider),
             instance,
@@ -292,10 +301,15 @@ impl Crm for SalesforceCrm {
         "salesforce"
     }
 
-    /// At most a contact upsert (and its identity write), and a Task or Opportunity upsert,
-    /// each within the timeout; a token grant and the schema reads on top.
+    /// At most a contact upsert (and its identity write), a Case read and a Task, Case or
+    /// Opportunity upsert, each within the timeout; a token grant and the schema reads on top.
     fn call_budget(&self) -> Option<Duration> {
-        Some(LINGER * 2 + self.settings.timeout * 5)
+        Some(LINGER * 2 + self.settings.timeout * 6)
+    }
+
+    /// A Task links to its conversation's Case, which must exist first.
+    fn conversations_first(&self) -> bool {
+        true
     }
 
     async fn apply(&self, effect: &Effect) -> Result<(), CrmError> {
@@ -305,6 +319,7 @@ impl Crm for SalesforceCrm {
         }
         match &effect.record {
             Record::Contact(_) => self.upsert_contact(effect).await,
+            Record::Conversation(c) => self.conversation(effect, c).await,
             Record::Activity(a) => self.task(effect, a).await,
             Record::Consent(_) => self.update_contact(effect, &effect.fields, false).await,
             Record::Attribution(a) => {

@@ -7,6 +7,7 @@ use wabridge_core::attribution::LeadRecord;
 use wabridge_core::crm::{CrmError, Effect};
 use wabridge_core::records::{ActivityRecord, Direction};
 
+use super::conversations::CONVERSATION_FIELD;
 use super::fields::custom_name;
 use super::SalesforceCrm;
 use crate::timeline::{status_text, LEAD_FIELDS};
@@ -37,6 +38,18 @@ pub(crate) fn date(ms: i64) -> String {
     let month = if mp < 10 { mp + 3 } else { mp - 9 };
     let year = yoe + era * 400 + i64::from(month <= 2);
     format!("{year:04}-{month:02}-{day:02}")
+}
+
+/// `YYYY-MM-DDTHH:MM:SS.sssZ` (UTC) of Unix milliseconds, as Salesforce's date/time fields take it.
+pub(crate) fn datetime(ms: i64) -> String {
+    let of_day = ms.rem_euclid(DAY_MS);
+    let (h, m, s, milli) = (
+        of_day / 3_600_000,
+        of_day / 60_000 % 60,
+        of_day / 1000 % 60,
+        of_day % 1000,
+    );
+    format!("{}T{h:02}:{m:02}:{s:02}.{milli:03}Z", date(ms))
 }
 
 fn clip(text: &str, max: usize) -> String {
@@ -71,10 +84,27 @@ impl SalesforceCrm {
             record.insert("ActivityDate".into(), json!(date(at)));
         }
         record.insert(self.settings.effect_field.clone(), json!(effect.id));
+        let mut case = None;
+        if let Some(conversation) = &a.conversation_id {
+            // Shown on the Task; the link itself is `WhatId`, to the conversation's Case.
+            if schema.task.has(CONVERSATION_FIELD) {
+                record.insert(CONVERSATION_FIELD.into(), json!(conversation));
+            }
+            case = self.case_of(conversation).await?;
+            if let Some(case) = &case {
+                record.insert("WhatId".into(), json!(case));
+            }
+        }
         let result = self
             .batcher("Task", &self.settings.effect_field)
             .submit(record)
             .await;
+        if let (Some(case), Err(CrmError::Rejected(why))) = (&case, &result) {
+            if PERSON_GONE.iter().any(|code| why.contains(code)) {
+                // Either the contact or the Case is gone: both are read again.
+                self.cases.forget(case);
+            }
+        }
         self.unless_person_gone(&contact, result)
     }
 
@@ -129,7 +159,7 @@ impl SalesforceCrm {
     /// A record refused because the person it points at is gone (deleted or merged in
     /// Salesforce since this process cached its id): the id is forgotten and the event retried,
     /// which upserts the person again, instead of dead-lettering a record that was fine.
-    fn unless_person_gone<T>(
+    pub(super) fn unless_person_gone<T>(
         &self,
         person: &str,
         result: Result<T, CrmError>,
@@ -155,5 +185,10 @@ mod tests {
         assert_eq!(super::date(1_763_780_000_123), "2025-11-22");
         assert_eq!(super::date(951_782_400_000), "2000-02-29");
         assert_eq!(super::date(-1), "1969-12-31");
+        assert_eq!(
+            super::datetime(1_763_780_000_123),
+            "2025-11-22T02:53:20.123Z"
+        );
+        assert_eq!(super::datetime(-1), "1969-12-31T23:59:59.999Z");
     }
 }

@@ -1,10 +1,11 @@
 //! Zoho's side of `wabridge crm check`: the OAuth client and refresh token work (a refresh at
-//! the accounts server, then the fields metadata), and the Contacts and Deals fields the
-//! mapping names exist, the upsert's keys among them set to "Do not allow duplicate values".
+//! the accounts server, then the fields metadata), and the Contacts, Deals and Cases fields the
+//! adapter writes exist, the upserts' keys among them set to "Do not allow duplicate values".
 
 use wabridge_core::mapping::Mapping;
 
-use super::fields::Schema;
+use super::conversations::{CONVERSATION_FIELD, OPTIONAL_CASE_FIELDS, REVISION_FIELD};
+use super::fields::{module_fields, Fields, Schema};
 use super::ZohoCrm;
 use crate::check::CheckReport;
 use crate::timeline::{touch_field_names, LEAD_FIELDS};
@@ -46,7 +47,24 @@ impl ZohoCrm {
             );
         }
         report.fields("Deals field", LEAD_FIELDS, |n| schema.deals.has(n), false);
+        let cases = match module_fields(&self.client, "Cases").await {
+            Ok(fields) => fields,
+            Err(e) => {
+                report
+                    .missing
+                    .push(format!("reading the Cases fields: {e}"));
+                Fields::default()
+            }
+        };
+        report.fields(
+            "Cases field",
+            [CONVERSATION_FIELD, REVISION_FIELD],
+            |n| cases.has(n),
+            true,
+        );
+        report.fields("Cases field", OPTIONAL_CASE_FIELDS, |n| cases.has(n), false);
         // The upsert's duplicate-check fields must be unique in Zoho, or it refuses them.
+        let conversation = CONVERSATION_FIELD.to_string();
         let keys = [
             ("Contacts", &schema.contacts, Some(&self.settings.id_field)),
             (
@@ -55,6 +73,7 @@ impl ZohoCrm {
                 self.settings.bsuid_field.as_ref(),
             ),
             ("Deals", &schema.deals, self.settings.effect_field.as_ref()),
+            ("Cases", &cases, Some(&conversation)),
         ];
         for (module, fields, name) in keys {
             if let Some(name) = name.filter(|n| fields.has(n) && !fields.unique(n)) {

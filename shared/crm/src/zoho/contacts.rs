@@ -200,7 +200,7 @@ impl ZohoCrm {
         Ok((id.to_string(), first["action"] == "insert"))
     }
 
-    /// Deletes every contact found under the person's numbers and BSUIDs.
+    /// Deletes every contact found under the person's numbers and BSUIDs, its Cases first.
     pub(super) async fn erase(&self, e: &ErasureItem) -> Result<(), CrmError> {
         let mut searches: Vec<(&str, &String)> = e
             .phones
@@ -227,6 +227,7 @@ impl ZohoCrm {
                 let Some(id) = id["id"].as_str() else {
                     continue;
                 };
+                self.erase_cases(id).await?;
                 match self
                     .client
                     .call(

@@ -50,7 +50,7 @@ impl Schema {
     }
 }
 
-async fn module_fields(client: &Client, module: &str) -> Result<Fields, CrmError> {
+pub(super) async fn module_fields(client: &Client, module: &str) -> Result<Fields, CrmError> {
     let body = client
         .call(
             Method::GET,

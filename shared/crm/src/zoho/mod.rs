@@ -16,9 +16,13 @@
 //!   touch fields the org has not created are left out.
 //! - **lead**: a Deal on the contact, upserted on the mapping's unique `effect_property` deal
 //!   field: a redelivery updates the same deal.
-//! - **erasure**: each contact found under the person's numbers and BSUIDs is deleted.
-//! - **template status, number quality, account, unknown, media, calls, edits, conversations,
-//!   a status of a group message**: not written (logged).
+//! - **conversation**: a record of the Cases module, upserted with `duplicate_check_fields` on
+//!   the unique `wabridge_Conversation_Id` (`conversations.rs`); the conversation's Notes stay on
+//!   the contact and name it.
+//! - **erasure**: each contact found under the person's numbers and BSUIDs is deleted, its
+//!   Cases first.
+//! - **template status, number quality, account, unknown, media, calls, edits, SLA breaches
+//!   (the Case shows `sla_breached_at`), a status of a group message**: not written (logged).
 //!
 //! Limits (`api.rs`): Zoho counts calls in flight per org and app (and charges API credits per
 //! rolling 24 h): at most `ZOHO_CONCURRENCY` calls at once, 10 searches; a 429 pauses senders.
@@ -26,6 +30,7 @@
 pub(crate) mod api;
 mod check;
 mod contacts;
+pub mod conversations;
 mod fields;
 pub mod oauth;
 mod records;
@@ -43,6 +48,7 @@ use api::Client;
 use fields::Schema;
 use wabridge_core::config;
 use wabridge_core::crm::{Crm, CrmError, Effect};
+use wabridge_core::mapping::owners::ConversationSettings;
 use wabridge_core::mapping::Mapping;
 use wabridge_core::oauth::TokenProvider;
 use wabridge_core::records::Record;
@@ -64,6 +70,8 @@ pub struct ZohoSettings {
     /// Calls in flight at once.
     pub concurrency: usize,
     pub timeout: Duration,
+    /// The mapping's `[conversations]`: Case owners and outcome statuses.
+    pub conversations: ConversationSettings,
 }
 
 pub struct ZohoCrm {
@@ -76,6 +84,7 @@ pub struct ZohoCrm {
     written: Mutex<HashMap<String, String>>,
     /// One upsert at a time per person (our contact id): twenty first messages make one call.
     locks: Mutex<HashMap<String, Arc<tokio::sync::Mutex<()>>>>,
+    cases: conversations::Cases,
 }
 
 impl ZohoCrm {
@@ -83,6 +92,7 @@ impl ZohoCrm {
         let api = api::url_setting(config::ZOHO_API_URL, &settings.api)?;
         let client = Client::new(&api, tokens, settings.timeout, settings.concurrency)?;
         Ok(ZohoCrm {
+            cases: conversations::Cases::new(settings.conversations.clone()),
             client,
             settings: ZohoSettings { api, ..settings },
             schema: OnceCell::new(),
@@ -138,6 +148,7 @@ impl ZohoCrm {
                 effect_field: mapping.effect_property.clone(),
                 concurrency: concurrency as usize,
                 timeout,
+                conversations: mapping.conversations.clone(),
             },
             Arc::new(provider),
         )
@@ -169,10 +180,16 @@ impl Crm for ZohoCrm {
         "zoho"
     }
 
-    /// At most a contact upsert (and its identity write), a list and a create, each within the
-    /// timeout; a token refresh on top.
+    /// At most a contact upsert (and its identity write), a list and a create (or a Case
+    /// upsert made twice), each within the timeout; a token refresh on top.
     fn call_budget(&self) -> Option<Duration> {
         Some(self.settings.timeout * 5)
+    }
+
+    /// Conversations' Cases are written before the event's Notes, and no superseded revision
+    /// reaches them (the upsert cannot refuse an older one itself).
+    fn conversations_first(&self) -> bool {
+        true
     }
 
     async fn apply(&self, effect: &Effect) -> Result<(), CrmError> {
@@ -182,6 +199,7 @@ impl Crm for ZohoCrm {
         }
         match &effect.record {
             Record::Contact(_) => self.upsert_contact(effect).await,
+            Record::Conversation(c) => self.conversation(effect, c).await,
             Record::Activity(a) => self.note(effect, a).await,
             Record::Consent(_) => self.update_contact(effect, &effect.fields, false).await,
             Record::Attribution(a) => {

@@ -7,6 +7,7 @@ use wabridge_core::crm::{CrmError, Effect};
 use wabridge_core::records::{ActivityRecord, Direction};
 
 use super::api::Budget;
+use super::conversations::NOTE_LINE;
 use super::ZohoCrm;
 use crate::timeline::{status_text, LEAD_FIELDS};
 
@@ -56,9 +57,16 @@ impl ZohoCrm {
                 .or_else(|| a.text.clone())
                 .unwrap_or_else(|| format!("WhatsApp {}", a.kind))
         };
+        // A Note has one parent, the contact: it names its conversation (whose Case is on the
+        // same contact) in a line of its own.
+        let conversation = a
+            .conversation_id
+            .as_ref()
+            .map(|c| format!("{NOTE_LINE}{c}\n"))
+            .unwrap_or_default();
         let body = json!({"data": [{
             "Note_Title": NOTE_TITLE,
-            "Note_Content": format!("{text}\n\n{marker}"),
+            "Note_Content": format!("{text}\n\n{conversation}{marker}"),
             "Parent_Id": {"module": {"api_name": "Contacts"}, "id": contact},
         }]});
         self.client

@@ -37,7 +37,16 @@ impl Salesforce {
     /// An adapter (a new process) with its own token provider over the shared store, writing
     /// persons as `object`, `concurrency` calls at once.
     pub(crate) fn adapter_with(&self, object: PersonObject, concurrency: usize) -> SalesforceCrm {
-        let mapping = self.mapping();
+        self.adapter_mapped(&self.mapping(), object, concurrency)
+    }
+
+    /// [`Self::adapter_with`] over `mapping` (its `[conversations]`, say).
+    pub(crate) fn adapter_mapped(
+        &self,
+        mapping: &Mapping,
+        object: PersonObject,
+        concurrency: usize,
+    ) -> SalesforceCrm {
         let login = format!("http://{}", self.addr);
         let instance = Instance::default();
         let endpoint =
@@ -51,10 +60,11 @@ impl Salesforce {
                 api_version: super::salesforce_fake::API_VERSION.into(),
                 object,
                 id_field: mapping.id_property.clone().unwrap(),
-                bsuid_field: wabridge_crm::bsuid_field(&mapping).map(String::from),
+                bsuid_field: wabridge_crm::bsuid_field(mapping).map(String::from),
                 effect_field: mapping.effect_property.clone().unwrap(),
                 concurrency,
                 timeout: TIMEOUT,
+                conversations: mapping.conversations.clone(),
             },
             Arc::new(tokens),
             instance,
@@ -107,9 +117,29 @@ impl Salesforce {
 
 #[async_trait]
 impl Subject for Salesforce {
+    /// Cases, with the Tasks related to them (`WhatId`).
     fn conversations(&self) -> Option<Vec<super::ConversationView>> {
-        // Not written to Salesforce yet (Cases; docs/crm/salesforce.md).
-        None
+        let tasks = self.fake.of("Task");
+        Some(
+            self.fake
+                .of("Case")
+                .into_iter()
+                .map(|(id, c)| super::ConversationView {
+                    id: text(c.get("wabridge_Conversation_Id__c")).unwrap_or_default(),
+                    contact: self.key_of(c.get("ContactId")),
+                    revision: c
+                        .get("wabridge_Revision__c")
+                        .and_then(Value::as_u64)
+                        .unwrap_or(0),
+                    outcome: text(c.get("wabridge_Outcome__c")),
+                    closed: c.get("Status").and_then(Value::as_str) == Some("Closed"),
+                    activities: tasks
+                        .iter()
+                        .filter(|(_, t)| t.get("WhatId").and_then(Value::as_str) == Some(&id))
+                        .count(),
+                })
+                .collect(),
+        )
     }
 
     const KIND: &'static str = "salesforce";

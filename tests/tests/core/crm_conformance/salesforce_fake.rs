@@ -1,5 +1,5 @@
 //! A local Salesforce org: the REST API (sObject Collections upserts, describe, update by id,
-//! SOQL on External IDs, collection deletes) and the client-credentials token endpoint, as
+//! SOQL on External IDs and references, collection deletes) and the client-credentials token endpoint, as
 //! Salesforce documents them. A request outside those shapes (another API version, a record
 //! without `attributes.type`, an upsert on a field that is not an External ID, an unknown
 //! field, more than 200 records) gets Salesforce's 400 error array and is recorded as a problem.
@@ -69,7 +69,31 @@ pub(crate) const TASK_FIELDS: &[(&str, bool)] = &[
     ("WhatId", false),
     ("OwnerId", false),
     ("wabridge_Effect_Id__c", true),
+    ("wabridge_Conversation_Id__c", false),
 ];
+pub(crate) const CASE_FIELDS: &[(&str, bool)] = &[
+    ("Id", false),
+    ("Subject", false),
+    ("Description", false),
+    ("Origin", false),
+    ("Status", false),
+    ("ContactId", false),
+    ("OwnerId", false),
+    ("wabridge_Conversation_Id__c", true),
+    ("wabridge_Revision__c", false),
+    ("wabridge_Agent__c", false),
+    ("wabridge_Origin__c", false),
+    ("wabridge_First_Response_Ms__c", false),
+    ("wabridge_Tags__c", false),
+    ("wabridge_Outcome__c", false),
+    ("wabridge_Close_Reason__c", false),
+    ("wabridge_SLA_Breached_At__c", false),
+];
+/// Number fields (JSON numbers) and date/time fields (`YYYY-MM-DDTHH:MM:SS.sssZ`); every other
+/// field of the org is Text, a picklist or a reference (JSON strings).
+pub(crate) const NUMBER_FIELDS: &[&str] =
+    &["wabridge_Revision__c", "wabridge_First_Response_Ms__c"];
+pub(crate) const DATETIME_FIELDS: &[&str] = &["wabridge_SLA_Breached_At__c"];
 pub(crate) const OPPORTUNITY_FIELDS: &[(&str, bool)] = &[
     ("Id", false),
     ("Name", false),
@@ -100,7 +124,7 @@ pub(crate) struct SalesforceFake {
     pub problems: Mutex<Vec<String>>,
     pub arrivals: Mutex<Vec<Instant>>,
     pub over_limit: AtomicU64,
-    /// Records by object (`Contact`, `Lead`, `Task`, `Opportunity`): id → fields.
+    /// Records by object (`Contact`, `Lead`, `Task`, `Opportunity`, `Case`): id → fields.
     pub records: Mutex<HashMap<String, Records>>,
     /// sObject Collections calls and records per object.
     pub collection_calls: Mutex<HashMap<String, (u64, u64)>>,
@@ -154,6 +178,7 @@ impl SalesforceFake {
             "Lead" => "00Q",
             "Task" => "00T",
             "Opportunity" => "006",
+            "Case" => "500",
             _ => "a00",
         };
         let n = self.next_id.fetch_add(1, Ordering::Relaxed);
@@ -171,6 +196,7 @@ impl SalesforceFake {
             "Contact" | "Lead" => PERSON_FIELDS,
             "Task" => TASK_FIELDS,
             "Opportunity" => OPPORTUNITY_FIELDS,
+            "Case" => CASE_FIELDS,
             _ => &[],
         };
         let missing = self.missing_fields.lock().unwrap();

@@ -9,7 +9,7 @@ use axum::response::{IntoResponse, Response};
 use axum::Json;
 use serde_json::{json, Map, Value};
 
-use super::salesforce_fake::{errors, Records, SalesforceFake};
+use super::salesforce_fake::{errors, Records, SalesforceFake, DATETIME_FIELDS, NUMBER_FIELDS};
 
 /// Records per sObject Collections call.
 const COLLECTION_MAX: usize = 200;
@@ -30,6 +30,9 @@ fn references(object: &str, field: &str) -> Option<&'static [&'static str]> {
     match (object, field) {
         ("Task", "WhoId") => Some(&["Contact", "Lead"]),
         ("Opportunity", "ContactId") => Some(&["Contact"]),
+        ("Case", "ContactId") => Some(&["Contact"]),
+        // Related To: a Case (a conversation) or an Opportunity here.
+        ("Task", "WhatId") => Some(&["Case", "Opportunity"]),
         _ => None,
     }
 }
@@ -37,6 +40,18 @@ fn references(object: &str, field: &str) -> Option<&'static [&'static str]> {
 fn is_date(v: &str) -> bool {
     let b = v.as_bytes();
     b.len() == 10 && b[4] == b'-' && b[7] == b'-' && v.replace('-', "").parse::<u32>().is_ok()
+}
+
+fn is_datetime(v: &str) -> bool {
+    let b = v.as_bytes();
+    b.len() == 24
+        && is_date(&v[..10])
+        && b[10] == b'T'
+        && b[13] == b':'
+        && b[16] == b':'
+        && b[19] == b'.'
+        && b[23] == b'Z'
+        && v[11..23].replace([':', '.'], "").parse::<u64>().is_ok()
 }
 
 pub(super) fn route(
@@ -73,8 +88,17 @@ fn describe(fake: &SalesforceFake, object: &str) -> Response {
     let fields: Vec<Value> = fields
         .into_iter()
         .map(|(name, external)| {
+            let kind = if NUMBER_FIELDS.contains(&name.as_str()) {
+                "double"
+            } else if DATETIME_FIELDS.contains(&name.as_str()) {
+                "datetime"
+            } else if name.ends_with("Id") {
+                "reference"
+            } else {
+                "string"
+            };
             json!({"name": name, "label": name.trim_end_matches("__c").replace('_', " "),
-                "type": if name.ends_with("Id") { "reference" } else { "string" },
+                "type": kind,
                 "externalId": external, "unique": external, "createable": name != "Id",
                 "updateable": name != "Id"})
         })
@@ -97,10 +121,21 @@ fn shape(fake: &SalesforceFake, object: &str, record: &Map<String, Value>) -> Op
                 "No such column '{key}' on sobject of type {object}"
             ));
         }
+        if NUMBER_FIELDS.contains(&key.as_str()) {
+            if !(value.is_number() || value.is_null()) {
+                return Some(format!("{object}.{key}: {value} is not a number"));
+            }
+            continue;
+        }
         if !(value.is_string() || value.is_null()) {
             return Some(format!("{object}.{key}: {value} is not text"));
         }
         let text = value.as_str().unwrap_or_default();
+        if DATETIME_FIELDS.contains(&key.as_str()) && !is_datetime(text) {
+            return Some(format!(
+                "{object}.{key}: `{text}` is not yyyy-MM-ddTHH:mm:ss.SSSZ"
+            ));
+        }
         if key.ends_with("Date") && !text.is_empty() && !is_date(text) {
             return Some(format!("{object}.{key}: `{text}` is not YYYY-MM-DD"));
         }
@@ -259,6 +294,11 @@ fn upsert_one(
                 );
             }
             let id = fake.id(object);
+            let mut fields = fields;
+            if object == "Case" {
+                // The Status picklist's default value.
+                fields.entry("Status").or_insert_with(|| json!("New"));
+            }
             store.insert(id.clone(), fields);
             json!({"id": id, "success": true, "errors": [], "created": true})
         }
@@ -349,6 +389,18 @@ fn delete(fake: &SalesforceFake, query: &HashMap<String, String>) -> Response {
     let results: Vec<Value> = ids
         .iter()
         .map(|id| {
+            let has_cases = records.get("Case").is_some_and(|cases| {
+                cases
+                    .values()
+                    .any(|c| c.get("ContactId").and_then(Value::as_str) == Some(*id))
+            });
+            if has_cases {
+                // Salesforce keeps a contact that Cases point at.
+                return record_error(
+                    "DELETE_FAILED",
+                    "Your attempt to delete this contact could not be completed because it is associated with the following cases.",
+                );
+            }
             let removed = records.values_mut().any(|s| s.remove(*id).is_some());
             if removed {
                 json!({"id": id, "success": true, "errors": []})

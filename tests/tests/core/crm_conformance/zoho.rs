@@ -8,10 +8,11 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use async_trait::async_trait;
-use serde_json::Value;
+use serde_json::{Map, Value};
 use wabridge_core::crm::Crm;
 use wabridge_core::mapping::Mapping;
 use wabridge_core::oauth::TokenProvider;
+use wabridge_crm::zoho::conversations::{CONVERSATION_FIELD, NOTE_LINE};
 use wabridge_crm::zoho::oauth::ZohoTokenEndpoint;
 use wabridge_crm::zoho::{ZohoCrm, ZohoSettings};
 use wabridge_sqlite::{Db, SqliteTokenStore};
@@ -38,7 +39,11 @@ fn text(v: Option<&Value>) -> Option<String> {
 impl Zoho {
     /// An adapter (a new process) with its own token provider over the shared store.
     pub(crate) fn adapter(&self) -> ZohoCrm {
-        let mapping = self.mapping();
+        self.adapter_mapped(&self.mapping())
+    }
+
+    /// [`Self::adapter`] over `mapping` (its `[conversations]`, say).
+    pub(crate) fn adapter_mapped(&self, mapping: &Mapping) -> ZohoCrm {
         let base = format!("http://{}", self.addr);
         let endpoint = ZohoTokenEndpoint::new(&base, CLIENT_ID, CLIENT_SECRET, TIMEOUT).unwrap();
         let store = SqliteTokenStore::new(self.db.clone(), "zoho:test");
@@ -47,10 +52,11 @@ impl Zoho {
             ZohoSettings {
                 api: base,
                 id_field: mapping.id_property.clone().unwrap(),
-                bsuid_field: wabridge_crm::bsuid_field(&mapping).map(String::from),
+                bsuid_field: wabridge_crm::bsuid_field(mapping).map(String::from),
                 effect_field: mapping.effect_property.clone(),
                 concurrency: CONCURRENCY,
                 timeout: TIMEOUT,
+                conversations: mapping.conversations.clone(),
             },
             Arc::new(tokens),
         )
@@ -68,9 +74,44 @@ impl Zoho {
 
 #[async_trait]
 impl Subject for Zoho {
+    /// Cases, with the Notes naming their conversation (a Note has one parent: the contact).
     fn conversations(&self) -> Option<Vec<super::ConversationView>> {
-        // Not written to Zoho yet (docs/crm/zoho.md).
-        None
+        let notes = self.fake.notes.lock().unwrap().clone();
+        let cases: Vec<Map<String, Value>> = self
+            .fake
+            .cases
+            .lock()
+            .unwrap()
+            .values()
+            .map(|c| c.body.clone())
+            .collect();
+        Some(
+            cases
+                .iter()
+                .map(|c| {
+                    let id = text(c.get(CONVERSATION_FIELD)).unwrap_or_default();
+                    let line = format!("{NOTE_LINE}{id}\n");
+                    super::ConversationView {
+                        contact: self.key_of(&c["Contact_Name"]["id"]),
+                        revision: c
+                            .get("wabridge_Revision")
+                            .and_then(Value::as_u64)
+                            .unwrap_or(0),
+                        outcome: text(c.get("wabridge_Outcome")),
+                        closed: c.get("Status").and_then(Value::as_str) == Some("Closed"),
+                        activities: notes
+                            .iter()
+                            .filter(|n| {
+                                n["Note_Content"]
+                                    .as_str()
+                                    .is_some_and(|t| t.contains(&line))
+                            })
+                            .count(),
+                        id,
+                    }
+                })
+                .collect(),
+        )
     }
 
     const KIND: &'static str = "zoho";

@@ -69,6 +69,25 @@ pub(crate) const DEAL_FIELDS: &[(&str, bool)] = &[
     ("wabridge_lead_id", false),
 ];
 
+/// The Cases module: the standard fields wabridge writes and its custom ones.
+pub(crate) const CASE_FIELDS: &[(&str, bool)] = &[
+    ("Subject", false),
+    ("Status", false),
+    ("Case_Origin", false),
+    ("Description", false),
+    ("Contact_Name", false),
+    ("Owner", false),
+    ("wabridge_Conversation_Id", true),
+    ("wabridge_Revision", false),
+    ("wabridge_Agent", false),
+    ("wabridge_Origin", false),
+    ("wabridge_First_Response_Ms", false),
+    ("wabridge_Tags", false),
+    ("wabridge_Outcome", false),
+    ("wabridge_Close_Reason", false),
+    ("wabridge_SLA_Breached_At", false),
+];
+
 pub(crate) struct Stored {
     pub body: Map<String, Value>,
     pub written: Instant,
@@ -91,6 +110,7 @@ pub(crate) struct ZohoFake {
     pub contacts: Mutex<BTreeMap<String, Stored>>,
     pub deals: Mutex<BTreeMap<String, Stored>>,
     pub notes: Mutex<Vec<Value>>,
+    pub cases: Mutex<BTreeMap<String, Stored>>,
     next_id: AtomicU64,
     /// Fields the org lacks (`Contacts/WhatsApp_BSUID`) or allows duplicates in, for `crm check`.
     pub missing_fields: Mutex<HashSet<String>>,
@@ -153,6 +173,7 @@ impl ZohoFake {
         let all = match module {
             "Contacts" => CONTACT_FIELDS,
             "Deals" => DEAL_FIELDS,
+            "Cases" => CASE_FIELDS,
             _ => &[],
         };
         let missing = self.missing_fields.lock().unwrap();

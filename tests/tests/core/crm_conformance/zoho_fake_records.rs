@@ -50,6 +50,9 @@ pub(super) fn route(
     }
     match (method.as_str(), segments) {
         ("GET", ["settings", "fields"]) => fields(fake, query),
+        ("POST", ["Cases", "upsert"]) => super::zoho_fake_cases::upsert(fake, body.unwrap()),
+        ("GET", ["Contacts", id, "Cases"]) => super::zoho_fake_cases::related(fake, id, query),
+        ("DELETE", ["Cases", id]) => super::zoho_fake_cases::delete(fake, id),
         ("POST", [module @ ("Contacts" | "Deals"), "upsert"]) => {
             upsert(fake, module, body.unwrap())
         }
