@@ -38,6 +38,11 @@ fn text(v: Option<&Value>) -> Option<String> {
 impl Zoho {
     /// An adapter (a new process) with its own token provider over the shared store.
     pub(crate) fn adapter(&self) -> ZohoCrm {
+        self.adapter_with(CONCURRENCY)
+    }
+
+    /// An adapter allowed `concurrency` calls in flight (`ZOHO_CONCURRENCY`).
+    pub(crate) fn adapter_with(&self, concurrency: usize) -> ZohoCrm {
         let mapping = self.mapping();
         let base = format!("http://{}", self.addr);
         let endpoint = ZohoTokenEndpoint::new(&base, CLIENT_ID, CLIENT_SECRET, TIMEOUT).unwrap();
@@ -49,7 +54,7 @@ impl Zoho {
                 id_field: mapping.id_property.clone().unwrap(),
                 bsuid_field: wabridge_crm::bsuid_field(&mapping).map(String::from),
                 effect_field: mapping.effect_property.clone(),
-                concurrency: CONCURRENCY,
+                concurrency,
                 timeout: TIMEOUT,
             },
             Arc::new(tokens),
