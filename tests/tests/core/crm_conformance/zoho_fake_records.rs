@@ -174,24 +174,28 @@ fn records_of(
     fake: &ZohoFake,
     what: &str,
     body: &Map<String, Value>,
-) -> Result<Vec<Map<String, Value>>, Response> {
+) -> Result<Vec<Map<String, Value>>, Box<Response>> {
     let Some(data) = body.get("data").and_then(Value::as_array) else {
-        return Err(fake.problem(format!("{what}: `data` is not a list")));
+        return Err(Box::new(
+            fake.problem(format!("{what}: `data` is not a list")),
+        ));
     };
     if data.len() > MAX_RECORDS {
         fake.problems
             .lock()
             .unwrap()
             .push(format!("{what}: {} records in one call", data.len()));
-        return Err(error(
+        return Err(Box::new(error(
             StatusCode::BAD_REQUEST,
             "LIMIT_EXCEEDED",
             "limit exceeded",
             json!({"limit": MAX_RECORDS}),
-        ));
+        )));
     }
     if data.is_empty() || !data.iter().all(Value::is_object) {
-        return Err(fake.problem(format!("{what}: `data` holds no records, or not objects")));
+        return Err(Box::new(fake.problem(format!(
+            "{what}: `data` holds no records, or not objects"
+        ))));
     }
     Ok(data.iter().filter_map(|r| r.as_object().cloned()).collect())
 }
@@ -214,7 +218,7 @@ fn upsert(fake: &ZohoFake, module: &str, body: Map<String, Value>) -> Response {
     }
     let records = match records_of(fake, &format!("{module} upsert"), &body) {
         Ok(records) => records,
-        Err(refused) => return refused,
+        Err(refused) => return *refused,
     };
     let checks: Vec<String> = match body.get("duplicate_check_fields") {
         Some(Value::Array(a)) if a.iter().all(Value::is_string) && !a.is_empty() => {
@@ -313,7 +317,7 @@ fn insert(
 fn insert_plain(fake: &ZohoFake, body: Map<String, Value>) -> Response {
     let records = match records_of(fake, "POST Deals", &body) {
         Ok(records) => records,
-        Err(refused) => return refused,
+        Err(refused) => return *refused,
     };
     let results = records
         .into_iter()
@@ -367,7 +371,7 @@ fn update(fake: &ZohoFake, id: &str, body: Map<String, Value>) -> Response {
 fn add_notes(fake: &ZohoFake, body: Map<String, Value>) -> Response {
     let notes = match records_of(fake, "POST Notes", &body) {
         Ok(notes) => notes,
-        Err(refused) => return refused,
+        Err(refused) => return *refused,
     };
     let results = notes
         .into_iter()
