@@ -207,7 +207,7 @@ impl Client {
             return Ok(Answer::Ok(parsed));
         }
         if (200..300).contains(&status) {
-            // One record per call: its own error (a 2xx or 207 answer) is the record's.
+            // A call of one record (`call`): its own error (in a 2xx or 207) is the record's.
             if let Some(first) = parsed["data"].as_array().and_then(|d| d.first()) {
                 if first["status"] == "error" {
                     let words = serde_json::to_string(first).unwrap_or_default();
