@@ -146,3 +146,44 @@ async fn the_fake_takes_100_records_a_call_and_refuses_101_with_zohos_body() {
         "an adapter sending 101 fails its case"
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_batch_of_refused_records_only_is_answered_per_record_without_retries() {
+    let h = Harness::<Zoho>::with(Duration::from_secs(3), Duration::from_millis(30)).await;
+    h.subject
+        .fake
+        .refused_values
+        .lock()
+        .unwrap()
+        .insert(REFUSED_NAME.into());
+    let crm = Arc::new(h.subject.adapter_with(1));
+    let sync = sync_with(&h, &crm).await;
+    let events: Vec<Value> = (0..10)
+        .map(|i| {
+            let mut e = text(
+                &format!("wamid.R{i}"),
+                &format!("52155{:08}", 7100 + i),
+                "hola",
+            );
+            e["contact"]["profile"]["name"] = json!(REFUSED_NAME);
+            e
+        })
+        .collect();
+    let outcomes = futures::future::join_all(events.iter().map(|e| {
+        let (sync, d) = (sync.clone(), delivery(e, 1));
+        async move { sync.handle(&d).await }
+    }))
+    .await;
+    for outcome in &outcomes {
+        assert!(
+            matches!(outcome, Outcome::DeadLetter(r) if r.contains("INVALID_DATA")),
+            "{outcome:?}"
+        );
+    }
+    h.assert_documented();
+    assert!(h.subject.contacts().is_empty());
+    // Zoho's 400 named each record: no record was sent again alone.
+    let (calls, records) = writes_to(&h, "POST /crm/v8/Contacts/upsert");
+    assert_eq!(records, 10);
+    assert!(calls < 10, "{calls} calls");
+}
