@@ -1,6 +1,7 @@
 //! Zoho CRM API v8 calls: the OAuth access token as `Authorization: Zoho-oauthtoken` (from the
-//! shared [`TokenProvider`]), at most `ZOHO_CONCURRENCY` calls in flight (and 10 searches:
-//! Zoho's sub-concurrency for heavy APIs), Zoho's error bodies sorted into the error classes.
+//! shared [`TokenProvider`]), at most `ZOHO_CONCURRENCY` calls in flight (and 10 heavy ones:
+//! searches and writes of more than 10 records, Zoho's sub-concurrency), Zoho's error bodies
+//! sorted into the error classes.
 //!
 //! A `401 INVALID_TOKEN` is an access token Zoho no longer takes (expired early, revoked): it is
 //! invalidated in the token store and the call made once more with a fresh one. Refused again,
@@ -21,8 +22,11 @@ use wabridge_core::crm::CrmError;
 use wabridge_core::oauth::{OAuthError, TokenProvider};
 use wabridge_http::retry_after;
 
-/// Zoho's sub-concurrency limit for heavy APIs (search, COQL), per org and app.
+/// Zoho's sub-concurrency limit for heavy APIs (search, COQL, writes of more than
+/// [`HEAVY_WRITE`] records), per org and app.
 pub const SEARCH_CONCURRENCY: usize = 10;
+/// Records from which an insert, update or upsert counts against the sub-concurrency limit.
+pub const HEAVY_WRITE: usize = 10;
 /// How long every sender holds back after a 429 Zoho gave no delay for.
 const PAUSE_AFTER_429: Duration = Duration::from_millis(500);
 
@@ -30,8 +34,9 @@ const PAUSE_AFTER_429: Duration = Duration::from_millis(500);
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) enum Budget {
     General,
-    /// Search and COQL: the general limit and the sub-concurrency limit.
-    Search,
+    /// Search, COQL and writes of more than [`HEAVY_WRITE`] records: the general limit and
+    /// the sub-concurrency limit.
+    Heavy,
 }
 
 pub(crate) struct Client {
@@ -40,7 +45,7 @@ pub(crate) struct Client {
     base: String,
     tokens: Arc<TokenProvider>,
     general: Concurrent,
-    search: Concurrent,
+    heavy: Concurrent,
     /// Whether the last answer refused our credentials (see `refused`).
     refused: AtomicBool,
 }
@@ -88,7 +93,7 @@ impl Client {
             base: base.trim_end_matches('/').to_string(),
             tokens,
             general: Concurrent::new(concurrency),
-            search: Concurrent::new(concurrency.min(SEARCH_CONCURRENCY)),
+            heavy: Concurrent::new(concurrency.min(SEARCH_CONCURRENCY)),
             refused: AtomicBool::new(false),
         })
     }
@@ -102,10 +107,56 @@ impl Client {
         body: Option<&Value>,
         budget: Budget,
     ) -> Result<Value, CrmError> {
+        self.request(method, path, body, budget, None).await
+    }
+
+    /// Sends `body`, whose `data` holds `n` records, and returns Zoho's answer for each, in
+    /// order: from a 2xx (207 Multi-Status when some failed) or a 400 naming every record's
+    /// error. Any other answer is the call's, for all its records.
+    pub async fn write_records(
+        &self,
+        method: Method,
+        path: &str,
+        body: &Value,
+        n: usize,
+    ) -> Result<Vec<Value>, CrmError> {
+        let budget = if n > HEAVY_WRITE {
+            Budget::Heavy
+        } else {
+            Budget::General
+        };
+        let answer = self
+            .request(method, path, Some(body), budget, Some(n))
+            .await?;
+        match answer["data"].as_array() {
+            Some(data) if data.len() == n => Ok(data.clone()),
+            other => Err(CrmError::Transient(format!(
+                "Zoho answered {} results for {n} records",
+                other.map_or(0, Vec::len)
+            ))),
+        }
+    }
+
+    /// Waits until a call could start (a free place, no pause), without taking the place.
+    pub async fn ready(&self) {
+        drop(self.general.slot().await);
+    }
+
+    /// `records`: the call writes that many records and wants each one's answer.
+    async fn request(
+        &self,
+        method: Method,
+        path: &str,
+        body: Option<&Value>,
+        budget: Budget,
+        records: Option<usize>,
+    ) -> Result<Value, CrmError> {
         let mut retried = false;
         loop {
             let token = self.tokens.access_token().await.map_err(oauth_error)?;
-            let answer = self.send(&method, path, body, budget, &token).await?;
+            let answer = self
+                .send(&method, path, body, budget, records, &token)
+                .await?;
             match answer {
                 Answer::Ok(v) => return Ok(v),
                 Answer::ExpiredToken(_) if !retried => {
@@ -125,10 +176,11 @@ impl Client {
         path: &str,
         body: Option<&Value>,
         budget: Budget,
+        records: Option<usize>,
         token: &str,
     ) -> Result<Answer, CrmError> {
-        let _search = match budget {
-            Budget::Search => Some(self.search.slot().await),
+        let _heavy = match budget {
+            Budget::Heavy => Some(self.heavy.slot().await),
             Budget::General => None,
         };
         let _slot = self.general.slot().await;
@@ -147,8 +199,15 @@ impl Client {
         self.refused
             .store(matches!(status, 401 | 403), Ordering::Relaxed);
         let parsed: Value = serde_json::from_str(&text).unwrap_or(Value::Null);
+        let each = parsed["data"]
+            .as_array()
+            .filter(|d| Some(d.len()) == records && d.iter().all(|r| r["status"].is_string()));
+        if records.is_some() && (status == 400 || (200..300).contains(&status)) && each.is_some() {
+            // Every record answered for itself (all refused: a 400): the caller sorts them.
+            return Ok(Answer::Ok(parsed));
+        }
         if (200..300).contains(&status) {
-            // One record per call: its own error (a 2xx or 207 answer) is the record's.
+            // A call of one record (`call`): its own error (in a 2xx or 207) is the record's.
             if let Some(first) = parsed["data"].as_array().and_then(|d| d.first()) {
                 if first["status"] == "error" {
                     let words = serde_json::to_string(first).unwrap_or_default();

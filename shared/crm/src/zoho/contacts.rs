@@ -176,28 +176,33 @@ impl ZohoCrm {
         Ok(id)
     }
 
-    /// `POST /crm/v8/{module}/upsert` of one record: its id, and whether Zoho inserted it.
+    /// `POST /crm/v8/{module}/upsert` of one record, in a batch with the concurrent upserts
+    /// of other events on the same `checks`: its id, and whether Zoho inserted it.
     pub(super) async fn upsert(
         &self,
         module: &str,
         record: Map<String, Value>,
         checks: &[String],
     ) -> Result<(String, bool), CrmError> {
-        let body = json!({"data": [record], "duplicate_check_fields": checks});
-        let answer = self
-            .client
-            .call(
-                Method::POST,
-                &format!("/{module}/upsert"),
-                Some(&body),
-                Budget::General,
-            )
+        let written = self
+            .batcher(&format!("/{module}/upsert"), checks)
+            .submit(record)
             .await?;
-        let first = &answer["data"][0];
-        let id = first["details"]["id"].as_str().ok_or_else(|| {
-            CrmError::Transient(format!("{module} upsert answered without an id"))
-        })?;
-        Ok((id.to_string(), first["action"] == "insert"))
+        Ok((written.id, written.inserted))
+    }
+
+    /// `POST /crm/v8/{module}` of one record, in a batch with the concurrent inserts of other
+    /// events: its id.
+    pub(super) async fn insert(
+        &self,
+        module: &str,
+        record: Map<String, Value>,
+    ) -> Result<String, CrmError> {
+        let written = self
+            .batcher(&format!("/{module}"), &[])
+            .submit(record)
+            .await?;
+        Ok(written.id)
     }
 
     /// Deletes every contact found under the person's numbers and BSUIDs, its Cases first.
@@ -221,7 +226,7 @@ impl ZohoCrm {
             // Zoho answers a search without matches with 204 (`Null` here).
             let found = self
                 .client
-                .call(Method::GET, &path, None, Budget::Search)
+                .call(Method::GET, &path, None, Budget::Heavy)
                 .await?;
             for id in found["data"].as_array().into_iter().flatten() {
                 let Some(id) = id["id"].as_str() else {

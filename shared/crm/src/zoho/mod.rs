@@ -24,8 +24,14 @@
 //! - **template status, number quality, account, unknown, media, calls, edits, SLA breaches
 //!   (the Case shows `sla_breached_at`), a status of a group message**: not written (logged).
 //!
+//! Every record write (contact and deal upserts, notes, plain deal inserts) is batched across
+//! events: the writes of concurrent events to one endpoint leave as one call of up to 100
+//! records, Zoho's maximum, and each record's answer (a 207 Multi-Status when some failed)
+//! goes to its own event (`writes.rs`).
+//!
 //! Limits (`api.rs`): Zoho counts calls in flight per org and app (and charges API credits per
-//! rolling 24 h): at most `ZOHO_CONCURRENCY` calls at once, 10 searches; a 429 pauses senders.
+//! rolling 24 h): at most `ZOHO_CONCURRENCY` calls at once, 10 heavy ones (searches, writes of
+//! more than 10 records); a 429 pauses senders.
 
 pub(crate) mod api;
 mod check;
@@ -34,6 +40,7 @@ pub mod conversations;
 mod fields;
 pub mod oauth;
 mod records;
+mod writes;
 
 use crate::cache::remember;
 use std::collections::HashMap;
@@ -43,6 +50,7 @@ use std::time::Duration;
 use async_trait::async_trait;
 use tokio::sync::OnceCell;
 
+use crate::batch::{BatchStats, Batcher};
 use crate::{ConfigError, TokenStores};
 use api::Client;
 use fields::Schema;
@@ -52,9 +60,17 @@ use wabridge_core::mapping::owners::ConversationSettings;
 use wabridge_core::mapping::Mapping;
 use wabridge_core::oauth::TokenProvider;
 use wabridge_core::records::Record;
+use writes::WriteOp;
 
 /// Entries kept in each in-process map before it restarts.
 const CACHE_MAX: usize = 100_000;
+/// Records per write call (Zoho's maximum for inserts, updates and upserts).
+pub const BATCH_MAX: usize = 100;
+/// How long a batch waits for more records after its first.
+pub const LINGER: Duration = Duration::from_millis(5);
+
+/// The writes to one endpoint on one set of duplicate-check fields, batched.
+type Writes = Arc<Batcher<WriteOp>>;
 
 /// Where the adapter writes, and how fast.
 #[derive(Debug, Clone)]
@@ -75,9 +91,11 @@ pub struct ZohoSettings {
 }
 
 pub struct ZohoCrm {
-    client: Client,
+    client: Arc<Client>,
     settings: ZohoSettings,
     schema: OnceCell<Schema>,
+    /// Writes per (path, duplicate-check fields), each batched across events.
+    batchers: Mutex<HashMap<(String, Vec<String>), Writes>>,
     /// Our contact id → Zoho record id.
     contacts: Mutex<HashMap<String, String>>,
     /// Zoho record id → the last body upserted (an unchanged contact costs no call).
@@ -93,9 +111,10 @@ impl ZohoCrm {
         let client = Client::new(&api, tokens, settings.timeout, settings.concurrency)?;
         Ok(ZohoCrm {
             cases: conversations::Cases::new(settings.conversations.clone()),
-            client,
+            client: Arc::new(client),
             settings: ZohoSettings { api, ..settings },
             schema: OnceCell::new(),
+            batchers: Mutex::new(HashMap::new()),
             contacts: Mutex::new(HashMap::new()),
             written: Mutex::new(HashMap::new()),
             locks: Mutex::new(HashMap::new()),
@@ -154,6 +173,35 @@ impl ZohoCrm {
         )
     }
 
+    /// Write calls made and records sent in them, over every endpoint.
+    pub fn batch_stats(&self) -> BatchStats {
+        let batchers = self.batchers.lock().unwrap();
+        let mut total = BatchStats::default();
+        for b in batchers.values() {
+            let s = b.stats();
+            total.calls += s.calls;
+            total.inputs += s.inputs;
+            total.largest = total.largest.max(s.largest);
+        }
+        total
+    }
+
+    /// The batcher of writes to `path` (`/Contacts/upsert`, `/Notes`) on `checks` (none: an
+    /// insert).
+    fn batcher(&self, path: &str, checks: &[String]) -> Writes {
+        let mut batchers = self.batchers.lock().unwrap();
+        batchers
+            .entry((path.to_string(), checks.to_vec()))
+            .or_insert_with(|| {
+                Arc::new(Batcher::new(
+                    WriteOp::new(self.client.clone(), path, checks),
+                    BATCH_MAX,
+                    LINGER,
+                ))
+            })
+            .clone()
+    }
+
     async fn schema(&self) -> Result<&Schema, CrmError> {
         self.schema
             .get_or_try_init(|| Schema::load(&self.client))
@@ -181,9 +229,10 @@ impl Crm for ZohoCrm {
     }
 
     /// At most a contact upsert (and its identity write), a list and a create (or a Case
-    /// upsert made twice), each within the timeout; a token refresh on top.
+    /// upsert made twice), each within the timeout and the batches' linger; a token refresh on
+    /// top.
     fn call_budget(&self) -> Option<Duration> {
-        Some(self.settings.timeout * 5)
+        Some(LINGER * 2 + self.settings.timeout * 5)
     }
 
     /// Conversations' Cases are written before the event's Notes, and no superseded revision

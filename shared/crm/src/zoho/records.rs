@@ -1,4 +1,5 @@
-//! Notes (messages and statuses) and deals (leads).
+//! Notes (messages and statuses) and deals (leads), each written in a batch with the
+//! concurrent events' (`writes.rs`).
 
 use reqwest::Method;
 use serde_json::{json, Map, Value};
@@ -64,15 +65,17 @@ impl ZohoCrm {
             .as_ref()
             .map(|c| format!("{NOTE_LINE}{c}\n"))
             .unwrap_or_default();
-        let body = json!({"data": [{
-            "Note_Title": NOTE_TITLE,
-            "Note_Content": format!("{text}\n\n{conversation}{marker}"),
-            "Parent_Id": {"module": {"api_name": "Contacts"}, "id": contact},
-        }]});
-        self.client
-            .call(Method::POST, "/Notes", Some(&body), Budget::General)
-            .await
-            .map(drop)
+        let mut note = Map::new();
+        note.insert("Note_Title".into(), json!(NOTE_TITLE));
+        note.insert(
+            "Note_Content".into(),
+            json!(format!("{text}\n\n{conversation}{marker}")),
+        );
+        note.insert(
+            "Parent_Id".into(),
+            json!({"module": {"api_name": "Contacts"}, "id": contact}),
+        );
+        self.insert("Notes", note).await.map(drop)
     }
 
     /// A deal on the contact, upserted on the unique effect field: a redelivery, in doubt or
@@ -117,11 +120,7 @@ impl ZohoCrm {
             }
             None => {
                 // No unique field to settle a redelivery on: a plain create.
-                let body = json!({"data": [record]});
-                self.client
-                    .call(Method::POST, "/Deals", Some(&body), Budget::General)
-                    .await
-                    .map(drop)
+                self.insert("Deals", record).await.map(drop)
             }
         }
     }

@@ -44,3 +44,14 @@ async fn bench_every_adapter_against_a_50ms_crm() {
     run::<super::kommo::Kommo>().await;
     run::<super::salesforce::Salesforce>().await;
 }
+
+/// Zoho beside HubSpot alone, for a before/after of one adapter on a busy machine:
+/// `cargo test -p wabridge-tests --test core -- --ignored --nocapture crm_conformance::bench::zoho`
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore]
+async fn zoho_beside_hubspot_against_a_50ms_crm() {
+    run::<super::hubspot::HubSpot>().await;
+    run::<super::zoho::Zoho>().await;
+    run::<super::hubspot::HubSpot>().await;
+    run::<super::zoho::Zoho>().await;
+}

@@ -39,11 +39,16 @@ fn text(v: Option<&Value>) -> Option<String> {
 impl Zoho {
     /// An adapter (a new process) with its own token provider over the shared store.
     pub(crate) fn adapter(&self) -> ZohoCrm {
-        self.adapter_mapped(&self.mapping())
+        self.adapter_with(&self.mapping(), CONCURRENCY)
     }
 
     /// [`Self::adapter`] over `mapping` (its `[conversations]`, say).
     pub(crate) fn adapter_mapped(&self, mapping: &Mapping) -> ZohoCrm {
+        self.adapter_with(mapping, CONCURRENCY)
+    }
+
+    /// An adapter over `mapping` allowed `concurrency` calls in flight (`ZOHO_CONCURRENCY`).
+    pub(crate) fn adapter_with(&self, mapping: &Mapping, concurrency: usize) -> ZohoCrm {
         let base = format!("http://{}", self.addr);
         let endpoint = ZohoTokenEndpoint::new(&base, CLIENT_ID, CLIENT_SECRET, TIMEOUT).unwrap();
         let store = SqliteTokenStore::new(self.db.clone(), "zoho:test");
@@ -54,7 +59,7 @@ impl Zoho {
                 id_field: mapping.id_property.clone().unwrap(),
                 bsuid_field: wabridge_crm::bsuid_field(mapping).map(String::from),
                 effect_field: mapping.effect_property.clone(),
-                concurrency: CONCURRENCY,
+                concurrency,
                 timeout: TIMEOUT,
                 conversations: mapping.conversations.clone(),
             },

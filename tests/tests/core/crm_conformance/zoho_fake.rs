@@ -1,8 +1,10 @@
 //! A local Zoho CRM (API v8) and its accounts server: contacts and deals by upsert, notes,
-//! search, the fields metadata, and the refresh-token grant, as Zoho documents them. A request
-//! outside those shapes (another API version, a `Bearer` header, an unknown field, a duplicate
-//! check on a field that allows duplicates) gets Zoho's 400 body and is recorded as a problem.
-//! It enforces the org's concurrency limit (and the sub-concurrency of search) with 429
+//! search, the fields metadata, and the refresh-token grant, as Zoho documents them. A write
+//! takes 1 to 100 records and answers each (207 Multi-Status when some failed); 101 get Zoho's
+//! `LIMIT_EXCEEDED`. A request outside those shapes (another API version, a `Bearer` header, an
+//! unknown field, a duplicate check on a field that allows duplicates) gets Zoho's 400 body and
+//! is recorded as a problem. It enforces the org's concurrency limit (and the sub-concurrency
+//! of heavy calls: search, writes of more than 10 records) with 429
 //! `TOO_MANY_REQUESTS`, expires access tokens on demand (401 `INVALID_TOKEN`), refuses more than
 //! ten access tokens per refresh token in ten minutes, lets search lag behind writes, and
 //! answers scripted faults with Zoho's own bodies.
@@ -27,8 +29,10 @@ use crate::crm_http::SLOW;
 pub(crate) const CLIENT_ID: &str = "1000.QVF8O5MXFUYATAQGJKEWUXJKZH7OOE";
 pub(crate) const CLIENT_SECRET: &str = "31a99ae27deff7fr34e419fe321b712a02cdedted7";
 pub(crate) const REFRESH_TOKEN: &str = "1000.3421ad0e1a6fe44663ea112b8b1c4fdf.cd38e645e3d7423651d1";
-/// Zoho's sub-concurrency for heavy APIs (search, COQL).
+/// Zoho's sub-concurrency for heavy APIs (search, COQL, writes of more than [`HEAVY_WRITE`]
+/// records).
 const SEARCH_CONCURRENCY: usize = 10;
+const HEAVY_WRITE: usize = 10;
 /// Access tokens one refresh token may make per ten minutes.
 const TOKENS_PER_10_MIN: usize = 10;
 
@@ -111,6 +115,12 @@ pub(crate) struct ZohoFake {
     pub deals: Mutex<BTreeMap<String, Stored>>,
     pub notes: Mutex<Vec<Value>>,
     pub cases: Mutex<BTreeMap<String, Stored>>,
+    /// Every write call: `METHOD path` and its records.
+    pub writes: Mutex<Vec<(String, usize)>>,
+    /// Writes answered 207 Multi-Status (some records refused, some written).
+    pub multi_status: AtomicU64,
+    /// Values an org validation rule refuses (`INVALID_DATA` for that record alone).
+    pub refused_values: Mutex<HashSet<String>>,
     next_id: AtomicU64,
     /// Fields the org lacks (`Contacts/WhatsApp_BSUID`) or allows duplicates in, for `crm check`.
     pub missing_fields: Mutex<HashSet<String>>,
@@ -144,15 +154,18 @@ impl ZohoFake {
     }
 
     pub(crate) fn problem(&self, p: String) -> Response {
-        self.problems.lock().unwrap().push(p.clone());
         (
             StatusCode::BAD_REQUEST,
-            Json(
-                json!({"data": [{"code": "INVALID_DATA", "details": {"reason": p},
-                "message": "invalid data", "status": "error"}]}),
-            ),
+            Json(json!({"data": [self.record_problem(p)]})),
         )
             .into_response()
+    }
+
+    /// A problem with one record of a write: recorded, and that record's `INVALID_DATA`.
+    pub(crate) fn record_problem(&self, p: String) -> Value {
+        self.problems.lock().unwrap().push(p.clone());
+        json!({"code": "INVALID_DATA", "details": {"reason": p}, "message": "invalid data",
+            "status": "error"})
     }
 
     pub(crate) fn id(&self) -> String {
@@ -237,8 +250,13 @@ async fn handle(
     let now = fake.in_flight.fetch_add(1, Ordering::SeqCst) + 1;
     let _in_flight = InFlight(&fake.in_flight);
     fake.peak.fetch_max(now, Ordering::SeqCst);
-    let search = path.ends_with("/search");
-    let _searching = search.then(|| {
+    let records = serde_json::from_slice::<Value>(&body)
+        .ok()
+        .and_then(|b| b["data"].as_array().map(Vec::len))
+        .unwrap_or(0);
+    let heavy = path.ends_with("/search")
+        || (matches!(method, Method::POST | Method::PUT) && records > HEAVY_WRITE);
+    let _searching = heavy.then(|| {
         let n = fake.searching.fetch_add(1, Ordering::SeqCst) + 1;
         (InFlight(&fake.searching), n)
     });
@@ -353,6 +371,9 @@ async fn handle(
     } else {
         None
     };
+    if json_body.is_some() {
+        fake.writes.lock().unwrap().push((route.clone(), records));
+    }
     let segments: Vec<&str> = rest.split('/').collect();
     let answer = super::zoho_fake_records::route(&fake, &method, &segments, &query, json_body);
     if fault == Some(Fault::SlowAfter) {

@@ -1,8 +1,10 @@
 //! The local Zoho's records: Contacts and Deals (upsert, update, plain insert, delete, search),
 //! Notes (insert, a contact's related list) and the fields metadata, each request checked
-//! against the documented keys and types.
+//! against the documented keys and types. Writes take up to 100 records and answer each one
+//! for itself, in order.
 
 use std::collections::{BTreeMap, HashMap};
+use std::sync::atomic::Ordering;
 use std::time::Instant;
 
 use axum::http::{Method, StatusCode};
@@ -11,6 +13,7 @@ use axum::Json;
 use serde_json::{json, Map, Value};
 
 use super::zoho_fake::{error, Stored, ZohoFake};
+use super::zoho_fake_reads::{fields, list_notes, search};
 
 /// Keys an upsert body takes besides `data`.
 const UPSERT_KEYS: &[&str] = &[
@@ -65,38 +68,13 @@ pub(super) fn route(
             None => fake.problem(format!("DELETE Contacts/{id}: no such record")),
         },
         ("GET", ["Contacts", "search"]) => search(fake, query),
-        ("POST", ["Notes"]) => add_note(fake, body.unwrap()),
+        ("POST", ["Notes"]) => add_notes(fake, body.unwrap()),
         ("GET", ["Contacts", id, "Notes"]) => list_notes(fake, id, query),
         _ => fake.problem(format!(
             "{method} /crm/v8/{}: no such endpoint",
             segments.join("/")
         )),
     }
-}
-
-fn fields(fake: &ZohoFake, query: &HashMap<String, String>) -> Response {
-    let Some(module) = query.get("module") else {
-        return error(
-            StatusCode::BAD_REQUEST,
-            "REQUIRED_PARAM_MISSING",
-            "One of the expected parameter is missing",
-            json!({"param_name": "module"}),
-        );
-    };
-    let fields: Vec<Value> = fake
-        .fields(module)
-        .into_iter()
-        .map(|(name, unique)| {
-            let unique = if unique {
-                json!({"casesensitive": "false"})
-            } else {
-                json!({})
-            };
-            json!({"api_name": name, "field_label": name.replace('_', " "),
-                "data_type": "text", "unique": unique})
-        })
-        .collect();
-    Json(json!({"fields": fields})).into_response()
 }
 
 /// What is wrong with `record` for `module`, if anything.
@@ -152,49 +130,99 @@ fn duplicate(
         .map(|(name, _)| name)
 }
 
-fn duplicate_data(name: &str) -> Response {
-    (
-        StatusCode::BAD_REQUEST,
-        Json(
-            json!({"data": [{"code": "DUPLICATE_DATA", "details": {"api_name": name},
-            "message": "duplicate data", "status": "error"}]}),
-        ),
-    )
-        .into_response()
+/// Zoho's most records per insert, update or upsert.
+const MAX_RECORDS: usize = 100;
+
+fn duplicate_data(name: &str) -> Value {
+    json!({"code": "DUPLICATE_DATA", "details": {"api_name": name}, "message": "duplicate data",
+        "status": "error"})
 }
 
-fn success(status: StatusCode, action: &str, id: &str, duplicate_field: Option<&str>) -> Response {
-    let message = if action == "insert" {
-        "record added"
-    } else {
+fn success(action: Option<&str>, id: &str, duplicate_field: Option<&str>) -> Value {
+    let message = if action == Some("update") {
         "record updated"
+    } else {
+        "record added"
     };
-    (
-        status,
-        Json(json!({"data": [{"code": "SUCCESS", "duplicate_field": duplicate_field, "action": action,
-            "details": {"id": id, "Modified_Time": "2026-12-04T10:00:00-03:00"},
-            "message": message, "status": "success"}]})),
+    let mut answer = json!({"code": "SUCCESS",
+        "details": {"id": id, "Modified_Time": "2026-12-04T10:00:00-03:00"},
+        "message": message, "status": "success"});
+    if let Some(action) = action {
+        // Upserts say what they did; inserts do not.
+        answer["action"] = json!(action);
+        answer["duplicate_field"] = json!(duplicate_field);
+    }
+    answer
+}
+
+/// The answer of a write, one entry per record: 201 all inserted, 200 all written, 207
+/// Multi-Status some refused, 400 all refused.
+fn answer(fake: &ZohoFake, results: Vec<Value>) -> Response {
+    let refused = results.iter().filter(|r| r["status"] == "error").count();
+    let status = if refused == results.len() {
+        StatusCode::BAD_REQUEST
+    } else if refused > 0 {
+        fake.multi_status.fetch_add(1, Ordering::Relaxed);
+        StatusCode::MULTI_STATUS
+    } else if results.iter().all(|r| r["action"] != "update") {
+        StatusCode::CREATED
+    } else {
+        StatusCode::OK
+    };
+    (status, Json(json!({ "data": results }))).into_response()
+}
+
+/// The records of a write's `data`: 1 to 100 objects (more: Zoho's `LIMIT_EXCEEDED`).
+fn records_of(
+    fake: &ZohoFake,
+    what: &str,
+    body: &Map<String, Value>,
+) -> Result<Vec<Map<String, Value>>, Box<Response>> {
+    let Some(data) = body.get("data").and_then(Value::as_array) else {
+        return Err(Box::new(
+            fake.problem(format!("{what}: `data` is not a list")),
+        ));
+    };
+    if data.len() > MAX_RECORDS {
+        fake.problems
+            .lock()
+            .unwrap()
+            .push(format!("{what}: {} records in one call", data.len()));
+        return Err(Box::new(error(
+            StatusCode::BAD_REQUEST,
+            "LIMIT_EXCEEDED",
+            "limit exceeded",
+            json!({"limit": MAX_RECORDS}),
+        )));
+    }
+    if data.is_empty() || !data.iter().all(Value::is_object) {
+        return Err(Box::new(fake.problem(format!(
+            "{what}: `data` holds no records, or not objects"
+        ))));
+    }
+    Ok(data.iter().filter_map(|r| r.as_object().cloned()).collect())
+}
+
+/// The org's validation rule: a field holding a refused value is that record's `INVALID_DATA`.
+fn validation(fake: &ZohoFake, i: usize, record: &Map<String, Value>) -> Option<Value> {
+    let refused = fake.refused_values.lock().unwrap();
+    let (name, _) = record
+        .iter()
+        .find(|(_, v)| v.as_str().is_some_and(|v| refused.contains(v)))?;
+    Some(
+        json!({"code": "INVALID_DATA", "details": {"api_name": name, "json_path": format!("$.data[{i}].{name}")},
+            "message": "invalid data", "status": "error"}),
     )
-        .into_response()
 }
 
 fn upsert(fake: &ZohoFake, module: &str, body: Map<String, Value>) -> Response {
     if let Some(k) = body.keys().find(|k| !UPSERT_KEYS.contains(&k.as_str())) {
         return fake.problem(format!("{module} upsert: unknown key `{k}`"));
     }
-    let Some([record]) = body
-        .get("data")
-        .and_then(Value::as_array)
-        .map(Vec::as_slice)
-    else {
-        return fake.problem(format!("{module} upsert: one record in `data` expected"));
+    let records = match records_of(fake, &format!("{module} upsert"), &body) {
+        Ok(records) => records,
+        Err(refused) => return *refused,
     };
-    let Some(record) = record.as_object() else {
-        return fake.problem(format!("{module} upsert: the record is not an object"));
-    };
-    if let Some(p) = shape(fake, module, record) {
-        return fake.problem(p);
-    }
     let checks: Vec<String> = match body.get("duplicate_check_fields") {
         Some(Value::Array(a)) if a.iter().all(Value::is_string) && !a.is_empty() => {
             a.iter().map(|v| v.as_str().unwrap().to_string()).collect()
@@ -202,17 +230,40 @@ fn upsert(fake: &ZohoFake, module: &str, body: Map<String, Value>) -> Response {
         other => return fake.problem(format!("{module} upsert: duplicate_check_fields {other:?}")),
     };
     let fields = fake.fields(module);
-    for check in &checks {
-        if !fields.iter().any(|(n, unique)| n == check && *unique) {
-            return fake.problem(format!(
-                "{module} upsert: `{check}` is not a unique field (duplicate check)"
-            ));
-        }
-        if !filled(record.get(check)) {
-            return fake.problem(format!(
-                "{module} upsert: the record has no `{check}` value"
-            ));
-        }
+    if let Some(check) = checks
+        .iter()
+        .find(|c| !fields.iter().any(|(n, unique)| n == *c && *unique))
+    {
+        return fake.problem(format!(
+            "{module} upsert: `{check}` is not a unique field (duplicate check)"
+        ));
+    }
+    // Zoho writes the records in order: a later one sees an earlier one of the same call.
+    let results = records
+        .into_iter()
+        .enumerate()
+        .map(|(i, record)| upsert_one(fake, module, &checks, i, record))
+        .collect();
+    answer(fake, results)
+}
+
+fn upsert_one(
+    fake: &ZohoFake,
+    module: &str,
+    checks: &[String],
+    i: usize,
+    record: Map<String, Value>,
+) -> Value {
+    if let Some(p) = shape(fake, module, &record) {
+        return fake.record_problem(p);
+    }
+    if let Some(check) = checks.iter().find(|c| !filled(record.get(*c))) {
+        return fake.record_problem(format!(
+            "{module} upsert: record {i} has no `{check}` value"
+        ));
+    }
+    if let Some(refused) = validation(fake, i, &record) {
+        return refused;
     }
     let mut records = store(fake, module);
     // The first duplicate-check field that matches a record settles it.
@@ -224,15 +275,15 @@ fn upsert(fake: &ZohoFake, module: &str, body: Map<String, Value>) -> Response {
     });
     match found {
         Some((id, field)) => {
-            if let Some(name) = duplicate(fake, module, &records, record, Some(&id)) {
+            if let Some(name) = duplicate(fake, module, &records, &record, Some(&id)) {
                 return duplicate_data(&name);
             }
             let stored = records.get_mut(&id).unwrap();
-            stored.body.extend(record.clone());
+            stored.body.extend(record);
             stored.written = Instant::now();
-            success(StatusCode::OK, "update", &id, Some(&field))
+            success(Some("update"), &id, Some(&field))
         }
-        None => insert(fake, module, &mut records, record.clone()),
+        None => insert(fake, module, &mut records, record, Some("insert")),
     }
 }
 
@@ -241,9 +292,10 @@ fn insert(
     module: &str,
     records: &mut BTreeMap<String, Stored>,
     record: Map<String, Value>,
-) -> Response {
+    action: Option<&str>,
+) -> Value {
     if let Some(name) = mandatory(module).iter().find(|n| !filled(record.get(**n))) {
-        return fake.problem(format!("{module}: mandatory field `{name}` missing"));
+        return fake.record_problem(format!("{module}: mandatory field `{name}` missing"));
     }
     if let Some(name) = duplicate(fake, module, records, &record, None) {
         return duplicate_data(&name);
@@ -251,7 +303,7 @@ fn insert(
     if module == "Deals" {
         let contact = record["Contact_Name"]["id"].as_str().unwrap_or_default();
         if !fake.contacts.lock().unwrap().contains_key(contact) {
-            return fake.problem(format!("Deals: Contact_Name {contact} does not exist"));
+            return fake.record_problem(format!("Deals: Contact_Name {contact} does not exist"));
         }
     }
     let id = fake.id();
@@ -262,22 +314,29 @@ fn insert(
             written: Instant::now(),
         },
     );
-    success(StatusCode::CREATED, "insert", &id, None)
+    success(action, &id, None)
 }
 
 fn insert_plain(fake: &ZohoFake, body: Map<String, Value>) -> Response {
-    let Some([Value::Object(record)]) = body
-        .get("data")
-        .and_then(Value::as_array)
-        .map(Vec::as_slice)
-    else {
-        return fake.problem("POST Deals: one record in `data` expected".into());
+    let records = match records_of(fake, "POST Deals", &body) {
+        Ok(records) => records,
+        Err(refused) => return *refused,
     };
-    if let Some(p) = shape(fake, "Deals", record) {
-        return fake.problem(p);
-    }
-    let mut deals = fake.deals.lock().unwrap();
-    insert(fake, "Deals", &mut deals, record.clone())
+    let results = records
+        .into_iter()
+        .enumerate()
+        .map(|(i, record)| {
+            if let Some(p) = shape(fake, "Deals", &record) {
+                return fake.record_problem(p);
+            }
+            if let Some(refused) = validation(fake, i, &record) {
+                return refused;
+            }
+            let mut deals = fake.deals.lock().unwrap();
+            insert(fake, "Deals", &mut deals, record, None)
+        })
+        .collect();
+    answer(fake, results)
 }
 
 fn update(fake: &ZohoFake, id: &str, body: Map<String, Value>) -> Response {
@@ -293,7 +352,7 @@ fn update(fake: &ZohoFake, id: &str, body: Map<String, Value>) -> Response {
     }
     let mut contacts = fake.contacts.lock().unwrap();
     if let Some(name) = duplicate(fake, "Contacts", &contacts, record, Some(id)) {
-        return duplicate_data(&name);
+        return answer(fake, vec![duplicate_data(&name)]);
     }
     let Some(stored) = contacts.get_mut(id) else {
         return error(
@@ -305,63 +364,36 @@ fn update(fake: &ZohoFake, id: &str, body: Map<String, Value>) -> Response {
     };
     stored.body.extend(record.clone());
     stored.written = Instant::now();
-    success(StatusCode::OK, "update", id, None)
-}
-
-/// `criteria=(Field:equals:value)`, Zoho's escapes undone; records written within the lag are
-/// not found yet. No match: 204, no body.
-fn search(fake: &ZohoFake, query: &HashMap<String, String>) -> Response {
-    let Some(criteria) = query.get("criteria") else {
-        return fake.problem(format!("Contacts/search: criteria expected ({query:?})"));
-    };
-    let inner = criteria.strip_prefix('(').and_then(|c| c.strip_suffix(')'));
-    let Some((field, value)) = inner.and_then(|c| {
-        let (field, rest) = c.split_once(":equals:")?;
-        Some((
-            field.to_string(),
-            rest.replace("\\(", "(")
-                .replace("\\)", ")")
-                .replace("\\,", ","),
-        ))
-    }) else {
-        return fake.problem(format!("Contacts/search: criteria {criteria}"));
-    };
-    if !fake.fields("Contacts").iter().any(|(n, _)| *n == field) {
-        return fake.problem(format!("Contacts/search: no field `{field}`"));
-    }
-    let lag = *fake.search_lag.lock().unwrap();
-    let data: Vec<Value> = fake
-        .contacts
-        .lock()
-        .unwrap()
-        .iter()
-        .filter(|(_, r)| r.written.elapsed() >= lag && r.body.get(&field) == Some(&json!(value)))
-        .map(|(id, _)| json!({"id": id}))
-        .collect();
-    if data.is_empty() {
-        return StatusCode::NO_CONTENT.into_response();
-    }
-    Json(json!({"data": data, "info": {"per_page": 200, "count": data.len(), "page": 1, "more_records": false}}))
+    (
+        StatusCode::OK,
+        Json(json!({"data": [success(Some("update"), id, None)]})),
+    )
         .into_response()
 }
 
-fn add_note(fake: &ZohoFake, body: Map<String, Value>) -> Response {
-    let Some([Value::Object(note)]) = body
-        .get("data")
-        .and_then(Value::as_array)
-        .map(Vec::as_slice)
-    else {
-        return fake.problem("POST Notes: one note in `data` expected".into());
+fn add_notes(fake: &ZohoFake, body: Map<String, Value>) -> Response {
+    let notes = match records_of(fake, "POST Notes", &body) {
+        Ok(notes) => notes,
+        Err(refused) => return *refused,
     };
+    let results = notes
+        .into_iter()
+        .enumerate()
+        .map(|(i, note)| add_note(fake, i, note))
+        .collect();
+    answer(fake, results)
+}
+
+fn add_note(fake: &ZohoFake, i: usize, note: Map<String, Value>) -> Value {
     if let Some(k) = note.keys().find(|k| !NOTE_KEYS.contains(&k.as_str())) {
-        return fake.problem(format!("POST Notes: unknown key `{k}`"));
+        return fake.record_problem(format!("POST Notes: unknown key `{k}`"));
     }
     if !note.get("Note_Content").is_some_and(Value::is_string) {
-        return fake.problem("POST Notes: Note_Content is required".into());
+        return fake.record_problem("POST Notes: Note_Content is required".into());
     }
     let parent = &note["Parent_Id"];
     if parent["module"]["api_name"] != "Contacts" || !parent["id"].is_string() {
-        return fake.problem(format!(
+        return fake.record_problem(format!(
             "POST Notes: Parent_Id {parent} (v8: module.api_name and id)"
         ));
     }
@@ -371,65 +403,13 @@ fn add_note(fake: &ZohoFake, body: Map<String, Value>) -> Response {
         .unwrap()
         .contains_key(parent["id"].as_str().unwrap())
     {
-        return error(
-            StatusCode::BAD_REQUEST,
-            "INVALID_DATA",
-            "the related id given seems to be invalid",
-            json!({"api_name": "Parent_Id"}),
-        );
+        return json!({"code": "INVALID_DATA", "details": {"api_name": "Parent_Id",
+            "json_path": format!("$.data[{i}].Parent_Id")},
+            "message": "the related id given seems to be invalid", "status": "error"});
     }
     let id = fake.id();
-    let mut stored = note.clone();
+    let mut stored = note;
     stored.insert("id".into(), json!(id));
     fake.notes.lock().unwrap().push(Value::Object(stored));
-    success(StatusCode::CREATED, "insert", &id, None)
-}
-
-/// A contact's notes, newest first: a related list, read from the database (no lag).
-fn list_notes(fake: &ZohoFake, contact: &str, query: &HashMap<String, String>) -> Response {
-    let Some(wanted) = query.get("fields") else {
-        return fake.problem("GET Contacts/{id}/Notes: `fields` is required in v8".into());
-    };
-    let wanted: Vec<&str> = wanted.split(',').collect();
-    if let Some(f) = wanted
-        .iter()
-        .find(|f| !["Note_Title", "Note_Content", "Parent_Id", "Created_Time"].contains(f))
-    {
-        return fake.problem(format!("GET Notes: no field `{f}`"));
-    }
-    if query
-        .get("sort_by")
-        .is_some_and(|s| !["id", "Created_Time", "Modified_Time"].contains(&s.as_str()))
-        || query
-            .get("sort_order")
-            .is_some_and(|s| !["asc", "desc"].contains(&s.as_str()))
-    {
-        return fake.problem(format!("GET Notes: sort {query:?}"));
-    }
-    let per_page: usize = query
-        .get("per_page")
-        .and_then(|p| p.parse().ok())
-        .unwrap_or(200);
-    let data: Vec<Value> = fake
-        .notes
-        .lock()
-        .unwrap()
-        .iter()
-        .rev()
-        .filter(|n| n["Parent_Id"]["id"] == contact)
-        .take(per_page)
-        .map(|n| {
-            let mut v = Map::new();
-            v.insert("id".into(), n["id"].clone());
-            for f in &wanted {
-                v.insert(f.to_string(), n[*f].clone());
-            }
-            Value::Object(v)
-        })
-        .collect();
-    if data.is_empty() {
-        return StatusCode::NO_CONTENT.into_response();
-    }
-    Json(json!({"data": data, "info": {"per_page": per_page, "more_records": false}}))
-        .into_response()
+    success(None, &id, None)
 }
