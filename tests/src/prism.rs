@@ -144,3 +144,39 @@ fn answers_http(addr: &str) -> bool {
     let mut buf = [0u8; 12];
     matches!(stream.read(&mut buf), Ok(n) if n >= 5 && buf.starts_with(b"HTTP/"))
 }
+
+/// Meta's spec without its one-segment paths (`/{Version}/{Phone-Number-ID}`,
+/// `/{Version}/{Business-ID}`, …) other than `keep`, written into `dir`. Prism routes by path
+/// template alone, so `GET /v23.0/<id>` would be checked against whichever comes first; with
+/// one left, it is checked against the operation meant. `None` when the spec is missing and
+/// services are not required (panics when they are).
+pub fn spec_keeping(dir: &Path, keep: &str) -> Option<PathBuf> {
+    let Some(spec) = spec_path() else {
+        if services_required() {
+            panic!("Meta's OpenAPI spec is missing and WABRIDGE_REQUIRE_SERVICES=1");
+        }
+        eprintln!("SKIPPED: Meta's OpenAPI spec is missing");
+        return None;
+    };
+    let mut doc: serde_yaml_ng::Value =
+        serde_yaml_ng::from_str(&std::fs::read_to_string(spec).expect("read the spec"))
+            .expect("the spec is YAML");
+    let paths = doc
+        .get_mut("paths")
+        .and_then(|p| p.as_mapping_mut())
+        .expect("the spec has paths");
+    let one_segment = |k: &str| {
+        k.strip_prefix("/{Version}/{")
+            .is_some_and(|rest| rest.ends_with('}') && !rest.contains('/'))
+    };
+    let before = paths.len();
+    paths.retain(|k, _| {
+        let k = k.as_str().unwrap_or("");
+        !one_segment(k) || k == keep
+    });
+    assert!(before - paths.len() >= 10, "Meta's spec changed its paths");
+    assert!(paths.contains_key(keep), "Meta's spec has no {keep}");
+    let out = dir.join("spec-one-segment.yaml");
+    std::fs::write(&out, serde_yaml_ng::to_string(&doc).expect("write YAML")).expect("write");
+    Some(out)
+}

@@ -7,7 +7,7 @@ use clap::{Parser, Subcommand};
 use wabridge_core::config;
 
 use crate::error::CliError;
-use crate::{attribution, numbers_table, sends, tools};
+use crate::{attribution, numbers_discover, numbers_table, sends, tools};
 
 #[derive(Parser)]
 #[command(
@@ -223,6 +223,9 @@ pub(crate) enum NumbersAction {
     Add(numbers_table::AddArgs),
     /// Remove a number from a deployment's table.
     Remove(numbers_table::RemoveArgs),
+    /// List each WABA's numbers from the Graph API: a `[[number]]` entry for each one the
+    /// registry lacks; warnings for callback overrides that send webhooks elsewhere.
+    Discover(numbers_discover::DiscoverArgs),
 }
 
 #[derive(Subcommand)]

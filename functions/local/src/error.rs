@@ -43,6 +43,20 @@ pub enum CliError {
         #[source]
         source: Box<CliError>,
     },
+    /// `numbers discover` has no token for a WABA (`key` names where it looked; never the
+    /// token).
+    #[error(
+        "no token for WABA {waba}: {key} is not set (an environment variable, or an entry of `tokens` in the data dir's secrets.json)"
+    )]
+    NoToken { waba: String, key: String },
+    /// `numbers discover` could not read a WABA; the source carries Meta's message.
+    #[error("cannot {what} of WABA {waba}")]
+    Discover {
+        what: &'static str,
+        waba: String,
+        #[source]
+        source: wabridge_graph::phone_numbers::ReadError,
+    },
     /// The attribution settings file (`WABRIDGE_ATTRIBUTION`) cannot be used.
     #[error(
         "cannot load the attribution settings ({})",

@@ -17,6 +17,7 @@ mod media;
 mod media_direct;
 mod media_upload;
 mod numbers;
+mod numbers_discover;
 mod numbers_table;
 mod secrets;
 mod sends;
@@ -137,6 +138,7 @@ async fn run(command: Command) -> Result<(), CliError> {
             NumbersAction::List { json, data, .. } => numbers::list(&data.data, json),
             NumbersAction::Add(args) => numbers_table::add(args).await,
             NumbersAction::Remove(args) => numbers_table::remove(args).await,
+            NumbersAction::Discover(args) => numbers_discover::discover(args).await,
         },
         Command::DeadLetters {
             action:

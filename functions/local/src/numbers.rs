@@ -38,6 +38,24 @@ fn destinations_only(file: &str) -> bool {
     std::fs::read(file).is_ok_and(|b| wabridge_core::numbers::destinations::destinations_only(&b))
 }
 
+/// The registry `WABRIDGE_NUMBERS` names, parsed but not checked against the secrets; `None`
+/// when unset or when the file lists destinations only.
+pub fn registry() -> Result<Option<Numbers>, CliError> {
+    path()
+        .filter(|f| !destinations_only(f))
+        .map(|f| read(&f))
+        .transpose()
+}
+
+/// A registry secret by key name: the environment, else the `tokens` of `DATA/secrets.json`
+/// (`stored`, when the file exists).
+pub fn secret(stored: Option<&Secrets>, key: &str) -> Option<String> {
+    match stored {
+        Some(s) => s.named(key),
+        None => std::env::var(key).ok().filter(|v| !v.is_empty()),
+    }
+}
+
 fn read(file: &str) -> Result<Numbers, CliError> {
     let bytes = std::fs::read(file).map_err(CliError::io("read", file))?;
     Ok(Numbers::parse(file, &bytes)?)
@@ -61,13 +79,10 @@ pub fn target_error(file: &str, n: &Number, source: CliError) -> CliError {
 /// `WHATSAPP_PHONE_NUMBER_ID`. `--json`: one object per line.
 pub fn list(data: &Path, as_json: bool) -> Result<(), CliError> {
     let stored = crate::secrets::read(data)?;
-    let secret = |key: &str| match &stored {
-        Some(s) => s.named(key),
-        None => std::env::var(key).ok().filter(|v| !v.is_empty()),
-    };
-    let token = |key: &str| secret(key).map_or("missing".to_string(), |t| mask_token(&t));
-    let rows: Vec<Value> = match path().filter(|f| !destinations_only(f)) {
-        Some(file) => read(&file)?
+    let token =
+        |key: &str| secret(stored.as_ref(), key).map_or("missing".to_string(), |t| mask_token(&t));
+    let rows: Vec<Value> = match registry()? {
+        Some(numbers) => numbers
             .all()
             .iter()
             .map(|n| row(n, token(&n.token_key)))

@@ -1,7 +1,8 @@
 //! Meta's Graph API over HTTP (reqwest): the sender's message client and media upload, and the
 //! template sync's page source, implementing the ports `wabridge_core::sends::graph::MessageApi`,
 //! `wabridge_core::sends::media::MediaUploadApi` and
-//! `wabridge_core::sends::template_sync::TemplateSource`. The Conversions API client of
+//! `wabridge_core::sends::template_sync::TemplateSource`; and the reads of `numbers discover`
+//! ([`phone_numbers`]). The Conversions API client of
 //! `wabridge-attribution` builds on [`http_client`] too.
 //!
 //! May depend on `wabridge-core` and `reqwest`; never on an engine (SQLite, AWS) or a CRM.
@@ -9,6 +10,7 @@
 pub mod admin;
 pub mod media;
 pub mod messages;
+pub mod phone_numbers;
 pub mod templates;
 pub mod upload;
 
@@ -21,6 +23,7 @@ use wabridge_core::sends::template_sync::SyncError;
 pub use admin::GraphTemplateAdmin;
 pub use media::{GraphMedia, MediaConfig};
 pub use messages::GraphClient;
+pub use phone_numbers::GraphNumbers;
 pub use templates::{template_sync, GraphTemplates};
 pub use upload::GraphUploads;
 

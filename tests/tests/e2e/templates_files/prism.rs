@@ -7,48 +7,19 @@
 //! Prism routes by path template alone, and Meta's spec has fifteen one-segment paths
 //! (`/{Version}/{Phone-Number-ID}`, `/{Version}/{Business-ID}`, …): `POST /v23.0/<id>` would be
 //! checked against whichever comes first. The spec Prism serves here keeps only
-//! `/{Version}/{TEMPLATE_ID}` among them, so the edit is checked against the edit operation.
+//! `/{Version}/{TEMPLATE_ID}` among them (`prism::spec_keeping`), so the edit is checked
+//! against the edit operation.
 
 use wabridge_core::template_files::apply::TemplateAdmin;
 use wabridge_core::template_files::meta::{create_body, edit_body};
-use wabridge_tests::prism::{spec_path, Prism};
+use wabridge_tests::prism::{spec_keeping, Prism};
 
 use super::*;
-
-/// Meta's spec without the one-segment paths other than the template's.
-fn template_spec(dir: &Path) -> Option<PathBuf> {
-    let Some(spec) = spec_path() else {
-        if wabridge_tests::prism::services_required() {
-            panic!("Meta's OpenAPI spec is missing");
-        }
-        return None;
-    };
-    let mut doc: serde_yaml_ng::Value =
-        serde_yaml_ng::from_str(&std::fs::read_to_string(spec).unwrap()).unwrap();
-    let paths = doc
-        .get_mut("paths")
-        .and_then(|p| p.as_mapping_mut())
-        .unwrap();
-    let one_segment = |k: &str| {
-        k.strip_prefix("/{Version}/{")
-            .is_some_and(|rest| rest.ends_with('}') && !rest.contains('/'))
-    };
-    let before = paths.len();
-    paths.retain(|k, _| {
-        let k = k.as_str().unwrap_or("");
-        !one_segment(k) || k == "/{Version}/{TEMPLATE_ID}"
-    });
-    assert!(before - paths.len() >= 10, "Meta's spec changed its paths");
-    assert!(paths.contains_key("/{Version}/{TEMPLATE_ID}"));
-    let out = dir.join("spec-templates.yaml");
-    std::fs::write(&out, serde_yaml_ng::to_string(&doc).unwrap()).unwrap();
-    Some(out)
-}
 
 #[tokio::test]
 async fn every_template_management_request_matches_metas_spec() {
     let spec_dir = tempfile::tempdir().unwrap();
-    let Some(spec) = template_spec(spec_dir.path()) else {
+    let Some(spec) = spec_keeping(spec_dir.path(), "/{Version}/{TEMPLATE_ID}") else {
         return;
     };
     let Some(prism) = Prism::start_with_spec(&spec) else {
