@@ -98,6 +98,16 @@ pub enum SettingsError {
 
 /// The API this function serves: `/links`, `/conversions` and `/healthz`.
 pub fn build_api(sdk: &SdkConfig, settings: Settings) -> Api {
+    build_api_with_numbers(sdk, settings, None)
+}
+
+/// [`build_api`] with the table's numbers registry: a link's `from` names the number it opens a
+/// chat with (422 `unknown_number` or `from_required`). None: `phone_number` or the config's.
+pub fn build_api_with_numbers(
+    sdk: &SdkConfig,
+    settings: Settings,
+    numbers: Option<Arc<wabridge_core::numbers::Numbers>>,
+) -> Api {
     let dynamo = aws_sdk_dynamodb::Client::new(sdk);
     let audit = Audit::new(Arc::new(
         DynamoAudit::new(dynamo.clone(), settings.table.clone())
@@ -110,6 +120,9 @@ pub fn build_api(sdk: &SdkConfig, settings: Settings) -> Api {
         settings.api_keys,
     )
     .with_audit(audit);
+    if let Some(numbers) = numbers {
+        service = service.with_numbers(numbers);
+    }
     match settings.events_queue_url {
         Some(url) => {
             let engine = wabridge_aws::engine::AwsEngine::new(sdk, settings.table);
@@ -130,8 +143,14 @@ pub async fn cold_start() -> Result<Api, lambda_http::Error> {
     let sdk = wabridge_aws::sdk::lambda_config().await;
     let secrets = wabridge_aws::secrets::secrets().await?;
     let settings = Settings::from_lookup(|name| secrets.lookup(name))?;
-    tracing::info!(table = %settings.table, "attribution ready");
-    Ok(build_api(sdk, settings))
+    let registry = wabridge_aws::dynamo::numbers::DynamoNumbers::new(
+        aws_sdk_dynamodb::Client::new(sdk),
+        &settings.table,
+    );
+    let numbers = registry.load().await?.map(Arc::new);
+    let count = numbers.as_ref().map_or(0, |n| n.all().len());
+    tracing::info!(table = %settings.table, numbers = count, "attribution ready");
+    Ok(build_api_with_numbers(sdk, settings, numbers))
 }
 
 #[cfg(test)]

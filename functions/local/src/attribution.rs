@@ -24,17 +24,20 @@ pub async fn service(
     db: &Db,
     keys: Arc<ApiKeys>,
     audit: Audit,
+    numbers: Option<Arc<wabridge_core::numbers::Numbers>>,
 ) -> Result<Arc<AttributionService>, CliError> {
     let config = AttributionConfig::from_env()?;
     let store = SqliteAttribution::open(db.clone())
         .await
         .map_err(CliError::store("cannot open the attribution store"))?;
     let meta = MetaConversions::from_lookup(|n| std::env::var(n).ok())?;
-    Ok(Arc::new(
-        AttributionService::new(Arc::new(store), Arc::new(config), meta, keys)
-            .with_audit(audit)
-            .with_conversations(crate::conversations::updates(db)?),
-    ))
+    let service = AttributionService::new(Arc::new(store), Arc::new(config), meta, keys)
+        .with_audit(audit)
+        .with_conversations(crate::conversations::updates(db)?);
+    Ok(Arc::new(match numbers {
+        Some(numbers) => service.with_numbers(numbers),
+        None => service,
+    }))
 }
 
 /// Options of `wabridge link create`.
@@ -60,8 +63,12 @@ pub struct LinkArgs {
     #[arg(long)]
     pub text: Option<String>,
     /// The business's WhatsApp number (default: business_number of the attribution config).
-    #[arg(long)]
+    #[arg(long, conflicts_with = "from")]
     pub phone: Option<String>,
+    /// A registered number (label or phone_number_id, WABRIDGE_NUMBERS) the link opens a chat
+    /// with: its display number.
+    #[arg(long)]
+    pub from: Option<String>,
     #[arg(long)]
     pub expires_in_days: Option<u32>,
     /// Write the QR code as SVG here.
@@ -86,8 +93,20 @@ pub async fn link_create(data: &Path, args: LinkArgs) -> Result<(), CliError> {
         landing_page: args.landing_page,
         prefilled_text: args.text,
         phone_number: args.phone,
+        from: args.from,
         expires_in_days: args.expires_in_days,
     };
+    let mut request = request;
+    // Only the display numbers are read: no token is needed to print a link.
+    let numbers = crate::numbers::registry()?;
+    request
+        .resolve_from(numbers.as_ref(), &config)
+        .map_err(|(_, message)| {
+            CliError::link(wabridge_core::attribution::link::LinkError {
+                field: "from",
+                problem: message,
+            })
+        })?;
     let spec = request.validate(&config).map_err(CliError::link)?;
     let db = crate::data::open_or_create(data)?;
     let store = SqliteAttribution::open(db.clone())

@@ -64,8 +64,9 @@ pub async fn run(args: ServeArgs) -> Result<(), CliError> {
     let content_retention = wabridge_core::retention::content_retention(|n| std::env::var(n).ok())?;
     let audit_log = wabridge_sqlite::SqliteEngine::new(db.clone()).audit(audit_retention);
     let audit = Audit::new(Arc::new(audit_log));
-    let api =
-        api.with_attribution(crate::attribution::service(&db, keys.clone(), audit.clone()).await?);
+    let api = api.with_attribution(
+        crate::attribution::service(&db, keys.clone(), audit.clone(), numbers.clone()).await?,
+    );
     let media = crate::media::LocalMedia::open(&args.data, &secrets, content_retention)?;
     let erasure = crate::erase::service(&db, &args.data).await?;
     let api = api.with_erasure(Arc::new(erasure), keys.clone());

@@ -56,6 +56,8 @@ pub struct AttributionService {
     now_ms: fn() -> i64,
     /// Conversions make their conversation's outcome `converted`.
     conversations: Option<ConversationUpdates>,
+    /// The numbers registry a link's `from` names (none: `phone_number` or the config's).
+    numbers: Option<Arc<wabridge_core::numbers::Numbers>>,
 }
 
 impl AttributionService {
@@ -73,7 +75,18 @@ impl AttributionService {
             audit: Audit::none(),
             now_ms: wabridge_core::clock::now_ms,
             conversations: None,
+            numbers: None,
         }
+    }
+
+    /// Links open a chat with a registered number: `from` (a label or phone_number_id) names it,
+    /// and a registry of several numbers requires it unless `phone_number` is given.
+    pub fn with_numbers(
+        mut self,
+        numbers: Arc<wabridge_core::numbers::Numbers>,
+    ) -> AttributionService {
+        self.numbers = Some(numbers);
+        self
     }
 
     /// A conversion sets its conversation's outcome to `converted`, with its value and currency
@@ -93,7 +106,13 @@ impl AttributionService {
     /// as SVG text and base64 PNG.
     pub async fn create_link(&self, req: &Request) -> Result<Response, ApiError> {
         let caller = self.keys.authorize(req, Scope::Admin, "POST /links")?;
-        let request: LinkRequest = json_body(req)?;
+        let mut request: LinkRequest = json_body(req)?;
+        request
+            .resolve_from(self.numbers.as_deref(), &self.config)
+            .map_err(|(code, message)| match code {
+                "invalid_field" => ApiError::bad_request(code, message),
+                code => ApiError::Unprocessable { code, message },
+            })?;
         let spec = request
             .validate(&self.config)
             .map_err(|e| ApiError::bad_request("invalid_field", e.to_string()))?;

@@ -203,6 +203,9 @@ pub fn send_rate(lookup: impl Fn(&str) -> Option<String>) -> Result<(f64, u32), 
 /// Days message content is kept (`retention::content_retention`).
 pub const WABRIDGE_CONTENT_RETENTION_DAYS: &str = "WABRIDGE_CONTENT_RETENTION_DAYS";
 
+/// Whether an opt-out on one registered number holds for the others (`consent::ConsentScope`).
+pub const WABRIDGE_CONSENT_SCOPE: &str = "WABRIDGE_CONSENT_SCOPE";
+
 /// Hours without a message after which a conversation closes (`conversations::idle_ms`).
 pub const WABRIDGE_CONVERSATION_IDLE_HOURS: &str = "WABRIDGE_CONVERSATION_IDLE_HOURS";
 

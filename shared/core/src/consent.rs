@@ -21,7 +21,7 @@ use crate::error::StoreError;
 use crate::identity::{Bsuid, IdentityKey, Phone};
 
 mod scope;
-pub use scope::{ConsentScope, WABRIDGE_CONSENT_SCOPE};
+pub use scope::ConsentScope;
 
 /// Meta's error code for "the user stopped marketing messages from this business".
 pub const META_STOPPED_MARKETING: i64 = 131050;

@@ -186,7 +186,8 @@ mod tests {
     use super::*;
 
     /// A history written before entries kept their business number (schema 3) opens, keeps
-    /// its entries (on no number: they count for every number) and takes numbered ones.
+    /// its entries (on no number: they count for every number) and takes numbered ones; the
+    /// retired per-recipient pair windows go.
     #[tokio::test]
     async fn a_schema_3_history_gains_the_number_column_in_place() {
         let dir = tempfile::tempdir().unwrap();
@@ -201,11 +202,22 @@ mod tests {
                     at INTEGER NOT NULL, recorded_at INTEGER NOT NULL);
                  INSERT INTO consent_history(id, contact, recipient, category, action, source, at, recorded_at)
                     VALUES ('old', 'phone:525512345678', '+525512345678', 'marketing', 'opt_in', 'web_form', 1, 1);
+                 CREATE TABLE pair_windows (recipient TEXT PRIMARY KEY, send_id TEXT NOT NULL,
+                    until_ms INTEGER NOT NULL);
                  PRAGMA user_version=3;",
             )
             .unwrap();
         }
         let store = SqliteConsent::new(Db::open(&path).unwrap());
+        let tables: i64 = rusqlite::Connection::open(&path)
+            .unwrap()
+            .query_row(
+                "SELECT count(*) FROM sqlite_master WHERE name IN ('pair_windows', 'send_pair_windows')",
+                [],
+                |r| r.get(0),
+            )
+            .unwrap();
+        assert_eq!(tables, 1, "pair_windows dropped, send_pair_windows made");
         let mut stop = store.history("phone:525512345678").await.unwrap()[0].clone();
         assert_eq!((stop.id.as_str(), stop.number.as_deref()), ("old", None));
         stop.id = "stop".into();

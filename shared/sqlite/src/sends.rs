@@ -28,8 +28,7 @@ CREATE TABLE IF NOT EXISTS sends (
 CREATE INDEX IF NOT EXISTS sends_created ON sends(created_at);
 CREATE INDEX IF NOT EXISTS sends_wamid ON sends(wamid) WHERE wamid IS NOT NULL;
 -- One window per (business number, recipient); `number` is '' for the implicit single number.
--- It replaced `pair_windows` (one per recipient), whose rows only ever lived seconds.
-DROP TABLE IF EXISTS pair_windows;
+-- It replaced `pair_windows` (one per recipient; dropped by the schema 4 upgrade).
 CREATE TABLE IF NOT EXISTS send_pair_windows (
     recipient TEXT    NOT NULL,
     number    TEXT    NOT NULL,

@@ -3,6 +3,7 @@
 
 mod alerts;
 mod attribution_conversions;
+mod attribution_links_numbers;
 mod attribution_sqlite;
 mod changes_calls;
 mod conversations;

@@ -42,6 +42,10 @@ pub struct LinkRequest {
     pub prefilled_text: Option<String>,
     /// The business's WhatsApp number (any formatting; digits with country code are kept).
     pub phone_number: Option<String>,
+    /// A registered number (a label or `phone_number_id`, [`crate::numbers`]) the link opens a
+    /// chat with: its display number; instead of `phone_number` ([`LinkRequest::resolve_from`]).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub from: Option<String>,
     /// Lifetime of the code in days (default from the config).
     pub expires_in_days: Option<u32>,
 }
@@ -163,6 +167,45 @@ pub fn number_digits(value: &str) -> Result<String, LinkError> {
 }
 
 impl LinkRequest {
+    /// Turns `from` into `phone_number` through the numbers registry: the named number's display
+    /// number. Without `from` or `phone_number`, a registry of one number gives it, and one of
+    /// several (unless the config has a `business_number`) refuses with `from_required`. `Err`:
+    /// the code (`from_required`, `unknown_number`, `invalid_field`) and the message.
+    pub fn resolve_from(
+        &mut self,
+        numbers: Option<&crate::numbers::Numbers>,
+        config: &AttributionConfig,
+    ) -> Result<(), (&'static str, String)> {
+        let from = self.from.take().filter(|f| !f.trim().is_empty());
+        let phone = self
+            .phone_number
+            .as_deref()
+            .is_some_and(|p| !p.trim().is_empty());
+        let defaulted = config.business_number.is_some();
+        let number = match (from, numbers) {
+            (Some(_), _) if phone => {
+                return Err((
+                    "invalid_field",
+                    "from: give `from` or `phone_number`, not both".into(),
+                ))
+            }
+            (None, _) if phone || defaulted => return Ok(()),
+            (None, None) => return Ok(()),
+            (from, Some(numbers)) => numbers.sender_of(from.as_deref().map(str::trim))?,
+            (Some(_), None) => {
+                return Err((
+                    crate::numbers::UNKNOWN_NUMBER,
+                    format!(
+                        "`from` needs a numbers registry ({}); give `phone_number` instead",
+                        crate::config::WABRIDGE_NUMBERS
+                    ),
+                ))
+            }
+        };
+        self.phone_number = Some(number.display_number.clone());
+        Ok(())
+    }
+
     pub fn validate(&self, config: &AttributionConfig) -> Result<LinkSpec, LinkError> {
         let utm = Utm {
             utm_source: utm_field("utm_source", self.utm_source.as_deref(), true, true)?,

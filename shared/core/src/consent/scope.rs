@@ -10,10 +10,7 @@
 //! `number`, the erasure tombstone) counts for all.
 
 use super::{ConsentCategory, ConsentEntry, ConsentState};
-use crate::config::{ConfigError, Settings};
-
-/// `WABRIDGE_CONSENT_SCOPE`.
-pub const WABRIDGE_CONSENT_SCOPE: &str = "WABRIDGE_CONSENT_SCOPE";
+use crate::config::{ConfigError, Settings, WABRIDGE_CONSENT_SCOPE};
 
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub enum ConsentScope {

@@ -19,7 +19,7 @@ use std::sync::Arc;
 use async_trait::async_trait;
 use serde_json::Value;
 
-use crate::consent::{ConsentEntry, ContactRef};
+use crate::consent::ConsentEntry;
 use crate::error::StoreError;
 use crate::event::{Event, EventKind, SendResultError, SendResultItem};
 use crate::queue::Queue;
@@ -39,11 +39,6 @@ impl QueueEvents {
         QueueEvents {
             queue: events_queue,
         }
-    }
-
-    async fn put(&self, key: String, item: SendResultItem) -> Result<(), StoreError> {
-        let event = event(key, &item);
-        self.queue.send_batch(&[event.to_message()]).await
     }
 }
 
@@ -98,32 +93,56 @@ impl SendEvents for QueueEvents {
         self.queue.send_batch(&[event.to_message()]).await
     }
 
-    async fn opted_out(&self, contact: &ContactRef, send_id: &str) -> Result<(), StoreError> {
-        let mut item = SendResultItem {
-            send_id: send_id.to_string(),
-            opted_out: true,
-            contact: Some(contact.key.clone()),
-            at: Some(crate::clock::now_ms()),
-            error: Some(SendResultError {
-                code: "meta_131050".into(),
-                message: "the user stopped marketing messages".into(),
-            }),
-            ..Default::default()
-        };
-        match contact.identity_key() {
-            Some(crate::identity::IdentityKey::Bsuid(b)) => item.recipient = Some(b),
-            Some(crate::identity::IdentityKey::Phone(_)) if contact.display.starts_with('+') => {
-                item.to = Some(contact.display.clone())
-            }
-            _ => {}
-        }
-        self.put(format!("send:{send_id}:opted_out"), item).await
+    async fn opted_out(&self, record: &SendRecord) -> Result<(), StoreError> {
+        let event = opted_out_event(record);
+        self.queue.send_batch(&[event.to_message()]).await
     }
 
     async fn consent_recorded(&self, entry: &ConsentEntry) -> Result<(), StoreError> {
-        let key = format!("consent:{}", entry.id);
-        let event = Event::own(key, EventKind::Consent, "consent", entry);
+        let event = consent_event(entry);
         self.queue.send_batch(&[event.to_message()]).await
+    }
+}
+
+/// The report of a send refused with 131050: under the number it went from, as its other
+/// results.
+pub fn opted_out_event(record: &SendRecord) -> Event {
+    let contact = super::status::contact_of_record(record);
+    let mut item = SendResultItem {
+        send_id: record.id.clone(),
+        opted_out: true,
+        contact: Some(contact.key.clone()),
+        at: Some(crate::clock::now_ms()),
+        error: Some(SendResultError {
+            code: "meta_131050".into(),
+            message: "the user stopped marketing messages".into(),
+        }),
+        ..Default::default()
+    };
+    match contact.identity_key() {
+        Some(crate::identity::IdentityKey::Bsuid(b)) => item.recipient = Some(b),
+        Some(crate::identity::IdentityKey::Phone(_)) if contact.display.starts_with('+') => {
+            item.to = Some(contact.display.clone())
+        }
+        _ => {}
+    }
+    Event {
+        phone_number_id: request_str(record, "from"),
+        ..event(format!("send:{}:opted_out", record.id), &item)
+    }
+}
+
+/// A consent recorded through `POST /consents`: under the number it was given on (`number`), so
+/// crm-sync lands it in that number's CRM.
+pub fn consent_event(entry: &ConsentEntry) -> Event {
+    Event {
+        phone_number_id: entry.number.clone(),
+        ..Event::own(
+            format!("consent:{}", entry.id),
+            EventKind::Consent,
+            "consent",
+            entry,
+        )
     }
 }
 
@@ -197,6 +216,29 @@ mod tests {
         r.request["from"] = json!("206540352242922");
         let e = Event::from_json(&finished_event(&r).to_json()).unwrap();
         assert_eq!(e.phone_number_id.as_deref(), Some("206540352242922"));
+    }
+
+    #[test]
+    fn opt_outs_and_consents_report_under_their_number() {
+        let mut r = record(SendState::Failed, "meta_131050");
+        assert_eq!(opted_out_event(&r).phone_number_id, None, "the one number");
+        r.request["from"] = json!("206540352242922");
+        let e = Event::from_json(&opted_out_event(&r).to_json()).unwrap();
+        assert_eq!(e.phone_number_id.as_deref(), Some("206540352242922"));
+        let entry = crate::consent::ConsentEntry {
+            id: "con_1".into(),
+            contact: "phone:525512345678".into(),
+            to: "+525512345678".into(),
+            category: crate::consent::ConsentCategory::Marketing,
+            action: crate::consent::ConsentAction::OptIn,
+            source: crate::consent::ConsentSource::Agent,
+            evidence: None,
+            at: 1,
+            recorded_at: 1,
+            number: Some("106540352242922".into()),
+        };
+        let e = Event::from_json(&consent_event(&entry).to_json()).unwrap();
+        assert_eq!(e.phone_number_id.as_deref(), Some("106540352242922"));
     }
 
     #[test]

@@ -21,7 +21,6 @@ use crate::sends::request::SendRequest;
 use crate::sends::store::{SendError, SendRecord, SendState};
 
 use super::service::{SendMessage, Sends};
-use super::status::contact_of_record;
 
 /// How long a sender holds the right to call Meta for one send (longer than the Graph timeout).
 pub const CLAIM_LEASE: Duration = Duration::from_secs(60);
@@ -154,12 +153,7 @@ impl Sender {
             .as_ref()
             .is_some_and(|e| e.code == "meta_131050")
         {
-            if let Err(e) = self
-                .sends
-                .events
-                .opted_out(&contact_of_record(record), &record.id)
-                .await
-            {
+            if let Err(e) = self.sends.events.opted_out(record).await {
                 tracing::warn!(send_id = %record.id, error = %e, "opt-out report failed; retrying");
                 return Outcome::retry(REPORT_RETRY, format!("opt-out report failed: {e}"));
             }

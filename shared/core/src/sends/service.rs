@@ -42,7 +42,8 @@ pub trait SendEvents: Send + Sync {
     async fn finished(&self, _record: &SendRecord) -> Result<(), StoreError> {
         Ok(())
     }
-    async fn opted_out(&self, _contact: &ContactRef, _send_id: &str) -> Result<(), StoreError> {
+    /// The send `record` was refused with 131050 (the person stopped marketing messages).
+    async fn opted_out(&self, _record: &SendRecord) -> Result<(), StoreError> {
         Ok(())
     }
     /// A consent recorded through `POST /consents`, for the CRM.

@@ -71,7 +71,7 @@ impl Sends {
                 .record_meta_opt_out(&contact, from, &record.id, at)
                 .await?;
             if by_callback.is_some() {
-                self.events.opted_out(&contact, &record.id).await?;
+                self.events.opted_out(&record).await?;
             }
         }
         Ok(Some((id, moved)))

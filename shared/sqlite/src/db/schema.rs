@@ -45,6 +45,12 @@ const UPGRADES: &[(i64, &str, &str, &str)] = &[
     (4, "consent_history", "number", "TEXT"),
 ];
 
+/// Tables a version retired: `(version that retired it, table)`, dropped when a database older
+/// than that opens (never on a current one: a `DROP` takes the write lock every open would then
+/// wait for). `pair_windows` held one pair window per recipient, rows that lived seconds; schema
+/// 4 keeps them per business number (`send_pair_windows`).
+const RETIRED: &[(i64, &str)] = &[(4, "pair_windows")];
+
 pub(super) fn migrate(conn: &mut Connection) -> Result<(), StoreError> {
     // Deferred first: when the schema is already there, `CREATE ... IF NOT EXISTS` takes no
     // write lock, so a read-only command (`stats`, `records`) opens while `serve`'s writer
@@ -68,6 +74,12 @@ fn migrate_in(conn: &mut Connection, behavior: TransactionBehavior) -> Result<()
     // A fresh database (version 0) gets every column from SCHEMAS; an older one, the upgrades
     // past its version first.
     if version > 0 {
+        for (retired, table) in RETIRED {
+            if version < *retired {
+                txn.execute_batch(&format!("DROP TABLE IF EXISTS {table};"))
+                    .map_err(sql_err)?;
+            }
+        }
         for (introduced, table, column, definition) in UPGRADES {
             if version < *introduced && lacks_column(&txn, table, column)? {
                 txn.execute_batch(&format!(
