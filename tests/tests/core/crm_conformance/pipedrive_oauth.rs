@@ -213,6 +213,9 @@ async fn a_refused_refresh_token_makes_events_wait_with_one_call() {
     s.assert_documented();
 }
 
+/// Settings, and the names their refusal must name.
+type Case = (Vec<(String, String)>, &'static [&'static str]);
+
 fn settings(pairs: &[(&str, &str)]) -> impl Fn(&str) -> Option<String> {
     let map: HashMap<String, String> = pairs
         .iter()
@@ -250,7 +253,7 @@ async fn settings_choose_the_api_token_or_oauth_and_name_what_is_wrong() {
     .iter()
     .map(|(k, v)| (k.to_string(), v.to_string()))
     .collect();
-    let cases: Vec<(Vec<(String, String)>, &[&str])> = vec![
+    let cases: Vec<Case> = vec![
         // Both ways at once, and neither: the error names every variable involved.
         (
             with("PIPEDRIVE_API_TOKEN", Some(pipedrive_fake::TOKEN)),
