@@ -59,6 +59,11 @@ impl Subject {
 
     /// The adapter of a new instance: its own token provider over the shared store.
     fn adapter(&self) -> Arc<dyn Crm> {
+        self.adapter_on(&self.base)
+    }
+
+    /// [`Self::adapter`] with `PIPEDRIVE_API_URL` set to `base`.
+    fn adapter_on(&self, base: &str) -> Arc<dyn Crm> {
         let mapping = mapping();
         let api_domain = ApiDomain::default();
         let endpoint = PipedriveTokenEndpoint::new(
@@ -74,7 +79,7 @@ impl Subject {
         let tokens = TokenProvider::new(Arc::new(endpoint), Arc::new(store), REFRESH_TOKEN)
             .with_clock(self.clock.clone());
         let settings = PipedriveSettings {
-            base: self.base.clone(),
+            base: base.to_string(),
             auth: PipedriveAuth::OAuth {
                 tokens: Arc::new(tokens),
                 api_domain,
@@ -170,6 +175,18 @@ async fn a_revoked_access_token_is_refreshed_and_the_call_made_again() {
     // The note refused with 401, then sent again with the new token.
     assert_eq!(s.arrivals(), before + 2);
     assert_eq!(s.notes(), 2);
+    s.assert_documented();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn calls_go_to_the_api_domain_the_refresh_named() {
+    let s = Subject::start().await;
+    // `PIPEDRIVE_API_URL` names a host nobody answers on: only the token answer's api_domain
+    // (the fake) can take the calls.
+    let sync = sync_over(&s.db, s.adapter_on("http://127.0.0.1:9"), mapping(), LEASE).await;
+    let ev = text("wamid.PD0", "5215512340207", "hola");
+    assert_eq!(sync.handle(&delivery(&ev, 1)).await, Outcome::Done);
+    assert_eq!(s.notes(), 1);
     s.assert_documented();
 }
 
