@@ -280,9 +280,14 @@ impl Crm for PipedriveCrm {
     }
 
     /// At most a person search, a person write, a list and a create, each within the timeout
-    /// (pacing waits come on top under a burst).
+    /// (pacing waits come on top under a burst); with OAuth, a token refresh and a call made
+    /// again after a 401 on top.
     fn call_budget(&self) -> Option<Duration> {
-        Some(self.settings.timeout * 4)
+        let calls = match self.settings.auth {
+            PipedriveAuth::ApiToken(_) => 4,
+            PipedriveAuth::OAuth { .. } => 6,
+        };
+        Some(self.settings.timeout * calls)
     }
 
     /// A conversation's deal is written before its messages' notes, which link to it.
