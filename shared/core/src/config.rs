@@ -66,6 +66,15 @@ pub const PIPEDRIVE_API_URL: &str = "PIPEDRIVE_API_URL";
 /// Requests per 2-second window the token may make (the plan's burst limit; default
 /// [`DEFAULT_PIPEDRIVE_BURST_LIMIT`]).
 pub const PIPEDRIVE_BURST_LIMIT: &str = "PIPEDRIVE_BURST_LIMIT";
+/// Pipedrive OAuth instead of [`PIPEDRIVE_API_TOKEN`] (one or the other): the app's client id
+/// and secret and the refresh token of its installation in the company. Secrets, from the
+/// secret store.
+pub const PIPEDRIVE_CLIENT_ID: &str = "PIPEDRIVE_CLIENT_ID";
+pub const PIPEDRIVE_CLIENT_SECRET: &str = "PIPEDRIVE_CLIENT_SECRET";
+pub const PIPEDRIVE_REFRESH_TOKEN: &str = "PIPEDRIVE_REFRESH_TOKEN";
+/// Pipedrive's OAuth server, where refresh tokens are spent (default
+/// [`DEFAULT_PIPEDRIVE_OAUTH_URL`]; a test server).
+pub const PIPEDRIVE_OAUTH_URL: &str = "PIPEDRIVE_OAUTH_URL";
 /// Zoho CRM OAuth client (a self client or a server-based client of the Zoho API console) and
 /// its refresh token: secrets, from the secret store.
 pub const ZOHO_CLIENT_ID: &str = "ZOHO_CLIENT_ID";
@@ -255,6 +264,9 @@ pub const DEFAULT_HUBSPOT_API_URL: &str = "https://api.hubapi.com";
 pub const DEFAULT_PIPEDRIVE_API_URL: &str = "https://api.pipedrive.com";
 /// The lowest plan's (Essential) API-token burst limit per 2 s.
 pub const DEFAULT_PIPEDRIVE_BURST_LIMIT: u64 = 20;
+pub const DEFAULT_PIPEDRIVE_OAUTH_URL: &str = "https://oauth.pipedrive.com";
+/// The lowest plan's (Essential) OAuth access-token burst limit per 2 s.
+pub const DEFAULT_PIPEDRIVE_OAUTH_BURST_LIMIT: u64 = 80;
 /// The Standard edition's concurrency limit per org and app (Free 5, Professional 15,
 /// Enterprise 20, Ultimate 25).
 pub const DEFAULT_ZOHO_CONCURRENCY: u64 = 10;
@@ -277,6 +289,9 @@ pub const SECRET_NAMES: &[&str] = &[
     CRM_WEBHOOK_SECRET,
     HUBSPOT_TOKEN,
     PIPEDRIVE_API_TOKEN,
+    PIPEDRIVE_CLIENT_ID,
+    PIPEDRIVE_CLIENT_SECRET,
+    PIPEDRIVE_REFRESH_TOKEN,
     ZOHO_CLIENT_ID,
     ZOHO_CLIENT_SECRET,
     ZOHO_REFRESH_TOKEN,

@@ -96,7 +96,17 @@ pub async fn check(
         }
         #[cfg(feature = "pipedrive")]
         "pipedrive" => {
-            let crm = crate::pipedrive::PipedriveCrm::from_settings(mapping, &settings, timeout)?;
+            // With OAuth: one process, the token refreshed for the check is kept in memory only.
+            let tokens: crate::TokenStores = std::sync::Arc::new(|_: &str| {
+                std::sync::Arc::new(wabridge_core::oauth::MemoryTokenStore::default())
+                    as std::sync::Arc<dyn wabridge_core::oauth::TokenStore>
+            });
+            let crm = crate::pipedrive::PipedriveCrm::from_settings(
+                mapping,
+                &settings,
+                timeout,
+                Some(&tokens),
+            )?;
             Ok(crm.check(mapping).await)
         }
         #[cfg(feature = "zoho")]

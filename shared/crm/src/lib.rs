@@ -163,8 +163,8 @@ pub fn check_kind(kind: &str) -> Result<(), ConfigError> {
     }
 }
 
-/// The engine's OAuth token store of a connection (by name): where the OAuth CRMs (Zoho) keep
-/// the tokens every process shares (Salesforce too) (`wabridge_sqlite::SqliteTokenStore` locally,
+/// The engine's OAuth token store of a connection (by name): where the OAuth CRMs (Zoho,
+/// Salesforce, Pipedrive with OAuth) keep the tokens every process shares (`wabridge_sqlite::SqliteTokenStore` locally,
 /// `wabridge_aws::dynamo::oauth_tokens::DynamoTokenStore` on AWS).
 pub type TokenStores = Arc<dyn Fn(&str) -> Arc<dyn TokenStore> + Send + Sync>;
 
@@ -260,7 +260,10 @@ pub fn from_lookup_with(
         }
         #[cfg(feature = "pipedrive")]
         "pipedrive" => Ok(Arc::new(pipedrive::PipedriveCrm::from_settings(
-            mapping, &settings, timeout,
+            mapping,
+            &settings,
+            timeout,
+            tokens.as_ref(),
         )?)),
         #[cfg(feature = "zoho")]
         "zoho" => {

@@ -1,23 +1,29 @@
 //! Pipedrive HTTP calls: the API token in `x-api-token` (Pipedrive's documented header for
 //! every request, v1 and v2: a token in the query string would end up in proxy logs) or an
-//! OAuth access token as `Authorization: Bearer` ([`PipedriveAuth`]), the
-//! JSON envelope (`{"success", "data", "additional_data"}`), paced sends and error
-//! classes (429 → its `Retry-After` / `x-ratelimit-reset`, 401/403 → credentials, other 4xx →
-//! the record). Paced evenly (`crate::pace::Spaced`).
+//! OAuth access token from the shared [`TokenProvider`] as `Authorization: Bearer`
+//! ([`PipedriveAuth`]), the JSON envelope (`{"success", "data", "additional_data"}`), paced
+//! sends and error classes (429 → its `Retry-After` / `x-ratelimit-reset`, 401/403 →
+//! credentials, other 4xx → the record). Paced evenly (`crate::pace::Spaced`).
+//!
+//! OAuth: a 401 is an access token Pipedrive no longer takes (expired early, revoked): it is
+//! invalidated in the token store and the call made once more with a fresh one. Refused again,
+//! or the refresh itself refused, the credentials are broken: the event waits and the circuit
+//! counts it.
 
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
-use async_trait::async_trait;
 use reqwest::Method;
 use serde_json::Value;
 use tokio::time::Instant;
 
+use super::oauth::ApiDomain;
 use crate::pace::Spaced;
 use crate::{classify_status, transport_error, ConfigError};
 use wabridge_core::config;
 use wabridge_core::crm::CrmError;
+use wabridge_core::oauth::{OAuthError, TokenProvider};
 use wabridge_http::retry_after;
 
 /// Pipedrive's burst window.
@@ -38,24 +44,35 @@ pub(crate) enum Budget {
 pub enum PipedriveAuth {
     /// A personal API token, sent as `x-api-token`.
     ApiToken(String),
-    /// OAuth (Marketplace apps): each call asks `tokens` for a current access token, sent as
-    /// `Authorization: Bearer`. Refreshing it is the token source's job.
-    OAuth(Arc<dyn AccessTokens>),
-}
-
-/// Where OAuth access tokens come from (the shared OAuth token provider: refresh before
-/// expiry, one refresh in flight, rotated refresh tokens stored back).
-#[async_trait]
-pub trait AccessTokens: Send + Sync {
-    async fn access_token(&self) -> Result<String, CrmError>;
+    /// OAuth (an app installed in the company): each call asks `tokens` for a current access
+    /// token, sent as `Authorization: Bearer`, to the `api_domain` of the last refresh when
+    /// this process made one.
+    OAuth {
+        tokens: Arc<TokenProvider>,
+        api_domain: ApiDomain,
+    },
 }
 
 impl std::fmt::Debug for PipedriveAuth {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         match self {
             PipedriveAuth::ApiToken(_) => f.write_str("ApiToken(<secret>)"),
-            PipedriveAuth::OAuth(_) => f.write_str("OAuth"),
+            PipedriveAuth::OAuth { api_domain, .. } => f
+                .debug_struct("OAuth")
+                .field("api_domain", &api_domain.get())
+                .finish_non_exhaustive(),
         }
+    }
+}
+
+/// An OAuth failure in the CRM's error classes.
+pub(crate) fn oauth_error(e: OAuthError) -> CrmError {
+    match e {
+        OAuthError::Rejected(why) => CrmError::Unauthorized(format!(
+            "Pipedrive refused the OAuth refresh token or client ({why}): re-authorise the app and put the new PIPEDRIVE_REFRESH_TOKEN in the secret"
+        )),
+        OAuthError::Unavailable(why) => CrmError::Transient(format!("Pipedrive OAuth: {why}")),
+        OAuthError::Store(e) => CrmError::Transient(format!("OAuth token store: {e}")),
     }
 }
 
@@ -139,22 +156,75 @@ impl Client {
         body: Option<&Value>,
         budget: Budget,
     ) -> Result<(Value, Value), CrmError> {
+        let mut retried = false;
+        loop {
+            let bearer = match &self.auth {
+                PipedriveAuth::ApiToken(_) => None,
+                PipedriveAuth::OAuth { tokens, .. } => match tokens.access_token().await {
+                    Ok(token) => Some(token),
+                    Err(e) => {
+                        if matches!(e, OAuthError::Rejected(_)) {
+                            self.refused.store(true, Ordering::Relaxed);
+                        }
+                        return Err(oauth_error(e));
+                    }
+                },
+            };
+            let response = self
+                .send(&method, path_and_query, body, budget, bearer.as_deref())
+                .await?;
+            if let (PipedriveAuth::OAuth { tokens, .. }, Some(token), 401, false) =
+                (&self.auth, &bearer, response.status().as_u16(), retried)
+            {
+                // Expired before its time (or revoked): a fresh one, once.
+                tracing::info!("pipedrive: access token refused (401); refreshing");
+                tokens.invalidate(token).await;
+                retried = true;
+                continue;
+            }
+            return self.answer(response, budget).await;
+        }
+    }
+
+    /// One paced request with `bearer` (OAuth) or the API token.
+    async fn send(
+        &self,
+        method: &Method,
+        path_and_query: &str,
+        body: Option<&Value>,
+        budget: Budget,
+        bearer: Option<&str>,
+    ) -> Result<reqwest::Response, CrmError> {
         if budget == Budget::Search {
             self.search.slot().await;
         }
         self.general.slot().await;
+        let base = match &self.auth {
+            PipedriveAuth::OAuth { api_domain, .. } => api_domain.get(),
+            PipedriveAuth::ApiToken(_) => None,
+        };
+        let base = base.as_deref().unwrap_or(&self.base);
         let request = self
             .http
-            .request(method, format!("{}{path_and_query}", self.base))
+            .request(method.clone(), format!("{base}{path_and_query}"))
             .header("accept", "application/json");
-        let mut request = match &self.auth {
-            PipedriveAuth::ApiToken(token) => request.header("x-api-token", token),
-            PipedriveAuth::OAuth(tokens) => request.bearer_auth(tokens.access_token().await?),
+        let mut request = match (&self.auth, bearer) {
+            (PipedriveAuth::ApiToken(token), _) => request.header("x-api-token", token),
+            (PipedriveAuth::OAuth { .. }, Some(token)) => request.bearer_auth(token),
+            (PipedriveAuth::OAuth { .. }, None) => request,
         };
         if let Some(body) = body {
             request = request.json(body);
         }
-        let response = request.send().await.map_err(transport_error)?;
+        request.send().await.map_err(transport_error)
+    }
+
+    /// A 2xx's `data` and `additional_data`, anything else its class of error.
+    async fn answer(
+        &self,
+        response: reqwest::Response,
+        budget: Budget,
+    ) -> Result<(Value, Value), CrmError> {
         let status = response.status().as_u16();
         let headers = response.headers().clone();
         self.refused

@@ -1,7 +1,8 @@
 //! The `pipedrive` CRM: Pipedrive's API v2 wherever it has the endpoint (persons, their search,
 //! deals, the field schema), v1 only for notes (Pipedrive has no v2 notes). API token in the
-//! `x-api-token` header, or an OAuth access token as a bearer ([`PipedriveAuth`]; no setting
-//! yet: it waits for the shared OAuth token provider).
+//! `x-api-token` header, or an OAuth access token as a bearer ([`PipedriveAuth`]), from the
+//! shared token provider (refreshed at Pipedrive's OAuth server, `oauth.rs`, shared by every
+//! process through the engine's token store).
 //!
 //! Every record kind, and what it becomes:
 //! - **contact**: a Person, found by searching the identity (the canonical E.164 number, or the
@@ -29,33 +30,36 @@
 //!   written yet (logged).
 //!
 //! Limits: every call takes a slot of the token's burst window first (`pace.rs`): at most
-//! `PIPEDRIVE_BURST_LIMIT` per 2 s, and 10 searches per 2 s. A 429 (someone
+//! `PIPEDRIVE_BURST_LIMIT` per 2 s (default 20 for an API token, 80 for OAuth: Pipedrive gives
+//! access tokens four times an API token's burst), and 10 searches per 2 s. A 429 (someone
 //! else spent the window) pauses every sender for `Retry-After` / `x-ratelimit-reset`.
 
 pub(crate) mod api;
 mod check;
 mod conversations;
 mod fields;
+pub mod oauth;
 mod persons;
 mod records;
 
 use crate::cache::remember;
 use std::collections::HashMap;
-use std::sync::Mutex;
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use async_trait::async_trait;
 use tokio::sync::OnceCell;
 
-use crate::ConfigError;
+use crate::{ConfigError, TokenStores};
 use api::Client;
-pub use api::{AccessTokens, PipedriveAuth};
+pub use api::PipedriveAuth;
 use conversations::{DealSettings, KnownDeal};
 use fields::Schema;
 use wabridge_core::config;
 use wabridge_core::crm::{Crm, CrmError, Effect};
 use wabridge_core::mapping::owners::ConversationSettings;
 use wabridge_core::mapping::Mapping;
+use wabridge_core::oauth::TokenProvider;
 use wabridge_core::records::Record;
 
 /// How long Pipedrive's search may lag behind a person create: an in-doubt create whose
@@ -147,28 +151,33 @@ impl PipedriveCrm {
         })
     }
 
-    /// From `PIPEDRIVE_API_TOKEN`, `PIPEDRIVE_API_URL`, `PIPEDRIVE_BURST_LIMIT` and the mapping.
+    /// From `PIPEDRIVE_API_TOKEN` or the OAuth app's `PIPEDRIVE_CLIENT_ID`,
+    /// `PIPEDRIVE_CLIENT_SECRET` and `PIPEDRIVE_REFRESH_TOKEN` (secrets; one or the other),
+    /// `PIPEDRIVE_API_URL`, `PIPEDRIVE_OAUTH_URL`, `PIPEDRIVE_BURST_LIMIT` and the mapping. OAuth
+    /// tokens are kept in `tokens` (the engine's store), shared by every process.
     pub fn from_settings<F: Fn(&str) -> Option<String>>(
         mapping: &Mapping,
         settings: &config::Settings<F>,
         timeout: Duration,
+        tokens: Option<&TokenStores>,
     ) -> Result<PipedriveCrm, ConfigError> {
-        let token = settings.required(
-            config::PIPEDRIVE_API_TOKEN,
-            "CRM_KIND=pipedrive calls Pipedrive with this API token",
-        )?;
         let base = settings
             .optional(config::PIPEDRIVE_API_URL)
             .unwrap_or_else(|| config::DEFAULT_PIPEDRIVE_API_URL.to_string());
+        let auth = auth_from_settings(settings, &base, timeout, tokens)?;
+        let default_burst = match auth {
+            PipedriveAuth::ApiToken(_) => config::DEFAULT_PIPEDRIVE_BURST_LIMIT,
+            PipedriveAuth::OAuth { .. } => config::DEFAULT_PIPEDRIVE_OAUTH_BURST_LIMIT,
+        };
         let burst = settings.number(
             config::PIPEDRIVE_BURST_LIMIT,
-            config::DEFAULT_PIPEDRIVE_BURST_LIMIT,
+            default_burst,
             "your plan's requests per 2 seconds, a whole number from 1 to 1000",
             |n| (1..=1000).contains(n),
         )?;
         PipedriveCrm::new(PipedriveSettings {
             base,
-            auth: PipedriveAuth::ApiToken(token),
+            auth,
             id_field: mapping
                 .id_property
                 .clone()
@@ -193,6 +202,77 @@ impl PipedriveCrm {
     }
 }
 
+/// The API token, or the OAuth app (all three of its settings) with a token provider over the
+/// engine's store: exactly one of the two.
+fn auth_from_settings<F: Fn(&str) -> Option<String>>(
+    settings: &config::Settings<F>,
+    base: &str,
+    timeout: Duration,
+    tokens: Option<&TokenStores>,
+) -> Result<PipedriveAuth, ConfigError> {
+    const OAUTH: [&str; 3] = [
+        config::PIPEDRIVE_CLIENT_ID,
+        config::PIPEDRIVE_CLIENT_SECRET,
+        config::PIPEDRIVE_REFRESH_TOKEN,
+    ];
+    let token = settings.optional(config::PIPEDRIVE_API_TOKEN);
+    let oauth = OAUTH.iter().any(|n| settings.optional(n).is_some());
+    match (token, oauth) {
+        (Some(token), false) => return Ok(PipedriveAuth::ApiToken(token)),
+        (Some(_), true) => {
+            return Err(ConfigError::Invalid {
+                name: config::PIPEDRIVE_API_TOKEN,
+                reason: "set PIPEDRIVE_API_TOKEN or the OAuth app's PIPEDRIVE_CLIENT_ID, PIPEDRIVE_CLIENT_SECRET and PIPEDRIVE_REFRESH_TOKEN, not both".into(),
+            })
+        }
+        (None, false) => {
+            return Err(ConfigError::Setting(config::ConfigError::Missing {
+                name: config::PIPEDRIVE_API_TOKEN,
+                consequence: "CRM_KIND=pipedrive calls Pipedrive with this API token, or with OAuth: set PIPEDRIVE_CLIENT_ID, PIPEDRIVE_CLIENT_SECRET and PIPEDRIVE_REFRESH_TOKEN instead",
+            }))
+        }
+        (None, true) => {}
+    }
+    let why = "CRM_KIND=pipedrive with OAuth refreshes Pipedrive's access tokens with it";
+    let client_id = settings.required(config::PIPEDRIVE_CLIENT_ID, why)?;
+    let client_secret = settings.required(config::PIPEDRIVE_CLIENT_SECRET, why)?;
+    let refresh_token = settings.required(config::PIPEDRIVE_REFRESH_TOKEN, why)?;
+    let oauth_url = settings.url(
+        config::PIPEDRIVE_OAUTH_URL,
+        config::DEFAULT_PIPEDRIVE_OAUTH_URL,
+    )?;
+    let tokens = tokens.ok_or(ConfigError::Invalid {
+        name: config::CRM_KIND,
+        reason: "pipedrive with OAuth needs the engine's OAuth token store (this command has none)"
+            .into(),
+    })?;
+    let api_domain = oauth::ApiDomain::default();
+    let endpoint = oauth::PipedriveTokenEndpoint::new(
+        &oauth_url,
+        &client_id,
+        &client_secret,
+        base,
+        api_domain.clone(),
+        timeout,
+    )?;
+    let connection = connection_name(&client_id, &refresh_token);
+    let provider = TokenProvider::new(Arc::new(endpoint), tokens(&connection), refresh_token);
+    Ok(PipedriveAuth::OAuth {
+        tokens: Arc::new(provider),
+        api_domain,
+    })
+}
+
+/// The token store's key of one Pipedrive installation: `pipedrive:` and a digest of the app
+/// and the refresh token it was given (two companies behind one app keep apart; no secret in
+/// the key).
+fn connection_name(client_id: &str, refresh_token: &str) -> String {
+    use sha2::Digest;
+    let digest = sha2::Sha256::digest(format!("{client_id}\n{refresh_token}").as_bytes());
+    let hex: String = digest[..8].iter().map(|b| format!("{b:02x}")).collect();
+    format!("pipedrive:{hex}")
+}
+
 #[async_trait]
 impl Crm for PipedriveCrm {
     fn kind(&self) -> &'static str {
@@ -200,9 +280,14 @@ impl Crm for PipedriveCrm {
     }
 
     /// At most a person search, a person write, a list and a create, each within the timeout
-    /// (pacing waits come on top under a burst).
+    /// (pacing waits come on top under a burst); with OAuth, a token refresh and a call made
+    /// again after a 401 on top.
     fn call_budget(&self) -> Option<Duration> {
-        Some(self.settings.timeout * 4)
+        let calls = match self.settings.auth {
+            PipedriveAuth::ApiToken(_) => 4,
+            PipedriveAuth::OAuth { .. } => 6,
+        };
+        Some(self.settings.timeout * calls)
     }
 
     /// A conversation's deal is written before its messages' notes, which link to it.
@@ -229,5 +314,17 @@ impl Crm for PipedriveCrm {
             // Skipped above (`skips::skip_reason`).
             _ => Ok(()),
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn connections_differ_per_installation_and_show_no_secret() {
+        let a = super::connection_name("b4d083d9216986345b32", "13:refresh-a");
+        let b = super::connection_name("b4d083d9216986345b32", "13:refresh-b");
+        assert!(a.starts_with("pipedrive:") && a.len() == 26, "{a}");
+        assert_ne!(a, b);
+        assert!(!a.contains("refresh") && !a.contains("b4d083"));
     }
 }

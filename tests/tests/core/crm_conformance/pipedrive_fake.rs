@@ -3,7 +3,8 @@
 //! v1 endpoint out of support since August 2026, the token in the query string) gets
 //! Pipedrive's 400 envelope and is recorded as a problem. It enforces the token's burst limit
 //! and the search limit per rolling 2 s (429 past them), lets search lag behind creates, and
-//! answers scripted faults with Pipedrive's own bodies.
+//! answers scripted faults with Pipedrive's own bodies. Its OAuth server (`/oauth/token`) is
+//! `pipedrive_fake_oauth`; the access tokens it hands out are taken as bearers.
 
 use std::collections::{BTreeMap, HashMap, VecDeque};
 use std::net::SocketAddr;
@@ -19,13 +20,12 @@ use axum::Json;
 use serde_json::{json, Map, Value};
 use sha2::Digest;
 
+use super::pipedrive_fake_oauth::{self, FakeOAuth};
 use super::Fault;
 use crate::crm_http::fake::{ECHOED_PHONE, RETRY_AFTER_SECS};
 use crate::crm_http::SLOW;
 
 pub(crate) const TOKEN: &str = "0123456789abcdef0123456789abcdef01234567";
-/// An OAuth access token the fake company accepts as a bearer.
-pub(crate) const OAUTH_TOKEN: &str = "v1u:AQIBAHj-oauth-access-token";
 /// Pipedrive's burst window.
 const WINDOW: Duration = Duration::from_secs(2);
 
@@ -100,6 +100,8 @@ pub(crate) struct PipedriveFake {
     pub missing_fields: Mutex<Vec<String>>,
     /// How long every answer takes.
     latency: Duration,
+    /// The OAuth server's grants and the access tokens it handed out.
+    pub oauth: FakeOAuth,
 }
 
 pub(crate) fn envelope(status: StatusCode, error: &str) -> Response {
@@ -175,6 +177,10 @@ async fn handle(
         url::form_urlencoded::parse(uri.query().unwrap_or("").as_bytes())
             .into_owned()
             .collect();
+    // oauth.pipedrive.com: its own host, outside the API's burst limits.
+    if path == pipedrive_fake_oauth::TOKEN_PATH {
+        return pipedrive_fake_oauth::token(&fake, &method, &query, &headers, &body);
+    }
     if !fake.within_limits(path.ends_with("/search")) {
         fake.over_limit.fetch_add(1, Ordering::Relaxed);
         let mut r = envelope(StatusCode::TOO_MANY_REQUESTS, "Request over limit");
@@ -192,11 +198,18 @@ async fn handle(
     }
     let header = |name: &str| headers.get(name).and_then(|v| v.to_str().ok());
     let api_token = header("x-api-token") == Some(TOKEN);
-    let bearer = header("authorization") == Some(&format!("Bearer {OAUTH_TOKEN}"));
+    let bearer = header("authorization").and_then(|a| a.strip_prefix("Bearer "));
     if header("x-api-token").is_some() && header("authorization").is_some() {
         return fake.problem(format!("{path}: an API token and a bearer at once"));
     }
-    if !(api_token || bearer) {
+    if let Some(bearer) = bearer {
+        if !fake.oauth.takes(bearer) {
+            return envelope(
+                StatusCode::UNAUTHORIZED,
+                "Invalid token: access token is invalid",
+            );
+        }
+    } else if !api_token {
         return envelope(StatusCode::UNAUTHORIZED, "unauthorized access");
     }
     let route = format!("{method} {path}");
