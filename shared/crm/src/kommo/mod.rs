@@ -197,23 +197,15 @@ impl KommoCrm {
         timeout: Duration,
         tokens: Option<&TokenStores>,
     ) -> Result<KommoCrm, ConfigError> {
-        let base = match settings.optional(config::KOMMO_API_URL) {
-            Some(url) => url,
-            None => {
-                let sub = settings.required(
-                    config::KOMMO_SUBDOMAIN,
-                    "CRM_KIND=kommo calls the account's host, https://{subdomain}.kommo.com",
-                )?;
-                subdomain_host(&sub)?
-            }
-        };
+        // The credentials first: a bare `CRM_KIND=kommo` is told what to set to log in.
+        let auth = auth(settings, tokens)?;
+        let base = base(settings)?;
         let per_second = settings.number(
             config::KOMMO_RATE_PER_SECOND,
             config::DEFAULT_KOMMO_RATE_PER_SECOND,
             "requests per second, a whole number from 1 to 7 (Kommo's limit)",
             |n| (1..=7).contains(n),
         )?;
-        let auth = auth(settings, &base, tokens)?;
         KommoCrm::new(KommoSettings {
             base,
             auth,
@@ -250,7 +242,6 @@ impl KommoCrm {
 /// The OAuth settings, all four of them, or the long-lived token: one way, not both.
 fn auth<F: Fn(&str) -> Option<String>>(
     settings: &config::Settings<F>,
-    base: &str,
     tokens: Option<&TokenStores>,
 ) -> Result<KommoAuth, ConfigError> {
     const OAUTH: [&str; 4] = [
@@ -295,12 +286,28 @@ fn auth<F: Fn(&str) -> Option<String>>(
                     .into(),
             })?;
             Ok(KommoAuth::OAuth(KommoOAuth {
-                store: tokens(&connection_name(base, &client_id)),
+                store: tokens(&connection_name(&base(settings)?, &client_id)),
                 client_id,
                 client_secret,
                 refresh_token,
                 redirect_uri,
             }))
+        }
+    }
+}
+
+/// The account's host: `KOMMO_API_URL`, or `https://{KOMMO_SUBDOMAIN}.kommo.com`.
+fn base<F: Fn(&str) -> Option<String>>(
+    settings: &config::Settings<F>,
+) -> Result<String, ConfigError> {
+    match settings.optional(config::KOMMO_API_URL) {
+        Some(url) => Ok(url),
+        None => {
+            let sub = settings.required(
+                config::KOMMO_SUBDOMAIN,
+                "CRM_KIND=kommo calls the account's host, https://{subdomain}.kommo.com",
+            )?;
+            subdomain_host(&sub)
         }
     }
 }
