@@ -21,6 +21,7 @@ mod kommo_fake;
 mod kommo_fake_leads;
 mod kommo_fake_oauth;
 mod kommo_fake_records;
+mod kommo_lambda;
 mod kommo_more;
 mod kommo_oauth;
 mod pipedrive;
