@@ -132,7 +132,9 @@ fn grant(status: u16, text: &str) -> Result<Grant, OAuthError> {
         .collect();
     let why = format!("HTTP {status}: {}", words.join("; "));
     match status {
-        400 | 401 | 403 => Err(OAuthError::Rejected(why)),
+        400 | 401 => Err(OAuthError::Rejected(why)),
+        // 403 included: Kommo answers it to everything from an IP it blocked for 429s, which
+        // passes; a refusal here would also spend the configured refresh token on a retry.
         _ => Err(OAuthError::Unavailable(why)),
     }
 }
@@ -175,7 +177,7 @@ mod tests {
                 other => panic!("{status}: {other:?}"),
             }
         }
-        for status in [429, 500, 503] {
+        for status in [403, 429, 500, 503] {
             assert!(matches!(
                 grant(status, "<html>busy</html>"),
                 Err(OAuthError::Unavailable(_))
