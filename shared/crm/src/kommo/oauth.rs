@@ -133,8 +133,8 @@ fn grant(status: u16, text: &str) -> Result<Grant, OAuthError> {
     let why = format!("HTTP {status}: {}", words.join("; "));
     match status {
         400 | 401 => Err(OAuthError::Rejected(why)),
-        // 403 included: Kommo answers it to everything from an IP it blocked for 429s, which
-        // passes; a refusal here would also spend the configured refresh token on a retry.
+        // 403 included: Kommo answers it to everything from an IP it blocked after repeated
+        // 429s, which passes; the credentials are not at fault.
         _ => Err(OAuthError::Unavailable(why)),
     }
 }
