@@ -30,8 +30,12 @@ pub(crate) struct DataArg {
 #[derive(Subcommand)]
 pub(crate) enum CrmAction {
     /// Verify the credentials and the custom fields the mapping needs against the live CRM,
-    /// and name whatever is missing (exit status 1 when something is).
-    Check,
+    /// and name whatever is missing (exit status 1 when something is). Kommo with OAuth keeps
+    /// the rotated refresh token in the data directory's database, where `serve` finds it.
+    Check {
+        #[command(flatten)]
+        data: DataArg,
+    },
 }
 
 #[derive(Subcommand)]

@@ -200,12 +200,19 @@ pub async fn handler(
 /// `wabridge crm check`: the CRM named by `CRM_KIND`, its settings from the environment and
 /// the mapping of `WABRIDGE_MAPPING` (default the CRM's example). Prints what was found and
 /// what is missing; fails when something required is.
-pub async fn check() -> Result<(), CliError> {
+pub async fn check(data: &std::path::Path) -> Result<(), CliError> {
     let env = |name: &str| std::env::var(name).ok();
     let kind = config::crm_kind(env);
     wabridge_crm::check_kind(&kind)?;
     let mapping = Mapping::from_env(&kind)?;
-    let report = wabridge_crm::check::check(&mapping, env).await?;
+    // Kommo's OAuth refresh tokens are single-use: the one the check's refresh rotates in must
+    // land in the store `serve` reads, or the next refresh sends a dead one.
+    let tokens = if kind == "kommo" && env(config::KOMMO_REFRESH_TOKEN).is_some() {
+        Some(token_stores(&crate::data::open_or_create(data)?))
+    } else {
+        None
+    };
+    let report = wabridge_crm::check::check_with(&mapping, tokens, env).await?;
     println!("crm: {kind}");
     for (label, lines) in [
         ("ok", &report.ok),

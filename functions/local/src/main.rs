@@ -209,8 +209,8 @@ async fn run(command: Command) -> Result<(), CliError> {
             data,
         } => erase::run(&data.data, &contact, table.as_deref()).await,
         Command::Crm {
-            action: CrmAction::Check,
-        } => crm_sync::check().await,
+            action: CrmAction::Check { data },
+        } => crm_sync::check(&data.data).await,
         Command::Stats { data } => tools::stats(&data.data).await,
         Command::Loadgen { count, out, data } => loadgen::loadgen(count, &out, &data.data),
     }

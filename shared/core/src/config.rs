@@ -89,8 +89,16 @@ pub const ZOHO_API_URL: &str = "ZOHO_API_URL";
 pub const ZOHO_ACCOUNTS_URL: &str = "ZOHO_ACCOUNTS_URL";
 /// Calls in flight the org's edition allows per app (default [`DEFAULT_ZOHO_CONCURRENCY`]).
 pub const ZOHO_CONCURRENCY: &str = "ZOHO_CONCURRENCY";
-/// Kommo long-lived token of a private integration (a secret), sent as a bearer.
+/// Kommo long-lived token of a private integration (a secret), sent as a bearer. Set it, or
+/// the four OAuth settings below, not both.
 pub const KOMMO_TOKEN: &str = "KOMMO_TOKEN";
+/// Kommo OAuth: the integration's ID and secret key, the redirect URI it was registered with,
+/// and a refresh token of the account's grant (secrets, from the secret store). Kommo's refresh
+/// tokens are single-use: the rotated ones live in the engine's token store (docs/oauth.md).
+pub const KOMMO_CLIENT_ID: &str = "KOMMO_CLIENT_ID";
+pub const KOMMO_CLIENT_SECRET: &str = "KOMMO_CLIENT_SECRET";
+pub const KOMMO_REFRESH_TOKEN: &str = "KOMMO_REFRESH_TOKEN";
+pub const KOMMO_REDIRECT_URI: &str = "KOMMO_REDIRECT_URI";
 /// The Kommo account's subdomain: calls go to `https://{subdomain}.kommo.com`.
 pub const KOMMO_SUBDOMAIN: &str = "KOMMO_SUBDOMAIN";
 /// Overrides the account host (`https://{subdomain}.amocrm.ru`, a test server).
@@ -296,6 +304,10 @@ pub const SECRET_NAMES: &[&str] = &[
     ZOHO_CLIENT_SECRET,
     ZOHO_REFRESH_TOKEN,
     KOMMO_TOKEN,
+    KOMMO_CLIENT_ID,
+    KOMMO_CLIENT_SECRET,
+    KOMMO_REFRESH_TOKEN,
+    KOMMO_REDIRECT_URI,
     SALESFORCE_CLIENT_ID,
     SALESFORCE_CLIENT_SECRET,
     WABRIDGE_MEDIA_LINK_KEY,

@@ -70,12 +70,23 @@ pub async fn check(
     mapping: &Mapping,
     lookup: impl Fn(&str) -> Option<String>,
 ) -> Result<CheckReport, CheckError> {
+    check_with(mapping, None, lookup).await
+}
+
+/// [`check`] keeping Kommo's OAuth tokens in `tokens` (the data directory's store): its refresh
+/// tokens are single-use, so the one a check's refresh rotates in must stay where `serve` finds
+/// it. Without: in memory (a library caller's own refresh token).
+pub async fn check_with(
+    mapping: &Mapping,
+    tokens: Option<crate::TokenStores>,
+    lookup: impl Fn(&str) -> Option<String>,
+) -> Result<CheckReport, CheckError> {
     let kind = config::crm_kind(&lookup);
     crate::check_kind(&kind)?;
     let settings = config::Settings::new(lookup);
     let timeout = std::time::Duration::from_millis(config::DEFAULT_CRM_TIMEOUT_MS);
     // Unused without the CRMs that have a schema.
-    let _ = (&settings, timeout, mapping);
+    let _ = (&settings, timeout, mapping, &tokens);
     match kind.as_str() {
         #[cfg(feature = "hubspot")]
         "hubspot" => {
@@ -121,7 +132,14 @@ pub async fn check(
         }
         #[cfg(feature = "kommo")]
         "kommo" => {
-            let crm = crate::kommo::KommoCrm::from_settings(mapping, &settings, timeout)?;
+            let tokens: crate::TokenStores = tokens.unwrap_or_else(|| {
+                std::sync::Arc::new(|_: &str| {
+                    std::sync::Arc::new(wabridge_core::oauth::MemoryTokenStore::default())
+                        as std::sync::Arc<dyn wabridge_core::oauth::TokenStore>
+                })
+            });
+            let crm =
+                crate::kommo::KommoCrm::from_settings(mapping, &settings, timeout, Some(&tokens))?;
             Ok(crm.check(mapping).await)
         }
         #[cfg(feature = "salesforce")]

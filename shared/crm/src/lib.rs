@@ -164,7 +164,7 @@ pub fn check_kind(kind: &str) -> Result<(), ConfigError> {
 }
 
 /// The engine's OAuth token store of a connection (by name): where the OAuth CRMs (Zoho,
-/// Salesforce, Pipedrive with OAuth) keep the tokens every process shares (`wabridge_sqlite::SqliteTokenStore` locally,
+/// Salesforce, Pipedrive and Kommo with OAuth) keep the tokens every process shares (`wabridge_sqlite::SqliteTokenStore` locally,
 /// `wabridge_aws::dynamo::oauth_tokens::DynamoTokenStore` on AWS).
 pub type TokenStores = Arc<dyn Fn(&str) -> Arc<dyn TokenStore> + Send + Sync>;
 
@@ -181,7 +181,8 @@ pub fn from_lookup(
     from_lookup_with(mapping, local, media, None, lookup)
 }
 
-/// [`from_lookup`] with the engine's OAuth token stores, which the OAuth CRMs (Zoho) need.
+/// [`from_lookup`] with the engine's OAuth token stores, which the OAuth CRMs (Zoho,
+/// Salesforce, Kommo with OAuth) need.
 pub fn from_lookup_with(
     mapping: &Mapping,
     local: Option<Arc<dyn Crm>>,
@@ -277,7 +278,10 @@ pub fn from_lookup_with(
         }
         #[cfg(feature = "kommo")]
         "kommo" => Ok(Arc::new(kommo::KommoCrm::from_settings(
-            mapping, &settings, timeout,
+            mapping,
+            &settings,
+            timeout,
+            tokens.as_ref(),
         )?)),
         #[cfg(feature = "salesforce")]
         "salesforce" => {

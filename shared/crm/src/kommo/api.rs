@@ -1,4 +1,5 @@
-//! Kommo API v4 calls: the long-lived token as `Authorization: Bearer`, every call paced under
+//! Kommo API v4 calls: the long-lived token, or an OAuth access token from the shared
+//! [`TokenProvider`], as `Authorization: Bearer`, every call paced under
 //! the account's 7 requests per second (`crate::pace::Spaced`: a 429 is not only a request
 //! lost, repeated ones get the IP blocked, answered 403 for everything), a `204 No Content`
 //! (Kommo's empty list or search) read as `Null`, and Kommo's problem bodies
@@ -6,16 +7,20 @@
 //! words before they are classified (and masked).
 
 use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
 use std::time::Duration;
 
 use reqwest::Method;
 use serde_json::Value;
 use tokio::time::Instant;
 
+use super::oauth::{oauth_error, KommoTokenEndpoint};
+use super::KommoAuth;
 use crate::pace::Spaced;
 use crate::{classify_status, transport_error, ConfigError};
 use wabridge_core::config;
 use wabridge_core::crm::CrmError;
+use wabridge_core::oauth::TokenProvider;
 use wabridge_http::retry_after;
 
 /// Kommo's window: requests are counted per second.
@@ -27,8 +32,9 @@ pub(crate) struct Client {
     http: reqwest::Client,
     /// `https://{subdomain}.kommo.com`.
     base: String,
-    token: String,
-    pacer: Spaced,
+    auth: Auth,
+    /// Shared with the OAuth token endpoint: it is on the same account host.
+    pacer: Arc<Spaced>,
     /// Whether the last answer refused our credentials (see `refused`).
     refused: AtomicBool,
 }
@@ -48,20 +54,40 @@ pub(crate) fn url_setting(name: &'static str, value: &str) -> Result<String, Con
     Ok(value.trim_end_matches('/').to_string())
 }
 
+enum Auth {
+    LongLived(String),
+    OAuth(Arc<TokenProvider>),
+}
+
 impl Client {
     pub fn new(
         base: &str,
-        token: &str,
+        auth: &KommoAuth,
         timeout: Duration,
         per_second: usize,
     ) -> Result<Client, ConfigError> {
-        if token.is_empty() {
-            return Err(ConfigError::Invalid {
-                name: config::KOMMO_TOKEN,
-                reason: "is required for CRM_KIND=kommo".into(),
-            });
-        }
         let base = url_setting(config::KOMMO_API_URL, base)?;
+        let pacer = Arc::new(Spaced::new(per_second, WINDOW));
+        let auth = match auth {
+            KommoAuth::Token(token) if token.is_empty() => {
+                return Err(ConfigError::Invalid {
+                    name: config::KOMMO_TOKEN,
+                    reason: "is required for CRM_KIND=kommo".into(),
+                })
+            }
+            KommoAuth::Token(token) => Auth::LongLived(token.clone()),
+            KommoAuth::OAuth(oauth) => {
+                let store = oauth.store.clone();
+                let configured = oauth.refresh_token.clone();
+                let endpoint =
+                    KommoTokenEndpoint::new(&base, oauth.clone(), timeout, pacer.clone())?;
+                Auth::OAuth(Arc::new(TokenProvider::new(
+                    Arc::new(endpoint),
+                    store,
+                    configured,
+                )))
+            }
+        };
         let http = wabridge_http::client(wabridge_http::ClientOptions {
             timeout,
             max_idle_per_host: 16,
@@ -70,10 +96,25 @@ impl Client {
         Ok(Client {
             http,
             base,
-            token: token.to_string(),
-            pacer: Spaced::new(per_second, WINDOW),
+            auth,
+            pacer,
             refused: AtomicBool::new(false),
         })
+    }
+
+    /// The bearer token for the next call.
+    async fn token(&self) -> Result<String, CrmError> {
+        match &self.auth {
+            Auth::LongLived(token) => Ok(token.clone()),
+            Auth::OAuth(tokens) => {
+                let token = tokens.access_token().await.map_err(oauth_error);
+                if matches!(token, Err(CrmError::Unauthorized(_))) {
+                    // The refresh was refused: as good as a 401 (see `refused`).
+                    self.refused.store(true, Ordering::Relaxed);
+                }
+                token
+            }
+        }
     }
 
     /// Sends one request (JSON body when given), paced; a 2xx is its JSON body (`Null` for
@@ -84,12 +125,37 @@ impl Client {
         path_and_query: &str,
         body: Option<&Value>,
     ) -> Result<Value, CrmError> {
+        let mut retried = false;
+        loop {
+            let token = self.token().await?;
+            let (status, answer) = self.send(&method, path_and_query, body, &token).await?;
+            match &self.auth {
+                // A 401 (not a 403: the account or the IP refused, which a new token does not
+                // change) for a token expired before its time, or revoked: a fresh one, once.
+                Auth::OAuth(tokens) if status == 401 && !retried => {
+                    tracing::info!("kommo: access token refused (401); refreshing");
+                    tokens.invalidate(&token).await;
+                    retried = true;
+                }
+                _ => return answer,
+            }
+        }
+    }
+
+    /// One paced request with `token`: the answer's status and what it means.
+    async fn send(
+        &self,
+        method: &Method,
+        path_and_query: &str,
+        body: Option<&Value>,
+        token: &str,
+    ) -> Result<(u16, Result<Value, CrmError>), CrmError> {
         self.pacer.slot().await;
         let mut request = self
             .http
-            .request(method, format!("{}{path_and_query}", self.base))
+            .request(method.clone(), format!("{}{path_and_query}", self.base))
             .header("accept", "application/json")
-            .bearer_auth(&self.token);
+            .bearer_auth(token);
         if let Some(body) = body {
             request = request.json(body);
         }
@@ -100,7 +166,10 @@ impl Client {
         self.refused
             .store(matches!(status, 401 | 403), Ordering::Relaxed);
         if (200..300).contains(&status) {
-            return Ok(serde_json::from_str(&text).unwrap_or(Value::Null));
+            return Ok((
+                status,
+                Ok(serde_json::from_str(&text).unwrap_or(Value::Null)),
+            ));
         }
         if status == 429 {
             // Someone else spent the second (another integration on the account): nobody sends
@@ -108,7 +177,7 @@ impl Client {
             let wait = hint.unwrap_or(PAUSE_AFTER_429).min(Duration::from_secs(60));
             self.pacer.pause_until(Instant::now() + wait);
         }
-        Err(classify_status(status, hint, &words(&text)))
+        Ok((status, Err(classify_status(status, hint, &words(&text)))))
     }
 
     /// Waits until the pacer would let a call go now (see `Spaced::ready`).

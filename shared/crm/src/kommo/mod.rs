@@ -1,5 +1,7 @@
 //! The `kommo` CRM: Kommo (formerly amoCRM) API v4 on the account's host
-//! (`https://{subdomain}.kommo.com`), with a private integration's long-lived token.
+//! (`https://{subdomain}.kommo.com`), with a private integration's long-lived token or OAuth
+//! access tokens from the shared token provider (`oauth.rs`: Kommo's single-use refresh tokens
+//! rotate through the engine's token store, shared by every process).
 //!
 //! Every record kind, and what it becomes:
 //! - **contact**: a Contact, found by searching the identity (`GET /api/v4/contacts?query=`:
@@ -36,6 +38,7 @@ mod check;
 mod contacts;
 mod conversations;
 mod fields;
+pub mod oauth;
 mod records;
 
 use crate::cache::remember;
@@ -47,10 +50,11 @@ use async_trait::async_trait;
 use tokio::sync::OnceCell;
 
 use crate::batch::{BatchStats, Batcher};
-use crate::ConfigError;
+use crate::{ConfigError, TokenStores};
 use api::Client;
 use conversations::{KnownLead, LeadSettings};
 use fields::Schema;
+pub use oauth::KommoOAuth;
 use records::NoteOp;
 use wabridge_core::config;
 use wabridge_core::crm::{Crm, CrmError, Effect};
@@ -70,13 +74,30 @@ pub const NOTES_LINGER: Duration = Duration::from_millis(10);
 /// Entries kept in each in-process map before it restarts.
 const CACHE_MAX: usize = 100_000;
 
-/// Where the adapter writes, and how fast. Its `Debug` leaves the token out.
+/// How the adapter authenticates. Its `Debug` shows no secret.
+#[derive(Clone)]
+pub enum KommoAuth {
+    /// A private integration's long-lived token (`KOMMO_TOKEN`).
+    Token(String),
+    /// OAuth access tokens, refreshed at the account's token endpoint.
+    OAuth(KommoOAuth),
+}
+
+impl std::fmt::Debug for KommoAuth {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            KommoAuth::Token(_) => f.write_str("Token(<secret>)"),
+            KommoAuth::OAuth(oauth) => f.debug_tuple("OAuth").field(oauth).finish(),
+        }
+    }
+}
+
+/// Where the adapter writes, and how fast. Its `Debug` leaves the secrets out.
 #[derive(Clone)]
 pub struct KommoSettings {
     /// `https://{subdomain}.kommo.com`.
     pub base: String,
-    /// The long-lived token.
-    pub token: String,
+    pub auth: KommoAuth,
     /// Contact field holding the identity (the mapping's `id_property`).
     pub id_field: String,
     /// Contact field holding the BSUID (the mapping's `from = "bsuid"` field).
@@ -98,7 +119,7 @@ impl std::fmt::Debug for KommoSettings {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("KommoSettings")
             .field("base", &self.base)
-            .field("token", &"<secret>")
+            .field("auth", &self.auth)
             .field("id_field", &self.id_field)
             .field("bsuid_field", &self.bsuid_field)
             .field("effect_field", &self.effect_field)
@@ -138,7 +159,7 @@ impl KommoCrm {
     pub fn new(settings: KommoSettings) -> Result<KommoCrm, ConfigError> {
         let client = Arc::new(Client::new(
             &settings.base,
-            &settings.token,
+            &settings.auth,
             settings.timeout,
             settings.per_second,
         )?);
@@ -166,27 +187,19 @@ impl KommoCrm {
         })
     }
 
-    /// From `KOMMO_TOKEN` (a secret), `KOMMO_SUBDOMAIN` or `KOMMO_API_URL`,
-    /// `KOMMO_RATE_PER_SECOND` and the mapping.
+    /// From `KOMMO_TOKEN`, or `KOMMO_CLIENT_ID`, `KOMMO_CLIENT_SECRET`, `KOMMO_REFRESH_TOKEN`
+    /// and `KOMMO_REDIRECT_URI` (secrets), `KOMMO_SUBDOMAIN` or `KOMMO_API_URL`,
+    /// `KOMMO_RATE_PER_SECOND` and the mapping; OAuth tokens kept in `tokens` (the engine's
+    /// store), shared by every process.
     pub fn from_settings<F: Fn(&str) -> Option<String>>(
         mapping: &Mapping,
         settings: &config::Settings<F>,
         timeout: Duration,
+        tokens: Option<&TokenStores>,
     ) -> Result<KommoCrm, ConfigError> {
-        let token = settings.required(
-            config::KOMMO_TOKEN,
-            "CRM_KIND=kommo calls Kommo with this long-lived token",
-        )?;
-        let base = match settings.optional(config::KOMMO_API_URL) {
-            Some(url) => url,
-            None => {
-                let sub = settings.required(
-                    config::KOMMO_SUBDOMAIN,
-                    "CRM_KIND=kommo calls the account's host, https://{subdomain}.kommo.com",
-                )?;
-                subdomain_host(&sub)?
-            }
-        };
+        // The credentials first: a bare `CRM_KIND=kommo` is told what to set to log in.
+        let auth = auth(settings, tokens)?;
+        let base = base(settings)?;
         let per_second = settings.number(
             config::KOMMO_RATE_PER_SECOND,
             config::DEFAULT_KOMMO_RATE_PER_SECOND,
@@ -195,7 +208,7 @@ impl KommoCrm {
         )?;
         KommoCrm::new(KommoSettings {
             base,
-            token,
+            auth,
             id_field: mapping
                 .id_property
                 .clone()
@@ -224,6 +237,89 @@ impl KommoCrm {
     fn skip(&self, effect: &Effect, why: &str) {
         crate::skips::log("kommo", "Kommo", effect, why);
     }
+}
+
+/// The OAuth settings, all four of them, or the long-lived token: one way, not both.
+fn auth<F: Fn(&str) -> Option<String>>(
+    settings: &config::Settings<F>,
+    tokens: Option<&TokenStores>,
+) -> Result<KommoAuth, ConfigError> {
+    const OAUTH: [&str; 4] = [
+        config::KOMMO_CLIENT_ID,
+        config::KOMMO_CLIENT_SECRET,
+        config::KOMMO_REFRESH_TOKEN,
+        config::KOMMO_REDIRECT_URI,
+    ];
+    let token = settings.optional(config::KOMMO_TOKEN);
+    let oauth_set: Vec<&str> = OAUTH
+        .into_iter()
+        .filter(|n| settings.optional(n).is_some())
+        .collect();
+    match (token, oauth_set.is_empty()) {
+        (Some(_), false) => Err(ConfigError::Invalid {
+            name: config::KOMMO_TOKEN,
+            reason: format!(
+                "set either KOMMO_TOKEN (a long-lived token) or the OAuth settings ({}), not both: {} set too",
+                OAUTH.join(", "),
+                oauth_set.join(", ")
+            ),
+        }),
+        (Some(token), true) => Ok(KommoAuth::Token(token)),
+        (None, true) => Err(ConfigError::Invalid {
+            name: config::KOMMO_TOKEN,
+            reason: format!(
+                "CRM_KIND=kommo needs KOMMO_TOKEN (a private integration's long-lived token) or OAuth: {}",
+                OAUTH.join(", ")
+            ),
+        }),
+        (None, false) => {
+            let why = "CRM_KIND=kommo with OAuth refreshes Kommo's access tokens with it";
+            let client_id = settings.required(config::KOMMO_CLIENT_ID, why)?;
+            let client_secret = settings.required(config::KOMMO_CLIENT_SECRET, why)?;
+            let refresh_token = settings.required(config::KOMMO_REFRESH_TOKEN, why)?;
+            let redirect_uri = settings.required(config::KOMMO_REDIRECT_URI, why)?;
+            // Sent as it is (Kommo compares it with the integration's), but it must be a URL.
+            api::url_setting(config::KOMMO_REDIRECT_URI, &redirect_uri)?;
+            let tokens = tokens.ok_or(ConfigError::Invalid {
+                name: config::KOMMO_REFRESH_TOKEN,
+                reason: "Kommo's OAuth needs the engine's token store (this command has none)"
+                    .into(),
+            })?;
+            Ok(KommoAuth::OAuth(KommoOAuth {
+                store: tokens(&connection_name(&base(settings)?, &client_id)),
+                client_id,
+                client_secret,
+                refresh_token,
+                redirect_uri,
+            }))
+        }
+    }
+}
+
+/// The account's host: `KOMMO_API_URL`, or `https://{KOMMO_SUBDOMAIN}.kommo.com`.
+fn base<F: Fn(&str) -> Option<String>>(
+    settings: &config::Settings<F>,
+) -> Result<String, ConfigError> {
+    match settings.optional(config::KOMMO_API_URL) {
+        Some(url) => Ok(url),
+        None => {
+            let sub = settings.required(
+                config::KOMMO_SUBDOMAIN,
+                "CRM_KIND=kommo calls the account's host, https://{subdomain}.kommo.com",
+            )?;
+            subdomain_host(&sub)
+        }
+    }
+}
+
+/// The token store's name of one account and integration: the refresh token rotates, so it
+/// cannot name the connection as Zoho's does.
+fn connection_name(base: &str, client_id: &str) -> String {
+    use sha2::Digest;
+    let digest =
+        sha2::Sha256::digest(format!("{}\n{client_id}", base.trim_end_matches('/')).as_bytes());
+    let hex: String = digest[..8].iter().map(|b| format!("{b:02x}")).collect();
+    format!("kommo:{hex}")
 }
 
 /// `https://{subdomain}.kommo.com`; the subdomain alone (letters, digits, `-`), so a full host

@@ -9,7 +9,7 @@ use async_trait::async_trait;
 use serde_json::Value;
 use wabridge_core::crm::Crm;
 use wabridge_core::mapping::Mapping;
-use wabridge_crm::kommo::{KommoCrm, KommoSettings, NOTES_BATCH_MAX};
+use wabridge_crm::kommo::{KommoAuth, KommoCrm, KommoSettings, NOTES_BATCH_MAX};
 
 use super::kommo_fake::{field_id, serve, KommoFake, LIMIT, TOKEN};
 use super::{ActivityView, ContactView, ConversationView, DealView, Fault, Subject};
@@ -49,7 +49,7 @@ impl Kommo {
         let mapping = Mapping::example("kommo").unwrap();
         KommoSettings {
             base: format!("http://{}", self.addr),
-            token: TOKEN.into(),
+            auth: KommoAuth::Token(TOKEN.into()),
             id_field: mapping.id_property.clone().unwrap(),
             bsuid_field: wabridge_crm::bsuid_field(&mapping).map(String::from),
             effect_field: mapping.effect_property.clone(),

@@ -6,7 +6,8 @@
 //! as a problem. It enforces 7 requests per rolling second (429 past it; after repeated 429s the
 //! IP is blocked and every call gets 403, as Kommo does), answers an empty search `204 No
 //! Content` with no body, lets search lag behind creates, and answers scripted faults with
-//! Kommo's own problem bodies.
+//! Kommo's own problem bodies. Calls carry the long-lived [`TOKEN`] or an OAuth access token of
+//! the token endpoint (`kommo_fake_oauth`).
 
 use std::collections::{BTreeMap, HashMap, VecDeque};
 use std::net::SocketAddr;
@@ -115,6 +116,8 @@ pub(crate) struct KommoFake {
     next_id: AtomicU64,
     /// Custom fields the account lacks (by name), for `crm check`.
     pub missing_fields: Mutex<Vec<String>>,
+    /// The OAuth token endpoint's grants and refresh tokens.
+    pub oauth: super::kommo_fake_oauth::OAuthState,
     latency: Duration,
 }
 
@@ -211,8 +214,12 @@ async fn handle(
     if !fake.latency.is_zero() {
         tokio::time::sleep(fake.latency).await;
     }
+    if path == "/oauth2/access_token" {
+        return super::kommo_fake_oauth::token(&fake, &method, &headers, &body);
+    }
     let header = |name: &str| headers.get(name).and_then(|v| v.to_str().ok());
-    if header("authorization") != Some(&format!("Bearer {TOKEN}")) {
+    let bearer = header("authorization").and_then(|v| v.strip_prefix("Bearer "));
+    if !bearer.is_some_and(|t| t == TOKEN || fake.oauth.accepts(t)) {
         return problem_body(StatusCode::UNAUTHORIZED, "Invalid access token");
     }
     let route = format!("{method} {path}");

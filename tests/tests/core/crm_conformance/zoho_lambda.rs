@@ -21,15 +21,16 @@ use wabridge_tests::{create_queues, create_table, require_aws, unique_name};
 use super::zoho::CONCURRENCY;
 use super::zoho_fake::{serve, ZohoFake, CLIENT_ID, CLIENT_SECRET, REFRESH_TOKEN};
 
-/// One cold start: the CRM from settings (`CRM_KIND=zoho`) with the stack's token store.
-fn cold_start(
+/// One cold start: the CRM from settings (`CRM_KIND`, its example mapping) with the stack's
+/// token store.
+pub(super) fn cold_start(
     aws: &wabridge_tests::Aws,
     table: &str,
     queue: Arc<SqsQueue>,
     settings: &HashMap<String, String>,
 ) -> crm_sync::App {
     let engine = aws.engine(table);
-    let mapping = Mapping::example("zoho").unwrap();
+    let mapping = Mapping::example(&settings["CRM_KIND"]).unwrap();
     let lookup = |name: &str| settings.get(name).cloned();
     let crm = wabridge_crm::from_lookup_with(
         &mapping,
@@ -53,7 +54,7 @@ fn cold_start(
     }
 }
 
-fn text(wamid: &str, body: &str) -> String {
+pub(super) fn text(wamid: &str, body: &str) -> String {
     json!({"v": 1, "key": format!("m:{wamid}"), "kind": "message", "field": "messages",
         "waba_id": "102290129340398", "phone_number_id": "106540352242922",
         "contact": {"profile": {"name": "Mariana Torres"}, "wa_id": "5215512345678"},
@@ -64,7 +65,7 @@ fn text(wamid: &str, body: &str) -> String {
 }
 
 /// Sends `bodies` to the queue and hands what the queue gives back to `app` as one batch.
-async fn invoke(
+pub(super) async fn invoke(
     aws: &wabridge_tests::Aws,
     queue: &SqsQueue,
     url: &str,
