@@ -24,6 +24,40 @@ pub fn rfc3339(ms: i64) -> String {
         .unwrap_or_else(|| ms.to_string())
 }
 
+/// Unix ms in UTC as `format` lays it out; the number itself when out of range.
+fn utc(ms: i64, format: &[time::format_description::BorrowedFormatItem<'_>]) -> String {
+    time::OffsetDateTime::from_unix_timestamp_nanos(i128::from(ms) * 1_000_000)
+        .ok()
+        .and_then(|t| t.format(format).ok())
+        .unwrap_or_else(|| ms.to_string())
+}
+
+/// Unix ms as a UTC date, `2026-12-04` (CRM date fields).
+pub fn utc_date(ms: i64) -> String {
+    utc(
+        ms,
+        time::macros::format_description!("[year]-[month]-[day]"),
+    )
+}
+
+/// Unix ms as `2026-12-04T10:00:00+00:00`, whole seconds (Zoho's date-time fields).
+pub fn utc_seconds_offset(ms: i64) -> String {
+    utc(
+        ms,
+        time::macros::format_description!("[year]-[month]-[day]T[hour]:[minute]:[second]+00:00"),
+    )
+}
+
+/// Unix ms as `2026-12-04T10:00:00.123Z` (Salesforce's date/time fields).
+pub fn utc_millis(ms: i64) -> String {
+    utc(
+        ms,
+        time::macros::format_description!(
+            "[year]-[month]-[day]T[hour]:[minute]:[second].[subsecond digits:3]Z"
+        ),
+    )
+}
+
 /// Seconds since the Unix epoch (TTL attributes, signature timestamps).
 pub fn now_secs() -> i64 {
     now_ms() / 1000
@@ -100,6 +134,24 @@ impl Clock {
 
 #[cfg(test)]
 mod tests {
+    #[test]
+    fn crm_date_formats_are_utc_calendar_days() {
+        assert_eq!(super::utc_date(0), "1970-01-01");
+        assert_eq!(super::utc_date(1_763_780_000_123), "2025-11-22");
+        assert_eq!(super::utc_date(951_782_400_000), "2000-02-29");
+        assert_eq!(super::utc_date(-1), "1969-12-31");
+        assert_eq!(
+            super::utc_millis(1_763_780_000_123),
+            "2025-11-22T02:53:20.123Z"
+        );
+        assert_eq!(super::utc_millis(-1), "1969-12-31T23:59:59.999Z");
+        assert_eq!(super::utc_seconds_offset(0), "1970-01-01T00:00:00+00:00");
+        assert_eq!(
+            super::utc_seconds_offset(951_782_400_000 + 86_399_999),
+            "2000-02-29T23:59:59+00:00"
+        );
+    }
+
     use super::*;
 
     #[test]

@@ -6,7 +6,7 @@
 use std::collections::BTreeMap;
 
 use wabridge_core::clock::rfc3339;
-use wabridge_core::conversations::{CloseReason, ConversationRecord, Origin, Party};
+use wabridge_core::conversations::ConversationRecord;
 use wabridge_core::mapping::owners::ConversationSettings;
 
 use crate::ConfigError;
@@ -44,44 +44,20 @@ pub fn conversation_fields(r: &ConversationRecord) -> Vec<(&'static str, String)
         }
     };
     put("wabridge_agent", r.agent.clone());
-    put("wabridge_origin", r.origin.map(origin_name));
-    put("wabridge_opened_by", r.opened_by.map(party_name));
+    put("wabridge_origin", r.origin.map(|o| o.as_str().into()));
+    put("wabridge_opened_by", r.opened_by.map(|p| p.as_str().into()));
     put(
         "wabridge_first_response_ms",
         r.first_response_ms.map(|ms| ms.to_string()),
     );
     put("wabridge_outcome", r.outcome.clone());
-    put("wabridge_close_reason", r.close_reason.map(close_name));
+    put(
+        "wabridge_close_reason",
+        r.close_reason.map(|c| c.as_str().into()),
+    );
     put("wabridge_closed_at", r.closed_at.map(rfc3339));
     put("wabridge_sla_breached_at", r.sla_breached_at.map(rfc3339));
     out
-}
-
-/// The names the record's JSON uses.
-fn origin_name(o: Origin) -> String {
-    match o {
-        Origin::CtwaAd => "ctwa_ad",
-        Origin::TrackedLink => "tracked_link",
-        Origin::Template => "template",
-        Origin::Organic => "organic",
-    }
-    .into()
-}
-
-fn party_name(p: Party) -> String {
-    match p {
-        Party::Customer => "customer",
-        Party::Business => "business",
-    }
-    .into()
-}
-
-fn close_name(c: CloseReason) -> String {
-    match c {
-        CloseReason::Idle => "idle",
-        CloseReason::Explicit => "explicit",
-    }
-    .into()
 }
 
 /// The record's title: who the conversation is with (the contact's name, else its identity).
@@ -119,6 +95,7 @@ pub fn numeric_owners(
 #[cfg(test)]
 mod tests {
     use super::*;
+    use wabridge_core::conversations::{CloseReason, Origin, Party};
 
     #[test]
     fn fields_are_text_named_as_the_ticket_properties() {

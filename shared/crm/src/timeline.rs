@@ -93,3 +93,9 @@ fn put(props: &mut Map<String, Value>, name: &str, value: &Option<String>) {
         props.insert(name.to_string(), json!(v));
     }
 }
+
+/// At most `max` characters of `text` (a CRM field's length limit).
+#[cfg(any(feature = "salesforce", feature = "zoho"))]
+pub(crate) fn clip(text: &str, max: usize) -> String {
+    text.chars().take(max).collect()
+}

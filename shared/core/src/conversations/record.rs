@@ -37,6 +37,38 @@ pub enum CloseReason {
     Explicit,
 }
 
+impl Party {
+    /// The name the record's JSON uses (`customer`, `business`), for CRM fields.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Party::Customer => "customer",
+            Party::Business => "business",
+        }
+    }
+}
+
+impl Origin {
+    /// The name the record's JSON uses (`ctwa_ad`, `tracked_link`, `template`, `organic`).
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Origin::CtwaAd => "ctwa_ad",
+            Origin::TrackedLink => "tracked_link",
+            Origin::Template => "template",
+            Origin::Organic => "organic",
+        }
+    }
+}
+
+impl CloseReason {
+    /// The name the record's JSON uses (`idle`, `explicit`).
+    pub fn as_str(self) -> &'static str {
+        match self {
+            CloseReason::Idle => "idle",
+            CloseReason::Explicit => "explicit",
+        }
+    }
+}
+
 /// A thread between one contact and one business number. Every change reaches the CRM as the
 /// whole record (keyed `conversation:<id>`); `revision` grows with each change, so a store
 /// keeps the highest it has seen.

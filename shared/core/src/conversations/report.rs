@@ -82,10 +82,7 @@ pub fn percentile(sorted: &[i64], p: u32) -> Option<i64> {
 
 fn origin_name(o: Option<Origin>) -> String {
     match o {
-        Some(o) => serde_json::to_value(o)
-            .ok()
-            .and_then(|v| v.as_str().map(str::to_string))
-            .unwrap_or_default(),
+        Some(o) => o.as_str().into(),
         None => NONE.into(),
     }
 }

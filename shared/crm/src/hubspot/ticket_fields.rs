@@ -11,7 +11,7 @@ use std::collections::BTreeMap;
 
 use serde_json::{Map, Value};
 use wabridge_core::config;
-use wabridge_core::conversations::{ConversationRecord, Origin, Party};
+use wabridge_core::conversations::ConversationRecord;
 use wabridge_core::mapping::tickets::HubSpotTickets;
 use wabridge_core::mapping::Mapping;
 
@@ -150,14 +150,10 @@ pub fn ticket_properties(
         ),
     );
     if let Some(o) = r.origin {
-        put("wabridge_origin", origin_name(o).into());
+        put("wabridge_origin", o.as_str().into());
     }
     if let Some(by) = r.opened_by {
-        let by = match by {
-            Party::Customer => "customer",
-            Party::Business => "business",
-        };
-        put("wabridge_opened_by", by.into());
+        put("wabridge_opened_by", by.as_str().into());
     }
     if let Some(ms) = r.first_response_ms {
         put("wabridge_first_response_ms", ms.to_string());
@@ -166,11 +162,7 @@ pub fn ticket_properties(
         put("wabridge_outcome", o.clone());
     }
     if let Some(reason) = r.close_reason {
-        let reason = match reason {
-            wabridge_core::conversations::CloseReason::Idle => "idle",
-            wabridge_core::conversations::CloseReason::Explicit => "explicit",
-        };
-        put("wabridge_close_reason", reason.into());
+        put("wabridge_close_reason", reason.as_str().into());
     }
     // Text, `;`-separated as HubSpot writes multiple values: a checkbox property would refuse
     // (400) a tag added to the catalogue before its option was added in the portal.
@@ -200,18 +192,10 @@ pub fn ticket_properties(
     (p, unowned)
 }
 
-fn origin_name(o: Origin) -> &'static str {
-    match o {
-        Origin::CtwaAd => "ctwa_ad",
-        Origin::TrackedLink => "tracked_link",
-        Origin::Template => "template",
-        Origin::Organic => "organic",
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
+    use wabridge_core::conversations::{Origin, Party};
     use wabridge_core::conversations::CloseReason;
 
     fn record() -> ConversationRecord {

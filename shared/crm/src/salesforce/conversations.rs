@@ -18,16 +18,16 @@
 use std::collections::HashMap;
 use std::sync::Mutex;
 
+use crate::timeline::clip;
 use reqwest::Method;
 use serde_json::{json, Map, Value};
 use tokio::sync::OnceCell;
-use wabridge_core::conversations::{CloseReason, ConversationRecord, Origin, Party};
+use wabridge_core::conversations::{ConversationRecord, Party};
 use wabridge_core::crm::{CrmError, Effect};
 use wabridge_core::mapping::owners::ConversationSettings;
 
 use super::api::{encode, soql_literal};
 use super::fields::{describe, Fields};
-use super::records::datetime;
 use super::{remember, PersonObject, SalesforceCrm};
 
 /// The Case (External ID, Unique) and Task (plain Text) field holding the conversation id.
@@ -74,26 +74,6 @@ impl Cases {
     /// Forgets Case `id` (deleted by an erasure, or gone in Salesforce).
     pub fn forget(&self, id: &str) {
         self.ids.lock().unwrap().retain(|_, v| v.as_str() != id);
-    }
-}
-
-fn clip(text: &str, max: usize) -> String {
-    text.chars().take(max).collect()
-}
-
-fn origin_name(o: Origin) -> &'static str {
-    match o {
-        Origin::CtwaAd => "ctwa_ad",
-        Origin::TrackedLink => "tracked_link",
-        Origin::Template => "template",
-        Origin::Organic => "organic",
-    }
-}
-
-fn close_reason_name(r: CloseReason) -> &'static str {
-    match r {
-        CloseReason::Idle => "idle",
-        CloseReason::Explicit => "explicit",
     }
 }
 
@@ -153,10 +133,7 @@ pub fn case_fields(
     }
     let optional = [
         ("wabridge_Agent__c", r.agent.clone().map(Value::from)),
-        (
-            "wabridge_Origin__c",
-            r.origin.map(|o| json!(origin_name(o))),
-        ),
+        ("wabridge_Origin__c", r.origin.map(|o| json!(o.as_str()))),
         (
             "wabridge_First_Response_Ms__c",
             r.first_response_ms.map(Value::from),
@@ -168,11 +145,12 @@ pub fn case_fields(
         ("wabridge_Outcome__c", r.outcome.clone().map(Value::from)),
         (
             "wabridge_Close_Reason__c",
-            r.close_reason.map(|c| json!(close_reason_name(c))),
+            r.close_reason.map(|c| json!(c.as_str())),
         ),
         (
             "wabridge_SLA_Breached_At__c",
-            r.sla_breached_at.map(|at| json!(datetime(at))),
+            r.sla_breached_at
+                .map(|at| json!(wabridge_core::clock::utc_millis(at))),
         ),
     ];
     for (field, value) in optional {
@@ -290,6 +268,7 @@ impl SalesforceCrm {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use wabridge_core::conversations::{CloseReason, Origin};
 
     fn record() -> ConversationRecord {
         ConversationRecord {

@@ -2,8 +2,10 @@
 //! External ID field: a retry in doubt, or a redelivery, updates the record the first attempt
 //! made, so there is nothing to search for and nothing written twice.
 
+use crate::timeline::clip;
 use serde_json::{json, Map, Value};
 use wabridge_core::attribution::LeadRecord;
+use wabridge_core::clock;
 use wabridge_core::crm::{CrmError, Effect};
 use wabridge_core::records::{ActivityRecord, Direction};
 
@@ -24,37 +26,6 @@ const SUBJECT_MAX: usize = 255;
 const DAY_MS: i64 = 86_400_000;
 /// Record errors of a reference to a record that no longer exists.
 const PERSON_GONE: &[&str] = &["ENTITY_IS_DELETED", "INVALID_CROSS_REFERENCE_KEY"];
-
-/// `YYYY-MM-DD` (UTC) of Unix milliseconds, as Salesforce's date fields take it.
-pub(crate) fn date(ms: i64) -> String {
-    // Days to civil date (Howard Hinnant's algorithm).
-    let z = ms.div_euclid(DAY_MS) + 719_468;
-    let era = z.div_euclid(146_097);
-    let doe = z - era * 146_097;
-    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
-    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
-    let mp = (5 * doy + 2) / 153;
-    let day = doy - (153 * mp + 2) / 5 + 1;
-    let month = if mp < 10 { mp + 3 } else { mp - 9 };
-    let year = yoe + era * 400 + i64::from(month <= 2);
-    format!("{year:04}-{month:02}-{day:02}")
-}
-
-/// `YYYY-MM-DDTHH:MM:SS.sssZ` (UTC) of Unix milliseconds, as Salesforce's date/time fields take it.
-pub(crate) fn datetime(ms: i64) -> String {
-    let of_day = ms.rem_euclid(DAY_MS);
-    let (h, m, s, milli) = (
-        of_day / 3_600_000,
-        of_day / 60_000 % 60,
-        of_day / 1000 % 60,
-        of_day % 1000,
-    );
-    format!("{}T{h:02}:{m:02}:{s:02}.{milli:03}Z", date(ms))
-}
-
-fn clip(text: &str, max: usize) -> String {
-    text.chars().take(max).collect()
-}
 
 impl SalesforceCrm {
     /// A completed Task on the contact, upserted on the effect id.
@@ -81,7 +52,7 @@ impl SalesforceCrm {
         record.insert("Status".into(), json!(TASK_STATUS));
         record.insert("WhoId".into(), json!(contact));
         if let Some(at) = a.at {
-            record.insert("ActivityDate".into(), json!(date(at)));
+            record.insert("ActivityDate".into(), json!(clock::utc_date(at)));
         }
         record.insert(self.settings.effect_field.clone(), json!(effect.id));
         let mut case = None;
@@ -144,7 +115,7 @@ impl SalesforceCrm {
         record.insert("StageName".into(), json!(OPPORTUNITY_STAGE));
         record.insert(
             "CloseDate".into(),
-            json!(date(lead.created_at + CLOSE_AFTER_DAYS * DAY_MS)),
+            json!(clock::utc_date(lead.created_at + CLOSE_AFTER_DAYS * DAY_MS)),
         );
         // The contact the opportunity is for (API 46.0+; its primary contact role).
         record.insert("ContactId".into(), json!(contact));
@@ -174,21 +145,5 @@ impl SalesforceCrm {
             }
             other => other.map(drop),
         }
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    #[test]
-    fn dates_are_utc_calendar_days() {
-        assert_eq!(super::date(0), "1970-01-01");
-        assert_eq!(super::date(1_763_780_000_123), "2025-11-22");
-        assert_eq!(super::date(951_782_400_000), "2000-02-29");
-        assert_eq!(super::date(-1), "1969-12-31");
-        assert_eq!(
-            super::datetime(1_763_780_000_123),
-            "2025-11-22T02:53:20.123Z"
-        );
-        assert_eq!(super::datetime(-1), "1969-12-31T23:59:59.999Z");
     }
 }

@@ -18,10 +18,11 @@
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 
+use crate::timeline::clip;
 use reqwest::Method;
 use serde_json::{json, Map, Value};
 use tokio::sync::OnceCell;
-use wabridge_core::conversations::{CloseReason, ConversationRecord, Origin, Party};
+use wabridge_core::conversations::{ConversationRecord, Party};
 use wabridge_core::crm::{CrmError, Effect};
 use wabridge_core::mapping::owners::ConversationSettings;
 
@@ -79,48 +80,6 @@ impl Cases {
         }
         locks.entry(id.to_string()).or_default().clone()
     }
-}
-
-fn clip(text: &str, max: usize) -> String {
-    text.chars().take(max).collect()
-}
-
-fn origin_name(o: Origin) -> &'static str {
-    match o {
-        Origin::CtwaAd => "ctwa_ad",
-        Origin::TrackedLink => "tracked_link",
-        Origin::Template => "template",
-        Origin::Organic => "organic",
-    }
-}
-
-fn close_reason_name(r: CloseReason) -> &'static str {
-    match r {
-        CloseReason::Idle => "idle",
-        CloseReason::Explicit => "explicit",
-    }
-}
-
-/// `YYYY-MM-DDTHH:MM:SS+00:00` (UTC) of Unix milliseconds, as Zoho's date-time fields take it.
-pub fn datetime(ms: i64) -> String {
-    const DAY_MS: i64 = 86_400_000;
-    // Days to civil date (Howard Hinnant's algorithm).
-    let z = ms.div_euclid(DAY_MS) + 719_468;
-    let era = z.div_euclid(146_097);
-    let doe = z - era * 146_097;
-    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
-    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
-    let mp = (5 * doy + 2) / 153;
-    let day = doy - (153 * mp + 2) / 5 + 1;
-    let month = if mp < 10 { mp + 3 } else { mp - 9 };
-    let year = yoe + era * 400 + i64::from(month <= 2);
-    let secs = ms.rem_euclid(DAY_MS) / 1000;
-    format!(
-        "{year:04}-{month:02}-{day:02}T{:02}:{:02}:{:02}+00:00",
-        secs / 3600,
-        secs / 60 % 60,
-        secs % 60
-    )
 }
 
 /// The Case `Status` the conversation's state decides: its outcome's when mapped, else
@@ -182,7 +141,7 @@ pub fn case_fields(
     }
     let optional = [
         ("wabridge_Agent", r.agent.clone().map(Value::from)),
-        ("wabridge_Origin", r.origin.map(|o| json!(origin_name(o)))),
+        ("wabridge_Origin", r.origin.map(|o| json!(o.as_str()))),
         (
             "wabridge_First_Response_Ms",
             r.first_response_ms.map(Value::from),
@@ -194,11 +153,12 @@ pub fn case_fields(
         ("wabridge_Outcome", r.outcome.clone().map(Value::from)),
         (
             "wabridge_Close_Reason",
-            r.close_reason.map(|c| json!(close_reason_name(c))),
+            r.close_reason.map(|c| json!(c.as_str())),
         ),
         (
             "wabridge_SLA_Breached_At",
-            r.sla_breached_at.map(|at| json!(datetime(at))),
+            r.sla_breached_at
+                .map(|at| json!(wabridge_core::clock::utc_seconds_offset(at))),
         ),
     ];
     for (field, value) in optional {
@@ -300,6 +260,7 @@ impl ZohoCrm {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use wabridge_core::conversations::{CloseReason, Origin};
 
     fn record() -> ConversationRecord {
         ConversationRecord {
@@ -349,15 +310,6 @@ mod tests {
         assert_eq!(
             case_fields(&later, &settings(), |_| true)["Status"],
             "Closed"
-        );
-    }
-
-    #[test]
-    fn datetimes_are_utc_with_an_offset() {
-        assert_eq!(datetime(0), "1970-01-01T00:00:00+00:00");
-        assert_eq!(
-            datetime(951_782_400_000 + 86_399_999),
-            "2000-02-29T23:59:59+00:00"
         );
     }
 }
