@@ -195,8 +195,8 @@ pub fn ticket_properties(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use wabridge_core::conversations::{Origin, Party};
     use wabridge_core::conversations::CloseReason;
+    use wabridge_core::conversations::{Origin, Party};
 
     fn record() -> ConversationRecord {
         ConversationRecord {
