@@ -94,6 +94,34 @@ fn put(props: &mut Map<String, Value>, name: &str, value: &Option<String>) {
     }
 }
 
+/// The detail fields of a conversation's Case (Salesforce, Zoho: the same names, `suffix` added,
+/// `__c` for Salesforce's custom fields) that the record has a value for, its time written by
+/// `time` (each CRM's date-time form) and its tags `;`-joined within a text field's 255.
+#[cfg(any(feature = "salesforce", feature = "zoho"))]
+pub(crate) fn case_details(
+    r: &wabridge_core::conversations::ConversationRecord,
+    suffix: &str,
+    time: fn(i64) -> String,
+) -> Vec<(String, serde_json::Value)> {
+    use serde_json::{json, Value};
+    let details = [
+        ("Agent", r.agent.clone().map(Value::from)),
+        ("Origin", r.origin.map(|o| json!(o.as_str()))),
+        ("First_Response_Ms", r.first_response_ms.map(Value::from)),
+        ("Tags", Some(json!(clip(&r.tags.join(";"), 255)))),
+        ("Outcome", r.outcome.clone().map(Value::from)),
+        ("Close_Reason", r.close_reason.map(|c| json!(c.as_str()))),
+        (
+            "SLA_Breached_At",
+            r.sla_breached_at.map(|at| json!(time(at))),
+        ),
+    ];
+    details
+        .into_iter()
+        .filter_map(|(name, v)| Some((format!("wabridge_{name}{suffix}"), v?)))
+        .collect()
+}
+
 /// At most `max` characters of `text` (a CRM field's length limit).
 #[cfg(any(feature = "salesforce", feature = "zoho"))]
 pub(crate) fn clip(text: &str, max: usize) -> String {

@@ -49,7 +49,6 @@ pub const CASE_ORIGIN: &str = "WhatsApp";
 /// The Case `Status` of a closed conversation whose outcome has no status of its own.
 pub const CLOSED_STATUS: &str = "Closed";
 const SUBJECT_MAX: usize = 255;
-const TEXT_MAX: usize = 255;
 
 /// The Case side of the adapter.
 #[derive(Default)]
@@ -131,31 +130,9 @@ pub fn case_fields(
     if let Some(owner) = r.agent.as_ref().and_then(|a| settings.owners.get(a)) {
         f.insert("OwnerId".into(), json!(owner));
     }
-    let optional = [
-        ("wabridge_Agent__c", r.agent.clone().map(Value::from)),
-        ("wabridge_Origin__c", r.origin.map(|o| json!(o.as_str()))),
-        (
-            "wabridge_First_Response_Ms__c",
-            r.first_response_ms.map(Value::from),
-        ),
-        (
-            "wabridge_Tags__c",
-            Some(json!(clip(&r.tags.join(";"), TEXT_MAX))),
-        ),
-        ("wabridge_Outcome__c", r.outcome.clone().map(Value::from)),
-        (
-            "wabridge_Close_Reason__c",
-            r.close_reason.map(|c| json!(c.as_str())),
-        ),
-        (
-            "wabridge_SLA_Breached_At__c",
-            r.sla_breached_at
-                .map(|at| json!(wabridge_core::clock::utc_millis(at))),
-        ),
-    ];
-    for (field, value) in optional {
-        if let (true, Some(v)) = (has(field), value) {
-            f.insert(field.into(), v);
+    for (field, v) in crate::timeline::case_details(r, "__c", wabridge_core::clock::utc_millis) {
+        if has(&field) {
+            f.insert(field, v);
         }
     }
     f

@@ -139,31 +139,10 @@ pub fn case_fields(
     if let Some(owner) = r.agent.as_ref().and_then(|a| settings.owners.get(a)) {
         f.insert("Owner".into(), json!({"id": owner}));
     }
-    let optional = [
-        ("wabridge_Agent", r.agent.clone().map(Value::from)),
-        ("wabridge_Origin", r.origin.map(|o| json!(o.as_str()))),
-        (
-            "wabridge_First_Response_Ms",
-            r.first_response_ms.map(Value::from),
-        ),
-        (
-            "wabridge_Tags",
-            Some(json!(clip(&r.tags.join(";"), TEXT_MAX))),
-        ),
-        ("wabridge_Outcome", r.outcome.clone().map(Value::from)),
-        (
-            "wabridge_Close_Reason",
-            r.close_reason.map(|c| json!(c.as_str())),
-        ),
-        (
-            "wabridge_SLA_Breached_At",
-            r.sla_breached_at
-                .map(|at| json!(wabridge_core::clock::utc_seconds_offset(at))),
-        ),
-    ];
-    for (field, value) in optional {
-        if let (true, Some(v)) = (has(field), value) {
-            f.insert(field.into(), v);
+    for (field, v) in crate::timeline::case_details(r, "", wabridge_core::clock::utc_seconds_offset)
+    {
+        if has(&field) {
+            f.insert(field, v);
         }
     }
     f
