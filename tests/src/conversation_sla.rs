@@ -62,6 +62,7 @@ pub fn policy() -> SlaPolicy {
             .to_vec(),
         open: "09:00".into(),
         close: "18:00".into(),
+        holidays: Vec::new(),
     })
     .unwrap();
     let mut policy = SlaPolicy::new(15);

@@ -113,6 +113,14 @@ fn get_in(c: &Connection, id: &str) -> Result<Option<(u64, ConversationState)>, 
         .transpose()
 }
 
+/// A conversation's stored revision, without decoding its state (a save's condition).
+fn revision_in(c: &Connection, id: &str) -> Result<Option<u64>, StoreError> {
+    c.prepare_cached("SELECT revision FROM conversations WHERE id = ?1")
+        .and_then(|mut s| s.query_row(params![id], |r| r.get::<_, i64>(0)).optional())
+        .map(|r| r.map(|v| v as u64))
+        .map_err(sql_err)
+}
+
 /// Deletes everything about a contact's conversations inside an erasure's write; returns the
 /// rows deleted per table.
 pub fn erase_in(t: &Connection, contact_id: &str) -> Result<[(&'static str, u64); 3], StoreError> {
@@ -179,7 +187,7 @@ impl ConversationStore for SqliteConversations {
         self.db
             .write(move |t| {
                 for (expected, state) in &write.conversations {
-                    let stored = get_in(t, &state.record.id)?.map(|(revision, _)| revision);
+                    let stored = revision_in(t, &state.record.id)?;
                     if stored != *expected {
                         return Ok(false);
                     }

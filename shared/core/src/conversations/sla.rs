@@ -19,6 +19,9 @@ use super::ConversationRecord;
 use crate::config::{ConfigError, Settings, WABRIDGE_FIRST_RESPONSE_SLA_MINUTES};
 use crate::records::Version;
 
+/// Most holidays one number's hours may list (a few years of a country's public holidays).
+const MAX_HOLIDAYS: usize = 200;
+
 /// Default of [`WABRIDGE_FIRST_RESPONSE_SLA_MINUTES`].
 pub const DEFAULT_SLA_MINUTES: u32 = 15;
 
@@ -42,6 +45,8 @@ pub struct BusinessHours {
     pub days: Vec<Weekday>,
     pub open: Time,
     pub close: Time,
+    /// Dates in `timezone` when the number does not answer at all (public holidays).
+    pub holidays: Vec<Date>,
 }
 
 /// `business_hours` of a number in the registry, as written.
@@ -52,6 +57,9 @@ pub struct RawBusinessHours {
     pub days: Vec<String>,
     pub open: String,
     pub close: String,
+    /// `YYYY-MM-DD` dates, closed all day (holidays are national, so each number lists its own).
+    #[serde(default)]
+    pub holidays: Vec<String>,
 }
 
 impl BusinessHours {
@@ -83,12 +91,28 @@ impl BusinessHours {
         if open >= close {
             return Err("`business_hours.open` must be before `close`".into());
         }
+        if raw.holidays.len() > MAX_HOLIDAYS {
+            return Err(format!(
+                "`business_hours.holidays` lists {} dates: at most {MAX_HOLIDAYS}",
+                raw.holidays.len()
+            ));
+        }
+        let mut holidays = Vec::with_capacity(raw.holidays.len());
+        for h in &raw.holidays {
+            let date = Date::strptime("%Y-%m-%d", h.trim()).map_err(|_| {
+                format!("`business_hours.holidays` has {h:?}: use dates like 2026-12-25")
+            })?;
+            holidays.push(date);
+        }
+        holidays.sort();
+        holidays.dedup();
         Ok(BusinessHours {
             timezone,
             timezone_name: raw.timezone.trim().to_string(),
             days,
             open,
             close,
+            holidays,
         })
     }
 
@@ -99,9 +123,9 @@ impl BusinessHours {
             return start + remaining;
         };
         let mut date: Date = ts.to_zoned(self.timezone.clone()).date();
-        // Bounded: a week of one-minute windows per SLA minute at most.
-        for _ in 0..(i64::from(minutes) * 7 + 8) {
-            if self.days.contains(&date.weekday()) {
+        // Bounded: a week of one-minute windows per SLA minute at most, plus the holidays.
+        for _ in 0..(i64::from(minutes) * 7 + 8 + self.holidays.len() as i64) {
+            if self.days.contains(&date.weekday()) && self.holidays.binary_search(&date).is_err() {
                 let at = |t: Time| {
                     date.to_datetime(t)
                         .to_zoned(self.timezone.clone())
@@ -220,6 +244,7 @@ mod tests {
                 .to_vec(),
             open: "09:00".into(),
             close: "18:00".into(),
+            holidays: Vec::new(),
         })
         .unwrap()
     }
@@ -251,12 +276,41 @@ mod tests {
     }
 
     #[test]
+    fn holidays_count_no_minutes() {
+        let mut raw = RawBusinessHours {
+            timezone: "America/Mexico_City".into(),
+            days: ["mon", "tue", "wed", "thu", "fri"]
+                .map(String::from)
+                .to_vec(),
+            open: "09:00".into(),
+            close: "18:00".into(),
+            holidays: vec!["2026-11-16".into(), "2026-11-17".into()],
+        };
+        let h = BusinessHours::parse(&raw).unwrap();
+        // Friday 17:50 local: 10 minutes on Friday; Monday 16 (Revolution Day, observed) and
+        // Tuesday 17 are closed, so the last 5 minutes are on Wednesday.
+        assert_eq!(
+            h.add(ms("2026-11-13T23:50:00Z"), 15),
+            ms("2026-11-18T15:05:00Z")
+        );
+        // A holiday on a day the number never opens changes nothing.
+        raw.holidays = vec!["2026-11-14".into()];
+        assert_eq!(
+            BusinessHours::parse(&raw)
+                .unwrap()
+                .add(ms("2026-11-13T23:50:00Z"), 15),
+            ms("2026-11-16T15:05:00Z")
+        );
+    }
+
+    #[test]
     fn bad_business_hours_name_the_field() {
         let mut raw = RawBusinessHours {
             timezone: "Mars/Olympus".into(),
             days: vec!["mon".into()],
             open: "09:00".into(),
             close: "18:00".into(),
+            holidays: Vec::new(),
         };
         assert!(BusinessHours::parse(&raw).unwrap_err().contains("timezone"));
         raw.timezone = "UTC".into();
@@ -265,6 +319,15 @@ mod tests {
         raw.days = vec!["mon".into()];
         raw.open = "19:00".into();
         assert!(BusinessHours::parse(&raw).unwrap_err().contains("open"));
+        raw.open = "09:00".into();
+        raw.holidays = vec!["25/12/2026".into()];
+        let err = BusinessHours::parse(&raw).unwrap_err();
+        assert!(
+            err.contains("holidays") && err.contains("25/12/2026"),
+            "{err}"
+        );
+        raw.holidays = vec!["2026-12-25".into(); MAX_HOLIDAYS + 1];
+        assert!(BusinessHours::parse(&raw).unwrap_err().contains("at most"));
     }
 
     #[test]

@@ -410,4 +410,15 @@ fn business_hours_feed_the_sla_and_bad_ones_name_the_line() {
         .unwrap_err()
         .to_string();
     assert!(err.contains("business_hours.open"), "{err}");
+    let holidays = with(r#"{ timezone = "UTC", days = ["mon"], open = "09:00", close = "18:00", holidays = ["2026-12-25"] }"#)
+        .unwrap();
+    let hours = holidays.all()[0].business_hours.as_ref().unwrap();
+    assert_eq!(hours.holidays, vec![jiff::civil::date(2026, 12, 25)]);
+    let err = with(r#"{ timezone = "UTC", days = ["mon"], open = "09:00", close = "18:00", holidays = ["Christmas"] }"#)
+        .unwrap_err()
+        .to_string();
+    assert!(
+        err.contains("line 11") && err.contains("business_hours.holidays"),
+        "{err}"
+    );
 }
