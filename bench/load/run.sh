@@ -10,6 +10,8 @@
 #   COUNT        unique payloads to send (default 200000, at least 10000)
 #   CONNECTIONS  wrk connections (default 64)
 #   THREADS      wrk threads (default 2)
+#   LOADGEN_NUMBERS=2  bodies alternate between two business numbers (bench/load/routing.sh);
+#                the server takes WABRIDGE_NUMBERS and the tokens from this environment
 set -euo pipefail
 
 ROOT="$(cd "$(dirname "$0")/../.." && pwd)"
@@ -34,17 +36,20 @@ sync
 # Start the server on a free port; it prints "listening on http://ADDR".
 start_server "$WORK/server.out" "$WORK/server.err" "$BIN" serve --addr 127.0.0.1:0 --data "$DATA"
 
-"${LOADGEN_BIN:-$BIN}" loadgen --count "$COUNT" --out "$WORK/bodies.tsv" --data "$DATA" 2>&1 | tee "$WORK/loadgen.out" >&2
+LOADGEN_ARGS=()
+[ -n "${LOADGEN_NUMBERS:-}" ] && LOADGEN_ARGS=(--numbers "$LOADGEN_NUMBERS")
+"${LOADGEN_BIN:-$BIN}" loadgen --count "$COUNT" "${LOADGEN_ARGS[@]}" --out "$WORK/bodies.tsv" --data "$DATA" 2>&1 | tee "$WORK/loadgen.out" >&2
 CUSTOMERS="$(sed -n 's/.* from \([0-9]*\) customers .*/\1/p' "$WORK/loadgen.out")"
 if [ -z "$CUSTOMERS" ]; then echo "loadgen did not say how many customers it used" >&2; exit 1; fi
 
 run_wrk "$WORK/bodies.tsv" "$COUNT" "$CONNS" "$THREADS" "$WORK/wrk.out"
 PEAK_KB="$(peak_rss_kb "$SERVER_PID")"
 
-# Let the consumer drain the queue, then compare what was accepted with what was sent.
+# Let the consumers drain every queue (events, and destinations when there are), then compare
+# what was accepted with what was sent.
 for _ in $(seq 1 600); do
   STATS="$("$BIN" stats --data "$DATA")"
-  PENDING="$(python3 -c 'import json,sys; s=json.loads(sys.argv[1]); q=s["events_queue"]; print(q["visible"]+q["hidden"])' "$STATS")"
+  PENDING="$(python3 -c 'import json,sys; s=json.loads(sys.argv[1]); qs=[s["events_queue"]]+list(s.get("queues",{}).values()); print(sum(q["visible"]+q["hidden"] for q in qs))' "$STATS")"
   [ "$PENDING" = "0" ] && break
   sleep 0.5
 done
@@ -57,8 +62,9 @@ span = stats["accept_span_ms"] / 1000
 print(f"server peak RSS (VmHWM): {peak_kb/1024:.1f} MiB")
 if span > 0:
     print(f"accepted {stats['dedupe_keys']} unique events in {span:.2f} s (first to last durable accept): {stats['dedupe_keys']/span:.0f} req/s")
-print(f"unique ids sent: {unique}; dedupe keys: {stats['dedupe_keys']}; activity records: {stats['records_by_kind']['activity']}; contacts: {stats['records_by_kind']['contact']}; dead letters: {stats['events_queue']['dead']}")
-ok = stats["dedupe_keys"] == unique and stats["records_by_kind"]["activity"] == unique and stats["events_queue"]["dead"] == 0
+dead = stats["events_queue"]["dead"] + sum(q["dead"] for q in stats.get("queues", {}).values())
+print(f"unique ids sent: {unique}; dedupe keys: {stats['dedupe_keys']}; activity records: {stats['records_by_kind']['activity']}; contacts: {stats['records_by_kind']['contact']}; dead letters: {dead}")
+ok = stats["dedupe_keys"] == unique and stats["records_by_kind"]["activity"] == unique and dead == 0
 # Each customer is one contact: a duplicate would mean two deliveries of one customer raced.
 ok = ok and stats["records_by_kind"]["contact"] == customers
 print(f"customers: {customers}")

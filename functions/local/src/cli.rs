@@ -165,6 +165,9 @@ pub(crate) enum Command {
         count: u64,
         #[arg(long)]
         out: PathBuf,
+        /// Business numbers the bodies alternate between (1 or 2; bench/load/routing.sh).
+        #[arg(long, default_value_t = 1, value_parser = clap::value_parser!(u8).range(1..=2))]
+        numbers: u8,
         #[command(flatten)]
         data: DataArg,
     },

@@ -31,19 +31,28 @@ fn load_message_id(wa_id: &str) -> String {
     )
 }
 
+/// The business numbers of the load (WABA, display number, phone_number_id): the second one
+/// is `soporte-co` of bench/load/numbers.toml.
+pub const LOAD_NUMBERS: [(&str, &str, &str); 2] = [
+    ("102290129340398", "15550783881", "106540352242922"),
+    ("202290129340398", "576015002222", "206540352242922"),
+];
+
 /// A realistic text-message webhook (about 650 bytes) with a unique message id, from one of
-/// [`LOAD_CONTACTS`] Mexico City mobile numbers.
-pub fn sample_body(n: u64) -> String {
+/// [`LOAD_CONTACTS`] Mexico City mobile numbers, to one of the first `numbers` of
+/// [`LOAD_NUMBERS`] (customer `c` always writes to the same one, as `LOAD_CONTACTS` is even).
+pub fn sample_body(n: u64, numbers: u8) -> String {
     let wa_id = format!("52155{:08}", 10_000_000 + n % LOAD_CONTACTS);
+    let (waba, display, id) = LOAD_NUMBERS[(n % u64::from(numbers.clamp(1, 2))) as usize];
     let body = json!({
         "object": "whatsapp_business_account",
         "entry": [{
-            "id": "102290129340398",
+            "id": waba,
             "changes": [{
                 "field": "messages",
                 "value": {
                     "messaging_product": "whatsapp",
-                    "metadata": {"display_phone_number": "15550783881", "phone_number_id": "106540352242922"},
+                    "metadata": {"display_phone_number": display, "phone_number_id": id},
                     "contacts": [{"profile": {"name": "María José Hernández"}, "wa_id": wa_id}],
                     "messages": [{
                         "from": wa_id,
@@ -62,12 +71,12 @@ pub fn sample_body(n: u64) -> String {
 
 /// N signed bodies with unique message ids, one `signature<TAB>body` line each, for
 /// bench/load/load.lua.
-pub fn loadgen(count: u64, out: &Path, data: &Path) -> Result<(), CliError> {
+pub fn loadgen(count: u64, numbers: u8, out: &Path, data: &Path) -> Result<(), CliError> {
     let secret = secret(data)?;
     let file = std::fs::File::create(out).map_err(CliError::io("create", out))?;
     let mut w = std::io::BufWriter::new(file);
     for n in 0..count {
-        let body = sample_body(n);
+        let body = sample_body(n, numbers);
         writeln!(w, "{}\t{body}", signature::sign(&secret, body.as_bytes()))
             .map_err(CliError::io("write", out))?;
     }
@@ -87,7 +96,7 @@ mod tests {
 
     #[test]
     fn bodies_are_ascii_with_meta_escapes_and_parse_back_to_the_text() {
-        let body = sample_body(7);
+        let body = sample_body(7, 1);
         assert!(body.is_ascii(), "{body}");
         assert!(body.contains(r"Mar\u00eda Jos\u00e9"), "{body}");
         // Above U+FFFF: a surrogate pair, lowercase.
@@ -109,10 +118,31 @@ mod tests {
     #[test]
     fn each_body_has_its_own_message_id() {
         let id = |n| {
-            let v: serde_json::Value = serde_json::from_str(&sample_body(n)).unwrap();
+            let v: serde_json::Value = serde_json::from_str(&sample_body(n, 1)).unwrap();
             v["entry"][0]["changes"][0]["value"]["messages"][0]["id"].clone()
         };
         assert_ne!(id(1), id(1));
         assert_ne!(id(1), id(2));
+    }
+
+    #[test]
+    fn two_numbers_alternate_and_each_customer_keeps_one() {
+        let number = |n, numbers| {
+            let v: serde_json::Value = serde_json::from_str(&sample_body(n, numbers)).unwrap();
+            let value = &v["entry"][0]["changes"][0]["value"];
+            (
+                value["metadata"]["phone_number_id"]
+                    .as_str()
+                    .unwrap()
+                    .to_string(),
+                value["contacts"][0]["wa_id"].as_str().unwrap().to_string(),
+            )
+        };
+        assert_eq!(number(0, 2).0, "106540352242922");
+        assert_eq!(number(1, 2).0, "206540352242922");
+        assert_eq!(number(1, 1).0, "106540352242922");
+        // The same customer (n and n + LOAD_CONTACTS) writes to the same number.
+        let (a, b) = (number(3, 2), number(3 + super::LOAD_CONTACTS, 2));
+        assert_eq!(a, b);
     }
 }

@@ -34,6 +34,11 @@ use clap::Parser;
 use crate::cli::*;
 use crate::error::CliError;
 
+// mimalloc instead of glibc's malloc: malloc and free were about a quarter of crm-sync's CPU
+// (docs/benchmarks.md, "Where the time goes").
+#[global_allocator]
+static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 /// Parses the command line and runs the command; on failure prints the error and each of its
 /// causes on stderr (see [`error::report`]) and exits with status 1 (2 for a `templates plan`
 /// that is not clean).
@@ -212,6 +217,11 @@ async fn run(command: Command) -> Result<(), CliError> {
             action: CrmAction::Check { data },
         } => crm_sync::check(&data.data).await,
         Command::Stats { data } => tools::stats(&data.data).await,
-        Command::Loadgen { count, out, data } => loadgen::loadgen(count, &out, &data.data),
+        Command::Loadgen {
+            count,
+            out,
+            numbers,
+            data,
+        } => loadgen::loadgen(count, numbers, &out, &data.data),
     }
 }

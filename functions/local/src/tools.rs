@@ -465,9 +465,34 @@ pub async fn stats(data: &Path) -> Result<(), CliError> {
         })
         .await
         .map_err(CliError::store("cannot read the accept span"))?;
+    // Every other queue (media, sends, destinations), so a load test can wait for all of them.
+    let names: Vec<String> = db
+        .read(|c| {
+            let mut s = c
+                .prepare(
+                    "SELECT queue FROM queue_messages WHERE queue <> ?1
+                     UNION SELECT queue FROM queue_dead_letters WHERE queue <> ?1",
+                )
+                .map_err(wabridge_core::error::StoreError::unavailable)?;
+            let names = s
+                .query_map([EVENTS_QUEUE], |r| r.get(0))
+                .and_then(|rows| rows.collect::<Result<Vec<String>, _>>())
+                .map_err(wabridge_core::error::StoreError::unavailable)?;
+            Ok(names)
+        })
+        .await
+        .map_err(CliError::store("cannot list the queues"))?;
+    let mut queues = serde_json::Map::new();
+    for name in names {
+        let counts = SqliteQueue::new(db.clone(), &name)
+            .counts()
+            .await
+            .map_err(CliError::store("cannot count a queue"))?;
+        queues.insert(name, serde_json::to_value(counts).unwrap_or_default());
+    }
     println!(
         "{}",
-        json!({"events_queue": events, "records": total, "records_by_kind": by_kind, "dedupe_keys": keys, "accept_span_ms": span})
+        json!({"events_queue": events, "queues": queues, "records": total, "records_by_kind": by_kind, "dedupe_keys": keys, "accept_span_ms": span})
     );
     Ok(())
 }

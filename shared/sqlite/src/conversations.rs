@@ -182,6 +182,16 @@ impl ConversationStore for SqliteConversations {
     }
 
     async fn save(&self, write: &Write) -> Result<bool, StoreError> {
+        // Encoded here, not in the closure: the closure runs on the one writer thread, which
+        // every write of the process waits for.
+        let texts = write
+            .conversations
+            .iter()
+            .map(|(_, state)| {
+                serde_json::to_string(state)
+                    .map_err(|e| StoreError::corrupt(format!("conversation: {e}")))
+            })
+            .collect::<Result<Vec<_>, _>>()?;
         let write = write.clone();
         let now = self.clock.now_ms();
         self.db
@@ -203,10 +213,8 @@ impl ConversationStore for SqliteConversations {
                         return Ok(false);
                     }
                 }
-                for (_, state) in &write.conversations {
+                for ((_, state), text) in write.conversations.iter().zip(&texts) {
                     let r = &state.record;
-                    let text = serde_json::to_string(state)
-                        .map_err(|e| StoreError::corrupt(format!("conversation: {e}")))?;
                     t.prepare_cached(
                         "INSERT INTO conversations (id, contact_id, revision, opened_at,
                          closed_at, state) VALUES (?1, ?2, ?3, ?4, ?5, ?6)

@@ -284,6 +284,22 @@ pub(crate) async fn drain(
     workers: usize,
     concurrency: usize,
 ) -> (u64, Duration) {
+    let handler = sync.clone() as Arc<dyn Handler>;
+    let breaker = Some(sync.breaker().clone());
+    drain_with(db, handler, breaker, events, times, workers, concurrency).await
+}
+
+/// [`drain`] through any events handler (a registry's dispatch) and the breaker the worker
+/// paces itself by (`wabridge serve` gives none with several CRM targets).
+pub(crate) async fn drain_with(
+    db: &Db,
+    handler: Arc<dyn Handler>,
+    breaker: Option<Arc<wabridge_core::breaker::CircuitBreaker>>,
+    events: &[Value],
+    times: usize,
+    workers: usize,
+    concurrency: usize,
+) -> (u64, Duration) {
     let queue = Arc::new(SqliteQueue::new(db.clone(), EVENTS_QUEUE).with_max_receives(10));
     let mut batch = Vec::new();
     for round in 0..times {
@@ -304,7 +320,7 @@ pub(crate) async fn drain(
         .map(|_| {
             tokio::spawn(run_worker(
                 queue.clone(),
-                sync.clone() as Arc<dyn Handler>,
+                handler.clone(),
                 WorkerOptions {
                     batch: 100,
                     concurrency,
@@ -312,7 +328,7 @@ pub(crate) async fn drain(
                     idle: Duration::from_millis(10),
                     // As `wabridge serve` wires it: a failing CRM opens the circuit and the
                     // worker waits instead of spending receives.
-                    breaker: Some(sync.breaker().clone()),
+                    breaker: breaker.clone(),
                     ..WorkerOptions::default()
                 },
                 stop_rx.clone(),

@@ -5,6 +5,7 @@
 
 mod bench;
 mod bench_conversations;
+mod bench_routing;
 mod erasure;
 pub(crate) mod fake;
 mod fake_files;
