@@ -17,7 +17,7 @@ use wabridge_core::mapping::Mapping;
 use wabridge_core::numbers::destinations::{
     Destination, DestinationFanout, DestinationKind, Destinations, QUEUE_PREFIX,
 };
-use wabridge_core::numbers::records::{ReadIdentities, RecordsHandler, ScopedLedger};
+use wabridge_core::numbers::records::{RecordsHandler, ScopedLedger};
 use wabridge_core::numbers::relay::RelayHandler;
 use wabridge_core::numbers::replay::Logged;
 use wabridge_core::numbers::{Numbers, NumbersError, UnknownNumbers};
@@ -139,7 +139,8 @@ fn destination_error(d: &Destination, problem: String) -> CliError {
 /// destination's URL, signed with its secret, with that number's mapping (an event of no known
 /// number: the mapping of `unknown_numbers`' number, else the first number's; without a
 /// registry, `WABRIDGE_MAPPING` or the example of `CRM_KIND`), the shared identities (read
-/// only) and a ledger scoped to the destination.
+/// only: [`wabridge_core::numbers::records::ReadIdentities`]) and a ledger scoped to the
+/// destination.
 fn records(
     db: &Db,
     d: &Destination,
@@ -171,15 +172,15 @@ fn records(
         None => Mapping::from_env(&wabridge_core::config::crm_kind(|n| std::env::var(n).ok()))?,
     });
     let (db, name, registry) = (db.clone(), d.name.clone(), numbers.cloned());
+    let identities = Arc::new(SqliteIdentityStore::new(db.clone()));
     Ok(RecordsHandler::new(
         &d.name,
         numbers.cloned(),
-        move |label| {
+        identities,
+        move |label, identities| {
             let mapping = label.map_or_else(|| fallback.clone(), |l| mappings[l].clone());
             let sync = CrmSync::new(
-                Arc::new(ReadIdentities(Arc::new(SqliteIdentityStore::new(
-                    db.clone(),
-                )))),
+                identities,
                 Arc::new(ScopedLedger::new(
                     Arc::new(SqliteLedger::new(db.clone())),
                     &name,

@@ -8,7 +8,7 @@ use wabridge_core::crm::{Crm, CrmError, Effect};
 use wabridge_core::event::Event;
 use wabridge_core::identity::{IdentityKey, IdentityStore};
 use wabridge_core::mapping::Mapping;
-use wabridge_core::numbers::records::{ReadIdentities, RecordsHandler, ScopedLedger};
+use wabridge_core::numbers::records::{RecordsHandler, ScopedLedger, WAIT_RECEIVES};
 use wabridge_core::numbers::replay::{original_key, Logged};
 use wabridge_core::queue::{Delivery, Queue};
 use wabridge_core::sync::CrmSync;
@@ -26,11 +26,15 @@ fn deliveries(db: &Db, clock: &Clock) -> SqliteDeliveries {
 }
 
 fn delivery(body: String) -> Delivery {
+    received(body, 1)
+}
+
+fn received(body: String, receive_count: u32) -> Delivery {
     Delivery {
         message_id: "1".into(),
         receipt: "1.r".into(),
         body,
-        receive_count: 1,
+        receive_count,
         enqueued_at: None,
     }
 }
@@ -161,10 +165,10 @@ fn sync(db: &Db, crm: Arc<Posts>, ledger: Arc<dyn wabridge_core::ledger::Ledger>
 
 fn records_handler(db: &Db, crm: Arc<Posts>) -> RecordsHandler {
     let db = db.clone();
-    RecordsHandler::new("crmcopy", None, move |_| {
-        let shared = Arc::new(SqliteIdentityStore::new(db.clone()));
+    let shared = Arc::new(SqliteIdentityStore::new(db.clone()));
+    RecordsHandler::new("crmcopy", None, shared, move |_, identities| {
         CrmSync::new(
-            Arc::new(ReadIdentities(shared)),
+            identities,
             Arc::new(ScopedLedger::new(
                 Arc::new(SqliteLedger::new(db.clone())),
                 "crmcopy",
@@ -177,8 +181,9 @@ fn records_handler(db: &Db, crm: Arc<Posts>) -> RecordsHandler {
 
 /// A records destination gets an event's records even though the CRM's crm-sync confirmed the
 /// same effects in the shared ledger; a redelivery posts nothing twice; it writes no identity
-/// (the CRM's crm-sync, running after it, still creates the contact) and uses the CRM's contact
-/// id once there is one; a refused record is dead-lettered naming the destination.
+/// (an unknown person waits for the CRM's crm-sync a few receives, then goes out; the CRM's
+/// crm-sync, running after it, still creates the contact); a refused record is dead-lettered
+/// naming the destination.
 #[tokio::test]
 async fn a_records_destination_posts_each_record_once_beside_the_crm() {
     let (_d, db, _clock, _inbox) = crate::testing::setup().await;
@@ -186,8 +191,17 @@ async fn a_records_destination_posts_each_record_once_beside_the_crm() {
     let handler = records_handler(&db, dest.clone());
     let body = message("wamid.ONE").to_json();
 
-    // The destination first: no identity is written for the person.
-    assert_eq!(handler.handle(&delivery(body.clone())).await, Outcome::Done);
+    // The destination first: it waits for the CRM's crm-sync to resolve the person...
+    match handler.handle(&delivery(body.clone())).await {
+        Outcome::Retry { reason, .. } => {
+            assert!(reason.starts_with("destination crmcopy: "), "{reason}")
+        }
+        other => panic!("{other:?}"),
+    }
+    assert!(dest.got.lock().unwrap().is_empty());
+    // ...and past the wait goes out, writing no identity.
+    let late = received(body.clone(), WAIT_RECEIVES + 1);
+    assert_eq!(handler.handle(&late).await, Outcome::Done);
     let posted = dest.got.lock().unwrap().clone();
     assert!(
         posted.iter().any(|p| p.starts_with("activity:")),

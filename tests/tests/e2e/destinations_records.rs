@@ -214,9 +214,12 @@ async fn records_destination_and_replay_through_serve() {
     post(&gw, &message(ANA, "wamid.ANA")).await;
     post(&gw, &message(LUIS, "wamid.LUIS")).await;
     gw.wait_drained();
-    let got = wait_for(2, || activities(&records));
+    let mut got = wait_for(2, || activities(&records));
+    got.sort();
     assert_eq!(got, ["wamid.ANA", "wamid.LUIS"], "once each, no status");
-    assert_eq!(wait_for(2, || relayed(&bot)), ["wamid.ANA", "wamid.LUIS"]);
+    let mut got = wait_for(2, || relayed(&bot));
+    got.sort();
+    assert_eq!(got, ["wamid.ANA", "wamid.LUIS"]);
     // Every record is signed under the destination's secret, each effect with its own id.
     let mut ids = Vec::new();
     for (body, headers) in records.lock().unwrap().iter() {
@@ -276,8 +279,8 @@ async fn records_destination_and_replay_through_serve() {
     );
     assert!(out.contains("enqueued 1 deliveries"), "{out}");
     assert_eq!(
-        wait_for(4, || relayed(&bot)),
-        ["wamid.ANA", "wamid.LUIS", "wamid.LUIS", "wamid.ANA"]
+        wait_for(4, || relayed(&bot))[2..],
+        ["wamid.LUIS", "wamid.ANA"]
     );
 
     // Luis is erased: his deliveries are not replayed; Ana's records are posted again.
@@ -288,10 +291,7 @@ async fn records_destination_and_replay_through_serve() {
         out.contains("enqueued 1 deliveries on destination:warehouse"),
         "{out}"
     );
-    assert_eq!(
-        wait_for(3, || activities(&records)),
-        ["wamid.ANA", "wamid.LUIS", "wamid.ANA"]
-    );
+    assert_eq!(wait_for(3, || activities(&records))[2..], ["wamid.ANA"]);
     let out = replay(&gw, &["--destination", "bot", "--since", "4h"]);
     assert!(out.contains("enqueued 1 deliveries"), "{out}");
     assert_eq!(wait_for(5, || relayed(&bot)).last().unwrap(), "wamid.ANA");

@@ -9,7 +9,9 @@
 //!   never make the destination skip a record (nor the destination's the CRM);
 //! - it reads identities and never writes them ([`ReadIdentities`]): the CRM's crm-sync owns
 //!   them, and a contact the destination created first would look known to the CRM's
-//!   crm-sync, which would then not write it;
+//!   crm-sync, which would then not write it. An event of a person the CRM's crm-sync has not
+//!   resolved yet (it runs beside, usually within milliseconds) waits for it over the first
+//!   [`WAIT_RECEIVES`] receives, then goes out with a contact id of its own;
 //! - it folds no conversations, attributes nothing, runs no sending hooks, fetches no media and
 //!   emits no business alerts: the CRM's crm-sync does each once.
 
@@ -31,44 +33,70 @@ use crate::ledger::{Claim, Ledger};
 use crate::queue::Delivery;
 use crate::sync::CrmSync;
 
+/// Receives over which an event of a person no key of whom is known waits for the CRM's
+/// crm-sync to resolve them (a retry each, with the usual backoff: seconds in all).
+pub const WAIT_RECEIVES: u32 = 3;
+
+/// The crm-syncs of a records destination, by number label, and the one of events of no known
+/// number.
+struct Syncs {
+    by_label: HashMap<String, Arc<CrmSync>>,
+    fallback: Arc<CrmSync>,
+}
+
 /// The consumer of one records destination's queue: each event through the crm-sync of its
 /// number (its mapping, its business number on the activities), or the fallback's for an event
 /// of no known number. Dead letters and retries name the destination.
 pub struct RecordsHandler {
     name: String,
     numbers: Option<Arc<Numbers>>,
-    by_label: HashMap<String, Arc<CrmSync>>,
-    fallback: Arc<CrmSync>,
+    /// Over the first [`WAIT_RECEIVES`]: an unknown person waits for the CRM's crm-sync.
+    waiting: Syncs,
+    /// Afterwards: an unknown person gets a contact id of its own.
+    settled: Syncs,
     breaker: Arc<CircuitBreaker>,
 }
 
 impl RecordsHandler {
-    /// `sync(label)` builds the crm-sync of the number with this label, `sync(None)` the one of
-    /// events no number of `numbers` claims (or of every event, without a registry). Each gets
-    /// the destination's breaker and no alerts.
+    /// `sync(label, identities)` builds the crm-sync of the number with this label over these
+    /// identities, `sync(None, …)` the one of events no number of `numbers` claims (or of every
+    /// event, without a registry). `identities` is the shared store: the handler hands `sync`
+    /// read-only views of it ([`ReadIdentities`]). Each gets the destination's breaker and no
+    /// alerts.
     pub fn new(
         name: &str,
         numbers: Option<Arc<Numbers>>,
-        mut sync: impl FnMut(Option<&str>) -> CrmSync,
+        identities: Arc<dyn IdentityStore>,
+        mut sync: impl FnMut(Option<&str>, Arc<dyn IdentityStore>) -> CrmSync,
     ) -> RecordsHandler {
         let breaker = Arc::new(CircuitBreaker::new("destination"));
-        let finish = |s: CrmSync| {
-            Arc::new(
-                s.with_breaker(breaker.clone())
-                    .with_alerts(Arc::new(NoAlerts)),
-            )
+        let mut syncs = |wait: bool| {
+            let view: Arc<dyn IdentityStore> = Arc::new(ReadIdentities {
+                inner: identities.clone(),
+                wait,
+            });
+            let mut finish = |label: Option<&str>| {
+                Arc::new(
+                    sync(label, view.clone())
+                        .with_breaker(breaker.clone())
+                        .with_alerts(Arc::new(NoAlerts)),
+                )
+            };
+            Syncs {
+                by_label: numbers
+                    .iter()
+                    .flat_map(|n| n.all())
+                    .map(|n| (n.label.clone(), finish(Some(&n.label))))
+                    .collect(),
+                fallback: finish(None),
+            }
         };
-        let by_label = numbers
-            .iter()
-            .flat_map(|n| n.all())
-            .map(|n| (n.label.clone(), finish(sync(Some(&n.label)))))
-            .collect();
-        let fallback = finish(sync(None));
+        let (waiting, settled) = (syncs(true), syncs(false));
         RecordsHandler {
             name: name.to_string(),
             numbers,
-            by_label,
-            fallback,
+            waiting,
+            settled,
             breaker,
         }
     }
@@ -87,9 +115,13 @@ impl Handler for RecordsHandler {
             Ok(e) => e,
             Err(e) => return Outcome::DeadLetter(format!("destination {name}: not an event: {e}")),
         };
+        let syncs = match delivery.receive_count <= WAIT_RECEIVES {
+            true => &self.waiting,
+            false => &self.settled,
+        };
         let sync = match self.numbers.as_deref().map(|n| n.route(&event)) {
-            Some(Route::Number(n)) => &self.by_label[&n.label],
-            _ => &self.fallback,
+            Some(Route::Number(n)) => &syncs.by_label[&n.label],
+            _ => &syncs.fallback,
         };
         match sync.handle_event(&event, delivery.receive_count).await {
             Outcome::Done => Outcome::Done,
@@ -145,30 +177,39 @@ impl Ledger for ScopedLedger {
 }
 
 /// The identity store as a destination sees it: the contact ids the CRM's crm-sync resolved,
-/// never a write. A person no key of whom is known yet (a status before any message) gets a
-/// fresh contact id on this event's records only. Every contact counts as new, so each event
-/// carries its contact record (once, through the ledger) and is checked against erasures.
-pub struct ReadIdentities(pub Arc<dyn IdentityStore>);
+/// never a write. A person no key of whom is known yet is, while `wait`, a retryable store
+/// error (the CRM's crm-sync resolves them meanwhile); else a fresh contact id on this event's
+/// records only. Every contact counts as new, so each event carries its contact record (once,
+/// through the ledger) and is checked against erasures.
+pub struct ReadIdentities {
+    pub inner: Arc<dyn IdentityStore>,
+    pub wait: bool,
+}
 
 impl ReadIdentities {
-    async fn known(&self, keys: &[&IdentityKey]) -> Result<Option<String>, StoreError> {
+    async fn known(&self, keys: &[&IdentityKey], new_id: &str) -> Result<String, StoreError> {
         for key in keys {
-            if let Some(id) = self.0.lookup(key).await? {
-                return Ok(Some(id));
+            if let Some(id) = self.inner.lookup(key).await? {
+                return Ok(id);
             }
         }
-        Ok(None)
+        match self.wait {
+            true => Err(StoreError::Unavailable(
+                "the contact is not resolved by the CRM's crm-sync yet".into(),
+            )),
+            false => Ok(new_id.into()),
+        }
     }
 }
 
 #[async_trait]
 impl IdentityStore for ReadIdentities {
     async fn lookup(&self, key: &IdentityKey) -> Result<Option<String>, StoreError> {
-        self.0.lookup(key).await
+        self.inner.lookup(key).await
     }
     async fn resolve(&self, keys: &[IdentityKey], new_id: &str) -> Result<Resolved, StoreError> {
         let keys: Vec<&IdentityKey> = keys.iter().collect();
-        let contact_id = self.known(&keys).await?.unwrap_or_else(|| new_id.into());
+        let contact_id = self.known(&keys, new_id).await?;
         Ok(Resolved {
             contact_id,
             created: true,
@@ -180,13 +221,10 @@ impl IdentityStore for ReadIdentities {
         to: &IdentityKey,
         new_id: &str,
     ) -> Result<String, StoreError> {
-        Ok(self
-            .known(&[to, from])
-            .await?
-            .unwrap_or_else(|| new_id.into()))
+        self.known(&[to, from], new_id).await
     }
     async fn erased_at(&self, key: &IdentityKey) -> Result<Option<i64>, StoreError> {
-        self.0.erased_at(key).await
+        self.inner.erased_at(key).await
     }
     /// Nothing to unlink: the destination linked nothing.
     async fn forget(&self, _keys: &[IdentityKey], _contact_id: &str) -> Result<(), StoreError> {
