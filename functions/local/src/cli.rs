@@ -152,6 +152,21 @@ pub(crate) enum Command {
         #[command(subcommand)]
         action: DeadLetterAction,
     },
+    /// Send a destination again, as new deliveries, what it was delivered in a period (a bot
+    /// that lost its state; docs/destinations.md#replay). Prints how many were enqueued.
+    Replay {
+        /// The destination's `name` in the registry file (WABRIDGE_NUMBERS).
+        #[arg(long)]
+        destination: String,
+        /// Start of the period: 2h, 7d, 30m, or a date (2026-11-01).
+        #[arg(long)]
+        since: String,
+        /// End of the period (default now): 1h, 2d, or a date.
+        #[arg(long)]
+        until: Option<String>,
+        #[command(flatten)]
+        data: DataArg,
+    },
     /// Queue and store counts as JSON.
     #[command(hide = true)]
     Stats {

@@ -1,21 +1,33 @@
 //! Fan-out destinations of `wabridge serve` (`docs/destinations.md`): read from the registry
 //! file (`WABRIDGE_NUMBERS`) and checked at start (every refusal names the line and field),
 //! each new event enqueued on its destinations' queues by the inbox in the same write as the
-//! CRM's, and one worker per destination that relays it, with the events queue's retry horizon
-//! and its own breaker and dead letters (`destination:<name>`). A failing bot holds back only
-//! its own queue.
+//! CRM's, and one worker per destination that relays it (`relay`) or posts its records
+//! (`records`), with the events queue's retry horizon and its own breaker and dead letters
+//! (`destination:<name>`). A failing bot holds back only its own queue. Every finished delivery
+//! is kept for `wabridge replay` ([`replay`]).
 
 use std::sync::Arc;
 use std::time::Duration;
 
-use wabridge_core::consumer::{run_worker, Settle, WorkerOptions};
+use wabridge_core::attribution::report::parse_since;
+use wabridge_core::breaker::CircuitBreaker;
+use wabridge_core::consumer::{run_worker, Handler, Settle, WorkerOptions};
 use wabridge_core::inbox::Fanout;
-use wabridge_core::numbers::destinations::{DestinationFanout, DestinationKind, Destinations};
+use wabridge_core::mapping::Mapping;
+use wabridge_core::numbers::destinations::{
+    Destination, DestinationFanout, DestinationKind, Destinations, QUEUE_PREFIX,
+};
+use wabridge_core::numbers::records::{RecordsHandler, ScopedLedger};
 use wabridge_core::numbers::relay::RelayHandler;
-use wabridge_core::numbers::{Numbers, NumbersError};
+use wabridge_core::numbers::replay::Logged;
+use wabridge_core::numbers::{Numbers, NumbersError, UnknownNumbers};
 use wabridge_core::retry::RetryPolicy;
+use wabridge_core::sync::CrmSync;
 use wabridge_crm::relay::HttpRelay;
-use wabridge_sqlite::{Db, SqliteQueue};
+use wabridge_crm::webhook::WebhookCrm;
+use wabridge_sqlite::identity::SqliteIdentityStore;
+use wabridge_sqlite::ledger::SqliteLedger;
+use wabridge_sqlite::{Db, SqliteDeliveries, SqliteQueue};
 
 use crate::error::CliError;
 use crate::secrets::Secrets;
@@ -36,21 +48,6 @@ pub fn load(
     let bytes = std::fs::read(&file).map_err(CliError::io("read", &file))?;
     let destinations = Destinations::parse(&file, &bytes, numbers.map(Arc::as_ref))?;
     destinations.check_secrets(&file, |key| secrets.named(key).is_some())?;
-    if let Some(d) = destinations
-        .all()
-        .iter()
-        .find(|d| d.kind == DestinationKind::Records)
-    {
-        return Err(NumbersError {
-            file,
-            line: Some(d.line),
-            problem: format!(
-                "destination `{}`: `kind` records is not built yet (docs/destinations.md); use relay",
-                d.name
-            ),
-        }
-        .into());
-    }
     Ok((!destinations.is_empty()).then(|| Arc::new(destinations)))
 }
 
@@ -67,11 +64,13 @@ pub fn fanout(destinations: &Arc<Destinations>, numbers: Option<&Arc<Numbers>>) 
 pub async fn spawn(
     db: &Db,
     destinations: Option<&Destinations>,
+    numbers: Option<&Arc<Numbers>>,
     secrets: &Secrets,
     policy: RetryPolicy,
     stop: tokio::sync::watch::Receiver<bool>,
 ) -> Result<Vec<tokio::task::JoinHandle<()>>, CliError> {
     let mut workers = Vec::new();
+    let log = Arc::new(SqliteDeliveries::new(db.clone()));
     for d in destinations.map(Destinations::all).unwrap_or_default() {
         let queue = SqliteQueue::new(db.clone(), d.queue());
         let held = queue.release_held().await.map_err(CliError::store(
@@ -85,18 +84,27 @@ pub async fn spawn(
         }
         // `load` checked the key is in the store.
         let secret = secrets.named(&d.secret_key).unwrap_or_default();
-        let post = Arc::new(HttpRelay::new(&d.url, RELAY_TIMEOUT)?);
-        let handler = RelayHandler::new(&d.name, &secret, post).ok_or_else(|| {
-            CliError::from(NumbersError {
-                file: crate::numbers::path().unwrap_or_default(),
-                line: Some(d.line),
-                problem: format!(
-                    "destination `{}`: `secret_key` {} is empty",
-                    d.name, d.secret_key
-                ),
-            })
-        })?;
-        let breaker = handler.breaker().clone();
+        if secret.is_empty() {
+            return Err(destination_error(
+                d,
+                format!("`secret_key` {} is empty", d.secret_key),
+            ));
+        }
+        let (handler, breaker): (Arc<dyn Handler>, Arc<CircuitBreaker>) = match d.kind {
+            DestinationKind::Relay => {
+                let post = Arc::new(HttpRelay::new(&d.url, RELAY_TIMEOUT)?);
+                let handler =
+                    RelayHandler::new(&d.name, &secret, post).expect("the secret is not empty");
+                let breaker = handler.breaker().clone();
+                (Arc::new(handler), breaker)
+            }
+            DestinationKind::Records => {
+                let handler = records(db, d, &secret, numbers)?;
+                let breaker = handler.breaker().clone();
+                (Arc::new(handler), breaker)
+            }
+        };
+        let handler = Arc::new(Logged::new(&d.name, handler, log.clone()));
         println!(
             "destination {}: {} ({})",
             d.name,
@@ -105,7 +113,7 @@ pub async fn spawn(
         );
         workers.push(tokio::spawn(run_worker(
             Arc::new(queue),
-            Arc::new(handler),
+            handler,
             WorkerOptions {
                 batch: 10,
                 concurrency: 4,
@@ -117,4 +125,130 @@ pub async fn spawn(
         )));
     }
     Ok(workers)
+}
+
+fn destination_error(d: &Destination, problem: String) -> CliError {
+    CliError::from(NumbersError {
+        file: crate::numbers::path().unwrap_or_default(),
+        line: Some(d.line),
+        problem: format!("destination `{}`: {problem}", d.name),
+    })
+}
+
+/// A `records` destination: a crm-sync per number whose CRM is the webhook CRM at the
+/// destination's URL, signed with its secret, with that number's mapping (an event of no known
+/// number: the mapping of `unknown_numbers`' number, else the first number's; without a
+/// registry, `WABRIDGE_MAPPING` or the example of `CRM_KIND`), the shared identities (read
+/// only: [`wabridge_core::numbers::records::ReadIdentities`]) and a ledger scoped to the
+/// destination.
+fn records(
+    db: &Db,
+    d: &Destination,
+    secret: &str,
+    numbers: Option<&Arc<Numbers>>,
+) -> Result<RecordsHandler, CliError> {
+    let crm = Arc::new(
+        WebhookCrm::new(&d.url, secret, RELAY_TIMEOUT)
+            .map_err(|e| destination_error(d, format!("`secret_key` {}: {e}", d.secret_key)))?,
+    );
+    let mapping_of = |n: &wabridge_core::numbers::Number| match &n.crm.mapping {
+        Some(path) => Mapping::load(path),
+        None => Mapping::example(&n.crm.kind),
+    };
+    let mut mappings = std::collections::HashMap::new();
+    for n in numbers.map(|n| n.all()).unwrap_or_default() {
+        mappings.insert(n.label.clone(), Arc::new(mapping_of(n)?));
+    }
+    let fallback = Arc::new(match numbers {
+        Some(registry) => {
+            let n = match &registry.unknown {
+                UnknownNumbers::RouteTo(label) => registry.find(label),
+                UnknownNumbers::DeadLetter => registry.all().first(),
+            };
+            n.map(mapping_of)
+                .transpose()?
+                .map_or_else(|| Mapping::example("webhook"), Ok)?
+        }
+        None => Mapping::from_env(&wabridge_core::config::crm_kind(|n| std::env::var(n).ok()))?,
+    });
+    let (db, name, registry) = (db.clone(), d.name.clone(), numbers.cloned());
+    let identities = Arc::new(SqliteIdentityStore::new(db.clone()));
+    Ok(RecordsHandler::new(
+        &d.name,
+        numbers.cloned(),
+        identities,
+        move |label, identities| {
+            let mapping = label.map_or_else(|| fallback.clone(), |l| mappings[l].clone());
+            let sync = CrmSync::new(
+                identities,
+                Arc::new(ScopedLedger::new(
+                    Arc::new(SqliteLedger::new(db.clone())),
+                    &name,
+                )),
+                crm.clone(),
+                mapping,
+            );
+            let number = label.and_then(|l| registry.as_ref()?.find(l));
+            match number {
+                Some(n) => sync.with_number(n.business_number()),
+                None => sync,
+            }
+        },
+    ))
+}
+
+/// `wabridge replay --destination D --since 2h [--until 1h]`: enqueues again on D's queue, as
+/// new deliveries, the events D was delivered in the period (what the content retention and
+/// erasures left); a running `serve` sends them, or the next one does.
+pub async fn replay(
+    data: &std::path::Path,
+    destination: &str,
+    since: &str,
+    until: Option<&str>,
+) -> Result<(), CliError> {
+    let Some(file) = crate::numbers::path() else {
+        return Err(CliError::argument(
+            "--destination",
+            format!("no destination {destination:?}: WABRIDGE_NUMBERS names no registry file"),
+        ));
+    };
+    let bytes = std::fs::read(&file).map_err(CliError::io("read", &file))?;
+    let registry = crate::numbers::registry()?;
+    let destinations = Destinations::parse(&file, &bytes, registry.as_ref())?;
+    if destinations.find(destination).is_none() {
+        let names: Vec<&str> = destinations.all().iter().map(|d| d.name.as_str()).collect();
+        return Err(CliError::argument(
+            "--destination",
+            format!(
+                "no destination {destination:?} in {file} (destinations: {})",
+                if names.is_empty() {
+                    "none".to_string()
+                } else {
+                    names.join(", ")
+                }
+            ),
+        ));
+    }
+    let now = wabridge_core::clock::now_ms();
+    let since_ms = parse_since(since, now).map_err(|e| CliError::argument("--since", e))?;
+    let until_ms = match until {
+        Some(u) => parse_since(u, now).map_err(|e| CliError::argument("--until", e))?,
+        None => now.saturating_add(1),
+    };
+    if until_ms <= since_ms {
+        return Err(CliError::argument(
+            "--until",
+            format!(
+                "--until {:?} is not after --since {since:?}",
+                until.unwrap_or_default()
+            ),
+        ));
+    }
+    let db = crate::data::open_existing(data)?;
+    let n = SqliteDeliveries::new(db)
+        .replay(destination, since_ms, until_ms)
+        .await
+        .map_err(CliError::store("cannot replay the deliveries"))?;
+    println!("enqueued {n} deliveries on {QUEUE_PREFIX}{destination}");
+    Ok(())
 }

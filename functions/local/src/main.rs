@@ -216,6 +216,12 @@ async fn run(command: Command) -> Result<(), CliError> {
         Command::Crm {
             action: CrmAction::Check { data },
         } => crm_sync::check(&data.data).await,
+        Command::Replay {
+            destination,
+            since,
+            until,
+            data,
+        } => destinations::replay(&data.data, &destination, &since, until.as_deref()).await,
         Command::Stats { data } => tools::stats(&data.data).await,
         Command::Loadgen {
             count,

@@ -163,6 +163,7 @@ pub async fn run(args: ServeArgs) -> Result<(), CliError> {
     let relays = crate::destinations::spawn(
         &db,
         destinations.as_deref(),
+        numbers.as_ref(),
         &secrets,
         events_policy,
         stop_rx.clone(),

@@ -234,6 +234,10 @@ impl SqliteDedupe {
                 content.purge_dead_letters(PURGE_BATCH)
             })
             .await;
+            purge_in_batches("destination deliveries past retention", || {
+                content.purge_deliveries(PURGE_BATCH)
+            })
+            .await;
         }
         if let Some((store, retention)) = &self.media {
             match crate::media_index::purge(&self.db, store, *retention, self.clock.now_ms()).await

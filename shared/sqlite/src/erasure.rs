@@ -64,6 +64,10 @@ pub const TABLES: &[(&str, &str)] = &[
         "dead letters naming the person deleted",
     ),
     (
+        "destination_deliveries",
+        "events naming the person deleted (kept for replay)",
+    ),
+    (
         "dedupe_keys",
         "user-preference keys carrying their number deleted",
     ),
@@ -339,6 +343,10 @@ fn erase(t: &Transaction, person: &Person, item: &ErasureItem) -> Result<Erased,
     count(
         "queue_dead_letters",
         delete_matching(t, "queue_dead_letters", "id", "body", about)?,
+    );
+    count(
+        "destination_deliveries",
+        delete_matching(t, "destination_deliveries", "id", "body", about)?,
     );
     let keyed = |key: &str| person.named_in_key(key);
     count(

@@ -1,6 +1,7 @@
 //! Content retention over SQLite (see [`wabridge_core::retention`]): the purger strips the
 //! content fields of activity, message change and unknown records and of send requests older than the
-//! retention, and deletes dead letters (whose body is the whole event) older than it.
+//! retention, deletes dead letters (whose body is the whole event) older than it, and the events kept for
+//! destinations' replays.
 //!
 //! Rows keep what is not content: an activity keeps its direction, status, times and ids (the
 //! response times and delivery history stay), a send keeps its state, template and recipient.
@@ -85,6 +86,22 @@ impl SqliteContentPurge {
         let (cutoff, limit) = (self.cutoff(), limit as i64);
         self.db
             .write(move |t| t.execute(&sql, params![cutoff, limit]).map_err(sql_err))
+            .await
+    }
+
+    /// Deletes up to `limit` of the events destinations were delivered before the retention
+    /// (kept for `wabridge replay`: [`crate::deliveries`]).
+    pub async fn purge_deliveries(&self, limit: usize) -> Result<usize, StoreError> {
+        let (cutoff, limit) = (self.cutoff(), limit as i64);
+        self.db
+            .write(move |t| {
+                t.execute(
+                    "DELETE FROM destination_deliveries WHERE id IN
+                     (SELECT id FROM destination_deliveries WHERE delivered_at < ?1 LIMIT ?2)",
+                    params![cutoff, limit],
+                )
+                .map_err(sql_err)
+            })
             .await
     }
 

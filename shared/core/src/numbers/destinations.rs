@@ -28,7 +28,8 @@ pub enum DestinationKind {
     /// Meta's payload, re-signed with the destination's secret (`X-Hub-Signature-256`): an
     /// existing bot (pywa, n8n's WhatsApp trigger, Typebot) works behind wabridge unchanged.
     Relay,
-    /// The canonical records, as the webhook CRM posts them (not built yet: refused at start).
+    /// The canonical records, as the webhook CRM posts them, signed with the destination's
+    /// secret ([`super::records`]).
     Records,
 }
 

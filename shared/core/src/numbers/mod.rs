@@ -11,7 +11,9 @@
 pub mod destinations;
 pub mod dispatch;
 pub mod items;
+pub mod records;
 pub mod relay;
+pub mod replay;
 pub mod route;
 
 /// The code of an event (dead-letter reason) or a send (`from`) naming a number the registry

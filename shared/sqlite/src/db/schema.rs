@@ -25,6 +25,7 @@ const SCHEMAS: &[&str] = &[
     crate::oauth_tokens::SCHEMA,
     crate::conversations::SCHEMA,
     crate::alerts::SCHEMA,
+    crate::deliveries::SCHEMA,
 ];
 
 /// Current schema version, kept in `PRAGMA user_version`.
