@@ -33,6 +33,7 @@ mod media_uploads_url;
 mod numbers_aws;
 mod numbers_aws_registry;
 mod numbers_aws_sends;
+mod numbers_aws_templates;
 mod numbers_discover;
 mod numbers_media;
 mod numbers_sends;

@@ -12,6 +12,7 @@ pub mod destinations;
 pub mod dispatch;
 pub mod items;
 pub mod relay;
+pub mod reload;
 pub mod route;
 
 /// The code of an event (dead-letter reason) or a send (`from`) naming a number the registry
