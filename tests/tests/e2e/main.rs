@@ -38,6 +38,7 @@ mod numbers_discover;
 mod numbers_media;
 mod numbers_sends;
 mod numbers_serve;
+mod numbers_templates_serve;
 mod oauth_dynamo;
 mod retention_dynamo;
 mod sends_contract;
