@@ -143,12 +143,15 @@ pub trait TemplateStore: Send + Sync {
 /// kept before registries were per WABA, so its stored rows stay its rows.
 pub const IMPLICIT_WABA: &str = "";
 
+/// Opens one WABA's template store.
+type OpenStore = dyn Fn(&str) -> Arc<dyn TemplateStore> + Send + Sync;
+
 /// The template registries, one per WABA (numbers of one WABA share its templates). Without a
 /// numbers registry there is one, the implicit number's ([`IMPLICIT_WABA`]), whatever WABA a
 /// webhook names; with one ([`TemplateRegistries::per_waba`]), each WABA has its own.
 #[derive(Clone)]
 pub struct TemplateRegistries {
-    open: Arc<dyn Fn(&str) -> Arc<dyn TemplateStore> + Send + Sync>,
+    open: Arc<OpenStore>,
     per_waba: bool,
 }
 
