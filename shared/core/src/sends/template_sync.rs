@@ -543,6 +543,40 @@ mod tests {
         ));
     }
 
+    /// One config per WABA, in file order, read as the first of its numbers with a token; a
+    /// WABA without any token fails closed naming the setting, never a value.
+    #[test]
+    fn one_sync_per_waba_with_a_token_of_its_numbers() {
+        let entry = |label: &str, id: &str, waba: &str, key: &str| {
+            format!(
+                "[[number]]\nlabel = \"{label}\"\nphone_number_id = \"{id}\"\nwaba_id = \"{waba}\"\n\
+                 display_number = \"+52 55 5000 {}\"\ntoken_key = \"{key}\"\n[number.crm]\nkind = \"local\"\n",
+                &id[..4]
+            )
+        };
+        let text = entry("a", "1065", "111", "TOKEN_A")
+            + &entry("b", "2065", "222", "TOKEN_B")
+            + &entry("c", "3065", "111", "TOKEN_C");
+        let numbers = crate::numbers::Numbers::parse("numbers.toml", text.as_bytes()).unwrap();
+        // A's token is not in the store: WABA 111 reads with C's.
+        let secret = |k: &str| (k != "TOKEN_A").then(|| format!("EAAG-{k}"));
+        let configs = TemplateSyncConfig::per_waba(|_| None, &numbers, secret).unwrap();
+        let got: Vec<(&str, &str)> = configs
+            .iter()
+            .map(|c| (c.waba_id.as_str(), c.access_token.as_str()))
+            .collect();
+        assert_eq!(got, [("111", "EAAG-TOKEN_C"), ("222", "EAAG-TOKEN_B")]);
+        let err = TemplateSyncConfig::per_waba(
+            |_| None,
+            &numbers,
+            |k: &str| (k == "TOKEN_A").then(|| "EAAG-secret".to_string()),
+        )
+        .unwrap_err()
+        .to_string();
+        assert!(err.contains(config::WHATSAPP_ACCESS_TOKEN), "{err}");
+        assert!(!err.contains("EAAG"), "{err}");
+    }
+
     #[test]
     fn config_fails_closed_and_builds_the_url() {
         let err = TemplateSyncConfig::from_lookup(|n| {
