@@ -84,7 +84,12 @@ pub async fn cold_start() -> Result<(App, Sweeper), lambda_runtime::Error> {
         queue.clone(),
     )
     .with_alerts(Arc::new(wabridge_aws::emf::EmfAlerts::stdout()));
-    let hooks = Arc::new(sending_hooks(&engine, queue.clone()));
+    let mut hooks = sending_hooks(&engine, queue.clone());
+    if numbers.is_some() {
+        // A template webhook updates its WABA's (`entry[].id`) registry.
+        hooks.templates = hooks.templates.per_waba();
+    }
+    let hooks = Arc::new(hooks);
     let attribution = AttributionConfig::from_env()?;
     let finish = {
         let (engine, media) = (engine.clone(), media.clone());

@@ -24,13 +24,14 @@ use wabridge_core::auth::ApiKeys;
 use wabridge_core::config;
 use wabridge_core::conversations::route::{Catalogues, ConversationsRoute};
 use wabridge_core::dedupe::DEFAULT_DEDUPE_TTL;
+use wabridge_core::http::{Method, Request, Response};
 use wabridge_core::ingest::{IngestConfig, IngestService};
 use wabridge_core::mapping::Mapping;
 use wabridge_core::media::direct::UploadsRoute;
 use wabridge_core::media::links::LinkSigner;
 use wabridge_core::media::serve::MediaAccess;
 use wabridge_core::media::upload::MediaLibrary;
-use wabridge_core::numbers::Numbers;
+use wabridge_core::numbers::{reload, Numbers};
 use wabridge_core::sends::language::LanguageMap;
 use wabridge_core::sends::service::NoEvents;
 
@@ -260,9 +261,91 @@ pub fn build_api_with_numbers(
     api
 }
 
+/// The API over the table's numbers registry, built again when `POST /sends` or `POST
+/// /consents` names a number it does not know (422 `unknown_number`), so a number added with
+/// `wabridge numbers add --table T` is served without a recycle; re-read at most once per
+/// `every` per instance ([`reload`], as crm-sync).
+pub struct ReloadingApi {
+    sdk: SdkConfig,
+    settings: Settings,
+    registry: DynamoNumbers,
+    api: reload::Reloading<Api>,
+}
+
+impl ReloadingApi {
+    /// The API of `numbers` (just read from `registry`).
+    pub fn new(
+        sdk: &SdkConfig,
+        settings: Settings,
+        registry: DynamoNumbers,
+        numbers: Option<Arc<Numbers>>,
+        every: std::time::Duration,
+    ) -> ReloadingApi {
+        let first = build_api_with_numbers(sdk, settings.clone(), numbers);
+        ReloadingApi {
+            sdk: sdk.clone(),
+            settings,
+            registry,
+            api: reload::Reloading::new(first, every),
+        }
+    }
+
+    /// Serves `request`; a send or consent naming an unknown number is served again by the
+    /// API of a re-read registry when there is one.
+    pub async fn handle(&self, request: Request) -> Response {
+        let seen = self.api.current();
+        let again = (request.method == Method::Post).then(|| request.clone());
+        let response = seen.handle(request).await;
+        let Some(request) = again.filter(|_| names_unknown_number(&response)) else {
+            return response;
+        };
+        let newer = self.api.newer(&seen, || async {
+            let numbers = self.registry.load().await.map_err(|e| e.to_string())?;
+            let settings = self.settings.clone();
+            Ok(build_api_with_numbers(
+                &self.sdk,
+                settings,
+                numbers.map(Arc::new),
+            ))
+        });
+        match newer.await {
+            Some(next) => next.handle(request).await,
+            None => response,
+        }
+    }
+}
+
+/// Whether `response` is a 422 `unknown_number`.
+fn names_unknown_number(response: &Response) -> bool {
+    response.status == 422
+        && serde_json::from_slice::<serde_json::Value>(&response.body).is_ok_and(|v| {
+            v.pointer("/error/code").and_then(|c| c.as_str())
+                == Some(wabridge_core::numbers::UNKNOWN_NUMBER)
+        })
+}
+
+/// [`handle`] over a [`ReloadingApi`]: the Function URL's request in, its response out.
+pub async fn handle_reloading(
+    api: &ReloadingApi,
+    req: lambda_http::Request,
+) -> Result<lambda_http::Response<lambda_http::Body>, std::convert::Infallible> {
+    let started = std::time::Instant::now();
+    let request = to_core_request(req);
+    let (method, path) = (request.method, request.path.clone());
+    let response = api.handle(request).await;
+    tracing::info!(
+        ?method,
+        %path,
+        status = response.status,
+        elapsed_ms = started.elapsed().as_millis() as u64,
+        "request"
+    );
+    Ok(to_lambda_response(response))
+}
+
 /// Cold start: the shared SDK configuration, the secrets (Secrets Manager on AWS), the settings
 /// and the clients, once.
-pub async fn cold_start() -> Result<Api, lambda_http::Error> {
+pub async fn cold_start() -> Result<ReloadingApi, lambda_http::Error> {
     let sdk = wabridge_aws::sdk::lambda_config().await;
     let secrets = wabridge_aws::secrets::secrets().await?;
     let settings = Settings::from_lookup(|name| secrets.lookup(name))?;
@@ -270,7 +353,8 @@ pub async fn cold_start() -> Result<Api, lambda_http::Error> {
     let numbers = registry.load().await?.map(Arc::new);
     let count = numbers.as_ref().map_or(0, |n| n.all().len());
     tracing::info!(table = %settings.table, numbers = count, "ingest ready");
-    Ok(build_api_with_numbers(sdk, settings, numbers))
+    let every = reload::RELOAD_EVERY;
+    Ok(ReloadingApi::new(sdk, settings, registry, numbers, every))
 }
 
 #[cfg(test)]

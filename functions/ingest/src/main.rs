@@ -12,7 +12,7 @@ async fn main() -> Result<(), Error> {
     let api = Arc::new(ingest::cold_start().await?);
     lambda_http::run(service_fn(move |req| {
         let api = api.clone();
-        async move { ingest::handle(&api, req).await }
+        async move { ingest::handle_reloading(&api, req).await }
     }))
     .await
 }

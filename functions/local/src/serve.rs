@@ -173,7 +173,8 @@ pub async fn run(args: ServeArgs) -> Result<(), CliError> {
     let lines = numbers.as_deref().map(|n| (n, &secrets));
     let sender = crate::sends::spawn_sender(&db, &sends, sends_policy, lines, stop_rx.clone())?;
     let media_consumer = media.spawn_consumer(&db, events_policy, lines, stop_rx.clone())?;
-    let _template_sync = crate::templates::spawn_periodic(&db, stop_rx.clone())?; // ends on stop
+    let _template_sync =
+        crate::templates::spawn_periodic(&db, numbers.as_deref(), &secrets, stop_rx.clone())?; // ends on stop
     let _sweeper = crate::conversations::spawn_sweeper(&db, numbers.as_deref(), stop_rx.clone())?; // ends on stop
     let retentions = wabridge_sqlite::engine::Retentions {
         ledger: wabridge_core::config::ledger_retention()?,

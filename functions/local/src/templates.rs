@@ -1,6 +1,8 @@
-//! `wabridge templates sync | list`: the template registry of the local store, filled from
+//! `wabridge templates sync | list`: the template registries of the local store, filled from
 //! Meta's template list (`GET /{version}/{waba-id}/message_templates`), and the hourly sync
-//! `wabridge serve` runs when the Graph API and the WABA id are configured.
+//! `wabridge serve` runs when the Graph API and the WABA id are configured. With a numbers
+//! registry, every WABA of it is synced into its own registry, with a token of one of its
+//! numbers; without, the one WABA of `WHATSAPP_BUSINESS_ACCOUNT_ID` into the implicit one.
 
 use std::path::Path;
 use std::sync::Arc;
@@ -8,8 +10,9 @@ use std::time::Duration;
 use wabridge_core::config::ConfigError;
 
 use serde_json::json;
-use wabridge_core::sends::template_sync::TemplateSyncConfig;
-use wabridge_core::templates::TemplateRegistry;
+use wabridge_core::numbers::Numbers;
+use wabridge_core::sends::template_sync::{sync_each, TemplateSync, TemplateSyncConfig};
+use wabridge_core::templates::{TemplateRegistries, TemplateRegistry};
 use wabridge_sqlite::{Db, SqliteTemplates};
 
 use crate::error::CliError;
@@ -23,16 +26,61 @@ fn registry(db: &Db) -> TemplateRegistry {
     TemplateRegistry::new(Arc::new(SqliteTemplates::new(db.clone())))
 }
 
-/// `wabridge templates sync`: one sync into the data dir's store; prints the report as JSON.
+/// The syncs to run (one per WABA of `numbers`, or the one of the environment's WABA) and the
+/// registries they fill.
+fn syncs(
+    db: &Db,
+    numbers: Option<&Numbers>,
+    secret: impl Fn(&str) -> Option<String>,
+) -> Result<(Vec<TemplateSync>, TemplateRegistries), ConfigError> {
+    let registries = SqliteTemplates::registries(db.clone());
+    let (configs, registries) = match numbers {
+        Some(numbers) => (
+            TemplateSyncConfig::per_waba(|n| std::env::var(n).ok(), numbers, secret)?,
+            registries.per_waba(),
+        ),
+        None => (vec![TemplateSyncConfig::from_env()?], registries),
+    };
+    let syncs = configs.into_iter().map(wabridge_graph::template_sync);
+    Ok((syncs.collect(), registries))
+}
+
+/// `wabridge templates sync`: one sync into the data dir's store; prints the report as JSON
+/// (with a numbers registry, one line per WABA with its `waba_id`). The first WABA that fails
+/// fails the command, after every WABA was tried.
 pub async fn sync(data: &Path) -> Result<(), CliError> {
-    let config = TemplateSyncConfig::from_env()?;
+    // Tokens live in the secrets only with a registry: without one, nothing is generated.
+    let secrets = match crate::numbers::path() {
+        Some(_) => Some(crate::secrets::load_or_generate(data)?),
+        None => None,
+    };
+    let numbers = match &secrets {
+        Some(s) => crate::numbers::load(s)?,
+        None => None,
+    };
     let db = crate::data::open_or_create(data)?;
-    let report = wabridge_graph::template_sync(config)
-        .sync(&registry(&db))
-        .await?;
+    let secret = |k: &str| secrets.as_ref().and_then(|s| s.named(k));
+    let (syncs, registries) = syncs(&db, numbers.as_deref(), secret)?;
+    let mut failed = None;
+    for (waba, result) in sync_each(&syncs, &registries).await {
+        match result {
+            Ok(report) if numbers.is_some() => {
+                let mut line = json!(report);
+                line["waba_id"] = json!(waba);
+                println!("{line}");
+            }
+            Ok(report) => println!("{}", json!(report)),
+            Err(e) => {
+                eprintln!("WABA {waba}: template sync failed: {e}");
+                failed.get_or_insert(e);
+            }
+        }
+    }
     crate::audit::note_local(&db, wabridge_core::audit::action::TEMPLATE_SYNC, None).await?;
-    println!("{}", json!(report));
-    Ok(())
+    match failed {
+        Some(e) => Err(e.into()),
+        None => Ok(()),
+    }
 }
 
 /// `wabridge templates status [--json]` (also `list`): what the registry knows, one template
@@ -84,44 +132,46 @@ pub async fn list(data: &Path, as_json: bool) -> Result<(), CliError> {
     Ok(())
 }
 
-/// Syncs once now, then every [`SYNC_EVERY`] (after a failure: every [`RETRY_AFTER_FAILURE`]),
-/// until `stop` turns true. `None` (and a note saying why) when the token or the WABA id is
+/// Syncs every WABA once now, then every [`SYNC_EVERY`] (after a failure: every
+/// [`RETRY_AFTER_FAILURE`]), until `stop` turns true. `None` (and a note saying why) when the token or the WABA id is
 /// missing; an error when a setting is unusable. A failed sync only logs: it never stops the
 /// server.
 pub fn spawn_periodic(
     db: &Db,
+    numbers: Option<&Numbers>,
+    secrets: &crate::secrets::Secrets,
     mut stop: tokio::sync::watch::Receiver<bool>,
 ) -> Result<Option<tokio::task::JoinHandle<()>>, CliError> {
-    let config = match TemplateSyncConfig::from_env() {
-        Ok(c) => c,
+    let (syncs, registries) = match syncs(db, numbers, |k| secrets.named(k)) {
+        Ok(s) => s,
         Err(why @ ConfigError::Missing { .. }) => {
             tracing::info!("{why}");
             return Ok(None);
         }
         Err(e) => return Err(e.into()),
     };
-    let sync = wabridge_graph::template_sync(config);
-    let registry = registry(db);
     Ok(Some(tokio::spawn(async move {
         loop {
-            let result = tokio::select! {
-                r = sync.sync(&registry) => r,
+            let results = tokio::select! {
+                r = sync_each(&syncs, &registries) => r,
                 _ = stop.wait_for(|s| *s) => return,
             };
-            let wait = match result {
-                Ok(report) => {
-                    tracing::info!(
+            // One WABA failing retries them all sooner: a sync is a few requests per WABA.
+            let mut wait = SYNC_EVERY;
+            for (waba, result) in results {
+                match result {
+                    Ok(report) => tracing::info!(
+                        waba = %waba,
                         templates = report.templates,
                         pages = report.pages,
                         "template registry synced from Meta"
-                    );
-                    SYNC_EVERY
+                    ),
+                    Err(e) => {
+                        tracing::warn!(waba = %waba, error = %e, retryable = e.is_retryable(), "template sync failed; trying again later");
+                        wait = RETRY_AFTER_FAILURE;
+                    }
                 }
-                Err(e) => {
-                    tracing::warn!(error = %e, retryable = e.is_retryable(), "template sync failed; trying again later");
-                    RETRY_AFTER_FAILURE
-                }
-            };
+            }
             tokio::select! {
                 _ = tokio::time::sleep(wait) => {}
                 _ = stop.wait_for(|s| *s) => return,

@@ -19,6 +19,8 @@
 //! EventBridge schedule invokes it with [`TEMPLATE_SYNC_INPUT`]; see [`invoke`]), so on AWS too
 //! `POST /sends` checks parameter counts, categories and statuses against what Meta holds. It
 //! needs `WHATSAPP_BUSINESS_ACCOUNT_ID`; without it the schedule is off and the sync disabled.
+//! With the table's numbers registry it syncs every WABA of it into that WABA's registry, with
+//! a token of one of its numbers, and the guards read the sending number's WABA's.
 //!
 //! With `MEDIA_BUCKET` the sender sends files too (media templates' headers, media messages):
 //! [`media_uploader`] uploads each from the S3 media store to Meta once per number and sends by
@@ -39,6 +41,7 @@ use wabridge_core::auth::ApiKeys;
 use wabridge_core::config;
 use wabridge_core::consumer::Handler;
 use wabridge_core::media::upload::MediaLibrary;
+use wabridge_core::numbers::Numbers;
 use wabridge_core::queue::Queue;
 use wabridge_core::retry::RetryPolicy;
 use wabridge_core::sends::events::QueueEvents;
@@ -46,8 +49,8 @@ use wabridge_core::sends::graph::GraphConfig;
 use wabridge_core::sends::media::MediaUploader;
 use wabridge_core::sends::ratelimit::RateLimiter;
 use wabridge_core::sends::sender::Sender;
-use wabridge_core::sends::template_sync::{TemplateSync, TemplateSyncConfig};
-use wabridge_core::templates::TemplateRegistry;
+use wabridge_core::sends::template_sync::{sync_each, TemplateSync, TemplateSyncConfig};
+use wabridge_core::templates::TemplateRegistries;
 use wabridge_graph::{GraphClient, GraphUploads};
 
 /// Messages of one batch handled at once (the limiter paces them).
@@ -61,17 +64,23 @@ pub struct App {
     pub queue: Arc<dyn Queue>,
     /// The sends' retry horizon (`WABRIDGE_SEND_RETRY_HORIZON`).
     pub policy: RetryPolicy,
-    /// The registry the policy guards read (DynamoDB).
-    pub templates: TemplateRegistry,
-    /// The scheduled template sync, or why it is off (no WABA id, no token): the schedule's
-    /// invocations then answer "disabled" with that reason.
-    pub template_sync: Result<TemplateSync, config::ConfigError>,
+    /// The registries the policy guards read (DynamoDB): per WABA with a numbers registry.
+    pub templates: TemplateRegistries,
+    /// The scheduled template sync (one per WABA), or why it is off (no WABA id, no token):
+    /// the schedule's invocations then answer "disabled" with that reason.
+    pub template_sync: Result<Vec<TemplateSync>, config::ConfigError>,
 }
 
 impl App {
-    /// Turns on the scheduled template sync.
-    pub fn with_template_sync(mut self, config: TemplateSyncConfig) -> App {
-        self.template_sync = Ok(wabridge_graph::template_sync(config));
+    /// Turns on the scheduled template sync of one WABA (the implicit number's).
+    pub fn with_template_sync(self, config: TemplateSyncConfig) -> App {
+        self.with_template_syncs(vec![config])
+    }
+
+    /// Turns on the scheduled template sync of each WABA (`TemplateSyncConfig::per_waba`).
+    pub fn with_template_syncs(mut self, configs: Vec<TemplateSyncConfig>) -> App {
+        let syncs = configs.into_iter().map(wabridge_graph::template_sync);
+        self.template_sync = Ok(syncs.collect());
         self
     }
 }
@@ -127,7 +136,7 @@ pub async fn cold_start() -> Result<App, lambda_runtime::Error> {
         line.media = uploader(line.graph.clone());
     }
     let count = lines.len();
-    let mut app = build_with_lines(
+    let mut app = build_with_numbers(
         engine.clone(),
         Names {
             queue_url,
@@ -139,9 +148,14 @@ pub async fn cold_start() -> Result<App, lambda_runtime::Error> {
         policy,
         media,
         lines,
+        numbers.clone().map(Arc::new),
     );
-    match TemplateSyncConfig::from_lookup(lookup) {
-        Ok(config) => app = app.with_template_sync(config),
+    let configs = match &numbers {
+        Some(numbers) => TemplateSyncConfig::per_waba(lookup, numbers, secret),
+        None => TemplateSyncConfig::from_lookup(lookup).map(|c| vec![c]),
+    };
+    match configs {
+        Ok(configs) => app = app.with_template_syncs(configs),
         Err(why) => app.template_sync = Err(why),
     }
     tracing::info!(
@@ -213,10 +227,29 @@ pub fn build_with_lines(
     media: Option<Arc<MediaUploader>>,
     lines: Vec<lines::Line>,
 ) -> App {
+    build_with_numbers(engine, names, graph, limiter, policy, media, lines, None)
+}
+
+/// [`build_with_lines`] with the numbers registry the lines come from: the guards read the
+/// template registry of the sending number's WABA.
+#[allow(clippy::too_many_arguments)]
+pub fn build_with_numbers(
+    engine: AwsEngine,
+    names: Names,
+    graph: GraphClient,
+    limiter: RateLimiter,
+    policy: RetryPolicy,
+    media: Option<Arc<MediaUploader>>,
+    lines: Vec<lines::Line>,
+    numbers: Option<Arc<Numbers>>,
+) -> App {
     let queue: Arc<dyn Queue> = Arc::new(engine.queue(names.queue_url, names.dlq_url));
     let events = QueueEvents::new(Arc::new(engine.producer(names.events_url)));
     // The sender serves no HTTP.
-    let sends = engine.sends(queue.clone(), Arc::new(events), Arc::new(ApiKeys::none()));
+    let mut sends = engine.sends(queue.clone(), Arc::new(events), Arc::new(ApiKeys::none()));
+    if let Some(numbers) = numbers {
+        sends = sends.with_numbers(numbers);
+    }
     let templates = sends.policy.templates.clone();
     let mut sender = Sender::new(sends, Arc::new(graph), Arc::new(limiter))
         .with_policy(policy)
@@ -281,28 +314,51 @@ pub async fn invoke(
             "top-level keys {keys:?}"
         )));
     }
-    let sync = match &app.template_sync {
-        Ok(sync) => sync,
+    let syncs = match &app.template_sync {
+        Ok(syncs) => syncs,
         Err(why) => {
             // Names a missing setting only, never a value.
             tracing::warn!(reason = %why, "template sync invoked while disabled");
             return Ok(json!({"template_sync": "disabled", "reason": why.to_string()}));
         }
     };
-    match sync.sync(&app.templates).await {
-        Ok(report) => {
-            tracing::info!(
-                pages = report.pages,
-                templates = report.templates,
-                statuses_written = report.statuses_written,
-                skipped = report.skipped,
-                "template registry synced"
-            );
-            Ok(json!({"template_sync": report}))
-        }
-        Err(e) => {
-            tracing::error!(error = %e, retryable = e.is_retryable(), "template sync failed");
-            Err(InvokeError::TemplateSync(e.to_string()))
+    let mut reports = Vec::new();
+    let mut failed = None;
+    for (waba, result) in sync_each(syncs, &app.templates).await {
+        match result {
+            Ok(report) => {
+                tracing::info!(
+                    waba = %waba,
+                    pages = report.pages,
+                    templates = report.templates,
+                    statuses_written = report.statuses_written,
+                    skipped = report.skipped,
+                    "template registry synced"
+                );
+                reports.push((waba, report));
+            }
+            Err(e) => {
+                // The next WABA is still synced: one failing account does not stale the rest.
+                tracing::error!(waba = %waba, error = %e, retryable = e.is_retryable(), "template sync failed");
+                failed.get_or_insert(e.to_string());
+            }
         }
     }
+    if let Some(e) = failed {
+        return Err(InvokeError::TemplateSync(e));
+    }
+    if !app.templates.is_per_waba() {
+        if let [(_, report)] = reports.as_slice() {
+            return Ok(json!({"template_sync": report}));
+        }
+    }
+    let per_waba: Vec<Value> = reports
+        .into_iter()
+        .map(|(waba, report)| {
+            let mut v = json!(report);
+            v["waba_id"] = json!(waba);
+            v
+        })
+        .collect();
+    Ok(json!({"template_sync": per_waba}))
 }

@@ -21,7 +21,6 @@ use wabridge_core::queue::Queue;
 use wabridge_core::sends::policy::Policy;
 use wabridge_core::sends::service::{SendEvents, Sends};
 use wabridge_core::sync::{CrmSync, SyncHooks};
-use wabridge_core::templates::TemplateRegistry;
 use wabridge_core::window::WindowService;
 
 use crate::dynamo::{
@@ -172,14 +171,12 @@ impl AwsEngine {
                 self.table.clone(),
             )))
             .with_scope(self.consent_scope),
-            templates: TemplateRegistry::new(Arc::new(DynamoTemplates::new(
-                self.dynamo.clone(),
-                self.table.clone(),
-            ))),
+            templates: DynamoTemplates::registries(self.dynamo.clone(), self.table.clone()),
             window: WindowService::new(Arc::new(DynamoWindow::new(
                 self.dynamo.clone(),
                 self.table.clone(),
             ))),
+            numbers: None,
         }
     }
 

@@ -131,6 +131,63 @@ pub trait TemplateStore: Send + Sync {
             "this template store cannot list templates".into(),
         ))
     }
+    /// When a sync from Meta's list last completed for this registry (Unix ms); `None` before
+    /// the first one. Only a registry that was synced knows every template of its WABA, so
+    /// only then does a template it lacks mean one the WABA lacks (`template_not_found`).
+    async fn synced_at(&self) -> Result<Option<i64>, StoreError>;
+    /// Records a completed sync at `at_ms`.
+    async fn mark_synced(&self, at_ms: i64) -> Result<(), StoreError>;
+}
+
+/// The key of the implicit number's registry (no numbers registry): the one registry wabridge
+/// kept before registries were per WABA, so its stored rows stay its rows.
+pub const IMPLICIT_WABA: &str = "";
+
+/// Opens one WABA's template store.
+type OpenStore = dyn Fn(&str) -> Arc<dyn TemplateStore> + Send + Sync;
+
+/// The template registries, one per WABA (numbers of one WABA share its templates). Without a
+/// numbers registry there is one, the implicit number's ([`IMPLICIT_WABA`]), whatever WABA a
+/// webhook names; with one ([`TemplateRegistries::per_waba`]), each WABA has its own.
+#[derive(Clone)]
+pub struct TemplateRegistries {
+    open: Arc<OpenStore>,
+    per_waba: bool,
+}
+
+impl TemplateRegistries {
+    /// `open(waba)` gives the store of one WABA's registry ([`IMPLICIT_WABA`]: the implicit one).
+    pub fn new(
+        open: impl Fn(&str) -> Arc<dyn TemplateStore> + Send + Sync + 'static,
+    ) -> TemplateRegistries {
+        TemplateRegistries {
+            open: Arc::new(open),
+            per_waba: false,
+        }
+    }
+
+    /// Keyed by WABA: what a gateway with a numbers registry uses.
+    pub fn per_waba(mut self) -> TemplateRegistries {
+        self.per_waba = true;
+        self
+    }
+
+    /// Whether each WABA has its own registry.
+    pub fn is_per_waba(&self) -> bool {
+        self.per_waba
+    }
+
+    /// The registry of `waba` (a webhook's `entry[].id`, a number's `waba_id`); the implicit
+    /// one when registries are not per WABA.
+    pub fn of(&self, waba: &str) -> TemplateRegistry {
+        let key = if self.per_waba { waba } else { IMPLICIT_WABA };
+        TemplateRegistry::new((self.open)(key))
+    }
+
+    /// The implicit number's registry.
+    pub fn implicit(&self) -> TemplateRegistry {
+        TemplateRegistry::new((self.open)(IMPLICIT_WABA))
+    }
 }
 
 #[derive(Clone)]
@@ -183,6 +240,16 @@ impl TemplateRegistry {
             .filter(|t| t.status.as_ref().is_some_and(|s| s.as_str() == "APPROVED"))
             .map(|t| t.language)
             .collect())
+    }
+
+    /// See [`TemplateStore::synced_at`].
+    pub async fn synced_at(&self) -> Result<Option<i64>, StoreError> {
+        self.store.synced_at().await
+    }
+
+    /// See [`TemplateStore::mark_synced`].
+    pub async fn mark_synced(&self, at_ms: i64) -> Result<(), StoreError> {
+        self.store.mark_synced(at_ms).await
     }
 
     /// Every template the registry knows (see [`TemplateStore::list`]).

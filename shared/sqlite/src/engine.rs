@@ -15,7 +15,6 @@ use wabridge_core::sends::hooks::SendingHooks;
 use wabridge_core::sends::policy::Policy;
 use wabridge_core::sends::service::Sends;
 use wabridge_core::sync::CrmSync;
-use wabridge_core::templates::TemplateRegistry;
 use wabridge_core::window::WindowService;
 
 use crate::attribution::SqliteAttribution;
@@ -86,8 +85,9 @@ impl SqliteEngine {
         Policy {
             consent: ConsentService::new(Arc::new(SqliteConsent::new(self.db.clone())))
                 .with_scope(self.consent_scope),
-            templates: TemplateRegistry::new(Arc::new(SqliteTemplates::new(self.db.clone()))),
+            templates: SqliteTemplates::registries(self.db.clone()),
             window: WindowService::new(Arc::new(SqliteWindow::new(self.db.clone()))),
+            numbers: None,
         }
     }
 

@@ -103,6 +103,10 @@ pub const TABLES: &[(&str, &str)] = &[
     ),
     ("templates", "nothing personal: the template registry"),
     (
+        "template_syncs",
+        "nothing personal: when each WABA's template registry was last synced",
+    ),
+    (
         "template_applies",
         "nothing of a customer: who applied which template file (purged with the audit trail)",
     ),

@@ -1,4 +1,7 @@
-//! The template registry over SQLite, one row per (name, language); and the history of
+//! The template registries over SQLite, one row per (WABA, name, language): `waba` is the
+//! WhatsApp Business Account's id, or `''` for the implicit number's registry (what every row
+//! was before registries were per WABA: schema 5 moved them there); `template_syncs` says when
+//! each registry was last synced completely. And the history of
 //! `templates apply`, one row per change, kept as long as the audit trail (the audit purge
 //! deletes both: [`crate::SqliteAudit::purge_expired`]).
 
@@ -16,6 +19,7 @@ use wabridge_core::templates::{TemplateInfo, TemplatePatch, TemplateStatus, Temp
 
 pub(crate) const SCHEMA: &str = "
 CREATE TABLE IF NOT EXISTS templates (
+    waba            TEXT NOT NULL DEFAULT '',
     name            TEXT NOT NULL,
     language        TEXT NOT NULL,
     status          TEXT,
@@ -24,7 +28,11 @@ CREATE TABLE IF NOT EXISTS templates (
     category        TEXT,
     body_parameters INTEGER,
     quality         TEXT,
-    PRIMARY KEY (name, language)
+    PRIMARY KEY (waba, name, language)
+) WITHOUT ROWID;
+CREATE TABLE IF NOT EXISTS template_syncs (
+    waba      TEXT PRIMARY KEY,
+    synced_at INTEGER NOT NULL  -- Unix ms of the last complete sync
 ) WITHOUT ROWID;
 CREATE TABLE IF NOT EXISTS template_applies (
     seq          INTEGER PRIMARY KEY AUTOINCREMENT,
@@ -41,27 +49,53 @@ CREATE INDEX IF NOT EXISTS template_applies_at ON template_applies(applied_at);
 CREATE INDEX IF NOT EXISTS template_applies_expiry ON template_applies(expires_at);
 ";
 
+/// Schema 5's copy of the rows of schema 4's `templates` (keyed by name and language) into the
+/// implicit number's registry ([`crate::db`]'s re-keying).
+pub(crate) const REKEY_5: &str = "
+INSERT INTO templates (waba, name, language, status, reason, status_at, category,
+    body_parameters, quality)
+SELECT '', name, language, status, reason, status_at, category, body_parameters, quality
+FROM templates_old;";
+
+/// One WABA's template registry.
 #[derive(Clone, Debug)]
 pub struct SqliteTemplates {
     db: Db,
+    waba: String,
 }
 
 impl SqliteTemplates {
+    /// The implicit number's registry ([`wabridge_core::templates::IMPLICIT_WABA`]).
     pub fn new(db: Db) -> SqliteTemplates {
-        SqliteTemplates { db }
+        SqliteTemplates::for_waba(db, wabridge_core::templates::IMPLICIT_WABA)
+    }
+
+    /// The registry of WABA `waba`.
+    pub fn for_waba(db: Db, waba: &str) -> SqliteTemplates {
+        SqliteTemplates {
+            db,
+            waba: waba.to_string(),
+        }
+    }
+
+    /// Every WABA's registry in `db`.
+    pub fn registries(db: Db) -> wabridge_core::templates::TemplateRegistries {
+        wabridge_core::templates::TemplateRegistries::new(move |waba| {
+            std::sync::Arc::new(SqliteTemplates::for_waba(db.clone(), waba))
+        })
     }
 }
 
 #[async_trait]
 impl TemplateStore for SqliteTemplates {
     async fn get(&self, name: &str, language: &str) -> Result<Option<TemplateInfo>, StoreError> {
-        let (name, language) = (name.to_string(), language.to_string());
+        let (name, language, waba) = (name.to_string(), language.to_string(), self.waba.clone());
         self.db
             .read(move |c| {
                 c.query_row(
                     "SELECT status, reason, status_at, category, body_parameters, quality
-                     FROM templates WHERE name = ?1 AND language = ?2",
-                    params![name, language],
+                     FROM templates WHERE waba = ?3 AND name = ?1 AND language = ?2",
+                    params![name, language, waba],
                     |r| {
                         Ok(TemplateInfo {
                             name: name.clone(),
@@ -91,20 +125,22 @@ impl TemplateStore for SqliteTemplates {
         reason: Option<&str>,
         at_ms: i64,
     ) -> Result<bool, StoreError> {
-        let (name, language, status, reason) = (
+        let (name, language, status, reason, waba) = (
             name.to_string(),
             language.to_string(),
             status.as_str().to_string(),
             reason.map(str::to_string),
+            self.waba.clone(),
         );
         self.db
             .write(move |t| {
                 t.execute(
-                    "INSERT INTO templates (name, language, status, reason, status_at) VALUES (?1, ?2, ?3, ?4, ?5)
-                     ON CONFLICT(name, language) DO UPDATE SET status = excluded.status,
+                    "INSERT INTO templates (waba, name, language, status, reason, status_at)
+                     VALUES (?6, ?1, ?2, ?3, ?4, ?5)
+                     ON CONFLICT(waba, name, language) DO UPDATE SET status = excluded.status,
                         reason = excluded.reason, status_at = excluded.status_at
                      WHERE excluded.status_at >= templates.status_at",
-                    params![name, language, status, reason, at_ms],
+                    params![name, language, status, reason, at_ms, waba],
                 )
                 .map(|n| n == 1)
                 .map_err(sql_err)
@@ -123,16 +159,17 @@ impl TemplateStore for SqliteTemplates {
         patch: &TemplatePatch,
     ) -> Result<(), StoreError> {
         let (name, language, p) = (name.to_string(), language.to_string(), patch.clone());
+        let waba = self.waba.clone();
         self.db
             .write(move |t| {
                 t.execute(
-                    "INSERT INTO templates (name, language, category, body_parameters, quality)
-                     VALUES (?1, ?2, ?3, ?4, ?5)
-                     ON CONFLICT(name, language) DO UPDATE SET
+                    "INSERT INTO templates (waba, name, language, category, body_parameters, quality)
+                     VALUES (?6, ?1, ?2, ?3, ?4, ?5)
+                     ON CONFLICT(waba, name, language) DO UPDATE SET
                         category = COALESCE(excluded.category, templates.category),
                         body_parameters = COALESCE(excluded.body_parameters, templates.body_parameters),
                         quality = COALESCE(excluded.quality, templates.quality)",
-                    params![name, language, p.category, p.body_parameters.map(i64::from), p.quality],
+                    params![name, language, p.category, p.body_parameters.map(i64::from), p.quality, waba],
                 )
                 .map(|_| ())
                 .map_err(sql_err)
@@ -151,18 +188,56 @@ impl TemplateStore for SqliteTemplates {
         category: Option<&str>,
         body_parameters: Option<u32>,
     ) -> Result<(), StoreError> {
-        let (name, language, category) = (
+        let (name, language, category, waba) = (
             name.to_string(),
             language.to_string(),
             category.map(str::to_string),
+            self.waba.clone(),
         );
         self.db
             .write(move |t| {
                 t.execute(
-                    "INSERT INTO templates (name, language, category, body_parameters) VALUES (?1, ?2, ?3, ?4)
-                     ON CONFLICT(name, language) DO UPDATE SET category = excluded.category,
+                    "INSERT INTO templates (waba, name, language, category, body_parameters)
+                     VALUES (?5, ?1, ?2, ?3, ?4)
+                     ON CONFLICT(waba, name, language) DO UPDATE SET category = excluded.category,
                         body_parameters = excluded.body_parameters",
-                    params![name, language, category, body_parameters.map(i64::from)],
+                    params![
+                        name,
+                        language,
+                        category,
+                        body_parameters.map(i64::from),
+                        waba
+                    ],
+                )
+                .map(|_| ())
+                .map_err(sql_err)
+            })
+            .await
+    }
+
+    async fn synced_at(&self) -> Result<Option<i64>, StoreError> {
+        let waba = self.waba.clone();
+        self.db
+            .read(move |c| {
+                c.query_row(
+                    "SELECT synced_at FROM template_syncs WHERE waba = ?1",
+                    params![waba],
+                    |r| r.get(0),
+                )
+                .optional()
+                .map_err(sql_err)
+            })
+            .await
+    }
+
+    async fn mark_synced(&self, at_ms: i64) -> Result<(), StoreError> {
+        let waba = self.waba.clone();
+        self.db
+            .write(move |t| {
+                t.execute(
+                    "INSERT INTO template_syncs (waba, synced_at) VALUES (?1, ?2)
+                     ON CONFLICT(waba) DO UPDATE SET synced_at = excluded.synced_at",
+                    params![waba, at_ms],
                 )
                 .map(|_| ())
                 .map_err(sql_err)
@@ -174,17 +249,19 @@ impl TemplateStore for SqliteTemplates {
 impl SqliteTemplates {
     /// Every row, or only `name`'s, ordered by name then language.
     async fn select(&self, name: Option<String>) -> Result<Vec<TemplateInfo>, StoreError> {
+        let waba = self.waba.clone();
         self.db
             .read(move |c| {
                 let mut stmt = c
                     .prepare(
                         "SELECT name, language, status, reason, status_at, category, body_parameters,
                             quality
-                         FROM templates WHERE ?1 IS NULL OR name = ?1 ORDER BY name, language",
+                         FROM templates WHERE waba = ?2 AND (?1 IS NULL OR name = ?1)
+                         ORDER BY name, language",
                     )
                     .map_err(sql_err)?;
                 let rows = stmt
-                    .query_map(params![name], |r| {
+                    .query_map(params![name, waba], |r| {
                         Ok(TemplateInfo {
                             name: r.get(0)?,
                             language: r.get(1)?,
@@ -354,6 +431,50 @@ mod tests {
             registry.approved_languages("pedido").await.unwrap(),
             ["es_MX"]
         );
+        // Schema 5: the old rows are the implicit number's registry, no WABA's.
+        let db = Db::open(&path).unwrap();
+        let registries = SqliteTemplates::registries(db.clone());
+        assert_eq!(registries.implicit().list().await.unwrap().len(), 3);
+        let keyed = registries.per_waba();
+        assert!(keyed.of("102290129340398").list().await.unwrap().is_empty());
+        let version: i64 = rusqlite::Connection::open(&path)
+            .unwrap()
+            .query_row("PRAGMA user_version", [], |r| r.get(0))
+            .unwrap();
+        assert_eq!(version, 5);
+    }
+
+    /// Two WABAs' registries hold the same name and language apart, each with its own sync
+    /// mark; without per-WABA keys every WABA reads the implicit registry.
+    #[tokio::test]
+    async fn registries_are_per_waba() {
+        let dir = tempfile::tempdir().unwrap();
+        let db = Db::open(dir.path().join("t.db")).unwrap();
+        let registries = SqliteTemplates::registries(db.clone()).per_waba();
+        let (mx, co) = (registries.of("111"), registries.of("222"));
+        mx.define("pedido", "es_MX", Some("UTILITY"), Some(2))
+            .await
+            .unwrap();
+        co.define("pedido", "es_MX", Some("MARKETING"), Some(1))
+            .await
+            .unwrap();
+        let get =
+            |r: TemplateRegistry| async move { r.get("pedido", "es_MX").await.unwrap().unwrap() };
+        assert_eq!(get(mx.clone()).await.body_parameters, Some(2));
+        assert_eq!(get(co.clone()).await.category.as_deref(), Some("MARKETING"));
+        assert_eq!(
+            registries.of("333").get("pedido", "es_MX").await.unwrap(),
+            None
+        );
+        assert_eq!(mx.synced_at().await.unwrap(), None);
+        mx.mark_synced(42).await.unwrap();
+        mx.mark_synced(43).await.unwrap();
+        assert_eq!(mx.synced_at().await.unwrap(), Some(43));
+        assert_eq!(co.synced_at().await.unwrap(), None);
+        let single = SqliteTemplates::registries(db);
+        assert_eq!(single.of("111").get("pedido", "es_MX").await.unwrap(), None);
+        single.implicit().mark_synced(7).await.unwrap();
+        assert_eq!(single.of("222").synced_at().await.unwrap(), Some(7));
     }
 
     /// Each template webhook updates what it is about; a notice changes nothing yet; a value

@@ -21,7 +21,7 @@ use wabridge_tests::{create_queues, create_table, require_aws, unique_name};
 use crate::infra_e2e::lambda_service::{call_ingest, lambda_request};
 use crate::sends_lambda::receive;
 
-const API_KEY: &str = "numbers-aws-sends-key-0042";
+pub(crate) const API_KEY: &str = "numbers-aws-sends-key-0042";
 const MX: &str = "106540352242922";
 const CO: &str = "206540352242922";
 
@@ -53,18 +53,14 @@ fn secret(key: &str) -> Option<String> {
     }
 }
 
-fn ingest_api(
-    aws: &wabridge_tests::Aws,
-    table: &str,
-    sends_url: &str,
-    numbers: wabridge_core::numbers::Numbers,
-) -> wabridge_core::api::Api {
+/// Ingest's settings over `table`, sends on `sends_url`, one API key ([`API_KEY`]).
+pub(crate) fn settings(table: &str, sends_url: &str) -> ingest::Settings {
     let keys = json!([{"id": "crm", "scopes": ["sends"], "key": API_KEY}]).to_string();
     let lookup = |name: &str| match name {
         "WABRIDGE_API_KEYS" => Some(keys.clone()),
         _ => None,
     };
-    let settings = ingest::Settings {
+    ingest::Settings {
         table: table.to_string(),
         events_queue_url: "http://unused.invalid/events".into(),
         ingest: IngestConfig::from_lookup(lookup).unwrap(),
@@ -79,7 +75,16 @@ fn ingest_api(
         catalogues: Default::default(),
         conversation_idle_ms: 24 * 3_600_000,
         consent_scope: Default::default(),
-    };
+    }
+}
+
+fn ingest_api(
+    aws: &wabridge_tests::Aws,
+    table: &str,
+    sends_url: &str,
+    numbers: wabridge_core::numbers::Numbers,
+) -> wabridge_core::api::Api {
+    let settings = settings(table, sends_url);
     ingest::build_api_with_numbers(&aws.config, settings, Some(Arc::new(numbers)))
 }
 

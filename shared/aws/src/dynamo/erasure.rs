@@ -133,6 +133,10 @@ pub const FAMILIES: &[(&str, &str)] = &[
     ),
     ("template", "nothing personal: the template registry"),
     (
+        "templatesync",
+        "nothing personal: when each WABA's template registry was last synced",
+    ),
+    (
         "templatelangs",
         "nothing personal: the languages of each template name",
     ),

@@ -1,7 +1,10 @@
-//! The template registry over DynamoDB: `template#<name>#<language>`; the status update is
-//! conditional on its event time (an older delivery never replaces a newer status). Beside them,
-//! `templatelangs#<name>` holds the set of a name's languages, so the language picker of
-//! `POST /sends` reads a name's languages without a scan.
+//! The template registries over DynamoDB: `template#<name>#<language>` for the implicit
+//! number's registry (the items written before registries were per WABA keep this key), and
+//! `template#<waba>#<name>#<language>` for a WABA's (names and languages hold no `#`, so the
+//! two never meet); the status update is conditional on its event time (an older delivery never
+//! replaces a newer status). Beside them, `templatelangs#[<waba>#]<name>` holds the set of a
+//! name's languages, so the language picker of `POST /sends` reads a name's languages without a
+//! scan; `templatesync#<waba or ->` when the registry was last synced completely.
 
 use async_trait::async_trait;
 use aws_sdk_dynamodb::Client;
@@ -13,21 +16,62 @@ use crate::sdk::store_error;
 use wabridge_core::error::StoreError;
 use wabridge_core::templates::{TemplateInfo, TemplatePatch, TemplateStatus, TemplateStore};
 
+/// One WABA's template registry.
 #[derive(Clone, Debug)]
 pub struct DynamoTemplates {
     client: Client,
     table: String,
+    /// `""` (the implicit number's registry) or `<waba>#`: the prefix of every id.
+    prefix: String,
 }
 
 impl DynamoTemplates {
+    /// The implicit number's registry.
     pub fn new(client: Client, table: impl Into<String>) -> DynamoTemplates {
+        DynamoTemplates::for_waba(client, table, wabridge_core::templates::IMPLICIT_WABA)
+    }
+
+    /// The registry of WABA `waba`.
+    pub fn for_waba(client: Client, table: impl Into<String>, waba: &str) -> DynamoTemplates {
         DynamoTemplates {
             client,
             table: table.into(),
+            prefix: if waba.is_empty() {
+                String::new()
+            } else {
+                format!("{waba}#")
+            },
         }
     }
-    fn key(name: &str, language: &str) -> String {
-        pk("template", &format!("{name}#{language}"))
+
+    /// Every WABA's registry in `table`.
+    pub fn registries(
+        client: Client,
+        table: impl Into<String>,
+    ) -> wabridge_core::templates::TemplateRegistries {
+        let table = table.into();
+        wabridge_core::templates::TemplateRegistries::new(move |waba| {
+            std::sync::Arc::new(DynamoTemplates::for_waba(
+                client.clone(),
+                table.clone(),
+                waba,
+            ))
+        })
+    }
+
+    fn id(&self, name: &str, language: &str) -> String {
+        format!("{}{name}#{language}", self.prefix)
+    }
+
+    fn key(&self, name: &str, language: &str) -> String {
+        pk("template", &self.id(name, language))
+    }
+
+    fn sync_id(&self) -> String {
+        match self.prefix.strip_suffix('#') {
+            Some(waba) => waba.to_string(),
+            None => SINGLE_SK.to_string(),
+        }
     }
 
     /// Sets each field given a value; one without is removed when `remove_unset`, else kept.
@@ -43,7 +87,7 @@ impl DynamoTemplates {
             &self.client,
             &self.table,
             "template",
-            &format!("{name}#{language}"),
+            &self.id(name, language),
         );
         let (mut sets, mut removes) = (Vec::new(), Vec::new());
         for (i, (field, value)) in fields.iter().enumerate() {
@@ -74,7 +118,8 @@ impl DynamoTemplates {
 
     /// Adds `language` to the name's language set (idempotent).
     async fn index_language(&self, name: &str, language: &str) -> Result<(), StoreError> {
-        update_single(&self.client, &self.table, "templatelangs", name)
+        let id = format!("{}{name}", self.prefix);
+        update_single(&self.client, &self.table, "templatelangs", &id)
             .update_expression("ADD languages :l")
             .expression_attribute_values(":l", AttributeValue::Ss(vec![language.to_string()]))
             .send()
@@ -91,7 +136,7 @@ impl TemplateStore for DynamoTemplates {
             .client
             .get_item()
             .table_name(&self.table)
-            .key(PK, s(Self::key(name, language)))
+            .key(PK, s(self.key(name, language)))
             .key(SK, s(SINGLE_SK))
             .send()
             .await
@@ -128,7 +173,7 @@ impl TemplateStore for DynamoTemplates {
             .client
             .update_item()
             .table_name(&self.table)
-            .key(PK, s(Self::key(name, language)))
+            .key(PK, s(self.key(name, language)))
             .key(SK, s(SINGLE_SK))
             .condition_expression("attribute_not_exists(status_at) OR status_at <= :at")
             .expression_attribute_names("#status", "status")
@@ -167,7 +212,8 @@ impl TemplateStore for DynamoTemplates {
     }
 
     async fn languages(&self, name: &str) -> Result<Vec<TemplateInfo>, StoreError> {
-        let index = get_single(&self.client, &self.table, pk("templatelangs", name)).await?;
+        let id = format!("{}{name}", self.prefix);
+        let index = get_single(&self.client, &self.table, pk("templatelangs", &id)).await?;
         let mut languages: Vec<String> = index
             .and_then(|i| i.get("languages").and_then(|v| v.as_ss().ok()).cloned())
             .unwrap_or_default();
@@ -193,5 +239,25 @@ impl TemplateStore for DynamoTemplates {
             ("body_parameters", body_parameters.map(|p| n(i64::from(p)))),
         ];
         self.write_fields(name, language, &fields, true).await
+    }
+
+    async fn synced_at(&self) -> Result<Option<i64>, StoreError> {
+        let item = get_single(
+            &self.client,
+            &self.table,
+            pk("templatesync", &self.sync_id()),
+        )
+        .await?;
+        Ok(item.and_then(|i| i.get("synced_at")?.as_n().ok()?.parse().ok()))
+    }
+
+    async fn mark_synced(&self, at_ms: i64) -> Result<(), StoreError> {
+        update_single(&self.client, &self.table, "templatesync", &self.sync_id())
+            .update_expression("SET synced_at = :at")
+            .expression_attribute_values(":at", n(at_ms))
+            .send()
+            .await
+            .map_err(|e| store_error("UpdateItem", e))?;
+        Ok(())
     }
 }

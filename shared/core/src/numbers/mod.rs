@@ -13,6 +13,7 @@ pub mod dispatch;
 pub mod items;
 pub mod records;
 pub mod relay;
+pub mod reload;
 pub mod replay;
 pub mod route;
 

@@ -8,7 +8,7 @@
 //!   stop / resume → [`ConsentService::record_user_preference`];
 //! - a `statuses[]` item → [`Sends::apply_status`] (the send's state moves forward only); a
 //!   `failed` with 131050 records a marketing opt-out, also for a message we did not send;
-//! - a template update → [`TemplateRegistry::apply_update`]: a status (PAUSED, REJECTED,
+//! - a template update → [`crate::templates::TemplateRegistry::apply_update`] of its WABA: a status (PAUSED, REJECTED,
 //!   DISABLED templates are refused; APPROVED again resumes them), a quality score, a new
 //!   category (MARKETING is guarded as marketing at once), a new body (its parameter count).
 //!
@@ -34,7 +34,7 @@ use crate::identity::IdentityKey;
 use crate::records::{ConsentRecord, ConsentStatus};
 use crate::sends::service::Sends;
 use crate::sync::{HookContext, SyncHooks};
-use crate::templates::TemplateRegistry;
+use crate::templates::TemplateRegistries;
 use crate::webhook::model::{Status, StatusKind, TemplateStatusUpdate};
 use crate::window::WindowService;
 
@@ -42,7 +42,8 @@ use crate::window::WindowService;
 pub struct SendingHooks {
     /// Delivery tracking ([`Sends::apply_status`]); `None` where no send store is wired.
     pub sends: Option<Arc<Sends>>,
-    pub templates: TemplateRegistry,
+    /// Per WABA with a numbers registry: a template webhook updates its `entry[].id`'s.
+    pub templates: TemplateRegistries,
     pub consent: ConsentService,
     pub window: WindowService,
 }
@@ -231,6 +232,7 @@ impl SyncHooks for SendingHooks {
             .map_or(ctx.event.received_at, |t| t * 1000);
         let applied = self
             .templates
+            .of(&ctx.event.waba_id)
             .apply_update(&ctx.event.field, update, at)
             .await?;
         if let Err(missing) = applied {

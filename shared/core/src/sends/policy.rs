@@ -5,8 +5,9 @@
 use crate::consent::{ConsentCategory, ConsentService, ConsentState};
 use crate::error::StoreError;
 use crate::media::MediaRefusal;
+use crate::numbers::{Number, Numbers};
 use crate::sends::request::{Category, SendKind, SendRequest};
-use crate::templates::TemplateRegistry;
+use crate::templates::{TemplateRegistries, TemplateRegistry};
 use crate::window::{is_open_at, WindowService};
 
 /// Why a send is refused.
@@ -19,6 +20,13 @@ pub enum Refusal {
     MarketingOptedOut { source: String },
     /// Free-form message (text or media) outside the 24 h customer service window.
     OutsideWindow,
+    /// The sending number's WABA was synced and has no such template (name and language);
+    /// `number` is the sending number's label.
+    TemplateNotFound {
+        name: String,
+        language: String,
+        number: String,
+    },
     /// The registry knows the template as PAUSED, REJECTED or DISABLED.
     TemplateNotSendable { status: String },
     /// The registry knows how many body parameters the template takes; the request differs.
@@ -47,6 +55,7 @@ impl Refusal {
             Refusal::MarketingWithoutOptIn => "marketing_without_opt_in",
             Refusal::MarketingOptedOut { .. } => "marketing_opted_out",
             Refusal::OutsideWindow => "outside_customer_service_window",
+            Refusal::TemplateNotFound { .. } => "template_not_found",
             Refusal::TemplateNotSendable { .. } => "template_not_sendable",
             Refusal::ParameterCount { .. } => "template_parameter_count",
             Refusal::TemplateLanguageUnavailable { .. } => "template_language_unavailable",
@@ -70,6 +79,11 @@ impl Refusal {
             Refusal::OutsideWindow => "Free-form messages (text or media) can only be sent within 24 hours of the contact's last message; \
                  send an approved template instead."
                 .into(),
+            Refusal::TemplateNotFound { name, language, number } => format!(
+                "The template {name} ({language}) is not among the templates of the WhatsApp Business \
+                 Account of {number}; send it from a number whose account has it, or create it there \
+                 (then `wabridge templates sync`)."
+            ),
             Refusal::TemplateNotSendable { status } => {
                 format!("The template is {status} at Meta and cannot be sent until it is approved again.")
             }
@@ -110,11 +124,36 @@ impl Refusal {
 #[derive(Clone)]
 pub struct Policy {
     pub consent: ConsentService,
-    pub templates: TemplateRegistry,
+    /// One registry per WABA with a numbers registry; the implicit one without.
+    pub templates: TemplateRegistries,
     pub window: WindowService,
+    /// The numbers registry a send's `from` (a phone_number_id by then) is found in, for its
+    /// WABA's templates; none: the one number and the implicit registry.
+    pub numbers: Option<std::sync::Arc<Numbers>>,
 }
 
 impl Policy {
+    /// With the numbers registry: template guards read the sending number's WABA's registry.
+    pub fn with_numbers(mut self, numbers: std::sync::Arc<Numbers>) -> Policy {
+        self.templates = self.templates.per_waba();
+        self.numbers = Some(numbers);
+        self
+    }
+
+    /// The registered number a resolved `from` names, if any.
+    pub fn number_of(&self, from: Option<&str>) -> Option<&Number> {
+        self.numbers.as_deref()?.find(from?)
+    }
+
+    /// The template registry a send from `from` (a resolved phone_number_id) reads: its
+    /// number's WABA's; the implicit one without a registry.
+    pub fn templates_for(&self, from: Option<&str>) -> TemplateRegistry {
+        match self.number_of(from) {
+            Some(n) => self.templates.of(&n.waba_id),
+            None => self.templates.implicit(),
+        }
+    }
+
     /// `Ok(None)` when the send may go; the first refusal otherwise.
     pub async fn check(
         &self,
@@ -137,7 +176,19 @@ impl Policy {
                 category,
                 ..
             } => {
-                let info = self.templates.get(name, language).await?;
+                let registry = self.templates_for(request.from.as_deref());
+                let info = registry.get(name, language).await?;
+                // Only a registered number's WABA, once synced, knows every template it has: a
+                // fresh install (never synced) or the one implicit number refuses nothing here.
+                if let (None, Some(number)) = (&info, self.number_of(request.from.as_deref())) {
+                    if registry.synced_at().await?.is_some() {
+                        return Ok(Some(Refusal::TemplateNotFound {
+                            name: name.clone(),
+                            language: language.clone(),
+                            number: number.label.clone(),
+                        }));
+                    }
+                }
                 if let Some(status) = info.as_ref().and_then(|i| i.status.as_ref()) {
                     if status.refuses_sends() {
                         return Ok(Some(Refusal::TemplateNotSendable {

@@ -124,6 +124,7 @@ impl Sends {
 
     /// Sends name their number (`from`) in this registry.
     pub fn with_numbers(mut self, numbers: Arc<crate::numbers::Numbers>) -> Sends {
+        self.policy = self.policy.with_numbers(numbers.clone());
         self.numbers = Some(numbers);
         self
     }
@@ -157,7 +158,11 @@ impl Sends {
             return Ok(());
         }
         let tried = self.languages.candidates(country.as_deref());
-        let approved = self.policy.templates.approved_languages(name).await?;
+        let approved = self
+            .policy
+            .templates_for(request.from.as_deref())
+            .approved_languages(name)
+            .await?;
         match choose(&tried, &approved) {
             Ok(chosen) => {
                 *language = chosen;

@@ -25,7 +25,7 @@ use serde_json::Value;
 use crate::config;
 use crate::error::StoreError;
 use crate::sends::classify::SendFailure;
-use crate::templates::{TemplateRegistry, TemplateStatus};
+use crate::templates::{TemplateRegistries, TemplateRegistry, TemplateStatus};
 
 /// Fields asked for: what the registry keeps, and how placeholders are written.
 pub const FIELDS: &str =
@@ -86,6 +86,44 @@ impl TemplateSyncConfig {
 
     pub fn from_env() -> Result<TemplateSyncConfig, config::ConfigError> {
         TemplateSyncConfig::from_lookup(|name| std::env::var(name).ok())
+    }
+
+    /// One config per WABA of `numbers`, in file order, each reading as the first of its
+    /// numbers whose token `secret` has (by its `token_key`): numbers of one WABA share its
+    /// templates, and any of their tokens may read them. The Graph API URL and version come
+    /// through `get`. A WABA none of whose numbers has a token fails closed (the WABA is
+    /// logged, never a token).
+    pub fn per_waba(
+        get: impl Fn(&str) -> Option<String>,
+        numbers: &crate::numbers::Numbers,
+        secret: impl Fn(&str) -> Option<String>,
+    ) -> Result<Vec<TemplateSyncConfig>, config::ConfigError> {
+        let (base_url, version) = config::Settings::new(get).graph_api()?;
+        let mut out: Vec<TemplateSyncConfig> = Vec::new();
+        for n in numbers.all() {
+            if out.iter().any(|c| c.waba_id == n.waba_id) {
+                continue;
+            }
+            let mut of_waba = numbers.all().iter().filter(|m| m.waba_id == n.waba_id);
+            let Some(access_token) = of_waba.find_map(|m| secret(&m.token_key)) else {
+                tracing::warn!(waba = %n.waba_id, first = %n.label, "no number of this WABA has its token");
+                return Err(config::ConfigError::Missing {
+                    name: config::WHATSAPP_ACCESS_TOKEN,
+                    consequence: "a WABA of the numbers registry has no number whose token_key is in the secret store; the template sync is disabled",
+                });
+            };
+            out.push(TemplateSyncConfig {
+                base_url: base_url.clone(),
+                version: version.clone(),
+                waba_id: n.waba_id.clone(),
+                access_token,
+                timeout: Duration::from_secs(15),
+                page_size: DEFAULT_PAGE_SIZE,
+                max_pages: DEFAULT_MAX_PAGES,
+                max_page_bytes: DEFAULT_MAX_PAGE_BYTES,
+            });
+        }
+        Ok(out)
     }
 
     /// `{base}/{version}/{waba-id}/message_templates`.
@@ -399,6 +437,8 @@ impl TemplateSync {
         loop {
             let observed_at = now_ms() - OBSERVATION_SLACK_MS;
             let Some(page) = pages.next().await? else {
+                // Complete: from now on a template this registry lacks is one the WABA lacks.
+                registry.mark_synced(now_ms()).await?;
                 return Ok(report);
             };
             report.pages += 1;
@@ -435,6 +475,22 @@ impl TemplateSync {
     pub async fn sync(&self, registry: &TemplateRegistry) -> Result<SyncReport, SyncError> {
         self.sync_with_clock(registry, crate::clock::now_ms).await
     }
+}
+
+/// Syncs every WABA in turn (`syncs`: one per WABA, [`TemplateSyncConfig::per_waba`]; or the
+/// implicit number's one), each into its own registry of `registries`. A WABA that fails does
+/// not stop the next one. Each WABA id with its result, in order.
+pub async fn sync_each(
+    syncs: &[TemplateSync],
+    registries: &TemplateRegistries,
+) -> Vec<(String, Result<SyncReport, SyncError>)> {
+    let mut out = Vec::with_capacity(syncs.len());
+    for sync in syncs {
+        let waba = sync.config().waba_id.clone();
+        let result = sync.sync(&registries.of(&waba)).await;
+        out.push((waba, result));
+    }
+    out
 }
 
 #[cfg(test)]
@@ -485,6 +541,40 @@ mod tests {
             parse_page(&json!({"error": {}})),
             Err(SyncError::Invalid(_))
         ));
+    }
+
+    /// One config per WABA, in file order, read as the first of its numbers with a token; a
+    /// WABA without any token fails closed naming the setting, never a value.
+    #[test]
+    fn one_sync_per_waba_with_a_token_of_its_numbers() {
+        let entry = |label: &str, id: &str, waba: &str, key: &str| {
+            format!(
+                "[[number]]\nlabel = \"{label}\"\nphone_number_id = \"{id}\"\nwaba_id = \"{waba}\"\n\
+                 display_number = \"+52 55 5000 {}\"\ntoken_key = \"{key}\"\n[number.crm]\nkind = \"local\"\n",
+                &id[..4]
+            )
+        };
+        let text = entry("a", "1065", "111", "TOKEN_A")
+            + &entry("b", "2065", "222", "TOKEN_B")
+            + &entry("c", "3065", "111", "TOKEN_C");
+        let numbers = crate::numbers::Numbers::parse("numbers.toml", text.as_bytes()).unwrap();
+        // A's token is not in the store: WABA 111 reads with C's.
+        let secret = |k: &str| (k != "TOKEN_A").then(|| format!("EAAG-{k}"));
+        let configs = TemplateSyncConfig::per_waba(|_| None, &numbers, secret).unwrap();
+        let got: Vec<(&str, &str)> = configs
+            .iter()
+            .map(|c| (c.waba_id.as_str(), c.access_token.as_str()))
+            .collect();
+        assert_eq!(got, [("111", "EAAG-TOKEN_C"), ("222", "EAAG-TOKEN_B")]);
+        let err = TemplateSyncConfig::per_waba(
+            |_| None,
+            &numbers,
+            |k: &str| (k == "TOKEN_A").then(|| "EAAG-secret".to_string()),
+        )
+        .unwrap_err()
+        .to_string();
+        assert!(err.contains(config::WHATSAPP_ACCESS_TOKEN), "{err}");
+        assert!(!err.contains("EAAG"), "{err}");
     }
 
     #[test]

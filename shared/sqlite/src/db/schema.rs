@@ -29,7 +29,7 @@ const SCHEMAS: &[&str] = &[
 ];
 
 /// Current schema version, kept in `PRAGMA user_version`.
-const SCHEMA_VERSION: i64 = 4;
+const SCHEMA_VERSION: i64 = 5;
 
 /// What a database of an older version needs beyond `CREATE ... IF NOT EXISTS` (which creates
 /// new tables, never new columns): `(version that introduced it, table, column, definition)`.
@@ -51,6 +51,12 @@ const UPGRADES: &[(i64, &str, &str, &str)] = &[
 /// wait for). `pair_windows` held one pair window per recipient, rows that lived seconds; schema
 /// 4 keeps them per business number (`send_pair_windows`).
 const RETIRED: &[(i64, &str)] = &[(4, "pair_windows")];
+
+/// Tables whose primary key a version changed (SQLite cannot alter a key): `(version, table,
+/// copy)`. When an older database opens, the table is renamed `{table}_old` before [`SCHEMAS`]
+/// create it anew; then `copy` moves its rows from `{table}_old`, which is dropped. Schema 5
+/// keys templates by WABA; the rows it had go to the implicit number's registry.
+const REKEYED: &[(i64, &str, &str)] = &[(5, "templates", crate::templates::REKEY_5)];
 
 pub(super) fn migrate(conn: &mut Connection) -> Result<(), StoreError> {
     // Deferred first: when the schema is already there, `CREATE ... IF NOT EXISTS` takes no
@@ -74,6 +80,7 @@ fn migrate_in(conn: &mut Connection, behavior: TransactionBehavior) -> Result<()
     }
     // A fresh database (version 0) gets every column from SCHEMAS; an older one, the upgrades
     // past its version first.
+    let mut rekeyed = Vec::new();
     if version > 0 {
         for (retired, table) in RETIRED {
             if version < *retired {
@@ -89,15 +96,37 @@ fn migrate_in(conn: &mut Connection, behavior: TransactionBehavior) -> Result<()
                 .map_err(sql_err)?;
             }
         }
+        for (introduced, table, copy) in REKEYED {
+            if version < *introduced && has_table(&txn, table)? {
+                txn.execute_batch(&format!("ALTER TABLE {table} RENAME TO {table}_old;"))
+                    .map_err(sql_err)?;
+                rekeyed.push((*table, *copy));
+            }
+        }
     }
     for schema in SCHEMAS {
         txn.execute_batch(schema).map_err(sql_err)?;
+    }
+    for (table, copy) in rekeyed {
+        txn.execute_batch(&format!("{copy}\nDROP TABLE {table}_old;"))
+            .map_err(sql_err)?;
     }
     if version != SCHEMA_VERSION {
         txn.execute_batch(&format!("PRAGMA user_version={SCHEMA_VERSION}"))
             .map_err(sql_err)?;
     }
     txn.commit().map_err(sql_err)
+}
+
+/// Whether `table` exists.
+fn has_table(conn: &Connection, table: &str) -> Result<bool, StoreError> {
+    conn.query_row(
+        "SELECT COUNT(*) FROM sqlite_master WHERE type = 'table' AND name = ?1",
+        [table],
+        |r| r.get::<_, i64>(0),
+    )
+    .map(|n| n > 0)
+    .map_err(sql_err)
 }
 
 /// Whether `table` exists and has no column `column`.

@@ -204,7 +204,7 @@ async fn each_business_number_has_its_own_window() {
 #[tokio::test]
 async fn paused_rejected_disabled_templates_and_wrong_parameter_counts_are_refused() {
     let s = setup().await;
-    let registry = &s.sends.policy.templates;
+    let registry = &s.sends.policy.templates.implicit();
     for (i, event) in ["PAUSED", "REJECTED", "DISABLED"].into_iter().enumerate() {
         let update = json!({"event": event, "message_template_id": 1, "message_template_name": "order_confirmation",
             "message_template_language": "es_MX", "reason": "NONE"});

@@ -17,6 +17,7 @@ async fn approve(s: &Setup, name: &str, languages: &[&str]) {
         s.sends
             .policy
             .templates
+            .implicit()
             .apply_synced(
                 &RemoteTemplate {
                     status: Some(TemplateStatus::new("APPROVED")),
@@ -53,6 +54,7 @@ async fn each_country_gets_its_own_approved_language() {
     s.sends
         .policy
         .templates
+        .implicit()
         .apply_synced(
             &RemoteTemplate {
                 status: Some(TemplateStatus::new("PENDING")),

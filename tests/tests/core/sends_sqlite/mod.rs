@@ -11,6 +11,7 @@ mod language;
 mod outage;
 mod sending;
 mod states;
+mod templates_waba;
 
 use std::sync::{Arc, Mutex};
 use std::time::Duration;

@@ -346,6 +346,7 @@ async fn what_needs_attention_and_a_queued_send_blocks_its_delete() {
     sends
         .policy
         .templates
+        .implicit()
         .apply_synced(
             &RemoteTemplate {
                 status: Some(TemplateStatus::new("APPROVED")),

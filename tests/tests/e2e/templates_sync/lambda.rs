@@ -79,7 +79,7 @@ async fn the_sender_lambda_syncs_the_dynamodb_registry_on_its_schedule() {
     assert_eq!(out["template_sync"]["pages"], 2, "{out}");
     assert_eq!(out["template_sync"]["templates"], 4, "{out}");
     let get = |name: &'static str, lang: &'static str| {
-        let registry = app.templates.clone();
+        let registry = app.templates.implicit();
         async move { registry.get(name, lang).await.unwrap() }
     };
     let order = get("order_confirmation", "es_MX").await.expect("synced");
