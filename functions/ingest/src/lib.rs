@@ -166,6 +166,19 @@ pub fn build_api_with_numbers(
     settings: Settings,
     numbers: Option<Arc<Numbers>>,
 ) -> Api {
+    build_api_with_topic(sdk, settings, numbers, None)
+}
+
+/// [`build_api_with_numbers`] on a stack with destinations (`docs/destinations.md`):
+/// `events_topic_arn` (`EVENTS_TOPIC_ARN`) is the topic the events queue and every
+/// destination's queue subscribe to, and new webhook events are published to it once instead
+/// of sent to the events queue. (Not a [`Settings`] field: the tests build those literally.)
+pub fn build_api_with_topic(
+    sdk: &SdkConfig,
+    settings: Settings,
+    numbers: Option<Arc<Numbers>>,
+    events_topic_arn: Option<String>,
+) -> Api {
     if settings.claim_check_bucket.is_none() {
         tracing::warn!(
             "{} is not set: an event too large for SQS fails its delivery (503)",
@@ -183,7 +196,12 @@ pub fn build_api_with_numbers(
     if let Some(store) = &media {
         engine = engine.with_media(store.clone());
     }
-    let inbox = engine.inbox(settings.events_queue_url.clone(), DEFAULT_DEDUPE_TTL);
+    // With destinations, one publish to the topic is the durable write Meta's 200 waits for;
+    // the events queue (and its other producers below) stay as they are.
+    let inbox = match &events_topic_arn {
+        Some(arn) => engine.topic_inbox(sdk, arn, numbers.clone(), DEFAULT_DEDUPE_TTL),
+        None => engine.inbox(settings.events_queue_url.clone(), DEFAULT_DEDUPE_TTL),
+    };
     let mut api = Api::new().with_ingest(Arc::new(IngestService::new(
         settings.ingest,
         Arc::new(inbox),
@@ -269,8 +287,11 @@ pub async fn cold_start() -> Result<Api, lambda_http::Error> {
     let registry = DynamoNumbers::new(aws_sdk_dynamodb::Client::new(sdk), &settings.table);
     let numbers = registry.load().await?.map(Arc::new);
     let count = numbers.as_ref().map_or(0, |n| n.all().len());
-    tracing::info!(table = %settings.table, numbers = count, "ingest ready");
-    Ok(build_api_with_numbers(sdk, settings, numbers))
+    let topic = secrets
+        .lookup(config::EVENTS_TOPIC_ARN)
+        .filter(|v| !v.trim().is_empty());
+    tracing::info!(table = %settings.table, numbers = count, topic = ?topic, "ingest ready");
+    Ok(build_api_with_topic(sdk, settings, numbers, topic))
 }
 
 #[cfg(test)]

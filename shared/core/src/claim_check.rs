@@ -106,27 +106,37 @@ impl ClaimCheckQueue {
 
     /// The message to enqueue for `message`: itself, or a pointer once its body is stored.
     async fn checked(&self, message: &OutgoingMessage) -> Result<OutgoingMessage, StoreError> {
-        if message.body.len() <= self.threshold {
-            return Ok(message.clone());
-        }
-        let sha256 = sha256_hex(message.body.as_bytes());
-        let claim = Claim {
-            key: format!("{CONTENT_PREFIX}{sha256}"),
-            bytes: message.body.len(),
-            sha256,
-        };
-        self.blobs
-            .put(&claim.key, message.body.as_bytes().to_vec())
-            .await?;
-        tracing::info!(key = %claim.key, bytes = claim.bytes, "event claim-checked");
-        let body =
-            serde_json::to_string(&Pointer { claim_check: claim }).map_err(StoreError::corrupt)?;
-        Ok(OutgoingMessage {
-            id: message.id.clone(),
-            body,
-            delay: message.delay,
-        })
+        checked(self.blobs.as_ref(), message, self.threshold).await
     }
+}
+
+/// The body to send for `message`: itself when at most `threshold` bytes, else a pointer once
+/// the body is stored in `blobs` (the queue's producer side, and the events topic's).
+pub async fn checked(
+    blobs: &dyn BlobStore,
+    message: &OutgoingMessage,
+    threshold: usize,
+) -> Result<OutgoingMessage, StoreError> {
+    if message.body.len() <= threshold {
+        return Ok(message.clone());
+    }
+    let sha256 = sha256_hex(message.body.as_bytes());
+    let claim = Claim {
+        key: format!("{CONTENT_PREFIX}{sha256}"),
+        bytes: message.body.len(),
+        sha256,
+    };
+    blobs
+        .put(&claim.key, message.body.as_bytes().to_vec())
+        .await?;
+    tracing::info!(key = %claim.key, bytes = claim.bytes, "event claim-checked");
+    let body =
+        serde_json::to_string(&Pointer { claim_check: claim }).map_err(StoreError::corrupt)?;
+    Ok(OutgoingMessage {
+        id: message.id.clone(),
+        body,
+        delay: message.delay,
+    })
 }
 
 #[async_trait]
@@ -169,11 +179,25 @@ pub struct ClaimChecked {
     /// `None`: a consumer deployed without the bucket. Its pointers wait (retried within the
     /// horizon) for the setting to be fixed, rather than fail as events they are not.
     blobs: Option<Arc<dyn BlobStore>>,
+    /// Whether other queues' consumers read the same objects (an events topic fans each event
+    /// out to several queues): then a done event leaves its object to the bucket's lifecycle
+    /// rule, since a tombstone would make the other consumers skip an event they never saw.
+    shared: bool,
 }
 
 impl ClaimChecked {
     pub fn new(inner: Arc<dyn Handler>, blobs: Option<Arc<dyn BlobStore>>) -> Self {
-        ClaimChecked { inner, blobs }
+        ClaimChecked {
+            inner,
+            blobs,
+            shared: false,
+        }
+    }
+
+    /// Objects are read by more than this consumer: never tombstoned nor deleted here.
+    pub fn shared(mut self) -> Self {
+        self.shared = true;
+        self
     }
 
     /// After the work is done: tombstone first, then delete, so that no moment exists where a
@@ -264,7 +288,7 @@ impl Handler for ClaimChecked {
             ..delivery.clone()
         };
         let outcome = self.inner.handle(&resolved).await;
-        if outcome == Outcome::Done {
+        if outcome == Outcome::Done && !self.shared {
             Self::finish(blobs, &claim).await;
         }
         outcome

@@ -13,6 +13,7 @@ pub mod dispatch;
 pub mod items;
 pub mod relay;
 pub mod route;
+pub mod topic;
 
 /// The code of an event (dead-letter reason) or a send (`from`) naming a number the registry
 /// does not know.
