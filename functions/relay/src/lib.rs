@@ -133,7 +133,6 @@ pub async fn cold_start() -> Result<App, lambda_runtime::Error> {
     let secrets = wabridge_aws::secrets::secrets().await?;
     let lookup = |name: &str| secrets.lookup(name).filter(|v| !v.trim().is_empty());
     let destination = Destination::from_lookup(lookup)?;
-    let table = lookup(config::WABRIDGE_TABLE).unwrap_or_default();
     let (policy, _) = config::retry_policies(lookup)?;
     let secret = secrets
         .get(&destination.secret_key)
@@ -144,8 +143,9 @@ pub async fn cold_start() -> Result<App, lambda_runtime::Error> {
                 destination.name, destination.secret_key
             )
         })?;
-    let engine =
-        AwsEngine::new(sdk, table).with_claim_check(sdk, lookup(config::CLAIM_CHECK_BUCKET));
+    // No table: a relay keeps no state (its queue, DLQ and the claim-check bucket are all it uses).
+    let engine = AwsEngine::new(sdk, String::new())
+        .with_claim_check(sdk, lookup(config::CLAIM_CHECK_BUCKET));
     let post = Arc::new(HttpRelay::new(&destination.url, RELAY_TIMEOUT)?);
     let app = build(&engine, &destination, secret, post, policy)?;
     tracing::info!(destination = %destination.name, kind = destination.kind.as_str(), "relay ready");
