@@ -3,8 +3,8 @@
 //! (raw message delivery) to the events queue, unfiltered, and to the bot's queue through its
 //! filter policy (ventas-mx's messages); the relay Lambda's handler delivers the bot's queue to a
 //! local bot whose signature check pywa accepts; a bot that is down keeps its events on its own
-//! queue (retried) while the CRM's queue has everything; a refusal is dead-lettered into the
-//! bot's DLQ with its reason.
+//! queue (retried) while the CRM's queue has everything; a refusal, and a failure past the retry
+//! horizon, are dead-lettered into the bot's DLQ with their reason.
 //!
 //! moto 5.2 applies filter policies (`MessageAttributes` scope) and raw delivery to SQS, both
 //! checked here (the raw body must parse as the event, the status must not reach the bot).
@@ -440,5 +440,29 @@ async fn the_relay_lambda_delivers_signed_retries_a_bot_that_is_down_and_dead_le
         "{reason}"
     );
     assert!(letters[0].body.contains("wamid.BAD1"));
+
+    // Down past the retry horizon (the event was first enqueued 8 days ago): dead-lettered,
+    // the reason naming the horizon and the bot's last error.
+    answer.store(503, Ordering::SeqCst);
+    s.post(&message(WABA_MX, MX, "wamid.OLD1")).await;
+    let mut event = batch(s.bot.url.clone()).await;
+    let long_ago = wabridge_core::clock::now_ms() - 8 * 86_400_000;
+    event.records[0]
+        .attributes
+        .insert("SentTimestamp".into(), long_ago.to_string());
+    assert!(relay::handle(&app, event, None)
+        .await
+        .batch_item_failures
+        .is_empty());
+    let letters = queue.dead_letters(10).await.unwrap();
+    let old = letters
+        .iter()
+        .find(|l| l.body.contains("wamid.OLD1"))
+        .expect("dead-lettered");
+    let reason = old.reason.as_deref().unwrap_or_default();
+    assert!(
+        reason.contains("retry horizon of") && reason.contains("destination bot: unavailable"),
+        "{reason}"
+    );
     assert_eq!(queue_depth(&s.aws.sqs, &s.bot.url).await.0, 0);
 }
