@@ -325,4 +325,79 @@ mod tests {
         .to_json();
         assert!(!is_pointer(&event), "{event}");
     }
+
+    /// An object store in memory.
+    #[derive(Default)]
+    struct Blobs(std::sync::Mutex<std::collections::HashMap<String, Vec<u8>>>);
+
+    #[async_trait]
+    impl BlobStore for Blobs {
+        async fn put(&self, key: &str, body: Vec<u8>) -> Result<(), StoreError> {
+            self.0.lock().unwrap().insert(key.into(), body);
+            Ok(())
+        }
+        async fn get(&self, key: &str) -> Result<Option<Vec<u8>>, StoreError> {
+            Ok(self.0.lock().unwrap().get(key).cloned())
+        }
+        async fn delete(&self, key: &str) -> Result<(), StoreError> {
+            self.0.lock().unwrap().remove(key);
+            Ok(())
+        }
+    }
+
+    /// A consumer keeping the bodies it was handed.
+    #[derive(Default)]
+    struct Seen(std::sync::Mutex<Vec<String>>);
+
+    #[async_trait]
+    impl Handler for Seen {
+        async fn handle(&self, delivery: &Delivery) -> Outcome {
+            self.0.lock().unwrap().push(delivery.body.clone());
+            Outcome::Done
+        }
+    }
+
+    #[tokio::test]
+    async fn a_shared_object_reaches_every_queues_consumer_and_an_unshared_one_is_finished() {
+        let blobs: Arc<Blobs> = Arc::default();
+        let big = OutgoingMessage {
+            id: "k".into(),
+            body: "x".repeat(300),
+            delay: None,
+        };
+        let pointer = checked(blobs.as_ref(), &big, 100).await.unwrap();
+        assert!(is_pointer(&pointer.body));
+        let delivery = Delivery {
+            message_id: "m".into(),
+            receipt: "r".into(),
+            body: pointer.body,
+            receive_count: 1,
+            enqueued_at: None,
+        };
+        // An events topic feeds two queues: the CRM's consumer and a destination's both read it.
+        let (crm, bot): (Arc<Seen>, Arc<Seen>) = Default::default();
+        let as_blobs = || Some(blobs.clone() as Arc<dyn BlobStore>);
+        let crm_side = ClaimChecked::new(crm.clone(), as_blobs()).shared();
+        let bot_side = ClaimChecked::new(bot.clone(), as_blobs()).shared();
+        assert_eq!(crm_side.handle(&delivery).await, Outcome::Done);
+        assert_eq!(bot_side.handle(&delivery).await, Outcome::Done);
+        assert_eq!(*crm.0.lock().unwrap(), vec![big.body.clone()]);
+        assert_eq!(*bot.0.lock().unwrap(), vec![big.body.clone()]);
+        // One queue only: the object is tombstoned and deleted once done, so a second consumer
+        // would be told `Done` without seeing the event (why topics share).
+        let late: Arc<Seen> = Arc::default();
+        assert_eq!(
+            ClaimChecked::new(crm.clone(), as_blobs())
+                .handle(&delivery)
+                .await,
+            Outcome::Done
+        );
+        assert_eq!(
+            ClaimChecked::new(late.clone(), as_blobs())
+                .handle(&delivery)
+                .await,
+            Outcome::Done
+        );
+        assert!(late.0.lock().unwrap().is_empty());
+    }
 }
