@@ -120,6 +120,12 @@ class Resolver:
                 return self.resolve(arg[1] if self.condition(arg[0]) else arg[2])
             if key == "Fn::Not":
                 return not self.resolve(arg[0])
+            if key == "Fn::And":
+                return all(self.resolve(x) for x in arg)
+            if key == "Fn::Or":
+                return any(self.resolve(x) for x in arg)
+            if key == "Condition":
+                return self.condition(arg)
             if key == "Fn::Equals":
                 return self.resolve(arg[0]) == self.resolve(arg[1])
         return {k: self.resolve(v) for k, v in node.items()}
@@ -239,6 +245,10 @@ def main(argv):
     resolver = Resolver(template, stack_name, account)
     moto_template = copy.deepcopy(template)
     resources = moto_template["Resources"]
+    # A resource whose Condition is false does not exist, as on CloudFormation (the destination
+    # slots left empty): left out here, since moto's CloudFormation lists such resources without ids.
+    for lid in [lid for lid, res in resources.items() if "Condition" in res and not resolver.condition(res["Condition"])]:
+        del resources[lid]
 
     # Lambda code: a placeholder for the emulator only.
     for logical_id, res in resources.items():

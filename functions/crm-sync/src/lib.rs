@@ -136,7 +136,12 @@ pub async fn cold_start() -> Result<(App, Sweeper), lambda_runtime::Error> {
     };
     let app = App {
         // Claim-checked events are read back from the bucket before crm-sync sees them.
-        handler: engine.claim_checked(handler),
+        // Fed by the events topic (a stack with destinations), the destinations' consumers read
+        // the same claim-checked objects: leave them to the bucket's lifecycle rule.
+        handler: match lookup(config::EVENTS_TOPIC_ARN) {
+            Some(_) => engine.claim_checked_shared(handler),
+            None => engine.claim_checked(handler),
+        },
         queue,
         policy,
     };

@@ -167,6 +167,19 @@ pub fn build_api_with_numbers(
     settings: Settings,
     numbers: Option<Arc<Numbers>>,
 ) -> Api {
+    build_api_with_topic(sdk, settings, numbers, None)
+}
+
+/// [`build_api_with_numbers`] on a stack with destinations (`docs/destinations.md`):
+/// `events_topic_arn` (`EVENTS_TOPIC_ARN`) is the topic the events queue and every
+/// destination's queue subscribe to, and new webhook events are published to it once instead
+/// of sent to the events queue. (Not a [`Settings`] field: the tests build those literally.)
+pub fn build_api_with_topic(
+    sdk: &SdkConfig,
+    settings: Settings,
+    numbers: Option<Arc<Numbers>>,
+    events_topic_arn: Option<String>,
+) -> Api {
     if settings.claim_check_bucket.is_none() {
         tracing::warn!(
             "{} is not set: an event too large for SQS fails its delivery (503)",
@@ -184,7 +197,12 @@ pub fn build_api_with_numbers(
     if let Some(store) = &media {
         engine = engine.with_media(store.clone());
     }
-    let inbox = engine.inbox(settings.events_queue_url.clone(), DEFAULT_DEDUPE_TTL);
+    // With destinations, one publish to the topic is the durable write Meta's 200 waits for;
+    // the events queue (and its other producers below) stay as they are.
+    let inbox = match &events_topic_arn {
+        Some(arn) => engine.topic_inbox(sdk, arn, numbers.clone(), DEFAULT_DEDUPE_TTL),
+        None => engine.inbox(settings.events_queue_url.clone(), DEFAULT_DEDUPE_TTL),
+    };
     let mut api = Api::new().with_ingest(Arc::new(IngestService::new(
         settings.ingest,
         Arc::new(inbox),
@@ -269,6 +287,8 @@ pub struct ReloadingApi {
     sdk: SdkConfig,
     settings: Settings,
     registry: DynamoNumbers,
+    /// `EVENTS_TOPIC_ARN`: every API built again publishes to it too.
+    topic: Option<String>,
     api: reload::Reloading<Api>,
 }
 
@@ -281,11 +301,24 @@ impl ReloadingApi {
         numbers: Option<Arc<Numbers>>,
         every: std::time::Duration,
     ) -> ReloadingApi {
-        let first = build_api_with_numbers(sdk, settings.clone(), numbers);
+        ReloadingApi::with_topic(sdk, settings, registry, numbers, every, None)
+    }
+
+    /// [`ReloadingApi::new`] on a stack with destinations ([`build_api_with_topic`]).
+    pub fn with_topic(
+        sdk: &SdkConfig,
+        settings: Settings,
+        registry: DynamoNumbers,
+        numbers: Option<Arc<Numbers>>,
+        every: std::time::Duration,
+        topic: Option<String>,
+    ) -> ReloadingApi {
+        let first = build_api_with_topic(sdk, settings.clone(), numbers, topic.clone());
         ReloadingApi {
             sdk: sdk.clone(),
             settings,
             registry,
+            topic,
             api: reload::Reloading::new(first, every),
         }
     }
@@ -302,10 +335,11 @@ impl ReloadingApi {
         let newer = self.api.newer(&seen, || async {
             let numbers = self.registry.load().await.map_err(|e| e.to_string())?;
             let settings = self.settings.clone();
-            Ok(build_api_with_numbers(
+            Ok(build_api_with_topic(
                 &self.sdk,
                 settings,
                 numbers.map(Arc::new),
+                self.topic.clone(),
             ))
         });
         match newer.await {
@@ -352,9 +386,14 @@ pub async fn cold_start() -> Result<ReloadingApi, lambda_http::Error> {
     let registry = DynamoNumbers::new(aws_sdk_dynamodb::Client::new(sdk), &settings.table);
     let numbers = registry.load().await?.map(Arc::new);
     let count = numbers.as_ref().map_or(0, |n| n.all().len());
-    tracing::info!(table = %settings.table, numbers = count, "ingest ready");
+    let topic = secrets
+        .lookup(config::EVENTS_TOPIC_ARN)
+        .filter(|v| !v.trim().is_empty());
+    tracing::info!(table = %settings.table, numbers = count, topic = ?topic, "ingest ready");
     let every = reload::RELOAD_EVERY;
-    Ok(ReloadingApi::new(sdk, settings, registry, numbers, every))
+    Ok(ReloadingApi::with_topic(
+        sdk, settings, registry, numbers, every, topic,
+    ))
 }
 
 #[cfg(test)]

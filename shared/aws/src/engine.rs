@@ -123,6 +123,12 @@ impl AwsEngine {
         Arc::new(ClaimChecked::new(handler, self.blobs()))
     }
 
+    /// [`Self::claim_checked`] for a consumer of a queue fed by the events topic: other queues'
+    /// consumers read the same objects, so done events leave them to the bucket's lifecycle.
+    pub fn claim_checked_shared(&self, handler: Arc<dyn Handler>) -> Arc<dyn Handler> {
+        Arc::new(ClaimChecked::new(handler, self.blobs()).shared())
+    }
+
     /// A queue this function consumes (and dead-letters to).
     pub fn queue(&self, url: impl Into<String>, dlq_url: impl Into<String>) -> SqsQueue {
         SqsQueue::new(self.sqs.clone(), url, dlq_url)
@@ -138,6 +144,26 @@ impl AwsEngine {
         StagedInbox::new(
             Arc::new(DynamoDedupe::new(self.dynamo.clone(), self.table.clone())),
             self.events_producer(events_queue_url),
+            dedupe_ttl,
+        )
+    }
+
+    /// Ingest's hand-off on a stack with destinations (`docs/destinations.md`): dedupe in the
+    /// table, then one publish to the events topic (through the claim-check), which every
+    /// consumer's queue subscribes to; `numbers` names each event's number for the filters.
+    pub fn topic_inbox(
+        &self,
+        sdk: &SdkConfig,
+        topic_arn: impl Into<String>,
+        numbers: Option<Arc<wabridge_core::numbers::Numbers>>,
+        dedupe_ttl: Duration,
+    ) -> StagedInbox {
+        let topic = crate::sns::SnsTopic::new(sdk, topic_arn)
+            .with_numbers(numbers)
+            .with_claim_check(self.blobs());
+        StagedInbox::publishing(
+            Arc::new(DynamoDedupe::new(self.dynamo.clone(), self.table.clone())),
+            Arc::new(topic),
             dedupe_ttl,
         )
     }

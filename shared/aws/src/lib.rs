@@ -19,4 +19,5 @@ pub mod s3_media_links;
 pub mod s3_media_uploads;
 pub mod sdk;
 pub mod secrets;
+pub mod sns;
 pub mod sqs;

@@ -106,27 +106,37 @@ impl ClaimCheckQueue {
 
     /// The message to enqueue for `message`: itself, or a pointer once its body is stored.
     async fn checked(&self, message: &OutgoingMessage) -> Result<OutgoingMessage, StoreError> {
-        if message.body.len() <= self.threshold {
-            return Ok(message.clone());
-        }
-        let sha256 = sha256_hex(message.body.as_bytes());
-        let claim = Claim {
-            key: format!("{CONTENT_PREFIX}{sha256}"),
-            bytes: message.body.len(),
-            sha256,
-        };
-        self.blobs
-            .put(&claim.key, message.body.as_bytes().to_vec())
-            .await?;
-        tracing::info!(key = %claim.key, bytes = claim.bytes, "event claim-checked");
-        let body =
-            serde_json::to_string(&Pointer { claim_check: claim }).map_err(StoreError::corrupt)?;
-        Ok(OutgoingMessage {
-            id: message.id.clone(),
-            body,
-            delay: message.delay,
-        })
+        checked(self.blobs.as_ref(), message, self.threshold).await
     }
+}
+
+/// The body to send for `message`: itself when at most `threshold` bytes, else a pointer once
+/// the body is stored in `blobs` (the queue's producer side, and the events topic's).
+pub async fn checked(
+    blobs: &dyn BlobStore,
+    message: &OutgoingMessage,
+    threshold: usize,
+) -> Result<OutgoingMessage, StoreError> {
+    if message.body.len() <= threshold {
+        return Ok(message.clone());
+    }
+    let sha256 = sha256_hex(message.body.as_bytes());
+    let claim = Claim {
+        key: format!("{CONTENT_PREFIX}{sha256}"),
+        bytes: message.body.len(),
+        sha256,
+    };
+    blobs
+        .put(&claim.key, message.body.as_bytes().to_vec())
+        .await?;
+    tracing::info!(key = %claim.key, bytes = claim.bytes, "event claim-checked");
+    let body =
+        serde_json::to_string(&Pointer { claim_check: claim }).map_err(StoreError::corrupt)?;
+    Ok(OutgoingMessage {
+        id: message.id.clone(),
+        body,
+        delay: message.delay,
+    })
 }
 
 #[async_trait]
@@ -169,11 +179,25 @@ pub struct ClaimChecked {
     /// `None`: a consumer deployed without the bucket. Its pointers wait (retried within the
     /// horizon) for the setting to be fixed, rather than fail as events they are not.
     blobs: Option<Arc<dyn BlobStore>>,
+    /// Whether other queues' consumers read the same objects (an events topic fans each event
+    /// out to several queues): then a done event leaves its object to the bucket's lifecycle
+    /// rule, since a tombstone would make the other consumers skip an event they never saw.
+    shared: bool,
 }
 
 impl ClaimChecked {
     pub fn new(inner: Arc<dyn Handler>, blobs: Option<Arc<dyn BlobStore>>) -> Self {
-        ClaimChecked { inner, blobs }
+        ClaimChecked {
+            inner,
+            blobs,
+            shared: false,
+        }
+    }
+
+    /// Objects are read by more than this consumer: never tombstoned nor deleted here.
+    pub fn shared(mut self) -> Self {
+        self.shared = true;
+        self
     }
 
     /// After the work is done: tombstone first, then delete, so that no moment exists where a
@@ -264,7 +288,7 @@ impl Handler for ClaimChecked {
             ..delivery.clone()
         };
         let outcome = self.inner.handle(&resolved).await;
-        if outcome == Outcome::Done {
+        if outcome == Outcome::Done && !self.shared {
             Self::finish(blobs, &claim).await;
         }
         outcome
@@ -300,5 +324,80 @@ mod tests {
         }
         .to_json();
         assert!(!is_pointer(&event), "{event}");
+    }
+
+    /// An object store in memory.
+    #[derive(Default)]
+    struct Blobs(std::sync::Mutex<std::collections::HashMap<String, Vec<u8>>>);
+
+    #[async_trait]
+    impl BlobStore for Blobs {
+        async fn put(&self, key: &str, body: Vec<u8>) -> Result<(), StoreError> {
+            self.0.lock().unwrap().insert(key.into(), body);
+            Ok(())
+        }
+        async fn get(&self, key: &str) -> Result<Option<Vec<u8>>, StoreError> {
+            Ok(self.0.lock().unwrap().get(key).cloned())
+        }
+        async fn delete(&self, key: &str) -> Result<(), StoreError> {
+            self.0.lock().unwrap().remove(key);
+            Ok(())
+        }
+    }
+
+    /// A consumer keeping the bodies it was handed.
+    #[derive(Default)]
+    struct Seen(std::sync::Mutex<Vec<String>>);
+
+    #[async_trait]
+    impl Handler for Seen {
+        async fn handle(&self, delivery: &Delivery) -> Outcome {
+            self.0.lock().unwrap().push(delivery.body.clone());
+            Outcome::Done
+        }
+    }
+
+    #[tokio::test]
+    async fn a_shared_object_reaches_every_queues_consumer_and_an_unshared_one_is_finished() {
+        let blobs: Arc<Blobs> = Arc::default();
+        let big = OutgoingMessage {
+            id: "k".into(),
+            body: "x".repeat(300),
+            delay: None,
+        };
+        let pointer = checked(blobs.as_ref(), &big, 100).await.unwrap();
+        assert!(is_pointer(&pointer.body));
+        let delivery = Delivery {
+            message_id: "m".into(),
+            receipt: "r".into(),
+            body: pointer.body,
+            receive_count: 1,
+            enqueued_at: None,
+        };
+        // An events topic feeds two queues: the CRM's consumer and a destination's both read it.
+        let (crm, bot): (Arc<Seen>, Arc<Seen>) = Default::default();
+        let as_blobs = || Some(blobs.clone() as Arc<dyn BlobStore>);
+        let crm_side = ClaimChecked::new(crm.clone(), as_blobs()).shared();
+        let bot_side = ClaimChecked::new(bot.clone(), as_blobs()).shared();
+        assert_eq!(crm_side.handle(&delivery).await, Outcome::Done);
+        assert_eq!(bot_side.handle(&delivery).await, Outcome::Done);
+        assert_eq!(*crm.0.lock().unwrap(), vec![big.body.clone()]);
+        assert_eq!(*bot.0.lock().unwrap(), vec![big.body.clone()]);
+        // One queue only: the object is tombstoned and deleted once done, so a second consumer
+        // would be told `Done` without seeing the event (why topics share).
+        let late: Arc<Seen> = Arc::default();
+        assert_eq!(
+            ClaimChecked::new(crm.clone(), as_blobs())
+                .handle(&delivery)
+                .await,
+            Outcome::Done
+        );
+        assert_eq!(
+            ClaimChecked::new(late.clone(), as_blobs())
+                .handle(&delivery)
+                .await,
+            Outcome::Done
+        );
+        assert!(late.0.lock().unwrap().is_empty());
     }
 }

@@ -132,6 +132,21 @@ pub const EVENTS_QUEUE_URL: &str = "EVENTS_QUEUE_URL";
 pub const EVENTS_DLQ_URL: &str = "EVENTS_DLQ_URL";
 pub const SENDS_QUEUE_URL: &str = "SENDS_QUEUE_URL";
 pub const SENDS_DLQ_URL: &str = "SENDS_DLQ_URL";
+/// ARN of the events topic (`docs/destinations.md`): set when the stack has destinations.
+/// Ingest then publishes each new event once to the topic (the events queue and every
+/// destination's queue subscribe to it) instead of sending it to the events queue; consumers
+/// keep claim-checked objects, which more than one queue's consumer reads.
+pub const EVENTS_TOPIC_ARN: &str = "EVENTS_TOPIC_ARN";
+/// A destination consumer's settings (the `relay` function, one per destination): its name
+/// (names its dead letters), kind (`relay`), URL, and the key of its signing secret in the
+/// stack's secret.
+pub const DESTINATION_NAME: &str = "DESTINATION_NAME";
+pub const DESTINATION_KIND: &str = "DESTINATION_KIND";
+pub const DESTINATION_URL: &str = "DESTINATION_URL";
+pub const DESTINATION_SECRET_KEY: &str = "DESTINATION_SECRET_KEY";
+/// The destination's queue and dead-letter queue.
+pub const DESTINATION_QUEUE_URL: &str = "DESTINATION_QUEUE_URL";
+pub const DESTINATION_DLQ_URL: &str = "DESTINATION_DLQ_URL";
 /// S3 bucket of the events' claim-check (`claim_check`): ingest writes events too large for
 /// SQS there, crm-sync reads them back. Unset: oversized events are refused (503) and crm-sync
 /// retries the pointers it cannot read.

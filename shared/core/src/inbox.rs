@@ -32,19 +32,49 @@ pub trait Fanout: Send + Sync + std::fmt::Debug {
     fn queues(&self, event: &Event) -> Vec<String>;
 }
 
+/// A topic every consumer's queue subscribes to (the events topic of an AWS stack with
+/// destinations, `numbers::topic`): one durable write hands an event to the CRM's queue and to
+/// each destination's queue whose filter matches.
+#[async_trait]
+pub trait EventTopic: Send + Sync {
+    /// Publishes every event once, or fails (then none, some or all may be published: Meta
+    /// retries the delivery, and the consumers are idempotent).
+    async fn publish(&self, events: &[&Event]) -> Result<(), StoreError>;
+}
+
+/// Where a [`StagedInbox`] hands new events.
+enum Outbox {
+    Queue(Arc<dyn Queue>),
+    Topic(Arc<dyn EventTopic>),
+}
+
 /// The inbox for engines whose dedupe table and queue are separate services (DynamoDB + SQS):
 /// filter seen keys, enqueue the rest, then mark them seen. A crash between enqueue and mark
 /// re-enqueues on Meta's retry, which the consumers' effects ledger absorbs; the opposite order
 /// could lose events, so it is never used. (The SQLite engine does all three in one transaction.)
 pub struct StagedInbox {
     dedupe: Arc<dyn Dedupe>,
-    queue: Arc<dyn Queue>,
+    outbox: Outbox,
     ttl: Duration,
 }
 
 impl StagedInbox {
     pub fn new(dedupe: Arc<dyn Dedupe>, queue: Arc<dyn Queue>, ttl: Duration) -> Self {
-        StagedInbox { dedupe, queue, ttl }
+        StagedInbox {
+            dedupe,
+            outbox: Outbox::Queue(queue),
+            ttl,
+        }
+    }
+
+    /// New events are published to `topic` instead of sent to a queue; the same order (publish,
+    /// then mark) keeps a crash from losing an event.
+    pub fn publishing(dedupe: Arc<dyn Dedupe>, topic: Arc<dyn EventTopic>, ttl: Duration) -> Self {
+        StagedInbox {
+            dedupe,
+            outbox: Outbox::Topic(topic),
+            ttl,
+        }
     }
 }
 
@@ -69,8 +99,13 @@ impl Inbox for StagedInbox {
                 duplicates,
             });
         }
-        let messages: Vec<OutgoingMessage> = fresh.iter().map(|e| e.to_message()).collect();
-        self.queue.send_batch(&messages).await?;
+        match &self.outbox {
+            Outbox::Queue(queue) => {
+                let messages: Vec<OutgoingMessage> = fresh.iter().map(|e| e.to_message()).collect();
+                queue.send_batch(&messages).await?;
+            }
+            Outbox::Topic(topic) => topic.publish(&fresh).await?,
+        }
         let fresh_keys: Vec<&str> = fresh.iter().map(|e| e.key.as_str()).collect();
         self.dedupe.mark(&fresh_keys, self.ttl).await?;
         Ok(AcceptReport {

@@ -199,7 +199,7 @@ fn local_activities(gw: &Gateway) -> Vec<String> {
 }
 
 /// The python of the venv the tests use (`WABRIDGE_VENV`, else `./.venv`), if pywa is there.
-fn pywa_python() -> Option<PathBuf> {
+pub(crate) fn pywa_python() -> Option<PathBuf> {
     let venv = std::env::var("WABRIDGE_VENV")
         .map(PathBuf::from)
         .unwrap_or_else(|_| wabridge_tests::workspace_root().join(".venv"));
@@ -213,7 +213,7 @@ fn pywa_python() -> Option<PathBuf> {
 }
 
 /// pywa's verdict on each delivery under `secret`.
-fn pywa_verdicts(python: &Path, secret: &str, got: &[(String, String)]) -> Vec<String> {
+pub(crate) fn pywa_verdicts(python: &Path, secret: &str, got: &[(String, String)]) -> Vec<String> {
     use std::io::Write;
     let script = wabridge_tests::workspace_root().join("tests/scripts/pywa_verify.py");
     let mut child = Command::new(python)

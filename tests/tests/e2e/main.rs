@@ -15,6 +15,7 @@ mod crm_aws;
 mod crm_local_serve;
 mod dead_letters_retention;
 mod dead_letters_sqs;
+mod destinations_aws;
 mod destinations_records;
 mod destinations_serve;
 mod erasure_dynamo;

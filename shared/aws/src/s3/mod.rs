@@ -437,7 +437,7 @@ impl Failure {
 
 /// A query string's name or value as S3 reads it: unreserved characters as they are, every
 /// other byte `%XX` (a MIME type's `/` and `+` included).
-fn query_escape(text: &str) -> String {
+pub(crate) fn query_escape(text: &str) -> String {
     let mut out = String::with_capacity(text.len());
     for b in text.bytes() {
         if b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_' | b'.' | b'~') {

@@ -390,7 +390,7 @@ impl Destinations {
 }
 
 /// A destination's name: 1 to 32 of a-z, 0-9, - and _ (as a number's label).
-fn is_name(name: &str) -> bool {
+pub fn is_name(name: &str) -> bool {
     (1..=32).contains(&name.len())
         && name
             .bytes()

@@ -16,6 +16,7 @@ pub mod relay;
 pub mod reload;
 pub mod replay;
 pub mod route;
+pub mod topic;
 
 /// The code of an event (dead-letter reason) or a send (`from`) naming a number the registry
 /// does not know.
@@ -473,7 +474,8 @@ fn check_target(t: &CrmTarget) -> Result<(), String> {
     Ok(())
 }
 
-fn is_key_name(key: &str) -> bool {
+/// Whether `key` is a secret's name (A-Z, 0-9, _; at most 128), never a pasted-in secret.
+pub fn is_key_name(key: &str) -> bool {
     !key.is_empty()
         && key.len() <= 128
         && key

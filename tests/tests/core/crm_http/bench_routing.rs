@@ -40,7 +40,7 @@ crm = { kind = "webhook", settings = { CRM_WEBHOOK_URL = "http://co.invalid/hook
 /// A customer's text to one of the two numbers (customer `c` always to the same one).
 fn routed_text(i: usize) -> Value {
     let mut event = text_event(i, CONTACTS);
-    let (id, waba, display) = if (i % CONTACTS) % 2 == 0 {
+    let (id, waba, display) = if (i % CONTACTS).is_multiple_of(2) {
         ("106540352242922", "102290129340398", "15550783881")
     } else {
         ("206540352242922", "202290129340398", "576015002222")

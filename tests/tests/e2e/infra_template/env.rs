@@ -22,6 +22,12 @@ const QUEUE_ENV: &[(&str, &str)] = &[
     (config::SENDS_DLQ_URL, "SendsDlq"),
     (config::MEDIA_QUEUE_URL, "MediaQueue"),
     (config::MEDIA_DLQ_URL, "MediaDeadLetterQueue"),
+    (config::DESTINATION_QUEUE_URL, "Destination1Queue"),
+    (config::DESTINATION_DLQ_URL, "Destination1Dlq"),
+    (config::DESTINATION_QUEUE_URL, "Destination2Queue"),
+    (config::DESTINATION_DLQ_URL, "Destination2Dlq"),
+    (config::DESTINATION_QUEUE_URL, "Destination3Queue"),
+    (config::DESTINATION_DLQ_URL, "Destination3Dlq"),
 ];
 
 /// Every `pub const NAME: &str = "NAME";` of config.rs: the one list of env names.

@@ -11,6 +11,7 @@ mod access;
 mod alarms;
 mod business_alarms;
 mod data;
+mod destinations;
 mod env;
 mod functions;
 mod queues;
@@ -251,6 +252,44 @@ const MEDIA_ENV: &[&str] = &[
     config::WABRIDGE_CONTENT_RETENTION_DAYS,
 ];
 
+/// A destination slot's relay function (docs/destinations.md): its own queue, dead letters and
+/// the claim-checked events it reads (never deletes: other queues' consumers read them too).
+const RELAY_ENV: &[&str] = &[
+    config::DESTINATION_NAME,
+    config::DESTINATION_KIND,
+    config::DESTINATION_URL,
+    config::DESTINATION_SECRET_KEY,
+    config::DESTINATION_QUEUE_URL,
+    config::DESTINATION_DLQ_URL,
+    config::CLAIM_CHECK_BUCKET,
+    config::WABRIDGE_SECRETS_ARN,
+    config::WABRIDGE_RETRY_HORIZON,
+];
+
+/// The destination slots of the template; each is checked as every function and queue is, and
+/// [`destinations`] checks the slots are copies of the first.
+const DESTINATION_SLOTS: &[&str] = &["Destination1", "Destination2", "Destination3"];
+
+macro_rules! relay_slot {
+    ($id:literal, $queue:literal, $dlq:literal) => {
+        Lambda {
+            id: $id,
+            crate_dir: "functions/relay",
+            env: RELAY_ENV,
+            consumes: Some(($queue, $dlq)),
+            sends_to: &[$dlq],
+            claim_check: &["s3:GetObject"],
+            media: &[],
+        }
+    };
+}
+
+/// Functions that keep no state: no table grant (every other function needs one).
+const WITHOUT_TABLE: &[&str] = &["functions/relay"];
+
+/// Topics a function publishes to (sns:Publish).
+const PUBLISHES: &[(&str, &str)] = &[("Ingest", "EventsTopic")];
+
 const LAMBDAS: &[Lambda] = &[
     Lambda {
         id: "Ingest",
@@ -319,6 +358,9 @@ const LAMBDAS: &[Lambda] = &[
             "s3:AbortMultipartUpload",
         ],
     },
+    relay_slot!("Destination1", "Destination1Queue", "Destination1Dlq"),
+    relay_slot!("Destination2", "Destination2Queue", "Destination2Dlq"),
+    relay_slot!("Destination3", "Destination3Queue", "Destination3Dlq"),
 ];
 
 /// Every queue of the stack with its dead-letter queue. Each needs a consumer in [`LAMBDAS`]
@@ -327,6 +369,9 @@ const QUEUES: &[(&str, &str)] = &[
     ("EventsQueue", "EventsDlq"),
     ("SendsQueue", "SendsDlq"),
     ("MediaQueue", "MediaDeadLetterQueue"),
+    ("Destination1Queue", "Destination1Dlq"),
+    ("Destination2Queue", "Destination2Dlq"),
+    ("Destination3Queue", "Destination3Dlq"),
 ];
 
 /// Queues the template declares before their consumer lands, with where it comes from. The

@@ -1,0 +1,230 @@
+//! `relay` Lambda: the consumer of one destination's SQS queue on AWS (`docs/destinations.md`).
+//! The events topic delivers the destination's events to its queue (raw message delivery, its
+//! filter policy from the destination's `events` and `numbers`); this function POSTs each to the
+//! destination's URL with the code `wabridge serve` uses ([`RelayHandler`] over
+//! [`HttpRelay`]): Meta's envelope re-signed under the destination's secret, the same retries
+//! (transient failures, 429 and 401/403 wait with backoff within the events' retry horizon),
+//! other 4xx dead-lettered at once into the destination's DLQ with a reason naming it, and
+//! partial batch failures. One function per destination, so a bot that is down holds back only
+//! its own queue.
+//!
+//! Settings come from the environment (`DESTINATION_*` of `wabridge_core::config`); the signing
+//! secret is the key `DESTINATION_SECRET_KEY` names in the stack's one secret.
+
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use aws_lambda_events::event::sqs::{SqsBatchResponse, SqsEvent};
+use wabridge_aws::engine::AwsEngine;
+use wabridge_core::config::{self, ConfigError};
+use wabridge_core::consumer::Handler;
+use wabridge_core::numbers::destinations::{is_name, DestinationKind};
+use wabridge_core::numbers::is_key_name;
+use wabridge_core::numbers::relay::{RelayHandler, RelayPost};
+use wabridge_core::queue::Queue;
+use wabridge_core::retry::RetryPolicy;
+use wabridge_crm::relay::HttpRelay;
+
+/// Deliveries of one batch at once (as `wabridge serve`'s destination worker).
+pub const CONCURRENCY: usize = 4;
+/// Longest one relay POST may take (as a CRM call's default).
+const RELAY_TIMEOUT: Duration = Duration::from_millis(config::DEFAULT_CRM_TIMEOUT_MS);
+
+/// One destination's settings, checked at cold start (each refusal names the variable).
+#[derive(Debug, Clone, PartialEq)]
+pub struct Destination {
+    pub name: String,
+    pub kind: DestinationKind,
+    pub url: String,
+    /// The NAME of its signing secret in the stack's secret.
+    pub secret_key: String,
+    pub queue_url: String,
+    pub dlq_url: String,
+}
+
+impl Destination {
+    pub fn from_lookup(get: impl Fn(&str) -> Option<String>) -> Result<Destination, ConfigError> {
+        let s = config::Settings::new(get);
+        let name = s.required(config::DESTINATION_NAME, "it names the dead letters")?;
+        if !is_name(&name) {
+            return Err(ConfigError::Invalid {
+                name: config::DESTINATION_NAME,
+                value: name,
+                expected: "1-32 of a-z 0-9 - _",
+            });
+        }
+        let kind = match s.optional(config::DESTINATION_KIND).as_deref() {
+            None | Some("relay") => DestinationKind::Relay,
+            Some(other) => {
+                return Err(ConfigError::Invalid {
+                    name: config::DESTINATION_KIND,
+                    value: other.to_string(),
+                    expected: "relay (records is not built yet)",
+                })
+            }
+        };
+        let url = s.required(config::DESTINATION_URL, "deliveries are POSTed there")?;
+        let ok = url::Url::parse(&url)
+            .is_ok_and(|u| matches!(u.scheme(), "http" | "https") && u.host().is_some());
+        if !ok {
+            // The URL may carry a token: its scheme only.
+            let scheme = url.split_once(':').map_or("none", |(s, _)| s);
+            return Err(ConfigError::Invalid {
+                name: config::DESTINATION_URL,
+                value: format!("a URL of scheme {scheme}"),
+                expected: "an http or https URL",
+            });
+        }
+        let secret_key = s.required(
+            config::DESTINATION_SECRET_KEY,
+            "deliveries are signed with the secret it names",
+        )?;
+        if !is_key_name(&secret_key) {
+            return Err(ConfigError::Invalid {
+                name: config::DESTINATION_SECRET_KEY,
+                value: "(hidden: not a key name, perhaps the secret itself)".into(),
+                expected: "the NAME of a key of the stack's secret (A-Z, 0-9, _)",
+            });
+        }
+        Ok(Destination {
+            name,
+            kind,
+            url,
+            secret_key,
+            queue_url: s.required(config::DESTINATION_QUEUE_URL, "its events are there")?,
+            dlq_url: s.required(config::DESTINATION_DLQ_URL, "its dead letters go there")?,
+        })
+    }
+}
+
+pub struct App {
+    pub handler: Arc<dyn Handler>,
+    pub queue: Arc<dyn Queue>,
+    /// The events' retry horizon (`WABRIDGE_RETRY_HORIZON`), as the CRM's.
+    pub policy: RetryPolicy,
+}
+
+/// The consumer of `destination` over `engine`, signing with `secret` and posting with `post`
+/// (the destination's URL, [`HttpRelay`], outside tests). Claim-checked events are read from
+/// the bucket and left there for the other queues' consumers.
+pub fn build(
+    engine: &AwsEngine,
+    destination: &Destination,
+    secret: &str,
+    post: Arc<dyn RelayPost>,
+    policy: RetryPolicy,
+) -> Result<App, String> {
+    let handler = RelayHandler::new(&destination.name, secret, post).ok_or_else(|| {
+        format!(
+            "destination {}: the secret's key {} is empty",
+            destination.name, destination.secret_key
+        )
+    })?;
+    Ok(App {
+        handler: engine.claim_checked_shared(Arc::new(handler)),
+        queue: Arc::new(engine.queue(&destination.queue_url, &destination.dlq_url)),
+        policy,
+    })
+}
+
+/// Cold start: settings, the destination's secret (one key of the stack's secret), clients.
+pub async fn cold_start() -> Result<App, lambda_runtime::Error> {
+    let sdk = wabridge_aws::sdk::lambda_config().await;
+    let secrets = wabridge_aws::secrets::secrets().await?;
+    let lookup = |name: &str| secrets.lookup(name).filter(|v| !v.trim().is_empty());
+    let destination = Destination::from_lookup(lookup)?;
+    let (policy, _) = config::retry_policies(lookup)?;
+    let secret = secrets
+        .get(&destination.secret_key)
+        .filter(|v| !v.trim().is_empty())
+        .ok_or_else(|| {
+            format!(
+                "destination {}: {} is not a key of the stack's secret (add it: infra/README.md)",
+                destination.name, destination.secret_key
+            )
+        })?;
+    // No table: a relay keeps no state (its queue, DLQ and the claim-check bucket are all it uses).
+    let engine = AwsEngine::new(sdk, String::new())
+        .with_claim_check(sdk, lookup(config::CLAIM_CHECK_BUCKET));
+    let post = Arc::new(HttpRelay::new(&destination.url, RELAY_TIMEOUT)?);
+    let app = build(&engine, &destination, secret, post, policy)?;
+    tracing::info!(destination = %destination.name, kind = destination.kind.as_str(), "relay ready");
+    Ok(app)
+}
+
+/// Handles a batch; returns the messages that must stay on the queue.
+pub async fn handle(app: &App, event: SqsEvent, deadline: Option<Instant>) -> SqsBatchResponse {
+    let (queue, handler) = (app.queue.as_ref(), app.handler.as_ref());
+    wabridge_aws::lambda::sqs_batch(queue, handler, event, CONCURRENCY, app.policy, deadline).await
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn lookup<'a>(
+        pairs: &'a [(&'static str, &'static str)],
+    ) -> impl Fn(&str) -> Option<String> + 'a {
+        move |name| {
+            pairs
+                .iter()
+                .find(|(k, _)| *k == name)
+                .map(|(_, v)| v.to_string())
+        }
+    }
+
+    const OK: &[(&str, &str)] = &[
+        ("DESTINATION_NAME", "bot-mx"),
+        (
+            "DESTINATION_URL",
+            "https://bot.example.mx/webhook?token=abc",
+        ),
+        ("DESTINATION_SECRET_KEY", "BOT_MX_SECRET"),
+        ("DESTINATION_QUEUE_URL", "http://q/bot"),
+        ("DESTINATION_DLQ_URL", "http://q/bot-dlq"),
+    ];
+
+    fn with(change: (&'static str, &'static str)) -> Vec<(&'static str, &'static str)> {
+        let mut pairs: Vec<_> = OK.iter().copied().filter(|(k, _)| *k != change.0).collect();
+        pairs.push(change);
+        pairs
+    }
+
+    #[test]
+    fn settings_are_read_and_each_refusal_names_its_variable() {
+        let d = Destination::from_lookup(lookup(OK)).unwrap();
+        assert_eq!(d.name, "bot-mx");
+        assert_eq!(d.kind, DestinationKind::Relay);
+        assert_eq!(d.secret_key, "BOT_MX_SECRET");
+        let refused = |pairs: Vec<(&'static str, &'static str)>| {
+            Destination::from_lookup(lookup(&pairs))
+                .unwrap_err()
+                .to_string()
+        };
+        let e = refused(with(("DESTINATION_NAME", "Bot MX")));
+        assert!(e.contains("DESTINATION_NAME"), "{e}");
+        let e = refused(with(("DESTINATION_KIND", "records")));
+        assert!(
+            e.contains("DESTINATION_KIND") && e.contains("not built"),
+            "{e}"
+        );
+        // Only the scheme of a bad URL is echoed: a URL may carry a token.
+        let e = refused(with(("DESTINATION_URL", "ftp://u:pw@bot/x")));
+        assert!(
+            e.contains("DESTINATION_URL") && e.contains("ftp") && !e.contains("pw"),
+            "{e}"
+        );
+        // A pasted-in secret is refused without echoing it.
+        let e = refused(with(("DESTINATION_SECRET_KEY", "s3cr3t-value")));
+        assert!(
+            e.contains("DESTINATION_SECRET_KEY") && !e.contains("s3cr3t"),
+            "{e}"
+        );
+        let missing: Vec<_> = OK
+            .iter()
+            .copied()
+            .filter(|(k, _)| *k != "DESTINATION_DLQ_URL")
+            .collect();
+        assert!(refused(missing).contains("DESTINATION_DLQ_URL"));
+    }
+}
