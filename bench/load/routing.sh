@@ -70,6 +70,7 @@ PY
       ;;
   esac || { cat "$out" >&2; exit 3; }
   grep -q 'no loss, no duplicates: OK' "$out" || { cat "$out" >&2; exit 3; }
+  grep -h 'server peak RSS\|^p99_ms' "$out" | sed "s/^/  $mode: /" >&2 || true
   sed -n 's/.*first to last durable accept): \([0-9]*\) req\/s.*/\1/p' "$out"
 }
 

@@ -11,7 +11,7 @@ use std::time::Duration;
 
 use wabridge_core::attribution::report::parse_since;
 use wabridge_core::breaker::CircuitBreaker;
-use wabridge_core::consumer::{run_worker, Handler, Settle, WorkerOptions};
+use wabridge_core::consumer::{run_worker, Handler, Pressure, Settle, WorkerOptions};
 use wabridge_core::inbox::Fanout;
 use wabridge_core::mapping::Mapping;
 use wabridge_core::numbers::destinations::{
@@ -60,13 +60,15 @@ pub fn fanout(destinations: &Arc<Destinations>, numbers: Option<&Arc<Numbers>>) 
 }
 
 /// One worker per destination, settling with `policy` (the events queue's: a destination gets
-/// the same retry horizon as the CRM), until `stop`.
+/// the same retry horizon as the CRM) and yielding to `pressure` (serve's webhooks), until
+/// `stop`.
 pub async fn spawn(
     db: &Db,
     destinations: Option<&Destinations>,
     numbers: Option<&Arc<Numbers>>,
     secrets: &Secrets,
     policy: RetryPolicy,
+    pressure: Option<Pressure>,
     stop: tokio::sync::watch::Receiver<bool>,
 ) -> Result<Vec<tokio::task::JoinHandle<()>>, CliError> {
     let mut workers = Vec::new();
@@ -117,6 +119,10 @@ pub async fn spawn(
             WorkerOptions {
                 batch: 10,
                 concurrency: 4,
+                // Like crm-sync: during a burst of webhooks one delivery at a time, so the
+                // bot's deliveries do not compete with the acks for the writer and the cores.
+                pressure: pressure.clone(),
+                busy_concurrency: 1,
                 settle: Settle::new(policy, true),
                 breaker: Some(breaker),
                 ..WorkerOptions::default()

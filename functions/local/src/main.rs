@@ -34,11 +34,6 @@ use clap::Parser;
 use crate::cli::*;
 use crate::error::CliError;
 
-// mimalloc instead of glibc's malloc: malloc and free were about a quarter of crm-sync's CPU
-// (docs/benchmarks.md, "Where the time goes").
-#[global_allocator]
-static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
-
 /// Parses the command line and runs the command; on failure prints the error and each of its
 /// causes on stderr (see [`error::report`]) and exits with status 1 (2 for a `templates plan`
 /// that is not clean).

@@ -166,6 +166,7 @@ pub async fn run(args: ServeArgs) -> Result<(), CliError> {
         numbers.as_ref(),
         &secrets,
         events_policy,
+        Some(pressure.clone()),
         stop_rx.clone(),
     )
     .await?;

@@ -1,10 +1,6 @@
 //! Integration tests of the core library over real SQLite files and local HTTP servers.
 //! One test binary, so the dependency tree is linked once.
 
-// The allocator the binaries ship with, so the benchmarks here measure what runs.
-#[global_allocator]
-static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
-
 mod alerts;
 mod attribution_conversions;
 mod attribution_links_numbers;
