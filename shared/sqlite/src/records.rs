@@ -365,8 +365,9 @@ fn fold_change(t: &Connection, body: &mut Map<String, Value>, now: i64) -> Resul
     Ok(())
 }
 
-/// Deletes the dead-lettered events that carry a deleted message's content: the message's own
-/// (`m:<wamid>`) and its edits'. A redrive would otherwise bring the content back.
+/// Deletes the dead-lettered events and the destinations' delivery log rows that carry a
+/// deleted message's content: the message's own (`m:<wamid>`) and its edits'. A redrive or a
+/// `wabridge replay` would otherwise bring the content back.
 fn forget_dead_letters_in(t: &Connection, message_id: &str) -> Result<(), StoreError> {
     let gone = t
         .prepare_cached(
@@ -375,6 +376,19 @@ fn forget_dead_letters_in(t: &Connection, message_id: &str) -> Result<(), StoreE
         )
         .and_then(|mut s| s.execute(params![crate::EVENTS_QUEUE, message_id]))
         .map_err(sql_err)?;
+    let logged = t
+        .prepare_cached(
+            "DELETE FROM destination_deliveries WHERE key = 'm:' || ?1
+             OR json_extract(body, '$.item.edit.original_message_id') = ?1",
+        )
+        .and_then(|mut s| s.execute(params![message_id]))
+        .map_err(sql_err)?;
+    if logged > 0 {
+        tracing::info!(
+            deliveries = logged,
+            "a deleted message's logged deliveries removed with its content"
+        );
+    }
     if gone > 0 {
         tracing::info!(
             dead_letters = gone,

@@ -6,6 +6,7 @@ use std::sync::Arc;
 use serde_json::json;
 use wabridge_core::media::job::MediaJob;
 use wabridge_core::media::record::MediaState;
+use wabridge_core::numbers::replay::DeliveryLog;
 use wabridge_core::queue::Queue;
 use wabridge_sqlite::queue::SqliteQueue;
 
@@ -235,9 +236,27 @@ async fn a_revoke_removes_the_dead_lettered_copies_of_the_message() {
         events.dead_letter(&d, "CRM refused it").await.unwrap();
     }
     assert_eq!(events.dead_letters(10).await.unwrap().len(), 3);
+    // A bot destination took all three: its log for `wabridge replay` holds them too.
+    let log = wabridge_sqlite::deliveries::SqliteDeliveries::new(env.db.clone());
+    for e in [&original, &fix, &other] {
+        log.delivered("bot", &e.key, &e.to_json()).await.unwrap();
+    }
     env.deliver_twice(&[&revoke("wamid.REV1", 1_763_700_090, ORIG)])
         .await;
     let left = events.dead_letters(10).await.unwrap();
     assert_eq!(left.len(), 1, "{left:?}");
     assert!(left[0].body.contains("wamid.OTHER"));
+    // A replay must not bring the deleted content back either: only the other message is left.
+    let replayed = log.replay("bot", 0, i64::MAX).await.unwrap();
+    assert_eq!(
+        replayed, 1,
+        "the message and its edit are gone from the log"
+    );
+    let q = SqliteQueue::new(env.db.clone(), "destination:bot");
+    let got = q
+        .receive(10, std::time::Duration::from_secs(30))
+        .await
+        .unwrap();
+    assert_eq!(got.len(), 1);
+    assert!(got[0].body.contains("wamid.OTHER") && !got[0].body.contains("CURP"));
 }
