@@ -164,6 +164,13 @@ pub(crate) enum Command {
         /// End of the period (default now): 1h, 2d, or a date.
         #[arg(long)]
         until: Option<String>,
+        /// Replay from a deployment's delivery log in its DynamoDB table (or WABRIDGE_TABLE)
+        /// instead of the local store; needs --queue-url.
+        #[arg(long, env = "WABRIDGE_TABLE")]
+        table: Option<String>,
+        /// With --table: the destination's SQS queue (the stack's DestinationNQueueUrl output).
+        #[arg(long)]
+        queue_url: Option<String>,
         #[command(flatten)]
         data: DataArg,
     },

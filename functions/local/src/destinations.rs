@@ -4,18 +4,17 @@
 //! CRM's, and one worker per destination that relays it (`relay`) or posts its records
 //! (`records`), with the events queue's retry horizon and its own breaker and dead letters
 //! (`destination:<name>`). A failing bot holds back only its own queue. Every finished delivery
-//! is kept for `wabridge replay` ([`replay`]).
+//! is kept for `wabridge replay` ([`crate::replay`]).
 
 use std::sync::Arc;
 use std::time::Duration;
 
-use wabridge_core::attribution::report::parse_since;
 use wabridge_core::breaker::CircuitBreaker;
 use wabridge_core::consumer::{run_worker, Handler, Pressure, Settle, WorkerOptions};
 use wabridge_core::inbox::Fanout;
 use wabridge_core::mapping::Mapping;
 use wabridge_core::numbers::destinations::{
-    Destination, DestinationFanout, DestinationKind, Destinations, QUEUE_PREFIX,
+    Destination, DestinationFanout, DestinationKind, Destinations,
 };
 use wabridge_core::numbers::records::{RecordsHandler, ScopedLedger};
 use wabridge_core::numbers::relay::RelayHandler;
@@ -201,60 +200,4 @@ fn records(
             }
         },
     ))
-}
-
-/// `wabridge replay --destination D --since 2h [--until 1h]`: enqueues again on D's queue, as
-/// new deliveries, the events D was delivered in the period (what the content retention and
-/// erasures left); a running `serve` sends them, or the next one does.
-pub async fn replay(
-    data: &std::path::Path,
-    destination: &str,
-    since: &str,
-    until: Option<&str>,
-) -> Result<(), CliError> {
-    let Some(file) = crate::numbers::path() else {
-        return Err(CliError::argument(
-            "--destination",
-            format!("no destination {destination:?}: WABRIDGE_NUMBERS names no registry file"),
-        ));
-    };
-    let bytes = std::fs::read(&file).map_err(CliError::io("read", &file))?;
-    let registry = crate::numbers::registry()?;
-    let destinations = Destinations::parse(&file, &bytes, registry.as_ref())?;
-    if destinations.find(destination).is_none() {
-        let names: Vec<&str> = destinations.all().iter().map(|d| d.name.as_str()).collect();
-        return Err(CliError::argument(
-            "--destination",
-            format!(
-                "no destination {destination:?} in {file} (destinations: {})",
-                if names.is_empty() {
-                    "none".to_string()
-                } else {
-                    names.join(", ")
-                }
-            ),
-        ));
-    }
-    let now = wabridge_core::clock::now_ms();
-    let since_ms = parse_since(since, now).map_err(|e| CliError::argument("--since", e))?;
-    let until_ms = match until {
-        Some(u) => parse_since(u, now).map_err(|e| CliError::argument("--until", e))?,
-        None => now.saturating_add(1),
-    };
-    if until_ms <= since_ms {
-        return Err(CliError::argument(
-            "--until",
-            format!(
-                "--until {:?} is not after --since {since:?}",
-                until.unwrap_or_default()
-            ),
-        ));
-    }
-    let db = crate::data::open_existing(data)?;
-    let n = SqliteDeliveries::new(db)
-        .replay(destination, since_ms, until_ms)
-        .await
-        .map_err(CliError::store("cannot replay the deliveries"))?;
-    println!("enqueued {n} deliveries on {QUEUE_PREFIX}{destination}");
-    Ok(())
 }

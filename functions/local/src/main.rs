@@ -19,6 +19,7 @@ mod media_upload;
 mod numbers;
 mod numbers_discover;
 mod numbers_table;
+mod replay;
 mod secrets;
 mod sends;
 mod serve;
@@ -215,8 +216,22 @@ async fn run(command: Command) -> Result<(), CliError> {
             destination,
             since,
             until,
+            table,
+            queue_url,
             data,
-        } => destinations::replay(&data.data, &destination, &since, until.as_deref()).await,
+        } => {
+            let period = replay::Period::parse(&since, until.as_deref())?;
+            match table.filter(|t| !t.trim().is_empty()) {
+                Some(table) => {
+                    replay::replay_aws(&table, queue_url.as_deref(), &destination, period).await
+                }
+                None if queue_url.is_some() => Err(CliError::argument(
+                    "--queue-url",
+                    "--queue-url replays a deployment's destination: give its --table too",
+                )),
+                None => replay::replay(&data.data, &destination, period).await,
+            }
+        }
         Command::Stats { data } => tools::stats(&data.data).await,
         Command::Loadgen {
             count,

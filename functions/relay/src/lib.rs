@@ -8,6 +8,9 @@
 //! partial batch failures. One function per destination, so a bot that is down holds back only
 //! its own queue.
 //!
+//! Each finished delivery is logged in the table (`WABRIDGE_TABLE`, [`DynamoDeliveries`], kept
+//! the content retention) for `wabridge replay --table` (`docs/destinations.md#replay`).
+//!
 //! Settings come from the environment (`DESTINATION_*` of `wabridge_core::config`); the signing
 //! secret is the key `DESTINATION_SECRET_KEY` names in the stack's one secret.
 
@@ -21,6 +24,7 @@ use wabridge_core::consumer::Handler;
 use wabridge_core::numbers::destinations::{is_name, DestinationKind};
 use wabridge_core::numbers::is_key_name;
 use wabridge_core::numbers::relay::{RelayHandler, RelayPost};
+use wabridge_core::numbers::replay::Logged;
 use wabridge_core::queue::Queue;
 use wabridge_core::retry::RetryPolicy;
 use wabridge_crm::relay::HttpRelay;
@@ -105,8 +109,9 @@ pub struct App {
 }
 
 /// The consumer of `destination` over `engine`, signing with `secret` and posting with `post`
-/// (the destination's URL, [`HttpRelay`], outside tests). Claim-checked events are read from
-/// the bucket and left there for the other queues' consumers.
+/// (the destination's URL, [`HttpRelay`], outside tests); finished deliveries are logged in
+/// the engine's table. Claim-checked events are read from the bucket (the log sees the event,
+/// not its pointer) and left there for the other queues' consumers.
 pub fn build(
     engine: &AwsEngine,
     destination: &Destination,
@@ -120,8 +125,13 @@ pub fn build(
             destination.name, destination.secret_key
         )
     })?;
+    let logged = Logged::new(
+        &destination.name,
+        Arc::new(handler),
+        Arc::new(engine.deliveries()),
+    );
     Ok(App {
-        handler: engine.claim_checked_shared(Arc::new(handler)),
+        handler: engine.claim_checked_shared(Arc::new(logged)),
         queue: Arc::new(engine.queue(&destination.queue_url, &destination.dlq_url)),
         policy,
     })
@@ -134,6 +144,11 @@ pub async fn cold_start() -> Result<App, lambda_runtime::Error> {
     let lookup = |name: &str| secrets.lookup(name).filter(|v| !v.trim().is_empty());
     let destination = Destination::from_lookup(lookup)?;
     let (policy, _) = config::retry_policies(lookup)?;
+    let table = config::Settings::new(lookup).required(
+        config::WABRIDGE_TABLE,
+        "deliveries are logged there for wabridge replay",
+    )?;
+    let retention = wabridge_core::retention::content_retention(lookup)?;
     let secret = secrets
         .get(&destination.secret_key)
         .filter(|v| !v.trim().is_empty())
@@ -143,8 +158,9 @@ pub async fn cold_start() -> Result<App, lambda_runtime::Error> {
                 destination.name, destination.secret_key
             )
         })?;
-    // No table: a relay keeps no state (its queue, DLQ and the claim-check bucket are all it uses).
-    let engine = AwsEngine::new(sdk, String::new())
+    // The table only for the delivery log; no other state.
+    let engine = AwsEngine::new(sdk, table)
+        .with_content_retention(retention)
         .with_claim_check(sdk, lookup(config::CLAIM_CHECK_BUCKET));
     let post = Arc::new(HttpRelay::new(&destination.url, RELAY_TIMEOUT)?);
     let app = build(&engine, &destination, secret, post, policy)?;

@@ -227,6 +227,16 @@ impl AwsEngine {
         )
     }
 
+    /// The destinations' delivery log in the table (`wabridge replay`), items kept the content
+    /// retention.
+    pub fn deliveries(&self) -> crate::dynamo::deliveries::DynamoDeliveries {
+        crate::dynamo::deliveries::DynamoDeliveries::new(
+            self.dynamo.clone(),
+            self.table.clone(),
+            self.content_retention,
+        )
+    }
+
     /// What uploads recorded of the files sends carry, and Meta's media ids of the files the
     /// sender uploaded (details kept for the content retention).
     pub fn media_uploads(&self) -> DynamoMediaUploads {

@@ -32,10 +32,10 @@ use wabridge_tests::{
     Aws, TestQueues,
 };
 
-const BOT_SECRET: &str = "bot-secret-0123456789";
-const MX: &str = "106540352242922";
+pub(crate) const BOT_SECRET: &str = "bot-secret-0123456789";
+pub(crate) const MX: &str = "106540352242922";
 const CO: &str = "206540352242922";
-const WABA_MX: &str = "102290129340398";
+pub(crate) const WABA_MX: &str = "102290129340398";
 const WABA_CO: &str = "202290129340398";
 
 const REGISTRY: &str = r#"
@@ -119,18 +119,18 @@ async fn subscribe(aws: &Aws, endpoint: &str, topic_arn: &str, url: &str, filter
     sns(endpoint, &params).await;
 }
 
-struct Stack {
-    aws: Aws,
-    table: String,
-    events: TestQueues,
-    bot: TestQueues,
+pub(crate) struct Stack {
+    pub(crate) aws: Aws,
+    pub(crate) table: String,
+    pub(crate) events: TestQueues,
+    pub(crate) bot: TestQueues,
     api: wabridge_core::api::Api,
 }
 
 /// The template's shape: a topic; the events queue subscribed unfiltered; the bot's queue
 /// subscribed with the filter of `events = ["messages"]`, `numbers = ["ventas-mx"]`; ingest
 /// wired as its cold start wires it with `EVENTS_TOPIC_ARN`.
-async fn stack(aws: Aws) -> Stack {
+pub(crate) async fn stack(aws: Aws) -> Stack {
     let endpoint = wabridge_tests::moto_endpoint().unwrap();
     let table = create_table(&aws.dynamo, &unique_name("fanout")).await;
     let events = create_queues(&aws.sqs, &unique_name("fanout-events"), 5).await;
@@ -198,7 +198,7 @@ fn status(waba: &str, number: &str, wamid: &str) -> Value {
 }
 
 impl Stack {
-    async fn post(&self, body: &Value) {
+    pub(crate) async fn post(&self, body: &Value) {
         let (status, answer) = post_webhook(&self.api, body.to_string().as_bytes()).await;
         assert_eq!(status, 200, "{answer}");
     }
@@ -308,7 +308,7 @@ async fn ingest_answers_503_when_the_topic_refuses_and_marks_nothing() {
 }
 
 /// A bot answering `answer`, keeping each accepted POST's body and signature.
-async fn bot() -> (String, Arc<AtomicU16>, Arc<Mutex<Vec<(String, String)>>>) {
+pub(crate) async fn bot() -> (String, Arc<AtomicU16>, Arc<Mutex<Vec<(String, String)>>>) {
     let answer = Arc::new(AtomicU16::new(200));
     let got: Arc<Mutex<Vec<(String, String)>>> = Arc::default();
     let (a, g) = (answer.clone(), got.clone());
@@ -352,7 +352,7 @@ async fn the_relay_lambda_delivers_signed_retries_a_bot_that_is_down_and_dead_le
         queue_url: s.bot.url.clone(),
         dlq_url: s.bot.dlq_url.clone(),
     };
-    let engine = s.aws.engine("unused-table");
+    let engine = s.aws.engine(&s.table);
     let post = Arc::new(HttpRelay::new(&url, Duration::from_secs(5)).unwrap());
     let app = relay::build(&engine, &destination, BOT_SECRET, post, RetryPolicy::EVENTS).unwrap();
     let batch = |url: String| {

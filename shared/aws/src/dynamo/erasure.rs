@@ -113,6 +113,11 @@ pub const FAMILIES: &[(&str, &str)] = &[
         "deleted when its `contact_id` is the contact (message ids only; expires with the ledger)",
     ),
     (
+        super::deliveries::FAMILY,
+        "a destination's logged delivery deleted when its event names the person, with its key \
+         item (kept for `wabridge replay`)",
+    ),
+    (
         "dedupe",
         "user-preference keys carrying their number deleted",
     ),
@@ -362,6 +367,13 @@ fn about(item: &Item, person: &Person, keys: &[String]) -> bool {
             contact.is_some() && attr("contact_id").as_deref() == contact
         }
         "dedupe" | "ledger" => person.named_in_key(&id),
+        // Log items carry the event; key items (`<destination>#<key>`) only its key.
+        super::deliveries::FAMILY => match attr("body") {
+            Some(body) => person.named_in(&body),
+            None => id
+                .split_once('#')
+                .is_some_and(|(_, key)| person.named_in_key(key)),
+        },
         super::media_index::FAMILY => keyed(attr(SK)),
         _ => false,
     }
@@ -424,6 +436,9 @@ impl ErasureStore for DynamoErasure {
             let (family, _) = family(item);
             *removed.entry(family.clone()).or_insert(0u64) += 1;
             doomed.push(key_of(item));
+            if family == super::deliveries::FAMILY {
+                doomed.extend(super::deliveries::key_item_of(item));
+            }
             if family == "send" {
                 let id = get_s(item, "id").unwrap_or_default();
                 let mut companions = vec![pk(super::sends::CONTENT_FAMILY, &id)];

@@ -24,6 +24,7 @@ pub mod audit;
 pub mod consent;
 pub mod conversations;
 pub mod dedupe;
+pub mod deliveries;
 pub mod erasure;
 pub mod identity;
 pub mod ledger;

@@ -278,3 +278,74 @@ fn each_destination_has_its_dead_letter_and_backlog_alarms() {
         );
     }
 }
+
+/// Each slot's role reaches the table only through its own destination's delivery log
+/// partitions (`delivery#<name>` and its key items), and only to put and read items.
+pub(super) fn check_delivery_log_grants(t: &Value) -> Vec<String> {
+    let mut p = vec![];
+    for slot in DESTINATION_SLOTS {
+        let role = format!("{slot}Role");
+        let statements: Vec<Value> = props(t, &role)["Policies"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .flat_map(|policy| {
+                policy["PolicyDocument"]["Statement"]
+                    .as_array()
+                    .cloned()
+                    .unwrap_or_default()
+            })
+            .filter(|s| {
+                strings(&s["Action"])
+                    .iter()
+                    .any(|a| a.starts_with("dynamodb:"))
+            })
+            .collect();
+        let partitions = json!([
+            {"Fn::Sub": format!("delivery#${{{slot}Name}}")},
+            {"Fn::Sub": format!("delivery#${{{slot}Name}}#*")},
+        ]);
+        let ok = statements.len() == 1
+            && strings(&statements[0]["Action"]) == ["dynamodb:PutItem", "dynamodb:GetItem"]
+            && statements[0]["Condition"]["ForAllValues:StringLike"]["dynamodb:LeadingKeys"]
+                == partitions;
+        if !ok {
+            p.push(format!(
+                "{role}: dynamodb:PutItem and GetItem only, on its delivery log's partitions"
+            ));
+        }
+        let env = &props(t, slot)["Environment"]["Variables"];
+        if !is_ref(&env["WABRIDGE_TABLE"], "Table")
+            || !is_ref(
+                &env["WABRIDGE_CONTENT_RETENTION_DAYS"],
+                "ContentRetentionDays",
+            )
+        {
+            p.push(format!(
+                "{slot}: logs its deliveries in the Table for the content retention"
+            ));
+        }
+    }
+    p
+}
+
+#[test]
+fn each_relay_logs_its_deliveries_in_its_own_partitions_only() {
+    let t = load_template();
+    assert_clean(check_delivery_log_grants(&t));
+    let mut broken = t.clone();
+    broken["Resources"]["Destination2Role"]["Properties"]["Policies"][0]["PolicyDocument"]
+        ["Statement"]
+        .as_array_mut()
+        .unwrap()
+        .iter_mut()
+        .filter(|s| s["Sid"] == "DeliveryLog")
+        .for_each(|s| {
+            s["Condition"]["ForAllValues:StringLike"]["dynamodb:LeadingKeys"] =
+                json!(["delivery#*"]);
+        });
+    assert_eq!(
+        check_delivery_log_grants(&broken),
+        ["Destination2Role: dynamodb:PutItem and GetItem only, on its delivery log's partitions"]
+    );
+}

@@ -264,6 +264,9 @@ const RELAY_ENV: &[&str] = &[
     config::CLAIM_CHECK_BUCKET,
     config::WABRIDGE_SECRETS_ARN,
     config::WABRIDGE_RETRY_HORIZON,
+    // The delivery log (`wabridge replay`), kept the content retention.
+    config::WABRIDGE_TABLE,
+    config::WABRIDGE_CONTENT_RETENTION_DAYS,
 ];
 
 /// The destination slots of the template; each is checked as every function and queue is, and
@@ -284,8 +287,9 @@ macro_rules! relay_slot {
     };
 }
 
-/// Functions that keep no state: no table grant (every other function needs one).
-const WITHOUT_TABLE: &[&str] = &["functions/relay"];
+/// Functions that keep no state: no table grant (every other function needs one; the relay
+/// functions log their deliveries for `wabridge replay`).
+const WITHOUT_TABLE: &[&str] = &[];
 
 /// Topics a function publishes to (sns:Publish).
 const PUBLISHES: &[(&str, &str)] = &[("Ingest", "EventsTopic")];
