@@ -8,7 +8,7 @@
 //! partial batch failures. One function per destination, so a bot that is down holds back only
 //! its own queue.
 //!
-//! Each finished delivery is logged in the table (`WABRIDGE_TABLE`, [`DynamoDeliveries`], kept
+//! Each finished delivery is logged in the table (`WABRIDGE_TABLE`, [`wabridge_aws::dynamo::deliveries::DynamoDeliveries`], kept
 //! the content retention) for `wabridge replay --table` (`docs/destinations.md#replay`).
 //!
 //! Settings come from the environment (`DESTINATION_*` of `wabridge_core::config`); the signing
