@@ -2,7 +2,8 @@
 //! SNS and SQS: the relay Lambda's handler logs each finished delivery once (an SQS
 //! redelivery logs nothing new); `wabridge replay --table T --queue-url URL` sends the bot a
 //! period's events again, exactly that period, through its queue and relay function; a second
-//! replay does not double; an erased person's deliveries are not replayed; bad flags are named.
+//! replay does not double; an erased person's deliveries are not replayed; a claim-checked event
+//! is not logged; bad flags are named.
 
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
@@ -125,6 +126,15 @@ async fn the_relay_logs_its_deliveries_and_replay_sends_a_period_again_once() {
     finish(&s, &event).await;
     assert_eq!(relayed(&got).len(), 4);
     assert_eq!(logged().await, 3, "each key logged once");
+    // A claim-checked event (over 200 KiB) is not logged: no DynamoDB item holds it.
+    let mut big = wabridge_core::event::Event::from_json(&body).unwrap();
+    big.key = "m:wamid.BIG".into();
+    let text = json!({"type": "text", "text": {"body": "x".repeat(210 * 1024)}}).to_string();
+    big.item = serde_json::value::RawValue::from_string(text).unwrap();
+    log.delivered("bot", &big.key, &big.to_json())
+        .await
+        .unwrap();
+    assert_eq!(logged().await, 3, "the oversized event is left out");
     got.lock().unwrap().clear();
 
     let table = s.table.as_str();
