@@ -271,17 +271,22 @@ pub(crate) enum LinkAction {
 #[derive(Subcommand)]
 pub(crate) enum TemplatesAction {
     /// Read every template from the Graph API (WHATSAPP_ACCESS_TOKEN,
-    /// WHATSAPP_BUSINESS_ACCOUNT_ID) into the local registry; prints a JSON report.
+    /// WHATSAPP_BUSINESS_ACCOUNT_ID; with a numbers registry, every WABA of it) into the local
+    /// registries; prints a JSON report.
     Sync {
         #[command(flatten)]
         data: DataArg,
     },
-    /// Every known template and language: review status, Meta's reason, category, quality.
+    /// Every known template and language: review status, Meta's reason, category, quality;
+    /// with a numbers registry, every WABA's (led by the WABA and its numbers' labels).
     #[command(alias = "list")]
     Status {
         /// One JSON object per line.
         #[arg(long)]
         json: bool,
+        /// Only this WABA of the numbers registry: its id or the label of one of its numbers.
+        #[arg(long)]
+        waba: Option<String>,
         #[command(flatten)]
         data: DataArg,
     },
@@ -298,6 +303,10 @@ pub(crate) enum TemplatesAction {
     Plan {
         #[command(flatten)]
         dir: TemplatesDir,
+        /// The WABA of the numbers registry the files are for: its id or the label of one of
+        /// its numbers (required when the registry has several WABAs).
+        #[arg(long)]
+        waba: Option<String>,
         /// The plan as one JSON object.
         #[arg(long)]
         json: bool,
@@ -312,6 +321,10 @@ pub(crate) enum TemplatesAction {
     Apply {
         #[command(flatten)]
         dir: TemplatesDir,
+        /// The WABA of the numbers registry the files are for: its id or the label of one of
+        /// its numbers (required when the registry has several WABAs).
+        #[arg(long)]
+        waba: Option<String>,
         /// Also delete templates no file names.
         #[arg(long)]
         allow_delete: bool,
@@ -327,6 +340,10 @@ pub(crate) enum TemplatesAction {
     /// What `apply` did to a template: action, id, content hash, who, when.
     History {
         name: String,
+        /// The WABA of the numbers registry whose history to show: its id or the label of one of
+        /// its numbers (required when the registry has several WABAs).
+        #[arg(long)]
+        waba: Option<String>,
         /// One JSON object per line.
         #[arg(long)]
         json: bool,
@@ -390,6 +407,9 @@ pub(crate) enum ReportWhat {
         /// table or json.
         #[arg(long, default_value = "table")]
         format: String,
+        /// Only this WABA's templates (its id or a number label of the numbers registry).
+        #[arg(long)]
+        waba: Option<String>,
         #[command(flatten)]
         data: DataArg,
     },

@@ -1,20 +1,25 @@
 //! `wabridge report health`: the business signals of the local store (number quality,
 //! templates not APPROVED, account restrictions, the failed-send rate, SLA breaches and
-//! backlog), from what the alert sink kept and the template registry.
+//! backlog), from what the alert sink kept and the template registries (each WABA's, with a
+//! numbers registry).
 
 use std::path::Path;
-use std::sync::Arc;
 
 use wabridge_core::alerts::health::Health;
 use wabridge_core::attribution::report::{parse_since, Format};
 use wabridge_core::clock::now_ms;
-use wabridge_core::templates::TemplateRegistry;
-use wabridge_sqlite::{SqliteAlerts, SqliteTemplates};
+use wabridge_sqlite::SqliteAlerts;
 
 use crate::error::CliError;
 
 /// Prints the report: `window` like 24h or 7d (the counters' look-back), `format` table or json.
-pub async fn report(data: &Path, window: &str, format: &str) -> Result<(), CliError> {
+/// `waba`: only that WABA's templates (a WABA id or a number label of the numbers registry).
+pub async fn report(
+    data: &Path,
+    window: &str,
+    format: &str,
+    waba: Option<&str>,
+) -> Result<(), CliError> {
     let format: Format = format
         .parse()
         .map_err(|e| CliError::argument("--format", e))?;
@@ -28,10 +33,7 @@ pub async fn report(data: &Path, window: &str, format: &str) -> Result<(), CliEr
         .read(since)
         .await
         .map_err(CliError::store("cannot read the alert state"))?;
-    let templates = TemplateRegistry::new(Arc::new(SqliteTemplates::new(db)))
-        .list()
-        .await
-        .map_err(CliError::store("cannot read the template registry"))?;
+    let templates = crate::templates::listed(&db, waba).await?;
     let hours = ((now - since).max(0) + 3_599_999) / 3_600_000;
     let health = Health::build(&states, &counts, &templates, hours);
     match format {

@@ -26,6 +26,7 @@ mod serve;
 mod template_files;
 mod templates;
 mod tools;
+mod wabas;
 mod wiring;
 
 use std::process::ExitCode;
@@ -127,9 +128,10 @@ async fn run(command: Command) -> Result<(), CliError> {
                 ReportWhat::Health {
                     window,
                     format,
+                    waba,
                     data,
                 },
-        } => health::report(&data.data, &window, &format).await,
+        } => health::report(&data.data, &window, &format, waba.as_deref()).await,
         Command::Numbers { action } => match action {
             NumbersAction::List {
                 json,
@@ -156,8 +158,8 @@ async fn run(command: Command) -> Result<(), CliError> {
             action: TemplatesAction::Sync { data },
         } => templates::sync(&data.data).await,
         Command::Templates {
-            action: TemplatesAction::Status { json, data },
-        } => templates::list(&data.data, json).await,
+            action: TemplatesAction::Status { json, waba, data },
+        } => templates::list(&data.data, waba.as_deref(), json).await,
         Command::Templates {
             action: TemplatesAction::Check { dir, json },
         } => template_files::check(&template_files::folder(dir.dir), json),
@@ -165,18 +167,21 @@ async fn run(command: Command) -> Result<(), CliError> {
             action:
                 TemplatesAction::Plan {
                     dir,
+                    waba,
                     json,
                     table,
                     data,
                 },
         } => {
             let dir = template_files::folder(dir.dir);
-            template_files::plan(&dir, &data.data, table.as_deref(), json).await
+            let at = template_files::At::new(&data.data, table.as_deref(), waba.as_deref());
+            template_files::plan(&dir, &at, json).await
         }
         Command::Templates {
             action:
                 TemplatesAction::Apply {
                     dir,
+                    waba,
                     allow_delete,
                     by,
                     table,
@@ -184,17 +189,22 @@ async fn run(command: Command) -> Result<(), CliError> {
                 },
         } => {
             let dir = template_files::folder(dir.dir);
-            template_files::apply(&dir, &data.data, table.as_deref(), allow_delete, by).await
+            let at = template_files::At::new(&data.data, table.as_deref(), waba.as_deref());
+            template_files::apply(&dir, &at, allow_delete, by).await
         }
         Command::Templates {
             action:
                 TemplatesAction::History {
                     name,
+                    waba,
                     json,
                     table,
                     data,
                 },
-        } => template_files::show_history(&data.data, table.as_deref(), &name, json).await,
+        } => {
+            let at = template_files::At::new(&data.data, table.as_deref(), waba.as_deref());
+            template_files::show_history(&at, &name, json).await
+        }
         Command::Send { send, data } => sends::send(send, &data.data).await,
         Command::Consent { consent, data } => sends::consent(consent, &data.data).await,
         Command::Audit {

@@ -6,6 +6,9 @@
 //! - `plan` reads Meta's list (`WHATSAPP_ACCESS_TOKEN`, `WHATSAPP_BUSINESS_ACCOUNT_ID`) and the
 //!   apply history, prints the plan, and exits 2 when it is not clean (a gate for CI).
 //! - `apply` makes the plan's changes and records each in the history; `history NAME` shows it.
+//! - With a numbers registry, a folder is one WABA's (`--waba`, required when the registry has
+//!   several): its id, the token of one of its numbers and its own history (docs/templates.md,
+//!   "Several WABAs").
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
@@ -16,6 +19,8 @@ use sha2::{Digest, Sha256};
 use wabridge_aws::dynamo::template_history::DynamoTemplateHistory;
 use wabridge_core::clock::now_ms;
 use wabridge_core::config;
+use wabridge_core::numbers::wabas::Waba;
+use wabridge_core::numbers::Numbers;
 use wabridge_core::sends::template_sync::TemplateSyncConfig;
 use wabridge_core::template_files::apply::{
     self, ApplyOptions, Sample, TemplateAdmin, TemplateHistory,
@@ -251,27 +256,67 @@ pub fn check(dir: &Path, as_json: bool) -> Result<(), CliError> {
     Ok(())
 }
 
-/// Where `plan` and `apply` read and write: Meta's side (the Graph API client for the
-/// configured WABA) and the apply history (the local store, or a deployment's table).
+/// Where `plan`, `apply` and `history` work: the data directory (the local store), a
+/// deployment's table (`--table`), and the WABA of the numbers registry (`--waba`).
+pub struct At<'a> {
+    data: &'a Path,
+    table: Option<&'a str>,
+    waba: Option<&'a str>,
+}
+
+impl<'a> At<'a> {
+    pub fn new(data: &'a Path, table: Option<&'a str>, waba: Option<&'a str>) -> At<'a> {
+        At {
+            data,
+            table: table.filter(|t| !t.trim().is_empty()),
+            waba,
+        }
+    }
+
+    /// The WABA the command works on: `--waba`, else the registry's only one (the registry
+    /// of the deployment's table with `--table`, else `WABRIDGE_NUMBERS`); `None` without a
+    /// registry (today's one WABA).
+    async fn waba(&self) -> Result<(Option<Numbers>, Option<Waba>), CliError> {
+        let numbers = crate::wabas::registry(self.table).await?;
+        let waba = crate::wabas::one(numbers.as_ref(), self.waba)?;
+        Ok((numbers, waba))
+    }
+}
+
+/// Where `plan` and `apply` read and write: Meta's side (the Graph API client for the WABA)
+/// and the WABA's apply history (the local store, or a deployment's table).
 struct Target {
     admin: GraphTemplateAdmin,
     history: Arc<dyn TemplateHistory>,
-    /// The deployment's table, when the history lives there.
-    table: Option<String>,
+    /// The numbers registry's WABA; `None` for today's one WABA.
+    waba: Option<Waba>,
 }
 
 /// The settings: from the environment locally; against a deployment (`--table`), the token
-/// from its secret store (`WABRIDGE_SECRETS_ARN`) and the rest from the environment.
-async fn target(data: &Path, table: Option<&str>) -> Result<Target, CliError> {
-    let table = table.filter(|t| !t.trim().is_empty()).map(str::to_string);
-    let config = match &table {
-        None => TemplateSyncConfig::from_env()?,
-        Some(_) => {
+/// from its secret store (`WABRIDGE_SECRETS_ARN`) and the rest from the environment. With a
+/// numbers registry, the WABA's id and the token of one of its numbers, as the sync reads.
+async fn target(at: &At<'_>) -> Result<Target, CliError> {
+    let (numbers, waba) = at.waba().await?;
+    let env = |n: &str| std::env::var(n).ok();
+    let config = match (at.table, numbers.as_ref().zip(waba.as_ref())) {
+        (None, None) => TemplateSyncConfig::from_env()?,
+        (None, Some((numbers, w))) => {
+            let stored = crate::secrets::read(at.data)?;
+            let secret = |k: &str| crate::numbers::secret(stored.as_ref(), k);
+            TemplateSyncConfig::for_waba(env, numbers, &w.id, secret)?
+        }
+        (Some(_), registry) => {
             let sdk = wabridge_aws::sdk::chain_config().await;
             let secrets = wabridge_aws::secrets::Secrets::load(sdk)
                 .await
                 .map_err(CliError::store("cannot read the deployment's secrets"))?;
-            TemplateSyncConfig::from_lookup(|n| secrets.lookup(n))?
+            match registry {
+                None => TemplateSyncConfig::from_lookup(|n| secrets.lookup(n))?,
+                Some((numbers, w)) => {
+                    let secret = |k: &str| secrets.get(k).map(str::to_string);
+                    TemplateSyncConfig::for_waba(env, numbers, &w.id, secret)?
+                }
+            }
         }
     };
     let app_id = std::env::var(config::WHATSAPP_APP_ID)
@@ -288,28 +333,32 @@ async fn target(data: &Path, table: Option<&str>) -> Result<Target, CliError> {
         }
         .into());
     }
-    let history = history_store(data, table.as_deref(), &config.waba_id).await?;
+    let history = history_store(at, waba.as_ref(), &config.waba_id).await?;
     Ok(Target {
         admin: GraphTemplateAdmin::new(config, app_id),
         history,
-        table,
+        waba,
     })
 }
 
+/// The apply history of `waba` (of `table_waba`, the environment's WABA id, on a deployment
+/// without a numbers registry; of the implicit number locally).
 async fn history_store(
-    data: &Path,
-    table: Option<&str>,
-    waba_id: &str,
+    at: &At<'_>,
+    waba: Option<&Waba>,
+    table_waba: &str,
 ) -> Result<Arc<dyn TemplateHistory>, CliError> {
     let retention = wabridge_core::audit::retention(|n| std::env::var(n).ok())?;
-    Ok(match table {
+    Ok(match at.table {
         Some(table) => {
-            let history = DynamoTemplateHistory::from_env(table, waba_id).await;
+            let id = waba.map_or(table_waba, |w| w.id.as_str());
+            let history = DynamoTemplateHistory::from_env(table, id).await;
             Arc::new(history.with_retention(retention))
         }
         None => {
-            let db = crate::data::open_or_create(data)?;
-            Arc::new(SqliteTemplateHistory::new(db).with_retention(retention))
+            let db = crate::data::open_or_create(at.data)?;
+            let history = SqliteTemplateHistory::for_waba(db, crate::wabas::key(waba));
+            Arc::new(history.with_retention(retention))
         }
     })
 }
@@ -328,20 +377,21 @@ async fn make_plan(
     Ok(plan::plan(&folder.locals(), &remote, &applied, now))
 }
 
-/// `wabridge templates plan [--dir D] [--json] [--table T]`: exits 2 when the plan is not
-/// clean.
-pub async fn plan(
-    dir: &Path,
-    data: &Path,
-    table: Option<&str>,
-    as_json: bool,
-) -> Result<(), CliError> {
+/// `wabridge templates plan [--dir D] [--waba W] [--json] [--table T]`: exits 2 when the
+/// plan is not clean.
+pub async fn plan(dir: &Path, at: &At<'_>, as_json: bool) -> Result<(), CliError> {
     let folder = load_checked(dir, false)?;
-    let t = target(data, table).await?;
+    let t = target(at).await?;
     let plan = make_plan(&folder, &t.admin, t.history.as_ref(), now_ms()).await?;
     if as_json {
-        println!("{}", json!(plan));
+        let mut v = json!(plan);
+        if let Some(w) = &t.waba {
+            v["waba_id"] = json!(w.id);
+            v["numbers"] = json!(w.numbers);
+        }
+        println!("{v}");
     } else {
+        print_waba(t.waba.as_ref());
         print!("{}", plan.render());
     }
     if plan.is_clean() {
@@ -351,19 +401,26 @@ pub async fn plan(
     }
 }
 
-/// `wabridge templates apply [--dir D] [--allow-delete] [--by WHO] [--table T]`.
+/// The WABA a plan is for, above it (with a numbers registry).
+fn print_waba(waba: Option<&Waba>) {
+    if let Some(w) = waba {
+        println!("WABA {w}");
+    }
+}
+
+/// `wabridge templates apply [--dir D] [--waba W] [--allow-delete] [--by WHO] [--table T]`.
 pub async fn apply(
     dir: &Path,
-    data: &Path,
-    table: Option<&str>,
+    at: &At<'_>,
     allow_delete: bool,
     by: Option<String>,
 ) -> Result<(), CliError> {
     let folder = load_checked(dir, false)?;
-    let t = target(data, table).await?;
+    let t = target(at).await?;
     let (admin, history) = (&t.admin, t.history.as_ref());
     let now = now_ms();
     let plan = make_plan(&folder, admin, history, now).await?;
+    print_waba(t.waba.as_ref());
     print!("{}", plan.render());
     let samples: BTreeMap<(String, String), Sample> = folder
         .files
@@ -401,12 +458,15 @@ pub async fn apply(
         );
     }
     if !report.applied.is_empty() {
-        let subject = format!("{} changes", report.applied.len());
+        let mut subject = format!("{} changes", report.applied.len());
+        if let Some(w) = &t.waba {
+            subject.push_str(&format!(" in WABA {}", w.id));
+        }
         let action = wabridge_core::audit::action::TEMPLATE_APPLY;
-        match &t.table {
+        match at.table {
             Some(table) => crate::audit::note_in_table(table, action, Some(&subject)).await?,
             None => {
-                let db = crate::data::open_or_create(data)?;
+                let db = crate::data::open_or_create(at.data)?;
                 crate::audit::note_local(&db, action, Some(&subject)).await?;
             }
         }
@@ -420,23 +480,19 @@ pub async fn apply(
     }
 }
 
-/// `wabridge templates history NAME [--json] [--table T]`: what `apply` did to it, oldest
-/// first.
-pub async fn show_history(
-    data: &Path,
-    table: Option<&str>,
-    name: &str,
-    as_json: bool,
-) -> Result<(), CliError> {
+/// `wabridge templates history NAME [--waba W] [--json] [--table T]`: what `apply` did to it
+/// in the WABA, oldest first.
+pub async fn show_history(at: &At<'_>, name: &str, as_json: bool) -> Result<(), CliError> {
+    let (_, waba) = at.waba().await?;
     let settings = config::Settings::new(|n| std::env::var(n).ok());
-    let waba_id = match table {
-        Some(_) => settings.required(
+    let table_waba = match (at.table, &waba) {
+        (Some(_), None) => settings.required(
             config::WHATSAPP_BUSINESS_ACCOUNT_ID,
             "a deployment's template history is kept per WABA",
         )?,
-        None => String::new(),
+        _ => String::new(),
     };
-    let changes = history_store(data, table, &waba_id)
+    let changes = history_store(at, waba.as_ref(), &table_waba)
         .await?
         .history(Some(name), 0)
         .await

@@ -12,7 +12,7 @@ use wabridge_core::config::ConfigError;
 use serde_json::json;
 use wabridge_core::numbers::Numbers;
 use wabridge_core::sends::template_sync::{sync_each, TemplateSync, TemplateSyncConfig};
-use wabridge_core::templates::{TemplateRegistries, TemplateRegistry};
+use wabridge_core::templates::{TemplateRegistries, TemplateRegistry, WabaTemplates};
 use wabridge_sqlite::{Db, SqliteTemplates};
 
 use crate::error::CliError;
@@ -21,10 +21,6 @@ use crate::error::CliError;
 pub const SYNC_EVERY: Duration = Duration::from_secs(3600);
 /// How soon `serve` tries again after a failed sync.
 pub const RETRY_AFTER_FAILURE: Duration = Duration::from_secs(300);
-
-fn registry(db: &Db) -> TemplateRegistry {
-    TemplateRegistry::new(Arc::new(SqliteTemplates::new(db.clone())))
-}
 
 /// The syncs to run (one per WABA of `numbers`, or the one of the environment's WABA) and the
 /// registries they fill.
@@ -49,6 +45,8 @@ fn syncs(
 /// (with a numbers registry, one line per WABA with its `waba_id`). The first WABA that fails
 /// fails the command, after every WABA was tried.
 pub async fn sync(data: &Path) -> Result<(), CliError> {
+    // The store first: it creates the data directory the secrets file goes in.
+    let db = crate::data::open_or_create(data)?;
     // Tokens live in the secrets only with a registry: without one, nothing is generated.
     let secrets = match crate::numbers::path() {
         Some(_) => Some(crate::secrets::load_or_generate(data)?),
@@ -58,7 +56,6 @@ pub async fn sync(data: &Path) -> Result<(), CliError> {
         Some(s) => crate::numbers::load(s)?,
         None => None,
     };
-    let db = crate::data::open_or_create(data)?;
     let secret = |k: &str| secrets.as_ref().and_then(|s| s.named(k));
     let (syncs, registries) = syncs(&db, numbers.as_deref(), secret)?;
     let mut failed = None;
@@ -83,37 +80,63 @@ pub async fn sync(data: &Path) -> Result<(), CliError> {
     }
 }
 
-/// `wabridge templates status [--json]` (also `list`): what the registry knows, one template
-/// and language per line: review status, category, quality, body parameters, Meta's reason.
-pub async fn list(data: &Path, as_json: bool) -> Result<(), CliError> {
+/// Every picked WABA's templates (`waba`: one WABA of the numbers registry by id or number
+/// label; default all), each from its own registry; without a registry, the implicit one's.
+pub async fn listed(db: &Db, waba: Option<&str>) -> Result<Vec<WabaTemplates>, CliError> {
+    let numbers = crate::numbers::registry()?;
+    let mut out = Vec::new();
+    for waba in crate::wabas::every(numbers.as_ref(), waba)? {
+        let store = SqliteTemplates::for_waba(db.clone(), crate::wabas::key(waba.as_ref()));
+        let templates = TemplateRegistry::new(Arc::new(store))
+            .list()
+            .await
+            .map_err(CliError::store("cannot list the templates"))?;
+        out.push(WabaTemplates { waba, templates });
+    }
+    Ok(out)
+}
+
+/// `wabridge templates status [--waba W] [--json]` (also `list`): what the registries know,
+/// one template and language per line: review status, category, quality, body parameters,
+/// Meta's reason; with a numbers registry, led by the WABA and the labels of its numbers.
+pub async fn list(data: &Path, waba: Option<&str>, as_json: bool) -> Result<(), CliError> {
     let db = crate::data::open_existing(data)?;
-    let templates = registry(&db)
-        .list()
-        .await
-        .map_err(CliError::store("cannot list the templates"))?;
+    let listed = listed(&db, waba).await?;
     let dash = |v: Option<&str>| v.unwrap_or("-").to_string();
+    let rows = listed
+        .iter()
+        .flat_map(|w| w.templates.iter().map(move |t| (w.waba.as_ref(), t)));
     if as_json {
-        for t in &templates {
-            println!(
-                "{}",
-                json!({
-                    "name": t.name,
-                    "language": t.language,
-                    "status": t.status.as_ref().map(|s| s.as_str()),
-                    "category": t.category,
-                    "body_parameters": t.body_parameters,
-                    "reason": t.reason,
-                    "quality": t.quality,
-                })
-            );
+        for (waba, t) in rows {
+            let mut line = json!({
+                "name": t.name,
+                "language": t.language,
+                "status": t.status.as_ref().map(|s| s.as_str()),
+                "category": t.category,
+                "body_parameters": t.body_parameters,
+                "reason": t.reason,
+                "quality": t.quality,
+            });
+            if let Some(w) = waba {
+                line["waba_id"] = json!(w.id);
+                line["numbers"] = json!(w.numbers);
+            }
+            println!("{line}");
         }
         return Ok(());
+    }
+    let per_waba = listed.iter().any(|w| w.waba.is_some());
+    if per_waba {
+        print!("{:<16} {:<24} ", "WABA", "NUMBERS");
     }
     println!(
         "{:<40} {:<8} {:<12} {:<15} {:<8} {:<11} REASON",
         "NAME", "LANG", "STATUS", "CATEGORY", "QUALITY", "BODY PARAMS"
     );
-    for t in &templates {
+    for (waba, t) in rows {
+        if let Some(w) = waba {
+            print!("{:<16} {:<24} ", w.id, w.numbers.join(","));
+        }
         println!(
             "{:<40} {:<8} {:<12} {:<15} {:<8} {:<11} {}",
             t.name,
@@ -126,7 +149,7 @@ pub async fn list(data: &Path, as_json: bool) -> Result<(), CliError> {
             dash(t.reason.as_deref())
         );
     }
-    if templates.is_empty() {
+    if listed.iter().all(|w| w.templates.is_empty()) {
         eprintln!("no templates known yet: run `wabridge templates sync`");
     }
     Ok(())

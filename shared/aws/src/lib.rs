@@ -19,5 +19,6 @@ pub mod s3_media_links;
 pub mod s3_media_uploads;
 pub mod sdk;
 pub mod secrets;
+mod signed;
 pub mod sns;
 pub mod sqs;

@@ -5,29 +5,23 @@
 //! delivery makes each queue's message the event's JSON (or its claim-check pointer), exactly
 //! what the events queue holds without a topic.
 //!
-//! One call (SNS's query protocol, a form POST), signed with SigV4 by aws-sigv4 and sent through
-//! this crate's HTTPS client, as the S3 calls are (`crate::s3`) rather than through aws-sdk-sns:
-//! ingest's package stays small. A 5xx, a 429, a timeout or a refused connection is retried here
-//! (three attempts); entries SNS reports failed for its own reason are published again; anything
+//! One call (SNS's query protocol, a form POST), signed with SigV4 and sent through this crate's
+//! HTTPS client by the helper the S3 calls use (`crate::signed`), rather than through
+//! aws-sdk-sns: ingest's package stays small. A 5xx, a 429, a timeout or a refused connection is
+//! retried here (three attempts, with the queue consumers' jittered backoff); entries SNS reports failed for its own reason are published again; anything
 //! left, or an entry SNS blames on us, fails the publish (`Unavailable` or `Corrupt`), so ingest
 //! answers 5xx and Meta retries the delivery.
 
 use std::sync::Arc;
-use std::time::{Duration, SystemTime};
+use std::time::Duration;
 
 use async_trait::async_trait;
-use aws_credential_types::provider::{ProvideCredentials, SharedCredentialsProvider};
-use aws_sigv4::http_request::{sign, SignableBody, SignableRequest, SigningSettings};
-use aws_sigv4::sign::v4;
-use aws_smithy_runtime_api::client::http::{HttpConnector, SharedHttpConnector};
-use aws_smithy_runtime_api::client::identity::Identity;
-use aws_smithy_runtime_api::client::orchestrator::HttpRequest;
-use aws_smithy_types::body::SdkBody;
-use aws_smithy_types::byte_stream::ByteStream;
-use aws_types::service_config::ServiceConfigKey;
+use aws_sigv4::http_request::SigningSettings;
+use http::Method;
 
 use crate::s3::{error_code, query_escape};
 use crate::sdk::SdkConfig;
+use crate::signed::{pause_before, Failure, SignedClient};
 use wabridge_core::claim_check::{checked, BlobStore, CLAIM_CHECK_BYTES};
 use wabridge_core::error::StoreError;
 use wabridge_core::event::Event;
@@ -55,9 +49,7 @@ struct Entry {
 pub struct SnsTopic {
     endpoint: String,
     topic_arn: String,
-    region: Option<String>,
-    credentials: Option<SharedCredentialsProvider>,
-    connector: SharedHttpConnector,
+    client: SignedClient,
     /// The registry that names each event's number (`None`: one-number stack, no `number`).
     numbers: Option<Arc<Numbers>>,
     /// The claim-check bucket for events too large for SNS and SQS.
@@ -76,32 +68,19 @@ impl SnsTopic {
     /// The topic `topic_arn` with the configuration's region, credentials and endpoint
     /// (`AWS_ENDPOINT_URL_SNS`, else `AWS_ENDPOINT_URL`).
     pub fn new(sdk: &SdkConfig, topic_arn: impl Into<String>) -> SnsTopic {
-        let region = sdk.region().map(|r| r.to_string());
-        let endpoint = sdk
-            .service_config()
-            .and_then(|c| {
-                let key = ServiceConfigKey::builder()
-                    .service_id("SNS")
-                    .env("AWS_ENDPOINT_URL")
-                    .profile("endpoint_url")
-                    .build()
-                    .ok()?;
-                c.load_config(key)
-            })
-            .or_else(|| sdk.endpoint_url().map(str::to_string))
+        let client = SignedClient::new(sdk, "sns", CONNECT_TIMEOUT, READ_TIMEOUT);
+        let endpoint = SignedClient::endpoint(sdk, "SNS")
             .map(|url| format!("{}/", url.trim_end_matches('/')))
             .unwrap_or_else(|| {
                 format!(
                     "https://sns.{}.amazonaws.com/",
-                    region.as_deref().unwrap_or("us-east-1")
+                    client.region().unwrap_or("us-east-1")
                 )
             });
         SnsTopic {
             endpoint,
             topic_arn: topic_arn.into(),
-            region,
-            credentials: sdk.credentials_provider(),
-            connector: crate::https::connector(Some(CONNECT_TIMEOUT), Some(READ_TIMEOUT)),
+            client,
             numbers: None,
             blobs: None,
         }
@@ -120,70 +99,22 @@ impl SnsTopic {
     }
 
     /// One signed form POST; SNS's status and body.
-    async fn post(&self, form: &str) -> Result<(u16, Vec<u8>), StoreError> {
-        let unavailable = |e: String| StoreError::Unavailable(format!("PublishBatch: {e}"));
-        let region = self
-            .region
-            .as_deref()
-            .ok_or_else(|| unavailable("no AWS region configured (AWS_REGION)".into()))?;
-        let provider = self
-            .credentials
-            .as_ref()
-            .ok_or_else(|| unavailable("no AWS credentials configured".into()))?;
-        let identity: Identity = provider
-            .provide_credentials()
-            .await
-            .map_err(|e| unavailable(format!("AWS credentials: {e}")))?
-            .into();
-        let params = v4::SigningParams::builder()
-            .identity(&identity)
-            .region(region)
-            .name("sns")
-            .time(SystemTime::now())
-            .settings(SigningSettings::default())
-            .build()
-            .map_err(|e| unavailable(format!("signing parameters: {e}")))?
-            .into();
+    async fn post(&self, form: &str) -> Result<(u16, Vec<u8>), Failure> {
         let length = form.len().to_string();
         let headers = [
             ("content-type", "application/x-www-form-urlencoded"),
             ("content-length", length.as_str()),
         ];
-        let signable = SignableRequest::new(
-            "POST",
-            self.endpoint.as_str(),
-            headers.iter().copied(),
-            SignableBody::Bytes(form.as_bytes()),
-        )
-        .map_err(|e| unavailable(format!("signing: {e}")))?;
-        let (instructions, _) = sign(signable, &params)
-            .map_err(|e| unavailable(format!("signing: {e}")))?
-            .into_parts();
-        let mut builder = http::Request::builder()
-            .method(http::Method::POST)
-            .uri(&self.endpoint);
-        for (name, value) in &headers {
-            builder = builder.header(*name, *value);
-        }
-        let mut request = builder
-            .body(SdkBody::from(form.as_bytes().to_vec()))
-            .map_err(|e| unavailable(format!("request: {e}")))?;
-        instructions.apply_to_request_http1x(&mut request);
-        let request =
-            HttpRequest::try_from(request).map_err(|e| unavailable(format!("request: {e}")))?;
-        let response = self
-            .connector
-            .call(request)
+        let settings = SigningSettings::default();
+        self.client
+            .send_read(
+                &Method::POST,
+                &self.endpoint,
+                &headers,
+                form.as_bytes(),
+                settings,
+            )
             .await
-            .map_err(|e| unavailable(e.to_string()))?;
-        let status = response.status().as_u16();
-        let body = ByteStream::new(response.into_body())
-            .collect()
-            .await
-            .map_err(|e| unavailable(format!("reading the answer: {e}")))?
-            .into_bytes()
-            .to_vec();
-        Ok((status, body))
     }
 
     /// Publishes one batch (at most 10 entries, 256 KiB), retrying transient failures and the
@@ -193,15 +124,19 @@ impl SnsTopic {
         let mut last = String::new();
         for attempt in 1..=ATTEMPTS {
             if attempt > 1 {
-                tokio::time::sleep(Duration::from_millis(100 << (2 * (attempt - 2)))).await;
+                pause_before(attempt).await;
             }
             let form = publish_form(&self.topic_arn, entries, &pending);
             let answer = tokio::time::timeout(CALL_TIMEOUT, self.post(&form)).await;
             let (status, body) = match answer {
                 Ok(Ok(answer)) => answer,
-                Ok(Err(e)) => {
-                    last = e.to_string();
+                Ok(Err(Failure::Transient(e))) => {
+                    last = e;
                     continue;
+                }
+                // No region or credentials: no attempt can succeed until an operator fixes it.
+                Ok(Err(Failure::Config(e))) => {
+                    return Err(StoreError::Unavailable(format!("PublishBatch: {e}")))
                 }
                 Err(_) => {
                     last = format!("no answer within {CALL_TIMEOUT:?}");

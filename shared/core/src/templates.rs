@@ -190,6 +190,14 @@ impl TemplateRegistries {
     }
 }
 
+/// One registry's templates as the listings show them (`templates status`, `report health`):
+/// `waba` is the numbers registry's WABA, `None` for the implicit number's registry.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct WabaTemplates {
+    pub waba: Option<crate::numbers::wabas::Waba>,
+    pub templates: Vec<TemplateInfo>,
+}
+
 #[derive(Clone)]
 pub struct TemplateRegistry {
     store: Arc<dyn TemplateStore>,

@@ -36,6 +36,7 @@ CREATE TABLE IF NOT EXISTS template_syncs (
 ) WITHOUT ROWID;
 CREATE TABLE IF NOT EXISTS template_applies (
     seq          INTEGER PRIMARY KEY AUTOINCREMENT,
+    waba         TEXT NOT NULL DEFAULT '',  -- as `templates.waba` (schema 6)
     name         TEXT NOT NULL,
     language     TEXT NOT NULL,
     action       TEXT NOT NULL,     -- create, edit, delete
@@ -282,17 +283,26 @@ impl SqliteTemplates {
     }
 }
 
-/// The apply history (`templates apply`, `templates history`).
+/// One WABA's apply history (`templates apply`, `templates history`): Meta's edit limits
+/// count per template of one WABA. Rows from before schema 6 are the implicit number's.
 #[derive(Clone, Debug)]
 pub struct SqliteTemplateHistory {
     db: Db,
+    waba: String,
     retention: Duration,
 }
 
 impl SqliteTemplateHistory {
+    /// The implicit number's history ([`wabridge_core::templates::IMPLICIT_WABA`]).
     pub fn new(db: Db) -> SqliteTemplateHistory {
+        SqliteTemplateHistory::for_waba(db, wabridge_core::templates::IMPLICIT_WABA)
+    }
+
+    /// The history of WABA `waba`.
+    pub fn for_waba(db: Db, waba: &str) -> SqliteTemplateHistory {
         SqliteTemplateHistory {
             db,
+            waba: waba.to_string(),
             retention: Duration::from_secs(DEFAULT_AUDIT_RETENTION_DAYS * 86_400),
         }
     }
@@ -307,14 +317,14 @@ impl SqliteTemplateHistory {
 #[async_trait]
 impl TemplateHistory for SqliteTemplateHistory {
     async fn record(&self, c: &AppliedChange) -> Result<(), StoreError> {
-        let c = c.clone();
+        let (c, waba) = (c.clone(), self.waba.clone());
         let expires_at = c.applied_at_ms + self.retention.as_millis() as i64;
         self.db
             .write(move |t| {
                 t.execute(
                     "INSERT INTO template_applies (name, language, action, template_id,
-                        content_hash, applied_by, applied_at, expires_at)
-                     VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)",
+                        content_hash, applied_by, applied_at, expires_at, waba)
+                     VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9)",
                     params![
                         c.name,
                         c.language,
@@ -323,7 +333,8 @@ impl TemplateHistory for SqliteTemplateHistory {
                         c.content_hash,
                         c.applied_by,
                         c.applied_at_ms,
-                        expires_at
+                        expires_at,
+                        waba
                     ],
                 )
                 .map(|_| ())
@@ -337,18 +348,19 @@ impl TemplateHistory for SqliteTemplateHistory {
         name: Option<&str>,
         since_ms: i64,
     ) -> Result<Vec<AppliedChange>, StoreError> {
-        let name = name.map(str::to_string);
+        let (name, waba) = (name.map(str::to_string), self.waba.clone());
         self.db
             .read(move |c| {
                 let mut stmt = c
                     .prepare(
                         "SELECT name, language, action, template_id, content_hash, applied_by, applied_at
-                         FROM template_applies WHERE applied_at >= ?1 AND (?2 IS NULL OR name = ?2)
+                         FROM template_applies
+                         WHERE waba = ?3 AND applied_at >= ?1 AND (?2 IS NULL OR name = ?2)
                          ORDER BY applied_at, seq",
                     )
                     .map_err(sql_err)?;
                 let rows = stmt
-                    .query_map(params![since_ms, name], |r| {
+                    .query_map(params![since_ms, name, waba], |r| {
                         Ok(AppliedChange {
                             name: r.get(0)?,
                             language: r.get(1)?,
@@ -441,7 +453,7 @@ mod tests {
             .unwrap()
             .query_row("PRAGMA user_version", [], |r| r.get(0))
             .unwrap();
-        assert_eq!(version, 5);
+        assert_eq!(version, crate::db::SCHEMA_VERSION);
     }
 
     /// Two WABAs' registries hold the same name and language apart, each with its own sync

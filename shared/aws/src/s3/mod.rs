@@ -1,7 +1,7 @@
 //! The claim-check's object store over an S3 bucket (`wabridge_core::claim_check`).
 //!
-//! Three object calls (PUT, GET, DELETE), signed with SigV4 by aws-sigv4 (the SDK's own signer)
-//! and sent through this crate's HTTPS client, rather than through aws-sdk-s3: linking that
+//! Three object calls (PUT, GET, DELETE), signed with SigV4 and sent through this crate's HTTPS
+//! client (`crate::signed`), rather than through aws-sdk-s3: linking that
 //! client took ingest's package from 2.84 to 3.74 MB (x86_64, measured 2026-12-03), over its
 //! 3 MB goal (docs/benchmarks.md), for calls that need none of its features. Keys are always
 //! `events/<hex>` or `done/<hex>`, so no key needs escaping. The same signed calls, and a
@@ -19,26 +19,22 @@
 use std::time::{Duration, SystemTime};
 
 use async_trait::async_trait;
-use aws_credential_types::provider::{ProvideCredentials, SharedCredentialsProvider};
 use aws_sigv4::http_request::{
     sign, PayloadChecksumKind, PercentEncodingMode, SignableBody, SignableRequest,
     SignatureLocation, SigningSettings, UriPathNormalizationMode,
 };
 use aws_sigv4::sign::v4;
-use aws_smithy_runtime_api::client::http::{HttpConnector, SharedHttpConnector};
-use aws_smithy_runtime_api::client::identity::Identity;
-use aws_smithy_runtime_api::client::orchestrator::HttpRequest;
 use aws_smithy_runtime_api::http::Headers;
 use aws_smithy_types::body::SdkBody;
 use aws_smithy_types::byte_stream::ByteStream;
-use aws_types::service_config::ServiceConfigKey;
 use http::Method;
 
 use crate::sdk::SdkConfig;
+use crate::signed::{pause_before, Failure, SignedClient};
 use wabridge_core::claim_check::BlobStore;
 use wabridge_core::error::StoreError;
 
-/// Attempts per call; a transient failure waits 100 ms, then 400 ms.
+/// Attempts per call (a transient failure waits [`pause_before`] the next).
 const ATTEMPTS: u32 = 3;
 /// As the SDK clients' timeouts (`crate::sdk`): connect, response head, and the whole call.
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(2);
@@ -51,9 +47,7 @@ pub struct S3Blobs {
     /// on 127.0.0.1 has no per-bucket host names), AWS's virtual host otherwise.
     base: String,
     bucket: String,
-    region: Option<String>,
-    credentials: Option<SharedCredentialsProvider>,
-    connector: SharedHttpConnector,
+    client: SignedClient,
 }
 
 impl std::fmt::Debug for S3Blobs {
@@ -69,19 +63,9 @@ impl S3Blobs {
     /// (`AWS_ENDPOINT_URL_S3`, else `AWS_ENDPOINT_URL`).
     pub fn new(sdk: &SdkConfig, bucket: impl Into<String>) -> S3Blobs {
         let bucket = bucket.into();
-        let region = sdk.region().map(|r| r.to_string());
-        let endpoint = sdk
-            .service_config()
-            .and_then(|c| {
-                let key = ServiceConfigKey::builder()
-                    .service_id("S3")
-                    .env("AWS_ENDPOINT_URL")
-                    .profile("endpoint_url")
-                    .build()
-                    .ok()?;
-                c.load_config(key)
-            })
-            .or_else(|| sdk.endpoint_url().map(str::to_string));
+        let client = SignedClient::new(sdk, "s3", CONNECT_TIMEOUT, READ_TIMEOUT);
+        let region = client.region().map(str::to_string);
+        let endpoint = SignedClient::endpoint(sdk, "S3");
         let base = match endpoint {
             Some(url) => format!("{}/{bucket}", url.trim_end_matches('/')),
             // Names with dots do not match S3's wildcard certificate as a host: path style.
@@ -97,28 +81,8 @@ impl S3Blobs {
         S3Blobs {
             base,
             bucket,
-            region,
-            credentials: sdk.credentials_provider(),
-            connector: crate::https::connector(Some(CONNECT_TIMEOUT), Some(READ_TIMEOUT)),
+            client,
         }
-    }
-
-    /// The region and the credentials requests are signed with.
-    async fn identity(&self) -> Result<(&str, Identity), Failure> {
-        let region = self
-            .region
-            .as_deref()
-            .ok_or_else(|| Failure::Config("no AWS region configured (AWS_REGION)".into()))?;
-        let provider = self
-            .credentials
-            .as_ref()
-            .ok_or_else(|| Failure::Config("no AWS credentials configured".into()))?;
-        let identity: Identity = provider
-            .provide_credentials()
-            .await
-            .map_err(|e| Failure::Config(format!("AWS credentials: {e}")))?
-            .into();
-        Ok((region, identity))
     }
 
     /// A presigned GET of `key` that lives `ttl`, with `query` (S3's `response-*` overrides)
@@ -157,7 +121,7 @@ impl S3Blobs {
         ttl: Duration,
         time: SystemTime,
     ) -> Result<String, StoreError> {
-        let (region, identity) = self.identity().await.map_err(Failure::into_store)?;
+        let (region, identity) = self.client.identity().await.map_err(Failure::into_store)?;
         let mut url = format!("{}/{key}", self.base);
         for (i, (name, value)) in query.iter().enumerate() {
             url.push(if i == 0 { '?' } else { '&' });
@@ -199,6 +163,30 @@ impl S3Blobs {
         Ok(request.uri().to_string())
     }
 
+    /// S3's signing: the payload's SHA-256 (S3 checks the body against it), the path as is.
+    fn settings() -> SigningSettings {
+        let mut settings = SigningSettings::default();
+        settings.payload_checksum_kind = PayloadChecksumKind::XAmzSha256;
+        settings.percent_encoding_mode = PercentEncodingMode::Single;
+        settings.uri_path_normalization_mode = UriPathNormalizationMode::Disabled;
+        settings
+    }
+
+    /// The headers of a request with `extra` ones: its length, and a JSON type for a PUT of
+    /// the claim-check's own objects.
+    fn headers<'a>(
+        method: &Method,
+        length: &'a str,
+        extra: &[(&'a str, &'a str)],
+    ) -> Vec<(&'a str, &'a str)> {
+        let mut headers = vec![("content-length", length)];
+        if method == Method::PUT && extra.is_empty() {
+            headers.push(("content-type", "application/json"));
+        }
+        headers.extend_from_slice(extra);
+        headers
+    }
+
     /// One signed request with `extra` headers; S3's status, headers and body (unread).
     async fn send(
         &self,
@@ -207,56 +195,12 @@ impl S3Blobs {
         extra: &[(&str, &str)],
         body: &[u8],
     ) -> Result<(u16, Headers, SdkBody), Failure> {
-        let (region, identity) = self.identity().await?;
         let url = format!("{}/{key}", self.base);
-        let mut settings = SigningSettings::default();
-        // S3 signs the payload's SHA-256 (and checks the body against it) and the path as is.
-        settings.payload_checksum_kind = PayloadChecksumKind::XAmzSha256;
-        settings.percent_encoding_mode = PercentEncodingMode::Single;
-        settings.uri_path_normalization_mode = UriPathNormalizationMode::Disabled;
-        let params = v4::SigningParams::builder()
-            .identity(&identity)
-            .region(region)
-            .name("s3")
-            .time(SystemTime::now())
-            .settings(settings)
-            .build()
-            .map_err(|e| Failure::Config(format!("signing parameters: {e}")))?
-            .into();
         let length = body.len().to_string();
-        let mut headers = vec![("content-length", length.as_str())];
-        if method == Method::PUT && extra.is_empty() {
-            headers.push(("content-type", "application/json"));
-        }
-        headers.extend_from_slice(extra);
-        let signable = SignableRequest::new(
-            method.as_str(),
-            url.as_str(),
-            headers.iter().copied(),
-            SignableBody::Bytes(body),
-        )
-        .map_err(|e| Failure::Config(format!("signing {url}: {e}")))?;
-        let (instructions, _) = sign(signable, &params)
-            .map_err(|e| Failure::Config(format!("signing {url}: {e}")))?
-            .into_parts();
-        let mut builder = http::Request::builder().method(method.clone()).uri(&url);
-        for (name, value) in &headers {
-            builder = builder.header(*name, *value);
-        }
-        let mut request = builder
-            .body(SdkBody::from(body.to_vec()))
-            .map_err(|e| Failure::Config(format!("request {url}: {e}")))?;
-        instructions.apply_to_request_http1x(&mut request);
-        let request = HttpRequest::try_from(request)
-            .map_err(|e| Failure::Config(format!("request {url}: {e}")))?;
-        let response = self
-            .connector
-            .call(request)
+        let headers = S3Blobs::headers(method, &length, extra);
+        self.client
+            .send(method, &url, &headers, body, S3Blobs::settings())
             .await
-            .map_err(|e| Failure::Transient(format!("{e}")))?;
-        let status = response.status().as_u16();
-        let headers = response.headers().clone();
-        Ok((status, headers, response.into_body()))
     }
 
     /// [`Self::send`] with the answer's body read whole.
@@ -267,14 +211,12 @@ impl S3Blobs {
         extra: &[(&str, &str)],
         body: &[u8],
     ) -> Result<(u16, Vec<u8>), Failure> {
-        let (status, _, body) = self.send(method, key, extra, body).await?;
-        let bytes = ByteStream::new(body)
-            .collect()
+        let url = format!("{}/{key}", self.base);
+        let length = body.len().to_string();
+        let headers = S3Blobs::headers(method, &length, extra);
+        self.client
+            .send_read(method, &url, &headers, body, S3Blobs::settings())
             .await
-            .map_err(|e| Failure::Transient(format!("reading the answer: {e}")))?
-            .into_bytes()
-            .to_vec();
-        Ok((status, bytes))
     }
 
     /// CopyObject of `from` (in this bucket) to `to`; `replace_metadata` allows a copy onto
@@ -311,7 +253,7 @@ impl S3Blobs {
         let mut last = String::new();
         for attempt in 1..=ATTEMPTS {
             if attempt > 1 {
-                tokio::time::sleep(Duration::from_millis(100 << (2 * (attempt - 2)))).await;
+                pause_before(attempt).await;
             }
             let sent = tokio::time::timeout(CALL_TIMEOUT, self.send(&Method::HEAD, key, &[], &[]));
             match sent.await {
@@ -395,7 +337,7 @@ impl S3Blobs {
             let mut last = String::new();
             for attempt in 1..=ATTEMPTS {
                 if attempt > 1 {
-                    tokio::time::sleep(Duration::from_millis(100 << (2 * (attempt - 2)))).await;
+                    pause_before(attempt).await;
                 }
                 match self.once(&method, key, extra, body).await {
                     Ok((status, body)) if status == 429 || status >= 500 => {
@@ -417,21 +359,6 @@ impl S3Blobs {
                     "{operation} {key}: no answer within {CALL_TIMEOUT:?}"
                 )))
             })
-    }
-}
-
-enum Failure {
-    /// Worth another attempt (connection, timeout).
-    Transient(String),
-    /// Configuration (region, credentials): no attempt can succeed until it is fixed.
-    Config(String),
-}
-
-impl Failure {
-    fn into_store(self) -> StoreError {
-        match self {
-            Failure::Transient(e) | Failure::Config(e) => StoreError::Unavailable(e),
-        }
     }
 }
 

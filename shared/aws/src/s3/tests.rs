@@ -52,6 +52,7 @@ async fn a_presigned_url_names_the_key_its_overrides_and_its_lifetime() {
 #[cfg(feature = "media")]
 #[tokio::test]
 async fn presigned_urls_are_the_sdks_own() {
+    use aws_credential_types::provider::SharedCredentialsProvider;
     use aws_credential_types::Credentials;
     use aws_sdk_s3::presigning::PresigningConfig;
 

@@ -8,7 +8,7 @@ use std::fmt::Write as _;
 use serde::Serialize;
 
 use crate::redact;
-use crate::templates::TemplateInfo;
+use crate::templates::WabaTemplates;
 
 use super::{emf, Signal};
 
@@ -42,6 +42,12 @@ pub struct NumberHealth {
 
 #[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct TemplateHealth {
+    /// Its WABA, with a numbers registry (absent for the implicit number's templates).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub waba_id: Option<String>,
+    /// The labels of that WABA's numbers.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub numbers: Vec<String>,
     pub name: String,
     pub language: String,
     pub status: String,
@@ -85,11 +91,12 @@ pub struct BacklogHealth {
 
 impl Health {
     /// The report from the stored latest signals (`states`, each with its time), the counters
-    /// summed over the window (`counts`, by metric name) and the template registry.
+    /// summed over the window (`counts`, by metric name) and the template registries (one per
+    /// WABA with a numbers registry).
     pub fn build(
         states: &[(Signal, i64)],
         counts: &BTreeMap<String, u64>,
-        templates: &[TemplateInfo],
+        templates: &[WabaTemplates],
         window_hours: i64,
     ) -> Health {
         let count = |m: &str| counts.get(m).copied().unwrap_or(0);
@@ -162,9 +169,12 @@ impl Health {
         }
         h.templates = templates
             .iter()
-            .filter_map(|t| {
+            .flat_map(|w| w.templates.iter().map(move |t| (&w.waba, t)))
+            .filter_map(|(waba, t)| {
                 let status = t.status.as_ref()?;
                 (status.as_str() != "APPROVED").then(|| TemplateHealth {
+                    waba_id: waba.as_ref().map(|w| w.id.clone()),
+                    numbers: waba.as_ref().map(|w| w.numbers.clone()).unwrap_or_default(),
                     name: t.name.clone(),
                     language: t.language.clone(),
                     status: status.as_str().to_string(),
@@ -199,6 +209,10 @@ impl Health {
             let _ = writeln!(out, "  none");
         }
         for t in &self.templates {
+            // With a numbers registry, the WABA (and its numbers) leads the line.
+            if let Some(waba) = &t.waba_id {
+                let _ = write!(out, "  {waba:<16} {:<24}", t.numbers.join(","));
+            }
             let _ = writeln!(
                 out,
                 "  {:<24} {:<8} {:<10} reason {}",

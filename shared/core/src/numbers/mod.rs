@@ -17,6 +17,7 @@ pub mod reload;
 pub mod replay;
 pub mod route;
 pub mod topic;
+pub mod wabas;
 
 /// The code of an event (dead-letter reason) or a send (`from`) naming a number the registry
 /// does not know.

@@ -88,42 +88,49 @@ impl TemplateSyncConfig {
         TemplateSyncConfig::from_lookup(|name| std::env::var(name).ok())
     }
 
-    /// One config per WABA of `numbers`, in file order, each reading as the first of its
-    /// numbers whose token `secret` has (by its `token_key`): numbers of one WABA share its
-    /// templates, and any of their tokens may read them. The Graph API URL and version come
-    /// through `get`. A WABA none of whose numbers has a token fails closed (the WABA is
-    /// logged, never a token).
+    /// One config per WABA of `numbers`, in file order ([`TemplateSyncConfig::for_waba`]).
     pub fn per_waba(
         get: impl Fn(&str) -> Option<String>,
         numbers: &crate::numbers::Numbers,
         secret: impl Fn(&str) -> Option<String>,
     ) -> Result<Vec<TemplateSyncConfig>, config::ConfigError> {
+        numbers
+            .wabas()
+            .iter()
+            .map(|w| TemplateSyncConfig::for_waba(&get, numbers, &w.id, &secret))
+            .collect()
+    }
+
+    /// The config of WABA `waba_id` of `numbers`, reading as the first of its numbers whose
+    /// token `secret` has (by its `token_key`): numbers of one WABA share its templates, and
+    /// any of their tokens may read and manage them. The Graph API URL and version come
+    /// through `get`. A WABA none of whose numbers has a token fails closed (the WABA is
+    /// logged, never a token).
+    pub fn for_waba(
+        get: impl Fn(&str) -> Option<String>,
+        numbers: &crate::numbers::Numbers,
+        waba_id: &str,
+        secret: impl Fn(&str) -> Option<String>,
+    ) -> Result<TemplateSyncConfig, config::ConfigError> {
         let (base_url, version) = config::Settings::new(get).graph_api()?;
-        let mut out: Vec<TemplateSyncConfig> = Vec::new();
-        for n in numbers.all() {
-            if out.iter().any(|c| c.waba_id == n.waba_id) {
-                continue;
-            }
-            let mut of_waba = numbers.all().iter().filter(|m| m.waba_id == n.waba_id);
-            let Some(access_token) = of_waba.find_map(|m| secret(&m.token_key)) else {
-                tracing::warn!(waba = %n.waba_id, first = %n.label, "no number of this WABA has its token");
-                return Err(config::ConfigError::Missing {
-                    name: config::WHATSAPP_ACCESS_TOKEN,
-                    consequence: "a WABA of the numbers registry has no number whose token_key is in the secret store; the template sync is disabled",
-                });
-            };
-            out.push(TemplateSyncConfig {
-                base_url: base_url.clone(),
-                version: version.clone(),
-                waba_id: n.waba_id.clone(),
-                access_token,
-                timeout: Duration::from_secs(15),
-                page_size: DEFAULT_PAGE_SIZE,
-                max_pages: DEFAULT_MAX_PAGES,
-                max_page_bytes: DEFAULT_MAX_PAGE_BYTES,
+        let mut of_waba = numbers.all().iter().filter(|m| m.waba_id == waba_id);
+        let Some(access_token) = of_waba.find_map(|m| secret(&m.token_key)) else {
+            tracing::warn!(waba = %waba_id, "no number of this WABA has its token");
+            return Err(config::ConfigError::Missing {
+                name: config::WHATSAPP_ACCESS_TOKEN,
+                consequence: "a WABA of the numbers registry has no number whose token_key is in the secret store; its templates can be neither synced nor managed",
             });
-        }
-        Ok(out)
+        };
+        Ok(TemplateSyncConfig {
+            base_url,
+            version,
+            waba_id: waba_id.to_string(),
+            access_token,
+            timeout: Duration::from_secs(15),
+            page_size: DEFAULT_PAGE_SIZE,
+            max_pages: DEFAULT_MAX_PAGES,
+            max_page_bytes: DEFAULT_MAX_PAGE_BYTES,
+        })
     }
 
     /// `{base}/{version}/{waba-id}/message_templates`.

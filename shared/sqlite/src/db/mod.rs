@@ -24,6 +24,8 @@ use tokio::sync::{oneshot, Semaphore};
 
 mod schema;
 #[cfg(test)]
+pub(crate) use schema::SCHEMA_VERSION;
+#[cfg(test)]
 mod tests;
 mod writer;
 

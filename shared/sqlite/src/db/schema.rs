@@ -29,7 +29,7 @@ const SCHEMAS: &[&str] = &[
 ];
 
 /// Current schema version, kept in `PRAGMA user_version`.
-const SCHEMA_VERSION: i64 = 5;
+pub(crate) const SCHEMA_VERSION: i64 = 6;
 
 /// What a database of an older version needs beyond `CREATE ... IF NOT EXISTS` (which creates
 /// new tables, never new columns): `(version that introduced it, table, column, definition)`.
@@ -44,6 +44,7 @@ const UPGRADES: &[(i64, &str, &str, &str)] = &[
     ),
     (3, "templates", "quality", "TEXT"),
     (4, "consent_history", "number", "TEXT"),
+    (6, "template_applies", "waba", "TEXT NOT NULL DEFAULT ''"),
 ];
 
 /// Tables a version retired: `(version that retired it, table)`, dropped when a database older

@@ -271,7 +271,7 @@ async fn a_schema_1_database_is_upgraded_in_place() {
         .unwrap()
         .query_row("PRAGMA user_version", [], |r| r.get(0))
         .unwrap();
-    assert_eq!(version, 5);
+    assert_eq!(version, crate::db::SCHEMA_VERSION);
 }
 
 #[tokio::test]

@@ -143,3 +143,66 @@ async fn without_a_registry_nothing_is_refused_as_not_found() {
     let e = s.submit(&pedido(None), None).await.unwrap_err();
     assert_eq!(refusal_code(e), (422, "template_not_sendable"));
 }
+
+fn change(name: &str, at: i64) -> wabridge_core::template_files::plan::AppliedChange {
+    wabridge_core::template_files::plan::AppliedChange {
+        name: name.into(),
+        language: "es_MX".into(),
+        action: "edit".into(),
+        template_id: Some("1200000000000001".into()),
+        content_hash: "ab".repeat(32),
+        applied_by: "cli".into(),
+        applied_at_ms: at,
+    }
+}
+
+/// The apply history is per WABA (Meta's edit limits count per template of one WABA); a
+/// database of schema 5 keeps its applies as the implicit number's.
+#[tokio::test]
+async fn the_apply_history_is_per_waba() {
+    use wabridge_core::template_files::apply::TemplateHistory;
+    use wabridge_sqlite::SqliteTemplateHistory;
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("old.db");
+    {
+        // Schema 5's history: no `waba` column.
+        let c = rusqlite::Connection::open(&path).unwrap();
+        c.execute_batch(
+            "CREATE TABLE template_applies (seq INTEGER PRIMARY KEY AUTOINCREMENT,
+                name TEXT NOT NULL, language TEXT NOT NULL, action TEXT NOT NULL,
+                template_id TEXT, content_hash TEXT NOT NULL, applied_by TEXT NOT NULL,
+                applied_at INTEGER NOT NULL, expires_at INTEGER NOT NULL);
+             INSERT INTO template_applies (name, language, action, content_hash, applied_by,
+                applied_at, expires_at) VALUES ('pedido', 'es_MX', 'create', 'x', 'cli', 5, 99);
+             PRAGMA user_version=5;",
+        )
+        .unwrap();
+    }
+    let db = Db::open(&path).unwrap();
+    let implicit = SqliteTemplateHistory::new(db.clone());
+    let (mx, co) = (
+        SqliteTemplateHistory::for_waba(db.clone(), WABA_MX),
+        SqliteTemplateHistory::for_waba(db.clone(), WABA_CO),
+    );
+    mx.record(&change("pedido", 10)).await.unwrap();
+    mx.record(&change("otro", 11)).await.unwrap();
+    co.record(&change("pedido", 12)).await.unwrap();
+    let names = |h: Vec<wabridge_core::template_files::plan::AppliedChange>| {
+        h.into_iter()
+            .map(|c| (c.name, c.applied_at_ms))
+            .collect::<Vec<_>>()
+    };
+    assert_eq!(
+        names(mx.history(None, 0).await.unwrap()),
+        [("pedido".to_string(), 10), ("otro".to_string(), 11)]
+    );
+    assert_eq!(
+        names(co.history(Some("pedido"), 0).await.unwrap()),
+        [("pedido".to_string(), 12)]
+    );
+    assert_eq!(
+        names(implicit.history(None, 0).await.unwrap()),
+        [("pedido".to_string(), 5)],
+        "schema 5's rows are the implicit number's"
+    );
+}

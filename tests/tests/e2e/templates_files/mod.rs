@@ -8,6 +8,7 @@ mod deployment;
 mod meta;
 mod plan_apply;
 mod prism;
+mod wabas;
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
