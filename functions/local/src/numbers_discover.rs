@@ -39,6 +39,9 @@ pub struct DiscoverArgs {
     data: DataArg,
 }
 
+/// A token by its key name.
+type Token = dyn Fn(&str) -> Option<String>;
+
 /// A number's own callback override: none, a URL, or why it could not be read.
 pub type NumberOverride = Result<Option<String>, String>;
 
@@ -62,7 +65,7 @@ pub struct Report {
 /// `wabridge numbers discover`.
 pub async fn discover(args: DiscoverArgs) -> Result<(), CliError> {
     // The local registry file and secrets, or a deployment's items and secret.
-    let (registry, token): (_, Box<dyn Fn(&str) -> Option<String>>) = match &args.table {
+    let (registry, token): (_, Box<Token>) = match &args.table {
         None => {
             let stored = crate::secrets::read(&args.data.data)?;
             let token = move |key: &str| crate::numbers::secret(stored.as_ref(), key);

@@ -27,17 +27,22 @@ use wabridge_graph::GraphClient;
 
 use crate::lines::{self, Line};
 
+/// A setting by name.
+pub type Lookup = Arc<dyn Fn(&str) -> Option<String> + Send + Sync>;
+/// A number's uploader from its Graph settings.
+pub type Uploader = Arc<dyn Fn(GraphConfig) -> Option<Arc<MediaUploader>> + Send + Sync>;
+
 /// What a re-read needs besides the registry's items.
 #[derive(Clone)]
 pub struct Registry {
     pub table: DynamoNumbers,
     pub read_secret: ReadSecret,
     /// Plain settings (`WHATSAPP_API_URL`, `WHATSAPP_API_VERSION`).
-    pub settings: Arc<dyn Fn(&str) -> Option<String> + Send + Sync>,
+    pub settings: Lookup,
     /// `WABRIDGE_SENDER_INSTANCES`: the instances that share each number's rate.
     pub instances: u32,
     /// A number's uploader from its Graph settings (none without `MEDIA_BUCKET`).
-    pub uploader: Arc<dyn Fn(GraphConfig) -> Option<Arc<MediaUploader>> + Send + Sync>,
+    pub uploader: Uploader,
 }
 
 /// The sender of the current registry, built again on a send from a number it lacks.

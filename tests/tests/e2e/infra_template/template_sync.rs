@@ -33,7 +33,7 @@ fn eval(t: &Value, v: &Value, params: &[(&str, &str)]) -> Value {
         return json!(a[0] != json!(true));
     }
     if let Some(a) = list("Fn::Or") {
-        return json!(a.iter().any(|x| *x == json!(true)));
+        return json!(a.contains(&json!(true)));
     }
     if let Some(a) = list("Fn::And") {
         return json!(a.iter().all(|x| *x == json!(true)));
