@@ -31,9 +31,16 @@ pub struct DiscoverArgs {
     /// One JSON object per listed number.
     #[arg(long)]
     json: bool,
+    /// A deployment's DynamoDB table: compare with its registry items (tokens from the stack's
+    /// secret, WABRIDGE_SECRETS_ARN) and print the `numbers add --table` commands to run.
+    #[arg(long, value_name = "TABLE")]
+    table: Option<String>,
     #[command(flatten)]
     data: DataArg,
 }
+
+/// A token by its key name.
+type Token = dyn Fn(&str) -> Option<String>;
 
 /// A number's own callback override: none, a URL, or why it could not be read.
 pub type NumberOverride = Result<Option<String>, String>;
@@ -57,18 +64,39 @@ pub struct Report {
 
 /// `wabridge numbers discover`.
 pub async fn discover(args: DiscoverArgs) -> Result<(), CliError> {
-    let registry = crate::numbers::registry()?;
+    // The local registry file and secrets, or a deployment's items and secret.
+    let (registry, token): (_, Box<Token>) = match &args.table {
+        None => {
+            let stored = crate::secrets::read(&args.data.data)?;
+            let token = move |key: &str| crate::numbers::secret(stored.as_ref(), key);
+            (crate::numbers::registry()?, Box::new(token))
+        }
+        Some(table) => {
+            let registry = wabridge_aws::dynamo::numbers::DynamoNumbers::from_env(table).await;
+            let numbers = registry.load().await.map_err(CliError::store(format!(
+                "cannot read the numbers registry of {}",
+                registry.source()
+            )))?;
+            let secret = crate::numbers_table::secret().await.map_err(|why| {
+                CliError::argument(
+                    "--table",
+                    format!("the tokens are in the stack's secret: {why}"),
+                )
+            })?;
+            let token = move |key: &str| secret.get(key).map(str::to_string);
+            (numbers, Box::new(token))
+        }
+    };
     let wabas = waba_ids(&args.wabas, registry.as_ref())?;
     let callback = args.callback_url.as_deref().map(check_url).transpose()?;
     let settings = config::Settings::env();
     let (base, version) = settings.graph_api()?;
     let app_id = settings.optional(config::WHATSAPP_APP_ID);
-    let stored = crate::secrets::read(&args.data.data)?;
     // Every token first: a missing one stops the command before any request.
     let mut clients = Vec::with_capacity(wabas.len());
     for waba in wabas {
         let key = token_key(&waba, registry.as_ref());
-        let Some(token) = crate::numbers::secret(stored.as_ref(), &key) else {
+        let Some(token) = token(&key) else {
             return Err(CliError::NoToken { waba, key });
         };
         clients.push((
@@ -111,6 +139,7 @@ pub async fn discover(args: DiscoverArgs) -> Result<(), CliError> {
         registry.as_ref(),
         callback.as_deref(),
         app_id.as_deref(),
+        args.table.as_deref(),
     );
     for w in &report.warnings {
         eprintln!("warning: {w}");
@@ -203,12 +232,14 @@ fn override_warning(whose: &str, what: &str, uri: &str, callback: Option<&str>) 
     }
 }
 
-/// The report of `wabas` against the registry (pure: printed by [`discover`]).
+/// The report of `wabas` against the registry (pure: printed by [`discover`]); `table`: the
+/// registry is that deployment's, and each new entry comes with its `numbers add` command.
 pub fn report(
     wabas: &[Waba],
     registry: Option<&Numbers>,
     callback: Option<&str>,
     app_id: Option<&str>,
+    table: Option<&str>,
 ) -> Report {
     let registered: &[Number] = registry.map(Numbers::all).unwrap_or_default();
     let mut taken: HashSet<String> = registered.iter().map(|n| n.label.clone()).collect();
@@ -257,11 +288,19 @@ pub fn report(
                 }
                 None => {
                     let label = suggest_label(n, &mut taken);
-                    let entry = entry(n, &label, w, &waba.token_key);
+                    let crm = crm_line(table.is_some(), registered, w);
+                    let entry = entry(n, &label, w, &waba.token_key, &crm);
                     r.lines.push(String::new());
                     r.lines.extend(entry.lines().map(str::to_string));
                     object["suggested_label"] = json!(label);
                     object["entry"] = json!(entry);
+                    if let Some(t) = table {
+                        let add = format!("wabridge numbers add --table {t} --from {label}.toml");
+                        r.lines.push(format!(
+                            "# to register it: save the entry as {label}.toml, then: {add}"
+                        ));
+                        object["add_command"] = json!(add);
+                    }
                 }
             }
             r.objects.push(object);
@@ -374,8 +413,44 @@ fn fold(c: char) -> Option<char> {
     })
 }
 
+/// The `crm = …` line of a new number's entry. Locally: the local store. For a deployment
+/// (which has none): the target of the WABA's first registered number, to check; with none, an
+/// empty kind that `numbers add` refuses (naming the line) until it is filled in.
+fn crm_line(deployment: bool, registered: &[Number], waba: &str) -> String {
+    if !deployment {
+        return "crm = { kind = \"local\" }  # its CRM target (docs/numbers.md)".into();
+    }
+    let Some(k) = registered.iter().find(|k| k.waba_id == waba) else {
+        return "crm = { kind = \"\" }  # its CRM target (webhook, hubspot, …): docs/numbers.md"
+            .into();
+    };
+    let mut target = toml::Table::new();
+    target.insert("kind".into(), k.crm.kind.clone().into());
+    if let Some(mapping) = &k.crm.mapping {
+        target.insert("mapping".into(), mapping.clone().into());
+    }
+    let map = |m: &std::collections::BTreeMap<String, String>| {
+        toml::Value::Table(
+            m.iter()
+                .map(|(k, v)| (k.clone(), v.clone().into()))
+                .collect(),
+        )
+    };
+    if !k.crm.settings.is_empty() {
+        target.insert("settings".into(), map(&k.crm.settings));
+    }
+    if !k.crm.secrets.is_empty() {
+        target.insert("secrets".into(), map(&k.crm.secrets));
+    }
+    format!(
+        "crm = {}  # {}'s target, of the same WABA: check it",
+        toml::Value::Table(target),
+        k.label
+    )
+}
+
 /// The `[[number]]` entry of a number the registry lacks, in the registry's format.
-fn entry(n: &ListedNumber, label: &str, waba: &str, token_key: &str) -> String {
+fn entry(n: &ListedNumber, label: &str, waba: &str, token_key: &str, crm: &str) -> String {
     // JSON strings are valid TOML basic strings (same escapes).
     let quote = |s: &str| Value::from(s).to_string();
     let comment: String = format!(
@@ -394,7 +469,7 @@ fn entry(n: &ListedNumber, label: &str, waba: &str, token_key: &str) -> String {
     format!(
         "# {comment}\n[[number]]\nlabel = {}\nphone_number_id = {}\nwaba_id = {}\ndisplay_number = {}\n\
          token_key = {}  # the token that listed this WABA; name the number's own if it has one\n\
-         crm = {{ kind = \"local\" }}  # its CRM target (docs/numbers.md)\n",
+         {crm}\n",
         quote(label),
         quote(&n.id),
         quote(waba),

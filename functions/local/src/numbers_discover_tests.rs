@@ -106,7 +106,7 @@ fn wabas() -> Vec<Waba> {
 #[test]
 fn new_numbers_get_entries_that_parse_into_the_registry_and_registered_ones_a_line() {
     let registry = registry();
-    let r = report(&wabas(), Some(&registry), None, None);
+    let r = report(&wabas(), Some(&registry), None, None, None);
     let text = r.lines.join("\n");
     assert!(
         text.contains("# ventas-mx (106540352242922) is already in the registry"),
@@ -175,7 +175,7 @@ crm = { kind = "local" }
 #[test]
 fn overrides_elsewhere_and_unlisted_numbers_are_warned_about() {
     let registry = registry();
-    let r = report(&wabas(), Some(&registry), None, None);
+    let r = report(&wabas(), Some(&registry), None, None, None);
     let all = r.warnings.join("\n");
     assert!(
         all.contains(&format!("WABA {B}'s subscription of app wabridge (11) overrides the callback URL: Meta sends this WABA's messages, calls and echoes to https://elsewhere.example/webhook")),
@@ -199,6 +199,7 @@ fn overrides_elsewhere_and_unlisted_numbers_are_warned_about() {
         Some(&registry),
         Some("https://bot.example/hook/"),
         None,
+        None,
     );
     let all = r.warnings.join("\n");
     assert!(!all.contains("number 106540352243333"), "{all}");
@@ -208,7 +209,7 @@ fn overrides_elsewhere_and_unlisted_numbers_are_warned_about() {
     );
 
     // With WHATSAPP_APP_ID, only that app's subscription counts; a missing one is warned.
-    let r = report(&wabas(), Some(&registry), None, Some("12"));
+    let r = report(&wabas(), Some(&registry), None, Some("12"), None);
     let all = r.warnings.join("\n");
     assert!(!all.contains("elsewhere.example"), "{all}");
     assert!(
@@ -241,4 +242,47 @@ fn wabas_come_from_the_flag_or_the_registry_and_none_names_the_flag() {
         "https://A.example/hook/",
         "https://a.example/hook"
     ));
+}
+
+/// For a deployment, a new number's entry takes its WABA's registered target, one line of TOML
+/// that parses back to the same target; a WABA without one gets a kind `numbers add` refuses.
+#[test]
+fn a_deployment_entry_takes_its_wabas_target() {
+    let registry = Numbers::parse(
+        "numbers.toml",
+        br#"
+[[number]]
+label = "ventas-mx"
+phone_number_id = "106540352242922"
+waba_id = "102290129340398"
+display_number = "+52 55 5000 1111"
+token_key = "WHATSAPP_ACCESS_TOKEN_MX"
+[number.crm]
+kind = "webhook"
+mapping = "mappings/webhook.toml"
+settings = { CRM_WEBHOOK_URL = "https://crm.example/mx" }
+secrets = { CRM_WEBHOOK_SECRET = "CRM_WEBHOOK_SECRET_MX" }
+"#,
+    )
+    .unwrap();
+    let line = crm_line(true, registry.all(), "102290129340398");
+    assert_eq!(line.lines().count(), 1, "{line}");
+    assert!(
+        line.ends_with("# ventas-mx's target, of the same WABA: check it"),
+        "{line}"
+    );
+    let entry = format!(
+        "[[number]]\nlabel = \"nuevo-mx\"\nphone_number_id = \"106540352243333\"\n\
+         waba_id = \"102290129340398\"\ndisplay_number = \"+52 55 5000 3333\"\n\
+         token_key = \"WHATSAPP_ACCESS_TOKEN_MX\"\n{line}\n"
+    );
+    let parsed =
+        Numbers::parse("entry", entry.as_bytes()).unwrap_or_else(|e| panic!("{e}\n{entry}"));
+    assert_eq!(parsed.all()[0].crm, registry.all()[0].crm);
+    // Locally the local store; a deployment's WABA without a number: a kind to fill in.
+    assert!(crm_line(false, registry.all(), "102290129340398").contains("kind = \"local\""));
+    let other = crm_line(true, registry.all(), "202290129340398");
+    let entry = entry.replace(&line, &other);
+    let err = Numbers::parse("entry", entry.as_bytes()).unwrap_err();
+    assert!(err.to_string().contains("`crm` needs a `kind`"), "{err}");
 }

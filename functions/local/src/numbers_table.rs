@@ -35,7 +35,7 @@ pub struct RemoveArgs {
 }
 
 /// The deployment's secret, or why the CLI cannot read it.
-async fn secret() -> Result<Secrets, String> {
+pub(crate) async fn secret() -> Result<Secrets, String> {
     if config::Settings::env()
         .optional(config::WABRIDGE_SECRETS_ARN)
         .is_none()

@@ -30,6 +30,8 @@ use wabridge_core::queue::Queue;
 use wabridge_core::retry::RetryPolicy;
 use wabridge_graph::media::{GraphMedia, MediaConfig};
 
+pub mod reload;
+
 /// Jobs of one batch handled at once: each holds up to one 8 MiB part of its file in memory,
 /// so eight stay within a 512 MB function with room for the runtime and the TLS buffers.
 pub const CONCURRENCY: usize = 8;
@@ -151,24 +153,11 @@ pub async fn cold_start() -> Result<App, lambda_runtime::Error> {
     let sdk = wabridge_aws::sdk::lambda_config().await;
     let secrets = wabridge_aws::secrets::secrets().await?;
     let table = secrets.lookup(config::WABRIDGE_TABLE).unwrap_or_default();
-    let numbers = DynamoNumbers::new(aws_sdk_dynamodb::Client::new(sdk), table)
-        .load()
-        .await?;
+    let registry = DynamoNumbers::new(aws_sdk_dynamodb::Client::new(sdk), table);
+    let numbers = registry.load().await?;
     // Each registered number's files come with its own token; the first number's is the
     // default when WHATSAPP_ACCESS_TOKEN is not in the secret.
-    let tokens: Vec<(String, String)> = numbers
-        .iter()
-        .flat_map(|n| n.all())
-        .map(|n| {
-            let token = secrets.get(&n.token_key).ok_or_else(|| {
-                format!(
-                    "number `{}`: its token_key {} is not in the stack's secret",
-                    n.label, n.token_key
-                )
-            })?;
-            Ok((n.phone_number_id.clone(), token.to_string()))
-        })
-        .collect::<Result<_, String>>()?;
+    let tokens = reload::tokens(numbers.as_ref(), secrets)?;
     let settings = Settings::from_lookup(|name| {
         let first = || tokens.first().map(|(_, token)| token.clone());
         match secrets.lookup(name) {
@@ -187,7 +176,33 @@ pub async fn cold_start() -> Result<App, lambda_runtime::Error> {
         links = settings.media.links.is_some(),
         "media function ready"
     );
-    Ok(build_with_numbers(sdk, settings, tokens))
+    let registry = reload::Registry {
+        table: registry,
+        read_secret: wabridge_aws::secrets::reader(sdk),
+        sdk: sdk.clone(),
+        settings,
+    };
+    Ok(build_reloading(
+        registry,
+        tokens,
+        wabridge_core::numbers::reload::RELOAD_EVERY,
+    ))
+}
+
+/// [`build_with_numbers`] over the table's registry, built again when a job names a number
+/// added since ([`reload::ReloadingMedia`], re-read at most once per `every`): what
+/// [`cold_start`] builds.
+pub fn build_reloading(
+    registry: reload::Registry,
+    tokens: Vec<(String, String)>,
+    every: Duration,
+) -> App {
+    let app = build_with_numbers(&registry.sdk, registry.settings.clone(), tokens.clone());
+    let first = reload::Built::new(app.handler, &tokens);
+    App {
+        handler: Arc::new(reload::ReloadingMedia::new(first, registry, every)),
+        ..app
+    }
 }
 
 /// Handles a batch; returns the jobs that must stay on the queue (see `crm_sync::handle` for

@@ -28,6 +28,7 @@
 //! `media_unavailable`.
 
 pub mod lines;
+pub mod reload;
 
 use std::sync::Arc;
 
@@ -100,9 +101,8 @@ pub async fn cold_start() -> Result<App, lambda_runtime::Error> {
     let (_, policy) = config::retry_policies(lookup)?;
     let scope = wabridge_core::consent::ConsentScope::from_settings(lookup)?;
     let engine = AwsEngine::new(sdk, table.clone()).with_consent_scope(scope);
-    let numbers = DynamoNumbers::new(engine.dynamo.clone(), table)
-        .load()
-        .await?;
+    let registry = DynamoNumbers::new(engine.dynamo.clone(), table);
+    let numbers = registry.load().await?;
     let secret = |key: &str| secrets.get(key).map(str::to_string);
     // Fails closed: no token or phone number id, no sender. With a registry and without the
     // single-number settings, its first number is the default line.
@@ -115,9 +115,10 @@ pub async fn cold_start() -> Result<App, lambda_runtime::Error> {
     };
     let graph = GraphClient::new(graph_config.clone());
     let bucket = lookup(config::MEDIA_BUCKET);
-    let uploader = |graph: GraphConfig| {
+    let uploads = engine.clone();
+    let uploader = move |graph: GraphConfig| {
         let bucket = bucket.clone()?;
-        Some(Arc::new(media_uploader(sdk, &engine, bucket, graph)))
+        Some(Arc::new(media_uploader(sdk, &uploads, bucket, graph)))
     };
     let media = uploader(graph_config);
     if media.is_none() {
@@ -136,7 +137,15 @@ pub async fn cold_start() -> Result<App, lambda_runtime::Error> {
         line.media = uploader(line.graph.clone());
     }
     let count = lines.len();
-    let mut app = build_with_numbers(
+    // A number added to the table later is read, with its token, when a send names it.
+    let registry = reload::Registry {
+        table: registry,
+        read_secret: wabridge_aws::secrets::reader(sdk),
+        settings: Arc::new(move |name: &str| secrets.lookup(name).filter(|v| !v.trim().is_empty())),
+        instances,
+        uploader: Arc::new(uploader),
+    };
+    let mut app = build_reloading(
         engine.clone(),
         Names {
             queue_url,
@@ -149,6 +158,8 @@ pub async fn cold_start() -> Result<App, lambda_runtime::Error> {
         media,
         lines,
         numbers.clone().map(Arc::new),
+        registry,
+        wabridge_core::numbers::reload::RELOAD_EVERY,
     );
     let configs = match &numbers {
         Some(numbers) => TemplateSyncConfig::per_waba(lookup, numbers, secret),
@@ -243,6 +254,44 @@ pub fn build_with_numbers(
     lines: Vec<lines::Line>,
     numbers: Option<Arc<Numbers>>,
 ) -> App {
+    let (sender, queue) = assemble(engine, names, graph, limiter, policy, media, lines, numbers);
+    let templates = sender.sends.policy.templates.clone();
+    app(Arc::new(sender), queue, policy, templates)
+}
+
+/// [`build_with_numbers`] over the table's registry, built again when a send is `from` a number
+/// added since ([`reload::ReloadingSender`], re-read at most once per `every`): what
+/// [`cold_start`] builds with a registry.
+#[allow(clippy::too_many_arguments)]
+pub fn build_reloading(
+    engine: AwsEngine,
+    names: Names,
+    graph: GraphClient,
+    limiter: RateLimiter,
+    policy: RetryPolicy,
+    media: Option<Arc<MediaUploader>>,
+    lines: Vec<lines::Line>,
+    numbers: Option<Arc<Numbers>>,
+    registry: reload::Registry,
+    every: std::time::Duration,
+) -> App {
+    let (sender, queue) = assemble(engine, names, graph, limiter, policy, media, lines, numbers);
+    let templates = sender.sends.policy.templates.clone();
+    let reloading = reload::ReloadingSender::new(sender, registry, every);
+    app(Arc::new(reloading), queue, policy, templates)
+}
+
+#[allow(clippy::too_many_arguments)]
+fn assemble(
+    engine: AwsEngine,
+    names: Names,
+    graph: GraphClient,
+    limiter: RateLimiter,
+    policy: RetryPolicy,
+    media: Option<Arc<MediaUploader>>,
+    lines: Vec<lines::Line>,
+    numbers: Option<Arc<Numbers>>,
+) -> (Sender, Arc<dyn Queue>) {
     let queue: Arc<dyn Queue> = Arc::new(engine.queue(names.queue_url, names.dlq_url));
     let events = QueueEvents::new(Arc::new(engine.producer(names.events_url)));
     // The sender serves no HTTP.
@@ -250,16 +299,24 @@ pub fn build_with_numbers(
     if let Some(numbers) = numbers {
         sends = sends.with_numbers(numbers);
     }
-    let templates = sends.policy.templates.clone();
     let mut sender = Sender::new(sends, Arc::new(graph), Arc::new(limiter))
         .with_policy(policy)
         .with_alerts(Arc::new(wabridge_aws::emf::EmfAlerts::stdout()));
     if let Some(media) = media {
         sender = sender.with_media(media);
     }
-    let sender = lines::with_lines(sender, lines);
+    (lines::with_lines(sender, lines), queue)
+}
+
+/// The app of `handler`; its template sync is off until turned on.
+fn app(
+    handler: Arc<dyn Handler>,
+    queue: Arc<dyn Queue>,
+    policy: RetryPolicy,
+    templates: TemplateRegistries,
+) -> App {
     App {
-        handler: Arc::new(sender),
+        handler,
         queue,
         policy,
         templates,

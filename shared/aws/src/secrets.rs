@@ -172,6 +172,21 @@ impl Secrets {
     }
 }
 
+/// Reads the stack's secret again (a fresh read, not the cold start's copy): what a function
+/// that re-reads the numbers registry uses for a new number's token.
+pub type ReadSecret = std::sync::Arc<
+    dyn Fn() -> std::pin::Pin<Box<dyn std::future::Future<Output = Result<Secrets, String>> + Send>>
+        + Send
+        + Sync,
+>;
+
+/// A [`ReadSecret`] over [`Secrets::load`] with `sdk` (the Lambda's shared configuration).
+pub fn reader(sdk: &'static SdkConfig) -> ReadSecret {
+    std::sync::Arc::new(move || {
+        Box::pin(async move { Secrets::load(sdk).await.map_err(|e| e.to_string()) })
+    })
+}
+
 static SECRETS: OnceCell<Secrets> = OnceCell::const_new();
 
 /// The process-wide secrets, loaded once (per Lambda cold start) with [`Secrets::load`] over

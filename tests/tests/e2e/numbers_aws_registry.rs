@@ -358,12 +358,13 @@ async fn an_instance_rereads_the_registry_at_most_once_per_bound() {
     drop(guard);
     assert!(activities(&got).is_empty(), "re-read within the bound");
     assert_eq!(queue.dead_letters(10).await.unwrap().len(), 1);
-    // The line the template's UnknownNumber metric counts (infra/template.yaml).
+    // The line the template's UnknownNumber metric counts (infra/template.yaml), with the
+    // unrouted phone_number_id its per-id metric takes as the `Unrouted` dimension.
     let text = logs.text();
     assert!(
         text.lines()
             .filter_map(|l| serde_json::from_str::<Value>(l).ok())
-            .any(|v| v["fields"]["metric"] == "unknown_number"),
+            .any(|v| v["fields"]["metric"] == "unknown_number" && v["fields"]["unrouted"] == NEW),
         "{text}"
     );
     assert!(

@@ -12,18 +12,18 @@ use wabridge_core::numbers::Numbers;
 use wabridge_tests::gateway::cli;
 use wabridge_tests::prism::{spec_keeping, Prism};
 
-const A: &str = "102290129340398";
-const B: &str = "202290129340398";
+pub(crate) const A: &str = "102290129340398";
+pub(crate) const B: &str = "202290129340398";
 /// Registered (ventas-mx), on A's first page.
-const MX: &str = "106540352242922";
+pub(crate) const MX: &str = "106540352242922";
 /// New, on A's first page, with its own override.
-const MX2: &str = "106540352243333";
+pub(crate) const MX2: &str = "106540352243333";
 /// New, on A's second page.
-const MX3: &str = "106540352244444";
+pub(crate) const MX3: &str = "106540352244444";
 /// New, B's only number.
-const US: &str = "206540352245555";
-const MX_TOKEN: &str = "EAAG-discover-mx-0001";
-const B_TOKEN: &str = "EAAG-discover-b-0002";
+pub(crate) const US: &str = "206540352245555";
+pub(crate) const MX_TOKEN: &str = "EAAG-discover-mx-0001";
+pub(crate) const B_TOKEN: &str = "EAAG-discover-b-0002";
 const ELSEWHERE: &str = "https://elsewhere.example/webhook";
 const BOT: &str = "https://bot.example/hook";
 
@@ -75,7 +75,7 @@ fn canned(path: &str, query: &str, auth: &str) -> (u16, Value) {
 }
 
 /// A loopback "Graph API": each GET goes to Prism, then gets the canned answer.
-async fn front(prism: &Prism) -> (String, Seen) {
+pub(crate) async fn front(prism: &Prism) -> (String, Seen) {
     use axum::http::{HeaderMap, StatusCode, Uri};
     use axum::response::IntoResponse;
     let seen: Seen = Arc::default();
@@ -147,7 +147,7 @@ token_key = "WHATSAPP_ACCESS_TOKEN_MX"
 crm = { kind = "local" }
 "#;
 
-fn text(bytes: &[u8]) -> String {
+pub(crate) fn text(bytes: &[u8]) -> String {
     String::from_utf8_lossy(bytes).into_owned()
 }
 

@@ -95,7 +95,10 @@ impl Handler for NumberDispatch {
             Route::Unknown(why) => match &self.fallback {
                 Some(sync) => sync.handle_event(&event, delivery.receive_count).await,
                 None => {
-                    tracing::warn!(metric = UNKNOWN_NUMBER, %why, "an event of a number the registry does not know: dead-lettered");
+                    // The metric's dimension (infra/template.yaml): Meta's id of the unrouted
+                    // number, or its WABA's when the event names no number; never a customer's.
+                    let unrouted = event.phone_number_id.as_deref().unwrap_or(&event.waba_id);
+                    tracing::warn!(metric = UNKNOWN_NUMBER, %unrouted, %why, "an event of a number the registry does not know: dead-lettered");
                     Outcome::DeadLetter(format!(
                         "{UNKNOWN_NUMBER}: {why}; add the number to the registry and redrive"
                     ))

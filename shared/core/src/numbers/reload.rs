@@ -46,13 +46,29 @@ impl<T> Reloading<T> {
         F: FnOnce() -> Fut,
         Fut: Future<Output = Result<T, String>>,
     {
+        self.newer_or_wait(seen, build).await.ok()
+    }
+
+    /// [`Reloading::newer`], saying why there is none: `Err(Some(wait))` when the next read
+    /// is allowed in `wait`, `Err(None)` when `build` failed. A caller that must not give up on
+    /// a miss (a queued send) retries after `wait`.
+    pub async fn newer_or_wait<F, Fut>(
+        &self,
+        seen: &Arc<T>,
+        build: F,
+    ) -> Result<Arc<T>, Option<Duration>>
+    where
+        F: FnOnce() -> Fut,
+        Fut: Future<Output = Result<T, String>>,
+    {
         let mut read_at = self.read_at.lock().await;
         let current = self.current();
         if !Arc::ptr_eq(&current, seen) {
-            return Some(current);
+            return Ok(current);
         }
-        if read_at.elapsed() < self.every {
-            return None;
+        let since = read_at.elapsed();
+        if since < self.every {
+            return Err(Some(self.every - since));
         }
         *read_at = Instant::now();
         match build().await {
@@ -60,11 +76,11 @@ impl<T> Reloading<T> {
                 let next = Arc::new(next);
                 *self.current.write().expect("never poisoned") = next.clone();
                 tracing::info!("numbers registry re-read on an unknown number");
-                Some(next)
+                Ok(next)
             }
             Err(why) => {
                 tracing::error!(%why, "numbers registry not re-read: keeping the previous one");
-                None
+                Err(None)
             }
         }
     }
@@ -106,6 +122,14 @@ mod tests {
         let slow = Reloading::new(1u32, Duration::from_secs(60));
         let seen = slow.current();
         assert!(slow.newer(&seen, build(3)).await.is_none(), "too soon");
+        match slow.newer_or_wait(&seen, build(3)).await {
+            Err(Some(wait)) => assert!(wait > Duration::from_secs(50), "{wait:?}"),
+            other => panic!("too soon says how long to wait: {:?}", other.map(|v| *v)),
+        }
+        let failed = r
+            .newer_or_wait(&r.current(), || async { Err::<u32, _>("down".to_string()) })
+            .await;
+        assert_eq!(failed.map(|v| *v), Err(None), "a failed read says no wait");
         assert_eq!(reads.load(Ordering::SeqCst), 1);
     }
 }

@@ -231,7 +231,12 @@ impl Sender {
     /// Everything before calling Meta: the guards again (consent or a template's status may
     /// have changed while it waited), this process's pace, the recipient's pair window across
     /// instances, then the claim. `Some` ends the delivery with that outcome.
-    async fn clear(&self, record: &SendRecord, request: &SendRequest) -> Option<Outcome> {
+    async fn clear(
+        &self,
+        record: &SendRecord,
+        request: &SendRequest,
+        limiter: &RateLimiter,
+    ) -> Option<Outcome> {
         let id = record.id.as_str();
         match self.sends.policy.check(request, now_ms()).await {
             Ok(Some(refusal)) => {
@@ -244,13 +249,6 @@ impl Sender {
             Ok(None) => {}
             Err(e) => return Some(retry_store(&e)),
         }
-        let Some((_, limiter)) = self.line(request) else {
-            let error = SendError {
-                code: crate::numbers::UNKNOWN_NUMBER.to_string(),
-                message: "the send's `from` number is no longer registered".into(),
-            };
-            return Some(self.finish(id, SendState::Failed, Some(error), None).await);
-        };
         if let Err(wait) = limiter.wait(&record.contact).await {
             return Some(Outcome::retry(wait, "sender rate limit"));
         }
@@ -421,34 +419,69 @@ impl Sender {
     }
 }
 
-#[async_trait]
-impl Handler for Sender {
-    async fn handle(&self, delivery: &Delivery) -> Outcome {
+/// A queued send `from` a number this sender has no line for: nothing was done with it yet, so
+/// a sender built from a re-read registry may still send it ([`Sender::attempt`]).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct UnknownLine {
+    pub send_id: String,
+}
+
+impl Sender {
+    /// Ends a send whose `from` number this sender lacks, even after a re-read of the registry
+    /// (removed after the send was accepted): `failed`, `unknown_number`, reported.
+    pub async fn fail_unknown_line(&self, line: &UnknownLine) -> Outcome {
+        let error = SendError {
+            code: crate::numbers::UNKNOWN_NUMBER.to_string(),
+            message: "the send's `from` number is no longer registered".into(),
+        };
+        self.finish(&line.send_id, SendState::Failed, Some(error), None)
+            .await
+    }
+
+    /// Handles a delivery as [`Handler::handle`] does, except a send `from` a number without
+    /// a line, which is left untouched and returned (`Err`) before any guard or write.
+    pub async fn attempt(&self, delivery: &Delivery) -> Result<Outcome, UnknownLine> {
         let id = match serde_json::from_str::<SendMessage>(&delivery.body) {
             Ok(m) => m.send_id,
-            Err(e) => return Outcome::DeadLetter(format!("queue message is not a send: {e}")),
+            Err(e) => {
+                return Ok(Outcome::DeadLetter(format!(
+                    "queue message is not a send: {e}"
+                )))
+            }
         };
         let (record, request) = match self.load(&id, delivery).await {
             Ok(loaded) => loaded,
-            Err(outcome) => return outcome,
+            Err(outcome) => return Ok(outcome),
         };
         if let Some(outcome) = self.expired(&record).await {
+            return Ok(outcome);
+        }
+        let Some((graph, limiter)) = self.line(&request) else {
+            return Err(UnknownLine { send_id: id });
+        };
+        Ok(self.send(delivery, &record, &request, graph, limiter).await)
+    }
+
+    /// From the guards to Meta's answer, through the send's line.
+    async fn send(
+        &self,
+        delivery: &Delivery,
+        record: &SendRecord,
+        request: &SendRequest,
+        graph: &Arc<dyn MessageApi>,
+        limiter: &RateLimiter,
+    ) -> Outcome {
+        let id = record.id.as_str();
+        if let Some(outcome) = self.clear(record, request, limiter).await {
             return outcome;
         }
-        if let Some(outcome) = self.clear(&record, &request).await {
-            return outcome;
-        }
-        let prepared = match self.prepare_media(&record, &request).await {
+        let prepared = match self.prepare_media(record, request).await {
             Ok(prepared) => prepared,
             Err(outcome) => return outcome,
         };
-        // `clear` ended the sends of numbers this sender lacks.
-        let Some((graph, _)) = self.line(&request) else {
-            return Outcome::Done;
-        };
         if !crate::consumer::fits(graph.call_budget()) {
             // The invocation ends before Meta could answer: the next delivery sends it.
-            let _ = self.sends.store.release(&id).await;
+            let _ = self.sends.store.release(id).await;
             return Outcome::retry(
                 backoff(delivery.receive_count, None),
                 "no time left in this invocation for the Graph API call",
@@ -457,13 +490,13 @@ impl Handler for Sender {
         // After the guards and the claim, so that a probe is never left unreported.
         let admit = self.breaker.admit();
         if let Admit::Wait(wait) = admit {
-            let _ = self.sends.store.release(&id).await;
+            let _ = self.sends.store.release(id).await;
             let after = wait.max(backoff(delivery.receive_count, None));
             return Outcome::retry(after, "Graph API unavailable (circuit open)");
         }
         let probe = admit == Admit::Probe;
         // The upload (when the file needs one) and the message count as one call to Meta.
-        let media_id = match (prepared, self.uploader(&request)) {
+        let media_id = match (prepared, self.uploader(request)) {
             (Some(Prepared::Upload(pending)), Some(media)) => {
                 media.upload(pending, now_ms()).await.map(Some)
             }
@@ -472,7 +505,7 @@ impl Handler for Sender {
         };
         let result = match media_id {
             Ok(media_id) => {
-                let message = request.to_outbound_with(&id, media_id.as_deref());
+                let message = request.to_outbound_with(id, media_id.as_deref());
                 graph.send(&message).await
             }
             Err(failure) => Err(failure),
@@ -483,11 +516,21 @@ impl Handler for Sender {
             _ => self.breaker.success(probe),
         }
         match result {
-            Ok(accepted) => self.record_sent(&id, accepted.message_id.as_deref()).await,
+            Ok(accepted) => self.record_sent(id, accepted.message_id.as_deref()).await,
             Err(failure) => {
-                self.failed(&record, &request, failure, delivery.receive_count)
+                self.failed(record, request, failure, delivery.receive_count)
                     .await
             }
+        }
+    }
+}
+
+#[async_trait]
+impl Handler for Sender {
+    async fn handle(&self, delivery: &Delivery) -> Outcome {
+        match self.attempt(delivery).await {
+            Ok(outcome) => outcome,
+            Err(line) => self.fail_unknown_line(&line).await,
         }
     }
 }

@@ -293,4 +293,18 @@ fn unknown_numbers_are_counted_from_crm_syncs_line() {
         pr["MetricTransformations"][0]["MetricName"],
         "UnknownNumber"
     );
+    // Per unrouted id: the same line and metric, with the dimension crm-sync's line carries
+    // (`unrouted`, checked on the line in `numbers_aws_registry`) and no default (CloudWatch
+    // refuses one with dimensions).
+    let by_id = &t["Resources"]["UnknownNumberByIdMetric"]["Properties"];
+    assert!(is_ref(&by_id["LogGroupName"], "CrmSyncLogGroup"), "{by_id}");
+    assert_eq!(by_id["FilterPattern"], pr["FilterPattern"]);
+    let transform = &by_id["MetricTransformations"][0];
+    assert_eq!(transform["MetricName"], "UnknownNumber");
+    assert_eq!(transform["MetricNamespace"], "wabridge");
+    assert_eq!(
+        transform["Dimensions"],
+        serde_json::json!([{"Key": "Unrouted", "Value": "$.fields.unrouted"}])
+    );
+    assert!(transform.get("DefaultValue").is_none(), "{transform}");
 }

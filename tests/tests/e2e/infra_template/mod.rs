@@ -17,6 +17,7 @@ mod functions;
 mod queues;
 mod self_tests;
 mod stack;
+mod template_sync;
 
 use std::collections::BTreeSet;
 
