@@ -31,6 +31,12 @@ use wabridge_sqlite::{Db, SqliteDeliveries, SqliteQueue};
 use crate::error::CliError;
 use crate::secrets::Secrets;
 
+/// During a burst of webhooks, a destination takes one delivery per this long (50 a second):
+/// about the trickle the CRM's crm-sync gets, whose calls take tens of milliseconds, where a
+/// local bot answers in a fraction of one and would otherwise take thousands of writes a second
+/// from the acks. The backlog drains at full concurrency once the burst is over.
+const BUSY_PACE: Duration = Duration::from_millis(20);
+
 /// Longest one relay POST may take (as a CRM call's default).
 const RELAY_TIMEOUT: Duration =
     Duration::from_millis(wabridge_core::config::DEFAULT_CRM_TIMEOUT_MS);
@@ -122,6 +128,7 @@ pub async fn spawn(
                 // bot's deliveries do not compete with the acks for the writer and the cores.
                 pressure: pressure.clone(),
                 busy_concurrency: 1,
+                busy_pace: BUSY_PACE,
                 settle: Settle::new(policy, true),
                 breaker: Some(breaker),
                 ..WorkerOptions::default()

@@ -235,6 +235,8 @@ pub struct WorkerOptions {
     pub pressure: Option<Pressure>,
     /// Most deliveries in flight while `pressure` is busy.
     pub busy_concurrency: usize,
+    /// While `pressure` is busy, at least this long between two receives (zero: no pacing).
+    pub busy_pace: Duration,
     /// The queue's retry horizon and clock (outcomes are settled with `delete_on_done`).
     pub settle: Settle,
     /// The downstream service's breaker: while it is open, one delivery at a time is received,
@@ -251,6 +253,7 @@ impl Default for WorkerOptions {
             concurrency: 10,
             pressure: None,
             busy_concurrency: 4,
+            busy_pace: Duration::ZERO,
             settle: Settle::new(RetryPolicy::EVENTS, true),
             breaker: None,
         }
@@ -264,7 +267,8 @@ impl Default for WorkerOptions {
 /// start them, so none waits in memory while its visibility timeout runs. Each delivery runs on
 /// its own task (both cores). Store errors are logged and retried after the idle delay: the
 /// messages stay on the queue, nothing is lost. On stop, deliveries in flight finish first.
-/// While [`WorkerOptions::pressure`] is busy, fewer deliveries run (see [`Pressure`]).
+/// While [`WorkerOptions::pressure`] is busy, fewer deliveries run (see [`Pressure`]), and
+/// with [`WorkerOptions::busy_pace`] receives are spaced out too.
 pub async fn run_worker(
     queue: Arc<dyn Queue>,
     handler: Arc<dyn Handler>,
@@ -275,6 +279,7 @@ pub async fn run_worker(
     let settle_how = Arc::new(options.settle.clone());
     let mut running = tokio::task::JoinSet::new();
     let mut closings = options.breaker.as_ref().map_or(0, |b| b.closings());
+    let mut last_receive: Option<tokio::time::Instant> = None;
     loop {
         if *stop.borrow() {
             break;
@@ -297,10 +302,18 @@ pub async fn run_worker(
             }
             None => None,
         };
+        let busy = options.pressure.as_ref().is_some_and(Pressure::busy);
+        // A paced burst: the next receive waits out the pace since the last one.
+        let paced = match last_receive {
+            Some(at) if busy && !options.busy_pace.is_zero() => {
+                Some(options.busy_pace.saturating_sub(at.elapsed())).filter(|w| !w.is_zero())
+            }
+            _ => None,
+        };
         let limit = match (&gate, &options.pressure) {
             // Open circuit: one delivery at a time, the probe.
             (Some(_), _) => 1,
-            (None, Some(p)) if p.busy() => options.busy_concurrency.clamp(1, full),
+            (None, Some(_)) if busy => options.busy_concurrency.clamp(1, full),
             _ => full,
         };
         let refill_at = (limit / 2).max(1);
@@ -309,7 +322,10 @@ pub async fn run_worker(
         let probe_due = gate.is_none_or(|wait| wait.is_zero());
         if !probe_due && running.is_empty() {
             wait_idle = gate.map(|wait| options.settle.clock.real(wait));
+        } else if let Some(wait) = paced {
+            wait_idle = Some(wait);
         } else if probe_due && (running.is_empty() || (free > 0 && free >= refill_at)) {
+            last_receive = Some(tokio::time::Instant::now());
             match queue
                 .receive(free.min(options.batch.max(1)), options.visibility)
                 .await

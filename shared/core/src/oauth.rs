@@ -84,6 +84,25 @@ pub struct Grant {
     pub expires_in: Option<Duration>,
 }
 
+impl Grant {
+    /// The grant in a token endpoint's successful answer (`status` 2xx, a non-empty
+    /// `access_token`; `refresh_token` when the CRM rotates it, `expires_in` in seconds), or
+    /// the CRM unavailable. Each adapter reads its CRM's refusals before this.
+    pub fn from_answer(status: u16, body: &serde_json::Value) -> Result<Grant, OAuthError> {
+        let text = |k: &str| body[k].as_str().filter(|t| !t.is_empty());
+        match text("access_token") {
+            Some(token) if (200..300).contains(&status) => Ok(Grant {
+                access_token: token.to_string(),
+                refresh_token: text("refresh_token").map(String::from),
+                expires_in: body["expires_in"].as_u64().map(Duration::from_secs),
+            }),
+            _ => Err(OAuthError::Unavailable(format!(
+                "HTTP {status} without an access token"
+            ))),
+        }
+    }
+}
+
 impl std::fmt::Debug for Grant {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("Grant")
@@ -338,6 +357,31 @@ impl TokenStore for MemoryTokenStore {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_token_answer_gives_a_grant_only_with_a_token_and_a_2xx() {
+        let body = serde_json::json!({"access_token": "at-1", "refresh_token": "rt-2", "expires_in": 3599});
+        let grant = Grant::from_answer(200, &body).unwrap();
+        assert_eq!(grant.access_token, "at-1");
+        assert_eq!(grant.refresh_token.as_deref(), Some("rt-2"));
+        assert_eq!(grant.expires_in, Some(Duration::from_secs(3599)));
+        // An empty refresh token is none: keeping it would replace the stored one with "".
+        let body = serde_json::json!({"access_token": "at-1", "refresh_token": ""});
+        let grant = Grant::from_answer(200, &body).unwrap();
+        assert_eq!((grant.refresh_token, grant.expires_in), (None, None));
+        for (status, body) in [
+            (200, serde_json::json!({"access_token": ""})),
+            (200, serde_json::json!({"token_type": "Bearer"})),
+            (302, serde_json::json!({"access_token": "at-1"})),
+        ] {
+            match Grant::from_answer(status, &body) {
+                Err(OAuthError::Unavailable(why)) => {
+                    assert_eq!(why, format!("HTTP {status} without an access token"))
+                }
+                other => panic!("{status} {body}: {other:?}"),
+            }
+        }
+    }
 
     #[test]
     fn tokens_are_refreshed_ahead_of_their_expiry_and_never_shown() {

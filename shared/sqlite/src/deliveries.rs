@@ -92,11 +92,11 @@ impl DeliveryLog for SqliteDeliveries {
         let now = self.clock.now_ms();
         self.db
             .write(move |t| {
-                t.execute(
+                t.prepare_cached(
                     "INSERT OR IGNORE INTO destination_deliveries (destination, key, body, delivered_at)
                      VALUES (?1, ?2, ?3, ?4)",
-                    params![destination, key, event, now],
                 )
+                .and_then(|mut s| s.execute(params![destination, key, event, now]))
                 .map(|_| ())
                 .map_err(sql_err)
             })

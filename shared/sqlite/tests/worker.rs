@@ -182,3 +182,49 @@ async fn the_worker_yields_to_a_burst_then_drains_at_full_concurrency() {
     stop_tx.send(true).unwrap();
     worker.await.unwrap();
 }
+
+/// With `busy_pace`, a burst leaves the worker a trickle (one receive per pace), never nothing:
+/// what waits drains once the burst is over.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_paced_worker_trickles_during_a_burst_and_starves_never() {
+    let dir = tempfile::tempdir().unwrap();
+    let db = Db::open(dir.path().join("p.db")).unwrap();
+    let queue: Arc<dyn Queue> = Arc::new(SqliteQueue::new(db, "destination:bot"));
+    let messages: Vec<OutgoingMessage> = (0..200)
+        .map(|i| OutgoingMessage {
+            id: format!("m{i}"),
+            body: format!("event {i}"),
+            delay: None,
+        })
+        .collect();
+    queue.send_batch(&messages).await.unwrap();
+    let pressure = Pressure::new(3);
+    let burst: Vec<PressureGuard> = (0..3).map(|_| pressure.enter()).collect();
+    let gauge = Arc::new(Gauge::default());
+    let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
+    let worker = tokio::spawn(run_worker(
+        queue.clone(),
+        gauge.clone(),
+        WorkerOptions {
+            batch: 16,
+            concurrency: 16,
+            idle: Duration::from_millis(5),
+            pressure: Some(pressure.clone()),
+            busy_concurrency: 1,
+            busy_pace: Duration::from_millis(50),
+            ..WorkerOptions::default()
+        },
+        stop_rx,
+    ));
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    let during = gauge.done.load(Ordering::SeqCst);
+    // 500 ms at one receive per 50 ms: about 10; unpaced, all 200 go in a few ms.
+    assert!(
+        (2..=13).contains(&during),
+        "{during} handled during the burst"
+    );
+    drop(burst);
+    wait_done(&gauge, 200).await;
+    stop_tx.send(true).unwrap();
+    worker.await.unwrap();
+}

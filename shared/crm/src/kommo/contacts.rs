@@ -10,7 +10,6 @@
 //! - a create whose answer was lost (timeout, 5xx, a crash) leaves the next attempt in doubt:
 //!   a search miss then is trusted only [`super::DEFAULT_SEARCH_LAG`] after that attempt.
 
-use std::sync::Arc;
 use std::time::Instant;
 
 use reqwest::Method;
@@ -20,7 +19,7 @@ use wabridge_core::records::{ContactRecord, Record};
 
 use super::api::encode;
 use super::fields::{field_value, Schema};
-use super::{remember, KommoCrm, CACHE_MAX};
+use super::{remember, KommoCrm};
 
 /// A contact's name when the mapping gives none.
 const NO_NAME: &str = "WhatsApp contact";
@@ -160,15 +159,6 @@ impl KommoCrm {
         }
     }
 
-    /// The lock of one person's find-or-create.
-    fn lock_of(&self, contact: &str) -> Arc<tokio::sync::Mutex<()>> {
-        let mut locks = self.locks.lock().unwrap();
-        if locks.len() >= CACHE_MAX {
-            locks.retain(|_, l| Arc::strong_count(l) > 1);
-        }
-        locks.entry(contact.to_string()).or_default().clone()
-    }
-
     /// The contact of record `c`: found (and, with `update`, its changed fields written) or
     /// created.
     async fn contact_of(
@@ -179,8 +169,7 @@ impl KommoCrm {
         update: bool,
     ) -> Result<u64, CrmError> {
         let value = self.identity(fields)?;
-        let lock = self.lock_of(&c.id);
-        let _one_at_a_time = lock.lock().await;
+        let _one_at_a_time = self.locks.lock(&c.id).await;
         if let Some(id) = self.find_contact(c, &value).await? {
             if update {
                 let schema = self.schema().await?;

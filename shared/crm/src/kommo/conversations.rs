@@ -21,7 +21,6 @@
 //! ([`crate::conversation_fields`]). A close without a mapped outcome leaves the status alone.
 
 use std::collections::BTreeMap;
-use std::sync::Arc;
 use std::time::Instant;
 
 use reqwest::Method;
@@ -32,7 +31,7 @@ use wabridge_core::mapping::owners::ConversationSettings;
 
 use super::api::encode;
 use super::fields::{field_value, Schema};
-use super::{remember, KommoCrm, CACHE_MAX};
+use super::{remember, KommoCrm};
 use crate::conversation_fields::{
     conversation_fields, numeric_owners, title, CONVERSATION_FIELD, REVISION_FIELD,
 };
@@ -100,8 +99,7 @@ impl KommoCrm {
             Some(_) => Some(self.effect_contact(effect).await?),
             None => None,
         };
-        let lock = self.lead_lock(&r.id);
-        let _one_at_a_time = lock.lock().await;
+        let _one_at_a_time = self.lead_locks.lock(&r.id).await;
         let known = self.leads.lock().unwrap().get(&r.id).cloned();
         if known
             .as_ref()
@@ -285,17 +283,6 @@ impl KommoCrm {
             )
             .await
             .map(drop)
-    }
-
-    fn lead_lock(&self, conversation_id: &str) -> Arc<tokio::sync::Mutex<()>> {
-        let mut locks = self.lead_locks.lock().unwrap();
-        if locks.len() >= CACHE_MAX {
-            locks.retain(|_, l| Arc::strong_count(l) > 1);
-        }
-        locks
-            .entry(conversation_id.to_string())
-            .or_default()
-            .clone()
     }
 }
 

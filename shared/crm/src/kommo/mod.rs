@@ -71,8 +71,6 @@ pub const NOTES_BATCH_MAX: usize = 50;
 /// How long a batch of notes waits for more after its first one, before it waits for the
 /// pacer's turn (`NoteOp::gate`), gathering more.
 pub const NOTES_LINGER: Duration = Duration::from_millis(10);
-/// Entries kept in each in-process map before it restarts.
-const CACHE_MAX: usize = 100_000;
 
 /// How the adapter authenticates. Its `Debug` shows no secret.
 #[derive(Clone)]
@@ -146,13 +144,13 @@ pub struct KommoCrm {
     /// Effect id → when its last contact create ended without an answer.
     doubtful: Mutex<HashMap<String, Instant>>,
     /// One find-or-create at a time per person (our contact id).
-    locks: Mutex<HashMap<String, Arc<tokio::sync::Mutex<()>>>>,
+    locks: crate::cache::KeyLocks,
     /// Owners and outcome statuses of conversation leads, checked.
     lead_settings: LeadSettings,
     /// Conversation id → its lead, as this process wrote or found it.
     leads: Mutex<HashMap<String, KnownLead>>,
     /// One find-or-create at a time per conversation.
-    lead_locks: Mutex<HashMap<String, Arc<tokio::sync::Mutex<()>>>>,
+    lead_locks: crate::cache::KeyLocks,
 }
 
 impl KommoCrm {
@@ -180,10 +178,10 @@ impl KommoCrm {
             contacts: Mutex::new(HashMap::new()),
             written: Mutex::new(HashMap::new()),
             doubtful: Mutex::new(HashMap::new()),
-            locks: Mutex::new(HashMap::new()),
+            locks: Default::default(),
             lead_settings,
             leads: Mutex::new(HashMap::new()),
-            lead_locks: Mutex::new(HashMap::new()),
+            lead_locks: Default::default(),
         })
     }
 

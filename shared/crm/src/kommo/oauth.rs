@@ -114,17 +114,8 @@ impl TokenEndpoint for KommoTokenEndpoint {
 fn grant(status: u16, text: &str) -> Result<Grant, OAuthError> {
     let body: Value = serde_json::from_str(text).unwrap_or(Value::Null);
     if (200..300).contains(&status) {
-        return match body["access_token"].as_str() {
-            Some(token) => Ok(Grant {
-                access_token: token.to_string(),
-                // Rotated on every refresh; `None` would keep using the spent one.
-                refresh_token: body["refresh_token"].as_str().map(String::from),
-                expires_in: body["expires_in"].as_u64().map(Duration::from_secs),
-            }),
-            None => Err(OAuthError::Unavailable(format!(
-                "HTTP {status} without an access token"
-            ))),
-        };
+        // The refresh token rotates on every refresh: the grant carries the new one.
+        return Grant::from_answer(status, &body);
     }
     let words: Vec<&str> = ["hint", "title", "detail"]
         .iter()

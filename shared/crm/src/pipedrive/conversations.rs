@@ -24,7 +24,6 @@
 //! `wabridge_closed_at` show it.
 
 use std::collections::BTreeMap;
-use std::sync::Arc;
 use std::time::Instant;
 
 use reqwest::Method;
@@ -35,7 +34,7 @@ use wabridge_core::mapping::owners::ConversationSettings;
 
 use super::api::{encode, Budget};
 use super::fields::Schema;
-use super::{remember, PipedriveCrm, CACHE_MAX};
+use super::{remember, PipedriveCrm};
 use crate::conversation_fields::{
     conversation_fields, numeric_owners, title, CONVERSATION_FIELD, REVISION_FIELD,
 };
@@ -143,8 +142,7 @@ impl PipedriveCrm {
             Some(_) => Some(self.effect_person(effect).await?),
             None => None,
         };
-        let lock = self.deal_lock(&r.id);
-        let _one_at_a_time = lock.lock().await;
+        let _one_at_a_time = self.deal_locks.lock(&r.id).await;
         let known = self.deals.lock().unwrap().get(&r.id).cloned();
         if known
             .as_ref()
@@ -363,17 +361,6 @@ impl PipedriveCrm {
             self.deals.lock().unwrap().retain(|_, k| k.id != id);
         }
         Ok(())
-    }
-
-    fn deal_lock(&self, conversation_id: &str) -> Arc<tokio::sync::Mutex<()>> {
-        let mut locks = self.deal_locks.lock().unwrap();
-        if locks.len() >= CACHE_MAX {
-            locks.retain(|_, l| Arc::strong_count(l) > 1);
-        }
-        locks
-            .entry(conversation_id.to_string())
-            .or_default()
-            .clone()
     }
 }
 

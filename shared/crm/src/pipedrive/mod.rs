@@ -65,8 +65,6 @@ use wabridge_core::records::Record;
 /// How long Pipedrive's search may lag behind a person create: an in-doubt create whose
 /// search finds nothing is trusted only this long after the uncertain attempt.
 pub const DEFAULT_SEARCH_LAG: Duration = Duration::from_secs(10);
-/// Entries kept in each in-process map before it restarts.
-const CACHE_MAX: usize = 100_000;
 
 /// Where the adapter writes, and how fast. Its `Debug` leaves the token out.
 #[derive(Clone)]
@@ -118,13 +116,13 @@ pub struct PipedriveCrm {
     /// Effect id → when its last person create ended without an answer.
     doubtful: Mutex<HashMap<String, Instant>>,
     /// One find-or-create at a time per person (our contact id).
-    person_locks: Mutex<HashMap<String, std::sync::Arc<tokio::sync::Mutex<()>>>>,
+    person_locks: crate::cache::KeyLocks,
     /// Owners and outcomes of conversation deals, checked.
     deal_settings: DealSettings,
     /// Conversation id → its deal, as this process wrote or found it.
     deals: Mutex<HashMap<String, KnownDeal>>,
     /// One find-or-create at a time per conversation.
-    deal_locks: Mutex<HashMap<String, std::sync::Arc<tokio::sync::Mutex<()>>>>,
+    deal_locks: crate::cache::KeyLocks,
 }
 
 impl PipedriveCrm {
@@ -144,10 +142,10 @@ impl PipedriveCrm {
             contacts: Mutex::new(HashMap::new()),
             written: Mutex::new(HashMap::new()),
             doubtful: Mutex::new(HashMap::new()),
-            person_locks: Mutex::new(HashMap::new()),
+            person_locks: Default::default(),
             deal_settings,
             deals: Mutex::new(HashMap::new()),
-            deal_locks: Mutex::new(HashMap::new()),
+            deal_locks: Default::default(),
         })
     }
 

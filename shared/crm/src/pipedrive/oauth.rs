@@ -138,11 +138,7 @@ impl TokenEndpoint for PipedriveTokenEndpoint {
             // days), 401 "Invalid client: client is invalid": someone must re-authorise.
             return Err(OAuthError::Rejected(words(&body, status)));
         }
-        let Some(access) = body["access_token"].as_str().filter(|t| !t.is_empty()) else {
-            return Err(OAuthError::Unavailable(format!(
-                "HTTP {status} without an access token"
-            )));
-        };
+        let grant = Grant::from_answer(status, &body)?;
         if let Some(domain) = body["api_domain"].as_str() {
             match checked_api_domain(domain, &self.configured_base) {
                 Some(url) => self.api_domain.set(url),
@@ -151,14 +147,7 @@ impl TokenEndpoint for PipedriveTokenEndpoint {
                 ),
             }
         }
-        Ok(Grant {
-            access_token: access.to_string(),
-            refresh_token: body["refresh_token"]
-                .as_str()
-                .filter(|t| !t.is_empty())
-                .map(String::from),
-            expires_in: body["expires_in"].as_u64().map(Duration::from_secs),
-        })
+        Ok(grant)
     }
 }
 

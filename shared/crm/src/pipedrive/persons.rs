@@ -9,7 +9,6 @@
 //! - a create whose answer was lost (timeout, 5xx, a crash) leaves the next attempt in doubt:
 //!   a search miss then is trusted only [`super::DEFAULT_SEARCH_LAG`] after that attempt.
 
-use std::sync::Arc;
 use std::time::Instant;
 
 use reqwest::Method;
@@ -19,7 +18,7 @@ use wabridge_core::records::{ContactRecord, Record};
 
 use super::api::{encode, Budget};
 use super::fields::{as_text, Schema};
-use super::{remember, PipedriveCrm, CACHE_MAX};
+use super::{remember, PipedriveCrm};
 
 /// A person's name when the mapping gives none (Pipedrive requires one).
 const NO_NAME: &str = "WhatsApp contact";
@@ -140,16 +139,6 @@ impl PipedriveCrm {
         }
     }
 
-    /// The lock of one person's find-or-create: two deliveries of a new person at once would
-    /// both miss the search and create it twice (Pipedrive has no upsert to settle it).
-    fn person_lock(&self, contact: &str) -> Arc<tokio::sync::Mutex<()>> {
-        let mut locks = self.person_locks.lock().unwrap();
-        if locks.len() >= CACHE_MAX {
-            locks.retain(|_, l| Arc::strong_count(l) > 1);
-        }
-        locks.entry(contact.to_string()).or_default().clone()
-    }
-
     /// The person of contact record `c`: found (and, with `update`, its changed fields
     /// written) or created.
     async fn person_of(
@@ -160,8 +149,7 @@ impl PipedriveCrm {
         update: bool,
     ) -> Result<u64, CrmError> {
         let value = self.identity(fields)?;
-        let lock = self.person_lock(&c.id);
-        let _one_at_a_time = lock.lock().await;
+        let _one_at_a_time = self.person_locks.lock(&c.id).await;
         let schema = self.schema().await?;
         if let Some(id) = self.find_person(c, &value).await? {
             if update {

@@ -11,8 +11,6 @@
 //! - Salesforce settles the match in its database: no search index to lag, no create to doubt.
 //!   One upsert at a time per person in a process, and an unchanged contact costs no call.
 
-use std::sync::Arc;
-
 use reqwest::Method;
 use serde_json::{json, Map, Value};
 use wabridge_core::crm::{CrmError, Effect};
@@ -21,7 +19,7 @@ use wabridge_core::records::{ContactRecord, Record};
 
 use super::api::{encode, soql_literal};
 use super::collections::Upserted;
-use super::{remember, PersonObject, SalesforceCrm, CACHE_MAX};
+use super::{remember, PersonObject, SalesforceCrm};
 
 /// A person's last name when the mapping gives none (Salesforce requires `LastName`).
 const NO_NAME: &str = "WhatsApp contact";
@@ -120,16 +118,6 @@ impl SalesforceCrm {
         }
     }
 
-    /// The lock of one person's upsert: twenty first messages at once make one call.
-    /// Also serialises one conversation's Case writes (keyed by its `cnv_` id).
-    pub(super) fn person_lock(&self, contact: &str) -> Arc<tokio::sync::Mutex<()>> {
-        let mut locks = self.locks.lock().unwrap();
-        if locks.len() >= CACHE_MAX {
-            locks.retain(|_, l| Arc::strong_count(l) > 1);
-        }
-        locks.entry(contact.to_string()).or_default().clone()
-    }
-
     /// The Salesforce id of contact record `c`: known here, else upserted. With `update`, the
     /// body is upserted whenever it differs from the last one this process wrote.
     async fn contact_of(
@@ -139,8 +127,7 @@ impl SalesforceCrm {
         extra: &Map<String, Value>,
         update: bool,
     ) -> Result<String, CrmError> {
-        let lock = self.person_lock(&c.id);
-        let _one_at_a_time = lock.lock().await;
+        let _one_at_a_time = self.locks.lock(&c.id).await;
         let (body, key) = self.contact_body(c, fields, extra)?;
         let text = Value::Object(body.clone()).to_string();
         let known = self.contacts.lock().unwrap().get(&c.id).cloned();

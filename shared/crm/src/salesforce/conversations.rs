@@ -180,8 +180,7 @@ impl SalesforceCrm {
         }
         // One write at a time per conversation: two revisions in one collection call would be
         // refused as a duplicate External ID.
-        let lock = self.person_lock(&r.id);
-        let _one_at_a_time = lock.lock().await;
+        let _one_at_a_time = self.locks.lock(&r.id).await;
         let result = self
             .batcher("Case", CONVERSATION_FIELD)
             .submit(record)

@@ -59,8 +59,6 @@ use wabridge_core::mapping::Mapping;
 use wabridge_core::oauth::TokenProvider;
 use wabridge_core::records::Record;
 
-/// Entries kept in each in-process map before it restarts.
-const CACHE_MAX: usize = 100_000;
 /// Records per sObject Collections call (Salesforce's maximum).
 pub const BATCH_MAX: usize = 200;
 /// How long a batch waits for more upserts after its first.
@@ -119,7 +117,7 @@ pub struct SalesforceCrm {
     /// Salesforce record id → the last body upserted (an unchanged contact costs no call).
     written: Mutex<HashMap<String, String>>,
     /// One upsert at a time per person (our contact id): twenty first messages make one call.
-    locks: Mutex<HashMap<String, Arc<tokio::sync::Mutex<()>>>>,
+    locks: crate::cache::KeyLocks,
     cases: conversations::Cases,
 }
 
@@ -149,7 +147,7 @@ impl SalesforceCrm {
             batchers: Mutex::new(HashMap::new()),
             contacts: Mutex::new(HashMap::new()),
             written: Mutex::new(HashMap::new()),
-            locks: Mutex::new(HashMap::new()),
+            locks: Default::default(),
         })
     }
 

@@ -124,23 +124,13 @@ impl TokenEndpoint for ClientCredentials {
                 OAuthError::Unavailable(format!("HTTP {status}: {why}"))
             });
         }
-        match body["access_token"].as_str() {
-            Some(token) if (200..300).contains(&status) => {
-                if let Some(url) = body["instance_url"].as_str() {
-                    if url.starts_with("https://") || url.starts_with("http://") {
-                        self.instance.set(url);
-                    }
-                }
-                Ok(Grant {
-                    access_token: token.to_string(),
-                    refresh_token: None,
-                    // Not in the answer: the org's session timeout applies.
-                    expires_in: None,
-                })
+        // No refresh token and no `expires_in`: the org's session timeout applies.
+        let grant = Grant::from_answer(status, &body)?;
+        if let Some(url) = body["instance_url"].as_str() {
+            if url.starts_with("https://") || url.starts_with("http://") {
+                self.instance.set(url);
             }
-            _ => Err(OAuthError::Unavailable(format!(
-                "HTTP {status} without an access token"
-            ))),
         }
+        Ok(grant)
     }
 }

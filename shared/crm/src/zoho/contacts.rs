@@ -9,8 +9,6 @@
 //! - Zoho settles the match in its database: no search index to lag, no create to doubt. One
 //!   upsert at a time per person in a process, and an unchanged contact costs no call.
 
-use std::sync::Arc;
-
 use reqwest::Method;
 use serde_json::{json, Map, Value};
 use wabridge_core::crm::{CrmError, Effect};
@@ -18,7 +16,7 @@ use wabridge_core::erasure::ErasureItem;
 use wabridge_core::records::{ContactRecord, Record};
 
 use super::api::{equals, Budget};
-use super::{remember, ZohoCrm, CACHE_MAX};
+use super::{remember, ZohoCrm};
 
 /// A contact's last name when the mapping gives none (Zoho requires `Last_Name`).
 const NO_NAME: &str = "WhatsApp contact";
@@ -121,15 +119,6 @@ impl ZohoCrm {
         Ok((body, checks))
     }
 
-    /// The lock of one person's upsert: twenty first messages at once make one call.
-    fn person_lock(&self, contact: &str) -> Arc<tokio::sync::Mutex<()>> {
-        let mut locks = self.locks.lock().unwrap();
-        if locks.len() >= CACHE_MAX {
-            locks.retain(|_, l| Arc::strong_count(l) > 1);
-        }
-        locks.entry(contact.to_string()).or_default().clone()
-    }
-
     /// The Zoho id of contact record `c`: known here, else upserted. With `update`, the body is
     /// upserted whenever it differs from the last one this process wrote.
     async fn contact_of(
@@ -139,8 +128,7 @@ impl ZohoCrm {
         extra: &Map<String, Value>,
         update: bool,
     ) -> Result<String, CrmError> {
-        let lock = self.person_lock(&c.id);
-        let _one_at_a_time = lock.lock().await;
+        let _one_at_a_time = self.locks.lock(&c.id).await;
         let (body, checks) = self.contact_body(c, fields, extra)?;
         let text = Value::Object(body.clone()).to_string();
         let known = self.contacts.lock().unwrap().get(&c.id).cloned();

@@ -15,9 +15,6 @@
 //! A Note has one parent: a message's Note stays on the contact, the person's whole timeline
 //! across conversations, and names its conversation in a line of its content (`records.rs`).
 
-use std::collections::HashMap;
-use std::sync::{Arc, Mutex};
-
 use crate::timeline::clip;
 use reqwest::Method;
 use serde_json::{json, Map, Value};
@@ -28,7 +25,7 @@ use wabridge_core::mapping::owners::ConversationSettings;
 
 use super::api::Budget;
 use super::fields::{module_fields, Fields};
-use super::{ZohoCrm, CACHE_MAX};
+use super::ZohoCrm;
 
 /// The Cases field holding the conversation id ("Do not allow duplicate values").
 pub const CONVERSATION_FIELD: &str = "wabridge_Conversation_Id";
@@ -62,7 +59,7 @@ pub(crate) struct Cases {
     /// needs no Cases access).
     fields: OnceCell<Fields>,
     /// One write at a time per conversation in this process.
-    locks: Mutex<HashMap<String, Arc<tokio::sync::Mutex<()>>>>,
+    locks: crate::cache::KeyLocks,
 }
 
 impl Cases {
@@ -71,14 +68,6 @@ impl Cases {
             settings,
             ..Cases::default()
         }
-    }
-
-    fn lock(&self, id: &str) -> Arc<tokio::sync::Mutex<()>> {
-        let mut locks = self.locks.lock().unwrap();
-        if locks.len() >= CACHE_MAX {
-            locks.retain(|_, l| Arc::strong_count(l) > 1);
-        }
-        locks.entry(id.to_string()).or_default().clone()
     }
 }
 
@@ -178,8 +167,7 @@ impl ZohoCrm {
             let contact = self.effect_contact(effect).await?;
             record.insert("Contact_Name".into(), json!({"id": contact}));
         }
-        let lock = self.cases.lock(&r.id);
-        let _one_at_a_time = lock.lock().await;
+        let _one_at_a_time = self.cases.locks.lock(&r.id).await;
         match self.upsert_case(&record).await {
             // No Case yet and no status in the body: a new Case needs one.
             Err(CrmError::Rejected(why))

@@ -62,8 +62,6 @@ use wabridge_core::oauth::TokenProvider;
 use wabridge_core::records::Record;
 use writes::WriteOp;
 
-/// Entries kept in each in-process map before it restarts.
-const CACHE_MAX: usize = 100_000;
 /// Records per write call (Zoho's maximum for inserts, updates and upserts).
 pub const BATCH_MAX: usize = 100;
 /// How long a batch waits for more records after its first.
@@ -101,7 +99,7 @@ pub struct ZohoCrm {
     /// Zoho record id → the last body upserted (an unchanged contact costs no call).
     written: Mutex<HashMap<String, String>>,
     /// One upsert at a time per person (our contact id): twenty first messages make one call.
-    locks: Mutex<HashMap<String, Arc<tokio::sync::Mutex<()>>>>,
+    locks: crate::cache::KeyLocks,
     cases: conversations::Cases,
 }
 
@@ -117,7 +115,7 @@ impl ZohoCrm {
             batchers: Mutex::new(HashMap::new()),
             contacts: Mutex::new(HashMap::new()),
             written: Mutex::new(HashMap::new()),
-            locks: Mutex::new(HashMap::new()),
+            locks: Default::default(),
         })
     }
 

@@ -151,17 +151,8 @@ impl TokenEndpoint for ZohoTokenEndpoint {
                 OAuthError::Unavailable(format!("HTTP {status}: {error}"))
             });
         }
-        match body["access_token"].as_str() {
-            Some(token) if (200..300).contains(&status) => Ok(Grant {
-                access_token: token.to_string(),
-                // Zoho's refresh tokens do not rotate.
-                refresh_token: None,
-                expires_in: body["expires_in"].as_u64().map(Duration::from_secs),
-            }),
-            _ => Err(OAuthError::Unavailable(format!(
-                "HTTP {status} without an access token"
-            ))),
-        }
+        // Zoho's refresh tokens do not rotate: its answer carries none.
+        Grant::from_answer(status, &body)
     }
 }
 
