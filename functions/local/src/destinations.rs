@@ -16,12 +16,11 @@ use wabridge_core::mapping::Mapping;
 use wabridge_core::numbers::destinations::{
     Destination, DestinationFanout, DestinationKind, Destinations,
 };
-use wabridge_core::numbers::records::{RecordsHandler, ScopedLedger};
+use wabridge_core::numbers::records::{Mappings, RecordsHandler};
 use wabridge_core::numbers::relay::RelayHandler;
 use wabridge_core::numbers::replay::Logged;
-use wabridge_core::numbers::{Numbers, NumbersError, UnknownNumbers};
+use wabridge_core::numbers::{Numbers, NumbersError};
 use wabridge_core::retry::RetryPolicy;
-use wabridge_core::sync::CrmSync;
 use wabridge_crm::relay::HttpRelay;
 use wabridge_crm::webhook::WebhookCrm;
 use wabridge_sqlite::identity::SqliteIdentityStore;
@@ -163,48 +162,15 @@ fn records(
         WebhookCrm::new(&d.url, secret, RELAY_TIMEOUT)
             .map_err(|e| destination_error(d, format!("`secret_key` {}: {e}", d.secret_key)))?,
     );
-    let mapping_of = |n: &wabridge_core::numbers::Number| match &n.crm.mapping {
-        Some(path) => Mapping::load(path),
-        None => Mapping::example(&n.crm.kind),
-    };
-    let mut mappings = std::collections::HashMap::new();
-    for n in numbers.map(|n| n.all()).unwrap_or_default() {
-        mappings.insert(n.label.clone(), Arc::new(mapping_of(n)?));
-    }
-    let fallback = Arc::new(match numbers {
-        Some(registry) => {
-            let n = match &registry.unknown {
-                UnknownNumbers::RouteTo(label) => registry.find(label),
-                UnknownNumbers::DeadLetter => registry.all().first(),
-            };
-            n.map(mapping_of)
-                .transpose()?
-                .map_or_else(|| Mapping::example("webhook"), Ok)?
-        }
-        None => Mapping::from_env(&wabridge_core::config::crm_kind(|n| std::env::var(n).ok()))?,
-    });
-    let (db, name, registry) = (db.clone(), d.name.clone(), numbers.cloned());
-    let identities = Arc::new(SqliteIdentityStore::new(db.clone()));
-    Ok(RecordsHandler::new(
+    let mappings = Mappings::of(numbers.map(Arc::as_ref), || {
+        Mapping::from_env(&wabridge_core::config::crm_kind(|n| std::env::var(n).ok()))
+    })?;
+    Ok(RecordsHandler::over(
         &d.name,
         numbers.cloned(),
-        identities,
-        move |label, identities| {
-            let mapping = label.map_or_else(|| fallback.clone(), |l| mappings[l].clone());
-            let sync = CrmSync::new(
-                identities,
-                Arc::new(ScopedLedger::new(
-                    Arc::new(SqliteLedger::new(db.clone())),
-                    &name,
-                )),
-                crm.clone(),
-                mapping,
-            );
-            let number = label.and_then(|l| registry.as_ref()?.find(l));
-            match number {
-                Some(n) => sync.with_number(n.business_number()),
-                None => sync,
-            }
-        },
+        Arc::new(SqliteIdentityStore::new(db.clone())),
+        Arc::new(SqliteLedger::new(db.clone())),
+        crm,
+        mappings,
     ))
 }

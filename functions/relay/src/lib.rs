@@ -8,6 +8,11 @@
 //! partial batch failures. One function per destination, so a bot that is down holds back only
 //! its own queue.
 //!
+//! With `DESTINATION_KIND=records` it posts each event's canonical records instead, with the
+//! [`RecordsHandler`] `wabridge serve` uses: the webhook CRM at the destination's URL signed
+//! with its secret, each number's mapping of the table's numbers registry, the table's
+//! identities read only, and the table's effects ledger scoped to the destination.
+//!
 //! Each finished delivery is logged in the table (`WABRIDGE_TABLE`, [`wabridge_aws::dynamo::deliveries::DynamoDeliveries`], kept
 //! the content retention) for `wabridge replay --table` (`docs/destinations.md#replay`).
 //!
@@ -21,13 +26,17 @@ use aws_lambda_events::event::sqs::{SqsBatchResponse, SqsEvent};
 use wabridge_aws::engine::AwsEngine;
 use wabridge_core::config::{self, ConfigError};
 use wabridge_core::consumer::Handler;
+use wabridge_core::mapping::Mapping;
 use wabridge_core::numbers::destinations::{is_name, DestinationKind};
 use wabridge_core::numbers::is_key_name;
+use wabridge_core::numbers::records::{Mappings, RecordsHandler};
 use wabridge_core::numbers::relay::{RelayHandler, RelayPost};
 use wabridge_core::numbers::replay::Logged;
+use wabridge_core::numbers::Numbers;
 use wabridge_core::queue::Queue;
 use wabridge_core::retry::RetryPolicy;
 use wabridge_crm::relay::HttpRelay;
+use wabridge_crm::webhook::WebhookCrm;
 
 /// Deliveries of one batch at once (as `wabridge serve`'s destination worker).
 pub const CONCURRENCY: usize = 4;
@@ -59,11 +68,12 @@ impl Destination {
         }
         let kind = match s.optional(config::DESTINATION_KIND).as_deref() {
             None | Some("relay") => DestinationKind::Relay,
+            Some("records") => DestinationKind::Records,
             Some(other) => {
                 return Err(ConfigError::Invalid {
                     name: config::DESTINATION_KIND,
                     value: other.to_string(),
-                    expected: "relay (records is not built yet)",
+                    expected: "relay or records",
                 })
             }
         };
@@ -108,7 +118,7 @@ pub struct App {
     pub policy: RetryPolicy,
 }
 
-/// The consumer of `destination` over `engine`, signing with `secret` and posting with `post`
+/// The consumer of a relay `destination` over `engine`, signing with `secret` and posting with `post`
 /// (the destination's URL, [`HttpRelay`], outside tests); finished deliveries are logged in
 /// the engine's table. Claim-checked events are read from the bucket (the log sees the event,
 /// not its pointer) and left there for the other queues' consumers.
@@ -125,16 +135,95 @@ pub fn build(
             destination.name, destination.secret_key
         )
     })?;
-    let logged = Logged::new(
+    Ok(finish(engine, destination, Arc::new(handler), policy))
+}
+
+/// What a records destination needs besides its settings.
+pub struct Records {
+    /// The table's numbers registry (`None`: no registry items, one CRM of `CRM_KIND`).
+    pub numbers: Option<Arc<Numbers>>,
+    pub mappings: Mappings,
+    /// How long its effects ledger items live (`WABRIDGE_LEDGER_RETENTION_DAYS`).
+    pub ledger_retention: Duration,
+}
+
+/// The consumer of a records `destination` over `engine`: its records posted to its URL as
+/// the webhook CRM posts them, signed with `secret` ([`RecordsHandler::over`]); finished
+/// deliveries logged and claim-checked events read as [`build`]'s.
+pub fn build_records(
+    engine: &AwsEngine,
+    destination: &Destination,
+    secret: &str,
+    records: Records,
+    policy: RetryPolicy,
+) -> Result<App, String> {
+    let crm = WebhookCrm::new(&destination.url, secret, RELAY_TIMEOUT).map_err(|e| {
+        format!(
+            "destination {}: the secret's key {}: {e}",
+            destination.name, destination.secret_key
+        )
+    })?;
+    let handler = RecordsHandler::over(
         &destination.name,
-        Arc::new(handler),
-        Arc::new(engine.deliveries()),
+        records.numbers,
+        Arc::new(engine.identities()),
+        Arc::new(engine.ledger(records.ledger_retention)),
+        Arc::new(crm),
+        records.mappings,
     );
-    Ok(App {
+    Ok(finish(engine, destination, Arc::new(handler), policy))
+}
+
+/// A records destination's registry and mappings, read at cold start: the table's numbers
+/// registry, as crm-sync reads it (once: a number added later gets the fallback's mapping until
+/// the next cold start), each number's mapping; without a registry, crm-sync's mapping
+/// (`WABRIDGE_MAPPING`, else the example of `CRM_KIND`). A mapping that cannot be had is an
+/// error naming where it came from.
+pub async fn records(
+    engine: &AwsEngine,
+    destination: &Destination,
+    lookup: impl Fn(&str) -> Option<String>,
+) -> Result<Records, String> {
+    let name = &destination.name;
+    let registry =
+        wabridge_aws::dynamo::numbers::DynamoNumbers::new(engine.dynamo.clone(), &engine.table);
+    let numbers = registry
+        .load()
+        .await
+        .map_err(|e| format!("destination {name}: the numbers registry: {e}"))?
+        .map(Arc::new);
+    let path = lookup(config::WABRIDGE_MAPPING);
+    let kind = config::crm_kind(&lookup);
+    let from = match (&numbers, &path) {
+        (Some(_), _) => "the numbers registry's mappings".to_string(),
+        (None, Some(_)) => config::WABRIDGE_MAPPING.to_string(),
+        (None, None) => format!("the example mapping of {} {kind}", config::CRM_KIND),
+    };
+    let mappings = Mappings::of(numbers.as_deref(), || match &path {
+        Some(path) => Mapping::load(path),
+        None => Mapping::example(&kind),
+    })
+    .map_err(|e| format!("destination {name}: {from}: {e}"))?;
+    let ledger_retention = config::ledger_retention().map_err(|e| e.to_string())?;
+    Ok(Records {
+        numbers,
+        mappings,
+        ledger_retention,
+    })
+}
+
+fn finish(
+    engine: &AwsEngine,
+    destination: &Destination,
+    handler: Arc<dyn Handler>,
+    policy: RetryPolicy,
+) -> App {
+    let logged = Logged::new(&destination.name, handler, Arc::new(engine.deliveries()));
+    App {
         handler: engine.claim_checked_shared(Arc::new(logged)),
         queue: Arc::new(engine.queue(&destination.queue_url, &destination.dlq_url)),
         policy,
-    })
+    }
 }
 
 /// Cold start: settings, the destination's secret (one key of the stack's secret), clients.
@@ -158,12 +247,21 @@ pub async fn cold_start() -> Result<App, lambda_runtime::Error> {
                 destination.name, destination.secret_key
             )
         })?;
-    // The table only for the delivery log; no other state.
+    // A relay uses the table only for the delivery log; records also read the registry and
+    // identities and keep their ledger there.
     let engine = AwsEngine::new(sdk, table)
         .with_content_retention(retention)
         .with_claim_check(sdk, lookup(config::CLAIM_CHECK_BUCKET));
-    let post = Arc::new(HttpRelay::new(&destination.url, RELAY_TIMEOUT)?);
-    let app = build(&engine, &destination, secret, post, policy)?;
+    let app = match destination.kind {
+        DestinationKind::Relay => {
+            let post = Arc::new(HttpRelay::new(&destination.url, RELAY_TIMEOUT)?);
+            build(&engine, &destination, secret, post, policy)?
+        }
+        DestinationKind::Records => {
+            let records = records(&engine, &destination, lookup).await?;
+            build_records(&engine, &destination, secret, records, policy)?
+        }
+    };
     tracing::info!(destination = %destination.name, kind = destination.kind.as_str(), "relay ready");
     Ok(app)
 }
@@ -219,9 +317,11 @@ mod tests {
         };
         let e = refused(with(("DESTINATION_NAME", "Bot MX")));
         assert!(e.contains("DESTINATION_NAME"), "{e}");
-        let e = refused(with(("DESTINATION_KIND", "records")));
+        let d = Destination::from_lookup(lookup(&with(("DESTINATION_KIND", "records")))).unwrap();
+        assert_eq!(d.kind, DestinationKind::Records);
+        let e = refused(with(("DESTINATION_KIND", "record")));
         assert!(
-            e.contains("DESTINATION_KIND") && e.contains("not built"),
+            e.contains("DESTINATION_KIND") && e.contains("relay or records"),
             "{e}"
         );
         // Only the scheme of a bad URL is echoed: a URL may carry a token.

@@ -274,6 +274,16 @@ impl AwsEngine {
         )
     }
 
+    /// The identity store over the table.
+    pub fn identities(&self) -> DynamoIdentityStore {
+        DynamoIdentityStore::new(self.dynamo.clone(), self.table.clone())
+    }
+
+    /// The effects ledger over the table, its items kept `retention`.
+    pub fn ledger(&self, retention: Duration) -> DynamoLedger {
+        DynamoLedger::new(self.dynamo.clone(), self.table.clone()).with_retention(retention)
+    }
+
     /// crm-sync over the table: identities, the effects ledger (kept `ledger_retention`),
     /// attribution, and the sending side's `hooks`.
     pub fn crm_sync(
@@ -286,10 +296,8 @@ impl AwsEngine {
     ) -> CrmSync {
         let (dynamo, table) = (self.dynamo.clone(), self.table.clone());
         CrmSync::new(
-            Arc::new(DynamoIdentityStore::new(dynamo.clone(), table.clone())),
-            Arc::new(
-                DynamoLedger::new(dynamo.clone(), table.clone()).with_retention(ledger_retention),
-            ),
+            Arc::new(self.identities()),
+            Arc::new(self.ledger(ledger_retention)),
             crm,
             Arc::new(mapping),
         )

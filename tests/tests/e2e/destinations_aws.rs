@@ -38,7 +38,7 @@ const CO: &str = "206540352242922";
 pub(crate) const WABA_MX: &str = "102290129340398";
 const WABA_CO: &str = "202290129340398";
 
-const REGISTRY: &str = r#"
+pub(crate) const REGISTRY: &str = r#"
 [[number]]
 label = "ventas-mx"
 phone_number_id = "106540352242922"

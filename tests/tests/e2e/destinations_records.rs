@@ -18,16 +18,16 @@ use wabridge_tests::gateway::Gateway;
 const SECRET: &str = "destinations-records-secret";
 const BOT_SECRET: &str = "bot-secret-0123456789";
 /// Standard Webhooks form: `whsec_` + base64 of the key.
-const RECORDS_SECRET: &str = "whsec_cmVjb3Jkcy1kZXN0aW5hdGlvbi1rZXk=";
+pub(crate) const RECORDS_SECRET: &str = "whsec_cmVjb3Jkcy1kZXN0aW5hdGlvbi1rZXk=";
 const MX: &str = "106540352242922";
 const WABA: &str = "102290129340398";
 const ANA: &str = "5215512345678";
 const LUIS: &str = "5215587654321";
 
 /// What a receiver accepted: each POST's body and headers.
-type Got = Arc<Mutex<Vec<(String, HeaderMap)>>>;
+pub(crate) type Got = Arc<Mutex<Vec<(String, HeaderMap)>>>;
 
-async fn receiver() -> (String, Got) {
+pub(crate) async fn receiver() -> (String, Got) {
     let got: Got = Arc::default();
     let kept = got.clone();
     let app = axum::Router::new().route(
@@ -47,7 +47,7 @@ async fn receiver() -> (String, Got) {
 }
 
 /// The Standard Webhooks check of the webhook CRM's receiver (tests/core/crm_http).
-fn verify(headers: &HeaderMap, body: &str) -> Result<String, String> {
+pub(crate) fn verify(headers: &HeaderMap, body: &str) -> Result<String, String> {
     let h = |n: &str| {
         headers
             .get(n)
@@ -84,7 +84,7 @@ fn verify(headers: &HeaderMap, body: &str) -> Result<String, String> {
 }
 
 /// The message ids of the activities a records receiver got, in order.
-fn activities(got: &Got) -> Vec<String> {
+pub(crate) fn activities(got: &Got) -> Vec<String> {
     got.lock()
         .unwrap()
         .iter()

@@ -17,6 +17,7 @@ mod dead_letters_retention;
 mod dead_letters_sqs;
 mod destinations_aws;
 mod destinations_records;
+mod destinations_records_aws;
 mod destinations_replay_aws;
 mod destinations_serve;
 mod erasure_dynamo;

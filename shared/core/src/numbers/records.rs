@@ -22,14 +22,16 @@ use std::time::Duration;
 use async_trait::async_trait;
 
 use super::route::Route;
-use super::Numbers;
+use super::{Numbers, UnknownNumbers};
 use crate::alerts::{AlertSink, Signal};
 use crate::breaker::CircuitBreaker;
 use crate::consumer::{Handler, Outcome};
+use crate::crm::Crm;
 use crate::error::StoreError;
 use crate::event::Event;
 use crate::identity::{IdentityKey, IdentityStore, Resolved};
 use crate::ledger::{Claim, Ledger};
+use crate::mapping::{Mapping, MappingFileError};
 use crate::queue::Delivery;
 use crate::sync::CrmSync;
 
@@ -101,6 +103,32 @@ impl RecordsHandler {
         }
     }
 
+    /// The one way `wabridge serve` and the relay Lambda build a records destination: each
+    /// number's crm-sync posts to `crm` (the webhook CRM at the destination's URL, signed with
+    /// its secret) with the number's mapping of `mappings` and its business number, over
+    /// `identities` (read only) and `ledger` scoped to the destination ([`ScopedLedger`]).
+    pub fn over(
+        name: &str,
+        numbers: Option<Arc<Numbers>>,
+        identities: Arc<dyn IdentityStore>,
+        ledger: Arc<dyn Ledger>,
+        crm: Arc<dyn Crm>,
+        mappings: Mappings,
+    ) -> RecordsHandler {
+        let ledger: Arc<dyn Ledger> = Arc::new(ScopedLedger::new(ledger, name));
+        let registry = numbers.clone();
+        RecordsHandler::new(name, numbers, identities, move |label, identities| {
+            let mapping = label
+                .and_then(|l| mappings.by_label.get(l))
+                .unwrap_or(&mappings.fallback);
+            let sync = CrmSync::new(identities, ledger.clone(), crm.clone(), mapping.clone());
+            match label.and_then(|l| registry.as_ref()?.find(l)) {
+                Some(n) => sync.with_number(n.business_number()),
+                None => sync,
+            }
+        })
+    }
+
     /// The destination's breaker, which its worker paces itself by.
     pub fn breaker(&self) -> &Arc<CircuitBreaker> {
         &self.breaker
@@ -133,6 +161,45 @@ impl Handler for RecordsHandler {
                 Outcome::DeadLetter(format!("destination {name}: {reason}"))
             }
         }
+    }
+}
+
+/// The mappings of a records destination: each number's (its CRM target's file, else the
+/// example of its CRM kind), and the one of events of no known number: the mapping of
+/// `unknown_numbers`' number, else the first number's; without a registry, `no_registry`'s.
+pub struct Mappings {
+    by_label: HashMap<String, Arc<Mapping>>,
+    fallback: Arc<Mapping>,
+}
+
+impl Mappings {
+    pub fn of(
+        numbers: Option<&Numbers>,
+        no_registry: impl FnOnce() -> Result<Mapping, MappingFileError>,
+    ) -> Result<Mappings, MappingFileError> {
+        let of = |n: &super::Number| match &n.crm.mapping {
+            Some(path) => Mapping::load(path),
+            None => Mapping::example(&n.crm.kind),
+        };
+        let Some(registry) = numbers else {
+            return Ok(Mappings {
+                by_label: HashMap::new(),
+                fallback: Arc::new(no_registry()?),
+            });
+        };
+        let mut by_label = HashMap::new();
+        for n in registry.all() {
+            by_label.insert(n.label.clone(), Arc::new(of(n)?));
+        }
+        let fallback = match &registry.unknown {
+            UnknownNumbers::RouteTo(label) => registry.find(label),
+            UnknownNumbers::DeadLetter => registry.all().first(),
+        };
+        let fallback = match fallback {
+            Some(n) => by_label[&n.label].clone(),
+            None => Arc::new(Mapping::example("webhook")?),
+        };
+        Ok(Mappings { by_label, fallback })
     }
 }
 

@@ -349,3 +349,97 @@ fn each_relay_logs_its_deliveries_in_its_own_partitions_only() {
         ["Destination2Role: dynamodb:PutItem and GetItem only, on its delivery log's partitions"]
     );
 }
+
+/// A slot's kind is its `DestinationNKind` parameter (relay by default), passed as
+/// `DESTINATION_KIND`; only a records slot's role gets, besides the delivery log, its own
+/// ledger items (ids scoped to `destination:<name>|`), identity reads and the numbers registry.
+pub(super) fn check_records_grants(t: &Value) -> Vec<String> {
+    let mut p = vec![];
+    for slot in DESTINATION_SLOTS {
+        let kind = &t["Parameters"][format!("{slot}Kind")];
+        if kind["Default"] != "relay" || kind["AllowedValues"] != json!(["relay", "records"]) {
+            p.push(format!("{slot}Kind: relay (default) or records"));
+        }
+        let env = &props(t, slot)["Environment"]["Variables"];
+        if !is_ref(&env[config::DESTINATION_KIND], &format!("{slot}Kind")) {
+            p.push(format!("{slot}: DESTINATION_KIND must be {slot}Kind"));
+        }
+        let records = format!("{slot}Records");
+        let condition = json!({"Fn::And": [{"Condition": format!("Has{slot}")},
+            {"Fn::Equals": [{"Ref": format!("{slot}Kind")}, "records"]}]});
+        if t["Conditions"][&records] != condition {
+            p.push(format!(
+                "{records}: must be Has{slot} and {slot}Kind records"
+            ));
+        }
+        let only_records = |sid: &str, actions: Value, keys: Value| {
+            json!({"Fn::If": [records, {"Sid": sid, "Effect": "Allow", "Action": actions,
+                "Resource": {"Fn::GetAtt": ["Table", "Arn"]},
+                "Condition": {"ForAllValues:StringLike": {"dynamodb:LeadingKeys": keys}}},
+                {"Ref": "AWS::NoValue"}]})
+        };
+        let want = [
+            only_records(
+                "RecordsLedger",
+                json!(["dynamodb:UpdateItem", "dynamodb:GetItem"]),
+                json!([{"Fn::Sub": format!("ledger#destination:${{{slot}Name}}|*")},
+                    {"Fn::Sub": format!("msgstatus#destination:${{{slot}Name}}|*")}]),
+            ),
+            only_records(
+                "RecordsReadIdentities",
+                json!("dynamodb:GetItem"),
+                json!(["identity#*", "erasure#*", "tombstone#*"]),
+            ),
+            only_records(
+                "RecordsNumbersRegistry",
+                json!("dynamodb:Query"),
+                json!(["numbers#*"]),
+            ),
+        ];
+        let conditional: Vec<Value> = props(t, &format!("{slot}Role"))["Policies"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .flat_map(|policy| {
+                policy["PolicyDocument"]["Statement"]
+                    .as_array()
+                    .cloned()
+                    .unwrap_or_default()
+            })
+            .filter(|s| s.get("Fn::If").is_some())
+            .collect();
+        if conditional != want {
+            p.push(format!(
+                "{slot}Role: records grants only its ledger items, identity reads and the registry, only as records"
+            ));
+        }
+    }
+    p
+}
+
+#[test]
+fn only_a_records_slot_reads_identities_and_keeps_its_own_ledger_items() {
+    let t = load_template();
+    assert_clean(check_records_grants(&t));
+    let mut broken = t.clone();
+    for s in broken["Resources"]["Destination3Role"]["Properties"]["Policies"][0]["PolicyDocument"]
+        ["Statement"]
+        .as_array_mut()
+        .unwrap()
+    {
+        if s["Fn::If"][1]["Sid"] == "RecordsLedger" {
+            // Every ledger item, the CRM's too: the destination could skip or mark the CRM's.
+            s["Fn::If"][1]["Condition"]["ForAllValues:StringLike"]["dynamodb:LeadingKeys"] =
+                json!(["ledger#*"]);
+        }
+    }
+    broken["Resources"]["Destination2"]["Properties"]["Environment"]["Variables"]
+        ["DESTINATION_KIND"] = json!("records");
+    assert_eq!(
+        check_records_grants(&broken),
+        [
+            "Destination2: DESTINATION_KIND must be Destination2Kind",
+            "Destination3Role: records grants only its ledger items, identity reads and the registry, only as records"
+        ]
+    );
+}
