@@ -31,6 +31,7 @@ use wabridge_core::media::direct::UploadsRoute;
 use wabridge_core::media::links::LinkSigner;
 use wabridge_core::media::serve::MediaAccess;
 use wabridge_core::media::upload::MediaLibrary;
+use wabridge_core::numbers::topic::UnknownSeen;
 use wabridge_core::numbers::{reload, Numbers};
 use wabridge_core::sends::language::LanguageMap;
 use wabridge_core::sends::service::NoEvents;
@@ -167,18 +168,21 @@ pub fn build_api_with_numbers(
     settings: Settings,
     numbers: Option<Arc<Numbers>>,
 ) -> Api {
-    build_api_with_topic(sdk, settings, numbers, None)
+    build_api_with_topic(sdk, settings, numbers, None, None)
 }
 
 /// [`build_api_with_numbers`] on a stack with destinations (`docs/destinations.md`):
 /// `events_topic_arn` (`EVENTS_TOPIC_ARN`) is the topic the events queue and every
 /// destination's queue subscribe to, and new webhook events are published to it once instead
 /// of sent to the events queue. (Not a [`Settings`] field: the tests build those literally.)
+/// An event of a number `numbers` lacks is noted in `unknown` ([`ReloadingApi`] reads the
+/// registry again).
 pub fn build_api_with_topic(
     sdk: &SdkConfig,
     settings: Settings,
     numbers: Option<Arc<Numbers>>,
     events_topic_arn: Option<String>,
+    unknown: Option<UnknownSeen>,
 ) -> Api {
     if settings.claim_check_bucket.is_none() {
         tracing::warn!(
@@ -200,7 +204,7 @@ pub fn build_api_with_topic(
     // With destinations, one publish to the topic is the durable write Meta's 200 waits for;
     // the events queue (and its other producers below) stay as they are.
     let inbox = match &events_topic_arn {
-        Some(arn) => engine.topic_inbox(sdk, arn, numbers.clone(), DEFAULT_DEDUPE_TTL),
+        Some(arn) => engine.topic_inbox(sdk, arn, numbers.clone(), unknown, DEFAULT_DEDUPE_TTL),
         None => engine.inbox(settings.events_queue_url.clone(), DEFAULT_DEDUPE_TTL),
     };
     let mut api = Api::new().with_ingest(Arc::new(IngestService::new(
@@ -280,15 +284,18 @@ pub fn build_api_with_topic(
 }
 
 /// The API over the table's numbers registry, built again when `POST /sends` or `POST
-/// /consents` names a number it does not know (422 `unknown_number`), so a number added with
-/// `wabridge numbers add --table T` is served without a recycle; re-read at most once per
-/// `every` per instance ([`reload`], as crm-sync).
+/// /consents` names a number it does not know (422 `unknown_number`), or a webhook's event on a
+/// stack with destinations does ([`UnknownSeen`]), so a number added with `wabridge numbers add
+/// --table T` is served, and labelled for the destinations' filters, without a recycle;
+/// re-read at most once per `every` per instance ([`reload`], as crm-sync).
 pub struct ReloadingApi {
     sdk: SdkConfig,
     settings: Settings,
     registry: DynamoNumbers,
     /// `EVENTS_TOPIC_ARN`: every API built again publishes to it too.
     topic: Option<String>,
+    /// Told by the topic of events of a number the registry lacks.
+    unknown: UnknownSeen,
     api: reload::Reloading<Api>,
 }
 
@@ -313,39 +320,60 @@ impl ReloadingApi {
         every: std::time::Duration,
         topic: Option<String>,
     ) -> ReloadingApi {
-        let first = build_api_with_topic(sdk, settings.clone(), numbers, topic.clone());
+        let unknown = UnknownSeen::default();
+        let first = build_api_with_topic(
+            sdk,
+            settings.clone(),
+            numbers,
+            topic.clone(),
+            Some(unknown.clone()),
+        );
         ReloadingApi {
             sdk: sdk.clone(),
             settings,
             registry,
             topic,
+            unknown,
             api: reload::Reloading::new(first, every),
         }
     }
 
     /// Serves `request`; a send or consent naming an unknown number is served again by the
-    /// API of a re-read registry when there is one.
+    /// API of a re-read registry when there is one. A webhook that published an unknown
+    /// number's event has its 200 (the events are durable) after the re-read, so the webhooks
+    /// after it are labelled by the new registry.
     pub async fn handle(&self, request: Request) -> Response {
         let seen = self.api.current();
         let again = (request.method == Method::Post).then(|| request.clone());
         let response = seen.handle(request).await;
+        if self.unknown.take() {
+            self.reread(&seen).await;
+            return response;
+        }
         let Some(request) = again.filter(|_| names_unknown_number(&response)) else {
             return response;
         };
-        let newer = self.api.newer(&seen, || async {
-            let numbers = self.registry.load().await.map_err(|e| e.to_string())?;
-            let settings = self.settings.clone();
-            Ok(build_api_with_topic(
-                &self.sdk,
-                settings,
-                numbers.map(Arc::new),
-                self.topic.clone(),
-            ))
-        });
-        match newer.await {
+        match self.reread(&seen).await {
             Some(next) => next.handle(request).await,
             None => response,
         }
+    }
+
+    /// The API of a registry read again, when `seen` is still current and the last read is
+    /// old enough (else another task's newer one, or none).
+    async fn reread(&self, seen: &Arc<Api>) -> Option<Arc<Api>> {
+        self.api
+            .newer(seen, || async {
+                let numbers = self.registry.load().await.map_err(|e| e.to_string())?;
+                Ok(build_api_with_topic(
+                    &self.sdk,
+                    self.settings.clone(),
+                    numbers.map(Arc::new),
+                    self.topic.clone(),
+                    Some(self.unknown.clone()),
+                ))
+            })
+            .await
     }
 }
 

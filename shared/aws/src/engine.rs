@@ -156,10 +156,12 @@ impl AwsEngine {
         sdk: &SdkConfig,
         topic_arn: impl Into<String>,
         numbers: Option<Arc<wabridge_core::numbers::Numbers>>,
+        unknown: Option<wabridge_core::numbers::topic::UnknownSeen>,
         dedupe_ttl: Duration,
     ) -> StagedInbox {
         let topic = crate::sns::SnsTopic::new(sdk, topic_arn)
             .with_numbers(numbers)
+            .with_unknown_seen(unknown)
             .with_claim_check(self.blobs());
         StagedInbox::publishing(
             Arc::new(DynamoDedupe::new(self.dynamo.clone(), self.table.clone())),

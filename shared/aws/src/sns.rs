@@ -54,6 +54,8 @@ pub struct SnsTopic {
     numbers: Option<Arc<Numbers>>,
     /// The claim-check bucket for events too large for SNS and SQS.
     blobs: Option<Arc<dyn BlobStore>>,
+    /// Told of events whose number `numbers` does not know (ingest reads the registry again).
+    unknown: Option<topic::UnknownSeen>,
 }
 
 impl std::fmt::Debug for SnsTopic {
@@ -83,12 +85,19 @@ impl SnsTopic {
             client,
             numbers: None,
             blobs: None,
+            unknown: None,
         }
     }
 
     /// Events carry the label of their number in this registry (`number` attribute).
     pub fn with_numbers(mut self, numbers: Option<Arc<Numbers>>) -> SnsTopic {
         self.numbers = numbers;
+        self
+    }
+
+    /// Events of a number the registry does not know are noted in `unknown`.
+    pub fn with_unknown_seen(mut self, unknown: Option<topic::UnknownSeen>) -> SnsTopic {
+        self.unknown = unknown;
         self
     }
 
@@ -196,6 +205,9 @@ impl EventTopic for SnsTopic {
                 message = checked(blobs.as_ref(), &message, CLAIM_CHECK_BYTES).await?;
             }
             let OutgoingMessage { body, .. } = message;
+            if let (Some(unknown), Some(numbers)) = (&self.unknown, &self.numbers) {
+                unknown.note_if_unknown(event, numbers);
+            }
             entries.push(Entry {
                 body,
                 attributes: topic::attributes(event, self.numbers.as_deref()),

@@ -34,9 +34,9 @@ use wabridge_tests::{
 
 pub(crate) const BOT_SECRET: &str = "bot-secret-0123456789";
 pub(crate) const MX: &str = "106540352242922";
-const CO: &str = "206540352242922";
+pub(crate) const CO: &str = "206540352242922";
 pub(crate) const WABA_MX: &str = "102290129340398";
-const WABA_CO: &str = "202290129340398";
+pub(crate) const WABA_CO: &str = "202290129340398";
 
 pub(crate) const REGISTRY: &str = r#"
 [[number]]
@@ -57,7 +57,7 @@ crm = { kind = "local" }
 "#;
 
 /// One SNS query call to moto (which routes by the credential scope and checks no signature).
-async fn sns(endpoint: &str, params: &[(&str, &str)]) -> String {
+pub(crate) async fn sns(endpoint: &str, params: &[(&str, &str)]) -> String {
     let form = url::form_urlencoded::Serializer::new(String::new())
         .extend_pairs(params)
         .finish();
@@ -78,7 +78,7 @@ async fn sns(endpoint: &str, params: &[(&str, &str)]) -> String {
     text
 }
 
-fn xml_field(xml: &str, name: &str) -> String {
+pub(crate) fn xml_field(xml: &str, name: &str) -> String {
     let (_, rest) = xml.split_once(&format!("<{name}>")).expect(name);
     rest.split_once(&format!("</{name}>"))
         .unwrap()
@@ -101,7 +101,7 @@ async fn queue_arn(aws: &Aws, url: &str) -> String {
 }
 
 /// Subscribes `queue_url` to `topic_arn` with raw delivery and, when given, a filter policy.
-async fn subscribe(aws: &Aws, endpoint: &str, topic_arn: &str, url: &str, filter: Option<Value>) {
+pub(crate) async fn subscribe(aws: &Aws, endpoint: &str, topic_arn: &str, url: &str, filter: Option<Value>) {
     let arn = queue_arn(aws, url).await;
     let filter = filter.map(|f| f.to_string());
     let mut params = vec![
@@ -170,6 +170,7 @@ pub(crate) async fn stack(aws: Aws) -> Stack {
         },
         Some(Arc::new(numbers)),
         Some(topic_arn),
+        None,
     );
     Stack {
         aws,
@@ -180,7 +181,7 @@ pub(crate) async fn stack(aws: Aws) -> Stack {
     }
 }
 
-fn message(waba: &str, number: &str, wamid: &str) -> Value {
+pub(crate) fn message(waba: &str, number: &str, wamid: &str) -> Value {
     json!({"object": "whatsapp_business_account", "entry": [{"id": waba, "changes": [{"field": "messages", "value": {
         "messaging_product": "whatsapp",
         "metadata": {"display_phone_number": "15550001111", "phone_number_id": number},
@@ -203,39 +204,42 @@ impl Stack {
         assert_eq!(status, 200, "{answer}");
     }
 
-    /// The event keys on `url` and each message's attributes (received, hidden 60 s).
     async fn keys(&self, url: &str) -> Vec<(String, Vec<(String, String)>)> {
-        let mut out = Vec::new();
-        for _ in 0..3 {
-            let got = self
-                .aws
-                .sqs
-                .receive_message()
-                .queue_url(url)
-                .max_number_of_messages(10)
-                .message_attribute_names("All")
-                .visibility_timeout(60)
-                .wait_time_seconds(1)
-                .send()
-                .await
-                .unwrap();
-            for m in got.messages.unwrap_or_default() {
-                // Raw delivery: the body is the event itself, not SNS's notification.
-                let event = Event::from_json(m.body().unwrap())
-                    .unwrap_or_else(|e| panic!("not an event (raw delivery?): {e}"));
-                let mut attrs: Vec<(String, String)> = m
-                    .message_attributes
-                    .unwrap_or_default()
-                    .into_iter()
-                    .map(|(k, v)| (k, v.string_value.unwrap_or_default()))
-                    .collect();
-                attrs.sort();
-                out.push((event.key, attrs));
-            }
-        }
-        out.sort();
-        out
+        queued_keys(&self.aws, url).await
     }
+}
+
+/// The event keys on `url` and each message's attributes (received, hidden 60 s).
+pub(crate) async fn queued_keys(aws: &Aws, url: &str) -> Vec<(String, Vec<(String, String)>)> {
+    let mut out = Vec::new();
+    for _ in 0..3 {
+        let got = aws
+            .sqs
+            .receive_message()
+            .queue_url(url)
+            .max_number_of_messages(10)
+            .message_attribute_names("All")
+            .visibility_timeout(60)
+            .wait_time_seconds(1)
+            .send()
+            .await
+            .unwrap();
+        for m in got.messages.unwrap_or_default() {
+            // Raw delivery: the body is the event itself, not SNS's notification.
+            let event = Event::from_json(m.body().unwrap())
+                .unwrap_or_else(|e| panic!("not an event (raw delivery?): {e}"));
+            let mut attrs: Vec<(String, String)> = m
+                .message_attributes
+                .unwrap_or_default()
+                .into_iter()
+                .map(|(k, v)| (k, v.string_value.unwrap_or_default()))
+                .collect();
+            attrs.sort();
+            out.push((event.key, attrs));
+        }
+    }
+    out.sort();
+    out
 }
 
 #[tokio::test]
@@ -295,6 +299,7 @@ async fn ingest_answers_503_when_the_topic_refuses_and_marks_nothing() {
         .unwrap(),
         Some(Arc::new(numbers)),
         Some("arn:aws:sns:us-east-1:123456789012:no-such-topic".into()),
+        None,
     );
     let body = message(WABA_MX, MX, "wamid.LOST1").to_string();
     let (status, _) = post_webhook(&broken, body.as_bytes()).await;

@@ -16,6 +16,7 @@ mod crm_local_serve;
 mod dead_letters_retention;
 mod dead_letters_sqs;
 mod destinations_aws;
+mod destinations_aws_reload;
 mod destinations_records;
 mod destinations_records_aws;
 mod destinations_replay_aws;

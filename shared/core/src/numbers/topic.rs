@@ -4,6 +4,9 @@
 //! [`super::destinations::Destination::selects`] decides on for `wabridge serve`, so a
 //! destination gets the same events on either engine.
 
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+
 use super::destinations::EventClass;
 use super::route::Route;
 use super::Numbers;
@@ -27,6 +30,27 @@ pub fn attributes(event: &Event, registry: Option<&Numbers>) -> Vec<(&'static st
         attrs.push((ATTR_EVENT_CLASS, class.as_str().to_string()));
     }
     attrs
+}
+
+/// Set when the topic publishes an event of a number the registry does not know, so ingest
+/// reads the registry again (bounded, as for sends): a number added with `numbers add --table`
+/// after ingest's last read is labelled from then on, and reaches the destinations that filter
+/// on it. Its events published before that read reach only unfiltered destinations.
+#[derive(Clone, Debug, Default)]
+pub struct UnknownSeen(Arc<AtomicBool>);
+
+impl UnknownSeen {
+    /// Notes an event of `registry` routed to no number it knows.
+    pub fn note_if_unknown(&self, event: &Event, registry: &Numbers) {
+        if matches!(registry.route(event), Route::Unknown(_)) {
+            self.0.store(true, Ordering::Relaxed);
+        }
+    }
+
+    /// Whether an unknown number was seen since the last call.
+    pub fn take(&self) -> bool {
+        self.0.swap(false, Ordering::Relaxed)
+    }
 }
 
 /// The SNS filter policy (`MessageAttributes` scope) of a destination asking for `events` of
@@ -108,6 +132,14 @@ crm = { kind = "local" }
         assert_eq!(attributes(&template, None)[0].1, "templates");
         // wabridge's own events are no destination's.
         assert!(attributes(&event(EventKind::Consent, "consent", None), None).is_empty());
+
+        // Only the unknown number's event asks for a re-read, once.
+        let unknown = UnknownSeen::default();
+        unknown.note_if_unknown(&message, &registry);
+        assert!(!unknown.take(), "ventas-mx is known");
+        unknown.note_if_unknown(&status, &registry);
+        assert!(unknown.take());
+        assert!(!unknown.take(), "taken");
     }
 
     #[test]
