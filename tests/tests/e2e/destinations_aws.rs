@@ -101,7 +101,13 @@ async fn queue_arn(aws: &Aws, url: &str) -> String {
 }
 
 /// Subscribes `queue_url` to `topic_arn` with raw delivery and, when given, a filter policy.
-pub(crate) async fn subscribe(aws: &Aws, endpoint: &str, topic_arn: &str, url: &str, filter: Option<Value>) {
+pub(crate) async fn subscribe(
+    aws: &Aws,
+    endpoint: &str,
+    topic_arn: &str,
+    url: &str,
+    filter: Option<Value>,
+) {
     let arn = queue_arn(aws, url).await;
     let filter = filter.map(|f| f.to_string());
     let mut params = vec![
