@@ -57,7 +57,7 @@ crm = { kind = "local" }
 "#;
 
 /// One SNS query call to moto (which routes by the credential scope and checks no signature).
-pub(crate) async fn sns(endpoint: &str, params: &[(&str, &str)]) -> String {
+async fn sns(endpoint: &str, params: &[(&str, &str)]) -> String {
     let form = url::form_urlencoded::Serializer::new(String::new())
         .extend_pairs(params)
         .finish();
@@ -78,7 +78,7 @@ pub(crate) async fn sns(endpoint: &str, params: &[(&str, &str)]) -> String {
     text
 }
 
-pub(crate) fn xml_field(xml: &str, name: &str) -> String {
+fn xml_field(xml: &str, name: &str) -> String {
     let (_, rest) = xml.split_once(&format!("<{name}>")).expect(name);
     rest.split_once(&format!("</{name}>"))
         .unwrap()
@@ -101,13 +101,7 @@ async fn queue_arn(aws: &Aws, url: &str) -> String {
 }
 
 /// Subscribes `queue_url` to `topic_arn` with raw delivery and, when given, a filter policy.
-pub(crate) async fn subscribe(
-    aws: &Aws,
-    endpoint: &str,
-    topic_arn: &str,
-    url: &str,
-    filter: Option<Value>,
-) {
+async fn subscribe(aws: &Aws, endpoint: &str, topic_arn: &str, url: &str, filter: Option<Value>) {
     let arn = queue_arn(aws, url).await;
     let filter = filter.map(|f| f.to_string());
     let mut params = vec![
@@ -133,10 +127,9 @@ pub(crate) struct Stack {
     api: wabridge_core::api::Api,
 }
 
-/// The template's shape: a topic; the events queue subscribed unfiltered; the bot's queue
-/// subscribed with the filter of `events = ["messages"]`, `numbers = ["ventas-mx"]`; ingest
-/// wired as its cold start wires it with `EVENTS_TOPIC_ARN`.
-pub(crate) async fn stack(aws: Aws) -> Stack {
+/// A table, the events queue and the bot's queue, and the topic both subscribe to: the events
+/// queue unfiltered, the bot's with the filter of `events = ["messages"]`, `numbers = [label]`.
+pub(crate) async fn topology(aws: &Aws, label: &str) -> (String, TestQueues, TestQueues, String) {
     let endpoint = wabridge_tests::moto_endpoint().unwrap();
     let table = create_table(&aws.dynamo, &unique_name("fanout")).await;
     let events = create_queues(&aws.sqs, &unique_name("fanout-events"), 5).await;
@@ -147,10 +140,18 @@ pub(crate) async fn stack(aws: Aws) -> Stack {
     )
     .await;
     let topic_arn = xml_field(&created, "TopicArn");
-    subscribe(&aws, &endpoint, &topic_arn, &events.url, None).await;
-    let labels = ["ventas-mx".to_string()];
+    subscribe(aws, &endpoint, &topic_arn, &events.url, None).await;
+    let labels = [label.to_string()];
     let filter = topic::filter_policy(&[EventClass::Messages], Some(&labels));
-    subscribe(&aws, &endpoint, &topic_arn, &bot.url, Some(filter)).await;
+    subscribe(aws, &endpoint, &topic_arn, &bot.url, Some(filter)).await;
+    (table, events, bot, topic_arn)
+}
+
+/// The template's shape: a topic; the events queue subscribed unfiltered; the bot's queue
+/// subscribed with the filter of `events = ["messages"]`, `numbers = ["ventas-mx"]`; ingest
+/// wired as its cold start wires it with `EVENTS_TOPIC_ARN`.
+pub(crate) async fn stack(aws: Aws) -> Stack {
+    let (table, events, bot, topic_arn) = topology(&aws, "ventas-mx").await;
     let ingest = IngestConfig::from_lookup(|name| {
         (name == "WHATSAPP_APP_SECRET").then(|| APP_SECRET.to_string())
     })

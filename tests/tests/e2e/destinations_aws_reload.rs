@@ -10,15 +10,11 @@ use std::time::Duration;
 
 use wabridge_aws::dynamo::numbers::DynamoNumbers;
 use wabridge_core::http::{Method, Request};
-use wabridge_core::numbers::destinations::EventClass;
-use wabridge_core::numbers::topic;
 use wabridge_core::signature::{self, AppSecret};
-use wabridge_tests::{create_queues, create_table, require_aws, unique_name};
+use wabridge_tests::require_aws;
 
 use crate::claim_check_s3::APP_SECRET;
-use crate::destinations_aws::{
-    message, queued_keys, sns, subscribe, xml_field, CO, REGISTRY, WABA_CO,
-};
+use crate::destinations_aws::{message, queued_keys, topology, CO, REGISTRY, WABA_CO};
 
 fn webhook(body: &serde_json::Value) -> Request {
     let payload = body.to_string().into_bytes();
@@ -41,20 +37,7 @@ fn webhook(body: &serde_json::Value) -> Request {
 #[tokio::test]
 async fn a_number_added_later_reaches_the_destinations_that_filter_on_it() {
     let aws = require_aws!();
-    let endpoint = wabridge_tests::moto_endpoint().unwrap();
-    let table = create_table(&aws.dynamo, &unique_name("fanout-reload")).await;
-    let events = create_queues(&aws.sqs, &unique_name("fanout-reload-events"), 5).await;
-    let bot = create_queues(&aws.sqs, &unique_name("fanout-reload-bot"), 50).await;
-    let created = sns(
-        &endpoint,
-        &[("Action", "CreateTopic"), ("Name", &unique_name("events"))],
-    )
-    .await;
-    let topic_arn = xml_field(&created, "TopicArn");
-    subscribe(&aws, &endpoint, &topic_arn, &events.url, None).await;
-    let labels = ["soporte-co".to_string()];
-    let filter = topic::filter_policy(&[EventClass::Messages], Some(&labels));
-    subscribe(&aws, &endpoint, &topic_arn, &bot.url, Some(filter)).await;
+    let (table, events, bot, topic_arn) = topology(&aws, "soporte-co").await;
 
     // The registry when ingest's instance starts: MX only (REGISTRY's first entry).
     let registry = DynamoNumbers::new(aws.dynamo.clone(), &table);
