@@ -28,7 +28,19 @@ fn numbered_text(i: usize) -> Value {
     event
 }
 
-async fn run(kind: &str, conversations: bool) -> (f64, u64) {
+/// CPU seconds this process has used (user and system; Linux's `/proc/self/stat`, in ticks
+/// of 10 ms). The fake CRM runs in this process: it is the whole run's CPU.
+fn cpu_seconds() -> f64 {
+    let stat = std::fs::read_to_string("/proc/self/stat").unwrap();
+    // The fields after the command's closing parenthesis; utime and stime are its 12th and 13th.
+    let rest = &stat[stat.rfind(')').unwrap() + 2..];
+    let fields: Vec<&str> = rest.split(' ').collect();
+    let ticks: f64 = fields[11].parse::<f64>().unwrap() + fields[12].parse::<f64>().unwrap();
+    ticks / 100.0
+}
+
+/// Events per second, CRM calls and CPU milliseconds per event.
+async fn run(kind: &str, conversations: bool) -> (f64, u64, f64) {
     let fake = Arc::new(Fake {
         latency: Duration::from_millis(50),
         ..Default::default()
@@ -54,7 +66,9 @@ async fn run(kind: &str, conversations: bool) -> (f64, u64) {
     }
     let sync = Arc::new(sync);
     let events: Vec<Value> = (0..EVENTS).map(numbered_text).collect();
+    let cpu = cpu_seconds();
     let (dead, elapsed) = crate::crm_conformance::drain(&db, &sync, &events, 1, 1, 128).await;
+    let cpu = cpu_seconds() - cpu;
     assert_eq!(dead, 0);
     let stored: i64 = rusqlite::Connection::open(dir.path().join("t.db"))
         .unwrap()
@@ -63,7 +77,11 @@ async fn run(kind: &str, conversations: bool) -> (f64, u64) {
     // The run measured what it says: one conversation per contact with them, none without.
     assert_eq!(stored, if conversations { CONTACTS as i64 } else { 0 });
     let calls = fake.calls.load(std::sync::atomic::Ordering::Relaxed);
-    (EVENTS as f64 / elapsed.as_secs_f64(), calls)
+    (
+        EVENTS as f64 / elapsed.as_secs_f64(),
+        calls,
+        1000.0 * cpu / EVENTS as f64,
+    )
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -75,12 +93,15 @@ async fn bench_conversations_on_and_off() {
             off.push(run(kind, false).await);
             on.push(run(kind, true).await);
         }
-        let mean = |v: &[(f64, u64)]| v.iter().map(|r| r.0).sum::<f64>() / v.len() as f64;
+        let mean = |v: &[(f64, u64, f64)]| v.iter().map(|r| r.0).sum::<f64>() / v.len() as f64;
+        let cpu = |v: &[(f64, u64, f64)]| v.iter().map(|r| r.2).sum::<f64>() / v.len() as f64;
         let (a, b) = (mean(&off), mean(&on));
         println!(
-            "BENCH conversations {kind} 1x128, 50 ms CRM: off {a:.0} events/s ({} CRM calls), on {b:.0} events/s ({} CRM calls): {:.0} %",
+            "BENCH conversations {kind} 1x128, 50 ms CRM: off {a:.0} events/s ({} CRM calls, {:.2} CPU ms/event), on {b:.0} events/s ({} CRM calls, {:.2} CPU ms/event): {:.0} %",
             off[0].1,
+            cpu(&off),
             on[0].1,
+            cpu(&on),
             100.0 * b / a
         );
     }
