@@ -214,6 +214,55 @@ impl Stack {
     async fn keys(&self, url: &str) -> Vec<(String, Vec<(String, String)>)> {
         queued_keys(&self.aws, url).await
     }
+
+    /// The messages on `url` as Lambda hands them to a function.
+    pub(crate) async fn batch(&self, url: &str) -> SqsEvent {
+        let mut event = SqsEvent::default();
+        event.records = receive_lambda_records(&self.aws.sqs, url).await;
+        event
+    }
+
+    /// Deletes the batch's messages, as Lambda does after a batch without failures.
+    pub(crate) async fn finish(&self, url: &str, event: &SqsEvent) {
+        for record in &event.records {
+            self.aws
+                .sqs
+                .delete_message()
+                .queue_url(url)
+                .receipt_handle(record.receipt_handle.clone().unwrap())
+                .send()
+                .await
+                .unwrap();
+        }
+    }
+
+    /// Makes a message visible again now: its retry's delay over, rather than waited for.
+    pub(crate) async fn visible_now(&self, url: &str, receipt: String) {
+        self.aws
+            .sqs
+            .change_message_visibility()
+            .queue_url(url)
+            .receipt_handle(receipt)
+            .visibility_timeout(0)
+            .send()
+            .await
+            .unwrap();
+    }
+
+    /// The relay function of the bot's queue, delivering to the bot at `url`.
+    pub(crate) fn relay_app(&self, url: &str) -> relay::App {
+        let destination = relay::Destination {
+            name: "bot".into(),
+            kind: DestinationKind::Relay,
+            url: url.to_string(),
+            secret_key: "BOT_SECRET".into(),
+            queue_url: self.bot.url.clone(),
+            dlq_url: self.bot.dlq_url.clone(),
+        };
+        let engine = self.aws.engine(&self.table);
+        let post = Arc::new(HttpRelay::new(url, Duration::from_secs(5)).unwrap());
+        relay::build(&engine, &destination, BOT_SECRET, post, RetryPolicy::EVENTS).unwrap()
+    }
 }
 
 /// The event keys on `url` and each message's attributes (received, hidden 60 s).
@@ -356,29 +405,11 @@ async fn the_relay_lambda_delivers_signed_retries_a_bot_that_is_down_and_dead_le
         panic!("pywa is not in the venv: scripts/requirements.txt installs it");
     }
     let (url, answer, got) = bot().await;
-    let destination = relay::Destination {
-        name: "bot".into(),
-        kind: DestinationKind::Relay,
-        url: url.clone(),
-        secret_key: "BOT_SECRET".into(),
-        queue_url: s.bot.url.clone(),
-        dlq_url: s.bot.dlq_url.clone(),
-    };
-    let engine = s.aws.engine(&s.table);
-    let post = Arc::new(HttpRelay::new(&url, Duration::from_secs(5)).unwrap());
-    let app = relay::build(&engine, &destination, BOT_SECRET, post, RetryPolicy::EVENTS).unwrap();
-    let batch = |url: String| {
-        let sqs = s.aws.sqs.clone();
-        async move {
-            let mut event = SqsEvent::default();
-            event.records = receive_lambda_records(&sqs, &url).await;
-            event
-        }
-    };
+    let app = s.relay_app(&url);
 
     // Up: delivered once, in Meta's envelope, signed so that pywa accepts it.
     s.post(&message(WABA_MX, MX, "wamid.UP1")).await;
-    let event = batch(s.bot.url.clone()).await;
+    let event = s.batch(&s.bot.url).await;
     assert_eq!(event.records.len(), 1);
     let answer_ = relay::handle(&app, event, None).await;
     assert!(answer_.batch_item_failures.is_empty());
@@ -398,7 +429,7 @@ async fn the_relay_lambda_delivers_signed_retries_a_bot_that_is_down_and_dead_le
     // later); the CRM's queue has the event all the same.
     answer.store(503, Ordering::SeqCst);
     s.post(&message(WABA_MX, MX, "wamid.DOWN1")).await;
-    let event = batch(s.bot.url.clone()).await;
+    let event = s.batch(&s.bot.url).await;
     let id = event.records[0].message_id.clone().unwrap();
     let receipt = event.records[0].receipt_handle.clone().unwrap();
     let answer_ = relay::handle(&app, event, None).await;
@@ -418,16 +449,8 @@ async fn the_relay_lambda_delivers_signed_retries_a_bot_that_is_down_and_dead_le
     assert!(crm.iter().any(|k| k.contains("wamid.DOWN1")), "{crm:?}");
     // The bot is back; the retry's delay is over (made visible now rather than waited for).
     answer.store(200, Ordering::SeqCst);
-    s.aws
-        .sqs
-        .change_message_visibility()
-        .queue_url(&s.bot.url)
-        .receipt_handle(receipt)
-        .visibility_timeout(0)
-        .send()
-        .await
-        .unwrap();
-    let event = batch(s.bot.url.clone()).await;
+    s.visible_now(&s.bot.url, receipt).await;
+    let event = s.batch(&s.bot.url).await;
     assert_eq!(event.records.len(), 1);
     assert!(relay::handle(&app, event, None)
         .await
@@ -438,7 +461,7 @@ async fn the_relay_lambda_delivers_signed_retries_a_bot_that_is_down_and_dead_le
     // Refused (400): dead-lettered at once into the bot's DLQ, its reason naming the bot.
     answer.store(400, Ordering::SeqCst);
     s.post(&message(WABA_MX, MX, "wamid.BAD1")).await;
-    let event = batch(s.bot.url.clone()).await;
+    let event = s.batch(&s.bot.url).await;
     assert!(relay::handle(&app, event, None)
         .await
         .batch_item_failures
@@ -457,7 +480,7 @@ async fn the_relay_lambda_delivers_signed_retries_a_bot_that_is_down_and_dead_le
     // the reason naming the horizon and the bot's last error.
     answer.store(503, Ordering::SeqCst);
     s.post(&message(WABA_MX, MX, "wamid.OLD1")).await;
-    let mut event = batch(s.bot.url.clone()).await;
+    let mut event = s.batch(&s.bot.url).await;
     let long_ago = wabridge_core::clock::now_ms() - 8 * 86_400_000;
     event.records[0]
         .attributes

@@ -9,7 +9,6 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use aws_lambda_events::event::sqs::SqsEvent;
 use serde_json::{json, Value};
 use wabridge_aws::dynamo::numbers::DynamoNumbers;
 use wabridge_core::event::Event;
@@ -19,9 +18,9 @@ use wabridge_core::retry::RetryPolicy;
 use wabridge_core::sync::CrmSync;
 use wabridge_crm::webhook::WebhookCrm;
 
-use crate::destinations_aws::{stack, Stack, MX, REGISTRY, WABA_MX};
+use crate::destinations_aws::{stack, MX, REGISTRY, WABA_MX};
 use crate::destinations_records::{receiver, verify, Got, RECORDS_SECRET};
-use wabridge_tests::{create_table, receive_lambda_records, require_aws, unique_name};
+use wabridge_tests::{create_table, require_aws, unique_name};
 
 const ANA: &str = "5215512345678";
 const LUIS: &str = "5215587654321";
@@ -33,26 +32,6 @@ fn message(wamid: &str, wa_id: &str) -> Value {
         "contacts": [{"profile": {"name": "Cliente"}, "wa_id": wa_id}],
         "messages": [{"from": wa_id, "id": wamid, "timestamp": "1763780000", "type": "text",
                       "text": {"body": "¿Tienen envío a Monterrey?"}}]}}]}]})
-}
-
-async fn batch(s: &Stack, url: &str) -> SqsEvent {
-    let mut event = SqsEvent::default();
-    event.records = receive_lambda_records(&s.aws.sqs, url).await;
-    event
-}
-
-/// Deletes the batch's messages, as Lambda does after a batch without failures.
-async fn finish(s: &Stack, url: &str, event: &SqsEvent) {
-    for record in &event.records {
-        s.aws
-            .sqs
-            .delete_message()
-            .queue_url(url)
-            .receipt_handle(record.receipt_handle.clone().unwrap())
-            .send()
-            .await
-            .unwrap();
-    }
 }
 
 /// The records the destination got, each checked as a Standard Webhooks receiver does.
@@ -110,7 +89,7 @@ async fn a_records_destination_on_aws_posts_each_record_once_signed_beside_the_c
         Arc::new(Mapping::example("local").unwrap()),
     );
     let crm_takes_all = || async {
-        let event = batch(&s, &s.events.url).await;
+        let event = s.batch(&s.events.url).await;
         for record in &event.records {
             let e = Event::from_json(record.body.as_deref().unwrap()).unwrap();
             assert!(matches!(
@@ -118,7 +97,7 @@ async fn a_records_destination_on_aws_posts_each_record_once_signed_beside_the_c
                 wabridge_core::consumer::Outcome::Done
             ));
         }
-        finish(&s, &s.events.url, &event).await;
+        s.finish(&s.events.url, &event).await;
     };
 
     let destination = relay::Destination {
@@ -149,13 +128,13 @@ async fn a_records_destination_on_aws_posts_each_record_once_signed_beside_the_c
 
     // SQS hands the destination's batch over twice: its records are posted once, all of them
     // although the CRM's ledger holds the same effects, with the CRM's contact id.
-    let event = batch(&s, &s.bot.url).await;
+    let event = s.batch(&s.bot.url).await;
     assert_eq!(event.records.len(), 1);
     for _ in 0..2 {
         let answer = relay::handle(&app, event.clone(), None).await;
         assert!(answer.batch_item_failures.is_empty());
     }
-    finish(&s, &s.bot.url, &event).await;
+    s.finish(&s.bot.url, &event).await;
     let posted = records(&got);
     let kinds: Vec<&str> = posted
         .iter()
@@ -189,7 +168,7 @@ async fn a_records_destination_on_aws_posts_each_record_once_signed_beside_the_c
     // Luis's event reaches the destination before the CRM's crm-sync resolved him: it waits
     // (left on the queue), then goes out with the contact id the CRM's crm-sync gave him.
     s.post(&message("wamid.LUIS1", LUIS)).await;
-    let event = batch(&s, &s.bot.url).await;
+    let event = s.batch(&s.bot.url).await;
     let receipt = event.records[0].receipt_handle.clone().unwrap();
     let answer = relay::handle(&app, event, None).await;
     assert_eq!(answer.batch_item_failures.len(), 1);
@@ -199,21 +178,13 @@ async fn a_records_destination_on_aws_posts_each_record_once_signed_beside_the_c
         .into_iter()
         .find(|(m, _)| m == "wamid.LUIS1")
         .unwrap();
-    s.aws
-        .sqs
-        .change_message_visibility()
-        .queue_url(&s.bot.url)
-        .receipt_handle(receipt)
-        .visibility_timeout(0)
-        .send()
-        .await
-        .unwrap();
-    let event = batch(&s, &s.bot.url).await;
+    s.visible_now(&s.bot.url, receipt).await;
+    let event = s.batch(&s.bot.url).await;
     assert!(relay::handle(&app, event.clone(), None)
         .await
         .batch_item_failures
         .is_empty());
-    finish(&s, &s.bot.url, &event).await;
+    s.finish(&s.bot.url, &event).await;
     assert_eq!(activities(&records(&got))[1], luis);
     assert_ne!(luis.1, crm_contact);
 }

@@ -5,19 +5,14 @@
 //! replay does not double; an erased person's deliveries are not replayed; a claim-checked event
 //! is not logged; bad flags are named.
 
-use std::sync::{Arc, Mutex};
-use std::time::Duration;
+use std::sync::Mutex;
 
-use aws_lambda_events::event::sqs::SqsEvent;
 use serde_json::{json, Value};
 use wabridge_core::clock::Clock;
-use wabridge_core::numbers::destinations::DestinationKind;
 use wabridge_core::numbers::replay::DeliveryLog;
-use wabridge_core::retry::RetryPolicy;
-use wabridge_crm::relay::HttpRelay;
 
-use crate::destinations_aws::{bot, stack, Stack, BOT_SECRET, MX, WABA_MX};
-use wabridge_tests::{gateway, receive_lambda_records, require_aws};
+use crate::destinations_aws::{bot, stack, MX, WABA_MX};
+use wabridge_tests::{gateway, require_aws};
 
 const ANA: &str = "5215512345678";
 const LUIS: &str = "5215587654321";
@@ -47,26 +42,6 @@ fn relayed(got: &Mutex<Vec<(String, String)>>) -> Vec<String> {
         .collect()
 }
 
-async fn batch(s: &Stack) -> SqsEvent {
-    let mut event = SqsEvent::default();
-    event.records = receive_lambda_records(&s.aws.sqs, &s.bot.url).await;
-    event
-}
-
-/// Deletes the batch's messages, as Lambda does after a batch without failures.
-async fn finish(s: &Stack, event: &SqsEvent) {
-    for record in &event.records {
-        s.aws
-            .sqs
-            .delete_message()
-            .queue_url(&s.bot.url)
-            .receipt_handle(record.receipt_handle.clone().unwrap())
-            .send()
-            .await
-            .unwrap();
-    }
-}
-
 /// `wabridge replay ARGS` against moto; (success, stdout, stderr).
 fn replay(args: &[&str]) -> (bool, String, String) {
     let endpoint = wabridge_tests::moto_endpoint().unwrap();
@@ -84,23 +59,14 @@ fn replay(args: &[&str]) -> (bool, String, String) {
 async fn the_relay_logs_its_deliveries_and_replay_sends_a_period_again_once() {
     let s = stack(require_aws!()).await;
     let (url, _, got) = bot().await;
-    let destination = relay::Destination {
-        name: "bot".into(),
-        kind: DestinationKind::Relay,
-        url: url.clone(),
-        secret_key: "BOT_SECRET".into(),
-        queue_url: s.bot.url.clone(),
-        dlq_url: s.bot.dlq_url.clone(),
-    };
+    let app = s.relay_app(&url);
     let engine = s.aws.engine(&s.table);
-    let post = Arc::new(HttpRelay::new(&url, Duration::from_secs(5)).unwrap());
-    let app = relay::build(&engine, &destination, BOT_SECRET, post, RetryPolicy::EVENTS).unwrap();
     let log = engine.deliveries();
     let logged = || async { log.logged("bot", 0, i64::MAX).await.unwrap().len() };
 
     // Three hours ago the bot got OLD (logged as the relay logs it, on a clock 3 h back).
     s.post(&message("wamid.OLD", ANA)).await;
-    let old = batch(&s).await;
+    let old = s.batch(&s.bot.url).await;
     assert_eq!(old.records.len(), 1);
     let record = &old.records[0];
     let body = record.body.clone().unwrap();
@@ -111,19 +77,19 @@ async fn the_relay_logs_its_deliveries_and_replay_sends_a_period_again_once() {
         .delivered("bot", &key, &body)
         .await
         .unwrap();
-    finish(&s, &old).await;
+    s.finish(&s.bot.url, &old).await;
 
     // Now Ana and Luis write: delivered and logged once each, though SQS hands the batch to
     // the function twice (the bot gets them twice, as it would from Meta; the log does not).
     s.post(&message("wamid.ANA", ANA)).await;
     s.post(&message("wamid.LUIS", LUIS)).await;
-    let event = batch(&s).await;
+    let event = s.batch(&s.bot.url).await;
     assert_eq!(event.records.len(), 2);
     for _ in 0..2 {
         let answer = relay::handle(&app, event.clone(), None).await;
         assert!(answer.batch_item_failures.is_empty());
     }
-    finish(&s, &event).await;
+    s.finish(&s.bot.url, &event).await;
     assert_eq!(relayed(&got).len(), 4);
     assert_eq!(logged().await, 3, "each key logged once");
     // A claim-checked event (over 200 KiB) is not logged: no DynamoDB item holds it.
@@ -140,10 +106,10 @@ async fn the_relay_logs_its_deliveries_and_replay_sends_a_period_again_once() {
     let table = s.table.as_str();
     let queue = s.bot.url.as_str();
     let deliver_all = || async {
-        let event = batch(&s).await;
+        let event = s.batch(&s.bot.url).await;
         let answer = relay::handle(&app, event.clone(), None).await;
         assert!(answer.batch_item_failures.is_empty());
-        finish(&s, &event).await;
+        s.finish(&s.bot.url, &event).await;
     };
     let sorted = |want: &[&str]| {
         let mut ids = relayed(&got);
