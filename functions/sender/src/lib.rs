@@ -145,7 +145,7 @@ pub async fn cold_start() -> Result<App, lambda_runtime::Error> {
         instances,
         uploader: Arc::new(uploader),
     };
-    let mut app = build_reloading(
+    let mut app = build_with_numbers(
         engine.clone(),
         Names {
             queue_url,
@@ -158,8 +158,7 @@ pub async fn cold_start() -> Result<App, lambda_runtime::Error> {
         media,
         lines,
         numbers.clone().map(Arc::new),
-        registry,
-        wabridge_core::numbers::reload::RELOAD_EVERY,
+        Some((registry, wabridge_core::numbers::reload::RELOAD_EVERY)),
     );
     let configs = match &numbers {
         Some(numbers) => TemplateSyncConfig::per_waba(lookup, numbers, secret),
@@ -238,11 +237,15 @@ pub fn build_with_lines(
     media: Option<Arc<MediaUploader>>,
     lines: Vec<lines::Line>,
 ) -> App {
-    build_with_numbers(engine, names, graph, limiter, policy, media, lines, None)
+    build_with_numbers(
+        engine, names, graph, limiter, policy, media, lines, None, None,
+    )
 }
 
 /// [`build_with_lines`] with the numbers registry the lines come from: the guards read the
-/// template registry of the sending number's WABA.
+/// template registry of the sending number's WABA. With `reload` (the table's registry and how
+/// often it may be read), the sender is built again when a send is `from` a number added since
+/// ([`reload::ReloadingSender`]): what [`cold_start`] builds with a registry.
 #[allow(clippy::too_many_arguments)]
 pub fn build_with_numbers(
     engine: AwsEngine,
@@ -253,32 +256,15 @@ pub fn build_with_numbers(
     media: Option<Arc<MediaUploader>>,
     lines: Vec<lines::Line>,
     numbers: Option<Arc<Numbers>>,
+    reload: Option<(reload::Registry, std::time::Duration)>,
 ) -> App {
     let (sender, queue) = assemble(engine, names, graph, limiter, policy, media, lines, numbers);
     let templates = sender.sends.policy.templates.clone();
-    app(Arc::new(sender), queue, policy, templates)
-}
-
-/// [`build_with_numbers`] over the table's registry, built again when a send is `from` a number
-/// added since ([`reload::ReloadingSender`], re-read at most once per `every`): what
-/// [`cold_start`] builds with a registry.
-#[allow(clippy::too_many_arguments)]
-pub fn build_reloading(
-    engine: AwsEngine,
-    names: Names,
-    graph: GraphClient,
-    limiter: RateLimiter,
-    policy: RetryPolicy,
-    media: Option<Arc<MediaUploader>>,
-    lines: Vec<lines::Line>,
-    numbers: Option<Arc<Numbers>>,
-    registry: reload::Registry,
-    every: std::time::Duration,
-) -> App {
-    let (sender, queue) = assemble(engine, names, graph, limiter, policy, media, lines, numbers);
-    let templates = sender.sends.policy.templates.clone();
-    let reloading = reload::ReloadingSender::new(sender, registry, every);
-    app(Arc::new(reloading), queue, policy, templates)
+    let handler: Arc<dyn Handler> = match reload {
+        Some((registry, every)) => Arc::new(reload::ReloadingSender::new(sender, registry, every)),
+        None => Arc::new(sender),
+    };
+    app(handler, queue, policy, templates)
 }
 
 #[allow(clippy::too_many_arguments)]

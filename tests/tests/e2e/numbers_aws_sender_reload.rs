@@ -106,7 +106,7 @@ async fn sender_app(
     let secret = |key: &str| cold.get(key).map(str::to_string);
     let lines = sender::lines::lines(&numbers, 1, &lookup, secret).unwrap();
     let default = sender::lines::graph_config(&numbers.all()[0], &lookup, secret).unwrap();
-    sender::build_reloading(
+    sender::build_with_numbers(
         aws.engine(table),
         sender::Names {
             queue_url: queue.url.clone(),
@@ -119,14 +119,16 @@ async fn sender_app(
         None,
         lines,
         Some(Arc::new(numbers)),
-        sender::reload::Registry {
-            table: registry,
-            read_secret: Arc::new(read),
-            settings: Arc::new(lookup),
-            instances: 1,
-            uploader: Arc::new(|_| None),
-        },
-        every,
+        Some((
+            sender::reload::Registry {
+                table: registry,
+                read_secret: Arc::new(read),
+                settings: Arc::new(lookup),
+                instances: 1,
+                uploader: Arc::new(|_| None),
+            },
+            every,
+        )),
     )
 }
 

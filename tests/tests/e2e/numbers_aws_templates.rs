@@ -131,6 +131,7 @@ async fn a_template_number_bs_waba_lacks_is_refused_from_b_and_sent_from_a() {
         None,
         lines,
         Some(Arc::new(numbers)),
+        None,
     );
     assert!(app.templates.is_per_waba());
     let response = sender::handle(&app, receive(&aws, &sends_q.url, 1).await, None).await;
