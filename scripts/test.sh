@@ -1,8 +1,9 @@
 #!/usr/bin/env bash
 # Runs every test, on a fresh machine too: installs what the tests need (a Python venv with
 # moto's server and the infra linters, Prism from npm), starts the services on free loopback
-# ports, runs the infra checks and the lint gates (rustfmt, clippy -D warnings, rustdoc), builds
-# the fuzz targets (scripts/fuzz.sh --build), then `cargo test --workspace --all-targets`.
+# ports, runs the infra checks and the lint gates (rustfmt, clippy -D warnings, rustdoc),
+# type-checks the fuzz targets (scripts/fuzz.sh --check), then
+# `cargo test --workspace --all-targets`.
 # Exits non-zero on any failure; the servers are stopped on exit whatever happens.
 #
 #   bash scripts/test.sh                 # everything
@@ -61,9 +62,10 @@ cargo clippy --workspace --all-targets -- -D warnings
 wabridge_log "cargo doc --no-deps --workspace (warnings are errors)"
 RUSTDOCFLAGS="-D warnings" cargo doc --no-deps --workspace --quiet
 
-# The fuzz targets (fuzz/, nightly, their own target dir) are built, not run, so they cannot rot.
-wabridge_log "fuzz targets: build only (bash scripts/fuzz.sh --build)"
-bash "$ROOT/scripts/fuzz.sh" --build
+# The fuzz targets (fuzz/, nightly, their own target dir) are type-checked, not run, so they
+# cannot rot.
+wabridge_log "fuzz targets: type-check only (bash scripts/fuzz.sh --check)"
+bash "$ROOT/scripts/fuzz.sh" --check
 
 # Build first (timed apart from the run), then test.
 wabridge_log "cargo test --workspace --all-targets --no-run ${cargo_args[*]}"
