@@ -83,6 +83,13 @@ pub trait Crm: Send + Sync {
     fn conversations_first(&self) -> bool {
         false
     }
+    /// Whether writing `record` waits for the event's contact to be written (the default: most
+    /// records associate to the contact's CRM record). `false` starts it beside the contact's
+    /// write, as soon as the record is built, and the CRM orders what depends on it itself
+    /// (HubSpot: a ticket is created, then tied to its contact once the contact's id is known).
+    fn waits_for_contact(&self, _record: &Record) -> bool {
+        true
+    }
 }
 
 /// The delay before the next attempt after `error` on receive `receive_count`: the retry

@@ -37,6 +37,71 @@ impl KeyLocks {
     }
 }
 
+/// Answers on their way from the CRM, by key (a contact's upsert, a ticket's create): a caller
+/// that needs the same answer waits for the one in flight instead of asking again.
+pub(crate) struct InFlight<V>(Mutex<HashMap<String, tokio::sync::watch::Receiver<Answer<V>>>>);
+
+/// `None` while in flight, then what came back (`Some(None)`: it failed).
+type Answer<V> = Option<Option<V>>;
+
+impl<V> Default for InFlight<V> {
+    fn default() -> Self {
+        InFlight(Mutex::new(HashMap::new()))
+    }
+}
+
+impl<V: Clone> InFlight<V> {
+    /// Marks `key` in flight until the returned guard says the answer or is dropped.
+    pub(crate) fn start(&self, key: &str) -> Landing<'_, V> {
+        let (tx, rx) = tokio::sync::watch::channel(None);
+        let mut map = self.0.lock().unwrap();
+        if map.len() >= CACHE_MAX {
+            map.retain(|_, rx| rx.borrow().is_none());
+        }
+        map.insert(key.to_string(), rx);
+        Landing {
+            map: self,
+            key: key.to_string(),
+            tx,
+        }
+    }
+
+    /// The answer of `key`'s request in flight, once it lands; `None` when there is none in
+    /// flight or it failed (the caller asks the CRM itself).
+    pub(crate) async fn wait(&self, key: &str) -> Option<V> {
+        let mut rx = self.0.lock().unwrap().get(key).cloned()?;
+        let answer = rx.wait_for(Option::is_some).await.ok()?.clone();
+        answer.flatten()
+    }
+}
+
+/// One request in flight ([`InFlight::start`]).
+pub(crate) struct Landing<'a, V> {
+    map: &'a InFlight<V>,
+    key: String,
+    tx: tokio::sync::watch::Sender<Answer<V>>,
+}
+
+impl<V> Landing<'_, V> {
+    /// Hands the answer to whoever waits (`None`: it failed).
+    pub(crate) fn land(self, answer: Option<V>) {
+        self.tx.send_replace(Some(answer));
+    }
+}
+
+impl<V> Drop for Landing<'_, V> {
+    fn drop(&mut self) {
+        // Waiters are woken by the answer, or see the sender gone (a cancelled request).
+        let mut map = self.map.0.lock().unwrap();
+        if map
+            .get(&self.key)
+            .is_some_and(|rx| rx.same_channel(&self.tx.subscribe()))
+        {
+            map.remove(&self.key);
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -62,5 +127,42 @@ mod tests {
             .await
             .unwrap()
             .unwrap();
+    }
+
+    #[tokio::test]
+    async fn a_waiter_gets_the_answer_in_flight_or_nothing() {
+        let flights = std::sync::Arc::new(InFlight::<String>::default());
+        // Nothing in flight: no wait.
+        assert_eq!(flights.wait("c1").await, None);
+
+        let landing = flights.start("c1");
+        let waiter = tokio::spawn({
+            let flights = flights.clone();
+            async move { flights.wait("c1").await }
+        });
+        tokio::time::sleep(Duration::from_millis(20)).await;
+        assert!(!waiter.is_finished(), "it waits for the answer");
+        landing.land(Some("hs-1".into()));
+        assert_eq!(waiter.await.unwrap(), Some("hs-1".into()));
+        // Landed: the key is no longer in flight.
+        assert_eq!(flights.wait("c1").await, None);
+
+        // A request that failed, or was dropped without an answer, hands over nothing.
+        let failed = flights.start("c2");
+        let waiter = tokio::spawn({
+            let flights = flights.clone();
+            async move { flights.wait("c2").await }
+        });
+        tokio::time::sleep(Duration::from_millis(20)).await;
+        failed.land(None);
+        assert_eq!(waiter.await.unwrap(), None);
+        let dropped = flights.start("c3");
+        let waiter = tokio::spawn({
+            let flights = flights.clone();
+            async move { flights.wait("c3").await }
+        });
+        tokio::time::sleep(Duration::from_millis(20)).await;
+        drop(dropped);
+        assert_eq!(waiter.await.unwrap(), None);
     }
 }

@@ -1,6 +1,7 @@
 //! The CRM effects of one event: validated through the mapping first, then each applied through
 //! the effects ledger (claim → CRM → confirm), with a few quick in-process retries.
 
+use std::future::Future;
 use std::time::Duration;
 
 use serde_json::{Map, Value};
@@ -25,25 +26,18 @@ pub(super) struct Pending {
     fields: Map<String, Value>,
 }
 
-/// Every effect of an event, validated.
-pub(super) struct Effects {
-    /// The event's contact with its fields (what activities and consents associate to).
-    pub(super) contact: Option<(Record, Map<String, Value>)>,
-    list: Vec<Pending>,
-}
-
-impl Effects {
-    /// The consent records among the effects (for the hooks).
-    pub(super) fn consents(&self) -> Vec<ConsentRecord> {
-        self.list
-            .iter()
-            .filter_map(|p| match &p.record {
-                Record::Consent(c) => Some(c.clone()),
-                _ => None,
-            })
-            .collect()
+impl Pending {
+    pub(super) fn new(name: &'static str, record: Record, fields: Map<String, Value>) -> Self {
+        Pending {
+            name,
+            record,
+            fields,
+        }
     }
 }
+
+/// The event's contact with its mapped fields: what its other records associate to.
+pub(super) type Contact = Option<(Record, Map<String, Value>)>;
 
 /// In-process attempts per effect before the delivery goes back to the queue: a blip (one 5xx,
 /// one short 429) is absorbed here instead of costing a receive.
@@ -52,97 +46,139 @@ const QUICK_ATTEMPTS: u32 = 3;
 const QUICK_WAIT_MAX: Duration = Duration::from_secs(1);
 
 impl CrmSync {
-    /// Maps every record (the contact first, written when `write_contact`); attribution and
-    /// lead records (`extra`) pass through as they are (no mapping section for them).
-    pub(super) fn validate(
+    /// Maps the event's contact.
+    pub(super) fn validate_contact(
         &self,
         contact: Option<Record>,
-        write_contact: bool,
-        records: Vec<(&'static str, Record)>,
-        extra: Vec<(&'static str, Record)>,
-    ) -> Result<Effects, ValidationError> {
-        let contact = match contact {
-            Some(c) => {
-                let fields = self.mapping.apply(&c)?;
-                Some((c, fields))
-            }
-            None => None,
-        };
-        let mut list = Vec::with_capacity(records.len() + extra.len() + 1);
-        if let (Some((c, fields)), true) = (&contact, write_contact) {
-            list.push(Pending {
-                name: "contact",
-                record: c.clone(),
-                fields: fields.clone(),
-            });
-        }
-        for (name, record) in records {
-            let fields = self.mapping.apply(&record)?;
-            list.push(Pending {
-                name,
-                record,
-                fields,
-            });
-        }
-        list.extend(extra.into_iter().map(|(name, record)| Pending {
-            name,
-            record,
-            fields: Map::new(),
-        }));
-        Ok(Effects { contact, list })
+    ) -> Result<Contact, ValidationError> {
+        contact
+            .map(|c| self.mapping.apply(&c).map(|fields| (c, fields)))
+            .transpose()
     }
 
-    /// Applies the effects through the ledger: the contact first (the others associate to
-    /// it), then the others at once, so an event costs two CRM round trips however many
-    /// effects it has (its activity, its conversation, a consent...). `Some(outcome)` ends the
-    /// delivery (a dead letter when any effect was rejected, else a retry); the effects that
-    /// were applied are confirmed and count as done on the next delivery. `None` = all applied.
+    /// Whether every record passes the mapping as it is now.
+    pub(super) fn passes(&self, records: &[(&'static str, Record)]) -> bool {
+        records.iter().all(|(_, r)| self.mapping.apply(r).is_ok())
+    }
+
+    /// Maps every record; attribution and lead records (`extra`) pass through as they are (no
+    /// mapping section for them).
+    pub(super) fn validate(
+        &self,
+        records: Vec<(&'static str, Record)>,
+        extra: Vec<(&'static str, Record)>,
+    ) -> Result<Vec<Pending>, ValidationError> {
+        let mut list = Vec::with_capacity(records.len() + extra.len());
+        for (name, record) in records {
+            let fields = self.mapping.apply(&record)?;
+            list.push(Pending::new(name, record, fields));
+        }
+        list.extend(
+            extra
+                .into_iter()
+                .map(|(name, record)| Pending::new(name, record, Map::new())),
+        );
+        Ok(list)
+    }
+
+    /// Applies the effects through the ledger, in as few CRM round trips as their order allows.
+    ///
+    /// `write` is the contact's write; with `early` it starts at once, beside `rest` (the
+    /// other records, being completed and validated), else once `rest` validated. The records
+    /// of `rest` follow the contact (they associate to it; a CRM that writes conversations
+    /// first gets them in a stage of their own before the others), each stage's effects at
+    /// once. Those that need nothing of the contact ([`crate::crm::Crm::waits_for_contact`])
+    /// go out beside it as soon as they are built. So an event costs two round trips or fewer
+    /// however many effects it has.
+    ///
+    /// Returns `Some(outcome)` when the delivery ends here (a dead letter when a record was
+    /// refused by the mapping or by the CRM, else a retry; the effects that were applied are
+    /// confirmed and count as done on the next delivery), and the event's consent records.
     pub(super) async fn apply(
         &self,
         event: &Event,
         status: Option<&(String, StatusKind)>,
-        effects: Effects,
+        contact: &Contact,
+        (write, early): (Option<Pending>, bool),
+        rest: impl Future<Output = Result<Result<Vec<Pending>, ValidationError>, StoreError>>,
         receive_count: u32,
-    ) -> Result<Option<Outcome>, StoreError> {
-        let contact = &effects.contact;
-        let mut list = effects.list.into_iter().peekable();
-        if let Some(first) = list.next_if(|p| p.name == "contact") {
-            if let Some(outcome) = self
-                .apply_one(event, status, first, contact, receive_count)
-                .await?
-            {
-                return Ok(Some(outcome));
+    ) -> Result<(Option<Outcome>, Vec<ConsentRecord>), StoreError> {
+        let one = |p| self.apply_one(event, status, p, contact, receive_count);
+        let stopped = |results: &[Result<Option<Outcome>, StoreError>]| {
+            results.iter().any(|r| !matches!(r, Ok(None)))
+        };
+        let (built, ready) = tokio::sync::oneshot::channel::<Vec<Pending>>();
+        let chain = async {
+            let mut results = Vec::new();
+            let mut write = write;
+            if let (true, Some(p)) = (early, write.take()) {
+                results.push(one(p).await);
             }
-        }
-        let (first, rest): (Vec<_>, Vec<_>) = list.partition(|p| {
-            self.crm.conversations_first() && matches!(p.record, Record::Conversation(_))
-        });
-        let mut results = Vec::with_capacity(first.len() + rest.len());
-        for stage in [first, rest] {
-            results.extend(
-                futures::future::join_all(
-                    stage
-                        .into_iter()
-                        .map(|p| self.apply_one(event, status, p, contact, receive_count)),
-                )
-                .await,
-            );
-            if results.iter().any(|r| !matches!(r, Ok(None))) {
-                // The activities wait for their conversation's record.
-                break;
+            // Nothing arrives when `rest` failed: the delivery ends with its reason.
+            let Ok(list) = ready.await else {
+                return results;
+            };
+            if let Some(p) = write {
+                results.push(one(p).await);
             }
-        }
+            let (convs, others): (Vec<_>, Vec<_>) = list.into_iter().partition(|p| {
+                self.crm.conversations_first() && matches!(p.record, Record::Conversation(_))
+            });
+            for stage in [convs, others] {
+                if stopped(&results) {
+                    // What comes next needs this stage's records in the CRM.
+                    break;
+                }
+                results.extend(futures::future::join_all(stage.into_iter().map(one)).await);
+            }
+            results
+        };
+        let beside = async {
+            let list = match rest.await? {
+                Ok(list) => list,
+                Err(e) => return Ok(Err(e)),
+            };
+            let consents = list
+                .iter()
+                .filter_map(|p| match &p.record {
+                    Record::Consent(c) => Some(c.clone()),
+                    _ => None,
+                })
+                .collect::<Vec<_>>();
+            let (now, after): (Vec<_>, Vec<_>) = list
+                .into_iter()
+                .partition(|p| !self.crm.waits_for_contact(&p.record));
+            // The chain is waiting for these (it is gone only when the future is dropped).
+            let _ = built.send(after);
+            let results = futures::future::join_all(now.into_iter().map(one)).await;
+            Ok::<_, StoreError>(Ok((consents, results)))
+        };
+        let (mut results, beside) = futures::join!(chain, beside);
+        let consents = match beside? {
+            Ok((consents, more)) => {
+                results.extend(more);
+                consents
+            }
+            Err(e) => {
+                let reason = format!("event {}: {e}", redact::key(&event.key));
+                // A store error of an effect that did run is still a store error.
+                for r in results {
+                    r?;
+                }
+                return Ok((Some(Outcome::DeadLetter(reason)), Vec::new()));
+            }
+        };
         let mut retry = None;
         for result in results {
             match result? {
-                Some(dead @ Outcome::DeadLetter(_)) => return Ok(Some(dead)),
+                Some(dead @ Outcome::DeadLetter(_)) => return Ok((Some(dead), consents)),
                 Some(other) => {
                     retry.get_or_insert(other);
                 }
                 None => {}
             }
         }
-        Ok(retry)
+        Ok((retry, consents))
     }
 
     /// One effect: claim → CRM → confirm. `Some(outcome)` when it was not applied.

@@ -30,7 +30,7 @@ use crate::error::StoreError;
 use crate::event::Event;
 use crate::identity::{new_contact_id, IdentityStore};
 use crate::ledger::{Ledger, DEFAULT_LEASE};
-use crate::mapping::Mapping;
+use crate::mapping::{Mapping, ValidationError};
 use crate::media::job::MediaJob;
 use crate::media::record::MediaState;
 use crate::queue::{Delivery, Queue};
@@ -38,6 +38,7 @@ use crate::records::{Direction, Record};
 use crate::redact;
 use crate::webhook::model::{Item, Message};
 
+use effects::Pending;
 pub use hooks::{HookContext, NoHooks, SyncHooks};
 use plan::{set_contact, IdentityOp, Plan};
 
@@ -207,48 +208,42 @@ impl CrmSync {
             contact.iter_mut().for_each(|c| set_contact(c, id));
             records.iter_mut().for_each(|(_, r)| set_contact(r, id));
         }
-        let (mut extra, campaign) = match (&plan.item, &contact_id) {
-            // An edit or revoke is not a new message: no touch, no lead.
-            (Item::Message(m), Some(id)) if m.original_message_id().is_none() => {
-                self.attribute(event, m, id, &mut records).await?
-            }
-            _ => (Vec::new(), None),
-        };
-        if let Some(id) = &contact_id {
-            // After attribution: a tracked link's code is the conversation's origin, and its
-            // campaign may tag it.
-            let (changed, conversation) = self
-                .converse(event, &plan, contact.as_ref(), id, campaign, &mut records)
-                .await?;
-            for (_, r) in extra.iter_mut() {
-                if let Record::Lead(lead) = r {
-                    lead.conversation_id = conversation.clone();
-                }
-            }
-            extra.extend(changed);
-        }
-        if let Item::Sweep(item) = &plan.item {
-            let swept = self.swept(item).await?;
-            // Signalled here, where the breach is written (once per conversation: the
-            // event's key), not by the sweep that found it.
-            if swept.iter().any(|(name, _)| *name == "sla_breach") {
-                signals.push(crate::alerts::Signal::SlaBreach { count: 1 });
-            }
-            extra.extend(swept);
-        }
-        // Validate everything before any effect: a bad record never reaches the CRM.
+        // Validate before any effect: a bad record never reaches the CRM. The contact first:
+        // its write may start before the other records are complete.
         let write_contact = plan.upsert_contact || created;
         let unverified = unverified_phone(contact.as_ref()).filter(|_| write_contact);
-        let effects = match self.validate(contact, write_contact, records, extra) {
-            Ok(e) => e,
+        let contact = match self.validate_contact(contact) {
+            Ok(c) => c,
             Err(e) => return Ok(dead(&e)),
         };
-        let consents = effects.consents();
-        let has_contact = effects.contact.is_some();
-        if let Some(outcome) = self
-            .apply(event, plan.status.as_ref(), effects, receive_count)
-            .await?
-        {
+        let has_contact = contact.is_some();
+        let write = contact
+            .as_ref()
+            .filter(|_| write_contact)
+            .map(|(record, fields)| Pending::new("contact", record.clone(), fields.clone()));
+        // The contact's write goes out while attribution and the conversation's fold read and
+        // write this event's stores, when the records already pass the mapping as they are
+        // (they are validated again once complete).
+        let early = write.is_some() && self.passes(&records);
+        let rest = self.complete(
+            event,
+            &plan,
+            contact.as_ref().map(|(c, _)| c),
+            contact_id.as_deref(),
+            records,
+            &mut signals,
+        );
+        let (outcome, consents) = self
+            .apply(
+                event,
+                plan.status.as_ref(),
+                &contact,
+                (write, early),
+                rest,
+                receive_count,
+            )
+            .await?;
+        if let Some(outcome) = outcome {
             return Ok(outcome);
         }
         if let Some(phone) = unverified {
@@ -278,6 +273,50 @@ impl CrmSync {
         }
         self.item_hooks(&ctx, &plan, has_contact).await?;
         Ok(Outcome::Done)
+    }
+
+    /// The event's records other than its contact, complete and validated: attribution and
+    /// the conversation's fold (store reads and writes) change its activity and add records
+    /// (`Err`: a record the mapping refuses).
+    async fn complete(
+        &self,
+        event: &Event,
+        plan: &Plan,
+        contact: Option<&Record>,
+        contact_id: Option<&str>,
+        mut records: Vec<(&'static str, Record)>,
+        signals: &mut Vec<crate::alerts::Signal>,
+    ) -> Result<Result<Vec<Pending>, ValidationError>, StoreError> {
+        let (mut extra, campaign) = match (&plan.item, contact_id) {
+            // An edit or revoke is not a new message: no touch, no lead.
+            (Item::Message(m), Some(id)) if m.original_message_id().is_none() => {
+                self.attribute(event, m, id, &mut records).await?
+            }
+            _ => (Vec::new(), None),
+        };
+        if let Some(id) = contact_id {
+            // After attribution: a tracked link's code is the conversation's origin, and its
+            // campaign may tag it.
+            let (changed, conversation) = self
+                .converse(event, plan, contact, id, campaign, &mut records)
+                .await?;
+            for (_, r) in extra.iter_mut() {
+                if let Record::Lead(lead) = r {
+                    lead.conversation_id = conversation.clone();
+                }
+            }
+            extra.extend(changed);
+        }
+        if let Item::Sweep(item) = &plan.item {
+            let swept = self.swept(item).await?;
+            // Signalled here, where the breach is written (once per conversation: the
+            // event's key), not by the sweep that found it.
+            if swept.iter().any(|(name, _)| *name == "sla_breach") {
+                signals.push(crate::alerts::Signal::SlaBreach { count: 1 });
+            }
+            extra.extend(swept);
+        }
+        Ok(self.validate(records, extra))
     }
 
     /// The media jobs of an inbound message, once its activity is in the CRM (a redelivery

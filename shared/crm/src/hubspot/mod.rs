@@ -77,6 +77,7 @@ use std::time::{Duration, Instant};
 use async_trait::async_trait;
 use serde_json::{Map, Value};
 
+use crate::cache::InFlight;
 use crate::hubspot::attribution::{contact_properties, deal_body, DealSettings};
 use crate::hubspot::ticket_fields::TicketSettings;
 use crate::timeline::status_text;
@@ -121,6 +122,9 @@ pub struct HubSpotCrm {
     communications: Batcher<CreateOp>,
     deals: Batcher<CreateOp>,
     contact_ids: Mutex<HashMap<String, String>>,
+    /// Contact upserts in flight, by id-property value: a lookup of the contact's HubSpot id
+    /// (a ticket written beside its contact) waits for one instead of upserting again.
+    upserting: InFlight<String>,
     /// Our contact id → id-property value of its HubSpot contact ([`identity`]).
     persons: Mutex<HashMap<String, String>>,
     /// Contact property holding the BSUID ([`HubSpotCrm::with_bsuid_property`]).
@@ -155,13 +159,15 @@ impl HubSpotCrm {
             communications,
             deals,
             contact_ids: Mutex::new(HashMap::new()),
+            upserting: InFlight::default(),
             persons: Mutex::new(HashMap::new()),
             bsuid_property: None,
             skipped: Mutex::new(BTreeMap::new()),
             search_lag: DEFAULT_SEARCH_LAG,
             doubtful: Mutex::new(HashMap::new()),
-            // A batch's linger, then at most a search and a create (an in-doubt create).
-            call_budget: DEFAULT_LINGER + timeout * 2,
+            // A batch's linger, the wait for a ticket being created, then at most a search
+            // and a create (an in-doubt create).
+            call_budget: DEFAULT_LINGER + tickets::TICKET_WAIT + timeout * 2,
             media: None,
             tickets: tickets::Tickets::new(&client, TicketSettings::default()),
             client,
@@ -231,26 +237,47 @@ impl HubSpotCrm {
     async fn upsert(&self, id: String, properties: Map<String, Value>) -> Result<String, CrmError> {
         let mut properties = properties;
         properties.insert(self.id_property.clone(), Value::String(id.clone()));
-        let hs_id = self
+        let landing = self.upserting.start(&id);
+        let hs_id = match self
             .contacts
             .submit(UpsertInput {
                 id: id.clone(),
                 properties,
             })
-            .await?;
-        let mut cache = self.contact_ids.lock().unwrap();
-        if cache.len() >= CONTACT_CACHE_MAX {
-            cache.clear();
+            .await
+        {
+            Ok(hs_id) => hs_id,
+            Err(e) => {
+                landing.land(None);
+                return Err(e);
+            }
+        };
+        {
+            let mut cache = self.contact_ids.lock().unwrap();
+            if cache.len() >= CONTACT_CACHE_MAX {
+                cache.clear();
+            }
+            cache.insert(id, hs_id.clone());
         }
-        cache.insert(id, hs_id.clone());
+        landing.land(Some(hs_id.clone()));
         Ok(hs_id)
     }
 
-    /// The HubSpot id of the effect's contact (cached, else upserted: harmless to repeat).
+    /// The HubSpot id of the effect's contact if this process knows it, without a call.
+    async fn known_contact_hs_id(&self, effect: &Effect) -> Result<Option<String>, CrmError> {
+        let id = self.effect_contact_id(effect).await?;
+        Ok(self.contact_ids.lock().unwrap().get(&id).cloned())
+    }
+
+    /// The HubSpot id of the effect's contact: cached, else the answer of its upsert in
+    /// flight, else upserted (harmless to repeat).
     async fn contact_hs_id(&self, effect: &Effect) -> Result<String, CrmError> {
         let id = self.effect_contact_id(effect).await?;
         if let Some(hs) = self.contact_ids.lock().unwrap().get(&id) {
             return Ok(hs.clone());
+        }
+        if let Some(hs) = self.upserting.wait(&id).await {
+            return Ok(hs);
         }
         let fields = effect
             .contact
@@ -284,7 +311,10 @@ impl HubSpotCrm {
         // Tied to its conversation's ticket in the same call when the ticket is known here;
         // else at the ticket's next write.
         let conversation = activity.conversation_id.as_deref();
-        let ticket = conversation.and_then(|c| self.tickets.inline_for(c));
+        let ticket = match conversation {
+            Some(c) => self.tickets.inline_for(c).await,
+            None => None,
+        };
         if let Some((ticket, type_id)) = &ticket {
             associations.push(ticket_links::inline(ticket, *type_id));
         }
@@ -366,6 +396,13 @@ impl Crm for HubSpotCrm {
 
     fn call_budget(&self) -> Option<Duration> {
         Some(self.call_budget)
+    }
+
+    /// A conversation's ticket is written beside the contact: an opening's ticket is created
+    /// while the contact is upserted and tied to it once the contact's id is known, and the
+    /// event's Communications wait for the ticket's id to carry it inline (`tickets.rs`).
+    fn waits_for_contact(&self, record: &Record) -> bool {
+        !matches!(record, Record::Conversation(_))
     }
 
     async fn apply(&self, effect: &Effect) -> Result<(), CrmError> {

@@ -14,18 +14,25 @@
 //! in the process. Two processes writing one conversation's ticket at the same instant can
 //! still leave the older revision; the conversation's next change corrects it.
 //!
-//! Few round trips per event ([`super::ticket_links`]): a conversation's opening revision is
-//! *created* with its association to the contact inline (one call; a ticket that exists makes
-//! HubSpot refuse the create, and the write then reads and upserts it like any other). Once a
-//! conversation's ticket id is known, its messages' Communications are created with their
-//! association to it inline. A Communication logged before its ticket existed is associated
-//! (v4 batch `associate/default`) at the ticket's next write, while that write runs. Writes that
-//! are not the opening revision read the ticket first (once per conversation and process).
+//! Few round trips per event ([`super::ticket_links`]). A conversation's record does not wait
+//! for the event's contact (`Crm::waits_for_contact`): its ticket is written beside the
+//! contact's upsert. The opening revision is *created* (one call; a ticket that exists makes
+//! HubSpot refuse the create, and the write then reads and upserts it like any other), with its
+//! contact association inline when this process knows the contact's id, else tied to the
+//! contact (v4 `associate/default`) once the contact's upsert in flight answers. The event's
+//! Communications wait for the ticket's id from the write in flight (at most [`TICKET_WAIT`])
+//! and carry their association to it inline, so an opening costs the round trips of a later
+//! message. A Communication logged without its ticket (none in flight, or the wait ran out) is
+//! associated at the ticket's next write, while that write runs. Writes that are not the
+//! opening revision read the ticket first (once per conversation and process).
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
+use std::time::Duration;
 
 use serde_json::json;
+
+use crate::cache::InFlight;
 
 use super::api::{Client, CreateInput, CreateOp, UpsertInput, UpsertOp};
 use super::batch::Batcher;
@@ -40,6 +47,9 @@ use wabridge_core::crm::{CrmError, Effect};
 const TICKETS_MAX: usize = 10_000;
 /// Communications waiting for their conversation's ticket, per conversation.
 const PENDING_MAX: usize = 64;
+/// Longest a Communication waits for its conversation's ticket id from a write in flight;
+/// past it, it is created without the ticket and tied at the ticket's next write.
+pub(crate) const TICKET_WAIT: Duration = Duration::from_secs(2);
 
 /// What this process knows of one conversation's ticket.
 #[derive(Debug, Default)]
@@ -65,6 +75,8 @@ pub(crate) struct Tickets {
     pending: Mutex<HashMap<String, Vec<String>>>,
     /// Conversation id → its ticket's id, for Communications to carry inline.
     ids: Mutex<HashMap<String, String>>,
+    /// Writes in flight of tickets whose id this process does not know yet, by conversation.
+    learning: InFlight<String>,
     pub types: AssociationTypes,
 }
 
@@ -112,6 +124,7 @@ impl Tickets {
             states: Mutex::new(HashMap::new()),
             pending: Mutex::new(HashMap::new()),
             ids: Mutex::new(HashMap::new()),
+            learning: InFlight::default(),
             types: AssociationTypes::new(client),
         }
     }
@@ -127,10 +140,19 @@ impl Tickets {
     }
 
     /// The ticket of `conversation_id` and the type of a Communication's association to it,
-    /// when both are known in this process.
-    pub fn inline_for(&self, conversation_id: &str) -> Option<(String, u32)> {
+    /// when both are known in this process, or the ticket's id is on its way (a write of it
+    /// in flight: the event's own ticket, written beside its contact), for [`TICKET_WAIT`].
+    pub async fn inline_for(&self, conversation_id: &str) -> Option<(String, u32)> {
+        let known = self.ids.lock().unwrap().get(conversation_id).cloned();
+        let ticket = match known {
+            Some(id) => id,
+            None => tokio::time::timeout(TICKET_WAIT, self.learning.wait(conversation_id))
+                .await
+                .ok()
+                .flatten()?,
+        };
+        // Read by the ticket's first write in this process (never waited for here).
         let type_id = self.types.known("communications", "tickets")?;
-        let ticket = self.ids.lock().unwrap().get(conversation_id).cloned()?;
         Some((ticket, type_id))
     }
 
@@ -232,10 +254,20 @@ impl HubSpotCrm {
         record: &ConversationRecord,
     ) -> Result<(), CrmError> {
         let tickets = &self.tickets;
+        // The event's Communications may wait for the id this write learns (`inline_for`).
+        let unknown = !tickets.ids.lock().unwrap().contains_key(&record.id);
+        let mut learning = unknown.then(|| tickets.learning.start(&record.id));
+        let mut learned = |ticket: &Option<String>| {
+            if let (Some(id), Some(landing)) = (ticket, learning.take()) {
+                tickets.remember_id(&record.id, id);
+                landing.land(Some(id.clone()));
+            }
+        };
         let state = tickets.state(&record.id);
         let mut state = state.lock().await;
         if !state.known && record.revision == 1 {
             self.create_ticket(effect, record, &mut state).await?;
+            learned(&state.ticket_id);
         }
         if !state.known {
             if let Some((id, revision, agent)) = tickets.reads.submit(record.id.clone()).await? {
@@ -244,6 +276,7 @@ impl HubSpotCrm {
                 state.agent = agent;
             }
             state.known = true;
+            learned(&state.ticket_id);
         }
         let upsert = if state.ticket_id.is_none() || record.revision > state.revision {
             let written = Written {
@@ -291,6 +324,7 @@ impl HubSpotCrm {
             state.revision = record.revision;
             state.agent = record.agent.clone();
         }
+        learned(&state.ticket_id);
         let ticket = state.ticket_id.clone().unwrap_or_default();
         tickets.remember_id(&record.id, &ticket);
         // An outcome set through the API names no contact: its ticket was associated when a
@@ -311,8 +345,10 @@ impl HubSpotCrm {
         Ok(())
     }
 
-    /// Creates the ticket of a conversation's opening revision with its contact association
-    /// inline, when the portal's association type is known. A refusal (the ticket exists: a
+    /// Creates the ticket of a conversation's opening revision, when the portal's association
+    /// type is known: with its contact association inline when this process knows the
+    /// contact's id, else without (a new contact, upserted beside this write) and tied to it
+    /// once the contact's upsert answers (`write_ticket`). A refusal (the ticket exists: a
     /// redelivery, another process) leaves `state` unknown, so the write reads and upserts.
     async fn create_ticket(
         &self,
@@ -331,14 +367,17 @@ impl HubSpotCrm {
         let Some(type_id) = type_id else {
             return Ok(());
         };
-        let contact = self.contact_hs_id(effect).await?;
+        let contact = self.known_contact_hs_id(effect).await?;
         let written = Written {
             exists: false,
             agent: None,
         };
         let input = CreateInput {
             properties: self.ticket_properties(record, &written),
-            associations: json!([inline(&contact, type_id)]),
+            associations: match &contact {
+                Some(contact) => json!([inline(contact, type_id)]),
+                None => json!([]),
+            },
         };
         match tickets.creates.submit(input).await {
             Ok(id) => {
@@ -346,7 +385,7 @@ impl HubSpotCrm {
                 state.ticket_id = Some(id);
                 state.revision = record.revision;
                 state.agent = record.agent.clone();
-                state.associated = true;
+                state.associated = contact.is_some();
                 Ok(())
             }
             Err(CrmError::Rejected(reason)) => {

@@ -227,8 +227,8 @@ pub(crate) fn pipelines() -> Response {
         .into_response()
 }
 
-/// `POST /crm/v3/objects/tickets/batch/create`: each input a new conversation's ticket with
-/// its contact association inline; a conversation id the portal holds already refuses the whole
+/// `POST /crm/v3/objects/tickets/batch/create`: each input a new conversation's ticket, with
+/// its contact association inline or none (HubSpot's associations are optional); a conversation id the portal holds already refuses the whole
 /// call with 409 (the property has unique values), as HubSpot does.
 pub(crate) fn create(fake: &Fake, inputs: &[Value]) -> Response {
     let mut results = Vec::new();
@@ -248,15 +248,21 @@ pub(crate) fn create(fake: &Fake, inputs: &[Value]) -> Response {
                 return fake.problem(format!("ticket created without {required}: {p}"));
             }
         }
+        // None (a new contact's id is not known yet: tied later), or the contact's.
         let a = &input["associations"];
-        let to = a[0]["to"]["id"].as_str().unwrap_or_default().to_string();
-        if a.as_array().map(Vec::len) != Some(1)
-            || a[0]["types"][0]["associationCategory"] != "HUBSPOT_DEFINED"
-            || a[0]["types"][0]["associationTypeId"] != TICKET_TO_CONTACT
+        let to = a[0]["to"]["id"].as_str().map(String::from);
+        let none = a.is_null() || a.as_array().is_some_and(Vec::is_empty);
+        if !none
+            && (a.as_array().map(Vec::len) != Some(1)
+                || a[0]["types"][0]["associationCategory"] != "HUBSPOT_DEFINED"
+                || a[0]["types"][0]["associationTypeId"] != TICKET_TO_CONTACT)
         {
             return fake.problem(format!("ticket create: associations {a}"));
         }
-        if !fake.contacts.lock().unwrap().values().any(|c| *c == to) {
+        if let Some(to) = to
+            .as_ref()
+            .filter(|to| !fake.contacts.lock().unwrap().values().any(|c| c == *to))
+        {
             return fake.problem(format!(
                 "ticket create: association to unknown contact {to}"
             ));
@@ -275,10 +281,13 @@ pub(crate) fn create(fake: &Fake, inputs: &[Value]) -> Response {
         let ticket = json!({"id": format!("{}", 7000 + tickets.len()), "properties": p});
         let ticket_id = ticket["id"].as_str().unwrap_or_default().to_string();
         tickets.insert(id, ticket);
-        fake.ticket_links
-            .lock()
-            .unwrap()
-            .push(("tickets/contacts".into(), ticket_id.clone(), to));
+        if let Some(to) = to {
+            fake.ticket_links.lock().unwrap().push((
+                "tickets/contacts".into(),
+                ticket_id.clone(),
+                to,
+            ));
+        }
         results.push(json!({"id": ticket_id, "properties": p,
             "objectWriteTraceId": input["objectWriteTraceId"]}));
     }
