@@ -258,13 +258,17 @@ impl HubSpotCrm {
         let unknown = !tickets.ids.lock().unwrap().contains_key(&record.id);
         let mut learning = unknown.then(|| tickets.learning.start(&record.id));
         let mut learned = |ticket: &Option<String>| {
-            if let (Some(id), Some(landing)) = (ticket, learning.take()) {
+            // Landed once, and only with an id: waiters keep waiting until then.
+            let Some(id) = ticket else { return };
+            if let Some(landing) = learning.take() {
                 tickets.remember_id(&record.id, id);
                 landing.land(Some(id.clone()));
             }
         };
         let state = tickets.state(&record.id);
         let mut state = state.lock().await;
+        // An earlier write of the conversation may have learned it meanwhile.
+        learned(&state.ticket_id);
         if !state.known && record.revision == 1 {
             self.create_ticket(effect, record, &mut state).await?;
             learned(&state.ticket_id);
