@@ -1,4 +1,4 @@
-//! Every env name a function reads is set and is a name of shared/core/src/config.rs; no secret
+//! Every env name a function reads is set and is a name of shared/core/src/config/mod.rs; no secret
 //! is an environment value or a parameter; the secret holds exactly the secret names.
 
 use std::collections::BTreeSet;
@@ -30,10 +30,10 @@ const QUEUE_ENV: &[(&str, &str)] = &[
     (config::DESTINATION_DLQ_URL, "Destination3Dlq"),
 ];
 
-/// Every `pub const NAME: &str = "NAME";` of config.rs: the one list of env names.
+/// Every `pub const NAME: &str = "NAME";` of config/mod.rs: the one list of env names.
 fn config_names() -> BTreeSet<String> {
-    let text = std::fs::read_to_string(workspace_root().join("shared/core/src/config.rs"))
-        .expect("config.rs");
+    let text = std::fs::read_to_string(workspace_root().join("shared/core/src/config/mod.rs"))
+        .expect("config/mod.rs");
     text.lines()
         .filter_map(|l| {
             let rest = l.trim().strip_prefix("pub const ")?;
@@ -105,7 +105,7 @@ pub(super) fn check_env(t: &Value) -> Vec<String> {
         for (name, value) in &vars {
             if !known.contains(name) {
                 p.push(format!(
-                    "{}: env {name} is not a name in shared/core/src/config.rs",
+                    "{}: env {name} is not a name in shared/core/src/config/mod.rs",
                     l.id
                 ));
             }
@@ -128,7 +128,7 @@ pub(super) fn check_env(t: &Value) -> Vec<String> {
                 }
             }
         }
-        // A queue it uses must reach it by the URL env name of config.rs.
+        // A queue it uses must reach it by the URL env name of config/mod.rs.
         let used = l.sends_to.iter().chain(l.consumes.iter().map(|(q, _)| q));
         for queue in used {
             let (env, _) = QUEUE_ENV

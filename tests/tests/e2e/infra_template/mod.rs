@@ -1,5 +1,5 @@
 //! The SAM template (infra/template.yaml) checked against the code: every resource of the flow,
-//! every output, every env name a function reads (shared/core/src/config.rs is the one list), the
+//! every output, every env name a function reads (shared/core/src/config/mod.rs is the one list), the
 //! secret's keys, least-privilege roles, queues with dead-letter queues, alarms.
 //!
 //! The template is read with a YAML parser that keeps CloudFormation's short tags (`!Ref`,
@@ -178,7 +178,7 @@ fn int_or_param(t: &Value, v: &Value) -> Option<i64> {
 
 /// The Lambdas: logical id, crate folder, and the env names each reads besides the secrets
 /// (which come from the secret named by `WABRIDGE_SECRETS_ARN`). Proposed for
-/// shared/core/src/config.rs as `INGEST_ENV`, `CRM_SYNC_ENV`, `SENDER_ENV`.
+/// shared/core/src/config/mod.rs as `INGEST_ENV`, `CRM_SYNC_ENV`, `SENDER_ENV`.
 struct Lambda {
     id: &'static str,
     crate_dir: &'static str,

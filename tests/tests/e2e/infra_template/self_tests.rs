@@ -108,7 +108,7 @@ fn checks_catch_a_missing_resource_output_or_env_name() {
     });
     assert_reports(
         &p,
-        "env WABRIDGE_TABEL is not a name in shared/core/src/config.rs",
+        "env WABRIDGE_TABEL is not a name in shared/core/src/config/mod.rs",
     );
     let p = mutated(|t| {
         t["Resources"]
