@@ -1,6 +1,6 @@
 //! The sends service: what `POST /sends`, `GET /sends/{id}`, `POST /consents` and
 //! `GET /consents?to=` do (transport-free, called by [`crate::api`]; the consent routes in
-//! [`consents`]). The sender's queue handler is in [`super::sender`], status application in
+//! `consents.rs`). The sender's queue handler is in [`super::sender`], status application in
 //! [`super::status`].
 
 use std::sync::Arc;
