@@ -5,10 +5,17 @@
 //! every record through the mapping (a record breaking a rule dead-letters the delivery with
 //! field and rule, before anything reaches the CRM), then run each side effect through the
 //! effects ledger (claim → CRM → confirm; see [`crate::ledger`] and `effects`), and last the
-//! sending side's [`SyncHooks`]. Outcomes: `Done`; `Retry` for 429 (the CRM's delay), 5xx /
-//! timeouts / 401 / 403 (backoff within the retry horizon, see [`crate::retry`]), an open
-//! circuit ([`crate::breaker`]) and store outages; `DeadLetter` for malformed events,
-//! validation failures and other 4xx rejections.
+//! sending side's [`SyncHooks`].
+//!
+//! The contact's write starts while attribution and the conversation's fold complete the other
+//! records, which are validated again once complete: a rule that only the completed record
+//! breaks (one on `conversation_id`, say) dead-letters the delivery after its contact was
+//! written; the record itself never reaches the CRM.
+//!
+//! Outcomes: `Done`; `Retry` for 429 (the CRM's delay), 5xx / timeouts / 401 / 403 (backoff
+//! within the retry horizon, see [`crate::retry`]), an open circuit ([`crate::breaker`]) and
+//! store outages; `DeadLetter` for malformed events, validation failures and other 4xx
+//! rejections.
 
 mod conversation;
 mod effects;
