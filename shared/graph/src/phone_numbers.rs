@@ -11,7 +11,7 @@ use std::time::Duration;
 
 use serde_json::Value;
 use wabridge_core::sends::classify::SendFailure;
-use wabridge_core::sends::template_sync::SyncError;
+use wabridge_core::sends::template_sync::{next_cursor, SyncError};
 
 use crate::{http_client, json_call};
 
@@ -193,22 +193,8 @@ pub fn parse_numbers_page(body: &Value) -> Result<(Vec<ListedNumber>, Option<Str
             country_code: text(item, "country_code"),
         });
     }
-    let has_next = body
-        .pointer("/paging/next")
-        .and_then(Value::as_str)
-        .is_some_and(|n| !n.is_empty());
-    let after = body
-        .pointer("/paging/cursors/after")
-        .and_then(Value::as_str)
-        .filter(|a| !a.is_empty())
-        .map(str::to_string);
-    match (has_next, after) {
-        (false, _) => Ok((numbers, None)),
-        (true, Some(after)) => Ok((numbers, Some(after))),
-        (true, None) => Err(ReadError::Invalid(
-            "the answer has `paging.next` but no `paging.cursors.after`".into(),
-        )),
-    }
+    let after = next_cursor(body).map_err(|e| ReadError::Invalid(e.into()))?;
+    Ok((numbers, after))
 }
 
 /// `/subscribed_apps`: each app (`whatsapp_business_api_data.{id,name}` in Meta's examples,

@@ -26,7 +26,7 @@ use crate::sends::classify::SendFailure;
 use crate::templates::{TemplateRegistries, TemplateRegistry};
 
 mod page;
-pub use page::{body_parameter_count, parse_page, placeholders, Page, RemoteTemplate};
+pub use page::{body_parameter_count, next_cursor, parse_page, placeholders, Page, RemoteTemplate};
 
 /// Fields asked for: what the registry keeps, and how placeholders are written.
 pub const FIELDS: &str =

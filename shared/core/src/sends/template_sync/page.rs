@@ -154,6 +154,19 @@ pub fn parse_page(body: &Value) -> Result<Page, SyncError> {
             components: components.to_vec(),
         });
     }
+    let next_after = next_cursor(body).map_err(|e| SyncError::Invalid(e.into()))?;
+    Ok(Page {
+        templates,
+        skipped,
+        next_after,
+    })
+}
+
+/// The cursor of the next page of a Graph API list (`paging.cursors.after` while the answer
+/// carries `paging.next`, Meta's mark of a further page); an error when it marks a next page
+/// without a cursor. The `next` URL itself is never fetched: the token goes to the configured
+/// host only.
+pub fn next_cursor(body: &Value) -> Result<Option<String>, &'static str> {
     let has_next = body
         .pointer("/paging/next")
         .and_then(Value::as_str)
@@ -163,18 +176,9 @@ pub fn parse_page(body: &Value) -> Result<Page, SyncError> {
         .and_then(Value::as_str)
         .filter(|a| !a.is_empty())
         .map(str::to_string);
-    let next_after = match (has_next, after) {
-        (true, Some(after)) => Some(after),
-        (true, None) => {
-            return Err(SyncError::Invalid(
-                "the answer has `paging.next` but no `paging.cursors.after`".into(),
-            ))
-        }
-        (false, _) => None,
-    };
-    Ok(Page {
-        templates,
-        skipped,
-        next_after,
-    })
+    match (has_next, after) {
+        (false, _) => Ok(None),
+        (true, Some(after)) => Ok(Some(after)),
+        (true, None) => Err("the answer has `paging.next` but no `paging.cursors.after`"),
+    }
 }
